@@ -1,0 +1,323 @@
+//! Triggers: when a job fires.
+//!
+//! A [`TriggerSpec`] is what a user writes (config, API, `kairos next`); a [`Trigger`] is
+//! its checked, compiled form. Triggers are pure: [`Trigger::next_fire_time`] depends
+//! only on its arguments, never on the clock, so the scheduler and the tests drive it
+//! with whatever time they like.
+//!
+//! | type | fires |
+//! | --- | --- |
+//! | `date` | once, at `run_date` (or `delay` after it was created) |
+//! | `interval` | every fixed elapsed duration from `start_date`; DST does not move it |
+//! | `cron` | when every field matches, with APScheduler 3.x's field syntax and defaults |
+//! | `crontab` | on a 5-field crontab line, Vixie cron semantics |
+//! | `calendarinterval` | every N years/months/weeks/days at a fixed wall-clock time |
+//! | `and` / `or` | when all / any of several triggers fire |
+//!
+//! # Ground rules
+//! - Fire times strictly increase: the next fire time is always later than the
+//!   previous one, whatever the zone does.
+//! - Calendar fields are matched on civil time in the trigger's zone and turned into an
+//!   instant only at the end ([`civil`]): a wall-clock time inside a spring-forward gap
+//!   fires at the first instant after the gap; one inside a fall-back fold fires in the
+//!   first pass only, unless the hour field matches all 24 hours.
+//! - Jitter is not part of the schedule: [`Trigger::jitter`] tells the scheduler how
+//!   much it may delay a run ([`jitter::delay_run`]), and the delayed time never feeds
+//!   the next computation.
+//!
+//! ```
+//! use chrono::{DateTime, Utc};
+//! use kairos::trigger::{Trigger, TriggerContext, TriggerSpec};
+//!
+//! let spec: TriggerSpec = serde_json::from_str(
+//!     r#"{"type": "cron", "hour": 3, "timezone": "Asia/Shanghai"}"#,
+//! ).unwrap();
+//! let now: DateTime<Utc> = "2024-01-01T00:00:00Z".parse().unwrap();
+//! let trigger = Trigger::new(spec, &TriggerContext::new(now)).unwrap();
+//! let next = trigger.next_fire_time(None, now).unwrap();
+//! assert_eq!(next.to_rfc3339(), "2024-01-01T19:00:00+00:00"); // 03:00 in Shanghai
+//! ```
+
+pub(crate) mod calendar_interval;
+pub(crate) mod civil;
+mod combining;
+pub(crate) mod cron;
+pub(crate) mod crontab;
+pub mod datetime;
+mod date;
+mod interval;
+pub mod jitter;
+mod spec;
+mod window;
+pub mod words;
+pub mod zone;
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use spec::{
+    CalendarIntervalSpec, CombiningSpec, CronSpec, CrontabSpec, DateSpec, IntervalSpec,
+    TriggerSpec,
+};
+pub use zone::Zone;
+
+/// What a trigger needs from its surroundings when it is built: the zone for triggers
+/// that name none, and "now" for values given relative to it (`delay`, an interval's
+/// default start).
+#[derive(Clone, Copy, Debug)]
+pub struct TriggerContext {
+    /// The zone of triggers that give no `timezone` (the scheduler's zone).
+    pub timezone: Zone,
+    /// The instant relative values are resolved against.
+    pub now: DateTime<Utc>,
+}
+
+impl TriggerContext {
+    /// A context with UTC as the default zone.
+    pub fn new(now: DateTime<Utc>) -> TriggerContext {
+        TriggerContext {
+            timezone: zone::UTC,
+            now,
+        }
+    }
+
+    /// The same context with another default zone.
+    pub fn with_timezone(self, timezone: Zone) -> TriggerContext {
+        TriggerContext { timezone, ..self }
+    }
+}
+
+/// What kind of mistake a [`TriggerError`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TriggerErrorKind {
+    /// The text could not be read at all.
+    Syntax,
+    /// A number, step or date is outside what the field allows.
+    OutOfRange,
+    /// A month, weekday or time zone name is not known.
+    UnknownName,
+    /// A field that this trigger type does not have.
+    UnknownField,
+    /// Values that cannot go together, or a required one that is missing.
+    Conflict,
+}
+
+/// A trigger that cannot be built: names the field and says why.
+///
+/// Displays as `field: reason`, e.g. `hour: 25 is out of range 0-23`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct TriggerError {
+    field: String,
+    reason: String,
+    kind: TriggerErrorKind,
+}
+
+impl TriggerError {
+    pub(crate) fn new(
+        kind: TriggerErrorKind,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> TriggerError {
+        TriggerError {
+            field: field.into(),
+            reason: reason.into(),
+            kind,
+        }
+    }
+
+    pub(crate) fn syntax(field: impl Into<String>, reason: impl Into<String>) -> TriggerError {
+        TriggerError::new(TriggerErrorKind::Syntax, field, reason)
+    }
+
+    pub(crate) fn out_of_range(
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> TriggerError {
+        TriggerError::new(TriggerErrorKind::OutOfRange, field, reason)
+    }
+
+    pub(crate) fn unknown_name(
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> TriggerError {
+        TriggerError::new(TriggerErrorKind::UnknownName, field, reason)
+    }
+
+    pub(crate) fn conflict(field: impl Into<String>, reason: impl Into<String>) -> TriggerError {
+        TriggerError::new(TriggerErrorKind::Conflict, field, reason)
+    }
+
+    /// The field at fault: `hour`, `start_date`, `crontab`.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// Why the value was refused.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The kind of mistake.
+    pub fn kind(&self) -> TriggerErrorKind {
+        self.kind
+    }
+
+    /// The same error, reported under a parent field (`triggers[1].hour`).
+    pub(crate) fn within(self, parent: &str) -> TriggerError {
+        TriggerError {
+            field: format!("{parent}.{}", self.field),
+            ..self
+        }
+    }
+}
+
+/// A checked, compiled trigger.
+///
+/// Serializes as its resolved [`TriggerSpec`]: the zone, an interval's start and a
+/// delayed date's run date are written out, so a stored trigger means the same thing
+/// when it is read back on another machine or after a restart.
+#[derive(Clone, Debug)]
+pub struct Trigger {
+    spec: TriggerSpec,
+    zone: Zone,
+    jitter: Option<Duration>,
+    schedule: Schedule,
+}
+
+#[derive(Clone, Debug)]
+enum Schedule {
+    Date(DateTime<Utc>),
+    Interval(interval::IntervalTrigger),
+    Cron(cron::CronTrigger),
+    CalendarInterval(calendar_interval::CalendarIntervalTrigger),
+    And(Vec<Trigger>),
+    Or(Vec<Trigger>),
+}
+
+impl Trigger {
+    /// Checks and compiles `spec`; relative and missing values are resolved with `context`.
+    pub fn new(spec: TriggerSpec, context: &TriggerContext) -> Result<Trigger, TriggerError> {
+        match spec {
+            TriggerSpec::Date(spec) => date::build(spec, context),
+            TriggerSpec::Interval(spec) => interval::build(spec, context),
+            TriggerSpec::Cron(spec) => cron::build(spec, context),
+            TriggerSpec::Crontab(spec) => crontab::build(spec, context),
+            TriggerSpec::CalendarInterval(spec) => calendar_interval::build(spec, context),
+            TriggerSpec::And(spec) => combining::build(spec, context, true),
+            TriggerSpec::Or(spec) => combining::build(spec, context, false),
+        }
+    }
+
+    /// The next time to fire after `previous_fire_time`, or the first one at or after
+    /// `now` when the job has not fired yet; `None` when the schedule is over.
+    ///
+    /// As in APScheduler, a `date` trigger's only fire time is returned even when it
+    /// lies before `now`: a one-off job whose moment passed while the scheduler was
+    /// down still runs, subject to the job's misfire grace time.
+    pub fn next_fire_time(
+        &self,
+        previous_fire_time: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        match (&self.schedule, previous_fire_time) {
+            (Schedule::Date(run_date), None) => Some(*run_date),
+            (_, Some(previous)) => self.first_fire_at_or_after(previous + TimeDelta::microseconds(1)),
+            (_, None) => self.first_fire_at_or_after(datetime::truncate_to_micros(now)),
+        }
+    }
+
+    /// Fire times from `from` on (the first at or after it), as `kairos next` lists them.
+    pub fn fire_times(&self, from: DateTime<Utc>) -> FireTimes<'_> {
+        FireTimes {
+            trigger: self,
+            previous: None,
+            from,
+            done: false,
+        }
+    }
+
+    /// The first fire time at or after `instant`: the shared primitive of every
+    /// trigger, also what combinations are built from.
+    pub(crate) fn first_fire_at_or_after(&self, instant: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match &self.schedule {
+            Schedule::Date(run_date) => (*run_date >= instant).then_some(*run_date),
+            Schedule::Interval(trigger) => trigger.first_fire_at_or_after(instant),
+            Schedule::Cron(trigger) => trigger.first_fire_at_or_after(instant),
+            Schedule::CalendarInterval(trigger) => trigger.first_fire_at_or_after(instant),
+            Schedule::And(triggers) => combining::all_agree_at_or_after(triggers, instant),
+            Schedule::Or(triggers) => combining::any_at_or_after(triggers, instant),
+        }
+    }
+
+    /// The zone the trigger computes and shows its times in.
+    pub fn timezone(&self) -> Zone {
+        self.zone
+    }
+
+    /// How much a run may be delayed at random (see [`jitter::delay_run`]).
+    pub fn jitter(&self) -> Option<Duration> {
+        self.jitter
+    }
+
+    /// The resolved specification this trigger was built from.
+    pub fn spec(&self) -> &TriggerSpec {
+        &self.spec
+    }
+
+    /// The trigger type's name: `date`, `interval`, `cron`, `crontab`, `calendarinterval`,
+    /// `and` or `or`.
+    pub fn kind(&self) -> &'static str {
+        self.spec.kind()
+    }
+}
+
+impl PartialEq for Trigger {
+    /// Two triggers are equal when their resolved specifications are.
+    fn eq(&self, other: &Trigger) -> bool {
+        self.spec == other.spec
+    }
+}
+
+impl Serialize for Trigger {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.spec.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Trigger {
+    /// Reads a specification and builds it against UTC and the current time; stored
+    /// triggers are resolved, so neither matters for them.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Trigger, D::Error> {
+        let spec = TriggerSpec::deserialize(deserializer)?;
+        Trigger::new(spec, &TriggerContext::new(Utc::now())).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The fire times of a trigger from some instant on; see [`Trigger::fire_times`].
+#[derive(Clone, Debug)]
+pub struct FireTimes<'a> {
+    trigger: &'a Trigger,
+    previous: Option<DateTime<Utc>>,
+    from: DateTime<Utc>,
+    done: bool,
+}
+
+impl Iterator for FireTimes<'_> {
+    type Item = DateTime<Utc>;
+
+    fn next(&mut self) -> Option<DateTime<Utc>> {
+        if self.done {
+            return None;
+        }
+        let next = match self.previous {
+            None => self.trigger.next_fire_time(None, self.from),
+            Some(previous) => self.trigger.next_fire_time(Some(previous), previous),
+        };
+        self.previous = next;
+        self.done = next.is_none();
+        next
+    }
+}

@@ -1,0 +1,236 @@
+//! `field=value` words, as `kairos next` takes them, into a [`TriggerSpec`].
+//!
+//! The words use APScheduler's keyword names (`hour=3`, `day_of_week=mon-fri`,
+//! `minutes=30`, `start_date=…`, `timezone=Asia/Shanghai`); a `crontab` trigger takes
+//! its line as the first word(s). The same parser serves any caller that previews a
+//! trigger from text, so the preview and the CLI cannot disagree.
+
+use std::time::Duration;
+
+use super::spec::humane_duration;
+use super::{
+    CalendarIntervalSpec, CronSpec, CrontabSpec, DateSpec, IntervalSpec, TriggerError,
+    TriggerSpec,
+};
+use crate::suggest::closest;
+
+/// The trigger kinds that words can describe.
+pub const KINDS: [&str; 5] = ["cron", "crontab", "interval", "date", "calendarinterval"];
+
+const DATE_FIELDS: &[&str] = &["run_date", "delay", "timezone"];
+const INTERVAL_FIELDS: &[&str] = &[
+    "weeks", "days", "hours", "minutes", "seconds", "start_date", "end_date", "timezone", "jitter",
+];
+const CRON_FIELDS: &[&str] = &[
+    "year", "month", "day", "week", "day_of_week", "hour", "minute", "second", "start_date",
+    "end_date", "timezone", "jitter",
+];
+const CRONTAB_FIELDS: &[&str] = &["expression", "start_date", "end_date", "timezone", "jitter"];
+const CALENDAR_INTERVAL_FIELDS: &[&str] = &[
+    "years", "months", "weeks", "days", "hour", "minute", "second", "start_date", "end_date",
+    "timezone", "jitter",
+];
+
+/// Builds a specification of `kind` from `field=value` words.
+pub fn spec_from_words(kind: &str, words: &[String]) -> Result<TriggerSpec, TriggerError> {
+    let (line, words) = match kind {
+        // The crontab line comes first, quoted as one word or spread over five.
+        "crontab" => {
+            let split = words
+                .iter()
+                .position(|word| is_assignment(word))
+                .unwrap_or(words.len());
+            (Some(words[..split].join(" ")), &words[split..])
+        }
+        _ => (None, words),
+    };
+    let fields = match kind {
+        "date" => DATE_FIELDS,
+        "interval" => INTERVAL_FIELDS,
+        "cron" => CRON_FIELDS,
+        "crontab" => CRONTAB_FIELDS,
+        "calendarinterval" => CALENDAR_INTERVAL_FIELDS,
+        _ => {
+            return Err(TriggerError::unknown_name(
+                "type",
+                format!(
+                    "unknown trigger type \"{kind}\" (expected {})",
+                    KINDS.join(", ")
+                ),
+            ))
+        }
+    };
+    let mut pairs = Assignments::read(words, fields, kind)?;
+    let spec = match kind {
+        "date" => TriggerSpec::Date(DateSpec {
+            run_date: pairs.take("run_date"),
+            delay: pairs.duration("delay")?,
+            timezone: pairs.take("timezone"),
+        }),
+        "interval" => TriggerSpec::Interval(IntervalSpec {
+            weeks: pairs.number("weeks")?,
+            days: pairs.number("days")?,
+            hours: pairs.number("hours")?,
+            minutes: pairs.number("minutes")?,
+            seconds: pairs.number("seconds")?,
+            start_date: pairs.take("start_date"),
+            end_date: pairs.take("end_date"),
+            timezone: pairs.take("timezone"),
+            jitter: pairs.duration("jitter")?,
+        }),
+        "cron" => TriggerSpec::Cron(CronSpec {
+            year: pairs.take("year"),
+            month: pairs.take("month"),
+            day: pairs.take("day"),
+            week: pairs.take("week"),
+            day_of_week: pairs.take("day_of_week"),
+            hour: pairs.take("hour"),
+            minute: pairs.take("minute"),
+            second: pairs.take("second"),
+            start_date: pairs.take("start_date"),
+            end_date: pairs.take("end_date"),
+            timezone: pairs.take("timezone"),
+            jitter: pairs.duration("jitter")?,
+        }),
+        "crontab" => {
+            let written = line.filter(|line| !line.trim().is_empty());
+            let expression = match (written, pairs.take("expression")) {
+                (Some(_), Some(_)) => {
+                    return Err(TriggerError::conflict(
+                        "crontab",
+                        "give the line once: as the first word or as expression=…",
+                    ))
+                }
+                (Some(line), None) | (None, Some(line)) => line,
+                (None, None) => {
+                    return Err(TriggerError::conflict(
+                        "crontab",
+                        "expected a crontab line such as \"0 3 * * *\" as the first word",
+                    ))
+                }
+            };
+            TriggerSpec::Crontab(CrontabSpec {
+                expression,
+                start_date: pairs.take("start_date"),
+                end_date: pairs.take("end_date"),
+                timezone: pairs.take("timezone"),
+                jitter: pairs.duration("jitter")?,
+            })
+        }
+        _ => TriggerSpec::CalendarInterval(CalendarIntervalSpec {
+            years: pairs.number("years")?,
+            months: pairs.number("months")?,
+            weeks: pairs.number("weeks")?,
+            days: pairs.number("days")?,
+            hour: pairs.number("hour")?,
+            minute: pairs.number("minute")?,
+            second: pairs.number("second")?,
+            start_date: pairs.take("start_date"),
+            end_date: pairs.take("end_date"),
+            timezone: pairs.take("timezone"),
+            jitter: pairs.duration("jitter")?,
+        }),
+    };
+    Ok(spec)
+}
+
+fn is_assignment(word: &str) -> bool {
+    word.split_once('=')
+        .is_some_and(|(key, _)| !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_'))
+}
+
+/// The `field=value` pairs of one command line, checked against the known fields.
+struct Assignments(Vec<(String, String)>);
+
+impl Assignments {
+    fn read(words: &[String], fields: &[&str], kind: &str) -> Result<Assignments, TriggerError> {
+        let mut pairs: Vec<(String, String)> = Vec::with_capacity(words.len());
+        for word in words {
+            let Some((key, value)) = word.split_once('=') else {
+                return Err(TriggerError::syntax(
+                    word.as_str(),
+                    "expected field=value, e.g. hour=3",
+                ));
+            };
+            let key = key.trim().to_owned();
+            if !fields.contains(&key.as_str()) {
+                let hint = closest(&key, fields)
+                    .map(|name| format!("; did you mean {name}?"))
+                    .unwrap_or_else(|| format!(" (fields: {})", fields.join(", ")));
+                return Err(TriggerError::new(
+                    super::TriggerErrorKind::UnknownField,
+                    key,
+                    format!("not a field of a {kind} trigger{hint}"),
+                ));
+            }
+            if pairs.iter().any(|(seen, _)| *seen == key) {
+                return Err(TriggerError::conflict(key, "given twice"));
+            }
+            pairs.push((key, value.trim().to_owned()));
+        }
+        Ok(Assignments(pairs))
+    }
+
+    fn take(&mut self, field: &str) -> Option<String> {
+        let index = self.0.iter().position(|(key, _)| key == field)?;
+        Some(self.0.swap_remove(index).1)
+    }
+
+    fn number<T: std::str::FromStr + Default>(&mut self, field: &str) -> Result<T, TriggerError> {
+        match self.take(field) {
+            None => Ok(T::default()),
+            Some(text) => text.parse().map_err(|_| {
+                TriggerError::syntax(field, format!("\"{text}\" is not a whole number"))
+            }),
+        }
+    }
+
+    fn duration(&mut self, field: &str) -> Result<Option<Duration>, TriggerError> {
+        self.take(field)
+            .map(|text| humane_duration::parse(&text).map_err(|reason| TriggerError::syntax(field, reason)))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(list: &[&str]) -> Vec<String> {
+        list.iter().map(|word| word.to_string()).collect()
+    }
+
+    #[test]
+    fn cron_words_fill_the_spec() {
+        let spec = spec_from_words("cron", &words(&["hour=3", "day_of_week=mon-fri", "timezone=UTC"]))
+            .expect("spec");
+        let TriggerSpec::Cron(cron) = spec else { panic!("not cron") };
+        assert_eq!(cron.hour.as_deref(), Some("3"));
+        assert_eq!(cron.day_of_week.as_deref(), Some("mon-fri"));
+        assert_eq!(cron.timezone.as_deref(), Some("UTC"));
+    }
+
+    #[test]
+    fn crontab_line_may_be_one_word_or_five() {
+        let one = spec_from_words("crontab", &words(&["0 3 * * 1-5", "timezone=UTC"])).expect("one");
+        let five = spec_from_words("crontab", &words(&["0", "3", "*", "*", "1-5", "timezone=UTC"]))
+            .expect("five");
+        assert_eq!(one, five);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let error = |kind: &str, list: &[&str]| {
+            spec_from_words(kind, &words(list)).expect_err("accepted").to_string()
+        };
+        assert_eq!(
+            error("cron", &["hours=3"]),
+            "hours: not a field of a cron trigger; did you mean hour?"
+        );
+        assert_eq!(error("cron", &["hour=3", "hour=4"]), "hour: given twice");
+        assert_eq!(error("interval", &["minutes=ten"]), "minutes: \"ten\" is not a whole number");
+        assert!(error("weekly", &[]).starts_with("type: unknown trigger type \"weekly\""));
+        assert!(error("cron", &["3"]).starts_with("3: expected field=value"));
+        assert!(error("crontab", &["timezone=UTC"]).starts_with("crontab: expected a crontab line"));
+    }
+}

@@ -1,0 +1,335 @@
+//! Time zones and the one place where civil (wall-clock) time becomes an instant.
+//!
+//! Triggers search calendar fields on civil date-times and only at the end turn a
+//! match into an instant (DESIGN.md, "Civil arithmetic"). This module owns that last
+//! step and the DST rules that go with it, so every trigger applies them the same way.
+//!
+//! # Ground rules
+//! - A civil time that does not exist (spring forward) maps to the first instant after
+//!   the gap: 02:30 in New York on the spring-forward night is 03:00 EDT.
+//! - A civil time that occurs twice (fall back) is reported with both instants; the
+//!   caller decides whether it fires once (first pass) or in both passes.
+//! - Offsets are whole seconds and transitions happen on whole seconds (true of every
+//!   tzdb zone), so the transition search works in seconds.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, FixedOffset, NaiveDateTime, Offset, TimeDelta, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A trigger's time zone: an IANA zone (`Asia/Shanghai`) or a fixed UTC offset (`+08:00`).
+///
+/// Fixed offsets exist because a date given with an explicit offset and no `timezone`
+/// takes its zone from that offset, as in APScheduler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Zone {
+    /// A zone from the IANA database, with its DST rules.
+    Named(Tz),
+    /// A constant offset from UTC, with no DST.
+    Fixed(FixedOffset),
+}
+
+/// Where a civil date-time falls on the time line of a zone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalTime {
+    /// The civil time occurs exactly once.
+    Unique(DateTime<Utc>),
+    /// The civil time occurs twice (a fall-back fold): first and second pass.
+    Ambiguous {
+        /// The first occurrence, before the clocks went back.
+        earliest: DateTime<Utc>,
+        /// The second occurrence, after the clocks went back.
+        latest: DateTime<Utc>,
+    },
+    /// The civil time does not exist (a spring-forward gap).
+    Skipped {
+        /// The first instant after the gap.
+        after_gap: DateTime<Utc>,
+    },
+}
+
+/// UTC, the zone of last resort.
+pub const UTC: Zone = Zone::Named(Tz::UTC);
+
+impl Zone {
+    /// The zone of the machine: `TZ` if it names a zone, else the system's zone, else UTC.
+    pub fn system() -> Zone {
+        let from_env = std::env::var("TZ")
+            .ok()
+            .map(|name| name.trim_start_matches(':').to_owned());
+        from_env
+            .into_iter()
+            .chain(iana_time_zone_name())
+            .find_map(|name| name.parse::<Zone>().ok())
+            .unwrap_or(UTC)
+    }
+
+    /// The offset from UTC in force at `instant`.
+    pub fn offset_at(&self, instant: DateTime<Utc>) -> FixedOffset {
+        match self {
+            Zone::Named(tz) => tz.offset_from_utc_datetime(&instant.naive_utc()).fix(),
+            Zone::Fixed(offset) => *offset,
+        }
+    }
+
+    /// The civil date-time shown by a clock in this zone at `instant`.
+    pub fn to_local(&self, instant: DateTime<Utc>) -> NaiveDateTime {
+        instant.naive_utc() + self.offset_at(instant)
+    }
+
+    /// `instant` with this zone's offset, for display.
+    pub fn to_fixed(&self, instant: DateTime<Utc>) -> DateTime<FixedOffset> {
+        instant.with_timezone(&self.offset_at(instant))
+    }
+
+    /// Where the civil date-time `civil` falls in this zone.
+    pub fn resolve(&self, civil: NaiveDateTime) -> LocalTime {
+        let tz = match self {
+            Zone::Fixed(offset) => return LocalTime::Unique(fixed_to_utc(civil, *offset)),
+            Zone::Named(tz) => tz,
+        };
+        match tz.from_local_datetime(&civil) {
+            chrono::LocalResult::Single(instant) => LocalTime::Unique(instant.with_timezone(&Utc)),
+            chrono::LocalResult::Ambiguous(earliest, latest) => LocalTime::Ambiguous {
+                earliest: earliest.with_timezone(&Utc),
+                latest: latest.with_timezone(&Utc),
+            },
+            chrono::LocalResult::None => LocalTime::Skipped {
+                after_gap: self.gap_end(civil),
+            },
+        }
+    }
+
+    /// The instant a single wall-clock time denotes under DESIGN.md's rules: the first
+    /// instant after a gap, the first pass of a fold.
+    pub fn localize(&self, civil: NaiveDateTime) -> DateTime<Utc> {
+        match self.resolve(civil) {
+            LocalTime::Unique(instant) => instant,
+            LocalTime::Ambiguous { earliest, .. } => earliest,
+            LocalTime::Skipped { after_gap } => after_gap,
+        }
+    }
+
+    /// The first instant in `(earlier, later]` whose offset is that of `later`.
+    ///
+    /// The two instants must straddle exactly one offset change, which holds for the
+    /// windows this module passes (a fold or a gap and its immediate neighbourhood).
+    pub(crate) fn transition_between(
+        &self,
+        earlier: DateTime<Utc>,
+        later: DateTime<Utc>,
+    ) -> DateTime<Utc> {
+        let target = self.offset_at(later);
+        let (mut low, mut high) = (earlier.timestamp(), later.timestamp());
+        // Invariant: the offset at `low` differs from `target`, the offset at `high` is it.
+        while high - low > 1 {
+            let middle = low + (high - low) / 2;
+            if self.offset_at(from_timestamp(middle)) == target {
+                high = middle;
+            } else {
+                low = middle;
+            }
+        }
+        from_timestamp(high)
+    }
+
+    /// The first instant after the gap that swallows `civil`.
+    fn gap_end(&self, civil: NaiveDateTime) -> DateTime<Utc> {
+        // Real offsets lie within -12h..+14h, so the transition that made the gap lies
+        // within this window around `civil` read as UTC.
+        let as_utc = civil.and_utc();
+        let earlier = as_utc - TimeDelta::hours(15);
+        let later = as_utc + TimeDelta::hours(13);
+        if self.offset_at(earlier) == self.offset_at(later) {
+            // Not a gap after all (cannot happen with tzdb data); fall back to the
+            // offset in force just before.
+            return fixed_to_utc(civil, self.offset_at(earlier));
+        }
+        self.transition_between(earlier, later)
+    }
+
+    /// The zone's name as users write it: `Asia/Shanghai`, `UTC`, `+05:30`.
+    pub fn name(&self) -> String {
+        self.to_string()
+    }
+}
+
+fn fixed_to_utc(civil: NaiveDateTime, offset: FixedOffset) -> DateTime<Utc> {
+    (civil - offset).and_utc()
+}
+
+fn from_timestamp(seconds: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(seconds, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+fn iana_time_zone_name() -> Option<String> {
+    // /etc/localtime is a link into the zoneinfo tree on Linux; its target names the zone.
+    let target = std::fs::read_link("/etc/localtime").ok()?;
+    let target = target.to_string_lossy();
+    let (_, name) = target.split_once("zoneinfo/")?;
+    Some(name.to_owned())
+}
+
+impl fmt::Display for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Zone::Named(tz) => f.write_str(tz.name()),
+            Zone::Fixed(offset) => write!(f, "{offset}"),
+        }
+    }
+}
+
+/// Why a zone name was not understood.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown time zone \"{0}\" (expected an IANA name such as \"Europe/London\", \"UTC\" or an offset such as \"+08:00\")")]
+pub struct UnknownZone(pub String);
+
+impl FromStr for Zone {
+    type Err = UnknownZone;
+
+    fn from_str(text: &str) -> Result<Zone, UnknownZone> {
+        let trimmed = text.trim();
+        if trimmed.eq_ignore_ascii_case("utc") || trimmed == "Z" {
+            return Ok(UTC);
+        }
+        if let Some(offset) = parse_offset(trimmed) {
+            return Ok(Zone::Fixed(offset));
+        }
+        trimmed
+            .parse::<Tz>()
+            .map(Zone::Named)
+            .or_else(|_| {
+                // Users type `europe/london` too; the zone list is only walked on a miss.
+                chrono_tz::TZ_VARIANTS
+                    .iter()
+                    .find(|tz| tz.name().eq_ignore_ascii_case(trimmed))
+                    .map(|tz| Zone::Named(*tz))
+                    .ok_or(())
+            })
+            .map_err(|_| UnknownZone(text.to_owned()))
+    }
+}
+
+/// Parses `+HH:MM`, `-HH:MM`, `+HHMM` or `+HH` into an offset.
+pub(crate) fn parse_offset(text: &str) -> Option<FixedOffset> {
+    let sign = match text.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let digits: String = text[1..].chars().filter(|c| *c != ':').collect();
+    if !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let (hours, minutes) = match digits.len() {
+        2 => (digits.parse::<i32>().ok()?, 0),
+        4 => (digits[..2].parse::<i32>().ok()?, digits[2..].parse::<i32>().ok()?),
+        _ => return None,
+    };
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
+}
+
+impl Serialize for Zone {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Zone {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Zone, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn civil(text: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").expect("test literal")
+    }
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        civil(text).and_utc()
+    }
+
+    #[test]
+    fn parses_names_offsets_and_utc() {
+        assert_eq!("UTC".parse::<Zone>(), Ok(UTC));
+        assert_eq!("utc".parse::<Zone>(), Ok(UTC));
+        assert_eq!(
+            "Asia/Shanghai".parse::<Zone>(),
+            Ok(Zone::Named(Tz::Asia__Shanghai))
+        );
+        assert_eq!(
+            "europe/london".parse::<Zone>(),
+            Ok(Zone::Named(Tz::Europe__London))
+        );
+        assert_eq!(
+            "+05:30".parse::<Zone>().map(|z| z.to_string()),
+            Ok("+05:30".to_owned())
+        );
+        assert!("Mars/Olympus".parse::<Zone>().is_err());
+        assert!("+25:00".parse::<Zone>().is_err());
+    }
+
+    #[test]
+    fn new_york_spring_forward_gap_maps_to_its_end() {
+        let zone: Zone = "America/New_York".parse().expect("zone");
+        // 2024-03-10 02:30 does not exist; the clocks jumped from 02:00 EST to 03:00 EDT,
+        // which is 07:00 UTC.
+        assert_eq!(
+            zone.resolve(civil("2024-03-10 02:30:00")),
+            LocalTime::Skipped {
+                after_gap: utc("2024-03-10 07:00:00")
+            }
+        );
+    }
+
+    #[test]
+    fn new_york_fall_back_fold_has_two_instants() {
+        let zone: Zone = "America/New_York".parse().expect("zone");
+        assert_eq!(
+            zone.resolve(civil("2024-11-03 01:30:00")),
+            LocalTime::Ambiguous {
+                earliest: utc("2024-11-03 05:30:00"),
+                latest: utc("2024-11-03 06:30:00"),
+            }
+        );
+    }
+
+    #[test]
+    fn apia_skipped_a_whole_day() {
+        let zone: Zone = "Pacific/Apia".parse().expect("zone");
+        // 2011-12-30 did not exist in Samoa: 2011-12-29 23:59:59 -10:00 was followed by
+        // 2011-12-31 00:00:00 +14:00 (2011-12-30 10:00 UTC).
+        let noon = NaiveDate::from_ymd_opt(2011, 12, 30)
+            .and_then(|d| d.and_hms_opt(12, 0, 0))
+            .expect("date");
+        assert_eq!(
+            zone.resolve(noon),
+            LocalTime::Skipped {
+                after_gap: utc("2011-12-30 10:00:00")
+            }
+        );
+    }
+
+    #[test]
+    fn lord_howe_half_hour_fold() {
+        let zone: Zone = "Australia/Lord_Howe".parse().expect("zone");
+        // 2024-04-07 02:00 +11:00 -> 01:30 +10:30: 01:30..02:00 happens twice.
+        match zone.resolve(civil("2024-04-07 01:45:00")) {
+            LocalTime::Ambiguous { earliest, latest } => {
+                assert_eq!(latest - earliest, TimeDelta::minutes(30))
+            }
+            other => panic!("expected a fold, got {other:?}"),
+        }
+    }
+}
