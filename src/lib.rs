@@ -27,7 +27,14 @@
 
 #![deny(missing_docs)]
 
+pub mod clock;
+pub mod executor;
+pub mod history;
+pub mod job;
+pub mod scheduler;
+pub mod store;
 pub(crate) mod suggest;
+pub mod task;
 pub mod trigger;
 
 pub use trigger::{Trigger, TriggerContext, TriggerError, TriggerSpec, Zone};

@@ -97,7 +97,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { .. } | Command::Check { .. } | Command::Jobs { .. } | Command::Runs { .. } => {
+        Command::Run { .. }
+        | Command::Check { .. }
+        | Command::Jobs { .. }
+        | Command::Runs { .. } => {
             eprintln!(
                 "kairos: this command is not built yet; so far kairos has its trigger engine \
                  and `kairos next` (see README.md)"
@@ -114,7 +117,13 @@ enum NextError {
     Output(anyhow::Error),
 }
 
-fn next(kind: &str, words: &[String], from: Option<&str>, count: usize, json: bool) -> Result<(), NextError> {
+fn next(
+    kind: &str,
+    words: &[String],
+    from: Option<&str>,
+    count: usize,
+    json: bool,
+) -> Result<(), NextError> {
     let from = match from {
         Some(text) => DateTime::parse_from_rfc3339(text.trim())
             .map(|instant| instant.with_timezone(&Utc))
@@ -125,9 +134,11 @@ fn next(kind: &str, words: &[String], from: Option<&str>, count: usize, json: bo
             })?,
         None => Utc::now(),
     };
-    let spec = spec_from_words(kind, words).map_err(|error| NextError::Invalid(error.to_string()))?;
+    let spec =
+        spec_from_words(kind, words).map_err(|error| NextError::Invalid(error.to_string()))?;
     let context = TriggerContext::new(from).with_timezone(Zone::system());
-    let trigger = Trigger::new(spec, &context).map_err(|error| NextError::Invalid(error.to_string()))?;
+    let trigger =
+        Trigger::new(spec, &context).map_err(|error| NextError::Invalid(error.to_string()))?;
     let zone = trigger.timezone();
     let times: Vec<String> = trigger
         .fire_times(from)
@@ -145,5 +156,7 @@ fn next(kind: &str, words: &[String], from: Option<&str>, count: usize, json: bo
             .try_for_each(|time| writeln!(out, "{time}"))
             .map_err(anyhow::Error::from)
     };
-    written.context("writing the fire times").map_err(NextError::Output)
+    written
+        .context("writing the fire times")
+        .map_err(NextError::Output)
 }

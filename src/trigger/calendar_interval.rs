@@ -53,7 +53,10 @@ pub(crate) fn build(
         .checked_mul(7)
         .and_then(|days| days.checked_add(spec.days));
     let (Some(months), Some(days)) = (months, days) else {
-        return Err(TriggerError::out_of_range("calendarinterval", "the step is too large"));
+        return Err(TriggerError::out_of_range(
+            "calendarinterval",
+            "the step is too large",
+        ));
     };
     if months == 0 && days == 0 {
         return Err(TriggerError::conflict(
@@ -75,8 +78,18 @@ pub(crate) fn build(
     let end = parse_field("end_date", spec.end_date.as_deref())?;
     let zone = choose_zone(spec.timezone.as_deref(), &[start, end], context)?;
     // APScheduler 4's default: starting today.
-    let start = start.map_or_else(|| zone.to_local(context.now).date(), |start| start.to_date(&zone));
+    let start = start.map_or_else(
+        || zone.to_local(context.now).date(),
+        |start| start.to_date(&zone),
+    );
     let end = end.map(|end| end.to_date(&zone));
+    // APScheduler 4 refuses this too: the trigger could never fire.
+    if let Some(end) = end.filter(|end| *end < start) {
+        return Err(TriggerError::conflict(
+            "end_date",
+            format!("{end} is before start_date {start}"),
+        ));
+    }
     Ok(Trigger {
         spec: TriggerSpec::CalendarInterval(CalendarIntervalSpec {
             start_date: Some(start.to_string()),
@@ -164,7 +177,9 @@ mod tests {
         let mut from = steps.start.and_time(NaiveTime::MIN);
         let mut found = Vec::new();
         while found.len() < count {
-            let Some(next) = steps.next_match(from, None) else { break };
+            let Some(next) = steps.next_match(from, None) else {
+                break;
+            };
             found.push(next.date().to_string());
             from = next + TimeDelta::seconds(1);
         }
@@ -175,7 +190,13 @@ mod tests {
     fn month_steps_from_the_31st_clamp_without_drifting() {
         assert_eq!(
             dates(&steps("2024-01-31", 1, 0), 5),
-            ["2024-01-31", "2024-02-29", "2024-03-31", "2024-04-30", "2024-05-31"]
+            [
+                "2024-01-31",
+                "2024-02-29",
+                "2024-03-31",
+                "2024-04-30",
+                "2024-05-31"
+            ]
         );
     }
 
@@ -183,7 +204,13 @@ mod tests {
     fn leap_day_yearly_lands_on_the_28th_in_common_years() {
         assert_eq!(
             dates(&steps("2024-02-29", 12, 0), 5),
-            ["2024-02-29", "2025-02-28", "2026-02-28", "2027-02-28", "2028-02-29"]
+            [
+                "2024-02-29",
+                "2025-02-28",
+                "2026-02-28",
+                "2027-02-28",
+                "2028-02-29"
+            ]
         );
     }
 
@@ -200,6 +227,9 @@ mod tests {
     fn the_end_date_is_inclusive() {
         let mut bounded = steps("2024-01-01", 0, 7);
         bounded.end = Some("2024-01-15".parse().expect("date"));
-        assert_eq!(dates(&bounded, 10), ["2024-01-01", "2024-01-08", "2024-01-15"]);
+        assert_eq!(
+            dates(&bounded, 10),
+            ["2024-01-01", "2024-01-08", "2024-01-15"]
+        );
     }
 }

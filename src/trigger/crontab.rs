@@ -85,7 +85,11 @@ pub(crate) fn parse_line(line: &str) -> Result<CronSchedule, TriggerError> {
     }
     let mask = |text: &str, syntax: &FieldSyntax| -> Result<u64, TriggerError> {
         let items = parse_items(syntax, text).map_err(|error| {
-            TriggerError::new(error.kind(), error.field(), format!("{} (in the crontab line)", error.reason()))
+            TriggerError::new(
+                error.kind(),
+                error.field(),
+                format!("{} (in the crontab line)", error.reason()),
+            )
         })?;
         Ok(items
             .iter()
@@ -206,7 +210,15 @@ mod tests {
         // Vixie: `*/2` in the day of the month counts as `*`, so the fields are ANDed:
         // odd days that are Mondays.
         let line = parse_line("0 0 */2 * 1").expect("line");
-        assert_eq!(line.days.days, Item::Range { first: 1, last: Some(31), step: 2 }.mask(1, 31));
+        assert_eq!(
+            line.days.days,
+            Item::Range {
+                first: 1,
+                last: Some(31),
+                step: 2
+            }
+            .mask(1, 31)
+        );
         assert_eq!(line.days.weekdays, 0);
         assert_eq!(line.weekdays, 1);
         let or = parse_line("0 0 1,15 * 1").expect("line");

@@ -42,9 +42,7 @@ impl WrittenDateTime {
     pub fn to_date(&self, zone: &Zone) -> NaiveDate {
         match self {
             WrittenDateTime::Civil(civil) => civil.date(),
-            WrittenDateTime::Instant(instant) => {
-                zone.to_local(instant.with_timezone(&Utc)).date()
-            }
+            WrittenDateTime::Instant(instant) => zone.to_local(instant.with_timezone(&Utc)).date(),
         }
     }
 }
@@ -58,11 +56,11 @@ pub fn parse_datetime(text: &str) -> Result<WrittenDateTime, String> {
              \"2024-03-01 12:00:00\" or \"2024-03-01T12:00:00+08:00\")"
         )
     };
-    if trimmed.len() < 10 || !trimmed.is_char_boundary(10) {
-        return Err(expected());
-    }
-    let (date_text, rest) = trimmed.split_at(10);
-    let date = NaiveDate::parse_from_str(date_text, "%Y-%m-%d").map_err(|_| expected())?;
+    // The date ends at the first 'T', 't' or space; months and days may have one digit
+    // (APScheduler's `convert_to_datetime` accepts `2009-7-6`).
+    let date_end = trimmed.find(['T', 't', ' ']).unwrap_or(trimmed.len());
+    let (date_text, rest) = trimmed.split_at(date_end);
+    let date = parse_date(date_text).ok_or_else(expected)?;
     if rest.is_empty() {
         return Ok(WrittenDateTime::Civil(date.and_time(NaiveTime::MIN)));
     }
@@ -89,6 +87,25 @@ pub fn parse_datetime(text: &str) -> Result<WrittenDateTime, String> {
         .single()
         .map(WrittenDateTime::Instant)
         .ok_or_else(expected)
+}
+
+/// `YYYY-M-D` with a 4-digit year and 1- or 2-digit month and day.
+fn parse_date(text: &str) -> Option<NaiveDate> {
+    let mut parts = text.split('-');
+    let mut number = |digits: std::ops::RangeInclusive<usize>| -> Option<u32> {
+        let part = parts.next()?;
+        if !digits.contains(&part.len()) || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok()
+    };
+    let year = number(4..=4)?;
+    let month = number(1..=2)?;
+    let day = number(1..=2)?;
+    if parts.next().is_some() {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)
 }
 
 /// `HH:MM`, `HH:MM:SS` or `HH:MM:SS.fraction` (fraction truncated to microseconds).
@@ -149,7 +166,9 @@ pub(crate) fn ceil_to_second(instant: DateTime<Utc>) -> DateTime<Utc> {
 /// Drops anything finer than a microsecond: instants are stored with microsecond precision.
 pub(crate) fn truncate_to_micros(instant: DateTime<Utc>) -> DateTime<Utc> {
     let nanos = instant.nanosecond();
-    instant.with_nanosecond(nanos - nanos % 1_000).unwrap_or(instant)
+    instant
+        .with_nanosecond(nanos - nanos % 1_000)
+        .unwrap_or(instant)
 }
 
 #[cfg(test)]
@@ -166,6 +185,8 @@ mod tests {
         assert_eq!(civil("2024-03-01 12:30"), "2024-03-01 12:30:00");
         assert_eq!(civil("2024-03-01T12:30:15"), "2024-03-01 12:30:15");
         assert_eq!(civil("2024-03-01 12:30:15.5"), "2024-03-01 12:30:15.500");
+        assert_eq!(civil("2009-7-6"), "2009-07-06 00:00:00");
+        assert_eq!(civil("2009-7-6 1:2:3"), "2009-07-06 01:02:03");
         assert_eq!(
             civil("2024-03-01 12:30:15.123456789"),
             "2024-03-01 12:30:15.123456"
@@ -195,6 +216,9 @@ mod tests {
             "2024-03-01 25:00",
             "2024-03-01 12",
             "2024-03-01x12:00",
+            "24-03-01",
+            "2024-003-01",
+            "2024-03-01-02",
             "2024-03-01 12:00:00+99:00",
             "tomorrow",
             "2024-03-01 12:00:00.",

@@ -35,13 +35,20 @@ pub(crate) fn build(spec: IntervalSpec, context: &TriggerContext) -> Result<Trig
     ]
     .iter()
     .try_fold(0u64, |total, (count, unit)| {
-        count.checked_mul(*unit).and_then(|part| total.checked_add(part))
+        count
+            .checked_mul(*unit)
+            .and_then(|part| total.checked_add(part))
     });
     let interval_micros = seconds
         .and_then(|seconds| seconds.checked_mul(1_000_000))
         .and_then(|micros| i64::try_from(micros).ok())
         // Keep start + n * interval inside chrono's range for any sane start.
-        .filter(|micros| *micros <= TimeDelta::days(365 * 10_000).num_microseconds().unwrap_or(0))
+        .filter(|micros| {
+            *micros
+                <= TimeDelta::days(365 * 10_000)
+                    .num_microseconds()
+                    .unwrap_or(0)
+        })
         .ok_or_else(|| {
             TriggerError::out_of_range("interval", "the interval is longer than 10,000 years")
         })?;
@@ -90,7 +97,8 @@ impl IntervalTrigger {
             // Round up to the next whole number of intervals.
             let steps = (elapsed + self.interval_micros - 1) / self.interval_micros;
             let offset = steps.checked_mul(self.interval_micros)?;
-            self.start.checked_add_signed(TimeDelta::microseconds(offset))?
+            self.start
+                .checked_add_signed(TimeDelta::microseconds(offset))?
         };
         self.end.is_none_or(|end| fire <= end).then_some(fire)
     }

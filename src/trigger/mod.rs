@@ -43,11 +43,11 @@ pub(crate) mod civil;
 mod combining;
 pub(crate) mod cron;
 pub(crate) mod crontab;
-pub mod datetime;
 mod date;
+pub mod datetime;
 mod interval;
 pub mod jitter;
-mod spec;
+pub(crate) mod spec;
 mod window;
 pub mod words;
 pub mod zone;
@@ -58,8 +58,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use spec::{
-    CalendarIntervalSpec, CombiningSpec, CronSpec, CrontabSpec, DateSpec, IntervalSpec,
-    TriggerSpec,
+    CalendarIntervalSpec, CombiningSpec, CronSpec, CrontabSpec, DateSpec, IntervalSpec, TriggerSpec,
 };
 pub use zone::Zone;
 
@@ -224,7 +223,11 @@ impl Trigger {
     ) -> Option<DateTime<Utc>> {
         match (&self.schedule, previous_fire_time) {
             (Schedule::Date(run_date), None) => Some(*run_date),
-            (_, Some(previous)) => self.first_fire_at_or_after(previous + TimeDelta::microseconds(1)),
+            // A date trigger fires once: after any previous fire time it is finished.
+            (Schedule::Date(_), Some(_)) => None,
+            (_, Some(previous)) => {
+                self.first_fire_at_or_after(previous + TimeDelta::microseconds(1))
+            }
             (_, None) => self.first_fire_at_or_after(datetime::truncate_to_micros(now)),
         }
     }

@@ -52,10 +52,18 @@ impl TriggerSpec {
 #[serde(deny_unknown_fields)]
 pub struct DateSpec {
     /// When to run; a civil time is read in `timezone`.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "datetime_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "datetime_text"
+    )]
     pub run_date: Option<String>,
     /// Run this long after the trigger is created (the API's one-off delayed jobs).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "humane_duration")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humane_duration"
+    )]
     pub delay: Option<Duration>,
     /// The zone of `run_date` when it has no offset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,16 +90,28 @@ pub struct IntervalSpec {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub seconds: u64,
     /// The first fire time and the origin of the grid; default: one interval after creation.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "datetime_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "datetime_text"
+    )]
     pub start_date: Option<String>,
     /// No fire time after this.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "datetime_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "datetime_text"
+    )]
     pub end_date: Option<String>,
     /// The zone for dates without an offset and for display.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     /// Delay each run at random by up to this much.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "humane_duration")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humane_duration"
+    )]
     pub jitter: Option<Duration>,
 }
 
@@ -100,40 +120,84 @@ pub struct IntervalSpec {
 #[serde(deny_unknown_fields)]
 pub struct CronSpec {
     /// 4-digit year.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "field_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "field_text"
+    )]
     pub year: Option<String>,
     /// Month, 1-12 or `jan`-`dec`.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "field_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "field_text"
+    )]
     pub month: Option<String>,
     /// Day of the month, 1-31, `last`, `last fri`, `2nd mon`.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "field_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "field_text"
+    )]
     pub day: Option<String>,
     /// ISO week, 1-53.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "field_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "field_text"
+    )]
     pub week: Option<String>,
     /// Weekday, 0-6 with 0 = Monday, or `mon`-`sun`.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "field_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "field_text"
+    )]
     pub day_of_week: Option<String>,
     /// Hour, 0-23.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "field_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "field_text"
+    )]
     pub hour: Option<String>,
     /// Minute, 0-59.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "field_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "field_text"
+    )]
     pub minute: Option<String>,
     /// Second, 0-59.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "field_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "field_text"
+    )]
     pub second: Option<String>,
     /// No fire time before this.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "datetime_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "datetime_text"
+    )]
     pub start_date: Option<String>,
     /// No fire time after this.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "datetime_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "datetime_text"
+    )]
     pub end_date: Option<String>,
     /// The zone the fields are matched in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     /// Delay each run at random by up to this much.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "humane_duration")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humane_duration"
+    )]
     pub jitter: Option<Duration>,
 }
 
@@ -145,16 +209,28 @@ pub struct CrontabSpec {
     #[serde(alias = "line")]
     pub expression: String,
     /// No fire time before this.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "datetime_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "datetime_text"
+    )]
     pub start_date: Option<String>,
     /// No fire time after this.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "datetime_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "datetime_text"
+    )]
     pub end_date: Option<String>,
     /// The zone the line is matched in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     /// Delay each run at random by up to this much.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "humane_duration")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humane_duration"
+    )]
     pub jitter: Option<Duration>,
 }
 
@@ -184,16 +260,28 @@ pub struct CalendarIntervalSpec {
     #[serde(default)]
     pub second: u32,
     /// The first date; default: the day the trigger is created.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "datetime_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "datetime_text"
+    )]
     pub start_date: Option<String>,
     /// The last date that may fire.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "datetime_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "datetime_text"
+    )]
     pub end_date: Option<String>,
     /// The zone of the wall-clock time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     /// Delay each run at random by up to this much.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "humane_duration")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humane_duration"
+    )]
     pub jitter: Option<Duration>,
 }
 
@@ -204,7 +292,11 @@ pub struct CombiningSpec {
     /// The triggers to combine.
     pub triggers: Vec<TriggerSpec>,
     /// Delay each run at random by up to this much.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "humane_duration")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humane_duration"
+    )]
     pub jitter: Option<Duration>,
 }
 
@@ -249,7 +341,9 @@ fn datetime_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<St
     impl<'de> Visitor<'de> for DateTimeText {
         type Value = Option<String>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a date-time such as \"2024-03-01 12:00:00\" or \"2024-03-01T12:00:00+08:00\"")
+            f.write_str(
+                "a date-time such as \"2024-03-01 12:00:00\" or \"2024-03-01T12:00:00+08:00\"",
+            )
         }
         fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
             Ok(Some(value.to_owned()))
@@ -271,14 +365,19 @@ fn datetime_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<St
 pub(crate) mod humane_duration {
     use super::*;
 
-    pub fn serialize<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         match value {
             Some(duration) => serializer.collect_str(&humantime::format_duration(*duration)),
             None => serializer.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
         struct DurationValue;
         impl Visitor<'_> for DurationValue {
             type Value = Option<Duration>;

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use super::spec::humane_duration;
 use super::{
-    CalendarIntervalSpec, CronSpec, CrontabSpec, DateSpec, IntervalSpec, TriggerError,
-    TriggerSpec,
+    CalendarIntervalSpec, CronSpec, CrontabSpec, DateSpec, IntervalSpec, TriggerError, TriggerSpec,
 };
 use crate::suggest::closest;
 
@@ -19,16 +18,43 @@ pub const KINDS: [&str; 5] = ["cron", "crontab", "interval", "date", "calendarin
 
 const DATE_FIELDS: &[&str] = &["run_date", "delay", "timezone"];
 const INTERVAL_FIELDS: &[&str] = &[
-    "weeks", "days", "hours", "minutes", "seconds", "start_date", "end_date", "timezone", "jitter",
+    "weeks",
+    "days",
+    "hours",
+    "minutes",
+    "seconds",
+    "start_date",
+    "end_date",
+    "timezone",
+    "jitter",
 ];
 const CRON_FIELDS: &[&str] = &[
-    "year", "month", "day", "week", "day_of_week", "hour", "minute", "second", "start_date",
-    "end_date", "timezone", "jitter",
+    "year",
+    "month",
+    "day",
+    "week",
+    "day_of_week",
+    "hour",
+    "minute",
+    "second",
+    "start_date",
+    "end_date",
+    "timezone",
+    "jitter",
 ];
 const CRONTAB_FIELDS: &[&str] = &["expression", "start_date", "end_date", "timezone", "jitter"];
 const CALENDAR_INTERVAL_FIELDS: &[&str] = &[
-    "years", "months", "weeks", "days", "hour", "minute", "second", "start_date", "end_date",
-    "timezone", "jitter",
+    "years",
+    "months",
+    "weeks",
+    "days",
+    "hour",
+    "minute",
+    "second",
+    "start_date",
+    "end_date",
+    "timezone",
+    "jitter",
 ];
 
 /// Builds a specification of `kind` from `field=value` words.
@@ -135,8 +161,9 @@ pub fn spec_from_words(kind: &str, words: &[String]) -> Result<TriggerSpec, Trig
 }
 
 fn is_assignment(word: &str) -> bool {
-    word.split_once('=')
-        .is_some_and(|(key, _)| !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_'))
+    word.split_once('=').is_some_and(|(key, _)| {
+        !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_')
+    })
 }
 
 /// The `field=value` pairs of one command line, checked against the known fields.
@@ -187,7 +214,9 @@ impl Assignments {
 
     fn duration(&mut self, field: &str) -> Result<Option<Duration>, TriggerError> {
         self.take(field)
-            .map(|text| humane_duration::parse(&text).map_err(|reason| TriggerError::syntax(field, reason)))
+            .map(|text| {
+                humane_duration::parse(&text).map_err(|reason| TriggerError::syntax(field, reason))
+            })
             .transpose()
     }
 }
@@ -202,9 +231,14 @@ mod tests {
 
     #[test]
     fn cron_words_fill_the_spec() {
-        let spec = spec_from_words("cron", &words(&["hour=3", "day_of_week=mon-fri", "timezone=UTC"]))
-            .expect("spec");
-        let TriggerSpec::Cron(cron) = spec else { panic!("not cron") };
+        let spec = spec_from_words(
+            "cron",
+            &words(&["hour=3", "day_of_week=mon-fri", "timezone=UTC"]),
+        )
+        .expect("spec");
+        let TriggerSpec::Cron(cron) = spec else {
+            panic!("not cron")
+        };
         assert_eq!(cron.hour.as_deref(), Some("3"));
         assert_eq!(cron.day_of_week.as_deref(), Some("mon-fri"));
         assert_eq!(cron.timezone.as_deref(), Some("UTC"));
@@ -212,23 +246,32 @@ mod tests {
 
     #[test]
     fn crontab_line_may_be_one_word_or_five() {
-        let one = spec_from_words("crontab", &words(&["0 3 * * 1-5", "timezone=UTC"])).expect("one");
-        let five = spec_from_words("crontab", &words(&["0", "3", "*", "*", "1-5", "timezone=UTC"]))
-            .expect("five");
+        let one =
+            spec_from_words("crontab", &words(&["0 3 * * 1-5", "timezone=UTC"])).expect("one");
+        let five = spec_from_words(
+            "crontab",
+            &words(&["0", "3", "*", "*", "1-5", "timezone=UTC"]),
+        )
+        .expect("five");
         assert_eq!(one, five);
     }
 
     #[test]
     fn mistakes_are_named() {
         let error = |kind: &str, list: &[&str]| {
-            spec_from_words(kind, &words(list)).expect_err("accepted").to_string()
+            spec_from_words(kind, &words(list))
+                .expect_err("accepted")
+                .to_string()
         };
         assert_eq!(
             error("cron", &["hours=3"]),
             "hours: not a field of a cron trigger; did you mean hour?"
         );
         assert_eq!(error("cron", &["hour=3", "hour=4"]), "hour: given twice");
-        assert_eq!(error("interval", &["minutes=ten"]), "minutes: \"ten\" is not a whole number");
+        assert_eq!(
+            error("interval", &["minutes=ten"]),
+            "minutes: \"ten\" is not a whole number"
+        );
         assert!(error("weekly", &[]).starts_with("type: unknown trigger type \"weekly\""));
         assert!(error("cron", &["3"]).starts_with("3: expected field=value"));
         assert!(error("crontab", &["timezone=UTC"]).starts_with("crontab: expected a crontab line"));

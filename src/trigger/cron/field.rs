@@ -205,14 +205,21 @@ fn parse_value(syntax: &FieldSyntax, part: &str, text: &str) -> Result<u32, Trig
         }
         return Ok(number);
     }
-    if !syntax.names.is_empty() && !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphabetic()) {
+    if !syntax.names.is_empty() && !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphabetic())
+    {
         return name_value(syntax, text).ok_or_else(|| {
-            TriggerError::unknown_name(syntax.name, format!("unknown {} \"{text}\"", syntax.name_kind))
+            TriggerError::unknown_name(
+                syntax.name,
+                format!("unknown {} \"{text}\"", syntax.name_kind),
+            )
         });
     }
     Err(TriggerError::syntax(
         syntax.name,
-        format!("cannot read \"{part}\" (expected {})", expected_forms(syntax)),
+        format!(
+            "cannot read \"{part}\" (expected {})",
+            expected_forms(syntax)
+        ),
     ))
 }
 
@@ -271,7 +278,10 @@ fn parse_position(syntax: &FieldSyntax, lower: &str) -> Result<Option<Item>, Tri
 fn expected_forms(syntax: &FieldSyntax) -> String {
     let mut forms = String::from("*, */N, N, N-M, N-M/S or a comma-separated list of them");
     if !syntax.names.is_empty() {
-        forms.push_str(&format!(", with {} names such as {}", syntax.name_kind, syntax.names[0]));
+        forms.push_str(&format!(
+            ", with {} names such as {}",
+            syntax.name_kind, syntax.names[0]
+        ));
     }
     if syntax.positions {
         forms.push_str(", last, \"last fri\" or \"2nd mon\"");
@@ -314,13 +324,12 @@ mod tests {
 
     #[test]
     fn errors_name_the_field_and_the_reason() {
-        let error = |text: &str| {
-            parse_items(&HOUR, text)
-                .expect_err(text)
-                .to_string()
-        };
+        let error = |text: &str| parse_items(&HOUR, text).expect_err(text).to_string();
         assert_eq!(error("25"), "hour: 25 is out of range 0-23");
-        assert_eq!(error("5-3"), "hour: the range \"5-3\" runs backwards (write 3-5)");
+        assert_eq!(
+            error("5-3"),
+            "hour: the range \"5-3\" runs backwards (write 3-5)"
+        );
         assert_eq!(error("*/0"), "hour: the step in \"*/0\" must be at least 1");
         assert!(error("*/24").starts_with("hour: the step 24"));
         assert!(error("1,,2").starts_with("hour: empty item"));

@@ -34,7 +34,10 @@ pub(crate) struct CronTrigger {
 impl CronTrigger {
     /// The first fire time at or after `instant`, within the window.
     pub(crate) fn first_fire_at_or_after(&self, instant: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let from = self.window.start.map_or(instant, |start| start.max(instant));
+        let from = self
+            .window
+            .start
+            .map_or(instant, |start| start.max(instant));
         first_fire_at_or_after(&self.schedule, &self.window.zone, from, self.window.end)
     }
 }

@@ -247,8 +247,10 @@ impl CronSchedule {
 
     fn value(&self, field: usize, civil: &Civil) -> u32 {
         match field {
-            WEEK if self.weeks != bits(1, 53) => NaiveDate::from_ymd_opt(civil.year, civil.month, civil.day)
-                .map_or(1, |date| date.iso_week().week()),
+            WEEK if self.weeks != bits(1, 53) => {
+                NaiveDate::from_ymd_opt(civil.year, civil.month, civil.day)
+                    .map_or(1, |date| date.iso_week().week())
+            }
             WEEKDAY if self.weekdays != bits(0, 6) => weekday(civil.year, civil.month, civil.day),
             // An unrestricted week or weekday always matches; its value does not matter.
             WEEK | WEEKDAY => 0,
@@ -339,7 +341,8 @@ pub(crate) fn weekday(year: i32, month: u32, day: u32) -> u32 {
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
     let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     let days_since_epoch = era * 146_097 + day_of_era - 719_468;
     // 1970-01-01 was a Thursday (3 when Monday = 0).

@@ -1,0 +1,100 @@
+//! Executors: how a run happens once the scheduler has decided it is due.
+//!
+//! The scheduler hands each run to the job's executor as a [`Submission`] and goes
+//! back to its timer at once; the executor reports every finished run on the channel
+//! it got in [`ExecutorContext`]. Two kinds exist: [`pool::ThreadPoolExecutor`] runs
+//! tasks in the scheduler's process, [`process::ProcessPoolExecutor`] in `kairos worker`
+//! child processes, so a crash, leak or hang cannot take the scheduler down.
+//!
+//! # Ground rules
+//! - `submit` never blocks and never drops a run: a full executor queues it. The
+//!   scheduler judged lateness when it took the job, so waiting for a worker delays a
+//!   run, it does not make it "missed" (APScheduler 3's most reported surprise).
+//! - Every submitted run produces exactly one [`RunRecord`], whatever the task does
+//!   (panic, abort, hang, flood of output).
+//! - A run does not start before its `start_at` (the scheduled time plus jitter).
+
+pub mod pool;
+pub mod process;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use crate::clock::Clock;
+use crate::history::RunRecord;
+use crate::task::{Task, TaskRun};
+
+/// One run handed to an executor.
+#[derive(Clone)]
+pub struct Submission {
+    /// The run's identity and args, as the task sees them.
+    pub run: TaskRun,
+    /// The task's registered name (what a worker process looks up).
+    pub task_name: String,
+    /// The task itself, for executors that run it in process.
+    pub task: Arc<dyn Task>,
+    /// Do not start before this instant (scheduled time plus jitter).
+    pub start_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Submission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submission")
+            .field("run", &self.run)
+            .field("task_name", &self.task_name)
+            .field("start_at", &self.start_at)
+            .finish()
+    }
+}
+
+/// What an executor needs from the scheduler that starts it.
+#[derive(Clone)]
+pub struct ExecutorContext {
+    /// The scheduler's clock, for `start_at` and run timestamps.
+    pub clock: Arc<dyn Clock>,
+    /// Where finished runs are reported.
+    pub finished: mpsc::UnboundedSender<RunRecord>,
+}
+
+/// How busy an executor is, for metrics and events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecutorLoad {
+    /// Runs executing now.
+    pub running: usize,
+    /// Runs waiting for a worker (or for their jittered start).
+    pub queued: usize,
+    /// The most runs that execute at once.
+    pub max_workers: usize,
+}
+
+/// Why an executor refused a submission.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExecutorError {
+    /// `start` has not been called.
+    #[error("the executor has not been started")]
+    NotStarted,
+    /// The executor is shutting down and takes no new runs.
+    #[error("the executor is shutting down")]
+    ShuttingDown,
+}
+
+/// Something that runs submitted tasks.
+#[async_trait]
+pub trait Executor: Send + Sync + 'static {
+    /// Called once by the scheduler before any submission.
+    fn start(&self, context: ExecutorContext);
+
+    /// Queues a run and returns at once.
+    fn submit(&self, submission: Submission) -> Result<(), ExecutorError>;
+
+    /// How busy the executor is.
+    fn load(&self) -> ExecutorLoad;
+
+    /// Stops taking runs; waits for running ones up to `wait` (none: don't wait), then
+    /// stops what is left. Runs stopped this way are reported as errors.
+    async fn shutdown(&self, wait: Option<Duration>);
+}

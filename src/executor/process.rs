@@ -1,0 +1,1 @@
+//! `processpool`: runs tasks in `kairos worker` child processes (being built).

@@ -1,0 +1,227 @@
+//! Jobs: a task (by name) plus a trigger plus options.
+//!
+//! A [`JobSpec`] is what a caller asks for (config, API, library); the scheduler checks
+//! it against the task registry and the trigger rules and turns it into a [`Job`], the
+//! record a store keeps. Jobs hold a task *name* and JSON args, never code, so any
+//! process that knows the name can run a stored job after a restart.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::trigger::spec::humane_duration;
+use crate::trigger::{Trigger, TriggerSpec};
+
+/// What a caller gives to add a job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// The job's id; generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// A human name; defaults to the task name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The registered task to run.
+    pub task: String,
+    /// The task's arguments.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub args: serde_json::Value,
+    /// When to run.
+    pub trigger: TriggerSpec,
+    /// The options; unset ones come from the scheduler's job defaults.
+    #[serde(flatten)]
+    pub options: JobOptions,
+    /// Start paused (no next run time until resumed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+    /// The first run time, instead of the trigger's first fire time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run_time: Option<DateTime<Utc>>,
+    /// Overwrite a job with the same id instead of failing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replace_existing: bool,
+}
+
+impl JobSpec {
+    /// A job running `task` on `trigger`, with every option at its default.
+    pub fn new(task: impl Into<String>, trigger: TriggerSpec) -> JobSpec {
+        JobSpec {
+            id: None,
+            name: None,
+            task: task.into(),
+            args: serde_json::Value::Null,
+            trigger,
+            options: JobOptions::default(),
+            paused: false,
+            next_run_time: None,
+            replace_existing: false,
+        }
+    }
+
+    /// The same spec with an id.
+    pub fn with_id(mut self, id: impl Into<String>) -> JobSpec {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// The same spec with args.
+    pub fn with_args(mut self, args: serde_json::Value) -> JobSpec {
+        self.args = args;
+        self
+    }
+}
+
+/// Job options that have scheduler-wide defaults (`[job_defaults]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobOptions {
+    /// The named executor that runs the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<String>,
+    /// The named store that keeps the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobstore: Option<String>,
+    /// How late a run may start and still run; later ones are reported as missed.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humane_duration"
+    )]
+    pub misfire_grace_time: Option<Duration>,
+    /// Run only the latest of several overdue run times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coalesce: Option<bool>,
+    /// How many runs of this job may run at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_instances: Option<u32>,
+    /// Delay each run at random by up to this much (overrides the trigger's jitter).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humane_duration"
+    )]
+    pub jitter: Option<Duration>,
+}
+
+/// The defaults of DESIGN.md: `coalesce = true`, `max_instances = 1`, no misfire limit,
+/// the `default` executor and store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobDefaults {
+    /// The executor of jobs that name none.
+    pub executor: String,
+    /// The store of jobs that name none.
+    pub jobstore: String,
+    /// `None`: a run is never too late (an order to cancel still runs after downtime).
+    pub misfire_grace_time: Option<Duration>,
+    /// Run only the latest of several overdue run times.
+    pub coalesce: bool,
+    /// Concurrent runs allowed per job.
+    pub max_instances: u32,
+}
+
+impl Default for JobDefaults {
+    fn default() -> JobDefaults {
+        JobDefaults {
+            executor: "default".to_owned(),
+            jobstore: "default".to_owned(),
+            misfire_grace_time: None,
+            coalesce: true,
+            max_instances: 1,
+        }
+    }
+}
+
+/// A job as a store keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Unique within the scheduler.
+    pub id: String,
+    /// A human name.
+    pub name: String,
+    /// The registered task to run.
+    pub task: String,
+    /// The task's arguments.
+    #[serde(default)]
+    pub args: serde_json::Value,
+    /// When to run.
+    pub trigger: Trigger,
+    /// The named executor that runs the job.
+    pub executor: String,
+    /// How late a run may start; `None` for no limit.
+    #[serde(default, with = "humane_duration")]
+    pub misfire_grace_time: Option<Duration>,
+    /// Run only the latest of several overdue run times.
+    pub coalesce: bool,
+    /// How many runs may run at once.
+    pub max_instances: u32,
+    /// Random delay of each run, at most this much.
+    #[serde(default, with = "humane_duration")]
+    pub jitter: Option<Duration>,
+    /// Whether the job is paused.
+    #[serde(default)]
+    pub paused: bool,
+    /// The next scheduled run; `None` while paused.
+    pub next_run_time: Option<DateTime<Utc>>,
+    /// Bumped by the store on every write, so a scheduler releasing a job it acquired
+    /// can tell whether someone changed the job in between.
+    #[serde(default)]
+    pub revision: u64,
+}
+
+/// Changes to a job, each optional (`modify_job`, `PATCH /jobs/{id}`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobChanges {
+    /// A new name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// New task arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<serde_json::Value>,
+    /// A new trigger; the next run time is recomputed from now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<TriggerSpec>,
+    /// A new executor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<String>,
+    /// A new misfire grace time.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humane_duration"
+    )]
+    pub misfire_grace_time: Option<Duration>,
+    /// Remove the misfire grace time (no limit).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clear_misfire_grace_time: bool,
+    /// New coalescing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coalesce: Option<bool>,
+    /// New instance limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_instances: Option<u32>,
+    /// New jitter.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humane_duration"
+    )]
+    pub jitter: Option<Duration>,
+    /// An explicit next run time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run_time: Option<DateTime<Utc>>,
+}
+
+impl Job {
+    /// The jitter that applies: the job's own, else the trigger's.
+    pub fn effective_jitter(&self) -> Option<Duration> {
+        self.jitter.or(self.trigger.jitter())
+    }
+}
+
+/// A new random job id: 32 hex digits (128 random bits).
+pub fn generate_id() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}

@@ -1,0 +1,154 @@
+//! What the scheduler tells listeners. Every event is also a tracing event carrying the
+//! job id, emitted in one place ([`Event::log`]) so logs and listeners never disagree.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::history::{RunOutcome, RunRecord};
+
+/// Something that happened in the scheduler.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The main loop started.
+    SchedulerStarted,
+    /// The scheduler shut down.
+    SchedulerShutdown,
+    /// Scheduler-wide pause: no job is taken until resumed.
+    SchedulerPaused,
+    /// Scheduler-wide resume.
+    SchedulerResumed,
+    /// A job was added.
+    JobAdded {
+        /// The job.
+        job_id: String,
+        /// Its store.
+        jobstore: String,
+    },
+    /// A job was changed (modified, rescheduled, paused, resumed).
+    JobModified {
+        /// The job.
+        job_id: String,
+        /// Its store.
+        jobstore: String,
+    },
+    /// A job was removed, or finished its schedule.
+    JobRemoved {
+        /// The job.
+        job_id: String,
+        /// Its store.
+        jobstore: String,
+    },
+    /// A run was handed to an executor.
+    JobSubmitted {
+        /// The job.
+        job_id: String,
+        /// The run.
+        run_id: String,
+        /// The time the trigger scheduled it for.
+        scheduled_time: DateTime<Utc>,
+        /// When it may start (after jitter).
+        start_at: DateTime<Utc>,
+        /// The executor.
+        executor: String,
+        /// Runs already waiting for a worker in that executor: a full pool delays runs.
+        queued: usize,
+    },
+    /// A run finished without error.
+    JobExecuted {
+        /// The run's record.
+        run: RunRecord,
+    },
+    /// A run failed, timed out or could not be started.
+    JobError {
+        /// The run's record.
+        run: RunRecord,
+    },
+    /// Run times older than the misfire grace time were not run.
+    JobMissed {
+        /// The job.
+        job_id: String,
+        /// The earliest run time missed.
+        scheduled_time: DateTime<Utc>,
+        /// How many run times were missed in this batch.
+        count: u64,
+    },
+    /// A run was skipped because `max_instances` runs were still going.
+    JobMaxInstances {
+        /// The job.
+        job_id: String,
+        /// The run time skipped.
+        scheduled_time: DateTime<Utc>,
+        /// The limit.
+        max_instances: u32,
+    },
+}
+
+impl Event {
+    /// Writes the event to the log.
+    pub fn log(&self) {
+        match self {
+            Event::SchedulerStarted => tracing::info!("scheduler started"),
+            Event::SchedulerShutdown => tracing::info!("scheduler shut down"),
+            Event::SchedulerPaused => tracing::info!("scheduler paused"),
+            Event::SchedulerResumed => tracing::info!("scheduler resumed"),
+            Event::JobAdded { job_id, jobstore } => {
+                tracing::info!(job_id, jobstore, "job added")
+            }
+            Event::JobModified { job_id, jobstore } => {
+                tracing::info!(job_id, jobstore, "job modified")
+            }
+            Event::JobRemoved { job_id, jobstore } => {
+                tracing::info!(job_id, jobstore, "job removed")
+            }
+            Event::JobSubmitted {
+                job_id,
+                run_id,
+                scheduled_time,
+                executor,
+                queued,
+                ..
+            } => {
+                tracing::debug!(job_id, run_id, %scheduled_time, executor, queued, "run submitted")
+            }
+            Event::JobExecuted { run } => tracing::info!(
+                job_id = run.job_id,
+                run_id = run.run_id,
+                scheduled_time = %run.scheduled_time,
+                lateness_ms = run.lateness().map(|late| late.num_milliseconds()),
+                "run succeeded"
+            ),
+            Event::JobError { run } => tracing::warn!(
+                job_id = run.job_id,
+                run_id = run.run_id,
+                scheduled_time = %run.scheduled_time,
+                outcome = run.outcome.as_str(),
+                error = run.error.as_deref().unwrap_or(""),
+                "run failed"
+            ),
+            Event::JobMissed {
+                job_id,
+                scheduled_time,
+                count,
+            } => {
+                tracing::warn!(job_id, %scheduled_time, count, "run missed its misfire grace time")
+            }
+            Event::JobMaxInstances {
+                job_id,
+                scheduled_time,
+                max_instances,
+            } => {
+                tracing::warn!(job_id, %scheduled_time, max_instances, "run skipped: max_instances reached")
+            }
+        }
+    }
+
+    /// The event for a finished run.
+    pub(crate) fn for_run(run: RunRecord) -> Event {
+        if run.outcome == RunOutcome::Success {
+            Event::JobExecuted { run }
+        } else {
+            Event::JobError { run }
+        }
+    }
+}

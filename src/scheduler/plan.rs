@@ -1,0 +1,79 @@
+//! What to do with a due job: which run times run, which are missed, and the next run
+//! time. A pure function of the job and `now`, so misfire and coalescing rules are
+//! tested without a scheduler.
+//!
+//! ```text
+//! misfire_grace_time = 10m, coalesce = true, now = 12:30, hourly job down since 09:00
+//!
+//!   09:00   10:00   11:00   12:00      12:30 (now)   13:00
+//!   missed  missed  missed  missed       |           next run time
+//!   (older than 10m)        (30m late: also missed)
+//!
+//! misfire_grace_time = none (the default): 12:00 runs (the latest, coalesced),
+//! 09:00-11:00 are dropped by coalescing; with coalesce = false all four run.
+//! ```
+//!
+//! Lateness is judged here, when the scheduler takes the job, not when a worker frees
+//! up. The backlog walked is bounded by [`MAX_RUN_TIMES`] (APScheduler's
+//! `_get_run_times` is not): past it the job skips to its first run time after `now`
+//! and the skipped ones count as missed.
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::job::Job;
+
+/// The most overdue run times looked at for one job in one pass.
+pub const MAX_RUN_TIMES: usize = 10_000;
+
+/// The outcome of planning one due job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Run times to submit, earliest first.
+    pub run: Vec<DateTime<Utc>>,
+    /// The earliest missed run time, if any.
+    pub first_missed: Option<DateTime<Utc>>,
+    /// How many run times were missed.
+    pub missed: u64,
+    /// The job's next run time after this pass; `None` when its trigger is finished.
+    pub next_run_time: Option<DateTime<Utc>>,
+}
+
+/// Plans the due run times of `job` at `now`.
+pub fn plan(job: &Job, now: DateTime<Utc>) -> Plan {
+    let grace = job
+        .misfire_grace_time
+        .map(|grace| TimeDelta::from_std(grace).unwrap_or(TimeDelta::MAX));
+    let too_late = |time: DateTime<Utc>| grace.is_some_and(|grace| now - time > grace);
+    let mut plan = Plan {
+        run: Vec::new(),
+        first_missed: None,
+        missed: 0,
+        next_run_time: None,
+    };
+    let miss = |plan: &mut Plan, time: DateTime<Utc>| {
+        plan.missed += 1;
+        plan.first_missed.get_or_insert(time);
+    };
+    let mut current = job.next_run_time;
+    let mut walked = 0usize;
+    while let Some(time) = current.filter(|time| *time <= now) {
+        if walked == MAX_RUN_TIMES {
+            // Too far behind to walk: count the rest as missed and resume from now.
+            miss(&mut plan, time);
+            current = job.trigger.next_fire_time(None, now);
+            break;
+        }
+        walked += 1;
+        if too_late(time) {
+            miss(&mut plan, time);
+        } else {
+            plan.run.push(time);
+        }
+        current = job.trigger.next_fire_time(Some(time), now);
+    }
+    if job.coalesce && plan.run.len() > 1 {
+        plan.run.drain(..plan.run.len() - 1);
+    }
+    plan.next_run_time = current;
+    plan
+}

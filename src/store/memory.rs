@@ -1,0 +1,337 @@
+//! `memory://`: jobs in this process only, gone with it.
+//!
+//! Jobs sit in a map by id and in an ordered index by next run time, so the earliest
+//! job and the due batch are found without a scan, up to millions of pending jobs. Run
+//! history is a bounded ring. Everything is under one mutex held only for in-memory
+//! work, never across an await.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::{JobStore, Release, StoreError};
+use crate::history::RunRecord;
+use crate::job::Job;
+
+/// How many run records the memory store keeps by default.
+pub const DEFAULT_HISTORY: usize = 10_000;
+
+/// A job store in memory.
+#[derive(Debug)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+    history_limit: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    jobs: HashMap<Arc<str>, Entry>,
+    /// Jobs that are due some time: not paused, not acquired.
+    due_index: BTreeSet<(DateTime<Utc>, Arc<str>)>,
+    /// Acquired jobs by lease expiry.
+    leases: BTreeSet<(DateTime<Utc>, Arc<str>)>,
+    instances: HashMap<Arc<str>, u32>,
+    runs: VecDeque<RunRecord>,
+    next_revision: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    job: Job,
+    lease: Option<DateTime<Utc>>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> MemoryStore {
+        MemoryStore::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store keeping the last [`DEFAULT_HISTORY`] run records.
+    pub fn new() -> MemoryStore {
+        MemoryStore::with_history_limit(DEFAULT_HISTORY)
+    }
+
+    /// An empty store keeping the last `limit` run records.
+    pub fn with_history_limit(limit: usize) -> MemoryStore {
+        MemoryStore {
+            state: Mutex::new(State::default()),
+            history_limit: limit,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere cannot leave the maps half-updated (every method finishes
+        // its writes before returning), so a poisoned lock is still consistent.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    fn bump(&mut self) -> u64 {
+        self.next_revision += 1;
+        self.next_revision
+    }
+
+    /// Inserts or overwrites a job that is not acquired.
+    fn put(&mut self, mut job: Job) -> Job {
+        job.revision = self.bump();
+        let id: Arc<str> = Arc::from(job.id.as_str());
+        let lease = self.unindex(&id);
+        if lease.is_none() {
+            if let Some(next) = job.next_run_time {
+                self.due_index.insert((next, Arc::clone(&id)));
+            }
+        }
+        self.jobs.insert(
+            id,
+            Entry {
+                job: job.clone(),
+                lease,
+            },
+        );
+        job
+    }
+
+    /// Drops a job from the due index; returns its lease if it is acquired.
+    fn unindex(&mut self, id: &Arc<str>) -> Option<DateTime<Utc>> {
+        let entry = self.jobs.get(id)?;
+        match entry.lease {
+            Some(expiry) => Some(expiry),
+            None => {
+                if let Some(next) = entry.job.next_run_time {
+                    self.due_index.remove(&(next, Arc::clone(id)));
+                }
+                None
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> bool {
+        let Some((key, entry)) = self.jobs.remove_entry(id) else {
+            return false;
+        };
+        match entry.lease {
+            Some(expiry) => {
+                self.leases.remove(&(expiry, Arc::clone(&key)));
+            }
+            None => {
+                if let Some(next) = entry.job.next_run_time {
+                    self.due_index.remove(&(next, key));
+                }
+            }
+        }
+        true
+    }
+
+    /// Puts jobs whose owner let the lease run out back among the due jobs.
+    fn reclaim_expired_leases(&mut self, now: DateTime<Utc>) {
+        while let Some((expiry, id)) = self.leases.first().cloned() {
+            if expiry > now {
+                break;
+            }
+            self.leases.pop_first();
+            self.end_lease(&id);
+        }
+    }
+
+    fn end_lease(&mut self, id: &Arc<str>) {
+        if let Some(entry) = self.jobs.get_mut(id) {
+            entry.lease = None;
+            if let Some(next) = entry.job.next_run_time {
+                self.due_index.insert((next, Arc::clone(id)));
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl JobStore for MemoryStore {
+    async fn add_job(&self, job: Job) -> Result<Job, StoreError> {
+        let mut state = self.lock();
+        if state.jobs.contains_key(job.id.as_str()) {
+            return Err(StoreError::Conflict(job.id));
+        }
+        Ok(state.put(job))
+    }
+
+    async fn replace_job(&self, job: Job) -> Result<Job, StoreError> {
+        Ok(self.lock().put(job))
+    }
+
+    async fn update_job(&self, job: Job) -> Result<Job, StoreError> {
+        let mut state = self.lock();
+        if !state.jobs.contains_key(job.id.as_str()) {
+            return Err(StoreError::NotFound(job.id));
+        }
+        Ok(state.put(job))
+    }
+
+    async fn remove_job(&self, id: &str) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.remove(id) {
+            state.instances.remove(id);
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(id.to_owned()))
+        }
+    }
+
+    async fn remove_all_jobs(&self) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        state.jobs.clear();
+        state.due_index.clear();
+        state.leases.clear();
+        Ok(())
+    }
+
+    async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        Ok(self.lock().jobs.get(id).map(|entry| entry.job.clone()))
+    }
+
+    async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
+        let mut jobs: Vec<Job> = self
+            .lock()
+            .jobs
+            .values()
+            .map(|entry| entry.job.clone())
+            .collect();
+        jobs.sort_by(|left, right| {
+            let key = |job: &Job| (job.next_run_time.is_none(), job.next_run_time);
+            key(left)
+                .cmp(&key(right))
+                .then_with(|| left.id.cmp(&right.id))
+        });
+        Ok(jobs)
+    }
+
+    async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let state = self.lock();
+        let next_due = state.due_index.first().map(|(time, _)| *time);
+        // An expiring lease makes its job due again; wake up for that too.
+        let next_expiry = state.leases.first().map(|(time, _)| *time);
+        Ok(match (next_due, next_expiry) {
+            (Some(due), Some(expiry)) => Some(due.min(expiry)),
+            (due, expiry) => due.or(expiry),
+        })
+    }
+
+    async fn acquire_due_jobs(
+        &self,
+        _owner: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Job>, StoreError> {
+        let mut state = self.lock();
+        state.reclaim_expired_leases(now);
+        let expiry = now + TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX / 2);
+        let mut acquired = Vec::new();
+        while acquired.len() < limit {
+            let Some((next, id)) = state.due_index.first().cloned() else {
+                break;
+            };
+            if next > now {
+                break;
+            }
+            state.due_index.pop_first();
+            state.leases.insert((expiry, Arc::clone(&id)));
+            if let Some(entry) = state.jobs.get_mut(&id) {
+                entry.lease = Some(expiry);
+                acquired.push(entry.job.clone());
+            }
+        }
+        Ok(acquired)
+    }
+
+    async fn release_jobs(&self, _owner: &str, releases: Vec<Release>) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        for release in releases {
+            let Some((id, expiry, revision)) = state
+                .jobs
+                .get_key_value(release.job_id.as_str())
+                .map(|(id, entry)| (Arc::clone(id), entry.lease, entry.job.revision))
+            else {
+                continue; // removed while it ran: it stays removed
+            };
+            if let Some(expiry) = expiry {
+                state.leases.remove(&(expiry, Arc::clone(&id)));
+            }
+            if revision != release.revision {
+                // Changed while acquired: the change wins.
+                state.end_lease(&id);
+                continue;
+            }
+            match release.next_run_time {
+                None => {
+                    state.jobs.remove(&id);
+                }
+                Some(next) => {
+                    let revision = state.bump();
+                    if let Some(entry) = state.jobs.get_mut(&id) {
+                        entry.job.next_run_time = Some(next);
+                        entry.job.revision = revision;
+                    }
+                    state.end_lease(&id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn claim_instance(
+        &self,
+        job_id: &str,
+        _owner: &str,
+        max_instances: u32,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let count = state.instances.entry(Arc::from(job_id)).or_insert(0);
+        if *count >= max_instances {
+            return Ok(false);
+        }
+        *count += 1;
+        Ok(true)
+    }
+
+    async fn release_instance(&self, job_id: &str, _owner: &str) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if let Some(count) = state.instances.get_mut(job_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                state.instances.remove(job_id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if self.history_limit == 0 {
+            return Ok(());
+        }
+        while state.runs.len() >= self.history_limit {
+            state.runs.pop_front();
+        }
+        state.runs.push_back(record);
+        Ok(())
+    }
+
+    async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .runs
+            .iter()
+            .rev()
+            .filter(|run| job_id.is_none_or(|id| run.job_id == id))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+}

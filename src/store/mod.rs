@@ -1,0 +1,137 @@
+//! Job stores: where jobs and their run history live.
+//!
+//! The contract is shaped for several schedulers sharing one store (a cluster): due
+//! jobs are *acquired* under a lease by one scheduler, handled, and *released* with
+//! their new next run time, and running instances are counted in the store, so
+//! `max_instances` holds across schedulers.
+//!
+//! # Ground rules
+//! - Every write bumps the job's `revision`. A release carries the revision the
+//!   scheduler acquired; if the job changed meanwhile (modified, rescheduled, paused),
+//!   the store keeps the change and only drops the lease. A removed job stays removed.
+//! - Acquired jobs are invisible to other acquisitions and to [`JobStore::next_run_time`]
+//!   until released or until their lease expires (the owner died).
+//! - Errors are mapped to a few kinds ([`StoreErrorKind`]); the scheduler retries
+//!   `Unavailable` with backoff and never loses a job over one.
+
+pub mod memory;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::history::RunRecord;
+use crate::job::Job;
+
+/// What kind of failure a [`StoreError`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// A job with that id exists already.
+    Conflict,
+    /// No job with that id.
+    NotFound,
+    /// The store cannot be reached or refused the operation; worth retrying.
+    Unavailable,
+    /// Stored data could not be read back.
+    Corrupt,
+}
+
+/// A failed store operation.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A job with that id exists already.
+    #[error("a job with id \"{0}\" already exists")]
+    Conflict(String),
+    /// No job with that id.
+    #[error("no job with id \"{0}\"")]
+    NotFound(String),
+    /// The store cannot be reached.
+    #[error("the job store is unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back.
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// The kind of failure.
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            StoreError::Conflict(_) => StoreErrorKind::Conflict,
+            StoreError::NotFound(_) => StoreErrorKind::NotFound,
+            StoreError::Unavailable(_) => StoreErrorKind::Unavailable,
+            StoreError::Corrupt(_) => StoreErrorKind::Corrupt,
+        }
+    }
+}
+
+/// What a scheduler writes back for a job it acquired.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Release {
+    /// The job.
+    pub job_id: String,
+    /// The revision that was acquired.
+    pub revision: u64,
+    /// The new next run time; `None` when the trigger is finished and the job goes.
+    pub next_run_time: Option<DateTime<Utc>>,
+}
+
+/// A place that keeps jobs and run history.
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// Adds a new job; `Conflict` if the id is taken. Returns the job as stored.
+    async fn add_job(&self, job: Job) -> Result<Job, StoreError>;
+
+    /// Adds a job or overwrites the one with the same id (`replace_existing`).
+    async fn replace_job(&self, job: Job) -> Result<Job, StoreError>;
+
+    /// Overwrites an existing job; `NotFound` if there is none.
+    async fn update_job(&self, job: Job) -> Result<Job, StoreError>;
+
+    /// Removes a job; `NotFound` if there is none.
+    async fn remove_job(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Removes every job.
+    async fn remove_all_jobs(&self) -> Result<(), StoreError>;
+
+    /// The job with this id.
+    async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError>;
+
+    /// All jobs, by next run time, paused ones last.
+    async fn get_jobs(&self) -> Result<Vec<Job>, StoreError>;
+
+    /// The earliest next run time of a job that is neither paused nor acquired.
+    async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Takes up to `limit` jobs due at `now` for `owner`, earliest first, leased for
+    /// `lease`.
+    async fn acquire_due_jobs(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Job>, StoreError>;
+
+    /// Writes back acquired jobs in one go (see the ground rules on revisions).
+    async fn release_jobs(&self, owner: &str, releases: Vec<Release>) -> Result<(), StoreError>;
+
+    /// Counts one more running instance of a job if fewer than `max_instances` run;
+    /// `false` when the limit is reached.
+    async fn claim_instance(
+        &self,
+        job_id: &str,
+        owner: &str,
+        max_instances: u32,
+    ) -> Result<bool, StoreError>;
+
+    /// Counts one running instance less.
+    async fn release_instance(&self, job_id: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// Appends a run record.
+    async fn record_run(&self, record: RunRecord) -> Result<(), StoreError>;
+
+    /// Run records, newest first, of one job or of all.
+    async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError>;
+}
