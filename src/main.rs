@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use kairos::executor::process::run_worker;
+use kairos::task::TaskRegistry;
 use kairos::trigger::datetime::format_instant;
 use kairos::trigger::words::spec_from_words;
 use kairos::trigger::{Trigger, TriggerContext, Zone};
@@ -72,6 +74,10 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Run one task for the processpool executor, which starts this; reads its request
+    /// from stdin.
+    #[command(hide = true)]
+    Worker,
 }
 
 /// Exit status for input that is wrong (an invalid trigger, a bad --from).
@@ -80,6 +86,7 @@ const EXIT_INVALID_INPUT: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Worker => run_worker(&TaskRegistry::with_builtins()),
         Command::Next {
             kind,
             words,
@@ -129,7 +136,7 @@ fn next(
             .map(|instant| instant.with_timezone(&Utc))
             .map_err(|error| {
                 NextError::Invalid(format!(
-                    "--from: \"{text}\" is not an RFC 3339 instant ({error}; e.g. 2024-03-01T12:00:00+08:00)"
+                    "--from: {text:?} is not an RFC 3339 instant ({error}; e.g. 2024-03-01T12:00:00+08:00)"
                 ))
             })?,
         None => Utc::now(),

@@ -38,7 +38,11 @@ fn read<T: for<'de> Deserialize<'de>>(name: &str) -> Vec<T> {
 #[test]
 fn every_fixture_case_matches_the_reference_libraries() {
     let cases: Vec<Case> = read("conformance.json");
-    assert!(cases.len() > 500, "the fixture shrank to {} cases", cases.len());
+    assert!(
+        cases.len() > 500,
+        "the fixture shrank to {} cases",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for case in &cases {
         let output = kairos()
@@ -82,7 +86,11 @@ fn invalid_input_exits_2_with_one_line_naming_the_field() {
             .expect("kairos runs");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{:?}: {stderr}", case.words);
-        assert!(output.stdout.is_empty(), "{:?} printed to stdout", case.words);
+        assert!(
+            output.stdout.is_empty(),
+            "{:?} printed to stdout",
+            case.words
+        );
         assert_eq!(stderr.lines().count(), 1, "{:?}: {stderr}", case.words);
         assert!(
             stderr.starts_with(&format!("{}: ", case.field)),
@@ -97,10 +105,23 @@ fn invalid_input_exits_2_with_one_line_naming_the_field() {
 fn issue_examples_of_invalid_input() {
     for (kind, words, message) in [
         ("cron", vec!["hour=25"], "hour: 25 is out of range 0-23"),
-        ("cron", vec!["day_of_week=fry"], "day_of_week: unknown weekday \"fry\""),
-        ("crontab", vec!["0 3 * *"], "crontab: expected 5 fields, got 4"),
+        (
+            "cron",
+            vec!["day_of_week=fry"],
+            "day_of_week: unknown weekday \"fry\"",
+        ),
+        (
+            "crontab",
+            vec!["0 3 * *"],
+            "crontab: expected 5 fields, got 4",
+        ),
     ] {
-        let output = kairos().arg("next").arg(kind).args(&words).output().expect("kairos runs");
+        let output = kairos()
+            .arg("next")
+            .arg(kind)
+            .args(&words)
+            .output()
+            .expect("kairos runs");
         assert_eq!(output.status.code(), Some(2));
         assert_eq!(String::from_utf8_lossy(&output.stderr).trim_end(), message);
     }

@@ -42,7 +42,12 @@ const NEW_YORK: &str = "timezone=America/New_York";
 #[test]
 fn new_york_time_in_the_gap_fires_at_the_end_of_the_gap() {
     assert_eq!(
-        fires("cron", &["hour=2", "minute=30", NEW_YORK], "2024-03-09T00:00:00Z", 3),
+        fires(
+            "cron",
+            &["hour=2", "minute=30", NEW_YORK],
+            "2024-03-09T00:00:00Z",
+            3
+        ),
         [
             "2024-03-09T02:30:00-05:00",
             "2024-03-10T03:00:00-04:00",
@@ -55,7 +60,12 @@ fn new_york_time_in_the_gap_fires_at_the_end_of_the_gap() {
 fn new_york_every_quarter_hour_keeps_real_quarter_hours_across_the_gap() {
     // 02:00, 02:15, 02:30 and 02:45 do not exist; they and 03:00 fire once, at 03:00 EDT.
     assert_eq!(
-        fires("cron", &["minute=*/15", NEW_YORK], "2024-03-10T06:40:00Z", 4),
+        fires(
+            "cron",
+            &["minute=*/15", NEW_YORK],
+            "2024-03-10T06:40:00Z",
+            4
+        ),
         [
             "2024-03-10T01:45:00-05:00",
             "2024-03-10T03:00:00-04:00",
@@ -68,7 +78,12 @@ fn new_york_every_quarter_hour_keeps_real_quarter_hours_across_the_gap() {
 #[test]
 fn new_york_several_matches_in_one_gap_fire_once() {
     assert_eq!(
-        fires("cron", &["hour=2", "minute=*/15", NEW_YORK], "2024-03-09T12:00:00Z", 3),
+        fires(
+            "cron",
+            &["hour=2", "minute=*/15", NEW_YORK],
+            "2024-03-09T12:00:00Z",
+            3
+        ),
         [
             "2024-03-10T03:00:00-04:00",
             "2024-03-11T02:00:00-04:00",
@@ -82,7 +97,12 @@ fn apscheduler_529_monday_after_spring_forward_is_not_skipped() {
     // APScheduler added a wall-clock difference as elapsed time and jumped over the
     // Monday after the change (its issue #529).
     assert_eq!(
-        fires("cron", &["day_of_week=mon", NEW_YORK], "2024-03-09T12:00:00Z", 2),
+        fires(
+            "cron",
+            &["day_of_week=mon", NEW_YORK],
+            "2024-03-09T12:00:00Z",
+            2
+        ),
         ["2024-03-11T00:00:00-04:00", "2024-03-18T00:00:00-04:00"]
     );
     assert_eq!(
@@ -101,7 +121,12 @@ fn apscheduler_529_monday_after_spring_forward_is_not_skipped() {
 #[test]
 fn new_york_repeated_time_fires_once_in_the_first_pass() {
     assert_eq!(
-        fires("cron", &["hour=1", "minute=30", NEW_YORK], "2024-11-02T00:00:00Z", 3),
+        fires(
+            "cron",
+            &["hour=1", "minute=30", NEW_YORK],
+            "2024-11-02T00:00:00Z",
+            3
+        ),
         [
             "2024-11-02T01:30:00-04:00",
             "2024-11-03T01:30:00-04:00",
@@ -113,7 +138,12 @@ fn new_york_repeated_time_fires_once_in_the_first_pass() {
 #[test]
 fn new_york_restricted_hour_does_not_repeat_in_the_second_pass() {
     assert_eq!(
-        fires("cron", &["hour=1", "minute=*/15", NEW_YORK], "2024-11-03T04:50:00Z", 5),
+        fires(
+            "cron",
+            &["hour=1", "minute=*/15", NEW_YORK],
+            "2024-11-03T04:50:00Z",
+            5
+        ),
         [
             "2024-11-03T01:00:00-04:00",
             "2024-11-03T01:15:00-04:00",
@@ -127,7 +157,12 @@ fn new_york_restricted_hour_does_not_repeat_in_the_second_pass() {
 #[test]
 fn new_york_every_hour_fires_in_both_passes() {
     assert_eq!(
-        fires("cron", &["minute=*/15", NEW_YORK], "2024-11-03T05:40:00Z", 6),
+        fires(
+            "cron",
+            &["minute=*/15", NEW_YORK],
+            "2024-11-03T05:40:00Z",
+            6
+        ),
         [
             "2024-11-03T01:45:00-04:00",
             "2024-11-03T01:00:00-05:00",
@@ -141,7 +176,12 @@ fn new_york_every_hour_fires_in_both_passes() {
     for hours in ["*/1", "0-23"] {
         let hour = format!("hour={hours}");
         assert_eq!(
-            fires("cron", &[&hour, "minute=30", NEW_YORK], "2024-11-03T05:00:00Z", 3),
+            fires(
+                "cron",
+                &[&hour, "minute=30", NEW_YORK],
+                "2024-11-03T05:00:00Z",
+                3
+            ),
             [
                 "2024-11-03T01:30:00-04:00",
                 "2024-11-03T01:30:00-05:00",
@@ -156,12 +196,22 @@ fn new_york_every_hour_fires_in_both_passes() {
 fn new_york_starting_inside_the_fold() {
     // From 01:50 EDT (first pass) the next quarter hour is 01:00 EST, in the second pass.
     assert_eq!(
-        fires("cron", &["minute=*/15", NEW_YORK], "2024-11-03T05:50:00Z", 2),
+        fires(
+            "cron",
+            &["minute=*/15", NEW_YORK],
+            "2024-11-03T05:50:00Z",
+            2
+        ),
         ["2024-11-03T01:00:00-05:00", "2024-11-03T01:15:00-05:00"]
     );
     // From 01:10 EST (second pass), a restricted hour waits for the next day.
     assert_eq!(
-        fires("cron", &["hour=1", "minute=*/15", NEW_YORK], "2024-11-03T06:10:00Z", 1),
+        fires(
+            "cron",
+            &["hour=1", "minute=*/15", NEW_YORK],
+            "2024-11-03T06:10:00Z",
+            1
+        ),
         ["2024-11-04T01:00:00-05:00"]
     );
 }
@@ -169,15 +219,30 @@ fn new_york_starting_inside_the_fold() {
 #[test]
 fn new_york_crontab_follows_the_same_rules() {
     assert_eq!(
-        fires("crontab", &["30 2 * * *", NEW_YORK], "2024-03-09T12:00:00Z", 2),
+        fires(
+            "crontab",
+            &["30 2 * * *", NEW_YORK],
+            "2024-03-09T12:00:00Z",
+            2
+        ),
         ["2024-03-10T03:00:00-04:00", "2024-03-11T02:30:00-04:00"]
     );
     assert_eq!(
-        fires("crontab", &["30 1 * * *", NEW_YORK], "2024-11-03T00:00:00Z", 2),
+        fires(
+            "crontab",
+            &["30 1 * * *", NEW_YORK],
+            "2024-11-03T00:00:00Z",
+            2
+        ),
         ["2024-11-03T01:30:00-04:00", "2024-11-04T01:30:00-05:00"]
     );
     assert_eq!(
-        fires("crontab", &["*/30 * * * *", NEW_YORK], "2024-11-03T05:15:00Z", 4),
+        fires(
+            "crontab",
+            &["*/30 * * * *", NEW_YORK],
+            "2024-11-03T05:15:00Z",
+            4
+        ),
         [
             "2024-11-03T01:30:00-04:00",
             "2024-11-03T01:00:00-05:00",
@@ -192,7 +257,13 @@ fn new_york_calendar_interval_keeps_its_wall_clock_time() {
     assert_eq!(
         fires(
             "calendarinterval",
-            &["days=1", "hour=2", "minute=30", "start_date=2024-03-09", NEW_YORK],
+            &[
+                "days=1",
+                "hour=2",
+                "minute=30",
+                "start_date=2024-03-09",
+                NEW_YORK
+            ],
             "2024-03-09T00:00:00Z",
             3
         ),
@@ -205,7 +276,13 @@ fn new_york_calendar_interval_keeps_its_wall_clock_time() {
     assert_eq!(
         fires(
             "calendarinterval",
-            &["days=1", "hour=1", "minute=30", "start_date=2024-11-02", NEW_YORK],
+            &[
+                "days=1",
+                "hour=1",
+                "minute=30",
+                "start_date=2024-11-02",
+                NEW_YORK
+            ],
             "2024-11-02T00:00:00Z",
             3
         ),
@@ -238,11 +315,21 @@ fn new_york_interval_is_elapsed_time() {
 #[test]
 fn new_york_dates_inside_the_gap_mean_its_end() {
     assert_eq!(
-        fires("date", &["run_date=2024-03-10 02:30:00", NEW_YORK], "2024-01-01T00:00:00Z", 2),
+        fires(
+            "date",
+            &["run_date=2024-03-10 02:30:00", NEW_YORK],
+            "2024-01-01T00:00:00Z",
+            2
+        ),
         ["2024-03-10T03:00:00-04:00"]
     );
     assert_eq!(
-        fires("date", &["run_date=2024-11-03 01:30:00", NEW_YORK], "2024-01-01T00:00:00Z", 2),
+        fires(
+            "date",
+            &["run_date=2024-11-03 01:30:00", NEW_YORK],
+            "2024-01-01T00:00:00Z",
+            2
+        ),
         ["2024-11-03T01:30:00-04:00"]
     );
 }
@@ -253,7 +340,12 @@ fn new_york_dates_inside_the_gap_mean_its_end() {
 fn london_gap_and_fold() {
     let london = "timezone=Europe/London";
     assert_eq!(
-        fires("cron", &["hour=1", "minute=30", london], "2024-03-30T12:00:00Z", 3),
+        fires(
+            "cron",
+            &["hour=1", "minute=30", london],
+            "2024-03-30T12:00:00Z",
+            3
+        ),
         [
             "2024-03-31T02:00:00+01:00",
             "2024-04-01T01:30:00+01:00",
@@ -261,7 +353,12 @@ fn london_gap_and_fold() {
         ]
     );
     assert_eq!(
-        fires("cron", &["hour=1", "minute=30", london], "2024-10-26T12:00:00Z", 2),
+        fires(
+            "cron",
+            &["hour=1", "minute=30", london],
+            "2024-10-26T12:00:00Z",
+            2
+        ),
         ["2024-10-27T01:30:00+01:00", "2024-10-28T01:30:00+00:00"]
     );
     assert_eq!(
@@ -281,7 +378,12 @@ fn london_gap_and_fold() {
 fn lord_howe_half_hour_gap() {
     let lord_howe = "timezone=Australia/Lord_Howe";
     assert_eq!(
-        fires("cron", &["hour=2", "minute=15", lord_howe], "2024-10-04T12:00:00Z", 3),
+        fires(
+            "cron",
+            &["hour=2", "minute=15", lord_howe],
+            "2024-10-04T12:00:00Z",
+            3
+        ),
         [
             "2024-10-05T02:15:00+10:30",
             "2024-10-06T02:30:00+11:00",
@@ -294,11 +396,21 @@ fn lord_howe_half_hour_gap() {
 fn lord_howe_half_hour_fold() {
     let lord_howe = "timezone=Australia/Lord_Howe";
     assert_eq!(
-        fires("cron", &["hour=1", "minute=45", lord_howe], "2024-04-06T12:00:00Z", 2),
+        fires(
+            "cron",
+            &["hour=1", "minute=45", lord_howe],
+            "2024-04-06T12:00:00Z",
+            2
+        ),
         ["2024-04-07T01:45:00+11:00", "2024-04-08T01:45:00+10:30"]
     );
     assert_eq!(
-        fires("cron", &["minute=*/15", lord_howe], "2024-04-06T14:20:00Z", 5),
+        fires(
+            "cron",
+            &["minute=*/15", lord_howe],
+            "2024-04-06T14:20:00Z",
+            5
+        ),
         [
             "2024-04-07T01:30:00+11:00",
             "2024-04-07T01:45:00+11:00",
@@ -341,7 +453,12 @@ fn apia_midnight_of_the_missing_day_and_of_the_next_fire_once() {
 #[test]
 fn apia_a_yearly_date_on_the_missing_day() {
     assert_eq!(
-        fires("cron", &["month=12", "day=30", "hour=10", APIA], "2011-01-01T00:00:00Z", 2),
+        fires(
+            "cron",
+            &["month=12", "day=30", "hour=10", APIA],
+            "2011-01-01T00:00:00Z",
+            2
+        ),
         ["2011-12-31T00:00:00+14:00", "2012-12-30T10:00:00+14:00"]
     );
 }

@@ -12,7 +12,8 @@
 //!   run, it does not make it "missed" (APScheduler 3's most reported surprise).
 //! - Every submitted run produces exactly one [`RunRecord`], whatever the task does
 //!   (panic, abort, hang, flood of output).
-//! - A run does not start before its `start_at` (the scheduled time plus jitter).
+//! - A submission does not start before its `start_at` (the first scheduled time plus
+//!   jitter); its runs go one after another, never side by side.
 
 pub mod pool;
 pub mod process;
@@ -28,11 +29,16 @@ use crate::clock::Clock;
 use crate::history::RunRecord;
 use crate::task::{Task, TaskRun};
 
-/// One run handed to an executor.
+/// One or more runs of a job handed to an executor together.
+///
+/// Several runs come together when a job without `coalesce` is overdue for several run
+/// times (APScheduler hands them to one instance too): they run one after another,
+/// earliest first, under the one instance slot the scheduler claimed for them, and each
+/// is reported on its own.
 #[derive(Clone)]
 pub struct Submission {
-    /// The run's identity and args, as the task sees them.
-    pub run: TaskRun,
+    /// The runs' identities and args, as the task sees them; never empty.
+    pub runs: Vec<TaskRun>,
     /// The task's registered name (what a worker process looks up).
     pub task_name: String,
     /// The task itself, for executors that run it in process.
@@ -44,7 +50,7 @@ pub struct Submission {
 impl std::fmt::Debug for Submission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Submission")
-            .field("run", &self.run)
+            .field("runs", &self.runs)
             .field("task_name", &self.task_name)
             .field("start_at", &self.start_at)
             .finish()

@@ -85,9 +85,12 @@ impl Executor for ThreadPoolExecutor {
         let shared = Arc::clone(&self.shared);
         let timeout = self.timeout;
         shared.queued.fetch_add(1, Ordering::Relaxed);
-        shared
-            .in_flight()
-            .insert(submission.run.run_id.clone(), submission.run.clone());
+        {
+            let mut in_flight = shared.in_flight();
+            for run in &submission.runs {
+                in_flight.insert(run.run_id.clone(), run.clone());
+            }
+        }
         let mut runs = self
             .runs
             .lock()
@@ -162,25 +165,49 @@ async fn run_one(
     let permit = shared.workers.acquire().await;
     shared.queued.fetch_sub(1, Ordering::Relaxed);
     shared.running.fetch_add(1, Ordering::Relaxed);
+    let report = |record: RunRecord| {
+        shared.in_flight().remove(&record.run_id);
+        // The scheduler is gone if this fails; nobody is left to tell.
+        let _ = context.finished.send(record);
+    };
+    // The last record goes out after the worker slot is free, so whoever reads it sees
+    // the pool as it is after the submission.
+    let mut last_record = None;
+    for run in &submission.runs {
+        if let Some(record) = last_record.take() {
+            report(record);
+        }
+        last_record = Some(run_task(&submission, run, clock.as_ref(), timeout).await);
+    }
+    shared.running.fetch_sub(1, Ordering::Relaxed);
+    drop(permit);
+    if let Some(record) = last_record {
+        report(record);
+    }
+}
+
+/// Runs the task once and describes how it went.
+async fn run_task(
+    submission: &Submission,
+    run: &TaskRun,
+    clock: &dyn crate::clock::Clock,
+    timeout: Option<Duration>,
+) -> RunRecord {
     let started_at = clock.now();
     let task = Arc::clone(&submission.task);
-    let run = submission.run.clone();
+    let input = run.clone();
     // Its own tokio task, so that a panic stays inside it.
-    let handle = tokio::spawn(async move { task.run(run).await });
-    let abort = handle.abort_handle();
+    let handle = tokio::spawn(async move { task.run(input).await });
+    // Aborting the run (shutdown without wait) must stop the task too: dropping a
+    // JoinHandle does not.
+    let _stop_with_run = AbortOnDrop(handle.abort_handle());
     let result = match timeout {
-        Some(limit) => match tokio::time::timeout(limit, handle).await {
-            Ok(joined) => Some(joined),
-            Err(_) => {
-                abort.abort();
-                None
-            }
-        },
+        Some(limit) => tokio::time::timeout(limit, handle).await.ok(),
         None => Some(handle.await),
     };
     let (outcome, error, output) = match result {
         Some(Ok(Ok(output))) => (RunOutcome::Success, None, output),
-        Some(Ok(Err(failure))) => (RunOutcome::Error, Some(failure.message), failure.output),
+        Some(Ok(Err(failure))) => (failure.outcome(), Some(failure.message), failure.output),
         Some(Err(joined)) => (
             RunOutcome::Error,
             Some(panic_message(joined)),
@@ -195,19 +222,23 @@ async fn run_one(
             String::new(),
         ),
     };
-    shared.running.fetch_sub(1, Ordering::Relaxed);
-    drop(permit);
-    let record = RunRecord {
-        run_id: submission.run.run_id,
-        job_id: submission.run.job_id,
-        scheduled_time: submission.run.scheduled_time,
+    RunRecord {
+        run_id: run.run_id.clone(),
+        job_id: run.job_id.clone(),
+        scheduled_time: run.scheduled_time,
         started_at: Some(started_at),
         finished_at: clock.now(),
         outcome,
         error,
         output: (!output.is_empty()).then(|| bound_output(output, MAX_OUTPUT_BYTES)),
-    };
-    shared.in_flight().remove(&record.run_id);
-    // The scheduler is gone if this fails; nobody is left to tell.
-    let _ = context.finished.send(record);
+    }
+}
+
+/// Aborts a tokio task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -39,7 +39,8 @@ pub enum Event {
         /// Its store.
         jobstore: String,
     },
-    /// A run was handed to an executor.
+    /// A run was handed to an executor (one event per run, also when several overdue
+    /// runs of a job go to the executor together).
     JobSubmitted {
         /// The job.
         job_id: String,
@@ -51,7 +52,8 @@ pub enum Event {
         start_at: DateTime<Utc>,
         /// The executor.
         executor: String,
-        /// Runs already waiting for a worker in that executor: a full pool delays runs.
+        /// Submissions waiting for a worker in that executor, this one included: a full
+        /// pool delays runs, it does not drop them.
         queued: usize,
     },
     /// A run finished without error.

@@ -39,6 +39,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             SchedulerState::Stopped => break,
             SchedulerState::Paused => None,
             SchedulerState::Running => {
+                // During a pass the loop has no deadline, so a job added or changed
+                // meanwhile always leaves a wake-up behind.
+                inner.lock().deadline = None;
                 let now = inner.clock.now();
                 match process_due_jobs(&inner, now).await {
                     Ok(deadline) => {
@@ -102,7 +105,7 @@ pub(crate) async fn process_due_jobs(
                     .collect();
                 store.release_jobs(&inner.id, releases).await?;
                 for job_id in finished {
-                    inner.emit(Event::JobRemoved {
+                    inner.emit_with(|| Event::JobRemoved {
                         job_id,
                         jobstore: name.clone(),
                     });
@@ -154,40 +157,39 @@ async fn handle_due_job(inner: &Inner, jobstore: &str, job: &Job, now: DateTime<
         )
         .await;
     }
-    let jitter = job.effective_jitter();
-    for scheduled_time in plan.run {
-        let start_at = match jitter {
+    if let Some(first) = plan.run.first().copied() {
+        let start_at = match job.effective_jitter() {
             Some(jitter) => {
                 let mut mutable = inner.lock();
-                delay_run(
-                    scheduled_time,
-                    jitter,
-                    plan.next_run_time,
-                    &mut mutable.random,
-                )
+                delay_run(first, jitter, plan.next_run_time, &mut mutable.random)
             }
-            None => scheduled_time,
+            None => first,
         };
-        if let Err(error) = submit_run(inner, jobstore, job, scheduled_time, start_at).await {
+        if let Err(error) = submit_runs(inner, jobstore, job, &plan.run, start_at).await {
             tracing::warn!(job_id = job.id, %error, "could not submit a run");
         }
     }
     Release {
         job_id: job.id.clone(),
         revision: job.revision,
+        acquired_next_run_time: job.next_run_time,
         next_run_time: plan.next_run_time,
     }
 }
 
-/// Claims an instance slot and hands one run to the job's executor; returns the run id.
-/// A run that cannot start (limit reached, executor or task gone) is recorded as such.
-pub(crate) async fn submit_run(
+/// Claims one instance slot and hands the runs for `scheduled_times` (earliest first)
+/// to the job's executor, which runs them one after another; returns the first run id.
+/// Runs that cannot start (limit reached, executor or task gone) are recorded as such.
+pub(crate) async fn submit_runs(
     inner: &Inner,
     jobstore: &str,
     job: &Job,
-    scheduled_time: DateTime<Utc>,
+    scheduled_times: &[DateTime<Utc>],
     start_at: DateTime<Utc>,
 ) -> Result<String, StoreError> {
+    let Some(first) = scheduled_times.first().copied() else {
+        return Err(StoreError::NotFound(job.id.clone()));
+    };
     let store = inner
         .stores
         .get(jobstore)
@@ -198,19 +200,21 @@ pub(crate) async fn submit_run(
     {
         inner.emit(Event::JobMaxInstances {
             job_id: job.id.clone(),
-            scheduled_time,
+            scheduled_time: first,
             max_instances: job.max_instances,
         });
         let reason = format!(
-            "{} run(s) of this job were still going (max_instances)",
-            job.max_instances
+            "{} run(s) of this job were still going (max_instances); skipped {} run time(s)",
+            job.max_instances,
+            scheduled_times.len()
         );
+        let now = inner.clock.now();
         return Ok(record_unstarted(
             inner,
             jobstore,
             job,
-            scheduled_time,
-            inner.clock.now(),
+            first,
+            now,
             RunOutcome::Skipped,
             reason,
         )
@@ -218,30 +222,44 @@ pub(crate) async fn submit_run(
     }
     let refusal = match (
         inner.executors.get(&job.executor),
-        submission(inner, job, scheduled_time, start_at),
+        submission(inner, job, scheduled_times, start_at),
     ) {
-        (None, _) => Err(format!("the executor \"{}\" does not exist", job.executor)),
-        (_, None) => Err(format!("the task \"{}\" is not registered", job.task)),
+        (None, _) => Err(format!("the executor {:?} does not exist", job.executor)),
+        (_, None) => Err(format!("the task {:?} is not registered", job.task)),
         (Some(executor), Some(submission)) => {
-            let run_id = submission.run.run_id.clone();
-            inner
-                .lock()
-                .run_stores
-                .insert(run_id.clone(), jobstore.to_owned());
+            let run_ids: Vec<String> = submission
+                .runs
+                .iter()
+                .map(|run| run.run_id.clone())
+                .collect();
+            {
+                let mut mutable = inner.lock();
+                let last = run_ids.len() - 1;
+                for (index, run_id) in run_ids.iter().enumerate() {
+                    mutable
+                        .run_stores
+                        .insert(run_id.clone(), (jobstore.to_owned(), index == last));
+                }
+            }
             match executor.submit(submission) {
                 Ok(()) => {
-                    inner.emit(Event::JobSubmitted {
-                        job_id: job.id.clone(),
-                        run_id: run_id.clone(),
-                        scheduled_time,
-                        start_at,
-                        executor: job.executor.clone(),
-                        queued: executor.load().queued,
-                    });
-                    return Ok(run_id);
+                    for (run_id, scheduled_time) in run_ids.iter().zip(scheduled_times) {
+                        inner.emit_with(|| Event::JobSubmitted {
+                            job_id: job.id.clone(),
+                            run_id: run_id.clone(),
+                            scheduled_time: *scheduled_time,
+                            start_at: start_at.max(*scheduled_time),
+                            executor: job.executor.clone(),
+                            queued: executor.load().queued,
+                        });
+                    }
+                    return Ok(run_ids[0].clone());
                 }
                 Err(error) => {
-                    inner.lock().run_stores.remove(&run_id);
+                    let mut mutable = inner.lock();
+                    for run_id in &run_ids {
+                        mutable.run_stores.remove(run_id);
+                    }
                     Err(error.to_string())
                 }
             }
@@ -249,17 +267,8 @@ pub(crate) async fn submit_run(
     };
     let reason = refusal.unwrap_or_default();
     store.release_instance(&job.id, &inner.id).await?;
-    let run_id = record_unstarted(
-        inner,
-        jobstore,
-        job,
-        scheduled_time,
-        inner.clock.now(),
-        RunOutcome::Error,
-        reason,
-    )
-    .await;
-    Ok(run_id)
+    let now = inner.clock.now();
+    Ok(record_unstarted(inner, jobstore, job, first, now, RunOutcome::Error, reason).await)
 }
 
 /// Records and announces a run that never started; returns its run id.
@@ -317,10 +326,15 @@ pub(crate) async fn record_finished_runs(
 }
 
 async fn record_one(inner: &Inner, record: RunRecord) {
-    let jobstore = inner.lock().run_stores.remove(&record.run_id);
-    if let Some(store) = jobstore.as_deref().and_then(|name| inner.stores.get(name)) {
-        if let Err(error) = store.release_instance(&record.job_id, &inner.id).await {
-            tracing::warn!(job_id = record.job_id, %error, "could not release a run's instance slot");
+    let placed = inner.lock().run_stores.remove(&record.run_id);
+    if let Some((store, frees_slot)) = placed
+        .as_ref()
+        .and_then(|(name, frees_slot)| Some((inner.stores.get(name)?, *frees_slot)))
+    {
+        if frees_slot {
+            if let Err(error) = store.release_instance(&record.job_id, &inner.id).await {
+                tracing::warn!(job_id = record.job_id, %error, "could not release a run's instance slot");
+            }
         }
         if let Err(error) = store.record_run(record.clone()).await {
             tracing::warn!(job_id = record.job_id, %error, "could not record a run");

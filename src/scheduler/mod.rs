@@ -37,13 +37,13 @@ use crate::trigger::{Trigger, TriggerContext, TriggerError, TriggerSpec, Zone};
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
     /// No job with that id.
-    #[error("no job with id \"{0}\"")]
+    #[error("no job with id {0:?}")]
     JobNotFound(String),
     /// A job with that id exists and `replace_existing` was not set.
-    #[error("a job with id \"{0}\" already exists")]
+    #[error("a job with id {0:?} already exists")]
     JobExists(String),
     /// The job names a task that is not registered.
-    #[error("task: unknown task \"{name}\" (known: {known})")]
+    #[error("task: unknown task {name:?} (known: {known})")]
     UnknownTask {
         /// The name given.
         name: String,
@@ -60,10 +60,10 @@ pub enum SchedulerError {
     #[error("trigger: it never fires from now on")]
     TriggerNeverFires,
     /// The job names an executor that does not exist.
-    #[error("executor: unknown executor \"{0}\"")]
+    #[error("executor: unknown executor {0:?}")]
     UnknownExecutor(String),
     /// The job names a store that does not exist.
-    #[error("jobstore: unknown job store \"{0}\"")]
+    #[error("jobstore: unknown job store {0:?}")]
     UnknownStore(String),
     /// An option is out of range.
     #[error("{field}: {reason}")]
@@ -238,8 +238,9 @@ struct Mutable {
     deadline: Option<DateTime<Utc>>,
     finished_receiver: Option<mpsc::UnboundedReceiver<RunRecord>>,
     handles: Vec<JoinHandle<()>>,
-    /// The store of each run in flight, so its record lands in the right place.
-    run_stores: HashMap<String, String>,
+    /// Each run in flight: its store, so the record lands in the right place, and whether
+    /// its record frees the job's instance slot (the last run of a submission does).
+    run_stores: HashMap<String, (String, bool)>,
     random: fastrand::Rng,
 }
 
@@ -254,6 +255,14 @@ impl Inner {
         event.log();
         // No listener is not an error.
         let _ = self.events.send(event);
+    }
+
+    /// Emits the event `make` builds, unless nobody would see it: the hot paths (adding
+    /// and submitting) skip building events when no listener or log wants them.
+    pub(crate) fn emit_with(&self, make: impl FnOnce() -> Event) {
+        if self.events.receiver_count() > 0 || tracing::enabled!(tracing::Level::DEBUG) {
+            self.emit(make());
+        }
     }
 
     /// Wakes the loop if `time` is earlier than when it plans to wake.
@@ -414,7 +423,7 @@ impl Scheduler {
         } else {
             store.add_job(job).await?
         };
-        inner.emit(Event::JobAdded {
+        inner.emit_with(|| Event::JobAdded {
             job_id: stored.id.clone(),
             jobstore,
         });
@@ -620,8 +629,15 @@ impl Scheduler {
 
     /// Removes every job from every store.
     pub async fn remove_all_jobs(&self) -> Result<(), SchedulerError> {
-        for store in self.inner.stores.values() {
+        for (name, store) in &self.inner.stores {
+            let jobs = store.get_jobs().await?;
             store.remove_all_jobs().await?;
+            for job in jobs {
+                self.inner.emit_with(|| Event::JobRemoved {
+                    job_id: job.id,
+                    jobstore: name.clone(),
+                });
+            }
         }
         Ok(())
     }
@@ -650,7 +666,7 @@ impl Scheduler {
     pub async fn run_job_now(&self, id: &str) -> Result<String, SchedulerError> {
         let (jobstore, job) = self.inner.find_job(id).await?;
         let now = self.inner.clock.now();
-        main_loop::submit_run(&self.inner, &jobstore, &job, now, now)
+        main_loop::submit_runs(&self.inner, &jobstore, &job, &[now], now)
             .await
             .map_err(SchedulerError::from)
     }
@@ -665,27 +681,31 @@ impl Scheduler {
         for store in self.inner.stores.values() {
             runs.extend(store.runs(job_id, limit).await?);
         }
-        runs.sort_by(|left, right| right.finished_at.cmp(&left.finished_at));
+        runs.sort_by_key(|run| std::cmp::Reverse(run.finished_at));
         runs.truncate(limit);
         Ok(runs)
     }
 }
 
-/// Builds the submission for one run of `job`.
+/// Builds the submission of `job`'s runs for `scheduled_times` (earliest first).
 fn submission(
     inner: &Inner,
     job: &Job,
-    scheduled_time: DateTime<Utc>,
+    scheduled_times: &[DateTime<Utc>],
     start_at: DateTime<Utc>,
 ) -> Option<Submission> {
     let task = inner.tasks.get(&job.task)?;
-    Some(Submission {
-        run: TaskRun {
+    let runs = scheduled_times
+        .iter()
+        .map(|scheduled_time| TaskRun {
             job_id: job.id.clone(),
             run_id: generate_id(),
-            scheduled_time,
+            scheduled_time: *scheduled_time,
             args: job.args.clone(),
-        },
+        })
+        .collect();
+    Some(Submission {
+        runs,
         task_name: job.task.clone(),
         task,
         start_at,

@@ -15,8 +15,10 @@
 //!
 //! Lateness is judged here, when the scheduler takes the job, not when a worker frees
 //! up. The backlog walked is bounded by [`MAX_RUN_TIMES`] (APScheduler's
-//! `_get_run_times` is not): past it the job skips to its first run time after `now`
-//! and the skipped ones count as missed.
+//! `_get_run_times` is not): past it the planner jumps to the latest run time due at
+//! `now` (a doubling search backwards from `now`), and the run times jumped over count
+//! as missed unless coalescing would have dropped them anyway; the count is then a
+//! lower bound ([`Plan::missed_is_lower_bound`]).
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -34,6 +36,9 @@ pub struct Plan {
     pub first_missed: Option<DateTime<Utc>>,
     /// How many run times were missed.
     pub missed: u64,
+    /// The backlog was too long to walk, so `missed` counts only what was walked plus
+    /// one for the run times jumped over.
+    pub missed_is_lower_bound: bool,
     /// The job's next run time after this pass; `None` when its trigger is finished.
     pub next_run_time: Option<DateTime<Utc>>,
 }
@@ -48,6 +53,7 @@ pub fn plan(job: &Job, now: DateTime<Utc>) -> Plan {
         run: Vec::new(),
         first_missed: None,
         missed: 0,
+        missed_is_lower_bound: false,
         next_run_time: None,
     };
     let miss = |plan: &mut Plan, time: DateTime<Utc>| {
@@ -57,12 +63,18 @@ pub fn plan(job: &Job, now: DateTime<Utc>) -> Plan {
     let mut current = job.next_run_time;
     let mut walked = 0usize;
     while let Some(time) = current.filter(|time| *time <= now) {
-        if walked == MAX_RUN_TIMES {
-            // Too far behind to walk: count the rest as missed and resume from now.
-            miss(&mut plan, time);
-            current = job.trigger.next_fire_time(None, now);
-            break;
-        }
+        let time = if walked == MAX_RUN_TIMES {
+            // Too far behind to walk: jump to the latest run time due now. What lies
+            // between was dropped; coalescing without a grace limit would drop it too.
+            let latest = latest_fire_at_or_before(job, time, now);
+            if latest > time && (!job.coalesce || grace.is_some()) {
+                miss(&mut plan, time);
+                plan.missed_is_lower_bound = true;
+            }
+            latest
+        } else {
+            time
+        };
         walked += 1;
         if too_late(time) {
             miss(&mut plan, time);
@@ -70,10 +82,39 @@ pub fn plan(job: &Job, now: DateTime<Utc>) -> Plan {
             plan.run.push(time);
         }
         current = job.trigger.next_fire_time(Some(time), now);
+        if walked > MAX_RUN_TIMES {
+            break;
+        }
     }
     if job.coalesce && plan.run.len() > 1 {
         plan.run.drain(..plan.run.len() - 1);
     }
     plan.next_run_time = current;
     plan
+}
+
+/// The latest fire time of `job` at or before `now`, given `known`, one that is.
+///
+/// Searches windows `[now - d, now]` for d = 1 s, 2 s, 4 s …: the first window that
+/// holds a fire time holds few, and walking them forward finds the last.
+fn latest_fire_at_or_before(job: &Job, known: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    let mut width = TimeDelta::seconds(1);
+    loop {
+        let from = now.checked_sub_signed(width).unwrap_or(known).max(known);
+        let mut latest = match job.trigger.first_fire_at_or_after(from) {
+            Some(found) if found <= now => found,
+            _ if from == known => return known,
+            _ => {
+                width = width.checked_mul(2).unwrap_or(TimeDelta::MAX);
+                continue;
+            }
+        };
+        for _ in 0..MAX_RUN_TIMES {
+            match job.trigger.next_fire_time(Some(latest), now) {
+                Some(next) if next <= now => latest = next,
+                _ => break,
+            }
+        }
+        return latest;
+    }
 }

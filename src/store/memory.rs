@@ -175,8 +175,9 @@ impl JobStore for MemoryStore {
 
     async fn remove_job(&self, id: &str) -> Result<(), StoreError> {
         let mut state = self.lock();
+        // The instance count stays: runs still going release it, and a job re-added
+        // under the same id must not run beside them past its max_instances.
         if state.remove(id) {
-            state.instances.remove(id);
             Ok(())
         } else {
             Err(StoreError::NotFound(id.to_owned()))
@@ -263,8 +264,12 @@ impl JobStore for MemoryStore {
             if let Some(expiry) = expiry {
                 state.leases.remove(&(expiry, Arc::clone(&id)));
             }
-            if revision != release.revision {
-                // Changed while acquired: the change wins.
+            let schedule_untouched = state
+                .jobs
+                .get(&id)
+                .is_some_and(|entry| entry.job.next_run_time == release.acquired_next_run_time);
+            if revision != release.revision && !schedule_untouched {
+                // Changed while acquired, schedule included: the change wins.
                 state.end_lease(&id);
                 continue;
             }

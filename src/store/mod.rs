@@ -8,7 +8,9 @@
 //! # Ground rules
 //! - Every write bumps the job's `revision`. A release carries the revision the
 //!   scheduler acquired; if the job changed meanwhile (modified, rescheduled, paused),
-//!   the store keeps the change and only drops the lease. A removed job stays removed.
+//!   the store keeps the change. If the change left the next run time as acquired, the
+//!   released next run time is applied on top of it (the run times just handled must
+//!   not run again); otherwise the change's schedule wins. A removed job stays removed.
 //! - Acquired jobs are invisible to other acquisitions and to [`JobStore::next_run_time`]
 //!   until released or until their lease expires (the owner died).
 //! - Errors are mapped to a few kinds ([`StoreErrorKind`]); the scheduler retries
@@ -41,10 +43,10 @@ pub enum StoreErrorKind {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// A job with that id exists already.
-    #[error("a job with id \"{0}\" already exists")]
+    #[error("a job with id {0:?} already exists")]
     Conflict(String),
     /// No job with that id.
-    #[error("no job with id \"{0}\"")]
+    #[error("no job with id {0:?}")]
     NotFound(String),
     /// The store cannot be reached.
     #[error("the job store is unavailable: {0}")]
@@ -75,6 +77,10 @@ pub struct Release {
     pub revision: u64,
     /// The new next run time; `None` when the trigger is finished and the job goes.
     pub next_run_time: Option<DateTime<Utc>>,
+    /// The next run time the job had when it was acquired: if a change made meanwhile
+    /// left it as it was, the change did not touch the schedule and the released next
+    /// run time still applies (otherwise the same run time would run twice).
+    pub acquired_next_run_time: Option<DateTime<Utc>>,
 }
 
 /// A place that keeps jobs and run history.

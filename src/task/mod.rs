@@ -45,6 +45,10 @@ pub struct TaskFailure {
     /// Output produced before the failure.
     #[serde(default)]
     pub output: String,
+    /// The task gave up because it ran out of time (its own timeout), which the run
+    /// history records as a timeout rather than an error.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
 }
 
 impl TaskFailure {
@@ -53,6 +57,24 @@ impl TaskFailure {
         TaskFailure {
             message: message.into(),
             output: String::new(),
+            timed_out: false,
+        }
+    }
+
+    /// A failure because the task's own time limit ran out.
+    pub fn timeout(message: impl Into<String>) -> TaskFailure {
+        TaskFailure {
+            timed_out: true,
+            ..TaskFailure::new(message)
+        }
+    }
+
+    /// The run outcome this failure stands for.
+    pub fn outcome(&self) -> crate::history::RunOutcome {
+        if self.timed_out {
+            crate::history::RunOutcome::Timeout
+        } else {
+            crate::history::RunOutcome::Error
         }
     }
 }

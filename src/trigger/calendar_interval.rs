@@ -90,16 +90,16 @@ pub(crate) fn build(
             format!("{end} is before start_date {start}"),
         ));
     }
-    Ok(Trigger {
-        spec: TriggerSpec::CalendarInterval(CalendarIntervalSpec {
+    Ok(Trigger::from_parts(
+        TriggerSpec::CalendarInterval(Box::new(CalendarIntervalSpec {
             start_date: Some(start.to_string()),
             end_date: end.map(|end| end.to_string()),
             timezone: Some(zone.name()),
             ..spec
-        }),
+        })),
         zone,
-        jitter: spec.jitter,
-        schedule: Schedule::CalendarInterval(CalendarIntervalTrigger {
+        spec.jitter,
+        Schedule::CalendarInterval(Box::new(CalendarIntervalTrigger {
             steps: CalendarSteps {
                 start,
                 end,
@@ -108,8 +108,8 @@ pub(crate) fn build(
                 time,
             },
             zone,
-        }),
-    })
+        })),
+    ))
 }
 
 impl CalendarIntervalTrigger {
@@ -125,7 +125,7 @@ impl CalendarSteps {
         let date = self
             .start
             .checked_add_months(Months::new(self.months.checked_mul(n)?))?
-            .checked_add_signed(TimeDelta::days(i64::from(self.days) * i64::from(n)))?;
+            .checked_add_signed(TimeDelta::try_days(i64::from(self.days) * i64::from(n))?)?;
         Some(date.and_time(self.time))
     }
 }

@@ -54,12 +54,22 @@ pub(crate) fn first_fire_at_or_after(
     let limit = end.map(|end| zone.to_local(end) + TimeDelta::days(2));
     let civil = zone.to_local(start);
     let both_passes = schedule.fires_in_both_passes();
-    let second_pass = if both_passes {
+    let second_pass = if both_passes && zone.fixed_offset().is_none() {
         second_pass_before(schedule, zone, start, civil, limit)
     } else {
         None
     };
+    // Starting exactly at the end of a spring-forward gap, the civil times inside the
+    // gap are behind `civil`, yet they fire at this very instant: search from the start
+    // of the gap instead. (Transitions fall on whole seconds, like `start`.)
     let mut search_from = civil;
+    if zone.fixed_offset().is_none() {
+        let second_before = start - TimeDelta::seconds(1);
+        if zone.offset_at(second_before).local_minus_utc() < zone.offset_at(start).local_minus_utc()
+        {
+            search_from = zone.to_local(second_before) + TimeDelta::seconds(1);
+        }
+    }
     let found = loop {
         let Some(matched) = schedule.next_match(search_from, limit) else {
             break None;

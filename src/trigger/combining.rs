@@ -34,7 +34,7 @@ pub(crate) fn build(
     for (index, part) in spec.triggers.iter().enumerate() {
         let place = format!("triggers[{index}]");
         let trigger = Trigger::new(part.clone(), context).map_err(|error| error.within(&place))?;
-        if trigger.jitter.is_some() {
+        if trigger.jitter().is_some() {
             return Err(TriggerError::conflict(
                 format!("{place}.jitter"),
                 format!("jitter belongs on the {kind} trigger itself, not on its parts"),
@@ -42,25 +42,25 @@ pub(crate) fn build(
         }
         parts.push(trigger);
     }
-    let zone = parts[0].zone;
+    let zone = parts[0].timezone();
     let resolved = CombiningSpec {
-        triggers: parts.iter().map(|part| part.spec.clone()).collect(),
+        triggers: parts.iter().map(|part| part.spec().clone()).collect(),
         jitter: spec.jitter,
     };
-    Ok(Trigger {
-        spec: if all {
+    Ok(Trigger::from_parts(
+        if all {
             TriggerSpec::And(resolved)
         } else {
             TriggerSpec::Or(resolved)
         },
         zone,
-        jitter: spec.jitter,
-        schedule: if all {
+        spec.jitter,
+        if all {
             Schedule::And(parts)
         } else {
             Schedule::Or(parts)
         },
-    })
+    ))
 }
 
 /// The first instant at or after `instant` at which every part fires.

@@ -57,15 +57,15 @@ pub(crate) fn build(spec: CrontabSpec, context: &TriggerContext) -> Result<Trigg
         spec.end_date.as_deref(),
         context,
     )?;
-    Ok(Trigger {
-        spec: TriggerSpec::Crontab(CrontabSpec {
+    Ok(Trigger::from_parts(
+        TriggerSpec::Crontab(Box::new(CrontabSpec {
             timezone: Some(window.zone.name()),
             ..spec
-        }),
-        zone: window.zone,
-        jitter: spec.jitter,
-        schedule: Schedule::Cron(CronTrigger { schedule, window }),
-    })
+        })),
+        window.zone,
+        spec.jitter,
+        Schedule::Cron(Box::new(CronTrigger { schedule, window })),
+    ))
 }
 
 /// Compiles a crontab line (or macro) into a schedule.
@@ -161,7 +161,7 @@ fn expand_macro(name: &str) -> Result<&'static str, TriggerError> {
             return Err(TriggerError::syntax(
                 "crontab",
                 format!(
-                    "unknown macro \"{name}\" (expected @hourly, @daily, @midnight, @weekly, \
+                    "unknown macro {name:?} (expected @hourly, @daily, @midnight, @weekly, \
                      @monthly, @yearly or @annually)"
                 ),
             ))
@@ -186,7 +186,7 @@ fn check_day_occurs(
     } else {
         Err(TriggerError::conflict(
             "day",
-            format!("day \"{day_text}\" never occurs in month \"{month_text}\", so the line would never fire"),
+            format!("day {day_text:?} never occurs in month {month_text:?}, so the line would never fire"),
         ))
     }
 }

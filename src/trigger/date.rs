@@ -27,14 +27,17 @@ pub(crate) fn build(spec: DateSpec, context: &TriggerContext) -> Result<Trigger,
         (None, None) => context.now,
     };
     let run_date = super::datetime::truncate_to_micros(run_date);
-    Ok(Trigger {
-        spec: TriggerSpec::Date(DateSpec {
-            run_date: Some(format_instant(run_date, &zone)),
+    // A written date means the same with the zone written next to it; only a computed
+    // one (from `delay` or now) needs writing out.
+    let written_text = spec.run_date.filter(|_| written.is_some());
+    Ok(Trigger::from_parts(
+        TriggerSpec::Date(DateSpec {
+            run_date: Some(written_text.unwrap_or_else(|| format_instant(run_date, &zone))),
             delay: None,
             timezone: Some(zone.name()),
         }),
         zone,
-        jitter: None,
-        schedule: Schedule::Date(run_date),
-    })
+        None,
+        Schedule::Date(run_date),
+    ))
 }

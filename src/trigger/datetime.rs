@@ -52,7 +52,7 @@ pub fn parse_datetime(text: &str) -> Result<WrittenDateTime, String> {
     let trimmed = text.trim();
     let expected = || {
         format!(
-            "\"{text}\" is not a date-time (expected e.g. \"2024-03-01\", \
+            "{text:?} is not a date-time (expected e.g. \"2024-03-01\", \
              \"2024-03-01 12:00:00\" or \"2024-03-01T12:00:00+08:00\")"
         )
     };
@@ -144,16 +144,19 @@ fn parse_time(text: &str) -> Option<NaiveTime> {
 /// Formats `instant` in `zone` as Python's `isoformat()` does (RFC 3339).
 pub fn format_instant(instant: DateTime<Utc>, zone: &Zone) -> String {
     let local = zone.to_fixed(instant);
-    if local.nanosecond() == 0 {
-        local.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+    let precision = if local.nanosecond() == 0 {
+        chrono::SecondsFormat::Secs
     } else {
-        local.format("%Y-%m-%dT%H:%M:%S%.6f%:z").to_string()
-    }
+        chrono::SecondsFormat::Micros
+    };
+    local.to_rfc3339_opts(precision, false)
 }
 
 /// Rounds `instant` up to a whole second (APScheduler's `datetime_ceil`).
 pub(crate) fn ceil_to_second(instant: DateTime<Utc>) -> DateTime<Utc> {
-    if instant.nanosecond() == 0 {
+    // `timestamp_subsec_nanos` reads the field; `nanosecond()` would convert to local
+    // time first, which costs more than the whole cron search on a hot path.
+    if instant.timestamp_subsec_nanos() == 0 {
         instant
     } else {
         instant
@@ -165,7 +168,10 @@ pub(crate) fn ceil_to_second(instant: DateTime<Utc>) -> DateTime<Utc> {
 
 /// Drops anything finer than a microsecond: instants are stored with microsecond precision.
 pub(crate) fn truncate_to_micros(instant: DateTime<Utc>) -> DateTime<Utc> {
-    let nanos = instant.nanosecond();
+    let nanos = instant.timestamp_subsec_nanos();
+    if nanos % 1_000 == 0 {
+        return instant;
+    }
     instant
         .with_nanosecond(nanos - nanos % 1_000)
         .unwrap_or(instant)

@@ -71,20 +71,20 @@ pub(crate) fn build(spec: IntervalSpec, context: &TriggerContext) -> Result<Trig
     };
     let start = super::datetime::truncate_to_micros(start);
     let end = end.map(|end| end.to_instant(&zone));
-    Ok(Trigger {
-        spec: TriggerSpec::Interval(IntervalSpec {
+    Ok(Trigger::from_parts(
+        TriggerSpec::Interval(Box::new(IntervalSpec {
             start_date: Some(format_instant(start, &zone)),
             timezone: Some(zone.name()),
             ..spec
-        }),
+        })),
         zone,
-        jitter: spec.jitter,
-        schedule: Schedule::Interval(IntervalTrigger {
+        spec.jitter,
+        Schedule::Interval(IntervalTrigger {
             interval_micros,
             start,
             end,
         }),
-    })
+    ))
 }
 
 impl IntervalTrigger {

@@ -52,6 +52,7 @@ mod window;
 pub mod words;
 pub mod zone;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -178,22 +179,47 @@ impl TriggerError {
 /// Serializes as its resolved [`TriggerSpec`]: the zone, an interval's start and a
 /// delayed date's run date are written out, so a stored trigger means the same thing
 /// when it is read back on another machine or after a restart.
+///
+/// A `Trigger` is a shared handle: cloning it (as every copy of a job does) is cheap.
 #[derive(Clone, Debug)]
 pub struct Trigger {
+    inner: Arc<TriggerInner>,
+}
+
+#[derive(Debug)]
+struct TriggerInner {
     spec: TriggerSpec,
     zone: Zone,
     jitter: Option<Duration>,
     schedule: Schedule,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 enum Schedule {
     Date(DateTime<Utc>),
     Interval(interval::IntervalTrigger),
-    Cron(cron::CronTrigger),
-    CalendarInterval(calendar_interval::CalendarIntervalTrigger),
+    Cron(Box<cron::CronTrigger>),
+    CalendarInterval(Box<calendar_interval::CalendarIntervalTrigger>),
     And(Vec<Trigger>),
     Or(Vec<Trigger>),
+}
+
+impl Trigger {
+    fn from_parts(
+        spec: TriggerSpec,
+        zone: Zone,
+        jitter: Option<Duration>,
+        schedule: Schedule,
+    ) -> Trigger {
+        Trigger {
+            inner: Arc::new(TriggerInner {
+                spec,
+                zone,
+                jitter,
+                schedule,
+            }),
+        }
+    }
 }
 
 impl Trigger {
@@ -201,10 +227,10 @@ impl Trigger {
     pub fn new(spec: TriggerSpec, context: &TriggerContext) -> Result<Trigger, TriggerError> {
         match spec {
             TriggerSpec::Date(spec) => date::build(spec, context),
-            TriggerSpec::Interval(spec) => interval::build(spec, context),
-            TriggerSpec::Cron(spec) => cron::build(spec, context),
-            TriggerSpec::Crontab(spec) => crontab::build(spec, context),
-            TriggerSpec::CalendarInterval(spec) => calendar_interval::build(spec, context),
+            TriggerSpec::Interval(spec) => interval::build(*spec, context),
+            TriggerSpec::Cron(spec) => cron::build(*spec, context),
+            TriggerSpec::Crontab(spec) => crontab::build(*spec, context),
+            TriggerSpec::CalendarInterval(spec) => calendar_interval::build(*spec, context),
             TriggerSpec::And(spec) => combining::build(spec, context, true),
             TriggerSpec::Or(spec) => combining::build(spec, context, false),
         }
@@ -221,7 +247,7 @@ impl Trigger {
         previous_fire_time: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
-        match (&self.schedule, previous_fire_time) {
+        match (&self.inner.schedule, previous_fire_time) {
             (Schedule::Date(run_date), None) => Some(*run_date),
             // A date trigger fires once: after any previous fire time it is finished.
             (Schedule::Date(_), Some(_)) => None,
@@ -245,7 +271,7 @@ impl Trigger {
     /// The first fire time at or after `instant`: the shared primitive of every
     /// trigger, also what combinations are built from.
     pub(crate) fn first_fire_at_or_after(&self, instant: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        match &self.schedule {
+        match &self.inner.schedule {
             Schedule::Date(run_date) => (*run_date >= instant).then_some(*run_date),
             Schedule::Interval(trigger) => trigger.first_fire_at_or_after(instant),
             Schedule::Cron(trigger) => trigger.first_fire_at_or_after(instant),
@@ -257,36 +283,36 @@ impl Trigger {
 
     /// The zone the trigger computes and shows its times in.
     pub fn timezone(&self) -> Zone {
-        self.zone
+        self.inner.zone
     }
 
     /// How much a run may be delayed at random (see [`jitter::delay_run`]).
     pub fn jitter(&self) -> Option<Duration> {
-        self.jitter
+        self.inner.jitter
     }
 
     /// The resolved specification this trigger was built from.
     pub fn spec(&self) -> &TriggerSpec {
-        &self.spec
+        &self.inner.spec
     }
 
     /// The trigger type's name: `date`, `interval`, `cron`, `crontab`, `calendarinterval`,
     /// `and` or `or`.
     pub fn kind(&self) -> &'static str {
-        self.spec.kind()
+        self.inner.spec.kind()
     }
 }
 
 impl PartialEq for Trigger {
     /// Two triggers are equal when their resolved specifications are.
     fn eq(&self, other: &Trigger) -> bool {
-        self.spec == other.spec
+        self.inner.spec == other.inner.spec
     }
 }
 
 impl Serialize for Trigger {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.spec.serialize(serializer)
+        self.inner.spec.serialize(serializer)
     }
 }
 

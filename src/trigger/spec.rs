@@ -12,20 +12,23 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// What a user writes to describe a trigger; `type` selects the variant.
+///
+/// The larger variants are boxed so that a pending one-off job (a `date` trigger, the
+/// common case by far) stays small in memory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum TriggerSpec {
     /// Fire once.
     Date(DateSpec),
     /// Fire every fixed elapsed duration.
-    Interval(IntervalSpec),
+    Interval(Box<IntervalSpec>),
     /// Fire when calendar fields match (APScheduler 3.x syntax).
-    Cron(CronSpec),
+    Cron(Box<CronSpec>),
     /// Fire on a classic 5-field crontab line.
-    Crontab(CrontabSpec),
+    Crontab(Box<CrontabSpec>),
     /// Fire every N years/months/weeks/days at a wall-clock time.
     #[serde(rename = "calendarinterval")]
-    CalendarInterval(CalendarIntervalSpec),
+    CalendarInterval(Box<CalendarIntervalSpec>),
     /// Fire when all the given triggers agree.
     And(CombiningSpec),
     /// Fire when any of the given triggers fires.
@@ -412,10 +415,12 @@ pub(crate) mod humane_duration {
         let trimmed = text.trim();
         if let Ok(seconds) = trimmed.parse::<f64>() {
             return Duration::try_from_secs_f64(seconds)
-                .map_err(|_| format!("\"{text}\" is not a valid number of seconds"));
+                .map_err(|_| format!("{text:?} is not a valid number of seconds"));
         }
         humantime::parse_duration(trimmed).map_err(|error| {
-            format!("\"{text}\" is not a duration ({error}; expected e.g. \"30s\", \"15m\" or \"1h30m\")")
+            format!(
+                "{text:?} is not a duration ({error}; expected e.g. \"30s\", \"15m\" or \"1h30m\")"
+            )
         })
     }
 }

@@ -80,7 +80,7 @@ pub fn spec_from_words(kind: &str, words: &[String]) -> Result<TriggerSpec, Trig
             return Err(TriggerError::unknown_name(
                 "type",
                 format!(
-                    "unknown trigger type \"{kind}\" (expected {})",
+                    "unknown trigger type {kind:?} (expected {})",
                     KINDS.join(", ")
                 ),
             ))
@@ -93,7 +93,7 @@ pub fn spec_from_words(kind: &str, words: &[String]) -> Result<TriggerSpec, Trig
             delay: pairs.duration("delay")?,
             timezone: pairs.take("timezone"),
         }),
-        "interval" => TriggerSpec::Interval(IntervalSpec {
+        "interval" => TriggerSpec::Interval(Box::new(IntervalSpec {
             weeks: pairs.number("weeks")?,
             days: pairs.number("days")?,
             hours: pairs.number("hours")?,
@@ -103,8 +103,8 @@ pub fn spec_from_words(kind: &str, words: &[String]) -> Result<TriggerSpec, Trig
             end_date: pairs.take("end_date"),
             timezone: pairs.take("timezone"),
             jitter: pairs.duration("jitter")?,
-        }),
-        "cron" => TriggerSpec::Cron(CronSpec {
+        })),
+        "cron" => TriggerSpec::Cron(Box::new(CronSpec {
             year: pairs.take("year"),
             month: pairs.take("month"),
             day: pairs.take("day"),
@@ -117,7 +117,7 @@ pub fn spec_from_words(kind: &str, words: &[String]) -> Result<TriggerSpec, Trig
             end_date: pairs.take("end_date"),
             timezone: pairs.take("timezone"),
             jitter: pairs.duration("jitter")?,
-        }),
+        })),
         "crontab" => {
             let written = line.filter(|line| !line.trim().is_empty());
             let expression = match (written, pairs.take("expression")) {
@@ -135,15 +135,15 @@ pub fn spec_from_words(kind: &str, words: &[String]) -> Result<TriggerSpec, Trig
                     ))
                 }
             };
-            TriggerSpec::Crontab(CrontabSpec {
+            TriggerSpec::Crontab(Box::new(CrontabSpec {
                 expression,
                 start_date: pairs.take("start_date"),
                 end_date: pairs.take("end_date"),
                 timezone: pairs.take("timezone"),
                 jitter: pairs.duration("jitter")?,
-            })
+            }))
         }
-        _ => TriggerSpec::CalendarInterval(CalendarIntervalSpec {
+        _ => TriggerSpec::CalendarInterval(Box::new(CalendarIntervalSpec {
             years: pairs.number("years")?,
             months: pairs.number("months")?,
             weeks: pairs.number("weeks")?,
@@ -155,7 +155,7 @@ pub fn spec_from_words(kind: &str, words: &[String]) -> Result<TriggerSpec, Trig
             end_date: pairs.take("end_date"),
             timezone: pairs.take("timezone"),
             jitter: pairs.duration("jitter")?,
-        }),
+        })),
     };
     Ok(spec)
 }
@@ -207,7 +207,7 @@ impl Assignments {
         match self.take(field) {
             None => Ok(T::default()),
             Some(text) => text.parse().map_err(|_| {
-                TriggerError::syntax(field, format!("\"{text}\" is not a whole number"))
+                TriggerError::syntax(field, format!("{text:?} is not a whole number"))
             }),
         }
     }

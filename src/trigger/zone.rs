@@ -66,17 +66,43 @@ impl Zone {
             .unwrap_or(UTC)
     }
 
+    /// The zone's offset if it never changes (a fixed offset, or UTC by any of its
+    /// names): the searches skip all DST work for such zones.
+    pub fn fixed_offset(&self) -> Option<FixedOffset> {
+        match self {
+            Zone::Fixed(offset) => Some(*offset),
+            Zone::Named(
+                Tz::UTC
+                | Tz::Etc__UTC
+                | Tz::Etc__UCT
+                | Tz::Etc__Universal
+                | Tz::Etc__Zulu
+                | Tz::Etc__GMT
+                | Tz::GMT
+                | Tz::UCT
+                | Tz::Universal
+                | Tz::Zulu,
+            ) => FixedOffset::east_opt(0),
+            Zone::Named(_) => None,
+        }
+    }
+
     /// The offset from UTC in force at `instant`.
     pub fn offset_at(&self, instant: DateTime<Utc>) -> FixedOffset {
-        match self {
-            Zone::Named(tz) => tz.offset_from_utc_datetime(&instant.naive_utc()).fix(),
-            Zone::Fixed(offset) => *offset,
+        match (self.fixed_offset(), self) {
+            (Some(offset), _) => offset,
+            (None, Zone::Named(tz)) => tz.offset_from_utc_datetime(&instant.naive_utc()).fix(),
+            (None, Zone::Fixed(offset)) => *offset,
         }
     }
 
     /// The civil date-time shown by a clock in this zone at `instant`.
     pub fn to_local(&self, instant: DateTime<Utc>) -> NaiveDateTime {
-        instant.naive_utc() + self.offset_at(instant)
+        let offset = self.offset_at(instant);
+        if offset.local_minus_utc() == 0 {
+            return instant.naive_utc();
+        }
+        instant.naive_utc() + offset
     }
 
     /// `instant` with this zone's offset, for display.
@@ -86,6 +112,9 @@ impl Zone {
 
     /// Where the civil date-time `civil` falls in this zone.
     pub fn resolve(&self, civil: NaiveDateTime) -> LocalTime {
+        if let Some(offset) = self.fixed_offset() {
+            return LocalTime::Unique(fixed_to_utc(civil, offset));
+        }
         let tz = match self {
             Zone::Fixed(offset) => return LocalTime::Unique(fixed_to_utc(civil, *offset)),
             Zone::Named(tz) => tz,
@@ -157,6 +186,9 @@ impl Zone {
 }
 
 fn fixed_to_utc(civil: NaiveDateTime, offset: FixedOffset) -> DateTime<Utc> {
+    if offset.local_minus_utc() == 0 {
+        return civil.and_utc();
+    }
     (civil - offset).and_utc()
 }
 
@@ -183,7 +215,7 @@ impl fmt::Display for Zone {
 
 /// Why a zone name was not understood.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown time zone \"{0}\" (expected an IANA name such as \"Europe/London\", \"UTC\" or an offset such as \"+08:00\")")]
+#[error("unknown time zone {0:?} (expected an IANA name such as \"Europe/London\", \"UTC\" or an offset such as \"+08:00\")")]
 pub struct UnknownZone(pub String);
 
 impl FromStr for Zone {

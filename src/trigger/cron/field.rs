@@ -126,7 +126,7 @@ pub(crate) fn parse_items(syntax: &FieldSyntax, text: &str) -> Result<Vec<Item>,
             if part.is_empty() {
                 Err(TriggerError::syntax(
                     syntax.name,
-                    format!("empty item in the list \"{trimmed}\""),
+                    format!("empty item in the list {trimmed:?}"),
                 ))
             } else {
                 parse_item(syntax, part)
@@ -154,7 +154,7 @@ fn parse_item(syntax: &FieldSyntax, part: &str) -> Result<Item, TriggerError> {
         if first > last {
             return Err(TriggerError::out_of_range(
                 syntax.name,
-                format!("the range \"{part}\" runs backwards (write {last}-{first})"),
+                format!("the range {part:?} runs backwards (write {last}-{first})"),
             ));
         }
         (first, Some(last))
@@ -170,7 +170,7 @@ fn parse_item(syntax: &FieldSyntax, part: &str) -> Result<Item, TriggerError> {
             return Err(TriggerError::out_of_range(
                 syntax.name,
                 format!(
-                    "the step {step} in \"{part}\" is larger than the range it steps over ({span})"
+                    "the step {step} in {part:?} is larger than the range it steps over ({span})"
                 ),
             ));
         }
@@ -182,13 +182,13 @@ fn parse_step(syntax: &FieldSyntax, part: &str, text: &str) -> Result<u32, Trigg
     let step = parse_number(text).ok_or_else(|| {
         TriggerError::syntax(
             syntax.name,
-            format!("the step in \"{part}\" is not a whole number"),
+            format!("the step in {part:?} is not a whole number"),
         )
     })?;
     if step == 0 {
         return Err(TriggerError::out_of_range(
             syntax.name,
-            format!("the step in \"{part}\" must be at least 1"),
+            format!("the step in {part:?} must be at least 1"),
         ));
     }
     Ok(step)
@@ -210,16 +210,13 @@ fn parse_value(syntax: &FieldSyntax, part: &str, text: &str) -> Result<u32, Trig
         return name_value(syntax, text).ok_or_else(|| {
             TriggerError::unknown_name(
                 syntax.name,
-                format!("unknown {} \"{text}\"", syntax.name_kind),
+                format!("unknown {} {text:?}", syntax.name_kind),
             )
         });
     }
     Err(TriggerError::syntax(
         syntax.name,
-        format!(
-            "cannot read \"{part}\" (expected {})",
-            expected_forms(syntax)
-        ),
+        format!("cannot read {part:?} (expected {})", expected_forms(syntax)),
     ))
 }
 
@@ -255,9 +252,7 @@ fn parse_position(syntax: &FieldSyntax, lower: &str) -> Result<Option<Item>, Tri
         _ => {
             return Err(TriggerError::syntax(
                 syntax.name,
-                format!(
-                    "unknown position \"{position}\" (expected 1st, 2nd, 3rd, 4th, 5th or last)"
-                ),
+                format!("unknown position {position:?} (expected 1st, 2nd, 3rd, 4th, 5th or last)"),
             ))
         }
     };
@@ -267,7 +262,7 @@ fn parse_position(syntax: &FieldSyntax, lower: &str) -> Result<Option<Item>, Tri
         .position(|name| *name == weekday)
         .or_else(|| WEEKDAY_FULL_NAMES.iter().position(|name| *name == weekday))
         .ok_or_else(|| {
-            TriggerError::unknown_name(syntax.name, format!("unknown weekday \"{weekday}\""))
+            TriggerError::unknown_name(syntax.name, format!("unknown weekday {weekday:?}"))
         })?;
     Ok(Some(Item::Position {
         nth,

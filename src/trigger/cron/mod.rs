@@ -115,15 +115,15 @@ pub(crate) fn build(spec: CronSpec, context: &TriggerContext) -> Result<Trigger,
         spec.end_date.as_deref(),
         context,
     )?;
-    Ok(Trigger {
-        spec: TriggerSpec::Cron(CronSpec {
+    Ok(Trigger::from_parts(
+        TriggerSpec::Cron(Box::new(CronSpec {
             timezone: Some(window.zone.name()),
             ..spec
-        }),
-        zone: window.zone,
-        jitter: spec.jitter,
-        schedule: Schedule::Cron(CronTrigger { schedule, window }),
-    })
+        })),
+        window.zone,
+        spec.jitter,
+        Schedule::Cron(Box::new(CronTrigger { schedule, window })),
+    ))
 }
 
 /// Compiles the eight fields, coarsest first, applying APScheduler's defaults.

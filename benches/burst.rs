@@ -1,0 +1,139 @@
+//! The burst workload: N one-off jobs spread over W seconds on the memory store.
+//!
+//! Reports the add rate, lateness (run start minus scheduled time, measured the same
+//! way for every system: the task reads the wall clock when it starts), jobs lost and
+//! memory per pending job. `benches/compare/burst.sh` runs it next to APScheduler 3.11
+//! on the same workload.
+//!
+//! Usage: `cargo bench --bench burst -- [JOBS] [SECONDS]` (default 100000 10).
+//! Prints one JSON line on stdout.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{TimeDelta, Utc};
+use kairos::executor::pool::ThreadPoolExecutor;
+use kairos::job::JobSpec;
+use kairos::scheduler::Scheduler;
+use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
+use kairos::trigger::{DateSpec, TriggerSpec};
+
+/// The process's resident and peak resident memory in KiB, from /proc.
+fn memory_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn main() {
+    let mut args = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"));
+    let jobs: usize = args
+        .next()
+        .and_then(|arg| arg.parse().ok())
+        .unwrap_or(100_000);
+    let seconds: f64 = args.next().and_then(|arg| arg.parse().ok()).unwrap_or(10.0);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(run(jobs, seconds));
+}
+
+async fn run(jobs: usize, seconds: f64) {
+    let lateness_ms = Arc::new(Mutex::new(Vec::with_capacity(jobs)));
+    let fired = Arc::new(AtomicUsize::new(0));
+    let mut tasks = TaskRegistry::new();
+    {
+        let lateness_ms = Arc::clone(&lateness_ms);
+        let fired = Arc::clone(&fired);
+        tasks.register_fn("record", move |run: TaskRun| {
+            let late = (Utc::now() - run.scheduled_time)
+                .num_microseconds()
+                .unwrap_or(0);
+            lateness_ms
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(late as f64 / 1000.0);
+            fired.fetch_add(1, Ordering::Relaxed);
+            async { Ok::<String, TaskFailure>(String::new()) }
+        });
+    }
+    let scheduler = Scheduler::builder()
+        .tasks(tasks)
+        .executor("default", ThreadPoolExecutor::new(16))
+        .build();
+    scheduler.start();
+    let (baseline_kib, _) = memory_kib();
+    // Jobs start firing two seconds from now (adding must finish first) and spread
+    // evenly over the window.
+    let first = Utc::now() + TimeDelta::seconds(2);
+    let spacing = seconds / jobs as f64;
+    let started = Instant::now();
+    for index in 0..jobs {
+        let run_date = first + TimeDelta::microseconds((index as f64 * spacing * 1e6) as i64);
+        let spec = JobSpec::new(
+            "record",
+            TriggerSpec::Date(DateSpec {
+                run_date: Some(run_date.to_rfc3339()),
+                ..DateSpec::default()
+            }),
+        );
+        if let Err(error) = scheduler.add_job(spec).await {
+            eprintln!("add_job failed: {error}");
+            std::process::exit(1);
+        }
+    }
+    let add_seconds = started.elapsed().as_secs_f64();
+    let (pending_kib, _) = memory_kib();
+    let late_adds = Utc::now() > first;
+    // Wait for the window plus a grace of five seconds for stragglers.
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds + 7.0);
+    while fired.load(Ordering::Relaxed) < jobs && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    scheduler.shutdown(Some(Duration::from_secs(5))).await;
+    let (_, peak_kib) = memory_kib();
+    let mut lateness = std::mem::take(
+        &mut *lateness_ms
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    );
+    lateness.sort_by(f64::total_cmp);
+    let result = serde_json::json!({
+        "system": "kairos",
+        "jobs": jobs,
+        "window_s": seconds,
+        "add_per_s": jobs as f64 / add_seconds,
+        "fired": lateness.len(),
+        "lost": jobs - lateness.len(),
+        "lateness_ms": {
+            "p50": percentile(&lateness, 0.50),
+            "p99": percentile(&lateness, 0.99),
+            "max": lateness.last().copied().unwrap_or(f64::NAN),
+            "min": lateness.first().copied().unwrap_or(f64::NAN),
+        },
+        "bytes_per_pending_job": (pending_kib.saturating_sub(baseline_kib) * 1024) as f64 / jobs as f64,
+        "peak_rss_mib": peak_kib as f64 / 1024.0,
+        "adding_overran_window_start": late_adds,
+    });
+    println!("{result}");
+}
