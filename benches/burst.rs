@@ -82,9 +82,9 @@ async fn run(jobs: usize, seconds: f64) {
         .build();
     scheduler.start();
     let (baseline_kib, _) = memory_kib();
-    // Jobs start firing two seconds from now (adding must finish first) and spread
-    // evenly over the window.
-    let first = Utc::now() + TimeDelta::seconds(2);
+    // Jobs start firing five seconds from now (adding must finish first, for the
+    // slowest system too) and spread evenly over the window.
+    let first = Utc::now() + TimeDelta::seconds(5);
     let spacing = seconds / jobs as f64;
     let started = Instant::now();
     for index in 0..jobs {
@@ -105,7 +105,7 @@ async fn run(jobs: usize, seconds: f64) {
     let (pending_kib, _) = memory_kib();
     let late_adds = Utc::now() > first;
     // Wait for the window plus a grace of five seconds for stragglers.
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds + 7.0);
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds + 10.0);
     while fired.load(Ordering::Relaxed) < jobs && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -8,6 +8,10 @@
 //!   time, because a monotonic sleep does not notice the wall clock jumping (an NTP
 //!   step, a suspended laptop); waking that often costs nothing measurable and bounds
 //!   how late a jump can make a job.
+//! - tokio's timer ticks in whole milliseconds, which would make every run up to a
+//!   millisecond late; the system clock sleeps to within [`SPIN_WINDOW`] of the
+//!   deadline and yields until it. That costs at most that much CPU per due time, and
+//!   nothing while idle.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,6 +23,9 @@ use tokio::sync::watch;
 
 /// The longest the system clock sleeps before it looks at the wall clock again.
 pub const MAX_SLEEP: Duration = Duration::from_secs(10);
+
+/// How close to a deadline the system clock stops sleeping and yields instead.
+pub const SPIN_WINDOW: Duration = Duration::from_millis(1);
 
 /// A boxed future, as object-safe traits return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -43,7 +50,14 @@ impl Clock for SystemClock {
 
     fn sleep_until(&self, deadline: DateTime<Utc>) -> BoxFuture<'_, ()> {
         let wait = (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        Box::pin(tokio::time::sleep(wait.min(MAX_SLEEP)))
+        if wait > SPIN_WINDOW {
+            return Box::pin(tokio::time::sleep((wait - SPIN_WINDOW).min(MAX_SLEEP)));
+        }
+        Box::pin(async move {
+            while Utc::now() < deadline {
+                tokio::task::yield_now().await;
+            }
+        })
     }
 }
 

@@ -223,5 +223,12 @@ impl Job {
 
 /// A new random job id: 32 hex digits (128 random bits).
 pub fn generate_id() -> String {
-    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bits = fastrand::u128(..);
+    let mut text = [0u8; 32];
+    for (index, digit) in text.iter_mut().enumerate() {
+        *digit = HEX[((bits >> (124 - 4 * index)) & 0xf) as usize];
+    }
+    // Hex digits are ASCII, so this never falls back.
+    String::from_utf8(text.to_vec()).unwrap_or_default()
 }

@@ -1,6 +1,6 @@
 """The burst workload on APScheduler 3.11, the twin of benches/burst.rs.
 
-N one-off date jobs spread evenly over W seconds, starting two seconds after the
+N one-off date jobs spread evenly over W seconds, starting five seconds after the
 script starts adding; each job records (wall clock at start - scheduled time).
 Prints one JSON line like the Rust bench.
 
@@ -57,7 +57,7 @@ def main():
         timezone=timezone.utc,
     )
     baseline = rss_kib()
-    first = datetime.now(timezone.utc) + timedelta(seconds=2)
+    first = datetime.now(timezone.utc) + timedelta(seconds=5)
     spacing = seconds / jobs
     started = time.perf_counter()
     for index in range(jobs):
@@ -67,7 +67,7 @@ def main():
     pending = rss_kib()
     late_adds = datetime.now(timezone.utc) > first
     scheduler.start()
-    deadline = time.monotonic() + seconds + 7.0
+    deadline = time.monotonic() + seconds + 10.0
     while time.monotonic() < deadline:
         with lock:
             if len(lateness_ms) >= jobs:

@@ -410,12 +410,18 @@ impl Scheduler {
     /// invalid, or the id is taken and `replace_existing` is not set.
     pub async fn add_job(&self, spec: JobSpec) -> Result<Job, SchedulerError> {
         let inner = &self.inner;
-        let jobstore = spec
-            .options
-            .jobstore
-            .clone()
-            .unwrap_or_else(|| inner.defaults.jobstore.clone());
-        let store = inner.store(&jobstore)?;
+        let (jobstore, store) = {
+            let name = spec
+                .options
+                .jobstore
+                .as_deref()
+                .unwrap_or(&inner.defaults.jobstore);
+            let (name, store) = inner
+                .stores
+                .get_key_value(name)
+                .ok_or_else(|| SchedulerError::UnknownStore(name.to_owned()))?;
+            (name.as_str(), Arc::clone(store))
+        };
         let replace = spec.replace_existing;
         let job = self.build_job(spec)?;
         let stored = if replace {
@@ -425,7 +431,7 @@ impl Scheduler {
         };
         inner.emit_with(|| Event::JobAdded {
             job_id: stored.id.clone(),
-            jobstore,
+            jobstore: jobstore.to_owned(),
         });
         inner.wake_if_earlier(stored.next_run_time);
         Ok(stored)

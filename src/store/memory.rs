@@ -153,12 +153,27 @@ impl State {
 
 #[async_trait]
 impl JobStore for MemoryStore {
-    async fn add_job(&self, job: Job) -> Result<Job, StoreError> {
+    async fn add_job(&self, mut job: Job) -> Result<Job, StoreError> {
         let mut state = self.lock();
-        if state.jobs.contains_key(job.id.as_str()) {
-            return Err(StoreError::Conflict(job.id));
+        let state = &mut *state;
+        // One hash of the id for the check and the insert: adding is the hot path of
+        // the one-off-job workload.
+        let id: Arc<str> = Arc::from(job.id.as_str());
+        match state.jobs.entry(Arc::clone(&id)) {
+            std::collections::hash_map::Entry::Occupied(_) => Err(StoreError::Conflict(job.id)),
+            std::collections::hash_map::Entry::Vacant(vacant) => {
+                state.next_revision += 1;
+                job.revision = state.next_revision;
+                if let Some(next) = job.next_run_time {
+                    state.due_index.insert((next, id));
+                }
+                vacant.insert(Entry {
+                    job: job.clone(),
+                    lease: None,
+                });
+                Ok(job)
+            }
         }
-        Ok(state.put(job))
     }
 
     async fn replace_job(&self, job: Job) -> Result<Job, StoreError> {
