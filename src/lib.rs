@@ -31,6 +31,7 @@ pub mod clock;
 pub mod executor;
 pub mod history;
 pub mod job;
+pub(crate) mod process_group;
 pub mod scheduler;
 pub mod store;
 pub(crate) mod suggest;

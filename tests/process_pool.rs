@@ -173,9 +173,13 @@ impl ReadyFile {
     /// Waits for the hang task's `(worker pid = pgid, grandchild pid)`.
     async fn wait(&self) -> (i32, i32) {
         loop {
+            // The file may exist before the task finished writing it: retry until both
+            // pids are there.
             if let Ok(text) = std::fs::read_to_string(&self.0) {
-                let mut pids = text.split(' ').map(|pid| pid.parse().expect("a pid"));
-                return (pids.next().expect("pgid"), pids.next().expect("pid"));
+                let mut pids = text.split_whitespace().map(str::parse::<i32>);
+                if let (Some(Ok(pgid)), Some(Ok(pid))) = (pids.next(), pids.next()) {
+                    return (pgid, pid);
+                }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -66,6 +66,27 @@ pub struct ExecutorContext {
     pub finished: mpsc::UnboundedSender<RunRecord>,
 }
 
+impl ExecutorContext {
+    /// Reports runs that a shutdown stopped before they finished (or started), so that
+    /// every submitted run still gets its one record.
+    pub fn report_stopped(&self, runs: impl IntoIterator<Item = TaskRun>) {
+        let now = self.clock.now();
+        for run in runs {
+            // The scheduler is gone if this fails; nobody is left to tell.
+            let _ = self.finished.send(RunRecord {
+                run_id: run.run_id,
+                job_id: run.job_id,
+                scheduled_time: run.scheduled_time,
+                started_at: None,
+                finished_at: now,
+                outcome: crate::history::RunOutcome::Error,
+                error: Some("the scheduler shut down before the run finished".to_owned()),
+                output: None,
+            });
+        }
+    }
+}
+
 /// How busy an executor is, for metrics and events.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExecutorLoad {

@@ -136,19 +136,7 @@ impl Executor for ThreadPoolExecutor {
             .drain()
             .map(|(_, run)| run)
             .collect();
-        let now = context.clock.now();
-        for run in stopped {
-            let _ = context.finished.send(RunRecord {
-                run_id: run.run_id,
-                job_id: run.job_id,
-                scheduled_time: run.scheduled_time,
-                started_at: None,
-                finished_at: now,
-                outcome: RunOutcome::Error,
-                error: Some("the scheduler shut down before the run finished".to_owned()),
-                output: None,
-            });
-        }
+        context.report_stopped(stopped);
     }
 }
 

@@ -33,7 +33,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
-use super::command::{duration_arg, kind, object, utf8_prefix};
+use super::args::{duration_arg, kind, object, utf8_prefix};
 use super::{Task, TaskFailure, TaskRun};
 use crate::history::MAX_OUTPUT_BYTES;
 

@@ -12,6 +12,7 @@
 //! - Tasks that change data are written to be idempotent: after a crash a run may be
 //!   repeated (DESIGN.md, "Delivery").
 
+mod args;
 pub mod command;
 pub mod http;
 

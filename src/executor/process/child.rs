@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use super::worker::{Reply, Request, PROTOCOL, WORKER_ENV};
 use super::{join_all, reached, Phase};
 use crate::history::{bound_output, RunOutcome, MAX_OUTPUT_BYTES};
+use crate::process_group::{signal_name, GroupGuard};
 use crate::task::TaskRun;
 
 /// How long the pipes are still read after the worker's group is gone: only a process
@@ -106,7 +107,7 @@ pub(super) async fn supervise(
     };
     // Armed before anything can fail or be cancelled: from here on, leaving this
     // function by any path (even a dropped future) kills the group.
-    let mut group = GroupGuard(child.id());
+    let mut group = GroupGuard::new(child.id());
     let output = Arc::new(Mutex::new(Captured::default()));
     let mut pipes = JoinSet::new();
     if let Some(mut stdin) = child.stdin.take() {
@@ -137,7 +138,8 @@ pub(super) async fn supervise(
     // clean exit it kills what the task left behind: the kernel does not hand out a pid
     // while a group of that id has members, and an empty group is signalled microseconds
     // after the reap, far sooner than pids wrap around.
-    group.kill();
+    // ESRCH (nothing left in the group) is the usual answer after a clean exit.
+    let _ = group.kill();
     let status = match exited {
         Some(status) => status,
         None => child.wait().await,
@@ -263,28 +265,6 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
-fn signal_name(signal: i32) -> Option<&'static str> {
-    Some(match signal {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        libc::SIGSYS => "SIGSYS",
-        _ => return None,
-    })
-}
-
 /// What a worker printed: the first [`MAX_OUTPUT_BYTES`], and how much in all.
 #[derive(Default)]
 struct Captured {
@@ -394,47 +374,6 @@ impl Drop for ResultFile {
         if let Err(error) = std::fs::remove_file(&self.path) {
             tracing::warn!(path = %self.path.display(), %error, "could not remove a result file");
         }
-    }
-}
-
-/// Kills a worker's process group when dropped, unless disarmed after the worker was
-/// reaped; this is what stops a run whose future is dropped (an aborted shutdown, a
-/// dropped executor).
-struct GroupGuard(Option<u32>);
-
-impl GroupGuard {
-    fn kill(&self) {
-        if let Some(pgid) = self.0 {
-            kill_group(pgid);
-        }
-    }
-
-    fn disarm(&mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Sends SIGKILL to every process in the group `pgid`.
-#[allow(unsafe_code)]
-fn kill_group(pgid: u32) {
-    // 0 would be our own group and 1 (as -1) every process we may signal.
-    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
-        return;
-    };
-    if pgid <= 1 {
-        return;
-    }
-    // SAFETY: kill(2) takes two integers and touches no memory of ours; a negative pid
-    // names a process group, here the one the worker leads (process_group(0)).
-    // ESRCH (the group is already empty) is the expected result after a clean exit.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
     }
 }
 

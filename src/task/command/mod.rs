@@ -31,7 +31,7 @@
 //!   grace period; background processes it left behind (which keep the pipes open) are
 //!   not waited for and not killed, as cron does.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -40,12 +40,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::SecondsFormat;
 use serde_json::{Map, Value};
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::{ChildStderr, ChildStdout, Command};
+use tokio::process::Command;
 
+use self::output::Output;
+use super::args::{duration_arg, kind, object};
 use super::{Task, TaskFailure, TaskRun};
-use crate::history::MAX_OUTPUT_BYTES;
-use crate::trigger::spec::humane_duration;
+
+mod output;
+use crate::process_group::{signal_name, GroupGuard};
 
 /// Runs a program.
 #[derive(Clone, Copy, Debug, Default)]
@@ -264,67 +266,6 @@ fn parse_env(env: &Map<String, Value>) -> Result<BTreeMap<String, String>, Strin
     Ok(vars)
 }
 
-// Args helpers that `http.rs` shares. They would sit better in a `task/args.rs`.
-
-/// `args` as an object whose keys are all in `known`; an unknown key is named, with the
-/// closest known one when it looks like a typo.
-pub(super) fn object<'a>(
-    args: &'a Value,
-    known: &[&str],
-    example: &str,
-) -> Result<&'a Map<String, Value>, String> {
-    let Value::Object(fields) = args else {
-        return Err(format!(
-            "args: must be an object such as {example}, not {}",
-            kind(args)
-        ));
-    };
-    if let Some(key) = fields.keys().find(|key| !known.contains(&key.as_str())) {
-        let hint = match crate::suggest::closest(key, known) {
-            Some(close) => format!("did you mean \"{close}\"?"),
-            None => format!("expected one of {}", known.join(", ")),
-        };
-        return Err(format!("{key}: unknown key ({hint})"));
-    }
-    Ok(fields)
-}
-
-/// A duration given as `"30s"`, `"1h30m"` or a number of seconds; `null` is none.
-pub(super) fn duration_arg(field: &str, value: &Value) -> Result<Option<Duration>, String> {
-    let duration = match value {
-        Value::Null => return Ok(None),
-        Value::String(text) => {
-            humane_duration::parse(text).map_err(|error| format!("{field}: {error}"))?
-        }
-        Value::Number(number) => number
-            .as_f64()
-            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
-            .ok_or_else(|| format!("{field}: {number} is not a valid number of seconds"))?,
-        other => {
-            return Err(format!(
-                "{field}: must be a duration such as \"30s\" or a number of seconds, not {}",
-                kind(other)
-            ))
-        }
-    };
-    if duration.is_zero() {
-        return Err(format!("{field}: must be more than zero"));
-    }
-    Ok(Some(duration))
-}
-
-/// What kind of JSON value `value` is, for messages.
-pub(super) fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 async fn run_program(args: &CommandArgs, run: &TaskRun) -> Result<String, TaskFailure> {
     if let Some(cwd) = &args.cwd {
         // Checked here because spawn reports a missing cwd as a missing program. (A
@@ -378,7 +319,11 @@ async fn run_program(args: &CommandArgs, run: &TaskRun) -> Result<String, TaskFa
             status
         }
         None => {
-            group.kill();
+            if let Err(error) = group.kill() {
+                // The leader is unreaped, so ESRCH cannot happen; anything else is worth
+                // seeing, but not worth failing the run over.
+                tracing::warn!(%error, "could not kill the command's process group");
+            }
             let _ = child.wait().await;
             group.disarm();
             output.drain(DRAIN_GRACE).await;
@@ -445,241 +390,6 @@ fn describe_status(status: ExitStatus) -> String {
             None => format!("killed by signal {signal}"),
         },
         None => format!("ended with {status}"),
-    }
-}
-
-fn signal_name(signal: i32) -> Option<&'static str> {
-    Some(match signal {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGUSR2 => "SIGUSR2",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        _ => return None,
-    })
-}
-
-/// Kills the child's process group when dropped while armed, that is while the group
-/// leader has not been reaped: the task's future was dropped mid-run.
-struct GroupGuard {
-    pgid: Option<u32>,
-}
-
-impl GroupGuard {
-    fn new(pgid: Option<u32>) -> GroupGuard {
-        GroupGuard { pgid }
-    }
-
-    /// Kills the group now (the leader must not have been reaped yet).
-    fn kill(&mut self) {
-        if let Some(pgid) = self.pgid {
-            if let Err(error) = kill_process_group(pgid) {
-                // ESRCH cannot happen while the leader is unreaped; anything else is a bug
-                // worth seeing, but not worth failing the run over.
-                tracing::warn!(pgid, %error, "could not kill the command's process group");
-            }
-        }
-    }
-
-    /// The leader was reaped: its id may be reused from now on, so never signal it.
-    fn disarm(&mut self) {
-        self.pgid = None;
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Sends `SIGKILL` to every process in the group `pgid`.
-#[allow(unsafe_code)]
-fn kill_process_group(pgid: u32) -> io::Result<()> {
-    // kill(-1) would signal every process we may signal, kill(0) our own group.
-    let pgid = libc::pid_t::try_from(pgid)
-        .ok()
-        .filter(|pgid| *pgid > 1)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a process group id"))?;
-    // SAFETY: kill(2) takes two integers and touches no memory of ours; a negative pid
-    // addresses the process group, and `pgid > 1` rules out the special values above.
-    let result = unsafe { libc::kill(-pgid, libc::SIGKILL) };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// The child's stdout and stderr, read together into one [`Capture`].
-struct Output {
-    stdout: Option<ChildStdout>,
-    stderr: Option<ChildStderr>,
-    capture: Capture,
-    stdout_buffer: Box<[u8]>,
-    stderr_buffer: Box<[u8]>,
-}
-
-impl Output {
-    fn new(stdout: Option<ChildStdout>, stderr: Option<ChildStderr>) -> Output {
-        Output {
-            stdout,
-            stderr,
-            capture: Capture::new(MAX_OUTPUT_BYTES),
-            stdout_buffer: vec![0; 16 * 1024].into_boxed_slice(),
-            stderr_buffer: vec![0; 16 * 1024].into_boxed_slice(),
-        }
-    }
-
-    fn is_open(&self) -> bool {
-        self.stdout.is_some() || self.stderr.is_some()
-    }
-
-    /// Reads one chunk from whichever pipe has one; a pipe at its end is closed.
-    /// Cancel safe: no bytes are lost if it is dropped before it returns.
-    async fn read_some(&mut self) {
-        tokio::select! {
-            read = read_pipe(&mut self.stdout, &mut self.stdout_buffer) => {
-                self.take(read, true);
-            }
-            read = read_pipe(&mut self.stderr, &mut self.stderr_buffer) => {
-                self.take(read, false);
-            }
-        }
-    }
-
-    fn take(&mut self, read: io::Result<usize>, from_stdout: bool) {
-        match read {
-            Ok(0) | Err(_) => {
-                if from_stdout {
-                    self.stdout = None;
-                } else {
-                    self.stderr = None;
-                }
-            }
-            Ok(length) => {
-                let buffer = if from_stdout {
-                    &self.stdout_buffer
-                } else {
-                    &self.stderr_buffer
-                };
-                self.capture.push(&buffer[..length]);
-            }
-        }
-    }
-
-    /// Reads until both pipes end, for at most `grace`, then closes them.
-    async fn drain(&mut self, grace: Duration) {
-        let _ = tokio::time::timeout(grace, async {
-            while self.is_open() {
-                self.read_some().await;
-            }
-        })
-        .await;
-        self.stdout = None;
-        self.stderr = None;
-    }
-
-    fn into_text(self) -> String {
-        self.capture.into_text()
-    }
-}
-
-/// Reads from `pipe`, or waits forever once it is closed.
-async fn read_pipe<R: AsyncRead + Unpin>(
-    pipe: &mut Option<R>,
-    buffer: &mut [u8],
-) -> io::Result<usize> {
-    match pipe {
-        Some(pipe) => pipe.read(buffer).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Bounded output: the first and the last bytes, and how many there were in all.
-struct Capture {
-    head: Vec<u8>,
-    tail: VecDeque<u8>,
-    /// How many bytes each of `head` and `tail` may keep.
-    half: usize,
-    total: u64,
-}
-
-impl Capture {
-    /// A capture whose text stays within `limit` bytes, the cut marker included.
-    fn new(limit: usize) -> Capture {
-        let half = limit.saturating_sub(MARKER_ROOM) / 2;
-        Capture {
-            head: Vec::new(),
-            tail: VecDeque::new(),
-            half,
-            total: 0,
-        }
-    }
-
-    fn push(&mut self, mut bytes: &[u8]) {
-        self.total += bytes.len() as u64;
-        let room = self.half - self.head.len();
-        let (into_head, rest) = bytes.split_at(room.min(bytes.len()));
-        self.head.extend_from_slice(into_head);
-        bytes = rest;
-        if bytes.len() >= self.half {
-            self.tail.clear();
-            self.tail.extend(&bytes[bytes.len() - self.half..]);
-        } else {
-            let overflow = (self.tail.len() + bytes.len()).saturating_sub(self.half);
-            self.tail.drain(..overflow);
-            self.tail.extend(bytes);
-        }
-    }
-
-    fn into_text(self) -> String {
-        let mut text = utf8_prefix(&self.head);
-        let kept = self.head.len() + self.tail.len();
-        if self.total > kept as u64 {
-            text.push_str(&format!(
-                "\n[output cut: {} bytes in all, kept the first {} and the last {}]\n",
-                self.total,
-                self.head.len(),
-                self.tail.len()
-            ));
-        }
-        let tail: Vec<u8> = self.tail.into();
-        // The tail may start inside a character; skip its continuation bytes.
-        let start = tail
-            .iter()
-            .take(3)
-            .take_while(|byte| (**byte & 0b1100_0000) == 0b1000_0000)
-            .count();
-        text.push_str(&String::from_utf8_lossy(&tail[start..]));
-        text
-    }
-}
-
-/// Room for the cut marker within the limit.
-const MARKER_ROOM: usize = 128;
-
-/// `bytes` as text, without a character cut at its end.
-pub(super) fn utf8_prefix(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => text.to_owned(),
-        // An incomplete character at the end and nothing invalid before it.
-        Err(error) if error.error_len().is_none() => {
-            String::from_utf8_lossy(&bytes[..error.valid_up_to()]).into_owned()
-        }
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
     }
 }
 
@@ -779,40 +489,6 @@ mod tests {
     }
 
     #[test]
-    fn capture_keeps_head_and_tail() {
-        let mut capture = Capture::new(256 + MARKER_ROOM);
-        assert_eq!(capture.half, 128);
-        for _ in 0..1000 {
-            capture.push(&[b'a'; 100]);
-        }
-        capture.push(b"the end");
-        let text = capture.into_text();
-        assert!(text.starts_with(&"a".repeat(128)));
-        assert!(text.ends_with("the end"));
-        assert!(
-            text.contains("[output cut: 100007 bytes in all, kept the first 128 and the last 128]")
-        );
-        assert!(text.len() <= 256 + MARKER_ROOM);
-
-        let mut short = Capture::new(MAX_OUTPUT_BYTES);
-        short.push(b"hello ");
-        short.push(b"world");
-        assert_eq!(short.into_text(), "hello world");
-    }
-
-    #[test]
-    fn capture_cuts_on_character_boundaries() {
-        // Three bytes each side: "é" and half of the next one in the head, half of one
-        // and "é" in the tail.
-        let mut capture = Capture::new(6 + MARKER_ROOM);
-        capture.push("ééééé".as_bytes());
-        assert_eq!(
-            capture.into_text(),
-            "é\n[output cut: 10 bytes in all, kept the first 3 and the last 3]\né"
-        );
-    }
-
-    #[test]
     fn describes_exit_statuses() {
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(
@@ -823,13 +499,6 @@ mod tests {
             describe_status(ExitStatus::from_raw(9)),
             "killed by signal 9 (SIGKILL)"
         );
-    }
-
-    #[test]
-    fn never_signals_special_process_groups() {
-        for pgid in [0, 1, u32::MAX] {
-            assert!(kill_process_group(pgid).is_err());
-        }
     }
 
     #[tokio::test]
