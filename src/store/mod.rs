@@ -124,7 +124,9 @@ pub trait JobStore: Send + Sync + 'static {
     async fn release_jobs(&self, owner: &str, releases: Vec<Release>) -> Result<(), StoreError>;
 
     /// Counts one more running instance of a job if fewer than `max_instances` run;
-    /// `false` when the limit is reached.
+    /// `false` when the limit is reached. In a shared store the count holds across
+    /// schedulers, and a slot claimed by a scheduler that died (it never released it)
+    /// expires after the store's instance time-to-live.
     async fn claim_instance(
         &self,
         job_id: &str,
@@ -140,4 +142,17 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Run records, newest first, of one job or of all.
     async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// Deletes run records older than `keep` and beyond the newest `max_rows`, at most
+    /// `batch` of them per call (so a long backlog never holds the store for long);
+    /// returns how many were deleted. Stores that bound their history themselves (the
+    /// memory store's ring) may do nothing.
+    async fn prune_runs(
+        &self,
+        _keep: Option<Duration>,
+        _max_rows: Option<u64>,
+        _batch: usize,
+    ) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 }
