@@ -1,0 +1,562 @@
+//! One store conformance suite, written once and run against every job store.
+//!
+//! Each test gets a fresh, isolated store (its own table prefix or key prefix), so the
+//! tests run in parallel against one server. Stores on real servers use the local
+//! PostgreSQL, MariaDB and Redis (override with `KAIROS_TEST_POSTGRES_URL`,
+//! `KAIROS_TEST_MYSQL_URL`, `KAIROS_TEST_REDIS_URL`). A test whose server cannot be
+//! reached prints `SKIP <reason>` and passes, unless `KAIROS_REQUIRE_SERVICES=1`.
+//!
+//! To add a backend: give it an arm in [`open`] (and in [`corrupt`] if it can store a
+//! corrupt job) and a line in the `conformance!` invocation at the bottom.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use kairos::history::{RunOutcome, RunRecord};
+use kairos::job::Job;
+use kairos::store::memory::MemoryStore;
+use kairos::store::{JobStore, Release, StoreError};
+use kairos::trigger::{Trigger, TriggerContext, TriggerSpec};
+use serde_json::json;
+
+/// The stores the suite knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code)] // Backends are listed before they are wired.
+enum Backend {
+    Memory,
+    Sqlite,
+    Postgres,
+    Mysql,
+    Redis,
+}
+
+/// A fresh store for one test.
+struct Harness {
+    store: Arc<dyn JobStore>,
+    backend: Backend,
+    /// The table or key prefix that isolates this test.
+    prefix: String,
+    /// Where the store lives (empty for memory).
+    url: String,
+}
+
+fn env_url(variable: &str, default: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| default.to_owned())
+}
+
+/// Opens a fresh store of `backend`; `Err` says why it cannot be had here.
+async fn open(backend: Backend) -> Result<Harness, String> {
+    let prefix = format!("t{:08x}_", fastrand::u32(..));
+    let (store, url): (Arc<dyn JobStore>, String) = match backend {
+        Backend::Memory => (Arc::new(MemoryStore::new()), String::new()),
+        other => return Err(format!("the {other:?} store is not wired into the suite")),
+    };
+    Ok(Harness {
+        store,
+        backend,
+        prefix,
+        url,
+    })
+}
+
+/// Overwrites job `id`'s stored form with something unreadable; `false` if the backend
+/// cannot hold a corrupt job (the memory store keeps typed values).
+async fn corrupt(harness: &Harness, id: &str) -> bool {
+    let _ = (&harness.prefix, &harness.url, id);
+    match harness.backend {
+        Backend::Memory => false,
+        _ => false,
+    }
+}
+
+/// Runs `test` against a fresh store of `backend`, or reports why it cannot.
+async fn run<F, Fut>(backend: Backend, test: F)
+where
+    F: FnOnce(Harness) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    match open(backend).await {
+        Ok(harness) => test(harness).await,
+        Err(reason) => {
+            let required = std::env::var("KAIROS_REQUIRE_SERVICES").as_deref() == Ok("1");
+            assert!(
+                !required,
+                "{backend:?}: {reason} (KAIROS_REQUIRE_SERVICES=1)"
+            );
+            println!("SKIP {backend:?}: {reason}");
+        }
+    }
+}
+
+// ---- building blocks ----
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn secs(seconds: i64) -> TimeDelta {
+    TimeDelta::seconds(seconds)
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+
+/// A job that runs every 10 s from t0; its next run time is `next`.
+fn job(id: &str, next: Option<DateTime<Utc>>) -> Job {
+    let spec: TriggerSpec = serde_json::from_value(json!({
+        "type": "interval",
+        "seconds": 10,
+        "start_date": "2030-01-01T00:00:00Z",
+        "timezone": "UTC",
+    }))
+    .unwrap();
+    Job {
+        id: id.to_owned(),
+        name: format!("job {id}"),
+        task: "noop".to_owned(),
+        args: json!({"id": id}),
+        trigger: Trigger::new(spec, &TriggerContext::new(t0())).unwrap(),
+        executor: "default".to_owned(),
+        misfire_grace_time: None,
+        coalesce: true,
+        max_instances: 1,
+        jitter: None,
+        paused: next.is_none(),
+        next_run_time: next,
+        revision: 0,
+    }
+}
+
+fn release(job: &Job, next: Option<DateTime<Utc>>) -> Release {
+    Release {
+        job_id: job.id.clone(),
+        revision: job.revision,
+        acquired_next_run_time: job.next_run_time,
+        next_run_time: next,
+    }
+}
+
+fn ids(jobs: &[Job]) -> Vec<String> {
+    jobs.iter().map(|job| job.id.clone()).collect()
+}
+
+fn record(job_id: &str, run: &str, finished: DateTime<Utc>) -> RunRecord {
+    RunRecord {
+        run_id: run.to_owned(),
+        job_id: job_id.to_owned(),
+        scheduled_time: finished - secs(1),
+        started_at: Some(finished - secs(1)),
+        finished_at: finished,
+        outcome: RunOutcome::Success,
+        error: None,
+        output: Some(format!("output of {run}")),
+    }
+}
+
+// ---- the tests, written once ----
+
+async fn add_get_update_remove(harness: Harness) {
+    let store = &harness.store;
+    let added = store
+        .add_job(job("a", Some(t0() + secs(10))))
+        .await
+        .unwrap();
+    assert!(added.revision > 0, "a write sets a revision");
+    let read = store.get_job("a").await.unwrap().expect("the job is there");
+    assert_eq!(read.id, "a");
+    assert_eq!(read.name, "job a");
+    assert_eq!(read.args, json!({"id": "a"}));
+    assert_eq!(read.next_run_time, Some(t0() + secs(10)));
+    assert_eq!(read.trigger.spec(), added.trigger.spec());
+    assert_eq!(read.revision, added.revision);
+
+    let mut changed = read.clone();
+    changed.name = "renamed".to_owned();
+    changed.next_run_time = Some(t0() + secs(20));
+    let updated = store.update_job(changed).await.unwrap();
+    assert!(
+        updated.revision > added.revision,
+        "every write bumps the revision"
+    );
+    let read = store.get_job("a").await.unwrap().unwrap();
+    assert_eq!(read.name, "renamed");
+    assert_eq!(read.next_run_time, Some(t0() + secs(20)));
+
+    store.remove_job("a").await.unwrap();
+    assert!(store.get_job("a").await.unwrap().is_none());
+}
+
+async fn missing_and_duplicate_ids_are_errors(harness: Harness) {
+    let store = &harness.store;
+    store.add_job(job("a", Some(t0()))).await.unwrap();
+    assert!(matches!(
+        store.add_job(job("a", Some(t0()))).await,
+        Err(StoreError::Conflict(id)) if id == "a"
+    ));
+    assert!(matches!(
+        store.update_job(job("nope", Some(t0()))).await,
+        Err(StoreError::NotFound(id)) if id == "nope"
+    ));
+    assert!(matches!(
+        store.remove_job("nope").await,
+        Err(StoreError::NotFound(id)) if id == "nope"
+    ));
+    // replace_job adds or overwrites.
+    let replaced = store
+        .replace_job(job("a", Some(t0() + secs(50))))
+        .await
+        .unwrap();
+    assert_eq!(replaced.next_run_time, Some(t0() + secs(50)));
+    store.replace_job(job("b", None)).await.unwrap();
+    assert_eq!(store.get_jobs().await.unwrap().len(), 2);
+}
+
+async fn jobs_are_ordered_by_next_run_time_paused_last(harness: Harness) {
+    let store = &harness.store;
+    store
+        .add_job(job("late", Some(t0() + secs(30))))
+        .await
+        .unwrap();
+    store.add_job(job("paused", None)).await.unwrap();
+    store
+        .add_job(job("early", Some(t0() + secs(10))))
+        .await
+        .unwrap();
+    store
+        .add_job(job("middle", Some(t0() + secs(20))))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&store.get_jobs().await.unwrap()),
+        ["early", "middle", "late", "paused"]
+    );
+    assert_eq!(store.next_run_time().await.unwrap(), Some(t0() + secs(10)));
+    store.remove_all_jobs().await.unwrap();
+    assert!(store.get_jobs().await.unwrap().is_empty());
+    assert_eq!(store.next_run_time().await.unwrap(), None);
+}
+
+async fn acquire_takes_due_jobs_earliest_first_up_to_the_limit(harness: Harness) {
+    let store = &harness.store;
+    for (id, second) in [("c", 3), ("a", 1), ("b", 2), ("later", 100)] {
+        store
+            .add_job(job(id, Some(t0() + secs(second))))
+            .await
+            .unwrap();
+    }
+    store.add_job(job("paused", None)).await.unwrap();
+    let now = t0() + secs(50);
+    let first = store.acquire_due_jobs("one", now, 2, LEASE).await.unwrap();
+    assert_eq!(ids(&first), ["a", "b"]);
+    // Acquired jobs are invisible to further acquisitions and to next_run_time.
+    let second = store.acquire_due_jobs("one", now, 10, LEASE).await.unwrap();
+    assert_eq!(ids(&second), ["c"]);
+    assert!(store
+        .acquire_due_jobs("two", now, 10, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.next_run_time().await.unwrap(), Some(t0() + secs(100)));
+}
+
+async fn release_writes_next_run_times_and_removes_finished_jobs(harness: Harness) {
+    let store = &harness.store;
+    store
+        .add_job(job("again", Some(t0() + secs(10))))
+        .await
+        .unwrap();
+    store
+        .add_job(job("done", Some(t0() + secs(10))))
+        .await
+        .unwrap();
+    let now = t0() + secs(10);
+    let acquired = store.acquire_due_jobs("one", now, 10, LEASE).await.unwrap();
+    assert_eq!(acquired.len(), 2);
+    let releases: Vec<Release> = acquired
+        .iter()
+        .map(|job| {
+            let next = (job.id == "again").then(|| t0() + secs(20));
+            release(job, next)
+        })
+        .collect();
+    store.release_jobs("one", releases).await.unwrap();
+    let again = store.get_job("again").await.unwrap().unwrap();
+    assert_eq!(again.next_run_time, Some(t0() + secs(20)));
+    assert!(
+        store.get_job("done").await.unwrap().is_none(),
+        "finished jobs go"
+    );
+    // Released jobs are due again at their new time.
+    assert_eq!(store.next_run_time().await.unwrap(), Some(t0() + secs(20)));
+    let later = store
+        .acquire_due_jobs("one", t0() + secs(20), 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(ids(&later), ["again"]);
+}
+
+async fn changes_made_while_acquired_are_kept(harness: Harness) {
+    let store = &harness.store;
+    for id in ["renamed", "rescheduled", "removed"] {
+        store.add_job(job(id, Some(t0() + secs(10)))).await.unwrap();
+    }
+    let now = t0() + secs(10);
+    let acquired = store.acquire_due_jobs("one", now, 10, LEASE).await.unwrap();
+    assert_eq!(acquired.len(), 3);
+
+    let mut renamed = store.get_job("renamed").await.unwrap().unwrap();
+    renamed.name = "new name".to_owned();
+    store.update_job(renamed).await.unwrap();
+    let mut rescheduled = store.get_job("rescheduled").await.unwrap().unwrap();
+    rescheduled.next_run_time = Some(t0() + secs(500));
+    store.update_job(rescheduled).await.unwrap();
+    store.remove_job("removed").await.unwrap();
+
+    let releases = acquired
+        .iter()
+        .map(|job| release(job, Some(t0() + secs(20))))
+        .collect();
+    store.release_jobs("one", releases).await.unwrap();
+
+    // A change that left the schedule alone keeps the change and moves past the run
+    // time just handled, so that time does not run twice.
+    let renamed = store.get_job("renamed").await.unwrap().unwrap();
+    assert_eq!(renamed.name, "new name");
+    assert_eq!(renamed.next_run_time, Some(t0() + secs(20)));
+    // A change to the schedule wins.
+    let rescheduled = store.get_job("rescheduled").await.unwrap().unwrap();
+    assert_eq!(rescheduled.next_run_time, Some(t0() + secs(500)));
+    // A removed job stays removed.
+    assert!(store.get_job("removed").await.unwrap().is_none());
+    // Nothing is still leased.
+    let due = store
+        .acquire_due_jobs("one", t0() + secs(20), 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(ids(&due), ["renamed"]);
+}
+
+async fn an_expired_lease_makes_the_job_acquirable_again(harness: Harness) {
+    let store = &harness.store;
+    store
+        .add_job(job("a", Some(t0() + secs(10))))
+        .await
+        .unwrap();
+    let now = t0() + secs(10);
+    let short = Duration::from_secs(30);
+    assert_eq!(
+        store
+            .acquire_due_jobs("dead", now, 10, short)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // The owner died and never released. Before the lease ends nobody gets the job…
+    let before = now + secs(29);
+    assert!(store
+        .acquire_due_jobs("alive", before, 10, short)
+        .await
+        .unwrap()
+        .is_empty());
+    // …and next_run_time says when to look again.
+    let wake = store
+        .next_run_time()
+        .await
+        .unwrap()
+        .expect("a wake-up for the lease");
+    assert!(wake <= now + secs(30), "{wake}");
+    // After it ends, another scheduler takes the job.
+    let after = now + secs(31);
+    let taken = store
+        .acquire_due_jobs("alive", after, 10, short)
+        .await
+        .unwrap();
+    assert_eq!(ids(&taken), ["a"]);
+    store
+        .release_jobs("alive", vec![release(&taken[0], Some(t0() + secs(20)))])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_job("a").await.unwrap().unwrap().next_run_time,
+        Some(t0() + secs(20))
+    );
+}
+
+async fn two_schedulers_acquiring_at_once_never_share_a_job(harness: Harness) {
+    let store = &harness.store;
+    let count = 200;
+    for index in 0..count {
+        store
+            .add_job(job(&format!("j{index:03}"), Some(t0() + secs(index % 7))))
+            .await
+            .unwrap();
+    }
+    let now = t0() + secs(10);
+    let take = |owner: &'static str| {
+        let store = Arc::clone(store);
+        async move {
+            let mut taken = Vec::new();
+            loop {
+                let batch = store.acquire_due_jobs(owner, now, 7, LEASE).await.unwrap();
+                if batch.is_empty() {
+                    return taken;
+                }
+                taken.extend(ids(&batch));
+            }
+        }
+    };
+    let (one, two) = tokio::join!(tokio::spawn(take("one")), tokio::spawn(take("two")));
+    let (one, two) = (one.unwrap(), two.unwrap());
+    let mut all: Vec<String> = one.iter().chain(two.iter()).cloned().collect();
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(before, all.len(), "a job was acquired twice");
+    assert_eq!(all.len(), count as usize, "every due job was acquired once");
+}
+
+async fn max_instances_holds_across_schedulers(harness: Harness) {
+    let store = &harness.store;
+    store.add_job(job("a", Some(t0()))).await.unwrap();
+    assert!(store.claim_instance("a", "one", 2).await.unwrap());
+    assert!(store.claim_instance("a", "two", 2).await.unwrap());
+    assert!(
+        !store.claim_instance("a", "one", 2).await.unwrap(),
+        "the limit is 2"
+    );
+    store.release_instance("a", "two").await.unwrap();
+    assert!(
+        store.claim_instance("a", "two", 2).await.unwrap(),
+        "a slot was freed"
+    );
+    // Another job's slots are its own.
+    assert!(store.claim_instance("b", "one", 1).await.unwrap());
+    assert!(!store.claim_instance("b", "two", 1).await.unwrap());
+}
+
+async fn run_history_is_kept_newest_first(harness: Harness) {
+    let store = &harness.store;
+    for (index, job_id) in ["a", "b", "a", "a"].iter().enumerate() {
+        let finished = t0() + secs(index as i64 * 10);
+        store
+            .record_run(record(job_id, &format!("run{index}"), finished))
+            .await
+            .unwrap();
+    }
+    let of_a = store.runs(Some("a"), 10).await.unwrap();
+    let run_ids: Vec<&str> = of_a.iter().map(|run| run.run_id.as_str()).collect();
+    assert_eq!(run_ids, ["run3", "run2", "run0"]);
+    assert_eq!(of_a[0], record("a", "run3", t0() + secs(30)));
+    assert_eq!(store.runs(None, 2).await.unwrap().len(), 2);
+    assert_eq!(store.runs(None, 10).await.unwrap().len(), 4);
+}
+
+async fn history_retention_deletes_in_bounded_batches(harness: Harness) {
+    let store = &harness.store;
+    if harness.backend == Backend::Memory {
+        // The memory store bounds its history with a ring instead.
+        return;
+    }
+    let now = Utc::now();
+    for index in 0..30 {
+        let finished = now - TimeDelta::days(60) + secs(index);
+        store
+            .record_run(record("old", &format!("old{index}"), finished))
+            .await
+            .unwrap();
+    }
+    for index in 0..10 {
+        store
+            .record_run(record("new", &format!("new{index}"), now - secs(index)))
+            .await
+            .unwrap();
+    }
+    let keep = Some(Duration::from_secs(30 * 86_400));
+    // At most 12 per call: the 30 old records take three calls.
+    let mut deleted = Vec::new();
+    loop {
+        let count = store.prune_runs(keep, None, 12).await.unwrap();
+        assert!(count <= 12, "a call deleted {count}");
+        if count == 0 {
+            break;
+        }
+        deleted.push(count);
+    }
+    assert_eq!(deleted.iter().sum::<u64>(), 30);
+    assert_eq!(store.runs(None, 100).await.unwrap().len(), 10);
+    // max_rows keeps the newest.
+    while store.prune_runs(None, Some(4), 100).await.unwrap() > 0 {}
+    let left = store.runs(None, 100).await.unwrap();
+    let run_ids: Vec<&str> = left.iter().map(|run| run.run_id.as_str()).collect();
+    assert_eq!(run_ids, ["new0", "new1", "new2", "new3"]);
+}
+
+async fn a_corrupt_job_is_skipped_without_blocking_the_others(harness: Harness) {
+    let store = &harness.store;
+    store
+        .add_job(job("good", Some(t0() + secs(10))))
+        .await
+        .unwrap();
+    store
+        .add_job(job("bad", Some(t0() + secs(5))))
+        .await
+        .unwrap();
+    if !corrupt(&harness, "bad").await {
+        return;
+    }
+    let now = t0() + secs(10);
+    let acquired = store.acquire_due_jobs("one", now, 10, LEASE).await.unwrap();
+    assert_eq!(ids(&acquired), ["good"]);
+    // It is not offered again and again.
+    let again = store
+        .acquire_due_jobs("one", now + secs(100), 10, LEASE)
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+    // Listing still works.
+    let listed = store.get_jobs().await.unwrap();
+    assert!(ids(&listed).contains(&"good".to_owned()));
+}
+
+/// Generates one module per backend, with one test per conformance test.
+macro_rules! conformance {
+    ($($module:ident => $backend:expr),* $(,)?) => {
+        $(
+            mod $module {
+                use super::*;
+
+                conformance!(@tests $backend;
+                    add_get_update_remove,
+                    missing_and_duplicate_ids_are_errors,
+                    jobs_are_ordered_by_next_run_time_paused_last,
+                    acquire_takes_due_jobs_earliest_first_up_to_the_limit,
+                    release_writes_next_run_times_and_removes_finished_jobs,
+                    changes_made_while_acquired_are_kept,
+                    an_expired_lease_makes_the_job_acquirable_again,
+                    two_schedulers_acquiring_at_once_never_share_a_job,
+                    max_instances_holds_across_schedulers,
+                    run_history_is_kept_newest_first,
+                    history_retention_deletes_in_bounded_batches,
+                    a_corrupt_job_is_skipped_without_blocking_the_others,
+                );
+            }
+        )*
+    };
+    (@tests $backend:expr; $($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                run($backend, super::$test).await;
+            }
+        )*
+    };
+}
+
+conformance! {
+    memory => Backend::Memory,
+}
