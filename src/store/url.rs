@@ -1,0 +1,207 @@
+//! Store URLs: which store a `[jobstores.NAME] url` names, with secrets taken from the
+//! environment.
+//!
+//! `memory://`, `sqlite://PATH`, `postgres://…` (or `postgresql://`), `mysql://…` (also
+//! `mariadb://`) and `redis://…`. `${VAR}` anywhere in a URL is replaced by the
+//! environment variable `VAR`, so passwords stay out of config files; an unset variable
+//! is an error that names it. [`redact`] hides the password before a URL is logged.
+
+use std::fmt;
+
+/// A parsed store URL.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `memory://`: this process only.
+    Memory,
+    /// `sqlite://PATH`: an embedded database file, created if missing.
+    Sqlite(String),
+    /// `postgres://…`.
+    Postgres(String),
+    /// `mysql://…` (MySQL or MariaDB).
+    Mysql(String),
+    /// `redis://…`.
+    Redis(String),
+}
+
+/// Why a store URL was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreUrlError {
+    /// `${VAR}` names a variable that is not set.
+    #[error("the environment variable {0:?} used in the store URL is not set")]
+    MissingVariable(String),
+    /// `${` without a closing `}`, or an empty name.
+    #[error("the store URL has an unfinished ${{…}} at byte {0}")]
+    BadVariable(usize),
+    /// A scheme kairos has no store for.
+    #[error("unknown store URL scheme {0:?} (expected memory://, sqlite://, postgres://, mysql:// or redis://)")]
+    UnknownScheme(String),
+    /// A `sqlite://` URL without a path.
+    #[error("sqlite:// needs a file path, e.g. sqlite://kairos.db or sqlite:///var/lib/kairos/kairos.db")]
+    MissingPath,
+}
+
+impl StoreUrl {
+    /// Parses `url`, expanding `${VAR}` from the process environment.
+    pub fn parse(url: &str) -> Result<StoreUrl, StoreUrlError> {
+        StoreUrl::parse_with(url, |name| std::env::var(name).ok())
+    }
+
+    /// Parses `url`, expanding `${VAR}` with `lookup`.
+    pub fn parse_with(
+        url: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<StoreUrl, StoreUrlError> {
+        let expanded = expand(url.trim(), lookup)?;
+        let (scheme, rest) = expanded
+            .split_once("://")
+            .ok_or_else(|| StoreUrlError::UnknownScheme(expanded.clone()))?;
+        Ok(match scheme.to_ascii_lowercase().as_str() {
+            "memory" => StoreUrl::Memory,
+            "sqlite" => {
+                if rest.is_empty() {
+                    return Err(StoreUrlError::MissingPath);
+                }
+                StoreUrl::Sqlite(expanded)
+            }
+            "postgres" | "postgresql" => StoreUrl::Postgres(expanded),
+            "mysql" => StoreUrl::Mysql(expanded),
+            "mariadb" => StoreUrl::Mysql(format!("mysql://{rest}")),
+            "redis" => StoreUrl::Redis(expanded),
+            other => return Err(StoreUrlError::UnknownScheme(other.to_owned())),
+        })
+    }
+
+    /// The URL as the store's driver takes it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            StoreUrl::Memory => "memory://",
+            StoreUrl::Sqlite(url)
+            | StoreUrl::Postgres(url)
+            | StoreUrl::Mysql(url)
+            | StoreUrl::Redis(url) => url,
+        }
+    }
+}
+
+impl fmt::Debug for StoreUrl {
+    /// Never prints a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact(self.as_str()))
+    }
+}
+
+/// Replaces each `${NAME}` with `lookup(NAME)`.
+fn expand(url: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, StoreUrlError> {
+    let mut expanded = String::with_capacity(url.len());
+    let mut rest = url;
+    let mut offset = 0;
+    while let Some(start) = rest.find("${") {
+        expanded.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .filter(|end| *end > 0)
+            .ok_or(StoreUrlError::BadVariable(offset + start))?;
+        let name = &after[..end];
+        let value = lookup(name).ok_or_else(|| StoreUrlError::MissingVariable(name.to_owned()))?;
+        expanded.push_str(&value);
+        let consumed = start + 2 + end + 1;
+        offset += consumed;
+        rest = &rest[consumed..];
+    }
+    expanded.push_str(rest);
+    Ok(expanded)
+}
+
+/// `url` with the password (between `:` and `@` in the authority) replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((credentials, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(name: &str) -> Option<String> {
+        match name {
+            "PGPASSWORD" => Some("s3cret".to_owned()),
+            "HOST" => Some("db.internal".to_owned()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn recognises_every_scheme() {
+        let parse = |url: &str| StoreUrl::parse_with(url, lookup);
+        assert_eq!(parse("memory://"), Ok(StoreUrl::Memory));
+        assert_eq!(
+            parse("sqlite://kairos.db"),
+            Ok(StoreUrl::Sqlite("sqlite://kairos.db".to_owned()))
+        );
+        assert_eq!(
+            parse("postgresql://u@h/db"),
+            Ok(StoreUrl::Postgres("postgresql://u@h/db".to_owned()))
+        );
+        assert_eq!(
+            parse("mariadb://root@h/test"),
+            Ok(StoreUrl::Mysql("mysql://root@h/test".to_owned()))
+        );
+        assert_eq!(
+            parse("redis://h:6379"),
+            Ok(StoreUrl::Redis("redis://h:6379".to_owned()))
+        );
+        assert_eq!(parse("sqlite://"), Err(StoreUrlError::MissingPath));
+        assert_eq!(
+            parse("mongodb://h"),
+            Err(StoreUrlError::UnknownScheme("mongodb".to_owned()))
+        );
+        assert!(parse("kairos.db").is_err());
+    }
+
+    #[test]
+    fn expands_variables_and_names_missing_ones() {
+        let parsed = StoreUrl::parse_with("postgres://kairos:${PGPASSWORD}@${HOST}/jobs", lookup);
+        assert_eq!(
+            parsed,
+            Ok(StoreUrl::Postgres(
+                "postgres://kairos:s3cret@db.internal/jobs".to_owned()
+            ))
+        );
+        assert_eq!(
+            StoreUrl::parse_with("postgres://k:${NOPE}@h/db", lookup),
+            Err(StoreUrlError::MissingVariable("NOPE".to_owned()))
+        );
+        assert_eq!(
+            StoreUrl::parse_with("postgres://k:${PGPASSWORD@h/db", lookup),
+            Err(StoreUrlError::BadVariable(13))
+        );
+        assert_eq!(
+            StoreUrl::parse_with("postgres://k:${}@h/db", lookup),
+            Err(StoreUrlError::BadVariable(13))
+        );
+    }
+
+    #[test]
+    fn never_shows_a_password() {
+        assert_eq!(
+            redact("postgres://kairos:s3cret@db/jobs?sslmode=require"),
+            "postgres://kairos:***@db/jobs?sslmode=require"
+        );
+        assert_eq!(redact("redis://:pass@h:6379/0"), "redis://:***@h:6379/0");
+        assert_eq!(redact("mysql://root@h/test"), "mysql://root@h/test");
+        let parsed = StoreUrl::parse_with("postgres://k:${PGPASSWORD}@h/db", lookup)
+            .unwrap_or(StoreUrl::Memory);
+        assert!(!format!("{parsed:?}").contains("s3cret"));
+    }
+}
