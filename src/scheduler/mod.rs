@@ -15,6 +15,7 @@
 mod event;
 mod main_loop;
 pub mod plan;
+mod retention;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +26,7 @@ use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 pub use self::event::Event;
+pub use self::retention::HistoryRetention;
 use crate::clock::{Clock, SystemClock};
 use crate::executor::{Executor, ExecutorContext, Submission};
 use crate::history::RunRecord;
@@ -110,6 +112,7 @@ pub struct SchedulerBuilder {
     job_defaults: JobDefaults,
     batch_size: usize,
     lease: Duration,
+    retention: Option<HistoryRetention>,
 }
 
 impl SchedulerBuilder {
@@ -159,6 +162,13 @@ impl SchedulerBuilder {
         self
     }
 
+    /// Trims every store's run history in the background (off by default: the memory
+    /// store bounds its history itself).
+    pub fn history_retention(mut self, retention: HistoryRetention) -> SchedulerBuilder {
+        self.retention = Some(retention);
+        self
+    }
+
     /// How many due jobs one store acquisition takes at most.
     pub fn batch_size(mut self, batch_size: usize) -> SchedulerBuilder {
         self.batch_size = batch_size.max(1);
@@ -188,6 +198,7 @@ impl SchedulerBuilder {
                 defaults: self.job_defaults,
                 batch_size: self.batch_size,
                 lease: self.lease,
+                retention: self.retention,
                 events,
                 wake: Notify::new(),
                 drain: Notify::new(),
@@ -224,6 +235,7 @@ pub(crate) struct Inner {
     defaults: JobDefaults,
     batch_size: usize,
     lease: Duration,
+    retention: Option<HistoryRetention>,
     events: broadcast::Sender<Event>,
     wake: Notify,
     /// Tells the record task that the executors are done and it may finish.
@@ -308,6 +320,7 @@ impl Scheduler {
             job_defaults: JobDefaults::default(),
             batch_size: 1000,
             lease: Duration::from_secs(300),
+            retention: None,
         }
     }
 
@@ -357,6 +370,16 @@ impl Scheduler {
         }
         self.inner.state.send_replace(SchedulerState::Running);
         let main = tokio::spawn(main_loop::run(Arc::clone(&self.inner)));
+        if let Some(retention) = self.inner.retention {
+            // Not awaited at shutdown: it only ever deletes old history, and it stops on
+            // its own when it sees the scheduler stop.
+            let every =
+                chrono::TimeDelta::from_std(retention.every).unwrap_or(chrono::TimeDelta::MAX);
+            let first = self.inner.clock.now().checked_add_signed(every);
+            if let Some(first) = first {
+                tokio::spawn(retention::run(Arc::clone(&self.inner), retention, first));
+            }
+        }
         let records = tokio::spawn(main_loop::record_finished_runs(
             Arc::clone(&self.inner),
             finished,

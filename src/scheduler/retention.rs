@@ -1,0 +1,94 @@
+//! Run-history retention: a background task that trims every store's history to
+//! `[history] keep` and `max_rows`, in bounded batches so that a large backlog never
+//! holds a store for long (DESIGN.md, issue: persistent stores).
+//!
+//! It runs on the scheduler's clock, so simulated-time tests drive it too, and a store
+//! error is logged and retried at the next round; retention never stops the scheduler.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::{Inner, SchedulerState};
+
+/// How long history is kept and how often it is trimmed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryRetention {
+    /// Delete run records older than this.
+    pub keep: Option<Duration>,
+    /// Keep at most this many run records per store (the newest).
+    pub max_rows: Option<u64>,
+    /// How often to trim.
+    pub every: Duration,
+    /// How many records one store call deletes at most.
+    pub batch: usize,
+}
+
+impl Default for HistoryRetention {
+    /// Thirty days, no row limit, trimmed every ten minutes, 1,000 rows a call.
+    fn default() -> HistoryRetention {
+        HistoryRetention {
+            keep: Some(Duration::from_secs(30 * 86_400)),
+            max_rows: None,
+            every: Duration::from_secs(600),
+            batch: 1000,
+        }
+    }
+}
+
+/// Trims history every `retention.every`, first at `first`, until the scheduler stops.
+/// (`first` is computed by the caller when the scheduler starts, so a clock that moves
+/// before this task first runs cannot shift the schedule.)
+pub(crate) async fn run(inner: Arc<Inner>, retention: HistoryRetention, first: DateTime<Utc>) {
+    let mut state = inner.state.subscribe();
+    let every = TimeDelta::from_std(retention.every).unwrap_or(TimeDelta::MAX);
+    let mut next = first;
+    loop {
+        // Sleep on the scheduler's clock, waking early only to notice a stop.
+        while inner.clock.now() < next {
+            tokio::select! {
+                () = inner.clock.sleep_until(next) => {}
+                changed = state.changed() => {
+                    if changed.is_err() || *state.borrow_and_update() == SchedulerState::Stopped {
+                        return;
+                    }
+                }
+            }
+        }
+        trim(&inner, &retention).await;
+        // The next round is a period after this one was due, not after it finished.
+        let Some(after) = next.checked_add_signed(every) else {
+            return;
+        };
+        next = after.max(inner.clock.now());
+    }
+}
+
+/// One round: every store, batch after batch, until nothing is left to delete.
+pub(crate) async fn trim(inner: &Inner, retention: &HistoryRetention) -> u64 {
+    let mut total = 0;
+    for (name, store) in &inner.stores {
+        loop {
+            match store
+                .prune_runs(retention.keep, retention.max_rows, retention.batch.max(1))
+                .await
+            {
+                Ok(0) => break,
+                Ok(deleted) => {
+                    total += deleted;
+                    // Let the scheduler's own store calls in between batches.
+                    tokio::task::yield_now().await;
+                }
+                Err(error) => {
+                    tracing::warn!(jobstore = name, %error, "trimming the run history failed");
+                    break;
+                }
+            }
+        }
+    }
+    if total > 0 {
+        tracing::info!(deleted = total, "trimmed the run history");
+    }
+    total
+}
