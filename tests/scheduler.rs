@@ -1785,3 +1785,25 @@ fn spec_with_jitter() -> TriggerSpec {
         "type": "interval", "seconds": 60, "start_date": rfc3339(t0() + secs(60)), "jitter": "30s",
     }))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_jobs_is_added_whole_or_not_at_all() {
+    let h = Harness::new(tasks());
+    let good: Vec<JobSpec> = (1..=3)
+        .map(|index| JobSpec::new("ok", date(t0() + secs(index))).with_id(format!("batch-{index}")))
+        .collect();
+    let added = h.scheduler.add_jobs(good).await.unwrap();
+    assert_eq!(added.len(), 3);
+    assert_eq!(h.scheduler.get_jobs().await.unwrap().len(), 3);
+    // One invalid spec: nothing of the batch is stored.
+    let mixed = vec![
+        JobSpec::new("ok", date(t0() + secs(9))).with_id("fine"),
+        JobSpec::new("no.such.task", date(t0() + secs(9))).with_id("broken"),
+    ];
+    assert!(matches!(
+        h.scheduler.add_jobs(mixed).await,
+        Err(SchedulerError::UnknownTask { .. })
+    ));
+    assert!(h.scheduler.get_job("fine").await.unwrap().is_none());
+    assert_eq!(h.scheduler.get_jobs().await.unwrap().len(), 3);
+}

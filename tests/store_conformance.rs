@@ -190,6 +190,24 @@ async fn add_get_update_remove(harness: Harness) {
     assert!(store.get_job("a").await.unwrap().is_none());
 }
 
+async fn a_batch_of_jobs_is_added_at_once(harness: Harness) {
+    let store = &harness.store;
+    let batch: Vec<Job> = (0..50)
+        .map(|index| job(&format!("b{index:02}"), Some(t0() + secs(index))))
+        .collect();
+    let added = store.add_jobs(batch).await.unwrap();
+    assert_eq!(added.len(), 50);
+    assert!(added.iter().all(|job| job.revision > 0));
+    assert_eq!(store.get_jobs().await.unwrap().len(), 50);
+    assert_eq!(store.next_run_time().await.unwrap(), Some(t0()));
+    // A taken id fails the batch with Conflict.
+    let again = vec![job("new", Some(t0())), job("b07", Some(t0()))];
+    assert!(matches!(
+        store.add_jobs(again).await,
+        Err(StoreError::Conflict(id)) if id == "b07"
+    ));
+}
+
 async fn missing_and_duplicate_ids_are_errors(harness: Harness) {
     let store = &harness.store;
     store.add_job(job("a", Some(t0()))).await.unwrap();
@@ -532,6 +550,7 @@ macro_rules! conformance {
 
                 conformance!(@tests $backend;
                     add_get_update_remove,
+                    a_batch_of_jobs_is_added_at_once,
                     missing_and_duplicate_ids_are_errors,
                     jobs_are_ordered_by_next_run_time_paused_last,
                     acquire_takes_due_jobs_earliest_first_up_to_the_limit,

@@ -460,6 +460,45 @@ impl Scheduler {
         Ok(stored)
     }
 
+    /// Adds several jobs: each is checked first (one invalid spec adds nothing), then
+    /// each store gets its jobs in one batch. `replace_existing` is not supported here.
+    pub async fn add_jobs(&self, specs: Vec<JobSpec>) -> Result<Vec<Job>, SchedulerError> {
+        let inner = &self.inner;
+        let mut by_store: BTreeMap<String, Vec<Job>> = BTreeMap::new();
+        for spec in specs {
+            let jobstore = spec
+                .options
+                .jobstore
+                .clone()
+                .unwrap_or_else(|| inner.defaults.jobstore.clone());
+            inner.store(&jobstore)?;
+            if spec.replace_existing {
+                return Err(SchedulerError::InvalidOption {
+                    field: "replace_existing",
+                    reason: "is not supported when adding jobs in a batch".to_owned(),
+                });
+            }
+            by_store
+                .entry(jobstore)
+                .or_default()
+                .push(self.build_job(spec)?);
+        }
+        let mut added = Vec::new();
+        for (jobstore, jobs) in by_store {
+            let stored = inner.store(&jobstore)?.add_jobs(jobs).await?;
+            let earliest = stored.iter().filter_map(|job| job.next_run_time).min();
+            for job in &stored {
+                inner.emit_with(|| Event::JobAdded {
+                    job_id: job.id.clone(),
+                    jobstore: jobstore.clone(),
+                });
+            }
+            inner.wake_if_earlier(earliest);
+            added.extend(stored);
+        }
+        Ok(added)
+    }
+
     fn build_job(&self, spec: JobSpec) -> Result<Job, SchedulerError> {
         let inner = &self.inner;
         let context = inner.trigger_context();

@@ -79,6 +79,27 @@ impl State {
         self.next_revision
     }
 
+    /// Inserts a job whose id must be new: one hash of the id for the check and the
+    /// insert, since adding is the hot path of the one-off-job workload.
+    fn insert_new(&mut self, mut job: Job) -> Result<Job, StoreError> {
+        let id: Arc<str> = Arc::from(job.id.as_str());
+        match self.jobs.entry(Arc::clone(&id)) {
+            std::collections::hash_map::Entry::Occupied(_) => Err(StoreError::Conflict(job.id)),
+            std::collections::hash_map::Entry::Vacant(vacant) => {
+                self.next_revision += 1;
+                job.revision = self.next_revision;
+                if let Some(next) = job.next_run_time {
+                    self.due_index.insert((next, id));
+                }
+                vacant.insert(Entry {
+                    job: job.clone(),
+                    lease: None,
+                });
+                Ok(job)
+            }
+        }
+    }
+
     /// Inserts or overwrites a job that is not acquired.
     fn put(&mut self, mut job: Job) -> Job {
         job.revision = self.bump();
@@ -153,27 +174,14 @@ impl State {
 
 #[async_trait]
 impl JobStore for MemoryStore {
-    async fn add_job(&self, mut job: Job) -> Result<Job, StoreError> {
+    async fn add_job(&self, job: Job) -> Result<Job, StoreError> {
+        self.lock().insert_new(job)
+    }
+
+    async fn add_jobs(&self, jobs: Vec<Job>) -> Result<Vec<Job>, StoreError> {
+        // One lock for the whole batch.
         let mut state = self.lock();
-        let state = &mut *state;
-        // One hash of the id for the check and the insert: adding is the hot path of
-        // the one-off-job workload.
-        let id: Arc<str> = Arc::from(job.id.as_str());
-        match state.jobs.entry(Arc::clone(&id)) {
-            std::collections::hash_map::Entry::Occupied(_) => Err(StoreError::Conflict(job.id)),
-            std::collections::hash_map::Entry::Vacant(vacant) => {
-                state.next_revision += 1;
-                job.revision = state.next_revision;
-                if let Some(next) = job.next_run_time {
-                    state.due_index.insert((next, id));
-                }
-                vacant.insert(Entry {
-                    job: job.clone(),
-                    lease: None,
-                });
-                Ok(job)
-            }
-        }
+        jobs.into_iter().map(|job| state.insert_new(job)).collect()
     }
 
     async fn replace_job(&self, job: Job) -> Result<Job, StoreError> {

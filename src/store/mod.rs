@@ -90,6 +90,17 @@ pub trait JobStore: Send + Sync + 'static {
     /// Adds a new job; `Conflict` if the id is taken. Returns the job as stored.
     async fn add_job(&self, job: Job) -> Result<Job, StoreError>;
 
+    /// Adds several new jobs. Stores that can add a batch in one round trip (a
+    /// transaction, a pipeline) do so; the default adds them one by one. Either way a
+    /// job whose id is taken fails with `Conflict`, and the jobs before it stay added.
+    async fn add_jobs(&self, jobs: Vec<Job>) -> Result<Vec<Job>, StoreError> {
+        let mut added = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            added.push(self.add_job(job).await?);
+        }
+        Ok(added)
+    }
+
     /// Adds a job or overwrites the one with the same id (`replace_existing`).
     async fn replace_job(&self, job: Job) -> Result<Job, StoreError>;
 
