@@ -89,6 +89,15 @@ pub(crate) async fn process_due_jobs(
     let mut first_error = None;
     for (name, store) in &inner.stores {
         let served = async {
+            // Runs already submitted but not written back (the store failed last time)
+            // are written first: taking those jobs again would run the same times twice.
+            let pending = inner.lock().pending_releases.remove(name);
+            if let Some(pending) = pending {
+                if let Err(error) = store.release_jobs(&inner.id, pending.clone()).await {
+                    inner.lock().pending_releases.insert(name.clone(), pending);
+                    return Err(error);
+                }
+            }
             loop {
                 let jobs = store
                     .acquire_due_jobs(&inner.id, now, inner.batch_size, inner.lease)
@@ -103,7 +112,10 @@ pub(crate) async fn process_due_jobs(
                     .filter(|release| release.next_run_time.is_none())
                     .map(|release| release.job_id.clone())
                     .collect();
-                store.release_jobs(&inner.id, releases).await?;
+                if let Err(error) = store.release_jobs(&inner.id, releases.clone()).await {
+                    inner.lock().pending_releases.insert(name.clone(), releases);
+                    return Err(error);
+                }
                 for job_id in finished {
                     inner.emit_with(|| Event::JobRemoved {
                         job_id,

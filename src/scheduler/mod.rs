@@ -208,6 +208,7 @@ impl SchedulerBuilder {
                     finished_receiver: Some(finished_receiver),
                     handles: Vec::new(),
                     run_stores: HashMap::new(),
+                    pending_releases: HashMap::new(),
                     random: fastrand::Rng::new(),
                 }),
                 finished_sender,
@@ -253,6 +254,9 @@ struct Mutable {
     /// Each run in flight: its store, so the record lands in the right place, and whether
     /// its record frees the job's instance slot (the last run of a submission does).
     run_stores: HashMap<String, (String, bool)>,
+    /// Releases a store refused (it was unreachable), by store: their runs were
+    /// submitted, so they are written before anything more is taken from that store.
+    pending_releases: HashMap<String, Vec<crate::store::Release>>,
     random: fastrand::Rng,
 }
 

@@ -1,0 +1,157 @@
+//! Shared test helpers: a job store that fails on command.
+//!
+//! [`FaultyStore`] delegates to a [`MemoryStore`] and can be switched to answer
+//! `Unavailable` to every call (a store that went away), to refuse the next releases,
+//! or to report a history backlog for retention; it counts the calls tests care about.
+
+#![allow(dead_code)] // Each test file uses a different part.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kairos::history::RunRecord;
+use kairos::job::Job;
+use kairos::store::memory::MemoryStore;
+use kairos::store::{JobStore, Release, StoreError};
+
+/// What a [`FaultyStore`] has been told and has seen; shared with the test.
+#[derive(Default)]
+pub struct Faults {
+    /// Every call fails with `Unavailable`.
+    pub down: AtomicBool,
+    /// How many more `release_jobs` calls fail.
+    pub failing_releases: AtomicU32,
+    /// Old run records waiting to be pruned.
+    pub prune_backlog: AtomicU64,
+    /// How many times `prune_runs` was called.
+    pub prune_calls: AtomicU64,
+    /// How many times `release_jobs` was called.
+    pub release_calls: AtomicU64,
+}
+
+/// A memory store that fails when told to.
+pub struct FaultyStore {
+    jobs: MemoryStore,
+    pub faults: Arc<Faults>,
+}
+
+impl FaultyStore {
+    pub fn new() -> (FaultyStore, Arc<Faults>) {
+        let faults = Arc::new(Faults::default());
+        let store = FaultyStore {
+            jobs: MemoryStore::new(),
+            faults: Arc::clone(&faults),
+        };
+        (store, faults)
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.faults.down.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable(
+                "the test took the store down".to_owned(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl JobStore for FaultyStore {
+    async fn add_job(&self, job: Job) -> Result<Job, StoreError> {
+        self.check()?;
+        self.jobs.add_job(job).await
+    }
+    async fn replace_job(&self, job: Job) -> Result<Job, StoreError> {
+        self.check()?;
+        self.jobs.replace_job(job).await
+    }
+    async fn update_job(&self, job: Job) -> Result<Job, StoreError> {
+        self.check()?;
+        self.jobs.update_job(job).await
+    }
+    async fn remove_job(&self, id: &str) -> Result<(), StoreError> {
+        self.check()?;
+        self.jobs.remove_job(id).await
+    }
+    async fn remove_all_jobs(&self) -> Result<(), StoreError> {
+        self.check()?;
+        self.jobs.remove_all_jobs().await
+    }
+    async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        self.check()?;
+        self.jobs.get_job(id).await
+    }
+    async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
+        self.check()?;
+        self.jobs.get_jobs().await
+    }
+    async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.check()?;
+        self.jobs.next_run_time().await
+    }
+    async fn acquire_due_jobs(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.check()?;
+        self.jobs.acquire_due_jobs(owner, now, limit, lease).await
+    }
+    async fn release_jobs(&self, owner: &str, releases: Vec<Release>) -> Result<(), StoreError> {
+        self.faults.release_calls.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        let failing = &self.faults.failing_releases;
+        if failing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok()
+        {
+            return Err(StoreError::Unavailable(
+                "the test refused a release".to_owned(),
+            ));
+        }
+        self.jobs.release_jobs(owner, releases).await
+    }
+    async fn claim_instance(
+        &self,
+        job_id: &str,
+        owner: &str,
+        max: u32,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        self.jobs.claim_instance(job_id, owner, max).await
+    }
+    async fn release_instance(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
+        self.check()?;
+        self.jobs.release_instance(job_id, owner).await
+    }
+    async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {
+        self.check()?;
+        self.jobs.record_run(record).await
+    }
+    async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        self.check()?;
+        self.jobs.runs(job_id, limit).await
+    }
+    async fn prune_runs(
+        &self,
+        _keep: Option<Duration>,
+        _max_rows: Option<u64>,
+        batch: usize,
+    ) -> Result<u64, StoreError> {
+        self.faults.prune_calls.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        let backlog = &self.faults.prune_backlog;
+        let left = backlog.load(Ordering::SeqCst);
+        let deleted = left.min(batch as u64);
+        backlog.store(left - deleted, Ordering::SeqCst);
+        Ok(deleted)
+    }
+}

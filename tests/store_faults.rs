@@ -1,0 +1,210 @@
+//! The scheduler and a store that fails: it retries with backoff, catches up when the
+//! store returns, and neither loses a job nor runs a time twice (DESIGN.md, "Misfires"
+//! and "Delivery"; issue: persistent stores, faults).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use common::FaultyStore;
+use kairos::clock::ManualClock;
+use kairos::job::JobSpec;
+use kairos::scheduler::Scheduler;
+use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
+use kairos::trigger::TriggerSpec;
+use serde_json::json;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn secs(seconds: i64) -> TimeDelta {
+    TimeDelta::seconds(seconds)
+}
+
+/// (job id, scheduled time) of every run, in the order they ran.
+type Runs = Arc<Mutex<Vec<(String, DateTime<Utc>)>>>;
+
+fn recording_tasks() -> (TaskRegistry, Runs) {
+    let runs: Runs = Arc::default();
+    let mut tasks = TaskRegistry::new();
+    let seen = Arc::clone(&runs);
+    tasks.register_fn("record", move |run: TaskRun| {
+        seen.lock()
+            .unwrap()
+            .push((run.job_id.clone(), run.scheduled_time));
+        async { Ok::<String, TaskFailure>(String::new()) }
+    });
+    (tasks, runs)
+}
+
+fn trigger(value: serde_json::Value) -> TriggerSpec {
+    serde_json::from_value(value).unwrap()
+}
+
+/// Waits (in real time, at most 5 s) until `runs` holds `count` runs.
+async fn wait_for_runs(runs: &Runs, count: usize) -> Vec<(String, DateTime<Utc>)> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while runs.lock().unwrap().len() < count && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    runs.lock().unwrap().clone()
+}
+
+/// Moves the clock forward in steps, giving the loop time to react to each.
+async fn advance(clock: &ManualClock, total: Duration, step: Duration) {
+    let mut moved = Duration::ZERO;
+    while moved < total {
+        clock.advance(step);
+        moved += step;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_store_is_retried_and_nothing_is_lost_or_repeated() {
+    let clock = ManualClock::new(t0());
+    let (store, faults) = FaultyStore::new();
+    let (tasks, runs) = recording_tasks();
+    let scheduler = Scheduler::builder()
+        .clock(clock.clone())
+        .store("default", store)
+        .tasks(tasks)
+        .build();
+    scheduler
+        .add_job(
+            JobSpec::new(
+                "record",
+                trigger(json!({"type": "interval", "seconds": 10, "start_date": "2030-01-01T00:00:10Z"})),
+            )
+            .with_id("every-10s"),
+        )
+        .await
+        .unwrap();
+    scheduler
+        .add_job(
+            JobSpec::new(
+                "record",
+                trigger(json!({"type": "date", "run_date": "2030-01-01T00:00:25Z"})),
+            )
+            .with_id("one-off"),
+        )
+        .await
+        .unwrap();
+    scheduler.start();
+    clock.set(t0() + secs(10));
+    assert_eq!(wait_for_runs(&runs, 1).await.len(), 1);
+
+    // The store goes away for fifty seconds: the one-off's time passes meanwhile.
+    faults.down.store(true, Ordering::SeqCst);
+    advance(&clock, Duration::from_secs(50), Duration::from_secs(5)).await;
+    assert_eq!(
+        runs.lock().unwrap().len(),
+        1,
+        "nothing runs while the store is down"
+    );
+
+    // It comes back (at 01:00); within the longest backoff the loop catches up, and
+    // then the job goes on with its schedule.
+    faults.down.store(false, Ordering::SeqCst);
+    advance(&clock, Duration::from_secs(35), Duration::from_secs(5)).await;
+    wait_for_runs(&runs, 3).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let seen = runs.lock().unwrap().clone();
+    let one_off: Vec<_> = seen.iter().filter(|(id, _)| id == "one-off").collect();
+    assert_eq!(
+        one_off,
+        [&("one-off".to_owned(), t0() + secs(25))],
+        "{seen:?}"
+    );
+    let interval: Vec<DateTime<Utc>> = seen
+        .iter()
+        .filter(|(id, _)| id == "every-10s")
+        .map(|(_, time)| *time)
+        .collect();
+    assert!(
+        interval.windows(2).all(|pair| pair[0] < pair[1]),
+        "a time ran twice: {seen:?}"
+    );
+    // The times missed during the outage were coalesced into the first run after it.
+    assert_eq!(interval[0], t0() + secs(10));
+    assert!(interval.len() >= 2, "{seen:?}");
+    assert!(
+        interval[1..].iter().all(|time| *time >= t0() + secs(60)),
+        "an outage time ran on its own: {seen:?}"
+    );
+    assert!(
+        scheduler.get_job("one-off").await.unwrap().is_none(),
+        "the one-off is done"
+    );
+    scheduler.shutdown(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_release_is_retried_and_never_runs_a_time_twice() {
+    let clock = ManualClock::new(t0());
+    let (store, faults) = FaultyStore::new();
+    let (tasks, runs) = recording_tasks();
+    let scheduler = Scheduler::builder()
+        .clock(clock.clone())
+        .store("default", store)
+        .tasks(tasks)
+        .build();
+    scheduler
+        .add_job(
+            JobSpec::new(
+                "record",
+                trigger(json!({"type": "interval", "seconds": 10, "start_date": "2030-01-01T00:00:10Z"})),
+            )
+            .with_id("every-10s"),
+        )
+        .await
+        .unwrap();
+    faults.failing_releases.store(1, Ordering::SeqCst);
+    scheduler.start();
+    // The run for 00:10 is submitted, then the store refuses to write it back.
+    clock.set(t0() + secs(10));
+    assert_eq!(wait_for_runs(&runs, 1).await.len(), 1);
+    // The loop retries after its backoff and writes the release first.
+    advance(&clock, Duration::from_secs(5), Duration::from_secs(1)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while scheduler
+        .get_job("every-10s")
+        .await
+        .unwrap()
+        .unwrap()
+        .next_run_time
+        != Some(t0() + secs(20))
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        scheduler
+            .get_job("every-10s")
+            .await
+            .unwrap()
+            .unwrap()
+            .next_run_time,
+        Some(t0() + secs(20))
+    );
+    // Well past the lease (five minutes), 00:10 never runs again.
+    clock.set(t0() + secs(400));
+    wait_for_runs(&runs, 2).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let seen = runs.lock().unwrap().clone();
+    let times: Vec<DateTime<Utc>> = seen.iter().map(|(_, time)| *time).collect();
+    let mut unique = times.clone();
+    unique.dedup();
+    assert_eq!(times, unique, "a time ran twice: {seen:?}");
+    assert_eq!(times.first(), Some(&(t0() + secs(10))));
+    assert!(faults.release_calls.load(Ordering::SeqCst) >= 2);
+    scheduler.shutdown(None).await;
+}
