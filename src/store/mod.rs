@@ -17,6 +17,7 @@
 //!   `Unavailable` with backoff and never loses a job over one.
 
 pub mod memory;
+pub mod redis;
 pub mod url;
 
 use std::time::Duration;

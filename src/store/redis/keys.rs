@@ -1,0 +1,87 @@
+//! The Redis store's key names: the layout table in the parent module's docs, as code.
+//!
+//! Built once per store from its prefix, so no call formats a key on the hot path
+//! except the per-job ones (instance slots, a job's run index).
+
+/// The store's key names (the parent module's docs say what each holds).
+#[derive(Debug)]
+pub(super) struct Keys {
+    pub(super) prefix: String,
+    pub(super) jobs: String,
+    pub(super) revs: String,
+    pub(super) next: String,
+    pub(super) due: String,
+    pub(super) leases: String,
+    pub(super) owners: String,
+    pub(super) broken: String,
+    pub(super) seq: String,
+    pub(super) runs: String,
+    pub(super) run: String,
+    pub(super) run_seq: String,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: &str) -> Keys {
+        let key = |name: &str| format!("{prefix}{name}");
+        Keys {
+            prefix: prefix.to_owned(),
+            jobs: key("jobs"),
+            revs: key("revs"),
+            next: key("next"),
+            due: key("due"),
+            leases: key("leases"),
+            owners: key("owners"),
+            broken: key("broken"),
+            seq: key("seq"),
+            runs: key("runs"),
+            run: key("run"),
+            run_seq: key("runseq"),
+        }
+    }
+
+    /// Job `id`'s running instances.
+    pub(super) fn instances(&self, id: &str) -> String {
+        format!("{}inst:{id}", self.prefix)
+    }
+
+    /// Job `id`'s run records (prune_runs.lua builds the same name).
+    pub(super) fn job_runs(&self, id: &str) -> String {
+        format!("{}runs:{id}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_live_under_the_prefix() {
+        let keys = Keys::new("kairos:");
+        assert_eq!(keys.jobs, "kairos:jobs");
+        assert_eq!(keys.due, "kairos:due");
+        assert_eq!(
+            keys.instances("order-cancel-7"),
+            "kairos:inst:order-cancel-7"
+        );
+        // prune_runs.lua rebuilds this name from the prefix and the member.
+        assert_eq!(keys.job_runs("a:b"), "kairos:runs:a:b");
+        let all = [
+            &keys.jobs,
+            &keys.revs,
+            &keys.next,
+            &keys.due,
+            &keys.leases,
+            &keys.owners,
+            &keys.broken,
+            &keys.seq,
+            &keys.runs,
+            &keys.run,
+            &keys.run_seq,
+        ];
+        let mut names: Vec<&String> = all.to_vec();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all.len());
+        assert!(all.iter().all(|name| name.starts_with("kairos:")));
+    }
+}

@@ -1,0 +1,43 @@
+-- add_job(s) / replace_job / update_job: write jobs and index them, in one step.
+-- KEYS: 1 jobs, 2 revs, 3 next, 4 due, 5 leases, 6 broken, 7 seq
+-- ARGV: 1 mode ('add' | 'replace' | 'update'), then three per job: id, job JSON,
+--       next run time (µs) or ''
+-- Returns the new revision of each job in order; on the first job that 'add' finds
+-- taken (-1) or 'update' finds missing (-2) it returns that code last and stops, and
+-- the jobs before it stay written (the contract of JobStore::add_jobs).
+local mode = ARGV[1]
+local out = {}
+for i = 2, #ARGV, 3 do
+  local id, json, next = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local exists = redis.call('HEXISTS', KEYS[1], id) == 1
+  if mode == 'add' and exists then
+    out[#out + 1] = -1
+    return out
+  end
+  if mode == 'update' and not exists then
+    out[#out + 1] = -2
+    return out
+  end
+  -- One counter for all jobs, never reset (not even by remove_all_jobs): a job removed
+  -- and added again under its id must not get back a revision a late release carries.
+  local revision = redis.call('INCR', KEYS[7])
+  redis.call('HSET', KEYS[1], id, json)
+  redis.call('HSET', KEYS[2], id, revision)
+  -- Valid JSON again (the caller serialized it): a quarantined job is back in service.
+  redis.call('SREM', KEYS[6], id)
+  if next == '' then
+    redis.call('HDEL', KEYS[3], id)
+    redis.call('ZREM', KEYS[4], id)
+  else
+    redis.call('HSET', KEYS[3], id, next)
+    -- A leased job stays leased (the memory store's `put`): its owner's release, or
+    -- the lease's expiry, puts it back among the due jobs at the time set here.
+    if redis.call('ZSCORE', KEYS[5], id) then
+      redis.call('ZREM', KEYS[4], id)
+    else
+      redis.call('ZADD', KEYS[4], next, id)
+    end
+  end
+  out[#out + 1] = revision
+end
+return out

@@ -1,0 +1,40 @@
+-- release_jobs: write back a batch of acquired jobs, applying the revision rule of the
+-- store contract (src/store/mod.rs) exactly as the memory store does.
+-- KEYS: 1 jobs, 2 revs, 3 next, 4 due, 5 leases, 6 owners, 7 seq, 8 broken
+-- ARGV: 1 owner, then four per job: id, acquired revision, released next run time (µs)
+--       or '' (finished: remove the job), acquired next run time (µs) or ''
+-- Next run times are compared as the decimal strings they were written as: exact.
+local owner = ARGV[1]
+for i = 2, #ARGV, 4 do
+  local id, revision, released, acquired = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local holder = redis.call('HGET', KEYS[6], id)
+  -- Removed while it ran: it stays removed. Quarantined: nothing to write back.
+  -- Leased by someone else: our lease ran out and another scheduler took the job; its
+  -- release decides, and we must not end its lease under it.
+  if redis.call('HEXISTS', KEYS[1], id) == 1
+      and redis.call('SISMEMBER', KEYS[8], id) == 0
+      and (not holder or holder == owner) then
+    redis.call('ZREM', KEYS[5], id)
+    redis.call('HDEL', KEYS[6], id)
+    local current = redis.call('HGET', KEYS[3], id) or ''
+    if redis.call('HGET', KEYS[2], id) ~= revision and current ~= acquired then
+      -- Changed while acquired, schedule included: the change wins.
+      if current ~= '' then
+        redis.call('ZADD', KEYS[4], current, id)
+      end
+    elseif released == '' then
+      -- The trigger is finished.
+      redis.call('HDEL', KEYS[1], id)
+      redis.call('HDEL', KEYS[2], id)
+      redis.call('HDEL', KEYS[3], id)
+      redis.call('ZREM', KEYS[4], id)
+    else
+      -- Unchanged, or changed without touching the schedule: the run times just
+      -- handled must not run again, so the released next run time applies.
+      redis.call('HSET', KEYS[2], id, redis.call('INCR', KEYS[7]))
+      redis.call('HSET', KEYS[3], id, released)
+      redis.call('ZADD', KEYS[4], released, id)
+    end
+  end
+end
+return 0

@@ -1,0 +1,582 @@
+//! `redis://`: jobs and run history in Redis, shared by every scheduler of a cluster.
+//!
+//! The store keeps the semantics of the memory store (`src/store/memory.rs`) exactly:
+//! revisions, leases, the release rule with `acquired_next_run_time`, instance counts.
+//! Only the data lives elsewhere, and every step that touches more than one structure
+//! is one Lua script ([`scripts`]).
+//!
+//! # Key layout
+//! Every key starts with the prefix given to [`connect`] (`kairos:` below):
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `kairos:jobs` | hash | id → job JSON (its `revision`, `next_run_time` are stale copies) |
+//! | `kairos:revs` | hash | id → revision (authoritative) |
+//! | `kairos:next` | hash | id → next run time, µs; absent while paused |
+//! | `kairos:due` | sorted set | ids neither paused, leased nor quarantined, by next run time |
+//! | `kairos:leases` | sorted set | acquired ids by lease expiry (µs) |
+//! | `kairos:owners` | hash | acquired id → the scheduler holding the lease |
+//! | `kairos:broken` | set | ids whose stored form could not be read, set aside |
+//! | `kairos:seq` | string | the revision counter, shared by all jobs, never reset |
+//! | `kairos:inst:ID` | sorted set | job ID's running instances: `owner␟nonce` by slot expiry |
+//! | `kairos:runs` | sorted set | run records by finish time: `<20-digit seq>:<job id>` |
+//! | `kairos:runs:ID` | sorted set | the same members, for job ID only |
+//! | `kairos:run` | hash | run member → run record JSON |
+//! | `kairos:runseq` | string | the run record counter |
+//!
+//! # Ground rules
+//! - One script per atomic step (add/replace/update, remove, acquire, release,
+//!   quarantine, next run time, claim/release an instance, record/read/prune runs). Reads
+//!   of several hashes (`get_job`, `get_jobs`) are one MULTI/EXEC. Nothing reads a
+//!   structure in Rust and writes another based on it.
+//! - Time comes from the caller: `acquire_due_jobs` gets the scheduler's clock, so
+//!   simulated time works and Redis's clock is never read. Instance slots and run
+//!   retention have no clock in the trait; they use this machine's wall clock, because
+//!   they measure real time (how long a dead scheduler's slot lingers, how old a
+//!   record is).
+//! - Revisions come from one counter (`seq`), as in the memory store: a job removed and
+//!   added again must never get back a revision that a late release still carries.
+//! - A release only ends a lease that is the caller's own (or that has already ended):
+//!   if the caller's lease ran out and another scheduler took the job, that scheduler's
+//!   release decides. Otherwise the memory store's rule applies unchanged.
+//! - A job whose JSON cannot be read is logged with its id and moved to `broken` when an
+//!   acquisition meets it, so it is neither acquired again and again nor blocks the
+//!   jobs behind it; `replace_job`, `update_job` or `remove_job` ends that.
+//! - Instance slots expire after the `instance_ttl` given to [`connect`], so a slot of a
+//!   scheduler that died frees itself; it must be longer than the longest run.
+//! - One [`ConnectionManager`]: a single multiplexed connection shared by all calls
+//!   (Redis serves one connection's commands in order, and the scripts are short), which
+//!   reconnects by itself after a restart or a network blip. Meanwhile calls fail fast
+//!   as `Unavailable` and the scheduler retries with backoff; it never waits forever, as
+//!   every request has a response timeout.
+//! - One Redis server (with replicas, if wanted), not Redis Cluster: the scripts build
+//!   per-job keys (`inst:`, `runs:`) from the prefix, which Cluster would not route.
+//! - Wake-ups across a cluster (pub/sub on changes) are not part of the store contract
+//!   yet; other schedulers see a change at their next pass.
+
+mod codec;
+mod keys;
+mod scripts;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{FromRedisValue, ScriptInvocation};
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+
+use self::codec::{decode_job, micros, micros_or_empty, parse_score, store_error};
+use self::keys::Keys;
+use super::{JobStore, Release, StoreError};
+use crate::history::RunRecord;
+use crate::job::Job;
+
+/// How long one connection attempt may take before the store reports `Unavailable`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one request may wait for its reply. Long enough for a batch of thousands of
+/// jobs or a history prune (milliseconds each), short enough that a hung server turns
+/// into a retry instead of a stuck scheduler.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the connection manager retries a failed (re)connection before the call
+/// waiting on it fails. Every call during an outage waits for these retries, and the
+/// scheduler already retries `Unavailable` with its own backoff, so a few quick ones
+/// (under a second in all, enough for a Redis restart) beat the crate's default of six
+/// (about ten seconds per call).
+const RECONNECT_RETRIES: usize = 3;
+
+/// The most that counts and limits sent to a script can be: Lua numbers are doubles,
+/// and Redis refuses a range end it cannot read as an integer.
+const MAX_COUNT: usize = 1 << 40;
+
+/// How many jobs one put.lua call writes: a batch of 100 000 one-off jobs becomes 100
+/// calls of a few milliseconds each, so Redis never stops serving the other schedulers
+/// for long, and each request stays small.
+const PUT_BATCH: usize = 1_000;
+
+/// The longest instance time-to-live honoured; PEXPIRE refuses times past the year
+/// 292 million, and nothing runs for ten years.
+const MAX_INSTANCE_TTL: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// Connects to `redis://…`, with every key under `prefix` (e.g. `"kairos:"` or, in
+/// tests, `"t3f9a:"`). Instance slots not released expire after `instance_ttl`.
+pub async fn connect(
+    url: &str,
+    prefix: &str,
+    instance_ttl: Duration,
+) -> Result<Arc<dyn JobStore>, StoreError> {
+    let client = ::redis::Client::open(url)
+        .map_err(|error| StoreError::Unavailable(format!("bad Redis URL: {error}")))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(RECONNECT_RETRIES)
+        .set_min_delay(Duration::from_millis(100))
+        .set_max_delay(Duration::from_secs(1));
+    let connection = ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(store_error)?;
+    Ok(Arc::new(RedisStore {
+        connection,
+        keys: Keys::new(prefix),
+        instance_ttl: instance_ttl.clamp(Duration::from_millis(1), MAX_INSTANCE_TTL),
+    }))
+}
+
+/// A job store in Redis.
+struct RedisStore {
+    /// Cloning it is cheap and shares the one connection.
+    connection: ConnectionManager,
+    keys: Keys,
+    instance_ttl: Duration,
+}
+
+/// The separator between owner and nonce in an instance slot (ASCII unit separator).
+const SLOT_SEPARATOR: char = '\u{1f}';
+
+impl RedisStore {
+    async fn invoke<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let mut connection = self.connection.clone();
+        invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Runs put.lua on `jobs`, [`PUT_BATCH`] at a time; returns them with their new
+    /// revisions. The first job that `mode` refuses ends the call with its error, and
+    /// the jobs before it stay written.
+    async fn put(&self, mode: &str, jobs: Vec<Job>) -> Result<Vec<Job>, StoreError> {
+        let keys = &self.keys;
+        let mut written = Vec::with_capacity(jobs.len());
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            let chunk: Vec<Job> = jobs.by_ref().take(PUT_BATCH).collect();
+            let mut invocation = scripts::PUT.prepare_invoke();
+            invocation
+                .key(&keys.jobs)
+                .key(&keys.revs)
+                .key(&keys.next)
+                .key(&keys.due)
+                .key(&keys.leases)
+                .key(&keys.broken)
+                .key(&keys.seq)
+                .arg(mode);
+            for job in &chunk {
+                let json = serde_json::to_string(job)
+                    .map_err(|error| StoreError::Corrupt(format!("job {:?}: {error}", job.id)))?;
+                invocation
+                    .arg(&job.id)
+                    .arg(json)
+                    .arg(micros_or_empty(job.next_run_time));
+            }
+            let revisions: Vec<i64> = self.invoke(&invocation).await?;
+            for (mut job, revision) in chunk.into_iter().zip(revisions) {
+                match revision {
+                    -1 => return Err(StoreError::Conflict(job.id)),
+                    -2 => return Err(StoreError::NotFound(job.id)),
+                    revision => {
+                        job.revision = u64::try_from(revision).map_err(|_| {
+                            StoreError::Corrupt(format!("revision {revision} of job {:?}", job.id))
+                        })?;
+                        written.push(job);
+                    }
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    /// Runs put.lua on one job.
+    async fn put_one(&self, mode: &str, job: Job) -> Result<Job, StoreError> {
+        let id = job.id.clone();
+        self.put(mode, vec![job])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt(format!("no revision came back for job {id:?}")))
+    }
+
+    /// Sets aside acquired jobs that could not be read: `(id, revision read)`.
+    async fn quarantine(&self, owner: &str, broken: &[(String, String)]) -> Result<(), StoreError> {
+        let keys = &self.keys;
+        let mut invocation = scripts::QUARANTINE.prepare_invoke();
+        invocation
+            .key(&keys.revs)
+            .key(&keys.next)
+            .key(&keys.due)
+            .key(&keys.leases)
+            .key(&keys.owners)
+            .key(&keys.broken)
+            .arg(owner);
+        for (id, revision) in broken {
+            invocation.arg(id).arg(revision);
+        }
+        self.invoke::<i64>(&invocation).await.map(drop)
+    }
+}
+
+/// Logs a job that cannot be read; the store carries on without it.
+fn warn_unreadable(id: &str, reason: &str, action: &str) {
+    tracing::warn!(
+        job_id = id,
+        reason,
+        "Redis job store: unreadable job {action}"
+    );
+}
+
+#[async_trait]
+impl JobStore for RedisStore {
+    async fn add_job(&self, job: Job) -> Result<Job, StoreError> {
+        self.put_one("add", job).await
+    }
+
+    async fn add_jobs(&self, jobs: Vec<Job>) -> Result<Vec<Job>, StoreError> {
+        self.put("add", jobs).await
+    }
+
+    async fn replace_job(&self, job: Job) -> Result<Job, StoreError> {
+        self.put_one("replace", job).await
+    }
+
+    async fn update_job(&self, job: Job) -> Result<Job, StoreError> {
+        self.put_one("update", job).await
+    }
+
+    async fn remove_job(&self, id: &str) -> Result<(), StoreError> {
+        let keys = &self.keys;
+        let removed: i64 = self
+            .invoke(
+                scripts::REMOVE
+                    .key(&keys.jobs)
+                    .key(&keys.revs)
+                    .key(&keys.next)
+                    .key(&keys.due)
+                    .key(&keys.leases)
+                    .key(&keys.owners)
+                    .key(&keys.broken)
+                    .arg(id),
+            )
+            .await?;
+        if removed == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(id.to_owned()))
+        }
+    }
+
+    async fn remove_all_jobs(&self) -> Result<(), StoreError> {
+        // One command is atomic by itself; UNLINK frees big hashes off the main thread.
+        // `seq` stays (see put.lua), and so do instance slots and history, as in the
+        // memory store.
+        let keys = &self.keys;
+        let mut connection = self.connection.clone();
+        ::redis::cmd("UNLINK")
+            .arg(&keys.jobs)
+            .arg(&keys.revs)
+            .arg(&keys.next)
+            .arg(&keys.due)
+            .arg(&keys.leases)
+            .arg(&keys.owners)
+            .arg(&keys.broken)
+            .query_async::<i64>(&mut connection)
+            .await
+            .map(drop)
+            .map_err(store_error)
+    }
+
+    async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        let keys = &self.keys;
+        let mut connection = self.connection.clone();
+        let (json, revision, next): (Option<String>, Option<String>, Option<String>) =
+            ::redis::pipe()
+                .atomic()
+                .hget(&keys.jobs, id)
+                .hget(&keys.revs, id)
+                .hget(&keys.next, id)
+                .query_async(&mut connection)
+                .await
+                .map_err(store_error)?;
+        let Some(json) = json else {
+            return Ok(None);
+        };
+        decode_job(
+            id,
+            &json,
+            revision.as_deref().unwrap_or("0"),
+            next.as_deref().unwrap_or(""),
+        )
+        .map(Some)
+        .map_err(|reason| {
+            warn_unreadable(id, &reason, "asked for");
+            StoreError::Corrupt(format!("job {id:?}: {reason}"))
+        })
+    }
+
+    async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
+        let keys = &self.keys;
+        let mut connection = self.connection.clone();
+        type Map = HashMap<String, String>;
+        let (jsons, revisions, nexts): (Map, Map, Map) = ::redis::pipe()
+            .atomic()
+            .hgetall(&keys.jobs)
+            .hgetall(&keys.revs)
+            .hgetall(&keys.next)
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        let mut jobs = Vec::with_capacity(jsons.len());
+        for (id, json) in &jsons {
+            let revision = revisions.get(id).map_or("0", String::as_str);
+            let next = nexts.get(id).map_or("", String::as_str);
+            match decode_job(id, json, revision, next) {
+                Ok(job) => jobs.push(job),
+                Err(reason) => warn_unreadable(id, &reason, "left out of the job list"),
+            }
+        }
+        // The memory store's order: by next run time, paused last, then by id.
+        jobs.sort_by(|left, right| {
+            let key = |job: &Job| (job.next_run_time.is_none(), job.next_run_time);
+            key(left)
+                .cmp(&key(right))
+                .then_with(|| left.id.cmp(&right.id))
+        });
+        Ok(jobs)
+    }
+
+    async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let (due, expiry): (String, String) = self
+            .invoke(
+                scripts::NEXT_RUN_TIME
+                    .key(&self.keys.due)
+                    .key(&self.keys.leases),
+            )
+            .await?;
+        let read = |score: &str| match score {
+            "" => Ok(None),
+            score => parse_score(score).map(Some).map_err(StoreError::Corrupt),
+        };
+        Ok(match (read(&due)?, read(&expiry)?) {
+            (Some(due), Some(expiry)) => Some(due.min(expiry)),
+            (due, expiry) => due.or(expiry),
+        })
+    }
+
+    async fn acquire_due_jobs(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Job>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Saturates instead of overflowing: an endless lease ends at chrono's last day,
+        // which still fits the µs the scripts keep.
+        let expiry = TimeDelta::from_std(lease)
+            .ok()
+            .and_then(|lease| now.checked_add_signed(lease))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let keys = &self.keys;
+        let flat: Vec<String> = self
+            .invoke(
+                scripts::ACQUIRE
+                    .key(&keys.jobs)
+                    .key(&keys.revs)
+                    .key(&keys.next)
+                    .key(&keys.due)
+                    .key(&keys.leases)
+                    .key(&keys.owners)
+                    .arg(micros(now))
+                    .arg(limit.min(MAX_COUNT))
+                    .arg(micros(expiry))
+                    .arg(owner),
+            )
+            .await?;
+        let mut acquired = Vec::with_capacity(flat.len() / 4);
+        let mut broken = Vec::new();
+        for entry in flat.chunks_exact(4) {
+            let [id, json, revision, next] = entry else {
+                continue;
+            };
+            match decode_job(id, json, revision, next) {
+                Ok(job) => acquired.push(job),
+                Err(reason) => {
+                    warn_unreadable(id, &reason, &format!("set aside in {}", keys.broken));
+                    broken.push((id.clone(), revision.clone()));
+                }
+            }
+        }
+        if !broken.is_empty() {
+            // The readable jobs are leased to us already: returning an error now would
+            // strand them until their lease ran out. A failed quarantine is retried when
+            // the lease of the broken job runs out and it is acquired again.
+            if let Err(error) = self.quarantine(owner, &broken).await {
+                tracing::warn!(%error, "Redis job store: could not set aside unreadable jobs");
+            }
+        }
+        Ok(acquired)
+    }
+
+    async fn release_jobs(&self, owner: &str, releases: Vec<Release>) -> Result<(), StoreError> {
+        if releases.is_empty() {
+            return Ok(());
+        }
+        let keys = &self.keys;
+        let mut invocation = scripts::RELEASE.prepare_invoke();
+        invocation
+            .key(&keys.jobs)
+            .key(&keys.revs)
+            .key(&keys.next)
+            .key(&keys.due)
+            .key(&keys.leases)
+            .key(&keys.owners)
+            .key(&keys.seq)
+            .key(&keys.broken)
+            .arg(owner);
+        for release in &releases {
+            invocation
+                .arg(&release.job_id)
+                .arg(release.revision)
+                .arg(micros_or_empty(release.next_run_time))
+                .arg(micros_or_empty(release.acquired_next_run_time));
+        }
+        self.invoke::<i64>(&invocation).await.map(drop)
+    }
+
+    async fn claim_instance(
+        &self,
+        job_id: &str,
+        owner: &str,
+        max_instances: u32,
+    ) -> Result<bool, StoreError> {
+        // The wall clock, not the scheduler's: a slot's time-to-live is real time.
+        let now = Utc::now();
+        let ttl = TimeDelta::from_std(self.instance_ttl).unwrap_or(TimeDelta::MAX);
+        let expiry = now
+            .checked_add_signed(ttl)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let slot = format!("{owner}{SLOT_SEPARATOR}{:016x}", fastrand::u64(..));
+        let claimed: i64 = self
+            .invoke(
+                scripts::CLAIM_INSTANCE
+                    .key(self.keys.instances(job_id))
+                    .arg(micros(now))
+                    .arg(micros(expiry))
+                    .arg(max_instances)
+                    .arg(slot)
+                    .arg(self.instance_ttl.as_millis().max(1)),
+            )
+            .await?;
+        Ok(claimed == 1)
+    }
+
+    async fn release_instance(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
+        self.invoke::<i64>(
+            scripts::RELEASE_INSTANCE
+                .key(self.keys.instances(job_id))
+                .arg(format!("{owner}{SLOT_SEPARATOR}")),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(&record)
+            .map_err(|error| StoreError::Corrupt(format!("run {:?}: {error}", record.run_id)))?;
+        let keys = &self.keys;
+        self.invoke::<i64>(
+            scripts::RECORD_RUN
+                .key(&keys.runs)
+                .key(keys.job_runs(&record.job_id))
+                .key(&keys.run)
+                .key(&keys.run_seq)
+                .arg(micros(record.finished_at))
+                .arg(json)
+                .arg(&record.job_id),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let index = match job_id {
+            Some(id) => self.keys.job_runs(id),
+            None => self.keys.runs.clone(),
+        };
+        let jsons: Vec<String> = self
+            .invoke(
+                scripts::RUNS
+                    .key(index)
+                    .key(&self.keys.run)
+                    .arg(limit.min(MAX_COUNT)),
+            )
+            .await?;
+        Ok(jsons
+            .iter()
+            .filter_map(|json| match serde_json::from_str(json) {
+                Ok(record) => Some(record),
+                Err(error) => {
+                    tracing::warn!(%error, "Redis job store: unreadable run record left out");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    async fn prune_runs(
+        &self,
+        keep: Option<Duration>,
+        max_rows: Option<u64>,
+        batch: usize,
+    ) -> Result<u64, StoreError> {
+        // A `keep` too long to subtract from now keeps everything.
+        let cutoff = keep.and_then(|keep| {
+            let keep = TimeDelta::from_std(keep).ok()?;
+            Utc::now().checked_sub_signed(keep)
+        });
+        if batch == 0 || (cutoff.is_none() && max_rows.is_none()) {
+            return Ok(0);
+        }
+        let keys = &self.keys;
+        let deleted: i64 = self
+            .invoke(
+                scripts::PRUNE_RUNS
+                    .key(&keys.runs)
+                    .key(&keys.run)
+                    .arg(micros_or_empty(cutoff))
+                    .arg(max_rows.map(|rows| rows.to_string()).unwrap_or_default())
+                    .arg(batch.min(MAX_COUNT))
+                    .arg(&keys.prefix),
+            )
+            .await?;
+        Ok(u64::try_from(deleted).unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_unavailable() {
+        // Port 1 on loopback: nothing listens there, so the refusal is immediate.
+        let result = connect("redis://127.0.0.1:1/", "t:", Duration::from_secs(60)).await;
+        let error = result.err().map(|error| error.kind());
+        assert_eq!(error, Some(crate::store::StoreErrorKind::Unavailable));
+        let bad = connect("http://nope", "t:", Duration::from_secs(60)).await;
+        assert_eq!(
+            bad.err().map(|error| error.kind()),
+            Some(crate::store::StoreErrorKind::Unavailable)
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! The Lua scripts of the Redis store, one per step that must be atomic.
+//!
+//! Each script lives in `lua/` next to this file, with its KEYS and ARGV written at its
+//! top; the store calls it by EVALSHA, and the `redis` crate's [`Script`] loads it again
+//! when Redis answers NOSCRIPT (after a restart or `SCRIPT FLUSH`), so nothing needs
+//! loading at connect time.
+//!
+//! # Ground rules
+//! - Redis runs a script alone, start to finish: a script is the unit of atomicity
+//!   here, the way a transaction is in the SQL stores. Anything that reads one structure
+//!   and writes another based on it is one script, never a read then a write from Rust.
+//! - Scripts never read Redis's clock (`TIME`): instants come in as ARGV, in
+//!   microseconds since the epoch, from the caller's clock.
+//! - Scripts never decode or re-encode a job's JSON (cjson would turn `[]` into `{}` and
+//!   round big integers in task args); what they change (next run time, revision, lease)
+//!   lives beside the JSON.
+
+use std::sync::LazyLock;
+
+use ::redis::Script;
+
+/// add/replace/update: write a job and index it.
+pub(super) static PUT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/put.lua")));
+
+/// Remove a job from every structure.
+pub(super) static REMOVE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/remove.lua")));
+
+/// Reclaim expired leases, then lease a batch of due jobs.
+pub(super) static ACQUIRE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/acquire.lua")));
+
+/// Write back a batch of acquired jobs under the revision rule.
+pub(super) static RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
+
+/// Set aside acquired jobs that could not be read.
+pub(super) static QUARANTINE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/quarantine.lua")));
+
+/// The earliest due time and lease expiry.
+pub(super) static NEXT_RUN_TIME: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/next_run_time.lua")));
+
+/// Take an instance slot if one is free.
+pub(super) static CLAIM_INSTANCE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/claim_instance.lua")));
+
+/// Free an instance slot.
+pub(super) static RELEASE_INSTANCE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/release_instance.lua")));
+
+/// Append a run record.
+pub(super) static RECORD_RUN: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/record_run.lua")));
+
+/// Read the newest run records.
+pub(super) static RUNS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/runs.lua")));
+
+/// Delete old run records, a bounded batch at a time.
+pub(super) static PRUNE_RUNS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/prune_runs.lua")));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every script says what it takes, none reads Redis's clock, and no two are the
+    /// same text (they would share a SHA1 and one would be run for the other).
+    #[test]
+    fn every_script_documents_its_arguments_and_hashes_apart() {
+        let all = [
+            &PUT,
+            &REMOVE,
+            &ACQUIRE,
+            &RELEASE,
+            &QUARANTINE,
+            &NEXT_RUN_TIME,
+            &CLAIM_INSTANCE,
+            &RELEASE_INSTANCE,
+            &RECORD_RUN,
+            &RUNS,
+            &PRUNE_RUNS,
+        ];
+        let mut hashes: Vec<&str> = all.iter().map(|script| script.get_hash()).collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        assert_eq!(hashes.len(), all.len(), "two scripts are the same text");
+        for source in [
+            include_str!("lua/put.lua"),
+            include_str!("lua/remove.lua"),
+            include_str!("lua/acquire.lua"),
+            include_str!("lua/release.lua"),
+            include_str!("lua/quarantine.lua"),
+            include_str!("lua/next_run_time.lua"),
+            include_str!("lua/claim_instance.lua"),
+            include_str!("lua/release_instance.lua"),
+            include_str!("lua/record_run.lua"),
+            include_str!("lua/runs.lua"),
+            include_str!("lua/prune_runs.lua"),
+        ] {
+            assert!(source.contains("-- KEYS:"), "{source}");
+            assert!(
+                !source.contains("'TIME'"),
+                "scripts take time from the caller"
+            );
+        }
+    }
+}
