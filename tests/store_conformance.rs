@@ -11,6 +11,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +69,19 @@ async fn open(backend: Backend) -> Result<Harness, String> {
         prefix,
         url,
     })
+}
+
+/// A second, independent connection to the same store (what a restarted scheduler
+/// opens); `None` for the memory store, which does not outlive its process.
+async fn reopen(harness: &Harness) -> Option<Arc<dyn JobStore>> {
+    match harness.backend {
+        Backend::Redis => Some(
+            kairos::store::redis::connect(&harness.url, &harness.prefix, Duration::from_secs(300))
+                .await
+                .unwrap(),
+        ),
+        _ => None,
+    }
 }
 
 /// Overwrites job `id`'s stored form with something unreadable; `false` if the backend
@@ -579,10 +594,83 @@ async fn a_corrupt_job_is_skipped_without_blocking_the_others(harness: Harness) 
         .acquire_due_jobs("one", now + secs(100), 10, LEASE)
         .await
         .unwrap();
-    assert!(!ids(&again).contains(&"bad".to_owned()), "{:?}", ids(&again));
+    assert!(
+        !ids(&again).contains(&"bad".to_owned()),
+        "{:?}",
+        ids(&again)
+    );
     // Listing still works.
     let listed = store.get_jobs().await.unwrap();
     assert!(ids(&listed).contains(&"good".to_owned()));
+}
+
+async fn jobs_survive_a_restart_of_the_scheduler(harness: Harness) {
+    use common::{recording_tasks, wait_for_runs};
+    use kairos::clock::ManualClock;
+    use kairos::job::JobSpec;
+    use kairos::scheduler::Scheduler;
+
+    let Some(second_store) = reopen(&harness).await else {
+        return;
+    };
+    let clock = ManualClock::new(t0());
+    let date = |at: &str| -> TriggerSpec {
+        serde_json::from_value(json!({"type": "date", "run_date": at})).unwrap()
+    };
+    let every_minute: TriggerSpec = serde_json::from_value(json!({
+        "type": "interval", "minutes": 1, "start_date": "2030-01-01T00:01:00Z",
+    }))
+    .unwrap();
+    let (tasks, runs) = recording_tasks();
+    let first = Scheduler::builder()
+        .clock(clock.clone())
+        .store_shared("default", Arc::clone(&harness.store))
+        .tasks(tasks.clone())
+        .build();
+    first.start();
+    first
+        .add_job(JobSpec::new("record", date("2030-01-01T00:00:30Z")).with_id("order-cancel-1"))
+        .await
+        .unwrap();
+    first
+        .add_job(JobSpec::new("record", every_minute).with_id("every-minute"))
+        .await
+        .unwrap();
+    first.shutdown(None).await;
+    drop(first);
+
+    // Down for two minutes: the one-off's time and two interval times pass.
+    clock.set(t0() + secs(120));
+    let second = Scheduler::builder()
+        .clock(clock.clone())
+        .store_shared("default", second_store)
+        .tasks(tasks)
+        .build();
+    second.start();
+    let seen = wait_for_runs(&runs, 2).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut seen_after = runs.lock().unwrap().clone();
+    assert_eq!(seen, seen_after, "no more runs than expected");
+    seen_after.sort();
+    assert_eq!(
+        seen_after,
+        [
+            ("every-minute".to_owned(), t0() + secs(120)),
+            ("order-cancel-1".to_owned(), t0() + secs(30)),
+        ],
+        "the missed one-off runs, the interval runs once (coalesced)"
+    );
+    assert!(second.get_job("order-cancel-1").await.unwrap().is_none());
+    assert_eq!(
+        second
+            .get_job("every-minute")
+            .await
+            .unwrap()
+            .unwrap()
+            .next_run_time,
+        Some(t0() + secs(180))
+    );
+    second.shutdown(None).await;
 }
 
 /// Generates one module per backend, with one test per conformance test.
@@ -606,6 +694,7 @@ macro_rules! conformance {
                     run_history_is_kept_newest_first,
                     history_retention_deletes_in_bounded_batches,
                     a_corrupt_job_is_skipped_without_blocking_the_others,
+                    jobs_survive_a_restart_of_the_scheduler,
                 );
             }
         )*

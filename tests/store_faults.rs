@@ -7,15 +7,13 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use common::FaultyStore;
+use common::{recording_tasks, wait_for_runs, FaultyStore};
 use kairos::clock::ManualClock;
 use kairos::job::JobSpec;
 use kairos::scheduler::Scheduler;
-use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 use kairos::trigger::TriggerSpec;
 use serde_json::json;
 
@@ -29,33 +27,8 @@ fn secs(seconds: i64) -> TimeDelta {
     TimeDelta::seconds(seconds)
 }
 
-/// (job id, scheduled time) of every run, in the order they ran.
-type Runs = Arc<Mutex<Vec<(String, DateTime<Utc>)>>>;
-
-fn recording_tasks() -> (TaskRegistry, Runs) {
-    let runs: Runs = Arc::default();
-    let mut tasks = TaskRegistry::new();
-    let seen = Arc::clone(&runs);
-    tasks.register_fn("record", move |run: TaskRun| {
-        seen.lock()
-            .unwrap()
-            .push((run.job_id.clone(), run.scheduled_time));
-        async { Ok::<String, TaskFailure>(String::new()) }
-    });
-    (tasks, runs)
-}
-
 fn trigger(value: serde_json::Value) -> TriggerSpec {
     serde_json::from_value(value).unwrap()
-}
-
-/// Waits (in real time, at most 5 s) until `runs` holds `count` runs.
-async fn wait_for_runs(runs: &Runs, count: usize) -> Vec<(String, DateTime<Utc>)> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while runs.lock().unwrap().len() < count && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    runs.lock().unwrap().clone()
 }
 
 /// Moves the clock forward in steps, giving the loop time to react to each.

@@ -140,6 +140,17 @@ impl SchedulerBuilder {
         self
     }
 
+    /// Adds a named job store that is already shared (what [`crate::store`]'s openers
+    /// return).
+    pub fn store_shared(
+        mut self,
+        name: impl Into<String>,
+        store: Arc<dyn JobStore>,
+    ) -> SchedulerBuilder {
+        self.stores.insert(name.into(), store);
+        self
+    }
+
     /// Adds a named executor.
     pub fn executor(
         mut self,

@@ -1,4 +1,5 @@
-//! Shared test helpers: a job store that fails on command.
+//! Shared test helpers: a task that records its runs, and a job store that fails on
+//! command.
 //!
 //! [`FaultyStore`] delegates to a [`MemoryStore`] and can be switched to answer
 //! `Unavailable` to every call (a store that went away), to refuse the next releases,
@@ -7,7 +8,7 @@
 #![allow(dead_code)] // Each test file uses a different part.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,6 +17,38 @@ use kairos::history::RunRecord;
 use kairos::job::Job;
 use kairos::store::memory::MemoryStore;
 use kairos::store::{JobStore, Release, StoreError};
+use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
+
+/// (job id, scheduled time) of every run, in the order they ran.
+pub type Runs = Arc<Mutex<Vec<(String, DateTime<Utc>)>>>;
+
+/// Tasks with one task, `record`, that notes each run in the returned list.
+pub fn recording_tasks() -> (TaskRegistry, Runs) {
+    let runs: Runs = Arc::default();
+    let mut tasks = TaskRegistry::new();
+    let seen = Arc::clone(&runs);
+    tasks.register_fn("record", move |run: TaskRun| {
+        seen.lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push((run.job_id.clone(), run.scheduled_time));
+        async { Ok::<String, TaskFailure>(String::new()) }
+    });
+    (tasks, runs)
+}
+
+/// Waits (in real time, at most 5 s) until `runs` holds `count` runs; returns them.
+pub async fn wait_for_runs(runs: &Runs, count: usize) -> Vec<(String, DateTime<Utc>)> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let seen = || {
+        runs.lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    };
+    while seen().len() < count && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    seen()
+}
 
 /// What a [`FaultyStore`] has been told and has seen; shared with the test.
 #[derive(Default)]
