@@ -20,13 +20,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use kairos::history::{RunOutcome, RunRecord};
 use kairos::job::Job;
 use kairos::store::memory::MemoryStore;
+use kairos::store::sql::SqlOptions;
 use kairos::store::{JobStore, Release, StoreError};
 use kairos::trigger::{Trigger, TriggerContext, TriggerSpec};
 use serde_json::json;
 
 /// The stores the suite knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(dead_code)] // Backends are listed before they are wired.
 enum Backend {
     Memory,
     Sqlite,
@@ -61,7 +61,31 @@ async fn open(backend: Backend) -> Result<Harness, String> {
                 .map_err(|error| format!("Redis at {url}: {error}"))?;
             (store, url)
         }
-        other => return Err(format!("the {other:?} store is not wired into the suite")),
+        Backend::Sqlite => {
+            let path = std::env::temp_dir().join(format!("kairos-conformance-{prefix}.db"));
+            let url = format!("sqlite://{}", path.display());
+            let store = open_sql(&url, &prefix)
+                .await
+                .map_err(|error| format!("SQLite at {url}: {error}"))?;
+            (store, url)
+        }
+        Backend::Postgres => {
+            let url = env_url(
+                "KAIROS_TEST_POSTGRES_URL",
+                "postgres://postgres@127.0.0.1:5432/test",
+            );
+            let store = open_sql(&url, &prefix)
+                .await
+                .map_err(|error| format!("PostgreSQL at {url}: {error}"))?;
+            (store, url)
+        }
+        Backend::Mysql => {
+            let url = env_url("KAIROS_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test");
+            let store = open_sql(&url, &prefix)
+                .await
+                .map_err(|error| format!("MySQL at {url}: {error}"))?;
+            (store, url)
+        }
     };
     Ok(Harness {
         store,
@@ -69,6 +93,38 @@ async fn open(backend: Backend) -> Result<Harness, String> {
         prefix,
         url,
     })
+}
+
+/// Opens the SQL store at `url` with the test's table prefix; an unreachable server
+/// fails within a few seconds.
+async fn open_sql(url: &str, prefix: &str) -> Result<Arc<dyn JobStore>, StoreError> {
+    let options = SqlOptions {
+        table_prefix: prefix.to_owned(),
+        max_connections: 4,
+        acquire_timeout: Duration::from_secs(3),
+        ..SqlOptions::default()
+    };
+    kairos::store::sql::connect(url, options).await
+}
+
+/// Runs raw statements on the SQL database behind a harness (to corrupt or drop
+/// tables), with sqlx directly.
+async fn sql_execute(backend: Backend, url: &str, statements: &[String]) {
+    macro_rules! run_all {
+        ($pool:ty) => {{
+            let pool = <$pool>::connect(url).await.unwrap();
+            for statement in statements {
+                sqlx::query(statement).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }};
+    }
+    match backend {
+        Backend::Sqlite => run_all!(sqlx::SqlitePool),
+        Backend::Postgres => run_all!(sqlx::PgPool),
+        Backend::Mysql => run_all!(sqlx::MySqlPool),
+        Backend::Memory | Backend::Redis => {}
+    }
 }
 
 /// A second, independent connection to the same store (what a restarted scheduler
@@ -80,6 +136,9 @@ async fn reopen(harness: &Harness) -> Option<Arc<dyn JobStore>> {
                 .await
                 .unwrap(),
         ),
+        Backend::Sqlite | Backend::Postgres | Backend::Mysql => {
+            Some(open_sql(&harness.url, &harness.prefix).await.unwrap())
+        }
         _ => None,
     }
 }
@@ -102,12 +161,32 @@ async fn corrupt(harness: &Harness, id: &str) -> bool {
                 .unwrap();
             true
         }
-        _ => false,
+        Backend::Sqlite | Backend::Postgres | Backend::Mysql => {
+            let statement = format!(
+                "UPDATE {}jobs SET job = '{{not json' WHERE id = '{id}'",
+                harness.prefix
+            );
+            sql_execute(harness.backend, &harness.url, &[statement]).await;
+            true
+        }
     }
 }
 
 /// Deletes what a test left on a shared server (a failed test leaves its keys, to look at).
 async fn cleanup(backend: Backend, prefix: &str, url: &str) {
+    if matches!(backend, Backend::Postgres | Backend::Mysql) {
+        let statements: Vec<String> = ["jobs", "instances", "runs", "schema_version"]
+            .iter()
+            .map(|table| format!("DROP TABLE IF EXISTS {prefix}{table}"))
+            .collect();
+        sql_execute(backend, url, &statements).await;
+    }
+    if backend == Backend::Sqlite {
+        let path = url.trim_start_matches("sqlite://");
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{path}{suffix}"));
+        }
+    }
     if backend == Backend::Redis {
         let client = ::redis::Client::open(url).unwrap();
         let mut connection = client.get_multiplexed_async_connection().await.unwrap();
@@ -712,4 +791,7 @@ macro_rules! conformance {
 conformance! {
     memory => Backend::Memory,
     redis => Backend::Redis,
+    sqlite => Backend::Sqlite,
+    postgres => Backend::Postgres,
+    mysql => Backend::Mysql,
 }

@@ -18,6 +18,7 @@
 
 pub mod memory;
 pub mod redis;
+pub mod sql;
 pub mod url;
 
 use std::time::Duration;

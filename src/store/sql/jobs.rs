@@ -1,0 +1,407 @@
+//! The jobs half of the SQL store: the [`JobStore`] impl, with adding, changing and
+//! listing jobs written out here, claims and releases delegated to `leases.rs`, and the
+//! run history and instance slots to `history.rs`; plus reading job rows.
+//!
+//! Every statement is the same on all dialects but for what [`Dialect`] supplies (row
+//! locks, the claim's `SKIP LOCKED`, placeholders). See the ground rules in
+//! [`super`] for revisions, leases and broken rows.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::driver::{Arg, SqlDb};
+use super::{
+    execute_on, failure, instant, is_conflict, marks, micros, padded, Dialect, RowOf, SqlStore,
+    CHUNK,
+};
+use crate::history::RunRecord;
+use crate::job::Job;
+use crate::store::{JobStore, Release, StoreError};
+
+/// The columns every job read selects, in this order (see [`read_row`]).
+pub(super) const JOB_COLUMNS: &str = "id, job, next_run_time, revision";
+
+/// How often `replace_job` retries when a concurrent insert of the same id won.
+const REPLACE_ATTEMPTS: usize = 3;
+
+/// A job row as read: its id, and the job or why it cannot be read.
+pub(super) struct JobRow {
+    pub(super) id: String,
+    pub(super) job: Result<Job, String>,
+}
+
+/// Reads a row of [`JOB_COLUMNS`]. Only the id must decode; a bad job is reported in
+/// [`JobRow::job`] so the caller can skip it and go on.
+pub(super) fn read_row<D: Dialect>(row: &RowOf<D>) -> Result<JobRow, StoreError> {
+    let id = D::Database::text(row, 0)
+        .map_err(failure::<D>)?
+        .ok_or_else(|| StoreError::Corrupt("a job row without an id".to_owned()))?;
+    let job = (|| {
+        let json = D::Database::text(row, 1)
+            .map_err(|error| error.to_string())?
+            .ok_or("no job data")?;
+        let next = D::Database::int(row, 2).map_err(|error| error.to_string())?;
+        let revision = D::Database::int(row, 3).map_err(|error| error.to_string())?;
+        let mut job: Job = serde_json::from_str(&json).map_err(|error| error.to_string())?;
+        // The columns are the truth for what the store itself writes.
+        job.id.clone_from(&id);
+        job.next_run_time = next
+            .map(instant)
+            .transpose()
+            .map_err(|error| error.to_string())?;
+        job.revision = revision
+            .and_then(|revision| u64::try_from(revision).ok())
+            .ok_or("no valid revision")?;
+        Ok::<Job, String>(job)
+    })();
+    Ok(JobRow { id, job })
+}
+
+/// The job as stored: its next run time truncated to microseconds, and its JSON.
+fn stored(job: &mut Job) -> Result<(Option<i64>, String), StoreError> {
+    let next = job.next_run_time.map(micros);
+    job.next_run_time = next.and_then(DateTime::from_timestamp_micros);
+    let json = serde_json::to_string(job)
+        .map_err(|error| StoreError::Corrupt(format!("job {:?}: {error}", job.id)))?;
+    Ok((next, json))
+}
+
+/// Logs each unreadable job with its id and why.
+pub(super) fn report_broken<D: Dialect>(broken: &[(String, String)]) {
+    for (id, reason) in broken {
+        tracing::warn!(
+            dialect = D::NAME,
+            job_id = %id,
+            %reason,
+            "skipping a stored job that cannot be read; marked broken"
+        );
+    }
+}
+
+/// A job id list padded to [`padded`] length, as bound values.
+pub(super) fn id_args<'a>(ids: impl IntoIterator<Item = &'a str>) -> Vec<Arg> {
+    let mut args: Vec<Arg> = ids.into_iter().map(Arg::from).collect();
+    if let Some(last) = args.last().cloned() {
+        args.resize(padded(args.len()), last);
+    }
+    args
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// Logs unreadable rows and marks them broken, so they leave the due set. Reads go
+    /// on without them even if the mark cannot be written.
+    async fn quarantine(&self, broken: Vec<(String, String)>) {
+        if broken.is_empty() {
+            return;
+        }
+        report_broken::<D>(&broken);
+        for chunk in broken.chunks(CHUNK) {
+            let sql = self.mark_broken_sql(chunk.len());
+            let ids = id_args(chunk.iter().map(|(id, _)| id.as_str()));
+            if let Err(error) = self.execute(&sql, ids).await {
+                tracing::warn!(dialect = D::NAME, %error, "could not mark broken jobs");
+            }
+        }
+    }
+
+    pub(super) fn mark_broken_sql(&self, count: usize) -> String {
+        self.sql(&format!(
+            "UPDATE {{p}}jobs SET broken = 1, lease_owner = NULL, lease_expires = NULL \
+             WHERE id IN ({})",
+            marks(padded(count))
+        ))
+    }
+
+    /// Reads rows of [`JOB_COLUMNS`], quarantining the unreadable ones.
+    async fn read_jobs(&self, rows: Vec<RowOf<D>>) -> Result<Vec<Job>, StoreError> {
+        let mut jobs = Vec::with_capacity(rows.len());
+        let mut broken = Vec::new();
+        for row in &rows {
+            let JobRow { id, job } = read_row::<D>(row)?;
+            match job {
+                Ok(job) => jobs.push(job),
+                Err(reason) => broken.push((id, reason)),
+            }
+        }
+        self.quarantine(broken).await;
+        Ok(jobs)
+    }
+
+    /// Overwrites job `job.id` in a transaction; `Ok(None)` if there is no such job
+    /// and `insert_missing` is false. The lease stays: a job changed while acquired
+    /// is still acquired.
+    async fn write_job(
+        &self,
+        mut job: Job,
+        insert_missing: bool,
+    ) -> Result<Option<Job>, StoreError> {
+        let (next, _) = stored(&mut job)?;
+        let lock = self.sql(&format!(
+            "SELECT revision FROM {{p}}jobs WHERE id = ?{}",
+            D::LOCK_ROWS
+        ));
+        let update = self.sql(
+            "UPDATE {p}jobs SET next_run_time = ?, paused = ?, revision = ?, broken = 0, job = ? \
+             WHERE id = ?",
+        );
+        let insert = self.sql(
+            "INSERT INTO {p}jobs (id, next_run_time, paused, revision, broken, job) \
+             VALUES (?, ?, ?, ?, 0, ?)",
+        );
+        for _ in 0..REPLACE_ATTEMPTS {
+            let mut transaction = self.begin().await?;
+            let rows = D::Database::fetch_all(&mut transaction, &lock, vec![job.id.clone().into()])
+                .await
+                .map_err(failure::<D>)?;
+            let current = match rows.first() {
+                Some(row) => Some(D::Database::int(row, 0).map_err(failure::<D>)?.unwrap_or(0)),
+                None => None,
+            };
+            if current.is_none() && !insert_missing {
+                return Ok(None);
+            }
+            let revision = self.revisions.after(current.unwrap_or(0));
+            job.revision = u64::try_from(revision).unwrap_or(0);
+            let (_, json) = stored(&mut job)?;
+            let paused = i64::from(job.paused);
+            let written = if current.is_some() {
+                let args = vec![
+                    next.into(),
+                    paused.into(),
+                    revision.into(),
+                    json.into(),
+                    job.id.clone().into(),
+                ];
+                execute_on::<D>(&mut transaction, &update, args).await
+            } else {
+                let args = vec![
+                    job.id.clone().into(),
+                    next.into(),
+                    paused.into(),
+                    revision.into(),
+                    json.into(),
+                ];
+                execute_on::<D>(&mut transaction, &insert, args).await
+            };
+            match written {
+                // Another scheduler inserted the id between our read and our insert:
+                // read again and overwrite it.
+                Err(error) if is_conflict::<D>(&error) => continue,
+                Err(error) => return Err(failure::<D>(error)),
+                Ok(_) => {}
+            }
+            transaction.commit().await.map_err(failure::<D>)?;
+            return Ok(Some(job));
+        }
+        Err(StoreError::Unavailable(format!(
+            "{}: job {:?} kept being written concurrently",
+            D::NAME,
+            job.id
+        )))
+    }
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// Inserts new jobs with one multi-row `INSERT` (atomic: all or none); the error
+    /// is left as it is, so a conflict can be told apart.
+    async fn insert_jobs(&self, jobs: &mut [Job]) -> Result<Result<(), sqlx::Error>, StoreError> {
+        let mut args = Vec::with_capacity(jobs.len() * 5);
+        for job in jobs.iter_mut() {
+            let revision = self.revisions.after(0);
+            job.revision = u64::try_from(revision).unwrap_or(0);
+            let (next, json) = stored(job)?;
+            args.extend([
+                job.id.clone().into(),
+                next.into(),
+                i64::from(job.paused).into(),
+                revision.into(),
+                json.into(),
+            ]);
+        }
+        let rows = vec!["(?, ?, ?, ?, 0, ?)"; jobs.len()].join(", ");
+        let sql = self.sql(&format!(
+            "INSERT INTO {{p}}jobs (id, next_run_time, paused, revision, broken, job) VALUES {rows}"
+        ));
+        Ok(self.run(&sql, args).await.map(drop))
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> JobStore for SqlStore<D> {
+    async fn add_job(&self, job: Job) -> Result<Job, StoreError> {
+        let mut jobs = [job];
+        match self.insert_jobs(&mut jobs).await? {
+            Ok(()) => {
+                let [job] = jobs;
+                Ok(job)
+            }
+            Err(error) if is_conflict::<D>(&error) => {
+                let [job] = jobs;
+                Err(StoreError::Conflict(job.id))
+            }
+            Err(error) => Err(failure::<D>(error)),
+        }
+    }
+
+    async fn add_jobs(&self, jobs: Vec<Job>) -> Result<Vec<Job>, StoreError> {
+        let mut added = Vec::with_capacity(jobs.len());
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            let mut chunk: Vec<Job> = jobs.by_ref().take(CHUNK).collect();
+            match self.insert_jobs(&mut chunk).await? {
+                Ok(()) => added.append(&mut chunk),
+                // The statement added none of the chunk. One by one, the jobs before
+                // the taken id stay added and the error names it, as the trait says.
+                Err(error) if is_conflict::<D>(&error) => {
+                    for job in chunk {
+                        added.push(self.add_job(job).await?);
+                    }
+                }
+                Err(error) => return Err(failure::<D>(error)),
+            }
+        }
+        Ok(added)
+    }
+
+    async fn replace_job(&self, job: Job) -> Result<Job, StoreError> {
+        let id = job.id.clone();
+        self.write_job(job, true)
+            .await?
+            .ok_or(StoreError::NotFound(id))
+    }
+
+    async fn update_job(&self, job: Job) -> Result<Job, StoreError> {
+        let id = job.id.clone();
+        self.write_job(job, false)
+            .await?
+            .ok_or(StoreError::NotFound(id))
+    }
+
+    async fn remove_job(&self, id: &str) -> Result<(), StoreError> {
+        // Instance slots stay: runs still going release them, and a job re-added under
+        // the same id must not run beside them past its max_instances.
+        let sql = self.sql("DELETE FROM {p}jobs WHERE id = ?");
+        match self.execute(&sql, vec![id.into()]).await? {
+            0 => Err(StoreError::NotFound(id.to_owned())),
+            _ => Ok(()),
+        }
+    }
+
+    async fn remove_all_jobs(&self) -> Result<(), StoreError> {
+        self.execute(&self.sql("DELETE FROM {p}jobs"), Vec::new())
+            .await
+            .map(drop)
+    }
+
+    async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        let sql = self.sql(&format!("SELECT {JOB_COLUMNS} FROM {{p}}jobs WHERE id = ?"));
+        let rows = self.fetch(&sql, vec![id.into()]).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let JobRow { id, job } = read_row::<D>(row)?;
+        match job {
+            Ok(job) => Ok(Some(job)),
+            Err(reason) => {
+                let message = format!("job {id:?}: {reason}");
+                self.quarantine(vec![(id, reason)]).await;
+                Err(StoreError::Corrupt(message))
+            }
+        }
+    }
+
+    async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
+        // Rows marked broken were reported when they were marked.
+        let sql = self.sql(&format!(
+            "SELECT {JOB_COLUMNS} FROM {{p}}jobs WHERE broken = 0"
+        ));
+        let rows = self.fetch(&sql, Vec::new()).await?;
+        let mut jobs = self.read_jobs(rows).await?;
+        // Sorted here rather than in SQL, so ties order by id bytes on every database.
+        jobs.sort_by(|left, right| {
+            let key = |job: &Job| (job.next_run_time.is_none(), job.next_run_time);
+            key(left)
+                .cmp(&key(right))
+                .then_with(|| left.id.cmp(&right.id))
+        });
+        Ok(jobs)
+    }
+
+    async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        // Two index scans that stop at their first row; `ORDER BY … LIMIT 1` rather
+        // than MIN() because MySQL only shortcuts MIN() without the extra conditions.
+        let sql = self.sql(
+            "SELECT \
+             (SELECT next_run_time FROM {p}jobs \
+              WHERE next_run_time IS NOT NULL AND lease_expires IS NULL AND broken = 0 \
+              ORDER BY next_run_time LIMIT 1), \
+             (SELECT lease_expires FROM {p}jobs \
+              WHERE lease_expires IS NOT NULL AND broken = 0 \
+              ORDER BY lease_expires LIMIT 1)",
+        );
+        let rows = self.fetch(&sql, Vec::new()).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let due = D::Database::int(row, 0).map_err(failure::<D>)?;
+        // An expiring lease makes its job due again; wake up for that too.
+        let expiry = D::Database::int(row, 1).map_err(failure::<D>)?;
+        let earliest = match (due, expiry) {
+            (Some(due), Some(expiry)) => Some(due.min(expiry)),
+            (due, expiry) => due.or(expiry),
+        };
+        earliest.map(instant).transpose()
+    }
+
+    async fn acquire_due_jobs(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Job>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.claim(owner, now, limit, lease).await
+    }
+
+    async fn release_jobs(&self, _owner: &str, releases: Vec<Release>) -> Result<(), StoreError> {
+        for chunk in releases.chunks(CHUNK) {
+            self.release_chunk(chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn claim_instance(
+        &self,
+        job_id: &str,
+        owner: &str,
+        max_instances: u32,
+    ) -> Result<bool, StoreError> {
+        self.claim_slot(job_id, owner, max_instances).await
+    }
+
+    async fn release_instance(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
+        self.release_slot(job_id, owner).await
+    }
+
+    async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {
+        self.insert_run(record).await
+    }
+
+    async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        self.select_runs(job_id, limit).await
+    }
+
+    async fn prune_runs(
+        &self,
+        keep: Option<Duration>,
+        max_rows: Option<u64>,
+        batch: usize,
+    ) -> Result<u64, StoreError> {
+        self.delete_runs(keep, max_rows, batch).await
+    }
+}

@@ -1,0 +1,218 @@
+//! Leases: claiming due jobs for one scheduler and releasing them with their next run
+//! times, the two statements-in-a-transaction that make a shared store safe.
+//!
+//! A claim selects due, unleased (or lease-expired), unbroken rows earliest first
+//! with the dialect's [`Dialect::CLAIM_LOCK`] (`FOR UPDATE SKIP LOCKED` on PostgreSQL
+//! and MySQL, the `BEGIN IMMEDIATE` write lock on SQLite), writes the lease on them
+//! and marks unreadable ones broken, all before committing. A release locks the rows
+//! it writes back in id order, applies the revision rule of [`crate::store`] in Rust,
+//! and writes a whole batch with at most one `DELETE` and one `UPDATE`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::driver::{Arg, SqlDb};
+use super::jobs::{id_args, read_row, report_broken, JobRow, JOB_COLUMNS};
+use super::{
+    duration_micros, execute_on, failure, marks, micros, padded, Dialect, SqlStore, CHUNK,
+};
+use crate::job::Job;
+use crate::store::{Release, StoreError};
+
+/// What a release does to one row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    /// The trigger is finished: the job goes.
+    Delete,
+    /// The next run time (µs) and revision to write; the lease ends.
+    Set(i64, i64),
+    /// The job changed meanwhile, schedule included: only the lease ends.
+    EndLease,
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// Claims up to `limit` due jobs in one transaction (see [`Dialect::CLAIM_LOCK`]).
+    pub(super) async fn claim(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Job>, StoreError> {
+        let now = micros(now);
+        let expires = now.saturating_add(duration_micros(lease));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let select = self.sql(&format!(
+            "SELECT {JOB_COLUMNS} FROM {{p}}jobs \
+             WHERE next_run_time <= ? AND broken = 0 \
+             AND (lease_expires IS NULL OR lease_expires <= ?) \
+             ORDER BY next_run_time, id LIMIT ?{}",
+            D::CLAIM_LOCK
+        ));
+        let mut transaction = self.begin().await?;
+        let rows = D::Database::fetch_all(
+            &mut transaction,
+            &select,
+            vec![now.into(), now.into(), limit.into()],
+        )
+        .await
+        .map_err(failure::<D>)?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        let mut broken = Vec::new();
+        for row in &rows {
+            let JobRow { id, job } = read_row::<D>(row)?;
+            match job {
+                Ok(job) => jobs.push(job),
+                Err(reason) => broken.push((id, reason)),
+            }
+        }
+        for chunk in jobs.chunks(CHUNK) {
+            let sql = self.sql(&format!(
+                "UPDATE {{p}}jobs SET lease_owner = ?, lease_expires = ? WHERE id IN ({})",
+                marks(padded(chunk.len()))
+            ));
+            let mut args = vec![owner.into(), expires.into()];
+            args.extend(id_args(chunk.iter().map(|job| job.id.as_str())));
+            execute_on::<D>(&mut transaction, &sql, args)
+                .await
+                .map_err(failure::<D>)?;
+        }
+        // Marked in the same transaction, so no other scheduler claims them meanwhile.
+        for chunk in broken.chunks(CHUNK) {
+            let ids = id_args(chunk.iter().map(|(id, _)| id.as_str()));
+            execute_on::<D>(&mut transaction, &self.mark_broken_sql(chunk.len()), ids)
+                .await
+                .map_err(failure::<D>)?;
+        }
+        transaction.commit().await.map_err(failure::<D>)?;
+        report_broken::<D>(&broken);
+        // The scheduler's loop asks again when a batch came back short, so a broken
+        // row taking a place in this batch delays nothing.
+        jobs.sort_by(|left, right| {
+            (left.next_run_time, &left.id).cmp(&(right.next_run_time, &right.id))
+        });
+        Ok(jobs)
+    }
+
+    /// Writes back up to [`CHUNK`] releases in one transaction: one locking read, at
+    /// most one `DELETE` and one `UPDATE`, whatever the batch size.
+    pub(super) async fn release_chunk(&self, releases: &[Release]) -> Result<(), StoreError> {
+        let ids: BTreeSet<&str> = releases
+            .iter()
+            .map(|release| release.job_id.as_str())
+            .collect();
+        // In id order, so two transactions locking overlapping sets cannot deadlock.
+        let select = self.sql(&format!(
+            "SELECT id, revision, next_run_time FROM {{p}}jobs WHERE id IN ({}) ORDER BY id{}",
+            marks(padded(ids.len())),
+            D::LOCK_ROWS
+        ));
+        let mut transaction = self.begin().await?;
+        let rows = D::Database::fetch_all(&mut transaction, &select, id_args(ids.iter().copied()))
+            .await
+            .map_err(failure::<D>)?;
+        let mut current: HashMap<String, (i64, Option<i64>)> = HashMap::new();
+        for row in &rows {
+            let id = D::Database::text(row, 0).map_err(failure::<D>)?;
+            let revision = D::Database::int(row, 1).map_err(failure::<D>)?;
+            let next = D::Database::int(row, 2).map_err(failure::<D>)?;
+            if let Some(id) = id {
+                current.insert(id, (revision.unwrap_or(0), next));
+            }
+        }
+        let mut actions: BTreeMap<&str, Action> = BTreeMap::new();
+        for release in releases {
+            let id = release.job_id.as_str();
+            let Some((revision, next)) = current.get_mut(id) else {
+                continue; // removed while it ran: it stays removed
+            };
+            let untouched = *next == release.acquired_next_run_time.map(micros);
+            let same = i64::try_from(release.revision).is_ok_and(|acquired| acquired == *revision);
+            if !same && !untouched {
+                // Changed while acquired, schedule included: the change wins.
+                actions.entry(id).or_insert(Action::EndLease);
+                continue;
+            }
+            match release.next_run_time {
+                None => {
+                    actions.insert(id, Action::Delete);
+                    current.remove(id);
+                }
+                Some(released) => {
+                    *revision = self.revisions.after(*revision);
+                    *next = Some(micros(released));
+                    actions.insert(id, Action::Set(micros(released), *revision));
+                }
+            }
+        }
+        let deleted: Vec<&str> = actions
+            .iter()
+            .filter(|(_, action)| **action == Action::Delete)
+            .map(|(id, _)| *id)
+            .collect();
+        if !deleted.is_empty() {
+            let sql = self.sql(&format!(
+                "DELETE FROM {{p}}jobs WHERE id IN ({})",
+                marks(padded(deleted.len()))
+            ));
+            execute_on::<D>(&mut transaction, &sql, id_args(deleted))
+                .await
+                .map_err(failure::<D>)?;
+        }
+        let (sql, args) = self.end_leases(&actions);
+        if !args.is_empty() {
+            execute_on::<D>(&mut transaction, &sql, args)
+                .await
+                .map_err(failure::<D>)?;
+        }
+        transaction.commit().await.map_err(failure::<D>)
+    }
+
+    /// The one `UPDATE` that writes new next run times and ends leases; no args when
+    /// there is nothing to update.
+    fn end_leases(&self, actions: &BTreeMap<&str, Action>) -> (String, Vec<Arg>) {
+        let mut sets: Vec<(&str, i64, i64)> = Vec::new();
+        let mut ended: Vec<&str> = Vec::new();
+        for (id, action) in actions {
+            match *action {
+                Action::Delete => {}
+                Action::Set(next, revision) => {
+                    sets.push((id, next, revision));
+                    ended.push(id);
+                }
+                Action::EndLease => ended.push(id),
+            }
+        }
+        if ended.is_empty() {
+            return (String::new(), Vec::new());
+        }
+        let mut args = Vec::new();
+        let mut assignments = String::new();
+        if let Some(&last) = sets.last() {
+            // Padded like the id list, repeating the last pair, to reuse statements.
+            sets.resize(padded(sets.len()), last);
+            let whens = "WHEN ? THEN ? ".repeat(sets.len());
+            assignments = format!(
+                "next_run_time = CASE id {whens}ELSE next_run_time END, \
+                 revision = CASE id {whens}ELSE revision END, "
+            );
+            for (id, next, _) in &sets {
+                args.push(Arg::from(*id));
+                args.push(Arg::from(*next));
+            }
+            for (id, _, revision) in &sets {
+                args.push(Arg::from(*id));
+                args.push(Arg::from(*revision));
+            }
+        }
+        let sql = self.sql(&format!(
+            "UPDATE {{p}}jobs SET {assignments}lease_owner = NULL, lease_expires = NULL \
+             WHERE id IN ({})",
+            marks(padded(ended.len()))
+        ));
+        args.extend(id_args(ended));
+        (sql, args)
+    }
+}

@@ -1,0 +1,493 @@
+//! `sqlite://`, `postgres://`, `mysql://`: one job store on SQL, three dialects.
+//!
+//! This module owns the store and everything the databases share: the table layout,
+//! the revision and lease rules of [`crate::store`], the JSON form of jobs, broken-row
+//! handling and error mapping. What differs between databases lives in one file per
+//! dialect (`sqlite.rs`, `postgres.rs`, `mysql.rs`), each implementing `Dialect`:
+//! connecting, the DDL, how rows are locked for a claim, placeholders, the schema lock
+//! and which error codes mean "unique violation". Nothing here matches on the dialect;
+//! [`connect`] only picks the dialect type from the URL scheme, which each dialect
+//! declares.
+//!
+//! # Schema (version 1; `{p}` is the table prefix, default `kairos_`)
+//! - `{p}jobs`: `id` (primary key), `next_run_time` (UTC microseconds, NULL while paused),
+//!   `paused`, `revision`, `lease_owner`, `lease_expires` (µs, NULL when not acquired),
+//!   `broken`, and `job`, the [`Job`](crate::job::Job) as serde_json text. Indexed on
+//!   `next_run_time` (due scans, the earliest wake-up) and `lease_expires` (expired
+//!   leases).
+//! - `{p}instances`: one row per running instance, keyed by `(job_id, slot)` with
+//!   `slot < max_instances`, so the primary key itself bounds concurrent runs.
+//! - `{p}runs`: run history, indexed on `(job_id, finished_at)` and `finished_at`.
+//! - `{p}schema_version`: the migrations applied.
+//!
+//! # Ground rules
+//! - Columns are the truth for what the store itself changes (`next_run_time`,
+//!   `revision`, leases); the JSON is the truth for the rest. Reading a job overlays the
+//!   columns on the JSON, so a release never rewrites the JSON.
+//! - Revisions come from `Revisions`: microseconds of the clock, but always above
+//!   the row's previous revision and any this process handed out. A job removed and
+//!   re-added therefore never repeats an old revision, and a write is one statement
+//!   when it needs no read (adding) and one transaction when it does.
+//! - Every write that reads first (update, replace, release, claim) locks the rows it
+//!   reads (`Dialect::LOCK_ROWS` in a `Dialect::BEGIN_WRITE` transaction), in id
+//!   order, so concurrent writers queue instead of losing updates.
+//! - A row whose JSON cannot be read (corrupt, or a trigger type this build does not
+//!   know) is logged with its id, marked `broken` and left out of the due set, so it
+//!   never blocks the others. Opening the store clears the marks: a newer build may
+//!   read what an older one could not.
+//! - No `unwrap` on anything that came from the database; decode failures are
+//!   [`StoreError::Corrupt`], every other database failure is
+//!   [`StoreError::Unavailable`] except unique violations ([`StoreError::Conflict`]).
+
+mod driver;
+mod history;
+mod jobs;
+mod leases;
+mod mysql;
+mod postgres;
+mod schema;
+mod sqlite;
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::error::DatabaseError;
+use sqlx::{Database, Pool, Transaction};
+
+use self::driver::{Arg, SqlDb};
+use super::{JobStore, StoreError};
+
+/// The longest table prefix: it is spliced into DDL and index names, which some
+/// databases cap at 64 characters.
+pub const MAX_PREFIX_LEN: usize = 20;
+
+/// How many ids one `IN (…)` list carries; longer lists are cut into chunks.
+const CHUNK: usize = 256;
+
+/// Settings of a SQL job store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SqlOptions {
+    /// Prepended to every table name, so several schedulers (or tests) can share one
+    /// database: `[A-Za-z0-9_]`, at most [`MAX_PREFIX_LEN`] characters.
+    pub table_prefix: String,
+    /// The size of the connection pool.
+    pub max_connections: u32,
+    /// How long a running-instance slot counts when its owner never releases it (the
+    /// scheduler died mid-run).
+    pub instance_ttl: Duration,
+    /// How long an operation waits for a connection, including when the server is
+    /// down; it then fails with [`StoreError::Unavailable`] and the scheduler retries.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for SqlOptions {
+    fn default() -> SqlOptions {
+        SqlOptions {
+            table_prefix: "kairos_".to_owned(),
+            max_connections: 10,
+            instance_ttl: Duration::from_secs(3600),
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Connects to the database named by `url`, applies the schema migrations and returns
+/// the store.
+///
+/// `sqlite://PATH` (relative or absolute; the file and its directory are created if
+/// missing, in WAL mode), `postgres://…` or `postgresql://…`, `mysql://…` or
+/// `mariadb://…` (MySQL 8 or MariaDB 10.6 and later: claims need `SKIP LOCKED`).
+/// Several schedulers may connect at once: migrations run under a lock.
+pub async fn connect(url: &str, options: SqlOptions) -> Result<Arc<dyn JobStore>, StoreError> {
+    check_prefix(&options.table_prefix)?;
+    // Schemes are case-insensitive (RFC 3986), but the drivers only read lowercase.
+    let scheme = scheme_of(url)?.to_ascii_lowercase();
+    let lowered = format!("{scheme}{}", &url[scheme.len()..]);
+    let (url, scheme) = (lowered.as_str(), scheme.as_str());
+    if sqlite::Sqlite::SCHEMES.contains(&scheme) {
+        return Ok(Arc::new(
+            SqlStore::<sqlite::Sqlite>::open(url, options).await?,
+        ));
+    }
+    if postgres::Postgres::SCHEMES.contains(&scheme) {
+        return Ok(Arc::new(
+            SqlStore::<postgres::Postgres>::open(url, options).await?,
+        ));
+    }
+    if mysql::MySql::SCHEMES.contains(&scheme) {
+        return Ok(Arc::new(
+            SqlStore::<mysql::MySql>::open(url, options).await?,
+        ));
+    }
+    Err(StoreError::Unavailable(format!(
+        "no SQL store for URL scheme {scheme:?} (expected sqlite, postgres or mysql)"
+    )))
+}
+
+/// The scheme of a store URL: what comes before the first `:`.
+fn scheme_of(url: &str) -> Result<&str, StoreError> {
+    url.split_once(':')
+        .map(|(scheme, _)| scheme)
+        .filter(|scheme| !scheme.is_empty())
+        .ok_or_else(|| StoreError::Unavailable(format!("{url:?} is not a store URL")))
+}
+
+/// Checks a table prefix: it is spliced into SQL, so only identifier characters pass.
+fn check_prefix(prefix: &str) -> Result<(), StoreError> {
+    let valid = prefix.len() <= MAX_PREFIX_LEN
+        && prefix
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::Unavailable(format!(
+            "invalid table prefix {prefix:?}: use at most {MAX_PREFIX_LEN} of A-Z, a-z, 0-9 and _"
+        )))
+    }
+}
+
+/// One schema migration: statements with `{p}` for the table prefix.
+#[derive(Debug)]
+pub(crate) struct Migration {
+    /// Applied in increasing order; recorded in `{p}schema_version`.
+    pub version: i64,
+    /// Idempotent statements (`IF NOT EXISTS`), so a migration cut short by a crash on
+    /// a database without transactional DDL (MySQL) can simply run again.
+    pub statements: &'static [&'static str],
+}
+
+/// What differs between SQL databases. Implemented by one type per dialect file.
+pub(crate) trait Dialect: Send + Sync + 'static {
+    /// The sqlx database.
+    type Database: SqlDb;
+    /// The dialect's name in logs and errors.
+    const NAME: &'static str;
+    /// The URL schemes that select this dialect.
+    const SCHEMES: &'static [&'static str];
+    /// Opens a transaction that will write.
+    const BEGIN_WRITE: &'static str;
+    /// Appended to a `SELECT` whose rows the transaction then writes.
+    const LOCK_ROWS: &'static str;
+    /// Appended to the claim's `SELECT` of due jobs: rows that another scheduler is
+    /// claiming at this moment are skipped rather than waited for.
+    const CLAIM_LOCK: &'static str;
+    /// The schema, oldest first.
+    const MIGRATIONS: &'static [Migration];
+
+    /// A connection pool for `url`.
+    fn connect(
+        url: &str,
+        options: &SqlOptions,
+    ) -> impl Future<Output = Result<Pool<Self::Database>, sqlx::Error>> + Send;
+
+    /// Appends the placeholder of the `index`th (1-based) bound value.
+    fn placeholder(index: usize, sql: &mut String);
+
+    /// Takes the lock that serializes migrations of the tables named by `key`.
+    fn lock_schema<'c>(
+        connection: &'c mut <Self::Database as Database>::Connection,
+        key: &'c str,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'c;
+
+    /// Releases the lock of [`Dialect::lock_schema`] after the migrations succeeded.
+    fn unlock_schema<'c>(
+        connection: &'c mut <Self::Database as Database>::Connection,
+        key: &'c str,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'c;
+
+    /// How many rows a statement changed.
+    fn rows_affected(result: &<Self::Database as Database>::QueryResult) -> u64;
+
+    /// Whether a database error is a primary-key or unique-index violation.
+    fn is_unique_violation(error: &dyn DatabaseError) -> bool;
+}
+
+/// A job store on one SQL database.
+pub(crate) struct SqlStore<D: Dialect> {
+    pool: Pool<D::Database>,
+    prefix: String,
+    instance_ttl: Duration,
+    revisions: Revisions,
+    dialect: PhantomData<fn() -> D>,
+}
+
+impl<D: Dialect> std::fmt::Debug for SqlStore<D> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SqlStore")
+            .field("dialect", &D::NAME)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// Connects, migrates and clears the broken marks (see the ground rules).
+    async fn open(url: &str, options: SqlOptions) -> Result<SqlStore<D>, StoreError> {
+        check_prefix(&options.table_prefix)?;
+        let pool = D::connect(url, &options).await.map_err(failure::<D>)?;
+        let store = SqlStore {
+            pool,
+            prefix: options.table_prefix,
+            instance_ttl: options.instance_ttl,
+            revisions: Revisions::default(),
+            dialect: PhantomData,
+        };
+        schema::migrate(&store).await?;
+        let sql = store.sql("UPDATE {p}jobs SET broken = 0 WHERE broken <> 0");
+        store.execute(&sql, Vec::new()).await?;
+        Ok(store)
+    }
+
+    /// `template` with `{p}` replaced by the table prefix and each `?` by the
+    /// dialect's placeholder.
+    fn sql(&self, template: &str) -> String {
+        render::<D>(template, &self.prefix)
+    }
+
+    /// Runs one statement on a pooled connection; returns the rows it changed. The
+    /// error is left as it is, for callers that tell conflicts apart.
+    async fn run(&self, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
+        let mut connection = self.pool.acquire().await?;
+        execute_on::<D>(&mut connection, sql, args).await
+    }
+
+    /// [`SqlStore::run`] with the error mapped.
+    async fn execute(&self, sql: &str, args: Vec<Arg>) -> Result<u64, StoreError> {
+        self.run(sql, args).await.map_err(failure::<D>)
+    }
+
+    /// Runs one query on a pooled connection.
+    async fn fetch(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<RowOf<D>>, StoreError> {
+        let mut connection = self.pool.acquire().await.map_err(failure::<D>)?;
+        D::Database::fetch_all(&mut connection, sql, args)
+            .await
+            .map_err(failure::<D>)
+    }
+
+    /// Opens a write transaction.
+    async fn begin(&self) -> Result<Transaction<'static, D::Database>, StoreError> {
+        self.pool
+            .begin_with(D::BEGIN_WRITE)
+            .await
+            .map_err(failure::<D>)
+    }
+}
+
+/// A row of dialect `D`'s database.
+type RowOf<D> = <<D as Dialect>::Database as Database>::Row;
+
+/// Runs one statement on `connection` (pooled, or a transaction); returns the rows it
+/// changed.
+async fn execute_on<D: Dialect>(
+    connection: &mut <D::Database as Database>::Connection,
+    sql: &str,
+    args: Vec<Arg>,
+) -> Result<u64, sqlx::Error> {
+    let result = D::Database::execute(connection, sql, args).await?;
+    Ok(D::rows_affected(&result))
+}
+
+/// Replaces `{p}` with `prefix` and numbers the `?` placeholders for dialect `D`.
+fn render<D: Dialect>(template: &str, prefix: &str) -> String {
+    let mut sql = String::with_capacity(template.len() + 64);
+    let mut index = 0;
+    // The prefix holds identifier characters only (check_prefix), so no `?` comes
+    // from it; templates hold no string literals with `?` either.
+    for (part_index, part) in template.split("{p}").enumerate() {
+        if part_index > 0 {
+            sql.push_str(prefix);
+        }
+        for character in part.chars() {
+            if character == '?' {
+                index += 1;
+                D::placeholder(index, &mut sql);
+            } else {
+                sql.push(character);
+            }
+        }
+    }
+    sql
+}
+
+/// `count` placeholders separated by commas, for `IN (…)`.
+fn marks(count: usize) -> String {
+    let mut list = String::with_capacity(count * 3);
+    for index in 0..count {
+        if index > 0 {
+            list.push_str(", ");
+        }
+        list.push('?');
+    }
+    list
+}
+
+/// How many values an `IN (…)` list of `count` ids binds: the next power of two, so
+/// the statements of every batch size share a few prepared forms (the last id is
+/// repeated, which changes nothing).
+fn padded(count: usize) -> usize {
+    count.max(1).next_power_of_two()
+}
+
+/// Maps a database failure to a store error kind.
+fn failure<D: Dialect>(error: sqlx::Error) -> StoreError {
+    let message = format!("{}: {error}", D::NAME);
+    match error {
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt(message),
+        _ => StoreError::Unavailable(message),
+    }
+}
+
+/// Whether `error` is a unique violation, which callers turn into a conflict.
+fn is_conflict<D: Dialect>(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|error| D::is_unique_violation(error))
+}
+
+/// An instant as stored: microseconds since the Unix epoch.
+fn micros(instant: DateTime<Utc>) -> i64 {
+    instant.timestamp_micros()
+}
+
+/// A stored instant back; `Corrupt` when it is out of chrono's range.
+fn instant(micros: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| StoreError::Corrupt(format!("instant {micros} µs is out of range")))
+}
+
+/// A duration in microseconds, saturating.
+fn duration_micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Hands out revisions: the clock in microseconds, bumped past anything seen.
+///
+/// A plain per-row counter would restart when a job is removed and re-added under the
+/// same id, and a release carrying the old job's revision could then match the new
+/// job. Clock-based revisions make that impossible in practice, and the floor keeps
+/// every row's revisions strictly increasing even when clocks of several schedulers
+/// disagree.
+#[derive(Debug, Default)]
+struct Revisions {
+    last: AtomicI64,
+}
+
+impl Revisions {
+    /// A new revision above `floor` (the row's current revision; 0 for a new row).
+    fn after(&self, floor: i64) -> i64 {
+        let now = Utc::now().timestamp_micros();
+        let step = |last: i64| last.saturating_add(1).max(now).max(floor.saturating_add(1));
+        let previous = self
+            .last
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                Some(step(last))
+            })
+            .unwrap_or_else(|last| last);
+        step(previous)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_identifiers_of_bounded_length() {
+        for good in ["kairos_", "t3f9a_", "", "ABC_123", "x".repeat(20).as_str()] {
+            assert!(check_prefix(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "kairos-",
+            "a b",
+            "t;DROP",
+            "x\"",
+            "é",
+            "x".repeat(21).as_str(),
+        ] {
+            assert!(
+                matches!(check_prefix(bad), Err(StoreError::Unavailable(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn url_schemes_pick_one_dialect_each() {
+        let pick = |url: &str| {
+            let scheme = scheme_of(url).ok()?;
+            let names: Vec<&str> = [
+                (sqlite::Sqlite::SCHEMES, sqlite::Sqlite::NAME),
+                (postgres::Postgres::SCHEMES, postgres::Postgres::NAME),
+                (mysql::MySql::SCHEMES, mysql::MySql::NAME),
+            ]
+            .into_iter()
+            .filter(|(schemes, _)| schemes.contains(&scheme))
+            .map(|(_, name)| name)
+            .collect();
+            assert!(names.len() <= 1, "{url}: {names:?}");
+            names.first().copied()
+        };
+        assert_eq!(pick("sqlite://kairos.db"), Some("sqlite"));
+        assert_eq!(pick("sqlite:///var/lib/kairos/jobs.db"), Some("sqlite"));
+        assert_eq!(pick("postgres://u@h/db"), Some("postgres"));
+        assert_eq!(pick("postgresql://u@h/db"), Some("postgres"));
+        assert_eq!(pick("mysql://root@h/db"), Some("mysql"));
+        assert_eq!(pick("mariadb://root@h/db"), Some("mysql"));
+        assert_eq!(pick("redis://h"), None);
+        assert_eq!(pick("kairos.db"), None);
+    }
+
+    #[tokio::test]
+    async fn unknown_schemes_and_bad_prefixes_fail_before_connecting() {
+        let refused = connect("redis://127.0.0.1", SqlOptions::default()).await;
+        assert!(
+            matches!(refused, Err(StoreError::Unavailable(message)) if message.contains("redis"))
+        );
+        let options = SqlOptions {
+            table_prefix: "x; DROP TABLE jobs; --".to_owned(),
+            ..SqlOptions::default()
+        };
+        let refused = connect("sqlite://never-created.db", options).await;
+        assert!(
+            matches!(refused, Err(StoreError::Unavailable(message)) if message.contains("prefix"))
+        );
+        assert!(!std::path::Path::new("never-created.db").exists());
+    }
+
+    #[test]
+    fn templates_get_the_prefix_and_numbered_placeholders() {
+        let template = "SELECT id FROM {p}jobs WHERE id IN (?, ?) AND revision = ?";
+        assert_eq!(
+            render::<postgres::Postgres>(template, "k_"),
+            "SELECT id FROM k_jobs WHERE id IN ($1, $2) AND revision = $3"
+        );
+        assert_eq!(
+            render::<mysql::MySql>(template, "k_"),
+            "SELECT id FROM k_jobs WHERE id IN (?, ?) AND revision = ?"
+        );
+        assert_eq!(marks(3), "?, ?, ?");
+        assert_eq!([0, 1, 2, 3, 5, 200].map(padded), [1, 1, 2, 4, 8, 256]);
+    }
+
+    #[test]
+    fn revisions_rise_above_the_floor_and_each_other() {
+        let revisions = Revisions::default();
+        let first = revisions.after(0);
+        assert!(first > 0);
+        let second = revisions.after(0);
+        assert!(second > first);
+        let far = i64::MAX / 2;
+        assert_eq!(revisions.after(far), far + 1);
+        assert_eq!(revisions.after(0), far + 2);
+    }
+}

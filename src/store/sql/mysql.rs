@@ -1,0 +1,196 @@
+//! The MySQL/MariaDB dialect: `mysql://` or `mariadb://`, a store several schedulers
+//! share. Needs MySQL 8.0.1+ or MariaDB 10.6+, the first with `SKIP LOCKED`.
+//!
+//! Claims select due rows `FOR UPDATE SKIP LOCKED` in a transaction: rows another
+//! scheduler is claiming are skipped, not waited for. Sessions run at READ COMMITTED
+//! (set on connect) rather than InnoDB's default REPEATABLE READ, whose gap locks on
+//! the `next_run_time` range would make a claim block concurrent adds. Migrations take
+//! `GET_LOCK`, keyed by the table prefix. Ids are `utf8mb4_bin` so they compare and
+//! sort by bytes, as in the other stores; DDL is not transactional here, which is why
+//! every migration statement is idempotent.
+
+use std::future::Future;
+use std::str::FromStr;
+
+use sqlx::error::DatabaseError;
+use sqlx::mysql::{
+    MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPoolOptions, MySqlQueryResult,
+};
+use sqlx::{Executor, Pool, Row};
+
+use super::{Dialect, Migration, SqlOptions};
+
+/// `ER_DUP_ENTRY` and `ER_DUP_ENTRY_WITH_KEY_NAME`.
+const DUPLICATE_ENTRY: [u16; 2] = [1062, 1586];
+
+/// How long a scheduler waits for another one's migrations, in seconds.
+const SCHEMA_LOCK_TIMEOUT_SECONDS: i64 = 60;
+
+/// The MySQL/MariaDB dialect.
+#[derive(Debug)]
+pub(crate) struct MySql;
+
+impl Dialect for MySql {
+    type Database = sqlx::MySql;
+    const NAME: &'static str = "mysql";
+    const SCHEMES: &'static [&'static str] = &["mysql", "mariadb"];
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    const LOCK_ROWS: &'static str = " FOR UPDATE";
+    const CLAIM_LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
+    const MIGRATIONS: &'static [Migration] = &[Migration {
+        version: 1,
+        statements: &[
+            // Ids fit an index key: 255 characters of utf8mb4 are 1020 bytes.
+            "CREATE TABLE IF NOT EXISTS {p}jobs (
+                id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
+                next_run_time BIGINT NULL,
+                paused SMALLINT NOT NULL DEFAULT 0,
+                revision BIGINT NOT NULL,
+                lease_owner VARCHAR(255) NULL,
+                lease_expires BIGINT NULL,
+                broken SMALLINT NOT NULL DEFAULT 0,
+                job MEDIUMTEXT NOT NULL,
+                KEY {p}jobs_next_run_time (next_run_time),
+                KEY {p}jobs_lease_expires (lease_expires)
+            ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+            "CREATE TABLE IF NOT EXISTS {p}instances (
+                job_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+                slot BIGINT NOT NULL,
+                owner VARCHAR(255) NOT NULL,
+                claimed_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                PRIMARY KEY (job_id, slot)
+            ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+            // Output is bounded to 64 KiB plus a note, more than TEXT holds.
+            "CREATE TABLE IF NOT EXISTS {p}runs (
+                seq BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+                run_id VARCHAR(255) NOT NULL,
+                job_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+                scheduled_time BIGINT NOT NULL,
+                started_at BIGINT NULL,
+                finished_at BIGINT NOT NULL,
+                outcome VARCHAR(32) NOT NULL,
+                error MEDIUMTEXT NULL,
+                output MEDIUMTEXT NULL,
+                KEY {p}runs_job (job_id, finished_at),
+                KEY {p}runs_finished (finished_at)
+            ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+        ],
+    }];
+
+    fn connect(
+        url: &str,
+        options: &SqlOptions,
+    ) -> impl Future<Output = Result<Pool<sqlx::MySql>, sqlx::Error>> + Send {
+        let parsed = MySqlConnectOptions::from_str(url);
+        let pool = MySqlPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    connection
+                        .execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await?;
+                    Ok(())
+                })
+            });
+        async move {
+            let pool = pool.connect_with(parsed?).await?;
+            let version: String = sqlx::query("SELECT VERSION()")
+                .fetch_one(&pool)
+                .await?
+                .try_get(0)?;
+            if !supports_skip_locked(&version) {
+                return Err(sqlx::Error::Configuration(
+                    format!(
+                        "server version {version} has no SKIP LOCKED; \
+                         kairos needs MySQL 8.0.1+ or MariaDB 10.6+"
+                    )
+                    .into(),
+                ));
+            }
+            Ok(pool)
+        }
+    }
+
+    fn placeholder(_index: usize, sql: &mut String) {
+        sql.push('?');
+    }
+
+    async fn lock_schema<'c>(
+        connection: &'c mut MySqlConnection,
+        key: &'c str,
+    ) -> Result<(), sqlx::Error> {
+        let row = sqlx::query("SELECT GET_LOCK(?, ?)")
+            .bind(key)
+            .bind(SCHEMA_LOCK_TIMEOUT_SECONDS)
+            .fetch_one(connection)
+            .await?;
+        // 1: taken; 0: timed out; NULL: an error (killed, out of memory).
+        match row.try_get::<Option<i64>, _>(0)? {
+            Some(1) => Ok(()),
+            _ => Err(sqlx::Error::Protocol(format!(
+                "could not take the schema lock {key:?} within \
+                 {SCHEMA_LOCK_TIMEOUT_SECONDS} s"
+            ))),
+        }
+    }
+
+    async fn unlock_schema<'c>(
+        connection: &'c mut MySqlConnection,
+        key: &'c str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT RELEASE_LOCK(?)")
+            .bind(key)
+            .execute(connection)
+            .await?;
+        Ok(())
+    }
+
+    fn rows_affected(result: &MySqlQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    fn is_unique_violation(error: &dyn DatabaseError) -> bool {
+        error
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .is_some_and(|error| DUPLICATE_ENTRY.contains(&error.number()))
+    }
+}
+
+/// Whether a `SELECT VERSION()` string names a server with `SKIP LOCKED`: MySQL
+/// 8.0.1+ (`8.0.36`, `8.4.0-log`) or MariaDB 10.6+ (`10.11.6-MariaDB-0+deb12u1`).
+fn supports_skip_locked(version: &str) -> bool {
+    // MariaDB before 11 may prefix its version for old replication clients.
+    let version = version.strip_prefix("5.5.5-").unwrap_or(version);
+    let mut numbers = version
+        .split(|character: char| !character.is_ascii_digit())
+        .map(|part| part.parse::<u32>().unwrap_or(0));
+    let major = numbers.next().unwrap_or(0);
+    let minor = numbers.next().unwrap_or(0);
+    let patch = numbers.next().unwrap_or(0);
+    if version.to_ascii_lowercase().contains("mariadb") {
+        (major, minor) >= (10, 6)
+    } else {
+        (major, minor, patch) >= (8, 0, 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_locked_needs_mysql_8_or_mariadb_10_6() {
+        assert!(supports_skip_locked("8.0.36"));
+        assert!(supports_skip_locked("8.4.0-log"));
+        assert!(supports_skip_locked("10.11.19-MariaDB-0+deb12u1"));
+        assert!(supports_skip_locked("11.4.2-MariaDB"));
+        assert!(!supports_skip_locked("5.7.44"));
+        assert!(!supports_skip_locked("8.0.0"));
+        assert!(!supports_skip_locked("10.5.23-MariaDB"));
+        // MariaDB's old replication-compatible prefix.
+        assert!(!supports_skip_locked("5.5.5-10.4.32-MariaDB"));
+        assert!(supports_skip_locked("5.5.5-10.11.6-MariaDB"));
+    }
+}

@@ -1,0 +1,157 @@
+//! The PostgreSQL dialect: `postgres://` or `postgresql://`, a store several schedulers
+//! share.
+//!
+//! Claims select due rows `FOR UPDATE SKIP LOCKED` in a READ COMMITTED transaction:
+//! rows another scheduler is claiming at that moment are skipped, not waited for, and
+//! once it commits its lease makes them not due anymore (PostgreSQL re-checks the
+//! `WHERE` of a row that changed while the statement ran). Migrations take a
+//! session-level advisory lock keyed by the table prefix. Ids are `COLLATE "C"`, so
+//! ordering by id is by bytes, as in the other stores, whatever the database's locale.
+
+use std::future::Future;
+use std::str::FromStr;
+
+use sqlx::error::DatabaseError;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResult};
+use sqlx::Pool;
+
+use super::{Dialect, Migration, SqlOptions};
+
+/// SQLSTATE `unique_violation`.
+const UNIQUE_VIOLATION: &str = "23505";
+
+/// The PostgreSQL dialect.
+#[derive(Debug)]
+pub(crate) struct Postgres;
+
+impl Dialect for Postgres {
+    type Database = sqlx::Postgres;
+    const NAME: &'static str = "postgres";
+    const SCHEMES: &'static [&'static str] = &["postgres", "postgresql"];
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    const LOCK_ROWS: &'static str = " FOR UPDATE";
+    const CLAIM_LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
+    const MIGRATIONS: &'static [Migration] = &[Migration {
+        version: 1,
+        statements: &[
+            r#"CREATE TABLE IF NOT EXISTS {p}jobs (
+                id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+                next_run_time BIGINT,
+                paused SMALLINT NOT NULL DEFAULT 0,
+                revision BIGINT NOT NULL,
+                lease_owner TEXT,
+                lease_expires BIGINT,
+                broken SMALLINT NOT NULL DEFAULT 0,
+                job TEXT NOT NULL
+            )"#,
+            "CREATE INDEX IF NOT EXISTS {p}jobs_next_run_time ON {p}jobs (next_run_time, id)",
+            "CREATE INDEX IF NOT EXISTS {p}jobs_lease_expires ON {p}jobs (lease_expires)",
+            r#"CREATE TABLE IF NOT EXISTS {p}instances (
+                job_id TEXT COLLATE "C" NOT NULL,
+                slot BIGINT NOT NULL,
+                owner TEXT NOT NULL,
+                claimed_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                PRIMARY KEY (job_id, slot)
+            )"#,
+            r#"CREATE TABLE IF NOT EXISTS {p}runs (
+                seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                run_id TEXT NOT NULL,
+                job_id TEXT COLLATE "C" NOT NULL,
+                scheduled_time BIGINT NOT NULL,
+                started_at BIGINT,
+                finished_at BIGINT NOT NULL,
+                outcome TEXT NOT NULL,
+                error TEXT,
+                output TEXT
+            )"#,
+            "CREATE INDEX IF NOT EXISTS {p}runs_job ON {p}runs (job_id, finished_at)",
+            "CREATE INDEX IF NOT EXISTS {p}runs_finished ON {p}runs (finished_at)",
+        ],
+    }];
+
+    fn connect(
+        url: &str,
+        options: &SqlOptions,
+    ) -> impl Future<Output = Result<Pool<sqlx::Postgres>, sqlx::Error>> + Send {
+        let parsed = PgConnectOptions::from_str(url);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout);
+        async move {
+            let mut connect = parsed?;
+            // Named in pg_stat_activity, so an operator can tell the schedulers apart
+            // from the application's own connections (unless the URL names them).
+            if connect.get_application_name().is_none() {
+                connect = connect.application_name("kairos");
+            }
+            // `CREATE TABLE IF NOT EXISTS` on every start would otherwise log a NOTICE
+            // ("already exists, skipping") through sqlx each time.
+            let connect = connect.options([("client_min_messages", "warning")]);
+            pool.connect_with(connect).await
+        }
+    }
+
+    fn placeholder(index: usize, sql: &mut String) {
+        sql.push('$');
+        sql.push_str(&index.to_string());
+    }
+
+    async fn lock_schema<'c>(
+        connection: &'c mut PgConnection,
+        key: &'c str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(lock_id(key))
+            .execute(connection)
+            .await?;
+        Ok(())
+    }
+
+    async fn unlock_schema<'c>(
+        connection: &'c mut PgConnection,
+        key: &'c str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(lock_id(key))
+            .execute(connection)
+            .await?;
+        Ok(())
+    }
+
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    fn is_unique_violation(error: &dyn DatabaseError) -> bool {
+        error.code().as_deref() == Some(UNIQUE_VIOLATION)
+    }
+}
+
+/// The advisory lock id of `key`: FNV-1a, so every process computes the same id
+/// (std's hasher is seeded per process).
+fn lock_id(key: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_ids_are_stable_across_processes() {
+        // FNV-1a of the empty string is the offset basis; the value must never
+        // change, or schedulers of two kairos versions would not exclude each other.
+        assert_eq!(
+            lock_id(""),
+            i64::from_ne_bytes(0xcbf2_9ce4_8422_2325u64.to_ne_bytes())
+        );
+        assert_eq!(lock_id("kairos_schema_a_"), lock_id("kairos_schema_a_"));
+        assert_ne!(lock_id("kairos_schema_a_"), lock_id("kairos_schema_b_"));
+    }
+}

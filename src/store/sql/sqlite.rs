@@ -1,0 +1,139 @@
+//! The SQLite dialect: `sqlite://PATH`, an embedded, single-node store.
+//!
+//! SQLite has one writer at a time, so there is nothing to skip: a claim runs in a
+//! `BEGIN IMMEDIATE` transaction, which takes the write lock up front (a deferred
+//! transaction that reads and then writes could fail with `SQLITE_BUSY` instead of
+//! waiting), and other writers wait for it through the busy timeout. The same
+//! transaction is the schema lock. The file is opened in WAL mode so readers (the
+//! API listing jobs) never wait for the scheduler's writes, with `synchronous = FULL`
+//! so a job whose add was acknowledged survives a power cut.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::error::DatabaseError;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
+    SqliteQueryResult, SqliteSynchronous,
+};
+use sqlx::{Executor, Pool};
+
+use super::{Dialect, Migration, SqlOptions};
+
+/// How long a writer waits for another one before the statement fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// SQLite's extended result codes for a violated primary key or unique index.
+const SQLITE_CONSTRAINT_PRIMARYKEY: &str = "1555";
+const SQLITE_CONSTRAINT_UNIQUE: &str = "2067";
+
+/// The SQLite dialect.
+#[derive(Debug)]
+pub(crate) struct Sqlite;
+
+impl Dialect for Sqlite {
+    type Database = sqlx::Sqlite;
+    const NAME: &'static str = "sqlite";
+    const SCHEMES: &'static [&'static str] = &["sqlite"];
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    // The write transaction already excludes every other writer.
+    const LOCK_ROWS: &'static str = "";
+    const CLAIM_LOCK: &'static str = "";
+    const MIGRATIONS: &'static [Migration] = &[Migration {
+        version: 1,
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS {p}jobs (
+                id TEXT NOT NULL PRIMARY KEY,
+                next_run_time INTEGER,
+                paused INTEGER NOT NULL DEFAULT 0,
+                revision INTEGER NOT NULL,
+                lease_owner TEXT,
+                lease_expires INTEGER,
+                broken INTEGER NOT NULL DEFAULT 0,
+                job TEXT NOT NULL
+            )",
+            "CREATE INDEX IF NOT EXISTS {p}jobs_next_run_time ON {p}jobs (next_run_time, id)",
+            "CREATE INDEX IF NOT EXISTS {p}jobs_lease_expires ON {p}jobs (lease_expires)",
+            "CREATE TABLE IF NOT EXISTS {p}instances (
+                job_id TEXT NOT NULL,
+                slot INTEGER NOT NULL,
+                owner TEXT NOT NULL,
+                claimed_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL,
+                PRIMARY KEY (job_id, slot)
+            )",
+            // `seq` is the rowid: newest-first ties are broken by insertion order.
+            "CREATE TABLE IF NOT EXISTS {p}runs (
+                seq INTEGER PRIMARY KEY,
+                run_id TEXT NOT NULL,
+                job_id TEXT NOT NULL,
+                scheduled_time INTEGER NOT NULL,
+                started_at INTEGER,
+                finished_at INTEGER NOT NULL,
+                outcome TEXT NOT NULL,
+                error TEXT,
+                output TEXT
+            )",
+            "CREATE INDEX IF NOT EXISTS {p}runs_job ON {p}runs (job_id, finished_at)",
+            "CREATE INDEX IF NOT EXISTS {p}runs_finished ON {p}runs (finished_at)",
+        ],
+    }];
+
+    fn connect(
+        url: &str,
+        options: &SqlOptions,
+    ) -> impl Future<Output = Result<Pool<sqlx::Sqlite>, sqlx::Error>> + Send {
+        let parsed = SqliteConnectOptions::from_str(url);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout);
+        async move {
+            let connect = parsed?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(BUSY_TIMEOUT);
+            // sqlx creates the file but not its directory; `sqlite://data/kairos.db`
+            // on a fresh machine should just work.
+            // Blocking, but once at startup and only a few syscalls.
+            if let Some(directory) = connect.get_filename().parent() {
+                if !directory.as_os_str().is_empty() {
+                    std::fs::create_dir_all(directory)?;
+                }
+            }
+            pool.connect_with(connect).await
+        }
+    }
+
+    fn placeholder(_index: usize, sql: &mut String) {
+        sql.push('?');
+    }
+
+    async fn lock_schema<'c>(
+        connection: &'c mut SqliteConnection,
+        _key: &'c str,
+    ) -> Result<(), sqlx::Error> {
+        connection.execute("BEGIN IMMEDIATE").await?;
+        Ok(())
+    }
+
+    async fn unlock_schema<'c>(
+        connection: &'c mut SqliteConnection,
+        _key: &'c str,
+    ) -> Result<(), sqlx::Error> {
+        connection.execute("COMMIT").await?;
+        Ok(())
+    }
+
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    fn is_unique_violation(error: &dyn DatabaseError) -> bool {
+        matches!(
+            error.code().as_deref(),
+            Some(SQLITE_CONSTRAINT_PRIMARYKEY | SQLITE_CONSTRAINT_UNIQUE)
+        )
+    }
+}
