@@ -21,6 +21,8 @@ pub mod redis;
 pub mod sql;
 pub mod url;
 
+pub use self::url::{open, OpenError, OpenOptions};
+
 use std::time::Duration;
 
 use async_trait::async_trait;

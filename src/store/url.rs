@@ -5,8 +5,13 @@
 //! `mariadb://`) and `redis://…`. `${VAR}` anywhere in a URL is replaced by the
 //! environment variable `VAR`, so passwords stay out of config files; an unset variable
 //! is an error that names it. [`redact`] hides the password before a URL is logged.
+//! [`open`] turns a URL into a store.
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{JobStore, StoreError};
 
 /// A parsed store URL.
 #[derive(Clone, PartialEq, Eq)]
@@ -111,6 +116,71 @@ fn expand(url: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, 
     }
     expanded.push_str(rest);
     Ok(expanded)
+}
+
+/// How to open a store besides its URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Prefix of table names (SQL) or keys (Redis), so deployments can share a server.
+    pub prefix: String,
+    /// How long a running-instance slot of a scheduler that died keeps counting.
+    pub instance_ttl: Duration,
+}
+
+impl Default for OpenOptions {
+    /// Prefix `kairos_`, and slots that expire after an hour.
+    fn default() -> OpenOptions {
+        OpenOptions {
+            prefix: "kairos_".to_owned(),
+            instance_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The URL is wrong.
+    #[error(transparent)]
+    Url(#[from] StoreUrlError),
+    /// The store refused or could not be reached.
+    #[error("{url:?}: {source}")]
+    Store {
+        /// The URL, without its password.
+        url: String,
+        /// What the store said.
+        source: StoreError,
+    },
+}
+
+/// Opens the store `url` names (`${VAR}` expanded from the environment).
+pub async fn open(url: &str, options: &OpenOptions) -> Result<Arc<dyn JobStore>, OpenError> {
+    let parsed = StoreUrl::parse(url)?;
+    let failed = |source: StoreError| OpenError::Store {
+        url: redact(parsed.as_str()),
+        source,
+    };
+    match &parsed {
+        StoreUrl::Memory => Ok(Arc::new(super::memory::MemoryStore::new())),
+        StoreUrl::Sqlite(url) | StoreUrl::Postgres(url) | StoreUrl::Mysql(url) => {
+            let sql = super::sql::SqlOptions {
+                table_prefix: options.prefix.clone(),
+                instance_ttl: options.instance_ttl,
+                ..super::sql::SqlOptions::default()
+            };
+            super::sql::connect(url, sql).await.map_err(failed)
+        }
+        StoreUrl::Redis(url) => {
+            // Redis keys read better with a colon: `kairos:jobs`.
+            let prefix = match options.prefix.strip_suffix('_') {
+                Some(stem) => format!("{stem}:"),
+                None => options.prefix.clone(),
+            };
+            super::redis::connect(url, &prefix, options.instance_ttl)
+                .await
+                .map_err(failed)
+        }
+    }
 }
 
 /// `url` with the password (between `:` and `@` in the authority) replaced by `***`.
