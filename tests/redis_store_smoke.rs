@@ -10,17 +10,16 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{job, release, secs, t0, LEASE};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeDelta, Utc};
 use kairos::job::Job;
 use kairos::store::{JobStore, Release, StoreErrorKind};
-use kairos::trigger::{Trigger, TriggerContext, TriggerSpec};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
-
-const LEASE: Duration = Duration::from_secs(60);
 
 fn url() -> String {
     std::env::var("KAIROS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned())
@@ -80,45 +79,6 @@ impl Fixture {
         if !keys.is_empty() {
             self.query::<i64>(redis::cmd("DEL").arg(keys)).await;
         }
-    }
-}
-
-fn t0() -> DateTime<Utc> {
-    "2030-01-01T00:00:00Z".parse().unwrap()
-}
-
-fn secs(seconds: i64) -> TimeDelta {
-    TimeDelta::seconds(seconds)
-}
-
-fn job(id: &str, next: Option<DateTime<Utc>>) -> Job {
-    let spec: TriggerSpec = serde_json::from_value(json!({
-        "type": "interval", "seconds": 10, "start_date": "2030-01-01T00:00:00Z", "timezone": "UTC",
-    }))
-    .unwrap();
-    Job {
-        id: id.to_owned(),
-        name: format!("job {id}"),
-        task: "noop".to_owned(),
-        args: json!({"id": id}),
-        trigger: Trigger::new(spec, &TriggerContext::new(t0())).unwrap(),
-        executor: "default".to_owned(),
-        misfire_grace_time: None,
-        coalesce: true,
-        max_instances: 1,
-        jitter: None,
-        paused: next.is_none(),
-        next_run_time: next,
-        revision: 0,
-    }
-}
-
-fn release(job: &Job, next: Option<DateTime<Utc>>) -> Release {
-    Release {
-        job_id: job.id.clone(),
-        revision: job.revision,
-        acquired_next_run_time: job.next_run_time,
-        next_run_time: next,
     }
 }
 

@@ -9,16 +9,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{job, t0, LEASE};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::TimeDelta;
 use kairos::job::Job;
 use kairos::store::sql::{connect, SqlOptions};
 use kairos::store::{JobStore, Release, StoreError};
-use kairos::trigger::{Trigger, TriggerContext, TriggerSpec};
-use serde_json::json;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Db {
@@ -124,36 +125,6 @@ where
         }
     }
 }
-
-fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
-fn job(id: &str, next: Option<DateTime<Utc>>) -> Job {
-    let spec: TriggerSpec = serde_json::from_value(json!({
-        "type": "interval", "seconds": 10, "start_date": "2030-01-01T00:00:00Z", "timezone": "UTC",
-    }))
-    .unwrap();
-    Job {
-        id: id.to_owned(),
-        name: id.to_owned(),
-        task: "noop".to_owned(),
-        args: json!({"id": id}),
-        trigger: Trigger::new(spec, &TriggerContext::new(t0())).unwrap(),
-        executor: "default".to_owned(),
-        misfire_grace_time: None,
-        coalesce: true,
-        max_instances: 1,
-        jitter: None,
-        paused: next.is_none(),
-        next_run_time: next,
-        revision: 0,
-    }
-}
-
-const LEASE: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_are_idempotent_and_safe_when_schedulers_start_at_once() {

@@ -13,6 +13,7 @@
 
 mod common;
 
+use common::{job, release, secs, t0, LEASE};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use kairos::job::Job;
 use kairos::store::memory::MemoryStore;
 use kairos::store::sql::SqlOptions;
 use kairos::store::{JobStore, Release, StoreError};
-use kairos::trigger::{Trigger, TriggerContext, TriggerSpec};
+use kairos::trigger::TriggerSpec;
 use serde_json::json;
 
 /// The stores the suite knows.
@@ -229,53 +230,6 @@ where
 }
 
 // ---- building blocks ----
-
-fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
-fn secs(seconds: i64) -> TimeDelta {
-    TimeDelta::seconds(seconds)
-}
-
-const LEASE: Duration = Duration::from_secs(60);
-
-/// A job that runs every 10 s from t0; its next run time is `next`.
-fn job(id: &str, next: Option<DateTime<Utc>>) -> Job {
-    let spec: TriggerSpec = serde_json::from_value(json!({
-        "type": "interval",
-        "seconds": 10,
-        "start_date": "2030-01-01T00:00:00Z",
-        "timezone": "UTC",
-    }))
-    .unwrap();
-    Job {
-        id: id.to_owned(),
-        name: format!("job {id}"),
-        task: "noop".to_owned(),
-        args: json!({"id": id}),
-        trigger: Trigger::new(spec, &TriggerContext::new(t0())).unwrap(),
-        executor: "default".to_owned(),
-        misfire_grace_time: None,
-        coalesce: true,
-        max_instances: 1,
-        jitter: None,
-        paused: next.is_none(),
-        next_run_time: next,
-        revision: 0,
-    }
-}
-
-fn release(job: &Job, next: Option<DateTime<Utc>>) -> Release {
-    Release {
-        job_id: job.id.clone(),
-        revision: job.revision,
-        acquired_next_run_time: job.next_run_time,
-        next_run_time: next,
-    }
-}
 
 fn ids(jobs: &[Job]) -> Vec<String> {
     jobs.iter().map(|job| job.id.clone()).collect()

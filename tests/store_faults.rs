@@ -7,10 +7,11 @@
 mod common;
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use common::{recording_tasks, wait_for_runs, FaultyStore};
+use common::{recording_tasks, wait_for_runs, Faults, FaultyStore, Runs};
 use kairos::clock::ManualClock;
 use kairos::job::JobSpec;
 use kairos::scheduler::Scheduler;
@@ -41,8 +42,9 @@ async fn advance(clock: &ManualClock, total: Duration, step: Duration) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_store_is_retried_and_nothing_is_lost_or_repeated() {
+/// A scheduler on simulated time and a store that fails on command, holding a job that
+/// runs every 10 s from 00:00:10 (not started yet).
+async fn with_a_job_every_10s() -> (ManualClock, Arc<Faults>, Runs, Scheduler) {
     let clock = ManualClock::new(t0());
     let (store, faults) = FaultyStore::new();
     let (tasks, runs) = recording_tasks();
@@ -61,6 +63,12 @@ async fn an_unreachable_store_is_retried_and_nothing_is_lost_or_repeated() {
         )
         .await
         .unwrap();
+    (clock, faults, runs, scheduler)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_store_is_retried_and_nothing_is_lost_or_repeated() {
+    let (clock, faults, runs, scheduler) = with_a_job_every_10s().await;
     scheduler
         .add_job(
             JobSpec::new(
@@ -122,24 +130,7 @@ async fn an_unreachable_store_is_retried_and_nothing_is_lost_or_repeated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_release_is_retried_and_never_runs_a_time_twice() {
-    let clock = ManualClock::new(t0());
-    let (store, faults) = FaultyStore::new();
-    let (tasks, runs) = recording_tasks();
-    let scheduler = Scheduler::builder()
-        .clock(clock.clone())
-        .store("default", store)
-        .tasks(tasks)
-        .build();
-    scheduler
-        .add_job(
-            JobSpec::new(
-                "record",
-                trigger(json!({"type": "interval", "seconds": 10, "start_date": "2030-01-01T00:00:10Z"})),
-            )
-            .with_id("every-10s"),
-        )
-        .await
-        .unwrap();
+    let (clock, faults, runs, scheduler) = with_a_job_every_10s().await;
     faults.failing_releases.store(1, Ordering::SeqCst);
     scheduler.start();
     // The run for 00:10 is submitted, then the store refuses to write it back.

@@ -1,5 +1,5 @@
-//! Shared test helpers: a task that records its runs, and a job store that fails on
-//! command.
+//! Shared test helpers: jobs and releases for store tests, a task that records its
+//! runs, and a job store that fails on command.
 //!
 //! [`FaultyStore`] delegates to a [`MemoryStore`] and can be switched to answer
 //! `Unavailable` to every call (a store that went away), to refuse the next releases,
@@ -12,12 +12,61 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use kairos::history::RunRecord;
 use kairos::job::Job;
 use kairos::store::memory::MemoryStore;
 use kairos::store::{JobStore, Release, StoreError};
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
+use kairos::trigger::{Trigger, TriggerContext, TriggerSpec};
+
+/// 2030-01-01T00:00:00Z, the start of every store test's schedules.
+pub fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_893_456_000, 0).unwrap_or_default()
+}
+
+/// `seconds` as a time delta.
+pub fn secs(seconds: i64) -> TimeDelta {
+    TimeDelta::seconds(seconds)
+}
+
+/// The lease store tests acquire with.
+pub const LEASE: Duration = Duration::from_secs(60);
+
+/// A job that runs every 10 s from [`t0`]; its next run time is `next` (paused when
+/// `None`).
+pub fn job(id: &str, next: Option<DateTime<Utc>>) -> Job {
+    let spec: TriggerSpec = serde_json::from_value(serde_json::json!({
+        "type": "interval", "seconds": 10, "start_date": "2030-01-01T00:00:00Z", "timezone": "UTC",
+    }))
+    .unwrap_or_else(|error| panic!("a test trigger: {error}"));
+    Job {
+        id: id.to_owned(),
+        name: format!("job {id}"),
+        task: "noop".to_owned(),
+        args: serde_json::json!({"id": id}),
+        trigger: Trigger::new(spec, &TriggerContext::new(t0()))
+            .unwrap_or_else(|error| panic!("a test trigger: {error}")),
+        executor: "default".to_owned(),
+        misfire_grace_time: None,
+        coalesce: true,
+        max_instances: 1,
+        jitter: None,
+        paused: next.is_none(),
+        next_run_time: next,
+        revision: 0,
+    }
+}
+
+/// What a scheduler would write back for `job`, acquired as it is, with `next`.
+pub fn release(job: &Job, next: Option<DateTime<Utc>>) -> Release {
+    Release {
+        job_id: job.id.clone(),
+        revision: job.revision,
+        acquired_next_run_time: job.next_run_time,
+        next_run_time: next,
+    }
+}
 
 /// (job id, scheduled time) of every run, in the order they ran.
 pub type Runs = Arc<Mutex<Vec<(String, DateTime<Utc>)>>>;
