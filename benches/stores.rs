@@ -2,9 +2,10 @@
 //! store URL given).
 //!
 //! Per store: adding one-off jobs one by one and in batches, firing jobs spread over a
-//! window through the real scheduler and clock (lateness p50/p99, measured as in
-//! `burst.rs`: the job reads the wall clock when it starts), and the restart time with
-//! many pending jobs (connect, migrations checked, first next run time read).
+//! window through the real scheduler and clock, without and with a one-second
+//! fire-ahead window (lateness p50/p99, measured as in `burst.rs`: the job reads the wall clock when it
+//! starts), and the restart time with many pending jobs (connect, migrations checked,
+//! first next run time read).
 //!
 //! Usage: `cargo bench --bench stores -- [--quick] [URL...]`. Default URLs: a fresh
 //! SQLite file and the local PostgreSQL (`KAIROS_TEST_POSTGRES_URL` overrides). Full
@@ -21,6 +22,9 @@ use kairos::store::sql::{connect, SqlOptions};
 use kairos::store::JobStore;
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 use kairos::trigger::{DateSpec, Trigger, TriggerContext, TriggerSpec};
+
+/// The fire-ahead windows measured: none, and one second.
+const FIRE_AHEAD: [Duration; 2] = [Duration::ZERO, Duration::from_secs(1)];
 
 struct Sizes {
     adds: usize,
@@ -152,12 +156,23 @@ async fn measure(url: &str, prefix: &str, sizes: &Sizes) -> Result<serde_json::V
         .await
         .map_err(|error| error.to_string())?;
 
-    // Firing through the scheduler: all adds done first, then the window.
-    let (lateness, lost) = fire(Arc::clone(&store), sizes).await?;
-    store
-        .remove_all_jobs()
-        .await
-        .map_err(|error| error.to_string())?;
+    // Firing through the scheduler: all adds done first, then the window; once taking
+    // jobs when due, once a second ahead.
+    let mut firing = Vec::new();
+    for fire_ahead in FIRE_AHEAD {
+        let (lateness, lost) = fire(Arc::clone(&store), sizes, fire_ahead).await?;
+        store
+            .remove_all_jobs()
+            .await
+            .map_err(|error| error.to_string())?;
+        firing.push(serde_json::json!({
+            "fire_ahead_s": fire_ahead.as_secs_f64(),
+            "p50_ms": percentile(&lateness, 0.50),
+            "p99_ms": percentile(&lateness, 0.99),
+            "max_ms": lateness.last().copied().unwrap_or(f64::NAN),
+            "lost": lost,
+        }));
+    }
 
     // Restart with many pending jobs.
     let pending: Vec<Job> = (0..sizes.pending)
@@ -200,12 +215,7 @@ async fn measure(url: &str, prefix: &str, sizes: &Sizes) -> Result<serde_json::V
         "adds": sizes.adds,
         "fires": sizes.fires,
         "window_s": sizes.window,
-        "lateness_ms": {
-            "p50": percentile(&lateness, 0.50),
-            "p99": percentile(&lateness, 0.99),
-            "max": lateness.last().copied().unwrap_or(f64::NAN),
-        },
-        "lost": lost,
+        "lateness": firing,
         "pending": sizes.pending,
         "restart_ms": restart_ms,
     }))
@@ -213,7 +223,11 @@ async fn measure(url: &str, prefix: &str, sizes: &Sizes) -> Result<serde_json::V
 
 /// Fires `sizes.fires` one-off jobs spread over the window; returns the sorted lateness
 /// in ms and how many never ran.
-async fn fire(store: Arc<dyn JobStore>, sizes: &Sizes) -> Result<(Vec<f64>, usize), String> {
+async fn fire(
+    store: Arc<dyn JobStore>,
+    sizes: &Sizes,
+    fire_ahead: Duration,
+) -> Result<(Vec<f64>, usize), String> {
     let lateness = Arc::new(Mutex::new(Vec::with_capacity(sizes.fires)));
     let mut tasks = TaskRegistry::new();
     let seen = Arc::clone(&lateness);
@@ -229,6 +243,7 @@ async fn fire(store: Arc<dyn JobStore>, sizes: &Sizes) -> Result<(Vec<f64>, usiz
     let scheduler = Scheduler::builder()
         .store_shared("default", store)
         .tasks(tasks)
+        .fire_ahead(fire_ahead)
         .build();
     let first = Utc::now() + TimeDelta::seconds(3);
     let spacing = sizes.window / sizes.fires as f64;

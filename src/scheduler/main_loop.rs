@@ -87,6 +87,10 @@ pub(crate) async fn process_due_jobs(
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
     let mut next_deadline: Option<DateTime<Utc>> = None;
     let mut first_error = None;
+    // Jobs due within the fire-ahead window are taken now and started on time by their
+    // executor.
+    let fire_ahead = TimeDelta::from_std(inner.fire_ahead).unwrap_or(TimeDelta::zero());
+    let horizon = now.checked_add_signed(fire_ahead).unwrap_or(now);
     for (name, store) in &inner.stores {
         let served = async {
             // Runs already submitted but not written back (the store failed last time)
@@ -100,7 +104,7 @@ pub(crate) async fn process_due_jobs(
             }
             loop {
                 let jobs = store
-                    .acquire_due_jobs(&inner.id, now, inner.batch_size, inner.lease)
+                    .acquire_due_jobs(&inner.id, horizon, inner.batch_size, inner.lease)
                     .await?;
                 let count = jobs.len();
                 let mut releases = Vec::with_capacity(count);
@@ -126,7 +130,11 @@ pub(crate) async fn process_due_jobs(
                     break;
                 }
             }
-            store.next_run_time().await
+            // Wake the fire-ahead window before the next job is due.
+            store
+                .next_run_time()
+                .await
+                .map(|next| next.map(|next| next.checked_sub_signed(fire_ahead).unwrap_or(next)))
         }
         .await;
         match served {
@@ -148,7 +156,11 @@ pub(crate) async fn process_due_jobs(
 
 /// Plans and submits one acquired job; returns what to write back for it.
 async fn handle_due_job(inner: &Inner, jobstore: &str, job: &Job, now: DateTime<Utc>) -> Release {
-    let plan = plan(job, now);
+    // A job taken ahead of time is planned at its own due time: it is not late, and
+    // only that one run is handed over (later ones come in later passes, so a job that
+    // coalesces never merges runs that are not due yet).
+    let planned_at = job.next_run_time.map_or(now, |due| due.max(now));
+    let plan = plan(job, planned_at);
     if let Some(first) = plan.first_missed {
         inner.emit(Event::JobMissed {
             job_id: job.id.clone(),

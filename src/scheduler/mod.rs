@@ -111,6 +111,7 @@ pub struct SchedulerBuilder {
     tasks: TaskRegistry,
     job_defaults: JobDefaults,
     batch_size: usize,
+    fire_ahead: Duration,
     lease: Duration,
     retention: Option<HistoryRetention>,
 }
@@ -180,6 +181,19 @@ impl SchedulerBuilder {
         self
     }
 
+    /// Takes jobs from their store up to this long before they are due and hands them
+    /// to their executor to start on time (default: zero, take them when due).
+    ///
+    /// For stores whose writes are slow (a durable SQL commit takes milliseconds) this
+    /// keeps the store off the firing path, as Quartz's fire-ahead window does. A run
+    /// handed over ahead of time still starts if its job is removed or paused within the
+    /// window, so keep the window short; the built-in tasks are safe to run late or
+    /// again by design.
+    pub fn fire_ahead(mut self, window: Duration) -> SchedulerBuilder {
+        self.fire_ahead = window;
+        self
+    }
+
     /// How many due jobs one store acquisition takes at most.
     pub fn batch_size(mut self, batch_size: usize) -> SchedulerBuilder {
         self.batch_size = batch_size.max(1);
@@ -208,6 +222,7 @@ impl SchedulerBuilder {
                 tasks: self.tasks,
                 defaults: self.job_defaults,
                 batch_size: self.batch_size,
+                fire_ahead: self.fire_ahead,
                 lease: self.lease,
                 retention: self.retention,
                 events,
@@ -246,6 +261,7 @@ pub(crate) struct Inner {
     tasks: TaskRegistry,
     defaults: JobDefaults,
     batch_size: usize,
+    fire_ahead: Duration,
     lease: Duration,
     retention: Option<HistoryRetention>,
     events: broadcast::Sender<Event>,
@@ -334,6 +350,7 @@ impl Scheduler {
             tasks: TaskRegistry::with_builtins(),
             job_defaults: JobDefaults::default(),
             batch_size: 1000,
+            fire_ahead: Duration::ZERO,
             lease: Duration::from_secs(300),
             retention: None,
         }

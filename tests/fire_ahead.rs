@@ -1,0 +1,69 @@
+//! `fire_ahead`: jobs are taken from their store before they are due and start on
+//! time, so a slow store is off the firing path.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{recording_tasks, secs, t0};
+use kairos::clock::ManualClock;
+use kairos::job::JobSpec;
+use kairos::scheduler::{Event, Scheduler};
+use kairos::trigger::TriggerSpec;
+use serde_json::json;
+
+fn at(second: i64) -> TriggerSpec {
+    let run_date = (t0() + secs(second)).to_rfc3339();
+    serde_json::from_value(json!({"type": "date", "run_date": run_date})).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_are_handed_over_ahead_and_start_on_time() {
+    let clock = ManualClock::new(t0());
+    let (tasks, runs) = recording_tasks();
+    let scheduler = Scheduler::builder()
+        .clock(clock.clone())
+        .tasks(tasks)
+        .fire_ahead(Duration::from_secs(10))
+        .build();
+    let mut events = scheduler.subscribe();
+    for (id, second) in [("soon", 5), ("later", 8), ("beyond", 30)] {
+        scheduler
+            .add_job(JobSpec::new("record", at(second)).with_id(id))
+            .await
+            .unwrap();
+    }
+    scheduler.start();
+    // At 00:00 the jobs due within ten seconds are handed over, not the one at 00:30.
+    let mut submitted = Vec::new();
+    while submitted.len() < 2 {
+        let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("the jobs are handed over ahead of time")
+            .unwrap();
+        if let Event::JobSubmitted { job_id, .. } = event {
+            submitted.push(job_id);
+        }
+    }
+    submitted.sort();
+    assert_eq!(submitted, ["later", "soon"]);
+    assert_eq!(kairos::clock::Clock::now(&clock), t0());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(runs.lock().unwrap().is_empty(), "nothing starts early");
+
+    // Each starts at its own time.
+    clock.set(t0() + secs(5));
+    common::wait_for_runs(&runs, 1).await;
+    clock.set(t0() + secs(8));
+    common::wait_for_runs(&runs, 2).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let history = scheduler.runs(None, 10).await.unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    for run in &history {
+        assert_eq!(run.started_at, Some(run.scheduled_time), "{run:?}");
+    }
+    assert!(scheduler.get_job("beyond").await.unwrap().is_some());
+    scheduler.shutdown(None).await;
+}
