@@ -133,7 +133,7 @@ impl ProcessPoolExecutor {
     }
 
     /// Kills a run's whole process group after `timeout` (counted from the spawn) and
-    /// reports it as [`RunOutcome::Timeout`].
+    /// reports it as [`RunOutcome::Timeout`](crate::history::RunOutcome::Timeout).
     pub fn with_timeout(mut self, timeout: Duration) -> ProcessPoolExecutor {
         Arc::make_mut(&mut self.launch).timeout = Some(timeout);
         self

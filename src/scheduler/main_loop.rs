@@ -18,8 +18,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::mpsc;
 
+use super::jobs::submission;
 use super::plan::plan;
-use super::{submission, Event, Inner, SchedulerState};
+use super::{Event, Inner, SchedulerState};
 use crate::history::{RunOutcome, RunRecord};
 use crate::job::{generate_id, Job};
 use crate::store::{Release, StoreError};

@@ -95,7 +95,7 @@ impl IntervalTrigger {
         } else {
             let elapsed = (instant - self.start).num_microseconds()?;
             // Round up to the next whole number of intervals.
-            let steps = (elapsed + self.interval_micros - 1) / self.interval_micros;
+            let steps = elapsed.checked_add(self.interval_micros - 1)? / self.interval_micros;
             let offset = steps.checked_mul(self.interval_micros)?;
             self.start
                 .checked_add_signed(TimeDelta::microseconds(offset))?

@@ -18,7 +18,7 @@
 //! - Fire times strictly increase: the next fire time is always later than the
 //!   previous one, whatever the zone does.
 //! - Calendar fields are matched on civil time in the trigger's zone and turned into an
-//!   instant only at the end ([`civil`]): a wall-clock time inside a spring-forward gap
+//!   instant only at the end (`civil.rs`): a wall-clock time inside a spring-forward gap
 //!   fires at the first instant after the gap; one inside a fall-back fold fires in the
 //!   first pass only, unless the hour field matches all 24 hours.
 //! - Jitter is not part of the schedule: [`Trigger::jitter`] tells the scheduler how

@@ -89,10 +89,19 @@ impl Zone {
 
     /// The offset from UTC in force at `instant`.
     pub fn offset_at(&self, instant: DateTime<Utc>) -> FixedOffset {
-        match (self.fixed_offset(), self) {
-            (Some(offset), _) => offset,
-            (None, Zone::Named(tz)) => tz.offset_from_utc_datetime(&instant.naive_utc()).fix(),
-            (None, Zone::Fixed(offset)) => *offset,
+        match self.zone_rules() {
+            Ok(tz) => tz.offset_from_utc_datetime(&instant.naive_utc()).fix(),
+            Err(offset) => offset,
+        }
+    }
+
+    /// The zone's DST rules, or its one offset when it has none (fixed offsets and
+    /// UTC by any name), so callers skip every lookup for such zones.
+    fn zone_rules(&self) -> Result<&Tz, FixedOffset> {
+        match (self, self.fixed_offset()) {
+            (_, Some(offset)) => Err(offset),
+            (Zone::Named(tz), None) => Ok(tz),
+            (Zone::Fixed(offset), None) => Err(*offset),
         }
     }
 
@@ -112,12 +121,9 @@ impl Zone {
 
     /// Where the civil date-time `civil` falls in this zone.
     pub fn resolve(&self, civil: NaiveDateTime) -> LocalTime {
-        if let Some(offset) = self.fixed_offset() {
-            return LocalTime::Unique(fixed_to_utc(civil, offset));
-        }
-        let tz = match self {
-            Zone::Fixed(offset) => return LocalTime::Unique(fixed_to_utc(civil, *offset)),
-            Zone::Named(tz) => tz,
+        let tz = match self.zone_rules() {
+            Ok(tz) => tz,
+            Err(offset) => return LocalTime::Unique(fixed_to_utc(civil, offset)),
         };
         match tz.from_local_datetime(&civil) {
             chrono::LocalResult::Single(instant) => LocalTime::Unique(instant.with_timezone(&Utc)),

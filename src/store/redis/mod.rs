@@ -3,7 +3,7 @@
 //! The store keeps the semantics of the memory store (`src/store/memory.rs`) exactly:
 //! revisions, leases, the release rule with `acquired_next_run_time`, instance counts.
 //! Only the data lives elsewhere, and every step that touches more than one structure
-//! is one Lua script ([`scripts`]).
+//! is one Lua script (`scripts.rs`, `lua/`).
 //!
 //! # Key layout
 //! Every key starts with the prefix given to [`connect`] (`kairos:` below):

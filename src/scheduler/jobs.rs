@@ -1,0 +1,370 @@
+//! The handle's job operations: add, change, pause, remove, list and run jobs.
+//!
+//! Each call checks its input against the task registry and the trigger rules, writes
+//! to the job's store, announces the change and, when the change makes a job due
+//! earlier than the loop planned to wake, wakes it. No lock is held across store I/O.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::{main_loop, Event, Inner, Scheduler, SchedulerError};
+use crate::executor::Submission;
+use crate::history::RunRecord;
+use crate::job::{generate_id, Job, JobChanges, JobSpec};
+use crate::store::StoreError;
+use crate::task::TaskRun;
+use crate::trigger::{Trigger, TriggerSpec};
+
+impl Scheduler {
+    /// Adds a job; it fails if the task, trigger, executor, store or options are
+    /// invalid, or the id is taken and `replace_existing` is not set.
+    pub async fn add_job(&self, spec: JobSpec) -> Result<Job, SchedulerError> {
+        let inner = &self.inner;
+        let (jobstore, store) = {
+            let name = spec
+                .options
+                .jobstore
+                .as_deref()
+                .unwrap_or(&inner.defaults.jobstore);
+            let (name, store) = inner
+                .stores
+                .get_key_value(name)
+                .ok_or_else(|| SchedulerError::UnknownStore(name.to_owned()))?;
+            (name.as_str(), Arc::clone(store))
+        };
+        let replace = spec.replace_existing;
+        let job = self.build_job(spec)?;
+        let stored = if replace {
+            store.replace_job(job).await?
+        } else {
+            store.add_job(job).await?
+        };
+        inner.emit_with(|| Event::JobAdded {
+            job_id: stored.id.clone(),
+            jobstore: jobstore.to_owned(),
+        });
+        inner.wake_if_earlier(stored.next_run_time);
+        Ok(stored)
+    }
+
+    /// Adds several jobs: each is checked first (one invalid spec adds nothing), then
+    /// each store gets its jobs in one batch. `replace_existing` is not supported here.
+    pub async fn add_jobs(&self, specs: Vec<JobSpec>) -> Result<Vec<Job>, SchedulerError> {
+        let inner = &self.inner;
+        let mut by_store: BTreeMap<String, Vec<Job>> = BTreeMap::new();
+        for spec in specs {
+            let jobstore = spec
+                .options
+                .jobstore
+                .clone()
+                .unwrap_or_else(|| inner.defaults.jobstore.clone());
+            inner.store(&jobstore)?;
+            if spec.replace_existing {
+                return Err(SchedulerError::InvalidOption {
+                    field: "replace_existing",
+                    reason: "is not supported when adding jobs in a batch".to_owned(),
+                });
+            }
+            by_store
+                .entry(jobstore)
+                .or_default()
+                .push(self.build_job(spec)?);
+        }
+        let mut added = Vec::new();
+        for (jobstore, jobs) in by_store {
+            let stored = inner.store(&jobstore)?.add_jobs(jobs).await?;
+            let earliest = stored.iter().filter_map(|job| job.next_run_time).min();
+            for job in &stored {
+                inner.emit_with(|| Event::JobAdded {
+                    job_id: job.id.clone(),
+                    jobstore: jobstore.clone(),
+                });
+            }
+            inner.wake_if_earlier(earliest);
+            added.extend(stored);
+        }
+        Ok(added)
+    }
+
+    fn build_job(&self, spec: JobSpec) -> Result<Job, SchedulerError> {
+        let inner = &self.inner;
+        let context = inner.trigger_context();
+        let task = inner
+            .tasks
+            .get(&spec.task)
+            .ok_or_else(|| SchedulerError::UnknownTask {
+                name: spec.task.clone(),
+                known: inner.tasks.names().collect::<Vec<_>>().join(", "),
+            })?;
+        task.check_args(&spec.args)
+            .map_err(SchedulerError::InvalidArgs)?;
+        let executor = spec
+            .options
+            .executor
+            .unwrap_or_else(|| inner.defaults.executor.clone());
+        if !inner.executors.contains_key(&executor) {
+            return Err(SchedulerError::UnknownExecutor(executor));
+        }
+        let max_instances = spec
+            .options
+            .max_instances
+            .unwrap_or(inner.defaults.max_instances);
+        if max_instances == 0 {
+            return Err(SchedulerError::InvalidOption {
+                field: "max_instances",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        let trigger = Trigger::new(spec.trigger, &context)?;
+        let next_run_time = if spec.paused {
+            None
+        } else {
+            let next = spec
+                .next_run_time
+                .or_else(|| trigger.next_fire_time(None, context.now));
+            Some(next.ok_or(SchedulerError::TriggerNeverFires)?)
+        };
+        Ok(Job {
+            id: spec.id.unwrap_or_else(generate_id),
+            name: spec.name.unwrap_or_else(|| spec.task.clone()),
+            task: spec.task,
+            args: spec.args,
+            trigger,
+            executor,
+            misfire_grace_time: spec
+                .options
+                .misfire_grace_time
+                .or(inner.defaults.misfire_grace_time),
+            coalesce: spec.options.coalesce.unwrap_or(inner.defaults.coalesce),
+            max_instances,
+            jitter: spec.options.jitter,
+            paused: spec.paused,
+            next_run_time,
+            revision: 0,
+        })
+    }
+
+    /// Applies `changes` to a job. A new trigger recomputes the next run time from now.
+    pub async fn modify_job(&self, id: &str, changes: JobChanges) -> Result<Job, SchedulerError> {
+        let inner = &self.inner;
+        let (jobstore, mut job) = inner.find_job(id).await?;
+        if let Some(args) = changes.args {
+            let task = inner
+                .tasks
+                .get(&job.task)
+                .ok_or_else(|| SchedulerError::UnknownTask {
+                    name: job.task.clone(),
+                    known: inner.tasks.names().collect::<Vec<_>>().join(", "),
+                })?;
+            task.check_args(&args)
+                .map_err(SchedulerError::InvalidArgs)?;
+            job.args = args;
+        }
+        if let Some(executor) = changes.executor {
+            if !inner.executors.contains_key(&executor) {
+                return Err(SchedulerError::UnknownExecutor(executor));
+            }
+            job.executor = executor;
+        }
+        if let Some(max_instances) = changes.max_instances {
+            if max_instances == 0 {
+                return Err(SchedulerError::InvalidOption {
+                    field: "max_instances",
+                    reason: "must be at least 1".to_owned(),
+                });
+            }
+            job.max_instances = max_instances;
+        }
+        if let Some(name) = changes.name {
+            job.name = name;
+        }
+        if changes.clear_misfire_grace_time {
+            job.misfire_grace_time = None;
+        }
+        if let Some(grace) = changes.misfire_grace_time {
+            job.misfire_grace_time = Some(grace);
+        }
+        if let Some(coalesce) = changes.coalesce {
+            job.coalesce = coalesce;
+        }
+        if let Some(jitter) = changes.jitter {
+            job.jitter = Some(jitter);
+        }
+        if let Some(spec) = changes.trigger {
+            let context = inner.trigger_context();
+            job.trigger = Trigger::new(spec, &context)?;
+            if !job.paused {
+                job.next_run_time = Some(
+                    job.trigger
+                        .next_fire_time(None, context.now)
+                        .ok_or(SchedulerError::TriggerNeverFires)?,
+                );
+            }
+        }
+        if let Some(next) = changes.next_run_time {
+            if !job.paused {
+                job.next_run_time = Some(next);
+            }
+        }
+        self.write_changed(jobstore, job).await
+    }
+
+    async fn write_changed(&self, jobstore: String, job: Job) -> Result<Job, SchedulerError> {
+        let stored = self.inner.store(&jobstore)?.update_job(job).await?;
+        self.inner.emit(Event::JobModified {
+            job_id: stored.id.clone(),
+            jobstore,
+        });
+        self.inner.wake_if_earlier(stored.next_run_time);
+        Ok(stored)
+    }
+
+    /// Gives a job a new trigger; its next run time is computed from now.
+    pub async fn reschedule_job(
+        &self,
+        id: &str,
+        trigger: TriggerSpec,
+    ) -> Result<Job, SchedulerError> {
+        self.modify_job(
+            id,
+            JobChanges {
+                trigger: Some(trigger),
+                ..JobChanges::default()
+            },
+        )
+        .await
+    }
+
+    /// Pauses a job: it keeps its place but has no next run time.
+    pub async fn pause_job(&self, id: &str) -> Result<Job, SchedulerError> {
+        let (jobstore, mut job) = self.inner.find_job(id).await?;
+        job.paused = true;
+        job.next_run_time = None;
+        self.write_changed(jobstore, job).await
+    }
+
+    /// Resumes a paused job: its next run time is computed from now. A job whose
+    /// trigger has no fire time left is removed, and `None` is returned.
+    pub async fn resume_job(&self, id: &str) -> Result<Option<Job>, SchedulerError> {
+        let (jobstore, mut job) = self.inner.find_job(id).await?;
+        if !job.paused {
+            return Ok(Some(job));
+        }
+        let now = self.inner.clock.now();
+        match job.trigger.next_fire_time(None, now) {
+            Some(next) => {
+                job.paused = false;
+                job.next_run_time = Some(next);
+                self.write_changed(jobstore, job).await.map(Some)
+            }
+            None => {
+                self.remove_job(id).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Removes a job. A run in progress finishes; the job does not run again.
+    pub async fn remove_job(&self, id: &str) -> Result<(), SchedulerError> {
+        for (name, store) in &self.inner.stores {
+            match store.remove_job(id).await {
+                Ok(()) => {
+                    self.inner.emit(Event::JobRemoved {
+                        job_id: id.to_owned(),
+                        jobstore: name.clone(),
+                    });
+                    return Ok(());
+                }
+                Err(StoreError::NotFound(_)) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(SchedulerError::JobNotFound(id.to_owned()))
+    }
+
+    /// Removes every job from every store.
+    pub async fn remove_all_jobs(&self) -> Result<(), SchedulerError> {
+        for (name, store) in &self.inner.stores {
+            let jobs = store.get_jobs().await?;
+            store.remove_all_jobs().await?;
+            for job in jobs {
+                self.inner.emit_with(|| Event::JobRemoved {
+                    job_id: job.id,
+                    jobstore: name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The job with this id.
+    pub async fn get_job(&self, id: &str) -> Result<Option<Job>, SchedulerError> {
+        match self.inner.find_job(id).await {
+            Ok((_, job)) => Ok(Some(job)),
+            Err(SchedulerError::JobNotFound(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// All jobs of all stores, by next run time, paused ones last.
+    pub async fn get_jobs(&self) -> Result<Vec<Job>, SchedulerError> {
+        let mut jobs = Vec::new();
+        for store in self.inner.stores.values() {
+            jobs.extend(store.get_jobs().await?);
+        }
+        jobs.sort_by_key(|job| (job.next_run_time.is_none(), job.next_run_time));
+        Ok(jobs)
+    }
+
+    /// Runs a job now, once, outside its schedule (its next run time is unchanged).
+    /// Returns the run id. `max_instances` still applies.
+    pub async fn run_job_now(&self, id: &str) -> Result<String, SchedulerError> {
+        let (jobstore, job) = self.inner.find_job(id).await?;
+        let now = self.inner.clock.now();
+        main_loop::submit_runs(&self.inner, &jobstore, &job, &[now], now)
+            .await
+            .map_err(SchedulerError::from)
+    }
+
+    /// Run records, newest first, of one job or of all.
+    pub async fn runs(
+        &self,
+        job_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, SchedulerError> {
+        let mut runs = Vec::new();
+        for store in self.inner.stores.values() {
+            runs.extend(store.runs(job_id, limit).await?);
+        }
+        runs.sort_by_key(|run| std::cmp::Reverse(run.finished_at));
+        runs.truncate(limit);
+        Ok(runs)
+    }
+}
+
+/// Builds the submission of `job`'s runs for `scheduled_times` (earliest first).
+pub(crate) fn submission(
+    inner: &Inner,
+    job: &Job,
+    scheduled_times: &[DateTime<Utc>],
+    start_at: DateTime<Utc>,
+) -> Option<Submission> {
+    let task = inner.tasks.get(&job.task)?;
+    let runs = scheduled_times
+        .iter()
+        .map(|scheduled_time| TaskRun {
+            job_id: job.id.clone(),
+            run_id: generate_id(),
+            scheduled_time: *scheduled_time,
+            args: job.args.clone(),
+        })
+        .collect();
+    Some(Submission {
+        runs,
+        task_name: job.task.clone(),
+        task,
+        start_at,
+    })
+}
