@@ -23,7 +23,7 @@ use kairos::history::{RunOutcome, RunRecord};
 use kairos::job::Job;
 use kairos::store::memory::MemoryStore;
 use kairos::store::sql::SqlOptions;
-use kairos::store::{JobStore, Release, StoreError};
+use kairos::store::{FinishedRun, InstanceClaim, JobStore, Release, StoreError};
 use kairos::trigger::TriggerSpec;
 use serde_json::json;
 
@@ -546,6 +546,79 @@ async fn max_instances_holds_across_schedulers(harness: Harness) {
     assert!(!store.claim_instance("b", "two", 1).await.unwrap());
 }
 
+async fn instances_are_claimed_and_finished_in_batches(harness: Harness) {
+    let store = &harness.store;
+    let claim = |job_id: &str, max_instances: u32| InstanceClaim {
+        job_id: job_id.to_owned(),
+        max_instances,
+    };
+    // "a" allows two, asked three times in one batch; "b" is full (another scheduler).
+    assert!(store.claim_instance("b", "two", 1).await.unwrap());
+    let claimed = store
+        .claim_instances(
+            "one",
+            &[claim("a", 2), claim("b", 1), claim("a", 2), claim("a", 2)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed, [true, false, true, false]);
+    assert!(store.claim_instances("one", &[]).await.unwrap().is_empty());
+    // Finishing frees exactly the slots it says, and only the owner's.
+    let finished = |run_id: &str, job_id: &str, frees_instance: bool| FinishedRun {
+        record: record(job_id, run_id, t0() + secs(1)),
+        frees_instance,
+    };
+    store
+        .finish_runs(
+            "one",
+            vec![
+                finished("r1", "a", true),
+                finished("r2", "a", false),
+                finished("r3", "b", true),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(
+        store.claim_instance("a", "two", 2).await.unwrap(),
+        "one slot of a was freed"
+    );
+    assert!(
+        !store.claim_instance("a", "two", 2).await.unwrap(),
+        "only one"
+    );
+    assert!(
+        !store.claim_instance("b", "one", 1).await.unwrap(),
+        "b's slot is two's"
+    );
+    let mut run_ids: Vec<String> = store
+        .runs(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|run| run.run_id)
+        .collect();
+    run_ids.sort();
+    assert_eq!(run_ids, ["r1", "r2", "r3"]);
+    assert_eq!(store.runs(Some("b"), 10).await.unwrap().len(), 1);
+    // Batches larger than one statement or script call.
+    let many: Vec<InstanceClaim> = (0..600)
+        .map(|index| claim(&format!("m{index}"), 1))
+        .collect();
+    let claimed = store.claim_instances("one", &many).await.unwrap();
+    assert_eq!(claimed.len(), 600);
+    assert!(claimed.iter().all(|claimed| *claimed));
+    let runs: Vec<FinishedRun> = (0..600)
+        .map(|index| finished(&format!("m{index}-run"), &format!("m{index}"), true))
+        .collect();
+    store.finish_runs("one", runs).await.unwrap();
+    assert!(
+        store.claim_instance("m599", "two", 1).await.unwrap(),
+        "freed"
+    );
+    assert_eq!(store.runs(None, 1000).await.unwrap().len(), 603);
+}
+
 async fn run_history_is_kept_newest_first(harness: Harness) {
     let store = &harness.store;
     for (index, job_id) in ["a", "b", "a", "a"].iter().enumerate() {
@@ -714,6 +787,7 @@ macro_rules! conformance {
                     an_expired_lease_makes_the_job_acquirable_again,
                     two_schedulers_acquiring_at_once_never_share_a_job,
                     max_instances_holds_across_schedulers,
+                    instances_are_claimed_and_finished_in_batches,
                     run_history_is_kept_newest_first,
                 );
             }

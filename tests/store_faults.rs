@@ -172,3 +172,53 @@ async fn a_refused_release_is_retried_and_never_runs_a_time_twice() {
     assert!(faults.release_calls.load(Ordering::SeqCst) >= 2);
     scheduler.shutdown(None).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_instance_claim_leaves_the_run_for_the_retry() {
+    let (clock, faults, runs, scheduler) = with_a_job_every_10s().await;
+    faults.failing_claims.store(1, Ordering::SeqCst);
+    scheduler.start();
+    // The store refuses the claim for 00:10; the job is written back as it was
+    // acquired instead of moving on to 00:20, and the loop's retry runs it, once.
+    clock.set(t0() + secs(10));
+    advance(&clock, Duration::from_secs(2), Duration::from_millis(500)).await;
+    let seen = wait_for_runs(&runs, 1).await;
+    assert_eq!(seen[0].1, t0() + secs(10));
+    assert_eq!(
+        faults.failing_claims.load(Ordering::SeqCst),
+        0,
+        "a claim was refused"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(runs.lock().unwrap().len(), 1, "00:10 ran once");
+    let job = scheduler.get_job("every-10s").await.unwrap().unwrap();
+    assert_eq!(job.next_run_time, Some(t0() + secs(20)));
+    scheduler.shutdown(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_run_records_are_written_later_and_free_their_slot() {
+    let (clock, faults, runs, scheduler) = with_a_job_every_10s().await;
+    faults.failing_finishes.store(1, Ordering::SeqCst);
+    scheduler.start();
+    clock.set(t0() + secs(10));
+    wait_for_runs(&runs, 1).await;
+    // The record task retries after half a second of real time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while scheduler
+        .runs(Some("every-10s"), 10)
+        .await
+        .unwrap()
+        .is_empty()
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let recorded = scheduler.runs(Some("every-10s"), 10).await.unwrap();
+    assert_eq!(recorded.len(), 1, "the refused record was written on retry");
+    // Its slot was freed with it: the next time is not refused for max_instances.
+    clock.set(t0() + secs(20));
+    let seen = wait_for_runs(&runs, 2).await;
+    assert_eq!(seen[1].1, t0() + secs(20));
+    scheduler.shutdown(None).await;
+}

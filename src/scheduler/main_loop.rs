@@ -12,6 +12,7 @@
 //!   └──────────── next deadline <── release batch (new next run times) <──┘
 //! ```
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use super::plan::plan;
 use super::{Event, Inner, SchedulerState};
 use crate::history::{RunOutcome, RunRecord};
 use crate::job::{generate_id, Job};
-use crate::store::{Release, StoreError};
+use crate::store::{FinishedRun, InstanceClaim, JobStore, Release, StoreError};
 use crate::trigger::jitter::delay_run;
 
 /// The first retry delay after a store error; it doubles up to [`MAX_BACKOFF`].
@@ -109,9 +110,29 @@ pub(crate) async fn process_due_jobs(
                     .await?;
                 let count = jobs.len();
                 let mut releases = Vec::with_capacity(count);
-                for job in jobs {
-                    releases.push(handle_due_job(inner, name, &job, now).await);
+                let mut due_runs = Vec::new();
+                for job in &jobs {
+                    let (release, due) = plan_due_job(inner, name, job, now).await;
+                    releases.push(release);
+                    due_runs.extend(due);
                 }
+                let claim_error =
+                    match hand_over_due_runs(inner, name, store.as_ref(), &due_runs).await {
+                        Ok(()) => None,
+                        Err(error) => {
+                            // Nothing was handed over: write the jobs back as they were
+                            // acquired, so the retry runs them instead of skipping them.
+                            for due in &due_runs {
+                                if let Some(release) = releases
+                                    .iter_mut()
+                                    .find(|release| release.job_id == due.job.id)
+                                {
+                                    release.next_run_time = due.job.next_run_time;
+                                }
+                            }
+                            Some(error)
+                        }
+                    };
                 let finished: Vec<String> = releases
                     .iter()
                     .filter(|release| release.next_run_time.is_none())
@@ -126,6 +147,9 @@ pub(crate) async fn process_due_jobs(
                         job_id,
                         jobstore: name.clone(),
                     });
+                }
+                if let Some(error) = claim_error {
+                    return Err(error);
                 }
                 if count < inner.batch_size {
                     break;
@@ -155,8 +179,22 @@ pub(crate) async fn process_due_jobs(
     }
 }
 
-/// Plans and submits one acquired job; returns what to write back for it.
-async fn handle_due_job(inner: &Inner, jobstore: &str, job: &Job, now: DateTime<Utc>) -> Release {
+/// Runs of one acquired job to hand over to its executor.
+struct DueRuns<'a> {
+    job: &'a Job,
+    /// Earliest first; never empty.
+    run_times: Vec<DateTime<Utc>>,
+    start_at: DateTime<Utc>,
+}
+
+/// Plans one acquired job (misfire, coalesce, jitter); returns what to write back for
+/// it and the runs to hand over, if any.
+async fn plan_due_job<'a>(
+    inner: &Inner,
+    jobstore: &str,
+    job: &'a Job,
+    now: DateTime<Utc>,
+) -> (Release, Option<DueRuns<'a>>) {
     // A job taken ahead of time is planned at its own due time: it is not late, and
     // only that one run is handed over (later ones come in later passes, so a job that
     // coalesces never merges runs that are not due yet).
@@ -182,7 +220,7 @@ async fn handle_due_job(inner: &Inner, jobstore: &str, job: &Job, now: DateTime<
         )
         .await;
     }
-    if let Some(first) = plan.run.first().copied() {
+    let due = plan.run.first().copied().map(|first| {
         let start_at = match job.effective_jitter() {
             Some(jitter) => {
                 let mut mutable = inner.lock();
@@ -190,16 +228,58 @@ async fn handle_due_job(inner: &Inner, jobstore: &str, job: &Job, now: DateTime<
             }
             None => first,
         };
-        if let Err(error) = submit_runs(inner, jobstore, job, &plan.run, start_at).await {
-            tracing::warn!(job_id = job.id, %error, "could not submit a run");
+        DueRuns {
+            job,
+            run_times: plan.run.clone(),
+            start_at,
         }
-    }
-    Release {
+    });
+    let release = Release {
         job_id: job.id.clone(),
         revision: job.revision,
         acquired_next_run_time: job.next_run_time,
         next_run_time: plan.next_run_time,
+    };
+    (release, due)
+}
+
+/// Claims the instance slots of a batch's due runs in one store call, then hands each
+/// claimed job's runs to its executor. Fails only when the claim itself failed, in
+/// which case nothing was handed over.
+async fn hand_over_due_runs(
+    inner: &Inner,
+    jobstore: &str,
+    store: &dyn JobStore,
+    due_runs: &[DueRuns<'_>],
+) -> Result<(), StoreError> {
+    if due_runs.is_empty() {
+        return Ok(());
     }
+    let claims: Vec<InstanceClaim> = due_runs
+        .iter()
+        .map(|due| InstanceClaim {
+            job_id: due.job.id.clone(),
+            max_instances: due.job.max_instances,
+        })
+        .collect();
+    let claimed = store.claim_instances(&inner.id, &claims).await?;
+    for (index, due) in due_runs.iter().enumerate() {
+        // A store that answered fewer claims than asked granted none of the rest.
+        if claimed.get(index).copied().unwrap_or(false) {
+            hand_over(
+                inner,
+                jobstore,
+                store,
+                due.job,
+                &due.run_times,
+                due.start_at,
+            )
+            .await;
+        } else {
+            refuse_max_instances(inner, jobstore, due.job, &due.run_times).await;
+        }
+    }
+    Ok(())
 }
 
 /// Claims one instance slot and hands the runs for `scheduled_times` (earliest first)
@@ -212,45 +292,83 @@ pub(crate) async fn submit_runs(
     scheduled_times: &[DateTime<Utc>],
     start_at: DateTime<Utc>,
 ) -> Result<String, StoreError> {
-    let Some(first) = scheduled_times.first().copied() else {
+    if scheduled_times.is_empty() {
         return Err(StoreError::NotFound(job.id.clone()));
-    };
+    }
     let store = inner
         .stores
         .get(jobstore)
         .ok_or_else(|| StoreError::NotFound(jobstore.to_owned()))?;
-    if !store
+    if store
         .claim_instance(&job.id, &inner.id, job.max_instances)
         .await?
     {
-        inner.emit(Event::JobMaxInstances {
-            job_id: job.id.clone(),
-            scheduled_time: first,
-            max_instances: job.max_instances,
-        });
-        let reason = format!(
-            "{} run(s) of this job were still going (max_instances); skipped {} run time(s)",
-            job.max_instances,
-            scheduled_times.len()
-        );
-        let now = inner.clock.now();
-        return Ok(record_unstarted(
+        Ok(hand_over(
             inner,
             jobstore,
+            store.as_ref(),
             job,
-            first,
-            now,
-            RunOutcome::Skipped,
-            reason,
+            scheduled_times,
+            start_at,
         )
-        .await);
+        .await)
+    } else {
+        Ok(refuse_max_instances(inner, jobstore, job, scheduled_times).await)
     }
+}
+
+/// Records and announces runs skipped because `max_instances` runs were going;
+/// returns the record's run id.
+async fn refuse_max_instances(
+    inner: &Inner,
+    jobstore: &str,
+    job: &Job,
+    scheduled_times: &[DateTime<Utc>],
+) -> String {
+    let first = scheduled_times
+        .first()
+        .copied()
+        .unwrap_or_else(|| inner.clock.now());
+    inner.emit(Event::JobMaxInstances {
+        job_id: job.id.clone(),
+        scheduled_time: first,
+        max_instances: job.max_instances,
+    });
+    let reason = format!(
+        "{} run(s) of this job were still going (max_instances); skipped {} run time(s)",
+        job.max_instances,
+        scheduled_times.len()
+    );
+    let now = inner.clock.now();
+    record_unstarted(
+        inner,
+        jobstore,
+        job,
+        first,
+        now,
+        RunOutcome::Skipped,
+        reason,
+    )
+    .await
+}
+
+/// Hands runs whose instance slot is claimed to the job's executor; returns the first
+/// run id. A refused hand-over frees the slot and is recorded as an error.
+async fn hand_over(
+    inner: &Inner,
+    jobstore: &str,
+    store: &dyn JobStore,
+    job: &Job,
+    scheduled_times: &[DateTime<Utc>],
+    start_at: DateTime<Utc>,
+) -> String {
+    let first = scheduled_times.first().copied().unwrap_or(start_at);
     let refusal = match (
         inner.executors.get(&job.executor),
         submission(inner, job, scheduled_times, start_at),
     ) {
-        (None, _) => Err(format!("the executor {:?} does not exist", job.executor)),
-        (_, None) => Err(format!("the task {:?} is not registered", job.task)),
+        (None, _) => format!("the executor {:?} does not exist", job.executor),
+        (_, None) => format!("the task {:?} is not registered", job.task),
         (Some(executor), Some(submission)) => {
             let run_ids: Vec<String> = submission
                 .runs
@@ -259,7 +377,7 @@ pub(crate) async fn submit_runs(
                 .collect();
             {
                 let mut mutable = inner.lock();
-                let last = run_ids.len() - 1;
+                let last = run_ids.len().saturating_sub(1);
                 for (index, run_id) in run_ids.iter().enumerate() {
                     mutable
                         .run_stores
@@ -278,22 +396,24 @@ pub(crate) async fn submit_runs(
                             queued: executor.load().queued,
                         });
                     }
-                    return Ok(run_ids[0].clone());
+                    return run_ids.first().cloned().unwrap_or_default();
                 }
                 Err(error) => {
                     let mut mutable = inner.lock();
                     for run_id in &run_ids {
                         mutable.run_stores.remove(run_id);
                     }
-                    Err(error.to_string())
+                    error.to_string()
                 }
             }
         }
     };
-    let reason = refusal.unwrap_or_default();
-    store.release_instance(&job.id, &inner.id).await?;
+    if let Err(error) = store.release_instance(&job.id, &inner.id).await {
+        // The slot expires after the store's instance time-to-live.
+        tracing::warn!(job_id = job.id, %error, "could not free the instance slot of a refused run");
+    }
     let now = inner.clock.now();
-    Ok(record_unstarted(inner, jobstore, job, first, now, RunOutcome::Error, reason).await)
+    record_unstarted(inner, jobstore, job, first, now, RunOutcome::Error, refusal).await
 }
 
 /// Records and announces a run that never started; returns its run id.
@@ -330,40 +450,136 @@ async fn record_unstarted(
 
 /// Records finished runs, frees their instance slots and announces them, until the
 /// scheduler stops and every run reported before that is handled.
+///
+/// Runs that finished together are written in one store call per store
+/// ([`JobStore::finish_runs`]): at thousands of runs a second, a commit per run would
+/// compete with the main loop for the store. A batch the store refused is kept and
+/// written again with backoff, so a store blip neither loses history nor leaves an
+/// instance slot taken until it expires.
 pub(crate) async fn record_finished_runs(
     inner: Arc<Inner>,
     mut finished: mpsc::UnboundedReceiver<RunRecord>,
 ) {
+    let mut unwritten = Unwritten::default();
+    let mut backoff = MIN_BACKOFF;
     loop {
+        let waiting = !unwritten.is_empty();
+        let retry = async {
+            if waiting {
+                tokio::time::sleep(backoff).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             received = finished.recv() => match received {
-                Some(record) => record_one(&inner, record).await,
+                Some(record) => {
+                    let mut batch = vec![record];
+                    while batch.len() < RECORD_BATCH {
+                        match finished.try_recv() {
+                            Ok(record) => batch.push(record),
+                            Err(_) => break,
+                        }
+                    }
+                    unwritten.add(&inner, batch);
+                }
                 None => break,
             },
+            () = retry => {}
             () = inner.drain.notified() => break,
+        }
+        if unwritten.write(&inner).await {
+            backoff = MIN_BACKOFF;
+        } else {
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
     // Shutdown signals `drain` only after the executors stopped, so everything they
     // reported is queued here.
+    let mut rest = Vec::new();
     while let Ok(record) = finished.try_recv() {
-        record_one(&inner, record).await;
+        rest.push(record);
+    }
+    unwritten.add(&inner, rest);
+    if !unwritten.write(&inner).await {
+        tracing::warn!(
+            runs = unwritten.len(),
+            "the job store refused the last run records at shutdown; they are lost"
+        );
     }
 }
 
-async fn record_one(inner: &Inner, record: RunRecord) {
-    let placed = inner.lock().run_stores.remove(&record.run_id);
-    if let Some((store, frees_slot)) = placed
-        .as_ref()
-        .and_then(|(name, frees_slot)| Some((inner.stores.get(name)?, *frees_slot)))
-    {
-        if frees_slot {
-            if let Err(error) = store.release_instance(&record.job_id, &inner.id).await {
-                tracing::warn!(job_id = record.job_id, %error, "could not release a run's instance slot");
+/// How many finished runs one store write carries at most.
+const RECORD_BATCH: usize = 256;
+
+/// Run records not yet written, per store, with their announcements held until the
+/// first write attempt.
+#[derive(Default)]
+struct Unwritten {
+    by_store: HashMap<String, VecDeque<FinishedRun>>,
+    to_announce: Vec<RunRecord>,
+}
+
+impl Unwritten {
+    fn is_empty(&self) -> bool {
+        self.by_store.values().all(VecDeque::is_empty)
+    }
+
+    fn len(&self) -> usize {
+        self.by_store.values().map(VecDeque::len).sum()
+    }
+
+    /// Sorts finished runs by the store their job lives in.
+    fn add(&mut self, inner: &Inner, records: Vec<RunRecord>) {
+        for record in records {
+            let placed = inner.lock().run_stores.remove(&record.run_id);
+            if let Some((store, frees_instance)) = placed {
+                let runs = self.by_store.entry(store).or_default();
+                if runs.len() >= MAX_UNWRITTEN_RUNS {
+                    tracing::warn!(
+                        job_id = record.job_id,
+                        "the job store has been refusing run records for long; dropping the oldest"
+                    );
+                    runs.pop_front();
+                }
+                runs.push_back(FinishedRun {
+                    record: record.clone(),
+                    frees_instance,
+                });
             }
-        }
-        if let Err(error) = store.record_run(record.clone()).await {
-            tracing::warn!(job_id = record.job_id, %error, "could not record a run");
+            self.to_announce.push(record);
         }
     }
-    inner.emit(Event::for_run(record));
+
+    /// Writes what is pending and announces the new records; `false` if a store
+    /// refused (its runs stay pending).
+    async fn write(&mut self, inner: &Inner) -> bool {
+        let mut all_written = true;
+        for (name, runs) in &mut self.by_store {
+            if runs.is_empty() {
+                continue;
+            }
+            let Some(store) = inner.stores.get(name) else {
+                runs.clear();
+                continue;
+            };
+            match store
+                .finish_runs(&inner.id, runs.iter().cloned().collect())
+                .await
+            {
+                Ok(()) => runs.clear(),
+                Err(error) => {
+                    all_written = false;
+                    tracing::warn!(jobstore = name, runs = runs.len(), %error, "could not record finished runs; will retry");
+                }
+            }
+        }
+        for record in self.to_announce.drain(..) {
+            inner.emit(Event::for_run(record));
+        }
+        all_written
+    }
 }
+
+/// The most run records kept per store while it refuses them.
+const MAX_UNWRITTEN_RUNS: usize = 100_000;

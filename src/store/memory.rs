@@ -33,7 +33,9 @@ struct State {
     due_index: BTreeSet<(DateTime<Utc>, Arc<str>)>,
     /// Acquired jobs by lease expiry.
     leases: BTreeSet<(DateTime<Utc>, Arc<str>)>,
-    instances: HashMap<Arc<str>, u32>,
+    /// The owners of each job's running instances, one entry per instance (so a
+    /// scheduler only ever frees its own).
+    instances: HashMap<Arc<str>, Vec<Arc<str>>>,
     runs: VecDeque<RunRecord>,
     next_revision: u64,
 }
@@ -316,23 +318,25 @@ impl JobStore for MemoryStore {
     async fn claim_instance(
         &self,
         job_id: &str,
-        _owner: &str,
+        owner: &str,
         max_instances: u32,
     ) -> Result<bool, StoreError> {
         let mut state = self.lock();
-        let count = state.instances.entry(Arc::from(job_id)).or_insert(0);
-        if *count >= max_instances {
+        let owners = state.instances.entry(Arc::from(job_id)).or_default();
+        if owners.len() >= usize::try_from(max_instances).unwrap_or(usize::MAX) {
             return Ok(false);
         }
-        *count += 1;
+        owners.push(Arc::from(owner));
         Ok(true)
     }
 
-    async fn release_instance(&self, job_id: &str, _owner: &str) -> Result<(), StoreError> {
+    async fn release_instance(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
         let mut state = self.lock();
-        if let Some(count) = state.instances.get_mut(job_id) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
+        if let Some(owners) = state.instances.get_mut(job_id) {
+            if let Some(position) = owners.iter().rposition(|held| &**held == owner) {
+                owners.swap_remove(position);
+            }
+            if owners.is_empty() {
                 state.instances.remove(job_id);
             }
         }

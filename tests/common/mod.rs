@@ -16,7 +16,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use kairos::history::RunRecord;
 use kairos::job::Job;
 use kairos::store::memory::MemoryStore;
-use kairos::store::{JobStore, Release, StoreError};
+use kairos::store::{FinishedRun, InstanceClaim, JobStore, Release, StoreError};
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 use kairos::trigger::{Trigger, TriggerContext, TriggerSpec};
 
@@ -112,6 +112,19 @@ pub struct Faults {
     pub prune_calls: AtomicU64,
     /// How many times `release_jobs` was called.
     pub release_calls: AtomicU64,
+    /// How many more `claim_instances` calls fail.
+    pub failing_claims: AtomicU32,
+    /// How many more `finish_runs` calls fail.
+    pub failing_finishes: AtomicU32,
+}
+
+/// Takes one from `counter` if it is above zero; true if it did (the call fails).
+fn take_one(counter: &AtomicU32) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+            left.checked_sub(1)
+        })
+        .is_ok()
 }
 
 /// A memory store that fails when told to.
@@ -213,6 +226,28 @@ impl JobStore for FaultyStore {
     async fn release_instance(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
         self.check()?;
         self.jobs.release_instance(job_id, owner).await
+    }
+    async fn claim_instances(
+        &self,
+        owner: &str,
+        claims: &[InstanceClaim],
+    ) -> Result<Vec<bool>, StoreError> {
+        self.check()?;
+        if take_one(&self.faults.failing_claims) {
+            return Err(StoreError::Unavailable(
+                "the test refused a claim".to_owned(),
+            ));
+        }
+        self.jobs.claim_instances(owner, claims).await
+    }
+    async fn finish_runs(&self, owner: &str, runs: Vec<FinishedRun>) -> Result<(), StoreError> {
+        self.check()?;
+        if take_one(&self.faults.failing_finishes) {
+            return Err(StoreError::Unavailable(
+                "the test refused finished runs".to_owned(),
+            ));
+        }
+        self.jobs.finish_runs(owner, runs).await
     }
     async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {
         self.check()?;

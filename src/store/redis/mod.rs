@@ -69,7 +69,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use self::codec::{decode_job, micros, micros_or_empty, parse_score, store_error};
 use self::keys::Keys;
-use super::{JobStore, Release, StoreError};
+use super::{FinishedRun, InstanceClaim, JobStore, Release, StoreError};
 use crate::history::RunRecord;
 use crate::job::Job;
 
@@ -96,6 +96,10 @@ const MAX_COUNT: usize = 1 << 40;
 /// calls of a few milliseconds each, so Redis never stops serving the other schedulers
 /// for long, and each request stays small.
 const PUT_BATCH: usize = 1_000;
+
+/// How many claims or finished runs one script call carries: a script blocks Redis
+/// while it runs, so batches stay small enough to keep that under a millisecond or so.
+const SCRIPT_BATCH: usize = 256;
 
 /// The longest instance time-to-live honoured; PEXPIRE refuses times past the year
 /// 292 million, and nothing runs for ten years.
@@ -485,6 +489,62 @@ impl JobStore for RedisStore {
         )
         .await
         .map(drop)
+    }
+
+    async fn claim_instances(
+        &self,
+        owner: &str,
+        claims: &[InstanceClaim],
+    ) -> Result<Vec<bool>, StoreError> {
+        let now = Utc::now();
+        let ttl = TimeDelta::from_std(self.instance_ttl).unwrap_or(TimeDelta::MAX);
+        let expiry = now
+            .checked_add_signed(ttl)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let mut claimed = Vec::with_capacity(claims.len());
+        for chunk in claims.chunks(SCRIPT_BATCH) {
+            let mut invocation = scripts::CLAIM_INSTANCES.prepare_invoke();
+            invocation
+                .arg(micros(now))
+                .arg(micros(expiry))
+                .arg(self.instance_ttl.as_millis().max(1));
+            for claim in chunk {
+                invocation
+                    .key(self.keys.instances(&claim.job_id))
+                    .arg(claim.max_instances)
+                    .arg(format!("{owner}{SLOT_SEPARATOR}{:016x}", fastrand::u64(..)));
+            }
+            let answers: Vec<i64> = self.invoke(&invocation).await?;
+            claimed.extend(answers.iter().map(|answer| *answer == 1));
+        }
+        Ok(claimed)
+    }
+
+    async fn finish_runs(&self, owner: &str, runs: Vec<FinishedRun>) -> Result<(), StoreError> {
+        let keys = &self.keys;
+        for chunk in runs.chunks(SCRIPT_BATCH) {
+            let mut invocation = scripts::FINISH_RUNS.prepare_invoke();
+            invocation
+                .key(&keys.runs)
+                .key(&keys.run)
+                .key(&keys.run_seq)
+                .arg(format!("{owner}{SLOT_SEPARATOR}"));
+            for run in chunk {
+                let record = &run.record;
+                let json = serde_json::to_string(record).map_err(|error| {
+                    StoreError::Corrupt(format!("run {:?}: {error}", record.run_id))
+                })?;
+                invocation
+                    .key(keys.job_runs(&record.job_id))
+                    .key(keys.instances(&record.job_id))
+                    .arg(micros(record.finished_at))
+                    .arg(json)
+                    .arg(&record.job_id)
+                    .arg(u8::from(run.frees_instance));
+            }
+            self.invoke::<i64>(&invocation).await?;
+        }
+        Ok(())
     }
 
     async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {

@@ -63,6 +63,14 @@ pub(super) static RUNS: LazyLock<Script> =
 pub(super) static PRUNE_RUNS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/prune_runs.lua")));
 
+/// claim_instance for a batch.
+pub(super) static CLAIM_INSTANCES: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/claim_instances.lua")));
+
+/// Free the slots of finished runs and record them.
+pub(super) static FINISH_RUNS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/finish_runs.lua")));
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +91,8 @@ mod tests {
             &RECORD_RUN,
             &RUNS,
             &PRUNE_RUNS,
+            &CLAIM_INSTANCES,
+            &FINISH_RUNS,
         ];
         let mut hashes: Vec<&str> = all.iter().map(|script| script.get_hash()).collect();
         hashes.sort_unstable();
@@ -100,6 +110,8 @@ mod tests {
             include_str!("lua/record_run.lua"),
             include_str!("lua/runs.lua"),
             include_str!("lua/prune_runs.lua"),
+            include_str!("lua/claim_instances.lua"),
+            include_str!("lua/finish_runs.lua"),
         ] {
             assert!(source.contains("-- KEYS:"), "{source}");
             assert!(

@@ -10,21 +10,27 @@
 //! insert when nobody races. A slot whose owner died stops counting at `expires_at`
 //! (claim time + the store's instance TTL) and is cleared by the next claim.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use chrono::Utc;
 
 use super::driver::{Arg, SqlDb};
+use super::jobs::id_args;
 use super::{
-    duration_micros, failure, instant, is_conflict, marks, padded, Dialect, SqlStore, CHUNK,
+    duration_micros, execute_on, failure, instant, is_conflict, marks, padded, Dialect, SqlStore,
+    CHUNK,
 };
 use crate::history::{RunOutcome, RunRecord};
-use crate::store::StoreError;
+use crate::store::{FinishedRun, InstanceClaim, StoreError};
 
 /// The columns a run read selects, in the order [`read_run`] expects.
 const RUN_COLUMNS: &str =
     "run_id, job_id, scheduled_time, started_at, finished_at, outcome, error, output";
+
+/// How many run records one insert carries (8 values each, well under every
+/// database's limit on bound parameters).
+const RECORD_CHUNK: usize = 128;
 
 /// How many times a claim looks again after losing a race for a slot. Each lost race
 /// means another scheduler took a slot, so a few rounds settle it.
@@ -110,22 +116,187 @@ impl<D: Dialect> SqlStore<D> {
         Ok(())
     }
 
+    /// [`crate::store::JobStore::claim_instances`]: one read and one multi-row insert
+    /// per chunk, in one transaction (one commit, which is what a busy second is made
+    /// of). If another scheduler takes a slot between the read and the insert, the
+    /// insert fails on the primary key, the chunk rolls back and its claims go one by
+    /// one, which settles the race.
+    pub(super) async fn claim_slots(
+        &self,
+        owner: &str,
+        claims: &[InstanceClaim],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut claimed = Vec::with_capacity(claims.len());
+        for chunk in claims.chunks(CHUNK) {
+            match self.try_claim_chunk(owner, chunk).await? {
+                Some(chunk_claimed) => claimed.extend(chunk_claimed),
+                None => {
+                    for claim in chunk {
+                        claimed.push(
+                            self.claim_slot(&claim.job_id, owner, claim.max_instances)
+                                .await?,
+                        );
+                    }
+                }
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// One chunk of [`SqlStore::claim_slots`]; `None` when it lost a race for a slot.
+    async fn try_claim_chunk(
+        &self,
+        owner: &str,
+        chunk: &[InstanceClaim],
+    ) -> Result<Option<Vec<bool>>, StoreError> {
+        let now = Utc::now().timestamp_micros();
+        let expires = now.saturating_add(duration_micros(self.instance_ttl));
+        let ids: BTreeSet<&str> = chunk.iter().map(|claim| claim.job_id.as_str()).collect();
+        let mut transaction = self.begin().await?;
+        let select = self.sql(&format!(
+            "SELECT job_id, slot, expires_at FROM {{p}}instances WHERE job_id IN ({})",
+            marks(padded(ids.len()))
+        ));
+        let rows = D::Database::fetch_all(&mut transaction, &select, id_args(ids.iter().copied()))
+            .await
+            .map_err(failure::<D>)?;
+        let mut live: HashMap<String, BTreeSet<i64>> = HashMap::new();
+        let mut expired = false;
+        for row in &rows {
+            let job_id = D::Database::text(row, 0).map_err(failure::<D>)?;
+            let slot = D::Database::int(row, 1).map_err(failure::<D>)?;
+            let slot_expires = D::Database::int(row, 2).map_err(failure::<D>)?;
+            if slot_expires.is_some_and(|slot_expires| slot_expires > now) {
+                live.entry(job_id.unwrap_or_default())
+                    .or_default()
+                    .insert(slot.unwrap_or(0));
+            } else {
+                expired = true;
+            }
+        }
+        if expired {
+            let clear = self.sql(&format!(
+                "DELETE FROM {{p}}instances WHERE expires_at <= ? AND job_id IN ({})",
+                marks(padded(ids.len()))
+            ));
+            let mut args = vec![Arg::from(now)];
+            args.extend(id_args(ids.iter().copied()));
+            execute_on::<D>(&mut transaction, &clear, args)
+                .await
+                .map_err(failure::<D>)?;
+        }
+        let mut claimed = Vec::with_capacity(chunk.len());
+        let mut inserts: Vec<Arg> = Vec::new();
+        for claim in chunk {
+            let taken = live.entry(claim.job_id.clone()).or_default();
+            let limit = usize::try_from(claim.max_instances).unwrap_or(usize::MAX);
+            if taken.len() >= limit {
+                claimed.push(false);
+                continue;
+            }
+            let slot = (0..).find(|slot| !taken.contains(slot)).unwrap_or(0);
+            taken.insert(slot);
+            claimed.push(true);
+            inserts.extend([
+                Arg::from(claim.job_id.as_str()),
+                Arg::from(slot),
+                Arg::from(owner),
+                Arg::from(now),
+                Arg::from(expires),
+            ]);
+        }
+        if !inserts.is_empty() {
+            let rows = vec!["(?, ?, ?, ?, ?)"; inserts.len() / 5].join(", ");
+            let insert = self.sql(&format!(
+                "INSERT INTO {{p}}instances (job_id, slot, owner, claimed_at, expires_at) \
+                 VALUES {rows}"
+            ));
+            match execute_on::<D>(&mut transaction, &insert, inserts).await {
+                Ok(_) => {}
+                // Dropping the transaction rolls it back.
+                Err(error) if is_conflict::<D>(&error) => return Ok(None),
+                Err(error) => return Err(failure::<D>(error)),
+            }
+        }
+        transaction.commit().await.map_err(failure::<D>)?;
+        Ok(Some(claimed))
+    }
+
+    /// [`crate::store::JobStore::finish_runs`]: frees the slots and inserts the records
+    /// of a batch in one transaction per chunk.
+    pub(super) async fn finish_batch(
+        &self,
+        owner: &str,
+        runs: Vec<FinishedRun>,
+    ) -> Result<(), StoreError> {
+        for chunk in runs.chunks(RECORD_CHUNK) {
+            let mut transaction = self.begin().await?;
+            let mut frees: BTreeMap<&str, usize> = BTreeMap::new();
+            for run in chunk.iter().filter(|run| run.frees_instance) {
+                *frees.entry(run.record.job_id.as_str()).or_default() += 1;
+            }
+            if !frees.is_empty() {
+                // The owner's highest slots go first, as in release_slot; locked, so a
+                // concurrent release by the same owner waits instead of picking them too.
+                let select = self.sql(&format!(
+                    "SELECT job_id, slot FROM {{p}}instances WHERE owner = ? AND job_id IN ({}) \
+                     ORDER BY job_id, slot DESC{}",
+                    marks(padded(frees.len())),
+                    D::LOCK_ROWS
+                ));
+                let mut args = vec![Arg::from(owner)];
+                args.extend(id_args(frees.keys().copied()));
+                let rows = D::Database::fetch_all(&mut transaction, &select, args)
+                    .await
+                    .map_err(failure::<D>)?;
+                let mut freed: Vec<Arg> = Vec::new();
+                for row in &rows {
+                    let job_id = D::Database::text(row, 0)
+                        .map_err(failure::<D>)?
+                        .unwrap_or_default();
+                    let slot = D::Database::int(row, 1).map_err(failure::<D>)?;
+                    if let Some(left) = frees.get_mut(job_id.as_str()).filter(|left| **left > 0) {
+                        *left -= 1;
+                        freed.push(Arg::from(job_id));
+                        freed.push(Arg::from(slot));
+                    }
+                }
+                if !freed.is_empty() {
+                    let pairs = vec!["(job_id = ? AND slot = ?)"; freed.len() / 2].join(" OR ");
+                    let delete = self.sql(&format!(
+                        "DELETE FROM {{p}}instances WHERE owner = ? AND ({pairs})"
+                    ));
+                    let mut args = vec![Arg::from(owner)];
+                    args.extend(freed);
+                    execute_on::<D>(&mut transaction, &delete, args)
+                        .await
+                        .map_err(failure::<D>)?;
+                }
+            }
+            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let insert = self.sql(&format!(
+                "INSERT INTO {{p}}runs ({RUN_COLUMNS}) VALUES {rows}"
+            ));
+            let mut args = Vec::with_capacity(chunk.len() * 8);
+            for run in chunk {
+                args.extend(record_args(run.record.clone()));
+            }
+            execute_on::<D>(&mut transaction, &insert, args)
+                .await
+                .map_err(failure::<D>)?;
+            transaction.commit().await.map_err(failure::<D>)?;
+        }
+        Ok(())
+    }
+
     /// [`crate::store::JobStore::record_run`].
     pub(super) async fn insert_run(&self, record: RunRecord) -> Result<(), StoreError> {
         let sql = self.sql(&format!(
             "INSERT INTO {{p}}runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         ));
-        let args = vec![
-            record.run_id.into(),
-            record.job_id.into(),
-            record.scheduled_time.timestamp_micros().into(),
-            record.started_at.map(|at| at.timestamp_micros()).into(),
-            record.finished_at.timestamp_micros().into(),
-            record.outcome.as_str().into(),
-            record.error.into(),
-            record.output.into(),
-        ];
-        self.execute(&sql, args).await.map(drop)
+        self.execute(&sql, record_args(record).into())
+            .await
+            .map(drop)
     }
 
     /// [`crate::store::JobStore::runs`]: newest first, by finish time, then by
@@ -218,6 +389,20 @@ impl<D: Dialect> SqlStore<D> {
         }
         Ok(deleted)
     }
+}
+
+/// The values of one run row, in [`RUN_COLUMNS`] order.
+fn record_args(record: RunRecord) -> [Arg; 8] {
+    [
+        record.run_id.into(),
+        record.job_id.into(),
+        record.scheduled_time.timestamp_micros().into(),
+        record.started_at.map(|at| at.timestamp_micros()).into(),
+        record.finished_at.timestamp_micros().into(),
+        record.outcome.as_str().into(),
+        record.error.into(),
+        record.output.into(),
+    ]
 }
 
 fn to_i64(value: u64) -> i64 {

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::history::RunRecord;
 use crate::job::Job;
-use crate::store::{JobStore, Release, StoreError};
+use crate::store::{FinishedRun, InstanceClaim, JobStore, Release, StoreError};
 
 /// The columns every job read selects, in this order (see [`read_row`]).
 pub(super) const JOB_COLUMNS: &str = "id, job, next_run_time, revision";
@@ -390,6 +390,18 @@ impl<D: Dialect> JobStore for SqlStore<D> {
 
     async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {
         self.insert_run(record).await
+    }
+
+    async fn claim_instances(
+        &self,
+        owner: &str,
+        claims: &[InstanceClaim],
+    ) -> Result<Vec<bool>, StoreError> {
+        self.claim_slots(owner, claims).await
+    }
+
+    async fn finish_runs(&self, owner: &str, runs: Vec<FinishedRun>) -> Result<(), StoreError> {
+        self.finish_batch(owner, runs).await
     }
 
     async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
