@@ -42,6 +42,10 @@ pub struct JobSpec {
     /// Overwrite a job with the same id instead of failing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replace_existing: bool,
+    /// Defined in the daemon's config files, which own it (see [`Job::from_config`]).
+    /// Never read from JSON: an API caller cannot claim config ownership.
+    #[serde(skip)]
+    pub from_config: bool,
 }
 
 impl JobSpec {
@@ -57,6 +61,7 @@ impl JobSpec {
             paused: false,
             next_run_time: None,
             replace_existing: false,
+            from_config: false,
         }
     }
 
@@ -168,6 +173,11 @@ pub struct Job {
     /// can tell whether someone changed the job in between.
     #[serde(default)]
     pub revision: u64,
+    /// Defined in the daemon's config files: a reload adds, changes and removes such
+    /// jobs to match the files, and never touches the others (added through the API or
+    /// the library).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_config: bool,
 }
 
 /// Changes to a job, each optional (`modify_job`, `PATCH /jobs/{id}`).

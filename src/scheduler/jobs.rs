@@ -143,6 +143,7 @@ impl Scheduler {
             paused: spec.paused,
             next_run_time,
             revision: 0,
+            from_config: spec.from_config,
         })
     }
 
