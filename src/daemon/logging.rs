@@ -120,7 +120,9 @@ fn filter(level: &str, rust_log: Option<&str>) -> Result<EnvFilter, LoggingError
         });
     }
     check_level(level)?;
-    EnvFilter::try_new(level).map_err(|error| LoggingError::InvalidLevel {
+    // The config may say "warn, kairos=debug"; EnvFilter takes no spaces around commas.
+    let directives: Vec<&str> = level.split(',').map(str::trim).collect();
+    EnvFilter::try_new(directives.join(",")).map_err(|error| LoggingError::InvalidLevel {
         level: level.to_string(),
         reason: Some(error.to_string()),
     })
@@ -443,6 +445,9 @@ mod tests {
         ] {
             assert!(filter(level, None).is_ok(), "{level}");
         }
+        // Spaces after commas, as people write lists.
+        let spaced = filter("warn, kairos::store=trace", None).map(|filter| filter.to_string());
+        assert_eq!(spaced.ok().as_deref(), Some("kairos::store=trace,warn"));
     }
 
     #[test]
