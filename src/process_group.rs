@@ -1,5 +1,6 @@
 //! Child processes that lead their own process group, and the one place that signals
-//! such a group (the crate's only `unsafe` code: one `kill(2)` call).
+//! such a group (one of the crate's two `unsafe` blocks, one `kill(2)` call; the other
+//! reads `CLOCK_MONOTONIC` in `daemon::notify`).
 //!
 //! The process pool and the `command` task start children with `process_group(0)`, so
 //! that a timeout or shutdown can kill everything a run started, grandchildren
