@@ -67,7 +67,7 @@ fn one_off(id: String, at: DateTime<Utc>) -> Job {
         paused: false,
         next_run_time: Some(at),
         revision: 0,
-        from_config: false,
+        config_spec: None,
     }
 }
 

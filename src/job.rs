@@ -49,6 +49,18 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// The spec as a config-owned job keeps it ([`Job::config_spec`]): what defines the
+    /// job, without how it was added (`replace_existing`, `from_config`) or an explicit
+    /// first run time, which only matters when the job is added.
+    pub fn canonical(&self) -> JobSpec {
+        JobSpec {
+            next_run_time: None,
+            replace_existing: false,
+            from_config: false,
+            ..self.clone()
+        }
+    }
+
     /// A job running `task` on `trigger`, with every option at its default.
     pub fn new(task: impl Into<String>, trigger: TriggerSpec) -> JobSpec {
         JobSpec {
@@ -173,11 +185,12 @@ pub struct Job {
     /// can tell whether someone changed the job in between.
     #[serde(default)]
     pub revision: u64,
-    /// Defined in the daemon's config files: a reload adds, changes and removes such
-    /// jobs to match the files, and never touches the others (added through the API or
-    /// the library).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub from_config: bool,
+    /// For a job defined in the daemon's config files, the spec it was made from (with
+    /// the job defaults folded in). A reload adds, changes and removes such jobs to match
+    /// the files and never touches the others (added through the API or the library);
+    /// comparing specs tells, across restarts too, whether a job or its trigger changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_spec: Option<Box<JobSpec>>,
 }
 
 /// Changes to a job, each optional (`modify_job`, `PATCH /jobs/{id}`).
@@ -225,6 +238,11 @@ pub struct JobChanges {
 }
 
 impl Job {
+    /// Whether the daemon's config files own this job.
+    pub fn is_from_config(&self) -> bool {
+        self.config_spec.is_some()
+    }
+
     /// The jitter that applies: the job's own, else the trigger's.
     pub fn effective_jitter(&self) -> Option<Duration> {
         self.jitter.or(self.trigger.jitter())

@@ -53,7 +53,7 @@ fn job(spec: serde_json::Value) -> Job {
         paused: false,
         next_run_time,
         revision: 1,
-        from_config: false,
+        config_spec: None,
     }
 }
 

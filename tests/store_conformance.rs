@@ -702,6 +702,47 @@ async fn a_corrupt_job_is_skipped_without_blocking_the_others(harness: Harness) 
     assert!(ids(&listed).contains(&"good".to_owned()));
 }
 
+async fn a_restarted_owner_recovers_its_leases_and_slots(harness: Harness) {
+    let store = &harness.store;
+    for id in ["a", "b", "c"] {
+        store.add_job(job(id, Some(t0()))).await.unwrap();
+    }
+    // "dead" takes a and b and a slot of a, then dies; "other" holds c and its slot.
+    let taken = store
+        .acquire_due_jobs("dead", t0(), 2, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 2);
+    assert!(store.claim_instance("a", "dead", 1).await.unwrap());
+    let other = store
+        .acquire_due_jobs("other", t0(), 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(other.len(), 1);
+    assert!(store.claim_instance("c", "other", 1).await.unwrap());
+    // Restarted under the same id: its leases end and its slot is free, well before
+    // the lease would have expired; the other owner's hold is untouched.
+    let freed = store.recover_owner("dead").await.unwrap();
+    assert_eq!(freed, 3, "two leases and one slot");
+    let again: Vec<String> = store
+        .acquire_due_jobs("dead", t0(), 10, LEASE)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|job| job.id)
+        .collect();
+    assert_eq!(again, ["a", "b"], "runs that were in flight run again");
+    assert!(
+        store.claim_instance("a", "dead", 1).await.unwrap(),
+        "the slot was freed"
+    );
+    assert!(
+        !store.claim_instance("c", "dead", 1).await.unwrap(),
+        "c's slot is other's"
+    );
+    assert_eq!(store.recover_owner("nobody").await.unwrap(), 0);
+}
+
 async fn jobs_survive_a_restart_of_the_scheduler(harness: Harness) {
     use common::{recording_tasks, wait_for_runs};
     use kairos::clock::ManualClock;
@@ -804,6 +845,7 @@ macro_rules! conformance {
                     history_retention_deletes_in_bounded_batches,
                     a_corrupt_job_is_skipped_without_blocking_the_others,
                     jobs_survive_a_restart_of_the_scheduler,
+                    a_restarted_owner_recovers_its_leases_and_slots,
                 );
             }
         )*

@@ -18,3 +18,4 @@
 
 pub mod logging;
 pub mod notify;
+pub mod sync;

@@ -90,6 +90,7 @@ impl Scheduler {
 
     fn build_job(&self, spec: JobSpec) -> Result<Job, SchedulerError> {
         let inner = &self.inner;
+        let config_spec = spec.from_config.then(|| Box::new(spec.canonical()));
         let context = inner.trigger_context();
         let task = inner
             .tasks
@@ -143,7 +144,7 @@ impl Scheduler {
             paused: spec.paused,
             next_run_time,
             revision: 0,
-            from_config: spec.from_config,
+            config_spec,
         })
     }
 

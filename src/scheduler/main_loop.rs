@@ -33,6 +33,23 @@ const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub(crate) async fn run(inner: Arc<Inner>) {
+    for (name, store) in &inner.stores {
+        match store.recover_owner(&inner.id).await {
+            Ok(0) => {}
+            Ok(freed) => {
+                tracing::info!(
+                    jobstore = name,
+                    scheduler_id = inner.id,
+                    freed,
+                    "freed the leases and instance slots an earlier run of this scheduler left"
+                );
+            }
+            // They expire on their own; this only makes recovery faster.
+            Err(error) => {
+                tracing::warn!(jobstore = name, %error, "could not free leases left by an earlier run");
+            }
+        }
+    }
     let mut state = inner.state.subscribe();
     let mut backoff = MIN_BACKOFF;
     loop {

@@ -195,6 +195,15 @@ impl SchedulerBuilder {
         self
     }
 
+    /// How long an acquired job stays leased to this scheduler (default: five minutes).
+    /// If the scheduler dies holding it, another scheduler takes the job once the lease
+    /// expires (or this one, restarted under the same id, at once). The lease only
+    /// needs to outlast one pass of the main loop, not the job's runs.
+    pub fn lease(mut self, lease: Duration) -> SchedulerBuilder {
+        self.lease = lease;
+        self
+    }
+
     /// How many due jobs one store acquisition takes at most.
     pub fn batch_size(mut self, batch_size: usize) -> SchedulerBuilder {
         self.batch_size = batch_size.max(1);
@@ -383,6 +392,12 @@ impl Scheduler {
     }
 
     /// Starts the executors and the main loop. Must be called inside a tokio runtime.
+    ///
+    /// Before its first pass the loop frees, in every store, the leases and instance
+    /// slots that an earlier process with this scheduler's id left behind
+    /// ([`JobStore::recover_owner`](crate::store::JobStore::recover_owner)): with a
+    /// stable id (the daemon's node id), a restart after a crash runs the interrupted
+    /// jobs at once instead of after their leases expire.
     pub fn start(&self) {
         if self.state() != SchedulerState::Stopped {
             return;

@@ -204,6 +204,16 @@ pub trait JobStore: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Frees what an earlier process with this `owner` id left behind when it died:
+    /// its leases (the jobs become acquirable at once instead of when the leases expire)
+    /// and its instance slots (which would otherwise block `max_instances` until they
+    /// expire). Called by a scheduler as it starts, when none of its runs can be going;
+    /// returns how many leases and slots were freed. A store that cannot do it cheaply
+    /// leaves them to expire (the default).
+    async fn recover_owner(&self, _owner: &str) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     /// Appends a run record.
     async fn record_run(&self, record: RunRecord) -> Result<(), StoreError>;
 

@@ -55,7 +55,7 @@ pub fn job(id: &str, next: Option<DateTime<Utc>>) -> Job {
         paused: next.is_none(),
         next_run_time: next,
         revision: 0,
-        from_config: false,
+        config_spec: None,
     }
 }
 

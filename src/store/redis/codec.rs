@@ -119,7 +119,7 @@ mod tests {
             paused: false,
             next_run_time: Some(at("2030-01-01T00:00:10Z")),
             revision: 3,
-            from_config: false,
+            config_spec: None,
         })
     }
 

@@ -491,6 +491,65 @@ impl JobStore for RedisStore {
         .map(drop)
     }
 
+    async fn recover_owner(&self, owner: &str) -> Result<u64, StoreError> {
+        let keys = &self.keys;
+        let leases: i64 = self
+            .invoke(
+                scripts::RECOVER_OWNER
+                    .key(&keys.next)
+                    .key(&keys.due)
+                    .key(&keys.leases)
+                    .key(&keys.owners)
+                    .arg(owner),
+            )
+            .await?;
+        // Slots live in one set per job; SCAN visits them without blocking Redis. Not
+        // atomic, and it need not be: none of this owner's runs is going.
+        let mine = format!("{owner}{SLOT_SEPARATOR}");
+        let pattern = format!("{}inst:*", escape_glob(&keys.prefix));
+        let mut connection = self.connection.clone();
+        let mut cursor: u64 = 0;
+        let mut slots: u64 = 0;
+        loop {
+            let (next, found): (u64, Vec<String>) = ::redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut connection)
+                .await
+                .map_err(store_error)?;
+            for key in found {
+                let members: Vec<String> = ::redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(store_error)?;
+                let held: Vec<&String> = members
+                    .iter()
+                    .filter(|member| member.starts_with(&mine))
+                    .collect();
+                if !held.is_empty() {
+                    let removed: u64 = ::redis::cmd("ZREM")
+                        .arg(&key)
+                        .arg(&held)
+                        .query_async(&mut connection)
+                        .await
+                        .map_err(store_error)?;
+                    slots += removed;
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(u64::try_from(leases).unwrap_or(0) + slots)
+    }
+
     async fn claim_instances(
         &self,
         owner: &str,
@@ -621,6 +680,18 @@ impl JobStore for RedisStore {
             .await?;
         Ok(u64::try_from(deleted).unwrap_or(0))
     }
+}
+
+/// `text` with Redis glob characters escaped, for a `MATCH` pattern.
+fn escape_glob(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        if matches!(character, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(character);
+    }
+    escaped
 }
 
 #[cfg(test)]

@@ -71,6 +71,10 @@ pub(super) static CLAIM_INSTANCES: LazyLock<Script> =
 pub(super) static FINISH_RUNS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/finish_runs.lua")));
 
+/// End the leases an earlier process with the same owner id left.
+pub(super) static RECOVER_OWNER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/recover_owner.lua")));
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +97,7 @@ mod tests {
             &PRUNE_RUNS,
             &CLAIM_INSTANCES,
             &FINISH_RUNS,
+            &RECOVER_OWNER,
         ];
         let mut hashes: Vec<&str> = all.iter().map(|script| script.get_hash()).collect();
         hashes.sort_unstable();
@@ -112,6 +117,7 @@ mod tests {
             include_str!("lua/prune_runs.lua"),
             include_str!("lua/claim_instances.lua"),
             include_str!("lua/finish_runs.lua"),
+            include_str!("lua/recover_owner.lua"),
         ] {
             assert!(source.contains("-- KEYS:"), "{source}");
             assert!(

@@ -392,6 +392,10 @@ impl<D: Dialect> JobStore for SqlStore<D> {
         self.insert_run(record).await
     }
 
+    async fn recover_owner(&self, owner: &str) -> Result<u64, StoreError> {
+        self.recover(owner).await
+    }
+
     async fn claim_instances(
         &self,
         owner: &str,

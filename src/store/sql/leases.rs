@@ -96,6 +96,25 @@ impl<D: Dialect> SqlStore<D> {
         Ok(jobs)
     }
 
+    /// [`crate::store::JobStore::recover_owner`]: ends `owner`'s leases and frees its
+    /// instance slots, in one transaction. The jobs keep their next run times, so runs
+    /// that were in flight run again (at least once across a crash).
+    pub(super) async fn recover(&self, owner: &str) -> Result<u64, StoreError> {
+        let mut transaction = self.begin().await?;
+        let leases = self.sql(
+            "UPDATE {p}jobs SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner = ?",
+        );
+        let mut freed = execute_on::<D>(&mut transaction, &leases, vec![owner.into()])
+            .await
+            .map_err(failure::<D>)?;
+        let slots = self.sql("DELETE FROM {p}instances WHERE owner = ?");
+        freed += execute_on::<D>(&mut transaction, &slots, vec![owner.into()])
+            .await
+            .map_err(failure::<D>)?;
+        transaction.commit().await.map_err(failure::<D>)?;
+        Ok(freed)
+    }
+
     /// Writes back up to [`CHUNK`] releases in one transaction: one locking read, at
     /// most one `DELETE` and one `UPDATE`, whatever the batch size.
     pub(super) async fn release_chunk(&self, releases: &[Release]) -> Result<(), StoreError> {
