@@ -14,7 +14,7 @@ use crate::trigger::spec::humane_duration;
 use crate::trigger::{Trigger, TriggerSpec};
 
 /// What a caller gives to add a job.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// The job's id; generated when absent.

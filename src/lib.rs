@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 
 pub mod clock;
+pub mod config;
 pub mod daemon;
 pub mod executor;
 pub mod history;

@@ -96,7 +96,10 @@ impl fmt::Debug for StoreUrl {
 }
 
 /// Replaces each `${NAME}` with `lookup(NAME)`.
-fn expand(url: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, StoreUrlError> {
+pub(crate) fn expand(
+    url: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, StoreUrlError> {
     let mut expanded = String::with_capacity(url.len());
     let mut rest = url;
     let mut offset = 0;

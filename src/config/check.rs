@@ -1,0 +1,706 @@
+//! From the raw schema to a validated [`Config`](super::Config): one small `check_*`
+//! function per section, each taking what it needs, reporting every problem into the
+//! shared error list and returning its best value anyway, so that the checks after it
+//! still run and the user sees all problems at once (STYLE 3, 15).
+//!
+//! The `[[jobs]]` tables have their own file, `jobs.rs`; the helpers that word errors
+//! the same way everywhere (`invalid`, `missing`, `unknown_name`) live here.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::{ConfigError, ConfigErrorKind};
+use super::raw::{RawExecutor, RawJobStore, RawRoot};
+use super::read::{backticked, Named, Section};
+use super::source::{join_key, Source};
+use super::{
+    ApiConfig, ExecutorConfig, ExecutorKind, JobStoreConfig, LogConfig, LogFormat, SchedulerConfig,
+};
+use crate::job::JobDefaults;
+use crate::scheduler::HistoryRetention;
+use crate::store::url::{expand, StoreUrl, StoreUrlError};
+use crate::suggest;
+use crate::task::TaskRegistry;
+use crate::trigger::Zone;
+
+/// The name of the executor and store used when none is named.
+const DEFAULT: &str = "default";
+
+/// `[scheduler]`, with the system's zone and `HOSTNAME-PID` as defaults.
+pub(crate) fn check_scheduler(raw: &RawRoot, errors: &mut Vec<ConfigError>) -> SchedulerConfig {
+    let source = &raw.source;
+    let mut config = SchedulerConfig {
+        timezone: Zone::system(),
+        node_id: default_node_id(),
+        batch_size: None,
+        fire_ahead: None,
+        shutdown_timeout: Duration::from_secs(30),
+        watch: false,
+    };
+    let Some(section) = &raw.scheduler else {
+        return config;
+    };
+    let scheduler = &section.value;
+    if let Some(timezone) = &scheduler.timezone {
+        match timezone.get_ref().parse::<Zone>() {
+            Ok(zone) => config.timezone = zone,
+            Err(error) => errors.push(invalid(source, timezone, "scheduler.timezone", error)),
+        }
+    }
+    if let Some(node_id) = &scheduler.node_id {
+        if node_id.get_ref().trim().is_empty() {
+            errors.push(invalid(
+                source,
+                node_id,
+                "scheduler.node_id",
+                "must not be empty",
+            ));
+        } else {
+            config.node_id = node_id.get_ref().clone();
+        }
+    }
+    if let Some(batch_size) = &scheduler.batch_size {
+        config.batch_size = at_least_one(source, batch_size, "scheduler.batch_size", errors);
+    }
+    config.fire_ahead = scheduler.fire_ahead.map(|duration| duration.0);
+    if let Some(timeout) = scheduler.shutdown_timeout {
+        config.shutdown_timeout = timeout.0;
+    }
+    config.watch = scheduler.watch.unwrap_or(false);
+    config
+}
+
+/// `HOSTNAME-PID`: unique among the daemons of a cluster, and readable in logs.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|host| host.trim().to_owned())
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "kairos".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// `[jobstores.NAME]`; `default` = `sqlite://kairos.db` beside the config file when
+/// there are none.
+pub(crate) fn check_jobstores(
+    raw: &RawRoot,
+    config_dir: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> BTreeMap<String, JobStoreConfig> {
+    let mut stores = BTreeMap::new();
+    if raw.jobstores.is_empty() {
+        stores.insert(
+            DEFAULT.to_owned(),
+            JobStoreConfig {
+                url: resolve_sqlite_path("sqlite://kairos.db", config_dir),
+                prefix: None,
+                instance_ttl: None,
+            },
+        );
+        return stores;
+    }
+    for Named { name, section } in &raw.jobstores {
+        if let Some(store) = check_jobstore(&raw.source, name, section, config_dir, errors) {
+            stores.insert(name.get_ref().clone(), store);
+        }
+    }
+    stores
+}
+
+fn check_jobstore(
+    source: &Source,
+    name: &Spanned<String>,
+    section: &Section<RawJobStore>,
+    config_dir: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> Option<JobStoreConfig> {
+    let path = join_key("jobstores", name.get_ref());
+    let store = &section.value;
+    let prefix = match (&store.prefix, &store.table_prefix) {
+        (Some(prefix), Some(table_prefix)) => {
+            errors.push(invalid(
+                source,
+                table_prefix,
+                &join_key(&path, "table_prefix"),
+                "give `prefix` or `table_prefix`, not both (they are the same setting)",
+            ));
+            Some(prefix)
+        }
+        (prefix, table_prefix) => prefix.as_ref().or(table_prefix.as_ref()),
+    };
+    let url = match &store.url {
+        Some(url) => check_store_url(source, url, &join_key(&path, "url"), config_dir, errors)?,
+        None => {
+            if !section.refused("url") {
+                errors.push(missing(
+                    source,
+                    section.span.clone(),
+                    &join_key(&path, "url"),
+                    "a store URL such as \"sqlite://kairos.db\", \"memory://\" or \"postgres://…\"",
+                ));
+            }
+            return None;
+        }
+    };
+    Some(JobStoreConfig {
+        url,
+        prefix: prefix.map(|prefix| prefix.get_ref().clone()),
+        instance_ttl: store.instance_ttl.map(|duration| duration.0),
+    })
+}
+
+/// Parses a store URL the way [`crate::store::open`] will, without connecting. A
+/// `${VAR}` that is not set now is not an error here: the daemon's environment (a
+/// systemd `EnvironmentFile`) may differ from the shell that runs `kairos check`, and
+/// `open` names a missing variable itself.
+fn check_store_url(
+    source: &Source,
+    url: &Spanned<String>,
+    path: &str,
+    config_dir: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> Option<String> {
+    let unset = RefCell::new(Vec::new());
+    let parsed = StoreUrl::parse_with(url.get_ref(), |name| {
+        std::env::var(name).ok().or_else(|| {
+            unset.borrow_mut().push(name.to_owned());
+            Some("unset".to_owned())
+        })
+    });
+    match parsed {
+        Ok(StoreUrl::Sqlite(_)) => Some(resolve_sqlite_path(url.get_ref(), config_dir)),
+        Ok(_) => Some(url.get_ref().trim().to_owned()),
+        // With a variable unknown, the scheme or path may well come from it.
+        Err(StoreUrlError::UnknownScheme(_) | StoreUrlError::MissingPath)
+            if !unset.borrow().is_empty() =>
+        {
+            Some(url.get_ref().trim().to_owned())
+        }
+        Err(error) => {
+            errors.push(invalid(source, url, path, error));
+            None
+        }
+    }
+}
+
+/// `sqlite://kairos.db` relative to the config file's directory, so the daemon finds
+/// the same database whatever its working directory (systemd starts it in `/`).
+fn resolve_sqlite_path(url: &str, config_dir: &Path) -> String {
+    let url = url.trim();
+    let Some(path) = url.get("sqlite://".len()..).filter(|_| {
+        url.get(.."sqlite://".len())
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sqlite://"))
+    }) else {
+        return url.to_owned();
+    };
+    let relative = !path.starts_with('/') && !path.starts_with(":memory:") && !path.contains("${");
+    if !relative || config_dir.as_os_str().is_empty() {
+        return url.to_owned();
+    }
+    format!("sqlite://{}", config_dir.join(path).to_string_lossy())
+}
+
+/// `[executors.NAME]`; `default` = a 10-worker thread pool when there are none.
+pub(crate) fn check_executors(
+    raw: &RawRoot,
+    errors: &mut Vec<ConfigError>,
+) -> BTreeMap<String, ExecutorConfig> {
+    let mut executors = BTreeMap::new();
+    if raw.executors.is_empty() {
+        executors.insert(
+            DEFAULT.to_owned(),
+            ExecutorConfig {
+                kind: ExecutorKind::ThreadPool,
+                max_workers: 10,
+                timeout: None,
+            },
+        );
+        return executors;
+    }
+    for Named { name, section } in &raw.executors {
+        if let Some(executor) = check_executor(&raw.source, name, section, errors) {
+            executors.insert(name.get_ref().clone(), executor);
+        }
+    }
+    executors
+}
+
+fn check_executor(
+    source: &Source,
+    name: &Spanned<String>,
+    section: &Section<RawExecutor>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<ExecutorConfig> {
+    const KINDS: &[&str] = &["threadpool", "processpool"];
+    let path = join_key("executors", name.get_ref());
+    let executor = &section.value;
+    let kind = match &executor.kind {
+        Some(kind) => match kind.get_ref().as_str() {
+            "threadpool" => ExecutorKind::ThreadPool,
+            "processpool" => ExecutorKind::ProcessPool,
+            other => {
+                errors.push(invalid(
+                    source,
+                    kind,
+                    &join_key(&path, "type"),
+                    not_one_of("an executor type", other, KINDS),
+                ));
+                return None;
+            }
+        },
+        None => {
+            if !section.refused("type") {
+                errors.push(missing(
+                    source,
+                    section.span.clone(),
+                    &join_key(&path, "type"),
+                    "`threadpool` or `processpool`",
+                ));
+            }
+            return None;
+        }
+    };
+    let max_workers = match &executor.max_workers {
+        Some(workers) => at_least_one(source, workers, &join_key(&path, "max_workers"), errors)?,
+        None => 10,
+    };
+    Some(ExecutorConfig {
+        kind,
+        max_workers,
+        timeout: executor.timeout.map(|duration| duration.0),
+    })
+}
+
+/// The names of the `[executors.NAME]` or `[jobstores.NAME]` tables, valid or not (an
+/// invalid one is reported once, by its own check, not again by every job naming it),
+/// or `default` when there are none (the built-in default is used then).
+pub(crate) fn declared_names<T>(entries: &[Named<T>]) -> BTreeSet<String> {
+    if entries.is_empty() {
+        return BTreeSet::from([DEFAULT.to_owned()]);
+    }
+    entries
+        .iter()
+        .map(|entry| entry.name.get_ref().clone())
+        .collect()
+}
+
+/// `[job_defaults]`: DESIGN.md's defaults, with names that must exist. Also reports a
+/// missing `default` executor or store when nothing names another one.
+pub(crate) fn check_job_defaults(
+    raw: &RawRoot,
+    names: &Names<'_>,
+    errors: &mut Vec<ConfigError>,
+) -> (JobDefaults, Option<Duration>) {
+    let (jobstores, executors) = (names.jobstores, names.executors);
+    let source = &raw.source;
+    let mut defaults = JobDefaults::default();
+    let mut jitter = None;
+    let (mut executor_named, mut jobstore_named) = (false, false);
+    if let Some(section) = &raw.job_defaults {
+        let raw_defaults = &section.value;
+        if let Some(executor) = &raw_defaults.executor {
+            executor_named = true;
+            check_reference(
+                source,
+                executor,
+                "job_defaults.executor",
+                "executor",
+                executors,
+                errors,
+            );
+            defaults.executor = executor.get_ref().clone();
+        }
+        if let Some(jobstore) = &raw_defaults.jobstore {
+            jobstore_named = true;
+            check_reference(
+                source,
+                jobstore,
+                "job_defaults.jobstore",
+                "job store",
+                jobstores,
+                errors,
+            );
+            defaults.jobstore = jobstore.get_ref().clone();
+        }
+        if let Some(grace) = raw_defaults.misfire_grace_time {
+            defaults.misfire_grace_time = grace.0;
+        }
+        if let Some(coalesce) = raw_defaults.coalesce {
+            defaults.coalesce = coalesce;
+        }
+        if let Some(max_instances) = &raw_defaults.max_instances {
+            if let Some(max_instances) =
+                at_least_one(source, max_instances, "job_defaults.max_instances", errors)
+            {
+                defaults.max_instances = max_instances;
+            }
+        }
+        jitter = raw_defaults.jitter.map(|duration| duration.0);
+    }
+    // Jobs that name no executor run on `default`; say once, at the section, that it
+    // is missing, rather than at every such job.
+    if !executor_named && !executors.contains(DEFAULT) {
+        if let Some(first) = raw.executors.first() {
+            errors.push(source.error(
+                first.name.span(),
+                "executors",
+                ConfigErrorKind::UnknownReference,
+                "no executor is named `default`; name one `default` or set [job_defaults] executor",
+            ));
+        }
+    }
+    if !jobstore_named && !jobstores.contains(DEFAULT) {
+        if let Some(first) = raw.jobstores.first() {
+            errors.push(source.error(
+                first.name.span(),
+                "jobstores",
+                ConfigErrorKind::UnknownReference,
+                "no job store is named `default`; name one `default` or set [job_defaults] jobstore",
+            ));
+        }
+    }
+    (defaults, jitter)
+}
+
+/// `[api]`: a parseable listen address, a token with `${VAR}` expanded, task names that
+/// exist.
+pub(crate) fn check_api(
+    raw: &RawRoot,
+    tasks: &TaskRegistry,
+    errors: &mut Vec<ConfigError>,
+) -> ApiConfig {
+    let source = &raw.source;
+    let mut api = ApiConfig {
+        enabled: true,
+        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        token: None,
+        allowed_tasks: tasks
+            .names()
+            .filter(|name| *name != "command")
+            .map(str::to_owned)
+            .collect(),
+    };
+    let Some(section) = &raw.api else {
+        return api;
+    };
+    let raw_api = &section.value;
+    api.enabled = raw_api.enabled.unwrap_or(true);
+    if let Some(listen) = &raw_api.listen {
+        match listen.get_ref().trim().parse::<SocketAddr>() {
+            Ok(address) => api.listen = address,
+            Err(_) => errors.push(invalid(
+                source,
+                listen,
+                "api.listen",
+                format!(
+                    "{:?} is not an address and port such as \"127.0.0.1:8080\" or \"[::1]:8080\"",
+                    listen.get_ref()
+                ),
+            )),
+        }
+    }
+    if let Some(token) = &raw_api.token {
+        api.token = check_token(source, token, errors);
+    }
+    if let Some(allowed) = &raw_api.allowed_tasks {
+        let known: Vec<&str> = tasks.names().collect();
+        api.allowed_tasks = BTreeSet::new();
+        for (index, task) in allowed.iter().enumerate() {
+            let key = format!("api.allowed_tasks[{index}]");
+            if known.contains(&task.get_ref().as_str()) {
+                api.allowed_tasks.insert(task.get_ref().clone());
+            } else {
+                errors.push(unknown_name(source, task, &key, "task", &known));
+            }
+        }
+    }
+    api
+}
+
+/// The API token, with `${VAR}` expanded now: unlike a store URL nothing expands it
+/// later, and a literal `${KAIROS_TOKEN}` accepted as a token would be a silent hole.
+fn check_token(
+    source: &Source,
+    token: &Spanned<String>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<String> {
+    let expanded = expand(token.get_ref(), |name| std::env::var(name).ok());
+    match expanded {
+        Ok(expanded) if expanded.is_empty() => {
+            errors.push(invalid(
+                source,
+                token,
+                "api.token",
+                "is empty; leave `token` out to run without one",
+            ));
+            None
+        }
+        Ok(expanded) => Some(expanded),
+        Err(StoreUrlError::MissingVariable(name)) => {
+            errors.push(invalid(
+                source,
+                token,
+                "api.token",
+                format!("the environment variable {name:?} is not set"),
+            ));
+            None
+        }
+        Err(_) => {
+            errors.push(invalid(
+                source,
+                token,
+                "api.token",
+                "has an unfinished ${…}; write ${NAME} to read the variable NAME",
+            ));
+            None
+        }
+    }
+}
+
+/// `[log]`: `level` is a `tracing` filter, `format` is `text` or `json`.
+pub(crate) fn check_log(raw: &RawRoot, errors: &mut Vec<ConfigError>) -> LogConfig {
+    const FORMATS: &[&str] = &["text", "json"];
+    let source = &raw.source;
+    let mut log = LogConfig {
+        level: "info".to_owned(),
+        format: LogFormat::Text,
+    };
+    let Some(section) = &raw.log else {
+        return log;
+    };
+    if let Some(level) = &section.value.level {
+        match check_log_filter(level.get_ref()) {
+            Ok(()) => log.level = level.get_ref().trim().to_owned(),
+            Err(message) => errors.push(invalid(source, level, "log.level", message)),
+        }
+    }
+    if let Some(format) = &section.value.format {
+        match format.get_ref().as_str() {
+            "text" => log.format = LogFormat::Text,
+            "json" => log.format = LogFormat::Json,
+            other => errors.push(invalid(
+                source,
+                format,
+                "log.format",
+                not_one_of("a log format", other, FORMATS),
+            )),
+        }
+    }
+    log
+}
+
+/// A `tracing` filter: comma-separated `level` or `target=level` directives. A bare
+/// word must be a level: `tracing` would take `inf` as a target name and log nothing,
+/// which is never what a config meant.
+fn check_log_filter(filter: &str) -> Result<(), String> {
+    const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+    let directives: Vec<&str> = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|directive| !directive.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err(format!(
+            "is empty; expected a level such as `info` ({})",
+            backticked(LEVELS)
+        ));
+    }
+    for directive in directives {
+        let level = match directive.rsplit_once('=') {
+            Some((target, level)) if !target.is_empty() => level,
+            Some(_) => return Err(format!("{directive:?} has no target before `=`")),
+            None => directive,
+        };
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(not_one_of("a log level", level, LEVELS));
+        }
+    }
+    Ok(())
+}
+
+/// `[history]`: 30 days and no row limit unless told otherwise; `keep = "none"` keeps
+/// everything.
+pub(crate) fn check_history(raw: &RawRoot) -> HistoryRetention {
+    let mut retention = HistoryRetention::default();
+    if let Some(section) = &raw.history {
+        if let Some(keep) = section.value.keep {
+            retention.keep = keep.0;
+        }
+        retention.max_rows = section.value.max_rows;
+    }
+    retention
+}
+
+/// `[tasks.NAME]`: each NAME must be a registered task.
+pub(crate) fn check_task_settings(
+    raw: &RawRoot,
+    tasks: &TaskRegistry,
+    errors: &mut Vec<ConfigError>,
+) -> BTreeMap<String, serde_json::Value> {
+    let known: Vec<&str> = tasks.names().collect();
+    let mut settings = BTreeMap::new();
+    for entry in &raw.tasks {
+        let (name, value) = entry.get_ref();
+        if known.contains(&name.as_str()) {
+            settings.insert(name.clone(), value.clone());
+        } else {
+            let named = Spanned::new(entry.span(), name.clone());
+            errors.push(unknown_name(
+                &raw.source,
+                &named,
+                &join_key("tasks", name),
+                "task",
+                &known,
+            ));
+        }
+    }
+    settings
+}
+
+/// The names a job may refer to.
+pub(crate) struct Names<'a> {
+    /// From [`declared_names`].
+    pub(crate) jobstores: &'a BTreeSet<String>,
+    /// From [`declared_names`].
+    pub(crate) executors: &'a BTreeSet<String>,
+    pub(crate) tasks: &'a TaskRegistry,
+}
+
+/// Reports `name` when `known` does not hold it.
+pub(crate) fn check_reference(
+    source: &Source,
+    name: &Spanned<String>,
+    key: &str,
+    what: &str,
+    known: &BTreeSet<String>,
+    errors: &mut Vec<ConfigError>,
+) {
+    if !known.contains(name.get_ref()) {
+        let names: Vec<&str> = known.iter().map(String::as_str).collect();
+        errors.push(unknown_name(source, name, key, what, &names));
+    }
+}
+
+/// "unknown executor `x`; did you mean `y`?", or the list of what exists.
+pub(crate) fn unknown_name(
+    source: &Source,
+    name: &Spanned<String>,
+    key: &str,
+    what: &str,
+    known: &[&str],
+) -> ConfigError {
+    let written = name.get_ref();
+    let message = match suggest::closest(written, known) {
+        Some(close) => format!("unknown {what} `{written}`; did you mean `{close}`?"),
+        None if known.is_empty() => format!("unknown {what} `{written}`; there are none"),
+        None => format!(
+            "unknown {what} `{written}`; expected one of {}",
+            backticked(known)
+        ),
+    };
+    source.error(name.span(), key, ConfigErrorKind::UnknownReference, message)
+}
+
+/// "`x` is not a log format; did you mean `y`?" or the list of choices; `what` comes
+/// with its article ("a log format", "an executor type").
+fn not_one_of(what: &str, written: &str, choices: &[&str]) -> String {
+    match suggest::closest(written, choices) {
+        Some(close) => format!("`{written}` is not {what}; did you mean `{close}`?"),
+        None => format!(
+            "`{written}` is not {what}; expected one of {}",
+            backticked(choices)
+        ),
+    }
+}
+
+pub(crate) fn at_least_one<N>(
+    source: &Source,
+    value: &Spanned<N>,
+    key: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<N>
+where
+    N: Copy + PartialOrd + From<u8>,
+{
+    if *value.get_ref() < N::from(1) {
+        errors.push(invalid(source, value, key, "must be at least 1"));
+        None
+    } else {
+        Some(*value.get_ref())
+    }
+}
+
+pub(crate) fn invalid<T>(
+    source: &Source,
+    value: &Spanned<T>,
+    key: &str,
+    message: impl ToString,
+) -> ConfigError {
+    source.error(
+        value.span(),
+        key,
+        ConfigErrorKind::InvalidValue,
+        message.to_string(),
+    )
+}
+
+pub(crate) fn missing(
+    source: &Source,
+    table_span: Range<usize>,
+    key: &str,
+    expected: &str,
+) -> ConfigError {
+    source.error(
+        table_span,
+        key,
+        ConfigErrorKind::MissingKey,
+        format!("missing; expected {expected}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_sqlite_paths_follow_the_config_file() {
+        let dir = Path::new("/etc/kairos");
+        assert_eq!(
+            resolve_sqlite_path("sqlite://var/kairos.db", dir),
+            "sqlite:///etc/kairos/var/kairos.db"
+        );
+        assert_eq!(
+            resolve_sqlite_path("sqlite:///srv/k.db", dir),
+            "sqlite:///srv/k.db"
+        );
+        assert_eq!(
+            resolve_sqlite_path("sqlite://k.db", Path::new("")),
+            "sqlite://k.db"
+        );
+        assert_eq!(
+            resolve_sqlite_path("postgres://h/db", dir),
+            "postgres://h/db"
+        );
+    }
+
+    #[test]
+    fn log_filters_take_levels_and_target_levels() {
+        assert_eq!(check_log_filter("info"), Ok(()));
+        assert_eq!(check_log_filter("warn,kairos=debug"), Ok(()));
+        assert_eq!(check_log_filter("WARN"), Ok(()));
+        let Err(message) = check_log_filter("inf") else {
+            panic!("inf is not a level")
+        };
+        assert_eq!(message, "`inf` is not a log level; did you mean `info`?");
+        assert!(check_log_filter("kairos=loud").is_err());
+        assert!(check_log_filter("").is_err());
+    }
+}

@@ -1,0 +1,344 @@
+//! The daemon's config: `config.toml` and the job files it includes, read into a
+//! validated [`Config`] that `kairos run` and `kairos check` both get from [`load_with`]
+//! (STYLE 19: check runs exactly the loading path that run uses).
+//!
+//! Loading is in two stages (STYLE 3): `raw.rs` reads each file into a serde schema that
+//! keeps spans, section by section and job by job (`read.rs` holds the machinery,
+//! `trigger.rs` the trigger tables, `source.rs` the file and its positions); `check.rs`
+//! (settings) and `jobs.rs` (jobs, across files) turn that into a [`Config`] with small
+//! `check_*` functions, resolving defaults and names (executors, stores, tasks). Every problem of every file is collected into
+//! [`ConfigErrors`], each with file, line, column, key path and reason (STYLE 15); a
+//! config with any error is rejected as a whole, so a reload keeps the running one.
+//! `diff.rs` compares the jobs of two configs for reload (STYLE 18).
+//!
+//! ```toml
+//! include = ["jobs/*.toml"]     # globs relative to this file's directory
+//!
+//! [scheduler]
+//! timezone = "Asia/Shanghai"    # default: the system's zone
+//!
+//! [jobstores.default]
+//! url = "sqlite://var/kairos.db" # relative SQLite paths: from this file's directory
+//!
+//! [executors.default]
+//! type = "threadpool"
+//! max_workers = 10
+//!
+//! [[jobs]]
+//! id = "nightly-stats"
+//! task = "command"
+//! args = { argv = ["/usr/local/bin/recount"] }
+//! trigger = { type = "cron", hour = 3 }
+//! ```
+//!
+//! # Ground rules
+//! - Loading never connects to anything and never panics: store URLs are parsed, not
+//!   opened, and `${VAR}` in a store URL is left for [`crate::store::open`] to expand.
+//! - Jobs in config are owned by config (DESIGN.md, Reload): [`ConfigJob::spec`] has
+//!   every option resolved against `[job_defaults]`, so a change of defaults shows up
+//!   in [`JobsDiff`] as a change of the jobs it affects.
+//! - Included files hold only `[[jobs]]`; every other section has one home, the main
+//!   file.
+
+mod check;
+mod diff;
+mod error;
+mod include;
+mod jobs;
+mod raw;
+mod read;
+mod source;
+mod trigger;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+pub use self::diff::{changed_settings, ChangedJob, JobsDiff};
+pub use self::error::{ConfigError, ConfigErrorKind, ConfigErrors};
+use self::source::Source;
+use crate::job::{JobDefaults, JobSpec};
+use crate::scheduler::HistoryRetention;
+use crate::store::url::OpenOptions;
+use crate::task::TaskRegistry;
+use crate::trigger::{TriggerContext, Zone};
+
+/// A validated config: every name it uses exists, every value is in range.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The main config file, as given.
+    pub path: PathBuf,
+    /// Every file read, the main one first: what a file watcher watches.
+    pub files: Vec<PathBuf>,
+    /// `[scheduler]`.
+    pub scheduler: SchedulerConfig,
+    /// `[jobstores.NAME]`; `default` (`sqlite://kairos.db` beside the config file) when
+    /// none is given.
+    pub jobstores: BTreeMap<String, JobStoreConfig>,
+    /// `[executors.NAME]`; `default` (a 10-worker thread pool) when none is given.
+    pub executors: BTreeMap<String, ExecutorConfig>,
+    /// `[job_defaults]`, for jobs that set no option of their own (API jobs; config jobs
+    /// have them resolved already).
+    pub job_defaults: JobDefaults,
+    /// `[job_defaults] jitter`. [`JobDefaults`] has no jitter, so this reaches only
+    /// config jobs whose job and trigger set none.
+    pub default_jitter: Option<Duration>,
+    /// `[api]`.
+    pub api: ApiConfig,
+    /// `[log]`.
+    pub log: LogConfig,
+    /// `[history]`: `keep` and `max_rows`; the trimming cadence keeps its defaults.
+    pub history: HistoryRetention,
+    /// `[tasks.NAME]`: the settings of built-in tasks, as JSON for each task to read.
+    pub tasks: BTreeMap<String, serde_json::Value>,
+    /// The `[[jobs]]` of the main file and the included files, in file order.
+    pub jobs: Vec<ConfigJob>,
+}
+
+/// `[scheduler]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    /// The zone of triggers that name none; default: the system's zone, else UTC.
+    pub timezone: Zone,
+    /// This node's name in a cluster; default: `HOSTNAME-PID`.
+    pub node_id: String,
+    /// How many due jobs one pass takes at most; `None`: the scheduler's default.
+    pub batch_size: Option<usize>,
+    /// How early jobs are taken before they are due; `None`: the daemon chooses by
+    /// store (none for memory, a second for shared stores).
+    pub fire_ahead: Option<Duration>,
+    /// How long shutdown waits for running jobs; default 30 s.
+    pub shutdown_timeout: Duration,
+    /// Reload when a config file changes; default false.
+    pub watch: bool,
+}
+
+/// `[jobstores.NAME]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobStoreConfig {
+    /// The store URL for [`crate::store::open`]: a relative SQLite path is made
+    /// relative to the config file's directory; `${VAR}` is still unexpanded.
+    pub url: String,
+    /// `prefix` (or `table_prefix`): of table names or Redis keys.
+    pub prefix: Option<String>,
+    /// How long a dead scheduler's running-instance slot keeps counting.
+    pub instance_ttl: Option<Duration>,
+}
+
+impl JobStoreConfig {
+    /// The options for [`crate::store::open`]; unset ones keep their defaults.
+    pub fn open_options(&self) -> OpenOptions {
+        let defaults = OpenOptions::default();
+        OpenOptions {
+            prefix: self.prefix.clone().unwrap_or(defaults.prefix),
+            instance_ttl: self.instance_ttl.unwrap_or(defaults.instance_ttl),
+        }
+    }
+}
+
+/// Which executor an `[executors.NAME]` table is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecutorKind {
+    /// `threadpool`: runs in the daemon's process.
+    ThreadPool,
+    /// `processpool`: runs each run in a child process.
+    ProcessPool,
+}
+
+/// `[executors.NAME]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutorConfig {
+    /// `type`.
+    pub kind: ExecutorKind,
+    /// How many runs at once; at least 1.
+    pub max_workers: usize,
+    /// How long one run may take before it is stopped; `None`: no limit.
+    pub timeout: Option<Duration>,
+}
+
+/// `[api]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// Serve the API at all; default true.
+    pub enabled: bool,
+    /// Where to listen; default `127.0.0.1:8080` (loopback only).
+    pub listen: SocketAddr,
+    /// The bearer token, `${VAR}` expanded; `None`: no token required.
+    pub token: Option<String>,
+    /// The tasks API clients may add jobs for; default: every registered task but
+    /// `command`, so a token is never a way to run arbitrary programs.
+    pub allowed_tasks: BTreeSet<String>,
+}
+
+impl fmt::Debug for ApiConfig {
+    /// Never prints the token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("enabled", &self.enabled)
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("allowed_tasks", &self.allowed_tasks)
+            .finish()
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A `tracing` filter: `info`, `warn,kairos=debug`; default `info`.
+    pub level: String,
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+}
+
+/// Where something in a config file is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The file, as opened.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// A job defined in a config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigJob {
+    /// What to give the scheduler: the id is always set, and every option is resolved
+    /// against `[job_defaults]`.
+    pub spec: JobSpec,
+    /// Where the job's table is.
+    pub origin: Origin,
+}
+
+impl ConfigJob {
+    /// The job's id.
+    pub fn id(&self) -> &str {
+        self.spec.id.as_deref().unwrap_or_default()
+    }
+}
+
+/// Loads and validates the config at `path` against the built-in tasks.
+///
+/// A daemon that registers more tasks uses [`load_with`].
+pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
+    load_with(path, &TaskRegistry::with_builtins())
+}
+
+/// Loads the config at `path` and the files it includes, and validates it: task names
+/// against `tasks`, triggers by building them, store URLs by parsing them. Returns
+/// every problem found, not just the first.
+pub fn load_with(path: impl AsRef<Path>, tasks: &TaskRegistry) -> Result<Config, ConfigErrors> {
+    let path = path.as_ref();
+    // Without the main file there is nothing to check further.
+    let root = Arc::new(Source::read(path)?);
+    let table = root.parse()?;
+
+    let mut errors = Vec::new();
+    let raw = raw::read_root(&root, &table, &mut errors);
+    let scheduler = check::check_scheduler(&raw, &mut errors);
+    let context = TriggerContext::new(Utc::now()).with_timezone(scheduler.timezone);
+    let mut raw_jobs = raw::read_jobs(&root, &table, &context, &mut errors);
+
+    let mut files = vec![path.to_path_buf()];
+    for included in include::resolve(&root, &raw.include, &mut errors) {
+        if files.contains(&included) {
+            continue;
+        }
+        files.push(included.clone());
+        let source = match Source::read(&included) {
+            Ok(source) => Arc::new(source),
+            Err(error) => {
+                errors.push(error);
+                continue;
+            }
+        };
+        match source.parse() {
+            Ok(table) => {
+                raw::check_included_keys(&source, &table, &mut errors);
+                raw_jobs.extend(raw::read_jobs(&source, &table, &context, &mut errors));
+            }
+            Err(error) => errors.push(error),
+        }
+    }
+
+    let config_dir = path.parent().unwrap_or(Path::new(""));
+    let jobstores = check::check_jobstores(&raw, config_dir, &mut errors);
+    let executors = check::check_executors(&raw, &mut errors);
+    let (declared_jobstores, declared_executors) = (
+        check::declared_names(&raw.jobstores),
+        check::declared_names(&raw.executors),
+    );
+    let names = check::Names {
+        jobstores: &declared_jobstores,
+        executors: &declared_executors,
+        tasks,
+    };
+    let (job_defaults, default_jitter) = check::check_job_defaults(&raw, &names, &mut errors);
+    let api = check::check_api(&raw, tasks, &mut errors);
+    let log = check::check_log(&raw, &mut errors);
+    let history = check::check_history(&raw);
+    let task_settings = check::check_task_settings(&raw, tasks, &mut errors);
+    let jobs = jobs::check_jobs(
+        &raw_jobs,
+        &names,
+        &job_defaults,
+        default_jitter,
+        &mut errors,
+    );
+
+    if !errors.is_empty() {
+        // One line per problem in file order, whatever order the checks ran in.
+        let rank = |file: &Path| {
+            files
+                .iter()
+                .position(|seen| seen == file)
+                .unwrap_or(usize::MAX)
+        };
+        errors.sort_by(|left, right| {
+            (rank(&left.file), left.line, left.column).cmp(&(
+                rank(&right.file),
+                right.line,
+                right.column,
+            ))
+        });
+        if let Some(errors) = ConfigErrors::from_vec(errors) {
+            return Err(errors);
+        }
+    }
+    Ok(Config {
+        path: path.to_path_buf(),
+        files,
+        scheduler,
+        jobstores,
+        executors,
+        job_defaults,
+        default_jitter,
+        api,
+        log,
+        history,
+        tasks: task_settings,
+        jobs,
+    })
+}

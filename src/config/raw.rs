@@ -1,0 +1,408 @@
+//! The raw config schema: serde types for each section, exactly as written, with the
+//! spans of the values later checks point at, and the walk that fills them from a
+//! spanned TOML document.
+//!
+//! The walk goes section by section and job by job (through `read.rs`), never through
+//! one serde call for the whole file, because serde stops at its first error and
+//! STYLE 15 wants every problem at once. Turning raw values into the validated
+//! [`Config`](super::Config) is `check.rs`'s and `jobs.rs`'s job; nothing here looks
+//! across sections or files.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::{self, IgnoredAny, Visitor};
+use serde::{Deserialize, Deserializer};
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::error::{ConfigError, ConfigErrorKind};
+use super::read::{
+    expect_table, read_json, read_named, read_struct, read_value, unknown_key, Named, Section,
+};
+use super::source::{join_key, Source};
+use super::trigger::{check_trigger, read_trigger};
+use crate::trigger::spec::humane_duration;
+use crate::trigger::{TriggerContext, TriggerSpec};
+
+/// The top-level keys of the main config file.
+pub(crate) const ROOT_KEYS: &[&str] = &[
+    "include",
+    "scheduler",
+    "jobstores",
+    "executors",
+    "job_defaults",
+    "api",
+    "log",
+    "history",
+    "tasks",
+    "jobs",
+];
+
+/// A duration: humane text (`"30s"`, `"1h30m"`) or a number of seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HumaneDuration(pub(crate) Duration);
+
+/// A duration, or `"none"` for no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DurationOrNone(pub(crate) Option<Duration>);
+
+impl<'de> Deserialize<'de> for HumaneDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match deserializer.deserialize_any(DurationVisitor {
+            none_allowed: false,
+        })? {
+            Some(duration) => Ok(HumaneDuration(duration)),
+            None => Err(de::Error::custom("expected a duration")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationOrNone {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(DurationVisitor { none_allowed: true })
+            .map(DurationOrNone)
+    }
+}
+
+struct DurationVisitor {
+    none_allowed: bool,
+}
+
+impl Visitor<'_> for DurationVisitor {
+    type Value = Option<Duration>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration such as \"30s\", \"1h30m\" or a number of seconds")?;
+        if self.none_allowed {
+            f.write_str(", or \"none\"")?;
+        }
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
+        u64::try_from(value)
+            .map(|seconds| Some(Duration::from_secs(seconds)))
+            .map_err(|_| E::custom("a duration cannot be negative"))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
+        Ok(Some(Duration::from_secs(value)))
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Self::Value, E> {
+        Duration::try_from_secs_f64(value)
+            .map(Some)
+            .map_err(|_| E::custom(format!("{value} is not a valid number of seconds")))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        if self.none_allowed && value.trim().eq_ignore_ascii_case("none") {
+            return Ok(None);
+        }
+        humane_duration::parse(value).map(Some).map_err(E::custom)
+    }
+}
+
+/// `[scheduler]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawScheduler {
+    pub(crate) timezone: Option<Spanned<String>>,
+    pub(crate) node_id: Option<Spanned<String>>,
+    pub(crate) batch_size: Option<Spanned<usize>>,
+    pub(crate) fire_ahead: Option<HumaneDuration>,
+    pub(crate) shutdown_timeout: Option<HumaneDuration>,
+    pub(crate) watch: Option<bool>,
+}
+
+/// `[jobstores.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJobStore {
+    pub(crate) url: Option<Spanned<String>>,
+    pub(crate) prefix: Option<Spanned<String>>,
+    /// The SQL stores' word for `prefix`.
+    pub(crate) table_prefix: Option<Spanned<String>>,
+    pub(crate) instance_ttl: Option<HumaneDuration>,
+}
+
+/// `[executors.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawExecutor {
+    #[serde(rename = "type")]
+    pub(crate) kind: Option<Spanned<String>>,
+    pub(crate) max_workers: Option<Spanned<usize>>,
+    pub(crate) timeout: Option<HumaneDuration>,
+}
+
+/// `[job_defaults]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJobDefaults {
+    pub(crate) executor: Option<Spanned<String>>,
+    pub(crate) jobstore: Option<Spanned<String>>,
+    pub(crate) misfire_grace_time: Option<DurationOrNone>,
+    pub(crate) coalesce: Option<bool>,
+    pub(crate) max_instances: Option<Spanned<u32>>,
+    pub(crate) jitter: Option<HumaneDuration>,
+}
+
+/// `[api]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApi {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) listen: Option<Spanned<String>>,
+    pub(crate) token: Option<Spanned<String>>,
+    pub(crate) allowed_tasks: Option<Vec<Spanned<String>>>,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    pub(crate) level: Option<Spanned<String>>,
+    pub(crate) format: Option<Spanned<String>>,
+}
+
+/// `[history]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHistory {
+    pub(crate) keep: Option<DurationOrNone>,
+    pub(crate) max_rows: Option<u64>,
+}
+
+/// One `[[jobs]]` table, except `args` and `trigger`, which are read on their own (into
+/// JSON, and through [`read_trigger`] so trigger errors keep their spans). They are
+/// listed here so that the key check knows them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJob {
+    pub(crate) id: Option<Spanned<String>>,
+    pub(crate) name: Option<String>,
+    pub(crate) task: Option<Spanned<String>>,
+    #[allow(dead_code)]
+    args: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    trigger: Option<IgnoredAny>,
+    pub(crate) executor: Option<Spanned<String>>,
+    pub(crate) jobstore: Option<Spanned<String>>,
+    pub(crate) misfire_grace_time: Option<Spanned<DurationOrNone>>,
+    pub(crate) coalesce: Option<bool>,
+    pub(crate) max_instances: Option<Spanned<u32>>,
+    pub(crate) jitter: Option<HumaneDuration>,
+    pub(crate) paused: Option<bool>,
+}
+
+/// Everything in the main config file except its jobs (read later, once the scheduler's
+/// zone is known).
+#[derive(Debug)]
+pub(crate) struct RawRoot {
+    pub(crate) source: Arc<Source>,
+    pub(crate) include: Vec<Spanned<String>>,
+    pub(crate) scheduler: Option<Section<RawScheduler>>,
+    pub(crate) jobstores: Vec<Named<RawJobStore>>,
+    pub(crate) executors: Vec<Named<RawExecutor>>,
+    pub(crate) job_defaults: Option<Section<RawJobDefaults>>,
+    pub(crate) api: Option<Section<RawApi>>,
+    pub(crate) log: Option<Section<RawLog>>,
+    pub(crate) history: Option<Section<RawHistory>>,
+    pub(crate) tasks: Vec<Spanned<(String, serde_json::Value)>>,
+}
+
+/// One `[[jobs]]` table as read, with where it came from.
+#[derive(Debug)]
+pub(crate) struct RawJobEntry {
+    pub(crate) source: Arc<Source>,
+    /// The position in its file's `jobs` array, for key paths (`jobs[2]`).
+    pub(crate) index: usize,
+    pub(crate) job: Section<RawJob>,
+    pub(crate) args: Option<Spanned<serde_json::Value>>,
+    /// The trigger, read and built once without error.
+    pub(crate) trigger: Option<TriggerSpec>,
+    /// The jitter the trigger itself sets, if any.
+    pub(crate) trigger_jitter: Option<Duration>,
+}
+
+impl RawJobEntry {
+    /// The job's key path: `jobs[2]`.
+    pub(crate) fn key(&self) -> String {
+        format!("jobs[{}]", self.index)
+    }
+}
+
+/// Reads the main config file's sections, except `jobs`.
+pub(crate) fn read_root(
+    source: &Arc<Source>,
+    table: &Spanned<DeTable<'_>>,
+    errors: &mut Vec<ConfigError>,
+) -> RawRoot {
+    let mut root = RawRoot {
+        source: Arc::clone(source),
+        include: Vec::new(),
+        scheduler: None,
+        jobstores: Vec::new(),
+        executors: Vec::new(),
+        job_defaults: None,
+        api: None,
+        log: None,
+        history: None,
+        tasks: Vec::new(),
+    };
+    for (key, value) in table.get_ref().iter() {
+        let path = join_key("", key.get_ref());
+        match key.get_ref().as_ref() {
+            "include" => {
+                root.include = read_value::<Vec<Spanned<String>>>(source, value, &path, errors)
+                    .unwrap_or_default();
+            }
+            "scheduler" => root.scheduler = read_struct(source, value, &path, errors),
+            "jobstores" => root.jobstores = read_named(source, value, &path, errors),
+            "executors" => root.executors = read_named(source, value, &path, errors),
+            "job_defaults" => root.job_defaults = read_struct(source, value, &path, errors),
+            "api" => root.api = read_struct(source, value, &path, errors),
+            "log" => root.log = read_struct(source, value, &path, errors),
+            "history" => root.history = read_struct(source, value, &path, errors),
+            "tasks" => root.tasks = read_tasks(source, value, &path, errors),
+            "jobs" => {}
+            other => errors.push(unknown_key(source, key.span(), &path, other, ROOT_KEYS)),
+        }
+    }
+    root
+}
+
+/// Checks that an included file holds nothing but `[[jobs]]`: the other sections
+/// belong to the main config, where there is one of each.
+pub(crate) fn check_included_keys(
+    source: &Source,
+    table: &Spanned<DeTable<'_>>,
+    errors: &mut Vec<ConfigError>,
+) {
+    for (key, _) in table.get_ref().iter() {
+        let name = key.get_ref().as_ref();
+        if name == "jobs" {
+            continue;
+        }
+        let path = join_key("", name);
+        if ROOT_KEYS.contains(&name) {
+            errors.push(source.error(
+                key.span(),
+                path,
+                ConfigErrorKind::UnknownKey,
+                format!(
+                    "an included file may only hold [[jobs]] tables; move `{name}` to the main config file"
+                ),
+            ));
+        } else {
+            errors.push(unknown_key(source, key.span(), &path, name, &["jobs"]));
+        }
+    }
+}
+
+/// Reads the `[[jobs]]` tables of one file, building each trigger with `context` to
+/// check it.
+pub(crate) fn read_jobs(
+    source: &Arc<Source>,
+    table: &Spanned<DeTable<'_>>,
+    context: &TriggerContext,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<RawJobEntry> {
+    let Some(jobs) = table.get_ref().get("jobs") else {
+        return Vec::new();
+    };
+    let Some(items) = jobs.get_ref().as_array() else {
+        errors.push(source.error(
+            jobs.span(),
+            "jobs",
+            ConfigErrorKind::InvalidValue,
+            format!(
+                "expected [[jobs]] tables, found {}",
+                jobs.get_ref().type_str()
+            ),
+        ));
+        return Vec::new();
+    };
+    let mut entries = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let path = format!("jobs[{index}]");
+        let Some(mut job) = read_struct::<RawJob>(source, item, &path, errors) else {
+            continue;
+        };
+        let Some(table) = item.get_ref().as_table() else {
+            continue;
+        };
+        let args = table.get("args").and_then(|value| {
+            let read = read_json(source, value, &join_key(&path, "args"), errors);
+            if read.is_none() {
+                job.failed.insert("args".to_owned());
+            }
+            read.map(|json| Spanned::new(value.span(), json))
+        });
+        let mut trigger = None;
+        let mut trigger_jitter = None;
+        if let Some(value) = table.get("trigger") {
+            let trigger_path = join_key(&path, "trigger");
+            let built = read_trigger(source, value, &trigger_path, errors).and_then(|spec| {
+                check_trigger(source, value, spec, &trigger_path, context, errors)
+            });
+            match built {
+                Some((spec, jitter)) => {
+                    trigger = Some(spec);
+                    trigger_jitter = jitter;
+                }
+                None => {
+                    job.failed.insert("trigger".to_owned());
+                }
+            }
+        }
+        entries.push(RawJobEntry {
+            source: Arc::clone(source),
+            index,
+            job,
+            args,
+            trigger,
+            trigger_jitter,
+        });
+    }
+    entries
+}
+
+/// `[tasks.NAME]` tables, each kept as JSON for its task to read.
+fn read_tasks(
+    source: &Source,
+    value: &Spanned<DeValue<'_>>,
+    path: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Spanned<(String, serde_json::Value)>> {
+    let Some(table) = expect_table(source, value, path, errors) else {
+        return Vec::new();
+    };
+    let mut tasks = Vec::new();
+    for (name, settings) in table.iter() {
+        let settings_path = join_key(path, name.get_ref());
+        if !settings.get_ref().is_table() {
+            errors.push(source.error(
+                settings.span(),
+                settings_path,
+                ConfigErrorKind::InvalidValue,
+                format!(
+                    "expected a table of the task's settings, found {}",
+                    settings.get_ref().type_str()
+                ),
+            ));
+            continue;
+        }
+        if let Some(json) = read_json(source, settings, &settings_path, errors) {
+            tasks.push(Spanned::new(
+                name.span(),
+                (name.get_ref().to_string(), json),
+            ));
+        }
+    }
+    tasks
+}

@@ -1,0 +1,582 @@
+//! The config loader against real files: the shipped config, includes, every kind of
+//! error with its file:line:column and key, and the reload diff.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use kairos::config::{
+    changed_settings, load, load_with, Config, ConfigErrorKind, ConfigErrors, ConfigJob,
+    ExecutorKind, JobsDiff, LogFormat,
+};
+use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
+
+/// A fresh directory under the system's temp dir holding `files` (path, text).
+struct TempConfig {
+    dir: PathBuf,
+}
+
+impl TempConfig {
+    fn new(files: &[(&str, &str)]) -> TempConfig {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "kairos-config-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (path, text) in files {
+            let path = dir.join(path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("create the test directory");
+            }
+            std::fs::write(&path, text).expect("write a test file");
+        }
+        TempConfig { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+
+    fn load(&self) -> Result<Config, ConfigErrors> {
+        load(self.path())
+    }
+
+    /// The error lines, with the temp directory taken out of the file names.
+    fn errors(&self) -> Vec<String> {
+        match self.load() {
+            Ok(config) => panic!("expected errors, loaded {} jobs", config.jobs.len()),
+            Err(errors) => {
+                let prefix = format!("{}/", self.dir.display());
+                errors
+                    .iter()
+                    .map(|error| error.to_string().replace(&prefix, ""))
+                    .collect()
+            }
+        }
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn loaded(config: &TempConfig) -> Config {
+    match config.load() {
+        Ok(config) => config,
+        Err(errors) => panic!("expected a valid config:\n{errors}"),
+    }
+}
+
+/// Asserts that `lines` holds exactly one line starting with `expected`.
+#[track_caller]
+fn assert_reported(lines: &[String], expected: &str) {
+    let found = lines
+        .iter()
+        .filter(|line| line.starts_with(expected))
+        .count();
+    assert_eq!(
+        found, 1,
+        "expected one line starting with\n  {expected}\nin\n{lines:#?}"
+    );
+}
+
+#[test]
+fn the_shipped_config_loads_with_its_demo_jobs() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+    let config = match load(&path) {
+        Ok(config) => config,
+        Err(errors) => panic!("config.toml does not load:\n{errors}"),
+    };
+    assert_eq!(config.files.len(), 2, "config.toml and jobs/demo.toml");
+    let ids: Vec<&str> = config.jobs.iter().map(ConfigJob::id).collect();
+    assert_eq!(ids, ["demo-hello", "demo-uptime", "demo-disk"]);
+    assert!(config.jobs.iter().all(|job| job.spec.task == "command"));
+    let store = &config.jobstores["default"];
+    assert_eq!(
+        store.url,
+        format!("sqlite://{}/var/kairos.db", env!("CARGO_MANIFEST_DIR"))
+    );
+    assert_eq!(config.executors["default"].kind, ExecutorKind::ThreadPool);
+    assert_eq!(config.api.listen.to_string(), "127.0.0.1:8080");
+    assert!(!config.api.allowed_tasks.contains("command"));
+    assert_eq!(config.history.keep, Some(Duration::from_secs(30 * 86_400)));
+    assert_eq!(config.log.format, LogFormat::Text);
+}
+
+#[test]
+fn an_empty_config_gets_the_defaults() {
+    let config = TempConfig::new(&[("config.toml", "")]);
+    let config = loaded(&config);
+    assert_eq!(config.jobstores.len(), 1);
+    assert!(config.jobstores["default"].url.ends_with("/kairos.db"));
+    assert_eq!(config.executors["default"].max_workers, 10);
+    assert_eq!(config.scheduler.shutdown_timeout, Duration::from_secs(30));
+    assert!(!config.scheduler.node_id.is_empty());
+    assert!(config.api.enabled);
+    assert_eq!(config.log.level, "info");
+    assert!(config.jobs.is_empty());
+}
+
+#[test]
+fn includes_are_followed_in_sorted_order() {
+    let job = |id: &str| {
+        format!("[[jobs]]\nid = \"{id}\"\ntask = \"command\"\nargs = {{ argv = [\"true\"] }}\ntrigger = {{ type = \"interval\", minutes = 5 }}\n")
+    };
+    let config = TempConfig::new(&[
+        (
+            "config.toml",
+            &format!(
+                "include = [\"jobs/*.toml\", \"extra/one.toml\", \"missing/*.toml\"]\n{}",
+                job("main")
+            ),
+        ),
+        ("jobs/b.toml", &job("b")),
+        ("jobs/a.toml", &job("a")),
+        ("jobs/.#a.toml", "this is an editor lock file, not TOML"),
+        ("jobs/notes.txt", "not matched"),
+        ("extra/one.toml", &job("one")),
+    ]);
+    let loaded = loaded(&config);
+    let ids: Vec<&str> = loaded.jobs.iter().map(ConfigJob::id).collect();
+    assert_eq!(ids, ["main", "a", "b", "one"]);
+    assert_eq!(loaded.files.len(), 4);
+    let first_included = &loaded.jobs[1].origin;
+    assert!(first_included.file.ends_with("jobs/a.toml"));
+    assert_eq!((first_included.line, first_included.column), (1, 1));
+}
+
+#[test]
+fn a_missing_explicit_include_is_an_error_at_its_entry() {
+    let config = TempConfig::new(&[(
+        "config.toml",
+        "include = [\"jobs/*.toml\", \"jobs/nightly.toml\"]\n",
+    )]);
+    let lines = config.errors();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_reported(&lines, "config.toml:1:27: include[1]: included file");
+}
+
+#[test]
+fn an_unknown_key_names_the_closest_one() {
+    let config = TempConfig::new(&[(
+        "config.toml",
+        "[scheduler]\ntimezon = \"UTC\"\n\n[[jobs]]\nid = \"a\"\ntask = \"command\"\nargs = { argv = [\"true\"] }\ntrigger = { type = \"cron\", hours = 3 }\nexecuter = \"default\"\n",
+    )]);
+    let lines = config.errors();
+    assert_reported(
+        &lines,
+        "config.toml:2:1: scheduler.timezon: unknown key `timezon`; did you mean `timezone`?",
+    );
+    assert_reported(
+        &lines,
+        "config.toml:8:28: jobs[0].trigger.hours: unknown key `hours`; did you mean `hour`?",
+    );
+    assert_reported(
+        &lines,
+        "config.toml:9:1: jobs[0].executer: unknown key `executer`; did you mean `executor`?",
+    );
+    let errors = config.load().expect_err("errors");
+    assert!(errors
+        .iter()
+        .all(|error| error.kind == ConfigErrorKind::UnknownKey));
+    assert_eq!(errors.len(), 3);
+}
+
+#[test]
+fn an_out_of_range_cron_field_names_the_field() {
+    let config = TempConfig::new(&[
+        ("config.toml", "include = [\"jobs/*.toml\"]\n"),
+        (
+            "jobs/stats.toml",
+            "[[jobs]]\nid = \"stats\"\ntask = \"command\"\nargs = { argv = [\"true\"] }\ntrigger = { type = \"cron\", hour = 25 }\n",
+        ),
+    ]);
+    let lines = config.errors();
+    assert_eq!(
+        lines,
+        ["jobs/stats.toml:5:35: jobs[0].trigger.hour: 25 is out of range 0-23"]
+    );
+}
+
+#[test]
+fn a_nested_trigger_error_names_its_path() {
+    let config = TempConfig::new(&[(
+        "config.toml",
+        "[[jobs]]\nid = \"both\"\ntask = \"command\"\nargs = { argv = [\"true\"] }\n\n[jobs.trigger]\ntype = \"and\"\ntriggers = [\n  { type = \"cron\", day_of_week = \"mon-fri\" },\n  { type = \"cron\", minute = 61 },\n]\n",
+    )]);
+    let lines = config.errors();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_reported(
+        &lines,
+        "config.toml:10:29: jobs[0].trigger.triggers[1].minute: 61 is out of range",
+    );
+}
+
+#[test]
+fn unknown_tasks_executors_and_stores_are_named() {
+    let config = TempConfig::new(&[(
+        "config.toml",
+        "[[jobs]]\nid = \"a\"\ntask = \"comand\"\ntrigger = { type = \"interval\", hours = 1 }\nexecutor = \"defualt\"\njobstore = \"archive\"\n",
+    )]);
+    let lines = config.errors();
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert_reported(
+        &lines,
+        "config.toml:3:8: jobs[0].task: unknown task `comand`; did you mean `command`?",
+    );
+    assert_reported(
+        &lines,
+        "config.toml:5:12: jobs[0].executor: unknown executor `defualt`; did you mean `default`?",
+    );
+    assert_reported(
+        &lines,
+        "config.toml:6:12: jobs[0].jobstore: unknown job store `archive`; expected one of `default`",
+    );
+}
+
+#[test]
+fn tasks_come_from_the_registry_given() {
+    let text = "[tasks.\"stats.correct\"]\ndatabase = \"mysql://localhost/news\"\n\n[[jobs]]\nid = \"stats\"\ntask = \"stats.correct\"\ntrigger = { type = \"cron\", hour = 3 }\n";
+    let config = TempConfig::new(&[("config.toml", text)]);
+    let lines = config.errors();
+    assert_reported(
+        &lines,
+        "config.toml:1:8: tasks.\"stats.correct\": unknown task `stats.correct`",
+    );
+    assert_reported(
+        &lines,
+        "config.toml:6:8: jobs[0].task: unknown task `stats.correct`",
+    );
+
+    let mut tasks = TaskRegistry::with_builtins();
+    tasks.register_fn("stats.correct", |_run: TaskRun| async {
+        Ok::<_, TaskFailure>(String::new())
+    });
+    let loaded = match load_with(config.path(), &tasks) {
+        Ok(loaded) => loaded,
+        Err(errors) => panic!("{errors}"),
+    };
+    assert_eq!(
+        loaded.tasks["stats.correct"]["database"],
+        "mysql://localhost/news"
+    );
+    assert!(loaded.api.allowed_tasks.contains("stats.correct"));
+}
+
+#[test]
+fn task_args_are_checked_by_the_task() {
+    let config = TempConfig::new(&[(
+        "config.toml",
+        "[[jobs]]\nid = \"a\"\ntask = \"command\"\nargs = { program = \"ls\" }\ntrigger = { type = \"interval\", hours = 1 }\n",
+    )]);
+    let lines = config.errors();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_reported(&lines, "config.toml:4:8: jobs[0].args: ");
+}
+
+#[test]
+fn a_duplicate_id_across_files_names_both_places() {
+    let job = "[[jobs]]\nid = \"nightly\"\ntask = \"command\"\nargs = { argv = [\"true\"] }\ntrigger = { type = \"cron\", hour = 3 }\n";
+    let config = TempConfig::new(&[
+        (
+            "config.toml",
+            &format!("include = [\"jobs/*.toml\"]\n\n{job}"),
+        ),
+        ("jobs/copy.toml", job),
+    ]);
+    let lines = config.errors();
+    assert_eq!(
+        lines,
+        ["jobs/copy.toml:2:6: jobs[0].id: duplicate job id \"nightly\"; it is also defined at config.toml:4:6"]
+    );
+}
+
+#[test]
+fn bad_durations_urls_and_addresses_are_refused() {
+    let config = TempConfig::new(&[(
+        "config.toml",
+        "[scheduler]\nshutdown_timeout = \"30 sec0nds\"\n\n[jobstores.default]\nurl = \"mongodb://localhost\"\n\n[api]\nlisten = \"localhost\"\n\n[history]\nkeep = -5\n",
+    )]);
+    let lines = config.errors();
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert_reported(
+        &lines,
+        "config.toml:2:20: scheduler.shutdown_timeout: \"30 sec0nds\" is not a duration",
+    );
+    assert_reported(
+        &lines,
+        "config.toml:5:7: jobstores.default.url: unknown store URL scheme \"mongodb\"",
+    );
+    assert_reported(
+        &lines,
+        "config.toml:8:10: api.listen: \"localhost\" is not an address",
+    );
+    assert_reported(
+        &lines,
+        "config.toml:11:8: history.keep: a duration cannot be negative",
+    );
+}
+
+#[test]
+fn store_urls_may_leave_variables_for_open_time() {
+    let config = TempConfig::new(&[(
+        "config.toml",
+        "[jobstores.default]\nurl = \"postgres://kairos:${KAIROS_TEST_UNSET_PASSWORD}@db/jobs\"\n\n[jobstores.other]\nurl = \"${KAIROS_TEST_UNSET_URL}\"\n",
+    )]);
+    let loaded = loaded(&config);
+    assert_eq!(
+        loaded.jobstores["default"].url,
+        "postgres://kairos:${KAIROS_TEST_UNSET_PASSWORD}@db/jobs"
+    );
+    assert_eq!(loaded.jobstores["other"].url, "${KAIROS_TEST_UNSET_URL}");
+}
+
+#[test]
+fn an_api_token_needs_its_variable() {
+    let config = TempConfig::new(&[(
+        "config.toml",
+        "[api]\ntoken = \"${KAIROS_TEST_UNSET_TOKEN}\"\n",
+    )]);
+    assert_eq!(
+        config.errors(),
+        ["config.toml:2:9: api.token: the environment variable \"KAIROS_TEST_UNSET_TOKEN\" is not set"]
+    );
+}
+
+#[test]
+fn a_toml_syntax_error_is_one_error_with_its_position() {
+    let config = TempConfig::new(&[(
+        "config.toml",
+        "[scheduler]\ntimezone = \"UTC\nwatch = true\n",
+    )]);
+    let lines = config.errors();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].starts_with("config.toml:2:"), "{lines:#?}");
+    let errors = config.load().expect_err("errors");
+    assert_eq!(
+        errors.iter().next().map(|error| error.kind),
+        Some(ConfigErrorKind::Syntax)
+    );
+}
+
+#[test]
+fn a_syntax_error_in_one_job_file_does_not_hide_the_others() {
+    let config = TempConfig::new(&[
+        ("config.toml", "include = [\"jobs/*.toml\"]\n\n[log]\nformat = \"yaml\"\n"),
+        ("jobs/a.toml", "[[jobs]\nid = \"a\"\n"),
+        ("jobs/b.toml", "[[jobs]]\ntask = \"command\"\nargs = { argv = [\"true\"] }\ntrigger = { type = \"date\", run_date = \"2024-02-30 10:00:00\" }\n"),
+    ]);
+    let lines = config.errors();
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    // In file order: the main file, then the included ones in load order.
+    assert!(
+        lines[0].starts_with("config.toml:4:10: log.format: `yaml` is not a log format"),
+        "{lines:#?}"
+    );
+    assert!(lines[1].starts_with("jobs/a.toml:1:"), "{lines:#?}");
+    assert!(
+        lines[2].starts_with("jobs/b.toml:1:1: jobs[0].id: missing"),
+        "{lines:#?}"
+    );
+    assert!(lines[3].starts_with("jobs/b.toml:4:39: jobs[0].trigger.run_date: \"2024-02-30 10:00:00\" is not a date-time"), "{lines:#?}");
+}
+
+#[test]
+fn several_errors_in_one_job_are_all_reported() {
+    let config = TempConfig::new(&[(
+        "config.toml",
+        "[executors.default]\ntype = \"threadpol\"\nmax_workers = 0\n\n[[jobs]]\nid = \"a\"\ntask = \"command\"\nargs = { argv = [\"true\"] }\ntrigger = { type = \"crontab\", expression = \"61 * * * *\" }\nmax_instances = 0\nmisfire_grace_time = \"soon\"\ncoalesce = \"yes\"\n",
+    )]);
+    let lines = config.errors();
+    assert_eq!(lines.len(), 5, "{lines:#?}");
+    assert_reported(&lines, "config.toml:2:8: executors.default.type: `threadpol` is not an executor type; did you mean `threadpool`?");
+    // The crontab line is one value, so the error points at the trigger.
+    assert_reported(
+        &lines,
+        "config.toml:9:11: jobs[0].trigger.minute: 61 is out of range 0-59 (in the crontab line)",
+    );
+    assert_reported(
+        &lines,
+        "config.toml:10:17: jobs[0].max_instances: must be at least 1",
+    );
+    assert_reported(
+        &lines,
+        "config.toml:11:22: jobs[0].misfire_grace_time: \"soon\" is not a duration",
+    );
+    assert_reported(
+        &lines,
+        "config.toml:12:12: jobs[0].coalesce: invalid type: string \"yes\", expected a boolean",
+    );
+}
+
+#[test]
+fn job_options_are_resolved_against_the_defaults() {
+    let config = TempConfig::new(&[(
+        "config.toml",
+        "[executors.default]\ntype = \"threadpool\"\n\n[executors.slow]\ntype = \"processpool\"\nmax_workers = 2\ntimeout = \"1h\"\n\n[job_defaults]\nexecutor = \"slow\"\nmisfire_grace_time = 60\njitter = \"5s\"\n\n[[jobs]]\nid = \"a\"\ntask = \"command\"\nargs = { argv = [\"true\"] }\ntrigger = { type = \"interval\", hours = 1 }\n\n[[jobs]]\nid = \"b\"\ntask = \"command\"\nargs = { argv = [\"true\"] }\ntrigger = { type = \"cron\", hour = 3, jitter = 30 }\nexecutor = \"default\"\nmax_instances = 3\nmisfire_grace_time = \"10m\"\n",
+    )]);
+    let loaded = loaded(&config);
+    assert_eq!(
+        loaded.executors["slow"].timeout,
+        Some(Duration::from_secs(3600))
+    );
+    let (a, b) = (&loaded.jobs[0].spec.options, &loaded.jobs[1].spec.options);
+    assert_eq!(a.executor.as_deref(), Some("slow"));
+    assert_eq!(a.jobstore.as_deref(), Some("default"));
+    assert_eq!(a.misfire_grace_time, Some(Duration::from_secs(60)));
+    assert_eq!(a.coalesce, Some(true));
+    assert_eq!(a.max_instances, Some(1));
+    assert_eq!(a.jitter, Some(Duration::from_secs(5)));
+    assert_eq!(b.executor.as_deref(), Some("default"));
+    assert_eq!(b.max_instances, Some(3));
+    assert_eq!(b.misfire_grace_time, Some(Duration::from_secs(600)));
+    // The trigger's own jitter is kept: the default does not override it.
+    assert_eq!(b.jitter, None);
+}
+
+/// Two jobs on a memory store (a SQLite path would differ between temp directories).
+fn two_job_config(hour: u32, argv: &str, extra: &str) -> String {
+    format!(
+        "[jobstores.default]\nurl = \"memory://\"\n\n[[jobs]]\nid = \"keep\"\ntask = \"command\"\nargs = {{ argv = [\"true\"] }}\ntrigger = {{ type = \"interval\", minutes = 5 }}\n\n[[jobs]]\nid = \"nightly\"\ntask = \"command\"\nargs = {{ argv = [\"{argv}\"] }}\ntrigger = {{ type = \"cron\", hour = {hour} }}\n{extra}"
+    )
+}
+
+#[test]
+fn the_diff_sorts_jobs_into_added_changed_and_removed() {
+    let old = loaded(&TempConfig::new(&[(
+        "config.toml",
+        &two_job_config(3, "true", ""),
+    )]));
+    let extra = "\n[[jobs]]\nid = \"new\"\ntask = \"command\"\nargs = { argv = [\"true\"] }\ntrigger = { type = \"interval\", hours = 1 }\n";
+
+    // Same jobs, reformatted and moved: nothing to do.
+    let same = loaded(&TempConfig::new(&[(
+        "config.toml",
+        &format!("\n\n# moved down\n{}", two_job_config(3, "true", "")),
+    )]));
+    assert!(JobsDiff::between(&old.jobs, &same.jobs).is_empty());
+    assert!(changed_settings(&old, &same).is_empty());
+
+    // Only the args change: the trigger did not, so the next run time is kept.
+    let args_changed = loaded(&TempConfig::new(&[(
+        "config.toml",
+        &two_job_config(3, "false", ""),
+    )]));
+    let diff = JobsDiff::between(&old.jobs, &args_changed.jobs);
+    assert!(diff.added.is_empty() && diff.removed.is_empty());
+    assert_eq!(diff.changed.len(), 1);
+    assert_eq!(diff.changed[0].job.id(), "nightly");
+    assert!(!diff.changed[0].trigger_changed);
+
+    // The trigger changes, a job is added.
+    let rescheduled = loaded(&TempConfig::new(&[(
+        "config.toml",
+        &two_job_config(4, "true", extra),
+    )]));
+    let diff = JobsDiff::between(&old.jobs, &rescheduled.jobs);
+    assert_eq!(
+        diff.added.iter().map(ConfigJob::id).collect::<Vec<_>>(),
+        ["new"]
+    );
+    assert_eq!(diff.changed.len(), 1);
+    assert!(diff.changed[0].trigger_changed);
+    assert!(diff.removed.is_empty());
+
+    // Back again: the added one is removed.
+    let diff = JobsDiff::between(&rescheduled.jobs, &old.jobs);
+    assert_eq!(diff.removed, ["new"]);
+    assert!(diff.added.is_empty());
+}
+
+#[test]
+fn changed_defaults_change_the_jobs_that_use_them() {
+    let old = loaded(&TempConfig::new(&[(
+        "config.toml",
+        &two_job_config(3, "true", ""),
+    )]));
+    let new = loaded(&TempConfig::new(&[(
+        "config.toml",
+        &format!(
+            "[job_defaults]\nmax_instances = 2\n\n[api]\nlisten = \"127.0.0.1:9090\"\n\n{}",
+            two_job_config(3, "true", "")
+        ),
+    )]));
+    let diff = JobsDiff::between(&old.jobs, &new.jobs);
+    assert_eq!(diff.changed.len(), 2);
+    assert!(diff.changed.iter().all(|changed| !changed.trigger_changed));
+    assert_eq!(changed_settings(&old, &new), ["job_defaults", "api"]);
+}
+
+#[test]
+fn an_included_file_holds_only_jobs() {
+    let config = TempConfig::new(&[
+        ("config.toml", "include = [\"jobs/*.toml\"]\n"),
+        (
+            "jobs/a.toml",
+            "[scheduler]\nwatch = true\n\n[job]\nid = \"x\"\n",
+        ),
+    ]);
+    assert_eq!(
+        config.errors(),
+        [
+            "jobs/a.toml:1:2: scheduler: an included file may only hold [[jobs]] tables; move `scheduler` to the main config file",
+            "jobs/a.toml:4:2: job: unknown key `job`; did you mean `jobs`?",
+        ]
+    );
+}
+
+/// Every value of a full config replaced by values of every other type: errors, never a
+/// panic, and every error has a position.
+#[test]
+fn no_value_makes_loading_panic() {
+    let main = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml"))
+        .expect("read config.toml");
+    let main: String = main
+        .lines()
+        .filter(|line| !line.starts_with("include"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let jobs = "\n[[jobs]]\nid = \"a\"\ntask = \"command\"\nargs = { argv = [\"true\"], timeout = \"5s\" }\ntrigger = { type = \"cron\", hour = 3, timezone = \"Europe/Berlin\" }\nexecutor = \"default\"\nmisfire_grace_time = \"5m\"\n\n[[jobs]]\nid = \"b\"\ntask = \"command\"\nargs = { argv = [\"true\"] }\ntrigger = { type = \"or\", triggers = [{ type = \"interval\", minutes = 5 }, { type = \"date\", run_date = 2024-01-01T00:00:00Z }] }\nmax_instances = 2\n";
+    let text = format!("{main}{jobs}");
+    let weird = [
+        "25",
+        "-1",
+        "0",
+        "\"\"",
+        "\"x\"",
+        "[]",
+        "[1, \"a\"]",
+        "{}",
+        "{ a = 1 }",
+        "1e400",
+        "nan",
+        "9223372036854775807",
+        "1979-05-27",
+        "07:32:00",
+        "true",
+    ];
+    let config = TempConfig::new(&[("config.toml", &text)]);
+    let mut loads = 0;
+    for (index, line) in text.lines().enumerate() {
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        if key.starts_with('#') {
+            continue;
+        }
+        for value in weird {
+            let mut edited: Vec<String> = text.lines().map(str::to_owned).collect();
+            edited[index] = format!("{key} = {value}");
+            std::fs::write(config.path(), edited.join("\n")).expect("write");
+            if let Err(errors) = config.load() {
+                assert!(errors.iter().all(|error| error.line > 0), "{errors}");
+            }
+            loads += 1;
+        }
+    }
+    assert!(loads > 300, "only {loads} variants");
+}
