@@ -1,20 +1,23 @@
 //! The `kairos` command line: `run`, `check`, `next`, `jobs`, `runs`.
 //!
-//! Only `next` exists so far; the daemon and the API client come with the scheduler,
-//! store and API work, and until then their commands say so instead of pretending.
+//! `jobs` and `runs` (the API client) come with the HTTP API; until then they say so
+//! instead of pretending.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use kairos::config;
+use kairos::daemon::{self, logging};
 use kairos::executor::process::run_worker;
 use kairos::task::TaskRegistry;
 use kairos::trigger::datetime::format_instant;
 use kairos::trigger::words::spec_from_words;
-use kairos::trigger::{Trigger, TriggerContext, Zone};
+use kairos::trigger::{Trigger, TriggerContext, TriggerSpec, Zone};
 
 /// An APScheduler-style job scheduler and daemon.
 #[derive(Parser)]
@@ -26,13 +29,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the daemon (not built yet).
+    /// Run the daemon: the scheduler, its stores and executors, reloading on SIGHUP.
     Run {
         /// The config file.
         #[arg(short, long, default_value = "config.toml")]
         config: PathBuf,
     },
-    /// Validate the config and job files (not built yet).
+    /// Validate the config and job files and print the job table.
     Check {
         /// The config file.
         #[arg(short, long, default_value = "config.toml")]
@@ -104,17 +107,159 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { .. }
-        | Command::Check { .. }
-        | Command::Jobs { .. }
-        | Command::Runs { .. } => {
+        Command::Run { config } => match run_daemon(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("kairos: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Check { config } => match check(&config) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(error) => {
+                eprintln!("kairos: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Jobs { .. } | Command::Runs { .. } => {
             eprintln!(
-                "kairos: this command is not built yet; so far kairos has its trigger engine \
-                 and `kairos next` (see README.md)"
+                "kairos: this command is not built yet: the API client comes with the HTTP API \
+                 (see README.md)"
             );
             ExitCode::FAILURE
         }
     }
+}
+
+/// `kairos run`: the config is loaded before logging starts, so its errors reach the
+/// terminal (or the journal) as plain lines with their positions.
+fn run_daemon(path: &Path) -> anyhow::Result<()> {
+    let tasks = TaskRegistry::with_builtins();
+    let config = match config::load_with(path, &tasks) {
+        Ok(config) => config,
+        Err(errors) => {
+            for error in errors.iter() {
+                eprintln!("{error}");
+            }
+            anyhow::bail!("{} problem(s) in the config; not started", errors.len());
+        }
+    };
+    logging::init(&config.log.level, config.log.format).context("setting up logging")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(daemon::run(path, tasks, config))?;
+    // Blocking work still going after the shutdown timeout (a thread-pool task that
+    // ignores it) must not hold the process.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    Ok(())
+}
+
+/// `kairos check`: the same loading path as `run`; prints every problem, or the job
+/// table. Returns whether the config is valid.
+fn check(path: &Path) -> anyhow::Result<bool> {
+    let tasks = TaskRegistry::with_builtins();
+    let config = match config::load_with(path, &tasks) {
+        Ok(config) => config,
+        Err(errors) => {
+            for error in errors.iter() {
+                eprintln!("{error}");
+            }
+            eprintln!("{}: {} problem(s)", path.display(), errors.len());
+            return Ok(false);
+        }
+    };
+    let now = Utc::now();
+    let context = TriggerContext::new(now).with_timezone(config.scheduler.timezone);
+    let mut rows = vec![[
+        "ID".to_owned(),
+        "TASK".to_owned(),
+        "TRIGGER".to_owned(),
+        "NEXT RUNS".to_owned(),
+    ]];
+    for job in &config.jobs {
+        let spec = &job.spec;
+        let next = match Trigger::new(spec.trigger.clone(), &context) {
+            _ if spec.paused => "paused".to_owned(),
+            Ok(trigger) => {
+                let zone = trigger.timezone();
+                let times: Vec<String> = trigger
+                    .fire_times(now)
+                    .take(3)
+                    .map(|time| format_instant(time, &zone))
+                    .collect();
+                if times.is_empty() {
+                    "never".to_owned()
+                } else {
+                    times.join(", ")
+                }
+            }
+            Err(error) => format!("invalid: {error}"),
+        };
+        rows.push([
+            job.id().to_owned(),
+            spec.task.clone(),
+            trigger_words(&spec.trigger),
+            next,
+        ]);
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|column| {
+            rows.iter()
+                .map(|row| row[column].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        writeln!(out, "{}", line.join("  ").trim_end()).context("writing the job table")?;
+    }
+    writeln!(
+        out,
+        "{}: valid; {} job(s), {} store(s), {} executor(s)",
+        path.display(),
+        config.jobs.len(),
+        config.jobstores.len(),
+        config.executors.len()
+    )
+    .context("writing the job table")?;
+    Ok(true)
+}
+
+/// A trigger in the words `kairos next` takes: `cron hour=3 minute=30`.
+fn trigger_words(spec: &TriggerSpec) -> String {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(spec) else {
+        return String::from("?");
+    };
+    let mut words = Vec::new();
+    if let Some(kind) = fields.get("type").and_then(|kind| kind.as_str()) {
+        words.push(kind.to_owned());
+    }
+    for (key, value) in &fields {
+        if key == "type" || value.is_null() {
+            continue;
+        }
+        let text = match value {
+            serde_json::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        if key == "expression" {
+            words.push(format!("{text:?}"));
+        } else if text.contains(' ') {
+            words.push(format!("{key}={text:?}"));
+        } else {
+            words.push(format!("{key}={text}"));
+        }
+    }
+    words.join(" ")
 }
 
 enum NextError {

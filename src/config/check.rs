@@ -76,7 +76,7 @@ pub(crate) fn check_scheduler(raw: &RawRoot, errors: &mut Vec<ConfigError>) -> S
     config
 }
 
-/// `HOSTNAME-PID`: unique among the daemons of a cluster, and readable in logs.
+/// The host name: stable across restarts, unique among one daemon per host.
 fn default_node_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
@@ -85,7 +85,10 @@ fn default_node_id() -> String {
         .map(|host| host.trim().to_owned())
         .filter(|host| !host.is_empty())
         .unwrap_or_else(|| "kairos".to_owned());
-    format!("{host}-{}", std::process::id())
+    // The host name alone, so a daemon restarted after a crash has the same id and
+    // frees the leases and instance slots it left at once (Scheduler::start). Two
+    // daemons on one host sharing a store must set distinct node ids.
+    host
 }
 
 /// `[jobstores.NAME]`; `default` = `sqlite://kairos.db` beside the config file when

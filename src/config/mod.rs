@@ -105,7 +105,7 @@ pub struct Config {
 pub struct SchedulerConfig {
     /// The zone of triggers that name none; default: the system's zone, else UTC.
     pub timezone: Zone,
-    /// This node's name in a cluster; default: `HOSTNAME-PID`.
+    /// This node's name in a cluster; default: the host name.
     pub node_id: String,
     /// How many due jobs one pass takes at most; `None`: the scheduler's default.
     pub batch_size: Option<usize>,
@@ -187,14 +187,7 @@ impl fmt::Debug for ApiConfig {
     }
 }
 
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use crate::daemon::logging::LogFormat;
 
 /// `[log]`.
 #[derive(Clone, Debug, PartialEq, Eq)]

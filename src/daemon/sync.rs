@@ -80,11 +80,15 @@ pub async fn sync_config_jobs(
                 report.unchanged += 1;
                 continue;
             }
-            Some(stored) => {
-                if stored.trigger == spec.trigger && spec.next_run_time.is_none() && !spec.paused {
-                    spec.next_run_time = existing.and_then(|job| job.next_run_time);
-                }
+            // Same trigger: the job keeps its place in the schedule.
+            Some(stored)
+                if stored.trigger == spec.trigger
+                    && spec.next_run_time.is_none()
+                    && !spec.paused =>
+            {
+                spec.next_run_time = existing.and_then(|job| job.next_run_time);
             }
+            Some(_) => {}
             None if existing.is_some() => {
                 tracing::warn!(
                     job_id = id,

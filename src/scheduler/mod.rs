@@ -460,6 +460,18 @@ impl Scheduler {
         self.inner.emit(Event::SchedulerShutdown);
     }
 
+    /// Whether the main loop is running (started, not shut down, and its task has not
+    /// ended): what a watchdog keep-alive should report.
+    pub fn is_alive(&self) -> bool {
+        self.state() != SchedulerState::Stopped
+            && self
+                .inner
+                .lock()
+                .handles
+                .first()
+                .is_some_and(|main| !main.is_finished())
+    }
+
     /// Stops taking due jobs until [`Scheduler::resume`]; running jobs go on.
     pub fn pause(&self) {
         if self.state() == SchedulerState::Running {

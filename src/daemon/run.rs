@@ -1,0 +1,331 @@
+//! `kairos run`: load, build, sync, start, then serve signals until told to stop.
+//!
+//! # Ground rules
+//! - One reload path: SIGHUP and a changed config file (with `watch = true`) all
+//!   become a [`ReloadRequest`] on one channel, handled one at a time.
+//! - A reload loads the config exactly as start-up and `kairos check` do; a config that
+//!   fails validation is rejected whole and the running one stays. Only the jobs (and
+//!   the `[job_defaults]` folded into them) reload; a change to any other section is
+//!   refused by name, since it needs new stores, executors or listeners.
+//! - SIGTERM or SIGINT stops taking jobs, lets running ones finish within
+//!   `shutdown_timeout`, then stops what is left (process-pool children included); the
+//!   main loop has released every batch it took, so no lease outlives the daemon. A
+//!   second signal exits at once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use super::notify::Notifier;
+use super::sync::{sync_config_jobs, SyncReport};
+use crate::config::{changed_settings, load_with, Config, ConfigErrors, ExecutorKind};
+use crate::executor::pool::ThreadPoolExecutor;
+use crate::executor::process::ProcessPoolExecutor;
+use crate::scheduler::{Scheduler, SchedulerError};
+use crate::store::{self, OpenError};
+use crate::task::TaskRegistry;
+use crate::trigger::datetime::format_instant;
+
+/// The fire-ahead window for stores whose writes are durable commits or network round
+/// trips: runs are handed over this early and start on time (see
+/// [`SchedulerBuilder::fire_ahead`](crate::scheduler::SchedulerBuilder::fire_ahead)).
+const PERSISTENT_FIRE_AHEAD: Duration = Duration::from_secs(1);
+
+/// How often `watch = true` looks at the config files.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The config is invalid (every problem, with positions).
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// A job store could not be opened.
+    #[error("job store {name:?}: {source}")]
+    Store {
+        /// The store's name in the config.
+        name: String,
+        /// Why.
+        source: OpenError,
+    },
+    /// The config's jobs could not be read from or written to the store.
+    #[error("syncing the config's jobs: {0}")]
+    Sync(#[from] SchedulerError),
+    /// Signal handlers could not be installed.
+    #[error("installing signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// What asks for a reload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReloadRequest {
+    /// SIGHUP (`systemctl reload`).
+    Signal,
+    /// A config or job file changed (`watch = true`).
+    FileChanged,
+}
+
+/// Runs the daemon on the config at `path` until SIGTERM or SIGINT.
+///
+/// The caller sets up logging first (from [`crate::config::load_with`]'s result, so
+/// config errors reach the terminal as they are).
+pub async fn run(path: &Path, tasks: TaskRegistry, config: Config) -> Result<(), DaemonError> {
+    let notifier = Arc::new(Notifier::from_env());
+    let scheduler = build_scheduler(&config, tasks.clone()).await?;
+    let report = sync_config_jobs(&scheduler, config_specs(&config)).await?;
+    log_sync(&report);
+    scheduler.start();
+    // Installed before READY, so a signal sent as soon as systemd sees us is handled.
+    let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let (reload_sender, mut reloads) = mpsc::channel::<ReloadRequest>(4);
+    if config.scheduler.watch {
+        tokio::spawn(watch_files(config.files.clone(), reload_sender.clone()));
+    }
+    if let Some(every) = notifier.watchdog_interval() {
+        tokio::spawn(keep_watchdog_fed(
+            Arc::clone(&notifier),
+            scheduler.clone(),
+            every,
+        ));
+    }
+    tracing::info!(
+        config = %path.display(),
+        node_id = config.scheduler.node_id,
+        jobstores = config.jobstores.len(),
+        "kairos is running"
+    );
+    notifier.ready();
+    report_status(&notifier, &scheduler).await;
+    let mut config = config;
+    loop {
+        let request = tokio::select! {
+            _ = hangup.recv() => ReloadRequest::Signal,
+            Some(request) = reloads.recv() => request,
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        };
+        notifier.reloading();
+        if let Some(new) = reload(path, &tasks, &config, &scheduler, request).await {
+            config = new;
+        }
+        notifier.ready();
+        report_status(&notifier, &scheduler).await;
+    }
+    drop(reload_sender);
+    notifier.stopping();
+    let timeout = config.scheduler.shutdown_timeout;
+    tracing::info!(
+        ?timeout,
+        "shutting down: waiting for running jobs (a second signal stops at once)"
+    );
+    tokio::select! {
+        () = scheduler.shutdown(Some(timeout)) => {}
+        _ = terminate.recv() => exit_now(),
+        _ = interrupt.recv() => exit_now(),
+    }
+    tracing::info!("kairos stopped");
+    Ok(())
+}
+
+/// The second SIGTERM or SIGINT: the operator wants out now. Process-pool children
+/// are in their own process groups, which the unit's `KillMode=mixed` still reaches.
+fn exit_now() -> ! {
+    tracing::warn!("second signal: exiting without waiting for running jobs");
+    std::process::exit(1)
+}
+
+/// Opens the stores and executors of `config` and builds the scheduler (not started).
+pub async fn build_scheduler(
+    config: &Config,
+    tasks: TaskRegistry,
+) -> Result<Scheduler, DaemonError> {
+    let mut builder = Scheduler::builder()
+        .id(config.scheduler.node_id.clone())
+        .timezone(config.scheduler.timezone)
+        .tasks(tasks)
+        .job_defaults(config.job_defaults.clone())
+        .history_retention(config.history);
+    let mut persistent = false;
+    for (name, store_config) in &config.jobstores {
+        let store = store::open(&store_config.url, &store_config.open_options())
+            .await
+            .map_err(|source| DaemonError::Store {
+                name: name.clone(),
+                source,
+            })?;
+        persistent |= !store_config.url.trim_start().starts_with("memory:");
+        builder = builder.store_shared(name.clone(), store);
+    }
+    for (name, executor) in &config.executors {
+        builder = match executor.kind {
+            ExecutorKind::ThreadPool => {
+                let mut pool = ThreadPoolExecutor::new(executor.max_workers);
+                if let Some(timeout) = executor.timeout {
+                    pool = pool.with_timeout(timeout);
+                }
+                builder.executor(name.clone(), pool)
+            }
+            ExecutorKind::ProcessPool => {
+                let mut pool = ProcessPoolExecutor::new(executor.max_workers);
+                if let Some(timeout) = executor.timeout {
+                    pool = pool.with_timeout(timeout);
+                }
+                builder.executor(name.clone(), pool)
+            }
+        };
+    }
+    let fire_ahead = config.scheduler.fire_ahead.unwrap_or(if persistent {
+        PERSISTENT_FIRE_AHEAD
+    } else {
+        Duration::ZERO
+    });
+    builder = builder.fire_ahead(fire_ahead);
+    if let Some(batch_size) = config.scheduler.batch_size {
+        builder = builder.batch_size(batch_size);
+    }
+    Ok(builder.build())
+}
+
+/// The config's jobs as the scheduler takes them.
+fn config_specs(config: &Config) -> Vec<crate::job::JobSpec> {
+    config.jobs.iter().map(|job| job.spec.clone()).collect()
+}
+
+/// One reload; returns the new config if it was applied.
+async fn reload(
+    path: &Path,
+    tasks: &TaskRegistry,
+    running: &Config,
+    scheduler: &Scheduler,
+    request: ReloadRequest,
+) -> Option<Config> {
+    tracing::info!(?request, "reloading the config");
+    let new = match load_with(path, tasks) {
+        Ok(new) => new,
+        Err(errors) => {
+            for error in errors.iter() {
+                tracing::error!("{error}");
+            }
+            tracing::error!(
+                problems = errors.len(),
+                "config rejected; the running config stays"
+            );
+            return None;
+        }
+    };
+    let refused: Vec<&str> = changed_settings(running, &new)
+        .into_iter()
+        .filter(|section| *section != "job_defaults")
+        .collect();
+    if !refused.is_empty() {
+        tracing::error!(
+            sections = refused.join(", "),
+            "config rejected: these sections only change with a restart; the running config stays"
+        );
+        return None;
+    }
+    match sync_config_jobs(scheduler, config_specs(&new)).await {
+        Ok(report) => {
+            log_sync(&report);
+            Some(new)
+        }
+        Err(error) => {
+            tracing::error!(%error, "reload failed: the store could not be read; will apply on the next reload");
+            None
+        }
+    }
+}
+
+fn log_sync(report: &SyncReport) {
+    for (id, error) in &report.failed {
+        tracing::error!(job_id = id, %error, "config job not applied");
+    }
+    tracing::info!(
+        added = ?report.added,
+        changed = ?report.changed,
+        removed = ?report.removed,
+        "config jobs: {}",
+        report.summary()
+    );
+}
+
+/// Tells systemd how many jobs there are and when the next one is due.
+async fn report_status(notifier: &Notifier, scheduler: &Scheduler) {
+    if !notifier.is_enabled() {
+        return;
+    }
+    let status = match scheduler.get_jobs().await {
+        Ok(jobs) => {
+            let next = jobs.iter().filter_map(|job| job.next_run_time).min();
+            match next {
+                Some(next) => format!(
+                    "{} jobs; next run {}",
+                    jobs.len(),
+                    format_instant(next, &scheduler.timezone())
+                ),
+                None => format!("{} jobs; none due", jobs.len()),
+            }
+        }
+        Err(error) => format!("job store unavailable: {error}"),
+    };
+    notifier.status(&status);
+}
+
+/// Pings the watchdog while the main loop lives; a loop that died stops the pings, so
+/// systemd restarts the daemon.
+async fn keep_watchdog_fed(notifier: Arc<Notifier>, scheduler: Scheduler, every: Duration) {
+    loop {
+        if scheduler.is_alive() {
+            notifier.watchdog();
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// `watch = true`: asks for a reload when a config file, or the set of job files in
+/// their directories, changes. Polling a few `stat`s every two seconds costs nothing
+/// measurable and needs no inotify dependency.
+async fn watch_files(files: Vec<PathBuf>, reloads: mpsc::Sender<ReloadRequest>) {
+    let mut seen = fingerprint(&files);
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        let now = fingerprint(&files);
+        if now != seen {
+            seen = now;
+            if reloads.send(ReloadRequest::FileChanged).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Modification times and sizes of `files` and of the `.toml` files beside them.
+fn fingerprint(files: &[PathBuf]) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+    let mut paths: Vec<PathBuf> = files.to_vec();
+    for file in files {
+        if let Some(Ok(entries)) = file.parent().map(std::fs::read_dir) {
+            paths.extend(
+                entries
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.path())
+                    .filter(|path| path.extension().is_some_and(|ext| ext == "toml")),
+            );
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::metadata(&path).ok();
+            let modified = meta.as_ref().and_then(|meta| meta.modified().ok());
+            let len = meta.map_or(0, |meta| meta.len());
+            (path, modified, len)
+        })
+        .collect()
+}
