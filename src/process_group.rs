@@ -12,6 +12,22 @@
 //! - Never signal group 0 (our own) or 1 (as -1: every process we may signal).
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set in a process-pool worker: the worker's own group is the unit the pool kills, so
+/// what a task starts there must stay in it rather than lead a group of its own (which
+/// a `SIGKILL` to the worker's group would miss, leaving it running after shutdown).
+static INSIDE_WORKER: AtomicBool = AtomicBool::new(false);
+
+/// Marks this process as a process-pool worker (see [`INSIDE_WORKER`]).
+pub(crate) fn mark_inside_worker() {
+    INSIDE_WORKER.store(true, Ordering::SeqCst);
+}
+
+/// Whether children should lead their own process group: everywhere but in a worker.
+pub(crate) fn children_lead_their_group() -> bool {
+    !INSIDE_WORKER.load(Ordering::SeqCst)
+}
 
 /// Kills a child's process group when dropped, unless disarmed: a run whose future is
 /// dropped (an aborted shutdown, a timeout) takes its whole group with it.

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // Each test file uses a different part.
 
+pub mod daemon;
+
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

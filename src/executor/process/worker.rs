@@ -99,6 +99,7 @@ pub fn run_worker(registry: &TaskRegistry) -> ExitCode {
     // stdin. Callers run this before starting threads (see above), so changing the
     // environment is sound here.
     std::env::remove_var(WORKER_ENV);
+    crate::process_group::mark_inside_worker();
     let code = match serve(registry) {
         Ok(code) => code,
         Err(message) => {

@@ -47,7 +47,7 @@ use super::args::{duration_arg, kind, object};
 use super::{Task, TaskFailure, TaskRun};
 
 mod output;
-use crate::process_group::{signal_name, GroupGuard};
+use crate::process_group::{children_lead_their_group, signal_name, GroupGuard};
 
 /// Runs a program.
 #[derive(Clone, Copy, Debug, Default)]
@@ -210,9 +210,13 @@ impl CommandArgs {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // Its own group, so a timeout can kill whatever it started too.
-            .process_group(0)
             .kill_on_drop(true);
+        if children_lead_their_group() {
+            // Its own group, so a timeout can kill whatever it started too. In a
+            // process-pool worker it stays in the worker's group, which the pool kills
+            // whole once the run ends, times out or is shut down.
+            command.process_group(0);
+        }
         if let Some(cwd) = &self.cwd {
             command.current_dir(cwd);
         }
@@ -293,7 +297,7 @@ async fn run_program(args: &CommandArgs, run: &TaskRun) -> Result<String, TaskFa
         .map_err(|error| TaskFailure::new(spawn_error(args, &error)))?;
     // Declared after `child`, so it is dropped first: the group dies before tokio's
     // kill_on_drop gets to the leader alone.
-    let mut group = GroupGuard::new(child.id());
+    let mut group = GroupGuard::new(child.id().filter(|_| children_lead_their_group()));
     let mut output = Output::new(child.stdout.take(), child.stderr.take());
     let deadline = args
         .timeout
@@ -324,6 +328,9 @@ async fn run_program(args: &CommandArgs, run: &TaskRun) -> Result<String, TaskFa
                 // seeing, but not worth failing the run over.
                 tracing::warn!(%error, "could not kill the command's process group");
             }
+            // Without a group of its own (in a worker) the program itself is stopped;
+            // what it started goes with the worker's group.
+            let _ = child.start_kill();
             let _ = child.wait().await;
             group.disarm();
             output.drain(DRAIN_GRACE).await;

@@ -1,0 +1,325 @@
+//! The daemon as systemd runs it: the real `kairos run` binary in a temporary
+//! directory, steered by job files and signals.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::daemon::{lines, temp_dir, wait_until, write, Daemon};
+use kairos::job::JobSpec;
+use kairos::store::{self, JobStore, OpenOptions};
+use kairos::trigger::TriggerSpec;
+use serde_json::json;
+
+/// A config with an SQLite store in `state/`, a thread pool and a process pool.
+fn write_config(dir: &Path, shutdown_timeout: &str) {
+    write(
+        dir,
+        "config.toml",
+        &format!(
+            r#"include = ["jobs/*.toml"]
+
+[scheduler]
+shutdown_timeout = "{shutdown_timeout}"
+
+[jobstores.default]
+url = "sqlite://state/kairos.db"
+
+[executors.default]
+type = "threadpool"
+max_workers = 4
+
+[executors.children]
+type = "processpool"
+max_workers = 2
+
+[api]
+enabled = false
+"#
+        ),
+    );
+}
+
+/// A job file with one shell-command job appending `marker` to `file` every `seconds`.
+fn ticking_job(id: &str, seconds: u64, file: &str, marker: &str) -> String {
+    format!(
+        r#"[[jobs]]
+id = "{id}"
+task = "command"
+args = {{ shell = true, command = "echo {marker} >> {file}" }}
+trigger = {{ type = "interval", seconds = {seconds} }}
+"#
+    )
+}
+
+async fn open_store(dir: &Path) -> std::sync::Arc<dyn JobStore> {
+    let url = format!("sqlite://{}", dir.join("state/kairos.db").display());
+    store::open(&url, &OpenOptions::default())
+        .await
+        .expect("open the daemon's store")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_file_edit_and_sighup_change_the_schedule_without_a_restart() {
+    let dir = temp_dir("reload");
+    write_config(&dir, "5s");
+    write(
+        &dir,
+        "jobs/tick.toml",
+        &ticking_job("tick", 1, "ticks.log", "fast"),
+    );
+    let daemon = Daemon::start(&dir);
+    assert!(
+        wait_until(Duration::from_secs(10), || lines(&dir, "ticks.log").len()
+            >= 2),
+        "the job fires every second:\n{}",
+        daemon.log()
+    );
+    // Every hour from now on: the job changes in place.
+    write(
+        &dir,
+        "jobs/tick.toml",
+        &ticking_job("tick", 3600, "ticks.log", "slow"),
+    );
+    let reload = daemon.reload();
+    assert!(reload.contains("1 changed"), "{reload}");
+    let store = open_store(&dir).await;
+    let job = store.get_job("tick").await.unwrap().expect("still there");
+    let spec = job.config_spec.expect("owned by the config");
+    assert_eq!(
+        spec.trigger,
+        serde_json::from_value::<TriggerSpec>(json!({"type": "interval", "seconds": 3600}))
+            .unwrap()
+    );
+    let next = job.next_run_time.expect("scheduled");
+    assert!(next > Utc::now() + chrono::TimeDelta::minutes(59), "{next}");
+    // The running process went on: no restart happened.
+    assert_eq!(daemon.log().matches("kairos is running").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_edit_is_rejected_with_its_position_and_the_old_schedule_runs_on() {
+    let dir = temp_dir("broken");
+    write_config(&dir, "5s");
+    write(
+        &dir,
+        "jobs/tick.toml",
+        &ticking_job("tick", 1, "ticks.log", "tick"),
+    );
+    let daemon = Daemon::start(&dir);
+    write(
+        &dir,
+        "jobs/tick.toml",
+        "[[jobs]]\nid = \"tick\"\ntask = \"command\"\nargs = { argv = [\"true\"] }\ntrigger = { type = \"cron\", hour = 25 }\n",
+    );
+    let reload = daemon.reload();
+    assert!(reload.contains("config rejected"), "{reload}");
+    assert!(
+        reload.contains("tick.toml:5:") && reload.contains("hour") && reload.contains("25"),
+        "the error names the file, line and field:\n{reload}"
+    );
+    // Still firing every second.
+    let before = lines(&dir, "ticks.log").len();
+    assert!(
+        wait_until(Duration::from_secs(5), || lines(&dir, "ticks.log").len()
+            >= before + 2),
+        "the old schedule stopped:\n{}",
+        daemon.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_job_file_removes_its_job_and_other_jobs_survive_reload_and_restart() {
+    let dir = temp_dir("remove");
+    write_config(&dir, "5s");
+    write(&dir, "jobs/a.toml", &ticking_job("a", 3600, "a.log", "a"));
+    write(&dir, "jobs/b.toml", &ticking_job("b", 3600, "b.log", "b"));
+    let mut daemon = Daemon::start(&dir);
+    // A job added from outside the config (as the API would).
+    let store = open_store(&dir).await;
+    let mut spec = JobSpec::new(
+        "command",
+        serde_json::from_value(json!({"type": "interval", "hours": 1})).unwrap(),
+    )
+    .with_id("added-at-runtime")
+    .with_args(json!({"argv": ["true"]}));
+    spec.options.executor = Some("default".to_owned());
+    let scheduler = kairos::scheduler::Scheduler::builder()
+        .store_shared("default", store.clone())
+        .build();
+    scheduler.add_job(spec).await.expect("add a runtime job");
+    std::fs::remove_file(dir.join("jobs/b.toml")).unwrap();
+    let reload = daemon.reload();
+    assert!(reload.contains("1 removed"), "{reload}");
+    assert!(store.get_job("b").await.unwrap().is_none(), "b is gone");
+    assert!(store.get_job("a").await.unwrap().is_some(), "a stays");
+    assert!(
+        store.get_job("added-at-runtime").await.unwrap().is_some(),
+        "a reload never touches jobs the config does not own"
+    );
+    daemon.signal("TERM");
+    let status = daemon.wait_exit(Duration::from_secs(15)).expect("it exits");
+    assert!(status.success(), "{status:?}");
+    let daemon = Daemon::start(&dir);
+    let ids: Vec<String> = store
+        .get_jobs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|job| job.id)
+        .collect();
+    assert!(ids.contains(&"added-at-runtime".to_owned()), "{ids:?}");
+    assert!(ids.contains(&"a".to_owned()), "{ids:?}");
+    assert!(!ids.contains(&"b".to_owned()), "{ids:?}");
+    assert!(daemon
+        .log()
+        .contains("0 added, 0 changed, 0 removed, 1 unchanged"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_waits_for_a_running_job_and_exits_0() {
+    let dir = temp_dir("drain");
+    write_config(&dir, "20s");
+    let run_date = (Utc::now() + chrono::TimeDelta::seconds(2)).to_rfc3339();
+    write(
+        &dir,
+        "jobs/slow.toml",
+        &format!(
+            r#"[[jobs]]
+id = "slow"
+task = "command"
+args = {{ shell = true, command = "touch started; sleep 2; touch finished" }}
+trigger = {{ type = "date", run_date = "{run_date}" }}
+"#
+        ),
+    );
+    let mut daemon = Daemon::start(&dir);
+    assert!(
+        wait_until(Duration::from_secs(10), || dir.join("started").exists()),
+        "the job did not start:\n{}",
+        daemon.log()
+    );
+    daemon.signal("TERM");
+    let status = daemon.wait_exit(Duration::from_secs(30)).expect("it exits");
+    assert!(status.success(), "{status:?}\n{}", daemon.log());
+    assert!(
+        dir.join("finished").exists(),
+        "the running job was waited for:\n{}",
+        daemon.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_pool_children_are_gone_after_exit() {
+    let dir = temp_dir("children");
+    write_config(&dir, "1s");
+    write(
+        &dir,
+        "jobs/long.toml",
+        r#"[[jobs]]
+id = "long"
+task = "command"
+executor = "children"
+args = { shell = true, command = "echo $$ > child.pid; exec sleep 300" }
+trigger = { type = "interval", seconds = 1 }
+"#,
+    );
+    let mut daemon = Daemon::start(&dir);
+    assert!(
+        wait_until(Duration::from_secs(15), || !lines(&dir, "child.pid")
+            .is_empty()),
+        "the job did not start:\n{}",
+        daemon.log()
+    );
+    let pid = lines(&dir, "child.pid")[0].trim().to_owned();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    daemon.signal("TERM");
+    let status = daemon.wait_exit(Duration::from_secs(30)).expect("it exits");
+    assert!(status.success(), "{status:?}\n{}", daemon.log());
+    // A killed child may linger for a moment as a zombie until init reaps it.
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| stat.contains(") Z "))
+            .unwrap_or(true)
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), gone),
+        "the process-pool child {pid} outlived the daemon"
+    );
+}
+
+#[test]
+fn check_reports_every_mistake_with_its_position() {
+    let dir = temp_dir("check");
+    write(
+        &dir,
+        "config.toml",
+        r#"include = ["jobs/*.toml"]
+
+[scheduler]
+shutdown_timout = "30s"
+
+[executors.default]
+type = "threadpool"
+max_workers = 0
+"#,
+    );
+    write(
+        &dir,
+        "jobs/bad.toml",
+        r#"[[jobs]]
+id = "one"
+task = "no.such.task"
+trigger = { type = "interval", minutes = 5 }
+
+[[jobs]]
+id = "two"
+task = "command"
+args = { argv = ["true"] }
+trigger = { type = "cron", hour = 25 }
+misfire_grace_time = "soon"
+"#,
+    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args(["check", "-c"])
+        .arg(dir.join("config.toml"))
+        .output()
+        .expect("run kairos check");
+    assert_eq!(output.status.code(), Some(1));
+    let errors = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "config.toml:4:1: scheduler.shutdown_timout",
+        "config.toml:8:15: executors.default.max_workers",
+        "bad.toml:3:8: jobs[0].task",
+        "bad.toml:10:",
+        "bad.toml:11:",
+    ] {
+        assert!(
+            errors.contains(expected),
+            "missing {expected:?} in:\n{errors}"
+        );
+    }
+    assert!(errors.contains("did you mean"), "{errors}");
+    assert!(errors.contains("5 problem(s)"), "{errors}");
+}
+
+#[test]
+fn check_prints_the_job_table_of_the_shipped_config() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args(["check", "-c"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml"))
+        .output()
+        .expect("run kairos check");
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(table.contains("demo-hello"), "{table}");
+    assert!(table.contains("cron minute=*"), "{table}");
+    assert!(table.contains("valid;"), "{table}");
+}
