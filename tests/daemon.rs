@@ -1,6 +1,8 @@
 //! The daemon as systemd runs it: the real `kairos run` binary in a temporary
 //! directory, steered by job files and signals.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;
