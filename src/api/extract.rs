@@ -78,17 +78,35 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
         let inner = error.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                let message = if path == "." {
+                let at_root = path == ".";
+                let message = if at_root {
                     inner.to_string()
                 } else {
                     format!("{path}: {inner}")
                 };
+                // serde names a missing or unknown field only in its message; lifted
+                // out, `field` points at it (`trigger.hourz`) rather than its parent.
+                let text = inner.to_string();
+                let named = ["missing field `", "unknown field `"]
+                    .iter()
+                    .find_map(|prefix| text.strip_prefix(prefix))
+                    .and_then(|rest| rest.split('`').next());
+                let field = match (at_root, named) {
+                    (true, None) => None,
+                    (true, Some(name)) => Some(name.to_owned()),
+                    (false, None) => Some(path),
+                    // An unknown key is in the path already, except inside a tagged
+                    // enum (the trigger), which serde reads from a buffer.
+                    (false, Some(name)) if path == name || path.ends_with(&format!(".{name}")) => {
+                        Some(path)
+                    }
+                    (false, Some(name)) => Some(format!("{path}.{name}")),
+                };
                 let invalid =
                     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", message);
-                if path == "." {
-                    invalid
-                } else {
-                    invalid.with_field(path)
+                match field {
+                    Some(field) => invalid.with_field(field),
+                    None => invalid,
                 }
             }
             _ => malformed(&inner),
