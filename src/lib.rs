@@ -27,6 +27,7 @@
 
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod clock;
 pub mod config;
 pub mod daemon;

@@ -1,0 +1,177 @@
+//! Bearer-token authentication: who may read and who may also write.
+//!
+//! A request's access is decided by its method: `GET` reads, anything else writes. A
+//! read-write token may do both, a read token only reads (403 on a write). With no
+//! token configured at all, every request is allowed: [`super::check_listen`] only
+//! permits that on loopback.
+//!
+//! Tokens are compared in constant time ([`constant_time_eq`]) so that response timing
+//! does not reveal how much of a guessed token was right.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+
+/// The configured tokens.
+pub(crate) struct Access {
+    read_write: Vec<Vec<u8>>,
+    read_only: Vec<Vec<u8>>,
+}
+
+/// What a presented token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Grant {
+    ReadWrite,
+    ReadOnly,
+}
+
+impl Access {
+    /// Empty tokens are dropped: they would match an empty `Authorization: Bearer `.
+    /// ([`super::check_listen`] refuses them; a library user who skips it still gets
+    /// no hole.)
+    pub(crate) fn new(read_write: &[String], read_only: &[String]) -> Access {
+        let keep = |tokens: &[String]| {
+            tokens
+                .iter()
+                .filter(|token| !token.is_empty())
+                .map(|token| token.as_bytes().to_vec())
+                .collect::<Vec<_>>()
+        };
+        let dropped = read_write
+            .iter()
+            .chain(read_only)
+            .filter(|token| token.is_empty())
+            .count();
+        if dropped > 0 {
+            tracing::warn!(dropped, "empty API tokens ignored");
+        }
+        Access {
+            read_write: keep(read_write),
+            read_only: keep(read_only),
+        }
+    }
+
+    fn open(&self) -> bool {
+        self.read_write.is_empty() && self.read_only.is_empty()
+    }
+
+    /// What `presented` may do, if it is a configured token. Every configured token is
+    /// compared, so the time taken does not depend on which one matched.
+    fn grant(&self, presented: &[u8]) -> Option<Grant> {
+        let matches = |tokens: &[Vec<u8>]| {
+            tokens.iter().fold(false, |found, token| {
+                found | constant_time_eq(token, presented)
+            })
+        };
+        let read_write = matches(&self.read_write);
+        let read_only = matches(&self.read_only);
+        if read_write {
+            Some(Grant::ReadWrite)
+        } else if read_only {
+            Some(Grant::ReadOnly)
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether `a` and `b` are equal, in time that depends only on their lengths.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        // Token lengths are not secret enough to hide; their bytes are.
+        return false;
+    }
+    let difference = a
+        .iter()
+        .zip(b)
+        .fold(0u8, |difference, (x, y)| difference | (x ^ y));
+    // `black_box` keeps the optimiser from turning the fold into an early exit.
+    std::hint::black_box(difference) == 0
+}
+
+/// The middleware in front of every route but `GET /health`.
+pub(crate) async fn require_token(
+    State(access): State<Arc<Access>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if access.open() {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer_token);
+    let Some(presented) = presented else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this API needs a bearer token: Authorization: Bearer <token>",
+        )
+        .into_response();
+    };
+    let writes = !matches!(*request.method(), Method::GET | Method::HEAD);
+    match access.grant(presented.as_bytes()) {
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the bearer token is not valid",
+        )
+        .into_response(),
+        Some(Grant::ReadOnly) if writes => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "read_only_token",
+            "this token may only read; changes need a read-write token",
+        )
+        .into_response(),
+        Some(_) => next.run(request).await,
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` value (the scheme is
+/// case-insensitive, RFC 7235 §2.1); `None` for other schemes or an empty token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_only_when_every_byte_is() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret!"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_the_token_not_empty() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearer"), None);
+    }
+
+    #[test]
+    fn read_write_wins_and_empty_tokens_are_dropped() {
+        let access = Access::new(
+            &["rw".to_owned(), String::new()],
+            &["ro".to_owned(), "rw".to_owned()],
+        );
+        assert_eq!(access.grant(b"rw"), Some(Grant::ReadWrite));
+        assert_eq!(access.grant(b"ro"), Some(Grant::ReadOnly));
+        assert_eq!(access.grant(b""), None);
+        assert_eq!(access.grant(b"nope"), None);
+    }
+}

@@ -1,0 +1,374 @@
+//! `/jobs`: list, add, show, change and remove jobs, and act on one (pause, resume,
+//! run now, reschedule).
+//!
+//! Each handler checks what only the API cares about (the task policy, config
+//! ownership, idempotency) and leaves the rest to the [`Scheduler`] handle, whose
+//! errors [`ApiError`] maps to statuses.
+//!
+//! Jobs defined in the daemon's config files (`from_config`) belong to those files: the
+//! API may pause, resume and run them, but changing, rescheduling, removing or
+//! replacing one is refused with 409, since the next reload would undo it.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::extract::{parse_json, Json, JsonBody, Path};
+use super::idempotency::{Begin, StoredResponse};
+use super::view::JobView;
+use super::{AppState, Routes, Verb, PREFIX};
+use crate::job::{Job, JobChanges, JobOptions, JobSpec};
+use crate::scheduler::Scheduler;
+use crate::trigger::TriggerSpec;
+
+/// The longest job id accepted: ids go into URLs and store keys.
+const MAX_ID_LENGTH: usize = 256;
+
+pub(super) fn routes(routes: Routes) -> Routes {
+    routes
+        .add(Verb::Get, "/jobs", list_jobs)
+        .add(Verb::Post, "/jobs", add_job)
+        .add(Verb::Get, "/jobs/{id}", get_job)
+        .add(Verb::Patch, "/jobs/{id}", modify_job)
+        .add(Verb::Delete, "/jobs/{id}", remove_job)
+        .add(Verb::Post, "/jobs/{id}/pause", pause_job)
+        .add(Verb::Post, "/jobs/{id}/resume", resume_job)
+        .add(Verb::Post, "/jobs/{id}/run", run_job)
+        .add(Verb::Post, "/jobs/{id}/reschedule", reschedule_job)
+}
+
+/// The body of `POST /jobs`: a [`JobSpec`] with its options under `options`, the way
+/// [`JobView`] shows them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewJob {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    task: String,
+    #[serde(default)]
+    args: serde_json::Value,
+    trigger: TriggerSpec,
+    #[serde(default)]
+    options: JobOptions,
+    #[serde(default)]
+    paused: bool,
+    #[serde(default)]
+    next_run_time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    replace_existing: bool,
+}
+
+impl From<NewJob> for JobSpec {
+    fn from(new: NewJob) -> JobSpec {
+        JobSpec {
+            id: new.id,
+            name: new.name,
+            task: new.task,
+            args: new.args,
+            trigger: new.trigger,
+            options: new.options,
+            paused: new.paused,
+            next_run_time: new.next_run_time,
+            replace_existing: new.replace_existing,
+            // An API caller cannot claim config ownership.
+            from_config: false,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JobList {
+    jobs: Vec<JobView>,
+}
+
+async fn list_jobs(State(state): State<AppState>) -> Result<axum::Json<JobList>, ApiError> {
+    let jobs = state.scheduler.get_jobs().await?;
+    Ok(axum::Json(JobList {
+        jobs: jobs.iter().map(JobView::from).collect(),
+    }))
+}
+
+/// `POST /jobs`, idempotent when the request carries an `Idempotency-Key`.
+async fn add_job(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be visible ASCII",
+            )
+        })?),
+    };
+    let Some(key) = key else {
+        return Ok(created_response(create_job(&state, &body).await?));
+    };
+    let pending = match state.idempotency.begin(key, &body)? {
+        Begin::Replay(stored) => return Ok(replay(stored)),
+        Begin::Fresh(pending) => pending,
+    };
+    // Created in its own task, so a client that hangs up mid-request cannot cancel it
+    // between the store write and the cache entry: the retry must find the entry.
+    let handled = tokio::spawn(async move {
+        let created = create_job(&state, &body).await;
+        if let Ok(stored) = &created {
+            pending.finish(stored.clone());
+        }
+        // A failure drops `pending`, which releases the key for a retry.
+        created
+    });
+    match handled.await {
+        Ok(created) => Ok(created_response(created?)),
+        Err(join_error) => {
+            tracing::error!(error = %join_error, "adding a job through the API failed");
+            Err(ApiError::internal())
+        }
+    }
+}
+
+/// Checks and adds the job in `body`; the 201 response as it is kept for retries.
+async fn create_job(state: &AppState, body: &Bytes) -> Result<StoredResponse, ApiError> {
+    let new: NewJob = parse_json(body)?;
+    if !state.settings.task_allowed(&new.task) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "task_not_allowed",
+            format!(
+                "task {:?} may not be used through the API (see [api] allowed_tasks)",
+                new.task
+            ),
+        )
+        .with_field("task"));
+    }
+    if let Some(id) = &new.id {
+        check_id(id)?;
+        // Replacing a config-owned job would take it from its file; a missing one is
+        // simply added.
+        if new.replace_existing {
+            let existing = state.scheduler.get_job(id).await?;
+            if existing.is_some_and(|job| job.is_from_config()) {
+                return Err(ApiError::config_owned(id));
+            }
+        }
+    }
+    let job = state
+        .scheduler
+        .add_job(new.into())
+        .await
+        .map_err(|error| ApiError::from(error).in_options())?;
+    let body = serde_json::to_vec(&JobView::from(&job)).map_err(|error| {
+        tracing::error!(%error, job_id = job.id, "a job could not be written as JSON");
+        ApiError::internal()
+    })?;
+    Ok(StoredResponse {
+        status: StatusCode::CREATED,
+        body: Bytes::from(body),
+        location: Some(format!("{PREFIX}/jobs/{}", percent_encode_segment(&job.id))),
+    })
+}
+
+fn check_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > MAX_ID_LENGTH {
+        return Err(ApiError::invalid(
+            "id",
+            format!("id: must be 1 to {MAX_ID_LENGTH} bytes"),
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "id",
+            "id: must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn created_response(stored: StoredResponse) -> Response {
+    json_response(stored, false)
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    json_response(stored, true)
+}
+
+fn json_response(stored: StoredResponse, replayed: bool) -> Response {
+    let mut response = (
+        stored.status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        stored.body,
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    if let Some(location) = stored
+        .location
+        .and_then(|location| HeaderValue::try_from(location).ok())
+    {
+        headers.insert(header::LOCATION, location);
+    }
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// `id` as one URL path segment: everything but unreserved characters (RFC 3986
+/// §2.3) percent-encoded.
+fn percent_encode_segment(id: &str) -> String {
+    let mut encoded = String::with_capacity(id.len());
+    for byte in id.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+async fn get_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<JobView>, ApiError> {
+    let job = find(&state.scheduler, &id).await?;
+    Ok(axum::Json(JobView::from(&job)))
+}
+
+async fn modify_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(changes): Json<JobChanges>,
+) -> Result<axum::Json<JobView>, ApiError> {
+    let job = refuse_config_owned(&state.scheduler, &id).await?;
+    // New args are the one change that alters what a job does on the host, so a job
+    // whose task the API may not add may not be given new args either.
+    if changes.args.is_some() && !state.settings.task_allowed(&job.task) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "task_not_allowed",
+            format!(
+                "the args of a {:?} job may not be changed through the API",
+                job.task
+            ),
+        )
+        .with_field("args"));
+    }
+    let job = state.scheduler.modify_job(&id, changes).await?;
+    Ok(axum::Json(JobView::from(&job)))
+}
+
+async fn remove_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    refuse_config_owned(&state.scheduler, &id).await?;
+    state.scheduler.remove_job(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn pause_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<JobView>, ApiError> {
+    let job = state.scheduler.pause_job(&id).await?;
+    Ok(axum::Json(JobView::from(&job)))
+}
+
+/// The answer to resuming a job whose trigger has no fire time left: the scheduler
+/// removed it, as APScheduler does.
+#[derive(Serialize)]
+struct Removed {
+    id: String,
+    removed: bool,
+    message: &'static str,
+}
+
+async fn resume_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(match state.scheduler.resume_job(&id).await? {
+        Some(job) => axum::Json(JobView::from(&job)).into_response(),
+        None => axum::Json(Removed {
+            id,
+            removed: true,
+            message: "the job's trigger has no fire time left, so the job was removed",
+        })
+        .into_response(),
+    })
+}
+
+#[derive(Serialize)]
+struct RunStarted {
+    job_id: String,
+    run_id: String,
+}
+
+async fn run_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, axum::Json<RunStarted>), ApiError> {
+    let run_id = state.scheduler.run_job_now(&id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(RunStarted { job_id: id, run_id }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reschedule {
+    trigger: TriggerSpec,
+}
+
+async fn reschedule_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(reschedule): Json<Reschedule>,
+) -> Result<axum::Json<JobView>, ApiError> {
+    refuse_config_owned(&state.scheduler, &id).await?;
+    let job = state
+        .scheduler
+        .reschedule_job(&id, reschedule.trigger)
+        .await?;
+    Ok(axum::Json(JobView::from(&job)))
+}
+
+async fn find(scheduler: &Scheduler, id: &str) -> Result<Job, ApiError> {
+    scheduler
+        .get_job(id)
+        .await?
+        .ok_or_else(|| ApiError::job_not_found(id))
+}
+
+/// The job `id` (404 if there is none), unless the config files own it (409).
+async fn refuse_config_owned(scheduler: &Scheduler, id: &str) -> Result<Job, ApiError> {
+    let job = find(scheduler, id).await;
+    match job {
+        Ok(job) if job.is_from_config() => Err(ApiError::config_owned(id)),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_encoded_as_one_path_segment() {
+        assert_eq!(percent_encode_segment("order-42_a.b~"), "order-42_a.b~");
+        assert_eq!(percent_encode_segment("a/b c"), "a%2Fb%20c");
+        assert_eq!(percent_encode_segment("é"), "%C3%A9");
+    }
+}

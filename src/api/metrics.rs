@@ -1,0 +1,148 @@
+//! `GET /metrics`: Prometheus text exposition (format 0.0.4).
+//!
+//! Gauges are read when scraped (jobs by state, the scheduler's state); run counters
+//! are counted from the scheduler's events by a task [`Metrics::start`] spawns, so
+//! they start at zero when the API starts and count every run the scheduler records.
+//! Executor queue depth is not exported yet: the executors do not expose it outside
+//! their submission events.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use super::error::ApiError;
+use super::scheduler::state_name;
+use super::{AppState, Routes, Verb};
+use crate::history::RunOutcome;
+use crate::scheduler::{Event, Scheduler, SchedulerState};
+
+pub(super) fn routes(routes: Routes) -> Routes {
+    routes.add(Verb::Get, "/metrics", metrics)
+}
+
+const OUTCOMES: [RunOutcome; 5] = [
+    RunOutcome::Success,
+    RunOutcome::Error,
+    RunOutcome::Timeout,
+    RunOutcome::Missed,
+    RunOutcome::Skipped,
+];
+
+/// Counters fed from the scheduler's events.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    /// Finished runs, indexed as [`OUTCOMES`].
+    runs: [AtomicU64; 5],
+    /// Events the counting task missed because it fell behind.
+    events_lost: AtomicU64,
+}
+
+impl Metrics {
+    /// The counters, and a task that feeds them until the scheduler or the API is
+    /// dropped. Outside a tokio runtime nothing is counted (and a warning says so).
+    pub(crate) fn start(scheduler: &Scheduler) -> Arc<Metrics> {
+        let metrics = Arc::new(Metrics::default());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(count_runs(scheduler.subscribe(), Arc::downgrade(&metrics)));
+            }
+            Err(_) => tracing::warn!(
+                "the API router was built outside a tokio runtime; /metrics will not count runs"
+            ),
+        }
+        metrics
+    }
+
+    fn record(&self, outcome: RunOutcome) {
+        if let Some(index) = OUTCOMES.iter().position(|known| *known == outcome) {
+            self.runs[index].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn count_runs(mut events: broadcast::Receiver<Event>, metrics: Weak<Metrics>) {
+    loop {
+        let received = events.recv().await;
+        // Holding only a weak reference lets the task end with the router.
+        let Some(metrics) = metrics.upgrade() else {
+            return;
+        };
+        match received {
+            Ok(Event::JobExecuted { run } | Event::JobError { run }) => metrics.record(run.outcome),
+            Ok(_) => {}
+            Err(RecvError::Lagged(lost)) => {
+                metrics.events_lost.fetch_add(lost, Ordering::Relaxed);
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let jobs = state.scheduler.get_jobs().await?;
+    let paused = jobs.iter().filter(|job| job.paused).count();
+    let pending = jobs.len() - paused;
+    let mut text = String::new();
+    // Writing to a String cannot fail; the results are ignored for that reason.
+    let _ = writeln!(
+        text,
+        "# HELP kairos_jobs Jobs in the scheduler's stores, by state."
+    );
+    let _ = writeln!(text, "# TYPE kairos_jobs gauge");
+    let _ = writeln!(text, "kairos_jobs{{state=\"pending\"}} {pending}");
+    let _ = writeln!(text, "kairos_jobs{{state=\"paused\"}} {paused}");
+    let _ = writeln!(
+        text,
+        "# HELP kairos_scheduler_state 1 for the state the scheduler is in."
+    );
+    let _ = writeln!(text, "# TYPE kairos_scheduler_state gauge");
+    let current = state.scheduler.state();
+    for candidate in [
+        SchedulerState::Running,
+        SchedulerState::Paused,
+        SchedulerState::Stopped,
+    ] {
+        let value = u8::from(candidate == current);
+        let _ = writeln!(
+            text,
+            "kairos_scheduler_state{{state=\"{}\"}} {value}",
+            state_name(candidate)
+        );
+    }
+    let _ = writeln!(
+        text,
+        "# HELP kairos_runs_total Runs recorded since the API started, by outcome."
+    );
+    let _ = writeln!(text, "# TYPE kairos_runs_total counter");
+    for (outcome, count) in OUTCOMES.iter().zip(&state.metrics.runs) {
+        let _ = writeln!(
+            text,
+            "kairos_runs_total{{outcome=\"{}\"}} {}",
+            outcome.as_str(),
+            count.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        text,
+        "# HELP kairos_metrics_events_lost_total Scheduler events the run counters missed (they fell behind)."
+    );
+    let _ = writeln!(text, "# TYPE kairos_metrics_events_lost_total counter");
+    let _ = writeln!(
+        text,
+        "kairos_metrics_events_lost_total {}",
+        state.metrics.events_lost.load(Ordering::Relaxed)
+    );
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response())
+}

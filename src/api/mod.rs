@@ -1,0 +1,398 @@
+//! The HTTP API: JSON under `/api/v1`, on axum, over a [`Scheduler`] handle.
+//!
+//! This module owns the router ([`app`]), the server loop ([`serve`]) and the API's
+//! settings ([`ApiSettings`], [`check_listen`]). It touches the scheduler only through
+//! its public handle, so everything the API can do a library user can do too; the
+//! daemon builds the scheduler, calls [`check_listen`], [`app`] and [`serve`].
+//!
+//! Routes are grouped per resource: `jobs.rs` (jobs and their actions), `runs.rs` (run
+//! history), `scheduler.rs` (scheduler pause/resume, health), `events.rs` (server-sent
+//! events), `openapi.rs` (the OpenAPI document). Each registers its routes in one
+//! [`Routes`] table, which the OpenAPI test reads, so a route cannot be served without
+//! being documented.
+//!
+//! # Ground rules
+//! - Every error, including axum's own rejections (bad JSON, body too large, unknown
+//!   route), is an [`error::ApiError`] with the body `{"error": {"code", "message"}}`.
+//!   Internal details (store errors, panics) are logged with tracing, never sent.
+//! - No handler may panic on any input; a panic that slips through anyway becomes a 500
+//!   (see [`guard`]), not a dropped connection.
+//! - Every request but `GET /events` is bounded by [`ApiSettings::request_timeout`];
+//!   the event stream ends when [`serve`]'s shutdown signal fires, so a connected
+//!   dashboard cannot hold shutdown up.
+
+mod auth;
+mod error;
+mod events;
+mod extract;
+mod idempotency;
+mod jobs;
+mod metrics;
+mod openapi;
+mod runs;
+mod scheduler;
+mod view;
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodFilter;
+use axum::{Extension, Router};
+use futures_util::FutureExt;
+use tokio::sync::watch;
+
+use self::auth::Access;
+use self::error::ApiError;
+use self::idempotency::IdempotencyCache;
+use self::metrics::Metrics;
+use crate::scheduler::Scheduler;
+
+/// The prefix of every API route.
+pub const PREFIX: &str = "/api/v1";
+
+/// The API's settings (`[api]` in the daemon's config).
+#[derive(Clone)]
+pub struct ApiSettings {
+    /// Bearer tokens that may read and write. With no token here and none in
+    /// `read_tokens`, no token is required (allowed on loopback only, see
+    /// [`check_listen`]).
+    pub tokens: Vec<String>,
+    /// Bearer tokens that may only read (`GET`): dashboards and monitoring.
+    pub read_tokens: Vec<String>,
+    /// The tasks that jobs added through the API may name. `None`: every registered
+    /// task except `command`, which runs programs on the host and so must be allowed by
+    /// name.
+    pub allowed_tasks: Option<Vec<String>>,
+    /// The largest request body accepted, in bytes; larger ones get 413.
+    pub body_limit: usize,
+    /// How long a request may take before it gets 503 (the event stream excepted).
+    pub request_timeout: Duration,
+    /// How long a `POST /jobs` response is kept for retries with the same
+    /// `Idempotency-Key`.
+    pub idempotency_ttl: Duration,
+    /// How many `Idempotency-Key`s are remembered at most; the oldest go first.
+    pub idempotency_capacity: usize,
+}
+
+impl Default for ApiSettings {
+    /// No tokens, the default task policy, 64 KiB bodies, 30 s requests, and
+    /// idempotency keys kept 24 h, 10,000 at most.
+    fn default() -> ApiSettings {
+        ApiSettings {
+            tokens: Vec::new(),
+            read_tokens: Vec::new(),
+            allowed_tasks: None,
+            body_limit: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+            idempotency_ttl: Duration::from_secs(24 * 60 * 60),
+            idempotency_capacity: 10_000,
+        }
+    }
+}
+
+impl fmt::Debug for ApiSettings {
+    /// Tokens are secrets: only how many there are is shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiSettings")
+            .field("tokens", &format_args!("[{} redacted]", self.tokens.len()))
+            .field(
+                "read_tokens",
+                &format_args!("[{} redacted]", self.read_tokens.len()),
+            )
+            .field("allowed_tasks", &self.allowed_tasks)
+            .field("body_limit", &self.body_limit)
+            .field("request_timeout", &self.request_timeout)
+            .field("idempotency_ttl", &self.idempotency_ttl)
+            .field("idempotency_capacity", &self.idempotency_capacity)
+            .finish()
+    }
+}
+
+impl ApiSettings {
+    /// Whether jobs added through the API may name `task`.
+    pub fn task_allowed(&self, task: &str) -> bool {
+        match &self.allowed_tasks {
+            Some(allowed) => allowed.iter().any(|name| name == task),
+            None => task != "command",
+        }
+    }
+}
+
+/// Why the API may not listen as configured.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiConfigError {
+    /// No token is configured and the address is reachable from other machines.
+    #[error(
+        "api.listen: {addr} is not a loopback address, so api.token must be set \
+         (without a token anyone who can reach the port controls the scheduler)"
+    )]
+    TokenRequired {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// A configured token is empty, which would let an empty `Authorization` through.
+    #[error("api.token: a token must not be empty")]
+    EmptyToken,
+}
+
+/// Refuses settings that would expose the API without authentication: a non-loopback
+/// `addr` needs at least one token, and no token may be empty.
+pub fn check_listen(addr: &SocketAddr, settings: &ApiSettings) -> Result<(), ApiConfigError> {
+    let tokens = settings.tokens.iter().chain(&settings.read_tokens);
+    if tokens.clone().any(|token| token.is_empty()) {
+        return Err(ApiConfigError::EmptyToken);
+    }
+    if !addr.ip().is_loopback() && tokens.count() == 0 {
+        return Err(ApiConfigError::TokenRequired { addr: *addr });
+    }
+    Ok(())
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) scheduler: Scheduler,
+    pub(crate) settings: Arc<ApiSettings>,
+    pub(crate) idempotency: Arc<IdempotencyCache>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+/// Builds the API's router: every route under [`PREFIX`], with authentication, the
+/// body limit, the request timeout and JSON errors for unknown routes.
+///
+/// Call it inside a tokio runtime: it starts a task that counts run outcomes for
+/// `GET /metrics` from the scheduler's events.
+pub fn app(scheduler: Scheduler, settings: ApiSettings) -> Router {
+    let metrics = Metrics::start(&scheduler);
+    let access = Arc::new(Access::new(&settings.tokens, &settings.read_tokens));
+    let body_limit = settings.body_limit;
+    let request_timeout = settings.request_timeout;
+    let state = AppState {
+        idempotency: Arc::new(IdempotencyCache::new(
+            settings.idempotency_ttl,
+            settings.idempotency_capacity,
+        )),
+        scheduler,
+        settings: Arc::new(settings),
+        metrics,
+    };
+    let Routes {
+        public, protected, ..
+    } = routes();
+    let protected =
+        protected.route_layer(middleware::from_fn_with_state(access, auth::require_token));
+    let api = public
+        .merge(protected)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+    Router::new()
+        .nest(PREFIX, api)
+        .fallback(route_not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(request_timeout, guard))
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting,
+/// ends event streams and lets requests in flight finish (for at most
+/// [`SHUTDOWN_GRACE`]).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (closing_sender, closing) = watch::channel(false);
+    let router = router.layer(Extension(events::Closing(closing.clone())));
+    let signal = async move {
+        shutdown.await;
+        closing_sender.send_replace(true);
+    };
+    let server = axum::serve(listener, router).with_graceful_shutdown(signal);
+    let mut closing = closing;
+    let grace_over = async move {
+        // An error means the sender is gone, which only happens once the server is.
+        let _ = closing.wait_for(|closed| *closed).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = server => served,
+        () = grace_over => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "API connections still open after the shutdown grace period; closing anyway");
+            Ok(())
+        }
+    }
+}
+
+/// How long [`serve`] waits for requests in flight after the shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Bounds each request by the timeout and turns a handler panic into a 500.
+async fn guard(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    // The future only covers producing the response head: a streamed body (the event
+    // stream) goes on after it, so the timeout never cuts a stream.
+    let handled = AssertUnwindSafe(next.run(request)).catch_unwind();
+    match tokio::time::timeout(timeout, handled).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(_panic)) => {
+            tracing::error!(%method, path, "an API handler panicked");
+            ApiError::internal().into_response()
+        }
+        Err(_elapsed) => {
+            tracing::warn!(%method, path, ?timeout, "API request timed out");
+            ApiError::timeout(timeout).into_response()
+        }
+    }
+}
+
+async fn route_not_found(request: Request) -> ApiError {
+    ApiError::route_not_found(request.method(), request.uri().path())
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::method_not_allowed(request.method(), request.uri().path())
+}
+
+/// An HTTP method the API uses, with its axum filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verb {
+    Get,
+    Post,
+    Patch,
+    Delete,
+}
+
+impl Verb {
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+            Verb::Patch => MethodFilter::PATCH,
+            Verb::Delete => MethodFilter::DELETE,
+        }
+    }
+
+    /// The method's name in lower case, as OpenAPI path items name operations.
+    #[cfg(test)]
+    pub(crate) fn openapi_name(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::Post => "post",
+            Verb::Patch => "patch",
+            Verb::Delete => "delete",
+        }
+    }
+}
+
+/// The API's routes as they are registered: the router and the list of (method, path)
+/// it serves, built together so the list cannot miss a route.
+pub(crate) struct Routes {
+    public: Router<AppState>,
+    protected: Router<AppState>,
+    pub(crate) table: Vec<(Verb, &'static str)>,
+}
+
+impl Routes {
+    /// A route that needs a token (when tokens are configured).
+    pub(crate) fn add<H, T>(mut self, verb: Verb, path: &'static str, handler: H) -> Routes
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.table.push((verb, path));
+        self.protected = self
+            .protected
+            .route(path, axum::routing::on(verb.filter(), handler));
+        self
+    }
+
+    /// A route anyone may call (`GET /health`, for load balancers and systemd checks).
+    pub(crate) fn add_public<H, T>(mut self, verb: Verb, path: &'static str, handler: H) -> Routes
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.table.push((verb, path));
+        self.public = self
+            .public
+            .route(path, axum::routing::on(verb.filter(), handler));
+        self
+    }
+}
+
+/// Every route of the API, relative to [`PREFIX`].
+pub(crate) fn routes() -> Routes {
+    let routes = Routes {
+        public: Router::new(),
+        protected: Router::new(),
+        table: Vec::new(),
+    };
+    let routes = jobs::routes(routes);
+    let routes = runs::routes(routes);
+    let routes = scheduler::routes(routes);
+    let routes = events::routes(routes);
+    let routes = metrics::routes(routes);
+    openapi::routes(routes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_public_address_needs_a_token() {
+        let public: SocketAddr = ([0, 0, 0, 0], 8080).into();
+        let loopback: SocketAddr = ([127, 0, 0, 1], 8080).into();
+        let open = ApiSettings::default();
+        assert!(check_listen(&loopback, &open).is_ok());
+        assert!(matches!(
+            check_listen(&public, &open),
+            Err(ApiConfigError::TokenRequired { .. })
+        ));
+        let guarded = ApiSettings {
+            tokens: vec!["secret".to_owned()],
+            ..ApiSettings::default()
+        };
+        assert!(check_listen(&public, &guarded).is_ok());
+        let empty = ApiSettings {
+            read_tokens: vec![String::new()],
+            ..ApiSettings::default()
+        };
+        assert!(matches!(
+            check_listen(&loopback, &empty),
+            Err(ApiConfigError::EmptyToken)
+        ));
+    }
+
+    #[test]
+    fn debug_output_hides_tokens() {
+        let settings = ApiSettings {
+            tokens: vec!["hunter2".to_owned()],
+            ..ApiSettings::default()
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("1 redacted"), "{shown}");
+    }
+
+    #[test]
+    fn command_is_allowed_only_by_name() {
+        let default = ApiSettings::default();
+        assert!(default.task_allowed("orders.cancel"));
+        assert!(!default.task_allowed("command"));
+        let listed = ApiSettings {
+            allowed_tasks: Some(vec!["command".to_owned()]),
+            ..ApiSettings::default()
+        };
+        assert!(listed.task_allowed("command"));
+        assert!(!listed.task_allowed("orders.cancel"));
+    }
+}

@@ -1,0 +1,343 @@
+//! `GET /openapi.json`: the API described as an OpenAPI 3.1 document.
+//!
+//! Written by hand as JSON rather than derived with `utoipa`: the request types are
+//! the library's own serde types (`TriggerSpec`, `JobChanges`) with custom
+//! deserializers that a derive would not describe faithfully, and the derive's compile
+//! cost buys little for some fifteen routes. What keeps the document from drifting is
+//! the test at the bottom: every route the router serves ([`super::routes`]) must be
+//! in the document, and every operation in the document must be served.
+
+use axum::http::StatusCode;
+use serde_json::{json, Map, Value};
+
+use super::{Routes, Verb, PREFIX};
+
+pub(super) fn routes(routes: Routes) -> Routes {
+    routes.add(Verb::Get, "/openapi.json", openapi_json)
+}
+
+async fn openapi_json() -> axum::Json<Value> {
+    axum::Json(document())
+}
+
+/// A reference to a schema in `components`.
+fn schema(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+/// A JSON response with `schema`.
+fn json_response(description: &str, body: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": body}}})
+}
+
+/// The error responses an operation can give, each with the common error body.
+fn errors(statuses: &[StatusCode]) -> Map<String, Value> {
+    statuses
+        .iter()
+        .map(|status| {
+            let reason = status.canonical_reason().unwrap_or("error");
+            (
+                status.as_u16().to_string(),
+                json_response(reason, schema("Error")),
+            )
+        })
+        .collect()
+}
+
+/// An operation: its summary, request body (if any), parameters and responses; the
+/// errors every authenticated operation can give (401, 403, 503) are added.
+fn operation(
+    summary: &str,
+    parameters: &[Value],
+    body: Option<Value>,
+    mut responses: Map<String, Value>,
+    extra_errors: &[StatusCode],
+) -> Value {
+    responses.extend(errors(extra_errors));
+    responses.extend(errors(&[
+        StatusCode::UNAUTHORIZED,
+        StatusCode::FORBIDDEN,
+        StatusCode::SERVICE_UNAVAILABLE,
+    ]));
+    let mut operation = json!({
+        "summary": summary,
+        "parameters": parameters,
+        "responses": responses,
+    });
+    if let (Some(body), Some(fields)) = (body, operation.as_object_mut()) {
+        fields.insert(
+            "requestBody".to_owned(),
+            json!({"required": true, "content": {"application/json": {"schema": body}}}),
+        );
+    }
+    operation
+}
+
+fn ok(description: &str, body: Value) -> Map<String, Value> {
+    let mut responses = Map::new();
+    responses.insert("200".to_owned(), json_response(description, body));
+    responses
+}
+
+fn job_id() -> Value {
+    json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}})
+}
+
+fn limit() -> Value {
+    json!({"name": "limit", "in": "query", "required": false,
+           "description": "How many records, newest first: 1-1000, default 50.",
+           "schema": {"type": "integer", "minimum": 1, "maximum": 1000}})
+}
+
+/// The whole document.
+pub(crate) fn document() -> Value {
+    use StatusCode as S;
+    let job = || schema("Job");
+    let job_action = |summary: &str| {
+        operation(
+            summary,
+            &[job_id()],
+            None,
+            ok("The job after the change.", job()),
+            &[S::NOT_FOUND],
+        )
+    };
+    let mut created = Map::new();
+    created.insert(
+        "201".to_owned(),
+        json_response(
+            "The job as added (also the replay of an idempotent retry).",
+            job(),
+        ),
+    );
+    let mut removed = Map::new();
+    removed.insert(
+        "204".to_owned(),
+        json!({"description": "The job was removed."}),
+    );
+    let mut started = Map::new();
+    started.insert(
+        "202".to_owned(),
+        json_response(
+            "The run was handed to the job's executor.",
+            schema("RunStarted"),
+        ),
+    );
+    let mut add_job = operation(
+        "Add a job",
+        &[
+            json!({"name": "Idempotency-Key", "in": "header", "required": false,
+                 "description": "A retry with the same key and body returns the first response (kept 24 h) and adds no second job; the same key with another body is 422, while the first is in flight 409.",
+                 "schema": {"type": "string", "maxLength": 255}}),
+        ],
+        Some(schema("NewJob")),
+        created,
+        &[
+            S::BAD_REQUEST,
+            S::CONFLICT,
+            S::PAYLOAD_TOO_LARGE,
+            S::UNPROCESSABLE_ENTITY,
+        ],
+    );
+    if let Some(fields) = add_job.as_object_mut() {
+        fields.insert(
+            "description".to_owned(),
+            json!("403 also answers a task not in the API's allowed tasks (`command` must be allowed by name). 409: the id exists (without replace_existing) or belongs to the config files."),
+        );
+    }
+    let mut health_responses = ok(
+        "The scheduler is up and its store readable.",
+        schema("Health"),
+    );
+    health_responses.insert(
+        "503".to_owned(),
+        json_response("The job store cannot be read.", schema("Health")),
+    );
+    let mut metrics_responses = Map::new();
+    metrics_responses.insert(
+        "200".to_owned(),
+        json!({"description": "Prometheus text format 0.0.4.",
+               "content": {"text/plain": {"schema": {"type": "string"}}}}),
+    );
+    let mut events_responses = Map::new();
+    events_responses.insert(
+        "200".to_owned(),
+        json!({"description": "Server-sent events: each named after the scheduler event's kind (job_added, job_executed, ...), its JSON as data; `lagged` with {\"missed\": N} when the client fell behind.",
+               "content": {"text/event-stream": {"schema": {"type": "string"}}}}),
+    );
+    let config_owned = "409 when the daemon's config files own the job.";
+    let with_description = |mut operation: Value, description: &str| {
+        if let Some(fields) = operation.as_object_mut() {
+            fields.insert("description".to_owned(), json!(description));
+        }
+        operation
+    };
+    let paths = json!({
+        "/jobs": {
+            "get": operation("List jobs, by next run time, paused last", &[], None,
+                ok("Every job.", json!({"type": "object", "properties": {"jobs": {"type": "array", "items": job()}}})), &[]),
+            "post": add_job,
+        },
+        "/jobs/{id}": {
+            "get": operation("Show a job", &[job_id()], None, ok("The job.", job()), &[S::NOT_FOUND]),
+            "patch": with_description(operation("Change a job", &[job_id()], Some(schema("JobChanges")),
+                ok("The job after the change.", job()),
+                &[S::BAD_REQUEST, S::NOT_FOUND, S::CONFLICT, S::PAYLOAD_TOO_LARGE, S::UNPROCESSABLE_ENTITY]), config_owned),
+            "delete": with_description(operation("Remove a job", &[job_id()], None, removed, &[S::NOT_FOUND, S::CONFLICT]), config_owned),
+        },
+        "/jobs/{id}/pause": {"post": job_action("Pause a job (config-owned ones too)")},
+        "/jobs/{id}/resume": {"post": with_description(job_action("Resume a paused job"),
+            "A job whose trigger has no fire time left is removed; the answer is then {\"id\", \"removed\": true, \"message\"}.")},
+        "/jobs/{id}/run": {"post": operation("Run a job now, once, outside its schedule", &[job_id()], None, started, &[S::NOT_FOUND])},
+        "/jobs/{id}/reschedule": {"post": with_description(operation("Give a job a new trigger", &[job_id()],
+            Some(json!({"type": "object", "required": ["trigger"], "additionalProperties": false,
+                        "properties": {"trigger": schema("Trigger")}})),
+            ok("The job with its new trigger and next run time.", job()),
+            &[S::BAD_REQUEST, S::NOT_FOUND, S::CONFLICT, S::UNPROCESSABLE_ENTITY]), config_owned)},
+        "/jobs/{id}/runs": {"get": operation("A job's runs, newest first", &[job_id(), limit()], None,
+            ok("The runs (also of a job removed since).", schema("RunList")), &[S::BAD_REQUEST])},
+        "/runs": {"get": operation("Runs of all jobs, or of one, newest first",
+            &[limit(), json!({"name": "job_id", "in": "query", "required": false, "schema": {"type": "string"}})],
+            None, ok("The runs.", schema("RunList")), &[S::BAD_REQUEST])},
+        "/scheduler/pause": {"post": operation("Pause the scheduler: no job is taken until resumed", &[], None,
+            ok("The scheduler's state.", schema("SchedulerState")), &[])},
+        "/scheduler/resume": {"post": operation("Resume the scheduler", &[], None,
+            ok("The scheduler's state.", schema("SchedulerState")), &[])},
+        "/health": {"get": {"summary": "Health (no authentication)", "security": [], "responses": health_responses}},
+        "/events": {"get": operation("The scheduler's events as server-sent events", &[], None, events_responses, &[])},
+        "/metrics": {"get": operation("Prometheus metrics", &[], None, metrics_responses, &[])},
+        "/openapi.json": {"get": operation("This document", &[], None,
+            ok("An OpenAPI 3.1 document.", json!({"type": "object"})), &[])},
+    });
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "kairos",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "An APScheduler-style job scheduler. Durations are humane strings (\"30s\", \"1h30m\") or seconds; times are RFC 3339. Every error is {\"error\": {\"code\", \"message\", \"field\"?}}.",
+        },
+        "servers": [{"url": PREFIX}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": schemas(),
+        },
+    })
+}
+
+fn schemas() -> Value {
+    let duration = json!({"type": ["string", "number", "null"],
+                          "description": "A humane duration such as \"30s\" or \"1h30m\", or seconds."});
+    json!({
+        "Error": {
+            "type": "object", "required": ["error"],
+            "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+                "code": {"type": "string", "description": "Stable, for scripts: job_not_found, job_exists, config_owned, invalid_input, malformed_json, unauthorized, read_only_token, task_not_allowed, body_too_large, idempotency_key_reused, ..."},
+                "message": {"type": "string"},
+                "field": {"type": "string", "description": "The input field at fault, e.g. trigger.hour."},
+            }}},
+        },
+        "Trigger": {
+            "type": "object", "required": ["type"],
+            "description": "APScheduler 3.x trigger fields, selected by type: date (run_date or delay), interval (weeks, days, hours, minutes, seconds, start_date, end_date), cron (year, month, day, week, day_of_week, hour, minute, second, start_date, end_date), crontab (expression), calendarinterval (years, months, weeks, days, hour, minute, second), and/or (triggers); all take timezone and jitter. A date's delay is resolved against the scheduler's clock when the job is added.",
+            "properties": {"type": {"enum": ["date", "interval", "cron", "crontab", "calendarinterval", "and", "or"]}},
+            "additionalProperties": true,
+        },
+        "JobOptions": {
+            "type": "object", "additionalProperties": false,
+            "properties": {
+                "executor": {"type": "string"}, "jobstore": {"type": "string"},
+                "misfire_grace_time": duration, "coalesce": {"type": "boolean"},
+                "max_instances": {"type": "integer", "minimum": 1}, "jitter": duration,
+            },
+        },
+        "NewJob": {
+            "type": "object", "required": ["task", "trigger"], "additionalProperties": false,
+            "properties": {
+                "id": {"type": "string", "description": "Generated when absent."},
+                "name": {"type": "string"}, "task": {"type": "string"}, "args": {},
+                "trigger": schema("Trigger"), "options": schema("JobOptions"),
+                "paused": {"type": "boolean"}, "next_run_time": {"type": "string", "format": "date-time"},
+                "replace_existing": {"type": "boolean"},
+            },
+        },
+        "JobChanges": {
+            "type": "object", "additionalProperties": false,
+            "properties": {
+                "name": {"type": "string"}, "args": {}, "trigger": schema("Trigger"),
+                "executor": {"type": "string"}, "misfire_grace_time": duration,
+                "clear_misfire_grace_time": {"type": "boolean"}, "coalesce": {"type": "boolean"},
+                "max_instances": {"type": "integer", "minimum": 1}, "jitter": duration,
+                "next_run_time": {"type": "string", "format": "date-time"},
+            },
+        },
+        "Job": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"}, "name": {"type": "string"}, "task": {"type": "string"}, "args": {},
+                "trigger": schema("Trigger"),
+                "trigger_text": {"type": "string", "description": "For people, e.g. cron[hour='3']."},
+                "executor": {"type": "string"},
+                "options": {"type": "object", "properties": {
+                    "misfire_grace_time": {"type": ["string", "null"]}, "coalesce": {"type": "boolean"},
+                    "max_instances": {"type": "integer"}, "jitter": {"type": ["string", "null"]}}},
+                "paused": {"type": "boolean"},
+                "next_run_time": {"type": ["string", "null"], "format": "date-time"},
+                "from_config": {"type": "boolean", "readOnly": true},
+            },
+        },
+        "RunRecord": {
+            "type": "object",
+            "properties": {
+                "run_id": {"type": "string"}, "job_id": {"type": "string"},
+                "scheduled_time": {"type": "string", "format": "date-time"},
+                "started_at": {"type": ["string", "null"], "format": "date-time"},
+                "finished_at": {"type": "string", "format": "date-time"},
+                "outcome": {"enum": ["success", "error", "timeout", "missed", "skipped"]},
+                "error": {"type": "string"}, "output": {"type": "string"},
+            },
+        },
+        "RunList": {"type": "object", "properties": {"runs": {"type": "array", "items": schema("RunRecord")}}},
+        "RunStarted": {"type": "object", "properties": {"job_id": {"type": "string"}, "run_id": {"type": "string"}}},
+        "SchedulerState": {"type": "object", "properties": {"state": {"enum": ["running", "paused", "stopped"]}}},
+        "Health": {"type": "object", "properties": {
+            "status": {"enum": ["ok", "unavailable"]},
+            "scheduler": {"enum": ["running", "paused", "stopped"]},
+            "jobs": {"type": ["integer", "null"]}}},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_served_route_is_documented_and_every_documented_one_served() {
+        let document = document();
+        let served = super::super::routes().table;
+        for (verb, path) in &served {
+            assert!(
+                document["paths"][*path][verb.openapi_name()].is_object(),
+                "{} {path} is served but not in openapi.json",
+                verb.openapi_name()
+            );
+        }
+        let Some(paths) = document["paths"].as_object() else {
+            panic!("the document has no paths");
+        };
+        for (path, item) in paths {
+            let Some(operations) = item.as_object() else {
+                panic!("{path} is not an object");
+            };
+            for method in operations.keys() {
+                assert!(
+                    served
+                        .iter()
+                        .any(|(verb, served)| served == path && verb.openapi_name() == method),
+                    "{method} {path} is in openapi.json but not served"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! How the API shows a job: [`JobView`], with the trigger as structured JSON (the
+//! resolved [`TriggerSpec`], which `POST /jobs` accepts back) and as a short line for
+//! people ([`describe_trigger`], in APScheduler's `cron[hour='3']` style).
+//!
+//! Kept apart from [`Job`] so the stored record can change without changing the
+//! API's contract (DESIGN.md, "Outside contracts").
+
+use std::time::Duration;
+
+use chrono::SecondsFormat;
+use serde::Serialize;
+
+use crate::job::Job;
+use crate::trigger::TriggerSpec;
+
+/// A job as the API shows it.
+#[derive(Debug, Serialize)]
+pub(crate) struct JobView {
+    id: String,
+    name: String,
+    task: String,
+    args: serde_json::Value,
+    trigger: TriggerSpec,
+    trigger_text: String,
+    executor: String,
+    options: OptionsView,
+    paused: bool,
+    /// RFC 3339 in UTC; `null` while paused.
+    next_run_time: Option<String>,
+    /// Read-only: the daemon's config files own the job.
+    from_config: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct OptionsView {
+    misfire_grace_time: Option<String>,
+    coalesce: bool,
+    max_instances: u32,
+    jitter: Option<String>,
+}
+
+impl From<&Job> for JobView {
+    fn from(job: &Job) -> JobView {
+        JobView {
+            id: job.id.clone(),
+            name: job.name.clone(),
+            task: job.task.clone(),
+            args: job.args.clone(),
+            trigger: job.trigger.spec().clone(),
+            trigger_text: describe_trigger(job.trigger.spec()),
+            executor: job.executor.clone(),
+            options: OptionsView {
+                misfire_grace_time: job.misfire_grace_time.map(humane),
+                coalesce: job.coalesce,
+                max_instances: job.max_instances,
+                jitter: job.jitter.map(humane),
+            },
+            paused: job.paused,
+            next_run_time: job
+                .next_run_time
+                .map(|time| time.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            from_config: job.is_from_config(),
+        }
+    }
+}
+
+/// `"30s"`, `"1h 30m"`: the form the API and config files accept.
+pub(crate) fn humane(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
+}
+
+/// A short description of a trigger, as APScheduler's `str(trigger)` gives it:
+/// `cron[day_of_week='mon-fri', hour='9', minute='30']`, `interval[1h 30m]`,
+/// `date[2024-03-01 12:00:00+08:00]`, `crontab[0 3 * * *]`.
+pub(crate) fn describe_trigger(spec: &TriggerSpec) -> String {
+    match spec {
+        TriggerSpec::Date(date) => format!("date[{}]", date.run_date.as_deref().unwrap_or("now")),
+        TriggerSpec::Interval(interval) => {
+            let seconds = [
+                (interval.weeks, 7 * 24 * 3600),
+                (interval.days, 24 * 3600),
+                (interval.hours, 3600),
+                (interval.minutes, 60),
+                (interval.seconds, 1),
+            ]
+            .iter()
+            .fold(0u64, |total, (count, unit)| {
+                total.saturating_add(count.saturating_mul(*unit))
+            });
+            format!("interval[{}]", humane(Duration::from_secs(seconds)))
+        }
+        TriggerSpec::Cron(cron) => {
+            let fields = [
+                ("year", &cron.year),
+                ("month", &cron.month),
+                ("day", &cron.day),
+                ("week", &cron.week),
+                ("day_of_week", &cron.day_of_week),
+                ("hour", &cron.hour),
+                ("minute", &cron.minute),
+                ("second", &cron.second),
+            ];
+            let written: Vec<String> = fields
+                .iter()
+                .filter_map(|(name, value)| value.as_ref().map(|value| format!("{name}='{value}'")))
+                .collect();
+            format!("cron[{}]", written.join(", "))
+        }
+        TriggerSpec::Crontab(crontab) => format!("crontab[{}]", crontab.expression),
+        TriggerSpec::CalendarInterval(calendar) => {
+            let steps: Vec<String> = [
+                (calendar.years, "year"),
+                (calendar.months, "month"),
+                (calendar.weeks, "week"),
+                (calendar.days, "day"),
+            ]
+            .iter()
+            .filter(|(count, _)| *count > 0)
+            .map(|(count, unit)| {
+                let plural = if *count == 1 { "" } else { "s" };
+                format!("{count} {unit}{plural}")
+            })
+            .collect();
+            format!(
+                "calendarinterval[{}, at {:02}:{:02}:{:02}]",
+                steps.join(", "),
+                calendar.hour,
+                calendar.minute,
+                calendar.second
+            )
+        }
+        TriggerSpec::And(combining) | TriggerSpec::Or(combining) => {
+            let parts: Vec<String> = combining.triggers.iter().map(describe_trigger).collect();
+            format!("{}[{}]", spec.kind(), parts.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(value: serde_json::Value) -> TriggerSpec {
+        serde_json::from_value(value).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    #[test]
+    fn triggers_read_like_apscheduler() {
+        let cron = spec(serde_json::json!({"type": "cron", "hour": 3, "day_of_week": "mon-fri"}));
+        assert_eq!(
+            describe_trigger(&cron),
+            "cron[day_of_week='mon-fri', hour='3']"
+        );
+        let interval = spec(serde_json::json!({"type": "interval", "hours": 1, "minutes": 30}));
+        assert_eq!(describe_trigger(&interval), "interval[1h 30m]");
+        let crontab = spec(serde_json::json!({"type": "crontab", "expression": "0 3 * * *"}));
+        assert_eq!(describe_trigger(&crontab), "crontab[0 3 * * *]");
+        let calendar =
+            spec(serde_json::json!({"type": "calendarinterval", "months": 1, "hour": 3}));
+        assert_eq!(
+            describe_trigger(&calendar),
+            "calendarinterval[1 month, at 03:00:00]"
+        );
+        let either = spec(serde_json::json!({"type": "or", "triggers": [
+            {"type": "cron", "hour": 3}, {"type": "crontab", "expression": "@daily"}
+        ]}));
+        assert_eq!(
+            describe_trigger(&either),
+            "or[cron[hour='3'], crontab[@daily]]"
+        );
+    }
+}

@@ -1,0 +1,897 @@
+//! The HTTP API end to end: requests go through the router with `oneshot` (no socket),
+//! to a running scheduler on a [`ManualClock`] with a memory store and tasks that
+//! record their runs; one test serves on a real loopback socket to check graceful
+//! shutdown with an event stream open.
+//!
+//! DESIGN.md, "Outside contracts" (HTTP): routes, the error body, statuses.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::Router;
+use futures_util::StreamExt;
+use kairos::api::{app, serve, ApiSettings};
+use kairos::clock::ManualClock;
+use kairos::executor::pool::ThreadPoolExecutor;
+use kairos::job::JobSpec;
+use kairos::scheduler::{Scheduler, SchedulerState};
+use kairos::store::memory::MemoryStore;
+use kairos::task::{TaskFailure, TaskRun};
+use kairos::trigger::TriggerSpec;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::ServiceExt;
+
+use common::{t0, wait_for_runs, Runs};
+
+/// How long any wait may take in real time before the test fails.
+const PATIENCE: Duration = Duration::from_secs(5);
+
+const WRITE_TOKEN: &str = "write-secret";
+const READ_TOKEN: &str = "read-secret";
+
+struct Api {
+    scheduler: Scheduler,
+    clock: ManualClock,
+    router: Router,
+    /// Runs of the `record` and `orders.cancel` tasks.
+    fired: Runs,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    json: Value,
+}
+
+impl Reply {
+    fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+
+    fn field(&self) -> &str {
+        self.json["error"]["field"].as_str().unwrap_or("")
+    }
+}
+
+impl Api {
+    /// A running scheduler at [`t0`] and its API with `settings`.
+    fn new(settings: ApiSettings) -> Api {
+        let clock = ManualClock::new(t0());
+        let (mut tasks, fired) = common::recording_tasks();
+        let seen = fired.clone();
+        tasks.register_fn("orders.cancel", move |run: TaskRun| {
+            seen.lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push((run.job_id.clone(), run.scheduled_time));
+            async { Ok::<String, TaskFailure>(String::new()) }
+        });
+        let scheduler = Scheduler::builder()
+            .clock(clock.clone())
+            .tasks(tasks)
+            .store("default", MemoryStore::new())
+            .executor("default", ThreadPoolExecutor::new(2))
+            .build();
+        scheduler.start();
+        let router = app(scheduler.clone(), settings);
+        Api {
+            scheduler,
+            clock,
+            router,
+            fired,
+        }
+    }
+
+    /// No tokens: every request allowed.
+    fn open() -> Api {
+        Api::new(ApiSettings::default())
+    }
+
+    /// A read-write and a read-only token.
+    fn guarded() -> Api {
+        Api::new(ApiSettings {
+            tokens: vec![WRITE_TOKEN.to_owned()],
+            read_tokens: vec![READ_TOKEN.to_owned()],
+            ..ApiSettings::default()
+        })
+    }
+
+    async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> Reply {
+        self.send(request(method, uri, Some(WRITE_TOKEN), body))
+            .await
+    }
+
+    async fn get(&self, uri: &str) -> Reply {
+        self.call("GET", uri, None).await
+    }
+
+    async fn post(&self, uri: &str, body: Value) -> Reply {
+        self.call("POST", uri, Some(body)).await
+    }
+
+    fn fired(&self) -> Vec<String> {
+        self.fired
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(job_id, _)| job_id.clone())
+            .collect()
+    }
+}
+
+fn request(method: &str, uri: &str, token: Option<&str>, body: Option<Value>) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    match body {
+        Some(body) => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+        None => builder.body(Body::empty()).unwrap(),
+    }
+}
+
+fn raw(method: &str, uri: &str, body: &'static str) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+/// A job every hour at half past, running `record` (not due at [`t0`], on the hour).
+fn hourly(id: &str) -> Value {
+    json!({"id": id, "task": "record", "trigger": {"type": "cron", "minute": 30}})
+}
+
+// ---------------------------------------------------------------------------------------
+// Jobs
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_goes_through_every_job_route() {
+    let api = Api::open();
+    let added = api
+        .post(
+            "/api/v1/jobs",
+            json!({"id": "report", "name": "nightly report", "task": "record",
+                   "args": {"to": "ops"}, "trigger": {"type": "cron", "hour": 3},
+                   "options": {"misfire_grace_time": "5m", "max_instances": 2}}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.json);
+    assert_eq!(added.headers[header::LOCATION], "/api/v1/jobs/report");
+    let job = &added.json;
+    assert_eq!(job["id"], "report");
+    assert_eq!(job["name"], "nightly report");
+    assert_eq!(job["args"], json!({"to": "ops"}));
+    assert_eq!(job["trigger"]["type"], "cron");
+    assert_eq!(job["trigger_text"], "cron[hour='3']");
+    assert_eq!(job["executor"], "default");
+    assert_eq!(job["options"]["misfire_grace_time"], "5m");
+    assert_eq!(job["options"]["max_instances"], 2);
+    assert_eq!(job["options"]["coalesce"], true);
+    assert_eq!(job["options"]["jitter"], Value::Null);
+    assert_eq!(job["paused"], false);
+    assert_eq!(job["next_run_time"], "2030-01-01T03:00:00Z");
+    assert_eq!(job["from_config"], false);
+
+    let listed = api.get("/api/v1/jobs").await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.json["jobs"].as_array().map(Vec::len), Some(1));
+    let shown = api.get("/api/v1/jobs/report").await;
+    assert_eq!(shown.json, added.json);
+
+    let changed = api
+        .call(
+            "PATCH",
+            "/api/v1/jobs/report",
+            Some(json!({"name": "report", "clear_misfire_grace_time": true, "jitter": "10s"})),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.json);
+    assert_eq!(changed.json["name"], "report");
+    assert_eq!(changed.json["options"]["misfire_grace_time"], Value::Null);
+    assert_eq!(changed.json["options"]["jitter"], "10s");
+
+    let paused = api.post("/api/v1/jobs/report/pause", json!(null)).await;
+    assert_eq!(paused.status, StatusCode::OK);
+    assert_eq!(paused.json["paused"], true);
+    assert_eq!(paused.json["next_run_time"], Value::Null);
+    let resumed = api.post("/api/v1/jobs/report/resume", json!(null)).await;
+    assert_eq!(resumed.json["paused"], false);
+    assert_eq!(resumed.json["next_run_time"], "2030-01-01T03:00:00Z");
+
+    let rescheduled = api
+        .post(
+            "/api/v1/jobs/report/reschedule",
+            json!({"trigger": {"type": "interval", "minutes": 30}}),
+        )
+        .await;
+    assert_eq!(rescheduled.status, StatusCode::OK, "{}", rescheduled.json);
+    assert_eq!(rescheduled.json["trigger_text"], "interval[30m]");
+    assert_eq!(rescheduled.json["next_run_time"], "2030-01-01T00:30:00Z");
+
+    let run = api.post("/api/v1/jobs/report/run", json!(null)).await;
+    assert_eq!(run.status, StatusCode::ACCEPTED, "{}", run.json);
+    assert_eq!(run.json["job_id"], "report");
+    let run_id = run.json["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(wait_for_runs(&api.fired, 1).await.len(), 1);
+    let runs = wait_for_history(&api, "/api/v1/jobs/report/runs?limit=10").await;
+    assert_eq!(runs[0]["run_id"], run_id.as_str());
+    assert_eq!(runs[0]["outcome"], "success");
+    let all = api.get("/api/v1/runs?limit=5&job_id=report").await;
+    assert_eq!(all.json["runs"][0]["run_id"], run_id.as_str());
+    let none = api.get("/api/v1/runs?job_id=nobody").await;
+    assert_eq!(none.json["runs"], json!([]));
+
+    let removed = api.call("DELETE", "/api/v1/jobs/report", None).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    let gone = api.get("/api/v1/jobs/report").await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(gone.code(), "job_not_found");
+}
+
+/// Waits until the run history at `uri` is not empty (a run's record is written just
+/// after the task returns).
+async fn wait_for_history(api: &Api, uri: &str) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let reply = api.get(uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.json);
+        if let Some(runs) = reply.json["runs"]
+            .as_array()
+            .filter(|runs| !runs.is_empty())
+        {
+            return runs.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no run recorded at {uri}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The news-app flow: an order is cancelled 30 minutes after it is placed unless it is
+/// paid first, which deletes the pending job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_order_cancel_deleted_in_time_never_fires_and_one_kept_fires_once() {
+    let api = Api::open();
+    let cancel = |id: &str| {
+        json!({"id": id, "task": "orders.cancel", "args": {"order": id},
+               "trigger": {"type": "date", "delay": "30m"}})
+    };
+    let paid = api.post("/api/v1/jobs", cancel("order-1")).await;
+    assert_eq!(paid.status, StatusCode::CREATED, "{}", paid.json);
+    // The delay is resolved on the scheduler's clock, not the machine's.
+    assert_eq!(paid.json["next_run_time"], "2030-01-01T00:30:00Z");
+    assert_eq!(
+        api.call("DELETE", "/api/v1/jobs/order-1", None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+
+    let unpaid = api.post("/api/v1/jobs", cancel("order-2")).await;
+    assert_eq!(unpaid.status, StatusCode::CREATED);
+    api.clock.advance(Duration::from_secs(29 * 60));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(api.fired().is_empty(), "fired early: {:?}", api.fired());
+
+    api.clock.advance(Duration::from_secs(60));
+    assert_eq!(wait_for_runs(&api.fired, 1).await.len(), 1);
+    // Time enough for a second or a deleted job's run to show up, if there were one.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(api.fired(), ["order-2"]);
+    // A fired one-off job is gone.
+    assert_eq!(
+        api.get("/api/v1/jobs/order-2").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_owned_jobs_may_be_paused_and_run_but_not_changed_or_removed() {
+    let api = Api::open();
+    let trigger: TriggerSpec = serde_json::from_value(json!({"type": "cron", "hour": 3})).unwrap();
+    let mut spec = JobSpec::new("record", trigger).with_id("from-file");
+    spec.from_config = true;
+    api.scheduler.add_job(spec).await.unwrap();
+
+    let shown = api.get("/api/v1/jobs/from-file").await;
+    assert_eq!(shown.json["from_config"], true);
+
+    let patched = api
+        .call(
+            "PATCH",
+            "/api/v1/jobs/from-file",
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::CONFLICT);
+    assert_eq!(patched.code(), "config_owned");
+    assert!(patched.json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("config files"));
+    let deleted = api.call("DELETE", "/api/v1/jobs/from-file", None).await;
+    assert_eq!(deleted.status, StatusCode::CONFLICT);
+    let rescheduled = api
+        .post(
+            "/api/v1/jobs/from-file/reschedule",
+            json!({"trigger": {"type": "cron", "hour": 4}}),
+        )
+        .await;
+    assert_eq!(rescheduled.status, StatusCode::CONFLICT);
+    let mut replacement = hourly("from-file");
+    replacement["replace_existing"] = json!(true);
+    let replaced = api.post("/api/v1/jobs", replacement).await;
+    assert_eq!(replaced.status, StatusCode::CONFLICT);
+    assert_eq!(replaced.code(), "config_owned");
+
+    let paused = api.post("/api/v1/jobs/from-file/pause", json!(null)).await;
+    assert_eq!(paused.status, StatusCode::OK);
+    let resumed = api.post("/api/v1/jobs/from-file/resume", json!(null)).await;
+    assert_eq!(resumed.status, StatusCode::OK);
+    assert_eq!(resumed.json["from_config"], true);
+    let run = api.post("/api/v1/jobs/from-file/run", json!(null)).await;
+    assert_eq!(run.status, StatusCode::ACCEPTED);
+    // An API caller cannot claim config ownership for a job of its own.
+    let mut claimed = hourly("mine");
+    claimed["from_config"] = json!(true);
+    assert_eq!(
+        api.post("/api/v1/jobs", claimed).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Idempotency
+// ---------------------------------------------------------------------------------------
+
+fn with_key(key: &str, body: &Value) -> Request<Body> {
+    let mut request = request("POST", "/api/v1/jobs", None, Some(body.clone()));
+    request
+        .headers_mut()
+        .insert("idempotency-key", key.parse().unwrap());
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_post_with_the_same_key_returns_the_first_job_and_adds_no_second() {
+    let api = Api::open();
+    // No id: without the key, each POST would make a new job.
+    let body = json!({"task": "record", "trigger": {"type": "date", "delay": "1h"}});
+    let first = api.send(with_key("k-1", &body)).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.json);
+    let retry = api.send(with_key("k-1", &body)).await;
+    assert_eq!(retry.status, StatusCode::CREATED);
+    assert_eq!(retry.json, first.json);
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    assert_eq!(
+        retry.headers[header::LOCATION],
+        first.headers[header::LOCATION]
+    );
+    let jobs = api.get("/api/v1/jobs").await;
+    assert_eq!(jobs.json["jobs"].as_array().map(Vec::len), Some(1));
+
+    let other_body = json!({"task": "record", "trigger": {"type": "date", "delay": "2h"}});
+    let reused = api.send(with_key("k-1", &other_body)).await;
+    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reused.code(), "idempotency_key_reused");
+
+    // A failed create keeps nothing: the corrected retry with the same key goes through.
+    let broken = json!({"task": "record", "trigger": {"type": "cron", "hour": 25}});
+    assert_eq!(
+        api.send(with_key("k-2", &broken)).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let fresh = api.send(with_key("k-3", &body)).await;
+    assert_eq!(fresh.status, StatusCode::CREATED);
+    assert_ne!(fresh.json["id"], first.json["id"]);
+    let jobs = api.get("/api/v1/jobs").await;
+    assert_eq!(jobs.json["jobs"].as_array().map(Vec::len), Some(2));
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json_is_400_with_the_error_body() {
+    let api = Api::open();
+    let reply = api.send(raw("POST", "/api/v1/jobs", "{\"task\": ")).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.code(), "malformed_json");
+    assert!(reply.json["error"]["message"].is_string());
+    let patch = api.send(raw("PATCH", "/api/v1/jobs/x", "not json")).await;
+    assert_eq!(patch.status, StatusCode::BAD_REQUEST);
+    let empty = api.send(raw("POST", "/api/v1/jobs/x/reschedule", "")).await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    let form = Request::builder()
+        .method("POST")
+        .uri("/api/v1/jobs")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("task=record"))
+        .unwrap();
+    let form = api.send(form).await;
+    assert_eq!(form.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(form.code(), "unsupported_media_type");
+    let limit = api.get("/api/v1/runs?limit=0").await;
+    assert_eq!(limit.status, StatusCode::BAD_REQUEST);
+    let limit = api.get("/api/v1/runs?limit=many").await;
+    assert_eq!(limit.status, StatusCode::BAD_REQUEST);
+    assert_eq!(limit.code(), "invalid_query");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_input_is_422_naming_the_field() {
+    let api = Api::open();
+    let cases = [
+        (
+            json!({"task": "record", "trigger": {"type": "cron", "hour": 25}}),
+            "trigger.hour",
+        ),
+        (
+            json!({"task": "record", "trigger": {"type": "cron", "hourz": 3}}),
+            "trigger.hourz",
+        ),
+        (
+            json!({"task": "record", "trigger": {"type": "date", "delay": "soon"}}),
+            "trigger",
+        ),
+        (
+            json!({"task": "record", "trigger": {"type": "cron"}, "options": {"max_instances": 0}}),
+            "options.max_instances",
+        ),
+        (
+            json!({"task": "record", "trigger": {"type": "cron"}, "options": {"executor": "gpu"}}),
+            "options.executor",
+        ),
+        (json!({"task": "nope", "trigger": {"type": "cron"}}), "task"),
+        (
+            json!({"task": "record", "trigger": {"type": "date", "run_date": "2020-01-01T00:00:00Z"}, "paused": "yes"}),
+            "paused",
+        ),
+        (
+            json!({"task": "record", "trigger": {"type": "cron"}, "id": ""}),
+            "id",
+        ),
+        (json!({"task": "record"}), "trigger"),
+        (
+            json!({"task": "record", "trigger": {"type": "cron"}, "retries": 3}),
+            "retries",
+        ),
+    ];
+    for (body, field) in cases {
+        let reply = api.post("/api/v1/jobs", body.clone()).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            reply.json
+        );
+        assert_eq!(reply.code(), "invalid_input", "{body}");
+        assert_eq!(reply.field(), field, "{body}: {}", reply.json);
+    }
+    api.post("/api/v1/jobs", hourly("j")).await;
+    let patch = api
+        .call(
+            "PATCH",
+            "/api/v1/jobs/j",
+            Some(json!({"trigger": {"type": "interval", "minutes": "x"}})),
+        )
+        .await;
+    assert_eq!(patch.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let patch = api
+        .call("PATCH", "/api/v1/jobs/j", Some(json!({"max_instances": 0})))
+        .await;
+    assert_eq!(patch.field(), "max_instances");
+    let reschedule = api
+        .post(
+            "/api/v1/jobs/j/reschedule",
+            json!({"trigger": {"type": "cron", "day_of_week": "funday"}}),
+        )
+        .await;
+    assert_eq!(reschedule.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reschedule.field(), "trigger.day_of_week");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_jobs_and_routes_are_404_and_taken_ids_409() {
+    let api = Api::open();
+    for (method, uri) in [
+        ("GET", "/api/v1/jobs/ghost"),
+        ("DELETE", "/api/v1/jobs/ghost"),
+        ("POST", "/api/v1/jobs/ghost/pause"),
+        ("POST", "/api/v1/jobs/ghost/resume"),
+        ("POST", "/api/v1/jobs/ghost/run"),
+    ] {
+        let reply = api.call(method, uri, None).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {uri}");
+        assert_eq!(reply.code(), "job_not_found", "{method} {uri}");
+    }
+    let patch = api
+        .call("PATCH", "/api/v1/jobs/ghost", Some(json!({"name": "x"})))
+        .await;
+    assert_eq!(patch.status, StatusCode::NOT_FOUND);
+    for uri in ["/api/v1/nothing", "/api/v2/jobs", "/"] {
+        let reply = api.get(uri).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(reply.code(), "route_not_found", "{uri}");
+    }
+    let wrong_method = api.call("PUT", "/api/v1/jobs", None).await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.code(), "method_not_allowed");
+
+    assert_eq!(
+        api.post("/api/v1/jobs", hourly("taken")).await.status,
+        StatusCode::CREATED
+    );
+    let again = api.post("/api/v1/jobs", hourly("taken")).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(again.code(), "job_exists");
+    let mut replace = hourly("taken");
+    replace["replace_existing"] = json!(true);
+    replace["name"] = json!("replaced");
+    let replaced = api.post("/api/v1/jobs", replace).await;
+    assert_eq!(replaced.status, StatusCode::CREATED);
+    assert_eq!(replaced.json["name"], "replaced");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_limit_is_413() {
+    let api = Api::new(ApiSettings {
+        body_limit: 1024,
+        ..ApiSettings::default()
+    });
+    let mut big = hourly("big");
+    big["args"] = json!({"padding": "x".repeat(2048)});
+    let reply = api.post("/api/v1/jobs", big).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(reply.code(), "body_too_large");
+    assert_eq!(
+        api.post("/api/v1/jobs", hourly("small")).await.status,
+        StatusCode::CREATED
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Authentication and the task policy
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_required_and_read_tokens_only_read() {
+    let api = Api::guarded();
+    let missing = api.send(request("GET", "/api/v1/jobs", None, None)).await;
+    assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(missing.code(), "unauthorized");
+    assert!(missing.headers[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    let wrong = api
+        .send(request("GET", "/api/v1/jobs", Some("write-secreT"), None))
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let basic = Request::builder()
+        .uri("/api/v1/jobs")
+        .header(header::AUTHORIZATION, "Basic d3JpdGUtc2VjcmV0")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(api.send(basic).await.status, StatusCode::UNAUTHORIZED);
+
+    let read = api
+        .send(request("GET", "/api/v1/jobs", Some(READ_TOKEN), None))
+        .await;
+    assert_eq!(read.status, StatusCode::OK);
+    let write = api
+        .send(request(
+            "POST",
+            "/api/v1/jobs",
+            Some(READ_TOKEN),
+            Some(hourly("x")),
+        ))
+        .await;
+    assert_eq!(write.status, StatusCode::FORBIDDEN);
+    assert_eq!(write.code(), "read_only_token");
+    let pause = api
+        .send(request(
+            "POST",
+            "/api/v1/scheduler/pause",
+            Some(READ_TOKEN),
+            None,
+        ))
+        .await;
+    assert_eq!(pause.status, StatusCode::FORBIDDEN);
+    assert_eq!(api.scheduler.state(), SchedulerState::Running);
+    let written = api.post("/api/v1/jobs", hourly("x")).await;
+    assert_eq!(written.status, StatusCode::CREATED);
+
+    // Health answers without a token, for load balancers and service managers.
+    let health = api.send(request("GET", "/api/v1/health", None, None)).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.json["status"], "ok");
+    assert_eq!(health.json["scheduler"], "running");
+    assert_eq!(health.json["jobs"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_outside_the_policy_are_403() {
+    let api = Api::open();
+    let command = json!({"task": "command", "args": {"argv": ["rm", "-rf", "/"]},
+                         "trigger": {"type": "date", "delay": "1h"}});
+    let reply = api.post("/api/v1/jobs", command).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(reply.code(), "task_not_allowed");
+    assert_eq!(reply.field(), "task");
+
+    let listed = Api::new(ApiSettings {
+        allowed_tasks: Some(vec!["record".to_owned()]),
+        ..ApiSettings::default()
+    });
+    let order = json!({"task": "orders.cancel", "trigger": {"type": "date", "delay": "1h"}});
+    assert_eq!(
+        listed.post("/api/v1/jobs", order).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        listed.post("/api/v1/jobs", hourly("ok")).await.status,
+        StatusCode::CREATED
+    );
+    // A job of a task outside the policy (added by the library) keeps its args.
+    let trigger: TriggerSpec = serde_json::from_value(json!({"type": "cron", "hour": 3})).unwrap();
+    listed
+        .scheduler
+        .add_job(JobSpec::new("orders.cancel", trigger).with_id("library"))
+        .await
+        .unwrap();
+    let patch = listed
+        .call(
+            "PATCH",
+            "/api/v1/jobs/library",
+            Some(json!({"args": {"order": 1}})),
+        )
+        .await;
+    assert_eq!(patch.status, StatusCode::FORBIDDEN);
+    assert_eq!(patch.field(), "args");
+}
+
+// ---------------------------------------------------------------------------------------
+// The scheduler, events, metrics, the document
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_pauses_and_resumes() {
+    let api = Api::open();
+    let paused = api.post("/api/v1/scheduler/pause", json!(null)).await;
+    assert_eq!(paused.status, StatusCode::OK);
+    assert_eq!(paused.json["state"], "paused");
+    assert_eq!(api.scheduler.state(), SchedulerState::Paused);
+    let health = api.get("/api/v1/health").await;
+    assert_eq!(health.json["scheduler"], "paused");
+    let resumed = api.post("/api/v1/scheduler/resume", json!(null)).await;
+    assert_eq!(resumed.json["state"], "running");
+}
+
+/// Reads the event stream until an event named `name` arrives; returns its data.
+async fn next_event_named(
+    stream: &mut (impl futures_util::Stream<Item = Result<axum::body::Bytes, axum::Error>> + Unpin),
+    name: &str,
+) -> String {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {name} event; the stream so far: {text}"))
+            .unwrap_or_else(|| panic!("the stream ended before a {name} event: {text}"))
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        let marker = format!("event: {name}\ndata: ");
+        if let Some(start) = text.find(&marker) {
+            let data = &text[start + marker.len()..];
+            if let Some(end) = data.find('\n') {
+                return data[..end].to_owned();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_arrive_as_server_sent_events() {
+    let api = Api::open();
+    let response = api
+        .router
+        .clone()
+        .oneshot(request("GET", "/api/v1/events", Some(WRITE_TOKEN), None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
+    let mut stream = response.into_body().into_data_stream();
+    api.post("/api/v1/jobs", hourly("watched")).await;
+    let data = next_event_named(&mut stream, "job_added").await;
+    let event: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(event["job_id"], "watched");
+    assert_eq!(event["jobstore"], "default");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_event_client_is_told_how_much_it_missed() {
+    let api = Api::open();
+    let response = api
+        .router
+        .clone()
+        .oneshot(request("GET", "/api/v1/events", Some(WRITE_TOKEN), None))
+        .await
+        .unwrap();
+    let mut stream = response.into_body().into_data_stream();
+    // More events than the scheduler buffers (4096), while the client reads none.
+    for _ in 0..2100 {
+        api.scheduler.pause();
+        api.scheduler.resume();
+    }
+    let data = next_event_named(&mut stream, "lagged").await;
+    let lagged: Value = serde_json::from_str(&data).unwrap();
+    assert!(lagged["missed"].as_u64().unwrap() > 0, "{data}");
+    // The stream goes on after it.
+    next_event_named(&mut stream, "scheduler_resumed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_jobs_and_runs() {
+    let api = Api::open();
+    api.post("/api/v1/jobs", hourly("a")).await;
+    api.post("/api/v1/jobs", hourly("b")).await;
+    api.post("/api/v1/jobs/b/pause", json!(null)).await;
+    api.post("/api/v1/jobs/a/run", json!(null)).await;
+    wait_for_history(&api, "/api/v1/runs").await;
+    let expected = [
+        "kairos_jobs{state=\"pending\"} 1",
+        "kairos_jobs{state=\"paused\"} 1",
+        "kairos_scheduler_state{state=\"running\"} 1",
+        "kairos_runs_total{outcome=\"success\"} 1",
+        "kairos_runs_total{outcome=\"error\"} 0",
+    ];
+    // Run counters follow the scheduler's events, a moment after the run's record.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let response = api
+            .router
+            .clone()
+            .oneshot(request("GET", "/api/v1/metrics", Some(WRITE_TOKEN), None))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"));
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        let missing: Vec<&str> = expected
+            .iter()
+            .copied()
+            .filter(|line| !text.lines().any(|got| got == *line))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {missing:?} in:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_json_documents_every_route() {
+    let api = Api::guarded();
+    let document = api.get("/api/v1/openapi.json").await;
+    assert_eq!(document.status, StatusCode::OK);
+    assert!(document.json["openapi"].as_str().unwrap().starts_with("3."));
+    for (method, path) in [
+        ("get", "/jobs"),
+        ("post", "/jobs"),
+        ("get", "/jobs/{id}"),
+        ("patch", "/jobs/{id}"),
+        ("delete", "/jobs/{id}"),
+        ("post", "/jobs/{id}/pause"),
+        ("post", "/jobs/{id}/resume"),
+        ("post", "/jobs/{id}/run"),
+        ("post", "/jobs/{id}/reschedule"),
+        ("get", "/jobs/{id}/runs"),
+        ("get", "/runs"),
+        ("post", "/scheduler/pause"),
+        ("post", "/scheduler/resume"),
+        ("get", "/health"),
+        ("get", "/events"),
+        ("get", "/metrics"),
+        ("get", "/openapi.json"),
+    ] {
+        assert!(
+            document.json["paths"][path][method].is_object(),
+            "{method} {path} missing from openapi.json"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Serving
+// ---------------------------------------------------------------------------------------
+
+/// Sends one HTTP/1.1 request over `stream` and reads the response head.
+async fn http_get(stream: &mut tokio::net::TcpStream, path: &str) -> String {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: kairos\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut buffer = vec![0u8; 4096];
+    let read = tokio::time::timeout(PATIENCE, stream.read(&mut buffer))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&buffer[..read]).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_shuts_down_gracefully_with_an_event_stream_open() {
+    let api = Api::open();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, api.router.clone(), async move {
+        let _ = stopped.await;
+    }));
+
+    let mut plain = tokio::net::TcpStream::connect(address).await.unwrap();
+    let health = http_get(&mut plain, "/api/v1/health").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let mut watcher = tokio::net::TcpStream::connect(address).await.unwrap();
+    let events = http_get(&mut watcher, "/api/v1/events").await;
+    assert!(events.contains("text/event-stream"), "{events}");
+
+    let _ = stop.send(());
+    let served = tokio::time::timeout(PATIENCE, server)
+        .await
+        .expect("serve to return with an event stream open")
+        .unwrap();
+    assert!(served.is_ok());
+    // The stream was ended, not left hanging: reading reaches the end.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, watcher.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the event stream was not closed");
+}
