@@ -325,3 +325,101 @@ fn check_prints_the_job_table_of_the_shipped_config() {
     assert!(table.contains("cron minute=*"), "{table}");
     assert!(table.contains("valid;"), "{table}");
 }
+
+async fn json_of(response: reqwest::Response) -> serde_json::Value {
+    let text = response.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|error| panic!("{error}: {text}"))
+}
+
+/// The API's base URL, read from the daemon's log (it listens on port 0).
+fn api_url(daemon: &Daemon) -> String {
+    let log = daemon.log();
+    let start = log
+        .rfind("API listening on ")
+        .expect("the API is listening")
+        + "API listening on ".len();
+    log[start..]
+        .split_whitespace()
+        .next()
+        .expect("an address")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_added_through_the_api_survive_reload_and_restart() {
+    let dir = temp_dir("api");
+    write_config(&dir, "5s");
+    let config = std::fs::read_to_string(dir.join("config.toml"))
+        .unwrap()
+        .replace(
+            "[api]\nenabled = false",
+            "[api]\nlisten = \"127.0.0.1:0\"\ntoken = \"secret\"\nallowed_tasks = [\"command\"]",
+        );
+    write(&dir, "config.toml", &config);
+    write(&dir, "jobs/a.toml", &ticking_job("a", 3600, "a.log", "a"));
+    let mut daemon = Daemon::start(&dir);
+    // reqwest is built without a default TLS provider (plain HTTP here anyway).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let base = api_url(&daemon);
+    let added = client
+        .post(format!("{base}/jobs"))
+        .bearer_auth("secret")
+        .header("content-type", "application/json")
+        .body(
+            json!({
+                "id": "order-cancel-42",
+                "task": "command",
+                "args": {"argv": ["true"]},
+                "trigger": {"type": "date", "delay": "30m"},
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 201, "{}", added.text().await.unwrap());
+    // `kairos jobs reload` goes through the same path as SIGHUP and says what it did.
+    let reloaded = client
+        .post(format!("{base}/scheduler/reload"))
+        .bearer_auth("secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reloaded.status(), 200);
+    let report = json_of(reloaded).await;
+    assert_eq!(report["unchanged"], 1, "{report}");
+    assert_eq!(report["removed"], json!([]), "{report}");
+    // A broken config is refused with its problems, and nothing changes.
+    write(&dir, "jobs/a.toml", "[[jobs]]\nid = \"a\"\n");
+    let refused = client
+        .post(format!("{base}/scheduler/reload"))
+        .bearer_auth("secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let body = json_of(refused).await;
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("a.toml:"), "{body}");
+    write(&dir, "jobs/a.toml", &ticking_job("a", 3600, "a.log", "a"));
+    daemon.signal("TERM");
+    assert!(daemon
+        .wait_exit(Duration::from_secs(15))
+        .expect("it exits")
+        .success());
+    let daemon = Daemon::start(&dir);
+    let base = api_url(&daemon);
+    let listed = json_of(
+        client
+            .get(format!("{base}/jobs"))
+            .bearer_auth("secret")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let text = listed.to_string();
+    assert!(text.contains("order-cancel-42"), "{text}");
+    assert!(text.contains("\"a\""), "{text}");
+}

@@ -47,12 +47,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::MethodFilter;
 use axum::{Extension, Router};
 use futures_util::FutureExt;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use self::auth::Access;
 use self::error::ApiError;
 use self::idempotency::IdempotencyCache;
 use self::metrics::Metrics;
+use crate::daemon::ReloadRequest;
 use crate::scheduler::Scheduler;
 
 /// The prefix of every API route.
@@ -80,6 +81,9 @@ pub struct ApiSettings {
     pub idempotency_ttl: Duration,
     /// How many `Idempotency-Key`s are remembered at most; the oldest go first.
     pub idempotency_capacity: usize,
+    /// Where `POST /scheduler/reload` sends its request: the daemon's reload path.
+    /// `None` (a scheduler embedded without config files): the route answers 409.
+    pub reload: Option<mpsc::Sender<ReloadRequest>>,
 }
 
 impl Default for ApiSettings {
@@ -94,6 +98,7 @@ impl Default for ApiSettings {
             request_timeout: Duration::from_secs(30),
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
             idempotency_capacity: 10_000,
+            reload: None,
         }
     }
 }
@@ -112,6 +117,7 @@ impl fmt::Debug for ApiSettings {
             .field("request_timeout", &self.request_timeout)
             .field("idempotency_ttl", &self.idempotency_ttl)
             .field("idempotency_capacity", &self.idempotency_capacity)
+            .field("reload", &self.reload.is_some())
             .finish()
     }
 }

@@ -203,6 +203,15 @@ pub(crate) fn document() -> Value {
             ok("The scheduler's state.", schema("SchedulerState")), &[])},
         "/scheduler/resume": {"post": operation("Resume the scheduler", &[], None,
             ok("The scheduler's state.", schema("SchedulerState")), &[])},
+        "/scheduler/reload": {"post": operation("Reload the daemon's config files, as SIGHUP does", &[], None,
+            ok("What the reload did to the config's jobs.", json!({"type": "object", "properties": {
+                "added": {"type": "array", "items": {"type": "string"}},
+                "changed": {"type": "array", "items": {"type": "string"}},
+                "removed": {"type": "array", "items": {"type": "string"}},
+                "unchanged": {"type": "integer"},
+                "failed": {"type": "array", "items": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "error": {"type": "string"}}}}}})),
+            &[S::CONFLICT, S::UNPROCESSABLE_ENTITY, S::SERVICE_UNAVAILABLE])},
         "/health": {"get": {"summary": "Health (no authentication)", "security": [], "responses": health_responses}},
         "/events": {"get": operation("The scheduler's events as server-sent events", &[], None, events_responses, &[])},
         "/metrics": {"get": operation("Prometheus metrics", &[], None, metrics_responses, &[])},

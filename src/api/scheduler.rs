@@ -1,4 +1,4 @@
-//! The scheduler as a whole: `POST /scheduler/pause|resume` and `GET /health`.
+//! The scheduler as a whole: `POST /scheduler/pause|resume|reload` and `GET /health`.
 //!
 //! Health is the one route without authentication, so load balancers and service
 //! managers can call it; it tells only the scheduler's state and how many jobs there
@@ -8,13 +8,18 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 
+use tokio::sync::oneshot;
+
+use super::error::ApiError;
 use super::{AppState, Routes, Verb};
+use crate::daemon::{ReloadOutcome, ReloadRequest};
 use crate::scheduler::SchedulerState;
 
 pub(super) fn routes(routes: Routes) -> Routes {
     routes
         .add(Verb::Post, "/scheduler/pause", pause_scheduler)
         .add(Verb::Post, "/scheduler/resume", resume_scheduler)
+        .add(Verb::Post, "/scheduler/reload", reload_config)
         .add_public(Verb::Get, "/health", health)
 }
 
@@ -44,6 +49,69 @@ async fn resume_scheduler(State(state): State<AppState>) -> axum::Json<StateView
     axum::Json(StateView {
         state: state_name(state.scheduler.state()),
     })
+}
+
+#[derive(Serialize)]
+struct ReloadView {
+    added: Vec<String>,
+    changed: Vec<String>,
+    removed: Vec<String>,
+    unchanged: usize,
+    failed: Vec<FailedJob>,
+}
+
+#[derive(Serialize)]
+struct FailedJob {
+    id: String,
+    error: String,
+}
+
+/// `kairos jobs reload`: the daemon's one reload path, as SIGHUP takes it; answers
+/// with what changed, or 422 with every problem of a rejected config.
+async fn reload_config(State(state): State<AppState>) -> Result<axum::Json<ReloadView>, ApiError> {
+    let Some(reload) = &state.settings.reload else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_config",
+            "this scheduler was not started from config files (kairos run), so there is nothing to reload",
+        ));
+    };
+    let unavailable = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the daemon is shutting down",
+        )
+    };
+    let (reply, outcome) = oneshot::channel();
+    reload
+        .send(ReloadRequest::Api(reply))
+        .await
+        .map_err(|_| unavailable())?;
+    match outcome.await.map_err(|_| unavailable())? {
+        ReloadOutcome::Applied(report) => Ok(axum::Json(ReloadView {
+            added: report.added,
+            changed: report.changed,
+            removed: report.removed,
+            unchanged: report.unchanged,
+            failed: report
+                .failed
+                .into_iter()
+                .map(|(id, error)| FailedJob {
+                    id,
+                    error: error.to_string(),
+                })
+                .collect(),
+        })),
+        ReloadOutcome::Rejected(problems) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_config",
+            format!(
+                "config rejected; the running config stays:\n{}",
+                problems.join("\n")
+            ),
+        )),
+    }
 }
 
 #[derive(Serialize)]

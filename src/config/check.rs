@@ -378,6 +378,7 @@ pub(crate) fn check_job_defaults(
 pub(crate) fn check_api(
     raw: &RawRoot,
     tasks: &TaskRegistry,
+    config_dir: &Path,
     errors: &mut Vec<ConfigError>,
 ) -> ApiConfig {
     let source = &raw.source;
@@ -385,6 +386,7 @@ pub(crate) fn check_api(
         enabled: true,
         listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
         token: None,
+        read_tokens: Vec::new(),
         allowed_tasks: tasks
             .names()
             .filter(|name| *name != "command")
@@ -411,7 +413,37 @@ pub(crate) fn check_api(
         }
     }
     if let Some(token) = &raw_api.token {
-        api.token = check_token(source, token, errors);
+        api.token = check_token(source, token, "api.token", errors);
+    }
+    if let Some(file) = &raw_api.token_file {
+        if raw_api.token.is_some() {
+            errors.push(invalid(
+                source,
+                file,
+                "api.token_file",
+                "give `token` or `token_file`, not both",
+            ));
+        } else {
+            api.token = read_token_file(source, file, config_dir, errors);
+        }
+    }
+    for (index, token) in raw_api.read_tokens.iter().flatten().enumerate() {
+        let key = format!("api.read_tokens[{index}]");
+        if let Some(token) = check_token(source, token, &key, errors) {
+            api.read_tokens.push(token);
+        }
+    }
+    // Without a token anyone who reaches the port controls the scheduler: only this
+    // machine may, then. (A read token alone does not protect the write routes.)
+    if api.enabled && api.token.is_none() && !api.listen.ip().is_loopback() {
+        // The default is loopback, so a non-loopback address was written down.
+        if let Some(listen) = &raw_api.listen {
+            let message = format!(
+                "{} is not a loopback address, so the API needs a `token` (or `token_file`)",
+                api.listen
+            );
+            errors.push(invalid(source, listen, "api.listen", message));
+        }
     }
     if let Some(allowed) = &raw_api.allowed_tasks {
         let known: Vec<&str> = tasks.names().collect();
@@ -428,11 +460,46 @@ pub(crate) fn check_api(
     api
 }
 
+/// `token_file`: the token is its first line (a secret kept out of the config, e.g. a
+/// systemd credential); relative to the config file's directory.
+fn read_token_file(
+    source: &Source,
+    file: &Spanned<String>,
+    config_dir: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> Option<String> {
+    let path = config_dir.join(file.get_ref());
+    match std::fs::read_to_string(&path) {
+        Ok(text) => match text.lines().next().map(str::trim) {
+            Some(token) if !token.is_empty() => Some(token.to_owned()),
+            _ => {
+                errors.push(invalid(
+                    source,
+                    file,
+                    "api.token_file",
+                    format!("{} is empty", path.display()),
+                ));
+                None
+            }
+        },
+        Err(error) => {
+            errors.push(invalid(
+                source,
+                file,
+                "api.token_file",
+                format!("cannot read {}: {error}", path.display()),
+            ));
+            None
+        }
+    }
+}
+
 /// The API token, with `${VAR}` expanded now: unlike a store URL nothing expands it
 /// later, and a literal `${KAIROS_TOKEN}` accepted as a token would be a silent hole.
 fn check_token(
     source: &Source,
     token: &Spanned<String>,
+    key: &str,
     errors: &mut Vec<ConfigError>,
 ) -> Option<String> {
     let expanded = expand(token.get_ref(), |name| std::env::var(name).ok());
@@ -441,7 +508,7 @@ fn check_token(
             errors.push(invalid(
                 source,
                 token,
-                "api.token",
+                key,
                 "is empty; leave `token` out to run without one",
             ));
             None
@@ -451,7 +518,7 @@ fn check_token(
             errors.push(invalid(
                 source,
                 token,
-                "api.token",
+                key,
                 format!("the environment variable {name:?} is not set"),
             ));
             None
@@ -460,7 +527,7 @@ fn check_token(
             errors.push(invalid(
                 source,
                 token,
-                "api.token",
+                key,
                 "has an unfinished ${…}; write ${NAME} to read the variable NAME",
             ));
             None

@@ -168,8 +168,11 @@ pub struct ApiConfig {
     pub enabled: bool,
     /// Where to listen; default `127.0.0.1:8080` (loopback only).
     pub listen: SocketAddr,
-    /// The bearer token, `${VAR}` expanded; `None`: no token required.
+    /// The bearer token (`token`, `${VAR}` expanded, or the first line of
+    /// `token_file`); `None`: no token required, which only a loopback `listen` allows.
     pub token: Option<String>,
+    /// Tokens that may only read (`GET`), for dashboards; `${VAR}` expanded.
+    pub read_tokens: Vec<String>,
     /// The tasks API clients may add jobs for; default: every registered task but
     /// `command`, so a token is never a way to run arbitrary programs.
     pub allowed_tasks: BTreeSet<String>,
@@ -182,6 +185,7 @@ impl fmt::Debug for ApiConfig {
             .field("enabled", &self.enabled)
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("read_tokens", &self.read_tokens.len())
             .field("allowed_tasks", &self.allowed_tasks)
             .finish()
     }
@@ -289,7 +293,7 @@ pub fn load_with(path: impl AsRef<Path>, tasks: &TaskRegistry) -> Result<Config,
         tasks,
     };
     let (job_defaults, default_jitter) = check::check_job_defaults(&raw, &names, &mut errors);
-    let api = check::check_api(&raw, tasks, &mut errors);
+    let api = check::check_api(&raw, tasks, config_dir, &mut errors);
     let log = check::check_log(&raw, &mut errors);
     let history = check::check_history(&raw);
     let task_settings = check::check_task_settings(&raw, tasks, &mut errors);

@@ -158,6 +158,8 @@ pub(crate) struct RawApi {
     pub(crate) enabled: Option<bool>,
     pub(crate) listen: Option<Spanned<String>>,
     pub(crate) token: Option<Spanned<String>>,
+    pub(crate) token_file: Option<Spanned<String>>,
+    pub(crate) read_tokens: Option<Vec<Spanned<String>>>,
     pub(crate) allowed_tasks: Option<Vec<Spanned<String>>>,
 }
 

@@ -17,10 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 use super::notify::Notifier;
 use super::sync::{sync_config_jobs, SyncReport};
+use crate::api::{self, ApiConfigError, ApiSettings};
 use crate::config::{changed_settings, load_with, Config, ConfigErrors, ExecutorKind};
 use crate::executor::pool::ThreadPoolExecutor;
 use crate::executor::process::ProcessPoolExecutor;
@@ -57,15 +61,38 @@ pub enum DaemonError {
     /// Signal handlers could not be installed.
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
+    /// The API settings would expose it without authentication.
+    #[error("{0}")]
+    Api(#[from] ApiConfigError),
+    /// The API's address could not be bound.
+    #[error("api.listen: cannot listen on {address}: {source}")]
+    Listen {
+        /// The configured address.
+        address: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// What asks for a reload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum ReloadRequest {
     /// SIGHUP (`systemctl reload`).
     Signal,
     /// A config or job file changed (`watch = true`).
     FileChanged,
+    /// `POST /api/v1/scheduler/reload` (`kairos jobs reload`), which waits for the
+    /// outcome.
+    Api(oneshot::Sender<ReloadOutcome>),
+}
+
+/// How a reload ended, for the caller that asked through the API.
+#[derive(Debug)]
+pub enum ReloadOutcome {
+    /// The config was valid and its jobs were synced.
+    Applied(SyncReport),
+    /// The config was rejected (one line per problem); the running one stays.
+    Rejected(Vec<String>),
 }
 
 /// Runs the daemon on the config at `path` until SIGTERM or SIGINT.
@@ -83,6 +110,10 @@ pub async fn run(path: &Path, tasks: TaskRegistry, config: Config) -> Result<(),
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     let (reload_sender, mut reloads) = mpsc::channel::<ReloadRequest>(4);
+    let api = match config.api.enabled {
+        true => Some(start_api(&config, &scheduler, reload_sender.clone()).await?),
+        false => None,
+    };
     if config.scheduler.watch {
         tokio::spawn(watch_files(config.files.clone(), reload_sender.clone()));
     }
@@ -110,14 +141,36 @@ pub async fn run(path: &Path, tasks: TaskRegistry, config: Config) -> Result<(),
             _ = interrupt.recv() => break,
         };
         notifier.reloading();
-        if let Some(new) = reload(path, &tasks, &config, &scheduler, request).await {
-            config = new;
+        let (reply, label) = match request {
+            ReloadRequest::Api(reply) => (Some(reply), "api"),
+            ReloadRequest::Signal => (None, "signal"),
+            ReloadRequest::FileChanged => (None, "file changed"),
+        };
+        let outcome = match reload(path, &tasks, &config, &scheduler, label).await {
+            Ok((new, report)) => {
+                config = new;
+                ReloadOutcome::Applied(report)
+            }
+            Err(problems) => ReloadOutcome::Rejected(problems),
+        };
+        if let Some(reply) = reply {
+            // The caller may have gone (a timed-out request); the reload stands.
+            let _ = reply.send(outcome);
         }
         notifier.ready();
         report_status(&notifier, &scheduler).await;
     }
     drop(reload_sender);
     notifier.stopping();
+    // No API calls once draining starts: a job added now would never run here.
+    if let Some((stop_api, served)) = api {
+        let _ = stop_api.send(());
+        match served.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "the API server failed"),
+            Err(error) => tracing::warn!(%error, "the API server task failed"),
+        }
+    }
     let timeout = config.scheduler.shutdown_timeout;
     tracing::info!(
         ?timeout,
@@ -137,6 +190,34 @@ pub async fn run(path: &Path, tasks: TaskRegistry, config: Config) -> Result<(),
 fn exit_now() -> ! {
     tracing::warn!("second signal: exiting without waiting for running jobs");
     std::process::exit(1)
+}
+
+/// Binds the API's address and serves it in a task; returns what stops it and the task.
+async fn start_api(
+    config: &Config,
+    scheduler: &Scheduler,
+    reloads: mpsc::Sender<ReloadRequest>,
+) -> Result<(oneshot::Sender<()>, JoinHandle<std::io::Result<()>>), DaemonError> {
+    let settings = ApiSettings {
+        tokens: config.api.token.iter().cloned().collect(),
+        read_tokens: config.api.read_tokens.clone(),
+        allowed_tasks: Some(config.api.allowed_tasks.iter().cloned().collect()),
+        reload: Some(reloads),
+        ..ApiSettings::default()
+    };
+    let address = config.api.listen;
+    api::check_listen(&address, &settings)?;
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| DaemonError::Listen { address, source })?;
+    let bound = listener.local_addr().unwrap_or(address);
+    let router = api::app(scheduler.clone(), settings);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(api::serve(listener, router, async move {
+        let _ = stopped.await;
+    }));
+    tracing::info!(listen = %bound, "API listening on http://{bound}{}", api::PREFIX);
+    Ok((stop, served))
 }
 
 /// Opens the stores and executors of `config` and builds the scheduler (not started).
@@ -196,26 +277,28 @@ fn config_specs(config: &Config) -> Vec<crate::job::JobSpec> {
     config.jobs.iter().map(|job| job.spec.clone()).collect()
 }
 
-/// One reload; returns the new config if it was applied.
+/// One reload: the new config and what the sync did, or why it was rejected (one
+/// line per problem; the running config stays).
 async fn reload(
     path: &Path,
     tasks: &TaskRegistry,
     running: &Config,
     scheduler: &Scheduler,
-    request: ReloadRequest,
-) -> Option<Config> {
-    tracing::info!(?request, "reloading the config");
+    asked_by: &str,
+) -> Result<(Config, SyncReport), Vec<String>> {
+    tracing::info!(asked_by, "reloading the config");
     let new = match load_with(path, tasks) {
         Ok(new) => new,
         Err(errors) => {
-            for error in errors.iter() {
-                tracing::error!("{error}");
+            let problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            for problem in &problems {
+                tracing::error!("{problem}");
             }
             tracing::error!(
-                problems = errors.len(),
+                problems = problems.len(),
                 "config rejected; the running config stays"
             );
-            return None;
+            return Err(problems);
         }
     };
     let refused: Vec<&str> = changed_settings(running, &new)
@@ -223,20 +306,23 @@ async fn reload(
         .filter(|section| *section != "job_defaults")
         .collect();
     if !refused.is_empty() {
-        tracing::error!(
-            sections = refused.join(", "),
-            "config rejected: these sections only change with a restart; the running config stays"
+        let problem = format!(
+            "{}: changed sections [{}] only take effect at a restart; restart the daemon or undo the change",
+            path.display(),
+            refused.join("], [")
         );
-        return None;
+        tracing::error!("config rejected: {problem}; the running config stays");
+        return Err(vec![problem]);
     }
     match sync_config_jobs(scheduler, config_specs(&new)).await {
         Ok(report) => {
             log_sync(&report);
-            Some(new)
+            Ok((new, report))
         }
         Err(error) => {
-            tracing::error!(%error, "reload failed: the store could not be read; will apply on the next reload");
-            None
+            let problem = format!("the job store could not be read: {error}");
+            tracing::error!("config rejected: {problem}; the running config stays");
+            Err(vec![problem])
         }
     }
 }
