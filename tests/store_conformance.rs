@@ -322,6 +322,31 @@ async fn missing_and_duplicate_ids_are_errors(harness: Harness) {
     assert_eq!(store.get_jobs().await.unwrap().len(), 2);
 }
 
+async fn config_jobs_are_found_and_jobs_counted_without_reading_all(harness: Harness) {
+    let store = &harness.store;
+    assert_eq!(store.count_jobs().await.unwrap(), 0);
+    let mut owned = job("owned", Some(t0()));
+    let spec = kairos::job::JobSpec::new("noop", owned.trigger.spec().clone());
+    owned.config_spec = Some(Box::new(spec));
+    store.add_job(owned).await.unwrap();
+    store.add_job(job("plain", Some(t0()))).await.unwrap();
+    // Its args mention the marker, but the config does not own it.
+    let mut lookalike = job("lookalike", None);
+    lookalike.args = json!({"note": "\"config_spec\": nothing"});
+    store.add_job(lookalike).await.unwrap();
+    let found: Vec<String> = store
+        .get_config_jobs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|job| job.id)
+        .collect();
+    assert_eq!(found, ["owned"]);
+    assert_eq!(store.count_jobs().await.unwrap(), 3);
+    store.remove_job("plain").await.unwrap();
+    assert_eq!(store.count_jobs().await.unwrap(), 2);
+}
+
 async fn jobs_are_ordered_by_next_run_time_paused_last(harness: Harness) {
     let store = &harness.store;
     store
@@ -821,6 +846,7 @@ macro_rules! conformance {
                     add_get_update_remove,
                     a_batch_of_jobs_is_added_at_once,
                     missing_and_duplicate_ids_are_errors,
+                    config_jobs_are_found_and_jobs_counted_without_reading_all,
                     jobs_are_ordered_by_next_run_time_paused_last,
                     acquire_takes_due_jobs_earliest_first_up_to_the_limit,
                     release_writes_next_run_times_and_removes_finished_jobs,

@@ -119,18 +119,18 @@ struct Health {
     /// `ok`, or `unavailable` when the job store cannot be read.
     status: &'static str,
     scheduler: &'static str,
-    jobs: Option<usize>,
+    jobs: Option<u64>,
 }
 
 async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<Health>) {
     let scheduler = state_name(state.scheduler.state());
-    match state.scheduler.get_jobs().await {
+    match state.scheduler.count_jobs().await {
         Ok(jobs) => (
             StatusCode::OK,
             axum::Json(Health {
                 status: "ok",
                 scheduler,
-                jobs: Some(jobs.len()),
+                jobs: Some(jobs),
             }),
         ),
         Err(error) => {

@@ -345,19 +345,15 @@ async fn report_status(notifier: &Notifier, scheduler: &Scheduler) {
     if !notifier.is_enabled() {
         return;
     }
-    let status = match scheduler.get_jobs().await {
-        Ok(jobs) => {
-            let next = jobs.iter().filter_map(|job| job.next_run_time).min();
-            match next {
-                Some(next) => format!(
-                    "{} jobs; next run {}",
-                    jobs.len(),
-                    format_instant(next, &scheduler.timezone())
-                ),
-                None => format!("{} jobs; none due", jobs.len()),
-            }
-        }
-        Err(error) => format!("job store unavailable: {error}"),
+    let counted = scheduler.count_jobs().await;
+    let next = scheduler.next_run_time().await;
+    let status = match (counted, next) {
+        (Ok(count), Ok(Some(next))) => format!(
+            "{count} jobs; next run {}",
+            format_instant(next, &scheduler.timezone())
+        ),
+        (Ok(count), Ok(None)) => format!("{count} jobs; none due"),
+        (Err(error), _) | (_, Err(error)) => format!("job store unavailable: {error}"),
     };
     notifier.status(&status);
 }

@@ -53,12 +53,23 @@ pub async fn sync_config_jobs(
     scheduler: &Scheduler,
     wanted: Vec<JobSpec>,
 ) -> Result<SyncReport, SchedulerError> {
-    let current: HashMap<String, Job> = scheduler
-        .get_jobs()
+    // Only the config's own jobs are read (a store may hold a million API jobs), plus
+    // the config's ids one by one to find any an API job holds.
+    let mut current: HashMap<String, Job> = scheduler
+        .get_config_jobs()
         .await?
         .into_iter()
         .map(|job| (job.id.clone(), job))
         .collect();
+    for spec in &wanted {
+        if let Some(id) = &spec.id {
+            if !current.contains_key(id) {
+                if let Some(job) = scheduler.get_job(id).await? {
+                    current.insert(id.clone(), job);
+                }
+            }
+        }
+    }
     let mut report = SyncReport::default();
     let mut defined = BTreeSet::new();
     for mut spec in wanted {

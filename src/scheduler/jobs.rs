@@ -320,6 +320,37 @@ impl Scheduler {
         Ok(jobs)
     }
 
+    /// The jobs the daemon's config files own, of all stores (see
+    /// [`JobStore::get_config_jobs`](crate::store::JobStore::get_config_jobs)).
+    pub async fn get_config_jobs(&self) -> Result<Vec<Job>, SchedulerError> {
+        let mut jobs = Vec::new();
+        for store in self.inner.stores.values() {
+            jobs.extend(store.get_config_jobs().await?);
+        }
+        Ok(jobs)
+    }
+
+    /// How many jobs all stores hold.
+    pub async fn count_jobs(&self) -> Result<u64, SchedulerError> {
+        let mut count: u64 = 0;
+        for store in self.inner.stores.values() {
+            count = count.saturating_add(store.count_jobs().await?);
+        }
+        Ok(count)
+    }
+
+    /// The earliest next run time of any job that is neither paused nor running
+    /// ahead, across all stores.
+    pub async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, SchedulerError> {
+        let mut earliest: Option<DateTime<Utc>> = None;
+        for store in self.inner.stores.values() {
+            if let Some(next) = store.next_run_time().await? {
+                earliest = Some(earliest.map_or(next, |known| known.min(next)));
+            }
+        }
+        Ok(earliest)
+    }
+
     /// Runs a job now, once, outside its schedule (its next run time is unchanged).
     /// Returns the run id. `max_instances` still applies.
     pub async fn run_job_now(&self, id: &str) -> Result<String, SchedulerError> {

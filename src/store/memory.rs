@@ -221,6 +221,10 @@ impl JobStore for MemoryStore {
         Ok(self.lock().jobs.get(id).map(|entry| entry.job.clone()))
     }
 
+    async fn count_jobs(&self) -> Result<u64, StoreError> {
+        Ok(u64::try_from(self.lock().jobs.len()).unwrap_or(u64::MAX))
+    }
+
     async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
         let mut jobs: Vec<Job> = self
             .lock()

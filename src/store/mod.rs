@@ -142,6 +142,22 @@ pub trait JobStore: Send + Sync + 'static {
     /// All jobs, by next run time, paused ones last.
     async fn get_jobs(&self) -> Result<Vec<Job>, StoreError>;
 
+    /// The jobs the daemon's config files own ([`Job::is_from_config`]), in any order:
+    /// what a reload compares with the files. Stores that can find them without
+    /// reading every job do; the default filters [`get_jobs`](JobStore::get_jobs).
+    async fn get_config_jobs(&self) -> Result<Vec<Job>, StoreError> {
+        let mut jobs = self.get_jobs().await?;
+        jobs.retain(Job::is_from_config);
+        Ok(jobs)
+    }
+
+    /// How many jobs the store holds (for status lines and health checks, which must
+    /// not read a million jobs to count them). The default counts
+    /// [`get_jobs`](JobStore::get_jobs).
+    async fn count_jobs(&self) -> Result<u64, StoreError> {
+        Ok(u64::try_from(self.get_jobs().await?.len()).unwrap_or(u64::MAX))
+    }
+
     /// The earliest next run time of a job that is neither paused nor acquired.
     async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 

@@ -322,6 +322,15 @@ impl JobStore for RedisStore {
         })
     }
 
+    async fn count_jobs(&self) -> Result<u64, StoreError> {
+        let mut connection = self.connection.clone();
+        ::redis::cmd("HLEN")
+            .arg(&self.keys.jobs)
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)
+    }
+
     async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
         let keys = &self.keys;
         let mut connection = self.connection.clone();
