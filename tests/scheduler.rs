@@ -378,6 +378,32 @@ async fn a_date_job_runs_once_at_its_time_and_is_removed() {
     assert_eq!(h.runs("once").await.len(), 1);
 }
 
+/// A one-off job leaves the store only when its run has ended: a scheduler that dies
+/// before then (its leases freed at restart, or expired) runs it again instead of
+/// losing it (tests/crash_restart.rs kills the daemon to show it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_date_job_stays_in_the_store_until_its_run_ends() {
+    let mut tasks = tasks();
+    let mut blocker = Blocker::register(&mut tasks, "block");
+    let mut h = Harness::new(tasks);
+    h.start();
+    h.add(JobSpec::new("block", date(t0() + secs(1))).with_id("once"))
+        .await;
+    h.advance(secs(1));
+    blocker.started().await;
+    h.settle().await;
+    h.drain();
+    let job = h.job("once").await.expect("kept while the run goes on");
+    assert_eq!(job.next_run_time, Some(t0() + secs(1)));
+    assert!(!h.seen.iter().any(|event| is_removed(event, "once")));
+
+    blocker.release(1);
+    h.wait_for("once to be removed", |event| is_removed(event, "once"))
+        .await;
+    assert_eq!(h.job("once").await, None);
+    assert_eq!(h.run_of("once").await.outcome, RunOutcome::Success);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interval_job_fires_at_each_step_on_time() {
     let mut h = Harness::new(tasks());
@@ -1158,6 +1184,8 @@ async fn shutdown_without_wait_records_a_running_task_as_an_error() {
     let runs = h.runs("busy").await;
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].outcome, RunOutcome::Error);
+    // The run did not end: the one-off job stays, to run again at the next start.
+    assert!(h.job("busy").await.is_some());
     h.wait_for("SchedulerShutdown", |event| {
         *event == Event::SchedulerShutdown
     })

@@ -9,8 +9,9 @@
 //!   refused by name, since it needs new stores, executors or listeners.
 //! - SIGTERM or SIGINT stops taking jobs, lets running ones finish within
 //!   `shutdown_timeout`, then stops what is left (process-pool children included); the
-//!   main loop has released every batch it took, so no lease outlives the daemon. A
-//!   second signal exits at once.
+//!   main loop has released every batch it took, so no lease outlives the daemon except
+//!   those of one-off jobs whose run was stopped before it ended: they stay and run
+//!   again at the next start, as after a crash. A second signal exits at once.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -11,8 +11,17 @@
 //!   ^                                        coalesce) ──> claim instance ──> submit
 //!   └──────────── next deadline <── release batch (new next run times) <──┘
 //! ```
+//!
+//! A job whose trigger is finished (a one-off job) is released, which removes it, only
+//! when its run has ended ([`RunPlace::release`]): until then it stays in the store under
+//! this scheduler's lease, so a scheduler killed before the run ended (or even started:
+//! runs are handed over up to the fire-ahead window early) leaves it behind, and the
+//! restarted scheduler ([`JobStore::recover_owner`]) or, once the lease expires, any
+//! other runs it again: a one-off job runs at least once across a crash. (A recurring
+//! job's next run time is written at hand-over, so a run handed over and not yet ended
+//! when the process dies is not repeated.)
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,7 +144,11 @@ pub(crate) async fn process_due_jobs(
                 }
                 let claim_error =
                     match hand_over_due_runs(inner, name, store.as_ref(), &due_runs).await {
-                        Ok(()) => None,
+                        Ok(held) => {
+                            // Written when their runs end (see `RunPlace::release`).
+                            releases.retain(|release| !held.contains(&release.job_id));
+                            None
+                        }
                         Err(error) => {
                             // Nothing was handed over: write the jobs back as they were
                             // acquired, so the retry runs them instead of skipping them.
@@ -202,6 +215,27 @@ struct DueRuns<'a> {
     /// Earliest first; never empty.
     run_times: Vec<DateTime<Utc>>,
     start_at: DateTime<Utc>,
+    /// The job's release when it removes the job (the trigger is finished): held back
+    /// until the runs end if they are handed over.
+    final_release: Option<Release>,
+}
+
+/// Where a run in flight reports, and what its end writes back.
+pub(crate) struct RunPlace {
+    /// The store of its job, where its record goes.
+    pub(crate) jobstore: String,
+    /// Whether its record frees the job's instance slot: the last run of a submission
+    /// does (they share one slot).
+    pub(crate) frees_instance: bool,
+    /// On the last run of a job whose trigger is finished: the release that removes the
+    /// job, written once the run has ended. Until then the job stays in the store under
+    /// this scheduler's lease, so if the process dies first, the run happens again (after
+    /// a restart under the same id, or when the lease expires) instead of being lost
+    /// with it. A run that a shutdown stopped before it ended writes nothing, for the
+    /// same reason. A run that outlasts the lease (`SchedulerBuilder::lease`, 5 minutes
+    /// by default) may see its job taken again, which its instance slot then refuses
+    /// (`max_instances`), removing the job.
+    pub(crate) release: Option<Release>,
 }
 
 /// Plans one acquired job (misfire, coalesce, jitter); returns what to write back for
@@ -237,6 +271,12 @@ async fn plan_due_job<'a>(
         )
         .await;
     }
+    let release = Release {
+        job_id: job.id.clone(),
+        revision: job.revision,
+        acquired_next_run_time: job.next_run_time,
+        next_run_time: plan.next_run_time,
+    };
     let due = plan.run.first().copied().map(|first| {
         let start_at = match job.effective_jitter() {
             Some(jitter) => {
@@ -249,28 +289,25 @@ async fn plan_due_job<'a>(
             job,
             run_times: plan.run.clone(),
             start_at,
+            final_release: release.next_run_time.is_none().then(|| release.clone()),
         }
     });
-    let release = Release {
-        job_id: job.id.clone(),
-        revision: job.revision,
-        acquired_next_run_time: job.next_run_time,
-        next_run_time: plan.next_run_time,
-    };
     (release, due)
 }
 
 /// Claims the instance slots of a batch's due runs in one store call, then hands each
-/// claimed job's runs to its executor. Fails only when the claim itself failed, in
-/// which case nothing was handed over.
+/// claimed job's runs to its executor. Returns the jobs whose final release the runs
+/// now hold ([`RunPlace::release`]), to leave out of the batch's release. Fails only
+/// when the claim itself failed, in which case nothing was handed over.
 async fn hand_over_due_runs(
     inner: &Inner,
     jobstore: &str,
     store: &dyn JobStore,
     due_runs: &[DueRuns<'_>],
-) -> Result<(), StoreError> {
+) -> Result<HashSet<String>, StoreError> {
+    let mut held = HashSet::new();
     if due_runs.is_empty() {
-        return Ok(());
+        return Ok(held);
     }
     let claims: Vec<InstanceClaim> = due_runs
         .iter()
@@ -283,20 +320,24 @@ async fn hand_over_due_runs(
     for (index, due) in due_runs.iter().enumerate() {
         // A store that answered fewer claims than asked granted none of the rest.
         if claimed.get(index).copied().unwrap_or(false) {
-            hand_over(
+            let (_, handed_over) = hand_over(
                 inner,
                 jobstore,
                 store,
                 due.job,
                 &due.run_times,
                 due.start_at,
+                due.final_release.clone(),
             )
             .await;
+            if handed_over && due.final_release.is_some() {
+                held.insert(due.job.id.clone());
+            }
         } else {
             refuse_max_instances(inner, jobstore, due.job, &due.run_times).await;
         }
     }
-    Ok(())
+    Ok(held)
 }
 
 /// Claims one instance slot and hands the runs for `scheduled_times` (earliest first)
@@ -320,15 +361,17 @@ pub(crate) async fn submit_runs(
         .claim_instance(&job.id, &inner.id, job.max_instances)
         .await?
     {
-        Ok(hand_over(
+        let (run_id, _) = hand_over(
             inner,
             jobstore,
             store.as_ref(),
             job,
             scheduled_times,
             start_at,
+            None,
         )
-        .await)
+        .await;
+        Ok(run_id)
     } else {
         Ok(refuse_max_instances(inner, jobstore, job, scheduled_times).await)
     }
@@ -370,7 +413,9 @@ async fn refuse_max_instances(
 }
 
 /// Hands runs whose instance slot is claimed to the job's executor; returns the first
-/// run id. A refused hand-over frees the slot and is recorded as an error.
+/// run id and whether the executor took them. A refused hand-over frees the slot and is
+/// recorded as an error. `final_release`, if any, goes with the last run
+/// ([`RunPlace::release`]) when the executor takes them.
 async fn hand_over(
     inner: &Inner,
     jobstore: &str,
@@ -378,7 +423,8 @@ async fn hand_over(
     job: &Job,
     scheduled_times: &[DateTime<Utc>],
     start_at: DateTime<Utc>,
-) -> String {
+    final_release: Option<Release>,
+) -> (String, bool) {
     let first = scheduled_times.first().copied().unwrap_or(start_at);
     let refusal = match (
         inner.executors.get(&job.executor),
@@ -395,10 +441,18 @@ async fn hand_over(
             {
                 let mut mutable = inner.lock();
                 let last = run_ids.len().saturating_sub(1);
+                let mut final_release = final_release;
                 for (index, run_id) in run_ids.iter().enumerate() {
-                    mutable
-                        .run_stores
-                        .insert(run_id.clone(), (jobstore.to_owned(), index == last));
+                    let place = RunPlace {
+                        jobstore: jobstore.to_owned(),
+                        frees_instance: index == last,
+                        release: if index == last {
+                            final_release.take()
+                        } else {
+                            None
+                        },
+                    };
+                    mutable.run_stores.insert(run_id.clone(), place);
                 }
             }
             match executor.submit(submission) {
@@ -413,7 +467,7 @@ async fn hand_over(
                             queued: executor.load().queued,
                         });
                     }
-                    return run_ids.first().cloned().unwrap_or_default();
+                    return (run_ids.first().cloned().unwrap_or_default(), true);
                 }
                 Err(error) => {
                     let mut mutable = inner.lock();
@@ -430,7 +484,9 @@ async fn hand_over(
         tracing::warn!(job_id = job.id, %error, "could not free the instance slot of a refused run");
     }
     let now = inner.clock.now();
-    record_unstarted(inner, jobstore, job, first, now, RunOutcome::Error, refusal).await
+    let run_id =
+        record_unstarted(inner, jobstore, job, first, now, RunOutcome::Error, refusal).await;
+    (run_id, false)
 }
 
 /// Records and announces a run that never started; returns its run id.
@@ -521,7 +577,7 @@ pub(crate) async fn record_finished_runs(
     if !unwritten.write(&inner).await {
         tracing::warn!(
             runs = unwritten.len(),
-            "the job store refused the last run records at shutdown; they are lost"
+            "the job store refused the last run records at shutdown; they are lost (one-off jobs among them stay and run again)"
         );
     }
 }
@@ -529,17 +585,18 @@ pub(crate) async fn record_finished_runs(
 /// How many finished runs one store write carries at most.
 const RECORD_BATCH: usize = 256;
 
-/// Run records not yet written, per store, with their announcements held until the
-/// first write attempt.
+/// Run records and final releases ([`RunPlace::release`]) not yet written, per store,
+/// with the records' announcements held until the first write attempt.
 #[derive(Default)]
 struct Unwritten {
     by_store: HashMap<String, VecDeque<FinishedRun>>,
+    releases: HashMap<String, Vec<Release>>,
     to_announce: Vec<RunRecord>,
 }
 
 impl Unwritten {
     fn is_empty(&self) -> bool {
-        self.by_store.values().all(VecDeque::is_empty)
+        self.by_store.values().all(VecDeque::is_empty) && self.releases.values().all(Vec::is_empty)
     }
 
     fn len(&self) -> usize {
@@ -550,7 +607,29 @@ impl Unwritten {
     fn add(&mut self, inner: &Inner, records: Vec<RunRecord>) {
         for record in records {
             let placed = inner.lock().run_stores.remove(&record.run_id);
-            if let Some((store, frees_instance)) = placed {
+            if let Some(RunPlace {
+                jobstore: store,
+                frees_instance,
+                release,
+            }) = placed
+            {
+                match release {
+                    // It ran to its end: the job goes.
+                    Some(release) if record.started_at.is_some() => {
+                        self.releases
+                            .entry(store.clone())
+                            .or_default()
+                            .push(release);
+                    }
+                    // A shutdown stopped it: the job stays, leased, and runs again.
+                    Some(release) => {
+                        tracing::info!(
+                            job_id = release.job_id,
+                            "the run was stopped before it ended; the job stays and runs again"
+                        );
+                    }
+                    None => {}
+                }
                 let runs = self.by_store.entry(store).or_default();
                 if runs.len() >= MAX_UNWRITTEN_RUNS {
                     tracing::warn!(
@@ -569,9 +648,10 @@ impl Unwritten {
     }
 
     /// Writes what is pending and announces the new records; `false` if a store
-    /// refused (its runs stay pending).
+    /// refused (its runs or releases stay pending).
     async fn write(&mut self, inner: &Inner) -> bool {
         let mut all_written = true;
+        let mut refused = Vec::new();
         for (name, runs) in &mut self.by_store {
             if runs.is_empty() {
                 continue;
@@ -587,7 +667,32 @@ impl Unwritten {
                 Ok(()) => runs.clear(),
                 Err(error) => {
                     all_written = false;
+                    refused.push(name.clone());
                     tracing::warn!(jobstore = name, runs = runs.len(), %error, "could not record finished runs; will retry");
+                }
+            }
+        }
+        // After their runs' records, so a job never goes without its history.
+        for (name, releases) in &mut self.releases {
+            if releases.is_empty() || refused.contains(name) {
+                continue;
+            }
+            let Some(store) = inner.stores.get(name) else {
+                releases.clear();
+                continue;
+            };
+            match store.release_jobs(&inner.id, releases.clone()).await {
+                Ok(()) => {
+                    for release in releases.drain(..) {
+                        inner.emit_with(|| Event::JobRemoved {
+                            job_id: release.job_id,
+                            jobstore: name.clone(),
+                        });
+                    }
+                }
+                Err(error) => {
+                    all_written = false;
+                    tracing::warn!(jobstore = name, jobs = releases.len(), %error, "could not remove finished one-off jobs; will retry");
                 }
             }
         }

@@ -288,9 +288,8 @@ struct Mutable {
     deadline: Option<DateTime<Utc>>,
     finished_receiver: Option<mpsc::UnboundedReceiver<RunRecord>>,
     handles: Vec<JoinHandle<()>>,
-    /// Each run in flight: its store, so the record lands in the right place, and whether
-    /// its record frees the job's instance slot (the last run of a submission does).
-    run_stores: HashMap<String, (String, bool)>,
+    /// Each run in flight: where its record goes, and what its end writes back.
+    run_stores: HashMap<String, main_loop::RunPlace>,
     /// Releases a store refused (it was unreachable), by store: their runs were
     /// submitted, so they are written before anything more is taken from that store.
     pending_releases: HashMap<String, Vec<crate::store::Release>>,
