@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod daemon;

@@ -1,7 +1,8 @@
 //! The `kairos` command line: `run`, `check`, `next`, `jobs`, `runs`.
 //!
-//! `jobs` and `runs` (the API client) come with the HTTP API; until then they say so
-//! instead of pretending.
+//! `jobs` and `runs` are clients of a running daemon's HTTP API (`kairos::client`);
+//! this file only reads their arguments and says which call to make and how to print
+//! its answer.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,10 +11,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use kairos::client::{
+    table, trigger_from_words, ApiClient, ClientError, Endpoint, EndpointError, JobView, NewJob,
+    Resumed,
+};
 use kairos::config;
 use kairos::daemon::{self, logging};
 use kairos::executor::process::run_worker;
+use kairos::job::JobOptions;
 use kairos::task::TaskRegistry;
 use kairos::trigger::datetime::format_instant;
 use kairos::trigger::words::spec_from_words;
@@ -65,22 +71,153 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Inspect and steer the jobs of a running daemon (not built yet).
+    /// Inspect and steer the jobs of a running daemon, through its HTTP API.
+    ///
+    /// The daemon is found at KAIROS_URL (e.g. http://127.0.0.1:8080) with the token in
+    /// KAIROS_TOKEN; either one left unset comes from the config's [api] listen and
+    /// token (-c, default ./config.toml when it exists), then from the defaults
+    /// (127.0.0.1:8080, no token). Exit status: 0 done, 1 the API refused or could
+    /// not be reached, 2 invalid input (nothing was sent).
+    ///
+    /// Examples:
+    ///   kairos jobs list
+    ///   kairos jobs add --id order-cancel-42 --task orders.cancel --args '{"order_id":42}' date delay=30m
+    ///   kairos jobs reschedule nightly cron hour=4 minute=15
+    ///   kairos jobs show order-cancel-42 --json
+    #[command(verbatim_doc_comment)]
     Jobs {
-        /// The jobs subcommand and its arguments.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// What to do.
+        #[command(subcommand)]
+        command: JobsCommand,
+        /// Where the API is and how to print its answers.
+        #[command(flatten)]
+        connection: Connection,
     },
-    /// Show the run history (not built yet).
+    /// Show the run history of a running daemon, newest first, through its HTTP API.
+    ///
+    /// The daemon is found as for `kairos jobs` (KAIROS_URL, KAIROS_TOKEN, -c).
     Runs {
-        /// The arguments.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        /// Only this job's runs (they are kept after the job is removed).
+        job_id: Option<String>,
+        /// How many runs to show, 1 to 1000 (the API's default: 50).
+        #[arg(short = 'n', long, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: Option<u16>,
+        /// Where the API is and how to print its answers.
+        #[command(flatten)]
+        connection: Connection,
     },
     /// Run one task for the processpool executor, which starts this; reads its request
     /// from stdin.
     #[command(hide = true)]
     Worker,
+}
+
+/// How `kairos jobs` and `kairos runs` reach the API and print its answers.
+#[derive(Args)]
+struct Connection {
+    /// The daemon's config file, read for [api] listen and token when KAIROS_URL or
+    /// KAIROS_TOKEN is unset [default: ./config.toml, if it exists].
+    #[arg(short, long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the API's JSON as it is, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// List every job: ID, NAME, TASK, TRIGGER, NEXT RUN, STATE.
+    List,
+    /// Show everything about one job.
+    Show {
+        /// The job's id.
+        id: String,
+    },
+    /// Add a job; the trigger is given in the words `kairos next` takes.
+    ///
+    /// Examples:
+    ///   kairos jobs add --id order-cancel-42 --task orders.cancel --args '{"order_id":42}' date delay=30m
+    ///   kairos jobs add --id report --task http --args '{"url":"http://localhost/r"}' cron hour=3 timezone=Europe/Berlin
+    #[command(verbatim_doc_comment)]
+    Add(Box<AddJob>),
+    /// Pause a job: it keeps its place but does not run until resumed.
+    Pause {
+        /// The job's id.
+        id: String,
+    },
+    /// Resume a paused job from its trigger's next fire time.
+    Resume {
+        /// The job's id.
+        id: String,
+    },
+    /// Remove a job; its run history stays.
+    Remove {
+        /// The job's id.
+        id: String,
+    },
+    /// Give a job a new trigger, in the words `kairos next` takes.
+    ///
+    /// Example: kairos jobs reschedule nightly cron hour=4 minute=15
+    Reschedule {
+        /// The job's id.
+        id: String,
+        /// cron, crontab, interval, date or calendarinterval.
+        kind: String,
+        /// field=value words with APScheduler's names; a crontab line comes first.
+        words: Vec<String>,
+    },
+    /// Run a job once now, outside its schedule (its next run time stays).
+    Run {
+        /// The job's id.
+        id: String,
+    },
+    /// Make the daemon read its config files again, as SIGHUP does.
+    Reload,
+}
+
+/// `kairos jobs add`.
+#[derive(Args)]
+struct AddJob {
+    /// The job's id [default: made up by the daemon].
+    #[arg(long)]
+    id: Option<String>,
+    /// The task to run, by its registered name.
+    #[arg(long)]
+    task: String,
+    /// The task's arguments, as JSON.
+    #[arg(long, value_name = "JSON")]
+    args: Option<String>,
+    /// A name for people [default: the id].
+    #[arg(long)]
+    name: Option<String>,
+    /// The executor that runs it [default: the daemon's].
+    #[arg(long)]
+    executor: Option<String>,
+    /// How late a run may start and still run ("30s", "1h"); later runs are missed.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    misfire_grace_time: Option<Duration>,
+    /// How many runs of the job may go at once.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_instances: Option<u32>,
+    /// Run overdue runs as one [default: the daemon's].
+    #[arg(long, overrides_with = "no_coalesce")]
+    coalesce: bool,
+    /// Run every overdue run.
+    #[arg(long, overrides_with = "coalesce")]
+    no_coalesce: bool,
+    /// Add the job paused.
+    #[arg(long)]
+    paused: bool,
+    /// Replace a job with the same id instead of failing.
+    #[arg(long)]
+    replace_existing: bool,
+    /// Send this Idempotency-Key, so a retried add never makes two jobs.
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
+    /// cron, crontab, interval, date or calendarinterval.
+    kind: String,
+    /// field=value words with APScheduler's names; a crontab line comes first.
+    words: Vec<String>,
 }
 
 /// Exit status for input that is wrong (an invalid trigger, a bad --from).
@@ -122,13 +259,21 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Jobs { .. } | Command::Runs { .. } => {
-            eprintln!(
-                "kairos: this command is not built yet: the API client comes with the HTTP API \
-                 (see README.md)"
-            );
-            ExitCode::FAILURE
-        }
+        Command::Jobs {
+            command,
+            connection,
+        } => api_command(&connection, ApiCommand::Jobs(command)),
+        Command::Runs {
+            job_id,
+            limit,
+            connection,
+        } => api_command(
+            &connection,
+            ApiCommand::Runs {
+                job_id,
+                limit: limit.map(usize::from),
+            },
+        ),
     }
 }
 
@@ -311,4 +456,217 @@ fn next(
     written
         .context("writing the fire times")
         .map_err(NextError::Output)
+}
+
+/// What `kairos jobs` or `kairos runs` was asked to do.
+enum ApiCommand {
+    Jobs(JobsCommand),
+    Runs {
+        job_id: Option<String>,
+        limit: Option<usize>,
+    },
+}
+
+/// A request with its input checked, ready to send.
+enum ApiRequest {
+    List,
+    Show(String),
+    Add {
+        job: Box<NewJob>,
+        idempotency_key: Option<String>,
+    },
+    Pause(String),
+    Resume(String),
+    Remove(String),
+    Reschedule(String, TriggerSpec),
+    Run(String),
+    Reload,
+    Runs {
+        job_id: Option<String>,
+        limit: Option<usize>,
+    },
+}
+
+/// Why an API command failed, which decides its exit status.
+enum ApiFailure {
+    /// The input is wrong; nothing was sent (exit 2).
+    Input(String),
+    /// The API refused or could not be reached, or the answer could not be written
+    /// (exit 1).
+    Failed(String),
+}
+
+impl From<ClientError> for ApiFailure {
+    fn from(error: ClientError) -> ApiFailure {
+        ApiFailure::Failed(error.to_string())
+    }
+}
+
+fn api_command(connection: &Connection, command: ApiCommand) -> ExitCode {
+    match run_api_command(connection, command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(ApiFailure::Input(message)) => {
+            eprintln!("kairos: {message}");
+            ExitCode::from(EXIT_INVALID_INPUT)
+        }
+        Err(ApiFailure::Failed(message)) => {
+            eprintln!("kairos: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_api_command(connection: &Connection, command: ApiCommand) -> Result<(), ApiFailure> {
+    // Input first: a mistake is reported as such even when the daemon is down.
+    let request = prepare_request(command)?;
+    let endpoint =
+        Endpoint::discover(connection.config.as_deref()).map_err(|error| match error {
+            EndpointError::ApiDisabled { .. } => ApiFailure::Failed(error.to_string()),
+            EndpointError::Config { ref errors, .. } => {
+                for problem in errors {
+                    eprintln!("{problem}");
+                }
+                ApiFailure::Input(error.to_string())
+            }
+            _ => ApiFailure::Input(error.to_string()),
+        })?;
+    let client = ApiClient::new(endpoint)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| ApiFailure::Failed(format!("starting the async runtime: {error}")))?;
+    runtime.block_on(send_request(&client, request, connection.json))
+}
+
+fn prepare_request(command: ApiCommand) -> Result<ApiRequest, ApiFailure> {
+    let trigger = |kind: &str, words: &[String]| {
+        trigger_from_words(kind, words)
+            .map_err(|error| ApiFailure::Input(format!("trigger.{error}")))
+    };
+    Ok(match command {
+        ApiCommand::Runs { job_id, limit } => ApiRequest::Runs { job_id, limit },
+        ApiCommand::Jobs(JobsCommand::List) => ApiRequest::List,
+        ApiCommand::Jobs(JobsCommand::Show { id }) => ApiRequest::Show(id),
+        ApiCommand::Jobs(JobsCommand::Pause { id }) => ApiRequest::Pause(id),
+        ApiCommand::Jobs(JobsCommand::Resume { id }) => ApiRequest::Resume(id),
+        ApiCommand::Jobs(JobsCommand::Remove { id }) => ApiRequest::Remove(id),
+        ApiCommand::Jobs(JobsCommand::Run { id }) => ApiRequest::Run(id),
+        ApiCommand::Jobs(JobsCommand::Reload) => ApiRequest::Reload,
+        ApiCommand::Jobs(JobsCommand::Reschedule { id, kind, words }) => {
+            ApiRequest::Reschedule(id, trigger(&kind, &words)?)
+        }
+        ApiCommand::Jobs(JobsCommand::Add(add)) => {
+            let args = match &add.args {
+                None => serde_json::Value::Null,
+                Some(text) => serde_json::from_str(text)
+                    .map_err(|error| ApiFailure::Input(format!("--args: not JSON: {error}")))?,
+            };
+            let coalesce = match (add.coalesce, add.no_coalesce) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            let job = NewJob {
+                trigger: trigger(&add.kind, &add.words)?,
+                id: add.id,
+                name: add.name,
+                task: add.task,
+                args,
+                options: JobOptions {
+                    executor: add.executor,
+                    misfire_grace_time: add.misfire_grace_time,
+                    coalesce,
+                    max_instances: add.max_instances,
+                    ..JobOptions::default()
+                },
+                paused: add.paused,
+                replace_existing: add.replace_existing,
+            };
+            ApiRequest::Add {
+                job: Box::new(job),
+                idempotency_key: add.idempotency_key,
+            }
+        }
+    })
+}
+
+async fn send_request(
+    client: &ApiClient,
+    request: ApiRequest,
+    json: bool,
+) -> Result<(), ApiFailure> {
+    let zone = Zone::system();
+    let one_job = |job: &JobView| table::jobs(std::slice::from_ref(job), &zone).to_string();
+    match request {
+        ApiRequest::List => {
+            let jobs = client.list_jobs().await?;
+            print_answer(&jobs.body, json, || {
+                table::jobs(&jobs.value, &zone).to_string()
+            })
+        }
+        ApiRequest::Show(id) => {
+            let job = client.get_job(&id).await?;
+            print_answer(&job.body, json, || table::job_details(&job.value, &zone))
+        }
+        ApiRequest::Add {
+            job,
+            idempotency_key,
+        } => {
+            let added = client.add_job(&job, idempotency_key.as_deref()).await?;
+            print_answer(&added.body, json, || one_job(&added.value))
+        }
+        ApiRequest::Pause(id) => {
+            let job = client.pause_job(&id).await?;
+            print_answer(&job.body, json, || one_job(&job.value))
+        }
+        ApiRequest::Resume(id) => {
+            let resumed = client.resume_job(&id).await?;
+            print_answer(&resumed.body, json, || match &resumed.value {
+                Resumed::Job(job) => one_job(job),
+                Resumed::Removed { id, message, .. } => format!("job {id:?}: {message}\n"),
+            })
+        }
+        ApiRequest::Remove(id) => {
+            client.remove_job(&id).await?;
+            // The API answers 204 with no body: --json prints nothing.
+            print_answer("", json, || format!("removed job {id:?}\n"))
+        }
+        ApiRequest::Reschedule(id, trigger) => {
+            let job = client.reschedule_job(&id, &trigger).await?;
+            print_answer(&job.body, json, || one_job(&job.value))
+        }
+        ApiRequest::Run(id) => {
+            let started = client.run_job(&id).await?;
+            print_answer(&started.body, json, || table::run_started(&started.value))
+        }
+        ApiRequest::Reload => {
+            let report = client.reload().await?;
+            print_answer(&report.body, json, || table::reload_summary(&report.value))?;
+            match report.value.failed.len() {
+                0 => Ok(()),
+                failed => Err(ApiFailure::Failed(format!(
+                    "{failed} job(s) from the config files could not be applied"
+                ))),
+            }
+        }
+        ApiRequest::Runs { job_id, limit } => {
+            let runs = client.runs(job_id.as_deref(), limit).await?;
+            print_answer(&runs.body, json, || {
+                table::runs(&runs.value, &zone).to_string()
+            })
+        }
+    }
+}
+
+/// Prints the API's `body` as it is for `--json`, else what `human` makes of it.
+fn print_answer(body: &str, json: bool, human: impl FnOnce() -> String) -> Result<(), ApiFailure> {
+    let text = match json {
+        true if body.is_empty() => return Ok(()),
+        true => format!("{}\n", body.trim_end()),
+        false => human(),
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|error| ApiFailure::Failed(format!("writing the answer: {error}")))
 }

@@ -295,21 +295,28 @@ impl fmt::Display for StatusSpec {
 }
 
 fn build_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .user_agent(concat!("kairos/", env!("CARGO_PKG_VERSION")))
+        .tls_backend_preconfigured(tls_config()?)
+        .build()
+        .map_err(|error| format!("cannot set up the HTTP client: {}", chain(&error)))
+}
+
+/// The TLS setup of every reqwest client kairos builds (this task's and the CLI's API
+/// client): rustls with the process's default crypto provider, else ring, and the
+/// system's trust store. reqwest's `rustls-no-provider` panics without one, so no
+/// client may be built without this.
+pub(crate) fn tls_config() -> Result<rustls::ClientConfig, String> {
     use rustls_platform_verifier::BuilderVerifierExt;
 
     let provider = rustls::crypto::CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .and_then(|builder| builder.with_platform_verifier())
         .map_err(|error| format!("cannot set up TLS: {error}"))?
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .user_agent(concat!("kairos/", env!("CARGO_PKG_VERSION")))
-        .tls_backend_preconfigured(tls)
-        .build()
-        .map_err(|error| format!("cannot set up the HTTP client: {}", chain(&error)))
+        .with_no_client_auth())
 }
 
 async fn call(client: &reqwest::Client, args: &HttpArgs) -> Result<String, TaskFailure> {
@@ -446,7 +453,9 @@ fn redacted(url: &Url) -> Url {
 }
 
 /// The first io error in the source chain.
-fn io_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+pub(crate) fn io_error<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a std::io::Error> {
     let mut source = Some(error);
     while let Some(current) = source {
         if let Some(io) = current.downcast_ref::<std::io::Error>() {
@@ -458,7 +467,7 @@ fn io_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a std:
 }
 
 /// The last message of the source chain: the root cause.
-fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
     let mut current = error;
     while let Some(source) = current.source() {
         current = source;
@@ -468,7 +477,7 @@ fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// The messages of the source chain, joined; repeats (wrappers that print their
 /// source) are dropped.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut source = Some(error);
     while let Some(current) = source {

@@ -1,0 +1,280 @@
+//! How `kairos jobs` and `kairos runs` show the API's answers to people: aligned
+//! tables (one row per job or run) and `key: value` details of one job.
+//!
+//! Scripts use `--json`, the API's own JSON; nothing here is meant to be parsed. Times
+//! are shown in the zone the caller passes (the machine's, from the CLI), to the
+//! second; every cell has its control characters escaped, since job names and error
+//! texts come from the server and must not be able to move the terminal's cursor.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{JobView, ReloadReport, RunStarted};
+use crate::history::RunRecord;
+use crate::trigger::Zone;
+
+/// The longest error text a runs table shows; `--json` has all of it.
+const MAX_ERROR_CHARS: usize = 60;
+
+/// Rows of cells printed in columns two spaces apart, the first row being the header.
+#[derive(Clone, Debug)]
+pub struct Table {
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with this header row.
+    pub fn new(headers: &[&str]) -> Table {
+        Table {
+            rows: vec![headers.iter().map(|header| (*header).to_owned()).collect()],
+        }
+    }
+
+    /// Adds a row; its cells are made safe to print.
+    pub fn push(&mut self, cells: Vec<String>) {
+        self.rows
+            .push(cells.iter().map(|cell| printable(cell)).collect());
+    }
+
+    /// How many rows there are below the header.
+    pub fn len(&self) -> usize {
+        self.rows.len() - 1
+    }
+
+    /// Whether there are no rows below the header.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let widths: Vec<usize> = (0..columns)
+            .map(|column| {
+                self.rows
+                    .iter()
+                    .filter_map(|row| row.get(column))
+                    .map(|cell| cell.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for row in &self.rows {
+            let line: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, width)| format!("{cell:<width$}"))
+                .collect();
+            writeln!(f, "{}", line.join("  ").trim_end())?;
+        }
+        Ok(())
+    }
+}
+
+/// `text` with control characters (newlines, escape sequences) written as escapes.
+fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|character| {
+            if character.is_control() {
+                character.escape_default().to_string()
+            } else {
+                character.to_string()
+            }
+        })
+        .collect()
+}
+
+/// `2024-03-01 12:00:00 +08:00`: the instant in `zone`, to the second.
+pub fn time(instant: DateTime<Utc>, zone: &Zone) -> String {
+    zone.to_fixed(instant)
+        .format("%Y-%m-%d %H:%M:%S %:z")
+        .to_string()
+}
+
+/// A job's state in a word: `paused` or `scheduled`; `done` for a job with no run
+/// left, which the scheduler normally removes.
+fn state(job: &JobView) -> &'static str {
+    match (job.paused, job.next_run_time) {
+        (true, _) => "paused",
+        (false, Some(_)) => "scheduled",
+        (false, None) => "done",
+    }
+}
+
+/// The job table: ID, NAME, TASK, TRIGGER, NEXT RUN, STATE.
+pub fn jobs(jobs: &[JobView], zone: &Zone) -> Table {
+    let mut table = Table::new(&["ID", "NAME", "TASK", "TRIGGER", "NEXT RUN", "STATE"]);
+    for job in jobs {
+        table.push(vec![
+            job.id.clone(),
+            job.name.clone(),
+            job.task.clone(),
+            job.trigger_text.clone(),
+            job.next_run_time
+                .map_or_else(|| "-".to_owned(), |next| time(next, zone)),
+            state(job).to_owned(),
+        ]);
+    }
+    table
+}
+
+/// Everything about one job, a `key: value` line each.
+pub fn job_details(job: &JobView, zone: &Zone) -> String {
+    let compact = |value: &serde_json::Value| value.to_string();
+    let options = &job.options;
+    let lines: [(&str, String); 13] = [
+        ("id", job.id.clone()),
+        ("name", job.name.clone()),
+        ("task", job.task.clone()),
+        ("args", compact(&job.args)),
+        ("trigger", job.trigger_text.clone()),
+        ("trigger spec", compact(&job.trigger)),
+        ("executor", job.executor.clone()),
+        (
+            "misfire grace",
+            options
+                .misfire_grace_time
+                .clone()
+                .unwrap_or_else(|| "none (never too late)".to_owned()),
+        ),
+        ("coalesce", options.coalesce.to_string()),
+        ("max instances", options.max_instances.to_string()),
+        (
+            "jitter",
+            options.jitter.clone().unwrap_or_else(|| "none".to_owned()),
+        ),
+        ("state", state(job).to_owned()),
+        (
+            "next run",
+            job.next_run_time
+                .map_or_else(|| "-".to_owned(), |next| time(next, zone)),
+        ),
+    ];
+    let source = if job.from_config {
+        "config file (pause, resume and run only; edit the file to change it)"
+    } else {
+        "api"
+    };
+    let width = lines.iter().map(|(key, _)| key.len()).max().unwrap_or(0) + 1;
+    let mut text = String::new();
+    for (key, value) in lines.iter().chain([&("defined in", source.to_owned())]) {
+        let label = format!("{key}:");
+        text.push_str(&format!("{label:<width$} {}\n", printable(value)));
+    }
+    text
+}
+
+/// A duration for people, to the millisecond: `1s 250ms`.
+fn short_duration(delta: chrono::TimeDelta) -> String {
+    let millis = delta.num_milliseconds();
+    let sign = if millis < 0 { "-" } else { "" };
+    let whole = Duration::from_millis(millis.unsigned_abs());
+    format!("{sign}{}", humantime::format_duration(whole))
+}
+
+/// The run table, newest first as the API gives it: SCHEDULED, JOB, OUTCOME, LATE,
+/// DURATION, RUN ID, ERROR (its first line, cut short).
+pub fn runs(runs: &[RunRecord], zone: &Zone) -> Table {
+    let mut table = Table::new(&[
+        "SCHEDULED",
+        "JOB",
+        "OUTCOME",
+        "LATE",
+        "DURATION",
+        "RUN ID",
+        "ERROR",
+    ]);
+    for run in runs {
+        let dash = || "-".to_owned();
+        let error = run
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .lines()
+            .next()
+            .unwrap_or("");
+        let error = if error.chars().count() > MAX_ERROR_CHARS {
+            let cut: String = error.chars().take(MAX_ERROR_CHARS - 1).collect();
+            format!("{cut}…")
+        } else {
+            error.to_owned()
+        };
+        table.push(vec![
+            time(run.scheduled_time, zone),
+            run.job_id.clone(),
+            run.outcome.as_str().to_owned(),
+            run.lateness().map_or_else(dash, short_duration),
+            run.started_at
+                .map_or_else(dash, |started| short_duration(run.finished_at - started)),
+            run.run_id.clone(),
+            error,
+        ]);
+    }
+    table
+}
+
+/// What `kairos jobs run` says: the run was submitted, and how to follow it.
+pub fn run_started(started: &RunStarted) -> String {
+    format!(
+        "job {} submitted as run {}; `kairos runs {}` shows how it ends\n",
+        printable(&started.job_id),
+        printable(&started.run_id),
+        printable(&started.job_id)
+    )
+}
+
+/// What a reload did: one line per kind of change that happened, then the failures.
+pub fn reload_summary(report: &ReloadReport) -> String {
+    let mut text = String::new();
+    for (label, ids) in [
+        ("added", &report.added),
+        ("changed", &report.changed),
+        ("removed", &report.removed),
+    ] {
+        if !ids.is_empty() {
+            let ids: Vec<String> = ids.iter().map(|id| printable(id)).collect();
+            text.push_str(&format!("{label} ({}): {}\n", ids.len(), ids.join(", ")));
+        }
+    }
+    text.push_str(&format!("unchanged: {}\n", report.unchanged));
+    for failure in &report.failed {
+        text.push_str(&format!(
+            "failed: {}: {}\n",
+            printable(&failure.id),
+            printable(&failure.error)
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up_and_cells_cannot_steer_the_terminal() {
+        let mut table = Table::new(&["ID", "NAME"]);
+        table.push(vec!["a".to_owned(), "first".to_owned()]);
+        table.push(vec!["long-id".to_owned(), "evil\u{1b}[2J\nname".to_owned()]);
+        assert_eq!(
+            table.to_string(),
+            "ID       NAME\na        first\nlong-id  evil\\u{1b}[2J\\nname\n"
+        );
+        assert_eq!(table.len(), 2);
+    }
+
+    #[test]
+    fn durations_read_to_the_millisecond() {
+        assert_eq!(
+            short_duration(chrono::TimeDelta::milliseconds(1250)),
+            "1s 250ms"
+        );
+        assert_eq!(short_duration(chrono::TimeDelta::milliseconds(-5)), "-5ms");
+    }
+}
