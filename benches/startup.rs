@@ -84,7 +84,9 @@ fn start_to_ready(dir: &Path) -> f64 {
         .expect("start kairos run");
     let mut buffer = [0u8; 4096];
     let elapsed = loop {
-        let received = socket.recv(&mut buffer).expect("a notification before the timeout");
+        let received = socket
+            .recv(&mut buffer)
+            .expect("a notification before the timeout");
         if String::from_utf8_lossy(&buffer[..received]).contains("READY=1") {
             break started.elapsed();
         }

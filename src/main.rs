@@ -76,7 +76,7 @@ enum Command {
     /// The daemon is found at KAIROS_URL (e.g. http://127.0.0.1:8080) with the token in
     /// KAIROS_TOKEN; either one left unset comes from the config's [api] listen and
     /// token (-c, default ./config.toml when it exists), then from the defaults
-    /// (127.0.0.1:8080, no token). Exit status: 0 done, 1 the API refused or could
+    /// (127.0.0.1:8080, no token). The config's token is never sent to a KAIROS_URL. Exit status: 0 done, 1 the API refused or could
     /// not be reached, 2 invalid input (nothing was sent).
     ///
     /// Examples:

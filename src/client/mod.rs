@@ -144,7 +144,8 @@ impl Endpoint {
 
     /// The endpoint from the environment's `url` and `token` (`KAIROS_URL`,
     /// `KAIROS_TOKEN`), each of which wins over the config's `[api]`; without either,
-    /// the daemon's default address with no token.
+    /// the daemon's default address with no token. The config's token is only used
+    /// with the config's address: a `KAIROS_URL` elsewhere gets `KAIROS_TOKEN` or none.
     ///
     /// A daemon listening on every interface (`0.0.0.0:8080`) is reached on loopback.
     pub fn resolve(
@@ -152,7 +153,8 @@ impl Endpoint {
         env_token: Option<&str>,
         api: Option<&ApiConfig>,
     ) -> Result<Endpoint, EndpointError> {
-        let base_url = match env_url.map(str::trim).filter(|url| !url.is_empty()) {
+        let env_url = env_url.map(str::trim).filter(|url| !url.is_empty());
+        let base_url = match env_url {
             Some(text) => parse_base_url(text, URL_VAR)?,
             None => {
                 let listen = api.map_or(DEFAULT_LISTEN, |api| api.listen);
@@ -161,6 +163,9 @@ impl Endpoint {
         };
         let (token, origin) = match env_token.filter(|token| !token.is_empty()) {
             Some(token) => (Some(token.to_owned()), TOKEN_VAR),
+            // The config's token only goes to the config's daemon: with KAIROS_URL
+            // pointing elsewhere, sending it would hand a secret to another host.
+            None if env_url.is_some() => (None, TOKEN_VAR),
             None => (api.and_then(|api| api.token.clone()), "api.token"),
         };
         if let Some(token) = &token {
