@@ -739,6 +739,7 @@ mod tests {
             enabled: true,
             listen: listen.parse().unwrap_or(DEFAULT_LISTEN),
             token: token.map(str::to_owned),
+            read_tokens: Vec::new(),
             allowed_tasks: Default::default(),
         }
     }
@@ -757,6 +758,10 @@ mod tests {
         let config_only = Endpoint::resolve(None, None, Some(&config)).expect("valid");
         assert_eq!(config_only.base_url.as_str(), "http://127.0.0.1:9000/");
         assert_eq!(config_only.token.as_deref(), Some("from-config"));
+        // The config's token is the config's daemon's: never sent to another URL.
+        let elsewhere = Endpoint::resolve(Some("http://example.test:1234"), None, Some(&config))
+            .expect("valid");
+        assert_eq!(elsewhere.token, None);
         let neither = Endpoint::resolve(None, None, None).expect("valid");
         assert_eq!(neither.base_url.as_str(), "http://127.0.0.1:8080/");
         assert_eq!(neither.token, None);
