@@ -240,20 +240,20 @@ fn unknown_tasks_executors_and_stores_are_named() {
 
 #[test]
 fn tasks_come_from_the_registry_given() {
-    let text = "[tasks.\"stats.correct\"]\ndatabase = \"mysql://localhost/news\"\n\n[[jobs]]\nid = \"stats\"\ntask = \"stats.correct\"\ntrigger = { type = \"cron\", hour = 3 }\n";
+    let text = "[tasks.\"report.send\"]\ndatabase = \"mysql://localhost/news\"\n\n[[jobs]]\nid = \"stats\"\ntask = \"report.send\"\ntrigger = { type = \"cron\", hour = 3 }\n";
     let config = TempConfig::new(&[("config.toml", text)]);
     let lines = config.errors();
     assert_reported(
         &lines,
-        "config.toml:1:8: tasks.\"stats.correct\": unknown task `stats.correct`",
+        "config.toml:1:8: tasks.\"report.send\": unknown task settings section `report.send`",
     );
     assert_reported(
         &lines,
-        "config.toml:6:8: jobs[0].task: unknown task `stats.correct`",
+        "config.toml:6:8: jobs[0].task: unknown task `report.send`",
     );
 
     let mut tasks = TaskRegistry::with_builtins();
-    tasks.register_fn("stats.correct", |_run: TaskRun| async {
+    tasks.register_fn("report.send", |_run: TaskRun| async {
         Ok::<_, TaskFailure>(String::new())
     });
     let loaded = match load_with(config.path(), &tasks) {
@@ -261,10 +261,10 @@ fn tasks_come_from_the_registry_given() {
         Err(errors) => panic!("{errors}"),
     };
     assert_eq!(
-        loaded.tasks["stats.correct"]["database"],
+        loaded.tasks["report.send"]["database"],
         "mysql://localhost/news"
     );
-    assert!(loaded.api.allowed_tasks.contains("stats.correct"));
+    assert!(loaded.api.allowed_tasks.contains("report.send"));
 }
 
 #[test]
@@ -579,4 +579,68 @@ fn no_value_makes_loading_panic() {
         }
     }
     assert!(loads > 300, "only {loads} variants");
+}
+
+/// Issue 8: `[tasks.stats]` and `[tasks.orders]` are checked by their tasks, and each
+/// problem names its key and position.
+#[test]
+fn news_task_settings_are_checked_with_positions() {
+    let text = r#"[tasks.stats]
+database_url = "oracle://db/news"
+redis_ulr = "redis://127.0.0.1/"
+
+[[tasks.stats.counters]]
+key = "count:user:arts"
+
+[tasks.orders]
+database_url = "mysql://shop@127.0.0.1/shop"
+table = "orders; DROP TABLE users"
+id_column = "id"
+status_column = "status"
+unpaid_value = "unpaid"
+cancelled_value = "cancelled"
+"#;
+    let config = TempConfig::new(&[("config.toml", text)]);
+    let lines = config.errors();
+    assert_eq!(lines.len(), 5, "{lines:#?}");
+    assert_reported(
+        &lines,
+        "config.toml:2:16: tasks.stats.database_url: \"oracle://db/news\" is not a database URL",
+    );
+    assert_reported(
+        &lines,
+        "config.toml:3:1: tasks.stats.redis_ulr: unknown key `redis_ulr`; did you mean `redis_url`?",
+    );
+    assert_reported(&lines, "config.toml:1:8: tasks.stats.redis_url: missing");
+    assert_reported(
+        &lines,
+        "config.toml:5:1: tasks.stats.counters[0].query: missing",
+    );
+    assert_reported(
+        &lines,
+        "config.toml:10:9: tasks.orders.table: \"orders; DROP TABLE users\" is not a name",
+    );
+}
+
+#[test]
+fn news_task_settings_configure_the_registry() {
+    let text = r#"[tasks.stats]
+database_url = "sqlite:///tmp/news.db"
+redis_url = "redis://127.0.0.1:6379/"
+key_prefix = "test:"
+"#;
+    let config = TempConfig::new(&[("config.toml", text)]);
+    let loaded = match config.load() {
+        Ok(loaded) => loaded,
+        Err(errors) => panic!("{errors}"),
+    };
+    let mut tasks = TaskRegistry::with_builtins();
+    tasks.configure(&loaded.tasks).unwrap();
+    let stats = tasks.get("stats.correct").unwrap();
+    assert_eq!(
+        stats.settings().unwrap()["key_prefix"],
+        serde_json::json!("test:")
+    );
+    // Unconfigured sections leave their task as it was.
+    assert!(tasks.get("orders.cancel").unwrap().settings().is_none());
 }
