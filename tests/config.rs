@@ -91,10 +91,26 @@ fn the_shipped_config_loads_with_its_demo_jobs() {
         Ok(config) => config,
         Err(errors) => panic!("config.toml does not load:\n{errors}"),
     };
-    assert_eq!(config.files.len(), 2, "config.toml and jobs/demo.toml");
+    assert_eq!(
+        config.files.len(),
+        4,
+        "config.toml, jobs/demo.toml, jobs/orders.toml and jobs/statistics.toml"
+    );
     let ids: Vec<&str> = config.jobs.iter().map(ConfigJob::id).collect();
-    assert_eq!(ids, ["demo-hello", "demo-uptime", "demo-disk"]);
-    assert!(config.jobs.iter().all(|job| job.spec.task == "command"));
+    assert_eq!(
+        ids,
+        ["demo-hello", "demo-uptime", "demo-disk", "fix-statistics"]
+    );
+    // Issue 8: shipped disabled until [tasks.stats] is set, on the process pool.
+    let statistics = &config.jobs[3].spec;
+    assert_eq!(statistics.task, "stats.correct");
+    assert!(statistics.paused);
+    assert_eq!(statistics.options.executor.as_deref(), Some("processpool"));
+    assert_eq!(
+        config.executors["processpool"].kind,
+        ExecutorKind::ProcessPool
+    );
+    assert!(config.api.allowed_tasks.contains("orders.cancel"));
     let store = &config.jobstores["default"];
     assert_eq!(
         store.url,
