@@ -651,12 +651,13 @@ key_prefix = "test:"
         Err(errors) => panic!("{errors}"),
     };
     let mut tasks = TaskRegistry::with_builtins();
-    tasks.configure(&loaded.tasks).unwrap();
-    let stats = tasks.get("stats.correct").unwrap();
+    tasks.configure(&loaded.tasks).expect("valid settings");
+    let stats = tasks.get("stats.correct").expect("a built-in task");
     assert_eq!(
-        stats.settings().unwrap()["key_prefix"],
+        stats.settings().expect("configured")["key_prefix"],
         serde_json::json!("test:")
     );
     // Unconfigured sections leave their task as it was.
-    assert!(tasks.get("orders.cancel").unwrap().settings().is_none());
+    let orders = tasks.get("orders.cancel").expect("a built-in task");
+    assert!(orders.settings().is_none());
 }

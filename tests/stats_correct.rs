@@ -51,7 +51,12 @@ mod news {
     }
 
     /// Pairs (a, b) drawn from 1..=a_max × 1..=b_max, without repeats.
-    fn distinct_pairs(rng: &mut fastrand::Rng, n: usize, a_max: i64, b_max: i64) -> Vec<(i64, i64)> {
+    fn distinct_pairs(
+        rng: &mut fastrand::Rng,
+        n: usize,
+        a_max: i64,
+        b_max: i64,
+    ) -> Vec<(i64, i64)> {
         let mut seen = std::collections::BTreeSet::new();
         while seen.len() < n {
             seen.insert((rng.i64(1..=a_max), rng.i64(1..=b_max)));
@@ -151,7 +156,10 @@ mod news {
                     }
                 }
                 let parent = parent.map_or("NULL".to_owned(), |parent| parent.to_string());
-                format!("({id}, {}, {article}, {parent}, {status})", rng.i64(1..=users))
+                format!(
+                    "({id}, {}, {article}, {parent}, {status})",
+                    rng.i64(1..=users)
+                )
             })
             .collect();
         statements.extend(inserts("news_comment", &rows));
@@ -397,7 +405,11 @@ async fn scramble(
     mode: usize,
     rng: &mut fastrand::Rng,
 ) {
-    redis::cmd("DEL").arg(key).query_async::<()>(redis).await.unwrap();
+    redis::cmd("DEL")
+        .arg(key)
+        .query_async::<()>(redis)
+        .await
+        .unwrap();
     if mode % 5 == 4 {
         return; // missing key
     }
@@ -620,12 +632,18 @@ async fn a_counter_with_broken_sql_fails_alone_and_keeps_its_old_key() {
         let lines: Vec<&str> = failure.message.lines().collect();
         assert_eq!(lines.len(), 4, "{}", failure.message);
         assert!(lines[0].starts_with("1 of 3 counters failed"), "{lines:?}");
-        assert!(lines[1].starts_with(&place.key("count:user:arts")), "{lines:?}");
+        assert!(
+            lines[1].starts_with(&place.key("count:user:arts")),
+            "{lines:?}"
+        );
         assert!(
             lines[2].starts_with(&format!("{broken}: FAILED: the query failed")),
             "{lines:?}"
         );
-        assert!(lines[3].starts_with(&place.key("count:user:fans")), "{lines:?}");
+        assert!(
+            lines[3].starts_with(&place.key("count:user:fans")),
+            "{lines:?}"
+        );
         assert_eq!(
             place.read("count:user:arts").await,
             dataset.counters["count:user:arts"]
