@@ -91,10 +91,26 @@ fn the_shipped_config_loads_with_its_demo_jobs() {
         Ok(config) => config,
         Err(errors) => panic!("config.toml does not load:\n{errors}"),
     };
-    assert_eq!(config.files.len(), 2, "config.toml and jobs/demo.toml");
+    assert_eq!(
+        config.files.len(),
+        4,
+        "config.toml, jobs/demo.toml, jobs/orders.toml and jobs/statistics.toml"
+    );
     let ids: Vec<&str> = config.jobs.iter().map(ConfigJob::id).collect();
-    assert_eq!(ids, ["demo-hello", "demo-uptime", "demo-disk"]);
-    assert!(config.jobs.iter().all(|job| job.spec.task == "command"));
+    assert_eq!(
+        ids,
+        ["demo-hello", "demo-uptime", "demo-disk", "fix-statistics"]
+    );
+    // Issue 8: shipped disabled until [tasks.stats] is set, on the process pool.
+    let statistics = &config.jobs[3].spec;
+    assert_eq!(statistics.task, "stats.correct");
+    assert!(statistics.paused);
+    assert_eq!(statistics.options.executor.as_deref(), Some("processpool"));
+    assert_eq!(
+        config.executors["processpool"].kind,
+        ExecutorKind::ProcessPool
+    );
+    assert!(config.api.allowed_tasks.contains("orders.cancel"));
     let store = &config.jobstores["default"];
     assert_eq!(
         store.url,
@@ -240,20 +256,20 @@ fn unknown_tasks_executors_and_stores_are_named() {
 
 #[test]
 fn tasks_come_from_the_registry_given() {
-    let text = "[tasks.\"stats.correct\"]\ndatabase = \"mysql://localhost/news\"\n\n[[jobs]]\nid = \"stats\"\ntask = \"stats.correct\"\ntrigger = { type = \"cron\", hour = 3 }\n";
+    let text = "[tasks.\"report.send\"]\ndatabase = \"mysql://localhost/news\"\n\n[[jobs]]\nid = \"stats\"\ntask = \"report.send\"\ntrigger = { type = \"cron\", hour = 3 }\n";
     let config = TempConfig::new(&[("config.toml", text)]);
     let lines = config.errors();
     assert_reported(
         &lines,
-        "config.toml:1:8: tasks.\"stats.correct\": unknown task `stats.correct`",
+        "config.toml:1:8: tasks.\"report.send\": unknown task settings section `report.send`",
     );
     assert_reported(
         &lines,
-        "config.toml:6:8: jobs[0].task: unknown task `stats.correct`",
+        "config.toml:6:8: jobs[0].task: unknown task `report.send`",
     );
 
     let mut tasks = TaskRegistry::with_builtins();
-    tasks.register_fn("stats.correct", |_run: TaskRun| async {
+    tasks.register_fn("report.send", |_run: TaskRun| async {
         Ok::<_, TaskFailure>(String::new())
     });
     let loaded = match load_with(config.path(), &tasks) {
@@ -261,10 +277,10 @@ fn tasks_come_from_the_registry_given() {
         Err(errors) => panic!("{errors}"),
     };
     assert_eq!(
-        loaded.tasks["stats.correct"]["database"],
+        loaded.tasks["report.send"]["database"],
         "mysql://localhost/news"
     );
-    assert!(loaded.api.allowed_tasks.contains("stats.correct"));
+    assert!(loaded.api.allowed_tasks.contains("report.send"));
 }
 
 #[test]
@@ -579,4 +595,69 @@ fn no_value_makes_loading_panic() {
         }
     }
     assert!(loads > 300, "only {loads} variants");
+}
+
+/// Issue 8: `[tasks.stats]` and `[tasks.orders]` are checked by their tasks, and each
+/// problem names its key and position.
+#[test]
+fn news_task_settings_are_checked_with_positions() {
+    let text = r#"[tasks.stats]
+database_url = "oracle://db/news"
+redis_ulr = "redis://127.0.0.1/"
+
+[[tasks.stats.counters]]
+key = "count:user:arts"
+
+[tasks.orders]
+database_url = "mysql://shop@127.0.0.1/shop"
+table = "orders; DROP TABLE users"
+id_column = "id"
+status_column = "status"
+unpaid_value = "unpaid"
+cancelled_value = "cancelled"
+"#;
+    let config = TempConfig::new(&[("config.toml", text)]);
+    let lines = config.errors();
+    assert_eq!(lines.len(), 5, "{lines:#?}");
+    assert_reported(
+        &lines,
+        "config.toml:2:16: tasks.stats.database_url: \"oracle://db/news\" is not a database URL",
+    );
+    assert_reported(
+        &lines,
+        "config.toml:3:1: tasks.stats.redis_ulr: unknown key `redis_ulr`; did you mean `redis_url`?",
+    );
+    assert_reported(&lines, "config.toml:1:8: tasks.stats.redis_url: missing");
+    assert_reported(
+        &lines,
+        "config.toml:5:1: tasks.stats.counters[0].query: missing",
+    );
+    assert_reported(
+        &lines,
+        "config.toml:10:9: tasks.orders.table: \"orders; DROP TABLE users\" is not a name",
+    );
+}
+
+#[test]
+fn news_task_settings_configure_the_registry() {
+    let text = r#"[tasks.stats]
+database_url = "sqlite:///tmp/news.db"
+redis_url = "redis://127.0.0.1:6379/"
+key_prefix = "test:"
+"#;
+    let config = TempConfig::new(&[("config.toml", text)]);
+    let loaded = match config.load() {
+        Ok(loaded) => loaded,
+        Err(errors) => panic!("{errors}"),
+    };
+    let mut tasks = TaskRegistry::with_builtins();
+    tasks.configure(&loaded.tasks).expect("valid settings");
+    let stats = tasks.get("stats.correct").expect("a built-in task");
+    assert_eq!(
+        stats.settings().expect("configured")["key_prefix"],
+        serde_json::json!("test:")
+    );
+    // Unconfigured sections leave their task as it was.
+    let orders = tasks.get("orders.cancel").expect("a built-in task");
+    assert!(orders.settings().is_none());
 }

@@ -18,6 +18,7 @@ use kairos::clock::SystemClock;
 use kairos::executor::process::{run_worker_if_requested, ProcessPoolExecutor};
 use kairos::executor::{Executor, ExecutorContext, ExecutorError, Submission};
 use kairos::history::{RunOutcome, RunRecord, MAX_OUTPUT_BYTES};
+use kairos::task::orders::CancelOrderTask;
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -39,6 +40,13 @@ fn worker_entry() {
 
 fn test_tasks() -> TaskRegistry {
     let mut tasks = TaskRegistry::new();
+    // Unconfigured, as in `kairos worker`: its settings come with each request.
+    tasks.register_configurable(
+        "orders.cancel",
+        "orders",
+        CancelOrderTask::unconfigured(),
+        CancelOrderTask::from_settings,
+    );
     tasks.register_fn("echo", |_run| async {
         println!("printed to stdout");
         eprintln!("printed to stderr");
@@ -505,6 +513,63 @@ async fn the_runs_of_one_submission_go_one_after_another() {
             let started = pair[1].started_at.expect("started");
             assert!(started >= pair[0].finished_at, "runs overlapped: {pair:?}");
         }
+    })
+    .await;
+}
+
+/// Issue 8: a worker reads no config, so a task configured in the parent
+/// (`[tasks.orders]`) must reach the worker with its settings.
+#[tokio::test]
+async fn a_configured_task_takes_its_settings_into_the_worker() {
+    within(async {
+        let path = std::env::temp_dir().join(format!(
+            "kairos-pool-orders-{}-{:016x}.db",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let db = sqlx::SqlitePool::connect(&url)
+            .await
+            .expect("a SQLite file");
+        sqlx::query("CREATE TABLE orders (id INTEGER PRIMARY KEY, status TEXT NOT NULL)")
+            .execute(&db)
+            .await
+            .expect("create");
+        sqlx::query("INSERT INTO orders VALUES (7, 'unpaid')")
+            .execute(&db)
+            .await
+            .expect("insert");
+        let configured = CancelOrderTask::from_settings(&json!({
+            "database_url": url,
+            "table": "orders",
+            "id_column": "id",
+            "status_column": "status",
+            "unpaid_value": "unpaid",
+            "cancelled_value": "cancelled",
+        }))
+        .expect("valid settings");
+        let (executor, mut records) = start(pool(1));
+        let mut submission = submission("orders.cancel", json!({ "order_id": 7 }));
+        submission.task = Arc::new(configured);
+        executor.submit(submission).expect("submitted");
+        let record = next_record(&mut records).await;
+        assert_eq!(record.outcome, RunOutcome::Success, "{record:?}");
+        assert!(
+            record
+                .output
+                .as_deref()
+                .unwrap_or_default()
+                .contains("cancelled"),
+            "{record:?}"
+        );
+        let status: String = sqlx::query_scalar("SELECT status FROM orders WHERE id = 7")
+            .fetch_one(&db)
+            .await
+            .expect("the order");
+        assert_eq!(status, "cancelled");
+        executor.shutdown(None).await;
+        db.close().await;
+        let _ = std::fs::remove_file(path);
     })
     .await;
 }

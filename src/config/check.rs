@@ -26,7 +26,7 @@ use crate::job::JobDefaults;
 use crate::scheduler::HistoryRetention;
 use crate::store::url::{expand, StoreUrl, StoreUrlError};
 use crate::suggest;
-use crate::task::TaskRegistry;
+use crate::task::{SettingsErrorKind, TaskRegistry};
 use crate::trigger::Zone;
 
 /// The name of the executor and store used when none is named.
@@ -609,28 +609,52 @@ pub(crate) fn check_history(raw: &RawRoot) -> HistoryRetention {
     retention
 }
 
-/// `[tasks.NAME]`: each NAME must be a registered task.
+/// `[tasks.NAME]`: NAME is the settings section of a task (`stats` for
+/// `stats.correct`), whose settings that task checks, or the name of a registered task
+/// (settings passed through as they are).
 pub(crate) fn check_task_settings(
     raw: &RawRoot,
     tasks: &TaskRegistry,
     errors: &mut Vec<ConfigError>,
 ) -> BTreeMap<String, serde_json::Value> {
-    let known: Vec<&str> = tasks.names().collect();
+    let mut known: Vec<&str> = tasks.sections();
+    known.extend(tasks.names());
     let mut settings = BTreeMap::new();
     for entry in &raw.tasks {
-        let (name, value) = entry.get_ref();
-        if known.contains(&name.as_str()) {
-            settings.insert(name.clone(), value.clone());
-        } else {
-            let named = Spanned::new(entry.span(), name.clone());
+        let name = entry.name.get_ref();
+        let section_key = join_key("tasks", name);
+        if !known.contains(&name.as_str()) {
             errors.push(unknown_name(
                 &raw.source,
-                &named,
-                &join_key("tasks", name),
-                "task",
+                &entry.name,
+                &section_key,
+                "task settings section",
                 &known,
             ));
+            continue;
         }
+        if let Err(problems) = tasks.check_settings(name, &entry.settings) {
+            for problem in problems {
+                let kind = match problem.kind {
+                    SettingsErrorKind::UnknownKey => ConfigErrorKind::UnknownKey,
+                    SettingsErrorKind::MissingKey => ConfigErrorKind::MissingKey,
+                    SettingsErrorKind::InvalidValue => ConfigErrorKind::InvalidValue,
+                };
+                let key = if problem.key.is_empty() {
+                    section_key.clone()
+                } else {
+                    format!("{section_key}.{}", problem.key)
+                };
+                let at_value = kind == ConfigErrorKind::InvalidValue;
+                errors.push(raw.source.error(
+                    entry.span_of(&problem.key, at_value),
+                    key,
+                    kind,
+                    problem.message,
+                ));
+            }
+        }
+        settings.insert(name.clone(), entry.settings.clone());
     }
     settings
 }

@@ -214,7 +214,84 @@ pub(crate) struct RawRoot {
     pub(crate) api: Option<Section<RawApi>>,
     pub(crate) log: Option<Section<RawLog>>,
     pub(crate) history: Option<Section<RawHistory>>,
-    pub(crate) tasks: Vec<Spanned<(String, serde_json::Value)>>,
+    pub(crate) tasks: Vec<RawTaskSettings>,
+}
+
+/// One `[tasks.NAME]` table: its settings as JSON for the task to read, and where each
+/// key in it is, so a problem the task finds is reported at its position.
+#[derive(Debug)]
+pub(crate) struct RawTaskSettings {
+    pub(crate) name: Spanned<String>,
+    pub(crate) settings: serde_json::Value,
+    /// Key paths below the section (`database_url`, `counters[1]`, `counters[1].query`)
+    /// with the span of each key and of its value (both the item's, in arrays).
+    pub(crate) spans: Vec<KeySpan>,
+}
+
+/// Where one key of a settings table is.
+#[derive(Debug)]
+pub(crate) struct KeySpan {
+    path: String,
+    key: std::ops::Range<usize>,
+    value: std::ops::Range<usize>,
+}
+
+impl RawTaskSettings {
+    /// The span of `key` (of its value when `value`), or of the closest enclosing key
+    /// that was written (a missing key is reported at its table), or of the section's
+    /// name.
+    pub(crate) fn span_of(&self, key: &str, value: bool) -> std::ops::Range<usize> {
+        let mut key = key;
+        let mut value = value;
+        loop {
+            if let Some(found) = self.spans.iter().find(|span| span.path == key) {
+                return if value {
+                    found.value.clone()
+                } else {
+                    found.key.clone()
+                };
+            }
+            // An enclosing table is pointed at by its key.
+            value = false;
+            match key.rfind(['.', '[']) {
+                Some(end) => key = &key[..end],
+                None => return self.name.span(),
+            }
+        }
+    }
+}
+
+/// Every key path below `value` with its span, for [`RawTaskSettings::spans`].
+fn key_spans(value: &Spanned<DeValue<'_>>, parent: &str, spans: &mut Vec<KeySpan>) {
+    match value.get_ref() {
+        DeValue::Table(table) => {
+            for (key, child) in table.iter() {
+                let path = if parent.is_empty() {
+                    key.get_ref().to_string()
+                } else {
+                    format!("{parent}.{}", key.get_ref())
+                };
+                spans.push(KeySpan {
+                    path: path.clone(),
+                    key: key.span(),
+                    value: child.span(),
+                });
+                key_spans(child, &path, spans);
+            }
+        }
+        DeValue::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                let path = format!("{parent}[{index}]");
+                spans.push(KeySpan {
+                    path: path.clone(),
+                    key: item.span(),
+                    value: item.span(),
+                });
+                key_spans(item, &path, spans);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// One `[[jobs]]` table as read, with where it came from.
@@ -380,7 +457,7 @@ fn read_tasks(
     value: &Spanned<DeValue<'_>>,
     path: &str,
     errors: &mut Vec<ConfigError>,
-) -> Vec<Spanned<(String, serde_json::Value)>> {
+) -> Vec<RawTaskSettings> {
     let Some(table) = expect_table(source, value, path, errors) else {
         return Vec::new();
     };
@@ -400,10 +477,13 @@ fn read_tasks(
             continue;
         }
         if let Some(json) = read_json(source, settings, &settings_path, errors) {
-            tasks.push(Spanned::new(
-                name.span(),
-                (name.get_ref().to_string(), json),
-            ));
+            let mut spans = Vec::new();
+            key_spans(settings, "", &mut spans);
+            tasks.push(RawTaskSettings {
+                name: Spanned::new(name.span(), name.get_ref().to_string()),
+                settings: json,
+                spans,
+            });
         }
     }
     tasks

@@ -31,7 +31,7 @@ use crate::executor::pool::ThreadPoolExecutor;
 use crate::executor::process::ProcessPoolExecutor;
 use crate::scheduler::{Scheduler, SchedulerError};
 use crate::store::{self, OpenError};
-use crate::task::TaskRegistry;
+use crate::task::{ConfigureError, TaskRegistry};
 use crate::trigger::datetime::format_instant;
 
 /// The fire-ahead window for stores whose writes are durable commits or network round
@@ -73,6 +73,10 @@ pub enum DaemonError {
         /// Why.
         source: std::io::Error,
     },
+    /// A `[tasks.SECTION]` table was refused by its task (a config from
+    /// [`crate::config::load_with`] has been checked already, so only a hand-made one).
+    #[error("{0}")]
+    TaskSettings(#[from] ConfigureError),
 }
 
 /// What asks for a reload.
@@ -221,11 +225,19 @@ async fn start_api(
     Ok((stop, served))
 }
 
-/// Opens the stores and executors of `config` and builds the scheduler (not started).
+/// Configures the tasks that take settings from `config.tasks` (`[tasks.stats]`,
+/// `[tasks.orders]`), opens the stores and executors of `config` and builds the
+/// scheduler (not started).
+///
+/// `tasks` is the registry the config was checked against: tasks that take settings
+/// are in it unconfigured, so jobs could name them before config was read.
 pub async fn build_scheduler(
     config: &Config,
-    tasks: TaskRegistry,
+    mut tasks: TaskRegistry,
 ) -> Result<Scheduler, DaemonError> {
+    // Connects to nothing: the tasks open their databases when they first run, so a
+    // database that is down delays no start.
+    tasks.configure(&config.tasks)?;
     let mut builder = Scheduler::builder()
         .id(config.scheduler.node_id.clone())
         .timezone(config.scheduler.timezone)

@@ -303,7 +303,8 @@ async fn run_one(
             continue;
         }
         let started_at = clock.now();
-        let ended = supervise(&submission.task_name, run, &launch, &mut phase).await;
+        let settings = submission.task.settings();
+        let ended = supervise(&submission.task_name, settings, run, &launch, &mut phase).await;
         // Taken before the permit goes, so runs that share a worker slot never overlap
         // in the history.
         let finished_at = clock.now();

@@ -1,9 +1,14 @@
 //! Tasks: what a job runs, by name.
 //!
-//! A job names a task (`command`, `http`, `stats.correct`, or one a library user
-//! registers) and gives it JSON args. The [`TaskRegistry`] maps names to [`Task`]s; the
-//! scheduler refuses a job whose task is unknown or whose args the task rejects when
-//! the job is added, not when it fires.
+//! A job names a task (`command`, `http`, `stats.correct`, `orders.cancel`, or one a
+//! library user registers) and gives it JSON args. The [`TaskRegistry`] maps names to
+//! [`Task`]s; the scheduler refuses a job whose task is unknown or whose args the task
+//! rejects when the job is added, not when it fires.
+//!
+//! Some tasks also take settings from a `[tasks.SECTION]` table of config.toml (the
+//! database and Redis URLs of `stats.correct` under `[tasks.stats]`, say): the registry
+//! knows them unconfigured from the start, so jobs can name them before config is read,
+//! and [`TaskRegistry::configure`] swaps in the configured tasks (`settings.rs`).
 //!
 //! # Ground rules
 //! - A task gets its args and the run's identity, and returns text output or a failure.
@@ -15,6 +20,12 @@
 mod args;
 pub mod command;
 pub mod http;
+pub mod orders;
+mod settings;
+mod sql;
+pub mod stats;
+
+pub use self::settings::{SettingsError, SettingsErrorKind};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -90,6 +101,13 @@ pub trait Task: Send + Sync + 'static {
 
     /// Runs once; `Ok` carries the output to keep in the run history.
     async fn run(&self, run: TaskRun) -> Result<String, TaskFailure>;
+
+    /// The `[tasks.SECTION]` settings this task was configured with, if any: the
+    /// process pool sends them to its worker, which configures its own copy of the
+    /// task with them (see [`TaskRegistry::configured`]).
+    fn settings(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// A task made from an async function.
@@ -137,10 +155,34 @@ pub(crate) fn panic_message(error: tokio::task::JoinError) -> String {
     format!("the task panicked: {text}")
 }
 
+/// Builds a configured task from its settings, without connecting to anything.
+type Configure =
+    Arc<dyn Fn(&serde_json::Value) -> Result<Arc<dyn Task>, Vec<SettingsError>> + Send + Sync>;
+
+/// How a task that takes settings is configured.
+#[derive(Clone)]
+struct Configurable {
+    /// `stats` for `[tasks.stats]`.
+    section: String,
+    configure: Configure,
+}
+
+/// Why [`TaskRegistry::configure`] refused a section's settings.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("[tasks.{section}]: {}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct ConfigureError {
+    /// The section: `stats`.
+    pub section: String,
+    /// Every problem in it.
+    pub errors: Vec<SettingsError>,
+}
+
 /// Task names and the tasks they stand for.
 #[derive(Clone, Default)]
 pub struct TaskRegistry {
     tasks: BTreeMap<String, Arc<dyn Task>>,
+    /// By task name.
+    configurable: BTreeMap<String, Configurable>,
 }
 
 impl std::fmt::Debug for TaskRegistry {
@@ -155,12 +197,129 @@ impl TaskRegistry {
         TaskRegistry::default()
     }
 
-    /// A registry with the built-in `command` and `http` tasks.
+    /// A registry with the built-in tasks: `command`, `http`, and the news app's
+    /// `stats.correct` and `orders.cancel`, the last two unconfigured (a run fails and
+    /// says which setting is missing) until [`TaskRegistry::configure`] gives them
+    /// their `[tasks.stats]` and `[tasks.orders]` settings.
     pub fn with_builtins() -> TaskRegistry {
         let mut registry = TaskRegistry::new();
         registry.register("command", command::CommandTask);
         registry.register("http", http::HttpTask::default());
+        registry.register_configurable(
+            stats::TASK_NAME,
+            stats::SECTION,
+            stats::StatsTask::unconfigured(),
+            stats::StatsTask::from_settings,
+        );
+        registry.register_configurable(
+            orders::TASK_NAME,
+            orders::SECTION,
+            orders::CancelOrderTask::unconfigured(),
+            orders::CancelOrderTask::from_settings,
+        );
         registry
+    }
+
+    /// Registers `unconfigured` under `name`, to be replaced by what `configure` builds
+    /// from the `[tasks.SECTION]` settings when [`TaskRegistry::configure`] is given
+    /// them. `configure` must not connect to anything: config checks call it too.
+    pub fn register_configurable<T, F>(
+        &mut self,
+        name: impl Into<String>,
+        section: impl Into<String>,
+        unconfigured: impl Task,
+        configure: F,
+    ) -> &mut TaskRegistry
+    where
+        T: Task,
+        F: Fn(&serde_json::Value) -> Result<T, Vec<SettingsError>> + Send + Sync + 'static,
+    {
+        let name = name.into();
+        self.configurable.insert(
+            name.clone(),
+            Configurable {
+                section: section.into(),
+                configure: Arc::new(move |settings| {
+                    configure(settings).map(|task| Arc::new(task) as Arc<dyn Task>)
+                }),
+            },
+        );
+        self.register(name, unconfigured)
+    }
+
+    /// The task a `[tasks.SECTION]` table configures, if one does.
+    pub fn task_of_section(&self, section: &str) -> Option<&str> {
+        self.configurable
+            .iter()
+            .find(|(_, configurable)| configurable.section == section)
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// The settings sections tasks take, sorted: `orders`, `stats`.
+    pub fn sections(&self) -> Vec<&str> {
+        let mut sections: Vec<&str> = self
+            .configurable
+            .values()
+            .map(|configurable| configurable.section.as_str())
+            .collect();
+        sections.sort_unstable();
+        sections
+    }
+
+    /// Checks `settings` for `[tasks.SECTION]` without configuring anything; a section
+    /// no task takes is accepted as is.
+    pub fn check_settings(
+        &self,
+        section: &str,
+        settings: &serde_json::Value,
+    ) -> Result<(), Vec<SettingsError>> {
+        match self.configurable_of_section(section) {
+            Some(configurable) => (configurable.configure)(settings).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// Replaces each task that takes settings with one configured from `settings`
+    /// (keyed by section, as [`crate::config::Config::tasks`] is); tasks whose section
+    /// is absent stay unconfigured. Nothing is replaced if any section is refused.
+    pub fn configure(
+        &mut self,
+        settings: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<(), ConfigureError> {
+        let mut configured = Vec::new();
+        for (name, configurable) in &self.configurable {
+            if let Some(value) = settings.get(&configurable.section) {
+                let task = (configurable.configure)(value).map_err(|errors| ConfigureError {
+                    section: configurable.section.clone(),
+                    errors,
+                })?;
+                configured.push((name.clone(), task));
+            }
+        }
+        self.tasks.extend(configured);
+        Ok(())
+    }
+
+    /// The task `name` configured with `settings`, for a process-pool worker that was
+    /// sent them ([`Task::settings`]); `None` when `name` takes no settings.
+    pub fn configured(
+        &self,
+        name: &str,
+        settings: &serde_json::Value,
+    ) -> Option<Result<Arc<dyn Task>, ConfigureError>> {
+        let configurable = self.configurable.get(name)?;
+        Some(
+            (configurable.configure)(settings).map_err(|errors| ConfigureError {
+                section: configurable.section.clone(),
+                errors,
+            }),
+        )
+    }
+
+    fn configurable_of_section(&self, section: &str) -> Option<&Configurable> {
+        self.configurable
+            .values()
+            .find(|configurable| configurable.section == section)
     }
 
     /// Registers `task` under `name`, replacing any task of that name.

@@ -65,6 +65,7 @@ enum Stop {
 /// Starts the worker for one run and sees it to its end.
 pub(super) async fn supervise(
     task_name: &str,
+    settings: Option<serde_json::Value>,
     run: &TaskRun,
     launch: &Launch,
     phase: &mut watch::Receiver<Phase>,
@@ -88,6 +89,7 @@ pub(super) async fn supervise(
     let request = Request {
         protocol: PROTOCOL,
         task: task_name.to_owned(),
+        settings,
         run: run.clone(),
         result_path: result.path.clone(),
     };

@@ -19,8 +19,9 @@ use crate::task::{panic_message, TaskRegistry, TaskRun};
 pub const WORKER_ENV: &str = "KAIROS_WORKER";
 
 /// Bumped when [`Request`] or [`Reply`] change incompatibly, so a worker built from other
-/// code says so instead of misreading the request.
-pub(crate) const PROTOCOL: u32 = 1;
+/// code says so instead of misreading the request. 2: requests carry the task's
+/// settings, which a worker of protocol 1 would ignore and run the task unconfigured.
+pub(crate) const PROTOCOL: u32 = 2;
 
 /// The worker ran the task and the task succeeded.
 const EXIT_SUCCESS: u8 = 0;
@@ -37,6 +38,11 @@ const MAX_REQUEST_BYTES: u64 = 64 * 1024 * 1024;
 pub(crate) struct Request {
     pub(crate) protocol: u32,
     pub(crate) task: String,
+    /// The `[tasks.SECTION]` settings the parent's task was configured with
+    /// ([`crate::task::Task::settings`]): the worker's registry has the task
+    /// unconfigured, since the worker reads no config.
+    #[serde(default)]
+    pub(crate) settings: Option<serde_json::Value>,
     pub(crate) run: TaskRun,
     /// A file the parent created (mode 0600, exclusively) for the reply.
     pub(crate) result_path: PathBuf,
@@ -133,7 +139,12 @@ fn serve(registry: &TaskRegistry) -> Result<u8, String> {
             request.protocol
         ));
     }
-    let reply = run_task(registry, &request.task, request.run)?;
+    let reply = run_task(
+        registry,
+        &request.task,
+        request.settings.as_ref(),
+        request.run,
+    )?;
     let code = match reply {
         Reply::Success { .. } => EXIT_SUCCESS,
         Reply::Failure { .. } => EXIT_TASK_FAILED,
@@ -142,8 +153,25 @@ fn serve(registry: &TaskRegistry) -> Result<u8, String> {
     Ok(code)
 }
 
-fn run_task(registry: &TaskRegistry, name: &str, run: TaskRun) -> Result<Reply, String> {
-    let Some(task) = registry.get(name) else {
+fn run_task(
+    registry: &TaskRegistry,
+    name: &str,
+    settings: Option<&serde_json::Value>,
+    run: TaskRun,
+) -> Result<Reply, String> {
+    let configured = settings.and_then(|settings| registry.configured(name, settings));
+    let task = match configured {
+        Some(Ok(task)) => Some(task),
+        Some(Err(error)) => {
+            return Ok(Reply::Failure {
+                message: format!("the worker could not configure `{name}`: {error}"),
+                output: String::new(),
+                timed_out: false,
+            })
+        }
+        None => registry.get(name),
+    };
+    let Some(task) = task else {
         let known: Vec<&str> = registry.names().collect();
         return Ok(Reply::Failure {
             message: format!(
