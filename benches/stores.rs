@@ -23,8 +23,17 @@ use kairos::store::JobStore;
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 use kairos::trigger::{DateSpec, Trigger, TriggerContext, TriggerSpec};
 
-/// The fire-ahead windows measured: none, and one second.
-const FIRE_AHEAD: [Duration; 2] = [Duration::ZERO, Duration::from_secs(1)];
+/// The firing runs measured: (fire-ahead window, whether adds overlap the firing).
+/// None and one second ahead with the adds done first, then one second ahead while
+/// eight clients keep adding jobs one by one (as an order service does).
+const FIRINGS: [(Duration, bool); 3] = [
+    (Duration::ZERO, false),
+    (Duration::from_secs(1), false),
+    (Duration::from_secs(1), true),
+];
+
+/// How many clients add jobs concurrently while jobs fire, in the overlapping run.
+const OVERLAP_CLIENTS: usize = 8;
 
 struct Sizes {
     adds: usize,
@@ -158,20 +167,22 @@ async fn measure(url: &str, prefix: &str, sizes: &Sizes) -> Result<serde_json::V
         .map_err(|error| error.to_string())?;
 
     // Firing through the scheduler: all adds done first, then the window; once taking
-    // jobs when due, once a second ahead.
+    // jobs when due, once a second ahead; then a second ahead with adds going on.
     let mut firing = Vec::new();
-    for fire_ahead in FIRE_AHEAD {
-        let (lateness, lost) = fire(Arc::clone(&store), sizes, fire_ahead).await?;
+    for (fire_ahead, overlap) in FIRINGS {
+        let fired = fire(Arc::clone(&store), sizes, fire_ahead, overlap).await?;
         store
             .remove_all_jobs()
             .await
             .map_err(|error| error.to_string())?;
+        let lateness = &fired.lateness;
         firing.push(serde_json::json!({
             "fire_ahead_s": fire_ahead.as_secs_f64(),
-            "p50_ms": percentile(&lateness, 0.50),
-            "p99_ms": percentile(&lateness, 0.99),
+            "overlapping_adds_per_s": overlap.then_some(fired.overlapping_adds_per_s),
+            "p50_ms": percentile(lateness, 0.50),
+            "p99_ms": percentile(lateness, 0.99),
             "max_ms": lateness.last().copied().unwrap_or(f64::NAN),
-            "lost": lost,
+            "lost": fired.lost,
         }));
     }
 
@@ -222,13 +233,24 @@ async fn measure(url: &str, prefix: &str, sizes: &Sizes) -> Result<serde_json::V
     }))
 }
 
-/// Fires `sizes.fires` one-off jobs spread over the window; returns the sorted lateness
-/// in ms and how many never ran.
+/// What one firing run measured.
+struct Fired {
+    /// Sorted, in ms.
+    lateness: Vec<f64>,
+    /// Jobs that never ran.
+    lost: usize,
+    /// Single adds per second that the clients got through during the window.
+    overlapping_adds_per_s: f64,
+}
+
+/// Fires `sizes.fires` one-off jobs spread over the window, with `overlap`: while
+/// [`OVERLAP_CLIENTS`] clients add far-future jobs one by one.
 async fn fire(
     store: Arc<dyn JobStore>,
     sizes: &Sizes,
     fire_ahead: Duration,
-) -> Result<(Vec<f64>, usize), String> {
+    overlap: bool,
+) -> Result<Fired, String> {
     let lateness = Arc::new(Mutex::new(Vec::with_capacity(sizes.fires)));
     let mut tasks = TaskRegistry::new();
     let seen = Arc::clone(&lateness);
@@ -270,6 +292,31 @@ async fn fire(
         return Err("adding took longer than the head start".to_owned());
     }
     scheduler.start();
+    let adding = Arc::new(std::sync::atomic::AtomicBool::new(overlap));
+    let added = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let adds_started = Instant::now();
+    let mut clients = Vec::new();
+    for client in 0..if overlap { OVERLAP_CLIENTS } else { 0 } {
+        let (scheduler, adding, added) = (scheduler.clone(), adding.clone(), added.clone());
+        let far = Utc::now() + TimeDelta::days(30);
+        clients.push(tokio::spawn(async move {
+            let mut index: i64 = 0;
+            while adding.load(std::sync::atomic::Ordering::Relaxed) {
+                let spec = JobSpec::new(
+                    "record",
+                    TriggerSpec::Date(DateSpec {
+                        run_date: Some((far + TimeDelta::milliseconds(index)).to_rfc3339()),
+                        ..DateSpec::default()
+                    }),
+                )
+                .with_id(format!("overlap-{client}-{index}"));
+                if scheduler.add_job(spec).await.is_ok() {
+                    added.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                index += 1;
+            }
+        }));
+    }
     let deadline = Instant::now() + Duration::from_secs_f64(3.0 + sizes.window + 10.0);
     let count = || {
         lateness
@@ -280,6 +327,11 @@ async fn fire(
     while count() < sizes.fires && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    adding.store(false, std::sync::atomic::Ordering::Relaxed);
+    let adds_elapsed = adds_started.elapsed().as_secs_f64();
+    for client in clients {
+        let _ = client.await;
+    }
     scheduler.shutdown(Some(Duration::from_secs(5))).await;
     let mut sorted = std::mem::take(
         &mut *lateness
@@ -288,7 +340,12 @@ async fn fire(
     );
     sorted.sort_by(f64::total_cmp);
     let lost = sizes.fires - sorted.len();
-    Ok((sorted, lost))
+    Ok(Fired {
+        lateness: sorted,
+        lost,
+        overlapping_adds_per_s: added.load(std::sync::atomic::Ordering::Relaxed) as f64
+            / adds_elapsed,
+    })
 }
 
 /// Drops the tables a run created (SQLite files are removed by `main`).
