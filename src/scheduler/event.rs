@@ -124,6 +124,7 @@ impl Event {
                 job_id = run.job_id,
                 run_id = run.run_id,
                 scheduled_time = %run.scheduled_time,
+                lateness_ms = run.lateness().map(|late| late.num_milliseconds()),
                 outcome = run.outcome.as_str(),
                 error = run.error.as_deref().unwrap_or(""),
                 "run failed"
