@@ -243,7 +243,10 @@ fn mib(run: &Value) -> f64 {
 }
 
 fn median(runs: &[Value], field: &str) -> f64 {
-    let mut values: Vec<f64> = runs.iter().map(|run| run[field].as_f64().unwrap()).collect();
+    let mut values: Vec<f64> = runs
+        .iter()
+        .map(|run| run[field].as_f64().unwrap())
+        .collect();
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }

@@ -167,10 +167,7 @@ fn a_cancel_job_survives_a_restart_and_runs_when_due() {
     let added = Instant::now();
     shop.add_cancel_job(42, "8s");
     stop(daemon);
-    assert!(
-        added.elapsed() < Duration::from_secs(6),
-        "too slow to test"
-    );
+    assert!(added.elapsed() < Duration::from_secs(6), "too slow to test");
 
     let daemon = Daemon::start(&shop.dir);
     assert!(shop.job_exists("order-cancel-42"), "{}", daemon.log());
@@ -186,7 +183,10 @@ fn a_cancel_job_survives_a_restart_and_runs_when_due() {
         .run_outputs("order-cancel-42")
         .is_empty()));
     assert_eq!(shop.run_outputs("order-cancel-42"), ["cancelled"]);
-    assert!(!shop.job_exists("order-cancel-42"), "a one-off job is removed");
+    assert!(
+        !shop.job_exists("order-cancel-42"),
+        "a one-off job is removed"
+    );
     assert_eq!(shop.status(43), "unpaid");
     stop(daemon);
     let _ = std::fs::remove_dir_all(&shop.dir);
@@ -204,7 +204,11 @@ fn a_daemon_down_at_the_due_time_runs_the_cancel_once_on_start() {
         "the daemon was not down before the due time; too slow to test"
     );
     std::thread::sleep(Duration::from_secs(3).saturating_sub(added.elapsed()));
-    assert_eq!(shop.status(43), "unpaid", "nothing ran while the daemon was down");
+    assert_eq!(
+        shop.status(43),
+        "unpaid",
+        "nothing ran while the daemon was down"
+    );
 
     let daemon = Daemon::start(&shop.dir);
     assert!(
