@@ -709,3 +709,191 @@ async fn an_unreachable_redis_fails_every_counter_and_the_run() {
     assert!(failure.message.contains("\na: FAILED: cannot connect"));
     assert!(failure.message.contains("\nb: FAILED: cannot connect"));
 }
+
+/// A `redis-server` of the test's own on a free port, without persistence; killed
+/// (SIGKILL) when dropped if still running.
+struct PrivateRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl PrivateRedis {
+    /// Starts one, or says why not (no `redis-server` on PATH, no start).
+    async fn start() -> Result<PrivateRedis, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map_err(|error| error.to_string())?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|error| format!("redis-server: {error}"))?;
+        let server = PrivateRedis {
+            child,
+            url: format!("redis://127.0.0.1:{port}/"),
+        };
+        for _ in 0..250 {
+            if server.connect().await.is_ok() {
+                return Ok(server);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Err(format!("redis-server on port {port} did not start"))
+    }
+
+    async fn connect(&self) -> Result<MultiplexedConnection, redis::RedisError> {
+        redis::Client::open(self.url.as_str())?
+            .get_multiplexed_async_connection()
+            .await
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Issue 8: "Redis going away mid-run fails the run cleanly and leaves the old keys
+/// intact". The server is killed while the first counter's new set is half built under
+/// its temporary key. Without persistence nothing survives the kill, so what is
+/// asserted is what can be known: a reader looping over the live key until the kill
+/// only ever saw the old set (never a missing key, never a partial new one), the kill
+/// came mid-way (the temporary key had members and fewer than all), and the run fails
+/// promptly with one line per counter saying Redis failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_mid_run_fails_every_counter_and_readers_only_saw_the_old_sets() {
+    let mut server = match PrivateRedis::start().await {
+        Ok(server) => server,
+        Err(reason) => return skip(&reason),
+    };
+    const ROWS: u32 = 30_000;
+    let path = std::env::temp_dir().join(format!("kairos-outage-{:08x}.db", fastrand::u32(..)));
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    for statement in news::SCHEMA {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    // One like and one dislike on each of ROWS articles: two counters of ROWS members.
+    sqlx::query(&format!(
+        "INSERT INTO news_attitude \
+         WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {ROWS}) \
+         SELECT x, 1, x, 1 FROM n UNION ALL SELECT x + {ROWS}, 2, x, 0 FROM n"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let keys = ["count:art:liking", "count:art:dislike"];
+    let mut redis = server.connect().await.unwrap();
+    for key in keys {
+        redis::cmd("ZADD")
+            .arg(key)
+            .arg(5)
+            .arg("1")
+            .arg(5)
+            .arg("2")
+            .arg(5)
+            .arg("3")
+            .query_async::<()>(&mut redis)
+            .await
+            .unwrap();
+    }
+    let task = StatsTask::from_settings(&json!({
+        "database_url": url,
+        "redis_url": server.url,
+        // A round trip per member: the run takes long enough to be caught mid-way.
+        "batch_size": 1,
+        "counters": keys.iter().map(|key| json!({
+            "key": key,
+            "query": news_app_counters().into_iter().find(|c| c.key == *key).unwrap().query,
+        })).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+
+    // Every (ZCARD, ZSCORE of "1") a reader saw of the first key, until Redis went away.
+    let reader = tokio::spawn({
+        let mut redis = server.connect().await.unwrap();
+        async move {
+            let mut seen = Vec::new();
+            loop {
+                let read: Result<(u64, Option<f64>), _> = redis::pipe()
+                    .atomic()
+                    .cmd("ZCARD")
+                    .arg(keys[0])
+                    .cmd("ZSCORE")
+                    .arg(keys[0])
+                    .arg("1")
+                    .query_async(&mut redis)
+                    .await;
+                match read {
+                    Ok(read) => seen.push(read),
+                    Err(_) => return seen,
+                }
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let run = tokio::spawn(async move { task.run(run()).await });
+
+    let temp = format!("{}:kairos-tmp", keys[0]);
+    let mut built = 0_u64;
+    while built < 500 {
+        built = redis::cmd("ZCARD")
+            .arg(&temp)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(!run.is_finished(), "the run ended before Redis went away");
+    }
+    let built_at_kill: u64 = redis::cmd("ZCARD")
+        .arg(&temp)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    server.kill();
+    assert!(
+        built_at_kill < u64::from(ROWS),
+        "killed mid-way: {built_at_kill} of {ROWS} built"
+    );
+
+    let failure = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+        .await
+        .expect("the run fails promptly once Redis is gone")
+        .unwrap()
+        .expect_err("the run fails");
+    let lines: Vec<&str> = failure.message.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", failure.message);
+    assert!(lines[0].starts_with("2 of 2 counters failed"), "{lines:?}");
+    for (line, key) in lines[1..].iter().zip(keys) {
+        assert!(
+            line.starts_with(&format!("{key}: FAILED: Redis")),
+            "{line:?}\n{}",
+            failure.message
+        );
+    }
+    let seen = reader.await.unwrap();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter().all(|read| *read == (3, Some(5.0))),
+        "a reader saw something other than the old set: {:?}",
+        seen.iter().find(|read| **read != (3, Some(5.0)))
+    );
+    println!(
+        "killed Redis with {built_at_kill} of {ROWS} members built, {:?} into the run; \
+         {} reads saw the old set; the run said:\n{}",
+        started.elapsed(),
+        seen.len(),
+        failure.message
+    );
+    let _ = std::fs::remove_file(&path);
+}
