@@ -54,8 +54,8 @@ use self::auth::Access;
 use self::error::ApiError;
 use self::idempotency::IdempotencyCache;
 use self::metrics::Metrics;
-use self::rate_limit::RateLimiter;
 pub use self::rate_limit::RateLimit;
+use self::rate_limit::RateLimiter;
 use crate::daemon::ReloadRequest;
 use crate::scheduler::Scheduler;
 
@@ -214,9 +214,7 @@ pub fn app(scheduler: Scheduler, settings: ApiSettings) -> Router {
     let router = Router::new().nest(PREFIX, api).fallback(route_not_found);
     // Outside authentication, so that guessing tokens is limited too.
     let router = match limiter {
-        Some(limiter) => {
-            router.layer(middleware::from_fn_with_state(limiter, rate_limit::limit))
-        }
+        Some(limiter) => router.layer(middleware::from_fn_with_state(limiter, rate_limit::limit)),
         None => router,
     };
     router
