@@ -190,7 +190,9 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(limiter.take(Client::Token(0), start), Ok(()));
         }
-        let wait = limiter.take(Client::Token(0), start).unwrap_err();
+        let wait = limiter
+            .take(Client::Token(0), start)
+            .expect_err("past the burst");
         assert!(wait > Duration::from_millis(90) && wait <= Duration::from_millis(100));
         // Other clients have buckets of their own.
         assert_eq!(limiter.take(Client::Shared, start), Ok(()));
