@@ -15,7 +15,7 @@
 //! (`KAIROS_TEST_POSTGRES_URL` overrides). 10 s per store, `--quick` 2 s.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -173,9 +173,9 @@ impl Drop for Daemon {
 
 /// Reads the daemon's log until it says where the API listens; the rest of the log
 /// goes on being copied to `log_path` by a thread, so the pipe never fills up.
-fn wait_for_listen(stderr: std::process::ChildStderr, log_path: &PathBuf) -> String {
+fn wait_for_listen(stderr: std::process::ChildStderr, log_path: &Path) -> String {
     let (found_sender, found) = std::sync::mpsc::channel();
-    let log_path = log_path.clone();
+    let log_path = log_path.to_owned();
     std::thread::spawn(move || {
         use std::io::Write;
         let mut log = std::fs::File::create(&log_path).ok();
