@@ -11,7 +11,7 @@
 //!   across an `.await`.
 //! - The table is bounded: when it holds [`MAX_CLIENTS`] buckets, the full ones (idle
 //!   clients, which would start afresh anyway) are dropped; if none is full, the
-//!   newcomer shares the overflow bucket rather than growing the table.
+//!   newcomer shares the one overflow bucket rather than growing the table further.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -210,7 +210,8 @@ mod tests {
             let _ = limiter.take(Client::Token(index), now);
         }
         let buckets = limiter.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        assert!(buckets.len() <= MAX_CLIENTS);
+        // The clients with buckets of their own, and the shared overflow bucket.
+        assert_eq!(buckets.len(), MAX_CLIENTS + 1);
         assert!(buckets.contains_key(&Client::Shared));
     }
 
