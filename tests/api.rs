@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use futures_util::StreamExt;
-use kairos::api::{app, serve, ApiSettings};
+use kairos::api::{app, serve, ApiSettings, RateLimit};
 use kairos::clock::ManualClock;
 use kairos::executor::pool::ThreadPoolExecutor;
 use kairos::job::JobSpec;
@@ -642,6 +642,57 @@ async fn tokens_are_required_and_read_tokens_only_read() {
     assert_eq!(health.json["status"], "ok");
     assert_eq!(health.json["scheduler"], "running");
     assert_eq!(health.json["jobs"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_rate_limit_requests_get_429_with_retry_after_per_client() {
+    // A slow refill, so the test's own pace cannot top the bucket up.
+    let api = Api::new(ApiSettings {
+        tokens: vec![WRITE_TOKEN.to_owned()],
+        read_tokens: vec![READ_TOKEN.to_owned()],
+        rate_limit: Some(RateLimit {
+            per_second: 0.1,
+            burst: 3,
+        }),
+        ..ApiSettings::default()
+    });
+    for _ in 0..3 {
+        assert_eq!(api.get("/api/v1/jobs").await.status, StatusCode::OK);
+    }
+    let limited = api.get("/api/v1/jobs").await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.code(), "rate_limited");
+    let retry_after: u64 = limited.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=10).contains(&retry_after), "{retry_after}");
+    // Writes count against the same token, and are refused before they happen.
+    let write = api.post("/api/v1/jobs", hourly("x")).await;
+    assert_eq!(write.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(api.scheduler.get_job("x").await.unwrap().is_none());
+
+    // Another token has a bucket of its own.
+    let read = api
+        .send(request("GET", "/api/v1/jobs", Some(READ_TOKEN), None))
+        .await;
+    assert_eq!(read.status, StatusCode::OK);
+    // Requests without a valid token share their address's bucket (here: no address,
+    // one shared bucket), so made-up tokens do not buy fresh buckets.
+    for attempt in 0..3 {
+        let token = format!("guess-{attempt}");
+        let guess = api
+            .send(request("GET", "/api/v1/jobs", Some(&token), None))
+            .await;
+        assert_eq!(guess.status, StatusCode::UNAUTHORIZED);
+    }
+    let guess = api
+        .send(request("GET", "/api/v1/jobs", Some("guess-3"), None))
+        .await;
+    assert_eq!(guess.status, StatusCode::TOO_MANY_REQUESTS);
+    let health = api.send(request("GET", "/api/v1/health", None, None)).await;
+    assert_eq!(health.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -352,6 +352,33 @@ fn store_urls_may_leave_variables_for_open_time() {
 }
 
 #[test]
+fn the_api_rate_limit_defaults_and_is_checked_with_its_position() {
+    let empty = TempConfig::new(&[("config.toml", "")]);
+    let defaults = loaded(&empty);
+    assert_eq!(defaults.api.rate_limit, 200);
+    assert_eq!(defaults.api.rate_limit_burst, 400);
+    let set = TempConfig::new(&[("config.toml", "[api]\nrate_limit = 50\n")]);
+    let set = loaded(&set);
+    assert_eq!((set.api.rate_limit, set.api.rate_limit_burst), (50, 100));
+    let burst = TempConfig::new(&[(
+        "config.toml",
+        "[api]\nrate_limit = 50\nrate_limit_burst = 5\n",
+    )]);
+    assert_eq!(loaded(&burst).api.rate_limit_burst, 5);
+    let zero = TempConfig::new(&[(
+        "config.toml",
+        "[api]\nrate_limit = 0\nrate_limit_burst = 0\n",
+    )]);
+    assert_eq!(
+        zero.errors(),
+        [
+            "config.toml:2:14: api.rate_limit: must be at least 1",
+            "config.toml:3:20: api.rate_limit_burst: must be at least 1",
+        ]
+    );
+}
+
+#[test]
 fn an_api_token_needs_its_variable() {
     let config = TempConfig::new(&[(
         "config.toml",

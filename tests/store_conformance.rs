@@ -322,6 +322,48 @@ async fn missing_and_duplicate_ids_are_errors(harness: Harness) {
     assert_eq!(store.get_jobs().await.unwrap().len(), 2);
 }
 
+/// Many adds at once, as an HTTP API under load makes them (the SQL stores group them
+/// into one statement): each gets its own answer, a taken id fails only its own add.
+async fn concurrent_adds_each_get_their_own_answer(harness: Harness) {
+    let store = &harness.store;
+    store.add_job(job("taken", Some(t0()))).await.unwrap();
+    let adds = (0..40).map(|index| {
+        let store = Arc::clone(store);
+        let id = match index {
+            7 | 23 => "taken".to_owned(),
+            31 => "twice".to_owned(),
+            32 => "twice".to_owned(),
+            _ => format!("job-{index}"),
+        };
+        tokio::spawn(async move {
+            (
+                id.clone(),
+                store.add_job(job(&id, Some(t0() + secs(index)))).await,
+            )
+        })
+    });
+    let mut added = 0;
+    let mut conflicts = Vec::new();
+    for add in adds.collect::<Vec<_>>() {
+        let (id, outcome) = add.await.unwrap();
+        match outcome {
+            Ok(job) => {
+                assert_eq!(job.id, id);
+                added += 1;
+            }
+            Err(StoreError::Conflict(conflict)) => {
+                assert_eq!(conflict, id);
+                conflicts.push(conflict);
+            }
+            Err(other) => panic!("{id}: {other}"),
+        }
+    }
+    conflicts.sort();
+    assert_eq!(conflicts, ["taken", "taken", "twice"]);
+    assert_eq!(added, 37);
+    assert_eq!(store.count_jobs().await.unwrap(), 38);
+}
+
 async fn config_jobs_are_found_and_jobs_counted_without_reading_all(harness: Harness) {
     let store = &harness.store;
     assert_eq!(store.count_jobs().await.unwrap(), 0);
@@ -846,6 +888,7 @@ macro_rules! conformance {
                     add_get_update_remove,
                     a_batch_of_jobs_is_added_at_once,
                     missing_and_duplicate_ids_are_errors,
+                    concurrent_adds_each_get_their_own_answer,
                     config_jobs_are_found_and_jobs_counted_without_reading_all,
                     jobs_are_ordered_by_next_run_time_paused_last,
                     acquire_takes_due_jobs_earliest_first_up_to_the_limit,

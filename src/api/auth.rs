@@ -78,6 +78,19 @@ impl Access {
             None
         }
     }
+
+    /// Which configured token `presented` is (read-write ones first, then read-only
+    /// ones), compared in constant time like [`Access::grant`]; the rate limiter's key.
+    pub(crate) fn index_of(&self, presented: &[u8]) -> Option<usize> {
+        self.read_write
+            .iter()
+            .chain(&self.read_only)
+            .enumerate()
+            .fold(None, |found, (index, token)| {
+                let matched = constant_time_eq(token, presented);
+                found.or(matched.then_some(index))
+            })
+    }
 }
 
 /// Whether `a` and `b` are equal, in time that depends only on their lengths.
@@ -136,7 +149,7 @@ pub(crate) async fn require_token(
 
 /// The token of an `Authorization: Bearer <token>` value (the scheme is
 /// case-insensitive, RFC 7235 §2.1); `None` for other schemes or an empty token.
-fn bearer_token(value: &str) -> Option<&str> {
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
@@ -173,5 +186,8 @@ mod tests {
         assert_eq!(access.grant(b"ro"), Some(Grant::ReadOnly));
         assert_eq!(access.grant(b""), None);
         assert_eq!(access.grant(b"nope"), None);
+        assert_eq!(access.index_of(b"rw"), Some(0));
+        assert_eq!(access.index_of(b"ro"), Some(1));
+        assert_eq!(access.index_of(b"nope"), None);
     }
 }

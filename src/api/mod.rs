@@ -29,6 +29,7 @@ mod idempotency;
 mod jobs;
 mod metrics;
 mod openapi;
+mod rate_limit;
 mod runs;
 mod scheduler;
 mod view;
@@ -53,6 +54,8 @@ use self::auth::Access;
 use self::error::ApiError;
 use self::idempotency::IdempotencyCache;
 use self::metrics::Metrics;
+pub use self::rate_limit::RateLimit;
+use self::rate_limit::RateLimiter;
 use crate::daemon::ReloadRequest;
 use crate::scheduler::Scheduler;
 
@@ -81,14 +84,18 @@ pub struct ApiSettings {
     pub idempotency_ttl: Duration,
     /// How many `Idempotency-Key`s are remembered at most; the oldest go first.
     pub idempotency_capacity: usize,
+    /// How many requests each client may make: per configured token, or per client
+    /// address for requests without one. `None`: no limit.
+    pub rate_limit: Option<RateLimit>,
     /// Where `POST /scheduler/reload` sends its request: the daemon's reload path.
     /// `None` (a scheduler embedded without config files): the route answers 409.
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
 }
 
 impl Default for ApiSettings {
-    /// No tokens, the default task policy, 64 KiB bodies, 30 s requests, and
-    /// idempotency keys kept 24 h, 10,000 at most.
+    /// No tokens, the default task policy, 64 KiB bodies, 30 s requests, 200
+    /// requests a second per client (bursts of 400), and idempotency keys kept 24 h,
+    /// 10,000 at most.
     fn default() -> ApiSettings {
         ApiSettings {
             tokens: Vec::new(),
@@ -98,6 +105,7 @@ impl Default for ApiSettings {
             request_timeout: Duration::from_secs(30),
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
             idempotency_capacity: 10_000,
+            rate_limit: Some(RateLimit::per_second(200)),
             reload: None,
         }
     }
@@ -117,6 +125,7 @@ impl fmt::Debug for ApiSettings {
             .field("request_timeout", &self.request_timeout)
             .field("idempotency_ttl", &self.idempotency_ttl)
             .field("idempotency_capacity", &self.idempotency_capacity)
+            .field("rate_limit", &self.rate_limit)
             .field("reload", &self.reload.is_some())
             .finish()
     }
@@ -181,6 +190,9 @@ pub fn app(scheduler: Scheduler, settings: ApiSettings) -> Router {
     let access = Arc::new(Access::new(&settings.tokens, &settings.read_tokens));
     let body_limit = settings.body_limit;
     let request_timeout = settings.request_timeout;
+    let limiter = settings
+        .rate_limit
+        .map(|limit| Arc::new(RateLimiter::new(limit, access.clone())));
     let state = AppState {
         idempotency: Arc::new(IdempotencyCache::new(
             settings.idempotency_ttl,
@@ -199,9 +211,13 @@ pub fn app(scheduler: Scheduler, settings: ApiSettings) -> Router {
         .merge(protected)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
-    Router::new()
-        .nest(PREFIX, api)
-        .fallback(route_not_found)
+    let router = Router::new().nest(PREFIX, api).fallback(route_not_found);
+    // Outside authentication, so that guessing tokens is limited too.
+    let router = match limiter {
+        Some(limiter) => router.layer(middleware::from_fn_with_state(limiter, rate_limit::limit)),
+        None => router,
+    };
+    router
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(request_timeout, guard))
 }
@@ -220,7 +236,9 @@ pub async fn serve(
         shutdown.await;
         closing_sender.send_replace(true);
     };
-    let server = axum::serve(listener, router).with_graceful_shutdown(signal);
+    // With the peer's address, which the rate limiter keys tokenless clients by.
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, service).with_graceful_shutdown(signal);
     let mut closing = closing;
     let grace_over = async move {
         // An error means the sender is gone, which only happens once the server is.

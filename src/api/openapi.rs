@@ -45,7 +45,7 @@ fn errors(statuses: &[StatusCode]) -> Map<String, Value> {
 }
 
 /// An operation: its summary, request body (if any), parameters and responses; the
-/// errors every authenticated operation can give (401, 403, 503) are added.
+/// errors every authenticated operation can give (401, 403, 429, 503) are added.
 fn operation(
     summary: &str,
     parameters: &[Value],
@@ -57,6 +57,7 @@ fn operation(
     responses.extend(errors(&[
         StatusCode::UNAUTHORIZED,
         StatusCode::FORBIDDEN,
+        StatusCode::TOO_MANY_REQUESTS,
         StatusCode::SERVICE_UNAVAILABLE,
     ]));
     let mut operation = json!({
@@ -153,6 +154,7 @@ pub(crate) fn document() -> Value {
         "503".to_owned(),
         json_response("The job store cannot be read.", schema("Health")),
     );
+    health_responses.extend(errors(&[StatusCode::TOO_MANY_REQUESTS]));
     let mut metrics_responses = Map::new();
     metrics_responses.insert(
         "200".to_owned(),

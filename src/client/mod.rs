@@ -741,6 +741,8 @@ mod tests {
             token: token.map(str::to_owned),
             read_tokens: Vec::new(),
             allowed_tasks: Default::default(),
+            rate_limit: 200,
+            rate_limit_burst: 400,
         }
     }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrorKind};
-use super::raw::{RawExecutor, RawJobStore, RawRoot};
+use super::raw::{RawApi, RawExecutor, RawJobStore, RawRoot};
 use super::read::{backticked, Named, Section};
 use super::source::{join_key, Source};
 use super::{
@@ -392,6 +392,8 @@ pub(crate) fn check_api(
             .filter(|name| *name != "command")
             .map(str::to_owned)
             .collect(),
+        rate_limit: DEFAULT_RATE_LIMIT,
+        rate_limit_burst: DEFAULT_RATE_LIMIT * 2,
     };
     let Some(section) = &raw.api else {
         return api;
@@ -457,7 +459,34 @@ pub(crate) fn check_api(
             }
         }
     }
+    check_rate_limit(source, raw_api, &mut api, errors);
     api
+}
+
+/// The default of `[api] rate_limit`, requests per second per client: far above what a
+/// person or a dashboard sends, low enough that one runaway script cannot starve the
+/// scheduler's store of connections.
+const DEFAULT_RATE_LIMIT: u32 = 200;
+
+/// `rate_limit` and `rate_limit_burst`: at least 1 each; the burst defaults to twice
+/// the rate, so a client that was quiet for two seconds may catch up at once.
+fn check_rate_limit(
+    source: &Source,
+    raw_api: &RawApi,
+    api: &mut ApiConfig,
+    errors: &mut Vec<ConfigError>,
+) {
+    if let Some(rate) = &raw_api.rate_limit {
+        if let Some(rate) = at_least_one(source, rate, "api.rate_limit", errors) {
+            api.rate_limit = rate;
+            api.rate_limit_burst = rate.saturating_mul(2);
+        }
+    }
+    if let Some(burst) = &raw_api.rate_limit_burst {
+        if let Some(burst) = at_least_one(source, burst, "api.rate_limit_burst", errors) {
+            api.rate_limit_burst = burst;
+        }
+    }
 }
 
 /// `token_file`: the token is its first line (a secret kept out of the config, e.g. a

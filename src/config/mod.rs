@@ -176,6 +176,12 @@ pub struct ApiConfig {
     /// The tasks API clients may add jobs for; default: every registered task but
     /// `command`, so a token is never a way to run arbitrary programs.
     pub allowed_tasks: BTreeSet<String>,
+    /// `rate_limit`: requests per second each client may make (per token, or per
+    /// address without one); default 200. Past it requests get 429.
+    pub rate_limit: u32,
+    /// `rate_limit_burst`: how many requests a client may make at once after a quiet
+    /// spell; default twice `rate_limit`.
+    pub rate_limit_burst: u32,
 }
 
 impl fmt::Debug for ApiConfig {
@@ -187,6 +193,8 @@ impl fmt::Debug for ApiConfig {
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("read_tokens", &self.read_tokens.len())
             .field("allowed_tasks", &self.allowed_tasks)
+            .field("rate_limit", &self.rate_limit)
+            .field("rate_limit_burst", &self.rate_limit_burst)
             .finish()
     }
 }

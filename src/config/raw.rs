@@ -161,6 +161,8 @@ pub(crate) struct RawApi {
     pub(crate) token_file: Option<Spanned<String>>,
     pub(crate) read_tokens: Option<Vec<Spanned<String>>>,
     pub(crate) allowed_tasks: Option<Vec<Spanned<String>>>,
+    pub(crate) rate_limit: Option<Spanned<u32>>,
+    pub(crate) rate_limit_burst: Option<Spanned<u32>>,
 }
 
 /// `[log]`.

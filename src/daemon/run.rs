@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use super::notify::Notifier;
 use super::sync::{sync_config_jobs, SyncReport};
-use crate::api::{self, ApiConfigError, ApiSettings};
+use crate::api::{self, ApiConfigError, ApiSettings, RateLimit};
 use crate::config::{changed_settings, load_with, Config, ConfigErrors, ExecutorKind};
 use crate::executor::pool::ThreadPoolExecutor;
 use crate::executor::process::ProcessPoolExecutor;
@@ -207,6 +207,10 @@ async fn start_api(
         tokens: config.api.token.iter().cloned().collect(),
         read_tokens: config.api.read_tokens.clone(),
         allowed_tasks: Some(config.api.allowed_tasks.iter().cloned().collect()),
+        rate_limit: Some(RateLimit {
+            per_second: f64::from(config.api.rate_limit),
+            burst: config.api.rate_limit_burst,
+        }),
         reload: Some(reloads),
         ..ApiSettings::default()
     };

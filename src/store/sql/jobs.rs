@@ -206,7 +206,10 @@ impl<D: Dialect> SqlStore<D> {
 impl<D: Dialect> SqlStore<D> {
     /// Inserts new jobs with one multi-row `INSERT` (atomic: all or none); the error
     /// is left as it is, so a conflict can be told apart.
-    async fn insert_jobs(&self, jobs: &mut [Job]) -> Result<Result<(), sqlx::Error>, StoreError> {
+    pub(super) async fn insert_jobs(
+        &self,
+        jobs: &mut [Job],
+    ) -> Result<Result<(), sqlx::Error>, StoreError> {
         let mut args = Vec::with_capacity(jobs.len() * 5);
         for job in jobs.iter_mut() {
             let revision = self.revisions.after(0);
@@ -231,18 +234,9 @@ impl<D: Dialect> SqlStore<D> {
 #[async_trait]
 impl<D: Dialect> JobStore for SqlStore<D> {
     async fn add_job(&self, job: Job) -> Result<Job, StoreError> {
-        let mut jobs = [job];
-        match self.insert_jobs(&mut jobs).await? {
-            Ok(()) => {
-                let [job] = jobs;
-                Ok(job)
-            }
-            Err(error) if is_conflict::<D>(&error) => {
-                let [job] = jobs;
-                Err(StoreError::Conflict(job.id))
-            }
-            Err(error) => Err(failure::<D>(error)),
-        }
+        // Concurrent single adds share one INSERT and one commit (issue 7's HTTP add
+        // rate); see group_commit.rs for why the semantics stay those of one insert.
+        self.add_job_grouped(job).await
     }
 
     async fn add_jobs(&self, jobs: Vec<Job>) -> Result<Vec<Job>, StoreError> {
@@ -256,7 +250,7 @@ impl<D: Dialect> JobStore for SqlStore<D> {
                 // the taken id stay added and the error names it, as the trait says.
                 Err(error) if is_conflict::<D>(&error) => {
                     for job in chunk {
-                        added.push(self.add_job(job).await?);
+                        added.push(self.add_one(job).await?);
                     }
                 }
                 Err(error) => return Err(failure::<D>(error)),

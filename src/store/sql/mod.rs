@@ -40,6 +40,7 @@
 //!   [`StoreError::Unavailable`] except unique violations ([`StoreError::Conflict`]).
 
 mod driver;
+mod group_commit;
 mod history;
 mod jobs;
 mod leases;
@@ -212,8 +213,26 @@ pub(crate) struct SqlStore<D: Dialect> {
     pool: Pool<D::Database>,
     prefix: String,
     instance_ttl: Duration,
-    revisions: Revisions,
+    /// Shared by clones: a clone is the same store (see `group_commit.rs`).
+    revisions: Arc<Revisions>,
+    /// Single adds waiting to be inserted together (`group_commit.rs`).
+    adds: Arc<std::sync::Mutex<group_commit::AddQueue>>,
     dialect: PhantomData<fn() -> D>,
+}
+
+/// The same store: one pool, one revision counter, one add queue. (Derived `Clone`
+/// would ask for `D: Clone`.)
+impl<D: Dialect> Clone for SqlStore<D> {
+    fn clone(&self) -> SqlStore<D> {
+        SqlStore {
+            pool: self.pool.clone(),
+            prefix: self.prefix.clone(),
+            instance_ttl: self.instance_ttl,
+            revisions: Arc::clone(&self.revisions),
+            adds: Arc::clone(&self.adds),
+            dialect: PhantomData,
+        }
+    }
 }
 
 impl<D: Dialect> std::fmt::Debug for SqlStore<D> {
@@ -235,7 +254,8 @@ impl<D: Dialect> SqlStore<D> {
             pool,
             prefix: options.table_prefix,
             instance_ttl: options.instance_ttl,
-            revisions: Revisions::default(),
+            revisions: Arc::default(),
+            adds: Arc::default(),
             dialect: PhantomData,
         };
         schema::migrate(&store).await?;

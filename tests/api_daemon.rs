@@ -1,0 +1,542 @@
+//! The HTTP API of the real `kairos run` binary, over a socket: every route, every error
+//! status, authentication (missing, wrong and read-only tokens), `allowed_tasks`,
+//! idempotent retries, the rate limit, and the order-cancel round trip on the real
+//! clock (issue 7, "Done when").
+//!
+//! tests/api.rs covers the same ground in process, on a manual clock; this file checks
+//! that the daemon wires it up as configured: its `[api]` settings, its SQLite store,
+//! its `command` task writing real files.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use common::daemon::{lines, temp_dir, wait_until, write, Daemon};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const WRITE_TOKEN: &str = "write-secret";
+const READ_TOKEN: &str = "read-secret";
+
+/// A daemon with an SQLite store, a token and a read token, `command` allowed, and the
+/// API on a free loopback port; `extra_api` is appended to its `[api]` table.
+fn start_daemon(name: &str, extra_api: &str) -> Daemon {
+    let dir = temp_dir(name);
+    write(
+        &dir,
+        "config.toml",
+        &format!(
+            r#"include = ["jobs/*.toml"]
+
+[scheduler]
+shutdown_timeout = "2s"
+
+[jobstores.default]
+url = "sqlite://state/kairos.db"
+
+[executors.default]
+type = "threadpool"
+max_workers = 4
+
+[api]
+listen = "127.0.0.1:0"
+token = "{WRITE_TOKEN}"
+read_tokens = ["{READ_TOKEN}"]
+allowed_tasks = ["command", "orders.cancel"]
+{extra_api}
+"#
+        ),
+    );
+    // One config-owned job, so that reload has something to report and 409 something
+    // to refuse.
+    write(
+        &dir,
+        "jobs/nightly.toml",
+        r#"[[jobs]]
+id = "nightly"
+task = "command"
+args = { argv = ["true"] }
+trigger = { type = "cron", hour = 3 }
+"#,
+    );
+    Daemon::start(&dir)
+}
+
+/// The API's base URL (`http://127.0.0.1:PORT/api/v1`), from the daemon's log.
+fn api_url(daemon: &Daemon) -> String {
+    let log = daemon.log();
+    let marker = "API listening on ";
+    let start = log.rfind(marker).expect("the API is listening") + marker.len();
+    log[start..]
+        .split_whitespace()
+        .next()
+        .expect("an address")
+        .to_owned()
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    json: Value,
+}
+
+impl Reply {
+    fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+
+    /// Every error answers with the common body.
+    fn assert_error(&self, status: StatusCode, code: &str) {
+        assert_eq!(self.status, status, "{}", self.json);
+        assert_eq!(self.code(), code, "{}", self.json);
+        assert!(self.json["error"]["message"].is_string(), "{}", self.json);
+    }
+}
+
+/// A client of one daemon's API.
+struct Api {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(daemon: &Daemon) -> Api {
+        // reqwest is built without a default TLS provider (plain HTTP here anyway).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Api {
+            client: reqwest::Client::new(),
+            base: api_url(daemon),
+        }
+    }
+
+    fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        let builder = self.client.request(method, format!("{}{path}", self.base));
+        match token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    async fn send(&self, builder: reqwest::RequestBuilder) -> Reply {
+        let response = builder.send().await.expect("the daemon answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("a body");
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Reply {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    /// `method path` with the write token and, if given, a JSON body.
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.call_as(WRITE_TOKEN, method, path, body).await
+    }
+
+    async fn call_as(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let builder = self.request(method, path, Some(token));
+        let builder = match body {
+            Some(body) => builder
+                .header("content-type", "application/json")
+                .body(body.to_string()),
+            None => builder,
+        };
+        self.send(builder).await
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// A raw body with a content type, as a broken client would send it.
+    async fn raw(&self, method: Method, path: &str, content_type: &str, body: String) -> Reply {
+        let builder = self
+            .request(method, path, Some(WRITE_TOKEN))
+            .header("content-type", content_type)
+            .body(body);
+        self.send(builder).await
+    }
+}
+
+/// A job that runs `true` every day at 03:00: never due during a test.
+fn daily(id: &str) -> Value {
+    json!({"id": id, "task": "command", "args": {"argv": ["true"]},
+           "trigger": {"type": "cron", "hour": 3}})
+}
+
+/// Waits until `path`'s run history is not empty.
+async fn wait_for_runs(api: &Api, path: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = api.get(path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.json);
+        if let Some(runs) = reply.json["runs"]
+            .as_array()
+            .filter(|runs| !runs.is_empty())
+        {
+            return runs.clone();
+        }
+        assert!(Instant::now() < deadline, "no run recorded at {path}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_over_http() {
+    let daemon = start_daemon("api-routes", "");
+    let api = Api::new(&daemon);
+
+    let health = api.send(api.request(Method::GET, "/health", None)).await;
+    assert_eq!(health.status, StatusCode::OK, "{}", health.json);
+    assert_eq!(health.json["status"], "ok");
+    assert_eq!(health.json["jobs"], 1);
+
+    // The event stream, opened first so it sees the job being added.
+    let mut events = api
+        .request(Method::GET, "/events", Some(READ_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), StatusCode::OK);
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+
+    let added = api.post("/jobs", daily("report")).await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.json);
+    assert_eq!(added.headers["location"], "/api/v1/jobs/report");
+    assert_eq!(added.json["trigger_text"], "cron[hour='3']");
+    assert_eq!(added.json["from_config"], false);
+    let mut stream = String::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stream.contains("event: job_added") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, events.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no job_added event; the stream so far: {stream}"))
+            .unwrap()
+            .expect("the stream goes on");
+        stream.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(stream.contains("\"job_id\":\"report\""), "{stream}");
+    drop(events);
+
+    let listed = api.get("/jobs").await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let ids: Vec<&str> = listed.json["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|job| job["id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(
+        ids.contains(&"report") && ids.contains(&"nightly"),
+        "{ids:?}"
+    );
+    let shown = api.get("/jobs/report").await;
+    assert_eq!(shown.json, added.json);
+
+    let changed = api
+        .call(
+            Method::PATCH,
+            "/jobs/report",
+            Some(json!({"name": "renamed"})),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.json);
+    assert_eq!(changed.json["name"], "renamed");
+    let paused = api.post("/jobs/report/pause", json!(null)).await;
+    assert_eq!(paused.json["paused"], true);
+    assert_eq!(paused.json["next_run_time"], Value::Null);
+    let resumed = api.post("/jobs/report/resume", json!(null)).await;
+    assert_eq!(resumed.json["paused"], false);
+    assert!(resumed.json["next_run_time"].is_string());
+    let rescheduled = api
+        .post(
+            "/jobs/report/reschedule",
+            json!({"trigger": {"type": "interval", "hours": 6}}),
+        )
+        .await;
+    assert_eq!(rescheduled.status, StatusCode::OK, "{}", rescheduled.json);
+    assert_eq!(rescheduled.json["trigger_text"], "interval[6h]");
+
+    let run = api.post("/jobs/report/run", json!(null)).await;
+    assert_eq!(run.status, StatusCode::ACCEPTED, "{}", run.json);
+    let run_id = run.json["run_id"].as_str().unwrap().to_owned();
+    let runs = wait_for_runs(&api, "/jobs/report/runs?limit=5").await;
+    assert_eq!(runs[0]["run_id"], run_id.as_str());
+    assert_eq!(runs[0]["outcome"], "success");
+    let all = api.get("/runs?job_id=report&limit=5").await;
+    assert_eq!(all.json["runs"][0]["run_id"], run_id.as_str());
+
+    let metrics = api
+        .send(api.request(Method::GET, "/metrics", Some(READ_TOKEN)))
+        .await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics.json.as_str().unwrap_or_default();
+    assert!(text.contains("kairos_jobs{state=\"pending\"} 2"), "{text}");
+    assert!(text.contains("kairos_runs_total"), "{text}");
+
+    let openapi = api.get("/openapi.json").await;
+    assert_eq!(openapi.status, StatusCode::OK);
+    assert!(openapi.json["openapi"].as_str().unwrap().starts_with("3."));
+    assert!(openapi.json["paths"]["/jobs/{id}/reschedule"].is_object());
+
+    let paused = api.post("/scheduler/pause", json!(null)).await;
+    assert_eq!(paused.status, StatusCode::OK, "{}", paused.json);
+    let health = api.send(api.request(Method::GET, "/health", None)).await;
+    assert_eq!(health.json["scheduler"], "paused");
+    let resumed = api.post("/scheduler/resume", json!(null)).await;
+    assert_eq!(resumed.status, StatusCode::OK, "{}", resumed.json);
+
+    // The config is unchanged: reload keeps its job, and the API's job is not its own.
+    let reload = api.post("/scheduler/reload", json!(null)).await;
+    assert_eq!(reload.status, StatusCode::OK, "{}", reload.json);
+    assert_eq!(reload.json["unchanged"], 1, "{}", reload.json);
+    assert_eq!(reload.json["removed"], json!([]), "{}", reload.json);
+    assert_eq!(api.get("/jobs/report").await.status, StatusCode::OK);
+
+    let removed = api.call(Method::DELETE, "/jobs/report", None).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    api.get("/jobs/report")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "job_not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_status_has_the_error_body() {
+    let daemon = start_daemon("api-errors", "");
+    let api = Api::new(&daemon);
+
+    // 400: unreadable JSON, a bad query.
+    api.raw(
+        Method::POST,
+        "/jobs",
+        "application/json",
+        "{\"task\": ".to_owned(),
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "malformed_json");
+    api.get("/runs?limit=0")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_query");
+    // 401: no token, a wrong one.
+    api.send(api.request(Method::GET, "/jobs", None))
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    let wrong = api
+        .send(api.request(Method::GET, "/jobs", Some("write-secreT")))
+        .await;
+    wrong.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert!(wrong.headers.contains_key("www-authenticate"));
+    // 403: a read token writing; a task outside allowed_tasks.
+    let read = api.call_as(READ_TOKEN, Method::GET, "/jobs", None).await;
+    assert_eq!(read.status, StatusCode::OK);
+    api.call_as(READ_TOKEN, Method::POST, "/jobs", Some(daily("x")))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "read_only_token");
+    api.call_as(READ_TOKEN, Method::DELETE, "/jobs/nightly", None)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "read_only_token");
+    let stats = json!({"task": "stats.correct", "trigger": {"type": "date", "delay": "1h"}});
+    let refused = api.post("/jobs", stats).await;
+    refused.assert_error(StatusCode::FORBIDDEN, "task_not_allowed");
+    assert_eq!(refused.json["error"]["field"], "task");
+    // 404: an unknown job, an unknown route.
+    api.get("/jobs/nobody")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "job_not_found");
+    api.post("/jobs/nobody/pause", json!(null))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "job_not_found");
+    api.get("/nowhere")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "route_not_found");
+    // 405.
+    api.call(Method::PUT, "/jobs", None)
+        .await
+        .assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    // 409: a taken id; a job the config owns.
+    assert_eq!(
+        api.post("/jobs", daily("taken")).await.status,
+        StatusCode::CREATED
+    );
+    api.post("/jobs", daily("taken"))
+        .await
+        .assert_error(StatusCode::CONFLICT, "job_exists");
+    let mut replace = daily("taken");
+    replace["replace_existing"] = json!(true);
+    assert_eq!(api.post("/jobs", replace).await.status, StatusCode::CREATED);
+    api.call(Method::DELETE, "/jobs/nightly", None)
+        .await
+        .assert_error(StatusCode::CONFLICT, "config_owned");
+    // 413: a body over 64 KiB.
+    let big = json!({"task": "command", "args": {"pad": "x".repeat(100_000)},
+                     "trigger": {"type": "date", "delay": "1h"}});
+    api.raw(Method::POST, "/jobs", "application/json", big.to_string())
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+    // 415: not JSON.
+    api.raw(
+        Method::POST,
+        "/jobs",
+        "text/plain",
+        "task=command".to_owned(),
+    )
+    .await
+    .assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    // 422: invalid trigger, options or args, naming the field.
+    let cases = [
+        (
+            json!({"task": "command", "args": {"argv": ["true"]}, "trigger": {"type": "cron", "hour": 25}}),
+            "trigger.hour",
+        ),
+        (
+            json!({"task": "command", "args": {"argv": ["true"]}, "trigger": {"type": "date", "delay": "1h"},
+                   "options": {"max_instances": 0}}),
+            "options.max_instances",
+        ),
+        (
+            json!({"task": "orders.cancel", "args": "not an object", "trigger": {"type": "date", "delay": "1h"}}),
+            "args",
+        ),
+    ];
+    for (body, field) in cases {
+        let reply = api.post("/jobs", body).await;
+        reply.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+        assert_eq!(reply.json["error"]["field"], field, "{}", reply.json);
+    }
+    // Nothing half-made: only the one job added above and the config's.
+    let listed = api.get("/jobs").await;
+    assert_eq!(listed.json["jobs"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_post_with_an_idempotency_key_makes_one_job() {
+    let daemon = start_daemon("api-idempotent", "");
+    let api = Api::new(&daemon);
+    // No id: without the key every POST would make a new job.
+    let body = json!({"task": "command", "args": {"argv": ["true"]},
+                      "trigger": {"type": "date", "delay": "1h"}});
+    let post = |key: &'static str, body: &Value| {
+        api.request(Method::POST, "/jobs", Some(WRITE_TOKEN))
+            .header("idempotency-key", key)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+    };
+    let first = api.send(post("order-7", &body)).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.json);
+    let retry = api.send(post("order-7", &body)).await;
+    assert_eq!(retry.status, StatusCode::CREATED);
+    assert_eq!(retry.json, first.json);
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    let other = json!({"task": "command", "args": {"argv": ["false"]},
+                       "trigger": {"type": "date", "delay": "1h"}});
+    api.send(post("order-7", &other))
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");
+    let listed = api.get("/jobs").await;
+    let api_jobs = listed.json["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|job| job["from_config"] == false)
+        .count();
+    assert_eq!(api_jobs, 1, "{}", listed.json);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_rate_limit_the_daemon_answers_429_with_retry_after() {
+    let daemon = start_daemon("api-rate", "rate_limit = 1\nrate_limit_burst = 3\n");
+    let api = Api::new(&daemon);
+    for _ in 0..3 {
+        assert_eq!(api.get("/jobs").await.status, StatusCode::OK);
+    }
+    let limited = api.get("/jobs").await;
+    limited.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(limited.headers["retry-after"], "1");
+    // The read token has its own bucket.
+    let read = api.call_as(READ_TOKEN, Method::GET, "/jobs", None).await;
+    assert_eq!(read.status, StatusCode::OK);
+    // Waiting as told lets the next request through.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(api.get("/jobs").await.status, StatusCode::OK);
+}
+
+/// The order service's flow on the real clock: a cancel job per order, deleted when the
+/// order is paid; an unpaid order's job fires once, at its time, and is gone after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_cancel_deleted_in_time_never_fires_and_one_kept_fires_once_at_its_time() {
+    let daemon = start_daemon("api-orders", "");
+    let api = Api::new(&daemon);
+    let marker = daemon.dir.join("cancelled.log");
+    let cancel = |order: &str, marker: &Path| {
+        json!({"id": format!("order-cancel-{order}"), "task": "command",
+               "args": {"argv": ["sh", "-c", format!("echo {order} >> {}", marker.display())]},
+               "trigger": {"type": "date", "delay": "2s"}})
+    };
+
+    let paid = api.post("/jobs", cancel("1", &marker)).await;
+    assert_eq!(paid.status, StatusCode::CREATED, "{}", paid.json);
+    let removed = api.call(Method::DELETE, "/jobs/order-cancel-1", None).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+
+    let before = Utc::now();
+    let unpaid = api.post("/jobs", cancel("2", &marker)).await;
+    assert_eq!(unpaid.status, StatusCode::CREATED, "{}", unpaid.json);
+    // The delay is resolved on the daemon's clock when the job is added.
+    let due: DateTime<Utc> = unpaid.json["next_run_time"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let offset = (due - before).num_milliseconds();
+    assert!(
+        (1_900..=3_000).contains(&offset),
+        "due {offset} ms after adding"
+    );
+
+    assert!(
+        wait_until(Duration::from_secs(10), || !lines(
+            &daemon.dir,
+            "cancelled.log"
+        )
+        .is_empty()),
+        "the unpaid order was not cancelled:\n{}",
+        daemon.log()
+    );
+    let runs = wait_for_runs(&api, "/jobs/order-cancel-2/runs").await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["outcome"], "success");
+    let scheduled: DateTime<Utc> = runs[0]["scheduled_time"].as_str().unwrap().parse().unwrap();
+    assert_eq!(scheduled, due);
+    let started: DateTime<Utc> = runs[0]["started_at"].as_str().unwrap().parse().unwrap();
+    assert!(started >= due, "started {started} before its time {due}");
+    assert!(
+        (started - due).num_milliseconds() < 1_000,
+        "started {started}, due {due}"
+    );
+    // Time for a second run or the paid order's run to show up, if there were one.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(lines(&daemon.dir, "cancelled.log"), ["2"]);
+    let paid_runs = api.get("/jobs/order-cancel-1/runs").await;
+    assert_eq!(paid_runs.json["runs"], json!([]));
+    // A fired one-off job is gone.
+    api.get("/jobs/order-cancel-2")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "job_not_found");
+}
