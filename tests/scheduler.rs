@@ -1408,7 +1408,11 @@ impl JobStore for HeldStore {
         }
         Ok(jobs)
     }
-    async fn release_jobs(&self, owner: &str, releases: Vec<Release>) -> Result<(), StoreError> {
+    async fn release_jobs(
+        &self,
+        owner: &str,
+        releases: Vec<Release>,
+    ) -> Result<Vec<String>, StoreError> {
         if self.holds.release.swap(false, Ordering::SeqCst) {
             self.holds.hold().await;
         }

@@ -519,6 +519,109 @@ async fn an_expired_lease_makes_the_job_acquirable_again(harness: Harness) {
     );
 }
 
+/// Fencing (issue 10, item 3): a scheduler frozen past its lease while another took
+/// the job over cannot write back a stale next run time; nor can one whose lease was
+/// ended by a recovery. An expired lease nobody took over is still its owner's.
+async fn a_release_from_a_lost_lease_is_fenced_off(harness: Harness) {
+    let store = &harness.store;
+    store.add_job(job("a", Some(t0()))).await.unwrap();
+    store
+        .add_job(job("b", Some(t0() + secs(40))))
+        .await
+        .unwrap();
+    let short = Duration::from_secs(30);
+    let taken = store
+        .acquire_due_jobs("frozen", t0(), 1, short)
+        .await
+        .unwrap();
+    assert_eq!(ids(&taken), ["a"]);
+    // "frozen" stops past its lease; "survivor" takes the job over.
+    let later = t0() + secs(31);
+    let survivor = store
+        .acquire_due_jobs("survivor", later, 1, short)
+        .await
+        .unwrap();
+    assert_eq!(ids(&survivor), ["a"]);
+    let revision = store.get_job("a").await.unwrap().unwrap().revision;
+    // The frozen scheduler wakes and writes back: refused, nothing written.
+    let fenced = store
+        .release_jobs("frozen", vec![release(&taken[0], Some(t0() + secs(20)))])
+        .await
+        .unwrap();
+    assert_eq!(fenced, ["a"]);
+    let stored = store.get_job("a").await.unwrap().unwrap();
+    assert_eq!(
+        stored.next_run_time,
+        Some(t0()),
+        "the stale time was not written"
+    );
+    assert_eq!(stored.revision, revision);
+    // The holder's release works, once: no double advance.
+    let fenced = store
+        .release_jobs(
+            "survivor",
+            vec![release(&survivor[0], Some(t0() + secs(60)))],
+        )
+        .await
+        .unwrap();
+    assert!(fenced.is_empty(), "{fenced:?}");
+    assert_eq!(
+        store.get_job("a").await.unwrap().unwrap().next_run_time,
+        Some(t0() + secs(60))
+    );
+    // A repeat of the stale release after the holder released is refused too.
+    let fenced = store
+        .release_jobs("frozen", vec![release(&taken[0], Some(t0() + secs(20)))])
+        .await
+        .unwrap();
+    assert_eq!(fenced, ["a"]);
+    assert_eq!(
+        store.get_job("a").await.unwrap().unwrap().next_run_time,
+        Some(t0() + secs(60))
+    );
+
+    // A lease that ran out with nobody taking over is still the owner's: its release
+    // is what keeps the run it handled from running again.
+    let slow = store
+        .acquire_due_jobs("slow", t0() + secs(40), 1, short)
+        .await
+        .unwrap();
+    assert_eq!(ids(&slow), ["b"]);
+    // Another scheduler acquires after b's lease ran out (which makes b due again in
+    // stores that reclaim leases on acquisition) but takes an earlier job instead.
+    store.add_job(job("early", Some(t0()))).await.unwrap();
+    let expired = t0() + secs(71);
+    let other = store
+        .acquire_due_jobs("other", expired, 1, short)
+        .await
+        .unwrap();
+    assert_eq!(ids(&other), ["early"]);
+    let fenced = store
+        .release_jobs("slow", vec![release(&slow[0], Some(t0() + secs(90)))])
+        .await
+        .unwrap();
+    assert!(fenced.is_empty(), "{fenced:?}");
+    assert_eq!(
+        store.get_job("b").await.unwrap().unwrap().next_run_time,
+        Some(t0() + secs(90))
+    );
+
+    // A lease ended by a recovery (or a reap) is gone as well.
+    store.add_job(job("c", Some(t0()))).await.unwrap();
+    let reaped = store
+        .acquire_due_jobs("reaped", expired, 1, short)
+        .await
+        .unwrap();
+    assert_eq!(ids(&reaped), ["c"]);
+    store.recover_owner("reaped").await.unwrap();
+    let fenced = store
+        .release_jobs("reaped", vec![release(&reaped[0], None)])
+        .await
+        .unwrap();
+    assert_eq!(fenced, ["c"]);
+    assert!(store.get_job("c").await.unwrap().is_some(), "not removed");
+}
+
 async fn two_schedulers_acquiring_at_once_never_share_a_job(harness: Harness) {
     let store = &harness.store;
     let count = 200;
@@ -852,6 +955,7 @@ macro_rules! conformance {
                     release_writes_next_run_times_and_removes_finished_jobs,
                     changes_made_while_acquired_are_kept,
                     an_expired_lease_makes_the_job_acquirable_again,
+                    a_release_from_a_lost_lease_is_fenced_off,
                     two_schedulers_acquiring_at_once_never_share_a_job,
                     max_instances_holds_across_schedulers,
                     instances_are_claimed_and_finished_in_batches,

@@ -11,6 +11,15 @@
 //!   the store keeps the change. If the change left the next run time as acquired, the
 //!   released next run time is applied on top of it (the run times just handled must
 //!   not run again); otherwise the change's schedule wins. A removed job stays removed.
+//! - Fencing: a release is written only if its `owner` still holds the job, i.e. it
+//!   acquired the job last and nobody ended that since (a release, a recovery, a reap).
+//!   A lease that ran out but that no other scheduler took over still counts as held:
+//!   the run happened, and writing its next run time is what keeps it from running
+//!   twice. A node that was frozen (a long GC-like pause, `SIGSTOP`, a network cut)
+//!   while another took its jobs over therefore cannot write back a stale next run
+//!   time: [`JobStore::release_jobs`] returns those releases as fenced off, unwritten.
+//!   Run records are still written (history says what ran, twice if it ran twice),
+//!   and instance slots are only ever freed by the owner that holds them.
 //! - Acquired jobs are invisible to other acquisitions and to [`JobStore::next_run_time`]
 //!   until released or until their lease expires (the owner died).
 //! - Errors are mapped to a few kinds ([`StoreErrorKind`]); the scheduler retries
@@ -171,8 +180,18 @@ pub trait JobStore: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Vec<Job>, StoreError>;
 
-    /// Writes back acquired jobs in one go (see the ground rules on revisions).
-    async fn release_jobs(&self, owner: &str, releases: Vec<Release>) -> Result<(), StoreError>;
+    /// Writes back acquired jobs in one go (see the ground rules on revisions and
+    /// fencing). Returns the ids of the releases it *fenced off*: `owner` no longer
+    /// held the job's lease (another scheduler acquired the job after the lease ran
+    /// out, or the lease was ended by [`recover_owner`](JobStore::recover_owner) or
+    /// [`reap_dead_nodes`](JobStore::reap_dead_nodes)), so nothing of them was written.
+    /// The caller logs them; retrying them would be refused again. A job removed
+    /// meanwhile is neither written nor reported.
+    async fn release_jobs(
+        &self,
+        owner: &str,
+        releases: Vec<Release>,
+    ) -> Result<Vec<String>, StoreError>;
 
     /// Counts one more running instance of a job if fewer than `max_instances` run;
     /// `false` when the limit is reached. In a shared store the count holds across

@@ -15,7 +15,7 @@
 //! | `kairos:next` | hash | id → next run time, µs; absent while paused |
 //! | `kairos:due` | sorted set | ids neither paused, leased nor quarantined, by next run time |
 //! | `kairos:leases` | sorted set | acquired ids by lease expiry (µs) |
-//! | `kairos:owners` | hash | acquired id → the scheduler holding the lease |
+//! | `kairos:owners` | hash | acquired id → the scheduler holding it (kept past expiry until taken over) |
 //! | `kairos:broken` | set | ids whose stored form could not be read, set aside |
 //! | `kairos:seq` | string | the revision counter, shared by all jobs, never reset |
 //! | `kairos:inst:ID` | sorted set | job ID's running instances: `owner␟nonce` by slot expiry |
@@ -36,9 +36,11 @@
 //!   record is).
 //! - Revisions come from one counter (`seq`), as in the memory store: a job removed and
 //!   added again must never get back a revision that a late release still carries.
-//! - A release only ends a lease that is the caller's own (or that has already ended):
-//!   if the caller's lease ran out and another scheduler took the job, that scheduler's
-//!   release decides. Otherwise the memory store's rule applies unchanged.
+//! - A release is written only by the job's holder in `owners` (the fencing rule of
+//!   [`crate::store`]): if the caller's lease ran out and another scheduler took the
+//!   job, or a recovery or reap ended the lease, the release is returned as fenced off
+//!   and nothing is written. An expired lease keeps its holder until someone else
+//!   acquires the job. Otherwise the memory store's rule applies unchanged.
 //! - A job whose JSON cannot be read is logged with its id and moved to `broken` when an
 //!   acquisition meets it, so it is neither acquired again and again nor blocks the
 //!   jobs behind it; `replace_job`, `update_job` or `remove_job` ends that.
@@ -437,9 +439,13 @@ impl JobStore for RedisStore {
         Ok(acquired)
     }
 
-    async fn release_jobs(&self, owner: &str, releases: Vec<Release>) -> Result<(), StoreError> {
+    async fn release_jobs(
+        &self,
+        owner: &str,
+        releases: Vec<Release>,
+    ) -> Result<Vec<String>, StoreError> {
         if releases.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let keys = &self.keys;
         let mut invocation = scripts::RELEASE.prepare_invoke();
@@ -460,7 +466,7 @@ impl JobStore for RedisStore {
                 .arg(micros_or_empty(release.next_run_time))
                 .arg(micros_or_empty(release.acquired_next_run_time));
         }
-        self.invoke::<i64>(&invocation).await.map(drop)
+        self.invoke::<Vec<String>>(&invocation).await
     }
 
     async fn claim_instance(

@@ -394,11 +394,16 @@ impl<D: Dialect> JobStore for SqlStore<D> {
         self.claim(owner, now, limit, lease).await
     }
 
-    async fn release_jobs(&self, _owner: &str, releases: Vec<Release>) -> Result<(), StoreError> {
+    async fn release_jobs(
+        &self,
+        owner: &str,
+        releases: Vec<Release>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut fenced = Vec::new();
         for chunk in releases.chunks(CHUNK) {
-            self.release_chunk(chunk).await?;
+            fenced.extend(self.release_chunk(owner, chunk).await?);
         }
-        Ok(())
+        Ok(fenced)
     }
 
     async fn claim_instance(
