@@ -23,7 +23,7 @@ use kairos::history::{RunOutcome, RunRecord};
 use kairos::job::Job;
 use kairos::store::memory::MemoryStore;
 use kairos::store::sql::SqlOptions;
-use kairos::store::{FinishedRun, InstanceClaim, JobStore, Release, StoreError};
+use kairos::store::{FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError};
 use kairos::trigger::TriggerSpec;
 use serde_json::json;
 
@@ -174,7 +174,7 @@ async fn corrupt(harness: &Harness, id: &str) {
 /// Deletes what a test left on a shared server (a failed test leaves its keys, to look at).
 async fn cleanup(backend: Backend, prefix: &str, url: &str) {
     if matches!(backend, Backend::Postgres | Backend::Mysql) {
-        let statements: Vec<String> = ["jobs", "instances", "runs", "schema_version"]
+        let statements: Vec<String> = ["jobs", "instances", "runs", "nodes", "schema_version"]
             .iter()
             .map(|table| format!("DROP TABLE IF EXISTS {prefix}{table}"))
             .collect();
@@ -622,6 +622,75 @@ async fn a_release_from_a_lost_lease_is_fenced_off(harness: Harness) {
     assert!(store.get_job("c").await.unwrap().is_some(), "not removed");
 }
 
+fn node(id: &str, beat: DateTime<Utc>) -> NodeInfo {
+    NodeInfo {
+        id: id.to_owned(),
+        host: "host-1".to_owned(),
+        pid: 4242,
+        version: "0.0.0-test".to_owned(),
+        started: t0(),
+        last_heartbeat: beat,
+    }
+}
+
+/// Membership (issue 10, item 1): nodes register and beat; a survivor reaps a node
+/// whose heartbeat stopped, freeing its leases and slots at once, and the dead node's
+/// late release is fenced off.
+async fn a_dead_node_is_reaped_and_its_leases_and_slots_freed(harness: Harness) {
+    let store = &harness.store;
+    store.register_node(node("b", t0())).await.unwrap();
+    store.register_node(node("a", t0())).await.unwrap();
+    let listed = store.list_nodes().await.unwrap();
+    assert_eq!(listed, [node("a", t0()), node("b", t0())]);
+    assert!(store.heartbeat("a", t0() + secs(50)).await.unwrap());
+    assert!(!store.heartbeat("ghost", t0() + secs(50)).await.unwrap());
+    // Registering again (a restart) replaces the entry.
+    store
+        .register_node(node("b", t0() + secs(1)))
+        .await
+        .unwrap();
+
+    store.add_job(job("k", Some(t0()))).await.unwrap();
+    let taken = store.acquire_due_jobs("b", t0(), 10, LEASE).await.unwrap();
+    assert_eq!(ids(&taken), ["k"]);
+    assert!(store.claim_instance("k", "b", 1).await.unwrap());
+
+    // b stops beating; at t0+62 its last beat (t0+1) is past the 60 s timeout.
+    let timeout = Duration::from_secs(60);
+    assert!(store
+        .reap_dead_nodes(t0() + secs(60), timeout)
+        .await
+        .unwrap()
+        .is_empty());
+    let reaped = store
+        .reap_dead_nodes(t0() + secs(62), timeout)
+        .await
+        .unwrap();
+    assert_eq!(reaped, ["b"]);
+    assert!(store
+        .reap_dead_nodes(t0() + secs(62), timeout)
+        .await
+        .unwrap()
+        .is_empty());
+    let listed = store.list_nodes().await.unwrap();
+    assert_eq!(listed, [node("a", t0() + secs(50))]);
+    assert!(!store.heartbeat("b", t0() + secs(63)).await.unwrap());
+
+    // Its job is acquirable at once, long before its lease would have expired, and its
+    // slot is free.
+    let again = store.acquire_due_jobs("a", t0(), 10, LEASE).await.unwrap();
+    assert_eq!(ids(&again), ["k"]);
+    assert!(store.claim_instance("k", "a", 1).await.unwrap());
+    let fenced = store
+        .release_jobs("b", vec![release(&taken[0], Some(t0() + secs(5)))])
+        .await
+        .unwrap();
+    assert_eq!(fenced, ["k"]);
+
+    store.deregister_node("a").await.unwrap();
+    assert!(store.list_nodes().await.unwrap().is_empty());
+}
+
 async fn two_schedulers_acquiring_at_once_never_share_a_job(harness: Harness) {
     let store = &harness.store;
     let count = 200;
@@ -956,6 +1025,7 @@ macro_rules! conformance {
                     changes_made_while_acquired_are_kept,
                     an_expired_lease_makes_the_job_acquirable_again,
                     a_release_from_a_lost_lease_is_fenced_off,
+                    a_dead_node_is_reaped_and_its_leases_and_slots_freed,
                     two_schedulers_acquiring_at_once_never_share_a_job,
                     max_instances_holds_across_schedulers,
                     instances_are_claimed_and_finished_in_batches,

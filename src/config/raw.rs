@@ -116,6 +116,9 @@ pub(crate) struct RawScheduler {
     pub(crate) fire_ahead: Option<HumaneDuration>,
     pub(crate) shutdown_timeout: Option<HumaneDuration>,
     pub(crate) watch: Option<bool>,
+    pub(crate) lease: Option<Spanned<HumaneDuration>>,
+    pub(crate) heartbeat: Option<Spanned<HumaneDuration>>,
+    pub(crate) node_timeout: Option<Spanned<HumaneDuration>>,
 }
 
 /// `[jobstores.NAME]`.

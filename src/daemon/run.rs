@@ -29,7 +29,7 @@ use crate::api::{self, ApiConfigError, ApiSettings};
 use crate::config::{changed_settings, load_with, Config, ConfigErrors, ExecutorKind};
 use crate::executor::pool::ThreadPoolExecutor;
 use crate::executor::process::ProcessPoolExecutor;
-use crate::scheduler::{Scheduler, SchedulerError};
+use crate::scheduler::{host_name, Membership, Scheduler, SchedulerError};
 use crate::store::{self, OpenError};
 use crate::task::{ConfigureError, TaskRegistry};
 use crate::trigger::datetime::format_instant;
@@ -278,7 +278,17 @@ pub async fn build_scheduler(
     } else {
         Duration::ZERO
     });
-    builder = builder.fire_ahead(fire_ahead);
+    builder = builder
+        .fire_ahead(fire_ahead)
+        .lease(config.scheduler.lease)
+        // Every daemon is a node: in a shared store that is what lets survivors free a
+        // dead node's leases (issue 10); in a single-node store it costs a write per
+        // heartbeat and shows the node in `kairos cluster`.
+        .membership(Membership {
+            heartbeat: config.scheduler.heartbeat,
+            node_timeout: config.scheduler.node_timeout,
+            host: host_name(),
+        });
     if let Some(batch_size) = config.scheduler.batch_size {
         builder = builder.batch_size(batch_size);
     }

@@ -5,14 +5,14 @@
 //! history is a bounded ring. Everything is under one mutex held only for in-memory
 //! work, never across an await.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{JobStore, Release, StoreError};
+use super::{JobStore, NodeInfo, Release, StoreError};
 use crate::history::RunRecord;
 use crate::job::Job;
 
@@ -38,6 +38,9 @@ struct State {
     instances: HashMap<Arc<str>, Vec<Arc<str>>>,
     runs: VecDeque<RunRecord>,
     next_revision: u64,
+    /// The membership: a memory store is never shared, but the scheduler registers
+    /// itself all the same, so `kairos cluster` shows one node.
+    nodes: BTreeMap<String, NodeInfo>,
 }
 
 #[derive(Debug)]
@@ -411,6 +414,54 @@ impl JobStore for MemoryStore {
     async fn recover_owner(&self, owner: &str) -> Result<u64, StoreError> {
         let mut state = self.lock();
         Ok(state.end_leases_of(owner) + state.free_slots_of(owner))
+    }
+
+    async fn register_node(&self, node: NodeInfo) -> Result<(), StoreError> {
+        self.lock().nodes.insert(node.id.clone(), node);
+        Ok(())
+    }
+
+    async fn heartbeat(&self, node_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        Ok(match self.lock().nodes.get_mut(node_id) {
+            Some(node) => {
+                node.last_heartbeat = now;
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn deregister_node(&self, node_id: &str) -> Result<(), StoreError> {
+        self.lock().nodes.remove(node_id);
+        Ok(())
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        Ok(self.lock().nodes.values().cloned().collect())
+    }
+
+    async fn reap_dead_nodes(
+        &self,
+        now: DateTime<Utc>,
+        timeout: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let cutoff = TimeDelta::from_std(timeout)
+            .ok()
+            .and_then(|timeout| now.checked_sub_signed(timeout))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let mut state = self.lock();
+        let dead: Vec<String> = state
+            .nodes
+            .values()
+            .filter(|node| node.last_heartbeat < cutoff)
+            .map(|node| node.id.clone())
+            .collect();
+        for id in &dead {
+            state.nodes.remove(id);
+            state.end_leases_of(id);
+            state.free_slots_of(id);
+        }
+        Ok(dead)
     }
 
     async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {

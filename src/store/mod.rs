@@ -116,6 +116,24 @@ pub struct FinishedRun {
     pub frees_instance: bool,
 }
 
+/// A scheduler process sharing the store: one row of the cluster's membership
+/// ([`JobStore::register_node`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeInfo {
+    /// The node id: the scheduler's id, the owner of its leases and instance slots.
+    pub id: String,
+    /// The host it runs on.
+    pub host: String,
+    /// Its process id on that host.
+    pub pid: u32,
+    /// The kairos version it runs.
+    pub version: String,
+    /// When it started.
+    pub started: DateTime<Utc>,
+    /// Its last heartbeat, by its own clock.
+    pub last_heartbeat: DateTime<Utc>,
+}
+
 /// A place that keeps jobs and run history.
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
@@ -247,6 +265,54 @@ pub trait JobStore: Send + Sync + 'static {
     /// leaves them to expire (the default).
     async fn recover_owner(&self, _owner: &str) -> Result<u64, StoreError> {
         Ok(0)
+    }
+
+    /// Enters a node in the store's membership, replacing an entry with the same id
+    /// (a restarted node). Stores that cannot be shared keep no membership (the
+    /// default does nothing).
+    ///
+    /// Membership is how a cluster frees what a dead node held without waiting for
+    /// leases and instance slots to expire:
+    ///
+    /// ```text
+    /// node a  ──register──beat──beat──beat──✝ (SIGKILL)
+    /// node b  ──register──beat──beat──beat──beat──beat──reap(a)──…
+    ///                                  |<── node_timeout ──>|
+    /// ```
+    /// Only a node's own heartbeat proves it alive; a node's clock judges others, so
+    /// `node_timeout` must exceed the clock skew between hosts plus a few heartbeats.
+    async fn register_node(&self, _node: NodeInfo) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Renews a node's heartbeat; `false` if the node is not registered (a survivor
+    /// reaped it as dead while it was paused or cut off: it should register again, and
+    /// its leases are gone, so its pending releases will be fenced off).
+    async fn heartbeat(&self, _node_id: &str, _now: DateTime<Utc>) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// Takes a node out of the membership (a clean shutdown).
+    async fn deregister_node(&self, _node_id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The registered nodes, by id.
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Reaps the nodes whose last heartbeat is older than `now - timeout`: removes
+    /// them from the membership and frees their leases and instance slots, as
+    /// [`recover_owner`](JobStore::recover_owner) does for a restarted node, so their
+    /// jobs run again at once (at least once across a crash). Any survivor may call it;
+    /// concurrent reapers reap each node once. Returns the ids reaped.
+    async fn reap_dead_nodes(
+        &self,
+        _now: DateTime<Utc>,
+        _timeout: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
     }
 
     /// Appends a run record.

@@ -9,7 +9,7 @@
 //! [`connect`] only picks the dialect type from the URL scheme, which each dialect
 //! declares.
 //!
-//! # Schema (version 1; `{p}` is the table prefix, default `kairos_`)
+//! # Schema (version 2; `{p}` is the table prefix, default `kairos_`)
 //! - `{p}jobs`: `id` (primary key), `next_run_time` (UTC microseconds, NULL while paused),
 //!   `paused`, `revision`, `lease_owner`, `lease_expires` (µs, NULL when not acquired),
 //!   `broken`, and `job`, the [`Job`](crate::job::Job) as serde_json text. Indexed on
@@ -18,6 +18,8 @@
 //! - `{p}instances`: one row per running instance, keyed by `(job_id, slot)` with
 //!   `slot < max_instances`, so the primary key itself bounds concurrent runs.
 //! - `{p}runs`: run history, indexed on `(job_id, finished_at)` and `finished_at`.
+//! - `{p}nodes` (version 2): cluster membership, one row per node (`id`, `host`, `pid`,
+//!   `version`, `started_at`, `heartbeat_at` in µs); see `nodes.rs`.
 //! - `{p}schema_version`: the migrations applied.
 //!
 //! # Ground rules
@@ -44,6 +46,7 @@ mod history;
 mod jobs;
 mod leases;
 mod mysql;
+mod nodes;
 mod postgres;
 mod schema;
 mod sqlite;

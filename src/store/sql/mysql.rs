@@ -37,11 +37,12 @@ impl Dialect for MySql {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const LOCK_ROWS: &'static str = " FOR UPDATE";
     const CLAIM_LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
-    const MIGRATIONS: &'static [Migration] = &[Migration {
-        version: 1,
-        statements: &[
-            // Ids fit an index key: 255 characters of utf8mb4 are 1020 bytes.
-            "CREATE TABLE IF NOT EXISTS {p}jobs (
+    const MIGRATIONS: &'static [Migration] = &[
+        Migration {
+            version: 1,
+            statements: &[
+                // Ids fit an index key: 255 characters of utf8mb4 are 1020 bytes.
+                "CREATE TABLE IF NOT EXISTS {p}jobs (
                 id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
                 next_run_time BIGINT NULL,
                 paused SMALLINT NOT NULL DEFAULT 0,
@@ -53,7 +54,7 @@ impl Dialect for MySql {
                 KEY {p}jobs_next_run_time (next_run_time),
                 KEY {p}jobs_lease_expires (lease_expires)
             ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
-            "CREATE TABLE IF NOT EXISTS {p}instances (
+                "CREATE TABLE IF NOT EXISTS {p}instances (
                 job_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
                 slot BIGINT NOT NULL,
                 owner VARCHAR(255) NOT NULL,
@@ -61,8 +62,8 @@ impl Dialect for MySql {
                 expires_at BIGINT NOT NULL,
                 PRIMARY KEY (job_id, slot)
             ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
-            // Output is bounded to 64 KiB plus a note, more than TEXT holds.
-            "CREATE TABLE IF NOT EXISTS {p}runs (
+                // Output is bounded to 64 KiB plus a note, more than TEXT holds.
+                "CREATE TABLE IF NOT EXISTS {p}runs (
                 seq BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
                 run_id VARCHAR(255) NOT NULL,
                 job_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
@@ -75,8 +76,21 @@ impl Dialect for MySql {
                 KEY {p}runs_job (job_id, finished_at),
                 KEY {p}runs_finished (finished_at)
             ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
-        ],
-    }];
+            ],
+        },
+        // Version 2 (issue 10): cluster membership.
+        Migration {
+            version: 2,
+            statements: &["CREATE TABLE IF NOT EXISTS {p}nodes (
+                id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
+                host VARCHAR(255) NOT NULL,
+                pid BIGINT NOT NULL,
+                version VARCHAR(64) NOT NULL,
+                started_at BIGINT NOT NULL,
+                heartbeat_at BIGINT NOT NULL
+            ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4"],
+        },
+    ];
 
     fn connect(
         url: &str,
