@@ -208,6 +208,14 @@ pub(crate) trait Dialect: Send + Sync + 'static {
 
     /// Whether a database error is a primary-key or unique-index violation.
     fn is_unique_violation(error: &dyn DatabaseError) -> bool;
+
+    /// Whether a migration statement failed only because what it creates exists
+    /// already: for DDL the database cannot write idempotently (MySQL has no
+    /// `CREATE INDEX IF NOT EXISTS`), so a migration cut short can run again. Dialects
+    /// whose DDL says `IF NOT EXISTS` keep the default.
+    fn is_already_there(_error: &dyn DatabaseError) -> bool {
+        false
+    }
 }
 
 /// A job store on one SQL database.

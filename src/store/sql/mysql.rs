@@ -23,6 +23,9 @@ use super::{Dialect, Migration, SqlOptions};
 /// `ER_DUP_ENTRY` and `ER_DUP_ENTRY_WITH_KEY_NAME`.
 const DUPLICATE_ENTRY: [u16; 2] = [1062, 1586];
 
+/// `ER_DUP_KEYNAME`: an index of that name exists (a migration ran before).
+const DUPLICATE_KEY_NAME: u16 = 1061;
+
 /// How long a scheduler waits for another one's migrations, in seconds.
 const SCHEMA_LOCK_TIMEOUT_SECONDS: i64 = 60;
 
@@ -81,14 +84,22 @@ impl Dialect for MySql {
         // Version 2 (issue 10): cluster membership.
         Migration {
             version: 2,
-            statements: &["CREATE TABLE IF NOT EXISTS {p}nodes (
+            statements: &[
+                "CREATE TABLE IF NOT EXISTS {p}nodes (
                 id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
                 host VARCHAR(255) NOT NULL,
                 pid BIGINT NOT NULL,
                 version VARCHAR(64) NOT NULL,
                 started_at BIGINT NOT NULL,
                 heartbeat_at BIGINT NOT NULL
-            ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4"],
+            ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+                // By owner, so a node finishing its runs, recovering or reaping touches
+                // (and locks) only that owner's rows: InnoDB locks every row a locking
+                // statement scans, and a frozen node's open transaction would
+                // otherwise stall everyone else's (issue 10).
+                "ALTER TABLE {p}instances ADD INDEX {p}instances_owner (owner, job_id)",
+                "ALTER TABLE {p}jobs ADD INDEX {p}jobs_lease_owner (lease_owner)",
+            ],
         },
     ];
 
@@ -169,6 +180,12 @@ impl Dialect for MySql {
         error
             .try_downcast_ref::<MySqlDatabaseError>()
             .is_some_and(|error| DUPLICATE_ENTRY.contains(&error.number()))
+    }
+
+    fn is_already_there(error: &dyn DatabaseError) -> bool {
+        error
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .is_some_and(|error| error.number() == DUPLICATE_KEY_NAME)
     }
 }
 

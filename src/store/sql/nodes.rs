@@ -3,7 +3,8 @@
 //!
 //! A reap is one transaction: it locks the dead rows (so two survivors reaping at once
 //! reap each node once; the second finds the rows gone), ends their leases, frees their
-//! instance slots and deletes them. A node reaped while it was only paused finds its
+//! instance slots and deletes them. Rows the dead node itself holds locked (it froze
+//! inside a transaction) are skipped, not waited for. A node reaped while it was only paused finds its
 //! row gone at its next heartbeat and registers again; its leases are gone, so the
 //! releases it still had in hand are fenced off (see `leases.rs`).
 
@@ -11,8 +12,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::driver::SqlDb;
-use super::{duration_micros, execute_on, failure, instant, micros, Dialect, SqlStore};
+use super::driver::{Arg, SqlDb};
+use super::jobs::id_args;
+use super::{
+    duration_micros, execute_on, failure, instant, marks, micros, padded, Dialect, SqlStore, CHUNK,
+};
 use crate::store::{NodeInfo, StoreError};
 
 impl<D: Dialect> SqlStore<D> {
@@ -121,19 +125,81 @@ impl<D: Dialect> SqlStore<D> {
                 dead.push(id);
             }
         }
-        let leases = self.sql(
-            "UPDATE {p}jobs SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner = ?",
-        );
-        let slots = self.sql("DELETE FROM {p}instances WHERE owner = ?");
-        let node = self.sql("DELETE FROM {p}nodes WHERE id = ?");
         for id in &dead {
-            for sql in [&leases, &slots, &node] {
-                execute_on::<D>(&mut transaction, sql, vec![id.as_str().into()])
-                    .await
-                    .map_err(failure::<D>)?;
-            }
+            self.free_rows_of(&mut transaction, id).await?;
+            let node = self.sql("DELETE FROM {p}nodes WHERE id = ?");
+            execute_on::<D>(&mut transaction, &node, vec![id.as_str().into()])
+                .await
+                .map_err(failure::<D>)?;
         }
         transaction.commit().await.map_err(failure::<D>)?;
         Ok(dead)
+    }
+
+    /// Ends a dead node's leases and frees its instance slots, skipping rows that are
+    /// locked (`Dialect::CLAIM_LOCK`): those are held by the node's own transaction,
+    /// open when it froze. Waiting for them would stall the reaper (and, behind it,
+    /// everyone) for as long as the node stays frozen; left alone, they are its own to
+    /// write once it resumes, and fencing refuses that write if the lease is gone.
+    async fn free_rows_of(
+        &self,
+        transaction: &mut <D::Database as sqlx::Database>::Connection,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        let leased = self.sql(&format!(
+            "SELECT id FROM {{p}}jobs WHERE lease_owner = ? ORDER BY id{}",
+            D::CLAIM_LOCK
+        ));
+        let rows = D::Database::fetch_all(transaction, &leased, vec![owner.into()])
+            .await
+            .map_err(failure::<D>)?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(id) = D::Database::text(row, 0).map_err(failure::<D>)? {
+                ids.push(id);
+            }
+        }
+        for chunk in ids.chunks(CHUNK) {
+            let sql = self.sql(&format!(
+                "UPDATE {{p}}jobs SET lease_owner = NULL, lease_expires = NULL \
+                 WHERE lease_owner = ? AND id IN ({})",
+                marks(padded(chunk.len()))
+            ));
+            let mut args = vec![Arg::from(owner)];
+            args.extend(id_args(chunk.iter().map(String::as_str)));
+            execute_on::<D>(transaction, &sql, args)
+                .await
+                .map_err(failure::<D>)?;
+        }
+        let held = self.sql(&format!(
+            "SELECT job_id, slot FROM {{p}}instances WHERE owner = ? ORDER BY job_id, slot{}",
+            D::CLAIM_LOCK
+        ));
+        let rows = D::Database::fetch_all(transaction, &held, vec![owner.into()])
+            .await
+            .map_err(failure::<D>)?;
+        let mut slots = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let job_id = D::Database::text(row, 0).map_err(failure::<D>)?;
+            let slot = D::Database::int(row, 1).map_err(failure::<D>)?;
+            if let (Some(job_id), Some(slot)) = (job_id, slot) {
+                slots.push((job_id, slot));
+            }
+        }
+        for chunk in slots.chunks(CHUNK) {
+            let pairs = vec!["(job_id = ? AND slot = ?)"; chunk.len()].join(" OR ");
+            let sql = self.sql(&format!(
+                "DELETE FROM {{p}}instances WHERE owner = ? AND ({pairs})"
+            ));
+            let mut args = vec![Arg::from(owner)];
+            for (job_id, slot) in chunk {
+                args.push(Arg::from(job_id.as_str()));
+                args.push(Arg::from(*slot));
+            }
+            execute_on::<D>(transaction, &sql, args)
+                .await
+                .map_err(failure::<D>)?;
+        }
+        Ok(())
     }
 }

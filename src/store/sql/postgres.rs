@@ -73,14 +73,20 @@ impl Dialect for Postgres {
         // Version 2 (issue 10): cluster membership.
         Migration {
             version: 2,
-            statements: &[r#"CREATE TABLE IF NOT EXISTS {p}nodes (
+            statements: &[
+                r#"CREATE TABLE IF NOT EXISTS {p}nodes (
                 id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
                 host TEXT NOT NULL,
                 pid BIGINT NOT NULL,
                 version TEXT NOT NULL,
                 started_at BIGINT NOT NULL,
                 heartbeat_at BIGINT NOT NULL
-            )"#],
+            )"#,
+                // By owner: finishing runs, recovering and reaping find a node's rows
+                // without scanning (and locking) the others'.
+                "CREATE INDEX IF NOT EXISTS {p}instances_owner ON {p}instances (owner, job_id)",
+                "CREATE INDEX IF NOT EXISTS {p}jobs_lease_owner ON {p}jobs (lease_owner)",
+            ],
         },
     ];
 
