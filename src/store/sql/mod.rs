@@ -181,6 +181,12 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     const CLAIM_LOCK: &'static str;
     /// The schema, oldest first.
     const MIGRATIONS: &'static [Migration];
+    /// Whether a locking statement may lock (and wait for) every row it scans rather
+    /// than only the rows it matches: InnoDB does, and on a small table its optimizer
+    /// scans the whole table for `WHERE (a = ? AND b = ?) OR …`. Such dialects delete
+    /// rows one primary key at a time where a row of another session may be locked
+    /// (a node frozen inside a transaction must not stall the others).
+    const LOCKS_SCANNED_ROWS: bool = false;
 
     /// A connection pool for `url`.
     fn connect(

@@ -40,6 +40,7 @@ impl Dialect for MySql {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const LOCK_ROWS: &'static str = " FOR UPDATE";
     const CLAIM_LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
+    const LOCKS_SCANNED_ROWS: bool = true;
     const MIGRATIONS: &'static [Migration] = &[
         Migration {
             version: 1,

@@ -186,20 +186,7 @@ impl<D: Dialect> SqlStore<D> {
                 slots.push((job_id, slot));
             }
         }
-        for chunk in slots.chunks(CHUNK) {
-            let pairs = vec!["(job_id = ? AND slot = ?)"; chunk.len()].join(" OR ");
-            let sql = self.sql(&format!(
-                "DELETE FROM {{p}}instances WHERE owner = ? AND ({pairs})"
-            ));
-            let mut args = vec![Arg::from(owner)];
-            for (job_id, slot) in chunk {
-                args.push(Arg::from(job_id.as_str()));
-                args.push(Arg::from(*slot));
-            }
-            execute_on::<D>(transaction, &sql, args)
-                .await
-                .map_err(failure::<D>)?;
-        }
+        self.delete_slots(transaction, owner, &slots).await?;
         Ok(())
     }
 }
