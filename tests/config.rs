@@ -341,9 +341,10 @@ fn bad_durations_urls_and_addresses_are_refused() {
 fn cluster_timings_are_read_and_checked_with_positions() {
     let config = TempConfig::new(&[(
         "config.toml",
-        "[scheduler]\nlease = \"3s\"\nheartbeat = \"1s\"\nnode_timeout = \"4s\"\n",
+        "[scheduler]\nlease = \"3s\"\nheartbeat = \"1s\"\nnode_timeout = \"4s\"\npoll_interval = \"2s\"\n",
     )]);
     let loaded = loaded(&config);
+    assert_eq!(loaded.scheduler.poll_interval, Some(Duration::from_secs(2)));
     assert_eq!(loaded.scheduler.lease, Duration::from_secs(3));
     assert_eq!(loaded.scheduler.heartbeat, Duration::from_secs(1));
     assert_eq!(loaded.scheduler.node_timeout, Duration::from_secs(4));
@@ -351,6 +352,10 @@ fn cluster_timings_are_read_and_checked_with_positions() {
     assert_eq!(defaults.scheduler.lease, Duration::from_secs(300));
     assert_eq!(defaults.scheduler.heartbeat, Duration::from_secs(10));
     assert_eq!(defaults.scheduler.node_timeout, Duration::from_secs(60));
+    assert_eq!(
+        defaults.scheduler.poll_interval, None,
+        "the daemon chooses by store"
+    );
 
     let config = TempConfig::new(&[(
         "config.toml",

@@ -45,6 +45,7 @@ pub(crate) fn check_scheduler(raw: &RawRoot, errors: &mut Vec<ConfigError>) -> S
         lease: DEFAULT_LEASE,
         heartbeat: DEFAULT_HEARTBEAT,
         node_timeout: DEFAULT_NODE_TIMEOUT,
+        poll_interval: None,
     };
     let Some(section) = &raw.scheduler else {
         return config;
@@ -109,6 +110,7 @@ fn check_cluster_timing(
     if let Some(timeout) = positive(&scheduler.node_timeout, "scheduler.node_timeout", errors) {
         config.node_timeout = timeout;
     }
+    config.poll_interval = positive(&scheduler.poll_interval, "scheduler.poll_interval", errors);
     if config.node_timeout < config.heartbeat.saturating_mul(2) {
         let message = format!(
             "must be at least two heartbeats ({:?}), or a live node with one late beat is reaped",

@@ -123,6 +123,9 @@ pub struct SchedulerConfig {
     pub heartbeat: Duration,
     /// How old a node's heartbeat may be before a survivor reaps it; default 60 s.
     pub node_timeout: Duration,
+    /// How often the loop looks at the stores with nothing due; `None`: the daemon
+    /// chooses (5 s when a store is shared: PostgreSQL, MySQL, Redis; never otherwise).
+    pub poll_interval: Option<Duration>,
 }
 
 /// `[jobstores.NAME]`.

@@ -119,6 +119,7 @@ pub(crate) struct RawScheduler {
     pub(crate) lease: Option<Spanned<HumaneDuration>>,
     pub(crate) heartbeat: Option<Spanned<HumaneDuration>>,
     pub(crate) node_timeout: Option<Spanned<HumaneDuration>>,
+    pub(crate) poll_interval: Option<Spanned<HumaneDuration>>,
 }
 
 /// `[jobstores.NAME]`.

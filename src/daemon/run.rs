@@ -39,6 +39,11 @@ use crate::trigger::datetime::format_instant;
 /// [`SchedulerBuilder::fire_ahead`](crate::scheduler::SchedulerBuilder::fire_ahead)).
 const PERSISTENT_FIRE_AHEAD: Duration = Duration::from_secs(1);
 
+/// How often a daemon on a shared store looks at it with nothing due, unless
+/// `[scheduler] poll_interval` says otherwise: the bound on how late a job added
+/// through another node can be seen here.
+const SHARED_POLL_INTERVAL: Duration = Duration::from_secs(5);
+
 /// How often `watch = true` looks at the config files.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
 
@@ -245,6 +250,7 @@ pub async fn build_scheduler(
         .job_defaults(config.job_defaults.clone())
         .history_retention(config.history);
     let mut persistent = false;
+    let mut shared = false;
     for (name, store_config) in &config.jobstores {
         let store = store::open(&store_config.url, &store_config.open_options())
             .await
@@ -253,6 +259,10 @@ pub async fn build_scheduler(
                 source,
             })?;
         persistent |= !store_config.url.trim_start().starts_with("memory:");
+        let scheme = store_config.url.trim_start().to_ascii_lowercase();
+        shared |= ["postgres", "mysql", "mariadb", "redis"]
+            .iter()
+            .any(|shared_scheme| scheme.starts_with(shared_scheme));
         builder = builder.store_shared(name.clone(), store);
     }
     for (name, executor) in &config.executors {
@@ -278,6 +288,15 @@ pub async fn build_scheduler(
     } else {
         Duration::ZERO
     });
+    // Other nodes' changes reach this loop within the poll interval (issue 10); a
+    // store nobody else writes to needs no polling.
+    let poll = config
+        .scheduler
+        .poll_interval
+        .or(shared.then_some(SHARED_POLL_INTERVAL));
+    if let Some(poll) = poll {
+        builder = builder.poll_interval(poll);
+    }
     builder = builder
         .fire_ahead(fire_ahead)
         .lease(config.scheduler.lease)

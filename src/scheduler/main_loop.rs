@@ -85,6 +85,20 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 }
             }
         };
+        // The safety net: another node's change is seen within the poll interval.
+        let deadline = match (current, inner.poll_interval) {
+            (SchedulerState::Running, Some(interval)) => {
+                let poll = inner
+                    .clock
+                    .now()
+                    .checked_add_signed(TimeDelta::from_std(interval).unwrap_or(TimeDelta::MAX));
+                match (deadline, poll) {
+                    (Some(deadline), Some(poll)) => Some(deadline.min(poll)),
+                    (deadline, poll) => deadline.or(poll),
+                }
+            }
+            _ => deadline,
+        };
         inner.lock().deadline = deadline;
         let sleep = async {
             match deadline {

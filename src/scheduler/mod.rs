@@ -118,9 +118,29 @@ pub struct SchedulerBuilder {
     lease: Duration,
     retention: Option<HistoryRetention>,
     membership: Option<Membership>,
+    poll_interval: Option<Duration>,
 }
 
 impl SchedulerBuilder {
+    /// Looks at the stores at least this often, even with nothing due (default: never;
+    /// the daemon sets it for shared stores).
+    ///
+    /// A job added or changed through this scheduler wakes its loop at once. One added
+    /// by another node, or by a process that writes to the store directly, is seen
+    /// when this loop next looks: at its next deadline, or within this interval,
+    /// whichever is first. It is the safety net under cross-node wake-ups, and the
+    /// bound on how late such a job can be when the store cannot notify (MySQL).
+    ///
+    /// ```text
+    /// node a:  sleeping ─────────────── (next job in 1 h) ───────────────>
+    ///                 ^ node b adds a job due in 2 s
+    /// poll:    ─ look ──── look ──── look ─ (the job is found, runs ≤ poll late)
+    /// ```
+    pub fn poll_interval(mut self, interval: Duration) -> SchedulerBuilder {
+        self.poll_interval = Some(interval).filter(|interval| !interval.is_zero());
+        self
+    }
+
     /// Takes part in the stores' cluster membership: registers this scheduler as a
     /// node (its [`id`](SchedulerBuilder::id) is the node id), renews its heartbeat,
     /// and reaps nodes whose heartbeat is older than the timeout, freeing their leases
@@ -249,6 +269,7 @@ impl SchedulerBuilder {
                 lease: self.lease,
                 retention: self.retention,
                 membership: self.membership,
+                poll_interval: self.poll_interval,
                 events,
                 wake: Notify::new(),
                 drain: Notify::new(),
@@ -289,6 +310,7 @@ pub(crate) struct Inner {
     lease: Duration,
     retention: Option<HistoryRetention>,
     membership: Option<Membership>,
+    poll_interval: Option<Duration>,
     events: broadcast::Sender<Event>,
     wake: Notify,
     /// Tells the record task that the executors are done and it may finish.
@@ -378,6 +400,7 @@ impl Scheduler {
             lease: Duration::from_secs(300),
             retention: None,
             membership: None,
+            poll_interval: None,
         }
     }
 
