@@ -67,7 +67,9 @@ pub fn host_name() -> String {
 /// Registers, beats and reaps until the scheduler stops, then deregisters.
 pub(crate) async fn run(inner: Arc<Inner>, membership: Membership) {
     let mut state = inner.state.subscribe();
-    let started = inner.clock.now();
+    // To the microsecond, as every store keeps instants.
+    let now = inner.clock.now();
+    let started = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
     let every = TimeDelta::from_std(membership.heartbeat).unwrap_or(TimeDelta::MAX);
     let node = |now: DateTime<Utc>| NodeInfo {
         id: inner.id.clone(),

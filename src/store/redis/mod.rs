@@ -56,7 +56,11 @@
 //! - One Redis server (with replicas, if wanted), not Redis Cluster: the scripts build
 //!   per-job keys (`inst:`, `runs:`) from the prefix, which Cluster would not route.
 //! - Wake-ups across a cluster (pub/sub on changes) are not part of the store contract
-//!   yet; other schedulers see a change at their next pass.
+//!   yet; other schedulers see a change at their next pass, at the latest after their
+//!   poll interval (`SchedulerBuilder::poll_interval`).
+//! - Membership (`nodes`, `beats`): a heartbeat only renews a registered node, and a
+//!   reap (reap_nodes.lua) takes dead nodes out and ends their leases in one step, then
+//!   frees their instance slots by SCAN, as `recover_owner` does.
 
 mod codec;
 mod keys;
