@@ -106,6 +106,16 @@ enum Command {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Show the nodes sharing a running daemon's job stores (a cluster), through its
+    /// HTTP API: each node's id, whether its heartbeat is recent, host, pid, version,
+    /// start and last heartbeat.
+    ///
+    /// The daemon is found as for `kairos jobs` (KAIROS_URL, KAIROS_TOKEN, -c).
+    Cluster {
+        /// Where the API is and how to print its answers.
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Run one task for the processpool executor, which starts this; reads its request
     /// from stdin.
     #[command(hide = true)]
@@ -263,6 +273,7 @@ fn main() -> ExitCode {
             command,
             connection,
         } => api_command(&connection, ApiCommand::Jobs(command)),
+        Command::Cluster { connection } => api_command(&connection, ApiCommand::Cluster),
         Command::Runs {
             job_id,
             limit,
@@ -458,9 +469,10 @@ fn next(
         .map_err(NextError::Output)
 }
 
-/// What `kairos jobs` or `kairos runs` was asked to do.
+/// What `kairos jobs`, `kairos runs` or `kairos cluster` was asked to do.
 enum ApiCommand {
     Jobs(JobsCommand),
+    Cluster,
     Runs {
         job_id: Option<String>,
         limit: Option<usize>,
@@ -485,6 +497,7 @@ enum ApiRequest {
         job_id: Option<String>,
         limit: Option<usize>,
     },
+    Cluster,
 }
 
 /// Why an API command failed, which decides its exit status.
@@ -545,6 +558,7 @@ fn prepare_request(command: ApiCommand) -> Result<ApiRequest, ApiFailure> {
     };
     Ok(match command {
         ApiCommand::Runs { job_id, limit } => ApiRequest::Runs { job_id, limit },
+        ApiCommand::Cluster => ApiRequest::Cluster,
         ApiCommand::Jobs(JobsCommand::List) => ApiRequest::List,
         ApiCommand::Jobs(JobsCommand::Show { id }) => ApiRequest::Show(id),
         ApiCommand::Jobs(JobsCommand::Pause { id }) => ApiRequest::Pause(id),
@@ -648,6 +662,12 @@ async fn send_request(
                     "{failed} job(s) from the config files could not be applied"
                 ))),
             }
+        }
+        ApiRequest::Cluster => {
+            let nodes = client.cluster().await?;
+            print_answer(&nodes.body, json, || {
+                table::cluster(&nodes.value, chrono::Utc::now(), &zone).to_string()
+            })
         }
         ApiRequest::Runs { job_id, limit } => {
             let runs = client.runs(job_id.as_deref(), limit).await?;

@@ -946,3 +946,74 @@ async fn serve_shuts_down_gracefully_with_an_event_stream_open() {
     let read = tokio::time::timeout(PATIENCE, watcher.read_to_end(&mut rest)).await;
     assert!(read.is_ok(), "the event stream was not closed");
 }
+
+/// Issue 10: `GET /cluster` lists the registered nodes, this one marked, and tells a
+/// node whose heartbeat stopped from a live one.
+#[tokio::test]
+async fn the_cluster_lists_this_node_and_the_others() {
+    use kairos::scheduler::Membership;
+    use kairos::store::{JobStore, NodeInfo};
+    use std::sync::Arc;
+
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    store
+        .register_node(NodeInfo {
+            id: "gone".to_owned(),
+            host: "elsewhere".to_owned(),
+            pid: 7,
+            version: "0.1.0".to_owned(),
+            started: t0() - chrono::TimeDelta::hours(1),
+            last_heartbeat: t0() - chrono::TimeDelta::minutes(2),
+        })
+        .await
+        .unwrap();
+    let scheduler = Scheduler::builder()
+        .id("here")
+        .clock(ManualClock::new(t0()))
+        .store_shared("default", Arc::clone(&store))
+        .membership(Membership {
+            heartbeat: Duration::from_secs(10),
+            node_timeout: Duration::from_secs(60),
+            host: "this-host".to_owned(),
+        })
+        .build();
+    scheduler.start();
+    // The membership task registers the node as it starts.
+    for _ in 0..200 {
+        if store.list_nodes().await.unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let router = app(scheduler.clone(), ApiSettings::default());
+    let response = router
+        .oneshot(request("GET", "/api/v1/cluster", None, None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    let nodes = body["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{body}");
+    assert_eq!(nodes[0]["id"], "gone");
+    assert_eq!(nodes[0]["alive"], false);
+    assert_eq!(nodes[0]["this_node"], false);
+    assert_eq!(nodes[1]["id"], "here");
+    assert_eq!(nodes[1]["alive"], true);
+    assert_eq!(nodes[1]["this_node"], true);
+    assert_eq!(nodes[1]["host"], "this-host");
+    assert_eq!(nodes[1]["pid"], std::process::id());
+    assert_eq!(nodes[1]["jobstores"], json!(["default"]));
+    scheduler.shutdown(None).await;
+    // A clean shutdown deregisters.
+    let left: Vec<String> = store
+        .list_nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|node| node.id)
+        .collect();
+    assert_eq!(left, ["gone"]);
+}

@@ -338,6 +338,46 @@ fn bad_durations_urls_and_addresses_are_refused() {
 }
 
 #[test]
+fn cluster_timings_are_read_and_checked_with_positions() {
+    let config = TempConfig::new(&[(
+        "config.toml",
+        "[scheduler]\nlease = \"3s\"\nheartbeat = \"1s\"\nnode_timeout = \"4s\"\npoll_interval = \"2s\"\n",
+    )]);
+    let loaded = loaded(&config);
+    assert_eq!(loaded.scheduler.poll_interval, Some(Duration::from_secs(2)));
+    assert_eq!(loaded.scheduler.lease, Duration::from_secs(3));
+    assert_eq!(loaded.scheduler.heartbeat, Duration::from_secs(1));
+    assert_eq!(loaded.scheduler.node_timeout, Duration::from_secs(4));
+    let defaults = loaded_defaults();
+    assert_eq!(defaults.scheduler.lease, Duration::from_secs(300));
+    assert_eq!(defaults.scheduler.heartbeat, Duration::from_secs(10));
+    assert_eq!(defaults.scheduler.node_timeout, Duration::from_secs(60));
+    assert_eq!(
+        defaults.scheduler.poll_interval, None,
+        "the daemon chooses by store"
+    );
+
+    let config = TempConfig::new(&[(
+        "config.toml",
+        "[scheduler]\nlease = \"0s\"\nheartbeat = \"10s\"\nnode_timeout = \"15s\"\n",
+    )]);
+    let lines = config.errors();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert_reported(
+        &lines,
+        "config.toml:2:9: scheduler.lease: must be longer than zero",
+    );
+    assert_reported(
+        &lines,
+        "config.toml:4:16: scheduler.node_timeout: must be at least two heartbeats (20s)",
+    );
+}
+
+fn loaded_defaults() -> Config {
+    loaded(&TempConfig::new(&[("config.toml", "")]))
+}
+
+#[test]
 fn store_urls_may_leave_variables_for_open_time() {
     let config = TempConfig::new(&[(
         "config.toml",

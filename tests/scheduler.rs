@@ -1408,7 +1408,11 @@ impl JobStore for HeldStore {
         }
         Ok(jobs)
     }
-    async fn release_jobs(&self, owner: &str, releases: Vec<Release>) -> Result<(), StoreError> {
+    async fn release_jobs(
+        &self,
+        owner: &str,
+        releases: Vec<Release>,
+    ) -> Result<Vec<String>, StoreError> {
         if self.holds.release.swap(false, Ordering::SeqCst) {
             self.holds.hold().await;
         }
@@ -1834,4 +1838,53 @@ async fn a_batch_of_jobs_is_added_whole_or_not_at_all() {
     ));
     assert!(h.scheduler.get_job("fine").await.unwrap().is_none());
     assert_eq!(h.scheduler.get_jobs().await.unwrap().len(), 3);
+}
+
+/// Issue 10: a job another node added to the shared store (this scheduler's handle
+/// never saw it, so nothing wakes this loop) is found within the poll interval.
+#[tokio::test]
+async fn a_job_another_node_added_is_found_within_the_poll_interval() {
+    let clock = ManualClock::new(t0());
+    let ran: Arc<std::sync::Mutex<Vec<DateTime<Utc>>>> = Arc::default();
+    let mut tasks = TaskRegistry::new();
+    let seen = Arc::clone(&ran);
+    tasks.register_fn("record", move |run: TaskRun| {
+        seen.lock().unwrap().push(run.scheduled_time);
+        async { Ok::<String, TaskFailure>(String::new()) }
+    });
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let node = |tasks: TaskRegistry| {
+        Scheduler::builder()
+            .clock(clock.clone())
+            .tasks(tasks)
+            .store_shared("default", Arc::clone(&store))
+            .executor("default", ThreadPoolExecutor::new(2))
+    };
+    let here = node(tasks.clone())
+        .poll_interval(Duration::from_secs(5))
+        .build();
+    here.start();
+    // Its first pass finds nothing; it sleeps until the poll.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let elsewhere = node(tasks).build();
+    let spec: TriggerSpec =
+        serde_json::from_value(json!({"type": "date", "run_date": (t0() + secs(2)).to_rfc3339()}))
+            .unwrap();
+    elsewhere
+        .add_job(JobSpec::new("record", spec).with_id("added-elsewhere"))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        ran.lock().unwrap().is_empty(),
+        "due, but the loop sleeps until its poll"
+    );
+    clock.advance(Duration::from_secs(2));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ran.lock().unwrap().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(*ran.lock().unwrap(), [t0() + secs(2)]);
+    here.shutdown(None).await;
 }

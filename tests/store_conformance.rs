@@ -23,7 +23,7 @@ use kairos::history::{RunOutcome, RunRecord};
 use kairos::job::Job;
 use kairos::store::memory::MemoryStore;
 use kairos::store::sql::SqlOptions;
-use kairos::store::{FinishedRun, InstanceClaim, JobStore, Release, StoreError};
+use kairos::store::{FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError};
 use kairos::trigger::TriggerSpec;
 use serde_json::json;
 
@@ -174,7 +174,7 @@ async fn corrupt(harness: &Harness, id: &str) {
 /// Deletes what a test left on a shared server (a failed test leaves its keys, to look at).
 async fn cleanup(backend: Backend, prefix: &str, url: &str) {
     if matches!(backend, Backend::Postgres | Backend::Mysql) {
-        let statements: Vec<String> = ["jobs", "instances", "runs", "schema_version"]
+        let statements: Vec<String> = ["jobs", "instances", "runs", "nodes", "schema_version"]
             .iter()
             .map(|table| format!("DROP TABLE IF EXISTS {prefix}{table}"))
             .collect();
@@ -561,6 +561,178 @@ async fn an_expired_lease_makes_the_job_acquirable_again(harness: Harness) {
     );
 }
 
+/// Fencing (issue 10, item 3): a scheduler frozen past its lease while another took
+/// the job over cannot write back a stale next run time; nor can one whose lease was
+/// ended by a recovery. An expired lease nobody took over is still its owner's.
+async fn a_release_from_a_lost_lease_is_fenced_off(harness: Harness) {
+    let store = &harness.store;
+    store.add_job(job("a", Some(t0()))).await.unwrap();
+    store
+        .add_job(job("b", Some(t0() + secs(40))))
+        .await
+        .unwrap();
+    let short = Duration::from_secs(30);
+    let taken = store
+        .acquire_due_jobs("frozen", t0(), 1, short)
+        .await
+        .unwrap();
+    assert_eq!(ids(&taken), ["a"]);
+    // "frozen" stops past its lease; "survivor" takes the job over.
+    let later = t0() + secs(31);
+    let survivor = store
+        .acquire_due_jobs("survivor", later, 1, short)
+        .await
+        .unwrap();
+    assert_eq!(ids(&survivor), ["a"]);
+    let revision = store.get_job("a").await.unwrap().unwrap().revision;
+    // The frozen scheduler wakes and writes back: refused, nothing written.
+    let fenced = store
+        .release_jobs("frozen", vec![release(&taken[0], Some(t0() + secs(20)))])
+        .await
+        .unwrap();
+    assert_eq!(fenced, ["a"]);
+    let stored = store.get_job("a").await.unwrap().unwrap();
+    assert_eq!(
+        stored.next_run_time,
+        Some(t0()),
+        "the stale time was not written"
+    );
+    assert_eq!(stored.revision, revision);
+    // The holder's release works, once: no double advance.
+    let fenced = store
+        .release_jobs(
+            "survivor",
+            vec![release(&survivor[0], Some(t0() + secs(60)))],
+        )
+        .await
+        .unwrap();
+    assert!(fenced.is_empty(), "{fenced:?}");
+    assert_eq!(
+        store.get_job("a").await.unwrap().unwrap().next_run_time,
+        Some(t0() + secs(60))
+    );
+    // A repeat of the stale release after the holder released is refused too.
+    let fenced = store
+        .release_jobs("frozen", vec![release(&taken[0], Some(t0() + secs(20)))])
+        .await
+        .unwrap();
+    assert_eq!(fenced, ["a"]);
+    assert_eq!(
+        store.get_job("a").await.unwrap().unwrap().next_run_time,
+        Some(t0() + secs(60))
+    );
+
+    // A lease that ran out with nobody taking over is still the owner's: its release
+    // is what keeps the run it handled from running again.
+    let slow = store
+        .acquire_due_jobs("slow", t0() + secs(40), 1, short)
+        .await
+        .unwrap();
+    assert_eq!(ids(&slow), ["b"]);
+    // Another scheduler acquires after b's lease ran out (which makes b due again in
+    // stores that reclaim leases on acquisition) but takes an earlier job instead.
+    store.add_job(job("early", Some(t0()))).await.unwrap();
+    let expired = t0() + secs(71);
+    let other = store
+        .acquire_due_jobs("other", expired, 1, short)
+        .await
+        .unwrap();
+    assert_eq!(ids(&other), ["early"]);
+    let fenced = store
+        .release_jobs("slow", vec![release(&slow[0], Some(t0() + secs(90)))])
+        .await
+        .unwrap();
+    assert!(fenced.is_empty(), "{fenced:?}");
+    assert_eq!(
+        store.get_job("b").await.unwrap().unwrap().next_run_time,
+        Some(t0() + secs(90))
+    );
+
+    // A lease ended by a recovery (or a reap) is gone as well.
+    store.add_job(job("c", Some(t0()))).await.unwrap();
+    let reaped = store
+        .acquire_due_jobs("reaped", expired, 1, short)
+        .await
+        .unwrap();
+    assert_eq!(ids(&reaped), ["c"]);
+    store.recover_owner("reaped").await.unwrap();
+    let fenced = store
+        .release_jobs("reaped", vec![release(&reaped[0], None)])
+        .await
+        .unwrap();
+    assert_eq!(fenced, ["c"]);
+    assert!(store.get_job("c").await.unwrap().is_some(), "not removed");
+}
+
+fn node(id: &str, beat: DateTime<Utc>) -> NodeInfo {
+    NodeInfo {
+        id: id.to_owned(),
+        host: "host-1".to_owned(),
+        pid: 4242,
+        version: "0.0.0-test".to_owned(),
+        started: t0(),
+        last_heartbeat: beat,
+    }
+}
+
+/// Membership (issue 10, item 1): nodes register and beat; a survivor reaps a node
+/// whose heartbeat stopped, freeing its leases and slots at once, and the dead node's
+/// late release is fenced off.
+async fn a_dead_node_is_reaped_and_its_leases_and_slots_freed(harness: Harness) {
+    let store = &harness.store;
+    store.register_node(node("b", t0())).await.unwrap();
+    store.register_node(node("a", t0())).await.unwrap();
+    let listed = store.list_nodes().await.unwrap();
+    assert_eq!(listed, [node("a", t0()), node("b", t0())]);
+    assert!(store.heartbeat("a", t0() + secs(50)).await.unwrap());
+    assert!(!store.heartbeat("ghost", t0() + secs(50)).await.unwrap());
+    // Registering again (a restart) replaces the entry.
+    store
+        .register_node(node("b", t0() + secs(1)))
+        .await
+        .unwrap();
+
+    store.add_job(job("k", Some(t0()))).await.unwrap();
+    let taken = store.acquire_due_jobs("b", t0(), 10, LEASE).await.unwrap();
+    assert_eq!(ids(&taken), ["k"]);
+    assert!(store.claim_instance("k", "b", 1).await.unwrap());
+
+    // b stops beating; at t0+62 its last beat (t0+1) is past the 60 s timeout.
+    let timeout = Duration::from_secs(60);
+    assert!(store
+        .reap_dead_nodes(t0() + secs(60), timeout)
+        .await
+        .unwrap()
+        .is_empty());
+    let reaped = store
+        .reap_dead_nodes(t0() + secs(62), timeout)
+        .await
+        .unwrap();
+    assert_eq!(reaped, ["b"]);
+    assert!(store
+        .reap_dead_nodes(t0() + secs(62), timeout)
+        .await
+        .unwrap()
+        .is_empty());
+    let listed = store.list_nodes().await.unwrap();
+    assert_eq!(listed, [node("a", t0() + secs(50))]);
+    assert!(!store.heartbeat("b", t0() + secs(63)).await.unwrap());
+
+    // Its job is acquirable at once, long before its lease would have expired, and its
+    // slot is free.
+    let again = store.acquire_due_jobs("a", t0(), 10, LEASE).await.unwrap();
+    assert_eq!(ids(&again), ["k"]);
+    assert!(store.claim_instance("k", "a", 1).await.unwrap());
+    let fenced = store
+        .release_jobs("b", vec![release(&taken[0], Some(t0() + secs(5)))])
+        .await
+        .unwrap();
+    assert_eq!(fenced, ["k"]);
+
+    store.deregister_node("a").await.unwrap();
+    assert!(store.list_nodes().await.unwrap().is_empty());
+}
+
 async fn two_schedulers_acquiring_at_once_never_share_a_job(harness: Harness) {
     let store = &harness.store;
     let count = 200;
@@ -895,6 +1067,8 @@ macro_rules! conformance {
                     release_writes_next_run_times_and_removes_finished_jobs,
                     changes_made_while_acquired_are_kept,
                     an_expired_lease_makes_the_job_acquirable_again,
+                    a_release_from_a_lost_lease_is_fenced_off,
+                    a_dead_node_is_reaped_and_its_leases_and_slots_freed,
                     two_schedulers_acquiring_at_once_never_share_a_job,
                     max_instances_holds_across_schedulers,
                     instances_are_claimed_and_finished_in_batches,

@@ -105,7 +105,7 @@ async fn a_password_never_shows_in_an_error() {
 async fn clean_up(url: &str, prefix: &str) {
     if url.starts_with("postgres") {
         let pool = sqlx::PgPool::connect(url).await.unwrap();
-        for table in ["jobs", "instances", "runs", "schema_version"] {
+        for table in ["jobs", "instances", "runs", "nodes", "schema_version"] {
             sqlx::query(&format!("DROP TABLE IF EXISTS {prefix}{table}"))
                 .execute(&pool)
                 .await

@@ -6,7 +6,8 @@
 //! daemon builds the scheduler, calls [`check_listen`], [`app`] and [`serve`].
 //!
 //! Routes are grouped per resource: `jobs.rs` (jobs and their actions), `runs.rs` (run
-//! history), `scheduler.rs` (scheduler pause/resume, health), `events.rs` (server-sent
+//! history), `scheduler.rs` (scheduler pause/resume, health), `cluster.rs` (the nodes
+//! sharing the stores), `events.rs` (server-sent
 //! events), `openapi.rs` (the OpenAPI document). Each registers its routes in one
 //! [`Routes`] table, which the OpenAPI test reads, so a route cannot be served without
 //! being documented.
@@ -22,6 +23,7 @@
 //!   dashboard cannot hold shutdown up.
 
 mod auth;
+mod cluster;
 mod error;
 mod events;
 mod extract;
@@ -362,6 +364,7 @@ pub(crate) fn routes() -> Routes {
     let routes = jobs::routes(routes);
     let routes = runs::routes(routes);
     let routes = scheduler::routes(routes);
+    let routes = cluster::routes(routes);
     let routes = events::routes(routes);
     let routes = metrics::routes(routes);
     openapi::routes(routes)

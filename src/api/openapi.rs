@@ -214,6 +214,9 @@ pub(crate) fn document() -> Value {
                 "failed": {"type": "array", "items": {"type": "object", "properties": {
                     "id": {"type": "string"}, "error": {"type": "string"}}}}}})),
             &[S::CONFLICT, S::UNPROCESSABLE_ENTITY, S::SERVICE_UNAVAILABLE])},
+        "/cluster": {"get": operation("The nodes sharing this daemon's job stores", &[], None,
+            ok("Every registered node, by id.", json!({"type": "object", "properties": {
+                "nodes": {"type": "array", "items": schema("ClusterNode")}}})), &[])},
         "/health": {"get": {"summary": "Health (no authentication)", "security": [], "responses": health_responses}},
         "/events": {"get": operation("The scheduler's events as server-sent events", &[], None, events_responses, &[])},
         "/metrics": {"get": operation("Prometheus metrics", &[], None, metrics_responses, &[])},
@@ -312,6 +315,14 @@ fn schemas() -> Value {
         "RunList": {"type": "object", "properties": {"runs": {"type": "array", "items": schema("RunRecord")}}},
         "RunStarted": {"type": "object", "properties": {"job_id": {"type": "string"}, "run_id": {"type": "string"}}},
         "SchedulerState": {"type": "object", "properties": {"state": {"enum": ["running", "paused", "stopped"]}}},
+        "ClusterNode": {"type": "object", "properties": {
+            "id": {"type": "string", "description": "The node id: the owner of its leases."},
+            "host": {"type": "string"}, "pid": {"type": "integer"}, "version": {"type": "string"},
+            "started": {"type": "string", "format": "date-time"},
+            "last_heartbeat": {"type": "string", "format": "date-time", "description": "By the node's own clock."},
+            "alive": {"type": "boolean", "description": "The last heartbeat is within node_timeout, by the answering node's clock."},
+            "this_node": {"type": "boolean"},
+            "jobstores": {"type": "array", "items": {"type": "string"}}}},
         "Health": {"type": "object", "properties": {
             "status": {"enum": ["ok", "unavailable"]},
             "scheduler": {"enum": ["running", "paused", "stopped"]},

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{self, ApiConfig, ConfigErrors};
 use crate::history::RunRecord;
 use crate::job::JobOptions;
+use crate::scheduler::ClusterNode;
 use crate::task::http::{chain, innermost, io_error, tls_config};
 use crate::task::TaskRegistry;
 use crate::trigger::words::spec_from_words;
@@ -395,6 +396,11 @@ struct JobList {
 }
 
 #[derive(Deserialize)]
+struct ClusterList {
+    nodes: Vec<ClusterNode>,
+}
+
+#[derive(Deserialize)]
 struct RunList {
     runs: Vec<RunRecord>,
 }
@@ -557,6 +563,15 @@ impl ApiClient {
         Ok(Fetched {
             value: list.runs,
             body,
+        })
+    }
+
+    /// `GET /cluster`: the nodes sharing the daemon's job stores.
+    pub async fn cluster(&self) -> Result<Fetched<Vec<ClusterNode>>, ClientError> {
+        let list: Fetched<ClusterList> = self.call(Method::GET, &["cluster"], None, None).await?;
+        Ok(Fetched {
+            value: list.value.nodes,
+            body: list.body,
         })
     }
 

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 
 use super::{JobView, ReloadReport, RunStarted};
 use crate::history::RunRecord;
+use crate::scheduler::ClusterNode;
 use crate::trigger::Zone;
 
 /// The longest error text a runs table shows; `--json` has all of it.
@@ -214,6 +215,38 @@ pub fn runs(runs: &[RunRecord], zone: &Zone) -> Table {
                 .map_or_else(dash, |started| short_duration(run.finished_at - started)),
             run.run_id.clone(),
             error,
+        ]);
+    }
+    table
+}
+
+/// The node table of `kairos cluster`: NODE (`*` marks the one answering), STATE
+/// (alive or dead), HOST, PID, VERSION, STARTED, LAST BEAT (how long ago, by
+/// `now`), JOBSTORES.
+pub fn cluster(nodes: &[ClusterNode], now: DateTime<Utc>, zone: &Zone) -> Table {
+    let mut table = Table::new(&[
+        "NODE",
+        "STATE",
+        "HOST",
+        "PID",
+        "VERSION",
+        "STARTED",
+        "LAST BEAT",
+        "JOBSTORES",
+    ]);
+    for node in nodes {
+        let info = &node.node;
+        let marker = if node.this_node { " *" } else { "" };
+        let ago = (now - info.last_heartbeat).max(chrono::TimeDelta::zero());
+        table.push(vec![
+            format!("{}{marker}", info.id),
+            if node.alive { "alive" } else { "dead" }.to_owned(),
+            info.host.clone(),
+            info.pid.to_string(),
+            info.version.clone(),
+            time(info.started, zone),
+            format!("{} ago", short_duration(ago)),
+            node.jobstores.join(","),
         ]);
     }
     table

@@ -16,7 +16,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrorKind};
-use super::raw::{RawApi, RawExecutor, RawJobStore, RawRoot};
+use super::raw::{HumaneDuration, RawApi, RawExecutor, RawJobStore, RawRoot, RawScheduler};
 use super::read::{backticked, Named, Section};
 use super::source::{join_key, Source};
 use super::{
@@ -42,6 +42,10 @@ pub(crate) fn check_scheduler(raw: &RawRoot, errors: &mut Vec<ConfigError>) -> S
         fire_ahead: None,
         shutdown_timeout: Duration::from_secs(30),
         watch: false,
+        lease: DEFAULT_LEASE,
+        heartbeat: DEFAULT_HEARTBEAT,
+        node_timeout: DEFAULT_NODE_TIMEOUT,
+        poll_interval: None,
     };
     let Some(section) = &raw.scheduler else {
         return config;
@@ -73,8 +77,66 @@ pub(crate) fn check_scheduler(raw: &RawRoot, errors: &mut Vec<ConfigError>) -> S
         config.shutdown_timeout = timeout.0;
     }
     config.watch = scheduler.watch.unwrap_or(false);
+    check_cluster_timing(source, scheduler, &mut config, errors);
     config
 }
+
+/// The lease, heartbeat and node timeout of a cluster (issue 10). None may be zero,
+/// and a node must get at least two heartbeats within the timeout, or one late beat
+/// (a slow store, a GC pause) would get a live node reaped.
+fn check_cluster_timing(
+    source: &Source,
+    scheduler: &RawScheduler,
+    config: &mut SchedulerConfig,
+    errors: &mut Vec<ConfigError>,
+) {
+    let positive = |value: &Option<Spanned<HumaneDuration>>,
+                    key: &str,
+                    errors: &mut Vec<ConfigError>|
+     -> Option<Duration> {
+        let value = value.as_ref()?;
+        if value.get_ref().0.is_zero() {
+            errors.push(invalid(source, value, key, "must be longer than zero"));
+            return None;
+        }
+        Some(value.get_ref().0)
+    };
+    if let Some(lease) = positive(&scheduler.lease, "scheduler.lease", errors) {
+        config.lease = lease;
+    }
+    if let Some(heartbeat) = positive(&scheduler.heartbeat, "scheduler.heartbeat", errors) {
+        config.heartbeat = heartbeat;
+    }
+    if let Some(timeout) = positive(&scheduler.node_timeout, "scheduler.node_timeout", errors) {
+        config.node_timeout = timeout;
+    }
+    config.poll_interval = positive(&scheduler.poll_interval, "scheduler.poll_interval", errors);
+    if config.node_timeout < config.heartbeat.saturating_mul(2) {
+        let message = format!(
+            "must be at least two heartbeats ({:?}), or a live node with one late beat is reaped",
+            config.heartbeat.saturating_mul(2)
+        );
+        let blamed = scheduler
+            .node_timeout
+            .as_ref()
+            .or(scheduler.heartbeat.as_ref());
+        let key = if scheduler.node_timeout.is_some() {
+            "scheduler.node_timeout"
+        } else {
+            "scheduler.heartbeat"
+        };
+        if let Some(blamed) = blamed {
+            errors.push(invalid(source, blamed, key, message));
+        }
+    }
+}
+
+/// The default lease (as [`crate::scheduler::Scheduler::builder`]'s).
+const DEFAULT_LEASE: Duration = Duration::from_secs(300);
+/// The default heartbeat.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+/// The default node timeout: six heartbeats.
+const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The host name: stable across restarts, unique among one daemon per host.
 fn default_node_id() -> String {

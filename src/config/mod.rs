@@ -116,6 +116,16 @@ pub struct SchedulerConfig {
     pub shutdown_timeout: Duration,
     /// Reload when a config file changes; default false.
     pub watch: bool,
+    /// How long an acquired job stays leased to this node; default 5 minutes (see
+    /// [`crate::scheduler::SchedulerBuilder::lease`]).
+    pub lease: Duration,
+    /// How often this node renews its heartbeat in the stores; default 10 s.
+    pub heartbeat: Duration,
+    /// How old a node's heartbeat may be before a survivor reaps it; default 60 s.
+    pub node_timeout: Duration,
+    /// How often the loop looks at the stores with nothing due; `None`: the daemon
+    /// chooses (5 s when a store is shared: PostgreSQL, MySQL, Redis; never otherwise).
+    pub poll_interval: Option<Duration>,
 }
 
 /// `[jobstores.NAME]`.

@@ -116,6 +116,10 @@ pub(crate) struct RawScheduler {
     pub(crate) fire_ahead: Option<HumaneDuration>,
     pub(crate) shutdown_timeout: Option<HumaneDuration>,
     pub(crate) watch: Option<bool>,
+    pub(crate) lease: Option<Spanned<HumaneDuration>>,
+    pub(crate) heartbeat: Option<Spanned<HumaneDuration>>,
+    pub(crate) node_timeout: Option<Spanned<HumaneDuration>>,
+    pub(crate) poll_interval: Option<Spanned<HumaneDuration>>,
 }
 
 /// `[jobstores.NAME]`.

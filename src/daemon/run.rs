@@ -29,7 +29,7 @@ use crate::api::{self, ApiConfigError, ApiSettings, RateLimit};
 use crate::config::{changed_settings, load_with, Config, ConfigErrors, ExecutorKind};
 use crate::executor::pool::ThreadPoolExecutor;
 use crate::executor::process::ProcessPoolExecutor;
-use crate::scheduler::{Scheduler, SchedulerError};
+use crate::scheduler::{host_name, Membership, Scheduler, SchedulerError};
 use crate::store::{self, OpenError};
 use crate::task::{ConfigureError, TaskRegistry};
 use crate::trigger::datetime::format_instant;
@@ -38,6 +38,11 @@ use crate::trigger::datetime::format_instant;
 /// trips: runs are handed over this early and start on time (see
 /// [`SchedulerBuilder::fire_ahead`](crate::scheduler::SchedulerBuilder::fire_ahead)).
 const PERSISTENT_FIRE_AHEAD: Duration = Duration::from_secs(1);
+
+/// How often a daemon on a shared store looks at it with nothing due, unless
+/// `[scheduler] poll_interval` says otherwise: the bound on how late a job added
+/// through another node can be seen here.
+const SHARED_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How often `watch = true` looks at the config files.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
@@ -249,6 +254,7 @@ pub async fn build_scheduler(
         .job_defaults(config.job_defaults.clone())
         .history_retention(config.history);
     let mut persistent = false;
+    let mut shared = false;
     for (name, store_config) in &config.jobstores {
         let store = store::open(&store_config.url, &store_config.open_options())
             .await
@@ -257,6 +263,10 @@ pub async fn build_scheduler(
                 source,
             })?;
         persistent |= !store_config.url.trim_start().starts_with("memory:");
+        let scheme = store_config.url.trim_start().to_ascii_lowercase();
+        shared |= ["postgres", "mysql", "mariadb", "redis"]
+            .iter()
+            .any(|shared_scheme| scheme.starts_with(shared_scheme));
         builder = builder.store_shared(name.clone(), store);
     }
     for (name, executor) in &config.executors {
@@ -282,7 +292,26 @@ pub async fn build_scheduler(
     } else {
         Duration::ZERO
     });
-    builder = builder.fire_ahead(fire_ahead);
+    // Other nodes' changes reach this loop within the poll interval (issue 10); a
+    // store nobody else writes to needs no polling.
+    let poll = config
+        .scheduler
+        .poll_interval
+        .or(shared.then_some(SHARED_POLL_INTERVAL));
+    if let Some(poll) = poll {
+        builder = builder.poll_interval(poll);
+    }
+    builder = builder
+        .fire_ahead(fire_ahead)
+        .lease(config.scheduler.lease)
+        // Every daemon is a node: in a shared store that is what lets survivors free a
+        // dead node's leases (issue 10); in a single-node store it costs a write per
+        // heartbeat and shows the node in `kairos cluster`.
+        .membership(Membership {
+            heartbeat: config.scheduler.heartbeat,
+            node_timeout: config.scheduler.node_timeout,
+            host: host_name(),
+        });
     if let Some(batch_size) = config.scheduler.batch_size {
         builder = builder.batch_size(batch_size);
     }

@@ -85,6 +85,20 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 }
             }
         };
+        // The safety net: another node's change is seen within the poll interval.
+        let deadline = match (current, inner.poll_interval) {
+            (SchedulerState::Running, Some(interval)) => {
+                let poll = inner
+                    .clock
+                    .now()
+                    .checked_add_signed(TimeDelta::from_std(interval).unwrap_or(TimeDelta::MAX));
+                match (deadline, poll) {
+                    (Some(deadline), Some(poll)) => Some(deadline.min(poll)),
+                    (deadline, poll) => deadline.or(poll),
+                }
+            }
+            _ => deadline,
+        };
         inner.lock().deadline = deadline;
         let sleep = async {
             match deadline {
@@ -125,9 +139,12 @@ pub(crate) async fn process_due_jobs(
             // are written first: taking those jobs again would run the same times twice.
             let pending = inner.lock().pending_releases.remove(name);
             if let Some(pending) = pending {
-                if let Err(error) = store.release_jobs(&inner.id, pending.clone()).await {
-                    inner.lock().pending_releases.insert(name.clone(), pending);
-                    return Err(error);
+                match store.release_jobs(&inner.id, pending.clone()).await {
+                    Ok(fenced) => report_fenced(inner, name, &fenced),
+                    Err(error) => {
+                        inner.lock().pending_releases.insert(name.clone(), pending);
+                        return Err(error);
+                    }
                 }
             }
             loop {
@@ -168,11 +185,18 @@ pub(crate) async fn process_due_jobs(
                     .filter(|release| release.next_run_time.is_none())
                     .map(|release| release.job_id.clone())
                     .collect();
-                if let Err(error) = store.release_jobs(&inner.id, releases.clone()).await {
-                    inner.lock().pending_releases.insert(name.clone(), releases);
-                    return Err(error);
-                }
+                let fenced = match store.release_jobs(&inner.id, releases.clone()).await {
+                    Ok(fenced) => fenced,
+                    Err(error) => {
+                        inner.lock().pending_releases.insert(name.clone(), releases);
+                        return Err(error);
+                    }
+                };
+                report_fenced(inner, name, &fenced);
                 for job_id in finished {
+                    if fenced.contains(&job_id) {
+                        continue;
+                    }
                     inner.emit_with(|| Event::JobRemoved {
                         job_id,
                         jobstore: name.clone(),
@@ -206,6 +230,21 @@ pub(crate) async fn process_due_jobs(
     match first_error {
         Some(error) => Err(error),
         None => Ok(next_deadline),
+    }
+}
+
+/// Logs releases the store fenced off ([`JobStore::release_jobs`]): this scheduler's
+/// lease on those jobs ended (it was paused or cut off past the lease, and another
+/// scheduler took the jobs over, or a survivor reaped it), so its next run times were
+/// not written. Nothing to retry: the job's current holder decides.
+fn report_fenced(inner: &Inner, jobstore: &str, fenced: &[String]) {
+    for job_id in fenced {
+        tracing::warn!(
+            jobstore,
+            job_id,
+            scheduler_id = inner.id,
+            "stale release rejected by the store: this node's lease on the job was lost"
+        );
     }
 }
 
@@ -682,8 +721,12 @@ impl Unwritten {
                 continue;
             };
             match store.release_jobs(&inner.id, releases.clone()).await {
-                Ok(()) => {
+                Ok(fenced) => {
+                    report_fenced(inner, name, &fenced);
                     for release in releases.drain(..) {
+                        if fenced.contains(&release.job_id) {
+                            continue;
+                        }
                         inner.emit_with(|| Event::JobRemoved {
                             job_id: release.job_id,
                             jobstore: name.clone(),

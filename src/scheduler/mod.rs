@@ -15,6 +15,7 @@
 mod event;
 mod jobs;
 mod main_loop;
+mod membership;
 pub mod plan;
 mod retention;
 
@@ -27,6 +28,7 @@ use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 pub use self::event::Event;
+pub use self::membership::{host_name, ClusterNode, Membership};
 pub use self::retention::HistoryRetention;
 use crate::clock::{Clock, SystemClock};
 use crate::executor::{Executor, ExecutorContext};
@@ -115,9 +117,40 @@ pub struct SchedulerBuilder {
     fire_ahead: Duration,
     lease: Duration,
     retention: Option<HistoryRetention>,
+    membership: Option<Membership>,
+    poll_interval: Option<Duration>,
 }
 
 impl SchedulerBuilder {
+    /// Looks at the stores at least this often, even with nothing due (default: never;
+    /// the daemon sets it for shared stores).
+    ///
+    /// A job added or changed through this scheduler wakes its loop at once. One added
+    /// by another node, or by a process that writes to the store directly, is seen
+    /// when this loop next looks: at its next deadline, or within this interval,
+    /// whichever is first. It is the safety net under cross-node wake-ups, and the
+    /// bound on how late such a job can be when the store cannot notify (MySQL).
+    ///
+    /// ```text
+    /// node a:  sleeping ─────────────── (next job in 1 h) ───────────────>
+    ///                 ^ node b adds a job due in 2 s
+    /// poll:    ─ look ──── look ──── look ─ (the job is found, runs ≤ poll late)
+    /// ```
+    pub fn poll_interval(mut self, interval: Duration) -> SchedulerBuilder {
+        self.poll_interval = Some(interval).filter(|interval| !interval.is_zero());
+        self
+    }
+
+    /// Takes part in the stores' cluster membership: registers this scheduler as a
+    /// node (its [`id`](SchedulerBuilder::id) is the node id), renews its heartbeat,
+    /// and reaps nodes whose heartbeat is older than the timeout, freeing their leases
+    /// and instance slots (see [`JobStore::register_node`]). Off by default; the
+    /// daemon turns it on.
+    pub fn membership(mut self, membership: Membership) -> SchedulerBuilder {
+        self.membership = Some(membership);
+        self
+    }
+
     /// The id this scheduler uses for leases (a node id in a cluster).
     pub fn id(mut self, id: impl Into<String>) -> SchedulerBuilder {
         self.id = id.into();
@@ -235,6 +268,8 @@ impl SchedulerBuilder {
                 fire_ahead: self.fire_ahead,
                 lease: self.lease,
                 retention: self.retention,
+                membership: self.membership,
+                poll_interval: self.poll_interval,
                 events,
                 wake: Notify::new(),
                 drain: Notify::new(),
@@ -274,6 +309,8 @@ pub(crate) struct Inner {
     fire_ahead: Duration,
     lease: Duration,
     retention: Option<HistoryRetention>,
+    membership: Option<Membership>,
+    poll_interval: Option<Duration>,
     events: broadcast::Sender<Event>,
     wake: Notify,
     /// Tells the record task that the executors are done and it may finish.
@@ -362,6 +399,8 @@ impl Scheduler {
             fire_ahead: Duration::ZERO,
             lease: Duration::from_secs(300),
             retention: None,
+            membership: None,
+            poll_interval: None,
         }
     }
 
@@ -432,6 +471,11 @@ impl Scheduler {
             finished,
         ));
         self.inner.lock().handles.extend([main, records]);
+        if let Some(membership) = self.inner.membership.clone() {
+            // Awaited at shutdown after the runs were recorded: it deregisters last.
+            let members = tokio::spawn(membership::run(Arc::clone(&self.inner), membership));
+            self.inner.lock().handles.push(members);
+        }
         self.inner.emit(Event::SchedulerStarted);
     }
 

@@ -5,14 +5,14 @@
 //! history is a bounded ring. Everything is under one mutex held only for in-memory
 //! work, never across an await.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{JobStore, Release, StoreError};
+use super::{JobStore, NodeInfo, Release, StoreError};
 use crate::history::RunRecord;
 use crate::job::Job;
 
@@ -38,12 +38,20 @@ struct State {
     instances: HashMap<Arc<str>, Vec<Arc<str>>>,
     runs: VecDeque<RunRecord>,
     next_revision: u64,
+    /// The membership: a memory store is never shared, but the scheduler registers
+    /// itself all the same, so `kairos cluster` shows one node.
+    nodes: BTreeMap<String, NodeInfo>,
 }
 
 #[derive(Debug)]
 struct Entry {
     job: Job,
     lease: Option<DateTime<Utc>>,
+    /// Who acquired the job last, until a release, a recovery or a reap ends it. It
+    /// outlives an expired lease that nobody took over (as the SQL store's
+    /// `lease_owner` does), so a late release from a paused owner is still accepted
+    /// then, and only then: the fencing rule of [`JobStore::release_jobs`].
+    holder: Option<Arc<str>>,
 }
 
 impl Default for MemoryStore {
@@ -96,6 +104,7 @@ impl State {
                 vacant.insert(Entry {
                     job: job.clone(),
                     lease: None,
+                    holder: None,
                 });
                 Ok(job)
             }
@@ -112,11 +121,13 @@ impl State {
                 self.due_index.insert((next, Arc::clone(&id)));
             }
         }
+        let holder = self.jobs.get(&id).and_then(|entry| entry.holder.clone());
         self.jobs.insert(
             id,
             Entry {
                 job: job.clone(),
                 lease,
+                holder,
             },
         );
         job
@@ -160,17 +171,57 @@ impl State {
                 break;
             }
             self.leases.pop_first();
-            self.end_lease(&id);
+            // The holder stays: until someone else acquires the job, its owner's late
+            // release is still the one that decides.
+            self.expire_lease(&id);
         }
     }
 
-    fn end_lease(&mut self, id: &Arc<str>) {
+    /// Makes an acquired job due again, keeping its holder.
+    fn expire_lease(&mut self, id: &Arc<str>) {
         if let Some(entry) = self.jobs.get_mut(id) {
             entry.lease = None;
             if let Some(next) = entry.job.next_run_time {
                 self.due_index.insert((next, Arc::clone(id)));
             }
         }
+    }
+
+    /// Ends an acquisition for good: the job is due again and nobody holds it.
+    fn end_lease(&mut self, id: &Arc<str>) {
+        if let Some(expiry) = self.jobs.get(id).and_then(|entry| entry.lease) {
+            self.leases.remove(&(expiry, Arc::clone(id)));
+        }
+        self.expire_lease(id);
+        if let Some(entry) = self.jobs.get_mut(id) {
+            entry.holder = None;
+        }
+    }
+
+    /// Ends every acquisition `owner` holds; returns how many.
+    fn end_leases_of(&mut self, owner: &str) -> u64 {
+        let held: Vec<Arc<str>> = self
+            .jobs
+            .iter()
+            .filter(|(_, entry)| entry.holder.as_deref() == Some(owner))
+            .map(|(id, _)| Arc::clone(id))
+            .collect();
+        for id in &held {
+            self.end_lease(id);
+        }
+        u64::try_from(held.len()).unwrap_or(u64::MAX)
+    }
+
+    /// Frees every instance slot `owner` holds; returns how many.
+    fn free_slots_of(&mut self, owner: &str) -> u64 {
+        let mut freed = 0;
+        self.instances.retain(|_, owners| {
+            let before = owners.len();
+            owners.retain(|held| &**held != owner);
+            freed += before - owners.len();
+            !owners.is_empty()
+        });
+        u64::try_from(freed).unwrap_or(u64::MAX)
     }
 }
 
@@ -254,7 +305,7 @@ impl JobStore for MemoryStore {
 
     async fn acquire_due_jobs(
         &self,
-        _owner: &str,
+        owner: &str,
         now: DateTime<Utc>,
         limit: usize,
         lease: Duration,
@@ -274,24 +325,33 @@ impl JobStore for MemoryStore {
             state.leases.insert((expiry, Arc::clone(&id)));
             if let Some(entry) = state.jobs.get_mut(&id) {
                 entry.lease = Some(expiry);
+                entry.holder = Some(Arc::from(owner));
                 acquired.push(entry.job.clone());
             }
         }
         Ok(acquired)
     }
 
-    async fn release_jobs(&self, _owner: &str, releases: Vec<Release>) -> Result<(), StoreError> {
+    async fn release_jobs(
+        &self,
+        owner: &str,
+        releases: Vec<Release>,
+    ) -> Result<Vec<String>, StoreError> {
         let mut state = self.lock();
+        let mut fenced = Vec::new();
         for release in releases {
-            let Some((id, expiry, revision)) = state
+            let Some((id, holder, revision)) = state
                 .jobs
                 .get_key_value(release.job_id.as_str())
-                .map(|(id, entry)| (Arc::clone(id), entry.lease, entry.job.revision))
+                .map(|(id, entry)| (Arc::clone(id), entry.holder.clone(), entry.job.revision))
             else {
                 continue; // removed while it ran: it stays removed
             };
-            if let Some(expiry) = expiry {
-                state.leases.remove(&(expiry, Arc::clone(&id)));
+            if holder.as_deref() != Some(owner) {
+                // Our lease is gone (taken over, recovered or reaped): whoever holds
+                // the job now decides its next run time.
+                fenced.push(release.job_id);
+                continue;
             }
             let schedule_untouched = state
                 .jobs
@@ -304,19 +364,23 @@ impl JobStore for MemoryStore {
             }
             match release.next_run_time {
                 None => {
-                    state.jobs.remove(&id);
+                    state.end_lease(&id);
+                    state.remove(&id);
                 }
                 Some(next) => {
+                    state.end_lease(&id);
+                    // Out of the due index while its time changes.
+                    state.unindex(&id);
                     let revision = state.bump();
                     if let Some(entry) = state.jobs.get_mut(&id) {
                         entry.job.next_run_time = Some(next);
                         entry.job.revision = revision;
                     }
-                    state.end_lease(&id);
+                    state.due_index.insert((next, Arc::clone(&id)));
                 }
             }
         }
-        Ok(())
+        Ok(fenced)
     }
 
     async fn claim_instance(
@@ -345,6 +409,59 @@ impl JobStore for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn recover_owner(&self, owner: &str) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        Ok(state.end_leases_of(owner) + state.free_slots_of(owner))
+    }
+
+    async fn register_node(&self, node: NodeInfo) -> Result<(), StoreError> {
+        self.lock().nodes.insert(node.id.clone(), node);
+        Ok(())
+    }
+
+    async fn heartbeat(&self, node_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        Ok(match self.lock().nodes.get_mut(node_id) {
+            Some(node) => {
+                node.last_heartbeat = now;
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn deregister_node(&self, node_id: &str) -> Result<(), StoreError> {
+        self.lock().nodes.remove(node_id);
+        Ok(())
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        Ok(self.lock().nodes.values().cloned().collect())
+    }
+
+    async fn reap_dead_nodes(
+        &self,
+        now: DateTime<Utc>,
+        timeout: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let cutoff = TimeDelta::from_std(timeout)
+            .ok()
+            .and_then(|timeout| now.checked_sub_signed(timeout))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let mut state = self.lock();
+        let dead: Vec<String> = state
+            .nodes
+            .values()
+            .filter(|node| node.last_heartbeat < cutoff)
+            .map(|node| node.id.clone())
+            .collect();
+        for id in &dead {
+            state.nodes.remove(id);
+            state.end_leases_of(id);
+            state.free_slots_of(id);
+        }
+        Ok(dead)
     }
 
     async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {

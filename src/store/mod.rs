@@ -11,6 +11,15 @@
 //!   the store keeps the change. If the change left the next run time as acquired, the
 //!   released next run time is applied on top of it (the run times just handled must
 //!   not run again); otherwise the change's schedule wins. A removed job stays removed.
+//! - Fencing: a release is written only if its `owner` still holds the job, i.e. it
+//!   acquired the job last and nobody ended that since (a release, a recovery, a reap).
+//!   A lease that ran out but that no other scheduler took over still counts as held:
+//!   the run happened, and writing its next run time is what keeps it from running
+//!   twice. A node that was frozen (a long GC-like pause, `SIGSTOP`, a network cut)
+//!   while another took its jobs over therefore cannot write back a stale next run
+//!   time: [`JobStore::release_jobs`] returns those releases as fenced off, unwritten.
+//!   Run records are still written (history says what ran, twice if it ran twice),
+//!   and instance slots are only ever freed by the owner that holds them.
 //! - Acquired jobs are invisible to other acquisitions and to [`JobStore::next_run_time`]
 //!   until released or until their lease expires (the owner died).
 //! - Errors are mapped to a few kinds ([`StoreErrorKind`]); the scheduler retries
@@ -107,6 +116,24 @@ pub struct FinishedRun {
     pub frees_instance: bool,
 }
 
+/// A scheduler process sharing the store: one row of the cluster's membership
+/// ([`JobStore::register_node`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeInfo {
+    /// The node id: the scheduler's id, the owner of its leases and instance slots.
+    pub id: String,
+    /// The host it runs on.
+    pub host: String,
+    /// Its process id on that host.
+    pub pid: u32,
+    /// The kairos version it runs.
+    pub version: String,
+    /// When it started.
+    pub started: DateTime<Utc>,
+    /// Its last heartbeat, by its own clock.
+    pub last_heartbeat: DateTime<Utc>,
+}
+
 /// A place that keeps jobs and run history.
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
@@ -171,8 +198,18 @@ pub trait JobStore: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Vec<Job>, StoreError>;
 
-    /// Writes back acquired jobs in one go (see the ground rules on revisions).
-    async fn release_jobs(&self, owner: &str, releases: Vec<Release>) -> Result<(), StoreError>;
+    /// Writes back acquired jobs in one go (see the ground rules on revisions and
+    /// fencing). Returns the ids of the releases it *fenced off*: `owner` no longer
+    /// held the job's lease (another scheduler acquired the job after the lease ran
+    /// out, or the lease was ended by [`recover_owner`](JobStore::recover_owner) or
+    /// [`reap_dead_nodes`](JobStore::reap_dead_nodes)), so nothing of them was written.
+    /// The caller logs them; retrying them would be refused again. A job removed
+    /// meanwhile is neither written nor reported.
+    async fn release_jobs(
+        &self,
+        owner: &str,
+        releases: Vec<Release>,
+    ) -> Result<Vec<String>, StoreError>;
 
     /// Counts one more running instance of a job if fewer than `max_instances` run;
     /// `false` when the limit is reached. In a shared store the count holds across
@@ -228,6 +265,54 @@ pub trait JobStore: Send + Sync + 'static {
     /// leaves them to expire (the default).
     async fn recover_owner(&self, _owner: &str) -> Result<u64, StoreError> {
         Ok(0)
+    }
+
+    /// Enters a node in the store's membership, replacing an entry with the same id
+    /// (a restarted node). Stores that cannot be shared keep no membership (the
+    /// default does nothing).
+    ///
+    /// Membership is how a cluster frees what a dead node held without waiting for
+    /// leases and instance slots to expire:
+    ///
+    /// ```text
+    /// node a  ──register──beat──beat──beat──✝ (SIGKILL)
+    /// node b  ──register──beat──beat──beat──beat──beat──reap(a)──…
+    ///                                  |<── node_timeout ──>|
+    /// ```
+    /// Only a node's own heartbeat proves it alive; a node's clock judges others, so
+    /// `node_timeout` must exceed the clock skew between hosts plus a few heartbeats.
+    async fn register_node(&self, _node: NodeInfo) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Renews a node's heartbeat; `false` if the node is not registered (a survivor
+    /// reaped it as dead while it was paused or cut off: it should register again, and
+    /// its leases are gone, so its pending releases will be fenced off).
+    async fn heartbeat(&self, _node_id: &str, _now: DateTime<Utc>) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// Takes a node out of the membership (a clean shutdown).
+    async fn deregister_node(&self, _node_id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The registered nodes, by id.
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Reaps the nodes whose last heartbeat is older than `now - timeout`: removes
+    /// them from the membership and frees their leases and instance slots, as
+    /// [`recover_owner`](JobStore::recover_owner) does for a restarted node, so their
+    /// jobs run again at once (at least once across a crash). Any survivor may call it;
+    /// concurrent reapers reap each node once. Returns the ids reaped.
+    async fn reap_dead_nodes(
+        &self,
+        _now: DateTime<Utc>,
+        _timeout: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
     }
 
     /// Appends a run record.

@@ -201,7 +201,11 @@ impl JobStore for FaultyStore {
         self.check()?;
         self.jobs.acquire_due_jobs(owner, now, limit, lease).await
     }
-    async fn release_jobs(&self, owner: &str, releases: Vec<Release>) -> Result<(), StoreError> {
+    async fn release_jobs(
+        &self,
+        owner: &str,
+        releases: Vec<Release>,
+    ) -> Result<Vec<String>, StoreError> {
         self.faults.release_calls.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         let failing = &self.faults.failing_releases;

@@ -18,6 +18,8 @@ pub(super) struct Keys {
     pub(super) runs: String,
     pub(super) run: String,
     pub(super) run_seq: String,
+    pub(super) nodes: String,
+    pub(super) beats: String,
 }
 
 impl Keys {
@@ -36,6 +38,8 @@ impl Keys {
             runs: key("runs"),
             run: key("run"),
             run_seq: key("runseq"),
+            nodes: key("nodes"),
+            beats: key("beats"),
         }
     }
 
@@ -77,6 +81,8 @@ mod tests {
             &keys.runs,
             &keys.run,
             &keys.run_seq,
+            &keys.nodes,
+            &keys.beats,
         ];
         let mut names: Vec<&String> = all.to_vec();
         names.sort();

@@ -15,7 +15,7 @@
 //! | `kairos:next` | hash | id → next run time, µs; absent while paused |
 //! | `kairos:due` | sorted set | ids neither paused, leased nor quarantined, by next run time |
 //! | `kairos:leases` | sorted set | acquired ids by lease expiry (µs) |
-//! | `kairos:owners` | hash | acquired id → the scheduler holding the lease |
+//! | `kairos:owners` | hash | acquired id → the scheduler holding it (kept past expiry until taken over) |
 //! | `kairos:broken` | set | ids whose stored form could not be read, set aside |
 //! | `kairos:seq` | string | the revision counter, shared by all jobs, never reset |
 //! | `kairos:inst:ID` | sorted set | job ID's running instances: `owner␟nonce` by slot expiry |
@@ -23,6 +23,8 @@
 //! | `kairos:runs:ID` | sorted set | the same members, for job ID only |
 //! | `kairos:run` | hash | run member → run record JSON |
 //! | `kairos:runseq` | string | the run record counter |
+//! | `kairos:nodes` | hash | node id → its registration ([`NodeInfo`] JSON) |
+//! | `kairos:beats` | sorted set | node ids by last heartbeat (µs, the node's clock) |
 //!
 //! # Ground rules
 //! - One script per atomic step (add/replace/update, remove, acquire, release,
@@ -36,9 +38,11 @@
 //!   record is).
 //! - Revisions come from one counter (`seq`), as in the memory store: a job removed and
 //!   added again must never get back a revision that a late release still carries.
-//! - A release only ends a lease that is the caller's own (or that has already ended):
-//!   if the caller's lease ran out and another scheduler took the job, that scheduler's
-//!   release decides. Otherwise the memory store's rule applies unchanged.
+//! - A release is written only by the job's holder in `owners` (the fencing rule of
+//!   [`crate::store`]): if the caller's lease ran out and another scheduler took the
+//!   job, or a recovery or reap ended the lease, the release is returned as fenced off
+//!   and nothing is written. An expired lease keeps its holder until someone else
+//!   acquires the job. Otherwise the memory store's rule applies unchanged.
 //! - A job whose JSON cannot be read is logged with its id and moved to `broken` when an
 //!   acquisition meets it, so it is neither acquired again and again nor blocks the
 //!   jobs behind it; `replace_job`, `update_job` or `remove_job` ends that.
@@ -52,7 +56,11 @@
 //! - One Redis server (with replicas, if wanted), not Redis Cluster: the scripts build
 //!   per-job keys (`inst:`, `runs:`) from the prefix, which Cluster would not route.
 //! - Wake-ups across a cluster (pub/sub on changes) are not part of the store contract
-//!   yet; other schedulers see a change at their next pass.
+//!   yet; other schedulers see a change at their next pass, at the latest after their
+//!   poll interval (`SchedulerBuilder::poll_interval`).
+//! - Membership (`nodes`, `beats`): a heartbeat only renews a registered node, and a
+//!   reap (reap_nodes.lua) takes dead nodes out and ends their leases in one step, then
+//!   frees their instance slots by SCAN, as `recover_owner` does.
 
 mod codec;
 mod keys;
@@ -69,7 +77,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use self::codec::{decode_job, micros, micros_or_empty, parse_score, store_error};
 use self::keys::Keys;
-use super::{FinishedRun, InstanceClaim, JobStore, Release, StoreError};
+use super::{FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError};
 use crate::history::RunRecord;
 use crate::job::Job;
 
@@ -222,6 +230,58 @@ impl RedisStore {
             invocation.arg(id).arg(revision);
         }
         self.invoke::<i64>(&invocation).await.map(drop)
+    }
+
+    /// Frees every instance slot the `owners` hold; returns how many. Slots live in one
+    /// set per job; SCAN visits them without blocking Redis.
+    async fn free_slots_of(&self, owners: &[String]) -> Result<u64, StoreError> {
+        let keys = &self.keys;
+        let prefixes: Vec<String> = owners
+            .iter()
+            .map(|owner| format!("{owner}{SLOT_SEPARATOR}"))
+            .collect();
+        let pattern = format!("{}inst:*", escape_glob(&keys.prefix));
+        let mut connection = self.connection.clone();
+        let mut cursor: u64 = 0;
+        let mut slots: u64 = 0;
+        loop {
+            let (next, found): (u64, Vec<String>) = ::redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut connection)
+                .await
+                .map_err(store_error)?;
+            for key in found {
+                let members: Vec<String> = ::redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(store_error)?;
+                let held: Vec<&String> = members
+                    .iter()
+                    .filter(|member| prefixes.iter().any(|mine| member.starts_with(mine)))
+                    .collect();
+                if !held.is_empty() {
+                    let removed: u64 = ::redis::cmd("ZREM")
+                        .arg(&key)
+                        .arg(&held)
+                        .query_async(&mut connection)
+                        .await
+                        .map_err(store_error)?;
+                    slots += removed;
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(slots)
     }
 }
 
@@ -437,9 +497,13 @@ impl JobStore for RedisStore {
         Ok(acquired)
     }
 
-    async fn release_jobs(&self, owner: &str, releases: Vec<Release>) -> Result<(), StoreError> {
+    async fn release_jobs(
+        &self,
+        owner: &str,
+        releases: Vec<Release>,
+    ) -> Result<Vec<String>, StoreError> {
         if releases.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let keys = &self.keys;
         let mut invocation = scripts::RELEASE.prepare_invoke();
@@ -460,7 +524,7 @@ impl JobStore for RedisStore {
                 .arg(micros_or_empty(release.next_run_time))
                 .arg(micros_or_empty(release.acquired_next_run_time));
         }
-        self.invoke::<i64>(&invocation).await.map(drop)
+        self.invoke::<Vec<String>>(&invocation).await
     }
 
     async fn claim_instance(
@@ -512,51 +576,114 @@ impl JobStore for RedisStore {
                     .arg(owner),
             )
             .await?;
-        // Slots live in one set per job; SCAN visits them without blocking Redis. Not
-        // atomic, and it need not be: none of this owner's runs is going.
-        let mine = format!("{owner}{SLOT_SEPARATOR}");
-        let pattern = format!("{}inst:*", escape_glob(&keys.prefix));
+        // Not atomic with the script, and it need not be: none of this owner's runs
+        // is going.
+        let slots = self.free_slots_of(&[owner.to_owned()]).await?;
+        Ok(u64::try_from(leases).unwrap_or(0) + slots)
+    }
+
+    async fn register_node(&self, node: NodeInfo) -> Result<(), StoreError> {
+        let json = serde_json::to_string(&node)
+            .map_err(|error| StoreError::Corrupt(format!("node {:?}: {error}", node.id)))?;
+        let keys = &self.keys;
         let mut connection = self.connection.clone();
-        let mut cursor: u64 = 0;
-        let mut slots: u64 = 0;
-        loop {
-            let (next, found): (u64, Vec<String>) = ::redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut connection)
-                .await
-                .map_err(store_error)?;
-            for key in found {
-                let members: Vec<String> = ::redis::cmd("ZRANGE")
-                    .arg(&key)
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(store_error)?;
-                let held: Vec<&String> = members
-                    .iter()
-                    .filter(|member| member.starts_with(&mine))
-                    .collect();
-                if !held.is_empty() {
-                    let removed: u64 = ::redis::cmd("ZREM")
-                        .arg(&key)
-                        .arg(&held)
-                        .query_async(&mut connection)
-                        .await
-                        .map_err(store_error)?;
-                    slots += removed;
+        ::redis::pipe()
+            .atomic()
+            .hset(&keys.nodes, &node.id, json)
+            .zadd(&keys.beats, &node.id, micros(node.last_heartbeat))
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn heartbeat(&self, node_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let keys = &self.keys;
+        let beat: i64 = self
+            .invoke(
+                scripts::HEARTBEAT
+                    .key(&keys.nodes)
+                    .key(&keys.beats)
+                    .arg(node_id)
+                    .arg(micros(now)),
+            )
+            .await?;
+        Ok(beat == 1)
+    }
+
+    async fn deregister_node(&self, node_id: &str) -> Result<(), StoreError> {
+        let keys = &self.keys;
+        let mut connection = self.connection.clone();
+        ::redis::pipe()
+            .atomic()
+            .hdel(&keys.nodes, node_id)
+            .zrem(&keys.beats, node_id)
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        let keys = &self.keys;
+        let mut connection = self.connection.clone();
+        let (jsons, beats): (HashMap<String, String>, Vec<(String, String)>) = ::redis::pipe()
+            .atomic()
+            .hgetall(&keys.nodes)
+            .cmd("ZRANGE")
+            .arg(&keys.beats)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        let beats: HashMap<String, String> = beats.into_iter().collect();
+        let mut nodes = Vec::with_capacity(jsons.len());
+        for (id, json) in &jsons {
+            match serde_json::from_str::<NodeInfo>(json) {
+                Ok(mut node) => {
+                    // The beats set is the truth; the JSON holds the registration's.
+                    if let Some(beat) = beats.get(id).and_then(|score| parse_score(score).ok()) {
+                        node.last_heartbeat = beat;
+                    }
+                    nodes.push(node);
+                }
+                Err(error) => {
+                    tracing::warn!(node_id = id, %error, "Redis job store: unreadable node left out");
                 }
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
-        Ok(u64::try_from(leases).unwrap_or(0) + slots)
+        nodes.sort_by(|left, right| left.id.cmp(&right.id));
+        Ok(nodes)
+    }
+
+    async fn reap_dead_nodes(
+        &self,
+        now: DateTime<Utc>,
+        timeout: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let cutoff = TimeDelta::from_std(timeout)
+            .ok()
+            .and_then(|timeout| now.checked_sub_signed(timeout))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let keys = &self.keys;
+        let dead: Vec<String> = self
+            .invoke(
+                scripts::REAP_NODES
+                    .key(&keys.nodes)
+                    .key(&keys.beats)
+                    .key(&keys.next)
+                    .key(&keys.due)
+                    .key(&keys.leases)
+                    .key(&keys.owners)
+                    .arg(micros(cutoff)),
+            )
+            .await?;
+        if !dead.is_empty() {
+            // After the script: the nodes are out of the membership, so no survivor
+            // reaps them again, and their slots go now rather than at their expiry.
+            self.free_slots_of(&dead).await?;
+        }
+        Ok(dead)
     }
 
     async fn claim_instances(

@@ -75,6 +75,14 @@ pub(super) static FINISH_RUNS: LazyLock<Script> =
 pub(super) static RECOVER_OWNER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/recover_owner.lua")));
 
+/// Renew a node's heartbeat if it is still registered.
+pub(super) static HEARTBEAT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/heartbeat.lua")));
+
+/// Reap nodes whose heartbeat stopped and end their leases.
+pub(super) static REAP_NODES: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/reap_nodes.lua")));
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +106,8 @@ mod tests {
             &CLAIM_INSTANCES,
             &FINISH_RUNS,
             &RECOVER_OWNER,
+            &HEARTBEAT,
+            &REAP_NODES,
         ];
         let mut hashes: Vec<&str> = all.iter().map(|script| script.get_hash()).collect();
         hashes.sort_unstable();
@@ -118,6 +128,8 @@ mod tests {
             include_str!("lua/claim_instances.lua"),
             include_str!("lua/finish_runs.lua"),
             include_str!("lua/recover_owner.lua"),
+            include_str!("lua/heartbeat.lua"),
+            include_str!("lua/reap_nodes.lua"),
         ] {
             assert!(source.contains("-- KEYS:"), "{source}");
             assert!(

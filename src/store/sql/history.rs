@@ -236,20 +236,24 @@ impl<D: Dialect> SqlStore<D> {
                 *frees.entry(run.record.job_id.as_str()).or_default() += 1;
             }
             if !frees.is_empty() {
-                // The owner's highest slots go first, as in release_slot; locked, so a
-                // concurrent release by the same owner waits instead of picking them too.
+                // The owner's highest slots go first, as in release_slot. A plain read,
+                // not a locking one: on MySQL a locking read locks every row it scans,
+                // other owners' too, and waits for those another transaction holds, so
+                // a node frozen inside its own finish would stall everyone's (issue 10,
+                // found by tests/cluster.rs). The DELETE below names each row by its
+                // primary key, which locks only that row; a slot freed meanwhile by
+                // this owner's own release_slot is simply not deleted twice.
                 let select = self.sql(&format!(
                     "SELECT job_id, slot FROM {{p}}instances WHERE owner = ? AND job_id IN ({}) \
-                     ORDER BY job_id, slot DESC{}",
+                     ORDER BY job_id, slot DESC",
                     marks(padded(frees.len())),
-                    D::LOCK_ROWS
                 ));
                 let mut args = vec![Arg::from(owner)];
                 args.extend(id_args(frees.keys().copied()));
                 let rows = D::Database::fetch_all(&mut transaction, &select, args)
                     .await
                     .map_err(failure::<D>)?;
-                let mut freed: Vec<Arg> = Vec::new();
+                let mut freed: Vec<(String, i64)> = Vec::new();
                 for row in &rows {
                     let job_id = D::Database::text(row, 0)
                         .map_err(failure::<D>)?
@@ -257,21 +261,10 @@ impl<D: Dialect> SqlStore<D> {
                     let slot = D::Database::int(row, 1).map_err(failure::<D>)?;
                     if let Some(left) = frees.get_mut(job_id.as_str()).filter(|left| **left > 0) {
                         *left -= 1;
-                        freed.push(Arg::from(job_id));
-                        freed.push(Arg::from(slot));
+                        freed.push((job_id, slot.unwrap_or(0)));
                     }
                 }
-                if !freed.is_empty() {
-                    let pairs = vec!["(job_id = ? AND slot = ?)"; freed.len() / 2].join(" OR ");
-                    let delete = self.sql(&format!(
-                        "DELETE FROM {{p}}instances WHERE owner = ? AND ({pairs})"
-                    ));
-                    let mut args = vec![Arg::from(owner)];
-                    args.extend(freed);
-                    execute_on::<D>(&mut transaction, &delete, args)
-                        .await
-                        .map_err(failure::<D>)?;
-                }
+                self.delete_slots(&mut transaction, owner, &freed).await?;
             }
             let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             let insert = self.sql(&format!(
@@ -285,6 +278,47 @@ impl<D: Dialect> SqlStore<D> {
                 .await
                 .map_err(failure::<D>)?;
             transaction.commit().await.map_err(failure::<D>)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `owner`'s instance slots `(job id, slot)`: in one statement, or one
+    /// primary key at a time where the database would otherwise lock (and wait for)
+    /// rows it only scans ([`Dialect::LOCKS_SCANNED_ROWS`]).
+    pub(super) async fn delete_slots(
+        &self,
+        transaction: &mut <D::Database as sqlx::Database>::Connection,
+        owner: &str,
+        slots: &[(String, i64)],
+    ) -> Result<(), StoreError> {
+        if D::LOCKS_SCANNED_ROWS {
+            let delete =
+                self.sql("DELETE FROM {p}instances WHERE job_id = ? AND slot = ? AND owner = ?");
+            for (job_id, slot) in slots {
+                let args = vec![
+                    Arg::from(job_id.as_str()),
+                    Arg::from(*slot),
+                    Arg::from(owner),
+                ];
+                execute_on::<D>(transaction, &delete, args)
+                    .await
+                    .map_err(failure::<D>)?;
+            }
+            return Ok(());
+        }
+        for chunk in slots.chunks(CHUNK) {
+            let pairs = vec!["(job_id = ? AND slot = ?)"; chunk.len()].join(" OR ");
+            let delete = self.sql(&format!(
+                "DELETE FROM {{p}}instances WHERE owner = ? AND ({pairs})"
+            ));
+            let mut args = vec![Arg::from(owner)];
+            for (job_id, slot) in chunk {
+                args.push(Arg::from(job_id.as_str()));
+                args.push(Arg::from(*slot));
+            }
+            execute_on::<D>(transaction, &delete, args)
+                .await
+                .map_err(failure::<D>)?;
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::history::RunRecord;
 use crate::job::Job;
-use crate::store::{FinishedRun, InstanceClaim, JobStore, Release, StoreError};
+use crate::store::{FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError};
 
 /// The columns every job read selects, in this order (see [`read_row`]).
 pub(super) const JOB_COLUMNS: &str = "id, job, next_run_time, revision";
@@ -388,11 +388,16 @@ impl<D: Dialect> JobStore for SqlStore<D> {
         self.claim(owner, now, limit, lease).await
     }
 
-    async fn release_jobs(&self, _owner: &str, releases: Vec<Release>) -> Result<(), StoreError> {
+    async fn release_jobs(
+        &self,
+        owner: &str,
+        releases: Vec<Release>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut fenced = Vec::new();
         for chunk in releases.chunks(CHUNK) {
-            self.release_chunk(chunk).await?;
+            fenced.extend(self.release_chunk(owner, chunk).await?);
         }
-        Ok(())
+        Ok(fenced)
     }
 
     async fn claim_instance(
@@ -414,6 +419,30 @@ impl<D: Dialect> JobStore for SqlStore<D> {
 
     async fn recover_owner(&self, owner: &str) -> Result<u64, StoreError> {
         self.recover(owner).await
+    }
+
+    async fn register_node(&self, node: NodeInfo) -> Result<(), StoreError> {
+        self.insert_node(node).await
+    }
+
+    async fn heartbeat(&self, node_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.beat(node_id, now).await
+    }
+
+    async fn deregister_node(&self, node_id: &str) -> Result<(), StoreError> {
+        self.delete_node(node_id).await
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        self.select_nodes().await
+    }
+
+    async fn reap_dead_nodes(
+        &self,
+        now: DateTime<Utc>,
+        timeout: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        self.reap(now, timeout).await
     }
 
     async fn claim_instances(

@@ -5,10 +5,12 @@
 //! with the dialect's [`Dialect::CLAIM_LOCK`] (`FOR UPDATE SKIP LOCKED` on PostgreSQL
 //! and MySQL, the `BEGIN IMMEDIATE` write lock on SQLite), writes the lease on them
 //! and marks unreadable ones broken, all before committing. A release locks the rows
-//! it writes back in id order, applies the revision rule of [`crate::store`] in Rust,
-//! and writes a whole batch with at most one `DELETE` and one `UPDATE`.
+//! it writes back in id order, applies the fencing and revision rules of
+//! [`crate::store`] in Rust (a row whose `lease_owner` is not the releasing owner is
+//! left alone: its lease was taken over, recovered or reaped), and writes a whole batch
+//! with at most one `DELETE` and one `UPDATE`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -117,14 +119,20 @@ impl<D: Dialect> SqlStore<D> {
 
     /// Writes back up to [`CHUNK`] releases in one transaction: one locking read, at
     /// most one `DELETE` and one `UPDATE`, whatever the batch size.
-    pub(super) async fn release_chunk(&self, releases: &[Release]) -> Result<(), StoreError> {
+    /// Returns the ids it fenced off (see [`crate::store::JobStore::release_jobs`]).
+    pub(super) async fn release_chunk(
+        &self,
+        owner: &str,
+        releases: &[Release],
+    ) -> Result<Vec<String>, StoreError> {
         let ids: BTreeSet<&str> = releases
             .iter()
             .map(|release| release.job_id.as_str())
             .collect();
         // In id order, so two transactions locking overlapping sets cannot deadlock.
         let select = self.sql(&format!(
-            "SELECT id, revision, next_run_time FROM {{p}}jobs WHERE id IN ({}) ORDER BY id{}",
+            "SELECT id, revision, next_run_time, lease_owner FROM {{p}}jobs \
+             WHERE id IN ({}) ORDER BY id{}",
             marks(padded(ids.len())),
             D::LOCK_ROWS
         ));
@@ -133,17 +141,29 @@ impl<D: Dialect> SqlStore<D> {
             .await
             .map_err(failure::<D>)?;
         let mut current: HashMap<String, (i64, Option<i64>)> = HashMap::new();
+        let mut held_by_others: HashSet<String> = HashSet::new();
         for row in &rows {
             let id = D::Database::text(row, 0).map_err(failure::<D>)?;
             let revision = D::Database::int(row, 1).map_err(failure::<D>)?;
             let next = D::Database::int(row, 2).map_err(failure::<D>)?;
+            let holder = D::Database::text(row, 3).map_err(failure::<D>)?;
             if let Some(id) = id {
+                if holder.as_deref() != Some(owner) {
+                    held_by_others.insert(id.clone());
+                }
                 current.insert(id, (revision.unwrap_or(0), next));
             }
         }
         let mut actions: BTreeMap<&str, Action> = BTreeMap::new();
+        let mut fenced = Vec::new();
         for release in releases {
             let id = release.job_id.as_str();
+            if held_by_others.contains(id) {
+                // Our lease is gone: the holder now (or nobody, after a recovery or a
+                // reap) decides; the row is not touched at all.
+                fenced.push(release.job_id.clone());
+                continue;
+            }
             let Some((revision, next)) = current.get_mut(id) else {
                 continue; // removed while it ran: it stays removed
             };
@@ -186,7 +206,8 @@ impl<D: Dialect> SqlStore<D> {
                 .await
                 .map_err(failure::<D>)?;
         }
-        transaction.commit().await.map_err(failure::<D>)
+        transaction.commit().await.map_err(failure::<D>)?;
+        Ok(fenced)
     }
 
     /// The one `UPDATE` that writes new next run times and ends leases; no args when

@@ -9,7 +9,7 @@
 //! [`connect`] only picks the dialect type from the URL scheme, which each dialect
 //! declares.
 //!
-//! # Schema (version 1; `{p}` is the table prefix, default `kairos_`)
+//! # Schema (version 2; `{p}` is the table prefix, default `kairos_`)
 //! - `{p}jobs`: `id` (primary key), `next_run_time` (UTC microseconds, NULL while paused),
 //!   `paused`, `revision`, `lease_owner`, `lease_expires` (µs, NULL when not acquired),
 //!   `broken`, and `job`, the [`Job`](crate::job::Job) as serde_json text. Indexed on
@@ -18,6 +18,8 @@
 //! - `{p}instances`: one row per running instance, keyed by `(job_id, slot)` with
 //!   `slot < max_instances`, so the primary key itself bounds concurrent runs.
 //! - `{p}runs`: run history, indexed on `(job_id, finished_at)` and `finished_at`.
+//! - `{p}nodes` (version 2): cluster membership, one row per node (`id`, `host`, `pid`,
+//!   `version`, `started_at`, `heartbeat_at` in µs); see `nodes.rs`.
 //! - `{p}schema_version`: the migrations applied.
 //!
 //! # Ground rules
@@ -45,6 +47,7 @@ mod history;
 mod jobs;
 mod leases;
 mod mysql;
+mod nodes;
 mod postgres;
 mod schema;
 mod sqlite;
@@ -179,6 +182,12 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     const CLAIM_LOCK: &'static str;
     /// The schema, oldest first.
     const MIGRATIONS: &'static [Migration];
+    /// Whether a locking statement may lock (and wait for) every row it scans rather
+    /// than only the rows it matches: InnoDB does, and on a small table its optimizer
+    /// scans the whole table for `WHERE (a = ? AND b = ?) OR …`. Such dialects delete
+    /// rows one primary key at a time where a row of another session may be locked
+    /// (a node frozen inside a transaction must not stall the others).
+    const LOCKS_SCANNED_ROWS: bool = false;
 
     /// A connection pool for `url`.
     fn connect(
@@ -206,6 +215,14 @@ pub(crate) trait Dialect: Send + Sync + 'static {
 
     /// Whether a database error is a primary-key or unique-index violation.
     fn is_unique_violation(error: &dyn DatabaseError) -> bool;
+
+    /// Whether a migration statement failed only because what it creates exists
+    /// already: for DDL the database cannot write idempotently (MySQL has no
+    /// `CREATE INDEX IF NOT EXISTS`), so a migration cut short can run again. Dialects
+    /// whose DDL says `IF NOT EXISTS` keep the default.
+    fn is_already_there(_error: &dyn DatabaseError) -> bool {
+        false
+    }
 }
 
 /// A job store on one SQL database.

@@ -23,6 +23,9 @@ use super::{Dialect, Migration, SqlOptions};
 /// `ER_DUP_ENTRY` and `ER_DUP_ENTRY_WITH_KEY_NAME`.
 const DUPLICATE_ENTRY: [u16; 2] = [1062, 1586];
 
+/// `ER_DUP_KEYNAME`: an index of that name exists (a migration ran before).
+const DUPLICATE_KEY_NAME: u16 = 1061;
+
 /// How long a scheduler waits for another one's migrations, in seconds.
 const SCHEMA_LOCK_TIMEOUT_SECONDS: i64 = 60;
 
@@ -37,11 +40,13 @@ impl Dialect for MySql {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const LOCK_ROWS: &'static str = " FOR UPDATE";
     const CLAIM_LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
-    const MIGRATIONS: &'static [Migration] = &[Migration {
-        version: 1,
-        statements: &[
-            // Ids fit an index key: 255 characters of utf8mb4 are 1020 bytes.
-            "CREATE TABLE IF NOT EXISTS {p}jobs (
+    const LOCKS_SCANNED_ROWS: bool = true;
+    const MIGRATIONS: &'static [Migration] = &[
+        Migration {
+            version: 1,
+            statements: &[
+                // Ids fit an index key: 255 characters of utf8mb4 are 1020 bytes.
+                "CREATE TABLE IF NOT EXISTS {p}jobs (
                 id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
                 next_run_time BIGINT NULL,
                 paused SMALLINT NOT NULL DEFAULT 0,
@@ -53,7 +58,7 @@ impl Dialect for MySql {
                 KEY {p}jobs_next_run_time (next_run_time),
                 KEY {p}jobs_lease_expires (lease_expires)
             ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
-            "CREATE TABLE IF NOT EXISTS {p}instances (
+                "CREATE TABLE IF NOT EXISTS {p}instances (
                 job_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
                 slot BIGINT NOT NULL,
                 owner VARCHAR(255) NOT NULL,
@@ -61,8 +66,8 @@ impl Dialect for MySql {
                 expires_at BIGINT NOT NULL,
                 PRIMARY KEY (job_id, slot)
             ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
-            // Output is bounded to 64 KiB plus a note, more than TEXT holds.
-            "CREATE TABLE IF NOT EXISTS {p}runs (
+                // Output is bounded to 64 KiB plus a note, more than TEXT holds.
+                "CREATE TABLE IF NOT EXISTS {p}runs (
                 seq BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
                 run_id VARCHAR(255) NOT NULL,
                 job_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
@@ -75,8 +80,29 @@ impl Dialect for MySql {
                 KEY {p}runs_job (job_id, finished_at),
                 KEY {p}runs_finished (finished_at)
             ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
-        ],
-    }];
+            ],
+        },
+        // Version 2 (issue 10): cluster membership.
+        Migration {
+            version: 2,
+            statements: &[
+                "CREATE TABLE IF NOT EXISTS {p}nodes (
+                id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
+                host VARCHAR(255) NOT NULL,
+                pid BIGINT NOT NULL,
+                version VARCHAR(64) NOT NULL,
+                started_at BIGINT NOT NULL,
+                heartbeat_at BIGINT NOT NULL
+            ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+                // By owner, so a node finishing its runs, recovering or reaping touches
+                // (and locks) only that owner's rows: InnoDB locks every row a locking
+                // statement scans, and a frozen node's open transaction would
+                // otherwise stall everyone else's (issue 10).
+                "ALTER TABLE {p}instances ADD INDEX {p}instances_owner (owner, job_id)",
+                "ALTER TABLE {p}jobs ADD INDEX {p}jobs_lease_owner (lease_owner)",
+            ],
+        },
+    ];
 
     fn connect(
         url: &str,
@@ -155,6 +181,12 @@ impl Dialect for MySql {
         error
             .try_downcast_ref::<MySqlDatabaseError>()
             .is_some_and(|error| DUPLICATE_ENTRY.contains(&error.number()))
+    }
+
+    fn is_already_there(error: &dyn DatabaseError) -> bool {
+        error
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .is_some_and(|error| error.number() == DUPLICATE_KEY_NAME)
     }
 }
 

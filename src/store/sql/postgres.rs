@@ -31,10 +31,11 @@ impl Dialect for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const LOCK_ROWS: &'static str = " FOR UPDATE";
     const CLAIM_LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
-    const MIGRATIONS: &'static [Migration] = &[Migration {
-        version: 1,
-        statements: &[
-            r#"CREATE TABLE IF NOT EXISTS {p}jobs (
+    const MIGRATIONS: &'static [Migration] = &[
+        Migration {
+            version: 1,
+            statements: &[
+                r#"CREATE TABLE IF NOT EXISTS {p}jobs (
                 id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
                 next_run_time BIGINT,
                 paused SMALLINT NOT NULL DEFAULT 0,
@@ -44,9 +45,9 @@ impl Dialect for Postgres {
                 broken SMALLINT NOT NULL DEFAULT 0,
                 job TEXT NOT NULL
             )"#,
-            "CREATE INDEX IF NOT EXISTS {p}jobs_next_run_time ON {p}jobs (next_run_time, id)",
-            "CREATE INDEX IF NOT EXISTS {p}jobs_lease_expires ON {p}jobs (lease_expires)",
-            r#"CREATE TABLE IF NOT EXISTS {p}instances (
+                "CREATE INDEX IF NOT EXISTS {p}jobs_next_run_time ON {p}jobs (next_run_time, id)",
+                "CREATE INDEX IF NOT EXISTS {p}jobs_lease_expires ON {p}jobs (lease_expires)",
+                r#"CREATE TABLE IF NOT EXISTS {p}instances (
                 job_id TEXT COLLATE "C" NOT NULL,
                 slot BIGINT NOT NULL,
                 owner TEXT NOT NULL,
@@ -54,7 +55,7 @@ impl Dialect for Postgres {
                 expires_at BIGINT NOT NULL,
                 PRIMARY KEY (job_id, slot)
             )"#,
-            r#"CREATE TABLE IF NOT EXISTS {p}runs (
+                r#"CREATE TABLE IF NOT EXISTS {p}runs (
                 seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                 run_id TEXT NOT NULL,
                 job_id TEXT COLLATE "C" NOT NULL,
@@ -65,10 +66,29 @@ impl Dialect for Postgres {
                 error TEXT,
                 output TEXT
             )"#,
-            "CREATE INDEX IF NOT EXISTS {p}runs_job ON {p}runs (job_id, finished_at)",
-            "CREATE INDEX IF NOT EXISTS {p}runs_finished ON {p}runs (finished_at)",
-        ],
-    }];
+                "CREATE INDEX IF NOT EXISTS {p}runs_job ON {p}runs (job_id, finished_at)",
+                "CREATE INDEX IF NOT EXISTS {p}runs_finished ON {p}runs (finished_at)",
+            ],
+        },
+        // Version 2 (issue 10): cluster membership.
+        Migration {
+            version: 2,
+            statements: &[
+                r#"CREATE TABLE IF NOT EXISTS {p}nodes (
+                id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+                host TEXT NOT NULL,
+                pid BIGINT NOT NULL,
+                version TEXT NOT NULL,
+                started_at BIGINT NOT NULL,
+                heartbeat_at BIGINT NOT NULL
+            )"#,
+                // By owner: finishing runs, recovering and reaping find a node's rows
+                // without scanning (and locking) the others'.
+                "CREATE INDEX IF NOT EXISTS {p}instances_owner ON {p}instances (owner, job_id)",
+                "CREATE INDEX IF NOT EXISTS {p}jobs_lease_owner ON {p}jobs (lease_owner)",
+            ],
+        },
+    ];
 
     fn connect(
         url: &str,

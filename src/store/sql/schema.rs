@@ -76,9 +76,15 @@ async fn apply<D: Dialect>(
         .filter(|migration| migration.version > current)
     {
         for statement in migration.statements {
-            D::Database::execute(connection, &run(statement), Vec::new())
-                .await
-                .map_err(failure::<D>)?;
+            match D::Database::execute(connection, &run(statement), Vec::new()).await {
+                Ok(_) => {}
+                // Applied by a run that died before recording the version.
+                Err(error)
+                    if error
+                        .as_database_error()
+                        .is_some_and(|error| D::is_already_there(error)) => {}
+                Err(error) => return Err(failure::<D>(error)),
+            }
         }
         D::Database::execute(
             connection,

@@ -40,10 +40,11 @@ impl Dialect for Sqlite {
     // The write transaction already excludes every other writer.
     const LOCK_ROWS: &'static str = "";
     const CLAIM_LOCK: &'static str = "";
-    const MIGRATIONS: &'static [Migration] = &[Migration {
-        version: 1,
-        statements: &[
-            "CREATE TABLE IF NOT EXISTS {p}jobs (
+    const MIGRATIONS: &'static [Migration] = &[
+        Migration {
+            version: 1,
+            statements: &[
+                "CREATE TABLE IF NOT EXISTS {p}jobs (
                 id TEXT NOT NULL PRIMARY KEY,
                 next_run_time INTEGER,
                 paused INTEGER NOT NULL DEFAULT 0,
@@ -53,9 +54,9 @@ impl Dialect for Sqlite {
                 broken INTEGER NOT NULL DEFAULT 0,
                 job TEXT NOT NULL
             )",
-            "CREATE INDEX IF NOT EXISTS {p}jobs_next_run_time ON {p}jobs (next_run_time, id)",
-            "CREATE INDEX IF NOT EXISTS {p}jobs_lease_expires ON {p}jobs (lease_expires)",
-            "CREATE TABLE IF NOT EXISTS {p}instances (
+                "CREATE INDEX IF NOT EXISTS {p}jobs_next_run_time ON {p}jobs (next_run_time, id)",
+                "CREATE INDEX IF NOT EXISTS {p}jobs_lease_expires ON {p}jobs (lease_expires)",
+                "CREATE TABLE IF NOT EXISTS {p}instances (
                 job_id TEXT NOT NULL,
                 slot INTEGER NOT NULL,
                 owner TEXT NOT NULL,
@@ -63,8 +64,8 @@ impl Dialect for Sqlite {
                 expires_at INTEGER NOT NULL,
                 PRIMARY KEY (job_id, slot)
             )",
-            // `seq` is the rowid: newest-first ties are broken by insertion order.
-            "CREATE TABLE IF NOT EXISTS {p}runs (
+                // `seq` is the rowid: newest-first ties are broken by insertion order.
+                "CREATE TABLE IF NOT EXISTS {p}runs (
                 seq INTEGER PRIMARY KEY,
                 run_id TEXT NOT NULL,
                 job_id TEXT NOT NULL,
@@ -75,10 +76,29 @@ impl Dialect for Sqlite {
                 error TEXT,
                 output TEXT
             )",
-            "CREATE INDEX IF NOT EXISTS {p}runs_job ON {p}runs (job_id, finished_at)",
-            "CREATE INDEX IF NOT EXISTS {p}runs_finished ON {p}runs (finished_at)",
-        ],
-    }];
+                "CREATE INDEX IF NOT EXISTS {p}runs_job ON {p}runs (job_id, finished_at)",
+                "CREATE INDEX IF NOT EXISTS {p}runs_finished ON {p}runs (finished_at)",
+            ],
+        },
+        // Version 2 (issue 10): cluster membership.
+        Migration {
+            version: 2,
+            statements: &[
+                "CREATE TABLE IF NOT EXISTS {p}nodes (
+                id TEXT NOT NULL PRIMARY KEY,
+                host TEXT NOT NULL,
+                pid INTEGER NOT NULL,
+                version TEXT NOT NULL,
+                started_at INTEGER NOT NULL,
+                heartbeat_at INTEGER NOT NULL
+            )",
+                // By owner: finishing runs, recovering and reaping find a node's rows
+                // without scanning (and locking) the others'.
+                "CREATE INDEX IF NOT EXISTS {p}instances_owner ON {p}instances (owner, job_id)",
+                "CREATE INDEX IF NOT EXISTS {p}jobs_lease_owner ON {p}jobs (lease_owner)",
+            ],
+        },
+    ];
 
     fn connect(
         url: &str,

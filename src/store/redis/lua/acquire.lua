@@ -5,12 +5,14 @@
 -- earliest first. `now` is the caller's clock, never Redis's TIME: simulated time works
 -- and every scheduler judges "due" by its own clock, as with the other stores.
 
--- A lease that ran out means its owner died: the job is due again at its next run
--- time (or stays idle if it was paused meanwhile).
+-- A lease that ran out means its owner died or froze: the job is due again at its
+-- next run time (or stays idle if it was paused meanwhile). Its owner stays in the
+-- owners hash until someone acquires the job (below) or a release, recovery or reap
+-- ends it, so a late release of the old owner is still accepted if nobody took over
+-- (the fencing rule, as the SQL store's lease_owner column).
 local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', ARGV[1])
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[5], id)
-  redis.call('HDEL', KEYS[6], id)
   local next = redis.call('HGET', KEYS[3], id)
   if next then
     redis.call('ZADD', KEYS[4], next, id)

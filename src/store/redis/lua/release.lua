@@ -4,16 +4,21 @@
 -- ARGV: 1 owner, then four per job: id, acquired revision, released next run time (µs)
 --       or '' (finished: remove the job), acquired next run time (µs) or ''
 -- Next run times are compared as the decimal strings they were written as: exact.
+-- Returns the ids fenced off: jobs that exist but that `owner` no longer holds (another
+-- scheduler acquired them after the lease ran out, or a recovery or reap ended the
+-- lease); nothing of those is written.
 local owner = ARGV[1]
+local fenced = {}
 for i = 2, #ARGV, 4 do
   local id, revision, released, acquired = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local holder = redis.call('HGET', KEYS[6], id)
+  local exists = redis.call('HEXISTS', KEYS[1], id) == 1
   -- Removed while it ran: it stays removed. Quarantined: nothing to write back.
-  -- Leased by someone else: our lease ran out and another scheduler took the job; its
-  -- release decides, and we must not end its lease under it.
-  if redis.call('HEXISTS', KEYS[1], id) == 1
-      and redis.call('SISMEMBER', KEYS[8], id) == 0
-      and (not holder or holder == owner) then
+  -- Held by someone else, or by nobody: our lease is gone; the holder's release
+  -- decides, and we must not end its lease under it (fencing, src/store/mod.rs).
+  if exists and holder ~= owner and redis.call('SISMEMBER', KEYS[8], id) == 0 then
+    fenced[#fenced + 1] = id
+  elseif exists and redis.call('SISMEMBER', KEYS[8], id) == 0 then
     redis.call('ZREM', KEYS[5], id)
     redis.call('HDEL', KEYS[6], id)
     local current = redis.call('HGET', KEYS[3], id) or ''
@@ -37,4 +42,4 @@ for i = 2, #ARGV, 4 do
     end
   end
 end
-return 0
+return fenced

@@ -1,0 +1,192 @@
+//! Cluster membership in SQL: the `{p}nodes` table (schema version 2), one row per
+//! scheduler sharing the tables, renewed by its heartbeat.
+//!
+//! A reap is one transaction: it locks the dead rows (so two survivors reaping at once
+//! reap each node once; the second finds the rows gone), ends their leases, frees their
+//! instance slots and deletes them. Rows the dead node itself holds locked (it froze
+//! inside a transaction) are skipped, not waited for. A node reaped while it was only paused finds its
+//! row gone at its next heartbeat and registers again; its leases are gone, so the
+//! releases it still had in hand are fenced off (see `leases.rs`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::driver::{Arg, SqlDb};
+use super::jobs::id_args;
+use super::{
+    duration_micros, execute_on, failure, instant, marks, micros, padded, Dialect, SqlStore, CHUNK,
+};
+use crate::store::{NodeInfo, StoreError};
+
+impl<D: Dialect> SqlStore<D> {
+    /// [`crate::store::JobStore::register_node`]: a delete and an insert in one
+    /// transaction, the same on every dialect (no dialect's upsert syntax needed).
+    pub(super) async fn insert_node(&self, node: NodeInfo) -> Result<(), StoreError> {
+        let mut transaction = self.begin().await?;
+        let delete = self.sql("DELETE FROM {p}nodes WHERE id = ?");
+        execute_on::<D>(&mut transaction, &delete, vec![node.id.as_str().into()])
+            .await
+            .map_err(failure::<D>)?;
+        let insert = self.sql(
+            "INSERT INTO {p}nodes (id, host, pid, version, started_at, heartbeat_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        );
+        let args = vec![
+            node.id.into(),
+            node.host.into(),
+            i64::from(node.pid).into(),
+            node.version.into(),
+            micros(node.started).into(),
+            micros(node.last_heartbeat).into(),
+        ];
+        execute_on::<D>(&mut transaction, &insert, args)
+            .await
+            .map_err(failure::<D>)?;
+        transaction.commit().await.map_err(failure::<D>)
+    }
+
+    /// [`crate::store::JobStore::heartbeat`].
+    pub(super) async fn beat(&self, node_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let sql = self.sql("UPDATE {p}nodes SET heartbeat_at = ? WHERE id = ?");
+        let changed = self
+            .execute(&sql, vec![micros(now).into(), node_id.into()])
+            .await?;
+        // MySQL counts rows *changed*, not matched: a second beat in the same
+        // microsecond changes nothing. Only a missing row means "reaped".
+        if changed > 0 {
+            return Ok(true);
+        }
+        let check = self.sql("SELECT id FROM {p}nodes WHERE id = ?");
+        Ok(!self.fetch(&check, vec![node_id.into()]).await?.is_empty())
+    }
+
+    /// [`crate::store::JobStore::deregister_node`].
+    pub(super) async fn delete_node(&self, node_id: &str) -> Result<(), StoreError> {
+        let sql = self.sql("DELETE FROM {p}nodes WHERE id = ?");
+        self.execute(&sql, vec![node_id.into()]).await.map(drop)
+    }
+
+    /// [`crate::store::JobStore::list_nodes`].
+    pub(super) async fn select_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        let sql = self.sql(
+            "SELECT id, host, pid, version, started_at, heartbeat_at FROM {p}nodes ORDER BY id",
+        );
+        let rows = self.fetch(&sql, Vec::new()).await?;
+        let mut nodes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let text = |index| -> Result<String, StoreError> {
+                D::Database::text(row, index)
+                    .map_err(failure::<D>)?
+                    .ok_or_else(|| StoreError::Corrupt("a node row with a NULL".to_owned()))
+            };
+            let int = |index| -> Result<i64, StoreError> {
+                D::Database::int(row, index)
+                    .map_err(failure::<D>)?
+                    .ok_or_else(|| StoreError::Corrupt("a node row with a NULL".to_owned()))
+            };
+            nodes.push(NodeInfo {
+                id: text(0)?,
+                host: text(1)?,
+                pid: u32::try_from(int(2)?).unwrap_or(0),
+                version: text(3)?,
+                started: instant(int(4)?)?,
+                last_heartbeat: instant(int(5)?)?,
+            });
+        }
+        Ok(nodes)
+    }
+
+    /// [`crate::store::JobStore::reap_dead_nodes`], in one transaction.
+    pub(super) async fn reap(
+        &self,
+        now: DateTime<Utc>,
+        timeout: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let cutoff = micros(now).saturating_sub(duration_micros(timeout));
+        let dead_rows = "SELECT id FROM {p}nodes WHERE heartbeat_at < ? ORDER BY id";
+        // Most beats find nobody dead: a plain read first keeps them from opening a
+        // write transaction (on SQLite, the one write lock) every heartbeat.
+        if self
+            .fetch(&self.sql(dead_rows), vec![cutoff.into()])
+            .await?
+            .is_empty()
+        {
+            return Ok(Vec::new());
+        }
+        let select = self.sql(&format!("{dead_rows}{}", D::LOCK_ROWS));
+        let mut transaction = self.begin().await?;
+        let rows = D::Database::fetch_all(&mut transaction, &select, vec![cutoff.into()])
+            .await
+            .map_err(failure::<D>)?;
+        let mut dead = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(id) = D::Database::text(row, 0).map_err(failure::<D>)? {
+                dead.push(id);
+            }
+        }
+        for id in &dead {
+            self.free_rows_of(&mut transaction, id).await?;
+            let node = self.sql("DELETE FROM {p}nodes WHERE id = ?");
+            execute_on::<D>(&mut transaction, &node, vec![id.as_str().into()])
+                .await
+                .map_err(failure::<D>)?;
+        }
+        transaction.commit().await.map_err(failure::<D>)?;
+        Ok(dead)
+    }
+
+    /// Ends a dead node's leases and frees its instance slots, skipping rows that are
+    /// locked (`Dialect::CLAIM_LOCK`): those are held by the node's own transaction,
+    /// open when it froze. Waiting for them would stall the reaper (and, behind it,
+    /// everyone) for as long as the node stays frozen; left alone, they are its own to
+    /// write once it resumes, and fencing refuses that write if the lease is gone.
+    async fn free_rows_of(
+        &self,
+        transaction: &mut <D::Database as sqlx::Database>::Connection,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        let leased = self.sql(&format!(
+            "SELECT id FROM {{p}}jobs WHERE lease_owner = ? ORDER BY id{}",
+            D::CLAIM_LOCK
+        ));
+        let rows = D::Database::fetch_all(transaction, &leased, vec![owner.into()])
+            .await
+            .map_err(failure::<D>)?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(id) = D::Database::text(row, 0).map_err(failure::<D>)? {
+                ids.push(id);
+            }
+        }
+        for chunk in ids.chunks(CHUNK) {
+            let sql = self.sql(&format!(
+                "UPDATE {{p}}jobs SET lease_owner = NULL, lease_expires = NULL \
+                 WHERE lease_owner = ? AND id IN ({})",
+                marks(padded(chunk.len()))
+            ));
+            let mut args = vec![Arg::from(owner)];
+            args.extend(id_args(chunk.iter().map(String::as_str)));
+            execute_on::<D>(transaction, &sql, args)
+                .await
+                .map_err(failure::<D>)?;
+        }
+        let held = self.sql(&format!(
+            "SELECT job_id, slot FROM {{p}}instances WHERE owner = ? ORDER BY job_id, slot{}",
+            D::CLAIM_LOCK
+        ));
+        let rows = D::Database::fetch_all(transaction, &held, vec![owner.into()])
+            .await
+            .map_err(failure::<D>)?;
+        let mut slots = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let job_id = D::Database::text(row, 0).map_err(failure::<D>)?;
+            let slot = D::Database::int(row, 1).map_err(failure::<D>)?;
+            if let (Some(job_id), Some(slot)) = (job_id, slot) {
+                slots.push((job_id, slot));
+            }
+        }
+        self.delete_slots(transaction, owner, &slots).await?;
+        Ok(())
+    }
+}
