@@ -68,7 +68,24 @@ trap 'rm -rf "$work"' EXIT
 # The raw JSON lines of every run, kept next to the scripts (results-full.jsonl is
 # committed with BENCHMARKS.md; report.py can rebuild the page from it).
 results=benches/compare/results-$mode.jsonl
-: > "$results"
+if [ -n "$only" ] && [ -f "$results" ]; then
+  # A partial run replaces only its own workloads' lines and keeps the others.
+  "$python" - "$results" "$only" "${burst_small[0]}" <<'PY'
+import json, sys
+path, only, small = sys.argv[1], set(sys.argv[2].split(",")), int(sys.argv[3])
+def category(run):
+    workload, store = run.get("workload"), run.get("store")
+    if store in ("sqlite", "postgresql") and workload in ("burst", "recurring"):
+        return "stores"
+    if workload == "burst":
+        return "burst" if run.get("jobs") == small else "burst100k"
+    return workload
+kept = [line for line in open(path) if line.strip() and category(json.loads(line)) not in only]
+open(path, "w").writelines(kept)
+PY
+else
+  : > "$results"
+fi
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- setup ---------------------------------------------------------------------------
