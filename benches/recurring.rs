@@ -117,11 +117,7 @@ async fn run(
     }
     let add_seconds = started.elapsed().as_secs_f64();
     let late_adds = Utc::now() > first;
-    let until = |instant: DateTime<Utc>| {
-        (instant - Utc::now())
-            .to_std()
-            .unwrap_or(Duration::ZERO)
-    };
+    let until = |instant: DateTime<Utc>| (instant - Utc::now()).to_std().unwrap_or(Duration::ZERO);
     tokio::time::sleep(until(first)).await;
     let cpu_before = common::cpu_ms();
     let watched = Instant::now();

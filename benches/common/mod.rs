@@ -107,13 +107,9 @@ impl BenchStore {
                 })
             }
             "sqlite" => {
-                let file = std::env::temp_dir()
-                    .join(format!("kairos-bench-{:08x}.db", fastrand::u32(..)));
-                (
-                    format!("sqlite://{}", file.display()),
-                    "sqlite",
-                    Some(file),
-                )
+                let file =
+                    std::env::temp_dir().join(format!("kairos-bench-{:08x}.db", fastrand::u32(..)));
+                (format!("sqlite://{}", file.display()), "sqlite", Some(file))
             }
             url if url.starts_with("postgres") => (url.to_owned(), "postgresql", None),
             other => return Err(format!("unknown store {other}")),

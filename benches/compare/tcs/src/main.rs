@@ -247,7 +247,12 @@ async fn pending(jobs: usize, days: i64, idle: f64, budget: f64) -> Result<serde
 /// A repeated job's n-th run is due at its first tick plus n intervals (the crate
 /// advances a repeated job from its previous tick, never skipping one), so each job
 /// counts its runs and its lateness is start - (first tick + n * interval).
-async fn recurring(jobs: usize, interval: u64, window: u64, lead: f64) -> Result<serde_json::Value> {
+async fn recurring(
+    jobs: usize,
+    interval: u64,
+    window: u64,
+    lead: f64,
+) -> Result<serde_json::Value> {
     let mut scheduler = JobScheduler::new_with_channel_size(jobs.max(200)).await?;
     let lateness = Arc::new(Mutex::new(Vec::with_capacity(jobs * window as usize)));
     let counted = Arc::new(AtomicUsize::new(0));
@@ -296,7 +301,9 @@ async fn recurring(jobs: usize, interval: u64, window: u64, lead: f64) -> Result
     let grace = 5;
     loop {
         let now = Utc::now().timestamp();
-        if now >= end + grace || (now >= end && counted.load(Ordering::Relaxed) >= jobs * runs_per_job as usize) {
+        if now >= end + grace
+            || (now >= end && counted.load(Ordering::Relaxed) >= jobs * runs_per_job as usize)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
