@@ -5,10 +5,15 @@
 //! memory per pending job. `benches/compare/burst.sh` runs it next to APScheduler 3.11
 //! on the same workload.
 //!
-//! Usage: `cargo bench --bench burst -- [JOBS] [SECONDS] [--adders=K]` (default 100000
-//! 10, one adding task). `--adders=K` adds from K tasks at once, as an API server's
-//! connections do.
+//! Usage: `cargo bench --bench burst -- [JOBS] [SECONDS] [--adders=K] [--lead=S]
+//! [--store=memory|sqlite|URL]` (default 100000 10, one adding task, the first job due
+//! 5 s after adding starts, the memory store). `--adders=K` adds from K tasks at once,
+//! as an API server's connections do; `--store=sqlite` measures a fresh SQLite file and
+//! a `postgres://` URL fresh tables there (dropped afterwards).
 //! Prints one JSON line on stdout.
+
+#[path = "common/mod.rs"]
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,36 +26,17 @@ use kairos::scheduler::Scheduler;
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 use kairos::trigger::{DateSpec, TriggerSpec};
 
-/// The process's resident and peak resident memory in KiB, from /proc.
-fn memory_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|line| line.starts_with(name))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn percentile(sorted: &[f64], fraction: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
 fn main() {
     let adders = std::env::args()
         .find_map(|arg| arg.strip_prefix("--adders=").and_then(|k| k.parse().ok()))
         .unwrap_or(1)
         .max(1);
-    let mut args = std::env::args()
-        .skip(1)
-        .filter(|arg| !arg.starts_with("--"));
+    let lead: f64 = common::flag("lead")
+        .and_then(|lead| lead.parse().ok())
+        .unwrap_or(5.0);
+    let store = common::flag("store").unwrap_or_else(|| "memory".to_owned());
+    let positional = common::positional();
+    let mut args = positional.iter();
     let jobs: usize = args
         .next()
         .and_then(|arg| arg.parse().ok())
@@ -60,10 +46,17 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    runtime.block_on(run(jobs, seconds, adders));
+    runtime.block_on(run(jobs, seconds, adders, lead, &store));
 }
 
-async fn run(jobs: usize, seconds: f64, adders: usize) {
+async fn run(jobs: usize, seconds: f64, adders: usize, lead: f64, store: &str) {
+    let store = match common::BenchStore::open(store).await {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("store: {error}");
+            std::process::exit(1);
+        }
+    };
     let lateness_ms = Arc::new(Mutex::new(Vec::with_capacity(jobs)));
     let fired = Arc::new(AtomicUsize::new(0));
     let mut tasks = TaskRegistry::new();
@@ -82,14 +75,17 @@ async fn run(jobs: usize, seconds: f64, adders: usize) {
             async { Ok::<String, TaskFailure>(String::new()) }
         });
     }
-    let scheduler = Scheduler::builder()
+    let mut builder = Scheduler::builder()
         .tasks(tasks)
-        .executor("default", ThreadPoolExecutor::new(16))
-        .build();
+        .executor("default", ThreadPoolExecutor::new(16));
+    if let Some(shared) = &store.store {
+        builder = builder.store_shared("default", Arc::clone(shared));
+    }
+    let scheduler = builder.build();
     scheduler.start();
-    // Jobs start firing five seconds from now (adding must finish first, for the
+    // Jobs start firing `lead` seconds from now (adding must finish first, for the
     // slowest system too) and spread evenly over the window.
-    let first = Utc::now() + TimeDelta::seconds(5);
+    let first = Utc::now() + TimeDelta::microseconds((lead * 1e6) as i64);
     let spacing = seconds / jobs as f64;
     // The inputs exist before timing starts, as they do in an API server that receives
     // dates as text; the timed part is the scheduler's work. (The APScheduler twin also
@@ -102,7 +98,7 @@ async fn run(jobs: usize, seconds: f64, adders: usize) {
             })
             .collect(),
     );
-    let (baseline_kib, _) = memory_kib();
+    let (baseline_kib, _) = common::memory_kib();
     let started = Instant::now();
     let mut adding = tokio::task::JoinSet::new();
     for adder in 0..adders {
@@ -126,39 +122,38 @@ async fn run(jobs: usize, seconds: f64, adders: usize) {
     }
     while adding.join_next().await.is_some() {}
     let add_seconds = started.elapsed().as_secs_f64();
-    let (pending_kib, _) = memory_kib();
+    let (pending_kib, _) = common::memory_kib();
     let late_adds = Utc::now() > first;
-    // Wait for the window plus a grace of five seconds for stragglers.
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds + 10.0);
+    // Wait for the rest of the lead, the window and a grace of ten seconds.
+    let deadline = Instant::now() + Duration::from_secs_f64(lead + seconds + 10.0);
     while fired.load(Ordering::Relaxed) < jobs && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     scheduler.shutdown(Some(Duration::from_secs(5))).await;
-    let (_, peak_kib) = memory_kib();
-    let mut lateness = std::mem::take(
+    let (_, peak_kib) = common::memory_kib();
+    let lateness = std::mem::take(
         &mut *lateness_ms
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()),
     );
-    lateness.sort_by(f64::total_cmp);
+    let fired_count = lateness.len();
     let result = serde_json::json!({
         "system": "kairos",
+        "workload": "burst",
+        "store": store.kind,
+        "lead_s": lead,
         "jobs": jobs,
         "window_s": seconds,
         "add_per_s": jobs as f64 / add_seconds,
         "adders": adders,
-        "fired": lateness.len(),
-        "lost": jobs - lateness.len(),
-        "lateness_ms": {
-            "p50": percentile(&lateness, 0.50),
-            "p99": percentile(&lateness, 0.99),
-            "max": lateness.last().copied().unwrap_or(f64::NAN),
-            "min": lateness.first().copied().unwrap_or(f64::NAN),
-        },
+        "fired": fired_count,
+        "lost": jobs - fired_count.min(jobs),
+        "lateness_ms": common::lateness_json(lateness),
         "bytes_per_pending_job": (pending_kib.saturating_sub(baseline_kib) * 1024) as f64 / jobs as f64,
         "peak_rss_mib": peak_kib as f64 / 1024.0,
         "adding_overran_window_start": late_adds,
     });
     println!("{result}");
+    store.cleanup().await;
 }
