@@ -98,6 +98,15 @@ impl Dialect for Sqlite {
                 "CREATE INDEX IF NOT EXISTS {p}jobs_lease_owner ON {p}jobs (lease_owner)",
             ],
         },
+        Migration {
+            version: 3,
+            statements: &[
+                // Opening the store clears the broken marks (`UPDATE … WHERE broken <> 0`);
+                // without an index that scanned every job: 0.8 s of a restart with a
+                // million pending. Partial, so it holds only the few broken rows.
+                "CREATE INDEX IF NOT EXISTS {p}jobs_broken ON {p}jobs (broken) WHERE broken <> 0",
+            ],
+        },
     ];
 
     fn connect(
