@@ -372,9 +372,10 @@ async fn config_jobs_are_found_and_jobs_counted_without_reading_all(harness: Har
     owned.config_spec = Some(Box::new(spec));
     store.add_job(owned).await.unwrap();
     store.add_job(job("plain", Some(t0()))).await.unwrap();
-    // Its args mention the marker, but the config does not own it.
+    // Its args hold the very text SQL stores search for (`"config_spec":`), so a
+    // store must still check what it found; the config does not own this job.
     let mut lookalike = job("lookalike", None);
-    lookalike.args = json!({"note": "\"config_spec\": nothing"});
+    lookalike.args = json!({"config_spec": {"not": "a spec"}});
     store.add_job(lookalike).await.unwrap();
     let found: Vec<String> = store
         .get_config_jobs()

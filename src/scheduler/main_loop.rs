@@ -644,8 +644,15 @@ impl Unwritten {
 
     /// Sorts finished runs by the store their job lives in.
     fn add(&mut self, inner: &Inner, records: Vec<RunRecord>) {
-        for record in records {
-            let placed = inner.lock().run_stores.remove(&record.run_id);
+        // One lock for the batch: the scheduler's loop takes the same lock.
+        let places: Vec<Option<RunPlace>> = {
+            let mut mutable = inner.lock();
+            records
+                .iter()
+                .map(|record| mutable.run_stores.remove(&record.run_id))
+                .collect()
+        };
+        for (record, placed) in records.into_iter().zip(places) {
             if let Some(RunPlace {
                 jobstore: store,
                 frees_instance,

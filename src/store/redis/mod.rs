@@ -533,25 +533,12 @@ impl JobStore for RedisStore {
         owner: &str,
         max_instances: u32,
     ) -> Result<bool, StoreError> {
-        // The wall clock, not the scheduler's: a slot's time-to-live is real time.
-        let now = Utc::now();
-        let ttl = TimeDelta::from_std(self.instance_ttl).unwrap_or(TimeDelta::MAX);
-        let expiry = now
-            .checked_add_signed(ttl)
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        let slot = format!("{owner}{SLOT_SEPARATOR}{:016x}", fastrand::u64(..));
-        let claimed: i64 = self
-            .invoke(
-                scripts::CLAIM_INSTANCE
-                    .key(self.keys.instances(job_id))
-                    .arg(micros(now))
-                    .arg(micros(expiry))
-                    .arg(max_instances)
-                    .arg(slot)
-                    .arg(self.instance_ttl.as_millis().max(1)),
-            )
-            .await?;
-        Ok(claimed == 1)
+        let claim = InstanceClaim {
+            job_id: job_id.to_owned(),
+            max_instances,
+        };
+        let claimed = self.claim_instances(owner, &[claim]).await?;
+        Ok(claimed.first() == Some(&true))
     }
 
     async fn release_instance(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {

@@ -43,10 +43,6 @@ pub(super) static QUARANTINE: LazyLock<Script> =
 pub(super) static NEXT_RUN_TIME: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/next_run_time.lua")));
 
-/// Take an instance slot if one is free.
-pub(super) static CLAIM_INSTANCE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/claim_instance.lua")));
-
 /// Free an instance slot.
 pub(super) static RELEASE_INSTANCE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/release_instance.lua")));
@@ -98,7 +94,6 @@ mod tests {
             &RELEASE,
             &QUARANTINE,
             &NEXT_RUN_TIME,
-            &CLAIM_INSTANCE,
             &RELEASE_INSTANCE,
             &RECORD_RUN,
             &RUNS,
@@ -120,7 +115,6 @@ mod tests {
             include_str!("lua/release.lua"),
             include_str!("lua/quarantine.lua"),
             include_str!("lua/next_run_time.lua"),
-            include_str!("lua/claim_instance.lua"),
             include_str!("lua/release_instance.lua"),
             include_str!("lua/record_run.lua"),
             include_str!("lua/runs.lua"),

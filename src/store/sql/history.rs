@@ -290,7 +290,8 @@ impl<D: Dialect> SqlStore<D> {
         transaction: &mut <D::Database as sqlx::Database>::Connection,
         owner: &str,
         slots: &[(String, i64)],
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
+        let mut deleted = 0;
         if D::LOCKS_SCANNED_ROWS {
             let delete =
                 self.sql("DELETE FROM {p}instances WHERE job_id = ? AND slot = ? AND owner = ?");
@@ -300,11 +301,11 @@ impl<D: Dialect> SqlStore<D> {
                     Arg::from(*slot),
                     Arg::from(owner),
                 ];
-                execute_on::<D>(transaction, &delete, args)
+                deleted += execute_on::<D>(transaction, &delete, args)
                     .await
                     .map_err(failure::<D>)?;
             }
-            return Ok(());
+            return Ok(deleted);
         }
         for chunk in slots.chunks(CHUNK) {
             let pairs = vec!["(job_id = ? AND slot = ?)"; chunk.len()].join(" OR ");
@@ -316,11 +317,11 @@ impl<D: Dialect> SqlStore<D> {
                 args.push(Arg::from(job_id.as_str()));
                 args.push(Arg::from(*slot));
             }
-            execute_on::<D>(transaction, &delete, args)
+            deleted += execute_on::<D>(transaction, &delete, args)
                 .await
                 .map_err(failure::<D>)?;
         }
-        Ok(())
+        Ok(deleted)
     }
 
     /// [`crate::store::JobStore::record_run`].

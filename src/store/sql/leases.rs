@@ -102,17 +102,9 @@ impl<D: Dialect> SqlStore<D> {
     /// instance slots, in one transaction. The jobs keep their next run times, so runs
     /// that were in flight run again (at least once across a crash).
     pub(super) async fn recover(&self, owner: &str) -> Result<u64, StoreError> {
+        // The same freeing as reaping a dead node: this owner's earlier life is one.
         let mut transaction = self.begin().await?;
-        let leases = self.sql(
-            "UPDATE {p}jobs SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner = ?",
-        );
-        let mut freed = execute_on::<D>(&mut transaction, &leases, vec![owner.into()])
-            .await
-            .map_err(failure::<D>)?;
-        let slots = self.sql("DELETE FROM {p}instances WHERE owner = ?");
-        freed += execute_on::<D>(&mut transaction, &slots, vec![owner.into()])
-            .await
-            .map_err(failure::<D>)?;
+        let freed = self.free_rows_of(&mut transaction, owner).await?;
         transaction.commit().await.map_err(failure::<D>)?;
         Ok(freed)
     }

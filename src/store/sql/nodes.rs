@@ -136,16 +136,19 @@ impl<D: Dialect> SqlStore<D> {
         Ok(dead)
     }
 
-    /// Ends a dead node's leases and frees its instance slots, skipping rows that are
+    /// Ends an owner's leases and frees its instance slots; returns how many of both.
+    /// Used for a dead node (reaping) and for this scheduler's own earlier life
+    /// (`recover_owner`). Skips rows that are
     /// locked (`Dialect::CLAIM_LOCK`): those are held by the node's own transaction,
     /// open when it froze. Waiting for them would stall the reaper (and, behind it,
     /// everyone) for as long as the node stays frozen; left alone, they are its own to
     /// write once it resumes, and fencing refuses that write if the lease is gone.
-    async fn free_rows_of(
+    pub(super) async fn free_rows_of(
         &self,
         transaction: &mut <D::Database as sqlx::Database>::Connection,
         owner: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
+        let mut freed = 0;
         let leased = self.sql(&format!(
             "SELECT id FROM {{p}}jobs WHERE lease_owner = ? ORDER BY id{}",
             D::CLAIM_LOCK
@@ -167,7 +170,7 @@ impl<D: Dialect> SqlStore<D> {
             ));
             let mut args = vec![Arg::from(owner)];
             args.extend(id_args(chunk.iter().map(String::as_str)));
-            execute_on::<D>(transaction, &sql, args)
+            freed += execute_on::<D>(transaction, &sql, args)
                 .await
                 .map_err(failure::<D>)?;
         }
@@ -186,7 +189,7 @@ impl<D: Dialect> SqlStore<D> {
                 slots.push((job_id, slot));
             }
         }
-        self.delete_slots(transaction, owner, &slots).await?;
-        Ok(())
+        freed += self.delete_slots(transaction, owner, &slots).await?;
+        Ok(freed)
     }
 }

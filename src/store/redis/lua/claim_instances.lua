@@ -1,4 +1,7 @@
--- claim_instances: claim_instance for a batch, in order, in one round trip.
+-- claim_instances: take one of each job's `max_instances` slots, cluster-wide, for a
+-- batch of claims in order, in one round trip (a single claim is a batch of one).
+-- A slot whose owner died without releasing it stops counting once its expiry passed;
+-- a set nobody claims from again expires with its last slot (PEXPIRE).
 -- KEYS: one instance set per claim (a job claimed twice appears twice)
 -- ARGV: 1 now (µs), 2 the slots' expiry (µs), 3 key TTL (ms), then per claim:
 --       max_instances, member
