@@ -83,6 +83,12 @@ impl JobSpec {
         self
     }
 
+    /// The same spec with a name.
+    pub fn with_name(mut self, name: impl Into<String>) -> JobSpec {
+        self.name = Some(name.into());
+        self
+    }
+
     /// The same spec with args.
     pub fn with_args(mut self, args: serde_json::Value) -> JobSpec {
         self.args = args;

@@ -22,7 +22,7 @@ use kairos::executor::process::run_worker;
 use kairos::job::JobOptions;
 use kairos::task::TaskRegistry;
 use kairos::trigger::datetime::format_instant;
-use kairos::trigger::words::spec_from_words;
+use kairos::trigger::words::{spec_from_words, spec_to_words};
 use kairos::trigger::{Trigger, TriggerContext, TriggerSpec, Zone};
 
 /// An APScheduler-style job scheduler and daemon.
@@ -357,7 +357,7 @@ fn check(path: &Path) -> anyhow::Result<bool> {
         rows.push([
             job.id().to_owned(),
             spec.task.clone(),
-            trigger_words(&spec.trigger),
+            spec_to_words(&spec.trigger),
             next,
         ]);
     }
@@ -388,34 +388,6 @@ fn check(path: &Path) -> anyhow::Result<bool> {
     )
     .context("writing the job table")?;
     Ok(true)
-}
-
-/// A trigger in the words `kairos next` takes: `cron hour=3 minute=30`.
-fn trigger_words(spec: &TriggerSpec) -> String {
-    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(spec) else {
-        return String::from("?");
-    };
-    let mut words = Vec::new();
-    if let Some(kind) = fields.get("type").and_then(|kind| kind.as_str()) {
-        words.push(kind.to_owned());
-    }
-    for (key, value) in &fields {
-        if key == "type" || value.is_null() {
-            continue;
-        }
-        let text = match value {
-            serde_json::Value::String(text) => text.clone(),
-            other => other.to_string(),
-        };
-        if key == "expression" {
-            words.push(format!("{text:?}"));
-        } else if text.contains(' ') {
-            words.push(format!("{key}={text:?}"));
-        } else {
-            words.push(format!("{key}={text}"));
-        }
-    }
-    words.join(" ")
 }
 
 enum NextError {

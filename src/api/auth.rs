@@ -14,8 +14,11 @@ use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Serialize;
 
 use super::error::ApiError;
+use super::{Routes, Verb};
 
 /// The configured tokens.
 pub(crate) struct Access {
@@ -23,9 +26,10 @@ pub(crate) struct Access {
     read_only: Vec<Vec<u8>>,
 }
 
-/// What a presented token may do.
+/// What a presented token may do; handlers find it in the request's extensions
+/// (absent when no token is configured, which grants everything).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Grant {
+pub(crate) enum Grant {
     ReadWrite,
     ReadOnly,
 }
@@ -110,7 +114,7 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// The middleware in front of every route but `GET /health`.
 pub(crate) async fn require_token(
     State(access): State<Arc<Access>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     if access.open() {
@@ -143,8 +147,37 @@ pub(crate) async fn require_token(
             "this token may only read; changes need a read-write token",
         )
         .into_response(),
-        Some(_) => next.run(request).await,
+        Some(grant) => {
+            request.extensions_mut().insert(grant);
+            next.run(request).await
+        }
     }
+}
+
+pub(super) fn routes(routes: Routes) -> Routes {
+    routes.add(Verb::Get, "/access", show_access)
+}
+
+#[derive(Serialize)]
+struct AccessView {
+    /// `read_write` or `read_only`.
+    access: &'static str,
+    /// Whether the API asks for a token at all.
+    token_required: bool,
+}
+
+/// `GET /access`: what the presented token may do, so a page can disable the actions
+/// a read-only token would be refused.
+async fn show_access(grant: Option<Extension<Grant>>) -> Json<AccessView> {
+    let (access, token_required) = match grant {
+        None => ("read_write", false),
+        Some(Extension(Grant::ReadWrite)) => ("read_write", true),
+        Some(Extension(Grant::ReadOnly)) => ("read_only", true),
+    };
+    Json(AccessView {
+        access,
+        token_required,
+    })
 }
 
 /// The token of an `Authorization: Bearer <token>` value (the scheme is

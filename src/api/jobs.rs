@@ -17,12 +17,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{parse_json, Json, JsonBody, Path};
+use super::extract::{parse_json, Json, JsonBody, Path, Query};
 use super::idempotency::{Begin, StoredResponse};
 use super::view::JobView;
 use super::{AppState, Routes, Verb, PREFIX};
 use crate::job::{Job, JobChanges, JobOptions, JobSpec};
 use crate::scheduler::Scheduler;
+use crate::store::JobQuery;
+use crate::trigger::datetime::format_instant;
 use crate::trigger::TriggerSpec;
 
 /// The longest job id accepted: ids go into URLs and store keys.
@@ -39,6 +41,7 @@ pub(super) fn routes(routes: Routes) -> Routes {
         .add(Verb::Post, "/jobs/{id}/resume", resume_job)
         .add(Verb::Post, "/jobs/{id}/run", run_job)
         .add(Verb::Post, "/jobs/{id}/reschedule", reschedule_job)
+        .add(Verb::Get, "/jobs/{id}/fire_times", job_fire_times)
 }
 
 /// The body of `POST /jobs`: a [`JobSpec`] with its options under `options`, the way
@@ -85,12 +88,119 @@ impl From<NewJob> for JobSpec {
 #[derive(Serialize)]
 struct JobList {
     jobs: Vec<JobView>,
+    /// How many jobs match in all, when the request asked for a page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<u64>,
+    /// What the filters can choose from, when the request asked for a page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    facets: Option<Facets>,
 }
 
-async fn list_jobs(State(state): State<AppState>) -> Result<axum::Json<JobList>, ApiError> {
-    let jobs = state.scheduler.get_jobs().await?;
+#[derive(Serialize)]
+struct Facets {
+    /// The registered tasks.
+    tasks: Vec<String>,
+    /// The job stores.
+    jobstores: Vec<String>,
+}
+
+/// `GET /jobs` without parameters lists every job (scripts, `kairos jobs`); any of
+/// these asks for one page of a filtered list instead (the web page).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    offset: Option<usize>,
+    /// Text in the id or name, ignoring case.
+    #[serde(default)]
+    q: Option<String>,
+    /// `scheduled` or `paused`.
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    task: Option<String>,
+    #[serde(default)]
+    jobstore: Option<String>,
+    /// Include each job's latest run.
+    #[serde(default)]
+    last_run: Option<bool>,
+}
+
+/// Jobs in one page when the request names no `limit`.
+const DEFAULT_PAGE: usize = 50;
+/// The largest page.
+const MAX_PAGE: usize = 1000;
+
+async fn list_jobs(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<axum::Json<JobList>, ApiError> {
+    let paged = query.limit.is_some()
+        || query.offset.is_some()
+        || query.q.is_some()
+        || query.state.is_some()
+        || query.task.is_some()
+        || query.jobstore.is_some()
+        || query.last_run.is_some();
+    if !paged {
+        let jobs = state.scheduler.get_jobs().await?;
+        return Ok(axum::Json(JobList {
+            jobs: jobs.iter().map(JobView::from).collect(),
+            total: None,
+            facets: None,
+        }));
+    }
+    let limit = match query.limit {
+        None => DEFAULT_PAGE,
+        Some(limit) if (1..=MAX_PAGE).contains(&limit) => limit,
+        Some(limit) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("limit: {limit} is out of range 1-{MAX_PAGE}"),
+            ))
+        }
+    };
+    let paused = match query.state.as_deref() {
+        None | Some("" | "all") => None,
+        Some("scheduled") => Some(false),
+        Some("paused") => Some(true),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("state: {other:?} is not one of all, scheduled, paused"),
+            ))
+        }
+    };
+    let job_query = JobQuery {
+        paused,
+        task: query.task.filter(|task| !task.is_empty()),
+        text: query.q.filter(|text| !text.trim().is_empty()),
+        offset: query.offset.unwrap_or(0),
+        limit,
+    };
+    let jobstore = query.jobstore.filter(|name| !name.is_empty());
+    let listed = state
+        .scheduler
+        .list_jobs(&job_query, jobstore.as_deref())
+        .await?;
+    let mut jobs = Vec::with_capacity(listed.jobs.len());
+    for (store, job) in listed.jobs {
+        let mut view = JobView::from(&job).in_store(store);
+        if query.last_run == Some(true) {
+            let latest = state.scheduler.runs(Some(&job.id), 1).await?;
+            view = view.with_last_run(latest.first());
+        }
+        jobs.push(view);
+    }
     Ok(axum::Json(JobList {
-        jobs: jobs.iter().map(JobView::from).collect(),
+        jobs,
+        total: Some(listed.total),
+        facets: Some(Facets {
+            tasks: state.scheduler.tasks().names().map(str::to_owned).collect(),
+            jobstores: state.scheduler.jobstore_names(),
+        }),
     }))
 }
 
@@ -241,8 +351,51 @@ async fn get_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<JobView>, ApiError> {
+    let (store, job) = state
+        .scheduler
+        .locate_job(&id)
+        .await?
+        .ok_or_else(|| ApiError::job_not_found(&id))?;
+    Ok(axum::Json(JobView::from(&job).in_store(store)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FireTimesQuery {
+    #[serde(default)]
+    count: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct FireTimes {
+    /// In the trigger's time zone, RFC 3339.
+    fire_times: Vec<String>,
+    timezone: String,
+}
+
+/// `GET /jobs/{id}/fire_times`: the job's coming fire times from its next run time,
+/// by the same trigger code that fires it (none while paused).
+async fn job_fire_times(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<FireTimesQuery>,
+) -> Result<axum::Json<FireTimes>, ApiError> {
+    let count = super::preview::checked_count(query.count)?;
     let job = find(&state.scheduler, &id).await?;
-    Ok(axum::Json(JobView::from(&job)))
+    let zone = job.trigger.timezone();
+    let fire_times = match job.next_run_time {
+        None => Vec::new(),
+        Some(next) => job
+            .trigger
+            .fire_times(next)
+            .take(count)
+            .map(|instant| format_instant(instant, &zone))
+            .collect(),
+    };
+    Ok(axum::Json(FireTimes {
+        fire_times,
+        timezone: zone.name(),
+    }))
 }
 
 async fn modify_job(

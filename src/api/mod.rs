@@ -31,9 +31,12 @@ mod idempotency;
 mod jobs;
 mod metrics;
 mod openapi;
+mod overview;
+mod preview;
 mod rate_limit;
 mod runs;
 mod scheduler;
+mod ui;
 mod view;
 
 use std::fmt;
@@ -92,12 +95,14 @@ pub struct ApiSettings {
     /// Where `POST /scheduler/reload` sends its request: the daemon's reload path.
     /// `None` (a scheduler embedded without config files): the route answers 409.
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
+    /// Whether the web page is served at `/`.
+    pub ui: bool,
 }
 
 impl Default for ApiSettings {
     /// No tokens, the default task policy, 64 KiB bodies, 30 s requests, 200
     /// requests a second per client (bursts of 400), and idempotency keys kept 24 h,
-    /// 10,000 at most.
+    /// 10,000 at most; the web page on.
     fn default() -> ApiSettings {
         ApiSettings {
             tokens: Vec::new(),
@@ -109,6 +114,7 @@ impl Default for ApiSettings {
             idempotency_capacity: 10_000,
             rate_limit: Some(RateLimit::per_second(200)),
             reload: None,
+            ui: true,
         }
     }
 }
@@ -129,6 +135,7 @@ impl fmt::Debug for ApiSettings {
             .field("idempotency_capacity", &self.idempotency_capacity)
             .field("rate_limit", &self.rate_limit)
             .field("reload", &self.reload.is_some())
+            .field("ui", &self.ui)
             .finish()
     }
 }
@@ -191,6 +198,7 @@ pub fn app(scheduler: Scheduler, settings: ApiSettings) -> Router {
     let metrics = Metrics::start(&scheduler);
     let access = Arc::new(Access::new(&settings.tokens, &settings.read_tokens));
     let body_limit = settings.body_limit;
+    let ui_enabled = settings.ui;
     let request_timeout = settings.request_timeout;
     let limiter = settings
         .rate_limit
@@ -213,7 +221,13 @@ pub fn app(scheduler: Scheduler, settings: ApiSettings) -> Router {
         .merge(protected)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
-    let router = Router::new().nest(PREFIX, api).fallback(route_not_found);
+    let router = Router::new().nest(PREFIX, api);
+    let router = if ui_enabled {
+        router.merge(ui::router())
+    } else {
+        router
+    };
+    let router = router.fallback(route_not_found);
     // Outside authentication, so that guessing tokens is limited too.
     let router = match limiter {
         Some(limiter) => router.layer(middleware::from_fn_with_state(limiter, rate_limit::limit)),
@@ -361,7 +375,10 @@ pub(crate) fn routes() -> Routes {
         protected: Router::new(),
         table: Vec::new(),
     };
+    let routes = auth::routes(routes);
     let routes = jobs::routes(routes);
+    let routes = preview::routes(routes);
+    let routes = overview::routes(routes);
     let routes = runs::routes(routes);
     let routes = scheduler::routes(routes);
     let routes = cluster::routes(routes);

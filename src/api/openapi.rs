@@ -84,6 +84,49 @@ fn job_id() -> Value {
     json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}})
 }
 
+fn count() -> Value {
+    json!({"name": "count", "in": "query", "required": false,
+           "description": "How many fire times: 1-100, default 10.",
+           "schema": {"type": "integer", "minimum": 1, "maximum": 100}})
+}
+
+fn list_parameters() -> Vec<Value> {
+    let query = |name: &str, description: &str, schema: Value| json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema});
+    vec![
+        query(
+            "limit",
+            "Jobs in the page: 1-1000, default 50.",
+            json!({"type": "integer", "minimum": 1, "maximum": 1000}),
+        ),
+        query(
+            "offset",
+            "Matching jobs to skip.",
+            json!({"type": "integer", "minimum": 0}),
+        ),
+        query(
+            "q",
+            "Text in the id or name, ignoring case.",
+            json!({"type": "string"}),
+        ),
+        query(
+            "state",
+            "Only scheduled or only paused jobs.",
+            json!({"enum": ["all", "scheduled", "paused"]}),
+        ),
+        query("task", "Only jobs of this task.", json!({"type": "string"})),
+        query(
+            "jobstore",
+            "Only jobs of this store.",
+            json!({"type": "string"}),
+        ),
+        query(
+            "last_run",
+            "Include each job's latest run.",
+            json!({"type": "boolean"}),
+        ),
+    ]
+}
+
 fn limit() -> Value {
     json!({"name": "limit", "in": "query", "required": false,
            "description": "How many records, newest first: 1-1000, default 50.",
@@ -176,8 +219,15 @@ pub(crate) fn document() -> Value {
     };
     let paths = json!({
         "/jobs": {
-            "get": operation("List jobs, by next run time, paused last", &[], None,
-                ok("Every job.", json!({"type": "object", "properties": {"jobs": {"type": "array", "items": job()}}})), &[]),
+            "get": with_description(operation("List jobs, by next run time, paused last", &list_parameters(), None,
+                ok("Every job, or one page of the jobs that match.", json!({"type": "object", "properties": {
+                    "jobs": {"type": "array", "items": job()},
+                    "total": {"type": "integer", "description": "How many jobs match, when a page was asked for."},
+                    "facets": {"type": "object", "description": "The tasks and stores the filters can choose from, when a page was asked for.",
+                        "properties": {"tasks": {"type": "array", "items": {"type": "string"}},
+                                       "jobstores": {"type": "array", "items": {"type": "string"}}}}}})),
+                &[S::BAD_REQUEST]),
+                "Without parameters every job is listed. Any parameter asks for one page of a filtered list instead, with the total count and each job's store."),
             "post": add_job,
         },
         "/jobs/{id}": {
@@ -196,6 +246,34 @@ pub(crate) fn document() -> Value {
                         "properties": {"trigger": schema("Trigger")}})),
             ok("The job with its new trigger and next run time.", job()),
             &[S::BAD_REQUEST, S::NOT_FOUND, S::CONFLICT, S::UNPROCESSABLE_ENTITY]), config_owned)},
+        "/jobs/{id}/fire_times": {"get": operation("A job's coming fire times, from its next run time", &[job_id(), count()], None,
+            ok("Fire times in the trigger's time zone (none while paused).", json!({"type": "object", "properties": {
+                "fire_times": {"type": "array", "items": {"type": "string", "format": "date-time"}},
+                "timezone": {"type": "string"}}})), &[S::BAD_REQUEST, S::NOT_FOUND])},
+        "/preview": {"post": with_description(operation("Preview a trigger's fire times, as kairos next does", &[],
+            Some(json!({"type": "object", "additionalProperties": false, "properties": {
+                "trigger": schema("Trigger"),
+                "words": {"type": "string", "description": "kairos next words, e.g. cron hour=3 minute=30."},
+                "count": {"type": "integer", "minimum": 1, "maximum": 100},
+                "from": {"type": "string", "format": "date-time"}}})),
+            ok("The trigger and its next fire times.", json!({"type": "object", "properties": {
+                "trigger": schema("Trigger"), "trigger_text": {"type": "string"}, "trigger_words": {"type": "string"},
+                "timezone": {"type": "string"},
+                "fire_times": {"type": "array", "items": {"type": "string", "format": "date-time"}}}})),
+            &[S::BAD_REQUEST, S::UNPROCESSABLE_ENTITY]), "Give either trigger or words.")},
+        "/overview": {"get": operation("Fires of the next 24 hours, runs of the last hour, problems and nodes", &[], None,
+            ok("What the web page's overview charts.", json!({"type": "object", "properties": {
+                "now": {"type": "string", "format": "date-time"}, "scheduler_state": {"type": "string"},
+                "jobs": {"type": "integer"},
+                "upcoming": {"type": "object", "properties": {"from": {"type": "string"},
+                    "hourly": {"type": "array", "items": {"type": "integer"}}, "truncated": {"type": "boolean"}}},
+                "runs": {"type": "object", "properties": {"from": {"type": "string"},
+                    "minutes": {"type": "array", "items": {"type": "object"}}, "truncated": {"type": "boolean"}}},
+                "problems": {"type": "array", "items": schema("RunRecord")},
+                "nodes": {"type": "array", "items": schema("ClusterNode")}}})), &[])},
+        "/access": {"get": operation("What the presented token may do", &[], None,
+            ok("read_write or read_only.", json!({"type": "object", "properties": {
+                "access": {"enum": ["read_write", "read_only"]}, "token_required": {"type": "boolean"}}})), &[])},
         "/jobs/{id}/runs": {"get": operation("A job's runs, newest first", &[job_id(), limit()], None,
             ok("The runs (also of a job removed since).", schema("RunList")), &[S::BAD_REQUEST])},
         "/runs": {"get": operation("Runs of all jobs, or of one, newest first",
@@ -292,6 +370,11 @@ fn schemas() -> Value {
                 "id": {"type": "string"}, "name": {"type": "string"}, "task": {"type": "string"}, "args": {},
                 "trigger": schema("Trigger"),
                 "trigger_text": {"type": "string", "description": "For people, e.g. cron[hour='3']."},
+                "trigger_words": {"type": "string", "description": "As kairos next takes it, e.g. cron hour=3."},
+                "jobstore": {"type": "string", "description": "The store holding the job, where known."},
+                "last_run": {"type": ["object", "null"], "description": "The latest run, when asked for.", "properties": {
+                    "outcome": {"type": "string"}, "scheduled_time": {"type": "string", "format": "date-time"},
+                    "finished_at": {"type": "string", "format": "date-time"}}},
                 "executor": {"type": "string"},
                 "options": {"type": "object", "properties": {
                     "misfire_grace_time": {"type": ["string", "null"]}, "coalesce": {"type": "boolean"},

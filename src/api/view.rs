@@ -7,10 +7,12 @@
 
 use std::time::Duration;
 
-use chrono::SecondsFormat;
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
+use crate::history::RunRecord;
 use crate::job::Job;
+use crate::trigger::words::spec_to_words;
 use crate::trigger::TriggerSpec;
 
 /// A job as the API shows it.
@@ -22,6 +24,8 @@ pub(crate) struct JobView {
     args: serde_json::Value,
     trigger: TriggerSpec,
     trigger_text: String,
+    /// The trigger in the words `kairos next` and the preview take.
+    trigger_words: String,
     executor: String,
     options: OptionsView,
     paused: bool,
@@ -29,6 +33,43 @@ pub(crate) struct JobView {
     next_run_time: Option<String>,
     /// Read-only: the daemon's config files own the job.
     from_config: bool,
+    /// The store that holds the job, where the answer knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jobstore: Option<String>,
+    /// The job's latest run, where the request asked for it (`null`: none yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_run: Option<Option<LastRun>>,
+}
+
+/// How a job's latest run ended: what a jobs table shows.
+#[derive(Debug, Serialize)]
+pub(crate) struct LastRun {
+    outcome: &'static str,
+    scheduled_time: String,
+    finished_at: String,
+}
+
+impl JobView {
+    /// The view, saying which store holds the job.
+    pub(crate) fn in_store(mut self, jobstore: String) -> JobView {
+        self.jobstore = Some(jobstore);
+        self
+    }
+
+    /// The view with the job's latest run (`None`: it has not run yet).
+    pub(crate) fn with_last_run(mut self, run: Option<&RunRecord>) -> JobView {
+        self.last_run = Some(run.map(|run| LastRun {
+            outcome: run.outcome.as_str(),
+            scheduled_time: rfc3339(run.scheduled_time),
+            finished_at: rfc3339(run.finished_at),
+        }));
+        self
+    }
+}
+
+/// RFC 3339 in UTC, as the API writes instants.
+pub(crate) fn rfc3339(instant: DateTime<Utc>) -> String {
+    instant.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 #[derive(Debug, Serialize)]
@@ -48,6 +89,7 @@ impl From<&Job> for JobView {
             args: job.args.clone(),
             trigger: job.trigger.spec().clone(),
             trigger_text: describe_trigger(job.trigger.spec()),
+            trigger_words: spec_to_words(job.trigger.spec()),
             executor: job.executor.clone(),
             options: OptionsView {
                 misfire_grace_time: job.misfire_grace_time.map(humane),
@@ -56,10 +98,10 @@ impl From<&Job> for JobView {
                 jitter: job.jitter.map(humane),
             },
             paused: job.paused,
-            next_run_time: job
-                .next_run_time
-                .map(|time| time.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            next_run_time: job.next_run_time.map(rfc3339),
             from_config: job.is_from_config(),
+            jobstore: None,
+            last_run: None,
         }
     }
 }

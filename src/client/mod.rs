@@ -758,6 +758,7 @@ mod tests {
             allowed_tasks: Default::default(),
             rate_limit: 200,
             rate_limit_burst: 400,
+            ui: true,
         }
     }
 

@@ -456,6 +456,7 @@ pub(crate) fn check_api(
             .collect(),
         rate_limit: DEFAULT_RATE_LIMIT,
         rate_limit_burst: DEFAULT_RATE_LIMIT * 2,
+        ui: true,
     };
     let Some(section) = &raw.api else {
         return api;
@@ -522,6 +523,9 @@ pub(crate) fn check_api(
         }
     }
     check_rate_limit(source, raw_api, &mut api, errors);
+    // On by default only where the API is private to the machine; elsewhere the
+    // operator turns it on knowingly (the page still needs a token to show anything).
+    api.ui = raw_api.ui.unwrap_or(api.listen.ip().is_loopback());
     api
 }
 

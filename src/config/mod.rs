@@ -192,6 +192,9 @@ pub struct ApiConfig {
     /// `rate_limit_burst`: how many requests a client may make at once after a quiet
     /// spell; default twice `rate_limit`.
     pub rate_limit_burst: u32,
+    /// `ui`: serve the web page at `/`; default true when `listen` is a loopback
+    /// address.
+    pub ui: bool,
 }
 
 impl fmt::Debug for ApiConfig {
@@ -205,6 +208,7 @@ impl fmt::Debug for ApiConfig {
             .field("allowed_tasks", &self.allowed_tasks)
             .field("rate_limit", &self.rate_limit)
             .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("ui", &self.ui)
             .finish()
     }
 }

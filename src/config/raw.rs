@@ -167,6 +167,7 @@ pub(crate) struct RawApi {
     pub(crate) allowed_tasks: Option<Vec<Spanned<String>>>,
     pub(crate) rate_limit: Option<Spanned<u32>>,
     pub(crate) rate_limit_burst: Option<Spanned<u32>>,
+    pub(crate) ui: Option<bool>,
 }
 
 /// `[log]`.

@@ -217,6 +217,7 @@ async fn start_api(
             burst: config.api.rate_limit_burst,
         }),
         reload: Some(reloads),
+        ui: config.api.ui,
         ..ApiSettings::default()
     };
     let address = config.api.listen;
@@ -231,6 +232,9 @@ async fn start_api(
         let _ = stopped.await;
     }));
     tracing::info!(listen = %bound, "API listening on http://{bound}{}", api::PREFIX);
+    if config.api.ui {
+        tracing::info!("web page on http://{bound}/");
+    }
     Ok((stop, served))
 }
 

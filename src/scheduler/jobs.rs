@@ -13,9 +13,19 @@ use super::{main_loop, Event, Inner, Scheduler, SchedulerError};
 use crate::executor::Submission;
 use crate::history::RunRecord;
 use crate::job::{generate_id, Job, JobChanges, JobSpec};
-use crate::store::StoreError;
+use crate::store::query::list_order;
+use crate::store::{JobQuery, StoreError};
 use crate::task::TaskRun;
 use crate::trigger::{Trigger, TriggerSpec};
+
+/// A page of jobs as [`Scheduler::list_jobs`] gives it.
+#[derive(Debug, Default)]
+pub struct ListedJobs {
+    /// The page: each job with the name of its store.
+    pub jobs: Vec<(String, Job)>,
+    /// How many jobs match in all.
+    pub total: u64,
+}
 
 impl Scheduler {
     /// Adds a job; it fails if the task, trigger, executor, store or options are
@@ -303,11 +313,7 @@ impl Scheduler {
 
     /// The job with this id.
     pub async fn get_job(&self, id: &str) -> Result<Option<Job>, SchedulerError> {
-        match self.inner.find_job(id).await {
-            Ok((_, job)) => Ok(Some(job)),
-            Err(SchedulerError::JobNotFound(_)) => Ok(None),
-            Err(other) => Err(other),
-        }
+        Ok(self.locate_job(id).await?.map(|(_, job)| job))
     }
 
     /// All jobs of all stores, by next run time, paused ones last.
@@ -318,6 +324,67 @@ impl Scheduler {
         }
         jobs.sort_by_key(|job| (job.next_run_time.is_none(), job.next_run_time));
         Ok(jobs)
+    }
+
+    /// One page of the jobs that match `query`, with the name of each one's store and
+    /// how many match in all; only the store named `jobstore` when given (an unknown
+    /// name lists nothing). Each store pages for itself; with several stores, each is
+    /// asked for the first `offset + limit` and the pages are merged.
+    pub async fn list_jobs(
+        &self,
+        query: &JobQuery,
+        jobstore: Option<&str>,
+    ) -> Result<ListedJobs, SchedulerError> {
+        let stores: Vec<(&String, &Arc<dyn crate::store::JobStore>)> = self
+            .inner
+            .stores
+            .iter()
+            .filter(|(name, _)| jobstore.is_none_or(|wanted| wanted == name.as_str()))
+            .collect();
+        if let [(name, store)] = stores.as_slice() {
+            let page = store.list_jobs(query).await?;
+            return Ok(ListedJobs {
+                jobs: page
+                    .jobs
+                    .into_iter()
+                    .map(|job| ((*name).clone(), job))
+                    .collect(),
+                total: page.total,
+            });
+        }
+        let widened = JobQuery {
+            offset: 0,
+            limit: query.offset.saturating_add(query.limit),
+            ..query.clone()
+        };
+        let mut jobs = Vec::new();
+        let mut total: u64 = 0;
+        for (name, store) in stores {
+            let page = store.list_jobs(&widened).await?;
+            total = total.saturating_add(page.total);
+            jobs.extend(page.jobs.into_iter().map(|job| (name.clone(), job)));
+        }
+        jobs.sort_by(|(_, left), (_, right)| list_order(left, right));
+        let jobs = jobs
+            .into_iter()
+            .skip(query.offset)
+            .take(query.limit)
+            .collect();
+        Ok(ListedJobs { jobs, total })
+    }
+
+    /// The job with this id and the name of the store that holds it.
+    pub async fn locate_job(&self, id: &str) -> Result<Option<(String, Job)>, SchedulerError> {
+        match self.inner.find_job(id).await {
+            Ok(found) => Ok(Some(found)),
+            Err(SchedulerError::JobNotFound(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The names of the scheduler's job stores.
+    pub fn jobstore_names(&self) -> Vec<String> {
+        self.inner.stores.keys().cloned().collect()
     }
 
     /// The jobs the daemon's config files own, of all stores (see

@@ -26,10 +26,12 @@
 //!   `Unavailable` with backoff and never loses a job over one.
 
 pub mod memory;
+pub mod query;
 pub mod redis;
 pub mod sql;
 pub mod url;
 
+pub use self::query::{JobPage, JobQuery};
 pub use self::url::{open, OpenError, OpenOptions};
 
 use std::time::Duration;
@@ -183,6 +185,13 @@ pub trait JobStore: Send + Sync + 'static {
     /// [`get_jobs`](JobStore::get_jobs).
     async fn count_jobs(&self) -> Result<u64, StoreError> {
         Ok(u64::try_from(self.get_jobs().await?.len()).unwrap_or(u64::MAX))
+    }
+
+    /// One page of the jobs that match `query`, in list order, with how many match in
+    /// all. Stores that can page without reading every job do; the default filters
+    /// [`get_jobs`](JobStore::get_jobs).
+    async fn list_jobs(&self, query: &JobQuery) -> Result<JobPage, StoreError> {
+        Ok(query::page_of(self.get_jobs().await?, query))
     }
 
     /// The earliest next run time of a job that is neither paused nor acquired.

@@ -57,6 +57,98 @@ const CALENDAR_INTERVAL_FIELDS: &[&str] = &[
     "jitter",
 ];
 
+/// Builds a specification from one line of words, the trigger kind first, as a shell
+/// would split it: `cron hour=3 minute=30`, `crontab "0 3 * * *"`,
+/// `date run_date="2024-03-01 12:00"`. Double quotes group, a backslash escapes.
+pub fn spec_from_line(line: &str) -> Result<TriggerSpec, TriggerError> {
+    let words = split_words(line)?;
+    let Some((kind, words)) = words.split_first() else {
+        return Err(TriggerError::syntax(
+            "type",
+            format!(
+                "no trigger given (expected one of {} and field=value words)",
+                KINDS.join(", ")
+            ),
+        ));
+    };
+    spec_from_words(kind, words)
+}
+
+/// A trigger in the words [`spec_from_line`] and `kairos next` take:
+/// `cron hour=3 minute=30`. Combining triggers (`and`, `or`) have no words: their
+/// JSON is given instead.
+pub fn spec_to_words(spec: &TriggerSpec) -> String {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(spec) else {
+        return String::from("?");
+    };
+    let mut words = Vec::new();
+    if let Some(kind) = fields.get("type").and_then(|kind| kind.as_str()) {
+        if !KINDS.contains(&kind) {
+            return serde_json::Value::Object(fields).to_string();
+        }
+        words.push(kind.to_owned());
+    }
+    for (key, value) in &fields {
+        if key == "type" || value.is_null() {
+            continue;
+        }
+        let text = match value {
+            serde_json::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        if key == "expression" {
+            words.push(format!("{text:?}"));
+        } else if text.contains(' ') {
+            words.push(format!("{key}={text:?}"));
+        } else {
+            words.push(format!("{key}={text}"));
+        }
+    }
+    words.join(" ")
+}
+
+/// Splits `line` at spaces outside double quotes; inside quotes a backslash escapes
+/// the next character.
+fn split_words(line: &str) -> Result<Vec<String>, TriggerError> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quoted = false;
+    let mut characters = line.chars();
+    while let Some(character) = characters.next() {
+        match character {
+            '"' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            '\\' if quoted => match characters.next() {
+                Some(escaped) => word.push(escaped),
+                None => break,
+            },
+            space if space.is_whitespace() && !quoted => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            other => {
+                word.push(other);
+                in_word = true;
+            }
+        }
+    }
+    if quoted {
+        return Err(TriggerError::syntax(
+            "type",
+            format!("unbalanced double quote in {line:?}"),
+        ));
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
 /// Builds a specification of `kind` from `field=value` words.
 pub fn spec_from_words(kind: &str, words: &[String]) -> Result<TriggerSpec, TriggerError> {
     let (line, words) = match kind {
@@ -224,6 +316,28 @@ impl Assignments {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_splits_like_a_shell_and_round_trips() {
+        for line in [
+            "cron hour=3 minute=30",
+            "crontab \"0 3 * * 1-5\" timezone=Europe/Berlin",
+            "date run_date=\"2024-03-01 12:00:00\"",
+            "interval minutes=30 jitter=10s",
+        ] {
+            let spec = spec_from_line(line).unwrap_or_else(|error| panic!("{line}: {error}"));
+            let again = spec_from_line(&spec_to_words(&spec))
+                .unwrap_or_else(|error| panic!("{line}: {error}"));
+            assert_eq!(spec, again, "{line}");
+        }
+        assert_eq!(
+            split_words(r#"a "b c" "f\"g""#).ok(),
+            Some(vec!["a".into(), "b c".into(), "f\"g".into()])
+        );
+        assert!(spec_from_line("cron hour=\"3").is_err());
+        assert!(spec_from_line("  ").is_err());
+        assert!(spec_from_line("weekly hour=3").is_err());
+    }
 
     fn words(list: &[&str]) -> Vec<String> {
         list.iter().map(|word| word.to_string()).collect()

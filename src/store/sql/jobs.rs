@@ -18,7 +18,10 @@ use super::{
 };
 use crate::history::RunRecord;
 use crate::job::Job;
-use crate::store::{FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError};
+use crate::store::query::list_order;
+use crate::store::{
+    FinishedRun, InstanceClaim, JobPage, JobQuery, JobStore, NodeInfo, Release, StoreError,
+};
 
 /// The columns every job read selects, in this order (see [`read_row`]).
 pub(super) const JOB_COLUMNS: &str = "id, job, next_run_time, revision";
@@ -314,12 +317,7 @@ impl<D: Dialect> JobStore for SqlStore<D> {
         let rows = self.fetch(&sql, Vec::new()).await?;
         let mut jobs = self.read_jobs(rows).await?;
         // Sorted here rather than in SQL, so ties order by id bytes on every database.
-        jobs.sort_by(|left, right| {
-            let key = |job: &Job| (job.next_run_time.is_none(), job.next_run_time);
-            key(left)
-                .cmp(&key(right))
-                .then_with(|| left.id.cmp(&right.id))
-        });
+        jobs.sort_by(list_order);
         Ok(jobs)
     }
 
@@ -347,6 +345,89 @@ impl<D: Dialect> JobStore for SqlStore<D> {
             None => None,
         };
         Ok(count.map_or(0, |count| u64::try_from(count).unwrap_or(0)))
+    }
+
+    async fn list_jobs(&self, query: &JobQuery) -> Result<JobPage, StoreError> {
+        let mut conditions = vec!["broken = 0".to_owned()];
+        let mut args = Vec::new();
+        if let Some(paused) = query.paused {
+            conditions.push("paused = ?".to_owned());
+            args.push(Arg::from(i64::from(paused)));
+        }
+        // Text and task filters narrow by `LIKE` on the job's JSON, a superset of the
+        // matches; each candidate is then confirmed by `JobQuery::matches_fields`.
+        let mut narrowed = false;
+        if let Some(task) = &query.task {
+            narrowed = true;
+            conditions.push("job LIKE ? ESCAPE '!'".to_owned());
+            args.push(Arg::from(format!(
+                "%{}%",
+                like_escape(&format!("\"task\":{}", json_text(task)))
+            )));
+        }
+        if let Some(text) = query.text.as_deref().filter(|text| !text.is_empty()) {
+            narrowed = true;
+            // LOWER() folds ASCII alike on every database; other text is left to the
+            // confirmation, which folds Unicode.
+            if text.is_ascii() {
+                let inner = json_text(&text.to_lowercase());
+                let inner = inner.trim_matches('"');
+                conditions.push("LOWER(job) LIKE ? ESCAPE '!'".to_owned());
+                args.push(Arg::from(format!("%{}%", like_escape(inner))));
+            }
+        }
+        let filter = conditions.join(" AND ");
+        let order = "ORDER BY CASE WHEN next_run_time IS NULL THEN 1 ELSE 0 END, next_run_time, id";
+        if !narrowed {
+            let count_sql = self.sql(&format!("SELECT COUNT(*) FROM {{p}}jobs WHERE {filter}"));
+            let rows = self.fetch(&count_sql, args.clone()).await?;
+            let total = match rows.first() {
+                Some(row) => D::Database::int(row, 0).map_err(failure::<D>)?,
+                None => None,
+            };
+            let page_sql = self.sql(&format!(
+                "SELECT {JOB_COLUMNS} FROM {{p}}jobs WHERE {filter} {order} LIMIT ? OFFSET ?"
+            ));
+            args.push(Arg::from(i64::try_from(query.limit).unwrap_or(i64::MAX)));
+            args.push(Arg::from(i64::try_from(query.offset).unwrap_or(i64::MAX)));
+            let rows = self.fetch(&page_sql, args).await?;
+            let mut jobs = self.read_jobs(rows).await?;
+            jobs.sort_by(list_order);
+            return Ok(JobPage {
+                jobs,
+                total: total.map_or(0, |total| u64::try_from(total).unwrap_or(0)),
+            });
+        }
+        let sql = self.sql(&format!(
+            "SELECT {JOB_COLUMNS} FROM {{p}}jobs WHERE {filter} {order}"
+        ));
+        let rows = self.fetch(&sql, args).await?;
+        let mut total: u64 = 0;
+        let mut page = Vec::new();
+        for row in rows {
+            let Some(json) = D::Database::text(&row, 1).map_err(failure::<D>)? else {
+                continue;
+            };
+            let id = D::Database::text(&row, 0).map_err(failure::<D>)?;
+            let confirmed = match (id, serde_json::from_str::<ListedFields<'_>>(&json)) {
+                (Some(id), Ok(fields)) => {
+                    query.matches_fields(&id, &fields.name, &fields.task, fields.paused)
+                }
+                // Unreadable rows are left to a full read, which quarantines them.
+                _ => true,
+            };
+            if !confirmed {
+                continue;
+            }
+            let position = usize::try_from(total).unwrap_or(usize::MAX);
+            if position >= query.offset && page.len() < query.limit {
+                page.push(row);
+            }
+            total += 1;
+        }
+        let mut jobs = self.read_jobs(page).await?;
+        jobs.sort_by(list_order);
+        Ok(JobPage { jobs, total })
     }
 
     async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -469,4 +550,33 @@ impl<D: Dialect> JobStore for SqlStore<D> {
     ) -> Result<u64, StoreError> {
         self.delete_runs(keep, max_rows, batch).await
     }
+}
+
+/// The fields of a stored job's JSON that a listing filters on, read without decoding
+/// the rest.
+#[derive(serde::Deserialize)]
+struct ListedFields<'a> {
+    #[serde(borrow, default)]
+    name: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    task: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    paused: bool,
+}
+
+/// `text` as a JSON string literal, quotes included: how it appears in a stored job.
+fn json_text(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+/// `text` with `LIKE`'s wildcards and the escape character (`!`) escaped.
+fn like_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        if matches!(character, '%' | '_' | '!') {
+            escaped.push('!');
+        }
+        escaped.push(character);
+    }
+    escaped
 }

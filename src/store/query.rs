@@ -1,0 +1,78 @@
+//! Listing jobs a page at a time, filtered: what the web page and `GET /jobs?limit=…`
+//! ask a store for, so that a table over a million jobs never reads them all.
+//!
+//! [`JobQuery::matches`] is the one definition of what a filter means; stores that
+//! narrow in their own query language (SQL `LIKE`) still confirm each row with it.
+
+use crate::job::Job;
+
+/// Which jobs to list, and which page of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobQuery {
+    /// Only paused (`Some(true)`) or only scheduled (`Some(false)`) jobs.
+    pub paused: Option<bool>,
+    /// Only jobs of this task (exact name).
+    pub task: Option<String>,
+    /// Only jobs whose id or name contains this text, ignoring case.
+    pub text: Option<String>,
+    /// How many matching jobs to skip, in list order.
+    pub offset: usize,
+    /// The most jobs to return.
+    pub limit: usize,
+}
+
+/// One page of a listing.
+#[derive(Debug, Default)]
+pub struct JobPage {
+    /// The jobs of the page, by next run time (paused ones last), then by id.
+    pub jobs: Vec<Job>,
+    /// How many jobs match the query in all.
+    pub total: u64,
+}
+
+impl JobQuery {
+    /// Whether `job` passes the filters (paging aside).
+    pub fn matches(&self, job: &Job) -> bool {
+        self.matches_fields(&job.id, &job.name, &job.task, job.paused)
+    }
+
+    /// [`JobQuery::matches`] on the fields it looks at, for stores that read those
+    /// without decoding the whole job.
+    pub fn matches_fields(&self, id: &str, name: &str, task: &str, paused: bool) -> bool {
+        if self.paused.is_some_and(|wanted| wanted != paused) {
+            return false;
+        }
+        if self.task.as_deref().is_some_and(|wanted| wanted != task) {
+            return false;
+        }
+        match self.text.as_deref().filter(|text| !text.is_empty()) {
+            None => true,
+            Some(text) => {
+                let text = text.to_lowercase();
+                id.to_lowercase().contains(&text) || name.to_lowercase().contains(&text)
+            }
+        }
+    }
+}
+
+/// The list order: by next run time with paused jobs (no next run) last, then by id.
+pub fn list_order(left: &Job, right: &Job) -> std::cmp::Ordering {
+    let key = |job: &Job| (job.next_run_time.is_none(), job.next_run_time);
+    key(left)
+        .cmp(&key(right))
+        .then_with(|| left.id.cmp(&right.id))
+}
+
+/// Pages `jobs` (in any order) by `query`: the default for stores without a query
+/// language of their own.
+pub fn page_of(mut jobs: Vec<Job>, query: &JobQuery) -> JobPage {
+    jobs.retain(|job| query.matches(job));
+    jobs.sort_by(list_order);
+    let total = u64::try_from(jobs.len()).unwrap_or(u64::MAX);
+    let jobs = jobs
+        .into_iter()
+        .skip(query.offset)
+        .take(query.limit)
+        .collect();
+    JobPage { jobs, total }
+}
