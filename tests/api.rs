@@ -208,6 +208,7 @@ async fn a_job_goes_through_every_job_route() {
     assert_eq!(listed.json["jobs"].as_array().map(Vec::len), Some(1));
     let shown = api.get("/api/v1/jobs/report").await;
     assert_eq!(shown.json, added.json);
+    assert_eq!(shown.json["jobstore"], "default");
 
     let changed = api
         .call(
@@ -543,7 +544,7 @@ async fn unknown_jobs_and_routes_are_404_and_taken_ids_409() {
         .call("PATCH", "/api/v1/jobs/ghost", Some(json!({"name": "x"})))
         .await;
     assert_eq!(patch.status, StatusCode::NOT_FOUND);
-    for uri in ["/api/v1/nothing", "/api/v2/jobs", "/"] {
+    for uri in ["/api/v1/nothing", "/api/v2/jobs", "/index.php"] {
         let reply = api.get(uri).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{uri}");
         assert_eq!(reply.code(), "route_not_found", "{uri}");
@@ -894,12 +895,315 @@ async fn openapi_json_documents_every_route() {
         ("get", "/events"),
         ("get", "/metrics"),
         ("get", "/openapi.json"),
+        ("get", "/jobs/{id}/fire_times"),
+        ("post", "/preview"),
+        ("get", "/overview"),
+        ("get", "/access"),
     ] {
         assert!(
             document.json["paths"][path][method].is_object(),
             "{method} {path} missing from openapi.json"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// What the web page asks for
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_are_listed_a_filtered_page_at_a_time() {
+    let api = Api::open();
+    for id in [
+        "job-a", "job-b", "job-c", "job-d", "job-e", "job-f", "other",
+    ] {
+        assert_eq!(
+            api.post("/api/v1/jobs", hourly(id)).await.status,
+            StatusCode::CREATED
+        );
+    }
+    assert_eq!(
+        api.post("/api/v1/jobs/job-c/pause", json!({})).await.status,
+        StatusCode::OK
+    );
+
+    // Without parameters: every job, as before (scripts and `kairos jobs` rely on it).
+    let everything = api.get("/api/v1/jobs").await;
+    assert_eq!(everything.json["jobs"].as_array().unwrap().len(), 7);
+    assert!(everything.json.get("total").is_none());
+
+    let page = api.get("/api/v1/jobs?limit=3").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.json);
+    assert_eq!(page.json["total"], 7);
+    let jobs = page.json["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 3);
+    assert_eq!(jobs[0]["jobstore"], "default");
+    assert_eq!(jobs[0]["trigger_words"], "cron minute=30 timezone=UTC");
+    assert_eq!(page.json["facets"]["jobstores"], json!(["default"]));
+    assert!(page.json["facets"]["tasks"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("record")));
+    let last = api.get("/api/v1/jobs?limit=3&offset=6").await;
+    assert_eq!(last.json["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(last.json["jobs"][0]["id"], "job-c", "paused jobs come last");
+
+    let paused = api.get("/api/v1/jobs?state=paused").await;
+    assert_eq!(paused.json["total"], 1);
+    let scheduled = api.get("/api/v1/jobs?state=scheduled").await;
+    assert_eq!(scheduled.json["total"], 6);
+    let found = api.get("/api/v1/jobs?q=JOB-E").await;
+    assert_eq!(found.json["total"], 1);
+    assert_eq!(found.json["jobs"][0]["id"], "job-e");
+    let by_task = api.get("/api/v1/jobs?task=orders.cancel").await;
+    assert_eq!(by_task.json["total"], 0);
+    let other_store = api.get("/api/v1/jobs?jobstore=elsewhere").await;
+    assert_eq!(other_store.json["total"], 0);
+
+    // The latest run, for the table's "last run" column.
+    let before = api.get("/api/v1/jobs?q=job-a&last_run=true").await;
+    assert_eq!(before.json["jobs"][0]["last_run"], Value::Null);
+    assert_eq!(
+        api.post("/api/v1/jobs/job-a/run", json!({})).await.status,
+        StatusCode::ACCEPTED
+    );
+    wait_for_history(&api, "/api/v1/jobs/job-a/runs").await;
+    let after = api.get("/api/v1/jobs?q=job-a&last_run=true").await;
+    assert_eq!(after.json["jobs"][0]["last_run"]["outcome"], "success");
+
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("state=sleeping", "state"),
+    ] {
+        let refused = api.get(&format!("/api/v1/jobs?{query}")).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(
+            refused.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(field),
+            "{query}: {}",
+            refused.json
+        );
+    }
+    let unknown = api.get("/api/v1/jobs?colour=red").await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.json);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preview_and_fire_times_come_from_the_trigger_code() {
+    let api = Api::open();
+    let from = "2030-01-01T00:00:00Z";
+    let by_words = api
+        .post(
+            "/api/v1/preview",
+            json!({"words": "cron hour=3 minute=30", "count": 3, "from": from}),
+        )
+        .await;
+    assert_eq!(by_words.status, StatusCode::OK, "{}", by_words.json);
+    assert_eq!(
+        by_words.json["fire_times"],
+        json!([
+            "2030-01-01T03:30:00+00:00",
+            "2030-01-02T03:30:00+00:00",
+            "2030-01-03T03:30:00+00:00"
+        ])
+    );
+    assert_eq!(
+        by_words.json["trigger"],
+        json!({"type": "cron", "hour": "3", "minute": "30"})
+    );
+    assert_eq!(by_words.json["trigger_words"], "cron hour=3 minute=30");
+    let by_json = api
+        .post(
+            "/api/v1/preview",
+            json!({"trigger": by_words.json["trigger"], "count": 3, "from": from}),
+        )
+        .await;
+    assert_eq!(by_json.json["fire_times"], by_words.json["fire_times"]);
+    // The default is ten times from the scheduler's clock (t0).
+    let crontab = api
+        .post(
+            "/api/v1/preview",
+            json!({"words": "crontab \"0 12 * * 1-5\""}),
+        )
+        .await;
+    let times = crontab.json["fire_times"].as_array().unwrap();
+    assert_eq!(times.len(), 10);
+    assert_eq!(times[0], "2030-01-01T12:00:00+00:00", "{}", crontab.json);
+
+    let out_of_range = api
+        .post("/api/v1/preview", json!({"words": "cron hour=25"}))
+        .await;
+    assert_eq!(out_of_range.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(out_of_range.field(), "words.hour", "{}", out_of_range.json);
+    let both = api
+        .post(
+            "/api/v1/preview",
+            json!({"words": "cron hour=3", "trigger": by_words.json["trigger"]}),
+        )
+        .await;
+    assert_eq!(both.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let unbalanced = api
+        .post("/api/v1/preview", json!({"words": "crontab \"0 3 * *"}))
+        .await;
+    assert_eq!(
+        unbalanced.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        unbalanced.json
+    );
+    let too_many = api
+        .post(
+            "/api/v1/preview",
+            json!({"words": "cron hour=3", "count": 101}),
+        )
+        .await;
+    assert_eq!(too_many.status, StatusCode::BAD_REQUEST);
+
+    assert_eq!(
+        api.post("/api/v1/jobs", hourly("hourly")).await.status,
+        StatusCode::CREATED
+    );
+    let fire_times = api.get("/api/v1/jobs/hourly/fire_times?count=3").await;
+    assert_eq!(
+        fire_times.json["fire_times"],
+        json!([
+            "2030-01-01T00:30:00+00:00",
+            "2030-01-01T01:30:00+00:00",
+            "2030-01-01T02:30:00+00:00"
+        ])
+    );
+    api.post("/api/v1/jobs/hourly/pause", json!({})).await;
+    let paused = api.get("/api/v1/jobs/hourly/fire_times").await;
+    assert_eq!(paused.json["fire_times"], json!([]));
+    let missing = api.get("/api/v1/jobs/nope/fire_times").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_says_what_the_presented_token_may_do() {
+    let guarded = Api::guarded();
+    let write = guarded
+        .send(request("GET", "/api/v1/access", Some(WRITE_TOKEN), None))
+        .await;
+    assert_eq!(
+        write.json,
+        json!({"access": "read_write", "token_required": true})
+    );
+    let read = guarded
+        .send(request("GET", "/api/v1/access", Some(READ_TOKEN), None))
+        .await;
+    assert_eq!(
+        read.json,
+        json!({"access": "read_only", "token_required": true})
+    );
+    let none = guarded
+        .send(request("GET", "/api/v1/access", None, None))
+        .await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    let open = Api::open()
+        .send(request("GET", "/api/v1/access", None, None))
+        .await;
+    assert_eq!(
+        open.json,
+        json!({"access": "read_write", "token_required": false})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_counts_coming_fires_and_recent_runs() {
+    let api = Api::open();
+    assert_eq!(
+        api.post("/api/v1/jobs", hourly("hourly")).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        api.post("/api/v1/jobs/hourly/run", json!({})).await.status,
+        StatusCode::ACCEPTED
+    );
+    wait_for_history(&api, "/api/v1/jobs/hourly/runs").await;
+    let overview = api.get("/api/v1/overview").await;
+    assert_eq!(overview.status, StatusCode::OK, "{}", overview.json);
+    let hourly: Vec<u64> = overview.json["upcoming"]["hourly"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|count| count.as_u64().unwrap())
+        .collect();
+    assert_eq!(hourly, vec![1; 24], "one fire at half past every hour");
+    assert_eq!(overview.json["upcoming"]["truncated"], false);
+    let minutes = overview.json["runs"]["minutes"].as_array().unwrap();
+    assert_eq!(minutes.len(), 60);
+    let successes: u64 = minutes
+        .iter()
+        .map(|minute| minute["success"].as_u64().unwrap())
+        .sum();
+    assert_eq!(successes, 1);
+    assert_eq!(overview.json["jobs"], 1);
+    assert_eq!(overview.json["scheduler_state"], "running");
+    assert_eq!(overview.json["problems"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_page_is_served_under_a_strict_policy_and_can_be_turned_off() {
+    // The page holds no data, so it is served without a token; what it shows comes
+    // from the API with the token the operator types in.
+    let api = Api::guarded();
+    let response = api
+        .router
+        .clone()
+        .oneshot(request("GET", "/", None, None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert!(headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(policy.contains("script-src 'self'") && policy.contains("connect-src 'self'"));
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("<title>kairos</title>"));
+    for (path, kind) in [
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/app.css", "text/css"),
+        ("/ui/icon.svg", "image/svg+xml"),
+    ] {
+        let asset = api
+            .router
+            .clone()
+            .oneshot(request("GET", path, None, None))
+            .await
+            .unwrap();
+        assert_eq!(asset.status(), StatusCode::OK, "{path}");
+        assert!(asset.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with(kind));
+    }
+    let missing = api
+        .send(request("GET", "/ui/secrets.txt", None, None))
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.code(), "not_found");
+
+    let off = Api::new(ApiSettings {
+        ui: false,
+        ..ApiSettings::default()
+    });
+    let gone = off.send(request("GET", "/", None, None)).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        off.send(request("GET", "/ui/app.js", None, None))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 // ---------------------------------------------------------------------------------------

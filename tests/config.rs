@@ -419,6 +419,34 @@ fn the_api_rate_limit_defaults_and_is_checked_with_its_position() {
 }
 
 #[test]
+fn the_web_page_is_on_by_default_only_on_loopback() {
+    let empty = TempConfig::new(&[("config.toml", "")]);
+    assert!(loaded(&empty).api.ui, "the default listen is loopback");
+    let public = TempConfig::new(&[(
+        "config.toml",
+        "[api]\nlisten = \"0.0.0.0:8080\"\ntoken = \"secret\"\n",
+    )]);
+    assert!(
+        !loaded(&public).api.ui,
+        "off by default where others can reach it"
+    );
+    let asked = TempConfig::new(&[(
+        "config.toml",
+        "[api]\nlisten = \"0.0.0.0:8080\"\ntoken = \"secret\"\nui = true\n",
+    )]);
+    assert!(loaded(&asked).api.ui);
+    let off = TempConfig::new(&[("config.toml", "[api]\nui = false\n")]);
+    assert!(!loaded(&off).api.ui);
+    let wrong = TempConfig::new(&[("config.toml", "[api]\nui = \"yes\"\n")]);
+    let errors = wrong.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("api") && errors[0].contains("ui"),
+        "{errors:?}"
+    );
+}
+
+#[test]
 fn an_api_token_needs_its_variable() {
     let config = TempConfig::new(&[(
         "config.toml",

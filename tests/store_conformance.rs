@@ -23,7 +23,9 @@ use kairos::history::{RunOutcome, RunRecord};
 use kairos::job::Job;
 use kairos::store::memory::MemoryStore;
 use kairos::store::sql::SqlOptions;
-use kairos::store::{FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError};
+use kairos::store::{
+    FinishedRun, InstanceClaim, JobQuery, JobStore, NodeInfo, Release, StoreError,
+};
 use kairos::trigger::TriggerSpec;
 use serde_json::json;
 
@@ -388,6 +390,135 @@ async fn config_jobs_are_found_and_jobs_counted_without_reading_all(harness: Har
     assert_eq!(store.count_jobs().await.unwrap(), 3);
     store.remove_job("plain").await.unwrap();
     assert_eq!(store.count_jobs().await.unwrap(), 2);
+}
+
+async fn jobs_are_listed_a_filtered_page_at_a_time(harness: Harness) {
+    let store = &harness.store;
+    let mut jobs = Vec::new();
+    for index in 0..30 {
+        let id = format!("order-{index:02}");
+        let next = (index % 5 != 4).then(|| t0() + secs(100 - index));
+        let mut job = job(&id, next);
+        job.task = if index % 3 == 0 { "report" } else { "noop" }.to_owned();
+        job.name = if index == 7 {
+            "Nightly Ünïcode report".to_owned()
+        } else {
+            format!("Cancel order {index}")
+        };
+        // Args that hold the filter texts must not make a job match.
+        job.args = json!({"task": "report", "note": "special_100%"});
+        jobs.push(job);
+    }
+    store.add_jobs(jobs).await.unwrap();
+    let all = store.get_jobs().await.unwrap();
+    let queries = [
+        JobQuery {
+            limit: 10,
+            ..JobQuery::default()
+        },
+        JobQuery {
+            offset: 20,
+            limit: 20,
+            ..JobQuery::default()
+        },
+        JobQuery {
+            paused: Some(true),
+            limit: 50,
+            ..JobQuery::default()
+        },
+        JobQuery {
+            paused: Some(false),
+            offset: 3,
+            limit: 5,
+            ..JobQuery::default()
+        },
+        JobQuery {
+            task: Some("report".to_owned()),
+            limit: 50,
+            ..JobQuery::default()
+        },
+        JobQuery {
+            task: Some("repo".to_owned()),
+            limit: 50,
+            ..JobQuery::default()
+        },
+        JobQuery {
+            text: Some("ORDER-1".to_owned()),
+            limit: 50,
+            ..JobQuery::default()
+        },
+        JobQuery {
+            text: Some("cancel order 2".to_owned()),
+            limit: 3,
+            ..JobQuery::default()
+        },
+        JobQuery {
+            text: Some("ünïcode".to_owned()),
+            limit: 50,
+            ..JobQuery::default()
+        },
+        JobQuery {
+            text: Some("100%".to_owned()),
+            limit: 50,
+            ..JobQuery::default()
+        },
+        JobQuery {
+            text: Some("_".to_owned()),
+            limit: 50,
+            ..JobQuery::default()
+        },
+        JobQuery {
+            paused: Some(false),
+            task: Some("noop".to_owned()),
+            text: Some("order".to_owned()),
+            offset: 2,
+            limit: 4,
+        },
+    ];
+    for query in queries {
+        let page = store.list_jobs(&query).await.unwrap();
+        let expected = kairos::store::query::page_of(all.clone(), &query);
+        let ids = |jobs: &[Job]| jobs.iter().map(|job| job.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&page.jobs), ids(&expected.jobs), "{query:?}");
+        assert_eq!(page.total, expected.total, "{query:?}");
+    }
+    // Spot checks that the reference itself means what it says.
+    let report = JobQuery {
+        task: Some("report".to_owned()),
+        limit: 50,
+        ..JobQuery::default()
+    };
+    assert_eq!(store.list_jobs(&report).await.unwrap().total, 10);
+    let unicode = JobQuery {
+        text: Some("ÜNÏCODE".to_owned()),
+        limit: 50,
+        ..JobQuery::default()
+    };
+    let found = store.list_jobs(&unicode).await.unwrap();
+    assert_eq!(found.jobs.len(), 1);
+    assert_eq!(found.jobs[0].id, "order-07");
+    let none = JobQuery {
+        text: Some("100%".to_owned()),
+        limit: 50,
+        ..JobQuery::default()
+    };
+    assert_eq!(
+        store.list_jobs(&none).await.unwrap().total,
+        0,
+        "args are not searched"
+    );
+    let first = store
+        .list_jobs(&JobQuery {
+            limit: 1,
+            ..JobQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        first.jobs[0].id, "order-28",
+        "the earliest next run comes first"
+    );
+    assert_eq!(first.total, 30);
 }
 
 async fn jobs_are_ordered_by_next_run_time_paused_last(harness: Harness) {
@@ -1064,6 +1195,7 @@ macro_rules! conformance {
                     concurrent_adds_each_get_their_own_answer,
                     config_jobs_are_found_and_jobs_counted_without_reading_all,
                     jobs_are_ordered_by_next_run_time_paused_last,
+                    jobs_are_listed_a_filtered_page_at_a_time,
                     acquire_takes_due_jobs_earliest_first_up_to_the_limit,
                     release_writes_next_run_times_and_removes_finished_jobs,
                     changes_made_while_acquired_are_kept,

@@ -270,12 +270,15 @@ async fn create_job(state: &AppState, body: &Bytes) -> Result<StoredResponse, Ap
             }
         }
     }
+    let spec: JobSpec = new.into();
+    let jobstore = state.scheduler.jobstore_for(&spec).to_owned();
     let job = state
         .scheduler
-        .add_job(new.into())
+        .add_job(spec)
         .await
         .map_err(|error| ApiError::from(error).in_options())?;
-    let body = serde_json::to_vec(&JobView::from(&job)).map_err(|error| {
+    let view = JobView::from(&job).in_store(jobstore);
+    let body = serde_json::to_vec(&view).map_err(|error| {
         tracing::error!(%error, job_id = job.id, "a job could not be written as JSON");
         ApiError::internal()
     })?;

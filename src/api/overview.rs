@@ -119,8 +119,7 @@ async fn upcoming(state: &AppState, now: DateTime<Utc>) -> Result<Upcoming, ApiE
         let Some(next) = job.next_run_time else {
             continue;
         };
-        let mut counted = 0;
-        for fire in job.trigger.fire_times(next) {
+        for (counted, fire) in job.trigger.fire_times(next).enumerate() {
             if fire >= until {
                 break;
             }
@@ -128,7 +127,6 @@ async fn upcoming(state: &AppState, now: DateTime<Utc>) -> Result<Upcoming, ApiE
                 truncated = true;
                 break;
             }
-            counted += 1;
             // A run overdue now is due in the current hour.
             let hour = (fire.max(from) - from).num_hours();
             if let Some(slot) = usize::try_from(hour)

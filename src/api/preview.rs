@@ -59,9 +59,15 @@ async fn preview(
     Json(request): Json<PreviewRequest>,
 ) -> Result<axum::Json<PreviewAnswer>, ApiError> {
     let count = checked_count(request.count)?;
+    // Errors name the field as the request gave the trigger.
+    let given_as = if request.words.is_some() {
+        "words"
+    } else {
+        "trigger"
+    };
     let spec = match (request.trigger, request.words) {
         (Some(spec), None) => spec,
-        (None, Some(words)) => spec_from_line(&words).map_err(|error| invalid("words", &error))?,
+        (None, Some(words)) => spec_from_line(&words).map_err(|error| invalid(given_as, &error))?,
         _ => {
             return Err(ApiError::invalid(
                 "trigger",
@@ -73,7 +79,7 @@ async fn preview(
     let from = request.from.unwrap_or(now);
     let context = TriggerContext::new(now).with_timezone(state.scheduler.timezone());
     let trigger =
-        Trigger::new(spec.clone(), &context).map_err(|error| invalid("trigger", &error))?;
+        Trigger::new(spec.clone(), &context).map_err(|error| invalid(given_as, &error))?;
     let zone = trigger.timezone();
     let fire_times = trigger
         .fire_times(from)

@@ -33,11 +33,7 @@ impl Scheduler {
     pub async fn add_job(&self, spec: JobSpec) -> Result<Job, SchedulerError> {
         let inner = &self.inner;
         let (jobstore, store) = {
-            let name = spec
-                .options
-                .jobstore
-                .as_deref()
-                .unwrap_or(&inner.defaults.jobstore);
+            let name = self.jobstore_for(&spec);
             let (name, store) = inner
                 .stores
                 .get_key_value(name)
@@ -380,6 +376,15 @@ impl Scheduler {
             Err(SchedulerError::JobNotFound(_)) => Ok(None),
             Err(other) => Err(other),
         }
+    }
+
+    /// The name of the store [`Scheduler::add_job`] puts `spec` in: its own
+    /// `jobstore` option or the default.
+    pub fn jobstore_for<'a>(&'a self, spec: &'a JobSpec) -> &'a str {
+        spec.options
+            .jobstore
+            .as_deref()
+            .unwrap_or(&self.inner.defaults.jobstore)
     }
 
     /// The names of the scheduler's job stores.
