@@ -7,8 +7,11 @@
 // KAIROS_UI_TOTAL (jobs in the store), KAIROS_CHROMIUM (default /usr/bin/chromium).
 
 import { chromium } from 'playwright-core';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
+
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 const base = must('KAIROS_UI_URL');
 const token = must('KAIROS_UI_TOKEN');
@@ -39,9 +42,24 @@ async function apiGet(path, bearer = token) {
   return {status: response.status, json: await response.json().catch(() => null)};
 }
 
+/**
+ * Runs axe-core's WCAG 2 A/AA rules (contrast, names, labels, landmarks) on the page
+ * as it is; returns the serious and critical violations.
+ */
+async function accessibilityProblems(page) {
+  await page.evaluate(axeSource);
+  const results = await page.evaluate(() => window.axe.run(document, {
+    runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa']},
+  }));
+  assert(results.passes.length > 10, `axe ran its rules (${results.passes.length} passed)`);
+  return results.violations
+    .filter((violation) => ['serious', 'critical'].includes(violation.impact))
+    .map((violation) => `${violation.id}: ${violation.help} (${violation.nodes.slice(0, 3).map((node) => node.target.join(' ')).join('; ')})`);
+}
+
 /** Opens `hash` in a fresh context and answers the token dialog with `bearer`. */
-async function signIn(browser, bearer, hash = '#/jobs', viewport = {width: 1280, height: 900}) {
-  const context = await browser.newContext({viewport});
+async function signIn(browser, bearer, hash = '#/jobs', viewport = {width: 1280, height: 900}, options = {}) {
+  const context = await browser.newContext({viewport, ...options});
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
   const problems = [];
@@ -215,6 +233,37 @@ try {
     assert(refused === 403, `the API refuses a read-only write: ${refused}`);
     assert(reader.problems.length === 0, `no script errors: ${reader.problems.join('; ')}`);
     await reader.context.close();
+  });
+
+  await step('the pages pass axe-core\'s WCAG A/AA checks and work from the keyboard', async () => {
+    // axe is injected as a script, which the page's own policy forbids: this context
+    // alone bypasses it.
+    const audit = await signIn(browser, token, '#/jobs', {width: 1280, height: 900}, {bypassCSP: true});
+    const auditPage = audit.page;
+    await auditPage.waitForSelector('#jobs-table tbody tr[data-job-id]');
+    const found = {jobs: await accessibilityProblems(auditPage)};
+    // Keyboard only: tab to the first job's link and open it with Enter.
+    await auditPage.focus('#job-search');
+    let reached = null;
+    for (let presses = 0; presses < 12 && reached === null; presses++) {
+      await auditPage.keyboard.press('Tab');
+      reached = await auditPage.evaluate(() => {
+        const active = document.activeElement;
+        return active && active.closest('#jobs-table tbody') ? active.textContent : null;
+      });
+    }
+    assert(reached !== null, 'a job link is reachable with Tab');
+    await auditPage.keyboard.press('Enter');
+    await auditPage.waitForSelector('.actions[data-state]');
+    assert(await auditPage.evaluate(() => location.hash.startsWith('#/jobs/')), 'Enter opens the job');
+    await auditPage.waitForSelector('#runs-body tr');
+    found.job = await accessibilityProblems(auditPage);
+    await auditPage.goto(`${base}/#/overview`);
+    await auditPage.waitForSelector('#runs-chart');
+    found.overview = await accessibilityProblems(auditPage);
+    const all = Object.entries(found).flatMap(([view, problems]) => problems.map((problem) => `${view}: ${problem}`));
+    assert(all.length === 0, `no serious accessibility problems:\n${all.join('\n')}`);
+    await audit.context.close();
   });
 
   await step('at phone width nothing overflows the screen', async () => {
