@@ -102,6 +102,10 @@ enum Command {
         /// How many runs to show, 1 to 1000 (the API's default: 50).
         #[arg(short = 'n', long, value_parser = clap::value_parser!(u16).range(1..=1000))]
         limit: Option<u16>,
+        /// After the table, print each run's whole output and error (what a
+        /// `stats.correct` run corrected, what an `orders.cancel` run did).
+        #[arg(short = 'o', long)]
+        output: bool,
         /// Where the API is and how to print its answers.
         #[command(flatten)]
         connection: Connection,
@@ -277,12 +281,14 @@ fn main() -> ExitCode {
         Command::Runs {
             job_id,
             limit,
+            output,
             connection,
         } => api_command(
             &connection,
             ApiCommand::Runs {
                 job_id,
                 limit: limit.map(usize::from),
+                output,
             },
         ),
     }
@@ -448,6 +454,7 @@ enum ApiCommand {
     Runs {
         job_id: Option<String>,
         limit: Option<usize>,
+        output: bool,
     },
 }
 
@@ -468,6 +475,7 @@ enum ApiRequest {
     Runs {
         job_id: Option<String>,
         limit: Option<usize>,
+        output: bool,
     },
     Cluster,
 }
@@ -529,7 +537,15 @@ fn prepare_request(command: ApiCommand) -> Result<ApiRequest, ApiFailure> {
             .map_err(|error| ApiFailure::Input(format!("trigger.{error}")))
     };
     Ok(match command {
-        ApiCommand::Runs { job_id, limit } => ApiRequest::Runs { job_id, limit },
+        ApiCommand::Runs {
+            job_id,
+            limit,
+            output,
+        } => ApiRequest::Runs {
+            job_id,
+            limit,
+            output,
+        },
         ApiCommand::Cluster => ApiRequest::Cluster,
         ApiCommand::Jobs(JobsCommand::List) => ApiRequest::List,
         ApiCommand::Jobs(JobsCommand::Show { id }) => ApiRequest::Show(id),
@@ -641,10 +657,18 @@ async fn send_request(
                 table::cluster(&nodes.value, chrono::Utc::now(), &zone).to_string()
             })
         }
-        ApiRequest::Runs { job_id, limit } => {
+        ApiRequest::Runs {
+            job_id,
+            limit,
+            output,
+        } => {
             let runs = client.runs(job_id.as_deref(), limit).await?;
             print_answer(&runs.body, json, || {
-                table::runs(&runs.value, &zone).to_string()
+                let mut text = table::runs(&runs.value, &zone).to_string();
+                if output {
+                    text.push_str(&table::run_outputs(&runs.value, &zone));
+                }
+                text
             })
         }
     }

@@ -276,6 +276,23 @@ fn an_order_cancel_job_from_add_to_remove() {
         .unwrap_or_else(|| panic!("no row for run {run_id}:\n{stdout}"));
     assert!(run_row.contains("success"), "{run_row}");
     assert!(run_row.contains(id), "{run_row}");
+    // --output: the table, then each run's whole output under a heading.
+    let with_output = server.cli(&["runs", id, "--output"]);
+    let stdout = with_output.ok();
+    assert!(stdout.starts_with("SCHEDULED "), "{stdout}");
+    let heading = stdout
+        .lines()
+        .position(|line| line.starts_with("== ") && line.contains(&run_id))
+        .unwrap_or_else(|| panic!("no output heading for run {run_id}:\n{stdout}"));
+    assert!(
+        stdout.lines().nth(heading).unwrap().contains("success"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().nth(heading + 1),
+        Some("cancelled"),
+        "{stdout}"
+    );
     let all_runs = server.cli(&["runs", "-n", "1", "--json"]).json();
     assert_eq!(all_runs["runs"].as_array().map(Vec::len), Some(1));
 

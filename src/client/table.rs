@@ -220,6 +220,34 @@ pub fn runs(runs: &[RunRecord], zone: &Zone) -> Table {
     table
 }
 
+/// Each run's whole output and error, under a heading naming the run, for
+/// `kairos runs --output`; runs with neither are left out.
+pub fn run_outputs(runs: &[RunRecord], zone: &Zone) -> String {
+    let mut text = String::new();
+    for run in runs {
+        if run.output.is_none() && run.error.is_none() {
+            continue;
+        }
+        text.push_str(&format!(
+            "\n== {} {} {} ({}) ==\n",
+            run.job_id,
+            time(run.scheduled_time, zone),
+            run.outcome.as_str(),
+            run.run_id
+        ));
+        for (label, body) in [("error", &run.error), ("output", &run.output)] {
+            if let Some(body) = body {
+                if run.error.is_some() && run.output.is_some() {
+                    text.push_str(&format!("{label}:\n"));
+                }
+                text.push_str(body.trim_end());
+                text.push('\n');
+            }
+        }
+    }
+    text
+}
+
 /// The node table of `kairos cluster`: NODE (`*` marks the one answering), STATE
 /// (alive or dead), HOST, PID, VERSION, STARTED, LAST BEAT (how long ago, by
 /// `now`), JOBSTORES.
