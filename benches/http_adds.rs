@@ -10,9 +10,14 @@
 //! as the daemon: they take CPU the daemon would otherwise have, as a co-located
 //! service would.
 //!
-//! Usage: `cargo bench --bench http_adds -- [--quick] [--clients N] [URL...]`. Default
-//! URLs: `sqlite` (a fresh file) and `postgres://postgres@127.0.0.1:5432/test`
-//! (`KAIROS_TEST_POSTGRES_URL` overrides). 10 s per store, `--quick` 2 s.
+//! Usage: `cargo bench --bench http_adds -- [--quick] [--seconds S] [--clients N]
+//! [URL...]`. Default URLs: `sqlite` (a fresh file) and
+//! `postgres://postgres@127.0.0.1:5432/test` (`KAIROS_TEST_POSTGRES_URL` overrides).
+//! 10 s per store, `--quick` 2 s.
+//!
+//! `--external API_URL --system NAME --store NAME` drives another server that takes the
+//! same request instead of starting kairos: the benchmark suite's APScheduler peer
+//! (benches/compare/apscheduler_http_peer.py), measured by the very same clients.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -27,6 +32,14 @@ struct Settings {
     clients: usize,
     duration: Duration,
     urls: Vec<String>,
+    /// Another server's API base URL, with the system and store names it reports.
+    external: Option<External>,
+}
+
+struct External {
+    url: String,
+    system: String,
+    store: String,
 }
 
 fn settings() -> Settings {
@@ -34,11 +47,21 @@ fn settings() -> Settings {
         clients: 32,
         duration: Duration::from_secs(10),
         urls: Vec::new(),
+        external: None,
     };
+    let (mut external_url, mut system, mut store) = (None, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => settings.duration = Duration::from_secs(2),
+            "--seconds" => {
+                if let Some(seconds) = args.next().and_then(|value| value.parse().ok()) {
+                    settings.duration = Duration::from_secs(seconds);
+                }
+            }
+            "--external" => external_url = args.next(),
+            "--system" => system = args.next(),
+            "--store" => store = args.next(),
             "--clients" => {
                 if let Some(clients) = args.next().and_then(|value| value.parse().ok()) {
                     settings.clients = clients;
@@ -48,6 +71,13 @@ fn settings() -> Settings {
             flag if flag.starts_with("--") => {}
             url => settings.urls.push(url.to_owned()),
         }
+    }
+    if let Some(url) = external_url {
+        settings.external = Some(External {
+            url,
+            system: system.unwrap_or_else(|| "external".to_owned()),
+            store: store.unwrap_or_else(|| "unknown".to_owned()),
+        });
     }
     if settings.urls.is_empty() {
         settings.urls = vec![
@@ -67,6 +97,13 @@ fn main() {
         .expect("a tokio runtime");
     // reqwest is built without a default TLS provider; the API is plain HTTP anyway.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Some(external) = &settings.external {
+        match runtime.block_on(measure(&external.url, &settings)) {
+            Ok(result) => report(&external.system, &external.store, &settings, &result),
+            Err(error) => eprintln!("http_adds: {}: {error}", external.url),
+        }
+        return;
+    }
     for url in &settings.urls {
         let dir = std::env::temp_dir().join(format!(
             "kairos-http-adds-{}-{:08x}",
@@ -90,24 +127,31 @@ fn main() {
         runtime.block_on(drop_tables(&store_url, &prefix));
         let _ = std::fs::remove_dir_all(&dir);
         match outcome {
-            Ok(result) => println!(
-                "{}",
-                serde_json::json!({
-                    "bench": "http_adds",
-                    "store": store_name,
-                    "clients": settings.clients,
-                    "seconds": result.seconds,
-                    "adds": result.adds,
-                    "adds_per_s": (result.adds as f64 / result.seconds).round(),
-                    "p50_ms": round3(result.p50_ms),
-                    "p99_ms": round3(result.p99_ms),
-                    "max_ms": round3(result.max_ms),
-                    "errors": result.errors,
-                })
-            ),
+            Ok(result) => report("kairos", store_name, &settings, &result),
             Err(error) => eprintln!("http_adds: {store_name}: {error}"),
         }
     }
+}
+
+/// One JSON line, in the shape the benchmark suite's report reads.
+fn report(system: &str, store: &str, settings: &Settings, result: &Measured) {
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "http_adds",
+            "system": system,
+            "workload": "http",
+            "store": store,
+            "clients": settings.clients,
+            "seconds": result.seconds,
+            "adds": result.adds,
+            "adds_per_s": (result.adds as f64 / result.seconds).round(),
+            "p50_ms": round3(result.p50_ms),
+            "p99_ms": round3(result.p99_ms),
+            "max_ms": round3(result.max_ms),
+            "errors": result.errors,
+        })
+    );
 }
 
 fn round3(value: f64) -> f64 {
