@@ -15,9 +15,10 @@
 //! `postgres://postgres@127.0.0.1:5432/test` (`KAIROS_TEST_POSTGRES_URL` overrides).
 //! 10 s per store, `--quick` 2 s.
 //!
-//! `--external API_URL --system NAME --store NAME` drives another server that takes the
-//! same request instead of starting kairos: the benchmark suite's APScheduler peer
-//! (benches/compare/apscheduler_http_peer.py), measured by the very same clients.
+//! `--store NAME` names the store in the report. `--external API_URL --system NAME`
+//! drives another server that takes the same request instead of starting kairos: the
+//! benchmark suite's APScheduler peer (benches/compare/apscheduler_http_peer.py),
+//! measured by the very same clients.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -34,6 +35,8 @@ struct Settings {
     urls: Vec<String>,
     /// Another server's API base URL, with the system and store names it reports.
     external: Option<External>,
+    /// `--store`: the store's name in the report, instead of one made from its URL.
+    store_label: Option<String>,
 }
 
 struct External {
@@ -48,6 +51,7 @@ fn settings() -> Settings {
         duration: Duration::from_secs(10),
         urls: Vec::new(),
         external: None,
+        store_label: None,
     };
     let (mut external_url, mut system, mut store) = (None, None, None);
     let mut args = std::env::args().skip(1);
@@ -72,6 +76,7 @@ fn settings() -> Settings {
             url => settings.urls.push(url.to_owned()),
         }
     }
+    settings.store_label = store.clone();
     if let Some(url) = external_url {
         settings.external = Some(External {
             url,
@@ -127,7 +132,10 @@ fn main() {
         runtime.block_on(drop_tables(&store_url, &prefix));
         let _ = std::fs::remove_dir_all(&dir);
         match outcome {
-            Ok(result) => report("kairos", store_name, &settings, &result),
+            Ok(result) => {
+                let label = settings.store_label.as_deref().unwrap_or(store_name);
+                report("kairos", label, &settings, &result);
+            }
             Err(error) => eprintln!("http_adds: {store_name}: {error}"),
         }
     }

@@ -183,10 +183,28 @@ def table(by_system, metrics, notes_for=None):
     rounds = max((len(v) for v in by_system.values()), default=0)
     out = "\n".join(lines) + "\n"
     out += "\nMedian (min–max) over %d round%s per system. " % (rounds, "" if rounds == 1 else "s")
-    out += "Ratios compare medians; ✓ marks kairos ahead of that peer.\n"
+    out += "Ratios compare medians; ✓ marks kairos ahead of that peer. "
+    out += measured_note([r for runs in by_system.values() for r in runs]) + "\n"
     if notes:
         out += "\n" + "\n".join("- " + n for n in notes) + "\n"
     return out, medians
+
+
+# What lines written before runs were stamped come from.
+UNSTAMPED = "in the full run of 2026-11-24 04:43–05:19 UTC (kairos 9d280cc, Intel Xeon, 2 cores)"
+
+
+def measured_note(runs):
+    """When, where and on which commit the runs of a table were measured."""
+    stamps = sorted({(r["measured"]["date"][:10], r["measured"]["cpu"], r["measured"]["commit"])
+                     for r in runs if r.get("measured")})
+    parts = ["%s on %s (kairos %s)" % stamp for stamp in stamps]
+    if any(not r.get("measured") for r in runs):
+        parts.append(UNSTAMPED)
+    loads = [float(r["measured"]["load"]) for r in runs if r.get("measured", {}).get("load")]
+    busy = " Load average up to %s during these runs (other work on the machine)." % fmt(max(loads)) \
+        if loads and max(loads) > 1.0 else ""
+    return "Measured " + "; ".join(parts) + "." + busy
 
 
 def early_note(system, runs):
@@ -219,6 +237,13 @@ def criterion_medians(directory):
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--criterion-line":
+        # run.sh: criterion's medians as one result line.
+        print(json.dumps({"system": KAIROS, "workload": "criterion", "medians": criterion_medians(sys.argv[2]),
+                          "measured": {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                                       "cpu": os.environ.get("stamp_cpu", cpu_model()),
+                                       "commit": os.environ.get("stamp_commit", "?")}}))
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("--results", required=True)
     parser.add_argument("--mode", required=True)
@@ -248,7 +273,7 @@ def main():
     w("## Machine and versions\n")
     load_end = " ".join(open("/proc/loadavg").read().split()[:3])
     w("| | |\n| --- | --- |")
-    w("| date | %s |" % datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    w("| page written | %s |" % datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     w("| CPU | %s, %d cores |" % (cpu_model(), os.cpu_count() or 0))
     w("| RAM | %.1f GiB |" % ram_gib())
     w("| kernel | %s |" % platform.release())
@@ -261,6 +286,9 @@ def main():
     w("| kairos's SQLite | libsqlite3-sys %s (bundled) |" % locked_version(os.path.join(REPO, "Cargo.lock"), "libsqlite3-sys"))
     w("| PostgreSQL | %s |" % postgres_version(args.pg_url, args.postgres == "1"))
     w("")
+    w("> A page may gather workloads from several runs (`run.sh --only …` re-runs some and keeps the "
+      "others' lines): each table says when, on which CPU and at which kairos commit it was measured. "
+      "Within a table the systems always ran in the same run, in alternation.\n")
     if args.load_start and float(args.load_start.split()[0]) > 1.0:
         w("> The machine was not quiet: other work was running (load average above). Lateness and CPU "
           "figures carry that noise for every system alike, since the systems alternate.\n")
@@ -373,7 +401,8 @@ def main():
             summary["recurring-" + store] = medians
 
     w("## Cron next fire time\n")
-    crit = criterion_medians(args.criterion)
+    stored = [r for r in runs.runs if r.get("workload") == "criterion" and r.get("medians")]
+    crit = stored[-1]["medians"] if stored else criterion_medians(args.criterion)
     aps_cron = next((r for r in runs.runs if r.get("workload") == "cron" and not r.get("failed")), None)
     if crit or aps_cron:
         w("Time per \"first fire time at or after `from`\" computation, `from` rotating through the same 64 "
@@ -394,17 +423,34 @@ def main():
                 fmt(croner_ns), fmt(aps_ns), ratio(ours, cron_ns, "lower"), ratio(ours, croner_ns, "lower"),
                 ratio(ours, aps_ns, "lower")))
         w("")
+        w(measured_note([r for r in (aps_cron, stored[-1] if stored else None) if r]) + "\n")
         summary["cron"] = {g: (crit.get(g, {}).get("kairos"), ((aps_cron or {}).get("groups", {}).get(g) or {}).get("median_ns")) for g in groups}
     else:
         w("Not run.\n")
 
     w("## HTTP add rate\n")
-    w("| workload | kairos | APScheduler 3.11 | tokio-cron-scheduler 0.15 |")
-    w("| --- | --- | --- | --- |")
-    w("| jobs added per second through `POST /jobs` (32 clients, real daemon) | measured separately by "
-      "`cargo bench --bench http_adds`, not yet by this suite: PostgreSQL 10,700–14,200/s (p99 5.4–7.3 ms), "
-      "SQLite 10,800–10,900/s (p99 8.7–9.8 ms), see benches/README.md | – (no HTTP API) | – (no HTTP API) |")
-    w("")
+    w("32 clients on this machine each `POST /jobs` one one-off job after another (an order-cancel job due "
+      "in 2099) for a fixed time; the figure is created jobs per second and the request latency. kairos is "
+      "the real daemon (`benches/http_adds.rs` starts it on a fresh SQLite file or fresh PostgreSQL "
+      "tables). APScheduler has no HTTP API: its peer is the small server an order service would write, "
+      "the standard library's `ThreadingHTTPServer` calling `scheduler.add_job` on a started "
+      "`BackgroundScheduler` with the SQLAlchemy store on the same database "
+      "(`benches/compare/apscheduler_http_peer.py`), driven by the same clients (`http_adds --external`). "
+      "tokio-cron-scheduler has no HTTP API and no SQL store we can build here (see below).\n")
+    for store in ("sqlite", "postgresql"):
+        http = runs.select("http", store)
+        if http:
+            w("### HTTP adds on %s\n" % ("SQLite" if store == "sqlite" else "PostgreSQL"))
+            text, medians = table(http, [
+                ("jobs added per second", "adds_per_s", "higher"),
+                ("request latency p50 (ms)", "p50_ms", "lower"),
+                ("request latency p99 (ms)", "p99_ms", "lower"),
+                ("failed requests", "errors", "lower"),
+            ])
+            w(text)
+            summary["http-" + store] = medians
+    if not any(runs.select("http", store) for store in ("sqlite", "postgresql")):
+        w("Not run.\n")
 
     w("## Configurations\n")
     w("- **kairos**: the library (`kairos::scheduler::Scheduler`), a 16-thread `ThreadPoolExecutor`, the "
@@ -470,6 +516,8 @@ def summary_section(summary):
     row("\\|lateness\\| p99, burst on PostgreSQL (ms)", "burst-postgresql", "lateness_ms.abs_p99", "lower", "≤ 0.1×", lambda r, o: r <= 0.1)
     for key, name in (("burst-100000", "burst 100k"), ("burst-10000", "burst 10k"), ("pending", "order-cancel"), ("burst-sqlite", "SQLite"), ("burst-postgresql", "PostgreSQL")):
         row("add rate, %s (jobs/s)" % name, key, "add_per_s", "higher", "≥ 10×", lambda r, o: r >= 10)
+    for key, name in (("http-sqlite", "SQLite"), ("http-postgresql", "PostgreSQL")):
+        row("HTTP add rate, %s (jobs/s)" % name, key, "adds_per_s", "higher", "≥ 10×", lambda r, o: r >= 10)
     row("memory per pending job, order-cancel (bytes)", "pending", "bytes_per_pending_job", "lower", "≤ 0.2×", lambda r, o: r <= 0.2)
     rows_idle = summary.get("pending")
     if rows_idle:

@@ -8,7 +8,7 @@
 # --quick    smoke sizes, one round (a few minutes); default: the full sizes.
 # --out      where the results page goes (default: BENCHMARKS.md at the repo root).
 # --only     workloads to run: burst, burst100k, pending, restart, recurring, stores,
-#            cron (default: all).
+#            cron, http (default: all).
 # --rounds   override the number of rounds of every workload.
 #
 # Sets up what it needs, from PyPI and crates.io only: benches/compare/.venv
@@ -43,18 +43,20 @@ if [ "$quick" = 1 ]; then
   pending=(100000 30 10) pending_budget=120 restart_jobs=100000
   recurring=(10000 1 10 5)
   store_burst=(1000 2 10) store_recurring=(500 1 10 8)
-  r_burst=1 r_burst_large=0 r_pending=1 r_restart=1 r_recurring=1 r_stores=1 cron_repeats=3
+  http_seconds=2
+  r_burst=1 r_burst_large=0 r_pending=1 r_restart=1 r_recurring=1 r_stores=1 cron_repeats=3 r_http=1
 else
   mode=full
   burst_small=(10000 5 5) burst_large=(100000 10 15)
   pending=(1000000 30 60) pending_budget=300 restart_jobs=1000000
   recurring=(10000 1 60 5)
   store_burst=(2000 2 15) store_recurring=(1000 1 20 10)
-  r_burst=3 r_burst_large=3 r_pending=2 r_restart=3 r_recurring=2 r_stores=2 cron_repeats=7
+  http_seconds=10
+  r_burst=3 r_burst_large=3 r_pending=2 r_restart=3 r_recurring=2 r_stores=2 cron_repeats=7 r_http=3
 fi
 if [ -n "$rounds_override" ]; then
   r_burst=$rounds_override r_pending=$rounds_override r_restart=$rounds_override
-  r_recurring=$rounds_override r_stores=$rounds_override
+  r_recurring=$rounds_override r_stores=$rounds_override r_http=$rounds_override
   [ "$quick" = 1 ] || r_burst_large=$rounds_override
 fi
 
@@ -79,6 +81,8 @@ def category(run):
         return "stores"
     if workload == "burst":
         return "burst" if run.get("jobs") == small else "burst100k"
+    if workload == "criterion":
+        return "cron"
     return workload
 kept = [line for line in open(path) if line.strip() and category(json.loads(line)) not in only]
 open(path, "w").writelines(kept)
@@ -87,6 +91,12 @@ else
   : > "$results"
 fi
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+# Every result line says when, where and on which commit it was measured, so a page
+# built from lines of several runs (`--only`) can say which is which.
+stamp_cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+stamp_commit=$(git rev-parse --short HEAD)
+[ -z "$(git status --porcelain --untracked-files=no)" ] || stamp_commit="$stamp_commit+changes"
+export stamp_cpu stamp_commit
 
 # --- setup ---------------------------------------------------------------------------
 if ! "$python" -c 'import apscheduler, sqlalchemy, psycopg2' >/dev/null 2>&1; then
@@ -99,7 +109,8 @@ say "building the tokio-cron-scheduler peer ($tcs_dir, own target dir)"
 (cd "$tcs_dir" && CARGO_TARGET_DIR="$repo/$tcs_dir/target" cargo build --release --locked --quiet)
 say "building the kairos benches"
 cargo bench --no-run --message-format=json-render-diagnostics \
-  --bench burst --bench pending --bench recurring --bench next_fire_time >"$work/build.json"
+  --bench burst --bench pending --bench recurring --bench next_fire_time --bench http_adds \
+  >"$work/build.json"
 # The bench executables, run directly so that `timeout` can bound them.
 bench_exe() {
   "$python" -c '
@@ -114,6 +125,7 @@ else:
     sys.exit("no executable for " + sys.argv[2])' "$work/build.json" "$1"
 }
 burst_exe=$(bench_exe burst) pending_exe=$(bench_exe pending) recurring_exe=$(bench_exe recurring)
+http_exe=$(bench_exe http_adds)
 pg_ok=0
 if command -v pg_isready >/dev/null 2>&1 \
   && "$python" -c 'import sys, psycopg2; psycopg2.connect(sys.argv[1]).close()' "$pg_url" >/dev/null 2>&1; then
@@ -133,9 +145,12 @@ run() { # system workload store round timeout command...
   line=$(timeout "$limit" "$@" 2>"$log" | tail -n 1) || status=$?
   if [ "$status" = 0 ] && [ -n "$line" ]; then
     printf '%s\n' "$line" | "$python" -c '
-import json, sys
+import json, os, sys, time
 run = json.loads(sys.stdin.read())
 run.update(round=int(sys.argv[1]), wall_s=float(sys.argv[2]))
+run["measured"] = dict(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                       cpu=os.environ["stamp_cpu"], commit=os.environ["stamp_commit"],
+                       load=open("/proc/loadavg").read().split()[0])
 print(json.dumps(run))' "$round" "$(( ($(date +%s%N) - started) / 1000000 ))e-3" >> "$results"
   else
     local why="exit $status"
@@ -217,7 +232,35 @@ if wanted cron; then
   [ "$quick" = 1 ] && criterion_args=(--warm-up-time 0.2 --measurement-time 0.5 --sample-size 10)
   cargo bench --quiet --bench next_fire_time -- "${criterion_args[@]}" >"$work/criterion.log" 2>&1 \
     || { say "criterion failed:"; tail -n 20 "$work/criterion.log" >&2; }
+  # Criterion's medians go into the results too, so a later partial run keeps them.
+  "$python" benches/compare/report.py --criterion-line "${CARGO_TARGET_DIR:-target}/criterion" >> "$results"
   run apscheduler-3.11 cron - 1 600 "${aps[@]}" cron "$cron_repeats"
+fi
+
+# The HTTP add rate: 32 clients POST one-off jobs for a while. kairos is the real
+# daemon (http_adds starts it); APScheduler has no HTTP API, so its peer is the server
+# an order service would write (apscheduler_http_peer.py), driven by the same clients.
+aps_http() { # store-name round store
+  local port=$((20000 + RANDOM % 20000)) pid
+  "$python" benches/compare/apscheduler_http_peer.py "$3" "$port" >"$work/peer.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do grep -q '^listening' "$work/peer.log" && break; sleep 0.1; done
+  run apscheduler-3.11 http "$1" "$2" 300 "$http_exe" --seconds "$http_seconds" \
+    --external "http://127.0.0.1:$port/api/v1" --system apscheduler-3.11 --store "$1"
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+if wanted http; then
+  stores=(sqlite)
+  [ "$pg_ok" = 1 ] && stores+=("$pg_url")
+  for store in "${stores[@]}"; do
+    name=sqlite; [ "$store" = sqlite ] || name=postgresql
+    say "http: 32 clients adding one-off jobs through POST /jobs for $http_seconds s on $name, $r_http round(s)"
+    for r in $(seq "$r_http"); do
+      run kairos http "$name" "$r" 300 "$http_exe" --seconds "$http_seconds" --store "$name" "$store"
+      aps_http "$name" "$r" "$store"
+    done
+  done
 fi
 
 # --- the page ------------------------------------------------------------------------
