@@ -46,8 +46,8 @@ impl From<&Job> for JobView {
             name: job.name.clone(),
             task: job.task.clone(),
             args: job.args.clone(),
-            trigger: job.trigger.spec().clone(),
-            trigger_text: describe_trigger(job.trigger.spec()),
+            trigger: job.trigger.spec().into_owned(),
+            trigger_text: describe_trigger(&job.trigger.spec()),
             executor: job.executor.clone(),
             options: OptionsView {
                 misfire_grace_time: job.misfire_grace_time.map(humane),

@@ -4,6 +4,12 @@
 //! job and the due batch are found without a scan, up to millions of pending jobs. Run
 //! history is a bounded ring. Everything is under one mutex held only for in-memory
 //! work, never across an await.
+//!
+//! A million pending one-off jobs is the workload to size for (issue 9): jobs are kept
+//! compact ([`compact`]), the map holds one pointer per job and finds it by the id the
+//! job holds, and both indexes share that same id allocation.
+
+mod compact;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
+use self::compact::{Names, StoredJob};
 use super::{JobStore, NodeInfo, Release, StoreError};
 use crate::history::RunRecord;
 use crate::job::Job;
@@ -28,7 +35,9 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct State {
-    jobs: HashMap<Arc<str>, Entry>,
+    jobs: JobTable,
+    /// Task and executor names, shared by the stored jobs.
+    names: Names,
     /// Jobs that are due some time: not paused, not acquired.
     due_index: BTreeSet<(DateTime<Utc>, Arc<str>)>,
     /// Acquired jobs by lease expiry.
@@ -45,13 +54,108 @@ struct State {
 
 #[derive(Debug)]
 struct Entry {
-    job: Job,
+    job: StoredJob,
     lease: Option<DateTime<Utc>>,
     /// Who acquired the job last, until a release, a recovery or a reap ends it. It
     /// outlives an expired lease that nobody took over (as the SQL store's
     /// `lease_owner` does), so a late release from a paused owner is still accepted
     /// then, and only then: the fencing rule of [`JobStore::release_jobs`].
     holder: Option<Arc<str>>,
+}
+
+/// Jobs by id: one pointer per job in the table, keyed by the id inside the job, so
+/// the id is not kept twice (a `HashMap<Arc<str>, Entry>` would also keep each `Entry`
+/// inline in a table that is up to half empty).
+#[derive(Default)]
+struct JobTable {
+    table: hashbrown::HashTable<Box<Entry>>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl std::fmt::Debug for JobTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobTable")
+            .field("len", &self.table.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobTable {
+    fn hash(&self, id: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.hasher, id)
+    }
+
+    fn get(&self, id: &str) -> Option<&Entry> {
+        self.table
+            .find(self.hash(id), |entry| &*entry.job.id == id)
+            .map(|entry| &**entry)
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut Entry> {
+        let hash = self.hash(id);
+        self.table
+            .find_mut(hash, |entry| &*entry.job.id == id)
+            .map(|entry| &mut **entry)
+    }
+
+    fn contains_key(&self, id: &str) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Adds `entry` unless a job with its id is there; gives it back then.
+    fn insert_new(&mut self, entry: Entry) -> Result<(), Entry> {
+        let hash = self.hash(&entry.job.id);
+        let hasher = &self.hasher;
+        match self.table.entry(
+            hash,
+            |held| held.job.id == entry.job.id,
+            |held| std::hash::BuildHasher::hash_one(hasher, &*held.job.id),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(_) => Err(entry),
+            hashbrown::hash_table::Entry::Vacant(vacant) => {
+                vacant.insert(Box::new(entry));
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds or overwrites the job with `entry`'s id.
+    fn insert(&mut self, entry: Entry) {
+        let hash = self.hash(&entry.job.id);
+        let hasher = &self.hasher;
+        match self.table.entry(
+            hash,
+            |held| held.job.id == entry.job.id,
+            |held| std::hash::BuildHasher::hash_one(hasher, &*held.job.id),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut occupied) => {
+                *occupied.get_mut() = Box::new(entry)
+            }
+            hashbrown::hash_table::Entry::Vacant(vacant) => {
+                vacant.insert(Box::new(entry));
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Box<Entry>> {
+        let hash = self.hash(id);
+        self.table
+            .find_entry(hash, |entry| &*entry.job.id == id)
+            .ok()
+            .map(|occupied| occupied.remove().0)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Entry> {
+        self.table.iter().map(|entry| &**entry)
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn clear(&mut self) {
+        self.table.clear();
+    }
 }
 
 impl Default for MemoryStore {
@@ -92,29 +196,29 @@ impl State {
     /// Inserts a job whose id must be new: one hash of the id for the check and the
     /// insert, since adding is the hot path of the one-off-job workload.
     fn insert_new(&mut self, mut job: Job) -> Result<Job, StoreError> {
-        let id: Arc<str> = Arc::from(job.id.as_str());
-        match self.jobs.entry(Arc::clone(&id)) {
-            std::collections::hash_map::Entry::Occupied(_) => Err(StoreError::Conflict(job.id)),
-            std::collections::hash_map::Entry::Vacant(vacant) => {
-                self.next_revision += 1;
-                job.revision = self.next_revision;
-                if let Some(next) = job.next_run_time {
-                    self.due_index.insert((next, id));
-                }
-                vacant.insert(Entry {
-                    job: job.clone(),
-                    lease: None,
-                    holder: None,
-                });
-                Ok(job)
-            }
+        job.revision = self.next_revision + 1;
+        let stored = StoredJob::new(&job, &mut self.names);
+        let id = Arc::clone(&stored.id);
+        let entry = Entry {
+            job: stored,
+            lease: None,
+            holder: None,
+        };
+        if self.jobs.insert_new(entry).is_err() {
+            return Err(StoreError::Conflict(job.id));
         }
+        self.next_revision += 1;
+        if let Some(next) = job.next_run_time {
+            self.due_index.insert((next, id));
+        }
+        Ok(job)
     }
 
     /// Inserts or overwrites a job that is not acquired.
     fn put(&mut self, mut job: Job) -> Job {
         job.revision = self.bump();
-        let id: Arc<str> = Arc::from(job.id.as_str());
+        let stored = StoredJob::new(&job, &mut self.names);
+        let id = Arc::clone(&stored.id);
         let lease = self.unindex(&id);
         if lease.is_none() {
             if let Some(next) = job.next_run_time {
@@ -122,14 +226,16 @@ impl State {
             }
         }
         let holder = self.jobs.get(&id).and_then(|entry| entry.holder.clone());
-        self.jobs.insert(
-            id,
-            Entry {
-                job: job.clone(),
-                lease,
-                holder,
-            },
-        );
+        if let Some(expiry) = lease {
+            // The lease index must hold the allocation the new entry holds.
+            self.leases.remove(&(expiry, Arc::clone(&id)));
+            self.leases.insert((expiry, Arc::clone(&id)));
+        }
+        self.jobs.insert(Entry {
+            job: stored,
+            lease,
+            holder,
+        });
         job
     }
 
@@ -148,9 +254,10 @@ impl State {
     }
 
     fn remove(&mut self, id: &str) -> bool {
-        let Some((key, entry)) = self.jobs.remove_entry(id) else {
+        let Some(entry) = self.jobs.remove(id) else {
             return false;
         };
+        let key = Arc::clone(&entry.job.id);
         match entry.lease {
             Some(expiry) => {
                 self.leases.remove(&(expiry, Arc::clone(&key)));
@@ -202,9 +309,9 @@ impl State {
     fn end_leases_of(&mut self, owner: &str) -> u64 {
         let held: Vec<Arc<str>> = self
             .jobs
-            .iter()
-            .filter(|(_, entry)| entry.holder.as_deref() == Some(owner))
-            .map(|(id, _)| Arc::clone(id))
+            .values()
+            .filter(|entry| entry.holder.as_deref() == Some(owner))
+            .map(|entry| Arc::clone(&entry.job.id))
             .collect();
         for id in &held {
             self.end_lease(id);
@@ -269,7 +376,7 @@ impl JobStore for MemoryStore {
     }
 
     async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
-        Ok(self.lock().jobs.get(id).map(|entry| entry.job.clone()))
+        Ok(self.lock().jobs.get(id).map(|entry| entry.job.to_job()))
     }
 
     async fn count_jobs(&self) -> Result<u64, StoreError> {
@@ -281,7 +388,7 @@ impl JobStore for MemoryStore {
             .lock()
             .jobs
             .values()
-            .map(|entry| entry.job.clone())
+            .map(|entry| entry.job.to_job())
             .collect();
         jobs.sort_by(|left, right| {
             let key = |job: &Job| (job.next_run_time.is_none(), job.next_run_time);
@@ -326,7 +433,7 @@ impl JobStore for MemoryStore {
             if let Some(entry) = state.jobs.get_mut(&id) {
                 entry.lease = Some(expiry);
                 entry.holder = Some(Arc::from(owner));
-                acquired.push(entry.job.clone());
+                acquired.push(entry.job.to_job());
             }
         }
         Ok(acquired)
@@ -340,10 +447,14 @@ impl JobStore for MemoryStore {
         let mut state = self.lock();
         let mut fenced = Vec::new();
         for release in releases {
-            let Some((id, holder, revision)) = state
-                .jobs
-                .get_key_value(release.job_id.as_str())
-                .map(|(id, entry)| (Arc::clone(id), entry.holder.clone(), entry.job.revision))
+            let Some((id, holder, revision)) =
+                state.jobs.get(release.job_id.as_str()).map(|entry| {
+                    (
+                        Arc::clone(&entry.job.id),
+                        entry.holder.clone(),
+                        entry.job.revision,
+                    )
+                })
             else {
                 continue; // removed while it ran: it stays removed
             };
