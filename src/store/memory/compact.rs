@@ -75,12 +75,26 @@ enum StoredArgs {
 pub(super) struct Names {
     /// By task, then the few executors its jobs use.
     pairs: HashMap<Box<str>, Vec<Arc<TaskAndExecutor>>>,
+    /// The pair of the last job stored: jobs come in runs of the same task (a shop
+    /// adding cancel jobs), and two string compares cost less than a hash lookup.
+    last: Option<Arc<TaskAndExecutor>>,
 }
 
 impl Names {
     /// The shared pair. Tasks and executors are registered names, a few per scheduler,
     /// so the map stays small and is never pruned.
     fn intern(&mut self, task: &str, executor: &str) -> Arc<TaskAndExecutor> {
+        if let Some(last) = &self.last {
+            if &*last.task == task && &*last.executor == executor {
+                return Arc::clone(last);
+            }
+        }
+        let pair = self.lookup(task, executor);
+        self.last = Some(Arc::clone(&pair));
+        pair
+    }
+
+    fn lookup(&mut self, task: &str, executor: &str) -> Arc<TaskAndExecutor> {
         if let Some(pair) = self
             .pairs
             .get(task)
