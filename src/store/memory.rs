@@ -39,9 +39,9 @@ struct State {
     /// Task and executor names, shared by the stored jobs.
     names: Names,
     /// Jobs that are due some time: not paused, not acquired.
-    due_index: BTreeSet<(DateTime<Utc>, Arc<str>)>,
+    due_index: BTreeSet<Timed>,
     /// Acquired jobs by lease expiry.
-    leases: BTreeSet<(DateTime<Utc>, Arc<str>)>,
+    leases: BTreeSet<Timed>,
     /// The owners of each job's running instances, one entry per instance (so a
     /// scheduler only ever frees its own).
     instances: HashMap<Arc<str>, Vec<Arc<str>>>,
@@ -50,6 +50,58 @@ struct State {
     /// The membership: a memory store is never shared, but the scheduler registers
     /// itself all the same, so `kairos cluster` shows one node.
     nodes: BTreeMap<String, NodeInfo>,
+}
+
+/// A key of the due and lease indexes: an instant, then the job id.
+///
+/// Many keys share an instant (10,000 recurring jobs due in the same second; the leases
+/// of one batch all expire together), so ties must be cheap to order: the id's first
+/// four bytes, big-endian, order as the id does and settle nearly every tie between
+/// generated ids without comparing the ids themselves (issue 9, recurring). They sit in
+/// the padding after the 12-byte instant, so a key is still 32 bytes.
+#[derive(Clone, Debug)]
+struct Timed {
+    at: DateTime<Utc>,
+    prefix: u32,
+    id: Arc<str>,
+}
+
+impl Timed {
+    fn new(at: DateTime<Utc>, id: &Arc<str>) -> Timed {
+        let mut prefix = [0u8; 4];
+        for (byte, from) in prefix.iter_mut().zip(id.bytes()) {
+            *byte = from;
+        }
+        Timed {
+            at,
+            prefix: u32::from_be_bytes(prefix),
+            id: Arc::clone(id),
+        }
+    }
+}
+
+impl PartialEq for Timed {
+    fn eq(&self, other: &Timed) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Timed {}
+
+impl PartialOrd for Timed {
+    fn partial_cmp(&self, other: &Timed) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Timed {
+    /// (instant, id), as a tuple would order them; the prefix only decides sooner.
+    fn cmp(&self, other: &Timed) -> std::cmp::Ordering {
+        self.at
+            .cmp(&other.at)
+            .then(self.prefix.cmp(&other.prefix))
+            .then_with(|| self.id.cmp(&other.id))
+    }
 }
 
 #[derive(Debug)]
@@ -209,7 +261,7 @@ impl State {
         }
         self.next_revision += 1;
         if let Some(next) = job.next_run_time {
-            self.due_index.insert((next, id));
+            self.due_index.insert(Timed::new(next, &id));
         }
         Ok(job)
     }
@@ -222,14 +274,14 @@ impl State {
         let lease = self.unindex(&id);
         if lease.is_none() {
             if let Some(next) = job.next_run_time {
-                self.due_index.insert((next, Arc::clone(&id)));
+                self.due_index.insert(Timed::new(next, &id));
             }
         }
         let holder = self.jobs.get(&id).and_then(|entry| entry.holder.clone());
         if let Some(expiry) = lease {
             // The lease index must hold the allocation the new entry holds.
-            self.leases.remove(&(expiry, Arc::clone(&id)));
-            self.leases.insert((expiry, Arc::clone(&id)));
+            self.leases.remove(&Timed::new(expiry, &id));
+            self.leases.insert(Timed::new(expiry, &id));
         }
         self.jobs.insert(Entry {
             job: stored,
@@ -246,7 +298,7 @@ impl State {
             Some(expiry) => Some(expiry),
             None => {
                 if let Some(next) = entry.job.next_run_time {
-                    self.due_index.remove(&(next, Arc::clone(id)));
+                    self.due_index.remove(&Timed::new(next, id));
                 }
                 None
             }
@@ -260,11 +312,11 @@ impl State {
         let key = Arc::clone(&entry.job.id);
         match entry.lease {
             Some(expiry) => {
-                self.leases.remove(&(expiry, Arc::clone(&key)));
+                self.leases.remove(&Timed::new(expiry, &key));
             }
             None => {
                 if let Some(next) = entry.job.next_run_time {
-                    self.due_index.remove(&(next, key));
+                    self.due_index.remove(&Timed::new(next, &key));
                 }
             }
         }
@@ -273,7 +325,7 @@ impl State {
 
     /// Puts jobs whose owner let the lease run out back among the due jobs.
     fn reclaim_expired_leases(&mut self, now: DateTime<Utc>) {
-        while let Some((expiry, id)) = self.leases.first().cloned() {
+        while let Some(Timed { at: expiry, id, .. }) = self.leases.first().cloned() {
             if expiry > now {
                 break;
             }
@@ -289,7 +341,7 @@ impl State {
         if let Some(entry) = self.jobs.get_mut(id) {
             entry.lease = None;
             if let Some(next) = entry.job.next_run_time {
-                self.due_index.insert((next, Arc::clone(id)));
+                self.due_index.insert(Timed::new(next, id));
             }
         }
     }
@@ -297,7 +349,7 @@ impl State {
     /// Ends an acquisition for good: the job is due again and nobody holds it.
     fn end_lease(&mut self, id: &Arc<str>) {
         if let Some(expiry) = self.jobs.get(id).and_then(|entry| entry.lease) {
-            self.leases.remove(&(expiry, Arc::clone(id)));
+            self.leases.remove(&Timed::new(expiry, id));
         }
         self.expire_lease(id);
         if let Some(entry) = self.jobs.get_mut(id) {
@@ -321,19 +373,19 @@ impl State {
         };
         match entry.lease.take() {
             Some(expiry) => {
-                leases.remove(&(expiry, Arc::clone(id)));
+                leases.remove(&Timed::new(expiry, id));
             }
             // The lease ran out and nobody took the job: it is due at its old time.
             None => {
                 if let Some(old) = entry.job.next_run_time {
-                    due_index.remove(&(old, Arc::clone(id)));
+                    due_index.remove(&Timed::new(old, id));
                 }
             }
         }
         entry.holder = None;
         entry.job.next_run_time = Some(next);
         entry.job.revision = revision;
-        due_index.insert((next, Arc::clone(id)));
+        due_index.insert(Timed::new(next, id));
     }
 
     /// Ends every acquisition `owner` holds; returns how many.
@@ -475,9 +527,9 @@ impl JobStore for MemoryStore {
 
     async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let state = self.lock();
-        let next_due = state.due_index.first().map(|(time, _)| *time);
+        let next_due = state.due_index.first().map(|key| key.at);
         // An expiring lease makes its job due again; wake up for that too.
-        let next_expiry = state.leases.first().map(|(time, _)| *time);
+        let next_expiry = state.leases.first().map(|key| key.at);
         Ok(match (next_due, next_expiry) {
             (Some(due), Some(expiry)) => Some(due.min(expiry)),
             (due, expiry) => due.or(expiry),
@@ -498,14 +550,14 @@ impl JobStore for MemoryStore {
         // One allocation of the owner for the batch, shared by its jobs.
         let holder: Arc<str> = Arc::from(owner);
         while acquired.len() < limit {
-            let Some((next, id)) = state.due_index.first().cloned() else {
+            let Some(Timed { at: next, id, .. }) = state.due_index.first().cloned() else {
                 break;
             };
             if next > now {
                 break;
             }
             state.due_index.pop_first();
-            state.leases.insert((expiry, Arc::clone(&id)));
+            state.leases.insert(Timed::new(expiry, &id));
             if let Some(entry) = state.jobs.get_mut(&id) {
                 entry.lease = Some(expiry);
                 entry.holder = Some(Arc::clone(&holder));
