@@ -10,6 +10,7 @@
 //! job holds, and both indexes share that same id allocation.
 
 mod compact;
+mod tables;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use self::compact::{Names, StoredJob};
+use self::tables::{JobTable, Timed};
 use super::{FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError};
 use crate::history::RunRecord;
 use crate::job::Job;
@@ -52,162 +54,15 @@ struct State {
     nodes: BTreeMap<String, NodeInfo>,
 }
 
-/// A key of the due and lease indexes: an instant, then the job id.
-///
-/// Many keys share an instant (10,000 recurring jobs due in the same second; the leases
-/// of one batch all expire together), so ties must be cheap to order: the id's first
-/// four bytes, big-endian, order as the id does and settle nearly every tie between
-/// generated ids without comparing the ids themselves (issue 9, recurring). They sit in
-/// the padding after the 12-byte instant, so a key is still 32 bytes.
-#[derive(Clone, Debug)]
-struct Timed {
-    at: DateTime<Utc>,
-    prefix: u32,
-    id: Arc<str>,
-}
-
-impl Timed {
-    fn new(at: DateTime<Utc>, id: &Arc<str>) -> Timed {
-        let mut prefix = [0u8; 4];
-        for (byte, from) in prefix.iter_mut().zip(id.bytes()) {
-            *byte = from;
-        }
-        Timed {
-            at,
-            prefix: u32::from_be_bytes(prefix),
-            id: Arc::clone(id),
-        }
-    }
-}
-
-impl PartialEq for Timed {
-    fn eq(&self, other: &Timed) -> bool {
-        self.cmp(other).is_eq()
-    }
-}
-
-impl Eq for Timed {}
-
-impl PartialOrd for Timed {
-    fn partial_cmp(&self, other: &Timed) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Timed {
-    /// (instant, id), as a tuple would order them; the prefix only decides sooner.
-    fn cmp(&self, other: &Timed) -> std::cmp::Ordering {
-        self.at
-            .cmp(&other.at)
-            .then(self.prefix.cmp(&other.prefix))
-            .then_with(|| self.id.cmp(&other.id))
-    }
-}
-
 #[derive(Debug)]
-struct Entry {
-    job: StoredJob,
+pub(in crate::store::memory) struct Entry {
+    pub(in crate::store::memory) job: StoredJob,
     lease: Option<DateTime<Utc>>,
     /// Who acquired the job last, until a release, a recovery or a reap ends it. It
     /// outlives an expired lease that nobody took over (as the SQL store's
     /// `lease_owner` does), so a late release from a paused owner is still accepted
     /// then, and only then: the fencing rule of [`JobStore::release_jobs`].
     holder: Option<Arc<str>>,
-}
-
-/// Jobs by id: one pointer per job in the table, keyed by the id inside the job, so
-/// the id is not kept twice (a `HashMap<Arc<str>, Entry>` would also keep each `Entry`
-/// inline in a table that is up to half empty).
-#[derive(Default)]
-struct JobTable {
-    table: hashbrown::HashTable<Box<Entry>>,
-    hasher: hashbrown::DefaultHashBuilder,
-}
-
-impl std::fmt::Debug for JobTable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobTable")
-            .field("len", &self.table.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl JobTable {
-    fn hash(&self, id: &str) -> u64 {
-        std::hash::BuildHasher::hash_one(&self.hasher, id)
-    }
-
-    fn get(&self, id: &str) -> Option<&Entry> {
-        self.table
-            .find(self.hash(id), |entry| &*entry.job.id == id)
-            .map(|entry| &**entry)
-    }
-
-    fn get_mut(&mut self, id: &str) -> Option<&mut Entry> {
-        let hash = self.hash(id);
-        self.table
-            .find_mut(hash, |entry| &*entry.job.id == id)
-            .map(|entry| &mut **entry)
-    }
-
-    fn contains_key(&self, id: &str) -> bool {
-        self.get(id).is_some()
-    }
-
-    /// Adds `entry` unless a job with its id is there; gives it back then.
-    fn insert_new(&mut self, entry: Entry) -> Result<(), Entry> {
-        let hash = self.hash(&entry.job.id);
-        let hasher = &self.hasher;
-        match self.table.entry(
-            hash,
-            |held| held.job.id == entry.job.id,
-            |held| std::hash::BuildHasher::hash_one(hasher, &*held.job.id),
-        ) {
-            hashbrown::hash_table::Entry::Occupied(_) => Err(entry),
-            hashbrown::hash_table::Entry::Vacant(vacant) => {
-                vacant.insert(Box::new(entry));
-                Ok(())
-            }
-        }
-    }
-
-    /// Adds or overwrites the job with `entry`'s id.
-    fn insert(&mut self, entry: Entry) {
-        let hash = self.hash(&entry.job.id);
-        let hasher = &self.hasher;
-        match self.table.entry(
-            hash,
-            |held| held.job.id == entry.job.id,
-            |held| std::hash::BuildHasher::hash_one(hasher, &*held.job.id),
-        ) {
-            hashbrown::hash_table::Entry::Occupied(mut occupied) => {
-                *occupied.get_mut() = Box::new(entry)
-            }
-            hashbrown::hash_table::Entry::Vacant(vacant) => {
-                vacant.insert(Box::new(entry));
-            }
-        }
-    }
-
-    fn remove(&mut self, id: &str) -> Option<Box<Entry>> {
-        let hash = self.hash(id);
-        self.table
-            .find_entry(hash, |entry| &*entry.job.id == id)
-            .ok()
-            .map(|occupied| occupied.remove().0)
-    }
-
-    fn values(&self) -> impl Iterator<Item = &Entry> {
-        self.table.iter().map(|entry| &**entry)
-    }
-
-    fn len(&self) -> usize {
-        self.table.len()
-    }
-
-    fn clear(&mut self) {
-        self.table.clear();
-    }
 }
 
 impl Default for MemoryStore {
@@ -256,7 +111,7 @@ impl State {
             lease: None,
             holder: None,
         };
-        if self.jobs.insert_new(entry).is_err() {
+        if !self.jobs.insert_new(entry) {
             return Err(StoreError::Conflict(job.id));
         }
         self.next_revision += 1;
