@@ -3,7 +3,7 @@
 //! memory under 100 MB).
 //!
 //! ```text
-//! cargo bench --bench stats_correct [-- --quick] [--rounds N] [--keep]
+//! cargo bench --bench stats_correct [-- --quick] [--rounds N] [--keep] [--concurrency N]
 //! ```
 //!
 //! 1. Seeds a MariaDB database of its own (`kairos_bench_stats_<size>` next to
@@ -62,12 +62,17 @@ fn main() {
         .iter()
         .position(|arg| arg == "--rounds")
         .map_or(3, |position| args[position + 1].parse().unwrap());
+    // `[tasks.stats] concurrency`; unset, the task's default.
+    let concurrency: Option<u64> = args
+        .iter()
+        .position(|arg| arg == "--concurrency")
+        .map(|position| args[position + 1].parse().unwrap());
     let size = if quick { FULL_SIZE / 20 } else { FULL_SIZE };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(bench(size, rounds, keep));
+    runtime.block_on(bench(size, rounds, keep, concurrency));
 }
 
 /// Peak resident memory of this process, from /proc.
@@ -106,7 +111,7 @@ fn child(settings: &Value) {
     );
 }
 
-async fn bench(size: u64, rounds: usize, keep: bool) {
+async fn bench(size: u64, rounds: usize, keep: bool, concurrency: Option<u64>) {
     let base = env("KAIROS_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test");
     let redis_url = env("KAIROS_TEST_REDIS_URL", "redis://127.0.0.1:6379/");
     let name = format!("kairos_bench_stats_{size}");
@@ -149,11 +154,14 @@ async fn bench(size: u64, rounds: usize, keep: bool) {
     delete_keys(&mut redis, KAIROS_PREFIX).await;
     delete_keys(&mut redis, ORIGINAL_PREFIX).await;
 
-    let settings = json!({
+    let mut settings = json!({
         "database_url": url,
         "redis_url": redis_url,
         "key_prefix": KAIROS_PREFIX,
     });
+    if let Some(concurrency) = concurrency {
+        settings["concurrency"] = json!(concurrency);
+    }
     let mut kairos_runs = Vec::new();
     let mut original_runs = Vec::new();
     for round in 1..=rounds {
@@ -223,6 +231,7 @@ async fn bench(size: u64, rounds: usize, keep: bool) {
             "counters": counters.len(),
             "members": members,
             "rounds": rounds,
+            "concurrency": concurrency,
             "kairos": {"seconds": round3(kairos_seconds), "peak_rss_mib": round3(kairos_peak), "first_run": summary},
             "original": {"seconds": round3(original_seconds), "peak_rss_mib": round3(original_peak)},
             "time_ratio": round3(kairos_seconds / original_seconds),

@@ -259,10 +259,10 @@ impl Job {
 pub fn generate_id() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bits = fastrand::u128(..);
-    let mut text = [0u8; 32];
-    for (index, digit) in text.iter_mut().enumerate() {
-        *digit = HEX[((bits >> (124 - 4 * index)) & 0xf) as usize];
+    let mut text = String::with_capacity(32);
+    // Most significant digit first; a digit is one ASCII byte.
+    for index in (0..32).rev() {
+        text.push(char::from(HEX[((bits >> (4 * index)) & 0xf) as usize]));
     }
-    // Hex digits are ASCII, so this never falls back.
-    String::from_utf8(text.to_vec()).unwrap_or_default()
+    text
 }

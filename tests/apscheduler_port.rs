@@ -207,7 +207,7 @@ fn cron_zero_value_is_a_value() {
         r#"{"type": "cron", "year": 2009, "month": 2, "hour": 0, "timezone": "Europe/Berlin"}"#,
         "2009-01-01T00:00:00+01:00",
     );
-    let TriggerSpec::Cron(spec) = trigger.spec() else {
+    let TriggerSpec::Cron(spec) = &*trigger.spec() else {
         panic!("not a cron spec: {:?}", trigger.spec())
     };
     assert_eq!(spec.hour.as_deref(), Some("0"));
@@ -905,7 +905,7 @@ fn interval_start_and_end_date_strings_use_default_zone() {
         "2016-01-01T00:00:00+01:00",
     );
     assert_eq!(trigger.timezone(), zone(BERLIN));
-    let TriggerSpec::Interval(spec) = trigger.spec() else {
+    let TriggerSpec::Interval(spec) = &*trigger.spec() else {
         panic!("not an interval spec: {:?}", trigger.spec())
     };
     assert_eq!(
@@ -1279,7 +1279,7 @@ fn date_round_trips_through_json() {
         "2016-01-01T00:00:00+01:00",
     );
     let back = assert_round_trip(&trigger, "2016-01-01T00:00:00+01:00");
-    let TriggerSpec::Date(spec) = back.spec() else {
+    let TriggerSpec::Date(spec) = &*back.spec() else {
         panic!("not a date spec: {:?}", back.spec())
     };
     // kairos keeps a written date as written, next to its zone: the same instant, and

@@ -370,7 +370,7 @@ async fn config_jobs_are_found_and_jobs_counted_without_reading_all(harness: Har
     let store = &harness.store;
     assert_eq!(store.count_jobs().await.unwrap(), 0);
     let mut owned = job("owned", Some(t0()));
-    let spec = kairos::job::JobSpec::new("noop", owned.trigger.spec().clone());
+    let spec = kairos::job::JobSpec::new("noop", owned.trigger.spec().into_owned());
     owned.config_spec = Some(Box::new(spec));
     store.add_job(owned).await.unwrap();
     store.add_job(job("plain", Some(t0()))).await.unwrap();

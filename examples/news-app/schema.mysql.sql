@@ -23,7 +23,8 @@ CREATE TABLE user_relation (
   create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
   update_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
   UNIQUE KEY user_target (user_id, target_user_id),
-  KEY target_user_id (target_user_id)
+  KEY user_relation (user_id, relation),
+  KEY target_relation (target_user_id, relation)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
 CREATE TABLE news_article_basic (
@@ -34,7 +35,7 @@ CREATE TABLE news_article_basic (
   -- 0 draft, 1 in review, 2 published, 3 rejected, 4 deleted, 5 banned
   status TINYINT NOT NULL DEFAULT 0,
   create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
-  KEY user_id (user_id)
+  KEY user_status (user_id, status)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
 CREATE TABLE news_collection (
@@ -44,7 +45,8 @@ CREATE TABLE news_collection (
   -- 1 un-collected
   is_deleted TINYINT NOT NULL DEFAULT 0,
   UNIQUE KEY user_article (user_id, article_id),
-  KEY article_id (article_id)
+  KEY user_deleted (user_id, is_deleted),
+  KEY article_deleted (article_id, is_deleted)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
 CREATE TABLE news_attitude (
@@ -54,7 +56,7 @@ CREATE TABLE news_attitude (
   -- 0 dislike, 1 like, NULL withdrawn
   attitude TINYINT NULL,
   UNIQUE KEY user_article (user_id, article_id),
-  KEY article_id (article_id)
+  KEY article_attitude (article_id, attitude)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
 CREATE TABLE news_comment (
@@ -66,8 +68,8 @@ CREATE TABLE news_comment (
   -- 0 in review, 1 approved, 2 rejected, 3 deleted
   status TINYINT NOT NULL DEFAULT 0,
   content VARCHAR(512) NOT NULL,
-  KEY article_id (article_id),
-  KEY parent_id (parent_id)
+  KEY article_status (article_id, status),
+  KEY parent_status (parent_id, status)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
 CREATE TABLE news_comment_liking (
@@ -77,7 +79,7 @@ CREATE TABLE news_comment_liking (
   -- 1 un-liked
   is_deleted TINYINT NOT NULL DEFAULT 0,
   UNIQUE KEY user_comment (user_id, comment_id),
-  KEY comment_id (comment_id)
+  KEY comment_deleted (comment_id, is_deleted)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
 -- The shop's orders, for orders.cancel ([tasks.orders] table = "orders").

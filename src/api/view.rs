@@ -87,9 +87,9 @@ impl From<&Job> for JobView {
             name: job.name.clone(),
             task: job.task.clone(),
             args: job.args.clone(),
-            trigger: job.trigger.spec().clone(),
-            trigger_text: describe_trigger(job.trigger.spec()),
-            trigger_words: spec_to_words(job.trigger.spec()),
+            trigger_text: describe_trigger(&job.trigger.spec()),
+            trigger_words: spec_to_words(&job.trigger.spec()),
+            trigger: job.trigger.spec().into_owned(),
             executor: job.executor.clone(),
             options: OptionsView {
                 misfire_grace_time: job.misfire_grace_time.map(humane),

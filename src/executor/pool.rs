@@ -6,17 +6,19 @@
 //! unwinds that task only and comes back as a `JoinError`.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::{Executor, ExecutorContext, ExecutorError, ExecutorLoad, Submission};
 use crate::history::{bound_output, RunOutcome, RunRecord, MAX_OUTPUT_BYTES};
-use crate::task::{panic_message, TaskRun};
+use crate::task::{panic_payload_message, TaskRun};
 
 /// Runs tasks in process, bounded by `max_workers`.
 pub struct ThreadPoolExecutor {
@@ -184,21 +186,21 @@ async fn run_task(
     let started_at = clock.now();
     let task = Arc::clone(&submission.task);
     let input = run.clone();
-    // Its own tokio task, so that a panic stays inside it.
-    let handle = tokio::spawn(async move { task.run(input).await });
-    // Aborting the run (shutdown without wait) must stop the task too: dropping a
-    // JoinHandle does not.
-    let _stop_with_run = AbortOnDrop(handle.abort_handle());
+    // The task runs inside this run's own tokio task (`run_one`, spawned per
+    // submission): a panic is caught here and stays inside the run, and aborting the run
+    // (shutdown without wait) drops it. A second task per run cost an allocation, a
+    // wake-up and a hand-off between workers on every run (issue 9, recurring).
+    let work = AssertUnwindSafe(task.run(input)).catch_unwind();
     let result = match timeout {
-        Some(limit) => tokio::time::timeout(limit, handle).await.ok(),
-        None => Some(handle.await),
+        Some(limit) => tokio::time::timeout(limit, work).await.ok(),
+        None => Some(work.await),
     };
     let (outcome, error, output) = match result {
         Some(Ok(Ok(output))) => (RunOutcome::Success, None, output),
         Some(Ok(Err(failure))) => (failure.outcome(), Some(failure.message), failure.output),
-        Some(Err(joined)) => (
+        Some(Err(payload)) => (
             RunOutcome::Error,
-            Some(panic_message(joined)),
+            Some(panic_payload_message(payload.as_ref())),
             String::new(),
         ),
         None => (
@@ -219,14 +221,5 @@ async fn run_task(
         outcome,
         error,
         output: (!output.is_empty()).then(|| bound_output(output, MAX_OUTPUT_BYTES)),
-    }
-}
-
-/// Aborts a tokio task when dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

@@ -4,6 +4,13 @@
 //! job and the due batch are found without a scan, up to millions of pending jobs. Run
 //! history is a bounded ring. Everything is under one mutex held only for in-memory
 //! work, never across an await.
+//!
+//! A million pending one-off jobs is the workload to size for (issue 9): jobs are kept
+//! compact ([`compact`]), the map holds one pointer per job and finds it by the id the
+//! job holds, and both indexes share that same id allocation.
+
+mod compact;
+mod tables;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,7 +19,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{JobStore, NodeInfo, Release, StoreError};
+use self::compact::{Names, StoredJob};
+use self::tables::{JobTable, Timed};
+use super::{FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError};
 use crate::history::RunRecord;
 use crate::job::Job;
 
@@ -28,11 +37,13 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct State {
-    jobs: HashMap<Arc<str>, Entry>,
+    jobs: JobTable,
+    /// Task and executor names, shared by the stored jobs.
+    names: Names,
     /// Jobs that are due some time: not paused, not acquired.
-    due_index: BTreeSet<(DateTime<Utc>, Arc<str>)>,
+    due_index: BTreeSet<Timed>,
     /// Acquired jobs by lease expiry.
-    leases: BTreeSet<(DateTime<Utc>, Arc<str>)>,
+    leases: BTreeSet<Timed>,
     /// The owners of each job's running instances, one entry per instance (so a
     /// scheduler only ever frees its own).
     instances: HashMap<Arc<str>, Vec<Arc<str>>>,
@@ -44,8 +55,8 @@ struct State {
 }
 
 #[derive(Debug)]
-struct Entry {
-    job: Job,
+pub(in crate::store::memory) struct Entry {
+    pub(in crate::store::memory) job: StoredJob,
     lease: Option<DateTime<Utc>>,
     /// Who acquired the job last, until a release, a recovery or a reap ends it. It
     /// outlives an expired lease that nobody took over (as the SQL store's
@@ -92,44 +103,46 @@ impl State {
     /// Inserts a job whose id must be new: one hash of the id for the check and the
     /// insert, since adding is the hot path of the one-off-job workload.
     fn insert_new(&mut self, mut job: Job) -> Result<Job, StoreError> {
-        let id: Arc<str> = Arc::from(job.id.as_str());
-        match self.jobs.entry(Arc::clone(&id)) {
-            std::collections::hash_map::Entry::Occupied(_) => Err(StoreError::Conflict(job.id)),
-            std::collections::hash_map::Entry::Vacant(vacant) => {
-                self.next_revision += 1;
-                job.revision = self.next_revision;
-                if let Some(next) = job.next_run_time {
-                    self.due_index.insert((next, id));
-                }
-                vacant.insert(Entry {
-                    job: job.clone(),
-                    lease: None,
-                    holder: None,
-                });
-                Ok(job)
-            }
+        job.revision = self.next_revision + 1;
+        let stored = StoredJob::new(&job, &mut self.names);
+        let id = Arc::clone(&stored.id);
+        let entry = Entry {
+            job: stored,
+            lease: None,
+            holder: None,
+        };
+        if !self.jobs.insert_new(entry) {
+            return Err(StoreError::Conflict(job.id));
         }
+        self.next_revision += 1;
+        if let Some(next) = job.next_run_time {
+            self.due_index.insert(Timed::new(next, &id));
+        }
+        Ok(job)
     }
 
     /// Inserts or overwrites a job that is not acquired.
     fn put(&mut self, mut job: Job) -> Job {
         job.revision = self.bump();
-        let id: Arc<str> = Arc::from(job.id.as_str());
+        let stored = StoredJob::new(&job, &mut self.names);
+        let id = Arc::clone(&stored.id);
         let lease = self.unindex(&id);
         if lease.is_none() {
             if let Some(next) = job.next_run_time {
-                self.due_index.insert((next, Arc::clone(&id)));
+                self.due_index.insert(Timed::new(next, &id));
             }
         }
         let holder = self.jobs.get(&id).and_then(|entry| entry.holder.clone());
-        self.jobs.insert(
-            id,
-            Entry {
-                job: job.clone(),
-                lease,
-                holder,
-            },
-        );
+        if let Some(expiry) = lease {
+            // The lease index must hold the allocation the new entry holds.
+            self.leases.remove(&Timed::new(expiry, &id));
+            self.leases.insert(Timed::new(expiry, &id));
+        }
+        self.jobs.insert(Entry {
+            job: stored,
+            lease,
+            holder,
+        });
         job
     }
 
@@ -140,7 +153,7 @@ impl State {
             Some(expiry) => Some(expiry),
             None => {
                 if let Some(next) = entry.job.next_run_time {
-                    self.due_index.remove(&(next, Arc::clone(id)));
+                    self.due_index.remove(&Timed::new(next, id));
                 }
                 None
             }
@@ -148,16 +161,17 @@ impl State {
     }
 
     fn remove(&mut self, id: &str) -> bool {
-        let Some((key, entry)) = self.jobs.remove_entry(id) else {
+        let Some(entry) = self.jobs.remove(id) else {
             return false;
         };
+        let key = Arc::clone(&entry.job.id);
         match entry.lease {
             Some(expiry) => {
-                self.leases.remove(&(expiry, Arc::clone(&key)));
+                self.leases.remove(&Timed::new(expiry, &key));
             }
             None => {
                 if let Some(next) = entry.job.next_run_time {
-                    self.due_index.remove(&(next, key));
+                    self.due_index.remove(&Timed::new(next, &key));
                 }
             }
         }
@@ -166,7 +180,7 @@ impl State {
 
     /// Puts jobs whose owner let the lease run out back among the due jobs.
     fn reclaim_expired_leases(&mut self, now: DateTime<Utc>) {
-        while let Some((expiry, id)) = self.leases.first().cloned() {
+        while let Some(Timed { at: expiry, id, .. }) = self.leases.first().cloned() {
             if expiry > now {
                 break;
             }
@@ -182,7 +196,7 @@ impl State {
         if let Some(entry) = self.jobs.get_mut(id) {
             entry.lease = None;
             if let Some(next) = entry.job.next_run_time {
-                self.due_index.insert((next, Arc::clone(id)));
+                self.due_index.insert(Timed::new(next, id));
             }
         }
     }
@@ -190,7 +204,7 @@ impl State {
     /// Ends an acquisition for good: the job is due again and nobody holds it.
     fn end_lease(&mut self, id: &Arc<str>) {
         if let Some(expiry) = self.jobs.get(id).and_then(|entry| entry.lease) {
-            self.leases.remove(&(expiry, Arc::clone(id)));
+            self.leases.remove(&Timed::new(expiry, id));
         }
         self.expire_lease(id);
         if let Some(entry) = self.jobs.get_mut(id) {
@@ -198,18 +212,92 @@ impl State {
         }
     }
 
+    /// Ends the acquisition of job `id` and makes it due at `next`: one lookup and one
+    /// write per index, since a recurring job's every run comes through here (issue 9:
+    /// 10,000 jobs due in the same second).
+    fn reschedule(&mut self, id: &Arc<str>, next: DateTime<Utc>) {
+        let revision = self.bump();
+        let State {
+            jobs,
+            due_index,
+            leases,
+            ..
+        } = self;
+        let Some(entry) = jobs.get_mut(id) else {
+            return;
+        };
+        match entry.lease.take() {
+            Some(expiry) => {
+                leases.remove(&Timed::new(expiry, id));
+            }
+            // The lease ran out and nobody took the job: it is due at its old time.
+            None => {
+                if let Some(old) = entry.job.next_run_time {
+                    due_index.remove(&Timed::new(old, id));
+                }
+            }
+        }
+        entry.holder = None;
+        entry.job.next_run_time = Some(next);
+        entry.job.revision = revision;
+        due_index.insert(Timed::new(next, id));
+    }
+
     /// Ends every acquisition `owner` holds; returns how many.
     fn end_leases_of(&mut self, owner: &str) -> u64 {
         let held: Vec<Arc<str>> = self
             .jobs
-            .iter()
-            .filter(|(_, entry)| entry.holder.as_deref() == Some(owner))
-            .map(|(id, _)| Arc::clone(id))
+            .values()
+            .filter(|entry| entry.holder.as_deref() == Some(owner))
+            .map(|entry| Arc::clone(&entry.job.id))
             .collect();
         for id in &held {
             self.end_lease(id);
         }
         u64::try_from(held.len()).unwrap_or(u64::MAX)
+    }
+
+    /// Takes one of `job_id`'s `max_instances` slots for `owner`, if one is free.
+    fn claim_slot(&mut self, job_id: &str, owner: &Arc<str>, max_instances: u32) -> bool {
+        let limit = usize::try_from(max_instances).unwrap_or(usize::MAX);
+        // Looked up by `&str` first: only a job with no running instance needs its id
+        // allocated as a key.
+        if let Some(owners) = self.instances.get_mut(job_id) {
+            if owners.len() >= limit {
+                return false;
+            }
+            owners.push(Arc::clone(owner));
+            return true;
+        }
+        if limit == 0 {
+            return false;
+        }
+        self.instances
+            .insert(Arc::from(job_id), vec![Arc::clone(owner)]);
+        true
+    }
+
+    /// Frees one of `owner`'s slots of `job_id`.
+    fn free_slot(&mut self, job_id: &str, owner: &str) {
+        if let Some(owners) = self.instances.get_mut(job_id) {
+            if let Some(position) = owners.iter().rposition(|held| &**held == owner) {
+                owners.swap_remove(position);
+            }
+            if owners.is_empty() {
+                self.instances.remove(job_id);
+            }
+        }
+    }
+
+    /// Appends a run record, dropping the oldest beyond `limit`.
+    fn push_run(&mut self, record: RunRecord, limit: usize) {
+        if limit == 0 {
+            return;
+        }
+        while self.runs.len() >= limit {
+            self.runs.pop_front();
+        }
+        self.runs.push_back(record);
     }
 
     /// Frees every instance slot `owner` holds; returns how many.
@@ -269,7 +357,7 @@ impl JobStore for MemoryStore {
     }
 
     async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
-        Ok(self.lock().jobs.get(id).map(|entry| entry.job.clone()))
+        Ok(self.lock().jobs.get(id).map(|entry| entry.job.to_job()))
     }
 
     async fn count_jobs(&self) -> Result<u64, StoreError> {
@@ -281,7 +369,7 @@ impl JobStore for MemoryStore {
             .lock()
             .jobs
             .values()
-            .map(|entry| entry.job.clone())
+            .map(|entry| entry.job.to_job())
             .collect();
         jobs.sort_by(|left, right| {
             let key = |job: &Job| (job.next_run_time.is_none(), job.next_run_time);
@@ -294,9 +382,9 @@ impl JobStore for MemoryStore {
 
     async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let state = self.lock();
-        let next_due = state.due_index.first().map(|(time, _)| *time);
+        let next_due = state.due_index.first().map(|key| key.at);
         // An expiring lease makes its job due again; wake up for that too.
-        let next_expiry = state.leases.first().map(|(time, _)| *time);
+        let next_expiry = state.leases.first().map(|key| key.at);
         Ok(match (next_due, next_expiry) {
             (Some(due), Some(expiry)) => Some(due.min(expiry)),
             (due, expiry) => due.or(expiry),
@@ -314,19 +402,21 @@ impl JobStore for MemoryStore {
         state.reclaim_expired_leases(now);
         let expiry = now + TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX / 2);
         let mut acquired = Vec::new();
+        // One allocation of the owner for the batch, shared by its jobs.
+        let holder: Arc<str> = Arc::from(owner);
         while acquired.len() < limit {
-            let Some((next, id)) = state.due_index.first().cloned() else {
+            let Some(Timed { at: next, id, .. }) = state.due_index.first().cloned() else {
                 break;
             };
             if next > now {
                 break;
             }
             state.due_index.pop_first();
-            state.leases.insert((expiry, Arc::clone(&id)));
+            state.leases.insert(Timed::new(expiry, &id));
             if let Some(entry) = state.jobs.get_mut(&id) {
                 entry.lease = Some(expiry);
-                entry.holder = Some(Arc::from(owner));
-                acquired.push(entry.job.clone());
+                entry.holder = Some(Arc::clone(&holder));
+                acquired.push(entry.job.to_job());
             }
         }
         Ok(acquired)
@@ -340,23 +430,24 @@ impl JobStore for MemoryStore {
         let mut state = self.lock();
         let mut fenced = Vec::new();
         for release in releases {
-            let Some((id, holder, revision)) = state
-                .jobs
-                .get_key_value(release.job_id.as_str())
-                .map(|(id, entry)| (Arc::clone(id), entry.holder.clone(), entry.job.revision))
+            let Some((id, holder_is_owner, schedule_untouched, revision)) =
+                state.jobs.get(release.job_id.as_str()).map(|entry| {
+                    (
+                        Arc::clone(&entry.job.id),
+                        entry.holder.as_deref() == Some(owner),
+                        entry.job.next_run_time == release.acquired_next_run_time,
+                        entry.job.revision,
+                    )
+                })
             else {
                 continue; // removed while it ran: it stays removed
             };
-            if holder.as_deref() != Some(owner) {
+            if !holder_is_owner {
                 // Our lease is gone (taken over, recovered or reaped): whoever holds
                 // the job now decides its next run time.
                 fenced.push(release.job_id);
                 continue;
             }
-            let schedule_untouched = state
-                .jobs
-                .get(&id)
-                .is_some_and(|entry| entry.job.next_run_time == release.acquired_next_run_time);
             if revision != release.revision && !schedule_untouched {
                 // Changed while acquired, schedule included: the change wins.
                 state.end_lease(&id);
@@ -367,17 +458,7 @@ impl JobStore for MemoryStore {
                     state.end_lease(&id);
                     state.remove(&id);
                 }
-                Some(next) => {
-                    state.end_lease(&id);
-                    // Out of the due index while its time changes.
-                    state.unindex(&id);
-                    let revision = state.bump();
-                    if let Some(entry) = state.jobs.get_mut(&id) {
-                        entry.job.next_run_time = Some(next);
-                        entry.job.revision = revision;
-                    }
-                    state.due_index.insert((next, Arc::clone(&id)));
-                }
+                Some(next) => state.reschedule(&id, next),
             }
         }
         Ok(fenced)
@@ -389,24 +470,39 @@ impl JobStore for MemoryStore {
         owner: &str,
         max_instances: u32,
     ) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .claim_slot(job_id, &Arc::from(owner), max_instances))
+    }
+
+    async fn claim_instances(
+        &self,
+        owner: &str,
+        claims: &[InstanceClaim],
+    ) -> Result<Vec<bool>, StoreError> {
+        // One lock and one owner allocation for the batch: at 10,000 runs a second,
+        // a lock per run is what the main loop waits on (issue 9, recurring).
+        let owner: Arc<str> = Arc::from(owner);
         let mut state = self.lock();
-        let owners = state.instances.entry(Arc::from(job_id)).or_default();
-        if owners.len() >= usize::try_from(max_instances).unwrap_or(usize::MAX) {
-            return Ok(false);
-        }
-        owners.push(Arc::from(owner));
-        Ok(true)
+        Ok(claims
+            .iter()
+            .map(|claim| state.claim_slot(&claim.job_id, &owner, claim.max_instances))
+            .collect())
     }
 
     async fn release_instance(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
+        self.lock().free_slot(job_id, owner);
+        Ok(())
+    }
+
+    async fn finish_runs(&self, owner: &str, runs: Vec<FinishedRun>) -> Result<(), StoreError> {
+        // One lock for the batch, as `claim_instances`.
         let mut state = self.lock();
-        if let Some(owners) = state.instances.get_mut(job_id) {
-            if let Some(position) = owners.iter().rposition(|held| &**held == owner) {
-                owners.swap_remove(position);
+        for run in runs {
+            if run.frees_instance {
+                state.free_slot(&run.record.job_id, owner);
             }
-            if owners.is_empty() {
-                state.instances.remove(job_id);
-            }
+            state.push_run(run.record, self.history_limit);
         }
         Ok(())
     }
@@ -465,14 +561,7 @@ impl JobStore for MemoryStore {
     }
 
     async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        if self.history_limit == 0 {
-            return Ok(());
-        }
-        while state.runs.len() >= self.history_limit {
-            state.runs.pop_front();
-        }
-        state.runs.push_back(record);
+        self.lock().push_run(record, self.history_limit);
         Ok(())
     }
 

@@ -146,7 +146,11 @@ pub(crate) fn panic_message(error: tokio::task::JoinError) -> String {
     if error.is_cancelled() {
         return "the task was cancelled".to_owned();
     }
-    let payload = error.into_panic();
+    panic_payload_message(error.into_panic().as_ref())
+}
+
+/// Describes a panic from its payload (a `&str` or `String` message, as `panic!` makes).
+pub(crate) fn panic_payload_message(payload: &(dyn std::any::Any + Send)) -> String {
     let text = payload
         .downcast_ref::<&str>()
         .map(|text| (*text).to_owned())

@@ -44,7 +44,7 @@ pub(crate) fn build(
     }
     let zone = parts[0].timezone();
     let resolved = CombiningSpec {
-        triggers: parts.iter().map(|part| part.spec().clone()).collect(),
+        triggers: parts.iter().map(|part| part.spec().into_owned()).collect(),
         jitter: spec.jitter,
     };
     Ok(Trigger::from_parts(

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::datetime::format_instant;
+use super::datetime::WrittenDateTime;
 use super::window::{choose_zone, parse_field};
 use super::{DateSpec, Schedule, Trigger, TriggerContext, TriggerError, TriggerSpec};
 
@@ -27,17 +27,21 @@ pub(crate) fn build(spec: DateSpec, context: &TriggerContext) -> Result<Trigger,
         (None, None) => context.now,
     };
     let run_date = super::datetime::truncate_to_micros(run_date);
-    // A written date means the same with the zone written next to it; only a computed
-    // one (from `delay` or now) needs writing out.
-    let written_text = spec.run_date.filter(|_| written.is_some());
-    Ok(Trigger::from_parts(
-        TriggerSpec::Date(DateSpec {
-            run_date: Some(written_text.unwrap_or_else(|| format_instant(run_date, &zone))),
-            delay: None,
-            timezone: Some(zone.name()),
-        }),
-        zone,
-        None,
-        Schedule::Date(run_date),
-    ))
+    match written {
+        // A civil time keeps its text next to the zone: the user's wall-clock intent
+        // survives a change of the zone's rules (tests/apscheduler_port.rs).
+        Some(WrittenDateTime::Civil(_)) => Ok(Trigger::from_parts(
+            TriggerSpec::Date(DateSpec {
+                run_date: spec.run_date,
+                delay: None,
+                timezone: Some(zone.name()),
+            }),
+            zone,
+            None,
+            Schedule::Date(run_date),
+        )),
+        // An instant (an offset was written, or it came from `delay` or now) is all
+        // there is to it: kept inline, with no text (issue 9: memory per pending job).
+        Some(WrittenDateTime::Instant(_)) | None => Ok(Trigger::date(run_date, zone)),
+    }
 }

@@ -52,6 +52,7 @@ mod window;
 pub mod words;
 pub mod zone;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -180,10 +181,23 @@ impl TriggerError {
 /// delayed date's run date are written out, so a stored trigger means the same thing
 /// when it is read back on another machine or after a restart.
 ///
-/// A `Trigger` is a shared handle: cloning it (as every copy of a job does) is cheap.
+/// A `Trigger` is cheap to clone (as every copy of a job does): a `date` trigger is kept
+/// inline as its instant and zone, every other one is a shared handle.
 #[derive(Clone, Debug)]
 pub struct Trigger {
-    inner: Arc<TriggerInner>,
+    repr: Repr,
+}
+
+#[derive(Clone, Debug)]
+enum Repr {
+    /// A `date` trigger is all in its instant and zone, so it is kept without an
+    /// allocation and its spec is written out when asked for: a million pending
+    /// one-off jobs each hold one (issue 9, memory per pending job).
+    Date {
+        run_date: DateTime<Utc>,
+        zone: Zone,
+    },
+    Shared(Arc<TriggerInner>),
 }
 
 #[derive(Debug)]
@@ -196,6 +210,7 @@ struct TriggerInner {
 
 #[derive(Debug)]
 enum Schedule {
+    /// A date written as a civil time, kept with its text (see `date.rs`).
     Date(DateTime<Utc>),
     Interval(interval::IntervalTrigger),
     Cron(Box<cron::CronTrigger>),
@@ -212,12 +227,19 @@ impl Trigger {
         schedule: Schedule,
     ) -> Trigger {
         Trigger {
-            inner: Arc::new(TriggerInner {
+            repr: Repr::Shared(Arc::new(TriggerInner {
                 spec,
                 zone,
                 jitter,
                 schedule,
-            }),
+            })),
+        }
+    }
+
+    /// A `date` trigger firing once at `run_date` (already truncated to microseconds).
+    fn date(run_date: DateTime<Utc>, zone: Zone) -> Trigger {
+        Trigger {
+            repr: Repr::Date { run_date, zone },
         }
     }
 }
@@ -247,14 +269,20 @@ impl Trigger {
         previous_fire_time: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
-        match (&self.inner.schedule, previous_fire_time) {
-            (Schedule::Date(run_date), None) => Some(*run_date),
+        let run_date = match &self.repr {
+            Repr::Date { run_date, .. } => Some(*run_date),
+            Repr::Shared(inner) => match inner.schedule {
+                Schedule::Date(run_date) => Some(run_date),
+                _ => None,
+            },
+        };
+        match (run_date, previous_fire_time) {
             // A date trigger fires once: after any previous fire time it is finished.
-            (Schedule::Date(_), Some(_)) => None,
-            (_, Some(previous)) => {
+            (Some(run_date), previous) => previous.is_none().then_some(run_date),
+            (None, Some(previous)) => {
                 self.first_fire_at_or_after(previous + TimeDelta::microseconds(1))
             }
-            (_, None) => self.first_fire_at_or_after(datetime::truncate_to_micros(now)),
+            (None, None) => self.first_fire_at_or_after(datetime::truncate_to_micros(now)),
         }
     }
 
@@ -271,7 +299,11 @@ impl Trigger {
     /// The first fire time at or after `instant`: the shared primitive of every
     /// trigger, also what combinations are built from.
     pub(crate) fn first_fire_at_or_after(&self, instant: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        match &self.inner.schedule {
+        let inner = match &self.repr {
+            Repr::Date { run_date, .. } => return (*run_date >= instant).then_some(*run_date),
+            Repr::Shared(inner) => inner,
+        };
+        match &inner.schedule {
             Schedule::Date(run_date) => (*run_date >= instant).then_some(*run_date),
             Schedule::Interval(trigger) => trigger.first_fire_at_or_after(instant),
             Schedule::Cron(trigger) => trigger.first_fire_at_or_after(instant),
@@ -283,36 +315,65 @@ impl Trigger {
 
     /// The zone the trigger computes and shows its times in.
     pub fn timezone(&self) -> Zone {
-        self.inner.zone
+        match &self.repr {
+            Repr::Date { zone, .. } => *zone,
+            Repr::Shared(inner) => inner.zone,
+        }
     }
 
     /// How much a run may be delayed at random (see [`jitter::delay_run`]).
     pub fn jitter(&self) -> Option<Duration> {
-        self.inner.jitter
+        match &self.repr {
+            Repr::Date { .. } => None,
+            Repr::Shared(inner) => inner.jitter,
+        }
     }
 
-    /// The resolved specification this trigger was built from.
-    pub fn spec(&self) -> &TriggerSpec {
-        &self.inner.spec
+    /// The resolved specification this trigger was built from. A `date` trigger given as
+    /// an instant (with an offset, or as a `delay`) has its date written out from the
+    /// instant, in its zone (`2026-05-01T03:00:00+08:00`); one written as a civil time
+    /// keeps its text.
+    pub fn spec(&self) -> Cow<'_, TriggerSpec> {
+        match &self.repr {
+            Repr::Date { run_date, zone } => Cow::Owned(TriggerSpec::Date(DateSpec {
+                run_date: Some(datetime::format_instant(*run_date, zone)),
+                delay: None,
+                timezone: Some(zone.name()),
+            })),
+            Repr::Shared(inner) => Cow::Borrowed(&inner.spec),
+        }
     }
 
     /// The trigger type's name: `date`, `interval`, `cron`, `crontab`, `calendarinterval`,
     /// `and` or `or`.
     pub fn kind(&self) -> &'static str {
-        self.inner.spec.kind()
+        match &self.repr {
+            Repr::Date { .. } => "date",
+            Repr::Shared(inner) => inner.spec.kind(),
+        }
     }
 }
 
 impl PartialEq for Trigger {
     /// Two triggers are equal when their resolved specifications are.
     fn eq(&self, other: &Trigger) -> bool {
-        self.inner.spec == other.inner.spec
+        match (&self.repr, &other.repr) {
+            (
+                Repr::Date { run_date, zone },
+                Repr::Date {
+                    run_date: other_date,
+                    zone: other_zone,
+                },
+            ) => run_date == other_date && zone == other_zone,
+            (Repr::Shared(inner), Repr::Shared(other)) => inner.spec == other.spec,
+            _ => false,
+        }
     }
 }
 
 impl Serialize for Trigger {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.inner.spec.serialize(serializer)
+        self.spec().serialize(serializer)
     }
 }
 
