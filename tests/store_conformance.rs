@@ -1050,6 +1050,81 @@ async fn jobs_survive_a_restart_of_the_scheduler(harness: Harness) {
     second.shutdown(None).await;
 }
 
+/// Stores several nodes share push every write to the others (issue 10, item 2): a
+/// job added or changed through one handle wakes a listener on another handle, with
+/// the earliest next run time; MySQL and the single-node stores push nothing.
+async fn writes_through_one_handle_wake_listeners_on_another(harness: Harness) {
+    use kairos::store::WakeUp;
+
+    let pushes = matches!(harness.backend, Backend::Postgres | Backend::Redis);
+    let listening = match harness.backend {
+        Backend::Memory => Arc::clone(&harness.store),
+        _ => reopen(&harness).await,
+    };
+    let Some(mut wake_ups) = listening.wake_ups() else {
+        assert!(!pushes, "{:?} should push wake-ups", harness.backend);
+        return;
+    };
+    assert!(pushes, "{:?} pushes wake-ups", harness.backend);
+    async fn next(wake_ups: &mut tokio::sync::mpsc::Receiver<WakeUp>) -> WakeUp {
+        tokio::time::timeout(Duration::from_secs(10), wake_ups.recv())
+            .await
+            .expect("a wake-up within 10 s")
+            .expect("the listener is alive")
+    }
+    // Listening starts with a look at the store: nothing written before was announced.
+    assert_eq!(next(&mut wake_ups).await, WakeUp::Resync);
+    let writer = &harness.store;
+    writer
+        .add_job(job("a", Some(t0() + secs(30))))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut wake_ups).await, WakeUp::Due(t0() + secs(30)));
+    writer
+        .add_jobs(vec![
+            job("b", Some(t0() + secs(20))),
+            job("c", None),
+            job("d", Some(t0() + secs(10))),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut wake_ups).await,
+        WakeUp::Due(t0() + secs(10)),
+        "a batch: its earliest"
+    );
+    // A paused job wakes nobody; the next write is what comes next.
+    writer.replace_job(job("e", None)).await.unwrap();
+    let mut earlier = writer.get_job("a").await.unwrap().unwrap();
+    earlier.next_run_time = Some(t0() + secs(5));
+    writer.update_job(earlier).await.unwrap();
+    assert_eq!(next(&mut wake_ups).await, WakeUp::Due(t0() + secs(5)));
+    writer
+        .replace_job(job("f", Some(t0() + secs(7))))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut wake_ups).await, WakeUp::Due(t0() + secs(7)));
+    if harness.backend == Backend::Postgres {
+        // A lost listening connection comes back, with a look at the store first.
+        let statement = format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE query = 'LISTEN \"{}wake\"'",
+            harness.prefix
+        );
+        sql_execute(harness.backend, &harness.url, &[statement]).await;
+        assert_eq!(next(&mut wake_ups).await, WakeUp::Resync, "reconnected");
+        writer
+            .add_job(job("g", Some(t0() + secs(3))))
+            .await
+            .unwrap();
+        assert_eq!(next(&mut wake_ups).await, WakeUp::Due(t0() + secs(3)));
+    }
+    // The writer's own listener hears its own writes too (harmless: a hint).
+    let mut own = writer.wake_ups().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), own.recv()).await;
+    assert_eq!(first.unwrap(), Some(WakeUp::Resync));
+}
+
 /// Generates one module per backend, with one test per conformance test.
 macro_rules! conformance {
     ($($module:ident => $backend:expr),* $(,)?) => {
@@ -1074,6 +1149,7 @@ macro_rules! conformance {
                     max_instances_holds_across_schedulers,
                     instances_are_claimed_and_finished_in_batches,
                     run_history_is_kept_newest_first,
+                    writes_through_one_handle_wake_listeners_on_another,
                 );
             }
         )*

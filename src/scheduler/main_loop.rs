@@ -3,7 +3,9 @@
 //! Each pass is a function of `(now, stores)` that submits what is due and returns
 //! the next deadline ([`process_due_jobs`]); the shell around it sleeps on the clock,
 //! the wake-up [`Notify`](tokio::sync::Notify) or a state change, whichever comes
-//! first. Finished runs come back on a channel and are recorded by a second task
+//! first. Stores shared by several nodes push the other nodes' changes
+//! ([`JobStore::wake_ups`]), which wake the loop the same way a local change does.
+//! Finished runs come back on a channel and are recorded by a second task
 //! ([`record_finished_runs`]), so slow history writes never delay the timer.
 //!
 //! ```text
@@ -33,7 +35,7 @@ use super::plan::plan;
 use super::{Event, Inner, SchedulerState};
 use crate::history::{RunOutcome, RunRecord};
 use crate::job::{generate_id, Job};
-use crate::store::{FinishedRun, InstanceClaim, JobStore, Release, StoreError};
+use crate::store::{FinishedRun, InstanceClaim, JobStore, Release, StoreError, WakeUp};
 use crate::trigger::jitter::delay_run;
 
 /// The first retry delay after a store error; it doubles up to [`MAX_BACKOFF`].
@@ -59,6 +61,13 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             }
         }
     }
+    // Other nodes' changes, pushed by the stores that can (PostgreSQL, Redis).
+    let listeners: Vec<tokio::task::JoinHandle<()>> = inner
+        .stores
+        .values()
+        .filter_map(|store| store.wake_ups())
+        .map(|wake_ups| tokio::spawn(forward_wake_ups(Arc::clone(&inner), wake_ups)))
+        .collect();
     let mut state = inner.state.subscribe();
     let mut backoff = MIN_BACKOFF;
     loop {
@@ -117,6 +126,23 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         }
     }
     inner.lock().deadline = None;
+    // Dropping their receivers ends the stores' listening connections.
+    for listener in listeners {
+        listener.abort();
+    }
+}
+
+/// Turns a store's wake-ups ([`JobStore::wake_ups`]) into wake-ups of the loop: a
+/// change due before the loop's deadline wakes it (STYLE 10), a resync always does (the
+/// store may have changed while nobody listened). The loop then re-reads the store, so
+/// a wake-up is only ever a hint.
+async fn forward_wake_ups(inner: Arc<Inner>, mut wake_ups: mpsc::Receiver<WakeUp>) {
+    while let Some(wake_up) = wake_ups.recv().await {
+        match wake_up {
+            WakeUp::Due(time) => inner.wake_if_earlier(Some(time)),
+            WakeUp::Resync => inner.wake.notify_one(),
+        }
+    }
 }
 
 /// Submits everything due at `now` in every store; returns when to look again.

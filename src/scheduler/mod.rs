@@ -354,9 +354,12 @@ impl Inner {
         }
     }
 
-    /// Wakes the loop if `time` is earlier than when it plans to wake.
+    /// Wakes the loop if a job due at `time` must be taken earlier than the loop plans
+    /// to wake (it takes jobs the fire-ahead window before they are due).
     fn wake_if_earlier(&self, time: Option<DateTime<Utc>>) {
         let Some(time) = time else { return };
+        let fire_ahead = chrono::TimeDelta::from_std(self.fire_ahead).unwrap_or_default();
+        let time = time.checked_sub_signed(fire_ahead).unwrap_or(time);
         let earlier = self.lock().deadline.is_none_or(|deadline| time < deadline);
         if earlier {
             self.wake.notify_one();

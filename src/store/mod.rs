@@ -22,6 +22,9 @@
 //!   and instance slots are only ever freed by the owner that holds them.
 //! - Acquired jobs are invisible to other acquisitions and to [`JobStore::next_run_time`]
 //!   until released or until their lease expires (the owner died).
+//! - Stores several schedulers share may push wake-ups ([`JobStore::wake_ups`]): every
+//!   add, replace and update is announced with its earliest next run time, so another
+//!   node's loop fires a new job on time instead of at its next poll (see [`wake`]).
 //! - Errors are mapped to a few kinds ([`StoreErrorKind`]); the scheduler retries
 //!   `Unavailable` with backoff and never loses a job over one.
 
@@ -29,8 +32,10 @@ pub mod memory;
 pub mod redis;
 pub mod sql;
 pub mod url;
+pub mod wake;
 
 pub use self::url::{open, OpenError, OpenOptions};
+pub use self::wake::WakeUp;
 
 use std::time::Duration;
 
@@ -313,6 +318,19 @@ pub trait JobStore: Send + Sync + 'static {
         _timeout: Duration,
     ) -> Result<Vec<String>, StoreError> {
         Ok(Vec::new())
+    }
+
+    /// Wake-ups pushed by the store whenever a job is added or changed through any
+    /// handle on it, this one included ([`wake`]): a receiver fed by a listening
+    /// connection of its own, which reconnects with backoff and sends
+    /// [`WakeUp::Resync`] each time it is (re)established. Every call starts a new
+    /// listener, which ends when its receiver is dropped. Must be called within a
+    /// tokio runtime.
+    ///
+    /// `None` (the default) when the store cannot push: MySQL/MariaDB, whose other
+    /// nodes see changes within their poll interval, and the single-node stores.
+    fn wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<WakeUp>> {
+        None
     }
 
     /// Appends a run record.

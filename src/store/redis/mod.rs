@@ -25,6 +25,7 @@
 //! | `kairos:runseq` | string | the run record counter |
 //! | `kairos:nodes` | hash | node id → its registration ([`NodeInfo`] JSON) |
 //! | `kairos:beats` | sorted set | node ids by last heartbeat (µs, the node's clock) |
+//! | `kairos:wake` | pub/sub channel | the earliest next run time of each write (µs) |
 //!
 //! # Ground rules
 //! - One script per atomic step (add/replace/update, remove, acquire, release,
@@ -55,9 +56,11 @@
 //!   every request has a response timeout.
 //! - One Redis server (with replicas, if wanted), not Redis Cluster: the scripts build
 //!   per-job keys (`inst:`, `runs:`) from the prefix, which Cluster would not route.
-//! - Wake-ups across a cluster (pub/sub on changes) are not part of the store contract
-//!   yet; other schedulers see a change at their next pass, at the latest after their
-//!   poll interval (`SchedulerBuilder::poll_interval`).
+//! - Wake-ups across a cluster: put.lua PUBLISHes the earliest next run time it wrote
+//!   on `wake`, in the same atomic step as the write, and [`JobStore::wake_ups`]
+//!   SUBSCRIBEs on a connection of its own (`wake.rs`; the multiplexed connection
+//!   cannot be in subscribe mode). Another node's change is seen at once, or, while
+//!   that connection is down, at the poll (`SchedulerBuilder::poll_interval`).
 //! - Membership (`nodes`, `beats`): a heartbeat only renews a registered node, and a
 //!   reap (reap_nodes.lua) takes dead nodes out and ends their leases in one step, then
 //!   frees their instance slots by SCAN, as `recover_owner` does.
@@ -65,6 +68,7 @@
 mod codec;
 mod keys;
 mod scripts;
+mod wake;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -77,7 +81,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use self::codec::{decode_job, micros, micros_or_empty, parse_score, store_error};
 use self::keys::Keys;
-use super::{FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError};
+use super::{FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError, WakeUp};
 use crate::history::RunRecord;
 use crate::job::Job;
 
@@ -128,10 +132,11 @@ pub async fn connect(
         .set_number_of_retries(RECONNECT_RETRIES)
         .set_min_delay(Duration::from_millis(100))
         .set_max_delay(Duration::from_secs(1));
-    let connection = ConnectionManager::new_with_config(client, config)
+    let connection = ConnectionManager::new_with_config(client.clone(), config)
         .await
         .map_err(store_error)?;
     Ok(Arc::new(RedisStore {
+        client,
         connection,
         keys: Keys::new(prefix),
         instance_ttl: instance_ttl.clamp(Duration::from_millis(1), MAX_INSTANCE_TTL),
@@ -140,6 +145,8 @@ pub async fn connect(
 
 /// A job store in Redis.
 struct RedisStore {
+    /// For the wake-up subscriber's own connections.
+    client: ::redis::Client,
     /// Cloning it is cheap and shares the one connection.
     connection: ConnectionManager,
     keys: Keys,
@@ -179,7 +186,8 @@ impl RedisStore {
                 .key(&keys.leases)
                 .key(&keys.broken)
                 .key(&keys.seq)
-                .arg(mode);
+                .arg(mode)
+                .arg(&keys.wake);
             for job in &chunk {
                 let json = serde_json::to_string(job)
                     .map_err(|error| StoreError::Corrupt(format!("job {:?}: {error}", job.id)))?;
@@ -525,6 +533,10 @@ impl JobStore for RedisStore {
                 .arg(micros_or_empty(release.acquired_next_run_time));
         }
         self.invoke::<Vec<String>>(&invocation).await
+    }
+
+    fn wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<WakeUp>> {
+        Some(wake::subscribe(self.client.clone(), self.keys.wake.clone()))
     }
 
     async fn claim_instance(

@@ -216,6 +216,21 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// Whether a database error is a primary-key or unique-index violation.
     fn is_unique_violation(error: &dyn DatabaseError) -> bool;
 
+    /// The statement that announces written jobs to listening schedulers, with two
+    /// placeholders: the channel and the payload ([`crate::store::wake`]); `None` when
+    /// the database cannot push (the default).
+    const NOTIFY: Option<&'static str> = None;
+
+    /// Starts a listener on `channel` with a connection of its own, made from `pool`'s
+    /// settings ([`JobStore::wake_ups`]); `None` when the database cannot push (the
+    /// default).
+    fn listen(
+        _pool: &Pool<Self::Database>,
+        _channel: String,
+    ) -> Option<tokio::sync::mpsc::Receiver<crate::store::WakeUp>> {
+        None
+    }
+
     /// Whether a migration statement failed only because what it creates exists
     /// already: for DDL the database cannot write idempotently (MySQL has no
     /// `CREATE INDEX IF NOT EXISTS`), so a migration cut short can run again. Dialects
