@@ -574,6 +574,16 @@ async fn wake_ups_fire_other_nodes_jobs_on_time(db: Db) {
         .unwrap();
     let moved_late = fired_late("moved", due);
 
+    // Each node's heartbeat (every second here) carries its load for `kairos cluster`.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for node in store.list_nodes().await.unwrap() {
+        let stats = node
+            .stats
+            .unwrap_or_else(|| panic!("{db:?}: {} has no stats", node.id));
+        assert_eq!(stats.capacity, 8, "{db:?}: {}: {stats:?}", node.id);
+        assert_eq!(stats.running, 0, "{db:?}: {}: {stats:?}", node.id);
+    }
+
     for daemon in &mut daemons {
         daemon.signal("TERM");
         let status = daemon.wait_exit(Duration::from_secs(20)).expect("it exits");

@@ -673,7 +673,52 @@ fn node(id: &str, beat: DateTime<Utc>) -> NodeInfo {
         version: "0.0.0-test".to_owned(),
         started: t0(),
         last_heartbeat: beat,
+        stats: None,
     }
+}
+
+/// What a node reports with its heartbeat (issue 10, item 1) is kept beside its
+/// registration and shown to every node; stores without membership keep none.
+async fn node_stats_ride_on_the_heartbeat(harness: Harness) {
+    use kairos::store::NodeStats;
+
+    let store = &harness.store;
+    store.register_node(node("a", t0())).await.unwrap();
+    let stats = NodeStats {
+        running: 3,
+        queued: 2,
+        capacity: 8,
+        running_jobs: vec!["job-1".to_owned(), "job-2".to_owned()],
+        ended: 40,
+        lateness_p50_ms: 2,
+        lateness_p99_ms: 17,
+        lateness_max_ms: 30,
+    };
+    let beat = NodeInfo {
+        stats: Some(stats.clone()),
+        ..node("a", t0() + secs(10))
+    };
+    assert!(store.heartbeat_node(&beat).await.unwrap());
+    let listed = store.list_nodes().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].last_heartbeat, t0() + secs(10));
+    match harness.backend {
+        // The memory store serves one process, whose scheduler reports itself live.
+        Backend::Memory => assert_eq!(listed[0].stats, None),
+        _ => assert_eq!(listed[0].stats, Some(stats)),
+    }
+    // A plain heartbeat keeps the last stats; a reaped node cannot beat them back.
+    assert!(store.heartbeat("a", t0() + secs(20)).await.unwrap());
+    assert_eq!(
+        store.list_nodes().await.unwrap()[0].last_heartbeat,
+        t0() + secs(20)
+    );
+    let ghost = NodeInfo {
+        stats: Some(NodeStats::default()),
+        ..node("ghost", t0() + secs(20))
+    };
+    assert!(!store.heartbeat_node(&ghost).await.unwrap());
+    assert_eq!(store.list_nodes().await.unwrap().len(), 1);
 }
 
 /// Membership (issue 10, item 1): nodes register and beat; a survivor reaps a node
@@ -1150,6 +1195,7 @@ macro_rules! conformance {
                     instances_are_claimed_and_finished_in_batches,
                     run_history_is_kept_newest_first,
                     writes_through_one_handle_wake_listeners_on_another,
+                    node_stats_ride_on_the_heartbeat,
                 );
             }
         )*

@@ -287,6 +287,8 @@ struct DueRuns<'a> {
 
 /// Where a run in flight reports, and what its end writes back.
 pub(crate) struct RunPlace {
+    /// Its job (for the node's stats: what it is running).
+    pub(crate) job_id: String,
     /// The store of its job, where its record goes.
     pub(crate) jobstore: String,
     /// Whether its record frees the job's instance slot: the last run of a submission
@@ -509,6 +511,7 @@ async fn hand_over(
                 let mut final_release = final_release;
                 for (index, run_id) in run_ids.iter().enumerate() {
                     let place = RunPlace {
+                        job_id: job.id.clone(),
                         jobstore: jobstore.to_owned(),
                         frees_instance: index == last,
                         release: if index == last {
@@ -673,6 +676,11 @@ impl Unwritten {
         // One lock for the batch: the scheduler's loop takes the same lock.
         let places: Vec<Option<RunPlace>> = {
             let mut mutable = inner.lock();
+            for record in &records {
+                if let Some(late) = record.lateness() {
+                    mutable.lateness.add(late);
+                }
+            }
             records
                 .iter()
                 .map(|record| mutable.run_stores.remove(&record.run_id))
@@ -683,6 +691,7 @@ impl Unwritten {
                 jobstore: store,
                 frees_instance,
                 release,
+                ..
             }) = placed
             {
                 match release {

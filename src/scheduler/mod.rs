@@ -281,6 +281,7 @@ impl SchedulerBuilder {
                     run_stores: HashMap::new(),
                     pending_releases: HashMap::new(),
                     random: fastrand::Rng::new(),
+                    lateness: membership::LatenessWindow::default(),
                 }),
                 finished_sender,
             }),
@@ -331,6 +332,9 @@ struct Mutable {
     /// submitted, so they are written before anything more is taken from that store.
     pending_releases: HashMap<String, Vec<crate::store::Release>>,
     random: fastrand::Rng,
+    /// How late the runs that ended since the last heartbeat started (the node's
+    /// stats, `membership.rs`).
+    lateness: membership::LatenessWindow,
 }
 
 impl Inner {

@@ -137,6 +137,41 @@ pub struct NodeInfo {
     pub started: DateTime<Utc>,
     /// Its last heartbeat, by its own clock.
     pub last_heartbeat: DateTime<Utc>,
+    /// What it reported with its last heartbeat ([`JobStore::heartbeat_node`]);
+    /// `None` until its first beat, or from a store or a kairos that keeps none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<NodeStats>,
+}
+
+/// How busy a node is and how far behind: what it reports with each heartbeat, so
+/// `kairos cluster` shows every node's load from any node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct NodeStats {
+    /// Runs executing on the node.
+    pub running: u64,
+    /// Runs handed to its executors and waiting for a worker (or, in the fire-ahead
+    /// window, for their time): a backlog here means the node is behind.
+    pub queued: u64,
+    /// How many runs its executors execute at once, in all.
+    pub capacity: u64,
+    /// The ids of jobs with runs in flight there, sorted, at most
+    /// [`NodeStats::MAX_JOBS`] of them.
+    pub running_jobs: Vec<String>,
+    /// Runs that ended on the node since its previous heartbeat, which the lateness
+    /// figures describe.
+    pub ended: u64,
+    /// How late those runs started after their scheduled time (ms): the median.
+    pub lateness_p50_ms: u64,
+    /// The 99th percentile of the same.
+    pub lateness_p99_ms: u64,
+    /// The latest of the same.
+    pub lateness_max_ms: u64,
+}
+
+impl NodeStats {
+    /// The most job ids [`NodeStats::running_jobs`] lists: a node row stays small.
+    pub const MAX_JOBS: usize = 20;
 }
 
 /// A place that keeps jobs and run history.
@@ -295,6 +330,14 @@ pub trait JobStore: Send + Sync + 'static {
     /// its leases are gone, so its pending releases will be fenced off).
     async fn heartbeat(&self, _node_id: &str, _now: DateTime<Utc>) -> Result<bool, StoreError> {
         Ok(true)
+    }
+
+    /// Renews `node`'s heartbeat (`node.last_heartbeat`) and replaces the stats it
+    /// reports ([`NodeInfo::stats`]) in one write; `false` as for
+    /// [`heartbeat`](JobStore::heartbeat). The default renews the heartbeat and keeps
+    /// no stats.
+    async fn heartbeat_node(&self, node: &NodeInfo) -> Result<bool, StoreError> {
+        self.heartbeat(&node.id, node.last_heartbeat).await
     }
 
     /// Takes a node out of the membership (a clean shutdown).

@@ -23,7 +23,7 @@
 //! | `kairos:runs:ID` | sorted set | the same members, for job ID only |
 //! | `kairos:run` | hash | run member → run record JSON |
 //! | `kairos:runseq` | string | the run record counter |
-//! | `kairos:nodes` | hash | node id → its registration ([`NodeInfo`] JSON) |
+//! | `kairos:nodes` | hash | node id → its registration and latest stats ([`NodeInfo`] JSON) |
 //! | `kairos:beats` | sorted set | node ids by last heartbeat (µs, the node's clock) |
 //! | `kairos:wake` | pub/sub channel | the earliest next run time of each write (µs) |
 //!
@@ -604,6 +604,23 @@ impl JobStore for RedisStore {
                     .key(&keys.beats)
                     .arg(node_id)
                     .arg(micros(now)),
+            )
+            .await?;
+        Ok(beat == 1)
+    }
+
+    async fn heartbeat_node(&self, node: &NodeInfo) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(node)
+            .map_err(|error| StoreError::Corrupt(format!("node {:?}: {error}", node.id)))?;
+        let keys = &self.keys;
+        let beat: i64 = self
+            .invoke(
+                scripts::HEARTBEAT
+                    .key(&keys.nodes)
+                    .key(&keys.beats)
+                    .arg(&node.id)
+                    .arg(micros(node.last_heartbeat))
+                    .arg(json),
             )
             .await?;
         Ok(beat == 1)

@@ -458,6 +458,10 @@ impl<D: Dialect> JobStore for SqlStore<D> {
         self.beat(node_id, now).await
     }
 
+    async fn heartbeat_node(&self, node: &NodeInfo) -> Result<bool, StoreError> {
+        self.beat_with_stats(node).await
+    }
+
     async fn deregister_node(&self, node_id: &str) -> Result<(), StoreError> {
         self.delete_node(node_id).await
     }

@@ -9,7 +9,7 @@
 //! [`connect`] only picks the dialect type from the URL scheme, which each dialect
 //! declares.
 //!
-//! # Schema (version 2; `{p}` is the table prefix, default `kairos_`)
+//! # Schema (version 4, MySQL 3; `{p}` is the table prefix, default `kairos_`)
 //! - `{p}jobs`: `id` (primary key), `next_run_time` (UTC microseconds, NULL while paused),
 //!   `paused`, `revision`, `lease_owner`, `lease_expires` (µs, NULL when not acquired),
 //!   `broken`, and `job`, the [`Job`](crate::job::Job) as serde_json text. Indexed on
@@ -19,7 +19,9 @@
 //!   `slot < max_instances`, so the primary key itself bounds concurrent runs.
 //! - `{p}runs`: run history, indexed on `(job_id, finished_at)` and `finished_at`.
 //! - `{p}nodes` (version 2): cluster membership, one row per node (`id`, `host`, `pid`,
-//!   `version`, `started_at`, `heartbeat_at` in µs); see `nodes.rs`.
+//!   `version`, `started_at`, `heartbeat_at` in µs, and since version 4 (MySQL: 3)
+//!   `stats`, the [`NodeStats`](crate::store::NodeStats) of its last beat as JSON); see
+//!   `nodes.rs`.
 //! - `{p}schema_version`: the migrations applied.
 //!
 //! # Ground rules

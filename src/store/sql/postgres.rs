@@ -101,6 +101,11 @@ impl Dialect for Postgres {
                 "CREATE INDEX IF NOT EXISTS {p}jobs_broken ON {p}jobs (broken) WHERE broken <> 0",
             ],
         },
+        // Version 4 (issue 10): what each node reports with its heartbeat (JSON).
+        Migration {
+            version: 4,
+            statements: &["ALTER TABLE {p}nodes ADD COLUMN IF NOT EXISTS stats TEXT"],
+        },
     ];
 
     fn connect(
