@@ -40,8 +40,9 @@ use crate::trigger::datetime::format_instant;
 const PERSISTENT_FIRE_AHEAD: Duration = Duration::from_secs(1);
 
 /// How often a daemon on a shared store looks at it with nothing due, unless
-/// `[scheduler] poll_interval` says otherwise: the bound on how late a job added
-/// through another node can be seen here.
+/// `[scheduler] poll_interval` says otherwise: the safety net under the wake-ups
+/// PostgreSQL and Redis push, and on MySQL/MariaDB (which cannot push) the bound on
+/// how late a job added through another node can be seen here.
 const SHARED_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How often `watch = true` looks at the config files.
@@ -303,6 +304,9 @@ pub async fn build_scheduler(
     }
     builder = builder
         .fire_ahead(fire_ahead)
+        // A node whose workers are busy leaves due jobs to the others (issue 10); a
+        // node alone takes them and queues the runs, judging lateness as it takes them.
+        .acquire_within_capacity(shared)
         .lease(config.scheduler.lease)
         // Every daemon is a node: in a shared store that is what lets survivors free a
         // dead node's leases (issue 10); in a single-node store it costs a write per

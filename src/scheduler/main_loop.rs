@@ -155,6 +155,7 @@ pub(crate) async fn process_due_jobs(
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
     let mut next_deadline: Option<DateTime<Utc>> = None;
     let mut first_error = None;
+    let mut starved_any = false;
     // Jobs due within the fire-ahead window are taken now and started on time by their
     // executor.
     let fire_ahead = TimeDelta::from_std(inner.fire_ahead).unwrap_or(TimeDelta::zero());
@@ -173,9 +174,16 @@ pub(crate) async fn process_due_jobs(
                     }
                 }
             }
+            let mut starved = false;
             loop {
+                let limit = inner.acquisition_limit();
+                if limit == 0 {
+                    // Full: due jobs stay in the store for nodes with free workers.
+                    starved = true;
+                    break;
+                }
                 let jobs = store
-                    .acquire_due_jobs(&inner.id, horizon, inner.batch_size, inner.lease)
+                    .acquire_due_jobs(&inner.id, horizon, limit, inner.lease)
                     .await?;
                 let count = jobs.len();
                 let mut releases = Vec::with_capacity(count);
@@ -231,17 +239,30 @@ pub(crate) async fn process_due_jobs(
                 if let Some(error) = claim_error {
                     return Err(error);
                 }
-                if count < inner.batch_size {
+                if count < limit {
                     break;
                 }
             }
             // Wake the fire-ahead window before the next job is due.
-            store
+            let next = store
                 .next_run_time()
-                .await
-                .map(|next| next.map(|next| next.checked_sub_signed(fire_ahead).unwrap_or(next)))
+                .await?
+                .map(|next| next.checked_sub_signed(fire_ahead).unwrap_or(next));
+            if !starved {
+                return Ok((next, false));
+            }
+            // The jobs it left are due now: wait for a run to end (which wakes the
+            // loop), or look again after a moment in case nobody else took them.
+            let recheck = now
+                .checked_add_signed(TimeDelta::from_std(STARVED_RECHECK).unwrap_or_default())
+                .unwrap_or(now);
+            Ok((Some(next.map_or(recheck, |next| next.max(recheck))), true))
         }
         .await;
+        let served = served.map(|(next, starved)| {
+            starved_any |= starved;
+            next
+        });
         match served {
             Ok(Some(next)) => {
                 next_deadline = Some(next_deadline.map_or(next, |deadline| deadline.min(next)));
@@ -253,9 +274,37 @@ pub(crate) async fn process_due_jobs(
             }
         }
     }
+    inner
+        .starved
+        .store(starved_any, std::sync::atomic::Ordering::Release);
     match first_error {
         Some(error) => Err(error),
         None => Ok(next_deadline),
+    }
+}
+
+/// How long a node whose executors were full waits before looking at the store again
+/// if no run of its own ends first ([`SchedulerBuilder::acquire_within_capacity`](super::SchedulerBuilder::acquire_within_capacity)).
+const STARVED_RECHECK: Duration = Duration::from_secs(1);
+
+impl Inner {
+    /// How many due jobs one acquisition may take: the batch size, and with
+    /// [`SchedulerBuilder::acquire_within_capacity`](super::SchedulerBuilder::acquire_within_capacity)
+    /// no more than the executors' free workers.
+    fn acquisition_limit(&self) -> usize {
+        if !self.within_capacity {
+            return self.batch_size;
+        }
+        let free: usize = self
+            .executors
+            .values()
+            .map(|executor| {
+                let load = executor.load();
+                load.max_workers
+                    .saturating_sub(load.running.saturating_add(load.queued))
+            })
+            .fold(0, usize::saturating_add);
+        free.min(self.batch_size)
     }
 }
 
@@ -623,6 +672,10 @@ pub(crate) async fn record_finished_runs(
                         }
                     }
                     unwritten.add(&inner, batch);
+                    // A worker is free again: take what the loop had to leave.
+                    if inner.starved.load(std::sync::atomic::Ordering::Acquire) {
+                        inner.wake.notify_one();
+                    }
                 }
                 None => break,
             },

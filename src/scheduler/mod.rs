@@ -119,9 +119,34 @@ pub struct SchedulerBuilder {
     retention: Option<HistoryRetention>,
     membership: Option<Membership>,
     poll_interval: Option<Duration>,
+    within_capacity: bool,
 }
 
 impl SchedulerBuilder {
+    /// Takes due jobs only while its executors have free workers (default: off; the
+    /// daemon turns it on for stores several nodes share), so in a cluster a node
+    /// whose executors are full leaves due jobs to the others (issue 10, item 4).
+    ///
+    /// Each pass acquires at most as many jobs as there are free workers in all its
+    /// executors (workers neither running nor holding a queued run), and none while
+    /// they are full; a run that ends wakes the loop to take more. A job acquired for
+    /// an executor that is full while another has room waits in its queue, as before.
+    ///
+    /// ```text
+    /// node a (8/8 busy):  pass: 0 free ─ takes nothing ─ … run ends ─ wake ─ takes 1
+    /// node b (2/8 busy):  pass: 6 free ─ takes up to 6 due jobs
+    /// ```
+    ///
+    /// Off, a node takes every due job at once and queues the runs its workers cannot
+    /// start yet, judging their lateness when it takes them: right for a single node,
+    /// where nobody else could run them sooner. On, with every node full, due jobs wait
+    /// in the store and are judged when a node takes them (a job whose
+    /// `misfire_grace_time` passes meanwhile is reported missed).
+    pub fn acquire_within_capacity(mut self, on: bool) -> SchedulerBuilder {
+        self.within_capacity = on;
+        self
+    }
+
     /// Looks at the stores at least this often, even with nothing due (default: never;
     /// the daemon sets it for shared stores).
     ///
@@ -270,6 +295,8 @@ impl SchedulerBuilder {
                 retention: self.retention,
                 membership: self.membership,
                 poll_interval: self.poll_interval,
+                within_capacity: self.within_capacity,
+                starved: std::sync::atomic::AtomicBool::new(false),
                 events,
                 wake: Notify::new(),
                 drain: Notify::new(),
@@ -312,6 +339,11 @@ pub(crate) struct Inner {
     retention: Option<HistoryRetention>,
     membership: Option<Membership>,
     poll_interval: Option<Duration>,
+    /// [`SchedulerBuilder::acquire_within_capacity`].
+    within_capacity: bool,
+    /// The last pass left due jobs in a store because the executors were full: a run
+    /// that ends wakes the loop.
+    starved: std::sync::atomic::AtomicBool,
     events: broadcast::Sender<Event>,
     wake: Notify,
     /// Tells the record task that the executors are done and it may finish.
@@ -408,6 +440,7 @@ impl Scheduler {
             retention: None,
             membership: None,
             poll_interval: None,
+            within_capacity: false,
         }
     }
 
