@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::notify::Notifier;
-use super::sync::{sync_config_jobs, SyncReport};
+use super::sync::{config_version, sync_config_jobs, SyncReport};
 use crate::api::{self, ApiConfigError, ApiSettings, RateLimit};
 use crate::config::{changed_settings, load_with, Config, ConfigErrors, ExecutorKind};
 use crate::executor::pool::ThreadPoolExecutor;
@@ -113,7 +113,9 @@ pub enum ReloadOutcome {
 pub async fn run(path: &Path, tasks: TaskRegistry, config: Config) -> Result<(), DaemonError> {
     let notifier = Arc::new(Notifier::from_env());
     let scheduler = build_scheduler(&config, tasks.clone()).await?;
-    let report = sync_config_jobs(&scheduler, config_specs(&config)).await?;
+    let specs = config_specs(&config);
+    let version = config_version(&config.files, &specs);
+    let report = sync_config_jobs(&scheduler, specs, &version).await?;
     log_sync(&report);
     scheduler.start();
     // Installed before READY, so a signal sent as soon as systemd sees us is handled.
@@ -364,7 +366,9 @@ async fn reload(
         tracing::error!("config rejected: {problem}; the running config stays");
         return Err(vec![problem]);
     }
-    match sync_config_jobs(scheduler, config_specs(&new)).await {
+    let specs = config_specs(&new);
+    let version = config_version(&new.files, &specs);
+    match sync_config_jobs(scheduler, specs, &version).await {
         Ok(report) => {
             log_sync(&report);
             Ok((new, report))
