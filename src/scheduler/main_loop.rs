@@ -295,14 +295,12 @@ impl Inner {
         if !self.within_capacity {
             return self.batch_size;
         }
+        // Runs handed over ahead of their time hold no worker yet: counting them would
+        // shrink the fire-ahead window to the pool's size.
         let free: usize = self
             .executors
             .values()
-            .map(|executor| {
-                let load = executor.load();
-                load.max_workers
-                    .saturating_sub(load.running.saturating_add(load.queued))
-            })
+            .map(|executor| executor.load().free())
             .fold(0, usize::saturating_add);
         free.min(self.batch_size)
     }

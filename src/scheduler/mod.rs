@@ -128,7 +128,9 @@ impl SchedulerBuilder {
     /// whose executors are full leaves due jobs to the others (issue 10, item 4).
     ///
     /// Each pass acquires at most as many jobs as there are free workers in all its
-    /// executors (workers neither running nor holding a queued run), and none while
+    /// executors ([`ExecutorLoad::free`](crate::executor::ExecutorLoad::free): neither
+    /// running a run nor owed to a queued one whose time has come; runs handed over
+    /// ahead of their time in the fire-ahead window need none yet), and none while
     /// they are full; a run that ends wakes the loop to take more. A job acquired for
     /// an executor that is full while another has room waits in its queue, as before.
     ///
