@@ -248,11 +248,14 @@ pub(crate) async fn process_due_jobs(
                 .next_run_time()
                 .await?
                 .map(|next| next.checked_sub_signed(fire_ahead).unwrap_or(next));
-            if !starved {
+            // Full, with jobs due that it had to leave (not merely full with nothing
+            // due, which needs no looking until the next deadline).
+            let left_due = starved && next.is_some_and(|next| next <= now);
+            if !left_due {
                 return Ok((next, false));
             }
-            // The jobs it left are due now: wait for a run to end (which wakes the
-            // loop), or look again after a moment in case nobody else took them.
+            // Wait for a run to end (which wakes the loop), or look again after a
+            // moment in case nobody else took them.
             let recheck = now
                 .checked_add_signed(TimeDelta::from_std(STARVED_RECHECK).unwrap_or_default())
                 .unwrap_or(now);
