@@ -62,8 +62,10 @@
 //!   cannot be in subscribe mode). Another node's change is seen at once, or, while
 //!   that connection is down, at the poll (`SchedulerBuilder::poll_interval`).
 //! - Membership (`nodes`, `beats`): a heartbeat only renews a registered node, and a
-//!   reap (reap_nodes.lua) takes dead nodes out and ends their leases in one step, then
-//!   frees their instance slots by SCAN, as `recover_owner` does.
+//!   reap (reap_nodes.lua) takes dead nodes out in one step, then frees their instance
+//!   slots by SCAN and only then ends their leases, as `recover_owner` does: a job
+//!   taken over while the dead node's slot still counted would be refused by
+//!   `max_instances`.
 
 mod codec;
 mod keys;
@@ -238,6 +240,23 @@ impl RedisStore {
             invocation.arg(id).arg(revision);
         }
         self.invoke::<i64>(&invocation).await.map(drop)
+    }
+
+    /// Ends every lease `owner` holds (recover_owner.lua): its jobs are due again at
+    /// their next run times. Returns how many.
+    async fn end_leases_of(&self, owner: &str) -> Result<u64, StoreError> {
+        let keys = &self.keys;
+        let leases: i64 = self
+            .invoke(
+                scripts::RECOVER_OWNER
+                    .key(&keys.next)
+                    .key(&keys.due)
+                    .key(&keys.leases)
+                    .key(&keys.owners)
+                    .arg(owner),
+            )
+            .await?;
+        Ok(u64::try_from(leases).unwrap_or(0))
     }
 
     /// Frees every instance slot the `owners` hold; returns how many. Slots live in one
@@ -564,21 +583,12 @@ impl JobStore for RedisStore {
     }
 
     async fn recover_owner(&self, owner: &str) -> Result<u64, StoreError> {
-        let keys = &self.keys;
-        let leases: i64 = self
-            .invoke(
-                scripts::RECOVER_OWNER
-                    .key(&keys.next)
-                    .key(&keys.due)
-                    .key(&keys.leases)
-                    .key(&keys.owners)
-                    .arg(owner),
-            )
-            .await?;
-        // Not atomic with the script, and it need not be: none of this owner's runs
-        // is going.
+        // Not atomic, and it need not be: none of this owner's runs is going. Slots
+        // first: a job whose lease ended while its slot still counted could be taken by
+        // another node and refused by max_instances (a one-off job refused is gone).
         let slots = self.free_slots_of(&[owner.to_owned()]).await?;
-        Ok(u64::try_from(leases).unwrap_or(0) + slots)
+        let leases = self.end_leases_of(owner).await?;
+        Ok(leases + slots)
     }
 
     async fn register_node(&self, node: NodeInfo) -> Result<(), StoreError> {
@@ -687,17 +697,17 @@ impl JobStore for RedisStore {
                 scripts::REAP_NODES
                     .key(&keys.nodes)
                     .key(&keys.beats)
-                    .key(&keys.next)
-                    .key(&keys.due)
-                    .key(&keys.leases)
-                    .key(&keys.owners)
                     .arg(micros(cutoff)),
             )
             .await?;
         if !dead.is_empty() {
-            // After the script: the nodes are out of the membership, so no survivor
-            // reaps them again, and their slots go now rather than at their expiry.
+            // The nodes are out of the membership, so no survivor reaps them again.
+            // Their slots go first, their leases after (see reap_nodes.lua); if this
+            // node fails in between, the leases expire on their own.
             self.free_slots_of(&dead).await?;
+            for owner in &dead {
+                self.end_leases_of(owner).await?;
+            }
         }
         Ok(dead)
     }
