@@ -19,9 +19,12 @@
 //! this scheduler's lease, so a scheduler killed before the run ended (or even started:
 //! runs are handed over up to the fire-ahead window early) leaves it behind, and the
 //! restarted scheduler ([`JobStore::recover_owner`]) or, once the lease expires, any
-//! other runs it again: a one-off job runs at least once across a crash. (A recurring
-//! job's next run time is written at hand-over, so a run handed over and not yet ended
-//! when the process dies is not repeated.)
+//! other runs it again: a one-off job runs at least once across a crash. A recurring
+//! job's next run time is written when its run is due: at hand-over for a run due now,
+//! and for one handed over ahead of its time (the fire-ahead window) when that time
+//! comes ([`Deferred`]), so a process that dies before the run started leaves the job
+//! to the others at its old time. A run that had started when the process died is not
+//! repeated.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -74,7 +77,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         let current = *state.borrow_and_update();
         let deadline = match current {
             SchedulerState::Stopped => break,
-            SchedulerState::Paused => None,
+            // Taking nothing, but runs handed over early still get their jobs' next
+            // run times when due (their leases must not run out).
+            SchedulerState::Paused => flush_deferred(&inner, Some(inner.clock.now())).await,
             SchedulerState::Running => {
                 // During a pass the loop has no deadline, so a job added or changed
                 // meanwhile always leaves a wake-up behind.
@@ -126,6 +131,11 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         }
     }
     inner.lock().deadline = None;
+    // What was handed over early is written now: the executors still run those runs
+    // (a shutdown with a wait lets them), as they would have been at hand-over.
+    // One the store refuses now stays unwritten: its job runs again once the lease
+    // runs out (or at once, when this node restarts under its id).
+    flush_deferred(&inner, None).await;
     // Dropping their receivers ends the stores' listening connections.
     for listener in listeners {
         listener.abort();
@@ -153,13 +163,14 @@ pub(crate) async fn process_due_jobs(
     inner: &Inner,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let mut next_deadline: Option<DateTime<Utc>> = None;
     let mut first_error = None;
     let mut starved_any = false;
     // Jobs due within the fire-ahead window are taken now and started on time by their
     // executor.
     let fire_ahead = TimeDelta::from_std(inner.fire_ahead).unwrap_or(TimeDelta::zero());
     let horizon = now.checked_add_signed(fire_ahead).unwrap_or(now);
+    // Runs handed over early whose time has come: their jobs get their next run times.
+    let mut next_deadline = flush_deferred(inner, Some(now)).await;
     for (name, store) in &inner.stores {
         let served = async {
             // Runs already submitted but not written back (the store failed last time)
@@ -194,10 +205,30 @@ pub(crate) async fn process_due_jobs(
                     due_runs.extend(due);
                 }
                 let claim_error =
-                    match hand_over_due_runs(inner, name, store.as_ref(), &due_runs).await {
-                        Ok(held) => {
+                    match hand_over_due_runs(inner, name, store.as_ref(), &due_runs, now).await {
+                        Ok(handed) => {
                             // Written when their runs end (see `RunPlace::release`).
-                            releases.retain(|release| !held.contains(&release.job_id));
+                            releases.retain(|release| !handed.held.contains(&release.job_id));
+                            // Written when their runs are due (see `Deferred`).
+                            let mut deferred = Vec::new();
+                            releases.retain(|release| match handed.early.get(&release.job_id) {
+                                Some(at) => {
+                                    deferred.push(Deferred {
+                                        at: *at,
+                                        release: release.clone(),
+                                    });
+                                    false
+                                }
+                                None => true,
+                            });
+                            if !deferred.is_empty() {
+                                inner
+                                    .lock()
+                                    .deferred_releases
+                                    .entry(name.clone())
+                                    .or_default()
+                                    .extend(deferred);
+                            }
                             None
                         }
                         Err(error) => {
@@ -276,6 +307,17 @@ pub(crate) async fn process_due_jobs(
                 first_error.get_or_insert(error);
             }
         }
+    }
+    // Including the releases this pass deferred.
+    let deferred = inner
+        .lock()
+        .deferred_releases
+        .values()
+        .flatten()
+        .map(|entry| entry.at)
+        .min();
+    if let Some(deferred) = deferred {
+        next_deadline = Some(next_deadline.map_or(deferred, |deadline| deadline.min(deferred)));
     }
     inner
         .starved
@@ -421,10 +463,11 @@ async fn hand_over_due_runs(
     jobstore: &str,
     store: &dyn JobStore,
     due_runs: &[DueRuns<'_>],
-) -> Result<HashSet<String>, StoreError> {
-    let mut held = HashSet::new();
+    now: DateTime<Utc>,
+) -> Result<HandedOver, StoreError> {
+    let mut handed = HandedOver::default();
     if due_runs.is_empty() {
-        return Ok(held);
+        return Ok(handed);
     }
     let claims: Vec<InstanceClaim> = due_runs
         .iter()
@@ -448,13 +491,96 @@ async fn hand_over_due_runs(
             )
             .await;
             if handed_over && due.final_release.is_some() {
-                held.insert(due.job.id.clone());
+                handed.held.insert(due.job.id.clone());
+            } else if handed_over {
+                if let Some(first) = due.run_times.first().filter(|first| **first > now) {
+                    handed.early.insert(due.job.id.clone(), *first);
+                }
             }
         } else {
             refuse_max_instances(inner, jobstore, due.job, &due.run_times).await;
         }
     }
-    Ok(held)
+    Ok(handed)
+}
+
+/// What [`hand_over_due_runs`] handed over that changes when the batch's releases are
+/// written.
+#[derive(Default)]
+struct HandedOver {
+    /// Jobs whose final release their runs hold ([`RunPlace::release`]).
+    held: HashSet<String>,
+    /// Recurring jobs handed over ahead of their time (the fire-ahead window), with
+    /// their first run time: their release waits until then ([`Deferred`]).
+    early: HashMap<String, DateTime<Utc>>,
+}
+
+/// A release held back until its run's scheduled time.
+///
+/// A recurring job handed over in the fire-ahead window keeps its lease until its run
+/// is due instead of getting its next run time at once, so a node that dies before
+/// the run starts leaves the job to the others at the time it had, and the run happens
+/// elsewhere (late by the failover), rather than never:
+///
+/// ```text
+/// node a: take (T−1s) ── hand over ─────── T: write next run time ── run
+///                              ✝ (kill -9)
+/// node b:                      ·· reap a ── take (old time T) ── run, late
+/// ```
+///
+/// Releases are written when their time comes by the loop's next pass (it wakes for
+/// them), while the loop is paused too, and all at once when it stops.
+pub(crate) struct Deferred {
+    /// When to write it: the first run time handed over.
+    pub(crate) at: DateTime<Utc>,
+    pub(crate) release: Release,
+}
+
+/// Writes the deferred releases due by `until` (all of them with `None`), store by
+/// store; a store that fails keeps them as pending releases, written before anything
+/// more is taken from it. Returns when the next deferred release is due.
+async fn flush_deferred(inner: &Inner, until: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    let due: Vec<(String, Vec<Release>)> = {
+        let mut mutable = inner.lock();
+        let mut due = Vec::new();
+        for (name, deferred) in &mut mutable.deferred_releases {
+            let (now_due, later): (Vec<Deferred>, Vec<Deferred>) = std::mem::take(deferred)
+                .into_iter()
+                .partition(|entry| until.is_none_or(|until| entry.at <= until));
+            *deferred = later;
+            if !now_due.is_empty() {
+                due.push((
+                    name.clone(),
+                    now_due.into_iter().map(|entry| entry.release).collect(),
+                ));
+            }
+        }
+        due
+    };
+    for (name, releases) in due {
+        let Some(store) = inner.stores.get(&name) else {
+            continue;
+        };
+        match store.release_jobs(&inner.id, releases.clone()).await {
+            Ok(fenced) => report_fenced(inner, &name, &fenced),
+            Err(error) => {
+                tracing::warn!(jobstore = name, %error, "could not write back runs handed over early; will retry");
+                inner
+                    .lock()
+                    .pending_releases
+                    .entry(name)
+                    .or_default()
+                    .extend(releases);
+            }
+        }
+    }
+    inner
+        .lock()
+        .deferred_releases
+        .values()
+        .flatten()
+        .map(|entry| entry.at)
+        .min()
 }
 
 /// Claims one instance slot and hands the runs for `scheduled_times` (earliest first)

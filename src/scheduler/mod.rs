@@ -258,7 +258,8 @@ impl SchedulerBuilder {
     /// How long an acquired job stays leased to this scheduler (default: five minutes).
     /// If the scheduler dies holding it, another scheduler takes the job once the lease
     /// expires (or this one, restarted under the same id, at once). The lease only
-    /// needs to outlast one pass of the main loop, not the job's runs.
+    /// needs to outlast one pass of the main loop and the fire-ahead window (a job
+    /// handed over early stays leased until its run is due), not the job's runs.
     pub fn lease(mut self, lease: Duration) -> SchedulerBuilder {
         self.lease = lease;
         self
@@ -309,6 +310,7 @@ impl SchedulerBuilder {
                     handles: Vec::new(),
                     run_stores: HashMap::new(),
                     pending_releases: HashMap::new(),
+                    deferred_releases: HashMap::new(),
                     random: fastrand::Rng::new(),
                     lateness: membership::LatenessWindow::default(),
                 }),
@@ -365,6 +367,9 @@ struct Mutable {
     /// Releases a store refused (it was unreachable), by store: their runs were
     /// submitted, so they are written before anything more is taken from that store.
     pending_releases: HashMap<String, Vec<crate::store::Release>>,
+    /// Releases of runs handed over ahead of their time, by store, written when the
+    /// runs are due (`main_loop::Deferred`).
+    deferred_releases: HashMap<String, Vec<main_loop::Deferred>>,
     random: fastrand::Rng,
     /// How late the runs that ended since the last heartbeat started (the node's
     /// stats, `membership.rs`).
