@@ -153,7 +153,10 @@ async fn the_node_stats_column_is_added_to_older_tables() {
             .execute(&["ALTER TABLE {p}nodes DROP COLUMN stats", &back])
             .await;
         let store = place.open().await.unwrap();
-        assert_eq!(store.list_nodes().await.unwrap(), [node.clone()]);
+        assert_eq!(
+            store.list_nodes().await.unwrap(),
+            std::slice::from_ref(&node)
+        );
         let beat = NodeInfo {
             stats: Some(NodeStats {
                 running: 1,
@@ -162,7 +165,10 @@ async fn the_node_stats_column_is_added_to_older_tables() {
             ..node.clone()
         };
         assert!(store.heartbeat_node(&beat).await.unwrap());
-        assert_eq!(store.list_nodes().await.unwrap(), [beat.clone()]);
+        assert_eq!(
+            store.list_nodes().await.unwrap(),
+            std::slice::from_ref(&beat)
+        );
         if place.db == Db::Mysql {
             place.execute(&[&back]).await;
             let store = place.open().await.unwrap();
