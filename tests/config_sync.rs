@@ -49,11 +49,19 @@ struct Config {
 }
 
 fn config(dir: &std::path::Path, name: &str, age: Duration, jobs: Vec<JobSpec>) -> Config {
-    let path: PathBuf = dir.join(name);
+    // A directory of its own: a directory's modification time counts too.
+    let home = dir.join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    let path: PathBuf = home.join("config.toml");
     std::fs::write(&path, name).unwrap();
+    let when = SystemTime::now() - age;
     let file = std::fs::File::options().write(true).open(&path).unwrap();
-    file.set_modified(SystemTime::now() - age).unwrap();
+    file.set_modified(when).unwrap();
     drop(file);
+    std::fs::File::open(&home)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
     let version = config_version(&[path], &jobs);
     Config { jobs, version }
 }

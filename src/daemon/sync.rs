@@ -82,11 +82,26 @@ impl SyncReport {
     }
 }
 
-/// The version of a config: the newest modification time among its `files` (a file
-/// that cannot be read counts as the epoch) and a hash of the jobs it defines.
+/// The version of a config: the newest modification time among its `files` and the
+/// directories that hold them (a file that cannot be read counts as the epoch), and a
+/// hash of the jobs it defines.
+///
+/// The directories count because removing a job file changes no file that is left,
+/// only its directory: without them, a config with one file fewer would look older
+/// than the one it replaces.
 pub fn config_version(files: &[PathBuf], wanted: &[JobSpec]) -> ConfigVersion {
-    let modified = files
-        .iter()
+    let mut paths: BTreeSet<&std::path::Path> = BTreeSet::new();
+    for file in files {
+        paths.insert(file);
+        if let Some(directory) = file
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
+            paths.insert(directory);
+        }
+    }
+    let modified = paths
+        .into_iter()
         .filter_map(|file| match std::fs::metadata(file).and_then(|meta| meta.modified()) {
             Ok(modified) => Some(DateTime::<Utc>::from(modified)),
             Err(error) => {
