@@ -77,6 +77,7 @@ fn one_off(id: String, at: DateTime<Utc>) -> Job {
         next_run_time: Some(at),
         revision: 0,
         config_spec: None,
+        config_version: None,
     }
 }
 

@@ -46,6 +46,24 @@ pub struct JobSpec {
     /// Never read from JSON: an API caller cannot claim config ownership.
     #[serde(skip)]
     pub from_config: bool,
+    /// For a config-owned job: the version of the config that defines it, kept with
+    /// the job ([`Job::config_version`]). Never read from JSON.
+    #[serde(skip)]
+    pub config_version: Option<ConfigVersion>,
+}
+
+/// Which config wrote a config-owned job, so nodes of a cluster whose config files
+/// differ for a while (a rollout) agree on whose jobs win: a newer config replaces an
+/// older one's jobs, never the other way round (see `daemon/sync.rs`).
+///
+/// Ordered by `modified`, then `hash`: a total order every node computes alike.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ConfigVersion {
+    /// When the config was last changed: the newest modification time of its files.
+    pub modified: DateTime<Utc>,
+    /// A hash of the jobs it defines (16 hex digits): configs that define the same
+    /// jobs have the same hash, whenever their files were written.
+    pub hash: String,
 }
 
 impl JobSpec {
@@ -57,6 +75,7 @@ impl JobSpec {
             next_run_time: None,
             replace_existing: false,
             from_config: false,
+            config_version: None,
             ..self.clone()
         }
     }
@@ -74,6 +93,7 @@ impl JobSpec {
             next_run_time: None,
             replace_existing: false,
             from_config: false,
+            config_version: None,
         }
     }
 
@@ -197,6 +217,10 @@ pub struct Job {
     /// comparing specs tells, across restarts too, whether a job or its trigger changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_spec: Option<Box<JobSpec>>,
+    /// For a config-owned job: the version of the config that last wrote it. Absent
+    /// on jobs written before kairos kept it, which count as the oldest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_version: Option<ConfigVersion>,
 }
 
 /// Changes to a job, each optional (`modify_job`, `PATCH /jobs/{id}`).

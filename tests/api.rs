@@ -1268,6 +1268,7 @@ async fn the_cluster_lists_this_node_and_the_others() {
             version: "0.1.0".to_owned(),
             started: t0() - chrono::TimeDelta::hours(1),
             last_heartbeat: t0() - chrono::TimeDelta::minutes(2),
+            stats: None,
         })
         .await
         .unwrap();
@@ -1310,6 +1311,14 @@ async fn the_cluster_lists_this_node_and_the_others() {
     assert_eq!(nodes[1]["host"], "this-host");
     assert_eq!(nodes[1]["pid"], std::process::id());
     assert_eq!(nodes[1]["jobstores"], json!(["default"]));
+    // This node's load, live: the default pool of 10 workers, idle.
+    assert_eq!(nodes[1]["stats"]["capacity"], 10, "{body}");
+    assert_eq!(nodes[1]["stats"]["running"], 0);
+    assert_eq!(nodes[1]["stats"]["running_jobs"], json!([]));
+    assert!(
+        nodes[0].get("stats").is_none(),
+        "the dead node never reported: {body}"
+    );
     scheduler.shutdown(None).await;
     // A clean shutdown deregisters.
     let left: Vec<String> = store

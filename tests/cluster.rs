@@ -144,6 +144,11 @@ impl Place {
 /// fire-ahead (runs start as they are handed over, which keeps the window in which
 /// a kill loses track of a run to the hand-over itself).
 fn write_config(dir: &Path, node: &str, place: &Place) {
+    write_config_with(dir, node, place, "");
+}
+
+/// [`write_config`] with extra `[scheduler]` lines.
+fn write_config_with(dir: &Path, node: &str, place: &Place, scheduler: &str) {
     write(
         dir,
         "config.toml",
@@ -155,6 +160,7 @@ heartbeat = "1s"
 node_timeout = "4s"
 fire_ahead = "0s"
 shutdown_timeout = "10s"
+{scheduler}
 
 [jobstores.default]
 url = "{url}"
@@ -478,6 +484,144 @@ async fn kill_one_freeze_one(db: Db) {
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// Wake-ups travel through the store (issue 10, item 2): with a poll interval of 30 s,
+/// a one-off job added through another handle (an application writing through the
+/// library, as a third node would) and a job rescheduled there both fire on one of
+/// two daemons within half a second of their time, not at the next poll.
+async fn wake_ups_fire_other_nodes_jobs_on_time(db: Db) {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let place = Place::new(db);
+    let store = match place.open().await {
+        Ok(store) => store,
+        Err(error) => {
+            let required = std::env::var("KAIROS_REQUIRE_SERVICES").as_deref() == Ok("1");
+            assert!(!required, "{db:?}: {error} (KAIROS_REQUIRE_SERVICES=1)");
+            println!("SKIP {db:?}: {error}");
+            return;
+        }
+    };
+    let dir = temp_dir("cluster-wake");
+    let runs_log = dir.join("runs.log");
+    let mut daemons = Vec::new();
+    for node in &NODES[..2] {
+        let node_dir = dir.join(node);
+        write_config_with(&node_dir, node, &place, "poll_interval = \"30s\"");
+        daemons.push(Daemon::start_with_env(&node_dir, &[("CLUSTER_NODE", node)]));
+    }
+    // Both registered: their loops (and listeners) are up; a moment more for the
+    // listeners' first look, which would otherwise find the job by itself.
+    let registered = Instant::now();
+    while store.list_nodes().await.unwrap().len() < 2 {
+        assert!(
+            registered.elapsed() < Duration::from_secs(20),
+            "{db:?}: the nodes did not register"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writer = Scheduler::builder()
+        .store_shared("default", Arc::clone(&store))
+        .build();
+    // Seen in the log within `bound` of `due`: when it was seen, late by how much.
+    let fired_late = |job: &str, due: DateTime<Utc>| {
+        let mut seen = None;
+        wait_until(Duration::from_secs(10), || {
+            let ran = executions(&runs_log)
+                .iter()
+                .any(|execution| execution.job == job);
+            if ran {
+                seen = Some(Utc::now());
+            }
+            ran
+        });
+        seen.map(|seen| (seen - due).to_std().unwrap_or_default())
+    };
+    let bound = Duration::from_millis(500);
+
+    let due = (Utc::now() + TimeDelta::seconds(1))
+        .duration_trunc(TimeDelta::microseconds(1))
+        .unwrap();
+    writer
+        .add_job(command_job(
+            "added",
+            json!({"type": "date", "run_date": due.to_rfc3339()}),
+            record_command(&runs_log, ""),
+        ))
+        .await
+        .unwrap();
+    let added_late = fired_late("added", due);
+
+    writer
+        .add_job(command_job(
+            "moved",
+            json!({"type": "date", "delay": "1h"}),
+            record_command(&runs_log, ""),
+        ))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let due = (Utc::now() + TimeDelta::seconds(1))
+        .duration_trunc(TimeDelta::microseconds(1))
+        .unwrap();
+    writer
+        .reschedule_job(
+            "moved",
+            serde_json::from_value(json!({"type": "date", "run_date": due.to_rfc3339()})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let moved_late = fired_late("moved", due);
+
+    // Each node's heartbeat (every second here) carries its load for `kairos cluster`.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for node in store.list_nodes().await.unwrap() {
+        let stats = node
+            .stats
+            .unwrap_or_else(|| panic!("{db:?}: {} has no stats", node.id));
+        assert_eq!(stats.capacity, 8, "{db:?}: {}: {stats:?}", node.id);
+        assert_eq!(stats.running, 0, "{db:?}: {}: {stats:?}", node.id);
+    }
+
+    for daemon in &mut daemons {
+        daemon.signal("TERM");
+        let status = daemon.wait_exit(Duration::from_secs(20)).expect("it exits");
+        assert!(status.success(), "{status:?}\n{}", daemon.log());
+    }
+    eprintln!("{db:?}: added job seen {added_late:?} after its time, rescheduled {moved_late:?}");
+    let logs = || {
+        daemons
+            .iter()
+            .map(|daemon| tail(&daemon.log()))
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    assert!(
+        added_late.is_some_and(|late| late < bound),
+        "{db:?}: the added job ran {added_late:?} after its time\n{}",
+        logs()
+    );
+    assert!(
+        moved_late.is_some_and(|late| late < bound),
+        "{db:?}: the rescheduled job ran {moved_late:?} after its time\n{}",
+        logs()
+    );
+    let ran = executions(&runs_log);
+    assert_eq!(ran.len(), 2, "each ran once: {ran:?}");
+    drop(store);
+    place.clean().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_wake_ups_fire_other_nodes_jobs_on_time() {
+    wake_ups_fire_other_nodes_jobs_on_time(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_wake_ups_fire_other_nodes_jobs_on_time() {
+    wake_ups_fire_other_nodes_jobs_on_time(Db::Redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

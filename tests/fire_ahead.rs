@@ -67,3 +67,74 @@ async fn jobs_are_handed_over_ahead_and_start_on_time() {
     assert!(scheduler.get_job("beyond").await.unwrap().is_some());
     scheduler.shutdown(None).await;
 }
+
+/// Issue 10: a recurring job handed over ahead of its time keeps its lease, and its old
+/// next run time, until the run is due. A node that dies in between therefore leaves
+/// the job to the others at the time it had (the run happens elsewhere, late), instead
+/// of having already written the next time, which lost the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recurring_job_handed_over_early_keeps_its_time_until_the_run_is_due() {
+    use kairos::store::memory::MemoryStore;
+    use kairos::store::JobStore;
+    use std::sync::Arc;
+
+    let clock = ManualClock::new(t0());
+    let (tasks, runs) = recording_tasks();
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let scheduler = Scheduler::builder()
+        .id("early")
+        .clock(clock.clone())
+        .store_shared("default", Arc::clone(&store))
+        .tasks(tasks)
+        .fire_ahead(Duration::from_secs(2))
+        .build();
+    let mut events = scheduler.subscribe();
+    let every_ten: TriggerSpec = serde_json::from_value(json!({
+        "type": "interval", "seconds": 10, "start_date": (t0() + secs(10)).to_rfc3339(),
+    }))
+    .unwrap();
+    scheduler
+        .add_job(JobSpec::new("record", every_ten).with_id("tick"))
+        .await
+        .unwrap();
+    scheduler.start();
+    clock.set(t0() + secs(9));
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("handed over a second early")
+            .unwrap();
+        if matches!(event, Event::JobSubmitted { .. }) {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Still leased to this node, at its old time: nobody else may take it, and if this
+    // node died now its lease would end with the run still to do.
+    let stored = store.get_job("tick").await.unwrap().unwrap();
+    assert_eq!(stored.next_run_time, Some(t0() + secs(10)));
+    let later = t0() + secs(30);
+    assert!(store
+        .acquire_due_jobs("other", later, 10, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(runs.lock().unwrap().is_empty());
+    // Due: it runs, and the job moves on to its next time.
+    clock.set(t0() + secs(10));
+    common::wait_for_runs(&runs, 1).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let next = store.get_job("tick").await.unwrap().unwrap().next_run_time;
+        if next == Some(t0() + secs(20)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still at {next:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        *runs.lock().unwrap(),
+        [("tick".to_owned(), t0() + secs(10))]
+    );
+    scheduler.shutdown(None).await;
+}

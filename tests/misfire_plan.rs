@@ -54,6 +54,7 @@ fn job(spec: serde_json::Value) -> Job {
         next_run_time,
         revision: 1,
         config_spec: None,
+        config_version: None,
     }
 }
 

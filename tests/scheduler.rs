@@ -1888,3 +1888,84 @@ async fn a_job_another_node_added_is_found_within_the_poll_interval() {
     assert_eq!(*ran.lock().unwrap(), [t0() + secs(2)]);
     here.shutdown(None).await;
 }
+
+/// Issue 10, item 4: with `acquire_within_capacity`, a node whose workers are all busy
+/// takes no due jobs, so another node sharing the store runs them; that node itself
+/// takes only as many as it has free workers per pass and comes back for the rest as
+/// its runs end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_full_executors_leaves_due_jobs_to_the_others() {
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(t0());
+    let ran: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
+    let node = |id: &str, workers: usize| {
+        let mut tasks = tasks();
+        let seen = Arc::clone(&ran);
+        let node_id = id.to_owned();
+        tasks.register_fn("mark", move |run: TaskRun| {
+            seen.lock()
+                .unwrap()
+                .push((node_id.clone(), run.job_id.clone()));
+            async { Ok::<String, TaskFailure>(String::new()) }
+        });
+        let blocker = Blocker::register(&mut tasks, "block");
+        let scheduler = Scheduler::builder()
+            .id(id)
+            .clock(clock.clone())
+            .store_shared("default", Arc::clone(&store))
+            .tasks(tasks)
+            .executor("default", ThreadPoolExecutor::new(workers))
+            .acquire_within_capacity(true)
+            // The memory store pushes no wake-ups: each node sees the other's jobs
+            // at its poll.
+            .poll_interval(Duration::from_secs(1))
+            .build();
+        (scheduler, blocker)
+    };
+    let (busy, mut busy_blocker) = node("busy", 1);
+    busy.start();
+    busy.add_job(JobSpec::new("block", date(t0())).with_id("hold"))
+        .await
+        .unwrap();
+    busy_blocker.started().await;
+    let (free, _free_blocker) = node("free", 2);
+    free.start();
+    // Added through the busy node: it wakes, finds its only worker taken, takes none.
+    let specs = (0..5)
+        .map(|index| JobSpec::new("mark", date(t0() + secs(10))).with_id(format!("job-{index}")))
+        .collect();
+    busy.add_jobs(specs).await.unwrap();
+    clock.advance(Duration::from_secs(10));
+    let deadline = Instant::now() + PATIENCE;
+    while ran.lock().unwrap().len() < 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let ran_on: Vec<String> = ran
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(node, _)| node.clone())
+        .collect();
+    assert_eq!(ran_on, ["free"; 5], "{:?}", ran.lock().unwrap());
+    // Once its worker is free, the busy node takes jobs again.
+    busy_blocker.release(1);
+    let mut events = busy.subscribe();
+    busy.add_job(JobSpec::new("mark", date(t0() + secs(10))).with_id("after"))
+        .await
+        .unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        while let Ok(event) = events.recv().await {
+            if matches!(&event, Event::JobExecuted { run, .. } if run.job_id == "after") {
+                break;
+            }
+        }
+    })
+    .await
+    .ok();
+    assert!(
+        ran.lock().unwrap().iter().any(|(_, job)| job == "after"),
+        "the job added after the busy node freed up ran"
+    );
+    busy.shutdown(None).await;
+    free.shutdown(None).await;
+}

@@ -100,6 +100,7 @@ impl Place {
                     "DROP TABLE IF EXISTS {p}instances",
                     "DROP TABLE IF EXISTS {p}runs",
                     "DROP TABLE IF EXISTS {p}schema_version",
+                    "DROP TABLE IF EXISTS {p}nodes",
                 ])
                 .await;
             }
@@ -124,6 +125,58 @@ where
             }
         }
     }
+}
+
+/// Issue 10: the nodes' stats column is an additive migration: tables of the previous
+/// version (SQLite and PostgreSQL 3, MySQL 2) keep their rows and gain the column, and
+/// on MySQL, whose DDL is not transactional, a migration cut short after adding the
+/// column runs again cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_stats_column_is_added_to_older_tables() {
+    use kairos::store::{NodeInfo, NodeStats};
+
+    on_each(|place, store| async move {
+        let newest = if place.db == Db::Mysql { 3 } else { 4 };
+        let node = NodeInfo {
+            id: "old-node".to_owned(),
+            host: "h".to_owned(),
+            pid: 1,
+            version: "0.1.0".to_owned(),
+            started: t0(),
+            last_heartbeat: t0(),
+            stats: None,
+        };
+        store.register_node(node.clone()).await.unwrap();
+        // Back to the previous version, as an older kairos left the tables.
+        let back = format!("DELETE FROM {{p}}schema_version WHERE version = {newest}");
+        place
+            .execute(&["ALTER TABLE {p}nodes DROP COLUMN stats", &back])
+            .await;
+        let store = place.open().await.unwrap();
+        assert_eq!(
+            store.list_nodes().await.unwrap(),
+            std::slice::from_ref(&node)
+        );
+        let beat = NodeInfo {
+            stats: Some(NodeStats {
+                running: 1,
+                ..NodeStats::default()
+            }),
+            ..node.clone()
+        };
+        assert!(store.heartbeat_node(&beat).await.unwrap());
+        assert_eq!(
+            store.list_nodes().await.unwrap(),
+            std::slice::from_ref(&beat)
+        );
+        if place.db == Db::Mysql {
+            place.execute(&[&back]).await;
+            let store = place.open().await.unwrap();
+            assert_eq!(store.list_nodes().await.unwrap(), [beat]);
+        }
+        place.cleanup().await;
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -804,7 +804,52 @@ fn node(id: &str, beat: DateTime<Utc>) -> NodeInfo {
         version: "0.0.0-test".to_owned(),
         started: t0(),
         last_heartbeat: beat,
+        stats: None,
     }
+}
+
+/// What a node reports with its heartbeat (issue 10, item 1) is kept beside its
+/// registration and shown to every node; stores without membership keep none.
+async fn node_stats_ride_on_the_heartbeat(harness: Harness) {
+    use kairos::store::NodeStats;
+
+    let store = &harness.store;
+    store.register_node(node("a", t0())).await.unwrap();
+    let stats = NodeStats {
+        running: 3,
+        queued: 2,
+        capacity: 8,
+        running_jobs: vec!["job-1".to_owned(), "job-2".to_owned()],
+        ended: 40,
+        lateness_p50_ms: 2,
+        lateness_p99_ms: 17,
+        lateness_max_ms: 30,
+    };
+    let beat = NodeInfo {
+        stats: Some(stats.clone()),
+        ..node("a", t0() + secs(10))
+    };
+    assert!(store.heartbeat_node(&beat).await.unwrap());
+    let listed = store.list_nodes().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].last_heartbeat, t0() + secs(10));
+    match harness.backend {
+        // The memory store serves one process, whose scheduler reports itself live.
+        Backend::Memory => assert_eq!(listed[0].stats, None),
+        _ => assert_eq!(listed[0].stats, Some(stats)),
+    }
+    // A plain heartbeat keeps the last stats; a reaped node cannot beat them back.
+    assert!(store.heartbeat("a", t0() + secs(20)).await.unwrap());
+    assert_eq!(
+        store.list_nodes().await.unwrap()[0].last_heartbeat,
+        t0() + secs(20)
+    );
+    let ghost = NodeInfo {
+        stats: Some(NodeStats::default()),
+        ..node("ghost", t0() + secs(20))
+    };
+    assert!(!store.heartbeat_node(&ghost).await.unwrap());
+    assert_eq!(store.list_nodes().await.unwrap().len(), 1);
 }
 
 /// Membership (issue 10, item 1): nodes register and beat; a survivor reaps a node
@@ -1181,6 +1226,81 @@ async fn jobs_survive_a_restart_of_the_scheduler(harness: Harness) {
     second.shutdown(None).await;
 }
 
+/// Stores several nodes share push every write to the others (issue 10, item 2): a
+/// job added or changed through one handle wakes a listener on another handle, with
+/// the earliest next run time; MySQL and the single-node stores push nothing.
+async fn writes_through_one_handle_wake_listeners_on_another(harness: Harness) {
+    use kairos::store::WakeUp;
+
+    let pushes = matches!(harness.backend, Backend::Postgres | Backend::Redis);
+    let listening = match harness.backend {
+        Backend::Memory => Arc::clone(&harness.store),
+        _ => reopen(&harness).await,
+    };
+    let Some(mut wake_ups) = listening.wake_ups() else {
+        assert!(!pushes, "{:?} should push wake-ups", harness.backend);
+        return;
+    };
+    assert!(pushes, "{:?} pushes wake-ups", harness.backend);
+    async fn next(wake_ups: &mut tokio::sync::mpsc::Receiver<WakeUp>) -> WakeUp {
+        tokio::time::timeout(Duration::from_secs(10), wake_ups.recv())
+            .await
+            .expect("a wake-up within 10 s")
+            .expect("the listener is alive")
+    }
+    // Listening starts with a look at the store: nothing written before was announced.
+    assert_eq!(next(&mut wake_ups).await, WakeUp::Resync);
+    let writer = &harness.store;
+    writer
+        .add_job(job("a", Some(t0() + secs(30))))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut wake_ups).await, WakeUp::Due(t0() + secs(30)));
+    writer
+        .add_jobs(vec![
+            job("b", Some(t0() + secs(20))),
+            job("c", None),
+            job("d", Some(t0() + secs(10))),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut wake_ups).await,
+        WakeUp::Due(t0() + secs(10)),
+        "a batch: its earliest"
+    );
+    // A paused job wakes nobody; the next write is what comes next.
+    writer.replace_job(job("e", None)).await.unwrap();
+    let mut earlier = writer.get_job("a").await.unwrap().unwrap();
+    earlier.next_run_time = Some(t0() + secs(5));
+    writer.update_job(earlier).await.unwrap();
+    assert_eq!(next(&mut wake_ups).await, WakeUp::Due(t0() + secs(5)));
+    writer
+        .replace_job(job("f", Some(t0() + secs(7))))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut wake_ups).await, WakeUp::Due(t0() + secs(7)));
+    if harness.backend == Backend::Postgres {
+        // A lost listening connection comes back, with a look at the store first.
+        let statement = format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE query = 'LISTEN \"{}wake\"'",
+            harness.prefix
+        );
+        sql_execute(harness.backend, &harness.url, &[statement]).await;
+        assert_eq!(next(&mut wake_ups).await, WakeUp::Resync, "reconnected");
+        writer
+            .add_job(job("g", Some(t0() + secs(3))))
+            .await
+            .unwrap();
+        assert_eq!(next(&mut wake_ups).await, WakeUp::Due(t0() + secs(3)));
+    }
+    // The writer's own listener hears its own writes too (harmless: a hint).
+    let mut own = writer.wake_ups().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), own.recv()).await;
+    assert_eq!(first.unwrap(), Some(WakeUp::Resync));
+}
+
 /// Generates one module per backend, with one test per conformance test.
 macro_rules! conformance {
     ($($module:ident => $backend:expr),* $(,)?) => {
@@ -1206,6 +1326,8 @@ macro_rules! conformance {
                     max_instances_holds_across_schedulers,
                     instances_are_claimed_and_finished_in_batches,
                     run_history_is_kept_newest_first,
+                    writes_through_one_handle_wake_listeners_on_another,
+                    node_stats_ride_on_the_heartbeat,
                 );
             }
         )*

@@ -452,6 +452,12 @@ def main():
     if not any(runs.select("http", store) for store in ("sqlite", "postgresql")):
         w("Not run.\n")
 
+    # Measured by `cargo bench --bench cluster`, not by this suite (real daemons on a
+    # shared store have no peer to compare with): the hand-written section is kept.
+    cluster = os.path.join(HERE, "cluster.md")
+    if os.path.exists(cluster):
+        w(open(cluster).read().rstrip() + "\n")
+
     w("## Configurations\n")
     w("- **kairos**: the library (`kairos::scheduler::Scheduler`), a 16-thread `ThreadPoolExecutor`, the "
       "memory store unless said otherwise; recurring jobs with `coalesce = false`, no misfire limit and a "

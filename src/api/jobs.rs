@@ -81,6 +81,7 @@ impl From<NewJob> for JobSpec {
             replace_existing: new.replace_existing,
             // An API caller cannot claim config ownership.
             from_config: false,
+            config_version: None,
         }
     }
 }

@@ -405,7 +405,17 @@ fn schemas() -> Value {
             "last_heartbeat": {"type": "string", "format": "date-time", "description": "By the node's own clock."},
             "alive": {"type": "boolean", "description": "The last heartbeat is within node_timeout, by the answering node's clock."},
             "this_node": {"type": "boolean"},
-            "jobstores": {"type": "array", "items": {"type": "string"}}}},
+            "jobstores": {"type": "array", "items": {"type": "string"}},
+            "stats": {"type": "object", "description": "What the node reported with its last heartbeat (live for the answering node); absent before its first beat.",
+                "properties": {
+                    "running": {"type": "integer", "description": "Runs executing."},
+                    "queued": {"type": "integer", "description": "Runs handed over and waiting for a worker."},
+                    "capacity": {"type": "integer", "description": "Runs its executors execute at once."},
+                    "running_jobs": {"type": "array", "items": {"type": "string"}, "description": "Jobs with runs in flight, sorted, at most 20."},
+                    "ended": {"type": "integer", "description": "Runs that ended in its last heartbeat window."},
+                    "lateness_p50_ms": {"type": "integer"},
+                    "lateness_p99_ms": {"type": "integer"},
+                    "lateness_max_ms": {"type": "integer", "description": "How late those runs started after their scheduled time."}}}}},
         "Health": {"type": "object", "properties": {
             "status": {"enum": ["ok", "unavailable"]},
             "scheduler": {"enum": ["running", "paused", "stopped"]},

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use super::{JobView, ReloadReport, RunStarted};
 use crate::history::RunRecord;
 use crate::scheduler::ClusterNode;
+use crate::store::NodeStats;
 use crate::trigger::Zone;
 
 /// The longest error text a runs table shows; `--json` has all of it.
@@ -250,7 +251,9 @@ pub fn run_outputs(runs: &[RunRecord], zone: &Zone) -> String {
 
 /// The node table of `kairos cluster`: NODE (`*` marks the one answering), STATE
 /// (alive or dead), HOST, PID, VERSION, STARTED, LAST BEAT (how long ago, by
-/// `now`), JOBSTORES.
+/// `now`), RUNNING (runs executing / executor capacity, and any queued), LATE (the
+/// p99 and max lateness of the runs that ended in its last heartbeat window, and how
+/// many), JOBS (some of the jobs it is running), JOBSTORES.
 pub fn cluster(nodes: &[ClusterNode], now: DateTime<Utc>, zone: &Zone) -> Table {
     let mut table = Table::new(&[
         "NODE",
@@ -260,12 +263,19 @@ pub fn cluster(nodes: &[ClusterNode], now: DateTime<Utc>, zone: &Zone) -> Table 
         "VERSION",
         "STARTED",
         "LAST BEAT",
+        "RUNNING",
+        "LATE p99/max (runs)",
+        "JOBS",
         "JOBSTORES",
     ]);
     for node in nodes {
         let info = &node.node;
         let marker = if node.this_node { " *" } else { "" };
         let ago = (now - info.last_heartbeat).max(chrono::TimeDelta::zero());
+        let (running, late, jobs) = match &info.stats {
+            Some(stats) => node_load(stats),
+            None => (dash(), dash(), dash()),
+        };
         table.push(vec![
             format!("{}{marker}", info.id),
             if node.alive { "alive" } else { "dead" }.to_owned(),
@@ -274,10 +284,56 @@ pub fn cluster(nodes: &[ClusterNode], now: DateTime<Utc>, zone: &Zone) -> Table 
             info.version.clone(),
             time(info.started, zone),
             format!("{} ago", short_duration(ago)),
+            running,
+            late,
+            jobs,
             node.jobstores.join(","),
         ]);
     }
     table
+}
+
+/// An empty cell.
+fn dash() -> String {
+    "-".to_owned()
+}
+
+/// The RUNNING, LATE and JOBS cells of a node's stats.
+fn node_load(stats: &NodeStats) -> (String, String, String) {
+    let mut running = format!("{}/{}", stats.running, stats.capacity);
+    if stats.queued > 0 {
+        running.push_str(&format!(" +{} queued", stats.queued));
+    }
+    let late = if stats.ended == 0 {
+        dash()
+    } else {
+        let ms = |ms: u64| {
+            short_duration(chrono::TimeDelta::milliseconds(
+                ms.try_into().unwrap_or(i64::MAX),
+            ))
+        };
+        format!(
+            "{}/{} ({})",
+            ms(stats.lateness_p99_ms),
+            ms(stats.lateness_max_ms),
+            stats.ended
+        )
+    };
+    const SHOWN: usize = 3;
+    let mut jobs = stats
+        .running_jobs
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(",");
+    if stats.running_jobs.len() > SHOWN {
+        jobs.push_str(",…");
+    }
+    if jobs.is_empty() {
+        jobs = dash();
+    }
+    (running, late, jobs)
 }
 
 /// What `kairos jobs run` says: the run was submitted, and how to follow it.

@@ -230,6 +230,8 @@ fn check_job(
         next_run_time: None,
         replace_existing: false,
         from_config: true,
+        // The daemon stamps the whole config's version when it syncs.
+        config_version: None,
     };
     Some(ConfigJob {
         spec,

@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::notify::Notifier;
-use super::sync::{sync_config_jobs, SyncReport};
+use super::sync::{config_version, sync_config_jobs, SyncReport};
 use crate::api::{self, ApiConfigError, ApiSettings, RateLimit};
 use crate::config::{changed_settings, load_with, Config, ConfigErrors, ExecutorKind};
 use crate::executor::pool::ThreadPoolExecutor;
@@ -40,8 +40,9 @@ use crate::trigger::datetime::format_instant;
 const PERSISTENT_FIRE_AHEAD: Duration = Duration::from_secs(1);
 
 /// How often a daemon on a shared store looks at it with nothing due, unless
-/// `[scheduler] poll_interval` says otherwise: the bound on how late a job added
-/// through another node can be seen here.
+/// `[scheduler] poll_interval` says otherwise: the safety net under the wake-ups
+/// PostgreSQL and Redis push, and on MySQL/MariaDB (which cannot push) the bound on
+/// how late a job added through another node can be seen here.
 const SHARED_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How often `watch = true` looks at the config files.
@@ -112,7 +113,9 @@ pub enum ReloadOutcome {
 pub async fn run(path: &Path, tasks: TaskRegistry, config: Config) -> Result<(), DaemonError> {
     let notifier = Arc::new(Notifier::from_env());
     let scheduler = build_scheduler(&config, tasks.clone()).await?;
-    let report = sync_config_jobs(&scheduler, config_specs(&config)).await?;
+    let specs = config_specs(&config);
+    let version = config_version(&config.files, &specs);
+    let report = sync_config_jobs(&scheduler, specs, &version).await?;
     log_sync(&report);
     scheduler.start();
     // Installed before READY, so a signal sent as soon as systemd sees us is handled.
@@ -307,6 +310,9 @@ pub async fn build_scheduler(
     }
     builder = builder
         .fire_ahead(fire_ahead)
+        // A node whose workers are busy leaves due jobs to the others (issue 10); a
+        // node alone takes them and queues the runs, judging lateness as it takes them.
+        .acquire_within_capacity(shared)
         .lease(config.scheduler.lease)
         // Every daemon is a node: in a shared store that is what lets survivors free a
         // dead node's leases (issue 10); in a single-node store it costs a write per
@@ -364,7 +370,9 @@ async fn reload(
         tracing::error!("config rejected: {problem}; the running config stays");
         return Err(vec![problem]);
     }
-    match sync_config_jobs(scheduler, config_specs(&new)).await {
+    let specs = config_specs(&new);
+    let version = config_version(&new.files, &specs);
+    match sync_config_jobs(scheduler, specs, &version).await {
         Ok(report) => {
             log_sync(&report);
             Ok((new, report))

@@ -94,8 +94,21 @@ pub struct ExecutorLoad {
     pub running: usize,
     /// Runs waiting for a worker (or for their jittered start).
     pub queued: usize,
+    /// Of the queued runs, those still waiting for their start time (handed over in
+    /// the fire-ahead window, or jittered): they need no worker yet, so they do not
+    /// make the executor full.
+    pub early: usize,
     /// The most runs that execute at once.
     pub max_workers: usize,
+}
+
+impl ExecutorLoad {
+    /// Workers neither running a run nor owed to one whose start time has come.
+    pub fn free(&self) -> usize {
+        let waiting = self.queued.saturating_sub(self.early);
+        self.max_workers
+            .saturating_sub(self.running.saturating_add(waiting))
+    }
 }
 
 /// Why an executor refused a submission.

@@ -33,6 +33,8 @@ struct Shared {
     workers: Semaphore,
     running: AtomicUsize,
     queued: AtomicUsize,
+    /// Queued runs whose start time has not come yet ([`ExecutorLoad::early`]).
+    early: AtomicUsize,
     closed: AtomicBool,
     /// Runs submitted and not yet reported, so a shutdown that stops them can.
     in_flight: Mutex<HashMap<String, TaskRun>>,
@@ -57,6 +59,7 @@ impl ThreadPoolExecutor {
                 workers: Semaphore::new(max_workers),
                 running: AtomicUsize::new(0),
                 queued: AtomicUsize::new(0),
+                early: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
                 in_flight: Mutex::new(HashMap::new()),
             }),
@@ -87,6 +90,10 @@ impl Executor for ThreadPoolExecutor {
         let shared = Arc::clone(&self.shared);
         let timeout = self.timeout;
         shared.queued.fetch_add(1, Ordering::Relaxed);
+        let early = context.clock.now() < submission.start_at;
+        if early {
+            shared.early.fetch_add(1, Ordering::Relaxed);
+        }
         {
             let mut in_flight = shared.in_flight();
             for run in &submission.runs {
@@ -99,7 +106,7 @@ impl Executor for ThreadPoolExecutor {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         // Reap finished runs so the set does not grow with the daemon's uptime.
         while runs.try_join_next().is_some() {}
-        runs.spawn(run_one(submission, context, shared, timeout));
+        runs.spawn(run_one(submission, context, shared, timeout, early));
         Ok(())
     }
 
@@ -107,6 +114,7 @@ impl Executor for ThreadPoolExecutor {
         ExecutorLoad {
             running: self.shared.running.load(Ordering::Relaxed),
             queued: self.shared.queued.load(Ordering::Relaxed),
+            early: self.shared.early.load(Ordering::Relaxed),
             max_workers: self.max_workers,
         }
     }
@@ -147,10 +155,14 @@ async fn run_one(
     context: ExecutorContext,
     shared: Arc<Shared>,
     timeout: Option<Duration>,
+    early: bool,
 ) {
     let clock = &context.clock;
     while clock.now() < submission.start_at {
         clock.sleep_until(submission.start_at).await;
+    }
+    if early {
+        shared.early.fetch_sub(1, Ordering::Relaxed);
     }
     let permit = shared.workers.acquire().await;
     shared.queued.fetch_sub(1, Ordering::Relaxed);

@@ -76,6 +76,8 @@ struct Shared {
     workers: Semaphore,
     running: Arc<AtomicUsize>,
     queued: Arc<AtomicUsize>,
+    /// Queued runs whose start time has not come yet ([`ExecutorLoad::early`]).
+    early: Arc<AtomicUsize>,
     closed: AtomicBool,
     phase: watch::Sender<Phase>,
     /// Runs submitted and not yet reported; removing one is the right to report it.
@@ -123,6 +125,7 @@ impl ProcessPoolExecutor {
                 workers: Semaphore::new(max_workers),
                 running: Arc::new(AtomicUsize::new(0)),
                 queued: Arc::new(AtomicUsize::new(0)),
+                early: Arc::new(AtomicUsize::new(0)),
                 closed: AtomicBool::new(false),
                 phase: watch::Sender::new(Phase::Open),
                 in_flight: Mutex::new(HashMap::new()),
@@ -169,6 +172,8 @@ impl Executor for ProcessPoolExecutor {
             return Err(ExecutorError::ShuttingDown);
         }
         let queued = Count::enter(&self.shared.queued);
+        let early =
+            (context.clock.now() < submission.start_at).then(|| Count::enter(&self.shared.early));
         {
             let mut in_flight = self.shared.in_flight();
             for run in &submission.runs {
@@ -181,6 +186,7 @@ impl Executor for ProcessPoolExecutor {
             Arc::clone(&self.shared),
             Arc::clone(&self.launch),
             queued,
+            early,
         );
         let mut runs = self
             .runs
@@ -196,6 +202,7 @@ impl Executor for ProcessPoolExecutor {
         ExecutorLoad {
             running: self.shared.running.load(Ordering::Relaxed),
             queued: self.shared.queued.load(Ordering::Relaxed),
+            early: self.shared.early.load(Ordering::Relaxed),
             max_workers: self.max_workers,
         }
     }
@@ -258,6 +265,7 @@ async fn run_one(
     shared: Arc<Shared>,
     launch: Arc<Launch>,
     queued: Count,
+    early: Option<Count>,
 ) {
     let clock = &context.clock;
     let mut phase = shared.phase.subscribe();
@@ -265,6 +273,7 @@ async fn run_one(
         while clock.now() < submission.start_at {
             clock.sleep_until(submission.start_at).await;
         }
+        drop(early);
         shared.workers.acquire().await
     };
     let permit = tokio::select! {

@@ -151,6 +151,7 @@ impl Scheduler {
             next_run_time,
             revision: 0,
             config_spec,
+            config_version: spec.from_config.then_some(spec.config_version).flatten(),
         })
     }
 
@@ -217,6 +218,19 @@ impl Scheduler {
             }
         }
         self.write_changed(jobstore, job).await
+    }
+
+    /// Marks a config-owned job as written by the config of `version`, changing
+    /// nothing else (its schedule, an operator's pause): the daemon's config sync
+    /// (`daemon/sync.rs`) does it to the jobs a newer config keeps as they were.
+    pub(crate) async fn stamp_config_version(
+        &self,
+        id: &str,
+        version: &crate::job::ConfigVersion,
+    ) -> Result<Job, SchedulerError> {
+        let (jobstore, mut job) = self.inner.find_job(id).await?;
+        job.config_version = Some(version.clone());
+        Ok(self.inner.store(&jobstore)?.update_job(job).await?)
     }
 
     async fn write_changed(&self, jobstore: String, job: Job) -> Result<Job, SchedulerError> {

@@ -3,7 +3,9 @@
 //! Each pass is a function of `(now, stores)` that submits what is due and returns
 //! the next deadline ([`process_due_jobs`]); the shell around it sleeps on the clock,
 //! the wake-up [`Notify`](tokio::sync::Notify) or a state change, whichever comes
-//! first. Finished runs come back on a channel and are recorded by a second task
+//! first. Stores shared by several nodes push the other nodes' changes
+//! ([`JobStore::wake_ups`]), which wake the loop the same way a local change does.
+//! Finished runs come back on a channel and are recorded by a second task
 //! ([`record_finished_runs`]), so slow history writes never delay the timer.
 //!
 //! ```text
@@ -17,9 +19,12 @@
 //! this scheduler's lease, so a scheduler killed before the run ended (or even started:
 //! runs are handed over up to the fire-ahead window early) leaves it behind, and the
 //! restarted scheduler ([`JobStore::recover_owner`]) or, once the lease expires, any
-//! other runs it again: a one-off job runs at least once across a crash. (A recurring
-//! job's next run time is written at hand-over, so a run handed over and not yet ended
-//! when the process dies is not repeated.)
+//! other runs it again: a one-off job runs at least once across a crash. A recurring
+//! job's next run time is written when its run is due: at hand-over for a run due now,
+//! and for one handed over ahead of its time (the fire-ahead window) when that time
+//! comes ([`Deferred`]), so a process that dies before the run started leaves the job
+//! to the others at its old time. A run that had started when the process died is not
+//! repeated.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -33,7 +38,7 @@ use super::plan::plan;
 use super::{Event, Inner, SchedulerState};
 use crate::history::{RunOutcome, RunRecord};
 use crate::job::{generate_id, Job};
-use crate::store::{FinishedRun, InstanceClaim, JobStore, Release, StoreError};
+use crate::store::{FinishedRun, InstanceClaim, JobStore, Release, StoreError, WakeUp};
 use crate::trigger::jitter::delay_run;
 
 /// The first retry delay after a store error; it doubles up to [`MAX_BACKOFF`].
@@ -59,13 +64,22 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             }
         }
     }
+    // Other nodes' changes, pushed by the stores that can (PostgreSQL, Redis).
+    let listeners: Vec<tokio::task::JoinHandle<()>> = inner
+        .stores
+        .values()
+        .filter_map(|store| store.wake_ups())
+        .map(|wake_ups| tokio::spawn(forward_wake_ups(Arc::clone(&inner), wake_ups)))
+        .collect();
     let mut state = inner.state.subscribe();
     let mut backoff = MIN_BACKOFF;
     loop {
         let current = *state.borrow_and_update();
         let deadline = match current {
             SchedulerState::Stopped => break,
-            SchedulerState::Paused => None,
+            // Taking nothing, but runs handed over early still get their jobs' next
+            // run times when due (their leases must not run out).
+            SchedulerState::Paused => flush_deferred(&inner, Some(inner.clock.now())).await,
             SchedulerState::Running => {
                 // During a pass the loop has no deadline, so a job added or changed
                 // meanwhile always leaves a wake-up behind.
@@ -117,6 +131,28 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         }
     }
     inner.lock().deadline = None;
+    // What was handed over early is written now: the executors still run those runs
+    // (a shutdown with a wait lets them), as they would have been at hand-over.
+    // One the store refuses now stays unwritten: its job runs again once the lease
+    // runs out (or at once, when this node restarts under its id).
+    flush_deferred(&inner, None).await;
+    // Dropping their receivers ends the stores' listening connections.
+    for listener in listeners {
+        listener.abort();
+    }
+}
+
+/// Turns a store's wake-ups ([`JobStore::wake_ups`]) into wake-ups of the loop: a
+/// change due before the loop's deadline wakes it (STYLE 10), a resync always does (the
+/// store may have changed while nobody listened). The loop then re-reads the store, so
+/// a wake-up is only ever a hint.
+async fn forward_wake_ups(inner: Arc<Inner>, mut wake_ups: mpsc::Receiver<WakeUp>) {
+    while let Some(wake_up) = wake_ups.recv().await {
+        match wake_up {
+            WakeUp::Due(time) => inner.wake_if_earlier(Some(time)),
+            WakeUp::Resync => inner.wake.notify_one(),
+        }
+    }
 }
 
 /// Submits everything due at `now` in every store; returns when to look again.
@@ -127,12 +163,14 @@ pub(crate) async fn process_due_jobs(
     inner: &Inner,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let mut next_deadline: Option<DateTime<Utc>> = None;
     let mut first_error = None;
+    let mut starved_any = false;
     // Jobs due within the fire-ahead window are taken now and started on time by their
     // executor.
     let fire_ahead = TimeDelta::from_std(inner.fire_ahead).unwrap_or(TimeDelta::zero());
     let horizon = now.checked_add_signed(fire_ahead).unwrap_or(now);
+    // Runs handed over early whose time has come: their jobs get their next run times.
+    let mut next_deadline = flush_deferred(inner, Some(now)).await;
     for (name, store) in &inner.stores {
         let served = async {
             // Runs already submitted but not written back (the store failed last time)
@@ -147,9 +185,16 @@ pub(crate) async fn process_due_jobs(
                     }
                 }
             }
+            let mut starved = false;
             loop {
+                let limit = inner.acquisition_limit();
+                if limit == 0 {
+                    // Full: due jobs stay in the store for nodes with free workers.
+                    starved = true;
+                    break;
+                }
                 let jobs = store
-                    .acquire_due_jobs(&inner.id, horizon, inner.batch_size, inner.lease)
+                    .acquire_due_jobs(&inner.id, horizon, limit, inner.lease)
                     .await?;
                 let count = jobs.len();
                 let mut releases = Vec::with_capacity(count);
@@ -160,10 +205,30 @@ pub(crate) async fn process_due_jobs(
                     due_runs.extend(due);
                 }
                 let claim_error =
-                    match hand_over_due_runs(inner, name, store.as_ref(), &due_runs).await {
-                        Ok(held) => {
+                    match hand_over_due_runs(inner, name, store.as_ref(), &due_runs, now).await {
+                        Ok(handed) => {
                             // Written when their runs end (see `RunPlace::release`).
-                            releases.retain(|release| !held.contains(&release.job_id));
+                            releases.retain(|release| !handed.held.contains(&release.job_id));
+                            // Written when their runs are due (see `Deferred`).
+                            let mut deferred = Vec::new();
+                            releases.retain(|release| match handed.early.get(&release.job_id) {
+                                Some(at) => {
+                                    deferred.push(Deferred {
+                                        at: *at,
+                                        release: release.clone(),
+                                    });
+                                    false
+                                }
+                                None => true,
+                            });
+                            if !deferred.is_empty() {
+                                inner
+                                    .lock()
+                                    .deferred_releases
+                                    .entry(name.clone())
+                                    .or_default()
+                                    .extend(deferred);
+                            }
                             None
                         }
                         Err(error) => {
@@ -205,17 +270,33 @@ pub(crate) async fn process_due_jobs(
                 if let Some(error) = claim_error {
                     return Err(error);
                 }
-                if count < inner.batch_size {
+                if count < limit {
                     break;
                 }
             }
             // Wake the fire-ahead window before the next job is due.
-            store
+            let next = store
                 .next_run_time()
-                .await
-                .map(|next| next.map(|next| next.checked_sub_signed(fire_ahead).unwrap_or(next)))
+                .await?
+                .map(|next| next.checked_sub_signed(fire_ahead).unwrap_or(next));
+            // Full, with jobs due that it had to leave (not merely full with nothing
+            // due, which needs no looking until the next deadline).
+            let left_due = starved && next.is_some_and(|next| next <= now);
+            if !left_due {
+                return Ok((next, false));
+            }
+            // Wait for a run to end (which wakes the loop), or look again after a
+            // moment in case nobody else took them.
+            let recheck = now
+                .checked_add_signed(TimeDelta::from_std(STARVED_RECHECK).unwrap_or_default())
+                .unwrap_or(now);
+            Ok((Some(next.map_or(recheck, |next| next.max(recheck))), true))
         }
         .await;
+        let served = served.map(|(next, starved)| {
+            starved_any |= starved;
+            next
+        });
         match served {
             Ok(Some(next)) => {
                 next_deadline = Some(next_deadline.map_or(next, |deadline| deadline.min(next)));
@@ -227,9 +308,46 @@ pub(crate) async fn process_due_jobs(
             }
         }
     }
+    // Including the releases this pass deferred.
+    let deferred = inner
+        .lock()
+        .deferred_releases
+        .values()
+        .flatten()
+        .map(|entry| entry.at)
+        .min();
+    if let Some(deferred) = deferred {
+        next_deadline = Some(next_deadline.map_or(deferred, |deadline| deadline.min(deferred)));
+    }
+    inner
+        .starved
+        .store(starved_any, std::sync::atomic::Ordering::Release);
     match first_error {
         Some(error) => Err(error),
         None => Ok(next_deadline),
+    }
+}
+
+/// How long a node whose executors were full waits before looking at the store again
+/// if no run of its own ends first ([`SchedulerBuilder::acquire_within_capacity`](super::SchedulerBuilder::acquire_within_capacity)).
+const STARVED_RECHECK: Duration = Duration::from_secs(1);
+
+impl Inner {
+    /// How many due jobs one acquisition may take: the batch size, and with
+    /// [`SchedulerBuilder::acquire_within_capacity`](super::SchedulerBuilder::acquire_within_capacity)
+    /// no more than the executors' free workers.
+    fn acquisition_limit(&self) -> usize {
+        if !self.within_capacity {
+            return self.batch_size;
+        }
+        // Runs handed over ahead of their time hold no worker yet: counting them would
+        // shrink the fire-ahead window to the pool's size.
+        let free: usize = self
+            .executors
+            .values()
+            .map(|executor| executor.load().free())
+            .fold(0, usize::saturating_add);
+        free.min(self.batch_size)
     }
 }
 
@@ -261,6 +379,8 @@ struct DueRuns<'a> {
 
 /// Where a run in flight reports, and what its end writes back.
 pub(crate) struct RunPlace {
+    /// Its job (for the node's stats: what it is running).
+    pub(crate) job_id: String,
     /// The store of its job, where its record goes.
     pub(crate) jobstore: String,
     /// Whether its record frees the job's instance slot: the last run of a submission
@@ -343,10 +463,11 @@ async fn hand_over_due_runs(
     jobstore: &str,
     store: &dyn JobStore,
     due_runs: &[DueRuns<'_>],
-) -> Result<HashSet<String>, StoreError> {
-    let mut held = HashSet::new();
+    now: DateTime<Utc>,
+) -> Result<HandedOver, StoreError> {
+    let mut handed = HandedOver::default();
     if due_runs.is_empty() {
-        return Ok(held);
+        return Ok(handed);
     }
     let claims: Vec<InstanceClaim> = due_runs
         .iter()
@@ -370,13 +491,96 @@ async fn hand_over_due_runs(
             )
             .await;
             if handed_over && due.final_release.is_some() {
-                held.insert(due.job.id.clone());
+                handed.held.insert(due.job.id.clone());
+            } else if handed_over {
+                if let Some(first) = due.run_times.first().filter(|first| **first > now) {
+                    handed.early.insert(due.job.id.clone(), *first);
+                }
             }
         } else {
             refuse_max_instances(inner, jobstore, due.job, &due.run_times).await;
         }
     }
-    Ok(held)
+    Ok(handed)
+}
+
+/// What [`hand_over_due_runs`] handed over that changes when the batch's releases are
+/// written.
+#[derive(Default)]
+struct HandedOver {
+    /// Jobs whose final release their runs hold ([`RunPlace::release`]).
+    held: HashSet<String>,
+    /// Recurring jobs handed over ahead of their time (the fire-ahead window), with
+    /// their first run time: their release waits until then ([`Deferred`]).
+    early: HashMap<String, DateTime<Utc>>,
+}
+
+/// A release held back until its run's scheduled time.
+///
+/// A recurring job handed over in the fire-ahead window keeps its lease until its run
+/// is due instead of getting its next run time at once, so a node that dies before
+/// the run starts leaves the job to the others at the time it had, and the run happens
+/// elsewhere (late by the failover), rather than never:
+///
+/// ```text
+/// node a: take (T−1s) ── hand over ─────── T: write next run time ── run
+///                              ✝ (kill -9)
+/// node b:                      ·· reap a ── take (old time T) ── run, late
+/// ```
+///
+/// Releases are written when their time comes by the loop's next pass (it wakes for
+/// them), while the loop is paused too, and all at once when it stops.
+pub(crate) struct Deferred {
+    /// When to write it: the first run time handed over.
+    pub(crate) at: DateTime<Utc>,
+    pub(crate) release: Release,
+}
+
+/// Writes the deferred releases due by `until` (all of them with `None`), store by
+/// store; a store that fails keeps them as pending releases, written before anything
+/// more is taken from it. Returns when the next deferred release is due.
+async fn flush_deferred(inner: &Inner, until: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    let due: Vec<(String, Vec<Release>)> = {
+        let mut mutable = inner.lock();
+        let mut due = Vec::new();
+        for (name, deferred) in &mut mutable.deferred_releases {
+            let (now_due, later): (Vec<Deferred>, Vec<Deferred>) = std::mem::take(deferred)
+                .into_iter()
+                .partition(|entry| until.is_none_or(|until| entry.at <= until));
+            *deferred = later;
+            if !now_due.is_empty() {
+                due.push((
+                    name.clone(),
+                    now_due.into_iter().map(|entry| entry.release).collect(),
+                ));
+            }
+        }
+        due
+    };
+    for (name, releases) in due {
+        let Some(store) = inner.stores.get(&name) else {
+            continue;
+        };
+        match store.release_jobs(&inner.id, releases.clone()).await {
+            Ok(fenced) => report_fenced(inner, &name, &fenced),
+            Err(error) => {
+                tracing::warn!(jobstore = name, %error, "could not write back runs handed over early; will retry");
+                inner
+                    .lock()
+                    .pending_releases
+                    .entry(name)
+                    .or_default()
+                    .extend(releases);
+            }
+        }
+    }
+    inner
+        .lock()
+        .deferred_releases
+        .values()
+        .flatten()
+        .map(|entry| entry.at)
+        .min()
 }
 
 /// Claims one instance slot and hands the runs for `scheduled_times` (earliest first)
@@ -483,6 +687,7 @@ async fn hand_over(
                 let mut final_release = final_release;
                 for (index, run_id) in run_ids.iter().enumerate() {
                     let place = RunPlace {
+                        job_id: job.id.clone(),
                         jobstore: jobstore.to_owned(),
                         frees_instance: index == last,
                         release: if index == last {
@@ -594,6 +799,10 @@ pub(crate) async fn record_finished_runs(
                         }
                     }
                     unwritten.add(&inner, batch);
+                    // A worker is free again: take what the loop had to leave.
+                    if inner.starved.load(std::sync::atomic::Ordering::Acquire) {
+                        inner.wake.notify_one();
+                    }
                 }
                 None => break,
             },
@@ -647,6 +856,11 @@ impl Unwritten {
         // One lock for the batch: the scheduler's loop takes the same lock.
         let places: Vec<Option<RunPlace>> = {
             let mut mutable = inner.lock();
+            for record in &records {
+                if let Some(late) = record.lateness() {
+                    mutable.lateness.add(late);
+                }
+            }
             records
                 .iter()
                 .map(|record| mutable.run_stores.remove(&record.run_id))
@@ -657,6 +871,7 @@ impl Unwritten {
                 jobstore: store,
                 frees_instance,
                 release,
+                ..
             }) = placed
             {
                 match release {

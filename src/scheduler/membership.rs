@@ -25,7 +25,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{Inner, Scheduler, SchedulerError, SchedulerState};
-use crate::store::NodeInfo;
+use crate::store::{NodeInfo, NodeStats};
 
 /// How a scheduler takes part in a cluster's membership
 /// ([`SchedulerBuilder::membership`](super::SchedulerBuilder::membership)).
@@ -78,6 +78,7 @@ pub(crate) async fn run(inner: Arc<Inner>, membership: Membership) {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         started,
         last_heartbeat: now,
+        stats: None,
     };
     for (name, store) in &inner.stores {
         if let Err(error) = store.register_node(node(started)).await {
@@ -115,9 +116,15 @@ pub(crate) async fn run(inner: Arc<Inner>, membership: Membership) {
 /// One round: renew this node's heartbeat in every store and reap the dead.
 async fn beat(inner: &Inner, membership: &Membership, node: &impl Fn(DateTime<Utc>) -> NodeInfo) {
     let mut reaped_any = false;
+    // Taken once per beat: each run's lateness is reported once.
+    let stats = inner.node_stats(true);
     for (name, store) in &inner.stores {
         let now = inner.clock.now();
-        match store.heartbeat(&inner.id, now).await {
+        let beat = NodeInfo {
+            stats: Some(stats.clone()),
+            ..node(now)
+        };
+        match store.heartbeat_node(&beat).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(
@@ -156,6 +163,88 @@ async fn beat(inner: &Inner, membership: &Membership, node: &impl Fn(DateTime<Ut
     if reaped_any {
         // Their jobs are due now, not when their leases would have expired.
         inner.wake.notify_one();
+    }
+}
+
+/// The most lateness samples kept between two heartbeats; beyond it runs are counted
+/// but not sampled (a node ending 10 000 runs a second with a 10 s beat).
+const MAX_LATENESS_SAMPLES: usize = 100_000;
+
+/// How late the runs that ended since the last heartbeat started.
+#[derive(Debug, Default)]
+pub(crate) struct LatenessWindow {
+    ended: u64,
+    /// In milliseconds; negative lateness (a run started early) counts as on time.
+    samples: Vec<u64>,
+}
+
+impl LatenessWindow {
+    /// Notes one run that ended, started `late` after its scheduled time.
+    pub(crate) fn add(&mut self, late: TimeDelta) {
+        self.ended = self.ended.saturating_add(1);
+        if self.samples.len() < MAX_LATENESS_SAMPLES {
+            self.samples
+                .push(u64::try_from(late.num_milliseconds()).unwrap_or(0));
+        }
+    }
+
+    /// The window's figures, into `stats`.
+    fn report(mut self, stats: &mut NodeStats) {
+        stats.ended = self.ended;
+        self.samples.sort_unstable();
+        let at = |fraction: f64| {
+            // The nearest rank: the smallest sample at or above the fraction.
+            let rank = (fraction * self.samples.len() as f64).ceil() as usize;
+            self.samples
+                .get(
+                    rank.saturating_sub(1)
+                        .min(self.samples.len().saturating_sub(1)),
+                )
+                .copied()
+                .unwrap_or(0)
+        };
+        stats.lateness_p50_ms = at(0.5);
+        stats.lateness_p99_ms = at(0.99);
+        stats.lateness_max_ms = self.samples.last().copied().unwrap_or(0);
+    }
+}
+
+impl Inner {
+    /// What this node reports about itself ([`NodeStats`]): its executors' load, the
+    /// jobs of its runs in flight, and the lateness of the runs that ended since the
+    /// last heartbeat, which `drain` takes (a beat reports each run once; a look from
+    /// `kairos cluster` leaves them).
+    pub(crate) fn node_stats(&self, drain: bool) -> NodeStats {
+        let (window, jobs) = {
+            let mut mutable = self.lock();
+            let window = if drain {
+                std::mem::take(&mut mutable.lateness)
+            } else {
+                LatenessWindow {
+                    ended: mutable.lateness.ended,
+                    samples: mutable.lateness.samples.clone(),
+                }
+            };
+            let jobs: std::collections::BTreeSet<String> = mutable
+                .run_stores
+                .values()
+                .map(|place| place.job_id.clone())
+                .collect();
+            (window, jobs)
+        };
+        let mut stats = NodeStats {
+            running_jobs: jobs.into_iter().take(NodeStats::MAX_JOBS).collect(),
+            ..NodeStats::default()
+        };
+        for executor in self.executors.values() {
+            let load = executor.load();
+            let count = |value: usize| u64::try_from(value).unwrap_or(u64::MAX);
+            stats.running = stats.running.saturating_add(count(load.running));
+            stats.queued = stats.queued.saturating_add(count(load.queued));
+            stats.capacity = stats.capacity.saturating_add(count(load.max_workers));
+        }
+        window.report(&mut stats);
+        stats
     }
 }
 
@@ -210,6 +299,10 @@ impl Scheduler {
             .into_values()
             .map(|mut node| {
                 node.alive = node.node.last_heartbeat >= cutoff;
+                if node.this_node {
+                    // Fresher than what the last beat wrote.
+                    node.node.stats = Some(self.inner.node_stats(false));
+                }
                 node
             })
             .collect())

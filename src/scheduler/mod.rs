@@ -120,9 +120,36 @@ pub struct SchedulerBuilder {
     retention: Option<HistoryRetention>,
     membership: Option<Membership>,
     poll_interval: Option<Duration>,
+    within_capacity: bool,
 }
 
 impl SchedulerBuilder {
+    /// Takes due jobs only while its executors have free workers (default: off; the
+    /// daemon turns it on for stores several nodes share), so in a cluster a node
+    /// whose executors are full leaves due jobs to the others (issue 10, item 4).
+    ///
+    /// Each pass acquires at most as many jobs as there are free workers in all its
+    /// executors ([`ExecutorLoad::free`](crate::executor::ExecutorLoad::free): neither
+    /// running a run nor owed to a queued one whose time has come; runs handed over
+    /// ahead of their time in the fire-ahead window need none yet), and none while
+    /// they are full; a run that ends wakes the loop to take more. A job acquired for
+    /// an executor that is full while another has room waits in its queue, as before.
+    ///
+    /// ```text
+    /// node a (8/8 busy):  pass: 0 free ─ takes nothing ─ … run ends ─ wake ─ takes 1
+    /// node b (2/8 busy):  pass: 6 free ─ takes up to 6 due jobs
+    /// ```
+    ///
+    /// Off, a node takes every due job at once and queues the runs its workers cannot
+    /// start yet, judging their lateness when it takes them: right for a single node,
+    /// where nobody else could run them sooner. On, with every node full, due jobs wait
+    /// in the store and are judged when a node takes them (a job whose
+    /// `misfire_grace_time` passes meanwhile is reported missed).
+    pub fn acquire_within_capacity(mut self, on: bool) -> SchedulerBuilder {
+        self.within_capacity = on;
+        self
+    }
+
     /// Looks at the stores at least this often, even with nothing due (default: never;
     /// the daemon sets it for shared stores).
     ///
@@ -232,7 +259,8 @@ impl SchedulerBuilder {
     /// How long an acquired job stays leased to this scheduler (default: five minutes).
     /// If the scheduler dies holding it, another scheduler takes the job once the lease
     /// expires (or this one, restarted under the same id, at once). The lease only
-    /// needs to outlast one pass of the main loop, not the job's runs.
+    /// needs to outlast one pass of the main loop and the fire-ahead window (a job
+    /// handed over early stays leased until its run is due), not the job's runs.
     pub fn lease(mut self, lease: Duration) -> SchedulerBuilder {
         self.lease = lease;
         self
@@ -271,6 +299,8 @@ impl SchedulerBuilder {
                 retention: self.retention,
                 membership: self.membership,
                 poll_interval: self.poll_interval,
+                within_capacity: self.within_capacity,
+                starved: std::sync::atomic::AtomicBool::new(false),
                 events,
                 wake: Notify::new(),
                 drain: Notify::new(),
@@ -281,7 +311,9 @@ impl SchedulerBuilder {
                     handles: Vec::new(),
                     run_stores: HashMap::new(),
                     pending_releases: HashMap::new(),
+                    deferred_releases: HashMap::new(),
                     random: fastrand::Rng::new(),
+                    lateness: membership::LatenessWindow::default(),
                 }),
                 finished_sender,
             }),
@@ -312,6 +344,11 @@ pub(crate) struct Inner {
     retention: Option<HistoryRetention>,
     membership: Option<Membership>,
     poll_interval: Option<Duration>,
+    /// [`SchedulerBuilder::acquire_within_capacity`].
+    within_capacity: bool,
+    /// The last pass left due jobs in a store because the executors were full: a run
+    /// that ends wakes the loop.
+    starved: std::sync::atomic::AtomicBool,
     events: broadcast::Sender<Event>,
     wake: Notify,
     /// Tells the record task that the executors are done and it may finish.
@@ -331,7 +368,13 @@ struct Mutable {
     /// Releases a store refused (it was unreachable), by store: their runs were
     /// submitted, so they are written before anything more is taken from that store.
     pending_releases: HashMap<String, Vec<crate::store::Release>>,
+    /// Releases of runs handed over ahead of their time, by store, written when the
+    /// runs are due (`main_loop::Deferred`).
+    deferred_releases: HashMap<String, Vec<main_loop::Deferred>>,
     random: fastrand::Rng,
+    /// How late the runs that ended since the last heartbeat started (the node's
+    /// stats, `membership.rs`).
+    lateness: membership::LatenessWindow,
 }
 
 impl Inner {
@@ -355,9 +398,12 @@ impl Inner {
         }
     }
 
-    /// Wakes the loop if `time` is earlier than when it plans to wake.
+    /// Wakes the loop if a job due at `time` must be taken earlier than the loop plans
+    /// to wake (it takes jobs the fire-ahead window before they are due).
     fn wake_if_earlier(&self, time: Option<DateTime<Utc>>) {
         let Some(time) = time else { return };
+        let fire_ahead = chrono::TimeDelta::from_std(self.fire_ahead).unwrap_or_default();
+        let time = time.checked_sub_signed(fire_ahead).unwrap_or(time);
         let earlier = self.lock().deadline.is_none_or(|deadline| time < deadline);
         if earlier {
             self.wake.notify_one();
@@ -402,6 +448,7 @@ impl Scheduler {
             retention: None,
             membership: None,
             poll_interval: None,
+            within_capacity: false,
         }
     }
 

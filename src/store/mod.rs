@@ -22,6 +22,9 @@
 //!   and instance slots are only ever freed by the owner that holds them.
 //! - Acquired jobs are invisible to other acquisitions and to [`JobStore::next_run_time`]
 //!   until released or until their lease expires (the owner died).
+//! - Stores several schedulers share may push wake-ups ([`JobStore::wake_ups`]): every
+//!   add, replace and update is announced with its earliest next run time, so another
+//!   node's loop fires a new job on time instead of at its next poll (see [`wake`]).
 //! - Errors are mapped to a few kinds ([`StoreErrorKind`]); the scheduler retries
 //!   `Unavailable` with backoff and never loses a job over one.
 
@@ -30,9 +33,11 @@ pub mod query;
 pub mod redis;
 pub mod sql;
 pub mod url;
+pub mod wake;
 
 pub use self::query::{JobPage, JobQuery};
 pub use self::url::{open, OpenError, OpenOptions};
+pub use self::wake::WakeUp;
 
 use std::time::Duration;
 
@@ -134,6 +139,41 @@ pub struct NodeInfo {
     pub started: DateTime<Utc>,
     /// Its last heartbeat, by its own clock.
     pub last_heartbeat: DateTime<Utc>,
+    /// What it reported with its last heartbeat ([`JobStore::heartbeat_node`]);
+    /// `None` until its first beat, or from a store or a kairos that keeps none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<NodeStats>,
+}
+
+/// How busy a node is and how far behind: what it reports with each heartbeat, so
+/// `kairos cluster` shows every node's load from any node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct NodeStats {
+    /// Runs executing on the node.
+    pub running: u64,
+    /// Runs handed to its executors and waiting for a worker (or, in the fire-ahead
+    /// window, for their time): a backlog here means the node is behind.
+    pub queued: u64,
+    /// How many runs its executors execute at once, in all.
+    pub capacity: u64,
+    /// The ids of jobs with runs in flight there, sorted, at most
+    /// [`NodeStats::MAX_JOBS`] of them.
+    pub running_jobs: Vec<String>,
+    /// Runs that ended on the node since its previous heartbeat, which the lateness
+    /// figures describe.
+    pub ended: u64,
+    /// How late those runs started after their scheduled time (ms): the median.
+    pub lateness_p50_ms: u64,
+    /// The 99th percentile of the same.
+    pub lateness_p99_ms: u64,
+    /// The latest of the same.
+    pub lateness_max_ms: u64,
+}
+
+impl NodeStats {
+    /// The most job ids [`NodeStats::running_jobs`] lists: a node row stays small.
+    pub const MAX_JOBS: usize = 20;
 }
 
 /// A place that keeps jobs and run history.
@@ -301,6 +341,14 @@ pub trait JobStore: Send + Sync + 'static {
         Ok(true)
     }
 
+    /// Renews `node`'s heartbeat (`node.last_heartbeat`) and replaces the stats it
+    /// reports ([`NodeInfo::stats`]) in one write; `false` as for
+    /// [`heartbeat`](JobStore::heartbeat). The default renews the heartbeat and keeps
+    /// no stats.
+    async fn heartbeat_node(&self, node: &NodeInfo) -> Result<bool, StoreError> {
+        self.heartbeat(&node.id, node.last_heartbeat).await
+    }
+
     /// Takes a node out of the membership (a clean shutdown).
     async fn deregister_node(&self, _node_id: &str) -> Result<(), StoreError> {
         Ok(())
@@ -322,6 +370,19 @@ pub trait JobStore: Send + Sync + 'static {
         _timeout: Duration,
     ) -> Result<Vec<String>, StoreError> {
         Ok(Vec::new())
+    }
+
+    /// Wake-ups pushed by the store whenever a job is added or changed through any
+    /// handle on it, this one included ([`wake`]): a receiver fed by a listening
+    /// connection of its own, which reconnects with backoff and sends
+    /// [`WakeUp::Resync`] each time it is (re)established. Every call starts a new
+    /// listener, which ends when its receiver is dropped. Must be called within a
+    /// tokio runtime.
+    ///
+    /// `None` (the default) when the store cannot push: MySQL/MariaDB, whose other
+    /// nodes see changes within their poll interval, and the single-node stores.
+    fn wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<WakeUp>> {
+        None
     }
 
     /// Appends a run record.

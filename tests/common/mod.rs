@@ -58,6 +58,7 @@ pub fn job(id: &str, next: Option<DateTime<Utc>>) -> Job {
         next_run_time: next,
         revision: 0,
         config_spec: None,
+        config_version: None,
     }
 }
 

@@ -6,7 +6,7 @@
 //! | --- | --- |
 //! | `id` | `Arc<str>`, the same allocation the store's indexes hold |
 //! | `task`, `executor` | one pointer to the pair, interned per store: a handful of pairs shared by every job |
-//! | `name`, `misfire_grace_time`, `jitter`, `config_spec` | one pointer, null when all are at their usual values (the name is the task's, no limit, no jitter, not from config) |
+//! | `name`, `misfire_grace_time`, `jitter`, `config_spec`, `config_version` | one pointer, null when all are at their usual values (the name is the task's, no limit, no jitter, not from config) |
 //! | `args` | nothing when null, else compact JSON text (`{"order_id":42}` is 15 bytes; a `Value` map is a B-tree node of over 500) |
 //! | `trigger` | as is: a `date` trigger is inline, others share one allocation |
 //!
@@ -22,7 +22,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::job::{Job, JobSpec};
+use crate::job::{ConfigVersion, Job, JobSpec};
 use crate::trigger::Trigger;
 
 /// serde_json's reader refuses deeper nesting than 128; stay clear of it.
@@ -59,6 +59,7 @@ struct Rare {
     misfire_grace_time: Option<Duration>,
     jitter: Option<Duration>,
     config_spec: Option<Box<JobSpec>>,
+    config_version: Option<ConfigVersion>,
 }
 
 #[derive(Debug)]
@@ -122,11 +123,13 @@ impl StoredJob {
             misfire_grace_time: job.misfire_grace_time,
             jitter: job.jitter,
             config_spec: job.config_spec.clone(),
+            config_version: job.config_version.clone(),
         };
         let usual = rare.name.is_none()
             && rare.misfire_grace_time.is_none()
             && rare.jitter.is_none()
-            && rare.config_spec.is_none();
+            && rare.config_spec.is_none()
+            && rare.config_version.is_none();
         StoredJob {
             id: Arc::from(job.id.as_str()),
             names: names.intern(&job.task, &job.executor),
@@ -163,6 +166,7 @@ impl StoredJob {
             next_run_time: self.next_run_time,
             revision: self.revision,
             config_spec: rare.and_then(|rare| rare.config_spec.clone()),
+            config_version: rare.and_then(|rare| rare.config_version.clone()),
         }
     }
 }
@@ -231,6 +235,7 @@ mod tests {
             paused: false,
             revision: 7,
             config_spec: None,
+            config_version: None,
         }
     }
 

@@ -120,6 +120,7 @@ mod tests {
             next_run_time: Some(at("2030-01-01T00:00:10Z")),
             revision: 3,
             config_spec: None,
+            config_version: None,
         })
     }
 

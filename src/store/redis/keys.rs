@@ -20,6 +20,8 @@ pub(super) struct Keys {
     pub(super) run_seq: String,
     pub(super) nodes: String,
     pub(super) beats: String,
+    /// Not a key: the pub/sub channel writes are announced on (`store/wake.rs`).
+    pub(super) wake: String,
 }
 
 impl Keys {
@@ -40,6 +42,7 @@ impl Keys {
             run_seq: key("runseq"),
             nodes: key("nodes"),
             beats: key("beats"),
+            wake: crate::store::wake::channel_name(prefix),
         }
     }
 

@@ -23,8 +23,9 @@
 //! | `kairos:runs:ID` | sorted set | the same members, for job ID only |
 //! | `kairos:run` | hash | run member → run record JSON |
 //! | `kairos:runseq` | string | the run record counter |
-//! | `kairos:nodes` | hash | node id → its registration ([`NodeInfo`] JSON) |
+//! | `kairos:nodes` | hash | node id → its registration and latest stats ([`NodeInfo`] JSON) |
 //! | `kairos:beats` | sorted set | node ids by last heartbeat (µs, the node's clock) |
+//! | `kairos:wake` | pub/sub channel | the earliest next run time of each write (µs) |
 //!
 //! # Ground rules
 //! - One script per atomic step (add/replace/update, remove, acquire, release,
@@ -55,16 +56,21 @@
 //!   every request has a response timeout.
 //! - One Redis server (with replicas, if wanted), not Redis Cluster: the scripts build
 //!   per-job keys (`inst:`, `runs:`) from the prefix, which Cluster would not route.
-//! - Wake-ups across a cluster (pub/sub on changes) are not part of the store contract
-//!   yet; other schedulers see a change at their next pass, at the latest after their
-//!   poll interval (`SchedulerBuilder::poll_interval`).
+//! - Wake-ups across a cluster: put.lua PUBLISHes the earliest next run time it wrote
+//!   on `wake`, in the same atomic step as the write, and [`JobStore::wake_ups`]
+//!   SUBSCRIBEs on a connection of its own (`wake.rs`; the multiplexed connection
+//!   cannot be in subscribe mode). Another node's change is seen at once, or, while
+//!   that connection is down, at the poll (`SchedulerBuilder::poll_interval`).
 //! - Membership (`nodes`, `beats`): a heartbeat only renews a registered node, and a
-//!   reap (reap_nodes.lua) takes dead nodes out and ends their leases in one step, then
-//!   frees their instance slots by SCAN, as `recover_owner` does.
+//!   reap (reap_nodes.lua) takes dead nodes out in one step, then frees their instance
+//!   slots by SCAN and only then ends their leases, as `recover_owner` does: a job
+//!   taken over while the dead node's slot still counted would be refused by
+//!   `max_instances`.
 
 mod codec;
 mod keys;
 mod scripts;
+mod wake;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -77,7 +83,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use self::codec::{decode_job, micros, micros_or_empty, parse_score, store_error};
 use self::keys::Keys;
-use super::{FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError};
+use super::{FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError, WakeUp};
 use crate::history::RunRecord;
 use crate::job::Job;
 
@@ -128,10 +134,11 @@ pub async fn connect(
         .set_number_of_retries(RECONNECT_RETRIES)
         .set_min_delay(Duration::from_millis(100))
         .set_max_delay(Duration::from_secs(1));
-    let connection = ConnectionManager::new_with_config(client, config)
+    let connection = ConnectionManager::new_with_config(client.clone(), config)
         .await
         .map_err(store_error)?;
     Ok(Arc::new(RedisStore {
+        client,
         connection,
         keys: Keys::new(prefix),
         instance_ttl: instance_ttl.clamp(Duration::from_millis(1), MAX_INSTANCE_TTL),
@@ -140,6 +147,8 @@ pub async fn connect(
 
 /// A job store in Redis.
 struct RedisStore {
+    /// For the wake-up subscriber's own connections.
+    client: ::redis::Client,
     /// Cloning it is cheap and shares the one connection.
     connection: ConnectionManager,
     keys: Keys,
@@ -179,7 +188,8 @@ impl RedisStore {
                 .key(&keys.leases)
                 .key(&keys.broken)
                 .key(&keys.seq)
-                .arg(mode);
+                .arg(mode)
+                .arg(&keys.wake);
             for job in &chunk {
                 let json = serde_json::to_string(job)
                     .map_err(|error| StoreError::Corrupt(format!("job {:?}: {error}", job.id)))?;
@@ -230,6 +240,23 @@ impl RedisStore {
             invocation.arg(id).arg(revision);
         }
         self.invoke::<i64>(&invocation).await.map(drop)
+    }
+
+    /// Ends every lease `owner` holds (recover_owner.lua): its jobs are due again at
+    /// their next run times. Returns how many.
+    async fn end_leases_of(&self, owner: &str) -> Result<u64, StoreError> {
+        let keys = &self.keys;
+        let leases: i64 = self
+            .invoke(
+                scripts::RECOVER_OWNER
+                    .key(&keys.next)
+                    .key(&keys.due)
+                    .key(&keys.leases)
+                    .key(&keys.owners)
+                    .arg(owner),
+            )
+            .await?;
+        Ok(u64::try_from(leases).unwrap_or(0))
     }
 
     /// Frees every instance slot the `owners` hold; returns how many. Slots live in one
@@ -527,6 +554,10 @@ impl JobStore for RedisStore {
         self.invoke::<Vec<String>>(&invocation).await
     }
 
+    fn wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<WakeUp>> {
+        Some(wake::subscribe(self.client.clone(), self.keys.wake.clone()))
+    }
+
     async fn claim_instance(
         &self,
         job_id: &str,
@@ -552,21 +583,12 @@ impl JobStore for RedisStore {
     }
 
     async fn recover_owner(&self, owner: &str) -> Result<u64, StoreError> {
-        let keys = &self.keys;
-        let leases: i64 = self
-            .invoke(
-                scripts::RECOVER_OWNER
-                    .key(&keys.next)
-                    .key(&keys.due)
-                    .key(&keys.leases)
-                    .key(&keys.owners)
-                    .arg(owner),
-            )
-            .await?;
-        // Not atomic with the script, and it need not be: none of this owner's runs
-        // is going.
+        // Not atomic, and it need not be: none of this owner's runs is going. Slots
+        // first: a job whose lease ended while its slot still counted could be taken by
+        // another node and refused by max_instances (a one-off job refused is gone).
         let slots = self.free_slots_of(&[owner.to_owned()]).await?;
-        Ok(u64::try_from(leases).unwrap_or(0) + slots)
+        let leases = self.end_leases_of(owner).await?;
+        Ok(leases + slots)
     }
 
     async fn register_node(&self, node: NodeInfo) -> Result<(), StoreError> {
@@ -592,6 +614,23 @@ impl JobStore for RedisStore {
                     .key(&keys.beats)
                     .arg(node_id)
                     .arg(micros(now)),
+            )
+            .await?;
+        Ok(beat == 1)
+    }
+
+    async fn heartbeat_node(&self, node: &NodeInfo) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(node)
+            .map_err(|error| StoreError::Corrupt(format!("node {:?}: {error}", node.id)))?;
+        let keys = &self.keys;
+        let beat: i64 = self
+            .invoke(
+                scripts::HEARTBEAT
+                    .key(&keys.nodes)
+                    .key(&keys.beats)
+                    .arg(&node.id)
+                    .arg(micros(node.last_heartbeat))
+                    .arg(json),
             )
             .await?;
         Ok(beat == 1)
@@ -658,17 +697,17 @@ impl JobStore for RedisStore {
                 scripts::REAP_NODES
                     .key(&keys.nodes)
                     .key(&keys.beats)
-                    .key(&keys.next)
-                    .key(&keys.due)
-                    .key(&keys.leases)
-                    .key(&keys.owners)
                     .arg(micros(cutoff)),
             )
             .await?;
         if !dead.is_empty() {
-            // After the script: the nodes are out of the membership, so no survivor
-            // reaps them again, and their slots go now rather than at their expiry.
+            // The nodes are out of the membership, so no survivor reaps them again.
+            // Their slots go first, their leases after (see reap_nodes.lua); if this
+            // node fails in between, the leases expire on their own.
             self.free_slots_of(&dead).await?;
+            for owner in &dead {
+                self.end_leases_of(owner).await?;
+            }
         }
         Ok(dead)
     }

@@ -75,7 +75,7 @@ pub(super) static RECOVER_OWNER: LazyLock<Script> =
 pub(super) static HEARTBEAT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/heartbeat.lua")));
 
-/// Reap nodes whose heartbeat stopped and end their leases.
+/// Take nodes whose heartbeat stopped out of the membership.
 pub(super) static REAP_NODES: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/reap_nodes.lua")));
 

@@ -20,7 +20,8 @@ use crate::history::RunRecord;
 use crate::job::Job;
 use crate::store::query::list_order;
 use crate::store::{
-    FinishedRun, InstanceClaim, JobPage, JobQuery, JobStore, NodeInfo, Release, StoreError,
+    wake, FinishedRun, InstanceClaim, JobPage, JobQuery, JobStore, NodeInfo, Release, StoreError,
+    WakeUp,
 };
 
 /// The columns every job read selects, in this order (see [`read_row`]).
@@ -196,6 +197,7 @@ impl<D: Dialect> SqlStore<D> {
                 Ok(_) => {}
             }
             transaction.commit().await.map_err(failure::<D>)?;
+            self.announce(job.next_run_time).await;
             return Ok(Some(job));
         }
         Err(StoreError::Unavailable(format!(
@@ -230,7 +232,29 @@ impl<D: Dialect> SqlStore<D> {
         let sql = self.sql(&format!(
             "INSERT INTO {{p}}jobs (id, next_run_time, paused, revision, broken, job) VALUES {rows}"
         ));
-        Ok(self.run(&sql, args).await.map(drop))
+        let inserted = self.run(&sql, args).await.map(drop);
+        if inserted.is_ok() {
+            self.announce(wake::earliest(jobs.iter().map(|job| &job.next_run_time)))
+                .await;
+        }
+        Ok(inserted)
+    }
+
+    /// Tells the schedulers listening on this store's channel that jobs were written,
+    /// due from `earliest` on (`None`: all paused, nobody to wake). After the commit,
+    /// so a woken node sees the rows. A failure is logged, not returned: the write
+    /// succeeded, and the other nodes' poll interval bounds the delay.
+    async fn announce(&self, earliest: Option<DateTime<Utc>>) {
+        let (Some(notify), Some(earliest)) = (D::NOTIFY, earliest) else {
+            return;
+        };
+        let args = vec![
+            wake::channel_name(&self.prefix).into(),
+            wake::payload(earliest).into(),
+        ];
+        if let Err(error) = self.execute(&self.sql(notify), args).await {
+            tracing::warn!(dialect = D::NAME, %error, "could not announce a job change to the other nodes; they see it at their next poll");
+        }
     }
 }
 
@@ -494,6 +518,10 @@ impl<D: Dialect> JobStore for SqlStore<D> {
         self.release_slot(job_id, owner).await
     }
 
+    fn wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<WakeUp>> {
+        D::listen(&self.pool, wake::channel_name(&self.prefix))
+    }
+
     async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {
         self.insert_run(record).await
     }
@@ -508,6 +536,10 @@ impl<D: Dialect> JobStore for SqlStore<D> {
 
     async fn heartbeat(&self, node_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         self.beat(node_id, now).await
+    }
+
+    async fn heartbeat_node(&self, node: &NodeInfo) -> Result<bool, StoreError> {
+        self.beat_with_stats(node).await
     }
 
     async fn deregister_node(&self, node_id: &str) -> Result<(), StoreError> {

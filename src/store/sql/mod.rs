@@ -9,7 +9,7 @@
 //! [`connect`] only picks the dialect type from the URL scheme, which each dialect
 //! declares.
 //!
-//! # Schema (version 2; `{p}` is the table prefix, default `kairos_`)
+//! # Schema (version 4, MySQL 3; `{p}` is the table prefix, default `kairos_`)
 //! - `{p}jobs`: `id` (primary key), `next_run_time` (UTC microseconds, NULL while paused),
 //!   `paused`, `revision`, `lease_owner`, `lease_expires` (µs, NULL when not acquired),
 //!   `broken`, and `job`, the [`Job`](crate::job::Job) as serde_json text. Indexed on
@@ -19,7 +19,9 @@
 //!   `slot < max_instances`, so the primary key itself bounds concurrent runs.
 //! - `{p}runs`: run history, indexed on `(job_id, finished_at)` and `finished_at`.
 //! - `{p}nodes` (version 2): cluster membership, one row per node (`id`, `host`, `pid`,
-//!   `version`, `started_at`, `heartbeat_at` in µs); see `nodes.rs`.
+//!   `version`, `started_at`, `heartbeat_at` in µs, and since version 4 (MySQL: 3)
+//!   `stats`, the [`NodeStats`](crate::store::NodeStats) of its last beat as JSON); see
+//!   `nodes.rs`.
 //! - `{p}schema_version`: the migrations applied.
 //!
 //! # Ground rules
@@ -215,6 +217,21 @@ pub(crate) trait Dialect: Send + Sync + 'static {
 
     /// Whether a database error is a primary-key or unique-index violation.
     fn is_unique_violation(error: &dyn DatabaseError) -> bool;
+
+    /// The statement that announces written jobs to listening schedulers, with two
+    /// placeholders: the channel and the payload ([`crate::store::wake`]); `None` when
+    /// the database cannot push (the default).
+    const NOTIFY: Option<&'static str> = None;
+
+    /// Starts a listener on `channel` with a connection of its own, made from `pool`'s
+    /// settings ([`JobStore::wake_ups`]); `None` when the database cannot push (the
+    /// default).
+    fn listen(
+        _pool: &Pool<Self::Database>,
+        _channel: String,
+    ) -> Option<tokio::sync::mpsc::Receiver<crate::store::WakeUp>> {
+        None
+    }
 
     /// Whether a migration statement failed only because what it creates exists
     /// already: for DDL the database cannot write idempotently (MySQL has no

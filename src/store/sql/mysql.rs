@@ -25,6 +25,8 @@ const DUPLICATE_ENTRY: [u16; 2] = [1062, 1586];
 
 /// `ER_DUP_KEYNAME`: an index of that name exists (a migration ran before).
 const DUPLICATE_KEY_NAME: u16 = 1061;
+/// `ER_DUP_FIELDNAME`: the column exists already.
+const DUPLICATE_FIELD_NAME: u16 = 1060;
 
 /// How long a scheduler waits for another one's migrations, in seconds.
 const SCHEMA_LOCK_TIMEOUT_SECONDS: i64 = 60;
@@ -101,6 +103,13 @@ impl Dialect for MySql {
                 "ALTER TABLE {p}instances ADD INDEX {p}instances_owner (owner, job_id)",
                 "ALTER TABLE {p}jobs ADD INDEX {p}jobs_lease_owner (lease_owner)",
             ],
+        },
+        // Version 3 (issue 10): what each node reports with its heartbeat (JSON).
+        // MySQL has no `ADD COLUMN IF NOT EXISTS`: a migration cut short is run again
+        // and the duplicate column passes (`is_already_there`).
+        Migration {
+            version: 3,
+            statements: &["ALTER TABLE {p}nodes ADD COLUMN stats TEXT"],
         },
     ];
 
@@ -186,7 +195,9 @@ impl Dialect for MySql {
     fn is_already_there(error: &dyn DatabaseError) -> bool {
         error
             .try_downcast_ref::<MySqlDatabaseError>()
-            .is_some_and(|error| error.number() == DUPLICATE_KEY_NAME)
+            .is_some_and(|error| {
+                matches!(error.number(), DUPLICATE_KEY_NAME | DUPLICATE_FIELD_NAME)
+            })
     }
 }
 

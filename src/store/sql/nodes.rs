@@ -52,6 +52,30 @@ impl<D: Dialect> SqlStore<D> {
         let changed = self
             .execute(&sql, vec![micros(now).into(), node_id.into()])
             .await?;
+        self.beat_found(node_id, changed).await
+    }
+
+    /// [`crate::store::JobStore::heartbeat_node`]: the heartbeat and the stats in one
+    /// statement.
+    pub(super) async fn beat_with_stats(&self, node: &NodeInfo) -> Result<bool, StoreError> {
+        let stats = node
+            .stats
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|error| StoreError::Corrupt(format!("node {:?}: {error}", node.id)))?;
+        let sql = self.sql("UPDATE {p}nodes SET heartbeat_at = ?, stats = ? WHERE id = ?");
+        let args = vec![
+            micros(node.last_heartbeat).into(),
+            stats.into(),
+            node.id.as_str().into(),
+        ];
+        let changed = self.execute(&sql, args).await?;
+        self.beat_found(&node.id, changed).await
+    }
+
+    /// Whether a heartbeat that changed `changed` rows found its node registered.
+    async fn beat_found(&self, node_id: &str, changed: u64) -> Result<bool, StoreError> {
         // MySQL counts rows *changed*, not matched: a second beat in the same
         // microsecond changes nothing. Only a missing row means "reaped".
         if changed > 0 {
@@ -70,7 +94,8 @@ impl<D: Dialect> SqlStore<D> {
     /// [`crate::store::JobStore::list_nodes`].
     pub(super) async fn select_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
         let sql = self.sql(
-            "SELECT id, host, pid, version, started_at, heartbeat_at FROM {p}nodes ORDER BY id",
+            "SELECT id, host, pid, version, started_at, heartbeat_at, stats FROM {p}nodes \
+             ORDER BY id",
         );
         let rows = self.fetch(&sql, Vec::new()).await?;
         let mut nodes = Vec::with_capacity(rows.len());
@@ -92,6 +117,11 @@ impl<D: Dialect> SqlStore<D> {
                 version: text(3)?,
                 started: instant(int(4)?)?,
                 last_heartbeat: instant(int(5)?)?,
+                // Only shown, never acted on: unreadable stats are left out.
+                stats: D::Database::text(row, 6)
+                    .ok()
+                    .flatten()
+                    .and_then(|json| serde_json::from_str(&json).ok()),
             });
         }
         Ok(nodes)

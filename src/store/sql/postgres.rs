@@ -4,7 +4,9 @@
 //! Claims select due rows `FOR UPDATE SKIP LOCKED` in a READ COMMITTED transaction:
 //! rows another scheduler is claiming at that moment are skipped, not waited for, and
 //! once it commits its lease makes them not due anymore (PostgreSQL re-checks the
-//! `WHERE` of a row that changed while the statement ran). Migrations take a
+//! `WHERE` of a row that changed while the statement ran). Writes of jobs are
+//! announced with `pg_notify` on the channel `{prefix}wake`, which every scheduler
+//! LISTENs to on a connection of its own (`crate::store::wake`). Migrations take a
 //! session-level advisory lock keyed by the table prefix. Ids are `COLLATE "C"`, so
 //! ordering by id is by bytes, as in the other stores, whatever the database's locale.
 
@@ -12,10 +14,12 @@ use std::future::Future;
 use std::str::FromStr;
 
 use sqlx::error::DatabaseError;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResult};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions, PgQueryResult};
 use sqlx::Pool;
+use tokio::sync::mpsc;
 
 use super::{Dialect, Migration, SqlOptions};
+use crate::store::{wake, WakeUp};
 
 /// SQLSTATE `unique_violation`.
 const UNIQUE_VIOLATION: &str = "23505";
@@ -97,6 +101,11 @@ impl Dialect for Postgres {
                 "CREATE INDEX IF NOT EXISTS {p}jobs_broken ON {p}jobs (broken) WHERE broken <> 0",
             ],
         },
+        // Version 4 (issue 10): what each node reports with its heartbeat (JSON).
+        Migration {
+            version: 4,
+            statements: &["ALTER TABLE {p}nodes ADD COLUMN IF NOT EXISTS stats TEXT"],
+        },
     ];
 
     fn connect(
@@ -155,7 +164,88 @@ impl Dialect for Postgres {
     fn is_unique_violation(error: &dyn DatabaseError) -> bool {
         error.code().as_deref() == Some(UNIQUE_VIOLATION)
     }
+
+    // `pg_notify` rather than `NOTIFY`: the channel and payload are bound values.
+    const NOTIFY: Option<&'static str> = Some("SELECT pg_notify(?, ?)");
+
+    fn listen(pool: &Pool<sqlx::Postgres>, channel: String) -> Option<mpsc::Receiver<WakeUp>> {
+        let (sender, receiver) = mpsc::channel(wake::WAKE_CAPACITY);
+        tokio::spawn(listen(pool.clone(), channel, sender));
+        Some(receiver)
+    }
 }
+
+/// Listens on `channel` until `sender`'s receiver is dropped: a dedicated connection
+/// (`PgListener`, made with the pool's settings but outside it, so it never holds a
+/// pooled connection), re-established with backoff whenever it is lost, with a
+/// [`WakeUp::Resync`] each time it is up (see [`crate::store::wake`]).
+async fn listen(pool: Pool<sqlx::Postgres>, channel: String, sender: wake::WakeSender) {
+    let mut backoff = wake::Backoff::default();
+    loop {
+        let connect = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(&channel).await?;
+            Ok::<PgListener, sqlx::Error>(listener)
+        };
+        let connected = tokio::select! {
+            connected = connect => connected,
+            () = sender.closed() => return,
+        };
+        let mut listener = match connected {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, channel, "postgres: cannot listen for other nodes' changes; retrying (they are seen at the next poll meanwhile)");
+                if backoff.sleep(&sender).await {
+                    continue;
+                }
+                return;
+            }
+        };
+        // Changes made while nobody listened were not announced: look now.
+        if sender.send(WakeUp::Resync).await.is_err() {
+            return;
+        }
+        let up = std::time::Instant::now();
+        loop {
+            let received = tokio::select! {
+                received = listener.try_recv() => received,
+                () = sender.closed() => return,
+            };
+            match received {
+                Ok(Some(notification)) => {
+                    let wake_up = wake::parse_payload(notification.payload());
+                    if sender.send(wake_up).await.is_err() {
+                        return;
+                    }
+                }
+                // The connection was lost; a new listener listens again.
+                Ok(None) => {
+                    tracing::warn!(
+                        channel,
+                        "postgres: the listening connection was lost; reconnecting"
+                    );
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, channel, "postgres: listening failed; reconnecting");
+                    break;
+                }
+            }
+        }
+        // A connection that held for a while is retried at once; one that keeps
+        // dropping right away backs off.
+        if up.elapsed() > STABLE_CONNECTION {
+            backoff.reset();
+        }
+        if !backoff.sleep(&sender).await {
+            return;
+        }
+    }
+}
+
+/// How long a listening connection must have held for its loss to be retried without
+/// growing the backoff.
+const STABLE_CONNECTION: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The advisory lock id of `key`: FNV-1a, so every process computes the same id
 /// (std's hasher is seeded per process).

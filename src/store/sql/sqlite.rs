@@ -107,6 +107,13 @@ impl Dialect for Sqlite {
                 "CREATE INDEX IF NOT EXISTS {p}jobs_broken ON {p}jobs (broken) WHERE broken <> 0",
             ],
         },
+        // Version 4 (issue 10): what each node reports with its heartbeat (JSON). No
+        // `IF NOT EXISTS` for columns here, and none needed: the migration runs in the
+        // schema lock's transaction, whole or not at all.
+        Migration {
+            version: 4,
+            statements: &["ALTER TABLE {p}nodes ADD COLUMN stats TEXT"],
+        },
     ];
 
     fn connect(

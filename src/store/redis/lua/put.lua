@@ -1,21 +1,30 @@
 -- add_job(s) / replace_job / update_job: write jobs and index them, in one step.
 -- KEYS: 1 jobs, 2 revs, 3 next, 4 due, 5 leases, 6 broken, 7 seq
--- ARGV: 1 mode ('add' | 'replace' | 'update'), then three per job: id, job JSON,
---       next run time (µs) or ''
+-- ARGV: 1 mode ('add' | 'replace' | 'update'), 2 the wake-up channel, then three per
+--       job: id, job JSON, next run time (µs) or ''
 -- Returns the new revision of each job in order; on the first job that 'add' finds
 -- taken (-1) or 'update' finds missing (-2) it returns that code last and stops, and
 -- the jobs before it stay written (the contract of JobStore::add_jobs).
 local mode = ARGV[1]
 local out = {}
-for i = 2, #ARGV, 3 do
+-- The earliest next run time written, announced once at the end (store/wake.rs).
+local earliest, earliest_text = nil, nil
+local function announce()
+  if earliest_text then
+    redis.call('PUBLISH', ARGV[2], earliest_text)
+  end
+end
+for i = 3, #ARGV, 3 do
   local id, json, next = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local exists = redis.call('HEXISTS', KEYS[1], id) == 1
   if mode == 'add' and exists then
     out[#out + 1] = -1
+    announce()
     return out
   end
   if mode == 'update' and not exists then
     out[#out + 1] = -2
+    announce()
     return out
   end
   -- One counter for all jobs, never reset (not even by remove_all_jobs): a job removed
@@ -29,6 +38,10 @@ for i = 2, #ARGV, 3 do
     redis.call('HDEL', KEYS[3], id)
     redis.call('ZREM', KEYS[4], id)
   else
+    local at = tonumber(next)
+    if at and (not earliest or at < earliest) then
+      earliest, earliest_text = at, next
+    end
     redis.call('HSET', KEYS[3], id, next)
     -- A leased job stays leased (the memory store's `put`): its owner's release, or
     -- the lease's expiry, puts it back among the due jobs at the time set here.
@@ -40,4 +53,5 @@ for i = 2, #ARGV, 3 do
   end
   out[#out + 1] = revision
 end
+announce()
 return out
