@@ -671,11 +671,14 @@ function renderOverview(data) {
       h('td', {}, run.error || '—')))))));
   if (data.nodes.length > 1) {
     parts.push(h('h2', {}, 'Cluster nodes'), h('div', {class: 'table-wrap'}, h('table', {id: 'nodes'},
-      h('thead', {}, h('tr', {}, h('th', {}, 'Node'), h('th', {}, 'Host'), h('th', {}, 'Version'), h('th', {}, 'Started'), h('th', {}, 'Heartbeat'), h('th', {}, 'State'))),
+      h('thead', {}, h('tr', {}, h('th', {}, 'Node'), h('th', {}, 'Host'), h('th', {}, 'Version'), h('th', {}, 'Started'),
+        h('th', {}, 'Heartbeat'), h('th', {}, 'Running'), h('th', {}, 'Lateness p99'), h('th', {}, 'State'))),
       h('tbody', {}, ...data.nodes.map((node) => h('tr', {class: node.alive ? null : 'problem'},
         h('td', {class: 'mono'}, node.id, node.this_node ? ' (this)' : ''), h('td', {}, `${node.host} pid ${node.pid}`),
-        h('td', {}, node.version), h('td', {class: 'when'}, absolute(node.started_at)),
-        h('td', {class: 'when'}, relative(node.heartbeat_at)),
+        h('td', {}, node.version), h('td', {class: 'when'}, absolute(node.started)),
+        h('td', {class: 'when'}, relative(node.last_heartbeat)),
+        h('td', {}, node.stats ? `${node.stats.running} of ${node.stats.capacity}` : '—'),
+        h('td', {}, node.stats && node.stats.ended ? formatMs(node.stats.lateness_p99_ms) : '—'),
         h('td', {}, badge(node.alive ? 'alive' : 'dead', node.alive ? 'success' : 'error'))))))));
   }
   return parts;
