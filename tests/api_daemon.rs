@@ -67,18 +67,6 @@ trigger = { type = "cron", hour = 3 }
     Daemon::start(&dir)
 }
 
-/// The API's base URL (`http://127.0.0.1:PORT/api/v1`), from the daemon's log.
-fn api_url(daemon: &Daemon) -> String {
-    let log = daemon.log();
-    let marker = "API listening on ";
-    let start = log.rfind(marker).expect("the API is listening") + marker.len();
-    log[start..]
-        .split_whitespace()
-        .next()
-        .expect("an address")
-        .to_owned()
-}
-
 struct Reply {
     status: StatusCode,
     headers: HeaderMap,
@@ -110,7 +98,7 @@ impl Api {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Api {
             client: reqwest::Client::new(),
-            base: api_url(daemon),
+            base: daemon.api_url(),
         }
     }
 

@@ -331,20 +331,6 @@ async fn json_of(response: reqwest::Response) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|error| panic!("{error}: {text}"))
 }
 
-/// The API's base URL, read from the daemon's log (it listens on port 0).
-fn api_url(daemon: &Daemon) -> String {
-    let log = daemon.log();
-    let start = log
-        .rfind("API listening on ")
-        .expect("the API is listening")
-        + "API listening on ".len();
-    log[start..]
-        .split_whitespace()
-        .next()
-        .expect("an address")
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_added_through_the_api_survive_reload_and_restart() {
     let dir = temp_dir("api");
@@ -361,7 +347,7 @@ async fn jobs_added_through_the_api_survive_reload_and_restart() {
     // reqwest is built without a default TLS provider (plain HTTP here anyway).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
-    let base = api_url(&daemon);
+    let base = daemon.api_url();
     let added = client
         .post(format!("{base}/jobs"))
         .bearer_auth("secret")
@@ -409,7 +395,7 @@ async fn jobs_added_through_the_api_survive_reload_and_restart() {
         .expect("it exits")
         .success());
     let daemon = Daemon::start(&dir);
-    let base = api_url(&daemon);
+    let base = daemon.api_url();
     let listed = json_of(
         client
             .get(format!("{base}/jobs"))

@@ -82,19 +82,6 @@ async fn seed(database: &Path) {
     }
 }
 
-/// The daemon's base URL (`http://127.0.0.1:PORT`), from its log.
-fn base_url(daemon: &Daemon) -> String {
-    let log = daemon.log();
-    let marker = "web page on ";
-    let start = log.rfind(marker).expect("the web page is served") + marker.len();
-    log[start..]
-        .split_whitespace()
-        .next()
-        .expect("an address")
-        .trim_end_matches('/')
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_web_page_works_in_chromium() {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -133,7 +120,10 @@ allowed_tasks = ["command"]
         ),
     );
     let daemon = Daemon::start(&dir);
-    let base = base_url(&daemon);
+    let base = daemon
+        .logged_url("web page on ")
+        .trim_end_matches('/')
+        .to_owned();
 
     // The jobs the browser acts on, added the way an application would.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -124,6 +124,25 @@ fn malformed(error: &serde_json::Error) -> ApiError {
     )
 }
 
+/// A numeric query parameter that must be 1 to `max`: `default` when absent, and
+/// refused rather than clamped (400 naming it), so a script asking for more learns it
+/// gets less.
+pub(crate) fn bounded(
+    name: &str,
+    value: Option<usize>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(value) if (1..=max).contains(&value) => Ok(value),
+        Some(value) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("{name}: {value} is out of range 1-{max}"),
+        )),
+    }
+}
+
 /// A query string parsed as `T`.
 pub(crate) struct Query<T>(pub(crate) T);
 

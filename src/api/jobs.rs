@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{parse_json, Json, JsonBody, Path, Query};
+use super::extract::{bounded, parse_json, Json, JsonBody, Path, Query};
 use super::idempotency::{Begin, StoredResponse};
 use super::view::JobView;
 use super::{AppState, Routes, Verb, PREFIX};
@@ -153,16 +153,7 @@ async fn list_jobs(
             facets: None,
         }));
     }
-    let limit = match query.limit {
-        None => DEFAULT_PAGE,
-        Some(limit) if (1..=MAX_PAGE).contains(&limit) => limit,
-        Some(limit) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                format!("limit: {limit} is out of range 1-{MAX_PAGE}"),
-            ))
-        }
-    };
+    let limit = bounded("limit", query.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let paused = match query.state.as_deref() {
         None | Some("" | "all") => None,
         Some("scheduled") => Some(false),
@@ -384,7 +375,12 @@ async fn job_fire_times(
     Path(id): Path<String>,
     Query(query): Query<FireTimesQuery>,
 ) -> Result<axum::Json<FireTimes>, ApiError> {
-    let count = super::preview::checked_count(query.count)?;
+    let count = bounded(
+        "count",
+        query.count,
+        super::preview::DEFAULT_COUNT,
+        super::preview::MAX_COUNT,
+    )?;
     let job = find(&state.scheduler, &id).await?;
     let zone = job.trigger.timezone();
     let fire_times = match job.next_run_time {

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::Json;
+use super::extract::{bounded, Json};
 use super::view::describe_trigger;
 use super::{AppState, Routes, Verb};
 use crate::trigger::datetime::format_instant;
@@ -20,9 +20,9 @@ use crate::trigger::words::{spec_from_line, spec_to_words};
 use crate::trigger::{Trigger, TriggerContext, TriggerError, TriggerSpec};
 
 /// Fire times shown when the request names no `count`.
-const DEFAULT_COUNT: usize = 10;
+pub(super) const DEFAULT_COUNT: usize = 10;
 /// The most fire times one request may ask for.
-const MAX_COUNT: usize = 100;
+pub(super) const MAX_COUNT: usize = 100;
 
 pub(super) fn routes(routes: Routes) -> Routes {
     routes.add(Verb::Post, "/preview", preview)
@@ -58,7 +58,7 @@ async fn preview(
     State(state): State<AppState>,
     Json(request): Json<PreviewRequest>,
 ) -> Result<axum::Json<PreviewAnswer>, ApiError> {
-    let count = checked_count(request.count)?;
+    let count = bounded("count", request.count, DEFAULT_COUNT, MAX_COUNT)?;
     // Errors name the field as the request gave the trigger.
     let given_as = if request.words.is_some() {
         "words"
@@ -98,16 +98,4 @@ async fn preview(
 /// A trigger error as a 422 naming the field (`trigger.hour`, `words.hour`).
 fn invalid(prefix: &str, error: &TriggerError) -> ApiError {
     ApiError::invalid(format!("{prefix}.{}", error.field()), error.to_string())
-}
-
-/// `count` must be 1 to [`MAX_COUNT`].
-pub(super) fn checked_count(count: Option<usize>) -> Result<usize, ApiError> {
-    match count {
-        None => Ok(DEFAULT_COUNT),
-        Some(count) if (1..=MAX_COUNT).contains(&count) => Ok(count),
-        Some(count) => Err(ApiError::bad_request(
-            "invalid_query",
-            format!("count: {count} is out of range 1-{MAX_COUNT}"),
-        )),
-    }
 }

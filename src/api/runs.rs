@@ -8,7 +8,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{Path, Query};
+use super::extract::{bounded, Path, Query};
 use super::{AppState, Routes, Verb};
 use crate::history::RunRecord;
 
@@ -48,7 +48,7 @@ async fn list_runs(
     State(state): State<AppState>,
     Query(query): Query<RunsQuery>,
 ) -> Result<axum::Json<RunList>, ApiError> {
-    let limit = checked_limit(query.limit)?;
+    let limit = bounded("limit", query.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let runs = state.scheduler.runs(query.job_id.as_deref(), limit).await?;
     Ok(axum::Json(RunList { runs }))
 }
@@ -58,20 +58,7 @@ async fn list_job_runs(
     Path(id): Path<String>,
     Query(query): Query<JobRunsQuery>,
 ) -> Result<axum::Json<RunList>, ApiError> {
-    let limit = checked_limit(query.limit)?;
+    let limit = bounded("limit", query.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let runs = state.scheduler.runs(Some(&id), limit).await?;
     Ok(axum::Json(RunList { runs }))
-}
-
-/// `limit` must be 1 to [`MAX_LIMIT`]; refused rather than clamped, so a script asking
-/// for more learns it gets less.
-fn checked_limit(limit: Option<usize>) -> Result<usize, ApiError> {
-    match limit {
-        None => Ok(DEFAULT_LIMIT),
-        Some(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
-        Some(limit) => Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit: {limit} is out of range 1-{MAX_LIMIT}"),
-        )),
-    }
 }

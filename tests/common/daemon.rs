@@ -104,6 +104,26 @@ impl Daemon {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The URL the daemon logged last after `marker` (`"API listening on "`, `"web
+    /// page on "`): it listens on port 0, so its address is only in the log.
+    pub fn logged_url(&self, marker: &str) -> String {
+        let log = self.log();
+        let start = log
+            .rfind(marker)
+            .unwrap_or_else(|| panic!("the daemon never logged {marker:?}:\n{log}"))
+            + marker.len();
+        log[start..]
+            .split_whitespace()
+            .next()
+            .expect("an address")
+            .to_owned()
+    }
+
+    /// The API's base URL (`http://127.0.0.1:PORT/api/v1`).
+    pub fn api_url(&self) -> String {
+        self.logged_url("API listening on ")
+    }
+
     /// How long the log is now, to wait for what comes after.
     pub fn log_len(&self) -> u64 {
         fs::metadata(&self.log).map(|meta| meta.len()).unwrap_or(0)
