@@ -92,6 +92,9 @@ async fn run(
     let mut builder = Scheduler::builder()
         .tasks(tasks)
         .executor("default", ThreadPoolExecutor::new(16));
+    if let Some(window) = common::flag("fire-ahead").and_then(|ms| ms.parse::<u64>().ok()) {
+        builder = builder.fire_ahead(Duration::from_millis(window));
+    }
     if let Some(shared) = &store.store {
         builder = builder.store_shared("default", Arc::clone(shared));
     }

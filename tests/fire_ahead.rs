@@ -138,3 +138,109 @@ async fn a_recurring_job_handed_over_early_keeps_its_time_until_the_run_is_due()
     );
     scheduler.shutdown(None).await;
 }
+
+/// Waits until the scheduler has handed `count` runs over.
+async fn handed_over(events: &mut tokio::sync::broadcast::Receiver<Event>, count: usize) {
+    let mut seen = 0;
+    while seen < count {
+        let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("handed over ahead of time")
+            .unwrap();
+        if matches!(event, Event::JobSubmitted { .. }) {
+            seen += 1;
+        }
+    }
+}
+
+/// Waits for the run record of `job_id`.
+async fn record_of(scheduler: &Scheduler, job_id: &str) -> kairos::history::RunRecord {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(record) = scheduler.runs(Some(job_id), 10).await.unwrap().pop() {
+            return record;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no record of {job_id}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A run handed over early does not happen if its job is paused, rescheduled or
+/// removed before it is due: the executor reports it as skipped, the change stays, and
+/// the job's lease ends, so a resumed job runs at its new time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_handed_over_early_are_taken_back_when_their_job_is_paused_moved_or_removed() {
+    let clock = ManualClock::new(t0());
+    let (tasks, runs) = recording_tasks();
+    let scheduler = Scheduler::builder()
+        .clock(clock.clone())
+        .tasks(tasks)
+        .fire_ahead(Duration::from_secs(10))
+        .build();
+    let mut events = scheduler.subscribe();
+    let every_ten: TriggerSpec = serde_json::from_value(json!({
+        "type": "interval", "seconds": 10, "start_date": (t0() + secs(5)).to_rfc3339(),
+    }))
+    .unwrap();
+    scheduler
+        .add_job(JobSpec::new("record", every_ten).with_id("paused"))
+        .await
+        .unwrap();
+    for id in ["moved", "removed", "kept"] {
+        scheduler
+            .add_job(JobSpec::new("record", at(5)).with_id(id))
+            .await
+            .unwrap();
+    }
+    scheduler.start();
+    handed_over(&mut events, 4).await;
+    scheduler.pause_job("paused").await.unwrap();
+    scheduler.reschedule_job("moved", at(7)).await.unwrap();
+    scheduler.remove_job("removed").await.unwrap();
+
+    clock.set(t0() + secs(5));
+    common::wait_for_runs(&runs, 1).await;
+    for id in ["paused", "moved", "removed"] {
+        let record = record_of(&scheduler, id).await;
+        assert_eq!(
+            record.outcome,
+            kairos::history::RunOutcome::Skipped,
+            "{record:?}"
+        );
+        assert_eq!(record.started_at, None);
+        assert_eq!(record.scheduled_time, t0() + secs(5));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        *runs.lock().unwrap(),
+        [("kept".to_owned(), t0() + secs(5))],
+        "only the unchanged job ran at 00:05"
+    );
+    let paused = scheduler.get_job("paused").await.unwrap().unwrap();
+    assert!(paused.paused);
+    assert_eq!(paused.next_run_time, None);
+    assert!(scheduler.get_job("removed").await.unwrap().is_none());
+
+    // The moved job runs at its new time, the resumed one at its next.
+    clock.set(t0() + secs(7));
+    common::wait_for_runs(&runs, 2).await;
+    clock.set(t0() + secs(21));
+    let resumed = scheduler.resume_job("paused").await.unwrap().unwrap();
+    assert_eq!(resumed.next_run_time, Some(t0() + secs(25)));
+    clock.set(t0() + secs(25));
+    common::wait_for_runs(&runs, 3).await;
+    let mut ran = runs.lock().unwrap().clone();
+    ran.sort();
+    assert_eq!(
+        ran,
+        [
+            ("kept".to_owned(), t0() + secs(5)),
+            ("moved".to_owned(), t0() + secs(7)),
+            ("paused".to_owned(), t0() + secs(25)),
+        ]
+    );
+    scheduler.shutdown(None).await;
+}

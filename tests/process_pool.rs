@@ -146,6 +146,7 @@ fn submission(task: &str, args: serde_json::Value) -> Submission {
         // The pool runs the task by name in the worker; this one is never called.
         task: test_tasks().get("echo").expect("echo is registered"),
         start_at: now,
+        withdrawal: Default::default(),
     }
 }
 

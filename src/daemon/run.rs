@@ -297,7 +297,7 @@ pub async fn build_scheduler(
     let fire_ahead = config.scheduler.fire_ahead.unwrap_or(if persistent {
         PERSISTENT_FIRE_AHEAD
     } else {
-        Duration::ZERO
+        crate::scheduler::DEFAULT_FIRE_AHEAD
     });
     // Other nodes' changes reach this loop within the poll interval (issue 10); a
     // store nobody else writes to needs no polling.

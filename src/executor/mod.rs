@@ -17,7 +17,9 @@
 
 pub mod pool;
 pub mod process;
+mod start_gate;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +47,36 @@ pub struct Submission {
     pub task: Arc<dyn Task>,
     /// Do not start before this instant (scheduled time plus jitter).
     pub start_at: DateTime<Utc>,
+    /// Set when the scheduler takes the runs back before `start_at`.
+    pub withdrawal: Withdrawal,
+}
+
+/// The scheduler's way to take back runs it handed over ahead of their start time
+/// (the fire-ahead window, jitter) when their job is paused, rescheduled or removed
+/// meanwhile: an executor that finds it set at `start_at` starts none of the runs and
+/// reports each as skipped ([`ExecutorContext::report_withdrawn`]).
+#[derive(Clone, Debug, Default)]
+pub struct Withdrawal(Option<Arc<AtomicBool>>);
+
+impl Withdrawal {
+    /// One that can be set; [`Withdrawal::default`] never is (runs due now).
+    pub fn new() -> Withdrawal {
+        Withdrawal(Some(Arc::new(AtomicBool::new(false))))
+    }
+
+    /// Takes the runs back, if they have not started.
+    pub fn withdraw(&self) {
+        if let Some(flag) = &self.0 {
+            flag.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether the runs were taken back.
+    pub fn is_withdrawn(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::Acquire))
+    }
 }
 
 impl std::fmt::Debug for Submission {
@@ -86,6 +118,30 @@ impl ExecutorContext {
         }
     }
 }
+
+impl ExecutorContext {
+    /// Reports runs the scheduler took back before they were due ([`Withdrawal`]).
+    pub fn report_withdrawn(&self, runs: impl IntoIterator<Item = TaskRun>) {
+        let now = self.clock.now();
+        for run in runs {
+            // The scheduler is gone if this fails; nobody is left to tell.
+            let _ = self.finished.send(RunRecord {
+                run_id: run.run_id,
+                job_id: run.job_id,
+                scheduled_time: run.scheduled_time,
+                started_at: None,
+                finished_at: now,
+                outcome: crate::history::RunOutcome::Skipped,
+                error: Some(WITHDRAWN.to_owned()),
+                output: None,
+            });
+        }
+    }
+}
+
+/// Why a withdrawn run did not start.
+pub const WITHDRAWN: &str =
+    "the job was paused, rescheduled or removed after this run was handed over and before it was due";
 
 /// How busy an executor is, for metrics and events.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

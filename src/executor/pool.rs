@@ -5,20 +5,21 @@
 //! A panicking task is a failed run: each run is its own tokio task, so a panic
 //! unwinds that task only and comes back as a `JoinError`.
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{Executor, ExecutorContext, ExecutorError, ExecutorLoad, Submission};
+use super::start_gate::StartGates;
+use super::{Executor, ExecutorContext, ExecutorError, ExecutorLoad, Submission, Withdrawal};
 use crate::history::{bound_output, RunOutcome, RunRecord, MAX_OUTPUT_BYTES};
-use crate::task::{panic_payload_message, TaskRun};
+use crate::task::{panic_payload_message, Task, TaskRun};
 
 /// Runs tasks in process, bounded by `max_workers`.
 pub struct ThreadPoolExecutor {
@@ -26,8 +27,20 @@ pub struct ThreadPoolExecutor {
     timeout: Option<Duration>,
     shared: Arc<Shared>,
     context: OnceLock<ExecutorContext>,
-    runs: Mutex<JoinSet<()>>,
+    runs: Mutex<Runs>,
 }
+
+/// The submissions' tokio tasks, so a shutdown can wait for them or stop them.
+struct Runs {
+    set: JoinSet<()>,
+    /// Finished tasks stay in the set until joined; they are reaped when the set grows
+    /// to this size, which then doubles from what is left, so reaping costs O(1) per
+    /// submission instead of a pass over the set's ready list on every one.
+    reap_at: usize,
+}
+
+/// The smallest [`Runs::reap_at`].
+const MIN_REAP_AT: usize = 1024;
 
 struct Shared {
     workers: Semaphore,
@@ -36,15 +49,59 @@ struct Shared {
     /// Queued runs whose start time has not come yet ([`ExecutorLoad::early`]).
     early: AtomicUsize,
     closed: AtomicBool,
-    /// Runs submitted and not yet reported, so a shutdown that stops them can.
-    in_flight: Mutex<HashMap<String, TaskRun>>,
+    /// Where runs handed over early wait for their start time.
+    gates: StartGates,
 }
 
-impl Shared {
-    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<String, TaskRun>> {
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// The runs of one submission that have not been reported yet.
+///
+/// It travels with the submission's tokio task, so whatever ends that task reports
+/// every run once: the task itself as each run finishes, or, when a shutdown aborts it
+/// (before its first poll too, since the guard is an argument of the task's future),
+/// this guard's `Drop`, which reports the rest as stopped. It replaces a map of runs
+/// in flight, which cost a clone of every run and two hashed updates under a lock
+/// (issue 9, recurring).
+struct Unreported {
+    context: ExecutorContext,
+    /// Runs not started yet, earliest first, then the one running (moved out of here
+    /// while its task runs, see `running`).
+    waiting: std::collections::VecDeque<TaskRun>,
+    /// The identity of the run whose task is running, to report if it is stopped.
+    running: Option<RunIdentity>,
+    /// A finished run's record held back until the next run starts or the worker slot is
+    /// free (see `run_one`).
+    finished: Option<RunRecord>,
+}
+
+/// What a stopped run's record needs from its [`TaskRun`], which the task consumed.
+struct RunIdentity {
+    run_id: String,
+    job_id: String,
+    scheduled_time: DateTime<Utc>,
+}
+
+impl Unreported {
+    fn report(&self, record: RunRecord) {
+        // The scheduler is gone if this fails; nobody is left to tell.
+        let _ = self.context.finished.send(record);
+    }
+}
+
+impl Drop for Unreported {
+    fn drop(&mut self) {
+        if let Some(record) = self.finished.take() {
+            self.report(record);
+        }
+        let running = self.running.take().map(|identity| TaskRun {
+            job_id: identity.job_id,
+            run_id: identity.run_id,
+            scheduled_time: identity.scheduled_time,
+            args: serde_json::Value::Null,
+        });
+        let stopped: Vec<TaskRun> = running.into_iter().chain(self.waiting.drain(..)).collect();
+        if !stopped.is_empty() {
+            self.context.report_stopped(stopped);
+        }
     }
 }
 
@@ -61,10 +118,13 @@ impl ThreadPoolExecutor {
                 queued: AtomicUsize::new(0),
                 early: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
-                in_flight: Mutex::new(HashMap::new()),
+                gates: StartGates::default(),
             }),
             context: OnceLock::new(),
-            runs: Mutex::new(JoinSet::new()),
+            runs: Mutex::new(Runs {
+                set: JoinSet::new(),
+                reap_at: MIN_REAP_AT,
+            }),
         }
     }
 
@@ -94,19 +154,34 @@ impl Executor for ThreadPoolExecutor {
         if early {
             shared.early.fetch_add(1, Ordering::Relaxed);
         }
-        {
-            let mut in_flight = shared.in_flight();
-            for run in &submission.runs {
-                in_flight.insert(run.run_id.clone(), run.clone());
-            }
-        }
+        let Submission {
+            runs: task_runs,
+            task,
+            start_at,
+            withdrawal,
+            ..
+        } = submission;
+        let unreported = Unreported {
+            context: context.clone(),
+            waiting: task_runs.into(),
+            running: None,
+            finished: None,
+        };
         let mut runs = self
             .runs
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Reap finished runs so the set does not grow with the daemon's uptime.
-        while runs.try_join_next().is_some() {}
-        runs.spawn(run_one(submission, context, shared, timeout, early));
+        if runs.set.len() >= runs.reap_at {
+            while runs.set.try_join_next().is_some() {}
+            runs.reap_at = (runs.set.len() * 2).max(MIN_REAP_AT);
+        }
+        let start = Start {
+            at: start_at,
+            early,
+            withdrawal,
+        };
+        runs.set
+            .spawn(run_one(unreported, task, start, context, shared, timeout));
         Ok(())
     }
 
@@ -122,10 +197,11 @@ impl Executor for ThreadPoolExecutor {
     async fn shutdown(&self, wait: Option<Duration>) {
         self.shared.closed.store(true, Ordering::Release);
         let mut runs = std::mem::take(
-            &mut *self
+            &mut self
                 .runs
                 .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .set,
         );
         if let Some(wait) = wait {
             let drained =
@@ -135,74 +211,101 @@ impl Executor for ThreadPoolExecutor {
                 return;
             }
         }
+        // Each aborted run reports what it had not reported as stopped ([`Unreported`]).
         runs.abort_all();
         while runs.join_next().await.is_some() {}
-        let Some(context) = self.context.get() else {
-            return;
-        };
-        let stopped: Vec<TaskRun> = self
-            .shared
-            .in_flight()
-            .drain()
-            .map(|(_, run)| run)
-            .collect();
-        context.report_stopped(stopped);
     }
 }
 
 async fn run_one(
-    submission: Submission,
+    mut unreported: Unreported,
+    task: Arc<dyn Task>,
+    start: Start,
     context: ExecutorContext,
     shared: Arc<Shared>,
     timeout: Option<Duration>,
-    early: bool,
 ) {
     let clock = &context.clock;
-    while clock.now() < submission.start_at {
-        clock.sleep_until(submission.start_at).await;
-    }
-    if early {
+    if start.early {
+        shared.gates.wait(clock, start.at).await;
         shared.early.fetch_sub(1, Ordering::Relaxed);
+        if start.withdrawal.is_withdrawn() {
+            shared.queued.fetch_sub(1, Ordering::Relaxed);
+            context.report_withdrawn(unreported.waiting.drain(..));
+            return;
+        }
     }
     let permit = shared.workers.acquire().await;
     shared.queued.fetch_sub(1, Ordering::Relaxed);
     shared.running.fetch_add(1, Ordering::Relaxed);
-    let report = |record: RunRecord| {
-        shared.in_flight().remove(&record.run_id);
-        // The scheduler is gone if this fails; nobody is left to tell.
-        let _ = context.finished.send(record);
-    };
     // The last record goes out after the worker slot is free, so whoever reads it sees
     // the pool as it is after the submission.
-    let mut last_record = None;
-    for run in &submission.runs {
-        if let Some(record) = last_record.take() {
-            report(record);
+    while let Some(run) = unreported.waiting.pop_front() {
+        if let Some(record) = unreported.finished.take() {
+            unreported.report(record);
         }
-        last_record = Some(run_task(&submission, run, clock.as_ref(), timeout).await);
+        unreported.running = Some(RunIdentity {
+            run_id: run.run_id.clone(),
+            job_id: run.job_id.clone(),
+            scheduled_time: run.scheduled_time,
+        });
+        let outcome = run_task(&task, run, clock.as_ref(), timeout).await;
+        if let Some(identity) = unreported.running.take() {
+            unreported.finished = Some(outcome.into_record(identity));
+        }
     }
     shared.running.fetch_sub(1, Ordering::Relaxed);
     drop(permit);
-    if let Some(record) = last_record {
-        report(record);
+    if let Some(record) = unreported.finished.take() {
+        unreported.report(record);
+    }
+}
+
+/// When a submission may start.
+struct Start {
+    at: DateTime<Utc>,
+    /// Handed over before `at` (it waits behind a gate and counts as early).
+    early: bool,
+    withdrawal: Withdrawal,
+}
+
+/// How one run went, before it is tied to the run's identity.
+struct RunOutcomeParts {
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+    outcome: RunOutcome,
+    error: Option<String>,
+    output: String,
+}
+
+impl RunOutcomeParts {
+    fn into_record(self, identity: RunIdentity) -> RunRecord {
+        RunRecord {
+            run_id: identity.run_id,
+            job_id: identity.job_id,
+            scheduled_time: identity.scheduled_time,
+            started_at: Some(self.started_at),
+            finished_at: self.finished_at,
+            outcome: self.outcome,
+            error: self.error,
+            output: (!self.output.is_empty()).then(|| bound_output(self.output, MAX_OUTPUT_BYTES)),
+        }
     }
 }
 
 /// Runs the task once and describes how it went.
 async fn run_task(
-    submission: &Submission,
-    run: &TaskRun,
+    task: &Arc<dyn Task>,
+    run: TaskRun,
     clock: &dyn crate::clock::Clock,
     timeout: Option<Duration>,
-) -> RunRecord {
+) -> RunOutcomeParts {
     let started_at = clock.now();
-    let task = Arc::clone(&submission.task);
-    let input = run.clone();
     // The task runs inside this run's own tokio task (`run_one`, spawned per
     // submission): a panic is caught here and stays inside the run, and aborting the run
     // (shutdown without wait) drops it. A second task per run cost an allocation, a
     // wake-up and a hand-off between workers on every run (issue 9, recurring).
-    let work = AssertUnwindSafe(task.run(input)).catch_unwind();
+    let work = AssertUnwindSafe(task.run(run)).catch_unwind();
     let result = match timeout {
         Some(limit) => tokio::time::timeout(limit, work).await.ok(),
         None => Some(work.await),
@@ -224,14 +327,11 @@ async fn run_task(
             String::new(),
         ),
     };
-    RunRecord {
-        run_id: run.run_id.clone(),
-        job_id: run.job_id.clone(),
-        scheduled_time: run.scheduled_time,
-        started_at: Some(started_at),
+    RunOutcomeParts {
+        started_at,
         finished_at: clock.now(),
         outcome,
         error,
-        output: (!output.is_empty()).then(|| bound_output(output, MAX_OUTPUT_BYTES)),
+        output,
     }
 }

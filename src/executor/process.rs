@@ -54,6 +54,7 @@ use async_trait::async_trait;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use super::start_gate::StartGates;
 use super::{Executor, ExecutorContext, ExecutorError, ExecutorLoad, Submission};
 use crate::history::RunRecord;
 use crate::task::TaskRun;
@@ -82,6 +83,8 @@ struct Shared {
     phase: watch::Sender<Phase>,
     /// Runs submitted and not yet reported; removing one is the right to report it.
     in_flight: Mutex<HashMap<String, TaskRun>>,
+    /// Where runs handed over early wait for their start time.
+    gates: StartGates,
 }
 
 /// Where a shutdown is; runs watch it while they wait and while they run. The phases
@@ -128,6 +131,7 @@ impl ProcessPoolExecutor {
                 early: Arc::new(AtomicUsize::new(0)),
                 closed: AtomicBool::new(false),
                 phase: watch::Sender::new(Phase::Open),
+                gates: StartGates::default(),
                 in_flight: Mutex::new(HashMap::new()),
             }),
             context: OnceLock::new(),
@@ -270,14 +274,31 @@ async fn run_one(
     let clock = &context.clock;
     let mut phase = shared.phase.subscribe();
     let ready = async {
-        while clock.now() < submission.start_at {
-            clock.sleep_until(submission.start_at).await;
+        if early.is_some() {
+            shared.gates.wait(clock, submission.start_at).await;
         }
         drop(early);
-        shared.workers.acquire().await
+        if submission.withdrawal.is_withdrawn() {
+            return None;
+        }
+        Some(shared.workers.acquire().await)
     };
     let permit = tokio::select! {
-        permit = ready => permit.ok(),
+        permit = ready => match permit {
+            Some(permit) => permit.ok(),
+            None => {
+                let withdrawn: Vec<TaskRun> = {
+                    let mut in_flight = shared.in_flight();
+                    submission
+                        .runs
+                        .iter()
+                        .filter_map(|run| in_flight.remove(&run.run_id))
+                        .collect()
+                };
+                context.report_withdrawn(withdrawn);
+                return;
+            }
+        },
         () = reached(&mut phase, Phase::Draining) => None,
     };
     let Some(permit) = permit else {

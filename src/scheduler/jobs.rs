@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::{main_loop, Event, Inner, Scheduler, SchedulerError};
-use crate::executor::Submission;
+use crate::executor::{Submission, Withdrawal};
 use crate::history::RunRecord;
 use crate::job::{generate_id, Job, JobChanges, JobSpec};
 use crate::store::query::list_order;
@@ -159,6 +159,7 @@ impl Scheduler {
     pub async fn modify_job(&self, id: &str, changes: JobChanges) -> Result<Job, SchedulerError> {
         let inner = &self.inner;
         let (jobstore, mut job) = inner.find_job(id).await?;
+        let scheduled_before = job.next_run_time;
         if let Some(args) = changes.args {
             let task = inner
                 .tasks
@@ -217,7 +218,7 @@ impl Scheduler {
                 job.next_run_time = Some(next);
             }
         }
-        self.write_changed(jobstore, job).await
+        self.write_changed(jobstore, job, scheduled_before).await
     }
 
     /// Marks a config-owned job as written by the config of `version`, changing
@@ -233,8 +234,19 @@ impl Scheduler {
         Ok(self.inner.store(&jobstore)?.update_job(job).await?)
     }
 
-    async fn write_changed(&self, jobstore: String, job: Job) -> Result<Job, SchedulerError> {
+    /// Writes a changed job; `scheduled_before` is its next run time before the change.
+    async fn write_changed(
+        &self,
+        jobstore: String,
+        job: Job,
+        scheduled_before: Option<DateTime<Utc>>,
+    ) -> Result<Job, SchedulerError> {
         let stored = self.inner.store(&jobstore)?.update_job(job).await?;
+        // A run already handed over for the old time must not happen: the change moved
+        // it (or paused the job). Other changes (args, name ...) leave it be.
+        if stored.next_run_time != scheduled_before {
+            self.inner.withdraw_early_runs(&stored.id);
+        }
         self.inner.emit(Event::JobModified {
             job_id: stored.id.clone(),
             jobstore,
@@ -262,9 +274,10 @@ impl Scheduler {
     /// Pauses a job: it keeps its place but has no next run time.
     pub async fn pause_job(&self, id: &str) -> Result<Job, SchedulerError> {
         let (jobstore, mut job) = self.inner.find_job(id).await?;
+        let scheduled_before = job.next_run_time;
         job.paused = true;
         job.next_run_time = None;
-        self.write_changed(jobstore, job).await
+        self.write_changed(jobstore, job, scheduled_before).await
     }
 
     /// Resumes a paused job: its next run time is computed from now. A job whose
@@ -277,9 +290,12 @@ impl Scheduler {
         let now = self.inner.clock.now();
         match job.trigger.next_fire_time(None, now) {
             Some(next) => {
+                let scheduled_before = job.next_run_time;
                 job.paused = false;
                 job.next_run_time = Some(next);
-                self.write_changed(jobstore, job).await.map(Some)
+                self.write_changed(jobstore, job, scheduled_before)
+                    .await
+                    .map(Some)
             }
             None => {
                 self.remove_job(id).await?;
@@ -293,6 +309,7 @@ impl Scheduler {
         for (name, store) in &self.inner.stores {
             match store.remove_job(id).await {
                 Ok(()) => {
+                    self.inner.withdraw_early_runs(id);
                     self.inner.emit(Event::JobRemoved {
                         job_id: id.to_owned(),
                         jobstore: name.clone(),
@@ -312,6 +329,7 @@ impl Scheduler {
             let jobs = store.get_jobs().await?;
             store.remove_all_jobs().await?;
             for job in jobs {
+                self.inner.withdraw_early_runs(&job.id);
                 self.inner.emit_with(|| Event::JobRemoved {
                     job_id: job.id,
                     jobstore: name.clone(),
@@ -485,5 +503,11 @@ pub(crate) fn submission(
         task_name: job.task.clone(),
         task,
         start_at,
+        // Runs handed over ahead of their time can be taken back until then.
+        withdrawal: if start_at > inner.clock.now() {
+            Withdrawal::new()
+        } else {
+            Withdrawal::default()
+        },
     })
 }

@@ -26,7 +26,7 @@
 //! to the others at its old time. A run that had started when the process died is not
 //! repeated.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +36,7 @@ use tokio::sync::mpsc;
 use super::jobs::submission;
 use super::plan::plan;
 use super::{Event, Inner, SchedulerState};
+use crate::executor::Withdrawal;
 use crate::history::{RunOutcome, RunRecord};
 use crate::job::{generate_id, Job};
 use crate::store::{FinishedRun, InstanceClaim, JobStore, Release, StoreError, WakeUp};
@@ -351,6 +352,21 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Takes back the runs of `job_id` handed over ahead of their start time and not
+    /// started yet: the job was paused, rescheduled or removed through this scheduler,
+    /// so the run it had when it was taken must not happen. Their executor reports them
+    /// as skipped; the release written for them then leaves the change in place.
+    pub(crate) fn withdraw_early_runs(&self, job_id: &str) {
+        let mutable = self.lock();
+        for place in mutable.run_stores.values() {
+            if place.job_id == job_id {
+                place.withdrawal.withdraw();
+            }
+        }
+    }
+}
+
 /// Logs releases the store fenced off ([`JobStore::release_jobs`]): this scheduler's
 /// lease on those jobs ended (it was paused or cut off past the lease, and another
 /// scheduler took the jobs over, or a survivor reaped it), so its next run times were
@@ -395,6 +411,8 @@ pub(crate) struct RunPlace {
     /// by default) may see its job taken again, which its instance slot then refuses
     /// (`max_instances`), removing the job.
     pub(crate) release: Option<Release>,
+    /// Takes the run back while it waits for its start time ([`Inner::withdraw_early_runs`]).
+    pub(crate) withdrawal: Withdrawal,
 }
 
 /// Plans one acquired job (misfire, coalesce, jitter); returns what to write back for
@@ -509,10 +527,10 @@ async fn hand_over_due_runs(
 #[derive(Default)]
 struct HandedOver {
     /// Jobs whose final release their runs hold ([`RunPlace::release`]).
-    held: HashSet<String>,
+    held: hashbrown::HashSet<String>,
     /// Recurring jobs handed over ahead of their time (the fire-ahead window), with
     /// their first run time: their release waits until then ([`Deferred`]).
-    early: HashMap<String, DateTime<Utc>>,
+    early: hashbrown::HashMap<String, DateTime<Utc>>,
 }
 
 /// A release held back until its run's scheduled time.
@@ -695,6 +713,7 @@ async fn hand_over(
                         } else {
                             None
                         },
+                        withdrawal: submission.withdrawal.clone(),
                     };
                     mutable.run_stores.insert(run_id.clone(), place);
                 }
@@ -792,6 +811,10 @@ pub(crate) async fn record_finished_runs(
             received = finished.recv() => match received {
                 Some(record) => {
                     let mut batch = vec![record];
+                    // Let the runs queued behind this task finish first: when thousands
+                    // end together, one write carries hundreds of them instead of each
+                    // its own (issue 9, recurring). Alone, a record waits one turn.
+                    tokio::task::yield_now().await;
                     while batch.len() < RECORD_BATCH {
                         match finished.try_recv() {
                             Ok(record) => batch.push(record),
@@ -871,12 +894,15 @@ impl Unwritten {
                 jobstore: store,
                 frees_instance,
                 release,
+                withdrawal,
                 ..
             }) = placed
             {
                 match release {
-                    // It ran to its end: the job goes.
-                    Some(release) if record.started_at.is_some() => {
+                    // It ran to its end: the job goes. Or it was taken back (paused,
+                    // rescheduled, removed): the release ends the lease, and the change
+                    // that took it back stays (see `JobStore::release_jobs`).
+                    Some(release) if record.started_at.is_some() || withdrawal.is_withdrawn() => {
                         self.releases
                             .entry(store.clone())
                             .or_default()
@@ -899,12 +925,16 @@ impl Unwritten {
                     );
                     runs.pop_front();
                 }
+                if inner.announces_run(&record) {
+                    self.to_announce.push(record.clone());
+                }
                 runs.push_back(FinishedRun {
-                    record: record.clone(),
+                    record,
                     frees_instance,
                 });
+            } else if inner.announces_run(&record) {
+                self.to_announce.push(record);
             }
-            self.to_announce.push(record);
         }
     }
 

@@ -244,13 +244,17 @@ impl SchedulerBuilder {
     }
 
     /// Takes jobs from their store up to this long before they are due and hands them
-    /// to their executor to start on time (default: zero, take them when due).
+    /// to their executor to start on time (default: [`DEFAULT_FIRE_AHEAD`]; zero takes
+    /// them when due).
     ///
-    /// For stores whose writes are slow (a durable SQL commit takes milliseconds) this
-    /// keeps the store off the firing path, as Quartz's fire-ahead window does. A run
-    /// handed over ahead of time still starts if its job is removed or paused within the
-    /// window, so keep the window short; the built-in tasks are safe to run late or
-    /// again by design.
+    /// This keeps the store and the scheduler's own work off the firing path, as
+    /// Quartz's fire-ahead window does: for stores whose writes are slow (a durable SQL
+    /// commit takes milliseconds), and for many jobs due at once (ten thousand due in
+    /// the same second are handed over in the window before it and start together).
+    /// A run handed over early is taken back if its job is paused, rescheduled or
+    /// removed through this scheduler before it is due (it is recorded as skipped);
+    /// a change made through another node of a shared store does not reach it, so
+    /// there keep the window short.
     pub fn fire_ahead(mut self, window: Duration) -> SchedulerBuilder {
         self.fire_ahead = window;
         self
@@ -309,7 +313,7 @@ impl SchedulerBuilder {
                     deadline: None,
                     finished_receiver: Some(finished_receiver),
                     handles: Vec::new(),
-                    run_stores: HashMap::new(),
+                    run_stores: hashbrown::HashMap::new(),
                     pending_releases: HashMap::new(),
                     deferred_releases: HashMap::new(),
                     random: fastrand::Rng::new(),
@@ -364,7 +368,9 @@ struct Mutable {
     finished_receiver: Option<mpsc::UnboundedReceiver<RunRecord>>,
     handles: Vec<JoinHandle<()>>,
     /// Each run in flight: where its record goes, and what its end writes back.
-    run_stores: HashMap<String, main_loop::RunPlace>,
+    // foldhash, not SipHash: one insert and one removal per run, keyed by
+    // generated run ids (issue 9, recurring).
+    run_stores: hashbrown::HashMap<String, main_loop::RunPlace>,
     /// Releases a store refused (it was unreachable), by store: their runs were
     /// submitted, so they are written before anything more is taken from that store.
     pending_releases: HashMap<String, Vec<crate::store::Release>>,
@@ -396,6 +402,18 @@ impl Inner {
         if self.events.receiver_count() > 0 || tracing::enabled!(tracing::Level::DEBUG) {
             self.emit(make());
         }
+    }
+
+    /// Whether a finished run's event would reach anyone (a listener or the log):
+    /// at thousands of runs a second, building events nobody sees costs a copy of
+    /// every run record (issue 9, recurring).
+    pub(crate) fn announces_run(&self, run: &crate::history::RunRecord) -> bool {
+        self.events.receiver_count() > 0
+            || if run.outcome == crate::history::RunOutcome::Success {
+                tracing::enabled!(tracing::Level::INFO)
+            } else {
+                tracing::enabled!(tracing::Level::WARN)
+            }
     }
 
     /// Wakes the loop if a job due at `time` must be taken earlier than the loop plans
@@ -431,6 +449,12 @@ impl Inner {
     }
 }
 
+/// How early a scheduler takes due jobs unless told otherwise
+/// ([`SchedulerBuilder::fire_ahead`]): long enough to hand over ten thousand jobs due
+/// in the same second before it starts (issue 9, recurring), short enough that a job
+/// added a moment before its time still meets it.
+pub const DEFAULT_FIRE_AHEAD: Duration = Duration::from_millis(250);
+
 impl Scheduler {
     /// A builder with UTC, the system clock and no stores or executors yet.
     pub fn builder() -> SchedulerBuilder {
@@ -443,7 +467,7 @@ impl Scheduler {
             tasks: TaskRegistry::with_builtins(),
             job_defaults: JobDefaults::default(),
             batch_size: 1000,
-            fire_ahead: Duration::ZERO,
+            fire_ahead: DEFAULT_FIRE_AHEAD,
             lease: Duration::from_secs(300),
             retention: None,
             membership: None,
