@@ -349,3 +349,42 @@ async fn a_re_added_job_never_matches_a_release_of_the_old_one() {
     })
     .await;
 }
+
+/// Pooled connections are not pinged before every statement (sqlx's default, a round
+/// trip each, issue 9), only after sitting idle for `idle_check_after`: one that the
+/// server closed meanwhile (a restart, an idle timeout) is replaced before it is used,
+/// so the next operation succeeds. PostgreSQL, whose connections a test can pick out
+/// by their application name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_the_server_closed_is_replaced_before_use() {
+    let place = Place::new(Db::Postgres);
+    let application = format!("kairos_idle_{}", place.prefix.trim_end_matches('_'));
+    let separator = if place.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{separator}application_name={application}", place.url);
+    let options = SqlOptions {
+        table_prefix: place.prefix.clone(),
+        max_connections: 2,
+        acquire_timeout: Duration::from_secs(3),
+        idle_check_after: Duration::from_millis(200),
+        ..SqlOptions::default()
+    };
+    let store = match connect(&url, options).await {
+        Ok(store) => store,
+        Err(error) => {
+            let required = std::env::var("KAIROS_REQUIRE_SERVICES").as_deref() == Ok("1");
+            assert!(!required, "Postgres: {error} (KAIROS_REQUIRE_SERVICES=1)");
+            println!("SKIP Postgres: {error}");
+            return;
+        }
+    };
+    store.add_job(job("a", Some(t0()))).await.unwrap();
+    let terminate = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{application}'"
+    );
+    place.execute(&[&terminate]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let found = store.get_job("a").await.unwrap();
+    assert_eq!(found.map(|job| job.id), Some("a".to_owned()));
+    drop(store);
+    place.cleanup().await;
+}

@@ -140,3 +140,30 @@ where
         }
     }
 }
+
+/// Pool options shared by the dialects: the pool's size and its waits as configured,
+/// and a health check only for connections that sat idle
+/// ([`SqlOptions::idle_check_after`](super::SqlOptions::idle_check_after)).
+///
+/// sqlx pings every connection it hands out by default: a round trip per statement,
+/// a third of a single add on PostgreSQL (issue 9). A connection in steady use is
+/// checked by the statements it runs (sqlx pings it again when it comes back, and
+/// closes it if that fails), so only one idle long enough for the server to have gone
+/// away (a restart, a timeout) is pinged first, and replaced if it does not answer.
+pub(super) fn pool_options<DB: Database>(
+    options: &super::SqlOptions,
+) -> sqlx::pool::PoolOptions<DB> {
+    let idle_check_after = options.idle_check_after;
+    sqlx::pool::PoolOptions::new()
+        .max_connections(options.max_connections.max(1))
+        .acquire_timeout(options.acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(move |connection, metadata| {
+            Box::pin(async move {
+                if metadata.idle_for < idle_check_after {
+                    return Ok(true);
+                }
+                Ok(sqlx::Connection::ping(connection).await.is_ok())
+            })
+        })
+}

@@ -229,15 +229,21 @@ impl<D: Dialect> SqlStore<D> {
             ]);
         }
         let rows = vec!["(?, ?, ?, ?, 0, ?)"; jobs.len()].join(", ");
-        let sql = self.sql(&format!(
+        let insert = format!(
             "INSERT INTO {{p}}jobs (id, next_run_time, paused, revision, broken, job) VALUES {rows}"
-        ));
-        let inserted = self.run(&sql, args).await.map(drop);
-        if inserted.is_ok() {
-            self.announce(wake::earliest(jobs.iter().map(|job| &job.next_run_time)))
-                .await;
-        }
-        Ok(inserted)
+        );
+        let earliest = wake::earliest(jobs.iter().map(|job| &job.next_run_time));
+        let (Some(notify), Some(earliest)) = (D::NOTIFY, earliest) else {
+            return Ok(self.run(&self.sql(&insert), args).await.map(drop));
+        };
+        // The wake-up rides in the insert's statement: one round trip instead of two
+        // for a single add (issue 9), and PostgreSQL sends it when the insert commits.
+        let sql = self.sql(&format!("WITH inserted AS ({insert} RETURNING 1) {notify}"));
+        args.extend([
+            wake::channel_name(&self.prefix).into(),
+            wake::payload(earliest).into(),
+        ]);
+        Ok(self.run(&sql, args).await.map(drop))
     }
 
     /// Tells the schedulers listening on this store's channel that jobs were written,

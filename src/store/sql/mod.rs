@@ -88,6 +88,10 @@ pub struct SqlOptions {
     /// How long an operation waits for a connection, including when the server is
     /// down; it then fails with [`StoreError::Unavailable`] and the scheduler retries.
     pub acquire_timeout: Duration,
+    /// A pooled connection unused for this long is pinged before its next use and
+    /// replaced if the server went away meanwhile (a restart, an idle timeout);
+    /// connections in steady use skip the ping, a round trip per statement.
+    pub idle_check_after: Duration,
 }
 
 impl Default for SqlOptions {
@@ -97,6 +101,7 @@ impl Default for SqlOptions {
             max_connections: 10,
             instance_ttl: Duration::from_secs(3600),
             acquire_timeout: Duration::from_secs(10),
+            idle_check_after: Duration::from_secs(5),
         }
     }
 }

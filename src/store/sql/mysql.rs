@@ -13,9 +13,7 @@ use std::future::Future;
 use std::str::FromStr;
 
 use sqlx::error::DatabaseError;
-use sqlx::mysql::{
-    MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPoolOptions, MySqlQueryResult,
-};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlQueryResult};
 use sqlx::{Executor, Pool, Row};
 
 use super::{Dialect, Migration, SqlOptions};
@@ -118,10 +116,8 @@ impl Dialect for MySql {
         options: &SqlOptions,
     ) -> impl Future<Output = Result<Pool<sqlx::MySql>, sqlx::Error>> + Send {
         let parsed = MySqlConnectOptions::from_str(url);
-        let pool = MySqlPoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .acquire_timeout(options.acquire_timeout)
-            .after_connect(|connection, _| {
+        let pool =
+            super::driver::pool_options::<sqlx::MySql>(options).after_connect(|connection, _| {
                 Box::pin(async move {
                     connection
                         .execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::str::FromStr;
 
 use sqlx::error::DatabaseError;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions, PgQueryResult};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgQueryResult};
 use sqlx::Pool;
 use tokio::sync::mpsc;
 
@@ -113,9 +113,7 @@ impl Dialect for Postgres {
         options: &SqlOptions,
     ) -> impl Future<Output = Result<Pool<sqlx::Postgres>, sqlx::Error>> + Send {
         let parsed = PgConnectOptions::from_str(url);
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .acquire_timeout(options.acquire_timeout);
+        let pool = super::driver::pool_options(options);
         async move {
             let mut connect = parsed?;
             // Named in pg_stat_activity, so an operator can tell the schedulers apart

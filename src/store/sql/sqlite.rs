@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use sqlx::error::DatabaseError;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
-    SqliteQueryResult, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteQueryResult, SqliteSynchronous,
 };
 use sqlx::{Executor, Pool};
 
@@ -121,9 +120,7 @@ impl Dialect for Sqlite {
         options: &SqlOptions,
     ) -> impl Future<Output = Result<Pool<sqlx::Sqlite>, sqlx::Error>> + Send {
         let parsed = SqliteConnectOptions::from_str(url);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .acquire_timeout(options.acquire_timeout);
+        let pool = super::driver::pool_options(options);
         async move {
             let connect = parsed?
                 .create_if_missing(true)
