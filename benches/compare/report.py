@@ -461,7 +461,10 @@ def main():
     w("## Configurations\n")
     w("- **kairos**: the library (`kairos::scheduler::Scheduler`), a 16-thread `ThreadPoolExecutor`, the "
       "memory store unless said otherwise; recurring jobs with `coalesce = false`, no misfire limit and a "
-      "high `max_instances`, so no run is dropped by policy. Benches: `benches/{burst,pending,recurring}.rs`.")
+      "high `max_instances`, so no run is dropped by policy. Its defaults otherwise, including the 250 ms "
+      "fire-ahead window (`DEFAULT_FIRE_AHEAD`): due jobs are handed to the executor up to 250 ms early and "
+      "start at their time, runs due at one instant behind one timer; a pause, reschedule or removal within "
+      "the window takes the run back. Benches: `benches/{burst,pending,recurring}.rs`.")
     w("- **APScheduler 3.11**: `BackgroundScheduler`, `ThreadPoolExecutor(64)`, `misfire_grace_time=None`, "
       "`coalesce=False`, `max_instances=1000`; `MemoryJobStore` or `SQLAlchemyJobStore` (psycopg2 for "
       "PostgreSQL). The scheduler is started paused while jobs are added and resumed after, so every add "
