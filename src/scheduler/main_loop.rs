@@ -579,16 +579,26 @@ async fn flush_deferred(inner: &Inner, until: Option<DateTime<Utc>>) -> Option<D
         let Some(store) = inner.stores.get(&name) else {
             continue;
         };
-        match store.release_jobs(&inner.id, releases.clone()).await {
-            Ok(fenced) => report_fenced(inner, &name, &fenced),
-            Err(error) => {
-                tracing::warn!(jobstore = name, %error, "could not write back runs handed over early; will retry");
-                inner
-                    .lock()
-                    .pending_releases
-                    .entry(name)
-                    .or_default()
-                    .extend(releases);
+        let mut releases = releases.into_iter().peekable();
+        while releases.peek().is_some() {
+            // These come due at the instant their runs start: ten thousand recurring jobs
+            // due in one second release together. Written a chunk at a time, each after
+            // the runs that are ready have had their turn, so the runs start first
+            // (issue 9, recurring).
+            tokio::task::yield_now().await;
+            let chunk: Vec<Release> = releases.by_ref().take(RELEASE_CHUNK).collect();
+            match store.release_jobs(&inner.id, chunk.clone()).await {
+                Ok(fenced) => report_fenced(inner, &name, &fenced),
+                Err(error) => {
+                    tracing::warn!(jobstore = name, %error, "could not write back runs handed over early; will retry");
+                    inner
+                        .lock()
+                        .pending_releases
+                        .entry(name)
+                        .or_default()
+                        .extend(chunk.into_iter().chain(releases));
+                    break;
+                }
             }
         }
     }
@@ -600,6 +610,9 @@ async fn flush_deferred(inner: &Inner, until: Option<DateTime<Utc>>) -> Option<D
         .map(|entry| entry.at)
         .min()
 }
+
+/// How many deferred releases one store write carries.
+const RELEASE_CHUNK: usize = 256;
 
 /// Claims one instance slot and hands the runs for `scheduled_times` (earliest first)
 /// to the job's executor, which runs them one after another; returns the first run id.
