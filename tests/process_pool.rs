@@ -574,3 +574,45 @@ async fn a_configured_task_takes_its_settings_into_the_worker() {
     })
     .await;
 }
+
+/// A submission handed over ahead of its start time and taken back before it
+/// (`Withdrawal`) never starts: each of its runs is reported as skipped, and the
+/// executor's counts go back to idle. The same for both kinds of executor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawn_submission_is_reported_as_skipped_and_never_started() {
+    within(async {
+        let executors: [Box<dyn FnOnce() -> (Box<dyn Executor>, _)>; 2] = [
+            Box::new(|| start(pool(1))),
+            Box::new(|| {
+                let (finished, records) = mpsc::unbounded_channel();
+                let executor: Box<dyn Executor> =
+                    Box::new(kairos::executor::pool::ThreadPoolExecutor::new(1));
+                executor.start(ExecutorContext {
+                    clock: Arc::new(SystemClock),
+                    finished,
+                });
+                (executor, records)
+            }),
+        ];
+        for make in executors {
+            let (executor, mut records) = make();
+            let mut submitted = submission("echo", json!({}));
+            submitted.start_at = Utc::now() + TimeDelta::milliseconds(300);
+            submitted.withdrawal = kairos::executor::Withdrawal::new();
+            let withdrawal = submitted.withdrawal.clone();
+            executor.submit(submitted.clone()).expect("submitted");
+            assert_eq!(executor.load().early, 1);
+            withdrawal.withdraw();
+            let record = next_record(&mut records).await;
+            assert_eq!(record.outcome, RunOutcome::Skipped, "{record:?}");
+            assert_eq!(record.started_at, None);
+            assert_eq!(record.run_id, submitted.runs[0].run_id);
+            assert_eq!(record.error.as_deref(), Some(kairos::executor::WITHDRAWN));
+            assert!(record.finished_at >= submitted.start_at);
+            let load = executor.load();
+            assert_eq!((load.queued, load.early, load.running), (0, 0, 0));
+            executor.shutdown(None).await;
+        }
+    })
+    .await;
+}
