@@ -581,21 +581,17 @@ async fn a_configured_task_takes_its_settings_into_the_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_withdrawn_submission_is_reported_as_skipped_and_never_started() {
     within(async {
-        let executors: [Box<dyn FnOnce() -> (Box<dyn Executor>, _)>; 2] = [
-            Box::new(|| start(pool(1))),
-            Box::new(|| {
-                let (finished, records) = mpsc::unbounded_channel();
-                let executor: Box<dyn Executor> =
-                    Box::new(kairos::executor::pool::ThreadPoolExecutor::new(1));
-                executor.start(ExecutorContext {
-                    clock: Arc::new(SystemClock),
-                    finished,
-                });
-                (executor, records)
-            }),
-        ];
-        for make in executors {
-            let (executor, mut records) = make();
+        let threads = {
+            let (finished, records) = mpsc::unbounded_channel();
+            let executor: Box<dyn Executor> =
+                Box::new(kairos::executor::pool::ThreadPoolExecutor::new(1));
+            executor.start(ExecutorContext {
+                clock: Arc::new(SystemClock),
+                finished,
+            });
+            (executor, records)
+        };
+        for (executor, mut records) in [start(pool(1)), threads] {
             let mut submitted = submission("echo", json!({}));
             submitted.start_at = Utc::now() + TimeDelta::milliseconds(300);
             submitted.withdrawal = kairos::executor::Withdrawal::new();
