@@ -295,6 +295,9 @@ async fn run_one(
                         .filter_map(|run| in_flight.remove(&run.run_id))
                         .collect()
                 };
+                // Counted out before the records go, so whoever reads them sees the
+                // pool without these runs.
+                drop(queued);
                 context.report_withdrawn(withdrawn);
                 return;
             }
