@@ -7,7 +7,7 @@
 //!
 //! A million pending one-off jobs is the workload to size for (issue 9), at about a
 //! hundred bytes each:
-//! - a job is 80 bytes in the slab, its id inline ([`compact`]);
+//! - a job is 72 bytes in the slab, its id inline ([`compact`]);
 //! - the index by id holds a 4-byte slot number per job, and the due index a 16-byte
 //!   key ([`tables`]);
 //! - what only acquired jobs have, the lease expiry and the holder, is in side maps
@@ -45,8 +45,9 @@ struct State {
     jobs: JobTable,
     /// Task and executor names, shared by the stored jobs.
     names: Names,
-    /// Who acquired which job, by slot.
-    holdings: HashMap<SlotNumber, Holding>,
+    /// Who acquired which job, by slot. Hashed as the job table is: every run of a
+    /// recurring job inserts and removes here (issue 9, recurring).
+    holdings: hashbrown::HashMap<SlotNumber, Holding>,
     /// Acquired jobs by lease expiry: (expiry, slot). Ties need no order: every lease
     /// that ran out goes back to the due index, which orders them.
     leases: BTreeSet<(DateTime<Utc>, SlotNumber)>,
@@ -100,10 +101,11 @@ impl MemoryStore {
     }
 }
 
-/// The error for a memory store that holds as many jobs as it can count.
+/// The error for a memory store that holds as many jobs (or task and executor
+/// pairs) as it can count.
 fn full() -> StoreError {
     StoreError::Unavailable(format!(
-        "the memory store holds {} jobs, as many as it can",
+        "the memory store holds {} jobs or task and executor pairs, as many as it can",
         SlotNumber::MAX
     ))
 }
@@ -118,7 +120,7 @@ impl State {
     /// insert, since adding is the hot path of the one-off-job workload.
     fn insert_new(&mut self, mut job: Job) -> Result<Job, StoreError> {
         job.revision = self.next_revision + 1;
-        let stored = StoredJob::new(&job, &mut self.names);
+        let stored = StoredJob::new(&job, &mut self.names).ok_or_else(full)?;
         match self.jobs.insert_new(stored) {
             Ok(_) => {
                 self.next_revision += 1;
@@ -133,7 +135,7 @@ impl State {
     /// holder, and out of the due index until released.
     fn put(&mut self, mut job: Job) -> Result<Job, StoreError> {
         job.revision = self.bump();
-        let stored = StoredJob::new(&job, &mut self.names);
+        let stored = StoredJob::new(&job, &mut self.names).ok_or_else(full)?;
         match self.jobs.find(&job.id) {
             Some(slot) => {
                 let leased = self
@@ -330,7 +332,8 @@ impl JobStore for MemoryStore {
     }
 
     async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
-        Ok(self.lock().jobs.get_by_id(id).map(StoredJob::to_job))
+        let state = self.lock();
+        Ok(state.jobs.get_by_id(id).map(|job| job.to_job(&state.names)))
     }
 
     async fn count_jobs(&self) -> Result<u64, StoreError> {
@@ -338,12 +341,13 @@ impl JobStore for MemoryStore {
     }
 
     async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
-        let mut jobs: Vec<Job> = self
-            .lock()
+        let state = self.lock();
+        let mut jobs: Vec<Job> = state
             .jobs
             .iter()
-            .map(|(_, job)| job.to_job())
+            .map(|(_, job)| job.to_job(&state.names))
             .collect();
+        drop(state);
         jobs.sort_by(|left, right| {
             let key = |job: &Job| (job.next_run_time.is_none(), job.next_run_time);
             key(left)
@@ -374,7 +378,9 @@ impl JobStore for MemoryStore {
         let mut state = self.lock();
         state.reclaim_expired_leases(now);
         let expiry = now + TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX / 2);
-        let mut acquired = Vec::new();
+        // Jobs are large and a batch is up to a thousand of them: growing the vector
+        // step by step would copy them over and over.
+        let mut acquired = Vec::with_capacity(limit.min(state.jobs.due_len()));
         // One allocation of the owner for the batch, shared by its jobs.
         let holder: Arc<str> = Arc::from(owner);
         while acquired.len() < limit {
@@ -394,7 +400,7 @@ impl JobStore for MemoryStore {
                 },
             );
             if let Some(job) = state.jobs.get(slot) {
-                acquired.push(job.to_job());
+                acquired.push(job.to_job(&state.names));
             }
         }
         Ok(acquired)

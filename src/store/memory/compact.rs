@@ -2,14 +2,16 @@
 //! and its args as JSON text, so a million pending one-off jobs cost about a hundred
 //! bytes each, not a kilobyte (issue 9, memory per pending job).
 //!
-//! A [`StoredJob`] is 80 bytes, kept in the job table's slab (see [`super::tables`]):
+//! A [`StoredJob`] is 72 bytes, kept in the job table's slab (see [`super::tables`]):
 //!
 //! | field of [`Job`] | kept as |
 //! | --- | --- |
 //! | `id` | inline: 32 lowercase hex digits (what [`generate_id`](crate::job::generate_id) makes) as the 16 bytes they spell, any other id of up to 16 bytes as its bytes; a longer id in the [`Extra`] box |
-//! | `task`, `executor` | one pointer to the pair, interned per store: a handful of pairs shared by every job |
 //! | `trigger` | as is: a `date` trigger is inline (16 bytes), others share one allocation |
-//! | `next_run_time`, `revision`, `max_instances`, `coalesce`, `paused` | inline |
+//! | `task`, `executor` | the number of the pair, interned per store: a handful of pairs shared by every job |
+//! | `next_run_time`, `revision` | inline |
+//! | `max_instances` | inline as a `u16`, in the [`Rare`] box from `u16::MAX` up |
+//! | `coalesce`, `paused` | a bit each, in one byte with the id's form |
 //! | `args` | nothing when null, else compact JSON text (`{"order_id":42}` is 15 bytes; a `Value` map is a B-tree node of over 500), in the [`Extra`] box |
 //! | `name`, `misfire_grace_time`, `jitter`, `config_spec`, `config_version` | in the [`Extra`] box's [`Rare`] box, none when all are at their usual values (the name is the task's, no limit, no jitter, not from config) |
 //!
@@ -27,7 +29,7 @@
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::num::NonZeroU8;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -62,15 +64,61 @@ pub(super) struct StoredJob {
     pub(super) revision: u64,
     /// `None`: null args, the id inline, every field of [`Rare`] at its usual value.
     extra: Option<Box<Extra>>,
-    names: Arc<TaskAndExecutor>,
-    max_instances: u32,
+    /// The task and executor, by their number in the store's [`Names`].
+    names: u32,
     /// Where the job's key is in the due index's heap, or [`NOT_DUE`]: kept here so a
     /// job leaves the index (paused, removed, acquired) without a search. Written by
     /// the due index only.
     pub(super) due_position: u32,
-    id_form: IdForm,
-    coalesce: bool,
-    paused: bool,
+    /// `max_instances`, or `u16::MAX` when it is that or more: [`Rare::max_instances`]
+    /// has it then. Jobs run one or a few instances at a time.
+    max_instances: u16,
+    flags: Flags,
+}
+
+/// The id's [`IdForm`], `coalesce` and `paused` in one byte: with a byte each the job
+/// would not fit 72 bytes, and the slab holds a million. Its lowest bit is always set,
+/// so the slab's vacant slots can be told apart by a zero there and cost no tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Flags(NonZeroU8);
+
+impl Flags {
+    /// Where the id form's bits start: an inline id's length (0 to 16), or one of
+    /// the two below.
+    const ID_FORM_SHIFT: u32 = 1;
+    const ID_FORM: u8 = 0b1_1111;
+    const HEX_ID: u8 = 17;
+    const BOXED_ID: u8 = 18;
+    const COALESCE: u8 = 1 << 6;
+    const PAUSED: u8 = 1 << 7;
+
+    fn new(id_form: IdForm, coalesce: bool, paused: bool) -> Flags {
+        let form = match id_form {
+            IdForm::Hex => Flags::HEX_ID,
+            // At most MAX_INLINE_ID (16): within the bits.
+            IdForm::Inline { len } => len & Flags::ID_FORM,
+            IdForm::Boxed => Flags::BOXED_ID,
+        };
+        let coalesce = if coalesce { Flags::COALESCE } else { 0 };
+        let paused = if paused { Flags::PAUSED } else { 0 };
+        Flags(NonZeroU8::MIN | form << Flags::ID_FORM_SHIFT | coalesce | paused)
+    }
+
+    fn id_form(self) -> IdForm {
+        match self.0.get() >> Flags::ID_FORM_SHIFT & Flags::ID_FORM {
+            Flags::HEX_ID => IdForm::Hex,
+            Flags::BOXED_ID => IdForm::Boxed,
+            len => IdForm::Inline { len },
+        }
+    }
+
+    fn coalesce(self) -> bool {
+        self.0.get() & Flags::COALESCE != 0
+    }
+
+    fn paused(self) -> bool {
+        self.0.get() & Flags::PAUSED != 0
+    }
 }
 
 /// How [`StoredJob::id`]'s bytes read.
@@ -112,6 +160,8 @@ struct Rare {
     config_version: Option<ConfigVersion>,
     /// Args too deep to read back from text.
     deep_args: Option<Box<Value>>,
+    /// A `max_instances` too large for [`StoredJob::max_instances`].
+    max_instances: Option<u32>,
 }
 
 impl Rare {
@@ -122,50 +172,60 @@ impl Rare {
             && self.config_spec.is_none()
             && self.config_version.is_none()
             && self.deep_args.is_none()
+            && self.max_instances.is_none()
     }
 }
 
-/// The (task, executor) pairs of a store's jobs, one allocation each.
+/// The (task, executor) pairs of a store's jobs, each kept once and known by its
+/// number.
 #[derive(Debug, Default)]
 pub(super) struct Names {
-    /// By task, then the few executors its jobs use.
-    pairs: HashMap<Box<str>, Vec<Arc<TaskAndExecutor>>>,
+    /// Every pair, by number.
+    pairs: Vec<TaskAndExecutor>,
+    /// The numbers of the pairs by task, then the few executors its jobs use.
+    by_task: HashMap<Box<str>, Vec<u32>>,
     /// The pair of the last job stored: jobs come in runs of the same task (a shop
     /// adding cancel jobs), and two string compares cost less than a hash lookup.
-    last: Option<Arc<TaskAndExecutor>>,
+    last: Option<u32>,
 }
 
 impl Names {
-    /// The shared pair. Tasks and executors are registered names, a few per scheduler,
-    /// so the map stays small and is never pruned.
-    fn intern(&mut self, task: &str, executor: &str) -> Arc<TaskAndExecutor> {
-        if let Some(last) = &self.last {
-            if &*last.task == task && &*last.executor == executor {
-                return Arc::clone(last);
+    /// The pair's number; `None` only when numbers ran out (2^32 pairs). Tasks and
+    /// executors are registered names, a few per scheduler, so the pairs stay few and
+    /// are never pruned.
+    fn intern(&mut self, task: &str, executor: &str) -> Option<u32> {
+        if let Some(last) = self.last {
+            let pair = self.get(last);
+            if &*pair.task == task && &*pair.executor == executor {
+                return Some(last);
             }
         }
-        let pair = self.lookup(task, executor);
-        self.last = Some(Arc::clone(&pair));
-        pair
+        let number = self.lookup(task, executor)?;
+        self.last = Some(number);
+        Some(number)
     }
 
-    fn lookup(&mut self, task: &str, executor: &str) -> Arc<TaskAndExecutor> {
-        if let Some(pair) = self
-            .pairs
-            .get(task)
-            .and_then(|pairs| pairs.iter().find(|pair| &*pair.executor == executor))
-        {
-            return Arc::clone(pair);
+    fn lookup(&mut self, task: &str, executor: &str) -> Option<u32> {
+        if let Some(&number) = self.by_task.get(task).and_then(|numbers| {
+            numbers
+                .iter()
+                .find(|&&number| &*self.get(number).executor == executor)
+        }) {
+            return Some(number);
         }
-        let pair = Arc::new(TaskAndExecutor {
+        let number = u32::try_from(self.pairs.len()).ok()?;
+        self.pairs.push(TaskAndExecutor {
             task: task.into(),
             executor: executor.into(),
         });
-        self.pairs
-            .entry(task.into())
-            .or_default()
-            .push(Arc::clone(&pair));
-        pair
+        self.by_task.entry(task.into()).or_default().push(number);
+        Some(number)
+    }
+
+    /// The pair numbered `number`, which [`Names::intern`] gave out: pairs are never
+    /// removed, so it is there.
+    fn get(&self, number: u32) -> &TaskAndExecutor {
+        &self.pairs[number as usize]
     }
 }
 
@@ -216,10 +276,15 @@ fn spell_hex(bytes: &[u8; MAX_INLINE_ID], buffer: &mut [u8; HEX_ID_LEN]) {
 pub(super) type IdBuffer = [u8; HEX_ID_LEN];
 
 impl StoredJob {
-    /// The stored form of `job`, not in the due index yet.
-    pub(super) fn new(job: &Job, names: &mut Names) -> StoredJob {
+    /// The stored form of `job`, not in the due index yet; `None` only when `names`
+    /// is full.
+    pub(super) fn new(job: &Job, names: &mut Names) -> Option<StoredJob> {
         let (id, id_form, long_id) = store_id(&job.id);
         let (args, deep_args) = store_args(&job.args);
+        let (max_instances, large_max_instances) = match u16::try_from(job.max_instances) {
+            Ok(small) if small != u16::MAX => (small, None),
+            _ => (u16::MAX, Some(job.max_instances)),
+        };
         let rare = Rare {
             name: (job.name != job.task).then(|| job.name.as_str().into()),
             misfire_grace_time: job.misfire_grace_time,
@@ -227,6 +292,7 @@ impl StoredJob {
             config_spec: job.config_spec.clone(),
             config_version: job.config_version.clone(),
             deep_args,
+            max_instances: large_max_instances,
         };
         let rare = (!rare.is_usual()).then(|| Box::new(rare));
         let extra = (long_id.is_some() || args.is_some() || rare.is_some()).then(|| {
@@ -236,26 +302,25 @@ impl StoredJob {
                 rare,
             })
         });
-        StoredJob {
+        Some(StoredJob {
             id,
             trigger: job.trigger.clone(),
             next_run_time: job.next_run_time,
             revision: job.revision,
             extra,
-            names: names.intern(&job.task, &job.executor),
-            max_instances: job.max_instances,
+            names: names.intern(&job.task, &job.executor)?,
             due_position: NOT_DUE,
-            id_form,
-            coalesce: job.coalesce,
-            paused: job.paused,
-        }
+            max_instances,
+            flags: Flags::new(id_form, job.coalesce, job.paused),
+        })
     }
 
-    /// The job it was made from.
-    pub(super) fn to_job(&self) -> Job {
+    /// The job it was made from; `names` are the store's.
+    pub(super) fn to_job(&self, names: &Names) -> Job {
         let extra = self.extra.as_deref();
         let rare = extra.and_then(|extra| extra.rare.as_deref());
-        let task = &*self.names.task;
+        let pair = names.get(self.names);
+        let task = &*pair.task;
         Job {
             id: self.id_string(),
             name: rare
@@ -268,12 +333,14 @@ impl StoredJob {
                 rare.and_then(|rare| rare.deep_args.as_deref()),
             ),
             trigger: self.trigger.clone(),
-            executor: self.names.executor.to_string(),
+            executor: pair.executor.to_string(),
             misfire_grace_time: rare.and_then(|rare| rare.misfire_grace_time),
-            coalesce: self.coalesce,
-            max_instances: self.max_instances,
+            coalesce: self.flags.coalesce(),
+            max_instances: rare
+                .and_then(|rare| rare.max_instances)
+                .unwrap_or(u32::from(self.max_instances)),
             jitter: rare.and_then(|rare| rare.jitter),
-            paused: self.paused,
+            paused: self.flags.paused(),
             next_run_time: self.next_run_time,
             revision: self.revision,
             config_spec: rare.and_then(|rare| rare.config_spec.clone()),
@@ -294,7 +361,7 @@ impl StoredJob {
 
     /// The id's text as bytes, spelled out into `buffer` if it is kept as hex.
     pub(super) fn id_bytes<'a>(&'a self, buffer: &'a mut IdBuffer) -> &'a [u8] {
-        match self.id_form {
+        match self.flags.id_form() {
             IdForm::Hex => {
                 spell_hex(&self.id, buffer);
                 buffer
@@ -310,7 +377,7 @@ impl StoredJob {
 
     /// Whether the job's id is `id`.
     pub(super) fn id_is(&self, id: &str) -> bool {
-        match self.id_form {
+        match self.flags.id_form() {
             // Most lookups of a generated id compare 16 bytes, without spelling them out.
             IdForm::Hex => hex_bytes(id).is_some_and(|bytes| bytes == self.id),
             _ => self.id_bytes(&mut [0; HEX_ID_LEN]) == id.as_bytes(),
@@ -319,16 +386,22 @@ impl StoredJob {
 
     /// The job's id.
     pub(super) fn id_string(&self) -> String {
-        // Every form holds the bytes of a `str`, so this never replaces anything.
-        String::from_utf8_lossy(self.id_bytes(&mut [0; HEX_ID_LEN])).into_owned()
+        let mut buffer = [0; HEX_ID_LEN];
+        let bytes = self.id_bytes(&mut buffer);
+        match std::str::from_utf8(bytes) {
+            Ok(id) => id.to_owned(),
+            // Never: every form holds the bytes of a `str`.
+            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        }
     }
 
     /// Orders two jobs by id, as their ids' text orders (bytewise).
     pub(super) fn cmp_ids(&self, other: &StoredJob) -> Ordering {
-        if self.id_form == IdForm::Hex && other.id_form == IdForm::Hex {
+        if self.flags.id_form() == IdForm::Hex && other.flags.id_form() == IdForm::Hex {
             // Lowercase hex digits sort as the values they spell, and every hex id is
-            // 32 digits long, so the bytes order as the text does.
-            return self.id.cmp(&other.id);
+            // 32 digits long, so the bytes order as the text does. Compared as one
+            // number: the due index compares ids at every tie.
+            return u128::from_be_bytes(self.id).cmp(&u128::from_be_bytes(other.id));
         }
         let mut buffer = [0; HEX_ID_LEN];
         let mut other_buffer = [0; HEX_ID_LEN];
@@ -420,7 +493,8 @@ mod tests {
         ] {
             for name in ["orders.cancel", "cancel order 42"] {
                 let original = job(args.clone(), name);
-                assert_eq!(StoredJob::new(&original, &mut names).to_job(), original);
+                let stored = StoredJob::new(&original, &mut names).expect("room for names");
+                assert_eq!(stored.to_job(&names), original);
             }
         }
     }
@@ -430,7 +504,9 @@ mod tests {
         let mut names = Names::default();
         let first = StoredJob::new(&job(Value::Null, "orders.cancel"), &mut names);
         let second = StoredJob::new(&job(Value::Null, "orders.cancel"), &mut names);
-        assert!(Arc::ptr_eq(&first.names, &second.names));
+        let (first, second) = first.zip(second).expect("room for names");
+        assert_eq!(first.names, second.names);
+        assert_eq!(names.pairs.len(), 1);
         assert!(
             first
                 .extra
@@ -441,23 +517,54 @@ mod tests {
     }
 
     #[test]
-    fn a_pending_one_off_job_is_80_bytes_and_allocates_nothing() {
+    fn a_pending_one_off_job_is_72_bytes_and_allocates_nothing() {
         // Not a test of behaviour, but a million pending jobs pay for every byte here.
         assert!(std::mem::size_of::<Trigger>() <= 16);
-        assert!(std::mem::size_of::<StoredJob>() <= 80);
+        assert!(std::mem::size_of::<StoredJob>() <= 72);
         let mut one_off = job(Value::Null, "orders.cancel");
         one_off.id = crate::job::generate_id();
         one_off.misfire_grace_time = None;
-        let stored = StoredJob::new(&one_off, &mut Names::default());
+        let mut names = Names::default();
+        let stored = StoredJob::new(&one_off, &mut names).expect("room for names");
         assert!(stored.extra.is_none());
-        assert_eq!(stored.id_form, IdForm::Hex);
-        assert_eq!(stored.to_job(), one_off);
+        assert_eq!(stored.flags.id_form(), IdForm::Hex);
+        assert_eq!(stored.to_job(&names), one_off);
+    }
+
+    #[test]
+    fn flags_and_max_instances_of_any_size_read_back_the_same() {
+        let mut names = Names::default();
+        for max_instances in [
+            0,
+            1,
+            3,
+            u32::from(u16::MAX) - 1,
+            u32::from(u16::MAX),
+            u32::MAX,
+        ] {
+            for coalesce in [false, true] {
+                for paused in [false, true] {
+                    let mut original = job(Value::Null, "orders.cancel");
+                    original.misfire_grace_time = None;
+                    original.max_instances = max_instances;
+                    original.coalesce = coalesce;
+                    original.paused = paused;
+                    let stored = StoredJob::new(&original, &mut names).expect("room for names");
+                    assert_eq!(stored.to_job(&names), original);
+                    assert_eq!(
+                        stored.extra.is_some(),
+                        max_instances >= u32::from(u16::MAX),
+                        "{max_instances}"
+                    );
+                }
+            }
+        }
     }
 
     fn stored_with_id(id: &str) -> StoredJob {
         let mut with_id = job(Value::Null, "orders.cancel");
         with_id.id = id.to_owned();
-        StoredJob::new(&with_id, &mut Names::default())
+        StoredJob::new(&with_id, &mut Names::default()).expect("room for names")
     }
 
     #[test]
@@ -481,9 +588,8 @@ mod tests {
         ];
         for (id, form) in cases {
             let stored = stored_with_id(id);
-            assert_eq!(stored.id_form, form, "{id:?}");
+            assert_eq!(stored.flags.id_form(), form, "{id:?}");
             assert_eq!(stored.id_string(), id);
-            assert_eq!(stored.to_job().id, id);
             assert_eq!(stored.id_bytes(&mut IdBuffer::default()), id.as_bytes());
             assert!(stored.id_is(id), "{id:?}");
             assert!(!stored.id_is(&format!("{id}x")), "{id:?}");
