@@ -12,7 +12,7 @@
 //! | `next_run_time`, `revision` | inline |
 //! | `max_instances` | inline as a `u16`, in the [`Rare`] box from `u16::MAX` up |
 //! | `coalesce`, `paused` | a bit each, in one byte with the id's form |
-//! | `args` | nothing when null, else compact JSON text (`{"order_id":42}` is 15 bytes; a `Value` map is a B-tree node of over 500), in the [`Extra`] box |
+//! | `args` | nothing when null, else compact JSON text (`{"order_id":42}` is 15 bytes; a `Value` map is a B-tree node of over 500), in the [`Extra`] box; args nested too deep to read back from text as a `Value`, in the [`Rare`] box |
 //! | `name`, `misfire_grace_time`, `jitter`, `config_spec`, `config_version` | in the [`Extra`] box's [`Rare`] box, none when all are at their usual values (the name is the task's, no limit, no jitter, not from config) |
 //!
 //! The [`Extra`] box is one pointer, null for a job with null args, a short or
