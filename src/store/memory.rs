@@ -1,13 +1,17 @@
 //! `memory://`: jobs in this process only, gone with it.
 //!
-//! Jobs sit in a map by id and in an ordered index by next run time, so the earliest
+//! Jobs sit in a slab with an index by id and a heap by next run time, so the earliest
 //! job and the due batch are found without a scan, up to millions of pending jobs. Run
 //! history is a bounded ring. Everything is under one mutex held only for in-memory
 //! work, never across an await.
 //!
-//! A million pending one-off jobs is the workload to size for (issue 9): jobs are kept
-//! compact ([`compact`]), the map holds one pointer per job and finds it by the id the
-//! job holds, and both indexes share that same id allocation.
+//! A million pending one-off jobs is the workload to size for (issue 9), at about a
+//! hundred bytes each:
+//! - a job is 72 bytes in the slab, its id inline ([`compact`]);
+//! - the index by id holds a 4-byte slot number per job, and the due index a 16-byte
+//!   key ([`tables`]);
+//! - what only acquired jobs have, the lease expiry and the holder, is in side maps
+//!   by slot number: few jobs are acquired at a time.
 
 mod compact;
 mod tables;
@@ -20,7 +24,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use self::compact::{Names, StoredJob};
-use self::tables::{JobTable, Timed};
+use self::tables::{InsertError, JobTable, SlotNumber};
 use super::{FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError};
 use crate::history::RunRecord;
 use crate::job::Job;
@@ -37,13 +41,16 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct State {
+    /// The jobs, and the due ones (not paused, not acquired) by next run time.
     jobs: JobTable,
     /// Task and executor names, shared by the stored jobs.
     names: Names,
-    /// Jobs that are due some time: not paused, not acquired.
-    due_index: BTreeSet<Timed>,
-    /// Acquired jobs by lease expiry.
-    leases: BTreeSet<Timed>,
+    /// Who acquired which job, by slot. Hashed as the job table is: every run of a
+    /// recurring job inserts and removes here (issue 9, recurring).
+    holdings: hashbrown::HashMap<SlotNumber, Holding>,
+    /// Acquired jobs by lease expiry: (expiry, slot). Ties need no order: every lease
+    /// that ran out goes back to the due index, which orders them.
+    leases: BTreeSet<(DateTime<Utc>, SlotNumber)>,
     /// The owners of each job's running instances, one entry per instance (so a
     /// scheduler only ever frees its own).
     instances: HashMap<Arc<str>, Vec<Arc<str>>>,
@@ -54,15 +61,15 @@ struct State {
     nodes: BTreeMap<String, NodeInfo>,
 }
 
+/// Who acquired a job last, until a release, a recovery or a reap ends it.
 #[derive(Debug)]
-pub(in crate::store::memory) struct Entry {
-    pub(in crate::store::memory) job: StoredJob,
+struct Holding {
+    /// When the lease runs out; `None` once it has and the job is due again.
     lease: Option<DateTime<Utc>>,
-    /// Who acquired the job last, until a release, a recovery or a reap ends it. It
-    /// outlives an expired lease that nobody took over (as the SQL store's
-    /// `lease_owner` does), so a late release from a paused owner is still accepted
-    /// then, and only then: the fencing rule of [`JobStore::release_jobs`].
-    holder: Option<Arc<str>>,
+    /// The owner. It outlives an expired lease that nobody took over (as the SQL
+    /// store's `lease_owner` does), so a late release from a paused owner is still
+    /// accepted then, and only then: the fencing rule of [`JobStore::release_jobs`].
+    holder: Arc<str>,
 }
 
 impl Default for MemoryStore {
@@ -94,6 +101,15 @@ impl MemoryStore {
     }
 }
 
+/// The error for a memory store that holds as many jobs (or task and executor
+/// pairs) as it can count.
+fn full() -> StoreError {
+    StoreError::Unavailable(format!(
+        "the memory store holds {} jobs or task and executor pairs, as many as it can",
+        SlotNumber::MAX
+    ))
+}
+
 impl State {
     fn bump(&mut self) -> u64 {
         self.next_revision += 1;
@@ -104,155 +120,114 @@ impl State {
     /// insert, since adding is the hot path of the one-off-job workload.
     fn insert_new(&mut self, mut job: Job) -> Result<Job, StoreError> {
         job.revision = self.next_revision + 1;
-        let stored = StoredJob::new(&job, &mut self.names);
-        let id = Arc::clone(&stored.id);
-        let entry = Entry {
-            job: stored,
-            lease: None,
-            holder: None,
-        };
-        if !self.jobs.insert_new(entry) {
-            return Err(StoreError::Conflict(job.id));
+        let stored = StoredJob::new(&job, &mut self.names).ok_or_else(full)?;
+        match self.jobs.insert_new(stored) {
+            Ok(_) => {
+                self.next_revision += 1;
+                Ok(job)
+            }
+            Err(InsertError::Taken) => Err(StoreError::Conflict(job.id)),
+            Err(InsertError::Full) => Err(full()),
         }
-        self.next_revision += 1;
-        if let Some(next) = job.next_run_time {
-            self.due_index.insert(Timed::new(next, &id));
+    }
+
+    /// Inserts or overwrites a job. An acquired job stays acquired, by the same
+    /// holder, and out of the due index until released.
+    fn put(&mut self, mut job: Job) -> Result<Job, StoreError> {
+        job.revision = self.bump();
+        let stored = StoredJob::new(&job, &mut self.names).ok_or_else(full)?;
+        match self.jobs.find(&job.id) {
+            Some(slot) => {
+                let leased = self
+                    .holdings
+                    .get(&slot)
+                    .is_some_and(|holding| holding.lease.is_some());
+                self.jobs.replace(slot, stored, !leased);
+            }
+            None => {
+                self.jobs.insert_new(stored).map_err(|error| match error {
+                    InsertError::Taken => StoreError::Conflict(job.id.clone()),
+                    InsertError::Full => full(),
+                })?;
+            }
         }
         Ok(job)
     }
 
-    /// Inserts or overwrites a job that is not acquired.
-    fn put(&mut self, mut job: Job) -> Job {
-        job.revision = self.bump();
-        let stored = StoredJob::new(&job, &mut self.names);
-        let id = Arc::clone(&stored.id);
-        let lease = self.unindex(&id);
-        if lease.is_none() {
-            if let Some(next) = job.next_run_time {
-                self.due_index.insert(Timed::new(next, &id));
-            }
-        }
-        let holder = self.jobs.get(&id).and_then(|entry| entry.holder.clone());
-        if let Some(expiry) = lease {
-            // The lease index must hold the allocation the new entry holds.
-            self.leases.remove(&Timed::new(expiry, &id));
-            self.leases.insert(Timed::new(expiry, &id));
-        }
-        self.jobs.insert(Entry {
-            job: stored,
-            lease,
-            holder,
-        });
-        job
-    }
-
-    /// Drops a job from the due index; returns its lease if it is acquired.
-    fn unindex(&mut self, id: &Arc<str>) -> Option<DateTime<Utc>> {
-        let entry = self.jobs.get(id)?;
-        match entry.lease {
-            Some(expiry) => Some(expiry),
-            None => {
-                if let Some(next) = entry.job.next_run_time {
-                    self.due_index.remove(&Timed::new(next, id));
-                }
-                None
-            }
-        }
-    }
-
     fn remove(&mut self, id: &str) -> bool {
-        let Some(entry) = self.jobs.remove(id) else {
-            return false;
-        };
-        let key = Arc::clone(&entry.job.id);
-        match entry.lease {
-            Some(expiry) => {
-                self.leases.remove(&Timed::new(expiry, &key));
+        match self.jobs.find(id) {
+            Some(slot) => {
+                self.remove_slot(slot);
+                true
             }
-            None => {
-                if let Some(next) = entry.job.next_run_time {
-                    self.due_index.remove(&Timed::new(next, &key));
-                }
-            }
+            None => false,
         }
-        true
+    }
+
+    /// Removes the job in `slot` with its lease: the slot goes to the next job added,
+    /// which must not inherit them.
+    fn remove_slot(&mut self, slot: SlotNumber) {
+        self.jobs.remove(slot);
+        self.drop_holding(slot);
+    }
+
+    /// Forgets who holds the job in `slot`, and its lease.
+    fn drop_holding(&mut self, slot: SlotNumber) {
+        if let Some(Holding {
+            lease: Some(expiry),
+            ..
+        }) = self.holdings.remove(&slot)
+        {
+            self.leases.remove(&(expiry, slot));
+        }
     }
 
     /// Puts jobs whose owner let the lease run out back among the due jobs.
     fn reclaim_expired_leases(&mut self, now: DateTime<Utc>) {
-        while let Some(Timed { at: expiry, id, .. }) = self.leases.first().cloned() {
+        while let Some(&(expiry, slot)) = self.leases.first() {
             if expiry > now {
                 break;
             }
             self.leases.pop_first();
             // The holder stays: until someone else acquires the job, its owner's late
             // release is still the one that decides.
-            self.expire_lease(&id);
-        }
-    }
-
-    /// Makes an acquired job due again, keeping its holder.
-    fn expire_lease(&mut self, id: &Arc<str>) {
-        if let Some(entry) = self.jobs.get_mut(id) {
-            entry.lease = None;
-            if let Some(next) = entry.job.next_run_time {
-                self.due_index.insert(Timed::new(next, id));
+            if let Some(holding) = self.holdings.get_mut(&slot) {
+                holding.lease = None;
             }
+            self.jobs.make_due(slot);
         }
     }
 
     /// Ends an acquisition for good: the job is due again and nobody holds it.
-    fn end_lease(&mut self, id: &Arc<str>) {
-        if let Some(expiry) = self.jobs.get(id).and_then(|entry| entry.lease) {
-            self.leases.remove(&Timed::new(expiry, id));
-        }
-        self.expire_lease(id);
-        if let Some(entry) = self.jobs.get_mut(id) {
-            entry.holder = None;
-        }
+    fn end_lease(&mut self, slot: SlotNumber) {
+        self.drop_holding(slot);
+        self.jobs.make_due(slot);
     }
 
-    /// Ends the acquisition of job `id` and makes it due at `next`: one lookup and one
-    /// write per index, since a recurring job's every run comes through here (issue 9:
+    /// Ends the acquisition of the job in `slot` and makes it due at `next`: one write
+    /// per index, since a recurring job's every run comes through here (issue 9:
     /// 10,000 jobs due in the same second).
-    fn reschedule(&mut self, id: &Arc<str>, next: DateTime<Utc>) {
+    fn reschedule(&mut self, slot: SlotNumber, next: DateTime<Utc>) {
         let revision = self.bump();
-        let State {
-            jobs,
-            due_index,
-            leases,
-            ..
-        } = self;
-        let Some(entry) = jobs.get_mut(id) else {
+        if self.jobs.get(slot).is_none() {
             return;
-        };
-        match entry.lease.take() {
-            Some(expiry) => {
-                leases.remove(&Timed::new(expiry, id));
-            }
-            // The lease ran out and nobody took the job: it is due at its old time.
-            None => {
-                if let Some(old) = entry.job.next_run_time {
-                    due_index.remove(&Timed::new(old, id));
-                }
-            }
         }
-        entry.holder = None;
-        entry.job.next_run_time = Some(next);
-        entry.job.revision = revision;
-        due_index.insert(Timed::new(next, id));
+        self.drop_holding(slot);
+        // If the lease ran out and nobody took the job, it is due at its old time:
+        // the table takes it out of the due index before moving it.
+        self.jobs.reschedule(slot, next, revision);
     }
 
     /// Ends every acquisition `owner` holds; returns how many.
     fn end_leases_of(&mut self, owner: &str) -> u64 {
-        let held: Vec<Arc<str>> = self
-            .jobs
-            .values()
-            .filter(|entry| entry.holder.as_deref() == Some(owner))
-            .map(|entry| Arc::clone(&entry.job.id))
+        let held: Vec<SlotNumber> = self
+            .holdings
+            .iter()
+            .filter(|(_, holding)| &*holding.holder == owner)
+            .map(|(&slot, _)| slot)
             .collect();
-        for id in &held {
-            self.end_lease(id);
+        for &slot in &held {
+            self.end_lease(slot);
         }
         u64::try_from(held.len()).unwrap_or(u64::MAX)
     }
@@ -326,15 +301,15 @@ impl JobStore for MemoryStore {
     }
 
     async fn replace_job(&self, job: Job) -> Result<Job, StoreError> {
-        Ok(self.lock().put(job))
+        self.lock().put(job)
     }
 
     async fn update_job(&self, job: Job) -> Result<Job, StoreError> {
         let mut state = self.lock();
-        if !state.jobs.contains_key(job.id.as_str()) {
+        if state.jobs.find(&job.id).is_none() {
             return Err(StoreError::NotFound(job.id));
         }
-        Ok(state.put(job))
+        state.put(job)
     }
 
     async fn remove_job(&self, id: &str) -> Result<(), StoreError> {
@@ -351,13 +326,14 @@ impl JobStore for MemoryStore {
     async fn remove_all_jobs(&self) -> Result<(), StoreError> {
         let mut state = self.lock();
         state.jobs.clear();
-        state.due_index.clear();
+        state.holdings.clear();
         state.leases.clear();
         Ok(())
     }
 
     async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
-        Ok(self.lock().jobs.get(id).map(|entry| entry.job.to_job()))
+        let state = self.lock();
+        Ok(state.jobs.get_by_id(id).map(|job| job.to_job(&state.names)))
     }
 
     async fn count_jobs(&self) -> Result<u64, StoreError> {
@@ -365,12 +341,13 @@ impl JobStore for MemoryStore {
     }
 
     async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
-        let mut jobs: Vec<Job> = self
-            .lock()
+        let state = self.lock();
+        let mut jobs: Vec<Job> = state
             .jobs
-            .values()
-            .map(|entry| entry.job.to_job())
+            .iter()
+            .map(|(_, job)| job.to_job(&state.names))
             .collect();
+        drop(state);
         jobs.sort_by(|left, right| {
             let key = |job: &Job| (job.next_run_time.is_none(), job.next_run_time);
             key(left)
@@ -382,9 +359,9 @@ impl JobStore for MemoryStore {
 
     async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let state = self.lock();
-        let next_due = state.due_index.first().map(|key| key.at);
+        let next_due = state.jobs.first_due().map(|(at, _)| at);
         // An expiring lease makes its job due again; wake up for that too.
-        let next_expiry = state.leases.first().map(|key| key.at);
+        let next_expiry = state.leases.first().map(|&(expiry, _)| expiry);
         Ok(match (next_due, next_expiry) {
             (Some(due), Some(expiry)) => Some(due.min(expiry)),
             (due, expiry) => due.or(expiry),
@@ -401,22 +378,29 @@ impl JobStore for MemoryStore {
         let mut state = self.lock();
         state.reclaim_expired_leases(now);
         let expiry = now + TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX / 2);
-        let mut acquired = Vec::new();
+        // Jobs are large and a batch is up to a thousand of them: growing the vector
+        // step by step would copy them over and over.
+        let mut acquired = Vec::with_capacity(limit.min(state.jobs.due_len()));
         // One allocation of the owner for the batch, shared by its jobs.
         let holder: Arc<str> = Arc::from(owner);
         while acquired.len() < limit {
-            let Some(Timed { at: next, id, .. }) = state.due_index.first().cloned() else {
+            match state.jobs.first_due() {
+                Some((next, _)) if next <= now => {}
+                _ => break,
+            }
+            let Some(slot) = state.jobs.pop_due() else {
                 break;
             };
-            if next > now {
-                break;
-            }
-            state.due_index.pop_first();
-            state.leases.insert(Timed::new(expiry, &id));
-            if let Some(entry) = state.jobs.get_mut(&id) {
-                entry.lease = Some(expiry);
-                entry.holder = Some(Arc::clone(&holder));
-                acquired.push(entry.job.to_job());
+            state.leases.insert((expiry, slot));
+            state.holdings.insert(
+                slot,
+                Holding {
+                    lease: Some(expiry),
+                    holder: Arc::clone(&holder),
+                },
+            );
+            if let Some(job) = state.jobs.get(slot) {
+                acquired.push(job.to_job(&state.names));
             }
         }
         Ok(acquired)
@@ -430,18 +414,18 @@ impl JobStore for MemoryStore {
         let mut state = self.lock();
         let mut fenced = Vec::new();
         for release in releases {
-            let Some((id, holder_is_owner, schedule_untouched, revision)) =
-                state.jobs.get(release.job_id.as_str()).map(|entry| {
-                    (
-                        Arc::clone(&entry.job.id),
-                        entry.holder.as_deref() == Some(owner),
-                        entry.job.next_run_time == release.acquired_next_run_time,
-                        entry.job.revision,
-                    )
-                })
-            else {
+            let Some(slot) = state.jobs.find(&release.job_id) else {
                 continue; // removed while it ran: it stays removed
             };
+            let Some(job) = state.jobs.get(slot) else {
+                continue;
+            };
+            let schedule_untouched = job.next_run_time() == release.acquired_next_run_time;
+            let revision = job.revision;
+            let holder_is_owner = state
+                .holdings
+                .get(&slot)
+                .is_some_and(|holding| &*holding.holder == owner);
             if !holder_is_owner {
                 // Our lease is gone (taken over, recovered or reaped): whoever holds
                 // the job now decides its next run time.
@@ -450,15 +434,12 @@ impl JobStore for MemoryStore {
             }
             if revision != release.revision && !schedule_untouched {
                 // Changed while acquired, schedule included: the change wins.
-                state.end_lease(&id);
+                state.end_lease(slot);
                 continue;
             }
             match release.next_run_time {
-                None => {
-                    state.end_lease(&id);
-                    state.remove(&id);
-                }
-                Some(next) => state.reschedule(&id, next),
+                None => state.remove_slot(slot),
+                Some(next) => state.reschedule(slot, next),
             }
         }
         Ok(fenced)

@@ -62,6 +62,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use spec::{
     CalendarIntervalSpec, CombiningSpec, CronSpec, CrontabSpec, DateSpec, IntervalSpec, TriggerSpec,
 };
+use zone::PackedZone;
 pub use zone::Zone;
 
 /// What a trigger needs from its surroundings when it is built: the zone for triggers
@@ -191,11 +192,11 @@ pub struct Trigger {
 #[derive(Clone, Debug)]
 enum Repr {
     /// A `date` trigger is all in its instant and zone, so it is kept without an
-    /// allocation and its spec is written out when asked for: a million pending
-    /// one-off jobs each hold one (issue 9, memory per pending job).
+    /// allocation, its zone packed, and its spec is written out when asked for: a
+    /// million pending one-off jobs each hold one (issue 9, memory per pending job).
     Date {
         run_date: DateTime<Utc>,
-        zone: Zone,
+        zone: PackedZone,
     },
     Shared(Arc<TriggerInner>),
 }
@@ -239,7 +240,10 @@ impl Trigger {
     /// A `date` trigger firing once at `run_date` (already truncated to microseconds).
     fn date(run_date: DateTime<Utc>, zone: Zone) -> Trigger {
         Trigger {
-            repr: Repr::Date { run_date, zone },
+            repr: Repr::Date {
+                run_date,
+                zone: PackedZone::new(zone),
+            },
         }
     }
 }
@@ -316,7 +320,7 @@ impl Trigger {
     /// The zone the trigger computes and shows its times in.
     pub fn timezone(&self) -> Zone {
         match &self.repr {
-            Repr::Date { zone, .. } => *zone,
+            Repr::Date { zone, .. } => zone.unpack(),
             Repr::Shared(inner) => inner.zone,
         }
     }
@@ -335,11 +339,14 @@ impl Trigger {
     /// keeps its text.
     pub fn spec(&self) -> Cow<'_, TriggerSpec> {
         match &self.repr {
-            Repr::Date { run_date, zone } => Cow::Owned(TriggerSpec::Date(DateSpec {
-                run_date: Some(datetime::format_instant(*run_date, zone)),
-                delay: None,
-                timezone: Some(zone.name()),
-            })),
+            Repr::Date { run_date, zone } => {
+                let zone = zone.unpack();
+                Cow::Owned(TriggerSpec::Date(DateSpec {
+                    run_date: Some(datetime::format_instant(*run_date, &zone)),
+                    delay: None,
+                    timezone: Some(zone.name()),
+                }))
+            }
             Repr::Shared(inner) => Cow::Borrowed(&inner.spec),
         }
     }
