@@ -2,8 +2,9 @@
 //! time. Async tasks run on the tokio runtime; blocking ones (registered with
 //! [`crate::task::TaskRegistry::register_blocking`]) on tokio's blocking pool.
 //!
-//! A panicking task is a failed run: each run is its own tokio task, so a panic
-//! unwinds that task only and comes back as a `JoinError`.
+//! A panicking task is a failed run: the panic is caught around the task inside its
+//! submission's own tokio task and becomes the run's error. Runs handed over before
+//! their start time wait behind one gate per instant ([`super::start_gate`]).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -63,8 +64,7 @@ struct Shared {
 /// (issue 9, recurring).
 struct Unreported {
     context: ExecutorContext,
-    /// Runs not started yet, earliest first, then the one running (moved out of here
-    /// while its task runs, see `running`).
+    /// Runs not started yet, earliest first (the one running is in `running`).
     waiting: std::collections::VecDeque<TaskRun>,
     /// The identity of the run whose task is running, to report if it is stopped.
     running: Option<RunIdentity>,

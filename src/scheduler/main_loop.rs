@@ -334,6 +334,19 @@ pub(crate) async fn process_due_jobs(
 const STARVED_RECHECK: Duration = Duration::from_secs(1);
 
 impl Inner {
+    /// Takes back the runs of `job_id` handed over ahead of their start time and not
+    /// started yet: the job was paused, rescheduled or removed through this scheduler,
+    /// so the run it had when it was taken must not happen. Their executor reports them
+    /// as skipped; the release written for them then leaves the change in place.
+    pub(crate) fn withdraw_early_runs(&self, job_id: &str) {
+        let mutable = self.lock();
+        for place in mutable.run_stores.values() {
+            if place.job_id == job_id {
+                place.withdrawal.withdraw();
+            }
+        }
+    }
+
     /// How many due jobs one acquisition may take: the batch size, and with
     /// [`SchedulerBuilder::acquire_within_capacity`](super::SchedulerBuilder::acquire_within_capacity)
     /// no more than the executors' free workers.
@@ -349,21 +362,6 @@ impl Inner {
             .map(|executor| executor.load().free())
             .fold(0, usize::saturating_add);
         free.min(self.batch_size)
-    }
-}
-
-impl Inner {
-    /// Takes back the runs of `job_id` handed over ahead of their start time and not
-    /// started yet: the job was paused, rescheduled or removed through this scheduler,
-    /// so the run it had when it was taken must not happen. Their executor reports them
-    /// as skipped; the release written for them then leaves the change in place.
-    pub(crate) fn withdraw_early_runs(&self, job_id: &str) {
-        let mutable = self.lock();
-        for place in mutable.run_stores.values() {
-            if place.job_id == job_id {
-                place.withdrawal.withdraw();
-            }
-        }
     }
 }
 
