@@ -6,7 +6,7 @@
 //! on the same workload.
 //!
 //! Usage: `cargo bench --bench burst -- [JOBS] [SECONDS] [--adders=K] [--lead=S]
-//! [--store=memory|sqlite|URL]` (default 100000 10, one adding task, the first job due
+//! [--store=memory|sqlite|URL] [--fire-ahead=MS]` (default 100000 10, one adding task, the first job due
 //! 5 s after adding starts, the memory store). `--adders=K` adds from K tasks at once,
 //! as an API server's connections do; `--store=sqlite` measures a fresh SQLite file and
 //! a `postgres://` URL fresh tables there (dropped afterwards).
@@ -78,6 +78,10 @@ async fn run(jobs: usize, seconds: f64, adders: usize, lead: f64, store: &str) {
     let mut builder = Scheduler::builder()
         .tasks(tasks)
         .executor("default", ThreadPoolExecutor::new(16));
+    // The library's default unless given (`--fire-ahead=MS`).
+    if let Some(window) = common::flag("fire-ahead").and_then(|ms| ms.parse::<u64>().ok()) {
+        builder = builder.fire_ahead(Duration::from_millis(window));
+    }
     if let Some(shared) = &store.store {
         builder = builder.store_shared("default", Arc::clone(shared));
     }

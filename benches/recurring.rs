@@ -11,7 +11,7 @@
 //! APScheduler twin in `benches/compare/apscheduler_peer.py`).
 //!
 //! Usage: `cargo bench --bench recurring -- [JOBS] [INTERVAL_S] [WINDOW_S] [--lead=S]
-//! [--store=memory|sqlite|URL]` (default 10000 1 60, the first fire 5 s after adding
+//! [--store=memory|sqlite|URL] [--fire-ahead=MS]` (default 10000 1 60, the first fire 5 s after adding
 //! starts, rounded up to a whole second). Prints one JSON line.
 
 #[path = "common/mod.rs"]
@@ -92,6 +92,7 @@ async fn run(
     let mut builder = Scheduler::builder()
         .tasks(tasks)
         .executor("default", ThreadPoolExecutor::new(16));
+    // The library's default unless given (`--fire-ahead=MS`).
     if let Some(window) = common::flag("fire-ahead").and_then(|ms| ms.parse::<u64>().ok()) {
         builder = builder.fire_ahead(Duration::from_millis(window));
     }

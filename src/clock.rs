@@ -37,6 +37,13 @@ pub trait Clock: Send + Sync + 'static {
 
     /// Waits until `deadline` or a little before; see the module's ground rules.
     fn sleep_until(&self, deadline: DateTime<Utc>) -> BoxFuture<'_, ()>;
+
+    /// Waits until about `deadline`, for a waiter that does not need it to the
+    /// millisecond: the system clock does not spin through the last [`SPIN_WINDOW`] and
+    /// may wake up to a millisecond after the deadline. By default, [`Clock::sleep_until`].
+    fn sleep_until_coarse(&self, deadline: DateTime<Utc>) -> BoxFuture<'_, ()> {
+        self.sleep_until(deadline)
+    }
 }
 
 /// The machine's clock.
@@ -58,6 +65,11 @@ impl Clock for SystemClock {
                 tokio::task::yield_now().await;
             }
         })
+    }
+
+    fn sleep_until_coarse(&self, deadline: DateTime<Utc>) -> BoxFuture<'_, ()> {
+        let wait = (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        Box::pin(tokio::time::sleep(wait.min(MAX_SLEEP)))
     }
 }
 

@@ -117,6 +117,13 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         inner.lock().deadline = deadline;
         let sleep = async {
             match deadline {
+                // With a fire-ahead window the loop takes jobs that long before they
+                // are due, and their executor starts them on time: waking a millisecond
+                // late costs nothing, and spinning through the last millisecond before
+                // each of a stream of one-off jobs kept a core busy (issue 9, burst).
+                Some(deadline) if inner.fire_ahead >= COARSE_WAKE_MIN_FIRE_AHEAD => {
+                    inner.clock.sleep_until_coarse(deadline).await
+                }
                 Some(deadline) => inner.clock.sleep_until(deadline).await,
                 None => std::future::pending().await,
             }
@@ -608,6 +615,11 @@ async fn flush_deferred(inner: &Inner, until: Option<DateTime<Utc>>) -> Option<D
         .map(|entry| entry.at)
         .min()
 }
+
+/// The shortest fire-ahead window with which the loop wakes without spinning: runs
+/// are then handed over at least this early, so a wake-up a millisecond late is on
+/// time.
+const COARSE_WAKE_MIN_FIRE_AHEAD: Duration = Duration::from_millis(10);
 
 /// How many deferred releases one store write carries.
 const RELEASE_CHUNK: usize = 256;

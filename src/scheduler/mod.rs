@@ -115,7 +115,8 @@ pub struct SchedulerBuilder {
     tasks: TaskRegistry,
     job_defaults: JobDefaults,
     batch_size: usize,
-    fire_ahead: Duration,
+    /// `None`: the longest the stores ask for ([`JobStore::fire_ahead`]).
+    fire_ahead: Option<Duration>,
     lease: Duration,
     retention: Option<HistoryRetention>,
     membership: Option<Membership>,
@@ -244,8 +245,9 @@ impl SchedulerBuilder {
     }
 
     /// Takes jobs from their store up to this long before they are due and hands them
-    /// to their executor to start on time (default: [`DEFAULT_FIRE_AHEAD`]; zero takes
-    /// them when due).
+    /// to their executor to start on time (default: the longest window the stores ask
+    /// for, [`JobStore::fire_ahead`](crate::store::JobStore::fire_ahead): a second on
+    /// the SQL stores, [`DEFAULT_FIRE_AHEAD`] on the others; zero takes them when due).
     ///
     /// This keeps the store and the scheduler's own work off the firing path, as
     /// Quartz's fire-ahead window does: for stores whose writes are slow (a durable SQL
@@ -256,7 +258,7 @@ impl SchedulerBuilder {
     /// a change made through another node of a shared store does not reach it, so
     /// there keep the window short.
     pub fn fire_ahead(mut self, window: Duration) -> SchedulerBuilder {
-        self.fire_ahead = window;
+        self.fire_ahead = Some(window);
         self
     }
 
@@ -285,6 +287,13 @@ impl SchedulerBuilder {
         self.executors
             .entry("default".to_owned())
             .or_insert_with(|| Arc::new(crate::executor::pool::ThreadPoolExecutor::new(10)));
+        let fire_ahead = self.fire_ahead.unwrap_or_else(|| {
+            self.stores
+                .values()
+                .map(|store| store.fire_ahead())
+                .max()
+                .unwrap_or(DEFAULT_FIRE_AHEAD)
+        });
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (finished_sender, finished_receiver) = mpsc::unbounded_channel();
         let (state, _) = watch::channel(SchedulerState::Stopped);
@@ -298,7 +307,7 @@ impl SchedulerBuilder {
                 tasks: self.tasks,
                 defaults: self.job_defaults,
                 batch_size: self.batch_size,
-                fire_ahead: self.fire_ahead,
+                fire_ahead,
                 lease: self.lease,
                 retention: self.retention,
                 membership: self.membership,
@@ -467,7 +476,7 @@ impl Scheduler {
             tasks: TaskRegistry::with_builtins(),
             job_defaults: JobDefaults::default(),
             batch_size: 1000,
-            fire_ahead: DEFAULT_FIRE_AHEAD,
+            fire_ahead: None,
             lease: Duration::from_secs(300),
             retention: None,
             membership: None,

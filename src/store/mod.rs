@@ -385,6 +385,15 @@ pub trait JobStore: Send + Sync + 'static {
         None
     }
 
+    /// The fire-ahead window a scheduler on this store uses unless told otherwise
+    /// ([`SchedulerBuilder::fire_ahead`](crate::scheduler::SchedulerBuilder::fire_ahead)):
+    /// long enough that the store's writes for a due job (take, claim, write back) are
+    /// done before it is due. [`DEFAULT_FIRE_AHEAD`](crate::scheduler::DEFAULT_FIRE_AHEAD)
+    /// by default.
+    fn fire_ahead(&self) -> std::time::Duration {
+        crate::scheduler::DEFAULT_FIRE_AHEAD
+    }
+
     /// Appends a run record.
     async fn record_run(&self, record: RunRecord) -> Result<(), StoreError>;
 
