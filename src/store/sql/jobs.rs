@@ -463,10 +463,13 @@ impl<D: Dialect> JobStore for SqlStore<D> {
     async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         // Two index scans that stop at their first row; `ORDER BY … LIMIT 1` rather
         // than MIN() because MySQL only shortcuts MIN() without the extra conditions.
+        // The unary `+` keeps SQLite off the lease index for `lease_expires IS NULL`,
+        // which every pending job matches: it walked that index over all of them and
+        // sorted, 0.4 s of a restart with a million pending (issue 9, restart).
         let sql = self.sql(
             "SELECT \
              (SELECT next_run_time FROM {p}jobs \
-              WHERE next_run_time IS NOT NULL AND lease_expires IS NULL AND broken = 0 \
+              WHERE next_run_time IS NOT NULL AND +lease_expires IS NULL AND broken = 0 \
               ORDER BY next_run_time LIMIT 1), \
              (SELECT lease_expires FROM {p}jobs \
               WHERE lease_expires IS NOT NULL AND broken = 0 \
