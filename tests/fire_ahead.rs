@@ -37,16 +37,7 @@ async fn jobs_are_handed_over_ahead_and_start_on_time() {
     }
     scheduler.start();
     // At 00:00 the jobs due within ten seconds are handed over, not the one at 00:30.
-    let mut submitted = Vec::new();
-    while submitted.len() < 2 {
-        let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
-            .await
-            .expect("the jobs are handed over ahead of time")
-            .unwrap();
-        if let Event::JobSubmitted { job_id, .. } = event {
-            submitted.push(job_id);
-        }
-    }
+    let mut submitted = handed_over(&mut events, 2).await;
     submitted.sort();
     assert_eq!(submitted, ["later", "soon"]);
     assert_eq!(kairos::clock::Clock::now(&clock), t0());
@@ -89,25 +80,14 @@ async fn a_recurring_job_handed_over_early_keeps_its_time_until_the_run_is_due()
         .fire_ahead(Duration::from_secs(2))
         .build();
     let mut events = scheduler.subscribe();
-    let every_ten: TriggerSpec = serde_json::from_value(json!({
-        "type": "interval", "seconds": 10, "start_date": (t0() + secs(10)).to_rfc3339(),
-    }))
-    .unwrap();
+    let every_ten = every_ten_from(10);
     scheduler
         .add_job(JobSpec::new("record", every_ten).with_id("tick"))
         .await
         .unwrap();
     scheduler.start();
     clock.set(t0() + secs(9));
-    loop {
-        let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
-            .await
-            .expect("handed over a second early")
-            .unwrap();
-        if matches!(event, Event::JobSubmitted { .. }) {
-            break;
-        }
-    }
+    handed_over(&mut events, 1).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     // Still leased to this node, at its old time: nobody else may take it, and if this
     // node died now its lease would end with the run still to do.
@@ -139,18 +119,30 @@ async fn a_recurring_job_handed_over_early_keeps_its_time_until_the_run_is_due()
     scheduler.shutdown(None).await;
 }
 
-/// Waits until the scheduler has handed `count` runs over.
-async fn handed_over(events: &mut tokio::sync::broadcast::Receiver<Event>, count: usize) {
-    let mut seen = 0;
-    while seen < count {
+/// Waits until the scheduler has handed `count` runs over; their job ids.
+async fn handed_over(
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    count: usize,
+) -> Vec<String> {
+    let mut submitted = Vec::new();
+    while submitted.len() < count {
         let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
             .await
             .expect("handed over ahead of time")
             .unwrap();
-        if matches!(event, Event::JobSubmitted { .. }) {
-            seen += 1;
+        if let Event::JobSubmitted { job_id, .. } = event {
+            submitted.push(job_id);
         }
     }
+    submitted
+}
+
+/// An interval trigger firing every ten seconds from `second`.
+fn every_ten_from(second: i64) -> TriggerSpec {
+    serde_json::from_value(json!({
+        "type": "interval", "seconds": 10, "start_date": (t0() + secs(second)).to_rfc3339(),
+    }))
+    .unwrap()
 }
 
 /// Waits for the run record of `job_id`.
@@ -181,10 +173,7 @@ async fn runs_handed_over_early_are_taken_back_when_their_job_is_paused_moved_or
         .fire_ahead(Duration::from_secs(10))
         .build();
     let mut events = scheduler.subscribe();
-    let every_ten: TriggerSpec = serde_json::from_value(json!({
-        "type": "interval", "seconds": 10, "start_date": (t0() + secs(5)).to_rfc3339(),
-    }))
-    .unwrap();
+    let every_ten = every_ten_from(5);
     scheduler
         .add_job(JobSpec::new("record", every_ten).with_id("paused"))
         .await

@@ -118,13 +118,17 @@ where
         let place = Place::new(db);
         match place.open().await {
             Ok(store) => test(place, store).await,
-            Err(error) => {
-                let required = std::env::var("KAIROS_REQUIRE_SERVICES").as_deref() == Ok("1");
-                assert!(!required, "{db:?}: {error} (KAIROS_REQUIRE_SERVICES=1)");
-                println!("SKIP {db:?}: {error}");
-            }
+            Err(error) => skip(db, &error),
         }
     }
+}
+
+/// A server that cannot be reached: a failure with `KAIROS_REQUIRE_SERVICES=1`, else
+/// a printed `SKIP`.
+fn skip(db: Db, error: &StoreError) {
+    let required = std::env::var("KAIROS_REQUIRE_SERVICES").as_deref() == Ok("1");
+    assert!(!required, "{db:?}: {error} (KAIROS_REQUIRE_SERVICES=1)");
+    println!("SKIP {db:?}: {error}");
 }
 
 /// Issue 10: the nodes' stats column is an additive migration: tables of the previous
@@ -370,12 +374,7 @@ async fn an_idle_connection_the_server_closed_is_replaced_before_use() {
     };
     let store = match connect(&url, options).await {
         Ok(store) => store,
-        Err(error) => {
-            let required = std::env::var("KAIROS_REQUIRE_SERVICES").as_deref() == Ok("1");
-            assert!(!required, "Postgres: {error} (KAIROS_REQUIRE_SERVICES=1)");
-            println!("SKIP Postgres: {error}");
-            return;
-        }
+        Err(error) => return skip(Db::Postgres, &error),
     };
     store.add_job(job("a", Some(t0()))).await.unwrap();
     let terminate = format!(

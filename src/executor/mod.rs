@@ -102,26 +102,25 @@ impl ExecutorContext {
     /// Reports runs that a shutdown stopped before they finished (or started), so that
     /// every submitted run still gets its one record.
     pub fn report_stopped(&self, runs: impl IntoIterator<Item = TaskRun>) {
-        let now = self.clock.now();
-        for run in runs {
-            // The scheduler is gone if this fails; nobody is left to tell.
-            let _ = self.finished.send(RunRecord {
-                run_id: run.run_id,
-                job_id: run.job_id,
-                scheduled_time: run.scheduled_time,
-                started_at: None,
-                finished_at: now,
-                outcome: crate::history::RunOutcome::Error,
-                error: Some("the scheduler shut down before the run finished".to_owned()),
-                output: None,
-            });
-        }
+        self.report_unfinished(
+            runs,
+            crate::history::RunOutcome::Error,
+            "the scheduler shut down before the run finished",
+        );
     }
-}
 
-impl ExecutorContext {
     /// Reports runs the scheduler took back before they were due ([`Withdrawal`]).
     pub fn report_withdrawn(&self, runs: impl IntoIterator<Item = TaskRun>) {
+        self.report_unfinished(runs, crate::history::RunOutcome::Skipped, WITHDRAWN);
+    }
+
+    /// One record per run that did not run to its end, with why.
+    fn report_unfinished(
+        &self,
+        runs: impl IntoIterator<Item = TaskRun>,
+        outcome: crate::history::RunOutcome,
+        reason: &str,
+    ) {
         let now = self.clock.now();
         for run in runs {
             // The scheduler is gone if this fails; nobody is left to tell.
@@ -131,8 +130,8 @@ impl ExecutorContext {
                 scheduled_time: run.scheduled_time,
                 started_at: None,
                 finished_at: now,
-                outcome: crate::history::RunOutcome::Skipped,
-                error: Some(WITHDRAWN.to_owned()),
+                outcome,
+                error: Some(reason.to_owned()),
                 output: None,
             });
         }

@@ -245,19 +245,8 @@ impl JobTable {
             // last key nearly always belongs near the leaves, so this saves the compare
             // with it at every level: half the compares of a binary heap, each of two
             // ids when jobs tie.
-            let len = self.due.len();
             let mut hole = 0;
-            loop {
-                let first_child = hole * ARITY + 1;
-                if first_child >= len {
-                    break;
-                }
-                let mut earliest = first_child;
-                for child in first_child + 1..(first_child + ARITY).min(len) {
-                    if self.due_before(self.due[child], self.due[earliest]) {
-                        earliest = child;
-                    }
-                }
+            while let Some(earliest) = self.earliest_child(hole) {
                 self.place(hole, self.due[earliest]);
                 hole = earliest;
             }
@@ -333,18 +322,7 @@ impl JobTable {
 
     /// Moves `key`, meant for `position`, down past the keys that come before it.
     fn sift_down(&mut self, mut position: usize, key: DueKey) {
-        let len = self.due.len();
-        loop {
-            let first_child = position * ARITY + 1;
-            if first_child >= len {
-                break;
-            }
-            let mut earliest = first_child;
-            for child in first_child + 1..(first_child + ARITY).min(len) {
-                if self.due_before(self.due[child], self.due[earliest]) {
-                    earliest = child;
-                }
-            }
+        while let Some(earliest) = self.earliest_child(position) {
             let earliest_key = self.due[earliest];
             if !self.due_before(earliest_key, key) {
                 break;
@@ -353,6 +331,19 @@ impl JobTable {
             position = earliest;
         }
         self.place(position, key);
+    }
+
+    /// The position of the earliest child of the key at `position`; `None` at a leaf.
+    fn earliest_child(&self, position: usize) -> Option<usize> {
+        let first_child = position * ARITY + 1;
+        let last_child = (first_child + ARITY).min(self.due.len());
+        (first_child..last_child).reduce(|earliest, child| {
+            if self.due_before(self.due[child], self.due[earliest]) {
+                child
+            } else {
+                earliest
+            }
+        })
     }
 
     /// Takes the key at `position` out of the heap.
