@@ -159,6 +159,7 @@ impl Executor for ThreadPoolExecutor {
             task,
             start_at,
             withdrawal,
+            start_check,
             ..
         } = submission;
         let unreported = Unreported {
@@ -179,6 +180,7 @@ impl Executor for ThreadPoolExecutor {
             at: start_at,
             early,
             withdrawal,
+            check: start_check,
         };
         runs.set
             .spawn(run_one(unreported, task, start, context, shared, timeout));
@@ -235,6 +237,13 @@ async fn run_one(
             return;
         }
     }
+    if let Some(check) = &start.check {
+        if let Err(reason) = check.may_start().await {
+            shared.queued.fetch_sub(1, Ordering::Relaxed);
+            context.report_skipped(unreported.waiting.drain(..), &reason);
+            return;
+        }
+    }
     let permit = shared.workers.acquire().await;
     shared.queued.fetch_sub(1, Ordering::Relaxed);
     shared.running.fetch_add(1, Ordering::Relaxed);
@@ -267,6 +276,8 @@ struct Start {
     /// Handed over before `at` (it waits behind a gate and counts as early).
     early: bool,
     withdrawal: Withdrawal,
+    /// Asked once the time has come ([`super::StartCheck`]).
+    check: Option<Arc<dyn super::StartCheck>>,
 }
 
 /// How one run went, before it is tied to the run's identity.

@@ -120,6 +120,15 @@ impl Event {
                 lateness_ms = run.lateness().map(|late| late.num_milliseconds()),
                 "run succeeded"
             ),
+            // A skipped run did not fail: it says once, with why (the instance limit,
+            // a change that took it back), and nothing else logs it.
+            Event::JobError { run } if run.outcome == RunOutcome::Skipped => tracing::warn!(
+                job_id = run.job_id,
+                run_id = run.run_id,
+                scheduled_time = %run.scheduled_time,
+                reason = run.error.as_deref().unwrap_or(""),
+                "run skipped"
+            ),
             Event::JobError { run } => tracing::warn!(
                 job_id = run.job_id,
                 run_id = run.run_id,
@@ -141,7 +150,8 @@ impl Event {
                 scheduled_time,
                 max_instances,
             } => {
-                tracing::warn!(job_id, %scheduled_time, max_instances, "run skipped: max_instances reached")
+                // The skipped run's own record is the one line that says so.
+                tracing::debug!(job_id, %scheduled_time, max_instances, "max_instances reached")
             }
         }
     }

@@ -509,5 +509,7 @@ pub(crate) fn submission(
         } else {
             Withdrawal::default()
         },
+        // Set by the hand-over when the runs are judged again at their time.
+        start_check: None,
     })
 }

@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 
 use super::jobs::submission;
 use super::plan::plan;
-use super::{Event, Inner, SchedulerState};
+use super::{start, Event, Inner, SchedulerState};
 use crate::executor::Withdrawal;
 use crate::history::{RunOutcome, RunRecord};
 use crate::job::{generate_id, Job};
@@ -396,6 +396,8 @@ struct DueRuns<'a> {
     /// The job's release when it removes the job (the trigger is finished): held back
     /// until the runs end if they are handed over.
     final_release: Option<Release>,
+    /// The next run time written back for the job ([`start::RunStart`]).
+    released_next: Option<DateTime<Utc>>,
 }
 
 /// Where a run in flight reports, and what its end writes back.
@@ -472,6 +474,7 @@ async fn plan_due_job<'a>(
             run_times: plan.run.clone(),
             start_at,
             final_release: release.next_run_time.is_none().then(|| release.clone()),
+            released_next: release.next_run_time,
         }
     });
     (release, due)
@@ -502,26 +505,30 @@ async fn hand_over_due_runs(
     let claimed = store.claim_instances(&inner.id, &claims).await?;
     for (index, due) in due_runs.iter().enumerate() {
         // A store that answered fewer claims than asked granted none of the rest.
-        if claimed.get(index).copied().unwrap_or(false) {
-            let (_, handed_over) = hand_over(
-                inner,
-                jobstore,
-                store,
-                due.job,
-                &due.run_times,
-                due.start_at,
-                due.final_release.clone(),
-            )
-            .await;
-            if handed_over && due.final_release.is_some() {
-                handed.held.insert(due.job.id.clone());
-            } else if handed_over {
-                if let Some(first) = due.run_times.first().filter(|first| **first > now) {
-                    handed.early.insert(due.job.id.clone(), *first);
-                }
+        // A slot not free now is claimed when the run is due, and only then may the
+        // run be skipped: `max_instances` counts the runs executing at its time
+        // ([`start::RunStart`]).
+        let slot_claimed = claimed.get(index).copied().unwrap_or(false);
+        let (_, handed_over) = hand_over(
+            inner,
+            jobstore,
+            store,
+            due.job,
+            &due.run_times,
+            due.start_at,
+            HandOver {
+                final_release: due.final_release.clone(),
+                slot_claimed,
+                released_next: due.released_next,
+            },
+        )
+        .await;
+        if handed_over && due.final_release.is_some() {
+            handed.held.insert(due.job.id.clone());
+        } else if handed_over {
+            if let Some(first) = due.run_times.first().filter(|first| **first > now) {
+                handed.early.insert(due.job.id.clone(), *first);
             }
-        } else {
-            refuse_max_instances(inner, jobstore, due.job, &due.run_times).await;
         }
     }
     Ok(handed)
@@ -652,7 +659,11 @@ pub(crate) async fn submit_runs(
             job,
             scheduled_times,
             start_at,
-            None,
+            HandOver {
+                final_release: None,
+                slot_claimed: true,
+                released_next: job.next_run_time,
+            },
         )
         .await;
         Ok(run_id)
@@ -696,10 +707,20 @@ async fn refuse_max_instances(
     .await
 }
 
-/// Hands runs whose instance slot is claimed to the job's executor; returns the first
-/// run id and whether the executor took them. A refused hand-over frees the slot and is
-/// recorded as an error. `final_release`, if any, goes with the last run
-/// ([`RunPlace::release`]) when the executor takes them.
+/// How runs are handed over ([`hand_over`]).
+struct HandOver {
+    /// Goes with the last run ([`RunPlace::release`]) when the executor takes them.
+    final_release: Option<Release>,
+    /// The instance slot is claimed; otherwise the runs claim it at their start time.
+    slot_claimed: bool,
+    /// The next run time written back for the job ([`start::RunStart`]).
+    released_next: Option<DateTime<Utc>>,
+}
+
+/// Hands runs to the job's executor; returns the first run id and whether the
+/// executor took them. A refused hand-over frees the slot and is recorded as an error.
+/// Runs handed over before their start time, or without their slot, are judged again
+/// when that time comes ([`start::RunStart`]).
 async fn hand_over(
     inner: &Inner,
     jobstore: &str,
@@ -707,7 +728,7 @@ async fn hand_over(
     job: &Job,
     scheduled_times: &[DateTime<Utc>],
     start_at: DateTime<Utc>,
-    final_release: Option<Release>,
+    how: HandOver,
 ) -> (String, bool) {
     let first = scheduled_times.first().copied().unwrap_or(start_at);
     let refusal = match (
@@ -716,21 +737,38 @@ async fn hand_over(
     ) {
         (None, _) => format!("the executor {:?} does not exist", job.executor),
         (_, None) => format!("the task {:?} is not registered", job.task),
-        (Some(executor), Some(submission)) => {
+        (Some(executor), Some(mut submission)) => {
             let run_ids: Vec<String> = submission
                 .runs
                 .iter()
                 .map(|run| run.run_id.clone())
                 .collect();
+            let early = start_at > inner.clock.now();
+            if early || !how.slot_claimed {
+                submission.start_check = Some(Arc::new(start::RunStart {
+                    inner: inner.me.clone(),
+                    jobstore: jobstore.to_owned(),
+                    job_id: job.id.clone(),
+                    max_instances: job.max_instances,
+                    scheduled_time: first,
+                    runs: run_ids.len(),
+                    acquired_next: job.next_run_time,
+                    released_next: how.released_next,
+                    confirm_schedule: early,
+                    slot_claimed: how.slot_claimed,
+                    withdrawal: submission.withdrawal.clone(),
+                    last_run_id: run_ids.last().cloned().unwrap_or_default(),
+                }));
+            }
             {
                 let mut mutable = inner.lock();
                 let last = run_ids.len().saturating_sub(1);
-                let mut final_release = final_release;
+                let mut final_release = how.final_release;
                 for (index, run_id) in run_ids.iter().enumerate() {
                     let place = RunPlace {
                         job_id: job.id.clone(),
                         jobstore: jobstore.to_owned(),
-                        frees_instance: index == last,
+                        frees_instance: index == last && how.slot_claimed,
                         release: if index == last {
                             final_release.take()
                         } else {
@@ -765,9 +803,11 @@ async fn hand_over(
             }
         }
     };
-    if let Err(error) = store.release_instance(&job.id, &inner.id).await {
-        // The slot expires after the store's instance time-to-live.
-        tracing::warn!(job_id = job.id, %error, "could not free the instance slot of a refused run");
+    if how.slot_claimed {
+        if let Err(error) = store.release_instance(&job.id, &inner.id).await {
+            // The slot expires after the store's instance time-to-live.
+            tracing::warn!(job_id = job.id, %error, "could not free the instance slot of a refused run");
+        }
     }
     let now = inner.clock.now();
     let run_id =
@@ -818,9 +858,12 @@ async fn record_unstarted(
 pub(crate) async fn record_finished_runs(
     inner: Arc<Inner>,
     mut finished: mpsc::UnboundedReceiver<RunRecord>,
+    mut flushes: mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>,
 ) {
     let mut unwritten = Unwritten::default();
     let mut backoff = MIN_BACKOFF;
+    // Who asked for everything finished so far to be written ([`Inner::flush_finished_runs`]).
+    let mut flushed: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
     loop {
         let waiting = !unwritten.is_empty();
         let retry = async {
@@ -853,12 +896,24 @@ pub(crate) async fn record_finished_runs(
                 None => break,
             },
             () = retry => {}
+            Some(done) = flushes.recv() => {
+                // Every record sent before the ask is in the channel by now.
+                let mut batch = Vec::new();
+                while let Ok(record) = finished.try_recv() {
+                    batch.push(record);
+                }
+                unwritten.add(&inner, batch);
+                flushed.push(done);
+            }
             () = inner.drain.notified() => break,
         }
         if unwritten.write(&inner).await {
             backoff = MIN_BACKOFF;
         } else {
             backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        for done in flushed.drain(..) {
+            let _ = done.send(());
         }
     }
     // Shutdown signals `drain` only after the executors stopped, so everything they
@@ -886,6 +941,8 @@ struct Unwritten {
     by_store: HashMap<String, VecDeque<FinishedRun>>,
     releases: HashMap<String, Vec<Release>>,
     to_announce: Vec<RunRecord>,
+    /// A release among them may leave its job due (see `add`).
+    wake_loop: bool,
 }
 
 impl Unwritten {
@@ -922,10 +979,18 @@ impl Unwritten {
             }) = placed
             {
                 match release {
-                    // It ran to its end: the job goes. Or it was taken back (paused,
-                    // rescheduled, removed): the release ends the lease, and the change
-                    // that took it back stays (see `JobStore::release_jobs`).
-                    Some(release) if record.started_at.is_some() || withdrawal.is_withdrawn() => {
+                    // It ran to its end, or was skipped at its time (the instance
+                    // limit): the job goes. Or it was taken back (paused, rescheduled,
+                    // removed): the release ends the lease, and the change that took it
+                    // back stays (see `JobStore::release_jobs`).
+                    Some(release)
+                        if record.started_at.is_some()
+                            || withdrawal.is_withdrawn()
+                            || record.outcome == RunOutcome::Skipped =>
+                    {
+                        // A run that did not start leaves its job to a change (a pause,
+                        // a reschedule) the loop has not seen: it looks once written.
+                        self.wake_loop |= record.started_at.is_none();
                         self.releases
                             .entry(store.clone())
                             .or_default()
@@ -1013,6 +1078,9 @@ impl Unwritten {
                     tracing::warn!(jobstore = name, jobs = releases.len(), %error, "could not remove finished one-off jobs; will retry");
                 }
             }
+        }
+        if all_written && std::mem::take(&mut self.wake_loop) {
+            inner.wake.notify_one();
         }
         for record in self.to_announce.drain(..) {
             inner.emit(Event::for_run(record));

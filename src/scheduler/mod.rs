@@ -18,6 +18,7 @@ mod main_loop;
 mod membership;
 pub mod plan;
 mod retention;
+mod start;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -296,9 +297,13 @@ impl SchedulerBuilder {
         });
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (finished_sender, finished_receiver) = mpsc::unbounded_channel();
+        let (flush_sender, flush_receiver) = mpsc::unbounded_channel();
         let (state, _) = watch::channel(SchedulerState::Stopped);
         Scheduler {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
+                me: me.clone(),
+                schedule_checks: start::ScheduleChecks::default(),
+                flush_sender,
                 id: self.id,
                 timezone: self.timezone,
                 clock: self.clock,
@@ -321,6 +326,7 @@ impl SchedulerBuilder {
                 mutable: Mutex::new(Mutable {
                     deadline: None,
                     finished_receiver: Some(finished_receiver),
+                    flush_receiver: Some(flush_receiver),
                     handles: Vec::new(),
                     run_stores: hashbrown::HashMap::new(),
                     pending_releases: HashMap::new(),
@@ -344,6 +350,12 @@ pub struct Scheduler {
 }
 
 pub(crate) struct Inner {
+    /// This scheduler, for what outlives a call: the start checks of runs handed over.
+    me: std::sync::Weak<Inner>,
+    /// Reads, in batches, the schedules of jobs whose early runs come due.
+    schedule_checks: start::ScheduleChecks,
+    /// Asks the record task to write what has finished so far ([`Inner::flush_finished_runs`]).
+    flush_sender: mpsc::UnboundedSender<tokio::sync::oneshot::Sender<()>>,
     id: String,
     timezone: Zone,
     clock: Arc<dyn Clock>,
@@ -375,6 +387,7 @@ struct Mutable {
     /// When the loop plans to wake next; `None` while it sleeps with nothing due.
     deadline: Option<DateTime<Utc>>,
     finished_receiver: Option<mpsc::UnboundedReceiver<RunRecord>>,
+    flush_receiver: Option<mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>>,
     handles: Vec<JoinHandle<()>>,
     /// Each run in flight: where its record goes, and what its end writes back.
     // foldhash, not SipHash: one insert and one removal per run, keyed by
@@ -434,6 +447,16 @@ impl Inner {
         let earlier = self.lock().deadline.is_none_or(|deadline| time < deadline);
         if earlier {
             self.wake.notify_one();
+        }
+    }
+
+    /// Returns once the record task has written (or tried to write) every run that
+    /// finished before the call: their instance slots are free in the store then.
+    pub(crate) async fn flush_finished_runs(&self) {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.flush_sender.send(done).is_ok() {
+            // An error is the record task gone (a shutdown): nothing more gets written.
+            let _ = written.await;
         }
     }
 
@@ -521,13 +544,16 @@ impl Scheduler {
         if self.state() != SchedulerState::Stopped {
             return;
         }
-        let finished = {
+        let (finished, flushes) = {
             let mut mutable = self.inner.lock();
-            let Some(receiver) = mutable.finished_receiver.take() else {
+            let (Some(receiver), Some(flushes)) = (
+                mutable.finished_receiver.take(),
+                mutable.flush_receiver.take(),
+            ) else {
                 tracing::warn!("a scheduler that was shut down cannot be started again");
                 return;
             };
-            receiver
+            (receiver, flushes)
         };
         for executor in self.inner.executors.values() {
             executor.start(ExecutorContext {
@@ -550,6 +576,7 @@ impl Scheduler {
         let records = tokio::spawn(main_loop::record_finished_runs(
             Arc::clone(&self.inner),
             finished,
+            flushes,
         ));
         self.inner.lock().handles.extend([main, records]);
         if let Some(membership) = self.inner.membership.clone() {

@@ -336,6 +336,17 @@ impl JobStore for MemoryStore {
         Ok(state.jobs.get_by_id(id).map(|job| job.to_job(&state.names)))
     }
 
+    async fn job_schedules(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<crate::store::JobSchedule>, StoreError> {
+        let state = self.lock();
+        Ok(ids
+            .iter()
+            .map(|id| state.jobs.get_by_id(id).map(|job| job.next_run_time()))
+            .collect())
+    }
+
     async fn count_jobs(&self) -> Result<u64, StoreError> {
         Ok(u64::try_from(self.lock().jobs.len()).unwrap_or(u64::MAX))
     }

@@ -104,6 +104,10 @@ pub struct Release {
     pub acquired_next_run_time: Option<DateTime<Utc>>,
 }
 
+/// What [`JobStore::job_schedules`] answers for one job: `None` when it is gone, else
+/// its next run time (`None` while it is paused).
+pub type JobSchedule = Option<Option<DateTime<Utc>>>;
+
 /// One job's request for a running-instance slot ([`JobStore::claim_instances`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstanceClaim {
@@ -236,6 +240,19 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// The earliest next run time of a job that is neither paused nor acquired.
     async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Where each of the jobs `ids` stands, in the order asked: `None` for a job that
+    /// is gone, else its next run time (`None` while paused). A run handed over early
+    /// asks this when its time comes, so that a pause, reschedule or removal made
+    /// through any node stops it (see `docs/lifecycle.md`). Stores that can answer a
+    /// batch in one round trip do; the default reads the jobs one by one.
+    async fn job_schedules(&self, ids: &[String]) -> Result<Vec<JobSchedule>, StoreError> {
+        let mut schedules = Vec::with_capacity(ids.len());
+        for id in ids {
+            schedules.push(self.get_job(id).await?.map(|job| job.next_run_time));
+        }
+        Ok(schedules)
+    }
 
     /// Takes up to `limit` jobs due at `now` for `owner`, earliest first, leased for
     /// `lease`.

@@ -81,7 +81,9 @@ use ::redis::{FromRedisValue, ScriptInvocation};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use self::codec::{decode_job, micros, micros_or_empty, parse_score, store_error};
+use self::codec::{
+    decode_job, micros, micros_or_empty, parse_micros, parse_score, store_error,
+};
 use self::keys::Keys;
 use super::{FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError, WakeUp};
 use crate::history::RunRecord;
@@ -379,6 +381,35 @@ impl JobStore for RedisStore {
             .await
             .map(drop)
             .map_err(store_error)
+    }
+
+    async fn job_schedules(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<crate::store::JobSchedule>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = &self.keys;
+        let mut connection = self.connection.clone();
+        // Every job has a revision; only scheduled ones have a next run time.
+        let (revisions, nexts): (Vec<Option<String>>, Vec<Option<String>>) = ::redis::pipe()
+            .atomic()
+            .hmget(&keys.revs, ids)
+            .hmget(&keys.next, ids)
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        revisions
+            .iter()
+            .zip(nexts.iter().chain(std::iter::repeat(&None)))
+            .map(|(revision, next)| match revision {
+                None => Ok(None),
+                Some(_) => parse_micros(next.as_deref().unwrap_or(""))
+                    .map(Some)
+                    .map_err(StoreError::Corrupt),
+            })
+            .collect()
     }
 
     async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {

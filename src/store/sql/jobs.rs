@@ -6,6 +6,7 @@
 //! locks, the claim's `SKIP LOCKED`, placeholders). See the ground rules in
 //! [`super`] for revisions, leases and broken rows.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -337,6 +338,32 @@ impl<D: Dialect> JobStore for SqlStore<D> {
                 Err(StoreError::Corrupt(message))
             }
         }
+    }
+
+    async fn job_schedules(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<crate::store::JobSchedule>, StoreError> {
+        // A read by primary key, a chunk of ids per statement: runs due together ask
+        // together (see `scheduler/start.rs`).
+        let mut found: HashMap<String, Option<DateTime<Utc>>> = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(super::CHUNK) {
+            let sql = self.sql(&format!(
+                "SELECT id, next_run_time FROM {{p}}jobs WHERE id IN ({})",
+                super::marks(super::padded(chunk.len()))
+            ));
+            let rows = self
+                .fetch(&sql, id_args(chunk.iter().map(String::as_str)))
+                .await?;
+            for row in &rows {
+                let id = D::Database::text(row, 0).map_err(failure::<D>)?;
+                let next = D::Database::int(row, 1).map_err(failure::<D>)?;
+                if let Some(id) = id {
+                    found.insert(id, next.map(instant).transpose()?);
+                }
+            }
+        }
+        Ok(ids.iter().map(|id| found.get(id).copied()).collect())
     }
 
     async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {

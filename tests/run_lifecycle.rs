@@ -1,0 +1,246 @@
+//! The run lifecycle where features meet (docs/lifecycle.md): a run handed over ahead
+//! of its time is judged at its time — by the instance limit as it stands then, and
+//! against changes made to its job meanwhile, through any node.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use common::{secs, t0};
+use kairos::clock::{Clock, ManualClock};
+use kairos::history::{RunOutcome, RunRecord};
+use kairos::job::JobSpec;
+use kairos::scheduler::Scheduler;
+use kairos::store::memory::MemoryStore;
+use kairos::store::JobStore;
+use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
+use kairos::trigger::TriggerSpec;
+use serde_json::json;
+
+/// Starts of the `slow` task: (job id, scheduled time, started at).
+type Started = Arc<Mutex<Vec<(String, DateTime<Utc>, DateTime<Utc>)>>>;
+
+/// A task `slow` that runs for `took` of the scheduler's clock.
+fn slow_task(clock: &ManualClock, took: Duration) -> (TaskRegistry, Started) {
+    let started: Started = Arc::default();
+    let mut tasks = TaskRegistry::new();
+    let seen = Arc::clone(&started);
+    let clock = clock.clone();
+    tasks.register_fn("slow", move |run: TaskRun| {
+        let now = clock.now();
+        seen.lock()
+            .unwrap()
+            .push((run.job_id.clone(), run.scheduled_time, now));
+        let clock = clock.clone();
+        async move {
+            let end = now + TimeDelta::from_std(took).unwrap();
+            while clock.now() < end {
+                clock.sleep_until(end).await;
+            }
+            Ok::<String, TaskFailure>(String::new())
+        }
+    });
+    (tasks, started)
+}
+
+fn every(seconds: u64) -> TriggerSpec {
+    serde_json::from_value(json!({
+        "type": "interval", "seconds": seconds, "start_date": t0().to_rfc3339(),
+    }))
+    .unwrap()
+}
+
+fn date_at(second: i64) -> TriggerSpec {
+    serde_json::from_value(json!({"type": "date", "run_date": (t0() + secs(second)).to_rfc3339()}))
+        .unwrap()
+}
+
+/// Moves `clock` from its time to `until` in `step`s, giving the scheduler a moment of
+/// real time after each.
+async fn step_to(clock: &ManualClock, until: DateTime<Utc>, step: Duration) {
+    while clock.now() < until {
+        let next = (clock.now() + TimeDelta::from_std(step).unwrap()).min(until);
+        clock.set(next);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// Every run record of `job_id`, oldest scheduled time first.
+async fn records(scheduler: &Scheduler, job_id: &str) -> Vec<RunRecord> {
+    let mut runs = scheduler.runs(Some(job_id), 1000).await.unwrap();
+    runs.sort_by_key(|run| run.scheduled_time);
+    runs
+}
+
+async fn every_two_seconds_with_runs_of(store: Arc<dyn JobStore>, took_ms: u64, fire_ahead: u64) -> Vec<RunRecord> {
+    let clock = ManualClock::new(t0());
+    let (tasks, _) = slow_task(&clock, Duration::from_millis(took_ms));
+    let scheduler = Scheduler::builder()
+        .clock(clock.clone())
+        .store_shared("default", store)
+        .tasks(tasks)
+        .fire_ahead(Duration::from_secs(fire_ahead))
+        .build();
+    scheduler
+        .add_job(JobSpec::new("slow", every(2)).with_id("slow"))
+        .await
+        .unwrap();
+    scheduler.start();
+    step_to(&clock, t0() + secs(11), Duration::from_millis(50)).await;
+    let runs = records(&scheduler, "slow").await;
+    scheduler.shutdown(None).await;
+    runs
+}
+
+/// A job every 2 s whose run takes 1.5 s, its next run handed over a second early
+/// while the previous one still runs: it runs every 2 s, none skipped, none early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_hand_over_does_not_skip_a_run_whose_predecessor_ends_before_its_time() {
+    let runs = every_two_seconds_with_runs_of(Arc::new(MemoryStore::new()), 1500, 1).await;
+    let started: Vec<DateTime<Utc>> = runs
+        .iter()
+        .filter(|run| run.outcome == RunOutcome::Success)
+        .map(|run| run.scheduled_time)
+        .collect();
+    // Every 2 s from 0 s; the run at 10 s is still going when the test looks at 11 s.
+    let want: Vec<DateTime<Utc>> = (0..5).map(|n| t0() + secs(2 * n)).collect();
+    assert_eq!(started, want, "{runs:#?}");
+    for run in &runs {
+        assert!(run.started_at.is_some_and(|at| at >= run.scheduled_time), "{run:?}");
+    }
+}
+
+/// The same on the shipped store, SQLite, with its one-second window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_hand_over_does_not_skip_runs_on_sqlite() {
+    let path =
+        std::env::temp_dir().join(format!("kairos-lifecycle-{:08x}.db", fastrand::u32(..)));
+    let url = format!("sqlite://{}", path.display());
+    let store = kairos::store::sql::connect(&url, Default::default())
+        .await
+        .unwrap();
+    let runs = every_two_seconds_with_runs_of(store, 1500, 1).await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let outcomes: Vec<(DateTime<Utc>, RunOutcome)> =
+        runs.iter().map(|run| (run.scheduled_time, run.outcome)).collect();
+    let want: Vec<(DateTime<Utc>, RunOutcome)> = (0..5)
+        .map(|n| (t0() + secs(2 * n), RunOutcome::Success))
+        .collect();
+    assert_eq!(outcomes, want, "{runs:#?}");
+}
+
+/// A run whose predecessor is still executing at its time is skipped, once, and
+/// recorded as such; the one after it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_due_while_its_predecessor_executes_is_skipped_once() {
+    let runs = every_two_seconds_with_runs_of(Arc::new(MemoryStore::new()), 2500, 1).await;
+    let outcomes: Vec<(i64, RunOutcome)> = runs
+        .iter()
+        .map(|run| ((run.scheduled_time - t0()).num_seconds(), run.outcome))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (0, RunOutcome::Success),
+            (2, RunOutcome::Skipped),
+            (4, RunOutcome::Success),
+            (6, RunOutcome::Skipped),
+            (8, RunOutcome::Success),
+            (10, RunOutcome::Skipped),
+        ],
+        "{runs:#?}"
+    );
+    let skipped = runs.iter().find(|run| run.outcome == RunOutcome::Skipped).unwrap();
+    assert!(
+        skipped.error.as_deref().unwrap_or("").contains("max_instances"),
+        "{skipped:?}"
+    );
+}
+
+/// What became of a job's early run after `change` was made through another
+/// scheduler sharing the store, 400 ms before the run was due.
+async fn early_run_after_a_change_elsewhere<F, Fut>(change: F) -> (Vec<RunRecord>, Vec<DateTime<Utc>>)
+where
+    F: FnOnce(Scheduler) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let clock = ManualClock::new(t0());
+    let (tasks, started) = slow_task(&clock, Duration::from_millis(10));
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let holder = Scheduler::builder()
+        .id("holder")
+        .clock(clock.clone())
+        .store_shared("default", Arc::clone(&store))
+        .tasks(tasks.clone())
+        .fire_ahead(Duration::from_secs(2))
+        .build();
+    // Another node: its handle writes to the same store; its loop never takes jobs.
+    let other = Scheduler::builder()
+        .id("other")
+        .clock(clock.clone())
+        .store_shared("default", Arc::clone(&store))
+        .tasks(tasks)
+        .build();
+    holder
+        .add_job(JobSpec::new("slow", date_at(10)).with_id("cancel-order"))
+        .await
+        .unwrap();
+    holder.start();
+    step_to(&clock, t0() + secs(9), Duration::from_millis(200)).await;
+    // Handed over to the holder by now, and held for its time.
+    assert!(started.lock().unwrap().is_empty());
+    clock.set(t0() + secs(9) + TimeDelta::milliseconds(600));
+    change(other).await;
+    step_to(&clock, t0() + secs(12), Duration::from_millis(100)).await;
+    let runs = records(&holder, "cancel-order").await;
+    let starts = started.lock().unwrap().iter().map(|(_, at, _)| *at).collect();
+    holder.shutdown(None).await;
+    (runs, starts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_through_another_node_stops_a_run_held_early() {
+    let (runs, starts) = early_run_after_a_change_elsewhere(|other| async move {
+        other.pause_job("cancel-order").await.unwrap();
+    })
+    .await;
+    assert!(starts.is_empty(), "it started: {runs:#?}");
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0].outcome, RunOutcome::Skipped);
+    assert!(runs[0].error.as_deref().unwrap_or("").contains("paused"), "{runs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_through_another_node_stops_a_run_held_early() {
+    let (runs, starts) = early_run_after_a_change_elsewhere(|other| async move {
+        other.remove_job("cancel-order").await.unwrap();
+    })
+    .await;
+    assert!(starts.is_empty(), "it started: {runs:#?}");
+    assert!(
+        runs.iter().all(|run| run.outcome == RunOutcome::Skipped),
+        "{runs:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reschedule_through_another_node_moves_a_run_held_early() {
+    let (runs, starts) = early_run_after_a_change_elsewhere(|other| async move {
+        other
+            .reschedule_job("cancel-order", date_at(11))
+            .await
+            .unwrap();
+    })
+    .await;
+    // Not at its old time; at its new one.
+    assert_eq!(starts, [t0() + secs(11)], "{runs:#?}");
+    let old = runs.iter().find(|run| run.scheduled_time == t0() + secs(10)).unwrap();
+    assert_eq!(old.outcome, RunOutcome::Skipped, "{runs:#?}");
+}
