@@ -409,3 +409,42 @@ async fn jobs_added_through_the_api_survive_reload_and_restart() {
     assert!(text.contains("order-cancel-42"), "{text}");
     assert!(text.contains("\"a\""), "{text}");
 }
+
+/// A second `kairos run` under a live daemon's node id (the default id is the host
+/// name: one started by hand next to the systemd one) refuses to start, naming the id
+/// and where the live one runs, and leaves the first one's work alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_with_a_live_nodes_id_refuses_to_start() {
+    let dir = temp_dir("node-id");
+    write_config(&dir, "5s");
+    write(&dir, "jobs/tick.toml", &ticking_job("tick", 1, "ticks", "t"));
+    let mut first = Daemon::start(&dir);
+    // Registered with its first heartbeat by now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args(["run", "-c"])
+        .arg(dir.join("config.toml"))
+        .current_dir(&dir)
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "it started:\n{stderr}");
+    let pid = first.child.id().to_string();
+    assert!(
+        stderr.contains("node id") && stderr.contains("live node") && stderr.contains(&pid),
+        "{stderr}"
+    );
+    // The first goes on ticking.
+    let before = lines(&dir, "ticks").len();
+    assert!(
+        wait_until(Duration::from_secs(5), || lines(&dir, "ticks").len() > before),
+        "the first daemon stopped ticking:\n{}",
+        first.log()
+    );
+    first.signal("TERM");
+    let status = first.wait_exit(Duration::from_secs(30)).expect("it exits");
+    assert!(status.success(), "{status:?}\n{}", first.log());
+}

@@ -65,6 +65,9 @@ pub enum DaemonError {
     /// The config's jobs could not be read from or written to the store.
     #[error("syncing the config's jobs: {0}")]
     Sync(#[from] SchedulerError),
+    /// Another live daemon holds this one's node id, or the stores could not say.
+    #[error("{0}")]
+    NodeId(#[source] SchedulerError),
     /// Signal handlers could not be installed.
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
@@ -113,6 +116,12 @@ pub enum ReloadOutcome {
 pub async fn run(path: &Path, tasks: TaskRegistry, config: Config) -> Result<(), DaemonError> {
     let notifier = Arc::new(Notifier::from_env());
     let scheduler = build_scheduler(&config, tasks.clone()).await?;
+    // Before anything is written: a live daemon under this id (started by hand next
+    // to the systemd one, say) must not see its leases taken and its jobs run twice.
+    scheduler
+        .check_node_id()
+        .await
+        .map_err(DaemonError::NodeId)?;
     let specs = config_specs(&config);
     let version = config_version(&config.files, &specs);
     let report = sync_config_jobs(&scheduler, specs, &version).await?;

@@ -80,6 +80,23 @@ pub enum SchedulerError {
         /// Why.
         reason: String,
     },
+    /// Another live process holds this scheduler's node id
+    /// ([`Scheduler::check_node_id`]).
+    #[error(
+        "node id {id:?} belongs to a live node: pid {pid} on host {host:?}, last heartbeat \
+         {last_heartbeat}; stop that one first, or give this one another node id \
+         ([scheduler] node_id)"
+    )]
+    NodeIdInUse {
+        /// The id.
+        id: String,
+        /// Where the live node runs.
+        host: String,
+        /// Its process id there.
+        pid: u32,
+        /// Its last heartbeat.
+        last_heartbeat: DateTime<Utc>,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
