@@ -222,3 +222,25 @@ async fn refused_run_records_are_written_later_and_free_their_slot() {
     assert_eq!(seen[1].1, t0() + secs(20));
     scheduler.shutdown(None).await;
 }
+
+/// A pass stuck in a store call that never returns is not progress: the watchdog
+/// question turns false once the pass is older than the stall bound, while a loop
+/// asleep between passes (nothing due for a long time) is healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_that_cannot_finish_is_not_progress() {
+    let (clock, faults, _runs, scheduler) = with_a_job_every_10s().await;
+    scheduler.start();
+    let stall = Duration::from_millis(300);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Asleep until 00:10 (well past the stall bound): progress.
+    tokio::time::sleep(stall * 2).await;
+    assert!(scheduler.is_making_progress(stall));
+    // The pass at 00:10 hangs in the store.
+    faults.hang_acquire.store(true, Ordering::SeqCst);
+    clock.set(t0() + secs(10));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(scheduler.is_alive(), "the task still exists");
+    assert!(scheduler.is_making_progress(stall), "young passes are progress");
+    tokio::time::sleep(stall * 2).await;
+    assert!(!scheduler.is_making_progress(stall), "a stuck pass is not");
+}

@@ -425,11 +425,12 @@ async fn report_status(notifier: &Notifier, scheduler: &Scheduler) {
     notifier.status(&status);
 }
 
-/// Pings the watchdog while the main loop lives; a loop that died stops the pings, so
-/// systemd restarts the daemon.
+/// Pings the watchdog while the main loop makes progress: a loop that died, or whose
+/// pass has not finished within the watchdog's timeout (twice the ping interval),
+/// stops the pings, so systemd restarts the daemon.
 async fn keep_watchdog_fed(notifier: Arc<Notifier>, scheduler: Scheduler, every: Duration) {
     loop {
-        if scheduler.is_alive() {
+        if scheduler.is_making_progress(every.saturating_mul(2)) {
             notifier.watchdog();
         }
         tokio::time::sleep(every).await;

@@ -84,7 +84,11 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             SchedulerState::Running => {
                 // During a pass the loop has no deadline, so a job added or changed
                 // meanwhile always leaves a wake-up behind.
-                inner.lock().deadline = None;
+                {
+                    let mut mutable = inner.lock();
+                    mutable.deadline = None;
+                    mutable.pass_started = Some(std::time::Instant::now());
+                }
                 let now = inner.clock.now();
                 match process_due_jobs(&inner, now).await {
                     Ok(deadline) => {
@@ -114,7 +118,11 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             }
             _ => deadline,
         };
-        inner.lock().deadline = deadline;
+        {
+            let mut mutable = inner.lock();
+            mutable.deadline = deadline;
+            mutable.pass_started = None;
+        }
         let sleep = async {
             match deadline {
                 // With a fire-ahead window the loop takes jobs that long before they

@@ -342,6 +342,7 @@ impl SchedulerBuilder {
                 state,
                 mutable: Mutex::new(Mutable {
                     deadline: None,
+                    pass_started: None,
                     finished_receiver: Some(finished_receiver),
                     flush_receiver: Some(flush_receiver),
                     handles: Vec::new(),
@@ -403,6 +404,8 @@ pub(crate) struct Inner {
 struct Mutable {
     /// When the loop plans to wake next; `None` while it sleeps with nothing due.
     deadline: Option<DateTime<Utc>>,
+    /// When the loop's current pass began (real time); `None` between passes.
+    pass_started: Option<std::time::Instant>,
     finished_receiver: Option<mpsc::UnboundedReceiver<RunRecord>>,
     flush_receiver: Option<mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>>,
     handles: Vec<JoinHandle<()>>,
@@ -638,6 +641,19 @@ impl Scheduler {
                 .handles
                 .first()
                 .is_some_and(|main| !main.is_finished())
+    }
+
+    /// Whether the main loop is alive ([`Scheduler::is_alive`]) and not stuck: it is
+    /// asleep between passes, or its current pass began less than `stall` ago. A pass
+    /// that cannot finish (a store call that never returns) stops being progress, so a
+    /// watchdog that asks this lets systemd restart the daemon.
+    pub fn is_making_progress(&self, stall: Duration) -> bool {
+        self.is_alive()
+            && self
+                .inner
+                .lock()
+                .pass_started
+                .is_none_or(|started| started.elapsed() < stall)
     }
 
     /// Stops taking due jobs until [`Scheduler::resume`]; running jobs go on.

@@ -120,6 +120,8 @@ pub struct Faults {
     pub failing_claims: AtomicU32,
     /// How many more `finish_runs` calls fail.
     pub failing_finishes: AtomicU32,
+    /// `acquire_due_jobs` never returns (a statement stuck on the server).
+    pub hang_acquire: AtomicBool,
 }
 
 /// Takes one from `counter` if it is above zero; true if it did (the call fails).
@@ -200,6 +202,9 @@ impl JobStore for FaultyStore {
         lease: Duration,
     ) -> Result<Vec<Job>, StoreError> {
         self.check()?;
+        if self.faults.hang_acquire.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.jobs.acquire_due_jobs(owner, now, limit, lease).await
     }
     async fn release_jobs(

@@ -92,6 +92,12 @@ pub struct SqlOptions {
     /// replaced if the server went away meanwhile (a restart, an idle timeout);
     /// connections in steady use skip the ping, a round trip per statement.
     pub idle_check_after: Duration,
+    /// The longest one statement may run on the server (PostgreSQL
+    /// `statement_timeout`, MariaDB `max_statement_time`, MySQL `max_execution_time`
+    /// for reads); it then fails as `Unavailable` and the scheduler retries. A
+    /// statement stuck behind a lock no longer holds the main loop (and, under
+    /// systemd, the watchdog notices a pass that cannot finish for any other reason).
+    pub statement_timeout: Duration,
 }
 
 impl Default for SqlOptions {
@@ -102,6 +108,7 @@ impl Default for SqlOptions {
             instance_ttl: Duration::from_secs(3600),
             acquire_timeout: Duration::from_secs(10),
             idle_check_after: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
         }
     }
 }

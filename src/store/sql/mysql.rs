@@ -116,15 +116,30 @@ impl Dialect for MySql {
         options: &SqlOptions,
     ) -> impl Future<Output = Result<Pool<sqlx::MySql>, sqlx::Error>> + Send {
         let parsed = MySqlConnectOptions::from_str(url);
-        let pool =
-            super::driver::pool_options::<sqlx::MySql>(options).after_connect(|connection, _| {
+        let timeout = options.statement_timeout;
+        let pool = super::driver::pool_options::<sqlx::MySql>(options).after_connect(
+            move |connection, _| {
                 Box::pin(async move {
                     connection
                         .execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
                         .await?;
+                    // MariaDB bounds every statement (seconds); MySQL has no such
+                    // setting and bounds reads only (milliseconds), and refuses the other's.
+                    let mariadb = format!(
+                        "SET SESSION max_statement_time = {}",
+                        timeout.as_secs_f64().max(0.001)
+                    );
+                    if connection.execute(mariadb.as_str()).await.is_err() {
+                        let mysql = format!(
+                            "SET SESSION max_execution_time = {}",
+                            timeout.as_millis().max(1)
+                        );
+                        connection.execute(mysql.as_str()).await?;
+                    }
                     Ok(())
                 })
-            });
+            },
+        );
         async move {
             let pool = pool.connect_with(parsed?).await?;
             let version: String = sqlx::query("SELECT VERSION()")

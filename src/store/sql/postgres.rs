@@ -114,6 +114,7 @@ impl Dialect for Postgres {
     ) -> impl Future<Output = Result<Pool<sqlx::Postgres>, sqlx::Error>> + Send {
         let parsed = PgConnectOptions::from_str(url);
         let pool = super::driver::pool_options(options);
+        let statement_timeout = options.statement_timeout.as_millis().max(1).to_string();
         async move {
             let mut connect = parsed?;
             // Named in pg_stat_activity, so an operator can tell the schedulers apart
@@ -123,7 +124,10 @@ impl Dialect for Postgres {
             }
             // `CREATE TABLE IF NOT EXISTS` on every start would otherwise log a NOTICE
             // ("already exists, skipping") through sqlx each time.
-            let connect = connect.options([("client_min_messages", "warning")]);
+            let connect = connect.options([
+                ("client_min_messages", "warning"),
+                ("statement_timeout", statement_timeout.as_str()),
+            ]);
             pool.connect_with(connect).await
         }
     }
