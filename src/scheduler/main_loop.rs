@@ -14,17 +14,23 @@
 //!   └──────────── next deadline <── release batch (new next run times) <──┘
 //! ```
 //!
-//! A job whose trigger is finished (a one-off job) is released, which removes it, only
-//! when its run has ended ([`RunPlace::release`]): until then it stays in the store under
-//! this scheduler's lease, so a scheduler killed before the run ended (or even started:
-//! runs are handed over up to the fire-ahead window early) leaves it behind, and the
-//! restarted scheduler ([`JobStore::recover_owner`]) or, once the lease expires, any
-//! other runs it again: a one-off job runs at least once across a crash. A recurring
-//! job's next run time is written when its run is due: at hand-over for a run due now,
-//! and for one handed over ahead of its time (the fire-ahead window) when that time
-//! comes ([`Deferred`]), so a process that dies before the run started leaves the job
-//! to the others at its old time. A run that had started when the process died is not
-//! repeated.
+//! The life of one run, from the store to its record, is `docs/lifecycle.md`; in
+//! short:
+//!
+//! - **Taken and planned** ([`process_due_jobs`], [`plan_due_job`]): a due job is
+//!   acquired under a lease, misfires and coalescing are judged, and its runs are
+//!   handed to its executor, up to the fire-ahead window early.
+//! - **Judged at their time** ([`start::RunStart`]): a run handed over early starts only
+//!   if its job was not paused, rescheduled or removed meanwhile (through any node),
+//!   and `max_instances` is judged then, by the runs executing then.
+//! - **Held until they end** ([`HeldRelease`]): a one-off job, and a recurring job with
+//!   `max_instances = 1`, stay leased to this node until the run ends (the lease and
+//!   the instance slot renewed meanwhile, `renewal.rs`), and are written back with
+//!   the run's record. A node that dies first leaves them to its restarted successor
+//!   or to another node, which runs them again: at least once across a crash. A job
+//!   that allows several runs at once is written back when its run is due
+//!   ([`Deferred`]), so its next run can be taken while this one goes; a run of it
+//!   that had started on a node that died is not repeated.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -401,9 +407,8 @@ struct DueRuns<'a> {
     /// Earliest first; never empty.
     run_times: Vec<DateTime<Utc>>,
     start_at: DateTime<Utc>,
-    /// The job's release when it removes the job (the trigger is finished): held back
-    /// until the runs end if they are handed over.
-    final_release: Option<Release>,
+    /// The job's release when its runs hold the job until they end ([`HeldRelease`]).
+    final_release: Option<HeldRelease>,
     /// The next run time written back for the job ([`start::RunStart`]).
     released_next: Option<DateTime<Utc>>,
 }
@@ -417,17 +422,66 @@ pub(crate) struct RunPlace {
     /// Whether its record frees the job's instance slot: the last run of a submission
     /// does (they share one slot).
     pub(crate) frees_instance: bool,
-    /// On the last run of a job whose trigger is finished: the release that removes the
-    /// job, written once the run has ended. Until then the job stays in the store under
-    /// this scheduler's lease, so if the process dies first, the run happens again (after
-    /// a restart under the same id, or when the lease expires) instead of being lost
-    /// with it. A run that a shutdown stopped before it ended writes nothing, for the
-    /// same reason. A run that outlasts the lease (`SchedulerBuilder::lease`, 5 minutes
-    /// by default) may see its job taken again, which its instance slot then refuses
-    /// (`max_instances`), removing the job.
-    pub(crate) release: Option<Release>,
+    /// On the last run of a job its runs hold ([`HeldRelease`]): the release written
+    /// once the run has ended. Until then the job stays in the store under this
+    /// scheduler's lease (renewed while the run goes, `renewal.rs`), so if the process
+    /// dies first, the run happens again (after a restart under the same id, or when
+    /// the lease expires) instead of being lost with it. A run that a shutdown stopped
+    /// before it ended writes nothing, for the same reason.
+    pub(crate) release: Option<HeldRelease>,
     /// Takes the run back while it waits for its start time ([`Inner::withdraw_early_runs`]).
     pub(crate) withdrawal: Withdrawal,
+}
+
+/// A job's release held by its run until the run ends: the job stays leased to this
+/// node meanwhile, so the run happens at least once across a crash (see
+/// `docs/lifecycle.md`).
+///
+/// Runs hold their job when nothing else of it can happen meanwhile: a one-off job
+/// (its trigger is finished), and a recurring job with `max_instances = 1`, whose next
+/// run could not start before this one ends anyway. Its fire times that come while the
+/// run executes are skipped when it ends (`max_instances`), and the job is written
+/// back at its first fire time after the end:
+///
+/// ```text
+/// every 2 s, a run of 2.5 s:  0 s run ─────────── 2.5 s end: 2 s skipped, next 4 s
+/// ```
+///
+/// A job that allows several runs at once is written back when its run is due
+/// ([`Deferred`]), so its next run can be taken while this one goes.
+#[derive(Clone, Debug)]
+pub(crate) struct HeldRelease {
+    pub(crate) release: Release,
+    /// A recurring job's trigger, to move its next run time past the run's end.
+    pub(crate) trigger: Option<crate::trigger::Trigger>,
+}
+
+impl HeldRelease {
+    /// The release to write for a run that ended at `end`, and the fire times skipped
+    /// because they came while it executed: (how many, the first).
+    fn at_end(mut self, end: DateTime<Utc>) -> (Release, u64, Option<DateTime<Utc>>) {
+        let Some(trigger) = self.trigger else {
+            return (self.release, 0, None);
+        };
+        let mut skipped = 0u64;
+        let mut first = None;
+        let mut next = self.release.next_run_time;
+        while let Some(time) = next.filter(|time| *time <= end) {
+            first.get_or_insert(time);
+            skipped += 1;
+            next = if skipped >= super::plan::MAX_RUN_TIMES as u64 {
+                // A run far longer than its interval: jump to the first time after it
+                // (the count then says "at least").
+                trigger
+                    .fire_times(end + TimeDelta::microseconds(1))
+                    .next()
+            } else {
+                trigger.next_fire_time(Some(time), end)
+            };
+        }
+        self.release.next_run_time = next;
+        (self.release, skipped, first)
+    }
 }
 
 /// Plans one acquired job (misfire, coalesce, jitter); returns what to write back for
@@ -481,7 +535,12 @@ async fn plan_due_job<'a>(
             job,
             run_times: plan.run.clone(),
             start_at,
-            final_release: release.next_run_time.is_none().then(|| release.clone()),
+            final_release: (release.next_run_time.is_none() || job.max_instances == 1).then(
+                || HeldRelease {
+                    release: release.clone(),
+                    trigger: release.next_run_time.map(|_| job.trigger.clone()),
+                },
+            ),
             released_next: release.next_run_time,
         }
     });
@@ -718,7 +777,7 @@ async fn refuse_max_instances(
 /// How runs are handed over ([`hand_over`]).
 struct HandOver {
     /// Goes with the last run ([`RunPlace::release`]) when the executor takes them.
-    final_release: Option<Release>,
+    final_release: Option<HeldRelease>,
     /// The instance slot is claimed; otherwise the runs claim it at their start time.
     slot_claimed: bool,
     /// The next run time written back for the job ([`start::RunStart`]).
@@ -951,6 +1010,36 @@ struct Unwritten {
     to_announce: Vec<RunRecord>,
     /// A release among them may leave its job due (see `add`).
     wake_loop: bool,
+    /// The earliest next run time among the releases: the loop takes the job then.
+    earliest_next: Option<DateTime<Utc>>,
+}
+
+/// The record of the fire times of `run`'s job that came while `run` executed
+/// ([`HeldRelease`]): skipped, as `max_instances = 1` says, and said once.
+fn skipped_while_running(
+    inner: &Inner,
+    run: &RunRecord,
+    first: DateTime<Utc>,
+    skipped: u64,
+) -> RunRecord {
+    inner.emit(Event::JobMaxInstances {
+        job_id: run.job_id.clone(),
+        scheduled_time: first,
+        max_instances: 1,
+    });
+    RunRecord {
+        run_id: generate_id(),
+        job_id: run.job_id.clone(),
+        scheduled_time: first,
+        started_at: None,
+        finished_at: run.finished_at,
+        outcome: RunOutcome::Skipped,
+        error: Some(format!(
+            "the run for {} was still going at this time (max_instances = 1); skipped {skipped} run time(s)",
+            run.scheduled_time
+        )),
+        output: None,
+    }
 }
 
 impl Unwritten {
@@ -986,34 +1075,58 @@ impl Unwritten {
                 ..
             }) = placed
             {
+                let mut skipped_meanwhile = None;
                 match release {
                     // It ran to its end, or was skipped at its time (the instance
-                    // limit): the job goes. Or it was taken back (paused, rescheduled,
-                    // removed): the release ends the lease, and the change that took it
-                    // back stays (see `JobStore::release_jobs`).
-                    Some(release)
+                    // limit): a one-off job goes, a recurring one moves on past the
+                    // run's end. Or it was taken back (paused, rescheduled, removed):
+                    // the release ends the lease, and the change that took it back
+                    // stays (see `JobStore::release_jobs`).
+                    Some(held)
                         if record.started_at.is_some()
                             || withdrawal.is_withdrawn()
                             || record.outcome == RunOutcome::Skipped =>
                     {
+                        let (release, skipped, first) = held.at_end(record.finished_at);
+                        if let Some(first) = first {
+                            skipped_meanwhile = Some(skipped_while_running(
+                                inner,
+                                &record,
+                                first,
+                                skipped,
+                            ));
+                        }
                         // A run that did not start leaves its job to a change (a pause,
                         // a reschedule) the loop has not seen: it looks once written.
                         self.wake_loop |= record.started_at.is_none();
+                        self.earliest_next = match (self.earliest_next, release.next_run_time) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
                         self.releases
                             .entry(store.clone())
                             .or_default()
                             .push(release);
                     }
                     // A shutdown stopped it: the job stays, leased, and runs again.
-                    Some(release) => {
+                    Some(held) => {
                         tracing::info!(
-                            job_id = release.job_id,
+                            job_id = held.release.job_id,
                             "the run was stopped before it ended; the job stays and runs again"
                         );
                     }
                     None => {}
                 }
                 let runs = self.by_store.entry(store).or_default();
+                if let Some(skipped) = skipped_meanwhile {
+                    if inner.announces_run(&skipped) {
+                        self.to_announce.push(skipped.clone());
+                    }
+                    runs.push_back(FinishedRun {
+                        record: skipped,
+                        frees_instance: false,
+                    });
+                }
                 if runs.len() >= MAX_UNWRITTEN_RUNS {
                     tracing::warn!(
                         job_id = record.job_id,
@@ -1087,8 +1200,11 @@ impl Unwritten {
                 }
             }
         }
-        if all_written && std::mem::take(&mut self.wake_loop) {
-            inner.wake.notify_one();
+        if all_written {
+            if std::mem::take(&mut self.wake_loop) {
+                inner.wake.notify_one();
+            }
+            inner.wake_if_earlier(self.earliest_next.take());
         }
         for record in self.to_announce.drain(..) {
             inner.emit(Event::for_run(record));

@@ -17,6 +17,7 @@ mod jobs;
 mod main_loop;
 mod membership;
 pub mod plan;
+mod renewal;
 mod retention;
 mod start;
 
@@ -598,6 +599,8 @@ impl Scheduler {
             finished,
             flushes,
         ));
+        // Not awaited at shutdown either: it stops when it sees the scheduler stop.
+        tokio::spawn(renewal::run(Arc::clone(&self.inner)));
         self.inner.lock().handles.extend([main, records]);
         if let Some(membership) = self.inner.membership.clone() {
             // Awaited at shutdown after the runs were recorded: it deregisters last.

@@ -182,6 +182,30 @@ impl State {
         }
     }
 
+    /// Moves the leases `owner` holds on `job_ids` to `expiry`. A lease that ran out
+    /// and went back among the due jobs is taken out again: still held (nobody took the
+    /// job over), its run is still going.
+    fn renew_leases(&mut self, owner: &str, job_ids: &[String], expiry: DateTime<Utc>) {
+        for id in job_ids {
+            let Some(slot) = self.jobs.find(id) else {
+                continue;
+            };
+            let Some(holding) = self.holdings.get_mut(&slot) else {
+                continue;
+            };
+            if &*holding.holder != owner {
+                continue;
+            }
+            match holding.lease.replace(expiry) {
+                Some(old) => {
+                    self.leases.remove(&(old, slot));
+                }
+                None => self.jobs.make_not_due(slot),
+            }
+            self.leases.insert((expiry, slot));
+        }
+    }
+
     /// Puts jobs whose owner let the lease run out back among the due jobs.
     fn reclaim_expired_leases(&mut self, now: DateTime<Utc>) {
         while let Some(&(expiry, slot)) = self.leases.first() {
@@ -334,6 +358,22 @@ impl JobStore for MemoryStore {
     async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
         let state = self.lock();
         Ok(state.jobs.get_by_id(id).map(|job| job.to_job(&state.names)))
+    }
+
+    async fn renew_holdings(
+        &self,
+        owner: &str,
+        job_ids: &[String],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        // Instance slots here never expire; only leases need renewing.
+        let expiry = now
+            .checked_add_signed(chrono::TimeDelta::from_std(lease).unwrap_or(chrono::TimeDelta::MAX))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let mut state = self.lock();
+        state.renew_leases(owner, job_ids, expiry);
+        Ok(())
     }
 
     async fn job_schedules(

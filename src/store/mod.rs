@@ -310,6 +310,22 @@ pub trait JobStore: Send + Sync + 'static {
         Ok(claimed)
     }
 
+    /// Extends what `owner` holds for runs still going, so a live node's long run is
+    /// never taken over: its leases on `job_ids` (to `now + lease`, unless another
+    /// scheduler took the job over since) and its instance slots of those jobs (by the
+    /// store's instance time-to-live). The scheduler calls it a few times per lease
+    /// while runs are in flight (see `docs/lifecycle.md`). The default does nothing:
+    /// for a store whose leases and slots never run out under a live owner.
+    async fn renew_holdings(
+        &self,
+        _owner: &str,
+        _job_ids: &[String],
+        _now: DateTime<Utc>,
+        _lease: Duration,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Frees the instance slots of finished runs and records them, as one write where
     /// the store can (then a failure applies none of it, and the caller may retry the
     /// whole batch). The default goes one by one.

@@ -743,6 +743,40 @@ impl JobStore for RedisStore {
         Ok(dead)
     }
 
+    async fn renew_holdings(
+        &self,
+        owner: &str,
+        job_ids: &[String],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        let lease_expiry = now
+            .checked_add_signed(TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        // Slots measure real time, as when they were claimed (module docs).
+        let slot_expiry = Utc::now()
+            .checked_add_signed(TimeDelta::from_std(self.instance_ttl).unwrap_or(TimeDelta::MAX))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let keys = &self.keys;
+        for chunk in job_ids.chunks(SCRIPT_BATCH) {
+            let mut invocation = scripts::RENEW.prepare_invoke();
+            invocation
+                .key(&keys.due)
+                .key(&keys.leases)
+                .key(&keys.owners)
+                .arg(owner)
+                .arg(micros(lease_expiry))
+                .arg(micros(slot_expiry))
+                .arg(self.instance_ttl.as_millis().max(1))
+                .arg(format!("{owner}{SLOT_SEPARATOR}"));
+            for id in chunk {
+                invocation.key(keys.instances(id)).arg(id);
+            }
+            self.invoke::<i64>(&invocation).await?;
+        }
+        Ok(())
+    }
+
     async fn claim_instances(
         &self,
         owner: &str,

@@ -340,6 +340,39 @@ impl<D: Dialect> JobStore for SqlStore<D> {
         }
     }
 
+    async fn renew_holdings(
+        &self,
+        owner: &str,
+        job_ids: &[String],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        let lease_expires = micros(now).saturating_add(super::duration_micros(lease));
+        // Slots measure real time, as when they were claimed (`history.rs`).
+        let slot_expires = chrono::Utc::now()
+            .timestamp_micros()
+            .saturating_add(super::duration_micros(self.instance_ttl));
+        for chunk in job_ids.chunks(CHUNK) {
+            let marks = marks(padded(chunk.len()));
+            // Only while this owner still holds the job: a lease another scheduler
+            // took over is not taken back.
+            let leases = self.sql(&format!(
+                "UPDATE {{p}}jobs SET lease_expires = ? \
+                 WHERE lease_owner = ? AND lease_expires IS NOT NULL AND id IN ({marks})"
+            ));
+            let mut args = vec![Arg::from(lease_expires), Arg::from(owner)];
+            args.extend(id_args(chunk.iter().map(String::as_str)));
+            self.execute(&leases, args).await?;
+            let slots = self.sql(&format!(
+                "UPDATE {{p}}instances SET expires_at = ? WHERE owner = ? AND job_id IN ({marks})"
+            ));
+            let mut args = vec![Arg::from(slot_expires), Arg::from(owner)];
+            args.extend(id_args(chunk.iter().map(String::as_str)));
+            self.execute(&slots, args).await?;
+        }
+        Ok(())
+    }
+
     async fn job_schedules(
         &self,
         ids: &[String],
