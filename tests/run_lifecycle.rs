@@ -77,7 +77,11 @@ async fn records(scheduler: &Scheduler, job_id: &str) -> Vec<RunRecord> {
     runs
 }
 
-async fn every_two_seconds_with_runs_of(store: Arc<dyn JobStore>, took_ms: u64, fire_ahead: u64) -> Vec<RunRecord> {
+async fn every_two_seconds_with_runs_of(
+    store: Arc<dyn JobStore>,
+    took_ms: u64,
+    fire_ahead: u64,
+) -> Vec<RunRecord> {
     let clock = ManualClock::new(t0());
     let (tasks, _) = slow_task(&clock, Duration::from_millis(took_ms));
     let scheduler = Scheduler::builder()
@@ -111,15 +115,17 @@ async fn early_hand_over_does_not_skip_a_run_whose_predecessor_ends_before_its_t
     let want: Vec<DateTime<Utc>> = (0..5).map(|n| t0() + secs(2 * n)).collect();
     assert_eq!(started, want, "{runs:#?}");
     for run in &runs {
-        assert!(run.started_at.is_some_and(|at| at >= run.scheduled_time), "{run:?}");
+        assert!(
+            run.started_at.is_some_and(|at| at >= run.scheduled_time),
+            "{run:?}"
+        );
     }
 }
 
 /// The same on the shipped store, SQLite, with its one-second window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_hand_over_does_not_skip_runs_on_sqlite() {
-    let path =
-        std::env::temp_dir().join(format!("kairos-lifecycle-{:08x}.db", fastrand::u32(..)));
+    let path = std::env::temp_dir().join(format!("kairos-lifecycle-{:08x}.db", fastrand::u32(..)));
     let url = format!("sqlite://{}", path.display());
     let store = kairos::store::sql::connect(&url, Default::default())
         .await
@@ -128,8 +134,10 @@ async fn early_hand_over_does_not_skip_runs_on_sqlite() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    let outcomes: Vec<(DateTime<Utc>, RunOutcome)> =
-        runs.iter().map(|run| (run.scheduled_time, run.outcome)).collect();
+    let outcomes: Vec<(DateTime<Utc>, RunOutcome)> = runs
+        .iter()
+        .map(|run| (run.scheduled_time, run.outcome))
+        .collect();
     let want: Vec<(DateTime<Utc>, RunOutcome)> = (0..5)
         .map(|n| (t0() + secs(2 * n), RunOutcome::Success))
         .collect();
@@ -157,16 +165,25 @@ async fn a_run_due_while_its_predecessor_executes_is_skipped_once() {
         ],
         "{runs:#?}"
     );
-    let skipped = runs.iter().find(|run| run.outcome == RunOutcome::Skipped).unwrap();
+    let skipped = runs
+        .iter()
+        .find(|run| run.outcome == RunOutcome::Skipped)
+        .unwrap();
     assert!(
-        skipped.error.as_deref().unwrap_or("").contains("max_instances"),
+        skipped
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("max_instances"),
         "{skipped:?}"
     );
 }
 
 /// What became of a job's early run after `change` was made through another
 /// scheduler sharing the store, 400 ms before the run was due.
-async fn early_run_after_a_change_elsewhere<F, Fut>(change: F) -> (Vec<RunRecord>, Vec<DateTime<Utc>>)
+async fn early_run_after_a_change_elsewhere<F, Fut>(
+    change: F,
+) -> (Vec<RunRecord>, Vec<DateTime<Utc>>)
 where
     F: FnOnce(Scheduler) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -200,7 +217,12 @@ where
     change(other).await;
     step_to(&clock, t0() + secs(12), Duration::from_millis(100)).await;
     let runs = records(&holder, "cancel-order").await;
-    let starts = started.lock().unwrap().iter().map(|(_, at, _)| *at).collect();
+    let starts = started
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, at, _)| *at)
+        .collect();
     holder.shutdown(None).await;
     (runs, starts)
 }
@@ -214,7 +236,10 @@ async fn a_pause_through_another_node_stops_a_run_held_early() {
     assert!(starts.is_empty(), "it started: {runs:#?}");
     assert_eq!(runs.len(), 1, "{runs:#?}");
     assert_eq!(runs[0].outcome, RunOutcome::Skipped);
-    assert!(runs[0].error.as_deref().unwrap_or("").contains("paused"), "{runs:?}");
+    assert!(
+        runs[0].error.as_deref().unwrap_or("").contains("paused"),
+        "{runs:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,6 +266,147 @@ async fn a_reschedule_through_another_node_moves_a_run_held_early() {
     .await;
     // Not at its old time; at its new one.
     assert_eq!(starts, [t0() + secs(11)], "{runs:#?}");
-    let old = runs.iter().find(|run| run.scheduled_time == t0() + secs(10)).unwrap();
+    let old = runs
+        .iter()
+        .find(|run| run.scheduled_time == t0() + secs(10))
+        .unwrap();
     assert_eq!(old.outcome, RunOutcome::Skipped, "{runs:#?}");
+}
+
+/// A shared store on a real server under a fresh prefix, or `None` (SKIP) when the
+/// server is unreachable and `KAIROS_REQUIRE_SERVICES` is not set.
+async fn shared_store(kind: &str, instance_ttl: Duration) -> Option<Arc<dyn JobStore>> {
+    let env = |name: &str, default: &str| std::env::var(name).unwrap_or(default.to_owned());
+    let url = match kind {
+        "postgres" => env(
+            "KAIROS_TEST_POSTGRES_URL",
+            "postgres://postgres@127.0.0.1:5432/test",
+        ),
+        _ => env("KAIROS_TEST_REDIS_URL", "redis://127.0.0.1:6379/"),
+    };
+    let options = kairos::store::OpenOptions {
+        prefix: format!("lc{:08x}_", fastrand::u32(..)),
+        instance_ttl,
+    };
+    match kairos::store::open(&url, &options).await {
+        Ok(store) => Some(store),
+        Err(error) => {
+            let required = std::env::var("KAIROS_REQUIRE_SERVICES").as_deref() == Ok("1");
+            assert!(!required, "{kind}: {error} (KAIROS_REQUIRE_SERVICES=1)");
+            println!("SKIP {kind}: {error}");
+            None
+        }
+    }
+}
+
+/// A one-off run three times longer than the lease (and than the instance slots'
+/// time-to-live), with three nodes on one store: its node renews both while it runs,
+/// so no other node takes the job over, and it starts once.
+async fn a_run_three_leases_long_starts_once_on_three_nodes(kind: &str) {
+    let Some(store) = shared_store(kind, Duration::from_secs(1)).await else {
+        return;
+    };
+    let starts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = TaskRegistry::new();
+    let counted = Arc::clone(&starts);
+    tasks.register_fn("long", move |_run: TaskRun| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async {
+            tokio::time::sleep(Duration::from_millis(3500)).await;
+            Ok::<String, TaskFailure>(String::new())
+        }
+    });
+    let nodes: Vec<Scheduler> = ["node-a", "node-b", "node-c"]
+        .into_iter()
+        .map(|id| {
+            Scheduler::builder()
+                .id(id)
+                .store_shared("default", Arc::clone(&store))
+                .tasks(tasks.clone())
+                .lease(Duration::from_secs(1))
+                .poll_interval(Duration::from_millis(100))
+                .build()
+        })
+        .collect();
+    let run_date = (Utc::now() + TimeDelta::milliseconds(1500)).to_rfc3339();
+    let spec: TriggerSpec =
+        serde_json::from_value(json!({"type": "date", "run_date": run_date})).unwrap();
+    nodes[0]
+        .add_job(JobSpec::new("long", spec).with_id("long"))
+        .await
+        .unwrap();
+    for node in &nodes {
+        node.start();
+    }
+    tokio::time::sleep(Duration::from_millis(6500)).await;
+    assert_eq!(
+        starts.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "{kind}"
+    );
+    assert!(
+        store.get_job("long").await.unwrap().is_none(),
+        "{kind}: the one-off job is gone after its run"
+    );
+    let runs = store.runs(Some("long"), 10).await.unwrap();
+    assert_eq!(runs.len(), 1, "{kind}: {runs:#?}");
+    for node in &nodes {
+        node.shutdown(None).await;
+    }
+    let _ = store.remove_all_jobs().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_three_leases_long_starts_once_on_three_postgres_nodes() {
+    a_run_three_leases_long_starts_once_on_three_nodes("postgres").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_three_leases_long_starts_once_on_three_redis_nodes() {
+    a_run_three_leases_long_starts_once_on_three_nodes("redis").await;
+}
+
+/// A run of two hours, in simulated time, with a one-minute lease: its node renews the
+/// lease while it runs, so another node sharing the store never takes the job over,
+/// and the job moves on to its next time only when the run ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_hour_run_keeps_its_job_the_whole_time() {
+    let clock = ManualClock::new(t0());
+    let (tasks, started) = slow_task(&clock, Duration::from_secs(2 * 3600));
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let build = |id: &str| {
+        Scheduler::builder()
+            .id(id)
+            .clock(clock.clone())
+            .store_shared("default", Arc::clone(&store))
+            .tasks(tasks.clone())
+            .lease(Duration::from_secs(60))
+            .poll_interval(Duration::from_secs(10))
+            .build()
+    };
+    let (holder, other) = (build("holder"), build("other"));
+    let every_three_hours: TriggerSpec = serde_json::from_value(json!({
+        "type": "interval", "hours": 3, "start_date": (t0() + secs(60)).to_rfc3339(),
+    }))
+    .unwrap();
+    holder
+        .add_job(JobSpec::new("slow", every_three_hours).with_id("nightly"))
+        .await
+        .unwrap();
+    holder.start();
+    step_to(&clock, t0() + secs(61), Duration::from_secs(1)).await;
+    assert_eq!(started.lock().unwrap().len(), 1, "it started at 00:01");
+    other.start();
+    step_to(&clock, t0() + secs(2 * 3600 + 30), Duration::from_secs(30)).await;
+    let starts = started.lock().unwrap().clone();
+    assert_eq!(starts.len(), 1, "started again while running: {starts:?}");
+    // Ended at 02:01; written back at its next time, 03:01.
+    step_to(&clock, t0() + secs(2 * 3600 + 90), Duration::from_secs(10)).await;
+    let job = store.get_job("nightly").await.unwrap().unwrap();
+    assert_eq!(job.next_run_time, Some(t0() + secs(3 * 3600 + 60)));
+    let runs = records(&holder, "nightly").await;
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0].outcome, RunOutcome::Success);
+    holder.shutdown(None).await;
+    other.shutdown(None).await;
 }

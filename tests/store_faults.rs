@@ -240,7 +240,10 @@ async fn a_pass_that_cannot_finish_is_not_progress() {
     clock.set(t0() + secs(10));
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(scheduler.is_alive(), "the task still exists");
-    assert!(scheduler.is_making_progress(stall), "young passes are progress");
+    assert!(
+        scheduler.is_making_progress(stall),
+        "young passes are progress"
+    );
     tokio::time::sleep(stall * 2).await;
     assert!(!scheduler.is_making_progress(stall), "a stuck pass is not");
 }

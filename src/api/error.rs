@@ -170,11 +170,9 @@ impl From<SchedulerError> for ApiError {
             }
             SchedulerError::Store(store) => ApiError::from(store),
             // Only ever answered at start, never to a request.
-            SchedulerError::NodeIdInUse { .. } => ApiError::new(
-                StatusCode::CONFLICT,
-                "node_id_in_use",
-                error.to_string(),
-            ),
+            SchedulerError::NodeIdInUse { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "node_id_in_use", error.to_string())
+            }
         }
     }
 }

@@ -472,9 +472,7 @@ impl HeldRelease {
             next = if skipped >= super::plan::MAX_RUN_TIMES as u64 {
                 // A run far longer than its interval: jump to the first time after it
                 // (the count then says "at least").
-                trigger
-                    .fire_times(end + TimeDelta::microseconds(1))
-                    .next()
+                trigger.fire_times(end + TimeDelta::microseconds(1)).next()
             } else {
                 trigger.next_fire_time(Some(time), end)
             };
@@ -535,12 +533,12 @@ async fn plan_due_job<'a>(
             job,
             run_times: plan.run.clone(),
             start_at,
-            final_release: (release.next_run_time.is_none() || job.max_instances == 1).then(
-                || HeldRelease {
+            final_release: (release.next_run_time.is_none() || job.max_instances == 1).then(|| {
+                HeldRelease {
                     release: release.clone(),
                     trigger: release.next_run_time.map(|_| job.trigger.clone()),
-                },
-            ),
+                }
+            }),
             released_next: release.next_run_time,
         }
     });
@@ -1089,12 +1087,8 @@ impl Unwritten {
                     {
                         let (release, skipped, first) = held.at_end(record.finished_at);
                         if let Some(first) = first {
-                            skipped_meanwhile = Some(skipped_while_running(
-                                inner,
-                                &record,
-                                first,
-                                skipped,
-                            ));
+                            skipped_meanwhile =
+                                Some(skipped_while_running(inner, &record, first, skipped));
                         }
                         // A run that did not start leaves its job to a change (a pause,
                         // a reschedule) the loop has not seen: it looks once written.

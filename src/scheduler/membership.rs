@@ -284,9 +284,7 @@ impl Scheduler {
                 continue;
             };
             let now = self.inner.clock.now();
-            let fresh = now
-                .signed_duration_since(seen.last_heartbeat)
-                .lt(&timeout);
+            let fresh = now.signed_duration_since(seen.last_heartbeat).lt(&timeout);
             let this_process = seen.host == membership.host && seen.pid == std::process::id();
             if !fresh || this_process {
                 continue;

@@ -68,9 +68,15 @@ pub(crate) async fn renew(inner: &Inner) {
             continue;
         };
         let ids: Vec<String> = ids.into_iter().collect();
+        // Leases are measured from the horizon the loop acquires at (now plus the
+        // fire-ahead window), and other nodes judge them expired against theirs: from
+        // now alone, a renewed lease would look a window shorter than it is.
         let now = inner.clock.now();
+        let base = now
+            .checked_add_signed(TimeDelta::from_std(inner.fire_ahead).unwrap_or_default())
+            .unwrap_or(now);
         if let Err(error) = store
-            .renew_holdings(&inner.id, &ids, now, inner.lease)
+            .renew_holdings(&inner.id, &ids, base, inner.lease)
             .await
         {
             // The next round tries again; a lease has three rounds before it runs out.

@@ -82,7 +82,11 @@ impl RunStart {
     /// Refuses the start if the job was removed, paused or rescheduled since it was
     /// taken. A store that cannot answer does not stop the run: a change that could
     /// not be written cannot have been answered either (see `docs/lifecycle.md`).
-    async fn confirm_schedule(&self, inner: &Inner, store: &Arc<dyn JobStore>) -> Result<(), String> {
+    async fn confirm_schedule(
+        &self,
+        inner: &Inner,
+        store: &Arc<dyn JobStore>,
+    ) -> Result<(), String> {
         let schedule = inner
             .schedule_checks
             .schedule_of(store, &self.jobstore, &self.job_id)

@@ -369,7 +369,9 @@ impl JobStore for MemoryStore {
     ) -> Result<(), StoreError> {
         // Instance slots here never expire; only leases need renewing.
         let expiry = now
-            .checked_add_signed(chrono::TimeDelta::from_std(lease).unwrap_or(chrono::TimeDelta::MAX))
+            .checked_add_signed(
+                chrono::TimeDelta::from_std(lease).unwrap_or(chrono::TimeDelta::MAX),
+            )
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let mut state = self.lock();
         state.renew_leases(owner, job_ids, expiry);

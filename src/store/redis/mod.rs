@@ -81,9 +81,7 @@ use ::redis::{FromRedisValue, ScriptInvocation};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use self::codec::{
-    decode_job, micros, micros_or_empty, parse_micros, parse_score, store_error,
-};
+use self::codec::{decode_job, micros, micros_or_empty, parse_micros, parse_score, store_error};
 use self::keys::Keys;
 use super::{FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError, WakeUp};
 use crate::history::RunRecord;
