@@ -84,6 +84,20 @@ pub enum Event {
         /// The limit.
         max_instances: u32,
     },
+    /// A store has refused the records of finished runs for so long that this node
+    /// holds [`MAX_UNWRITTEN_RUNS`](crate::scheduler::MAX_UNWRITTEN_RUNS) of them: it
+    /// takes no more jobs from that store until they are written (nothing is dropped).
+    RecordsBacklogged {
+        /// The store.
+        jobstore: String,
+        /// Records waiting to be written.
+        pending: usize,
+    },
+    /// The backlog of a store went back under the cap: jobs are taken from it again.
+    RecordsDrained {
+        /// The store.
+        jobstore: String,
+    },
 }
 
 impl Event {
@@ -94,6 +108,14 @@ impl Event {
             Event::SchedulerShutdown => tracing::info!("scheduler shut down"),
             Event::SchedulerPaused => tracing::info!("scheduler paused"),
             Event::SchedulerResumed => tracing::info!("scheduler resumed"),
+            Event::RecordsBacklogged { jobstore, pending } => tracing::error!(
+                jobstore,
+                pending,
+                "the job store keeps refusing run records; taking no jobs from it until they are written"
+            ),
+            Event::RecordsDrained { jobstore } => {
+                tracing::info!(jobstore, "run records written; taking jobs from the store again")
+            }
             Event::JobAdded { job_id, jobstore } => {
                 tracing::info!(job_id, jobstore, "job added")
             }

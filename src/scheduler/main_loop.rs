@@ -208,6 +208,11 @@ pub(crate) async fn process_due_jobs(
                 }
             }
             let mut starved = false;
+            if inner.lock().backlogged.contains(name) {
+                // Its run records are not being written: runs taken now would only add
+                // to them. The record task wakes the loop once they are written.
+                return Ok((None, false));
+            }
             loop {
                 let limit = inner.acquisition_limit();
                 if limit == 0 {
@@ -1049,6 +1054,41 @@ impl Unwritten {
         self.by_store.values().map(VecDeque::len).sum()
     }
 
+    /// Tells the loop which stores hold the most records it keeps
+    /// ([`SchedulerBuilder::max_unwritten_runs`](super::SchedulerBuilder::max_unwritten_runs)): it
+    /// takes no jobs from those until the records are written, so the backlog grows
+    /// no further than the runs already handed over (see `docs/lifecycle.md`).
+    fn report_backlog(&self, inner: &Inner) {
+        let mut events = Vec::new();
+        {
+            let mut mutable = inner.lock();
+            for (name, runs) in &self.by_store {
+                let full = runs.len() >= inner.max_unwritten_runs;
+                let was_full = mutable.backlogged.contains(name);
+                if full && !was_full {
+                    mutable.backlogged.insert(name.clone());
+                    events.push(Event::RecordsBacklogged {
+                        jobstore: name.clone(),
+                        pending: runs.len(),
+                    });
+                } else if !full && was_full {
+                    mutable.backlogged.remove(name);
+                    events.push(Event::RecordsDrained {
+                        jobstore: name.clone(),
+                    });
+                }
+            }
+            mutable.unwritten_runs = self.len();
+        }
+        for event in events {
+            let drained = matches!(event, Event::RecordsDrained { .. });
+            inner.emit(event);
+            if drained {
+                inner.wake.notify_one();
+            }
+        }
+    }
+
     /// Sorts finished runs by the store their job lives in.
     fn add(&mut self, inner: &Inner, records: Vec<RunRecord>) {
         // One lock for the batch: the scheduler's loop takes the same lock.
@@ -1121,13 +1161,6 @@ impl Unwritten {
                         frees_instance: false,
                     });
                 }
-                if runs.len() >= MAX_UNWRITTEN_RUNS {
-                    tracing::warn!(
-                        job_id = record.job_id,
-                        "the job store has been refusing run records for long; dropping the oldest"
-                    );
-                    runs.pop_front();
-                }
                 if inner.announces_run(&record) {
                     self.to_announce.push(record.clone());
                 }
@@ -1139,6 +1172,7 @@ impl Unwritten {
                 self.to_announce.push(record);
             }
         }
+        self.report_backlog(inner);
     }
 
     /// Writes what is pending and announces the new records; `false` if a store
@@ -1154,18 +1188,25 @@ impl Unwritten {
                 runs.clear();
                 continue;
             };
-            match store
-                .finish_runs(&inner.id, runs.iter().cloned().collect())
-                .await
-            {
-                Ok(()) => runs.clear(),
-                Err(error) => {
-                    all_written = false;
-                    refused.push(name.clone());
-                    tracing::warn!(jobstore = name, runs = runs.len(), %error, "could not record finished runs; will retry");
+            // A chunk at a time, oldest first: a retry after an outage copies one
+            // chunk, not the whole backlog.
+            while !runs.is_empty() {
+                let chunk: Vec<FinishedRun> = runs.iter().take(RECORD_BATCH).cloned().collect();
+                let written = chunk.len();
+                match store.finish_runs(&inner.id, chunk).await {
+                    Ok(()) => {
+                        runs.drain(..written);
+                    }
+                    Err(error) => {
+                        all_written = false;
+                        refused.push(name.clone());
+                        tracing::warn!(jobstore = name, runs = runs.len(), %error, "could not record finished runs; will retry");
+                        break;
+                    }
                 }
             }
         }
+        self.report_backlog(inner);
         // After their runs' records, so a job never goes without its history.
         for (name, releases) in &mut self.releases {
             if releases.is_empty() || refused.contains(name) {
@@ -1207,5 +1248,7 @@ impl Unwritten {
     }
 }
 
-/// The most run records kept per store while it refuses them.
-const MAX_UNWRITTEN_RUNS: usize = 100_000;
+/// How many run records a node holds for a store that refuses them before it stops
+/// taking jobs from that store ([`Event::RecordsBacklogged`]), unless told otherwise
+/// ([`SchedulerBuilder::max_unwritten_runs`](super::SchedulerBuilder::max_unwritten_runs)).
+pub const MAX_UNWRITTEN_RUNS: usize = 10_000;

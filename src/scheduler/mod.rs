@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 
 pub use self::event::Event;
 pub use self::jobs::ListedJobs;
+pub use self::main_loop::MAX_UNWRITTEN_RUNS;
 pub use self::membership::{host_name, ClusterNode, Membership};
 pub use self::retention::HistoryRetention;
 use crate::clock::{Clock, SystemClock};
@@ -137,6 +138,7 @@ pub struct SchedulerBuilder {
     /// `None`: the longest the stores ask for ([`JobStore::fire_ahead`]).
     fire_ahead: Option<Duration>,
     lease: Duration,
+    max_unwritten_runs: usize,
     retention: Option<HistoryRetention>,
     membership: Option<Membership>,
     poll_interval: Option<Duration>,
@@ -291,6 +293,15 @@ impl SchedulerBuilder {
         self
     }
 
+    /// How many finished runs' records this node keeps for a store that refuses
+    /// them (an outage) before it stops taking jobs from that store until they are
+    /// written (default [`MAX_UNWRITTEN_RUNS`]): the backlog is bounded, and nothing
+    /// in it is dropped.
+    pub fn max_unwritten_runs(mut self, records: usize) -> SchedulerBuilder {
+        self.max_unwritten_runs = records.max(1);
+        self
+    }
+
     /// How many due jobs one store acquisition takes at most.
     pub fn batch_size(mut self, batch_size: usize) -> SchedulerBuilder {
         self.batch_size = batch_size.max(1);
@@ -332,6 +343,7 @@ impl SchedulerBuilder {
                 batch_size: self.batch_size,
                 fire_ahead,
                 lease: self.lease,
+                max_unwritten_runs: self.max_unwritten_runs,
                 retention: self.retention,
                 membership: self.membership,
                 poll_interval: self.poll_interval,
@@ -344,6 +356,8 @@ impl SchedulerBuilder {
                 mutable: Mutex::new(Mutable {
                     deadline: None,
                     pass_started: None,
+                    backlogged: std::collections::HashSet::new(),
+                    unwritten_runs: 0,
                     finished_receiver: Some(finished_receiver),
                     flush_receiver: Some(flush_receiver),
                     handles: Vec::new(),
@@ -385,6 +399,7 @@ pub(crate) struct Inner {
     batch_size: usize,
     fire_ahead: Duration,
     lease: Duration,
+    max_unwritten_runs: usize,
     retention: Option<HistoryRetention>,
     membership: Option<Membership>,
     poll_interval: Option<Duration>,
@@ -407,6 +422,11 @@ struct Mutable {
     deadline: Option<DateTime<Utc>>,
     /// When the loop's current pass began (real time); `None` between passes.
     pass_started: Option<std::time::Instant>,
+    /// Stores whose unwritten run records reached the cap (`max_unwritten_runs`): the loop
+    /// takes no jobs from them until the records are written.
+    backlogged: std::collections::HashSet<String>,
+    /// Finished runs not yet written to their stores.
+    unwritten_runs: usize,
     finished_receiver: Option<mpsc::UnboundedReceiver<RunRecord>>,
     flush_receiver: Option<mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>>,
     handles: Vec<JoinHandle<()>>,
@@ -522,6 +542,7 @@ impl Scheduler {
             batch_size: 1000,
             fire_ahead: None,
             lease: Duration::from_secs(300),
+            max_unwritten_runs: MAX_UNWRITTEN_RUNS,
             retention: None,
             membership: None,
             poll_interval: None,
@@ -657,6 +678,12 @@ impl Scheduler {
                 .lock()
                 .pass_started
                 .is_none_or(|started| started.elapsed() < stall)
+    }
+
+    /// Finished runs whose records this node has not been able to write yet (a store
+    /// refusing writes); see [`MAX_UNWRITTEN_RUNS`].
+    pub fn unwritten_runs(&self) -> usize {
+        self.inner.lock().unwritten_runs
     }
 
     /// Stops taking due jobs until [`Scheduler::resume`]; running jobs go on.
