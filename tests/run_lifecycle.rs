@@ -410,3 +410,93 @@ async fn a_two_hour_run_keeps_its_job_the_whole_time() {
     holder.shutdown(None).await;
     other.shutdown(None).await;
 }
+
+/// What a change does to jobs held early by a cluster: `nodes` schedulers on one
+/// store, forty one-off jobs a second apart, each changed 400 ms before its time
+/// through the nodes in turn. Returns the jobs that started anyway.
+async fn changes_through_any_node_stop_early_runs(
+    store: Arc<dyn JobStore>,
+    nodes: usize,
+    remove: bool,
+) -> Vec<String> {
+    const JOBS: i64 = 40;
+    let clock = ManualClock::new(t0());
+    let (tasks, started) = slow_task(&clock, Duration::from_millis(10));
+    let schedulers: Vec<Scheduler> = (0..nodes)
+        .map(|node| {
+            Scheduler::builder()
+                .id(format!("node-{node}"))
+                .clock(clock.clone())
+                .store_shared("default", Arc::clone(&store))
+                .tasks(tasks.clone())
+                .fire_ahead(Duration::from_secs(1))
+                .poll_interval(Duration::from_millis(200))
+                .build()
+        })
+        .collect();
+    for job in 0..JOBS {
+        schedulers[0]
+            .add_job(JobSpec::new("slow", date_at(10 + job)).with_id(format!("cancel-{job}")))
+            .await
+            .unwrap();
+    }
+    for scheduler in &schedulers {
+        scheduler.start();
+    }
+    step_to(&clock, t0() + secs(9), Duration::from_millis(500)).await;
+    for job in 0..JOBS {
+        let change_at = t0() + secs(10 + job) - TimeDelta::milliseconds(400);
+        step_to(&clock, change_at, Duration::from_millis(100)).await;
+        let through = &schedulers[usize::try_from(job).unwrap() % nodes];
+        let id = format!("cancel-{job}");
+        if remove {
+            through.remove_job(&id).await.unwrap();
+        } else {
+            through.pause_job(&id).await.unwrap();
+        }
+    }
+    step_to(
+        &clock,
+        t0() + secs(10 + JOBS + 2),
+        Duration::from_millis(100),
+    )
+    .await;
+    let ran: Vec<String> = started
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(job, _, _)| job.clone())
+        .collect();
+    for scheduler in &schedulers {
+        scheduler.shutdown(None).await;
+    }
+    let _ = store.remove_all_jobs().await;
+    ran
+}
+
+async fn cluster_changes(kind: &str) {
+    for nodes in [2, 3] {
+        for remove in [false, true] {
+            let Some(store) = shared_store(kind, Duration::from_secs(3600)).await else {
+                return;
+            };
+            let ran = changes_through_any_node_stop_early_runs(store, nodes, remove).await;
+            let change = if remove { "removed" } else { "paused" };
+            assert!(
+                ran.is_empty(),
+                "{kind}, {nodes} nodes: {} jobs {change} 400 ms before their time ran anyway: {ran:?}",
+                ran.len()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pauses_and_removals_through_any_postgres_node_stop_early_runs() {
+    cluster_changes("postgres").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pauses_and_removals_through_any_redis_node_stop_early_runs() {
+    cluster_changes("redis").await;
+}
