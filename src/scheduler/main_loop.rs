@@ -1178,6 +1178,15 @@ impl Unwritten {
     /// Writes what is pending and announces the new records; `false` if a store
     /// refused (its runs or releases stay pending).
     async fn write(&mut self, inner: &Inner) -> bool {
+        // A write that never returns is a stuck scheduler too (the watchdog's question,
+        // `Scheduler::is_making_progress`).
+        inner.lock().write_started = Some(std::time::Instant::now());
+        let written = self.write_all(inner).await;
+        inner.lock().write_started = None;
+        written
+    }
+
+    async fn write_all(&mut self, inner: &Inner) -> bool {
         let mut all_written = true;
         let mut refused = Vec::new();
         for (name, runs) in &mut self.by_store {

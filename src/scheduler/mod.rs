@@ -356,6 +356,7 @@ impl SchedulerBuilder {
                 mutable: Mutex::new(Mutable {
                     deadline: None,
                     pass_started: None,
+                    write_started: None,
                     backlogged: std::collections::HashSet::new(),
                     unwritten_runs: 0,
                     finished_receiver: Some(finished_receiver),
@@ -422,6 +423,8 @@ struct Mutable {
     deadline: Option<DateTime<Utc>>,
     /// When the loop's current pass began (real time); `None` between passes.
     pass_started: Option<std::time::Instant>,
+    /// When the record task's current store write began; `None` between writes.
+    write_started: Option<std::time::Instant>,
     /// Stores whose unwritten run records reached the cap (`max_unwritten_runs`): the loop
     /// takes no jobs from them until the records are written.
     backlogged: std::collections::HashSet<String>,
@@ -668,16 +671,19 @@ impl Scheduler {
     }
 
     /// Whether the main loop is alive ([`Scheduler::is_alive`]) and not stuck: it is
-    /// asleep between passes, or its current pass began less than `stall` ago. A pass
-    /// that cannot finish (a store call that never returns) stops being progress, so a
-    /// watchdog that asks this lets systemd restart the daemon.
+    /// asleep between passes, or its current pass began less than `stall` ago, and the
+    /// same holds for the write of finished runs. A pass or a write that cannot finish
+    /// (a store call that never returns) stops being progress, so a watchdog that asks
+    /// this lets systemd restart the daemon.
     pub fn is_making_progress(&self, stall: Duration) -> bool {
-        self.is_alive()
-            && self
-                .inner
-                .lock()
-                .pass_started
-                .is_none_or(|started| started.elapsed() < stall)
+        if !self.is_alive() {
+            return false;
+        }
+        let mutable = self.inner.lock();
+        let young = |started: Option<std::time::Instant>| {
+            started.is_none_or(|started| started.elapsed() < stall)
+        };
+        young(mutable.pass_started) && young(mutable.write_started)
     }
 
     /// Finished runs whose records this node has not been able to write yet (a store
