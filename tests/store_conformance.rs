@@ -245,6 +245,7 @@ fn record(job_id: &str, run: &str, finished: DateTime<Utc>) -> RunRecord {
         outcome: RunOutcome::Success,
         error: None,
         output: Some(format!("output of {run}")),
+        attempt: 1,
     }
 }
 

@@ -465,7 +465,10 @@ async fn resume_job(
 #[derive(Serialize)]
 struct RunStarted {
     job_id: String,
-    run_id: String,
+    /// Absent when a failed job was re-armed to run now with fresh attempts (its run
+    /// goes through the scheduler's loop and has no id yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_id: Option<String>,
 }
 
 async fn run_job(
@@ -475,7 +478,10 @@ async fn run_job(
     let run_id = state.scheduler.run_job_now(&id).await?;
     Ok((
         StatusCode::ACCEPTED,
-        axum::Json(RunStarted { job_id: id, run_id }),
+        axum::Json(RunStarted {
+            job_id: id,
+            run_id: Some(run_id).filter(|run_id| !run_id.is_empty()),
+        }),
     ))
 }
 

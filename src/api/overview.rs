@@ -223,6 +223,7 @@ mod tests {
             outcome,
             error: None,
             output: None,
+            attempt: 1,
         };
         let records = vec![
             run(now, RunOutcome::Success, 4),

@@ -157,6 +157,7 @@ impl ExecutorContext {
                 outcome,
                 error: Some(reason.to_owned()),
                 output: None,
+                attempt: 1,
             });
         }
     }

@@ -300,6 +300,7 @@ impl RunOutcomeParts {
             outcome: self.outcome,
             error: self.error,
             output: (!self.output.is_empty()).then(|| bound_output(self.output, MAX_OUTPUT_BYTES)),
+            attempt: 1,
         }
     }
 }

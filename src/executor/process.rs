@@ -368,6 +368,7 @@ fn record(
         outcome: ended.outcome,
         error: ended.error,
         output: (!ended.output.is_empty()).then_some(ended.output),
+        attempt: 1,
     }
 }
 

@@ -124,6 +124,18 @@ impl Scheduler {
                 reason: "must be at least 1".to_owned(),
             });
         }
+        // The job's own policy, else its task's, else the scheduler's default.
+        let retry = spec
+            .options
+            .retry
+            .clone()
+            .or_else(|| task.default_retry())
+            .or_else(|| inner.defaults.retry.clone());
+        if let Some(policy) = &retry {
+            policy
+                .check()
+                .map_err(|(field, reason)| SchedulerError::InvalidOption { field, reason })?;
+        }
         let trigger = Trigger::new(spec.trigger, &context)?;
         let next_run_time = if spec.paused {
             None
@@ -152,6 +164,11 @@ impl Scheduler {
             revision: 0,
             config_spec,
             config_version: spec.from_config.then_some(spec.config_version).flatten(),
+            retry: crate::job::RetryState {
+                policy: retry.filter(|policy| policy.max_attempts > 1),
+                pending: None,
+                failed: None,
+            },
         })
     }
 
@@ -205,6 +222,9 @@ impl Scheduler {
         if let Some(spec) = changes.trigger {
             let context = inner.trigger_context();
             job.trigger = Trigger::new(spec, &context)?;
+            // A new schedule cancels a pending retry, and gives a failed job a new start.
+            job.retry.pending = None;
+            job.retry.failed = None;
             if !job.paused {
                 job.next_run_time = Some(
                     job.trigger
@@ -215,6 +235,8 @@ impl Scheduler {
         }
         if let Some(next) = changes.next_run_time {
             if !job.paused {
+                job.retry.pending = None;
+                job.retry.failed = None;
                 job.next_run_time = Some(next);
             }
         }
@@ -277,6 +299,8 @@ impl Scheduler {
         let scheduled_before = job.next_run_time;
         job.paused = true;
         job.next_run_time = None;
+        // A pending retry is cancelled: resuming starts from the trigger again.
+        job.retry.pending = None;
         self.write_changed(jobstore, job, scheduled_before).await
     }
 
@@ -458,8 +482,20 @@ impl Scheduler {
     /// Runs a job now, once, outside its schedule (its next run time is unchanged).
     /// Returns the run id. `max_instances` still applies.
     pub async fn run_job_now(&self, id: &str) -> Result<String, SchedulerError> {
-        let (jobstore, job) = self.inner.find_job(id).await?;
+        let (jobstore, mut job) = self.inner.find_job(id).await?;
         let now = self.inner.clock.now();
+        if job.retry.failed.is_some() {
+            // A failed one-off job runs again with a fresh set of attempts, through the
+            // loop like any due job (held, retried, kept as failed again if it fails).
+            // Its run id is not known yet: the empty id says so.
+            let scheduled_before = job.next_run_time;
+            job.retry.failed = None;
+            job.retry.pending = None;
+            job.paused = false;
+            job.next_run_time = Some(now);
+            self.write_changed(jobstore, job, scheduled_before).await?;
+            return Ok(String::new());
+        }
         main_loop::submit_runs(&self.inner, &jobstore, &job, &[now], now)
             .await
             .map_err(SchedulerError::from)

@@ -459,6 +459,10 @@ pub(crate) struct HeldRelease {
     pub(crate) release: Release,
     /// A recurring job's trigger, to move its next run time past the run's end.
     pub(crate) trigger: Option<crate::trigger::Trigger>,
+    /// Which attempt of its scheduled time the run is (1-based).
+    pub(crate) attempt: u32,
+    /// How the job's failed runs are retried, if they are.
+    pub(crate) policy: Option<crate::job::RetryPolicy>,
 }
 
 impl HeldRelease {
@@ -495,6 +499,9 @@ async fn plan_due_job<'a>(
     job: &'a Job,
     now: DateTime<Utc>,
 ) -> (Release, Option<DueRuns<'a>>) {
+    if let Some(pending) = job.retrying() {
+        return plan_retry(job, pending, now);
+    }
     // A job taken ahead of time is planned at its own due time: it is not late, and
     // only that one run is handed over (later ones come in later passes, so a job that
     // coalesces never merges runs that are not due yet).
@@ -538,16 +545,48 @@ async fn plan_due_job<'a>(
             job,
             run_times: plan.run.clone(),
             start_at,
-            final_release: (release.next_run_time.is_none() || job.max_instances == 1).then(|| {
-                HeldRelease {
+            final_release: (release.next_run_time.is_none()
+                || job.max_instances == 1
+                || job.max_attempts() > 1)
+                .then(|| HeldRelease {
                     release: release.clone(),
                     trigger: release.next_run_time.map(|_| job.trigger.clone()),
-                }
-            }),
+                    attempt: 1,
+                    policy: job.retry.policy.clone(),
+                }),
             released_next: release.next_run_time,
         }
     });
     (release, due)
+}
+
+/// Plans the next attempt of a failed run ([`crate::job::RetryPolicy`]): the scheduled
+/// time that failed runs again, at the job's next run time (the end of the wait), and
+/// the job's regular schedule resumes after it.
+fn plan_retry<'a>(
+    job: &'a Job,
+    pending: &crate::job::PendingAttempt,
+    now: DateTime<Utc>,
+) -> (Release, Option<DueRuns<'a>>) {
+    let release = Release {
+        job_id: job.id.clone(),
+        revision: job.revision,
+        acquired_next_run_time: job.next_run_time,
+        next_run_time: pending.resume_at,
+    };
+    let due = DueRuns {
+        job,
+        run_times: vec![pending.scheduled_time],
+        start_at: job.next_run_time.unwrap_or(now),
+        final_release: Some(HeldRelease {
+            release: release.clone(),
+            trigger: pending.resume_at.map(|_| job.trigger.clone()),
+            attempt: pending.attempt,
+            policy: job.retry.policy.clone(),
+        }),
+        released_next: pending.resume_at,
+    };
+    (release, Some(due))
 }
 
 /// Claims the instance slots of a batch's due runs in one store call, then hands each
@@ -904,6 +943,7 @@ async fn record_unstarted(
         outcome,
         error: Some(reason),
         output: None,
+        attempt: 1,
     };
     let run_id = record.run_id.clone();
     if let Some(store) = inner.stores.get(jobstore) {
@@ -1009,12 +1049,145 @@ const RECORD_BATCH: usize = 256;
 #[derive(Default)]
 struct Unwritten {
     by_store: HashMap<String, VecDeque<FinishedRun>>,
+    /// What a run's outcome changes in its job, by store (job id, acquired revision).
+    follow_ups: HashMap<String, Vec<(String, u64, FollowUp)>>,
     releases: HashMap<String, Vec<Release>>,
     to_announce: Vec<RunRecord>,
     /// A release among them may leave its job due (see `add`).
     wake_loop: bool,
     /// The earliest next run time among the releases: the loop takes the job then.
     earliest_next: Option<DateTime<Utc>>,
+}
+
+/// What the end of a held run ([`HeldRelease`]) changes in its job besides the
+/// write-back: written (read, changed, updated) after the run's record and before the
+/// release, which then ends the lease and leaves the change in place.
+#[derive(Clone, Debug)]
+enum FollowUp {
+    /// The run failed and has attempts left: the same scheduled time runs again at
+    /// `retry_at`; the job's schedule resumes after.
+    Retry {
+        scheduled_time: DateTime<Utc>,
+        attempt: u32,
+        max_attempts: u32,
+        retry_at: DateTime<Utc>,
+        resume_at: Option<DateTime<Utc>>,
+    },
+    /// A one-off job's last attempt failed: it stays, as failed.
+    Failed(crate::job::JobFailure),
+    /// A retried recurring job's attempts ended: its schedule resumes.
+    Resume { resume_at: Option<DateTime<Utc>> },
+}
+
+impl FollowUp {
+    /// What `run`, the end of `held`, asks for (before `held` moves past the end).
+    fn after(held: &HeldRelease, run: &RunRecord) -> Option<FollowUp> {
+        let failed = run.started_at.is_some()
+            && matches!(run.outcome, RunOutcome::Error | RunOutcome::Timeout);
+        let one_off = held.trigger.is_none() && held.release.next_run_time.is_none();
+        let max_attempts = held.policy.as_ref().map_or(1, |policy| policy.max_attempts);
+        match &held.policy {
+            Some(policy) if failed && held.attempt < max_attempts => {
+                let delay = policy.delay(held.attempt, &mut fastrand::Rng::new());
+                let delay = TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX);
+                Some(FollowUp::Retry {
+                    scheduled_time: run.scheduled_time,
+                    attempt: held.attempt + 1,
+                    max_attempts,
+                    retry_at: run
+                        .finished_at
+                        .checked_add_signed(delay)
+                        .unwrap_or(run.finished_at),
+                    resume_at: None,
+                })
+            }
+            _ if failed && one_off => Some(FollowUp::Failed(crate::job::JobFailure {
+                scheduled_time: run.scheduled_time,
+                attempts: held.attempt,
+                at: run.finished_at,
+                error: run.error.clone(),
+            })),
+            _ if held.attempt > 1 && !one_off => Some(FollowUp::Resume { resume_at: None }),
+            _ => None,
+        }
+    }
+
+    /// The same, resuming the job's schedule at `next` (its release's next run time).
+    fn with_resume(self, next: Option<DateTime<Utc>>) -> FollowUp {
+        match self {
+            FollowUp::Retry {
+                scheduled_time,
+                attempt,
+                max_attempts,
+                retry_at,
+                ..
+            } => FollowUp::Retry {
+                scheduled_time,
+                attempt,
+                max_attempts,
+                retry_at,
+                resume_at: next,
+            },
+            FollowUp::Resume { .. } => FollowUp::Resume { resume_at: next },
+            failed => failed,
+        }
+    }
+
+    /// One log line: a failure is never silent.
+    fn log(&self, run: &RunRecord) {
+        match self {
+            FollowUp::Retry {
+                attempt,
+                max_attempts,
+                retry_at,
+                ..
+            } => tracing::warn!(
+                job_id = run.job_id,
+                scheduled_time = %run.scheduled_time,
+                failed_attempt = attempt - 1,
+                max_attempts,
+                %retry_at,
+                "run failed; it will be tried again"
+            ),
+            FollowUp::Failed(failure) => tracing::error!(
+                job_id = run.job_id,
+                scheduled_time = %run.scheduled_time,
+                attempts = failure.attempts,
+                "one-off job failed for good; kept in its store as failed (re-run or remove it)"
+            ),
+            FollowUp::Resume { .. } => {}
+        }
+    }
+
+    /// Applies the change to `job` as read from the store.
+    fn apply(self, job: &mut Job) {
+        match self {
+            FollowUp::Retry {
+                scheduled_time,
+                attempt,
+                retry_at,
+                resume_at,
+                ..
+            } => {
+                job.retry.pending = Some(crate::job::PendingAttempt {
+                    scheduled_time,
+                    attempt,
+                    resume_at,
+                });
+                job.retry.failed = None;
+                job.next_run_time = Some(retry_at);
+            }
+            FollowUp::Failed(failure) => {
+                job.retry.pending = None;
+                job.retry.failed = Some(failure);
+                job.next_run_time = None;
+            }
+            FollowUp::Resume { resume_at } => {
+                job.retry.pending = None;
+                job.next_run_time = if job.paused { None } else { resume_at };
+            }
+        }
+    }
 }
 
 /// The record of the fire times of `run`'s job that came while `run` executed
@@ -1042,12 +1215,15 @@ fn skipped_while_running(
             run.scheduled_time
         )),
         output: None,
+        attempt: 1,
     }
 }
 
 impl Unwritten {
     fn is_empty(&self) -> bool {
-        self.by_store.values().all(VecDeque::is_empty) && self.releases.values().all(Vec::is_empty)
+        self.by_store.values().all(VecDeque::is_empty)
+            && self.releases.values().all(Vec::is_empty)
+            && self.follow_ups.values().all(Vec::is_empty)
     }
 
     fn len(&self) -> usize {
@@ -1104,7 +1280,7 @@ impl Unwritten {
                 .map(|record| mutable.run_stores.remove(&record.run_id))
                 .collect()
         };
-        for (record, placed) in records.into_iter().zip(places) {
+        for (mut record, placed) in records.into_iter().zip(places) {
             if let Some(RunPlace {
                 jobstore: store,
                 frees_instance,
@@ -1125,7 +1301,22 @@ impl Unwritten {
                             || withdrawal.is_withdrawn()
                             || record.outcome == RunOutcome::Skipped =>
                     {
+                        record.attempt = held.attempt;
+                        let follow_up = FollowUp::after(&held, &record);
                         let (release, skipped, first) = held.at_end(record.finished_at);
+                        if let Some(follow_up) = follow_up {
+                            follow_up.log(&record);
+                            if let FollowUp::Retry { retry_at, .. } = &follow_up {
+                                self.earliest_next = Some(
+                                    self.earliest_next.map_or(*retry_at, |e| e.min(*retry_at)),
+                                );
+                            }
+                            self.follow_ups.entry(store.clone()).or_default().push((
+                                release.job_id.clone(),
+                                release.revision,
+                                follow_up.with_resume(release.next_run_time),
+                            ));
+                        }
                         if let Some(first) = first {
                             skipped_meanwhile =
                                 Some(skipped_while_running(inner, &record, first, skipped));
@@ -1216,6 +1407,42 @@ impl Unwritten {
             }
         }
         self.report_backlog(inner);
+        // After their runs' records and before their releases (which end the leases).
+        for (name, follow_ups) in &mut self.follow_ups {
+            if follow_ups.is_empty() || refused.contains(name) {
+                continue;
+            }
+            let Some(store) = inner.stores.get(name) else {
+                follow_ups.clear();
+                continue;
+            };
+            let mut left = Vec::new();
+            for (job_id, revision, follow_up) in follow_ups.drain(..) {
+                let outcome = match store.get_job(&job_id).await {
+                    // Changed or removed since it was taken: the change wins.
+                    Ok(Some(job)) if job.revision != revision => Ok(()),
+                    Ok(None) => Ok(()),
+                    Ok(Some(mut job)) => {
+                        follow_up.clone().apply(&mut job);
+                        store.update_job(job).await.map(drop)
+                    }
+                    Err(error) => Err(error),
+                };
+                match outcome {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == crate::store::StoreErrorKind::NotFound => {}
+                    Err(error) => {
+                        tracing::warn!(jobstore = name, job_id, %error, "could not write what a run's end changes in its job; will retry");
+                        left.push((job_id, revision, follow_up));
+                    }
+                }
+            }
+            if !left.is_empty() {
+                all_written = false;
+                refused.push(name.clone());
+                *follow_ups = left;
+            }
+        }
         // After their runs' records, so a job never goes without its history.
         for (name, releases) in &mut self.releases {
             if releases.is_empty() || refused.contains(name) {

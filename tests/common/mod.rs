@@ -59,6 +59,7 @@ pub fn job(id: &str, next: Option<DateTime<Utc>>) -> Job {
         revision: 0,
         config_spec: None,
         config_version: None,
+        retry: Default::default(),
     }
 }
 

@@ -469,6 +469,7 @@ fn read_run<D: Dialect>(row: &super::RowOf<D>) -> Result<RunRecord, StoreError> 
         outcome,
         error: text(6)?,
         output: text(7)?,
+        attempt: 1,
         run_id,
     })
 }
