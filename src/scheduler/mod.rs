@@ -13,6 +13,7 @@
 //!   events (and is told so by tokio), the scheduler never waits for listeners.
 
 mod event;
+mod generation;
 mod jobs;
 mod main_loop;
 mod membership;
@@ -28,6 +29,7 @@ use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 pub use self::event::Event;
+pub use self::generation::{ConfigState, Standing};
 pub use self::jobs::ListedJobs;
 pub use self::membership::{host_name, ClusterNode, Membership};
 pub use self::retention::HistoryRetention;
@@ -329,6 +331,7 @@ impl SchedulerBuilder {
                     lateness: membership::LatenessWindow::default(),
                 }),
                 finished_sender,
+                config_status: Mutex::new(None),
             }),
         }
     }
@@ -369,6 +372,8 @@ pub(crate) struct Inner {
     state: watch::Sender<SchedulerState>,
     mutable: Mutex<Mutable>,
     finished_sender: mpsc::UnboundedSender<RunRecord>,
+    /// This node's config hash and where it stood at its last sync (`generation.rs`).
+    config_status: Mutex<Option<(String, Standing)>>,
 }
 
 struct Mutable {
