@@ -123,6 +123,31 @@ impl ConfigState {
     }
 }
 
+/// What a start or a reload (not forced) of a config with `hash` would do against
+/// the store's generations (`history`, newest first), in one line: `kairos check`
+/// says it without touching the store.
+pub fn describe_claim(history: &[ConfigGeneration], hash: &str, shared: bool) -> String {
+    match judge(history, hash, shared, false) {
+        Judgement::Current(generation) => Standing::Current {
+            generation,
+            recorded: false,
+        }
+        .describe(),
+        Judgement::Superseded { was, newest } => Standing::Superseded { was, newest }.describe(),
+        Judgement::Record { generation, .. } => match history.first() {
+            None => format!(
+                "the job store holds no config generation yet: a start or reload applies \
+                 this config as generation {generation}"
+            ),
+            Some(newest) => format!(
+                "the job store holds config generation {} (hash {}, applied by node {:?}): \
+                 a start or reload applies this config as generation {generation}",
+                newest.generation, newest.hash, newest.node_id
+            ),
+        },
+    }
+}
+
 /// What [`judge`] decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Judgement {

@@ -29,7 +29,7 @@ use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 pub use self::event::Event;
-pub use self::generation::{ConfigState, Standing};
+pub use self::generation::{describe_claim, ConfigState, Standing};
 pub use self::jobs::ListedJobs;
 pub use self::membership::{host_name, ClusterNode, Membership};
 pub use self::retention::HistoryRetention;
