@@ -156,7 +156,10 @@ pub async fn sync_config_jobs(
     let mut report = sync_once(scheduler, wanted.clone(), &version).await?;
     // Repairs what a node that judged an older config current wrote meanwhile;
     // normally a look that finds everything as it was just written.
-    let again = sync_once(scheduler, wanted, &version).await?;
+    let again = match report.overtaken_by {
+        Some(_) => SyncReport::default(),
+        None => sync_once(scheduler, wanted, &version).await?,
+    };
     if !(again.added.is_empty() && again.changed.is_empty() && again.removed.is_empty()) {
         tracing::warn!(
             added = ?again.added,
@@ -171,8 +174,11 @@ pub async fn sync_config_jobs(
     report.failed.extend(again.failed);
     report.hash = hash.clone();
     report.standing = Some(standing);
-    let newest = scheduler.config_generations(1).await?.into_iter().next();
-    if let Some(newest) = newest.filter(|newest| newest.generation > generation) {
+    let newest = match report.overtaken_by.take().or(again.overtaken_by) {
+        Some(newer) => Some(newer),
+        None => overtaken(scheduler, &version).await?,
+    };
+    if let Some(newest) = newest {
         tracing::warn!(
             this_config_generation = generation,
             store_generation = newest.generation,
@@ -241,6 +247,10 @@ async fn sync_once(
             Ok(Synced::Added) => report.added.push(id),
             Ok(Synced::Changed) => report.changed.push(id),
             Ok(Synced::Unchanged) => report.unchanged += 1,
+            Ok(Synced::Overtaken(newer)) => {
+                report.overtaken_by = Some(newer);
+                return Ok(report);
+            }
             Err(error) => report.failed.push((id, error)),
         }
     }
@@ -249,6 +259,10 @@ async fn sync_once(
             && !defined.contains(&job.id)
             && !is_newer(job.config_version.as_ref(), version)
         {
+            if let Some(newer) = overtaken(scheduler, version).await? {
+                report.overtaken_by = Some(newer);
+                return Ok(report);
+            }
             match scheduler.remove_job(&job.id).await {
                 Ok(()) => report.removed.push(job.id.clone()),
                 // Gone already (a one-off that finished meanwhile, or another node
@@ -267,6 +281,24 @@ enum Synced {
     Added,
     Changed,
     Unchanged,
+    /// Nothing: a newer generation was recorded since the sync began.
+    Overtaken(ConfigGeneration),
+}
+
+/// The store's newest generation if it is newer than `version`'s: another node
+/// recorded a newer config since this sync began, and this sync must stop writing.
+///
+/// Asked before every write, so a sync that judged its config current a moment before
+/// another node recorded a newer one stops at its next write instead of going on
+/// with stale reads; only a write already on its way can land after the newer
+/// node's, and that node's repair pass is there for it. One read per write; a sync
+/// that changes nothing reads nothing more.
+async fn overtaken(
+    scheduler: &Scheduler,
+    version: &ConfigVersion,
+) -> Result<Option<ConfigGeneration>, SchedulerError> {
+    let newest = scheduler.config_generations(1).await?.into_iter().next();
+    Ok(newest.filter(|newest| newest.generation > version.generation))
 }
 
 /// Makes one stored job (`existing`, as read) match `spec`.
@@ -312,6 +344,9 @@ async fn sync_job(
             None => {}
         }
         attempt.replace_existing = existing.is_some();
+        if let Some(newer) = overtaken(scheduler, version).await? {
+            return Ok(Synced::Overtaken(newer));
+        }
         match scheduler.add_job(attempt).await {
             Ok(_) if existing.is_some() => return Ok(Synced::Changed),
             Ok(_) => return Ok(Synced::Added),
