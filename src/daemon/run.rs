@@ -168,7 +168,7 @@ pub async fn run(path: &Path, tasks: TaskRegistry, config: Config) -> Result<(),
         let outcome = match reload(path, &tasks, &config, &scheduler, label, force).await {
             Ok((new, report)) => {
                 config = new;
-                let _ = watched.send(watched_paths(&config));
+                watched.send_replace(watched_paths(&config));
                 ReloadOutcome::Applied(report)
             }
             Err(problems) => ReloadOutcome::Rejected(problems),
@@ -452,12 +452,10 @@ async fn watch_files(
     let mut seen = fingerprint(&files.borrow_and_update());
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
-        if files.has_changed().unwrap_or(false) {
-            // What the reload just read is the new baseline.
-            seen = fingerprint(&files.borrow_and_update());
-            continue;
-        }
-        let now = fingerprint(&files.borrow());
+        // Compared with the last look, never re-read as a baseline after a reload: a
+        // change made between the reload and that re-read would be lost. A reload that
+        // changed which files are read may cost one more reload, which changes nothing.
+        let now = fingerprint(&files.borrow_and_update());
         if now != seen {
             seen = now;
             if reloads.send(ReloadRequest::FileChanged).await.is_err() {
