@@ -125,7 +125,7 @@ impl Dialect for Sqlite {
         },
     ];
 
-    // One process owns an SQLite file (DESIGN.md: SQLite is single-node).
+    // One process owns an SQLite file: SQLite stores are single-node.
     const SHARED: bool = false;
 
     fn connect(
