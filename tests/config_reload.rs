@@ -338,7 +338,11 @@ async fn a_restarted_node_on_old_files_does_not_undo_the_rollout(db: Db) {
         Ok(store) => store,
         Err(error) => {
             let required = std::env::var("KAIROS_REQUIRE_SERVICES").as_deref() == Ok("1");
-            assert!(!required, "{}: {error} (KAIROS_REQUIRE_SERVICES=1)", place.url);
+            assert!(
+                !required,
+                "{}: {error} (KAIROS_REQUIRE_SERVICES=1)",
+                place.url
+            );
             println!("SKIP {}: {error}", place.url);
             return;
         }
@@ -360,7 +364,10 @@ async fn a_restarted_node_on_old_files_does_not_undo_the_rollout(db: Db) {
     // The rollout reaches a first.
     write_version(&dirs[0], 2);
     let reload = a.reload();
-    assert!(reload.contains("applied as config generation 2"), "{reload}");
+    assert!(
+        reload.contains("applied as config generation 2"),
+        "{reload}"
+    );
     assert_eq!(jobs_in(&store).await, version_jobs(2));
 
     // c restarts before its files arrive: it leaves the store alone and says why.
@@ -413,7 +420,10 @@ async fn a_restarted_node_on_old_files_does_not_undo_the_rollout(db: Db) {
     stop(a);
     let a = Daemon::start(&dirs[0]);
     assert!(a.log().contains("superseded by a newer one"));
-    assert_eq!(health(&client, &a).await["config"]["node_state"], "superseded");
+    assert_eq!(
+        health(&client, &a).await["config"]["node_state"],
+        "superseded"
+    );
     assert_eq!(jobs_in(&store).await, version_jobs(1));
 
     for daemon in [a, b, c] {

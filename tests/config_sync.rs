@@ -181,8 +181,7 @@ async fn one_node_a_rollback_applies_without_force(store: Arc<dyn JobStore>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_one_node_a_config_with_no_job_left_removes_every_config_job() {
-    one_node_a_config_with_no_job_left_removes_every_config_job(Arc::new(MemoryStore::new()))
-        .await;
+    one_node_a_config_with_no_job_left_removes_every_config_job(Arc::new(MemoryStore::new())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,7 +257,11 @@ impl Shared {
             Ok(store) => Some(store),
             Err(error) => {
                 let required = std::env::var("KAIROS_REQUIRE_SERVICES").as_deref() == Ok("1");
-                assert!(!required, "{}: {error} (KAIROS_REQUIRE_SERVICES=1)", self.url);
+                assert!(
+                    !required,
+                    "{}: {error} (KAIROS_REQUIRE_SERVICES=1)",
+                    self.url
+                );
                 println!("SKIP {}: {error}", self.url);
                 None
             }
@@ -449,7 +452,9 @@ async fn every_restart_order_ends_with_the_new_config(shared: Shared) {
     // Generations: one per round's old config and one per new one, no gaps.
     let all = generations(&store).await;
     assert_eq!(
-        all.iter().map(|(generation, ..)| *generation).collect::<Vec<_>>(),
+        all.iter()
+            .map(|(generation, ..)| *generation)
+            .collect::<Vec<_>>(),
         (1..=12).collect::<Vec<u64>>()
     );
     shared.clean().await;

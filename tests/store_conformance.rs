@@ -24,8 +24,7 @@ use kairos::job::Job;
 use kairos::store::memory::MemoryStore;
 use kairos::store::sql::SqlOptions;
 use kairos::store::{
-    ConfigGeneration, FinishedRun, InstanceClaim, JobQuery, JobStore, NodeInfo, Release,
-    StoreError,
+    ConfigGeneration, FinishedRun, InstanceClaim, JobQuery, JobStore, NodeInfo, Release, StoreError,
 };
 use kairos::trigger::TriggerSpec;
 use serde_json::json;
@@ -186,8 +185,8 @@ async fn cleanup(backend: Backend, prefix: &str, url: &str) {
             "schema_version",
         ]
         .iter()
-            .map(|table| format!("DROP TABLE IF EXISTS {prefix}{table}"))
-            .collect();
+        .map(|table| format!("DROP TABLE IF EXISTS {prefix}{table}"))
+        .collect();
         sql_execute(backend, url, &statements).await;
     }
     if backend == Backend::Sqlite {
@@ -1350,7 +1349,10 @@ async fn config_generations_are_recorded_by_compare_and_set(harness: Harness) {
     assert_eq!(first.len(), 1);
     let mut forced = generation(2, "h9", "n9");
     forced.forced = true;
-    assert!(store.record_config_generation(forced.clone()).await.unwrap());
+    assert!(store
+        .record_config_generation(forced.clone())
+        .await
+        .unwrap());
     assert!(!store
         .record_config_generation(generation(2, "hx", "nx"))
         .await

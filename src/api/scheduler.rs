@@ -126,25 +126,7 @@ async fn reload_config(
         .await
         .map_err(|_| unavailable())?;
     match outcome.await.map_err(|_| unavailable())? {
-        ReloadOutcome::Applied(report) => Ok(axum::Json(ReloadView {
-            applied: !report.superseded(),
-            message: report.summary(),
-            hash: report.hash.clone(),
-            config: report.standing.clone(),
-            overtaken_by: report.overtaken_by.clone(),
-            added: report.added,
-            changed: report.changed,
-            removed: report.removed,
-            unchanged: report.unchanged,
-            failed: report
-                .failed
-                .into_iter()
-                .map(|(id, error)| FailedJob {
-                    id,
-                    error: error.to_string(),
-                })
-                .collect(),
-        })),
+        ReloadOutcome::Applied(report) => Ok(axum::Json(reload_view(*report))),
         ReloadOutcome::Rejected(problems) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_config",
@@ -153,6 +135,29 @@ async fn reload_config(
                 problems.join("\n")
             ),
         )),
+    }
+}
+
+/// The answer to a reload whose config was valid.
+fn reload_view(report: crate::daemon::sync::SyncReport) -> ReloadView {
+    ReloadView {
+        applied: !report.superseded(),
+        message: report.summary(),
+        hash: report.hash.clone(),
+        config: report.standing.clone(),
+        overtaken_by: report.overtaken_by.clone(),
+        added: report.added,
+        changed: report.changed,
+        removed: report.removed,
+        unchanged: report.unchanged,
+        failed: report
+            .failed
+            .into_iter()
+            .map(|(id, error)| FailedJob {
+                id,
+                error: error.to_string(),
+            })
+            .collect(),
     }
 }
 

@@ -106,8 +106,8 @@ pub enum ReloadRequest {
 /// How a reload ended, for the caller that asked through the API.
 #[derive(Debug)]
 pub enum ReloadOutcome {
-    /// The config was valid and its jobs were synced.
-    Applied(SyncReport),
+    /// The config was valid and its jobs were synced (or, superseded, left alone).
+    Applied(Box<SyncReport>),
     /// The config was rejected (one line per problem); the running one stays.
     Rejected(Vec<String>),
 }
@@ -169,7 +169,7 @@ pub async fn run(path: &Path, tasks: TaskRegistry, config: Config) -> Result<(),
             Ok((new, report)) => {
                 config = new;
                 watched.send_replace(watched_paths(&config));
-                ReloadOutcome::Applied(report)
+                ReloadOutcome::Applied(Box::new(report))
             }
             Err(problems) => ReloadOutcome::Rejected(problems),
         };

@@ -113,7 +113,10 @@ impl ConfigState {
             (None, _) => format!("{store}; this node was not started from config files"),
             (Some(_), _) if self.current => format!("{store}: this node's config"),
             (Some(hash), Some(standing @ Standing::Superseded { .. })) => {
-                format!("{store}; this node's config (hash {hash}) was {}", standing.describe())
+                format!(
+                    "{store}; this node's config (hash {hash}) was {}",
+                    standing.describe()
+                )
             }
             (Some(hash), _) => format!(
                 "{store}; this node's config (hash {hash}) was applied before that one; \
@@ -283,7 +286,9 @@ impl Scheduler {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
-            .map_or((None, None), |(hash, standing)| (Some(hash), Some(standing)));
+            .map_or((None, None), |(hash, standing)| {
+                (Some(hash), Some(standing))
+            });
         let current = match (&newest, &node_hash) {
             (Some(newest), Some(hash)) => newest.hash == *hash,
             _ => false,

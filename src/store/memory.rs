@@ -522,7 +522,14 @@ impl JobStore for MemoryStore {
     }
 
     async fn config_generations(&self, limit: usize) -> Result<Vec<ConfigGeneration>, StoreError> {
-        Ok(self.lock().configs.iter().rev().take(limit).cloned().collect())
+        Ok(self
+            .lock()
+            .configs
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     async fn record_config_generation(&self, next: ConfigGeneration) -> Result<bool, StoreError> {

@@ -705,7 +705,7 @@ impl JobStore for RedisStore {
             })?;
             generations.push(generation);
         }
-        generations.sort_by(|left, right| right.generation.cmp(&left.generation));
+        generations.sort_by_key(|generation| std::cmp::Reverse(generation.generation));
         generations.truncate(limit);
         Ok(generations)
     }

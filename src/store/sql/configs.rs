@@ -46,7 +46,10 @@ impl<D: Dialect> SqlStore<D> {
         next: ConfigGeneration,
     ) -> Result<bool, StoreError> {
         let generation = i64::try_from(next.generation).map_err(|_| {
-            StoreError::Corrupt(format!("config generation {} is too large", next.generation))
+            StoreError::Corrupt(format!(
+                "config generation {} is too large",
+                next.generation
+            ))
         })?;
         // The derived table is read before the insert on every dialect (MySQL
         // materializes it), so the statement may read the table it writes.

@@ -20,8 +20,8 @@ use crate::history::RunRecord;
 use crate::job::Job;
 use crate::store::query::list_order;
 use crate::store::{
-    wake, ConfigGeneration, FinishedRun, InstanceClaim, JobPage, JobQuery, JobStore, NodeInfo, Release, StoreError,
-    WakeUp,
+    wake, ConfigGeneration, FinishedRun, InstanceClaim, JobPage, JobQuery, JobStore, NodeInfo,
+    Release, StoreError, WakeUp,
 };
 
 /// The columns every job read selects, in this order (see [`read_row`]).
