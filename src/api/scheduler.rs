@@ -98,10 +98,11 @@ async fn reload_config(
     State(state): State<AppState>,
     JsonBody(body): JsonBody,
 ) -> Result<axum::Json<ReloadView>, ApiError> {
+    // No body, `null` and `{}` are all a plain reload, as before `force` existed.
     let body: ReloadBody = if body.iter().all(u8::is_ascii_whitespace) {
         ReloadBody::default()
     } else {
-        parse_json(&body)?
+        parse_json::<Option<ReloadBody>>(&body)?.unwrap_or_default()
     };
     let Some(reload) = &state.settings.reload else {
         return Err(ApiError::new(
