@@ -31,6 +31,9 @@
 //! node that judged its config current just before another node recorded a newer one
 //! may land some writes after it, so a sync that applied a config looks once more and
 //! repairs them, and a node that finds itself overtaken says so.
+//!
+//! ---
+#![doc = include_str!("../../docs/config-reload.md")]
 
 use std::collections::{BTreeSet, HashMap};
 
