@@ -52,17 +52,19 @@ pub struct JobSpec {
     pub config_version: Option<ConfigVersion>,
 }
 
-/// Which config wrote a config-owned job, so nodes of a cluster whose config files
-/// differ for a while (a rollout) agree on whose jobs win: a newer config replaces an
-/// older one's jobs, never the other way round (see `daemon/sync.rs`).
+/// Which config wrote a config-owned job: the generation the store gave that config
+/// (see `store::ConfigGeneration` and docs/config-reload.md) and its content hash. A
+/// node syncing an older generation leaves a job written by a newer one alone.
 ///
-/// Ordered by `modified`, then `hash`: a total order every node computes alike.
+/// Ordered by `generation`: a counter kept in the store, never a file time or a clock.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ConfigVersion {
-    /// When the config was last changed: the newest modification time of its files.
-    pub modified: DateTime<Utc>,
-    /// A hash of the jobs it defines (16 hex digits): configs that define the same
-    /// jobs have the same hash, whenever their files were written.
+    /// The store's generation of the config; 0 for jobs written before generations
+    /// were kept (they count as the oldest).
+    #[serde(default)]
+    pub generation: u64,
+    /// A hash of the jobs the config defines (16 hex digits): configs that define the
+    /// same jobs have the same hash, whenever and wherever their files were written.
     pub hash: String,
 }
 

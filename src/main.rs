@@ -186,7 +186,12 @@ enum JobsCommand {
         id: String,
     },
     /// Make the daemon read its config files again, as SIGHUP does.
-    Reload,
+    Reload {
+        /// Apply the files even if their content was superseded by a newer config
+        /// generation in the job store: the explicit rollback.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `kairos jobs add`.
@@ -393,7 +398,83 @@ fn check(path: &Path) -> anyhow::Result<bool> {
         config.executors.len()
     )
     .context("writing the job table")?;
+    let specs: Vec<_> = config.jobs.iter().map(|job| job.spec.clone()).collect();
+    let hash = daemon::sync::config_hash(&specs);
+    writeln!(out, "config hash: {hash}").context("writing the job table")?;
+    let generation = config_generation_line(&config, &hash);
+    writeln!(out, "config generation: {generation}").context("writing the job table")?;
     Ok(true)
+}
+
+/// How long `kairos check` waits for the job store before saying it cannot tell.
+const CHECK_STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `kairos check`: what the default job store holds against this config, as a start
+/// or a reload would judge it. A store that is not there yet (memory, a SQLite file
+/// not created) is not created; one that cannot be reached is said so, and the check
+/// still passes: it judges the files.
+fn config_generation_line(config: &config::Config, hash: &str) -> String {
+    let name = &config.job_defaults.jobstore;
+    let Some(store) = config.jobstores.get(name) else {
+        return format!("no job store {name:?}");
+    };
+    let url = match kairos::store::url::StoreUrl::parse(&store.url) {
+        Ok(url) => url,
+        Err(error) => return format!("job store {name:?}: {error}"),
+    };
+    match &url {
+        kairos::store::url::StoreUrl::Memory => {
+            return format!(
+                "job store {name:?} is in memory: each start applies this config as generation 1"
+            )
+        }
+        kairos::store::url::StoreUrl::Sqlite(text) => {
+            let file = text
+                .split_once("://")
+                .map_or(text.as_str(), |(_, rest)| rest)
+                .split('?')
+                .next()
+                .unwrap_or_default();
+            if !Path::new(file).exists() {
+                return format!(
+                    "job store {name:?} ({file}) does not exist yet: the first start applies \
+                     this config as generation 1"
+                );
+            }
+        }
+        _ => {}
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return format!("cannot tell: starting the async runtime: {error}"),
+    };
+    let options = store.open_options();
+    runtime.block_on(async {
+        let read = async {
+            let opened = kairos::store::open(&store.url, &options)
+                .await
+                .map_err(|error| error.to_string())?;
+            let history = opened
+                .config_generations(usize::MAX)
+                .await
+                .map_err(|error| error.to_string())?;
+            Ok::<String, String>(kairos::scheduler::describe_claim(
+                &history,
+                hash,
+                opened.is_shared(),
+            ))
+        };
+        match tokio::time::timeout(CHECK_STORE_TIMEOUT, read).await {
+            Ok(Ok(line)) => line,
+            Ok(Err(error)) => format!("cannot tell: job store {name:?}: {error}"),
+            Err(_) => format!(
+                "cannot tell: job store {name:?} did not answer within {CHECK_STORE_TIMEOUT:?}"
+            ),
+        }
+    })
 }
 
 enum NextError {
@@ -471,7 +552,9 @@ enum ApiRequest {
     Remove(String),
     Reschedule(String, TriggerSpec),
     Run(String),
-    Reload,
+    Reload {
+        force: bool,
+    },
     Runs {
         job_id: Option<String>,
         limit: Option<usize>,
@@ -553,7 +636,7 @@ fn prepare_request(command: ApiCommand) -> Result<ApiRequest, ApiFailure> {
         ApiCommand::Jobs(JobsCommand::Resume { id }) => ApiRequest::Resume(id),
         ApiCommand::Jobs(JobsCommand::Remove { id }) => ApiRequest::Remove(id),
         ApiCommand::Jobs(JobsCommand::Run { id }) => ApiRequest::Run(id),
-        ApiCommand::Jobs(JobsCommand::Reload) => ApiRequest::Reload,
+        ApiCommand::Jobs(JobsCommand::Reload { force }) => ApiRequest::Reload { force },
         ApiCommand::Jobs(JobsCommand::Reschedule { id, kind, words }) => {
             ApiRequest::Reschedule(id, trigger(&kind, &words)?)
         }
@@ -641,9 +724,16 @@ async fn send_request(
             let started = client.run_job(&id).await?;
             print_answer(&started.body, json, || table::run_started(&started.value))
         }
-        ApiRequest::Reload => {
-            let report = client.reload().await?;
+        ApiRequest::Reload { force } => {
+            let report = client.reload(force).await?;
             print_answer(&report.body, json, || table::reload_summary(&report.value))?;
+            if report.value.applied == Some(false) {
+                return Err(ApiFailure::Failed(
+                    "the config files were not applied: a newer config generation superseded \
+                     them (kairos jobs reload --force rolls back to them)"
+                        .to_owned(),
+                ));
+            }
             match report.value.failed.len() {
                 0 => Ok(()),
                 failed => Err(ApiFailure::Failed(format!(

@@ -24,7 +24,7 @@ use kairos::job::Job;
 use kairos::store::memory::MemoryStore;
 use kairos::store::sql::SqlOptions;
 use kairos::store::{
-    FinishedRun, InstanceClaim, JobQuery, JobStore, NodeInfo, Release, StoreError,
+    ConfigGeneration, FinishedRun, InstanceClaim, JobQuery, JobStore, NodeInfo, Release, StoreError,
 };
 use kairos::trigger::TriggerSpec;
 use serde_json::json;
@@ -176,10 +176,17 @@ async fn corrupt(harness: &Harness, id: &str) {
 /// Deletes what a test left on a shared server (a failed test leaves its keys, to look at).
 async fn cleanup(backend: Backend, prefix: &str, url: &str) {
     if matches!(backend, Backend::Postgres | Backend::Mysql) {
-        let statements: Vec<String> = ["jobs", "instances", "runs", "nodes", "schema_version"]
-            .iter()
-            .map(|table| format!("DROP TABLE IF EXISTS {prefix}{table}"))
-            .collect();
+        let statements: Vec<String> = [
+            "jobs",
+            "instances",
+            "runs",
+            "nodes",
+            "config_generations",
+            "schema_version",
+        ]
+        .iter()
+        .map(|table| format!("DROP TABLE IF EXISTS {prefix}{table}"))
+        .collect();
         sql_execute(backend, url, &statements).await;
     }
     if backend == Backend::Sqlite {
@@ -1302,6 +1309,66 @@ async fn writes_through_one_handle_wake_listeners_on_another(harness: Harness) {
     assert_eq!(first.unwrap(), Some(WakeUp::Resync));
 }
 
+fn generation(generation: u64, hash: &str, node: &str) -> ConfigGeneration {
+    ConfigGeneration {
+        generation,
+        hash: hash.to_owned(),
+        node_id: node.to_owned(),
+        forced: false,
+    }
+}
+
+/// The config generation is a compare-and-set: of several nodes recording the same
+/// generation at once exactly one wins, a generation that skips one or repeats one is
+/// refused, and the list reads newest first. Stores that can be shared say so.
+async fn config_generations_are_recorded_by_compare_and_set(harness: Harness) {
+    let store = &harness.store;
+    assert_eq!(
+        store.is_shared(),
+        matches!(
+            harness.backend,
+            Backend::Postgres | Backend::Mysql | Backend::Redis
+        )
+    );
+    assert_eq!(store.config_generations(10).await.unwrap(), []);
+    assert!(!store
+        .record_config_generation(generation(2, "b", "n1"))
+        .await
+        .unwrap());
+    let attempts = (0..4).map(|node| {
+        let store = Arc::clone(store);
+        async move {
+            store
+                .record_config_generation(generation(1, &format!("h{node}"), &format!("n{node}")))
+                .await
+                .unwrap()
+        }
+    });
+    let won = futures_util::future::join_all(attempts).await;
+    assert_eq!(won.iter().filter(|won| **won).count(), 1, "{won:?}");
+    let first = store.config_generations(10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let mut forced = generation(2, "h9", "n9");
+    forced.forced = true;
+    assert!(store
+        .record_config_generation(forced.clone())
+        .await
+        .unwrap());
+    assert!(!store
+        .record_config_generation(generation(2, "hx", "nx"))
+        .await
+        .unwrap());
+    assert!(!store
+        .record_config_generation(generation(4, "hx", "nx"))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.config_generations(10).await.unwrap(),
+        [forced.clone(), first[0].clone()]
+    );
+    assert_eq!(store.config_generations(1).await.unwrap(), [forced]);
+}
+
 /// Generates one module per backend, with one test per conformance test.
 macro_rules! conformance {
     ($($module:ident => $backend:expr),* $(,)?) => {
@@ -1329,6 +1396,7 @@ macro_rules! conformance {
                     run_history_is_kept_newest_first,
                     writes_through_one_handle_wake_listeners_on_another,
                     node_stats_ride_on_the_heartbeat,
+                    config_generations_are_recorded_by_compare_and_set,
                 );
             }
         )*

@@ -355,6 +355,13 @@ pub struct ReloadReport {
     /// Jobs that could not be applied, with why.
     #[serde(default)]
     pub failed: Vec<ReloadFailure>,
+    /// Whether the files were applied: `Some(false)` when a newer config generation
+    /// superseded them; `None` from a daemon that predates config generations.
+    #[serde(default)]
+    pub applied: Option<bool>,
+    /// The reload in one line, config generation included.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// One job a reload could not apply.
@@ -575,10 +582,12 @@ impl ApiClient {
         })
     }
 
-    /// `POST /scheduler/reload`: the daemon reads its config files again.
-    pub async fn reload(&self) -> Result<Fetched<ReloadReport>, ClientError> {
+    /// `POST /scheduler/reload`: the daemon reads its config files again; `force`
+    /// applies them even if a newer config generation superseded their content.
+    pub async fn reload(&self, force: bool) -> Result<Fetched<ReloadReport>, ClientError> {
+        let body = force.then(|| br#"{"force": true}"#.to_vec());
         let reloaded = self
-            .call(Method::POST, &["scheduler", "reload"], None, None)
+            .call(Method::POST, &["scheduler", "reload"], body, None)
             .await;
         match reloaded {
             // A daemon older than the route: say what to do instead of "no route".

@@ -360,6 +360,13 @@ pub fn reload_summary(report: &ReloadReport) -> String {
         }
     }
     text.push_str(&format!("unchanged: {}\n", report.unchanged));
+    if let Some(message) = &report.message {
+        // The generation part: after the counts, which the lines above show.
+        let config = message.split_once("; ").map_or("", |(_, rest)| rest);
+        if !config.is_empty() {
+            text.push_str(&format!("config: {}\n", printable(config)));
+        }
+    }
     for failure in &report.failed {
         text.push_str(&format!(
             "failed: {}: {}\n",

@@ -243,19 +243,6 @@ impl Scheduler {
         self.write_changed(jobstore, job, scheduled_before).await
     }
 
-    /// Marks a config-owned job as written by the config of `version`, changing
-    /// nothing else (its schedule, an operator's pause): the daemon's config sync
-    /// (`daemon/sync.rs`) does it to the jobs a newer config keeps as they were.
-    pub(crate) async fn stamp_config_version(
-        &self,
-        id: &str,
-        version: &crate::job::ConfigVersion,
-    ) -> Result<Job, SchedulerError> {
-        let (jobstore, mut job) = self.inner.find_job(id).await?;
-        job.config_version = Some(version.clone());
-        Ok(self.inner.store(&jobstore)?.update_job(job).await?)
-    }
-
     /// Writes a changed job; `scheduled_before` is its next run time before the change.
     async fn write_changed(
         &self,

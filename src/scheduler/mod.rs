@@ -13,6 +13,7 @@
 //!   events (and is told so by tokio), the scheduler never waits for listeners.
 
 mod event;
+mod generation;
 mod jobs;
 mod main_loop;
 mod membership;
@@ -30,6 +31,7 @@ use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 pub use self::event::Event;
+pub use self::generation::{describe_claim, ConfigState, Standing};
 pub use self::jobs::ListedJobs;
 pub use self::main_loop::MAX_UNWRITTEN_RUNS;
 pub use self::membership::{host_name, ClusterNode, Membership};
@@ -369,6 +371,7 @@ impl SchedulerBuilder {
                     lateness: membership::LatenessWindow::default(),
                 }),
                 finished_sender,
+                config_status: Mutex::new(None),
             }),
         }
     }
@@ -416,6 +419,8 @@ pub(crate) struct Inner {
     state: watch::Sender<SchedulerState>,
     mutable: Mutex<Mutable>,
     finished_sender: mpsc::UnboundedSender<RunRecord>,
+    /// This node's config hash and where it stood at its last sync (`generation.rs`).
+    config_status: Mutex<Option<(String, Standing)>>,
 }
 
 struct Mutable {

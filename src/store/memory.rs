@@ -25,7 +25,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use self::compact::{Names, StoredJob};
 use self::tables::{InsertError, JobTable, SlotNumber};
-use super::{FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError};
+use super::{
+    ConfigGeneration, FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError,
+};
 use crate::history::RunRecord;
 use crate::job::Job;
 
@@ -59,6 +61,8 @@ struct State {
     /// The membership: a memory store is never shared, but the scheduler registers
     /// itself all the same, so `kairos cluster` shows one node.
     nodes: BTreeMap<String, NodeInfo>,
+    /// The configs applied, oldest first: generation `n` at index `n - 1`.
+    configs: Vec<ConfigGeneration>,
 }
 
 /// Who acquired a job last, until a release, a recovery or a reap ends it.
@@ -568,6 +572,27 @@ impl JobStore for MemoryStore {
 
     async fn list_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
         Ok(self.lock().nodes.values().cloned().collect())
+    }
+
+    async fn config_generations(&self, limit: usize) -> Result<Vec<ConfigGeneration>, StoreError> {
+        Ok(self
+            .lock()
+            .configs
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn record_config_generation(&self, next: ConfigGeneration) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let newest = u64::try_from(state.configs.len()).unwrap_or(u64::MAX);
+        if next.generation != newest.saturating_add(1) {
+            return Ok(false);
+        }
+        state.configs.push(next);
+        Ok(true)
     }
 
     async fn reap_dead_nodes(

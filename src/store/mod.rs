@@ -180,6 +180,24 @@ impl NodeStats {
     pub const MAX_JOBS: usize = 20;
 }
 
+/// One config applied to a store: the order between the configs of the nodes that
+/// share it, which comes from neither file times nor clocks (docs/config-reload.md).
+///
+/// Generations count up from 1 without gaps; recording one is a compare-and-set
+/// ([`JobStore::record_config_generation`]), so two nodes never both get the same.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConfigGeneration {
+    /// Its number: 1 for the first config applied to the store, one more for each after.
+    pub generation: u64,
+    /// The content hash of the config's jobs (16 hex digits).
+    pub hash: String,
+    /// The node that applied it.
+    pub node_id: String,
+    /// Whether it took a forced reload: the content had been superseded before.
+    #[serde(default)]
+    pub forced: bool,
+}
+
 /// A place that keeps jobs and run history.
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
@@ -425,6 +443,27 @@ pub trait JobStore: Send + Sync + 'static {
     /// by default.
     fn fire_ahead(&self) -> std::time::Duration {
         crate::scheduler::DEFAULT_FIRE_AHEAD
+    }
+
+    /// Whether several schedulers may share this store (PostgreSQL, MySQL, Redis). A
+    /// config is applied on a store that cannot be shared whatever its generations say:
+    /// there is no other node whose newer config it could undo. `false` by default.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// The configs applied to the store, newest first, at most `limit` of them
+    /// ([`ConfigGeneration`]). The default keeps none.
+    async fn config_generations(&self, _limit: usize) -> Result<Vec<ConfigGeneration>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Records `next` as the newest applied config if `next.generation` is one more than
+    /// the newest recorded (1 when none is): the compare-and-set that orders the
+    /// configs of a cluster. `false`, and nothing written, when another node recorded
+    /// that generation first. The default keeps nothing and says `true`.
+    async fn record_config_generation(&self, _next: ConfigGeneration) -> Result<bool, StoreError> {
+        Ok(true)
     }
 
     /// Appends a run record.

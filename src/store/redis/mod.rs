@@ -25,6 +25,7 @@
 //! | `kairos:runseq` | string | the run record counter |
 //! | `kairos:nodes` | hash | node id → its registration and latest stats ([`NodeInfo`] JSON) |
 //! | `kairos:beats` | sorted set | node ids by last heartbeat (µs, the node's clock) |
+//! | `kairos:configs` | hash | generation → the [`ConfigGeneration`] applied as it (JSON), 1, 2, … without gaps |
 //! | `kairos:wake` | pub/sub channel | the earliest next run time of each write (µs) |
 //!
 //! # Ground rules
@@ -83,7 +84,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use self::codec::{decode_job, micros, micros_or_empty, parse_micros, parse_score, store_error};
 use self::keys::Keys;
-use super::{FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError, WakeUp};
+use super::{
+    ConfigGeneration, FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError, WakeUp,
+};
 use crate::history::RunRecord;
 use crate::job::Job;
 
@@ -709,6 +712,46 @@ impl JobStore for RedisStore {
         }
         nodes.sort_by(|left, right| left.id.cmp(&right.id));
         Ok(nodes)
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn config_generations(&self, limit: usize) -> Result<Vec<ConfigGeneration>, StoreError> {
+        let mut connection = self.connection.clone();
+        // Every generation, then the newest `limit`: configs change by hand, so the
+        // hash stays small, and one HGETALL is one round trip.
+        let all: HashMap<String, String> = ::redis::cmd("HGETALL")
+            .arg(&self.keys.configs)
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        let mut generations = Vec::with_capacity(all.len());
+        for (field, json) in &all {
+            let generation: ConfigGeneration = serde_json::from_str(json).map_err(|error| {
+                StoreError::Corrupt(format!("config generation {field}: {error}"))
+            })?;
+            generations.push(generation);
+        }
+        generations.sort_by_key(|generation| std::cmp::Reverse(generation.generation));
+        generations.truncate(limit);
+        Ok(generations)
+    }
+
+    async fn record_config_generation(&self, next: ConfigGeneration) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(&next).map_err(|error| {
+            StoreError::Corrupt(format!("config generation {}: {error}", next.generation))
+        })?;
+        let recorded: i64 = self
+            .invoke(
+                scripts::RECORD_CONFIG
+                    .key(&self.keys.configs)
+                    .arg(next.generation)
+                    .arg(json),
+            )
+            .await?;
+        Ok(recorded == 1)
     }
 
     async fn reap_dead_nodes(

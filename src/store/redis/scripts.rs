@@ -51,6 +51,10 @@ pub(super) static RELEASE_INSTANCE: LazyLock<Script> =
 pub(super) static RECORD_RUN: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/record_run.lua")));
 
+/// Record the next applied config, if no other node recorded it first.
+pub(super) static RECORD_CONFIG: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/record_config.lua")));
+
 /// Read the newest run records.
 pub(super) static RUNS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/runs.lua")));

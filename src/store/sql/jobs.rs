@@ -21,8 +21,8 @@ use crate::history::RunRecord;
 use crate::job::Job;
 use crate::store::query::list_order;
 use crate::store::{
-    wake, FinishedRun, InstanceClaim, JobPage, JobQuery, JobStore, NodeInfo, Release, StoreError,
-    WakeUp,
+    wake, ConfigGeneration, FinishedRun, InstanceClaim, JobPage, JobQuery, JobStore, NodeInfo,
+    Release, StoreError, WakeUp,
 };
 
 /// The columns every job read selects, in this order (see [`read_row`]).
@@ -591,6 +591,18 @@ impl<D: Dialect> JobStore for SqlStore<D> {
     /// ms under load, more when a checkpoint or another writer holds the lock), and a
     /// stream of one-off jobs taken one pass each left the loop behind a 250 ms window
     /// now and then (issue 9, SQLite burst: p99 80 ms against 0.3 ms with a second).
+    fn is_shared(&self) -> bool {
+        D::SHARED
+    }
+
+    async fn config_generations(&self, limit: usize) -> Result<Vec<ConfigGeneration>, StoreError> {
+        self.select_config_generations(limit).await
+    }
+
+    async fn record_config_generation(&self, next: ConfigGeneration) -> Result<bool, StoreError> {
+        self.insert_config_generation(next).await
+    }
+
     fn fire_ahead(&self) -> std::time::Duration {
         std::time::Duration::from_secs(1)
     }

@@ -9,7 +9,7 @@
 //! [`connect`] only picks the dialect type from the URL scheme, which each dialect
 //! declares.
 //!
-//! # Schema (version 4, MySQL 3; `{p}` is the table prefix, default `kairos_`)
+//! # Schema (version 5, MySQL 4; `{p}` is the table prefix, default `kairos_`)
 //! - `{p}jobs`: `id` (primary key), `next_run_time` (UTC microseconds, NULL while paused),
 //!   `paused`, `revision`, `lease_owner`, `lease_expires` (µs, NULL when not acquired),
 //!   `broken`, and `job`, the [`Job`](crate::job::Job) as serde_json text. Indexed on
@@ -22,6 +22,8 @@
 //!   `version`, `started_at`, `heartbeat_at` in µs, and since version 4 (MySQL: 3)
 //!   `stats`, the [`NodeStats`](crate::store::NodeStats) of its last beat as JSON); see
 //!   `nodes.rs`.
+//! - `{p}config_generations` (version 5, MySQL 4): the configs applied, in order
+//!   (`generation` primary key, `hash`, `node_id`, `forced`); see `configs.rs`.
 //! - `{p}schema_version`: the migrations applied.
 //!
 //! # Ground rules
@@ -43,6 +45,7 @@
 //!   [`StoreError::Corrupt`], every other database failure is
 //!   [`StoreError::Unavailable`] except unique violations ([`StoreError::Conflict`]).
 
+mod configs;
 mod driver;
 mod group_commit;
 mod history;
@@ -202,6 +205,8 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// rows one primary key at a time where a row of another session may be locked
     /// (a node frozen inside a transaction must not stall the others).
     const LOCKS_SCANNED_ROWS: bool = false;
+    /// Whether several schedulers may share the database ([`JobStore::is_shared`]).
+    const SHARED: bool = true;
 
     /// A connection pool for `url`.
     fn connect(

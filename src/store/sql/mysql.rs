@@ -109,6 +109,16 @@ impl Dialect for MySql {
             version: 3,
             statements: &["ALTER TABLE {p}nodes ADD COLUMN stats TEXT"],
         },
+        // Version 4: the configs applied, in order (`configs.rs`).
+        Migration {
+            version: 4,
+            statements: &["CREATE TABLE IF NOT EXISTS {p}config_generations (
+                generation BIGINT NOT NULL PRIMARY KEY,
+                hash VARCHAR(64) NOT NULL,
+                node_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+                forced BIGINT NOT NULL DEFAULT 0
+            ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4"],
+        },
     ];
 
     fn connect(

@@ -106,6 +106,16 @@ impl Dialect for Postgres {
             version: 4,
             statements: &["ALTER TABLE {p}nodes ADD COLUMN IF NOT EXISTS stats TEXT"],
         },
+        // Version 5: the configs applied, in order (`configs.rs`).
+        Migration {
+            version: 5,
+            statements: &[r#"CREATE TABLE IF NOT EXISTS {p}config_generations (
+                generation BIGINT NOT NULL PRIMARY KEY,
+                hash TEXT NOT NULL,
+                node_id TEXT COLLATE "C" NOT NULL,
+                forced BIGINT NOT NULL DEFAULT 0
+            )"#],
+        },
     ];
 
     fn connect(

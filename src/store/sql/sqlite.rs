@@ -113,7 +113,20 @@ impl Dialect for Sqlite {
             version: 4,
             statements: &["ALTER TABLE {p}nodes ADD COLUMN stats TEXT"],
         },
+        // Version 5: the configs applied, in order (`configs.rs`).
+        Migration {
+            version: 5,
+            statements: &["CREATE TABLE IF NOT EXISTS {p}config_generations (
+                generation INTEGER NOT NULL PRIMARY KEY,
+                hash TEXT NOT NULL,
+                node_id TEXT NOT NULL,
+                forced INTEGER NOT NULL DEFAULT 0
+            )"],
+        },
     ];
+
+    // One process owns an SQLite file: SQLite stores are single-node.
+    const SHARED: bool = false;
 
     fn connect(
         url: &str,
