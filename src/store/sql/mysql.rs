@@ -119,6 +119,11 @@ impl Dialect for MySql {
                 forced BIGINT NOT NULL DEFAULT 0
             ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4"],
         },
+        // Version 5: which attempt of its scheduled time a run was (retries).
+        Migration {
+            version: 5,
+            statements: &["ALTER TABLE {p}runs ADD COLUMN attempt BIGINT NOT NULL DEFAULT 1"],
+        },
     ];
 
     fn connect(

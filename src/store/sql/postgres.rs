@@ -116,6 +116,11 @@ impl Dialect for Postgres {
                 forced BIGINT NOT NULL DEFAULT 0
             )"#],
         },
+        // Version 6: which attempt of its scheduled time a run was (retries).
+        Migration {
+            version: 6,
+            statements: &["ALTER TABLE {p}runs ADD COLUMN IF NOT EXISTS attempt BIGINT NOT NULL DEFAULT 1"],
+        },
     ];
 
     fn connect(

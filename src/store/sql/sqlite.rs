@@ -123,6 +123,11 @@ impl Dialect for Sqlite {
                 forced INTEGER NOT NULL DEFAULT 0
             )"],
         },
+        // Version 6: which attempt of its scheduled time a run was (retries).
+        Migration {
+            version: 6,
+            statements: &["ALTER TABLE {p}runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1"],
+        },
     ];
 
     // One process owns an SQLite file: SQLite stores are single-node.
@@ -181,5 +186,11 @@ impl Dialect for Sqlite {
             error.code().as_deref(),
             Some(SQLITE_CONSTRAINT_PRIMARYKEY | SQLITE_CONSTRAINT_UNIQUE)
         )
+    }
+
+    // SQLite has no `ADD COLUMN IF NOT EXISTS`; a column a migration added already is
+    // reported only by its message (the code is the generic SQLITE_ERROR).
+    fn is_already_there(error: &dyn DatabaseError) -> bool {
+        error.message().starts_with("duplicate column name")
     }
 }
