@@ -469,12 +469,13 @@ impl Job {
         self.retry.pending.as_ref()
     }
 
-    /// Where the job stands: `scheduled`, `paused` or `failed`.
+    /// Where the job stands: `scheduled`, `paused` or `failed` (a one-off job whose
+    /// attempts were used up; it has no next run time and is not paused).
     pub fn state(&self) -> &'static str {
-        if self.retry.failed.is_some() {
-            "failed"
-        } else if self.paused {
+        if self.paused {
             "paused"
+        } else if self.retry.failed.is_some() {
+            "failed"
         } else {
             "scheduled"
         }

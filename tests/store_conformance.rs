@@ -415,7 +415,18 @@ async fn jobs_are_listed_a_filtered_page_at_a_time(harness: Harness) {
             format!("Cancel order {index}")
         };
         // Args that hold the filter texts must not make a job match.
-        job.args = json!({"task": "report", "note": "special_100%"});
+        job.args = json!({"task": "report", "note": "special_100%", "failed": true});
+        // Every tenth a one-off job kept after its attempts failed.
+        if index % 10 == 9 {
+            job.paused = false;
+            job.next_run_time = None;
+            job.retry.failed = Some(kairos::job::JobFailure {
+                scheduled_time: t0(),
+                attempts: 3,
+                at: t0() + secs(10),
+                error: Some("connection refused".to_owned()),
+            });
+        }
         jobs.push(job);
     }
     store.add_jobs(jobs).await.unwrap();
@@ -478,10 +489,28 @@ async fn jobs_are_listed_a_filtered_page_at_a_time(harness: Harness) {
         },
         JobQuery {
             paused: Some(false),
+            failed: None,
             task: Some("noop".to_owned()),
             text: Some("order".to_owned()),
             offset: 2,
             limit: 4,
+        },
+        JobQuery {
+            failed: Some(true),
+            limit: 50,
+            ..JobQuery::default()
+        },
+        JobQuery {
+            paused: Some(false),
+            failed: Some(false),
+            limit: 50,
+            ..JobQuery::default()
+        },
+        JobQuery {
+            failed: Some(true),
+            task: Some("report".to_owned()),
+            limit: 50,
+            ..JobQuery::default()
         },
     ];
     for query in queries {
@@ -492,6 +521,14 @@ async fn jobs_are_listed_a_filtered_page_at_a_time(harness: Harness) {
         assert_eq!(page.total, expected.total, "{query:?}");
     }
     // Spot checks that the reference itself means what it says.
+    let failed = JobQuery {
+        failed: Some(true),
+        limit: 50,
+        ..JobQuery::default()
+    };
+    let failed = store.list_jobs(&failed).await.unwrap();
+    assert_eq!(failed.total, 3);
+    assert!(failed.jobs.iter().all(|job| job.state() == "failed"));
     let report = JobQuery {
         task: Some("report".to_owned()),
         limit: 50,

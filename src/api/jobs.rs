@@ -154,19 +154,21 @@ async fn list_jobs(
         }));
     }
     let limit = bounded("limit", query.limit, DEFAULT_PAGE, MAX_PAGE)?;
-    let paused = match query.state.as_deref() {
-        None | Some("" | "all") => None,
-        Some("scheduled") => Some(false),
-        Some("paused") => Some(true),
+    let (paused, failed) = match query.state.as_deref() {
+        None | Some("" | "all") => (None, None),
+        Some("scheduled") => (Some(false), Some(false)),
+        Some("paused") => (Some(true), None),
+        Some("failed") => (Some(false), Some(true)),
         Some(other) => {
             return Err(ApiError::bad_request(
                 "invalid_query",
-                format!("state: {other:?} is not one of all, scheduled, paused"),
+                format!("state: {other:?} is not one of all, scheduled, paused, failed"),
             ))
         }
     };
     let job_query = JobQuery {
         paused,
+        failed,
         task: query.task.filter(|task| !task.is_empty()),
         text: query.q.filter(|text| !text.trim().is_empty()),
         offset: query.offset.unwrap_or(0),

@@ -444,6 +444,17 @@ impl<D: Dialect> JobStore for SqlStore<D> {
             conditions.push("paused = ?".to_owned());
             args.push(Arg::from(i64::from(paused)));
         }
+        // A failed job is the only kind neither paused nor with a next run time (a
+        // finished one is removed), so the columns tell, and the count needs no JSON.
+        match query.failed {
+            Some(true) => {
+                conditions.push("(paused = 0 AND next_run_time IS NULL)".to_owned());
+            }
+            Some(false) => {
+                conditions.push("NOT (paused = 0 AND next_run_time IS NULL)".to_owned());
+            }
+            None => {}
+        }
         // Text and task filters narrow by `LIKE` on the job's JSON, a superset of the
         // matches; each candidate is then confirmed by `JobQuery::matches_fields`.
         let mut narrowed = false;
@@ -500,9 +511,13 @@ impl<D: Dialect> JobStore for SqlStore<D> {
             };
             let id = D::Database::text(&row, 0).map_err(failure::<D>)?;
             let confirmed = match (id, serde_json::from_str::<ListedFields<'_>>(&json)) {
-                (Some(id), Ok(fields)) => {
-                    query.matches_fields(&id, &fields.name, &fields.task, fields.paused)
-                }
+                (Some(id), Ok(fields)) => query.matches_fields(
+                    &id,
+                    &fields.name,
+                    &fields.task,
+                    fields.paused,
+                    !fields.paused && fields.failed.is_some(),
+                ),
                 // Unreadable rows are left to a full read, which quarantines them.
                 _ => true,
             };
@@ -683,6 +698,8 @@ struct ListedFields<'a> {
     task: std::borrow::Cow<'a, str>,
     #[serde(default)]
     paused: bool,
+    #[serde(default)]
+    failed: Option<serde::de::IgnoredAny>,
 }
 
 /// `text` as a JSON string literal, quotes included: how it appears in a stored job.

@@ -119,7 +119,9 @@ impl Dialect for Postgres {
         // Version 6: which attempt of its scheduled time a run was (retries).
         Migration {
             version: 6,
-            statements: &["ALTER TABLE {p}runs ADD COLUMN IF NOT EXISTS attempt BIGINT NOT NULL DEFAULT 1"],
+            statements: &[
+                "ALTER TABLE {p}runs ADD COLUMN IF NOT EXISTS attempt BIGINT NOT NULL DEFAULT 1",
+            ],
         },
     ];
 
