@@ -141,7 +141,12 @@ struct Connection {
 #[derive(Subcommand)]
 enum JobsCommand {
     /// List every job: ID, NAME, TASK, TRIGGER, NEXT RUN, STATE.
-    List,
+    List {
+        /// Only the jobs in this state: scheduled, paused, or failed (one-off jobs kept
+        /// after their attempts failed; `kairos jobs run ID` runs one again).
+        #[arg(long, value_parser = ["scheduled", "paused", "failed"])]
+        state: Option<String>,
+    },
     /// Show everything about one job.
     Show {
         /// The job's id.
@@ -218,6 +223,10 @@ struct AddJob {
     /// How many runs of the job may go at once.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_instances: Option<u32>,
+    /// Try failed runs again: max_attempts=N[,initial_delay=1s][,multiplier=2][,max_delay=5m]
+    /// [default: the task's, else the daemon's job defaults].
+    #[arg(long, value_name = "FIELD=VALUE,...", value_parser = parse_retry)]
+    retry: Option<kairos::job::RetryPolicy>,
     /// Run overdue runs as one [default: the daemon's].
     #[arg(long, overrides_with = "no_coalesce")]
     coalesce: bool,
@@ -539,9 +548,47 @@ enum ApiCommand {
     },
 }
 
+/// `--retry max_attempts=5,initial_delay=1s`: the fields of a retry policy, checked.
+fn parse_retry(text: &str) -> Result<kairos::job::RetryPolicy, String> {
+    let mut fields = serde_json::Map::new();
+    for pair in text
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+    {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{pair:?} is not FIELD=VALUE"))?;
+        let value = match key.trim() {
+            "max_attempts" => value
+                .trim()
+                .parse::<u32>()
+                .map(serde_json::Value::from)
+                .map_err(|_| format!("max_attempts: {value:?} is not a whole number"))?,
+            "multiplier" => value
+                .trim()
+                .parse::<f64>()
+                .map(serde_json::Value::from)
+                .map_err(|_| format!("multiplier: {value:?} is not a number"))?,
+            _ => serde_json::Value::from(value.trim()),
+        };
+        fields.insert(key.trim().to_owned(), value);
+    }
+    let policy: kairos::job::RetryPolicy =
+        serde_json::from_value(serde_json::Value::Object(fields)).map_err(|error| {
+            format!("{error} (fields: max_attempts, initial_delay, multiplier, max_delay)")
+        })?;
+    policy
+        .check()
+        .map_err(|(field, reason)| format!("{field}: {reason}"))?;
+    Ok(policy)
+}
+
 /// A request with its input checked, ready to send.
 enum ApiRequest {
-    List,
+    List {
+        state: Option<String>,
+    },
     Show(String),
     Add {
         job: Box<NewJob>,
@@ -630,7 +677,7 @@ fn prepare_request(command: ApiCommand) -> Result<ApiRequest, ApiFailure> {
             output,
         },
         ApiCommand::Cluster => ApiRequest::Cluster,
-        ApiCommand::Jobs(JobsCommand::List) => ApiRequest::List,
+        ApiCommand::Jobs(JobsCommand::List { state }) => ApiRequest::List { state },
         ApiCommand::Jobs(JobsCommand::Show { id }) => ApiRequest::Show(id),
         ApiCommand::Jobs(JobsCommand::Pause { id }) => ApiRequest::Pause(id),
         ApiCommand::Jobs(JobsCommand::Resume { id }) => ApiRequest::Resume(id),
@@ -662,6 +709,7 @@ fn prepare_request(command: ApiCommand) -> Result<ApiRequest, ApiFailure> {
                     misfire_grace_time: add.misfire_grace_time,
                     coalesce,
                     max_instances: add.max_instances,
+                    retry: add.retry,
                     ..JobOptions::default()
                 },
                 paused: add.paused,
@@ -683,8 +731,11 @@ async fn send_request(
     let zone = Zone::system();
     let one_job = |job: &JobView| table::jobs(std::slice::from_ref(job), &zone).to_string();
     match request {
-        ApiRequest::List => {
-            let jobs = client.list_jobs().await?;
+        ApiRequest::List { state } => {
+            let jobs = match state.as_deref() {
+                Some(state) => client.list_jobs_in_state(state).await?,
+                None => client.list_jobs().await?,
+            };
             print_answer(&jobs.body, json, || {
                 table::jobs(&jobs.value, &zone).to_string()
             })

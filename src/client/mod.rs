@@ -291,6 +291,10 @@ pub struct JobView {
     pub options: JobOptionsView,
     /// Whether it is paused.
     pub paused: bool,
+    /// `scheduled`, `paused` or `failed` (absent from daemons before failed jobs were
+    /// kept).
+    #[serde(default)]
+    pub state: Option<String>,
     /// When it runs next; `None` while paused.
     pub next_run_time: Option<DateTime<Utc>>,
     /// The daemon's config files own it: pause, resume and run only.
@@ -333,8 +337,10 @@ pub enum Resumed {
 pub struct RunStarted {
     /// The job.
     pub job_id: String,
-    /// The run's id, as `kairos runs` shows it.
-    pub run_id: String,
+    /// The run's id, as `kairos runs` shows it; absent when a failed job was set to
+    /// run again now with fresh attempts (through the scheduler's loop).
+    #[serde(default)]
+    pub run_id: Option<String>,
 }
 
 /// The answer to `POST /scheduler/reload`: what the config files changed.
@@ -489,6 +495,24 @@ impl ApiClient {
         Ok(Fetched {
             value: fetched.value.jobs,
             body: fetched.body,
+        })
+    }
+
+    /// `GET /jobs?state=STATE`: the first page (up to 1,000) of the jobs in one state
+    /// (`scheduled`, `paused`, `failed`).
+    pub async fn list_jobs_in_state(
+        &self,
+        state: &str,
+    ) -> Result<Fetched<Vec<JobView>>, ClientError> {
+        let path = ["jobs"];
+        let query = [("state", state.to_owned()), ("limit", "1000".to_owned())];
+        let (text, status) = self
+            .send(Method::GET, &path, Some(&query), None, None)
+            .await?;
+        let list: JobList = self.parse(status, &path, &text)?;
+        Ok(Fetched {
+            value: list.jobs,
+            body: text,
         })
     }
 
