@@ -48,7 +48,11 @@ fn check_random(test: &str, mix: Mix, default_count: u64) {
         if std::env::var_os("KAIROS_TRACE").is_some() {
             eprintln!("{scenario}");
         }
-        let found = model::check(&world::run(&scenario));
+        let observed = world::run(&scenario);
+        if std::env::var_os("KAIROS_TRACE").is_some() {
+            eprintln!("{observed:#?}");
+        }
+        let found = model::check(&observed);
         if found.is_empty() {
             continue;
         }
@@ -98,4 +102,37 @@ fn random_scenarios_on_one_node() {
         faults: false,
     };
     check_random("random_scenarios_on_one_node", mix, 2000);
+}
+
+#[test]
+#[ignore = "finds the early hand-over bug on every node, and changes made through one node that do not take back a run another node holds early"]
+fn random_scenarios_on_a_cluster() {
+    let mix = Mix {
+        store: StoreKind::Memory,
+        max_nodes: 3,
+        faults: false,
+    };
+    check_random("random_scenarios_on_a_cluster", mix, 1000);
+}
+
+#[test]
+#[ignore = "finds the early hand-over bug, and recurring runs a killed node had started that nobody runs again"]
+fn random_scenarios_with_faults() {
+    let mix = Mix {
+        store: StoreKind::Memory,
+        max_nodes: 3,
+        faults: true,
+    };
+    check_random("random_scenarios_with_faults", mix, 1000);
+}
+
+#[test]
+#[ignore = "finds the early hand-over bug (a one-second fire-ahead window on SQL stores)"]
+fn random_scenarios_on_sqlite() {
+    let mix = Mix {
+        store: StoreKind::Sqlite,
+        max_nodes: 1,
+        faults: true,
+    };
+    check_random("random_scenarios_on_sqlite", mix, 30);
 }

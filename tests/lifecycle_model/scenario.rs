@@ -28,10 +28,13 @@ pub enum Trig {
 }
 
 impl Trig {
-    /// The fire times in `[from, until)`.
+    /// The fire times in `[from, until)` (for a one-off job: its time, if before `until`).
     pub fn fire_times(&self, from: Ms, until: Ms) -> Vec<Ms> {
         match *self {
-            Trig::At { at } => (from <= at && at < until).then_some(at).into_iter().collect(),
+            // A one-off job's time stays due until it has run: one paused past its
+            // time and resumed runs at once, late (its next fire time, as
+            // APScheduler's `DateTrigger` gives it, is its date whatever `now` is).
+            Trig::At { at } => (at < until).then_some(at).into_iter().collect(),
             Trig::Every { every, start } => {
                 let mut first = start;
                 if from > start {
