@@ -199,7 +199,16 @@ fn disturbed(observed: &Observed) -> Vec<(Ms, Ms)> {
     for (at, by) in &observed.jumps {
         windows.push((at - before, at + by + 1_500));
     }
-    windows
+    // Overlapping windows are one disturbance: what one delays, the next may fold.
+    windows.sort();
+    let mut merged: Vec<(Ms, Ms)> = Vec::new();
+    for (from, to) in windows {
+        match merged.last_mut() {
+            Some(last) if from <= last.1 => last.1 = last.1.max(to),
+            _ => merged.push((from, to)),
+        }
+    }
+    merged
 }
 
 fn within(windows: &[(Ms, Ms)], time: Ms) -> bool {

@@ -255,6 +255,7 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
     let mut next_op = 0;
     let mut restarts: Vec<(Ms, usize)> = Vec::new();
     let mut store_up: Option<Ms> = None;
+    let mut outage_from: Option<Ms> = None;
     let mut end = scenario.end;
     loop {
         let now = ms_of(clock.now());
@@ -305,7 +306,8 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
                     OpKind::Outage(length) => {
                         world.faults.down.store(true, Ordering::SeqCst);
                         store_up = Some(at + length);
-                        observed.outages.push((at, at + length));
+                        // Its end is noted when it comes (a clock jump may move it).
+                        outage_from = Some(at);
                         Ok(None)
                     }
                     OpKind::Kill(successor) => {
@@ -363,6 +365,9 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
             }
             Due::StoreUp => {
                 world.faults.down.store(false, Ordering::SeqCst);
+                if let Some(from) = outage_from.take() {
+                    observed.outages.push((from, at));
+                }
                 store_up = None;
             }
         }
@@ -372,16 +377,14 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
         }
     }
     world.faults.down.store(false, Ordering::SeqCst);
+    if let Some(from) = outage_from {
+        observed.outages.push((from, ms_of(clock.now())));
+    }
     observed.end = ms_of(clock.now()).max(end);
     observed.executions = lock(&world.log).clone();
     match world.store.runs(None, 1_000_000).await {
         Ok(records) => observed.records = records,
         Err(error) => observed.trouble.push(format!("reading the run records: {error}")),
-    }
-    for node in &world.nodes {
-        if !node.killed.load(Ordering::SeqCst) {
-            let _ = &node.scheduler;
-        }
     }
     observed
 }
