@@ -27,7 +27,17 @@ use scenario::{JobDef, Mix, Op, OpKind, Scenario, StoreKind, Trig, Work};
 /// report of every scenario that broke a promise.
 fn check_random(test: &str, mix: Mix, default_count: u64) {
     let seeds: Vec<u64> = match std::env::var("KAIROS_SEED") {
-        Ok(seed) => vec![seed.trim().parse().expect("KAIROS_SEED is a number")],
+        // Simultaneous wake-ups are served in an order tokio picks at random (its
+        // `select!` and watch channels), so a replay plays the seed's scenario several
+        // times: the schedule of instants is the seed's, the interleaving varies.
+        Ok(seed) => {
+            let seed = seed.trim().parse().expect("KAIROS_SEED is a number");
+            let repeat = std::env::var("KAIROS_REPEAT")
+                .ok()
+                .and_then(|count| count.trim().parse().ok())
+                .unwrap_or(20);
+            vec![seed; repeat]
+        }
         Err(_) => {
             let count = std::env::var("KAIROS_SCENARIOS")
                 .ok()
@@ -135,4 +145,242 @@ fn random_scenarios_on_sqlite() {
         faults: true,
     };
     check_random("random_scenarios_on_sqlite", mix, 30);
+}
+
+// The regressions the random scenarios found, each as the smallest scenario that shows
+// it. A scenario is played a few times, since the order in which simultaneous wake-ups
+// are served varies from one play to the next.
+
+/// A scenario of hand-written operations: (time in ms, node, operation).
+fn written(nodes: usize, end: scenario::Ms, ops: Vec<(scenario::Ms, usize, OpKind)>) -> Scenario {
+    Scenario {
+        seed: 0,
+        store: StoreKind::Memory,
+        nodes,
+        horizon: end,
+        end,
+        ops: ops
+            .into_iter()
+            .map(|(at, node, kind)| Op { at, node, kind })
+            .collect(),
+    }
+}
+
+fn job(trigger: Trig, max_instances: u32, ms: scenario::Ms) -> JobDef {
+    JobDef {
+        trigger,
+        max_instances,
+        coalesce: true,
+        grace: None,
+        work: Work { ms, fail: false },
+    }
+}
+
+fn every(seconds: scenario::Ms, start: scenario::Ms) -> Trig {
+    Trig::Every {
+        every: seconds * 1000,
+        start,
+    }
+}
+
+/// Plays `scenario` a few times; fails with every broken promise.
+fn assert_promises_hold(scenario: &Scenario) {
+    for play in 0..5 {
+        let found = model::check(&world::run(scenario));
+        if !found.is_empty() {
+            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+            panic!("play {play} of\n{scenario}broke:\n  {}", list.join("\n  "));
+        }
+    }
+}
+
+/// The job of the user report: every 2 s, a run of about 1.9 s. Each run is handed
+/// over in the fire-ahead window (250 ms on memory) while the previous one still runs,
+/// yet that one has ended when the new one is due: none may be skipped.
+#[test]
+#[ignore = "bug: a run handed over early claims its job's instance slot at hand-over, while the previous run still holds it, and is skipped"]
+fn early_hand_over_does_not_skip_a_run_whose_predecessor_ends_in_time() {
+    let scenario = written(
+        1,
+        12_000,
+        vec![(37, 0, OpKind::Add(0, job(every(2, 1_000), 1, 1_861)))],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// "Run now" while nothing of the job executes, just after its next run was handed
+/// over early: the early run holds the only instance slot, so "run now" is refused.
+#[test]
+#[ignore = "bug: a run handed over early claims its job's instance slot before it is due, so run now is skipped although nothing executes"]
+fn run_now_is_not_refused_by_a_run_handed_over_early() {
+    let scenario = written(
+        1,
+        6_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(every(4, 2_000), 1, 61))),
+            (1_837, 0, OpKind::RunNow(0)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// Two jobs due at once are taken by one node in one pass; each is paused through a
+/// different node before it is due, so one pause goes through the node that does not
+/// hold the run.
+#[test]
+#[ignore = "bug: a pause made through another node does not take back a run held early, which starts anyway"]
+fn a_pause_through_another_node_stops_a_run_held_early() {
+    let scenario = written(
+        2,
+        8_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(every(3, 3_000), 1, 61))),
+            (37, 0, OpKind::Add(1, job(every(3, 3_000), 1, 61))),
+            (2_837, 0, OpKind::Pause(0)),
+            (2_837, 1, OpKind::Pause(1)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// As above, with removals: once DELETE has answered, through any node, the job does
+/// not run.
+#[test]
+#[ignore = "bug: a removal made through another node does not take back a run held early, which starts after the job was removed"]
+fn a_removal_through_another_node_stops_a_run_held_early() {
+    let scenario = written(
+        2,
+        8_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(Trig::At { at: 3_000 }, 1, 61))),
+            (37, 0, OpKind::Add(1, job(Trig::At { at: 3_000 }, 1, 61))),
+            (2_837, 0, OpKind::Remove(0)),
+            (2_837, 1, OpKind::Remove(1)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// A recurring job's run is going when its node is killed; the successor under the
+/// same id must run that scheduled time again (at-least-once across crashes).
+#[test]
+#[ignore = "bug: a recurring run that had started on a node that died is never run again"]
+fn a_recurring_run_interrupted_by_a_crash_runs_again_after_restart() {
+    let scenario = written(
+        1,
+        9_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(every(4, 2_000), 1, 1_961))),
+            (2_537, 0, OpKind::Kill(Some(1_000))),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// The same for a one-off job, which stays in the store until its run ends: the
+/// successor runs it again.
+#[test]
+fn a_one_off_run_interrupted_by_a_crash_runs_again_after_restart() {
+    let scenario = written(
+        1,
+        9_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(Trig::At { at: 2_000 }, 1, 1_961))),
+            (2_537, 0, OpKind::Kill(Some(1_000))),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// A one-off job paused while its run is going stays in the store, paused; resumed
+/// later, its date (already run) comes back as its next run time and it runs twice.
+#[test]
+#[ignore = "bug: a one-off job paused while its run is going runs that time again when resumed"]
+fn a_one_off_job_paused_during_its_run_does_not_run_again_when_resumed() {
+    let scenario = written(
+        1,
+        9_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(Trig::At { at: 1_000 }, 1, 2_961))),
+            (2_037, 0, OpKind::Pause(0)),
+            (5_037, 0, OpKind::Resume(0)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// A one-off job rescheduled while its run is going keeps its new schedule when the
+/// run ends, but the loop is not woken for it: it waits for the lease (five minutes)
+/// to run out.
+#[test]
+#[ignore = "bug: a job changed while its one-off run is going is not due again until its lease runs out"]
+fn a_one_off_job_rescheduled_during_its_run_runs_at_its_new_time() {
+    let scenario = written(
+        1,
+        9_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(Trig::At { at: 1_000 }, 1, 1_961))),
+            (1_537, 0, OpKind::Reschedule(0, every(2, 4_000))),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// Pauses, resumes, reschedules and removals on one node, all before the run times
+/// they concern, with short runs: what passes today and must keep passing.
+#[test]
+fn changes_on_one_node_take_effect_before_the_next_run() {
+    let scenario = written(
+        1,
+        20_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(every(2, 1_000), 1, 461))),
+            (37, 0, OpKind::Add(1, job(every(3, 2_000), 2, 2_561))),
+            (37, 0, OpKind::Add(2, job(Trig::At { at: 9_000 }, 1, 61))),
+            (2_837, 0, OpKind::Pause(0)),
+            (4_137, 0, OpKind::Reschedule(1, every(1, 7_500))),
+            (6_937, 0, OpKind::Resume(0)),
+            (8_837, 0, OpKind::Remove(2)),
+            (12_037, 0, OpKind::Remove(1)),
+            (14_337, 0, OpKind::Modify(0, Work { ms: 61, fail: true }, None)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// The store is out for 2.1 s, less than the node timeout (3 s), but a node's last
+/// heartbeat before the outage is up to a heartbeat (1 s) older: when the store comes
+/// back, a node that beats first reaps the other, live one, frees its leases and
+/// instance slots, and runs what that node is running.
+#[test]
+#[ignore = "bug: after a store outage, survivors reap live nodes whose heartbeats the outage held back, and run their runs a second time"]
+fn a_store_outage_shorter_than_the_node_timeout_does_not_get_live_nodes_reaped() {
+    let scenario = written(
+        2,
+        12_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(Trig::At { at: 4_300 }, 3, 1_861))),
+            (37, 1, OpKind::Add(1, job(every(1, 0), 1, 261))),
+            (1_937, 0, OpKind::Outage(2_100)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// The wall clock jumps forward past the node timeout while a run is handed over early:
+/// every node's heartbeat now looks stale, a node reaps the other, live one, and the
+/// job's instance slot held by the live node's run is freed under it.
+#[test]
+#[ignore = "bug: a forward clock jump past the node timeout gets live nodes reaped, their instance slots freed and max_instances exceeded"]
+fn a_clock_jump_does_not_get_live_nodes_reaped() {
+    let scenario = written(
+        2,
+        16_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(every(1, 0), 1, 161))),
+            (37, 1, OpKind::Add(1, job(every(1, 500), 1, 661))),
+            (7_937, 0, OpKind::ClockJump(4_100)),
+        ],
+    );
+    assert_promises_hold(&scenario);
 }
