@@ -375,16 +375,21 @@ pub fn work_tasks(
 /// for in real time. Returns false if the world never went quiet.
 pub async fn settle(faults: &StoreFaults) -> bool {
     let mut quiet = 0;
-    for _ in 0..200_000 {
+    for _ in 0..1_000_000 {
+        if faults.in_flight.load(Ordering::SeqCst) > 0 {
+            // Waiting for another thread: let tokio time stand still meanwhile, or the
+            // store driver's own timeouts would fire.
+            quiet = 0;
+            std::thread::sleep(Duration::from_micros(20));
+            tokio::task::yield_now().await;
+            continue;
+        }
         tokio::time::sleep(Duration::from_millis(1)).await;
         if faults.in_flight.load(Ordering::SeqCst) == 0 {
             quiet += 1;
             if quiet >= 3 {
                 return true;
             }
-        } else {
-            quiet = 0;
-            std::thread::sleep(Duration::from_micros(50));
         }
     }
     false

@@ -192,11 +192,11 @@ enum Due {
     StoreUp,
 }
 
-/// Plays `scenario` on a fresh current-thread runtime with paused tokio time.
+/// Plays `scenario` on a fresh current-thread runtime, with tokio's time paused once
+/// the store is open.
 pub fn run(scenario: &Scenario) -> Observed {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
-        .start_paused(true)
         .build()
         .unwrap_or_else(|error| panic!("a runtime: {error}"));
     let dir = std::env::temp_dir().join(format!(
@@ -225,7 +225,10 @@ async fn open_store(kind: StoreKind, dir: &std::path::Path) -> Arc<dyn JobStore>
 
 async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
     let clock = SimClock::new(t0());
+    // Opened on running time: SQLite's pool waits for its connections with a tokio
+    // timeout, which paused time would fire at once while the driver thread works.
     let store = open_store(scenario.store, dir).await;
+    tokio::time::pause();
     let mut world = World {
         clock: clock.clone(),
         store,
