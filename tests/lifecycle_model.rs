@@ -157,7 +157,6 @@ fn written(nodes: usize, end: scenario::Ms, ops: Vec<(scenario::Ms, usize, OpKin
         seed: 0,
         store: StoreKind::Memory,
         nodes,
-        horizon: end,
         end,
         ops: ops
             .into_iter()
@@ -342,7 +341,11 @@ fn changes_on_one_node_take_effect_before_the_next_run() {
             (6_937, 0, OpKind::Resume(0)),
             (8_837, 0, OpKind::Remove(2)),
             (12_037, 0, OpKind::Remove(1)),
-            (14_337, 0, OpKind::Modify(0, Work { ms: 61, fail: true }, None)),
+            (
+                14_337,
+                0,
+                OpKind::Modify(0, Work { ms: 61, fail: true }, None),
+            ),
         ],
     );
     assert_promises_hold(&scenario);
@@ -468,13 +471,16 @@ fn the_model_reports_each_kind_of_broken_promise() {
         "skipped only at max_instances",
         "every run is recorded",
     ] {
-        assert!(promises.contains(promise), "{promise} not reported: {found:#?}");
+        assert!(
+            promises.contains(promise),
+            "{promise} not reported: {found:#?}"
+        );
     }
     // And nothing is reported of what kept its promises: j0 at +1000 ms ran on time.
     assert!(
-        !found
-            .iter()
-            .any(|found| found.job == "j0" && found.time == 1_000 && found.promise != "every run is recorded"),
+        !found.iter().any(|found| found.job == "j0"
+            && found.time == 1_000
+            && found.promise != "every run is recorded"),
         "{found:#?}"
     );
 }

@@ -65,7 +65,11 @@ impl JobModel {
     fn due_times(&self, until: Ms) -> BTreeSet<Ms> {
         self.stretches
             .iter()
-            .flat_map(|stretch| stretch.trigger.fire_times(stretch.from, stretch.until.min(until)))
+            .flat_map(|stretch| {
+                stretch
+                    .trigger
+                    .fire_times(stretch.from, stretch.until.min(until))
+            })
             .collect()
     }
 
@@ -98,7 +102,9 @@ fn models(observed: &Observed) -> BTreeMap<String, JobModel> {
     // (exists, paused, trigger, since)
     let mut state: BTreeMap<String, (bool, bool, Option<Trig>, Ms)> = BTreeMap::new();
     for applied in &observed.applied {
-        let Ok(answer) = &applied.result else { continue };
+        let Ok(answer) = &applied.result else {
+            continue;
+        };
         let at = applied.at;
         let index = match &applied.op.kind {
             OpKind::Add(job, _)
@@ -113,8 +119,7 @@ fn models(observed: &Observed) -> BTreeMap<String, JobModel> {
         let id = job_id(index);
         let model = jobs.entry(id.clone()).or_default();
         model.touched.push(at);
-        let (exists, paused, trigger, since) =
-            state.entry(id).or_insert((false, false, None, 0));
+        let (exists, paused, trigger, since) = state.entry(id).or_insert((false, false, None, 0));
         let close = |model: &mut JobModel, trigger: &Option<Trig>, since: Ms| {
             if let Some(trigger) = trigger {
                 model.stretches.push(Stretch {
@@ -132,22 +137,15 @@ fn models(observed: &Observed) -> BTreeMap<String, JobModel> {
                 *since = at;
                 model.max_instances.push((at, def.max_instances));
             }
-            OpKind::Modify(_, _, max_instances) => {
-                if let Some(value) = max_instances {
-                    model.max_instances.push((at, *value));
-                }
+            OpKind::Modify(_, _, Some(value)) => model.max_instances.push((at, *value)),
+            // Pausing a paused job, or resuming a running one, changes nothing.
+            OpKind::Pause(_) if *exists && !*paused => {
+                close(model, trigger, *since);
+                *paused = true;
             }
-            OpKind::Pause(_) => {
-                if *exists && !*paused {
-                    close(model, trigger, *since);
-                    *paused = true;
-                }
-            }
-            OpKind::Resume(_) => {
-                if *exists && *paused {
-                    *paused = false;
-                    *since = at;
-                }
+            OpKind::Resume(_) if *exists && *paused => {
+                *paused = false;
+                *since = at;
             }
             OpKind::Reschedule(_, new) => {
                 if *exists && !*paused {
@@ -163,11 +161,9 @@ fn models(observed: &Observed) -> BTreeMap<String, JobModel> {
                 *exists = false;
                 model.removed_at = Some(at);
             }
-            OpKind::RunNow(_) => {
-                if let Some(run_id) = answer {
-                    model.run_now.push((at, run_id.clone()));
-                }
-            }
+            OpKind::RunNow(_) => model
+                .run_now
+                .extend(answer.clone().map(|run_id| (at, run_id))),
             _ => {}
         }
     }
@@ -212,7 +208,9 @@ fn disturbed(observed: &Observed) -> Vec<(Ms, Ms)> {
 }
 
 fn within(windows: &[(Ms, Ms)], time: Ms) -> bool {
-    windows.iter().any(|(from, to)| *from <= time && time <= *to)
+    windows
+        .iter()
+        .any(|(from, to)| *from <= time && time <= *to)
 }
 
 /// When an execution stopped executing: its end, the kill of its node, or never.
@@ -279,7 +277,12 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
     }
     for (run_id, count) in &record_count {
         if *count > 1 {
-            report("one record per run", "-", 0, format!("run {run_id} has {count} records"));
+            report(
+                "one record per run",
+                "-",
+                0,
+                format!("run {run_id} has {count} records"),
+            );
         }
     }
     let empty = JobModel::default();
@@ -357,9 +360,10 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     let started = ms_of(earlier.started);
                     let unwritten = match earlier.finished {
                         None => true,
-                        Some(finished) => observed.outages.iter().any(|(from, to)| {
-                            *from <= kill.at && *to >= ms_of(finished)
-                        }),
+                        Some(finished) => observed
+                            .outages
+                            .iter()
+                            .any(|(from, to)| *from <= kill.at && *to >= ms_of(finished)),
                     };
                     if started <= kill.at && unwritten {
                         allowed += 1;
@@ -431,7 +435,9 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 None => Some("never ran and has no record".to_owned()),
             };
             if let Some(detail) = detail {
-                let promise = if record.is_some_and(|record| record.outcome == RunOutcome::Skipped && !is_withdrawal(record)) {
+                let promise = if record.is_some_and(|record| {
+                    record.outcome == RunOutcome::Skipped && !is_withdrawal(record)
+                }) {
                     "skipped only at max_instances"
                 } else {
                     "every due time runs"
@@ -450,13 +456,17 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 .touched
                 .iter()
                 .any(|at| *at >= *first - observed.fire_ahead && *at <= to + 1_000);
-            let same_stretch = model.stretch_at(*first).is_some_and(|stretch| stretch.until > to + 1_000);
+            let same_stretch = model
+                .stretch_at(*first)
+                .is_some_and(|stretch| stretch.until > to + 1_000);
             if !untouched || !same_stretch || to + 1_000 > checked_until {
                 continue;
             }
             let traced = group.iter().any(|time| {
                 by_time.contains_key(time)
-                    || records.iter().any(|record| ms_of(record.scheduled_time) == *time)
+                    || records
+                        .iter()
+                        .any(|record| ms_of(record.scheduled_time) == *time)
             });
             if !traced {
                 report(
@@ -476,10 +486,19 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             if record.outcome == RunOutcome::Missed {
                 let scheduled = ms_of(record.scheduled_time);
                 let late = ms_of(record.finished_at) - scheduled;
-                let grace = observed.applied.iter().rev().find_map(|applied| match &applied.op.kind {
-                    OpKind::Add(job, def) if job_id(*job) == id && applied.result.is_ok() => def.grace,
-                    _ => None,
-                });
+                let grace =
+                    observed
+                        .applied
+                        .iter()
+                        .rev()
+                        .find_map(|applied| match &applied.op.kind {
+                            OpKind::Add(job, def)
+                                if job_id(*job) == id && applied.result.is_ok() =>
+                            {
+                                def.grace
+                            }
+                            _ => None,
+                        });
                 if grace.is_none_or(|grace| late <= grace) {
                     report(
                         "missed only past the grace time",
@@ -494,7 +513,9 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
         // A run a killed node had started runs again (at-least-once across crashes),
         // or a later due time of the job runs late in its place (coalesced).
         for run in &executions {
-            let Some(kill) = kill_of(run, observed) else { continue };
+            let Some(kill) = kill_of(run, observed) else {
+                continue;
+            };
             let scheduled = ms_of(run.scheduled);
             if run.finished.is_some() || run_now.contains_key(run.run_id.as_str()) {
                 continue;
@@ -503,7 +524,11 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 .touched
                 .iter()
                 .any(|at| *at >= scheduled && *at <= kill.taken_over + 1_500);
-            if touched || kill.taken_over + 2_000 > checked_until || observed.jumps.iter().any(|(at, _)| *at >= kill.at) || !observed.outages.is_empty() {
+            if touched
+                || kill.taken_over + 2_000 > checked_until
+                || observed.jumps.iter().any(|(at, _)| *at >= kill.at)
+                || !observed.outages.is_empty()
+            {
                 continue;
             }
             let again = executions.iter().any(|other| {
@@ -560,9 +585,14 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
 
         // Each run that ended on a live node is recorded once, as it happened.
         for run in &executions {
-            let Some(finished) = run.finished else { continue };
+            let Some(finished) = run.finished else {
+                continue;
+            };
             let finished = ms_of(finished);
-            if kill_of(run, observed).is_some() || within(&windows, finished) || finished > checked_until - 1_000 {
+            if kill_of(run, observed).is_some()
+                || within(&windows, finished)
+                || finished > checked_until - 1_000
+            {
                 continue;
             }
             match by_run.get(run.run_id.as_str()) {
@@ -570,10 +600,17 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     "every run is recorded",
                     id,
                     ms_of(run.scheduled),
-                    format!("run {} ended at +{finished} ms without a record", run.run_id),
+                    format!(
+                        "run {} ended at +{finished} ms without a record",
+                        run.run_id
+                    ),
                 ),
                 Some(record) => {
-                    let outcome = if run.failed { RunOutcome::Error } else { RunOutcome::Success };
+                    let outcome = if run.failed {
+                        RunOutcome::Error
+                    } else {
+                        RunOutcome::Success
+                    };
                     if record.started_at != Some(run.started) || record.outcome != outcome {
                         report(
                             "every run is recorded",

@@ -115,9 +115,8 @@ pub struct Scenario {
     pub seed: u64,
     pub store: StoreKind,
     pub nodes: usize,
-    /// Scenario time after which nothing new is asked of the scheduler; the run goes
-    /// on until `end` so what is due by then can happen.
-    pub horizon: Ms,
+    /// When the scenario stops; nothing new is asked of the scheduler in its last
+    /// seconds, so what is due by then can happen.
     pub end: Ms,
     pub ops: Vec<Op>,
 }
@@ -262,7 +261,6 @@ pub fn generate(seed: u64, mix: Mix) -> Scenario {
         seed,
         store: mix.store,
         nodes,
-        horizon,
         end,
         ops,
     }

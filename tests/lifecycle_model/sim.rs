@@ -19,8 +19,7 @@ use kairos::clock::{BoxFuture, Clock};
 use kairos::history::RunRecord;
 use kairos::job::Job;
 use kairos::store::{
-    FinishedRun, InstanceClaim, JobPage, JobQuery, JobStore, NodeInfo, Release, StoreError,
-    WakeUp,
+    FinishedRun, InstanceClaim, JobPage, JobQuery, JobStore, NodeInfo, Release, StoreError, WakeUp,
 };
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 use tokio::sync::watch;
@@ -101,7 +100,9 @@ impl Clock for SimClock {
 }
 
 pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What happened to the store as a whole: an outage every node sees.
@@ -220,7 +221,9 @@ impl JobStore for NodeStore {
         max_instances: u32,
     ) -> Result<bool, StoreError> {
         let _in = self.enter()?;
-        self.inner.claim_instance(job_id, owner, max_instances).await
+        self.inner
+            .claim_instance(job_id, owner, max_instances)
+            .await
     }
     async fn release_instance(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
         let _in = self.enter()?;

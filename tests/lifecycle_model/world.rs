@@ -16,7 +16,9 @@ use kairos::store::{JobStore, OpenOptions};
 use kairos::trigger::TriggerSpec;
 
 use super::scenario::{job_id, Ms, Op, OpKind, Scenario, StoreKind, Trig};
-use super::sim::{lock, settle, work_tasks, Execution, Executions, NodeStore, SimClock, StoreFaults};
+use super::sim::{
+    lock, settle, work_tasks, Execution, Executions, NodeStore, SimClock, StoreFaults,
+};
 
 /// 2030-01-01T00:00:00Z: scenario time 0.
 pub fn t0() -> DateTime<Utc> {
@@ -251,7 +253,9 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
         world.nodes.push(node);
     }
     if !settle(&world.faults).await {
-        observed.trouble.push("the nodes never settled at start".to_owned());
+        observed
+            .trouble
+            .push("the nodes never settled at start".to_owned());
     }
     // Scenario times shift by the clock jumps before them.
     let mut shift: Ms = 0;
@@ -295,7 +299,9 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
             tokio::time::advance(Duration::from_millis((next - now) as u64)).await;
         }
         if !settle(&world.faults).await {
-            observed.trouble.push(format!("never settled at +{next} ms"));
+            observed
+                .trouble
+                .push(format!("never settled at +{next} ms"));
             break;
         }
         let Some((at, what)) = due.filter(|(at, _)| *at <= next) else {
@@ -375,7 +381,9 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
             }
         }
         if !settle(&world.faults).await {
-            observed.trouble.push(format!("never settled after +{at} ms"));
+            observed
+                .trouble
+                .push(format!("never settled after +{at} ms"));
             break;
         }
     }
@@ -387,7 +395,9 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
     observed.executions = lock(&world.log).clone();
     match world.store.runs(None, 1_000_000).await {
         Ok(records) => observed.records = records,
-        Err(error) => observed.trouble.push(format!("reading the run records: {error}")),
+        Err(error) => observed
+            .trouble
+            .push(format!("reading the run records: {error}")),
     }
     observed
 }
