@@ -112,6 +112,25 @@ pub struct StoreFaults {
     /// Store calls in flight, over all nodes (the SQLite driver answers from a thread
     /// of its own, so "idle" means none of these are pending either).
     pub in_flight: AtomicUsize,
+    /// Told when a store call starts ([`hold_time_while_the_store_works`]).
+    pub busy: tokio::sync::Notify,
+}
+
+/// Keeps tokio's paused time from advancing while a store call is in flight, whoever
+/// awaits it (the driver's own operation, the main loop, the record task): an idle
+/// runtime would jump its clock to the next tokio timer, which may be the store
+/// driver's own timeout (SQLite's pool waits for a connection with one). A task that
+/// is always ready keeps the runtime from idling; it sleeps while no call is in flight.
+pub async fn hold_time_while_the_store_works(faults: Arc<StoreFaults>) {
+    loop {
+        let started = faults.busy.notified();
+        if faults.in_flight.load(Ordering::SeqCst) > 0 {
+            std::thread::sleep(Duration::from_micros(20));
+            tokio::task::yield_now().await;
+            continue;
+        }
+        started.await;
+    }
 }
 
 /// One node's handle on the shared store: cut off during an outage, and for good once
@@ -140,6 +159,7 @@ impl NodeStore {
             return Err(StoreError::Unavailable("simulated outage".to_owned()));
         }
         self.faults.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.faults.busy.notify_one();
         Ok(InFlight(&self.faults.in_flight))
     }
 }

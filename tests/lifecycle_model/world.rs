@@ -17,7 +17,8 @@ use kairos::trigger::TriggerSpec;
 
 use super::scenario::{job_id, Ms, Op, OpKind, Scenario, StoreKind, Trig};
 use super::sim::{
-    lock, settle, work_tasks, Execution, Executions, NodeStore, SimClock, StoreFaults,
+    hold_time_while_the_store_works, lock, settle, work_tasks, Execution, Executions, NodeStore,
+    SimClock, StoreFaults,
 };
 
 /// 2030-01-01T00:00:00Z: scenario time 0.
@@ -248,6 +249,7 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
             .unwrap_or(Ms::MAX),
         ..Observed::default()
     };
+    tokio::spawn(hold_time_while_the_store_works(Arc::clone(&world.faults)));
     for index in 0..scenario.nodes {
         let node = world.node(index, 0);
         world.nodes.push(node);
