@@ -120,6 +120,42 @@ fn random_scenarios_on_one_node_off_the_known_seams() {
     );
 }
 
+/// Up to three nodes sharing one store, no faults, off the known seams.
+#[test]
+fn random_scenarios_on_a_cluster_off_the_known_seams() {
+    let mix = Mix {
+        store: StoreKind::Memory,
+        max_nodes: 3,
+        faults: false,
+        seams: false,
+    };
+    check_random(
+        "random_scenarios_on_a_cluster_off_the_known_seams",
+        mix,
+        500,
+    );
+}
+
+/// One node, store outages and clock jumps, off the known seams. The catch-up after a
+/// disturbance reaches the early hand-over seam all the same: the runs of a backlog go
+/// one after another under one instance slot, and the next run, handed over while the
+/// last of them still runs, is skipped although that one has ended by its time.
+#[test]
+#[ignore = "bug: after a store outage or clock jump, a run handed over early while the catch-up runs still hold the instance slot is skipped, though they end before its time"]
+fn random_scenarios_with_outages_and_clock_jumps_off_the_known_seams() {
+    let mix = Mix {
+        store: StoreKind::Memory,
+        max_nodes: 1,
+        faults: true,
+        seams: false,
+    };
+    check_random(
+        "random_scenarios_with_outages_and_clock_jumps_off_the_known_seams",
+        mix,
+        500,
+    );
+}
+
 #[test]
 #[ignore = "finds the early hand-over bug: a run handed over in the fire-ahead window claims its job's instance slot while the previous run still holds it, so it is skipped although that run ends before its time"]
 fn random_scenarios_on_one_node() {

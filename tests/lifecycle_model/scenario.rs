@@ -228,7 +228,7 @@ pub fn generate(seed: u64, mix: Mix) -> Scenario {
     }
     ops.sort_by_key(|op| op.at);
     if !mix.seams {
-        ops = without_seams(ops);
+        ops = without_seams(ops, nodes);
     }
     // A node that is down takes no operations: send them through a live one.
     let mut dead: Vec<Option<(Ms, Option<Ms>)>> = vec![None; nodes];
@@ -317,8 +317,11 @@ fn job_def(rng: &mut fastrand::Rng, at: Ms, horizon: Ms) -> JobDef {
 /// - no change to a one-off job around its time, while its run may be going;
 /// - no reschedule or resume shortly before a run time of the job, which may keep a run
 ///   held early whose write-back then brings back the old trigger, nor shortly after
-///   one, which may make the next run due while that one still runs.
-fn without_seams(ops: Vec<Op>) -> Vec<Op> {
+///   one, which may make the next run due while that one still runs;
+/// - with several nodes, no pause, resume, reschedule or removal at all: one made
+///   through a node other than the one holding a run early does not take it back;
+/// - no killed node: a recurring run that was going when its node died is not run again.
+fn without_seams(ops: Vec<Op>, nodes: usize) -> Vec<Op> {
     let short = |work: Work| Work {
         ms: work.ms.min(461),
         ..work
@@ -334,7 +337,12 @@ fn without_seams(ops: Vec<Op>) -> Vec<Op> {
             None => false,
         };
         let keep = match &mut op.kind {
-            OpKind::RunNow(_) => false,
+            OpKind::RunNow(_) | OpKind::Kill(_) => false,
+            OpKind::Pause(_) | OpKind::Resume(_) | OpKind::Reschedule(..) | OpKind::Remove(_)
+                if nodes > 1 =>
+            {
+                false
+            }
             OpKind::Add(job, def) => {
                 def.work = short(def.work);
                 triggers.insert(*job, def.trigger);

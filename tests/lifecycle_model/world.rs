@@ -259,6 +259,7 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
             .trouble
             .push("the nodes never settled at start".to_owned());
     }
+    let tokio_start = tokio::time::Instant::now();
     // Scenario times shift by the clock jumps before them.
     let mut shift: Ms = 0;
     let mut next_op = 0;
@@ -298,7 +299,7 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
         }
         if next > now {
             clock.set(instant(next));
-            tokio::time::advance(Duration::from_millis((next - now) as u64)).await;
+            follow(tokio_start, next).await;
         }
         if !settle(&world.faults).await {
             observed
@@ -341,7 +342,7 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
                     }
                     OpKind::ClockJump(by) => {
                         clock.set(instant(at + by));
-                        tokio::time::advance(Duration::from_millis(by as u64)).await;
+                        follow(tokio_start, at + by).await;
                         shift += by;
                         end += by;
                         for restart in &mut restarts {
@@ -402,4 +403,15 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
             .push(format!("reading the run records: {error}")),
     }
     observed
+}
+
+/// Brings tokio's paused clock to scenario time `ms` (it runs a little ahead, by the
+/// settling sleeps, never behind): the record task's retry back-off sleeps on it, and
+/// must see the outage last as long as the scheduler's clock does.
+async fn follow(start: tokio::time::Instant, ms: Ms) {
+    let target = start + Duration::from_millis(ms.max(0) as u64);
+    let now = tokio::time::Instant::now();
+    if target > now {
+        tokio::time::advance(target - now).await;
+    }
 }
