@@ -511,6 +511,7 @@ fn the_model_reports_each_kind_of_broken_promise() {
             outcome: RunOutcome::Skipped,
             error: Some("max_instances".to_owned()),
             output: None,
+            attempt: 1,
         }],
         fire_ahead: 250,
         end: 10_000,
