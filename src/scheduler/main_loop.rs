@@ -373,6 +373,21 @@ impl Inner {
         }
     }
 
+    /// Notes a change to `job_id` made through this scheduler while a run of it holds
+    /// the job here: the run's end then wakes the loop (the change may have left the
+    /// job due before the loop's deadline) and, for a one-off job paused meanwhile,
+    /// removes it (its run happened).
+    pub(crate) fn note_change(&self, job_id: &str) {
+        let mut mutable = self.lock();
+        let held = mutable
+            .run_stores
+            .values()
+            .any(|place| place.job_id == job_id && place.release.is_some());
+        if held {
+            mutable.changed_in_flight.insert(job_id.to_owned());
+        }
+    }
+
     /// How many due jobs one acquisition may take: the batch size, and with
     /// [`SchedulerBuilder::acquire_within_capacity`](super::SchedulerBuilder::acquire_within_capacity)
     /// no more than the executors' free workers.
@@ -1077,6 +1092,9 @@ enum FollowUp {
     Failed(crate::job::JobFailure),
     /// A retried recurring job's attempts ended: its schedule resumes.
     Resume { resume_at: Option<DateTime<Utc>> },
+    /// A one-off job paused while its run went: the run happened, so the job is done
+    /// (resuming it must not run that time again).
+    Finished { scheduled_time: DateTime<Utc> },
 }
 
 impl FollowUp {
@@ -1155,7 +1173,7 @@ impl FollowUp {
                 attempts = failure.attempts,
                 "one-off job failed for good; kept in its store as failed (re-run or remove it)"
             ),
-            FollowUp::Resume { .. } => {}
+            FollowUp::Resume { .. } | FollowUp::Finished { .. } => {}
         }
     }
 
@@ -1186,6 +1204,7 @@ impl FollowUp {
                 job.retry.pending = None;
                 job.next_run_time = if job.paused { None } else { resume_at };
             }
+            FollowUp::Finished { .. } => {}
         }
     }
 }
@@ -1268,7 +1287,7 @@ impl Unwritten {
     /// Sorts finished runs by the store their job lives in.
     fn add(&mut self, inner: &Inner, records: Vec<RunRecord>) {
         // One lock for the batch: the scheduler's loop takes the same lock.
-        let places: Vec<Option<RunPlace>> = {
+        let places: Vec<Option<(RunPlace, bool)>> = {
             let mut mutable = inner.lock();
             for record in &records {
                 if let Some(late) = record.lateness() {
@@ -1277,17 +1296,26 @@ impl Unwritten {
             }
             records
                 .iter()
-                .map(|record| mutable.run_stores.remove(&record.run_id))
+                .map(|record| {
+                    let place = mutable.run_stores.remove(&record.run_id);
+                    // Changed through this node while it ran (`Inner::note_change`).
+                    let changed = place.as_ref().is_some_and(|place| place.release.is_some())
+                        && mutable.changed_in_flight.remove(&record.job_id);
+                    place.map(|place| (place, changed))
+                })
                 .collect()
         };
         for (mut record, placed) in records.into_iter().zip(places) {
-            if let Some(RunPlace {
-                jobstore: store,
-                frees_instance,
-                release,
-                withdrawal,
-                ..
-            }) = placed
+            if let Some((
+                RunPlace {
+                    jobstore: store,
+                    frees_instance,
+                    release,
+                    withdrawal,
+                    ..
+                },
+                changed,
+            )) = placed
             {
                 let mut skipped_meanwhile = None;
                 match release {
@@ -1302,8 +1330,32 @@ impl Unwritten {
                             || record.outcome == RunOutcome::Skipped =>
                     {
                         record.attempt = held.attempt;
-                        let follow_up = FollowUp::after(&held, &record);
-                        let (release, skipped, first) = held.at_end(record.finished_at);
+                        // Taken back (its job changed): it did not run, so its time is
+                        // not used up; the release only ends the lease, and a change
+                        // that left the time as it was (a pause and a resume) finds the
+                        // job still due then.
+                        let taken_back = withdrawal.is_withdrawn() && record.started_at.is_none();
+                        let one_off = held.trigger.is_none();
+                        let follow_up = if taken_back {
+                            None
+                        } else {
+                            FollowUp::after(&held, &record).or_else(|| {
+                                (changed && one_off && record.started_at.is_some()).then_some(
+                                    FollowUp::Finished {
+                                        scheduled_time: record.scheduled_time,
+                                    },
+                                )
+                            })
+                        };
+                        // The change left the job at a time the loop has not seen.
+                        self.wake_loop |= changed;
+                        let (release, skipped, first) = if taken_back {
+                            let mut release = held.release;
+                            release.next_run_time = release.acquired_next_run_time;
+                            (release, 0, None)
+                        } else {
+                            held.at_end(record.finished_at)
+                        };
                         if let Some(follow_up) = follow_up {
                             follow_up.log(&record);
                             if let FollowUp::Retry { retry_at, .. } = &follow_up {
@@ -1419,13 +1471,26 @@ impl Unwritten {
             let mut left = Vec::new();
             for (job_id, revision, follow_up) in follow_ups.drain(..) {
                 let outcome = match store.get_job(&job_id).await {
-                    // Changed or removed since it was taken: the change wins.
-                    Ok(Some(job)) if job.revision != revision => Ok(()),
+                    Ok(Some(job)) => match &follow_up {
+                        FollowUp::Finished { scheduled_time } => {
+                            let done = job.paused
+                                && job.trigger.next_fire_time(None, *scheduled_time)
+                                    == Some(*scheduled_time);
+                            if done {
+                                store.remove_job(&job_id).await
+                            } else {
+                                Ok(())
+                            }
+                        }
+                        // Changed since it was taken: the change wins.
+                        _ if job.revision != revision => Ok(()),
+                        _ => {
+                            let mut job = job;
+                            follow_up.clone().apply(&mut job);
+                            store.update_job(job).await.map(drop)
+                        }
+                    },
                     Ok(None) => Ok(()),
-                    Ok(Some(mut job)) => {
-                        follow_up.clone().apply(&mut job);
-                        store.update_job(job).await.map(drop)
-                    }
                     Err(error) => Err(error),
                 };
                 match outcome {

@@ -361,6 +361,7 @@ impl SchedulerBuilder {
                     write_started: None,
                     backlogged: std::collections::HashSet::new(),
                     unwritten_runs: 0,
+                    changed_in_flight: std::collections::HashSet::new(),
                     finished_receiver: Some(finished_receiver),
                     flush_receiver: Some(flush_receiver),
                     handles: Vec::new(),
@@ -435,6 +436,9 @@ struct Mutable {
     backlogged: std::collections::HashSet<String>,
     /// Finished runs not yet written to their stores.
     unwritten_runs: usize,
+    /// Jobs changed through this scheduler while a run of theirs held them: their
+    /// run's end looks at them again (`main_loop::FollowUp::Finished`, a wake-up).
+    changed_in_flight: std::collections::HashSet<String>,
     finished_receiver: Option<mpsc::UnboundedReceiver<RunRecord>>,
     flush_receiver: Option<mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>>,
     handles: Vec<JoinHandle<()>>,
