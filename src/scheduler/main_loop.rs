@@ -482,16 +482,19 @@ pub(crate) struct HeldRelease {
 
 impl HeldRelease {
     /// The release to write for a run that ended at `end`, and the fire times skipped
-    /// because they came while it executed: (how many, the first).
-    fn at_end(mut self, end: DateTime<Utc>) -> (Release, u64, Option<DateTime<Utc>>) {
+    /// because they came while it executed: how many, and the first
+    /// [`MAX_SKIPPED_RECORDS`] of them.
+    fn at_end(mut self, end: DateTime<Utc>) -> (Release, u64, Vec<DateTime<Utc>>) {
         let Some(trigger) = self.trigger else {
-            return (self.release, 0, None);
+            return (self.release, 0, Vec::new());
         };
         let mut skipped = 0u64;
-        let mut first = None;
+        let mut first = Vec::new();
         let mut next = self.release.next_run_time;
         while let Some(time) = next.filter(|time| *time <= end) {
-            first.get_or_insert(time);
+            if first.len() < MAX_SKIPPED_RECORDS {
+                first.push(time);
+            }
             skipped += 1;
             next = if skipped >= super::plan::MAX_RUN_TIMES as u64 {
                 // A run far longer than its interval: jump to the first time after it
@@ -505,6 +508,10 @@ impl HeldRelease {
         (self.release, skipped, first)
     }
 }
+
+/// The most fire times that came during one run recorded each on its own; past it
+/// the last record counts the rest.
+const MAX_SKIPPED_RECORDS: usize = 100;
 
 /// Plans one acquired job (misfire, coalesce, jitter); returns what to write back for
 /// it and the runs to hand over, if any.
@@ -1209,33 +1216,46 @@ impl FollowUp {
     }
 }
 
-/// The record of the fire times of `run`'s job that came while `run` executed
-/// ([`HeldRelease`]): skipped, as `max_instances = 1` says, and said once.
+/// The records of the fire times of `run`'s job that came while `run` executed
+/// ([`HeldRelease`]): skipped, as `max_instances = 1` says, one record each (the last
+/// counting any beyond `times`).
 fn skipped_while_running(
     inner: &Inner,
     run: &RunRecord,
-    first: DateTime<Utc>,
+    times: &[DateTime<Utc>],
     skipped: u64,
-) -> RunRecord {
-    inner.emit(Event::JobMaxInstances {
-        job_id: run.job_id.clone(),
-        scheduled_time: first,
-        max_instances: 1,
-    });
-    RunRecord {
-        run_id: generate_id(),
-        job_id: run.job_id.clone(),
-        scheduled_time: first,
-        started_at: None,
-        finished_at: run.finished_at,
-        outcome: RunOutcome::Skipped,
-        error: Some(format!(
-            "the run for {} was still going at this time (max_instances = 1); skipped {skipped} run time(s)",
-            run.scheduled_time
-        )),
-        output: None,
-        attempt: 1,
-    }
+) -> Vec<RunRecord> {
+    let beyond = skipped.saturating_sub(times.len() as u64);
+    times
+        .iter()
+        .enumerate()
+        .map(|(index, time)| {
+            inner.emit(Event::JobMaxInstances {
+                job_id: run.job_id.clone(),
+                scheduled_time: *time,
+                max_instances: 1,
+            });
+            let more = if index + 1 == times.len() && beyond > 0 {
+                format!(" ({beyond} later run time(s) skipped too)")
+            } else {
+                String::new()
+            };
+            RunRecord {
+                run_id: generate_id(),
+                job_id: run.job_id.clone(),
+                scheduled_time: *time,
+                started_at: None,
+                finished_at: run.finished_at,
+                outcome: RunOutcome::Skipped,
+                error: Some(format!(
+                    "the run for {} was still going at this time (max_instances = 1){more}",
+                    run.scheduled_time
+                )),
+                output: None,
+                attempt: 1,
+            }
+        })
+        .collect()
 }
 
 impl Unwritten {
@@ -1317,7 +1337,7 @@ impl Unwritten {
                 changed,
             )) = placed
             {
-                let mut skipped_meanwhile = None;
+                let mut skipped_meanwhile = Vec::new();
                 match release {
                     // It ran to its end, or was skipped at its time (the instance
                     // limit): a one-off job goes, a recurring one moves on past the
@@ -1349,10 +1369,10 @@ impl Unwritten {
                         };
                         // The change left the job at a time the loop has not seen.
                         self.wake_loop |= changed;
-                        let (release, skipped, first) = if taken_back {
+                        let (release, skipped, times) = if taken_back {
                             let mut release = held.release;
                             release.next_run_time = release.acquired_next_run_time;
-                            (release, 0, None)
+                            (release, 0, Vec::new())
                         } else {
                             held.at_end(record.finished_at)
                         };
@@ -1369,9 +1389,9 @@ impl Unwritten {
                                 follow_up.with_resume(release.next_run_time),
                             ));
                         }
-                        if let Some(first) = first {
+                        if !times.is_empty() {
                             skipped_meanwhile =
-                                Some(skipped_while_running(inner, &record, first, skipped));
+                                skipped_while_running(inner, &record, &times, skipped);
                         }
                         // A run that did not start leaves its job to a change (a pause,
                         // a reschedule) the loop has not seen: it looks once written.
@@ -1395,7 +1415,7 @@ impl Unwritten {
                     None => {}
                 }
                 let runs = self.by_store.entry(store).or_default();
-                if let Some(skipped) = skipped_meanwhile {
+                for skipped in skipped_meanwhile {
                     if inner.announces_run(&skipped) {
                         self.to_announce.push(skipped.clone());
                     }
