@@ -266,7 +266,6 @@ fn early_hand_over_does_not_skip_a_run_whose_predecessor_ends_in_time() {
 /// "Run now" while nothing of the job executes, just after its next run was handed
 /// over early: the early run holds the only instance slot, so "run now" is refused.
 #[test]
-#[ignore = "bug: a run handed over early claims its job's instance slot before it is due, so run now is skipped although nothing executes"]
 fn run_now_is_not_refused_by_a_run_handed_over_early() {
     let scenario = written(
         1,

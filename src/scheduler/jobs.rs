@@ -306,6 +306,17 @@ impl Scheduler {
         if !job.paused {
             return Ok(Some(job));
         }
+        if job.retry.failed.is_some() {
+            // A failed job paused goes back to failed: its time ran, and failed; only a
+            // run-now (fresh attempts) or a new schedule runs it again.
+            let scheduled_before = job.next_run_time;
+            job.paused = false;
+            job.next_run_time = None;
+            return self
+                .write_changed(jobstore, job, scheduled_before)
+                .await
+                .map(Some);
+        }
         let now = self.inner.clock.now();
         match job.trigger.next_fire_time(None, now) {
             Some(next) => {

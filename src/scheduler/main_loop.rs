@@ -373,6 +373,27 @@ impl Inner {
         }
     }
 
+    /// Takes the instance slot of a run of `job_id` handed over early and not come to
+    /// its time yet, for a run now: that run is not executing, so it does not count
+    /// against `max_instances` (it claims again at its time). Whether one was found.
+    pub(crate) fn borrow_early_slot(&self, job_id: &str) -> bool {
+        let mut mutable = self.lock();
+        for place in mutable.run_stores.values_mut() {
+            if place.job_id != job_id || !place.frees_instance {
+                continue;
+            }
+            if place
+                .start
+                .as_ref()
+                .is_some_and(|start| start.lend_slot())
+            {
+                place.frees_instance = false;
+                return true;
+            }
+        }
+        false
+    }
+
     /// Notes a change to `job_id` made through this scheduler while a run of it holds
     /// the job here: the run's end then wakes the loop (the change may have left the
     /// job due before the loop's deadline) and, for a one-off job paused meanwhile,
@@ -451,6 +472,9 @@ pub(crate) struct RunPlace {
     pub(crate) release: Option<HeldRelease>,
     /// Takes the run back while it waits for its start time ([`Inner::withdraw_early_runs`]).
     pub(crate) withdrawal: Withdrawal,
+    /// On the last run of a submission judged at its time: that judgement, which may
+    /// lend its slot to a run now ([`start::RunStart::lend_slot`]).
+    pub(crate) start: Option<Arc<start::RunStart>>,
 }
 
 /// A job's release held by its run until the run ends: the job stays leased to this
@@ -779,10 +803,11 @@ pub(crate) async fn submit_runs(
         .stores
         .get(jobstore)
         .ok_or_else(|| StoreError::NotFound(jobstore.to_owned()))?;
-    if store
+    let claimed = store
         .claim_instance(&job.id, &inner.id, job.max_instances)
         .await?
-    {
+        || inner.borrow_early_slot(&job.id);
+    if claimed {
         let (run_id, _) = hand_over(
             inner,
             jobstore,
@@ -875,8 +900,8 @@ async fn hand_over(
                 .map(|run| run.run_id.clone())
                 .collect();
             let early = start_at > inner.clock.now();
-            if early || !how.slot_claimed {
-                submission.start_check = Some(Arc::new(start::RunStart {
+            let start = (early || !how.slot_claimed).then(|| {
+                Arc::new(start::RunStart {
                     inner: inner.me.clone(),
                     jobstore: jobstore.to_owned(),
                     job_id: job.id.clone(),
@@ -886,11 +911,17 @@ async fn hand_over(
                     acquired_next: job.next_run_time,
                     released_next: how.released_next,
                     confirm_schedule: early,
-                    slot_claimed: how.slot_claimed,
+                    slot: std::sync::Mutex::new(start::SlotState {
+                        claimed: how.slot_claimed,
+                        judged: false,
+                    }),
                     withdrawal: submission.withdrawal.clone(),
                     last_run_id: run_ids.last().cloned().unwrap_or_default(),
-                }));
-            }
+                })
+            });
+            submission.start_check = start
+                .clone()
+                .map(|start| start as Arc<dyn crate::executor::StartCheck>);
             {
                 let mut mutable = inner.lock();
                 let last = run_ids.len().saturating_sub(1);
@@ -899,6 +930,7 @@ async fn hand_over(
                     let place = RunPlace {
                         job_id: job.id.clone(),
                         jobstore: jobstore.to_owned(),
+                        start: if index == last { start.clone() } else { None },
                         frees_instance: index == last && how.slot_claimed,
                         release: if index == last {
                             final_release.take()

@@ -177,6 +177,15 @@ fn models(observed: &Observed) -> BTreeMap<String, JobModel> {
                 *exists = false;
                 model.removed_at = Some(at);
             }
+            // A failed one-off job is run again through the loop, with fresh attempts:
+            // no run id yet, and the time it was asked at becomes due.
+            OpKind::RunNow(_) if answer.as_deref() == Some("") => {
+                model.stretches.push(Stretch {
+                    from: at,
+                    until: at + 1,
+                    trigger: Trig::At { at },
+                });
+            }
             OpKind::RunNow(_) => model
                 .run_now
                 .extend(answer.clone().map(|run_id| (at, run_id))),
