@@ -1534,6 +1534,18 @@ impl Unwritten {
                                 Ok(())
                             }
                         }
+                        // Paused while its failing run went: the run happened, and
+                        // failed; it is kept failed (and paused) rather than due again.
+                        FollowUp::Failed(failure)
+                            if job.revision != revision
+                                && job.paused
+                                && job.trigger.next_fire_time(None, failure.scheduled_time)
+                                    == Some(failure.scheduled_time) =>
+                        {
+                            let mut job = job;
+                            follow_up.clone().apply(&mut job);
+                            store.update_job(job).await.map(drop)
+                        }
                         // Changed since it was taken: the change wins.
                         _ if job.revision != revision => Ok(()),
                         _ => {
