@@ -141,7 +141,7 @@ fn random_scenarios_on_a_cluster_off_the_known_seams() {
 /// one after another under one instance slot, and the next run, handed over while the
 /// last of them still runs, is skipped although that one has ended by its time.
 #[test]
-#[ignore = "bug: after a store outage or clock jump, a run handed over early while the catch-up runs still hold the instance slot is skipped, though they end before its time"]
+#[ignore = "known: about 1 in 500 scenarios (seed base 100), a catch-up after an outage or clock jump leaves a due time neither run nor recorded"]
 fn random_scenarios_with_outages_and_clock_jumps_off_the_known_seams() {
     let mix = Mix {
         store: StoreKind::Memory,
@@ -157,7 +157,7 @@ fn random_scenarios_with_outages_and_clock_jumps_off_the_known_seams() {
 }
 
 #[test]
-#[ignore = "finds the early hand-over bug: a run handed over in the fire-ahead window claims its job's instance slot while the previous run still holds it, so it is skipped although that run ends before its time"]
+#[ignore = "known: about 5 in 2,000: a reschedule or a raised max_instances while a held run goes (times of the new schedule passing before it ends are neither run nor recorded; times during it are judged by the limit it was planned with)"]
 fn random_scenarios_on_one_node() {
     let mix = Mix {
         store: StoreKind::Memory,
@@ -169,7 +169,7 @@ fn random_scenarios_on_one_node() {
 }
 
 #[test]
-#[ignore = "finds the early hand-over bug on every node, and changes made through one node that do not take back a run another node holds early"]
+#[ignore = "known: about 12 in 1,000: the one-node cases, and changes through another node while a held run goes"]
 fn random_scenarios_on_a_cluster() {
     let mix = Mix {
         store: StoreKind::Memory,
@@ -181,7 +181,7 @@ fn random_scenarios_on_a_cluster() {
 }
 
 #[test]
-#[ignore = "finds the early hand-over bug, and recurring runs a killed node had started that nobody runs again"]
+#[ignore = "known: about 47 in 1,000: a started run of a job with max_instances > 1 is not run again after its node dies (documented in docs/lifecycle.md), and the one-node cases"]
 fn random_scenarios_with_faults() {
     let mix = Mix {
         store: StoreKind::Memory,
@@ -193,7 +193,7 @@ fn random_scenarios_with_faults() {
 }
 
 #[test]
-#[ignore = "finds the early hand-over bug (a one-second fire-ahead window on SQL stores)"]
+#[ignore = "known: about 2 in 30: the one-node cases, with a one-second window"]
 fn random_scenarios_on_sqlite() {
     let mix = Mix {
         store: StoreKind::Sqlite,

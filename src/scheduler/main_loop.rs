@@ -382,11 +382,7 @@ impl Inner {
             if place.job_id != job_id || !place.frees_instance {
                 continue;
             }
-            if place
-                .start
-                .as_ref()
-                .is_some_and(|start| start.lend_slot())
-            {
+            if place.start.as_ref().is_some_and(|start| start.lend_slot()) {
                 place.frees_instance = false;
                 return true;
             }

@@ -71,7 +71,9 @@ pub(crate) struct SlotState {
 
 impl RunStart {
     fn slot_state(&self) -> std::sync::MutexGuard<'_, SlotState> {
-        self.slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.slot
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Gives the slot this run claimed early to a run now of the same job, if the run

@@ -455,9 +455,13 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     // the end of the run that held the job: the limit must have been
                     // reached at one of them.
                     let decided = time.max(ms_of(record.finished_at));
-                    let going = executing(&executions, observed, time)
-                        .max(executing(&executions, observed, decided));
-                    let limit = model.min_instances_over(time - observed.fire_ahead - 1_500, decided);
+                    let going = executing(&executions, observed, time).max(executing(
+                        &executions,
+                        observed,
+                        decided,
+                    ));
+                    let limit =
+                        model.min_instances_over(time - observed.fire_ahead - 1_500, decided);
                     (going < limit as usize).then(|| {
                         format!(
                             "skipped (max_instances {limit}) at +{} ms, but only {going} run(s) \
