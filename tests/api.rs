@@ -896,6 +896,7 @@ async fn openapi_json_documents_every_route() {
         ("get", "/metrics"),
         ("get", "/openapi.json"),
         ("get", "/jobs/{id}/fire_times"),
+        ("post", "/jobs/{id}/backfill"),
         ("post", "/preview"),
         ("get", "/overview"),
         ("get", "/access"),

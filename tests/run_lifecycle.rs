@@ -500,3 +500,58 @@ async fn pauses_and_removals_through_any_postgres_node_stop_early_runs() {
 async fn pauses_and_removals_through_any_redis_node_stop_early_runs() {
     cluster_changes("redis").await;
 }
+
+/// Backfill: an hourly cron job's fire times over one day run once each, in order, as
+/// one submission; the job's own schedule is untouched; a one-off job is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_of_a_day_runs_its_24_hourly_times_once_each() {
+    // Half past the hour: the job's own next run is half an hour away.
+    let clock = ManualClock::new(t0() + secs(30 * 24 * 3600 + 1800));
+    let (tasks, started) = slow_task(&clock, Duration::from_millis(0));
+    let scheduler = Scheduler::builder()
+        .clock(clock.clone())
+        .tasks(tasks)
+        .build();
+    let hourly: TriggerSpec =
+        serde_json::from_value(json!({"type": "cron", "minute": 0, "timezone": "UTC"})).unwrap();
+    let job = scheduler
+        .add_job(JobSpec::new("slow", hourly).with_id("hourly"))
+        .await
+        .unwrap();
+    scheduler
+        .add_job(JobSpec::new("slow", date_at(40 * 24 * 3600)).with_id("once"))
+        .await
+        .unwrap();
+    scheduler.start();
+    let (runs, _) = scheduler
+        .backfill_job("hourly", t0(), t0() + secs(24 * 3600 - 1))
+        .await
+        .unwrap();
+    assert_eq!(runs, 24);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while started.lock().unwrap().len() < 24 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let times: Vec<DateTime<Utc>> = started
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, at, _)| *at)
+        .collect();
+    let want: Vec<DateTime<Utc>> = (0..24).map(|hour| t0() + secs(hour * 3600)).collect();
+    assert_eq!(times, want);
+    let after = scheduler.get_job("hourly").await.unwrap().unwrap();
+    assert_eq!(
+        after.next_run_time, job.next_run_time,
+        "its schedule is untouched"
+    );
+    let refused = scheduler
+        .backfill_job("once", t0(), t0() + secs(3600))
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    let too_many = scheduler
+        .backfill_job("hourly", t0(), t0() + secs(60 * 24 * 3600))
+        .await;
+    assert!(too_many.is_err(), "more than 1,000 times: {too_many:?}");
+    scheduler.shutdown(None).await;
+}

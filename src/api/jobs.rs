@@ -42,6 +42,44 @@ pub(super) fn routes(routes: Routes) -> Routes {
         .add(Verb::Post, "/jobs/{id}/run", run_job)
         .add(Verb::Post, "/jobs/{id}/reschedule", reschedule_job)
         .add(Verb::Get, "/jobs/{id}/fire_times", job_fire_times)
+        .add(Verb::Post, "/jobs/{id}/backfill", backfill_job)
+}
+
+/// The body of `POST /jobs/{id}/backfill`: the range of fire times to run, both ends
+/// included.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackfillRange {
+    from: chrono::DateTime<chrono::FixedOffset>,
+    to: chrono::DateTime<chrono::FixedOffset>,
+}
+
+/// The answer to a backfill: how many runs were handed over, and the first's id.
+#[derive(Debug, Serialize)]
+struct BackfillStarted {
+    job_id: String,
+    runs: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_id: Option<String>,
+}
+
+async fn backfill_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(range): Json<BackfillRange>,
+) -> Result<(StatusCode, axum::Json<BackfillStarted>), ApiError> {
+    let (runs, run_id) = state
+        .scheduler
+        .backfill_job(&id, range.from.to_utc(), range.to.to_utc())
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(BackfillStarted {
+            job_id: id,
+            runs,
+            run_id: Some(run_id).filter(|run_id| !run_id.is_empty()),
+        }),
+    ))
 }
 
 /// The body of `POST /jobs`: a [`JobSpec`] with its options under `options`, the way

@@ -246,6 +246,20 @@ pub(crate) fn document() -> Value {
                         "properties": {"trigger": schema("Trigger")}})),
             ok("The job with its new trigger and next run time.", job()),
             &[S::BAD_REQUEST, S::NOT_FOUND, S::CONFLICT, S::UNPROCESSABLE_ENTITY]), config_owned)},
+        "/jobs/{id}/backfill": {"post": with_description(operation("Run a recurring job's fire times in a range, now", &[job_id()],
+            Some(json!({"type": "object", "required": ["from", "to"], "additionalProperties": false, "properties": {
+                "from": {"type": "string", "format": "date-time"},
+                "to": {"type": "string", "format": "date-time"}}})),
+            {
+                let mut accepted = Map::new();
+                accepted.insert("202".to_owned(), json_response(
+                    "The runs were handed over, one after another as one submission.",
+                    json!({"type": "object", "properties": {
+                        "job_id": {"type": "string"}, "runs": {"type": "integer"}, "run_id": {"type": "string"}}})));
+                accepted
+            },
+            &[S::BAD_REQUEST, S::NOT_FOUND, S::UNPROCESSABLE_ENTITY]),
+            "Each fire time from `from` to `to` (both included) runs once, at most 1,000; max_instances holds. One-off jobs are refused.")},
         "/jobs/{id}/fire_times": {"get": operation("A job's coming fire times, from its next run time", &[job_id(), count()], None,
             ok("Fire times in the trigger's time zone (none while paused).", json!({"type": "object", "properties": {
                 "fire_times": {"type": "array", "items": {"type": "string", "format": "date-time"}},

@@ -343,6 +343,18 @@ pub struct RunStarted {
     pub run_id: Option<String>,
 }
 
+/// The answer to `POST /jobs/{id}/backfill`: how many runs were handed over.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct BackfillStarted {
+    /// The job.
+    pub job_id: String,
+    /// How many of its fire times in the range were handed over.
+    pub runs: usize,
+    /// The first run's id (none when the range held no fire time).
+    #[serde(default)]
+    pub run_id: Option<String>,
+}
+
 /// The answer to `POST /scheduler/reload`: what the config files changed.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct ReloadReport {
@@ -564,6 +576,21 @@ impl ApiClient {
     ) -> Result<Fetched<JobView>, ClientError> {
         let body = to_json(&Reschedule { trigger })?;
         self.call(Method::POST, &["jobs", id, "reschedule"], Some(body), None)
+            .await
+    }
+
+    /// `POST /jobs/{id}/backfill`: runs the job's fire times from `from` to `to`.
+    pub async fn backfill_job(
+        &self,
+        id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Fetched<BackfillStarted>, ClientError> {
+        let body = to_json(&serde_json::json!({
+            "from": from.to_rfc3339(),
+            "to": to.to_rfc3339(),
+        }))?;
+        self.call(Method::POST, &["jobs", id, "backfill"], Some(body), None)
             .await
     }
 

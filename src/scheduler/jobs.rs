@@ -507,6 +507,55 @@ impl Scheduler {
             .map_err(SchedulerError::from)
     }
 
+    /// Runs `id`'s fire times from `from` to `to` (both included) now, as Temporal's
+    /// schedule backfill does: each time once, one after another, earliest first, as
+    /// one submission under one instance slot (so `max_instances` holds: when the limit
+    /// is reached they are skipped, and recorded so). The job's own schedule is not
+    /// touched. At most [`MAX_BACKFILL`] times; a one-off job has no times to fill in.
+    /// Returns how many runs were handed over and the first one's run id.
+    pub async fn backfill_job(
+        &self,
+        id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<(usize, String), SchedulerError> {
+        let (jobstore, job) = self.inner.find_job(id).await?;
+        if job.trigger.kind() == "date" {
+            return Err(SchedulerError::InvalidOption {
+                field: "trigger",
+                reason: "a one-off job has one fire time and nothing to backfill; run it with \
+                         POST /jobs/{id}/run"
+                    .to_owned(),
+            });
+        }
+        if from > to {
+            return Err(SchedulerError::InvalidOption {
+                field: "from",
+                reason: format!("{from} is after to ({to})"),
+            });
+        }
+        let times: Vec<DateTime<Utc>> = job
+            .trigger
+            .fire_times(from)
+            .take_while(|time| *time <= to)
+            .take(MAX_BACKFILL + 1)
+            .collect();
+        if times.len() > MAX_BACKFILL {
+            return Err(SchedulerError::InvalidOption {
+                field: "to",
+                reason: format!(
+                    "the range holds more than {MAX_BACKFILL} fire times; backfill it in parts"
+                ),
+            });
+        }
+        if times.is_empty() {
+            return Ok((0, String::new()));
+        }
+        let now = self.inner.clock.now();
+        let run_id = main_loop::submit_runs(&self.inner, &jobstore, &job, &times, now).await?;
+        Ok((times.len(), run_id))
+    }
+
     /// Run records, newest first, of one job or of all.
     pub async fn runs(
         &self,
@@ -522,6 +571,9 @@ impl Scheduler {
         Ok(runs)
     }
 }
+
+/// The most fire times one backfill runs ([`Scheduler::backfill_job`]).
+pub const MAX_BACKFILL: usize = 1000;
 
 /// Builds the submission of `job`'s runs for `scheduled_times` (earliest first).
 pub(crate) fn submission(
