@@ -190,6 +190,11 @@ enum JobsCommand {
         /// The job's id.
         id: String,
     },
+    /// Why a job's next run is when it is, and what became of its recent times.
+    Explain {
+        /// The job's id.
+        id: String,
+    },
     /// Run a recurring job's fire times in a range now, each once (at most 1,000).
     ///
     /// Example: kairos jobs backfill nightly --from 2026-12-01T00:00:00Z --to 2026-12-02T00:00:00Z
@@ -624,6 +629,7 @@ enum ApiRequest {
         from: chrono::DateTime<chrono::Utc>,
         to: chrono::DateTime<chrono::Utc>,
     },
+    Explain(String),
     Reload {
         force: bool,
     },
@@ -708,6 +714,7 @@ fn prepare_request(command: ApiCommand) -> Result<ApiRequest, ApiFailure> {
         ApiCommand::Jobs(JobsCommand::Resume { id }) => ApiRequest::Resume(id),
         ApiCommand::Jobs(JobsCommand::Remove { id }) => ApiRequest::Remove(id),
         ApiCommand::Jobs(JobsCommand::Run { id }) => ApiRequest::Run(id),
+        ApiCommand::Jobs(JobsCommand::Explain { id }) => ApiRequest::Explain(id),
         ApiCommand::Jobs(JobsCommand::Backfill { id, from, to }) => {
             ApiRequest::Backfill { id, from, to }
         }
@@ -802,6 +809,19 @@ async fn send_request(
         ApiRequest::Run(id) => {
             let started = client.run_job(&id).await?;
             print_answer(&started.body, json, || table::run_started(&started.value))
+        }
+        ApiRequest::Explain(id) => {
+            let explained = client.explain_job(&id).await?;
+            print_answer(&explained.body, json, || {
+                let mut text = format!("{}\n", explained.value.summary);
+                for time in &explained.value.recent {
+                    text.push_str(&format!(
+                        "  {}  {:<10}  {}\n",
+                        time.scheduled_time, time.outcome, time.detail
+                    ));
+                }
+                text
+            })
         }
         ApiRequest::Backfill { id, from, to } => {
             let started = client.backfill_job(&id, from, to).await?;

@@ -897,6 +897,7 @@ async fn openapi_json_documents_every_route() {
         ("get", "/openapi.json"),
         ("get", "/jobs/{id}/fire_times"),
         ("post", "/jobs/{id}/backfill"),
+        ("get", "/jobs/{id}/explain"),
         ("post", "/preview"),
         ("get", "/overview"),
         ("get", "/access"),

@@ -216,3 +216,102 @@ async fn a_pause_cancels_the_pending_retry() {
     assert!(resumed.retry.pending.is_none());
     scheduler.shutdown(None).await;
 }
+
+/// "Why didn't it run?": the answer for each cause, from the job's state and history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_names_the_cause() {
+    let clock = ManualClock::new(t0());
+    let (mut tasks, _) = flaky(&clock, u32::MAX);
+    // A task that succeeds, taking 3 s of the scheduler's clock.
+    let slow_clock = clock.clone();
+    tasks.register_fn("slow", move |run: TaskRun| {
+        let clock = slow_clock.clone();
+        async move {
+            let end = run.scheduled_time.max(clock.now()) + TimeDelta::seconds(3);
+            while clock.now() < end {
+                clock.sleep_until(end).await;
+            }
+            Ok::<String, TaskFailure>(String::new())
+        }
+    });
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let scheduler = scheduler(&clock, tasks, Arc::clone(&store));
+    let every = |seconds: u64, start: i64| -> TriggerSpec {
+        serde_json::from_value(json!({
+            "type": "interval", "seconds": seconds, "start_date": (t0() + secs(start)).to_rfc3339(),
+        }))
+        .unwrap()
+    };
+    // Retrying: fails, waits long.
+    let mut retrying = JobSpec::new("flaky", date_at(5)).with_id("retrying");
+    retrying.options.retry = Some(RetryPolicy {
+        initial_delay: Some(Duration::from_secs(600)),
+        max_delay: Some(Duration::from_secs(600)),
+        ..policy(3)
+    });
+    scheduler.add_job(retrying).await.unwrap();
+    // Failed for good.
+    scheduler
+        .add_job(JobSpec::new("flaky", date_at(5)).with_id("failed"))
+        .await
+        .unwrap();
+    // Paused.
+    scheduler
+        .add_job(JobSpec::new("slow", every(60, 60)).with_id("paused"))
+        .await
+        .unwrap();
+    scheduler.pause_job("paused").await.unwrap();
+    // Runs of 3 s every 2 s: every other time skipped by the instance limit.
+    scheduler
+        .add_job(JobSpec::new("slow", every(2, 2)).with_id("busy"))
+        .await
+        .unwrap();
+    // A time older than its grace time when taken: missed.
+    let mut late = JobSpec::new("slow", every(60, 1));
+    late.options.misfire_grace_time = Some(Duration::from_millis(1));
+    scheduler.add_job(late.with_id("late")).await.unwrap();
+    // Taken only after its time, because the scheduler starts late.
+    clock.set(t0() + secs(3));
+    scheduler.start();
+    step_to(&clock, t0() + secs(12), Duration::from_millis(100)).await;
+
+    let retrying = scheduler.explain_job("retrying").await.unwrap();
+    assert_eq!(retrying.next_run_reason, "retry_wait", "{retrying:#?}");
+    assert!(
+        retrying.summary.contains("attempt 2 of 3"),
+        "{}",
+        retrying.summary
+    );
+    assert_eq!(retrying.recent[0].outcome, "failed");
+
+    let failed = scheduler.explain_job("failed").await.unwrap();
+    assert_eq!(failed.state, "failed");
+    assert_eq!(failed.next_run_reason, "failed");
+    assert!(
+        failed.summary.starts_with("Failed for good"),
+        "{}",
+        failed.summary
+    );
+
+    let paused = scheduler.explain_job("paused").await.unwrap();
+    assert_eq!(paused.next_run_reason, "paused");
+    assert!(paused.summary.starts_with("Paused"), "{}", paused.summary);
+
+    let busy = scheduler.explain_job("busy").await.unwrap();
+    let outcomes: Vec<&str> = busy.recent.iter().map(|time| time.outcome).collect();
+    assert!(
+        outcomes.contains(&"ran") && outcomes.contains(&"skipped"),
+        "{busy:#?}"
+    );
+    let skipped = busy
+        .recent
+        .iter()
+        .find(|time| time.outcome == "skipped")
+        .unwrap();
+    assert!(skipped.detail.contains("max_instances"), "{skipped:?}");
+    assert_eq!(busy.next_run_reason, "running", "{busy:#?}");
+
+    let late = scheduler.explain_job("late").await.unwrap();
+    assert_eq!(late.recent[0].outcome, "missed", "{late:#?}");
+    scheduler.shutdown(None).await;
+}

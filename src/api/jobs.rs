@@ -43,6 +43,16 @@ pub(super) fn routes(routes: Routes) -> Routes {
         .add(Verb::Post, "/jobs/{id}/reschedule", reschedule_job)
         .add(Verb::Get, "/jobs/{id}/fire_times", job_fire_times)
         .add(Verb::Post, "/jobs/{id}/backfill", backfill_job)
+        .add(Verb::Get, "/jobs/{id}/explain", explain_job)
+}
+
+/// `GET /jobs/{id}/explain`: why the job's next run is when it is, and what became of
+/// its recent scheduled times.
+async fn explain_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<crate::scheduler::Explanation>, ApiError> {
+    Ok(axum::Json(state.scheduler.explain_job(&id).await?))
 }
 
 /// The body of `POST /jobs/{id}/backfill`: the range of fire times to run, both ends

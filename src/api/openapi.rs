@@ -246,6 +246,17 @@ pub(crate) fn document() -> Value {
                         "properties": {"trigger": schema("Trigger")}})),
             ok("The job with its new trigger and next run time.", job()),
             &[S::BAD_REQUEST, S::NOT_FOUND, S::CONFLICT, S::UNPROCESSABLE_ENTITY]), config_owned)},
+        "/jobs/{id}/explain": {"get": operation("Why a job's next run is when it is, and what became of its recent times", &[job_id()], None,
+            ok("One sentence, then the details.", json!({"type": "object", "properties": {
+                "job_id": {"type": "string"}, "summary": {"type": "string"},
+                "state": {"type": "string", "enum": ["scheduled", "paused", "failed"]},
+                "next_run_time": {"type": ["string", "null"], "format": "date-time"},
+                "next_run_reason": {"type": "string", "enum": ["trigger", "retry_wait", "paused", "failed", "running", "overdue", "finished"]},
+                "recent": {"type": "array", "items": {"type": "object", "properties": {
+                    "scheduled_time": {"type": "string", "format": "date-time"},
+                    "outcome": {"type": "string", "enum": ["ran", "failed", "timed_out", "retried", "skipped", "missed", "taken_back"]},
+                    "attempts": {"type": "integer"}, "detail": {"type": "string"}}}}}})),
+            &[S::NOT_FOUND])},
         "/jobs/{id}/backfill": {"post": with_description(operation("Run a recurring job's fire times in a range, now", &[job_id()],
             Some(json!({"type": "object", "required": ["from", "to"], "additionalProperties": false, "properties": {
                 "from": {"type": "string", "format": "date-time"},

@@ -343,6 +343,27 @@ pub struct RunStarted {
     pub run_id: Option<String>,
 }
 
+/// The answer to `GET /jobs/{id}/explain` (the parts the CLI prints).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Explained {
+    /// One sentence: where the job stands and why.
+    pub summary: String,
+    /// Its recent scheduled times, newest first.
+    #[serde(default)]
+    pub recent: Vec<ExplainedTime>,
+}
+
+/// One recent scheduled time in [`Explained`].
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct ExplainedTime {
+    /// The scheduled time.
+    pub scheduled_time: DateTime<Utc>,
+    /// What became of it, in a word.
+    pub outcome: String,
+    /// In a sentence.
+    pub detail: String,
+}
+
 /// The answer to `POST /jobs/{id}/backfill`: how many runs were handed over.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct BackfillStarted {
@@ -576,6 +597,12 @@ impl ApiClient {
     ) -> Result<Fetched<JobView>, ClientError> {
         let body = to_json(&Reschedule { trigger })?;
         self.call(Method::POST, &["jobs", id, "reschedule"], Some(body), None)
+            .await
+    }
+
+    /// `GET /jobs/{id}/explain`.
+    pub async fn explain_job(&self, id: &str) -> Result<Fetched<Explained>, ClientError> {
+        self.call(Method::GET, &["jobs", id, "explain"], None, None)
             .await
     }
 

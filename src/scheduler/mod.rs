@@ -13,6 +13,7 @@
 //!   events (and is told so by tokio), the scheduler never waits for listeners.
 
 mod event;
+mod explain;
 mod generation;
 mod jobs;
 mod main_loop;
@@ -32,6 +33,7 @@ use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 pub use self::event::Event;
+pub use self::explain::{Explanation, ScheduledTime};
 pub use self::generation::{describe_claim, ConfigState, Standing};
 pub use self::jobs::{ListedJobs, MAX_BACKFILL};
 pub use self::membership::{host_name, ClusterNode, Membership};
