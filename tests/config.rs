@@ -756,3 +756,29 @@ key_prefix = "test:"
     let orders = tasks.get("orders.cancel").expect("a built-in task");
     assert!(orders.settings().is_none());
 }
+
+/// Nothing generated or specific to one machine is tracked: no tracked file matches
+/// the repository's own ignore rules (a venv made on another machine once was).
+#[test]
+fn no_tracked_file_is_one_the_repository_ignores() {
+    let listed = std::process::Command::new("git")
+        .args(["ls-files", "--cached", "--ignored", "--exclude-standard"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    let Ok(listed) = listed.map_err(|error| println!("SKIP git: {error}")) else {
+        return;
+    };
+    if !listed.status.success() {
+        // A source tree that is not a git checkout (a crate download).
+        println!(
+            "SKIP not a git checkout: {}",
+            String::from_utf8_lossy(&listed.stderr).trim()
+        );
+        return;
+    }
+    let tracked_but_ignored = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(
+        tracked_but_ignored.trim().is_empty(),
+        "tracked files the .gitignore excludes:\n{tracked_but_ignored}"
+    );
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Schema-driven fuzzing of the HTTP API (issue 7): schemathesis reads the daemon's own
+# Schema-driven fuzzing of the HTTP API: schemathesis reads the daemon's own
 # GET /api/v1/openapi.json and throws generated requests, valid and invalid, at every
 # operation of a real `kairos run` (SQLite store, a token). It fails on any 5xx, on a
 # response that does not match the document, and on a panic in the daemon's log.
@@ -22,7 +22,10 @@ examples="${1:-100}"
 checks="${KAIROS_FUZZ_CHECKS:-not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance}"
 token="fuzz-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 
-if [ ! -x "$venv/bin/schemathesis" ]; then
+# A venv that does not run (made on another machine, a Python since removed) is made
+# again: the folder existing is not enough.
+if ! "$venv/bin/schemathesis" --version >/dev/null 2>&1; then
+    rm -rf "$venv"
     python="${KAIROS_FUZZ_PYTHON:-}"
     if [ -z "$python" ]; then
         for candidate in python3.13 python3.12 python3; do
@@ -34,6 +37,8 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
     fi
     "$python" -m venv "$venv"
     "$venv/bin/pip" install --quiet 'schemathesis>=4,<5'
+    "$venv/bin/schemathesis" --version >/dev/null \
+        || { echo "api-fuzz: the venv in $venv does not run schemathesis" >&2; exit 1; }
 fi
 
 if [ -n "${KAIROS_BIN:-}" ]; then
