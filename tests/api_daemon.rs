@@ -133,11 +133,13 @@ impl Api {
     }
 
     async fn call_as(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> Reply {
-        let builder = self.request(method, path, Some(token));
+        let builder = self.request(method.clone(), path, Some(token));
         let builder = match body {
             Some(body) => builder
                 .header("content-type", "application/json")
                 .body(body.to_string()),
+            // The API refuses a POST without a JSON content type, body or not.
+            None if method == Method::POST => builder.header("content-type", "application/json"),
             None => builder,
         };
         self.send(builder).await
@@ -527,4 +529,78 @@ async fn an_order_cancel_deleted_in_time_never_fires_and_one_kept_fires_once_at_
     api.get("/jobs/order-cancel-2")
         .await
         .assert_error(StatusCode::NOT_FOUND, "job_not_found");
+}
+
+/// A daemon as shipped: loopback, no token at all.
+fn start_open_daemon(name: &str) -> Daemon {
+    let dir = temp_dir(name);
+    write(
+        &dir,
+        "config.toml",
+        r#"[scheduler]
+shutdown_timeout = "2s"
+
+[jobstores.default]
+url = "sqlite://state/kairos.db"
+
+[executors.default]
+type = "threadpool"
+
+[api]
+listen = "127.0.0.1:0"
+"#,
+    );
+    Daemon::start(&dir)
+}
+
+/// docs/threat-model.md, "Web pages in the operator's browser": the issue's `curl`,
+/// a page's cross-site pause, against the tokenless daemon, and a rebound `Host`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_site_pause_and_a_foreign_host_are_refused_by_the_daemon() {
+    let daemon = start_open_daemon("api-browser-origin");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let base = daemon.api_url();
+    let pause = client
+        .post(format!("{base}/scheduler/pause"))
+        .header("origin", "https://evil.example")
+        .header("content-type", "text/plain")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pause.status(), StatusCode::FORBIDDEN);
+    let health = client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let health: Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["scheduler"], "running", "{health}");
+    // A body with no content type (`fetch` in `no-cors` mode with a Blob).
+    let blob = client
+        .post(format!("{base}/jobs"))
+        .body(r#"{"task": "http", "args": {"url": "http://127.0.0.1:1/"}, "trigger": {"type": "date", "delay": "1h"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(blob.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // DNS rebinding: the page's own name as Host.
+    let rebound = client
+        .get(format!("{base}/jobs"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), StatusCode::MISDIRECTED_REQUEST);
+    // The CLI's and the page's way still works.
+    let own = client
+        .post(format!("{base}/scheduler/pause"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), StatusCode::OK);
 }

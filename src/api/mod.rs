@@ -31,6 +31,7 @@ mod idempotency;
 mod jobs;
 mod metrics;
 mod openapi;
+mod origin;
 mod overview;
 mod preview;
 mod rate_limit;
@@ -97,6 +98,10 @@ pub struct ApiSettings {
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
     /// Whether the web page is served at `/`.
     pub ui: bool,
+    /// Host names and addresses the API answers to besides loopback ones (`Host`),
+    /// and whose pages may change things (`Origin`); see docs/threat-model.md. The
+    /// daemon adds its listen address.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ApiSettings {
@@ -115,6 +120,7 @@ impl Default for ApiSettings {
             rate_limit: Some(RateLimit::per_second(200)),
             reload: None,
             ui: true,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -136,6 +142,7 @@ impl fmt::Debug for ApiSettings {
             .field("rate_limit", &self.rate_limit)
             .field("reload", &self.reload.is_some())
             .field("ui", &self.ui)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
 }
@@ -200,6 +207,7 @@ pub fn app(scheduler: Scheduler, settings: ApiSettings) -> Router {
     let body_limit = settings.body_limit;
     let ui_enabled = settings.ui;
     let request_timeout = settings.request_timeout;
+    let allowed_hosts = Arc::new(origin::AllowedHosts::new(&settings.allowed_hosts));
     let limiter = settings
         .rate_limit
         .map(|limit| Arc::new(RateLimiter::new(limit, access.clone())));
@@ -233,6 +241,9 @@ pub fn app(scheduler: Scheduler, settings: ApiSettings) -> Router {
         Some(limiter) => router.layer(middleware::from_fn_with_state(limiter, rate_limit::limit)),
         None => router,
     };
+    // Outside the rate limit too: a page in the operator's browser must not use up
+    // the operator's own allowance.
+    let router = router.layer(middleware::from_fn_with_state(allowed_hosts, origin::check));
     router
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(request_timeout, guard))

@@ -636,6 +636,7 @@ impl ApiClient {
         idempotency_key: Option<&str>,
     ) -> Result<(String, StatusCode), ClientError> {
         let url = self.url(path, query);
+        let method_changes = method != Method::GET;
         let mut request = self.http.request(method, url.clone());
         if let Some(authorization) = &self.authorization {
             request = request.header(AUTHORIZATION, authorization.clone());
@@ -643,8 +644,12 @@ impl ApiClient {
         if let Some(key) = idempotency_key {
             request = request.header("idempotency-key", key);
         }
+        // The API refuses a POST without a JSON content type, body or not: that is
+        // what a cross-site page cannot send (docs/threat-model.md).
         if let Some(body) = body {
             request = request.header(CONTENT_TYPE, "application/json").body(body);
+        } else if method_changes {
+            request = request.header(CONTENT_TYPE, "application/json");
         }
         let response = request
             .send()
@@ -759,6 +764,7 @@ mod tests {
             rate_limit: 200,
             rate_limit_burst: 400,
             ui: true,
+            allowed_hosts: Vec::new(),
         }
     }
 

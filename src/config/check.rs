@@ -457,6 +457,7 @@ pub(crate) fn check_api(
         rate_limit: DEFAULT_RATE_LIMIT,
         rate_limit_burst: DEFAULT_RATE_LIMIT * 2,
         ui: true,
+        allowed_hosts: Vec::new(),
     };
     let Some(section) = &raw.api else {
         return api;
@@ -523,6 +524,22 @@ pub(crate) fn check_api(
         }
     }
     check_rate_limit(source, raw_api, &mut api, errors);
+    for (index, host) in raw_api.allowed_hosts.iter().flatten().enumerate() {
+        let name = host.get_ref().trim();
+        let readable = !name.is_empty()
+            && name
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || b"-._:[]".contains(&byte));
+        if readable {
+            api.allowed_hosts.push(name.to_ascii_lowercase());
+        } else {
+            let key = format!("api.allowed_hosts[{index}]");
+            let message = format!(
+                "{name:?} is not a host name or address such as \"kairos.internal\" or \"10.0.0.5\""
+            );
+            errors.push(invalid(source, host, &key, message));
+        }
+    }
     // On by default only where the API is private to the machine; elsewhere the
     // operator turns it on knowingly (the page still needs a token to show anything).
     api.ui = raw_api.ui.unwrap_or(api.listen.ip().is_loopback());

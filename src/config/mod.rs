@@ -195,6 +195,10 @@ pub struct ApiConfig {
     /// `ui`: serve the web page at `/`; default true when `listen` is a loopback
     /// address.
     pub ui: bool,
+    /// `allowed_hosts`: host names or addresses, besides loopback ones and `listen`,
+    /// that requests may name in `Host` and whose pages may change things (`Origin`);
+    /// default none. See docs/threat-model.md.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl fmt::Debug for ApiConfig {
@@ -209,6 +213,7 @@ impl fmt::Debug for ApiConfig {
             .field("rate_limit", &self.rate_limit)
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("ui", &self.ui)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
 }

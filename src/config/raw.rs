@@ -168,6 +168,7 @@ pub(crate) struct RawApi {
     pub(crate) rate_limit: Option<Spanned<u32>>,
     pub(crate) rate_limit_burst: Option<Spanned<u32>>,
     pub(crate) ui: Option<bool>,
+    pub(crate) allowed_hosts: Option<Vec<Spanned<String>>>,
 }
 
 /// `[log]`.

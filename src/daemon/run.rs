@@ -221,6 +221,7 @@ async fn start_api(
         }),
         reload: Some(reloads),
         ui: config.api.ui,
+        allowed_hosts: allowed_hosts(&config.api),
         ..ApiSettings::default()
     };
     let address = config.api.listen;
@@ -239,6 +240,16 @@ async fn start_api(
         tracing::info!("web page on http://{bound}/");
     }
     Ok((stop, served))
+}
+
+/// `[api] allowed_hosts` plus the address the API listens on, unless that is every
+/// interface (`0.0.0.0`, `::`), which names no host.
+fn allowed_hosts(api: &crate::config::ApiConfig) -> Vec<String> {
+    let mut hosts = api.allowed_hosts.clone();
+    if !api.listen.ip().is_unspecified() {
+        hosts.push(api.listen.ip().to_string());
+    }
+    hosts
 }
 
 /// Configures the tasks that take settings from `config.tasks` (`[tasks.stats]`,

@@ -1,0 +1,232 @@
+//! The attacks of docs/threat-model.md against the API's router, in process (`oneshot`,
+//! no socket): each test is one attack, named after what it tries, and checks that it
+//! fails while the legitimate request next to it still works.
+//!
+//! tests/api_daemon.rs repeats the browser ones against a real daemon over TCP.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use kairos::api::{app, ApiSettings};
+use kairos::clock::ManualClock;
+use kairos::executor::pool::ThreadPoolExecutor;
+use kairos::scheduler::{Scheduler, SchedulerState};
+use kairos::store::memory::MemoryStore;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use common::t0;
+
+struct Api {
+    scheduler: Scheduler,
+    router: Router,
+}
+
+impl Api {
+    fn new(settings: ApiSettings) -> Api {
+        let (tasks, _fired) = common::recording_tasks();
+        let scheduler = Scheduler::builder()
+            .clock(ManualClock::new(t0()))
+            .tasks(tasks)
+            .store("default", MemoryStore::new())
+            .executor("default", ThreadPoolExecutor::new(2))
+            .build();
+        scheduler.start();
+        let router = app(scheduler.clone(), settings);
+        Api { scheduler, router }
+    }
+
+    /// The shipped config: loopback, no token.
+    fn open() -> Api {
+        Api::new(ApiSettings::default())
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, json)
+    }
+}
+
+fn code(json: &Value) -> &str {
+    json["error"]["code"].as_str().unwrap_or("")
+}
+
+/// A request as a browser sends it to the API on 127.0.0.1:8080.
+fn browser(method: &str, uri: &str, pairs: &[(&str, &str)], body: &str) -> Request<Body> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, "127.0.0.1:8080");
+    for (name, value) in pairs {
+        builder = builder.header(*name, *value);
+    }
+    if !body.is_empty() {
+        builder = builder.header(header::CONTENT_LENGTH, body.len());
+    }
+    builder.body(Body::from(body.to_owned())).unwrap()
+}
+
+fn order_job(id: &str) -> String {
+    json!({"id": id, "task": "record", "trigger": {"type": "date", "delay": "30m"}}).to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// Web pages in the operator's browser
+// ---------------------------------------------------------------------------------------
+
+/// The first attack: any page the operator visits posts a "simple" request
+/// (text/plain, so no CORS preflight) to pause the scheduler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_site_pause_is_403_and_the_scheduler_keeps_running() {
+    let api = Api::open();
+    let attack = browser(
+        "POST",
+        "/api/v1/scheduler/pause",
+        &[
+            ("origin", "https://evil.example"),
+            ("content-type", "text/plain"),
+        ],
+        "",
+    );
+    let (status, body) = api.send(attack).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(code(&body), "cross_origin");
+    assert_eq!(api.scheduler.state(), SchedulerState::Running);
+    // Even with a JSON content type (a preflight the browser would not get through).
+    let json_attack = browser(
+        "POST",
+        "/api/v1/scheduler/pause",
+        &[
+            ("origin", "https://evil.example"),
+            ("content-type", "application/json"),
+        ],
+        "",
+    );
+    assert_eq!(api.send(json_attack).await.0, StatusCode::FORBIDDEN);
+    // A browser that sends no Origin but says where the request comes from.
+    let fetch_site = browser(
+        "POST",
+        "/api/v1/scheduler/pause",
+        &[
+            ("sec-fetch-site", "cross-site"),
+            ("content-type", "application/json"),
+        ],
+        "",
+    );
+    assert_eq!(api.send(fetch_site).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(api.scheduler.state(), SchedulerState::Running);
+    // The web page itself, same origin, still may.
+    let own = browser(
+        "POST",
+        "/api/v1/scheduler/pause",
+        &[
+            ("origin", "http://127.0.0.1:8080"),
+            ("sec-fetch-site", "same-origin"),
+            ("content-type", "application/json"),
+        ],
+        "",
+    );
+    assert_eq!(api.send(own).await.0, StatusCode::OK);
+    assert_eq!(api.scheduler.state(), SchedulerState::Paused);
+}
+
+/// `fetch(url, {mode: "no-cors", body: new Blob([json])})`: a body without a content
+/// type, and a browser old enough to send no `Origin`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_without_a_json_content_type_is_415_and_adds_nothing() {
+    let api = Api::open();
+    let body = order_job("blob");
+    let (status, reply) = api.send(browser("POST", "/api/v1/jobs", &[], &body)).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{reply}");
+    assert_eq!(code(&reply), "unsupported_media_type");
+    let form = browser(
+        "POST",
+        "/api/v1/jobs",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &body,
+    );
+    assert_eq!(api.send(form).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Bodiless too: pausing needs the header.
+    let bare = browser("POST", "/api/v1/scheduler/pause", &[], "");
+    assert_eq!(api.send(bare).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(api.scheduler.state(), SchedulerState::Running);
+    assert!(api.scheduler.get_job("blob").await.unwrap().is_none());
+    // With the header, the same body is a job.
+    let json = browser(
+        "POST",
+        "/api/v1/jobs",
+        &[("content-type", "application/json")],
+        &body,
+    );
+    assert_eq!(api.send(json).await.0, StatusCode::CREATED);
+}
+
+/// DNS rebinding: a page at evil.example rebinds its name to 127.0.0.1, so the
+/// browser sends it to the API as same-origin, with `Host: evil.example`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_host_is_421_for_reads_and_writes() {
+    let api = Api::open();
+    for (method, uri) in [
+        ("GET", "/api/v1/jobs"),
+        ("GET", "/api/v1/events"),
+        ("GET", "/"),
+        ("POST", "/api/v1/scheduler/pause"),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::HOST, "evil.example:8080")
+            .header(header::ORIGIN, "http://evil.example:8080")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::empty())
+            .unwrap();
+        let (status, body) = api.send(request).await;
+        assert_eq!(
+            status,
+            StatusCode::MISDIRECTED_REQUEST,
+            "{method} {uri}: {body}"
+        );
+        assert_eq!(code(&body), "foreign_host");
+    }
+    assert_eq!(api.scheduler.state(), SchedulerState::Running);
+    for host in ["localhost:8080", "127.0.0.1:8080", "[::1]:8080"] {
+        let request = Request::builder()
+            .uri("/api/v1/health")
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(api.send(request).await.0, StatusCode::OK, "{host}");
+    }
+}
+
+/// `[api] allowed_hosts` names the hosts a proxied or remote API answers to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_hosts_let_a_named_host_in() {
+    let api = Api::new(ApiSettings {
+        allowed_hosts: vec!["kairos.internal".to_owned()],
+        ..ApiSettings::default()
+    });
+    let request = Request::builder()
+        .method("POST")
+        .uri("/api/v1/scheduler/pause")
+        .header(header::HOST, "kairos.internal")
+        .header(header::ORIGIN, "https://kairos.internal")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(api.send(request).await.0, StatusCode::OK);
+    let other = Request::builder()
+        .uri("/api/v1/jobs")
+        .header(header::HOST, "kairos.example")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(api.send(other).await.0, StatusCode::MISDIRECTED_REQUEST);
+}
