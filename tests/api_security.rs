@@ -7,6 +7,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
@@ -229,4 +231,85 @@ async fn allowed_hosts_let_a_named_host_in() {
         .body(Body::empty())
         .unwrap();
     assert_eq!(api.send(other).await.0, StatusCode::MISDIRECTED_REQUEST);
+}
+
+// ---------------------------------------------------------------------------------------
+// Bounded work
+// ---------------------------------------------------------------------------------------
+
+/// An `and` whose inner `and` agrees only after ~1000 jumps, with a part (half
+/// seconds) the inner one never agrees with: unbounded, every outer jump reruns the
+/// inner search, 10^8 evaluations in all. 300-odd bytes of JSON.
+fn nested_trigger() -> Value {
+    let interval = |seconds: u32, start: &str| json!({"type": "interval", "seconds": seconds, "start_date": start});
+    json!({"type": "and", "triggers": [
+        {"type": "and", "triggers": [
+            interval(1000, "2024-01-01T00:00:00Z"),
+            interval(1001, "2024-01-01T00:00:01Z"),
+        ]},
+        interval(1, "2024-01-01T00:00:00.5Z"),
+    ]})
+}
+
+fn post_json(uri: &str, body: &Value) -> Request<Body> {
+    Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_trigger_is_422_within_a_second_and_health_answers_meanwhile() {
+    let api = Api::open();
+    let router = api.router.clone();
+    let started = Instant::now();
+    let preview = tokio::spawn(async move {
+        let request = post_json(
+            "/api/v1/preview",
+            &json!({"trigger": nested_trigger(), "count": 100}),
+        );
+        let response = router.oneshot(request).await.unwrap();
+        (response.status(), started.elapsed())
+    });
+    // /health meanwhile, several times.
+    for _ in 0..5 {
+        let asked = Instant::now();
+        let health = Request::builder()
+            .uri("/api/v1/health")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(api.send(health).await.0, StatusCode::OK);
+        assert!(
+            asked.elapsed() < Duration::from_millis(200),
+            "health took {:?}",
+            asked.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, took) = preview.await.unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(took < Duration::from_secs(1), "preview took {took:?}");
+    // The same trigger as a job: refused the same way, and nothing stored.
+    let started = Instant::now();
+    let (status, body) = api
+        .send(post_json(
+            "/api/v1/jobs",
+            &json!({"id": "nested", "task": "record", "trigger": nested_trigger()}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "trigger", "{body}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(api.scheduler.get_job("nested").await.unwrap().is_none());
+    // Deeper than the nesting limit: refused before any evaluation.
+    let mut deep = json!({"type": "interval", "seconds": 1});
+    for _ in 0..5 {
+        deep = json!({"type": "or", "triggers": [deep]});
+    }
+    let (status, body) = api
+        .send(post_json("/api/v1/preview", &json!({"trigger": deep})))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }

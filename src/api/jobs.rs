@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::compute::{check_trigger, off_workers, too_costly};
 use super::error::ApiError;
 use super::extract::{bounded, parse_json, Json, JsonBody, Path, Query};
 use super::idempotency::{Begin, StoredResponse};
@@ -25,7 +26,7 @@ use crate::job::{Job, JobChanges, JobOptions, JobSpec};
 use crate::scheduler::Scheduler;
 use crate::store::JobQuery;
 use crate::trigger::datetime::format_instant;
-use crate::trigger::TriggerSpec;
+use crate::trigger::{TriggerContext, TriggerSpec};
 
 /// The longest job id accepted: ids go into URLs and store keys.
 const MAX_ID_LENGTH: usize = 256;
@@ -133,6 +134,8 @@ struct ListQuery {
 const DEFAULT_PAGE: usize = 50;
 /// The largest page.
 const MAX_PAGE: usize = 1000;
+/// The most jobs an unpaged `GET /jobs` lists.
+const MAX_UNPAGED: usize = 10_000;
 
 async fn list_jobs(
     State(state): State<AppState>,
@@ -145,11 +148,34 @@ async fn list_jobs(
         || query.task.is_some()
         || query.jobstore.is_some()
         || query.last_run.is_some();
-    if !paged {
+    // Unpaged, every job up to [`MAX_UNPAGED`]; past that the first ones and `total`,
+    // so no token makes one request read a million jobs.
+    if !paged && state.scheduler.count_jobs().await? <= MAX_UNPAGED as u64 {
         let jobs = state.scheduler.get_jobs().await?;
         return Ok(axum::Json(JobList {
             jobs: jobs.iter().map(JobView::from).collect(),
             total: None,
+            facets: None,
+        }));
+    }
+    if !paged {
+        let listed = state
+            .scheduler
+            .list_jobs(
+                &JobQuery {
+                    limit: MAX_UNPAGED,
+                    ..JobQuery::default()
+                },
+                None,
+            )
+            .await?;
+        return Ok(axum::Json(JobList {
+            jobs: listed
+                .jobs
+                .iter()
+                .map(|(store, job)| JobView::from(job).in_store(store.clone()))
+                .collect(),
+            total: Some(listed.total),
             facets: None,
         }));
     }
@@ -262,6 +288,7 @@ async fn create_job(state: &AppState, body: &Bytes) -> Result<StoredResponse, Ap
             }
         }
     }
+    check_trigger(&new.trigger, trigger_context(state), "trigger").await?;
     let spec: JobSpec = new.into();
     let jobstore = state.scheduler.jobstore_for(&spec).to_owned();
     let job = state
@@ -385,12 +412,15 @@ async fn job_fire_times(
     let zone = job.trigger.timezone();
     let fire_times = match job.next_run_time {
         None => Vec::new(),
-        Some(next) => job
-            .trigger
-            .fire_times(next)
-            .take(count)
-            .map(|instant| format_instant(instant, &zone))
-            .collect(),
+        Some(next) => {
+            let trigger = job.trigger.clone();
+            off_workers(move |deadline| trigger.try_fire_times(next, count, Some(deadline)))
+                .await?
+                .map_err(|error| too_costly("trigger", error))?
+                .into_iter()
+                .map(|instant| format_instant(instant, &zone))
+                .collect()
+        }
     };
     Ok(axum::Json(FireTimes {
         fire_times,
@@ -416,6 +446,9 @@ async fn modify_job(
             ),
         )
         .with_field("args"));
+    }
+    if let Some(trigger) = &changes.trigger {
+        check_trigger(trigger, trigger_context(&state), "trigger").await?;
     }
     let job = state.scheduler.modify_job(&id, changes).await?;
     Ok(axum::Json(JobView::from(&job)))
@@ -491,11 +524,17 @@ async fn reschedule_job(
     Json(reschedule): Json<Reschedule>,
 ) -> Result<axum::Json<JobView>, ApiError> {
     refuse_config_owned(&state.scheduler, &id).await?;
+    check_trigger(&reschedule.trigger, trigger_context(&state), "trigger").await?;
     let job = state
         .scheduler
         .reschedule_job(&id, reschedule.trigger)
         .await?;
     Ok(axum::Json(JobView::from(&job)))
+}
+
+/// What the scheduler builds a request's trigger against: its clock and zone.
+fn trigger_context(state: &AppState) -> TriggerContext {
+    TriggerContext::new(state.scheduler.clock().now()).with_timezone(state.scheduler.timezone())
 }
 
 async fn find(scheduler: &Scheduler, id: &str) -> Result<Job, ApiError> {

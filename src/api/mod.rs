@@ -24,6 +24,7 @@
 
 mod auth;
 mod cluster;
+mod compute;
 mod error;
 mod events;
 mod extract;
