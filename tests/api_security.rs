@@ -313,3 +313,38 @@ async fn a_nested_trigger_is_422_within_a_second_and_health_answers_meanwhile() 
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Outbound requests of API-created http jobs
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_http_job_to_the_metadata_service_is_refused_saying_why() {
+    let (tasks, _) = common::recording_tasks();
+    let mut tasks = tasks;
+    tasks.register("http", kairos::task::http::HttpTask::default());
+    let scheduler = Scheduler::builder()
+        .clock(ManualClock::new(t0()))
+        .tasks(tasks)
+        .store("default", MemoryStore::new())
+        .executor("default", ThreadPoolExecutor::new(2))
+        .build();
+    scheduler.start();
+    let api = Api {
+        router: app(scheduler.clone(), ApiSettings::default()),
+        scheduler,
+    };
+    let (status, body) = api
+        .send(post_json(
+            "/api/v1/jobs",
+            &json!({"id": "imds", "task": "http",
+                    "args": {"url": "http://169.254.169.254/latest/meta-data/iam/"},
+                    "trigger": {"type": "date", "delay": "1m"}}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "args.url", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("link-local"), "{message}");
+    assert!(api.scheduler.get_job("imds").await.unwrap().is_none());
+}

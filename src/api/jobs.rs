@@ -25,6 +25,7 @@ use super::{AppState, Routes, Verb, PREFIX};
 use crate::job::{Job, JobChanges, JobOptions, JobSpec};
 use crate::scheduler::Scheduler;
 use crate::store::JobQuery;
+use crate::task::outbound::never_reachable;
 use crate::trigger::datetime::format_instant;
 use crate::trigger::{TriggerContext, TriggerSpec};
 
@@ -276,6 +277,20 @@ async fn create_job(state: &AppState, body: &Bytes) -> Result<StoredResponse, Ap
             ),
         )
         .with_field("task"));
+    }
+    // The `http` task refuses these when it runs; saying so now is kinder.
+    if new.task == "http" {
+        let url = new
+            .args
+            .get("url")
+            .and_then(|url| url.as_str())
+            .unwrap_or_default();
+        if let Some(refusal) = never_reachable(url) {
+            return Err(ApiError::invalid(
+                "args.url",
+                format!("args.url: {refusal}"),
+            ));
+        }
     }
     if let Some(id) = &new.id {
         check_id(id)?;

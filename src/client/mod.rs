@@ -765,6 +765,7 @@ mod tests {
             rate_limit_burst: 400,
             ui: true,
             allowed_hosts: Vec::new(),
+            http_allow: Vec::new(),
         }
     }
 

@@ -26,6 +26,7 @@ use crate::job::JobDefaults;
 use crate::scheduler::HistoryRetention;
 use crate::store::url::{expand, StoreUrl, StoreUrlError};
 use crate::suggest;
+use crate::task::outbound::AllowRule;
 use crate::task::{SettingsErrorKind, TaskRegistry};
 use crate::trigger::Zone;
 
@@ -458,6 +459,7 @@ pub(crate) fn check_api(
         rate_limit_burst: DEFAULT_RATE_LIMIT * 2,
         ui: true,
         allowed_hosts: Vec::new(),
+        http_allow: Vec::new(),
     };
     let Some(section) = &raw.api else {
         return api;
@@ -538,6 +540,15 @@ pub(crate) fn check_api(
                 "{name:?} is not a host name or address such as \"kairos.internal\" or \"10.0.0.5\""
             );
             errors.push(invalid(source, host, &key, message));
+        }
+    }
+    for (index, rule) in raw_api.http_allow.iter().flatten().enumerate() {
+        match AllowRule::parse(rule.get_ref()) {
+            Ok(_) => api.http_allow.push(rule.get_ref().trim().to_owned()),
+            Err(message) => {
+                let key = format!("api.http_allow[{index}]");
+                errors.push(invalid(source, rule, &key, message));
+            }
         }
     }
     // On by default only where the API is private to the machine; elsewhere the

@@ -199,6 +199,10 @@ pub struct ApiConfig {
     /// that requests may name in `Host` and whose pages may change things (`Origin`);
     /// default none. See docs/threat-model.md.
     pub allowed_hosts: Vec<String>,
+    /// `http_allow`: host names and CIDR ranges whose loopback and private addresses
+    /// `http` jobs added through the API may reach; default none. Link-local and
+    /// metadata addresses are refused whatever it says (see `task/outbound.rs`).
+    pub http_allow: Vec<String>,
 }
 
 impl fmt::Debug for ApiConfig {
@@ -214,6 +218,7 @@ impl fmt::Debug for ApiConfig {
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("ui", &self.ui)
             .field("allowed_hosts", &self.allowed_hosts)
+            .field("http_allow", &self.http_allow)
             .finish()
     }
 }

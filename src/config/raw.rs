@@ -169,6 +169,7 @@ pub(crate) struct RawApi {
     pub(crate) rate_limit_burst: Option<Spanned<u32>>,
     pub(crate) ui: Option<bool>,
     pub(crate) allowed_hosts: Option<Vec<Spanned<String>>>,
+    pub(crate) http_allow: Option<Vec<Spanned<String>>>,
 }
 
 /// `[log]`.

@@ -264,7 +264,15 @@ pub async fn build_scheduler(
 ) -> Result<Scheduler, DaemonError> {
     // Connects to nothing: the tasks open their databases when they first run, so a
     // database that is down delays no start.
-    tasks.configure(&config.tasks)?;
+    // `[api] http_allow` is the `http` task's setting (see task/outbound.rs).
+    let mut settings = config.tasks.clone();
+    if !config.api.http_allow.is_empty() {
+        settings.insert(
+            crate::task::http::SETTINGS_SECTION.to_owned(),
+            serde_json::json!({ "allow": config.api.http_allow }),
+        );
+    }
+    tasks.configure(&settings)?;
     let mut builder = Scheduler::builder()
         .id(config.scheduler.node_id.clone())
         .timezone(config.scheduler.timezone)

@@ -417,6 +417,7 @@ mod tests {
             run_id: "run-1".to_owned(),
             scheduled_time: "2024-03-10T07:00:00.25Z".parse().expect("a valid time"),
             args,
+            from_config: false,
         }
     }
 
