@@ -604,3 +604,60 @@ async fn a_cross_site_pause_and_a_foreign_host_are_refused_by_the_daemon() {
         .unwrap();
     assert_eq!(own.status(), StatusCode::OK);
 }
+
+/// docs/threat-model.md, "Job authors": a `command` job that runs `env` sees none of
+/// the daemon's secrets (the API token, a database password from an
+/// `EnvironmentFile`), only PATH, HOME, LANG, TZ and its own `env`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_job_running_env_sees_none_of_the_daemons_secrets() {
+    let dir = temp_dir("api-clean-env");
+    write(
+        &dir,
+        "config.toml",
+        r#"[scheduler]
+shutdown_timeout = "2s"
+
+[jobstores.default]
+url = "sqlite://state/kairos.db"
+
+[executors.default]
+type = "threadpool"
+
+[api]
+listen = "127.0.0.1:0"
+token = "${KAIROS_TEST_API_TOKEN}"
+allowed_tasks = ["command"]
+"#,
+    );
+    let daemon = Daemon::start_with_env(
+        &dir,
+        &[
+            ("KAIROS_TEST_API_TOKEN", WRITE_TOKEN),
+            ("SHOP_DB_PASSWORD", "hunter2-db"),
+        ],
+    );
+    let api = Api::new(&daemon);
+    let out = dir.join("env.txt");
+    let added = api
+        .post(
+            "/jobs",
+            json!({"id": "env", "task": "command",
+                   "args": {"argv": ["sh", "-c", format!("env > {}", out.display())],
+                            "env": {"JOB_SETTING": "mine"}},
+                   "trigger": {"type": "date", "delay": "0s"}}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.json);
+    assert!(
+        wait_until(Duration::from_secs(10), || std::fs::read_to_string(&out)
+            .is_ok_and(|text| text.contains("JOB_SETTING"))),
+        "the job did not run:\n{}",
+        daemon.log()
+    );
+    let seen = std::fs::read_to_string(&out).unwrap();
+    assert!(!seen.contains("hunter2-db"), "{seen}");
+    assert!(!seen.contains(WRITE_TOKEN), "{seen}");
+    assert!(seen.contains("JOB_SETTING=mine"), "{seen}");
+    assert!(seen.contains("PATH="), "{seen}");
+    assert!(seen.contains("KAIROS_JOB_ID=env"), "{seen}");
+}

@@ -348,3 +348,64 @@ async fn an_api_http_job_to_the_metadata_service_is_refused_saying_why() {
     assert!(message.contains("link-local"), "{message}");
     assert!(api.scheduler.get_job("imds").await.unwrap().is_none());
 }
+
+// ---------------------------------------------------------------------------------------
+// Secrets
+// ---------------------------------------------------------------------------------------
+
+/// A dashboard's read-only token sees that a job sends an Authorization header, not
+/// the header's value, nor the password in its URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_token_sees_job_args_with_secrets_hidden() {
+    let (mut tasks, _) = common::recording_tasks();
+    tasks.register("http", kairos::task::http::HttpTask::default());
+    let scheduler = Scheduler::builder()
+        .clock(ManualClock::new(t0()))
+        .tasks(tasks)
+        .store("default", MemoryStore::new())
+        .executor("default", ThreadPoolExecutor::new(2))
+        .build();
+    scheduler.start();
+    let settings = ApiSettings {
+        tokens: vec!["rw".to_owned()],
+        read_tokens: vec!["ro".to_owned()],
+        ..ApiSettings::default()
+    };
+    let api = Api {
+        router: app(scheduler.clone(), settings),
+        scheduler,
+    };
+    let job = json!({"id": "billing", "task": "http",
+        "args": {"url": "https://svc:url-pass@billing.example/run",
+                 "headers": {"Authorization": "Bearer header-secret"}},
+        "trigger": {"type": "interval", "hours": 1}});
+    let mut add = post_json("/api/v1/jobs", &job);
+    add.headers_mut()
+        .insert(header::AUTHORIZATION, "Bearer rw".parse().unwrap());
+    assert_eq!(api.send(add).await.0, StatusCode::CREATED);
+    let get = |token: &'static str, uri: &'static str| {
+        Request::builder()
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    for uri in [
+        "/api/v1/jobs/billing",
+        "/api/v1/jobs",
+        "/api/v1/jobs?limit=10",
+    ] {
+        let (status, body) = api.send(get("ro", uri)).await;
+        assert_eq!(status, StatusCode::OK);
+        let shown = body.to_string();
+        assert!(!shown.contains("header-secret"), "{uri}: {shown}");
+        assert!(!shown.contains("url-pass"), "{uri}: {shown}");
+        assert!(shown.contains("Authorization"), "{uri}: {shown}");
+    }
+    // The writer, who could change them anyway, sees them.
+    let (_, body) = api.send(get("rw", "/api/v1/jobs/billing")).await;
+    assert_eq!(
+        body["args"]["headers"]["Authorization"],
+        "Bearer header-secret"
+    );
+}

@@ -13,9 +13,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::auth::Grant;
 use super::compute::{check_trigger, off_workers, too_costly};
 use super::error::ApiError;
 use super::extract::{bounded, parse_json, Json, JsonBody, Path, Query};
@@ -140,8 +142,10 @@ const MAX_UNPAGED: usize = 10_000;
 
 async fn list_jobs(
     State(state): State<AppState>,
+    grant: Option<Extension<Grant>>,
     Query(query): Query<ListQuery>,
 ) -> Result<axum::Json<JobList>, ApiError> {
+    let hide = read_only(grant.as_ref());
     let paged = query.limit.is_some()
         || query.offset.is_some()
         || query.q.is_some()
@@ -154,7 +158,10 @@ async fn list_jobs(
     if !paged && state.scheduler.count_jobs().await? <= MAX_UNPAGED as u64 {
         let jobs = state.scheduler.get_jobs().await?;
         return Ok(axum::Json(JobList {
-            jobs: jobs.iter().map(JobView::from).collect(),
+            jobs: jobs
+                .iter()
+                .map(|job| JobView::from(job).redacted_if(hide))
+                .collect(),
             total: None,
             facets: None,
         }));
@@ -174,7 +181,7 @@ async fn list_jobs(
             jobs: listed
                 .jobs
                 .iter()
-                .map(|(store, job)| JobView::from(job).in_store(store.clone()))
+                .map(|(store, job)| JobView::from(job).in_store(store.clone()).redacted_if(hide))
                 .collect(),
             total: Some(listed.total),
             facets: None,
@@ -206,7 +213,7 @@ async fn list_jobs(
         .await?;
     let mut jobs = Vec::with_capacity(listed.jobs.len());
     for (store, job) in listed.jobs {
-        let mut view = JobView::from(&job).in_store(store);
+        let mut view = JobView::from(&job).in_store(store).redacted_if(hide);
         if query.last_run == Some(true) {
             let latest = state.scheduler.runs(Some(&job.id), 1).await?;
             view = view.with_last_run(latest.first());
@@ -386,6 +393,7 @@ fn percent_encode_segment(id: &str) -> String {
 
 async fn get_job(
     State(state): State<AppState>,
+    grant: Option<Extension<Grant>>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<JobView>, ApiError> {
     let (store, job) = state
@@ -393,7 +401,17 @@ async fn get_job(
         .locate_job(&id)
         .await?
         .ok_or_else(|| ApiError::job_not_found(&id))?;
-    Ok(axum::Json(JobView::from(&job).in_store(store)))
+    Ok(axum::Json(
+        JobView::from(&job)
+            .in_store(store)
+            .redacted_if(read_only(grant.as_ref())),
+    ))
+}
+
+/// Whether the request's token may only read: such a token sees job args with their
+/// secrets hidden (`view::redact_args`).
+fn read_only(grant: Option<&Extension<Grant>>) -> bool {
+    matches!(grant, Some(Extension(Grant::ReadOnly)))
 }
 
 #[derive(Debug, Deserialize)]
