@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
-use kairos::api::{app, ApiSettings};
+use kairos::api::{app, serve_with, ApiSettings, ServerLimits};
 use kairos::clock::ManualClock;
 use kairos::executor::pool::ThreadPoolExecutor;
 use kairos::scheduler::{Scheduler, SchedulerState};
 use kairos::store::memory::MemoryStore;
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
 use common::t0;
@@ -408,4 +409,118 @@ async fn a_read_only_token_sees_job_args_with_secrets_hidden() {
         body["args"]["headers"]["Authorization"],
         "Bearer header-secret"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Anyone who can reach the port: connections
+// ---------------------------------------------------------------------------------------
+
+/// Serves a tokenless API on a loopback port within `limits`; the address and what
+/// stops it.
+async fn serve_on_loopback(
+    limits: ServerLimits,
+    settings: ApiSettings,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let api = Api::new(settings);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve_with(
+        listener,
+        api.router.clone(),
+        limits,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (address, stop)
+}
+
+/// Whether the server closes `stream` within `patience` (a read gives 0 or fails).
+async fn closed_within(stream: &mut tokio::net::TcpStream, patience: Duration) -> bool {
+    let mut buffer = [0u8; 1024];
+    let deadline = Instant::now() + patience;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buffer)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_request_head_and_an_idle_connection_are_closed() {
+    let limits = ServerLimits {
+        header_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(500),
+        ..ServerLimits::default()
+    };
+    let (address, _stop) = serve_on_loopback(limits, ApiSettings::default()).await;
+    // Slowloris: half a request head, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+    slow.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: local")
+        .await
+        .unwrap();
+    assert!(closed_within(&mut slow, Duration::from_secs(3)).await);
+    // A connection that never says anything.
+    let mut silent = tokio::net::TcpStream::connect(address).await.unwrap();
+    assert!(closed_within(&mut silent, Duration::from_secs(3)).await);
+    // One request, then idle on keep-alive.
+    let mut idle = tokio::net::TcpStream::connect(address).await.unwrap();
+    idle.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(closed_within(&mut idle, Duration::from_secs(3)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_closed_and_the_others_served() {
+    let limits = ServerLimits {
+        max_connections: 2,
+        ..ServerLimits::default()
+    };
+    let (address, _stop) = serve_on_loopback(limits, ApiSettings::default()).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(tokio::net::TcpStream::connect(address).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = tokio::net::TcpStream::connect(address).await.unwrap();
+    assert!(closed_within(&mut third, Duration::from_secs(2)).await);
+    // A held one still gets answers.
+    let first = &mut held[0];
+    first
+        .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(2), first.read(&mut buffer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_past_the_cap_get_503() {
+    let api = Api::new(ApiSettings {
+        max_event_streams: 1,
+        ..ApiSettings::default()
+    });
+    let events = || {
+        Request::builder()
+            .uri("/api/v1/events")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let first = api.router.clone().oneshot(events()).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let second = api.router.clone().oneshot(events()).await.unwrap();
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Closing the first makes room.
+    drop(first);
+    let third = api.router.clone().oneshot(events()).await.unwrap();
+    assert_eq!(third.status(), StatusCode::OK);
 }

@@ -38,6 +38,7 @@ mod preview;
 mod rate_limit;
 mod runs;
 mod scheduler;
+mod server;
 mod ui;
 mod view;
 
@@ -63,6 +64,7 @@ use self::idempotency::IdempotencyCache;
 use self::metrics::Metrics;
 pub use self::rate_limit::RateLimit;
 use self::rate_limit::RateLimiter;
+pub use self::server::ServerLimits;
 use crate::daemon::ReloadRequest;
 use crate::scheduler::Scheduler;
 
@@ -103,6 +105,8 @@ pub struct ApiSettings {
     /// and whose pages may change things (`Origin`); see docs/threat-model.md. The
     /// daemon adds its listen address.
     pub allowed_hosts: Vec<String>,
+    /// How many `GET /events` streams may be open at once; past it, 503.
+    pub max_event_streams: usize,
 }
 
 impl Default for ApiSettings {
@@ -122,6 +126,7 @@ impl Default for ApiSettings {
             reload: None,
             ui: true,
             allowed_hosts: Vec::new(),
+            max_event_streams: 64,
         }
     }
 }
@@ -144,6 +149,7 @@ impl fmt::Debug for ApiSettings {
             .field("reload", &self.reload.is_some())
             .field("ui", &self.ui)
             .field("allowed_hosts", &self.allowed_hosts)
+            .field("max_event_streams", &self.max_event_streams)
             .finish()
     }
 }
@@ -195,6 +201,8 @@ pub(crate) struct AppState {
     pub(crate) settings: Arc<ApiSettings>,
     pub(crate) idempotency: Arc<IdempotencyCache>,
     pub(crate) metrics: Arc<Metrics>,
+    /// How many event streams are open.
+    pub(crate) event_streams: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Builds the API's router: every route under [`PREFIX`], with authentication, the
@@ -220,6 +228,7 @@ pub fn app(scheduler: Scheduler, settings: ApiSettings) -> Router {
         scheduler,
         settings: Arc::new(settings),
         metrics,
+        event_streams: Arc::default(),
     };
     let Routes {
         public, protected, ..
@@ -250,36 +259,32 @@ pub fn app(scheduler: Scheduler, settings: ApiSettings) -> Router {
         .layer(middleware::from_fn_with_state(request_timeout, guard))
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then stops accepting,
-/// ends event streams and lets requests in flight finish (for at most
-/// [`SHUTDOWN_GRACE`]).
+/// Serves `router` on `listener` until `shutdown` completes, with the default
+/// [`ServerLimits`]; see [`serve_with`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, router, ServerLimits::default(), shutdown).await
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown` completes, then stops
+/// accepting, ends event streams and lets requests in flight finish (for at most
+/// [`SHUTDOWN_GRACE`]).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (closing_sender, closing) = watch::channel(false);
-    let router = router.layer(Extension(events::Closing(closing.clone())));
+    let router = router.layer(Extension(events::Closing(closing)));
     let signal = async move {
         shutdown.await;
         closing_sender.send_replace(true);
     };
-    // With the peer's address, which the rate limiter keys tokenless clients by.
-    let service = router.into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, service).with_graceful_shutdown(signal);
-    let mut closing = closing;
-    let grace_over = async move {
-        // An error means the sender is gone, which only happens once the server is.
-        let _ = closing.wait_for(|closed| *closed).await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        served = server => served,
-        () = grace_over => {
-            tracing::warn!(grace = ?SHUTDOWN_GRACE, "API connections still open after the shutdown grace period; closing anyway");
-            Ok(())
-        }
-    }
+    server::run(listener, router, limits, signal).await
 }
 
 /// How long [`serve`] waits for requests in flight after the shutdown signal.

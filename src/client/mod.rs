@@ -766,6 +766,10 @@ mod tests {
             ui: true,
             allowed_hosts: Vec::new(),
             http_allow: Vec::new(),
+            max_connections: 512,
+            header_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(60),
+            max_event_streams: 64,
         }
     }
 

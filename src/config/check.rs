@@ -460,6 +460,10 @@ pub(crate) fn check_api(
         ui: true,
         allowed_hosts: Vec::new(),
         http_allow: Vec::new(),
+        max_connections: 512,
+        header_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+        max_event_streams: 64,
     };
     let Some(section) = &raw.api else {
         return api;
@@ -551,6 +555,7 @@ pub(crate) fn check_api(
             }
         }
     }
+    check_server_limits(source, raw_api, &mut api, errors);
     // On by default only where the API is private to the machine; elsewhere the
     // operator turns it on knowingly (the page still needs a token to show anything).
     api.ui = raw_api.ui.unwrap_or(api.listen.ip().is_loopback());
@@ -583,15 +588,64 @@ fn check_rate_limit(
     }
 }
 
+/// `max_connections`, `header_timeout`, `idle_timeout`, `max_event_streams`: the
+/// API server's limits (see `api/server.rs`); counts at least 1, durations as given.
+fn check_server_limits(
+    source: &Source,
+    raw_api: &RawApi,
+    api: &mut ApiConfig,
+    errors: &mut Vec<ConfigError>,
+) {
+    if let Some(count) = &raw_api.max_connections {
+        if let Some(count) = at_least_one(source, count, "api.max_connections", errors) {
+            api.max_connections = count as usize;
+        }
+    }
+    if let Some(count) = &raw_api.max_event_streams {
+        if let Some(count) = at_least_one(source, count, "api.max_event_streams", errors) {
+            api.max_event_streams = count as usize;
+        }
+    }
+    if let Some(timeout) = raw_api.header_timeout {
+        api.header_timeout = timeout.0;
+    }
+    if let Some(timeout) = raw_api.idle_timeout {
+        api.idle_timeout = timeout.0;
+    }
+}
+
 /// `token_file`: the token is its first line (a secret kept out of the config, e.g. a
-/// systemd credential); relative to the config file's directory.
+/// systemd credential); relative to the config file's directory, `${VAR}` expanded.
 fn read_token_file(
     source: &Source,
     file: &Spanned<String>,
     config_dir: &Path,
     errors: &mut Vec<ConfigError>,
 ) -> Option<String> {
-    let path = config_dir.join(file.get_ref());
+    // `${VAR}` expanded, for `token_file = "${CREDENTIALS_DIRECTORY}/api-token"`
+    // (a systemd credential, see systemd/kairos.service).
+    let expanded = match expand(file.get_ref(), |name| std::env::var(name).ok()) {
+        Ok(expanded) => expanded,
+        Err(StoreUrlError::MissingVariable(name)) => {
+            errors.push(invalid(
+                source,
+                file,
+                "api.token_file",
+                format!("the environment variable {name:?} is not set"),
+            ));
+            return None;
+        }
+        Err(_) => {
+            errors.push(invalid(
+                source,
+                file,
+                "api.token_file",
+                "has an unfinished ${…}; write ${NAME} to read the variable NAME",
+            ));
+            return None;
+        }
+    };
+    let path = config_dir.join(expanded);
     match std::fs::read_to_string(&path) {
         Ok(text) => match text.lines().next().map(str::trim) {
             Some(token) if !token.is_empty() => Some(token.to_owned()),

@@ -203,6 +203,14 @@ pub struct ApiConfig {
     /// `http` jobs added through the API may reach; default none. Link-local and
     /// metadata addresses are refused whatever it says (see `task/outbound.rs`).
     pub http_allow: Vec<String>,
+    /// `max_connections`: connections open at once; default 512.
+    pub max_connections: usize,
+    /// `header_timeout`: how long a client may take to send a request head; default 10 s.
+    pub header_timeout: Duration,
+    /// `idle_timeout`: how long a connection may sit without traffic; default 60 s.
+    pub idle_timeout: Duration,
+    /// `max_event_streams`: `GET /events` streams open at once; default 64.
+    pub max_event_streams: usize,
 }
 
 impl fmt::Debug for ApiConfig {
@@ -219,6 +227,10 @@ impl fmt::Debug for ApiConfig {
             .field("ui", &self.ui)
             .field("allowed_hosts", &self.allowed_hosts)
             .field("http_allow", &self.http_allow)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_event_streams", &self.max_event_streams)
             .finish()
     }
 }

@@ -170,6 +170,10 @@ pub(crate) struct RawApi {
     pub(crate) ui: Option<bool>,
     pub(crate) allowed_hosts: Option<Vec<Spanned<String>>>,
     pub(crate) http_allow: Option<Vec<Spanned<String>>>,
+    pub(crate) max_connections: Option<Spanned<u32>>,
+    pub(crate) header_timeout: Option<HumaneDuration>,
+    pub(crate) idle_timeout: Option<HumaneDuration>,
+    pub(crate) max_event_streams: Option<Spanned<u32>>,
 }
 
 /// `[log]`.

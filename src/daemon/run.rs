@@ -222,6 +222,7 @@ async fn start_api(
         reload: Some(reloads),
         ui: config.api.ui,
         allowed_hosts: allowed_hosts(&config.api),
+        max_event_streams: config.api.max_event_streams,
         ..ApiSettings::default()
     };
     let address = config.api.listen;
@@ -232,7 +233,12 @@ async fn start_api(
     let bound = listener.local_addr().unwrap_or(address);
     let router = api::app(scheduler.clone(), settings);
     let (stop, stopped) = oneshot::channel::<()>();
-    let served = tokio::spawn(api::serve(listener, router, async move {
+    let limits = api::ServerLimits {
+        max_connections: config.api.max_connections,
+        header_timeout: config.api.header_timeout,
+        idle_timeout: config.api.idle_timeout,
+    };
+    let served = tokio::spawn(api::serve_with(listener, router, limits, async move {
         let _ = stopped.await;
     }));
     tracing::info!(listen = %bound, "API listening on http://{bound}{}", api::PREFIX);
