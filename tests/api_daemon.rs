@@ -661,3 +661,45 @@ allowed_tasks = ["command"]
     assert!(seen.contains("PATH="), "{seen}");
     assert!(seen.contains("KAIROS_JOB_ID=env"), "{seen}");
 }
+
+/// `[api.tokens.NAME]` from the config file: the order service's token adds its
+/// jobs, may not pause the scheduler, and each change is an audit line with its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_token_is_scoped_and_audited() {
+    let daemon = start_daemon(
+        "api-named-token",
+        "\n[api.tokens.orders]\ntoken = \"orders-secret\"\naccess = \"write\"\ntasks = [\"orders.cancel\"]\n",
+    );
+    let api = Api::new(&daemon);
+    let added = api
+        .call_as(
+            "orders-secret",
+            Method::POST,
+            "/jobs",
+            Some(
+                json!({"id": "order-cancel-9", "task": "orders.cancel", "args": {"order_id": 9},
+                        "trigger": {"type": "date", "delay": "30m"}}),
+            ),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.json);
+    api.call_as("orders-secret", Method::POST, "/scheduler/pause", None)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "token_scope");
+    api.call_as(
+        "orders-secret",
+        Method::POST,
+        "/jobs",
+        Some(json!({"task": "command", "args": {"argv": ["true"]},
+                    "trigger": {"type": "date", "delay": "30m"}})),
+    )
+    .await
+    .assert_error(StatusCode::FORBIDDEN, "task_not_allowed");
+    assert!(
+        wait_until(Duration::from_secs(5), || daemon.log().lines().any(
+            |line| line.contains("API change") && line.contains("orders") && line.contains("201")
+        )),
+        "no audit line:\n{}",
+        daemon.log()
+    );
+}

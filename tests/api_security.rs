@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
-use kairos::api::{app, serve_with, ApiSettings, ServerLimits};
+use kairos::api::{app, serve_with, ApiSettings, NamedToken, ServerLimits};
 use kairos::clock::ManualClock;
 use kairos::executor::pool::ThreadPoolExecutor;
 use kairos::scheduler::{Scheduler, SchedulerState};
@@ -523,4 +523,204 @@ async fn event_streams_past_the_cap_get_503() {
     drop(first);
     let third = api.router.clone().oneshot(events()).await.unwrap();
     assert_eq!(third.status(), StatusCode::OK);
+}
+
+// ---------------------------------------------------------------------------------------
+// API clients by token: names, scopes, rates
+// ---------------------------------------------------------------------------------------
+
+/// An admin token, a read token, and the order service's token that may only schedule
+/// `orders.cancel`.
+fn with_order_service() -> Api {
+    let (mut tasks, _) = common::recording_tasks();
+    tasks.register_fn("orders.cancel", |_run: kairos::task::TaskRun| async {
+        Ok::<String, kairos::task::TaskFailure>(String::new())
+    });
+    tasks.register("http", kairos::task::http::HttpTask::default());
+    let scheduler = Scheduler::builder()
+        .clock(ManualClock::new(t0()))
+        .tasks(tasks)
+        .store("default", MemoryStore::new())
+        .executor("default", ThreadPoolExecutor::new(2))
+        .build();
+    scheduler.start();
+    let settings = ApiSettings {
+        tokens: vec!["admin".to_owned()],
+        named_tokens: vec![NamedToken {
+            name: "orders".to_owned(),
+            token: "orders-secret".to_owned(),
+            write: true,
+            tasks: Some(vec!["orders.cancel".to_owned()]),
+            rate_limit: None,
+        }],
+        allowed_tasks: Some(vec![
+            "record".to_owned(),
+            "orders.cancel".to_owned(),
+            "http".to_owned(),
+            "command".to_owned(),
+        ]),
+        ..ApiSettings::default()
+    };
+    Api {
+        router: app(scheduler.clone(), settings),
+        scheduler,
+    }
+}
+
+fn as_token(token: &str, method: &str, uri: &str, body: Option<&Value>) -> Request<Body> {
+    let builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+    match body {
+        Some(body) => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+        None if method == "POST" => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::empty())
+            .unwrap(),
+        None => builder.body(Body::empty()).unwrap(),
+    }
+}
+
+fn cancel_job(id: &str) -> Value {
+    json!({"id": id, "task": "orders.cancel", "args": {"order_id": 1},
+           "trigger": {"type": "date", "delay": "30m"}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_service_token_schedules_orders_cancel_and_nothing_else() {
+    let api = with_order_service();
+    let added = api
+        .send(as_token(
+            "orders-secret",
+            "POST",
+            "/api/v1/jobs",
+            Some(&cancel_job("order-cancel-1")),
+        ))
+        .await;
+    assert_eq!(added.0, StatusCode::CREATED, "{}", added.1);
+    for (task, args) in [
+        ("http", json!({"url": "https://example.com/"})),
+        ("command", json!({"argv": ["true"]})),
+    ] {
+        let job = json!({"task": task, "args": args, "trigger": {"type": "date", "delay": "1h"}});
+        let (status, body) = api
+            .send(as_token(
+                "orders-secret",
+                "POST",
+                "/api/v1/jobs",
+                Some(&job),
+            ))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{task}: {body}");
+        assert_eq!(code(&body), "task_not_allowed");
+    }
+    // Nothing scheduler-wide.
+    for uri in ["/api/v1/scheduler/pause", "/api/v1/scheduler/reload"] {
+        let (status, body) = api.send(as_token("orders-secret", "POST", uri, None)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{uri}: {body}");
+        assert_eq!(code(&body), "token_scope");
+    }
+    assert_eq!(api.scheduler.state(), SchedulerState::Running);
+    // Not the admin's jobs of other tasks.
+    let admin_job =
+        json!({"id": "report", "task": "record", "trigger": {"type": "interval", "hours": 1}});
+    let added = api
+        .send(as_token("admin", "POST", "/api/v1/jobs", Some(&admin_job)))
+        .await;
+    assert_eq!(added.0, StatusCode::CREATED);
+    for (method, uri) in [
+        ("DELETE", "/api/v1/jobs/report"),
+        ("POST", "/api/v1/jobs/report/pause"),
+        ("POST", "/api/v1/jobs/report/run"),
+    ] {
+        let (status, body) = api.send(as_token("orders-secret", method, uri, None)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {uri}: {body}");
+        assert_eq!(code(&body), "token_scope");
+    }
+    // Its own: removed when the order is paid.
+    let removed = api
+        .send(as_token(
+            "orders-secret",
+            "DELETE",
+            "/api/v1/jobs/order-cancel-1",
+            None,
+        ))
+        .await;
+    assert_eq!(removed.0, StatusCode::NO_CONTENT);
+    // The admin token still pauses.
+    let paused = api
+        .send(as_token("admin", "POST", "/api/v1/scheduler/pause", None))
+        .await;
+    assert_eq!(paused.0, StatusCode::OK);
+}
+
+/// The order service adds 2,000 cancel jobs one after another: with the defaults, an
+/// authenticated client is not throttled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_authenticated_adds_in_a_burst_get_no_429() {
+    let api = with_order_service();
+    for order in 0..2000 {
+        let (status, body) = api
+            .send(as_token(
+                "orders-secret",
+                "POST",
+                "/api/v1/jobs",
+                Some(&cancel_job(&format!("order-cancel-{order}"))),
+            ))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "add {order}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_authentications_are_throttled_and_valid_tokens_are_not() {
+    let api = with_order_service();
+    let mut limited = 0;
+    for attempt in 0..40 {
+        let guess = format!("guess-{attempt}");
+        let (status, _) = api
+            .send(as_token(&guess, "GET", "/api/v1/jobs", None))
+            .await;
+        match status {
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::TOO_MANY_REQUESTS => limited += 1,
+            other => panic!("attempt {attempt}: {other}"),
+        }
+    }
+    assert!(limited >= 15, "only {limited} of 40 guesses were held back");
+    // The service with a valid token is not held back.
+    let (status, _) = api
+        .send(as_token("orders-secret", "GET", "/api/v1/jobs", None))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Two clients that happen to pick the same Idempotency-Key each get their own job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_are_kept_per_token() {
+    let api = with_order_service();
+    let with_key = |token: &str, body: &Value| {
+        let mut request = as_token(token, "POST", "/api/v1/jobs", Some(body));
+        request
+            .headers_mut()
+            .insert("idempotency-key", "order-7".parse().unwrap());
+        request
+    };
+    let mine = api
+        .send(with_key("orders-secret", &cancel_job("order-cancel-7")))
+        .await;
+    assert_eq!(mine.0, StatusCode::CREATED);
+    let theirs = api
+        .send(with_key(
+            "admin",
+            &json!({"id": "admin-7", "task": "record", "trigger": {"type": "date", "delay": "1h"}}),
+        ))
+        .await;
+    assert_eq!(theirs.0, StatusCode::CREATED, "{}", theirs.1);
+    assert_eq!(theirs.1["id"], "admin-7");
+    assert!(api.scheduler.get_job("admin-7").await.unwrap().is_some());
 }

@@ -17,7 +17,7 @@ use axum::Extension;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::auth::Grant;
+use super::auth::{Caller, Grant};
 use super::compute::{check_trigger, off_workers, too_costly};
 use super::error::ApiError;
 use super::extract::{bounded, parse_json, Json, JsonBody, Path, Query};
@@ -31,8 +31,9 @@ use crate::task::outbound::never_reachable;
 use crate::trigger::datetime::format_instant;
 use crate::trigger::{TriggerContext, TriggerSpec};
 
-/// The longest job id accepted: ids go into URLs and store keys.
-const MAX_ID_LENGTH: usize = 256;
+/// The longest job id accepted, in bytes: ids go into URLs and store keys, and the
+/// MySQL store's id columns are `VARCHAR(255)` (characters, so 255 bytes always fit).
+const MAX_ID_LENGTH: usize = 255;
 
 pub(super) fn routes(routes: Routes) -> Routes {
     routes
@@ -233,6 +234,7 @@ async fn list_jobs(
 /// `POST /jobs`, idempotent when the request carries an `Idempotency-Key`.
 async fn add_job(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
@@ -246,16 +248,18 @@ async fn add_job(
         })?),
     };
     let Some(key) = key else {
-        return Ok(created_response(create_job(&state, &body).await?));
+        return Ok(created_response(create_job(&state, &caller, &body).await?));
     };
-    let pending = match state.idempotency.begin(key, &body)? {
+    // Keys are per token: one client's key never replays another client's answer.
+    let key = format!("{}\u{0}{key}", caller.name);
+    let pending = match state.idempotency.begin(&key, &body)? {
         Begin::Replay(stored) => return Ok(replay(stored)),
         Begin::Fresh(pending) => pending,
     };
     // Created in its own task, so a client that hangs up mid-request cannot cancel it
     // between the store write and the cache entry: the retry must find the entry.
     let handled = tokio::spawn(async move {
-        let created = create_job(&state, &body).await;
+        let created = create_job(&state, &caller, &body).await;
         if let Ok(stored) = &created {
             pending.finish(stored.clone());
         }
@@ -272,18 +276,14 @@ async fn add_job(
 }
 
 /// Checks and adds the job in `body`; the 201 response as it is kept for retries.
-async fn create_job(state: &AppState, body: &Bytes) -> Result<StoredResponse, ApiError> {
+async fn create_job(
+    state: &AppState,
+    caller: &Caller,
+    body: &Bytes,
+) -> Result<StoredResponse, ApiError> {
     let new: NewJob = parse_json(body)?;
-    if !state.settings.task_allowed(&new.task) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "task_not_allowed",
-            format!(
-                "task {:?} may not be used through the API (see [api] allowed_tasks)",
-                new.task
-            ),
-        )
-        .with_field("task"));
+    if !caller.may_use_task(&new.task, &state.settings) {
+        return Err(task_not_allowed(caller, &new.task));
     }
     // The `http` task refuses these when it runs; saying so now is kinder.
     if new.task == "http" {
@@ -305,8 +305,11 @@ async fn create_job(state: &AppState, body: &Bytes) -> Result<StoredResponse, Ap
         // simply added.
         if new.replace_existing {
             let existing = state.scheduler.get_job(id).await?;
-            if existing.is_some_and(|job| job.is_from_config()) {
-                return Err(ApiError::config_owned(id));
+            if let Some(existing) = existing {
+                if existing.is_from_config() {
+                    return Err(ApiError::config_owned(id));
+                }
+                check_scope(caller, &existing)?;
             }
         }
     }
@@ -328,6 +331,39 @@ async fn create_job(state: &AppState, body: &Bytes) -> Result<StoredResponse, Ap
         body: Bytes::from(body),
         location: Some(format!("{PREFIX}/jobs/{}", percent_encode_segment(&job.id))),
     })
+}
+
+/// 403: `caller` may not add or change jobs of `task`.
+fn task_not_allowed(caller: &Caller, task: &str) -> ApiError {
+    let why = if caller.tasks.is_some() {
+        format!(
+            "token {:?} may only use the tasks listed for it",
+            &*caller.name
+        )
+    } else {
+        "see [api] allowed_tasks".to_owned()
+    };
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "task_not_allowed",
+        format!("task {task:?} may not be used through the API ({why})"),
+    )
+    .with_field("task")
+}
+
+/// 403 when a scoped token would change a job of a task outside its scope.
+fn check_scope(caller: &Caller, job: &Job) -> Result<(), ApiError> {
+    match &caller.tasks {
+        Some(tasks) if !tasks.contains(&job.task) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "token_scope",
+            format!(
+                "token {:?} may not change job {:?}: its task {:?} is not one of the token's",
+                &*caller.name, job.id, job.task
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_id(id: &str) -> Result<(), ApiError> {
@@ -463,10 +499,12 @@ async fn job_fire_times(
 
 async fn modify_job(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Json(changes): Json<JobChanges>,
 ) -> Result<axum::Json<JobView>, ApiError> {
     let job = refuse_config_owned(&state.scheduler, &id).await?;
+    check_scope(&caller, &job)?;
     // New args are the one change that alters what a job does on the host, so a job
     // whose task the API may not add may not be given new args either.
     if changes.args.is_some() && !state.settings.task_allowed(&job.task) {
@@ -489,17 +527,21 @@ async fn modify_job(
 
 async fn remove_job(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    refuse_config_owned(&state.scheduler, &id).await?;
+    let job = refuse_config_owned(&state.scheduler, &id).await?;
+    check_scope(&caller, &job)?;
     state.scheduler.remove_job(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn pause_job(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<JobView>, ApiError> {
+    check_scope(&caller, &find(&state.scheduler, &id).await?)?;
     let job = state.scheduler.pause_job(&id).await?;
     Ok(axum::Json(JobView::from(&job)))
 }
@@ -515,8 +557,10 @@ struct Removed {
 
 async fn resume_job(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    check_scope(&caller, &find(&state.scheduler, &id).await?)?;
     Ok(match state.scheduler.resume_job(&id).await? {
         Some(job) => axum::Json(JobView::from(&job)).into_response(),
         None => axum::Json(Removed {
@@ -536,8 +580,10 @@ struct RunStarted {
 
 async fn run_job(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, axum::Json<RunStarted>), ApiError> {
+    check_scope(&caller, &find(&state.scheduler, &id).await?)?;
     let run_id = state.scheduler.run_job_now(&id).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -553,10 +599,12 @@ struct Reschedule {
 
 async fn reschedule_job(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Json(reschedule): Json<Reschedule>,
 ) -> Result<axum::Json<JobView>, ApiError> {
-    refuse_config_owned(&state.scheduler, &id).await?;
+    let job = refuse_config_owned(&state.scheduler, &id).await?;
+    check_scope(&caller, &job)?;
     check_trigger(&reschedule.trigger, trigger_context(&state), "trigger").await?;
     let job = state
         .scheduler

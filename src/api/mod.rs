@@ -71,6 +71,34 @@ use crate::scheduler::Scheduler;
 /// The prefix of every API route.
 pub const PREFIX: &str = "/api/v1";
 
+/// A named token (`[api.tokens.NAME]`): what it may do and how fast.
+#[derive(Clone)]
+pub struct NamedToken {
+    /// Its name, in the audit log and in errors; never the secret.
+    pub name: String,
+    /// The secret a client presents as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Whether it may change things (`access = "write"`) or only read.
+    pub write: bool,
+    /// For a write token: the only tasks whose jobs it may add and change, and then
+    /// nothing scheduler-wide. `None`: the API's task policy, and everything else.
+    pub tasks: Option<Vec<String>>,
+    /// Its own request rate; `None`: [`ApiSettings::rate_limit`].
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl fmt::Debug for NamedToken {
+    /// The secret is never shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NamedToken")
+            .field("name", &self.name)
+            .field("write", &self.write)
+            .field("tasks", &self.tasks)
+            .field("rate_limit", &self.rate_limit)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The API's settings (`[api]` in the daemon's config).
 #[derive(Clone)]
 pub struct ApiSettings {
@@ -80,6 +108,8 @@ pub struct ApiSettings {
     pub tokens: Vec<String>,
     /// Bearer tokens that may only read (`GET`): dashboards and monitoring.
     pub read_tokens: Vec<String>,
+    /// Named tokens, with their access, tasks and rate (`[api.tokens.NAME]`).
+    pub named_tokens: Vec<NamedToken>,
     /// The tasks that jobs added through the API may name. `None`: every registered
     /// task except `command`, which runs programs on the host and so must be allowed by
     /// name.
@@ -93,9 +123,12 @@ pub struct ApiSettings {
     pub idempotency_ttl: Duration,
     /// How many `Idempotency-Key`s are remembered at most; the oldest go first.
     pub idempotency_capacity: usize,
-    /// How many requests each client may make: per configured token, or per client
-    /// address for requests without one. `None`: no limit.
+    /// How many requests each client may make: per configured token (unless it has
+    /// a limit of its own), or per client address for requests without one. `None`
+    /// (the default): no limit.
     pub rate_limit: Option<RateLimit>,
+    /// How many failed authentications (401) each address may have; past it, 429.
+    pub auth_failure_limit: RateLimit,
     /// Where `POST /scheduler/reload` sends its request: the daemon's reload path.
     /// `None` (a scheduler embedded without config files): the route answers 409.
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
@@ -110,19 +143,24 @@ pub struct ApiSettings {
 }
 
 impl Default for ApiSettings {
-    /// No tokens, the default task policy, 64 KiB bodies, 30 s requests, 200
-    /// requests a second per client (bursts of 400), and idempotency keys kept 24 h,
-    /// 10,000 at most; the web page on.
+    /// No tokens, the default task policy, 64 KiB bodies, 30 s requests, no request
+    /// rate limit but 20 failed authentications per address (then one a second), and
+    /// idempotency keys kept 24 h, 10,000 at most; the web page on.
     fn default() -> ApiSettings {
         ApiSettings {
             tokens: Vec::new(),
             read_tokens: Vec::new(),
+            named_tokens: Vec::new(),
             allowed_tasks: None,
             body_limit: 64 * 1024,
             request_timeout: Duration::from_secs(30),
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
             idempotency_capacity: 10_000,
-            rate_limit: Some(RateLimit::per_second(200)),
+            rate_limit: None,
+            auth_failure_limit: RateLimit {
+                per_second: 1.0,
+                burst: 20,
+            },
             reload: None,
             ui: true,
             allowed_hosts: Vec::new(),
@@ -140,12 +178,14 @@ impl fmt::Debug for ApiSettings {
                 "read_tokens",
                 &format_args!("[{} redacted]", self.read_tokens.len()),
             )
+            .field("named_tokens", &self.named_tokens)
             .field("allowed_tasks", &self.allowed_tasks)
             .field("body_limit", &self.body_limit)
             .field("request_timeout", &self.request_timeout)
             .field("idempotency_ttl", &self.idempotency_ttl)
             .field("idempotency_capacity", &self.idempotency_capacity)
             .field("rate_limit", &self.rate_limit)
+            .field("auth_failure_limit", &self.auth_failure_limit)
             .field("reload", &self.reload.is_some())
             .field("ui", &self.ui)
             .field("allowed_hosts", &self.allowed_hosts)
@@ -184,7 +224,11 @@ pub enum ApiConfigError {
 /// Refuses settings that would expose the API without authentication: a non-loopback
 /// `addr` needs at least one token, and no token may be empty.
 pub fn check_listen(addr: &SocketAddr, settings: &ApiSettings) -> Result<(), ApiConfigError> {
-    let tokens = settings.tokens.iter().chain(&settings.read_tokens);
+    let tokens = settings
+        .tokens
+        .iter()
+        .chain(&settings.read_tokens)
+        .chain(settings.named_tokens.iter().map(|named| &named.token));
     if tokens.clone().any(|token| token.is_empty()) {
         return Err(ApiConfigError::EmptyToken);
     }
@@ -212,14 +256,37 @@ pub(crate) struct AppState {
 /// `GET /metrics` from the scheduler's events.
 pub fn app(scheduler: Scheduler, settings: ApiSettings) -> Router {
     let metrics = Metrics::start(&scheduler);
-    let access = Arc::new(Access::new(&settings.tokens, &settings.read_tokens));
+    let access = Arc::new(Access::new(
+        &settings.tokens,
+        &settings.read_tokens,
+        &settings.named_tokens,
+    ));
     let body_limit = settings.body_limit;
     let ui_enabled = settings.ui;
     let request_timeout = settings.request_timeout;
     let allowed_hosts = Arc::new(origin::AllowedHosts::new(&settings.allowed_hosts));
-    let limiter = settings
-        .rate_limit
-        .map(|limit| Arc::new(RateLimiter::new(limit, access.clone())));
+    // Per-token limits by the tokens' index in `Access`: `token`, `read_tokens`, then
+    // the named ones, as `Access::new` orders them (empty ones are dropped there too).
+    let per_token = settings
+        .tokens
+        .iter()
+        .chain(&settings.read_tokens)
+        .filter(|token| !token.is_empty())
+        .map(|_| None)
+        .chain(
+            settings
+                .named_tokens
+                .iter()
+                .filter(|named| !named.token.is_empty())
+                .map(|named| named.rate_limit),
+        )
+        .collect();
+    let limiter = Arc::new(RateLimiter::new(
+        settings.rate_limit,
+        per_token,
+        settings.auth_failure_limit,
+        access.clone(),
+    ));
     let state = AppState {
         idempotency: Arc::new(IdempotencyCache::new(
             settings.idempotency_ttl,
@@ -233,8 +300,10 @@ pub fn app(scheduler: Scheduler, settings: ApiSettings) -> Router {
     let Routes {
         public, protected, ..
     } = routes();
-    let protected =
-        protected.route_layer(middleware::from_fn_with_state(access, auth::require_token));
+    // The audit log runs inside authentication, so it knows the caller.
+    let protected = protected
+        .route_layer(middleware::from_fn(auth::audit))
+        .route_layer(middleware::from_fn_with_state(access, auth::require_token));
     let api = public
         .merge(protected)
         .method_not_allowed_fallback(method_not_allowed)
@@ -247,10 +316,7 @@ pub fn app(scheduler: Scheduler, settings: ApiSettings) -> Router {
     };
     let router = router.fallback(route_not_found);
     // Outside authentication, so that guessing tokens is limited too.
-    let router = match limiter {
-        Some(limiter) => router.layer(middleware::from_fn_with_state(limiter, rate_limit::limit)),
-        None => router,
-    };
+    let router = router.layer(middleware::from_fn_with_state(limiter, rate_limit::limit));
     // Outside the rate limit too: a page in the operator's browser must not use up
     // the operator's own allowance.
     let router = router.layer(middleware::from_fn_with_state(allowed_hosts, origin::check));

@@ -21,6 +21,7 @@ use super::read::{backticked, Named, Section};
 use super::source::{join_key, Source};
 use super::{
     ApiConfig, ExecutorConfig, ExecutorKind, JobStoreConfig, LogConfig, LogFormat, SchedulerConfig,
+    TokenConfig,
 };
 use crate::job::JobDefaults;
 use crate::scheduler::HistoryRetention;
@@ -455,8 +456,9 @@ pub(crate) fn check_api(
             .filter(|name| *name != "command")
             .map(str::to_owned)
             .collect(),
-        rate_limit: DEFAULT_RATE_LIMIT,
-        rate_limit_burst: DEFAULT_RATE_LIMIT * 2,
+        rate_limit: None,
+        rate_limit_burst: None,
+        tokens: Vec::new(),
         ui: true,
         allowed_hosts: Vec::new(),
         http_allow: Vec::new(),
@@ -496,7 +498,7 @@ pub(crate) fn check_api(
                 "give `token` or `token_file`, not both",
             ));
         } else {
-            api.token = read_token_file(source, file, config_dir, errors);
+            api.token = read_token_file(source, file, "api.token_file", config_dir, errors);
         }
     }
     for (index, token) in raw_api.read_tokens.iter().flatten().enumerate() {
@@ -505,9 +507,11 @@ pub(crate) fn check_api(
             api.read_tokens.push(token);
         }
     }
+    check_named_tokens(source, raw_api, tasks, config_dir, &mut api, errors);
     // Without a token anyone who reaches the port controls the scheduler: only this
     // machine may, then. (A read token alone does not protect the write routes.)
-    if api.enabled && api.token.is_none() && !api.listen.ip().is_loopback() {
+    let write_token = api.token.is_some() || api.tokens.iter().any(|token| token.write);
+    if api.enabled && !write_token && !api.listen.ip().is_loopback() {
         // The default is loopback, so a non-loopback address was written down.
         if let Some(listen) = &raw_api.listen {
             let message = format!(
@@ -562,11 +566,6 @@ pub(crate) fn check_api(
     api
 }
 
-/// The default of `[api] rate_limit`, requests per second per client: far above what a
-/// person or a dashboard sends, low enough that one runaway script cannot starve the
-/// scheduler's store of connections.
-const DEFAULT_RATE_LIMIT: u32 = 200;
-
 /// `rate_limit` and `rate_limit_burst`: at least 1 each; the burst defaults to twice
 /// the rate, so a client that was quiet for two seconds may catch up at once.
 fn check_rate_limit(
@@ -575,15 +574,124 @@ fn check_rate_limit(
     api: &mut ApiConfig,
     errors: &mut Vec<ConfigError>,
 ) {
-    if let Some(rate) = &raw_api.rate_limit {
-        if let Some(rate) = at_least_one(source, rate, "api.rate_limit", errors) {
-            api.rate_limit = rate;
-            api.rate_limit_burst = rate.saturating_mul(2);
-        }
-    }
-    if let Some(burst) = &raw_api.rate_limit_burst {
-        if let Some(burst) = at_least_one(source, burst, "api.rate_limit_burst", errors) {
-            api.rate_limit_burst = burst;
+    (api.rate_limit, api.rate_limit_burst) = check_rate(
+        source,
+        raw_api.rate_limit.as_ref(),
+        raw_api.rate_limit_burst.as_ref(),
+        "api",
+        errors,
+    );
+}
+
+/// A rate and its burst under `prefix`, each at least 1.
+fn check_rate(
+    source: &Source,
+    rate: Option<&Spanned<u32>>,
+    burst: Option<&Spanned<u32>>,
+    prefix: &str,
+    errors: &mut Vec<ConfigError>,
+) -> (Option<u32>, Option<u32>) {
+    let rate =
+        rate.and_then(|rate| at_least_one(source, rate, &format!("{prefix}.rate_limit"), errors));
+    let burst = burst.and_then(|burst| {
+        at_least_one(source, burst, &format!("{prefix}.rate_limit_burst"), errors)
+    });
+    (rate, burst.or(rate.map(|rate| rate.saturating_mul(2))))
+}
+
+/// `[api.tokens.NAME]`: `token` or `token_file`, `access` read or write, `tasks` that
+/// exist (only for a write token), and a rate.
+fn check_named_tokens(
+    source: &Source,
+    raw_api: &RawApi,
+    tasks: &TaskRegistry,
+    config_dir: &Path,
+    api: &mut ApiConfig,
+    errors: &mut Vec<ConfigError>,
+) {
+    for (name, raw) in raw_api.tokens.iter().flatten() {
+        let prefix = format!("api.tokens.{name}");
+        let raw_token = raw.get_ref();
+        let secret = match (&raw_token.token, &raw_token.token_file) {
+            (Some(token), None) => check_token(source, token, &format!("{prefix}.token"), errors),
+            (None, Some(file)) => read_token_file(
+                source,
+                file,
+                &format!("{prefix}.token_file"),
+                config_dir,
+                errors,
+            ),
+            (Some(_), Some(file)) => {
+                errors.push(invalid(
+                    source,
+                    file,
+                    &format!("{prefix}.token_file"),
+                    "give `token` or `token_file`, not both",
+                ));
+                None
+            }
+            (None, None) => {
+                errors.push(invalid(
+                    source,
+                    raw,
+                    &prefix,
+                    "needs `token` or `token_file`",
+                ));
+                None
+            }
+        };
+        let write = match &raw_token.access {
+            None => false,
+            Some(access) => match access.get_ref().as_str() {
+                "read" => false,
+                "write" => true,
+                other => {
+                    errors.push(invalid(
+                        source,
+                        access,
+                        &format!("{prefix}.access"),
+                        format!("{other:?} is not \"read\" or \"write\""),
+                    ));
+                    false
+                }
+            },
+        };
+        let token_tasks = raw_token.tasks.as_ref().map(|listed| {
+            let known: Vec<&str> = tasks.names().collect();
+            let mut chosen = BTreeSet::new();
+            for (index, task) in listed.iter().enumerate() {
+                let key = format!("{prefix}.tasks[{index}]");
+                if !write {
+                    errors.push(invalid(
+                        source,
+                        task,
+                        &key,
+                        "only a token with access = \"write\" schedules tasks",
+                    ));
+                } else if known.contains(&task.get_ref().as_str()) {
+                    chosen.insert(task.get_ref().clone());
+                } else {
+                    errors.push(unknown_name(source, task, &key, "task", &known));
+                }
+            }
+            chosen
+        });
+        let (rate_limit, rate_limit_burst) = check_rate(
+            source,
+            raw_token.rate_limit.as_ref(),
+            raw_token.rate_limit_burst.as_ref(),
+            &prefix,
+            errors,
+        );
+        if let Some(token) = secret {
+            api.tokens.push(TokenConfig {
+                name: name.clone(),
+                token,
+                write,
+                tasks: token_tasks,
+                rate_limit,
+                rate_limit_burst,
+            });
         }
     }
 }
@@ -619,6 +727,7 @@ fn check_server_limits(
 fn read_token_file(
     source: &Source,
     file: &Spanned<String>,
+    key: &str,
     config_dir: &Path,
     errors: &mut Vec<ConfigError>,
 ) -> Option<String> {
@@ -630,7 +739,7 @@ fn read_token_file(
             errors.push(invalid(
                 source,
                 file,
-                "api.token_file",
+                key,
                 format!("the environment variable {name:?} is not set"),
             ));
             return None;
@@ -639,7 +748,7 @@ fn read_token_file(
             errors.push(invalid(
                 source,
                 file,
-                "api.token_file",
+                key,
                 "has an unfinished ${…}; write ${NAME} to read the variable NAME",
             ));
             return None;
@@ -653,7 +762,7 @@ fn read_token_file(
                 errors.push(invalid(
                     source,
                     file,
-                    "api.token_file",
+                    key,
                     format!("{} is empty", path.display()),
                 ));
                 None
@@ -663,7 +772,7 @@ fn read_token_file(
             errors.push(invalid(
                 source,
                 file,
-                "api.token_file",
+                key,
                 format!("cannot read {}: {error}", path.display()),
             ));
             None

@@ -187,11 +187,14 @@ pub struct ApiConfig {
     /// `command`, so a token is never a way to run arbitrary programs.
     pub allowed_tasks: BTreeSet<String>,
     /// `rate_limit`: requests per second each client may make (per token, or per
-    /// address without one); default 200. Past it requests get 429.
-    pub rate_limit: u32,
+    /// address without one); default none (failed authentications are always
+    /// limited). Past it requests get 429.
+    pub rate_limit: Option<u32>,
     /// `rate_limit_burst`: how many requests a client may make at once after a quiet
     /// spell; default twice `rate_limit`.
-    pub rate_limit_burst: u32,
+    pub rate_limit_burst: Option<u32>,
+    /// `[api.tokens.NAME]`: named tokens, by name.
+    pub tokens: Vec<TokenConfig>,
     /// `ui`: serve the web page at `/`; default true when `listen` is a loopback
     /// address.
     pub ui: bool,
@@ -213,6 +216,37 @@ pub struct ApiConfig {
     pub max_event_streams: usize,
 }
 
+/// `[api.tokens.NAME]`: a named token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenConfig {
+    /// `NAME`.
+    pub name: String,
+    /// `token` (`${VAR}` expanded) or the first line of `token_file`.
+    pub token: String,
+    /// `access = "write"`; default `"read"`.
+    pub write: bool,
+    /// `tasks`: the only tasks a write token may schedule, which also keeps it from
+    /// everything scheduler-wide; `None`: `[api] allowed_tasks` and full access.
+    pub tasks: Option<BTreeSet<String>>,
+    /// `rate_limit`: its own requests per second; default `[api] rate_limit`.
+    pub rate_limit: Option<u32>,
+    /// `rate_limit_burst`: default twice its `rate_limit`.
+    pub rate_limit_burst: Option<u32>,
+}
+
+impl fmt::Debug for TokenConfig {
+    /// Never prints the token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("name", &self.name)
+            .field("write", &self.write)
+            .field("tasks", &self.tasks)
+            .field("rate_limit", &self.rate_limit)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .finish_non_exhaustive()
+    }
+}
+
 impl fmt::Debug for ApiConfig {
     /// Never prints the token.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -224,6 +258,7 @@ impl fmt::Debug for ApiConfig {
             .field("allowed_tasks", &self.allowed_tasks)
             .field("rate_limit", &self.rate_limit)
             .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("tokens", &self.tokens)
             .field("ui", &self.ui)
             .field("allowed_hosts", &self.allowed_hosts)
             .field("http_allow", &self.http_allow)

@@ -215,10 +215,22 @@ async fn start_api(
         tokens: config.api.token.iter().cloned().collect(),
         read_tokens: config.api.read_tokens.clone(),
         allowed_tasks: Some(config.api.allowed_tasks.iter().cloned().collect()),
-        rate_limit: Some(RateLimit {
-            per_second: f64::from(config.api.rate_limit),
-            burst: config.api.rate_limit_burst,
-        }),
+        named_tokens: config
+            .api
+            .tokens
+            .iter()
+            .map(|token| api::NamedToken {
+                name: token.name.clone(),
+                token: token.token.clone(),
+                write: token.write,
+                tasks: token
+                    .tasks
+                    .as_ref()
+                    .map(|tasks| tasks.iter().cloned().collect()),
+                rate_limit: rate(token.rate_limit, token.rate_limit_burst),
+            })
+            .collect(),
+        rate_limit: rate(config.api.rate_limit, config.api.rate_limit_burst),
         reload: Some(reloads),
         ui: config.api.ui,
         allowed_hosts: allowed_hosts(&config.api),
@@ -246,6 +258,14 @@ async fn start_api(
         tracing::info!("web page on http://{bound}/");
     }
     Ok((stop, served))
+}
+
+/// A configured rate and burst as the API takes them.
+fn rate(per_second: Option<u32>, burst: Option<u32>) -> Option<RateLimit> {
+    per_second.map(|per_second| RateLimit {
+        per_second: f64::from(per_second),
+        burst: burst.unwrap_or(per_second.saturating_mul(2)),
+    })
 }
 
 /// `[api] allowed_hosts` plus the address the API listens on, unless that is every
