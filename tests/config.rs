@@ -781,7 +781,7 @@ fn named_tokens_and_the_security_keys_are_read_and_checked() {
         .tokens
         .iter()
         .find(|token| token.name == "orders")
-        .unwrap();
+        .expect("the orders token");
     assert!(orders.write);
     assert_eq!(
         orders
@@ -799,7 +799,7 @@ fn named_tokens_and_the_security_keys_are_read_and_checked() {
         .tokens
         .iter()
         .find(|token| token.name == "grafana")
-        .unwrap();
+        .expect("the grafana token");
     assert!(!grafana.write);
     assert!(!format!("{:?}", config.api).contains("s3cret"));
     let bad = TempConfig::new(&[(
