@@ -78,6 +78,7 @@ fn one_off(id: String, at: DateTime<Utc>) -> Job {
         revision: 0,
         config_spec: None,
         config_version: None,
+        retry: Default::default(),
     }
 }
 

@@ -59,6 +59,15 @@ pub struct RunRecord {
     /// What the task printed or returned, at most [`MAX_OUTPUT_BYTES`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// Which attempt of its scheduled time the run was, from 1 (see
+    /// [`crate::job::RetryPolicy`]).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+}
+
+/// Records written before attempts were counted were first attempts.
+fn first_attempt() -> u32 {
+    1
 }
 
 impl RunRecord {

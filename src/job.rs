@@ -52,17 +52,19 @@ pub struct JobSpec {
     pub config_version: Option<ConfigVersion>,
 }
 
-/// Which config wrote a config-owned job, so nodes of a cluster whose config files
-/// differ for a while (a rollout) agree on whose jobs win: a newer config replaces an
-/// older one's jobs, never the other way round (see `daemon/sync.rs`).
+/// Which config wrote a config-owned job: the generation the store gave that config
+/// (see `store::ConfigGeneration` and docs/config-reload.md) and its content hash. A
+/// node syncing an older generation leaves a job written by a newer one alone.
 ///
-/// Ordered by `modified`, then `hash`: a total order every node computes alike.
+/// Ordered by `generation`: a counter kept in the store, never a file time or a clock.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ConfigVersion {
-    /// When the config was last changed: the newest modification time of its files.
-    pub modified: DateTime<Utc>,
-    /// A hash of the jobs it defines (16 hex digits): configs that define the same
-    /// jobs have the same hash, whenever their files were written.
+    /// The store's generation of the config; 0 for jobs written before generations
+    /// were kept (they count as the oldest).
+    #[serde(default)]
+    pub generation: u64,
+    /// A hash of the jobs the config defines (16 hex digits): configs that define the
+    /// same jobs have the same hash, whenever and wherever their files were written.
     pub hash: String,
 }
 
@@ -146,6 +148,161 @@ pub struct JobOptions {
         with = "humane_duration"
     )]
     pub jitter: Option<Duration>,
+    /// How a failed run is tried again ([`RetryPolicy`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+}
+
+/// How the failed runs of a job are tried again: `retry = { max_attempts = 5,
+/// initial_delay = "1s", multiplier = 2.0, max_delay = "5m" }`.
+///
+/// Only runs that end in `error` or `timeout` are retried. Attempt `n + 1` of a
+/// scheduled time waits a random time (full jitter) of up to
+/// `min(max_delay, initial_delay × multiplierⁿ⁻¹)` after attempt `n` ends; the wait is
+/// the job's next run time in the store, so it survives a restart and a failover. A
+/// one-off job whose attempts are all used up stays in its store as `failed` (see
+/// `docs/lifecycle.md`).
+///
+/// ```text
+/// max_attempts = 3, initial_delay = 1s, multiplier = 2:
+///   attempt 1 ✗ ─ wait ≤ 1s ─ attempt 2 ✗ ─ wait ≤ 2s ─ attempt 3 ✗ → failed
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Runs of one scheduled time in all, the first included (1: no retry).
+    #[serde(default = "RetryPolicy::default_max_attempts")]
+    pub max_attempts: u32,
+    /// The longest wait before the second attempt (default 1 s).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humane_duration"
+    )]
+    pub initial_delay: Option<Duration>,
+    /// How much the longest wait grows per attempt (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiplier: Option<f64>,
+    /// The longest wait between two attempts (default 5 min).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humane_duration"
+    )]
+    pub max_delay: Option<Duration>,
+}
+
+// Sound: `check` refuses a multiplier that is not a finite number (NaN included).
+impl Eq for RetryPolicy {}
+
+impl RetryPolicy {
+    fn default_max_attempts() -> u32 {
+        1
+    }
+
+    /// The most attempts a policy may ask for: a job failing for good stops within
+    /// a bounded number of runs.
+    pub const MAX_ATTEMPTS: u32 = 1000;
+
+    /// `max_attempts` attempts with the default waits.
+    pub fn attempts(max_attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts,
+            initial_delay: None,
+            multiplier: None,
+            max_delay: None,
+        }
+    }
+
+    /// Why the policy cannot be used, naming the field (`retry.max_attempts`, …).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.max_attempts == 0 || self.max_attempts > Self::MAX_ATTEMPTS {
+            return Err((
+                "retry.max_attempts",
+                format!(
+                    "must be between 1 and {} (1: no retry), not {}",
+                    Self::MAX_ATTEMPTS,
+                    self.max_attempts
+                ),
+            ));
+        }
+        if let Some(multiplier) = self.multiplier {
+            if !multiplier.is_finite() || !(1.0..=100.0).contains(&multiplier) {
+                return Err((
+                    "retry.multiplier",
+                    format!("must be a number from 1 to 100, not {multiplier}"),
+                ));
+            }
+        }
+        if self.initial_delay() > self.max_delay() {
+            return Err((
+                "retry.initial_delay",
+                format!(
+                    "{} is longer than max_delay ({})",
+                    humantime::format_duration(self.initial_delay()),
+                    humantime::format_duration(self.max_delay())
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The longest wait before the second attempt.
+    pub fn initial_delay(&self) -> Duration {
+        self.initial_delay.unwrap_or(Duration::from_secs(1))
+    }
+
+    /// How much the longest wait grows per attempt.
+    pub fn multiplier(&self) -> f64 {
+        self.multiplier.unwrap_or(2.0)
+    }
+
+    /// The longest wait between two attempts.
+    pub fn max_delay(&self) -> Duration {
+        self.max_delay.unwrap_or(Duration::from_secs(300))
+    }
+
+    /// The longest wait after attempt `attempt` (1-based) failed.
+    pub fn delay_cap(&self, attempt: u32) -> Duration {
+        let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
+        let grown = self.initial_delay().as_secs_f64() * self.multiplier().powi(exponent);
+        let cap = self.max_delay().as_secs_f64();
+        Duration::try_from_secs_f64(grown.min(cap)).unwrap_or(self.max_delay())
+    }
+
+    /// The wait after attempt `attempt` failed: full jitter, uniform in
+    /// `[0, delay_cap(attempt)]`, so failing jobs of a whole fleet do not retry in step.
+    pub fn delay(&self, attempt: u32, random: &mut fastrand::Rng) -> Duration {
+        self.delay_cap(attempt).mul_f64(random.f64())
+    }
+}
+
+/// A job whose run failed and will be tried again: what its next run is
+/// ([`Job::retrying`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAttempt {
+    /// The scheduled time being retried.
+    pub scheduled_time: DateTime<Utc>,
+    /// The number of the next attempt (2 for the first retry).
+    pub attempt: u32,
+    /// The job's next regular run time, taken up again once the attempts end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_at: Option<DateTime<Utc>>,
+}
+
+/// A one-off job whose attempts were all used up ([`Job::failed`]): kept, listed as
+/// `failed`, run again on request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFailure {
+    /// The scheduled time that failed.
+    pub scheduled_time: DateTime<Utc>,
+    /// How many attempts were made.
+    pub attempts: u32,
+    /// When the last one ended.
+    pub at: DateTime<Utc>,
+    /// What went wrong the last time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The defaults of DESIGN.md: `coalesce = true`, `max_instances = 1`, no misfire limit,
@@ -162,6 +319,9 @@ pub struct JobDefaults {
     pub coalesce: bool,
     /// Concurrent runs allowed per job.
     pub max_instances: u32,
+    /// How failed runs are retried when neither the job nor its task says (`None`:
+    /// not at all).
+    pub retry: Option<RetryPolicy>,
 }
 
 impl Default for JobDefaults {
@@ -172,6 +332,7 @@ impl Default for JobDefaults {
             misfire_grace_time: None,
             coalesce: true,
             max_instances: 1,
+            retry: None,
         }
     }
 }
@@ -221,6 +382,23 @@ pub struct Job {
     /// on jobs written before kairos kept it, which count as the oldest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_version: Option<ConfigVersion>,
+    /// How failed runs are retried, and where the job stands with it.
+    #[serde(flatten)]
+    pub retry: RetryState,
+}
+
+/// A job's retry policy and where it stands: a retry pending, or failed for good.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryState {
+    /// How failed runs are retried; `None`: they are not.
+    #[serde(default, rename = "retry", skip_serializing_if = "Option::is_none")]
+    pub policy: Option<RetryPolicy>,
+    /// A failed run waiting for its next attempt (the job's next run time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingAttempt>,
+    /// A one-off job whose attempts were used up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<JobFailure>,
 }
 
 /// Changes to a job, each optional (`modify_job`, `PATCH /jobs/{id}`).
@@ -276,6 +454,31 @@ impl Job {
     /// The jitter that applies: the job's own, else the trigger's.
     pub fn effective_jitter(&self) -> Option<Duration> {
         self.jitter.or(self.trigger.jitter())
+    }
+
+    /// How many runs of one scheduled time the job gets (1: no retry).
+    pub fn max_attempts(&self) -> u32 {
+        self.retry
+            .policy
+            .as_ref()
+            .map_or(1, |policy| policy.max_attempts)
+    }
+
+    /// The failed run waiting for its next attempt, if any.
+    pub fn retrying(&self) -> Option<&PendingAttempt> {
+        self.retry.pending.as_ref()
+    }
+
+    /// Where the job stands: `scheduled`, `paused` or `failed` (a one-off job whose
+    /// attempts were used up; it has no next run time and is not paused).
+    pub fn state(&self) -> &'static str {
+        if self.paused {
+            "paused"
+        } else if self.retry.failed.is_some() {
+            "failed"
+        } else {
+            "scheduled"
+        }
     }
 }
 

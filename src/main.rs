@@ -141,7 +141,12 @@ struct Connection {
 #[derive(Subcommand)]
 enum JobsCommand {
     /// List every job: ID, NAME, TASK, TRIGGER, NEXT RUN, STATE.
-    List,
+    List {
+        /// Only the jobs in this state: scheduled, paused, or failed (one-off jobs kept
+        /// after their attempts failed; `kairos jobs run ID` runs one again).
+        #[arg(long, value_parser = ["scheduled", "paused", "failed"])]
+        state: Option<String>,
+    },
     /// Show everything about one job.
     Show {
         /// The job's id.
@@ -186,7 +191,12 @@ enum JobsCommand {
         id: String,
     },
     /// Make the daemon read its config files again, as SIGHUP does.
-    Reload,
+    Reload {
+        /// Apply the files even if their content was superseded by a newer config
+        /// generation in the job store: the explicit rollback.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `kairos jobs add`.
@@ -213,6 +223,10 @@ struct AddJob {
     /// How many runs of the job may go at once.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_instances: Option<u32>,
+    /// Try failed runs again: max_attempts=N[,initial_delay=1s][,multiplier=2][,max_delay=5m]
+    /// [default: the task's, else the daemon's job defaults].
+    #[arg(long, value_name = "FIELD=VALUE,...", value_parser = parse_retry)]
+    retry: Option<kairos::job::RetryPolicy>,
     /// Run overdue runs as one [default: the daemon's].
     #[arg(long, overrides_with = "no_coalesce")]
     coalesce: bool,
@@ -393,7 +407,83 @@ fn check(path: &Path) -> anyhow::Result<bool> {
         config.executors.len()
     )
     .context("writing the job table")?;
+    let specs: Vec<_> = config.jobs.iter().map(|job| job.spec.clone()).collect();
+    let hash = daemon::sync::config_hash(&specs);
+    writeln!(out, "config hash: {hash}").context("writing the job table")?;
+    let generation = config_generation_line(&config, &hash);
+    writeln!(out, "config generation: {generation}").context("writing the job table")?;
     Ok(true)
+}
+
+/// How long `kairos check` waits for the job store before saying it cannot tell.
+const CHECK_STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `kairos check`: what the default job store holds against this config, as a start
+/// or a reload would judge it. A store that is not there yet (memory, a SQLite file
+/// not created) is not created; one that cannot be reached is said so, and the check
+/// still passes: it judges the files.
+fn config_generation_line(config: &config::Config, hash: &str) -> String {
+    let name = &config.job_defaults.jobstore;
+    let Some(store) = config.jobstores.get(name) else {
+        return format!("no job store {name:?}");
+    };
+    let url = match kairos::store::url::StoreUrl::parse(&store.url) {
+        Ok(url) => url,
+        Err(error) => return format!("job store {name:?}: {error}"),
+    };
+    match &url {
+        kairos::store::url::StoreUrl::Memory => {
+            return format!(
+                "job store {name:?} is in memory: each start applies this config as generation 1"
+            )
+        }
+        kairos::store::url::StoreUrl::Sqlite(text) => {
+            let file = text
+                .split_once("://")
+                .map_or(text.as_str(), |(_, rest)| rest)
+                .split('?')
+                .next()
+                .unwrap_or_default();
+            if !Path::new(file).exists() {
+                return format!(
+                    "job store {name:?} ({file}) does not exist yet: the first start applies \
+                     this config as generation 1"
+                );
+            }
+        }
+        _ => {}
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return format!("cannot tell: starting the async runtime: {error}"),
+    };
+    let options = store.open_options();
+    runtime.block_on(async {
+        let read = async {
+            let opened = kairos::store::open(&store.url, &options)
+                .await
+                .map_err(|error| error.to_string())?;
+            let history = opened
+                .config_generations(usize::MAX)
+                .await
+                .map_err(|error| error.to_string())?;
+            Ok::<String, String>(kairos::scheduler::describe_claim(
+                &history,
+                hash,
+                opened.is_shared(),
+            ))
+        };
+        match tokio::time::timeout(CHECK_STORE_TIMEOUT, read).await {
+            Ok(Ok(line)) => line,
+            Ok(Err(error)) => format!("cannot tell: job store {name:?}: {error}"),
+            Err(_) => format!(
+                "cannot tell: job store {name:?} did not answer within {CHECK_STORE_TIMEOUT:?}"
+            ),
+        }
+    })
 }
 
 enum NextError {
@@ -468,9 +558,47 @@ enum ApiCommand {
     },
 }
 
+/// `--retry max_attempts=5,initial_delay=1s`: the fields of a retry policy, checked.
+fn parse_retry(text: &str) -> Result<kairos::job::RetryPolicy, String> {
+    let mut fields = serde_json::Map::new();
+    for pair in text
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+    {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{pair:?} is not FIELD=VALUE"))?;
+        let value = match key.trim() {
+            "max_attempts" => value
+                .trim()
+                .parse::<u32>()
+                .map(serde_json::Value::from)
+                .map_err(|_| format!("max_attempts: {value:?} is not a whole number"))?,
+            "multiplier" => value
+                .trim()
+                .parse::<f64>()
+                .map(serde_json::Value::from)
+                .map_err(|_| format!("multiplier: {value:?} is not a number"))?,
+            _ => serde_json::Value::from(value.trim()),
+        };
+        fields.insert(key.trim().to_owned(), value);
+    }
+    let policy: kairos::job::RetryPolicy =
+        serde_json::from_value(serde_json::Value::Object(fields)).map_err(|error| {
+            format!("{error} (fields: max_attempts, initial_delay, multiplier, max_delay)")
+        })?;
+    policy
+        .check()
+        .map_err(|(field, reason)| format!("{field}: {reason}"))?;
+    Ok(policy)
+}
+
 /// A request with its input checked, ready to send.
 enum ApiRequest {
-    List,
+    List {
+        state: Option<String>,
+    },
     Show(String),
     Add {
         job: Box<NewJob>,
@@ -481,7 +609,9 @@ enum ApiRequest {
     Remove(String),
     Reschedule(String, TriggerSpec),
     Run(String),
-    Reload,
+    Reload {
+        force: bool,
+    },
     Runs {
         job_id: Option<String>,
         limit: Option<usize>,
@@ -557,13 +687,13 @@ fn prepare_request(command: ApiCommand) -> Result<ApiRequest, ApiFailure> {
             output,
         },
         ApiCommand::Cluster => ApiRequest::Cluster,
-        ApiCommand::Jobs(JobsCommand::List) => ApiRequest::List,
+        ApiCommand::Jobs(JobsCommand::List { state }) => ApiRequest::List { state },
         ApiCommand::Jobs(JobsCommand::Show { id }) => ApiRequest::Show(id),
         ApiCommand::Jobs(JobsCommand::Pause { id }) => ApiRequest::Pause(id),
         ApiCommand::Jobs(JobsCommand::Resume { id }) => ApiRequest::Resume(id),
         ApiCommand::Jobs(JobsCommand::Remove { id }) => ApiRequest::Remove(id),
         ApiCommand::Jobs(JobsCommand::Run { id }) => ApiRequest::Run(id),
-        ApiCommand::Jobs(JobsCommand::Reload) => ApiRequest::Reload,
+        ApiCommand::Jobs(JobsCommand::Reload { force }) => ApiRequest::Reload { force },
         ApiCommand::Jobs(JobsCommand::Reschedule { id, kind, words }) => {
             ApiRequest::Reschedule(id, trigger(&kind, &words)?)
         }
@@ -589,6 +719,7 @@ fn prepare_request(command: ApiCommand) -> Result<ApiRequest, ApiFailure> {
                     misfire_grace_time: add.misfire_grace_time,
                     coalesce,
                     max_instances: add.max_instances,
+                    retry: add.retry,
                     ..JobOptions::default()
                 },
                 paused: add.paused,
@@ -610,8 +741,11 @@ async fn send_request(
     let zone = Zone::system();
     let one_job = |job: &JobView| table::jobs(std::slice::from_ref(job), &zone).to_string();
     match request {
-        ApiRequest::List => {
-            let jobs = client.list_jobs().await?;
+        ApiRequest::List { state } => {
+            let jobs = match state.as_deref() {
+                Some(state) => client.list_jobs_in_state(state).await?,
+                None => client.list_jobs().await?,
+            };
             print_answer(&jobs.body, json, || {
                 table::jobs(&jobs.value, &zone).to_string()
             })
@@ -651,9 +785,16 @@ async fn send_request(
             let started = client.run_job(&id).await?;
             print_answer(&started.body, json, || table::run_started(&started.value))
         }
-        ApiRequest::Reload => {
-            let report = client.reload().await?;
+        ApiRequest::Reload { force } => {
+            let report = client.reload(force).await?;
             print_answer(&report.body, json, || table::reload_summary(&report.value))?;
+            if report.value.applied == Some(false) {
+                return Err(ApiFailure::Failed(
+                    "the config files were not applied: a newer config generation superseded \
+                     them (kairos jobs reload --force rolls back to them)"
+                        .to_owned(),
+                ));
+            }
             match report.value.failed.len() {
                 0 => Ok(()),
                 failed => Err(ApiFailure::Failed(format!(

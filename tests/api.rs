@@ -1335,3 +1335,50 @@ async fn the_cluster_lists_this_node_and_the_others() {
         .collect();
     assert_eq!(left, ["gone"]);
 }
+
+/// `/health` and the overview name the config generation the store holds and this
+/// node's config, so "why didn't my edit apply?" has an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_the_overview_name_the_config_generation() {
+    let api = Api::open();
+    let health = api.get("/api/v1/health").await;
+    assert_eq!(
+        health.json["config"]["node_state"], "none",
+        "{}",
+        health.json
+    );
+    assert_eq!(health.json["config"]["store_generation"], Value::Null);
+
+    let trigger: TriggerSpec =
+        serde_json::from_value(json!({"type": "interval", "hours": 1})).unwrap();
+    let mut spec = JobSpec::new("record", trigger).with_id("from-config");
+    spec.from_config = true;
+    let report = kairos::daemon::sync::sync_config_jobs(&api.scheduler, vec![spec], false)
+        .await
+        .unwrap();
+    let health = api.get("/api/v1/health").await;
+    let config = &health.json["config"];
+    assert_eq!(config["node_state"], "current", "{}", health.json);
+    assert_eq!(config["store_generation"], 1);
+    assert_eq!(config["store_hash"], json!(report.hash));
+    assert_eq!(config["node_hash"], json!(report.hash));
+
+    // Another node applies other content: this node's config is superseded now.
+    api.scheduler
+        .claim_config_generation("00000000000000ff", false)
+        .await
+        .unwrap();
+    let health = api.get("/api/v1/health").await;
+    assert_eq!(health.json["config"]["node_state"], "superseded");
+    assert_eq!(health.json["config"]["current"], false);
+    let overview = api.get("/api/v1/overview").await;
+    assert_eq!(overview.status, StatusCode::OK, "{}", overview.json);
+    assert_eq!(overview.json["config"]["store"]["generation"], 2);
+    let message = overview.json["config"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("generation 2") && message.contains("newer files"),
+        "{message}"
+    );
+}

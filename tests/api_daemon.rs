@@ -703,3 +703,60 @@ async fn a_named_token_is_scoped_and_audited() {
         daemon.log()
     );
 }
+
+/// A one-off job whose command fails is retried as its `retry` option says, each
+/// attempt recorded with its number; once the attempts are used up the job stays, as
+/// `failed`, listed by `?state=failed`; `POST /jobs/{id}/run` gives it fresh attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_one_off_job_is_retried_then_kept_as_failed_and_runs_again_on_request() {
+    let daemon = start_daemon("api-retries", "");
+    let api = Api::new(&daemon);
+    let body = json!({
+        "id": "flaky", "task": "command", "args": {"argv": ["false"]},
+        "trigger": {"type": "date", "delay": "1s"},
+        "options": {"retry": {"max_attempts": 3, "initial_delay": "100ms", "max_delay": "200ms"}},
+    });
+    let added = api.post("/jobs", body).await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.json);
+    assert_eq!(added.json["options"]["retry"]["max_attempts"], 3);
+    let failed = || async {
+        let reply = api.get("/jobs?state=failed").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.json);
+        reply.json["jobs"].as_array().cloned().unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while failed().await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "never listed as failed:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let job = api.get("/jobs/flaky").await;
+    assert_eq!(job.json["state"], "failed", "{}", job.json);
+    assert_eq!(job.json["failure"]["attempts"], 3, "{}", job.json);
+    let runs = api.get("/jobs/flaky/runs").await;
+    let mut attempts: Vec<i64> = runs.json["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["attempt"].as_i64().unwrap())
+        .collect();
+    attempts.sort_unstable();
+    assert_eq!(attempts, [1, 2, 3], "{}", runs.json);
+    // Once more, on request: three fresh attempts.
+    let rerun = api.post("/jobs/flaky/run", json!({})).await;
+    assert_eq!(rerun.status, StatusCode::ACCEPTED, "{}", rerun.json);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let runs = api.get("/jobs/flaky/runs").await;
+        if runs.json["runs"].as_array().map_or(0, Vec::len) == 6 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}\n{}", runs.json, daemon.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(failed().await.len(), 1);
+}

@@ -101,7 +101,14 @@ impl Place {
 
     /// Drops the run's tables or keys.
     async fn clean(&self) {
-        let tables = ["jobs", "instances", "runs", "nodes", "schema_version"];
+        let tables = [
+            "jobs",
+            "instances",
+            "runs",
+            "nodes",
+            "config_generations",
+            "schema_version",
+        ];
         let statements = tables.map(|table| format!("DROP TABLE IF EXISTS {}{table}", self.prefix));
         match self.db {
             Db::Postgres => {

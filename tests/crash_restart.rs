@@ -78,7 +78,14 @@ impl Place {
     async fn drop_tables(&self) {
         if let Db::Postgres = self.db {
             let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
-            for table in ["jobs", "instances", "runs", "nodes", "schema_version"] {
+            for table in [
+                "jobs",
+                "instances",
+                "runs",
+                "nodes",
+                "config_generations",
+                "schema_version",
+            ] {
                 let statement = format!("DROP TABLE IF EXISTS {}{table}", self.prefix);
                 sqlx::query(&statement).execute(&pool).await.unwrap();
             }

@@ -411,3 +411,89 @@ async fn jobs_added_through_the_api_survive_reload_and_restart() {
     assert!(text.contains("order-cancel-42"), "{text}");
     assert!(text.contains("\"a\""), "{text}");
 }
+
+/// A second `kairos run` under a live daemon's node id (the default id is the host
+/// name: one started by hand next to the systemd one) refuses to start, naming the id
+/// and where the live one runs, and leaves the first one's work alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_with_a_live_nodes_id_refuses_to_start() {
+    let dir = temp_dir("node-id");
+    write_config(&dir, "5s");
+    write(
+        &dir,
+        "jobs/tick.toml",
+        &ticking_job("tick", 1, "ticks", "t"),
+    );
+    let mut first = Daemon::start(&dir);
+    // Registered with its first heartbeat by now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args(["run", "-c"])
+        .arg(dir.join("config.toml"))
+        .current_dir(&dir)
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "it started:\n{stderr}");
+    let pid = first.child.id().to_string();
+    assert!(
+        stderr.contains("node id") && stderr.contains("live node") && stderr.contains(&pid),
+        "{stderr}"
+    );
+    // The first goes on ticking.
+    let before = lines(&dir, "ticks").len();
+    assert!(
+        wait_until(Duration::from_secs(5), || lines(&dir, "ticks").len()
+            > before),
+        "the first daemon stopped ticking:\n{}",
+        first.log()
+    );
+    first.signal("TERM");
+    let status = first.wait_exit(Duration::from_secs(30)).expect("it exits");
+    assert!(status.success(), "{status:?}\n{}", first.log());
+}
+
+/// At least once across a crash, for a recurring job: a run that had started when its
+/// daemon was killed (`kill -9`) runs again for the same scheduled time once the daemon
+/// is back, and only once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recurring_run_killed_with_its_daemon_runs_again_after_restart() {
+    let dir = temp_dir("kill-recurring");
+    write_config(&dir, "1s");
+    let start = (Utc::now() + chrono::TimeDelta::seconds(2)).to_rfc3339();
+    write(
+        &dir,
+        "jobs/hourly.toml",
+        &format!(
+            r#"[[jobs]]
+id = "hourly"
+task = "command"
+args = {{ shell = true, command = "echo $KAIROS_SCHEDULED_TIME >> starts; sleep 20" }}
+trigger = {{ type = "interval", hours = 1, start_date = "{start}" }}
+"#
+        ),
+    );
+    let mut first = Daemon::start(&dir);
+    assert!(
+        wait_until(Duration::from_secs(10), || lines(&dir, "starts").len() == 1),
+        "the run did not start:\n{}",
+        first.log()
+    );
+    first.signal("KILL");
+    first.wait_exit(Duration::from_secs(10)).expect("killed");
+    let mut second = Daemon::start(&dir);
+    assert!(
+        wait_until(Duration::from_secs(10), || lines(&dir, "starts").len() == 2),
+        "the killed run did not run again:\n{}",
+        second.log()
+    );
+    let starts = lines(&dir, "starts");
+    assert_eq!(starts[0], starts[1], "the same scheduled time");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(lines(&dir, "starts").len(), 2, "once more, not twice");
+    second.signal("TERM");
+    second.wait_exit(Duration::from_secs(30)).expect("it exits");
+}

@@ -55,6 +55,7 @@ fn job(spec: serde_json::Value) -> Job {
         revision: 1,
         config_spec: None,
         config_version: None,
+        retry: Default::default(),
     }
 }
 

@@ -148,6 +148,7 @@ fn submission(task: &str, args: serde_json::Value) -> Submission {
         task: test_tasks().get("echo").expect("echo is registered"),
         start_at: now,
         withdrawal: Default::default(),
+        start_check: None,
     }
 }
 

@@ -111,6 +111,7 @@ async fn keys_follow_the_documented_layout() {
             outcome: kairos::history::RunOutcome::Success,
             error: None,
             output: None,
+            attempt: 1,
         })
         .await
         .unwrap();

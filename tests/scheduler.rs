@@ -697,6 +697,9 @@ async fn a_run_due_while_max_instances_runs_go_on_is_skipped() {
     h.advance(secs(10));
     assert_eq!(blocker.started().await.scheduled_time, t0() + secs(10));
     h.advance(secs(10));
+    // The run holds its job (max_instances = 1, docs/lifecycle.md): the time that came
+    // while it executed is skipped, and said so, when it ends.
+    blocker.release(1);
     let event = h
         .wait_for("JobMaxInstances", |event| {
             matches!(event, Event::JobMaxInstances { .. })
@@ -720,8 +723,7 @@ async fn a_run_due_while_max_instances_runs_go_on_is_skipped() {
         .unwrap_or("")
         .contains("max_instances"));
 
-    // The first run ends; the next run time starts normally.
-    blocker.release(1);
+    // The first run ended; the next run time starts normally.
     let first = h.run_of("slow").await;
     assert_eq!(first.outcome, RunOutcome::Success);
     assert_eq!(first.scheduled_time, t0() + secs(10));

@@ -101,6 +101,7 @@ impl Place {
                     "DROP TABLE IF EXISTS {p}runs",
                     "DROP TABLE IF EXISTS {p}schema_version",
                     "DROP TABLE IF EXISTS {p}nodes",
+                    "DROP TABLE IF EXISTS {p}config_generations",
                 ])
                 .await;
             }
@@ -140,6 +141,7 @@ async fn the_node_stats_column_is_added_to_older_tables() {
     use kairos::store::{NodeInfo, NodeStats};
 
     on_each(|place, store| async move {
+        // The stats column's migration.
         let newest = if place.db == Db::Mysql { 3 } else { 4 };
         let node = NodeInfo {
             id: "old-node".to_owned(),
@@ -151,8 +153,9 @@ async fn the_node_stats_column_is_added_to_older_tables() {
             stats: None,
         };
         store.register_node(node.clone()).await.unwrap();
-        // Back to the previous version, as an older kairos left the tables.
-        let back = format!("DELETE FROM {{p}}schema_version WHERE version = {newest}");
+        // Back to the version before it, as an older kairos left the tables (the
+        // migrations after it are idempotent and run again).
+        let back = format!("DELETE FROM {{p}}schema_version WHERE version >= {newest}");
         place
             .execute(&["ALTER TABLE {p}nodes DROP COLUMN stats", &back])
             .await;

@@ -24,7 +24,7 @@ use kairos::job::Job;
 use kairos::store::memory::MemoryStore;
 use kairos::store::sql::SqlOptions;
 use kairos::store::{
-    FinishedRun, InstanceClaim, JobQuery, JobStore, NodeInfo, Release, StoreError,
+    ConfigGeneration, FinishedRun, InstanceClaim, JobQuery, JobStore, NodeInfo, Release, StoreError,
 };
 use kairos::trigger::TriggerSpec;
 use serde_json::json;
@@ -176,10 +176,17 @@ async fn corrupt(harness: &Harness, id: &str) {
 /// Deletes what a test left on a shared server (a failed test leaves its keys, to look at).
 async fn cleanup(backend: Backend, prefix: &str, url: &str) {
     if matches!(backend, Backend::Postgres | Backend::Mysql) {
-        let statements: Vec<String> = ["jobs", "instances", "runs", "nodes", "schema_version"]
-            .iter()
-            .map(|table| format!("DROP TABLE IF EXISTS {prefix}{table}"))
-            .collect();
+        let statements: Vec<String> = [
+            "jobs",
+            "instances",
+            "runs",
+            "nodes",
+            "config_generations",
+            "schema_version",
+        ]
+        .iter()
+        .map(|table| format!("DROP TABLE IF EXISTS {prefix}{table}"))
+        .collect();
         sql_execute(backend, url, &statements).await;
     }
     if backend == Backend::Sqlite {
@@ -245,6 +252,8 @@ fn record(job_id: &str, run: &str, finished: DateTime<Utc>) -> RunRecord {
         outcome: RunOutcome::Success,
         error: None,
         output: Some(format!("output of {run}")),
+        // Attempts other than the first round-trip too.
+        attempt: 1 + u32::try_from(run.len() % 3).unwrap_or(0),
     }
 }
 
@@ -406,7 +415,18 @@ async fn jobs_are_listed_a_filtered_page_at_a_time(harness: Harness) {
             format!("Cancel order {index}")
         };
         // Args that hold the filter texts must not make a job match.
-        job.args = json!({"task": "report", "note": "special_100%"});
+        job.args = json!({"task": "report", "note": "special_100%", "failed": true});
+        // Every tenth a one-off job kept after its attempts failed.
+        if index % 10 == 9 {
+            job.paused = false;
+            job.next_run_time = None;
+            job.retry.failed = Some(kairos::job::JobFailure {
+                scheduled_time: t0(),
+                attempts: 3,
+                at: t0() + secs(10),
+                error: Some("connection refused".to_owned()),
+            });
+        }
         jobs.push(job);
     }
     store.add_jobs(jobs).await.unwrap();
@@ -469,10 +489,28 @@ async fn jobs_are_listed_a_filtered_page_at_a_time(harness: Harness) {
         },
         JobQuery {
             paused: Some(false),
+            failed: None,
             task: Some("noop".to_owned()),
             text: Some("order".to_owned()),
             offset: 2,
             limit: 4,
+        },
+        JobQuery {
+            failed: Some(true),
+            limit: 50,
+            ..JobQuery::default()
+        },
+        JobQuery {
+            paused: Some(false),
+            failed: Some(false),
+            limit: 50,
+            ..JobQuery::default()
+        },
+        JobQuery {
+            failed: Some(true),
+            task: Some("report".to_owned()),
+            limit: 50,
+            ..JobQuery::default()
         },
     ];
     for query in queries {
@@ -483,6 +521,14 @@ async fn jobs_are_listed_a_filtered_page_at_a_time(harness: Harness) {
         assert_eq!(page.total, expected.total, "{query:?}");
     }
     // Spot checks that the reference itself means what it says.
+    let failed = JobQuery {
+        failed: Some(true),
+        limit: 50,
+        ..JobQuery::default()
+    };
+    let failed = store.list_jobs(&failed).await.unwrap();
+    assert_eq!(failed.total, 3);
+    assert!(failed.jobs.iter().all(|job| job.state() == "failed"));
     let report = JobQuery {
         task: Some("report".to_owned()),
         limit: 50,
@@ -1301,6 +1347,66 @@ async fn writes_through_one_handle_wake_listeners_on_another(harness: Harness) {
     assert_eq!(first.unwrap(), Some(WakeUp::Resync));
 }
 
+fn generation(generation: u64, hash: &str, node: &str) -> ConfigGeneration {
+    ConfigGeneration {
+        generation,
+        hash: hash.to_owned(),
+        node_id: node.to_owned(),
+        forced: false,
+    }
+}
+
+/// The config generation is a compare-and-set: of several nodes recording the same
+/// generation at once exactly one wins, a generation that skips one or repeats one is
+/// refused, and the list reads newest first. Stores that can be shared say so.
+async fn config_generations_are_recorded_by_compare_and_set(harness: Harness) {
+    let store = &harness.store;
+    assert_eq!(
+        store.is_shared(),
+        matches!(
+            harness.backend,
+            Backend::Postgres | Backend::Mysql | Backend::Redis
+        )
+    );
+    assert_eq!(store.config_generations(10).await.unwrap(), []);
+    assert!(!store
+        .record_config_generation(generation(2, "b", "n1"))
+        .await
+        .unwrap());
+    let attempts = (0..4).map(|node| {
+        let store = Arc::clone(store);
+        async move {
+            store
+                .record_config_generation(generation(1, &format!("h{node}"), &format!("n{node}")))
+                .await
+                .unwrap()
+        }
+    });
+    let won = futures_util::future::join_all(attempts).await;
+    assert_eq!(won.iter().filter(|won| **won).count(), 1, "{won:?}");
+    let first = store.config_generations(10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let mut forced = generation(2, "h9", "n9");
+    forced.forced = true;
+    assert!(store
+        .record_config_generation(forced.clone())
+        .await
+        .unwrap());
+    assert!(!store
+        .record_config_generation(generation(2, "hx", "nx"))
+        .await
+        .unwrap());
+    assert!(!store
+        .record_config_generation(generation(4, "hx", "nx"))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.config_generations(10).await.unwrap(),
+        [forced.clone(), first[0].clone()]
+    );
+    assert_eq!(store.config_generations(1).await.unwrap(), [forced]);
+}
+
 /// Generates one module per backend, with one test per conformance test.
 macro_rules! conformance {
     ($($module:ident => $backend:expr),* $(,)?) => {
@@ -1328,6 +1434,7 @@ macro_rules! conformance {
                     run_history_is_kept_newest_first,
                     writes_through_one_handle_wake_listeners_on_another,
                     node_stats_ride_on_the_heartbeat,
+                    config_generations_are_recorded_by_compare_and_set,
                 );
             }
         )*

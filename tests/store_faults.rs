@@ -222,3 +222,92 @@ async fn refused_run_records_are_written_later_and_free_their_slot() {
     assert_eq!(seen[1].1, t0() + secs(20));
     scheduler.shutdown(None).await;
 }
+
+/// A pass stuck in a store call that never returns is not progress: the watchdog
+/// question turns false once the pass is older than the stall bound, while a loop
+/// asleep between passes (nothing due for a long time) is healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_that_cannot_finish_is_not_progress() {
+    let (clock, faults, _runs, scheduler) = with_a_job_every_10s().await;
+    scheduler.start();
+    let stall = Duration::from_millis(300);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Asleep until 00:10 (well past the stall bound): progress.
+    tokio::time::sleep(stall * 2).await;
+    assert!(scheduler.is_making_progress(stall));
+    // The pass at 00:10 hangs in the store.
+    faults.hang_acquire.store(true, Ordering::SeqCst);
+    clock.set(t0() + secs(10));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(scheduler.is_alive(), "the task still exists");
+    assert!(
+        scheduler.is_making_progress(stall),
+        "young passes are progress"
+    );
+    tokio::time::sleep(stall * 2).await;
+    assert!(!scheduler.is_making_progress(stall), "a stuck pass is not");
+}
+
+/// A store that refuses run records (an outage of its writes) makes the node hold them,
+/// up to a cap; then it takes no more jobs from that store, drops nothing, says so
+/// once, and goes on when the records are written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_records_a_store_refuses_are_capped_by_taking_no_more_jobs() {
+    let clock = ManualClock::new(t0());
+    let (store, faults) = FaultyStore::new();
+    let (tasks, runs) = recording_tasks();
+    let scheduler = Scheduler::builder()
+        .clock(clock.clone())
+        .store("default", store)
+        .tasks(tasks)
+        .max_unwritten_runs(3)
+        .build();
+    let mut events = scheduler.subscribe();
+    // Order-cancel jobs, one a second.
+    for second in 1..=10 {
+        let run_date = (t0() + secs(second)).to_rfc3339();
+        scheduler
+            .add_job(
+                JobSpec::new(
+                    "record",
+                    trigger(json!({"type": "date", "run_date": run_date})),
+                )
+                .with_id(format!("cancel-{second}")),
+            )
+            .await
+            .unwrap();
+    }
+    faults.failing_finishes.store(u32::MAX, Ordering::SeqCst);
+    scheduler.start();
+    advance(&clock, Duration::from_secs(10), Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ran = runs.lock().unwrap().len();
+    assert!(
+        (3..=4).contains(&ran),
+        "{ran} runs went on while records piled up"
+    );
+    assert!(scheduler.unwritten_runs() >= 3);
+    let mut backlogged = 0;
+    while let Ok(event) = events.try_recv() {
+        if matches!(event, kairos::scheduler::Event::RecordsBacklogged { .. }) {
+            backlogged += 1;
+        }
+    }
+    assert_eq!(backlogged, 1, "said once");
+    // Writes come back: every record is written, and the job runs again.
+    faults.failing_finishes.store(0, Ordering::SeqCst);
+    advance(&clock, Duration::from_secs(2), Duration::from_millis(250)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while scheduler.unwritten_runs() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all = common::wait_for_runs(&runs, 10).await;
+    assert_eq!(all.len(), 10, "every job ran, once: {all:?}");
+    while scheduler.unwritten_runs() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(scheduler.unwritten_runs(), 0);
+    let history = scheduler.runs(None, 100).await.unwrap();
+    assert_eq!(history.len(), 10, "nothing dropped: {history:#?}");
+    scheduler.shutdown(None).await;
+}

@@ -105,7 +105,14 @@ async fn a_password_never_shows_in_an_error() {
 async fn clean_up(url: &str, prefix: &str) {
     if url.starts_with("postgres") {
         let pool = sqlx::PgPool::connect(url).await.unwrap();
-        for table in ["jobs", "instances", "runs", "nodes", "schema_version"] {
+        for table in [
+            "jobs",
+            "instances",
+            "runs",
+            "nodes",
+            "config_generations",
+            "schema_version",
+        ] {
             sqlx::query(&format!("DROP TABLE IF EXISTS {prefix}{table}"))
                 .execute(&pool)
                 .await

@@ -169,6 +169,10 @@ impl From<SchedulerError> for ApiError {
                 ApiError::invalid(field, error.to_string())
             }
             SchedulerError::Store(store) => ApiError::from(store),
+            // Only ever answered at start, never to a request.
+            SchedulerError::NodeIdInUse { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "node_id_in_use", error.to_string())
+            }
         }
     }
 }

@@ -189,19 +189,21 @@ async fn list_jobs(
         }));
     }
     let limit = bounded("limit", query.limit, DEFAULT_PAGE, MAX_PAGE)?;
-    let paused = match query.state.as_deref() {
-        None | Some("" | "all") => None,
-        Some("scheduled") => Some(false),
-        Some("paused") => Some(true),
+    let (paused, failed) = match query.state.as_deref() {
+        None | Some("" | "all") => (None, None),
+        Some("scheduled") => (Some(false), Some(false)),
+        Some("paused") => (Some(true), None),
+        Some("failed") => (Some(false), Some(true)),
         Some(other) => {
             return Err(ApiError::bad_request(
                 "invalid_query",
-                format!("state: {other:?} is not one of all, scheduled, paused"),
+                format!("state: {other:?} is not one of all, scheduled, paused, failed"),
             ))
         }
     };
     let job_query = JobQuery {
         paused,
+        failed,
         task: query.task.filter(|task| !task.is_empty()),
         text: query.q.filter(|text| !text.trim().is_empty()),
         offset: query.offset.unwrap_or(0),
@@ -575,7 +577,10 @@ async fn resume_job(
 #[derive(Serialize)]
 struct RunStarted {
     job_id: String,
-    run_id: String,
+    /// Absent when a failed job was re-armed to run now with fresh attempts (its run
+    /// goes through the scheduler's loop and has no id yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_id: Option<String>,
 }
 
 async fn run_job(
@@ -587,7 +592,10 @@ async fn run_job(
     let run_id = state.scheduler.run_job_now(&id).await?;
     Ok((
         StatusCode::ACCEPTED,
-        axum::Json(RunStarted { job_id: id, run_id }),
+        axum::Json(RunStarted {
+            job_id: id,
+            run_id: Some(run_id).filter(|run_id| !run_id.is_empty()),
+        }),
     ))
 }
 

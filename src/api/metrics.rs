@@ -41,6 +41,8 @@ pub(crate) struct Metrics {
     runs: [AtomicU64; 5],
     /// Events the counting task missed because it fell behind.
     events_lost: AtomicU64,
+    /// [`Event::RecordsBacklogged`] events.
+    backlogged: AtomicU64,
 }
 
 impl Metrics {
@@ -75,6 +77,9 @@ async fn count_runs(mut events: broadcast::Receiver<Event>, metrics: Weak<Metric
         };
         match received {
             Ok(Event::JobExecuted { run } | Event::JobError { run }) => metrics.record(run.outcome),
+            Ok(Event::RecordsBacklogged { .. }) => {
+                metrics.backlogged.fetch_add(1, Ordering::Relaxed);
+            }
             Ok(_) => {}
             Err(RecvError::Lagged(lost)) => {
                 metrics.events_lost.fetch_add(lost, Ordering::Relaxed);
@@ -144,6 +149,26 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         text,
         "kairos_metrics_events_lost_total {}",
         state.metrics.events_lost.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        text,
+        "# HELP kairos_unwritten_runs Finished runs whose records the job store has not taken yet."
+    );
+    let _ = writeln!(text, "# TYPE kairos_unwritten_runs gauge");
+    let _ = writeln!(
+        text,
+        "kairos_unwritten_runs {}",
+        state.scheduler.unwritten_runs()
+    );
+    let _ = writeln!(
+        text,
+        "# HELP kairos_records_backlogged_total Times a store's unwritten run records reached the cap (no jobs taken from it until written)."
+    );
+    let _ = writeln!(text, "# TYPE kairos_records_backlogged_total counter");
+    let _ = writeln!(
+        text,
+        "kairos_records_backlogged_total {}",
+        state.metrics.backlogged.load(Ordering::Relaxed)
     );
     Ok((
         [(

@@ -283,8 +283,14 @@ pub(crate) fn document() -> Value {
             ok("The scheduler's state.", schema("SchedulerState")), &[])},
         "/scheduler/resume": {"post": operation("Resume the scheduler", &[], None,
             ok("The scheduler's state.", schema("SchedulerState")), &[])},
-        "/scheduler/reload": {"post": operation("Reload the daemon's config files, as SIGHUP does", &[], None,
+        "/scheduler/reload": {"post": operation("Reload the daemon's config files, as SIGHUP does; with {\"force\": true}, also files whose content a newer config generation superseded (a rollback)",
+            &[], None,
             ok("What the reload did to the config's jobs.", json!({"type": "object", "properties": {
+                "applied": {"type": "boolean"},
+                "hash": {"type": "string"},
+                "message": {"type": "string"},
+                "config": {"type": "object"},
+                "overtaken_by": {"type": "object"},
                 "added": {"type": "array", "items": {"type": "string"}},
                 "changed": {"type": "array", "items": {"type": "string"}},
                 "removed": {"type": "array", "items": {"type": "string"}},
@@ -419,7 +425,13 @@ fn schemas() -> Value {
         "Health": {"type": "object", "properties": {
             "status": {"enum": ["ok", "unavailable"]},
             "scheduler": {"enum": ["running", "paused", "stopped"]},
-            "jobs": {"type": ["integer", "null"]}}},
+            "jobs": {"type": ["integer", "null"]},
+            "config": {"type": "object", "properties": {
+                "store_generation": {"type": ["integer", "null"]},
+                "store_hash": {"type": ["string", "null"]},
+                "node_hash": {"type": ["string", "null"]},
+                "current": {"type": "boolean"},
+                "node_state": {"enum": ["current", "superseded", "none"]}}}}},
     })
 }
 

@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::view::rfc3339;
 use super::{AppState, Routes, Verb};
 use crate::history::{RunOutcome, RunRecord};
-use crate::scheduler::ClusterNode;
+use crate::scheduler::{ClusterNode, ConfigState};
 use crate::store::JobQuery;
 use crate::trigger::Budget;
 
@@ -46,6 +46,17 @@ struct Overview {
     runs: RecentRuns,
     problems: Vec<RunRecord>,
     nodes: Vec<ClusterNode>,
+    /// The config generation the store holds against this node's config; `None` when
+    /// it cannot be read (the rest of the page still shows).
+    config: Option<ConfigView>,
+}
+
+#[derive(Serialize)]
+struct ConfigView {
+    #[serde(flatten)]
+    state: ConfigState,
+    /// The same in one line.
+    message: String,
 }
 
 #[derive(Serialize)]
@@ -101,6 +112,16 @@ async fn overview(State(state): State<AppState>) -> Result<axum::Json<Overview>,
         runs,
         problems,
         nodes: scheduler.cluster().await?,
+        config: match scheduler.config_state().await {
+            Ok(state) => Some(ConfigView {
+                message: state.describe(),
+                state,
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "overview: the config generation cannot be read");
+                None
+            }
+        },
     }))
 }
 
@@ -241,6 +262,7 @@ mod tests {
             outcome,
             error: None,
             output: None,
+            attempt: 1,
         };
         let records = vec![
             run(now, RunOutcome::Success, 4),

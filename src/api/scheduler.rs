@@ -1,19 +1,23 @@
 //! The scheduler as a whole: `POST /scheduler/pause|resume|reload` and `GET /health`.
 //!
 //! Health is the one route without authentication, so load balancers and service
-//! managers can call it; it tells only the scheduler's state and how many jobs there
-//! are, and answers 503 when the job store cannot be read.
+//! managers can call it; it tells only the scheduler's state, how many jobs there
+//! are and which config generation the store holds against this node's config (so
+//! "why didn't my edit apply?" has an answer), and answers 503 when the job store
+//! cannot be read.
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use tokio::sync::oneshot;
 
 use super::error::ApiError;
+use super::extract::{parse_json, JsonBody};
 use super::{AppState, Routes, Verb};
 use crate::daemon::{ReloadOutcome, ReloadRequest};
-use crate::scheduler::SchedulerState;
+use crate::scheduler::{ConfigState, SchedulerState, Standing};
+use crate::store::ConfigGeneration;
 
 pub(super) fn routes(routes: Routes) -> Routes {
     routes
@@ -51,6 +55,15 @@ async fn resume_scheduler(State(state): State<AppState>) -> axum::Json<StateView
     })
 }
 
+/// The optional body of `POST /scheduler/reload`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReloadBody {
+    /// Apply the files even if the store's generations say they were superseded.
+    #[serde(default)]
+    force: bool,
+}
+
 #[derive(Serialize)]
 struct ReloadView {
     added: Vec<String>,
@@ -58,6 +71,18 @@ struct ReloadView {
     removed: Vec<String>,
     unchanged: usize,
     failed: Vec<FailedJob>,
+    /// Whether the files were applied (`false`: superseded, the store left alone).
+    applied: bool,
+    /// The content hash of the files.
+    hash: String,
+    /// Where the files stand against the store's config generations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config: Option<Standing>,
+    /// A newer generation another node recorded while this one synced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    overtaken_by: Option<ConfigGeneration>,
+    /// The reload in one line.
+    message: String,
 }
 
 #[derive(Serialize)]
@@ -67,8 +92,18 @@ struct FailedJob {
 }
 
 /// `kairos jobs reload`: the daemon's one reload path, as SIGHUP takes it; answers
-/// with what changed, or 422 with every problem of a rejected config.
-async fn reload_config(State(state): State<AppState>) -> Result<axum::Json<ReloadView>, ApiError> {
+/// with what changed, or 422 with every problem of a rejected config. The body is
+/// optional; `{"force": true}` applies files whose content was superseded (a rollback).
+async fn reload_config(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<axum::Json<ReloadView>, ApiError> {
+    // No body, `null` and `{}` are all a plain reload, as before `force` existed.
+    let body: ReloadBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ReloadBody::default()
+    } else {
+        parse_json::<Option<ReloadBody>>(&body)?.unwrap_or_default()
+    };
     let Some(reload) = &state.settings.reload else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -85,24 +120,14 @@ async fn reload_config(State(state): State<AppState>) -> Result<axum::Json<Reloa
     };
     let (reply, outcome) = oneshot::channel();
     reload
-        .send(ReloadRequest::Api(reply))
+        .send(ReloadRequest::Api {
+            reply,
+            force: body.force,
+        })
         .await
         .map_err(|_| unavailable())?;
     match outcome.await.map_err(|_| unavailable())? {
-        ReloadOutcome::Applied(report) => Ok(axum::Json(ReloadView {
-            added: report.added,
-            changed: report.changed,
-            removed: report.removed,
-            unchanged: report.unchanged,
-            failed: report
-                .failed
-                .into_iter()
-                .map(|(id, error)| FailedJob {
-                    id,
-                    error: error.to_string(),
-                })
-                .collect(),
-        })),
+        ReloadOutcome::Applied(report) => Ok(axum::Json(reload_view(*report))),
         ReloadOutcome::Rejected(problems) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_config",
@@ -114,12 +139,72 @@ async fn reload_config(State(state): State<AppState>) -> Result<axum::Json<Reloa
     }
 }
 
+/// The answer to a reload whose config was valid.
+fn reload_view(report: crate::daemon::sync::SyncReport) -> ReloadView {
+    ReloadView {
+        applied: !report.superseded(),
+        message: report.summary(),
+        hash: report.hash.clone(),
+        config: report.standing.clone(),
+        overtaken_by: report.overtaken_by.clone(),
+        added: report.added,
+        changed: report.changed,
+        removed: report.removed,
+        unchanged: report.unchanged,
+        failed: report
+            .failed
+            .into_iter()
+            .map(|(id, error)| FailedJob {
+                id,
+                error: error.to_string(),
+            })
+            .collect(),
+    }
+}
+
 #[derive(Serialize)]
 struct Health {
     /// `ok`, or `unavailable` when the job store cannot be read.
     status: &'static str,
     scheduler: &'static str,
     jobs: Option<u64>,
+    /// The config generation the store holds and this node's config.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config: Option<HealthConfig>,
+}
+
+/// What `/health` says of the config: generations and hashes only (the route is
+/// public; which node applied what is on the authenticated overview).
+#[derive(Serialize)]
+struct HealthConfig {
+    /// The store's newest config generation; `None` before any was applied.
+    store_generation: Option<u64>,
+    /// Its content hash.
+    store_hash: Option<String>,
+    /// The content hash of this node's config files (`None`: not started from files).
+    node_hash: Option<String>,
+    /// Whether the store holds this node's config.
+    current: bool,
+    /// `current`, or `superseded` when this node's config was not applied because a
+    /// newer one replaced it; `none` when the node has no config files.
+    node_state: &'static str,
+}
+
+impl From<ConfigState> for HealthConfig {
+    fn from(state: ConfigState) -> HealthConfig {
+        let node_state = match (&state.node_hash, state.current) {
+            (None, _) => "none",
+            (Some(_), true) => "current",
+            (Some(_), false) => "superseded",
+        };
+        HealthConfig {
+            store_generation: state.store.as_ref().map(|store| store.generation),
+            store_hash: state.store.map(|store| store.hash),
+            node_hash: state.node_hash,
+            current: state.current,
+            node_state,
+        }
+    }
 }
 
 async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<Health>) {
@@ -131,6 +216,13 @@ async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<Health
                 status: "ok",
                 scheduler,
                 jobs: Some(jobs),
+                config: match state.scheduler.config_state().await {
+                    Ok(config) => Some(config.into()),
+                    Err(error) => {
+                        tracing::warn!(%error, "health check: the config generation cannot be read");
+                        None
+                    }
+                },
             }),
         ),
         Err(error) => {
@@ -142,6 +234,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<Health
                     status: "unavailable",
                     scheduler,
                     jobs: None,
+                    config: None,
                 }),
             )
         }

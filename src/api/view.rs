@@ -28,7 +28,15 @@ pub(crate) struct JobView {
     trigger_words: String,
     executor: String,
     options: OptionsView,
+    /// `scheduled`, `paused` or `failed` (a one-off job whose attempts were used up).
+    state: &'static str,
     paused: bool,
+    /// A failed run waiting for its next attempt (the next run time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retrying: Option<RetryingView>,
+    /// Why a `failed` job failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure: Option<FailureView>,
     /// RFC 3339 in UTC; `null` while paused.
     next_run_time: Option<String>,
     /// Read-only: the daemon's config files own the job.
@@ -87,6 +95,32 @@ struct OptionsView {
     coalesce: bool,
     max_instances: u32,
     jitter: Option<String>,
+    /// `null`: failed runs are not retried.
+    retry: Option<RetryView>,
+}
+
+#[derive(Debug, Serialize)]
+struct RetryView {
+    max_attempts: u32,
+    initial_delay: String,
+    multiplier: f64,
+    max_delay: String,
+}
+
+#[derive(Debug, Serialize)]
+struct RetryingView {
+    scheduled_time: String,
+    /// The number of the next attempt.
+    attempt: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct FailureView {
+    scheduled_time: String,
+    attempts: u32,
+    at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 impl From<&Job> for JobView {
@@ -105,8 +139,25 @@ impl From<&Job> for JobView {
                 coalesce: job.coalesce,
                 max_instances: job.max_instances,
                 jitter: job.jitter.map(humane),
+                retry: job.retry.policy.as_ref().map(|policy| RetryView {
+                    max_attempts: policy.max_attempts,
+                    initial_delay: humane(policy.initial_delay()),
+                    multiplier: policy.multiplier(),
+                    max_delay: humane(policy.max_delay()),
+                }),
             },
+            state: job.state(),
             paused: job.paused,
+            retrying: job.retry.pending.as_ref().map(|pending| RetryingView {
+                scheduled_time: rfc3339(pending.scheduled_time),
+                attempt: pending.attempt,
+            }),
+            failure: job.retry.failed.as_ref().map(|failure| FailureView {
+                scheduled_time: rfc3339(failure.scheduled_time),
+                attempts: failure.attempts,
+                at: rfc3339(failure.at),
+                error: failure.error.clone(),
+            }),
             next_run_time: job.next_run_time.map(rfc3339),
             from_config: job.is_from_config(),
             jobstore: None,

@@ -291,6 +291,10 @@ pub struct JobView {
     pub options: JobOptionsView,
     /// Whether it is paused.
     pub paused: bool,
+    /// `scheduled`, `paused` or `failed` (absent from daemons before failed jobs were
+    /// kept).
+    #[serde(default)]
+    pub state: Option<String>,
     /// When it runs next; `None` while paused.
     pub next_run_time: Option<DateTime<Utc>>,
     /// The daemon's config files own it: pause, resume and run only.
@@ -333,8 +337,10 @@ pub enum Resumed {
 pub struct RunStarted {
     /// The job.
     pub job_id: String,
-    /// The run's id, as `kairos runs` shows it.
-    pub run_id: String,
+    /// The run's id, as `kairos runs` shows it; absent when a failed job was set to
+    /// run again now with fresh attempts (through the scheduler's loop).
+    #[serde(default)]
+    pub run_id: Option<String>,
 }
 
 /// The answer to `POST /scheduler/reload`: what the config files changed.
@@ -355,6 +361,13 @@ pub struct ReloadReport {
     /// Jobs that could not be applied, with why.
     #[serde(default)]
     pub failed: Vec<ReloadFailure>,
+    /// Whether the files were applied: `Some(false)` when a newer config generation
+    /// superseded them; `None` from a daemon that predates config generations.
+    #[serde(default)]
+    pub applied: Option<bool>,
+    /// The reload in one line, config generation included.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// One job a reload could not apply.
@@ -485,6 +498,24 @@ impl ApiClient {
         })
     }
 
+    /// `GET /jobs?state=STATE`: the first page (up to 1,000) of the jobs in one state
+    /// (`scheduled`, `paused`, `failed`).
+    pub async fn list_jobs_in_state(
+        &self,
+        state: &str,
+    ) -> Result<Fetched<Vec<JobView>>, ClientError> {
+        let path = ["jobs"];
+        let query = [("state", state.to_owned()), ("limit", "1000".to_owned())];
+        let (text, status) = self
+            .send(Method::GET, &path, Some(&query), None, None)
+            .await?;
+        let list: JobList = self.parse(status, &path, &text)?;
+        Ok(Fetched {
+            value: list.jobs,
+            body: text,
+        })
+    }
+
     /// `GET /jobs/{id}`.
     pub async fn get_job(&self, id: &str) -> Result<Fetched<JobView>, ClientError> {
         self.call(Method::GET, &["jobs", id], None, None).await
@@ -575,10 +606,12 @@ impl ApiClient {
         })
     }
 
-    /// `POST /scheduler/reload`: the daemon reads its config files again.
-    pub async fn reload(&self) -> Result<Fetched<ReloadReport>, ClientError> {
+    /// `POST /scheduler/reload`: the daemon reads its config files again; `force`
+    /// applies them even if a newer config generation superseded their content.
+    pub async fn reload(&self, force: bool) -> Result<Fetched<ReloadReport>, ClientError> {
+        let body = force.then(|| br#"{"force": true}"#.to_vec());
         let reloaded = self
-            .call(Method::POST, &["scheduler", "reload"], None, None)
+            .call(Method::POST, &["scheduler", "reload"], body, None)
             .await;
         match reloaded {
             // A daemon older than the route: say what to do instead of "no route".

@@ -99,9 +99,13 @@ pub fn time(instant: DateTime<Utc>, zone: &Zone) -> String {
         .to_string()
 }
 
-/// A job's state in a word: `paused` or `scheduled`; `done` for a job with no run
-/// left, which the scheduler normally removes.
-fn state(job: &JobView) -> &'static str {
+/// A job's state in a word: `paused`, `scheduled` or `failed` (a one-off job kept
+/// after its attempts failed), as the daemon says; from an older daemon, `done` for a
+/// job with no run left.
+fn state(job: &JobView) -> &str {
+    if let Some(state) = job.state.as_deref() {
+        return state;
+    }
     match (job.paused, job.next_run_time) {
         (true, _) => "paused",
         (false, Some(_)) => "scheduled",
@@ -338,12 +342,19 @@ fn node_load(stats: &NodeStats) -> (String, String, String) {
 
 /// What `kairos jobs run` says: the run was submitted, and how to follow it.
 pub fn run_started(started: &RunStarted) -> String {
-    format!(
-        "job {} submitted as run {}; `kairos runs {}` shows how it ends\n",
-        printable(&started.job_id),
-        printable(&started.run_id),
-        printable(&started.job_id)
-    )
+    match &started.run_id {
+        Some(run_id) => format!(
+            "job {} submitted as run {}; `kairos runs {}` shows how it ends\n",
+            printable(&started.job_id),
+            printable(run_id),
+            printable(&started.job_id)
+        ),
+        None => format!(
+            "failed job {} runs again now, with fresh attempts; `kairos runs {}` shows how it ends\n",
+            printable(&started.job_id),
+            printable(&started.job_id)
+        ),
+    }
 }
 
 /// What a reload did: one line per kind of change that happened, then the failures.
@@ -360,6 +371,13 @@ pub fn reload_summary(report: &ReloadReport) -> String {
         }
     }
     text.push_str(&format!("unchanged: {}\n", report.unchanged));
+    if let Some(message) = &report.message {
+        // The generation part: after the counts, which the lines above show.
+        let config = message.split_once("; ").map_or("", |(_, rest)| rest);
+        if !config.is_empty() {
+            text.push_str(&format!("config: {}\n", printable(config)));
+        }
+    }
     for failure in &report.failed {
         text.push_str(&format!(
             "failed: {}: {}\n",

@@ -411,6 +411,9 @@ pub(crate) fn check_job_defaults(
             }
         }
         jitter = raw_defaults.jitter.map(|duration| duration.0);
+        if let Some(retry) = &raw_defaults.retry {
+            defaults.retry = check_retry(source, retry, "job_defaults", errors);
+        }
     }
     // Jobs that name no executor run on `default`; say once, at the section, that it
     // is missing, rather than at every such job.
@@ -1015,6 +1018,23 @@ where
         None
     } else {
         Some(*value.get_ref())
+    }
+}
+
+/// A `retry` table under `parent` (`job_defaults`, `jobs[3]`), with the field that is
+/// wrong named in the error.
+pub(crate) fn check_retry(
+    source: &Source,
+    retry: &Spanned<crate::job::RetryPolicy>,
+    parent: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<crate::job::RetryPolicy> {
+    match retry.get_ref().check() {
+        Ok(()) => Some(retry.get_ref().clone()),
+        Err((field, reason)) => {
+            errors.push(invalid(source, retry, &format!("{parent}.{field}"), reason));
+            None
+        }
     }
 }
 

@@ -86,6 +86,22 @@ pub(crate) fn resolve(
     files
 }
 
+/// The directories of the patterns with wildcards, joined to the main file's
+/// directory: where a new job file would appear, even while none matches.
+pub(crate) fn directories(root: &Source, patterns: &[Spanned<String>]) -> Vec<PathBuf> {
+    let base = root.path().parent().unwrap_or(Path::new(""));
+    patterns
+        .iter()
+        .filter_map(|pattern| {
+            let (directory, name) = pattern
+                .get_ref()
+                .rsplit_once('/')
+                .unwrap_or(("", pattern.get_ref()));
+            has_wildcard(name).then(|| base.join(directory))
+        })
+        .collect()
+}
+
 fn has_wildcard(text: &str) -> bool {
     text.contains(['*', '?'])
 }

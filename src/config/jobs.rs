@@ -165,6 +165,10 @@ fn check_job(
             errors,
         );
     }
+    let retry = job
+        .retry
+        .as_ref()
+        .and_then(|retry| super::check::check_retry(source, retry, &path, errors));
     let max_instances = job
         .max_instances
         .as_ref()
@@ -225,6 +229,8 @@ fn check_job(
             coalesce: Some(job.coalesce.unwrap_or(defaults.coalesce)),
             max_instances: Some(max_instances.unwrap_or(defaults.max_instances)),
             jitter,
+            // The job's own; else its task's, else [job_defaults]' (the scheduler's).
+            retry,
         },
         paused: job.paused.unwrap_or(false),
         next_run_time: None,

@@ -75,6 +75,9 @@ pub struct Config {
     pub path: PathBuf,
     /// Every file read, the main one first: what a file watcher watches.
     pub files: Vec<PathBuf>,
+    /// The directories `include` patterns with wildcards read: a file watcher watches
+    /// them too, so a job file added to an empty `jobs/` is seen.
+    pub include_dirs: Vec<PathBuf>,
     /// `[scheduler]`.
     pub scheduler: SchedulerConfig,
     /// `[jobstores.NAME]`; `default` (`sqlite://kairos.db` beside the config file) when
@@ -337,6 +340,7 @@ pub fn load_with(path: impl AsRef<Path>, tasks: &TaskRegistry) -> Result<Config,
     let context = TriggerContext::new(Utc::now()).with_timezone(scheduler.timezone);
     let mut raw_jobs = raw::read_jobs(&root, &table, &context, &mut errors);
 
+    let include_dirs = include::directories(&root, &raw.include);
     let mut files = vec![path.to_path_buf()];
     for included in include::resolve(&root, &raw.include, &mut errors) {
         if files.contains(&included) {
@@ -406,6 +410,7 @@ pub fn load_with(path: impl AsRef<Path>, tasks: &TaskRegistry) -> Result<Config,
     Ok(Config {
         path: path.to_path_buf(),
         files,
+        include_dirs,
         scheduler,
         jobstores,
         executors,

@@ -153,6 +153,7 @@ pub(crate) struct RawJobDefaults {
     pub(crate) coalesce: Option<bool>,
     pub(crate) max_instances: Option<Spanned<u32>>,
     pub(crate) jitter: Option<HumaneDuration>,
+    pub(crate) retry: Option<Spanned<crate::job::RetryPolicy>>,
 }
 
 /// `[api]`.
@@ -224,6 +225,7 @@ pub(crate) struct RawJob {
     pub(crate) coalesce: Option<bool>,
     pub(crate) max_instances: Option<Spanned<u32>>,
     pub(crate) jitter: Option<HumaneDuration>,
+    pub(crate) retry: Option<Spanned<crate::job::RetryPolicy>>,
     pub(crate) paused: Option<bool>,
 }
 

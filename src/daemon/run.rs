@@ -15,16 +15,16 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::notify::Notifier;
-use super::sync::{config_version, sync_config_jobs, SyncReport};
+use super::sync::{sync_config_jobs, SyncReport};
 use crate::api::{self, ApiConfigError, ApiSettings, RateLimit};
 use crate::config::{changed_settings, load_with, Config, ConfigErrors, ExecutorKind};
 use crate::executor::pool::ThreadPoolExecutor;
@@ -65,6 +65,9 @@ pub enum DaemonError {
     /// The config's jobs could not be read from or written to the store.
     #[error("syncing the config's jobs: {0}")]
     Sync(#[from] SchedulerError),
+    /// Another live daemon holds this one's node id, or the stores could not say.
+    #[error("{0}")]
+    NodeId(#[source] SchedulerError),
     /// Signal handlers could not be installed.
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
@@ -94,14 +97,20 @@ pub enum ReloadRequest {
     FileChanged,
     /// `POST /api/v1/scheduler/reload` (`kairos jobs reload`), which waits for the
     /// outcome.
-    Api(oneshot::Sender<ReloadOutcome>),
+    Api {
+        /// Where the outcome goes.
+        reply: oneshot::Sender<ReloadOutcome>,
+        /// Apply the config even if the store's generations say it was superseded:
+        /// the explicit rollback (`kairos jobs reload --force`).
+        force: bool,
+    },
 }
 
 /// How a reload ended, for the caller that asked through the API.
 #[derive(Debug)]
 pub enum ReloadOutcome {
-    /// The config was valid and its jobs were synced.
-    Applied(SyncReport),
+    /// The config was valid and its jobs were synced (or, superseded, left alone).
+    Applied(Box<SyncReport>),
     /// The config was rejected (one line per problem); the running one stays.
     Rejected(Vec<String>),
 }
@@ -113,9 +122,14 @@ pub enum ReloadOutcome {
 pub async fn run(path: &Path, tasks: TaskRegistry, config: Config) -> Result<(), DaemonError> {
     let notifier = Arc::new(Notifier::from_env());
     let scheduler = build_scheduler(&config, tasks.clone()).await?;
+    // Before anything is written: a live daemon under this id (started by hand next
+    // to the systemd one, say) must not see its leases taken and its jobs run twice.
+    scheduler
+        .check_node_id()
+        .await
+        .map_err(DaemonError::NodeId)?;
     let specs = config_specs(&config);
-    let version = config_version(&config.files, &specs);
-    let report = sync_config_jobs(&scheduler, specs, &version).await?;
+    let report = sync_config_jobs(&scheduler, specs, false).await?;
     log_sync(&report);
     scheduler.start();
     // Installed before READY, so a signal sent as soon as systemd sees us is handled.
@@ -127,8 +141,9 @@ pub async fn run(path: &Path, tasks: TaskRegistry, config: Config) -> Result<(),
         true => Some(start_api(&config, &scheduler, reload_sender.clone()).await?),
         false => None,
     };
+    let (watched, watched_receiver) = watch::channel(watched_paths(&config));
     if config.scheduler.watch {
-        tokio::spawn(watch_files(config.files.clone(), reload_sender.clone()));
+        tokio::spawn(watch_files(watched_receiver, reload_sender.clone()));
     }
     if let Some(every) = notifier.watchdog_interval() {
         tokio::spawn(keep_watchdog_fed(
@@ -154,15 +169,16 @@ pub async fn run(path: &Path, tasks: TaskRegistry, config: Config) -> Result<(),
             _ = interrupt.recv() => break,
         };
         notifier.reloading();
-        let (reply, label) = match request {
-            ReloadRequest::Api(reply) => (Some(reply), "api"),
-            ReloadRequest::Signal => (None, "signal"),
-            ReloadRequest::FileChanged => (None, "file changed"),
+        let (reply, label, force) = match request {
+            ReloadRequest::Api { reply, force } => (Some(reply), "api", force),
+            ReloadRequest::Signal => (None, "signal", false),
+            ReloadRequest::FileChanged => (None, "file changed", false),
         };
-        let outcome = match reload(path, &tasks, &config, &scheduler, label).await {
+        let outcome = match reload(path, &tasks, &config, &scheduler, label, force).await {
             Ok((new, report)) => {
                 config = new;
-                ReloadOutcome::Applied(report)
+                watched.send_replace(watched_paths(&config));
+                ReloadOutcome::Applied(Box::new(report))
             }
             Err(problems) => ReloadOutcome::Rejected(problems),
         };
@@ -386,8 +402,9 @@ async fn reload(
     running: &Config,
     scheduler: &Scheduler,
     asked_by: &str,
+    force: bool,
 ) -> Result<(Config, SyncReport), Vec<String>> {
-    tracing::info!(asked_by, "reloading the config");
+    tracing::info!(asked_by, force, "reloading the config");
     let new = match load_with(path, tasks) {
         Ok(new) => new,
         Err(errors) => {
@@ -416,8 +433,7 @@ async fn reload(
         return Err(vec![problem]);
     }
     let specs = config_specs(&new);
-    let version = config_version(&new.files, &specs);
-    match sync_config_jobs(scheduler, specs, &version).await {
+    match sync_config_jobs(scheduler, specs, force).await {
         Ok(report) => {
             log_sync(&report);
             Ok((new, report))
@@ -461,25 +477,40 @@ async fn report_status(notifier: &Notifier, scheduler: &Scheduler) {
     notifier.status(&status);
 }
 
-/// Pings the watchdog while the main loop lives; a loop that died stops the pings, so
-/// systemd restarts the daemon.
+/// Pings the watchdog while the main loop makes progress: a loop that died, or whose
+/// pass has not finished within the watchdog's timeout (twice the ping interval),
+/// stops the pings, so systemd restarts the daemon.
 async fn keep_watchdog_fed(notifier: Arc<Notifier>, scheduler: Scheduler, every: Duration) {
     loop {
-        if scheduler.is_alive() {
+        if scheduler.is_making_progress(every.saturating_mul(2)) {
             notifier.watchdog();
         }
         tokio::time::sleep(every).await;
     }
 }
 
-/// `watch = true`: asks for a reload when a config file, or the set of job files in
-/// their directories, changes. Polling a few `stat`s every two seconds costs nothing
-/// measurable and needs no inotify dependency.
-async fn watch_files(files: Vec<PathBuf>, reloads: mpsc::Sender<ReloadRequest>) {
-    let mut seen = fingerprint(&files);
+/// `watch = true`: asks for a reload when the content of a config file changes, or a
+/// file appears in or leaves a directory an include pattern reads. `files` is updated
+/// after each reload with what the running config reads ([`watched_paths`]).
+///
+/// Polling, not inotify: reading a few small files every two seconds costs nothing
+/// measurable; it sees changes that notifications miss or scatter (a Kubernetes
+/// ConfigMap's symlink swap, an editor's write-and-rename, NFS and bind mounts, a
+/// directory that did not exist yet); it needs no debouncing of the bursts `cp -r` or
+/// `git checkout` cause, since a burst ends within one period; and it compares
+/// content, not modification times, so a `cp -p` rollback (old times, old size) is a
+/// change while a `touch` is not.
+async fn watch_files(
+    mut files: watch::Receiver<Vec<PathBuf>>,
+    reloads: mpsc::Sender<ReloadRequest>,
+) {
+    let mut seen = fingerprint(&files.borrow_and_update());
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
-        let now = fingerprint(&files);
+        // Compared with the last look, never re-read as a baseline after a reload: a
+        // change made between the reload and that re-read would be lost. A reload that
+        // changed which files are read may cost one more reload, which changes nothing.
+        let now = fingerprint(&files.borrow_and_update());
         if now != seen {
             seen = now;
             if reloads.send(ReloadRequest::FileChanged).await.is_err() {
@@ -489,12 +520,27 @@ async fn watch_files(files: Vec<PathBuf>, reloads: mpsc::Sender<ReloadRequest>) 
     }
 }
 
-/// Modification times and sizes of `files` and of the `.toml` files beside them.
-fn fingerprint(files: &[PathBuf]) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
-    let mut paths: Vec<PathBuf> = files.to_vec();
-    for file in files {
-        if let Some(Ok(entries)) = file.parent().map(std::fs::read_dir) {
-            paths.extend(
+/// The files a running config reads and the directories its include patterns list.
+fn watched_paths(config: &Config) -> Vec<PathBuf> {
+    let mut paths = config.files.clone();
+    paths.extend(config.include_dirs.iter().cloned());
+    paths
+}
+
+/// A hash of each file's content among `paths`, and of each `.toml` file in the
+/// directories among them (or beside the files), by path; `None` for what cannot be
+/// read.
+fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, Option<u64>)> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for path in paths {
+        let directory = if path.is_dir() {
+            Some(path.as_path())
+        } else {
+            files.push(path.clone());
+            path.parent()
+        };
+        if let Some(Ok(entries)) = directory.map(std::fs::read_dir) {
+            files.extend(
                 entries
                     .filter_map(Result::ok)
                     .map(|entry| entry.path())
@@ -502,15 +548,20 @@ fn fingerprint(files: &[PathBuf]) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
             );
         }
     }
-    paths.sort();
-    paths.dedup();
-    paths
+    files.sort();
+    files.dedup();
+    files
         .into_iter()
         .map(|path| {
-            let meta = std::fs::metadata(&path).ok();
-            let modified = meta.as_ref().and_then(|meta| meta.modified().ok());
-            let len = meta.map_or(0, |meta| meta.len());
-            (path, modified, len)
+            let content = std::fs::read(&path).ok().map(|bytes| fnv1a(&bytes));
+            (path, content)
         })
         .collect()
+}
+
+/// FNV-1a: a cheap hash to tell file contents apart (not a defence against anyone).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }

@@ -12,35 +12,34 @@
 //!   job whose id one of them holds takes it over (the config file is the owner the
 //!   operator edits), with a warning.
 //!
-//! # Several nodes, one store (issue 10, item 5)
+//! # Several nodes, one store
 //! Every node of a cluster syncs the same store from its own copy of the files, and
-//! during a rollout the copies differ. Each config job therefore also keeps the
-//! [`ConfigVersion`] of the config that wrote it: when the files were last changed,
-//! and a hash of the jobs they define. The rule:
+//! during a rollout the copies differ. Before it touches a job, a sync asks the store
+//! where this node's config stands ([`Scheduler::claim_config_generation`]): the store
+//! keeps a generation counter and the content hash of each config applied, and a
+//! config whose content a newer generation replaced is not applied again unless the
+//! reload is forced (see docs/config-reload.md for the whole table). The hash is of
+//! the jobs the files define, so moving a job between files or editing a comment is
+//! not a new config.
 //!
-//! ```text
-//! store holds jobs of a config …        this node's config is …    the sync
-//! with the same hash                     the same jobs              runs (changes nothing)
-//! older (or with no version)             newer                      runs, and stamps kept jobs
-//! newer, with another hash               older                      changes nothing, warns
-//! ```
+//! Each job also carries the [`ConfigVersion`] (generation and hash) that last wrote
+//! it, and a sync leaves a job written by a newer generation alone. So nodes
+//! restarting or reloading in any order never duplicate a job (ids are the config's,
+//! and a node that finds a job another node just added compares instead of failing),
+//! and a node with a superseded config never undoes a newer one's changes, nor
+//! brings back a job it removed. Each write is atomic but a sync as a whole is not: a
+//! node that judged its config current just before another node recorded a newer one
+//! may land some writes after it, so a sync that applied a config looks once more and
+//! repairs them, and a node that finds itself overtaken says so.
 //!
-//! So nodes restarting or reloading in any order never duplicate a job (ids are the
-//! config's, and a node that finds a job another node just added compares instead of
-//! failing), and a node with an older config never undoes a newer one's changes, nor
-//! brings back a job it removed. The newer config is the one whose files were changed
-//! last; copying an old file back counts as a change, so that is how to roll back.
-//! Each write is atomic but a sync as a whole is not: a node with an older config
-//! that syncs at the very moment a newer one does may land some writes after it, so a
-//! sync that applied a config looks once more and repairs them.
+//! ---
+#![doc = include_str!("../../docs/config-reload.md")]
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
-
-use chrono::{DateTime, Utc};
 
 use crate::job::{ConfigVersion, Job, JobSpec};
-use crate::scheduler::{Scheduler, SchedulerError};
+use crate::scheduler::{Scheduler, SchedulerError, Standing};
+use crate::store::ConfigGeneration;
 
 /// What a sync did, by job id.
 #[derive(Debug, Default)]
@@ -55,9 +54,14 @@ pub struct SyncReport {
     pub unchanged: usize,
     /// Jobs the scheduler refused, with why (the others were still synced).
     pub failed: Vec<(String, SchedulerError)>,
-    /// The version of a newer config whose jobs the store holds: this node's config is
-    /// older, so the sync changed nothing.
-    pub newer_in_store: Option<ConfigVersion>,
+    /// The content hash of this node's config ([`config_hash`]).
+    pub hash: String,
+    /// Where this node's config stood against the store's generations; a superseded
+    /// one changed nothing. `None` only in a report made by hand.
+    pub standing: Option<Standing>,
+    /// A newer generation another node recorded while this one synced: some of this
+    /// sync's writes may have landed after that node's (see the module docs).
+    pub overtaken_by: Option<ConfigGeneration>,
 }
 
 impl SyncReport {
@@ -71,59 +75,30 @@ impl SyncReport {
             self.unchanged,
             self.failed.len()
         );
-        if let Some(newer) = &self.newer_in_store {
+        if let Some(standing) = &self.standing {
+            line.push_str("; ");
+            line.push_str(&standing.describe());
+        }
+        if let Some(newer) = &self.overtaken_by {
             line.push_str(&format!(
-                "; left to a newer config in the store (changed {}, jobs {})",
-                newer.modified.to_rfc3339(),
-                newer.hash
+                "; meanwhile node {:?} applied generation {} (hash {})",
+                newer.node_id, newer.generation, newer.hash
             ));
         }
         line
     }
-}
 
-/// The version of a config: the newest modification time among its `files` and the
-/// directories that hold them (a file that cannot be read counts as the epoch), and a
-/// hash of the jobs it defines.
-///
-/// The directories count because removing a job file changes no file that is left,
-/// only its directory: without them, a config with one file fewer would look older
-/// than the one it replaces.
-pub fn config_version(files: &[PathBuf], wanted: &[JobSpec]) -> ConfigVersion {
-    let mut paths: BTreeSet<&std::path::Path> = BTreeSet::new();
-    for file in files {
-        paths.insert(file);
-        if let Some(directory) = file
-            .parent()
-            .filter(|parent| !parent.as_os_str().is_empty())
-        {
-            paths.insert(directory);
-        }
-    }
-    let modified = paths
-        .into_iter()
-        .filter_map(|file| match std::fs::metadata(file).and_then(|meta| meta.modified()) {
-            Ok(modified) => Some(DateTime::<Utc>::from(modified)),
-            Err(error) => {
-                tracing::warn!(file = %file.display(), %error, "cannot read a config file's modification time");
-                None
-            }
-        })
-        .max()
-        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
-    // To the microsecond, as stores keep instants, so a version read back compares
-    // equal to the one computed.
-    let modified = DateTime::from_timestamp_micros(modified.timestamp_micros()).unwrap_or(modified);
-    ConfigVersion {
-        modified,
-        hash: jobs_hash(wanted),
+    /// Whether the sync left the store alone because the config is superseded.
+    pub fn superseded(&self) -> bool {
+        matches!(self.standing, Some(Standing::Superseded { .. }))
     }
 }
 
-/// FNV-1a over the canonical JSON of each job, by id: every process and every kairos
-/// build that serializes specs alike computes the same value (std's hasher is seeded
-/// per process).
-fn jobs_hash(wanted: &[JobSpec]) -> String {
+/// The content hash of a config: FNV-1a over the canonical JSON of each job, by id
+/// (16 hex digits). Every process and every kairos build that serializes specs alike
+/// computes the same value (std's hasher is seeded per process); file names, layout,
+/// comments and modification times do not count.
+pub fn config_hash(wanted: &[JobSpec]) -> String {
     let mut specs: Vec<(Option<&String>, String)> = wanted
         .iter()
         .map(|spec| {
@@ -144,47 +119,93 @@ fn jobs_hash(wanted: &[JobSpec]) -> String {
 }
 
 /// Makes the scheduler's config-owned jobs match `wanted` (each with an id and
-/// `from_config` set; see [`crate::config`]), the config of `version`, unless the store
-/// holds a newer config's jobs (see the module docs). Jobs are handled one by one, so
-/// a job the scheduler refuses is reported and the others still sync.
+/// `from_config` set; see [`crate::config`]), unless the store's generations say this
+/// config was superseded and the reload is not `force`d (see the module docs). Jobs
+/// are handled one by one, so a job the scheduler refuses is reported and the others
+/// still sync.
 pub async fn sync_config_jobs(
     scheduler: &Scheduler,
     wanted: Vec<JobSpec>,
-    version: &ConfigVersion,
+    force: bool,
 ) -> Result<SyncReport, SchedulerError> {
-    let mut report = sync_once(scheduler, wanted.clone(), version).await?;
-    if report.newer_in_store.is_none() {
-        // Repairs what a node with an older config wrote meanwhile; normally a look
-        // that finds everything as it was just written.
-        let again = sync_once(scheduler, wanted, version).await?;
-        if !(again.added.is_empty() && again.changed.is_empty() && again.removed.is_empty()) {
+    let hash = config_hash(&wanted);
+    let standing = scheduler.claim_config_generation(&hash, force).await?;
+    scheduler.set_config_status(hash.clone(), standing.clone());
+    let generation = match &standing {
+        Standing::Current { generation, .. } => generation.generation,
+        Standing::Superseded { was, newest } => {
             tracing::warn!(
-                added = ?again.added,
-                changed = ?again.changed,
-                removed = ?again.removed,
-                "config jobs were changed by a node with an older config while this node synced them; repaired"
+                store_generation = newest.generation,
+                store_hash = newest.hash,
+                store_applied_by = newest.node_id,
+                this_config_generation = was,
+                this_config_hash = hash,
+                "this node's config was superseded by a newer one in the job store: leaving \
+                 the jobs as they are; give this node the newer files, or roll back with a \
+                 forced reload (kairos jobs reload --force)"
             );
+            return Ok(SyncReport {
+                unchanged: wanted.len(),
+                hash,
+                standing: Some(standing),
+                ..SyncReport::default()
+            });
         }
-        report.added.extend(again.added);
-        report.changed.extend(again.changed);
-        report.removed.extend(again.removed);
-        report.failed.extend(again.failed);
-        report.newer_in_store = again.newer_in_store;
+    };
+    let version = ConfigVersion {
+        generation,
+        hash: hash.clone(),
+    };
+    let mut report = sync_once(scheduler, wanted.clone(), &version).await?;
+    // Repairs what a node that judged an older config current wrote meanwhile;
+    // normally a look that finds everything as it was just written.
+    let again = match report.overtaken_by {
+        Some(_) => SyncReport::default(),
+        None => sync_once(scheduler, wanted, &version).await?,
+    };
+    if !(again.added.is_empty() && again.changed.is_empty() && again.removed.is_empty()) {
+        tracing::warn!(
+            added = ?again.added,
+            changed = ?again.changed,
+            removed = ?again.removed,
+            "config jobs were changed by a node with an older config while this node synced them; repaired"
+        );
+    }
+    report.added.extend(again.added);
+    report.changed.extend(again.changed);
+    report.removed.extend(again.removed);
+    report.failed.extend(again.failed);
+    report.hash = hash.clone();
+    report.standing = Some(standing);
+    let newest = match report.overtaken_by.take().or(again.overtaken_by) {
+        Some(newer) => Some(newer),
+        None => overtaken(scheduler, &version).await?,
+    };
+    if let Some(newest) = newest {
+        tracing::warn!(
+            this_config_generation = generation,
+            store_generation = newest.generation,
+            store_hash = newest.hash,
+            store_applied_by = newest.node_id,
+            "another node applied a newer config while this node synced its own; that \
+             node's sync repairs the jobs, this node's config is superseded now"
+        );
+        let superseded = Standing::Superseded {
+            was: generation,
+            newest: newest.clone(),
+        };
+        if newest.hash != hash {
+            scheduler.set_config_status(hash, superseded);
+        }
+        report.overtaken_by = Some(newest);
     }
     Ok(report)
 }
 
-/// Whether a stored job's version is one this node's config must leave alone: newer,
-/// and a different set of jobs.
+/// Whether a stored job was written by a newer config generation than `version`'s,
+/// which this sync must leave alone.
 fn is_newer(stored: Option<&ConfigVersion>, version: &ConfigVersion) -> bool {
-    stored.is_some_and(|stored| stored > version && stored.hash != version.hash)
-}
-
-/// Whether a job this node's config keeps as it is should carry its version: it was
-/// written by an older config with other jobs (or before versions were kept), and
-/// without the stamp a node still on that older config would count as current.
-fn needs_stamp(stored: Option<&ConfigVersion>, version: &ConfigVersion) -> bool {
-    stored.is_none_or(|stored| stored < version && stored.hash != version.hash)
+    stored.is_some_and(|stored| stored.generation > version.generation)
 }
 
 /// One pass of [`sync_config_jobs`].
@@ -202,23 +223,6 @@ async fn sync_once(
         .map(|job| (job.id.clone(), job))
         .collect();
     let mut report = SyncReport::default();
-    let newest = current
-        .values()
-        .filter_map(|job| job.config_version.as_ref())
-        .max();
-    if let Some(newest) = newest.filter(|newest| is_newer(Some(newest), version)) {
-        tracing::warn!(
-            store_config_changed = %newest.modified.to_rfc3339(),
-            store_config_jobs = newest.hash,
-            this_config_changed = %version.modified.to_rfc3339(),
-            this_config_jobs = version.hash,
-            "the job store holds the jobs of a newer config than this node's: leaving them \
-             as they are; give this node the same config files"
-        );
-        report.newer_in_store = Some(newest.clone());
-        report.unchanged = wanted.len();
-        return Ok(report);
-    }
     for spec in &wanted {
         if let Some(id) = &spec.id {
             if !current.contains_key(id) {
@@ -246,6 +250,10 @@ async fn sync_once(
             Ok(Synced::Added) => report.added.push(id),
             Ok(Synced::Changed) => report.changed.push(id),
             Ok(Synced::Unchanged) => report.unchanged += 1,
+            Ok(Synced::Overtaken(newer)) => {
+                report.overtaken_by = Some(newer);
+                return Ok(report);
+            }
             Err(error) => report.failed.push((id, error)),
         }
     }
@@ -254,6 +262,10 @@ async fn sync_once(
             && !defined.contains(&job.id)
             && !is_newer(job.config_version.as_ref(), version)
         {
+            if let Some(newer) = overtaken(scheduler, version).await? {
+                report.overtaken_by = Some(newer);
+                return Ok(report);
+            }
             match scheduler.remove_job(&job.id).await {
                 Ok(()) => report.removed.push(job.id.clone()),
                 // Gone already (a one-off that finished meanwhile, or another node
@@ -272,6 +284,24 @@ enum Synced {
     Added,
     Changed,
     Unchanged,
+    /// Nothing: a newer generation was recorded since the sync began.
+    Overtaken(ConfigGeneration),
+}
+
+/// The store's newest generation if it is newer than `version`'s: another node
+/// recorded a newer config since this sync began, and this sync must stop writing.
+///
+/// Asked before every write, so a sync that judged its config current a moment before
+/// another node recorded a newer one stops at its next write instead of going on
+/// with stale reads; only a write already on its way can land after the newer
+/// node's, and that node's repair pass is there for it. One read per write; a sync
+/// that changes nothing reads nothing more.
+async fn overtaken(
+    scheduler: &Scheduler,
+    version: &ConfigVersion,
+) -> Result<Option<ConfigGeneration>, SchedulerError> {
+    let newest = scheduler.config_generations(1).await?.into_iter().next();
+    Ok(newest.filter(|newest| newest.generation > version.generation))
 }
 
 /// Makes one stored job (`existing`, as read) match `spec`.
@@ -295,15 +325,10 @@ async fn sync_job(
             }
         }
         match existing.as_ref().and_then(|job| job.config_spec.as_deref()) {
-            Some(stored) if *stored == spec.canonical() => {
-                let stamp = existing
-                    .as_ref()
-                    .is_some_and(|job| needs_stamp(job.config_version.as_ref(), version));
-                if stamp {
-                    scheduler.stamp_config_version(&id, version).await?;
-                }
-                return Ok(Synced::Unchanged);
-            }
+            // Jobs a newer config keeps as they are keep their older stamp: the stamp
+            // only guards against writes landing late, and rewriting every job on each
+            // reload would cost a write per job.
+            Some(stored) if *stored == spec.canonical() => return Ok(Synced::Unchanged),
             // Same trigger: the job keeps its place in the schedule.
             Some(stored)
                 if stored.trigger == spec.trigger
@@ -322,6 +347,9 @@ async fn sync_job(
             None => {}
         }
         attempt.replace_existing = existing.is_some();
+        if let Some(newer) = overtaken(scheduler, version).await? {
+            return Ok(Synced::Overtaken(newer));
+        }
         match scheduler.add_job(attempt).await {
             Ok(_) if existing.is_some() => return Ok(Synced::Changed),
             Ok(_) => return Ok(Synced::Added),
@@ -346,47 +374,42 @@ async fn sync_job(
 mod tests {
     use super::*;
 
-    fn version(seconds: i64, hash: &str) -> ConfigVersion {
+    fn version(generation: u64, hash: &str) -> ConfigVersion {
         ConfigVersion {
-            modified: DateTime::from_timestamp(seconds, 0).unwrap_or_default(),
+            generation,
             hash: hash.to_owned(),
         }
     }
 
     #[test]
-    fn a_newer_config_with_other_jobs_is_left_alone_and_an_older_one_stamped() {
-        let mine = version(100, "bbbb");
-        assert!(is_newer(Some(&version(200, "cccc")), &mine));
-        // The same jobs, written later elsewhere: not a newer config.
-        assert!(!is_newer(Some(&version(200, "bbbb")), &mine));
-        assert!(!is_newer(Some(&version(50, "aaaa")), &mine));
+    fn a_job_written_by_a_newer_generation_is_left_alone() {
+        let mine = version(2, "bbbb");
+        assert!(is_newer(Some(&version(3, "cccc")), &mine));
+        assert!(!is_newer(Some(&version(2, "bbbb")), &mine));
+        assert!(!is_newer(Some(&version(1, "aaaa")), &mine));
+        // Written before generations were kept.
+        assert!(!is_newer(Some(&version(0, "aaaa")), &mine));
         assert!(!is_newer(None, &mine));
-        // The same instant: the hash orders them, the same way on every node.
-        assert!(is_newer(Some(&version(100, "cccc")), &mine));
-        assert!(!is_newer(Some(&version(100, "aaaa")), &mine));
-
-        assert!(needs_stamp(None, &mine));
-        assert!(needs_stamp(Some(&version(50, "aaaa")), &mine));
-        assert!(!needs_stamp(Some(&version(50, "bbbb")), &mine));
-        assert!(!needs_stamp(Some(&mine), &mine));
-        assert!(!needs_stamp(Some(&version(200, "cccc")), &mine));
     }
 
     #[test]
-    fn the_jobs_hash_depends_on_the_jobs_not_their_order() {
+    fn the_config_hash_depends_on_the_jobs_not_their_order() {
         let spec = |id: &str, hour: u32| {
             let trigger = serde_json::from_value(serde_json::json!({"type": "cron", "hour": hour}))
                 .unwrap_or_else(|error| panic!("{error}"));
             JobSpec::new("command", trigger).with_id(id)
         };
-        let one = jobs_hash(&[spec("a", 1), spec("b", 2)]);
-        assert_eq!(one, jobs_hash(&[spec("b", 2), spec("a", 1)]));
-        assert_ne!(one, jobs_hash(&[spec("a", 1), spec("b", 3)]));
-        assert_ne!(one, jobs_hash(&[spec("a", 1)]));
+        let one = config_hash(&[spec("a", 1), spec("b", 2)]);
+        assert_eq!(one, config_hash(&[spec("b", 2), spec("a", 1)]));
+        assert_ne!(one, config_hash(&[spec("a", 1), spec("b", 3)]));
+        assert_ne!(one, config_hash(&[spec("a", 1)]));
         assert_eq!(one.len(), 16);
         // How a job was handed over does not count.
         let mut replacing = spec("a", 1);
         replacing.replace_existing = true;
-        assert_eq!(one, jobs_hash(&[replacing, spec("b", 2)]));
+        assert_eq!(one, config_hash(&[replacing, spec("b", 2)]));
+        // No jobs at all is a config too, with a hash of its own.
+        assert_eq!(config_hash(&[]).len(), 16);
+        assert_ne!(config_hash(&[]), one);
     }
 }

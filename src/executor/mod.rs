@@ -49,6 +49,23 @@ pub struct Submission {
     pub start_at: DateTime<Utc>,
     /// Set when the scheduler takes the runs back before `start_at`.
     pub withdrawal: Withdrawal,
+    /// Asked once `start_at` has come, before a worker is taken: whether the runs may
+    /// start at all ([`StartCheck`]). `None` starts them.
+    pub start_check: Option<Arc<dyn StartCheck>>,
+}
+
+/// The scheduler's last word on a submission, asked when its start time has come.
+///
+/// A run may be handed over before it is due (the fire-ahead window, jitter), but
+/// whether it may start is judged at its time: its job may have been paused,
+/// rescheduled or removed meanwhile (through another node too), and `max_instances`
+/// counts the runs executing *then*, not those executing at hand-over (see the run
+/// lifecycle in `docs/lifecycle.md`).
+#[async_trait]
+pub trait StartCheck: Send + Sync + 'static {
+    /// `Ok(())` to start the runs; `Err(reason)` to start none of them, each reported
+    /// as skipped with the reason ([`ExecutorContext::report_skipped`]).
+    async fn may_start(&self) -> Result<(), String>;
 }
 
 /// The scheduler's way to take back runs it handed over ahead of their start time
@@ -85,6 +102,7 @@ impl std::fmt::Debug for Submission {
             .field("runs", &self.runs)
             .field("task_name", &self.task_name)
             .field("start_at", &self.start_at)
+            .field("start_check", &self.start_check.is_some())
             .finish()
     }
 }
@@ -111,7 +129,13 @@ impl ExecutorContext {
 
     /// Reports runs the scheduler took back before they were due ([`Withdrawal`]).
     pub fn report_withdrawn(&self, runs: impl IntoIterator<Item = TaskRun>) {
-        self.report_unfinished(runs, crate::history::RunOutcome::Skipped, WITHDRAWN);
+        self.report_skipped(runs, WITHDRAWN);
+    }
+
+    /// Reports runs that did not start, with why: withdrawn, or refused by their
+    /// [`StartCheck`].
+    pub fn report_skipped(&self, runs: impl IntoIterator<Item = TaskRun>, reason: &str) {
+        self.report_unfinished(runs, crate::history::RunOutcome::Skipped, reason);
     }
 
     /// One record per run that did not run to its end, with why.
@@ -133,6 +157,7 @@ impl ExecutorContext {
                 outcome,
                 error: Some(reason.to_owned()),
                 output: None,
+                attempt: 1,
             });
         }
     }

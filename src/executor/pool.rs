@@ -160,6 +160,7 @@ impl Executor for ThreadPoolExecutor {
             task,
             start_at,
             withdrawal,
+            start_check,
             ..
         } = submission;
         let unreported = Unreported {
@@ -180,6 +181,7 @@ impl Executor for ThreadPoolExecutor {
             at: start_at,
             early,
             withdrawal,
+            check: start_check,
         };
         runs.set
             .spawn(run_one(unreported, task, start, context, shared, timeout));
@@ -236,6 +238,13 @@ async fn run_one(
             return;
         }
     }
+    if let Some(check) = &start.check {
+        if let Err(reason) = check.may_start().await {
+            shared.queued.fetch_sub(1, Ordering::Relaxed);
+            context.report_skipped(unreported.waiting.drain(..), &reason);
+            return;
+        }
+    }
     let permit = shared.workers.acquire().await;
     shared.queued.fetch_sub(1, Ordering::Relaxed);
     shared.running.fetch_add(1, Ordering::Relaxed);
@@ -268,6 +277,8 @@ struct Start {
     /// Handed over before `at` (it waits behind a gate and counts as early).
     early: bool,
     withdrawal: Withdrawal,
+    /// Asked once the time has come ([`super::StartCheck`]).
+    check: Option<Arc<dyn super::StartCheck>>,
 }
 
 /// How one run went, before it is tied to the run's identity.
@@ -290,6 +301,7 @@ impl RunOutcomeParts {
             outcome: self.outcome,
             error: self.error,
             output: (!self.output.is_empty()).then(|| bound_output(self.output, MAX_OUTPUT_BYTES)),
+            attempt: 1,
         }
     }
 }

@@ -279,14 +279,17 @@ async fn run_one(
         }
         drop(early);
         if submission.withdrawal.is_withdrawn() {
-            return None;
+            return Err(super::WITHDRAWN.to_owned());
         }
-        Some(shared.workers.acquire().await)
+        if let Some(check) = &submission.start_check {
+            check.may_start().await?;
+        }
+        Ok(shared.workers.acquire().await)
     };
     let permit = tokio::select! {
         permit = ready => match permit {
-            Some(permit) => permit.ok(),
-            None => {
+            Ok(permit) => permit.ok(),
+            Err(reason) => {
                 let withdrawn: Vec<TaskRun> = {
                     let mut in_flight = shared.in_flight();
                     submission
@@ -298,7 +301,7 @@ async fn run_one(
                 // Counted out before the records go, so whoever reads them sees the
                 // pool without these runs.
                 drop(queued);
-                context.report_withdrawn(withdrawn);
+                context.report_skipped(withdrawn, &reason);
                 return;
             }
         },
@@ -365,6 +368,7 @@ fn record(
         outcome: ended.outcome,
         error: ended.error,
         output: (!ended.output.is_empty()).then_some(ended.output),
+        attempt: 1,
     }
 }
 

@@ -84,6 +84,20 @@ pub enum Event {
         /// The limit.
         max_instances: u32,
     },
+    /// A store has refused the records of finished runs for so long that this node
+    /// holds [`MAX_UNWRITTEN_RUNS`](crate::scheduler::MAX_UNWRITTEN_RUNS) of them: it
+    /// takes no more jobs from that store until they are written (nothing is dropped).
+    RecordsBacklogged {
+        /// The store.
+        jobstore: String,
+        /// Records waiting to be written.
+        pending: usize,
+    },
+    /// The backlog of a store went back under the cap: jobs are taken from it again.
+    RecordsDrained {
+        /// The store.
+        jobstore: String,
+    },
 }
 
 impl Event {
@@ -94,6 +108,14 @@ impl Event {
             Event::SchedulerShutdown => tracing::info!("scheduler shut down"),
             Event::SchedulerPaused => tracing::info!("scheduler paused"),
             Event::SchedulerResumed => tracing::info!("scheduler resumed"),
+            Event::RecordsBacklogged { jobstore, pending } => tracing::error!(
+                jobstore,
+                pending,
+                "the job store keeps refusing run records; taking no jobs from it until they are written"
+            ),
+            Event::RecordsDrained { jobstore } => {
+                tracing::info!(jobstore, "run records written; taking jobs from the store again")
+            }
             Event::JobAdded { job_id, jobstore } => {
                 tracing::info!(job_id, jobstore, "job added")
             }
@@ -120,6 +142,15 @@ impl Event {
                 lateness_ms = run.lateness().map(|late| late.num_milliseconds()),
                 "run succeeded"
             ),
+            // A skipped run did not fail: it says once, with why (the instance limit,
+            // a change that took it back), and nothing else logs it.
+            Event::JobError { run } if run.outcome == RunOutcome::Skipped => tracing::warn!(
+                job_id = run.job_id,
+                run_id = run.run_id,
+                scheduled_time = %run.scheduled_time,
+                reason = run.error.as_deref().unwrap_or(""),
+                "run skipped"
+            ),
             Event::JobError { run } => tracing::warn!(
                 job_id = run.job_id,
                 run_id = run.run_id,
@@ -141,7 +172,8 @@ impl Event {
                 scheduled_time,
                 max_instances,
             } => {
-                tracing::warn!(job_id, %scheduled_time, max_instances, "run skipped: max_instances reached")
+                // The skipped run's own record is the one line that says so.
+                tracing::debug!(job_id, %scheduled_time, max_instances, "max_instances reached")
             }
         }
     }

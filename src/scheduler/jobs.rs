@@ -124,6 +124,18 @@ impl Scheduler {
                 reason: "must be at least 1".to_owned(),
             });
         }
+        // The job's own policy, else its task's, else the scheduler's default.
+        let retry = spec
+            .options
+            .retry
+            .clone()
+            .or_else(|| task.default_retry())
+            .or_else(|| inner.defaults.retry.clone());
+        if let Some(policy) = &retry {
+            policy
+                .check()
+                .map_err(|(field, reason)| SchedulerError::InvalidOption { field, reason })?;
+        }
         let trigger = Trigger::new(spec.trigger, &context)?;
         let next_run_time = if spec.paused {
             None
@@ -152,6 +164,11 @@ impl Scheduler {
             revision: 0,
             config_spec,
             config_version: spec.from_config.then_some(spec.config_version).flatten(),
+            retry: crate::job::RetryState {
+                policy: retry.filter(|policy| policy.max_attempts > 1),
+                pending: None,
+                failed: None,
+            },
         })
     }
 
@@ -205,6 +222,9 @@ impl Scheduler {
         if let Some(spec) = changes.trigger {
             let context = inner.trigger_context();
             job.trigger = Trigger::new(spec, &context)?;
+            // A new schedule cancels a pending retry, and gives a failed job a new start.
+            job.retry.pending = None;
+            job.retry.failed = None;
             if !job.paused {
                 job.next_run_time = Some(
                     job.trigger
@@ -215,23 +235,12 @@ impl Scheduler {
         }
         if let Some(next) = changes.next_run_time {
             if !job.paused {
+                job.retry.pending = None;
+                job.retry.failed = None;
                 job.next_run_time = Some(next);
             }
         }
         self.write_changed(jobstore, job, scheduled_before).await
-    }
-
-    /// Marks a config-owned job as written by the config of `version`, changing
-    /// nothing else (its schedule, an operator's pause): the daemon's config sync
-    /// (`daemon/sync.rs`) does it to the jobs a newer config keeps as they were.
-    pub(crate) async fn stamp_config_version(
-        &self,
-        id: &str,
-        version: &crate::job::ConfigVersion,
-    ) -> Result<Job, SchedulerError> {
-        let (jobstore, mut job) = self.inner.find_job(id).await?;
-        job.config_version = Some(version.clone());
-        Ok(self.inner.store(&jobstore)?.update_job(job).await?)
     }
 
     /// Writes a changed job; `scheduled_before` is its next run time before the change.
@@ -277,6 +286,8 @@ impl Scheduler {
         let scheduled_before = job.next_run_time;
         job.paused = true;
         job.next_run_time = None;
+        // A pending retry is cancelled: resuming starts from the trigger again.
+        job.retry.pending = None;
         self.write_changed(jobstore, job, scheduled_before).await
     }
 
@@ -458,8 +469,20 @@ impl Scheduler {
     /// Runs a job now, once, outside its schedule (its next run time is unchanged).
     /// Returns the run id. `max_instances` still applies.
     pub async fn run_job_now(&self, id: &str) -> Result<String, SchedulerError> {
-        let (jobstore, job) = self.inner.find_job(id).await?;
+        let (jobstore, mut job) = self.inner.find_job(id).await?;
         let now = self.inner.clock.now();
+        if job.retry.failed.is_some() {
+            // A failed one-off job runs again with a fresh set of attempts, through the
+            // loop like any due job (held, retried, kept as failed again if it fails).
+            // Its run id is not known yet: the empty id says so.
+            let scheduled_before = job.next_run_time;
+            job.retry.failed = None;
+            job.retry.pending = None;
+            job.paused = false;
+            job.next_run_time = Some(now);
+            self.write_changed(jobstore, job, scheduled_before).await?;
+            return Ok(String::new());
+        }
         main_loop::submit_runs(&self.inner, &jobstore, &job, &[now], now)
             .await
             .map_err(SchedulerError::from)
@@ -510,5 +533,7 @@ pub(crate) fn submission(
         } else {
             Withdrawal::default()
         },
+        // Set by the hand-over when the runs are judged again at their time.
+        start_check: None,
     })
 }

@@ -14,17 +14,23 @@
 //!   └──────────── next deadline <── release batch (new next run times) <──┘
 //! ```
 //!
-//! A job whose trigger is finished (a one-off job) is released, which removes it, only
-//! when its run has ended ([`RunPlace::release`]): until then it stays in the store under
-//! this scheduler's lease, so a scheduler killed before the run ended (or even started:
-//! runs are handed over up to the fire-ahead window early) leaves it behind, and the
-//! restarted scheduler ([`JobStore::recover_owner`]) or, once the lease expires, any
-//! other runs it again: a one-off job runs at least once across a crash. A recurring
-//! job's next run time is written when its run is due: at hand-over for a run due now,
-//! and for one handed over ahead of its time (the fire-ahead window) when that time
-//! comes ([`Deferred`]), so a process that dies before the run started leaves the job
-//! to the others at its old time. A run that had started when the process died is not
-//! repeated.
+//! The life of one run, from the store to its record, is `docs/lifecycle.md`; in
+//! short:
+//!
+//! - **Taken and planned** ([`process_due_jobs`], [`plan_due_job`]): a due job is
+//!   acquired under a lease, misfires and coalescing are judged, and its runs are
+//!   handed to its executor, up to the fire-ahead window early.
+//! - **Judged at their time** ([`start::RunStart`]): a run handed over early starts only
+//!   if its job was not paused, rescheduled or removed meanwhile (through any node),
+//!   and `max_instances` is judged then, by the runs executing then.
+//! - **Held until they end** ([`HeldRelease`]): a one-off job, and a recurring job with
+//!   `max_instances = 1`, stay leased to this node until the run ends (the lease and
+//!   the instance slot renewed meanwhile, `renewal.rs`), and are written back with
+//!   the run's record. A node that dies first leaves them to its restarted successor
+//!   or to another node, which runs them again: at least once across a crash. A job
+//!   that allows several runs at once is written back when its run is due
+//!   ([`Deferred`]), so its next run can be taken while this one goes; a run of it
+//!   that had started on a node that died is not repeated.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -35,7 +41,7 @@ use tokio::sync::mpsc;
 
 use super::jobs::submission;
 use super::plan::plan;
-use super::{Event, Inner, SchedulerState};
+use super::{start, Event, Inner, SchedulerState};
 use crate::executor::Withdrawal;
 use crate::history::{RunOutcome, RunRecord};
 use crate::job::{generate_id, Job};
@@ -84,7 +90,11 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             SchedulerState::Running => {
                 // During a pass the loop has no deadline, so a job added or changed
                 // meanwhile always leaves a wake-up behind.
-                inner.lock().deadline = None;
+                {
+                    let mut mutable = inner.lock();
+                    mutable.deadline = None;
+                    mutable.pass_started = Some(std::time::Instant::now());
+                }
                 let now = inner.clock.now();
                 match process_due_jobs(&inner, now).await {
                     Ok(deadline) => {
@@ -114,7 +124,11 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             }
             _ => deadline,
         };
-        inner.lock().deadline = deadline;
+        {
+            let mut mutable = inner.lock();
+            mutable.deadline = deadline;
+            mutable.pass_started = None;
+        }
         let sleep = async {
             match deadline {
                 // With a fire-ahead window the loop takes jobs that long before they
@@ -194,6 +208,11 @@ pub(crate) async fn process_due_jobs(
                 }
             }
             let mut starved = false;
+            if inner.lock().backlogged.contains(name) {
+                // Its run records are not being written: runs taken now would only add
+                // to them. The record task wakes the loop once they are written.
+                return Ok((None, false));
+            }
             loop {
                 let limit = inner.acquisition_limit();
                 if limit == 0 {
@@ -393,9 +412,10 @@ struct DueRuns<'a> {
     /// Earliest first; never empty.
     run_times: Vec<DateTime<Utc>>,
     start_at: DateTime<Utc>,
-    /// The job's release when it removes the job (the trigger is finished): held back
-    /// until the runs end if they are handed over.
-    final_release: Option<Release>,
+    /// The job's release when its runs hold the job until they end ([`HeldRelease`]).
+    final_release: Option<HeldRelease>,
+    /// The next run time written back for the job ([`start::RunStart`]).
+    released_next: Option<DateTime<Utc>>,
 }
 
 /// Where a run in flight reports, and what its end writes back.
@@ -407,17 +427,68 @@ pub(crate) struct RunPlace {
     /// Whether its record frees the job's instance slot: the last run of a submission
     /// does (they share one slot).
     pub(crate) frees_instance: bool,
-    /// On the last run of a job whose trigger is finished: the release that removes the
-    /// job, written once the run has ended. Until then the job stays in the store under
-    /// this scheduler's lease, so if the process dies first, the run happens again (after
-    /// a restart under the same id, or when the lease expires) instead of being lost
-    /// with it. A run that a shutdown stopped before it ended writes nothing, for the
-    /// same reason. A run that outlasts the lease (`SchedulerBuilder::lease`, 5 minutes
-    /// by default) may see its job taken again, which its instance slot then refuses
-    /// (`max_instances`), removing the job.
-    pub(crate) release: Option<Release>,
+    /// On the last run of a job its runs hold ([`HeldRelease`]): the release written
+    /// once the run has ended. Until then the job stays in the store under this
+    /// scheduler's lease (renewed while the run goes, `renewal.rs`), so if the process
+    /// dies first, the run happens again (after a restart under the same id, or when
+    /// the lease expires) instead of being lost with it. A run that a shutdown stopped
+    /// before it ended writes nothing, for the same reason.
+    pub(crate) release: Option<HeldRelease>,
     /// Takes the run back while it waits for its start time ([`Inner::withdraw_early_runs`]).
     pub(crate) withdrawal: Withdrawal,
+}
+
+/// A job's release held by its run until the run ends: the job stays leased to this
+/// node meanwhile, so the run happens at least once across a crash (see
+/// `docs/lifecycle.md`).
+///
+/// Runs hold their job when nothing else of it can happen meanwhile: a one-off job
+/// (its trigger is finished), and a recurring job with `max_instances = 1`, whose next
+/// run could not start before this one ends anyway. Its fire times that come while the
+/// run executes are skipped when it ends (`max_instances`), and the job is written
+/// back at its first fire time after the end:
+///
+/// ```text
+/// every 2 s, a run of 2.5 s:  0 s run ─────────── 2.5 s end: 2 s skipped, next 4 s
+/// ```
+///
+/// A job that allows several runs at once is written back when its run is due
+/// ([`Deferred`]), so its next run can be taken while this one goes.
+#[derive(Clone, Debug)]
+pub(crate) struct HeldRelease {
+    pub(crate) release: Release,
+    /// A recurring job's trigger, to move its next run time past the run's end.
+    pub(crate) trigger: Option<crate::trigger::Trigger>,
+    /// Which attempt of its scheduled time the run is (1-based).
+    pub(crate) attempt: u32,
+    /// How the job's failed runs are retried, if they are.
+    pub(crate) policy: Option<crate::job::RetryPolicy>,
+}
+
+impl HeldRelease {
+    /// The release to write for a run that ended at `end`, and the fire times skipped
+    /// because they came while it executed: (how many, the first).
+    fn at_end(mut self, end: DateTime<Utc>) -> (Release, u64, Option<DateTime<Utc>>) {
+        let Some(trigger) = self.trigger else {
+            return (self.release, 0, None);
+        };
+        let mut skipped = 0u64;
+        let mut first = None;
+        let mut next = self.release.next_run_time;
+        while let Some(time) = next.filter(|time| *time <= end) {
+            first.get_or_insert(time);
+            skipped += 1;
+            next = if skipped >= super::plan::MAX_RUN_TIMES as u64 {
+                // A run far longer than its interval: jump to the first time after it
+                // (the count then says "at least").
+                trigger.fire_times(end + TimeDelta::microseconds(1)).next()
+            } else {
+                trigger.next_fire_time(Some(time), end)
+            };
+        }
+        self.release.next_run_time = next;
+        (self.release, skipped, first)
+    }
 }
 
 /// Plans one acquired job (misfire, coalesce, jitter); returns what to write back for
@@ -428,6 +499,9 @@ async fn plan_due_job<'a>(
     job: &'a Job,
     now: DateTime<Utc>,
 ) -> (Release, Option<DueRuns<'a>>) {
+    if let Some(pending) = job.retrying() {
+        return plan_retry(job, pending, now);
+    }
     // A job taken ahead of time is planned at its own due time: it is not late, and
     // only that one run is handed over (later ones come in later passes, so a job that
     // coalesces never merges runs that are not due yet).
@@ -471,10 +545,48 @@ async fn plan_due_job<'a>(
             job,
             run_times: plan.run.clone(),
             start_at,
-            final_release: release.next_run_time.is_none().then(|| release.clone()),
+            final_release: (release.next_run_time.is_none()
+                || job.max_instances == 1
+                || job.max_attempts() > 1)
+                .then(|| HeldRelease {
+                    release: release.clone(),
+                    trigger: release.next_run_time.map(|_| job.trigger.clone()),
+                    attempt: 1,
+                    policy: job.retry.policy.clone(),
+                }),
+            released_next: release.next_run_time,
         }
     });
     (release, due)
+}
+
+/// Plans the next attempt of a failed run ([`crate::job::RetryPolicy`]): the scheduled
+/// time that failed runs again, at the job's next run time (the end of the wait), and
+/// the job's regular schedule resumes after it.
+fn plan_retry<'a>(
+    job: &'a Job,
+    pending: &crate::job::PendingAttempt,
+    now: DateTime<Utc>,
+) -> (Release, Option<DueRuns<'a>>) {
+    let release = Release {
+        job_id: job.id.clone(),
+        revision: job.revision,
+        acquired_next_run_time: job.next_run_time,
+        next_run_time: pending.resume_at,
+    };
+    let due = DueRuns {
+        job,
+        run_times: vec![pending.scheduled_time],
+        start_at: job.next_run_time.unwrap_or(now),
+        final_release: Some(HeldRelease {
+            release: release.clone(),
+            trigger: pending.resume_at.map(|_| job.trigger.clone()),
+            attempt: pending.attempt,
+            policy: job.retry.policy.clone(),
+        }),
+        released_next: pending.resume_at,
+    };
+    (release, Some(due))
 }
 
 /// Claims the instance slots of a batch's due runs in one store call, then hands each
@@ -502,26 +614,30 @@ async fn hand_over_due_runs(
     let claimed = store.claim_instances(&inner.id, &claims).await?;
     for (index, due) in due_runs.iter().enumerate() {
         // A store that answered fewer claims than asked granted none of the rest.
-        if claimed.get(index).copied().unwrap_or(false) {
-            let (_, handed_over) = hand_over(
-                inner,
-                jobstore,
-                store,
-                due.job,
-                &due.run_times,
-                due.start_at,
-                due.final_release.clone(),
-            )
-            .await;
-            if handed_over && due.final_release.is_some() {
-                handed.held.insert(due.job.id.clone());
-            } else if handed_over {
-                if let Some(first) = due.run_times.first().filter(|first| **first > now) {
-                    handed.early.insert(due.job.id.clone(), *first);
-                }
+        // A slot not free now is claimed when the run is due, and only then may the
+        // run be skipped: `max_instances` counts the runs executing at its time
+        // ([`start::RunStart`]).
+        let slot_claimed = claimed.get(index).copied().unwrap_or(false);
+        let (_, handed_over) = hand_over(
+            inner,
+            jobstore,
+            store,
+            due.job,
+            &due.run_times,
+            due.start_at,
+            HandOver {
+                final_release: due.final_release.clone(),
+                slot_claimed,
+                released_next: due.released_next,
+            },
+        )
+        .await;
+        if handed_over && due.final_release.is_some() {
+            handed.held.insert(due.job.id.clone());
+        } else if handed_over {
+            if let Some(first) = due.run_times.first().filter(|first| **first > now) {
+                handed.early.insert(due.job.id.clone(), *first);
             }
-        } else {
-            refuse_max_instances(inner, jobstore, due.job, &due.run_times).await;
         }
     }
     Ok(handed)
@@ -652,7 +768,11 @@ pub(crate) async fn submit_runs(
             job,
             scheduled_times,
             start_at,
-            None,
+            HandOver {
+                final_release: None,
+                slot_claimed: true,
+                released_next: job.next_run_time,
+            },
         )
         .await;
         Ok(run_id)
@@ -696,10 +816,20 @@ async fn refuse_max_instances(
     .await
 }
 
-/// Hands runs whose instance slot is claimed to the job's executor; returns the first
-/// run id and whether the executor took them. A refused hand-over frees the slot and is
-/// recorded as an error. `final_release`, if any, goes with the last run
-/// ([`RunPlace::release`]) when the executor takes them.
+/// How runs are handed over ([`hand_over`]).
+struct HandOver {
+    /// Goes with the last run ([`RunPlace::release`]) when the executor takes them.
+    final_release: Option<HeldRelease>,
+    /// The instance slot is claimed; otherwise the runs claim it at their start time.
+    slot_claimed: bool,
+    /// The next run time written back for the job ([`start::RunStart`]).
+    released_next: Option<DateTime<Utc>>,
+}
+
+/// Hands runs to the job's executor; returns the first run id and whether the
+/// executor took them. A refused hand-over frees the slot and is recorded as an error.
+/// Runs handed over before their start time, or without their slot, are judged again
+/// when that time comes ([`start::RunStart`]).
 async fn hand_over(
     inner: &Inner,
     jobstore: &str,
@@ -707,7 +837,7 @@ async fn hand_over(
     job: &Job,
     scheduled_times: &[DateTime<Utc>],
     start_at: DateTime<Utc>,
-    final_release: Option<Release>,
+    how: HandOver,
 ) -> (String, bool) {
     let first = scheduled_times.first().copied().unwrap_or(start_at);
     let refusal = match (
@@ -716,21 +846,38 @@ async fn hand_over(
     ) {
         (None, _) => format!("the executor {:?} does not exist", job.executor),
         (_, None) => format!("the task {:?} is not registered", job.task),
-        (Some(executor), Some(submission)) => {
+        (Some(executor), Some(mut submission)) => {
             let run_ids: Vec<String> = submission
                 .runs
                 .iter()
                 .map(|run| run.run_id.clone())
                 .collect();
+            let early = start_at > inner.clock.now();
+            if early || !how.slot_claimed {
+                submission.start_check = Some(Arc::new(start::RunStart {
+                    inner: inner.me.clone(),
+                    jobstore: jobstore.to_owned(),
+                    job_id: job.id.clone(),
+                    max_instances: job.max_instances,
+                    scheduled_time: first,
+                    runs: run_ids.len(),
+                    acquired_next: job.next_run_time,
+                    released_next: how.released_next,
+                    confirm_schedule: early,
+                    slot_claimed: how.slot_claimed,
+                    withdrawal: submission.withdrawal.clone(),
+                    last_run_id: run_ids.last().cloned().unwrap_or_default(),
+                }));
+            }
             {
                 let mut mutable = inner.lock();
                 let last = run_ids.len().saturating_sub(1);
-                let mut final_release = final_release;
+                let mut final_release = how.final_release;
                 for (index, run_id) in run_ids.iter().enumerate() {
                     let place = RunPlace {
                         job_id: job.id.clone(),
                         jobstore: jobstore.to_owned(),
-                        frees_instance: index == last,
+                        frees_instance: index == last && how.slot_claimed,
                         release: if index == last {
                             final_release.take()
                         } else {
@@ -765,9 +912,11 @@ async fn hand_over(
             }
         }
     };
-    if let Err(error) = store.release_instance(&job.id, &inner.id).await {
-        // The slot expires after the store's instance time-to-live.
-        tracing::warn!(job_id = job.id, %error, "could not free the instance slot of a refused run");
+    if how.slot_claimed {
+        if let Err(error) = store.release_instance(&job.id, &inner.id).await {
+            // The slot expires after the store's instance time-to-live.
+            tracing::warn!(job_id = job.id, %error, "could not free the instance slot of a refused run");
+        }
     }
     let now = inner.clock.now();
     let run_id =
@@ -794,6 +943,7 @@ async fn record_unstarted(
         outcome,
         error: Some(reason),
         output: None,
+        attempt: 1,
     };
     let run_id = record.run_id.clone();
     if let Some(store) = inner.stores.get(jobstore) {
@@ -818,9 +968,12 @@ async fn record_unstarted(
 pub(crate) async fn record_finished_runs(
     inner: Arc<Inner>,
     mut finished: mpsc::UnboundedReceiver<RunRecord>,
+    mut flushes: mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>,
 ) {
     let mut unwritten = Unwritten::default();
     let mut backoff = MIN_BACKOFF;
+    // Who asked for everything finished so far to be written ([`Inner::flush_finished_runs`]).
+    let mut flushed: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
     loop {
         let waiting = !unwritten.is_empty();
         let retry = async {
@@ -853,12 +1006,24 @@ pub(crate) async fn record_finished_runs(
                 None => break,
             },
             () = retry => {}
+            Some(done) = flushes.recv() => {
+                // Every record sent before the ask is in the channel by now.
+                let mut batch = Vec::new();
+                while let Ok(record) = finished.try_recv() {
+                    batch.push(record);
+                }
+                unwritten.add(&inner, batch);
+                flushed.push(done);
+            }
             () = inner.drain.notified() => break,
         }
         if unwritten.write(&inner).await {
             backoff = MIN_BACKOFF;
         } else {
             backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        for done in flushed.drain(..) {
+            let _ = done.send(());
         }
     }
     // Shutdown signals `drain` only after the executors stopped, so everything they
@@ -884,17 +1049,220 @@ const RECORD_BATCH: usize = 256;
 #[derive(Default)]
 struct Unwritten {
     by_store: HashMap<String, VecDeque<FinishedRun>>,
+    /// What a run's outcome changes in its job, by store (job id, acquired revision).
+    follow_ups: HashMap<String, Vec<(String, u64, FollowUp)>>,
     releases: HashMap<String, Vec<Release>>,
     to_announce: Vec<RunRecord>,
+    /// A release among them may leave its job due (see `add`).
+    wake_loop: bool,
+    /// The earliest next run time among the releases: the loop takes the job then.
+    earliest_next: Option<DateTime<Utc>>,
+}
+
+/// What the end of a held run ([`HeldRelease`]) changes in its job besides the
+/// write-back: written (read, changed, updated) after the run's record and before the
+/// release, which then ends the lease and leaves the change in place.
+#[derive(Clone, Debug)]
+enum FollowUp {
+    /// The run failed and has attempts left: the same scheduled time runs again at
+    /// `retry_at`; the job's schedule resumes after.
+    Retry {
+        scheduled_time: DateTime<Utc>,
+        attempt: u32,
+        max_attempts: u32,
+        retry_at: DateTime<Utc>,
+        resume_at: Option<DateTime<Utc>>,
+    },
+    /// A one-off job's last attempt failed: it stays, as failed.
+    Failed(crate::job::JobFailure),
+    /// A retried recurring job's attempts ended: its schedule resumes.
+    Resume { resume_at: Option<DateTime<Utc>> },
+}
+
+impl FollowUp {
+    /// What `run`, the end of `held`, asks for (before `held` moves past the end).
+    fn after(held: &HeldRelease, run: &RunRecord) -> Option<FollowUp> {
+        let failed = run.started_at.is_some()
+            && matches!(run.outcome, RunOutcome::Error | RunOutcome::Timeout);
+        let one_off = held.trigger.is_none() && held.release.next_run_time.is_none();
+        let max_attempts = held.policy.as_ref().map_or(1, |policy| policy.max_attempts);
+        match &held.policy {
+            Some(policy) if failed && held.attempt < max_attempts => {
+                let delay = policy.delay(held.attempt, &mut fastrand::Rng::new());
+                let delay = TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX);
+                Some(FollowUp::Retry {
+                    scheduled_time: run.scheduled_time,
+                    attempt: held.attempt + 1,
+                    max_attempts,
+                    retry_at: run
+                        .finished_at
+                        .checked_add_signed(delay)
+                        .unwrap_or(run.finished_at),
+                    resume_at: None,
+                })
+            }
+            _ if failed && one_off => Some(FollowUp::Failed(crate::job::JobFailure {
+                scheduled_time: run.scheduled_time,
+                attempts: held.attempt,
+                at: run.finished_at,
+                error: run.error.clone(),
+            })),
+            _ if held.attempt > 1 && !one_off => Some(FollowUp::Resume { resume_at: None }),
+            _ => None,
+        }
+    }
+
+    /// The same, resuming the job's schedule at `next` (its release's next run time).
+    fn with_resume(self, next: Option<DateTime<Utc>>) -> FollowUp {
+        match self {
+            FollowUp::Retry {
+                scheduled_time,
+                attempt,
+                max_attempts,
+                retry_at,
+                ..
+            } => FollowUp::Retry {
+                scheduled_time,
+                attempt,
+                max_attempts,
+                retry_at,
+                resume_at: next,
+            },
+            FollowUp::Resume { .. } => FollowUp::Resume { resume_at: next },
+            failed => failed,
+        }
+    }
+
+    /// One log line: a failure is never silent.
+    fn log(&self, run: &RunRecord) {
+        match self {
+            FollowUp::Retry {
+                attempt,
+                max_attempts,
+                retry_at,
+                ..
+            } => tracing::warn!(
+                job_id = run.job_id,
+                scheduled_time = %run.scheduled_time,
+                failed_attempt = attempt - 1,
+                max_attempts,
+                %retry_at,
+                "run failed; it will be tried again"
+            ),
+            FollowUp::Failed(failure) => tracing::error!(
+                job_id = run.job_id,
+                scheduled_time = %run.scheduled_time,
+                attempts = failure.attempts,
+                "one-off job failed for good; kept in its store as failed (re-run or remove it)"
+            ),
+            FollowUp::Resume { .. } => {}
+        }
+    }
+
+    /// Applies the change to `job` as read from the store.
+    fn apply(self, job: &mut Job) {
+        match self {
+            FollowUp::Retry {
+                scheduled_time,
+                attempt,
+                retry_at,
+                resume_at,
+                ..
+            } => {
+                job.retry.pending = Some(crate::job::PendingAttempt {
+                    scheduled_time,
+                    attempt,
+                    resume_at,
+                });
+                job.retry.failed = None;
+                job.next_run_time = Some(retry_at);
+            }
+            FollowUp::Failed(failure) => {
+                job.retry.pending = None;
+                job.retry.failed = Some(failure);
+                job.next_run_time = None;
+            }
+            FollowUp::Resume { resume_at } => {
+                job.retry.pending = None;
+                job.next_run_time = if job.paused { None } else { resume_at };
+            }
+        }
+    }
+}
+
+/// The record of the fire times of `run`'s job that came while `run` executed
+/// ([`HeldRelease`]): skipped, as `max_instances = 1` says, and said once.
+fn skipped_while_running(
+    inner: &Inner,
+    run: &RunRecord,
+    first: DateTime<Utc>,
+    skipped: u64,
+) -> RunRecord {
+    inner.emit(Event::JobMaxInstances {
+        job_id: run.job_id.clone(),
+        scheduled_time: first,
+        max_instances: 1,
+    });
+    RunRecord {
+        run_id: generate_id(),
+        job_id: run.job_id.clone(),
+        scheduled_time: first,
+        started_at: None,
+        finished_at: run.finished_at,
+        outcome: RunOutcome::Skipped,
+        error: Some(format!(
+            "the run for {} was still going at this time (max_instances = 1); skipped {skipped} run time(s)",
+            run.scheduled_time
+        )),
+        output: None,
+        attempt: 1,
+    }
 }
 
 impl Unwritten {
     fn is_empty(&self) -> bool {
-        self.by_store.values().all(VecDeque::is_empty) && self.releases.values().all(Vec::is_empty)
+        self.by_store.values().all(VecDeque::is_empty)
+            && self.releases.values().all(Vec::is_empty)
+            && self.follow_ups.values().all(Vec::is_empty)
     }
 
     fn len(&self) -> usize {
         self.by_store.values().map(VecDeque::len).sum()
+    }
+
+    /// Tells the loop which stores hold the most records it keeps
+    /// ([`SchedulerBuilder::max_unwritten_runs`](super::SchedulerBuilder::max_unwritten_runs)): it
+    /// takes no jobs from those until the records are written, so the backlog grows
+    /// no further than the runs already handed over (see `docs/lifecycle.md`).
+    fn report_backlog(&self, inner: &Inner) {
+        let mut events = Vec::new();
+        {
+            let mut mutable = inner.lock();
+            for (name, runs) in &self.by_store {
+                let full = runs.len() >= inner.max_unwritten_runs;
+                let was_full = mutable.backlogged.contains(name);
+                if full && !was_full {
+                    mutable.backlogged.insert(name.clone());
+                    events.push(Event::RecordsBacklogged {
+                        jobstore: name.clone(),
+                        pending: runs.len(),
+                    });
+                } else if !full && was_full {
+                    mutable.backlogged.remove(name);
+                    events.push(Event::RecordsDrained {
+                        jobstore: name.clone(),
+                    });
+                }
+            }
+            mutable.unwritten_runs = self.len();
+        }
+        for event in events {
+            let drained = matches!(event, Event::RecordsDrained { .. });
+            inner.emit(event);
+            if drained {
+                inner.wake.notify_one();
+            }
+        }
     }
 
     /// Sorts finished runs by the store their job lives in.
@@ -912,7 +1280,7 @@ impl Unwritten {
                 .map(|record| mutable.run_stores.remove(&record.run_id))
                 .collect()
         };
-        for (record, placed) in records.into_iter().zip(places) {
+        for (mut record, placed) in records.into_iter().zip(places) {
             if let Some(RunPlace {
                 jobstore: store,
                 frees_instance,
@@ -921,32 +1289,68 @@ impl Unwritten {
                 ..
             }) = placed
             {
+                let mut skipped_meanwhile = None;
                 match release {
-                    // It ran to its end: the job goes. Or it was taken back (paused,
-                    // rescheduled, removed): the release ends the lease, and the change
-                    // that took it back stays (see `JobStore::release_jobs`).
-                    Some(release) if record.started_at.is_some() || withdrawal.is_withdrawn() => {
+                    // It ran to its end, or was skipped at its time (the instance
+                    // limit): a one-off job goes, a recurring one moves on past the
+                    // run's end. Or it was taken back (paused, rescheduled, removed):
+                    // the release ends the lease, and the change that took it back
+                    // stays (see `JobStore::release_jobs`).
+                    Some(held)
+                        if record.started_at.is_some()
+                            || withdrawal.is_withdrawn()
+                            || record.outcome == RunOutcome::Skipped =>
+                    {
+                        record.attempt = held.attempt;
+                        let follow_up = FollowUp::after(&held, &record);
+                        let (release, skipped, first) = held.at_end(record.finished_at);
+                        if let Some(follow_up) = follow_up {
+                            follow_up.log(&record);
+                            if let FollowUp::Retry { retry_at, .. } = &follow_up {
+                                self.earliest_next = Some(
+                                    self.earliest_next.map_or(*retry_at, |e| e.min(*retry_at)),
+                                );
+                            }
+                            self.follow_ups.entry(store.clone()).or_default().push((
+                                release.job_id.clone(),
+                                release.revision,
+                                follow_up.with_resume(release.next_run_time),
+                            ));
+                        }
+                        if let Some(first) = first {
+                            skipped_meanwhile =
+                                Some(skipped_while_running(inner, &record, first, skipped));
+                        }
+                        // A run that did not start leaves its job to a change (a pause,
+                        // a reschedule) the loop has not seen: it looks once written.
+                        self.wake_loop |= record.started_at.is_none();
+                        self.earliest_next = match (self.earliest_next, release.next_run_time) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
                         self.releases
                             .entry(store.clone())
                             .or_default()
                             .push(release);
                     }
                     // A shutdown stopped it: the job stays, leased, and runs again.
-                    Some(release) => {
+                    Some(held) => {
                         tracing::info!(
-                            job_id = release.job_id,
+                            job_id = held.release.job_id,
                             "the run was stopped before it ended; the job stays and runs again"
                         );
                     }
                     None => {}
                 }
                 let runs = self.by_store.entry(store).or_default();
-                if runs.len() >= MAX_UNWRITTEN_RUNS {
-                    tracing::warn!(
-                        job_id = record.job_id,
-                        "the job store has been refusing run records for long; dropping the oldest"
-                    );
-                    runs.pop_front();
+                if let Some(skipped) = skipped_meanwhile {
+                    if inner.announces_run(&skipped) {
+                        self.to_announce.push(skipped.clone());
+                    }
+                    runs.push_back(FinishedRun {
+                        record: skipped,
+                        frees_instance: false,
+                    });
                 }
                 if inner.announces_run(&record) {
                     self.to_announce.push(record.clone());
@@ -959,11 +1363,21 @@ impl Unwritten {
                 self.to_announce.push(record);
             }
         }
+        self.report_backlog(inner);
     }
 
     /// Writes what is pending and announces the new records; `false` if a store
     /// refused (its runs or releases stay pending).
     async fn write(&mut self, inner: &Inner) -> bool {
+        // A write that never returns is a stuck scheduler too (the watchdog's question,
+        // `Scheduler::is_making_progress`).
+        inner.lock().write_started = Some(std::time::Instant::now());
+        let written = self.write_all(inner).await;
+        inner.lock().write_started = None;
+        written
+    }
+
+    async fn write_all(&mut self, inner: &Inner) -> bool {
         let mut all_written = true;
         let mut refused = Vec::new();
         for (name, runs) in &mut self.by_store {
@@ -974,16 +1388,59 @@ impl Unwritten {
                 runs.clear();
                 continue;
             };
-            match store
-                .finish_runs(&inner.id, runs.iter().cloned().collect())
-                .await
-            {
-                Ok(()) => runs.clear(),
-                Err(error) => {
-                    all_written = false;
-                    refused.push(name.clone());
-                    tracing::warn!(jobstore = name, runs = runs.len(), %error, "could not record finished runs; will retry");
+            // A chunk at a time, oldest first: a retry after an outage copies one
+            // chunk, not the whole backlog.
+            while !runs.is_empty() {
+                let chunk: Vec<FinishedRun> = runs.iter().take(RECORD_BATCH).cloned().collect();
+                let written = chunk.len();
+                match store.finish_runs(&inner.id, chunk).await {
+                    Ok(()) => {
+                        runs.drain(..written);
+                    }
+                    Err(error) => {
+                        all_written = false;
+                        refused.push(name.clone());
+                        tracing::warn!(jobstore = name, runs = runs.len(), %error, "could not record finished runs; will retry");
+                        break;
+                    }
                 }
+            }
+        }
+        self.report_backlog(inner);
+        // After their runs' records and before their releases (which end the leases).
+        for (name, follow_ups) in &mut self.follow_ups {
+            if follow_ups.is_empty() || refused.contains(name) {
+                continue;
+            }
+            let Some(store) = inner.stores.get(name) else {
+                follow_ups.clear();
+                continue;
+            };
+            let mut left = Vec::new();
+            for (job_id, revision, follow_up) in follow_ups.drain(..) {
+                let outcome = match store.get_job(&job_id).await {
+                    // Changed or removed since it was taken: the change wins.
+                    Ok(Some(job)) if job.revision != revision => Ok(()),
+                    Ok(None) => Ok(()),
+                    Ok(Some(mut job)) => {
+                        follow_up.clone().apply(&mut job);
+                        store.update_job(job).await.map(drop)
+                    }
+                    Err(error) => Err(error),
+                };
+                match outcome {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == crate::store::StoreErrorKind::NotFound => {}
+                    Err(error) => {
+                        tracing::warn!(jobstore = name, job_id, %error, "could not write what a run's end changes in its job; will retry");
+                        left.push((job_id, revision, follow_up));
+                    }
+                }
+            }
+            if !left.is_empty() {
+                all_written = false;
+                refused.push(name.clone());
+                *follow_ups = left;
             }
         }
         // After their runs' records, so a job never goes without its history.
@@ -1014,6 +1471,12 @@ impl Unwritten {
                 }
             }
         }
+        if all_written {
+            if std::mem::take(&mut self.wake_loop) {
+                inner.wake.notify_one();
+            }
+            inner.wake_if_earlier(self.earliest_next.take());
+        }
         for record in self.to_announce.drain(..) {
             inner.emit(Event::for_run(record));
         }
@@ -1021,5 +1484,7 @@ impl Unwritten {
     }
 }
 
-/// The most run records kept per store while it refuses them.
-const MAX_UNWRITTEN_RUNS: usize = 100_000;
+/// How many run records a node holds for a store that refuses them before it stops
+/// taking jobs from that store ([`Event::RecordsBacklogged`]), unless told otherwise
+/// ([`SchedulerBuilder::max_unwritten_runs`](super::SchedulerBuilder::max_unwritten_runs)).
+pub const MAX_UNWRITTEN_RUNS: usize = 10_000;

@@ -263,6 +263,80 @@ pub struct ClusterNode {
 }
 
 impl Scheduler {
+    /// Makes sure no other live process holds this scheduler's id, before it
+    /// [starts](Scheduler::start) and frees what an earlier process with its id left
+    /// behind (which, with that process alive, would run its jobs twice).
+    ///
+    /// A registration under this id with a heartbeat within `node_timeout` belongs to:
+    /// - a dead predecessor on this host when its process is gone (a restart after a
+    ///   crash): fine, its work is recovered at once;
+    /// - a live node when its process still runs on this host, or, on another host,
+    ///   when its heartbeat moves within two heartbeats: [`SchedulerError::NodeIdInUse`].
+    ///
+    /// Does nothing without [membership](super::SchedulerBuilder::membership).
+    pub async fn check_node_id(&self) -> Result<(), SchedulerError> {
+        let Some(membership) = self.inner.membership.clone() else {
+            return Ok(());
+        };
+        let timeout = TimeDelta::from_std(membership.node_timeout).unwrap_or(TimeDelta::MAX);
+        for store in self.inner.stores.values() {
+            let Some(seen) = self.registration(store.as_ref()).await? else {
+                continue;
+            };
+            let now = self.inner.clock.now();
+            let fresh = now.signed_duration_since(seen.last_heartbeat).lt(&timeout);
+            let this_process = seen.host == membership.host && seen.pid == std::process::id();
+            if !fresh || this_process {
+                continue;
+            }
+            let in_use = || SchedulerError::NodeIdInUse {
+                id: seen.id.clone(),
+                host: seen.host.clone(),
+                pid: seen.pid,
+                last_heartbeat: seen.last_heartbeat,
+            };
+            if seen.host == membership.host {
+                if process_runs(seen.pid) {
+                    return Err(in_use());
+                }
+                continue;
+            }
+            // On another host: alive if it beats again.
+            let beat = TimeDelta::from_std(membership.heartbeat).unwrap_or(TimeDelta::MAX);
+            let until = now
+                .checked_add_signed(beat.checked_mul(2).unwrap_or(TimeDelta::MAX))
+                .unwrap_or(now);
+            let step = (membership.heartbeat / 4).max(Duration::from_millis(10));
+            while self.inner.clock.now() < until {
+                let wake = self
+                    .inner
+                    .clock
+                    .now()
+                    .checked_add_signed(TimeDelta::from_std(step).unwrap_or(TimeDelta::MAX))
+                    .unwrap_or(until)
+                    .min(until);
+                self.inner.clock.sleep_until(wake).await;
+                let again = self.registration(store.as_ref()).await?;
+                if again.is_some_and(|again| again.last_heartbeat > seen.last_heartbeat) {
+                    return Err(in_use());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// This scheduler's id's entry in `store`'s membership.
+    async fn registration(
+        &self,
+        store: &dyn crate::store::JobStore,
+    ) -> Result<Option<NodeInfo>, SchedulerError> {
+        Ok(store
+            .list_nodes()
+            .await?
+            .into_iter()
+            .find(|node| node.id == self.inner.id))
+    }
+
     /// The nodes registered in this scheduler's stores, by id: a node registered in
     /// several stores is listed once, with its latest heartbeat. Empty when no store
     /// keeps a membership.
@@ -306,5 +380,21 @@ impl Scheduler {
                 node
             })
             .collect())
+    }
+}
+
+/// Whether a process with this id runs on this host (`/proc`, where there is one;
+/// elsewhere it is assumed to run, which errs on the side of not running jobs twice).
+fn process_runs(pid: u32) -> bool {
+    let proc = std::path::Path::new("/proc");
+    if !proc.join("self").exists() {
+        return true;
+    }
+    // A zombie has exited; only its parent has not collected it yet.
+    match std::fs::read_to_string(proc.join(pid.to_string()).join("stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
     }
 }

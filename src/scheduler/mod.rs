@@ -13,11 +13,14 @@
 //!   events (and is told so by tokio), the scheduler never waits for listeners.
 
 mod event;
+mod generation;
 mod jobs;
 mod main_loop;
 mod membership;
 pub mod plan;
+mod renewal;
 mod retention;
+mod start;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,7 +31,9 @@ use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 pub use self::event::Event;
+pub use self::generation::{describe_claim, ConfigState, Standing};
 pub use self::jobs::ListedJobs;
+pub use self::main_loop::MAX_UNWRITTEN_RUNS;
 pub use self::membership::{host_name, ClusterNode, Membership};
 pub use self::retention::HistoryRetention;
 use crate::clock::{Clock, SystemClock};
@@ -79,6 +84,23 @@ pub enum SchedulerError {
         /// Why.
         reason: String,
     },
+    /// Another live process holds this scheduler's node id
+    /// ([`Scheduler::check_node_id`]).
+    #[error(
+        "node id {id:?} belongs to a live node: pid {pid} on host {host:?}, last heartbeat \
+         {last_heartbeat}; stop that one first, or give this one another node id \
+         ([scheduler] node_id)"
+    )]
+    NodeIdInUse {
+        /// The id.
+        id: String,
+        /// Where the live node runs.
+        host: String,
+        /// Its process id there.
+        pid: u32,
+        /// Its last heartbeat.
+        last_heartbeat: DateTime<Utc>,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -118,6 +140,7 @@ pub struct SchedulerBuilder {
     /// `None`: the longest the stores ask for ([`JobStore::fire_ahead`]).
     fire_ahead: Option<Duration>,
     lease: Duration,
+    max_unwritten_runs: usize,
     retention: Option<HistoryRetention>,
     membership: Option<Membership>,
     poll_interval: Option<Duration>,
@@ -272,6 +295,15 @@ impl SchedulerBuilder {
         self
     }
 
+    /// How many finished runs' records this node keeps for a store that refuses
+    /// them (an outage) before it stops taking jobs from that store until they are
+    /// written (default [`MAX_UNWRITTEN_RUNS`]): the backlog is bounded, and nothing
+    /// in it is dropped.
+    pub fn max_unwritten_runs(mut self, records: usize) -> SchedulerBuilder {
+        self.max_unwritten_runs = records.max(1);
+        self
+    }
+
     /// How many due jobs one store acquisition takes at most.
     pub fn batch_size(mut self, batch_size: usize) -> SchedulerBuilder {
         self.batch_size = batch_size.max(1);
@@ -296,9 +328,13 @@ impl SchedulerBuilder {
         });
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (finished_sender, finished_receiver) = mpsc::unbounded_channel();
+        let (flush_sender, flush_receiver) = mpsc::unbounded_channel();
         let (state, _) = watch::channel(SchedulerState::Stopped);
         Scheduler {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
+                me: me.clone(),
+                schedule_checks: start::ScheduleChecks::default(),
+                flush_sender,
                 id: self.id,
                 timezone: self.timezone,
                 clock: self.clock,
@@ -309,6 +345,7 @@ impl SchedulerBuilder {
                 batch_size: self.batch_size,
                 fire_ahead,
                 lease: self.lease,
+                max_unwritten_runs: self.max_unwritten_runs,
                 retention: self.retention,
                 membership: self.membership,
                 poll_interval: self.poll_interval,
@@ -320,7 +357,12 @@ impl SchedulerBuilder {
                 state,
                 mutable: Mutex::new(Mutable {
                     deadline: None,
+                    pass_started: None,
+                    write_started: None,
+                    backlogged: std::collections::HashSet::new(),
+                    unwritten_runs: 0,
                     finished_receiver: Some(finished_receiver),
+                    flush_receiver: Some(flush_receiver),
                     handles: Vec::new(),
                     run_stores: hashbrown::HashMap::new(),
                     pending_releases: HashMap::new(),
@@ -329,6 +371,7 @@ impl SchedulerBuilder {
                     lateness: membership::LatenessWindow::default(),
                 }),
                 finished_sender,
+                config_status: Mutex::new(None),
             }),
         }
     }
@@ -344,6 +387,12 @@ pub struct Scheduler {
 }
 
 pub(crate) struct Inner {
+    /// This scheduler, for what outlives a call: the start checks of runs handed over.
+    me: std::sync::Weak<Inner>,
+    /// Reads, in batches, the schedules of jobs whose early runs come due.
+    schedule_checks: start::ScheduleChecks,
+    /// Asks the record task to write what has finished so far ([`Inner::flush_finished_runs`]).
+    flush_sender: mpsc::UnboundedSender<tokio::sync::oneshot::Sender<()>>,
     id: String,
     timezone: Zone,
     clock: Arc<dyn Clock>,
@@ -354,6 +403,7 @@ pub(crate) struct Inner {
     batch_size: usize,
     fire_ahead: Duration,
     lease: Duration,
+    max_unwritten_runs: usize,
     retention: Option<HistoryRetention>,
     membership: Option<Membership>,
     poll_interval: Option<Duration>,
@@ -369,12 +419,24 @@ pub(crate) struct Inner {
     state: watch::Sender<SchedulerState>,
     mutable: Mutex<Mutable>,
     finished_sender: mpsc::UnboundedSender<RunRecord>,
+    /// This node's config hash and where it stood at its last sync (`generation.rs`).
+    config_status: Mutex<Option<(String, Standing)>>,
 }
 
 struct Mutable {
     /// When the loop plans to wake next; `None` while it sleeps with nothing due.
     deadline: Option<DateTime<Utc>>,
+    /// When the loop's current pass began (real time); `None` between passes.
+    pass_started: Option<std::time::Instant>,
+    /// When the record task's current store write began; `None` between writes.
+    write_started: Option<std::time::Instant>,
+    /// Stores whose unwritten run records reached the cap (`max_unwritten_runs`): the loop
+    /// takes no jobs from them until the records are written.
+    backlogged: std::collections::HashSet<String>,
+    /// Finished runs not yet written to their stores.
+    unwritten_runs: usize,
     finished_receiver: Option<mpsc::UnboundedReceiver<RunRecord>>,
+    flush_receiver: Option<mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>>,
     handles: Vec<JoinHandle<()>>,
     /// Each run in flight: where its record goes, and what its end writes back.
     // foldhash, not SipHash: one insert and one removal per run, keyed by
@@ -437,6 +499,16 @@ impl Inner {
         }
     }
 
+    /// Returns once the record task has written (or tried to write) every run that
+    /// finished before the call: their instance slots are free in the store then.
+    pub(crate) async fn flush_finished_runs(&self) {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.flush_sender.send(done).is_ok() {
+            // An error is the record task gone (a shutdown): nothing more gets written.
+            let _ = written.await;
+        }
+    }
+
     fn store(&self, name: &str) -> Result<&Arc<dyn JobStore>, SchedulerError> {
         self.stores
             .get(name)
@@ -478,6 +550,7 @@ impl Scheduler {
             batch_size: 1000,
             fire_ahead: None,
             lease: Duration::from_secs(300),
+            max_unwritten_runs: MAX_UNWRITTEN_RUNS,
             retention: None,
             membership: None,
             poll_interval: None,
@@ -521,13 +594,16 @@ impl Scheduler {
         if self.state() != SchedulerState::Stopped {
             return;
         }
-        let finished = {
+        let (finished, flushes) = {
             let mut mutable = self.inner.lock();
-            let Some(receiver) = mutable.finished_receiver.take() else {
+            let (Some(receiver), Some(flushes)) = (
+                mutable.finished_receiver.take(),
+                mutable.flush_receiver.take(),
+            ) else {
                 tracing::warn!("a scheduler that was shut down cannot be started again");
                 return;
             };
-            receiver
+            (receiver, flushes)
         };
         for executor in self.inner.executors.values() {
             executor.start(ExecutorContext {
@@ -550,7 +626,10 @@ impl Scheduler {
         let records = tokio::spawn(main_loop::record_finished_runs(
             Arc::clone(&self.inner),
             finished,
+            flushes,
         ));
+        // Not awaited at shutdown either: it stops when it sees the scheduler stop.
+        tokio::spawn(renewal::run(Arc::clone(&self.inner)));
         self.inner.lock().handles.extend([main, records]);
         if let Some(membership) = self.inner.membership.clone() {
             // Awaited at shutdown after the runs were recorded: it deregisters last.
@@ -594,6 +673,28 @@ impl Scheduler {
                 .handles
                 .first()
                 .is_some_and(|main| !main.is_finished())
+    }
+
+    /// Whether the main loop is alive ([`Scheduler::is_alive`]) and not stuck: it is
+    /// asleep between passes, or its current pass began less than `stall` ago, and the
+    /// same holds for the write of finished runs. A pass or a write that cannot finish
+    /// (a store call that never returns) stops being progress, so a watchdog that asks
+    /// this lets systemd restart the daemon.
+    pub fn is_making_progress(&self, stall: Duration) -> bool {
+        if !self.is_alive() {
+            return false;
+        }
+        let mutable = self.inner.lock();
+        let young = |started: Option<std::time::Instant>| {
+            started.is_none_or(|started| started.elapsed() < stall)
+        };
+        young(mutable.pass_started) && young(mutable.write_started)
+    }
+
+    /// Finished runs whose records this node has not been able to write yet (a store
+    /// refusing writes); see [`MAX_UNWRITTEN_RUNS`].
+    pub fn unwritten_runs(&self) -> usize {
+        self.inner.lock().unwritten_runs
     }
 
     /// Stops taking due jobs until [`Scheduler::resume`]; running jobs go on.

@@ -25,7 +25,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use self::compact::{Names, StoredJob};
 use self::tables::{InsertError, JobTable, SlotNumber};
-use super::{FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError};
+use super::{
+    ConfigGeneration, FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError,
+};
 use crate::history::RunRecord;
 use crate::job::Job;
 
@@ -59,6 +61,8 @@ struct State {
     /// The membership: a memory store is never shared, but the scheduler registers
     /// itself all the same, so `kairos cluster` shows one node.
     nodes: BTreeMap<String, NodeInfo>,
+    /// The configs applied, oldest first: generation `n` at index `n - 1`.
+    configs: Vec<ConfigGeneration>,
 }
 
 /// Who acquired a job last, until a release, a recovery or a reap ends it.
@@ -179,6 +183,30 @@ impl State {
         }) = self.holdings.remove(&slot)
         {
             self.leases.remove(&(expiry, slot));
+        }
+    }
+
+    /// Moves the leases `owner` holds on `job_ids` to `expiry`. A lease that ran out
+    /// and went back among the due jobs is taken out again: still held (nobody took the
+    /// job over), its run is still going.
+    fn renew_leases(&mut self, owner: &str, job_ids: &[String], expiry: DateTime<Utc>) {
+        for id in job_ids {
+            let Some(slot) = self.jobs.find(id) else {
+                continue;
+            };
+            let Some(holding) = self.holdings.get_mut(&slot) else {
+                continue;
+            };
+            if &*holding.holder != owner {
+                continue;
+            }
+            match holding.lease.replace(expiry) {
+                Some(old) => {
+                    self.leases.remove(&(old, slot));
+                }
+                None => self.jobs.make_not_due(slot),
+            }
+            self.leases.insert((expiry, slot));
         }
     }
 
@@ -334,6 +362,35 @@ impl JobStore for MemoryStore {
     async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
         let state = self.lock();
         Ok(state.jobs.get_by_id(id).map(|job| job.to_job(&state.names)))
+    }
+
+    async fn renew_holdings(
+        &self,
+        owner: &str,
+        job_ids: &[String],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        // Instance slots here never expire; only leases need renewing.
+        let expiry = now
+            .checked_add_signed(
+                chrono::TimeDelta::from_std(lease).unwrap_or(chrono::TimeDelta::MAX),
+            )
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let mut state = self.lock();
+        state.renew_leases(owner, job_ids, expiry);
+        Ok(())
+    }
+
+    async fn job_schedules(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<crate::store::JobSchedule>, StoreError> {
+        let state = self.lock();
+        Ok(ids
+            .iter()
+            .map(|id| state.jobs.get_by_id(id).map(|job| job.next_run_time()))
+            .collect())
     }
 
     async fn count_jobs(&self) -> Result<u64, StoreError> {
@@ -515,6 +572,27 @@ impl JobStore for MemoryStore {
 
     async fn list_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
         Ok(self.lock().nodes.values().cloned().collect())
+    }
+
+    async fn config_generations(&self, limit: usize) -> Result<Vec<ConfigGeneration>, StoreError> {
+        Ok(self
+            .lock()
+            .configs
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn record_config_generation(&self, next: ConfigGeneration) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let newest = u64::try_from(state.configs.len()).unwrap_or(u64::MAX);
+        if next.generation != newest.saturating_add(1) {
+            return Ok(false);
+        }
+        state.configs.push(next);
+        Ok(true)
     }
 
     async fn reap_dead_nodes(

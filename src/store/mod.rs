@@ -104,6 +104,10 @@ pub struct Release {
     pub acquired_next_run_time: Option<DateTime<Utc>>,
 }
 
+/// What [`JobStore::job_schedules`] answers for one job: `None` when it is gone, else
+/// its next run time (`None` while it is paused).
+pub type JobSchedule = Option<Option<DateTime<Utc>>>;
+
 /// One job's request for a running-instance slot ([`JobStore::claim_instances`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstanceClaim {
@@ -176,6 +180,24 @@ impl NodeStats {
     pub const MAX_JOBS: usize = 20;
 }
 
+/// One config applied to a store: the order between the configs of the nodes that
+/// share it, which comes from neither file times nor clocks (docs/config-reload.md).
+///
+/// Generations count up from 1 without gaps; recording one is a compare-and-set
+/// ([`JobStore::record_config_generation`]), so two nodes never both get the same.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConfigGeneration {
+    /// Its number: 1 for the first config applied to the store, one more for each after.
+    pub generation: u64,
+    /// The content hash of the config's jobs (16 hex digits).
+    pub hash: String,
+    /// The node that applied it.
+    pub node_id: String,
+    /// Whether it took a forced reload: the content had been superseded before.
+    #[serde(default)]
+    pub forced: bool,
+}
+
 /// A place that keeps jobs and run history.
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
@@ -237,6 +259,19 @@ pub trait JobStore: Send + Sync + 'static {
     /// The earliest next run time of a job that is neither paused nor acquired.
     async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
+    /// Where each of the jobs `ids` stands, in the order asked: `None` for a job that
+    /// is gone, else its next run time (`None` while paused). A run handed over early
+    /// asks this when its time comes, so that a pause, reschedule or removal made
+    /// through any node stops it (see `docs/lifecycle.md`). Stores that can answer a
+    /// batch in one round trip do; the default reads the jobs one by one.
+    async fn job_schedules(&self, ids: &[String]) -> Result<Vec<JobSchedule>, StoreError> {
+        let mut schedules = Vec::with_capacity(ids.len());
+        for id in ids {
+            schedules.push(self.get_job(id).await?.map(|job| job.next_run_time));
+        }
+        Ok(schedules)
+    }
+
     /// Takes up to `limit` jobs due at `now` for `owner`, earliest first, leased for
     /// `lease`.
     async fn acquire_due_jobs(
@@ -291,6 +326,22 @@ pub trait JobStore: Send + Sync + 'static {
             );
         }
         Ok(claimed)
+    }
+
+    /// Extends what `owner` holds for runs still going, so a live node's long run is
+    /// never taken over: its leases on `job_ids` (to `now + lease`, unless another
+    /// scheduler took the job over since) and its instance slots of those jobs (by the
+    /// store's instance time-to-live). The scheduler calls it a few times per lease
+    /// while runs are in flight (see `docs/lifecycle.md`). The default does nothing:
+    /// for a store whose leases and slots never run out under a live owner.
+    async fn renew_holdings(
+        &self,
+        _owner: &str,
+        _job_ids: &[String],
+        _now: DateTime<Utc>,
+        _lease: Duration,
+    ) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// Frees the instance slots of finished runs and records them, as one write where
@@ -392,6 +443,27 @@ pub trait JobStore: Send + Sync + 'static {
     /// by default.
     fn fire_ahead(&self) -> std::time::Duration {
         crate::scheduler::DEFAULT_FIRE_AHEAD
+    }
+
+    /// Whether several schedulers may share this store (PostgreSQL, MySQL, Redis). A
+    /// config is applied on a store that cannot be shared whatever its generations say:
+    /// there is no other node whose newer config it could undo. `false` by default.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// The configs applied to the store, newest first, at most `limit` of them
+    /// ([`ConfigGeneration`]). The default keeps none.
+    async fn config_generations(&self, _limit: usize) -> Result<Vec<ConfigGeneration>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Records `next` as the newest applied config if `next.generation` is one more than
+    /// the newest recorded (1 when none is): the compare-and-set that orders the
+    /// configs of a cluster. `false`, and nothing written, when another node recorded
+    /// that generation first. The default keeps nothing and says `true`.
+    async fn record_config_generation(&self, _next: ConfigGeneration) -> Result<bool, StoreError> {
+        Ok(true)
     }
 
     /// Appends a run record.

@@ -9,8 +9,11 @@ use crate::job::Job;
 /// Which jobs to list, and which page of them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct JobQuery {
-    /// Only paused (`Some(true)`) or only scheduled (`Some(false)`) jobs.
+    /// Only paused (`Some(true)`) or only unpaused (`Some(false)`) jobs.
     pub paused: Option<bool>,
+    /// Only failed one-off jobs (`Some(true)`: kept after their attempts were used up,
+    /// see [`crate::job::JobFailure`]) or only the others (`Some(false)`).
+    pub failed: Option<bool>,
     /// Only jobs of this task (exact name).
     pub task: Option<String>,
     /// Only jobs whose id or name contains this text, ignoring case.
@@ -33,13 +36,29 @@ pub struct JobPage {
 impl JobQuery {
     /// Whether `job` passes the filters (paging aside).
     pub fn matches(&self, job: &Job) -> bool {
-        self.matches_fields(&job.id, &job.name, &job.task, job.paused)
+        self.matches_fields(
+            &job.id,
+            &job.name,
+            &job.task,
+            job.paused,
+            job.state() == "failed",
+        )
     }
 
     /// [`JobQuery::matches`] on the fields it looks at, for stores that read those
     /// without decoding the whole job.
-    pub fn matches_fields(&self, id: &str, name: &str, task: &str, paused: bool) -> bool {
+    pub fn matches_fields(
+        &self,
+        id: &str,
+        name: &str,
+        task: &str,
+        paused: bool,
+        failed: bool,
+    ) -> bool {
         if self.paused.is_some_and(|wanted| wanted != paused) {
+            return false;
+        }
+        if self.failed.is_some_and(|wanted| wanted != failed) {
             return false;
         }
         if self.task.as_deref().is_some_and(|wanted| wanted != task) {

@@ -114,6 +114,13 @@ pub trait Task: Send + Sync + 'static {
     fn settings(&self) -> Option<serde_json::Value> {
         None
     }
+
+    /// How this task's failed runs are retried when the job says nothing: tasks that
+    /// change data and are safe to repeat declare one (README lists them); `None`
+    /// leaves it to the scheduler's job defaults.
+    fn default_retry(&self) -> Option<crate::job::RetryPolicy> {
+        None
+    }
 }
 
 /// A task made from an async function.

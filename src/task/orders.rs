@@ -220,6 +220,19 @@ impl Task for CancelOrderTask {
         order_id(args).map(drop)
     }
 
+    /// An order left unpaid because its cancel ran while the shop's database restarted
+    /// must still be cancelled: ten attempts, waits growing from 5 s to 5 min (full
+    /// jitter), about ten minutes in all on average. Safe: the cancel is one
+    /// conditional UPDATE, so a repeat changes nothing.
+    fn default_retry(&self) -> Option<crate::job::RetryPolicy> {
+        Some(crate::job::RetryPolicy {
+            max_attempts: 10,
+            initial_delay: Some(std::time::Duration::from_secs(5)),
+            multiplier: Some(2.0),
+            max_delay: Some(std::time::Duration::from_secs(300)),
+        })
+    }
+
     async fn run(&self, run: TaskRun) -> Result<String, TaskFailure> {
         let Some(configured) = &self.configured else {
             return Err(TaskFailure::new(format!(

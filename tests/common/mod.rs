@@ -59,6 +59,7 @@ pub fn job(id: &str, next: Option<DateTime<Utc>>) -> Job {
         revision: 0,
         config_spec: None,
         config_version: None,
+        retry: Default::default(),
     }
 }
 
@@ -120,6 +121,8 @@ pub struct Faults {
     pub failing_claims: AtomicU32,
     /// How many more `finish_runs` calls fail.
     pub failing_finishes: AtomicU32,
+    /// `acquire_due_jobs` never returns (a statement stuck on the server).
+    pub hang_acquire: AtomicBool,
 }
 
 /// Takes one from `counter` if it is above zero; true if it did (the call fails).
@@ -200,6 +203,9 @@ impl JobStore for FaultyStore {
         lease: Duration,
     ) -> Result<Vec<Job>, StoreError> {
         self.check()?;
+        if self.faults.hang_acquire.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.jobs.acquire_due_jobs(owner, now, limit, lease).await
     }
     async fn release_jobs(

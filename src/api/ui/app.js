@@ -648,7 +648,14 @@ function renderOverview(data) {
       card('Fires, next 24 h', `${upcoming.toLocaleString()}${data.upcoming.truncated ? '+' : ''}`),
       card('Runs, last hour', (totals.success + failed + totals.missed + totals.skipped).toLocaleString()),
       card('Failed, last hour', failed.toLocaleString(), failed > 0),
-      card('Missed, last hour', totals.missed.toLocaleString(), totals.missed > 0)),
+      card('Missed, last hour', totals.missed.toLocaleString(), totals.missed > 0),
+      data.config && data.config.store
+        ? card('Config generation', String(data.config.store.generation), data.config.node_hash != null && !data.config.current)
+        : null),
+    // Why an edit did not apply: the store holds another node's newer config.
+    data.config
+      ? h('p', {class: data.config.node_hash != null && !data.config.current ? 'error' : 'muted', id: 'config-generation'}, data.config.message)
+      : null,
     h('h2', {}, 'Upcoming fires, next 24 hours'),
     data.upcoming.truncated
       ? h('p', {class: 'muted', id: 'timeline-truncated'}, 'Counted from the earliest 1,000 scheduled jobs (and up to 1,440 fires each); more are due.')

@@ -162,6 +162,8 @@ struct Rare {
     deep_args: Option<Box<Value>>,
     /// A `max_instances` too large for [`StoredJob::max_instances`].
     max_instances: Option<u32>,
+    /// The retry policy and where the job stands with it, unless it has none.
+    retry: Option<Box<crate::job::RetryState>>,
 }
 
 impl Rare {
@@ -173,6 +175,7 @@ impl Rare {
             && self.config_version.is_none()
             && self.deep_args.is_none()
             && self.max_instances.is_none()
+            && self.retry.is_none()
     }
 }
 
@@ -293,6 +296,8 @@ impl StoredJob {
             config_version: job.config_version.clone(),
             deep_args,
             max_instances: large_max_instances,
+            retry: (job.retry != crate::job::RetryState::default())
+                .then(|| Box::new(job.retry.clone())),
         };
         let rare = (!rare.is_usual()).then(|| Box::new(rare));
         let extra = (long_id.is_some() || args.is_some() || rare.is_some()).then(|| {
@@ -343,6 +348,10 @@ impl StoredJob {
             paused: self.flags.paused(),
             next_run_time: self.next_run_time,
             revision: self.revision,
+            retry: rare
+                .and_then(|rare| rare.retry.as_deref())
+                .cloned()
+                .unwrap_or_default(),
             config_spec: rare.and_then(|rare| rare.config_spec.clone()),
             config_version: rare.and_then(|rare| rare.config_version.clone()),
         }
@@ -476,6 +485,7 @@ mod tests {
             revision: 7,
             config_spec: None,
             config_version: None,
+            retry: Default::default(),
         }
     }
 

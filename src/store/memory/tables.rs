@@ -399,6 +399,7 @@ mod tests {
             revision: 1,
             config_spec: None,
             config_version: None,
+            retry: Default::default(),
         };
         StoredJob::new(&job, names).expect("room for names")
     }

@@ -121,6 +121,7 @@ mod tests {
             revision: 3,
             config_spec: None,
             config_version: None,
+            retry: Default::default(),
         })
     }
 

@@ -20,6 +20,7 @@ pub(super) struct Keys {
     pub(super) run_seq: String,
     pub(super) nodes: String,
     pub(super) beats: String,
+    pub(super) configs: String,
     /// Not a key: the pub/sub channel writes are announced on (`store/wake.rs`).
     pub(super) wake: String,
 }
@@ -42,6 +43,7 @@ impl Keys {
             run_seq: key("runseq"),
             nodes: key("nodes"),
             beats: key("beats"),
+            configs: key("configs"),
             wake: crate::store::wake::channel_name(prefix),
         }
     }
@@ -86,6 +88,7 @@ mod tests {
             &keys.run_seq,
             &keys.nodes,
             &keys.beats,
+            &keys.configs,
         ];
         let mut names: Vec<&String> = all.to_vec();
         names.sort();

@@ -25,6 +25,7 @@
 //! | `kairos:runseq` | string | the run record counter |
 //! | `kairos:nodes` | hash | node id → its registration and latest stats ([`NodeInfo`] JSON) |
 //! | `kairos:beats` | sorted set | node ids by last heartbeat (µs, the node's clock) |
+//! | `kairos:configs` | hash | generation → the [`ConfigGeneration`] applied as it (JSON), 1, 2, … without gaps |
 //! | `kairos:wake` | pub/sub channel | the earliest next run time of each write (µs) |
 //!
 //! # Ground rules
@@ -81,9 +82,11 @@ use ::redis::{FromRedisValue, ScriptInvocation};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use self::codec::{decode_job, micros, micros_or_empty, parse_score, store_error};
+use self::codec::{decode_job, micros, micros_or_empty, parse_micros, parse_score, store_error};
 use self::keys::Keys;
-use super::{FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError, WakeUp};
+use super::{
+    ConfigGeneration, FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError, WakeUp,
+};
 use crate::history::RunRecord;
 use crate::job::Job;
 
@@ -379,6 +382,35 @@ impl JobStore for RedisStore {
             .await
             .map(drop)
             .map_err(store_error)
+    }
+
+    async fn job_schedules(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<crate::store::JobSchedule>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = &self.keys;
+        let mut connection = self.connection.clone();
+        // Every job has a revision; only scheduled ones have a next run time.
+        let (revisions, nexts): (Vec<Option<String>>, Vec<Option<String>>) = ::redis::pipe()
+            .atomic()
+            .hmget(&keys.revs, ids)
+            .hmget(&keys.next, ids)
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        revisions
+            .iter()
+            .zip(nexts.iter().chain(std::iter::repeat(&None)))
+            .map(|(revision, next)| match revision {
+                None => Ok(None),
+                Some(_) => parse_micros(next.as_deref().unwrap_or(""))
+                    .map(Some)
+                    .map_err(StoreError::Corrupt),
+            })
+            .collect()
     }
 
     async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
@@ -682,6 +714,46 @@ impl JobStore for RedisStore {
         Ok(nodes)
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn config_generations(&self, limit: usize) -> Result<Vec<ConfigGeneration>, StoreError> {
+        let mut connection = self.connection.clone();
+        // Every generation, then the newest `limit`: configs change by hand, so the
+        // hash stays small, and one HGETALL is one round trip.
+        let all: HashMap<String, String> = ::redis::cmd("HGETALL")
+            .arg(&self.keys.configs)
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        let mut generations = Vec::with_capacity(all.len());
+        for (field, json) in &all {
+            let generation: ConfigGeneration = serde_json::from_str(json).map_err(|error| {
+                StoreError::Corrupt(format!("config generation {field}: {error}"))
+            })?;
+            generations.push(generation);
+        }
+        generations.sort_by_key(|generation| std::cmp::Reverse(generation.generation));
+        generations.truncate(limit);
+        Ok(generations)
+    }
+
+    async fn record_config_generation(&self, next: ConfigGeneration) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(&next).map_err(|error| {
+            StoreError::Corrupt(format!("config generation {}: {error}", next.generation))
+        })?;
+        let recorded: i64 = self
+            .invoke(
+                scripts::RECORD_CONFIG
+                    .key(&self.keys.configs)
+                    .arg(next.generation)
+                    .arg(json),
+            )
+            .await?;
+        Ok(recorded == 1)
+    }
+
     async fn reap_dead_nodes(
         &self,
         now: DateTime<Utc>,
@@ -710,6 +782,40 @@ impl JobStore for RedisStore {
             }
         }
         Ok(dead)
+    }
+
+    async fn renew_holdings(
+        &self,
+        owner: &str,
+        job_ids: &[String],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        let lease_expiry = now
+            .checked_add_signed(TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        // Slots measure real time, as when they were claimed (module docs).
+        let slot_expiry = Utc::now()
+            .checked_add_signed(TimeDelta::from_std(self.instance_ttl).unwrap_or(TimeDelta::MAX))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let keys = &self.keys;
+        for chunk in job_ids.chunks(SCRIPT_BATCH) {
+            let mut invocation = scripts::RENEW.prepare_invoke();
+            invocation
+                .key(&keys.due)
+                .key(&keys.leases)
+                .key(&keys.owners)
+                .arg(owner)
+                .arg(micros(lease_expiry))
+                .arg(micros(slot_expiry))
+                .arg(self.instance_ttl.as_millis().max(1))
+                .arg(format!("{owner}{SLOT_SEPARATOR}"));
+            for id in chunk {
+                invocation.key(keys.instances(id)).arg(id);
+            }
+            self.invoke::<i64>(&invocation).await?;
+        }
+        Ok(())
     }
 
     async fn claim_instances(

@@ -51,6 +51,10 @@ pub(super) static RELEASE_INSTANCE: LazyLock<Script> =
 pub(super) static RECORD_RUN: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/record_run.lua")));
 
+/// Record the next applied config, if no other node recorded it first.
+pub(super) static RECORD_CONFIG: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/record_config.lua")));
+
 /// Read the newest run records.
 pub(super) static RUNS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/runs.lua")));
@@ -79,6 +83,10 @@ pub(super) static HEARTBEAT: LazyLock<Script> =
 pub(super) static REAP_NODES: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/reap_nodes.lua")));
 
+/// Extend an owner's leases and instance slots for runs still going.
+pub(super) static RENEW: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +111,7 @@ mod tests {
             &RECOVER_OWNER,
             &HEARTBEAT,
             &REAP_NODES,
+            &RENEW,
         ];
         let mut hashes: Vec<&str> = all.iter().map(|script| script.get_hash()).collect();
         hashes.sort_unstable();
@@ -124,6 +133,7 @@ mod tests {
             include_str!("lua/recover_owner.lua"),
             include_str!("lua/heartbeat.lua"),
             include_str!("lua/reap_nodes.lua"),
+            include_str!("lua/renew.lua"),
         ] {
             assert!(source.contains("-- KEYS:"), "{source}");
             assert!(

@@ -26,9 +26,12 @@ use crate::store::{FinishedRun, InstanceClaim, StoreError};
 
 /// The columns a run read selects, in the order [`read_run`] expects.
 const RUN_COLUMNS: &str =
-    "run_id, job_id, scheduled_time, started_at, finished_at, outcome, error, output";
+    "run_id, job_id, scheduled_time, started_at, finished_at, outcome, error, output, attempt";
 
-/// How many run records one insert carries (8 values each, well under every
+/// One row's placeholders, as many as [`RUN_COLUMNS`].
+const RUN_VALUES: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// How many run records one insert carries (9 values each, well under every
 /// database's limit on bound parameters).
 const RECORD_CHUNK: usize = 128;
 
@@ -266,11 +269,11 @@ impl<D: Dialect> SqlStore<D> {
                 }
                 self.delete_slots(&mut transaction, owner, &freed).await?;
             }
-            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let rows = vec![RUN_VALUES; chunk.len()].join(", ");
             let insert = self.sql(&format!(
                 "INSERT INTO {{p}}runs ({RUN_COLUMNS}) VALUES {rows}"
             ));
-            let mut args = Vec::with_capacity(chunk.len() * 8);
+            let mut args = Vec::with_capacity(chunk.len() * 9);
             for run in chunk {
                 args.extend(record_args(run.record.clone()));
             }
@@ -327,7 +330,7 @@ impl<D: Dialect> SqlStore<D> {
     /// [`crate::store::JobStore::record_run`].
     pub(super) async fn insert_run(&self, record: RunRecord) -> Result<(), StoreError> {
         let sql = self.sql(&format!(
-            "INSERT INTO {{p}}runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO {{p}}runs ({RUN_COLUMNS}) VALUES {RUN_VALUES}"
         ));
         self.execute(&sql, record_args(record).into())
             .await
@@ -427,7 +430,7 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 /// The values of one run row, in [`RUN_COLUMNS`] order.
-fn record_args(record: RunRecord) -> [Arg; 8] {
+fn record_args(record: RunRecord) -> [Arg; 9] {
     [
         record.run_id.into(),
         record.job_id.into(),
@@ -437,6 +440,7 @@ fn record_args(record: RunRecord) -> [Arg; 8] {
         record.outcome.as_str().into(),
         record.error.into(),
         record.output.into(),
+        i64::from(record.attempt).into(),
     ]
 }
 
@@ -469,6 +473,10 @@ fn read_run<D: Dialect>(row: &super::RowOf<D>) -> Result<RunRecord, StoreError> 
         outcome,
         error: text(6)?,
         output: text(7)?,
+        // Rows written before attempts were counted were first attempts.
+        attempt: int(8)?
+            .and_then(|attempt| u32::try_from(attempt).ok())
+            .unwrap_or(1),
         run_id,
     })
 }

@@ -6,6 +6,7 @@
 //! locks, the claim's `SKIP LOCKED`, placeholders). See the ground rules in
 //! [`super`] for revisions, leases and broken rows.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,8 +21,8 @@ use crate::history::RunRecord;
 use crate::job::Job;
 use crate::store::query::list_order;
 use crate::store::{
-    wake, FinishedRun, InstanceClaim, JobPage, JobQuery, JobStore, NodeInfo, Release, StoreError,
-    WakeUp,
+    wake, ConfigGeneration, FinishedRun, InstanceClaim, JobPage, JobQuery, JobStore, NodeInfo,
+    Release, StoreError, WakeUp,
 };
 
 /// The columns every job read selects, in this order (see [`read_row`]).
@@ -339,6 +340,65 @@ impl<D: Dialect> JobStore for SqlStore<D> {
         }
     }
 
+    async fn renew_holdings(
+        &self,
+        owner: &str,
+        job_ids: &[String],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        let lease_expires = micros(now).saturating_add(super::duration_micros(lease));
+        // Slots measure real time, as when they were claimed (`history.rs`).
+        let slot_expires = chrono::Utc::now()
+            .timestamp_micros()
+            .saturating_add(super::duration_micros(self.instance_ttl));
+        for chunk in job_ids.chunks(CHUNK) {
+            let marks = marks(padded(chunk.len()));
+            // Only while this owner still holds the job: a lease another scheduler
+            // took over is not taken back.
+            let leases = self.sql(&format!(
+                "UPDATE {{p}}jobs SET lease_expires = ? \
+                 WHERE lease_owner = ? AND lease_expires IS NOT NULL AND id IN ({marks})"
+            ));
+            let mut args = vec![Arg::from(lease_expires), Arg::from(owner)];
+            args.extend(id_args(chunk.iter().map(String::as_str)));
+            self.execute(&leases, args).await?;
+            let slots = self.sql(&format!(
+                "UPDATE {{p}}instances SET expires_at = ? WHERE owner = ? AND job_id IN ({marks})"
+            ));
+            let mut args = vec![Arg::from(slot_expires), Arg::from(owner)];
+            args.extend(id_args(chunk.iter().map(String::as_str)));
+            self.execute(&slots, args).await?;
+        }
+        Ok(())
+    }
+
+    async fn job_schedules(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<crate::store::JobSchedule>, StoreError> {
+        // A read by primary key, a chunk of ids per statement: runs due together ask
+        // together (see `scheduler/start.rs`).
+        let mut found: HashMap<String, Option<DateTime<Utc>>> = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(super::CHUNK) {
+            let sql = self.sql(&format!(
+                "SELECT id, next_run_time FROM {{p}}jobs WHERE id IN ({})",
+                super::marks(super::padded(chunk.len()))
+            ));
+            let rows = self
+                .fetch(&sql, id_args(chunk.iter().map(String::as_str)))
+                .await?;
+            for row in &rows {
+                let id = D::Database::text(row, 0).map_err(failure::<D>)?;
+                let next = D::Database::int(row, 1).map_err(failure::<D>)?;
+                if let Some(id) = id {
+                    found.insert(id, next.map(instant).transpose()?);
+                }
+            }
+        }
+        Ok(ids.iter().map(|id| found.get(id).copied()).collect())
+    }
+
     async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
         // Rows marked broken were reported when they were marked.
         let sql = self.sql(&format!(
@@ -383,6 +443,17 @@ impl<D: Dialect> JobStore for SqlStore<D> {
         if let Some(paused) = query.paused {
             conditions.push("paused = ?".to_owned());
             args.push(Arg::from(i64::from(paused)));
+        }
+        // A failed job is the only kind neither paused nor with a next run time (a
+        // finished one is removed), so the columns tell, and the count needs no JSON.
+        match query.failed {
+            Some(true) => {
+                conditions.push("(paused = 0 AND next_run_time IS NULL)".to_owned());
+            }
+            Some(false) => {
+                conditions.push("NOT (paused = 0 AND next_run_time IS NULL)".to_owned());
+            }
+            None => {}
         }
         // Text and task filters narrow by `LIKE` on the job's JSON, a superset of the
         // matches; each candidate is then confirmed by `JobQuery::matches_fields`.
@@ -440,9 +511,13 @@ impl<D: Dialect> JobStore for SqlStore<D> {
             };
             let id = D::Database::text(&row, 0).map_err(failure::<D>)?;
             let confirmed = match (id, serde_json::from_str::<ListedFields<'_>>(&json)) {
-                (Some(id), Ok(fields)) => {
-                    query.matches_fields(&id, &fields.name, &fields.task, fields.paused)
-                }
+                (Some(id), Ok(fields)) => query.matches_fields(
+                    &id,
+                    &fields.name,
+                    &fields.task,
+                    fields.paused,
+                    !fields.paused && fields.failed.is_some(),
+                ),
                 // Unreadable rows are left to a full read, which quarantines them.
                 _ => true,
             };
@@ -531,6 +606,18 @@ impl<D: Dialect> JobStore for SqlStore<D> {
     /// ms under load, more when a checkpoint or another writer holds the lock), and a
     /// stream of one-off jobs taken one pass each left the loop behind a 250 ms window
     /// now and then (issue 9, SQLite burst: p99 80 ms against 0.3 ms with a second).
+    fn is_shared(&self) -> bool {
+        D::SHARED
+    }
+
+    async fn config_generations(&self, limit: usize) -> Result<Vec<ConfigGeneration>, StoreError> {
+        self.select_config_generations(limit).await
+    }
+
+    async fn record_config_generation(&self, next: ConfigGeneration) -> Result<bool, StoreError> {
+        self.insert_config_generation(next).await
+    }
+
     fn fire_ahead(&self) -> std::time::Duration {
         std::time::Duration::from_secs(1)
     }
@@ -611,6 +698,8 @@ struct ListedFields<'a> {
     task: std::borrow::Cow<'a, str>,
     #[serde(default)]
     paused: bool,
+    #[serde(default)]
+    failed: Option<serde::de::IgnoredAny>,
 }
 
 /// `text` as a JSON string literal, quotes included: how it appears in a stored job.

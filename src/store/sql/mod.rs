@@ -9,7 +9,7 @@
 //! [`connect`] only picks the dialect type from the URL scheme, which each dialect
 //! declares.
 //!
-//! # Schema (version 4, MySQL 3; `{p}` is the table prefix, default `kairos_`)
+//! # Schema (version 5, MySQL 4; `{p}` is the table prefix, default `kairos_`)
 //! - `{p}jobs`: `id` (primary key), `next_run_time` (UTC microseconds, NULL while paused),
 //!   `paused`, `revision`, `lease_owner`, `lease_expires` (µs, NULL when not acquired),
 //!   `broken`, and `job`, the [`Job`](crate::job::Job) as serde_json text. Indexed on
@@ -22,6 +22,8 @@
 //!   `version`, `started_at`, `heartbeat_at` in µs, and since version 4 (MySQL: 3)
 //!   `stats`, the [`NodeStats`](crate::store::NodeStats) of its last beat as JSON); see
 //!   `nodes.rs`.
+//! - `{p}config_generations` (version 5, MySQL 4): the configs applied, in order
+//!   (`generation` primary key, `hash`, `node_id`, `forced`); see `configs.rs`.
 //! - `{p}schema_version`: the migrations applied.
 //!
 //! # Ground rules
@@ -43,6 +45,7 @@
 //!   [`StoreError::Corrupt`], every other database failure is
 //!   [`StoreError::Unavailable`] except unique violations ([`StoreError::Conflict`]).
 
+mod configs;
 mod driver;
 mod group_commit;
 mod history;
@@ -92,6 +95,12 @@ pub struct SqlOptions {
     /// replaced if the server went away meanwhile (a restart, an idle timeout);
     /// connections in steady use skip the ping, a round trip per statement.
     pub idle_check_after: Duration,
+    /// The longest one statement may run on the server (PostgreSQL
+    /// `statement_timeout`, MariaDB `max_statement_time`, MySQL `max_execution_time`
+    /// for reads); it then fails as `Unavailable` and the scheduler retries. A
+    /// statement stuck behind a lock no longer holds the main loop (and, under
+    /// systemd, the watchdog notices a pass that cannot finish for any other reason).
+    pub statement_timeout: Duration,
 }
 
 impl Default for SqlOptions {
@@ -102,6 +111,7 @@ impl Default for SqlOptions {
             instance_ttl: Duration::from_secs(3600),
             acquire_timeout: Duration::from_secs(10),
             idle_check_after: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -195,6 +205,8 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// rows one primary key at a time where a row of another session may be locked
     /// (a node frozen inside a transaction must not stall the others).
     const LOCKS_SCANNED_ROWS: bool = false;
+    /// Whether several schedulers may share the database ([`JobStore::is_shared`]).
+    const SHARED: bool = true;
 
     /// A connection pool for `url`.
     fn connect(

@@ -109,6 +109,21 @@ impl Dialect for MySql {
             version: 3,
             statements: &["ALTER TABLE {p}nodes ADD COLUMN stats TEXT"],
         },
+        // Version 4: the configs applied, in order (`configs.rs`).
+        Migration {
+            version: 4,
+            statements: &["CREATE TABLE IF NOT EXISTS {p}config_generations (
+                generation BIGINT NOT NULL PRIMARY KEY,
+                hash VARCHAR(64) NOT NULL,
+                node_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+                forced BIGINT NOT NULL DEFAULT 0
+            ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4"],
+        },
+        // Version 5: which attempt of its scheduled time a run was (retries).
+        Migration {
+            version: 5,
+            statements: &["ALTER TABLE {p}runs ADD COLUMN attempt BIGINT NOT NULL DEFAULT 1"],
+        },
     ];
 
     fn connect(
@@ -116,15 +131,30 @@ impl Dialect for MySql {
         options: &SqlOptions,
     ) -> impl Future<Output = Result<Pool<sqlx::MySql>, sqlx::Error>> + Send {
         let parsed = MySqlConnectOptions::from_str(url);
-        let pool =
-            super::driver::pool_options::<sqlx::MySql>(options).after_connect(|connection, _| {
+        let timeout = options.statement_timeout;
+        let pool = super::driver::pool_options::<sqlx::MySql>(options).after_connect(
+            move |connection, _| {
                 Box::pin(async move {
                     connection
                         .execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
                         .await?;
+                    // MariaDB bounds every statement (seconds); MySQL has no such
+                    // setting and bounds reads only (milliseconds), and refuses the other's.
+                    let mariadb = format!(
+                        "SET SESSION max_statement_time = {}",
+                        timeout.as_secs_f64().max(0.001)
+                    );
+                    if connection.execute(mariadb.as_str()).await.is_err() {
+                        let mysql = format!(
+                            "SET SESSION max_execution_time = {}",
+                            timeout.as_millis().max(1)
+                        );
+                        connection.execute(mysql.as_str()).await?;
+                    }
                     Ok(())
                 })
-            });
+            },
+        );
         async move {
             let pool = pool.connect_with(parsed?).await?;
             let version: String = sqlx::query("SELECT VERSION()")

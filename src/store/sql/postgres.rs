@@ -106,6 +106,23 @@ impl Dialect for Postgres {
             version: 4,
             statements: &["ALTER TABLE {p}nodes ADD COLUMN IF NOT EXISTS stats TEXT"],
         },
+        // Version 5: the configs applied, in order (`configs.rs`).
+        Migration {
+            version: 5,
+            statements: &[r#"CREATE TABLE IF NOT EXISTS {p}config_generations (
+                generation BIGINT NOT NULL PRIMARY KEY,
+                hash TEXT NOT NULL,
+                node_id TEXT COLLATE "C" NOT NULL,
+                forced BIGINT NOT NULL DEFAULT 0
+            )"#],
+        },
+        // Version 6: which attempt of its scheduled time a run was (retries).
+        Migration {
+            version: 6,
+            statements: &[
+                "ALTER TABLE {p}runs ADD COLUMN IF NOT EXISTS attempt BIGINT NOT NULL DEFAULT 1",
+            ],
+        },
     ];
 
     fn connect(
@@ -114,6 +131,7 @@ impl Dialect for Postgres {
     ) -> impl Future<Output = Result<Pool<sqlx::Postgres>, sqlx::Error>> + Send {
         let parsed = PgConnectOptions::from_str(url);
         let pool = super::driver::pool_options(options);
+        let statement_timeout = options.statement_timeout.as_millis().max(1).to_string();
         async move {
             let mut connect = parsed?;
             // Named in pg_stat_activity, so an operator can tell the schedulers apart
@@ -123,7 +141,10 @@ impl Dialect for Postgres {
             }
             // `CREATE TABLE IF NOT EXISTS` on every start would otherwise log a NOTICE
             // ("already exists, skipping") through sqlx each time.
-            let connect = connect.options([("client_min_messages", "warning")]);
+            let connect = connect.options([
+                ("client_min_messages", "warning"),
+                ("statement_timeout", statement_timeout.as_str()),
+            ]);
             pool.connect_with(connect).await
         }
     }

@@ -113,7 +113,25 @@ impl Dialect for Sqlite {
             version: 4,
             statements: &["ALTER TABLE {p}nodes ADD COLUMN stats TEXT"],
         },
+        // Version 5: the configs applied, in order (`configs.rs`).
+        Migration {
+            version: 5,
+            statements: &["CREATE TABLE IF NOT EXISTS {p}config_generations (
+                generation INTEGER NOT NULL PRIMARY KEY,
+                hash TEXT NOT NULL,
+                node_id TEXT NOT NULL,
+                forced INTEGER NOT NULL DEFAULT 0
+            )"],
+        },
+        // Version 6: which attempt of its scheduled time a run was (retries).
+        Migration {
+            version: 6,
+            statements: &["ALTER TABLE {p}runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1"],
+        },
     ];
+
+    // One process owns an SQLite file: SQLite stores are single-node.
+    const SHARED: bool = false;
 
     fn connect(
         url: &str,
@@ -168,5 +186,11 @@ impl Dialect for Sqlite {
             error.code().as_deref(),
             Some(SQLITE_CONSTRAINT_PRIMARYKEY | SQLITE_CONSTRAINT_UNIQUE)
         )
+    }
+
+    // SQLite has no `ADD COLUMN IF NOT EXISTS`; a column a migration added already is
+    // reported only by its message (the code is the generic SQLITE_ERROR).
+    fn is_already_there(error: &dyn DatabaseError) -> bool {
+        error.message().starts_with("duplicate column name")
     }
 }

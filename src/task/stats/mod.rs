@@ -296,6 +296,18 @@ impl Task for StatsTask {
         }
     }
 
+    /// A nightly correction that failed (the database or Redis away for a moment) is
+    /// worth doing again before morning: three attempts, waits from 1 min to 10 min.
+    /// Safe: each counter's key is replaced whole.
+    fn default_retry(&self) -> Option<crate::job::RetryPolicy> {
+        Some(crate::job::RetryPolicy {
+            max_attempts: 3,
+            initial_delay: Some(std::time::Duration::from_secs(60)),
+            multiplier: Some(2.0),
+            max_delay: Some(std::time::Duration::from_secs(600)),
+        })
+    }
+
     async fn run(&self, _run: TaskRun) -> Result<String, TaskFailure> {
         let Some(configured) = &self.configured else {
             return Err(TaskFailure::new(format!(

@@ -1,0 +1,563 @@
+//! The run lifecycle's promises, checked against a reference model on seeded random
+//! scenarios (docs/lifecycle-checker.md), and the regressions those scenarios found.
+//!
+//! Each scenario drives real schedulers (one node, or several sharing one store) on
+//! simulated time: jobs added, changed, paused, resumed, rescheduled, removed and run
+//! now through any node, slow and failing runs, runs longer than their interval, store
+//! outages, killed nodes and clock jumps. What ran (a ground-truth log the task keeps)
+//! and what was recorded are then held against the model (`lifecycle_model/model.rs`).
+//!
+//! `KAIROS_SEED=N` replays one scenario; `KAIROS_SCENARIOS=N` sets how many run.
+//! Every failure prints the seed, the scenario, what broke and the command to replay.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "lifecycle_model/model.rs"]
+mod model;
+#[path = "lifecycle_model/scenario.rs"]
+mod scenario;
+#[path = "lifecycle_model/sim.rs"]
+mod sim;
+#[path = "lifecycle_model/world.rs"]
+mod world;
+
+use scenario::{JobDef, Mix, Op, OpKind, Scenario, StoreKind, Trig, Work};
+
+/// Runs the scenarios of `mix` (or the one `KAIROS_SEED` names) and fails with a
+/// report of every scenario that broke a promise.
+fn check_random(test: &str, mix: Mix, default_count: u64) {
+    let seeds: Vec<u64> = match std::env::var("KAIROS_SEED") {
+        // Simultaneous wake-ups are served in an order tokio picks at random (its
+        // `select!` and watch channels), so a replay plays the seed's scenario several
+        // times: the schedule of instants is the seed's, the interleaving varies.
+        Ok(seed) => {
+            let seed = seed.trim().parse().expect("KAIROS_SEED is a number");
+            let repeat = std::env::var("KAIROS_REPEAT")
+                .ok()
+                .and_then(|count| count.trim().parse().ok())
+                .unwrap_or(20);
+            vec![seed; repeat]
+        }
+        Err(_) => {
+            let count = std::env::var("KAIROS_SCENARIOS")
+                .ok()
+                .and_then(|count| count.trim().parse().ok())
+                .unwrap_or(default_count);
+            let base = match std::env::var("KAIROS_SEED_BASE") {
+                Ok(base) => base.trim().parse().expect("KAIROS_SEED_BASE is a number"),
+                Err(_) => fastrand::u64(..u64::MAX / 2),
+            };
+            (base..base + count).collect()
+        }
+    };
+    let started = std::time::Instant::now();
+    let mut failures = Vec::new();
+    let mut classes = std::collections::BTreeMap::<&str, (usize, u64)>::new();
+    for &seed in &seeds {
+        let scenario = scenario::generate(seed, mix);
+        if std::env::var_os("KAIROS_TRACE").is_some() {
+            eprintln!("{scenario}");
+        }
+        let observed = world::run(&scenario);
+        if std::env::var_os("KAIROS_TRACE").is_some() {
+            eprintln!("{observed:#?}");
+        }
+        let found = model::check(&observed);
+        if found.is_empty() {
+            continue;
+        }
+        for discrepancy in &found {
+            classes.entry(discrepancy.promise).or_insert((0, seed)).0 += 1;
+        }
+        failures.push((scenario, found));
+    }
+    eprintln!(
+        "{test}: {} scenario(s) in {:.1?}, {} with discrepancies",
+        seeds.len(),
+        started.elapsed(),
+        failures.len()
+    );
+    if failures.is_empty() {
+        return;
+    }
+    let mut message = String::new();
+    for (promise, (count, seed)) in &classes {
+        message.push_str(&format!(
+            "  {promise}: {count} discrepancies, first in seed {seed}\n"
+        ));
+    }
+    for (scenario, found) in failures.iter().take(5) {
+        message.push_str(&format!("\n{scenario}"));
+        for discrepancy in found.iter().take(10) {
+            message.push_str(&format!("  => {discrepancy}\n"));
+        }
+        message.push_str(&format!(
+            "  replay: KAIROS_SEED={} cargo test --test lifecycle_model {test} -- --include-ignored --nocapture\n",
+            scenario.seed
+        ));
+    }
+    panic!(
+        "{} of {} scenario(s) broke a promise:\n{message}",
+        failures.len(),
+        seeds.len()
+    );
+}
+
+/// One node, no faults, and off the seams where today's core is known to break its
+/// promises: what it keeps, checked on every `cargo test`.
+#[test]
+fn random_scenarios_on_one_node_off_the_known_seams() {
+    let mix = Mix {
+        store: StoreKind::Memory,
+        max_nodes: 1,
+        faults: false,
+        seams: false,
+    };
+    check_random(
+        "random_scenarios_on_one_node_off_the_known_seams",
+        mix,
+        1000,
+    );
+}
+
+/// Up to three nodes sharing one store, no faults, off the known seams.
+#[test]
+fn random_scenarios_on_a_cluster_off_the_known_seams() {
+    let mix = Mix {
+        store: StoreKind::Memory,
+        max_nodes: 3,
+        faults: false,
+        seams: false,
+    };
+    check_random(
+        "random_scenarios_on_a_cluster_off_the_known_seams",
+        mix,
+        500,
+    );
+}
+
+/// One node, store outages and clock jumps, off the known seams. The catch-up after a
+/// disturbance reaches the early hand-over seam all the same: the runs of a backlog go
+/// one after another under one instance slot, and the next run, handed over while the
+/// last of them still runs, is skipped although that one has ended by its time.
+#[test]
+#[ignore = "bug: after a store outage or clock jump, a run handed over early while the catch-up runs still hold the instance slot is skipped, though they end before its time"]
+fn random_scenarios_with_outages_and_clock_jumps_off_the_known_seams() {
+    let mix = Mix {
+        store: StoreKind::Memory,
+        max_nodes: 1,
+        faults: true,
+        seams: false,
+    };
+    check_random(
+        "random_scenarios_with_outages_and_clock_jumps_off_the_known_seams",
+        mix,
+        500,
+    );
+}
+
+#[test]
+#[ignore = "finds the early hand-over bug: a run handed over in the fire-ahead window claims its job's instance slot while the previous run still holds it, so it is skipped although that run ends before its time"]
+fn random_scenarios_on_one_node() {
+    let mix = Mix {
+        store: StoreKind::Memory,
+        max_nodes: 1,
+        faults: false,
+        seams: true,
+    };
+    check_random("random_scenarios_on_one_node", mix, 2000);
+}
+
+#[test]
+#[ignore = "finds the early hand-over bug on every node, and changes made through one node that do not take back a run another node holds early"]
+fn random_scenarios_on_a_cluster() {
+    let mix = Mix {
+        store: StoreKind::Memory,
+        max_nodes: 3,
+        faults: false,
+        seams: true,
+    };
+    check_random("random_scenarios_on_a_cluster", mix, 1000);
+}
+
+#[test]
+#[ignore = "finds the early hand-over bug, and recurring runs a killed node had started that nobody runs again"]
+fn random_scenarios_with_faults() {
+    let mix = Mix {
+        store: StoreKind::Memory,
+        max_nodes: 3,
+        faults: true,
+        seams: true,
+    };
+    check_random("random_scenarios_with_faults", mix, 1000);
+}
+
+#[test]
+#[ignore = "finds the early hand-over bug (a one-second fire-ahead window on SQL stores)"]
+fn random_scenarios_on_sqlite() {
+    let mix = Mix {
+        store: StoreKind::Sqlite,
+        max_nodes: 1,
+        faults: true,
+        seams: true,
+    };
+    check_random("random_scenarios_on_sqlite", mix, 30);
+}
+
+// The regressions the random scenarios found, each as the smallest scenario that shows
+// it. A scenario is played a few times, since the order in which simultaneous wake-ups
+// are served varies from one play to the next.
+
+/// A scenario of hand-written operations: (time in ms, node, operation).
+fn written(nodes: usize, end: scenario::Ms, ops: Vec<(scenario::Ms, usize, OpKind)>) -> Scenario {
+    Scenario {
+        seed: 0,
+        store: StoreKind::Memory,
+        nodes,
+        end,
+        ops: ops
+            .into_iter()
+            .map(|(at, node, kind)| Op { at, node, kind })
+            .collect(),
+    }
+}
+
+fn job(trigger: Trig, max_instances: u32, ms: scenario::Ms) -> JobDef {
+    JobDef {
+        trigger,
+        max_instances,
+        coalesce: true,
+        grace: None,
+        work: Work { ms, fail: false },
+    }
+}
+
+fn every(seconds: scenario::Ms, start: scenario::Ms) -> Trig {
+    Trig::Every {
+        every: seconds * 1000,
+        start,
+    }
+}
+
+/// Plays `scenario` a few times; fails with every broken promise.
+fn assert_promises_hold(scenario: &Scenario) {
+    for play in 0..5 {
+        let found = model::check(&world::run(scenario));
+        if !found.is_empty() {
+            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+            panic!("play {play} of\n{scenario}broke:\n  {}", list.join("\n  "));
+        }
+    }
+}
+
+/// The job of the user report: every 2 s, a run of about 1.9 s. Each run is handed
+/// over in the fire-ahead window (250 ms on memory) while the previous one still runs,
+/// yet that one has ended when the new one is due: none may be skipped.
+#[test]
+#[ignore = "bug: a run handed over early claims its job's instance slot at hand-over, while the previous run still holds it, and is skipped"]
+fn early_hand_over_does_not_skip_a_run_whose_predecessor_ends_in_time() {
+    let scenario = written(
+        1,
+        12_000,
+        vec![(37, 0, OpKind::Add(0, job(every(2, 1_000), 1, 1_861)))],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// "Run now" while nothing of the job executes, just after its next run was handed
+/// over early: the early run holds the only instance slot, so "run now" is refused.
+#[test]
+#[ignore = "bug: a run handed over early claims its job's instance slot before it is due, so run now is skipped although nothing executes"]
+fn run_now_is_not_refused_by_a_run_handed_over_early() {
+    let scenario = written(
+        1,
+        6_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(every(4, 2_000), 1, 61))),
+            (1_837, 0, OpKind::RunNow(0)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// Two jobs due at once are taken by one node in one pass; each is paused through a
+/// different node before it is due, so one pause goes through the node that does not
+/// hold the run.
+#[test]
+#[ignore = "bug: a pause made through another node does not take back a run held early, which starts anyway"]
+fn a_pause_through_another_node_stops_a_run_held_early() {
+    let scenario = written(
+        2,
+        8_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(every(3, 3_000), 1, 61))),
+            (37, 0, OpKind::Add(1, job(every(3, 3_000), 1, 61))),
+            (2_837, 0, OpKind::Pause(0)),
+            (2_837, 1, OpKind::Pause(1)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// As above, with removals: once DELETE has answered, through any node, the job does
+/// not run.
+#[test]
+#[ignore = "bug: a removal made through another node does not take back a run held early, which starts after the job was removed"]
+fn a_removal_through_another_node_stops_a_run_held_early() {
+    let scenario = written(
+        2,
+        8_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(Trig::At { at: 3_000 }, 1, 61))),
+            (37, 0, OpKind::Add(1, job(Trig::At { at: 3_000 }, 1, 61))),
+            (2_837, 0, OpKind::Remove(0)),
+            (2_837, 1, OpKind::Remove(1)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// A recurring job's run is going when its node is killed; the successor under the
+/// same id must run that scheduled time again (at-least-once across crashes).
+#[test]
+#[ignore = "bug: a recurring run that had started on a node that died is never run again"]
+fn a_recurring_run_interrupted_by_a_crash_runs_again_after_restart() {
+    let scenario = written(
+        1,
+        9_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(every(4, 2_000), 1, 1_961))),
+            (2_537, 0, OpKind::Kill(Some(1_000))),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// The same for a one-off job, which stays in the store until its run ends: the
+/// successor runs it again.
+#[test]
+fn a_one_off_run_interrupted_by_a_crash_runs_again_after_restart() {
+    let scenario = written(
+        1,
+        9_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(Trig::At { at: 2_000 }, 1, 1_961))),
+            (2_537, 0, OpKind::Kill(Some(1_000))),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// A one-off job paused while its run is going stays in the store, paused; resumed
+/// later, its date (already run) comes back as its next run time and it runs twice.
+#[test]
+#[ignore = "bug: a one-off job paused while its run is going runs that time again when resumed"]
+fn a_one_off_job_paused_during_its_run_does_not_run_again_when_resumed() {
+    let scenario = written(
+        1,
+        9_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(Trig::At { at: 1_000 }, 1, 2_961))),
+            (2_037, 0, OpKind::Pause(0)),
+            (5_037, 0, OpKind::Resume(0)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// A one-off job rescheduled while its run is going keeps its new schedule when the
+/// run ends, but the loop is not woken for it: it waits for the lease (five minutes)
+/// to run out.
+#[test]
+#[ignore = "bug: a job changed while its one-off run is going is not due again until its lease runs out"]
+fn a_one_off_job_rescheduled_during_its_run_runs_at_its_new_time() {
+    let scenario = written(
+        1,
+        9_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(Trig::At { at: 1_000 }, 1, 1_961))),
+            (1_537, 0, OpKind::Reschedule(0, every(2, 4_000))),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// Pauses, resumes, reschedules and removals on one node, all before the run times
+/// they concern, with short runs: what passes today and must keep passing.
+#[test]
+fn changes_on_one_node_take_effect_before_the_next_run() {
+    let scenario = written(
+        1,
+        20_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(every(2, 1_000), 1, 461))),
+            (37, 0, OpKind::Add(1, job(every(3, 2_000), 2, 2_561))),
+            (37, 0, OpKind::Add(2, job(Trig::At { at: 9_000 }, 1, 61))),
+            (2_837, 0, OpKind::Pause(0)),
+            (4_137, 0, OpKind::Reschedule(1, every(1, 7_500))),
+            (6_937, 0, OpKind::Resume(0)),
+            (8_837, 0, OpKind::Remove(2)),
+            (12_037, 0, OpKind::Remove(1)),
+            (
+                14_337,
+                0,
+                OpKind::Modify(0, Work { ms: 61, fail: true }, None),
+            ),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// The store is out for 2.1 s, less than the node timeout (3 s), but a node's last
+/// heartbeat before the outage is up to a heartbeat (1 s) older: when the store comes
+/// back, a node that beats first reaps the other, live one, frees its leases and
+/// instance slots, and runs what that node is running.
+#[test]
+#[ignore = "bug: after a store outage, survivors reap live nodes whose heartbeats the outage held back, and run their runs a second time"]
+fn a_store_outage_shorter_than_the_node_timeout_does_not_get_live_nodes_reaped() {
+    let scenario = written(
+        2,
+        12_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(Trig::At { at: 4_300 }, 3, 1_861))),
+            (37, 1, OpKind::Add(1, job(every(1, 0), 1, 261))),
+            (1_937, 0, OpKind::Outage(2_100)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// The wall clock jumps forward past the node timeout while a run is handed over early:
+/// every node's heartbeat now looks stale, a node reaps the other, live one, and the
+/// job's instance slot held by the live node's run is freed under it.
+#[test]
+#[ignore = "bug: a forward clock jump past the node timeout gets live nodes reaped, their instance slots freed and max_instances exceeded"]
+fn a_clock_jump_does_not_get_live_nodes_reaped() {
+    let scenario = written(
+        2,
+        16_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(every(1, 0), 1, 161))),
+            (37, 1, OpKind::Add(1, job(every(1, 500), 1, 661))),
+            (7_937, 0, OpKind::ClockJump(4_100)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// A reschedule that happens to keep the next run time of a run already handed over
+/// early (the new trigger also fires then) leaves that run be, as it should; but the
+/// run's write-back then applies the next run time of the *old* trigger on top of the
+/// new one, so the job runs at a time its new trigger never has.
+#[test]
+#[ignore = "bug: the write-back of a run handed over early applies the old trigger's next run time over a reschedule that kept that run's time"]
+fn a_reschedule_keeping_the_time_of_a_run_held_early_does_not_bring_back_the_old_trigger() {
+    let scenario = written(
+        1,
+        10_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(every(1, 0), 1, 61))),
+            (937, 0, OpKind::Reschedule(0, every(4, 1_000))),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// The checker's own test: made-up observations that break each promise are reported,
+/// each under its promise, so a green run means the checks looked.
+#[test]
+fn the_model_reports_each_kind_of_broken_promise() {
+    use kairos::history::{RunOutcome, RunRecord};
+    let at = |ms: scenario::Ms| world::t0() + chrono::TimeDelta::milliseconds(ms);
+    let applied = |when: scenario::Ms, kind: OpKind| world::Applied {
+        op: Op {
+            at: when,
+            node: 0,
+            kind,
+        },
+        at: when,
+        result: Ok(None),
+    };
+    let execution = |job: &str, run: &str, scheduled, started, finished| sim::Execution {
+        node: 0,
+        incarnation: 0,
+        job_id: job.to_owned(),
+        run_id: run.to_owned(),
+        scheduled: at(scheduled),
+        started: at(started),
+        finished: Some(at(finished)),
+        failed: false,
+    };
+    let observed = world::Observed {
+        applied: vec![
+            applied(37, OpKind::Add(0, job(every(2, 1_000), 1, 61))),
+            applied(37, OpKind::Add(1, job(every(2, 1_000), 1, 61))),
+            applied(4_837, OpKind::Pause(0)),
+        ],
+        executions: vec![
+            execution("j0", "a", 1_000, 1_000, 1_061),
+            // Early, and twice for one time: two at once with max_instances 1.
+            execution("j0", "b", 3_000, 2_990, 3_051),
+            execution("j0", "c", 3_000, 3_000, 3_061),
+            // After the pause.
+            execution("j0", "d", 5_000, 5_000, 5_061),
+        ],
+        records: vec![RunRecord {
+            run_id: "e".to_owned(),
+            job_id: "j1".to_owned(),
+            scheduled_time: at(3_000),
+            started_at: None,
+            finished_at: at(2_750),
+            outcome: RunOutcome::Skipped,
+            error: Some("max_instances".to_owned()),
+            output: None,
+            attempt: 1,
+        }],
+        fire_ahead: 250,
+        end: 10_000,
+        ..world::Observed::default()
+    };
+    let found = model::check(&observed);
+    let promises: std::collections::BTreeSet<&str> =
+        found.iter().map(|found| found.promise).collect();
+    for promise in [
+        "never early",
+        "at most once",
+        "max_instances",
+        "only due times run",
+        "every due time runs",
+        "skipped only at max_instances",
+        "every run is recorded",
+    ] {
+        assert!(
+            promises.contains(promise),
+            "{promise} not reported: {found:#?}"
+        );
+    }
+    // And nothing is reported of what kept its promises: j0 at +1000 ms ran on time.
+    assert!(
+        !found.iter().any(|found| found.job == "j0"
+            && found.time == 1_000
+            && found.promise != "every run is recorded"),
+        "{found:#?}"
+    );
+}
+
+/// A job paused and resumed within the fire-ahead window before its next run: the run
+/// handed over early is taken back at the pause, and the resume gives the job that same
+/// time again, but the taken-back run's write-back then moves the job past it, so the
+/// time is lost although the job was unpaused when it came.
+#[test]
+#[ignore = "bug: a pause and a resume within the fire-ahead window before a run time lose that run: the taken-back run's write-back moves the job past it"]
+fn a_pause_and_resume_just_before_a_run_time_do_not_lose_that_run() {
+    let scenario = written(
+        1,
+        8_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(every(2, 1_000), 1, 61))),
+            (2_837, 0, OpKind::Pause(0)),
+            (2_937, 0, OpKind::Resume(0)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}

@@ -1,0 +1,642 @@
+//! The reference model of the run lifecycle's promises, and the checks that hold the
+//! observed runs against it (docs/lifecycle-checker.md).
+//!
+//! The model knows nothing of the scheduler's code. From the operations that
+//! succeeded, at the times they answered, it works out for each job the stretches of
+//! time in which the job existed, unpaused, under one trigger; the fire times of that
+//! trigger inside those stretches are the job's *due times*, and nothing else may
+//! run. Faults (a store outage, a killed node, a clock jump) open *disturbed windows*
+//! in which runs may be late, coalesced, missed or skipped, but where the at-most-once,
+//! never-early, max_instances and nothing-after-removal rules still hold. Outside them
+//! every due time must run on time, or be skipped only while `max_instances` runs of
+//! its job were really executing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kairos::executor::WITHDRAWN;
+use kairos::history::{RunOutcome, RunRecord};
+
+use super::scenario::{job_id, Ms, OpKind, Trig};
+use super::sim::Execution;
+use super::world::{ms_of, Observed};
+
+/// One broken promise.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Discrepancy {
+    /// The promise, as named in docs/lifecycle-checker.md.
+    pub promise: &'static str,
+    pub job: String,
+    /// The scheduled time (scenario ms) concerned.
+    pub time: Ms,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Discrepancy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "[{}] job {} at +{} ms: {}",
+            self.promise, self.job, self.time, self.detail
+        )
+    }
+}
+
+/// A stretch in which a job existed, unpaused, under one trigger: `[from, until)`.
+#[derive(Clone, Debug)]
+struct Stretch {
+    from: Ms,
+    until: Ms,
+    trigger: Trig,
+}
+
+#[derive(Debug, Default)]
+struct JobModel {
+    stretches: Vec<Stretch>,
+    /// `max_instances` from each time on.
+    max_instances: Vec<(Ms, u32)>,
+    /// (time, run id) of each "run now" that was accepted.
+    run_now: Vec<(Ms, String)>,
+    removed_at: Option<Ms>,
+    /// Times of every operation on the job that succeeded.
+    touched: Vec<Ms>,
+}
+
+impl JobModel {
+    fn due_times(&self, until: Ms) -> BTreeSet<Ms> {
+        self.stretches
+            .iter()
+            .flat_map(|stretch| {
+                stretch
+                    .trigger
+                    .fire_times(stretch.from, stretch.until.min(until))
+            })
+            .collect()
+    }
+
+    /// The stretch that holds `time`.
+    fn stretch_at(&self, time: Ms) -> Option<&Stretch> {
+        self.stretches
+            .iter()
+            .find(|stretch| stretch.from <= time && time < stretch.until)
+    }
+
+    /// The largest `max_instances` the job had over `[from, to]`: a change made while
+    /// a run was being handed over may apply to it or not.
+    fn max_instances_over(&self, from: Ms, to: Ms) -> u32 {
+        let mut current = 0;
+        let mut largest = 0;
+        for (at, value) in &self.max_instances {
+            if *at <= from {
+                current = *value;
+            } else if *at <= to {
+                largest = largest.max(*value);
+            }
+        }
+        largest.max(current)
+    }
+}
+
+/// Builds each job's model from the operations that succeeded.
+fn models(observed: &Observed) -> BTreeMap<String, JobModel> {
+    let mut jobs: BTreeMap<String, JobModel> = BTreeMap::new();
+    // (exists, paused, trigger, since)
+    let mut state: BTreeMap<String, (bool, bool, Option<Trig>, Ms)> = BTreeMap::new();
+    for applied in &observed.applied {
+        let Ok(answer) = &applied.result else {
+            continue;
+        };
+        let at = applied.at;
+        let index = match &applied.op.kind {
+            OpKind::Add(job, _)
+            | OpKind::Modify(job, _, _)
+            | OpKind::Pause(job)
+            | OpKind::Resume(job)
+            | OpKind::Reschedule(job, _)
+            | OpKind::Remove(job)
+            | OpKind::RunNow(job) => *job,
+            _ => continue,
+        };
+        let id = job_id(index);
+        let model = jobs.entry(id.clone()).or_default();
+        model.touched.push(at);
+        let (exists, paused, trigger, since) = state.entry(id).or_insert((false, false, None, 0));
+        let close = |model: &mut JobModel, trigger: &Option<Trig>, since: Ms| {
+            if let Some(trigger) = trigger {
+                model.stretches.push(Stretch {
+                    from: since,
+                    until: at,
+                    trigger: *trigger,
+                });
+            }
+        };
+        match &applied.op.kind {
+            OpKind::Add(_, def) => {
+                *exists = true;
+                *paused = false;
+                *trigger = Some(def.trigger);
+                *since = at;
+                model.max_instances.push((at, def.max_instances));
+            }
+            OpKind::Modify(_, _, Some(value)) => model.max_instances.push((at, *value)),
+            // Pausing a paused job, or resuming a running one, changes nothing.
+            OpKind::Pause(_) if *exists && !*paused => {
+                close(model, trigger, *since);
+                *paused = true;
+            }
+            OpKind::Resume(_) if *exists && *paused => {
+                *paused = false;
+                *since = at;
+            }
+            OpKind::Reschedule(_, new) => {
+                if *exists && !*paused {
+                    close(model, trigger, *since);
+                    *since = at;
+                }
+                *trigger = Some(*new);
+            }
+            OpKind::Remove(_) => {
+                if *exists && !*paused {
+                    close(model, trigger, *since);
+                }
+                *exists = false;
+                model.removed_at = Some(at);
+            }
+            OpKind::RunNow(_) => model
+                .run_now
+                .extend(answer.clone().map(|run_id| (at, run_id))),
+            _ => {}
+        }
+    }
+    for (id, (exists, paused, trigger, since)) in state {
+        if let (true, false, Some(trigger)) = (exists, paused, trigger) {
+            if let Some(model) = jobs.get_mut(&id) {
+                model.stretches.push(Stretch {
+                    from: since,
+                    until: Ms::MAX,
+                    trigger,
+                });
+            }
+        }
+    }
+    jobs
+}
+
+/// The windows in which runs may be late, folded, missed or skipped: around each
+/// outage, killed node and clock jump, with a tail for the retries' back-off.
+fn disturbed(observed: &Observed) -> Vec<(Ms, Ms)> {
+    let before = observed.fire_ahead + 100;
+    let mut windows = Vec::new();
+    for (from, to) in &observed.outages {
+        windows.push((from - before, to + (to - from) + 1_500));
+    }
+    for kill in &observed.kills {
+        windows.push((kill.at - before, kill.taken_over + 1_500));
+    }
+    for (at, by) in &observed.jumps {
+        windows.push((at - before, at + by + 1_500));
+    }
+    // Overlapping windows are one disturbance: what one delays, the next may fold.
+    windows.sort();
+    let mut merged: Vec<(Ms, Ms)> = Vec::new();
+    for (from, to) in windows {
+        match merged.last_mut() {
+            Some(last) if from <= last.1 => last.1 = last.1.max(to),
+            _ => merged.push((from, to)),
+        }
+    }
+    merged
+}
+
+fn within(windows: &[(Ms, Ms)], time: Ms) -> bool {
+    windows
+        .iter()
+        .any(|(from, to)| *from <= time && time <= *to)
+}
+
+/// When an execution stopped executing: its end, the kill of its node, or never.
+fn stopped(execution: &Execution, observed: &Observed) -> Option<Ms> {
+    if let Some(finished) = execution.finished {
+        return Some(ms_of(finished));
+    }
+    observed
+        .kills
+        .iter()
+        .find(|kill| kill.node == execution.node && kill.incarnation == execution.incarnation)
+        .map(|kill| kill.at)
+}
+
+fn kill_of<'a>(execution: &Execution, observed: &'a Observed) -> Option<&'a super::world::Kill> {
+    observed
+        .kills
+        .iter()
+        .find(|kill| kill.node == execution.node && kill.incarnation == execution.incarnation)
+}
+
+/// How many runs of `job` were executing at `time` (started at or before it, not
+/// stopped by then).
+fn executing(executions: &[&Execution], observed: &Observed, time: Ms) -> usize {
+    executions
+        .iter()
+        .filter(|execution| {
+            ms_of(execution.started) <= time
+                && stopped(execution, observed).is_none_or(|stop| stop > time)
+        })
+        .count()
+}
+
+fn is_withdrawal(record: &RunRecord) -> bool {
+    record.error.as_deref() == Some(WITHDRAWN)
+}
+
+/// Checks what was observed against the model; every broken promise, sorted.
+pub fn check(observed: &Observed) -> Vec<Discrepancy> {
+    let mut found = BTreeSet::new();
+    let mut report = |promise: &'static str, job: &str, time: Ms, detail: String| {
+        found.insert(Discrepancy {
+            promise,
+            job: job.to_owned(),
+            time,
+            detail,
+        });
+    };
+    for trouble in &observed.trouble {
+        report("driver", "-", 0, trouble.clone());
+    }
+    let jobs = models(observed);
+    let windows = disturbed(observed);
+    // Late enough that a due time's run has certainly started by the end.
+    let checked_until = observed.end - 500;
+    let by_run: BTreeMap<&str, &RunRecord> = observed
+        .records
+        .iter()
+        .map(|record| (record.run_id.as_str(), record))
+        .collect();
+    let mut record_count: BTreeMap<&str, usize> = BTreeMap::new();
+    for record in &observed.records {
+        *record_count.entry(record.run_id.as_str()).or_default() += 1;
+    }
+    for (run_id, count) in &record_count {
+        if *count > 1 {
+            report(
+                "one record per run",
+                "-",
+                0,
+                format!("run {run_id} has {count} records"),
+            );
+        }
+    }
+    let empty = JobModel::default();
+    let mut ids: BTreeSet<&str> = jobs.keys().map(String::as_str).collect();
+    ids.extend(observed.executions.iter().map(|run| run.job_id.as_str()));
+    for id in ids {
+        let model = jobs.get(id).unwrap_or(&empty);
+        let executions: Vec<&Execution> = observed
+            .executions
+            .iter()
+            .filter(|run| run.job_id == id)
+            .collect();
+        let records: Vec<&RunRecord> = observed
+            .records
+            .iter()
+            .filter(|record| record.job_id == id)
+            .collect();
+        let due = model.due_times(observed.end + 1);
+        let run_now: BTreeMap<&str, Ms> = model
+            .run_now
+            .iter()
+            .map(|(at, run_id)| (run_id.as_str(), *at))
+            .collect();
+
+        // Never early; only at a due time or as asked; nothing after removal.
+        for run in &executions {
+            let scheduled = ms_of(run.scheduled);
+            let started = ms_of(run.started);
+            if started < scheduled {
+                report(
+                    "never early",
+                    id,
+                    scheduled,
+                    format!("started at +{started} ms on node {}", run.node),
+                );
+            }
+            let asked = run_now.get(run.run_id.as_str()) == Some(&scheduled);
+            if !asked && !due.contains(&scheduled) {
+                report(
+                    "only due times run",
+                    id,
+                    scheduled,
+                    format!(
+                        "ran at +{started} ms on node {}, but the job was not due then \
+                         (paused, rescheduled or removed before it, or never had that time)",
+                        run.node
+                    ),
+                );
+            }
+            if let Some(removed) = model.removed_at {
+                if started > removed {
+                    report(
+                        "nothing runs after removal",
+                        id,
+                        scheduled,
+                        format!("started at +{started} ms, removed at +{removed} ms"),
+                    );
+                }
+            }
+        }
+
+        // At most once per scheduled time, unless a crash allows one repeat.
+        let mut by_time: BTreeMap<Ms, Vec<&Execution>> = BTreeMap::new();
+        for run in &executions {
+            // Two "run now" at one instant are two runs for one time, as asked.
+            if !run_now.contains_key(run.run_id.as_str()) {
+                by_time.entry(ms_of(run.scheduled)).or_default().push(run);
+            }
+        }
+        for (time, mut runs) in by_time.clone() {
+            runs.sort_by_key(|run| run.started);
+            let mut allowed = 0;
+            for earlier in &runs {
+                if let Some(kill) = kill_of(earlier, observed) {
+                    let started = ms_of(earlier.started);
+                    let unwritten = match earlier.finished {
+                        None => true,
+                        Some(finished) => observed
+                            .outages
+                            .iter()
+                            .any(|(from, to)| *from <= kill.at && *to >= ms_of(finished)),
+                    };
+                    if started <= kill.at && unwritten {
+                        allowed += 1;
+                    }
+                }
+            }
+            if runs.len() > 1 + allowed {
+                let starts: Vec<String> = runs
+                    .iter()
+                    .map(|run| format!("+{} ms on node {}", ms_of(run.started), run.node))
+                    .collect();
+                report(
+                    "at most once",
+                    id,
+                    time,
+                    format!("ran {} times: {}", runs.len(), starts.join(", ")),
+                );
+            }
+        }
+
+        // max_instances, over all nodes, from the runs' real starts and ends.
+        for run in &executions {
+            let started = ms_of(run.started);
+            let going = executing(&executions, observed, started);
+            let limit = model.max_instances_over(started - observed.fire_ahead - 1_500, started);
+            if limit > 0 && going > limit as usize {
+                report(
+                    "max_instances",
+                    id,
+                    ms_of(run.scheduled),
+                    format!("{going} runs executing at +{started} ms, max_instances {limit}"),
+                );
+            }
+        }
+
+        // Every due time runs: on time outside the disturbed windows.
+        for &time in due.range(..checked_until) {
+            if within(&windows, time) || by_time.contains_key(&time) {
+                continue;
+            }
+            let record = records
+                .iter()
+                .find(|record| ms_of(record.scheduled_time) == time && record.started_at.is_none());
+            let detail = match record {
+                Some(record) if is_withdrawal(record) => Some(format!(
+                    "taken back unasked (recorded at +{} ms: {WITHDRAWN})",
+                    ms_of(record.finished_at)
+                )),
+                Some(record) if record.outcome == RunOutcome::Skipped => {
+                    let decided = time.max(ms_of(record.finished_at));
+                    let going = executing(&executions, observed, decided);
+                    let limit = model.max_instances_over(time - observed.fire_ahead - 1_500, time);
+                    (going < limit as usize).then(|| {
+                        format!(
+                            "skipped (max_instances {limit}) at +{} ms, but only {going} run(s) \
+                             of the job were executing at +{decided} ms",
+                            ms_of(record.finished_at)
+                        )
+                    })
+                }
+                // Judged by the grace time below: late only if something delayed it.
+                Some(record) if record.outcome == RunOutcome::Missed => None,
+                Some(record) => Some(format!(
+                    "recorded as {} at +{} ms although nothing delayed it: {}",
+                    record.outcome.as_str(),
+                    ms_of(record.finished_at),
+                    record.error.clone().unwrap_or_default()
+                )),
+                None => Some("never ran and has no record".to_owned()),
+            };
+            if let Some(detail) = detail {
+                let promise = if record.is_some_and(|record| {
+                    record.outcome == RunOutcome::Skipped && !is_withdrawal(record)
+                }) {
+                    "skipped only at max_instances"
+                } else {
+                    "every due time runs"
+                };
+                report(promise, id, time, detail);
+            }
+        }
+
+        // In a disturbed window, runs may be folded into a later one, missed or
+        // skipped, but not all lost: of the due times a window holds, while the job
+        // stays as it was until the window closes, one at least leaves a trace.
+        for (from, to) in &windows {
+            let group: Vec<Ms> = due.range(*from..=*to).copied().collect();
+            let Some(first) = group.first() else { continue };
+            let untouched = !model
+                .touched
+                .iter()
+                .any(|at| *at >= *first - observed.fire_ahead && *at <= to + 1_000);
+            let same_stretch = model
+                .stretch_at(*first)
+                .is_some_and(|stretch| stretch.until > to + 1_000);
+            if !untouched || !same_stretch || to + 1_000 > checked_until {
+                continue;
+            }
+            let traced = group.iter().any(|time| {
+                by_time.contains_key(time)
+                    || records
+                        .iter()
+                        .any(|record| ms_of(record.scheduled_time) == *time)
+            });
+            if !traced {
+                report(
+                    "a disturbance delays runs, never loses them all",
+                    id,
+                    *first,
+                    format!(
+                        "none of the due times {group:?} in the disturbed window +{from}..+{to} ms \
+                         ran or was recorded"
+                    ),
+                );
+            }
+        }
+
+        // Missed only past the grace time.
+        for record in &records {
+            if record.outcome == RunOutcome::Missed {
+                let scheduled = ms_of(record.scheduled_time);
+                let late = ms_of(record.finished_at) - scheduled;
+                let grace =
+                    observed
+                        .applied
+                        .iter()
+                        .rev()
+                        .find_map(|applied| match &applied.op.kind {
+                            OpKind::Add(job, def)
+                                if job_id(*job) == id && applied.result.is_ok() =>
+                            {
+                                def.grace
+                            }
+                            _ => None,
+                        });
+                if grace.is_none_or(|grace| late <= grace) {
+                    report(
+                        "missed only past the grace time",
+                        id,
+                        scheduled,
+                        format!("recorded missed {late} ms late, grace {grace:?}"),
+                    );
+                }
+            }
+        }
+
+        // A run a killed node had started runs again (at-least-once across crashes),
+        // or a later due time of the job runs late in its place (coalesced).
+        for run in &executions {
+            let Some(kill) = kill_of(run, observed) else {
+                continue;
+            };
+            let scheduled = ms_of(run.scheduled);
+            if run.finished.is_some() || run_now.contains_key(run.run_id.as_str()) {
+                continue;
+            }
+            let touched = model
+                .touched
+                .iter()
+                .any(|at| *at >= scheduled && *at <= kill.taken_over + 1_500);
+            if touched
+                || kill.taken_over + 2_000 > checked_until
+                || observed.jumps.iter().any(|(at, _)| *at >= kill.at)
+                || !observed.outages.is_empty()
+            {
+                continue;
+            }
+            let again = executions.iter().any(|other| {
+                let other_time = ms_of(other.scheduled);
+                other.run_id != run.run_id
+                    && ms_of(other.started) > kill.at
+                    && other_time >= scheduled
+                    && other_time <= kill.taken_over + observed.fire_ahead
+            });
+            if !again {
+                report(
+                    "at least once across crashes",
+                    id,
+                    scheduled,
+                    format!(
+                        "started at +{} ms on node {}, which was killed at +{} ms; \
+                         its successor (free from +{} ms) did not run it again",
+                        ms_of(run.started),
+                        run.node,
+                        kill.at,
+                        kill.taken_over
+                    ),
+                );
+            }
+        }
+
+        // "Run now" runs now, or is skipped only at max_instances.
+        for (at, run_id) in &model.run_now {
+            if executions.iter().any(|run| run.run_id == *run_id) {
+                continue;
+            }
+            match by_run.get(run_id.as_str()) {
+                Some(record) if record.outcome == RunOutcome::Skipped => {
+                    let going = executing(&executions, observed, *at);
+                    let limit = model.max_instances_over(*at - 1, *at);
+                    if going < limit as usize {
+                        report(
+                            "skipped only at max_instances",
+                            id,
+                            *at,
+                            format!("run now was skipped with {going} run(s) executing, max_instances {limit}"),
+                        );
+                    }
+                }
+                _ if within(&windows, *at) || *at > checked_until => {}
+                other => report(
+                    "run now runs",
+                    id,
+                    *at,
+                    format!("accepted as run {run_id}, but did not run (record: {other:?})"),
+                ),
+            }
+        }
+
+        // Each run that ended on a live node is recorded once, as it happened.
+        for run in &executions {
+            let Some(finished) = run.finished else {
+                continue;
+            };
+            let finished = ms_of(finished);
+            if kill_of(run, observed).is_some()
+                || within(&windows, finished)
+                || finished > checked_until - 1_000
+            {
+                continue;
+            }
+            match by_run.get(run.run_id.as_str()) {
+                None => report(
+                    "every run is recorded",
+                    id,
+                    ms_of(run.scheduled),
+                    format!(
+                        "run {} ended at +{finished} ms without a record",
+                        run.run_id
+                    ),
+                ),
+                Some(record) => {
+                    let outcome = if run.failed {
+                        RunOutcome::Error
+                    } else {
+                        RunOutcome::Success
+                    };
+                    if record.started_at != Some(run.started) || record.outcome != outcome {
+                        report(
+                            "every run is recorded",
+                            id,
+                            ms_of(run.scheduled),
+                            format!("the record {record:?} does not match the run {run:?}"),
+                        );
+                    }
+                }
+            }
+        }
+        for record in &records {
+            if let Some(started) = record.started_at {
+                let matched = executions
+                    .iter()
+                    .any(|run| run.run_id == record.run_id && run.started == started);
+                if !matched {
+                    report(
+                        "every run is recorded",
+                        id,
+                        ms_of(record.scheduled_time),
+                        format!("a record of a start that did not happen: {record:?}"),
+                    );
+                }
+            }
+        }
+    }
+    found.into_iter().collect()
+}

@@ -1,0 +1,417 @@
+//! The driver: builds the nodes of a scenario on one shared store, plays its
+//! operations and faults on simulated time, and collects what happened (the
+//! operations' answers, the ground-truth executions and the store's run records).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use kairos::clock::Clock;
+use kairos::history::RunRecord;
+use kairos::job::{JobChanges, JobOptions, JobSpec};
+use kairos::scheduler::{Membership, Scheduler};
+use kairos::store::memory::MemoryStore;
+use kairos::store::{JobStore, OpenOptions};
+use kairos::trigger::TriggerSpec;
+
+use super::scenario::{job_id, Ms, Op, OpKind, Scenario, StoreKind, Trig};
+use super::sim::{
+    hold_time_while_the_store_works, lock, settle, work_tasks, Execution, Executions, NodeStore,
+    SimClock, StoreFaults,
+};
+
+/// 2030-01-01T00:00:00Z: scenario time 0.
+pub fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_893_456_000, 0).unwrap_or_default()
+}
+
+pub fn ms_of(instant: DateTime<Utc>) -> Ms {
+    (instant - t0()).num_milliseconds()
+}
+
+fn instant(ms: Ms) -> DateTime<Utc> {
+    t0() + TimeDelta::milliseconds(ms)
+}
+
+/// In a cluster, a node is reaped this long after its last heartbeat.
+pub const NODE_TIMEOUT: Ms = 3_000;
+pub const HEARTBEAT: Ms = 1_000;
+pub const POLL: Ms = 1_000;
+
+/// An operation as it was applied: when, and what the scheduler answered.
+#[derive(Clone, Debug)]
+pub struct Applied {
+    pub op: Op,
+    pub at: Ms,
+    /// `Ok` with the run id for "run now"; `Err` with the error.
+    pub result: Result<Option<String>, String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Kill {
+    pub node: usize,
+    pub incarnation: usize,
+    pub at: Ms,
+    /// By when the dead node's work is free for others: its successor's start, or
+    /// the reaping deadline.
+    pub taken_over: Ms,
+}
+
+/// Everything the checker judges.
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub applied: Vec<Applied>,
+    pub executions: Vec<Execution>,
+    pub records: Vec<RunRecord>,
+    pub kills: Vec<Kill>,
+    pub outages: Vec<(Ms, Ms)>,
+    /// (when, how far) the clock jumped.
+    pub jumps: Vec<(Ms, Ms)>,
+    pub fire_ahead: Ms,
+    pub end: Ms,
+    /// The driver's own trouble (the world never went quiet ...).
+    pub trouble: Vec<String>,
+}
+
+struct Node {
+    incarnation: usize,
+    scheduler: Scheduler,
+    killed: Arc<AtomicBool>,
+}
+
+struct World {
+    clock: SimClock,
+    store: Arc<dyn JobStore>,
+    faults: Arc<StoreFaults>,
+    log: Executions,
+    nodes: Vec<Node>,
+    cluster: bool,
+}
+
+impl World {
+    fn node(&self, index: usize, incarnation: usize) -> Node {
+        let killed = Arc::new(AtomicBool::new(false));
+        let store = NodeStore {
+            inner: Arc::clone(&self.store),
+            faults: Arc::clone(&self.faults),
+            killed: Arc::clone(&killed),
+        };
+        let tasks = work_tasks(
+            self.clock.clone(),
+            Arc::clone(&self.log),
+            index,
+            incarnation,
+            Arc::clone(&killed),
+        );
+        let mut builder = Scheduler::builder()
+            .id(format!("node-{index}"))
+            .clock(self.clock.clone())
+            .store("default", store)
+            .tasks(tasks);
+        if self.cluster {
+            builder = builder
+                .membership(Membership {
+                    heartbeat: Duration::from_millis(HEARTBEAT as u64),
+                    node_timeout: Duration::from_millis(NODE_TIMEOUT as u64),
+                    host: "sim".to_owned(),
+                })
+                .poll_interval(Duration::from_millis(POLL as u64));
+        }
+        let scheduler = builder.build();
+        scheduler.start();
+        Node {
+            incarnation,
+            scheduler,
+            killed,
+        }
+    }
+}
+
+fn trigger_spec(trigger: &Trig) -> TriggerSpec {
+    serde_json::from_value(trigger.spec(t0())).unwrap_or_else(|error| panic!("{error}"))
+}
+
+async fn apply(world: &World, op: &Op) -> Result<Option<String>, String> {
+    let scheduler = &world.nodes[op.node].scheduler;
+    let show = |error: kairos::scheduler::SchedulerError| error.to_string();
+    match &op.kind {
+        OpKind::Add(job, def) => {
+            let mut spec = JobSpec::new("work", trigger_spec(&def.trigger)).with_id(job_id(*job));
+            spec.args = def.work.args();
+            spec.options = JobOptions {
+                max_instances: Some(def.max_instances),
+                coalesce: Some(def.coalesce),
+                misfire_grace_time: def.grace.map(|ms| Duration::from_millis(ms as u64)),
+                ..JobOptions::default()
+            };
+            scheduler.add_job(spec).await.map(|_| None).map_err(show)
+        }
+        OpKind::Modify(job, work, max_instances) => {
+            let changes = JobChanges {
+                args: Some(work.args()),
+                max_instances: *max_instances,
+                ..JobChanges::default()
+            };
+            scheduler
+                .modify_job(&job_id(*job), changes)
+                .await
+                .map(|_| None)
+                .map_err(show)
+        }
+        OpKind::Pause(job) => scheduler
+            .pause_job(&job_id(*job))
+            .await
+            .map(|_| None)
+            .map_err(show),
+        OpKind::Resume(job) => scheduler
+            .resume_job(&job_id(*job))
+            .await
+            .map(|_| None)
+            .map_err(show),
+        OpKind::Reschedule(job, trigger) => scheduler
+            .reschedule_job(&job_id(*job), trigger_spec(trigger))
+            .await
+            .map(|_| None)
+            .map_err(show),
+        OpKind::Remove(job) => scheduler
+            .remove_job(&job_id(*job))
+            .await
+            .map(|_| None)
+            .map_err(show),
+        OpKind::RunNow(job) => scheduler
+            .run_job_now(&job_id(*job))
+            .await
+            .map(Some)
+            .map_err(show),
+        OpKind::Outage(_) | OpKind::Kill(_) | OpKind::ClockJump(_) => Ok(None),
+    }
+}
+
+/// What the driver does at an instant besides the scenario's operations.
+enum Due {
+    Op(usize),
+    Restart(usize),
+    StoreUp,
+}
+
+/// Plays `scenario` on a fresh current-thread runtime, with tokio's time paused once
+/// the store is open.
+pub fn run(scenario: &Scenario) -> Observed {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap_or_else(|error| panic!("a runtime: {error}"));
+    let dir = std::env::temp_dir().join(format!(
+        "kairos-model-{}-{}",
+        std::process::id(),
+        scenario.seed
+    ));
+    let observed = runtime.block_on(play(scenario, &dir));
+    drop(runtime);
+    let _ = std::fs::remove_dir_all(&dir);
+    observed
+}
+
+async fn open_store(kind: StoreKind, dir: &std::path::Path) -> Arc<dyn JobStore> {
+    match kind {
+        StoreKind::Memory => Arc::new(MemoryStore::new()),
+        StoreKind::Sqlite => {
+            std::fs::create_dir_all(dir).unwrap_or_else(|error| panic!("{error}"));
+            let url = format!("sqlite://{}", dir.join("kairos.db").display());
+            kairos::store::open(&url, &OpenOptions::default())
+                .await
+                .unwrap_or_else(|error| panic!("{url}: {error}"))
+        }
+    }
+}
+
+async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
+    let clock = SimClock::new(t0());
+    // Opened on running time: SQLite's pool waits for its connections with a tokio
+    // timeout, which paused time would fire at once while the driver thread works.
+    let store = open_store(scenario.store, dir).await;
+    tokio::time::pause();
+    let mut world = World {
+        clock: clock.clone(),
+        store,
+        faults: Arc::new(StoreFaults::default()),
+        log: Arc::default(),
+        nodes: Vec::new(),
+        cluster: scenario.nodes > 1,
+    };
+    let mut observed = Observed {
+        fire_ahead: world
+            .store
+            .fire_ahead()
+            .as_millis()
+            .try_into()
+            .unwrap_or(Ms::MAX),
+        ..Observed::default()
+    };
+    tokio::spawn(hold_time_while_the_store_works(Arc::clone(&world.faults)));
+    for index in 0..scenario.nodes {
+        let node = world.node(index, 0);
+        world.nodes.push(node);
+    }
+    if !settle(&world.faults).await {
+        observed
+            .trouble
+            .push("the nodes never settled at start".to_owned());
+    }
+    let tokio_start = tokio::time::Instant::now();
+    // Scenario times shift by the clock jumps before them.
+    let mut shift: Ms = 0;
+    let mut next_op = 0;
+    let mut restarts: Vec<(Ms, usize)> = Vec::new();
+    let mut store_up: Option<Ms> = None;
+    let mut outage_from: Option<Ms> = None;
+    let mut end = scenario.end;
+    loop {
+        let now = ms_of(clock.now());
+        let mut due: Option<(Ms, Due)> = None;
+        let mut consider = |at: Ms, what: Due| {
+            if due.as_ref().is_none_or(|(first, _)| at < *first) {
+                due = Some((at, what));
+            }
+        };
+        if let Some(op) = scenario.ops.get(next_op) {
+            consider(op.at + shift, Due::Op(next_op));
+        }
+        for (at, node) in &restarts {
+            consider(*at, Due::Restart(*node));
+        }
+        if let Some(at) = store_up {
+            consider(at, Due::StoreUp);
+        }
+        let sleeper = clock.next_deadline().map(ms_of);
+        let next = match (&due, sleeper) {
+            (Some((at, _)), Some(sleep)) => (*at).min(sleep),
+            (Some((at, _)), None) => *at,
+            (None, Some(sleep)) => sleep,
+            (None, None) => break,
+        };
+        if next > end {
+            break;
+        }
+        if std::env::var_os("KAIROS_TRACE_STEPS").is_some() {
+            eprintln!("step +{next} ms (sleeper {sleeper:?})");
+        }
+        if next > now {
+            clock.set(instant(next));
+            follow(tokio_start, next).await;
+        }
+        if !settle(&world.faults).await {
+            observed
+                .trouble
+                .push(format!("never settled at +{next} ms"));
+            break;
+        }
+        let Some((at, what)) = due.filter(|(at, _)| *at <= next) else {
+            continue;
+        };
+        match what {
+            Due::Op(index) => {
+                next_op += 1;
+                let op = &scenario.ops[index];
+                let result = match op.kind {
+                    OpKind::Outage(length) => {
+                        world.faults.down.store(true, Ordering::SeqCst);
+                        store_up = Some(at + length);
+                        // Its end is noted when it comes (a clock jump may move it).
+                        outage_from = Some(at);
+                        Ok(None)
+                    }
+                    OpKind::Kill(successor) => {
+                        let node = &world.nodes[op.node];
+                        node.killed.store(true, Ordering::SeqCst);
+                        let taken_over = match successor {
+                            Some(after) => {
+                                restarts.push((at + after, op.node));
+                                at + after
+                            }
+                            None => at + NODE_TIMEOUT + 2 * HEARTBEAT + POLL,
+                        };
+                        observed.kills.push(Kill {
+                            node: op.node,
+                            incarnation: node.incarnation,
+                            at,
+                            taken_over,
+                        });
+                        Ok(None)
+                    }
+                    OpKind::ClockJump(by) => {
+                        clock.set(instant(at + by));
+                        follow(tokio_start, at + by).await;
+                        shift += by;
+                        end += by;
+                        for restart in &mut restarts {
+                            restart.0 += by;
+                        }
+                        if let Some(up) = &mut store_up {
+                            *up += by;
+                        }
+                        for kill in &mut observed.kills {
+                            if kill.taken_over > at {
+                                kill.taken_over += by;
+                            }
+                        }
+                        observed.jumps.push((at, by));
+                        Ok(None)
+                    }
+                    _ => apply(&world, op).await,
+                };
+                observed.applied.push(Applied {
+                    op: op.clone(),
+                    at,
+                    result,
+                });
+            }
+            Due::Restart(index) => {
+                restarts.retain(|(_, node)| *node != index);
+                let incarnation = world.nodes[index].incarnation + 1;
+                let node = world.node(index, incarnation);
+                // The zombie stays in the runtime, cut off from the store and its tasks:
+                // a killed process does nothing more.
+                world.nodes[index] = node;
+            }
+            Due::StoreUp => {
+                world.faults.down.store(false, Ordering::SeqCst);
+                if let Some(from) = outage_from.take() {
+                    observed.outages.push((from, at));
+                }
+                store_up = None;
+            }
+        }
+        if !settle(&world.faults).await {
+            observed
+                .trouble
+                .push(format!("never settled after +{at} ms"));
+            break;
+        }
+    }
+    world.faults.down.store(false, Ordering::SeqCst);
+    if let Some(from) = outage_from {
+        observed.outages.push((from, ms_of(clock.now())));
+    }
+    observed.end = ms_of(clock.now()).max(end);
+    observed.executions = lock(&world.log).clone();
+    match world.store.runs(None, 1_000_000).await {
+        Ok(records) => observed.records = records,
+        Err(error) => observed
+            .trouble
+            .push(format!("reading the run records: {error}")),
+    }
+    observed
+}
+
+/// Brings tokio's paused clock to scenario time `ms` (it runs a little ahead, by the
+/// settling sleeps, never behind): the record task's retry back-off sleeps on it, and
+/// must see the outage last as long as the scheduler's clock does.
+async fn follow(start: tokio::time::Instant, ms: Ms) {
+    let target = start + Duration::from_millis(ms.max(0) as u64);
+    let now = tokio::time::Instant::now();
+    if target > now {
+        tokio::time::advance(target - now).await;
+    }
+}

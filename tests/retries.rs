@@ -1,0 +1,218 @@
+//! When runs fail (docs/lifecycle.md): retries with backoff, failed one-off jobs kept,
+//! re-run on request; on simulated time.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use common::{secs, t0};
+use kairos::clock::{Clock, ManualClock};
+use kairos::history::RunOutcome;
+use kairos::job::{JobSpec, RetryPolicy};
+use kairos::scheduler::Scheduler;
+use kairos::store::memory::MemoryStore;
+use kairos::store::JobStore;
+use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
+use kairos::trigger::TriggerSpec;
+use serde_json::json;
+
+/// A task `flaky` that fails its first `failures` calls, then succeeds; the scheduled
+/// time and clock time of every call.
+type Calls = Arc<Mutex<Vec<(DateTime<Utc>, DateTime<Utc>)>>>;
+
+fn flaky(clock: &ManualClock, failures: u32) -> (TaskRegistry, Calls) {
+    let calls: Calls = Arc::default();
+    let seen = Arc::clone(&calls);
+    let count = Arc::new(AtomicU32::new(0));
+    let clock = clock.clone();
+    let mut tasks = TaskRegistry::new();
+    tasks.register_fn("flaky", move |run: TaskRun| {
+        seen.lock().unwrap().push((run.scheduled_time, clock.now()));
+        let n = count.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n < failures {
+                Err(TaskFailure::new(format!("failure {}", n + 1)))
+            } else {
+                Ok(String::new())
+            }
+        }
+    });
+    (tasks, calls)
+}
+
+fn date_at(second: i64) -> TriggerSpec {
+    serde_json::from_value(json!({"type": "date", "run_date": (t0() + secs(second)).to_rfc3339()}))
+        .unwrap()
+}
+
+async fn step_to(clock: &ManualClock, until: DateTime<Utc>, step: Duration) {
+    while clock.now() < until {
+        let next = (clock.now() + TimeDelta::from_std(step).unwrap()).min(until);
+        clock.set(next);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+fn policy(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        initial_delay: Some(Duration::from_secs(2)),
+        multiplier: Some(2.0),
+        max_delay: Some(Duration::from_secs(10)),
+    }
+}
+
+fn scheduler(clock: &ManualClock, tasks: TaskRegistry, store: Arc<dyn JobStore>) -> Scheduler {
+    Scheduler::builder()
+        .clock(clock.clone())
+        .store_shared("default", store)
+        .tasks(tasks)
+        .build()
+}
+
+/// Fails twice, then succeeds: three calls, the last a success, each attempt after the
+/// one before within its backoff, and the one-off job gone at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_fails_twice_then_succeeds_makes_three_calls() {
+    let clock = ManualClock::new(t0());
+    let (tasks, calls) = flaky(&clock, 2);
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let scheduler = scheduler(&clock, tasks, Arc::clone(&store));
+    let mut spec = JobSpec::new("flaky", date_at(5)).with_id("cancel-7");
+    spec.options.retry = Some(policy(5));
+    scheduler.add_job(spec).await.unwrap();
+    scheduler.start();
+    step_to(&clock, t0() + secs(60), Duration::from_millis(100)).await;
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert!(calls
+        .iter()
+        .all(|(scheduled, _)| *scheduled == t0() + secs(5)));
+    // Full jitter: attempt 2 within 2 s of the first, attempt 3 within 4 s of that.
+    assert!(calls[1].1 - calls[0].1 <= TimeDelta::seconds(2) + TimeDelta::milliseconds(200));
+    assert!(calls[2].1 - calls[1].1 <= TimeDelta::seconds(4) + TimeDelta::milliseconds(200));
+    let mut runs = scheduler.runs(Some("cancel-7"), 10).await.unwrap();
+    runs.sort_by_key(|run| run.attempt);
+    let attempts: Vec<(u32, RunOutcome)> =
+        runs.iter().map(|run| (run.attempt, run.outcome)).collect();
+    assert_eq!(
+        attempts,
+        [
+            (1, RunOutcome::Error),
+            (2, RunOutcome::Error),
+            (3, RunOutcome::Success)
+        ]
+    );
+    assert!(
+        store.get_job("cancel-7").await.unwrap().is_none(),
+        "done, gone"
+    );
+    scheduler.shutdown(None).await;
+}
+
+/// Always fails: exactly max_attempts calls; the one-off job stays, failed; a re-run
+/// starts a fresh set of attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_off_job_that_always_fails_is_kept_as_failed_and_reruns_on_request() {
+    let clock = ManualClock::new(t0());
+    let (tasks, calls) = flaky(&clock, u32::MAX);
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let scheduler = scheduler(&clock, tasks, Arc::clone(&store));
+    let mut spec = JobSpec::new("flaky", date_at(5)).with_id("cancel-8");
+    spec.options.retry = Some(policy(3));
+    scheduler.add_job(spec).await.unwrap();
+    scheduler.start();
+    step_to(&clock, t0() + secs(60), Duration::from_millis(100)).await;
+    assert_eq!(calls.lock().unwrap().len(), 3);
+    let job = store.get_job("cancel-8").await.unwrap().expect("kept");
+    assert_eq!(job.state(), "failed");
+    assert_eq!(job.next_run_time, None);
+    let failure = job.retry.failed.clone().unwrap();
+    assert_eq!(
+        (failure.attempts, failure.scheduled_time),
+        (3, t0() + secs(5))
+    );
+    // Nothing more happens to it.
+    step_to(&clock, t0() + secs(120), Duration::from_secs(1)).await;
+    assert_eq!(calls.lock().unwrap().len(), 3);
+    // Run it again: three fresh attempts.
+    scheduler.run_job_now("cancel-8").await.unwrap();
+    step_to(&clock, t0() + secs(180), Duration::from_millis(100)).await;
+    assert_eq!(calls.lock().unwrap().len(), 6);
+    assert_eq!(
+        store.get_job("cancel-8").await.unwrap().unwrap().state(),
+        "failed"
+    );
+    scheduler.shutdown(None).await;
+}
+
+/// Without a retry policy a failed one-off job is kept too: a failure is never the end
+/// of a one-off job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_one_off_job_without_retries_is_kept_as_failed() {
+    let clock = ManualClock::new(t0());
+    let (tasks, calls) = flaky(&clock, u32::MAX);
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let scheduler = scheduler(&clock, tasks, Arc::clone(&store));
+    scheduler
+        .add_job(JobSpec::new("flaky", date_at(5)).with_id("once"))
+        .await
+        .unwrap();
+    scheduler.start();
+    step_to(&clock, t0() + secs(20), Duration::from_millis(100)).await;
+    assert_eq!(calls.lock().unwrap().len(), 1);
+    let job = store.get_job("once").await.unwrap().expect("kept");
+    assert_eq!(job.state(), "failed");
+    scheduler.shutdown(None).await;
+}
+
+/// A pause cancels a pending retry: nothing runs while paused, and resuming starts
+/// from the trigger (a recurring job), not from the retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_cancels_the_pending_retry() {
+    let clock = ManualClock::new(t0());
+    let (tasks, calls) = flaky(&clock, u32::MAX);
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let scheduler = scheduler(&clock, tasks, Arc::clone(&store));
+    let hourly: TriggerSpec = serde_json::from_value(json!({
+        "type": "interval", "hours": 1, "start_date": (t0() + secs(5)).to_rfc3339(),
+    }))
+    .unwrap();
+    let mut spec = JobSpec::new("flaky", hourly).with_id("hourly");
+    spec.options.retry = Some(RetryPolicy {
+        initial_delay: Some(Duration::from_secs(30)),
+        max_delay: Some(Duration::from_secs(30)),
+        ..policy(5)
+    });
+    scheduler.add_job(spec).await.unwrap();
+    scheduler.start();
+    // The first attempt fails at 00:05; its retry waits up to 30 s (full jitter, so
+    // it may come early: what is pending is read from the store).
+    step_to(&clock, t0() + secs(5), Duration::from_millis(100)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let pending = loop {
+        let job = store.get_job("hourly").await.unwrap().unwrap();
+        if let Some(pending) = job.retry.pending.clone() {
+            break pending;
+        }
+        assert!(std::time::Instant::now() < deadline, "no retry pending");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(pending.attempt, 2);
+    assert_eq!(pending.scheduled_time, t0() + secs(5));
+    assert_eq!(pending.resume_at, Some(t0() + secs(3605)));
+    scheduler.pause_job("hourly").await.unwrap();
+    let before = calls.lock().unwrap().len();
+    step_to(&clock, t0() + secs(120), Duration::from_secs(1)).await;
+    assert_eq!(calls.lock().unwrap().len(), before, "no retry while paused");
+    let resumed = scheduler.resume_job("hourly").await.unwrap().unwrap();
+    assert_eq!(resumed.next_run_time, Some(t0() + secs(3605)));
+    assert!(resumed.retry.pending.is_none());
+    scheduler.shutdown(None).await;
+}
