@@ -724,3 +724,20 @@ async fn idempotency_keys_are_kept_per_token() {
     assert_eq!(theirs.1["id"], "admin-7");
     assert!(api.scheduler.get_job("admin-7").await.unwrap().is_some());
 }
+
+/// A client guessing tokens does not lock out probes that present none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_tokens_never_blocks_health_probes() {
+    let api = with_order_service();
+    for attempt in 0..40 {
+        let guess = format!("guess-{attempt}");
+        let _ = api
+            .send(as_token(&guess, "GET", "/api/v1/jobs", None))
+            .await;
+    }
+    let health = Request::builder()
+        .uri("/api/v1/health")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(api.send(health).await.0, StatusCode::OK);
+}

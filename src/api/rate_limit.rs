@@ -7,7 +7,8 @@
 //!   order service adding 2,000 jobs at once would). A client is its bearer token
 //!   when that token is a configured one, and otherwise its IP address.
 //! - **Failed authentications**, per address, always ([`RateLimiter::failures`]): a
-//!   client whose requests keep getting 401 is held back, which slows down anyone
+//!   client whose requests keep getting 401 for the token they present is held back
+//!   (requests without `Authorization` are never), which slows down anyone
 //!   guessing tokens without touching clients that have one. Keying unknown tokens by
 //!   address also means a caller cannot mint a fresh bucket per request by sending
 //!   made-up tokens. A router served without connection info (the in-process tests'
@@ -195,7 +196,10 @@ pub(crate) async fn limit(
             return too_many_requests(wait);
         }
     }
-    let unauthenticated = !matches!(client, Client::Token(_));
+    // Only a request that presents a token that is not one can be a guess: probes
+    // without one (`GET /health` from a load balancer) are never held back.
+    let unauthenticated = !matches!(client, Client::Token(_))
+        && request.headers().contains_key(header::AUTHORIZATION);
     if unauthenticated {
         // Held back once its failures used up the bucket; a success costs nothing.
         if let Err(wait) = limiter.take(Kind::Failures, client.clone(), limiter.failures, now, true)
