@@ -1362,6 +1362,7 @@ async fn health_and_the_overview_name_the_config_generation() {
     assert_eq!(config["store_generation"], 1);
     assert_eq!(config["store_hash"], json!(report.hash));
     assert_eq!(config["node_hash"], json!(report.hash));
+    assert_eq!(config["node_generation"], 1);
 
     // Another node applies other content: this node's config is superseded now.
     api.scheduler

@@ -382,6 +382,7 @@ async fn a_restarted_node_on_old_files_does_not_undo_the_rollout(db: Db) {
     let said = health(&client, &c).await;
     assert_eq!(said["config"]["node_state"], "superseded", "{said}");
     assert_eq!(said["config"]["store_generation"], 2, "{said}");
+    assert_eq!(said["config"]["node_generation"], 1, "{said}");
     assert_ne!(said["config"]["node_hash"], said["config"]["store_hash"]);
     let said = health(&client, &a).await;
     assert_eq!(said["config"]["node_state"], "current", "{said}");

@@ -527,3 +527,31 @@ fn the_config_hash_is_the_same_for_the_same_jobs_in_any_order() {
     let reversed: Vec<JobSpec> = v1.iter().rev().cloned().collect();
     assert_eq!(config_hash(&v1), config_hash(&reversed));
 }
+
+/// A node whose default store is in memory but which also shares a PostgreSQL store:
+/// the shared store keeps the generations, so the rollout rule holds there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keeps_the_generations_when_the_default_store_is_in_memory() {
+    let shared = Shared::postgres();
+    let Some(store) = shared.open().await else {
+        return;
+    };
+    let [v1, v2, _] = versions();
+    let node_with_memory = |id: &str| {
+        Scheduler::builder()
+            .id(id)
+            .store("default", MemoryStore::new())
+            .store_shared("shared", Arc::clone(&store))
+            .tasks(tasks())
+            .build()
+    };
+    let (a, b) = (node_with_memory("a"), node_with_memory("b"));
+    assert!(applied(&sync(&a, &v1).await));
+    assert!(applied(&sync(&a, &v2).await));
+    assert!(sync(&b, &v1).await.superseded());
+    assert_eq!(
+        generations(&store).await,
+        [(1, config_hash(&v1), false), (2, config_hash(&v2), false)]
+    );
+    shared.clean().await;
+}

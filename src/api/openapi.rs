@@ -430,6 +430,7 @@ fn schemas() -> Value {
                 "store_generation": {"type": ["integer", "null"]},
                 "store_hash": {"type": ["string", "null"]},
                 "node_hash": {"type": ["string", "null"]},
+                "node_generation": {"type": ["integer", "null"]},
                 "current": {"type": "boolean"},
                 "node_state": {"enum": ["current", "superseded", "none"]}}}}},
     })

@@ -183,6 +183,9 @@ struct HealthConfig {
     store_hash: Option<String>,
     /// The content hash of this node's config files (`None`: not started from files).
     node_hash: Option<String>,
+    /// The generation that holds this node's config, as its last start or reload
+    /// found it (`None`: not started from files).
+    node_generation: Option<u64>,
     /// Whether the store holds this node's config.
     current: bool,
     /// `current`, or `superseded` when this node's config was not applied because a
@@ -197,7 +200,12 @@ impl From<ConfigState> for HealthConfig {
             (Some(_), true) => "current",
             (Some(_), false) => "superseded",
         };
+        let node_generation = state.node.as_ref().map(|standing| match standing {
+            Standing::Current { generation, .. } => generation.generation,
+            Standing::Superseded { was, .. } => *was,
+        });
         HealthConfig {
+            node_generation,
             store_generation: state.store.as_ref().map(|store| store.generation),
             store_hash: state.store.map(|store| store.hash),
             node_hash: state.node_hash,

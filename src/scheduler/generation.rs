@@ -8,7 +8,9 @@
 //!   compare-and-set ([`JobStore::record_config_generation`]); no file time and no
 //!   clock takes part, so a node whose clock is wrong decides like the others.
 //! - The default job store (`[job_defaults] jobstore`) keeps the generations: one
-//!   counter per scheduler, however many stores its config jobs are spread over.
+//!   counter per scheduler, however many stores its config jobs are spread over. If
+//!   the default store cannot be shared and another can, the first such store (by
+//!   name) keeps them instead: that is where other nodes' configs meet this one's.
 //! - On a store that cannot be shared ([`JobStore::is_shared`]: memory, SQLite) every
 //!   config applies: the files are the only truth there is, whatever their times.
 
@@ -209,9 +211,18 @@ pub(crate) fn judge(
 }
 
 impl Scheduler {
-    /// The store that keeps the config generations: the default job store.
+    /// The store that keeps the config generations (see the ground rules).
     fn generation_store(&self) -> Result<&std::sync::Arc<dyn JobStore>, SchedulerError> {
-        self.inner.store(&self.inner.defaults.jobstore)
+        let default = self.inner.store(&self.inner.defaults.jobstore)?;
+        if default.is_shared() {
+            return Ok(default);
+        }
+        Ok(self
+            .inner
+            .stores
+            .values()
+            .find(|store| store.is_shared())
+            .unwrap_or(default))
     }
 
     /// The configs applied to the default job store, newest first, at most `limit`.

@@ -177,6 +177,7 @@ impl Scheduler {
         let inner = &self.inner;
         let (jobstore, mut job) = inner.find_job(id).await?;
         let scheduled_before = job.next_run_time;
+        let new_schedule = changes.trigger.is_some();
         if let Some(args) = changes.args {
             let task = inner
                 .tasks
@@ -240,7 +241,13 @@ impl Scheduler {
                 job.next_run_time = Some(next);
             }
         }
-        self.write_changed(jobstore, job, scheduled_before).await
+        let stored = self.write_changed(jobstore, job, scheduled_before).await?;
+        if new_schedule {
+            // A run held early for a time the new trigger keeps was planned with the
+            // old one: taken back, the job is taken again at that time and planned anew.
+            self.inner.withdraw_early_runs(&stored.id);
+        }
+        Ok(stored)
     }
 
     /// Writes a changed job; `scheduled_before` is its next run time before the change.
@@ -256,6 +263,7 @@ impl Scheduler {
         if stored.next_run_time != scheduled_before {
             self.inner.withdraw_early_runs(&stored.id);
         }
+        self.inner.note_change(&stored.id);
         self.inner.emit(Event::JobModified {
             job_id: stored.id.clone(),
             jobstore,
@@ -297,6 +305,17 @@ impl Scheduler {
         let (jobstore, mut job) = self.inner.find_job(id).await?;
         if !job.paused {
             return Ok(Some(job));
+        }
+        if job.retry.failed.is_some() {
+            // A failed job paused goes back to failed: its time ran, and failed; only a
+            // run-now (fresh attempts) or a new schedule runs it again.
+            let scheduled_before = job.next_run_time;
+            job.paused = false;
+            job.next_run_time = None;
+            return self
+                .write_changed(jobstore, job, scheduled_before)
+                .await
+                .map(Some);
         }
         let now = self.inner.clock.now();
         match job.trigger.next_fire_time(None, now) {

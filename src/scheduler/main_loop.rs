@@ -6,7 +6,7 @@
 //! first. Stores shared by several nodes push the other nodes' changes
 //! ([`JobStore::wake_ups`]), which wake the loop the same way a local change does.
 //! Finished runs come back on a channel and are recorded by a second task
-//! ([`record_finished_runs`]), so slow history writes never delay the timer.
+//! (`record.rs`), so slow history writes never delay the timer.
 //!
 //! ```text
 //! sleep ──(deadline | wake | pause/stop)──> acquire due batch ──> plan (misfire,
@@ -32,7 +32,6 @@
 //!   ([`Deferred`]), so its next run can be taken while this one goes; a run of it
 //!   that had started on a node that died is not repeated.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,13 +44,13 @@ use super::{start, Event, Inner, SchedulerState};
 use crate::executor::Withdrawal;
 use crate::history::{RunOutcome, RunRecord};
 use crate::job::{generate_id, Job};
-use crate::store::{FinishedRun, InstanceClaim, JobStore, Release, StoreError, WakeUp};
+use crate::store::{InstanceClaim, JobStore, Release, StoreError, WakeUp};
 use crate::trigger::jitter::delay_run;
 
 /// The first retry delay after a store error; it doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(500);
+pub(super) const MIN_BACKOFF: Duration = Duration::from_millis(500);
 /// The longest retry delay after repeated store errors.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub(crate) async fn run(inner: Arc<Inner>) {
     for (name, store) in &inner.stores {
@@ -373,6 +372,38 @@ impl Inner {
         }
     }
 
+    /// Takes the instance slot of a run of `job_id` handed over early and not come to
+    /// its time yet, for a run now: that run is not executing, so it does not count
+    /// against `max_instances` (it claims again at its time). Whether one was found.
+    pub(crate) fn borrow_early_slot(&self, job_id: &str) -> bool {
+        let mut mutable = self.lock();
+        for place in mutable.run_stores.values_mut() {
+            if place.job_id != job_id || !place.frees_instance {
+                continue;
+            }
+            if place.start.as_ref().is_some_and(|start| start.lend_slot()) {
+                place.frees_instance = false;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Notes a change to `job_id` made through this scheduler while a run of it holds
+    /// the job here: the run's end then wakes the loop (the change may have left the
+    /// job due before the loop's deadline) and, for a one-off job paused meanwhile,
+    /// removes it (its run happened).
+    pub(crate) fn note_change(&self, job_id: &str) {
+        let mut mutable = self.lock();
+        let held = mutable
+            .run_stores
+            .values()
+            .any(|place| place.job_id == job_id && place.release.is_some());
+        if held {
+            mutable.changed_in_flight.insert(job_id.to_owned());
+        }
+    }
+
     /// How many due jobs one acquisition may take: the batch size, and with
     /// [`SchedulerBuilder::acquire_within_capacity`](super::SchedulerBuilder::acquire_within_capacity)
     /// no more than the executors' free workers.
@@ -395,7 +426,7 @@ impl Inner {
 /// lease on those jobs ended (it was paused or cut off past the lease, and another
 /// scheduler took the jobs over, or a survivor reaped it), so its next run times were
 /// not written. Nothing to retry: the job's current holder decides.
-fn report_fenced(inner: &Inner, jobstore: &str, fenced: &[String]) {
+pub(super) fn report_fenced(inner: &Inner, jobstore: &str, fenced: &[String]) {
     for job_id in fenced {
         tracing::warn!(
             jobstore,
@@ -436,6 +467,9 @@ pub(crate) struct RunPlace {
     pub(crate) release: Option<HeldRelease>,
     /// Takes the run back while it waits for its start time ([`Inner::withdraw_early_runs`]).
     pub(crate) withdrawal: Withdrawal,
+    /// On the last run of a submission judged at its time: that judgement, which may
+    /// lend its slot to a run now ([`start::RunStart::lend_slot`]).
+    pub(crate) start: Option<Arc<start::RunStart>>,
 }
 
 /// A job's release held by its run until the run ends: the job stays leased to this
@@ -467,16 +501,19 @@ pub(crate) struct HeldRelease {
 
 impl HeldRelease {
     /// The release to write for a run that ended at `end`, and the fire times skipped
-    /// because they came while it executed: (how many, the first).
-    fn at_end(mut self, end: DateTime<Utc>) -> (Release, u64, Option<DateTime<Utc>>) {
+    /// because they came while it executed: how many, and the first
+    /// [`MAX_SKIPPED_RECORDS`] of them.
+    pub(super) fn at_end(mut self, end: DateTime<Utc>) -> (Release, u64, Vec<DateTime<Utc>>) {
         let Some(trigger) = self.trigger else {
-            return (self.release, 0, None);
+            return (self.release, 0, Vec::new());
         };
         let mut skipped = 0u64;
-        let mut first = None;
+        let mut first = Vec::new();
         let mut next = self.release.next_run_time;
         while let Some(time) = next.filter(|time| *time <= end) {
-            first.get_or_insert(time);
+            if first.len() < MAX_SKIPPED_RECORDS {
+                first.push(time);
+            }
             skipped += 1;
             next = if skipped >= super::plan::MAX_RUN_TIMES as u64 {
                 // A run far longer than its interval: jump to the first time after it
@@ -490,6 +527,10 @@ impl HeldRelease {
         (self.release, skipped, first)
     }
 }
+
+/// The most fire times that came during one run recorded each on its own; past it
+/// the last record counts the rest.
+const MAX_SKIPPED_RECORDS: usize = 100;
 
 /// Plans one acquired job (misfire, coalesce, jitter); returns what to write back for
 /// it and the runs to hand over, if any.
@@ -757,10 +798,11 @@ pub(crate) async fn submit_runs(
         .stores
         .get(jobstore)
         .ok_or_else(|| StoreError::NotFound(jobstore.to_owned()))?;
-    if store
+    let claimed = store
         .claim_instance(&job.id, &inner.id, job.max_instances)
         .await?
-    {
+        || inner.borrow_early_slot(&job.id);
+    if claimed {
         let (run_id, _) = hand_over(
             inner,
             jobstore,
@@ -853,8 +895,8 @@ async fn hand_over(
                 .map(|run| run.run_id.clone())
                 .collect();
             let early = start_at > inner.clock.now();
-            if early || !how.slot_claimed {
-                submission.start_check = Some(Arc::new(start::RunStart {
+            let start = (early || !how.slot_claimed).then(|| {
+                Arc::new(start::RunStart {
                     inner: inner.me.clone(),
                     jobstore: jobstore.to_owned(),
                     job_id: job.id.clone(),
@@ -864,11 +906,17 @@ async fn hand_over(
                     acquired_next: job.next_run_time,
                     released_next: how.released_next,
                     confirm_schedule: early,
-                    slot_claimed: how.slot_claimed,
+                    slot: std::sync::Mutex::new(start::SlotState {
+                        claimed: how.slot_claimed,
+                        judged: false,
+                    }),
                     withdrawal: submission.withdrawal.clone(),
                     last_run_id: run_ids.last().cloned().unwrap_or_default(),
-                }));
-            }
+                })
+            });
+            submission.start_check = start
+                .clone()
+                .map(|start| start as Arc<dyn crate::executor::StartCheck>);
             {
                 let mut mutable = inner.lock();
                 let last = run_ids.len().saturating_sub(1);
@@ -877,6 +925,7 @@ async fn hand_over(
                     let place = RunPlace {
                         job_id: job.id.clone(),
                         jobstore: jobstore.to_owned(),
+                        start: if index == last { start.clone() } else { None },
                         frees_instance: index == last && how.slot_claimed,
                         release: if index == last {
                             final_release.take()
@@ -956,535 +1005,3 @@ async fn record_unstarted(
     }
     run_id
 }
-
-/// Records finished runs, frees their instance slots and announces them, until the
-/// scheduler stops and every run reported before that is handled.
-///
-/// Runs that finished together are written in one store call per store
-/// ([`JobStore::finish_runs`]): at thousands of runs a second, a commit per run would
-/// compete with the main loop for the store. A batch the store refused is kept and
-/// written again with backoff, so a store blip neither loses history nor leaves an
-/// instance slot taken until it expires.
-pub(crate) async fn record_finished_runs(
-    inner: Arc<Inner>,
-    mut finished: mpsc::UnboundedReceiver<RunRecord>,
-    mut flushes: mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>,
-) {
-    let mut unwritten = Unwritten::default();
-    let mut backoff = MIN_BACKOFF;
-    // Who asked for everything finished so far to be written ([`Inner::flush_finished_runs`]).
-    let mut flushed: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
-    loop {
-        let waiting = !unwritten.is_empty();
-        let retry = async {
-            if waiting {
-                tokio::time::sleep(backoff).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            received = finished.recv() => match received {
-                Some(record) => {
-                    let mut batch = vec![record];
-                    // Let the runs queued behind this task finish first: when thousands
-                    // end together, one write carries hundreds of them instead of each
-                    // its own (issue 9, recurring). Alone, a record waits one turn.
-                    tokio::task::yield_now().await;
-                    while batch.len() < RECORD_BATCH {
-                        match finished.try_recv() {
-                            Ok(record) => batch.push(record),
-                            Err(_) => break,
-                        }
-                    }
-                    unwritten.add(&inner, batch);
-                    // A worker is free again: take what the loop had to leave.
-                    if inner.starved.load(std::sync::atomic::Ordering::Acquire) {
-                        inner.wake.notify_one();
-                    }
-                }
-                None => break,
-            },
-            () = retry => {}
-            Some(done) = flushes.recv() => {
-                // Every record sent before the ask is in the channel by now.
-                let mut batch = Vec::new();
-                while let Ok(record) = finished.try_recv() {
-                    batch.push(record);
-                }
-                unwritten.add(&inner, batch);
-                flushed.push(done);
-            }
-            () = inner.drain.notified() => break,
-        }
-        if unwritten.write(&inner).await {
-            backoff = MIN_BACKOFF;
-        } else {
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-        for done in flushed.drain(..) {
-            let _ = done.send(());
-        }
-    }
-    // Shutdown signals `drain` only after the executors stopped, so everything they
-    // reported is queued here.
-    let mut rest = Vec::new();
-    while let Ok(record) = finished.try_recv() {
-        rest.push(record);
-    }
-    unwritten.add(&inner, rest);
-    if !unwritten.write(&inner).await {
-        tracing::warn!(
-            runs = unwritten.len(),
-            "the job store refused the last run records at shutdown; they are lost (one-off jobs among them stay and run again)"
-        );
-    }
-}
-
-/// How many finished runs one store write carries at most.
-const RECORD_BATCH: usize = 256;
-
-/// Run records and final releases ([`RunPlace::release`]) not yet written, per store,
-/// with the records' announcements held until the first write attempt.
-#[derive(Default)]
-struct Unwritten {
-    by_store: HashMap<String, VecDeque<FinishedRun>>,
-    /// What a run's outcome changes in its job, by store (job id, acquired revision).
-    follow_ups: HashMap<String, Vec<(String, u64, FollowUp)>>,
-    releases: HashMap<String, Vec<Release>>,
-    to_announce: Vec<RunRecord>,
-    /// A release among them may leave its job due (see `add`).
-    wake_loop: bool,
-    /// The earliest next run time among the releases: the loop takes the job then.
-    earliest_next: Option<DateTime<Utc>>,
-}
-
-/// What the end of a held run ([`HeldRelease`]) changes in its job besides the
-/// write-back: written (read, changed, updated) after the run's record and before the
-/// release, which then ends the lease and leaves the change in place.
-#[derive(Clone, Debug)]
-enum FollowUp {
-    /// The run failed and has attempts left: the same scheduled time runs again at
-    /// `retry_at`; the job's schedule resumes after.
-    Retry {
-        scheduled_time: DateTime<Utc>,
-        attempt: u32,
-        max_attempts: u32,
-        retry_at: DateTime<Utc>,
-        resume_at: Option<DateTime<Utc>>,
-    },
-    /// A one-off job's last attempt failed: it stays, as failed.
-    Failed(crate::job::JobFailure),
-    /// A retried recurring job's attempts ended: its schedule resumes.
-    Resume { resume_at: Option<DateTime<Utc>> },
-}
-
-impl FollowUp {
-    /// What `run`, the end of `held`, asks for (before `held` moves past the end).
-    fn after(held: &HeldRelease, run: &RunRecord) -> Option<FollowUp> {
-        let failed = run.started_at.is_some()
-            && matches!(run.outcome, RunOutcome::Error | RunOutcome::Timeout);
-        let one_off = held.trigger.is_none() && held.release.next_run_time.is_none();
-        let max_attempts = held.policy.as_ref().map_or(1, |policy| policy.max_attempts);
-        match &held.policy {
-            Some(policy) if failed && held.attempt < max_attempts => {
-                let delay = policy.delay(held.attempt, &mut fastrand::Rng::new());
-                let delay = TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX);
-                Some(FollowUp::Retry {
-                    scheduled_time: run.scheduled_time,
-                    attempt: held.attempt + 1,
-                    max_attempts,
-                    retry_at: run
-                        .finished_at
-                        .checked_add_signed(delay)
-                        .unwrap_or(run.finished_at),
-                    resume_at: None,
-                })
-            }
-            _ if failed && one_off => Some(FollowUp::Failed(crate::job::JobFailure {
-                scheduled_time: run.scheduled_time,
-                attempts: held.attempt,
-                at: run.finished_at,
-                error: run.error.clone(),
-            })),
-            _ if held.attempt > 1 && !one_off => Some(FollowUp::Resume { resume_at: None }),
-            _ => None,
-        }
-    }
-
-    /// The same, resuming the job's schedule at `next` (its release's next run time).
-    fn with_resume(self, next: Option<DateTime<Utc>>) -> FollowUp {
-        match self {
-            FollowUp::Retry {
-                scheduled_time,
-                attempt,
-                max_attempts,
-                retry_at,
-                ..
-            } => FollowUp::Retry {
-                scheduled_time,
-                attempt,
-                max_attempts,
-                retry_at,
-                resume_at: next,
-            },
-            FollowUp::Resume { .. } => FollowUp::Resume { resume_at: next },
-            failed => failed,
-        }
-    }
-
-    /// One log line: a failure is never silent.
-    fn log(&self, run: &RunRecord) {
-        match self {
-            FollowUp::Retry {
-                attempt,
-                max_attempts,
-                retry_at,
-                ..
-            } => tracing::warn!(
-                job_id = run.job_id,
-                scheduled_time = %run.scheduled_time,
-                failed_attempt = attempt - 1,
-                max_attempts,
-                %retry_at,
-                "run failed; it will be tried again"
-            ),
-            FollowUp::Failed(failure) => tracing::error!(
-                job_id = run.job_id,
-                scheduled_time = %run.scheduled_time,
-                attempts = failure.attempts,
-                "one-off job failed for good; kept in its store as failed (re-run or remove it)"
-            ),
-            FollowUp::Resume { .. } => {}
-        }
-    }
-
-    /// Applies the change to `job` as read from the store.
-    fn apply(self, job: &mut Job) {
-        match self {
-            FollowUp::Retry {
-                scheduled_time,
-                attempt,
-                retry_at,
-                resume_at,
-                ..
-            } => {
-                job.retry.pending = Some(crate::job::PendingAttempt {
-                    scheduled_time,
-                    attempt,
-                    resume_at,
-                });
-                job.retry.failed = None;
-                job.next_run_time = Some(retry_at);
-            }
-            FollowUp::Failed(failure) => {
-                job.retry.pending = None;
-                job.retry.failed = Some(failure);
-                job.next_run_time = None;
-            }
-            FollowUp::Resume { resume_at } => {
-                job.retry.pending = None;
-                job.next_run_time = if job.paused { None } else { resume_at };
-            }
-        }
-    }
-}
-
-/// The record of the fire times of `run`'s job that came while `run` executed
-/// ([`HeldRelease`]): skipped, as `max_instances = 1` says, and said once.
-fn skipped_while_running(
-    inner: &Inner,
-    run: &RunRecord,
-    first: DateTime<Utc>,
-    skipped: u64,
-) -> RunRecord {
-    inner.emit(Event::JobMaxInstances {
-        job_id: run.job_id.clone(),
-        scheduled_time: first,
-        max_instances: 1,
-    });
-    RunRecord {
-        run_id: generate_id(),
-        job_id: run.job_id.clone(),
-        scheduled_time: first,
-        started_at: None,
-        finished_at: run.finished_at,
-        outcome: RunOutcome::Skipped,
-        error: Some(format!(
-            "the run for {} was still going at this time (max_instances = 1); skipped {skipped} run time(s)",
-            run.scheduled_time
-        )),
-        output: None,
-        attempt: 1,
-    }
-}
-
-impl Unwritten {
-    fn is_empty(&self) -> bool {
-        self.by_store.values().all(VecDeque::is_empty)
-            && self.releases.values().all(Vec::is_empty)
-            && self.follow_ups.values().all(Vec::is_empty)
-    }
-
-    fn len(&self) -> usize {
-        self.by_store.values().map(VecDeque::len).sum()
-    }
-
-    /// Tells the loop which stores hold the most records it keeps
-    /// ([`SchedulerBuilder::max_unwritten_runs`](super::SchedulerBuilder::max_unwritten_runs)): it
-    /// takes no jobs from those until the records are written, so the backlog grows
-    /// no further than the runs already handed over (see `docs/lifecycle.md`).
-    fn report_backlog(&self, inner: &Inner) {
-        let mut events = Vec::new();
-        {
-            let mut mutable = inner.lock();
-            for (name, runs) in &self.by_store {
-                let full = runs.len() >= inner.max_unwritten_runs;
-                let was_full = mutable.backlogged.contains(name);
-                if full && !was_full {
-                    mutable.backlogged.insert(name.clone());
-                    events.push(Event::RecordsBacklogged {
-                        jobstore: name.clone(),
-                        pending: runs.len(),
-                    });
-                } else if !full && was_full {
-                    mutable.backlogged.remove(name);
-                    events.push(Event::RecordsDrained {
-                        jobstore: name.clone(),
-                    });
-                }
-            }
-            mutable.unwritten_runs = self.len();
-        }
-        for event in events {
-            let drained = matches!(event, Event::RecordsDrained { .. });
-            inner.emit(event);
-            if drained {
-                inner.wake.notify_one();
-            }
-        }
-    }
-
-    /// Sorts finished runs by the store their job lives in.
-    fn add(&mut self, inner: &Inner, records: Vec<RunRecord>) {
-        // One lock for the batch: the scheduler's loop takes the same lock.
-        let places: Vec<Option<RunPlace>> = {
-            let mut mutable = inner.lock();
-            for record in &records {
-                if let Some(late) = record.lateness() {
-                    mutable.lateness.add(late);
-                }
-            }
-            records
-                .iter()
-                .map(|record| mutable.run_stores.remove(&record.run_id))
-                .collect()
-        };
-        for (mut record, placed) in records.into_iter().zip(places) {
-            if let Some(RunPlace {
-                jobstore: store,
-                frees_instance,
-                release,
-                withdrawal,
-                ..
-            }) = placed
-            {
-                let mut skipped_meanwhile = None;
-                match release {
-                    // It ran to its end, or was skipped at its time (the instance
-                    // limit): a one-off job goes, a recurring one moves on past the
-                    // run's end. Or it was taken back (paused, rescheduled, removed):
-                    // the release ends the lease, and the change that took it back
-                    // stays (see `JobStore::release_jobs`).
-                    Some(held)
-                        if record.started_at.is_some()
-                            || withdrawal.is_withdrawn()
-                            || record.outcome == RunOutcome::Skipped =>
-                    {
-                        record.attempt = held.attempt;
-                        let follow_up = FollowUp::after(&held, &record);
-                        let (release, skipped, first) = held.at_end(record.finished_at);
-                        if let Some(follow_up) = follow_up {
-                            follow_up.log(&record);
-                            if let FollowUp::Retry { retry_at, .. } = &follow_up {
-                                self.earliest_next = Some(
-                                    self.earliest_next.map_or(*retry_at, |e| e.min(*retry_at)),
-                                );
-                            }
-                            self.follow_ups.entry(store.clone()).or_default().push((
-                                release.job_id.clone(),
-                                release.revision,
-                                follow_up.with_resume(release.next_run_time),
-                            ));
-                        }
-                        if let Some(first) = first {
-                            skipped_meanwhile =
-                                Some(skipped_while_running(inner, &record, first, skipped));
-                        }
-                        // A run that did not start leaves its job to a change (a pause,
-                        // a reschedule) the loop has not seen: it looks once written.
-                        self.wake_loop |= record.started_at.is_none();
-                        self.earliest_next = match (self.earliest_next, release.next_run_time) {
-                            (Some(a), Some(b)) => Some(a.min(b)),
-                            (a, b) => a.or(b),
-                        };
-                        self.releases
-                            .entry(store.clone())
-                            .or_default()
-                            .push(release);
-                    }
-                    // A shutdown stopped it: the job stays, leased, and runs again.
-                    Some(held) => {
-                        tracing::info!(
-                            job_id = held.release.job_id,
-                            "the run was stopped before it ended; the job stays and runs again"
-                        );
-                    }
-                    None => {}
-                }
-                let runs = self.by_store.entry(store).or_default();
-                if let Some(skipped) = skipped_meanwhile {
-                    if inner.announces_run(&skipped) {
-                        self.to_announce.push(skipped.clone());
-                    }
-                    runs.push_back(FinishedRun {
-                        record: skipped,
-                        frees_instance: false,
-                    });
-                }
-                if inner.announces_run(&record) {
-                    self.to_announce.push(record.clone());
-                }
-                runs.push_back(FinishedRun {
-                    record,
-                    frees_instance,
-                });
-            } else if inner.announces_run(&record) {
-                self.to_announce.push(record);
-            }
-        }
-        self.report_backlog(inner);
-    }
-
-    /// Writes what is pending and announces the new records; `false` if a store
-    /// refused (its runs or releases stay pending).
-    async fn write(&mut self, inner: &Inner) -> bool {
-        // A write that never returns is a stuck scheduler too (the watchdog's question,
-        // `Scheduler::is_making_progress`).
-        inner.lock().write_started = Some(std::time::Instant::now());
-        let written = self.write_all(inner).await;
-        inner.lock().write_started = None;
-        written
-    }
-
-    async fn write_all(&mut self, inner: &Inner) -> bool {
-        let mut all_written = true;
-        let mut refused = Vec::new();
-        for (name, runs) in &mut self.by_store {
-            if runs.is_empty() {
-                continue;
-            }
-            let Some(store) = inner.stores.get(name) else {
-                runs.clear();
-                continue;
-            };
-            // A chunk at a time, oldest first: a retry after an outage copies one
-            // chunk, not the whole backlog.
-            while !runs.is_empty() {
-                let chunk: Vec<FinishedRun> = runs.iter().take(RECORD_BATCH).cloned().collect();
-                let written = chunk.len();
-                match store.finish_runs(&inner.id, chunk).await {
-                    Ok(()) => {
-                        runs.drain(..written);
-                    }
-                    Err(error) => {
-                        all_written = false;
-                        refused.push(name.clone());
-                        tracing::warn!(jobstore = name, runs = runs.len(), %error, "could not record finished runs; will retry");
-                        break;
-                    }
-                }
-            }
-        }
-        self.report_backlog(inner);
-        // After their runs' records and before their releases (which end the leases).
-        for (name, follow_ups) in &mut self.follow_ups {
-            if follow_ups.is_empty() || refused.contains(name) {
-                continue;
-            }
-            let Some(store) = inner.stores.get(name) else {
-                follow_ups.clear();
-                continue;
-            };
-            let mut left = Vec::new();
-            for (job_id, revision, follow_up) in follow_ups.drain(..) {
-                let outcome = match store.get_job(&job_id).await {
-                    // Changed or removed since it was taken: the change wins.
-                    Ok(Some(job)) if job.revision != revision => Ok(()),
-                    Ok(None) => Ok(()),
-                    Ok(Some(mut job)) => {
-                        follow_up.clone().apply(&mut job);
-                        store.update_job(job).await.map(drop)
-                    }
-                    Err(error) => Err(error),
-                };
-                match outcome {
-                    Ok(()) => {}
-                    Err(error) if error.kind() == crate::store::StoreErrorKind::NotFound => {}
-                    Err(error) => {
-                        tracing::warn!(jobstore = name, job_id, %error, "could not write what a run's end changes in its job; will retry");
-                        left.push((job_id, revision, follow_up));
-                    }
-                }
-            }
-            if !left.is_empty() {
-                all_written = false;
-                refused.push(name.clone());
-                *follow_ups = left;
-            }
-        }
-        // After their runs' records, so a job never goes without its history.
-        for (name, releases) in &mut self.releases {
-            if releases.is_empty() || refused.contains(name) {
-                continue;
-            }
-            let Some(store) = inner.stores.get(name) else {
-                releases.clear();
-                continue;
-            };
-            match store.release_jobs(&inner.id, releases.clone()).await {
-                Ok(fenced) => {
-                    report_fenced(inner, name, &fenced);
-                    for release in releases.drain(..) {
-                        if fenced.contains(&release.job_id) {
-                            continue;
-                        }
-                        inner.emit_with(|| Event::JobRemoved {
-                            job_id: release.job_id,
-                            jobstore: name.clone(),
-                        });
-                    }
-                }
-                Err(error) => {
-                    all_written = false;
-                    tracing::warn!(jobstore = name, jobs = releases.len(), %error, "could not remove finished one-off jobs; will retry");
-                }
-            }
-        }
-        if all_written {
-            if std::mem::take(&mut self.wake_loop) {
-                inner.wake.notify_one();
-            }
-            inner.wake_if_earlier(self.earliest_next.take());
-        }
-        for record in self.to_announce.drain(..) {
-            inner.emit(Event::for_run(record));
-        }
-        all_written
-    }
-}
-
-/// How many run records a node holds for a store that refuses them before it stops
-/// taking jobs from that store ([`Event::RecordsBacklogged`]), unless told otherwise
-/// ([`SchedulerBuilder::max_unwritten_runs`](super::SchedulerBuilder::max_unwritten_runs)).
-pub const MAX_UNWRITTEN_RUNS: usize = 10_000;

@@ -86,6 +86,7 @@ pub(crate) async fn run(inner: Arc<Inner>, membership: Membership) {
             tracing::warn!(jobstore = name, %error, "could not register this node");
         }
     }
+    let mut guards: std::collections::HashMap<String, ReapGuard> = std::collections::HashMap::new();
     let mut next = started;
     while let Some(after) = next.checked_add_signed(every) {
         next = after.max(inner.clock.now());
@@ -104,7 +105,7 @@ pub(crate) async fn run(inner: Arc<Inner>, membership: Membership) {
         if stopped {
             break;
         }
-        beat(&inner, &membership, &node).await;
+        beat(&inner, &membership, &node, &mut guards).await;
     }
     for (name, store) in &inner.stores {
         if let Err(error) = store.deregister_node(&inner.id).await {
@@ -113,8 +114,47 @@ pub(crate) async fn run(inner: Arc<Inner>, membership: Membership) {
     }
 }
 
+/// When this node may judge others dead in one store.
+///
+/// Heartbeats it could not see are no evidence: after its own heartbeat failed (a
+/// store outage held everyone's back), or after its clock moved by more than two
+/// heartbeats between two beats (a clock step, or this node frozen), every other node
+/// looks as old as the gap. It reaps nobody until a whole `node_timeout` of fresh
+/// heartbeats has had the chance to arrive.
+#[derive(Default)]
+struct ReapGuard {
+    /// The time of this node's last heartbeat that the store took.
+    last_ok: Option<DateTime<Utc>>,
+    /// A heartbeat failed since then.
+    failed: bool,
+    /// No reaping before this.
+    hold_until: Option<DateTime<Utc>>,
+}
+
+impl ReapGuard {
+    /// Notes a heartbeat the store took at `now`; whether reaping is allowed now.
+    fn beat_taken(&mut self, now: DateTime<Utc>, membership: &Membership) -> bool {
+        let beat = TimeDelta::from_std(membership.heartbeat).unwrap_or(TimeDelta::MAX);
+        let jumped = self.last_ok.is_some_and(|last| {
+            now.signed_duration_since(last) > beat.checked_mul(2).unwrap_or(TimeDelta::MAX)
+                || now < last
+        });
+        if std::mem::take(&mut self.failed) || jumped {
+            let timeout = TimeDelta::from_std(membership.node_timeout).unwrap_or(TimeDelta::MAX);
+            self.hold_until = now.checked_add_signed(timeout);
+        }
+        self.last_ok = Some(now);
+        self.hold_until.is_none_or(|until| now >= until)
+    }
+}
+
 /// One round: renew this node's heartbeat in every store and reap the dead.
-async fn beat(inner: &Inner, membership: &Membership, node: &impl Fn(DateTime<Utc>) -> NodeInfo) {
+async fn beat(
+    inner: &Inner,
+    membership: &Membership,
+    node: &impl Fn(DateTime<Utc>) -> NodeInfo,
+    guards: &mut std::collections::HashMap<String, ReapGuard>,
+) {
     let mut reaped_any = false;
     // Taken once per beat: each run's lateness is reported once.
     let stats = inner.node_stats(true);
@@ -140,8 +180,16 @@ async fn beat(inner: &Inner, membership: &Membership, node: &impl Fn(DateTime<Ut
             Err(error) => {
                 tracing::warn!(jobstore = name, %error, "heartbeat failed; will retry");
                 // A node that cannot beat cannot judge others either.
+                guards.entry(name.clone()).or_default().failed = true;
                 continue;
             }
+        }
+        if !guards
+            .entry(name.clone())
+            .or_default()
+            .beat_taken(now, membership)
+        {
+            continue;
         }
         match store.reap_dead_nodes(now, membership.node_timeout).await {
             Ok(reaped) => {

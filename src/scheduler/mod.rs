@@ -18,6 +18,7 @@ mod jobs;
 mod main_loop;
 mod membership;
 pub mod plan;
+mod record;
 mod renewal;
 mod retention;
 mod start;
@@ -33,8 +34,8 @@ use tokio::task::JoinHandle;
 pub use self::event::Event;
 pub use self::generation::{describe_claim, ConfigState, Standing};
 pub use self::jobs::ListedJobs;
-pub use self::main_loop::MAX_UNWRITTEN_RUNS;
 pub use self::membership::{host_name, ClusterNode, Membership};
+pub use self::record::MAX_UNWRITTEN_RUNS;
 pub use self::retention::HistoryRetention;
 use crate::clock::{Clock, SystemClock};
 use crate::executor::{Executor, ExecutorContext};
@@ -361,6 +362,7 @@ impl SchedulerBuilder {
                     write_started: None,
                     backlogged: std::collections::HashSet::new(),
                     unwritten_runs: 0,
+                    changed_in_flight: std::collections::HashSet::new(),
                     finished_receiver: Some(finished_receiver),
                     flush_receiver: Some(flush_receiver),
                     handles: Vec::new(),
@@ -435,6 +437,9 @@ struct Mutable {
     backlogged: std::collections::HashSet<String>,
     /// Finished runs not yet written to their stores.
     unwritten_runs: usize,
+    /// Jobs changed through this scheduler while a run of theirs held them: their
+    /// run's end looks at them again (`record::FollowUp::Finished`, a wake-up).
+    changed_in_flight: std::collections::HashSet<String>,
     finished_receiver: Option<mpsc::UnboundedReceiver<RunRecord>>,
     flush_receiver: Option<mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>>,
     handles: Vec<JoinHandle<()>>,
@@ -623,7 +628,7 @@ impl Scheduler {
                 tokio::spawn(retention::run(Arc::clone(&self.inner), retention, first));
             }
         }
-        let records = tokio::spawn(main_loop::record_finished_runs(
+        let records = tokio::spawn(record::record_finished_runs(
             Arc::clone(&self.inner),
             finished,
             flushes,

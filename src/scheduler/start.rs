@@ -49,13 +49,45 @@ pub(crate) struct RunStart {
     pub(crate) released_next: Option<DateTime<Utc>>,
     /// Read the job's schedule from the store first (runs handed over early).
     pub(crate) confirm_schedule: bool,
-    /// The instance slot was claimed at hand-over; otherwise it is claimed now.
-    pub(crate) slot_claimed: bool,
+    /// Whether it holds its instance slot (claimed at hand-over, or lent away to a
+    /// run now before its time, [`RunStart::lend_slot`]), and whether it has been
+    /// judged; under one lock, so a slot is never lent from a run that started.
+    pub(crate) slot: Mutex<SlotState>,
     /// The submission's withdrawal: set here when the store shows the job changed, so
     /// the run's end writes back as for a run taken back locally.
     pub(crate) withdrawal: Withdrawal,
     /// The last run of the submission: its record frees the slot claimed here.
     pub(crate) last_run_id: String,
+}
+
+/// [`RunStart::slot`].
+#[derive(Debug, Default)]
+pub(crate) struct SlotState {
+    /// The run holds its instance slot.
+    pub(crate) claimed: bool,
+    /// `may_start` has begun: the slot is the run's for good.
+    pub(crate) judged: bool,
+}
+
+impl RunStart {
+    fn slot_state(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.slot
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Gives the slot this run claimed early to a run now of the same job, if the run
+    /// has not come to its time yet: `max_instances` counts the runs executing, and
+    /// this one is not. It claims again at its time (and is skipped if the run now
+    /// still goes then). Whether the slot was lent.
+    pub(crate) fn lend_slot(&self) -> bool {
+        let mut state = self.slot_state();
+        if state.judged || !state.claimed {
+            return false;
+        }
+        state.claimed = false;
+        true
+    }
 }
 
 #[async_trait]
@@ -68,10 +100,15 @@ impl StartCheck for RunStart {
         let Some(store) = inner.stores.get(&self.jobstore).cloned() else {
             return Ok(());
         };
+        let claimed = {
+            let mut state = self.slot_state();
+            state.judged = true;
+            state.claimed
+        };
         if self.confirm_schedule {
             self.confirm_schedule(&inner, &store).await?;
         }
-        if !self.slot_claimed {
+        if !claimed {
             self.claim_slot(&inner, &store).await?;
         }
         Ok(())

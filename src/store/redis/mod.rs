@@ -720,22 +720,36 @@ impl JobStore for RedisStore {
 
     async fn config_generations(&self, limit: usize) -> Result<Vec<ConfigGeneration>, StoreError> {
         let mut connection = self.connection.clone();
-        // Every generation, then the newest `limit`: configs change by hand, so the
-        // hash stays small, and one HGETALL is one round trip.
-        let all: HashMap<String, String> = ::redis::cmd("HGETALL")
+        // Generations have no gaps, so the hash's length is the newest and the newest
+        // `limit` are named fields: `/health` reads one, not every config ever applied.
+        let newest: u64 = ::redis::cmd("HLEN")
             .arg(&self.keys.configs)
             .query_async(&mut connection)
             .await
             .map_err(store_error)?;
-        let mut generations = Vec::with_capacity(all.len());
-        for (field, json) in &all {
-            let generation: ConfigGeneration = serde_json::from_str(json).map_err(|error| {
+        let count = u64::try_from(limit).unwrap_or(u64::MAX).min(newest);
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let fields: Vec<u64> = (newest - count + 1..=newest).rev().collect();
+        let jsons: Vec<Option<String>> = ::redis::cmd("HMGET")
+            .arg(&self.keys.configs)
+            .arg(&fields)
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        let mut generations = Vec::with_capacity(jsons.len());
+        for (field, json) in fields.iter().zip(jsons) {
+            // Recorded after the HLEN above would be newer, never missing: a hole is
+            // a hash someone edited by hand.
+            let json = json.ok_or_else(|| {
+                StoreError::Corrupt(format!("config generation {field} is missing"))
+            })?;
+            let generation: ConfigGeneration = serde_json::from_str(&json).map_err(|error| {
                 StoreError::Corrupt(format!("config generation {field}: {error}"))
             })?;
             generations.push(generation);
         }
-        generations.sort_by_key(|generation| std::cmp::Reverse(generation.generation));
-        generations.truncate(limit);
         Ok(generations)
     }
 
