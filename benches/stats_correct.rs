@@ -102,6 +102,7 @@ fn child(settings: &Value) {
             run_id: "bench".to_owned(),
             scheduled_time: chrono::Utc::now(),
             args: Value::Null,
+            from_config: false,
         }))
         .unwrap();
     let seconds = started.elapsed().as_secs_f64();

@@ -64,7 +64,7 @@ enum Command {
         /// List fire times at or after this RFC 3339 instant (default: now).
         #[arg(long = "from", value_name = "TIME")]
         from: Option<String>,
-        /// How many fire times to list.
+        /// How many fire times to list (at most 10,000).
         #[arg(short = 'n', long = "count", default_value_t = 5)]
         count: usize,
         /// Print a JSON array instead of one time per line.
@@ -511,6 +511,10 @@ enum NextError {
     Output(anyhow::Error),
 }
 
+/// The most fire times `kairos next -n` lists: a preview, not an export, and each one
+/// may take a combined trigger's whole evaluation budget.
+const MAX_NEXT_COUNT: usize = 10_000;
+
 fn next(
     kind: &str,
     words: &[String],
@@ -533,10 +537,16 @@ fn next(
     let context = TriggerContext::new(from).with_timezone(Zone::system());
     let trigger =
         Trigger::new(spec, &context).map_err(|error| NextError::Invalid(error.to_string()))?;
+    if count > MAX_NEXT_COUNT {
+        return Err(NextError::Invalid(format!(
+            "-n: {count} is more than {MAX_NEXT_COUNT} fire times"
+        )));
+    }
     let zone = trigger.timezone();
     let times: Vec<String> = trigger
-        .fire_times(from)
-        .take(count)
+        .try_fire_times(from, count, None)
+        .map_err(|error| NextError::Invalid(format!("trigger: {error}")))?
+        .into_iter()
         .map(|instant| format_instant(instant, &zone))
         .collect();
     let mut out = std::io::stdout().lock();

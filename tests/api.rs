@@ -153,6 +153,11 @@ fn request(method: &str, uri: &str, token: Option<&str>, body: Option<Value>) ->
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(body.to_string()))
             .unwrap(),
+        // The API refuses a POST without a JSON content type, body or not.
+        None if method == "POST" => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::empty())
+            .unwrap(),
         None => builder.body(Body::empty()).unwrap(),
     }
 }
@@ -1214,7 +1219,7 @@ async fn the_web_page_is_served_under_a_strict_policy_and_can_be_turned_off() {
 
 /// Sends one HTTP/1.1 request over `stream` and reads the response head.
 async fn http_get(stream: &mut tokio::net::TcpStream, path: &str) -> String {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: kairos\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut buffer = vec![0u8; 4096];
     let read = tokio::time::timeout(PATIENCE, stream.read(&mut buffer))

@@ -133,11 +133,13 @@ impl Api {
     }
 
     async fn call_as(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> Reply {
-        let builder = self.request(method, path, Some(token));
+        let builder = self.request(method.clone(), path, Some(token));
         let builder = match body {
             Some(body) => builder
                 .header("content-type", "application/json")
                 .body(body.to_string()),
+            // The API refuses a POST without a JSON content type, body or not.
+            None if method == Method::POST => builder.header("content-type", "application/json"),
             None => builder,
         };
         self.send(builder).await
@@ -527,6 +529,179 @@ async fn an_order_cancel_deleted_in_time_never_fires_and_one_kept_fires_once_at_
     api.get("/jobs/order-cancel-2")
         .await
         .assert_error(StatusCode::NOT_FOUND, "job_not_found");
+}
+
+/// A daemon as shipped: loopback, no token at all.
+fn start_open_daemon(name: &str) -> Daemon {
+    let dir = temp_dir(name);
+    write(
+        &dir,
+        "config.toml",
+        r#"[scheduler]
+shutdown_timeout = "2s"
+
+[jobstores.default]
+url = "sqlite://state/kairos.db"
+
+[executors.default]
+type = "threadpool"
+
+[api]
+listen = "127.0.0.1:0"
+"#,
+    );
+    Daemon::start(&dir)
+}
+
+/// docs/threat-model.md, "Web pages in the operator's browser": the issue's `curl`,
+/// a page's cross-site pause, against the tokenless daemon, and a rebound `Host`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_site_pause_and_a_foreign_host_are_refused_by_the_daemon() {
+    let daemon = start_open_daemon("api-browser-origin");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let base = daemon.api_url();
+    let pause = client
+        .post(format!("{base}/scheduler/pause"))
+        .header("origin", "https://evil.example")
+        .header("content-type", "text/plain")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pause.status(), StatusCode::FORBIDDEN);
+    let health = client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let health: Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["scheduler"], "running", "{health}");
+    // A body with no content type (`fetch` in `no-cors` mode with a Blob).
+    let blob = client
+        .post(format!("{base}/jobs"))
+        .body(r#"{"task": "http", "args": {"url": "http://127.0.0.1:1/"}, "trigger": {"type": "date", "delay": "1h"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(blob.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // DNS rebinding: the page's own name as Host.
+    let rebound = client
+        .get(format!("{base}/jobs"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), StatusCode::MISDIRECTED_REQUEST);
+    // The CLI's and the page's way still works.
+    let own = client
+        .post(format!("{base}/scheduler/pause"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), StatusCode::OK);
+}
+
+/// docs/threat-model.md, "Job authors": a `command` job that runs `env` sees none of
+/// the daemon's secrets (the API token, a database password from an
+/// `EnvironmentFile`), only PATH, HOME, LANG, TZ and its own `env`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_job_running_env_sees_none_of_the_daemons_secrets() {
+    let dir = temp_dir("api-clean-env");
+    write(
+        &dir,
+        "config.toml",
+        r#"[scheduler]
+shutdown_timeout = "2s"
+
+[jobstores.default]
+url = "sqlite://state/kairos.db"
+
+[executors.default]
+type = "threadpool"
+
+[api]
+listen = "127.0.0.1:0"
+token = "${KAIROS_TEST_API_TOKEN}"
+allowed_tasks = ["command"]
+"#,
+    );
+    let daemon = Daemon::start_with_env(
+        &dir,
+        &[
+            ("KAIROS_TEST_API_TOKEN", WRITE_TOKEN),
+            ("SHOP_DB_PASSWORD", "hunter2-db"),
+        ],
+    );
+    let api = Api::new(&daemon);
+    let out = dir.join("env.txt");
+    let added = api
+        .post(
+            "/jobs",
+            json!({"id": "env", "task": "command",
+                   "args": {"argv": ["sh", "-c", format!("env > {}", out.display())],
+                            "env": {"JOB_SETTING": "mine"}},
+                   "trigger": {"type": "date", "delay": "0s"}}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.json);
+    assert!(
+        wait_until(Duration::from_secs(10), || std::fs::read_to_string(&out)
+            .is_ok_and(|text| text.contains("JOB_SETTING"))),
+        "the job did not run:\n{}",
+        daemon.log()
+    );
+    let seen = std::fs::read_to_string(&out).unwrap();
+    assert!(!seen.contains("hunter2-db"), "{seen}");
+    assert!(!seen.contains(WRITE_TOKEN), "{seen}");
+    assert!(seen.contains("JOB_SETTING=mine"), "{seen}");
+    assert!(seen.contains("PATH="), "{seen}");
+    assert!(seen.contains("KAIROS_JOB_ID=env"), "{seen}");
+}
+
+/// `[api.tokens.NAME]` from the config file: the order service's token adds its
+/// jobs, may not pause the scheduler, and each change is an audit line with its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_token_is_scoped_and_audited() {
+    let daemon = start_daemon(
+        "api-named-token",
+        "\n[api.tokens.orders]\ntoken = \"orders-secret\"\naccess = \"write\"\ntasks = [\"orders.cancel\"]\n",
+    );
+    let api = Api::new(&daemon);
+    let added = api
+        .call_as(
+            "orders-secret",
+            Method::POST,
+            "/jobs",
+            Some(
+                json!({"id": "order-cancel-9", "task": "orders.cancel", "args": {"order_id": 9},
+                        "trigger": {"type": "date", "delay": "30m"}}),
+            ),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.json);
+    api.call_as("orders-secret", Method::POST, "/scheduler/pause", None)
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "token_scope");
+    api.call_as(
+        "orders-secret",
+        Method::POST,
+        "/jobs",
+        Some(json!({"task": "command", "args": {"argv": ["true"]},
+                    "trigger": {"type": "date", "delay": "30m"}})),
+    )
+    .await
+    .assert_error(StatusCode::FORBIDDEN, "task_not_allowed");
+    assert!(
+        wait_until(Duration::from_secs(5), || daemon.log().lines().any(
+            |line| line.contains("API change") && line.contains("orders") && line.contains("201")
+        )),
+        "no audit line:\n{}",
+        daemon.log()
+    );
 }
 
 /// A one-off job whose command fails is retried as its `retry` option says, each

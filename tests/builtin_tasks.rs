@@ -23,6 +23,7 @@ fn task_run(args: Value) -> TaskRun {
         run_id: "run-42".to_owned(),
         scheduled_time: "2024-11-03T05:30:00Z".parse().expect("a valid time"),
         args,
+        from_config: true,
     }
 }
 
@@ -589,4 +590,130 @@ fn http_args_are_checked_when_the_job_is_added() {
             &json!({"url": "https://example.com", "expect_status": [200, "3xx"], "timeout": "2m"})
         )
         .is_ok());
+}
+
+// ---- http: where jobs added through the API may connect (docs/threat-model.md) ----
+
+/// A run of a job that does not come from the config files.
+fn api_run(args: Value) -> TaskRun {
+    TaskRun {
+        from_config: false,
+        ..task_run(args)
+    }
+}
+
+/// The `http` task with `[api] http_allow = allow`.
+fn http_allowing(allow: &[&str]) -> kairos::task::http::HttpTask {
+    kairos::task::http::HttpTask::from_settings(&json!({ "allow": allow })).expect("valid settings")
+}
+
+/// Answers one request with a redirect to `location`, and hands back the request.
+async fn redirect_once(location: String) -> (String, tokio::task::JoinHandle<Request>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let url = format!("http://{}", listener.local_addr().expect("an address"));
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("a connection");
+        let request = read_request(&mut socket).await;
+        let head = format!(
+            "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        );
+        let _ = socket.write_all(head.as_bytes()).await;
+        let _ = socket.shutdown().await;
+        request
+    });
+    (url, server)
+}
+
+#[tokio::test]
+async fn an_api_http_job_never_reaches_the_metadata_service() {
+    // Listed or not, link-local is refused, before any connection is tried.
+    let task = http_allowing(&["0.0.0.0/0", "169.254.0.0/16"]);
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]/",
+        "http://[::ffff:169.254.169.254]/",
+    ] {
+        let failure = task
+            .run(api_run(json!({"url": url, "timeout": "2s"})))
+            .await
+            .expect_err("refused");
+        assert!(
+            failure.message.contains("link-local") && failure.message.contains("never"),
+            "{url}: {}",
+            failure.message
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_api_http_job_reaches_loopback_only_when_listed() {
+    let (url, server) = serve_once("200 OK", "inside").await;
+    let failure = task("http")
+        .run(api_run(json!({"url": url})))
+        .await
+        .expect_err("loopback is not listed");
+    assert!(failure.message.contains("loopback"), "{}", failure.message);
+    assert!(
+        failure.message.contains("http_allow"),
+        "{}",
+        failure.message
+    );
+    // By name too: localhost resolves to loopback.
+    let by_name = url.replace("127.0.0.1", "localhost");
+    let failure = task("http")
+        .run(api_run(json!({"url": by_name})))
+        .await
+        .expect_err("localhost is loopback");
+    assert!(failure.message.contains("loopback"), "{}", failure.message);
+    // Listed, it is reached; a config-file job needs no listing.
+    let output = http_allowing(&["127.0.0.1/32"])
+        .run(api_run(json!({"url": url})))
+        .await
+        .expect("listed");
+    assert!(output.contains("inside"), "{output}");
+    server.await.expect("the server ran");
+    let (url, server) = serve_once("200 OK", "mine").await;
+    let output = run("http", json!({"url": url})).await.expect("config job");
+    assert!(output.contains("mine"));
+    server.await.expect("the server ran");
+}
+
+#[tokio::test]
+async fn an_api_http_job_is_not_redirected_to_the_metadata_service() {
+    let (url, server) = redirect_once("http://169.254.169.254/latest/meta-data/".to_owned()).await;
+    let failure = http_allowing(&["127.0.0.1"])
+        .run(api_run(json!({"url": url, "timeout": "2s"})))
+        .await
+        .expect_err("the redirect is refused");
+    assert!(
+        failure.message.contains("169.254.169.254"),
+        "{}",
+        failure.message
+    );
+    assert!(
+        failure.message.contains("link-local"),
+        "{}",
+        failure.message
+    );
+    server.await.expect("the server ran");
+}
+
+#[tokio::test]
+async fn custom_headers_do_not_follow_a_redirect_to_another_host() {
+    let (target, landed) = serve_once("200 OK", "landed").await;
+    // Another host: the same server by another name.
+    let elsewhere = target.replace("127.0.0.1", "localhost");
+    let (url, first) = redirect_once(format!("{elsewhere}/next")).await;
+    let output = run(
+        "http",
+        json!({"url": url, "headers": {"Authorization": "Bearer order-secret", "X-Api-Key": "k"}}),
+    )
+    .await
+    .expect("the redirect is followed");
+    assert!(output.contains("landed"), "{output}");
+    let first = first.await.expect("the first server ran");
+    assert_eq!(first.header("authorization"), Some("Bearer order-secret"));
+    let landed = landed.await.expect("the second server ran");
+    assert_eq!(landed.header("authorization"), None, "{}", landed.head);
+    assert_eq!(landed.header("x-api-key"), None, "{}", landed.head);
 }

@@ -566,3 +566,26 @@ fn reload_prints_what_changed_and_fails_on_what_could_not_be_applied() {
         "kairos: config.toml:3:9: api.listen: \"x\" is not an address\n"
     );
 }
+
+/// docs/threat-model.md, "Bounded work": `kairos next -n` is capped, and an interval
+/// that runs off the end of representable time stops there (exit 0), never panics.
+#[test]
+fn next_count_is_capped_and_overflow_is_no_panic() {
+    let capped = kairos(&["next", "cron", "hour=3", "-n", "1000000"], &[]);
+    assert_eq!(capped.status, Some(2), "{}", capped.stderr);
+    assert!(capped.stderr.contains("-n"), "{}", capped.stderr);
+    let far = kairos(
+        &[
+            "next",
+            "interval",
+            "days=3069778",
+            "start_date=9999-12-31T23:59:59Z",
+            "-n",
+            "10000",
+        ],
+        &[],
+    );
+    assert_ne!(far.status, Some(101), "{}", far.stderr);
+    assert!(matches!(far.status, Some(0 | 2)), "{}", far.stderr);
+    assert!(!far.stderr.contains("panicked"), "{}", far.stderr);
+}

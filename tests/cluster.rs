@@ -198,7 +198,9 @@ fn record_command(runs_log: &Path, before: &str) -> String {
 fn command_job(id: &str, trigger: serde_json::Value, command: String) -> JobSpec {
     let mut spec = JobSpec::new("command", serde_json::from_value(trigger).unwrap())
         .with_id(id.to_owned())
-        .with_args(json!({"shell": true, "command": command}));
+        // The command names the node from the daemon's CLUSTER_NODE, so it takes the
+        // daemon's environment (a command job's is clean otherwise).
+        .with_args(json!({"shell": true, "command": command, "inherit_env": true}));
     spec.options.executor = Some("default".to_owned());
     // Runs a failover delays are run late, each one, rather than merged.
     spec.options.coalesce = Some(false);

@@ -395,16 +395,21 @@ fn store_urls_may_leave_variables_for_open_time() {
 fn the_api_rate_limit_defaults_and_is_checked_with_its_position() {
     let empty = TempConfig::new(&[("config.toml", "")]);
     let defaults = loaded(&empty);
-    assert_eq!(defaults.api.rate_limit, 200);
-    assert_eq!(defaults.api.rate_limit_burst, 400);
+    // No request limit by default: authenticated clients are not throttled (failed
+    // authentications are, regardless).
+    assert_eq!(defaults.api.rate_limit, None);
+    assert_eq!(defaults.api.rate_limit_burst, None);
     let set = TempConfig::new(&[("config.toml", "[api]\nrate_limit = 50\n")]);
     let set = loaded(&set);
-    assert_eq!((set.api.rate_limit, set.api.rate_limit_burst), (50, 100));
+    assert_eq!(
+        (set.api.rate_limit, set.api.rate_limit_burst),
+        (Some(50), Some(100))
+    );
     let burst = TempConfig::new(&[(
         "config.toml",
         "[api]\nrate_limit = 50\nrate_limit_burst = 5\n",
     )]);
-    assert_eq!(loaded(&burst).api.rate_limit_burst, 5);
+    assert_eq!(loaded(&burst).api.rate_limit_burst, Some(5));
     let zero = TempConfig::new(&[(
         "config.toml",
         "[api]\nrate_limit = 0\nrate_limit_burst = 0\n",
@@ -780,5 +785,62 @@ fn no_tracked_file_is_one_the_repository_ignores() {
     assert!(
         tracked_but_ignored.trim().is_empty(),
         "tracked files the .gitignore excludes:\n{tracked_but_ignored}"
+    );
+}
+
+#[test]
+fn named_tokens_and_the_security_keys_are_read_and_checked() {
+    let good = TempConfig::new(&[(
+        "config.toml",
+        "[api]\nallowed_hosts = [\"Kairos.Internal\"]\nhttp_allow = [\"10.0.0.0/8\", \"db.internal\"]\n\
+         max_connections = 100\nheader_timeout = \"5s\"\n\
+         [api.tokens.orders]\ntoken = \"s3cret\"\naccess = \"write\"\ntasks = [\"orders.cancel\"]\nrate_limit = 50\n\
+         [api.tokens.grafana]\ntoken = \"r3ad\"\n",
+    )]);
+    let config = loaded(&good);
+    assert_eq!(config.api.allowed_hosts, ["kairos.internal"]);
+    assert_eq!(config.api.http_allow, ["10.0.0.0/8", "db.internal"]);
+    assert_eq!(config.api.max_connections, 100);
+    assert_eq!(config.api.header_timeout, std::time::Duration::from_secs(5));
+    let orders = &config
+        .api
+        .tokens
+        .iter()
+        .find(|token| token.name == "orders")
+        .expect("the orders token");
+    assert!(orders.write);
+    assert_eq!(
+        orders
+            .tasks
+            .as_ref()
+            .map(|tasks| tasks.iter().cloned().collect::<Vec<_>>()),
+        Some(vec!["orders.cancel".to_owned()])
+    );
+    assert_eq!(
+        (orders.rate_limit, orders.rate_limit_burst),
+        (Some(50), Some(100))
+    );
+    let grafana = &config
+        .api
+        .tokens
+        .iter()
+        .find(|token| token.name == "grafana")
+        .expect("the grafana token");
+    assert!(!grafana.write);
+    assert!(!format!("{:?}", config.api).contains("s3cret"));
+    let bad = TempConfig::new(&[(
+        "config.toml",
+        "[api]\nhttp_allow = [\"10.0.0.0/33\"]\n[api.tokens.x]\naccess = \"admin\"\ntoken = \"t\"\n",
+    )]);
+    let errors = bad.errors();
+    assert!(
+        errors.iter().any(|line| line.contains("api.http_allow[0]")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|line| line.contains("api.tokens.x.access")),
+        "{errors:?}"
     );
 }

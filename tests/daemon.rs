@@ -369,6 +369,7 @@ async fn jobs_added_through_the_api_survive_reload_and_restart() {
     let reloaded = client
         .post(format!("{base}/scheduler/reload"))
         .bearer_auth("secret")
+        .header("content-type", "application/json")
         .send()
         .await
         .unwrap();
@@ -381,6 +382,7 @@ async fn jobs_added_through_the_api_survive_reload_and_restart() {
     let refused = client
         .post(format!("{base}/scheduler/reload"))
         .bearer_auth("secret")
+        .header("content-type", "application/json")
         .send()
         .await
         .unwrap();

@@ -216,6 +216,7 @@ fn cancel_run(order_id: Value) -> TaskRun {
         run_id: format!("{:x}", fastrand::u64(..)),
         scheduled_time: chrono::Utc::now(),
         args: json!({ "order_id": order_id }),
+        from_config: false,
     }
 }
 

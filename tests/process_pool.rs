@@ -141,6 +141,7 @@ fn submission(task: &str, args: serde_json::Value) -> Submission {
             run_id: format!("{task}-{:016x}", fastrand::u64(..)),
             scheduled_time: now,
             args,
+            from_config: false,
         }],
         task_name: task.to_owned(),
         // The pool runs the task by name in the worker; this one is never called.

@@ -393,6 +393,7 @@ fn run() -> TaskRun {
         run_id: format!("{:x}", fastrand::u64(..)),
         scheduled_time: chrono::Utc::now(),
         args: Value::Null,
+        from_config: false,
     }
 }
 

@@ -1,9 +1,16 @@
-//! Bearer-token authentication: who may read and who may also write.
+//! Bearer-token authentication: who may read, who may also write, and what.
 //!
-//! A request's access is decided by its method: `GET` reads, anything else writes. A
-//! read-write token may do both, a read token only reads (403 on a write). With no
-//! token configured at all, every request is allowed: [`super::check_listen`] only
-//! permits that on loopback.
+//! Tokens are named ([`super::NamedToken`], `[api.tokens.NAME]`); `[api] token` and
+//! `read_tokens` are shorthands named `token` and `read_tokens[N]`. A request's
+//! access is decided by its method: `GET` reads, anything else writes. A read-write
+//! token may do both, a read token only reads (403 on a write). A write token with
+//! its own `tasks` is *scoped*: it may change only jobs of those tasks (checked in
+//! `jobs.rs`) and nothing scheduler-wide (403 here). With no token configured at
+//! all, every request is allowed: [`super::check_listen`] only permits that on
+//! loopback.
+//!
+//! Every request that passes carries a [`Caller`] (its token's name, for the audit
+//! log and per-token idempotency keys) and a [`Grant`].
 //!
 //! Tokens are compared in constant time ([`constant_time_eq`]) so that response timing
 //! does not reveal how much of a guessed token was right.
@@ -18,12 +25,20 @@ use axum::{Extension, Json};
 use serde::Serialize;
 
 use super::error::ApiError;
-use super::{Routes, Verb};
+use super::{NamedToken, Routes, Verb, PREFIX};
+
+/// One configured token.
+struct Entry {
+    name: Arc<str>,
+    secret: Vec<u8>,
+    grant: Grant,
+    /// A scoped write token's tasks.
+    tasks: Option<Arc<[String]>>,
+}
 
 /// The configured tokens.
 pub(crate) struct Access {
-    read_write: Vec<Vec<u8>>,
-    read_only: Vec<Vec<u8>>,
+    entries: Vec<Entry>,
 }
 
 /// What a presented token may do; handlers find it in the request's extensions
@@ -34,66 +49,100 @@ pub(crate) enum Grant {
     ReadOnly,
 }
 
+/// Who made a request: its token's name (`anonymous` without tokens), and for a
+/// scoped token the tasks it may touch.
+#[derive(Clone, Debug)]
+pub(crate) struct Caller {
+    pub(crate) name: Arc<str>,
+    pub(crate) tasks: Option<Arc<[String]>>,
+}
+
+impl Caller {
+    /// Whether this caller may add or change a job of `task`, given the API's own
+    /// task policy for unscoped callers.
+    pub(crate) fn may_use_task(&self, task: &str, settings: &super::ApiSettings) -> bool {
+        match &self.tasks {
+            Some(tasks) => tasks.iter().any(|allowed| allowed == task),
+            None => settings.task_allowed(task),
+        }
+    }
+}
+
 impl Access {
     /// Empty tokens are dropped: they would match an empty `Authorization: Bearer `.
     /// ([`super::check_listen`] refuses them; a library user who skips it still gets
     /// no hole.)
-    pub(crate) fn new(read_write: &[String], read_only: &[String]) -> Access {
-        let keep = |tokens: &[String]| {
-            tokens
-                .iter()
-                .filter(|token| !token.is_empty())
-                .map(|token| token.as_bytes().to_vec())
-                .collect::<Vec<_>>()
+    pub(crate) fn new(read_write: &[String], read_only: &[String], named: &[NamedToken]) -> Access {
+        let mut entries = Vec::new();
+        let mut dropped = 0;
+        let mut push = |name: String, secret: &str, grant: Grant, tasks: Option<Vec<String>>| {
+            if secret.is_empty() {
+                dropped += 1;
+                return;
+            }
+            entries.push(Entry {
+                name: Arc::from(name),
+                secret: secret.as_bytes().to_vec(),
+                grant,
+                tasks: tasks.map(Arc::from),
+            });
         };
-        let dropped = read_write
-            .iter()
-            .chain(read_only)
-            .filter(|token| token.is_empty())
-            .count();
+        for (index, token) in read_write.iter().enumerate() {
+            let name = if index == 0 {
+                "token".to_owned()
+            } else {
+                format!("token[{index}]")
+            };
+            push(name, token, Grant::ReadWrite, None);
+        }
+        for (index, token) in read_only.iter().enumerate() {
+            push(
+                format!("read_tokens[{index}]"),
+                token,
+                Grant::ReadOnly,
+                None,
+            );
+        }
+        for token in named {
+            let grant = if token.write {
+                Grant::ReadWrite
+            } else {
+                Grant::ReadOnly
+            };
+            push(token.name.clone(), &token.token, grant, token.tasks.clone());
+        }
         if dropped > 0 {
             tracing::warn!(dropped, "empty API tokens ignored");
         }
-        Access {
-            read_write: keep(read_write),
-            read_only: keep(read_only),
-        }
+        Access { entries }
     }
 
     fn open(&self) -> bool {
-        self.read_write.is_empty() && self.read_only.is_empty()
+        self.entries.is_empty()
     }
 
-    /// What `presented` may do, if it is a configured token. Every configured token is
-    /// compared, so the time taken does not depend on which one matched.
+    /// What `presented` may do, if it is a configured token.
+    #[cfg(test)]
     fn grant(&self, presented: &[u8]) -> Option<Grant> {
-        let matches = |tokens: &[Vec<u8>]| {
-            tokens.iter().fold(false, |found, token| {
-                found | constant_time_eq(token, presented)
-            })
-        };
-        let read_write = matches(&self.read_write);
-        let read_only = matches(&self.read_only);
-        if read_write {
-            Some(Grant::ReadWrite)
-        } else if read_only {
-            Some(Grant::ReadOnly)
-        } else {
-            None
-        }
+        self.index_of(presented)
+            .map(|index| self.entries[index].grant)
     }
 
-    /// Which configured token `presented` is (read-write ones first, then read-only
-    /// ones), compared in constant time like [`Access::grant`]; the rate limiter's key.
+    /// Which configured token `presented` is, compared in constant time against every
+    /// one, so the time taken does not depend on which one matched; the rate
+    /// limiter's key. When one secret is configured twice, the read-write one wins.
     pub(crate) fn index_of(&self, presented: &[u8]) -> Option<usize> {
-        self.read_write
-            .iter()
-            .chain(&self.read_only)
-            .enumerate()
-            .fold(None, |found, (index, token)| {
-                let matched = constant_time_eq(token, presented);
-                found.or(matched.then_some(index))
-            })
+        let mut first = None;
+        let mut first_read_write = None;
+        for (index, entry) in self.entries.iter().enumerate() {
+            if constant_time_eq(&entry.secret, presented) {
+                first.get_or_insert(index);
+                if entry.grant == Grant::ReadWrite {
+                    first_read_write.get_or_insert(index);
+                }
+            }
+        }
+        first_read_write.or(first)
     }
 }
 
@@ -118,6 +167,10 @@ pub(crate) async fn require_token(
     next: Next,
 ) -> Response {
     if access.open() {
+        request.extensions_mut().insert(Caller {
+            name: Arc::from("anonymous"),
+            tasks: None,
+        });
         return next.run(request).await;
     }
     let presented = request
@@ -134,24 +187,69 @@ pub(crate) async fn require_token(
         .into_response();
     };
     let writes = !matches!(*request.method(), Method::GET | Method::HEAD);
-    match access.grant(presented.as_bytes()) {
-        None => ApiError::new(
+    let Some(index) = access.index_of(presented.as_bytes()) else {
+        return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "the bearer token is not valid",
         )
-        .into_response(),
-        Some(Grant::ReadOnly) if writes => ApiError::new(
+        .into_response();
+    };
+    let entry = &access.entries[index];
+    if entry.grant == Grant::ReadOnly && writes {
+        return ApiError::new(
             StatusCode::FORBIDDEN,
             "read_only_token",
             "this token may only read; changes need a read-write token",
         )
-        .into_response(),
-        Some(grant) => {
-            request.extensions_mut().insert(grant);
-            next.run(request).await
-        }
+        .into_response();
     }
+    let path = request.uri().path();
+    let path = path.strip_prefix(PREFIX).unwrap_or(path);
+    let job_route = path == "/jobs" || path.starts_with("/jobs/") || path == "/preview";
+    if writes && entry.tasks.is_some() && !job_route {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "token_scope",
+            format!(
+                "token {:?} may only add and change jobs of its tasks, not {} {path}",
+                &*entry.name,
+                request.method()
+            ),
+        )
+        .into_response();
+    }
+    request.extensions_mut().insert(entry.grant);
+    request.extensions_mut().insert(Caller {
+        name: entry.name.clone(),
+        tasks: entry.tasks.clone(),
+    });
+    next.run(request).await
+}
+
+/// The audit log: one line per change made through the API (any method but `GET`,
+/// `HEAD`), with the token's name, after the answer is known. Logged under the
+/// `kairos::audit` target, so it can be routed or kept apart.
+pub(crate) async fn audit(request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return next.run(request).await;
+    }
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let token = request
+        .extensions()
+        .get::<Caller>()
+        .map_or_else(|| Arc::from("anonymous"), |caller| caller.name.clone());
+    let response = next.run(request).await;
+    tracing::info!(
+        target: "kairos::audit",
+        token = &*token,
+        %method,
+        path,
+        status = response.status().as_u16(),
+        "API change"
+    );
+    response
 }
 
 pub(super) fn routes(routes: Routes) -> Routes {
@@ -214,6 +312,7 @@ mod tests {
         let access = Access::new(
             &["rw".to_owned(), String::new()],
             &["ro".to_owned(), "rw".to_owned()],
+            &[],
         );
         assert_eq!(access.grant(b"rw"), Some(Grant::ReadWrite));
         assert_eq!(access.grant(b"ro"), Some(Grant::ReadOnly));

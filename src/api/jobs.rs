@@ -13,9 +13,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::auth::{Caller, Grant};
+use super::compute::{check_trigger, off_workers, too_costly};
 use super::error::ApiError;
 use super::extract::{bounded, parse_json, Json, JsonBody, Path, Query};
 use super::idempotency::{Begin, StoredResponse};
@@ -24,11 +27,13 @@ use super::{AppState, Routes, Verb, PREFIX};
 use crate::job::{Job, JobChanges, JobOptions, JobSpec};
 use crate::scheduler::Scheduler;
 use crate::store::JobQuery;
+use crate::task::outbound::never_reachable;
 use crate::trigger::datetime::format_instant;
-use crate::trigger::TriggerSpec;
+use crate::trigger::{TriggerContext, TriggerSpec};
 
-/// The longest job id accepted: ids go into URLs and store keys.
-const MAX_ID_LENGTH: usize = 256;
+/// The longest job id accepted, in bytes: ids go into URLs and store keys, and the
+/// MySQL store's id columns are `VARCHAR(255)` (characters, so 255 bytes always fit).
+const MAX_ID_LENGTH: usize = 255;
 
 pub(super) fn routes(routes: Routes) -> Routes {
     routes
@@ -181,11 +186,15 @@ struct ListQuery {
 const DEFAULT_PAGE: usize = 50;
 /// The largest page.
 const MAX_PAGE: usize = 1000;
+/// The most jobs an unpaged `GET /jobs` lists.
+const MAX_UNPAGED: usize = 10_000;
 
 async fn list_jobs(
     State(state): State<AppState>,
+    grant: Option<Extension<Grant>>,
     Query(query): Query<ListQuery>,
 ) -> Result<axum::Json<JobList>, ApiError> {
+    let hide = read_only(grant.as_ref());
     let paged = query.limit.is_some()
         || query.offset.is_some()
         || query.q.is_some()
@@ -193,11 +202,37 @@ async fn list_jobs(
         || query.task.is_some()
         || query.jobstore.is_some()
         || query.last_run.is_some();
-    if !paged {
+    // Unpaged, every job up to [`MAX_UNPAGED`]; past that the first ones and `total`,
+    // so no token makes one request read a million jobs.
+    if !paged && state.scheduler.count_jobs().await? <= MAX_UNPAGED as u64 {
         let jobs = state.scheduler.get_jobs().await?;
         return Ok(axum::Json(JobList {
-            jobs: jobs.iter().map(JobView::from).collect(),
+            jobs: jobs
+                .iter()
+                .map(|job| JobView::from(job).redacted_if(hide))
+                .collect(),
             total: None,
+            facets: None,
+        }));
+    }
+    if !paged {
+        let listed = state
+            .scheduler
+            .list_jobs(
+                &JobQuery {
+                    limit: MAX_UNPAGED,
+                    ..JobQuery::default()
+                },
+                None,
+            )
+            .await?;
+        return Ok(axum::Json(JobList {
+            jobs: listed
+                .jobs
+                .iter()
+                .map(|(store, job)| JobView::from(job).in_store(store.clone()).redacted_if(hide))
+                .collect(),
+            total: Some(listed.total),
             facets: None,
         }));
     }
@@ -229,7 +264,7 @@ async fn list_jobs(
         .await?;
     let mut jobs = Vec::with_capacity(listed.jobs.len());
     for (store, job) in listed.jobs {
-        let mut view = JobView::from(&job).in_store(store);
+        let mut view = JobView::from(&job).in_store(store).redacted_if(hide);
         if query.last_run == Some(true) {
             let latest = state.scheduler.runs(Some(&job.id), 1).await?;
             view = view.with_last_run(latest.first());
@@ -249,6 +284,7 @@ async fn list_jobs(
 /// `POST /jobs`, idempotent when the request carries an `Idempotency-Key`.
 async fn add_job(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
@@ -262,16 +298,18 @@ async fn add_job(
         })?),
     };
     let Some(key) = key else {
-        return Ok(created_response(create_job(&state, &body).await?));
+        return Ok(created_response(create_job(&state, &caller, &body).await?));
     };
-    let pending = match state.idempotency.begin(key, &body)? {
+    // Keys are per token: one client's key never replays another client's answer.
+    let key = format!("{}\u{0}{key}", caller.name);
+    let pending = match state.idempotency.begin(&key, &body)? {
         Begin::Replay(stored) => return Ok(replay(stored)),
         Begin::Fresh(pending) => pending,
     };
     // Created in its own task, so a client that hangs up mid-request cannot cancel it
     // between the store write and the cache entry: the retry must find the entry.
     let handled = tokio::spawn(async move {
-        let created = create_job(&state, &body).await;
+        let created = create_job(&state, &caller, &body).await;
         if let Ok(stored) = &created {
             pending.finish(stored.clone());
         }
@@ -288,18 +326,28 @@ async fn add_job(
 }
 
 /// Checks and adds the job in `body`; the 201 response as it is kept for retries.
-async fn create_job(state: &AppState, body: &Bytes) -> Result<StoredResponse, ApiError> {
+async fn create_job(
+    state: &AppState,
+    caller: &Caller,
+    body: &Bytes,
+) -> Result<StoredResponse, ApiError> {
     let new: NewJob = parse_json(body)?;
-    if !state.settings.task_allowed(&new.task) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "task_not_allowed",
-            format!(
-                "task {:?} may not be used through the API (see [api] allowed_tasks)",
-                new.task
-            ),
-        )
-        .with_field("task"));
+    if !caller.may_use_task(&new.task, &state.settings) {
+        return Err(task_not_allowed(caller, &new.task));
+    }
+    // The `http` task refuses these when it runs; saying so now is kinder.
+    if new.task == "http" {
+        let url = new
+            .args
+            .get("url")
+            .and_then(|url| url.as_str())
+            .unwrap_or_default();
+        if let Some(refusal) = never_reachable(url) {
+            return Err(ApiError::invalid(
+                "args.url",
+                format!("args.url: {refusal}"),
+            ));
+        }
     }
     if let Some(id) = &new.id {
         check_id(id)?;
@@ -307,11 +355,15 @@ async fn create_job(state: &AppState, body: &Bytes) -> Result<StoredResponse, Ap
         // simply added.
         if new.replace_existing {
             let existing = state.scheduler.get_job(id).await?;
-            if existing.is_some_and(|job| job.is_from_config()) {
-                return Err(ApiError::config_owned(id));
+            if let Some(existing) = existing {
+                if existing.is_from_config() {
+                    return Err(ApiError::config_owned(id));
+                }
+                check_scope(caller, &existing)?;
             }
         }
     }
+    check_trigger(&new.trigger, trigger_context(state), "trigger").await?;
     let spec: JobSpec = new.into();
     let jobstore = state.scheduler.jobstore_for(&spec).to_owned();
     let job = state
@@ -329,6 +381,39 @@ async fn create_job(state: &AppState, body: &Bytes) -> Result<StoredResponse, Ap
         body: Bytes::from(body),
         location: Some(format!("{PREFIX}/jobs/{}", percent_encode_segment(&job.id))),
     })
+}
+
+/// 403: `caller` may not add or change jobs of `task`.
+fn task_not_allowed(caller: &Caller, task: &str) -> ApiError {
+    let why = if caller.tasks.is_some() {
+        format!(
+            "token {:?} may only use the tasks listed for it",
+            &*caller.name
+        )
+    } else {
+        "see [api] allowed_tasks".to_owned()
+    };
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "task_not_allowed",
+        format!("task {task:?} may not be used through the API ({why})"),
+    )
+    .with_field("task")
+}
+
+/// 403 when a scoped token would change a job of a task outside its scope.
+fn check_scope(caller: &Caller, job: &Job) -> Result<(), ApiError> {
+    match &caller.tasks {
+        Some(tasks) if !tasks.contains(&job.task) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "token_scope",
+            format!(
+                "token {:?} may not change job {:?}: its task {:?} is not one of the token's",
+                &*caller.name, job.id, job.task
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_id(id: &str) -> Result<(), ApiError> {
@@ -394,6 +479,7 @@ fn percent_encode_segment(id: &str) -> String {
 
 async fn get_job(
     State(state): State<AppState>,
+    grant: Option<Extension<Grant>>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<JobView>, ApiError> {
     let (store, job) = state
@@ -401,7 +487,17 @@ async fn get_job(
         .locate_job(&id)
         .await?
         .ok_or_else(|| ApiError::job_not_found(&id))?;
-    Ok(axum::Json(JobView::from(&job).in_store(store)))
+    Ok(axum::Json(
+        JobView::from(&job)
+            .in_store(store)
+            .redacted_if(read_only(grant.as_ref())),
+    ))
+}
+
+/// Whether the request's token may only read: such a token sees job args with their
+/// secrets hidden (`view::redact_args`).
+fn read_only(grant: Option<&Extension<Grant>>) -> bool {
+    matches!(grant, Some(Extension(Grant::ReadOnly)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -435,12 +531,15 @@ async fn job_fire_times(
     let zone = job.trigger.timezone();
     let fire_times = match job.next_run_time {
         None => Vec::new(),
-        Some(next) => job
-            .trigger
-            .fire_times(next)
-            .take(count)
-            .map(|instant| format_instant(instant, &zone))
-            .collect(),
+        Some(next) => {
+            let trigger = job.trigger.clone();
+            off_workers(move |deadline| trigger.try_fire_times(next, count, Some(deadline)))
+                .await?
+                .map_err(|error| too_costly("trigger", error))?
+                .into_iter()
+                .map(|instant| format_instant(instant, &zone))
+                .collect()
+        }
     };
     Ok(axum::Json(FireTimes {
         fire_times,
@@ -450,10 +549,12 @@ async fn job_fire_times(
 
 async fn modify_job(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Json(changes): Json<JobChanges>,
 ) -> Result<axum::Json<JobView>, ApiError> {
     let job = refuse_config_owned(&state.scheduler, &id).await?;
+    check_scope(&caller, &job)?;
     // New args are the one change that alters what a job does on the host, so a job
     // whose task the API may not add may not be given new args either.
     if changes.args.is_some() && !state.settings.task_allowed(&job.task) {
@@ -467,23 +568,30 @@ async fn modify_job(
         )
         .with_field("args"));
     }
+    if let Some(trigger) = &changes.trigger {
+        check_trigger(trigger, trigger_context(&state), "trigger").await?;
+    }
     let job = state.scheduler.modify_job(&id, changes).await?;
     Ok(axum::Json(JobView::from(&job)))
 }
 
 async fn remove_job(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    refuse_config_owned(&state.scheduler, &id).await?;
+    let job = refuse_config_owned(&state.scheduler, &id).await?;
+    check_scope(&caller, &job)?;
     state.scheduler.remove_job(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn pause_job(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<JobView>, ApiError> {
+    check_scope(&caller, &find(&state.scheduler, &id).await?)?;
     let job = state.scheduler.pause_job(&id).await?;
     Ok(axum::Json(JobView::from(&job)))
 }
@@ -499,8 +607,10 @@ struct Removed {
 
 async fn resume_job(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    check_scope(&caller, &find(&state.scheduler, &id).await?)?;
     Ok(match state.scheduler.resume_job(&id).await? {
         Some(job) => axum::Json(JobView::from(&job)).into_response(),
         None => axum::Json(Removed {
@@ -523,8 +633,10 @@ struct RunStarted {
 
 async fn run_job(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, axum::Json<RunStarted>), ApiError> {
+    check_scope(&caller, &find(&state.scheduler, &id).await?)?;
     let run_id = state.scheduler.run_job_now(&id).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -543,15 +655,23 @@ struct Reschedule {
 
 async fn reschedule_job(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Json(reschedule): Json<Reschedule>,
 ) -> Result<axum::Json<JobView>, ApiError> {
-    refuse_config_owned(&state.scheduler, &id).await?;
+    let job = refuse_config_owned(&state.scheduler, &id).await?;
+    check_scope(&caller, &job)?;
+    check_trigger(&reschedule.trigger, trigger_context(&state), "trigger").await?;
     let job = state
         .scheduler
         .reschedule_job(&id, reschedule.trigger)
         .await?;
     Ok(axum::Json(JobView::from(&job)))
+}
+
+/// What the scheduler builds a request's trigger against: its clock and zone.
+fn trigger_context(state: &AppState) -> TriggerContext {
+    TriggerContext::new(state.scheduler.clock().now()).with_timezone(state.scheduler.timezone())
 }
 
 async fn find(scheduler: &Scheduler, id: &str) -> Result<Job, ApiError> {

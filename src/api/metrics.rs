@@ -20,6 +20,7 @@ use super::scheduler::state_name;
 use super::{AppState, Routes, Verb};
 use crate::history::RunOutcome;
 use crate::scheduler::{Event, Scheduler, SchedulerState};
+use crate::store::JobQuery;
 
 pub(super) fn routes(routes: Routes) -> Routes {
     routes.add(Verb::Get, "/metrics", metrics)
@@ -89,9 +90,16 @@ async fn count_runs(mut events: broadcast::Receiver<Event>, metrics: Weak<Metric
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let jobs = state.scheduler.get_jobs().await?;
-    let paused = jobs.iter().filter(|job| job.paused).count();
-    let pending = jobs.len() - paused;
+    // Counted by the stores, never by reading every job: a scrape costs the same with
+    // ten jobs or a million (docs/threat-model.md, "Bounded work").
+    let total = state.scheduler.count_jobs().await?;
+    let paused_only = JobQuery {
+        paused: Some(true),
+        limit: 1,
+        ..JobQuery::default()
+    };
+    let paused = state.scheduler.list_jobs(&paused_only, None).await?.total;
+    let pending = total.saturating_sub(paused);
     let mut text = String::new();
     // Writing to a String cannot fail; the results are ignored for that reason.
     let _ = writeln!(

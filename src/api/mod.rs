@@ -24,6 +24,7 @@
 
 mod auth;
 mod cluster;
+mod compute;
 mod error;
 mod events;
 mod extract;
@@ -31,11 +32,13 @@ mod idempotency;
 mod jobs;
 mod metrics;
 mod openapi;
+mod origin;
 mod overview;
 mod preview;
 mod rate_limit;
 mod runs;
 mod scheduler;
+mod server;
 mod ui;
 mod view;
 
@@ -61,11 +64,40 @@ use self::idempotency::IdempotencyCache;
 use self::metrics::Metrics;
 pub use self::rate_limit::RateLimit;
 use self::rate_limit::RateLimiter;
+pub use self::server::ServerLimits;
 use crate::daemon::ReloadRequest;
 use crate::scheduler::Scheduler;
 
 /// The prefix of every API route.
 pub const PREFIX: &str = "/api/v1";
+
+/// A named token (`[api.tokens.NAME]`): what it may do and how fast.
+#[derive(Clone)]
+pub struct NamedToken {
+    /// Its name, in the audit log and in errors; never the secret.
+    pub name: String,
+    /// The secret a client presents as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Whether it may change things (`access = "write"`) or only read.
+    pub write: bool,
+    /// For a write token: the only tasks whose jobs it may add and change, and then
+    /// nothing scheduler-wide. `None`: the API's task policy, and everything else.
+    pub tasks: Option<Vec<String>>,
+    /// Its own request rate; `None`: [`ApiSettings::rate_limit`].
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl fmt::Debug for NamedToken {
+    /// The secret is never shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NamedToken")
+            .field("name", &self.name)
+            .field("write", &self.write)
+            .field("tasks", &self.tasks)
+            .field("rate_limit", &self.rate_limit)
+            .finish_non_exhaustive()
+    }
+}
 
 /// The API's settings (`[api]` in the daemon's config).
 #[derive(Clone)]
@@ -76,6 +108,8 @@ pub struct ApiSettings {
     pub tokens: Vec<String>,
     /// Bearer tokens that may only read (`GET`): dashboards and monitoring.
     pub read_tokens: Vec<String>,
+    /// Named tokens, with their access, tasks and rate (`[api.tokens.NAME]`).
+    pub named_tokens: Vec<NamedToken>,
     /// The tasks that jobs added through the API may name. `None`: every registered
     /// task except `command`, which runs programs on the host and so must be allowed by
     /// name.
@@ -89,32 +123,48 @@ pub struct ApiSettings {
     pub idempotency_ttl: Duration,
     /// How many `Idempotency-Key`s are remembered at most; the oldest go first.
     pub idempotency_capacity: usize,
-    /// How many requests each client may make: per configured token, or per client
-    /// address for requests without one. `None`: no limit.
+    /// How many requests each client may make: per configured token (unless it has
+    /// a limit of its own), or per client address for requests without one. `None`
+    /// (the default): no limit.
     pub rate_limit: Option<RateLimit>,
+    /// How many failed authentications (401) each address may have; past it, 429.
+    pub auth_failure_limit: RateLimit,
     /// Where `POST /scheduler/reload` sends its request: the daemon's reload path.
     /// `None` (a scheduler embedded without config files): the route answers 409.
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
     /// Whether the web page is served at `/`.
     pub ui: bool,
+    /// Host names and addresses the API answers to besides loopback ones (`Host`),
+    /// and whose pages may change things (`Origin`); see docs/threat-model.md. The
+    /// daemon adds its listen address.
+    pub allowed_hosts: Vec<String>,
+    /// How many `GET /events` streams may be open at once; past it, 503.
+    pub max_event_streams: usize,
 }
 
 impl Default for ApiSettings {
-    /// No tokens, the default task policy, 64 KiB bodies, 30 s requests, 200
-    /// requests a second per client (bursts of 400), and idempotency keys kept 24 h,
-    /// 10,000 at most; the web page on.
+    /// No tokens, the default task policy, 64 KiB bodies, 30 s requests, no request
+    /// rate limit but 20 failed authentications per address (then one a second), and
+    /// idempotency keys kept 24 h, 10,000 at most; the web page on.
     fn default() -> ApiSettings {
         ApiSettings {
             tokens: Vec::new(),
             read_tokens: Vec::new(),
+            named_tokens: Vec::new(),
             allowed_tasks: None,
             body_limit: 64 * 1024,
             request_timeout: Duration::from_secs(30),
             idempotency_ttl: Duration::from_secs(24 * 60 * 60),
             idempotency_capacity: 10_000,
-            rate_limit: Some(RateLimit::per_second(200)),
+            rate_limit: None,
+            auth_failure_limit: RateLimit {
+                per_second: 1.0,
+                burst: 20,
+            },
             reload: None,
             ui: true,
+            allowed_hosts: Vec::new(),
+            max_event_streams: 64,
         }
     }
 }
@@ -128,14 +178,18 @@ impl fmt::Debug for ApiSettings {
                 "read_tokens",
                 &format_args!("[{} redacted]", self.read_tokens.len()),
             )
+            .field("named_tokens", &self.named_tokens)
             .field("allowed_tasks", &self.allowed_tasks)
             .field("body_limit", &self.body_limit)
             .field("request_timeout", &self.request_timeout)
             .field("idempotency_ttl", &self.idempotency_ttl)
             .field("idempotency_capacity", &self.idempotency_capacity)
             .field("rate_limit", &self.rate_limit)
+            .field("auth_failure_limit", &self.auth_failure_limit)
             .field("reload", &self.reload.is_some())
             .field("ui", &self.ui)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("max_event_streams", &self.max_event_streams)
             .finish()
     }
 }
@@ -170,7 +224,11 @@ pub enum ApiConfigError {
 /// Refuses settings that would expose the API without authentication: a non-loopback
 /// `addr` needs at least one token, and no token may be empty.
 pub fn check_listen(addr: &SocketAddr, settings: &ApiSettings) -> Result<(), ApiConfigError> {
-    let tokens = settings.tokens.iter().chain(&settings.read_tokens);
+    let tokens = settings
+        .tokens
+        .iter()
+        .chain(&settings.read_tokens)
+        .chain(settings.named_tokens.iter().map(|named| &named.token));
     if tokens.clone().any(|token| token.is_empty()) {
         return Err(ApiConfigError::EmptyToken);
     }
@@ -187,6 +245,8 @@ pub(crate) struct AppState {
     pub(crate) settings: Arc<ApiSettings>,
     pub(crate) idempotency: Arc<IdempotencyCache>,
     pub(crate) metrics: Arc<Metrics>,
+    /// How many event streams are open.
+    pub(crate) event_streams: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Builds the API's router: every route under [`PREFIX`], with authentication, the
@@ -196,13 +256,37 @@ pub(crate) struct AppState {
 /// `GET /metrics` from the scheduler's events.
 pub fn app(scheduler: Scheduler, settings: ApiSettings) -> Router {
     let metrics = Metrics::start(&scheduler);
-    let access = Arc::new(Access::new(&settings.tokens, &settings.read_tokens));
+    let access = Arc::new(Access::new(
+        &settings.tokens,
+        &settings.read_tokens,
+        &settings.named_tokens,
+    ));
     let body_limit = settings.body_limit;
     let ui_enabled = settings.ui;
     let request_timeout = settings.request_timeout;
-    let limiter = settings
-        .rate_limit
-        .map(|limit| Arc::new(RateLimiter::new(limit, access.clone())));
+    let allowed_hosts = Arc::new(origin::AllowedHosts::new(&settings.allowed_hosts));
+    // Per-token limits by the tokens' index in `Access`: `token`, `read_tokens`, then
+    // the named ones, as `Access::new` orders them (empty ones are dropped there too).
+    let per_token = settings
+        .tokens
+        .iter()
+        .chain(&settings.read_tokens)
+        .filter(|token| !token.is_empty())
+        .map(|_| None)
+        .chain(
+            settings
+                .named_tokens
+                .iter()
+                .filter(|named| !named.token.is_empty())
+                .map(|named| named.rate_limit),
+        )
+        .collect();
+    let limiter = Arc::new(RateLimiter::new(
+        settings.rate_limit,
+        per_token,
+        settings.auth_failure_limit,
+        access.clone(),
+    ));
     let state = AppState {
         idempotency: Arc::new(IdempotencyCache::new(
             settings.idempotency_ttl,
@@ -211,12 +295,15 @@ pub fn app(scheduler: Scheduler, settings: ApiSettings) -> Router {
         scheduler,
         settings: Arc::new(settings),
         metrics,
+        event_streams: Arc::default(),
     };
     let Routes {
         public, protected, ..
     } = routes();
-    let protected =
-        protected.route_layer(middleware::from_fn_with_state(access, auth::require_token));
+    // The audit log runs inside authentication, so it knows the caller.
+    let protected = protected
+        .route_layer(middleware::from_fn(auth::audit))
+        .route_layer(middleware::from_fn_with_state(access, auth::require_token));
     let api = public
         .merge(protected)
         .method_not_allowed_fallback(method_not_allowed)
@@ -229,45 +316,41 @@ pub fn app(scheduler: Scheduler, settings: ApiSettings) -> Router {
     };
     let router = router.fallback(route_not_found);
     // Outside authentication, so that guessing tokens is limited too.
-    let router = match limiter {
-        Some(limiter) => router.layer(middleware::from_fn_with_state(limiter, rate_limit::limit)),
-        None => router,
-    };
+    let router = router.layer(middleware::from_fn_with_state(limiter, rate_limit::limit));
+    // Outside the rate limit too: a page in the operator's browser must not use up
+    // the operator's own allowance.
+    let router = router.layer(middleware::from_fn_with_state(allowed_hosts, origin::check));
     router
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(request_timeout, guard))
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then stops accepting,
-/// ends event streams and lets requests in flight finish (for at most
-/// [`SHUTDOWN_GRACE`]).
+/// Serves `router` on `listener` until `shutdown` completes, with the default
+/// [`ServerLimits`]; see [`serve_with`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, router, ServerLimits::default(), shutdown).await
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown` completes, then stops
+/// accepting, ends event streams and lets requests in flight finish (for at most
+/// [`SHUTDOWN_GRACE`]).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (closing_sender, closing) = watch::channel(false);
-    let router = router.layer(Extension(events::Closing(closing.clone())));
+    let router = router.layer(Extension(events::Closing(closing)));
     let signal = async move {
         shutdown.await;
         closing_sender.send_replace(true);
     };
-    // With the peer's address, which the rate limiter keys tokenless clients by.
-    let service = router.into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, service).with_graceful_shutdown(signal);
-    let mut closing = closing;
-    let grace_over = async move {
-        // An error means the sender is gone, which only happens once the server is.
-        let _ = closing.wait_for(|closed| *closed).await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        served = server => served,
-        () = grace_over => {
-            tracing::warn!(grace = ?SHUTDOWN_GRACE, "API connections still open after the shutdown grace period; closing anyway");
-            Ok(())
-        }
-    }
+    server::run(listener, router, limits, signal).await
 }
 
 /// How long [`serve`] waits for requests in flight after the shutdown signal.

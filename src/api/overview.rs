@@ -11,12 +11,14 @@ use axum::extract::State;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::Serialize;
 
+use super::compute::off_workers;
 use super::error::ApiError;
 use super::view::rfc3339;
 use super::{AppState, Routes, Verb};
 use crate::history::{RunOutcome, RunRecord};
 use crate::scheduler::{ClusterNode, ConfigState};
 use crate::store::JobQuery;
+use crate::trigger::Budget;
 
 /// How many of the earliest scheduled jobs the timeline expands.
 const TIMELINE_JOBS: usize = 1000;
@@ -134,30 +136,46 @@ async fn upcoming(state: &AppState, now: DateTime<Utc>) -> Result<Upcoming, ApiE
         ..JobQuery::default()
     };
     let listed = state.scheduler.list_jobs(&query, None).await?;
-    let mut hourly = vec![0u64; TIMELINE_HOURS];
-    let mut truncated = listed.total > u64::try_from(TIMELINE_JOBS).unwrap_or(u64::MAX);
-    for (_, job) in &listed.jobs {
-        let Some(next) = job.next_run_time else {
-            continue;
-        };
-        for (counted, fire) in job.trigger.fire_times(next).enumerate() {
-            if fire >= until {
-                break;
-            }
-            if counted == FIRES_PER_JOB {
-                truncated = true;
-                break;
-            }
-            // A run overdue now is due in the current hour.
-            let hour = (fire.max(from) - from).num_hours();
-            if let Some(slot) = usize::try_from(hour)
-                .ok()
-                .and_then(|hour| hourly.get_mut(hour))
-            {
-                *slot += 1;
+    let truncated = listed.total > u64::try_from(TIMELINE_JOBS).unwrap_or(u64::MAX);
+    // Fire times are CPU work that may take a combined trigger's whole budget per job:
+    // off the async workers, and cut short (truncated) at the deadline.
+    let jobs = listed.jobs;
+    let (hourly, truncated) = off_workers(move |deadline| {
+        let mut hourly = vec![0u64; TIMELINE_HOURS];
+        let mut truncated = truncated;
+        'jobs: for (_, job) in &jobs {
+            let Some(next) = job.next_run_time else {
+                continue;
+            };
+            let mut fire = Some(next);
+            let mut counted = 0;
+            while let Some(at) = fire.filter(|at| *at < until) {
+                if counted == FIRES_PER_JOB {
+                    truncated = true;
+                    break;
+                }
+                counted += 1;
+                // A run overdue now is due in the current hour.
+                let hour = (at.max(from) - from).num_hours();
+                if let Some(slot) = usize::try_from(hour)
+                    .ok()
+                    .and_then(|hour| hourly.get_mut(hour))
+                {
+                    *slot += 1;
+                }
+                let mut budget = Budget::new(Some(deadline));
+                match job.trigger.try_next_fire_time(Some(at), at, &mut budget) {
+                    Ok(next) => fire = next,
+                    Err(_) => {
+                        truncated = true;
+                        break 'jobs;
+                    }
+                }
             }
         }
-    }
+        (hourly, truncated)
+    })
+    .await?;
     Ok(Upcoming {
         from: rfc3339(from),
         hourly,

@@ -11,6 +11,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::compute::{off_workers, too_costly};
 use super::error::ApiError;
 use super::extract::{bounded, Json};
 use super::view::describe_trigger;
@@ -81,11 +82,14 @@ async fn preview(
     let trigger =
         Trigger::new(spec.clone(), &context).map_err(|error| invalid(given_as, &error))?;
     let zone = trigger.timezone();
-    let fire_times = trigger
-        .fire_times(from)
-        .take(count)
-        .map(|instant| format_instant(instant, &zone))
-        .collect();
+    // Off the async workers and bounded: see `compute.rs`.
+    let fire_times =
+        off_workers(move |deadline| trigger.try_fire_times(from, count, Some(deadline)))
+            .await?
+            .map_err(|error| too_costly(given_as, error))?
+            .into_iter()
+            .map(|instant| format_instant(instant, &zone))
+            .collect();
     Ok(axum::Json(PreviewAnswer {
         trigger_text: describe_trigger(&spec),
         trigger_words: spec_to_words(&spec),

@@ -1,18 +1,19 @@
-//! Request rate limiting: one token bucket per client, 429 with `Retry-After` past it.
+//! Request rate limiting: token buckets, 429 with `Retry-After` past them.
 //!
-//! A client is its bearer token when that token is a configured one, and otherwise its
-//! IP address. Keying by any presented token would let a caller mint a fresh bucket per
-//! request by sending made-up tokens; keying unknown tokens by address instead also
-//! slows down anyone guessing tokens. A router served without connection info (the
-//! in-process tests' `oneshot`) puts every such request into one shared bucket.
+//! Two kinds of bucket:
+//! - **Requests**, per client, only where a limit is configured: a token's own
+//!   `rate_limit`, else `[api] rate_limit` (none by default: a service that holds a
+//!   valid token is the operator's own, and throttling it only makes it fail, as an
+//!   order service adding 2,000 jobs at once would). A client is its bearer token
+//!   when that token is a configured one, and otherwise its IP address.
+//! - **Failed authentications**, per address, always ([`RateLimiter::failures`]): a
+//!   client whose requests keep getting 401 for the token they present is held back
+//!   (requests without `Authorization` are never), which slows down anyone
+//!   guessing tokens without touching clients that have one. Keying unknown tokens by
+//!   address also means a caller cannot mint a fresh bucket per request by sending
+//!   made-up tokens. A router served without connection info (the in-process tests'
+//!   `oneshot`) puts every such request into one shared bucket.
 //!
-//! # Ground rules
-//! - The bucket table is behind a `std` mutex held only to update a few numbers, never
-//!   across an `.await`.
-//! - The table is bounded: when it holds [`MAX_CLIENTS`] buckets, the full ones (idle
-//!   clients, which would start afresh anyway) are dropped; if none is full, the
-//!   newcomer shares the one overflow bucket rather than growing the table further.
-
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -59,6 +60,13 @@ enum Client {
     Shared,
 }
 
+/// What a bucket counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    Requests,
+    Failures,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Bucket {
     tokens: f64,
@@ -67,49 +75,69 @@ struct Bucket {
 
 /// The buckets of every client.
 pub(crate) struct RateLimiter {
-    limit: RateLimit,
+    /// Requests per client without a limit of their own; `None`: unlimited.
+    general: Option<RateLimit>,
+    /// Each token's own request limit, by its index in [`Access`].
+    per_token: Vec<Option<RateLimit>>,
+    /// Failed authentications per address.
+    failures: RateLimit,
     access: Arc<Access>,
-    buckets: Mutex<HashMap<Client, Bucket>>,
+    buckets: Mutex<HashMap<(Kind, Client), Bucket>>,
 }
 
 impl RateLimiter {
-    pub(crate) fn new(limit: RateLimit, access: Arc<Access>) -> RateLimiter {
+    pub(crate) fn new(
+        general: Option<RateLimit>,
+        per_token: Vec<Option<RateLimit>>,
+        failures: RateLimit,
+        access: Arc<Access>,
+    ) -> RateLimiter {
         RateLimiter {
-            limit,
+            general,
+            per_token,
+            failures,
             access,
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes one request from `client`'s bucket at `now`: `Ok` if it may go on,
-    /// `Err(wait)` with how long until the next request would be allowed.
-    fn take(&self, client: Client, now: Instant) -> Result<(), Duration> {
-        let capacity = f64::from(self.limit.burst.max(1));
-        let rate = self.limit.per_second;
+    /// Takes one request from `client`'s bucket of `kind` at `now`, `limit` filling
+    /// it: `Ok` if it may go on, `Err(wait)` with how long until the next request
+    /// would be allowed. With `peek`, nothing is taken.
+    fn take(
+        &self,
+        kind: Kind,
+        client: Client,
+        limit: RateLimit,
+        now: Instant,
+        peek: bool,
+    ) -> Result<(), Duration> {
+        let capacity = f64::from(limit.burst.max(1));
+        let rate = limit.per_second;
         // A poisoned lock only means another request panicked between two float
         // updates; the numbers are still usable.
         let mut buckets = self
             .buckets
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let client = if buckets.len() >= MAX_CLIENTS && !buckets.contains_key(&client) {
+        let mut key = (kind, client);
+        if buckets.len() >= MAX_CLIENTS && !buckets.contains_key(&key) {
+            // Full buckets belong to idle clients, which would start afresh anyway.
             buckets.retain(|_, bucket| refill(bucket, now, rate, capacity) < capacity);
             if buckets.len() >= MAX_CLIENTS {
-                Client::Shared
-            } else {
-                client
+                key = (kind, Client::Shared);
             }
-        } else {
-            client
-        };
-        let bucket = buckets.entry(client).or_insert(Bucket {
+        }
+        let bucket = buckets.entry(key).or_insert(Bucket {
             tokens: capacity,
             refilled: now,
         });
         bucket.tokens = refill(bucket, now, rate, capacity);
         bucket.refilled = now;
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+            if !peek {
+                bucket.tokens -= 1.0;
+            }
             Ok(())
         } else {
             let missing = 1.0 - bucket.tokens;
@@ -133,6 +161,19 @@ impl RateLimiter {
             None => Client::Shared,
         }
     }
+
+    /// The request limit of `client`, if it has one.
+    fn request_limit(&self, client: &Client) -> Option<RateLimit> {
+        match client {
+            Client::Token(index) => self
+                .per_token
+                .get(*index)
+                .copied()
+                .flatten()
+                .or(self.general),
+            _ => self.general,
+        }
+    }
 }
 
 /// The bucket's level at `now`, refilled at `rate` per second up to `capacity`.
@@ -149,10 +190,34 @@ pub(crate) async fn limit(
     next: Next,
 ) -> Response {
     let client = limiter.client(&request);
-    match limiter.take(client, Instant::now()) {
-        Ok(()) => next.run(request).await,
-        Err(wait) => too_many_requests(wait),
+    let now = Instant::now();
+    if let Some(limit) = limiter.request_limit(&client) {
+        if let Err(wait) = limiter.take(Kind::Requests, client.clone(), limit, now, false) {
+            return too_many_requests(wait);
+        }
     }
+    // Only a request that presents a token that is not one can be a guess: probes
+    // without one (`GET /health` from a load balancer) are never held back.
+    let unauthenticated = !matches!(client, Client::Token(_))
+        && request.headers().contains_key(header::AUTHORIZATION);
+    if unauthenticated {
+        // Held back once its failures used up the bucket; a success costs nothing.
+        if let Err(wait) = limiter.take(Kind::Failures, client.clone(), limiter.failures, now, true)
+        {
+            return too_many_requests(wait);
+        }
+    }
+    let response = next.run(request).await;
+    if unauthenticated && response.status() == StatusCode::UNAUTHORIZED {
+        let _ = limiter.take(
+            Kind::Failures,
+            client,
+            limiter.failures,
+            Instant::now(),
+            false,
+        );
+    }
+    response
 }
 
 /// 429 with the error body and `Retry-After` in whole seconds, rounded up so that a
@@ -178,9 +243,18 @@ mod tests {
 
     fn limiter(per_second: f64, burst: u32) -> RateLimiter {
         RateLimiter::new(
-            RateLimit { per_second, burst },
-            Arc::new(Access::new(&["rw".to_owned()], &[])),
+            Some(RateLimit { per_second, burst }),
+            Vec::new(),
+            RateLimit::per_second(10),
+            Arc::new(Access::new(&["rw".to_owned()], &[], &[])),
         )
+    }
+
+    fn take(limiter: &RateLimiter, client: Client, now: Instant) -> Result<(), Duration> {
+        let limit = limiter
+            .request_limit(&client)
+            .unwrap_or(RateLimit::per_second(1));
+        limiter.take(Kind::Requests, client, limit, now, false)
     }
 
     #[test]
@@ -188,18 +262,16 @@ mod tests {
         let limiter = limiter(10.0, 3);
         let start = Instant::now();
         for _ in 0..3 {
-            assert_eq!(limiter.take(Client::Token(0), start), Ok(()));
+            assert_eq!(take(&limiter, Client::Token(0), start), Ok(()));
         }
-        let wait = limiter
-            .take(Client::Token(0), start)
-            .expect_err("past the burst");
+        let wait = take(&limiter, Client::Token(0), start).expect_err("past the burst");
         assert!(wait > Duration::from_millis(90) && wait <= Duration::from_millis(100));
         // Other clients have buckets of their own.
-        assert_eq!(limiter.take(Client::Shared, start), Ok(()));
+        assert_eq!(take(&limiter, Client::Shared, start), Ok(()));
         // 100 ms later one more request is allowed, and only one.
         let later = start + Duration::from_millis(100);
-        assert_eq!(limiter.take(Client::Token(0), later), Ok(()));
-        assert!(limiter.take(Client::Token(0), later).is_err());
+        assert_eq!(take(&limiter, Client::Token(0), later), Ok(()));
+        assert!(take(&limiter, Client::Token(0), later).is_err());
     }
 
     #[test]
@@ -207,12 +279,12 @@ mod tests {
         let limiter = limiter(1.0, 1);
         let now = Instant::now();
         for index in 0..MAX_CLIENTS + 10 {
-            let _ = limiter.take(Client::Token(index), now);
+            let _ = take(&limiter, Client::Token(index), now);
         }
         let buckets = limiter.buckets.lock().unwrap_or_else(|p| p.into_inner());
         // The clients with buckets of their own, and the shared overflow bucket.
         assert_eq!(buckets.len(), MAX_CLIENTS + 1);
-        assert!(buckets.contains_key(&Client::Shared));
+        assert!(buckets.contains_key(&(Kind::Requests, Client::Shared)));
     }
 
     #[test]

@@ -58,6 +58,15 @@ pub(crate) struct LastRun {
 }
 
 impl JobView {
+    /// The view with secrets in its args hidden, for a token that may only read
+    /// (docs/threat-model.md): see [`redact_args`].
+    pub(crate) fn redacted_if(mut self, hide: bool) -> JobView {
+        if hide {
+            redact_args(&mut self.args);
+        }
+        self
+    }
+
     /// The view, saying which store holds the job.
     pub(crate) fn in_store(mut self, jobstore: String) -> JobView {
         self.jobstore = Some(jobstore);
@@ -261,5 +270,62 @@ mod tests {
             describe_trigger(&either),
             "or[cron[hour='3'], crontab[@daily]]"
         );
+    }
+}
+
+/// What a redacted secret shows as.
+const REDACTED: &str = "***";
+
+/// Hides the secrets job args usually hold: every value under a `headers` or `env`
+/// key (an `Authorization` header, a password variable) and the password of any URL.
+pub(crate) fn redact_args(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                let secret_map =
+                    key.eq_ignore_ascii_case("headers") || key.eq_ignore_ascii_case("env");
+                match value {
+                    serde_json::Value::Object(entries) if secret_map => {
+                        for entry in entries.values_mut() {
+                            *entry = serde_json::Value::String(REDACTED.to_owned());
+                        }
+                    }
+                    other => redact_args(other),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_args),
+        serde_json::Value::String(text) => {
+            if let Ok(mut url) = reqwest::Url::parse(text) {
+                if url.password().is_some() && url.set_password(Some(REDACTED)).is_ok() {
+                    *text = url.to_string();
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn headers_env_and_url_passwords_are_hidden() {
+        let mut args = json!({
+            "url": "https://user:hunter2@example.com/x",
+            "headers": {"Authorization": "Bearer s3cret"},
+            "env": {"DB_PASSWORD": "pw"},
+            "argv": ["psql", "postgres://app:pw2@db/app"],
+            "method": "POST",
+        });
+        redact_args(&mut args);
+        let shown = args.to_string();
+        for secret in ["hunter2", "s3cret", "\"pw\"", "pw2"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert_eq!(args["method"], "POST");
+        assert_eq!(args["headers"]["Authorization"], "***");
     }
 }

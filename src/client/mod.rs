@@ -723,6 +723,7 @@ impl ApiClient {
         idempotency_key: Option<&str>,
     ) -> Result<(String, StatusCode), ClientError> {
         let url = self.url(path, query);
+        let method_changes = method != Method::GET;
         let mut request = self.http.request(method, url.clone());
         if let Some(authorization) = &self.authorization {
             request = request.header(AUTHORIZATION, authorization.clone());
@@ -730,8 +731,12 @@ impl ApiClient {
         if let Some(key) = idempotency_key {
             request = request.header("idempotency-key", key);
         }
+        // The API refuses a POST without a JSON content type, body or not: that is
+        // what a cross-site page cannot send (docs/threat-model.md).
         if let Some(body) = body {
             request = request.header(CONTENT_TYPE, "application/json").body(body);
+        } else if method_changes {
+            request = request.header(CONTENT_TYPE, "application/json");
         }
         let response = request
             .send()
@@ -843,9 +848,16 @@ mod tests {
             token: token.map(str::to_owned),
             read_tokens: Vec::new(),
             allowed_tasks: Default::default(),
-            rate_limit: 200,
-            rate_limit_burst: 400,
+            rate_limit: None,
+            rate_limit_burst: None,
+            tokens: Vec::new(),
             ui: true,
+            allowed_hosts: Vec::new(),
+            http_allow: Vec::new(),
+            max_connections: 512,
+            header_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(60),
+            max_event_streams: 64,
         }
     }
 

@@ -190,14 +190,64 @@ pub struct ApiConfig {
     /// `command`, so a token is never a way to run arbitrary programs.
     pub allowed_tasks: BTreeSet<String>,
     /// `rate_limit`: requests per second each client may make (per token, or per
-    /// address without one); default 200. Past it requests get 429.
-    pub rate_limit: u32,
+    /// address without one); default none (failed authentications are always
+    /// limited). Past it requests get 429.
+    pub rate_limit: Option<u32>,
     /// `rate_limit_burst`: how many requests a client may make at once after a quiet
     /// spell; default twice `rate_limit`.
-    pub rate_limit_burst: u32,
+    pub rate_limit_burst: Option<u32>,
+    /// `[api.tokens.NAME]`: named tokens, by name.
+    pub tokens: Vec<TokenConfig>,
     /// `ui`: serve the web page at `/`; default true when `listen` is a loopback
     /// address.
     pub ui: bool,
+    /// `allowed_hosts`: host names or addresses, besides loopback ones and `listen`,
+    /// that requests may name in `Host` and whose pages may change things (`Origin`);
+    /// default none. See docs/threat-model.md.
+    pub allowed_hosts: Vec<String>,
+    /// `http_allow`: host names and CIDR ranges whose loopback and private addresses
+    /// `http` jobs added through the API may reach; default none. Link-local and
+    /// metadata addresses are refused whatever it says (see `task/outbound.rs`).
+    pub http_allow: Vec<String>,
+    /// `max_connections`: connections open at once; default 512.
+    pub max_connections: usize,
+    /// `header_timeout`: how long a client may take to send a request head; default 10 s.
+    pub header_timeout: Duration,
+    /// `idle_timeout`: how long a connection may sit without traffic; default 60 s.
+    pub idle_timeout: Duration,
+    /// `max_event_streams`: `GET /events` streams open at once; default 64.
+    pub max_event_streams: usize,
+}
+
+/// `[api.tokens.NAME]`: a named token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenConfig {
+    /// `NAME`.
+    pub name: String,
+    /// `token` (`${VAR}` expanded) or the first line of `token_file`.
+    pub token: String,
+    /// `access = "write"`; default `"read"`.
+    pub write: bool,
+    /// `tasks`: the only tasks a write token may schedule, which also keeps it from
+    /// everything scheduler-wide; `None`: `[api] allowed_tasks` and full access.
+    pub tasks: Option<BTreeSet<String>>,
+    /// `rate_limit`: its own requests per second; default `[api] rate_limit`.
+    pub rate_limit: Option<u32>,
+    /// `rate_limit_burst`: default twice its `rate_limit`.
+    pub rate_limit_burst: Option<u32>,
+}
+
+impl fmt::Debug for TokenConfig {
+    /// Never prints the token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("name", &self.name)
+            .field("write", &self.write)
+            .field("tasks", &self.tasks)
+            .field("rate_limit", &self.rate_limit)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for ApiConfig {
@@ -211,7 +261,14 @@ impl fmt::Debug for ApiConfig {
             .field("allowed_tasks", &self.allowed_tasks)
             .field("rate_limit", &self.rate_limit)
             .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("tokens", &self.tokens)
             .field("ui", &self.ui)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("http_allow", &self.http_allow)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_event_streams", &self.max_event_streams)
             .finish()
     }
 }

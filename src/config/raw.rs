@@ -169,6 +169,25 @@ pub(crate) struct RawApi {
     pub(crate) rate_limit: Option<Spanned<u32>>,
     pub(crate) rate_limit_burst: Option<Spanned<u32>>,
     pub(crate) ui: Option<bool>,
+    pub(crate) allowed_hosts: Option<Vec<Spanned<String>>>,
+    pub(crate) http_allow: Option<Vec<Spanned<String>>>,
+    pub(crate) max_connections: Option<Spanned<u32>>,
+    pub(crate) header_timeout: Option<HumaneDuration>,
+    pub(crate) idle_timeout: Option<HumaneDuration>,
+    pub(crate) max_event_streams: Option<Spanned<u32>>,
+    pub(crate) tokens: Option<std::collections::BTreeMap<String, Spanned<RawToken>>>,
+}
+
+/// `[api.tokens.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawToken {
+    pub(crate) token: Option<Spanned<String>>,
+    pub(crate) token_file: Option<Spanned<String>>,
+    pub(crate) access: Option<Spanned<String>>,
+    pub(crate) tasks: Option<Vec<Spanned<String>>>,
+    pub(crate) rate_limit: Option<Spanned<u32>>,
+    pub(crate) rate_limit_burst: Option<Spanned<u32>>,
 }
 
 /// `[log]`.

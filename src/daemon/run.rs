@@ -231,12 +231,26 @@ async fn start_api(
         tokens: config.api.token.iter().cloned().collect(),
         read_tokens: config.api.read_tokens.clone(),
         allowed_tasks: Some(config.api.allowed_tasks.iter().cloned().collect()),
-        rate_limit: Some(RateLimit {
-            per_second: f64::from(config.api.rate_limit),
-            burst: config.api.rate_limit_burst,
-        }),
+        named_tokens: config
+            .api
+            .tokens
+            .iter()
+            .map(|token| api::NamedToken {
+                name: token.name.clone(),
+                token: token.token.clone(),
+                write: token.write,
+                tasks: token
+                    .tasks
+                    .as_ref()
+                    .map(|tasks| tasks.iter().cloned().collect()),
+                rate_limit: rate(token.rate_limit, token.rate_limit_burst),
+            })
+            .collect(),
+        rate_limit: rate(config.api.rate_limit, config.api.rate_limit_burst),
         reload: Some(reloads),
         ui: config.api.ui,
+        allowed_hosts: allowed_hosts(&config.api),
+        max_event_streams: config.api.max_event_streams,
         ..ApiSettings::default()
     };
     let address = config.api.listen;
@@ -247,7 +261,12 @@ async fn start_api(
     let bound = listener.local_addr().unwrap_or(address);
     let router = api::app(scheduler.clone(), settings);
     let (stop, stopped) = oneshot::channel::<()>();
-    let served = tokio::spawn(api::serve(listener, router, async move {
+    let limits = api::ServerLimits {
+        max_connections: config.api.max_connections,
+        header_timeout: config.api.header_timeout,
+        idle_timeout: config.api.idle_timeout,
+    };
+    let served = tokio::spawn(api::serve_with(listener, router, limits, async move {
         let _ = stopped.await;
     }));
     tracing::info!(listen = %bound, "API listening on http://{bound}{}", api::PREFIX);
@@ -255,6 +274,24 @@ async fn start_api(
         tracing::info!("web page on http://{bound}/");
     }
     Ok((stop, served))
+}
+
+/// A configured rate and burst as the API takes them.
+fn rate(per_second: Option<u32>, burst: Option<u32>) -> Option<RateLimit> {
+    per_second.map(|per_second| RateLimit {
+        per_second: f64::from(per_second),
+        burst: burst.unwrap_or(per_second.saturating_mul(2)),
+    })
+}
+
+/// `[api] allowed_hosts` plus the address the API listens on, unless that is every
+/// interface (`0.0.0.0`, `::`), which names no host.
+fn allowed_hosts(api: &crate::config::ApiConfig) -> Vec<String> {
+    let mut hosts = api.allowed_hosts.clone();
+    if !api.listen.ip().is_unspecified() {
+        hosts.push(api.listen.ip().to_string());
+    }
+    hosts
 }
 
 /// Configures the tasks that take settings from `config.tasks` (`[tasks.stats]`,
@@ -269,7 +306,15 @@ pub async fn build_scheduler(
 ) -> Result<Scheduler, DaemonError> {
     // Connects to nothing: the tasks open their databases when they first run, so a
     // database that is down delays no start.
-    tasks.configure(&config.tasks)?;
+    // `[api] http_allow` is the `http` task's setting (see task/outbound.rs).
+    let mut settings = config.tasks.clone();
+    if !config.api.http_allow.is_empty() {
+        settings.insert(
+            crate::task::http::SETTINGS_SECTION.to_owned(),
+            serde_json::json!({ "allow": config.api.http_allow }),
+        );
+    }
+    tasks.configure(&settings)?;
     let mut builder = Scheduler::builder()
         .id(config.scheduler.node_id.clone())
         .timezone(config.scheduler.timezone)

@@ -97,6 +97,7 @@ impl Drop for Unreported {
             run_id: identity.run_id,
             scheduled_time: identity.scheduled_time,
             args: serde_json::Value::Null,
+            from_config: false,
         });
         let stopped: Vec<TaskRun> = running.into_iter().chain(self.waiting.drain(..)).collect();
         if !stopped.is_empty() {

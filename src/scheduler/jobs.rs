@@ -590,6 +590,7 @@ pub(crate) fn submission(
             run_id: generate_id(),
             scheduled_time: *scheduled_time,
             args: job.args.clone(),
+            from_config: job.is_from_config(),
         })
         .collect();
     Some(Submission {

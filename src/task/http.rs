@@ -17,14 +17,23 @@
 //!
 //! # Ground rules
 //! - At most [`MAX_OUTPUT_BYTES`] of the body are read; the rest is not downloaded.
-//! - Redirects are followed (up to 10), and the status checked is the final one.
+//! - Redirects are followed by hand (up to 10), and the status checked is the final
+//!   one. A redirect to another host (or scheme or port) drops the job's `headers`, so
+//!   a token meant for one server never reaches another.
+//! - Jobs that do not come from the config files (added through the API or by a
+//!   library user) connect only where the [`OutboundPolicy`] allows: every hop's URL
+//!   is checked, and names are resolved through a resolver that drops refused
+//!   addresses (see `outbound.rs`).
 //! - One client per task, so connections are reused across runs. TLS is rustls with
 //!   ring (or the process's default crypto provider, if the program installed one) and
 //!   the system's trust store; we never install a process-wide default ourselves, which
 //!   would break a program that embeds kairos and installs its own.
-//! - Proxies come from `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY`, as curl reads them.
+//! - Proxies come from `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY`, as curl reads them. For
+//!   restricted jobs the target is still checked on kairos's own resolution of it, and
+//!   a proxy on a private address must be listed in `[api] http_allow`.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -34,15 +43,78 @@ use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
 use super::args::{duration_arg, kind, object, utf8_prefix};
+use super::outbound::{AllowRule, GuardedResolver, OutboundPolicy, Refusal};
+use super::SettingsError;
 use super::{Task, TaskFailure, TaskRun};
 use crate::history::MAX_OUTPUT_BYTES;
 
 /// Calls a URL.
 #[derive(Clone, Debug, Default)]
 pub struct HttpTask {
-    /// Built on first use; an error (no usable trust store, say) fails each run.
-    client: OnceLock<Result<reqwest::Client, String>>,
+    /// Where jobs that are not from the config files may connect.
+    policy: Arc<OutboundPolicy>,
+    /// For config-file jobs. Built on first use; an error (no usable trust store, say)
+    /// fails each run.
+    open: OnceLock<Result<reqwest::Client, String>>,
+    /// For the others: resolves names through [`GuardedResolver`].
+    guarded: OnceLock<Result<reqwest::Client, String>>,
 }
+
+impl HttpTask {
+    /// The task with `policy` for jobs that are not from the config files (the
+    /// default policy allows no loopback or private address).
+    pub fn with_policy(policy: OutboundPolicy) -> HttpTask {
+        HttpTask {
+            policy: Arc::new(policy),
+            ..HttpTask::default()
+        }
+    }
+}
+
+impl HttpTask {
+    /// Builds the task from its settings: `{"allow": ["10.0.0.0/8", "db.internal"]}`,
+    /// the daemon's `[api] http_allow` (also how a process-pool worker gets them).
+    pub fn from_settings(value: &Value) -> Result<HttpTask, Vec<SettingsError>> {
+        let Some(object) = value.as_object() else {
+            return Err(vec![SettingsError::new("", "must be a table")]);
+        };
+        let mut rules = Vec::new();
+        let mut errors = Vec::new();
+        for (key, value) in object {
+            match (key.as_str(), value) {
+                ("allow", Value::Array(items)) => {
+                    for (index, item) in items.iter().enumerate() {
+                        match item.as_str().map(AllowRule::parse) {
+                            Some(Ok(rule)) => rules.push(rule),
+                            Some(Err(message)) => {
+                                errors.push(SettingsError::new(format!("allow[{index}]"), message))
+                            }
+                            None => errors.push(SettingsError::new(
+                                format!("allow[{index}]"),
+                                "must be a string",
+                            )),
+                        }
+                    }
+                }
+                ("allow", _) => errors.push(SettingsError::new("allow", "must be a list")),
+                (other, _) => {
+                    errors.push(SettingsError::new(other, "unknown key (only `allow`)"));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(HttpTask::with_policy(OutboundPolicy::new(rules)))
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// The settings section the daemon fills from `[api] http_allow`.
+pub const SETTINGS_SECTION: &str = "http";
+
+/// The most redirects one run follows.
+const MAX_REDIRECTS: usize = 10;
 
 #[async_trait]
 impl Task for HttpTask {
@@ -52,12 +124,26 @@ impl Task for HttpTask {
 
     async fn run(&self, run: TaskRun) -> Result<String, TaskFailure> {
         let args = HttpArgs::parse(&run.args).map_err(TaskFailure::new)?;
-        let client = self
-            .client
-            .get_or_init(build_client)
+        let (client, policy) = if run.from_config {
+            (self.open.get_or_init(|| build_client(None)), None)
+        } else {
+            let resolver = GuardedResolver {
+                policy: self.policy.clone(),
+            };
+            (
+                self.guarded.get_or_init(|| build_client(Some(resolver))),
+                Some(&*self.policy),
+            )
+        };
+        let client = client
             .as_ref()
             .map_err(|error| TaskFailure::new(error.clone()))?;
-        call(client, &args).await
+        call(client, &args, policy).await
+    }
+
+    fn settings(&self) -> Option<Value> {
+        let allow = self.policy.rules();
+        (!allow.is_empty()).then(|| serde_json::json!({ "allow": allow }))
     }
 }
 
@@ -294,12 +380,51 @@ impl fmt::Display for StatusSpec {
     }
 }
 
-fn build_client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+fn build_client(resolver: Option<GuardedResolver>) -> Result<reqwest::Client, String> {
+    let builder = reqwest::Client::builder()
         .user_agent(concat!("kairos/", env!("CARGO_PKG_VERSION")))
-        .tls_backend_preconfigured(tls_config()?)
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_backend_preconfigured(tls_config()?);
+    let builder = match resolver {
+        Some(resolver) => builder.dns_resolver(Arc::new(resolver)),
+        None => builder,
+    };
+    builder
         .build()
         .map_err(|error| format!("cannot set up the HTTP client: {}", chain(&error)))
+}
+
+/// Refuses `url` when `policy` refuses its host: an address as written, or any address
+/// its name resolves to now (the resolver checks again when connecting).
+async fn check_hop(url: &Url, policy: &OutboundPolicy) -> Result<(), TaskFailure> {
+    let refuse = |refusal: Refusal| {
+        TaskFailure::new(format!("refused to call {}: {refusal}", redacted(url)))
+    };
+    let Some(host) = url.host_str() else {
+        return Err(TaskFailure::new(format!("{} has no host", redacted(url))));
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    if let Ok(address) = host.parse::<IpAddr>() {
+        return policy.check("", address).map_err(refuse);
+    }
+    let port = url.port_or_known_default().unwrap_or(80);
+    let found = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|error| TaskFailure::new(format!("cannot resolve {host}: {error}")))?;
+    for address in found {
+        policy.check(&host, address.ip()).map_err(refuse)?;
+    }
+    Ok(())
+}
+
+/// Whether `next` is on the same origin as `previous` (scheme, host and port).
+fn same_origin(previous: &Url, next: &Url) -> bool {
+    previous.scheme() == next.scheme()
+        && previous.host_str() == next.host_str()
+        && previous.port_or_known_default() == next.port_or_known_default()
 }
 
 /// The TLS setup of every reqwest client kairos builds (this task's and the CLI's API
@@ -319,29 +444,86 @@ pub(crate) fn tls_config() -> Result<rustls::ClientConfig, String> {
         .with_no_client_auth())
 }
 
-async fn call(client: &reqwest::Client, args: &HttpArgs) -> Result<String, TaskFailure> {
-    let mut request = client
-        .request(args.method.clone(), args.url.clone())
-        .headers(args.headers.clone())
-        .timeout(args.timeout);
-    match &args.body {
-        None => {}
-        Some(Body::Text(text)) => request = request.body(text.clone()),
-        Some(Body::Json(json)) => {
-            if !args.headers.contains_key(CONTENT_TYPE) {
-                request = request.header(CONTENT_TYPE, "application/json");
+async fn call(
+    client: &reqwest::Client,
+    args: &HttpArgs,
+    policy: Option<&OutboundPolicy>,
+) -> Result<String, TaskFailure> {
+    let deadline = tokio::time::Instant::now() + args.timeout;
+    let mut url = args.url.clone();
+    let mut method = args.method.clone();
+    let mut body = args.body.clone();
+    let mut headers = args.headers.clone();
+    let mut hops = 0;
+    let mut response = loop {
+        if let Some(policy) = policy {
+            check_hop(&url, policy).await?;
+        }
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let mut request = client
+            .request(method.clone(), url.clone())
+            .headers(headers.clone())
+            .timeout(remaining);
+        match &body {
+            None => {}
+            Some(Body::Text(text)) => request = request.body(text.clone()),
+            Some(Body::Json(json)) => {
+                if !headers.contains_key(CONTENT_TYPE) {
+                    request = request.header(CONTENT_TYPE, "application/json");
+                }
+                request = request.body(json.clone());
             }
-            request = request.body(json.clone());
         }
-    }
-    let mut response = request.send().await.map_err(|error| {
-        let message = describe_error(&error, args);
-        if error.is_timeout() {
-            TaskFailure::timeout(message)
-        } else {
-            TaskFailure::new(message)
+        let response = request.send().await.map_err(|error| {
+            let message = describe_error(&error, args);
+            if error.is_timeout() {
+                TaskFailure::timeout(message)
+            } else {
+                TaskFailure::new(message)
+            }
+        })?;
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|location| url.join(location).ok());
+        let next = match location {
+            Some(next) if status.is_redirection() && status != StatusCode::NOT_MODIFIED => next,
+            _ => break response,
+        };
+        hops += 1;
+        if hops > MAX_REDIRECTS {
+            return Err(TaskFailure::new(format!(
+                "{} {}: more than {MAX_REDIRECTS} redirects",
+                args.method,
+                redacted(&args.url)
+            )));
         }
-    })?;
+        if !matches!(next.scheme(), "http" | "https") {
+            return Err(TaskFailure::new(format!(
+                "{} {}: redirected to a {} URL",
+                args.method,
+                redacted(&args.url),
+                next.scheme()
+            )));
+        }
+        // 303, and 301/302 after a POST, turn into a GET without a body, as browsers
+        // and curl do.
+        let to_get = status == StatusCode::SEE_OTHER
+            || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
+                && method == Method::POST);
+        if to_get {
+            method = Method::GET;
+            body = None;
+            headers.remove(CONTENT_TYPE);
+        }
+        // The job's headers (tokens, cookies) were meant for the first server only.
+        if !same_origin(&url, &next) {
+            headers.clear();
+        }
+        url = next;
+    };
     let status = response.status();
     let mut output = format!("{:?} {}", response.version(), status.as_u16());
     if let Some(reason) = status.canonical_reason() {
@@ -588,7 +770,7 @@ mod tests {
     #[test]
     fn builds_a_client_with_rustls_and_ring() {
         // A TLS config reqwest did not recognise would make this fail.
-        build_client().expect("the client builds");
+        build_client(None).expect("the client builds");
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod args;
 pub mod command;
 pub mod http;
 pub mod orders;
+pub mod outbound;
 mod settings;
 mod sql;
 pub mod stats;
@@ -46,6 +47,11 @@ pub struct TaskRun {
     pub scheduled_time: DateTime<Utc>,
     /// The job's args.
     pub args: serde_json::Value,
+    /// Whether the job comes from the daemon's config files, the operator's own: the
+    /// `http` task checks where the others may connect (see `outbound.rs`), and the
+    /// `command` task (the operator's choice) may inherit the environment.
+    #[serde(default)]
+    pub from_config: bool,
 }
 
 /// Why a task failed, and what it printed before.
@@ -215,7 +221,12 @@ impl TaskRegistry {
     pub fn with_builtins() -> TaskRegistry {
         let mut registry = TaskRegistry::new();
         registry.register("command", command::CommandTask);
-        registry.register("http", http::HttpTask::default());
+        registry.register_configurable(
+            "http",
+            http::SETTINGS_SECTION,
+            http::HttpTask::default(),
+            http::HttpTask::from_settings,
+        );
         registry.register_configurable(
             stats::TASK_NAME,
             stats::SECTION,

@@ -41,6 +41,7 @@
 pub(crate) mod calendar_interval;
 pub(crate) mod civil;
 mod combining;
+pub use combining::{Budget, EvaluationError, EVALUATION_BUDGET, MAX_NESTING, MAX_PARTS};
 pub(crate) mod cron;
 pub(crate) mod crontab;
 mod date;
@@ -268,11 +269,27 @@ impl Trigger {
     /// As in APScheduler, a `date` trigger's only fire time is returned even when it
     /// lies before `now`: a one-off job whose moment passed while the scheduler was
     /// down still runs, subject to the job's misfire grace time.
+    ///
+    /// A trigger whose fire time cannot be computed within its [`Budget`] (see
+    /// [`Trigger::try_next_fire_time`]) has none here either.
     pub fn next_fire_time(
         &self,
         previous_fire_time: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
+        self.try_next_fire_time(previous_fire_time, now, &mut Budget::new(None))
+            .ok()
+            .flatten()
+    }
+
+    /// [`Trigger::next_fire_time`], telling a schedule that is over (`Ok(None)`) from
+    /// one whose computation ran out of `budget` (combinations only).
+    pub fn try_next_fire_time(
+        &self,
+        previous_fire_time: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        budget: &mut Budget,
+    ) -> Result<Option<DateTime<Utc>>, EvaluationError> {
         let run_date = match &self.repr {
             Repr::Date { run_date, .. } => Some(*run_date),
             Repr::Shared(inner) => match inner.schedule {
@@ -282,12 +299,44 @@ impl Trigger {
         };
         match (run_date, previous_fire_time) {
             // A date trigger fires once: after any previous fire time it is finished.
-            (Some(run_date), previous) => previous.is_none().then_some(run_date),
-            (None, Some(previous)) => {
-                self.first_fire_at_or_after(previous + TimeDelta::microseconds(1))
-            }
-            (None, None) => self.first_fire_at_or_after(datetime::truncate_to_micros(now)),
+            (Some(run_date), previous) => Ok(previous.is_none().then_some(run_date)),
+            (None, Some(previous)) => match previous.checked_add_signed(TimeDelta::microseconds(1))
+            {
+                Some(after) => self.first_fire_within(after, budget),
+                None => Ok(None),
+            },
+            (None, None) => self.first_fire_within(datetime::truncate_to_micros(now), budget),
         }
+    }
+
+    /// Up to `count` fire times from `from` on, each within a fresh evaluation budget
+    /// and all before `deadline`: what the API and `kairos next` compute for input
+    /// they were given.
+    pub fn try_fire_times(
+        &self,
+        from: DateTime<Utc>,
+        count: usize,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Vec<DateTime<Utc>>, EvaluationError> {
+        let budget = Budget::new(deadline);
+        let mut times = Vec::with_capacity(count.min(1024));
+        let mut previous = None;
+        while times.len() < count {
+            let next = match previous {
+                None => self.try_next_fire_time(None, from, &mut budget.renewed())?,
+                Some(previous) => {
+                    self.try_next_fire_time(Some(previous), previous, &mut budget.renewed())?
+                }
+            };
+            match next {
+                Some(next) => {
+                    times.push(next);
+                    previous = Some(next);
+                }
+                None => break,
+            }
+        }
+        Ok(times)
     }
 
     /// Fire times from `from` on (the first at or after it), as `kairos next` lists them.
@@ -303,18 +352,32 @@ impl Trigger {
     /// The first fire time at or after `instant`: the shared primitive of every
     /// trigger, also what combinations are built from.
     pub(crate) fn first_fire_at_or_after(&self, instant: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.first_fire_within(instant, &mut Budget::new(None))
+            .ok()
+            .flatten()
+    }
+
+    /// [`Trigger::first_fire_at_or_after`], charging `budget` one evaluation.
+    fn first_fire_within(
+        &self,
+        instant: DateTime<Utc>,
+        budget: &mut Budget,
+    ) -> Result<Option<DateTime<Utc>>, EvaluationError> {
         let inner = match &self.repr {
-            Repr::Date { run_date, .. } => return (*run_date >= instant).then_some(*run_date),
+            Repr::Date { run_date, .. } => return Ok((*run_date >= instant).then_some(*run_date)),
             Repr::Shared(inner) => inner,
         };
-        match &inner.schedule {
+        budget.charge()?;
+        Ok(match &inner.schedule {
             Schedule::Date(run_date) => (*run_date >= instant).then_some(*run_date),
             Schedule::Interval(trigger) => trigger.first_fire_at_or_after(instant),
             Schedule::Cron(trigger) => trigger.first_fire_at_or_after(instant),
             Schedule::CalendarInterval(trigger) => trigger.first_fire_at_or_after(instant),
-            Schedule::And(triggers) => combining::all_agree_at_or_after(triggers, instant),
-            Schedule::Or(triggers) => combining::any_at_or_after(triggers, instant),
-        }
+            Schedule::And(triggers) => {
+                return combining::all_agree_at_or_after(triggers, instant, budget)
+            }
+            Schedule::Or(triggers) => return combining::any_at_or_after(triggers, instant, budget),
+        })
     }
 
     /// The zone the trigger computes and shows its times in.

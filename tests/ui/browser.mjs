@@ -227,7 +227,9 @@ try {
     assert((await readPage.textContent('#access')).includes('read-only'), 'the header says read-only');
     await readPage.waitForSelector('#runs-body tr[data-run-id]');
     const refused = await readPage.evaluate(async (bearer) => {
-      const response = await fetch('/api/v1/jobs/target-job/pause', {method: 'POST', headers: {Authorization: `Bearer ${bearer}`}});
+      const response = await fetch('/api/v1/jobs/target-job/pause', {
+        method: 'POST', headers: {Authorization: `Bearer ${bearer}`, 'Content-Type': 'application/json'},
+      });
       return response.status;
     }, readToken);
     assert(refused === 403, `the API refuses a read-only write: ${refused}`);

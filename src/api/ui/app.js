@@ -118,7 +118,8 @@ function authHeaders() {
 
 async function api(path, {method = 'GET', body} = {}) {
   const headers = {...authHeaders(), Accept: 'application/json'};
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  // The API refuses a POST without this, body or not (docs/threat-model.md).
+  if (body !== undefined || method !== 'GET') headers['Content-Type'] = 'application/json';
   const response = await fetch(API + path, {
     method, headers, body: body === undefined ? undefined : JSON.stringify(body),
   });

@@ -8,12 +8,18 @@
 //! | `shell` | `true` to run `command` with `/bin/sh -c` instead of `argv` | `false` |
 //! | `command` | the shell command line (only with `"shell": true`) | — |
 //! | `env` | `{"NAME": "value"}` added to the environment | `{}` |
-//! | `clear_env` | `true` to start from an empty environment instead of ours | `false` |
+//! | `inherit_env` | `true` to pass on the scheduler's whole environment | `false` |
+//! | `clear_env` | `true` to start from an empty environment (not even `PATH`) | `false` |
 //! | `cwd` | the working directory | the scheduler's |
 //! | `timeout` | `"30s"`, `"1h30m"` or a number of seconds | none |
 //!
 //! Exactly one of `argv` and `"shell": true` + `command` is given. The program also gets
 //! `KAIROS_JOB_ID`, `KAIROS_RUN_ID` and `KAIROS_SCHEDULED_TIME` (RFC 3339, UTC).
+//!
+//! The program's environment is clean by default: only [`PASSED_ON`] (`PATH`, `HOME`,
+//! `LANG`, `TZ`) of the scheduler's, plus the job's `env`. The daemon's environment
+//! holds its secrets (the API token, database passwords from an `EnvironmentFile`),
+//! which a job's program has no business reading (docs/threat-model.md, "Job authors").
 //!
 //! # Ground rules
 //! - stdout and stderr are drained together, in the order chunks arrive (so their
@@ -49,6 +55,10 @@ use super::{Task, TaskFailure, TaskRun};
 mod output;
 use crate::process_group::{children_lead_their_group, signal_name, GroupGuard};
 
+/// The variables of the scheduler's environment a program gets without
+/// `inherit_env`: what finding programs, files and the locale needs, and no secret.
+pub const PASSED_ON: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
+
 /// Runs a program.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CommandTask;
@@ -70,6 +80,7 @@ const KEYS: &[&str] = &[
     "shell",
     "command",
     "env",
+    "inherit_env",
     "clear_env",
     "cwd",
     "timeout",
@@ -93,6 +104,7 @@ enum Program {
 struct CommandArgs {
     program: Program,
     env: BTreeMap<String, String>,
+    inherit_env: bool,
     clear_env: bool,
     cwd: Option<PathBuf>,
     timeout: Option<Duration>,
@@ -153,6 +165,14 @@ impl CommandArgs {
             Some(Value::Bool(clear)) => *clear,
             Some(_) => return Err("clear_env: must be true or false".to_owned()),
         };
+        let inherit_env = match fields.get("inherit_env") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(inherit)) => *inherit,
+            Some(_) => return Err("inherit_env: must be true or false".to_owned()),
+        };
+        if inherit_env && clear_env {
+            return Err("inherit_env: cannot go with clear_env: true".to_owned());
+        }
         let cwd = match fields.get("cwd") {
             None | Some(Value::Null) => None,
             Some(Value::String(cwd)) if !cwd.is_empty() && !cwd.contains('\0') => {
@@ -168,6 +188,7 @@ impl CommandArgs {
         Ok(CommandArgs {
             program,
             env,
+            inherit_env,
             clear_env,
             cwd,
             timeout,
@@ -195,8 +216,15 @@ impl CommandArgs {
                 command
             }
         };
-        if self.clear_env {
+        if !self.inherit_env {
             command.env_clear();
+            if !self.clear_env {
+                for name in PASSED_ON {
+                    if let Some(value) = std::env::var_os(name) {
+                        command.env(name, value);
+                    }
+                }
+            }
         }
         command
             .envs(&self.env)
@@ -417,6 +445,7 @@ mod tests {
             run_id: "run-1".to_owned(),
             scheduled_time: "2024-03-10T07:00:00.25Z".parse().expect("a valid time"),
             args,
+            from_config: false,
         }
     }
 

@@ -568,6 +568,7 @@ mod tests {
                 run_id: "1".to_owned(),
                 scheduled_time: chrono::Utc::now(),
                 args: Value::Null,
+                from_config: false,
             })
             .await
             .expect_err("unconfigured");
