@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use common::{secs, t0};
+use common::{date_at, secs, step_to, t0};
 use kairos::clock::{Clock, ManualClock};
 use kairos::history::RunOutcome;
 use kairos::job::{JobSpec, RetryPolicy};
@@ -43,20 +43,6 @@ fn flaky(clock: &ManualClock, failures: u32) -> (TaskRegistry, Calls) {
         }
     });
     (tasks, calls)
-}
-
-fn date_at(second: i64) -> TriggerSpec {
-    serde_json::from_value(json!({"type": "date", "run_date": (t0() + secs(second)).to_rfc3339()}))
-        .unwrap()
-}
-
-async fn step_to(clock: &ManualClock, until: DateTime<Utc>, step: Duration) {
-    while clock.now() < until {
-        let next = (clock.now() + TimeDelta::from_std(step).unwrap()).min(until);
-        clock.set(next);
-        tokio::time::sleep(Duration::from_millis(3)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 fn policy(max_attempts: u32) -> RetryPolicy {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use common::{secs, t0};
+use common::{date_at, secs, step_to, t0};
 use kairos::clock::{Clock, ManualClock};
 use kairos::history::{RunOutcome, RunRecord};
 use kairos::job::JobSpec;
@@ -52,22 +52,6 @@ fn every(seconds: u64) -> TriggerSpec {
         "type": "interval", "seconds": seconds, "start_date": t0().to_rfc3339(),
     }))
     .unwrap()
-}
-
-fn date_at(second: i64) -> TriggerSpec {
-    serde_json::from_value(json!({"type": "date", "run_date": (t0() + secs(second)).to_rfc3339()}))
-        .unwrap()
-}
-
-/// Moves `clock` from its time to `until` in `step`s, giving the scheduler a moment of
-/// real time after each.
-async fn step_to(clock: &ManualClock, until: DateTime<Utc>, step: Duration) {
-    while clock.now() < until {
-        let next = (clock.now() + TimeDelta::from_std(step).unwrap()).min(until);
-        clock.set(next);
-        tokio::time::sleep(Duration::from_millis(3)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 /// Every run record of `job_id`, oldest scheduled time first.

@@ -32,6 +32,31 @@ pub fn secs(seconds: i64) -> TimeDelta {
     TimeDelta::seconds(seconds)
 }
 
+/// A `date` trigger firing `second` seconds after [`t0`].
+pub fn date_at(second: i64) -> TriggerSpec {
+    serde_json::from_value(serde_json::json!({
+        "type": "date", "run_date": (t0() + secs(second)).to_rfc3339(),
+    }))
+    .unwrap_or_else(|error| panic!("a test trigger: {error}"))
+}
+
+/// Moves `clock` from its time to `until` in `step`s, giving the scheduler a moment of
+/// real time after each (and a little more at the end).
+pub async fn step_to(clock: &kairos::clock::ManualClock, until: DateTime<Utc>, step: Duration) {
+    use kairos::clock::Clock;
+    let step = TimeDelta::from_std(step).unwrap_or(TimeDelta::MAX);
+    while clock.now() < until {
+        let next = clock
+            .now()
+            .checked_add_signed(step)
+            .unwrap_or(until)
+            .min(until);
+        clock.set(next);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
 /// The lease store tests acquire with.
 pub const LEASE: Duration = Duration::from_secs(60);
 
