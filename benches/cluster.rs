@@ -1,4 +1,4 @@
-//! The cluster benchmark (issue 10, item 6): real `kairos run` daemons sharing one
+//! The cluster benchmark: real `kairos run` daemons sharing one
 //! store, measured from the outside.
 //!
 //! The workload, per run (the full size; `--quick` divides it):

@@ -1,4 +1,4 @@
-//! One-off jobs added over HTTP: the order service's load (issue 7).
+//! One-off jobs added over HTTP: the order service's load.
 //!
 //! Starts the real `kairos run` binary per store (a fresh SQLite file; the local
 //! PostgreSQL with a unique table prefix, dropped afterwards), then 32 concurrent

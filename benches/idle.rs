@@ -1,6 +1,6 @@
 //! Idle cost: a scheduler holding 10,000 jobs due tomorrow, watched for a minute.
 //!
-//! DESIGN.md: one timer sleeps until the earliest due time; no per-job timers and no
+//! docs/semantics.md: one timer sleeps until the earliest due time; no per-job timers and no
 //! polling while idle. The only wake-ups are the system clock's bounded sleeps
 //! (`kairos::clock::MAX_SLEEP`), which guard against wall-clock jumps.
 //!

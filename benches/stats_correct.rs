@@ -1,5 +1,5 @@
 //! `stats.correct` against the original news app's approach, on the same seeded
-//! database in the same run (issue 8, "Done when": faster than the original, peak
+//! database in the same run (faster than the original, peak
 //! memory under 100 MB).
 //!
 //! ```text

@@ -305,7 +305,7 @@ pub struct JobFailure {
     pub error: Option<String>,
 }
 
-/// The defaults of DESIGN.md: `coalesce = true`, `max_instances = 1`, no misfire limit,
+/// The defaults of docs/semantics.md: `coalesce = true`, `max_instances = 1`, no misfire limit,
 /// the `default` executor and store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobDefaults {

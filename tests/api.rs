@@ -3,7 +3,7 @@
 //! record their runs; one test serves on a real loopback socket to check graceful
 //! shutdown with an event stream open.
 //!
-//! DESIGN.md, "Outside contracts" (HTTP): routes, the error body, statuses.
+//! docs/semantics.md, "Outside contracts" (HTTP): routes, the error body, statuses.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -1258,7 +1258,7 @@ async fn serve_shuts_down_gracefully_with_an_event_stream_open() {
     assert!(read.is_ok(), "the event stream was not closed");
 }
 
-/// Issue 10: `GET /cluster` lists the registered nodes, this one marked, and tells a
+/// `GET /cluster` lists the registered nodes, this one marked, and tells a
 /// node whose heartbeat stopped from a live one.
 #[tokio::test]
 async fn the_cluster_lists_this_node_and_the_others() {

@@ -1,7 +1,7 @@
 //! The HTTP API of the real `kairos run` binary, over a socket: every route, every error
 //! status, authentication (missing, wrong and read-only tokens), `allowed_tasks`,
 //! idempotent retries, the rate limit, and the order-cancel round trip on the real
-//! clock (issue 7, "Done when").
+//! clock.
 //!
 //! tests/api.rs covers the same ground in process, on a manual clock; this file checks
 //! that the daemon wires it up as configured: its `[api]` settings, its SQLite store,

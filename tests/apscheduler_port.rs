@@ -3,7 +3,7 @@
 //! Every test names the APScheduler test it came from. The default zone of the Python
 //! suite (its `timezone` fixture) is Europe/Berlin, so the triggers here are built with
 //! Europe/Berlin as the scheduler's zone unless a test says otherwise. Where kairos
-//! deliberately differs from APScheduler 3 (DESIGN.md, "Semantics users rely on"), the
+//! deliberately differs from APScheduler 3 (docs/semantics.md, "Semantics users rely on"), the
 //! test asserts kairos's behaviour and says why in a comment.
 //!
 //! Not ported: `__repr__`/`__str__` tests (kairos has no such representations; the
@@ -548,7 +548,7 @@ fn cron_dst_repeated_time_fires_in_first_pass() {
 // test_cron.py::test_dst_change[absolute_autumn_from_repeated_into_repeated_interval]
 #[test]
 fn cron_dst_repeated_time_does_not_fire_again_in_second_pass() {
-    // kairos differs (DESIGN.md, DST): a wall-clock time that occurs twice fires once, in
+    // kairos differs (docs/semantics.md, DST): a wall-clock time that occurs twice fires once, in
     // its first pass, unless the hour field matches all 24 hours. From 01:30:05 EDT the
     // next run is therefore the next day's 01:30, not 01:30 EST an hour later as in
     // APScheduler.
@@ -827,7 +827,7 @@ fn crontab_every_minute() {
 fn crontab_restricted_day_fields_match_either() {
     // kairos differs: APScheduler's CronTrigger.from_crontab ANDs day-of-month and
     // day-of-week (first run 2024-07-19, a Friday within 14-28); kairos's crontab follows
-    // Vixie cron (DESIGN.md), where a day matches if either field does.
+    // Vixie cron (docs/semantics.md), where a day matches if either field does.
     let line = "0-14 * 14-28 jul fri";
     let trigger = build("crontab", &[line], "2024-01-01T00:00:00+01:00");
     let first = fires(&trigger, "2024-01-01T00:00:00+01:00", 16);
@@ -1250,7 +1250,7 @@ fn date_keeps_written_offset_around_dst() {
         Some("2013-10-03T02:00:00-04:00")
     );
     // In the fall-back fold an offset picks the pass; a civil time without one is read
-    // in its first pass (DESIGN.md, DST).
+    // in its first pass (docs/semantics.md, DST).
     for (run_date, expected) in [
         ("2013-11-03T01:05:00-04:00", "2013-11-03T01:05:00-04:00"),
         ("2013-11-03T01:05:00-05:00", "2013-11-03T01:05:00-05:00"),
@@ -1455,7 +1455,7 @@ fn calendarinterval_end_date_is_inclusive() {
 // test_calendarinterval.py::test_missing_time
 #[test]
 fn calendarinterval_time_in_gap_fires_after_gap() {
-    // kairos differs (DESIGN.md, DST): 02:30 does not exist in Berlin on 2016-03-27, so
+    // kairos differs (docs/semantics.md, DST): 02:30 does not exist in Berlin on 2016-03-27, so
     // the run happens at the first instant after the gap (03:00 CEST). APScheduler skips
     // the day.
     let trigger = build(

@@ -1,5 +1,5 @@
 //! Three real daemons sharing one store: a kill -9 and a freeze past the lease midway
-//! (issue 10, item 6), on PostgreSQL, MariaDB and Redis in turn.
+//!, on PostgreSQL, MariaDB and Redis in turn.
 //!
 //! Every execution appends `job-id scheduled-time node` to one `runs.log` (a shell
 //! command; short `O_APPEND` writes are atomic), so the log is the ground truth of
@@ -495,7 +495,7 @@ fn tail(log: &str) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
-/// Wake-ups travel through the store (issue 10, item 2): with a poll interval of 30 s,
+/// Wake-ups travel through the store: with a poll interval of 30 s,
 /// a one-off job added through another handle (an application writing through the
 /// library, as a third node would) and a job rescheduled there both fire on one of
 /// two daemons within half a second of their time, not at the next poll.

@@ -788,6 +788,54 @@ fn no_tracked_file_is_one_the_repository_ignores() {
     );
 }
 
+/// The repository carries its own explanation: no tracked source or doc cites a file a
+/// clone does not have (the project's planning notes) or an issue number of its tracker.
+#[test]
+fn nothing_cites_files_or_issues_a_clone_cannot_open() {
+    let listed = std::process::Command::new("git")
+        .args(["ls-files"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    let Ok(listed) = listed.map_err(|error| println!("SKIP git: {error}")) else {
+        return;
+    };
+    if !listed.status.success() {
+        println!("SKIP not a git checkout");
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let this_file = "tests/config.rs";
+    let mut found = Vec::new();
+    for file in String::from_utf8_lossy(&listed.stdout).lines() {
+        let text_like = [".rs", ".toml", ".md", ".sh", ".js", ".py", ".service"]
+            .iter()
+            .any(|ext| file.ends_with(ext));
+        if !text_like || file == this_file {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(root.join(file)) else {
+            continue;
+        };
+        for (number, line) in text.lines().enumerate() {
+            let lower = line.to_lowercase();
+            let cites_issue = lower.match_indices("issue ").any(|(at, _)| {
+                lower[at + 6..]
+                    .chars()
+                    .next()
+                    .is_some_and(|next| next.is_ascii_digit())
+            });
+            if cites_issue || line.contains("shared/") || line.contains("DESIGN.md") {
+                found.push(format!("{file}:{}: {}", number + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "citations a clone cannot follow:\n{}",
+        found.join("\n")
+    );
+}
+
 #[test]
 fn named_tokens_and_the_security_keys_are_read_and_checked() {
     let good = TempConfig::new(&[(

@@ -10,7 +10,7 @@
 //!   get the weekday set translated into an explicit list; the crontab side keeps the
 //!   generated syntax.
 //! - DST: the `cron` crate drops non-existent local times and fires ambiguous ones
-//!   twice, kairos follows DESIGN.md. Only UTC, fixed offsets and Asia/Kolkata (no DST
+//!   twice, kairos follows docs/semantics.md. Only UTC, fixed offsets and Asia/Kolkata (no DST
 //!   since 1945) are used.
 //! - Start: the `cron` crate's `after(t)` is strictly after `t` (whole seconds); kairos's
 //!   `fire_times(from)` starts at or after `from`. A whole-second `from` is compared with

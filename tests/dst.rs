@@ -1,4 +1,4 @@
-//! DST behaviour of every wall-clock trigger, written from DESIGN.md's rules:
+//! DST behaviour of every wall-clock trigger, written from docs/semantics.md's rules:
 //!
 //! - a civil time inside a spring-forward gap fires at the first instant after the gap,
 //!   and several matches inside one gap fire once;

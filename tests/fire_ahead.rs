@@ -59,7 +59,7 @@ async fn jobs_are_handed_over_ahead_and_start_on_time() {
     scheduler.shutdown(None).await;
 }
 
-/// Issue 10: a recurring job handed over ahead of its time keeps its lease, and its old
+/// A recurring job handed over ahead of its time keeps its lease, and its old
 /// next run time, until the run is due. A node that dies in between therefore leaves
 /// the job to the others at the time it had (the run happens elsewhere, late), instead
 /// of having already written the next time, which lost the run.

@@ -1,6 +1,6 @@
 //! The misfire planner (`kairos::scheduler::plan::plan`) on its own: which overdue run
 //! times run, which are reported missed, what coalescing keeps, and the next run time.
-//! DESIGN.md, "Semantics users rely on", Misfires; the timeline in `scheduler/plan.rs`.
+//! docs/semantics.md, "Semantics users rely on", Misfires; the timeline in `scheduler/plan.rs`.
 //!
 //! The planner is pure, so these tests build a [`Job`] directly and call it with
 //! whatever `now` they like; no scheduler, no clock.
@@ -202,7 +202,7 @@ fn a_zero_grace_misses_every_late_run_but_not_a_punctual_one() {
 
 #[test]
 fn a_one_off_job_runs_after_any_downtime_by_default() {
-    // DESIGN.md: misfire_grace_time = none, so an order to cancel still runs.
+    // docs/semantics.md: misfire_grace_time = none, so an order to cancel still runs.
     let job = job(json!({"type": "date", "run_date": "2024-01-01T00:30:00Z"}));
     let planned = plan(&job, at("2024-03-01T00:00:00Z"));
     assert_eq!(planned.run, vec![at("2024-01-01T00:30:00Z")]);
@@ -315,7 +315,7 @@ fn past_the_cap_the_jumped_over_run_times_are_missed_and_the_latest_runs() {
 
 #[test]
 fn past_the_cap_a_coalesced_job_runs_its_latest_run_time() {
-    // DESIGN.md: "with coalesce only the latest run time runs". The latest run time at
+    // docs/semantics.md: "with coalesce only the latest run time runs". The latest run time at
     // or before now is t0 + 86 400 s; the planner runs t0 + 9 999 s, a day late.
     let job = job(json!({"type": "interval", "seconds": 1, "start_date": "2024-01-01T00:00:00Z"}));
     let now = t0() + TimeDelta::days(1) + TimeDelta::milliseconds(500);

@@ -1,4 +1,4 @@
-//! Issue 8: `orders.cancel` against real databases: unpaid orders are cancelled, paid
+//! `orders.cancel` against real databases: unpaid orders are cancelled, paid
 //! and missing ones are reported and left alone, and a payment racing the cancel never
 //! ends with a paid order cancelled.
 //!

@@ -1,4 +1,4 @@
-//! Issue 8: `orders.cancel` through the real daemon. The order service's cancel job is
+//! `orders.cancel` through the real daemon. The order service's cancel job is
 //! added through the API (`kairos jobs add`, as in examples/news-app/README.md) and must
 //! survive a restart of the daemon and run when due, and a daemon that was down at the
 //! due time must run it once on start.

@@ -520,7 +520,7 @@ async fn the_runs_of_one_submission_go_one_after_another() {
     .await;
 }
 
-/// Issue 8: a worker reads no config, so a task configured in the parent
+/// A worker reads no config, so a task configured in the parent
 /// (`[tasks.orders]`) must reach the worker with its settings.
 #[tokio::test]
 async fn a_configured_task_takes_its_settings_into_the_worker() {

@@ -2,7 +2,7 @@
 //! bad input.
 //!
 //! Random but valid expressions are built together with their meaning, and a small,
-//! independent brute-force matcher (written from DESIGN.md, not from kairos's code)
+//! independent brute-force matcher (written from docs/semantics.md, not from kairos's code)
 //! checks kairos's fire times against it: they strictly increase, each one matches (or
 //! is the first instant after a spring-forward gap that swallowed a match), and no
 //! matching instant between two of them is left out. Zones with DST (New York, London,
@@ -782,7 +782,7 @@ fn ceil_second(instant: DateTime<Utc>) -> DateTime<Utc> {
 // The checks
 // ---------------------------------------------------------------------------------------
 
-/// Whether DESIGN.md says `instant` is a fire time of `expr` in `zone`: its civil time
+/// Whether docs/semantics.md says `instant` is a fire time of `expr` in `zone`: its civil time
 /// matches (in the second pass of a fold only if every hour matches), or it is the first
 /// instant after a gap that swallowed a match.
 fn should_fire(expr: &dyn Expression, zone: Tz, instant: DateTime<Utc>) -> bool {
@@ -1057,7 +1057,7 @@ fn write_instant(zone: Tz, instant: DateTime<Utc>, civil: bool) -> String {
     }
 }
 
-/// Where a civil date-time fires under DESIGN.md's rules for a once-a-day wall-clock
+/// Where a civil date-time fires under docs/semantics.md's rules for a once-a-day wall-clock
 /// time: itself, its first pass in a fold, the first instant after a gap.
 fn localize(zone: Tz, civil: NaiveDateTime) -> DateTime<Utc> {
     match zone.from_local_datetime(&civil) {
@@ -1451,7 +1451,7 @@ fn check_error(error: &TriggerError, fields: &[&str], input: &str) -> Result<(),
     Ok(())
 }
 
-/// The one-line rule of DESIGN.md ("one line naming the field and the reason").
+/// The one-line rule of docs/semantics.md ("one line naming the field and the reason").
 fn check_one_line(error: &TriggerError, input: &str) -> Result<(), TestCaseError> {
     let shown = error.to_string();
     prop_assert!(
@@ -2000,7 +2000,7 @@ fn search_from_the_end_of_a_gap_finds_the_gap_fire() {
 #[test]
 fn a_fire_one_second_before_a_gap_hides_the_gap_fire() {
     // Every minute at :59 in New York. 02:00:59 .. 02:59:59 on 2024-03-10 do not exist
-    // and all map to 03:00:00 EDT, where they fire once (DESIGN.md, "DST"). From the
+    // and all map to 03:00:00 EDT, where they fire once (docs/semantics.md, "DST"). From the
     // evening before that is what happens when the previous fire is 01:58:59; after the
     // fire at 01:59:59 EST the next search starts at 07:00:00Z, the end of the gap.
     let words = ["second=59", "timezone=America/New_York"];

@@ -6,7 +6,7 @@
 //! [`Harness::settle`], and in checks that something did *not* happen (a paused
 //! scheduler, a shutdown that must still be waiting).
 //!
-//! DESIGN.md, "Semantics users rely on": misfires, coalesce, max_instances, jitter and
+//! docs/semantics.md, "Semantics users rely on": misfires, coalesce, max_instances, jitter and
 //! delivery.
 //!
 //! # How a test knows the loop is done with a moment
@@ -524,7 +524,7 @@ async fn misfire_without_grace_and_without_coalesce_runs_every_time_with_enough_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misfire_without_grace_and_without_coalesce_runs_every_time() {
-    // DESIGN.md: "with coalesce only the latest run time runs"; without, all of them
+    // docs/semantics.md: "with coalesce only the latest run time runs"; without, all of them
     // do, with the default max_instances = 1 too (APScheduler 3 hands the overdue run
     // times of a pass to one instance, which runs them one after the other).
     let mut h = down_for_ten_intervals(|spec| spec.options.coalesce = Some(false)).await;
@@ -1842,7 +1842,7 @@ async fn a_batch_of_jobs_is_added_whole_or_not_at_all() {
     assert_eq!(h.scheduler.get_jobs().await.unwrap().len(), 3);
 }
 
-/// Issue 10: a job another node added to the shared store (this scheduler's handle
+/// A job another node added to the shared store (this scheduler's handle
 /// never saw it, so nothing wakes this loop) is found within the poll interval.
 #[tokio::test]
 async fn a_job_another_node_added_is_found_within_the_poll_interval() {
@@ -1891,7 +1891,7 @@ async fn a_job_another_node_added_is_found_within_the_poll_interval() {
     here.shutdown(None).await;
 }
 
-/// Issue 10, item 4: with `acquire_within_capacity`, a node whose workers are all busy
+/// With `acquire_within_capacity`, a node whose workers are all busy
 /// takes no due jobs, so another node sharing the store runs them; that node itself
 /// takes only as many as it has free workers per pass and comes back for the rest as
 /// its runs end.

@@ -132,7 +132,7 @@ fn skip(db: Db, error: &StoreError) {
     println!("SKIP {db:?}: {error}");
 }
 
-/// Issue 10: the nodes' stats column is an additive migration: tables of the previous
+/// The nodes' stats column is an additive migration: tables of the previous
 /// version (SQLite and PostgreSQL 3, MySQL 2) keep their rows and gain the column, and
 /// on MySQL, whose DDL is not transactional, a migration cut short after adding the
 /// column runs again cleanly.
@@ -358,7 +358,7 @@ async fn a_re_added_job_never_matches_a_release_of_the_old_one() {
 }
 
 /// Pooled connections are not pinged before every statement (sqlx's default, a round
-/// trip each, issue 9), only after sitting idle for `idle_check_after`: one that the
+/// trip each, BENCHMARKS.md), only after sitting idle for `idle_check_after`: one that the
 /// server closed meanwhile (a restart, an idle timeout) is replaced before it is used,
 /// so the next operation succeeds. PostgreSQL, whose connections a test can pick out
 /// by their application name.

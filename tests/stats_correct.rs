@@ -1,4 +1,4 @@
-//! Issue 8: `stats.correct` against real databases and Redis.
+//! `stats.correct` against real databases and Redis.
 //!
 //! Each test seeds the news app's tables with a random small dataset (on SQLite, a
 //! fresh MariaDB database and a fresh PostgreSQL schema), works out the counters from
@@ -763,7 +763,7 @@ impl Drop for PrivateRedis {
     }
 }
 
-/// Issue 8: "Redis going away mid-run fails the run cleanly and leaves the old keys
+/// "Redis going away mid-run fails the run cleanly and leaves the old keys
 /// intact". The server is killed while the first counter's new set is half built under
 /// its temporary key. Without persistence nothing survives the kill, so what is
 /// asserted is what can be known: a reader looping over the live key until the kill

@@ -739,7 +739,7 @@ async fn an_expired_lease_makes_the_job_acquirable_again(harness: Harness) {
     );
 }
 
-/// Fencing (issue 10, item 3): a scheduler frozen past its lease while another took
+/// Fencing: a scheduler frozen past its lease while another took
 /// the job over cannot write back a stale next run time; nor can one whose lease was
 /// ended by a recovery. An expired lease nobody took over is still its owner's.
 async fn a_release_from_a_lost_lease_is_fenced_off(harness: Harness) {
@@ -854,7 +854,7 @@ fn node(id: &str, beat: DateTime<Utc>) -> NodeInfo {
     }
 }
 
-/// What a node reports with its heartbeat (issue 10, item 1) is kept beside its
+/// What a node reports with its heartbeat is kept beside its
 /// registration and shown to every node; stores without membership keep none.
 async fn node_stats_ride_on_the_heartbeat(harness: Harness) {
     use kairos::store::NodeStats;
@@ -898,7 +898,7 @@ async fn node_stats_ride_on_the_heartbeat(harness: Harness) {
     assert_eq!(store.list_nodes().await.unwrap().len(), 1);
 }
 
-/// Membership (issue 10, item 1): nodes register and beat; a survivor reaps a node
+/// Membership: nodes register and beat; a survivor reaps a node
 /// whose heartbeat stopped, freeing its leases and slots at once, and the dead node's
 /// late release is fenced off.
 async fn a_dead_node_is_reaped_and_its_leases_and_slots_freed(harness: Harness) {
@@ -1272,7 +1272,7 @@ async fn jobs_survive_a_restart_of_the_scheduler(harness: Harness) {
     second.shutdown(None).await;
 }
 
-/// Stores several nodes share push every write to the others (issue 10, item 2): a
+/// Stores several nodes share push every write to the others: a
 /// job added or changed through one handle wakes a listener on another handle, with
 /// the earliest next run time; MySQL and the single-node stores push nothing.
 async fn writes_through_one_handle_wake_listeners_on_another(harness: Harness) {

@@ -1,5 +1,5 @@
 //! The scheduler and a store that fails: it retries with backoff, catches up when the
-//! store returns, and neither loses a job nor runs a time twice (DESIGN.md, "Misfires"
+//! store returns, and neither loses a job nor runs a time twice (docs/semantics.md, "Misfires"
 //! and "Delivery"; issue: persistent stores, faults).
 
 #![allow(clippy::unwrap_used)]

@@ -1,4 +1,4 @@
-//! The web page in real Chromium (issue 11): `tests/ui/browser.mjs` drives Debian's
+//! The web page in real Chromium: `tests/ui/browser.mjs` drives Debian's
 //! Chromium through Playwright's library against a real `kairos run` holding 100,000
 //! jobs in SQLite — find a job, pause and resume it, run it now and see the run arrive
 //! live, reschedule it with the preview, remove one with confirmation, the overview,

@@ -1,6 +1,6 @@
 """The original news app's nightly statistics job, for the `stats_correct` benchmark.
 
-What the news-app backend did (shared/reference/toutiao-counters.md): for each counter,
+What the news-app backend did (docs/news-app.md): for each counter,
 run its query, fetch every row, and replace the sorted set with one MULTI/EXEC
 pipeline of DEL + one ZADD with all pairs. The queries are kairos's fixed ones (passed
 in), so both sides compute the same counters and only the approach differs.

@@ -1,4 +1,4 @@
-//! The cluster: `GET /cluster`, the nodes sharing this daemon's stores (issue 10).
+//! The cluster: `GET /cluster`, the nodes sharing this daemon's stores.
 //!
 //! Read-only and cheap: one membership read per store. A node is `alive` when its
 //! last heartbeat is within the node timeout by *this* node's clock.

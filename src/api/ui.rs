@@ -1,4 +1,4 @@
-//! The web page for operators (issue 11): `/` and its assets under `/ui/`, embedded in
+//! The web page for operators: `/` and its assets under `/ui/`, embedded in
 //! the binary.
 //!
 //! The page is plain HTML, CSS and JavaScript in `src/api/ui/`, with no build step: it

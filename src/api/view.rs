@@ -3,7 +3,7 @@
 //! people ([`describe_trigger`], in APScheduler's `cron[hour='3']` style).
 //!
 //! Kept apart from [`Job`] so the stored record can change without changing the
-//! API's contract (DESIGN.md, "Outside contracts").
+//! API's contract (docs/semantics.md, "Outside contracts").
 
 use std::time::Duration;
 

@@ -83,7 +83,7 @@ pub(crate) fn check_scheduler(raw: &RawRoot, errors: &mut Vec<ConfigError>) -> S
     config
 }
 
-/// The lease, heartbeat and node timeout of a cluster (issue 10). None may be zero,
+/// The lease, heartbeat and node timeout of a cluster. None may be zero,
 /// and a node must get at least two heartbeats within the timeout, or one late beat
 /// (a slow store, a GC pause) would get a live node reaped.
 fn check_cluster_timing(
@@ -359,7 +359,7 @@ pub(crate) fn declared_names<T>(entries: &[Named<T>]) -> BTreeSet<String> {
         .collect()
 }
 
-/// `[job_defaults]`: DESIGN.md's defaults, with names that must exist. Also reports a
+/// `[job_defaults]`: docs/semantics.md's defaults, with names that must exist. Also reports a
 /// missing `default` executor or store when nothing names another one.
 pub(crate) fn check_job_defaults(
     raw: &RawRoot,

@@ -29,7 +29,7 @@ pub struct ChangedJob {
     /// The job as the new config defines it.
     pub job: ConfigJob,
     /// Whether the trigger differs. When it does not, the job keeps its next run time
-    /// (DESIGN.md, Reload): only its options, task or args changed.
+    /// (docs/semantics.md, Reload): only its options, task or args changed.
     pub trigger_changed: bool,
 }
 

@@ -34,7 +34,7 @@
 //! # Ground rules
 //! - Loading never connects to anything and never panics: store URLs are parsed, not
 //!   opened, and `${VAR}` in a store URL is left for [`crate::store::open`] to expand.
-//! - Jobs in config are owned by config (DESIGN.md, Reload): [`ConfigJob::spec`] has
+//! - Jobs in config are owned by config (docs/semantics.md, Reload): [`ConfigJob::spec`] has
 //!   every option resolved against `[job_defaults]`, so a change of defaults shows up
 //!   in [`JobsDiff`] as a change of the jobs it affects.
 //! - Included files hold only `[[jobs]]`; every other section has one home, the main

@@ -360,7 +360,7 @@ pub async fn build_scheduler(
     } else {
         crate::scheduler::DEFAULT_FIRE_AHEAD
     });
-    // Other nodes' changes reach this loop within the poll interval (issue 10); a
+    // Other nodes' changes reach this loop within the poll interval; a
     // store nobody else writes to needs no polling.
     let poll = config
         .scheduler
@@ -371,12 +371,12 @@ pub async fn build_scheduler(
     }
     builder = builder
         .fire_ahead(fire_ahead)
-        // A node whose workers are busy leaves due jobs to the others (issue 10); a
+        // A node whose workers are busy leaves due jobs to the others; a
         // node alone takes them and queues the runs, judging lateness as it takes them.
         .acquire_within_capacity(shared)
         .lease(config.scheduler.lease)
         // Every daemon is a node: in a shared store that is what lets survivors free a
-        // dead node's leases (issue 10); in a single-node store it costs a write per
+        // dead node's leases; in a single-node store it costs a write per
         // heartbeat and shows the node in `kairos cluster`.
         .membership(Membership {
             heartbeat: config.scheduler.heartbeat,

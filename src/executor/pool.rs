@@ -61,7 +61,7 @@ struct Shared {
 /// (before its first poll too, since the guard is an argument of the task's future),
 /// this guard's `Drop`, which reports the rest as stopped. It replaces a map of runs
 /// in flight, which cost a clone of every run and two hashed updates under a lock
-/// (issue 9, recurring).
+/// (BENCHMARKS.md, recurring).
 struct Unreported {
     context: ExecutorContext,
     /// Runs not started yet, earliest first (the one running is in `running`).
@@ -317,7 +317,7 @@ async fn run_task(
     // The task runs inside this run's own tokio task (`run_one`, spawned per
     // submission): a panic is caught here and stays inside the run, and aborting the run
     // (shutdown without wait) drops it. A second task per run cost an allocation, a
-    // wake-up and a hand-off between workers on every run (issue 9, recurring).
+    // wake-up and a hand-off between workers on every run (BENCHMARKS.md, recurring).
     let work = AssertUnwindSafe(task.run(run)).catch_unwind();
     let result = match timeout {
         Some(limit) => tokio::time::timeout(limit, work).await.ok(),

@@ -5,7 +5,7 @@
 //! before it. Each waiting on its own timer, the last millisecond turned into ten
 //! thousand tasks spinning on the clock ([`SystemClock::sleep_until`] spins through
 //! its last [`SPIN_WINDOW`] for precision) and the runs started tens of milliseconds
-//! late (issue 9, recurring). Here the runs due at one instant wait behind one gate;
+//! late (BENCHMARKS.md, recurring). Here the runs due at one instant wait behind one gate;
 //! one opener task sleeps (and spins) until the instant and opens it, waking them all.
 //!
 //! [`SystemClock::sleep_until`]: crate::clock::SystemClock

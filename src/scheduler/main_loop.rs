@@ -133,7 +133,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 // With a fire-ahead window the loop takes jobs that long before they
                 // are due, and their executor starts them on time: waking a millisecond
                 // late costs nothing, and spinning through the last millisecond before
-                // each of a stream of one-off jobs kept a core busy (issue 9, burst).
+                // each of a stream of one-off jobs kept a core busy (BENCHMARKS.md, burst).
                 Some(deadline) if inner.fire_ahead >= COARSE_WAKE_MIN_FIRE_AHEAD => {
                     inner.clock.sleep_until_coarse(deadline).await
                 }
@@ -746,7 +746,7 @@ async fn flush_deferred(inner: &Inner, until: Option<DateTime<Utc>>) -> Option<D
             // These come due at the instant their runs start: ten thousand recurring jobs
             // due in one second release together. Written a chunk at a time, each after
             // the runs that are ready have had their turn, so the runs start first
-            // (issue 9, recurring).
+            // (BENCHMARKS.md, recurring).
             tokio::task::yield_now().await;
             let chunk: Vec<Release> = releases.by_ref().take(RELEASE_CHUNK).collect();
             match store.release_jobs(&inner.id, chunk.clone()).await {

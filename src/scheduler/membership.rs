@@ -1,6 +1,5 @@
 //! Cluster membership: a background task that registers this scheduler as a node in
-//! every store, renews its heartbeat, and reaps nodes whose heartbeat stopped
-//! (issue 10, item 1).
+//! every store, renews its heartbeat, and reaps nodes whose heartbeat stopped.
 //!
 //! ```text
 //! start ──register──┬─ every `heartbeat` ─ beat ── reap the dead ──┐── stop: deregister

@@ -153,7 +153,7 @@ pub struct SchedulerBuilder {
 impl SchedulerBuilder {
     /// Takes due jobs only while its executors have free workers (default: off; the
     /// daemon turns it on for stores several nodes share), so in a cluster a node
-    /// whose executors are full leaves due jobs to the others (issue 10, item 4).
+    /// whose executors are full leaves due jobs to the others.
     ///
     /// Each pass acquires at most as many jobs as there are free workers in all its
     /// executors ([`ExecutorLoad::free`](crate::executor::ExecutorLoad::free): neither
@@ -447,7 +447,7 @@ struct Mutable {
     handles: Vec<JoinHandle<()>>,
     /// Each run in flight: where its record goes, and what its end writes back.
     // foldhash, not SipHash: one insert and one removal per run, keyed by
-    // generated run ids (issue 9, recurring).
+    // generated run ids (BENCHMARKS.md, recurring).
     run_stores: hashbrown::HashMap<String, main_loop::RunPlace>,
     /// Releases a store refused (it was unreachable), by store: their runs were
     /// submitted, so they are written before anything more is taken from that store.
@@ -484,7 +484,7 @@ impl Inner {
 
     /// Whether a finished run's event would reach anyone (a listener or the log):
     /// at thousands of runs a second, building events nobody sees costs a copy of
-    /// every run record (issue 9, recurring).
+    /// every run record (BENCHMARKS.md, recurring).
     pub(crate) fn announces_run(&self, run: &crate::history::RunRecord) -> bool {
         self.events.receiver_count() > 0
             || if run.outcome == crate::history::RunOutcome::Success {
@@ -539,7 +539,7 @@ impl Inner {
 
 /// How early a scheduler takes due jobs unless told otherwise
 /// ([`SchedulerBuilder::fire_ahead`]): long enough to hand over ten thousand jobs due
-/// in the same second before it starts (issue 9, recurring), short enough that a job
+/// in the same second before it starts (BENCHMARKS.md, recurring), short enough that a job
 /// added a moment before its time still meets it.
 pub const DEFAULT_FIRE_AHEAD: Duration = Duration::from_millis(250);
 

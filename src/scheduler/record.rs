@@ -52,7 +52,7 @@ pub(crate) async fn record_finished_runs(
                     let mut batch = vec![record];
                     // Let the runs queued behind this task finish first: when thousands
                     // end together, one write carries hundreds of them instead of each
-                    // its own (issue 9, recurring). Alone, a record waits one turn.
+                    // its own (BENCHMARKS.md, recurring). Alone, a record waits one turn.
                     tokio::task::yield_now().await;
                     while batch.len() < RECORD_BATCH {
                         match finished.try_recv() {

@@ -1,6 +1,6 @@
 //! Run-history retention: a background task that trims every store's history to
 //! `[history] keep` and `max_rows`, in bounded batches so that a large backlog never
-//! holds a store for long (DESIGN.md, issue: persistent stores).
+//! holds a store for long (docs/semantics.md).
 //!
 //! It runs on the scheduler's clock, so simulated-time tests drive it too, and a store
 //! error is logged and retried at the next round; retention never stops the scheduler.

@@ -5,7 +5,7 @@
 //! history is a bounded ring. Everything is under one mutex held only for in-memory
 //! work, never across an await.
 //!
-//! A million pending one-off jobs is the workload to size for (issue 9), at about a
+//! A million pending one-off jobs is the workload to size for (BENCHMARKS.md), at about a
 //! hundred bytes each:
 //! - a job is 72 bytes in the slab, its id inline ([`compact`]);
 //! - the index by id holds a 4-byte slot number per job, and the due index a 16-byte
@@ -48,7 +48,7 @@ struct State {
     /// Task and executor names, shared by the stored jobs.
     names: Names,
     /// Who acquired which job, by slot. Hashed as the job table is: every run of a
-    /// recurring job inserts and removes here (issue 9, recurring).
+    /// recurring job inserts and removes here (BENCHMARKS.md, recurring).
     holdings: hashbrown::HashMap<SlotNumber, Holding>,
     /// Acquired jobs by lease expiry: (expiry, slot). Ties need no order: every lease
     /// that ran out goes back to the due index, which orders them.
@@ -233,7 +233,7 @@ impl State {
     }
 
     /// Ends the acquisition of the job in `slot` and makes it due at `next`: one write
-    /// per index, since a recurring job's every run comes through here (issue 9:
+    /// per index, since a recurring job's every run comes through here (BENCHMARKS.md:
     /// 10,000 jobs due in the same second).
     fn reschedule(&mut self, slot: SlotNumber, next: DateTime<Utc>) {
         let revision = self.bump();
@@ -519,7 +519,7 @@ impl JobStore for MemoryStore {
         claims: &[InstanceClaim],
     ) -> Result<Vec<bool>, StoreError> {
         // One lock and one owner allocation for the batch: at 10,000 runs a second,
-        // a lock per run is what the main loop waits on (issue 9, recurring).
+        // a lock per run is what the main loop waits on (BENCHMARKS.md, recurring).
         let owner: Arc<str> = Arc::from(owner);
         let mut state = self.lock();
         Ok(claims

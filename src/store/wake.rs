@@ -1,5 +1,5 @@
 //! Wake-ups across a cluster: a write through any store handle tells the schedulers
-//! sharing the store that a job may be due earlier than they planned (issue 10, item 2).
+//! sharing the store that a job may be due earlier than they planned.
 //!
 //! A store that can push changes (PostgreSQL's LISTEN/NOTIFY, Redis pub/sub) announces
 //! every add, replace and update on a channel named after its table or key prefix, with

@@ -15,7 +15,7 @@
 //!   It must not assume it runs in the scheduler's process: the process pool runs it in
 //!   a `kairos worker` child.
 //! - Tasks that change data are written to be idempotent: after a crash a run may be
-//!   repeated (DESIGN.md, "Delivery").
+//!   repeated (docs/semantics.md, "Delivery").
 
 mod args;
 pub mod command;

@@ -1,5 +1,5 @@
 //! The built-in `orders.cancel` task: cancel an order that is still unpaid when its
-//! payment window closes (shared/reference/toutiao-counters.md, "The order-cancel
+//! payment window closes (docs/news-app.md, "The order-cancel
 //! pattern").
 //!
 //! An order service creates the order as unpaid and, in the same request, adds a

@@ -12,7 +12,7 @@
 //!
 //! (APScheduler 4 skips such months instead; an "every month on the 31st" job that
 //! silently runs seven times a year surprises more people than one that runs on the
-//! 30th of April.) The wall-clock time follows DESIGN.md's DST rules: inside a gap it
+//! 30th of April.) The wall-clock time follows docs/semantics.md's DST rules: inside a gap it
 //! fires at the first instant after the gap, inside a fold once, in the first pass.
 
 use chrono::{DateTime, Months, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Utc};

@@ -1,5 +1,5 @@
 //! From "the next matching wall-clock time" to "the next instant to fire": the DST rules
-//! of DESIGN.md, applied in one place for `cron`, `crontab` and `calendarinterval`.
+//! of docs/semantics.md, applied in one place for `cron`, `crontab` and `calendarinterval`.
 //!
 //! A schedule only answers "which civil date-time at or after this one matches?". This
 //! module walks the time line of the zone with it:

@@ -41,7 +41,7 @@ pub(crate) fn build(spec: DateSpec, context: &TriggerContext) -> Result<Trigger,
             Schedule::Date(run_date),
         )),
         // An instant (an offset was written, or it came from `delay` or now) is all
-        // there is to it: kept inline, with no text (issue 9: memory per pending job).
+        // there is to it: kept inline, with no text (BENCHMARKS.md: memory per pending job).
         Some(WrittenDateTime::Instant(_)) | None => Ok(Trigger::date(run_date, zone)),
     }
 }

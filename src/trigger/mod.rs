@@ -194,7 +194,7 @@ pub struct Trigger {
 enum Repr {
     /// A `date` trigger is all in its instant and zone, so it is kept without an
     /// allocation, its zone packed, and its spec is written out when asked for: a
-    /// million pending one-off jobs each hold one (issue 9, memory per pending job).
+    /// million pending one-off jobs each hold one (BENCHMARKS.md, memory per pending job).
     Date {
         run_date: DateTime<Utc>,
         zone: PackedZone,

@@ -1,7 +1,7 @@
 //! Time zones and the one place where civil (wall-clock) time becomes an instant.
 //!
 //! Triggers search calendar fields on civil date-times and only at the end turn a
-//! match into an instant (DESIGN.md, "Civil arithmetic"). This module owns that last
+//! match into an instant (docs/semantics.md, "Civil arithmetic"). This module owns that last
 //! step and the DST rules that go with it, so every trigger applies them the same way.
 //!
 //! # Ground rules
@@ -137,7 +137,7 @@ impl Zone {
         }
     }
 
-    /// The instant a single wall-clock time denotes under DESIGN.md's rules: the first
+    /// The instant a single wall-clock time denotes under docs/semantics.md's rules: the first
     /// instant after a gap, the first pass of a fold.
     pub fn localize(&self, civil: NaiveDateTime) -> DateTime<Utc> {
         match self.resolve(civil) {
@@ -192,7 +192,7 @@ impl Zone {
 }
 
 /// A [`Zone`] in four bytes instead of eight, so a `date` trigger (an instant and a
-/// zone) is 16 bytes and a million pending one-off jobs each save 8 (issue 9, memory
+/// zone) is 16 bytes and a million pending one-off jobs each save 8 (BENCHMARKS.md, memory
 /// per pending job).
 ///
 /// An IANA zone is its `Tz` discriminant (under 2^16); a fixed offset sets the top bit

@@ -1,6 +1,6 @@
 //! How the memory store keeps a job: a [`Job`] with its id inline, its strings shared
 //! and its args as JSON text, so a million pending one-off jobs cost about a hundred
-//! bytes each, not a kilobyte (issue 9, memory per pending job).
+//! bytes each, not a kilobyte (BENCHMARKS.md, memory per pending job).
 //!
 //! A [`StoredJob`] is 72 bytes, kept in the job table's slab (see [`super::tables`]):
 //!

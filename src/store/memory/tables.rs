@@ -1,5 +1,5 @@
 //! The memory store's job table: the jobs in a slab, an index by id and the due
-//! index, shaped for a million pending jobs (issue 9, memory per pending job).
+//! index, shaped for a million pending jobs (BENCHMARKS.md, memory per pending job).
 //!
 //! - The slab is a `Vec` of [`StoredJob`]s (72 bytes each) with a free list through
 //!   its vacant slots: no allocation, and no allocator header, per job. A job is known

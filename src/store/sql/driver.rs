@@ -146,7 +146,7 @@ where
 /// ([`SqlOptions::idle_check_after`](super::SqlOptions::idle_check_after)).
 ///
 /// sqlx pings every connection it hands out by default: a round trip per statement,
-/// a third of a single add on PostgreSQL (issue 9). A connection in steady use is
+/// a third of a single add on PostgreSQL (BENCHMARKS.md). A connection in steady use is
 /// checked by the statements it runs (sqlx pings it again when it comes back, and
 /// closes it if that fails), so only one idle long enough for the server to have gone
 /// away (a restart, a timeout) is pinged first, and replaced if it does not answer.

@@ -1,6 +1,6 @@
 //! Group commit for single adds: concurrent `add_job` calls share one multi-row
 //! `INSERT`, so a burst of adds (an order service adding one job per order over HTTP,
-//! issue 7) costs one statement and one commit (one WAL flush) per batch instead of
+//! the HTTP adds) costs one statement and one commit (one WAL flush) per batch instead of
 //! one per job.
 //!
 //! Each `add_job` puts its job on a queue and waits for its own answer. If no flush is

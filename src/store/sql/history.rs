@@ -242,8 +242,8 @@ impl<D: Dialect> SqlStore<D> {
                 // The owner's highest slots go first, as in release_slot. A plain read,
                 // not a locking one: on MySQL a locking read locks every row it scans,
                 // other owners' too, and waits for those another transaction holds, so
-                // a node frozen inside its own finish would stall everyone's (issue 10,
-                // found by tests/cluster.rs). The DELETE below names each row by its
+                // a node frozen inside its own finish would stall everyone's (found by
+                // tests/cluster.rs). The DELETE below names each row by its
                 // primary key, which locks only that row; a slot freed meanwhile by
                 // this owner's own release_slot is simply not deleted twice.
                 let select = self.sql(&format!(

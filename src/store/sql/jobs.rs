@@ -238,7 +238,7 @@ impl<D: Dialect> SqlStore<D> {
             return Ok(self.run(&self.sql(&insert), args).await.map(drop));
         };
         // The wake-up rides in the insert's statement: one round trip instead of two
-        // for a single add (issue 9), and PostgreSQL sends it when the insert commits.
+        // for a single add (BENCHMARKS.md), and PostgreSQL sends it when the insert commits.
         let sql = self.sql(&format!("WITH inserted AS ({insert} RETURNING 1) {notify}"));
         args.extend([
             wake::channel_name(&self.prefix).into(),
@@ -268,7 +268,7 @@ impl<D: Dialect> SqlStore<D> {
 #[async_trait]
 impl<D: Dialect> JobStore for SqlStore<D> {
     async fn add_job(&self, job: Job) -> Result<Job, StoreError> {
-        // Concurrent single adds share one INSERT and one commit (issue 7's HTTP add
+        // Concurrent single adds share one INSERT and one commit (the HTTP add
         // rate); see group_commit.rs for why the semantics stay those of one insert.
         self.add_job_grouped(job).await
     }
@@ -540,7 +540,7 @@ impl<D: Dialect> JobStore for SqlStore<D> {
         // than MIN() because MySQL only shortcuts MIN() without the extra conditions.
         // The unary `+` keeps SQLite off the lease index for `lease_expires IS NULL`,
         // which every pending job matches: it walked that index over all of them and
-        // sorted, 0.4 s of a restart with a million pending (issue 9, restart).
+        // sorted, 0.4 s of a restart with a million pending (BENCHMARKS.md, restart).
         let sql = self.sql(
             "SELECT \
              (SELECT next_run_time FROM {p}jobs \
@@ -605,7 +605,7 @@ impl<D: Dialect> JobStore for SqlStore<D> {
     /// A second: each of a due job's writes is a durable commit (a WAL flush, a few
     /// ms under load, more when a checkpoint or another writer holds the lock), and a
     /// stream of one-off jobs taken one pass each left the loop behind a 250 ms window
-    /// now and then (issue 9, SQLite burst: p99 80 ms against 0.3 ms with a second).
+    /// now and then (BENCHMARKS.md, SQLite burst: p99 80 ms against 0.3 ms with a second).
     fn is_shared(&self) -> bool {
         D::SHARED
     }

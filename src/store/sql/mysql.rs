@@ -82,7 +82,7 @@ impl Dialect for MySql {
             ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
             ],
         },
-        // Version 2 (issue 10): cluster membership.
+        // Version 2: cluster membership.
         Migration {
             version: 2,
             statements: &[
@@ -97,12 +97,12 @@ impl Dialect for MySql {
                 // By owner, so a node finishing its runs, recovering or reaping touches
                 // (and locks) only that owner's rows: InnoDB locks every row a locking
                 // statement scans, and a frozen node's open transaction would
-                // otherwise stall everyone else's (issue 10).
+                // otherwise stall everyone else's.
                 "ALTER TABLE {p}instances ADD INDEX {p}instances_owner (owner, job_id)",
                 "ALTER TABLE {p}jobs ADD INDEX {p}jobs_lease_owner (lease_owner)",
             ],
         },
-        // Version 3 (issue 10): what each node reports with its heartbeat (JSON).
+        // Version 3: what each node reports with its heartbeat (JSON).
         // MySQL has no `ADD COLUMN IF NOT EXISTS`: a migration cut short is run again
         // and the duplicate column passes (`is_already_there`).
         Migration {

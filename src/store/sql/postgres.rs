@@ -74,7 +74,7 @@ impl Dialect for Postgres {
                 "CREATE INDEX IF NOT EXISTS {p}runs_finished ON {p}runs (finished_at)",
             ],
         },
-        // Version 2 (issue 10): cluster membership.
+        // Version 2: cluster membership.
         Migration {
             version: 2,
             statements: &[
@@ -101,7 +101,7 @@ impl Dialect for Postgres {
                 "CREATE INDEX IF NOT EXISTS {p}jobs_broken ON {p}jobs (broken) WHERE broken <> 0",
             ],
         },
-        // Version 4 (issue 10): what each node reports with its heartbeat (JSON).
+        // Version 4: what each node reports with its heartbeat (JSON).
         Migration {
             version: 4,
             statements: &["ALTER TABLE {p}nodes ADD COLUMN IF NOT EXISTS stats TEXT"],

@@ -79,7 +79,7 @@ impl Dialect for Sqlite {
                 "CREATE INDEX IF NOT EXISTS {p}runs_finished ON {p}runs (finished_at)",
             ],
         },
-        // Version 2 (issue 10): cluster membership.
+        // Version 2: cluster membership.
         Migration {
             version: 2,
             statements: &[
@@ -106,7 +106,7 @@ impl Dialect for Sqlite {
                 "CREATE INDEX IF NOT EXISTS {p}jobs_broken ON {p}jobs (broken) WHERE broken <> 0",
             ],
         },
-        // Version 4 (issue 10): what each node reports with its heartbeat (JSON). No
+        // Version 4: what each node reports with its heartbeat (JSON). No
         // `IF NOT EXISTS` for columns here, and none needed: the migration runs in the
         // schema lock's transaction, whole or not at all.
         Migration {

@@ -1,5 +1,5 @@
 //! The news app's counters: the default set `stats.correct` corrects when
-//! `[tasks.stats]` names no `counters` (shared/reference/toutiao-counters.md).
+//! `[tasks.stats]` names no `counters` (docs/news-app.md).
 //!
 //! Each query returns (member, count) rows and is plain SQL that runs unchanged on
 //! MySQL/MariaDB, PostgreSQL and SQLite. Zero counts never appear (a GROUP BY yields no

@@ -1,7 +1,7 @@
 //! The built-in `stats.correct` task: recompute the news app's counters from its SQL
 //! database and replace the Redis sorted sets that cache them (member = id, score =
 //! count), so whatever drifted during the day (lost increments, double counts, deleted
-//! rows) is repaired (shared/reference/toutiao-counters.md, DESIGN.md "Built-in tasks").
+//! rows) is repaired (docs/news-app.md, docs/semantics.md "Built-in tasks").
 //!
 //! Settings, in `[tasks.stats]` of config.toml (checked by `kairos check`):
 //!
@@ -20,7 +20,7 @@
 //! 120 members; 3 added, 1 changed, 0 removed`), after a summary line.
 //!
 //! # Ground rules
-//! - Counters run independently, `concurrency` at a time (issue 8: each is one GROUP BY
+//! - Counters run independently, `concurrency` at a time (each is one GROUP BY
 //!   that the database runs on one core, so two at once use a two-core server fully):
 //!   one that fails (bad SQL, a timeout, Redis unreachable) is reported and the others
 //!   still run. The run fails if any counter failed, and its message lists every

@@ -192,7 +192,7 @@ fn next_bit(mask: u64, from: u32) -> Option<u32> {
 
 impl CronSchedule {
     /// Whether the hour field matches all 24 hours, which makes the schedule fire in
-    /// both passes of a fall-back fold (DESIGN.md, "DST").
+    /// both passes of a fall-back fold (docs/semantics.md, "DST").
     pub(crate) fn matches_every_hour(&self) -> bool {
         self.hours & bits(0, 23) == bits(0, 23)
     }
