@@ -399,6 +399,10 @@ pub struct RetryState {
     /// A one-off job whose attempts were used up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<JobFailure>,
+    /// Why the job was set aside as `broken`: its trigger's next fire time could not be
+    /// computed within its evaluation budget. A new trigger ends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken: Option<String>,
 }
 
 /// Changes to a job, each optional (`modify_job`, `PATCH /jobs/{id}`).
@@ -469,11 +473,14 @@ impl Job {
         self.retry.pending.as_ref()
     }
 
-    /// Where the job stands: `scheduled`, `paused` or `failed` (a one-off job whose
-    /// attempts were used up; it has no next run time and is not paused).
+    /// Where the job stands: `scheduled`, `paused`, `failed` (a one-off job whose
+    /// attempts were used up; it has no next run time and is not paused) or `broken`
+    /// (its trigger could not be evaluated within its budget).
     pub fn state(&self) -> &'static str {
         if self.paused {
             "paused"
+        } else if self.retry.broken.is_some() {
+            "broken"
         } else if self.retry.failed.is_some() {
             "failed"
         } else {

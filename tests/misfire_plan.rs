@@ -79,6 +79,7 @@ fn a_job_that_is_not_due_yet_plans_nothing() {
             first_missed: None,
             missed: 0,
             missed_is_lower_bound: false,
+            broken: None,
             next_run_time: Some(t0() + secs(10)),
         }
     );

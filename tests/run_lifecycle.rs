@@ -539,3 +539,62 @@ async fn a_backfill_of_a_day_runs_its_24_hourly_times_once_each() {
     assert!(too_many.is_err(), "more than 1,000 times: {too_many:?}");
     scheduler.shutdown(None).await;
 }
+
+/// A stored job whose trigger cannot be evaluated within its budget (written by an older
+/// kairos, or straight to the store) is set aside as `broken`, with the reason, instead
+/// of being taken as finished and deleted, and is not evaluated again on every pass; a
+/// new trigger brings it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_trigger_is_too_costly_is_set_aside_as_broken_not_deleted() {
+    use kairos::trigger::{Trigger, TriggerContext};
+    let clock = ManualClock::new(t0());
+    let (tasks, started) = slow_task(&clock, Duration::from_millis(0));
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let scheduler = Scheduler::builder()
+        .clock(clock.clone())
+        .store_shared("default", Arc::clone(&store))
+        .tasks(tasks)
+        .build();
+    // Parts that never agree (whole and half seconds) inside nested `and`s.
+    let interval = |seconds: u64, start: &str| json!({"type": "interval", "seconds": seconds, "start_date": start});
+    let costly: TriggerSpec = serde_json::from_value(json!({"type": "and", "triggers": [
+        {"type": "and", "triggers": [
+            interval(1000, "2030-01-01T00:00:00Z"),
+            interval(1001, "2030-01-01T00:00:01Z"),
+        ]},
+        interval(1, "2030-01-01T00:00:00.5Z"),
+    ]}))
+    .unwrap();
+    let mut job = common::job("costly", Some(t0() + secs(1)));
+    job.task = "slow".to_owned();
+    job.trigger = Trigger::new(costly, &TriggerContext::new(t0())).unwrap();
+    store.add_job(job).await.unwrap();
+    scheduler.start();
+    step_to(&clock, t0() + secs(5), Duration::from_millis(100)).await;
+    let kept = store
+        .get_job("costly")
+        .await
+        .unwrap()
+        .expect("kept, not deleted");
+    assert_eq!(kept.state(), "broken", "{kept:?}");
+    assert_eq!(kept.next_run_time, None);
+    assert!(
+        kept.retry
+            .broken
+            .as_deref()
+            .unwrap_or("")
+            .contains("could not be computed"),
+        "{kept:?}"
+    );
+    // Its due time still ran; nothing more.
+    assert_eq!(started.lock().unwrap().len(), 1);
+    // A new trigger brings it back.
+    let fixed = scheduler
+        .reschedule_job("costly", date_at(10))
+        .await
+        .unwrap();
+    assert_eq!(fixed.state(), "scheduled");
+    step_to(&clock, t0() + secs(11), Duration::from_millis(100)).await;
+    assert_eq!(started.lock().unwrap().len(), 2);
+    scheduler.shutdown(None).await;
+}

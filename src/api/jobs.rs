@@ -241,11 +241,12 @@ async fn list_jobs(
         None | Some("" | "all") => (None, None),
         Some("scheduled") => (Some(false), Some(false)),
         Some("paused") => (Some(true), None),
-        Some("failed") => (Some(false), Some(true)),
+        // Set aside: failed one-off jobs, and broken ones (their `state` tells which).
+        Some("failed" | "broken") => (Some(false), Some(true)),
         Some(other) => {
             return Err(ApiError::bad_request(
                 "invalid_query",
-                format!("state: {other:?} is not one of all, scheduled, paused, failed"),
+                format!("state: {other:?} is not one of all, scheduled, paused, failed, broken"),
             ))
         }
     };

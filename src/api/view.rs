@@ -37,6 +37,9 @@ pub(crate) struct JobView {
     /// Why a `failed` job failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     failure: Option<FailureView>,
+    /// Why a `broken` job was set aside.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broken: Option<String>,
     /// RFC 3339 in UTC; `null` while paused.
     next_run_time: Option<String>,
     /// Read-only: the daemon's config files own the job.
@@ -152,6 +155,7 @@ impl From<&Job> for JobView {
                 scheduled_time: rfc3339(pending.scheduled_time),
                 attempt: pending.attempt,
             }),
+            broken: job.retry.broken.clone(),
             failure: job.retry.failed.as_ref().map(|failure| FailureView {
                 scheduled_time: rfc3339(failure.scheduled_time),
                 attempts: failure.attempts,

@@ -168,6 +168,7 @@ impl Scheduler {
                 policy: retry.filter(|policy| policy.max_attempts > 1),
                 pending: None,
                 failed: None,
+                broken: None,
             },
         })
     }
@@ -223,9 +224,11 @@ impl Scheduler {
         if let Some(spec) = changes.trigger {
             let context = inner.trigger_context();
             job.trigger = Trigger::new(spec, &context)?;
-            // A new schedule cancels a pending retry, and gives a failed job a new start.
+            // A new schedule cancels a pending retry, and gives a failed or broken job a
+            // new start.
             job.retry.pending = None;
             job.retry.failed = None;
+            job.retry.broken = None;
             if !job.paused {
                 job.next_run_time = Some(
                     job.trigger

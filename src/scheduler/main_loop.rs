@@ -547,7 +547,16 @@ async fn plan_due_job<'a>(
     // only that one run is handed over (later ones come in later passes, so a job that
     // coalesces never merges runs that are not due yet).
     let planned_at = job.next_run_time.map_or(now, |due| due.max(now));
-    let plan = plan(job, planned_at);
+    let mut plan = plan(job, planned_at);
+    if let Some(reason) = plan.broken.clone() {
+        if !quarantine(inner, jobstore, job, &reason).await {
+            // Not set aside: left as it was taken, nothing of it runs, and the next pass
+            // tries again (a job is never taken as finished because its trigger was too
+            // costly to evaluate).
+            plan.run.clear();
+            plan.next_run_time = job.next_run_time;
+        }
+    }
     if let Some(first) = plan.first_missed {
         inner.emit(Event::JobMissed {
             job_id: job.id.clone(),
@@ -599,6 +608,31 @@ async fn plan_due_job<'a>(
         }
     });
     (release, due)
+}
+
+/// Sets `job` aside as `broken` (its trigger could not be evaluated within its budget):
+/// no next run time, the reason kept and shown, never evaluated again until a new trigger
+/// is given. The runs already due still run. Whether the store took it.
+async fn quarantine(inner: &Inner, jobstore: &str, job: &Job, reason: &str) -> bool {
+    tracing::error!(
+        job_id = job.id,
+        reason,
+        "job set aside as broken; give it a new trigger"
+    );
+    let Some(store) = inner.stores.get(jobstore) else {
+        return false;
+    };
+    let mut broken = job.clone();
+    broken.retry.broken = Some(reason.to_owned());
+    broken.retry.pending = None;
+    broken.next_run_time = None;
+    match store.update_job(broken).await {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::warn!(job_id = job.id, %error, "could not set the job aside as broken; will retry");
+            false
+        }
+    }
 }
 
 /// Plans the next attempt of a failed run ([`crate::job::RetryPolicy`]): the scheduled

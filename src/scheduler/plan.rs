@@ -39,8 +39,13 @@ pub struct Plan {
     /// The backlog was too long to walk, so `missed` counts only what was walked plus
     /// one for the run times jumped over.
     pub missed_is_lower_bound: bool,
-    /// The job's next run time after this pass; `None` when its trigger is finished.
+    /// The job's next run time after this pass; `None` when its trigger is finished
+    /// (or [`broken`](Plan::broken)).
     pub next_run_time: Option<DateTime<Utc>>,
+    /// Why the trigger's next fire time could not be computed within its evaluation
+    /// budget (a combination too costly to evaluate): the job is set aside as `broken`
+    /// rather than taken as finished, and not evaluated again on every pass.
+    pub broken: Option<String>,
 }
 
 /// Plans the due run times of `job` at `now`.
@@ -55,6 +60,7 @@ pub fn plan(job: &Job, now: DateTime<Utc>) -> Plan {
         missed: 0,
         missed_is_lower_bound: false,
         next_run_time: None,
+        broken: None,
     };
     let miss = |plan: &mut Plan, time: DateTime<Utc>| {
         plan.missed += 1;
@@ -81,7 +87,19 @@ pub fn plan(job: &Job, now: DateTime<Utc>) -> Plan {
         } else {
             plan.run.push(time);
         }
-        current = job.trigger.next_fire_time(Some(time), now);
+        current = match job.trigger.try_next_fire_time(
+            Some(time),
+            now,
+            &mut crate::trigger::Budget::new(None),
+        ) {
+            Ok(next) => next,
+            Err(error) => {
+                plan.broken = Some(format!(
+                    "the trigger's next fire time after {time} could not be computed: {error}"
+                ));
+                None
+            }
+        };
         if walked > MAX_RUN_TIMES {
             break;
         }

@@ -11,8 +11,10 @@ use crate::job::Job;
 pub struct JobQuery {
     /// Only paused (`Some(true)`) or only unpaused (`Some(false)`) jobs.
     pub paused: Option<bool>,
-    /// Only failed one-off jobs (`Some(true)`: kept after their attempts were used up,
-    /// see [`crate::job::JobFailure`]) or only the others (`Some(false)`).
+    /// Only the jobs set aside (`Some(true)`): neither paused nor with a next run time,
+    /// which is a one-off job kept as `failed` after its attempts were used up (see
+    /// [`crate::job::JobFailure`]) or a job set aside as `broken`; or only the others
+    /// (`Some(false)`).
     pub failed: Option<bool>,
     /// Only jobs of this task (exact name).
     pub task: Option<String>,
@@ -41,7 +43,7 @@ impl JobQuery {
             &job.name,
             &job.task,
             job.paused,
-            job.state() == "failed",
+            !job.paused && job.next_run_time.is_none(),
         )
     }
 

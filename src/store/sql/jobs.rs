@@ -510,13 +510,14 @@ impl<D: Dialect> JobStore for SqlStore<D> {
                 continue;
             };
             let id = D::Database::text(&row, 0).map_err(failure::<D>)?;
+            let next_run_time = D::Database::int(&row, 2).map_err(failure::<D>)?;
             let confirmed = match (id, serde_json::from_str::<ListedFields<'_>>(&json)) {
                 (Some(id), Ok(fields)) => query.matches_fields(
                     &id,
                     &fields.name,
                     &fields.task,
                     fields.paused,
-                    !fields.paused && fields.failed.is_some(),
+                    !fields.paused && next_run_time.is_none(),
                 ),
                 // Unreadable rows are left to a full read, which quarantines them.
                 _ => true,
@@ -698,8 +699,6 @@ struct ListedFields<'a> {
     task: std::borrow::Cow<'a, str>,
     #[serde(default)]
     paused: bool,
-    #[serde(default)]
-    failed: Option<serde::de::IgnoredAny>,
 }
 
 /// `text` as a JSON string literal, quotes included: how it appears in a stored job.
