@@ -841,6 +841,11 @@ async fn metrics_count_jobs_and_runs() {
         "kairos_scheduler_state{state=\"running\"} 1",
         "kairos_runs_total{outcome=\"success\"} 1",
         "kairos_runs_total{outcome=\"error\"} 0",
+        "# TYPE kairos_runs_total counter",
+        "# TYPE kairos_unwritten_runs gauge",
+        "kairos_unwritten_runs 0",
+        "kairos_metrics_events_lost_total 0",
+        "kairos_records_backlogged_total 0",
     ];
     // Run counters follow the scheduler's events, a moment after the run's record.
     let deadline = tokio::time::Instant::now() + PATIENCE;

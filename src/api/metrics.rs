@@ -101,19 +101,21 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let paused = state.scheduler.list_jobs(&paused_only, None).await?.total;
     let pending = total.saturating_sub(paused);
     let mut text = String::new();
-    // Writing to a String cannot fail; the results are ignored for that reason.
-    let _ = writeln!(
-        text,
-        "# HELP kairos_jobs Jobs in the scheduler's stores, by state."
+    family(
+        &mut text,
+        "kairos_jobs",
+        "gauge",
+        "Jobs in the scheduler's stores, by state.",
     );
-    let _ = writeln!(text, "# TYPE kairos_jobs gauge");
+    // Writing to a String cannot fail; the results are ignored for that reason.
     let _ = writeln!(text, "kairos_jobs{{state=\"pending\"}} {pending}");
     let _ = writeln!(text, "kairos_jobs{{state=\"paused\"}} {paused}");
-    let _ = writeln!(
-        text,
-        "# HELP kairos_scheduler_state 1 for the state the scheduler is in."
+    family(
+        &mut text,
+        "kairos_scheduler_state",
+        "gauge",
+        "1 for the state the scheduler is in.",
     );
-    let _ = writeln!(text, "# TYPE kairos_scheduler_state gauge");
     let current = state.scheduler.state();
     for candidate in [
         SchedulerState::Running,
@@ -127,11 +129,12 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
             state_name(candidate)
         );
     }
-    let _ = writeln!(
-        text,
-        "# HELP kairos_runs_total Runs recorded since the API started, by outcome."
+    family(
+        &mut text,
+        "kairos_runs_total",
+        "counter",
+        "Runs recorded since the API started, by outcome.",
     );
-    let _ = writeln!(text, "# TYPE kairos_runs_total counter");
     for (outcome, count) in OUTCOMES.iter().zip(&state.metrics.runs) {
         let _ = writeln!(
             text,
@@ -140,35 +143,26 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
             count.load(Ordering::Relaxed)
         );
     }
-    let _ = writeln!(
-        text,
-        "# HELP kairos_metrics_events_lost_total Scheduler events the run counters missed (they fell behind)."
+    unlabelled(
+        &mut text,
+        "kairos_metrics_events_lost_total",
+        "counter",
+        "Scheduler events the run counters missed (they fell behind).",
+        state.metrics.events_lost.load(Ordering::Relaxed),
     );
-    let _ = writeln!(text, "# TYPE kairos_metrics_events_lost_total counter");
-    let _ = writeln!(
-        text,
-        "kairos_metrics_events_lost_total {}",
-        state.metrics.events_lost.load(Ordering::Relaxed)
+    unlabelled(
+        &mut text,
+        "kairos_unwritten_runs",
+        "gauge",
+        "Finished runs whose records the job store has not taken yet.",
+        u64::try_from(state.scheduler.unwritten_runs()).unwrap_or(u64::MAX),
     );
-    let _ = writeln!(
-        text,
-        "# HELP kairos_unwritten_runs Finished runs whose records the job store has not taken yet."
-    );
-    let _ = writeln!(text, "# TYPE kairos_unwritten_runs gauge");
-    let _ = writeln!(
-        text,
-        "kairos_unwritten_runs {}",
-        state.scheduler.unwritten_runs()
-    );
-    let _ = writeln!(
-        text,
-        "# HELP kairos_records_backlogged_total Times a store's unwritten run records reached the cap (no jobs taken from it until written)."
-    );
-    let _ = writeln!(text, "# TYPE kairos_records_backlogged_total counter");
-    let _ = writeln!(
-        text,
-        "kairos_records_backlogged_total {}",
-        state.metrics.backlogged.load(Ordering::Relaxed)
+    unlabelled(
+        &mut text,
+        "kairos_records_backlogged_total",
+        "counter",
+        "Times a store's unwritten run records reached the cap (no jobs taken from it until written).",
+        state.metrics.backlogged.load(Ordering::Relaxed),
     );
     Ok((
         [(
@@ -178,4 +172,17 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         text,
     )
         .into_response())
+}
+
+/// Writes the `# HELP` and `# TYPE` lines that open one metric family.
+fn family(text: &mut String, name: &str, kind: &str, help: &str) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(text, "# HELP {name} {help}");
+    let _ = writeln!(text, "# TYPE {name} {kind}");
+}
+
+/// Writes a metric family that has a single, unlabelled sample.
+fn unlabelled(text: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    family(text, name, kind, help);
+    let _ = writeln!(text, "{name} {value}");
 }
