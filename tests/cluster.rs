@@ -35,9 +35,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use common::daemon::{lines, temp_dir, wait_until, write, Daemon};
+use common::shared_store::{Db, Place};
 use kairos::job::JobSpec;
 use kairos::scheduler::Scheduler;
-use kairos::store::{self, JobStore, OpenOptions};
+use kairos::store::JobStore;
 use serde_json::json;
 
 /// The one-off jobs.
@@ -58,94 +59,6 @@ const LEASE: &str = "4s";
 const FREEZE: Duration = Duration::from_millis(5500);
 /// The nodes.
 const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Db {
-    Postgres,
-    Mariadb,
-    Redis,
-}
-
-/// Where one run's store lives.
-struct Place {
-    db: Db,
-    url: String,
-    prefix: String,
-}
-
-impl Place {
-    fn new(db: Db) -> Place {
-        let env = |name: &str, default: &str| std::env::var(name).unwrap_or(default.to_owned());
-        let url = match db {
-            Db::Postgres => env(
-                "KAIROS_TEST_POSTGRES_URL",
-                "postgres://postgres@127.0.0.1:5432/test",
-            ),
-            Db::Mariadb => env("KAIROS_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"),
-            Db::Redis => env("KAIROS_TEST_REDIS_URL", "redis://127.0.0.1:6379/"),
-        };
-        Place {
-            db,
-            url,
-            prefix: format!("cl{:08x}_", fastrand::u32(..)),
-        }
-    }
-
-    async fn open(&self) -> Result<Arc<dyn JobStore>, store::OpenError> {
-        let options = OpenOptions {
-            prefix: self.prefix.clone(),
-            ..OpenOptions::default()
-        };
-        store::open(&self.url, &options).await
-    }
-
-    /// Drops the run's tables or keys.
-    async fn clean(&self) {
-        let tables = [
-            "jobs",
-            "instances",
-            "runs",
-            "nodes",
-            "config_generations",
-            "schema_version",
-        ];
-        let statements = tables.map(|table| format!("DROP TABLE IF EXISTS {}{table}", self.prefix));
-        match self.db {
-            Db::Postgres => {
-                let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
-                for statement in &statements {
-                    sqlx::query(statement).execute(&pool).await.unwrap();
-                }
-                pool.close().await;
-            }
-            Db::Mariadb => {
-                let pool = sqlx::MySqlPool::connect(&self.url).await.unwrap();
-                for statement in &statements {
-                    sqlx::query(statement).execute(&pool).await.unwrap();
-                }
-                pool.close().await;
-            }
-            Db::Redis => {
-                let client = ::redis::Client::open(self.url.as_str()).unwrap();
-                let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-                // The store turns the trailing `_` into `:`.
-                let pattern = format!("{}*", self.prefix.trim_end_matches('_'));
-                let keys: Vec<String> = ::redis::cmd("KEYS")
-                    .arg(pattern)
-                    .query_async(&mut connection)
-                    .await
-                    .unwrap();
-                if !keys.is_empty() {
-                    ::redis::cmd("DEL")
-                        .arg(keys)
-                        .query_async::<i64>(&mut connection)
-                        .await
-                        .unwrap();
-                }
-            }
-        }
-    }
-}
 
 /// One node's config: the shared store, a short lease and node timeout, no API, no
 /// fire-ahead (runs start as they are handed over, which keeps the window in which
@@ -307,7 +220,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 async fn kill_one_freeze_one(db: Db) {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let place = Place::new(db);
+    let place = Place::new(db, "cl");
     let store = match place.open().await {
         Ok(store) => store,
         Err(error) => {
@@ -501,7 +414,7 @@ fn tail(log: &str) -> String {
 /// two daemons within half a second of their time, not at the next poll.
 async fn wake_ups_fire_other_nodes_jobs_on_time(db: Db) {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let place = Place::new(db);
+    let place = Place::new(db, "cl");
     let store = match place.open().await {
         Ok(store) => store,
         Err(error) => {

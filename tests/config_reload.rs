@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::daemon::{temp_dir, write, Daemon};
+use common::shared_store::{Db, Place};
 use kairos::store::{self, JobStore, OpenOptions};
 use serde_json::json;
 
@@ -183,81 +184,6 @@ async fn watch_sees_a_rollback_that_keeps_size_and_modification_time() {
 
 // ---- three daemons on a shared store ----
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Db {
-    Postgres,
-    Redis,
-}
-
-struct Place {
-    db: Db,
-    url: String,
-    prefix: String,
-}
-
-impl Place {
-    fn new(db: Db) -> Place {
-        let env = |name: &str, default: &str| std::env::var(name).unwrap_or(default.to_owned());
-        let url = match db {
-            Db::Postgres => env(
-                "KAIROS_TEST_POSTGRES_URL",
-                "postgres://postgres@127.0.0.1:5432/test",
-            ),
-            Db::Redis => env("KAIROS_TEST_REDIS_URL", "redis://127.0.0.1:6379/"),
-        };
-        Place {
-            db,
-            url,
-            prefix: format!("cr{:08x}_", fastrand::u32(..)),
-        }
-    }
-
-    async fn open(&self) -> Result<Arc<dyn JobStore>, store::OpenError> {
-        let options = OpenOptions {
-            prefix: self.prefix.clone(),
-            ..OpenOptions::default()
-        };
-        store::open(&self.url, &options).await
-    }
-
-    async fn clean(&self) {
-        match self.db {
-            Db::Postgres => {
-                let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
-                for table in [
-                    "jobs",
-                    "instances",
-                    "runs",
-                    "nodes",
-                    "config_generations",
-                    "schema_version",
-                ] {
-                    let statement = format!("DROP TABLE IF EXISTS {}{table}", self.prefix);
-                    sqlx::query(&statement).execute(&pool).await.unwrap();
-                }
-                pool.close().await;
-            }
-            Db::Redis => {
-                let client = ::redis::Client::open(self.url.as_str()).unwrap();
-                let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-                let pattern = format!("{}*", self.prefix.trim_end_matches('_'));
-                let keys: Vec<String> = ::redis::cmd("KEYS")
-                    .arg(pattern)
-                    .query_async(&mut connection)
-                    .await
-                    .unwrap();
-                if !keys.is_empty() {
-                    ::redis::cmd("DEL")
-                        .arg(keys)
-                        .query_async::<i64>(&mut connection)
-                        .await
-                        .unwrap();
-                }
-            }
-        }
-    }
-}
-
 /// One node's directory: its config on the shared store, with the API on.
 fn node_dir(place: &Place, node: &str) -> std::path::PathBuf {
     let dir = temp_dir(&format!("rollout-{node}"));
@@ -333,7 +259,7 @@ fn stop(mut daemon: Daemon) {
 /// files does not undo the newer config and says why (log, `/health`, `kairos
 /// check`); a forced reload of the older files applies them.
 async fn a_restarted_node_on_old_files_does_not_undo_the_rollout(db: Db) {
-    let place = Place::new(db);
+    let place = Place::new(db, "cr");
     let store = match place.open().await {
         Ok(store) => store,
         Err(error) => {

@@ -8,6 +8,7 @@
 #![allow(dead_code)] // Each test file uses a different part.
 
 pub mod daemon;
+pub mod shared_store;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
