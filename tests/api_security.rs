@@ -31,6 +31,11 @@ struct Api {
 impl Api {
     fn new(settings: ApiSettings) -> Api {
         let (tasks, _fired) = common::recording_tasks();
+        Api::with_tasks(tasks, settings)
+    }
+
+    /// A started scheduler on simulated time with `tasks`, behind `settings`.
+    fn with_tasks(tasks: kairos::task::TaskRegistry, settings: ApiSettings) -> Api {
         let scheduler = Scheduler::builder()
             .clock(ManualClock::new(t0()))
             .tasks(tasks)
@@ -321,20 +326,9 @@ async fn a_nested_trigger_is_422_within_a_second_and_health_answers_meanwhile() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_http_job_to_the_metadata_service_is_refused_saying_why() {
-    let (tasks, _) = common::recording_tasks();
-    let mut tasks = tasks;
+    let (mut tasks, _) = common::recording_tasks();
     tasks.register("http", kairos::task::http::HttpTask::default());
-    let scheduler = Scheduler::builder()
-        .clock(ManualClock::new(t0()))
-        .tasks(tasks)
-        .store("default", MemoryStore::new())
-        .executor("default", ThreadPoolExecutor::new(2))
-        .build();
-    scheduler.start();
-    let api = Api {
-        router: app(scheduler.clone(), ApiSettings::default()),
-        scheduler,
-    };
+    let api = Api::with_tasks(tasks, ApiSettings::default());
     let (status, body) = api
         .send(post_json(
             "/api/v1/jobs",
@@ -360,22 +354,12 @@ async fn an_api_http_job_to_the_metadata_service_is_refused_saying_why() {
 async fn a_read_only_token_sees_job_args_with_secrets_hidden() {
     let (mut tasks, _) = common::recording_tasks();
     tasks.register("http", kairos::task::http::HttpTask::default());
-    let scheduler = Scheduler::builder()
-        .clock(ManualClock::new(t0()))
-        .tasks(tasks)
-        .store("default", MemoryStore::new())
-        .executor("default", ThreadPoolExecutor::new(2))
-        .build();
-    scheduler.start();
     let settings = ApiSettings {
         tokens: vec!["rw".to_owned()],
         read_tokens: vec!["ro".to_owned()],
         ..ApiSettings::default()
     };
-    let api = Api {
-        router: app(scheduler.clone(), settings),
-        scheduler,
-    };
+    let api = Api::with_tasks(tasks, settings);
     let job = json!({"id": "billing", "task": "http",
         "args": {"url": "https://svc:url-pass@billing.example/run",
                  "headers": {"Authorization": "Bearer header-secret"}},
@@ -537,13 +521,6 @@ fn with_order_service() -> Api {
         Ok::<String, kairos::task::TaskFailure>(String::new())
     });
     tasks.register("http", kairos::task::http::HttpTask::default());
-    let scheduler = Scheduler::builder()
-        .clock(ManualClock::new(t0()))
-        .tasks(tasks)
-        .store("default", MemoryStore::new())
-        .executor("default", ThreadPoolExecutor::new(2))
-        .build();
-    scheduler.start();
     let settings = ApiSettings {
         tokens: vec!["admin".to_owned()],
         named_tokens: vec![NamedToken {
@@ -561,10 +538,7 @@ fn with_order_service() -> Api {
         ]),
         ..ApiSettings::default()
     };
-    Api {
-        router: app(scheduler.clone(), settings),
-        scheduler,
-    }
+    Api::with_tasks(tasks, settings)
 }
 
 fn as_token(token: &str, method: &str, uri: &str, body: Option<&Value>) -> Request<Body> {
