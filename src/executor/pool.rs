@@ -254,6 +254,13 @@ async fn run_one(
         if let Some(record) = unreported.finished.take() {
             unreported.report(record);
         }
+        if start.withdrawal.is_withdrawn() {
+            // Taken back while an earlier run of the same submission went (a pause or
+            // removal through this node): the rest do not start.
+            unreported.waiting.push_front(run);
+            context.report_withdrawn(unreported.waiting.drain(..));
+            break;
+        }
         unreported.running = Some(RunIdentity {
             run_id: run.run_id.clone(),
             job_id: run.job_id.clone(),

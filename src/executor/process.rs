@@ -328,6 +328,17 @@ async fn run_one(
         if let Some(record) = last_record.take() {
             shared.report(&context, record);
         }
+        // Taken back while an earlier run of the same submission went (a pause or
+        // removal through this node): the rest do not start.
+        if submission.withdrawal.is_withdrawn() {
+            last_record = Some(record(
+                run,
+                None,
+                clock.now(),
+                Ended::skipped(super::WITHDRAWN),
+            ));
+            continue;
+        }
         // Runs of one submission go one after another; none starts once shutdown began.
         if *phase.borrow() >= Phase::Draining {
             last_record = Some(record(

@@ -601,8 +601,10 @@ pub(crate) fn submission(
         task_name: job.task.clone(),
         task,
         start_at,
-        // Runs handed over ahead of their time can be taken back until then.
-        withdrawal: if start_at > inner.clock.now() {
+        // Runs handed over ahead of their time can be taken back until then, and the
+        // later runs of a catch-up (several times of one job, run one after another)
+        // until each starts: a pause or removal meanwhile stops the rest.
+        withdrawal: if start_at > inner.clock.now() || scheduled_times.len() > 1 {
             Withdrawal::new()
         } else {
             Withdrawal::default()

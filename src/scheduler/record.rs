@@ -41,7 +41,14 @@ pub(crate) async fn record_finished_runs(
         let waiting = !unwritten.is_empty();
         let retry = async {
             if waiting {
-                tokio::time::sleep(backoff).await;
+                // On the scheduler's clock, like every wait of the scheduling logic, so
+                // simulated time (tests, the scenario checker) retries as real time does.
+                let retry_at = inner
+                    .clock
+                    .now()
+                    .checked_add_signed(TimeDelta::from_std(backoff).unwrap_or(TimeDelta::MAX))
+                    .unwrap_or_else(|| inner.clock.now());
+                inner.clock.sleep_until(retry_at).await;
             } else {
                 std::future::pending::<()>().await;
             }

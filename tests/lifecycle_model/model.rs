@@ -178,8 +178,14 @@ fn models(observed: &Observed) -> BTreeMap<String, JobModel> {
                 model.removed_at = Some(at);
             }
             // A failed one-off job is run again through the loop, with fresh attempts:
-            // no run id yet, and the time it was asked at becomes due.
+            // no run id yet, and the time it was asked at becomes due. A failed job
+            // that was paused is resumed by it (README, "When runs fail"): its trigger
+            // has no time left, and a later reschedule applies at once.
             OpKind::RunNow(_) if answer.as_deref() == Some("") => {
+                if *exists && *paused {
+                    *paused = false;
+                    *since = at;
+                }
                 model.stretches.push(Stretch {
                     from: at,
                     until: at + 1,

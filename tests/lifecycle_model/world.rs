@@ -74,6 +74,78 @@ pub struct Observed {
     pub trouble: Vec<String>,
 }
 
+impl Observed {
+    /// One line per execution and record, in time order: what `KAIROS_TRACE=short`
+    /// prints for a replayed scenario.
+    pub fn timeline(&self) -> String {
+        let mut lines: Vec<(Ms, String)> = Vec::new();
+        for run in &self.executions {
+            lines.push((
+                ms_of(run.started),
+                format!(
+                    "{:>6}  exec   {} at +{} on node {}.{} until {}{}",
+                    ms_of(run.started),
+                    run.job_id,
+                    ms_of(run.scheduled),
+                    run.node,
+                    run.incarnation,
+                    run.finished
+                        .map_or("(never)".to_owned(), |end| format!("+{}", ms_of(end))),
+                    if run.failed { " failed" } else { "" },
+                ),
+            ));
+        }
+        for record in &self.records {
+            lines.push((
+                ms_of(record.finished_at),
+                format!(
+                    "{:>6}  record {} at +{} {:?} attempt {}{}",
+                    ms_of(record.finished_at),
+                    record.job_id,
+                    ms_of(record.scheduled_time),
+                    record.outcome,
+                    record.attempt,
+                    record
+                        .error
+                        .as_deref()
+                        .map_or(String::new(), |e| format!(": {e}")),
+                ),
+            ));
+        }
+        for (at, length) in &self.outages {
+            lines.push((*at, format!("{at:>6}  outage for {length} ms")));
+        }
+        for (at, by) in &self.jumps {
+            lines.push((*at, format!("{at:>6}  clock jumps by {by} ms")));
+        }
+        for kill in &self.kills {
+            lines.push((
+                kill.at,
+                format!(
+                    "{:>6}  node {}.{} killed (work free at +{})",
+                    kill.at, kill.node, kill.incarnation, kill.taken_over
+                ),
+            ));
+        }
+        for applied in &self.applied {
+            lines.push((
+                applied.at,
+                format!(
+                    "{:>6}  op     {:?} -> {:?}",
+                    applied.at, applied.op.kind, applied.result
+                ),
+            ));
+        }
+        lines.sort_by_key(|(at, _)| *at);
+        let mut out = String::new();
+        for (_, line) in lines {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+}
+
 struct Node {
     incarnation: usize,
     scheduler: Scheduler,

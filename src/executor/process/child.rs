@@ -52,6 +52,15 @@ impl Ended {
             output: String::new(),
         }
     }
+
+    /// A run that did not start, and why (taken back before its turn).
+    pub(super) fn skipped(message: impl Into<String>) -> Ended {
+        Ended {
+            outcome: RunOutcome::Skipped,
+            error: Some(message.into()),
+            output: String::new(),
+        }
+    }
 }
 
 /// Why the parent stopped waiting for the worker.
