@@ -364,10 +364,21 @@ impl Inner {
     /// so the run it had when it was taken must not happen. Their executor reports them
     /// as skipped; the release written for them then leaves the change in place.
     pub(crate) fn withdraw_early_runs(&self, job_id: &str) {
-        let mutable = self.lock();
+        let mut mutable = self.lock();
         for place in mutable.run_stores.values() {
             if place.job_id == job_id {
                 place.withdrawal.withdraw();
+            }
+        }
+        // Its write-back, held until the run's time ([`Deferred`]), must not move the
+        // job on by the run it no longer has: it only ends the lease, as for a held run
+        // taken back. Otherwise a new trigger whose first time is the one the run had
+        // would be moved on by the old trigger's next time.
+        for deferred in mutable.deferred_releases.values_mut() {
+            for entry in deferred.iter_mut() {
+                if entry.release.job_id == job_id {
+                    entry.release.next_run_time = entry.release.acquired_next_run_time;
+                }
             }
         }
     }

@@ -59,6 +59,8 @@ struct JobModel {
     removed_at: Option<Ms>,
     /// Times of every operation on the job that succeeded.
     touched: Vec<Ms>,
+    /// Times of the reschedules and resumes that succeeded: each starts a stretch.
+    schedule_changes: Vec<Ms>,
 }
 
 impl JobModel {
@@ -162,8 +164,10 @@ fn models(observed: &Observed) -> BTreeMap<String, JobModel> {
             OpKind::Resume(_) if *exists && *paused => {
                 *paused = false;
                 *since = at;
+                model.schedule_changes.push(at);
             }
             OpKind::Reschedule(_, new) => {
+                model.schedule_changes.push(at);
                 if *exists && !*paused {
                     close(model, trigger, *since);
                     *since = at;
@@ -274,6 +278,9 @@ fn executing(executions: &[&Execution], observed: &Observed, time: Ms) -> usize 
         })
         .count()
 }
+
+/// What the record of a fire time that came while a run held its job says.
+const HELD_SKIP: &str = "was still going at this time (max_instances = 1)";
 
 fn is_withdrawal(record: &RunRecord) -> bool {
     record.error.as_deref() == Some(WITHDRAWN)
@@ -448,6 +455,21 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             if held_past_end {
                 continue;
             }
+            // A schedule changed while a run held the job takes effect when that run
+            // ends (docs/lifecycle.md, "Held until the run ends"): the new schedule's
+            // times before then are late runs, folded by `coalesce` like any backlog.
+            let changed_while_held = model.schedule_changes.iter().any(|&change| {
+                change <= time
+                    && executions.iter().any(|run| {
+                        ms_of(run.started) <= change
+                            && stopped(run, observed).is_none_or(|stop| {
+                                stop > change && time <= stop + observed.fire_ahead
+                            })
+                    })
+            });
+            if changed_while_held {
+                continue;
+            }
             let record = records
                 .iter()
                 .find(|record| ms_of(record.scheduled_time) == time && record.started_at.is_none());
@@ -456,6 +478,19 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     "taken back unasked (recorded at +{} ms: {WITHDRAWN})",
                     ms_of(record.finished_at)
                 )),
+                // Came while a run held the job (max_instances = 1 when it was
+                // taken): judged by the limit that run was planned with, recorded at
+                // its end (docs/lifecycle.md, "Held until the run ends").
+                Some(record)
+                    if record.outcome == RunOutcome::Skipped
+                        && record
+                            .error
+                            .as_deref()
+                            .is_some_and(|error| error.contains(HELD_SKIP))
+                        && executing(&executions, observed, time) >= 1 =>
+                {
+                    None
+                }
                 Some(record) if record.outcome == RunOutcome::Skipped => {
                     // Judged at its time, or later at its start (jitter, a gate) or at
                     // the end of the run that held the job: the limit must have been
