@@ -22,7 +22,8 @@
 //!   handed to its executor, up to the fire-ahead window early.
 //! - **Judged at their time** ([`start::RunStart`]): a run handed over early starts only
 //!   if its job was not paused, rescheduled or removed meanwhile (through any node),
-//!   and `max_instances` is judged then, by the runs executing then.
+//!   and `max_instances` is judged then, by the runs executing then (its instance
+//!   slot is claimed at its time, with the other runs due then).
 //! - **Held until they end** ([`HeldRelease`]): a one-off job, and a recurring job with
 //!   `max_instances = 1`, stay leased to this node until the run ends (the lease and
 //!   the instance slot renewed meanwhile, `renewal.rs`), and are written back with
@@ -383,23 +384,6 @@ impl Inner {
         }
     }
 
-    /// Takes the instance slot of a run of `job_id` handed over early and not come to
-    /// its time yet, for a run now: that run is not executing, so it does not count
-    /// against `max_instances` (it claims again at its time). Whether one was found.
-    pub(crate) fn borrow_early_slot(&self, job_id: &str) -> bool {
-        let mut mutable = self.lock();
-        for place in mutable.run_stores.values_mut() {
-            if place.job_id != job_id || !place.frees_instance {
-                continue;
-            }
-            if place.start.as_ref().is_some_and(|start| start.lend_slot()) {
-                place.frees_instance = false;
-                return true;
-            }
-        }
-        false
-    }
-
     /// Notes a change to `job_id` made through this scheduler while a run of it holds
     /// the job here: the run's end then wakes the loop (the change may have left the
     /// job due before the loop's deadline) and, for a one-off job paused meanwhile,
@@ -478,9 +462,6 @@ pub(crate) struct RunPlace {
     pub(crate) release: Option<HeldRelease>,
     /// Takes the run back while it waits for its start time ([`Inner::withdraw_early_runs`]).
     pub(crate) withdrawal: Withdrawal,
-    /// On the last run of a submission judged at its time: that judgement, which may
-    /// lend its slot to a run now ([`start::RunStart::lend_slot`]).
-    pub(crate) start: Option<Arc<start::RunStart>>,
 }
 
 /// A job's release held by its run until the run ends: the job stays leased to this
@@ -690,20 +671,29 @@ async fn hand_over_due_runs(
     if due_runs.is_empty() {
         return Ok(handed);
     }
+    // Only runs due now claim their slots here. A run handed over early claims its
+    // slot at its time ([`start::RunStart`]): `max_instances` counts the runs
+    // executing, and until then it is not one (a run now through any node must find
+    // the slot free).
     let claims: Vec<InstanceClaim> = due_runs
         .iter()
+        .filter(|due| due.start_at <= now)
         .map(|due| InstanceClaim {
             job_id: due.job.id.clone(),
             max_instances: due.job.max_instances,
         })
         .collect();
-    let claimed = store.claim_instances(&inner.id, &claims).await?;
-    for (index, due) in due_runs.iter().enumerate() {
+    let claimed = if claims.is_empty() {
+        Vec::new()
+    } else {
+        store.claim_instances(&inner.id, &claims).await?
+    };
+    let mut claimed = claimed.into_iter();
+    for due in due_runs {
         // A store that answered fewer claims than asked granted none of the rest.
         // A slot not free now is claimed when the run is due, and only then may the
-        // run be skipped: `max_instances` counts the runs executing at its time
-        // ([`start::RunStart`]).
-        let slot_claimed = claimed.get(index).copied().unwrap_or(false);
+        // run be skipped ([`start::RunStart`]).
+        let slot_claimed = due.start_at <= now && claimed.next().unwrap_or(false);
         let (_, handed_over) = hand_over(
             inner,
             jobstore,
@@ -845,8 +835,7 @@ pub(crate) async fn submit_runs(
         .ok_or_else(|| StoreError::NotFound(jobstore.to_owned()))?;
     let claimed = store
         .claim_instance(&job.id, &inner.id, job.max_instances)
-        .await?
-        || inner.borrow_early_slot(&job.id);
+        .await?;
     if claimed {
         let (run_id, _) = hand_over(
             inner,
@@ -951,10 +940,7 @@ async fn hand_over(
                     acquired_next: job.next_run_time,
                     released_next: how.released_next,
                     confirm_schedule: early,
-                    slot: std::sync::Mutex::new(start::SlotState {
-                        claimed: how.slot_claimed,
-                        judged: false,
-                    }),
+                    slot_claimed: how.slot_claimed,
                     withdrawal: submission.withdrawal.clone(),
                     last_run_id: run_ids.last().cloned().unwrap_or_default(),
                 })
@@ -970,7 +956,6 @@ async fn hand_over(
                     let place = RunPlace {
                         job_id: job.id.clone(),
                         jobstore: jobstore.to_owned(),
-                        start: if index == last { start.clone() } else { None },
                         frees_instance: index == last && how.slot_claimed,
                         release: if index == last {
                             final_release.take()

@@ -336,7 +336,8 @@ impl SchedulerBuilder {
         Scheduler {
             inner: Arc::new_cyclic(|me| Inner {
                 me: me.clone(),
-                schedule_checks: start::ScheduleChecks::default(),
+                schedule_checks: start::StoreBatches::default(),
+                slot_claims: start::StoreBatches::default(),
                 flush_sender,
                 id: self.id,
                 timezone: self.timezone,
@@ -394,7 +395,9 @@ pub(crate) struct Inner {
     /// This scheduler, for what outlives a call: the start checks of runs handed over.
     me: std::sync::Weak<Inner>,
     /// Reads, in batches, the schedules of jobs whose early runs come due.
-    schedule_checks: start::ScheduleChecks,
+    schedule_checks: start::StoreBatches<start::ReadSchedules>,
+    /// Claims, in batches, the instance slots of runs as they come due.
+    slot_claims: start::StoreBatches<start::ClaimSlots>,
     /// Asks the record task to write what has finished so far ([`Inner::flush_finished_runs`]).
     flush_sender: mpsc::UnboundedSender<tokio::sync::oneshot::Sender<()>>,
     id: String,

@@ -9,15 +9,17 @@
 //!   node of a shared store is seen here, by reading the job's schedule from the store
 //!   as the run's time comes. Runs due at one instant ask in one read
 //!   ([`ScheduleChecks`]).
-//! - **`max_instances` counts the runs executing then.** A run whose job's previous
-//!   run still held the instance slot at hand-over claims its slot at its time instead
-//!   of being skipped at hand-over; only if the slot is still taken then is it skipped
-//!   (once, as skipped).
+//! - **`max_instances` counts the runs executing then.** A run handed over early
+//!   claims its instance slot at its time, not at hand-over, so a run it has not
+//!   started yet never counts against the limit (a run now through any node finds the
+//!   slot free); a run due at once whose job's previous run still held the slot claims
+//!   at its time too. Only a slot still taken then skips the run (once, as skipped).
+//!   Runs due at one instant claim in one store call ([`ClaimSlots`]).
 //!
 //! ```text
 //! every 2 s, each run 1.5 s, fire-ahead 1 s:
 //!   0 s ──run 1──── 1.5 s                    2 s ──run 2──── 3.5 s
-//!            1 s: run 2 handed over (slot taken: claim at its time)
+//!            1 s: run 2 handed over (no slot yet)
 //!                                            2 s: slot free → claim → start
 //! ```
 
@@ -30,7 +32,7 @@ use tokio::sync::oneshot;
 
 use super::{Event, Inner};
 use crate::executor::{StartCheck, Withdrawal};
-use crate::store::{JobSchedule, JobStore, StoreError};
+use crate::store::{InstanceClaim, JobSchedule, JobStore, StoreError};
 
 /// What a run handed over needs to know at its time; the executor asks it
 /// ([`StartCheck::may_start`]) once its start time has come.
@@ -49,45 +51,14 @@ pub(crate) struct RunStart {
     pub(crate) released_next: Option<DateTime<Utc>>,
     /// Read the job's schedule from the store first (runs handed over early).
     pub(crate) confirm_schedule: bool,
-    /// Whether it holds its instance slot (claimed at hand-over, or lent away to a
-    /// run now before its time, [`RunStart::lend_slot`]), and whether it has been
-    /// judged; under one lock, so a slot is never lent from a run that started.
-    pub(crate) slot: Mutex<SlotState>,
+    /// Whether it holds its instance slot (claimed at hand-over, for a run due then);
+    /// otherwise it claims one at its time.
+    pub(crate) slot_claimed: bool,
     /// The submission's withdrawal: set here when the store shows the job changed, so
     /// the run's end writes back as for a run taken back locally.
     pub(crate) withdrawal: Withdrawal,
     /// The last run of the submission: its record frees the slot claimed here.
     pub(crate) last_run_id: String,
-}
-
-/// [`RunStart::slot`].
-#[derive(Debug, Default)]
-pub(crate) struct SlotState {
-    /// The run holds its instance slot.
-    pub(crate) claimed: bool,
-    /// `may_start` has begun: the slot is the run's for good.
-    pub(crate) judged: bool,
-}
-
-impl RunStart {
-    fn slot_state(&self) -> std::sync::MutexGuard<'_, SlotState> {
-        self.slot
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Gives the slot this run claimed early to a run now of the same job, if the run
-    /// has not come to its time yet: `max_instances` counts the runs executing, and
-    /// this one is not. It claims again at its time (and is skipped if the run now
-    /// still goes then). Whether the slot was lent.
-    pub(crate) fn lend_slot(&self) -> bool {
-        let mut state = self.slot_state();
-        if state.judged || !state.claimed {
-            return false;
-        }
-        state.claimed = false;
-        true
-    }
 }
 
 #[async_trait]
@@ -100,15 +71,10 @@ impl StartCheck for RunStart {
         let Some(store) = inner.stores.get(&self.jobstore).cloned() else {
             return Ok(());
         };
-        let claimed = {
-            let mut state = self.slot_state();
-            state.judged = true;
-            state.claimed
-        };
         if self.confirm_schedule {
             self.confirm_schedule(&inner, &store).await?;
         }
-        if !claimed {
+        if !self.slot_claimed {
             self.claim_slot(&inner, &store).await?;
         }
         Ok(())
@@ -126,7 +92,7 @@ impl RunStart {
     ) -> Result<(), String> {
         let schedule = inner
             .schedule_checks
-            .schedule_of(store, &self.jobstore, &self.job_id)
+            .ask(store, &self.jobstore, &inner.id, self.job_id.clone())
             .await;
         let refusal = match schedule {
             Ok(None) => "the job was removed after this run was handed over and before it was due",
@@ -157,33 +123,35 @@ impl RunStart {
         Err(refusal.to_owned())
     }
 
-    /// Claims the instance slot the run could not claim at hand-over. A refusal is
-    /// looked at twice: runs of this job that ended here a moment ago may not have
-    /// freed their slots in the store yet, so this node's finished runs are written
-    /// first ([`Inner::flush_finished_runs`]) and the claim tried again.
+    /// Claims the run's instance slot at its time, in one store call with the other
+    /// runs due then. A refusal is looked at twice: runs of this job that ended here a
+    /// moment ago may not have freed their slots in the store yet, so this node's
+    /// finished runs are written first ([`Inner::flush_finished_runs`]) and the claim
+    /// tried again.
     async fn claim_slot(&self, inner: &Inner, store: &Arc<dyn JobStore>) -> Result<(), String> {
-        let mut claimed = false;
-        for attempt in 0..2 {
-            if attempt > 0 {
-                inner.flush_finished_runs().await;
-            }
-            match store
+        let claim = InstanceClaim {
+            job_id: self.job_id.clone(),
+            max_instances: self.max_instances,
+        };
+        let mut claimed = inner
+            .slot_claims
+            .ask(store, &self.jobstore, &inner.id, claim)
+            .await;
+        if matches!(claimed, Ok(false)) {
+            inner.flush_finished_runs().await;
+            claimed = store
                 .claim_instance(&self.job_id, &inner.id, self.max_instances)
-                .await
-            {
-                Ok(true) => {
-                    claimed = true;
-                    break;
-                }
-                Ok(false) => {}
-                Err(error) => {
-                    // Without a slot the limit cannot be kept; the run is not lost
-                    // silently either: its record says why.
-                    tracing::warn!(job_id = self.job_id, %error, "could not claim an instance slot");
-                    return Err(format!("could not claim an instance slot: {error}"));
-                }
-            }
+                .await;
         }
+        let claimed = match claimed {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                // Without a slot the limit cannot be kept; the run is not lost
+                // silently either: its record says why.
+                tracing::warn!(job_id = self.job_id, %error, "could not claim an instance slot");
+                return Err(format!("could not claim an instance slot: {error}"));
+            }
+        };
         if claimed {
             if let Some(place) = inner.lock().run_stores.get_mut(&self.last_run_id) {
                 place.frees_instance = true;
@@ -202,50 +170,115 @@ impl RunStart {
     }
 }
 
-/// Batches the schedule reads of runs that come due together: the first to ask reads
-/// for everyone who asked before its read went out, and again for those who asked
-/// meanwhile, so ten thousand runs due at one instant cost a few reads, not ten
-/// thousand (the way a group commit batches writes).
-#[derive(Default)]
-pub(crate) struct ScheduleChecks {
-    pending: Mutex<HashMap<String, Batch>>,
+/// Batches the store calls of runs that come due together: the first to ask calls
+/// for everyone who asked before its call went out, and again for those who asked
+/// meanwhile, so ten thousand runs due at one instant cost a few calls, not ten
+/// thousand (the way a group commit batches writes). One per kind of call
+/// ([`ReadSchedules`], [`ClaimSlots`]).
+pub(crate) struct StoreBatches<Op: BatchedCall> {
+    pending: Mutex<HashMap<String, Batch<Op>>>,
 }
 
-type Answer = oneshot::Sender<Result<JobSchedule, StoreError>>;
-
-#[derive(Default)]
-struct Batch {
-    asks: Vec<(String, Answer)>,
-    /// Someone is reading for this store now and will read again for new asks.
-    reading: bool,
+impl<Op: BatchedCall> Default for StoreBatches<Op> {
+    fn default() -> Self {
+        StoreBatches {
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
-impl ScheduleChecks {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Batch>> {
+/// One store call that answers a batch of asks, one answer per ask, in order.
+#[async_trait]
+pub(crate) trait BatchedCall: Send + Sync + 'static {
+    /// What one run asks.
+    type Ask: Send;
+    /// What it is answered.
+    type Answer: Send;
+    /// Asks the store for the whole batch.
+    async fn call(
+        store: &dyn JobStore,
+        owner: &str,
+        asks: &[Self::Ask],
+    ) -> Result<Vec<Self::Answer>, StoreError>;
+}
+
+/// Where each job stands ([`JobStore::job_schedules`]), to confirm a run's schedule.
+pub(crate) struct ReadSchedules;
+
+#[async_trait]
+impl BatchedCall for ReadSchedules {
+    type Ask = String;
+    type Answer = JobSchedule;
+    async fn call(
+        store: &dyn JobStore,
+        _owner: &str,
+        asks: &[String],
+    ) -> Result<Vec<JobSchedule>, StoreError> {
+        store.job_schedules(asks).await
+    }
+}
+
+/// Instance slots claimed at the runs' time ([`JobStore::claim_instances`]).
+pub(crate) struct ClaimSlots;
+
+#[async_trait]
+impl BatchedCall for ClaimSlots {
+    type Ask = InstanceClaim;
+    type Answer = bool;
+    async fn call(
+        store: &dyn JobStore,
+        owner: &str,
+        asks: &[InstanceClaim],
+    ) -> Result<Vec<bool>, StoreError> {
+        store.claim_instances(owner, asks).await
+    }
+}
+
+type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
+
+struct Batch<Op: BatchedCall> {
+    asks: Vec<(Op::Ask, Answer<Op::Answer>)>,
+    /// Someone is calling for this store now and will call again for new asks.
+    calling: bool,
+}
+
+impl<Op: BatchedCall> Default for Batch<Op> {
+    fn default() -> Self {
+        Batch {
+            asks: Vec::new(),
+            calling: false,
+        }
+    }
+}
+
+impl<Op: BatchedCall> StoreBatches<Op> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Batch<Op>>> {
         self.pending
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The job's schedule in `store` ([`JobStore::job_schedules`]).
-    pub(crate) async fn schedule_of(
+    /// `ask`'s answer from `store`, called in one batch with the asks of the runs
+    /// that came due with this one.
+    pub(crate) async fn ask(
         &self,
         store: &Arc<dyn JobStore>,
         jobstore: &str,
-        job_id: &str,
-    ) -> Result<JobSchedule, StoreError> {
+        owner: &str,
+        ask: Op::Ask,
+    ) -> Result<Op::Answer, StoreError> {
         let (answer, answered) = oneshot::channel();
         let lead = {
             let mut pending = self.lock();
             let batch = pending.entry(jobstore.to_owned()).or_default();
-            batch.asks.push((job_id.to_owned(), answer));
-            !std::mem::replace(&mut batch.reading, true)
+            batch.asks.push((ask, answer));
+            !std::mem::replace(&mut batch.calling, true)
         };
         if lead {
             // The other runs woken with this one (one gate per instant) ask first.
             tokio::task::yield_now().await;
-            let mut reader = Reader {
-                checks: self,
+            let mut caller = Caller {
+                batches: self,
                 jobstore,
                 done: false,
             };
@@ -257,51 +290,58 @@ impl ScheduleChecks {
                     };
                     if batch.asks.is_empty() {
                         // In the same lock as the last look: an ask after this leads.
-                        batch.reading = false;
-                        reader.done = true;
+                        batch.calling = false;
+                        caller.done = true;
                         break;
                     }
                     std::mem::take(&mut batch.asks)
                 };
-                let ids: Vec<String> = asks.iter().map(|(id, _)| id.clone()).collect();
-                let answers = store.job_schedules(&ids).await;
-                for (index, (_, answer)) in asks.into_iter().enumerate() {
-                    let result = match &answers {
-                        Ok(schedules) => schedules.get(index).copied().ok_or_else(|| {
-                            StoreError::Corrupt("the store answered fewer jobs than asked".into())
-                        }),
-                        Err(error) => Err(error.clone()),
-                    };
-                    // The asker may be gone (its run was stopped); nothing to tell.
-                    let _ = answer.send(result);
+                let (questions, answers): (Vec<Op::Ask>, Vec<Answer<Op::Answer>>) =
+                    asks.into_iter().unzip();
+                match Op::call(store.as_ref(), owner, &questions).await {
+                    Ok(results) => {
+                        let mut results = results.into_iter();
+                        for answer in answers {
+                            let result = results.next().ok_or_else(|| {
+                                StoreError::Corrupt("the store answered fewer than asked".into())
+                            });
+                            // The asker may be gone (its run was stopped); nothing to tell.
+                            let _ = answer.send(result);
+                        }
+                    }
+                    Err(error) => {
+                        for answer in answers {
+                            let _ = answer.send(Err(error.clone()));
+                        }
+                    }
                 }
             }
         }
         answered.await.unwrap_or_else(|_| {
             Err(StoreError::Unavailable(
-                "the schedule read was abandoned".into(),
+                "the batched store call was abandoned".into(),
             ))
         })
     }
 }
 
-/// Ends a reader's turn however it ends (done, or dropped by a shutdown): the next
+/// Ends a caller's turn however it ends (done, or dropped by a shutdown): the next
 /// asker leads again, and asks it did not serve are answered (dropped: "abandoned").
-struct Reader<'a> {
-    checks: &'a ScheduleChecks,
+struct Caller<'a, Op: BatchedCall> {
+    batches: &'a StoreBatches<Op>,
     jobstore: &'a str,
     /// It handed over its turn itself.
     done: bool,
 }
 
-impl Drop for Reader<'_> {
+impl<Op: BatchedCall> Drop for Caller<'_, Op> {
     fn drop(&mut self) {
         if self.done {
             return;
         }
-        let mut pending = self.checks.lock();
+        let mut pending = self.batches.lock();
         if let Some(batch) = pending.get_mut(self.jobstore) {
-            batch.reading = false;
+            batch.calling = false;
             batch.asks.clear();
         }
     }
