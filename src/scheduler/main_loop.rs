@@ -54,23 +54,12 @@ pub(super) const MIN_BACKOFF: Duration = Duration::from_millis(500);
 pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub(crate) async fn run(inner: Arc<Inner>) {
-    for (name, store) in &inner.stores {
-        match store.recover_owner(&inner.id).await {
-            Ok(0) => {}
-            Ok(freed) => {
-                tracing::info!(
-                    jobstore = name,
-                    scheduler_id = inner.id,
-                    freed,
-                    "freed the leases and instance slots an earlier run of this scheduler left"
-                );
-            }
-            // They expire on their own; this only makes recovery faster.
-            Err(error) => {
-                tracing::warn!(jobstore = name, %error, "could not free leases left by an earlier run");
-            }
-        }
-    }
+    // Stores whose leases and slots left by an earlier run of this scheduler (same id)
+    // are not freed yet: tried again before every pass until they are. A store out of
+    // reach at start would otherwise leave that run's jobs leased to this id until
+    // their leases ran out, although this node is the one that should take them.
+    let mut unrecovered: Vec<String> = inner.stores.keys().cloned().collect();
+    recover_earlier_run(&inner, &mut unrecovered).await;
     // Other nodes' changes, pushed by the stores that can (PostgreSQL, Redis).
     let listeners: Vec<tokio::task::JoinHandle<()>> = inner
         .stores
@@ -88,6 +77,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             // run times when due (their leases must not run out).
             SchedulerState::Paused => flush_deferred(&inner, Some(inner.clock.now())).await,
             SchedulerState::Running => {
+                if !unrecovered.is_empty() {
+                    recover_earlier_run(&inner, &mut unrecovered).await;
+                }
                 // During a pass the loop has no deadline, so a job added or changed
                 // meanwhile always leaves a wake-up behind.
                 {
@@ -96,7 +88,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                     mutable.pass_started = Some(std::time::Instant::now());
                 }
                 let now = inner.clock.now();
-                match process_due_jobs(&inner, now).await {
+                match process_due_jobs(&inner, now, &unrecovered).await {
                     Ok(deadline) => {
                         backoff = MIN_BACKOFF;
                         deadline
@@ -164,6 +156,34 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     }
 }
 
+/// Frees the leases and instance slots an earlier run of this scheduler left in the
+/// stores named in `unrecovered` ([`JobStore::recover_owner`]); the stores that could
+/// not be reached stay in it.
+async fn recover_earlier_run(inner: &Inner, unrecovered: &mut Vec<String>) {
+    let mut left = Vec::new();
+    for name in unrecovered.drain(..) {
+        let Some(store) = inner.stores.get(&name) else {
+            continue;
+        };
+        match store.recover_owner(&inner.id).await {
+            Ok(0) => {}
+            Ok(freed) => {
+                tracing::info!(
+                    jobstore = name,
+                    scheduler_id = inner.id,
+                    freed,
+                    "freed the leases and instance slots an earlier run of this scheduler left"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(jobstore = name, %error, "could not free leases left by an earlier run; will retry");
+                left.push(name);
+            }
+        }
+    }
+    *unrecovered = left;
+}
+
 /// Turns a store's wake-ups ([`JobStore::wake_ups`]) into wake-ups of the loop: a
 /// change due before the loop's deadline wakes it (STYLE 10), a resync always does (the
 /// store may have changed while nobody listened). The loop then re-reads the store, so
@@ -184,6 +204,7 @@ async fn forward_wake_ups(inner: Arc<Inner>, mut wake_ups: mpsc::Receiver<WakeUp
 pub(crate) async fn process_due_jobs(
     inner: &Inner,
     now: DateTime<Utc>,
+    unrecovered: &[String],
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
     let mut first_error = None;
     let mut starved_any = false;
@@ -194,6 +215,14 @@ pub(crate) async fn process_due_jobs(
     // Runs handed over early whose time has come: their jobs get their next run times.
     let mut next_deadline = flush_deferred(inner, Some(now)).await;
     for (name, store) in &inner.stores {
+        if unrecovered.contains(name) {
+            // Nothing is taken from it before the earlier run's leases are freed: a
+            // recovery after this pass would free this run's new ones too.
+            first_error.get_or_insert(StoreError::Unavailable(format!(
+                "the leases an earlier run of this scheduler left in {name:?} are not freed yet"
+            )));
+            continue;
+        }
         let served = async {
             // Runs already submitted but not written back (the store failed last time)
             // are written first: taking those jobs again would run the same times twice.

@@ -282,6 +282,22 @@ fn executing(executions: &[&Execution], observed: &Observed, time: Ms) -> usize 
 /// What the record of a fire time that came while a run held its job says.
 const HELD_SKIP: &str = "was still going at this time (max_instances = 1)";
 
+/// How many runs of `job` held an instance slot at `time`: those executing, and those
+/// of a killed node until its work is free for the others (until then nobody can tell
+/// a dead node's slot from a live one's).
+fn holding(executions: &[&Execution], observed: &Observed, time: Ms) -> usize {
+    executions
+        .iter()
+        .filter(|execution| {
+            let until = match (kill_of(execution, observed), execution.finished) {
+                (Some(kill), None) => Some(kill.taken_over),
+                _ => stopped(execution, observed),
+            };
+            ms_of(execution.started) <= time && until.is_none_or(|stop| stop > time)
+        })
+        .count()
+}
+
 fn is_withdrawal(record: &RunRecord) -> bool {
     record.error.as_deref() == Some(WITHDRAWN)
 }
@@ -470,6 +486,25 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             if changed_while_held {
                 continue;
             }
+            // A time that came while a run held the job is recorded when that run ends;
+            // if its node died before the store took that record (an outage between
+            // the end and the kill), the record died with it, and the successor folds
+            // the time into its late run like any backlog.
+            let record_died = executions.iter().any(|run| {
+                ms_of(run.started) <= time
+                    && run.finished.is_some_and(|finished| {
+                        ms_of(finished) >= time
+                            && kill_of(run, observed).is_some_and(|kill| {
+                                observed
+                                    .outages
+                                    .iter()
+                                    .any(|(from, to)| *from <= kill.at && *to >= ms_of(finished))
+                            })
+                    })
+            });
+            if record_died {
+                continue;
+            }
             let record = records
                 .iter()
                 .find(|record| ms_of(record.scheduled_time) == time && record.started_at.is_none());
@@ -487,7 +522,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                             .error
                             .as_deref()
                             .is_some_and(|error| error.contains(HELD_SKIP))
-                        && executing(&executions, observed, time) >= 1 =>
+                        && holding(&executions, observed, time) >= 1 =>
                 {
                     None
                 }
@@ -496,7 +531,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     // the end of the run that held the job: the limit must have been
                     // reached at one of them.
                     let decided = time.max(ms_of(record.finished_at));
-                    let going = executing(&executions, observed, time).max(executing(
+                    let going = holding(&executions, observed, time).max(holding(
                         &executions,
                         observed,
                         decided,
@@ -611,7 +646,21 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 .touched
                 .iter()
                 .any(|at| *at >= scheduled && *at <= kill.taken_over + 1_500);
+            // Past its misfire grace time by the time it is free again, it is missed.
+            let grace = observed
+                .applied
+                .iter()
+                .rev()
+                .find_map(|applied| match &applied.op.kind {
+                    OpKind::Add(job, def) if job_id(*job) == id && applied.result.is_ok() => {
+                        Some(def.grace)
+                    }
+                    _ => None,
+                })
+                .flatten();
+            let missed = grace.is_some_and(|grace| kill.taken_over - scheduled > grace);
             if touched
+                || missed
                 || kill.taken_over + 2_000 > checked_until
                 || observed.jumps.iter().any(|(at, _)| *at >= kill.at)
                 || !observed.outages.is_empty()
@@ -649,9 +698,11 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             }
             match by_run.get(run_id.as_str()) {
                 Some(record) if record.outcome == RunOutcome::Skipped => {
-                    let going = executing(&executions, observed, *at);
+                    let going = holding(&executions, observed, *at);
                     let limit = model.min_instances_over(*at - 1, *at);
-                    if going < limit as usize {
+                    // In a disturbed window a run that ended may still hold its slot:
+                    // its record, which frees it, waits for the store to come back.
+                    if going < limit as usize && !within(&windows, *at) {
                         report(
                             "skipped only at max_instances",
                             id,

@@ -145,9 +145,11 @@ pub struct Mix {
     pub store: StoreKind,
     pub max_nodes: usize,
     pub faults: bool,
-    /// Whether scenarios may reach the seams where today's core is known to break its
-    /// promises (see `without_seams`).
+    /// Whether scenarios may reach the seams where the core once broke its promises
+    /// (see `without_seams`).
     pub seams: bool,
+    /// Whether jobs may allow several runs at once (`max_instances` > 1).
+    pub several_instances: bool,
 }
 
 /// The scenario of `seed`.
@@ -229,6 +231,16 @@ pub fn generate(seed: u64, mix: Mix) -> Scenario {
     ops.sort_by_key(|op| op.at);
     if !mix.seams {
         ops = without_seams(ops, nodes);
+    }
+    if !mix.several_instances {
+        // After the draws, so a seed's scenario differs only in this.
+        for op in &mut ops {
+            match &mut op.kind {
+                OpKind::Add(_, def) => def.max_instances = 1,
+                OpKind::Modify(_, _, Some(limit)) => *limit = 1,
+                _ => {}
+            }
+        }
     }
     // A node that is down takes no operations: send them through a live one.
     let mut dead: Vec<Option<(Ms, Option<Ms>)>> = vec![None; nodes];
