@@ -111,7 +111,10 @@ mod tests {
             .err()
             .map(|error| error.to_string())
             .unwrap_or_default();
-        assert!(error.contains(missing) && error.contains("cacert"), "{error}");
+        assert!(
+            error.contains(missing) && error.contains("cacert"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -131,7 +134,10 @@ mod tests {
 
     #[test]
     fn bad_urls_are_refused() {
-        assert!(matches!(redis_client("not a url"), Err(RedisUrlError::Bad(_))));
+        assert!(matches!(
+            redis_client("not a url"),
+            Err(RedisUrlError::Bad(_))
+        ));
         assert!(matches!(
             redis_client("http://127.0.0.1/"),
             Err(RedisUrlError::Bad(_))

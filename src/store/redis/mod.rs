@@ -129,8 +129,8 @@ pub async fn connect(
     prefix: &str,
     instance_ttl: Duration,
 ) -> Result<Arc<dyn JobStore>, StoreError> {
-    let client =
-        crate::tls::redis_client(url).map_err(|error| StoreError::Unavailable(error.to_string()))?;
+    let client = crate::tls::redis_client(url)
+        .map_err(|error| StoreError::Unavailable(error.to_string()))?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT))

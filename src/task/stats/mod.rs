@@ -184,7 +184,10 @@ fn check_redis_url(reader: &mut SettingsReader<'_>, url: &str) -> bool {
     let scheme = url
         .split_once("://")
         .map(|(scheme, _)| scheme.to_ascii_lowercase());
-    let known = matches!(scheme.as_deref(), Some("redis" | "rediss" | "redis+unix" | "unix"));
+    let known = matches!(
+        scheme.as_deref(),
+        Some("redis" | "rediss" | "redis+unix" | "unix")
+    );
     if !known {
         reader.errors.push(SettingsError::new(
             "redis_url",
