@@ -85,6 +85,20 @@ pub fn redis_client(url: &str) -> Result<redis::Client, RedisUrlError> {
     redis::Client::build_with_tls(parsed, certificates).map_err(|error| bad(&error))
 }
 
+/// What to add to a failed Redis connection's error: a `rediss://` connection that
+/// times out is most often a server without TLS on that port (it waits for a command
+/// line and never answers the handshake), which the bare "timed out" does not say.
+pub fn redis_connect_hint(url: &str, error: &redis::RedisError) -> &'static str {
+    let tls = url
+        .get(..9)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"));
+    if tls && error.is_timeout() {
+        " (no answer to the TLS handshake: does the server serve TLS on this port?)"
+    } else {
+        ""
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +144,16 @@ mod tests {
             matches!(&result, Err(RedisUrlError::NoCertificates(named)) if *named == path),
             "{result:?}"
         );
+    }
+
+    #[test]
+    fn a_tls_timeout_asks_whether_the_server_serves_tls() {
+        let timeout = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert!(redis_connect_hint("rediss://h:6380/0", &timeout).contains("TLS"));
+        assert_eq!(redis_connect_hint("redis://h:6379/0", &timeout), "");
+        let refused =
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(redis_connect_hint("rediss://h:6380/0", &refused), "");
     }
 
     #[test]

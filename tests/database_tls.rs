@@ -126,10 +126,17 @@ impl Server {
     }
 
     fn stop(&mut self) {
-        let _ = Command::new("kill")
+        // A clean shutdown (PostgreSQL and MariaDB leave nothing behind), or, without
+        // kill(1), SIGKILL at once.
+        let asked = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
+            .status()
+            .is_ok_and(|status| status.success());
+        let deadline = if asked {
+            Instant::now() + Duration::from_secs(15)
+        } else {
+            Instant::now()
+        };
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
@@ -542,8 +549,7 @@ async fn redis_store_and_stats_task_over_tls() {
         &["--port".to_owned(), plain_port.to_string()],
     );
     let error = open_error(&format!("rediss://localhost:{plain_port}/0?cacert={ca}")).await;
-    assert!(error.contains("Redis"), "{error}");
-    println!("rediss:// to a plain server: {error}");
+    assert!(error.contains("TLS handshake"), "{error}");
 
     let port = free_port();
     let tls = [

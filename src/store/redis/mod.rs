@@ -139,7 +139,13 @@ pub async fn connect(
         .set_max_delay(Duration::from_secs(1));
     let connection = ConnectionManager::new_with_config(client.clone(), config)
         .await
-        .map_err(store_error)?;
+        .map_err(|error| {
+            let hint = crate::tls::redis_connect_hint(url, &error);
+            match store_error(error) {
+                StoreError::Unavailable(message) => StoreError::Unavailable(message + hint),
+                other => other,
+            }
+        })?;
     Ok(Arc::new(RedisStore {
         client,
         connection,

@@ -418,7 +418,10 @@ impl Configured {
         client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|error| format!("cannot connect to {}: {error}", redact(url)))
+            .map_err(|error| {
+                let hint = crate::tls::redis_connect_hint(url, &error);
+                format!("cannot connect to {}: {error}{hint}", redact(url))
+            })
     }
 }
 
