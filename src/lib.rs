@@ -40,6 +40,7 @@ pub mod scheduler;
 pub mod store;
 pub(crate) mod suggest;
 pub mod task;
+pub mod tls;
 pub mod trigger;
 
 pub use trigger::{Trigger, TriggerContext, TriggerError, TriggerSpec, Zone};

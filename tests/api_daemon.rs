@@ -662,6 +662,97 @@ allowed_tasks = ["command"]
     assert!(seen.contains("KAIROS_JOB_ID=env"), "{seen}");
 }
 
+/// `${NAME}` in job args is resolved when the run starts, from `[tasks] env_allow`:
+/// the command sees the value, while the stored job, the API's answer and the run
+/// history keep `${NAME}`; a variable the config does not allow fails the run, named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_variables_in_args_reach_the_run_and_nothing_else() {
+    let dir = temp_dir("api-env-args");
+    write(
+        &dir,
+        "config.toml",
+        r#"[scheduler]
+shutdown_timeout = "2s"
+
+[jobstores.default]
+url = "sqlite://state/kairos.db"
+
+[executors.default]
+type = "threadpool"
+
+[api]
+listen = "127.0.0.1:0"
+token = "${KAIROS_TEST_API_TOKEN}"
+allowed_tasks = ["command"]
+
+[tasks]
+env_allow = ["KAIROS_TEST_SECRET"]
+"#,
+    );
+    let secret = "hunter2-in-args";
+    let daemon = Daemon::start_with_env(
+        &dir,
+        &[
+            ("KAIROS_TEST_API_TOKEN", WRITE_TOKEN),
+            ("KAIROS_TEST_SECRET", secret),
+            ("KAIROS_TEST_NOT_ALLOWED", "nope"),
+        ],
+    );
+    let api = Api::new(&daemon);
+    let out = dir.join("secret.txt");
+    // `$${` is kairos's escape: the shell gets `'${LITERAL}'`, quoted, and prints it.
+    let script = format!(
+        "echo ${{KAIROS_TEST_SECRET}} '$${{LITERAL}}' > {}",
+        out.display()
+    );
+    let added = api
+        .post(
+            "/jobs",
+            json!({"id": "secret", "task": "command",
+                   "args": {"argv": ["sh", "-c", script]},
+                   "trigger": {"type": "interval", "hours": 1}}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.json);
+    let run = api.post("/jobs/secret/run", json!(null)).await;
+    assert_eq!(run.status, StatusCode::ACCEPTED, "{}", run.json);
+    let runs = wait_for_runs(&api, "/jobs/secret/runs?limit=5").await;
+    assert_eq!(runs[0]["outcome"], "success", "{}", runs[0]);
+    let seen = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(seen.trim(), format!("{secret} ${{LITERAL}}"));
+
+    let job = api.get("/jobs/secret").await;
+    assert_eq!(job.status, StatusCode::OK);
+    assert_eq!(job.json["args"]["argv"][2], script.as_str());
+    assert!(!job.json.to_string().contains(secret), "{}", job.json);
+    let history = api.get("/runs?job_id=secret&limit=5").await;
+    assert!(
+        !history.json.to_string().contains(secret),
+        "{}",
+        history.json
+    );
+
+    // Set in the daemon's environment, but not allowed: the run fails and says which.
+    let added = api
+        .post(
+            "/jobs",
+            json!({"id": "not-allowed", "task": "command",
+                   "args": {"argv": ["echo", "${KAIROS_TEST_NOT_ALLOWED}"]},
+                   "trigger": {"type": "interval", "hours": 1}}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.json);
+    api.post("/jobs/not-allowed/run", json!(null)).await;
+    let runs = wait_for_runs(&api, "/jobs/not-allowed/runs?limit=5").await;
+    assert_eq!(runs[0]["outcome"], "error", "{}", runs[0]);
+    let error = runs[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("${KAIROS_TEST_NOT_ALLOWED} is not allowed"),
+        "{error}"
+    );
+    assert!(!runs[0].to_string().contains("nope"), "{}", runs[0]);
+}
+
 /// `[api.tokens.NAME]` from the config file: the order service's token adds its
 /// jobs, may not pause the scheduler, and each change is an audit line with its name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

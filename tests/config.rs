@@ -738,6 +738,26 @@ cancelled_value = "cancelled"
     );
 }
 
+/// `[tasks] env_allow`: the variables `${NAME}` in job args may name; each must be a
+/// variable name, and it sits next to the task sections without being one.
+#[test]
+fn env_allow_lists_variable_names() {
+    let text = "[tasks]\nenv_allow = [\"REPORT_TOKEN\", \"_X2\"]\n";
+    let config = TempConfig::new(&[("config.toml", text)]);
+    let loaded = config.load().unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(loaded.env_allow, ["REPORT_TOKEN", "_X2"]);
+    assert!(loaded.tasks.is_empty());
+
+    let text = "[tasks]\nenv_allow = [\"OK\", \"NOT-A-NAME\"]\n";
+    let config = TempConfig::new(&[("config.toml", text)]);
+    let lines = config.errors();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_reported(
+        &lines,
+        "config.toml:2:20: tasks.env_allow[1]: \"NOT-A-NAME\" is not an environment variable name",
+    );
+}
+
 #[test]
 fn news_task_settings_configure_the_registry() {
     let text = r#"[tasks.stats]

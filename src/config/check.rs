@@ -901,6 +901,29 @@ pub(crate) fn check_history(raw: &RawRoot) -> HistoryRetention {
 /// `[tasks.NAME]`: NAME is the settings section of a task (`stats` for
 /// `stats.correct`), whose settings that task checks, or the name of a registered task
 /// (settings passed through as they are).
+/// `[tasks] env_allow`: the environment variables `${NAME}` in job args may name
+/// (task/env_args.rs); each must be a variable name.
+pub(crate) fn check_env_allow(raw: &RawRoot, errors: &mut Vec<ConfigError>) -> Vec<String> {
+    let mut names = Vec::new();
+    for (index, name) in raw.env_allow.iter().flatten().enumerate() {
+        if crate::task::env_args::is_variable_name(name.get_ref()) {
+            names.push(name.get_ref().clone());
+        } else {
+            errors.push(raw.source.error(
+                name.span(),
+                format!("tasks.env_allow[{index}]"),
+                ConfigErrorKind::InvalidValue,
+                format!(
+                    "{:?} is not an environment variable name (letters, digits and _, not \
+                     starting with a digit)",
+                    name.get_ref()
+                ),
+            ));
+        }
+    }
+    names
+}
+
 pub(crate) fn check_task_settings(
     raw: &RawRoot,
     tasks: &TaskRegistry,

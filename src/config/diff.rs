@@ -82,7 +82,10 @@ pub fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> {
         ("api", old.api != new.api),
         ("log", old.log != new.log),
         ("history", old.history != new.history),
-        ("tasks", old.tasks != new.tasks),
+        (
+            "tasks",
+            old.tasks != new.tasks || old.env_allow != new.env_allow,
+        ),
     ];
     sections
         .into_iter()

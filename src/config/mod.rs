@@ -99,6 +99,9 @@ pub struct Config {
     pub history: HistoryRetention,
     /// `[tasks.NAME]`: the settings of built-in tasks, as JSON for each task to read.
     pub tasks: BTreeMap<String, serde_json::Value>,
+    /// `[tasks] env_allow`: the environment variables `${NAME}` in job args may name,
+    /// resolved when a run starts (README.md, "Secrets in job args").
+    pub env_allow: Vec<String>,
     /// The `[[jobs]]` of the main file and the included files, in file order.
     pub jobs: Vec<ConfigJob>,
 }
@@ -380,6 +383,7 @@ pub fn load_with(path: impl AsRef<Path>, tasks: &TaskRegistry) -> Result<Config,
     let log = check::check_log(&raw, &mut errors);
     let history = check::check_history(&raw);
     let task_settings = check::check_task_settings(&raw, tasks, &mut errors);
+    let env_allow = check::check_env_allow(&raw, &mut errors);
     let jobs = jobs::check_jobs(
         &raw_jobs,
         &names,
@@ -420,6 +424,7 @@ pub fn load_with(path: impl AsRef<Path>, tasks: &TaskRegistry) -> Result<Config,
         log,
         history,
         tasks: task_settings,
+        env_allow,
         jobs,
     })
 }

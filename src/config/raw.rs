@@ -243,6 +243,8 @@ pub(crate) struct RawRoot {
     pub(crate) log: Option<Section<RawLog>>,
     pub(crate) history: Option<Section<RawHistory>>,
     pub(crate) tasks: Vec<RawTaskSettings>,
+    /// `[tasks] env_allow`: the variables `${NAME}` in job args may name.
+    pub(crate) env_allow: Option<Vec<Spanned<String>>>,
 }
 
 /// One `[tasks.NAME]` table: its settings as JSON for the task to read, and where each
@@ -360,6 +362,7 @@ pub(crate) fn read_root(
         log: None,
         history: None,
         tasks: Vec::new(),
+        env_allow: None,
     };
     for (key, value) in table.get_ref().iter() {
         let path = join_key("", key.get_ref());
@@ -375,7 +378,9 @@ pub(crate) fn read_root(
             "api" => root.api = read_struct(source, value, &path, errors),
             "log" => root.log = read_struct(source, value, &path, errors),
             "history" => root.history = read_struct(source, value, &path, errors),
-            "tasks" => root.tasks = read_tasks(source, value, &path, errors),
+            "tasks" => {
+                (root.tasks, root.env_allow) = read_tasks(source, value, &path, errors);
+            }
             "jobs" => {}
             other => errors.push(unknown_key(source, key.span(), &path, other, ROOT_KEYS)),
         }
@@ -479,19 +484,26 @@ pub(crate) fn read_jobs(
     entries
 }
 
-/// `[tasks.NAME]` tables, each kept as JSON for its task to read.
+/// `[tasks.NAME]` tables, each kept as JSON for its task to read, and `[tasks]
+/// env_allow`, the one key of `[tasks]` itself.
 fn read_tasks(
     source: &Source,
     value: &Spanned<DeValue<'_>>,
     path: &str,
     errors: &mut Vec<ConfigError>,
-) -> Vec<RawTaskSettings> {
+) -> (Vec<RawTaskSettings>, Option<Vec<Spanned<String>>>) {
     let Some(table) = expect_table(source, value, path, errors) else {
-        return Vec::new();
+        return (Vec::new(), None);
     };
     let mut tasks = Vec::new();
+    let mut env_allow = None;
     for (name, settings) in table.iter() {
         let settings_path = join_key(path, name.get_ref());
+        if name.get_ref() == "env_allow" {
+            env_allow =
+                read_value::<Vec<Spanned<String>>>(source, settings, &settings_path, errors);
+            continue;
+        }
         if !settings.get_ref().is_table() {
             errors.push(source.error(
                 settings.span(),
@@ -514,5 +526,5 @@ fn read_tasks(
             });
         }
     }
-    tasks
+    (tasks, env_allow)
 }

@@ -315,6 +315,7 @@ pub async fn build_scheduler(
         );
     }
     tasks.configure(&settings)?;
+    tasks.allow_env(config.env_allow.iter().cloned());
     let mut builder = Scheduler::builder()
         .id(config.scheduler.node_id.clone())
         .timezone(config.scheduler.timezone)

@@ -351,7 +351,21 @@ async fn run_one(
         }
         let started_at = clock.now();
         let settings = submission.task.settings();
-        let ended = supervise(&submission.task_name, settings, run, &launch, &mut phase).await;
+        // `${NAME}` in the args is resolved here, in the scheduler's process; the worker
+        // gets the run ready to go.
+        let ended = match submission.task.prepare_run(run.clone()) {
+            Ok(prepared) => {
+                supervise(
+                    &submission.task_name,
+                    settings,
+                    &prepared,
+                    &launch,
+                    &mut phase,
+                )
+                .await
+            }
+            Err(failure) => Ended::error(failure.message),
+        };
         // Taken before the permit goes, so runs that share a worker slot never overlap
         // in the history.
         let finished_at = clock.now();

@@ -585,7 +585,9 @@ pub(crate) fn submission(
     scheduled_times: &[DateTime<Utc>],
     start_at: DateTime<Utc>,
 ) -> Option<Submission> {
-    let task = inner.tasks.get(&job.task)?;
+    // Runs resolve `${NAME}` in their args as they start (task/env_args.rs); the job
+    // keeps the text as written.
+    let task = inner.tasks.runnable(&job.task)?;
     let runs = scheduled_times
         .iter()
         .map(|scheduled_time| TaskRun {

@@ -2,7 +2,7 @@
 //! environment.
 //!
 //! `memory://`, `sqlite://PATH`, `postgres://…` (or `postgresql://`), `mysql://…` (also
-//! `mariadb://`) and `redis://…`. `${VAR}` anywhere in a URL is replaced by the
+//! `mariadb://`) and `redis://…` (`rediss://` over TLS). `${VAR}` anywhere in a URL is replaced by the
 //! environment variable `VAR`, so passwords stay out of config files; an unset variable
 //! is an error that names it. [`redact`] hides the password before a URL is logged.
 //! [`open`] turns a URL into a store.
@@ -24,7 +24,7 @@ pub enum StoreUrl {
     Postgres(String),
     /// `mysql://…` (MySQL or MariaDB).
     Mysql(String),
-    /// `redis://…`.
+    /// `redis://…`, or `rediss://…` over TLS.
     Redis(String),
 }
 
@@ -71,7 +71,7 @@ impl StoreUrl {
             "postgres" | "postgresql" => StoreUrl::Postgres(expanded),
             "mysql" => StoreUrl::Mysql(expanded),
             "mariadb" => StoreUrl::Mysql(format!("mysql://{rest}")),
-            "redis" => StoreUrl::Redis(expanded),
+            "redis" | "rediss" => StoreUrl::Redis(expanded),
             other => return Err(StoreUrlError::UnknownScheme(other.to_owned())),
         })
     }

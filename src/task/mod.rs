@@ -19,6 +19,7 @@
 
 mod args;
 pub mod command;
+pub mod env_args;
 pub mod http;
 pub mod orders;
 pub mod outbound;
@@ -107,6 +108,14 @@ pub trait Task: Send + Sync + 'static {
 
     /// Runs once; `Ok` carries the output to keep in the run history.
     async fn run(&self, run: TaskRun) -> Result<String, TaskFailure>;
+
+    /// Makes a run ready to start: by default it is left as it is; the registry's
+    /// [`TaskRegistry::runnable`] resolves `${NAME}` in its args ([`env_args`]). The
+    /// process pool calls it in the scheduler's process, before it hands the run to a
+    /// worker; an error fails the run.
+    fn prepare_run(&self, run: TaskRun) -> Result<TaskRun, TaskFailure> {
+        Ok(run)
+    }
 
     /// The `[tasks.SECTION]` settings this task was configured with, if any: the
     /// process pool sends them to its worker, which configures its own copy of the
@@ -200,6 +209,8 @@ pub struct TaskRegistry {
     tasks: BTreeMap<String, Arc<dyn Task>>,
     /// By task name.
     configurable: BTreeMap<String, Configurable>,
+    /// The variables `${NAME}` in job args may name (`[tasks] env_allow`).
+    env_allow: Arc<std::collections::BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for TaskRegistry {
@@ -374,6 +385,23 @@ impl TaskRegistry {
     /// The task registered under `name`.
     pub fn get(&self, name: &str) -> Option<Arc<dyn Task>> {
         self.tasks.get(name).cloned()
+    }
+
+    /// Lets `${NAME}` in job args name these environment variables (`[tasks]
+    /// env_allow`); they are read when a run starts ([`env_args`]).
+    pub fn allow_env(&mut self, names: impl IntoIterator<Item = String>) -> &mut TaskRegistry {
+        self.env_allow = Arc::new(names.into_iter().collect());
+        self
+    }
+
+    /// The task registered under `name`, as runs start it: `${NAME}` in the run's args
+    /// is resolved first, from the variables [`TaskRegistry::allow_env`] lists.
+    pub fn runnable(&self, name: &str) -> Option<Arc<dyn Task>> {
+        let inner = self.get(name)?;
+        Some(Arc::new(env_args::ResolvedArgsTask {
+            inner,
+            allowed: Arc::clone(&self.env_allow),
+        }))
     }
 
     /// The registered names, sorted.

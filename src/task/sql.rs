@@ -16,6 +16,9 @@
 //!   spliced into SQL.
 //! - URLs may hold `${VAR}`; it is expanded when connecting, and errors print URLs with
 //!   the password redacted.
+//! - TLS is the URL's own business, as for the job store: `sslmode=verify-full` (and
+//!   `sslrootcert=`) for PostgreSQL, `ssl-mode=VERIFY_IDENTITY` (and `ssl-ca=`) for
+//!   MySQL/MariaDB, read by sqlx and done with rustls (`crate::tls`).
 
 use std::fmt;
 use std::time::Duration;

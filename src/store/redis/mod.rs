@@ -122,15 +122,15 @@ const SCRIPT_BATCH: usize = 256;
 /// 292 million, and nothing runs for ten years.
 const MAX_INSTANCE_TTL: Duration = Duration::from_secs(10 * 365 * 86_400);
 
-/// Connects to `redis://…`, with every key under `prefix` (e.g. `"kairos:"` or, in
+/// Connects to `redis://…` (or `rediss://…`, TLS; see [`crate::tls`]), with every key under `prefix` (e.g. `"kairos:"` or, in
 /// tests, `"t3f9a:"`). Instance slots not released expire after `instance_ttl`.
 pub async fn connect(
     url: &str,
     prefix: &str,
     instance_ttl: Duration,
 ) -> Result<Arc<dyn JobStore>, StoreError> {
-    let client = ::redis::Client::open(url)
-        .map_err(|error| StoreError::Unavailable(format!("bad Redis URL: {error}")))?;
+    let client = crate::tls::redis_client(url)
+        .map_err(|error| StoreError::Unavailable(error.to_string()))?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -139,7 +139,13 @@ pub async fn connect(
         .set_max_delay(Duration::from_secs(1));
     let connection = ConnectionManager::new_with_config(client.clone(), config)
         .await
-        .map_err(store_error)?;
+        .map_err(|error| {
+            let hint = crate::tls::redis_connect_hint(url, &error);
+            match store_error(error) {
+                StoreError::Unavailable(message) => StoreError::Unavailable(message + hint),
+                other => other,
+            }
+        })?;
     Ok(Arc::new(RedisStore {
         client,
         connection,

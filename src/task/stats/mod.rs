@@ -9,7 +9,7 @@
 //! | --- | --- | --- |
 //! | `database_url` | `mysql://…`, `postgres://…` or `sqlite://…`; `${VAR}` is read from the environment | — |
 //! | `replica_url` | a database URL the queries go to instead (a read replica) | none |
-//! | `redis_url` | `redis://host:port/db` | — |
+//! | `redis_url` | `redis://host:port/db`, or `rediss://…` for TLS (`?cacert=PATH` for a private CA, see [`crate::tls`]) | — |
 //! | `key_prefix` | prepended to every counter key | `""` |
 //! | `batch_size` | members per ZADD | 1000 |
 //! | `counter_timeout` | the longest one counter may take, or `"none"` | `"30m"` |
@@ -184,12 +184,15 @@ fn check_redis_url(reader: &mut SettingsReader<'_>, url: &str) -> bool {
     let scheme = url
         .split_once("://")
         .map(|(scheme, _)| scheme.to_ascii_lowercase());
-    let known = matches!(scheme.as_deref(), Some("redis" | "redis+unix" | "unix"));
+    let known = matches!(
+        scheme.as_deref(),
+        Some("redis" | "rediss" | "redis+unix" | "unix")
+    );
     if !known {
         reader.errors.push(SettingsError::new(
             "redis_url",
             format!(
-                "{:?} is not a Redis URL; expected redis://host:port/db",
+                "{:?} is not a Redis URL; expected redis://host:port/db or rediss:// (TLS)",
                 redact(url)
             ),
         ));
@@ -407,7 +410,7 @@ impl Configured {
         let url = &self.settings.redis_url;
         let expanded = expand(url, |name| std::env::var(name).ok())
             .map_err(|error| format!("redis_url {}: {error}", redact(url)))?;
-        let client = redis::Client::open(expanded)
+        let client = crate::tls::redis_client(&expanded)
             .map_err(|error| format!("redis_url {}: {error}", redact(url)))?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -415,7 +418,10 @@ impl Configured {
         client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|error| format!("cannot connect to {}: {error}", redact(url)))
+            .map_err(|error| {
+                let hint = crate::tls::redis_connect_hint(url, &error);
+                format!("cannot connect to {}: {error}{hint}", redact(url))
+            })
     }
 }
 
