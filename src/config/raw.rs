@@ -154,6 +154,7 @@ pub(crate) struct RawJobDefaults {
     pub(crate) max_instances: Option<Spanned<u32>>,
     pub(crate) jitter: Option<HumaneDuration>,
     pub(crate) retry: Option<Spanned<crate::job::RetryPolicy>>,
+    pub(crate) expect_success_within: Option<Spanned<HumaneDuration>>,
 }
 
 /// `[api]`.
@@ -226,6 +227,7 @@ pub(crate) struct RawJob {
     pub(crate) max_instances: Option<Spanned<u32>>,
     pub(crate) jitter: Option<HumaneDuration>,
     pub(crate) retry: Option<Spanned<crate::job::RetryPolicy>>,
+    pub(crate) expect_success_within: Option<Spanned<HumaneDuration>>,
     pub(crate) paused: Option<bool>,
 }
 
