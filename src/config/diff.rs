@@ -83,6 +83,7 @@ pub fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> {
         ("log", old.log != new.log),
         ("history", old.history != new.history),
         ("tasks", old.tasks != new.tasks),
+        ("alerts", old.alerts != new.alerts),
     ];
     sections
         .into_iter()

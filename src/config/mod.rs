@@ -40,6 +40,7 @@
 //! - Included files hold only `[[jobs]]`; every other section has one home, the main
 //!   file.
 
+mod alerts;
 mod check;
 mod diff;
 mod error;
@@ -62,6 +63,7 @@ use chrono::Utc;
 pub use self::diff::{changed_settings, ChangedJob, JobsDiff};
 pub use self::error::{ConfigError, ConfigErrorKind, ConfigErrors};
 use self::source::Source;
+use crate::alert::AlertSettings;
 use crate::job::{JobDefaults, JobSpec};
 use crate::scheduler::HistoryRetention;
 use crate::store::url::OpenOptions;
@@ -99,6 +101,8 @@ pub struct Config {
     pub history: HistoryRetention,
     /// `[tasks.NAME]`: the settings of built-in tasks, as JSON for each task to read.
     pub tasks: BTreeMap<String, serde_json::Value>,
+    /// `[alerts]` and `[[alerts.webhooks]]` (see `docs/alerts.md`).
+    pub alerts: AlertSettings,
     /// The `[[jobs]]` of the main file and the included files, in file order.
     pub jobs: Vec<ConfigJob>,
 }
@@ -380,6 +384,7 @@ pub fn load_with(path: impl AsRef<Path>, tasks: &TaskRegistry) -> Result<Config,
     let log = check::check_log(&raw, &mut errors);
     let history = check::check_history(&raw);
     let task_settings = check::check_task_settings(&raw, tasks, &mut errors);
+    let alerts = alerts::check_alerts(&raw, &mut errors);
     let jobs = jobs::check_jobs(
         &raw_jobs,
         &names,
@@ -420,6 +425,7 @@ pub fn load_with(path: impl AsRef<Path>, tasks: &TaskRegistry) -> Result<Config,
         log,
         history,
         tasks: task_settings,
+        alerts,
         jobs,
     })
 }
