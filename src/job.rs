@@ -429,7 +429,9 @@ impl SuccessWatch {
     pub fn deadline(&self, last_success: Option<DateTime<Utc>>) -> DateTime<Utc> {
         let start = last_success.map_or(self.since, |success| success.max(self.since));
         let within = chrono::TimeDelta::from_std(self.within).unwrap_or(chrono::TimeDelta::MAX);
-        start.checked_add_signed(within).unwrap_or(DateTime::<Utc>::MAX_UTC)
+        start
+            .checked_add_signed(within)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 }
 

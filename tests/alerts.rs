@@ -81,7 +81,9 @@ async fn receive(State(receiver): State<Receiver>, body: String) -> StatusCode {
     receiver.posts.fetch_add(1, Ordering::SeqCst);
     let failing = receiver
         .fail_first
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1))
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+            left.checked_sub(1)
+        })
         .is_ok();
     if failing {
         return StatusCode::INTERNAL_SERVER_ERROR;
@@ -180,15 +182,28 @@ async fn a_webhook_receives_exactly_one_alert_per_exhausted_job() {
     let failed = receiver.wait_for("failed", 2).await;
     assert_eq!(failed.len(), 2, "{failed:#?}");
     assert_eq!(receiver.bodies().len(), 2, "only the failed alerts");
-    let of = |id: &str| failed.iter().find(|body| body["job_id"] == id).unwrap().clone();
+    let of = |id: &str| {
+        failed
+            .iter()
+            .find(|body| body["job_id"] == id)
+            .unwrap()
+            .clone()
+    };
     let first = of("cancel-1");
     assert_eq!(first["attempt"], 3);
     assert_eq!(first["node_id"], "node-a");
     assert_eq!(
-        first["scheduled_time"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap(),
+        first["scheduled_time"]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap(),
         t0() + secs(5)
     );
-    assert!(first["message"].as_str().unwrap().contains("connection refused"));
+    assert!(first["message"]
+        .as_str()
+        .unwrap()
+        .contains("connection refused"));
     assert!(first["at"].as_str().is_some());
     assert_eq!(of("cancel-2")["attempt"], 1);
     // The alerts are events too (the SSE stream and the metrics read them).
@@ -249,7 +264,9 @@ async fn three_schedulers_send_each_alert_once(store: Arc<dyn JobStore>) {
     let ids: Vec<String> = (0..6).map(|index| format!("cancel-{index}")).collect();
     for (index, id) in ids.iter().enumerate() {
         let node = &nodes[index % nodes.len()];
-        node.add_job(failing(id, 5 + index as i64, 2)).await.unwrap();
+        node.add_job(failing(id, 5 + index as i64, 2))
+            .await
+            .unwrap();
     }
     // Watched by all three; paused, so it never succeeds.
     let mut watched = JobSpec::new(
@@ -276,7 +293,11 @@ async fn three_schedulers_send_each_alert_once(store: Arc<dyn JobStore>) {
     assert_eq!(overdue.len(), 1, "{overdue:#?}");
     assert_eq!(overdue[0]["job_id"], "hourly-report");
     assert_eq!(
-        overdue[0]["scheduled_time"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap(),
+        overdue[0]["scheduled_time"]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap(),
         t0() + secs(120)
     );
     assert!(overdue[0]["message"].as_str().unwrap().contains("paused"));
@@ -368,7 +389,11 @@ async fn the_nightly_jobs_overdue_alert_fires_after_the_scheduler_was_down() {
     assert_eq!(overdue[0]["job_id"], "stats.correct");
     let deadline = success + TimeDelta::hours(25);
     assert_eq!(
-        overdue[0]["scheduled_time"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap(),
+        overdue[0]["scheduled_time"]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap(),
         deadline
     );
     assert!(overdue[0]["attempt"].is_null());
@@ -388,7 +413,12 @@ async fn the_nightly_jobs_overdue_alert_fires_after_the_scheduler_was_down() {
     step_to(&clock, day3 + secs(60), Duration::from_secs(60)).await;
     healthy.store(false, Ordering::SeqCst);
     let next_deadline = day3 + TimeDelta::hours(25);
-    step_to(&clock, next_deadline + secs(5 * 60), Duration::from_secs(60)).await;
+    step_to(
+        &clock,
+        next_deadline + secs(5 * 60),
+        Duration::from_secs(60),
+    )
+    .await;
     let overdue = receiver.wait_for("overdue", 2).await;
     assert_eq!(overdue.len(), 2, "{overdue:#?}");
     let second_deadline = overdue[1]["scheduled_time"]

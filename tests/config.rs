@@ -941,7 +941,10 @@ trigger = { type = "cron", minute = 0 }
     );
     assert_eq!(
         first.events,
-        [kairos::alert::AlertKind::Failed, kairos::alert::AlertKind::Overdue]
+        [
+            kairos::alert::AlertKind::Failed,
+            kairos::alert::AlertKind::Overdue
+        ]
     );
     assert_eq!(first.max_attempts, 3);
     assert_eq!(alerts.webhooks[1].events, kairos::alert::AlertKind::ALL);
@@ -952,7 +955,10 @@ trigger = { type = "cron", minute = 0 }
             .find(|job| job.id() == id)
             .and_then(|job| job.spec.options.expect_success_within)
     };
-    assert_eq!(within("nightly-stats"), Some(Duration::from_secs(25 * 3600)));
+    assert_eq!(
+        within("nightly-stats"),
+        Some(Duration::from_secs(25 * 3600))
+    );
     assert_eq!(within("hourly"), Some(Duration::from_secs(2 * 86_400)));
 }
 

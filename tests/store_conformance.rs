@@ -1445,13 +1445,34 @@ async fn the_last_success_of_a_job_is_read_from_its_history(harness: Harness) {
         ..record("a", run, finished)
     };
     store.record_run(record("a", "r1", t0())).await.unwrap();
-    store.record_run(record("a", "r2", t0() + secs(60))).await.unwrap();
-    store.record_run(failed("r3", t0() + secs(120))).await.unwrap();
-    store.record_run(record("b", "r4", t0() + secs(180))).await.unwrap();
-    assert_eq!(store.last_success("a").await.unwrap(), Some(t0() + secs(60)));
-    assert_eq!(store.last_success("b").await.unwrap(), Some(t0() + secs(180)));
-    store.record_run(failed("r5", t0() + secs(240))).await.unwrap();
-    assert_eq!(store.last_success("a").await.unwrap(), Some(t0() + secs(60)));
+    store
+        .record_run(record("a", "r2", t0() + secs(60)))
+        .await
+        .unwrap();
+    store
+        .record_run(failed("r3", t0() + secs(120)))
+        .await
+        .unwrap();
+    store
+        .record_run(record("b", "r4", t0() + secs(180)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.last_success("a").await.unwrap(),
+        Some(t0() + secs(60))
+    );
+    assert_eq!(
+        store.last_success("b").await.unwrap(),
+        Some(t0() + secs(180))
+    );
+    store
+        .record_run(failed("r5", t0() + secs(240)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.last_success("a").await.unwrap(),
+        Some(t0() + secs(60))
+    );
 }
 
 /// Generates one module per backend, with one test per conformance test.

@@ -173,7 +173,10 @@ impl WebhookSettings {
     pub fn label(&self) -> String {
         match reqwest::Url::parse(&self.url) {
             Ok(url) => {
-                let port = url.port().map(|port| format!(":{port}")).unwrap_or_default();
+                let port = url
+                    .port()
+                    .map(|port| format!(":{port}"))
+                    .unwrap_or_default();
                 format!(
                     "{}://{}{port}{}",
                     url.scheme(),
@@ -276,7 +279,15 @@ mod tests {
         keys.sort_unstable();
         assert_eq!(
             keys,
-            ["at", "attempt", "event", "job_id", "message", "node_id", "scheduled_time"]
+            [
+                "at",
+                "attempt",
+                "event",
+                "job_id",
+                "message",
+                "node_id",
+                "scheduled_time"
+            ]
         );
         assert_eq!(json["event"], "failed");
     }
@@ -284,9 +295,14 @@ mod tests {
     #[test]
     fn labels_and_debug_output_hide_secrets() {
         let mut webhook = WebhookSettings::new("https://user:pw@hooks.example/a/b?token=s3cret");
-        webhook.headers.push(("Authorization".to_owned(), "Bearer s3cret".to_owned()));
+        webhook
+            .headers
+            .push(("Authorization".to_owned(), "Bearer s3cret".to_owned()));
         assert_eq!(webhook.label(), "https://hooks.example/a/b");
         let shown = format!("{webhook:?}");
-        assert!(!shown.contains("s3cret") && !shown.contains("pw"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("pw"),
+            "{shown}"
+        );
     }
 }

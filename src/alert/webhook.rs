@@ -170,9 +170,12 @@ impl Target {
 
 /// The URL, if it is an `http` or `https` URL with a host.
 pub fn check_url(text: &str) -> Result<reqwest::Url, String> {
-    let url = reqwest::Url::parse(text).map_err(|error| format!("{text:?} is not a URL ({error})"))?;
+    let url =
+        reqwest::Url::parse(text).map_err(|error| format!("{text:?} is not a URL ({error})"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!("{text:?} is not an http:// or https:// URL with a host"));
+        return Err(format!(
+            "{text:?} is not an http:// or https:// URL with a host"
+        ));
     }
     Ok(url)
 }
@@ -184,8 +187,9 @@ pub fn check_header(
 ) -> Result<(reqwest::header::HeaderName, reqwest::header::HeaderValue), String> {
     let header_name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| format!("{name:?} is not a header name"))?;
-    let mut header_value = reqwest::header::HeaderValue::from_str(value)
-        .map_err(|_| format!("the value of header {name:?} has characters a header cannot carry"))?;
+    let mut header_value = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+        format!("the value of header {name:?} has characters a header cannot carry")
+    })?;
     header_value.set_sensitive(true);
     Ok((header_name, header_value))
 }
@@ -223,7 +227,12 @@ async fn post_with_retries(
     let mut attempt = 1;
     let body = match serde_json::to_vec(alert) {
         Ok(body) => body,
-        Err(error) => return (0, DeliveryOutcome::Failed(format!("the alert could not be written as JSON: {error}"))),
+        Err(error) => {
+            return (
+                0,
+                DeliveryOutcome::Failed(format!("the alert could not be written as JSON: {error}")),
+            )
+        }
     };
     loop {
         let sent = client
@@ -253,7 +262,12 @@ async fn post_with_retries(
         if !retry || attempt >= max_attempts {
             return (attempt, DeliveryOutcome::Failed(reason));
         }
-        tracing::debug!(webhook = settings.label(), attempt, reason, "alert POST failed; trying again");
+        tracing::debug!(
+            webhook = settings.label(),
+            attempt,
+            reason,
+            "alert POST failed; trying again"
+        );
         tokio::time::sleep(backoff).await;
         backoff = next_backoff(backoff, settings.max_backoff);
         attempt += 1;

@@ -207,7 +207,7 @@ pub(crate) fn document() -> Value {
     let mut events_responses = Map::new();
     events_responses.insert(
         "200".to_owned(),
-        json!({"description": "Server-sent events: each named after the scheduler event's kind (job_added, job_executed, ...), its JSON as data; `lagged` with {\"missed\": N} when the client fell behind.",
+        json!({"description": "Server-sent events: each named after the scheduler event's kind (job_added, job_executed, alert, alert_delivered, alert_undelivered, ...), its JSON as data (an `alert` event carries {\"alert\": the webhook payload}); `lagged` with {\"missed\": N} when the client fell behind.",
                "content": {"text/event-stream": {"schema": {"type": "string"}}}}),
     );
     let config_owned = "409 when the daemon's config files own the job.";

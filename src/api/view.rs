@@ -150,7 +150,10 @@ impl From<&Job> for JobView {
                     multiplier: policy.multiplier(),
                     max_delay: humane(policy.max_delay()),
                 }),
-                expect_success_within: job.expect_success.as_ref().map(|watch| humane(watch.within)),
+                expect_success_within: job
+                    .expect_success
+                    .as_ref()
+                    .map(|watch| humane(watch.within)),
             },
             state: job.state(),
             paused: job.paused,

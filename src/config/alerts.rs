@@ -54,7 +54,8 @@ pub(crate) fn check_alerts(raw: &RawRoot, errors: &mut Vec<ConfigError>) -> Aler
         }
     }
     for (path, section) in &alerts.webhooks {
-        if let Some(webhook) = check_webhook(source, path, &section.value, section.span.clone(), errors)
+        if let Some(webhook) =
+            check_webhook(source, path, &section.value, section.span.clone(), errors)
         {
             settings.webhooks.push(webhook);
         }
@@ -81,15 +82,15 @@ fn check_webhook(
             ));
             None
         }
-        Some(url) => expand_value(source, url, &url_key, errors).and_then(|text| {
-            match check_url(&text) {
+        Some(url) => {
+            expand_value(source, url, &url_key, errors).and_then(|text| match check_url(&text) {
                 Ok(_) => Some(text),
                 Err(reason) => {
                     errors.push(invalid(source, url, &url_key, reason));
                     None
                 }
-            }
-        }),
+            })
+        }
     };
     let mut webhook = WebhookSettings::new(url.unwrap_or_default());
     for (name, value) in raw.headers.iter().flatten() {
@@ -134,7 +135,12 @@ fn check_webhook(
     if let Some(timeout) = &raw.timeout {
         let duration = timeout.get_ref().0;
         if duration.is_zero() {
-            errors.push(invalid(source, timeout, &join_key(path, "timeout"), "must be longer than 0s"));
+            errors.push(invalid(
+                source,
+                timeout,
+                &join_key(path, "timeout"),
+                "must be longer than 0s",
+            ));
         } else {
             webhook.timeout = duration;
         }

@@ -443,7 +443,13 @@ fn read_alerts(
                     "must be a list of tables: write each webhook as [[alerts.webhooks]]",
                 )),
             },
-            other => errors.push(unknown_key(source, key.span(), &key_path, other, ALERT_KEYS)),
+            other => errors.push(unknown_key(
+                source,
+                key.span(),
+                &key_path,
+                other,
+                ALERT_KEYS,
+            )),
         }
     }
     Some(alerts)

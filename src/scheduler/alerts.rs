@@ -181,14 +181,18 @@ impl Alerter {
             Ok((store, job)) => (
                 Some(store.clone()),
                 Some(job.max_attempts()),
-                job.trigger.next_fire_time(Some(run.scheduled_time), run.scheduled_time)
+                job.trigger
+                    .next_fire_time(Some(run.scheduled_time), run.scheduled_time)
                     .is_none(),
             ),
             // Removed meanwhile (nothing more will run), or the store is out of reach:
             // count the run as the last, rather than stay silent.
             Err(_) => (None, None, false),
         };
-        let error = run.error.clone().unwrap_or_else(|| run.outcome.as_str().to_owned());
+        let error = run
+            .error
+            .clone()
+            .unwrap_or_else(|| run.outcome.as_str().to_owned());
         if run.outcome == RunOutcome::Timeout {
             let message = format!(
                 "run of job {:?} scheduled for {} (attempt {}) timed out: {error}",
@@ -235,7 +239,11 @@ impl Alerter {
 
     /// The name of the store that holds `job_id`, if it can be found.
     async fn store_of(&self, job_id: &str) -> Option<String> {
-        self.inner.find_job(job_id).await.ok().map(|(store, _)| store)
+        self.inner
+            .find_job(job_id)
+            .await
+            .ok()
+            .map(|(store, _)| store)
     }
 
     /// The dead-man's switch: raises `overdue` for each watched job past its deadline.
@@ -247,7 +255,9 @@ impl Alerter {
         self.checks_until_scan -= 1;
         let ids: Vec<String> = self.watched.keys().cloned().collect();
         for id in ids {
-            let Some(watched) = self.watched.get(&id) else { continue };
+            let Some(watched) = self.watched.get(&id) else {
+                continue;
+            };
             let Some(store) = self.inner.stores.get(&watched.store).cloned() else {
                 continue;
             };
@@ -258,7 +268,9 @@ impl Alerter {
                     watched.last_success
                 }
             };
-            let Some(watched) = self.watched.get_mut(&id) else { continue };
+            let Some(watched) = self.watched.get_mut(&id) else {
+                continue;
+            };
             watched.last_success = last_success;
             let deadline = watched.watch.deadline(last_success);
             if now < deadline || watched.alerted == Some(deadline) {
@@ -267,8 +279,13 @@ impl Alerter {
             watched.alerted = Some(deadline);
             let within = watched.watch.within;
             let since = match last_success {
-                Some(success) if success >= watched.watch.since => format!("its last success at {success}"),
-                _ => format!("its watch began at {} (no success since)", watched.watch.since),
+                Some(success) if success >= watched.watch.since => {
+                    format!("its last success at {success}")
+                }
+                _ => format!(
+                    "its watch began at {} (no success since)",
+                    watched.watch.since
+                ),
             };
             let state = match watched.state {
                 "scheduled" => String::new(),
@@ -293,7 +310,9 @@ impl Alerter {
             match store.get_jobs().await {
                 Ok(jobs) => {
                     for job in jobs {
-                        let Some(watch) = job.expect_success.clone() else { continue };
+                        let Some(watch) = job.expect_success.clone() else {
+                            continue;
+                        };
                         let known = self
                             .watched
                             .remove(&job.id)

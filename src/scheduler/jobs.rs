@@ -235,10 +235,7 @@ impl Scheduler {
         if let Some(within) = changes.expect_success_within {
             // The same window keeps its start; a new one starts now.
             if job.expect_success.as_ref().map(|watch| watch.within) != Some(within) {
-                job.expect_success = Some(check_expect_success_within(
-                    within,
-                    inner.clock.now(),
-                )?);
+                job.expect_success = Some(check_expect_success_within(within, inner.clock.now())?);
             }
         }
         if let Some(spec) = changes.trigger {

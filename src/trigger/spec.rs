@@ -414,12 +414,18 @@ pub(crate) mod humane_duration {
     pub mod required {
         use super::*;
 
-        pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(
+            value: &Duration,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
             super::serialize(&Some(*value), serializer)
         }
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-            super::deserialize(deserializer)?.ok_or_else(|| de::Error::custom("expected a duration"))
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Duration, D::Error> {
+            super::deserialize(deserializer)?
+                .ok_or_else(|| de::Error::custom("expected a duration"))
         }
     }
 

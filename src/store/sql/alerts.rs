@@ -56,9 +56,8 @@ impl<D: Dialect> SqlStore<D> {
         &self,
         job_id: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let sql = self.sql(
-            "SELECT MAX(finished_at) FROM {p}runs WHERE job_id = ? AND outcome = 'success'",
-        );
+        let sql = self
+            .sql("SELECT MAX(finished_at) FROM {p}runs WHERE job_id = ? AND outcome = 'success'");
         let rows = self.fetch(&sql, vec![job_id.into()]).await?;
         let latest = match rows.first() {
             Some(row) => D::Database::int(row, 0).map_err(failure::<D>)?,
