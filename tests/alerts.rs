@@ -444,3 +444,95 @@ async fn the_nightly_jobs_overdue_alert_fires_after_the_scheduler_was_down() {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
 }
+
+/// Without webhooks an alert is still an `alert` server-sent event (its data the
+/// webhook payload under `alert`) and a count in `kairos_alerts_total`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_server_sent_events_and_metrics() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use futures_util::StreamExt;
+    use tower::ServiceExt;
+
+    let clock = ManualClock::new(t0());
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let scheduler = scheduler("node-a", &clock, store, AlertSettings::default());
+    let router = kairos::api::app(scheduler.clone(), kairos::api::ApiSettings::default());
+    let get = |uri: &str| Request::builder().uri(uri).body(Body::empty()).unwrap();
+    let response = router.clone().oneshot(get("/api/v1/events")).await.unwrap();
+    let mut stream = response.into_body().into_data_stream();
+    scheduler.add_job(failing("cancel-1", 5, 1)).await.unwrap();
+    scheduler.start();
+    step_to(&clock, t0() + secs(10), Duration::from_millis(100)).await;
+    let mut text = String::new();
+    let marker = "event: alert\ndata: ";
+    let data = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let chunk = stream.next().await.unwrap().unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if let Some(start) = text.find(marker) {
+                let data = &text[start + marker.len()..];
+                if let Some(end) = data.find('\n') {
+                    return data[..end].to_owned();
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let event: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(event["event"], "alert");
+    assert_eq!(event["alert"]["event"], "failed");
+    assert_eq!(event["alert"]["job_id"], "cancel-1");
+    let metrics = router.oneshot(get("/api/v1/metrics")).await.unwrap();
+    let body = axum::body::to_bytes(metrics.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.contains("kairos_alerts_total{event=\"failed\"} 1\n"),
+        "{body}"
+    );
+    assert!(body.contains("kairos_alerts_total{event=\"overdue\"} 0\n"));
+    scheduler.shutdown(None).await;
+}
+
+/// A webhook that never answers gets `max_attempts` POSTs, then the alert is reported
+/// undelivered (an event, a log line, a count); the scheduler goes on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_a_webhook_never_takes_is_reported_undelivered() {
+    // A port nothing listens on: bound, then closed.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    drop(listener);
+    let mut alerts = alerts_to(&url);
+    alerts.webhooks[0].max_attempts = 2;
+    let clock = ManualClock::new(t0());
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let scheduler = scheduler("node-a", &clock, store, alerts);
+    let mut events = scheduler.subscribe();
+    scheduler.add_job(failing("cancel-1", 5, 1)).await.unwrap();
+    scheduler
+        .add_job(JobSpec::new("fine", date_at(8)).with_id("fine-1"))
+        .await
+        .unwrap();
+    scheduler.start();
+    step_to(&clock, t0() + secs(10), Duration::from_millis(100)).await;
+    let (attempts, reason) = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(Event::AlertUndelivered {
+                attempts, reason, ..
+            }) = events.recv().await
+            {
+                return (attempts, reason);
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(attempts, 2);
+    assert!(reason.contains("POST failed"), "{reason}");
+    let ran = scheduler.runs(Some("fine-1"), 1).await.unwrap();
+    assert_eq!(ran.len(), 1, "the scheduler went on");
+    scheduler.shutdown(None).await;
+}
