@@ -79,6 +79,7 @@ fn one_off(id: String, at: DateTime<Utc>) -> Job {
         config_spec: None,
         config_version: None,
         retry: Default::default(),
+        expect_success: None,
     }
 }
 

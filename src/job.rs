@@ -151,6 +151,14 @@ pub struct JobOptions {
     /// How a failed run is tried again ([`RetryPolicy`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
+    /// The dead-man's switch: an `overdue` alert when the job has not succeeded for
+    /// this long, whatever the cause ([`SuccessWatch`]).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humane_duration"
+    )]
+    pub expect_success_within: Option<Duration>,
 }
 
 /// How the failed runs of a job are tried again: `retry = { max_attempts = 5,
@@ -322,6 +330,8 @@ pub struct JobDefaults {
     /// How failed runs are retried when neither the job nor its task says (`None`:
     /// not at all).
     pub retry: Option<RetryPolicy>,
+    /// The dead-man's switch of jobs that set none (`None`: no watch).
+    pub expect_success_within: Option<Duration>,
 }
 
 impl Default for JobDefaults {
@@ -333,6 +343,7 @@ impl Default for JobDefaults {
             coalesce: true,
             max_instances: 1,
             retry: None,
+            expect_success_within: None,
         }
     }
 }
@@ -385,6 +396,43 @@ pub struct Job {
     /// How failed runs are retried, and where the job stands with it.
     #[serde(flatten)]
     pub retry: RetryState,
+    /// The dead-man's switch, when the job has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_success: Option<SuccessWatch>,
+}
+
+/// The dead-man's switch of a job (`expect_success_within`): when the job has not
+/// succeeded for `within`, whatever the cause (the daemon was stopped, the job is
+/// paused or failing, the store is down, the trigger never fires), an `overdue` alert
+/// is raised, once per stretch without success (see `docs/alerts.md`).
+///
+/// ```text
+/// within = 25h:  ✓ 03:00 ─────────── (daemon down) ─────────── 04:00+1d: overdue ─ ✓ ends it
+///                 |<──────────────── 25 h ───────────────────>|
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuccessWatch {
+    /// How long the job may go without a success.
+    #[serde(with = "humane_duration::required")]
+    pub within: Duration,
+    /// When the watch began: the job was added, or given this `within`. Counted from
+    /// when the job never succeeded since.
+    pub since: DateTime<Utc>,
+}
+
+impl SuccessWatch {
+    /// The shortest `within`: the switch watches over hours or days and is checked
+    /// about once a minute; it is not a timeout.
+    pub const MIN_WITHIN: Duration = Duration::from_secs(60);
+
+    /// When the job is overdue if its last success (if any) was at `last_success`.
+    pub fn deadline(&self, last_success: Option<DateTime<Utc>>) -> DateTime<Utc> {
+        let start = last_success.map_or(self.since, |success| success.max(self.since));
+        let within = chrono::TimeDelta::from_std(self.within).unwrap_or(chrono::TimeDelta::MAX);
+        start
+            .checked_add_signed(within)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
 }
 
 /// A job's retry policy and where it stands: a retry pending, or failed for good.
@@ -444,6 +492,16 @@ pub struct JobChanges {
         with = "humane_duration"
     )]
     pub jitter: Option<Duration>,
+    /// A new `expect_success_within` (the watch starts again from now).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humane_duration"
+    )]
+    pub expect_success_within: Option<Duration>,
+    /// Remove the dead-man's switch.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clear_expect_success_within: bool,
     /// An explicit next run time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_run_time: Option<DateTime<Utc>>,

@@ -27,6 +27,7 @@
 
 #![deny(missing_docs)]
 
+pub mod alert;
 pub mod api;
 pub mod client;
 pub mod clock;

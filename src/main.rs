@@ -245,6 +245,10 @@ struct AddJob {
     /// [default: the task's, else the daemon's job defaults].
     #[arg(long, value_name = "FIELD=VALUE,...", value_parser = parse_retry)]
     retry: Option<kairos::job::RetryPolicy>,
+    /// The dead-man's switch: raise an `overdue` alert when the job has not succeeded
+    /// for this long ("25h") [default: the daemon's job defaults].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    expect_success_within: Option<Duration>,
     /// Run overdue runs as one [default: the daemon's].
     #[arg(long, overrides_with = "no_coalesce")]
     coalesce: bool,
@@ -755,6 +759,7 @@ fn prepare_request(command: ApiCommand) -> Result<ApiRequest, ApiFailure> {
                     coalesce,
                     max_instances: add.max_instances,
                     retry: add.retry,
+                    expect_success_within: add.expect_success_within,
                     ..JobOptions::default()
                 },
                 paused: add.paused,

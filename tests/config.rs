@@ -912,3 +912,131 @@ fn named_tokens_and_the_security_keys_are_read_and_checked() {
         "{errors:?}"
     );
 }
+
+/// `[[alerts.webhooks]]` and `expect_success_within` are read with their defaults,
+/// `${VAR}` expanded in header values.
+#[test]
+fn alerts_and_the_dead_mans_switch_are_read() {
+    std::env::set_var("KAIROS_TEST_HOOK_TOKEN", "s3cret");
+    let config = TempConfig::new(&[(
+        "config.toml",
+        r#"
+[job_defaults]
+expect_success_within = "2d"
+
+[alerts]
+check_every = "30s"
+
+[[alerts.webhooks]]
+url = "https://hooks.example/kairos"
+headers = { Authorization = "Bearer ${KAIROS_TEST_HOOK_TOKEN}" }
+events = ["failed", "overdue"]
+max_attempts = 3
+
+[[alerts.webhooks]]
+url = "http://127.0.0.1:9000/all"
+
+[[jobs]]
+id = "nightly-stats"
+task = "command"
+args = { argv = ["true"] }
+trigger = { type = "cron", hour = 3 }
+expect_success_within = "25h"
+
+[[jobs]]
+id = "hourly"
+task = "command"
+args = { argv = ["true"] }
+trigger = { type = "cron", minute = 0 }
+"#,
+    )]);
+    let config = loaded(&config);
+    let alerts = &config.alerts;
+    assert_eq!(alerts.check_every, Duration::from_secs(30));
+    assert_eq!(alerts.webhooks.len(), 2);
+    let first = &alerts.webhooks[0];
+    assert_eq!(
+        first.headers,
+        [("Authorization".to_owned(), "Bearer s3cret".to_owned())]
+    );
+    assert_eq!(
+        first.events,
+        [
+            kairos::alert::AlertKind::Failed,
+            kairos::alert::AlertKind::Overdue
+        ]
+    );
+    assert_eq!(first.max_attempts, 3);
+    assert_eq!(alerts.webhooks[1].events, kairos::alert::AlertKind::ALL);
+    let within = |id: &str| {
+        config
+            .jobs
+            .iter()
+            .find(|job| job.id() == id)
+            .and_then(|job| job.spec.options.expect_success_within)
+    };
+    assert_eq!(
+        within("nightly-stats"),
+        Some(Duration::from_secs(25 * 3600))
+    );
+    assert_eq!(within("hourly"), Some(Duration::from_secs(2 * 86_400)));
+}
+
+/// Every bad alert setting is reported at once, each naming its key.
+#[test]
+fn bad_alert_settings_name_their_keys() {
+    let config = TempConfig::new(&[(
+        "config.toml",
+        r#"
+[alerts]
+check_evry = "1m"
+
+[[alerts.webhooks]]
+url = "ftp://hooks.example/x"
+events = ["failed", "exploded"]
+max_attempts = 0
+
+[[alerts.webhooks]]
+headers = { "Bad Header" = "x" }
+timeout = "soon"
+
+[[alerts.webhooks]]
+url = "https://hooks.example/${KAIROS_TEST_UNSET_VARIABLE}"
+retries = 3
+
+[[jobs]]
+id = "nightly-stats"
+task = "command"
+args = { argv = ["true"] }
+trigger = { type = "cron", hour = 3 }
+expect_success_within = "30s"
+
+[[jobs]]
+id = "other"
+task = "command"
+args = { argv = ["true"] }
+trigger = { type = "cron", hour = 4 }
+expect_success_within = "whenever"
+"#,
+    )]);
+    let errors = config.errors();
+    let joined = errors.join("\n");
+    for key in [
+        "alerts.check_evry: unknown key `check_evry`; did you mean `check_every`?",
+        "alerts.webhooks[0].url: ",
+        "alerts.webhooks[0].events: unknown event \"exploded\"",
+        "alerts.webhooks[0].max_attempts: must be between 1 and 20",
+        "alerts.webhooks[1].url: missing",
+        "alerts.webhooks[1].headers.Bad Header: ",
+        "alerts.webhooks[1].timeout: ",
+        "alerts.webhooks[2].url: the environment variable \"KAIROS_TEST_UNSET_VARIABLE\" is not set",
+        "alerts.webhooks[2].retries: unknown key",
+        "jobs[0].expect_success_within: must be at least 1m",
+        "jobs[1].expect_success_within: ",
+    ] {
+        assert!(
+            errors.iter().any(|line| line.contains(key)),
+            "no error for {key:?} in:\n{joined}"
+        );
+    }
+}

@@ -56,6 +56,7 @@ fn job(spec: serde_json::Value) -> Job {
         config_spec: None,
         config_version: None,
         retry: Default::default(),
+        expect_success: None,
     }
 }
 

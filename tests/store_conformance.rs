@@ -182,6 +182,7 @@ async fn cleanup(backend: Backend, prefix: &str, url: &str) {
             "runs",
             "nodes",
             "config_generations",
+            "alert_claims",
             "schema_version",
         ]
         .iter()
@@ -1407,6 +1408,73 @@ async fn config_generations_are_recorded_by_compare_and_set(harness: Harness) {
     assert_eq!(store.config_generations(1).await.unwrap(), [forced]);
 }
 
+/// An alert key is claimed by exactly one of several nodes claiming it at once, stays
+/// claimed for its time to live, and can be claimed again once that has passed (Redis
+/// measures it in real time, so this test waits in real time too).
+async fn alert_keys_are_claimed_once_until_their_claim_ends(harness: Harness) {
+    let store = &harness.store;
+    let ttl = Duration::from_millis(400);
+    let key = "failed|nightly-stats|1700000000000000|3";
+    let attempts = (0..4).map(|_| {
+        let store = Arc::clone(store);
+        async move { store.claim_alert(key, Utc::now(), ttl).await.unwrap() }
+    });
+    let won = futures_util::future::join_all(attempts).await;
+    assert_eq!(won.iter().filter(|won| **won).count(), 1, "{won:?}");
+    assert!(!store.claim_alert(key, Utc::now(), ttl).await.unwrap());
+    // Another attempt of the same time is another alert.
+    let other = "failed|nightly-stats|1700000000000000|4";
+    assert!(store.claim_alert(other, Utc::now(), ttl).await.unwrap());
+    // The longest key a store must take.
+    let long = "k".repeat(kairos::store::MAX_CLAIM_KEY);
+    assert!(store.claim_alert(&long, Utc::now(), ttl).await.unwrap());
+    assert!(!store.claim_alert(&long, Utc::now(), ttl).await.unwrap());
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    assert!(store.claim_alert(key, Utc::now(), ttl).await.unwrap());
+    assert!(!store.claim_alert(key, Utc::now(), ttl).await.unwrap());
+}
+
+/// The last success of a job is the latest finish among its successful runs, whatever
+/// failed after it and whatever other jobs did.
+async fn the_last_success_of_a_job_is_read_from_its_history(harness: Harness) {
+    let store = &harness.store;
+    assert_eq!(store.last_success("a").await.unwrap(), None);
+    let failed = |run: &str, finished| RunRecord {
+        outcome: RunOutcome::Error,
+        error: Some("boom".to_owned()),
+        ..record("a", run, finished)
+    };
+    store.record_run(record("a", "r1", t0())).await.unwrap();
+    store
+        .record_run(record("a", "r2", t0() + secs(60)))
+        .await
+        .unwrap();
+    store
+        .record_run(failed("r3", t0() + secs(120)))
+        .await
+        .unwrap();
+    store
+        .record_run(record("b", "r4", t0() + secs(180)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.last_success("a").await.unwrap(),
+        Some(t0() + secs(60))
+    );
+    assert_eq!(
+        store.last_success("b").await.unwrap(),
+        Some(t0() + secs(180))
+    );
+    store
+        .record_run(failed("r5", t0() + secs(240)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.last_success("a").await.unwrap(),
+        Some(t0() + secs(60))
+    );
+}
+
 /// Generates one module per backend, with one test per conformance test.
 macro_rules! conformance {
     ($($module:ident => $backend:expr),* $(,)?) => {
@@ -1435,6 +1503,8 @@ macro_rules! conformance {
                     writes_through_one_handle_wake_listeners_on_another,
                     node_stats_ride_on_the_heartbeat,
                     config_generations_are_recorded_by_compare_and_set,
+                    alert_keys_are_claimed_once_until_their_claim_ends,
+                    the_last_success_of_a_job_is_read_from_its_history,
                 );
             }
         )*

@@ -122,13 +122,14 @@ impl ApiError {
     /// The same error with a job option's field named as `POST /jobs` takes it, under
     /// `options` (the scheduler names options without it, as `PATCH` takes them).
     pub(crate) fn in_options(mut self) -> Self {
-        const OPTIONS: [&str; 6] = [
+        const OPTIONS: [&str; 7] = [
             "executor",
             "jobstore",
             "misfire_grace_time",
             "coalesce",
             "max_instances",
             "jitter",
+            "expect_success_within",
         ];
         if let Some(field) = &self.field {
             if OPTIONS.contains(&field.as_str()) {

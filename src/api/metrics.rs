@@ -18,6 +18,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use super::error::ApiError;
 use super::scheduler::state_name;
 use super::{AppState, Routes, Verb};
+use crate::alert::AlertKind;
 use crate::history::RunOutcome;
 use crate::scheduler::{Event, Scheduler, SchedulerState};
 use crate::store::JobQuery;
@@ -43,6 +44,11 @@ pub(crate) struct Metrics {
     events_lost: AtomicU64,
     /// [`Event::RecordsBacklogged`] events.
     backlogged: AtomicU64,
+    /// Alerts this node raised ([`Event::Alert`]), indexed as [`AlertKind::ALL`].
+    alerts: [AtomicU64; 4],
+    /// Webhook deliveries: delivered, failed (attempts used up or refused), dropped
+    /// (queue full).
+    deliveries: [AtomicU64; 3],
 }
 
 impl Metrics {
@@ -79,6 +85,18 @@ async fn count_runs(mut events: broadcast::Receiver<Event>, metrics: Weak<Metric
             Ok(Event::JobExecuted { run } | Event::JobError { run }) => metrics.record(run.outcome),
             Ok(Event::RecordsBacklogged { .. }) => {
                 metrics.backlogged.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Event::Alert { alert }) => {
+                if let Some(index) = AlertKind::ALL.iter().position(|kind| *kind == alert.event) {
+                    metrics.alerts[index].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(Event::AlertDelivered { .. }) => {
+                metrics.deliveries[0].fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Event::AlertUndelivered { attempts, .. }) => {
+                let index = if attempts == 0 { 2 } else { 1 };
+                metrics.deliveries[index].fetch_add(1, Ordering::Relaxed);
             }
             Ok(_) => {}
             Err(RecvError::Lagged(lost)) => {
@@ -164,6 +182,35 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         "Times a store's unwritten run records reached the cap (no jobs taken from it until written).",
         state.metrics.backlogged.load(Ordering::Relaxed),
     );
+    family(
+        &mut text,
+        "kairos_alerts_total",
+        "counter",
+        "Alerts this node raised since the API started (each is raised once per cluster), by event.",
+    );
+    for (kind, count) in AlertKind::ALL.iter().zip(&state.metrics.alerts) {
+        let _ = writeln!(
+            text,
+            "kairos_alerts_total{{event=\"{kind}\"}} {}",
+            count.load(Ordering::Relaxed)
+        );
+    }
+    family(
+        &mut text,
+        "kairos_alert_deliveries_total",
+        "counter",
+        "Alert webhook deliveries since the API started, by result (failed: attempts used up or refused; dropped: the webhook's queue was full).",
+    );
+    for (result, count) in ["delivered", "failed", "dropped"]
+        .iter()
+        .zip(&state.metrics.deliveries)
+    {
+        let _ = writeln!(
+            text,
+            "kairos_alert_deliveries_total{{result=\"{result}\"}} {}",
+            count.load(Ordering::Relaxed)
+        );
+    }
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -207,7 +207,7 @@ pub(crate) fn document() -> Value {
     let mut events_responses = Map::new();
     events_responses.insert(
         "200".to_owned(),
-        json!({"description": "Server-sent events: each named after the scheduler event's kind (job_added, job_executed, ...), its JSON as data; `lagged` with {\"missed\": N} when the client fell behind.",
+        json!({"description": "Server-sent events: each named after the scheduler event's kind (job_added, job_executed, alert, alert_delivered, alert_undelivered, ...), its JSON as data (an `alert` event carries {\"alert\": the webhook payload}); `lagged` with {\"missed\": N} when the client fell behind.",
                "content": {"text/event-stream": {"schema": {"type": "string"}}}}),
     );
     let config_owned = "409 when the daemon's config files own the job.";
@@ -373,6 +373,7 @@ fn schemas() -> Value {
                 "executor": {"type": "string"}, "jobstore": {"type": "string"},
                 "misfire_grace_time": duration, "coalesce": {"type": "boolean"},
                 "max_instances": {"type": "integer", "minimum": 1}, "jitter": duration,
+                "expect_success_within": {"type": "string", "description": "The dead-man's switch: an overdue alert when the job has not succeeded for this long (at least 1m), e.g. \"25h\"."},
             },
         },
         "NewJob": {
@@ -392,6 +393,8 @@ fn schemas() -> Value {
                 "executor": {"type": "string"}, "misfire_grace_time": duration,
                 "clear_misfire_grace_time": {"type": "boolean"}, "coalesce": {"type": "boolean"},
                 "max_instances": {"type": "integer", "minimum": 1}, "jitter": duration,
+                "expect_success_within": duration,
+                "clear_expect_success_within": {"type": "boolean"},
                 "next_run_time": {"type": "string", "format": "date-time"},
             },
         },
@@ -409,7 +412,8 @@ fn schemas() -> Value {
                 "executor": {"type": "string"},
                 "options": {"type": "object", "properties": {
                     "misfire_grace_time": {"type": ["string", "null"]}, "coalesce": {"type": "boolean"},
-                    "max_instances": {"type": "integer"}, "jitter": {"type": ["string", "null"]}}},
+                    "max_instances": {"type": "integer"}, "jitter": {"type": ["string", "null"]},
+                    "expect_success_within": {"type": ["string", "null"]}}},
                 "paused": {"type": "boolean"},
                 "next_run_time": {"type": ["string", "null"], "format": "date-time"},
                 "from_config": {"type": "boolean", "readOnly": true},

@@ -100,6 +100,8 @@ struct OptionsView {
     jitter: Option<String>,
     /// `null`: failed runs are not retried.
     retry: Option<RetryView>,
+    /// The dead-man's switch; `null`: none.
+    expect_success_within: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -148,6 +150,10 @@ impl From<&Job> for JobView {
                     multiplier: policy.multiplier(),
                     max_delay: humane(policy.max_delay()),
                 }),
+                expect_success_within: job
+                    .expect_success
+                    .as_ref()
+                    .map(|watch| humane(watch.within)),
             },
             state: job.state(),
             paused: job.paused,

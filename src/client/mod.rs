@@ -313,6 +313,9 @@ pub struct JobOptionsView {
     pub max_instances: u32,
     /// Random delay per run, at most this (`"5s"`).
     pub jitter: Option<String>,
+    /// The dead-man's switch (`"25h"`); `None`: none.
+    #[serde(default)]
+    pub expect_success_within: Option<String>,
 }
 
 /// What resuming a job did.

@@ -134,7 +134,7 @@ pub fn jobs(jobs: &[JobView], zone: &Zone) -> Table {
 pub fn job_details(job: &JobView, zone: &Zone) -> String {
     let compact = |value: &serde_json::Value| value.to_string();
     let options = &job.options;
-    let lines: [(&str, String); 13] = [
+    let lines: [(&str, String); 14] = [
         ("id", job.id.clone()),
         ("name", job.name.clone()),
         ("task", job.task.clone()),
@@ -154,6 +154,13 @@ pub fn job_details(job: &JobView, zone: &Zone) -> String {
         (
             "jitter",
             options.jitter.clone().unwrap_or_else(|| "none".to_owned()),
+        ),
+        (
+            "expect success",
+            options
+                .expect_success_within
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |within| format!("within {within}")),
         ),
         ("state", state(job).to_owned()),
         (

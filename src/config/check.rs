@@ -414,6 +414,14 @@ pub(crate) fn check_job_defaults(
         if let Some(retry) = &raw_defaults.retry {
             defaults.retry = check_retry(source, retry, "job_defaults", errors);
         }
+        if let Some(within) = &raw_defaults.expect_success_within {
+            defaults.expect_success_within = check_expect_success_within(
+                source,
+                within,
+                "job_defaults.expect_success_within",
+                errors,
+            );
+        }
     }
     // Jobs that name no executor run on `default`; say once, at the section, that it
     // is missing, rather than at every such job.
@@ -1059,6 +1067,31 @@ pub(crate) fn check_retry(
             None
         }
     }
+}
+
+/// `expect_success_within`: at least [`SuccessWatch::MIN_WITHIN`](crate::job::SuccessWatch::MIN_WITHIN).
+pub(crate) fn check_expect_success_within(
+    source: &Source,
+    within: &Spanned<super::raw::HumaneDuration>,
+    key: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Duration> {
+    let shortest = crate::job::SuccessWatch::MIN_WITHIN;
+    let duration = within.get_ref().0;
+    if duration < shortest {
+        errors.push(invalid(
+            source,
+            within,
+            key,
+            format!(
+                "must be at least {} (the dead-man's switch is checked about once a minute), not {}",
+                humantime::format_duration(shortest),
+                humantime::format_duration(duration)
+            ),
+        ));
+        return None;
+    }
+    Some(duration)
 }
 
 pub(crate) fn invalid<T>(

@@ -86,6 +86,7 @@ pub fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> {
             "tasks",
             old.tasks != new.tasks || old.env_allow != new.env_allow,
         ),
+        ("alerts", old.alerts != new.alerts),
     ];
     sections
         .into_iter()

@@ -169,6 +169,14 @@ fn check_job(
         .retry
         .as_ref()
         .and_then(|retry| super::check::check_retry(source, retry, &path, errors));
+    let expect_success_within = job.expect_success_within.as_ref().and_then(|within| {
+        super::check::check_expect_success_within(
+            source,
+            within,
+            &join_key(&path, "expect_success_within"),
+            errors,
+        )
+    });
     let max_instances = job
         .max_instances
         .as_ref()
@@ -231,6 +239,7 @@ fn check_job(
             jitter,
             // The job's own; else its task's, else [job_defaults]' (the scheduler's).
             retry,
+            expect_success_within: expect_success_within.or(defaults.expect_success_within),
         },
         paused: job.paused.unwrap_or(false),
         next_run_time: None,

@@ -40,6 +40,7 @@
 //! - Included files hold only `[[jobs]]`; every other section has one home, the main
 //!   file.
 
+mod alerts;
 mod check;
 mod diff;
 mod error;
@@ -62,6 +63,7 @@ use chrono::Utc;
 pub use self::diff::{changed_settings, ChangedJob, JobsDiff};
 pub use self::error::{ConfigError, ConfigErrorKind, ConfigErrors};
 use self::source::Source;
+use crate::alert::AlertSettings;
 use crate::job::{JobDefaults, JobSpec};
 use crate::scheduler::HistoryRetention;
 use crate::store::url::OpenOptions;
@@ -102,6 +104,8 @@ pub struct Config {
     /// `[tasks] env_allow`: the environment variables `${NAME}` in job args may name,
     /// resolved when a run starts (README.md, "Secrets in job args").
     pub env_allow: Vec<String>,
+    /// `[alerts]` and `[[alerts.webhooks]]` (see `docs/alerts.md`).
+    pub alerts: AlertSettings,
     /// The `[[jobs]]` of the main file and the included files, in file order.
     pub jobs: Vec<ConfigJob>,
 }
@@ -384,6 +388,7 @@ pub fn load_with(path: impl AsRef<Path>, tasks: &TaskRegistry) -> Result<Config,
     let history = check::check_history(&raw);
     let task_settings = check::check_task_settings(&raw, tasks, &mut errors);
     let env_allow = check::check_env_allow(&raw, &mut errors);
+    let alerts = alerts::check_alerts(&raw, &mut errors);
     let jobs = jobs::check_jobs(
         &raw_jobs,
         &names,
@@ -425,6 +430,7 @@ pub fn load_with(path: impl AsRef<Path>, tasks: &TaskRegistry) -> Result<Config,
         history,
         tasks: task_settings,
         env_allow,
+        alerts,
         jobs,
     })
 }

@@ -37,8 +37,12 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "log",
     "history",
     "tasks",
+    "alerts",
     "jobs",
 ];
+
+/// The keys of `[alerts]`.
+pub(crate) const ALERT_KEYS: &[&str] = &["check_every", "webhooks"];
 
 /// A duration: humane text (`"30s"`, `"1h30m"`) or a number of seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +158,7 @@ pub(crate) struct RawJobDefaults {
     pub(crate) max_instances: Option<Spanned<u32>>,
     pub(crate) jitter: Option<HumaneDuration>,
     pub(crate) retry: Option<Spanned<crate::job::RetryPolicy>>,
+    pub(crate) expect_success_within: Option<Spanned<HumaneDuration>>,
 }
 
 /// `[api]`.
@@ -198,6 +203,26 @@ pub(crate) struct RawLog {
     pub(crate) format: Option<Spanned<String>>,
 }
 
+/// `[alerts]`: read key by key ([`read_alerts`]), so each webhook's problems are named
+/// by their place (`alerts.webhooks[1].url`).
+#[derive(Debug, Default)]
+pub(crate) struct RawAlerts {
+    pub(crate) check_every: Option<Spanned<HumaneDuration>>,
+    /// Each `[[alerts.webhooks]]` with its key path.
+    pub(crate) webhooks: Vec<(String, Section<RawWebhook>)>,
+}
+
+/// One `[[alerts.webhooks]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWebhook {
+    pub(crate) url: Option<Spanned<String>>,
+    pub(crate) headers: Option<std::collections::BTreeMap<String, Spanned<String>>>,
+    pub(crate) events: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) timeout: Option<Spanned<HumaneDuration>>,
+    pub(crate) max_attempts: Option<Spanned<u32>>,
+}
+
 /// `[history]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -226,6 +251,7 @@ pub(crate) struct RawJob {
     pub(crate) max_instances: Option<Spanned<u32>>,
     pub(crate) jitter: Option<HumaneDuration>,
     pub(crate) retry: Option<Spanned<crate::job::RetryPolicy>>,
+    pub(crate) expect_success_within: Option<Spanned<HumaneDuration>>,
     pub(crate) paused: Option<bool>,
 }
 
@@ -245,6 +271,7 @@ pub(crate) struct RawRoot {
     pub(crate) tasks: Vec<RawTaskSettings>,
     /// `[tasks] env_allow`: the variables `${NAME}` in job args may name.
     pub(crate) env_allow: Option<Vec<Spanned<String>>>,
+    pub(crate) alerts: Option<RawAlerts>,
 }
 
 /// One `[tasks.NAME]` table: its settings as JSON for the task to read, and where each
@@ -363,6 +390,7 @@ pub(crate) fn read_root(
         history: None,
         tasks: Vec::new(),
         env_allow: None,
+        alerts: None,
     };
     for (key, value) in table.get_ref().iter() {
         let path = join_key("", key.get_ref());
@@ -381,11 +409,55 @@ pub(crate) fn read_root(
             "tasks" => {
                 (root.tasks, root.env_allow) = read_tasks(source, value, &path, errors);
             }
+            "alerts" => root.alerts = read_alerts(source, value, &path, errors),
             "jobs" => {}
             other => errors.push(unknown_key(source, key.span(), &path, other, ROOT_KEYS)),
         }
     }
     root
+}
+
+/// `[alerts]` and its `[[alerts.webhooks]]`, each webhook read on its own.
+fn read_alerts(
+    source: &Source,
+    value: &Spanned<DeValue<'_>>,
+    path: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<RawAlerts> {
+    let table = expect_table(source, value, path, errors)?;
+    let mut alerts = RawAlerts::default();
+    for (key, item) in table.iter() {
+        let key_path = join_key(path, key.get_ref());
+        match key.get_ref().as_ref() {
+            "check_every" => {
+                alerts.check_every = read_value(source, item, &key_path, errors);
+            }
+            "webhooks" => match item.get_ref() {
+                DeValue::Array(entries) => {
+                    for (index, entry) in entries.iter().enumerate() {
+                        let entry_path = format!("{key_path}[{index}]");
+                        if let Some(webhook) = read_struct(source, entry, &entry_path, errors) {
+                            alerts.webhooks.push((entry_path, webhook));
+                        }
+                    }
+                }
+                _ => errors.push(source.error(
+                    item.span(),
+                    key_path,
+                    ConfigErrorKind::InvalidValue,
+                    "must be a list of tables: write each webhook as [[alerts.webhooks]]",
+                )),
+            },
+            other => errors.push(unknown_key(
+                source,
+                key.span(),
+                &key_path,
+                other,
+                ALERT_KEYS,
+            )),
+        }
+    }
+    Some(alerts)
 }
 
 /// Checks that an included file holds nothing but `[[jobs]]`: the other sections

@@ -321,7 +321,9 @@ pub async fn build_scheduler(
         .timezone(config.scheduler.timezone)
         .tasks(tasks)
         .job_defaults(config.job_defaults.clone())
-        .history_retention(config.history);
+        .history_retention(config.history)
+        // Always on: alerts are log lines, events and metrics even without webhooks.
+        .alerts(config.alerts.clone());
     let mut persistent = false;
     let mut shared = false;
     for (name, store_config) in &config.jobstores {

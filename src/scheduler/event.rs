@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::alert::{Alert, AlertKind};
 use crate::history::{RunOutcome, RunRecord};
 
 /// Something that happened in the scheduler.
@@ -98,6 +99,37 @@ pub enum Event {
         /// The store.
         jobstore: String,
     },
+    /// This node raised an alert (failed, missed, timeout, overdue), once in the
+    /// cluster; it goes to the webhooks that want it (`docs/alerts.md`).
+    Alert {
+        /// The alert, as the webhooks receive it.
+        alert: Alert,
+    },
+    /// A webhook took an alert (it answered 2xx).
+    AlertDelivered {
+        /// The alert's kind.
+        alert: AlertKind,
+        /// The alert's job.
+        job_id: String,
+        /// The webhook, without credentials or query.
+        webhook: String,
+        /// POSTs it took.
+        attempts: u32,
+    },
+    /// An alert did not reach a webhook: its attempts ran out, the webhook refused it,
+    /// or its queue was full (`attempts` is then 0).
+    AlertUndelivered {
+        /// The alert's kind.
+        alert: AlertKind,
+        /// The alert's job.
+        job_id: String,
+        /// The webhook, without credentials or query.
+        webhook: String,
+        /// POSTs made.
+        attempts: u32,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Event {
@@ -167,6 +199,40 @@ impl Event {
             } => {
                 tracing::warn!(job_id, %scheduled_time, count, "run missed its misfire grace time")
             }
+            Event::Alert { alert } => tracing::error!(
+                alert = alert.event.as_str(),
+                job_id = alert.job_id,
+                scheduled_time = %alert.scheduled_time,
+                attempt = alert.attempt,
+                "alert: {}",
+                alert.message
+            ),
+            Event::AlertDelivered {
+                alert,
+                job_id,
+                webhook,
+                attempts,
+            } => tracing::info!(
+                alert = alert.as_str(),
+                job_id,
+                webhook,
+                attempts,
+                "alert delivered"
+            ),
+            Event::AlertUndelivered {
+                alert,
+                job_id,
+                webhook,
+                attempts,
+                reason,
+            } => tracing::error!(
+                alert = alert.as_str(),
+                job_id,
+                webhook,
+                attempts,
+                reason,
+                "alert not delivered"
+            ),
             Event::JobMaxInstances {
                 job_id,
                 scheduled_time,

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -136,6 +137,12 @@ impl Scheduler {
                 .check()
                 .map_err(|(field, reason)| SchedulerError::InvalidOption { field, reason })?;
         }
+        let expect_success = spec
+            .options
+            .expect_success_within
+            .or(inner.defaults.expect_success_within)
+            .map(|within| check_expect_success_within(within, context.now))
+            .transpose()?;
         let trigger = Trigger::new(spec.trigger, &context)?;
         let next_run_time = if spec.paused {
             None
@@ -170,6 +177,7 @@ impl Scheduler {
                 failed: None,
                 broken: None,
             },
+            expect_success,
         })
     }
 
@@ -220,6 +228,15 @@ impl Scheduler {
         }
         if let Some(jitter) = changes.jitter {
             job.jitter = Some(jitter);
+        }
+        if changes.clear_expect_success_within {
+            job.expect_success = None;
+        }
+        if let Some(within) = changes.expect_success_within {
+            // The same window keeps its start; a new one starts now.
+            if job.expect_success.as_ref().map(|watch| watch.within) != Some(within) {
+                job.expect_success = Some(check_expect_success_within(within, inner.clock.now())?);
+            }
         }
         if let Some(spec) = changes.trigger {
             let context = inner.trigger_context();
@@ -579,6 +596,24 @@ impl Scheduler {
 pub const MAX_BACKFILL: usize = 1000;
 
 /// Builds the submission of `job`'s runs for `scheduled_times` (earliest first).
+/// A dead-man's switch of `within` that starts at `now`, or why it cannot be one.
+fn check_expect_success_within(
+    within: Duration,
+    now: DateTime<Utc>,
+) -> Result<crate::job::SuccessWatch, SchedulerError> {
+    if within < crate::job::SuccessWatch::MIN_WITHIN {
+        return Err(SchedulerError::InvalidOption {
+            field: "expect_success_within",
+            reason: format!(
+                "must be at least {} (the switch is checked about once a minute), not {}",
+                humantime::format_duration(crate::job::SuccessWatch::MIN_WITHIN),
+                humantime::format_duration(within)
+            ),
+        });
+    }
+    Ok(crate::job::SuccessWatch { within, since: now })
+}
+
 pub(crate) fn submission(
     inner: &Inner,
     job: &Job,

@@ -12,6 +12,7 @@
 //! - Events go to a broadcast channel; a listener that falls behind loses the oldest
 //!   events (and is told so by tokio), the scheduler never waits for listeners.
 
+mod alerts;
 mod event;
 mod explain;
 mod generation;
@@ -39,6 +40,7 @@ pub use self::jobs::{ListedJobs, MAX_BACKFILL};
 pub use self::membership::{host_name, ClusterNode, Membership};
 pub use self::record::MAX_UNWRITTEN_RUNS;
 pub use self::retention::HistoryRetention;
+use crate::alert::AlertSettings;
 use crate::clock::{Clock, SystemClock};
 use crate::executor::{Executor, ExecutorContext};
 use crate::history::RunRecord;
@@ -148,9 +150,23 @@ pub struct SchedulerBuilder {
     membership: Option<Membership>,
     poll_interval: Option<Duration>,
     within_capacity: bool,
+    alerts: Option<AlertSettings>,
 }
 
 impl SchedulerBuilder {
+    /// Raises alerts (off by default; the daemon turns it on): a run that fails with
+    /// no attempt left (`failed`), times out (`timeout`) or misses its grace time
+    /// (`missed`), and jobs that have not succeeded within their
+    /// `expect_success_within` (`overdue`, checked every `settings.check_every` on the
+    /// scheduler's clock and when the scheduler starts). Each alert is claimed in the
+    /// job's store first, so a cluster sends it once; it is then an [`Event::Alert`]
+    /// (a log line, a metric, a `GET /events` entry) and a POST to each webhook in
+    /// `settings` that wants it. See `docs/alerts.md`.
+    pub fn alerts(mut self, settings: AlertSettings) -> SchedulerBuilder {
+        self.alerts = Some(settings);
+        self
+    }
+
     /// Takes due jobs only while its executors have free workers (default: off; the
     /// daemon turns it on for stores several nodes share), so in a cluster a node
     /// whose executors are full leaves due jobs to the others.
@@ -354,6 +370,7 @@ impl SchedulerBuilder {
                 membership: self.membership,
                 poll_interval: self.poll_interval,
                 within_capacity: self.within_capacity,
+                alerts: self.alerts,
                 starved: std::sync::atomic::AtomicBool::new(false),
                 events,
                 wake: Notify::new(),
@@ -416,6 +433,8 @@ pub(crate) struct Inner {
     poll_interval: Option<Duration>,
     /// [`SchedulerBuilder::acquire_within_capacity`].
     within_capacity: bool,
+    /// [`SchedulerBuilder::alerts`].
+    alerts: Option<AlertSettings>,
     /// The last pass left due jobs in a store because the executors were full: a run
     /// that ends wakes the loop.
     starved: std::sync::atomic::AtomicBool,
@@ -565,6 +584,7 @@ impl Scheduler {
             membership: None,
             poll_interval: None,
             within_capacity: false,
+            alerts: None,
         }
     }
 
@@ -640,6 +660,12 @@ impl Scheduler {
         ));
         // Not awaited at shutdown either: it stops when it sees the scheduler stop.
         tokio::spawn(renewal::run(Arc::clone(&self.inner)));
+        if let Some(settings) = self.inner.alerts.clone() {
+            // Subscribed here, before the loop runs, so no event is missed; it stops
+            // at the shutdown event, after the last runs' records were announced.
+            let events = self.inner.events.subscribe();
+            tokio::spawn(alerts::run(Arc::clone(&self.inner), settings, events));
+        }
         self.inner.lock().handles.extend([main, records]);
         if let Some(membership) = self.inner.membership.clone() {
             // Awaited at shutdown after the runs were recorded: it deregisters last.

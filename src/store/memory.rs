@@ -28,7 +28,7 @@ use self::tables::{InsertError, JobTable, SlotNumber};
 use super::{
     ConfigGeneration, FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError,
 };
-use crate::history::RunRecord;
+use crate::history::{RunOutcome, RunRecord};
 use crate::job::Job;
 
 /// How many run records the memory store keeps by default.
@@ -63,6 +63,8 @@ struct State {
     nodes: BTreeMap<String, NodeInfo>,
     /// The configs applied, oldest first: generation `n` at index `n - 1`.
     configs: Vec<ConfigGeneration>,
+    /// Alert keys claimed ([`JobStore::claim_alert`]), with when each claim ends.
+    alert_claims: HashMap<String, DateTime<Utc>>,
 }
 
 /// Who acquired a job last, until a release, a recovery or a reap ends it.
@@ -583,6 +585,36 @@ impl JobStore for MemoryStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    async fn claim_alert(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let until = TimeDelta::from_std(ttl)
+            .ok()
+            .and_then(|ttl| now.checked_add_signed(ttl))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let mut state = self.lock();
+        // Alerts are rare: dropping the ended claims on each call keeps the map small.
+        state.alert_claims.retain(|_, ends| *ends > now);
+        if state.alert_claims.contains_key(key) {
+            return Ok(false);
+        }
+        state.alert_claims.insert(key.to_owned(), until);
+        Ok(true)
+    }
+
+    async fn last_success(&self, job_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .runs
+            .iter()
+            .filter(|run| run.job_id == job_id && run.outcome == RunOutcome::Success)
+            .map(|run| run.finished_at)
+            .max())
     }
 
     async fn record_config_generation(&self, next: ConfigGeneration) -> Result<bool, StoreError> {

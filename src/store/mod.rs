@@ -104,6 +104,12 @@ pub struct Release {
     pub acquired_next_run_time: Option<DateTime<Utc>>,
 }
 
+/// The longest key [`JobStore::claim_alert`] takes, in bytes (a SQL primary key column).
+pub const MAX_CLAIM_KEY: usize = 255;
+
+/// How many of a job's newest run records the default [`JobStore::last_success`] reads.
+pub const LAST_SUCCESS_SCAN: usize = 10_000;
+
 /// What [`JobStore::job_schedules`] answers for one job: `None` when it is gone, else
 /// its next run time (`None` while it is paused).
 pub type JobSchedule = Option<Option<DateTime<Utc>>>;
@@ -464,6 +470,38 @@ pub trait JobStore: Send + Sync + 'static {
     /// that generation first. The default keeps nothing and says `true`.
     async fn record_config_generation(&self, _next: ConfigGeneration) -> Result<bool, StoreError> {
         Ok(true)
+    }
+
+    /// Claims the once-only `key` for `ttl` from `now`: `true` for the one caller, among
+    /// every node sharing the store, that claimed it first; `false` for all others
+    /// while the claim lasts. A claim older than its `ttl` is gone, and the key can be
+    /// claimed again. This is how an alert is sent once per cluster
+    /// (`docs/alerts.md`): the key names the alert (event, job, scheduled time,
+    /// attempt), at most [`MAX_CLAIM_KEY`] bytes.
+    ///
+    /// The default claims every key: a store that keeps no claims (a wrapper, a test
+    /// double) deduplicates nothing. The memory, SQL and Redis stores keep them.
+    async fn claim_alert(
+        &self,
+        _key: &str,
+        _now: DateTime<Utc>,
+        _ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// When job `job_id` last finished a run with outcome `success`, according to the
+    /// run history; `None` if the history holds none. The dead-man's switch
+    /// (`expect_success_within`) asks it for each job it watches. The default reads
+    /// the job's newest [`LAST_SUCCESS_SCAN`] records; the SQL stores ask the database.
+    async fn last_success(&self, job_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self
+            .runs(Some(job_id), LAST_SUCCESS_SCAN)
+            .await?
+            .into_iter()
+            .filter(|run| run.outcome == crate::history::RunOutcome::Success)
+            .map(|run| run.finished_at)
+            .max())
     }
 
     /// Appends a run record.

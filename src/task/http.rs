@@ -380,6 +380,13 @@ impl fmt::Display for StatusSpec {
     }
 }
 
+/// A client with the `http` task's setup (rustls, the system's trust store, no
+/// redirects) and no outbound guard: for the operator's own endpoints, such as the
+/// alert webhooks of the config file.
+pub(crate) fn operator_client() -> Result<reqwest::Client, String> {
+    build_client(None)
+}
+
 fn build_client(resolver: Option<GuardedResolver>) -> Result<reqwest::Client, String> {
     let builder = reqwest::Client::builder()
         .user_agent(concat!("kairos/", env!("CARGO_PKG_VERSION")))

@@ -410,6 +410,25 @@ pub(crate) mod humane_duration {
         deserializer.deserialize_any(DurationValue)
     }
 
+    /// The same for a duration that must be there (`Duration`, not `Option`).
+    pub mod required {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(
+            value: &Duration,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            super::serialize(&Some(*value), serializer)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Duration, D::Error> {
+            super::deserialize(deserializer)?
+                .ok_or_else(|| de::Error::custom("expected a duration"))
+        }
+    }
+
     /// Parses `"30s"`, `"1h30m"`, `"1h 30m"` or a bare number of seconds.
     pub fn parse(text: &str) -> Result<Duration, String> {
         let trimmed = text.trim();

@@ -86,6 +86,7 @@ pub fn job(id: &str, next: Option<DateTime<Utc>>) -> Job {
         config_spec: None,
         config_version: None,
         retry: Default::default(),
+        expect_success: None,
     }
 }
 

@@ -59,6 +59,7 @@ impl Place {
             "runs",
             "nodes",
             "config_generations",
+            "alert_claims",
             "schema_version",
         ];
         let statements = tables.map(|table| format!("DROP TABLE IF EXISTS {}{table}", self.prefix));

@@ -13,7 +13,7 @@
 //! | `max_instances` | inline as a `u16`, in the [`Rare`] box from `u16::MAX` up |
 //! | `coalesce`, `paused` | a bit each, in one byte with the id's form |
 //! | `args` | nothing when null, else compact JSON text (`{"order_id":42}` is 15 bytes; a `Value` map is a B-tree node of over 500), in the [`Extra`] box; args nested too deep to read back from text as a `Value`, in the [`Rare`] box |
-//! | `name`, `misfire_grace_time`, `jitter`, `config_spec`, `config_version` | in the [`Extra`] box's [`Rare`] box, none when all are at their usual values (the name is the task's, no limit, no jitter, not from config) |
+//! | `name`, `misfire_grace_time`, `jitter`, `config_spec`, `config_version`, `retry`, `expect_success` | in the [`Extra`] box's [`Rare`] box, none when all are at their usual values (the name is the task's, no limit, no jitter, not from config) |
 //!
 //! The [`Extra`] box is one pointer, null for a job with null args, a short or
 //! generated id and usual options: the pending one-off job the store is sized for.
@@ -164,6 +164,8 @@ struct Rare {
     max_instances: Option<u32>,
     /// The retry policy and where the job stands with it, unless it has none.
     retry: Option<Box<crate::job::RetryState>>,
+    /// The dead-man's switch, unless it has none.
+    expect_success: Option<Box<crate::job::SuccessWatch>>,
 }
 
 impl Rare {
@@ -176,6 +178,7 @@ impl Rare {
             && self.deep_args.is_none()
             && self.max_instances.is_none()
             && self.retry.is_none()
+            && self.expect_success.is_none()
     }
 }
 
@@ -298,6 +301,7 @@ impl StoredJob {
             max_instances: large_max_instances,
             retry: (job.retry != crate::job::RetryState::default())
                 .then(|| Box::new(job.retry.clone())),
+            expect_success: job.expect_success.clone().map(Box::new),
         };
         let rare = (!rare.is_usual()).then(|| Box::new(rare));
         let extra = (long_id.is_some() || args.is_some() || rare.is_some()).then(|| {
@@ -354,6 +358,9 @@ impl StoredJob {
                 .unwrap_or_default(),
             config_spec: rare.and_then(|rare| rare.config_spec.clone()),
             config_version: rare.and_then(|rare| rare.config_version.clone()),
+            expect_success: rare
+                .and_then(|rare| rare.expect_success.as_deref())
+                .cloned(),
         }
     }
 
@@ -486,6 +493,7 @@ mod tests {
             config_spec: None,
             config_version: None,
             retry: Default::default(),
+            expect_success: None,
         }
     }
 

@@ -400,6 +400,7 @@ mod tests {
             config_spec: None,
             config_version: None,
             retry: Default::default(),
+            expect_success: None,
         };
         StoredJob::new(&job, names).expect("room for names")
     }

@@ -122,6 +122,7 @@ mod tests {
             config_spec: None,
             config_version: None,
             retry: Default::default(),
+            expect_success: None,
         })
     }
 

@@ -53,6 +53,12 @@ impl Keys {
         format!("{}inst:{id}", self.prefix)
     }
 
+    /// An alert claim ([`crate::store::JobStore::claim_alert`]): a string with an
+    /// expiry, set only if absent.
+    pub(super) fn alert_claim(&self, key: &str) -> String {
+        format!("{}alert:{key}", self.prefix)
+    }
+
     /// Job `id`'s run records (prune_runs.lua builds the same name).
     pub(super) fn job_runs(&self, id: &str) -> String {
         format!("{}runs:{id}", self.prefix)

@@ -25,6 +25,7 @@
 //! | `kairos:runseq` | string | the run record counter |
 //! | `kairos:nodes` | hash | node id → its registration and latest stats ([`NodeInfo`] JSON) |
 //! | `kairos:beats` | sorted set | node ids by last heartbeat (µs, the node's clock) |
+//! | `kairos:alert:KEY` | string | an alert claimed once per cluster, expiring with its claim |
 //! | `kairos:configs` | hash | generation → the [`ConfigGeneration`] applied as it (JSON), 1, 2, … without gaps |
 //! | `kairos:wake` | pub/sub channel | the earliest next run time of each write (µs) |
 //!
@@ -757,6 +758,28 @@ impl JobStore for RedisStore {
             generations.push(generation);
         }
         Ok(generations)
+    }
+
+    async fn claim_alert(
+        &self,
+        key: &str,
+        _now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        // `SET NX PX`: one atomic step; the claim ends by Redis's expiry, which measures
+        // the real time it is meant to (how long an alert stays sent).
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let set: Option<String> = ::redis::cmd("SET")
+            .arg(self.keys.alert_claim(key))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        Ok(set.is_some())
     }
 
     async fn record_config_generation(&self, next: ConfigGeneration) -> Result<bool, StoreError> {

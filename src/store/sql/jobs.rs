@@ -679,6 +679,19 @@ impl<D: Dialect> JobStore for SqlStore<D> {
         self.select_runs(job_id, limit).await
     }
 
+    async fn claim_alert(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.insert_alert_claim(key, now, ttl).await
+    }
+
+    async fn last_success(&self, job_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.select_last_success(job_id).await
+    }
+
     async fn prune_runs(
         &self,
         keep: Option<Duration>,

@@ -9,7 +9,7 @@
 //! [`connect`] only picks the dialect type from the URL scheme, which each dialect
 //! declares.
 //!
-//! # Schema (version 5, MySQL 4; `{p}` is the table prefix, default `kairos_`)
+//! # Schema (version 7, MySQL 6; `{p}` is the table prefix, default `kairos_`)
 //! - `{p}jobs`: `id` (primary key), `next_run_time` (UTC microseconds, NULL while paused),
 //!   `paused`, `revision`, `lease_owner`, `lease_expires` (µs, NULL when not acquired),
 //!   `broken`, and `job`, the [`Job`](crate::job::Job) as serde_json text. Indexed on
@@ -24,6 +24,8 @@
 //!   `nodes.rs`.
 //! - `{p}config_generations` (version 5, MySQL 4): the configs applied, in order
 //!   (`generation` primary key, `hash`, `node_id`, `forced`); see `configs.rs`.
+//! - `{p}alert_claims` (version 7, MySQL 6): alert keys claimed once per cluster
+//!   (`claim_key` primary key, `expires_at` µs); see `alerts.rs`.
 //! - `{p}schema_version`: the migrations applied.
 //!
 //! # Ground rules
@@ -45,6 +47,7 @@
 //!   [`StoreError::Corrupt`], every other database failure is
 //!   [`StoreError::Unavailable`] except unique violations ([`StoreError::Conflict`]).
 
+mod alerts;
 mod configs;
 mod driver;
 mod group_commit;

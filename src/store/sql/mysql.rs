@@ -124,6 +124,17 @@ impl Dialect for MySql {
             version: 5,
             statements: &["ALTER TABLE {p}runs ADD COLUMN attempt BIGINT NOT NULL DEFAULT 1"],
         },
+        // Version 6: alert keys claimed once per cluster (`alerts.rs`).
+        Migration {
+            version: 6,
+            statements: &[
+                "CREATE TABLE IF NOT EXISTS {p}alert_claims (
+                claim_key VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
+                expires_at BIGINT NOT NULL,
+                KEY {p}alert_claims_expires (expires_at)
+            ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+            ],
+        },
     ];
 
     fn connect(

@@ -123,6 +123,17 @@ impl Dialect for Postgres {
                 "ALTER TABLE {p}runs ADD COLUMN IF NOT EXISTS attempt BIGINT NOT NULL DEFAULT 1",
             ],
         },
+        // Version 7: alert keys claimed once per cluster (`alerts.rs`).
+        Migration {
+            version: 7,
+            statements: &[
+                "CREATE TABLE IF NOT EXISTS {p}alert_claims (
+                claim_key TEXT NOT NULL PRIMARY KEY,
+                expires_at BIGINT NOT NULL
+            )",
+                "CREATE INDEX IF NOT EXISTS {p}alert_claims_expires ON {p}alert_claims (expires_at)",
+            ],
+        },
     ];
 
     fn connect(

@@ -128,6 +128,17 @@ impl Dialect for Sqlite {
             version: 6,
             statements: &["ALTER TABLE {p}runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1"],
         },
+        // Version 7: alert keys claimed once per cluster (`alerts.rs`).
+        Migration {
+            version: 7,
+            statements: &[
+                "CREATE TABLE IF NOT EXISTS {p}alert_claims (
+                claim_key TEXT NOT NULL PRIMARY KEY,
+                expires_at INTEGER NOT NULL
+            )",
+                "CREATE INDEX IF NOT EXISTS {p}alert_claims_expires ON {p}alert_claims (expires_at)",
+            ],
+        },
     ];
 
     // One process owns an SQLite file: SQLite stores are single-node.
