@@ -30,6 +30,7 @@
 pub mod api;
 pub mod client;
 pub mod clock;
+pub mod color;
 pub mod config;
 pub mod daemon;
 pub mod executor;
@@ -38,7 +39,7 @@ pub mod job;
 pub(crate) mod process_group;
 pub mod scheduler;
 pub mod store;
-pub(crate) mod suggest;
+pub mod suggest;
 pub mod task;
 pub mod trigger;
 

@@ -70,6 +70,11 @@ impl Api {
                 .push((run.job_id.clone(), run.scheduled_time));
             async { Ok::<String, TaskFailure>(String::new()) }
         });
+        // A stand-in under the name the default task policy refuses, so the policy is
+        // what a request for it meets (an unregistered name is refused as unknown).
+        tasks.register_fn("command", |_run: TaskRun| async {
+            Ok::<String, TaskFailure>(String::new())
+        });
         let scheduler = Scheduler::builder()
             .clock(clock.clone())
             .tasks(tasks)
@@ -699,6 +704,34 @@ async fn past_the_rate_limit_requests_get_429_with_retry_after_per_client() {
     assert_eq!(guess.status, StatusCode::TOO_MANY_REQUESTS);
     let health = api.send(request("GET", "/api/v1/health", None, None)).await;
     assert_eq!(health.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_task_is_named_as_unknown_with_the_closest_one() {
+    // Even under a policy that would refuse it: the mistake is the name, not the policy.
+    let api = Api::new(ApiSettings {
+        allowed_tasks: Some(vec!["record".to_owned()]),
+        ..ApiSettings::default()
+    });
+    let typo = json!({"task": "ordres.cancel", "trigger": {"type": "date", "delay": "1h"}});
+    let reply = api.post("/api/v1/jobs", typo).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.json
+    );
+    assert_eq!(reply.field(), "task");
+    let message = reply.json["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("unknown task \"ordres.cancel\""),
+        "{message}"
+    );
+    assert!(
+        message.contains("did you mean \"orders.cancel\"?"),
+        "{message}"
+    );
+    assert!(!message.contains("may not be used"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -589,3 +589,124 @@ fn next_count_is_capped_and_overflow_is_no_panic() {
     assert!(matches!(far.status, Some(0 | 2)), "{}", far.stderr);
     assert!(!far.stderr.contains("panicked"), "{}", far.stderr);
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_clap_definitions() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef kairos"),
+        ("fish", "complete -c kairos"),
+    ] {
+        let script = kairos(&["completions", shell], &[]);
+        let text = script.ok();
+        assert!(text.contains(marker), "{shell}: {text}");
+        for subcommand in ["jobs", "runs", "check", "next", "completions", "reschedule"] {
+            assert!(text.contains(subcommand), "{shell} lacks {subcommand}");
+        }
+    }
+    let page = kairos(&["man"], &[]);
+    let roff = page.ok();
+    assert!(roff.contains(".TH kairos 1"), "{roff}");
+    for subcommand in ["jobs", "runs", "check", "next", "completions", "man"] {
+        assert!(
+            roff.contains(&format!("kairos\\-{subcommand}(1)")),
+            "man page lacks {subcommand}: {roff}"
+        );
+    }
+    let dir = temp_dir("man");
+    kairos(&["man", "--dir", dir.to_str().unwrap()], &[]).ok();
+    let list = std::fs::read_to_string(dir.join("kairos-jobs-list.1")).unwrap();
+    assert!(list.contains("\\-\\-cursor"), "{list}");
+    assert!(dir.join("kairos.1").exists());
+}
+
+#[test]
+fn typos_get_the_name_meant_with_a_swap_counted_as_one_edit() {
+    let field = kairos(&["next", "cron", "huor=3"], &[]);
+    assert_eq!(field.status, Some(2));
+    assert!(
+        field.stderr.contains("did you mean hour?"),
+        "{}",
+        field.stderr
+    );
+
+    let zone = kairos(&["next", "cron", "hour=3", "timezone=Europe/Berln"], &[]);
+    assert_eq!(zone.status, Some(2));
+    assert!(
+        zone.stderr.contains("did you mean \"Europe/Berlin\"?"),
+        "{}",
+        zone.stderr
+    );
+
+    for (args, meant) in [
+        (&["jbos"][..], "'jobs'"),
+        (&["jobs", "lsit"][..], "'list'"),
+        (&["jobs", "--json", "reschdeule"][..], "'reschedule'"),
+    ] {
+        let typo = kairos(args, &[]);
+        assert_eq!(typo.status, Some(2), "{args:?}");
+        assert!(
+            typo.stderr
+                .contains(&format!("a similar subcommand exists: {meant}")),
+            "{args:?}: {}",
+            typo.stderr
+        );
+    }
+
+    let server = Server::with_scheduler();
+    let task = server.cli(&["jobs", "add", "--task", "ordres.cancel", "date", "delay=1h"]);
+    assert_eq!(task.status, Some(1));
+    assert_eq!(
+        task.stderr,
+        "kairos: task: unknown task \"ordres.cancel\" (did you mean \"orders.cancel\"?)\n"
+    );
+}
+
+#[test]
+fn check_json_gives_errors_with_positions_or_the_jobs() {
+    let dir = temp_dir("check-json");
+    write(
+        &dir,
+        "config.toml",
+        "[[jobs]]\nid = \"a\"\ntask = \"stats.corerct\"\ntrigger = { type = \"cron\", hour = 25 }\n",
+    );
+    let bad = kairos_in(&dir, &["check", "--json"], &[]);
+    assert_eq!(bad.status, Some(1), "{}", bad.stderr);
+    assert!(bad.stderr.is_empty(), "{}", bad.stderr);
+    let answer = bad.json();
+    assert_eq!(answer["ok"], false);
+    let errors = answer["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{answer}");
+    let task = errors
+        .iter()
+        .find(|error| error["key"] == "jobs[0].task")
+        .unwrap();
+    assert_eq!(task["line"], 3);
+    assert_eq!(task["column"], 8);
+    assert_eq!(task["kind"], "unknown_reference");
+    assert!(task["file"].as_str().unwrap().ends_with("config.toml"));
+    assert!(task["message"].as_str().unwrap().contains("stats.correct"));
+
+    write(
+        &dir,
+        "config.toml",
+        "[[jobs]]\nid = \"nightly\"\ntask = \"stats.correct\"\ntrigger = { type = \"cron\", hour = 3, timezone = \"UTC\" }\n",
+    );
+    let good = kairos_in(&dir, &["check", "--json"], &[]);
+    let answer = good.json();
+    assert_eq!(good.status, Some(0), "{}", good.stderr);
+    assert_eq!(answer["ok"], true);
+    assert_eq!(answer["errors"], json!([]));
+    assert_eq!(answer["jobs"][0]["id"], "nightly");
+    assert_eq!(
+        answer["jobs"][0]["next_run_times"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(answer["jobs"][0]["next_run_times"][0]
+        .as_str()
+        .unwrap()
+        .contains("03:00:00"));
+}

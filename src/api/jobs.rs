@@ -333,6 +333,14 @@ async fn create_job(
     body: &Bytes,
 ) -> Result<StoredResponse, ApiError> {
     let new: NewJob = parse_json(body)?;
+    // An unknown task is a typo to name as such (with the closest one), not a refusal.
+    if state.scheduler.tasks().get(&new.task).is_none() {
+        return Err(crate::scheduler::SchedulerError::unknown_task(
+            &new.task,
+            state.scheduler.tasks(),
+        )
+        .into());
+    }
     if !caller.may_use_task(&new.task, &state.settings) {
         return Err(task_not_allowed(caller, &new.task));
     }

@@ -101,10 +101,7 @@ impl Scheduler {
         let task = inner
             .tasks
             .get(&spec.task)
-            .ok_or_else(|| SchedulerError::UnknownTask {
-                name: spec.task.clone(),
-                known: inner.tasks.names().collect::<Vec<_>>().join(", "),
-            })?;
+            .ok_or_else(|| SchedulerError::unknown_task(&spec.task, &inner.tasks))?;
         task.check_args(&spec.args)
             .map_err(SchedulerError::InvalidArgs)?;
         let executor = spec
@@ -183,10 +180,7 @@ impl Scheduler {
             let task = inner
                 .tasks
                 .get(&job.task)
-                .ok_or_else(|| SchedulerError::UnknownTask {
-                    name: job.task.clone(),
-                    known: inner.tasks.names().collect::<Vec<_>>().join(", "),
-                })?;
+                .ok_or_else(|| SchedulerError::unknown_task(&job.task, &inner.tasks))?;
             task.check_args(&args)
                 .map_err(SchedulerError::InvalidArgs)?;
             job.args = args;

@@ -57,12 +57,17 @@ pub enum SchedulerError {
     #[error("a job with id {0:?} already exists")]
     JobExists(String),
     /// The job names a task that is not registered.
-    #[error("task: unknown task {name:?} (known: {known})")]
+    #[error("task: unknown task {name:?} ({})", match suggestion {
+        Some(close) => format!("did you mean {close:?}?"),
+        None => format!("known: {known}"),
+    })]
     UnknownTask {
         /// The name given.
         name: String,
         /// The registered names.
         known: String,
+        /// The registered name closest to `name`, if it is a likely typo of it.
+        suggestion: Option<String>,
     },
     /// The task refused the job's args.
     #[error("args: {0}")]
@@ -107,6 +112,18 @@ pub enum SchedulerError {
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
+}
+
+impl SchedulerError {
+    /// [`SchedulerError::UnknownTask`] for `name`, with the registered task closest to
+    /// it as a suggestion.
+    pub(crate) fn unknown_task(name: &str, tasks: &crate::task::TaskRegistry) -> SchedulerError {
+        SchedulerError::UnknownTask {
+            name: name.to_owned(),
+            known: tasks.names().collect::<Vec<_>>().join(", "),
+            suggestion: crate::suggest::closest_of(name, tasks.names()).map(str::to_owned),
+        }
+    }
 }
 
 impl From<StoreError> for SchedulerError {
