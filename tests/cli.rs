@@ -710,3 +710,121 @@ fn check_json_gives_errors_with_positions_or_the_jobs() {
         .unwrap()
         .contains("03:00:00"));
 }
+
+#[test]
+fn jobs_list_filters_and_pages_like_the_api() {
+    let server = Server::with_scheduler();
+    for index in 0..5 {
+        let id = format!("订单取消-{index}");
+        let name = "订".repeat(index + 1);
+        server
+            .cli(&[
+                "jobs",
+                "add",
+                "--id",
+                &id,
+                "--name",
+                &name,
+                "--task",
+                "orders.cancel",
+                "date",
+                "delay=1h",
+            ])
+            .ok();
+    }
+    server
+        .cli(&[
+            "jobs",
+            "add",
+            "--id",
+            "x",
+            "--task",
+            "orders.cancel",
+            "--paused",
+            "date",
+            "delay=1h",
+        ])
+        .ok();
+
+    let first = server.cli(&["jobs", "list", "--state", "scheduled", "-n", "2"]);
+    let table = first.ok();
+    assert_eq!(table.lines().count(), 3, "{table}");
+    // Every TASK cell starts at the same terminal column, after CJK ids and names
+    // of different lengths.
+    let columns: Vec<usize> = table
+        .lines()
+        .map(|line| {
+            unicode_column(
+                line,
+                if line.starts_with("ID") {
+                    "TASK"
+                } else {
+                    "orders.cancel"
+                },
+                0,
+            )
+        })
+        .collect();
+    assert!(columns.windows(2).all(|pair| pair[0] == pair[1]), "{table}");
+    let hint = first.stderr.trim();
+    let cursor = hint.rsplit(' ').next().unwrap();
+    assert!(hint.contains("of 5"), "{hint}");
+    assert!(!table.contains('\u{1b}'), "no color into a pipe");
+
+    let mut seen: Vec<String> = table.lines().skip(1).map(str::to_owned).collect();
+    let mut cursor = cursor.to_owned();
+    loop {
+        let next = server.cli(&[
+            "jobs",
+            "list",
+            "--state",
+            "scheduled",
+            "-n",
+            "2",
+            "--cursor",
+            &cursor,
+        ]);
+        seen.extend(next.ok().lines().skip(1).map(str::to_owned));
+        match next.stderr.trim().rsplit(' ').next() {
+            Some(more) if !more.is_empty() => cursor = more.to_owned(),
+            _ => break,
+        }
+    }
+    assert_eq!(seen.len(), 5, "{seen:#?}");
+    assert!(seen.iter().all(|line| line.contains("scheduled")));
+
+    let paused = server.cli(&["jobs", "list", "--state", "paused", "--json"]);
+    assert_eq!(paused.json()["total"], 1);
+    assert_eq!(paused.json()["jobs"][0]["id"], "x");
+    let found = server.cli(&[
+        "jobs",
+        "list",
+        "-q",
+        "消-3",
+        "--task",
+        "orders.cancel",
+        "--json",
+    ]);
+    assert_eq!(found.json()["jobs"][0]["id"], "订单取消-3");
+    let skipped = server.cli(&["jobs", "list", "--offset", "5", "--json"]);
+    assert_eq!(skipped.json()["jobs"].as_array().unwrap().len(), 1);
+}
+
+/// The terminal column (display width before it) of the `nth` match of `word`.
+fn unicode_column(line: &str, word: &str, nth: usize) -> usize {
+    let byte = line
+        .match_indices(word)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("{word} #{nth} in {line}"))
+        .0;
+    line[..byte]
+        .chars()
+        .map(|c| {
+            if ('\u{4e00}'..='\u{9fff}').contains(&c) {
+                2
+            } else {
+                1
+            }
+        })
+        .sum()
+}

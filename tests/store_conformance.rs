@@ -1096,6 +1096,14 @@ async fn run_history_is_kept_newest_first(harness: Harness) {
     assert_eq!(of_a[0], record("a", "run3", t0() + secs(30)));
     assert_eq!(store.runs(None, 2).await.unwrap().len(), 2);
     assert_eq!(store.runs(None, 10).await.unwrap().len(), 4);
+    // Paging past the newest (the API's cursor): the same order, skipped.
+    let skipped = store.runs_from(Some("a"), 1, 10).await.unwrap();
+    let run_ids: Vec<&str> = skipped.iter().map(|run| run.run_id.as_str()).collect();
+    assert_eq!(run_ids, ["run2", "run0"]);
+    let middle = store.runs_from(None, 1, 2).await.unwrap();
+    let run_ids: Vec<&str> = middle.iter().map(|run| run.run_id.as_str()).collect();
+    assert_eq!(run_ids, ["run2", "run1"]);
+    assert!(store.runs_from(None, 4, 10).await.unwrap().is_empty());
 }
 
 async fn history_retention_deletes_in_bounded_batches(harness: Harness) {

@@ -156,6 +156,15 @@ impl From<SchedulerError> for ApiError {
                     "a job with id {id:?} already exists (set replace_existing to overwrite it)"
                 ),
             ),
+            SchedulerError::RevisionChanged { ref id, revision } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                format!(
+                    "job {id:?} was changed since the ETag in If-Match: its ETag is now {}; \
+                     read it again and retry",
+                    super::jobs::etag(revision)
+                ),
+            ),
             SchedulerError::UnknownTask { .. } => ApiError::invalid("task", error.to_string()),
             SchedulerError::InvalidArgs(_) => ApiError::invalid("args", error.to_string()),
             SchedulerError::InvalidTrigger(ref trigger) => {

@@ -25,6 +25,7 @@
 mod auth;
 mod cluster;
 mod compute;
+mod cursor;
 mod error;
 mod events;
 mod extract;

@@ -172,8 +172,23 @@ impl Scheduler {
 
     /// Applies `changes` to a job. A new trigger recomputes the next run time from now.
     pub async fn modify_job(&self, id: &str, changes: JobChanges) -> Result<Job, SchedulerError> {
+        self.modify_job_if(id, changes, None).await
+    }
+
+    /// [`Scheduler::modify_job`], but only if the job's [`Job::revision`] is still
+    /// `revision` (when given): otherwise [`SchedulerError::RevisionChanged`] and
+    /// nothing is written. The API's `If-Match` rests on this; the revision is the
+    /// store's, so it holds across nodes sharing the store. The check and the write
+    /// are two store calls: a change landing between them is not seen.
+    pub async fn modify_job_if(
+        &self,
+        id: &str,
+        changes: JobChanges,
+        revision: Option<u64>,
+    ) -> Result<Job, SchedulerError> {
         let inner = &self.inner;
         let (jobstore, mut job) = inner.find_job(id).await?;
+        check_revision(&job, revision)?;
         let scheduled_before = job.next_run_time;
         let new_schedule = changes.trigger.is_some();
         if let Some(args) = changes.args {
@@ -275,12 +290,24 @@ impl Scheduler {
         id: &str,
         trigger: TriggerSpec,
     ) -> Result<Job, SchedulerError> {
-        self.modify_job(
+        self.reschedule_job_if(id, trigger, None).await
+    }
+
+    /// [`Scheduler::reschedule_job`], only if the job's revision is still `revision`
+    /// (see [`Scheduler::modify_job_if`]).
+    pub async fn reschedule_job_if(
+        &self,
+        id: &str,
+        trigger: TriggerSpec,
+        revision: Option<u64>,
+    ) -> Result<Job, SchedulerError> {
+        self.modify_job_if(
             id,
             JobChanges {
                 trigger: Some(trigger),
                 ..JobChanges::default()
             },
+            revision,
         )
         .await
     }
@@ -333,6 +360,20 @@ impl Scheduler {
 
     /// Removes a job. A run in progress finishes; the job does not run again.
     pub async fn remove_job(&self, id: &str) -> Result<(), SchedulerError> {
+        self.remove_job_if(id, None).await
+    }
+
+    /// [`Scheduler::remove_job`], only if the job's revision is still `revision`
+    /// (see [`Scheduler::modify_job_if`]).
+    pub async fn remove_job_if(
+        &self,
+        id: &str,
+        revision: Option<u64>,
+    ) -> Result<(), SchedulerError> {
+        if revision.is_some() {
+            let (_, job) = self.inner.find_job(id).await?;
+            check_revision(&job, revision)?;
+        }
         for (name, store) in &self.inner.stores {
             match store.remove_job(id).await {
                 Ok(()) => {
@@ -559,13 +600,28 @@ impl Scheduler {
         job_id: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RunRecord>, SchedulerError> {
+        self.runs_from(job_id, 0, limit).await
+    }
+
+    /// [`Scheduler::runs`] after skipping the newest `offset`: a page of the whole
+    /// history. With one store the store skips them; with several, each store's newest
+    /// `offset + limit` are merged.
+    pub async fn runs_from(
+        &self,
+        job_id: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, SchedulerError> {
+        if let [store] = self.inner.stores.values().collect::<Vec<_>>()[..] {
+            return Ok(store.runs_from(job_id, offset, limit).await?);
+        }
         let mut runs = Vec::new();
+        let wanted = offset.saturating_add(limit);
         for store in self.inner.stores.values() {
-            runs.extend(store.runs(job_id, limit).await?);
+            runs.extend(store.runs(job_id, wanted).await?);
         }
         runs.sort_by_key(|run| std::cmp::Reverse(run.finished_at));
-        runs.truncate(limit);
-        Ok(runs)
+        Ok(runs.into_iter().skip(offset).take(limit).collect())
     }
 }
 
@@ -604,4 +660,15 @@ pub(crate) fn submission(
         // Set by the hand-over when the runs are judged again at their time.
         start_check: None,
     })
+}
+
+/// [`SchedulerError::RevisionChanged`] unless `job` is at `revision` (or none is asked).
+fn check_revision(job: &Job, revision: Option<u64>) -> Result<(), SchedulerError> {
+    match revision {
+        Some(expected) if expected != job.revision => Err(SchedulerError::RevisionChanged {
+            id: job.id.clone(),
+            revision: job.revision,
+        }),
+        _ => Ok(()),
+    }
 }

@@ -53,6 +53,14 @@ pub enum SchedulerError {
     /// No job with that id.
     #[error("no job with id {0:?}")]
     JobNotFound(String),
+    /// The job was changed since the revision the caller named (`If-Match`).
+    #[error("job {id:?} was changed since (its revision is now {revision})")]
+    RevisionChanged {
+        /// The job's id.
+        id: String,
+        /// Its revision now.
+        revision: u64,
+    },
     /// A job with that id exists and `replace_existing` was not set.
     #[error("a job with id {0:?} already exists")]
     JobExists(String),

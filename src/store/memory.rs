@@ -625,12 +625,22 @@ impl JobStore for MemoryStore {
     }
 
     async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        self.runs_from(job_id, 0, limit).await
+    }
+
+    async fn runs_from(
+        &self,
+        job_id: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
         let state = self.lock();
         Ok(state
             .runs
             .iter()
             .rev()
             .filter(|run| job_id.is_none_or(|id| run.job_id == id))
+            .skip(offset)
             .take(limit)
             .cloned()
             .collect())

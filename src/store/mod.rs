@@ -472,6 +472,19 @@ pub trait JobStore: Send + Sync + 'static {
     /// Run records, newest first, of one job or of all.
     async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError>;
 
+    /// [`JobStore::runs`] after skipping the newest `offset`: the API's paging through
+    /// the whole history. The default reads `offset + limit` records; stores that can
+    /// skip without reading do so.
+    async fn runs_from(
+        &self,
+        job_id: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let runs = self.runs(job_id, offset.saturating_add(limit)).await?;
+        Ok(runs.into_iter().skip(offset).collect())
+    }
+
     /// Deletes run records older than `keep` and beyond the newest `max_rows`, at most
     /// `batch` of them per call (so a long backlog never holds the store for long);
     /// returns how many were deleted. Stores that bound their history themselves (the

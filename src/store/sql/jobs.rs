@@ -676,7 +676,16 @@ impl<D: Dialect> JobStore for SqlStore<D> {
     }
 
     async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
-        self.select_runs(job_id, limit).await
+        self.select_runs(job_id, 0, limit).await
+    }
+
+    async fn runs_from(
+        &self,
+        job_id: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        self.select_runs(job_id, offset, limit).await
     }
 
     async fn prune_runs(
