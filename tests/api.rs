@@ -1665,3 +1665,184 @@ async fn runs_past_the_first_thousand_are_reached_by_cursor() {
     assert_eq!(odd["runs"][0]["run_id"], "run-00499");
     assert!(odd.get("next_cursor").is_none());
 }
+
+// ---------------------------------------------------------------------------------------
+// The access log, request ids, timeouts
+// ---------------------------------------------------------------------------------------
+
+/// Log lines written while a test holds the subscriber.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn lines(&self) -> Vec<String> {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The access log line of the request with this id.
+    fn access(&self, request_id: &str) -> String {
+        let lines = self.lines();
+        lines
+            .iter()
+            .find(|line| line.contains("API request") && line.contains(request_id))
+            .cloned()
+            .unwrap_or_else(|| panic!("no access line for {request_id} in {lines:#?}"))
+    }
+}
+
+// Current-thread: the subscriber set for this thread sees every request.
+#[tokio::test]
+async fn every_request_gets_an_access_line_and_a_request_id() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let api = Api::new(ApiSettings {
+        named_tokens: vec![kairos::api::NamedToken {
+            name: "orders".to_owned(),
+            token: "orders-secret".to_owned(),
+            write: true,
+            tasks: None,
+            rate_limit: None,
+        }],
+        ..ApiSettings::default()
+    });
+    let with_id = |method: &str, uri: &str, id: &str, body: Option<Value>| {
+        let mut request = request(method, uri, Some("orders-secret"), body);
+        request
+            .headers_mut()
+            .insert("x-request-id", id.parse().unwrap());
+        request
+    };
+
+    let created = api
+        .send(with_id(
+            "POST",
+            "/api/v1/jobs",
+            "order-svc:41",
+            Some(hourly("j1")),
+        ))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(created.headers["x-request-id"], "order-svc:41");
+    let line = captured.access("order-svc:41");
+    for part in [
+        "method=POST",
+        "route=\"/api/v1/jobs\"",
+        "status=201",
+        "token=\"orders\"",
+        "latency_ms=",
+    ] {
+        assert!(line.contains(part), "{part} in {line}");
+    }
+
+    let missing = api
+        .send(with_id("GET", "/api/v1/jobs/nobody", "req-42", None))
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let line = captured.access("req-42");
+    assert!(line.contains("route=\"/api/v1/jobs/{id}\""), "{line}");
+    assert!(line.contains("status=404"), "{line}");
+    assert!(!line.contains("nobody"), "the route, not the path: {line}");
+
+    // An id that is not sane is replaced; none at all gets one made up.
+    let replaced = api
+        .send(with_id("GET", "/api/v1/jobs", "has space", None))
+        .await;
+    let made_up = replaced.headers["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(made_up.len(), 32, "{made_up}");
+    assert!(made_up.bytes().all(|byte| byte.is_ascii_hexdigit()));
+    captured.access(&made_up);
+    assert!(!captured
+        .lines()
+        .iter()
+        .any(|line| line.contains("has space")));
+
+    // Refused before authentication: still one line, without a token.
+    let anonymous = api.send(request("GET", "/api/v1/jobs", None, None)).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let id = anonymous.headers["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let line = captured.access(&id);
+    assert!(
+        line.contains("status=401") && !line.contains("token="),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_says_what_timed_out() {
+    let (store, faults) = common::FaultyStore::new();
+    let scheduler = Scheduler::builder()
+        .clock(ManualClock::new(t0()))
+        .store("default", store)
+        .executor("default", ThreadPoolExecutor::new(1))
+        .build();
+    let router = app(
+        scheduler,
+        ApiSettings {
+            request_timeout: Duration::from_millis(200),
+            ..ApiSettings::default()
+        },
+    );
+    faults
+        .hang_reads
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let response = router
+        .oneshot(request("GET", "/api/v1/jobs/stuck", None, None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["error"]["code"], "timeout");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("did not answer within 200ms while reading the job"),
+        "{message}"
+    );
+    assert!(message.contains(&id), "{message}");
+}

@@ -83,13 +83,14 @@ impl ApiError {
         )
     }
 
-    /// 503: the request ran past the timeout.
-    pub(crate) fn timeout(timeout: std::time::Duration) -> Self {
+    /// 503: the request ran past the timeout while `doing` ("listing jobs").
+    pub(crate) fn timeout(timeout: std::time::Duration, doing: &str, request_id: &str) -> Self {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "timeout",
             format!(
-                "the request took longer than {}",
+                "the scheduler or its job store did not answer within {} while {doing}; \
+                 retry later (request id {request_id} in the server's log)",
                 humantime::format_duration(timeout)
             ),
         )
