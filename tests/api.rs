@@ -1846,3 +1846,38 @@ async fn a_timeout_says_what_timed_out() {
     );
     assert!(message.contains(&id), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_patches_with_one_etag_write_once() {
+    let api = Api::open();
+    assert_eq!(
+        api.post("/api/v1/jobs", hourly("contended")).await.status,
+        StatusCode::CREATED
+    );
+    let etag = api.get("/api/v1/jobs/contended").await.headers[header::ETAG]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let patches = (0..8).map(|index| {
+        let router = api.router.clone();
+        let request = if_match(
+            "PATCH",
+            "/api/v1/jobs/contended",
+            &etag,
+            Some(json!({"name": format!("client-{index}")})),
+        );
+        tokio::spawn(async move { router.oneshot(request).await.unwrap().status() })
+    });
+    let mut statuses = Vec::new();
+    for patch in patches.collect::<Vec<_>>() {
+        statuses.push(patch.await.unwrap());
+    }
+    let ok = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::OK)
+        .count();
+    assert_eq!(ok, 1, "{statuses:?}");
+    assert!(statuses
+        .iter()
+        .all(|status| *status == StatusCode::OK || *status == StatusCode::PRECONDITION_FAILED));
+}

@@ -178,8 +178,9 @@ impl Scheduler {
     /// [`Scheduler::modify_job`], but only if the job's [`Job::revision`] is still
     /// `revision` (when given): otherwise [`SchedulerError::RevisionChanged`] and
     /// nothing is written. The API's `If-Match` rests on this; the revision is the
-    /// store's, so it holds across nodes sharing the store. The check and the write
-    /// are two store calls: a change landing between them is not seen.
+    /// store's, so it holds across nodes sharing the store. The store compares and
+    /// writes in one step ([`crate::store::JobStore::update_job_if`]), so of two
+    /// changes made from one revision only the first is written.
     pub async fn modify_job_if(
         &self,
         id: &str,
@@ -253,7 +254,9 @@ impl Scheduler {
                 job.next_run_time = Some(next);
             }
         }
-        let stored = self.write_changed(jobstore, job, scheduled_before).await?;
+        let stored = self
+            .write_changed_if(jobstore, job, scheduled_before, revision)
+            .await?;
         if new_schedule {
             // A run held early for a time the new trigger keeps was planned with the
             // old one: taken back, the job is taken again at that time and planned anew.
@@ -269,7 +272,30 @@ impl Scheduler {
         job: Job,
         scheduled_before: Option<DateTime<Utc>>,
     ) -> Result<Job, SchedulerError> {
-        let stored = self.inner.store(&jobstore)?.update_job(job).await?;
+        self.write_changed_if(jobstore, job, scheduled_before, None)
+            .await
+    }
+
+    /// [`Self::write_changed`], only if the stored job is still at `revision` (when
+    /// given): the store compares and writes in one step where it can.
+    async fn write_changed_if(
+        &self,
+        jobstore: String,
+        job: Job,
+        scheduled_before: Option<DateTime<Utc>>,
+        revision: Option<u64>,
+    ) -> Result<Job, SchedulerError> {
+        let store = self.inner.store(&jobstore)?;
+        let stored = match revision {
+            None => store.update_job(job).await?,
+            Some(expected) => {
+                let id = job.id.clone();
+                match store.update_job_if(job, expected).await? {
+                    Ok(stored) => stored,
+                    Err(revision) => return Err(SchedulerError::RevisionChanged { id, revision }),
+                }
+            }
+        };
         // A run already handed over for the old time must not happen: the change moved
         // it (or paused the job). Other changes (args, name ...) leave it be.
         if stored.next_run_time != scheduled_before {

@@ -340,6 +340,15 @@ impl JobStore for MemoryStore {
         state.put(job)
     }
 
+    async fn update_job_if(&self, job: Job, revision: u64) -> Result<Result<Job, u64>, StoreError> {
+        let mut state = self.lock();
+        match state.jobs.get_by_id(&job.id).map(|stored| stored.revision) {
+            None => Err(StoreError::NotFound(job.id)),
+            Some(current) if current != revision => Ok(Err(current)),
+            Some(_) => state.put(job).map(Ok),
+        }
+    }
+
     async fn remove_job(&self, id: &str) -> Result<(), StoreError> {
         let mut state = self.lock();
         // The instance count stays: runs still going release it, and a job re-added
