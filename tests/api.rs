@@ -1446,6 +1446,13 @@ async fn a_change_with_a_stale_etag_is_412_and_with_the_fresh_one_200() {
     let read = api.get("/api/v1/jobs/tagged").await;
     let first = read.headers[header::ETAG].to_str().unwrap().to_owned();
     assert!(first.starts_with('"') && first.ends_with('"'), "{first}");
+    let other_job = api.post("/api/v1/jobs", hourly("tagged-2")).await;
+    let created = other_job.headers[header::ETAG].to_str().unwrap();
+    assert_eq!(
+        api.get("/api/v1/jobs/tagged-2").await.headers[header::ETAG],
+        created,
+        "the answer to an add carries the job's ETag"
+    );
 
     // Someone else changes the job: the first ETag is now stale.
     let other = api

@@ -423,6 +423,7 @@ async fn create_job(
         status: StatusCode::CREATED,
         body: Bytes::from(body),
         location: Some(format!("{PREFIX}/jobs/{}", percent_encode_segment(&job.id))),
+        etag: Some(etag(job.revision)),
     })
 }
 
@@ -499,6 +500,12 @@ fn json_response(stored: StoredResponse, replayed: bool) -> Response {
         .and_then(|location| HeaderValue::try_from(location).ok())
     {
         headers.insert(header::LOCATION, location);
+    }
+    if let Some(etag) = stored
+        .etag
+        .and_then(|etag| HeaderValue::try_from(etag).ok())
+    {
+        headers.insert(header::ETAG, etag);
     }
     if replayed {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));

@@ -438,6 +438,10 @@ fn conventions(paths: &mut Value) {
             ok["headers"] = etag.clone();
         }
     }
+    if let Some(created) = paths.pointer_mut(&format!("{}/responses/201", pointer("/jobs", "post")))
+    {
+        created["headers"] = etag;
+    }
     let cursor = json!({"name": "cursor", "in": "query", "required": false,
         "description": "The next_cursor of the page before, with the same filters: the next page. Opaque; not with offset.",
         "schema": {"type": "string"}});
