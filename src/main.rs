@@ -1,20 +1,21 @@
-//! The `kairos` command line: `run`, `check`, `next`, `jobs`, `runs`.
+//! The `kairos` command line: `run`, `check`, `next`, `jobs`, `runs`, `cluster`, and
+//! `completions` and `man`, which are written from the same clap definitions.
 //!
 //! `jobs` and `runs` are clients of a running daemon's HTTP API (`kairos::client`);
 //! this file only reads their arguments and says which call to make and how to print
 //! its answer.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use kairos::client::{
-    table, trigger_from_words, ApiClient, ClientError, Endpoint, EndpointError, JobView, NewJob,
-    Resumed,
+    table, trigger_from_words, ApiClient, ClientError, Endpoint, EndpointError, JobFilter, JobView,
+    NewJob, Resumed,
 };
 use kairos::config;
 use kairos::daemon::{self, logging};
@@ -46,6 +47,10 @@ enum Command {
         /// The config file.
         #[arg(short, long, default_value = "config.toml")]
         config: PathBuf,
+        /// Print the result as one JSON object, for scripts and editors: `ok`, then
+        /// `errors` (each with file, line, column, key, kind and message) or `jobs`.
+        #[arg(long)]
+        json: bool,
     },
     /// Preview the fire times of a trigger, like `systemd-analyze calendar`.
     ///
@@ -106,6 +111,9 @@ enum Command {
         /// `stats.correct` run corrected, what an `orders.cancel` run did).
         #[arg(short = 'o', long)]
         output: bool,
+        /// Go on with older runs, from the page that printed this cursor.
+        #[arg(long)]
+        cursor: Option<String>,
         /// Where the API is and how to print its answers.
         #[command(flatten)]
         connection: Connection,
@@ -119,6 +127,29 @@ enum Command {
         /// Where the API is and how to print its answers.
         #[command(flatten)]
         connection: Connection,
+    },
+    /// Print a shell completion script for bash, zsh or fish (elvish, powershell too).
+    ///
+    /// Examples:
+    ///   kairos completions bash > /etc/bash_completion.d/kairos
+    ///   kairos completions zsh > "${fpath[1]}/_kairos"
+    ///   kairos completions fish > ~/.config/fish/completions/kairos.fish
+    #[command(verbatim_doc_comment)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout, or write one page per command to a folder.
+    ///
+    /// Examples:
+    ///   kairos man | man -l -
+    ///   kairos man --dir /usr/local/share/man/man1
+    #[command(verbatim_doc_comment)]
+    Man {
+        /// Write kairos.1, kairos-jobs.1, kairos-jobs-list.1, ... into this folder
+        /// instead of printing kairos.1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Run one task for the processpool executor, which starts this; reads its request
     /// from stdin.
@@ -140,13 +171,18 @@ struct Connection {
 
 #[derive(Subcommand)]
 enum JobsCommand {
-    /// List every job: ID, NAME, TASK, TRIGGER, NEXT RUN, STATE.
-    List {
-        /// Only the jobs in this state: scheduled, paused, or failed (one-off jobs kept
-        /// after their attempts failed; `kairos jobs run ID` runs one again).
-        #[arg(long, value_parser = ["scheduled", "paused", "failed"])]
-        state: Option<String>,
-    },
+    /// List jobs: ID, NAME, TASK, TRIGGER, NEXT RUN, STATE.
+    ///
+    /// Without options, every job. Any filter or paging option asks the API for one
+    /// page (50 jobs unless -n says otherwise); when there are more, the command that
+    /// shows the next page is printed to stderr.
+    ///
+    /// Examples:
+    ///   kairos jobs list --state failed
+    ///   kairos jobs list --task orders.cancel -n 100
+    ///   kairos jobs list --task orders.cancel -n 100 --cursor CURSOR
+    #[command(verbatim_doc_comment)]
+    List(Box<ListJobs>),
     /// Show everything about one job.
     Show {
         /// The job's id.
@@ -217,6 +253,34 @@ enum JobsCommand {
     },
 }
 
+/// `kairos jobs list`: the filters and paging of `GET /api/v1/jobs`.
+#[derive(Args)]
+struct ListJobs {
+    /// Only the jobs in this state: scheduled, paused, failed (one-off jobs kept
+    /// after their attempts failed; `kairos jobs run ID` runs one again) or broken
+    /// (jobs whose trigger cannot be evaluated).
+    #[arg(long, value_parser = ["scheduled", "paused", "failed", "broken"])]
+    state: Option<String>,
+    /// Only the jobs of this task.
+    #[arg(long)]
+    task: Option<String>,
+    /// Only the jobs in this job store.
+    #[arg(long)]
+    jobstore: Option<String>,
+    /// Only the jobs with this text in their id or name (ignoring case).
+    #[arg(short = 'q', long = "search", value_name = "TEXT")]
+    search: Option<String>,
+    /// How many jobs in the page, 1 to 1000 (the API's default: 50).
+    #[arg(short = 'n', long, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    limit: Option<u16>,
+    /// Skip this many matching jobs.
+    #[arg(long, conflicts_with = "cursor")]
+    offset: Option<usize>,
+    /// Go on from the page that printed this cursor (its `next_cursor`).
+    #[arg(long)]
+    cursor: Option<String>,
+}
+
 /// `kairos jobs add`.
 #[derive(Args)]
 struct AddJob {
@@ -274,9 +338,32 @@ struct AddJob {
 const EXIT_INVALID_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => suggest_subcommand(error).exit(),
+    };
     match cli.command {
         Command::Worker => run_worker(&TaskRegistry::with_builtins()),
+        Command::Completions { shell } => {
+            // Into a buffer first: clap_complete panics on a failed write (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "kairos", &mut script);
+            let mut out = std::io::stdout().lock();
+            match out.write_all(&script).and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("kairos: writing the completion script: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Man { dir } => match man(dir.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("kairos: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Next {
             kind,
             words,
@@ -301,7 +388,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Check { config } => match check(&config) {
+        Command::Check { config, json } => match check(&config, json) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
             Err(error) => {
@@ -318,6 +405,7 @@ fn main() -> ExitCode {
             job_id,
             limit,
             output,
+            cursor,
             connection,
         } => api_command(
             &connection,
@@ -325,8 +413,61 @@ fn main() -> ExitCode {
                 job_id,
                 limit: limit.map(usize::from),
                 output,
+                cursor,
             },
         ),
+    }
+}
+
+/// A mistyped subcommand (`kairos jbos`, `kairos jobs lsit`) gets clap's "a similar
+/// subcommand exists" tip, found with the edit distance the rest of kairos uses for
+/// its suggestions (a swap of two letters is one edit).
+fn suggest_subcommand(mut error: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if error.kind() != ErrorKind::InvalidSubcommand {
+        return error;
+    }
+    let Some(ContextValue::String(written)) = error.get(ContextKind::InvalidSubcommand) else {
+        return error;
+    };
+    let written = written.clone();
+    // The command the mistyped word was given to: follow the words before it down
+    // the subcommand tree.
+    let mut command = Cli::command();
+    for word in std::env::args().skip(1) {
+        if word == written {
+            break;
+        }
+        if let Some(sub) = command.find_subcommand(&word).cloned() {
+            command = sub;
+        }
+    }
+    let names: Vec<String> = command
+        .get_subcommands()
+        .filter(|sub| !sub.is_hide_set())
+        .map(|sub| sub.get_name().to_owned())
+        .collect();
+    if let Some(close) = kairos::suggest::closest_of(&written, names.iter().map(String::as_str)) {
+        error.insert(
+            ContextKind::SuggestedSubcommand,
+            ContextValue::Strings(vec![close.to_owned()]),
+        );
+    }
+    error
+}
+
+/// `kairos man`: kairos.1 on stdout, or a page per command into `dir`.
+fn man(dir: Option<&Path>) -> anyhow::Result<()> {
+    let command = Cli::command();
+    match dir {
+        Some(dir) => clap_mangen::generate_to(command, dir)
+            .with_context(|| format!("writing man pages into {}", dir.display())),
+        None => {
+            let mut out = std::io::stdout().lock();
+            clap_mangen::Man::new(command)
+                .render(&mut out)
+                .context("writing the man page")
+        }
     }
 }
 
@@ -355,12 +496,78 @@ fn run_daemon(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One job of `kairos check --json`.
+#[derive(serde::Serialize)]
+struct CheckedJob {
+    id: String,
+    task: String,
+    trigger: String,
+    paused: bool,
+    /// The next three fire times, in the trigger's zone.
+    next_run_times: Vec<String>,
+    /// Why the trigger cannot be built, when it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// One problem of `kairos check --json`.
+#[derive(serde::Serialize)]
+struct CheckProblem {
+    file: String,
+    /// 1-based; absent when the problem has no position (a file that cannot be read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    column: Option<usize>,
+    /// The key path (`jobs[2].trigger.hour`); absent when not about one key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    /// unknown_key, missing_key, invalid_value, unknown_reference, duplicate,
+    /// syntax or io.
+    kind: &'static str,
+    message: String,
+}
+
+impl From<&config::ConfigError> for CheckProblem {
+    fn from(error: &config::ConfigError) -> CheckProblem {
+        use config::ConfigErrorKind as Kind;
+        let position = |value: usize| Some(value).filter(|value| *value > 0);
+        CheckProblem {
+            file: error.file.display().to_string(),
+            line: position(error.line),
+            column: position(error.column),
+            key: Some(error.key.clone()).filter(|key| !key.is_empty()),
+            kind: match error.kind {
+                Kind::Io => "io",
+                Kind::Syntax => "syntax",
+                Kind::UnknownKey => "unknown_key",
+                Kind::MissingKey => "missing_key",
+                Kind::InvalidValue => "invalid_value",
+                Kind::UnknownReference => "unknown_reference",
+                Kind::Duplicate => "duplicate",
+            },
+            message: error.message.clone(),
+        }
+    }
+}
+
 /// `kairos check`: the same loading path as `run`; prints every problem, or the job
-/// table. Returns whether the config is valid.
-fn check(path: &Path) -> anyhow::Result<bool> {
+/// table (with `json`, one JSON object either way). Returns whether the config is
+/// valid.
+fn check(path: &Path, json: bool) -> anyhow::Result<bool> {
     let tasks = TaskRegistry::with_builtins();
     let config = match config::load_with(path, &tasks) {
         Ok(config) => config,
+        Err(errors) if json => {
+            let problems: Vec<CheckProblem> = errors.iter().map(CheckProblem::from).collect();
+            let answer = serde_json::json!({
+                "ok": false,
+                "config": path.display().to_string(),
+                "errors": problems,
+            });
+            println!("{answer}");
+            return Ok(false);
+        }
         Err(errors) => {
             for error in errors.iter() {
                 eprintln!("{error}");
@@ -371,55 +578,64 @@ fn check(path: &Path) -> anyhow::Result<bool> {
     };
     let now = Utc::now();
     let context = TriggerContext::new(now).with_timezone(config.scheduler.timezone);
-    let mut rows = vec![[
-        "ID".to_owned(),
-        "TASK".to_owned(),
-        "TRIGGER".to_owned(),
-        "NEXT RUNS".to_owned(),
-    ]];
+    let mut jobs = Vec::with_capacity(config.jobs.len());
     for job in &config.jobs {
         let spec = &job.spec;
-        let next = match Trigger::new(spec.trigger.clone(), &context) {
-            _ if spec.paused => "paused".to_owned(),
+        let (next_run_times, error) = match Trigger::new(spec.trigger.clone(), &context) {
             Ok(trigger) => {
                 let zone = trigger.timezone();
-                let times: Vec<String> = trigger
+                let times = trigger
                     .fire_times(now)
                     .take(3)
                     .map(|time| format_instant(time, &zone))
                     .collect();
-                if times.is_empty() {
-                    "never".to_owned()
-                } else {
-                    times.join(", ")
-                }
+                (times, None)
             }
-            Err(error) => format!("invalid: {error}"),
+            Err(error) => (Vec::new(), Some(error.to_string())),
         };
-        rows.push([
-            job.id().to_owned(),
-            spec.task.clone(),
-            spec_to_words(&spec.trigger),
+        jobs.push(CheckedJob {
+            id: job.id().to_owned(),
+            task: spec.task.clone(),
+            trigger: spec_to_words(&spec.trigger),
+            paused: spec.paused,
+            next_run_times,
+            error,
+        });
+    }
+    let specs: Vec<_> = config.jobs.iter().map(|job| job.spec.clone()).collect();
+    let hash = daemon::sync::config_hash(&specs);
+    let generation = config_generation_line(&config, &hash);
+    let mut out = std::io::stdout().lock();
+    if json {
+        let answer = serde_json::json!({
+            "ok": true,
+            "config": path.display().to_string(),
+            "errors": [],
+            "jobs": jobs,
+            "jobstores": config.jobstores.len(),
+            "executors": config.executors.len(),
+            "config_hash": hash,
+            "config_generation": generation,
+        });
+        writeln!(out, "{answer}").context("writing the result")?;
+        return Ok(true);
+    }
+    let mut table = table::Table::new(&["ID", "TASK", "TRIGGER", "NEXT RUNS"]);
+    for job in &jobs {
+        let next = match (&job.error, job.paused) {
+            (_, true) => "paused".to_owned(),
+            (Some(error), _) => format!("invalid: {error}"),
+            (None, _) if job.next_run_times.is_empty() => "never".to_owned(),
+            (None, _) => job.next_run_times.join(", "),
+        };
+        table.push(vec![
+            job.id.clone(),
+            job.task.clone(),
+            job.trigger.clone(),
             next,
         ]);
     }
-    let widths: Vec<usize> = (0..4)
-        .map(|column| {
-            rows.iter()
-                .map(|row| row[column].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = std::io::stdout().lock();
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        writeln!(out, "{}", line.join("  ").trim_end()).context("writing the job table")?;
-    }
+    write!(out, "{table}").context("writing the job table")?;
     writeln!(
         out,
         "{}: valid; {} job(s), {} store(s), {} executor(s)",
@@ -429,10 +645,7 @@ fn check(path: &Path) -> anyhow::Result<bool> {
         config.executors.len()
     )
     .context("writing the job table")?;
-    let specs: Vec<_> = config.jobs.iter().map(|job| job.spec.clone()).collect();
-    let hash = daemon::sync::config_hash(&specs);
     writeln!(out, "config hash: {hash}").context("writing the job table")?;
-    let generation = config_generation_line(&config, &hash);
     writeln!(out, "config generation: {generation}").context("writing the job table")?;
     Ok(true)
 }
@@ -577,6 +790,7 @@ enum ApiCommand {
         job_id: Option<String>,
         limit: Option<usize>,
         output: bool,
+        cursor: Option<String>,
     },
 }
 
@@ -625,9 +839,7 @@ fn parse_retry(text: &str) -> Result<kairos::job::RetryPolicy, String> {
 
 /// A request with its input checked, ready to send.
 enum ApiRequest {
-    List {
-        state: Option<String>,
-    },
+    List(JobFilter),
     Show(String),
     Add {
         job: Box<NewJob>,
@@ -651,6 +863,7 @@ enum ApiRequest {
         job_id: Option<String>,
         limit: Option<usize>,
         output: bool,
+        cursor: Option<String>,
     },
     Cluster,
 }
@@ -716,13 +929,23 @@ fn prepare_request(command: ApiCommand) -> Result<ApiRequest, ApiFailure> {
             job_id,
             limit,
             output,
+            cursor,
         } => ApiRequest::Runs {
             job_id,
             limit,
             output,
+            cursor,
         },
         ApiCommand::Cluster => ApiRequest::Cluster,
-        ApiCommand::Jobs(JobsCommand::List { state }) => ApiRequest::List { state },
+        ApiCommand::Jobs(JobsCommand::List(list)) => ApiRequest::List(JobFilter {
+            state: list.state,
+            task: list.task,
+            jobstore: list.jobstore,
+            text: list.search,
+            limit: list.limit.map(usize::from),
+            offset: list.offset,
+            cursor: list.cursor,
+        }),
         ApiCommand::Jobs(JobsCommand::Show { id }) => ApiRequest::Show(id),
         ApiCommand::Jobs(JobsCommand::Pause { id }) => ApiRequest::Pause(id),
         ApiCommand::Jobs(JobsCommand::Resume { id }) => ApiRequest::Resume(id),
@@ -779,16 +1002,33 @@ async fn send_request(
     json: bool,
 ) -> Result<(), ApiFailure> {
     let zone = Zone::system();
-    let one_job = |job: &JobView| table::jobs(std::slice::from_ref(job), &zone).to_string();
+    let color = kairos::color::wanted(std::io::stdout().is_terminal());
+    let one_job = |job: &JobView| {
+        table::jobs(std::slice::from_ref(job), &zone)
+            .with_color(color)
+            .to_string()
+    };
     match request {
-        ApiRequest::List { state } => {
-            let jobs = match state.as_deref() {
-                Some(state) => client.list_jobs_in_state(state).await?,
-                None => client.list_jobs().await?,
-            };
-            print_answer(&jobs.body, json, || {
-                table::jobs(&jobs.value, &zone).to_string()
-            })
+        ApiRequest::List(filter) => {
+            let page = client.list_jobs_filtered(&filter).await?;
+            print_answer(&page.body, json, || {
+                table::jobs(&page.value.jobs, &zone)
+                    .with_color(color)
+                    .to_string()
+            })?;
+            if !json {
+                if let Some(cursor) = &page.value.next_cursor {
+                    let total = page
+                        .value
+                        .total
+                        .map_or_else(String::new, |total| format!(" of {total}"));
+                    eprintln!(
+                        "{} job(s){total} shown; the next page: kairos jobs list ... --cursor {cursor}",
+                        page.value.jobs.len()
+                    );
+                }
+            }
+            Ok(())
         }
         ApiRequest::Show(id) => {
             let job = client.get_job(&id).await?;
@@ -867,22 +1107,32 @@ async fn send_request(
         ApiRequest::Cluster => {
             let nodes = client.cluster().await?;
             print_answer(&nodes.body, json, || {
-                table::cluster(&nodes.value, chrono::Utc::now(), &zone).to_string()
+                table::cluster(&nodes.value, chrono::Utc::now(), &zone)
+                    .with_color(color)
+                    .to_string()
             })
         }
         ApiRequest::Runs {
             job_id,
             limit,
             output,
+            cursor,
         } => {
-            let runs = client.runs(job_id.as_deref(), limit).await?;
-            print_answer(&runs.body, json, || {
-                let mut text = table::runs(&runs.value, &zone).to_string();
+            let page = client
+                .runs_page(job_id.as_deref(), limit, cursor.as_deref())
+                .await?;
+            let runs = &page.value.runs;
+            print_answer(&page.body, json, || {
+                let mut text = table::runs(runs, &zone).with_color(color).to_string();
                 if output {
-                    text.push_str(&table::run_outputs(&runs.value, &zone));
+                    text.push_str(&table::run_outputs(runs, &zone));
                 }
                 text
-            })
+            })?;
+            if let (false, Some(cursor)) = (json, &page.value.next_cursor) {
+                eprintln!("older runs: kairos runs ... --cursor {cursor}");
+            }
+            Ok(())
         }
     }
 }

@@ -70,6 +70,11 @@ impl Api {
                 .push((run.job_id.clone(), run.scheduled_time));
             async { Ok::<String, TaskFailure>(String::new()) }
         });
+        // A stand-in under the name the default task policy refuses, so the policy is
+        // what a request for it meets (an unregistered name is refused as unknown).
+        tasks.register_fn("command", |_run: TaskRun| async {
+            Ok::<String, TaskFailure>(String::new())
+        });
         let scheduler = Scheduler::builder()
             .clock(clock.clone())
             .tasks(tasks)
@@ -699,6 +704,34 @@ async fn past_the_rate_limit_requests_get_429_with_retry_after_per_client() {
     assert_eq!(guess.status, StatusCode::TOO_MANY_REQUESTS);
     let health = api.send(request("GET", "/api/v1/health", None, None)).await;
     assert_eq!(health.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_task_is_named_as_unknown_with_the_closest_one() {
+    // Even under a policy that would refuse it: the mistake is the name, not the policy.
+    let api = Api::new(ApiSettings {
+        allowed_tasks: Some(vec!["record".to_owned()]),
+        ..ApiSettings::default()
+    });
+    let typo = json!({"task": "ordres.cancel", "trigger": {"type": "date", "delay": "1h"}});
+    let reply = api.post("/api/v1/jobs", typo).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.json
+    );
+    assert_eq!(reply.field(), "task");
+    let message = reply.json["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("unknown task \"ordres.cancel\""),
+        "{message}"
+    );
+    assert!(
+        message.contains("did you mean \"orders.cancel\"?"),
+        "{message}"
+    );
+    assert!(!message.contains("may not be used"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1389,4 +1422,332 @@ async fn health_and_the_overview_name_the_config_generation() {
         message.contains("generation 2") && message.contains("newer files"),
         "{message}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// ETags and cursors
+// ---------------------------------------------------------------------------------------
+
+fn if_match(method: &str, uri: &str, etag: &str, body: Option<Value>) -> Request<Body> {
+    let mut request = request(method, uri, None, body);
+    request
+        .headers_mut()
+        .insert(header::IF_MATCH, etag.parse().unwrap());
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_with_a_stale_etag_is_412_and_with_the_fresh_one_200() {
+    let api = Api::open();
+    assert_eq!(
+        api.post("/api/v1/jobs", hourly("tagged")).await.status,
+        StatusCode::CREATED
+    );
+    let read = api.get("/api/v1/jobs/tagged").await;
+    let first = read.headers[header::ETAG].to_str().unwrap().to_owned();
+    assert!(first.starts_with('"') && first.ends_with('"'), "{first}");
+    let other_job = api.post("/api/v1/jobs", hourly("tagged-2")).await;
+    let created = other_job.headers[header::ETAG].to_str().unwrap();
+    assert_eq!(
+        api.get("/api/v1/jobs/tagged-2").await.headers[header::ETAG],
+        created,
+        "the answer to an add carries the job's ETag"
+    );
+
+    // Someone else changes the job: the first ETag is now stale.
+    let other = api
+        .call(
+            "PATCH",
+            "/api/v1/jobs/tagged",
+            Some(json!({"name": "theirs"})),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::OK);
+    let second = other.headers[header::ETAG].to_str().unwrap().to_owned();
+    assert_ne!(first, second);
+
+    let stale = api
+        .send(if_match(
+            "PATCH",
+            "/api/v1/jobs/tagged",
+            &first,
+            Some(json!({"name": "mine"})),
+        ))
+        .await;
+    assert_eq!(
+        stale.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{}",
+        stale.json
+    );
+    assert_eq!(stale.code(), "precondition_failed");
+    assert!(stale.json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains(&second));
+    assert_eq!(api.get("/api/v1/jobs/tagged").await.json["name"], "theirs");
+    for (method, uri, body) in [
+        ("DELETE", "/api/v1/jobs/tagged", None),
+        (
+            "POST",
+            "/api/v1/jobs/tagged/reschedule",
+            Some(json!({"trigger": {"type": "cron", "minute": 45}})),
+        ),
+    ] {
+        let refused = api.send(if_match(method, uri, &first, body)).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::PRECONDITION_FAILED,
+            "{method} {uri}"
+        );
+    }
+    let weak = api
+        .send(if_match(
+            "PATCH",
+            "/api/v1/jobs/tagged",
+            &format!("W/{second}"),
+            Some(json!({"name": "weak"})),
+        ))
+        .await;
+    assert_eq!(
+        weak.status,
+        StatusCode::PRECONDITION_FAILED,
+        "weak tags never match"
+    );
+
+    let fresh = api
+        .send(if_match(
+            "PATCH",
+            "/api/v1/jobs/tagged",
+            &second,
+            Some(json!({"name": "mine"})),
+        ))
+        .await;
+    assert_eq!(fresh.status, StatusCode::OK, "{}", fresh.json);
+    assert_eq!(fresh.json["name"], "mine");
+    let third = fresh.headers[header::ETAG].to_str().unwrap().to_owned();
+    let listed = format!("\"0\", {third}");
+    let rescheduled = api
+        .send(if_match(
+            "POST",
+            "/api/v1/jobs/tagged/reschedule",
+            &listed,
+            Some(json!({"trigger": {"type": "cron", "minute": 45}})),
+        ))
+        .await;
+    assert_eq!(rescheduled.status, StatusCode::OK, "{}", rescheduled.json);
+    let fourth = rescheduled.headers[header::ETAG]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        api.get("/api/v1/jobs/tagged").await.headers[header::ETAG],
+        fourth.as_str()
+    );
+    let removed = api
+        .send(if_match("DELETE", "/api/v1/jobs/tagged", "*", None))
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_page_by_cursor_and_offset_alike() {
+    let api = Api::open();
+    for index in 0..7 {
+        let created = api
+            .post("/api/v1/jobs", hourly(&format!("job-{index}")))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED);
+    }
+    let mut seen = Vec::new();
+    let mut uri = "/api/v1/jobs?limit=3".to_owned();
+    loop {
+        let page = api.get(&uri).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.json);
+        for job in page.json["jobs"].as_array().unwrap() {
+            seen.push(job["id"].as_str().unwrap().to_owned());
+        }
+        match page.json["next_cursor"].as_str() {
+            Some(cursor) => uri = format!("/api/v1/jobs?limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let by_offset: Vec<String> = api.get("/api/v1/jobs?limit=7&offset=0").await.json["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(seen, by_offset);
+    assert_eq!(seen.len(), 7);
+
+    let first = api.get("/api/v1/jobs?limit=3").await;
+    let cursor = first.json["next_cursor"].as_str().unwrap();
+    for wrong in [
+        format!("/api/v1/jobs?limit=3&cursor={cursor}&task=record"),
+        format!("/api/v1/jobs?cursor={cursor}&offset=3"),
+        format!("/api/v1/runs?cursor={cursor}"),
+        "/api/v1/jobs?cursor=not-a-cursor".to_owned(),
+    ] {
+        let refused = api.get(&wrong).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{wrong}: {}",
+            refused.json
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_past_the_first_thousand_are_reached_by_cursor() {
+    use kairos::history::{RunOutcome, RunRecord};
+    use kairos::store::JobStore;
+
+    let store = MemoryStore::with_history_limit(5_000);
+    for index in 0..2_500_i64 {
+        let at = t0() + chrono::TimeDelta::seconds(index);
+        store
+            .record_run(RunRecord {
+                run_id: format!("run-{index:05}"),
+                job_id: if index % 2 == 0 { "even" } else { "odd" }.to_owned(),
+                scheduled_time: at,
+                started_at: Some(at),
+                finished_at: at,
+                outcome: RunOutcome::Success,
+                error: None,
+                output: None,
+                attempt: 1,
+            })
+            .await
+            .unwrap();
+    }
+    let scheduler = Scheduler::builder()
+        .clock(ManualClock::new(t0()))
+        .store("default", store)
+        .executor("default", ThreadPoolExecutor::new(1))
+        .build();
+    let router = app(scheduler, ApiSettings::default());
+    let get = |uri: String| {
+        let router = router.clone();
+        async move {
+            let response = router
+                .oneshot(request("GET", &uri, None, None))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{uri}");
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            serde_json::from_slice::<Value>(&bytes).unwrap()
+        }
+    };
+    let mut ids = Vec::new();
+    let mut uri = "/api/v1/runs?limit=1000".to_owned();
+    loop {
+        let page = get(uri.clone()).await;
+        ids.extend(
+            page["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|run| run["run_id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => uri = format!("/api/v1/runs?limit=1000&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(ids.len(), 2_500);
+    assert_eq!(ids.first().unwrap(), "run-02499", "newest first");
+    assert_eq!(ids.last().unwrap(), "run-00000");
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 2_500, "no run twice");
+
+    // One job's runs, and offset paging as before.
+    let odd = get("/api/v1/jobs/odd/runs?limit=1000&offset=1000".to_owned()).await;
+    assert_eq!(odd["runs"].as_array().unwrap().len(), 250);
+    assert_eq!(odd["runs"][0]["run_id"], "run-00499");
+    assert!(odd.get("next_cursor").is_none());
+}
+
+// ---------------------------------------------------------------------------------------
+// Timeouts (the access log has its own binary: tests/api_access_log.rs)
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_says_what_timed_out() {
+    let (store, faults) = common::FaultyStore::new();
+    let scheduler = Scheduler::builder()
+        .clock(ManualClock::new(t0()))
+        .store("default", store)
+        .executor("default", ThreadPoolExecutor::new(1))
+        .build();
+    let router = app(
+        scheduler,
+        ApiSettings {
+            request_timeout: Duration::from_millis(200),
+            ..ApiSettings::default()
+        },
+    );
+    faults
+        .hang_reads
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let response = router
+        .oneshot(request("GET", "/api/v1/jobs/stuck", None, None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["error"]["code"], "timeout");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("did not answer within 200ms while reading the job"),
+        "{message}"
+    );
+    assert!(message.contains(&id), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_patches_with_one_etag_write_once() {
+    let api = Api::open();
+    assert_eq!(
+        api.post("/api/v1/jobs", hourly("contended")).await.status,
+        StatusCode::CREATED
+    );
+    let etag = api.get("/api/v1/jobs/contended").await.headers[header::ETAG]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let patches = (0..8).map(|index| {
+        let router = api.router.clone();
+        let request = if_match(
+            "PATCH",
+            "/api/v1/jobs/contended",
+            &etag,
+            Some(json!({"name": format!("client-{index}")})),
+        );
+        tokio::spawn(async move { router.oneshot(request).await.unwrap().status() })
+    });
+    let mut statuses = Vec::new();
+    for patch in patches.collect::<Vec<_>>() {
+        statuses.push(patch.await.unwrap());
+    }
+    let ok = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::OK)
+        .count();
+    assert_eq!(ok, 1, "{statuses:?}");
+    assert!(statuses
+        .iter()
+        .all(|status| *status == StatusCode::OK || *status == StatusCode::PRECONDITION_FAILED));
 }

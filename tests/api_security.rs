@@ -521,6 +521,10 @@ fn with_order_service() -> Api {
         Ok::<String, kairos::task::TaskFailure>(String::new())
     });
     tasks.register("http", kairos::task::http::HttpTask::default());
+    // A stand-in under the name: the token's scope, not an unknown name, must refuse it.
+    tasks.register_fn("command", |_run: kairos::task::TaskRun| async {
+        Ok::<String, kairos::task::TaskFailure>(String::new())
+    });
     let settings = ApiSettings {
         tokens: vec!["admin".to_owned()],
         named_tokens: vec![NamedToken {

@@ -589,3 +589,242 @@ fn next_count_is_capped_and_overflow_is_no_panic() {
     assert!(matches!(far.status, Some(0 | 2)), "{}", far.stderr);
     assert!(!far.stderr.contains("panicked"), "{}", far.stderr);
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_clap_definitions() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef kairos"),
+        ("fish", "complete -c kairos"),
+    ] {
+        let script = kairos(&["completions", shell], &[]);
+        let text = script.ok();
+        assert!(text.contains(marker), "{shell}: {text}");
+        for subcommand in ["jobs", "runs", "check", "next", "completions", "reschedule"] {
+            assert!(text.contains(subcommand), "{shell} lacks {subcommand}");
+        }
+    }
+    let page = kairos(&["man"], &[]);
+    let roff = page.ok();
+    assert!(roff.contains(".TH kairos 1"), "{roff}");
+    for subcommand in ["jobs", "runs", "check", "next", "completions", "man"] {
+        assert!(
+            roff.contains(&format!("kairos\\-{subcommand}(1)")),
+            "man page lacks {subcommand}: {roff}"
+        );
+    }
+    let dir = temp_dir("man");
+    kairos(&["man", "--dir", dir.to_str().unwrap()], &[]).ok();
+    let list = std::fs::read_to_string(dir.join("kairos-jobs-list.1")).unwrap();
+    assert!(list.contains("\\-\\-cursor"), "{list}");
+    assert!(dir.join("kairos.1").exists());
+}
+
+#[test]
+fn typos_get_the_name_meant_with_a_swap_counted_as_one_edit() {
+    let field = kairos(&["next", "cron", "huor=3"], &[]);
+    assert_eq!(field.status, Some(2));
+    assert!(
+        field.stderr.contains("did you mean hour?"),
+        "{}",
+        field.stderr
+    );
+
+    let zone = kairos(&["next", "cron", "hour=3", "timezone=Europe/Berln"], &[]);
+    assert_eq!(zone.status, Some(2));
+    assert!(
+        zone.stderr.contains("did you mean \"Europe/Berlin\"?"),
+        "{}",
+        zone.stderr
+    );
+
+    for (args, meant) in [
+        (&["jbos"][..], "'jobs'"),
+        (&["jobs", "lsit"][..], "'list'"),
+        (&["jobs", "--json", "reschdeule"][..], "'reschedule'"),
+    ] {
+        let typo = kairos(args, &[]);
+        assert_eq!(typo.status, Some(2), "{args:?}");
+        assert!(
+            typo.stderr
+                .contains(&format!("a similar subcommand exists: {meant}")),
+            "{args:?}: {}",
+            typo.stderr
+        );
+    }
+
+    let server = Server::with_scheduler();
+    let task = server.cli(&["jobs", "add", "--task", "ordres.cancel", "date", "delay=1h"]);
+    assert_eq!(task.status, Some(1));
+    assert_eq!(
+        task.stderr,
+        "kairos: task: unknown task \"ordres.cancel\" (did you mean \"orders.cancel\"?)\n"
+    );
+}
+
+#[test]
+fn check_json_gives_errors_with_positions_or_the_jobs() {
+    let dir = temp_dir("check-json");
+    write(
+        &dir,
+        "config.toml",
+        "[[jobs]]\nid = \"a\"\ntask = \"stats.corerct\"\ntrigger = { type = \"cron\", hour = 25 }\n",
+    );
+    let bad = kairos_in(&dir, &["check", "--json"], &[]);
+    assert_eq!(bad.status, Some(1), "{}", bad.stderr);
+    assert!(bad.stderr.is_empty(), "{}", bad.stderr);
+    let answer = bad.json();
+    assert_eq!(answer["ok"], false);
+    let errors = answer["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{answer}");
+    let task = errors
+        .iter()
+        .find(|error| error["key"] == "jobs[0].task")
+        .unwrap();
+    assert_eq!(task["line"], 3);
+    assert_eq!(task["column"], 8);
+    assert_eq!(task["kind"], "unknown_reference");
+    assert!(task["file"].as_str().unwrap().ends_with("config.toml"));
+    assert!(task["message"].as_str().unwrap().contains("stats.correct"));
+
+    write(
+        &dir,
+        "config.toml",
+        "[[jobs]]\nid = \"nightly\"\ntask = \"stats.correct\"\ntrigger = { type = \"cron\", hour = 3, timezone = \"UTC\" }\n",
+    );
+    let good = kairos_in(&dir, &["check", "--json"], &[]);
+    let answer = good.json();
+    assert_eq!(good.status, Some(0), "{}", good.stderr);
+    assert_eq!(answer["ok"], true);
+    assert_eq!(answer["errors"], json!([]));
+    assert_eq!(answer["jobs"][0]["id"], "nightly");
+    assert_eq!(
+        answer["jobs"][0]["next_run_times"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(answer["jobs"][0]["next_run_times"][0]
+        .as_str()
+        .unwrap()
+        .contains("03:00:00"));
+}
+
+#[test]
+fn jobs_list_filters_and_pages_like_the_api() {
+    let server = Server::with_scheduler();
+    for index in 0..5 {
+        let id = format!("订单取消-{index}");
+        let name = "订".repeat(index + 1);
+        server
+            .cli(&[
+                "jobs",
+                "add",
+                "--id",
+                &id,
+                "--name",
+                &name,
+                "--task",
+                "orders.cancel",
+                "date",
+                "delay=1h",
+            ])
+            .ok();
+    }
+    server
+        .cli(&[
+            "jobs",
+            "add",
+            "--id",
+            "x",
+            "--task",
+            "orders.cancel",
+            "--paused",
+            "date",
+            "delay=1h",
+        ])
+        .ok();
+
+    let first = server.cli(&["jobs", "list", "--state", "scheduled", "-n", "2"]);
+    let table = first.ok();
+    assert_eq!(table.lines().count(), 3, "{table}");
+    // Every TASK cell starts at the same terminal column, after CJK ids and names
+    // of different lengths.
+    let columns: Vec<usize> = table
+        .lines()
+        .map(|line| {
+            unicode_column(
+                line,
+                if line.starts_with("ID") {
+                    "TASK"
+                } else {
+                    "orders.cancel"
+                },
+                0,
+            )
+        })
+        .collect();
+    assert!(columns.windows(2).all(|pair| pair[0] == pair[1]), "{table}");
+    let hint = first.stderr.trim();
+    let cursor = hint.rsplit(' ').next().unwrap();
+    assert!(hint.contains("of 5"), "{hint}");
+    assert!(!table.contains('\u{1b}'), "no color into a pipe");
+
+    let mut seen: Vec<String> = table.lines().skip(1).map(str::to_owned).collect();
+    let mut cursor = cursor.to_owned();
+    loop {
+        let next = server.cli(&[
+            "jobs",
+            "list",
+            "--state",
+            "scheduled",
+            "-n",
+            "2",
+            "--cursor",
+            &cursor,
+        ]);
+        seen.extend(next.ok().lines().skip(1).map(str::to_owned));
+        match next.stderr.trim().rsplit(' ').next() {
+            Some(more) if !more.is_empty() => cursor = more.to_owned(),
+            _ => break,
+        }
+    }
+    assert_eq!(seen.len(), 5, "{seen:#?}");
+    assert!(seen.iter().all(|line| line.contains("scheduled")));
+
+    let paused = server.cli(&["jobs", "list", "--state", "paused", "--json"]);
+    assert_eq!(paused.json()["total"], 1);
+    assert_eq!(paused.json()["jobs"][0]["id"], "x");
+    let found = server.cli(&[
+        "jobs",
+        "list",
+        "-q",
+        "消-3",
+        "--task",
+        "orders.cancel",
+        "--json",
+    ]);
+    assert_eq!(found.json()["jobs"][0]["id"], "订单取消-3");
+    let skipped = server.cli(&["jobs", "list", "--offset", "5", "--json"]);
+    assert_eq!(skipped.json()["jobs"].as_array().unwrap().len(), 1);
+}
+
+/// The terminal column (display width before it) of the `nth` match of `word`.
+fn unicode_column(line: &str, word: &str, nth: usize) -> usize {
+    let byte = line
+        .match_indices(word)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("{word} #{nth} in {line}"))
+        .0;
+    line[..byte]
+        .chars()
+        .map(|c| {
+            if ('\u{4e00}'..='\u{9fff}').contains(&c) {
+                2
+            } else {
+                1
+            }
+        })
+        .sum()
+}

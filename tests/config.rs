@@ -233,6 +233,31 @@ fn a_nested_trigger_error_names_its_path() {
 }
 
 #[test]
+fn a_swapped_pair_of_letters_is_one_edit_from_the_name_meant() {
+    let config = TempConfig::new(&[(
+        "config.toml",
+        "[scheduler]\ntimezone = \"Europe/Berln\"\n\n[[jobs]]\nid = \"a\"\ntask = \"stats.corerct\"\ntrigger = { type = \"cron\", huor = 3 }\n",
+    )]);
+    let lines = config.errors();
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("did you mean `stats.correct`?")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|line| line.contains("Europe/Berlin")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("huor") && line.contains("hour")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
 fn unknown_tasks_executors_and_stores_are_named() {
     let config = TempConfig::new(&[(
         "config.toml",

@@ -1598,7 +1598,7 @@ async fn adding_a_job_with_an_unknown_task_fails_and_stores_nothing() {
         .await
         .unwrap_err();
     match &error {
-        SchedulerError::UnknownTask { name, known } => {
+        SchedulerError::UnknownTask { name, known, .. } => {
             assert_eq!(name, "nope");
             assert!(known.contains("ok"), "{known}");
         }

@@ -1082,6 +1082,52 @@ async fn instances_are_claimed_and_finished_in_batches(harness: Harness) {
     assert_eq!(store.runs(None, 1000).await.unwrap().len(), 603);
 }
 
+async fn a_conditional_update_writes_only_at_the_expected_revision(harness: Harness) {
+    let store = &harness.store;
+    let added = store
+        .add_job(job("c", Some(t0() + secs(10))))
+        .await
+        .unwrap();
+    let mut renamed = added.clone();
+    renamed.name = "first".to_owned();
+    let written = store
+        .update_job_if(renamed, added.revision)
+        .await
+        .unwrap()
+        .expect("the revision was current");
+    assert!(written.revision > added.revision);
+    let mut stale = added.clone();
+    stale.name = "stale".to_owned();
+    assert_eq!(
+        store
+            .update_job_if(stale, added.revision)
+            .await
+            .unwrap()
+            .err(),
+        Some(written.revision),
+        "refused, naming the revision it has"
+    );
+    assert_eq!(store.get_job("c").await.unwrap().unwrap().name, "first");
+    assert!(matches!(
+        store.update_job_if(job("nope", None), 1).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Eight writers from one revision at once: exactly one is written.
+    let writers = (0..8).map(|index| {
+        let store = Arc::clone(store);
+        let mut job = written.clone();
+        job.name = format!("writer-{index}");
+        tokio::spawn(async move { store.update_job_if(job, written.revision).await })
+    });
+    let mut won = 0;
+    for writer in writers.collect::<Vec<_>>() {
+        if writer.await.unwrap().unwrap().is_ok() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+}
+
 async fn run_history_is_kept_newest_first(harness: Harness) {
     let store = &harness.store;
     for (index, job_id) in ["a", "b", "a", "a"].iter().enumerate() {
@@ -1097,6 +1143,14 @@ async fn run_history_is_kept_newest_first(harness: Harness) {
     assert_eq!(of_a[0], record("a", "run3", t0() + secs(30)));
     assert_eq!(store.runs(None, 2).await.unwrap().len(), 2);
     assert_eq!(store.runs(None, 10).await.unwrap().len(), 4);
+    // Paging past the newest (the API's cursor): the same order, skipped.
+    let skipped = store.runs_from(Some("a"), 1, 10).await.unwrap();
+    let run_ids: Vec<&str> = skipped.iter().map(|run| run.run_id.as_str()).collect();
+    assert_eq!(run_ids, ["run2", "run0"]);
+    let middle = store.runs_from(None, 1, 2).await.unwrap();
+    let run_ids: Vec<&str> = middle.iter().map(|run| run.run_id.as_str()).collect();
+    assert_eq!(run_ids, ["run2", "run1"]);
+    assert!(store.runs_from(None, 4, 10).await.unwrap().is_empty());
 }
 
 async fn history_retention_deletes_in_bounded_batches(harness: Harness) {
@@ -1500,6 +1554,7 @@ macro_rules! conformance {
                     max_instances_holds_across_schedulers,
                     instances_are_claimed_and_finished_in_batches,
                     run_history_is_kept_newest_first,
+                    a_conditional_update_writes_only_at_the_expected_revision,
                     writes_through_one_handle_wake_listeners_on_another,
                     node_stats_ride_on_the_heartbeat,
                     config_generations_are_recorded_by_compare_and_set,

@@ -219,6 +219,9 @@ pub(crate) async fn require_token(
         )
         .into_response();
     }
+    if let Some(slot) = request.extensions().get::<super::access_log::TokenName>() {
+        slot.set(entry.name.clone());
+    }
     request.extensions_mut().insert(entry.grant);
     request.extensions_mut().insert(Caller {
         name: entry.name.clone(),

@@ -83,13 +83,14 @@ impl ApiError {
         )
     }
 
-    /// 503: the request ran past the timeout.
-    pub(crate) fn timeout(timeout: std::time::Duration) -> Self {
+    /// 503: the request ran past the timeout while `doing` ("listing jobs").
+    pub(crate) fn timeout(timeout: std::time::Duration, doing: &str, request_id: &str) -> Self {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "timeout",
             format!(
-                "the request took longer than {}",
+                "the scheduler or its job store did not answer within {} while {doing}; \
+                 retry later (request id {request_id} in the server's log)",
                 humantime::format_duration(timeout)
             ),
         )
@@ -155,6 +156,15 @@ impl From<SchedulerError> for ApiError {
                 "job_exists",
                 format!(
                     "a job with id {id:?} already exists (set replace_existing to overwrite it)"
+                ),
+            ),
+            SchedulerError::RevisionChanged { ref id, revision } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                format!(
+                    "job {id:?} was changed since the ETag in If-Match: its ETag is now {}; \
+                     read it again and retry",
+                    super::jobs::etag(revision)
                 ),
             ),
             SchedulerError::UnknownTask { .. } => ApiError::invalid("task", error.to_string()),

@@ -35,6 +35,8 @@ pub(crate) struct StoredResponse {
     pub(crate) status: StatusCode,
     pub(crate) body: Bytes,
     pub(crate) location: Option<String>,
+    /// The created job's `ETag` (a replay answers the one it had when created).
+    pub(crate) etag: Option<String>,
 }
 
 enum Slot {
@@ -226,6 +228,7 @@ mod tests {
             status: StatusCode::CREATED,
             body: Bytes::from_static(b"{}"),
             location: None,
+            etag: None,
         }
     }
 

@@ -148,6 +148,9 @@ struct JobList {
     /// What the filters can choose from, when the request asked for a page.
     #[serde(skip_serializing_if = "Option::is_none")]
     facets: Option<Facets>,
+    /// Where the next page starts (pass it as `cursor`); absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -180,6 +183,19 @@ struct ListQuery {
     /// Include each job's latest run.
     #[serde(default)]
     last_run: Option<bool>,
+    /// A `next_cursor` of an earlier page, with the same filters.
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+impl ListQuery {
+    /// The filters, as a cursor is bound to them.
+    fn filters(&self) -> String {
+        format!(
+            "q={:?};state={:?};task={:?};jobstore={:?}",
+            self.q, self.state, self.task, self.jobstore
+        )
+    }
 }
 
 /// Jobs in one page when the request names no `limit`.
@@ -197,6 +213,7 @@ async fn list_jobs(
     let hide = read_only(grant.as_ref());
     let paged = query.limit.is_some()
         || query.offset.is_some()
+        || query.cursor.is_some()
         || query.q.is_some()
         || query.state.is_some()
         || query.task.is_some()
@@ -213,6 +230,7 @@ async fn list_jobs(
                 .collect(),
             total: None,
             facets: None,
+            next_cursor: None,
         }));
     }
     if !paged {
@@ -232,11 +250,24 @@ async fn list_jobs(
                 .iter()
                 .map(|(store, job)| JobView::from(job).in_store(store.clone()).redacted_if(hide))
                 .collect(),
+            next_cursor: (listed.total > MAX_UNPAGED as u64)
+                .then(|| super::cursor::encode("jobs", &query.filters(), MAX_UNPAGED)),
             total: Some(listed.total),
             facets: None,
         }));
     }
     let limit = bounded("limit", query.limit, DEFAULT_PAGE, MAX_PAGE)?;
+    let filters = query.filters();
+    let offset = match (query.offset, query.cursor.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "offset and cursor: give one or the other",
+            ))
+        }
+        (_, Some(cursor)) => super::cursor::decode("jobs", &filters, cursor)?,
+        (offset, None) => offset.unwrap_or(0),
+    };
     let (paused, failed) = match query.state.as_deref() {
         None | Some("" | "all") => (None, None),
         Some("scheduled") => (Some(false), Some(false)),
@@ -255,7 +286,7 @@ async fn list_jobs(
         failed,
         task: query.task.filter(|task| !task.is_empty()),
         text: query.q.filter(|text| !text.trim().is_empty()),
-        offset: query.offset.unwrap_or(0),
+        offset,
         limit,
     };
     let jobstore = query.jobstore.filter(|name| !name.is_empty());
@@ -272,7 +303,10 @@ async fn list_jobs(
         }
         jobs.push(view);
     }
+    let next = offset.saturating_add(jobs.len());
     Ok(axum::Json(JobList {
+        next_cursor: (!jobs.is_empty() && (next as u64) < listed.total)
+            .then(|| super::cursor::encode("jobs", &filters, next)),
         jobs,
         total: Some(listed.total),
         facets: Some(Facets {
@@ -333,6 +367,14 @@ async fn create_job(
     body: &Bytes,
 ) -> Result<StoredResponse, ApiError> {
     let new: NewJob = parse_json(body)?;
+    // An unknown task is a typo to name as such (with the closest one), not a refusal.
+    if state.scheduler.tasks().get(&new.task).is_none() {
+        return Err(crate::scheduler::SchedulerError::unknown_task(
+            &new.task,
+            state.scheduler.tasks(),
+        )
+        .into());
+    }
     if !caller.may_use_task(&new.task, &state.settings) {
         return Err(task_not_allowed(caller, &new.task));
     }
@@ -381,6 +423,7 @@ async fn create_job(
         status: StatusCode::CREATED,
         body: Bytes::from(body),
         location: Some(format!("{PREFIX}/jobs/{}", percent_encode_segment(&job.id))),
+        etag: Some(etag(job.revision)),
     })
 }
 
@@ -458,6 +501,12 @@ fn json_response(stored: StoredResponse, replayed: bool) -> Response {
     {
         headers.insert(header::LOCATION, location);
     }
+    if let Some(etag) = stored
+        .etag
+        .and_then(|etag| HeaderValue::try_from(etag).ok())
+    {
+        headers.insert(header::ETAG, etag);
+    }
     if replayed {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
@@ -482,17 +531,67 @@ async fn get_job(
     State(state): State<AppState>,
     grant: Option<Extension<Grant>>,
     Path(id): Path<String>,
-) -> Result<axum::Json<JobView>, ApiError> {
+) -> Result<Response, ApiError> {
     let (store, job) = state
         .scheduler
         .locate_job(&id)
         .await?
         .ok_or_else(|| ApiError::job_not_found(&id))?;
-    Ok(axum::Json(
-        JobView::from(&job)
-            .in_store(store)
-            .redacted_if(read_only(grant.as_ref())),
-    ))
+    let view = JobView::from(&job)
+        .in_store(store)
+        .redacted_if(read_only(grant.as_ref()));
+    Ok(with_etag(&job, view))
+}
+
+/// The `ETag` of a job at `revision`: the revision its store gave its last write
+/// (`Job::revision`), so every node sharing the store gives the same tag, and any
+/// change to the job (by the API, the library, a reload, a run) gives a new one.
+pub(super) fn etag(revision: u64) -> String {
+    format!("\"{revision}\"")
+}
+
+/// A job's view as JSON, with the job's `ETag`.
+fn with_etag(job: &Job, view: JobView) -> Response {
+    let mut response = axum::Json(view).into_response();
+    if let Ok(value) = HeaderValue::from_str(&etag(job.revision)) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// The revision a change must find the job at, from the request's `If-Match`: `None`
+/// without the header (or with `*`: any job that exists), the job's current revision
+/// when one of the listed tags is its `ETag`, else 412 at once. Tags are compared
+/// strongly (RFC 9110, 13.1.1): a weak `W/"..."` never matches.
+fn if_match(headers: &HeaderMap, job: &Job) -> Result<Option<u64>, ApiError> {
+    let mut listed = headers.get_all(header::IF_MATCH).iter().peekable();
+    if listed.peek().is_none() {
+        return Ok(None);
+    }
+    let current = etag(job.revision);
+    let mut tags = Vec::new();
+    for value in listed {
+        let value = value.to_str().map_err(|_| {
+            ApiError::bad_request("invalid_if_match", "If-Match must be visible ASCII")
+        })?;
+        tags.extend(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|tag| !tag.is_empty()),
+        );
+    }
+    if tags.contains(&"*") {
+        return Ok(None);
+    }
+    if tags.contains(&current.as_str()) {
+        return Ok(Some(job.revision));
+    }
+    Err(crate::scheduler::SchedulerError::RevisionChanged {
+        id: job.id.clone(),
+        revision: job.revision,
+    }
+    .into())
 }
 
 /// Whether the request's token may only read: such a token sees job args with their
@@ -552,10 +651,12 @@ async fn modify_job(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Json(changes): Json<JobChanges>,
-) -> Result<axum::Json<JobView>, ApiError> {
+) -> Result<Response, ApiError> {
     let job = refuse_config_owned(&state.scheduler, &id).await?;
     check_scope(&caller, &job)?;
+    let revision = if_match(&headers, &job)?;
     // New args are the one change that alters what a job does on the host, so a job
     // whose task the API may not add may not be given new args either.
     if changes.args.is_some() && !state.settings.task_allowed(&job.task) {
@@ -572,18 +673,23 @@ async fn modify_job(
     if let Some(trigger) = &changes.trigger {
         check_trigger(trigger, trigger_context(&state), "trigger").await?;
     }
-    let job = state.scheduler.modify_job(&id, changes).await?;
-    Ok(axum::Json(JobView::from(&job)))
+    let job = state
+        .scheduler
+        .modify_job_if(&id, changes, revision)
+        .await?;
+    Ok(with_etag(&job, JobView::from(&job)))
 }
 
 async fn remove_job(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let job = refuse_config_owned(&state.scheduler, &id).await?;
     check_scope(&caller, &job)?;
-    state.scheduler.remove_job(&id).await?;
+    let revision = if_match(&headers, &job)?;
+    state.scheduler.remove_job_if(&id, revision).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -591,10 +697,10 @@ async fn pause_job(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Result<axum::Json<JobView>, ApiError> {
+) -> Result<Response, ApiError> {
     check_scope(&caller, &find(&state.scheduler, &id).await?)?;
     let job = state.scheduler.pause_job(&id).await?;
-    Ok(axum::Json(JobView::from(&job)))
+    Ok(with_etag(&job, JobView::from(&job)))
 }
 
 /// The answer to resuming a job whose trigger has no fire time left: the scheduler
@@ -613,7 +719,7 @@ async fn resume_job(
 ) -> Result<Response, ApiError> {
     check_scope(&caller, &find(&state.scheduler, &id).await?)?;
     Ok(match state.scheduler.resume_job(&id).await? {
-        Some(job) => axum::Json(JobView::from(&job)).into_response(),
+        Some(job) => with_etag(&job, JobView::from(&job)),
         None => axum::Json(Removed {
             id,
             removed: true,
@@ -658,16 +764,18 @@ async fn reschedule_job(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Json(reschedule): Json<Reschedule>,
-) -> Result<axum::Json<JobView>, ApiError> {
+) -> Result<Response, ApiError> {
     let job = refuse_config_owned(&state.scheduler, &id).await?;
     check_scope(&caller, &job)?;
+    let revision = if_match(&headers, &job)?;
     check_trigger(&reschedule.trigger, trigger_context(&state), "trigger").await?;
     let job = state
         .scheduler
-        .reschedule_job(&id, reschedule.trigger)
+        .reschedule_job_if(&id, reschedule.trigger, revision)
         .await?;
-    Ok(axum::Json(JobView::from(&job)))
+    Ok(with_etag(&job, JobView::from(&job)))
 }
 
 /// What the scheduler builds a request's trigger against: its clock and zone.

@@ -22,9 +22,11 @@
 //!   the event stream ends when [`serve`]'s shutdown signal fires, so a connected
 //!   dashboard cannot hold shutdown up.
 
+mod access_log;
 mod auth;
 mod cluster;
 mod compute;
+mod cursor;
 mod error;
 mod events;
 mod extract;
@@ -298,8 +300,11 @@ pub fn app(scheduler: Scheduler, settings: ApiSettings) -> Router {
         event_streams: Arc::default(),
     };
     let Routes {
-        public, protected, ..
+        public,
+        protected,
+        table,
     } = routes();
+    let route_table = Arc::new(access_log::RouteTable::new(table));
     // The audit log runs inside authentication, so it knows the caller.
     let protected = protected
         .route_layer(middleware::from_fn(auth::audit))
@@ -322,7 +327,12 @@ pub fn app(scheduler: Scheduler, settings: ApiSettings) -> Router {
     let router = router.layer(middleware::from_fn_with_state(allowed_hosts, origin::check));
     router
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn_with_state(request_timeout, guard))
+        .layer(middleware::from_fn_with_state(
+            (request_timeout, route_table.clone()),
+            guard,
+        ))
+        // Outermost: every request is logged, whatever refused it, with its time.
+        .layer(middleware::from_fn_with_state(route_table, access_log::log))
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, with the default
@@ -357,9 +367,17 @@ pub async fn serve_with(
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Bounds each request by the timeout and turns a handler panic into a 500.
-async fn guard(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+async fn guard(
+    State((timeout, routes)): State<(Duration, Arc<access_log::RouteTable>)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let request_id = request
+        .extensions()
+        .get::<access_log::RequestId>()
+        .map_or_else(|| Arc::from("-"), |id| id.0.clone());
     // The future only covers producing the response head: a streamed body (the event
     // stream) goes on after it, so the timeout never cuts a stream.
     let handled = AssertUnwindSafe(next.run(request)).catch_unwind();
@@ -370,8 +388,12 @@ async fn guard(State(timeout): State<Duration>, request: Request, next: Next) ->
             ApiError::internal().into_response()
         }
         Err(_elapsed) => {
-            tracing::warn!(%method, path, ?timeout, "API request timed out");
-            ApiError::timeout(timeout).into_response()
+            let route = routes
+                .route(&method, &path)
+                .map(|route| format!("{PREFIX}{route}"));
+            let doing = access_log::activity(&method, route.as_deref());
+            tracing::warn!(%method, path, ?timeout, doing, "API request timed out");
+            ApiError::timeout(timeout, doing, &request_id).into_response()
         }
     }
 }
@@ -400,6 +422,21 @@ impl Verb {
             Verb::Post => MethodFilter::POST,
             Verb::Patch => MethodFilter::PATCH,
             Verb::Delete => MethodFilter::DELETE,
+        }
+    }
+
+    /// Whether a request's method is this verb.
+    pub(crate) fn matches(self, method: &axum::http::Method) -> bool {
+        *method == self.method()
+    }
+
+    /// The HTTP method.
+    pub(crate) fn method(self) -> axum::http::Method {
+        match self {
+            Verb::Get => axum::http::Method::GET,
+            Verb::Post => axum::http::Method::POST,
+            Verb::Patch => axum::http::Method::PATCH,
+            Verb::Delete => axum::http::Method::DELETE,
         }
     }
 

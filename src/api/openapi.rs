@@ -110,8 +110,8 @@ fn list_parameters() -> Vec<Value> {
         ),
         query(
             "state",
-            "Only scheduled or only paused jobs.",
-            json!({"enum": ["all", "scheduled", "paused"]}),
+            "Only jobs in this state: scheduled, paused, failed (one-off jobs kept after their attempts failed) or broken (a trigger that cannot be evaluated).",
+            json!({"enum": ["all", "scheduled", "paused", "failed", "broken"]}),
         ),
         query("task", "Only jobs of this task.", json!({"type": "string"})),
         query(
@@ -332,8 +332,11 @@ pub(crate) fn document() -> Value {
         "/openapi.json": {"get": operation("This document", &[], None,
             ok("An OpenAPI 3.1 document.", json!({"type": "object"})), &[])},
     });
+    let mut paths = paths;
+    conventions(&mut paths);
     json!({
         "openapi": "3.1.0",
+        "tags": TAGS.iter().map(|(name, description)| json!({"name": name, "description": description})).collect::<Vec<_>>(),
         "info": {
             "title": "kairos",
             "version": env!("CARGO_PKG_VERSION"),
@@ -349,10 +352,157 @@ pub(crate) fn document() -> Value {
     })
 }
 
+/// The tags operations are grouped by, as generated clients name their classes.
+const TAGS: [(&str, &str); 5] = [
+    ("jobs", "Jobs and what can be done to one."),
+    ("runs", "Run history."),
+    (
+        "scheduler",
+        "The scheduler as a whole: pause, resume, reload, health, the cluster.",
+    ),
+    ("triggers", "Trigger previews."),
+    (
+        "meta",
+        "The event stream, metrics, this document, the token's access and the overview.",
+    ),
+];
+
+/// Every operation's `operationId` and tag, by method and path: names a generated
+/// client uses for its methods (`list_jobs`, `get_job`, ...).
+const OPERATIONS: [(&str, &str, &str, &str); 25] = [
+    ("get", "/jobs", "list_jobs", "jobs"),
+    ("post", "/jobs", "add_job", "jobs"),
+    ("get", "/jobs/{id}", "get_job", "jobs"),
+    ("patch", "/jobs/{id}", "modify_job", "jobs"),
+    ("delete", "/jobs/{id}", "remove_job", "jobs"),
+    ("post", "/jobs/{id}/pause", "pause_job", "jobs"),
+    ("post", "/jobs/{id}/resume", "resume_job", "jobs"),
+    ("post", "/jobs/{id}/run", "run_job", "jobs"),
+    ("post", "/jobs/{id}/reschedule", "reschedule_job", "jobs"),
+    ("get", "/jobs/{id}/explain", "explain_job", "jobs"),
+    ("post", "/jobs/{id}/backfill", "backfill_job", "jobs"),
+    ("get", "/jobs/{id}/fire_times", "job_fire_times", "jobs"),
+    ("get", "/jobs/{id}/runs", "list_job_runs", "runs"),
+    ("get", "/runs", "list_runs", "runs"),
+    ("post", "/preview", "preview_trigger", "triggers"),
+    ("post", "/scheduler/pause", "pause_scheduler", "scheduler"),
+    ("post", "/scheduler/resume", "resume_scheduler", "scheduler"),
+    ("post", "/scheduler/reload", "reload_config", "scheduler"),
+    ("get", "/cluster", "list_nodes", "scheduler"),
+    ("get", "/health", "health", "scheduler"),
+    ("get", "/overview", "overview", "meta"),
+    ("get", "/access", "access", "meta"),
+    ("get", "/events", "events", "meta"),
+    ("get", "/metrics", "metrics", "meta"),
+    ("get", "/openapi.json", "openapi", "meta"),
+];
+
+/// What every operation gets beyond its own description: its `operationId` and tag,
+/// `ETag` and `If-Match` on the job routes that read or change one job, and the
+/// `cursor` of the listings.
+fn conventions(paths: &mut Value) {
+    for (method, path, id, tag) in OPERATIONS {
+        if let Some(operation) = paths.pointer_mut(&pointer(path, method)) {
+            operation["operationId"] = json!(id);
+            operation["tags"] = json!([tag]);
+        }
+    }
+    let if_match = json!({"name": "If-Match", "in": "header", "required": false,
+        "description": "Change the job only if its ETag (from a read or an earlier change) is still this; else 412 precondition_failed. `*` matches any existing job; weak tags never match.",
+        "schema": {"type": "string"}});
+    for (method, path) in [
+        ("patch", "/jobs/{id}"),
+        ("delete", "/jobs/{id}"),
+        ("post", "/jobs/{id}/reschedule"),
+    ] {
+        if let Some(operation) = paths.pointer_mut(&pointer(path, method)) {
+            if let Some(parameters) = operation["parameters"].as_array_mut() {
+                parameters.push(if_match.clone());
+            }
+            operation["responses"]["412"] = json_response(
+                "The job changed since the ETag in If-Match.",
+                schema("Error"),
+            );
+        }
+    }
+    let etag = json!({"ETag": {"description": "The job's revision in its store: changes whenever the job does, the same on every node sharing the store.",
+        "schema": {"type": "string"}}});
+    for (method, path) in [
+        ("get", "/jobs/{id}"),
+        ("patch", "/jobs/{id}"),
+        ("post", "/jobs/{id}/pause"),
+        ("post", "/jobs/{id}/resume"),
+        ("post", "/jobs/{id}/reschedule"),
+    ] {
+        if let Some(ok) = paths.pointer_mut(&format!("{}/responses/200", pointer(path, method))) {
+            ok["headers"] = etag.clone();
+        }
+    }
+    if let Some(created) = paths.pointer_mut(&format!("{}/responses/201", pointer("/jobs", "post")))
+    {
+        created["headers"] = etag;
+    }
+    let cursor = json!({"name": "cursor", "in": "query", "required": false,
+        "description": "The next_cursor of the page before, with the same filters: the next page. Opaque; not with offset.",
+        "schema": {"type": "string"}});
+    let offset = json!({"name": "offset", "in": "query", "required": false,
+        "description": "How many of the newest to skip.", "schema": {"type": "integer", "minimum": 0}});
+    for (path, extra) in [
+        ("/jobs", vec![cursor.clone()]),
+        ("/runs", vec![offset.clone(), cursor.clone()]),
+        ("/jobs/{id}/runs", vec![offset, cursor]),
+    ] {
+        if let Some(parameters) = paths
+            .pointer_mut(&format!("{}/parameters", pointer(path, "get")))
+            .and_then(Value::as_array_mut)
+        {
+            parameters.extend(extra);
+        }
+    }
+    if let Some(list) = paths.pointer_mut(&format!(
+        "{}/responses/200/content/application~1json/schema/properties",
+        pointer("/jobs", "get")
+    )) {
+        list["next_cursor"] = json!({"type": "string", "description": "Where the next page starts; absent on the last page."});
+    }
+}
+
+/// The JSON pointer of `method` `path` in the paths object.
+fn pointer(path: &str, method: &str) -> String {
+    format!("/{}/{method}", path.replace('~', "~0").replace('/', "~1"))
+}
+
+/// Each trigger `type` and the name of its schema in `components`.
+const TRIGGER_SCHEMAS: [(&str, &str); 7] = [
+    ("date", "DateTrigger"),
+    ("interval", "IntervalTrigger"),
+    ("cron", "CronTrigger"),
+    ("crontab", "CrontabTrigger"),
+    ("calendarinterval", "CalendarIntervalTrigger"),
+    ("and", "AndTrigger"),
+    ("or", "OrTrigger"),
+];
+
+/// The schema of one trigger type: `type` fixed to `kind`, then its own fields, no
+/// others (the trigger specs deny unknown fields).
+fn trigger_schema(kind: &str, description: &str, required: &[&str], properties: Value) -> Value {
+    let mut fields = Map::new();
+    fields.insert("type".to_owned(), json!({"type": "string", "const": kind}));
+    if let Value::Object(properties) = properties {
+        fields.extend(properties);
+    }
+    let mut required: Vec<&str> = required.to_vec();
+    required.insert(0, "type");
+    json!({
+        "type": "object", "description": description, "required": required,
+        "additionalProperties": false, "properties": fields,
+    })
+}
+
 fn schemas() -> Value {
     let duration = json!({"type": ["string", "number", "null"],
                           "description": "A humane duration such as \"30s\" or \"1h30m\", or seconds."});
-    json!({
+    let mut all = json!({
         "Error": {
             "type": "object", "required": ["error"],
             "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
@@ -360,12 +510,6 @@ fn schemas() -> Value {
                 "message": {"type": "string"},
                 "field": {"type": "string", "description": "The input field at fault, e.g. trigger.hour."},
             }}},
-        },
-        "Trigger": {
-            "type": "object", "required": ["type"],
-            "description": "APScheduler 3.x trigger fields, selected by type: date (run_date or delay), interval (weeks, days, hours, minutes, seconds, start_date, end_date), cron (year, month, day, week, day_of_week, hour, minute, second, start_date, end_date), crontab (expression), calendarinterval (years, months, weeks, days, hour, minute, second), and/or (triggers); all take timezone and jitter. A date's delay is resolved against the scheduler's clock when the job is added.",
-            "properties": {"type": {"enum": ["date", "interval", "cron", "crontab", "calendarinterval", "and", "or"]}},
-            "additionalProperties": true,
         },
         "JobOptions": {
             "type": "object", "additionalProperties": false,
@@ -430,7 +574,8 @@ fn schemas() -> Value {
                 "error": {"type": "string"}, "output": {"type": "string"},
             },
         },
-        "RunList": {"type": "object", "properties": {"runs": {"type": "array", "items": schema("RunRecord")}}},
+        "RunList": {"type": "object", "properties": {"runs": {"type": "array", "items": schema("RunRecord")},
+            "next_cursor": {"type": "string", "description": "Where the next (older) page starts; absent on the last page."}}},
         "RunStarted": {"type": "object", "properties": {"job_id": {"type": "string"}, "run_id": {"type": "string"}}},
         "SchedulerState": {"type": "object", "properties": {"state": {"enum": ["running", "paused", "stopped"]}}},
         "ClusterNode": {"type": "object", "properties": {
@@ -462,12 +607,187 @@ fn schemas() -> Value {
                 "node_generation": {"type": ["integer", "null"]},
                 "current": {"type": "boolean"},
                 "node_state": {"enum": ["current", "superseded", "none"]}}}}},
-    })
+    });
+    if let Some(all) = all.as_object_mut() {
+        all.extend(trigger_components(&duration));
+    }
+    all
+}
+
+/// `Trigger` (a oneOf over the trigger types) and one schema per type.
+fn trigger_components(duration: &Value) -> Map<String, Value> {
+    let date_time = json!({"type": "string",
+                           "description": "RFC 3339, or a civil time (2024-03-01 12:00:00) read in timezone."});
+    let zone = json!({"type": "string", "description": "An IANA zone (Europe/Berlin), UTC or an offset (+08:00)."});
+    let count = json!({"type": "integer", "minimum": 0});
+    let field = json!({"type": ["string", "integer"],
+                       "description": "An APScheduler cron field: 3, \"*/15\", \"1-5\", \"mon-fri\", \"last\" ..."});
+    let mut components = Map::new();
+    let mut add = |name: &str, value: Value| {
+        components.insert(name.to_owned(), value);
+    };
+    let mapping: Map<String, Value> = TRIGGER_SCHEMAS
+        .iter()
+        .map(|(kind, name)| {
+            (
+                (*kind).to_owned(),
+                json!(format!("#/components/schemas/{name}")),
+            )
+        })
+        .collect();
+    let one_of: Vec<Value> = TRIGGER_SCHEMAS
+        .iter()
+        .map(|(_, name)| schema(name))
+        .collect();
+    add(
+        "Trigger",
+        json!({
+            "description": "APScheduler 3.x trigger fields, one schema per type, chosen by `type`. A date's delay is resolved against the scheduler's clock when the job is added.",
+            "oneOf": one_of,
+            "discriminator": {"propertyName": "type", "mapping": mapping},
+        }),
+    );
+    add(
+        "DateTrigger",
+        trigger_schema(
+            "date",
+            "Fire once, at run_date or delay after the job is added.",
+            &[],
+            json!({
+            "run_date": date_time.clone(), "delay": duration.clone(), "timezone": zone.clone()}),
+        ),
+    );
+    add(
+        "IntervalTrigger",
+        trigger_schema(
+            "interval",
+            "Fire every fixed elapsed duration.",
+            &[],
+            json!({
+            "weeks": count.clone(), "days": count.clone(), "hours": count.clone(),
+            "minutes": count.clone(), "seconds": count.clone(),
+            "start_date": date_time.clone(), "end_date": date_time.clone(),
+            "timezone": zone.clone(), "jitter": duration.clone()}),
+        ),
+    );
+    add(
+        "CronTrigger",
+        trigger_schema(
+            "cron",
+            "Fire when the calendar fields match (APScheduler 3.x cron expressions per field).",
+            &[],
+            json!({
+            "year": field.clone(), "month": field.clone(), "day": field.clone(), "week": field.clone(),
+            "day_of_week": field.clone(), "hour": field.clone(), "minute": field.clone(), "second": field.clone(),
+            "start_date": date_time.clone(), "end_date": date_time.clone(),
+            "timezone": zone.clone(), "jitter": duration.clone()}),
+        ),
+    );
+    add(
+        "CrontabTrigger",
+        trigger_schema(
+            "crontab",
+            "Fire on a classic 5-field crontab line.",
+            &["expression"],
+            json!({
+            "expression": {"type": "string", "description": "e.g. */15 9-17 * * mon-fri"},
+            "start_date": date_time.clone(), "end_date": date_time.clone(),
+            "timezone": zone.clone(), "jitter": duration.clone()}),
+        ),
+    );
+    add(
+        "CalendarIntervalTrigger",
+        trigger_schema(
+            "calendarinterval",
+            "Fire every N years, months, weeks or days at a wall-clock time.",
+            &[],
+            json!({
+            "years": count.clone(), "months": count.clone(), "weeks": count.clone(), "days": count.clone(),
+            "hour": {"type": "integer", "minimum": 0, "maximum": 23},
+            "minute": {"type": "integer", "minimum": 0, "maximum": 59},
+            "second": {"type": "integer", "minimum": 0, "maximum": 59},
+            "start_date": date_time.clone(), "end_date": date_time.clone(),
+            "timezone": zone.clone(), "jitter": duration.clone()}),
+        ),
+    );
+    add(
+        "AndTrigger",
+        trigger_schema(
+            "and",
+            "Fire when all the given triggers agree.",
+            &["triggers"],
+            json!({
+            "triggers": {"type": "array", "minItems": 1, "items": schema("Trigger")}, "jitter": duration.clone()}),
+        ),
+    );
+    add(
+        "OrTrigger",
+        trigger_schema(
+            "or",
+            "Fire when any of the given triggers fires.",
+            &["triggers"],
+            json!({
+            "triggers": {"type": "array", "minItems": 1, "items": schema("Trigger")}, "jitter": duration.clone()}),
+        ),
+    );
+    components
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trigger_is_one_of_a_schema_per_type() {
+        let document = document();
+        let schemas = &document["components"]["schemas"];
+        let one_of = schemas["Trigger"]["oneOf"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(one_of.len(), 7);
+        for (kind, name) in TRIGGER_SCHEMAS {
+            let own = &schemas[name];
+            assert_eq!(own["properties"]["type"]["const"], kind, "{name}");
+            assert_eq!(own["additionalProperties"], false, "{name}");
+            assert_eq!(
+                schemas["Trigger"]["discriminator"]["mapping"][kind],
+                format!("#/components/schemas/{name}")
+            );
+        }
+        // What the schema allows, the API takes: each example parses as a trigger.
+        for example in [
+            json!({"type": "cron", "hour": 3, "minute": "*/15", "timezone": "Europe/Berlin"}),
+            json!({"type": "date", "delay": "30m"}),
+            json!({"type": "interval", "minutes": 90, "jitter": "10s"}),
+            json!({"type": "crontab", "expression": "*/15 9-17 * * mon-fri"}),
+            json!({"type": "calendarinterval", "months": 1, "hour": 9}),
+            json!({"type": "or", "triggers": [{"type": "cron", "hour": 1}, {"type": "cron", "hour": 2}]}),
+        ] {
+            let kind = example["type"].as_str().unwrap_or_default().to_owned();
+            let name = TRIGGER_SCHEMAS
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .map(|(_, name)| *name)
+                .unwrap_or_default();
+            let properties = &schemas[name]["properties"];
+            for field in example
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(field, _)| field)
+            {
+                assert!(
+                    properties[field].is_object(),
+                    "{kind}.{field} not in {name}"
+                );
+            }
+            assert!(
+                serde_json::from_value::<crate::trigger::TriggerSpec>(example.clone()).is_ok(),
+                "{example}"
+            );
+        }
+    }
 
     #[test]
     fn every_served_route_is_documented_and_every_documented_one_served() {
@@ -483,6 +803,28 @@ mod tests {
         let Some(paths) = document["paths"].as_object() else {
             panic!("the document has no paths");
         };
+        let tags: Vec<&Value> = document["tags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|tag| &tag["name"])
+            .collect();
+        let mut ids = std::collections::BTreeSet::new();
+        for (path, item) in paths {
+            for (method, operation) in item.as_object().into_iter().flatten() {
+                let id = operation["operationId"].as_str();
+                assert!(
+                    id.is_some_and(|id| ids.insert(id.to_owned())),
+                    "{method} {path}: no operationId, or one used twice"
+                );
+                let tagged = operation["tags"].as_array().map_or(0, Vec::len);
+                assert_eq!(tagged, 1, "{method} {path}: one tag");
+                assert!(
+                    tags.contains(&&operation["tags"][0]),
+                    "{method} {path}: tag not declared"
+                );
+            }
+        }
         for (path, item) in paths {
             let Some(operations) = item.as_object() else {
                 panic!("{path} is not an object");

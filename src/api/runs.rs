@@ -30,6 +30,12 @@ struct RunsQuery {
     limit: Option<usize>,
     #[serde(default)]
     job_id: Option<String>,
+    /// Skip this many of the newest runs.
+    #[serde(default)]
+    offset: Option<usize>,
+    /// A `next_cursor` of an earlier page.
+    #[serde(default)]
+    cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -37,20 +43,31 @@ struct RunsQuery {
 struct JobRunsQuery {
     #[serde(default)]
     limit: Option<usize>,
+    #[serde(default)]
+    offset: Option<usize>,
+    #[serde(default)]
+    cursor: Option<String>,
 }
 
 #[derive(Serialize)]
 struct RunList {
     runs: Vec<RunRecord>,
+    /// Where the next (older) page starts; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
 }
 
 async fn list_runs(
     State(state): State<AppState>,
     Query(query): Query<RunsQuery>,
 ) -> Result<axum::Json<RunList>, ApiError> {
-    let limit = bounded("limit", query.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
-    let runs = state.scheduler.runs(query.job_id.as_deref(), limit).await?;
-    Ok(axum::Json(RunList { runs }))
+    let RunsQuery {
+        limit,
+        job_id,
+        offset,
+        cursor,
+    } = query;
+    page(&state, job_id.as_deref(), limit, offset, cursor.as_deref()).await
 }
 
 async fn list_job_runs(
@@ -58,7 +75,45 @@ async fn list_job_runs(
     Path(id): Path<String>,
     Query(query): Query<JobRunsQuery>,
 ) -> Result<axum::Json<RunList>, ApiError> {
-    let limit = bounded("limit", query.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
-    let runs = state.scheduler.runs(Some(&id), limit).await?;
-    Ok(axum::Json(RunList { runs }))
+    page(
+        &state,
+        Some(&id),
+        query.limit,
+        query.offset,
+        query.cursor.as_deref(),
+    )
+    .await
+}
+
+/// One page of runs: `limit` (at most [`MAX_LIMIT`]) from `offset` or `cursor`, and
+/// the cursor of the next page when there are more. Any depth of the history is
+/// reachable a page at a time.
+async fn page(
+    state: &AppState,
+    job_id: Option<&str>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+    cursor: Option<&str>,
+) -> Result<axum::Json<RunList>, ApiError> {
+    let limit = bounded("limit", limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let filters = format!("job_id={}", job_id.unwrap_or_default());
+    let offset = match (offset, cursor) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "offset and cursor: give one or the other",
+            ))
+        }
+        (_, Some(cursor)) => super::cursor::decode("runs", &filters, cursor)?,
+        (offset, None) => offset.unwrap_or(0),
+    };
+    // One more than asked tells whether there is a next page.
+    let mut runs = state
+        .scheduler
+        .runs_from(job_id, offset, limit.saturating_add(1))
+        .await?;
+    let next_cursor = (runs.len() > limit)
+        .then(|| super::cursor::encode("runs", &filters, offset.saturating_add(limit)));
+    runs.truncate(limit);
+    Ok(axum::Json(RunList { runs, next_cursor }))
 }

@@ -442,6 +442,75 @@ pub struct NewJob {
 #[derive(Deserialize)]
 struct JobList {
     jobs: Vec<JobView>,
+    #[serde(default)]
+    total: Option<u64>,
+    #[serde(default)]
+    next_cursor: Option<String>,
+}
+
+/// The filters and the page of `GET /jobs`, as `kairos jobs list` passes them; all
+/// `None` lists every job.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// `scheduled`, `paused`, `failed` or `broken`.
+    pub state: Option<String>,
+    /// Only jobs of this task.
+    pub task: Option<String>,
+    /// Only jobs in this job store.
+    pub jobstore: Option<String>,
+    /// Text in the id or name, ignoring case.
+    pub text: Option<String>,
+    /// How many jobs in the page (the API's default: 50, at most 1,000).
+    pub limit: Option<usize>,
+    /// Skip this many matching jobs (offset paging).
+    pub offset: Option<usize>,
+    /// Go on after the page that answered with this `next_cursor` (cursor paging).
+    pub cursor: Option<String>,
+}
+
+impl JobFilter {
+    /// The query parameters this filter sends.
+    fn query(&self) -> Vec<(&'static str, String)> {
+        let mut query = Vec::new();
+        let texts = [
+            ("state", &self.state),
+            ("task", &self.task),
+            ("jobstore", &self.jobstore),
+            ("q", &self.text),
+            ("cursor", &self.cursor),
+        ];
+        for (name, value) in texts {
+            if let Some(value) = value {
+                query.push((name, value.clone()));
+            }
+        }
+        for (name, value) in [("limit", self.limit), ("offset", self.offset)] {
+            if let Some(value) = value {
+                query.push((name, value.to_string()));
+            }
+        }
+        query
+    }
+}
+
+/// One page of `GET /jobs`.
+#[derive(Clone, Debug)]
+pub struct JobPage {
+    /// The jobs in this page.
+    pub jobs: Vec<JobView>,
+    /// How many jobs match in all (absent from an unfiltered, unpaged list).
+    pub total: Option<u64>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One page of `GET /runs`.
+#[derive(Clone, Debug)]
+pub struct RunPage {
+    /// The runs, newest first.
+    pub runs: Vec<RunRecord>,
+    /// Where the next (older) page starts; `None` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -452,6 +521,8 @@ struct ClusterList {
 #[derive(Deserialize)]
 struct RunList {
     runs: Vec<RunRecord>,
+    #[serde(default)]
+    next_cursor: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -552,6 +623,28 @@ impl ApiClient {
         })
     }
 
+    /// `GET /jobs` with `filter`'s parameters: one page of the jobs it matches, or
+    /// every job when the filter is empty.
+    pub async fn list_jobs_filtered(
+        &self,
+        filter: &JobFilter,
+    ) -> Result<Fetched<JobPage>, ClientError> {
+        let path = ["jobs"];
+        let query = filter.query();
+        let (text, status) = self
+            .send(Method::GET, &path, Some(&query), None, None)
+            .await?;
+        let list: JobList = self.parse(status, &path, &text)?;
+        Ok(Fetched {
+            value: JobPage {
+                jobs: list.jobs,
+                total: list.total,
+                next_cursor: list.next_cursor,
+            },
+            body: text,
+        })
+    }
+
     /// `GET /jobs/{id}`.
     pub async fn get_job(&self, id: &str) -> Result<Fetched<JobView>, ClientError> {
         self.call(Method::GET, &["jobs", id], None, None).await
@@ -637,6 +730,21 @@ impl ApiClient {
         job_id: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Fetched<Vec<RunRecord>>, ClientError> {
+        let page = self.runs_page(job_id, limit, None).await?;
+        Ok(Fetched {
+            value: page.value.runs,
+            body: page.body,
+        })
+    }
+
+    /// `GET /runs` from `cursor` (a `next_cursor` of an earlier page) or from the
+    /// newest run: one page, and where the next one starts.
+    pub async fn runs_page(
+        &self,
+        job_id: Option<&str>,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<Fetched<RunPage>, ClientError> {
         let mut query: Vec<(&str, String)> = Vec::new();
         if let Some(job_id) = job_id {
             query.push(("job_id", job_id.to_owned()));
@@ -644,12 +752,18 @@ impl ApiClient {
         if let Some(limit) = limit {
             query.push(("limit", limit.to_string()));
         }
+        if let Some(cursor) = cursor {
+            query.push(("cursor", cursor.to_owned()));
+        }
         let (body, status) = self
             .send(Method::GET, &["runs"], Some(&query), None, None)
             .await?;
         let list: RunList = self.parse(status, &["runs"], &body)?;
         Ok(Fetched {
-            value: list.runs,
+            value: RunPage {
+                runs: list.runs,
+                next_cursor: list.next_cursor,
+            },
             body,
         })
     }

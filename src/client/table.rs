@@ -10,6 +10,7 @@ use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use unicode_width::UnicodeWidthStr;
 
 use super::{JobView, ReloadReport, RunStarted};
 use crate::history::RunRecord;
@@ -17,21 +18,56 @@ use crate::scheduler::ClusterNode;
 use crate::store::NodeStats;
 use crate::trigger::Zone;
 
-/// The longest error text a runs table shows; `--json` has all of it.
-const MAX_ERROR_CHARS: usize = 60;
+/// The widest error text a runs table shows, in terminal columns; `--json` has all
+/// of it.
+const MAX_ERROR_WIDTH: usize = 60;
+
+/// `text` cut to at most `width` terminal columns, ending in `…` when cut.
+fn cut_to_width(text: &str, width: usize) -> String {
+    if text.width() <= width {
+        return text.to_owned();
+    }
+    let mut cut = String::new();
+    let mut used = 0;
+    for character in text.chars() {
+        let wide = unicode_width::UnicodeWidthChar::width(character).unwrap_or(0);
+        // One column is kept for the ellipsis.
+        if used + wide > width.saturating_sub(1) {
+            break;
+        }
+        used += wide;
+        cut.push(character);
+    }
+    cut.push('…');
+    cut
+}
 
 /// Rows of cells printed in columns two spaces apart, the first row being the header.
+///
+/// Columns are measured in terminal columns (`unicode-width`, UAX #11), not in chars:
+/// a CJK job name such as `订单取消` takes eight columns, and counting it as four
+/// would push every cell after it out of line.
 #[derive(Clone, Debug)]
 pub struct Table {
     rows: Vec<Vec<String>>,
+    color: bool,
 }
 
 impl Table {
-    /// A table with this header row.
+    /// A table with this header row, without color.
     pub fn new(headers: &[&str]) -> Table {
         Table {
             rows: vec![headers.iter().map(|header| (*header).to_owned()).collect()],
+            color: false,
         }
+    }
+
+    /// With `color` on, the words of STATE and OUTCOME columns are colored (red for
+    /// what failed, yellow for what waits, green for what is fine); see
+    /// [`crate::color::wanted`] for when a caller should turn it on.
+    pub fn with_color(mut self, color: bool) -> Table {
+        self.color = color;
+        self
     }
 
     /// Adds a row; its cells are made safe to print.
@@ -59,20 +95,49 @@ impl fmt::Display for Table {
                 self.rows
                     .iter()
                     .filter_map(|row| row.get(column))
-                    .map(|cell| cell.chars().count())
+                    .map(|cell| cell.width())
                     .max()
                     .unwrap_or(0)
             })
             .collect();
-        for row in &self.rows {
-            let line: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(cell, width)| format!("{cell:<width$}"))
-                .collect();
-            writeln!(f, "{}", line.join("  ").trim_end())?;
+        let headers = self.rows.first().cloned().unwrap_or_default();
+        for (index, row) in self.rows.iter().enumerate() {
+            let mut line = String::new();
+            for (column, (cell, width)) in row.iter().zip(&widths).enumerate() {
+                if column > 0 {
+                    line.push_str("  ");
+                }
+                let style = match (self.color, index) {
+                    (false, _) | (true, 0) => None,
+                    (true, _) => headers
+                        .get(column)
+                        .and_then(|header| cell_color(header, cell)),
+                };
+                match style {
+                    Some(code) => line.push_str(&format!("\u{1b}[{code}m{cell}\u{1b}[0m")),
+                    None => line.push_str(cell),
+                }
+                // Padding after the color ends, so the escape codes take no width.
+                let pad = width.saturating_sub(cell.width());
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+            writeln!(f, "{}", line.trim_end())?;
         }
         Ok(())
+    }
+}
+
+/// The SGR color code for a STATE or OUTCOME cell: red for what failed, yellow for
+/// what waits or was passed over, green for what is fine.
+fn cell_color(header: &str, cell: &str) -> Option<&'static str> {
+    if header != "STATE" && header != "OUTCOME" {
+        return None;
+    }
+    match cell {
+        "failed" | "broken" | "error" | "dead" | "missed" | "timeout" => Some("31"),
+        "paused" | "skipped" | "running" | "retrying" => Some("33"),
+        "scheduled" | "success" | "alive" => Some("32"),
+        _ => None,
     }
 }
 
@@ -212,12 +277,7 @@ pub fn runs(runs: &[RunRecord], zone: &Zone) -> Table {
             .lines()
             .next()
             .unwrap_or("");
-        let error = if error.chars().count() > MAX_ERROR_CHARS {
-            let cut: String = error.chars().take(MAX_ERROR_CHARS - 1).collect();
-            format!("{cut}…")
-        } else {
-            error.to_owned()
-        };
+        let error = cut_to_width(error, MAX_ERROR_WIDTH);
         table.push(vec![
             time(run.scheduled_time, zone),
             run.job_id.clone(),
@@ -409,6 +469,59 @@ mod tests {
             "ID       NAME\na        first\nlong-id  evil\\u{1b}[2J\\nname\n"
         );
         assert_eq!(table.len(), 2);
+    }
+
+    #[test]
+    fn cjk_names_are_measured_in_terminal_columns() {
+        let mut table = Table::new(&["ID", "NAME", "STATE"]);
+        table.push(vec![
+            "a".to_owned(),
+            "订单取消".to_owned(),
+            "paused".to_owned(),
+        ]);
+        table.push(vec![
+            "b".to_owned(),
+            "stats".to_owned(),
+            "scheduled".to_owned(),
+        ]);
+        let text = table.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        // "订单取消" is 8 columns wide, so STATE starts at column 4 + 8 + 2 = 14 on
+        // every line, whatever the characters before it.
+        let column_of = |line: &str, word: &str| {
+            let byte = line
+                .find(word)
+                .unwrap_or_else(|| panic!("{word} in {line}"));
+            line[..byte].width()
+        };
+        assert_eq!(column_of(lines[0], "STATE"), 14, "{text}");
+        assert_eq!(column_of(lines[1], "paused"), 14, "{text}");
+        assert_eq!(column_of(lines[2], "scheduled"), 14, "{text}");
+    }
+
+    #[test]
+    fn color_only_when_asked_and_padding_stays_outside_it() {
+        let mut table = Table::new(&["ID", "STATE", "NAME"]);
+        table.push(vec!["a".to_owned(), "failed".to_owned(), "x".to_owned()]);
+        table.push(vec!["b".to_owned(), "scheduled".to_owned(), "y".to_owned()]);
+        assert!(!table.to_string().contains('\u{1b}'));
+        let colored = table.clone().with_color(true).to_string();
+        assert!(
+            colored.contains("\u{1b}[31mfailed\u{1b}[0m     x"),
+            "{colored:?}"
+        );
+        assert!(
+            colored.contains("\u{1b}[32mscheduled\u{1b}[0m  y"),
+            "{colored:?}"
+        );
+        assert!(colored.starts_with("ID  STATE      NAME\n"), "{colored:?}");
+    }
+
+    #[test]
+    fn long_errors_are_cut_by_width() {
+        assert_eq!(cut_to_width("short", 10), "short");
+        assert_eq!(cut_to_width("abcdef", 4), "abc…");
+        assert_eq!(cut_to_width("错误错误错误", 5), "错误…");
     }
 
     #[test]

@@ -155,7 +155,7 @@ fn check_level(level: &str) -> Result<(), LoggingError> {
 /// Where stderr goes, which decides timestamps, colors and priority prefixes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Destination {
-    /// A terminal: colors.
+    /// A terminal: colors, unless `NO_COLOR` is set (`crate::color`).
     Terminal,
     /// A file or a pipe: plain text.
     Plain,
@@ -219,7 +219,7 @@ where
 {
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(make_writer)
-        .with_ansi(destination == Destination::Terminal);
+        .with_ansi(destination == Destination::Terminal && crate::color::wanted(true));
     match (log_format, destination) {
         (LogFormat::Text, Destination::Journal) => layer
             .event_format(JournalPriority(

@@ -102,10 +102,7 @@ impl Scheduler {
         let task = inner
             .tasks
             .get(&spec.task)
-            .ok_or_else(|| SchedulerError::UnknownTask {
-                name: spec.task.clone(),
-                known: inner.tasks.names().collect::<Vec<_>>().join(", "),
-            })?;
+            .ok_or_else(|| SchedulerError::unknown_task(&spec.task, &inner.tasks))?;
         task.check_args(&spec.args)
             .map_err(SchedulerError::InvalidArgs)?;
         let executor = spec
@@ -183,18 +180,31 @@ impl Scheduler {
 
     /// Applies `changes` to a job. A new trigger recomputes the next run time from now.
     pub async fn modify_job(&self, id: &str, changes: JobChanges) -> Result<Job, SchedulerError> {
+        self.modify_job_if(id, changes, None).await
+    }
+
+    /// [`Scheduler::modify_job`], but only if the job's [`Job::revision`] is still
+    /// `revision` (when given): otherwise [`SchedulerError::RevisionChanged`] and
+    /// nothing is written. The API's `If-Match` rests on this; the revision is the
+    /// store's, so it holds across nodes sharing the store. The store compares and
+    /// writes in one step ([`crate::store::JobStore::update_job_if`]), so of two
+    /// changes made from one revision only the first is written.
+    pub async fn modify_job_if(
+        &self,
+        id: &str,
+        changes: JobChanges,
+        revision: Option<u64>,
+    ) -> Result<Job, SchedulerError> {
         let inner = &self.inner;
         let (jobstore, mut job) = inner.find_job(id).await?;
+        check_revision(&job, revision)?;
         let scheduled_before = job.next_run_time;
         let new_schedule = changes.trigger.is_some();
         if let Some(args) = changes.args {
             let task = inner
                 .tasks
                 .get(&job.task)
-                .ok_or_else(|| SchedulerError::UnknownTask {
-                    name: job.task.clone(),
-                    known: inner.tasks.names().collect::<Vec<_>>().join(", "),
-                })?;
+                .ok_or_else(|| SchedulerError::unknown_task(&job.task, &inner.tasks))?;
             task.check_args(&args)
                 .map_err(SchedulerError::InvalidArgs)?;
             job.args = args;
@@ -261,7 +271,9 @@ impl Scheduler {
                 job.next_run_time = Some(next);
             }
         }
-        let stored = self.write_changed(jobstore, job, scheduled_before).await?;
+        let stored = self
+            .write_changed_if(jobstore, job, scheduled_before, revision)
+            .await?;
         if new_schedule {
             // A run held early for a time the new trigger keeps was planned with the
             // old one: taken back, the job is taken again at that time and planned anew.
@@ -277,7 +289,30 @@ impl Scheduler {
         job: Job,
         scheduled_before: Option<DateTime<Utc>>,
     ) -> Result<Job, SchedulerError> {
-        let stored = self.inner.store(&jobstore)?.update_job(job).await?;
+        self.write_changed_if(jobstore, job, scheduled_before, None)
+            .await
+    }
+
+    /// [`Self::write_changed`], only if the stored job is still at `revision` (when
+    /// given): the store compares and writes in one step where it can.
+    async fn write_changed_if(
+        &self,
+        jobstore: String,
+        job: Job,
+        scheduled_before: Option<DateTime<Utc>>,
+        revision: Option<u64>,
+    ) -> Result<Job, SchedulerError> {
+        let store = self.inner.store(&jobstore)?;
+        let stored = match revision {
+            None => store.update_job(job).await?,
+            Some(expected) => {
+                let id = job.id.clone();
+                match store.update_job_if(job, expected).await? {
+                    Ok(stored) => stored,
+                    Err(revision) => return Err(SchedulerError::RevisionChanged { id, revision }),
+                }
+            }
+        };
         // A run already handed over for the old time must not happen: the change moved
         // it (or paused the job). Other changes (args, name ...) leave it be.
         if stored.next_run_time != scheduled_before {
@@ -298,12 +333,24 @@ impl Scheduler {
         id: &str,
         trigger: TriggerSpec,
     ) -> Result<Job, SchedulerError> {
-        self.modify_job(
+        self.reschedule_job_if(id, trigger, None).await
+    }
+
+    /// [`Scheduler::reschedule_job`], only if the job's revision is still `revision`
+    /// (see [`Scheduler::modify_job_if`]).
+    pub async fn reschedule_job_if(
+        &self,
+        id: &str,
+        trigger: TriggerSpec,
+        revision: Option<u64>,
+    ) -> Result<Job, SchedulerError> {
+        self.modify_job_if(
             id,
             JobChanges {
                 trigger: Some(trigger),
                 ..JobChanges::default()
             },
+            revision,
         )
         .await
     }
@@ -356,6 +403,20 @@ impl Scheduler {
 
     /// Removes a job. A run in progress finishes; the job does not run again.
     pub async fn remove_job(&self, id: &str) -> Result<(), SchedulerError> {
+        self.remove_job_if(id, None).await
+    }
+
+    /// [`Scheduler::remove_job`], only if the job's revision is still `revision`
+    /// (see [`Scheduler::modify_job_if`]).
+    pub async fn remove_job_if(
+        &self,
+        id: &str,
+        revision: Option<u64>,
+    ) -> Result<(), SchedulerError> {
+        if revision.is_some() {
+            let (_, job) = self.inner.find_job(id).await?;
+            check_revision(&job, revision)?;
+        }
         for (name, store) in &self.inner.stores {
             match store.remove_job(id).await {
                 Ok(()) => {
@@ -582,13 +643,28 @@ impl Scheduler {
         job_id: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RunRecord>, SchedulerError> {
+        self.runs_from(job_id, 0, limit).await
+    }
+
+    /// [`Scheduler::runs`] after skipping the newest `offset`: a page of the whole
+    /// history. With one store the store skips them; with several, each store's newest
+    /// `offset + limit` are merged.
+    pub async fn runs_from(
+        &self,
+        job_id: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, SchedulerError> {
+        if let [store] = self.inner.stores.values().collect::<Vec<_>>()[..] {
+            return Ok(store.runs_from(job_id, offset, limit).await?);
+        }
         let mut runs = Vec::new();
+        let wanted = offset.saturating_add(limit);
         for store in self.inner.stores.values() {
-            runs.extend(store.runs(job_id, limit).await?);
+            runs.extend(store.runs(job_id, wanted).await?);
         }
         runs.sort_by_key(|run| std::cmp::Reverse(run.finished_at));
-        runs.truncate(limit);
-        Ok(runs)
+        Ok(runs.into_iter().skip(offset).take(limit).collect())
     }
 }
 
@@ -649,4 +725,15 @@ pub(crate) fn submission(
         // Set by the hand-over when the runs are judged again at their time.
         start_check: None,
     })
+}
+
+/// [`SchedulerError::RevisionChanged`] unless `job` is at `revision` (or none is asked).
+fn check_revision(job: &Job, revision: Option<u64>) -> Result<(), SchedulerError> {
+    match revision {
+        Some(expected) if expected != job.revision => Err(SchedulerError::RevisionChanged {
+            id: job.id.clone(),
+            revision: job.revision,
+        }),
+        _ => Ok(()),
+    }
 }

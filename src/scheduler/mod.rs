@@ -55,16 +55,29 @@ pub enum SchedulerError {
     /// No job with that id.
     #[error("no job with id {0:?}")]
     JobNotFound(String),
+    /// The job was changed since the revision the caller named (`If-Match`).
+    #[error("job {id:?} was changed since (its revision is now {revision})")]
+    RevisionChanged {
+        /// The job's id.
+        id: String,
+        /// Its revision now.
+        revision: u64,
+    },
     /// A job with that id exists and `replace_existing` was not set.
     #[error("a job with id {0:?} already exists")]
     JobExists(String),
     /// The job names a task that is not registered.
-    #[error("task: unknown task {name:?} (known: {known})")]
+    #[error("task: unknown task {name:?} ({})", match suggestion {
+        Some(close) => format!("did you mean {close:?}?"),
+        None => format!("known: {known}"),
+    })]
     UnknownTask {
         /// The name given.
         name: String,
         /// The registered names.
         known: String,
+        /// The registered name closest to `name`, if it is a likely typo of it.
+        suggestion: Option<String>,
     },
     /// The task refused the job's args.
     #[error("args: {0}")]
@@ -109,6 +122,18 @@ pub enum SchedulerError {
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
+}
+
+impl SchedulerError {
+    /// [`SchedulerError::UnknownTask`] for `name`, with the registered task closest to
+    /// it as a suggestion.
+    pub(crate) fn unknown_task(name: &str, tasks: &crate::task::TaskRegistry) -> SchedulerError {
+        SchedulerError::UnknownTask {
+            name: name.to_owned(),
+            known: tasks.names().collect::<Vec<_>>().join(", "),
+            suggestion: crate::suggest::closest_of(name, tasks.names()).map(str::to_owned),
+        }
+    }
 }
 
 impl From<StoreError> for SchedulerError {

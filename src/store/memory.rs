@@ -342,6 +342,15 @@ impl JobStore for MemoryStore {
         state.put(job)
     }
 
+    async fn update_job_if(&self, job: Job, revision: u64) -> Result<Result<Job, u64>, StoreError> {
+        let mut state = self.lock();
+        match state.jobs.get_by_id(&job.id).map(|stored| stored.revision) {
+            None => Err(StoreError::NotFound(job.id)),
+            Some(current) if current != revision => Ok(Err(current)),
+            Some(_) => state.put(job).map(Ok),
+        }
+    }
+
     async fn remove_job(&self, id: &str) -> Result<(), StoreError> {
         let mut state = self.lock();
         // The instance count stays: runs still going release it, and a job re-added
@@ -657,12 +666,22 @@ impl JobStore for MemoryStore {
     }
 
     async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        self.runs_from(job_id, 0, limit).await
+    }
+
+    async fn runs_from(
+        &self,
+        job_id: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
         let state = self.lock();
         Ok(state
             .runs
             .iter()
             .rev()
             .filter(|run| job_id.is_none_or(|id| run.job_id == id))
+            .skip(offset)
             .take(limit)
             .cloned()
             .collect())

@@ -227,6 +227,20 @@ pub trait JobStore: Send + Sync + 'static {
     /// Overwrites an existing job; `NotFound` if there is none.
     async fn update_job(&self, job: Job) -> Result<Job, StoreError>;
 
+    /// [`JobStore::update_job`], only if the stored job's revision is still
+    /// `revision`; otherwise nothing is written and the answer is `Ok(Err(current))`,
+    /// the revision it has now. The API's `If-Match` rests on this. The default reads,
+    /// compares and writes in two calls; the built-in stores compare and write in one
+    /// step (under the memory store's lock, in one SQL transaction with the row
+    /// locked, in one Redis script), so of two changes from one revision one wins.
+    async fn update_job_if(&self, job: Job, revision: u64) -> Result<Result<Job, u64>, StoreError> {
+        match self.get_job(&job.id).await? {
+            None => Err(StoreError::NotFound(job.id)),
+            Some(current) if current.revision != revision => Ok(Err(current.revision)),
+            Some(_) => self.update_job(job).await.map(Ok),
+        }
+    }
+
     /// Removes a job; `NotFound` if there is none.
     async fn remove_job(&self, id: &str) -> Result<(), StoreError>;
 
@@ -509,6 +523,19 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Run records, newest first, of one job or of all.
     async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// [`JobStore::runs`] after skipping the newest `offset`: the API's paging through
+    /// the whole history. The default reads `offset + limit` records; stores that can
+    /// skip without reading do so.
+    async fn runs_from(
+        &self,
+        job_id: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let runs = self.runs(job_id, offset.saturating_add(limit)).await?;
+        Ok(runs.into_iter().skip(offset).collect())
+    }
 
     /// Deletes run records older than `keep` and beyond the newest `max_rows`, at most
     /// `batch` of them per call (so a long backlog never holds the store for long);

@@ -263,10 +263,20 @@ impl fmt::Display for Zone {
     }
 }
 
-/// Why a zone name was not understood.
+/// Why a zone name was not understood: the name, and the closest zone name if one is
+/// a likely typo of it (`Europe/Berln` → `Europe/Berlin`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown time zone {0:?} (expected an IANA name such as \"Europe/London\", \"UTC\" or an offset such as \"+08:00\")")]
-pub struct UnknownZone(pub String);
+#[error("unknown time zone {0:?} ({hint})", hint = unknown_zone_hint(.1))]
+pub struct UnknownZone(pub String, pub Option<&'static str>);
+
+fn unknown_zone_hint(suggestion: &Option<&'static str>) -> String {
+    match suggestion {
+        Some(name) => format!("did you mean {name:?}?"),
+        None => "expected an IANA name such as \"Europe/London\", \"UTC\" or an offset \
+                 such as \"+08:00\""
+            .to_owned(),
+    }
+}
 
 impl FromStr for Zone {
     type Err = UnknownZone;
@@ -290,7 +300,10 @@ impl FromStr for Zone {
                     .map(|tz| Zone::Named(*tz))
                     .ok_or(())
             })
-            .map_err(|_| UnknownZone(text.to_owned()))
+            .map_err(|_| {
+                let names = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name());
+                UnknownZone(text.to_owned(), crate::suggest::closest_of(trimmed, names))
+            })
     }
 }
 

@@ -150,6 +150,8 @@ pub struct Faults {
     pub failing_finishes: AtomicU32,
     /// `acquire_due_jobs` never returns (a statement stuck on the server).
     pub hang_acquire: AtomicBool,
+    /// `get_job` never returns.
+    pub hang_reads: AtomicBool,
 }
 
 /// Takes one from `counter` if it is above zero; true if it did (the call fails).
@@ -212,6 +214,9 @@ impl JobStore for FaultyStore {
     }
     async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
         self.check()?;
+        if self.faults.hang_reads.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.jobs.get_job(id).await
     }
     async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {

@@ -349,6 +349,44 @@ impl JobStore for RedisStore {
         self.put_one("update", job).await
     }
 
+    async fn update_job_if(
+        &self,
+        mut job: Job,
+        revision: u64,
+    ) -> Result<Result<Job, u64>, StoreError> {
+        // put.lua compares the stored revision and writes in one script: atomic.
+        let keys = &self.keys;
+        let json = serde_json::to_string(&job)
+            .map_err(|error| StoreError::Corrupt(format!("job {:?}: {error}", job.id)))?;
+        let mut invocation = scripts::PUT.prepare_invoke();
+        invocation
+            .key(&keys.jobs)
+            .key(&keys.revs)
+            .key(&keys.next)
+            .key(&keys.due)
+            .key(&keys.leases)
+            .key(&keys.broken)
+            .key(&keys.seq)
+            .arg(format!("update_if:{revision}"))
+            .arg(&keys.wake)
+            .arg(&job.id)
+            .arg(json)
+            .arg(micros_or_empty(job.next_run_time));
+        let out: Vec<i64> = self.invoke(&invocation).await?;
+        match out[..] {
+            [-2] => Err(StoreError::NotFound(job.id)),
+            [-3, current] => Ok(Err(u64::try_from(current).unwrap_or(0))),
+            [written] if written > 0 => {
+                job.revision = u64::try_from(written).unwrap_or(0);
+                Ok(Ok(job))
+            }
+            _ => Err(StoreError::Corrupt(format!(
+                "an unexpected answer {out:?} to a conditional update of job {:?}",
+                job.id
+            ))),
+        }
+    }
+
     async fn remove_job(&self, id: &str) -> Result<(), StoreError> {
         let keys = &self.keys;
         let removed: i64 = self

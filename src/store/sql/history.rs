@@ -337,11 +337,12 @@ impl<D: Dialect> SqlStore<D> {
             .map(drop)
     }
 
-    /// [`crate::store::JobStore::runs`]: newest first, by finish time, then by
-    /// insertion order.
+    /// [`crate::store::JobStore::runs_from`]: newest first, by finish time, then by
+    /// insertion order, the newest `offset` skipped.
     pub(super) async fn select_runs(
         &self,
         job_id: Option<&str>,
+        offset: usize,
         limit: usize,
     ) -> Result<Vec<RunRecord>, StoreError> {
         if limit == 0 {
@@ -353,9 +354,10 @@ impl<D: Dialect> SqlStore<D> {
             None => ("", Vec::new()),
         };
         args.push(limit.into());
+        args.push(i64::try_from(offset).unwrap_or(i64::MAX).into());
         let sql = self.sql(&format!(
             "SELECT {RUN_COLUMNS} FROM {{p}}runs {filter}\
-             ORDER BY finished_at DESC, seq DESC LIMIT ?"
+             ORDER BY finished_at DESC, seq DESC LIMIT ? OFFSET ?"
         ));
         let rows = self.fetch(&sql, args).await?;
         let mut runs = Vec::with_capacity(rows.len());

@@ -135,13 +135,15 @@ impl<D: Dialect> SqlStore<D> {
     }
 
     /// Overwrites job `job.id` in a transaction; `Ok(None)` if there is no such job
-    /// and `insert_missing` is false. The lease stays: a job changed while acquired
-    /// is still acquired.
+    /// and `insert_missing` is false, `Ok(Some(Err(current)))` and nothing written if
+    /// `expected` is given and the row's revision is not it. The lease stays: a job
+    /// changed while acquired is still acquired.
     async fn write_job(
         &self,
         mut job: Job,
         insert_missing: bool,
-    ) -> Result<Option<Job>, StoreError> {
+        expected: Option<u64>,
+    ) -> Result<Option<Result<Job, u64>>, StoreError> {
         let (next, _) = stored(&mut job)?;
         let lock = self.sql(&format!(
             "SELECT revision FROM {{p}}jobs WHERE id = ?{}",
@@ -166,6 +168,13 @@ impl<D: Dialect> SqlStore<D> {
             };
             if current.is_none() && !insert_missing {
                 return Ok(None);
+            }
+            // Compared with the row locked, so no write lands between this and ours.
+            let now = current.and_then(|current| u64::try_from(current).ok());
+            if let (Some(expected), Some(now)) = (expected, now) {
+                if expected != now {
+                    return Ok(Some(Err(now)));
+                }
             }
             let revision = self.revisions.after(current.unwrap_or(0));
             job.revision = u64::try_from(revision).unwrap_or(0);
@@ -199,7 +208,7 @@ impl<D: Dialect> SqlStore<D> {
             }
             transaction.commit().await.map_err(failure::<D>)?;
             self.announce(job.next_run_time).await;
-            return Ok(Some(job));
+            return Ok(Some(Ok(job)));
         }
         Err(StoreError::Unavailable(format!(
             "{}: job {:?} kept being written concurrently",
@@ -295,14 +304,23 @@ impl<D: Dialect> JobStore for SqlStore<D> {
 
     async fn replace_job(&self, job: Job) -> Result<Job, StoreError> {
         let id = job.id.clone();
-        self.write_job(job, true)
-            .await?
-            .ok_or(StoreError::NotFound(id))
+        match self.write_job(job, true, None).await? {
+            Some(Ok(job)) => Ok(job),
+            _ => Err(StoreError::NotFound(id)),
+        }
     }
 
     async fn update_job(&self, job: Job) -> Result<Job, StoreError> {
         let id = job.id.clone();
-        self.write_job(job, false)
+        match self.write_job(job, false, None).await? {
+            Some(Ok(job)) => Ok(job),
+            _ => Err(StoreError::NotFound(id)),
+        }
+    }
+
+    async fn update_job_if(&self, job: Job, revision: u64) -> Result<Result<Job, u64>, StoreError> {
+        let id = job.id.clone();
+        self.write_job(job, false, Some(revision))
             .await?
             .ok_or(StoreError::NotFound(id))
     }
@@ -676,7 +694,16 @@ impl<D: Dialect> JobStore for SqlStore<D> {
     }
 
     async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
-        self.select_runs(job_id, limit).await
+        self.select_runs(job_id, 0, limit).await
+    }
+
+    async fn runs_from(
+        &self,
+        job_id: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        self.select_runs(job_id, offset, limit).await
     }
 
     async fn claim_alert(

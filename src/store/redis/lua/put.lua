@@ -1,11 +1,19 @@
--- add_job(s) / replace_job / update_job: write jobs and index them, in one step.
+-- add_job(s) / replace_job / update_job / update_job_if: write jobs and index them, in
+-- one step.
 -- KEYS: 1 jobs, 2 revs, 3 next, 4 due, 5 leases, 6 broken, 7 seq
--- ARGV: 1 mode ('add' | 'replace' | 'update'), 2 the wake-up channel, then three per
---       job: id, job JSON, next run time (µs) or ''
+-- ARGV: 1 mode ('add' | 'replace' | 'update' | 'update_if:REVISION'), 2 the wake-up
+--       channel, then three per job: id, job JSON, next run time (µs) or ''
 -- Returns the new revision of each job in order; on the first job that 'add' finds
 -- taken (-1) or 'update' finds missing (-2) it returns that code last and stops, and
 -- the jobs before it stay written (the contract of JobStore::add_jobs).
+-- 'update_if:REVISION' is 'update' of one job whose stored revision must be REVISION:
+-- otherwise nothing is written and the answer is {-3, the revision it has}.
 local mode = ARGV[1]
+local expected = nil
+if string.sub(mode, 1, 10) == 'update_if:' then
+  expected = string.sub(mode, 11)
+  mode = 'update'
+end
 local out = {}
 -- The earliest next run time written, announced once at the end (store/wake.rs).
 local earliest, earliest_text = nil, nil
@@ -26,6 +34,12 @@ for i = 3, #ARGV, 3 do
     out[#out + 1] = -2
     announce()
     return out
+  end
+  if expected then
+    local current = redis.call('HGET', KEYS[2], id)
+    if current ~= expected then
+      return {-3, tonumber(current) or 0}
+    end
   end
   -- One counter for all jobs, never reset (not even by remove_all_jobs): a job removed
   -- and added again under its id must not get back a revision a late release carries.
