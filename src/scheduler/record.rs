@@ -121,6 +121,11 @@ struct Unwritten {
     by_store: HashMap<String, VecDeque<FinishedRun>>,
     /// What a run's outcome changes in its job, by store (job id, acquired revision).
     follow_ups: HashMap<String, Vec<(String, u64, FollowUp)>>,
+    /// One-off runs that ended with nothing else to change in their jobs, by store (job
+    /// id, acquired revision, scheduled time): a pause made through another node while
+    /// they ran would leave the job paused, and resuming it would run that time again,
+    /// so their jobs' schedules are read in one batch and a paused one is finished.
+    one_offs_ended: HashMap<String, Vec<(String, u64, DateTime<Utc>)>>,
     releases: HashMap<String, Vec<Release>>,
     to_announce: Vec<RunRecord>,
     /// A release among them may leave its job due (see `add`).
@@ -311,6 +316,7 @@ impl Unwritten {
         self.by_store.values().all(VecDeque::is_empty)
             && self.releases.values().all(Vec::is_empty)
             && self.follow_ups.values().all(Vec::is_empty)
+            && self.one_offs_ended.values().all(Vec::is_empty)
     }
 
     fn len(&self) -> usize {
@@ -424,6 +430,13 @@ impl Unwritten {
                         } else {
                             held.at_end(record.finished_at)
                         };
+                        if follow_up.is_none() && one_off && record.started_at.is_some() {
+                            self.one_offs_ended.entry(store.clone()).or_default().push((
+                                release.job_id.clone(),
+                                release.revision,
+                                record.scheduled_time,
+                            ));
+                        }
                         if let Some(follow_up) = follow_up {
                             follow_up.log(&record);
                             if let FollowUp::Retry { retry_at, .. } = &follow_up {
@@ -527,6 +540,41 @@ impl Unwritten {
             }
         }
         self.report_backlog(inner);
+        // One-off runs changed through another node while they ran: one read per store.
+        for (name, ended) in &mut self.one_offs_ended {
+            if ended.is_empty() || refused.contains(name) {
+                continue;
+            }
+            let Some(store) = inner.stores.get(name) else {
+                ended.clear();
+                continue;
+            };
+            let ids: Vec<String> = ended.iter().map(|(id, _, _)| id.clone()).collect();
+            match store.job_schedules(&ids).await {
+                Ok(schedules) => {
+                    let follow_ups = self.follow_ups.entry(name.clone()).or_default();
+                    for ((job_id, revision, scheduled_time), schedule) in
+                        ended.drain(..).zip(schedules)
+                    {
+                        // Paused (kept, without a next run time): finished below if its
+                        // time is the one that ran.
+                        if schedule == Some(None) {
+                            follow_ups.push((
+                                job_id,
+                                revision,
+                                FollowUp::Finished { scheduled_time },
+                            ));
+                        }
+                    }
+                    ended.clear();
+                }
+                Err(error) => {
+                    all_written = false;
+                    refused.push(name.clone());
+                    tracing::warn!(jobstore = name, %error, "could not read the jobs of ended one-off runs; will retry");
+                }
+            }
+        }
         // After their runs' records and before their releases (which end the leases).
         for (name, follow_ups) in &mut self.follow_ups {
             if follow_ups.is_empty() || refused.contains(name) {
