@@ -3,6 +3,7 @@
 test_e2e.sh starts everything and runs this with the venv's python:
   KAIROS_URL, KAIROS_TOKEN   the daemon's API and the order service's token
   SERVICE_URL, SHORT_URL     the service with a 30 minute and a 2 second payment window
+  OFFLINE_URL                the service with a kairos that does not answer
   TABLE_PREFIX, MYSQL_*      where the service keeps its orders
 Each check prints what it proves; the first failure exits non-zero.
 """
@@ -19,6 +20,7 @@ KAIROS_URL = os.environ.get("KAIROS_URL", "").rstrip("/")
 TOKEN = os.environ.get("KAIROS_TOKEN", "")
 SERVICE = os.environ.get("SERVICE_URL", "").rstrip("/")
 SHORT = os.environ.get("SHORT_URL", "").rstrip("/")
+OFFLINE = os.environ.get("OFFLINE_URL", "").rstrip("/")
 ORDERS = os.environ.get("TABLE_PREFIX", "") + "orders"
 REQUESTS = os.environ.get("TABLE_PREFIX", "") + "order_requests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -117,9 +119,26 @@ def main():
     check(cancel_jobs() == [], "no cancel job is left")
     check(status_in_db(oid) == "paid", "MariaDB holds the order as paid")
 
-    # 4. An order left unpaid through a 2 second window: kairos cancels it.
+    # 4. kairos is unreachable while an order is created: the order is saved, the answer
+    # is 503, and the client's retry (same key, kairos back) adds the missing job.
+    key = str(uuid.uuid4())
+    down = create(OFFLINE, key, 9, 999)
+    check(down.status_code == 503, f"with kairos down, POST /orders answers 503 ({down.status_code})")
+    rows = sql(f"SELECT order_id FROM `{REQUESTS}` WHERE idempotency_key = %s", (key,))
+    check(len(rows) == 1, "the order was saved with its key")
+    did = rows[0][0]
+    check(job(f"order-cancel-{did}").status_code == 404, "and has no cancel job yet")
+    healed = create(SERVICE, key, 9, 999)
+    check(healed.status_code == 201 and healed.json()["id"] == did,
+          "the retry returns the same order")
+    check(job(f"order-cancel-{did}").status_code == 200, "and its cancel job now exists")
+    paid = requests.post(f"{SERVICE}/orders/{did}/pay", timeout=10)
+    check(paid.status_code == 200 and job(f"order-cancel-{did}").status_code == 404,
+          "paying it removes the job")
+
+    # 5. An order left unpaid through a 2 second window: kairos cancels it.
     late = create(SHORT, str(uuid.uuid4()), 8, 4999)
-    check(late.status_code == 201, f"a second order is created ({late.status_code} {late.text})")
+    check(late.status_code == 201, f"another order is created ({late.status_code} {late.text})")
     lid = late.json()["id"]
     check(job(f"order-cancel-{lid}").status_code == 200, f"kairos holds order-cancel-{lid}")
     deadline = time.monotonic() + 30
@@ -128,7 +147,8 @@ def main():
     check(status_in_db(lid) == "cancelled", "kairos cancelled the unpaid order in MariaDB")
     stamped = sql(f"SELECT cancelled_at IS NOT NULL FROM `{ORDERS}` WHERE id = %s", (lid,))
     check(stamped[0][0] == 1, "and stamped cancelled_at")
-    check(status_in_db(oid) == "paid", "the paid order stays paid")
+    check(status_in_db(oid) == "paid" and status_in_db(did) == "paid",
+          "the paid orders stay paid")
     late_pay = requests.post(f"{SHORT}/orders/{lid}/pay", timeout=10)
     check(late_pay.status_code == 409, "paying the cancelled order is refused (409)")
     # A date job is removed once it has run.

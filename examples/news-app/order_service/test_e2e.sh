@@ -131,9 +131,9 @@ export KAIROS_URL
 say "$("$kairos" --version 2>/dev/null | head -n1) at $KAIROS_URL"
 
 free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-start_service() { # variable for its URL, name, payment window
+start_service() { # variable for its URL, name, payment window[, kairos URL]
   local port; port=$(free_port)
-  (cd "$here" && PAYMENT_WINDOW=$3 exec "$py" -m flask --app app run --host 127.0.0.1 \
+  (cd "$here" && PAYMENT_WINDOW=$3 KAIROS_URL=${4:-$KAIROS_URL} exec "$py" -m flask --app app run --host 127.0.0.1 \
     --port "$port") </dev/null >"$work/$2.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do
@@ -147,6 +147,8 @@ start_service() { # variable for its URL, name, payment window
 }
 start_service SERVICE_URL service-30m 30m
 start_service SHORT_URL service-2s 2s
+# One whose kairos is down (nothing listens there), to show a retry heals the create.
+start_service OFFLINE_URL service-offline 30m "http://127.0.0.1:$(free_port)/api/v1"
 
 "$py" "$here/test_e2e.py"
 passed=1
