@@ -967,7 +967,14 @@ async fn hand_over(
                     scheduled_time: first,
                     runs: run_ids.len(),
                     acquired_next: job.next_run_time,
-                    released_next: how.released_next,
+                    // A job its run holds is written back only when the run ends, so
+                    // until then the store can show it only at the time it was taken
+                    // at; its next time appearing means someone else rescheduled it.
+                    released_next: if how.final_release.is_some() {
+                        None
+                    } else {
+                        how.released_next
+                    },
                     confirm_schedule: early,
                     slot_claimed: how.slot_claimed,
                     withdrawal: submission.withdrawal.clone(),

@@ -46,7 +46,8 @@ pub(crate) struct RunStart {
     /// How many runs the submission holds (they share one slot).
     pub(crate) runs: usize,
     /// The next run time the job had when it was taken, and the one written back for
-    /// it: finding either in the store means nobody changed its schedule since.
+    /// it (`None` for a job its run holds: nothing is written back before the run
+    /// ends): finding either in the store means nobody changed its schedule since.
     pub(crate) acquired_next: Option<DateTime<Utc>>,
     pub(crate) released_next: Option<DateTime<Utc>>,
     /// Read the job's schedule from the store first (runs handed over early).
