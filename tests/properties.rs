@@ -2046,3 +2046,29 @@ fn an_error_about_a_value_with_a_line_break_is_one_line() {
         assert!(!error.contains('\n'), "{kind} {word:?}: {error:?}");
     }
 }
+
+/// Found by the `duration` fuzz target (fuzz/fuzz_targets/duration.rs): `delay=` of
+/// 5184470148447 seconds put the run date in the year 166313, which the trigger's spec
+/// wrote as `+166313-07-04T…` and could not read back, so a stored job would not load
+/// again. Such a delay is refused, naming the field; one ending in 9999 still builds
+/// and its spec builds again.
+#[test]
+fn fuzz_regression_a_delay_past_the_year_9999_is_refused() {
+    let now: DateTime<Utc> = "2024-03-09T09:04:56Z".parse().expect("an instant");
+    let context = TriggerContext::new(now);
+    let spec = spec_from_words("date", &["delay=5184470148447".to_owned()]).expect("words");
+    let error = Trigger::new(spec, &context).expect_err("a run date after 9999");
+    assert_eq!(error.field(), "delay", "{error}");
+    assert!(
+        error.to_string().contains("too far in the future"),
+        "{error}"
+    );
+
+    let spec = spec_from_words("date", &["delay=250000000000".to_owned()]).expect("words");
+    let trigger = Trigger::new(spec, &context).expect("a run date in 9946");
+    let again = Trigger::new(trigger.spec().into_owned(), &context).expect("reads back");
+    assert_eq!(
+        again.next_fire_time(None, now),
+        trigger.next_fire_time(None, now)
+    );
+}

@@ -1,6 +1,6 @@
 //! `date`: fire once, at `run_date` or `delay` after the trigger is built.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, TimeDelta, Utc};
 
 use super::datetime::WrittenDateTime;
 use super::window::{choose_zone, parse_field};
@@ -27,6 +27,17 @@ pub(crate) fn build(spec: DateSpec, context: &TriggerContext) -> Result<Trigger,
         (None, None) => context.now,
     };
     let run_date = super::datetime::truncate_to_micros(run_date);
+    // The run date is kept and shown as RFC 3339 text in its zone (`Trigger::spec`, the
+    // stores, the API), which has four-digit years: a `delay` reaching past 9999 would
+    // store a date that no longer reads back (found by fuzz/fuzz_targets/duration.rs).
+    if let Some(delay) = spec.delay {
+        if zone.to_local(run_date).year() > 9999 {
+            return Err(TriggerError::out_of_range(
+                "delay",
+                format!("{delay:?} is too far in the future (the run date must be before the year 10000)"),
+            ));
+        }
+    }
     match written {
         // A civil time keeps its text next to the zone: the user's wall-clock intent
         // survives a change of the zone's rules (tests/apscheduler_port.rs).
