@@ -405,6 +405,14 @@ fn conventions(paths: &mut Value) {
         if let Some(operation) = paths.pointer_mut(&pointer(path, method)) {
             operation["operationId"] = json!(id);
             operation["tags"] = json!([tag]);
+            // A state-changing request whose body is not declared JSON is refused before
+            // it is read (`origin.rs`: the browser-origin defence, docs/threat-model.md).
+            if matches!(method, "post" | "patch" | "delete") {
+                operation["responses"]["415"] = json_response(
+                    "The request has a body, or is a POST, without Content-Type: application/json.",
+                    schema("Error"),
+                );
+            }
         }
     }
     let if_match = json!({"name": "If-Match", "in": "header", "required": false,
