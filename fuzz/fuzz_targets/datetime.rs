@@ -18,6 +18,12 @@ fuzz_target!(|data: &[u8]| {
         let instant = written.to_instant(&zone);
         let _ = written.to_date(&zone);
         let formatted = format_instant(instant, &zone);
+        // Years outside 1-9999 (year 0 in UTC is year -1 in New York) are written with a
+        // sign, which the date parser does not read: outside the range kairos schedules
+        // in (README.md, "Fuzzing"), so only the absence of a panic is checked there.
+        if formatted.starts_with(['-', '+']) {
+            continue;
+        }
         // RFC 3339 offsets have whole minutes: a local mean time before a zone's first
         // standard time (New York until 1883, -04:56:02) is written without its
         // seconds, so only there the instant read back may be off by under a minute.
