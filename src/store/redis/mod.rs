@@ -180,26 +180,33 @@ impl RedisStore {
             .map_err(store_error)
     }
 
+    /// put.lua with its keys, its `mode` and the wake-up channel: the jobs' arguments
+    /// (id, JSON, next run time) follow.
+    fn put_invocation(&self, mode: &str) -> ::redis::ScriptInvocation<'static> {
+        let keys = &self.keys;
+        let mut invocation = scripts::PUT.prepare_invoke();
+        invocation
+            .key(&keys.jobs)
+            .key(&keys.revs)
+            .key(&keys.next)
+            .key(&keys.due)
+            .key(&keys.leases)
+            .key(&keys.broken)
+            .key(&keys.seq)
+            .arg(mode)
+            .arg(&keys.wake);
+        invocation
+    }
+
     /// Runs put.lua on `jobs`, [`PUT_BATCH`] at a time; returns them with their new
     /// revisions. The first job that `mode` refuses ends the call with its error, and
     /// the jobs before it stay written.
     async fn put(&self, mode: &str, jobs: Vec<Job>) -> Result<Vec<Job>, StoreError> {
-        let keys = &self.keys;
         let mut written = Vec::with_capacity(jobs.len());
         let mut jobs = jobs.into_iter().peekable();
         while jobs.peek().is_some() {
             let chunk: Vec<Job> = jobs.by_ref().take(PUT_BATCH).collect();
-            let mut invocation = scripts::PUT.prepare_invoke();
-            invocation
-                .key(&keys.jobs)
-                .key(&keys.revs)
-                .key(&keys.next)
-                .key(&keys.due)
-                .key(&keys.leases)
-                .key(&keys.broken)
-                .key(&keys.seq)
-                .arg(mode)
-                .arg(&keys.wake);
+            let mut invocation = self.put_invocation(mode);
             for job in &chunk {
                 let json = serde_json::to_string(job)
                     .map_err(|error| StoreError::Corrupt(format!("job {:?}: {error}", job.id)))?;
@@ -355,20 +362,10 @@ impl JobStore for RedisStore {
         revision: u64,
     ) -> Result<Result<Job, u64>, StoreError> {
         // put.lua compares the stored revision and writes in one script: atomic.
-        let keys = &self.keys;
         let json = serde_json::to_string(&job)
             .map_err(|error| StoreError::Corrupt(format!("job {:?}: {error}", job.id)))?;
-        let mut invocation = scripts::PUT.prepare_invoke();
+        let mut invocation = self.put_invocation(&format!("update_if:{revision}"));
         invocation
-            .key(&keys.jobs)
-            .key(&keys.revs)
-            .key(&keys.next)
-            .key(&keys.due)
-            .key(&keys.leases)
-            .key(&keys.broken)
-            .key(&keys.seq)
-            .arg(format!("update_if:{revision}"))
-            .arg(&keys.wake)
             .arg(&job.id)
             .arg(json)
             .arg(micros_or_empty(job.next_run_time));
