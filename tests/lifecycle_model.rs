@@ -710,6 +710,43 @@ fn a_one_off_job_paused_through_another_node_during_its_run_does_not_run_again()
     assert_promises_hold(&scenario);
 }
 
+/// The same with a job that allows two runs at once, so its run does not hold it: its
+/// write-back is deferred to the run's time. The run's check at its time could not
+/// tell the other node's reschedule from its own write-back (both leave the old
+/// trigger's next time in the store) and ran the old time; the write-back now waits
+/// for the check.
+#[test]
+fn a_reschedule_through_another_node_to_the_old_triggers_next_time_stops_an_early_run() {
+    let scenario = written(
+        2,
+        9_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(every(1, 1_900), 2, 261))),
+            (3_837, 1, OpKind::Reschedule(0, every(4, 4_900))),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// A job that allows several runs at once is handed over early on one node and
+/// rescheduled through the other to a one-off job at the very time of that run. The
+/// store's next run time did not change, so the run's check at its time let it start,
+/// and its deferred write-back then moved the one-off job on by the old trigger: it ran
+/// a second time a second later. The check now compares revisions, and a run whose job
+/// changed is taken back (the job, due then, is taken again as it is now).
+#[test]
+fn a_reschedule_through_another_node_keeping_the_run_time_does_not_run_the_old_trigger_on() {
+    let scenario = written(
+        2,
+        12_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(every(1, 4_800), 3, 961))),
+            (8_737, 1, OpKind::Reschedule(0, Trig::At { at: 8_800 })),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
 /// A job its run will hold (`max_instances = 1`) is handed over early on one node and
 /// rescheduled through the other to a trigger whose first time is the one the old
 /// trigger would have moved on to. The run's check at its time took that time for the

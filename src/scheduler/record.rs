@@ -558,7 +558,7 @@ impl Unwritten {
                     {
                         // Paused (kept, without a next run time): finished below if its
                         // time is the one that ran.
-                        if schedule == Some(None) {
+                        if schedule.is_some_and(|schedule| schedule.next_run_time.is_none()) {
                             follow_ups.push((
                                 job_id,
                                 revision,
