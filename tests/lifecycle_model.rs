@@ -747,6 +747,26 @@ fn a_reschedule_through_another_node_keeping_the_run_time_does_not_run_the_old_t
     assert_promises_hold(&scenario);
 }
 
+/// A node killed during a run comes back and catches up on the times it missed, one
+/// run after another (`coalesce = false`); the job is removed through another node
+/// meanwhile. The catch-up went on to its end: each later run now looks at its job in
+/// the store first.
+#[test]
+fn a_removal_through_another_node_stops_the_rest_of_a_catch_up() {
+    let mut slow = job(every(1, 100), 1, 2_961);
+    slow.coalesce = false;
+    let scenario = written(
+        2,
+        20_000,
+        vec![
+            (37, 0, OpKind::Add(0, slow)),
+            (5_637, 0, OpKind::Kill(Some(1_700))),
+            (8_237, 1, OpKind::Remove(0)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
 /// A job its run will hold (`max_instances = 1`) is handed over early on one node and
 /// rescheduled through the other to a trigger whose first time is the one the old
 /// trigger would have moved on to. The run's check at its time took that time for the

@@ -477,6 +477,8 @@ struct DueRuns<'a> {
     start_at: DateTime<Utc>,
     /// The job's release when its runs hold the job until they end ([`HeldRelease`]).
     final_release: Option<HeldRelease>,
+    /// The next run time written back for the job otherwise.
+    released_next: Option<DateTime<Utc>>,
 }
 
 /// Where a run in flight reports, and what its end writes back.
@@ -634,6 +636,7 @@ async fn plan_due_job<'a>(
                     attempt: 1,
                     policy: job.retry.policy.clone(),
                 }),
+            released_next: release.next_run_time,
         }
     });
     (release, due)
@@ -688,6 +691,7 @@ fn plan_retry<'a>(
             attempt: pending.attempt,
             policy: job.retry.policy.clone(),
         }),
+        released_next: pending.resume_at,
     };
     (release, Some(due))
 }
@@ -740,6 +744,7 @@ async fn hand_over_due_runs(
             HandOver {
                 final_release: due.final_release.clone(),
                 slot_claimed,
+                released_next: due.released_next,
             },
         )
         .await;
@@ -912,6 +917,7 @@ pub(crate) async fn submit_runs(
             HandOver {
                 final_release: None,
                 slot_claimed: true,
+                released_next: job.next_run_time,
             },
         )
         .await;
@@ -962,6 +968,9 @@ struct HandOver {
     final_release: Option<HeldRelease>,
     /// The instance slot is claimed; otherwise the runs claim it at their start time.
     slot_claimed: bool,
+    /// The next run time written back for the job when its runs do not hold it
+    /// ([`start::RunStart::written_back`]).
+    released_next: Option<DateTime<Utc>>,
 }
 
 /// Hands runs to the job's executor; returns the first run id and whether the
@@ -991,7 +1000,8 @@ async fn hand_over(
                 .map(|run| run.run_id.clone())
                 .collect();
             let early = start_at > inner.clock.now();
-            let start = (early || !how.slot_claimed).then(|| {
+            let catch_up = run_ids.len() > 1;
+            let start = (early || !how.slot_claimed || catch_up).then(|| {
                 Arc::new(start::RunStart {
                     inner: inner.me.clone(),
                     jobstore: jobstore.to_owned(),
@@ -1000,6 +1010,12 @@ async fn hand_over(
                     scheduled_time: first,
                     runs: run_ids.len(),
                     acquired_revision: job.revision,
+                    // A job its runs hold has nothing written back before they end;
+                    // one that allows several runs at once is written back now.
+                    written_back: how.final_release.is_none().then_some(start::WrittenBack {
+                        acquired_next: job.next_run_time,
+                        released_next: how.released_next,
+                    }),
                     confirm_schedule: early,
                     slot_claimed: how.slot_claimed,
                     withdrawal: submission.withdrawal.clone(),

@@ -52,6 +52,10 @@ pub(crate) struct RunStart {
     /// or somebody's change. A revision alone, since a change may leave the next run
     /// time as it was (a new trigger whose first time is the run's).
     pub(crate) acquired_revision: u64,
+    /// For the later runs of a catch-up ([`StartCheck::may_continue`]): `None` for a
+    /// job its runs hold (its revision tells), else what the store shows of the job
+    /// until somebody changes it.
+    pub(crate) written_back: Option<WrittenBack>,
     /// Read the job's schedule from the store first (runs handed over early).
     pub(crate) confirm_schedule: bool,
     /// Whether it holds its instance slot (claimed at hand-over, for a run due then);
@@ -90,6 +94,36 @@ impl StartCheck for RunStart {
             self.claim_slot(&inner, &store).await?;
         }
         Ok(())
+    }
+
+    async fn may_continue(&self) -> Result<(), String> {
+        let Some(inner) = self.inner.upgrade() else {
+            return Ok(());
+        };
+        let Some(store) = inner.stores.get(&self.jobstore).cloned() else {
+            return Ok(());
+        };
+        let schedule = match store
+            .job_schedules(std::slice::from_ref(&self.job_id))
+            .await
+        {
+            Ok(mut schedules) => schedules.pop().flatten(),
+            // As at the start: a change that could not be written was not answered.
+            Err(_) => return Ok(()),
+        };
+        let unchanged = schedule.is_some_and(|schedule| match self.written_back {
+            None => schedule.revision == self.acquired_revision,
+            Some(written) => {
+                schedule.next_run_time.is_some()
+                    && (schedule.next_run_time == written.released_next
+                        || schedule.next_run_time == written.acquired_next)
+            }
+        });
+        if unchanged {
+            Ok(())
+        } else {
+            Err("the job was changed while its catch-up ran".to_owned())
+        }
     }
 }
 
@@ -178,6 +212,15 @@ impl RunStart {
             self.max_instances, self.runs
         ))
     }
+}
+
+/// The next run times of a job its runs do not hold, written back at hand-over: the
+/// store shows the one it was taken at until the write-back is done (a store refusing
+/// writes retries it), then the one written back, until somebody changes the job.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WrittenBack {
+    pub(crate) acquired_next: Option<DateTime<Utc>>,
+    pub(crate) released_next: Option<DateTime<Utc>>,
 }
 
 /// Batches the store calls of runs that come due together: the first to ask calls
