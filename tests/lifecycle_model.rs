@@ -767,6 +767,27 @@ fn a_removal_through_another_node_stops_the_rest_of_a_catch_up() {
     assert_promises_hold(&scenario);
 }
 
+/// A one-off job's run ends while the store is down, so its write-back waits; the job
+/// is resumed and rescheduled to a recurring trigger meanwhile. The loop, woken for the
+/// new time, found the job still leased and went back to sleep, and the write-back
+/// landing later woke nobody: no run until an unrelated wake-up. Writes that waited
+/// for a store now wake the loop once they land.
+#[test]
+fn a_job_changed_while_its_write_back_waits_for_the_store_runs_once_it_lands() {
+    let scenario = written(
+        1,
+        21_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(Trig::At { at: 1_000 }, 1, 1_761))),
+            (2_737, 0, OpKind::Outage(1_600)),
+            (5_437, 0, OpKind::Resume(0)),
+            (5_537, 0, OpKind::Reschedule(0, every(1, 4_700))),
+            (9_337, 0, OpKind::Remove(0)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
 /// A job its run will hold (`max_instances = 1`) is handed over early on one node and
 /// rescheduled through the other to a trigger whose first time is the one the old
 /// trigger would have moved on to. The run's check at its time took that time for the

@@ -669,6 +669,11 @@ impl Unwritten {
                 inner.wake.notify_one();
             }
             inner.wake_if_earlier(self.earliest_next.take());
+        } else {
+            // Jobs stay leased until their writes land, so the loop may pass over
+            // changes made to them meanwhile (a reschedule while the store was down):
+            // it looks again once everything is written.
+            self.wake_loop = true;
         }
         for record in self.to_announce.drain(..) {
             inner.emit(Event::for_run(record));
