@@ -490,10 +490,11 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             // ends (docs/lifecycle.md, "Held until the run ends"): not yet, if it has not
             // ended well before the end of the scenario.
             // A catch-up (runs one after another in one worker) holds the job until
-            // its last run ends.
+            // its last run ends, and runs its times in order: a time after one of its
+            // runs may still wait in it.
             let held_past_end = executions.iter().any(|run| {
                 run.job_id == *id
-                    && ms_of(run.started) <= time
+                    && ms_of(run.scheduled) <= time
                     && catch_up_end(&executions, run)
                         .is_none_or(|finished| finished + 500 > checked_until)
             });
