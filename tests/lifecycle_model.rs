@@ -788,6 +788,28 @@ fn a_job_changed_while_its_write_back_waits_for_the_store_runs_once_it_lands() {
     assert_promises_hold(&scenario);
 }
 
+/// A job rescheduled while its run held it catches up on the new trigger's times (one
+/// after another, `coalesce = false`), and is paused during that catch-up. The times
+/// that came while the catch-up's first run went had no record: taken back, the
+/// catch-up only ended its lease. They are now recorded as for any held run.
+#[test]
+fn a_catch_up_taken_back_part_way_records_the_times_that_came_while_it_ran() {
+    let mut slow = job(every(1, 5_200), 1, 3_461);
+    slow.coalesce = false;
+    slow.grace = Some(2_000);
+    slow.work.fail = true;
+    let scenario = written(
+        1,
+        19_000,
+        vec![
+            (5_437, 0, OpKind::Add(0, slow)),
+            (7_437, 0, OpKind::Reschedule(0, every(1, 7_200))),
+            (13_037, 0, OpKind::Pause(0)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
 /// A job its run will hold (`max_instances = 1`) is handed over early on one node and
 /// rescheduled through the other to a trigger whose first time is the one the old
 /// trigger would have moved on to. The run's check at its time took that time for the

@@ -502,6 +502,10 @@ pub(crate) struct RunPlace {
     /// A run handed over early that has not yet looked at its job in the store as its
     /// time came ([`start::RunStart`]): its job's deferred release waits ([`Deferred`]).
     pub(crate) awaiting_check: bool,
+    /// For the runs of a catch-up (several runs of one submission): set once one of
+    /// them started, so a catch-up taken back part way still records the times that
+    /// came while it ran (`record.rs`).
+    pub(crate) catch_up_ran: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// A job's release held by its run until the run ends: the job stays leased to this
@@ -1029,6 +1033,8 @@ async fn hand_over(
             {
                 let mut mutable = inner.lock();
                 let last = run_ids.len().saturating_sub(1);
+                let catch_up_ran =
+                    catch_up.then(|| Arc::new(std::sync::atomic::AtomicBool::new(false)));
                 let mut final_release = how.final_release;
                 for (index, run_id) in run_ids.iter().enumerate() {
                     let place = RunPlace {
@@ -1042,6 +1048,7 @@ async fn hand_over(
                         },
                         withdrawal: submission.withdrawal.clone(),
                         awaiting_check: early && index == 0,
+                        catch_up_ran: catch_up_ran.clone(),
                     };
                     mutable.run_stores.insert(run_id.clone(), place);
                 }
