@@ -810,6 +810,25 @@ fn a_catch_up_taken_back_part_way_records_the_times_that_came_while_it_ran() {
     assert_promises_hold(&scenario);
 }
 
+/// A node restarted a moment before the clock stepped forward by more than
+/// `node_timeout` took every live peer's heartbeat for a dead one and reaped them: runs
+/// still going were taken over and ran twice at once. A node now reaps nobody until it
+/// has watched heartbeats for a whole `node_timeout` itself.
+#[test]
+fn a_node_started_just_before_a_clock_step_does_not_reap_its_live_peers() {
+    let scenario = written(
+        3,
+        12_000,
+        vec![
+            (37, 2, OpKind::Add(0, job(every(4, 2_600), 1, 1_361))),
+            (37, 2, OpKind::Add(1, job(every(2, 2_300), 1, 61))),
+            (1_037, 2, OpKind::Kill(Some(1_300))),
+            (2_737, 0, OpKind::ClockJump(3_700)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
 /// A job its run will hold (`max_instances = 1`) is handed over early on one node and
 /// rescheduled through the other to a trigger whose first time is the one the old
 /// trigger would have moved on to. The run's check at its time took that time for the
