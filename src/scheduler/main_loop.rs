@@ -502,6 +502,9 @@ pub(crate) struct RunPlace {
     /// A run handed over early that has not yet looked at its job in the store as its
     /// time came ([`start::RunStart`]): its job's deferred release waits ([`Deferred`]).
     pub(crate) awaiting_check: bool,
+    /// What its end updates in the metrics (by task and executor, and the job's own
+    /// series when it is watched).
+    pub(crate) metrics: crate::metrics::RunMetrics,
 }
 
 /// A job's release held by its run until the run ends: the job stays leased to this
@@ -1030,6 +1033,7 @@ async fn hand_over(
                 let mut mutable = inner.lock();
                 let last = run_ids.len().saturating_sub(1);
                 let mut final_release = how.final_release;
+                let metrics = inner.metrics.for_run(job);
                 for (index, run_id) in run_ids.iter().enumerate() {
                     let place = RunPlace {
                         job_id: job.id.clone(),
@@ -1042,6 +1046,7 @@ async fn hand_over(
                         },
                         withdrawal: submission.withdrawal.clone(),
                         awaiting_check: early && index == 0,
+                        metrics: metrics.clone(),
                     };
                     mutable.run_stores.insert(run_id.clone(), place);
                 }
@@ -1104,6 +1109,9 @@ async fn record_unstarted(
         attempt: 1,
     };
     let run_id = record.run_id.clone();
+    inner
+        .metrics
+        .run_ended(&record, Some(&inner.metrics.for_run(job)), record.attempt);
     if let Some(store) = inner.stores.get(jobstore) {
         if let Err(error) = store.record_run(record.clone()).await {
             tracing::warn!(job_id = job.id, %error, "could not record a run");
