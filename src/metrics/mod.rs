@@ -102,10 +102,11 @@ pub struct ExecutorLabels {
     pub executor: String,
 }
 
-/// A label set with one `job` label.
+/// A label set with one `job_id` label (not `job`: Prometheus gives every target a
+/// `job` label of its own, which would rename ours to `exported_job`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobLabels {
-    job: String,
+    job_id: String,
 }
 
 /// Builds histograms with fixed buckets for a [`Family`].
@@ -376,7 +377,9 @@ impl Metrics {
             }
             return None;
         }
-        let labels = JobLabels { job: id.to_owned() };
+        let labels = JobLabels {
+            job_id: id.to_owned(),
+        };
         let gauges = (
             self.last_success.get_or_create_owned(&labels),
             self.last_failure.get_or_create_owned(&labels),
@@ -388,7 +391,9 @@ impl Metrics {
     /// Forgets a removed job's per-job series (a config job that a reload removed).
     pub fn forget_job(&self, id: &str) {
         if lock(&self.watched).remove(id).is_some() {
-            let labels = JobLabels { job: id.to_owned() };
+            let labels = JobLabels {
+                job_id: id.to_owned(),
+            };
             self.last_success.remove(&labels);
             self.last_failure.remove(&labels);
         }
