@@ -494,3 +494,88 @@ fn every_metric_the_dashboard_and_rules_query_is_in_a_real_scrape() {
     println!("checked {} metric names: {names:?}", names.len());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What a run's end updates, by the rule of docs/metrics.md: histograms and retries by
+/// task and executor for every job, last success and failure only for watched jobs.
+#[test]
+fn runs_fill_the_histograms_and_only_watched_jobs_get_series_of_their_own() {
+    use kairos::history::{RunOutcome, RunRecord};
+    use kairos::metrics::Metrics;
+
+    let metrics = Metrics::new();
+    let mut config_job = common::job("nightly", Some(common::t0()));
+    let spec = JobSpec::new("noop", config_job.trigger.spec().into_owned());
+    config_job.config_spec = Some(Box::new(spec));
+    let mut opted_in = common::job("watched", Some(common::t0()));
+    opted_in.expect_success = Some(kairos::job::SuccessWatch {
+        within: Duration::from_secs(3600),
+        since: common::t0(),
+    });
+    let api_job = common::job("order-cancel-7", Some(common::t0()));
+    assert!(kairos::metrics::watched(&config_job));
+    assert!(kairos::metrics::watched(&opted_in));
+    assert!(!kairos::metrics::watched(&api_job));
+
+    let run = |job: &kairos::job::Job, outcome: RunOutcome, at: i64| RunRecord {
+        run_id: format!("{}-{at}", job.id),
+        job_id: job.id.clone(),
+        scheduled_time: common::t0() + common::secs(at),
+        started_at: Some(common::t0() + common::secs(at) + TimeDelta::milliseconds(20)),
+        finished_at: common::t0() + common::secs(at + 2),
+        outcome,
+        error: None,
+        output: None,
+        attempt: 1,
+    };
+    for (job, outcome, at, attempt) in [
+        (&config_job, RunOutcome::Success, 10, 1),
+        (&config_job, RunOutcome::Error, 20, 1),
+        (&opted_in, RunOutcome::Success, 30, 1),
+        (&api_job, RunOutcome::Timeout, 40, 1),
+        (&api_job, RunOutcome::Success, 50, 2),
+    ] {
+        let handles = metrics.for_run(job);
+        metrics.run_ended(&run(job, outcome, at), Some(&handles), attempt);
+    }
+    let mut text = String::new();
+    metrics.encode(&mut text).unwrap();
+    let at = |second: i64| (common::t0() + common::secs(second)).timestamp();
+    for line in [
+        "kairos_runs_total{outcome=\"success\"} 3".to_owned(),
+        "kairos_runs_total{outcome=\"error\"} 1".to_owned(),
+        "kairos_runs_total{outcome=\"timeout\"} 1".to_owned(),
+        "kairos_run_lateness_seconds_count{task=\"noop\",executor=\"default\"} 5".to_owned(),
+        // 20 ms late: in the 0.025 s bucket, not the 0.01 s one.
+        "kairos_run_lateness_seconds_bucket{task=\"noop\",executor=\"default\",le=\"0.01\"} 0"
+            .to_owned(),
+        "kairos_run_lateness_seconds_bucket{task=\"noop\",executor=\"default\",le=\"0.025\"} 5"
+            .to_owned(),
+        "kairos_run_duration_seconds_bucket{task=\"noop\",executor=\"default\",le=\"2.5\"} 5"
+            .to_owned(),
+        "kairos_run_retries_total{task=\"noop\",executor=\"default\"} 1".to_owned(),
+        format!(
+            "kairos_job_last_success_timestamp_seconds{{job_id=\"nightly\"}} {}.0",
+            at(12)
+        ),
+        format!(
+            "kairos_job_last_failure_timestamp_seconds{{job_id=\"nightly\"}} {}.0",
+            at(22)
+        ),
+        format!(
+            "kairos_job_last_success_timestamp_seconds{{job_id=\"watched\"}} {}.0",
+            at(32)
+        ),
+        "kairos_job_last_failure_timestamp_seconds{job_id=\"watched\"} 0.0".to_owned(),
+    ] {
+        assert!(
+            text.contains(&format!("{line}\n")),
+            "{line:?} not in\n{text}"
+        );
+    }
+    assert!(!text.contains("order-cancel-7"), "{text}");
+    // A removed job's series go with it.
+    metrics.forget_job("nightly");
+    let mut text = String::new();
+    metrics.encode(&mut text).unwrap();
+    assert!(!text.contains("job_id=\"nightly\""), "{text}");
+}

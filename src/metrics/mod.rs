@@ -460,7 +460,7 @@ impl Metrics {
 /// Whether a job gets last-success and last-failure series: a job of the config
 /// files, or one with a dead-man's switch (its opt-in: a job someone watches).
 pub fn watched(job: &Job) -> bool {
-    job.config_spec.is_some() || job.expect_success.is_some()
+    job.is_from_config() || job.expect_success.is_some()
 }
 
 /// Locks a cache; a panic elsewhere while it was held leaves it usable (it holds
