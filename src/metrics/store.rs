@@ -658,6 +658,37 @@ impl JobStore for InstrumentedStore {
 mod tests {
     use super::*;
 
+    /// The `fn` names of the block that opens with `start` and ends at a `}` in the
+    /// first column.
+    fn methods(source: &str, start: &str) -> std::collections::BTreeSet<String> {
+        let block = source
+            .split_once(start)
+            .map(|(_, rest)| rest.split("\n}").next().unwrap_or(""))
+            .unwrap_or("");
+        block
+            .lines()
+            .filter_map(|line| {
+                let line = line.trim_start();
+                let line = line.strip_prefix("async ").unwrap_or(line);
+                let name = line.strip_prefix("fn ")?;
+                Some(name.split(['(', '<']).next()?.to_owned())
+            })
+            .collect()
+    }
+
+    /// A method the wrapper did not pass on would fall back to the trait's default and
+    /// silently bypass the wrapped store's own (a full read instead of a count).
+    #[test]
+    fn every_store_method_is_passed_on() {
+        let contract = methods(include_str!("../store/mod.rs"), "pub trait JobStore");
+        let wrapped = methods(
+            include_str!("store.rs"),
+            "impl JobStore for InstrumentedStore",
+        );
+        assert!(contract.len() > 30, "{contract:?}");
+        assert_eq!(contract, wrapped);
+    }
+
     #[test]
     fn operations_are_indexed_in_declaration_order() {
         for (index, operation) in StoreOperation::ALL.iter().enumerate() {
