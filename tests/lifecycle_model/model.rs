@@ -519,7 +519,14 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             // ends (docs/lifecycle.md, "Held until the run ends"): the new schedule's
             // times before then are late runs, folded by `coalesce` like any backlog.
             let changed_while_held = model.schedule_changes.iter().any(|&change| {
-                change <= time
+                // A one-off time already past when its schedule came is due from then.
+                let due_from = model
+                    .stretches
+                    .iter()
+                    .find(|stretch| stretch.from <= change && change < stretch.until)
+                    .filter(|stretch| matches!(stretch.trigger, Trig::At { at } if at == time))
+                    .map_or(time, |_| time.max(change));
+                change <= due_from
                     && executions.iter().any(|run| {
                         ms_of(run.started) <= change
                             && stopped(run, observed).is_none_or(|stop| {
