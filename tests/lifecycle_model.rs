@@ -826,6 +826,54 @@ fn a_node_started_just_before_a_clock_step_does_not_reap_its_live_peers() {
     assert_promises_hold(&scenario);
 }
 
+/// A store outage of 2.5 s on SQLite: the record task's back-off, restarted and
+/// doubled by every record that arrived during the outage, outgrew it by seconds, and
+/// the jobs its records held stayed leased that long after the store was back (their
+/// times past the disturbance neither ran nor left a record). The loop's successful
+/// pass now nudges the record task, and records arriving meanwhile no longer push the
+/// retry back.
+#[test]
+fn a_store_outage_delays_held_jobs_no_longer_than_it_lasts() {
+    let with = |mut def: JobDef, coalesce: bool, grace: Option<scenario::Ms>, fail: bool| {
+        def.coalesce = coalesce;
+        def.grace = grace;
+        def.work.fail = fail;
+        def
+    };
+    let mut scenario = written(
+        1,
+        18_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(every(1, 0), 1, 261))),
+            (
+                37,
+                0,
+                OpKind::Add(
+                    2,
+                    with(job(every(2, 2_900), 1, 1_161), false, Some(900), false),
+                ),
+            ),
+            (
+                37,
+                0,
+                OpKind::Add(
+                    3,
+                    with(job(every(4, 1_500), 1, 61), true, Some(2_900), true),
+                ),
+            ),
+            (2_937, 0, OpKind::Reschedule(3, every(1, 5_700))),
+            (
+                3_437,
+                0,
+                OpKind::Add(1, with(job(every(3, 1_400), 1, 61), false, None, true)),
+            ),
+            (6_637, 0, OpKind::Outage(2_500)),
+        ],
+    );
+    scenario.store = StoreKind::Sqlite;
+    assert_promises_hold(&scenario);
+}
+
 /// A job its run will hold (`max_instances = 1`) is handed over early on one node and
 /// rescheduled through the other to a trigger whose first time is the one the old
 /// trigger would have moved on to. The run's check at its time took that time for the

@@ -303,7 +303,12 @@ async fn run_records_a_store_refuses_are_capped_by_taking_no_more_jobs() {
         if scheduler.unwritten_runs() == 0 {
             break;
         }
-        advance(&clock, Duration::from_millis(250), Duration::from_millis(250)).await;
+        advance(
+            &clock,
+            Duration::from_millis(250),
+            Duration::from_millis(250),
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     advance(&clock, Duration::from_secs(2), Duration::from_millis(250)).await;

@@ -69,6 +69,11 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         .collect();
     let mut state = inner.state.subscribe();
     let mut backoff = MIN_BACKOFF;
+    // When the loop retries a store that failed. A wake-up before then (a run's check,
+    // a local change) may try again early, but a failure then neither pushes the retry
+    // back nor grows the back-off: only failed retries do, so wake-ups during an
+    // outage do not stretch the wait past the store's return.
+    let mut retry_at: Option<DateTime<Utc>> = None;
     loop {
         let current = *state.borrow_and_update();
         let deadline = match current {
@@ -90,13 +95,27 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 let now = inner.clock.now();
                 match process_due_jobs(&inner, now, &unrecovered).await {
                     Ok(deadline) => {
+                        if retry_at.take().is_some() {
+                            inner.nudge_unwritten_runs();
+                        }
                         backoff = MIN_BACKOFF;
                         deadline
                     }
                     Err(error) => {
-                        tracing::error!(%error, retry_in = ?backoff, "job store error in the main loop");
-                        let retry = now + TimeDelta::from_std(backoff).unwrap_or(TimeDelta::MAX);
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        let retry = match retry_at {
+                            Some(at) if now < at => at,
+                            _ => {
+                                tracing::error!(%error, retry_in = ?backoff, "job store error in the main loop");
+                                let at = now
+                                    .checked_add_signed(
+                                        TimeDelta::from_std(backoff).unwrap_or(TimeDelta::MAX),
+                                    )
+                                    .unwrap_or(now);
+                                backoff = (backoff * 2).min(MAX_BACKOFF);
+                                at
+                            }
+                        };
+                        retry_at = Some(retry);
                         Some(retry)
                     }
                 }

@@ -580,6 +580,15 @@ impl Inner {
 
     /// Returns once the record task has written (or tried to write) every run that
     /// finished before the call: their instance slots are free in the store then.
+    /// Asks the record task to try its waiting writes now, without waiting for them:
+    /// the main loop's pass just succeeded after a failure, so the store is back, and
+    /// the record task's back-off (grown during the outage) need not run out first.
+    pub(crate) fn nudge_unwritten_runs(&self) {
+        let (done, _) = tokio::sync::oneshot::channel();
+        // An error is the record task gone (a shutdown): nothing more gets written.
+        let _ = self.flush_sender.send(done);
+    }
+
     pub(crate) async fn flush_finished_runs(&self) {
         let (done, written) = tokio::sync::oneshot::channel();
         if self.flush_sender.send(done).is_ok() {

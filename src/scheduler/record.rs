@@ -35,22 +35,20 @@ pub(crate) async fn record_finished_runs(
 ) {
     let mut unwritten = Unwritten::default();
     let mut backoff = MIN_BACKOFF;
+    // When waiting writes are tried again: set by a failed write, kept by the records
+    // that arrive meanwhile (each is tried with them at once, but a failure then does
+    // not push the retry back or grow the back-off).
+    let mut retry_at: Option<chrono::DateTime<chrono::Utc>> = None;
     // Who asked for everything finished so far to be written ([`Inner::flush_finished_runs`]).
     let mut flushed: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
     loop {
         let waiting = !unwritten.is_empty();
         let retry = async {
-            if waiting {
+            match retry_at.filter(|_| waiting) {
                 // On the scheduler's clock, like every wait of the scheduling logic, so
                 // simulated time (tests, the scenario checker) retries as real time does.
-                let retry_at = inner
-                    .clock
-                    .now()
-                    .checked_add_signed(TimeDelta::from_std(backoff).unwrap_or(TimeDelta::MAX))
-                    .unwrap_or_else(|| inner.clock.now());
-                inner.clock.sleep_until(retry_at).await;
-            } else {
-                std::future::pending::<()>().await;
+                Some(at) => inner.clock.sleep_until(at).await,
+                None => std::future::pending::<()>().await,
             }
         };
         tokio::select! {
@@ -87,9 +85,15 @@ pub(crate) async fn record_finished_runs(
             }
             () = inner.drain.notified() => break,
         }
+        let now = inner.clock.now();
         if unwritten.write(&inner).await {
             backoff = MIN_BACKOFF;
-        } else {
+            retry_at = None;
+        } else if retry_at.is_none_or(|at| now >= at) {
+            retry_at = Some(
+                now.checked_add_signed(TimeDelta::from_std(backoff).unwrap_or(TimeDelta::MAX))
+                    .unwrap_or(now),
+            );
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
         for done in flushed.drain(..) {
