@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use chrono::{DateTime, TimeDelta, Utc};
 use kairos::executor::WITHDRAWN;
 use kairos::history::{RunOutcome, RunRecord};
 
@@ -219,16 +220,20 @@ fn models(observed: &Observed) -> BTreeMap<String, JobModel> {
 /// The windows in which runs may be late, folded, missed or skipped: around each
 /// outage, killed node and clock jump, with a tail for the retries' back-off.
 fn disturbed(observed: &Observed) -> Vec<(Ms, Ms)> {
-    let before = observed.fire_ahead + 100;
+    let before = observed.fire_ahead + 100 + observed.slack;
+    let after = 1_500 + observed.slack;
     let mut windows = Vec::new();
     for (from, to) in &observed.outages {
-        windows.push((from - before, to + (to - from) + 1_500));
+        windows.push((from - before, to + (to - from) + after));
     }
     for kill in &observed.kills {
-        windows.push((kill.at - before, kill.taken_over + 1_500));
+        windows.push((kill.at - before, kill.taken_over + after));
     }
     for (at, by) in &observed.jumps {
-        windows.push((at - before, at + by + 1_500));
+        windows.push((at - before, at + by + after));
+    }
+    for (from, to) in &observed.windows {
+        windows.push((from - before, to + after));
     }
     // Overlapping windows are one disturbance: what one delays, the next may fold.
     windows.sort();
@@ -298,6 +303,13 @@ fn holding(executions: &[&Execution], observed: &Observed, time: Ms) -> usize {
         .count()
 }
 
+/// Whether a record's start is the start the ground truth saw: the same instant on
+/// simulated time; against real daemons the task notes its own start a little after
+/// the daemon noted it, by at most `observed.start_tolerance`.
+fn same_start(observed: &Observed, recorded: DateTime<Utc>, ground: DateTime<Utc>) -> bool {
+    recorded <= ground && ground - recorded <= TimeDelta::milliseconds(observed.start_tolerance)
+}
+
 fn is_withdrawal(record: &RunRecord) -> bool {
     record.error.as_deref() == Some(WITHDRAWN)
 }
@@ -319,7 +331,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
     let jobs = models(observed);
     let windows = disturbed(observed);
     // Late enough that a due time's run has certainly started by the end.
-    let checked_until = observed.end - 500;
+    let checked_until = observed.end - 500 - observed.slack;
     let by_run: BTreeMap<&str, &RunRecord> = observed
         .records
         .iter()
@@ -442,7 +454,10 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
         for run in &executions {
             let started = ms_of(run.started);
             let going = executing(&executions, observed, started);
-            let limit = model.max_instances_over(started - observed.fire_ahead - 1_500, started);
+            let limit = model.max_instances_over(
+                started - observed.fire_ahead - 1_500 - observed.slack,
+                started,
+            );
             if limit > 0 && going > limit as usize {
                 report(
                     "max_instances",
@@ -479,7 +494,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     && executions.iter().any(|run| {
                         ms_of(run.started) <= change
                             && stopped(run, observed).is_none_or(|stop| {
-                                stop > change && time <= stop + observed.fire_ahead
+                                stop > change && time <= stop + observed.fire_ahead + observed.slack
                             })
                     })
             });
@@ -536,8 +551,10 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                         observed,
                         decided,
                     ));
-                    let limit =
-                        model.min_instances_over(time - observed.fire_ahead - 1_500, decided);
+                    let limit = model.min_instances_over(
+                        time - observed.fire_ahead - 1_500 - observed.slack,
+                        decided,
+                    );
                     (going < limit as usize).then(|| {
                         format!(
                             "skipped (max_instances {limit}) at +{} ms, but only {going} run(s) \
@@ -645,7 +662,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             let touched = model
                 .touched
                 .iter()
-                .any(|at| *at >= scheduled && *at <= kill.taken_over + 1_500);
+                .any(|at| *at >= scheduled && *at <= kill.taken_over + 1_500 + observed.slack);
             // Past its misfire grace time by the time it is free again, it is missed.
             let grace = observed
                 .applied
@@ -672,7 +689,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 other.run_id != run.run_id
                     && ms_of(other.started) > kill.at
                     && other_time >= scheduled
-                    && other_time <= kill.taken_over + observed.fire_ahead
+                    && other_time <= kill.taken_over + observed.fire_ahead + observed.slack
             });
             if !again {
                 report(
@@ -749,7 +766,10 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     } else {
                         RunOutcome::Success
                     };
-                    if record.started_at != Some(run.started) || record.outcome != outcome {
+                    let same = record
+                        .started_at
+                        .is_some_and(|recorded| same_start(observed, recorded, run.started));
+                    if !same || record.outcome != outcome {
                         report(
                             "every run is recorded",
                             id,
@@ -762,9 +782,9 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
         }
         for record in &records {
             if let Some(started) = record.started_at {
-                let matched = executions
-                    .iter()
-                    .any(|run| run.run_id == record.run_id && run.started == started);
+                let matched = executions.iter().any(|run| {
+                    run.run_id == record.run_id && same_start(observed, started, run.started)
+                });
                 if !matched {
                     report(
                         "every run is recorded",

@@ -72,6 +72,17 @@ pub struct Observed {
     pub end: Ms,
     /// The driver's own trouble (the world never went quiet ...).
     pub trouble: Vec<String>,
+    /// More disturbed windows the driver knows of (against real daemons: an
+    /// operation whose answer took long enough to straddle a fire time).
+    pub windows: Vec<(Ms, Ms)>,
+    /// How much later than on simulated time things may come, in ms, everywhere the
+    /// model allows lateness (0 on simulated time; against real daemons, the tolerance
+    /// of wall-clock scheduling, docs/lifecycle-checker.md "Against real daemons").
+    /// Never applied to "never early".
+    pub slack: Ms,
+    /// How much later than its record's start a run's own note of its start may be
+    /// (0 on simulated time, where both are the same instant).
+    pub start_tolerance: Ms,
 }
 
 impl Observed {
