@@ -955,14 +955,15 @@ async fn play(store: Store, scenario: &Scenario) -> (Observed, Vec<Discrepancy>)
         }
     }
     player.sleep_until(scenario.end).await;
-    // What ran and what was recorded, read together while the daemons still run.
-    let lines = read_log(&log);
+    // What was recorded, then what ran, while the daemons still run: every run a record
+    // was read of has its start line in the log by then.
     match backing.records().await {
         Ok(records) => observed.records = records,
         Err(error) => observed
             .trouble
             .push(format!("reading the run records: {error}")),
     }
+    let lines = read_log(&log);
     if let Some(from) = outage_from {
         observed.outages.push((from, player.now()));
     }
