@@ -55,7 +55,8 @@ use world::{Applied, Kill, Observed};
 /// daemon's start, the store's retry back-off. Never applied to "never early".
 const SLACK: Ms = 3_000;
 /// How long after the daemon noted a run's start the task may note it (a process
-/// spawn and a `date` under load).
+/// spawn and a `date` under load): a run whose record's start is this close before its
+/// own is taken to have started at the record's start.
 const START_TOLERANCE: Ms = 1_500;
 /// `fire_ahead` in every node's config.
 const FIRE_AHEAD: Ms = 1_000;
@@ -813,7 +814,6 @@ async fn play(store: Store, scenario: &Scenario) -> (Observed, Vec<Discrepancy>)
     let mut observed = Observed {
         fire_ahead: FIRE_AHEAD,
         slack: SLACK,
-        start_tolerance: START_TOLERANCE,
         end: scenario.end,
         ..Observed::default()
     };
@@ -979,6 +979,19 @@ async fn play(store: Store, scenario: &Scenario) -> (Observed, Vec<Discrepancy>)
     // Into model time: scenario time 0 is the model's t0.
     let shift = world::t0() - t0;
     let to_model = |instant: DateTime<Utc>| instant + shift;
+    // The daemon's view of when a run executed, from its record: it started the run a
+    // moment before the task noted it, and freed its slot a moment after the task's
+    // last note. The checks of `max_instances` and of skips judge what the daemon saw.
+    let recorded: BTreeMap<&str, (DateTime<Utc>, DateTime<Utc>)> = observed
+        .records
+        .iter()
+        .filter_map(|record| {
+            record
+                .started_at
+                .map(|started| (record.run_id.as_str(), (started, record.finished_at)))
+        })
+        .collect();
+    let mut executions = Vec::new();
     for line in lines {
         // A run of a killed node ends with the kill as far as anyone can tell: its end
         // line may come in the moment between the daemon's death and the shell's.
@@ -989,17 +1002,27 @@ async fn play(store: Store, scenario: &Scenario) -> (Observed, Vec<Discrepancy>)
         let finished = line.finished.filter(|finished| {
             killed.is_none_or(|kill| (*finished - t0).num_milliseconds() < kill.at)
         });
-        observed.executions.push(Execution {
+        let (started, finished) = match recorded.get(line.run_id.as_str()) {
+            Some((started, ended))
+                if *started <= line.started
+                    && line.started - *started <= TimeDelta::milliseconds(START_TOLERANCE) =>
+            {
+                (*started, finished.map(|finished| finished.max(*ended)))
+            }
+            _ => (line.started, finished),
+        };
+        executions.push(Execution {
             node: line.node,
             incarnation: line.incarnation,
             job_id: line.job_id,
             run_id: line.run_id,
             scheduled: to_model(line.scheduled),
-            started: to_model(line.started),
+            started: to_model(started),
             finished: finished.map(to_model),
             failed: line.failed,
         });
     }
+    observed.executions = executions;
     for record in &mut observed.records {
         record.scheduled_time = to_model(record.scheduled_time);
         record.started_at = record.started_at.map(to_model);

@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, TimeDelta, Utc};
 use kairos::executor::WITHDRAWN;
 use kairos::history::{RunOutcome, RunRecord};
 
@@ -301,13 +300,6 @@ fn holding(executions: &[&Execution], observed: &Observed, time: Ms) -> usize {
             ms_of(execution.started) <= time && until.is_none_or(|stop| stop > time)
         })
         .count()
-}
-
-/// Whether a record's start is the start the ground truth saw: the same instant on
-/// simulated time; against real daemons the task notes its own start a little after
-/// the daemon noted it, by at most `observed.start_tolerance`.
-fn same_start(observed: &Observed, recorded: DateTime<Utc>, ground: DateTime<Utc>) -> bool {
-    recorded <= ground && ground - recorded <= TimeDelta::milliseconds(observed.start_tolerance)
 }
 
 fn is_withdrawal(record: &RunRecord) -> bool {
@@ -766,10 +758,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     } else {
                         RunOutcome::Success
                     };
-                    let same = record
-                        .started_at
-                        .is_some_and(|recorded| same_start(observed, recorded, run.started));
-                    if !same || record.outcome != outcome {
+                    if record.started_at != Some(run.started) || record.outcome != outcome {
                         report(
                             "every run is recorded",
                             id,
@@ -782,9 +771,9 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
         }
         for record in &records {
             if let Some(started) = record.started_at {
-                let matched = executions.iter().any(|run| {
-                    run.run_id == record.run_id && same_start(observed, started, run.started)
-                });
+                let matched = executions
+                    .iter()
+                    .any(|run| run.run_id == record.run_id && run.started == started);
                 if !matched {
                     report(
                         "every run is recorded",

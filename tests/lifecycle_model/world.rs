@@ -80,9 +80,6 @@ pub struct Observed {
     /// of wall-clock scheduling, docs/lifecycle-checker.md "Against real daemons").
     /// Never applied to "never early".
     pub slack: Ms,
-    /// How much later than its record's start a run's own note of its start may be
-    /// (0 on simulated time, where both are the same instant).
-    pub start_tolerance: Ms,
 }
 
 impl Observed {
