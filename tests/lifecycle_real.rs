@@ -842,6 +842,16 @@ async fn play(store: Store, scenario: &Scenario) -> (Observed, Vec<Discrepancy>)
                     observed.outages.push((from, player.now()));
                 }
             }
+            Event::Restart(index) if outage_from.is_some() => {
+                // A daemon whose store is unavailable at start exits (systemd starts it
+                // again, `Restart=on-failure`): the successor starts once the store is
+                // back.
+                let up = events
+                    .iter()
+                    .find(|(_, event)| matches!(event, Event::StoreUp))
+                    .map_or(planned + 1_000, |(at, _)| *at);
+                events.push((up + 500, Event::Restart(index)));
+            }
             Event::Restart(index) => {
                 nodes[index].incarnation += 1;
                 tokio::task::block_in_place(|| start_node(&mut nodes[index], index));
