@@ -710,6 +710,106 @@ fn a_one_off_job_paused_through_another_node_during_its_run_does_not_run_again()
     assert_promises_hold(&scenario);
 }
 
+/// The same with a job that allows two runs at once, so its run does not hold it: its
+/// write-back is deferred to the run's time. The run's check at its time could not
+/// tell the other node's reschedule from its own write-back (both leave the old
+/// trigger's next time in the store) and ran the old time; the write-back now waits
+/// for the check.
+#[test]
+fn a_reschedule_through_another_node_to_the_old_triggers_next_time_stops_an_early_run() {
+    let scenario = written(
+        2,
+        9_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(every(1, 1_900), 2, 261))),
+            (3_837, 1, OpKind::Reschedule(0, every(4, 4_900))),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// A job that allows several runs at once is handed over early on one node and
+/// rescheduled through the other to a one-off job at the very time of that run. The
+/// store's next run time did not change, so the run's check at its time let it start,
+/// and its deferred write-back then moved the one-off job on by the old trigger: it ran
+/// a second time a second later. The check now compares revisions, and a run whose job
+/// changed is taken back (the job, due then, is taken again as it is now).
+#[test]
+fn a_reschedule_through_another_node_keeping_the_run_time_does_not_run_the_old_trigger_on() {
+    let scenario = written(
+        2,
+        12_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(every(1, 4_800), 3, 961))),
+            (8_737, 1, OpKind::Reschedule(0, Trig::At { at: 8_800 })),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// A node killed during a run comes back and catches up on the times it missed, one
+/// run after another (`coalesce = false`); the job is removed through another node
+/// meanwhile. The catch-up went on to its end: each later run now looks at its job in
+/// the store first.
+#[test]
+fn a_removal_through_another_node_stops_the_rest_of_a_catch_up() {
+    let mut slow = job(every(1, 100), 1, 2_961);
+    slow.coalesce = false;
+    let scenario = written(
+        2,
+        20_000,
+        vec![
+            (37, 0, OpKind::Add(0, slow)),
+            (5_637, 0, OpKind::Kill(Some(1_700))),
+            (8_237, 1, OpKind::Remove(0)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// A one-off job's run ends while the store is down, so its write-back waits; the job
+/// is resumed and rescheduled to a recurring trigger meanwhile. The loop, woken for the
+/// new time, found the job still leased and went back to sleep, and the write-back
+/// landing later woke nobody: no run until an unrelated wake-up. Writes that waited
+/// for a store now wake the loop once they land.
+#[test]
+fn a_job_changed_while_its_write_back_waits_for_the_store_runs_once_it_lands() {
+    let scenario = written(
+        1,
+        21_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(Trig::At { at: 1_000 }, 1, 1_761))),
+            (2_737, 0, OpKind::Outage(1_600)),
+            (5_437, 0, OpKind::Resume(0)),
+            (5_537, 0, OpKind::Reschedule(0, every(1, 4_700))),
+            (9_337, 0, OpKind::Remove(0)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// A job rescheduled while its run held it catches up on the new trigger's times (one
+/// after another, `coalesce = false`), and is paused during that catch-up. The times
+/// that came while the catch-up's first run went had no record: taken back, the
+/// catch-up only ended its lease. They are now recorded as for any held run.
+#[test]
+fn a_catch_up_taken_back_part_way_records_the_times_that_came_while_it_ran() {
+    let mut slow = job(every(1, 5_200), 1, 3_461);
+    slow.coalesce = false;
+    slow.grace = Some(2_000);
+    slow.work.fail = true;
+    let scenario = written(
+        1,
+        19_000,
+        vec![
+            (5_437, 0, OpKind::Add(0, slow)),
+            (7_437, 0, OpKind::Reschedule(0, every(1, 7_200))),
+            (13_037, 0, OpKind::Pause(0)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
 /// A job its run will hold (`max_instances = 1`) is handed over early on one node and
 /// rescheduled through the other to a trigger whose first time is the one the old
 /// trigger would have moved on to. The run's check at its time took that time for the

@@ -24,7 +24,8 @@ use kairos::job::Job;
 use kairos::store::memory::MemoryStore;
 use kairos::store::sql::SqlOptions;
 use kairos::store::{
-    ConfigGeneration, FinishedRun, InstanceClaim, JobQuery, JobStore, NodeInfo, Release, StoreError,
+    ConfigGeneration, FinishedRun, InstanceClaim, JobQuery, JobSchedule, JobStore, NodeInfo,
+    Release, StoreError,
 };
 use kairos::trigger::TriggerSpec;
 use serde_json::json;
@@ -1128,6 +1129,49 @@ async fn a_conditional_update_writes_only_at_the_expected_revision(harness: Harn
     assert_eq!(won, 1);
 }
 
+/// A run handed over early asks where its job stands as its time comes
+/// (`docs/lifecycle.md`, "Judged at its time"): every write shows in the revision, even
+/// one that leaves the next run time as it was; an acquisition does not.
+async fn job_schedules_show_every_write_by_its_revision(harness: Harness) {
+    let store = &harness.store;
+    let due = t0() + secs(10);
+    let added = store.add_job(job("s", Some(due))).await.unwrap();
+    let paused = store.add_job(job("p", None)).await.unwrap();
+    let asked = ["s".to_owned(), "gone".to_owned(), "p".to_owned()];
+    let schedules = store.job_schedules(&asked).await.unwrap();
+    assert_eq!(
+        schedules,
+        [
+            Some(JobSchedule {
+                next_run_time: Some(due),
+                revision: added.revision
+            }),
+            None,
+            Some(JobSchedule {
+                next_run_time: None,
+                revision: paused.revision
+            }),
+        ]
+    );
+    let taken = store.acquire_due_jobs("one", due, 10, LEASE).await.unwrap();
+    assert_eq!(ids(&taken), ["s"]);
+    let after_acquire = store.job_schedules(&asked[..1]).await.unwrap();
+    assert_eq!(after_acquire[0].map(|s| s.revision), Some(added.revision));
+    // A change that keeps the next run time still shows.
+    let mut renamed = added.clone();
+    renamed.name = "renamed".to_owned();
+    let renamed = store.update_job(renamed).await.unwrap();
+    let after_change = store.job_schedules(&asked[..1]).await.unwrap();
+    assert_eq!(
+        after_change[0],
+        Some(JobSchedule {
+            next_run_time: Some(due),
+            revision: renamed.revision
+        })
+    );
+    assert_ne!(renamed.revision, added.revision);
+}
+
 async fn run_history_is_kept_newest_first(harness: Harness) {
     let store = &harness.store;
     for (index, job_id) in ["a", "b", "a", "a"].iter().enumerate() {
@@ -1555,6 +1599,7 @@ macro_rules! conformance {
                     instances_are_claimed_and_finished_in_batches,
                     run_history_is_kept_newest_first,
                     a_conditional_update_writes_only_at_the_expected_revision,
+                    job_schedules_show_every_write_by_its_revision,
                     writes_through_one_handle_wake_listeners_on_another,
                     node_stats_ride_on_the_heartbeat,
                     config_generations_are_recorded_by_compare_and_set,

@@ -66,6 +66,14 @@ pub trait StartCheck: Send + Sync + 'static {
     /// `Ok(())` to start the runs; `Err(reason)` to start none of them, each reported
     /// as skipped with the reason ([`ExecutorContext::report_skipped`]).
     async fn may_start(&self) -> Result<(), String>;
+
+    /// Asked before each later run of a submission of several (a catch-up, run one
+    /// after another): `Err(reason)` takes the rest back, each reported as withdrawn.
+    /// A catch-up can take long, and its job may be paused, rescheduled or removed
+    /// meanwhile through any node.
+    async fn may_continue(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The scheduler's way to take back runs it handed over ahead of their start time

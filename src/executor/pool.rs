@@ -251,6 +251,7 @@ async fn run_one(
     // The last record goes out after the worker slot is free, so whoever reads it sees
     // the pool as it is after the submission.
     while let Some(run) = unreported.waiting.pop_front() {
+        let later = unreported.finished.is_some();
         if let Some(record) = unreported.finished.take() {
             unreported.report(record);
         }
@@ -260,6 +261,14 @@ async fn run_one(
             unreported.waiting.push_front(run);
             context.report_withdrawn(unreported.waiting.drain(..));
             break;
+        }
+        if let Some(check) = start.check.as_ref().filter(|_| later) {
+            // The same, through another node.
+            if check.may_continue().await.is_err() {
+                unreported.waiting.push_front(run);
+                context.report_withdrawn(unreported.waiting.drain(..));
+                break;
+            }
         }
         unreported.running = Some(RunIdentity {
             run_id: run.run_id.clone(),

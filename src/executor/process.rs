@@ -324,13 +324,21 @@ async fn run_one(
     // The last record goes out after the worker slot is free, so whoever reads it sees
     // the pool as it is after the submission.
     let mut last_record = None;
+    let mut taken_back = false;
     for run in &submission.runs {
+        let later = last_record.is_some();
         if let Some(record) = last_record.take() {
             shared.report(&context, record);
         }
+        // The same through another node (its job changed in the store).
+        if later && !taken_back {
+            if let Some(check) = &submission.start_check {
+                taken_back = check.may_continue().await.is_err();
+            }
+        }
         // Taken back while an earlier run of the same submission went (a pause or
         // removal through this node): the rest do not start.
-        if submission.withdrawal.is_withdrawn() {
+        if taken_back || submission.withdrawal.is_withdrawn() {
             last_record = Some(record(
                 run,
                 None,

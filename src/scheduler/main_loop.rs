@@ -268,9 +268,10 @@ pub(crate) async fn process_due_jobs(
                             // Written when their runs are due (see `Deferred`).
                             let mut deferred = Vec::new();
                             releases.retain(|release| match handed.early.get(&release.job_id) {
-                                Some(at) => {
+                                Some((at, run_id)) => {
                                     deferred.push(Deferred {
                                         at: *at,
+                                        run_id: run_id.clone(),
                                         release: release.clone(),
                                     });
                                     false
@@ -365,13 +366,7 @@ pub(crate) async fn process_due_jobs(
         }
     }
     // Including the releases this pass deferred.
-    let deferred = inner
-        .lock()
-        .deferred_releases
-        .values()
-        .flatten()
-        .map(|entry| entry.at)
-        .min();
+    let deferred = next_deferred(inner);
     if let Some(deferred) = deferred {
         next_deadline = Some(next_deadline.map_or(deferred, |deadline| deadline.min(deferred)));
     }
@@ -409,6 +404,19 @@ impl Inner {
                 if entry.release.job_id == job_id {
                     entry.release.next_run_time = entry.release.acquired_next_run_time;
                 }
+            }
+        }
+    }
+
+    /// A run handed over early that its check at its time took back (its job changed
+    /// through another node): its job's deferred release, which waited for the check,
+    /// must not move the job on by a run that did not happen. It only ends the lease,
+    /// as [`withdraw_early_runs`](Self::withdraw_early_runs) does for a change made here.
+    pub(crate) fn keep_deferred_release_at_acquired_time(&self, run_id: &str) {
+        let mut mutable = self.lock();
+        for deferred in mutable.deferred_releases.values_mut() {
+            for entry in deferred.iter_mut().filter(|entry| entry.run_id == run_id) {
+                entry.release.next_run_time = entry.release.acquired_next_run_time;
             }
         }
     }
@@ -469,7 +477,7 @@ struct DueRuns<'a> {
     start_at: DateTime<Utc>,
     /// The job's release when its runs hold the job until they end ([`HeldRelease`]).
     final_release: Option<HeldRelease>,
-    /// The next run time written back for the job ([`start::RunStart`]).
+    /// The next run time written back for the job otherwise.
     released_next: Option<DateTime<Utc>>,
 }
 
@@ -491,6 +499,13 @@ pub(crate) struct RunPlace {
     pub(crate) release: Option<HeldRelease>,
     /// Takes the run back while it waits for its start time ([`Inner::withdraw_early_runs`]).
     pub(crate) withdrawal: Withdrawal,
+    /// A run handed over early that has not yet looked at its job in the store as its
+    /// time came ([`start::RunStart`]): its job's deferred release waits ([`Deferred`]).
+    pub(crate) awaiting_check: bool,
+    /// For the runs of a catch-up (several runs of one submission): set once one of
+    /// them started, so a catch-up taken back part way still records the times that
+    /// came while it ran (`record.rs`).
+    pub(crate) catch_up_ran: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// A job's release held by its run until the run ends: the job stays leased to this
@@ -723,7 +738,7 @@ async fn hand_over_due_runs(
         // A slot not free now is claimed when the run is due, and only then may the
         // run be skipped ([`start::RunStart`]).
         let slot_claimed = due.start_at <= now && claimed.next().unwrap_or(false);
-        let (_, handed_over) = hand_over(
+        let (run_id, handed_over) = hand_over(
             inner,
             jobstore,
             store,
@@ -741,7 +756,7 @@ async fn hand_over_due_runs(
             handed.held.insert(due.job.id.clone());
         } else if handed_over {
             if let Some(first) = due.run_times.first().filter(|first| **first > now) {
-                handed.early.insert(due.job.id.clone(), *first);
+                handed.early.insert(due.job.id.clone(), (*first, run_id));
             }
         }
     }
@@ -755,8 +770,9 @@ struct HandedOver {
     /// Jobs whose final release their runs hold ([`RunPlace::release`]).
     held: hashbrown::HashSet<String>,
     /// Recurring jobs handed over ahead of their time (the fire-ahead window), with
-    /// their first run time: their release waits until then ([`Deferred`]).
-    early: hashbrown::HashMap<String, DateTime<Utc>>,
+    /// their first run time and run id: their release waits until then, and until that
+    /// run has looked at its job ([`Deferred`]).
+    early: hashbrown::HashMap<String, (DateTime<Utc>, String)>,
 }
 
 /// A release held back until its run's scheduled time.
@@ -774,10 +790,28 @@ struct HandedOver {
 ///
 /// Releases are written when their time comes by the loop's next pass (it wakes for
 /// them), while the loop is paused too, and all at once when it stops.
+///
+/// A release also waits for its run to have looked at its job in the store
+/// ([`start::RunStart`], `RunPlace::awaiting_check`), which wakes the loop. Written
+/// first, it would leave the store showing the old trigger's next time, and the run
+/// could not tell it from a reschedule through another node that landed on that same
+/// time (`docs/lifecycle.md`, "Judged at its time").
 pub(crate) struct Deferred {
     /// When to write it: the first run time handed over.
     pub(crate) at: DateTime<Utc>,
+    /// The run it waits for ([`RunPlace::awaiting_check`]).
+    pub(crate) run_id: String,
     pub(crate) release: Release,
+}
+
+impl Deferred {
+    /// Whether its run has yet to look at its job: a run taken back, ended or gone
+    /// has nothing more to look at.
+    fn awaits_check(&self, run_stores: &hashbrown::HashMap<String, RunPlace>) -> bool {
+        run_stores
+            .get(&self.run_id)
+            .is_some_and(|place| place.awaiting_check && !place.withdrawal.is_withdrawn())
+    }
 }
 
 /// Writes the deferred releases due by `until` (all of them with `None`), store by
@@ -786,11 +820,15 @@ pub(crate) struct Deferred {
 async fn flush_deferred(inner: &Inner, until: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
     let due: Vec<(String, Vec<Release>)> = {
         let mut mutable = inner.lock();
+        let mutable = &mut *mutable;
         let mut due = Vec::new();
         for (name, deferred) in &mut mutable.deferred_releases {
-            let (now_due, later): (Vec<Deferred>, Vec<Deferred>) = std::mem::take(deferred)
-                .into_iter()
-                .partition(|entry| until.is_none_or(|until| entry.at <= until));
+            let (now_due, later): (Vec<Deferred>, Vec<Deferred>) =
+                std::mem::take(deferred).into_iter().partition(|entry| {
+                    until.is_none_or(|until| {
+                        entry.at <= until && !entry.awaits_check(&mutable.run_stores)
+                    })
+                });
             *deferred = later;
             if !now_due.is_empty() {
                 due.push((
@@ -828,11 +866,18 @@ async fn flush_deferred(inner: &Inner, until: Option<DateTime<Utc>>) -> Option<D
             }
         }
     }
-    inner
-        .lock()
+    next_deferred(inner)
+}
+
+/// When the loop must wake for a deferred release: the earliest whose run has looked
+/// at its job (the others wake it when they do).
+fn next_deferred(inner: &Inner) -> Option<DateTime<Utc>> {
+    let mutable = inner.lock();
+    mutable
         .deferred_releases
         .values()
         .flatten()
+        .filter(|entry| !entry.awaits_check(&mutable.run_stores))
         .map(|entry| entry.at)
         .min()
 }
@@ -927,7 +972,8 @@ struct HandOver {
     final_release: Option<HeldRelease>,
     /// The instance slot is claimed; otherwise the runs claim it at their start time.
     slot_claimed: bool,
-    /// The next run time written back for the job ([`start::RunStart`]).
+    /// The next run time written back for the job when its runs do not hold it
+    /// ([`start::RunStart::written_back`]).
     released_next: Option<DateTime<Utc>>,
 }
 
@@ -958,7 +1004,8 @@ async fn hand_over(
                 .map(|run| run.run_id.clone())
                 .collect();
             let early = start_at > inner.clock.now();
-            let start = (early || !how.slot_claimed).then(|| {
+            let catch_up = run_ids.len() > 1;
+            let start = (early || !how.slot_claimed || catch_up).then(|| {
                 Arc::new(start::RunStart {
                     inner: inner.me.clone(),
                     jobstore: jobstore.to_owned(),
@@ -966,18 +1013,17 @@ async fn hand_over(
                     max_instances: job.max_instances,
                     scheduled_time: first,
                     runs: run_ids.len(),
-                    acquired_next: job.next_run_time,
-                    // A job its run holds is written back only when the run ends, so
-                    // until then the store can show it only at the time it was taken
-                    // at; its next time appearing means someone else rescheduled it.
-                    released_next: if how.final_release.is_some() {
-                        None
-                    } else {
-                        how.released_next
-                    },
+                    acquired_revision: job.revision,
+                    // A job its runs hold has nothing written back before they end;
+                    // one that allows several runs at once is written back now.
+                    written_back: how.final_release.is_none().then_some(start::WrittenBack {
+                        acquired_next: job.next_run_time,
+                        released_next: how.released_next,
+                    }),
                     confirm_schedule: early,
                     slot_claimed: how.slot_claimed,
                     withdrawal: submission.withdrawal.clone(),
+                    first_run_id: run_ids.first().cloned().unwrap_or_default(),
                     last_run_id: run_ids.last().cloned().unwrap_or_default(),
                 })
             });
@@ -987,6 +1033,8 @@ async fn hand_over(
             {
                 let mut mutable = inner.lock();
                 let last = run_ids.len().saturating_sub(1);
+                let catch_up_ran =
+                    catch_up.then(|| Arc::new(std::sync::atomic::AtomicBool::new(false)));
                 let mut final_release = how.final_release;
                 for (index, run_id) in run_ids.iter().enumerate() {
                     let place = RunPlace {
@@ -999,6 +1047,8 @@ async fn hand_over(
                             None
                         },
                         withdrawal: submission.withdrawal.clone(),
+                        awaiting_check: early && index == 0,
+                        catch_up_ran: catch_up_ran.clone(),
                     };
                     mutable.run_stores.insert(run_id.clone(), place);
                 }

@@ -372,6 +372,13 @@ impl Unwritten {
                 .iter()
                 .map(|record| {
                     let place = mutable.run_stores.remove(&record.run_id);
+                    if let Some(ran) = place
+                        .as_ref()
+                        .and_then(|place| place.catch_up_ran.as_ref())
+                        .filter(|_| record.started_at.is_some())
+                    {
+                        ran.store(true, std::sync::atomic::Ordering::Release);
+                    }
                     // Changed through this node while it ran (`Inner::note_change`).
                     let changed = place.as_ref().is_some_and(|place| place.release.is_some())
                         && mutable.changed_in_flight.remove(&record.job_id);
@@ -386,6 +393,7 @@ impl Unwritten {
                     frees_instance,
                     release,
                     withdrawal,
+                    catch_up_ran,
                     ..
                 },
                 changed,
@@ -424,9 +432,18 @@ impl Unwritten {
                         // The change left the job at a time the loop has not seen.
                         self.wake_loop |= changed;
                         let (release, skipped, times) = if taken_back {
-                            let mut release = held.release;
+                            // A catch-up taken back part way held its job while its
+                            // first runs went: the times that came meanwhile are
+                            // recorded as for any held run.
+                            let ran = catch_up_ran
+                                .is_some_and(|ran| ran.load(std::sync::atomic::Ordering::Acquire));
+                            let (mut release, skipped, times) = if ran {
+                                held.at_end(record.finished_at)
+                            } else {
+                                (held.release, 0, Vec::new())
+                            };
                             release.next_run_time = release.acquired_next_run_time;
-                            (release, 0, Vec::new())
+                            (release, skipped, times)
                         } else {
                             held.at_end(record.finished_at)
                         };
@@ -558,7 +575,7 @@ impl Unwritten {
                     {
                         // Paused (kept, without a next run time): finished below if its
                         // time is the one that ran.
-                        if schedule == Some(None) {
+                        if schedule.is_some_and(|schedule| schedule.next_run_time.is_none()) {
                             follow_ups.push((
                                 job_id,
                                 revision,
@@ -669,6 +686,11 @@ impl Unwritten {
                 inner.wake.notify_one();
             }
             inner.wake_if_earlier(self.earliest_next.take());
+        } else {
+            // Jobs stay leased until their writes land, so the loop may pass over
+            // changes made to them meanwhile (a reschedule while the store was down):
+            // it looks again once everything is written.
+            self.wake_loop = true;
         }
         for record in self.to_announce.drain(..) {
             inner.emit(Event::for_run(record));

@@ -45,11 +45,17 @@ pub(crate) struct RunStart {
     pub(crate) scheduled_time: DateTime<Utc>,
     /// How many runs the submission holds (they share one slot).
     pub(crate) runs: usize,
-    /// The next run time the job had when it was taken, and the one written back for
-    /// it (`None` for a job its run holds: nothing is written back before the run
-    /// ends): finding either in the store means nobody changed its schedule since.
-    pub(crate) acquired_next: Option<DateTime<Utc>>,
-    pub(crate) released_next: Option<DateTime<Utc>>,
+    /// The revision the job had when it was taken: finding it in the store means
+    /// nobody changed the job since. Nothing of this node's own is written to the job
+    /// before this check (a held job's release waits for the run's end, a deferred one
+    /// for this check: `main_loop::Deferred`), so the store shows either that revision
+    /// or somebody's change. A revision alone, since a change may leave the next run
+    /// time as it was (a new trigger whose first time is the run's).
+    pub(crate) acquired_revision: u64,
+    /// For the later runs of a catch-up ([`StartCheck::may_continue`]): `None` for a
+    /// job its runs hold (its revision tells), else what the store shows of the job
+    /// until somebody changes it.
+    pub(crate) written_back: Option<WrittenBack>,
     /// Read the job's schedule from the store first (runs handed over early).
     pub(crate) confirm_schedule: bool,
     /// Whether it holds its instance slot (claimed at hand-over, for a run due then);
@@ -58,6 +64,9 @@ pub(crate) struct RunStart {
     /// The submission's withdrawal: set here when the store shows the job changed, so
     /// the run's end writes back as for a run taken back locally.
     pub(crate) withdrawal: Withdrawal,
+    /// The first run of the submission: its job's deferred release waits for this
+    /// check (`RunPlace::awaiting_check`).
+    pub(crate) first_run_id: String,
     /// The last run of the submission: its record frees the slot claimed here.
     pub(crate) last_run_id: String,
 }
@@ -73,12 +82,48 @@ impl StartCheck for RunStart {
             return Ok(());
         };
         if self.confirm_schedule {
-            self.confirm_schedule(&inner, &store).await?;
+            let confirmed = self.confirm_schedule(&inner, &store).await;
+            // Its job's deferred release may now be written; the loop writes it.
+            if let Some(place) = inner.lock().run_stores.get_mut(&self.first_run_id) {
+                place.awaiting_check = false;
+            }
+            inner.wake.notify_one();
+            confirmed?;
         }
         if !self.slot_claimed {
             self.claim_slot(&inner, &store).await?;
         }
         Ok(())
+    }
+
+    async fn may_continue(&self) -> Result<(), String> {
+        let Some(inner) = self.inner.upgrade() else {
+            return Ok(());
+        };
+        let Some(store) = inner.stores.get(&self.jobstore).cloned() else {
+            return Ok(());
+        };
+        let schedule = match store
+            .job_schedules(std::slice::from_ref(&self.job_id))
+            .await
+        {
+            Ok(mut schedules) => schedules.pop().flatten(),
+            // As at the start: a change that could not be written was not answered.
+            Err(_) => return Ok(()),
+        };
+        let unchanged = schedule.is_some_and(|schedule| match self.written_back {
+            None => schedule.revision == self.acquired_revision,
+            Some(written) => {
+                schedule.next_run_time.is_some()
+                    && (schedule.next_run_time == written.released_next
+                        || schedule.next_run_time == written.acquired_next)
+            }
+        });
+        if unchanged {
+            Ok(())
+        } else {
+            Err("the job was changed while its catch-up ran".to_owned())
+        }
     }
 }
 
@@ -97,19 +142,16 @@ impl RunStart {
             .await;
         let refusal = match schedule {
             Ok(None) => "the job was removed after this run was handed over and before it was due",
-            // A finished trigger writes nothing back before the run ends (the job then
-            // goes), so only a recurring job can be found at its released time.
-            Ok(Some(next))
-                if next == self.acquired_next
-                    || (self.released_next.is_some() && next == self.released_next) =>
-            {
-                return Ok(())
-            }
-            Ok(Some(None)) => {
-                "the job was paused after this run was handed over and before it was due"
-            }
-            Ok(Some(Some(_))) => {
-                "the job was rescheduled after this run was handed over and before it was due"
+            Ok(Some(schedule)) if schedule.revision == self.acquired_revision => return Ok(()),
+            Ok(Some(JobSchedule {
+                next_run_time: None,
+                ..
+            })) => "the job was paused after this run was handed over and before it was due",
+            // Rescheduled, or modified: the run it has was taken from the job as it was.
+            // Taken back, its time is not used up, so a job changed without a new
+            // schedule is taken again at once and runs as it is now.
+            Ok(Some(_)) => {
+                "the job was changed after this run was handed over and before it was due"
             }
             Err(error) => {
                 tracing::warn!(
@@ -121,6 +163,7 @@ impl RunStart {
             }
         };
         self.withdrawal.withdraw();
+        inner.keep_deferred_release_at_acquired_time(&self.first_run_id);
         Err(refusal.to_owned())
     }
 
@@ -171,6 +214,15 @@ impl RunStart {
     }
 }
 
+/// The next run times of a job its runs do not hold, written back at hand-over: the
+/// store shows the one it was taken at until the write-back is done (a store refusing
+/// writes retries it), then the one written back, until somebody changes the job.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WrittenBack {
+    pub(crate) acquired_next: Option<DateTime<Utc>>,
+    pub(crate) released_next: Option<DateTime<Utc>>,
+}
+
 /// Batches the store calls of runs that come due together: the first to ask calls
 /// for everyone who asked before its call went out, and again for those who asked
 /// meanwhile, so ten thousand runs due at one instant cost a few calls, not ten
@@ -209,12 +261,12 @@ pub(crate) struct ReadSchedules;
 #[async_trait]
 impl BatchedCall for ReadSchedules {
     type Ask = String;
-    type Answer = JobSchedule;
+    type Answer = Option<JobSchedule>;
     async fn call(
         store: &dyn JobStore,
         _owner: &str,
         asks: &[String],
-    ) -> Result<Vec<JobSchedule>, StoreError> {
+    ) -> Result<Vec<Option<JobSchedule>>, StoreError> {
         store.job_schedules(asks).await
     }
 }

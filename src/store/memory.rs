@@ -396,11 +396,19 @@ impl JobStore for MemoryStore {
     async fn job_schedules(
         &self,
         ids: &[String],
-    ) -> Result<Vec<crate::store::JobSchedule>, StoreError> {
+    ) -> Result<Vec<Option<crate::store::JobSchedule>>, StoreError> {
         let state = self.lock();
         Ok(ids
             .iter()
-            .map(|id| state.jobs.get_by_id(id).map(|job| job.next_run_time()))
+            .map(|id| {
+                state
+                    .jobs
+                    .get_by_id(id)
+                    .map(|job| crate::store::JobSchedule {
+                        next_run_time: job.next_run_time(),
+                        revision: job.revision,
+                    })
+            })
             .collect())
     }
 

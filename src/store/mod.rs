@@ -110,9 +110,15 @@ pub const MAX_CLAIM_KEY: usize = 255;
 /// How many of a job's newest run records the default [`JobStore::last_success`] reads.
 pub const LAST_SUCCESS_SCAN: usize = 10_000;
 
-/// What [`JobStore::job_schedules`] answers for one job: `None` when it is gone, else
-/// its next run time (`None` while it is paused).
-pub type JobSchedule = Option<Option<DateTime<Utc>>>;
+/// Where one job stands, as [`JobStore::job_schedules`] answers for a job that exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobSchedule {
+    /// Its next run time; `None` while it is paused.
+    pub next_run_time: Option<DateTime<Utc>>,
+    /// Its revision: any write since a read shows here, even one that left the next
+    /// run time as it was (a new trigger whose first time is the old one's).
+    pub revision: u64,
+}
 
 /// One job's request for a running-instance slot ([`JobStore::claim_instances`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -280,14 +286,17 @@ pub trait JobStore: Send + Sync + 'static {
     async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     /// Where each of the jobs `ids` stands, in the order asked: `None` for a job that
-    /// is gone, else its next run time (`None` while paused). A run handed over early
+    /// is gone, else its next run time and revision. A run handed over early
     /// asks this when its time comes, so that a pause, reschedule or removal made
     /// through any node stops it (see `docs/lifecycle.md`). Stores that can answer a
     /// batch in one round trip do; the default reads the jobs one by one.
-    async fn job_schedules(&self, ids: &[String]) -> Result<Vec<JobSchedule>, StoreError> {
+    async fn job_schedules(&self, ids: &[String]) -> Result<Vec<Option<JobSchedule>>, StoreError> {
         let mut schedules = Vec::with_capacity(ids.len());
         for id in ids {
-            schedules.push(self.get_job(id).await?.map(|job| job.next_run_time));
+            schedules.push(self.get_job(id).await?.map(|job| JobSchedule {
+                next_run_time: job.next_run_time,
+                revision: job.revision,
+            }));
         }
         Ok(schedules)
     }

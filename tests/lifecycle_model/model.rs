@@ -302,6 +302,31 @@ fn holding(executions: &[&Execution], observed: &Observed, time: Ms) -> usize {
         .count()
 }
 
+/// When the catch-up `run` belongs to ends: the end of the last of the runs of its job
+/// that its worker started one after another, each the instant the one before ended
+/// (`None` while it goes).
+fn catch_up_end(executions: &[&Execution], run: &Execution) -> Option<Ms> {
+    let mut current = run;
+    let mut hops = 0;
+    loop {
+        let finished = current.finished?;
+        let next = executions.iter().find(|other| {
+            other.job_id == current.job_id
+                && other.node == current.node
+                && other.incarnation == current.incarnation
+                && other.started == finished
+                && other.run_id != current.run_id
+        });
+        match next {
+            Some(next) if hops < executions.len() => {
+                current = next;
+                hops += 1;
+            }
+            _ => return Some(ms_of(finished)),
+        }
+    }
+}
+
 fn is_withdrawal(record: &RunRecord) -> bool {
     record.error.as_deref() == Some(WITHDRAWN)
 }
@@ -416,12 +441,15 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             for earlier in &runs {
                 if let Some(kill) = kill_of(earlier, observed) {
                     let started = ms_of(earlier.started);
-                    let unwritten = match earlier.finished {
+                    // A catch-up writes its job back when its last run ends
+                    // (docs/lifecycle.md): killed before that, it runs again from
+                    // its first time.
+                    let unwritten = match catch_up_end(&executions, earlier) {
                         None => true,
                         Some(finished) => observed
                             .outages
                             .iter()
-                            .any(|(from, to)| *from <= kill.at && *to >= ms_of(finished)),
+                            .any(|(from, to)| *from <= kill.at && *to >= finished),
                     };
                     if started <= kill.at && unwritten {
                         allowed += 1;
@@ -468,12 +496,14 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             // A time that came while a run of the job held it is recorded when that run
             // ends (docs/lifecycle.md, "Held until the run ends"): not yet, if it has not
             // ended well before the end of the scenario.
+            // A catch-up (runs one after another in one worker) holds the job until
+            // its last run ends, and runs its times in order: a time after one of its
+            // runs may still wait in it.
             let held_past_end = executions.iter().any(|run| {
                 run.job_id == *id
-                    && ms_of(run.started) <= time
-                    && run
-                        .finished
-                        .is_none_or(|finished| ms_of(finished) + 500 > checked_until)
+                    && ms_of(run.scheduled) <= time
+                    && catch_up_end(&executions, run)
+                        .is_none_or(|finished| finished + 500 > checked_until)
             });
             if held_past_end {
                 continue;
@@ -591,6 +621,18 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 .stretch_at(*first)
                 .is_some_and(|stretch| stretch.until > to + 1_000);
             if !untouched || !same_stretch || to + 1_000 > checked_until {
+                continue;
+            }
+            // Times that come while a run (or a catch-up) holds the job are recorded
+            // when it ends: not yet, if it goes on past the end of the scenario.
+            let held_past_end = model.max_instances_over(*from, *to) == 1
+                && executions.iter().any(|run| {
+                    run.job_id == *id
+                        && ms_of(run.started) <= *to
+                        && catch_up_end(&executions, run)
+                            .is_none_or(|finished| finished + 500 > checked_until)
+                });
+            if held_past_end {
                 continue;
             }
             let traced = group.iter().any(|time| {

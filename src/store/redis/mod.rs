@@ -429,7 +429,7 @@ impl JobStore for RedisStore {
     async fn job_schedules(
         &self,
         ids: &[String],
-    ) -> Result<Vec<crate::store::JobSchedule>, StoreError> {
+    ) -> Result<Vec<Option<crate::store::JobSchedule>>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -448,9 +448,13 @@ impl JobStore for RedisStore {
             .zip(nexts.iter().chain(std::iter::repeat(&None)))
             .map(|(revision, next)| match revision {
                 None => Ok(None),
-                Some(_) => parse_micros(next.as_deref().unwrap_or(""))
-                    .map(Some)
-                    .map_err(StoreError::Corrupt),
+                Some(revision) => Ok(Some(crate::store::JobSchedule {
+                    next_run_time: parse_micros(next.as_deref().unwrap_or(""))
+                        .map_err(StoreError::Corrupt)?,
+                    revision: revision.parse().map_err(|_| {
+                        StoreError::Corrupt(format!("job revision {revision:?} is not a number"))
+                    })?,
+                })),
             })
             .collect()
     }

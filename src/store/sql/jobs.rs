@@ -394,13 +394,14 @@ impl<D: Dialect> JobStore for SqlStore<D> {
     async fn job_schedules(
         &self,
         ids: &[String],
-    ) -> Result<Vec<crate::store::JobSchedule>, StoreError> {
+    ) -> Result<Vec<Option<crate::store::JobSchedule>>, StoreError> {
         // A read by primary key, a chunk of ids per statement: runs due together ask
         // together (see `scheduler/start.rs`).
-        let mut found: HashMap<String, Option<DateTime<Utc>>> = HashMap::with_capacity(ids.len());
+        let mut found: HashMap<String, crate::store::JobSchedule> =
+            HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(super::CHUNK) {
             let sql = self.sql(&format!(
-                "SELECT id, next_run_time FROM {{p}}jobs WHERE id IN ({})",
+                "SELECT id, next_run_time, revision FROM {{p}}jobs WHERE id IN ({})",
                 super::marks(super::padded(chunk.len()))
             ));
             let rows = self
@@ -409,8 +410,20 @@ impl<D: Dialect> JobStore for SqlStore<D> {
             for row in &rows {
                 let id = D::Database::text(row, 0).map_err(failure::<D>)?;
                 let next = D::Database::int(row, 1).map_err(failure::<D>)?;
+                let revision = D::Database::int(row, 2).map_err(failure::<D>)?;
+                let revision = revision
+                    .and_then(|revision| u64::try_from(revision).ok())
+                    .ok_or_else(|| {
+                        StoreError::Corrupt("a job row without a valid revision".into())
+                    })?;
                 if let Some(id) = id {
-                    found.insert(id, next.map(instant).transpose()?);
+                    found.insert(
+                        id,
+                        crate::store::JobSchedule {
+                            next_run_time: next.map(instant).transpose()?,
+                            revision,
+                        },
+                    );
                 }
             }
         }
