@@ -58,6 +58,9 @@ const SLACK: Ms = 3_000;
 /// spawn and a `date` under load): a run whose record's start is this close before its
 /// own is taken to have started at the record's start.
 const START_TOLERANCE: Ms = 1_500;
+/// How far apart a catch-up's runs may be, one ending and the next starting, in the
+/// daemon's records (they are one instant on simulated time).
+const SAME_INSTANT: Ms = 100;
 /// `fire_ahead` in every node's config.
 const FIRE_AHEAD: Ms = 1_000;
 /// The cluster settings in every node's config: a killed node without a successor is
@@ -814,6 +817,7 @@ async fn play(store: Store, scenario: &Scenario) -> (Observed, Vec<Discrepancy>)
     let mut observed = Observed {
         fire_ahead: FIRE_AHEAD,
         slack: SLACK,
+        same_instant: SAME_INSTANT,
         end: scenario.end,
         ..Observed::default()
     };

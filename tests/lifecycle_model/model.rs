@@ -304,8 +304,9 @@ fn holding(executions: &[&Execution], observed: &Observed, time: Ms) -> usize {
 
 /// When the catch-up `run` belongs to ends: the end of the last of the runs of its job
 /// that its worker started one after another, each the instant the one before ended
-/// (`None` while it goes).
-fn catch_up_end(executions: &[&Execution], run: &Execution) -> Option<Ms> {
+/// (`None` while it goes). Against real daemons "the instant" is within
+/// `observed.same_instant`.
+fn catch_up_end(executions: &[&Execution], observed: &Observed, run: &Execution) -> Option<Ms> {
     let mut current = run;
     let mut hops = 0;
     loop {
@@ -314,7 +315,7 @@ fn catch_up_end(executions: &[&Execution], run: &Execution) -> Option<Ms> {
             other.job_id == current.job_id
                 && other.node == current.node
                 && other.incarnation == current.incarnation
-                && other.started == finished
+                && (other.started - finished).num_milliseconds().abs() <= observed.same_instant
                 && other.run_id != current.run_id
         });
         match next {
@@ -444,7 +445,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     // A catch-up writes its job back when its last run ends
                     // (docs/lifecycle.md): killed before that, it runs again from
                     // its first time.
-                    let unwritten = match catch_up_end(&executions, earlier) {
+                    let unwritten = match catch_up_end(&executions, observed, earlier) {
                         None => true,
                         Some(finished) => observed
                             .outages
@@ -502,7 +503,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             let held_past_end = executions.iter().any(|run| {
                 run.job_id == *id
                     && ms_of(run.scheduled) <= time
-                    && catch_up_end(&executions, run)
+                    && catch_up_end(&executions, observed, run)
                         .is_none_or(|finished| finished + 500 > checked_until)
             });
             if held_past_end {
@@ -629,7 +630,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 && executions.iter().any(|run| {
                     run.job_id == *id
                         && ms_of(run.started) <= *to
-                        && catch_up_end(&executions, run)
+                        && catch_up_end(&executions, observed, run)
                             .is_none_or(|finished| finished + 500 > checked_until)
                 });
             if held_past_end {

@@ -80,6 +80,10 @@ pub struct Observed {
     /// of wall-clock scheduling, docs/lifecycle-checker.md "Against real daemons").
     /// Never applied to "never early".
     pub slack: Ms,
+    /// How far apart, in ms, two instants the model takes as one may be: a catch-up's
+    /// next run starts the instant the one before ended (0 on simulated time; against
+    /// real daemons, the few ms between a record's end and the next run's start).
+    pub same_instant: Ms,
 }
 
 impl Observed {
