@@ -12,9 +12,11 @@
 //!
 //! `KAIROS_REAL_CHECK_SECONDS` (default 15) is how long each store plays scenarios,
 //! one after another (at least one); `KAIROS_SEED=N` replays one scenario;
-//! `KAIROS_SEED_BASE=N` fixes where the seeds start. A server that cannot be reached
-//! prints `SKIP <reason>` and passes, unless `KAIROS_REQUIRE_SERVICES=1`. The stores
-//! take turns, so each has the cores its wall-clock timing needs.
+//! `KAIROS_SEED_BASE=N` fixes where the seeds start; `KAIROS_TRACE=1` prints what
+//! was observed and the daemons' logs of every scenario, not only of failed ones. A
+//! server that cannot be reached prints `SKIP <reason>` and passes, unless
+//! `KAIROS_REQUIRE_SERVICES=1`. The stores take turns, so each has the cores its
+//! wall-clock timing needs.
 
 #![allow(clippy::unwrap_used)]
 
@@ -1057,7 +1059,8 @@ async fn play(store: Store, scenario: &Scenario) -> (Observed, Vec<Discrepancy>)
             }
         }
     }
-    if !found.is_empty() {
+    if !found.is_empty() || std::env::var_os("KAIROS_TRACE").is_some() {
+        println!("{}", observed.timeline());
         for (index, text) in daemon_logs.iter().enumerate() {
             println!(
                 "--- daemon log of node {index} (seed {}):\n{text}",

@@ -124,8 +124,8 @@ impl Observed {
                 ),
             ));
         }
-        for (at, length) in &self.outages {
-            lines.push((*at, format!("{at:>6}  outage for {length} ms")));
+        for (at, until) in &self.outages {
+            lines.push((*at, format!("{at:>6}  outage until +{until}")));
         }
         for (at, by) in &self.jumps {
             lines.push((*at, format!("{at:>6}  clock jumps by {by} ms")));
