@@ -37,6 +37,7 @@ pub mod daemon;
 pub mod executor;
 pub mod history;
 pub mod job;
+pub mod metrics;
 pub(crate) mod process_group;
 pub mod scheduler;
 pub mod store;

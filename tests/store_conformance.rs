@@ -403,6 +403,51 @@ async fn config_jobs_are_found_and_jobs_counted_without_reading_all(harness: Har
     assert_eq!(store.count_jobs().await.unwrap(), 2);
 }
 
+/// `GET /metrics` asks every scrape: pending (a next run time), paused, and set aside
+/// (neither: a failed one-off job), counted by the store; acquired jobs keep their
+/// state.
+async fn jobs_are_counted_by_state(harness: Harness) {
+    use kairos::store::JobCounts;
+    let store = &harness.store;
+    assert_eq!(
+        store.count_job_states().await.unwrap(),
+        JobCounts::default()
+    );
+    for index in 0..5 {
+        store
+            .add_job(job(&format!("due-{index}"), Some(t0() + secs(index))))
+            .await
+            .unwrap();
+    }
+    store.add_job(job("paused-1", None)).await.unwrap();
+    store.add_job(job("paused-2", None)).await.unwrap();
+    let mut failed = job("failed", None);
+    failed.paused = false;
+    store.add_job(failed).await.unwrap();
+    let expected = JobCounts {
+        pending: 5,
+        paused: 2,
+        failed: 1,
+    };
+    assert_eq!(store.count_job_states().await.unwrap(), expected);
+    let acquired = store
+        .acquire_due_jobs("one", t0() + secs(1), 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(acquired.len(), 2);
+    assert_eq!(store.count_job_states().await.unwrap(), expected);
+    store.remove_job("paused-1").await.unwrap();
+    store.remove_job("due-4").await.unwrap();
+    assert_eq!(
+        store.count_job_states().await.unwrap(),
+        JobCounts {
+            pending: 4,
+            paused: 1,
+            failed: 1,
+        }
+    );
+}
+
 async fn jobs_are_listed_a_filtered_page_at_a_time(harness: Harness) {
     let store = &harness.store;
     let mut jobs = Vec::new();
@@ -1586,6 +1631,7 @@ macro_rules! conformance {
                     missing_and_duplicate_ids_are_errors,
                     concurrent_adds_each_get_their_own_answer,
                     config_jobs_are_found_and_jobs_counted_without_reading_all,
+                    jobs_are_counted_by_state,
                     jobs_are_ordered_by_next_run_time_paused_last,
                     jobs_are_listed_a_filtered_page_at_a_time,
                     acquire_takes_due_jobs_earliest_first_up_to_the_limit,

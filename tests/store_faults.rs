@@ -297,6 +297,15 @@ async fn run_records_a_store_refuses_are_capped_by_taking_no_more_jobs() {
     assert_eq!(backlogged, 1, "said once");
     // Writes come back: every record is written, and the job runs again.
     faults.failing_finishes.store(0, Ordering::SeqCst);
+    // The record task retries on the scheduler's clock, with a back-off that grew
+    // while the store refused: move the clock on until its retry has come.
+    for _ in 0..240 {
+        if scheduler.unwritten_runs() == 0 {
+            break;
+        }
+        advance(&clock, Duration::from_millis(250), Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     advance(&clock, Duration::from_secs(2), Duration::from_millis(250)).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while scheduler.unwritten_runs() > 0 && std::time::Instant::now() < deadline {

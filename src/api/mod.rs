@@ -63,7 +63,6 @@ use tokio::sync::{mpsc, watch};
 use self::auth::Access;
 use self::error::ApiError;
 use self::idempotency::IdempotencyCache;
-use self::metrics::Metrics;
 pub use self::rate_limit::RateLimit;
 use self::rate_limit::RateLimiter;
 pub use self::server::ServerLimits;
@@ -246,18 +245,13 @@ pub(crate) struct AppState {
     pub(crate) scheduler: Scheduler,
     pub(crate) settings: Arc<ApiSettings>,
     pub(crate) idempotency: Arc<IdempotencyCache>,
-    pub(crate) metrics: Arc<Metrics>,
     /// How many event streams are open.
     pub(crate) event_streams: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Builds the API's router: every route under [`PREFIX`], with authentication, the
 /// body limit, the request timeout and JSON errors for unknown routes.
-///
-/// Call it inside a tokio runtime: it starts a task that counts run outcomes for
-/// `GET /metrics` from the scheduler's events.
 pub fn app(scheduler: Scheduler, settings: ApiSettings) -> Router {
-    let metrics = Metrics::start(&scheduler);
     let access = Arc::new(Access::new(
         &settings.tokens,
         &settings.read_tokens,
@@ -296,7 +290,6 @@ pub fn app(scheduler: Scheduler, settings: ApiSettings) -> Router {
         )),
         scheduler,
         settings: Arc::new(settings),
-        metrics,
         event_streams: Arc::default(),
     };
     let Routes {

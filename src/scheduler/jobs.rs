@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{main_loop, Event, Inner, Scheduler, SchedulerError};
+use super::{main_loop, Event, Inner, Scheduler, SchedulerError, SchedulerState};
 use crate::executor::{Submission, Withdrawal};
 use crate::history::RunRecord;
 use crate::job::{generate_id, Job, JobChanges, JobSpec};
@@ -552,6 +552,68 @@ impl Scheduler {
             count = count.saturating_add(store.count_jobs().await?);
         }
         Ok(count)
+    }
+
+    /// How many jobs are in each state, across all stores, as the stores count them
+    /// ([`crate::store::JobStore::count_job_states`]): no job is read.
+    pub async fn count_job_states(&self) -> Result<crate::store::JobCounts, SchedulerError> {
+        let mut counts = crate::store::JobCounts::default();
+        for store in self.inner.stores.values() {
+            counts = counts.plus(store.count_job_states().await?);
+        }
+        Ok(counts)
+    }
+
+    /// Sets the metrics' gauges of state (jobs by state, the scheduler's state,
+    /// executor load, unwritten runs) from cheap counts, before a scrape encodes them
+    /// (docs/metrics.md).
+    pub async fn refresh_metrics(&self) -> Result<(), SchedulerError> {
+        use crate::metrics::{ExecutorLabels, StateLabels};
+        let metrics = &self.inner.metrics;
+        let counts = self.count_job_states().await?;
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        for (state, count) in [
+            ("pending", counts.pending),
+            ("paused", counts.paused),
+            ("failed", counts.failed),
+        ] {
+            metrics
+                .jobs
+                .get_or_create(&StateLabels { state })
+                .set(gauge(count));
+        }
+        let current = self.state();
+        for (state, candidate) in [
+            ("running", SchedulerState::Running),
+            ("paused", SchedulerState::Paused),
+            ("stopped", SchedulerState::Stopped),
+        ] {
+            metrics
+                .scheduler_state
+                .get_or_create(&StateLabels { state })
+                .set(i64::from(candidate == current));
+        }
+        let count = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
+        for (name, executor) in &self.inner.executors {
+            let load = executor.load();
+            let labels = ExecutorLabels {
+                executor: name.clone(),
+            };
+            metrics
+                .executor_busy
+                .get_or_create(&labels)
+                .set(count(load.running));
+            metrics
+                .executor_queued
+                .get_or_create(&labels)
+                .set(count(load.queued.saturating_sub(load.early)));
+            metrics
+                .executor_capacity
+                .get_or_create(&labels)
+                .set(count(load.max_workers));
+        }
+        metrics.unwritten_runs.set(count(self.unwritten_runs()));
+        Ok(())
     }
 
     /// The earliest next run time of any job that is neither paused nor running

@@ -506,6 +506,9 @@ pub(crate) struct RunPlace {
     /// them started, so a catch-up taken back part way still records the times that
     /// came while it ran (`record.rs`).
     pub(crate) catch_up_ran: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// What its end updates in the metrics (by task and executor, and the job's own
+    /// series when it is watched).
+    pub(crate) metrics: crate::metrics::RunMetrics,
 }
 
 /// A job's release held by its run until the run ends: the job stays leased to this
@@ -1036,6 +1039,7 @@ async fn hand_over(
                 let catch_up_ran =
                     catch_up.then(|| Arc::new(std::sync::atomic::AtomicBool::new(false)));
                 let mut final_release = how.final_release;
+                let metrics = inner.metrics.for_run(job);
                 for (index, run_id) in run_ids.iter().enumerate() {
                     let place = RunPlace {
                         job_id: job.id.clone(),
@@ -1049,6 +1053,7 @@ async fn hand_over(
                         withdrawal: submission.withdrawal.clone(),
                         awaiting_check: early && index == 0,
                         catch_up_ran: catch_up_ran.clone(),
+                        metrics: metrics.clone(),
                     };
                     mutable.run_stores.insert(run_id.clone(), place);
                 }
@@ -1111,6 +1116,9 @@ async fn record_unstarted(
         attempt: 1,
     };
     let run_id = record.run_id.clone();
+    inner
+        .metrics
+        .run_ended(&record, Some(&inner.metrics.for_run(job)), record.attempt);
     if let Some(store) = inner.stores.get(jobstore) {
         if let Err(error) = store.record_run(record.clone()).await {
             tracing::warn!(job_id = job.id, %error, "could not record a run");

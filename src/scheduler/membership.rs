@@ -119,7 +119,10 @@ pub(crate) async fn run(inner: Arc<Inner>, membership: Membership) {
 /// store outage held everyone's back), or after its clock moved by more than two
 /// heartbeats between two beats (a clock step, or this node frozen), every other node
 /// looks as old as the gap. It reaps nobody until a whole `node_timeout` of fresh
-/// heartbeats has had the chance to arrive.
+/// heartbeats has had the chance to arrive. The same holds from its first beat: a
+/// node just started cannot tell a dead peer from one whose clock, like its own,
+/// just stepped (the checker's clock jumps found a node started a moment before a
+/// step reaping every live peer).
 #[derive(Default)]
 struct ReapGuard {
     /// The time of this node's last heartbeat that the store took.
@@ -138,7 +141,8 @@ impl ReapGuard {
             now.signed_duration_since(last) > beat.checked_mul(2).unwrap_or(TimeDelta::MAX)
                 || now < last
         });
-        if std::mem::take(&mut self.failed) || jumped {
+        let first = self.last_ok.is_none();
+        if std::mem::take(&mut self.failed) || jumped || first {
             let timeout = TimeDelta::from_std(membership.node_timeout).unwrap_or(TimeDelta::MAX);
             self.hold_until = now.checked_add_signed(timeout);
         }

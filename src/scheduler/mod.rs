@@ -370,6 +370,17 @@ impl SchedulerBuilder {
                 .max()
                 .unwrap_or(DEFAULT_FIRE_AHEAD)
         });
+        // Every store call of the scheduler goes through one wrapper that times it
+        // (docs/metrics.md).
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let stores: BTreeMap<String, Arc<dyn JobStore>> = self
+            .stores
+            .into_iter()
+            .map(|(name, store)| {
+                let wrapped = metrics.store.instrument(&name, store);
+                (name, Arc::new(wrapped) as Arc<dyn JobStore>)
+            })
+            .collect();
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (finished_sender, finished_receiver) = mpsc::unbounded_channel();
         let (flush_sender, flush_receiver) = mpsc::unbounded_channel();
@@ -383,7 +394,8 @@ impl SchedulerBuilder {
                 id: self.id,
                 timezone: self.timezone,
                 clock: self.clock,
-                stores: self.stores,
+                stores,
+                metrics,
                 executors: self.executors,
                 tasks: self.tasks,
                 defaults: self.job_defaults,
@@ -446,6 +458,8 @@ pub(crate) struct Inner {
     timezone: Zone,
     clock: Arc<dyn Clock>,
     stores: BTreeMap<String, Arc<dyn JobStore>>,
+    /// What this scheduler counts (`GET /metrics`).
+    metrics: Arc<crate::metrics::Metrics>,
     executors: BTreeMap<String, Arc<dyn Executor>>,
     tasks: TaskRegistry,
     defaults: JobDefaults,
@@ -517,6 +531,17 @@ impl Inner {
 
     pub(crate) fn emit(&self, event: Event) {
         event.log();
+        // Each event updates its metric where it is logged (docs/metrics.md).
+        match &event {
+            Event::Alert { alert } => self.metrics.alert_raised(alert.event),
+            Event::AlertDelivered { .. } => self.metrics.alert_delivery(true, 0),
+            Event::AlertUndelivered { attempts, .. } => {
+                self.metrics.alert_delivery(false, *attempts);
+            }
+            Event::RecordsBacklogged { .. } => self.metrics.records_backlogged(),
+            Event::JobRemoved { job_id, .. } => self.metrics.forget_job(job_id),
+            _ => {}
+        }
         // No listener is not an error.
         let _ = self.events.send(event);
     }
@@ -616,6 +641,12 @@ impl Scheduler {
     /// Listens to the scheduler's events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
+    }
+
+    /// What the scheduler counts: the registry `GET /metrics` encodes
+    /// (docs/metrics.md).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.inner.metrics
     }
 
     /// The scheduler's clock.

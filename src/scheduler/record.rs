@@ -387,6 +387,16 @@ impl Unwritten {
                 .collect()
         };
         for (mut record, placed) in records.into_iter().zip(places) {
+            // The attempt a held run was is its release's (set on the record below).
+            let attempt = placed
+                .as_ref()
+                .and_then(|(place, _)| place.release.as_ref())
+                .map_or(record.attempt, |held| held.attempt);
+            inner.metrics.run_ended(
+                &record,
+                placed.as_ref().map(|(place, _)| &place.metrics),
+                attempt,
+            );
             if let Some((
                 RunPlace {
                     jobstore: store,

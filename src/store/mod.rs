@@ -120,6 +120,39 @@ pub struct JobSchedule {
     pub revision: u64,
 }
 
+/// How many jobs a store holds in each state ([`JobStore::count_job_states`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JobCounts {
+    /// Neither paused nor set aside: jobs with a next run time.
+    pub pending: u64,
+    /// Paused jobs.
+    pub paused: u64,
+    /// Jobs set aside: neither paused nor with a next run time, which is a one-off job
+    /// kept as `failed` or a job set aside as `broken` (as `JobQuery::failed` lists).
+    pub failed: u64,
+}
+
+impl JobCounts {
+    /// Counts one job.
+    pub fn add(&mut self, paused: bool, scheduled: bool) {
+        let count = match (paused, scheduled) {
+            (true, _) => &mut self.paused,
+            (false, true) => &mut self.pending,
+            (false, false) => &mut self.failed,
+        };
+        *count = count.saturating_add(1);
+    }
+
+    /// The sum of two stores' counts.
+    pub fn plus(self, other: JobCounts) -> JobCounts {
+        JobCounts {
+            pending: self.pending.saturating_add(other.pending),
+            paused: self.paused.saturating_add(other.paused),
+            failed: self.failed.saturating_add(other.failed),
+        }
+    }
+}
+
 /// One job's request for a running-instance slot ([`JobStore::claim_instances`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstanceClaim {
@@ -273,6 +306,18 @@ pub trait JobStore: Send + Sync + 'static {
     /// [`get_jobs`](JobStore::get_jobs).
     async fn count_jobs(&self) -> Result<u64, StoreError> {
         Ok(u64::try_from(self.get_jobs().await?.len()).unwrap_or(u64::MAX))
+    }
+
+    /// How many jobs the store holds in each state, for `GET /metrics` (every scrape
+    /// asks): counted by the store, never by reading the jobs, where it can
+    /// (docs/metrics.md says what each store's count costs). The default counts
+    /// [`get_jobs`](JobStore::get_jobs).
+    async fn count_job_states(&self) -> Result<JobCounts, StoreError> {
+        let mut counts = JobCounts::default();
+        for job in self.get_jobs().await? {
+            counts.add(job.paused, job.next_run_time.is_some());
+        }
+        Ok(counts)
     }
 
     /// One page of the jobs that match `query`, in list order, with how many match in

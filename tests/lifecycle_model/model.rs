@@ -457,6 +457,20 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     }
                 }
             }
+            // A new schedule (a reschedule, a resume) that has this time again, once
+            // it already ran, owes it a run of its own: the time runs once per
+            // schedule (a one-off job rescheduled to a time that already ran runs
+            // again, late, as APScheduler's date trigger does).
+            for pair in runs.windows(2) {
+                let (first, second) = (ms_of(pair[0].started), ms_of(pair[1].started));
+                if model
+                    .schedule_changes
+                    .iter()
+                    .any(|&change| change > first && change <= second)
+                {
+                    allowed += 1;
+                }
+            }
             if runs.len() > 1 + allowed {
                 let starts: Vec<String> = runs
                     .iter()
@@ -513,7 +527,14 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             // ends (docs/lifecycle.md, "Held until the run ends"): the new schedule's
             // times before then are late runs, folded by `coalesce` like any backlog.
             let changed_while_held = model.schedule_changes.iter().any(|&change| {
-                change <= time
+                // A one-off time already past when its schedule came is due from then.
+                let due_from = model
+                    .stretches
+                    .iter()
+                    .find(|stretch| stretch.from <= change && change < stretch.until)
+                    .filter(|stretch| matches!(stretch.trigger, Trig::At { at } if at == time))
+                    .map_or(time, |_| time.max(change));
+                change <= due_from
                     && executions.iter().any(|run| {
                         ms_of(run.started) <= change
                             && stopped(run, observed).is_none_or(|stop| {

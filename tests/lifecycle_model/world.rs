@@ -282,6 +282,13 @@ enum Due {
 /// Plays `scenario` on a fresh current-thread runtime, with tokio's time paused once
 /// the store is open.
 pub fn run(scenario: &Scenario) -> Observed {
+    // KAIROS_LOG=filter shows the scheduler's own log lines next to the timeline.
+    if let Ok(filter) = std::env::var("KAIROS_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()

@@ -364,6 +364,11 @@ impl StoredJob {
         }
     }
 
+    /// Whether the job is paused.
+    pub(super) fn paused(&self) -> bool {
+        self.flags.paused()
+    }
+
     /// When the job runs next; `None` when paused or finished.
     pub(super) fn next_run_time(&self) -> Option<DateTime<Utc>> {
         self.next_run_time

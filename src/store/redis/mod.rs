@@ -496,6 +496,21 @@ impl JobStore for RedisStore {
             .map_err(store_error)
     }
 
+    async fn count_job_states(&self) -> Result<crate::store::JobCounts, StoreError> {
+        let (pending, paused, failed): (u64, u64, u64) = self
+            .invoke(
+                scripts::COUNT_STATES
+                    .key(&self.keys.jobs)
+                    .key(&self.keys.next),
+            )
+            .await?;
+        Ok(crate::store::JobCounts {
+            pending,
+            paused,
+            failed,
+        })
+    }
+
     async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
         let keys = &self.keys;
         let mut connection = self.connection.clone();

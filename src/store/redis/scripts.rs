@@ -55,6 +55,10 @@ pub(super) static RECORD_RUN: LazyLock<Script> =
 pub(super) static RECORD_CONFIG: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/record_config.lua")));
 
+/// Count jobs by state.
+pub(super) static COUNT_STATES: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/count_states.lua")));
+
 /// Read the newest run records.
 pub(super) static RUNS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/runs.lua")));

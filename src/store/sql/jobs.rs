@@ -468,6 +468,37 @@ impl<D: Dialect> JobStore for SqlStore<D> {
         Ok(count.map_or(0, |count| u64::try_from(count).unwrap_or(0)))
     }
 
+    async fn count_job_states(&self) -> Result<crate::store::JobCounts, StoreError> {
+        // One statement. The total is the database's row count (SQLite walks its
+        // smallest index without reading a row); paused and set-aside jobs are the
+        // rows without a next run time, found through the next_run_time index, and
+        // unreadable rows through their partial index: no job is read or decoded.
+        let sql = self.sql(
+            "SELECT (SELECT COUNT(*) FROM {p}jobs), \
+             (SELECT COUNT(*) FROM {p}jobs WHERE next_run_time IS NULL AND paused <> 0 AND broken = 0), \
+             (SELECT COUNT(*) FROM {p}jobs WHERE next_run_time IS NULL AND paused = 0 AND broken = 0), \
+             (SELECT COUNT(*) FROM {p}jobs WHERE broken <> 0)",
+        );
+        let rows = self.fetch(&sql, Vec::new()).await?;
+        let mut counts = [0u64; 4];
+        if let Some(row) = rows.first() {
+            for (index, count) in counts.iter_mut().enumerate() {
+                let value = D::Database::int(row, index).map_err(failure::<D>)?;
+                *count = value.map_or(0, |value| u64::try_from(value).unwrap_or(0));
+            }
+        }
+        let [total, paused, failed, unreadable] = counts;
+        Ok(crate::store::JobCounts {
+            // Unreadable rows are in no state: nothing runs them until rewritten.
+            pending: total
+                .saturating_sub(paused)
+                .saturating_sub(failed)
+                .saturating_sub(unreadable),
+            paused,
+            failed,
+        })
+    }
+
     async fn list_jobs(&self, query: &JobQuery) -> Result<JobPage, StoreError> {
         let mut conditions = vec!["broken = 0".to_owned()];
         let mut args = Vec::new();
