@@ -219,16 +219,20 @@ fn models(observed: &Observed) -> BTreeMap<String, JobModel> {
 /// The windows in which runs may be late, folded, missed or skipped: around each
 /// outage, killed node and clock jump, with a tail for the retries' back-off.
 fn disturbed(observed: &Observed) -> Vec<(Ms, Ms)> {
-    let before = observed.fire_ahead + 100;
+    let before = observed.fire_ahead + 100 + observed.slack;
+    let after = 1_500 + observed.slack;
     let mut windows = Vec::new();
     for (from, to) in &observed.outages {
-        windows.push((from - before, to + (to - from) + 1_500));
+        windows.push((from - before, to + (to - from) + after));
     }
     for kill in &observed.kills {
-        windows.push((kill.at - before, kill.taken_over + 1_500));
+        windows.push((kill.at - before, kill.taken_over + after));
     }
     for (at, by) in &observed.jumps {
-        windows.push((at - before, at + by + 1_500));
+        windows.push((at - before, at + by + after));
+    }
+    for (from, to) in &observed.windows {
+        windows.push((from - before, to + after));
     }
     // Overlapping windows are one disturbance: what one delays, the next may fold.
     windows.sort();
@@ -300,8 +304,9 @@ fn holding(executions: &[&Execution], observed: &Observed, time: Ms) -> usize {
 
 /// When the catch-up `run` belongs to ends: the end of the last of the runs of its job
 /// that its worker started one after another, each the instant the one before ended
-/// (`None` while it goes).
-fn catch_up_end(executions: &[&Execution], run: &Execution) -> Option<Ms> {
+/// (`None` while it goes). Against real daemons "the instant" is within
+/// `observed.same_instant`.
+fn catch_up_end(executions: &[&Execution], observed: &Observed, run: &Execution) -> Option<Ms> {
     let mut current = run;
     let mut hops = 0;
     loop {
@@ -310,7 +315,7 @@ fn catch_up_end(executions: &[&Execution], run: &Execution) -> Option<Ms> {
             other.job_id == current.job_id
                 && other.node == current.node
                 && other.incarnation == current.incarnation
-                && other.started == finished
+                && (other.started - finished).num_milliseconds().abs() <= observed.same_instant
                 && other.run_id != current.run_id
         });
         match next {
@@ -344,7 +349,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
     let jobs = models(observed);
     let windows = disturbed(observed);
     // Late enough that a due time's run has certainly started by the end.
-    let checked_until = observed.end - 500;
+    let checked_until = observed.end - 500 - observed.slack;
     let by_run: BTreeMap<&str, &RunRecord> = observed
         .records
         .iter()
@@ -440,7 +445,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     // A catch-up writes its job back when its last run ends
                     // (docs/lifecycle.md): killed before that, it runs again from
                     // its first time.
-                    let unwritten = match catch_up_end(&executions, earlier) {
+                    let unwritten = match catch_up_end(&executions, observed, earlier) {
                         None => true,
                         Some(finished) => observed
                             .outages
@@ -484,7 +489,10 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
         for run in &executions {
             let started = ms_of(run.started);
             let going = executing(&executions, observed, started);
-            let limit = model.max_instances_over(started - observed.fire_ahead - 1_500, started);
+            let limit = model.max_instances_over(
+                started - observed.fire_ahead - 1_500 - observed.slack,
+                started,
+            );
             if limit > 0 && going > limit as usize {
                 report(
                     "max_instances",
@@ -509,7 +517,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             let held_past_end = executions.iter().any(|run| {
                 run.job_id == *id
                     && ms_of(run.scheduled) <= time
-                    && catch_up_end(&executions, run)
+                    && catch_up_end(&executions, observed, run)
                         .is_none_or(|finished| finished + 500 > checked_until)
             });
             if held_past_end {
@@ -530,7 +538,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     && executions.iter().any(|run| {
                         ms_of(run.started) <= change
                             && stopped(run, observed).is_none_or(|stop| {
-                                stop > change && time <= stop + observed.fire_ahead
+                                stop > change && time <= stop + observed.fire_ahead + observed.slack
                             })
                     })
             });
@@ -587,8 +595,10 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                         observed,
                         decided,
                     ));
-                    let limit =
-                        model.min_instances_over(time - observed.fire_ahead - 1_500, decided);
+                    let limit = model.min_instances_over(
+                        time - observed.fire_ahead - 1_500 - observed.slack,
+                        decided,
+                    );
                     (going < limit as usize).then(|| {
                         format!(
                             "skipped (max_instances {limit}) at +{} ms, but only {going} run(s) \
@@ -641,7 +651,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 && executions.iter().any(|run| {
                     run.job_id == *id
                         && ms_of(run.started) <= *to
-                        && catch_up_end(&executions, run)
+                        && catch_up_end(&executions, observed, run)
                             .is_none_or(|finished| finished + 500 > checked_until)
                 });
             if held_past_end {
@@ -708,7 +718,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             let touched = model
                 .touched
                 .iter()
-                .any(|at| *at >= scheduled && *at <= kill.taken_over + 1_500);
+                .any(|at| *at >= scheduled && *at <= kill.taken_over + 1_500 + observed.slack);
             // Past its misfire grace time by the time it is free again, it is missed.
             let grace = observed
                 .applied
@@ -735,7 +745,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 other.run_id != run.run_id
                     && ms_of(other.started) > kill.at
                     && other_time >= scheduled
-                    && other_time <= kill.taken_over + observed.fire_ahead
+                    && other_time <= kill.taken_over + observed.fire_ahead + observed.slack
             });
             if !again {
                 report(

@@ -72,6 +72,18 @@ pub struct Observed {
     pub end: Ms,
     /// The driver's own trouble (the world never went quiet ...).
     pub trouble: Vec<String>,
+    /// More disturbed windows the driver knows of (against real daemons: an
+    /// operation whose answer took long enough to straddle a fire time).
+    pub windows: Vec<(Ms, Ms)>,
+    /// How much later than on simulated time things may come, in ms, everywhere the
+    /// model allows lateness (0 on simulated time; against real daemons, the tolerance
+    /// of wall-clock scheduling, docs/lifecycle-checker.md "Against real daemons").
+    /// Never applied to "never early".
+    pub slack: Ms,
+    /// How far apart, in ms, two instants the model takes as one may be: a catch-up's
+    /// next run starts the instant the one before ended (0 on simulated time; against
+    /// real daemons, the few ms between a record's end and the next run's start).
+    pub same_instant: Ms,
 }
 
 impl Observed {
@@ -112,8 +124,8 @@ impl Observed {
                 ),
             ));
         }
-        for (at, length) in &self.outages {
-            lines.push((*at, format!("{at:>6}  outage for {length} ms")));
+        for (at, until) in &self.outages {
+            lines.push((*at, format!("{at:>6}  outage until +{until}")));
         }
         for (at, by) in &self.jumps {
             lines.push((*at, format!("{at:>6}  clock jumps by {by} ms")));
