@@ -293,10 +293,13 @@ pub fn run(scenario: &Scenario) -> Observed {
         .enable_time()
         .build()
         .unwrap_or_else(|error| panic!("a runtime: {error}"));
+    // One folder per play: written scenarios all have seed 0, and tests run at once.
+    static PLAYS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
-        "kairos-model-{}-{}",
+        "kairos-model-{}-{}-{}",
         std::process::id(),
-        scenario.seed
+        scenario.seed,
+        PLAYS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let observed = runtime.block_on(play(scenario, &dir));
     drop(runtime);
