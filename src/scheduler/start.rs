@@ -83,11 +83,14 @@ impl StartCheck for RunStart {
         };
         if self.confirm_schedule {
             let confirmed = self.confirm_schedule(&inner, &store).await;
-            // Its job's deferred release may now be written; the loop writes it.
+            // Its job's deferred release may now be written; the loop writes it. Only
+            // a job its run does not hold has one (`main_loop::Deferred`).
             if let Some(place) = inner.lock().run_stores.get_mut(&self.first_run_id) {
                 place.awaiting_check = false;
             }
-            inner.wake.notify_one();
+            if self.written_back.is_some() {
+                inner.wake.notify_one();
+            }
             confirmed?;
         }
         if !self.slot_claimed {
