@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use common::daemon::{lines, temp_dir, wait_until, write, Daemon};
+use common::daemon::{lines, sqlite_config, temp_dir, wait_until, write, Daemon};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -30,27 +30,12 @@ fn start_daemon(name: &str, extra_api: &str) -> Daemon {
     write(
         &dir,
         "config.toml",
-        &format!(
-            r#"include = ["jobs/*.toml"]
-
-[scheduler]
-shutdown_timeout = "2s"
-
-[jobstores.default]
-url = "sqlite://state/kairos.db"
-
-[executors.default]
-type = "threadpool"
-max_workers = 4
-
-[api]
-listen = "127.0.0.1:0"
-token = "{WRITE_TOKEN}"
+        &sqlite_config(&format!(
+            r#"token = "{WRITE_TOKEN}"
 read_tokens = ["{READ_TOKEN}"]
 allowed_tasks = ["command", "orders.cancel"]
-{extra_api}
-"#
-        ),
+{extra_api}"#
+        )),
     );
     // One config-owned job, so that reload has something to report and 409 something
     // to refuse.

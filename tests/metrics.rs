@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::Request;
 use chrono::{TimeDelta, Utc};
-use common::daemon::{temp_dir, write, Daemon};
+use common::daemon::{sqlite_config, temp_dir, write, Daemon};
 use kairos::api::{app, ApiSettings};
 use kairos::job::JobSpec;
 use kairos::scheduler::Scheduler;
@@ -167,22 +167,7 @@ fn daemon_dir(name: &str, jobs: &str) -> PathBuf {
     write(
         &dir,
         "config.toml",
-        r#"include = ["jobs/*.toml"]
-
-[scheduler]
-shutdown_timeout = "2s"
-
-[jobstores.default]
-url = "sqlite://state/kairos.db"
-
-[executors.default]
-type = "threadpool"
-max_workers = 4
-
-[api]
-listen = "127.0.0.1:0"
-allowed_tasks = ["command"]
-"#,
+        &sqlite_config(r#"allowed_tasks = ["command"]"#),
     );
     write(&dir, "jobs/watched.toml", jobs);
     dir

@@ -19,6 +19,30 @@ pub fn temp_dir(name: &str) -> PathBuf {
 }
 
 /// Writes `text` to `dir/relative`, creating directories.
+/// The `config.toml` most daemon tests start from: `jobs/*.toml` included, an SQLite
+/// store under `state/`, a four-worker thread pool, a 2 s shutdown, and the API on a
+/// free loopback port with `api` appended to its table.
+pub fn sqlite_config(api: &str) -> String {
+    format!(
+        r#"include = ["jobs/*.toml"]
+
+[scheduler]
+shutdown_timeout = "2s"
+
+[jobstores.default]
+url = "sqlite://state/kairos.db"
+
+[executors.default]
+type = "threadpool"
+max_workers = 4
+
+[api]
+listen = "127.0.0.1:0"
+{api}
+"#
+    )
+}
+
 pub fn write(dir: &Path, relative: &str, text: &str) {
     let path = dir.join(relative);
     if let Some(parent) = path.parent() {
