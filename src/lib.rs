@@ -40,6 +40,7 @@ pub mod job;
 pub mod metrics;
 pub(crate) mod process_group;
 pub mod scheduler;
+pub mod secret_url;
 pub mod store;
 pub mod suggest;
 pub mod task;

@@ -38,6 +38,7 @@ mod origin;
 mod overview;
 mod preview;
 mod rate_limit;
+mod reload;
 mod runs;
 mod scheduler;
 mod server;
@@ -65,8 +66,8 @@ use self::error::ApiError;
 use self::idempotency::IdempotencyCache;
 pub use self::rate_limit::RateLimit;
 use self::rate_limit::RateLimiter;
+pub use self::reload::{FailedJob, ReloadOutcome, ReloadRequest, ReloadView};
 pub use self::server::ServerLimits;
-use crate::daemon::ReloadRequest;
 use crate::scheduler::Scheduler;
 
 /// The prefix of every API route.

@@ -14,10 +14,9 @@ use tokio::sync::oneshot;
 
 use super::error::ApiError;
 use super::extract::{parse_json, JsonBody};
+use super::reload::{ReloadOutcome, ReloadRequest, ReloadView};
 use super::{AppState, Routes, Verb};
-use crate::daemon::{ReloadOutcome, ReloadRequest};
 use crate::scheduler::{ConfigState, SchedulerState, Standing};
-use crate::store::ConfigGeneration;
 
 pub(super) fn routes(routes: Routes) -> Routes {
     routes
@@ -64,33 +63,6 @@ struct ReloadBody {
     force: bool,
 }
 
-#[derive(Serialize)]
-struct ReloadView {
-    added: Vec<String>,
-    changed: Vec<String>,
-    removed: Vec<String>,
-    unchanged: usize,
-    failed: Vec<FailedJob>,
-    /// Whether the files were applied (`false`: superseded, the store left alone).
-    applied: bool,
-    /// The content hash of the files.
-    hash: String,
-    /// Where the files stand against the store's config generations.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    config: Option<Standing>,
-    /// A newer generation another node recorded while this one synced.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    overtaken_by: Option<ConfigGeneration>,
-    /// The reload in one line.
-    message: String,
-}
-
-#[derive(Serialize)]
-struct FailedJob {
-    id: String,
-    error: String,
-}
-
 /// `kairos jobs reload`: the daemon's one reload path, as SIGHUP takes it; answers
 /// with what changed, or 422 with every problem of a rejected config. The body is
 /// optional; `{"force": true}` applies files whose content was superseded (a rollback).
@@ -127,7 +99,7 @@ async fn reload_config(
         .await
         .map_err(|_| unavailable())?;
     match outcome.await.map_err(|_| unavailable())? {
-        ReloadOutcome::Applied(report) => Ok(axum::Json(reload_view(*report))),
+        ReloadOutcome::Applied(view) => Ok(axum::Json(*view)),
         ReloadOutcome::Rejected(problems) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_config",
@@ -136,29 +108,6 @@ async fn reload_config(
                 problems.join("\n")
             ),
         )),
-    }
-}
-
-/// The answer to a reload whose config was valid.
-fn reload_view(report: crate::daemon::sync::SyncReport) -> ReloadView {
-    ReloadView {
-        applied: !report.superseded(),
-        message: report.summary(),
-        hash: report.hash.clone(),
-        config: report.standing.clone(),
-        overtaken_by: report.overtaken_by.clone(),
-        added: report.added,
-        changed: report.changed,
-        removed: report.removed,
-        unchanged: report.unchanged,
-        failed: report
-            .failed
-            .into_iter()
-            .map(|(id, error)| FailedJob {
-                id,
-                error: error.to_string(),
-            })
-            .collect(),
     }
 }
 

@@ -24,8 +24,8 @@ use super::{
     TokenConfig,
 };
 use crate::job::JobDefaults;
-use crate::scheduler::HistoryRetention;
 use crate::store::url::{expand, StoreUrl, StoreUrlError};
+use crate::store::HistoryRetention;
 use crate::suggest;
 use crate::task::outbound::AllowRule;
 use crate::task::{SettingsErrorKind, TaskRegistry};

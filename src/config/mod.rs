@@ -65,8 +65,8 @@ pub use self::error::{ConfigError, ConfigErrorKind, ConfigErrors};
 use self::source::Source;
 use crate::alert::AlertSettings;
 use crate::job::{JobDefaults, JobSpec};
-use crate::scheduler::HistoryRetention;
 use crate::store::url::OpenOptions;
+use crate::store::HistoryRetention;
 use crate::task::TaskRegistry;
 use crate::trigger::{TriggerContext, Zone};
 
@@ -280,7 +280,50 @@ impl fmt::Debug for ApiConfig {
     }
 }
 
-pub use crate::daemon::logging::LogFormat;
+// The daemon's logging (`daemon/logging.rs`) reads it from here: the config owns the
+// `[log]` schema, and imports point down the layers (docs/architecture.md).
+/// How each log line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event: level, target, message, fields.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` and the spans,
+    /// for log shippers.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = UnknownLogFormat;
+
+    fn from_str(name: &str) -> Result<LogFormat, UnknownLogFormat> {
+        match name {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(UnknownLogFormat {
+                format: name.to_string(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+/// A log format that is neither `text` nor `json`.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown log format {format:?}: expected \"text\" or \"json\"")]
+pub struct UnknownLogFormat {
+    /// The format as given.
+    pub format: String,
+}
 
 /// `[log]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -433,4 +476,24 @@ pub fn load_with(path: impl AsRef<Path>, tasks: &TaskRegistry) -> Result<Config,
         alerts,
         jobs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogFormat;
+
+    #[test]
+    fn log_format_parses_from_strings_and_config() -> Result<(), Box<dyn std::error::Error>> {
+        assert_eq!("text".parse::<LogFormat>()?, LogFormat::Text);
+        assert_eq!("json".parse::<LogFormat>()?, LogFormat::Json);
+        assert!("JSON".parse::<LogFormat>().is_err());
+        #[derive(serde::Deserialize)]
+        struct Log {
+            format: LogFormat,
+        }
+        let log: Log = serde_json::from_str(r#"{"format": "json"}"#)?;
+        assert_eq!(log.format, LogFormat::Json);
+        assert!(serde_json::from_str::<Log>(r#"{"format": "xml"}"#).is_err());
+        Ok(())
+    }
 }

@@ -15,9 +15,7 @@
 
 use std::fmt;
 use std::io::IsTerminal;
-use std::str::FromStr;
 
-use serde::Deserialize;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, MakeWriter};
@@ -26,40 +24,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-/// How each log line is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// One human-readable line per event: level, target, message, fields.
-    #[default]
-    Text,
-    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` and the spans,
-    /// for log shippers.
-    Json,
-}
-
-impl FromStr for LogFormat {
-    type Err = LoggingError;
-
-    fn from_str(name: &str) -> Result<LogFormat, LoggingError> {
-        match name {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            _ => Err(LoggingError::UnknownFormat {
-                format: name.to_string(),
-            }),
-        }
-    }
-}
-
-impl fmt::Display for LogFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LogFormat::Text => "text",
-            LogFormat::Json => "json",
-        })
-    }
-}
+use crate::config::LogFormat;
 
 /// Why logging could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -83,12 +48,6 @@ pub enum LoggingError {
         value: String,
         /// What the filter parser said.
         source: tracing_subscriber::filter::ParseError,
-    },
-    /// The log format is neither `text` nor `json`.
-    #[error("unknown log format {format:?}: expected \"text\" or \"json\"")]
-    UnknownFormat {
-        /// The format as given.
-        format: String,
     },
     /// A global subscriber was already installed (`init` was called twice, or the
     /// embedding program installed its own).
@@ -473,20 +432,5 @@ mod tests {
                 .is_some_and(|error| error.starts_with("invalid RUST_LOG \"kairos=loud\"")),
             "{error:?}"
         );
-    }
-
-    #[test]
-    fn log_format_parses_from_strings_and_config() -> Result<(), Box<dyn std::error::Error>> {
-        assert_eq!("text".parse::<LogFormat>()?, LogFormat::Text);
-        assert_eq!("json".parse::<LogFormat>()?, LogFormat::Json);
-        assert!("JSON".parse::<LogFormat>().is_err());
-        #[derive(Deserialize)]
-        struct Log {
-            format: LogFormat,
-        }
-        let log: Log = serde_json::from_str(r#"{"format": "json"}"#)?;
-        assert_eq!(log.format, LogFormat::Json);
-        assert!(serde_json::from_str::<Log>(r#"{"format": "xml"}"#).is_err());
-        Ok(())
     }
 }

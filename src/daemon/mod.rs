@@ -23,4 +23,4 @@ pub mod notify;
 mod run;
 pub mod sync;
 
-pub use self::run::{build_scheduler, run, DaemonError, ReloadOutcome, ReloadRequest};
+pub use self::run::{build_scheduler, run, DaemonError};

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use super::notify::Notifier;
 use super::sync::{sync_config_jobs, SyncReport};
-use crate::api::{self, ApiConfigError, ApiSettings, RateLimit};
+use crate::api::{self, ApiConfigError, ApiSettings, RateLimit, ReloadOutcome, ReloadRequest};
 use crate::config::{changed_settings, load_with, Config, ConfigErrors, ExecutorKind};
 use crate::executor::pool::ThreadPoolExecutor;
 use crate::executor::process::ProcessPoolExecutor;
@@ -86,33 +86,6 @@ pub enum DaemonError {
     /// [`crate::config::load_with`] has been checked already, so only a hand-made one).
     #[error("{0}")]
     TaskSettings(#[from] ConfigureError),
-}
-
-/// What asks for a reload.
-#[derive(Debug)]
-pub enum ReloadRequest {
-    /// SIGHUP (`systemctl reload`).
-    Signal,
-    /// A config or job file changed (`watch = true`).
-    FileChanged,
-    /// `POST /api/v1/scheduler/reload` (`kairos jobs reload`), which waits for the
-    /// outcome.
-    Api {
-        /// Where the outcome goes.
-        reply: oneshot::Sender<ReloadOutcome>,
-        /// Apply the config even if the store's generations say it was superseded:
-        /// the explicit rollback (`kairos jobs reload --force`).
-        force: bool,
-    },
-}
-
-/// How a reload ended, for the caller that asked through the API.
-#[derive(Debug)]
-pub enum ReloadOutcome {
-    /// The config was valid and its jobs were synced (or, superseded, left alone).
-    Applied(Box<SyncReport>),
-    /// The config was rejected (one line per problem); the running one stays.
-    Rejected(Vec<String>),
 }
 
 /// Runs the daemon on the config at `path` until SIGTERM or SIGINT.
@@ -178,7 +151,7 @@ pub async fn run(path: &Path, tasks: TaskRegistry, config: Config) -> Result<(),
             Ok((new, report)) => {
                 config = new;
                 watched.send_replace(watched_paths(&config));
-                ReloadOutcome::Applied(Box::new(report))
+                ReloadOutcome::Applied(Box::new(report.into_view()))
             }
             Err(problems) => ReloadOutcome::Rejected(problems),
         };
@@ -361,7 +334,7 @@ pub async fn build_scheduler(
     let fire_ahead = config.scheduler.fire_ahead.unwrap_or(if persistent {
         PERSISTENT_FIRE_AHEAD
     } else {
-        crate::scheduler::DEFAULT_FIRE_AHEAD
+        crate::store::DEFAULT_FIRE_AHEAD
     });
     // Other nodes' changes reach this loop within the poll interval; a
     // store nobody else writes to needs no polling.

@@ -37,6 +37,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use crate::api::{FailedJob, ReloadView};
 use crate::job::{ConfigVersion, Job, JobSpec};
 use crate::scheduler::{Scheduler, SchedulerError, Standing};
 use crate::store::ConfigGeneration;
@@ -91,6 +92,29 @@ impl SyncReport {
     /// Whether the sync left the store alone because the config is superseded.
     pub fn superseded(&self) -> bool {
         matches!(self.standing, Some(Standing::Superseded { .. }))
+    }
+
+    /// The answer `POST /scheduler/reload` sends for this sync.
+    pub fn into_view(self) -> ReloadView {
+        ReloadView {
+            applied: !self.superseded(),
+            message: self.summary(),
+            hash: self.hash,
+            config: self.standing,
+            overtaken_by: self.overtaken_by,
+            added: self.added,
+            changed: self.changed,
+            removed: self.removed,
+            unchanged: self.unchanged,
+            failed: self
+                .failed
+                .into_iter()
+                .map(|(id, error)| FailedJob {
+                    id,
+                    error: error.to_string(),
+                })
+                .collect(),
+        }
     }
 }
 

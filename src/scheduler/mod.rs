@@ -39,12 +39,15 @@ pub use self::generation::{describe_claim, ConfigState, Standing};
 pub use self::jobs::{ListedJobs, MAX_BACKFILL};
 pub use self::membership::{host_name, ClusterNode, Membership};
 pub use self::record::MAX_UNWRITTEN_RUNS;
-pub use self::retention::HistoryRetention;
+pub use crate::store::HistoryRetention;
+// Defined with the store, whose `fire_ahead` falls back to it (docs/architecture.md:
+// imports point down); kept here too, as the builder documents it.
 use crate::alert::AlertSettings;
 use crate::clock::{Clock, SystemClock};
 use crate::executor::{Executor, ExecutorContext};
 use crate::history::RunRecord;
 use crate::job::{Job, JobDefaults};
+pub use crate::store::DEFAULT_FIRE_AHEAD;
 use crate::store::{JobStore, StoreError};
 use crate::task::TaskRegistry;
 use crate::trigger::{TriggerContext, TriggerError, Zone};
@@ -617,12 +620,6 @@ impl Inner {
         Err(SchedulerError::JobNotFound(id.to_owned()))
     }
 }
-
-/// How early a scheduler takes due jobs unless told otherwise
-/// ([`SchedulerBuilder::fire_ahead`]): long enough to hand over ten thousand jobs due
-/// in the same second before it starts (BENCHMARKS.md, recurring), short enough that a job
-/// added a moment before its time still meets it.
-pub const DEFAULT_FIRE_AHEAD: Duration = Duration::from_millis(250);
 
 impl Scheduler {
     /// A builder with UTC, the system clock and no stores or executors yet.

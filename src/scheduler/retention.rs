@@ -6,36 +6,11 @@
 //! error is logged and retried at the next round; retention never stops the scheduler.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{Inner, SchedulerState};
-
-/// How long history is kept and how often it is trimmed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HistoryRetention {
-    /// Delete run records older than this.
-    pub keep: Option<Duration>,
-    /// Keep at most this many run records per store (the newest).
-    pub max_rows: Option<u64>,
-    /// How often to trim.
-    pub every: Duration,
-    /// How many records one store call deletes at most.
-    pub batch: usize,
-}
-
-impl Default for HistoryRetention {
-    /// Thirty days, no row limit, trimmed every ten minutes, 1,000 rows a call.
-    fn default() -> HistoryRetention {
-        HistoryRetention {
-            keep: Some(Duration::from_secs(30 * 86_400)),
-            max_rows: None,
-            every: Duration::from_secs(600),
-            batch: 1000,
-        }
-    }
-}
+use crate::store::HistoryRetention;
 
 /// Trims history every `retention.every`, first at `first`, until the scheduler stops.
 /// (`first` is computed by the caller when the scheduler starts, so a clock that moves

@@ -31,11 +31,13 @@
 pub mod memory;
 pub mod query;
 pub mod redis;
+mod retention;
 pub mod sql;
 pub mod url;
 pub mod wake;
 
 pub use self::query::{JobPage, JobQuery};
+pub use self::retention::HistoryRetention;
 pub use self::url::{open, OpenError, OpenOptions};
 pub use self::wake::WakeUp;
 
@@ -46,6 +48,13 @@ use chrono::{DateTime, Utc};
 
 use crate::history::RunRecord;
 use crate::job::Job;
+
+/// How early a scheduler takes due jobs unless told otherwise
+/// ([`SchedulerBuilder::fire_ahead`](crate::scheduler::SchedulerBuilder::fire_ahead)),
+/// and what [`JobStore::fire_ahead`] returns by default: long enough to hand over ten
+/// thousand jobs due in the same second before it starts (BENCHMARKS.md, recurring),
+/// short enough that a job added a moment before its time still meets it.
+pub const DEFAULT_FIRE_AHEAD: Duration = Duration::from_millis(250);
 
 /// What kind of failure a [`StoreError`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -513,10 +522,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// The fire-ahead window a scheduler on this store uses unless told otherwise
     /// ([`SchedulerBuilder::fire_ahead`](crate::scheduler::SchedulerBuilder::fire_ahead)):
     /// long enough that the store's writes for a due job (take, claim, write back) are
-    /// done before it is due. [`DEFAULT_FIRE_AHEAD`](crate::scheduler::DEFAULT_FIRE_AHEAD)
-    /// by default.
+    /// done before it is due. [`DEFAULT_FIRE_AHEAD`] by default.
     fn fire_ahead(&self) -> std::time::Duration {
-        crate::scheduler::DEFAULT_FIRE_AHEAD
+        DEFAULT_FIRE_AHEAD
     }
 
     /// Whether several schedulers may share this store (PostgreSQL, MySQL, Redis). A

@@ -12,6 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{JobStore, StoreError};
+use crate::secret_url::{self, ExpandError};
+// Where it was first defined; benches and embedding programs name it here.
+pub use crate::secret_url::redact;
 
 /// A parsed store URL.
 #[derive(Clone, PartialEq, Eq)]
@@ -100,25 +103,10 @@ pub(crate) fn expand(
     url: &str,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<String, StoreUrlError> {
-    let mut expanded = String::with_capacity(url.len());
-    let mut rest = url;
-    let mut offset = 0;
-    while let Some(start) = rest.find("${") {
-        expanded.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .filter(|end| *end > 0)
-            .ok_or(StoreUrlError::BadVariable(offset + start))?;
-        let name = &after[..end];
-        let value = lookup(name).ok_or_else(|| StoreUrlError::MissingVariable(name.to_owned()))?;
-        expanded.push_str(&value);
-        let consumed = start + 2 + end + 1;
-        offset += consumed;
-        rest = &rest[consumed..];
-    }
-    expanded.push_str(rest);
-    Ok(expanded)
+    secret_url::expand(url, lookup).map_err(|error| match error {
+        ExpandError::MissingVariable(name) => StoreUrlError::MissingVariable(name),
+        ExpandError::BadVariable(at) => StoreUrlError::BadVariable(at),
+    })
 }
 
 /// How to open a store besides its URL.
@@ -183,22 +171,6 @@ pub async fn open(url: &str, options: &OpenOptions) -> Result<Arc<dyn JobStore>,
                 .await
                 .map_err(failed)
         }
-    }
-}
-
-/// `url` with the password (between `:` and `@` in the authority) replaced by `***`.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let Some((credentials, host)) = authority.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-        None => url.to_owned(),
     }
 }
 

@@ -30,7 +30,7 @@ use sqlx::sqlite::{SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{Column, Row, TypeInfo};
 use tokio::sync::OnceCell;
 
-use crate::store::url::{expand, redact};
+use crate::secret_url::{expand, redact};
 
 /// Which SQL database a URL is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -48,7 +48,7 @@ use super::args::kind;
 use super::settings::{SettingsError, SettingsReader};
 use super::sql::{DatabaseUrl, SqlSource};
 use super::{Task, TaskFailure, TaskRun};
-use crate::store::url::{expand, redact};
+use crate::secret_url::{expand, redact};
 
 /// The task's name in jobs.
 pub const TASK_NAME: &str = "stats.correct";
