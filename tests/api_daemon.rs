@@ -836,3 +836,62 @@ async fn a_failing_one_off_job_is_retried_then_kept_as_failed_and_runs_again_on_
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(failed().await.len(), 1);
 }
+
+/// Runs `kairos ARGS` in `dir`, with no `KAIROS_*` from the environment, so that the
+/// client finds the daemon through `dir/config.toml`.
+fn kairos_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KAIROS_URL")
+        .env_remove("KAIROS_TOKEN")
+        .env("TZ", "UTC")
+        .output()
+        .unwrap()
+}
+
+/// The client reads only `[api]` of config.toml: a job file broken on disk, which the
+/// daemon would refuse at its next reload, does not keep `kairos jobs list` from the
+/// daemon that runs, nor does a section the client knows nothing of.
+#[test]
+fn jobs_list_reaches_a_running_daemon_while_a_job_file_is_broken() {
+    let daemon = start_daemon("api-client-broken-job", "");
+    let dir = daemon.dir.clone();
+    // The daemon listens on port 0; the file says where it ended up, as an operator's
+    // would.
+    let api_url = daemon.api_url();
+    let address = api_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/api/v1");
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    let config = config.replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{address}\""));
+    write(&dir, "config.toml", &format!("{config}\n[not_a_section]\nx = 1\n"));
+    write(
+        &dir,
+        "jobs/broken.toml",
+        "[[jobs]]\nid = \"broken\"\ntask = \"no.such.task\"\ntrigger = { type = \"cron\", hour = 99 }\n",
+    );
+    // The files are broken as the daemon reads them.
+    let check = kairos_in(&dir, &["check"]);
+    assert!(!check.status.success(), "kairos check accepted the broken files");
+    assert!(
+        String::from_utf8_lossy(&check.stderr).contains("broken.toml"),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let listed = kairos_in(&dir, &["jobs", "list"]);
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    let stderr = String::from_utf8_lossy(&listed.stderr);
+    assert!(listed.status.success(), "{stderr}");
+    assert!(stdout.starts_with("ID "), "{stdout}");
+    assert!(
+        stdout.lines().any(|line| line.starts_with("nightly ")),
+        "{stdout}"
+    );
+    // `[api]` itself is still checked: a mistake there is the client's to report.
+    write(&dir, "config.toml", "[api]\nlisten = \"nowhere\"\n");
+    let refused = kairos_in(&dir, &["jobs", "list"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("api.listen"));
+}

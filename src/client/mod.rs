@@ -109,8 +109,8 @@ pub enum EndpointError {
 impl Endpoint {
     /// The endpoint of this process: `KAIROS_URL` and `KAIROS_TOKEN` from the
     /// environment, and for whichever is unset the config at `config_path` (default
-    /// `./config.toml`, skipped when it does not exist), loaded as `kairos run` loads
-    /// it; see [`Endpoint::resolve`].
+    /// `./config.toml`, skipped when it does not exist), of which only `[api]` is read
+    /// ([`config::load_api`]); see [`Endpoint::resolve`].
     pub fn discover(config_path: Option<&Path>) -> Result<Endpoint, EndpointError> {
         let env_url = std::env::var(URL_VAR).ok();
         let env_token = std::env::var(TOKEN_VAR).ok();
@@ -124,19 +124,20 @@ impl Endpoint {
         };
         let api = match path {
             Some(path) if needs_config => {
-                let config =
-                    config::load_with(path, &TaskRegistry::with_builtins()).map_err(|errors| {
+                // Only `[api]`: a broken job file is no reason to lose the daemon.
+                let api =
+                    config::load_api(path, &TaskRegistry::with_builtins()).map_err(|errors| {
                         EndpointError::Config {
                             path: path.to_owned(),
                             errors,
                         }
                     })?;
-                if !config.api.enabled && env_url.is_none() {
+                if !api.enabled && env_url.is_none() {
                     return Err(EndpointError::ApiDisabled {
                         path: path.to_owned(),
                     });
                 }
-                Some(config.api)
+                Some(api)
             }
             _ => None,
         };

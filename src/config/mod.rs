@@ -375,6 +375,24 @@ pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
     load_with(path, &TaskRegistry::with_builtins())
 }
 
+/// Reads and checks only the `[api]` table of the config at `path`, as `kairos jobs`
+/// needs it to reach the daemon (address, tokens). Included job files and the other
+/// sections are not read: a broken job file is the daemon's to report, and must not keep
+/// an operator from listing the jobs of a daemon that runs.
+pub fn load_api(path: impl AsRef<Path>, tasks: &TaskRegistry) -> Result<ApiConfig, ConfigErrors> {
+    let path = path.as_ref();
+    let root = Arc::new(Source::read(path)?);
+    let table = root.parse()?;
+    let mut errors = Vec::new();
+    let raw = raw::read_api_only(&root, &table, &mut errors);
+    let config_dir = path.parent().unwrap_or(Path::new(""));
+    let api = check::check_api(&raw, tasks, config_dir, &mut errors);
+    match ConfigErrors::from_vec(errors) {
+        Some(errors) => Err(errors),
+        None => Ok(api),
+    }
+}
+
 /// Loads the config at `path` and the files it includes, and validates it: task names
 /// against `tasks`, triggers by building them, store URLs by parsing them. Returns
 /// every problem found, not just the first.

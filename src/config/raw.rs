@@ -373,12 +373,27 @@ impl RawJobEntry {
 }
 
 /// Reads the main config file's sections, except `jobs`.
-pub(crate) fn read_root(
+/// `[api]` of the main file and nothing else: what `kairos jobs` needs to find the
+/// daemon. The other sections, known or not, are not read, so a mistake in them (or in
+/// a job file) does not keep the client from a daemon that runs.
+pub(crate) fn read_api_only(
     source: &Arc<Source>,
     table: &Spanned<DeTable<'_>>,
     errors: &mut Vec<ConfigError>,
 ) -> RawRoot {
-    let mut root = RawRoot {
+    let mut root = RawRoot::empty(source);
+    for (key, value) in table.get_ref().iter() {
+        if key.get_ref() == "api" {
+            root.api = read_struct(source, value, "api", errors);
+        }
+    }
+    root
+}
+
+impl RawRoot {
+    /// A root with no section.
+    fn empty(source: &Arc<Source>) -> RawRoot {
+        RawRoot {
         source: Arc::clone(source),
         include: Vec::new(),
         scheduler: None,
@@ -391,7 +406,16 @@ pub(crate) fn read_root(
         tasks: Vec::new(),
         env_allow: None,
         alerts: None,
-    };
+        }
+    }
+}
+
+pub(crate) fn read_root(
+    source: &Arc<Source>,
+    table: &Spanned<DeTable<'_>>,
+    errors: &mut Vec<ConfigError>,
+) -> RawRoot {
+    let mut root = RawRoot::empty(source);
     for (key, value) in table.get_ref().iter() {
         let path = join_key("", key.get_ref());
         match key.get_ref().as_ref() {
