@@ -864,8 +864,15 @@ fn jobs_list_reaches_a_running_daemon_while_a_job_file_is_broken() {
         .trim_start_matches("http://")
         .trim_end_matches("/api/v1");
     let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
-    let config = config.replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{address}\""));
-    write(&dir, "config.toml", &format!("{config}\n[not_a_section]\nx = 1\n"));
+    let config = config.replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"{address}\""),
+    );
+    write(
+        &dir,
+        "config.toml",
+        &format!("{config}\n[not_a_section]\nx = 1\n"),
+    );
     write(
         &dir,
         "jobs/broken.toml",
@@ -873,7 +880,10 @@ fn jobs_list_reaches_a_running_daemon_while_a_job_file_is_broken() {
     );
     // The files are broken as the daemon reads them.
     let check = kairos_in(&dir, &["check"]);
-    assert!(!check.status.success(), "kairos check accepted the broken files");
+    assert!(
+        !check.status.success(),
+        "kairos check accepted the broken files"
+    );
     assert!(
         String::from_utf8_lossy(&check.stderr).contains("broken.toml"),
         "{}",

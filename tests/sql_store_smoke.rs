@@ -209,7 +209,7 @@ async fn migrations_are_idempotent_and_safe_when_schedulers_start_at_once() {
             .await;
         let refused = place.open().await;
         assert!(
-            matches!(&refused, Err(StoreError::Corrupt(message)) if message.contains("99")),
+            matches!(&refused, Err(StoreError::Corrupt { message, .. }) if message.contains("99")),
             "{:?}: {:?}",
             place.db,
             refused.err()
@@ -297,7 +297,9 @@ async fn a_broken_row_reports_corrupt_and_can_be_removed_or_replaced() {
             ])
             .await;
         let read = store.get_job("bad").await;
-        assert!(matches!(read, Err(StoreError::Corrupt(message)) if message.contains("bad")));
+        assert!(
+            matches!(read, Err(StoreError::Corrupt { message, .. }) if message.contains("bad"))
+        );
         assert!(store.get_jobs().await.unwrap().is_empty());
         assert!(store
             .acquire_due_jobs("one", t0(), 10, LEASE)

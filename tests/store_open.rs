@@ -136,3 +136,41 @@ async fn clean_up(url: &str, prefix: &str) {
         }
     }
 }
+
+/// A store configured wrong (a bad table prefix, URL options that do not parse, a
+/// Redis URL whose CA file is missing) is a `Config` error with its cause kept, never
+/// the retryable `Unavailable` (src/store/sql/mod.rs checks that a driver's outage is
+/// `Unavailable` with its cause).
+#[tokio::test]
+async fn a_config_mistake_is_never_unavailable_and_causes_are_kept() {
+    use kairos::store::StoreErrorKind;
+    use std::error::Error as _;
+
+    let store_error = |result: Result<_, OpenError>| match result {
+        Err(OpenError::Store { source, .. }) => source,
+        Err(other) => panic!("not a store error: {other}"),
+        Ok(_) => panic!("opened"),
+    };
+    let bad_prefix = OpenOptions {
+        prefix: "x; DROP TABLE jobs; --".to_owned(),
+        ..OpenOptions::default()
+    };
+    let prefix = store_error(open("sqlite://never-created.db", &bad_prefix).await);
+    assert_eq!(prefix.kind(), StoreErrorKind::Config, "{prefix}");
+    assert!(
+        prefix.to_string().contains("invalid table prefix"),
+        "{prefix}"
+    );
+
+    let options_error =
+        store_error(open("postgres://u@127.0.0.1:1/db?sslmode=bogus", &options()).await);
+    assert_eq!(
+        options_error.kind(),
+        StoreErrorKind::Config,
+        "{options_error}"
+    );
+    assert!(options_error.source().is_some(), "{options_error:?}");
+
+    let redis = store_error(open("redis://127.0.0.1:6379/?cacert=/nope.pem", &options()).await);
+    assert_eq!(redis.kind(), StoreErrorKind::Config, "{redis}");
+}

@@ -193,7 +193,10 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Conflict(id) => SchedulerError::JobExists(id).into(),
             StoreError::NotFound(id) => ApiError::job_not_found(&id),
-            StoreError::Unavailable(ref detail) => {
+            StoreError::Unavailable {
+                message: ref detail,
+                ..
+            } => {
                 tracing::error!(
                     error = detail.as_str(),
                     "API request failed: job store unavailable"
@@ -204,10 +207,25 @@ impl From<StoreError> for ApiError {
                     "the job store is unavailable; retry later",
                 )
             }
-            StoreError::Corrupt(ref detail) => {
+            StoreError::Corrupt {
+                message: ref detail,
+                ..
+            } => {
                 tracing::error!(
                     error = detail.as_str(),
                     "API request failed: unreadable stored data"
+                );
+                ApiError::internal()
+            }
+            // A store opened with a bad URL or prefix never serves a request; if one
+            // did, the operator has to fix the config: not a client's error.
+            StoreError::Config {
+                message: ref detail,
+                ..
+            } => {
+                tracing::error!(
+                    error = detail.as_str(),
+                    "API request failed: job store misconfigured"
                 );
                 ApiError::internal()
             }
@@ -254,7 +272,7 @@ mod tests {
 
     #[test]
     fn store_details_are_not_sent() {
-        let error = ApiError::from(StoreError::Unavailable(
+        let error = ApiError::from(StoreError::unavailable(
             "postgres://user:secret@db".to_owned(),
         ));
         assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);

@@ -394,18 +394,18 @@ impl RawRoot {
     /// A root with no section.
     fn empty(source: &Arc<Source>) -> RawRoot {
         RawRoot {
-        source: Arc::clone(source),
-        include: Vec::new(),
-        scheduler: None,
-        jobstores: Vec::new(),
-        executors: Vec::new(),
-        job_defaults: None,
-        api: None,
-        log: None,
-        history: None,
-        tasks: Vec::new(),
-        env_allow: None,
-        alerts: None,
+            source: Arc::clone(source),
+            include: Vec::new(),
+            scheduler: None,
+            jobstores: Vec::new(),
+            executors: Vec::new(),
+            job_defaults: None,
+            api: None,
+            log: None,
+            history: None,
+            tasks: Vec::new(),
+            env_allow: None,
+            alerts: None,
         }
     }
 }

@@ -388,7 +388,7 @@ async fn sync_job(
         }
     }
     Err(SchedulerError::Store(
-        crate::store::StoreError::Unavailable(
+        crate::store::StoreError::unavailable(
             "the job kept being added and removed by other nodes".to_owned(),
         ),
     ))

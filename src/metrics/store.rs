@@ -268,6 +268,7 @@ impl InstrumentedStore {
                 StoreErrorKind::NotFound => "not_found",
                 StoreErrorKind::Unavailable => "unavailable",
                 StoreErrorKind::Corrupt => "corrupt",
+                StoreErrorKind::Config => "config",
             };
             self.metrics
                 .errors

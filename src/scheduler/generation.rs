@@ -271,7 +271,7 @@ impl Scheduler {
                 }
             }
         }
-        Err(SchedulerError::Store(StoreError::Unavailable(format!(
+        Err(SchedulerError::Store(StoreError::unavailable(format!(
             "config generations kept being recorded by other nodes ({CLAIM_ATTEMPTS} tries)"
         ))))
     }

@@ -237,7 +237,7 @@ pub(crate) async fn process_due_jobs(
         if unrecovered.contains(name) {
             // Nothing is taken from it before the earlier run's leases are freed: a
             // recovery after this pass would free this run's new ones too.
-            first_error.get_or_insert(StoreError::Unavailable(format!(
+            first_error.get_or_insert(StoreError::unavailable(format!(
                 "the leases an earlier run of this scheduler left in {name:?} are not freed yet"
             )));
             continue;

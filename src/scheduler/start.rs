@@ -359,7 +359,7 @@ impl<Op: BatchedCall> StoreBatches<Op> {
                         let mut results = results.into_iter();
                         for answer in answers {
                             let result = results.next().ok_or_else(|| {
-                                StoreError::Corrupt("the store answered fewer than asked".into())
+                                StoreError::corrupt("the store answered fewer than asked")
                             });
                             // The asker may be gone (its run was stopped); nothing to tell.
                             let _ = answer.send(result);
@@ -374,8 +374,8 @@ impl<Op: BatchedCall> StoreBatches<Op> {
             }
         }
         answered.await.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(
-                "the batched store call was abandoned".into(),
+            Err(StoreError::unavailable(
+                "the batched store call was abandoned",
             ))
         })
     }

@@ -110,7 +110,7 @@ impl MemoryStore {
 /// The error for a memory store that holds as many jobs (or task and executor
 /// pairs) as it can count.
 fn full() -> StoreError {
-    StoreError::Unavailable(format!(
+    StoreError::unavailable(format!(
         "the memory store holds {} jobs or task and executor pairs, as many as it can",
         SlotNumber::MAX
     ))

@@ -41,6 +41,7 @@ pub use self::retention::HistoryRetention;
 pub use self::url::{open, OpenError, OpenOptions};
 pub use self::wake::WakeUp;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -67,9 +68,48 @@ pub enum StoreErrorKind {
     Unavailable,
     /// Stored data could not be read back.
     Corrupt,
+    /// The store is configured wrong (its URL, its table or key prefix): retrying
+    /// changes nothing. Reported when a store is opened, so the daemon stops with it
+    /// rather than wait for an outage to end.
+    Config,
 }
 
+/// The underlying error of a [`StoreError`] (the driver's, a decoder's), shared so
+/// that the error stays `Clone`. Two causes are equal when they read the same.
+#[derive(Clone, Debug)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    /// Wraps `error`.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Cause {
+        Cause(Arc::new(error))
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Cause) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for Cause {}
+
 /// A failed store operation.
+///
+/// The message of each kind reads as before causes were kept (tests and operators
+/// match it); the driver's error, where there is one, is its `source()`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// A job with that id exists already.
@@ -79,11 +119,32 @@ pub enum StoreError {
     #[error("no job with id {0:?}")]
     NotFound(String),
     /// The store cannot be reached.
-    #[error("the job store is unavailable: {0}")]
-    Unavailable(String),
+    #[error("the job store is unavailable: {message}")]
+    Unavailable {
+        /// What failed, for the log.
+        message: String,
+        /// The driver's error, if one caused it.
+        #[source]
+        source: Option<Cause>,
+    },
     /// Stored data could not be read back.
-    #[error("stored data is unreadable: {0}")]
-    Corrupt(String),
+    #[error("stored data is unreadable: {message}")]
+    Corrupt {
+        /// What could not be read.
+        message: String,
+        /// The decoder's error, if one caused it.
+        #[source]
+        source: Option<Cause>,
+    },
+    /// The store is configured wrong: a URL no store takes, a bad table prefix.
+    #[error("the job store is misconfigured: {message}")]
+    Config {
+        /// What is wrong.
+        message: String,
+        /// The parser's error, if one caused it.
+        #[source]
+        source: Option<Cause>,
+    },
 }
 
 impl StoreError {
@@ -92,9 +153,49 @@ impl StoreError {
         match self {
             StoreError::Conflict(_) => StoreErrorKind::Conflict,
             StoreError::NotFound(_) => StoreErrorKind::NotFound,
-            StoreError::Unavailable(_) => StoreErrorKind::Unavailable,
-            StoreError::Corrupt(_) => StoreErrorKind::Corrupt,
+            StoreError::Unavailable { .. } => StoreErrorKind::Unavailable,
+            StoreError::Corrupt { .. } => StoreErrorKind::Corrupt,
+            StoreError::Config { .. } => StoreErrorKind::Config,
         }
+    }
+
+    /// The store cannot be reached: `message`, no cause.
+    pub fn unavailable(message: impl Into<String>) -> StoreError {
+        StoreError::Unavailable {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Stored data could not be read back: `message`, no cause.
+    pub fn corrupt(message: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The store is configured wrong: `message`, no cause.
+    pub fn config(message: impl Into<String>) -> StoreError {
+        StoreError::Config {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The same error, caused by `cause` (kept as its `source()`); a conflict or a
+    /// missing job has no cause and stays as it is.
+    pub fn caused_by(
+        mut self,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        match &mut self {
+            StoreError::Unavailable { source, .. }
+            | StoreError::Corrupt { source, .. }
+            | StoreError::Config { source, .. } => *source = Some(Cause::new(cause)),
+            StoreError::Conflict(_) | StoreError::NotFound(_) => {}
+        }
+        self
     }
 }
 

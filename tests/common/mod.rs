@@ -181,7 +181,7 @@ impl FaultyStore {
 
     fn check(&self) -> Result<(), StoreError> {
         if self.faults.down.load(Ordering::SeqCst) {
-            Err(StoreError::Unavailable(
+            Err(StoreError::unavailable(
                 "the test took the store down".to_owned(),
             ))
         } else {
@@ -254,7 +254,7 @@ impl JobStore for FaultyStore {
             })
             .is_ok()
         {
-            return Err(StoreError::Unavailable(
+            return Err(StoreError::unavailable(
                 "the test refused a release".to_owned(),
             ));
         }
@@ -280,7 +280,7 @@ impl JobStore for FaultyStore {
     ) -> Result<Vec<bool>, StoreError> {
         self.check()?;
         if take_one(&self.faults.failing_claims) {
-            return Err(StoreError::Unavailable(
+            return Err(StoreError::unavailable(
                 "the test refused a claim".to_owned(),
             ));
         }
@@ -289,7 +289,7 @@ impl JobStore for FaultyStore {
     async fn finish_runs(&self, owner: &str, runs: Vec<FinishedRun>) -> Result<(), StoreError> {
         self.check()?;
         if take_one(&self.faults.failing_finishes) {
-            return Err(StoreError::Unavailable(
+            return Err(StoreError::unavailable(
                 "the test refused finished runs".to_owned(),
             ));
         }

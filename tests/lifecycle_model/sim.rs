@@ -153,10 +153,10 @@ impl Drop for InFlight<'_> {
 impl NodeStore {
     fn enter(&self) -> Result<InFlight<'_>, StoreError> {
         if self.killed.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("the node was killed".to_owned()));
+            return Err(StoreError::unavailable("the node was killed".to_owned()));
         }
         if self.faults.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("simulated outage".to_owned()));
+            return Err(StoreError::unavailable("simulated outage".to_owned()));
         }
         self.faults.in_flight.fetch_add(1, Ordering::SeqCst);
         self.faults.busy.notify_one();

@@ -77,11 +77,13 @@ pub(super) fn store_error(error: ::redis::RedisError) -> StoreError {
         error.kind(),
         ErrorKind::Parse | ErrorKind::UnexpectedReturnType
     ) || error.code() == Some("WRONGTYPE");
-    if corrupt {
-        StoreError::Corrupt(format!("Redis: {error}"))
+    let message = format!("Redis: {error}");
+    let kind = if corrupt {
+        StoreError::corrupt(message)
     } else {
-        StoreError::Unavailable(format!("Redis: {error}"))
-    }
+        StoreError::unavailable(message)
+    };
+    kind.caused_by(error)
 }
 
 #[cfg(test)]

@@ -131,7 +131,7 @@ pub async fn connect(
     instance_ttl: Duration,
 ) -> Result<Arc<dyn JobStore>, StoreError> {
     let client = crate::tls::redis_client(url)
-        .map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        .map_err(|error| StoreError::config(error.to_string()).caused_by(error))?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -143,7 +143,10 @@ pub async fn connect(
         .map_err(|error| {
             let hint = crate::tls::redis_connect_hint(url, &error);
             match store_error(error) {
-                StoreError::Unavailable(message) => StoreError::Unavailable(message + hint),
+                StoreError::Unavailable { message, source } => StoreError::Unavailable {
+                    message: message + hint,
+                    source,
+                },
                 other => other,
             }
         })?;
@@ -209,7 +212,7 @@ impl RedisStore {
             let mut invocation = self.put_invocation(mode);
             for job in &chunk {
                 let json = serde_json::to_string(job)
-                    .map_err(|error| StoreError::Corrupt(format!("job {:?}: {error}", job.id)))?;
+                    .map_err(|error| StoreError::corrupt(format!("job {:?}: {error}", job.id)))?;
                 invocation
                     .arg(&job.id)
                     .arg(json)
@@ -222,7 +225,7 @@ impl RedisStore {
                     -2 => return Err(StoreError::NotFound(job.id)),
                     revision => {
                         job.revision = u64::try_from(revision).map_err(|_| {
-                            StoreError::Corrupt(format!("revision {revision} of job {:?}", job.id))
+                            StoreError::corrupt(format!("revision {revision} of job {:?}", job.id))
                         })?;
                         written.push(job);
                     }
@@ -238,7 +241,7 @@ impl RedisStore {
         self.put(mode, vec![job])
             .await?
             .pop()
-            .ok_or_else(|| StoreError::Corrupt(format!("no revision came back for job {id:?}")))
+            .ok_or_else(|| StoreError::corrupt(format!("no revision came back for job {id:?}")))
     }
 
     /// Sets aside acquired jobs that could not be read: `(id, revision read)`.
@@ -363,7 +366,7 @@ impl JobStore for RedisStore {
     ) -> Result<Result<Job, u64>, StoreError> {
         // put.lua compares the stored revision and writes in one script: atomic.
         let json = serde_json::to_string(&job)
-            .map_err(|error| StoreError::Corrupt(format!("job {:?}: {error}", job.id)))?;
+            .map_err(|error| StoreError::corrupt(format!("job {:?}: {error}", job.id)))?;
         let mut invocation = self.put_invocation(&format!("update_if:{revision}"));
         invocation
             .arg(&job.id)
@@ -377,7 +380,7 @@ impl JobStore for RedisStore {
                 job.revision = u64::try_from(written).unwrap_or(0);
                 Ok(Ok(job))
             }
-            _ => Err(StoreError::Corrupt(format!(
+            _ => Err(StoreError::corrupt(format!(
                 "an unexpected answer {out:?} to a conditional update of job {:?}",
                 job.id
             ))),
@@ -450,9 +453,9 @@ impl JobStore for RedisStore {
                 None => Ok(None),
                 Some(revision) => Ok(Some(crate::store::JobSchedule {
                     next_run_time: parse_micros(next.as_deref().unwrap_or(""))
-                        .map_err(StoreError::Corrupt)?,
+                        .map_err(StoreError::corrupt)?,
                     revision: revision.parse().map_err(|_| {
-                        StoreError::Corrupt(format!("job revision {revision:?} is not a number"))
+                        StoreError::corrupt(format!("job revision {revision:?} is not a number"))
                     })?,
                 })),
             })
@@ -483,7 +486,7 @@ impl JobStore for RedisStore {
         .map(Some)
         .map_err(|reason| {
             warn_unreadable(id, &reason, "asked for");
-            StoreError::Corrupt(format!("job {id:?}: {reason}"))
+            StoreError::corrupt(format!("job {id:?}: {reason}"))
         })
     }
 
@@ -552,7 +555,7 @@ impl JobStore for RedisStore {
             .await?;
         let read = |score: &str| match score {
             "" => Ok(None),
-            score => parse_score(score).map(Some).map_err(StoreError::Corrupt),
+            score => parse_score(score).map(Some).map_err(StoreError::corrupt),
         };
         Ok(match (read(&due)?, read(&expiry)?) {
             (Some(due), Some(expiry)) => Some(due.min(expiry)),
@@ -686,7 +689,7 @@ impl JobStore for RedisStore {
 
     async fn register_node(&self, node: NodeInfo) -> Result<(), StoreError> {
         let json = serde_json::to_string(&node)
-            .map_err(|error| StoreError::Corrupt(format!("node {:?}: {error}", node.id)))?;
+            .map_err(|error| StoreError::corrupt(format!("node {:?}: {error}", node.id)))?;
         let keys = &self.keys;
         let mut connection = self.connection.clone();
         ::redis::pipe()
@@ -714,7 +717,7 @@ impl JobStore for RedisStore {
 
     async fn heartbeat_node(&self, node: &NodeInfo) -> Result<bool, StoreError> {
         let json = serde_json::to_string(node)
-            .map_err(|error| StoreError::Corrupt(format!("node {:?}: {error}", node.id)))?;
+            .map_err(|error| StoreError::corrupt(format!("node {:?}: {error}", node.id)))?;
         let keys = &self.keys;
         let beat: i64 = self
             .invoke(
@@ -804,10 +807,10 @@ impl JobStore for RedisStore {
             // Recorded after the HLEN above would be newer, never missing: a hole is
             // a hash someone edited by hand.
             let json = json.ok_or_else(|| {
-                StoreError::Corrupt(format!("config generation {field} is missing"))
+                StoreError::corrupt(format!("config generation {field} is missing"))
             })?;
             let generation: ConfigGeneration = serde_json::from_str(&json).map_err(|error| {
-                StoreError::Corrupt(format!("config generation {field}: {error}"))
+                StoreError::corrupt(format!("config generation {field}: {error}"))
             })?;
             generations.push(generation);
         }
@@ -838,7 +841,7 @@ impl JobStore for RedisStore {
 
     async fn record_config_generation(&self, next: ConfigGeneration) -> Result<bool, StoreError> {
         let json = serde_json::to_string(&next).map_err(|error| {
-            StoreError::Corrupt(format!("config generation {}: {error}", next.generation))
+            StoreError::corrupt(format!("config generation {}: {error}", next.generation))
         })?;
         let recorded: i64 = self
             .invoke(
@@ -956,7 +959,7 @@ impl JobStore for RedisStore {
             for run in chunk {
                 let record = &run.record;
                 let json = serde_json::to_string(record).map_err(|error| {
-                    StoreError::Corrupt(format!("run {:?}: {error}", record.run_id))
+                    StoreError::corrupt(format!("run {:?}: {error}", record.run_id))
                 })?;
                 invocation
                     .key(keys.job_runs(&record.job_id))
@@ -973,7 +976,7 @@ impl JobStore for RedisStore {
 
     async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {
         let json = serde_json::to_string(&record)
-            .map_err(|error| StoreError::Corrupt(format!("run {:?}: {error}", record.run_id)))?;
+            .map_err(|error| StoreError::corrupt(format!("run {:?}: {error}", record.run_id)))?;
         let keys = &self.keys;
         self.invoke::<i64>(
             scripts::RECORD_RUN
@@ -1069,10 +1072,11 @@ mod tests {
         let result = connect("redis://127.0.0.1:1/", "t:", Duration::from_secs(60)).await;
         let error = result.err().map(|error| error.kind());
         assert_eq!(error, Some(crate::store::StoreErrorKind::Unavailable));
+        // A URL that is not a Redis URL is a mistake to fix, not an outage to wait out.
         let bad = connect("http://nope", "t:", Duration::from_secs(60)).await;
         assert_eq!(
             bad.err().map(|error| error.kind()),
-            Some(crate::store::StoreErrorKind::Unavailable)
+            Some(crate::store::StoreErrorKind::Config)
         );
     }
 }

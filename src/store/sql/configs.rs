@@ -24,13 +24,13 @@ impl<D: Dialect> SqlStore<D> {
         let rows = self.fetch(&sql, vec![limit.into()]).await?;
         let mut generations = Vec::with_capacity(rows.len());
         for row in &rows {
-            let null = || StoreError::Corrupt("a config generation row with a NULL".to_owned());
+            let null = || StoreError::corrupt("a config generation row with a NULL".to_owned());
             let int = |index| D::Database::int(row, index).map_err(failure::<D>);
             let text = |index| D::Database::text(row, index).map_err(failure::<D>);
             let generation = int(0)?.ok_or_else(null)?;
             generations.push(ConfigGeneration {
                 generation: u64::try_from(generation).map_err(|_| {
-                    StoreError::Corrupt(format!("config generation {generation} is negative"))
+                    StoreError::corrupt(format!("config generation {generation} is negative"))
                 })?,
                 hash: text(1)?.ok_or_else(null)?,
                 node_id: text(2)?.ok_or_else(null)?,
@@ -46,7 +46,7 @@ impl<D: Dialect> SqlStore<D> {
         next: ConfigGeneration,
     ) -> Result<bool, StoreError> {
         let generation = i64::try_from(next.generation).map_err(|_| {
-            StoreError::Corrupt(format!(
+            StoreError::corrupt(format!(
                 "config generation {} is too large",
                 next.generation
             ))

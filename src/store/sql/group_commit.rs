@@ -59,7 +59,7 @@ impl<D: Dialect> SqlStore<D> {
             tokio::spawn(async move { store.flush_adds().await });
         }
         answer.await.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(
+            Err(StoreError::unavailable(
                 "the add was dropped by a failed group commit".to_owned(),
             ))
         })

@@ -456,14 +456,14 @@ fn read_run<D: Dialect>(row: &super::RowOf<D>) -> Result<RunRecord, StoreError> 
     let int = |index| D::Database::int(row, index).map_err(failure::<D>);
     let required = |value: Option<i64>, column: &str| {
         value
-            .ok_or_else(|| StoreError::Corrupt(format!("run record without {column}")))
+            .ok_or_else(|| StoreError::corrupt(format!("run record without {column}")))
             .and_then(instant)
     };
     let run_id = text(0)?.unwrap_or_default();
     let outcome_name = text(5)?.unwrap_or_default();
     let outcome: RunOutcome =
         serde_json::from_value(serde_json::Value::String(outcome_name.clone())).map_err(|_| {
-            StoreError::Corrupt(format!(
+            StoreError::corrupt(format!(
                 "run {run_id:?} has an unknown outcome {outcome_name:?}"
             ))
         })?;

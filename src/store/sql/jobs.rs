@@ -42,7 +42,7 @@ pub(super) struct JobRow {
 pub(super) fn read_row<D: Dialect>(row: &RowOf<D>) -> Result<JobRow, StoreError> {
     let id = D::Database::text(row, 0)
         .map_err(failure::<D>)?
-        .ok_or_else(|| StoreError::Corrupt("a job row without an id".to_owned()))?;
+        .ok_or_else(|| StoreError::corrupt("a job row without an id".to_owned()))?;
     let job = (|| {
         let json = D::Database::text(row, 1)
             .map_err(|error| error.to_string())?
@@ -69,7 +69,7 @@ fn stored(job: &mut Job) -> Result<(Option<i64>, String), StoreError> {
     let next = job.next_run_time.map(micros);
     job.next_run_time = next.and_then(DateTime::from_timestamp_micros);
     let json = serde_json::to_string(job)
-        .map_err(|error| StoreError::Corrupt(format!("job {:?}: {error}", job.id)))?;
+        .map_err(|error| StoreError::corrupt(format!("job {:?}: {error}", job.id)))?;
     Ok((next, json))
 }
 
@@ -210,7 +210,7 @@ impl<D: Dialect> SqlStore<D> {
             self.announce(job.next_run_time).await;
             return Ok(Some(Ok(job)));
         }
-        Err(StoreError::Unavailable(format!(
+        Err(StoreError::unavailable(format!(
             "{}: job {:?} kept being written concurrently",
             D::NAME,
             job.id
@@ -353,7 +353,7 @@ impl<D: Dialect> JobStore for SqlStore<D> {
             Err(reason) => {
                 let message = format!("job {id:?}: {reason}");
                 self.quarantine(vec![(id, reason)]).await;
-                Err(StoreError::Corrupt(message))
+                Err(StoreError::corrupt(message))
             }
         }
     }
@@ -413,9 +413,7 @@ impl<D: Dialect> JobStore for SqlStore<D> {
                 let revision = D::Database::int(row, 2).map_err(failure::<D>)?;
                 let revision = revision
                     .and_then(|revision| u64::try_from(revision).ok())
-                    .ok_or_else(|| {
-                        StoreError::Corrupt("a job row without a valid revision".into())
-                    })?;
+                    .ok_or_else(|| StoreError::corrupt("a job row without a valid revision"))?;
                 if let Some(id) = id {
                     found.insert(
                         id,

@@ -45,7 +45,10 @@
 //!   read what an older one could not.
 //! - No `unwrap` on anything that came from the database; decode failures are
 //!   [`StoreError::Corrupt`], every other database failure is
-//!   [`StoreError::Unavailable`] except unique violations ([`StoreError::Conflict`]).
+//!   [`StoreError::Unavailable`] except unique violations ([`StoreError::Conflict`])
+//!   and what no retry can mend: a URL whose options do not parse, an unknown scheme, a
+//!   bad table prefix ([`StoreError::Config`], reported when the store is opened). The
+//!   driver's error is kept as the error's `source()`.
 
 mod alerts;
 mod configs;
@@ -147,7 +150,7 @@ pub async fn connect(url: &str, options: SqlOptions) -> Result<Arc<dyn JobStore>
             SqlStore::<mysql::MySql>::open(url, options).await?,
         ));
     }
-    Err(StoreError::Unavailable(format!(
+    Err(StoreError::config(format!(
         "no SQL store for URL scheme {scheme:?} (expected sqlite, postgres or mysql)"
     )))
 }
@@ -157,7 +160,7 @@ fn scheme_of(url: &str) -> Result<&str, StoreError> {
     url.split_once(':')
         .map(|(scheme, _)| scheme)
         .filter(|scheme| !scheme.is_empty())
-        .ok_or_else(|| StoreError::Unavailable(format!("{url:?} is not a store URL")))
+        .ok_or_else(|| StoreError::config(format!("{url:?} is not a store URL")))
 }
 
 /// Checks a table prefix: it is spliced into SQL, so only identifier characters pass.
@@ -169,7 +172,7 @@ fn check_prefix(prefix: &str) -> Result<(), StoreError> {
     if valid {
         Ok(())
     } else {
-        Err(StoreError::Unavailable(format!(
+        Err(StoreError::config(format!(
             "invalid table prefix {prefix:?}: use at most {MAX_PREFIX_LEN} of A-Z, a-z, 0-9 and _"
         )))
     }
@@ -411,14 +414,17 @@ fn padded(count: usize) -> usize {
 /// Maps a database failure to a store error kind.
 fn failure<D: Dialect>(error: sqlx::Error) -> StoreError {
     let message = format!("{}: {error}", D::NAME);
-    match error {
+    let kind = match error {
         sqlx::Error::ColumnDecode { .. }
         | sqlx::Error::Decode(_)
         | sqlx::Error::ColumnNotFound(_)
         | sqlx::Error::ColumnIndexOutOfBounds { .. }
-        | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt(message),
-        _ => StoreError::Unavailable(message),
-    }
+        | sqlx::Error::TypeNotFound { .. } => StoreError::corrupt(message),
+        // The URL's options do not parse: retrying cannot help.
+        sqlx::Error::Configuration(_) => StoreError::config(message),
+        _ => StoreError::unavailable(message),
+    };
+    kind.caused_by(error)
 }
 
 /// Whether `error` is a unique violation, which callers turn into a conflict.
@@ -436,7 +442,7 @@ fn micros(instant: DateTime<Utc>) -> i64 {
 /// A stored instant back; `Corrupt` when it is out of chrono's range.
 fn instant(micros: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_micros(micros)
-        .ok_or_else(|| StoreError::Corrupt(format!("instant {micros} µs is out of range")))
+        .ok_or_else(|| StoreError::corrupt(format!("instant {micros} µs is out of range")))
 }
 
 /// A duration in microseconds, saturating.
@@ -489,7 +495,7 @@ mod tests {
             "x".repeat(21).as_str(),
         ] {
             assert!(
-                matches!(check_prefix(bad), Err(StoreError::Unavailable(_))),
+                matches!(check_prefix(bad), Err(StoreError::Config { .. })),
                 "{bad:?}"
             );
         }
@@ -521,11 +527,26 @@ mod tests {
         assert_eq!(pick("kairos.db"), None);
     }
 
+    #[test]
+    fn driver_errors_keep_their_cause_and_kind() {
+        use std::error::Error as _;
+        let outage = failure::<sqlite::Sqlite>(sqlx::Error::PoolTimedOut);
+        assert_eq!(outage.kind(), crate::store::StoreErrorKind::Unavailable);
+        assert!(outage
+            .source()
+            .is_some_and(|cause| cause.to_string().contains("timed out")));
+        let options = failure::<sqlite::Sqlite>(sqlx::Error::Configuration("bad sslmode".into()));
+        assert_eq!(options.kind(), crate::store::StoreErrorKind::Config);
+        assert!(options.source().is_some());
+        let decode = failure::<sqlite::Sqlite>(sqlx::Error::ColumnNotFound("id".to_owned()));
+        assert_eq!(decode.kind(), crate::store::StoreErrorKind::Corrupt);
+    }
+
     #[tokio::test]
     async fn unknown_schemes_and_bad_prefixes_fail_before_connecting() {
         let refused = connect("redis://127.0.0.1", SqlOptions::default()).await;
         assert!(
-            matches!(refused, Err(StoreError::Unavailable(message)) if message.contains("redis"))
+            matches!(refused, Err(StoreError::Config { message, .. }) if message.contains("redis"))
         );
         let options = SqlOptions {
             table_prefix: "x; DROP TABLE jobs; --".to_owned(),
@@ -533,7 +554,7 @@ mod tests {
         };
         let refused = connect("sqlite://never-created.db", options).await;
         assert!(
-            matches!(refused, Err(StoreError::Unavailable(message)) if message.contains("prefix"))
+            matches!(refused, Err(StoreError::Config { message, .. }) if message.contains("prefix"))
         );
         assert!(!std::path::Path::new("never-created.db").exists());
     }

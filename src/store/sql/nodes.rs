@@ -63,7 +63,7 @@ impl<D: Dialect> SqlStore<D> {
             .as_ref()
             .map(serde_json::to_string)
             .transpose()
-            .map_err(|error| StoreError::Corrupt(format!("node {:?}: {error}", node.id)))?;
+            .map_err(|error| StoreError::corrupt(format!("node {:?}: {error}", node.id)))?;
         let sql = self.sql("UPDATE {p}nodes SET heartbeat_at = ?, stats = ? WHERE id = ?");
         let args = vec![
             micros(node.last_heartbeat).into(),
@@ -103,12 +103,12 @@ impl<D: Dialect> SqlStore<D> {
             let text = |index| -> Result<String, StoreError> {
                 D::Database::text(row, index)
                     .map_err(failure::<D>)?
-                    .ok_or_else(|| StoreError::Corrupt("a node row with a NULL".to_owned()))
+                    .ok_or_else(|| StoreError::corrupt("a node row with a NULL".to_owned()))
             };
             let int = |index| -> Result<i64, StoreError> {
                 D::Database::int(row, index)
                     .map_err(failure::<D>)?
-                    .ok_or_else(|| StoreError::Corrupt("a node row with a NULL".to_owned()))
+                    .ok_or_else(|| StoreError::corrupt("a node row with a NULL".to_owned()))
             };
             nodes.push(NodeInfo {
                 id: text(0)?,

@@ -65,7 +65,7 @@ async fn apply<D: Dialect>(
         .map_or(0, |migration| migration.version);
     if current > newest {
         // A newer kairos migrated these tables; this one would misread them.
-        return Err(StoreError::Corrupt(format!(
+        return Err(StoreError::corrupt(format!(
             "{}: the tables with prefix {prefix:?} are at schema version {current}, \
              newer than this kairos knows ({newest}); upgrade kairos",
             D::NAME
