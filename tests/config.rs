@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kairos::config::{
     changed_settings, load, load_with, Config, ConfigErrorKind, ConfigErrors, ConfigJob,
-    ExecutorKind, JobsDiff, LogFormat,
+    ExecutorKind, LogFormat,
 };
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 
@@ -587,54 +587,7 @@ fn two_job_config(hour: u32, argv: &str, extra: &str) -> String {
 }
 
 #[test]
-fn the_diff_sorts_jobs_into_added_changed_and_removed() {
-    let old = loaded(&TempConfig::new(&[(
-        "config.toml",
-        &two_job_config(3, "true", ""),
-    )]));
-    let extra = "\n[[jobs]]\nid = \"new\"\ntask = \"command\"\nargs = { argv = [\"true\"] }\ntrigger = { type = \"interval\", hours = 1 }\n";
-
-    // Same jobs, reformatted and moved: nothing to do.
-    let same = loaded(&TempConfig::new(&[(
-        "config.toml",
-        &format!("\n\n# moved down\n{}", two_job_config(3, "true", "")),
-    )]));
-    assert!(JobsDiff::between(&old.jobs, &same.jobs).is_empty());
-    assert!(changed_settings(&old, &same).is_empty());
-
-    // Only the args change: the trigger did not, so the next run time is kept.
-    let args_changed = loaded(&TempConfig::new(&[(
-        "config.toml",
-        &two_job_config(3, "false", ""),
-    )]));
-    let diff = JobsDiff::between(&old.jobs, &args_changed.jobs);
-    assert!(diff.added.is_empty() && diff.removed.is_empty());
-    assert_eq!(diff.changed.len(), 1);
-    assert_eq!(diff.changed[0].job.id(), "nightly");
-    assert!(!diff.changed[0].trigger_changed);
-
-    // The trigger changes, a job is added.
-    let rescheduled = loaded(&TempConfig::new(&[(
-        "config.toml",
-        &two_job_config(4, "true", extra),
-    )]));
-    let diff = JobsDiff::between(&old.jobs, &rescheduled.jobs);
-    assert_eq!(
-        diff.added.iter().map(ConfigJob::id).collect::<Vec<_>>(),
-        ["new"]
-    );
-    assert_eq!(diff.changed.len(), 1);
-    assert!(diff.changed[0].trigger_changed);
-    assert!(diff.removed.is_empty());
-
-    // Back again: the added one is removed.
-    let diff = JobsDiff::between(&rescheduled.jobs, &old.jobs);
-    assert_eq!(diff.removed, ["new"]);
-    assert!(diff.added.is_empty());
-}
-
-#[test]
-fn changed_defaults_change_the_jobs_that_use_them() {
+fn changed_sections_are_named_and_a_moved_job_changes_none() {
     let old = loaded(&TempConfig::new(&[(
         "config.toml",
         &two_job_config(3, "true", ""),
@@ -646,10 +599,13 @@ fn changed_defaults_change_the_jobs_that_use_them() {
             two_job_config(3, "true", "")
         ),
     )]));
-    let diff = JobsDiff::between(&old.jobs, &new.jobs);
-    assert_eq!(diff.changed.len(), 2);
-    assert!(diff.changed.iter().all(|changed| !changed.trigger_changed));
+    // The jobs' side of it is tests/config_sync.rs's (the daemon's sync).
     assert_eq!(changed_settings(&old, &new), ["job_defaults", "api"]);
+    let same = loaded(&TempConfig::new(&[(
+        "config.toml",
+        &format!("\n\n# moved down\n{}", two_job_config(3, "true", "")),
+    )]));
+    assert!(changed_settings(&old, &same).is_empty());
 }
 
 #[test]

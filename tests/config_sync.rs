@@ -555,3 +555,77 @@ async fn postgres_keeps_the_generations_when_the_default_store_is_in_memory() {
     );
     shared.clean().await;
 }
+
+// ---- the files as the daemon reads them ----
+
+/// The specs of `config.toml` with `text`, loaded as `kairos run` loads them.
+fn config_file_specs(text: &str) -> Vec<JobSpec> {
+    let dir = std::env::temp_dir().join(format!(
+        "kairos-config-sync-{}-{:08x}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = kairos::config::load(&path).unwrap_or_else(|errors| panic!("{errors}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    config.jobs.iter().map(|job| job.spec.clone()).collect()
+}
+
+/// Two jobs, `keep` and `nightly` (at `hour`, running `argv`), then `extra`.
+fn two_job_file(hour: u32, argv: &str, extra: &str) -> String {
+    format!(
+        "[jobstores.default]\nurl = \"memory://\"\n\n[[jobs]]\nid = \"keep\"\ntask = \"command\"\nargs = {{ argv = [\"true\"] }}\ntrigger = {{ type = \"interval\", minutes = 5 }}\n\n[[jobs]]\nid = \"nightly\"\ntask = \"command\"\nargs = {{ argv = [\"{argv}\"] }}\ntrigger = {{ type = \"cron\", hour = {hour} }}\n{extra}"
+    )
+}
+
+/// The reload diff of the real sync, on files: a job moved or reformatted is
+/// unchanged, new args change a job and keep its next run time, a new trigger
+/// changes it, a job gone from the files is removed, and changed `[job_defaults]`
+/// change every job that uses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_sorts_the_files_jobs_into_added_changed_removed_and_unchanged() {
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let node = Scheduler::builder()
+        .store_shared("default", Arc::clone(&store))
+        .tasks(TaskRegistry::with_builtins())
+        .build();
+    let extra = "\n[[jobs]]\nid = \"new\"\ntask = \"command\"\nargs = { argv = [\"true\"] }\ntrigger = { type = \"interval\", hours = 1 }\n";
+    let old = config_file_specs(&two_job_file(3, "true", ""));
+    let first = sync(&node, &old).await;
+    assert_eq!(first.added, ["keep", "nightly"]);
+
+    let moved = config_file_specs(&format!(
+        "\n\n# moved down\n{}",
+        two_job_file(3, "true", "")
+    ));
+    let same = sync(&node, &moved).await;
+    assert!(same.added.is_empty() && same.changed.is_empty() && same.removed.is_empty());
+    assert_eq!(same.unchanged, 2);
+
+    let next_run = |job: Option<kairos::job::Job>| job.unwrap().next_run_time;
+    let before = next_run(node.get_job("nightly").await.unwrap());
+    let args_changed = sync(&node, &config_file_specs(&two_job_file(3, "false", ""))).await;
+    assert_eq!(args_changed.changed, ["nightly"]);
+    assert!(args_changed.added.is_empty() && args_changed.removed.is_empty());
+    assert_eq!(next_run(node.get_job("nightly").await.unwrap()), before);
+
+    let rescheduled = sync(&node, &config_file_specs(&two_job_file(4, "true", extra))).await;
+    assert_eq!(rescheduled.added, ["new"]);
+    assert_eq!(rescheduled.changed, ["nightly"]);
+    assert!(rescheduled.removed.is_empty());
+    assert_ne!(next_run(node.get_job("nightly").await.unwrap()), before);
+
+    let back = sync(&node, &old).await;
+    assert_eq!(back.removed, ["new"]);
+    assert!(back.added.is_empty());
+
+    let defaults = config_file_specs(&format!(
+        "[job_defaults]\nmax_instances = 2\n\n{}",
+        two_job_file(3, "true", "")
+    ));
+    let mut changed = sync(&node, &defaults).await.changed;
+    changed.sort();
+    assert_eq!(changed, ["keep", "nightly"]);
+}

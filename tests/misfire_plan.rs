@@ -79,7 +79,6 @@ fn a_job_that_is_not_due_yet_plans_nothing() {
             run: vec![],
             first_missed: None,
             missed: 0,
-            missed_is_lower_bound: false,
             broken: None,
             next_run_time: Some(t0() + secs(10)),
         }
@@ -308,7 +307,6 @@ fn past_the_cap_the_jumped_over_run_times_are_missed_and_the_latest_runs() {
     assert_eq!(planned.run.last(), Some(&(t0() + TimeDelta::days(1))));
     assert_eq!(planned.first_missed, Some(t0() + secs(10_000)));
     assert!(planned.missed >= 1);
-    assert!(planned.missed_is_lower_bound);
     assert_eq!(
         planned.next_run_time,
         Some(t0() + TimeDelta::days(1) + secs(1))

@@ -36,13 +36,12 @@
 //!   opened, and `${VAR}` in a store URL is left for [`crate::store::open`] to expand.
 //! - Jobs in config are owned by config (docs/semantics.md, Reload): [`ConfigJob::spec`] has
 //!   every option resolved against `[job_defaults]`, so a change of defaults shows up
-//!   in [`JobsDiff`] as a change of the jobs it affects.
+//!   in a reload (`daemon/sync.rs`) as a change of the jobs it affects.
 //! - Included files hold only `[[jobs]]`; every other section has one home, the main
 //!   file.
 
 mod alerts;
 mod check;
-mod diff;
 mod error;
 mod include;
 mod jobs;
@@ -60,7 +59,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-pub use self::diff::{changed_settings, ChangedJob, JobsDiff};
 pub use self::error::{ConfigError, ConfigErrorKind, ConfigErrors};
 use self::source::Source;
 use crate::alert::AlertSettings;
@@ -366,6 +364,38 @@ impl ConfigJob {
     pub fn id(&self) -> &str {
         self.spec.id.as_deref().unwrap_or_default()
     }
+}
+
+/// The sections other than `jobs` that differ between `old` and `new`, by their TOML
+/// names (`scheduler`, `jobstores`, `executors`, `job_defaults`, `api`, `log`,
+/// `history`, `tasks`), in that order.
+///
+/// Which of them a running daemon can apply is the daemon's decision; this only says
+/// what changed. (The jobs are the daemon's config sync's, `daemon/sync.rs`: a change
+/// of `job_defaults` shows there as a change of the jobs it affects.)
+pub fn changed_settings(old: &Config, new: &Config) -> Vec<&'static str> {
+    let sections = [
+        ("scheduler", old.scheduler != new.scheduler),
+        ("jobstores", old.jobstores != new.jobstores),
+        ("executors", old.executors != new.executors),
+        (
+            "job_defaults",
+            old.job_defaults != new.job_defaults || old.default_jitter != new.default_jitter,
+        ),
+        ("api", old.api != new.api),
+        ("log", old.log != new.log),
+        ("history", old.history != new.history),
+        (
+            "tasks",
+            old.tasks != new.tasks || old.env_allow != new.env_allow,
+        ),
+        ("alerts", old.alerts != new.alerts),
+    ];
+    sections
+        .into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// Loads and validates the config at `path` against the built-in tasks.

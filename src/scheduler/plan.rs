@@ -18,7 +18,7 @@
 //! `_get_run_times` is not): past it the planner jumps to the latest run time due at
 //! `now` (a doubling search backwards from `now`), and the run times jumped over count
 //! as missed unless coalescing would have dropped them anyway; the count is then a
-//! lower bound ([`Plan::missed_is_lower_bound`]).
+//! lower bound (the walked ones plus one for the jump).
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -36,9 +36,6 @@ pub struct Plan {
     pub first_missed: Option<DateTime<Utc>>,
     /// How many run times were missed.
     pub missed: u64,
-    /// The backlog was too long to walk, so `missed` counts only what was walked plus
-    /// one for the run times jumped over.
-    pub missed_is_lower_bound: bool,
     /// The job's next run time after this pass; `None` when its trigger is finished
     /// (or [`broken`](Plan::broken)).
     pub next_run_time: Option<DateTime<Utc>>,
@@ -58,7 +55,6 @@ pub fn plan(job: &Job, now: DateTime<Utc>) -> Plan {
         run: Vec::new(),
         first_missed: None,
         missed: 0,
-        missed_is_lower_bound: false,
         next_run_time: None,
         broken: None,
     };
@@ -75,7 +71,6 @@ pub fn plan(job: &Job, now: DateTime<Utc>) -> Plan {
             let latest = latest_fire_at_or_before(job, time, now);
             if latest > time && (!job.coalesce || grace.is_some()) {
                 miss(&mut plan, time);
-                plan.missed_is_lower_bound = true;
             }
             latest
         } else {
