@@ -39,7 +39,7 @@ pub use self::generation::{describe_claim, ConfigState, Standing};
 pub use self::jobs::{ListedJobs, MAX_BACKFILL};
 pub use self::membership::{host_name, ClusterNode, Membership};
 pub use self::record::MAX_UNWRITTEN_RUNS;
-pub use self::retention::HistoryRetention;
+pub use self::retention::{HistoryRetention, DEFAULT_FAILURES_PER_JOB, DEFAULT_SUCCESSES_PER_JOB};
 use crate::alert::AlertSettings;
 use crate::clock::{Clock, SystemClock};
 use crate::executor::{Executor, ExecutorContext};
