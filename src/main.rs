@@ -606,6 +606,8 @@ fn check(path: &Path, json: bool) -> anyhow::Result<bool> {
     let hash = daemon::sync::config_hash(&specs);
     let (generation, history_runs) = store_lines(&config, &hash);
     let history = history_line(&config.history, history_runs);
+    // The rules `kairos run` would read: the same environment, the same files.
+    let tzdata = kairos::trigger::tzdata::info();
     let mut out = std::io::stdout().lock();
     if json {
         let answer = serde_json::json!({
@@ -619,6 +621,7 @@ fn check(path: &Path, json: bool) -> anyhow::Result<bool> {
             "config_generation": generation,
             "history_runs": history_runs,
             "history": history,
+            "tzdata": tzdata,
         });
         writeln!(out, "{answer}").context("writing the result")?;
         return Ok(true);
@@ -651,6 +654,7 @@ fn check(path: &Path, json: bool) -> anyhow::Result<bool> {
     writeln!(out, "config hash: {hash}").context("writing the job table")?;
     writeln!(out, "config generation: {generation}").context("writing the job table")?;
     writeln!(out, "history: {history}").context("writing the job table")?;
+    writeln!(out, "tzdata: {tzdata}").context("writing the job table")?;
     Ok(true)
 }
 

@@ -609,6 +609,9 @@ fn schemas() -> Value {
             "status": {"enum": ["ok", "unavailable"]},
             "scheduler": {"enum": ["running", "paused", "stopped"]},
             "jobs": {"type": ["integer", "null"]},
+            "tzdata": {"type": "object", "description": "The zone rules in use.", "properties": {
+                "source": {"enum": ["system", "compiled-in"]},
+                "version": {"type": "string"}}},
             "config": {"type": "object", "properties": {
                 "store_generation": {"type": ["integer", "null"]},
                 "store_hash": {"type": ["string", "null"]},

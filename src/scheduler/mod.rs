@@ -24,6 +24,7 @@ mod record;
 mod renewal;
 mod retention;
 mod start;
+mod zones;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,6 +41,7 @@ pub use self::jobs::{ListedJobs, MAX_BACKFILL};
 pub use self::membership::{host_name, ClusterNode, Membership};
 pub use self::record::MAX_UNWRITTEN_RUNS;
 pub use self::retention::{HistoryRetention, DEFAULT_FAILURES_PER_JOB, DEFAULT_SUCCESSES_PER_JOB};
+pub use self::zones::ZoneRulesReload;
 use crate::alert::AlertSettings;
 use crate::clock::{Clock, SystemClock};
 use crate::executor::{Executor, ExecutorContext};
