@@ -14,11 +14,14 @@
 //!   but unknown to chrono-tz cannot be named.
 //! - The rules are process-wide, like the system's own time zone: one source for
 //!   every scheduler in the process. Files are read lazily, each zone once per
-//!   source, so looking an offset up costs a lock-free read after the first.
+//!   source, and each thread keeps the source it last saw until a reload, so looking
+//!   an offset up takes no lock after the first.
 //! - Any file problem (missing, unreadable, not TZif) means the compiled-in rules for
 //!   that zone, with a warning; never an error at a fire time.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use chrono::FixedOffset;
@@ -109,6 +112,32 @@ fn loaded() -> Arc<TzData> {
     )
 }
 
+/// Bumped by each [`reload`] after the swap, so a thread that sees the new number
+/// finds the new source.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's copy of the source in use and its generation: a cron search looks
+    /// offsets up thousands of times, and threads sharing a lock (or a reference
+    /// count) for each would contend on it.
+    static LOCAL: RefCell<Option<(u64, Arc<TzData>)>> = const { RefCell::new(None) };
+}
+
+/// Calls `f` with the source in use.
+fn with_current<R>(f: impl FnOnce(&TzData) -> R) -> R {
+    let generation = GENERATION.load(Ordering::Acquire);
+    LOCAL.with(|local| {
+        let fresh = matches!(&*local.borrow(), Some((seen, _)) if *seen == generation);
+        if !fresh {
+            *local.borrow_mut() = Some((generation, loaded()));
+        }
+        match &*local.borrow() {
+            Some((_, data)) => f(data),
+            None => f(&loaded()),
+        }
+    })
+}
+
 /// The rules in use.
 pub fn info() -> TzDataInfo {
     loaded().info.clone()
@@ -125,6 +154,7 @@ pub fn reload() -> TzDataChange {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         std::mem::replace(&mut *slot, Arc::clone(&fresh))
     };
+    GENERATION.fetch_add(1, Ordering::AcqRel);
     let changed = chrono_tz::TZ_VARIANTS
         .iter()
         .zip(old.zones.iter())
@@ -149,25 +179,20 @@ pub fn reload() -> TzDataChange {
 /// The offset of zone `tz` at `unix_seconds` from the system's rules, `None` when the
 /// compiled-in rules apply to it.
 pub(crate) fn system_offset(tz: Tz, unix_seconds: i64) -> Option<FixedOffset> {
-    let data = current()
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let zone = data.zone(tz)?;
-    let timestamp = jiff::Timestamp::from_second(unix_seconds).unwrap_or(if unix_seconds < 0 {
-        jiff::Timestamp::MIN
-    } else {
-        jiff::Timestamp::MAX
-    });
-    FixedOffset::east_opt(zone.rules.to_offset(timestamp).seconds())
+    with_current(|data| {
+        let zone = data.zone(tz)?;
+        let timestamp = jiff::Timestamp::from_second(unix_seconds).unwrap_or(if unix_seconds < 0 {
+            jiff::Timestamp::MIN
+        } else {
+            jiff::Timestamp::MAX
+        });
+        FixedOffset::east_opt(zone.rules.to_offset(timestamp).seconds())
+    })
 }
 
 /// Whether zone `tz` has rules from the system (else the compiled-in ones apply).
 pub(crate) fn has_system_rules(tz: Tz) -> bool {
-    current()
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .zone(tz)
-        .is_some()
+    with_current(|data| data.zone(tz).is_some())
 }
 
 /// The zoneinfo directory the setting names; `None` for the compiled-in rules.
