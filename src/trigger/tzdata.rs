@@ -195,8 +195,32 @@ pub(crate) fn has_system_rules(tz: Tz) -> bool {
     with_current(|data| data.zone(tz).is_some())
 }
 
+/// Set by [`use_rules_from`]: it outranks [`TZDIR_ENV`].
+static CHOSEN: RwLock<Option<Option<PathBuf>>> = RwLock::new(None);
+
+/// Takes the zone rules from the zoneinfo directory `dir`, or from the compiled-in
+/// rules (`None`), for the rest of the process and whatever [`TZDIR_ENV`] says, and
+/// reads them: for a program that keeps its own tz database, and for tests whose
+/// reference is the compiled-in rules (chrono-tz's tables end with 2099, where the
+/// system's TZif files go on with their last rules). Returns what changed, as
+/// [`reload`] does; the scheduler's [`crate::scheduler::Scheduler::reload_zone_rules`]
+/// moves next run times for it.
+pub fn use_rules_from(dir: Option<PathBuf>) -> TzDataChange {
+    *CHOSEN
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(dir);
+    reload()
+}
+
 /// The zoneinfo directory the setting names; `None` for the compiled-in rules.
 fn configured_dir() -> Option<PathBuf> {
+    if let Some(chosen) = CHOSEN
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
+    {
+        return chosen;
+    }
     match std::env::var_os(TZDIR_ENV) {
         Some(value) if value == COMPILED_IN => None,
         Some(value) if !value.is_empty() => Some(PathBuf::from(value)),
