@@ -604,7 +604,10 @@ fn check(path: &Path, json: bool) -> anyhow::Result<bool> {
     }
     let specs: Vec<_> = config.jobs.iter().map(|job| job.spec.clone()).collect();
     let hash = daemon::sync::config_hash(&specs);
-    let generation = config_generation_line(&config, &hash);
+    let (generation, history_runs) = store_lines(&config, &hash);
+    let history = history_line(&config.history, history_runs);
+    // The rules `kairos run` would read: the same environment, the same files.
+    let tzdata = kairos::trigger::tzdata::info();
     let mut out = std::io::stdout().lock();
     if json {
         let answer = serde_json::json!({
@@ -616,6 +619,9 @@ fn check(path: &Path, json: bool) -> anyhow::Result<bool> {
             "executors": config.executors.len(),
             "config_hash": hash,
             "config_generation": generation,
+            "history_runs": history_runs,
+            "history": history,
+            "tzdata": tzdata,
         });
         writeln!(out, "{answer}").context("writing the result")?;
         return Ok(true);
@@ -647,30 +653,74 @@ fn check(path: &Path, json: bool) -> anyhow::Result<bool> {
     .context("writing the job table")?;
     writeln!(out, "config hash: {hash}").context("writing the job table")?;
     writeln!(out, "config generation: {generation}").context("writing the job table")?;
+    writeln!(out, "history: {history}").context("writing the job table")?;
+    writeln!(out, "tzdata: {tzdata}").context("writing the job table")?;
     Ok(true)
+}
+
+/// `kairos check`'s line on the run history: its size in the default store (when it
+/// could be read) and the limits that keep it bounded (README.md, "Run history").
+fn history_line(retention: &kairos::scheduler::HistoryRetention, runs: Option<u64>) -> String {
+    let size = match runs {
+        Some(runs) => format!("{runs} run record(s)"),
+        None => "size unknown".to_owned(),
+    };
+    let mut limits = Vec::new();
+    if let Some(keep) = retention.keep {
+        limits.push(format!("for {}", humantime_short(keep)));
+    }
+    if let Some(count) = retention.successes_per_job {
+        limits.push(format!("{count} successes per job"));
+    }
+    if let Some(count) = retention.failures_per_job {
+        limits.push(format!("{count} other runs per job"));
+    }
+    if let Some(rows) = retention.max_rows {
+        limits.push(format!("{rows} in all"));
+    }
+    if limits.is_empty() {
+        return format!("{size}; kept without limit");
+    }
+    format!("{size}; kept at most {}", limits.join(", "))
+}
+
+/// `d` as the largest whole unit that divides it: `30d`, `12h`, `90s`.
+fn humantime_short(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if seconds >= size && seconds % size == 0 {
+            return format!("{}{unit}", seconds / size);
+        }
+    }
+    format!("{seconds}s")
 }
 
 /// How long `kairos check` waits for the job store before saying it cannot tell.
 const CHECK_STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `kairos check`: what the default job store holds against this config, as a start
-/// or a reload would judge it. A store that is not there yet (memory, a SQLite file
-/// not created) is not created; one that cannot be reached is said so, and the check
-/// still passes: it judges the files.
-fn config_generation_line(config: &config::Config, hash: &str) -> String {
+/// or a reload would judge it, and how many run records it holds (`None` when it
+/// cannot tell). A store that is not there yet (memory, a SQLite file not created) is
+/// not created, and holds no history; one that cannot be reached is said so, and the
+/// check still passes: it judges the files.
+fn store_lines(config: &config::Config, hash: &str) -> (String, Option<u64>) {
     let name = &config.job_defaults.jobstore;
     let Some(store) = config.jobstores.get(name) else {
-        return format!("no job store {name:?}");
+        return (format!("no job store {name:?}"), None);
     };
     let url = match kairos::store::url::StoreUrl::parse(&store.url) {
         Ok(url) => url,
-        Err(error) => return format!("job store {name:?}: {error}"),
+        Err(error) => return (format!("job store {name:?}: {error}"), None),
     };
     match &url {
         kairos::store::url::StoreUrl::Memory => {
-            return format!(
-                "job store {name:?} is in memory: each start applies this config as generation 1"
-            )
+            return (
+                format!(
+                    "job store {name:?} is in memory: each start applies this config as \
+                     generation 1"
+                ),
+                Some(0),
+            );
         }
         kairos::store::url::StoreUrl::Sqlite(text) => {
             let file = text
@@ -680,9 +730,12 @@ fn config_generation_line(config: &config::Config, hash: &str) -> String {
                 .next()
                 .unwrap_or_default();
             if !Path::new(file).exists() {
-                return format!(
-                    "job store {name:?} ({file}) does not exist yet: the first start applies \
-                     this config as generation 1"
+                return (
+                    format!(
+                        "job store {name:?} ({file}) does not exist yet: the first start \
+                         applies this config as generation 1"
+                    ),
+                    Some(0),
                 );
             }
         }
@@ -693,7 +746,12 @@ fn config_generation_line(config: &config::Config, hash: &str) -> String {
         .build()
     {
         Ok(runtime) => runtime,
-        Err(error) => return format!("cannot tell: starting the async runtime: {error}"),
+        Err(error) => {
+            return (
+                format!("cannot tell: starting the async runtime: {error}"),
+                None,
+            )
+        }
     };
     let options = store.open_options();
     runtime.block_on(async {
@@ -705,17 +763,19 @@ fn config_generation_line(config: &config::Config, hash: &str) -> String {
                 .config_generations(usize::MAX)
                 .await
                 .map_err(|error| error.to_string())?;
-            Ok::<String, String>(kairos::scheduler::describe_claim(
-                &history,
-                hash,
-                opened.is_shared(),
-            ))
+            let line = kairos::scheduler::describe_claim(&history, hash, opened.is_shared());
+            // The history's size is worth showing even when the store cannot count it.
+            Ok::<_, String>((line, opened.count_runs().await.ok()))
         };
         match tokio::time::timeout(CHECK_STORE_TIMEOUT, read).await {
-            Ok(Ok(line)) => line,
-            Ok(Err(error)) => format!("cannot tell: job store {name:?}: {error}"),
-            Err(_) => format!(
-                "cannot tell: job store {name:?} did not answer within {CHECK_STORE_TIMEOUT:?}"
+            Ok(Ok(lines)) => lines,
+            Ok(Err(error)) => (format!("cannot tell: job store {name:?}: {error}"), None),
+            Err(_) => (
+                format!(
+                    "cannot tell: job store {name:?} did not answer within \
+                     {CHECK_STORE_TIMEOUT:?}"
+                ),
+                None,
             ),
         }
     })

@@ -1187,6 +1187,8 @@ async fn the_overview_counts_coming_fires_and_recent_runs() {
         .sum();
     assert_eq!(successes, 1);
     assert_eq!(overview.json["jobs"], 1);
+    // The history's size: the one run recorded.
+    assert_eq!(overview.json["history_runs"], 1);
     assert_eq!(overview.json["scheduler_state"], "running");
     assert_eq!(overview.json["problems"], json!([]));
 }

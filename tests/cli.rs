@@ -712,6 +712,63 @@ fn check_json_gives_errors_with_positions_or_the_jobs() {
 }
 
 #[test]
+fn check_shows_the_history_size_and_its_limits() {
+    let dir = temp_dir("check-history");
+    let db = dir.join("history.db");
+    let url = format!("sqlite://{}", db.display());
+    // A store holding three run records, written as a daemon writes them.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = kairos::store::sql::connect(&url, Default::default())
+            .await
+            .unwrap();
+        for index in 0..3 {
+            let finished = Utc::now();
+            store
+                .record_run(kairos::history::RunRecord {
+                    run_id: format!("run{index}"),
+                    job_id: "nightly".to_owned(),
+                    scheduled_time: finished,
+                    started_at: Some(finished),
+                    finished_at: finished,
+                    outcome: kairos::history::RunOutcome::Success,
+                    error: None,
+                    output: None,
+                    attempt: 1,
+                })
+                .await
+                .unwrap();
+        }
+    });
+    write(
+        &dir,
+        "config.toml",
+        &format!(
+            "[jobstores.default]\nurl = \"{url}\"\n\n[history]\nsuccesses_per_job = 5\n\n\
+             [[jobs]]\nid = \"nightly\"\ntask = \"stats.correct\"\n\
+             trigger = {{ type = \"cron\", hour = 3, timezone = \"UTC\" }}\n"
+        ),
+    );
+    let json = kairos_in(&dir, &["check", "--json"], &[]);
+    assert_eq!(json.status, Some(0), "{}", json.stderr);
+    let answer = json.json();
+    assert_eq!(answer["history_runs"], 3, "{answer}");
+    let text = kairos_in(&dir, &["check"], &[]);
+    assert_eq!(text.status, Some(0), "{}", text.stderr);
+    assert!(
+        text.stdout.contains(
+            "history: 3 run record(s); kept at most for 30d, 5 successes per job, \
+             1000 other runs per job\n"
+        ),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
 fn jobs_list_filters_and_pages_like_the_api() {
     let server = Server::with_scheduler();
     for index in 0..5 {

@@ -363,6 +363,31 @@ fn bad_durations_urls_and_addresses_are_refused() {
 }
 
 #[test]
+fn history_keeps_runs_per_job_by_default_and_reads_its_limits() {
+    let defaults = loaded(&TempConfig::new(&[("config.toml", "")])).history;
+    assert_eq!(defaults.keep, Some(Duration::from_secs(30 * 86_400)));
+    assert_eq!(defaults.successes_per_job, Some(100));
+    assert_eq!(defaults.failures_per_job, Some(1_000));
+    assert_eq!(defaults.max_rows, None);
+    let set = TempConfig::new(&[(
+        "config.toml",
+        "[history]\nkeep = \"7d\"\nmax_rows = 500\nsuccesses_per_job = 3\nfailures_per_job = \"none\"\n",
+    )]);
+    let history = loaded(&set).history;
+    assert_eq!(history.keep, Some(Duration::from_secs(7 * 86_400)));
+    assert_eq!(history.max_rows, Some(500));
+    assert_eq!(history.successes_per_job, Some(3));
+    assert_eq!(history.failures_per_job, None);
+    let zero = TempConfig::new(&[("config.toml", "[history]\nsuccesses_per_job = 0\n")]);
+    let lines = zero.errors();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_reported(
+        &lines,
+        "config.toml:2:21: history.successes_per_job: must be at least 1",
+    );
+}
+
+#[test]
 fn cluster_timings_are_read_and_checked_with_positions() {
     let config = TempConfig::new(&[(
         "config.toml",

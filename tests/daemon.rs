@@ -497,3 +497,119 @@ trigger = {{ type = "interval", hours = 1, start_date = "{start}" }}
     second.signal("TERM");
     second.wait_exit(Duration::from_secs(30)).expect("it exits");
 }
+
+/// A TZif file (version 2, RFC 8536) for a zone at a fixed `hours` east of UTC, with
+/// no transitions: what a tzdata update that moves a zone writes, reduced to its
+/// effect.
+fn fixed_offset_tzif(hours: i32) -> Vec<u8> {
+    let offset = hours * 3600;
+    let designation = format!("<{hours:+03}>");
+    let mut chars = designation.clone().into_bytes();
+    chars.push(0);
+    let block = |out: &mut Vec<u8>| {
+        out.extend_from_slice(b"TZif2");
+        out.extend_from_slice(&[0; 15]);
+        // isutcnt, isstdcnt, leapcnt, timecnt, typecnt, charcnt
+        for count in [0, 0, 0, 0, 1, chars.len()] {
+            out.extend_from_slice(&u32::try_from(count).unwrap().to_be_bytes());
+        }
+        out.extend_from_slice(&offset.to_be_bytes());
+        out.extend_from_slice(&[0, 0]); // not DST, designation at 0
+        out.extend_from_slice(&chars);
+    };
+    let mut tzif = Vec::new();
+    block(&mut tzif); // the version 1 data block
+    block(&mut tzif); // the version 2 one (no times either way)
+                      // The footer: a POSIX TZ string, whose offset is west-positive.
+    tzif.extend_from_slice(format!("\n{designation}{}\n", -hours).as_bytes());
+    tzif
+}
+
+/// A tzdata update on the system moves fire times at the next reload, without a
+/// rebuild: the daemon reads its zone rules from `KAIROS_TZDIR`, and `/health` and
+/// `kairos check` name the release in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tzdata_update_moves_fire_times_after_a_reload() {
+    let dir = temp_dir("tzdata");
+    write_config(&dir, "5s");
+    let config = std::fs::read_to_string(dir.join("config.toml"))
+        .unwrap()
+        .replace(
+            "[api]\nenabled = false",
+            "[api]\nlisten = \"127.0.0.1:0\"\ntoken = \"secret\"",
+        );
+    write(&dir, "config.toml", &config);
+    write(
+        &dir,
+        "jobs/berlin.toml",
+        "[[jobs]]\nid = \"berlin-night\"\ntask = \"command\"\nargs = { argv = [\"true\"] }\n\
+         trigger = { type = \"cron\", hour = 3, timezone = \"Europe/Berlin\" }\n",
+    );
+    // Berlin at +09:00 in release 2099a, then at +02:00 all year in 2099b.
+    let zoneinfo = dir.join("zoneinfo");
+    std::fs::create_dir_all(zoneinfo.join("Europe")).unwrap();
+    std::fs::write(zoneinfo.join("Europe/Berlin"), fixed_offset_tzif(9)).unwrap();
+    std::fs::write(zoneinfo.join("+VERSION"), "2099a\n").unwrap();
+    let tzdir = zoneinfo.display().to_string();
+    let mut daemon = Daemon::start_with_env(&dir, &[("KAIROS_TZDIR", &tzdir)]);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let base = daemon.api_url();
+    let next_run_time = || async {
+        let job = client
+            .get(format!("{base}/jobs/berlin-night"))
+            .bearer_auth("secret")
+            .send()
+            .await
+            .unwrap();
+        let job = json_of(job).await;
+        let next = job["next_run_time"].as_str().unwrap().to_owned();
+        chrono::DateTime::parse_from_rfc3339(&next).unwrap_or_else(|error| panic!("{error}: {job}"))
+    };
+    let health =
+        || async { json_of(client.get(format!("{base}/health")).send().await.unwrap()).await };
+
+    // 03:00 at +09:00 is 18:00 UTC the day before.
+    let before = next_run_time().await.with_timezone(&Utc);
+    assert_eq!(before.format("%H:%M").to_string(), "18:00", "{before}");
+    assert_eq!(
+        health().await["tzdata"],
+        json!({"source": "system", "version": "2099a"})
+    );
+
+    std::fs::write(zoneinfo.join("Europe/Berlin"), fixed_offset_tzif(2)).unwrap();
+    std::fs::write(zoneinfo.join("+VERSION"), "2099b\n").unwrap();
+    let log = daemon.reload();
+    assert!(log.contains("zone rules read"), "{log}");
+    assert!(log.contains("moved=[\"berlin-night\"]"), "{log}");
+    // 03:00 at +02:00 is 01:00 UTC.
+    let after = next_run_time().await.with_timezone(&Utc);
+    assert_eq!(after.format("%H:%M").to_string(), "01:00", "{after}");
+    assert!(after > Utc::now());
+    assert_eq!(
+        health().await["tzdata"],
+        json!({"source": "system", "version": "2099b"})
+    );
+
+    // Read again unchanged, the rules move nothing.
+    let log = daemon.reload();
+    assert!(log.contains("moved=[]"), "{log}");
+    assert_eq!(next_run_time().await.with_timezone(&Utc), after);
+
+    // `kairos check` reads the same rules from the same setting.
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args(["check", "-c"])
+        .arg(dir.join("config.toml"))
+        .current_dir(&dir)
+        .env("KAIROS_TZDIR", &tzdir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        text.contains(&format!("tzdata: 2099b (system, {tzdir})")),
+        "{text}"
+    );
+    assert!(text.contains("+02:00"), "{text}");
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit(Duration::from_secs(15)).is_some());
+}

@@ -666,7 +666,16 @@ const ZONES: [&str; 6] = [
     "Asia/Kolkata",
 ];
 
+/// Zone `name`, with the engine on the compiled-in zone rules: this oracle reads
+/// chrono-tz's, and chrono-tz's tables end with 2099, where the system's TZif files (the
+/// engine's rules when the system has them) go on with DST. The DST rules themselves
+/// hold on both sources: tests/dst.rs, tests/differential_cron.rs and
+/// tests/conformance.rs run on each (.ci/run), and trigger/zone.rs compares the two.
 fn tz(name: &str) -> Tz {
+    static COMPILED_IN: std::sync::Once = std::sync::Once::new();
+    COMPILED_IN.call_once(|| {
+        kairos::trigger::tzdata::use_rules_from(None);
+    });
     name.parse().unwrap()
 }
 

@@ -116,8 +116,8 @@ async fn keys_follow_the_documented_layout() {
         .await
         .unwrap();
     let expected: Vec<String> = [
-        "inst:a", "jobs", "leases", "next", "owners", "revs", "run", "runs", "runs:a", "runseq",
-        "seq",
+        "inst:a", "jobs", "leases", "next", "owners", "revs", "run", "runjobs", "runok:a", "runs",
+        "runs:a", "runseq", "seq",
     ]
     .iter()
     .map(|name| fixture.key(name))

@@ -25,7 +25,7 @@ use kairos::store::memory::MemoryStore;
 use kairos::store::sql::SqlOptions;
 use kairos::store::{
     ConfigGeneration, FinishedRun, InstanceClaim, JobQuery, JobSchedule, JobStore, NodeInfo,
-    Release, StoreError,
+    Release, RunLimits, StoreError,
 };
 use kairos::trigger::TriggerSpec;
 use serde_json::json;
@@ -1258,11 +1258,14 @@ async fn history_retention_deletes_in_bounded_batches(harness: Harness) {
             .await
             .unwrap();
     }
-    let keep = Some(Duration::from_secs(30 * 86_400));
+    let keep = RunLimits {
+        keep: Some(Duration::from_secs(30 * 86_400)),
+        ..RunLimits::default()
+    };
     // At most 12 per call: the 30 old records take three calls.
     let mut deleted = Vec::new();
     loop {
-        let count = store.prune_runs(keep, None, 12).await.unwrap();
+        let count = store.prune_runs(&keep, 12).await.unwrap();
         assert!(count <= 12, "a call deleted {count}");
         if count == 0 {
             break;
@@ -1272,10 +1275,102 @@ async fn history_retention_deletes_in_bounded_batches(harness: Harness) {
     assert_eq!(deleted.iter().sum::<u64>(), 30);
     assert_eq!(store.runs(None, 100).await.unwrap().len(), 10);
     // max_rows keeps the newest.
-    while store.prune_runs(None, Some(4), 100).await.unwrap() > 0 {}
+    let max_rows = RunLimits {
+        max_rows: Some(4),
+        ..RunLimits::default()
+    };
+    while store.prune_runs(&max_rows, 100).await.unwrap() > 0 {}
     let left = store.runs(None, 100).await.unwrap();
-    let run_ids: Vec<&str> = left.iter().map(|run| run.run_id.as_str()).collect();
+    let mut run_ids: Vec<&str> = left.iter().map(|run| run.run_id.as_str()).collect();
+    // Which ones, not their order: run_history_is_kept_newest_first checks that.
+    run_ids.sort_unstable();
     assert_eq!(run_ids, ["new0", "new1", "new2", "new3"]);
+}
+
+/// The per-job counts keep each job's newest successes and, apart from them, its
+/// newest other outcomes, whichever way the records came in (one at a time or a
+/// finished batch), and `count_runs` is the history's size.
+async fn history_keeps_a_number_of_runs_per_job(harness: Harness) {
+    let store = &harness.store;
+    // Whole seconds: every store keeps microseconds only.
+    let start = DateTime::from_timestamp(Utc::now().timestamp() - 3_600, 0).unwrap();
+    let failures = [
+        RunOutcome::Error,
+        RunOutcome::Timeout,
+        RunOutcome::Skipped,
+        RunOutcome::Missed,
+    ];
+    // Job a: 16 runs through the batched record path, every third one not a success.
+    let mut batch = Vec::new();
+    let mut expected_a = Vec::new();
+    for index in 0..16 {
+        let mut run = record("a", &format!("a{index:02}"), start + secs(index));
+        if index % 3 == 1 {
+            run.outcome = failures[usize::try_from(index).unwrap() % failures.len()];
+        }
+        expected_a.push(run.clone());
+        batch.push(FinishedRun {
+            record: run,
+            frees_instance: false,
+        });
+    }
+    store.finish_runs("node-1", batch).await.unwrap();
+    // Job b: 3 successes, one at a time, interleaved with a's in time.
+    for index in 0..3 {
+        store
+            .record_run(record("b", &format!("b{index}"), start + secs(2 * index)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.count_runs().await.unwrap(), 19);
+    let limits = RunLimits {
+        successes_per_job: Some(4),
+        failures_per_job: Some(2),
+        ..RunLimits::default()
+    };
+    let mut deleted = 0;
+    loop {
+        let count = store.prune_runs(&limits, 3).await.unwrap();
+        assert!(count <= 3, "a call deleted {count}");
+        if count == 0 {
+            break;
+        }
+        deleted += count;
+    }
+    // a: 11 successes and 5 others; 4 and 2 stay.
+    assert_eq!(deleted, 7 + 3);
+    assert_eq!(store.count_runs().await.unwrap(), 9);
+    let newest = |success: bool, count: usize| -> Vec<String> {
+        let mut runs: Vec<String> = expected_a
+            .iter()
+            .rev()
+            .filter(|run| (run.outcome == RunOutcome::Success) == success)
+            .take(count)
+            .map(|run| run.run_id.clone())
+            .collect();
+        runs.sort();
+        runs
+    };
+    let mut kept: Vec<String> = store
+        .runs(Some("a"), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|run| run.run_id)
+        .collect();
+    kept.sort();
+    let mut expected: Vec<String> = newest(true, 4);
+    expected.extend(newest(false, 2));
+    expected.sort();
+    assert_eq!(kept, expected);
+    assert_eq!(store.runs(Some("b"), 100).await.unwrap().len(), 3);
+    // The newest success is still there for the dead-man's switch.
+    assert_eq!(
+        store.last_success("a").await.unwrap(),
+        Some(start + secs(15))
+    );
+    // Nothing more to do: a second round deletes nothing.
+    assert_eq!(store.prune_runs(&limits, 100).await.unwrap(), 0);
 }
 
 async fn a_corrupt_job_is_skipped_without_blocking_the_others(harness: Harness) {
@@ -1651,19 +1746,20 @@ macro_rules! conformance {
                     config_generations_are_recorded_by_compare_and_set,
                     alert_keys_are_claimed_once_until_their_claim_ends,
                     the_last_success_of_a_job_is_read_from_its_history,
+                    history_retention_deletes_in_bounded_batches,
+                    history_keeps_a_number_of_runs_per_job,
                 );
             }
         )*
     };
-    // Stores that outlive the process: they prune history in the store, can hold a
-    // corrupt job and survive a restart (the memory store does none of these).
+    // Stores that outlive the process: they can hold a corrupt job and survive a
+    // restart (the memory store does neither).
     (persistent: $($module:ident => $backend:expr),* $(,)?) => {
         $(
             mod $module {
                 use super::*;
 
                 conformance!(@tests $backend;
-                    history_retention_deletes_in_bounded_batches,
                     a_corrupt_job_is_skipped_without_blocking_the_others,
                     jobs_survive_a_restart_of_the_scheduler,
                     a_restarted_owner_recovers_its_leases_and_slots,

@@ -290,6 +290,7 @@ pub(crate) fn document() -> Value {
             ok("What the web page's overview charts.", json!({"type": "object", "properties": {
                 "now": {"type": "string", "format": "date-time"}, "scheduler_state": {"type": "string"},
                 "jobs": {"type": "integer"},
+                "history_runs": {"type": ["integer", "null"], "description": "How many run records the stores hold."},
                 "upcoming": {"type": "object", "properties": {"from": {"type": "string"},
                     "hourly": {"type": "array", "items": {"type": "integer"}}, "truncated": {"type": "boolean"}}},
                 "runs": {"type": "object", "properties": {"from": {"type": "string"},
@@ -608,6 +609,9 @@ fn schemas() -> Value {
             "status": {"enum": ["ok", "unavailable"]},
             "scheduler": {"enum": ["running", "paused", "stopped"]},
             "jobs": {"type": ["integer", "null"]},
+            "tzdata": {"type": "object", "description": "The zone rules in use.", "properties": {
+                "source": {"enum": ["system", "compiled-in"]},
+                "version": {"type": "string"}}},
             "config": {"type": "object", "properties": {
                 "store_generation": {"type": ["integer", "null"]},
                 "store_hash": {"type": ["string", "null"]},

@@ -42,6 +42,9 @@ struct Overview {
     now: String,
     scheduler_state: &'static str,
     jobs: u64,
+    /// How many run records the stores hold; `None` when they cannot be counted now
+    /// (the rest of the page still shows).
+    history_runs: Option<u64>,
     upcoming: Upcoming,
     runs: RecentRuns,
     problems: Vec<RunRecord>,
@@ -108,6 +111,7 @@ async fn overview(State(state): State<AppState>) -> Result<axum::Json<Overview>,
         now: rfc3339(now),
         scheduler_state: super::scheduler::state_name(scheduler.state()),
         jobs: scheduler.count_jobs().await?,
+        history_runs: scheduler.count_runs().await.ok(),
         upcoming,
         runs,
         problems,

@@ -117,9 +117,30 @@ struct Health {
     status: &'static str,
     scheduler: &'static str,
     jobs: Option<u64>,
+    /// The zone rules in use: where from and which tz database release.
+    tzdata: HealthTzData,
     /// The config generation the store holds and this node's config.
     #[serde(skip_serializing_if = "Option::is_none")]
     config: Option<HealthConfig>,
+}
+
+/// What `/health` says of the zone rules: not the directory (the route is public).
+#[derive(Serialize)]
+struct HealthTzData {
+    /// `system` or `compiled-in`.
+    source: &'static str,
+    /// The tz database release, `2025b`.
+    version: String,
+}
+
+impl HealthTzData {
+    fn now() -> HealthTzData {
+        let info = crate::trigger::tzdata::info();
+        HealthTzData {
+            source: info.source,
+            version: info.version,
+        }
+    }
 }
 
 /// What `/health` says of the config: generations and hashes only (the route is
@@ -173,6 +194,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<Health
                 status: "ok",
                 scheduler,
                 jobs: Some(jobs),
+                tzdata: HealthTzData::now(),
                 config: match state.scheduler.config_state().await {
                     Ok(config) => Some(config.into()),
                     Err(error) => {
@@ -191,6 +213,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, axum::Json<Health
                     status: "unavailable",
                     scheduler,
                     jobs: None,
+                    tzdata: HealthTzData::now(),
                     config: None,
                 }),
             )

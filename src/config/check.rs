@@ -893,8 +893,8 @@ fn check_log_filter(filter: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `[history]`: 30 days and no row limit unless told otherwise; `keep = "none"` keeps
-/// everything.
+/// `[history]`: 30 days, 100 successes and 1,000 other runs per job, and no store-wide
+/// row limit unless told otherwise; `"none"` lifts a limit.
 pub(crate) fn check_history(raw: &RawRoot) -> HistoryRetention {
     let mut retention = HistoryRetention::default();
     if let Some(section) = &raw.history {
@@ -902,6 +902,12 @@ pub(crate) fn check_history(raw: &RawRoot) -> HistoryRetention {
             retention.keep = keep.0;
         }
         retention.max_rows = section.value.max_rows;
+        if let Some(count) = section.value.successes_per_job {
+            retention.successes_per_job = count.0;
+        }
+        if let Some(count) = section.value.failures_per_job {
+            retention.failures_per_job = count.0;
+        }
     }
     retention
 }

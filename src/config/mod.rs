@@ -95,7 +95,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// `[log]`.
     pub log: LogConfig,
-    /// `[history]`: `keep` and `max_rows`; the trimming cadence keeps its defaults.
+    /// `[history]`: `keep`, `max_rows`, `successes_per_job` and `failures_per_job`; the
+    /// trimming cadence keeps its defaults.
     pub history: HistoryRetention,
     /// `[tasks.NAME]`: the settings of built-in tasks, as JSON for each task to read.
     pub tasks: BTreeMap<String, serde_json::Value>,

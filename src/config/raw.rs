@@ -110,6 +110,51 @@ impl Visitor<'_> for DurationVisitor {
     }
 }
 
+/// A count of at least 1, or `"none"` for no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CountOrNone(pub(crate) Option<u64>);
+
+impl<'de> Deserialize<'de> for CountOrNone {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CountVisitor).map(CountOrNone)
+    }
+}
+
+struct CountVisitor;
+
+impl Visitor<'_> for CountVisitor {
+    type Value = Option<u64>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a count of at least 1, or \"none\"")
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
+        u64::try_from(value)
+            .map_err(|_| E::custom("a count cannot be negative"))
+            .and_then(|count| self.visit_u64(count))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
+        // A job's newest records are what the dead-man's switch and `kairos jobs
+        // explain` read (docs/alerts.md), so a per-job limit keeps at least one.
+        if value == 0 {
+            return Err(E::custom(
+                "must be at least 1: a job's newest run is what alerts and explain read \
+                 (\"none\" for no limit)",
+            ));
+        }
+        Ok(Some(value))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        if value.trim().eq_ignore_ascii_case("none") {
+            return Ok(None);
+        }
+        Err(E::invalid_value(de::Unexpected::Str(value), &self))
+    }
+}
+
 /// `[scheduler]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -229,6 +274,8 @@ pub(crate) struct RawWebhook {
 pub(crate) struct RawHistory {
     pub(crate) keep: Option<DurationOrNone>,
     pub(crate) max_rows: Option<u64>,
+    pub(crate) successes_per_job: Option<CountOrNone>,
+    pub(crate) failures_per_job: Option<CountOrNone>,
 }
 
 /// One `[[jobs]]` table, except `args` and `trigger`, which are read on their own (into

@@ -381,6 +381,12 @@ async fn reload(
     force: bool,
 ) -> Result<(Config, SyncReport), Vec<String>> {
     tracing::info!(asked_by, force, "reloading the config");
+    // The zone rules first, so config jobs changed below get their next run times
+    // from the new ones; they are the system's, read again whatever the config says
+    // (docs/config-reload.md).
+    if let Err(error) = scheduler.reload_zone_rules().await {
+        tracing::error!(%error, "the zone rules were read again, but next run times could not be moved");
+    }
     let new = match load_with(path, tasks) {
         Ok(new) => new,
         Err(errors) => {

@@ -21,7 +21,7 @@ use crate::history::RunRecord;
 use crate::job::Job;
 use crate::store::{
     ConfigGeneration, FinishedRun, InstanceClaim, JobCounts, JobPage, JobQuery, JobSchedule,
-    JobStore, NodeInfo, Release, StoreError, StoreErrorKind, WakeUp,
+    JobStore, NodeInfo, Release, RunLimits, StoreError, StoreErrorKind, WakeUp,
 };
 
 /// One [`JobStore`] method, as the `operation` label names it.
@@ -101,11 +101,13 @@ pub enum StoreOperation {
     RunsFrom,
     /// `JobStore::prune_runs`.
     PruneRuns,
+    /// `JobStore::count_runs`.
+    CountRuns,
 }
 
 impl StoreOperation {
     /// Every operation, in declaration order.
-    pub const ALL: [StoreOperation; 37] = [
+    pub const ALL: [StoreOperation; 38] = [
         StoreOperation::AddJob,
         StoreOperation::AddJobs,
         StoreOperation::ReplaceJob,
@@ -143,6 +145,7 @@ impl StoreOperation {
         StoreOperation::Runs,
         StoreOperation::RunsFrom,
         StoreOperation::PruneRuns,
+        StoreOperation::CountRuns,
     ];
 
     /// The `operation` label: the method's name.
@@ -185,6 +188,7 @@ impl StoreOperation {
             StoreOperation::Runs => "runs",
             StoreOperation::RunsFrom => "runs_from",
             StoreOperation::PruneRuns => "prune_runs",
+            StoreOperation::CountRuns => "count_runs",
         }
     }
 }
@@ -630,15 +634,17 @@ impl JobStore for InstrumentedStore {
         result
     }
 
-    async fn prune_runs(
-        &self,
-        keep: Option<Duration>,
-        max_rows: Option<u64>,
-        batch: usize,
-    ) -> Result<u64, StoreError> {
+    async fn prune_runs(&self, limits: &RunLimits, batch: usize) -> Result<u64, StoreError> {
         let started = Instant::now();
-        let result = self.inner.prune_runs(keep, max_rows, batch).await;
+        let result = self.inner.prune_runs(limits, batch).await;
         self.observe(StoreOperation::PruneRuns, started, result.as_ref().err());
+        result
+    }
+
+    async fn count_runs(&self) -> Result<u64, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.count_runs().await;
+        self.observe(StoreOperation::CountRuns, started, result.as_ref().err());
         result
     }
 

@@ -545,6 +545,15 @@ impl Scheduler {
         Ok(jobs)
     }
 
+    /// How many run records all stores hold: the history's size.
+    pub async fn count_runs(&self) -> Result<u64, SchedulerError> {
+        let mut count: u64 = 0;
+        for store in self.inner.stores.values() {
+            count = count.saturating_add(store.count_runs().await?);
+        }
+        Ok(count)
+    }
+
     /// How many jobs all stores hold.
     pub async fn count_jobs(&self) -> Result<u64, SchedulerError> {
         let mut count: u64 = 0;

@@ -24,6 +24,7 @@ mod record;
 mod renewal;
 mod retention;
 mod start;
+mod zones;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,7 +40,8 @@ pub use self::generation::{describe_claim, ConfigState, Standing};
 pub use self::jobs::{ListedJobs, MAX_BACKFILL};
 pub use self::membership::{host_name, ClusterNode, Membership};
 pub use self::record::MAX_UNWRITTEN_RUNS;
-pub use crate::store::HistoryRetention;
+pub use self::zones::ZoneRulesReload;
+pub use crate::store::{HistoryRetention, DEFAULT_FAILURES_PER_JOB, DEFAULT_SUCCESSES_PER_JOB};
 // Defined with the store, whose `fire_ahead` falls back to it (docs/architecture.md:
 // imports point down); kept here too, as the builder documents it.
 use crate::alert::AlertSettings;

@@ -1,6 +1,12 @@
 //! Run-history retention: a background task that trims every store's history to
-//! `[history] keep` and `max_rows`, in bounded batches so that a large backlog never
-//! holds a store for long (docs/semantics.md).
+//! `[history] keep`, `max_rows`, `successes_per_job` and `failures_per_job`, in bounded
+//! batches so that a large backlog never holds a store for long (docs/semantics.md,
+//! "Run history").
+//!
+//! The per-job counts are what keep a busy daemon's store flat: the age limit alone
+//! lets a job that runs every second pile up 2.6 million records in 30 days. With the
+//! defaults, a store holds at most about `successes_per_job + failures_per_job` records
+//! per recurring job, plus what finished since the last round.
 //!
 //! It runs on the scheduler's clock, so simulated-time tests drive it too, and a store
 //! error is logged and retried at the next round; retention never stops the scheduler.
@@ -43,12 +49,13 @@ pub(crate) async fn run(inner: Arc<Inner>, retention: HistoryRetention, first: D
 /// One round: every store, batch after batch, until nothing is left to delete.
 pub(crate) async fn trim(inner: &Inner, retention: &HistoryRetention) -> u64 {
     let mut total = 0;
+    let limits = retention.limits();
+    if !limits.is_bounded() {
+        return 0;
+    }
     for (name, store) in &inner.stores {
         loop {
-            match store
-                .prune_runs(retention.keep, retention.max_rows, retention.batch.max(1))
-                .await
-            {
+            match store.prune_runs(&limits, retention.batch.max(1)).await {
                 Ok(0) => break,
                 Ok(deleted) => {
                     total += deleted;

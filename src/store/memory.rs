@@ -26,7 +26,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use self::compact::{Names, StoredJob};
 use self::tables::{InsertError, JobTable, SlotNumber};
 use super::{
-    ConfigGeneration, FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError,
+    ConfigGeneration, FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, RunLimits,
+    StoreError,
 };
 use crate::history::{RunOutcome, RunRecord};
 use crate::job::Job;
@@ -303,6 +304,49 @@ impl State {
             self.runs.pop_front();
         }
         self.runs.push_back(record);
+    }
+
+    /// [`JobStore::prune_runs`]: marks what the limits drop, newest first, then drops
+    /// at most `batch` of the marked records, oldest first, in one pass over the ring.
+    fn prune_runs(&mut self, limits: &RunLimits, now: DateTime<Utc>, batch: usize) -> u64 {
+        let cutoff = limits.keep.and_then(|keep| {
+            let keep = TimeDelta::from_std(keep).ok()?;
+            now.checked_sub_signed(keep)
+        });
+        let max_rows = limits
+            .max_rows
+            .map(|rows| usize::try_from(rows).unwrap_or(usize::MAX));
+        // Newest first by finish time, as the other stores judge it (records may come
+        // in out of order): (job, is a success) -> how many newer records it has.
+        let mut order: Vec<usize> = (0..self.runs.len()).collect();
+        order.sort_by_key(|index| std::cmp::Reverse((self.runs[*index].finished_at, *index)));
+        let mut seen: HashMap<(&str, bool), u64> = HashMap::new();
+        let mut drop = vec![false; self.runs.len()];
+        for (newer, index) in order.into_iter().enumerate() {
+            let run = &self.runs[index];
+            let success = run.outcome == RunOutcome::Success;
+            let per_job = if success {
+                limits.successes_per_job
+            } else {
+                limits.failures_per_job
+            };
+            let count = seen.entry((run.job_id.as_str(), success)).or_default();
+            *count += 1;
+            drop[index] = cutoff.is_some_and(|cutoff| run.finished_at < cutoff)
+                || max_rows.is_some_and(|rows| newer >= rows)
+                || per_job.is_some_and(|limit| *count > limit);
+        }
+        let mut left = batch;
+        let mut index = 0;
+        self.runs.retain(|_| {
+            let keep = !(drop[index] && left > 0);
+            if !keep {
+                left -= 1;
+            }
+            index += 1;
+            keep
+        });
+        u64::try_from(batch - left).unwrap_or(u64::MAX)
     }
 
     /// Frees every instance slot `owner` holds; returns how many.
@@ -682,6 +726,16 @@ impl JobStore for MemoryStore {
     async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {
         self.lock().push_run(record, self.history_limit);
         Ok(())
+    }
+
+    async fn prune_runs(&self, limits: &RunLimits, batch: usize) -> Result<u64, StoreError> {
+        // The ring bounds the history's size already; the limits choose which records
+        // it holds. The age is judged on the wall clock, as the other stores judge it.
+        Ok(self.lock().prune_runs(limits, Utc::now(), batch))
+    }
+
+    async fn count_runs(&self) -> Result<u64, StoreError> {
+        Ok(u64::try_from(self.lock().runs.len()).unwrap_or(u64::MAX))
     }
 
     async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {

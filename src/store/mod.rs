@@ -37,7 +37,7 @@ pub mod url;
 pub mod wake;
 
 pub use self::query::{JobPage, JobQuery};
-pub use self::retention::HistoryRetention;
+pub use self::retention::{HistoryRetention, DEFAULT_FAILURES_PER_JOB, DEFAULT_SUCCESSES_PER_JOB};
 pub use self::url::{open, OpenError, OpenOptions};
 pub use self::wake::WakeUp;
 
@@ -351,6 +351,36 @@ pub struct ConfigGeneration {
     /// Whether it took a forced reload: the content had been superseded before.
     #[serde(default)]
     pub forced: bool,
+}
+
+/// Which run records [`JobStore::prune_runs`] keeps (docs/semantics.md, "Run history"):
+/// a record goes when any limit says so.
+///
+/// The per-job counts keep each job's newest successes and, apart from them, its newest
+/// other outcomes (errors, timeouts, missed and skipped runs), as Kubernetes'
+/// `successfulJobsHistoryLimit` and `failedJobsHistoryLimit` do: a job that runs every
+/// second holds a bounded history whatever the age limit, and its failures are not
+/// pushed out by its successes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunLimits {
+    /// Records that finished longer ago than this go.
+    pub keep: Option<Duration>,
+    /// At most this many records in the store (the newest).
+    pub max_rows: Option<u64>,
+    /// At most this many `success` records per job (the newest).
+    pub successes_per_job: Option<u64>,
+    /// At most this many records of other outcomes per job (the newest).
+    pub failures_per_job: Option<u64>,
+}
+
+impl RunLimits {
+    /// Whether any limit is set (else pruning has nothing to do).
+    pub fn is_bounded(&self) -> bool {
+        self.keep.is_some()
+            || self.max_rows.is_some()
+            || self.successes_per_job.is_some()
+            || self.failures_per_job.is_some()
+    }
 }
 
 /// A place that keeps jobs and run history.
@@ -700,16 +730,18 @@ pub trait JobStore: Send + Sync + 'static {
         Ok(runs.into_iter().skip(offset).collect())
     }
 
-    /// Deletes run records older than `keep` and beyond the newest `max_rows`, at most
-    /// `batch` of them per call (so a long backlog never holds the store for long);
-    /// returns how many were deleted. Stores that bound their history themselves (the
-    /// memory store's ring) may do nothing.
-    async fn prune_runs(
-        &self,
-        _keep: Option<Duration>,
-        _max_rows: Option<u64>,
-        _batch: usize,
-    ) -> Result<u64, StoreError> {
+    /// Deletes the run records `limits` no longer keeps, at most `batch` of them per
+    /// call (so a long backlog never holds the store for long); returns how many were
+    /// deleted. The caller calls again until nothing is deleted. Stores that bound their
+    /// history themselves may do nothing.
+    async fn prune_runs(&self, _limits: &RunLimits, _batch: usize) -> Result<u64, StoreError> {
         Ok(0)
+    }
+
+    /// How many run records the store holds: the history's size, shown by `kairos
+    /// check` and the web page's overview. The default reads the whole history; every
+    /// store of this crate counts without reading.
+    async fn count_runs(&self) -> Result<u64, StoreError> {
+        Ok(u64::try_from(self.runs(None, usize::MAX).await?.len()).unwrap_or(u64::MAX))
     }
 }

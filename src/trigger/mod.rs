@@ -49,6 +49,7 @@ pub mod datetime;
 mod interval;
 pub mod jitter;
 pub(crate) mod spec;
+pub mod tzdata;
 mod window;
 pub mod words;
 pub mod zone;

@@ -19,6 +19,8 @@ use chrono::{DateTime, FixedOffset, NaiveDateTime, Offset, TimeDelta, TimeZone, 
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::tzdata;
+
 /// A trigger's time zone: an IANA zone (`Asia/Shanghai`) or a fixed UTC offset (`+08:00`).
 ///
 /// Fixed offsets exist because a date given with an explicit offset and no `timezone`
@@ -87,10 +89,12 @@ impl Zone {
         }
     }
 
-    /// The offset from UTC in force at `instant`.
+    /// The offset from UTC in force at `instant`, by the rules in use ([`tzdata`]:
+    /// the system's tz database, else the compiled-in rules).
     pub fn offset_at(&self, instant: DateTime<Utc>) -> FixedOffset {
         match self.zone_rules() {
-            Ok(tz) => tz.offset_from_utc_datetime(&instant.naive_utc()).fix(),
+            Ok(tz) => tzdata::system_offset(*tz, instant.timestamp())
+                .unwrap_or_else(|| tz.offset_from_utc_datetime(&instant.naive_utc()).fix()),
             Err(offset) => offset,
         }
     }
@@ -125,6 +129,9 @@ impl Zone {
             Ok(tz) => tz,
             Err(offset) => return LocalTime::Unique(fixed_to_utc(civil, offset)),
         };
+        if tzdata::has_system_rules(*tz) {
+            return self.resolve_by_offsets(civil);
+        }
         match tz.from_local_datetime(&civil) {
             chrono::LocalResult::Single(instant) => LocalTime::Unique(instant.with_timezone(&Utc)),
             chrono::LocalResult::Ambiguous(earliest, latest) => LocalTime::Ambiguous {
@@ -135,6 +142,16 @@ impl Zone {
                 after_gap: self.gap_end(civil),
             },
         }
+    }
+
+    /// [`Zone::resolve`] from [`Zone::offset_at`] alone, for rules read from TZif files:
+    /// `civil` read with an offset is an instant if the zone has that offset then.
+    /// Offsets lie within -12h..+14h, so the offsets in force from 15 hours before
+    /// `civil` (read as UTC) to 13 hours after it are the only candidates; tz data has
+    /// at most one transition in such a window, so the two ends and the middle cover
+    /// them.
+    fn resolve_by_offsets(&self, civil: NaiveDateTime) -> LocalTime {
+        resolve_by(&|instant| self.offset_at(instant), civil)
     }
 
     /// The instant a single wall-clock time denotes under docs/semantics.md's rules: the first
@@ -156,33 +173,12 @@ impl Zone {
         earlier: DateTime<Utc>,
         later: DateTime<Utc>,
     ) -> DateTime<Utc> {
-        let target = self.offset_at(later);
-        let (mut low, mut high) = (earlier.timestamp(), later.timestamp());
-        // Invariant: the offset at `low` differs from `target`, the offset at `high` is it.
-        while high - low > 1 {
-            let middle = low + (high - low) / 2;
-            if self.offset_at(from_timestamp(middle)) == target {
-                high = middle;
-            } else {
-                low = middle;
-            }
-        }
-        from_timestamp(high)
+        transition_by(&|instant| self.offset_at(instant), earlier, later)
     }
 
     /// The first instant after the gap that swallows `civil`.
     fn gap_end(&self, civil: NaiveDateTime) -> DateTime<Utc> {
-        // Real offsets lie within -12h..+14h, so the transition that made the gap lies
-        // within this window around `civil` read as UTC.
-        let as_utc = civil.and_utc();
-        let earlier = as_utc - TimeDelta::hours(15);
-        let later = as_utc + TimeDelta::hours(13);
-        if self.offset_at(earlier) == self.offset_at(later) {
-            // Not a gap after all (cannot happen with tzdb data); fall back to the
-            // offset in force just before.
-            return fixed_to_utc(civil, self.offset_at(earlier));
-        }
-        self.transition_between(earlier, later)
+        gap_end_by(&|instant| self.offset_at(instant), civil)
     }
 
     /// The zone's name as users write it: `Asia/Shanghai`, `UTC`, `+05:30`.
@@ -233,6 +229,72 @@ impl PackedZone {
             .and_then(|index| chrono_tz::TZ_VARIANTS.get(index))
             .map_or(UTC, |tz| Zone::Named(*tz))
     }
+}
+
+/// The offsets of one zone's rules, by instant.
+type OffsetAt<'a> = &'a dyn Fn(DateTime<Utc>) -> FixedOffset;
+
+/// [`Zone::resolve_by_offsets`] over any rules.
+fn resolve_by(offset_at: OffsetAt<'_>, civil: NaiveDateTime) -> LocalTime {
+    let as_utc = civil.and_utc();
+    let mut instants: Vec<DateTime<Utc>> = Vec::with_capacity(3);
+    for probe in [
+        as_utc - TimeDelta::hours(15),
+        as_utc,
+        as_utc + TimeDelta::hours(13),
+    ] {
+        let offset = offset_at(probe);
+        let instant = fixed_to_utc(civil, offset);
+        if offset_at(instant) == offset && !instants.contains(&instant) {
+            instants.push(instant);
+        }
+    }
+    instants.sort_unstable();
+    match (instants.first(), instants.last()) {
+        (Some(earliest), Some(latest)) if earliest != latest => LocalTime::Ambiguous {
+            earliest: *earliest,
+            latest: *latest,
+        },
+        (Some(instant), _) => LocalTime::Unique(*instant),
+        _ => LocalTime::Skipped {
+            after_gap: gap_end_by(offset_at, civil),
+        },
+    }
+}
+
+/// [`Zone::transition_between`] over any rules.
+fn transition_by(
+    offset_at: OffsetAt<'_>,
+    earlier: DateTime<Utc>,
+    later: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let target = offset_at(later);
+    let (mut low, mut high) = (earlier.timestamp(), later.timestamp());
+    // Invariant: the offset at `low` differs from `target`, the offset at `high` is it.
+    while high - low > 1 {
+        let middle = low + (high - low) / 2;
+        if offset_at(from_timestamp(middle)) == target {
+            high = middle;
+        } else {
+            low = middle;
+        }
+    }
+    from_timestamp(high)
+}
+
+/// [`Zone::gap_end`] over any rules.
+fn gap_end_by(offset_at: OffsetAt<'_>, civil: NaiveDateTime) -> DateTime<Utc> {
+    // Real offsets lie within -12h..+14h, so the transition that made the gap lies
+    // within this window around `civil` read as UTC.
+    let as_utc = civil.and_utc();
+    let earlier = as_utc - TimeDelta::hours(15);
+    let later = as_utc + TimeDelta::hours(13);
+    if offset_at(earlier) == offset_at(later) {
+        // Not a gap after all (cannot happen with tzdb data); fall back to the
+        // offset in force just before.
+        return fixed_to_utc(civil, offset_at(earlier));
+    }
+    transition_by(offset_at, earlier, later)
 }
 
 fn fixed_to_utc(civil: NaiveDateTime, offset: FixedOffset) -> DateTime<Utc> {
@@ -349,6 +411,73 @@ impl<'de> Deserialize<'de> for Zone {
 mod tests {
     use super::*;
     use chrono::NaiveDate;
+
+    /// The system's TZif rules and the compiled-in ones resolve every hour of 2020 to
+    /// 2037 alike, gaps and folds included, in zones with unusual DST: a 30-minute
+    /// shift (Lord Howe), negative DST (Dublin), the southern hemisphere, a 45-minute
+    /// offset (Chatham), and rule changes (Casablanca, Tehran). Both sources hold
+    /// docs/semantics.md's DST rules the same way.
+    #[test]
+    fn system_rules_resolve_as_the_compiled_in_ones() {
+        let dir = std::path::Path::new(tzdata::SYSTEM_TZDIR);
+        if !dir.join("UTC").is_file() {
+            println!("SKIP no system tz database at {}", dir.display());
+            return;
+        }
+        for name in [
+            "America/New_York",
+            "Europe/Berlin",
+            "Europe/Dublin",
+            "Australia/Sydney",
+            "Australia/Lord_Howe",
+            "Pacific/Chatham",
+            "Africa/Casablanca",
+            "Asia/Tehran",
+            "America/Santiago",
+        ] {
+            let tz: Tz = name.parse().expect("a zone chrono-tz knows");
+            let bytes = std::fs::read(dir.join(name)).expect("the system's zone file");
+            let rules = jiff::tz::TimeZone::tzif(name, &bytes).expect("TZif");
+            let system = |instant: DateTime<Utc>| {
+                let timestamp =
+                    jiff::Timestamp::from_second(instant.timestamp()).expect("in range");
+                FixedOffset::east_opt(rules.to_offset(timestamp).seconds()).expect("an offset")
+            };
+            let compiled =
+                |instant: DateTime<Utc>| tz.offset_from_utc_datetime(&instant.naive_utc()).fix();
+            let mut civil = NaiveDate::from_ymd_opt(2020, 1, 1)
+                .and_then(|day| day.and_hms_opt(0, 30, 0))
+                .expect("a date");
+            let end = NaiveDate::from_ymd_opt(2037, 12, 31)
+                .and_then(|day| day.and_hms_opt(0, 0, 0))
+                .expect("a date");
+            while civil < end {
+                let from_system = resolve_by(&system, civil);
+                assert_eq!(from_system, resolve_by(&compiled, civil), "{name} {civil}");
+                let expected = match tz.from_local_datetime(&civil) {
+                    chrono::LocalResult::Single(at) => {
+                        Some(LocalTime::Unique(at.with_timezone(&Utc)))
+                    }
+                    chrono::LocalResult::Ambiguous(earliest, latest) => {
+                        Some(LocalTime::Ambiguous {
+                            earliest: earliest.with_timezone(&Utc),
+                            latest: latest.with_timezone(&Utc),
+                        })
+                    }
+                    chrono::LocalResult::None => None,
+                };
+                if let Some(expected) = expected {
+                    assert_eq!(from_system, expected, "{name} {civil}");
+                } else {
+                    assert!(
+                        matches!(from_system, LocalTime::Skipped { .. }),
+                        "{name} {civil}"
+                    );
+                }
+                civil += TimeDelta::hours(1);
+            }
+        }
+    }
 
     fn civil(text: &str) -> NaiveDateTime {
         NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").expect("test literal")

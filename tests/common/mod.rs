@@ -19,7 +19,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use kairos::history::RunRecord;
 use kairos::job::Job;
 use kairos::store::memory::MemoryStore;
-use kairos::store::{FinishedRun, InstanceClaim, JobStore, Release, StoreError};
+use kairos::store::{FinishedRun, InstanceClaim, JobStore, Release, RunLimits, StoreError};
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 use kairos::trigger::{Trigger, TriggerContext, TriggerSpec};
 
@@ -303,12 +303,11 @@ impl JobStore for FaultyStore {
         self.check()?;
         self.jobs.runs(job_id, limit).await
     }
-    async fn prune_runs(
-        &self,
-        _keep: Option<Duration>,
-        _max_rows: Option<u64>,
-        batch: usize,
-    ) -> Result<u64, StoreError> {
+    async fn count_runs(&self) -> Result<u64, StoreError> {
+        self.check()?;
+        self.jobs.count_runs().await
+    }
+    async fn prune_runs(&self, _limits: &RunLimits, batch: usize) -> Result<u64, StoreError> {
         self.faults.prune_calls.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         let backlog = &self.faults.prune_backlog;

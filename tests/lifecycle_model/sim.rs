@@ -19,7 +19,8 @@ use kairos::clock::{BoxFuture, Clock};
 use kairos::history::RunRecord;
 use kairos::job::Job;
 use kairos::store::{
-    FinishedRun, InstanceClaim, JobPage, JobQuery, JobStore, NodeInfo, Release, StoreError, WakeUp,
+    FinishedRun, InstanceClaim, JobPage, JobQuery, JobStore, NodeInfo, Release, RunLimits,
+    StoreError, WakeUp,
 };
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 use tokio::sync::watch;
@@ -307,14 +308,13 @@ impl JobStore for NodeStore {
         let _in = self.enter()?;
         self.inner.runs(job_id, limit).await
     }
-    async fn prune_runs(
-        &self,
-        keep: Option<Duration>,
-        max_rows: Option<u64>,
-        batch: usize,
-    ) -> Result<u64, StoreError> {
+    async fn prune_runs(&self, limits: &RunLimits, batch: usize) -> Result<u64, StoreError> {
         let _in = self.enter()?;
-        self.inner.prune_runs(keep, max_rows, batch).await
+        self.inner.prune_runs(limits, batch).await
+    }
+    async fn count_runs(&self) -> Result<u64, StoreError> {
+        let _in = self.enter()?;
+        self.inner.count_runs().await
     }
 }
 

@@ -645,6 +645,7 @@ function renderOverview(data) {
     h('div', {class: 'cards'},
       card('Jobs', data.jobs.toLocaleString()),
       card('Scheduler', data.scheduler_state),
+      data.history_runs != null ? card('Run records kept', data.history_runs.toLocaleString()) : null,
       card('Fires, next 24 h', `${upcoming.toLocaleString()}${data.upcoming.truncated ? '+' : ''}`),
       card('Runs, last hour', (totals.success + failed + totals.missed + totals.skipped).toLocaleString()),
       card('Failed, last hour', failed.toLocaleString(), failed > 0),

@@ -18,6 +18,8 @@ pub(super) struct Keys {
     pub(super) runs: String,
     pub(super) run: String,
     pub(super) run_seq: String,
+    /// The ids of the jobs that have run records (prune_runs.lua walks it).
+    pub(super) run_jobs: String,
     pub(super) nodes: String,
     pub(super) beats: String,
     pub(super) configs: String,
@@ -41,6 +43,7 @@ impl Keys {
             runs: key("runs"),
             run: key("run"),
             run_seq: key("runseq"),
+            run_jobs: key("runjobs"),
             nodes: key("nodes"),
             beats: key("beats"),
             configs: key("configs"),
@@ -63,6 +66,13 @@ impl Keys {
     pub(super) fn job_runs(&self, id: &str) -> String {
         format!("{}runs:{id}", self.prefix)
     }
+
+    /// Job `id`'s `success` run records, or those of its other outcomes: what the
+    /// per-job history limits count (prune_runs.lua builds the same names).
+    pub(super) fn job_class_runs(&self, id: &str, success: bool) -> String {
+        let class = if success { "runok" } else { "runfail" };
+        format!("{}{class}:{id}", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -80,6 +90,8 @@ mod tests {
         );
         // prune_runs.lua rebuilds this name from the prefix and the member.
         assert_eq!(keys.job_runs("a:b"), "kairos:runs:a:b");
+        assert_eq!(keys.job_class_runs("a:b", true), "kairos:runok:a:b");
+        assert_eq!(keys.job_class_runs("a:b", false), "kairos:runfail:a:b");
         let all = [
             &keys.jobs,
             &keys.revs,
@@ -92,6 +104,7 @@ mod tests {
             &keys.runs,
             &keys.run,
             &keys.run_seq,
+            &keys.run_jobs,
             &keys.nodes,
             &keys.beats,
             &keys.configs,

@@ -21,6 +21,8 @@
 //! | `kairos:inst:ID` | sorted set | job ID's running instances: `owner␟nonce` by slot expiry |
 //! | `kairos:runs` | sorted set | run records by finish time: `<20-digit seq>:<job id>` |
 //! | `kairos:runs:ID` | sorted set | the same members, for job ID only |
+//! | `kairos:runok:ID`, `kairos:runfail:ID` | sorted set | the same members, job ID's `success` records and its others apart: what the per-job history limits count (records written before these existed are only trimmed by age and `max_rows`) |
+//! | `kairos:runjobs` | set | the ids of the jobs with run records, walked by pruning |
 //! | `kairos:run` | hash | run member → run record JSON |
 //! | `kairos:runseq` | string | the run record counter |
 //! | `kairos:nodes` | hash | node id → its registration and latest stats ([`NodeInfo`] JSON) |
@@ -86,7 +88,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use self::codec::{decode_job, micros, micros_or_empty, parse_micros, parse_score, store_error};
 use self::keys::Keys;
 use super::{
-    ConfigGeneration, FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, StoreError, WakeUp,
+    ConfigGeneration, FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, RunLimits,
+    StoreError, WakeUp,
 };
 use crate::history::RunRecord;
 use crate::job::Job;
@@ -955,6 +958,7 @@ impl JobStore for RedisStore {
                 .key(&keys.runs)
                 .key(&keys.run)
                 .key(&keys.run_seq)
+                .key(&keys.run_jobs)
                 .arg(format!("{owner}{SLOT_SEPARATOR}"));
             for run in chunk {
                 let record = &run.record;
@@ -964,6 +968,7 @@ impl JobStore for RedisStore {
                 invocation
                     .key(keys.job_runs(&record.job_id))
                     .key(keys.instances(&record.job_id))
+                    .key(keys.job_class_runs(&record.job_id, is_success(record)))
                     .arg(micros(record.finished_at))
                     .arg(json)
                     .arg(&record.job_id)
@@ -984,6 +989,8 @@ impl JobStore for RedisStore {
                 .key(keys.job_runs(&record.job_id))
                 .key(&keys.run)
                 .key(&keys.run_seq)
+                .key(keys.job_class_runs(&record.job_id, is_success(&record)))
+                .key(&keys.run_jobs)
                 .arg(micros(record.finished_at))
                 .arg(json)
                 .arg(&record.job_id),
@@ -1020,34 +1027,66 @@ impl JobStore for RedisStore {
             .collect())
     }
 
-    async fn prune_runs(
-        &self,
-        keep: Option<Duration>,
-        max_rows: Option<u64>,
-        batch: usize,
-    ) -> Result<u64, StoreError> {
+    async fn prune_runs(&self, limits: &RunLimits, batch: usize) -> Result<u64, StoreError> {
         // A `keep` too long to subtract from now keeps everything.
-        let cutoff = keep.and_then(|keep| {
+        let cutoff = limits.keep.and_then(|keep| {
             let keep = TimeDelta::from_std(keep).ok()?;
             Utc::now().checked_sub_signed(keep)
         });
-        if batch == 0 || (cutoff.is_none() && max_rows.is_none()) {
+        let per_job = limits.successes_per_job.is_some() || limits.failures_per_job.is_some();
+        if batch == 0 || (cutoff.is_none() && limits.max_rows.is_none() && !per_job) {
             return Ok(0);
         }
+        let count = |limit: Option<u64>| limit.map(|limit| limit.to_string()).unwrap_or_default();
         let keys = &self.keys;
-        let deleted: i64 = self
-            .invoke(
-                scripts::PRUNE_RUNS
-                    .key(&keys.runs)
-                    .key(&keys.run)
-                    .arg(micros_or_empty(cutoff))
-                    .arg(max_rows.map(|rows| rows.to_string()).unwrap_or_default())
-                    .arg(batch.min(MAX_COUNT))
-                    .arg(&keys.prefix),
-            )
-            .await?;
-        Ok(u64::try_from(deleted).unwrap_or(0))
+        let batch = batch.min(MAX_COUNT);
+        let mut total = 0;
+        // One call per SSCAN step of the run jobs set, each a bounded script, until the
+        // set was walked through or the batch is full.
+        let mut cursor = if per_job {
+            "0".to_owned()
+        } else {
+            String::new()
+        };
+        loop {
+            let (deleted, next): (i64, String) = self
+                .invoke(
+                    scripts::PRUNE_RUNS
+                        .key(&keys.runs)
+                        .key(&keys.run)
+                        .key(&keys.run_jobs)
+                        .arg(micros_or_empty(cutoff))
+                        .arg(count(limits.max_rows))
+                        .arg(batch - total)
+                        .arg(&keys.prefix)
+                        .arg(count(limits.successes_per_job))
+                        .arg(count(limits.failures_per_job))
+                        .arg(&cursor),
+                )
+                .await?;
+            total += usize::try_from(deleted).unwrap_or(0);
+            if total >= batch || cursor.is_empty() || next == "0" {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(u64::try_from(total).unwrap_or(u64::MAX))
     }
+
+    async fn count_runs(&self) -> Result<u64, StoreError> {
+        let mut connection = self.connection.clone();
+        let count: u64 = ::redis::cmd("ZCARD")
+            .arg(&self.keys.runs)
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        Ok(count)
+    }
+}
+
+/// Whether a record counts among its job's successes for the per-job limits.
+fn is_success(record: &RunRecord) -> bool {
+    record.outcome == crate::history::RunOutcome::Success
 }
 
 /// `text` with Redis glob characters escaped, for a `MATCH` pattern.

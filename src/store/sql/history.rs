@@ -11,7 +11,6 @@
 //! (claim time + the store's instance TTL) and is cleared by the next claim.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Duration;
 
 use chrono::Utc;
 
@@ -22,7 +21,7 @@ use super::{
     CHUNK,
 };
 use crate::history::{RunOutcome, RunRecord};
-use crate::store::{FinishedRun, InstanceClaim, StoreError};
+use crate::store::{FinishedRun, InstanceClaim, RunLimits, StoreError};
 
 /// The columns a run read selects, in the order [`read_run`] expects.
 const RUN_COLUMNS: &str =
@@ -373,17 +372,18 @@ impl<D: Dialect> SqlStore<D> {
         Ok(runs)
     }
 
-    /// [`crate::store::JobStore::prune_runs`]: at most `batch` rows per call, older
-    /// ones first, then the oldest beyond `max_rows`.
+    /// [`crate::store::JobStore::prune_runs`]: at most `batch` rows per call: older
+    /// ones first, then those beyond each job's counts, then the oldest beyond
+    /// `max_rows`. Each limit is one read of the rows to delete and one `DELETE … IN`
+    /// per chunk of them, whatever the number of jobs.
     pub(super) async fn delete_runs(
         &self,
-        keep: Option<Duration>,
-        max_rows: Option<u64>,
+        limits: &RunLimits,
         batch: usize,
     ) -> Result<u64, StoreError> {
         let batch = u64::try_from(batch).unwrap_or(u64::MAX);
         let mut deleted = 0;
-        if let Some(keep) = keep {
+        if let Some(keep) = limits.keep {
             let cutoff = Utc::now()
                 .timestamp_micros()
                 .saturating_sub(duration_micros(keep));
@@ -394,7 +394,34 @@ impl<D: Dialect> SqlStore<D> {
                 .await?;
             deleted += self.delete_seqs(&rows).await?;
         }
-        if let Some(max_rows) = max_rows {
+        if limits.successes_per_job.is_some() || limits.failures_per_job.is_some() {
+            let room = batch.saturating_sub(deleted);
+            if room > 0 {
+                // Each job's records numbered newest first, successes and the other
+                // outcomes apart; a window function (SQLite 3.25, PostgreSQL, MySQL 8,
+                // MariaDB 10.2) finds every job's excess in one statement.
+                let success = RunOutcome::Success.as_str();
+                let sql = self.sql(&format!(
+                    "SELECT seq FROM (\
+                       SELECT seq, outcome, ROW_NUMBER() OVER (\
+                         PARTITION BY job_id, CASE WHEN outcome = '{success}' THEN 1 ELSE 0 END \
+                         ORDER BY finished_at DESC, seq DESC) AS newer \
+                       FROM {{p}}runs) ranked \
+                     WHERE (outcome = '{success}' AND newer > ?) \
+                        OR (outcome <> '{success}' AND newer > ?) \
+                     LIMIT ?"
+                ));
+                let limit = |count: Option<u64>| to_i64(count.unwrap_or(u64::MAX));
+                let args = vec![
+                    limit(limits.successes_per_job).into(),
+                    limit(limits.failures_per_job).into(),
+                    to_i64(room).into(),
+                ];
+                let rows = self.fetch(&sql, args).await?;
+                deleted += self.delete_seqs(&rows).await?;
+            }
+        }
+        if let Some(max_rows) = limits.max_rows {
             let room = batch.saturating_sub(deleted);
             if room > 0 {
                 let sql = self.sql(
@@ -407,6 +434,18 @@ impl<D: Dialect> SqlStore<D> {
             }
         }
         Ok(deleted)
+    }
+
+    /// [`crate::store::JobStore::count_runs`].
+    pub(super) async fn count_run_rows(&self) -> Result<u64, StoreError> {
+        let rows = self
+            .fetch(&self.sql("SELECT COUNT(*) FROM {p}runs"), Vec::new())
+            .await?;
+        let count = match rows.first() {
+            Some(row) => D::Database::int(row, 0).map_err(failure::<D>)?.unwrap_or(0),
+            None => 0,
+        };
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     /// Deletes the runs whose `seq` the rows hold; returns how many went.

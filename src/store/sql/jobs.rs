@@ -22,7 +22,7 @@ use crate::job::Job;
 use crate::store::query::list_order;
 use crate::store::{
     wake, ConfigGeneration, FinishedRun, InstanceClaim, JobPage, JobQuery, JobStore, NodeInfo,
-    Release, StoreError, WakeUp,
+    Release, RunLimits, StoreError, WakeUp,
 };
 
 /// The columns every job read selects, in this order (see [`read_row`]).
@@ -761,13 +761,12 @@ impl<D: Dialect> JobStore for SqlStore<D> {
         self.select_last_success(job_id).await
     }
 
-    async fn prune_runs(
-        &self,
-        keep: Option<Duration>,
-        max_rows: Option<u64>,
-        batch: usize,
-    ) -> Result<u64, StoreError> {
-        self.delete_runs(keep, max_rows, batch).await
+    async fn prune_runs(&self, limits: &RunLimits, batch: usize) -> Result<u64, StoreError> {
+        self.delete_runs(limits, batch).await
+    }
+
+    async fn count_runs(&self) -> Result<u64, StoreError> {
+        self.count_run_rows().await
     }
 }
 
