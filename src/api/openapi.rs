@@ -563,13 +563,21 @@ fn schemas() -> Value {
                     "outcome": {"type": "string"}, "scheduled_time": {"type": "string", "format": "date-time"},
                     "finished_at": {"type": "string", "format": "date-time"}}},
                 "executor": {"type": "string"},
-                "options": {"type": "object", "properties": {
-                    "misfire_grace_time": {"type": ["string", "null"]}, "coalesce": {"type": "boolean"},
-                    "max_instances": {"type": "integer"}, "jitter": {"type": ["string", "null"]},
-                    "expect_success_within": {"type": ["string", "null"]}}},
+                // Named, not inline: a generator names an inline `options` of `Job`
+                // `JobOptions` and then fails on the request schema of that name.
+                "options": schema("JobOptionsView"),
                 "paused": {"type": "boolean"},
                 "next_run_time": {"type": ["string", "null"], "format": "date-time"},
                 "from_config": {"type": "boolean", "readOnly": true},
+            },
+        },
+        "JobOptionsView": {
+            "type": "object",
+            "description": "A job's options as stored (durations in humane form).",
+            "properties": {
+                "misfire_grace_time": {"type": ["string", "null"]}, "coalesce": {"type": "boolean"},
+                "max_instances": {"type": "integer"}, "jitter": {"type": ["string", "null"]},
+                "expect_success_within": {"type": ["string", "null"]},
             },
         },
         "RunRecord": {
