@@ -49,9 +49,54 @@ use crate::store::{InstanceClaim, JobStore, Release, StoreError, WakeUp};
 use crate::trigger::jitter::delay_run;
 
 /// The first retry delay after a store error; it doubles up to [`MAX_BACKOFF`].
-pub(super) const MIN_BACKOFF: Duration = Duration::from_millis(500);
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
 /// The longest retry delay after repeated store errors.
-pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// When to try a failing store again: after a back-off that doubles with each failed
+/// retry. A wake-up before the planned retry (a run's check, a new record, a local
+/// change) may try early, but a failure then neither pushes the retry back nor grows
+/// the back-off, so wake-ups during an outage do not stretch the wait past the
+/// store's return. The main loop and the record task each keep one.
+pub(super) struct RetrySchedule {
+    backoff: Duration,
+    at: Option<DateTime<Utc>>,
+}
+
+impl RetrySchedule {
+    pub(super) fn new() -> RetrySchedule {
+        RetrySchedule {
+            backoff: MIN_BACKOFF,
+            at: None,
+        }
+    }
+
+    /// When the next retry is planned, while the store fails.
+    pub(super) fn planned(&self) -> Option<DateTime<Utc>> {
+        self.at
+    }
+
+    /// An attempt begun at `tried` failed: the retry to wait for, and the delay if this
+    /// failure planned a new one (`None` when it came before the planned retry).
+    pub(super) fn failed(&mut self, tried: DateTime<Utc>) -> (DateTime<Utc>, Option<Duration>) {
+        if let Some(at) = self.at.filter(|at| tried < *at) {
+            return (at, None);
+        }
+        let delay = self.backoff;
+        let at = tried
+            .checked_add_signed(TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX))
+            .unwrap_or(tried);
+        self.at = Some(at);
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        (at, Some(delay))
+    }
+
+    /// An attempt succeeded; whether it ended a run of failures.
+    pub(super) fn succeeded(&mut self) -> bool {
+        self.backoff = MIN_BACKOFF;
+        self.at.take().is_some()
+    }
+}
 
 pub(crate) async fn run(inner: Arc<Inner>) {
     // Stores whose leases and slots left by an earlier run of this scheduler (same id)
@@ -68,12 +113,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         .map(|wake_ups| tokio::spawn(forward_wake_ups(Arc::clone(&inner), wake_ups)))
         .collect();
     let mut state = inner.state.subscribe();
-    let mut backoff = MIN_BACKOFF;
-    // When the loop retries a store that failed. A wake-up before then (a run's check,
-    // a local change) may try again early, but a failure then neither pushes the retry
-    // back nor grows the back-off: only failed retries do, so wake-ups during an
-    // outage do not stretch the wait past the store's return.
-    let mut retry_at: Option<DateTime<Utc>> = None;
+    let mut retry = RetrySchedule::new();
     loop {
         let current = *state.borrow_and_update();
         let deadline = match current {
@@ -95,28 +135,19 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 let now = inner.clock.now();
                 match process_due_jobs(&inner, now, &unrecovered).await {
                     Ok(deadline) => {
-                        if retry_at.take().is_some() {
+                        // The store is back: the record task need not wait out its own
+                        // back-off.
+                        if retry.succeeded() {
                             inner.nudge_unwritten_runs();
                         }
-                        backoff = MIN_BACKOFF;
                         deadline
                     }
                     Err(error) => {
-                        let retry = match retry_at {
-                            Some(at) if now < at => at,
-                            _ => {
-                                tracing::error!(%error, retry_in = ?backoff, "job store error in the main loop");
-                                let at = now
-                                    .checked_add_signed(
-                                        TimeDelta::from_std(backoff).unwrap_or(TimeDelta::MAX),
-                                    )
-                                    .unwrap_or(now);
-                                backoff = (backoff * 2).min(MAX_BACKOFF);
-                                at
-                            }
-                        };
-                        retry_at = Some(retry);
-                        Some(retry)
+                        let (at, planned) = retry.failed(now);
+                        if let Some(retry_in) = planned {
+                            tracing::error!(%error, ?retry_in, "job store error in the main loop");
+                        }
+                        Some(at)
                     }
                 }
             }
@@ -1147,4 +1178,42 @@ async fn record_unstarted(
         inner.emit(Event::for_run(record));
     }
     run_id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::UNIX_EPOCH + TimeDelta::milliseconds(ms)
+    }
+
+    #[test]
+    fn failures_before_the_planned_retry_neither_push_it_back_nor_grow_the_back_off() {
+        let mut retry = RetrySchedule::new();
+        assert_eq!(retry.failed(at(0)), (at(500), Some(MIN_BACKOFF)));
+        // Woken early twice during the outage: the plan stands.
+        assert_eq!(retry.failed(at(100)), (at(500), None));
+        assert_eq!(retry.failed(at(499)), (at(500), None));
+        // The planned retry fails: the back-off doubles from then.
+        assert_eq!(retry.failed(at(500)), (at(1_500), Some(MIN_BACKOFF * 2)));
+        assert_eq!(retry.planned(), Some(at(1_500)));
+        assert!(retry.succeeded(), "a success ends the run of failures");
+        assert!(!retry.succeeded());
+        assert_eq!(retry.planned(), None);
+        assert_eq!(retry.failed(at(2_000)), (at(2_500), Some(MIN_BACKOFF)));
+    }
+
+    #[test]
+    fn the_back_off_stops_growing_at_its_longest() {
+        let mut retry = RetrySchedule::new();
+        let mut now = at(0);
+        let mut delay = Duration::ZERO;
+        for _ in 0..20 {
+            let (next, planned) = retry.failed(now);
+            delay = planned.unwrap_or(delay);
+            now = next;
+        }
+        assert_eq!(delay, MAX_BACKOFF);
+    }
 }

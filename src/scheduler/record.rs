@@ -14,7 +14,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::mpsc;
 
-use super::main_loop::{report_fenced, HeldRelease, RunPlace, MAX_BACKOFF, MIN_BACKOFF};
+use super::main_loop::{report_fenced, HeldRelease, RetrySchedule, RunPlace};
 use super::{Event, Inner};
 use crate::history::{RunOutcome, RunRecord};
 use crate::job::{generate_id, Job};
@@ -34,17 +34,16 @@ pub(crate) async fn record_finished_runs(
     mut flushes: mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>,
 ) {
     let mut unwritten = Unwritten::default();
-    let mut backoff = MIN_BACKOFF;
-    // When waiting writes are tried again: set by a failed write, kept by the records
-    // that arrive meanwhile (each is tried with them at once, but a failure then does
-    // not push the retry back or grow the back-off).
-    let mut retry_at: Option<chrono::DateTime<chrono::Utc>> = None;
+    // When waiting writes are tried again: the records that arrive meanwhile are tried
+    // with them at once, but do not push the retry back.
+    let mut retry = RetrySchedule::new();
     // Who asked for everything finished so far to be written ([`Inner::flush_finished_runs`]).
     let mut flushed: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
     loop {
         let waiting = !unwritten.is_empty();
-        let retry = async {
-            match retry_at.filter(|_| waiting) {
+        let planned = retry.planned().filter(|_| waiting);
+        let retry_due = async {
+            match planned {
                 // On the scheduler's clock, like every wait of the scheduling logic, so
                 // simulated time (tests, the scenario checker) retries as real time does.
                 Some(at) => inner.clock.sleep_until(at).await,
@@ -73,7 +72,7 @@ pub(crate) async fn record_finished_runs(
                 }
                 None => break,
             },
-            () = retry => {}
+            () = retry_due => {}
             Some(done) = flushes.recv() => {
                 // Every record sent before the ask is in the channel by now.
                 let mut batch = Vec::new();
@@ -85,16 +84,11 @@ pub(crate) async fn record_finished_runs(
             }
             () = inner.drain.notified() => break,
         }
-        let now = inner.clock.now();
+        let tried = inner.clock.now();
         if unwritten.write(&inner).await {
-            backoff = MIN_BACKOFF;
-            retry_at = None;
-        } else if retry_at.is_none_or(|at| now >= at) {
-            retry_at = Some(
-                now.checked_add_signed(TimeDelta::from_std(backoff).unwrap_or(TimeDelta::MAX))
-                    .unwrap_or(now),
-            );
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            retry.succeeded();
+        } else {
+            retry.failed(tried);
         }
         for done in flushed.drain(..) {
             let _ = done.send(());
