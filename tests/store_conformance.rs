@@ -1060,6 +1060,7 @@ async fn instances_are_claimed_and_finished_in_batches(harness: Harness) {
     let claim = |job_id: &str, max_instances: u32| InstanceClaim {
         job_id: job_id.to_owned(),
         max_instances,
+        run_times: Vec::new(),
     };
     // "a" allows two, asked three times in one batch; "b" is full (another scheduler).
     assert!(store.claim_instance("b", "two", 1).await.unwrap());

@@ -431,6 +431,8 @@ impl SchedulerBuilder {
                     run_stores: hashbrown::HashMap::new(),
                     pending_releases: HashMap::new(),
                     deferred_releases: HashMap::new(),
+                    orphans_to_take: std::collections::BTreeSet::new(),
+                    unrecovered: std::collections::BTreeSet::new(),
                     random: fastrand::Rng::new(),
                     lateness: membership::LatenessWindow::default(),
                 }),
@@ -521,6 +523,14 @@ struct Mutable {
     /// Releases of runs handed over ahead of their time, by store, written when the
     /// runs are due (`main_loop::Deferred`).
     deferred_releases: HashMap<String, Vec<main_loop::Deferred>>,
+    /// Stores that may hold orphaned runs for this node to take
+    /// (`main_loop::replay_orphaned_runs`): marked after a recovery and at each
+    /// heartbeat, taken by the loop's next pass while the scheduler runs.
+    orphans_to_take: std::collections::BTreeSet<String>,
+    /// Stores in which what an earlier run of this scheduler left (same id) is not
+    /// freed yet (`JobStore::recover_owner`): nothing may claim a lease or a slot in
+    /// them until it is, or the recovery would free that too (`main_loop::run`).
+    unrecovered: std::collections::BTreeSet<String>,
     random: fastrand::Rng,
     /// How late the runs that ended since the last heartbeat started (the node's
     /// stats, `membership.rs`).

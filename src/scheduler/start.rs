@@ -61,6 +61,8 @@ pub(crate) struct RunStart {
     /// Whether it holds its instance slot (claimed at hand-over, for a run due then);
     /// otherwise it claims one at its time.
     pub(crate) slot_claimed: bool,
+    /// What the slot claimed at its time carries ([`InstanceClaim::run_times`]).
+    pub(crate) run_times: Vec<DateTime<Utc>>,
     /// The submission's withdrawal: set here when the store shows the job changed, so
     /// the run's end writes back as for a run taken back locally.
     pub(crate) withdrawal: Withdrawal,
@@ -179,16 +181,18 @@ impl RunStart {
         let claim = InstanceClaim {
             job_id: self.job_id.clone(),
             max_instances: self.max_instances,
+            run_times: self.run_times.clone(),
         };
         let mut claimed = inner
             .slot_claims
-            .ask(store, &self.jobstore, &inner.id, claim)
+            .ask(store, &self.jobstore, &inner.id, claim.clone())
             .await;
         if matches!(claimed, Ok(false)) {
             inner.flush_finished_runs().await;
             claimed = store
-                .claim_instance(&self.job_id, &inner.id, self.max_instances)
-                .await;
+                .claim_instances(&inner.id, std::slice::from_ref(&claim))
+                .await
+                .map(|claimed| claimed.first().copied().unwrap_or(false));
         }
         let claimed = match claimed {
             Ok(claimed) => claimed,

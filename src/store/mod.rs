@@ -270,6 +270,24 @@ pub struct InstanceClaim {
     pub job_id: String,
     /// Its `max_instances`.
     pub max_instances: u32,
+    /// The scheduled times the run in this slot stands for, when nothing else in the
+    /// store remembers them: a run of a job that allows several at once, whose next run
+    /// time was written when it became due. A slot whose owner dies with them in it
+    /// becomes an orphaned run ([`JobStore::take_orphaned_runs`]) instead of being
+    /// freed, so the run happens again elsewhere (`docs/lifecycle.md`, "Held until the
+    /// run ends"). Empty for a run whose job stays leased until it ends.
+    pub run_times: Vec<DateTime<Utc>>,
+}
+
+/// A run whose node died while it went, and which nothing else would run again
+/// ([`JobStore::take_orphaned_runs`]): its instance slot now belongs to the node that
+/// took it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrphanedRun {
+    /// The job, as the store has it now.
+    pub job: Job,
+    /// The scheduled times the run stood for ([`InstanceClaim::run_times`]).
+    pub run_times: Vec<DateTime<Utc>>,
 }
 
 /// A run that ended, to write back ([`JobStore::finish_runs`]).
@@ -574,11 +592,25 @@ pub trait JobStore: Send + Sync + 'static {
     /// Frees what an earlier process with this `owner` id left behind when it died:
     /// its leases (the jobs become acquirable at once instead of when the leases expire)
     /// and its instance slots (which would otherwise block `max_instances` until they
-    /// expire). Called by a scheduler as it starts, when none of its runs can be going;
-    /// returns how many leases and slots were freed. A store that cannot do it cheaply
-    /// leaves them to expire (the default).
+    /// expire). A slot that carries run times ([`InstanceClaim::run_times`]) is not
+    /// freed but left as an orphaned run, still counted by `max_instances`, for
+    /// [`take_orphaned_runs`](JobStore::take_orphaned_runs). Called by a scheduler as it
+    /// starts, when none of its runs can be going; returns how many leases and slots
+    /// were freed or orphaned. A store that cannot do it cheaply leaves them to expire
+    /// (the default).
     async fn recover_owner(&self, _owner: &str) -> Result<u64, StoreError> {
         Ok(0)
+    }
+
+    /// Takes every orphaned run — a slot with run times whose owner was recovered
+    /// ([`recover_owner`](JobStore::recover_owner)) or reaped
+    /// ([`reap_dead_nodes`](JobStore::reap_dead_nodes)) — for `owner`, which must run
+    /// them: each slot now belongs to `owner` (expiring as a claimed one does), and is
+    /// freed when the run ends, as any. Two schedulers taking at once take each orphan
+    /// once. An orphan of a job since removed is dropped, not returned. The default has
+    /// none (a store that never orphans).
+    async fn take_orphaned_runs(&self, _owner: &str) -> Result<Vec<OrphanedRun>, StoreError> {
+        Ok(Vec::new())
     }
 
     /// Enters a node in the store's membership, replacing an entry with the same id
@@ -625,9 +657,9 @@ pub trait JobStore: Send + Sync + 'static {
     }
 
     /// Reaps the nodes whose last heartbeat is older than `now - timeout`: removes
-    /// them from the membership and frees their leases and instance slots, as
-    /// [`recover_owner`](JobStore::recover_owner) does for a restarted node, so their
-    /// jobs run again at once (at least once across a crash). Any survivor may call it;
+    /// them from the membership and frees their leases and instance slots (orphaning
+    /// those with run times), as [`recover_owner`](JobStore::recover_owner) does for a
+    /// restarted node, so their jobs run again at once (at least once across a crash). Any survivor may call it;
     /// concurrent reapers reap each node once. Returns the ids reaped.
     async fn reap_dead_nodes(
         &self,

@@ -666,6 +666,7 @@ impl JobStore for RedisStore {
         let claim = InstanceClaim {
             job_id: job_id.to_owned(),
             max_instances,
+            run_times: Vec::new(),
         };
         let claimed = self.claim_instances(owner, &[claim]).await?;
         Ok(claimed.first() == Some(&true))
