@@ -30,8 +30,9 @@
 //!   the run's record. A node that dies first leaves them to its restarted successor
 //!   or to another node, which runs them again: at least once across a crash. A job
 //!   that allows several runs at once is written back when its run is due
-//!   ([`Deferred`]), so its next run can be taken while this one goes; a run of it
-//!   that had started on a node that died is not repeated.
+//!   ([`Deferred`]), so its next run can be taken while this one goes; its instance
+//!   slot carries the run's times, and a node that dies during the run leaves it as
+//!   an orphaned run, which a live node runs again ([`replay_orphaned_runs`]).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -252,9 +252,15 @@ impl SchedulerBuilder {
         self
     }
 
-    /// The id this scheduler uses for leases (a node id in a cluster).
+    /// The id this scheduler uses for leases (a node id in a cluster). A blank id is
+    /// ignored and the default (`kairos-<pid>`) kept: the stores mark the slots of
+    /// orphaned runs with the empty owner (`docs/lifecycle.md`), and `kairos check`
+    /// refuses a blank `node_id` for the same reason.
     pub fn id(mut self, id: impl Into<String>) -> SchedulerBuilder {
-        self.id = id.into();
+        let id = id.into();
+        if !id.trim().is_empty() {
+            self.id = id;
+        }
         self
     }
 

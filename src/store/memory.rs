@@ -309,10 +309,10 @@ impl State {
     }
 
     /// Frees one of `owner`'s slots of `job_id`: the one of the run that ended at
-    /// `last_run_time` ([`slot_to_free`]), else the newest.
+    /// `last_run_time` ([`super::slot_to_free`]), else the newest.
     fn free_slot(&mut self, job_id: &str, owner: &str, last_run_time: Option<DateTime<Utc>>) {
         if let Some(slots) = self.instances.get_mut(job_id) {
-            let position = slot_to_free(
+            let position = super::slot_to_free(
                 slots
                     .iter()
                     .map(|slot| (slot.is_held_by(owner), slot.run_times.last().copied())),
@@ -425,24 +425,6 @@ impl State {
         });
         taken
     }
-}
-
-/// Which of a job's slots, given as (held by the owner freeing one, the last of its run
-/// times), the run that ended at `last_run_time` frees: the owner's slot that carries
-/// that time ([`InstanceClaim::run_times`]: the last run of a submission frees it), else
-/// the owner's newest without run times, else its newest. A slot that carries run times
-/// must go with its own run, or a crash would run again a time that ran and not the
-/// one that was going.
-fn slot_to_free(
-    slots: impl DoubleEndedIterator<Item = (bool, Option<DateTime<Utc>>)> + ExactSizeIterator + Clone,
-    last_run_time: Option<DateTime<Utc>>,
-) -> Option<usize> {
-    let mine = slots.enumerate().filter(|(_, (held, _))| *held);
-    last_run_time
-        .and_then(|time| mine.clone().find(|(_, (_, last))| *last == Some(time)))
-        .or_else(|| mine.clone().rev().find(|(_, (_, last))| last.is_none()))
-        .or_else(|| mine.clone().next_back())
-        .map(|(index, _)| index)
 }
 
 #[async_trait]

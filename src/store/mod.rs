@@ -401,6 +401,46 @@ impl RunLimits {
     }
 }
 
+/// Which of a job's slots, given as (held by the owner freeing one, the last of its run
+/// times), the run that ended at `last_run_time` frees: the owner's slot that carries
+/// that time ([`InstanceClaim::run_times`]: the last run of a submission frees it), else
+/// the owner's newest without run times, else its newest. A slot that carries run times
+/// must go with its own run, or a crash would run again a time that ran and not the
+/// one that was going.
+pub(crate) fn slot_to_free(
+    slots: impl DoubleEndedIterator<Item = (bool, Option<DateTime<Utc>>)> + ExactSizeIterator + Clone,
+    last_run_time: Option<DateTime<Utc>>,
+) -> Option<usize> {
+    let mine = slots.enumerate().filter(|(_, (held, _))| *held);
+    last_run_time
+        .and_then(|time| mine.clone().find(|(_, (_, last))| *last == Some(time)))
+        .or_else(|| mine.clone().rev().find(|(_, (_, last))| last.is_none()))
+        .or_else(|| mine.clone().next_back())
+        .map(|(index, _)| index)
+}
+
+/// [`InstanceClaim::run_times`] as a store keeps them: microseconds since the epoch,
+/// comma-separated; `None` for none.
+pub(crate) fn encode_run_times(run_times: &[DateTime<Utc>]) -> Option<String> {
+    if run_times.is_empty() {
+        return None;
+    }
+    let micros: Vec<String> = run_times
+        .iter()
+        .map(|time| time.timestamp_micros().to_string())
+        .collect();
+    Some(micros.join(","))
+}
+
+/// The run times [`encode_run_times`] wrote; a part that is not a time is skipped
+/// (an orphan is run again at the times that can be read, rather than not at all).
+pub(crate) fn decode_run_times(text: &str) -> Vec<DateTime<Utc>> {
+    text.split(',')
+        .filter_map(|part| part.trim().parse::<i64>().ok())
+        .filter_map(DateTime::from_timestamp_micros)
+        .collect()
+}
+
 /// A place that keeps jobs and run history.
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
