@@ -2,8 +2,10 @@
 //! Chromium through Playwright's library against a real `kairos run` holding 100,000
 //! jobs in SQLite — find a job, pause and resume it, run it now and see the run arrive
 //! live, reschedule it with the preview, remove one with confirmation, the overview,
-//! a read-only token that cannot act, phone width — and saves screenshots to
-//! `target/ui-artifacts/`.
+//! a failed job (its badge, the header's count, its attempts, the explain panel, run
+//! again), a job's options, a read-only token that cannot act, phone width — and saves
+//! screenshots to `target/ui-artifacts/` (docs/web-page-jobs.png and
+//! docs/web-page-job.png are copies of `jobs-table.png` and `job-page.png`).
 //!
 //! Needs `node`, Chromium (`/usr/bin/chromium` or `KAIROS_CHROMIUM`) and
 //! `tests/ui/node_modules` (`npm ci --prefix tests/ui`; `.ci/run` installs all three).
@@ -155,6 +157,7 @@ allowed_tasks = ["command"]
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| manifest.join("target"));
+    add_failed_job(&client, &base).await;
     let artifacts = target.join("ui-artifacts");
     let output = tokio::time::timeout(
         Duration::from_secs(300),
@@ -165,7 +168,7 @@ allowed_tasks = ["command"]
             .env("KAIROS_UI_TOKEN", WRITE_TOKEN)
             .env("KAIROS_UI_READ_TOKEN", READ_TOKEN)
             .env("KAIROS_UI_ARTIFACTS", &artifacts)
-            .env("KAIROS_UI_TOTAL", (SEEDED + 2).to_string())
+            .env("KAIROS_UI_TOTAL", (SEEDED + 3).to_string())
             .env("KAIROS_CHROMIUM", &chromium)
             .kill_on_drop(true)
             .output(),
@@ -190,15 +193,24 @@ allowed_tasks = ["command"]
     println!(
         "first page of the jobs table with {} jobs in SQLite: median {median} ms over {} loads \
          (screenshots in {})",
-        SEEDED + 2,
+        SEEDED + 3,
         summary["first_page_ms"],
         artifacts.display()
+    );
+    println!(
+        "the header's failed count (GET /jobs?state=failed&limit=1): median {} ms of {}; \
+         GET /overview: median {} ms of {}",
+        summary["failed_count_median_ms"],
+        summary["failed_count_ms"],
+        summary["overview_median_ms"],
+        summary["overview_ms"]
     );
     for screenshot in [
         "jobs-table.png",
         "job-page.png",
         "overview.png",
         "phone-jobs.png",
+        "failed-job.png",
     ] {
         assert!(
             artifacts.join(screenshot).exists(),
@@ -206,6 +218,52 @@ allowed_tasks = ["command"]
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Adds `flaky-job`, a one-off command that fails with two attempts, and waits until
+/// the daemon keeps it as `failed` (docs/lifecycle.md, "Failed runs"), so the page
+/// has a failed job to show.
+async fn add_failed_job(client: &reqwest::Client, base: &str) {
+    let response = client
+        .post(format!("{base}/api/v1/jobs"))
+        .bearer_auth(WRITE_TOKEN)
+        .header("content-type", "application/json")
+        .body(
+            json!({
+                "id": "flaky-job",
+                "name": "Fails twice",
+                "task": "command",
+                "args": {"argv": ["sh", "-c", "echo flaky-job broke >&2; exit 3"]},
+                "trigger": {"type": "date", "delay": "1s"},
+                "options": {"retry": {"max_attempts": 2, "initial_delay": "100ms", "max_delay": "200ms"}},
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("the daemon answers");
+    assert_eq!(response.status(), 201, "{:?}", response.text().await);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = client
+            .get(format!("{base}/api/v1/jobs/flaky-job"))
+            .bearer_auth(WRITE_TOKEN)
+            .send()
+            .await
+            .expect("the daemon answers")
+            .text()
+            .await
+            .expect("a body");
+        let job: serde_json::Value = serde_json::from_str(&body).expect("a job");
+        if job["state"] == "failed" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flaky-job was never kept as failed: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn tail(text: &str, lines: usize) -> String {
