@@ -249,7 +249,7 @@ pub(crate) fn document() -> Value {
         "/jobs/{id}/explain": {"get": operation("Why a job's next run is when it is, and what became of its recent times", &[job_id()], None,
             ok("One sentence, then the details.", json!({"type": "object", "properties": {
                 "job_id": {"type": "string"}, "summary": {"type": "string"},
-                "state": {"type": "string", "enum": ["scheduled", "paused", "failed"]},
+                "state": {"type": "string", "enum": ["scheduled", "paused", "failed", "broken"]},
                 "next_run_time": {"type": ["string", "null"], "format": "date-time"},
                 "next_run_reason": {"type": "string", "enum": ["trigger", "retry_wait", "paused", "failed", "running", "overdue", "finished"]},
                 "recent": {"type": "array", "items": {"type": "object", "properties": {

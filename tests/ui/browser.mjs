@@ -259,6 +259,26 @@ try {
     assert(runs.json.runs.length === 4, `four attempts in all: ${runs.json.runs.length}`);
   });
 
+  await step('a pending retry and an overdue job are shown as such', async () => {
+    await page.goto(`${base}/#/jobs?q=retrying-job`);
+    await page.waitForSelector('#jobs-table tr[data-job-id="retrying-job"] .badge.retrying');
+    const retrying = await page.textContent('#jobs-table tr[data-job-id="retrying-job"] .badge.retrying');
+    assert(retrying.trim() === 'retrying 2/3', `the list says which attempt comes: ${retrying}`);
+    await page.click('#jobs-table tr[data-job-id="retrying-job"] a');
+    await page.waitForSelector('#job-retrying');
+    const pending = await page.textContent('#job-retrying');
+    // The wait is up to an hour (docs/lifecycle.md: the waits are jittered).
+    assert(/attempt 2 of 3 is due at .* \(in [\d.]+ (s|min|h)\)/.test(pending), `the pending retry: ${pending}`);
+    assert((await page.textContent('#explain-summary')).startsWith('Retrying'), 'the explanation says retrying');
+    await page.goto(`${base}/#/jobs?q=overdue-job`);
+    await page.waitForSelector('#jobs-table tr[data-job-id="overdue-job"] .badge.overdue');
+    await page.click('#jobs-table tr[data-job-id="overdue-job"] a');
+    await page.waitForSelector('#job-overdue');
+    const overdue = await page.textContent('#job-overdue');
+    assert(overdue.includes('no successful run within 1m') && overdue.includes('no success since its watch began'), `overdue: ${overdue}`);
+    assert(await page.textContent('#option-expect-success-within') === '1m', 'the option is shown');
+  });
+
   await step('remove asks for confirmation first', async () => {
     await page.goto(`${base}/#/jobs/remove-me`);
     await page.waitForSelector('.actions[data-state]');
@@ -339,6 +359,10 @@ try {
     await auditPage.waitForSelector('#explain-summary');
     await auditPage.waitForSelector('#runs-body tr[data-run-id]');
     found.failedJob = await accessibilityProblems(auditPage);
+    await auditPage.goto(`${base}/#/jobs/overdue-job`);
+    await auditPage.waitForSelector('#job-overdue');
+    await auditPage.waitForSelector('#explain-summary');
+    found.overdueJob = await accessibilityProblems(auditPage);
     await auditPage.goto(`${base}/#/jobs?state=failed`);
     await auditPage.waitForSelector('#jobs-table tbody tr[data-job-id="flaky-job"]');
     found.failedJobs = await accessibilityProblems(auditPage);
