@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 pub use self::event::Event;
 pub use self::explain::{Explanation, ScheduledTime};
 pub use self::generation::{describe_claim, ConfigState, Standing};
-pub use self::jobs::{ListedJobs, MAX_BACKFILL};
+pub use self::jobs::{ListedJobs, SuccessWatchState, MAX_BACKFILL};
 pub use self::membership::{host_name, ClusterNode, Membership};
 pub use self::record::MAX_UNWRITTEN_RUNS;
 pub use self::zones::ZoneRulesReload;
