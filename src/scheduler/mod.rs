@@ -430,7 +430,7 @@ impl SchedulerBuilder {
                     write_started: None,
                     backlogged: std::collections::HashSet::new(),
                     unwritten_runs: 0,
-                    changed_in_flight: std::collections::HashSet::new(),
+                    changed_in_flight: std::collections::HashMap::new(),
                     finished_receiver: Some(finished_receiver),
                     flush_receiver: Some(flush_receiver),
                     handles: Vec::new(),
@@ -513,9 +513,10 @@ struct Mutable {
     backlogged: std::collections::HashSet<String>,
     /// Finished runs not yet written to their stores.
     unwritten_runs: usize,
-    /// Jobs changed through this scheduler while a run of theirs held them: their
-    /// run's end looks at them again (`record::FollowUp::Finished`, a wake-up).
-    changed_in_flight: std::collections::HashSet<String>,
+    /// Jobs changed through this scheduler while a run of theirs held them, with
+    /// whether their schedule changed: their run's end looks at them again
+    /// (`record::FollowUp::Finished`, a wake-up) and leaves a new schedule as it is.
+    changed_in_flight: std::collections::HashMap<String, bool>,
     finished_receiver: Option<mpsc::UnboundedReceiver<RunRecord>>,
     flush_receiver: Option<mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>>,
     handles: Vec<JoinHandle<()>>,
