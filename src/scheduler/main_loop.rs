@@ -104,8 +104,8 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     // are not freed yet: tried again before every pass until they are. A store out of
     // reach at start would otherwise leave that run's jobs leased to this id until
     // their leases ran out, although this node is the one that should take them.
+    // (`Scheduler::start` marked them all, before this task began.)
     let mut unrecovered: Vec<String> = inner.stores.keys().cloned().collect();
-    inner.lock().unrecovered = unrecovered.iter().cloned().collect();
     recover_earlier_run(&inner, &mut unrecovered).await;
     // Other nodes' changes, pushed by the stores that can (PostgreSQL, Redis).
     let listeners: Vec<tokio::task::JoinHandle<()>> = inner
@@ -215,36 +215,52 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 }
 
 /// Frees the leases and instance slots an earlier run of this scheduler left in the
-/// stores named in `unrecovered` ([`JobStore::recover_owner`]); the stores that could
-/// not be reached stay in it.
+/// stores named in `unrecovered` ([`recover_store`]); the stores that could not be
+/// reached stay in it.
 async fn recover_earlier_run(inner: &Inner, unrecovered: &mut Vec<String>) {
     let mut left = Vec::new();
     for name in unrecovered.drain(..) {
-        let Some(store) = inner.stores.get(&name) else {
-            continue;
-        };
-        match store.recover_owner(&inner.id).await {
-            Ok(freed) => {
-                if freed > 0 {
-                    tracing::info!(
-                        jobstore = name,
-                        scheduler_id = inner.id,
-                        freed,
-                        "freed the leases and instance slots an earlier run of this scheduler left"
-                    );
-                }
-                // Its runs of jobs that allow several at once are run again.
-                let mut mutable = inner.lock();
-                mutable.unrecovered.remove(&name);
-                mutable.orphans_to_take.insert(name);
-            }
-            Err(error) => {
-                tracing::warn!(jobstore = name, %error, "could not free leases left by an earlier run; will retry");
-                left.push(name);
-            }
+        if !recover_store(inner, &name).await {
+            left.push(name);
         }
     }
     *unrecovered = left;
+}
+
+/// Frees what an earlier run of this scheduler (same id) left in the store `name`
+/// ([`JobStore::recover_owner`]), once: the loop calls it before its first pass, "run
+/// now" before it claims a slot there, whichever comes first. One at a time, so a
+/// recovery never frees a slot claimed after another finished. Whether the store is
+/// recovered.
+pub(super) async fn recover_store(inner: &Inner, name: &str) -> bool {
+    let _one_at_a_time = inner.recovery.lock().await;
+    if !inner.lock().unrecovered.contains(name) {
+        return true;
+    }
+    let Some(store) = inner.stores.get(name) else {
+        return true;
+    };
+    match store.recover_owner(&inner.id).await {
+        Ok(freed) => {
+            if freed > 0 {
+                tracing::info!(
+                    jobstore = name,
+                    scheduler_id = inner.id,
+                    freed,
+                    "freed the leases and instance slots an earlier run of this scheduler left"
+                );
+            }
+            // Its runs of jobs that allow several at once are run again.
+            let mut mutable = inner.lock();
+            mutable.unrecovered.remove(name);
+            mutable.orphans_to_take.insert(name.to_owned());
+            true
+        }
+        Err(error) => {
+            tracing::warn!(jobstore = name, %error, "could not free leases left by an earlier run; will retry");
+            false
+        }
+    }
 }
 
 /// Takes the orphaned runs of the store `name` ([`JobStore::take_orphaned_runs`]: runs
@@ -303,6 +319,7 @@ pub(super) async fn replay_orphaned_runs(inner: &Inner, name: &str) -> bool {
                 final_release: None,
                 slot_claimed: true,
                 released_next: job.next_run_time,
+                checked_revision: job.revision,
             },
         )
         .await;
@@ -610,6 +627,10 @@ struct DueRuns<'a> {
     final_release: Option<HeldRelease>,
     /// The next run time written back for the job otherwise.
     released_next: Option<DateTime<Utc>>,
+    /// The revision its runs judge the job by at their time
+    /// ([`start::RunStart::acquired_revision`]): the one it was taken at, or the one
+    /// this node's own write gave it since (set aside as broken).
+    checked_revision: u64,
 }
 
 /// Where a run in flight reports, and what its end writes back.
@@ -718,13 +739,19 @@ async fn plan_due_job<'a>(
     // coalesces never merges runs that are not due yet).
     let planned_at = job.next_run_time.map_or(now, |due| due.max(now));
     let mut plan = plan(job, planned_at);
+    // The revision its runs find the job at: this node's own write setting it aside
+    // is not a change that takes a run handed over early back.
+    let mut checked_revision = job.revision;
     if let Some(reason) = plan.broken.clone() {
-        if !quarantine(inner, jobstore, job, &reason).await {
-            // Not set aside: left as it was taken, nothing of it runs, and the next pass
-            // tries again (a job is never taken as finished because its trigger was too
-            // costly to evaluate).
-            plan.run.clear();
-            plan.next_run_time = job.next_run_time;
+        match quarantine(inner, jobstore, job, &reason).await {
+            Some(revision) => checked_revision = revision,
+            None => {
+                // Not set aside: left as it was taken, nothing of it runs, and the next
+                // pass tries again (a job is never taken as finished because its trigger
+                // was too costly to evaluate).
+                plan.run.clear();
+                plan.next_run_time = job.next_run_time;
+            }
         }
     }
     if let Some(first) = plan.first_missed {
@@ -775,6 +802,7 @@ async fn plan_due_job<'a>(
                     policy: job.retry.policy.clone(),
                 }),
             released_next: release.next_run_time,
+            checked_revision,
         }
     });
     (release, due)
@@ -782,25 +810,24 @@ async fn plan_due_job<'a>(
 
 /// Sets `job` aside as `broken` (its trigger could not be evaluated within its budget):
 /// no next run time, the reason kept and shown, never evaluated again until a new trigger
-/// is given. The runs already due still run. Whether the store took it.
-async fn quarantine(inner: &Inner, jobstore: &str, job: &Job, reason: &str) -> bool {
+/// is given. The runs already due still run. The revision the store gave it, if it took
+/// it.
+async fn quarantine(inner: &Inner, jobstore: &str, job: &Job, reason: &str) -> Option<u64> {
     tracing::error!(
         job_id = job.id,
         reason,
         "job set aside as broken; give it a new trigger"
     );
-    let Some(store) = inner.stores.get(jobstore) else {
-        return false;
-    };
+    let store = inner.stores.get(jobstore)?;
     let mut broken = job.clone();
     broken.retry.broken = Some(reason.to_owned());
     broken.retry.pending = None;
     broken.next_run_time = None;
     match store.update_job(broken).await {
-        Ok(_) => true,
+        Ok(stored) => Some(stored.revision),
         Err(error) => {
             tracing::warn!(job_id = job.id, %error, "could not set the job aside as broken; will retry");
-            false
+            None
         }
     }
 }
@@ -830,6 +857,7 @@ fn plan_retry<'a>(
             policy: job.retry.policy.clone(),
         }),
         released_next: pending.resume_at,
+        checked_revision: job.revision,
     };
     (release, Some(due))
 }
@@ -884,6 +912,7 @@ async fn hand_over_due_runs(
                 final_release: due.final_release.clone(),
                 slot_claimed,
                 released_next: due.released_next,
+                checked_revision: due.checked_revision,
             },
         )
         .await;
@@ -1058,9 +1087,9 @@ pub(crate) async fn submit_runs(
         .stores
         .get(jobstore)
         .ok_or_else(|| StoreError::NotFound(jobstore.to_owned()))?;
-    if inner.lock().unrecovered.contains(jobstore) {
+    if !recover_store(inner, jobstore).await {
         // A slot claimed now would be freed by the recovery still to come, and the
-        // limit broken (`docs/lifecycle.md`, "Node identity").
+        // limit broken (`docs/lifecycle.md`, "Held until the run ends").
         return Err(StoreError::unavailable(format!(
             "the instance slots an earlier run of this scheduler left in {jobstore:?} are not freed yet"
         )));
@@ -1080,6 +1109,7 @@ pub(crate) async fn submit_runs(
                 final_release: None,
                 slot_claimed: true,
                 released_next: job.next_run_time,
+                checked_revision: job.revision,
             },
         )
         .await;
@@ -1133,6 +1163,8 @@ struct HandOver {
     /// The next run time written back for the job when its runs do not hold it
     /// ([`start::RunStart::written_back`]).
     released_next: Option<DateTime<Utc>>,
+    /// [`start::RunStart::acquired_revision`].
+    checked_revision: u64,
 }
 
 /// Hands runs to the job's executor; returns the first run id and whether the
@@ -1171,7 +1203,7 @@ async fn hand_over(
                     max_instances: job.max_instances,
                     scheduled_time: first,
                     runs: run_ids.len(),
-                    acquired_revision: job.revision,
+                    acquired_revision: how.checked_revision,
                     // A job its runs hold has nothing written back before they end;
                     // one that allows several runs at once is written back now.
                     written_back: how.final_release.is_none().then_some(start::WrittenBack {

@@ -401,6 +401,7 @@ impl SchedulerBuilder {
                 me: me.clone(),
                 schedule_checks: start::StoreBatches::default(),
                 slot_claims: start::StoreBatches::default(),
+                recovery: tokio::sync::Mutex::new(()),
                 flush_sender,
                 id: self.id,
                 timezone: self.timezone,
@@ -465,6 +466,9 @@ pub(crate) struct Inner {
     schedule_checks: start::StoreBatches<start::ReadSchedules>,
     /// Claims, in batches, the instance slots of runs as they come due.
     slot_claims: start::StoreBatches<start::ClaimSlots>,
+    /// Held while a store is recovered from an earlier run of this scheduler
+    /// (`main_loop::recover_store`): one recovery at a time.
+    recovery: tokio::sync::Mutex<()>,
     /// Asks the record task to write what has finished so far ([`Inner::flush_finished_runs`]).
     flush_sender: mpsc::UnboundedSender<tokio::sync::oneshot::Sender<()>>,
     id: String,
@@ -722,6 +726,9 @@ impl Scheduler {
                 finished: self.inner.finished_sender.clone(),
             });
         }
+        // Nothing claims a slot in a store before what an earlier run of this id left
+        // there is recovered (`main_loop::recover_store`), from this instant on.
+        self.inner.lock().unrecovered = self.inner.stores.keys().cloned().collect();
         self.inner.state.send_replace(SchedulerState::Running);
         let main = tokio::spawn(main_loop::run(Arc::clone(&self.inner)));
         if let Some(retention) = self.inner.retention {

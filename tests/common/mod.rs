@@ -58,6 +58,20 @@ pub async fn step_to(clock: &kairos::clock::ManualClock, until: DateTime<Utc>, s
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
+/// Waits, in real time, until `done` holds (checked every 10 ms, for up to 10 s): for
+/// what the scheduler does after the simulated clock moved, which a loaded machine may
+/// take a while to get to. Whether it came to hold.
+pub async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
 /// The lease store tests acquire with.
 pub const LEASE: Duration = Duration::from_secs(60);
 
