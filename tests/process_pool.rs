@@ -149,6 +149,7 @@ fn submission(task: &str, args: serde_json::Value) -> Submission {
         start_at: now,
         withdrawal: Default::default(),
         start_check: None,
+        stop: Default::default(),
     }
 }
 

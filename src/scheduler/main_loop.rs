@@ -44,7 +44,7 @@ use super::plan::plan;
 use super::{start, Event, Inner, SchedulerState};
 use crate::executor::Withdrawal;
 use crate::history::{RunOutcome, RunRecord};
-use crate::job::{generate_id, Job};
+use crate::job::{generate_id, Job, Overlap};
 use crate::store::{InstanceClaim, JobStore, Release, StoreError, WakeUp};
 use crate::trigger::jitter::delay_run;
 
@@ -456,6 +456,32 @@ impl Inner {
                 }
             }
         }
+        drop(mutable);
+        // A run of the job waiting for a slot (`overlap`) looks at its withdrawal now.
+        self.run_ended.notify_waiters();
+    }
+
+    /// Stops the oldest executing run of `job_id` on this node for the run of
+    /// `scheduled_time` (`overlap = "replace"`): its task is cancelled or its process
+    /// group killed, and its record says what replaced it. Whether there was one.
+    pub(crate) fn replace_oldest_run(&self, job_id: &str, scheduled_time: DateTime<Utc>) -> bool {
+        let mutable = self.lock();
+        let oldest = mutable
+            .run_stores
+            .values()
+            .filter(|place| place.job_id == job_id && place.stop.stopped_because().is_none())
+            .filter_map(|place| place.stop.started_at().map(|started| (started, place)))
+            .min_by_key(|(started, _)| *started);
+        match oldest {
+            Some((_, place)) => {
+                place.stop.stop(format!(
+                    "replaced by the run of {} (overlap = replace)",
+                    scheduled_time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                ));
+                true
+            }
+            None => false,
+        }
     }
 
     /// A run handed over early that its check at its time took back (its job changed
@@ -559,6 +585,9 @@ pub(crate) struct RunPlace {
     /// What its end updates in the metrics (by task and executor, and the job's own
     /// series when it is watched).
     pub(crate) metrics: crate::metrics::RunMetrics,
+    /// Stops it while it executes, and tells since when it does (`overlap = "replace"`,
+    /// [`Inner::replace_oldest_run`]).
+    pub(crate) stop: crate::executor::RunStop,
 }
 
 /// A job's release held by its run until the run ends: the job stays leased to this
@@ -684,8 +713,11 @@ async fn plan_due_job<'a>(
             job,
             run_times: plan.run.clone(),
             start_at,
+            // A job that queues or replaces its runs is not held by `max_instances = 1`:
+            // its next run is taken while this one goes and judged at its time
+            // (`start::RunStart::wait_for_slot`, docs/lifecycle.md).
             final_release: (release.next_run_time.is_none()
-                || job.max_instances == 1
+                || (job.max_instances == 1 && job.overlap == Overlap::Skip)
                 || job.max_attempts() > 1)
                 .then(|| HeldRelease {
                     release: release.clone(),
@@ -946,12 +978,18 @@ const RELEASE_CHUNK: usize = 256;
 /// Claims one instance slot and hands the runs for `scheduled_times` (earliest first)
 /// to the job's executor, which runs them one after another; returns the first run id.
 /// Runs that cannot start (limit reached, executor or task gone) are recorded as such.
+///
+/// The job's `overlap` decides what a refused claim does: `skip` records the runs as
+/// skipped here; `queue` and `replace` hand them over without a slot, to claim it as
+/// they start (`start::RunStart::wait_for_slot`). `force` starts them whatever the
+/// limit: their slot is claimed with no limit, so they still count against it.
 pub(crate) async fn submit_runs(
     inner: &Inner,
     jobstore: &str,
     job: &Job,
     scheduled_times: &[DateTime<Utc>],
     start_at: DateTime<Utc>,
+    force: bool,
 ) -> Result<String, StoreError> {
     if scheduled_times.is_empty() {
         return Err(StoreError::NotFound(job.id.clone()));
@@ -960,9 +998,25 @@ pub(crate) async fn submit_runs(
         .stores
         .get(jobstore)
         .ok_or_else(|| StoreError::NotFound(jobstore.to_owned()))?;
-    let claimed = store
-        .claim_instance(&job.id, &inner.id, job.max_instances)
-        .await?;
+    let limit = if force { u32::MAX } else { job.max_instances };
+    let claimed = store.claim_instance(&job.id, &inner.id, limit).await?;
+    if !claimed && job.overlap != Overlap::Skip {
+        let (run_id, _) = hand_over(
+            inner,
+            jobstore,
+            store.as_ref(),
+            job,
+            scheduled_times,
+            start_at,
+            HandOver {
+                final_release: None,
+                slot_claimed: false,
+                released_next: job.next_run_time,
+            },
+        )
+        .await;
+        return Ok(run_id);
+    }
     if claimed {
         let (run_id, _) = hand_over(
             inner,
@@ -1064,6 +1118,7 @@ async fn hand_over(
                     jobstore: jobstore.to_owned(),
                     job_id: job.id.clone(),
                     max_instances: job.max_instances,
+                    overlap: job.overlap,
                     scheduled_time: first,
                     runs: run_ids.len(),
                     acquired_revision: job.revision,
@@ -1104,6 +1159,7 @@ async fn hand_over(
                         awaiting_check: early && index == 0,
                         catch_up_ran: catch_up_ran.clone(),
                         metrics: metrics.clone(),
+                        stop: submission.stop.clone(),
                     };
                     mutable.run_stores.insert(run_id.clone(), place);
                 }

@@ -416,6 +416,7 @@ impl SchedulerBuilder {
                 starved: std::sync::atomic::AtomicBool::new(false),
                 events,
                 wake: Notify::new(),
+                run_ended: Notify::new(),
                 drain: Notify::new(),
                 state,
                 mutable: Mutex::new(Mutable {
@@ -425,6 +426,7 @@ impl SchedulerBuilder {
                     backlogged: std::collections::HashSet::new(),
                     unwritten_runs: 0,
                     changed_in_flight: std::collections::HashSet::new(),
+                    waiting_for_slot: std::collections::HashSet::new(),
                     finished_receiver: Some(finished_receiver),
                     flush_receiver: Some(flush_receiver),
                     handles: Vec::new(),
@@ -484,6 +486,9 @@ pub(crate) struct Inner {
     starved: std::sync::atomic::AtomicBool,
     events: broadcast::Sender<Event>,
     wake: Notify,
+    /// Wakes the runs waiting for an instance slot (`overlap = "queue"`, "replace"):
+    /// a run of this node ended, or a job was changed here (`start::RunStart`).
+    run_ended: Notify,
     /// Tells the record task that the executors are done and it may finish.
     drain: Notify,
     state: watch::Sender<SchedulerState>,
@@ -508,6 +513,9 @@ struct Mutable {
     /// Jobs changed through this scheduler while a run of theirs held them: their
     /// run's end looks at them again (`record::FollowUp::Finished`, a wake-up).
     changed_in_flight: std::collections::HashSet<String>,
+    /// Jobs with a run of this node waiting for an instance slot (`overlap = "queue"`,
+    /// or a replacement waiting for the run it stopped to end): at most one per job.
+    waiting_for_slot: std::collections::HashSet<String>,
     finished_receiver: Option<mpsc::UnboundedReceiver<RunRecord>>,
     flush_receiver: Option<mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>>,
     handles: Vec<JoinHandle<()>>,

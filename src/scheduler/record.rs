@@ -384,6 +384,8 @@ impl Unwritten {
                 })
                 .collect()
         };
+        // Runs waiting for a slot (`overlap`) claim again, after these are written.
+        inner.run_ended.notify_waiters();
         for (mut record, placed) in records.into_iter().zip(places) {
             // The attempt a held run was is its release's (set on the record below).
             let attempt = placed

@@ -79,6 +79,7 @@ pub fn job(id: &str, next: Option<DateTime<Utc>>) -> Job {
         misfire_grace_time: None,
         coalesce: true,
         max_instances: 1,
+        overlap: Default::default(),
         jitter: None,
         paused: next.is_none(),
         next_run_time: next,
