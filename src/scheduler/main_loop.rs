@@ -461,6 +461,11 @@ impl Inner {
         self.run_ended.notify_waiters();
     }
 
+    /// Whether a run of `job_id` waits here for an instance slot (`overlap`).
+    pub(crate) fn has_waiting_run(&self, job_id: &str) -> bool {
+        self.lock().waiting_for_slot.contains(job_id)
+    }
+
     /// Stops the oldest executing run of `job_id` on this node for the run of
     /// `scheduled_time` (`overlap = "replace"`): its task is cancelled or its process
     /// group killed, and its record says what replaced it. Whether there was one.
@@ -804,10 +809,21 @@ async fn hand_over_due_runs(
     // slot at its time ([`start::RunStart`]): `max_instances` counts the runs
     // executing, and until then it is not one (a run now through any node must find
     // the slot free).
+    //
+    // Nor does a run of a job with a run of it already waiting for a slot here
+    // (`overlap`): the waiting run goes first, and this one is judged at its start.
+    let claims_now: Vec<bool> = due_runs
+        .iter()
+        .map(|due| {
+            due.start_at <= now
+                && !(due.job.overlap != Overlap::Skip && inner.has_waiting_run(&due.job.id))
+        })
+        .collect();
     let claims: Vec<InstanceClaim> = due_runs
         .iter()
-        .filter(|due| due.start_at <= now)
-        .map(|due| InstanceClaim {
+        .zip(&claims_now)
+        .filter(|(_, claim)| **claim)
+        .map(|(due, _)| InstanceClaim {
             job_id: due.job.id.clone(),
             max_instances: due.job.max_instances,
         })
@@ -818,11 +834,11 @@ async fn hand_over_due_runs(
         store.claim_instances(&inner.id, &claims).await?
     };
     let mut claimed = claimed.into_iter();
-    for due in due_runs {
+    for (due, claim) in due_runs.iter().zip(claims_now) {
         // A store that answered fewer claims than asked granted none of the rest.
         // A slot not free now is claimed when the run is due, and only then may the
         // run be skipped ([`start::RunStart`]).
-        let slot_claimed = due.start_at <= now && claimed.next().unwrap_or(false);
+        let slot_claimed = claim && claimed.next().unwrap_or(false);
         let (run_id, handed_over) = hand_over(
             inner,
             jobstore,
@@ -999,7 +1015,12 @@ pub(crate) async fn submit_runs(
         .get(jobstore)
         .ok_or_else(|| StoreError::NotFound(jobstore.to_owned()))?;
     let limit = if force { u32::MAX } else { job.max_instances };
-    let claimed = store.claim_instance(&job.id, &inner.id, limit).await?;
+    // A run of the job already waiting for a slot here goes first (`overlap`).
+    let claimed = if !force && job.overlap != Overlap::Skip && inner.has_waiting_run(&job.id) {
+        false
+    } else {
+        store.claim_instance(&job.id, &inner.id, limit).await?
+    };
     if !claimed && job.overlap != Overlap::Skip {
         let (run_id, _) = hand_over(
             inner,

@@ -179,6 +179,10 @@ impl RunStart {
     /// finished runs are written first ([`Inner::flush_finished_runs`]) and the claim
     /// tried again.
     async fn claim_slot(&self, inner: &Inner, store: &Arc<dyn JobStore>) -> Result<(), String> {
+        if self.overlap != Overlap::Skip && inner.has_waiting_run(&self.job_id) {
+            // The run waiting already goes first; this one is refused there.
+            return self.wait_for_slot(inner, store).await;
+        }
         let claim = InstanceClaim {
             job_id: self.job_id.clone(),
             max_instances: self.max_instances,
@@ -245,8 +249,8 @@ impl RunStart {
                 max_instances: self.max_instances,
             });
             return Err(format!(
-                "{} run(s) of this job were still going at its time (max_instances) and another \
-                 run of it was already waiting for one to end (overlap = {}); skipped {} run time(s)",
+                "another run of this job was already waiting for one of its {} running run(s) \
+                 to end (max_instances, overlap = {}); skipped {} run time(s)",
                 self.max_instances, self.overlap, self.runs
             ));
         }
