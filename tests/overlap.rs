@@ -201,6 +201,8 @@ async fn run_now_waits_under_queue_and_force_starts_it_regardless() {
     step_to(&clock, t0() + ms(500), Duration::from_millis(50)).await;
     assert_eq!(started.lock().unwrap().len(), 1);
     let waiting = scheduler.run_job_now("j").await.unwrap();
+    // Its executor has it waiting by the next step; a second one comes after.
+    step_to(&clock, t0() + ms(600), Duration::from_millis(50)).await;
     let refused = scheduler.run_job_now("j").await.unwrap();
     step_to(&clock, t0() + ms(1_000), Duration::from_millis(50)).await;
     assert_eq!(started.lock().unwrap().len(), 1, "the run now waits");
