@@ -268,7 +268,7 @@ pub(crate) fn document() -> Value {
                 "next_run_reason": {"type": "string", "enum": ["trigger", "retry_wait", "paused", "failed", "running", "overdue", "finished"]},
                 "recent": {"type": "array", "items": {"type": "object", "properties": {
                     "scheduled_time": {"type": "string", "format": "date-time"},
-                    "outcome": {"type": "string", "enum": ["ran", "failed", "timed_out", "retried", "skipped", "missed", "taken_back"]},
+                    "outcome": {"type": "string", "enum": ["ran", "failed", "timed_out", "retried", "replaced", "skipped", "missed", "taken_back"]},
                     "attempts": {"type": "integer"}, "detail": {"type": "string"}}}}}})),
             &[S::NOT_FOUND])},
         "/jobs/{id}/backfill": {"post": with_description(operation("Run a recurring job's fire times in a range, now", &[job_id()],

@@ -673,7 +673,8 @@ impl Scheduler {
     /// Runs `id`'s fire times from `from` to `to` (both included) now, as Temporal's
     /// schedule backfill does: each time once, one after another, earliest first, as
     /// one submission under one instance slot (so `max_instances` holds: when the limit
-    /// is reached they are skipped, and recorded so). The job's own schedule is not
+    /// is reached they are skipped, wait or replace the oldest run, as the job's
+    /// `overlap` says, and are recorded so). The job's own schedule is not
     /// touched. At most [`MAX_BACKFILL`] times; a one-off job has no times to fill in.
     /// Returns how many runs were handed over and the first one's run id.
     pub async fn backfill_job(
