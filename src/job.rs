@@ -174,8 +174,10 @@ pub struct JobOptions {
 ///   queue:    0 ─────────── 2.5 ─(1 s, late)─────── 5.0 …  2 s skipped (one waits)
 ///   replace:  0 ──── 1 ✂ (replaced by the run of 1 s)  1 ──── 2 ✂  2 ──── …
 /// ```
+// Read through `FromStr`, so any bad value (a number too) is an invalid value naming
+// the three names, not a syntax error.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Overlap {
     /// The run is recorded as skipped (the default).
     #[default]
@@ -209,6 +211,14 @@ impl Overlap {
 impl std::fmt::Display for Overlap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for Overlap {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Overlap, String> {
+        name.parse()
     }
 }
 

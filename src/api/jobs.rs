@@ -753,11 +753,11 @@ async fn run_job(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, axum::Json<RunStarted>), ApiError> {
-    // No body (or only white space): the job's policy applies.
+    // No body (nothing, white space or `null`): the job's policy applies.
     let run_now: RunNow = if body.iter().all(u8::is_ascii_whitespace) {
         RunNow::default()
     } else {
-        super::extract::parse_json(&body)?
+        super::extract::parse_json::<Option<RunNow>>(&body)?.unwrap_or_default()
     };
     check_scope(&caller, &find(&state.scheduler, &id).await?)?;
     let run_id = state
