@@ -1769,13 +1769,25 @@ async fn overlap_round_trips_and_a_bad_one_names_the_field() {
         .await;
     assert_eq!(added.status, StatusCode::CREATED, "{}", added.json);
     assert_eq!(added.json["options"]["overlap"], "queue");
-    let default = api.post("/api/v1/jobs", json!({"id": "d", "task": "record", "trigger": {"type": "cron", "hour": 3}})).await;
+    let default = api
+        .post(
+            "/api/v1/jobs",
+            json!({"id": "d", "task": "record", "trigger": {"type": "cron", "hour": 3}}),
+        )
+        .await;
     assert_eq!(default.json["options"]["overlap"], "skip");
     let patched = api
-        .call("PATCH", "/api/v1/jobs/q", Some(json!({"overlap": "replace"})))
+        .call(
+            "PATCH",
+            "/api/v1/jobs/q",
+            Some(json!({"overlap": "replace"})),
+        )
         .await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.json);
-    assert_eq!(api.get("/api/v1/jobs/q").await.json["options"]["overlap"], "replace");
+    assert_eq!(
+        api.get("/api/v1/jobs/q").await.json["options"]["overlap"],
+        "replace"
+    );
 
     let bad = api
         .post(
@@ -1801,7 +1813,9 @@ async fn overlap_round_trips_and_a_bad_one_names_the_field() {
     }
     let run = api.call("POST", "/api/v1/jobs/q/run", None).await;
     assert_eq!(run.status, StatusCode::ACCEPTED, "{}", run.json);
-    let bad = api.post("/api/v1/jobs/q/run", json!({"force": "yes"})).await;
+    let bad = api
+        .post("/api/v1/jobs/q/run", json!({"force": "yes"}))
+        .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.json);
     assert_eq!(bad.field(), "force", "{}", bad.json);
     api.scheduler.shutdown(None).await;

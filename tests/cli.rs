@@ -905,26 +905,47 @@ fn overlap_is_set_by_add_and_run_takes_force() {
         "interval",
         "hours=1",
     ]);
-    assert_eq!(added.json()["options"]["overlap"], "queue", "{}", added.stdout);
+    assert_eq!(
+        added.json()["options"]["overlap"],
+        "queue",
+        "{}",
+        added.stdout
+    );
     let shown = server.cli(&["jobs", "show", "q"]);
     assert!(
-        shown.ok().lines().any(|line| line.starts_with("overlap") && line.ends_with("queue")),
+        shown
+            .ok()
+            .lines()
+            .any(|line| line.starts_with("overlap") && line.ends_with("queue")),
         "{}",
         shown.stdout
     );
-    let started = server.cli(&["jobs", "run", "q", "--force", "--json"]).json();
+    let started = server
+        .cli(&["jobs", "run", "q", "--force", "--json"])
+        .json();
     assert_eq!(started["job_id"], "q");
     assert!(started["run_id"].is_string(), "{started}");
 
     let nowhere = [("KAIROS_URL", "http://127.0.0.1:9")];
     let bad = kairos(
-        &["jobs", "add", "--task", "t", "--overlap", "sometimes", "date", "delay=1m"],
+        &[
+            "jobs",
+            "add",
+            "--task",
+            "t",
+            "--overlap",
+            "sometimes",
+            "date",
+            "delay=1m",
+        ],
         &nowhere,
     );
     assert_eq!(bad.status, Some(2), "{}", bad.stderr);
     assert!(
         bad.stderr.contains("--overlap")
-            && bad.stderr.contains("must be one of \"skip\", \"queue\", \"replace\""),
+            && bad
+                .stderr
+                .contains("must be one of \"skip\", \"queue\", \"replace\""),
         "{}",
         bad.stderr
     );

@@ -1073,7 +1073,7 @@ fn overlap_left_at_skip_is_left_out_of_a_config_jobs_spec() {
     )]);
     let loaded = loaded(&config);
     assert_eq!(loaded.jobs[0].spec.options.overlap, None);
-    let json = serde_json::to_value(&loaded.jobs[0].spec).unwrap();
+    let json = serde_json::to_value(&loaded.jobs[0].spec).expect("a spec is JSON");
     assert!(json.get("overlap").is_none(), "{json}");
 }
 

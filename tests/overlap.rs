@@ -94,7 +94,10 @@ fn assert_one_at_a_time(runs: &[RunRecord]) {
         .collect();
     ran.sort();
     for pair in ran.windows(2) {
-        assert!(pair[0].1 <= pair[1].0, "two runs at once: {pair:?}\n{runs:#?}");
+        assert!(
+            pair[0].1 <= pair[1].0,
+            "two runs at once: {pair:?}\n{runs:#?}"
+        );
     }
 }
 
@@ -145,14 +148,20 @@ async fn a_queued_run_starts_late_when_the_running_one_ends_and_one_waits_at_mos
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skip_stays_the_default_and_skips_what_comes_during_a_run() {
     let (scheduler, clock, _) = scheduler_with(Overlap::Skip, 1, 2500).await;
-    assert_eq!(scheduler.get_job("j").await.unwrap().unwrap().overlap, Overlap::Skip);
+    assert_eq!(
+        scheduler.get_job("j").await.unwrap().unwrap().overlap,
+        Overlap::Skip
+    );
     step_to(&clock, t0() + ms(3_600), Duration::from_millis(50)).await;
     let runs = records(&scheduler, "j").await;
     scheduler.shutdown(None).await;
     assert_one_at_a_time(&runs);
     for run in &runs {
         if let Some(started) = run.started_at {
-            assert!(started - run.scheduled_time < ms(200), "nothing runs late: {runs:#?}");
+            assert!(
+                started - run.scheduled_time < ms(200),
+                "nothing runs late: {runs:#?}"
+            );
         }
     }
     let skipped = |second: i64| {
@@ -184,7 +193,10 @@ async fn a_replacing_run_stops_the_running_one_and_starts_at_its_time() {
         assert_eq!(run.outcome, RunOutcome::Error, "{run:?}");
         let why = run.error.clone().unwrap_or_default();
         let by = (time + secs(1)).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
-        assert_eq!(why, format!("replaced by the run of {by} (overlap = replace)"));
+        assert_eq!(
+            why,
+            format!("replaced by the run of {by} (overlap = replace)")
+        );
         assert!(run.finished_at - (time + secs(1)) <= ms(200), "{run:?}");
     }
     // The run of 3 s was still going at 3.5 s: it alone started after 2 s.
@@ -208,7 +220,11 @@ async fn run_now_waits_under_queue_and_force_starts_it_regardless() {
     assert_eq!(started.lock().unwrap().len(), 1, "the run now waits");
     let forced = scheduler.run_job_now_with("j", true).await.unwrap();
     step_to(&clock, t0() + ms(1_500), Duration::from_millis(50)).await;
-    assert_eq!(started.lock().unwrap().len(), 2, "the forced run starts at once");
+    assert_eq!(
+        started.lock().unwrap().len(),
+        2,
+        "the forced run starts at once"
+    );
     // The forced run counts: the waiting one starts when both have ended (about 6 s).
     step_to(&clock, t0() + ms(12_000), Duration::from_millis(50)).await;
     let runs = scheduler.runs(Some("j"), 100).await.unwrap();
@@ -243,7 +259,9 @@ async fn run_now_is_skipped_under_skip_unless_forced() {
     scheduler.shutdown(None).await;
     let skipped = runs.iter().find(|run| run.run_id == skipped).unwrap();
     assert_eq!(skipped.outcome, RunOutcome::Skipped, "{runs:#?}");
-    assert!(!runs.iter().any(|run| run.run_id == forced && run.outcome == RunOutcome::Skipped));
+    assert!(!runs
+        .iter()
+        .any(|run| run.run_id == forced && run.outcome == RunOutcome::Skipped));
 }
 
 /// Run now under `replace` stops the running run.
@@ -258,10 +276,16 @@ async fn run_now_under_replace_stops_the_running_run() {
     scheduler.shutdown(None).await;
     let first = runs.iter().find(|run| run.scheduled_time == t0()).unwrap();
     assert!(
-        first.error.as_deref().unwrap_or("").starts_with("replaced by the run of"),
+        first
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("replaced by the run of"),
         "{runs:#?}"
     );
-    assert!(runs.iter().all(|run| run.run_id != replacing || run.started_at.is_some()));
+    assert!(runs
+        .iter()
+        .all(|run| run.run_id != replacing || run.started_at.is_some()));
 }
 
 /// A queued run whose job is paused meanwhile is dropped, recorded as skipped with
@@ -291,7 +315,11 @@ async fn a_queued_run_is_dropped_with_the_reason_when_paused_or_stopped() {
     let runs = records(&scheduler, "j").await;
     assert!(
         runs.iter().any(|run| run.outcome == RunOutcome::Skipped
-            && run.error.as_deref().unwrap_or("").starts_with("the scheduler stopped while this run waited")),
+            && run
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("the scheduler stopped while this run waited")),
         "{runs:#?}"
     );
 }
@@ -311,7 +339,10 @@ async fn overlap_is_modified_and_kept() {
         .await
         .unwrap();
     assert_eq!(changed.overlap, Overlap::Replace);
-    assert_eq!(scheduler.get_job("j").await.unwrap().unwrap().overlap, Overlap::Replace);
+    assert_eq!(
+        scheduler.get_job("j").await.unwrap().unwrap().overlap,
+        Overlap::Replace
+    );
     let json = serde_json::to_value(scheduler.get_job("j").await.unwrap().unwrap()).unwrap();
     assert_eq!(json["overlap"], "replace");
     scheduler.shutdown(None).await;

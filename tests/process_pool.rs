@@ -768,7 +768,11 @@ async fn a_queued_run_waits_for_the_running_child_to_end() {
         let skipped = record_of(&scheduler, t0 + TimeDelta::seconds(2), |_| true).await;
         assert_eq!(skipped.outcome, RunOutcome::Skipped, "{skipped:?}");
         assert!(
-            skipped.error.as_deref().unwrap_or("").contains("already waiting"),
+            skipped
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .contains("already waiting"),
             "{skipped:?}"
         );
         assert!(

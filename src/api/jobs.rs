@@ -760,10 +760,7 @@ async fn run_job(
         super::extract::parse_json::<Option<RunNow>>(&body)?.unwrap_or_default()
     };
     check_scope(&caller, &find(&state.scheduler, &id).await?)?;
-    let run_id = state
-        .scheduler
-        .run_job_now_with(&id, run_now.force)
-        .await?;
+    let run_id = state.scheduler.run_job_now_with(&id, run_now.force).await?;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(RunStarted {

@@ -411,9 +411,7 @@ pub(crate) fn check_job_defaults(
             }
         }
         if let Some(overlap) = &raw_defaults.overlap {
-            if let Some(overlap) =
-                check_overlap(source, overlap, "job_defaults.overlap", errors)
-            {
+            if let Some(overlap) = check_overlap(source, overlap, "job_defaults.overlap", errors) {
                 defaults.overlap = overlap;
             }
         }

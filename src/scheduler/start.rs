@@ -238,11 +238,7 @@ impl RunStart {
     /// removed through this node, removed or paused through another, or the scheduler
     /// stops; each is recorded as skipped with the reason.
     async fn wait_for_slot(&self, inner: &Inner, store: &Arc<dyn JobStore>) -> Result<(), String> {
-        if !inner
-            .lock()
-            .waiting_for_slot
-            .insert(self.job_id.clone())
-        {
+        if !inner.lock().waiting_for_slot.insert(self.job_id.clone()) {
             inner.emit(Event::JobMaxInstances {
                 job_id: self.job_id.clone(),
                 scheduled_time: self.scheduled_time,
