@@ -347,3 +347,39 @@ async fn overlap_is_modified_and_kept() {
     assert_eq!(json["overlap"], "replace");
     scheduler.shutdown(None).await;
 }
+
+/// A run replaced by a newer one did not fail: a job with retries does not try the
+/// replaced run's time again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_run_is_not_retried() {
+    let clock = ManualClock::new(t0());
+    let (tasks, started) = slow_task(&clock, Duration::from_secs(5));
+    let scheduler = Scheduler::builder()
+        .clock(clock.clone())
+        .store("default", MemoryStore::new())
+        .tasks(tasks)
+        .build();
+    let mut spec = JobSpec::new("slow", every(100)).with_id("j");
+    spec.options.overlap = Some(Overlap::Replace);
+    spec.options.retry = Some(kairos::job::RetryPolicy::attempts(3));
+    scheduler.add_job(spec).await.unwrap();
+    scheduler.start();
+    step_to(&clock, t0() + ms(500), Duration::from_millis(50)).await;
+    scheduler.run_job_now("j").await.unwrap();
+    step_to(&clock, t0() + ms(1_000), Duration::from_millis(50)).await;
+    assert_eq!(started.lock().unwrap().len(), 2);
+    let runs = records(&scheduler, "j").await;
+    let replaced = runs.iter().find(|run| run.scheduled_time == t0()).unwrap();
+    assert!(
+        replaced
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("replaced by the run of"),
+        "{runs:#?}"
+    );
+    let job = scheduler.get_job("j").await.unwrap().unwrap();
+    assert_eq!(job.retrying(), None, "{job:?}");
+    assert_eq!(job.next_run_time, Some(t0() + secs(100)));
+    scheduler.shutdown(None).await;
+}

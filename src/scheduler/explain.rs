@@ -14,10 +14,6 @@ use crate::job::Job;
 /// How many run records an explanation reads.
 const RECENT_RECORDS: usize = 200;
 
-/// How the record of a run stopped by `overlap = "replace"` begins
-/// (`main_loop::Inner::replace_oldest_run`).
-const REPLACED: &str = "replaced by the run of";
-
 /// How many recent scheduled times it lists.
 const RECENT_TIMES: usize = 20;
 
@@ -182,7 +178,7 @@ fn recent(history: &[RunRecord]) -> Vec<ScheduledTime> {
                 ),
                 RunOutcome::Success => ("ran", "ran and succeeded".to_owned()),
                 // Stopped for a newer run of its job (`overlap = "replace"`).
-                RunOutcome::Error if error.starts_with(REPLACED) => {
+                RunOutcome::Error if error.starts_with(super::main_loop::REPLACED) => {
                     ("replaced", format!("started, then stopped: {error}"))
                 }
                 RunOutcome::Error => (

@@ -480,7 +480,7 @@ impl Inner {
         match oldest {
             Some((_, place)) => {
                 place.stop.stop(format!(
-                    "replaced by the run of {} (overlap = replace)",
+                    "{REPLACED} {} (overlap = replace)",
                     scheduled_time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
                 ));
                 true
@@ -650,6 +650,11 @@ impl HeldRelease {
         (self.release, skipped, first)
     }
 }
+
+/// How the record of a run stopped for a newer one (`overlap = "replace"`) begins:
+/// "replaced by the run of T (overlap = replace)". Such a run is not retried, and
+/// `explain` calls it replaced.
+pub(crate) const REPLACED: &str = "replaced by the run of";
 
 /// The most fire times that came during one run recorded each on its own; past it
 /// the last record counts the rest.

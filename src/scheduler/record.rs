@@ -157,8 +157,11 @@ enum FollowUp {
 
 impl FollowUp {
     /// What `run`, the end of `held`, asks for (before `held` moves past the end).
-    fn after(held: &HeldRelease, run: &RunRecord) -> Option<FollowUp> {
+    /// A run stopped for a newer one (`overlap = "replace"`, `replaced`) did not fail:
+    /// the newer run is the one that counts, so it is not retried.
+    fn after(held: &HeldRelease, run: &RunRecord, replaced: bool) -> Option<FollowUp> {
         let failed = run.started_at.is_some()
+            && !replaced
             && matches!(run.outcome, RunOutcome::Error | RunOutcome::Timeout);
         let one_off = held.trigger.is_none() && held.release.next_run_time.is_none();
         let max_attempts = held.policy.as_ref().map_or(1, |policy| policy.max_attempts);
@@ -404,6 +407,7 @@ impl Unwritten {
                     release,
                     withdrawal,
                     catch_up_ran,
+                    stop,
                     ..
                 },
                 changed,
@@ -431,7 +435,8 @@ impl Unwritten {
                         let follow_up = if taken_back {
                             None
                         } else {
-                            FollowUp::after(&held, &record).or_else(|| {
+                            let replaced = stop.stopped_because().is_some();
+                            FollowUp::after(&held, &record, replaced).or_else(|| {
                                 (changed && one_off && record.started_at.is_some()).then_some(
                                     FollowUp::Finished {
                                         scheduled_time: record.scheduled_time,
