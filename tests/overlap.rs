@@ -383,3 +383,29 @@ async fn a_replaced_run_is_not_retried() {
     assert_eq!(job.next_run_time, Some(t0() + secs(100)));
     scheduler.shutdown(None).await;
 }
+
+/// Backfill obeys the policy too: under `queue`, a backfill asked while a run goes
+/// waits for it to end, then runs its times one after another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_under_queue_waits_for_the_running_run() {
+    let (scheduler, clock, started) = scheduler_with(Overlap::Queue, 100, 2_000).await;
+    step_to(&clock, t0() + ms(500), Duration::from_millis(50)).await;
+    let (count, _) = scheduler
+        .backfill_job("j", t0() + secs(100), t0() + secs(200))
+        .await
+        .unwrap();
+    assert_eq!(count, 2);
+    step_to(&clock, t0() + ms(1_500), Duration::from_millis(50)).await;
+    assert_eq!(started.lock().unwrap().len(), 1, "the backfill waits");
+    step_to(&clock, t0() + ms(6_500), Duration::from_millis(50)).await;
+    let runs = records(&scheduler, "j").await;
+    scheduler.shutdown(None).await;
+    assert_one_at_a_time(&runs);
+    let first = &runs[0];
+    let filled: Vec<&RunRecord> = runs[1..].iter().collect();
+    assert_eq!(filled.len(), 2, "{runs:#?}");
+    for run in filled {
+        assert_eq!(run.outcome, RunOutcome::Success, "{runs:#?}");
+        assert!(run.started_at.unwrap() >= first.finished_at, "{runs:#?}");
+    }
+}

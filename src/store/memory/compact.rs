@@ -597,6 +597,24 @@ mod tests {
     }
 
     #[test]
+    fn every_overlap_reads_back_the_same_and_skip_costs_no_box() {
+        let mut names = Names::default();
+        for overlap in [
+            crate::job::Overlap::Skip,
+            crate::job::Overlap::Queue,
+            crate::job::Overlap::Replace,
+        ] {
+            let mut job = job(Value::Null, "orders.cancel");
+            job.id = crate::job::generate_id();
+            job.misfire_grace_time = None;
+            job.overlap = overlap;
+            let stored = StoredJob::new(&job, &mut names).expect("room for names");
+            assert_eq!(stored.to_job(&names), job);
+            assert_eq!(stored.extra.is_none(), overlap.is_skip());
+        }
+    }
+
+    #[test]
     fn ids_of_every_form_read_back_the_same() {
         let generated = crate::job::generate_id();
         let cases: [(&str, IdForm); 12] = [
