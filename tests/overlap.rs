@@ -409,3 +409,81 @@ async fn a_backfill_under_queue_waits_for_the_running_run() {
         assert!(run.started_at.unwrap() >= first.finished_at, "{runs:#?}");
     }
 }
+
+/// In a cluster the slots are the store's: a run now through a node that runs nothing
+/// of the job waits for the run on the other node (found by its bounded back-off,
+/// docs/lifecycle.md), and under `replace` does not stop a run of another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_waits_for_a_run_on_another_node_and_replace_leaves_it_be() {
+    for overlap in [Overlap::Queue, Overlap::Replace] {
+        let clock = ManualClock::new(t0());
+        let (tasks, started) = slow_task(&clock, Duration::from_secs(5));
+        let store: Arc<dyn kairos::store::JobStore> = Arc::new(MemoryStore::new());
+        let node = |id: &str| {
+            Scheduler::builder()
+                .id(id)
+                .clock(clock.clone())
+                .store_shared("default", Arc::clone(&store))
+                .tasks(tasks.clone())
+                .build()
+        };
+        let (a, b) = (node("a"), node("b"));
+        let mut spec = JobSpec::new("slow", every(100)).with_id("j");
+        spec.options.overlap = Some(overlap);
+        a.add_job(spec).await.unwrap();
+        a.start();
+        step_to(&clock, t0() + ms(500), Duration::from_millis(50)).await;
+        assert_eq!(started.lock().unwrap().len(), 1, "node a runs the job");
+        b.start();
+        let waiting = b.run_job_now("j").await.unwrap();
+        step_to(&clock, t0() + ms(4_500), Duration::from_millis(50)).await;
+        assert_eq!(started.lock().unwrap().len(), 1, "{overlap}: b's run waits");
+        step_to(&clock, t0() + ms(12_000), Duration::from_millis(50)).await;
+        let runs = records(&a, "j").await;
+        a.shutdown(None).await;
+        b.shutdown(None).await;
+        assert_one_at_a_time(&runs);
+        let first = runs.iter().find(|run| run.scheduled_time == t0()).unwrap();
+        assert_eq!(first.outcome, RunOutcome::Success, "{overlap}: {runs:#?}");
+        let waited = runs.iter().find(|run| run.run_id == waiting).unwrap();
+        assert_eq!(waited.outcome, RunOutcome::Success, "{overlap}: {runs:#?}");
+        let late = waited.started_at.unwrap() - first.finished_at;
+        assert!(
+            late >= TimeDelta::zero() && late <= secs(5),
+            "{overlap}: found within the back-off: {runs:#?}"
+        );
+    }
+}
+
+/// Regression: a waiting run flushed this node's records before each claim, and the
+/// flush (with no record in it) woke the waiting runs again, so a run waiting for a run
+/// on another node claimed in a busy loop instead of on its back-off. With the clock
+/// standing still, it claims a bounded number of times, however long it waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_run_claims_on_its_back_off_not_in_a_busy_loop() {
+    let clock = ManualClock::new(t0());
+    let (tasks, _) = slow_task(&clock, Duration::from_secs(5));
+    let (store, faults) = common::FaultyStore::new();
+    let scheduler = Scheduler::builder()
+        .clock(clock.clone())
+        .store("default", store)
+        .tasks(tasks)
+        .build();
+    let mut spec = JobSpec::new("slow", every(100)).with_id("j");
+    spec.options.overlap = Some(Overlap::Queue);
+    scheduler.add_job(spec).await.unwrap();
+    scheduler.start();
+    step_to(&clock, t0() + ms(500), Duration::from_millis(50)).await;
+    scheduler.run_job_now("j").await.unwrap();
+    step_to(&clock, t0() + ms(600), Duration::from_millis(50)).await;
+    let before = faults.claim_calls.load(std::sync::atomic::Ordering::SeqCst);
+    // Real time passes, simulated time does not: nothing is due to claim again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = faults.claim_calls.load(std::sync::atomic::Ordering::SeqCst);
+    scheduler.shutdown(None).await;
+    assert!(
+        after - before <= 2,
+        "{} claims while the clock stood still",
+        after - before
+    );
+}

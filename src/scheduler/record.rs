@@ -388,7 +388,11 @@ impl Unwritten {
                 .collect()
         };
         // Runs waiting for a slot (`overlap`) claim again, after these are written.
-        inner.run_ended.notify_waiters();
+        // Only for records: a flush with nothing new (a waiting run's own, before each
+        // claim) must not wake the waiters, or they would claim without pause.
+        if !records.is_empty() {
+            inner.run_ended.notify_waiters();
+        }
         for (mut record, placed) in records.into_iter().zip(places) {
             // The attempt a held run was is its release's (set on the record below).
             let attempt = placed
