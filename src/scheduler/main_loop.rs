@@ -25,7 +25,7 @@
 //!   and `max_instances` is judged then, by the runs executing then (its instance
 //!   slot is claimed at its time, with the other runs due then).
 //! - **Held until they end** ([`HeldRelease`]): a one-off job, and a recurring job with
-//!   `max_instances = 1`, stay leased to this node until the run ends (the lease and
+//!   `max_instances = 1` that skips at its limit (`overlap = "skip"`), stay leased to this node until the run ends (the lease and
 //!   the instance slot renewed meanwhile, `renewal.rs`), and are written back with
 //!   the run's record. A node that dies first leaves them to its restarted successor
 //!   or to another node, which runs them again: at least once across a crash. A job
@@ -600,8 +600,10 @@ pub(crate) struct RunPlace {
 /// `docs/lifecycle.md`).
 ///
 /// Runs hold their job when nothing else of it can happen meanwhile: a one-off job
-/// (its trigger is finished), and a recurring job with `max_instances = 1`, whose next
-/// run could not start before this one ends anyway. Its fire times that come while the
+/// (its trigger is finished), and a recurring job with `max_instances = 1` that skips
+/// at its limit, whose next run could not start before this one ends anyway (one that
+/// queues or replaces is not held: its next run must be taken to wait or replace,
+/// docs/lifecycle.md "When the limit is reached"). Its fire times that come while the
 /// run executes are skipped when it ends (`max_instances`), and the job is written
 /// back at its first fire time after the end:
 ///

@@ -13,8 +13,10 @@
 //!   claims its instance slot at its time, not at hand-over, so a run it has not
 //!   started yet never counts against the limit (a run now through any node finds the
 //!   slot free); a run due at once whose job's previous run still held the slot claims
-//!   at its time too. Only a slot still taken then skips the run (once, as skipped).
-//!   Runs due at one instant claim in one store call ([`ClaimSlots`]).
+//!   at its time too. Only a slot still taken then skips the run (once, as skipped),
+//!   or, as the job's `overlap` says, makes it wait for a running run to end or stop
+//!   the oldest one first ([`RunStart::wait_for_slot`]). Runs due at one instant claim
+//!   in one store call ([`ClaimSlots`]).
 //!
 //! ```text
 //! every 2 s, each run 1.5 s, fire-ahead 1 s:
