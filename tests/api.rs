@@ -75,6 +75,9 @@ impl Api {
         tasks.register_fn("command", |_run: TaskRun| async {
             Ok::<String, TaskFailure>(String::new())
         });
+        tasks.register_fn("fail", |_run: TaskRun| async {
+            Err::<String, TaskFailure>(TaskFailure::new("the task failed on purpose"))
+        });
         let scheduler = Scheduler::builder()
             .clock(clock.clone())
             .tasks(tasks)
@@ -1191,6 +1194,111 @@ async fn the_overview_counts_coming_fires_and_recent_runs() {
     assert_eq!(overview.json["history_runs"], 1);
     assert_eq!(overview.json["scheduler_state"], "running");
     assert_eq!(overview.json["problems"], json!([]));
+}
+
+/// The overview counts jobs by state from the stores' counts, as the web page's header
+/// shows failed jobs: a failed one-off job counts as `failed`, as `?state=failed`
+/// lists it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_counts_jobs_by_state() {
+    let api = Api::open();
+    assert_eq!(
+        api.post("/api/v1/jobs", hourly("hourly")).await.status,
+        StatusCode::CREATED
+    );
+    let paused = json!({"id": "held", "task": "record", "paused": true,
+                        "trigger": {"type": "cron", "minute": 30}});
+    assert_eq!(
+        api.post("/api/v1/jobs", paused).await.status,
+        StatusCode::CREATED
+    );
+    // Due at once on the scheduler's clock, with no retry: one failed attempt and the
+    // job is kept as failed (docs/lifecycle.md, "Failed runs").
+    let failing = json!({"id": "broken-once", "task": "fail",
+                         "trigger": {"type": "date", "run_date": "2030-01-01T00:00:00Z"}});
+    assert_eq!(
+        api.post("/api/v1/jobs", failing).await.status,
+        StatusCode::CREATED
+    );
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let job = api.get("/api/v1/jobs/broken-once").await;
+        if job.json["state"] == "failed" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", job.json);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let overview = api.get("/api/v1/overview").await;
+    assert_eq!(overview.status, StatusCode::OK, "{}", overview.json);
+    assert_eq!(
+        overview.json["job_states"],
+        json!({"scheduled": 1, "paused": 1, "failed": 1})
+    );
+    assert_eq!(overview.json["jobs"], 3);
+    let listed = api.get("/api/v1/jobs?state=failed&limit=1").await;
+    assert_eq!(listed.json["total"], 1, "{}", listed.json);
+}
+
+/// A job with `expect_success_within` shows where it stands against its dead-man's
+/// switch (docs/alerts.md): not overdue inside its window, overdue once the window
+/// passes without a success, and back in time after a successful run — on its own
+/// page and in a page of the list. A job without the option shows nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_job_shows_overdue_once_its_window_passes_without_a_success() {
+    let api = Api::open();
+    let watched = json!({"id": "watched", "task": "record",
+                         "trigger": {"type": "cron", "minute": 30},
+                         "options": {"expect_success_within": "1m"}});
+    assert_eq!(
+        api.post("/api/v1/jobs", watched).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        api.post("/api/v1/jobs", hourly("unwatched")).await.status,
+        StatusCode::CREATED
+    );
+    let job = api.get("/api/v1/jobs/watched").await;
+    assert_eq!(
+        job.json["success_watch"],
+        json!({"last_success": null, "deadline": "2030-01-01T00:01:00Z", "overdue": false})
+    );
+    assert!(api
+        .get("/api/v1/jobs/unwatched")
+        .await
+        .json
+        .get("success_watch")
+        .is_none());
+
+    api.clock.advance(Duration::from_secs(90));
+    let job = api.get("/api/v1/jobs/watched").await;
+    assert_eq!(job.json["success_watch"]["overdue"], true, "{}", job.json);
+    let page = api.get("/api/v1/jobs?limit=10").await;
+    let shown: Vec<(Value, Value)> = page.json["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| (job["id"].clone(), job["success_watch"]["overdue"].clone()))
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            (json!("unwatched"), Value::Null),
+            (json!("watched"), json!(true))
+        ]
+    );
+
+    assert_eq!(
+        api.post("/api/v1/jobs/watched/run", json!({})).await.status,
+        StatusCode::ACCEPTED
+    );
+    wait_for_history(&api, "/api/v1/jobs/watched/runs").await;
+    let job = api.get("/api/v1/jobs/watched").await;
+    assert_eq!(
+        job.json["success_watch"],
+        json!({"last_success": "2030-01-01T00:01:30Z", "deadline": "2030-01-01T00:02:30Z",
+               "overdue": false})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -257,13 +257,10 @@ fn generate(seed: u64) -> Scenario {
         };
         let def = JobDef {
             trigger: trigger(&mut rng, at),
-            // A started run of a job that allows several runs at once is not run again
-            // after its node dies (docs/lifecycle.md, "Held until the run ends").
-            max_instances: if !kill && rng.u8(..3) == 0 {
-                rng.u32(2..=3)
-            } else {
-                1
-            },
+            // Kills included: a started run of a job that allows several at once is
+            // run again from its instance slot (docs/lifecycle.md, "Held until the
+            // run ends").
+            max_instances: if rng.u8(..3) == 0 { rng.u32(2..=3) } else { 1 },
             coalesce: rng.u8(..4) != 0,
             grace: (rng.u8(..4) == 0).then(|| rng.i64(1..=3) * 1000),
             work: work(&mut rng),

@@ -945,6 +945,102 @@ async fn node_stats_ride_on_the_heartbeat(harness: Harness) {
     assert_eq!(store.list_nodes().await.unwrap().len(), 1);
 }
 
+/// A slot that stands for run times (a run of a job allowing several at once, whose
+/// next run time was written when it became due) outlives its owner as an orphaned
+/// run: still counted by `max_instances`, taken once by one live node with its times
+/// and its job, and freed by that node's run; an orphan of a removed job is dropped.
+/// A run frees its own slot, not just any of its owner's.
+async fn orphaned_runs_are_taken_once_and_freed_by_their_run(harness: Harness) {
+    let store = &harness.store;
+    let (first, second) = (t0() + secs(10), t0() + secs(20));
+    let claim = |job_id: &str, run_times: Vec<DateTime<Utc>>| InstanceClaim {
+        job_id: job_id.to_owned(),
+        max_instances: 2,
+        run_times,
+    };
+    store
+        .add_job(job("a", Some(t0() + secs(30))))
+        .await
+        .unwrap();
+    store
+        .add_job(job("gone", Some(t0() + secs(30))))
+        .await
+        .unwrap();
+    store.register_node(node("dead", t0())).await.unwrap();
+    store.register_node(node("live", t0())).await.unwrap();
+    // "dead" runs a's times `first` and `second` in two slots, and a plain run of
+    // "gone"; the run of `first` ends, and frees its own slot.
+    let claimed = store
+        .claim_instances(
+            "dead",
+            &[
+                claim("a", vec![first]),
+                claim("a", vec![second]),
+                claim("gone", vec![first]),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed, [true, true, true]);
+    let mut ended = record("a", "r-first", first + secs(1));
+    ended.scheduled_time = first;
+    store
+        .finish_runs(
+            "dead",
+            vec![FinishedRun {
+                record: ended,
+                frees_instance: true,
+            }],
+        )
+        .await
+        .unwrap();
+    store.remove_job("gone").await.unwrap();
+    assert!(store.take_orphaned_runs("live").await.unwrap().is_empty());
+
+    // "dead" dies; a survivor reaps it.
+    assert!(store.heartbeat("live", t0() + secs(100)).await.unwrap());
+    let reaped = store
+        .reap_dead_nodes(t0() + secs(100), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(reaped, ["dead"]);
+    // The orphan still counts: a's limit of two leaves room for one more run only.
+    assert!(store.claim_instance("a", "other", 2).await.unwrap());
+    assert!(!store.claim_instance("a", "other", 2).await.unwrap());
+    store.release_instance("a", "other").await.unwrap();
+
+    let taken = store.take_orphaned_runs("live").await.unwrap();
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(taken[0].job.id, "a");
+    assert_eq!(
+        taken[0].run_times,
+        [second],
+        "the run still going, not the one that ended"
+    );
+    assert!(
+        store.take_orphaned_runs("other").await.unwrap().is_empty(),
+        "taken once"
+    );
+    // Now "live"'s slot: it counts, and its run frees it.
+    assert!(store.claim_instance("a", "other", 2).await.unwrap());
+    assert!(!store.claim_instance("a", "other", 2).await.unwrap());
+    let mut replayed = record("a", "r-second", second + secs(90));
+    replayed.scheduled_time = second;
+    store
+        .finish_runs(
+            "live",
+            vec![FinishedRun {
+                record: replayed,
+                frees_instance: true,
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(store.claim_instance("a", "other", 2).await.unwrap());
+    // The removed job's orphan is gone with it: its slot no longer counts.
+    assert!(store.claim_instance("gone", "other", 1).await.unwrap());
+}
+
 /// Membership: nodes register and beat; a survivor reaps a node
 /// whose heartbeat stopped, freeing its leases and slots at once, and the dead node's
 /// late release is fenced off.
@@ -1060,6 +1156,7 @@ async fn instances_are_claimed_and_finished_in_batches(harness: Harness) {
     let claim = |job_id: &str, max_instances: u32| InstanceClaim {
         job_id: job_id.to_owned(),
         max_instances,
+        run_times: Vec::new(),
     };
     // "a" allows two, asked three times in one batch; "b" is full (another scheduler).
     assert!(store.claim_instance("b", "two", 1).await.unwrap());
@@ -1735,6 +1832,7 @@ macro_rules! conformance {
                     an_expired_lease_makes_the_job_acquirable_again,
                     a_release_from_a_lost_lease_is_fenced_off,
                     a_dead_node_is_reaped_and_its_leases_and_slots_freed,
+                    orphaned_runs_are_taken_once_and_freed_by_their_run,
                     two_schedulers_acquiring_at_once_never_share_a_job,
                     max_instances_holds_across_schedulers,
                     instances_are_claimed_and_finished_in_batches,

@@ -2,8 +2,10 @@
 //! Chromium through Playwright's library against a real `kairos run` holding 100,000
 //! jobs in SQLite — find a job, pause and resume it, run it now and see the run arrive
 //! live, reschedule it with the preview, remove one with confirmation, the overview,
-//! a read-only token that cannot act, phone width — and saves screenshots to
-//! `target/ui-artifacts/`.
+//! a failed job (its badge, the header's count, its attempts, the explain panel, run
+//! again), a job's options, a read-only token that cannot act, phone width — and saves
+//! screenshots to `target/ui-artifacts/` (docs/web-page-jobs.png and
+//! docs/web-page-job.png are copies of `jobs-table.png` and `job-page.png`).
 //!
 //! Needs `node`, Chromium (`/usr/bin/chromium` or `KAIROS_CHROMIUM`) and
 //! `tests/ui/node_modules` (`npm ci --prefix tests/ui`; `.ci/run` installs all three).
@@ -16,10 +18,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use common::daemon::{temp_dir, write, Daemon};
+use kairos::clock::ManualClock;
 use kairos::job::JobSpec;
 use kairos::scheduler::Scheduler;
 use kairos::store::{self, OpenOptions};
@@ -30,6 +34,9 @@ const WRITE_TOKEN: &str = "ui-write-secret";
 const READ_TOKEN: &str = "ui-read-secret";
 /// Jobs seeded into the store before the daemon starts.
 const SEEDED: usize = 100_000;
+/// Jobs added besides: `overdue-job` (seeded), `target-job`, `remove-me`, `flaky-job`
+/// and `retrying-job` (through the API).
+const EXTRA: usize = 5;
 
 /// What the browser test needs, or why it cannot run.
 fn browser_tools(manifest: &Path) -> Result<PathBuf, String> {
@@ -60,7 +67,9 @@ async fn seed(database: &Path) {
     let store = store::open(&url, &OpenOptions::default())
         .await
         .expect("open the store");
-    let scheduler = Scheduler::builder().store_shared("default", store).build();
+    let scheduler = Scheduler::builder()
+        .store_shared("default", Arc::clone(&store))
+        .build();
     let first = Utc::now() + TimeDelta::hours(2);
     let mut added = 0;
     while added < SEEDED {
@@ -80,6 +89,28 @@ async fn seed(database: &Path) {
         added += batch.len();
         scheduler.add_jobs(batch).await.expect("add a batch");
     }
+    // A job whose dead-man's switch ran out before the daemon started: added on a clock
+    // two minutes behind, its watch began then, and its one-minute window has passed
+    // with no success (docs/alerts.md).
+    let behind = Scheduler::builder()
+        .clock(ManualClock::new(Utc::now() - TimeDelta::minutes(2)))
+        .store_shared("default", store)
+        .build();
+    let mut watched = JobSpec::new(
+        "command",
+        TriggerSpec::Date(DateSpec {
+            run_date: Some((Utc::now() + TimeDelta::days(30)).to_rfc3339()),
+            ..DateSpec::default()
+        }),
+    )
+    .with_id("overdue-job")
+    .with_name("Should have succeeded by now")
+    .with_args(json!({"argv": ["true"]}));
+    watched.options.expect_success_within = Some(Duration::from_secs(60));
+    behind
+        .add_jobs(vec![watched])
+        .await
+        .expect("add the watched job");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -155,6 +186,7 @@ allowed_tasks = ["command"]
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| manifest.join("target"));
+    add_failed_job(&client, &base).await;
     let artifacts = target.join("ui-artifacts");
     let output = tokio::time::timeout(
         Duration::from_secs(300),
@@ -165,7 +197,7 @@ allowed_tasks = ["command"]
             .env("KAIROS_UI_TOKEN", WRITE_TOKEN)
             .env("KAIROS_UI_READ_TOKEN", READ_TOKEN)
             .env("KAIROS_UI_ARTIFACTS", &artifacts)
-            .env("KAIROS_UI_TOTAL", (SEEDED + 2).to_string())
+            .env("KAIROS_UI_TOTAL", (SEEDED + EXTRA).to_string())
             .env("KAIROS_CHROMIUM", &chromium)
             .kill_on_drop(true)
             .output(),
@@ -190,15 +222,24 @@ allowed_tasks = ["command"]
     println!(
         "first page of the jobs table with {} jobs in SQLite: median {median} ms over {} loads \
          (screenshots in {})",
-        SEEDED + 2,
+        SEEDED + EXTRA,
         summary["first_page_ms"],
         artifacts.display()
+    );
+    println!(
+        "the header's failed count (GET /jobs?state=failed&limit=1): median {} ms of {}; \
+         GET /overview: median {} ms of {}",
+        summary["failed_count_median_ms"],
+        summary["failed_count_ms"],
+        summary["overview_median_ms"],
+        summary["overview_ms"]
     );
     for screenshot in [
         "jobs-table.png",
         "job-page.png",
         "overview.png",
         "phone-jobs.png",
+        "failed-job.png",
     ] {
         assert!(
             artifacts.join(screenshot).exists(),
@@ -206,6 +247,80 @@ allowed_tasks = ["command"]
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Adds `flaky-job`, a one-off command that fails with two attempts, and
+/// `retrying-job`, one whose second attempt waits an hour, and waits until the daemon
+/// keeps the first as `failed` and has the second's retry pending (docs/lifecycle.md,
+/// "Failed runs"), so the page has both to show.
+async fn add_failed_job(client: &reqwest::Client, base: &str) {
+    for (id, name, retry) in [
+        (
+            "flaky-job",
+            "Fails twice",
+            json!({"max_attempts": 2, "initial_delay": "100ms", "max_delay": "200ms"}),
+        ),
+        (
+            "retrying-job",
+            "Fails, tries again in an hour",
+            json!({"max_attempts": 3, "initial_delay": "1h", "max_delay": "1h"}),
+        ),
+    ] {
+        let response = client
+            .post(format!("{base}/api/v1/jobs"))
+            .bearer_auth(WRITE_TOKEN)
+            .header("content-type", "application/json")
+            .body(
+                json!({
+                    "id": id,
+                    "name": name,
+                    "task": "command",
+                    "args": {"argv": ["sh", "-c", format!("echo {id} broke >&2; exit 3")]},
+                    "trigger": {"type": "date", "delay": "1s"},
+                    "options": {"retry": retry},
+                })
+                .to_string(),
+            )
+            .send()
+            .await
+            .expect("the daemon answers");
+        assert_eq!(response.status(), 201, "{:?}", response.text().await);
+    }
+    wait_for_job(client, base, "flaky-job", |job| job["state"] == "failed").await;
+    wait_for_job(client, base, "retrying-job", |job| {
+        job["retrying"]["attempt"] == 2
+    })
+    .await;
+}
+
+/// Waits (at most 30 s) until job `id` is as `ready` wants it.
+async fn wait_for_job(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = client
+            .get(format!("{base}/api/v1/jobs/{id}"))
+            .bearer_auth(WRITE_TOKEN)
+            .send()
+            .await
+            .expect("the daemon answers")
+            .text()
+            .await
+            .expect("a body");
+        let job: serde_json::Value = serde_json::from_str(&body).expect("a job");
+        if ready(&job) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} never got there: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn tail(text: &str, lines: usize) -> String {

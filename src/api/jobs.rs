@@ -173,7 +173,7 @@ struct ListQuery {
     /// Text in the id or name, ignoring case.
     #[serde(default)]
     q: Option<String>,
-    /// `scheduled` or `paused`.
+    /// `scheduled`, `paused`, or `failed` / `broken` (both list the jobs set aside).
     #[serde(default)]
     state: Option<String>,
     #[serde(default)]
@@ -296,7 +296,13 @@ async fn list_jobs(
         .await?;
     let mut jobs = Vec::with_capacity(listed.jobs.len());
     for (store, job) in listed.jobs {
-        let mut view = JobView::from(&job).in_store(store).redacted_if(hide);
+        // One read of the last success per watched job of the page (none for the
+        // others): the list marks overdue jobs (docs/alerts.md).
+        let watch = state.scheduler.success_watch(&store, &job).await?;
+        let mut view = JobView::from(&job)
+            .in_store(store)
+            .with_success_watch(watch)
+            .redacted_if(hide);
         if query.last_run == Some(true) {
             let latest = state.scheduler.runs(Some(&job.id), 1).await?;
             view = view.with_last_run(latest.first());
@@ -537,8 +543,10 @@ async fn get_job(
         .locate_job(&id)
         .await?
         .ok_or_else(|| ApiError::job_not_found(&id))?;
+    let watch = state.scheduler.success_watch(&store, &job).await?;
     let view = JobView::from(&job)
         .in_store(store)
+        .with_success_watch(watch)
         .redacted_if(read_only(grant.as_ref()));
     Ok(with_etag(&job, view))
 }

@@ -263,7 +263,7 @@ pub(crate) fn document() -> Value {
         "/jobs/{id}/explain": {"get": operation("Why a job's next run is when it is, and what became of its recent times", &[job_id()], None,
             ok("One sentence, then the details.", json!({"type": "object", "properties": {
                 "job_id": {"type": "string"}, "summary": {"type": "string"},
-                "state": {"type": "string", "enum": ["scheduled", "paused", "failed"]},
+                "state": {"type": "string", "enum": ["scheduled", "paused", "failed", "broken"]},
                 "next_run_time": {"type": ["string", "null"], "format": "date-time"},
                 "next_run_reason": {"type": "string", "enum": ["trigger", "retry_wait", "paused", "failed", "running", "overdue", "finished"]},
                 "recent": {"type": "array", "items": {"type": "object", "properties": {
@@ -304,6 +304,8 @@ pub(crate) fn document() -> Value {
             ok("What the web page's overview charts.", json!({"type": "object", "properties": {
                 "now": {"type": "string", "format": "date-time"}, "scheduler_state": {"type": "string"},
                 "jobs": {"type": "integer"},
+                "job_states": {"type": "object", "description": "Jobs by state, as the stores count them; failed counts broken jobs too (as GET /jobs?state=failed lists them).",
+                    "properties": {"scheduled": {"type": "integer"}, "paused": {"type": "integer"}, "failed": {"type": "integer"}}},
                 "history_runs": {"type": ["integer", "null"], "description": "How many run records the stores hold."},
                 "upcoming": {"type": "object", "properties": {"from": {"type": "string"},
                     "hourly": {"type": "array", "items": {"type": "integer"}}, "truncated": {"type": "boolean"}}},
@@ -582,7 +584,21 @@ fn schemas() -> Value {
                 // Named, not inline: a generator names an inline `options` of `Job`
                 // `JobOptions` and then fails on the request schema of that name.
                 "options": schema("JobOptionsView"),
+                "state": {"type": "string", "enum": ["scheduled", "paused", "failed", "broken"],
+                    "description": "failed: a one-off job whose attempts were used up; broken: set aside, its trigger could not be computed."},
                 "paused": {"type": "boolean"},
+                "retrying": {"type": "object", "description": "A failed run waiting for its next attempt.", "properties": {
+                    "scheduled_time": {"type": "string", "format": "date-time"}, "attempt": {"type": "integer"}}},
+                "failure": {"type": "object", "description": "Why a failed job failed.", "properties": {
+                    "scheduled_time": {"type": "string", "format": "date-time"}, "attempts": {"type": "integer"},
+                    "at": {"type": "string", "format": "date-time"}, "error": {"type": "string"}}},
+                "broken": {"type": "string", "description": "Why a broken job was set aside."},
+                "success_watch": {"type": "object",
+                    "description": "A job with expect_success_within against it, in GET /jobs/{id} and in pages of GET /jobs.",
+                    "properties": {
+                        "last_success": {"type": ["string", "null"], "format": "date-time"},
+                        "deadline": {"type": "string", "format": "date-time", "description": "When it is, or became, overdue."},
+                        "overdue": {"type": "boolean"}}},
                 "next_run_time": {"type": ["string", "null"], "format": "date-time"},
                 "from_config": {"type": "boolean", "readOnly": true},
             },
@@ -594,6 +610,9 @@ fn schemas() -> Value {
                 "misfire_grace_time": {"type": ["string", "null"]}, "coalesce": {"type": "boolean"},
                 "max_instances": {"type": "integer"}, "jitter": {"type": ["string", "null"]},
                 "overlap": {"type": "string", "enum": ["skip", "queue", "replace"]},
+                "retry": {"type": ["object", "null"], "description": "How failed runs are retried; null: they are not.", "properties": {
+                    "max_attempts": {"type": "integer"}, "initial_delay": {"type": "string"},
+                    "multiplier": {"type": "number"}, "max_delay": {"type": "string"}}},
                 "expect_success_within": {"type": ["string", "null"]},
             },
         },

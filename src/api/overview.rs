@@ -17,7 +17,7 @@ use super::view::rfc3339;
 use super::{AppState, Routes, Verb};
 use crate::history::{RunOutcome, RunRecord};
 use crate::scheduler::{ClusterNode, ConfigState};
-use crate::store::JobQuery;
+use crate::store::{JobCounts, JobQuery};
 use crate::trigger::Budget;
 
 /// How many of the earliest scheduled jobs the timeline expands.
@@ -42,6 +42,8 @@ struct Overview {
     now: String,
     scheduler_state: &'static str,
     jobs: u64,
+    /// How many jobs are in each state, as the stores count them (no job is read).
+    job_states: JobStates,
     /// How many run records the stores hold; `None` when they cannot be counted now
     /// (the rest of the page still shows).
     history_runs: Option<u64>,
@@ -52,6 +54,27 @@ struct Overview {
     /// The config generation the store holds against this node's config; `None` when
     /// it cannot be read (the rest of the page still shows).
     config: Option<ConfigView>,
+}
+
+/// Jobs by state: what the page's header counts (failed jobs) and the overview shows.
+#[derive(Serialize)]
+struct JobStates {
+    /// With a next run time.
+    scheduled: u64,
+    paused: u64,
+    /// Set aside: failed one-off jobs and broken jobs, as `GET /jobs?state=failed`
+    /// lists them.
+    failed: u64,
+}
+
+impl From<JobCounts> for JobStates {
+    fn from(counts: JobCounts) -> JobStates {
+        JobStates {
+            scheduled: counts.pending,
+            paused: counts.paused,
+            failed: counts.failed,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -111,6 +134,7 @@ async fn overview(State(state): State<AppState>) -> Result<axum::Json<Overview>,
         now: rfc3339(now),
         scheduler_state: super::scheduler::state_name(scheduler.state()),
         jobs: scheduler.count_jobs().await?,
+        job_states: scheduler.count_job_states().await?.into(),
         history_runs: scheduler.count_runs().await.ok(),
         upcoming,
         runs,

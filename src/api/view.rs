@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::history::RunRecord;
 use crate::job::Job;
+use crate::scheduler::SuccessWatchState;
 use crate::trigger::words::spec_to_words;
 use crate::trigger::TriggerSpec;
 
@@ -28,7 +29,8 @@ pub(crate) struct JobView {
     trigger_words: String,
     executor: String,
     options: OptionsView,
-    /// `scheduled`, `paused` or `failed` (a one-off job whose attempts were used up).
+    /// `scheduled`, `paused`, `failed` (a one-off job whose attempts were used up) or
+    /// `broken` (set aside: its trigger could not be computed).
     state: &'static str,
     paused: bool,
     /// A failed run waiting for its next attempt (the next run time).
@@ -50,6 +52,21 @@ pub(crate) struct JobView {
     /// The job's latest run, where the request asked for it (`null`: none yet).
     #[serde(skip_serializing_if = "Option::is_none")]
     last_run: Option<Option<LastRun>>,
+    /// Where a job with `expect_success_within` stands against it (docs/alerts.md),
+    /// where the answer computed it (one job, a page of jobs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    success_watch: Option<SuccessWatchView>,
+}
+
+/// A watched job against its dead-man's switch: what the web page marks overdue.
+#[derive(Debug, Serialize)]
+pub(crate) struct SuccessWatchView {
+    /// When its last successful run ended; `null`: none in its run history.
+    last_success: Option<String>,
+    /// When it is, or became, overdue.
+    deadline: String,
+    /// The deadline has passed: the switch raises (or has raised) `overdue`.
+    overdue: bool,
 }
 
 /// How a job's latest run ended: what a jobs table shows.
@@ -73,6 +90,17 @@ impl JobView {
     /// The view, saying which store holds the job.
     pub(crate) fn in_store(mut self, jobstore: String) -> JobView {
         self.jobstore = Some(jobstore);
+        self
+    }
+
+    /// The view with where the job stands against its `expect_success_within`
+    /// (`None`: it has none).
+    pub(crate) fn with_success_watch(mut self, watch: Option<SuccessWatchState>) -> JobView {
+        self.success_watch = watch.map(|watch| SuccessWatchView {
+            last_success: watch.last_success.map(rfc3339),
+            deadline: rfc3339(watch.deadline),
+            overdue: watch.overdue,
+        });
         self
     }
 
@@ -175,6 +203,7 @@ impl From<&Job> for JobView {
             from_config: job.is_from_config(),
             jobstore: None,
             last_run: None,
+            success_watch: None,
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::history::RunRecord;
 use crate::job::Job;
 use crate::store::{
     ConfigGeneration, FinishedRun, InstanceClaim, JobCounts, JobPage, JobQuery, JobSchedule,
-    JobStore, NodeInfo, Release, RunLimits, StoreError, StoreErrorKind, WakeUp,
+    JobStore, NodeInfo, OrphanedRun, Release, RunLimits, StoreError, StoreErrorKind, WakeUp,
 };
 
 /// One [`JobStore`] method, as the `operation` label names it.
@@ -73,6 +73,8 @@ pub enum StoreOperation {
     FinishRuns,
     /// `JobStore::recover_owner`.
     RecoverOwner,
+    /// `JobStore::take_orphaned_runs`.
+    TakeOrphanedRuns,
     /// `JobStore::register_node`.
     RegisterNode,
     /// `JobStore::heartbeat`.
@@ -107,7 +109,7 @@ pub enum StoreOperation {
 
 impl StoreOperation {
     /// Every operation, in declaration order.
-    pub const ALL: [StoreOperation; 38] = [
+    pub const ALL: [StoreOperation; 39] = [
         StoreOperation::AddJob,
         StoreOperation::AddJobs,
         StoreOperation::ReplaceJob,
@@ -131,6 +133,7 @@ impl StoreOperation {
         StoreOperation::RenewHoldings,
         StoreOperation::FinishRuns,
         StoreOperation::RecoverOwner,
+        StoreOperation::TakeOrphanedRuns,
         StoreOperation::RegisterNode,
         StoreOperation::Heartbeat,
         StoreOperation::HeartbeatNode,
@@ -174,6 +177,7 @@ impl StoreOperation {
             StoreOperation::RenewHoldings => "renew_holdings",
             StoreOperation::FinishRuns => "finish_runs",
             StoreOperation::RecoverOwner => "recover_owner",
+            StoreOperation::TakeOrphanedRuns => "take_orphaned_runs",
             StoreOperation::RegisterNode => "register_node",
             StoreOperation::Heartbeat => "heartbeat",
             StoreOperation::HeartbeatNode => "heartbeat_node",
@@ -506,6 +510,17 @@ impl JobStore for InstrumentedStore {
         let started = Instant::now();
         let result = self.inner.recover_owner(owner).await;
         self.observe(StoreOperation::RecoverOwner, started, result.as_ref().err());
+        result
+    }
+
+    async fn take_orphaned_runs(&self, owner: &str) -> Result<Vec<OrphanedRun>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.take_orphaned_runs(owner).await;
+        self.observe(
+            StoreOperation::TakeOrphanedRuns,
+            started,
+            result.as_ref().err(),
+        );
         result
     }
 

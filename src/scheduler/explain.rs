@@ -24,7 +24,7 @@ pub struct Explanation {
     pub job_id: String,
     /// One sentence: where the job stands and why.
     pub summary: String,
-    /// `scheduled`, `paused` or `failed`.
+    /// `scheduled`, `paused`, `failed` or `broken` (as the job view names it).
     pub state: &'static str,
     /// Its next run time, if it has one.
     pub next_run_time: Option<DateTime<Utc>>,

@@ -19,6 +19,18 @@ use crate::store::{JobQuery, StoreError};
 use crate::task::TaskRun;
 use crate::trigger::{Trigger, TriggerSpec};
 
+/// A watched job against its `expect_success_within` ([`Scheduler::success_watch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SuccessWatchState {
+    /// When its last successful run ended, if its run history holds one.
+    pub last_success: Option<DateTime<Utc>>,
+    /// When it is (or became) overdue: the last success, or the start of the watch if
+    /// none since, plus the window.
+    pub deadline: DateTime<Utc>,
+    /// Whether the deadline has passed.
+    pub overdue: bool,
+}
+
 /// A page of jobs as [`Scheduler::list_jobs`] gives it.
 #[derive(Debug, Default)]
 pub struct ListedJobs {
@@ -575,6 +587,28 @@ impl Scheduler {
             counts = counts.plus(store.count_job_states().await?);
         }
         Ok(counts)
+    }
+
+    /// Where `job`, held in store `jobstore`, stands against its dead-man's switch
+    /// (`expect_success_within`, docs/alerts.md): its last success, the deadline that
+    /// gives, and whether the deadline has passed on the scheduler's clock — what the
+    /// switch judges when it raises `overdue`. `None` for a job without the option, at
+    /// no cost; otherwise one read of the job's last success.
+    pub async fn success_watch(
+        &self,
+        jobstore: &str,
+        job: &Job,
+    ) -> Result<Option<SuccessWatchState>, SchedulerError> {
+        let Some(watch) = &job.expect_success else {
+            return Ok(None);
+        };
+        let last_success = self.inner.store(jobstore)?.last_success(&job.id).await?;
+        let deadline = watch.deadline(last_success);
+        Ok(Some(SuccessWatchState {
+            last_success,
+            deadline,
+            overdue: self.inner.clock.now() >= deadline,
+        }))
     }
 
     /// Sets the metrics' gauges of state (jobs by state, the scheduler's state,

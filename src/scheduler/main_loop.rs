@@ -25,13 +25,15 @@
 //!   and `max_instances` is judged then, by the runs executing then (its instance
 //!   slot is claimed at its time, with the other runs due then).
 //! - **Held until they end** ([`HeldRelease`]): a one-off job, and a recurring job with
-//!   `max_instances = 1` that skips at its limit (`overlap = "skip"`), stay leased to this node until the run ends (the lease and
-//!   the instance slot renewed meanwhile, `renewal.rs`), and are written back with
-//!   the run's record. A node that dies first leaves them to its restarted successor
-//!   or to another node, which runs them again: at least once across a crash. A job
-//!   that allows several runs at once is written back when its run is due
-//!   ([`Deferred`]), so its next run can be taken while this one goes; a run of it
-//!   that had started on a node that died is not repeated.
+//!   `max_instances = 1` that skips at its limit (`overlap = "skip"`), stay leased to
+//!   this node until the run ends (the lease and the instance slot renewed meanwhile,
+//!   `renewal.rs`), and are written back with the run's record. A node that dies first
+//!   leaves them to its restarted successor or to another node, which runs them again:
+//!   at least once across a crash. A job that allows several runs at once, or queues or
+//!   replaces its runs (`overlap`), is written back when its run is due
+//!   ([`Deferred`]), so its next run can be taken while this one goes; its instance
+//!   slot carries the run's times, and a node that dies during the run leaves it as
+//!   an orphaned run, which a live node runs again ([`replay_orphaned_runs`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,6 +106,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     // reach at start would otherwise leave that run's jobs leased to this id until
     // their leases ran out, although this node is the one that should take them.
     let mut unrecovered: Vec<String> = inner.stores.keys().cloned().collect();
+    inner.lock().unrecovered = unrecovered.iter().cloned().collect();
     recover_earlier_run(&inner, &mut unrecovered).await;
     // Other nodes' changes, pushed by the stores that can (PostgreSQL, Redis).
     let listeners: Vec<tokio::task::JoinHandle<()>> = inner
@@ -124,6 +127,12 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             SchedulerState::Running => {
                 if !unrecovered.is_empty() {
                     recover_earlier_run(&inner, &mut unrecovered).await;
+                }
+                let orphan_stores = std::mem::take(&mut inner.lock().orphans_to_take);
+                for name in orphan_stores {
+                    if !replay_orphaned_runs(&inner, &name).await {
+                        inner.lock().orphans_to_take.insert(name);
+                    }
                 }
                 // During a pass the loop has no deadline, so a job added or changed
                 // meanwhile always leaves a wake-up behind.
@@ -216,14 +225,19 @@ async fn recover_earlier_run(inner: &Inner, unrecovered: &mut Vec<String>) {
             continue;
         };
         match store.recover_owner(&inner.id).await {
-            Ok(0) => {}
             Ok(freed) => {
-                tracing::info!(
-                    jobstore = name,
-                    scheduler_id = inner.id,
-                    freed,
-                    "freed the leases and instance slots an earlier run of this scheduler left"
-                );
+                if freed > 0 {
+                    tracing::info!(
+                        jobstore = name,
+                        scheduler_id = inner.id,
+                        freed,
+                        "freed the leases and instance slots an earlier run of this scheduler left"
+                    );
+                }
+                // Its runs of jobs that allow several at once are run again.
+                let mut mutable = inner.lock();
+                mutable.unrecovered.remove(&name);
+                mutable.orphans_to_take.insert(name);
             }
             Err(error) => {
                 tracing::warn!(jobstore = name, %error, "could not free leases left by an earlier run; will retry");
@@ -232,6 +246,69 @@ async fn recover_earlier_run(inner: &Inner, unrecovered: &mut Vec<String>) {
         }
     }
     *unrecovered = left;
+}
+
+/// Takes the orphaned runs of the store `name` ([`JobStore::take_orphaned_runs`]: runs
+/// of jobs that allow several at once whose node died while they went) and runs them
+/// again here, now, each in the instance slot it held: at least once across a crash
+/// (`docs/lifecycle.md`, "Held until the run ends"). A job paused since has them
+/// recorded as skipped instead: a pause wins over a run not yet done, as it does over
+/// a pending retry. Whether the store answered.
+pub(super) async fn replay_orphaned_runs(inner: &Inner, name: &str) -> bool {
+    let Some(store) = inner.stores.get(name).cloned() else {
+        return true;
+    };
+    let orphans = match store.take_orphaned_runs(&inner.id).await {
+        Ok(orphans) => orphans,
+        Err(error) => {
+            tracing::warn!(jobstore = name, %error, "could not take the runs of dead nodes; will retry");
+            return false;
+        }
+    };
+    for orphan in orphans {
+        let job = &orphan.job;
+        let (Some(&first), now) = (orphan.run_times.first(), inner.clock.now()) else {
+            continue;
+        };
+        if job.paused {
+            if let Err(error) = store.release_instance(&job.id, &inner.id).await {
+                tracing::warn!(job_id = job.id, %error, "could not free the instance slot of a dead node's run");
+            }
+            record_unstarted(
+                inner,
+                name,
+                job,
+                first,
+                now,
+                RunOutcome::Skipped,
+                "its node died while it ran, and the job is paused since".to_owned(),
+            )
+            .await;
+            continue;
+        }
+        tracing::warn!(
+            jobstore = name,
+            job_id = job.id,
+            scheduled_time = %first,
+            runs = orphan.run_times.len(),
+            "running again a run whose node died while it went"
+        );
+        hand_over(
+            inner,
+            name,
+            store.as_ref(),
+            job,
+            &orphan.run_times,
+            now,
+            HandOver {
+                final_release: None,
+                slot_claimed: true,
+                released_next: job.next_run_time,
+            },
+        )
+        .await;
+    }
+    true
 }
 
 /// Turns a store's wake-ups ([`JobStore::wake_ups`]) into wake-ups of the loop: a
@@ -833,6 +910,7 @@ async fn hand_over_due_runs(
         .map(|(due, _)| InstanceClaim {
             job_id: due.job.id.clone(),
             max_instances: due.job.max_instances,
+            run_times: slot_run_times(due.final_release.is_none(), &due.run_times),
         })
         .collect();
     let claimed = if claims.is_empty() {
@@ -869,6 +947,22 @@ async fn hand_over_due_runs(
         }
     }
     Ok(handed)
+}
+
+/// The run times an instance slot carries ([`InstanceClaim::run_times`]): those of a
+/// job written back when its run is due (`written_back`), which nothing else in the
+/// store remembers once the run has started. A node that dies during such a run leaves
+/// them as an orphaned run, run again elsewhere ([`replay_orphaned_runs`]); a job its
+/// runs hold stays at the run's time instead, and needs none.
+pub(super) fn slot_run_times(
+    written_back: bool,
+    run_times: &[DateTime<Utc>],
+) -> Vec<DateTime<Utc>> {
+    if written_back {
+        run_times.to_vec()
+    } else {
+        Vec::new()
+    }
 }
 
 /// What [`hand_over_due_runs`] handed over that changes when the batch's releases are
@@ -1021,6 +1115,13 @@ pub(crate) async fn submit_runs(
         .stores
         .get(jobstore)
         .ok_or_else(|| StoreError::NotFound(jobstore.to_owned()))?;
+    if inner.lock().unrecovered.contains(jobstore) {
+        // A slot claimed now would be freed by the recovery still to come, and the
+        // limit broken (`docs/lifecycle.md`, "Node identity").
+        return Err(StoreError::unavailable(format!(
+            "the instance slots an earlier run of this scheduler left in {jobstore:?} are not freed yet"
+        )));
+    }
     let limit = if force { u32::MAX } else { job.max_instances };
     // A run of the job already waiting for a slot here goes first (`overlap`).
     let claimed = if !force && job.overlap != Overlap::Skip && inner.has_waiting_run(&job.id) {
@@ -1158,6 +1259,7 @@ async fn hand_over(
                     }),
                     confirm_schedule: early,
                     slot_claimed: how.slot_claimed,
+                    run_times: slot_run_times(how.final_release.is_none(), scheduled_times),
                     withdrawal: submission.withdrawal.clone(),
                     first_run_id: run_ids.first().cloned().unwrap_or_default(),
                     last_run_id: run_ids.last().cloned().unwrap_or_default(),

@@ -196,6 +196,10 @@ async fn beat(
         }
         match store.reap_dead_nodes(now, membership.node_timeout).await {
             Ok(reaped) => {
+                // The runs of dead nodes that nothing else would run again: taken by
+                // the loop's next pass, this beat's reaps' and any a reaper that
+                // died before taking them left (`main_loop::replay_orphaned_runs`).
+                inner.lock().orphans_to_take.insert(name.clone());
                 for node_id in &reaped {
                     tracing::warn!(
                         jobstore = name,

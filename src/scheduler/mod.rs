@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 pub use self::event::Event;
 pub use self::explain::{Explanation, ScheduledTime};
 pub use self::generation::{describe_claim, ConfigState, Standing};
-pub use self::jobs::{ListedJobs, MAX_BACKFILL};
+pub use self::jobs::{ListedJobs, SuccessWatchState, MAX_BACKFILL};
 pub use self::membership::{host_name, ClusterNode, Membership};
 pub use self::record::MAX_UNWRITTEN_RUNS;
 pub use self::zones::ZoneRulesReload;
@@ -252,9 +252,15 @@ impl SchedulerBuilder {
         self
     }
 
-    /// The id this scheduler uses for leases (a node id in a cluster).
+    /// The id this scheduler uses for leases (a node id in a cluster). A blank id is
+    /// ignored and the default (`kairos-<pid>`) kept: the stores mark the slots of
+    /// orphaned runs with the empty owner (`docs/lifecycle.md`), and `kairos check`
+    /// refuses a blank `node_id` for the same reason.
     pub fn id(mut self, id: impl Into<String>) -> SchedulerBuilder {
-        self.id = id.into();
+        let id = id.into();
+        if !id.trim().is_empty() {
+            self.id = id;
+        }
         self
     }
 
@@ -433,6 +439,8 @@ impl SchedulerBuilder {
                     run_stores: hashbrown::HashMap::new(),
                     pending_releases: HashMap::new(),
                     deferred_releases: HashMap::new(),
+                    orphans_to_take: std::collections::BTreeSet::new(),
+                    unrecovered: std::collections::BTreeSet::new(),
                     random: fastrand::Rng::new(),
                     lateness: membership::LatenessWindow::default(),
                 }),
@@ -529,6 +537,14 @@ struct Mutable {
     /// Releases of runs handed over ahead of their time, by store, written when the
     /// runs are due (`main_loop::Deferred`).
     deferred_releases: HashMap<String, Vec<main_loop::Deferred>>,
+    /// Stores that may hold orphaned runs for this node to take
+    /// (`main_loop::replay_orphaned_runs`): marked after a recovery and at each
+    /// heartbeat, taken by the loop's next pass while the scheduler runs.
+    orphans_to_take: std::collections::BTreeSet<String>,
+    /// Stores in which what an earlier run of this scheduler left (same id) is not
+    /// freed yet (`JobStore::recover_owner`): nothing may claim a lease or a slot in
+    /// them until it is, or the recovery would free that too (`main_loop::run`).
+    unrecovered: std::collections::BTreeSet<String>,
     random: fastrand::Rng,
     /// How late the runs that ended since the last heartbeat started (the node's
     /// stats, `membership.rs`).

@@ -66,6 +66,8 @@ pub(crate) struct RunStart {
     /// Whether it holds its instance slot (claimed at hand-over, for a run due then);
     /// otherwise it claims one at its time.
     pub(crate) slot_claimed: bool,
+    /// What the slot claimed at its time carries ([`InstanceClaim::run_times`]).
+    pub(crate) run_times: Vec<DateTime<Utc>>,
     /// The submission's withdrawal: set here when the store shows the job changed, so
     /// the run's end writes back as for a run taken back locally.
     pub(crate) withdrawal: Withdrawal,
@@ -188,16 +190,18 @@ impl RunStart {
         let claim = InstanceClaim {
             job_id: self.job_id.clone(),
             max_instances: self.max_instances,
+            run_times: self.run_times.clone(),
         };
         let mut claimed = inner
             .slot_claims
-            .ask(store, &self.jobstore, &inner.id, claim)
+            .ask(store, &self.jobstore, &inner.id, claim.clone())
             .await;
         if matches!(claimed, Ok(false)) {
             inner.flush_finished_runs().await;
             claimed = store
-                .claim_instance(&self.job_id, &inner.id, self.max_instances)
-                .await;
+                .claim_instances(&inner.id, std::slice::from_ref(&claim))
+                .await
+                .map(|claimed| claimed.first().copied().unwrap_or(false));
         }
         let claimed = match claimed {
             Ok(claimed) => claimed,
@@ -283,9 +287,17 @@ impl RunStart {
             }
             // The records of this node's ended runs free their slots when written.
             inner.flush_finished_runs().await;
+            // With the run's times, as at its time: the slot carries them for a job
+            // written back when its run was due (an orphaned run if this node dies).
+            let claim = InstanceClaim {
+                job_id: self.job_id.clone(),
+                max_instances: self.max_instances,
+                run_times: self.run_times.clone(),
+            };
             match store
-                .claim_instance(&self.job_id, &inner.id, self.max_instances)
+                .claim_instances(&inner.id, std::slice::from_ref(&claim))
                 .await
+                .map(|claimed| claimed.first().copied().unwrap_or(false))
             {
                 Ok(true) => {
                     if let Some(place) = inner.lock().run_stores.get_mut(&self.last_run_id) {

@@ -26,8 +26,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use self::compact::{Names, StoredJob};
 use self::tables::{InsertError, JobTable, SlotNumber};
 use super::{
-    ConfigGeneration, FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, RunLimits,
-    StoreError,
+    ConfigGeneration, FinishedRun, InstanceClaim, JobStore, NodeInfo, OrphanedRun, Release,
+    RunLimits, StoreError,
 };
 use crate::history::{RunOutcome, RunRecord};
 use crate::job::Job;
@@ -54,9 +54,9 @@ struct State {
     /// Acquired jobs by lease expiry: (expiry, slot). Ties need no order: every lease
     /// that ran out goes back to the due index, which orders them.
     leases: BTreeSet<(DateTime<Utc>, SlotNumber)>,
-    /// The owners of each job's running instances, one entry per instance (so a
+    /// The holders of each job's running instances, one entry per instance (so a
     /// scheduler only ever frees its own).
-    instances: HashMap<Arc<str>, Vec<Arc<str>>>,
+    instances: HashMap<Arc<str>, Vec<InstanceSlot>>,
     runs: VecDeque<RunRecord>,
     next_revision: u64,
     /// The membership: a memory store is never shared, but the scheduler registers
@@ -66,6 +66,22 @@ struct State {
     configs: Vec<ConfigGeneration>,
     /// Alert keys claimed ([`JobStore::claim_alert`]), with when each claim ends.
     alert_claims: HashMap<String, DateTime<Utc>>,
+}
+
+/// One running instance of a job ([`JobStore::claim_instances`]).
+#[derive(Debug)]
+struct InstanceSlot {
+    /// The scheduler that runs it; `None` once it is an orphaned run, whose owner died
+    /// and which waits for [`JobStore::take_orphaned_runs`].
+    owner: Option<Arc<str>>,
+    /// [`InstanceClaim::run_times`]: empty for a run whose job stays leased.
+    run_times: Vec<DateTime<Utc>>,
+}
+
+impl InstanceSlot {
+    fn is_held_by(&self, owner: &str) -> bool {
+        self.owner.as_deref() == Some(owner)
+    }
 }
 
 /// Who acquired a job last, until a release, a recovery or a reap ends it.
@@ -264,32 +280,48 @@ impl State {
     }
 
     /// Takes one of `job_id`'s `max_instances` slots for `owner`, if one is free.
-    fn claim_slot(&mut self, job_id: &str, owner: &Arc<str>, max_instances: u32) -> bool {
+    fn claim_slot(
+        &mut self,
+        job_id: &str,
+        owner: &Arc<str>,
+        max_instances: u32,
+        run_times: &[DateTime<Utc>],
+    ) -> bool {
         let limit = usize::try_from(max_instances).unwrap_or(usize::MAX);
+        let slot = || InstanceSlot {
+            owner: Some(Arc::clone(owner)),
+            run_times: run_times.to_vec(),
+        };
         // Looked up by `&str` first: only a job with no running instance needs its id
         // allocated as a key.
-        if let Some(owners) = self.instances.get_mut(job_id) {
-            if owners.len() >= limit {
+        if let Some(slots) = self.instances.get_mut(job_id) {
+            if slots.len() >= limit {
                 return false;
             }
-            owners.push(Arc::clone(owner));
+            slots.push(slot());
             return true;
         }
         if limit == 0 {
             return false;
         }
-        self.instances
-            .insert(Arc::from(job_id), vec![Arc::clone(owner)]);
+        self.instances.insert(Arc::from(job_id), vec![slot()]);
         true
     }
 
-    /// Frees one of `owner`'s slots of `job_id`.
-    fn free_slot(&mut self, job_id: &str, owner: &str) {
-        if let Some(owners) = self.instances.get_mut(job_id) {
-            if let Some(position) = owners.iter().rposition(|held| &**held == owner) {
-                owners.swap_remove(position);
+    /// Frees one of `owner`'s slots of `job_id`: the one of the run that ended at
+    /// `last_run_time` ([`super::slot_to_free`]), else the newest.
+    fn free_slot(&mut self, job_id: &str, owner: &str, last_run_time: Option<DateTime<Utc>>) {
+        if let Some(slots) = self.instances.get_mut(job_id) {
+            let position = super::slot_to_free(
+                slots
+                    .iter()
+                    .map(|slot| (slot.is_held_by(owner), slot.run_times.last().copied())),
+                last_run_time,
+            );
+            if let Some(position) = position {
+                slots.swap_remove(position);
             }
-            if owners.is_empty() {
+            if slots.is_empty() {
                 self.instances.remove(job_id);
             }
         }
@@ -349,16 +381,49 @@ impl State {
         u64::try_from(batch - left).unwrap_or(u64::MAX)
     }
 
-    /// Frees every instance slot `owner` holds; returns how many.
+    /// Frees every instance slot `owner` holds, and orphans those with run times
+    /// ([`JobStore::take_orphaned_runs`]); returns how many.
     fn free_slots_of(&mut self, owner: &str) -> u64 {
         let mut freed = 0;
-        self.instances.retain(|_, owners| {
-            let before = owners.len();
-            owners.retain(|held| &**held != owner);
-            freed += before - owners.len();
-            !owners.is_empty()
+        self.instances.retain(|_, slots| {
+            slots.retain_mut(|slot| {
+                if !slot.is_held_by(owner) {
+                    return true;
+                }
+                freed += 1;
+                slot.owner = None;
+                !slot.run_times.is_empty()
+            });
+            !slots.is_empty()
         });
         u64::try_from(freed).unwrap_or(u64::MAX)
+    }
+
+    /// [`JobStore::take_orphaned_runs`]: hands every orphaned slot to `owner`; drops the
+    /// orphans of jobs no longer in the store.
+    fn take_orphans(&mut self, owner: &str) -> Vec<OrphanedRun> {
+        let owner: Arc<str> = Arc::from(owner);
+        let mut taken = Vec::new();
+        let (jobs, names) = (&self.jobs, &self.names);
+        self.instances.retain(|job_id, slots| {
+            let job = jobs.get_by_id(job_id);
+            slots.retain_mut(|slot| {
+                if slot.owner.is_some() {
+                    return true;
+                }
+                let Some(job) = job else {
+                    return false;
+                };
+                slot.owner = Some(Arc::clone(&owner));
+                taken.push(OrphanedRun {
+                    job: job.to_job(names),
+                    run_times: slot.run_times.clone(),
+                });
+                true
+            });
+            !slots.is_empty()
+        });
+        taken
     }
 }
 
@@ -584,7 +649,7 @@ impl JobStore for MemoryStore {
     ) -> Result<bool, StoreError> {
         Ok(self
             .lock()
-            .claim_slot(job_id, &Arc::from(owner), max_instances))
+            .claim_slot(job_id, &Arc::from(owner), max_instances, &[]))
     }
 
     async fn claim_instances(
@@ -598,12 +663,14 @@ impl JobStore for MemoryStore {
         let mut state = self.lock();
         Ok(claims
             .iter()
-            .map(|claim| state.claim_slot(&claim.job_id, &owner, claim.max_instances))
+            .map(|claim| {
+                state.claim_slot(&claim.job_id, &owner, claim.max_instances, &claim.run_times)
+            })
             .collect())
     }
 
     async fn release_instance(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
-        self.lock().free_slot(job_id, owner);
+        self.lock().free_slot(job_id, owner, None);
         Ok(())
     }
 
@@ -612,7 +679,7 @@ impl JobStore for MemoryStore {
         let mut state = self.lock();
         for run in runs {
             if run.frees_instance {
-                state.free_slot(&run.record.job_id, owner);
+                state.free_slot(&run.record.job_id, owner, Some(run.record.scheduled_time));
             }
             state.push_run(run.record, self.history_limit);
         }
@@ -622,6 +689,10 @@ impl JobStore for MemoryStore {
     async fn recover_owner(&self, owner: &str) -> Result<u64, StoreError> {
         let mut state = self.lock();
         Ok(state.end_leases_of(owner) + state.free_slots_of(owner))
+    }
+
+    async fn take_orphaned_runs(&self, owner: &str) -> Result<Vec<OrphanedRun>, StoreError> {
+        Ok(self.lock().take_orphans(owner))
     }
 
     async fn register_node(&self, node: NodeInfo) -> Result<(), StoreError> {

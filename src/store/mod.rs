@@ -270,6 +270,24 @@ pub struct InstanceClaim {
     pub job_id: String,
     /// Its `max_instances`.
     pub max_instances: u32,
+    /// The scheduled times the run in this slot stands for, when nothing else in the
+    /// store remembers them: a run of a job that allows several at once, whose next run
+    /// time was written when it became due. A slot whose owner dies with them in it
+    /// becomes an orphaned run ([`JobStore::take_orphaned_runs`]) instead of being
+    /// freed, so the run happens again elsewhere (`docs/lifecycle.md`, "Held until the
+    /// run ends"). Empty for a run whose job stays leased until it ends.
+    pub run_times: Vec<DateTime<Utc>>,
+}
+
+/// A run whose node died while it went, and which nothing else would run again
+/// ([`JobStore::take_orphaned_runs`]): its instance slot now belongs to the node that
+/// took it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrphanedRun {
+    /// The job, as the store has it now.
+    pub job: Job,
+    /// The scheduled times the run stood for ([`InstanceClaim::run_times`]).
+    pub run_times: Vec<DateTime<Utc>>,
 }
 
 /// A run that ended, to write back ([`JobStore::finish_runs`]).
@@ -381,6 +399,46 @@ impl RunLimits {
             || self.successes_per_job.is_some()
             || self.failures_per_job.is_some()
     }
+}
+
+/// Which of a job's slots, given as (held by the owner freeing one, the last of its run
+/// times), the run that ended at `last_run_time` frees: the owner's slot that carries
+/// that time ([`InstanceClaim::run_times`]: the last run of a submission frees it), else
+/// the owner's newest without run times, else its newest. A slot that carries run times
+/// must go with its own run, or a crash would run again a time that ran and not the
+/// one that was going.
+pub(crate) fn slot_to_free(
+    slots: impl DoubleEndedIterator<Item = (bool, Option<DateTime<Utc>>)> + ExactSizeIterator + Clone,
+    last_run_time: Option<DateTime<Utc>>,
+) -> Option<usize> {
+    let mine = slots.enumerate().filter(|(_, (held, _))| *held);
+    last_run_time
+        .and_then(|time| mine.clone().find(|(_, (_, last))| *last == Some(time)))
+        .or_else(|| mine.clone().rev().find(|(_, (_, last))| last.is_none()))
+        .or_else(|| mine.clone().next_back())
+        .map(|(index, _)| index)
+}
+
+/// [`InstanceClaim::run_times`] as a store keeps them: microseconds since the epoch,
+/// comma-separated; `None` for none.
+pub(crate) fn encode_run_times(run_times: &[DateTime<Utc>]) -> Option<String> {
+    if run_times.is_empty() {
+        return None;
+    }
+    let micros: Vec<String> = run_times
+        .iter()
+        .map(|time| time.timestamp_micros().to_string())
+        .collect();
+    Some(micros.join(","))
+}
+
+/// The run times [`encode_run_times`] wrote; a part that is not a time is skipped
+/// (an orphan is run again at the times that can be read, rather than not at all).
+pub(crate) fn decode_run_times(text: &str) -> Vec<DateTime<Utc>> {
+    text.split(',')
+        .filter_map(|part| part.trim().parse::<i64>().ok())
+        .filter_map(DateTime::from_timestamp_micros)
+        .collect()
 }
 
 /// A place that keeps jobs and run history.
@@ -574,11 +632,25 @@ pub trait JobStore: Send + Sync + 'static {
     /// Frees what an earlier process with this `owner` id left behind when it died:
     /// its leases (the jobs become acquirable at once instead of when the leases expire)
     /// and its instance slots (which would otherwise block `max_instances` until they
-    /// expire). Called by a scheduler as it starts, when none of its runs can be going;
-    /// returns how many leases and slots were freed. A store that cannot do it cheaply
-    /// leaves them to expire (the default).
+    /// expire). A slot that carries run times ([`InstanceClaim::run_times`]) is not
+    /// freed but left as an orphaned run, still counted by `max_instances`, for
+    /// [`take_orphaned_runs`](JobStore::take_orphaned_runs). Called by a scheduler as it
+    /// starts, when none of its runs can be going; returns how many leases and slots
+    /// were freed or orphaned. A store that cannot do it cheaply leaves them to expire
+    /// (the default).
     async fn recover_owner(&self, _owner: &str) -> Result<u64, StoreError> {
         Ok(0)
+    }
+
+    /// Takes every orphaned run — a slot with run times whose owner was recovered
+    /// ([`recover_owner`](JobStore::recover_owner)) or reaped
+    /// ([`reap_dead_nodes`](JobStore::reap_dead_nodes)) — for `owner`, which must run
+    /// them: each slot now belongs to `owner` (expiring as a claimed one does), and is
+    /// freed when the run ends, as any. Two schedulers taking at once take each orphan
+    /// once. An orphan of a job since removed is dropped, not returned. The default has
+    /// none (a store that never orphans).
+    async fn take_orphaned_runs(&self, _owner: &str) -> Result<Vec<OrphanedRun>, StoreError> {
+        Ok(Vec::new())
     }
 
     /// Enters a node in the store's membership, replacing an entry with the same id
@@ -625,9 +697,9 @@ pub trait JobStore: Send + Sync + 'static {
     }
 
     /// Reaps the nodes whose last heartbeat is older than `now - timeout`: removes
-    /// them from the membership and frees their leases and instance slots, as
-    /// [`recover_owner`](JobStore::recover_owner) does for a restarted node, so their
-    /// jobs run again at once (at least once across a crash). Any survivor may call it;
+    /// them from the membership and frees their leases and instance slots (orphaning
+    /// those with run times), as [`recover_owner`](JobStore::recover_owner) does for a
+    /// restarted node, so their jobs run again at once (at least once across a crash). Any survivor may call it;
     /// concurrent reapers reap each node once. Returns the ids reaped.
     async fn reap_dead_nodes(
         &self,

@@ -19,8 +19,8 @@ use kairos::clock::{BoxFuture, Clock};
 use kairos::history::RunRecord;
 use kairos::job::Job;
 use kairos::store::{
-    FinishedRun, InstanceClaim, JobPage, JobQuery, JobStore, NodeInfo, Release, RunLimits,
-    StoreError, WakeUp,
+    FinishedRun, InstanceClaim, JobPage, JobQuery, JobStore, NodeInfo, OrphanedRun, Release,
+    RunLimits, StoreError, WakeUp,
 };
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 use tokio::sync::watch;
@@ -265,6 +265,10 @@ impl JobStore for NodeStore {
     async fn recover_owner(&self, owner: &str) -> Result<u64, StoreError> {
         let _in = self.enter()?;
         self.inner.recover_owner(owner).await
+    }
+    async fn take_orphaned_runs(&self, owner: &str) -> Result<Vec<OrphanedRun>, StoreError> {
+        let _in = self.enter()?;
+        self.inner.take_orphaned_runs(owner).await
     }
     async fn register_node(&self, node: NodeInfo) -> Result<(), StoreError> {
         let _in = self.enter()?;

@@ -189,7 +189,94 @@ try {
     const job = await apiGet('/jobs/target-job');
     assert(job.json.trigger.hour === '4' && job.json.trigger.minute === '15', `rescheduled: ${JSON.stringify(job.json.trigger)}`);
     await page.waitForFunction(() => document.querySelector('#fire-times li').textContent.includes('T04:15:00'));
+    // The explanation follows the change: the next run is the new trigger's.
+    await page.waitForFunction(() => document.querySelector('#explain-summary').textContent.includes('04:15:00'));
     await page.screenshot({path: join(artifacts, 'job-page.png'), fullPage: true});
+  });
+
+  await step('the header counts failed jobs and links to them; the badge says failed', async () => {
+    await page.goto(`${base}/#/jobs`);
+    await page.waitForSelector('#failed-count:not([hidden])');
+    const count = (await page.textContent('#failed-count')).trim();
+    assert(count === '1 failed', `the header counts one failed job: ${count}`);
+    const overview = await apiGet('/overview');
+    assert(overview.json.job_states.failed === 1, `the overview counts it too: ${JSON.stringify(overview.json.job_states)}`);
+    // What the header's count costs, against reading it from the overview.
+    for (const [key, path] of [['failed_count_ms', '/jobs?state=failed&limit=1'], ['overview_ms', '/overview']]) {
+      summary[key] = [];
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const started = performance.now();
+        const answer = await apiGet(path);
+        assert(answer.status === 200, `${path}: ${answer.status}`);
+        summary[key].push(Math.round(performance.now() - started));
+      }
+    }
+    await page.click('#failed-count');
+    await page.waitForFunction(() => {
+      const rows = document.querySelectorAll('#jobs-table tbody tr[data-job-id]');
+      return location.hash === '#/jobs?state=failed' && rows.length === 1 && rows[0].dataset.jobId === 'flaky-job';
+    });
+    assert(await page.inputValue('#state-filter') === 'failed', 'the state filter says failed');
+    const badge = await page.textContent('#jobs-table tr[data-job-id="flaky-job"] td.state .badge.state.failed');
+    assert(badge.trim() === 'failed', `the failed badge: ${badge}`);
+    const states = await page.locator('#state-filter option').allTextContents();
+    assert(states.includes('failed') && states.includes('broken'), `the filter offers failed and broken: ${states}`);
+  });
+
+  await step('a failed job shows its failure, attempts, options and the explanation, and runs again', async () => {
+    await page.click('#jobs-table tr[data-job-id="flaky-job"] a');
+    await page.waitForSelector('.actions[data-state="failed"] .badge.failed');
+    const failure = await page.textContent('#job-failure');
+    assert(failure.includes('failed 2 times'), `the failure names its attempts: ${failure}`);
+    assert((await page.textContent('#job-failure-error')).includes('exit'), 'the failure shows the error');
+    await page.waitForFunction(() => [...document.querySelectorAll('#runs-body .attempt')].some((cell) => cell.textContent === 'attempt 2/2'));
+    const summary = await page.textContent('#explain-summary');
+    assert(summary.startsWith('Failed for good') && summary.includes('2 time(s)'), `the explain panel's summary: ${summary}`);
+    const recent = await page.locator('#explain-recent tbody tr').count();
+    assert(recent === 1, `the explanation's details list the one scheduled time: ${recent}`);
+    const options = {
+      overlap: await page.textContent('#option-overlap'),
+      retry: await page.textContent('#option-retry'),
+      max: await page.textContent('#option-max-instances'),
+      coalesce: await page.textContent('#option-coalesce'),
+      grace: await page.textContent('#option-misfire-grace-time'),
+      watch: await page.textContent('#option-expect-success-within'),
+    };
+    const job = await apiGet('/jobs/flaky-job');
+    assert(options.overlap === (job.json.options.overlap ?? 'skip'), `overlap as the API says, skip by default: ${options.overlap}`);
+    assert(options.retry.startsWith('2 attempts, waits 100ms'), `the retry policy: ${options.retry}`);
+    assert(options.max === String(job.json.options.max_instances), `max instances: ${options.max}`);
+    assert(options.coalesce === (job.json.options.coalesce ? 'yes' : 'no'), `coalesce: ${options.coalesce}`);
+    assert(options.grace === (job.json.options.misfire_grace_time || 'none'), `misfire grace: ${options.grace}`);
+    assert(options.watch === 'none', `expect success within: ${options.watch}`);
+    await page.screenshot({path: join(artifacts, 'failed-job.png'), fullPage: true});
+    const before = await page.locator('#runs-body tr[data-run-id]').count();
+    await page.click('#run-again-button');
+    // Two fresh attempts, each arriving live; the job is kept as failed again.
+    await page.waitForFunction((count) => document.querySelectorAll('#runs-body tr[data-run-id]').length >= count + 2, before, {timeout: 30000});
+    await page.waitForSelector('.actions[data-state="failed"]', {timeout: 30000});
+    const runs = await apiGet('/jobs/flaky-job/runs');
+    assert(runs.json.runs.length === 4, `four attempts in all: ${runs.json.runs.length}`);
+  });
+
+  await step('a pending retry and an overdue job are shown as such', async () => {
+    await page.goto(`${base}/#/jobs?q=retrying-job`);
+    await page.waitForSelector('#jobs-table tr[data-job-id="retrying-job"] .badge.retrying');
+    const retrying = await page.textContent('#jobs-table tr[data-job-id="retrying-job"] .badge.retrying');
+    assert(retrying.trim() === 'retrying 2/3', `the list says which attempt comes: ${retrying}`);
+    await page.click('#jobs-table tr[data-job-id="retrying-job"] a');
+    await page.waitForSelector('#job-retrying');
+    const pending = await page.textContent('#job-retrying');
+    // The wait is up to an hour (docs/lifecycle.md: the waits are jittered).
+    assert(/attempt 2 of 3 is due at .* \(in [\d.]+ (s|min|h)\)/.test(pending), `the pending retry: ${pending}`);
+    assert((await page.textContent('#explain-summary')).startsWith('Retrying'), 'the explanation says retrying');
+    await page.goto(`${base}/#/jobs?q=overdue-job`);
+    await page.waitForSelector('#jobs-table tr[data-job-id="overdue-job"] .badge.overdue');
+    await page.click('#jobs-table tr[data-job-id="overdue-job"] a');
+    await page.waitForSelector('#job-overdue');
+    const overdue = await page.textContent('#job-overdue');
+    assert(overdue.includes('no successful run within 1m') && overdue.includes('no success since its watch began'), `overdue: ${overdue}`);
+    assert(await page.textContent('#option-expect-success-within') === '1m', 'the option is shown');
   });
 
   await step('remove asks for confirmation first', async () => {
@@ -225,6 +312,13 @@ try {
       assert(await readPage.isDisabled(id), `${id} is disabled for a read-only token`);
     }
     assert((await readPage.textContent('#access')).includes('read-only'), 'the header says read-only');
+    await readPage.waitForSelector('#failed-count:not([hidden])');
+    await readPage.goto(`${base}/#/jobs/flaky-job`);
+    await readPage.waitForSelector('#run-again-button');
+    assert(await readPage.isDisabled('#run-again-button'), 'Run again is disabled for a read-only token');
+    await readPage.waitForSelector('#explain-summary');
+    await readPage.goto(`${base}/#/jobs/target-job`);
+    await readPage.waitForSelector('.actions[data-state]');
     await readPage.waitForSelector('#runs-body tr[data-run-id]');
     const refused = await readPage.evaluate(async (bearer) => {
       const response = await fetch('/api/v1/jobs/target-job/pause', {
@@ -260,6 +354,18 @@ try {
     assert(await auditPage.evaluate(() => location.hash.startsWith('#/jobs/')), 'Enter opens the job');
     await auditPage.waitForSelector('#runs-body tr');
     found.job = await accessibilityProblems(auditPage);
+    await auditPage.goto(`${base}/#/jobs/flaky-job`);
+    await auditPage.waitForSelector('#job-failure');
+    await auditPage.waitForSelector('#explain-summary');
+    await auditPage.waitForSelector('#runs-body tr[data-run-id]');
+    found.failedJob = await accessibilityProblems(auditPage);
+    await auditPage.goto(`${base}/#/jobs/overdue-job`);
+    await auditPage.waitForSelector('#job-overdue');
+    await auditPage.waitForSelector('#explain-summary');
+    found.overdueJob = await accessibilityProblems(auditPage);
+    await auditPage.goto(`${base}/#/jobs?state=failed`);
+    await auditPage.waitForSelector('#jobs-table tbody tr[data-job-id="flaky-job"]');
+    found.failedJobs = await accessibilityProblems(auditPage);
     await auditPage.goto(`${base}/#/overview`);
     await auditPage.waitForSelector('#runs-chart');
     found.overview = await accessibilityProblems(auditPage);
@@ -279,6 +385,11 @@ try {
     await phone.page.screenshot({path: join(artifacts, 'phone-job.png'), fullPage: true});
     const jobOverflow = await phone.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert(jobOverflow <= 1, `the job page fits (overflow ${jobOverflow}px: ${await widest(phone.page)})`);
+    await phone.page.goto(`${base}/#/jobs/flaky-job`);
+    await phone.page.waitForSelector('#job-failure');
+    await phone.page.waitForSelector('#explain-summary');
+    const failedOverflow = await phone.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert(failedOverflow <= 1, `the failed job's page fits (overflow ${failedOverflow}px: ${await widest(phone.page)})`);
     await phone.context.close();
   });
 } finally {
@@ -286,5 +397,9 @@ try {
 }
 const sorted = [...summary.first_page_ms].sort((a, b) => a - b);
 summary.first_page_median_ms = sorted[Math.floor(sorted.length / 2)];
+for (const key of ['failed_count_ms', 'overview_ms']) {
+  const times = [...(summary[key] || [])].sort((a, b) => a - b);
+  summary[`${key.replace(/_ms$/, '')}_median_ms`] = times[Math.floor(times.length / 2)];
+}
 writeFileSync(join(artifacts, 'summary.json'), JSON.stringify(summary, null, 2));
 console.log(JSON.stringify(summary));

@@ -92,6 +92,17 @@ function debounce(fn, wait) {
   };
 }
 
+/** Calls `fn` at most once per `wait` ms, the last call always reaching it. */
+function throttle(fn, wait) {
+  let timer = null;
+  let last = 0;
+  return (...args) => {
+    clearTimeout(timer);
+    const due = Math.max(0, last + wait - Date.now());
+    timer = setTimeout(() => { last = Date.now(); fn(...args); }, due);
+  };
+}
+
 let toastTimer = null;
 function toast(message, bad = false) {
   const element = document.getElementById('toast');
@@ -224,6 +235,26 @@ async function followEvents() {
   }
 }
 
+/**
+ * The header's count of failed jobs, linking to the failed filter. Read as the
+ * `total` of a one-job page of `?state=failed`: one counting query in the store, far
+ * less than the overview (which reads recent runs and expands fire times).
+ */
+async function refreshFailedCount() {
+  const link = document.getElementById('failed-count');
+  try {
+    const answer = await api('/jobs?state=failed&limit=1');
+    const count = answer.total || 0;
+    link.textContent = `${count.toLocaleString()} failed`;
+    link.hidden = count === 0;
+    link.dataset.count = String(count);
+  } catch { /* the next event or navigation tries again */ }
+}
+const refreshFailedCountSoon = throttle(refreshFailedCount, 2000);
+
+/** Events after which the number of failed jobs may have changed. */
+const JOB_CHANGES = ['job_error', 'job_executed', 'job_added', 'job_removed', 'job_modified', 'job_submitted'];
+
 function dispatchEvent(block) {
   let name = 'message';
   const data = [];
@@ -235,6 +266,7 @@ function dispatchEvent(block) {
   let event;
   try { event = JSON.parse(data.join('\n')); } catch { return; }
   if (name.startsWith('scheduler_')) refreshSchedulerState();
+  if (JOB_CHANGES.includes(name)) refreshFailedCountSoon();
   if (session.onEvent) session.onEvent(name, event);
 }
 
@@ -251,6 +283,7 @@ async function refreshSchedulerState() {
 
 function route() {
   const hash = location.hash || '#/jobs';
+  if (document.body.dataset.access) refreshFailedCountSoon();
   session.view += 1;
   session.onEvent = null;
   const main = document.getElementById('main');
@@ -286,7 +319,10 @@ async function showJobs(main, view, params) {
   };
   const search = h('input', {type: 'search', id: 'job-search', value: filters.q, placeholder: 'id or name', 'aria-controls': 'jobs-table'});
   const state = h('select', {id: 'state-filter'},
-    h('option', {value: ''}, 'all'), h('option', {value: 'scheduled'}, 'scheduled'), h('option', {value: 'paused'}, 'paused'));
+    h('option', {value: ''}, 'all'), h('option', {value: 'scheduled'}, 'scheduled'), h('option', {value: 'paused'}, 'paused'),
+    // The API lists failed and broken jobs together (both are set aside); each row's
+    // badge tells which.
+    h('option', {value: 'failed'}, 'failed'), h('option', {value: 'broken'}, 'broken'));
   state.value = filters.state;
   const task = h('select', {id: 'task-filter'}, h('option', {value: ''}, 'all'));
   const store = h('select', {id: 'store-filter'}, h('option', {value: ''}, 'all'));
@@ -372,10 +408,32 @@ async function showJobs(main, view, params) {
   await load();
 }
 
+/** A job's state as the API names it (`paused` alone on an older server). */
+function jobState(job) {
+  return job.state || (job.paused ? 'paused' : 'scheduled');
+}
+
+/** The state badge, and what else a job's row or page flags: retrying, overdue. */
+function stateBadges(job) {
+  const state = jobState(job);
+  const overdue = job.success_watch && job.success_watch.overdue;
+  return [
+    badge(state, `state ${state}`),
+    job.retrying ? [' ', badge(`retrying ${job.retrying.attempt}/${maxAttempts(job)}`, 'retrying')] : null,
+    overdue ? [' ', h('span', {class: 'badge overdue', title: `No success since ${absolute(job.success_watch.last_success)}; expected within ${job.options.expect_success_within}`}, 'overdue')] : null,
+  ].flat().filter(Boolean);
+}
+
+/** How many attempts a run of `job` gets (1 without a retry policy). */
+function maxAttempts(job) {
+  return job && job.options && job.options.retry ? job.options.retry.max_attempts : 1;
+}
+
 function jobRow(job, now) {
-  const state = job.paused ? 'paused' : 'scheduled';
+  const state = jobState(job);
   const last = job.last_run;
-  const problem = last && ['error', 'timeout', 'missed'].includes(last.outcome);
+  const problem = ['failed', 'broken'].includes(state) || (job.success_watch && job.success_watch.overdue) ||
+    (last && ['error', 'timeout', 'missed'].includes(last.outcome));
   return h('tr', {class: problem ? 'problem' : null, 'data-job-id': job.id},
     h('td', {}, h('a', {href: `#/jobs/${enc(job.id)}`, class: 'mono'}, job.id)),
     h('td', {class: 'optional'}, job.name),
@@ -387,7 +445,7 @@ function jobRow(job, now) {
     h('td', {class: 'when'}, last
       ? [badge(last.outcome), h('span', {class: 'sub'}, relative(last.finished_at, now))]
       : h('span', {class: 'muted'}, 'never')),
-    h('td', {}, badge(state, `state ${state}`), job.from_config ? [' ', badge('config', 'config')] : null));
+    h('td', {class: 'state'}, stateBadges(job), job.from_config ? [' ', badge('config', 'config')] : null));
 }
 
 // ---------- one job ----------
@@ -399,9 +457,12 @@ async function showJob(main, id, view) {
   const times = h('ol', {class: 'times', id: 'fire-times'});
   const runsBody = h('tbody', {id: 'runs-body'});
   const reschedule = h('section', {class: 'reschedule', 'aria-labelledby': 'reschedule-title'});
+  const status = h('div', {id: 'job-status'});
+  const explanation = h('section', {class: 'explain', id: 'explain', 'aria-labelledby': 'explain-title'},
+    h('h2', {id: 'explain-title'}, 'Why it runs when it does'), h('p', {class: 'muted'}, 'Loading…'));
   main.append(
     h('p', {}, h('a', {href: '#/jobs'}, '← All jobs')),
-    heading, actions,
+    heading, actions, status, explanation,
     h('div', {class: 'grid'},
       h('section', {'aria-labelledby': 'settings-title'}, h('h2', {id: 'settings-title'}, 'Settings'), settings),
       h('section', {'aria-labelledby': 'times-title'}, h('h2', {id: 'times-title'}, 'Next ten fire times'), times),
@@ -422,6 +483,8 @@ async function showJob(main, id, view) {
       if (!current(view)) return;
       if (error.status === 404) {
         actions.replaceChildren();
+        status.replaceChildren();
+        explanation.replaceChildren();
         settings.replaceChildren(h('p', {class: 'muted', id: 'job-gone'}, 'This job is gone (removed, or a one-off job that ran). Its runs are below.'));
         times.replaceChildren();
         reschedule.replaceChildren();
@@ -433,9 +496,11 @@ async function showJob(main, id, view) {
     }
     if (!current(view)) return;
     heading.textContent = job.name && job.name !== job.id ? `${job.name} (${job.id})` : job.id;
-    renderActions(actions, job, () => { loadJob(); loadTimes(); });
+    const changed = () => { loadJob(); loadTimes(); loadExplain(); };
+    renderActions(actions, job, changed);
+    renderStatus(status, job, changed);
     renderSettings(settings, job);
-    if (!reschedule.dataset.built) renderReschedule(reschedule, job, () => { loadJob(); loadTimes(); });
+    if (!reschedule.dataset.built) renderReschedule(reschedule, job, changed);
   };
   const loadTimes = async () => {
     try {
@@ -447,11 +512,24 @@ async function showJob(main, id, view) {
       if (current(view) && error.status !== 404) times.replaceChildren(h('li', {class: 'error'}, error.message));
     }
   };
+  const loadExplain = async () => {
+    try {
+      const answer = await api(`/jobs/${enc(id)}/explain`);
+      if (current(view)) renderExplain(explanation, answer);
+    } catch (error) {
+      if (current(view) && error.status !== 404) {
+        explanation.replaceChildren(h('h2', {id: 'explain-title'}, 'Why it runs when it does'), h('p', {class: 'error'}, error.message));
+      }
+    }
+  };
+  // The attempt count shown beside a run ("attempt 2/5") takes the job's retry policy
+  // once the job is read.
+  const row = (run) => runRow(run, maxAttempts(job));
   const loadRuns = async () => {
     try {
       const answer = await api(`/jobs/${enc(id)}/runs?limit=100`);
       if (!current(view)) return;
-      runsBody.replaceChildren(...answer.runs.map(runRow));
+      runsBody.replaceChildren(...answer.runs.map(row));
       if (answer.runs.length === 0) runsBody.append(h('tr', {}, h('td', {colspan: 6, class: 'muted'}, 'No runs yet.')));
     } catch (error) {
       if (current(view)) runsBody.replaceChildren(h('tr', {}, h('td', {colspan: 6, class: 'error'}, error.message)));
@@ -460,19 +538,21 @@ async function showJob(main, id, view) {
   // Records are written to the store in batches, a moment after the event: the run
   // in the event is shown at once and the table re-read a little later.
   const refreshRuns = debounce(loadRuns, 1500);
-  const refreshJob = debounce(() => { loadJob(); loadTimes(); }, 200);
+  const refreshJob = debounce(() => { loadJob(); loadTimes(); loadExplain(); }, 200);
   session.onEvent = (name, event) => {
     const jobId = event.job_id || (event.run && event.run.job_id);
     if (jobId !== id) return;
     if (event.run && !runsBody.querySelector(`[data-run-id="${CSS.escape(event.run.run_id)}"]`)) {
       const placeholder = runsBody.querySelector('td[colspan]');
       if (placeholder) placeholder.parentElement.remove();
-      runsBody.prepend(runRow(event.run));
+      runsBody.prepend(row(event.run));
     }
     if (['job_executed', 'job_error', 'job_missed', 'job_max_instances'].includes(name)) refreshRuns();
-    if (['job_modified', 'job_removed', 'job_added', 'job_executed', 'job_error', 'job_submitted'].includes(name)) refreshJob();
+    if ([...JOB_CHANGES, 'job_missed', 'job_max_instances', 'alert'].includes(name)) refreshJob();
   };
-  await Promise.all([loadJob(), loadTimes(), loadRuns()]);
+  // The job first: the runs table shows attempts out of its retry policy's.
+  await loadJob();
+  await Promise.all([loadTimes(), loadRuns(), loadExplain()]);
 }
 
 function renderActions(actions, job, changed) {
@@ -495,7 +575,7 @@ function renderActions(actions, job, changed) {
   pause.addEventListener('click', () => act(pause, `/jobs/${enc(job.id)}/${job.paused ? 'resume' : 'pause'}`,
     (answer) => (answer && answer.removed ? answer.message : (job.paused ? 'Resumed' : 'Paused'))));
   const run = h('button', {type: 'button', id: 'run-button', disabled: readOnly, title: why}, 'Run now');
-  run.addEventListener('click', () => act(run, `/jobs/${enc(job.id)}/run`, (answer) => `Started run ${answer.run_id}`));
+  run.addEventListener('click', () => act(run, `/jobs/${enc(job.id)}/run`, startedMessage));
   const remove = h('button', {type: 'button', id: 'remove-button', class: 'danger',
     disabled: readOnly || job.from_config, title: job.from_config ? 'Defined in the config files' : why}, 'Remove…');
   remove.addEventListener('click', async () => {
@@ -508,11 +588,90 @@ function renderActions(actions, job, changed) {
       toast(error.message, true);
     }
   });
-  actions.replaceChildren(
-    badge(job.paused ? 'paused' : 'scheduled', `state ${job.paused ? 'paused' : 'scheduled'}`),
-    pause, run, remove);
-  actions.dataset.state = job.paused ? 'paused' : 'scheduled';
+  actions.replaceChildren(...stateBadges(job), pause, run, remove);
+  actions.dataset.state = jobState(job);
 }
+
+/** The toast after a run is asked for: a failed job's run gets its id only once due. */
+function startedMessage(answer) {
+  return answer && answer.run_id ? `Started run ${answer.run_id}` : 'Running again with fresh attempts';
+}
+
+/**
+ * What needs attention on a job's page: a failed job's failure with "Run again", a
+ * broken job's reason, a pending retry, the dead-man's switch overdue
+ * (docs/lifecycle.md "Failed runs", docs/alerts.md).
+ */
+function renderStatus(status, job, changed) {
+  const readOnly = !canWrite();
+  const notes = [];
+  if (job.failure) {
+    const failure = job.failure;
+    const again = h('button', {type: 'button', id: 'run-again-button', class: 'primary', disabled: readOnly,
+      title: readOnly ? 'This token may only read' : null}, 'Run again');
+    again.addEventListener('click', async () => {
+      again.disabled = true;
+      try {
+        toast(startedMessage(await api(`/jobs/${enc(job.id)}/run`, {method: 'POST'})));
+        changed();
+      } catch (error) {
+        toast(error.message, true);
+        again.disabled = readOnly;
+      }
+    });
+    notes.push(h('div', {class: 'notice bad', id: 'job-failure', role: 'status'},
+      h('p', {}, h('strong', {}, 'Failed for good: '),
+        `its run for ${absolute(failure.scheduled_time)} failed ${failure.attempts} time${failure.attempts === 1 ? '' : 's'}, the last at ${absolute(failure.at)} (${relative(failure.at)}).`),
+      failure.error ? h('pre', {class: 'mono', id: 'job-failure-error'}, failure.error) : null,
+      h('div', {class: 'row'}, again)));
+  }
+  if (job.broken) {
+    notes.push(h('div', {class: 'notice bad', id: 'job-broken', role: 'status'},
+      h('p', {}, h('strong', {}, 'Broken: '), 'set aside because its trigger could not be computed; a new trigger ends it.'),
+      h('pre', {class: 'mono'}, job.broken)));
+  }
+  if (job.retrying) {
+    const at = job.next_run_time || job.retrying.scheduled_time;
+    notes.push(h('div', {class: 'notice warn', id: 'job-retrying', role: 'status'},
+      h('p', {}, h('strong', {}, 'Retrying: '),
+        `its run for ${absolute(job.retrying.scheduled_time)} failed; attempt ${job.retrying.attempt} of ${maxAttempts(job)} is due at ${absolute(at)} (${relative(at)}).`)));
+  }
+  if (job.success_watch && job.success_watch.overdue) {
+    const watch = job.success_watch;
+    notes.push(h('div', {class: 'notice warn', id: 'job-overdue', role: 'status'},
+      h('p', {}, h('strong', {}, 'Overdue: '),
+        `no successful run within ${job.options.expect_success_within} (expect_success_within); ` +
+        `${watch.last_success ? `the last success ended ${absolute(watch.last_success)}` : 'no success since its watch began'}, ` +
+        `overdue since ${absolute(watch.deadline)} (${relative(watch.deadline)}).`)));
+  }
+  status.replaceChildren(...notes);
+}
+
+/** The "why didn't it run?" answer: the sentence first, then the details. */
+function renderExplain(section, answer) {
+  const recent = answer.recent || [];
+  section.replaceChildren(
+    h('h2', {id: 'explain-title'}, 'Why it runs when it does'),
+    h('p', {class: 'summary', id: 'explain-summary'}, answer.summary),
+    h('details', {id: 'explain-details'},
+      h('summary', {}, `Details: next run ${answer.next_run_time ? absolute(answer.next_run_time) : '—'} (${answer.next_run_reason}), ` +
+        `${recent.length} recent scheduled time${recent.length === 1 ? '' : 's'}`),
+      recent.length === 0
+        ? h('p', {class: 'muted'}, 'No scheduled time in its run history yet.')
+        : h('div', {class: 'table-wrap'}, h('table', {id: 'explain-recent'},
+          h('caption', {class: 'skip'}, 'What became of each recent scheduled time'),
+          h('thead', {}, h('tr', {},
+            h('th', {scope: 'col'}, 'Scheduled'), h('th', {scope: 'col'}, 'Outcome'),
+            h('th', {scope: 'col'}, 'Attempts'), h('th', {scope: 'col'}, 'Detail'))),
+          h('tbody', {}, ...recent.map((time) => h('tr', {class: ['failed', 'timed_out', 'missed'].includes(time.outcome) ? 'problem' : null},
+            h('td', {class: 'when'}, absolute(time.scheduled_time)),
+            h('td', {}, badge(time.outcome, EXPLAIN_BADGES[time.outcome] || time.outcome)),
+            h('td', {}, String(time.attempts)),
+            h('td', {}, time.detail))))))));
+}
+
+/** The badge colour of each outcome `explain` names, as the run outcomes have theirs. */
+const EXPLAIN_BADGES = {ran: 'success', retried: 'success', failed: 'error', timed_out: 'timeout', missed: 'missed', skipped: 'skipped', taken_back: 'skipped'};
 
 function confirmAction(text, label) {
   const dialog = document.getElementById('confirm-dialog');
@@ -527,19 +686,32 @@ function confirmAction(text, label) {
 
 function renderSettings(settings, job) {
   const row = (term, ...value) => [h('dt', {}, term), h('dd', {}, ...value)];
+  // Each option's value is findable by its API name (`#option-overlap`).
+  const option = (name, term, value) => [h('dt', {}, term), h('dd', {id: `option-${name.replaceAll('_', '-')}`}, value)];
   settings.replaceChildren(
     ...row('Name', job.name),
     ...row('Task', job.task),
     ...row('Trigger', h('span', {class: 'mono', id: 'trigger-words'}, job.trigger_words), h('span', {class: 'sub muted'}, ` ${job.trigger_text}`)),
-    ...row('Next run', job.next_run_time ? `${absolute(job.next_run_time)} (${relative(job.next_run_time)})` : '— (paused)'),
+    ...row('Next run', job.next_run_time ? `${absolute(job.next_run_time)} (${relative(job.next_run_time)})` : `— (${jobState(job) === 'scheduled' ? 'none left' : jobState(job)})`),
     ...row('Store', job.jobstore || '—'),
     ...row('Executor', job.executor),
-    ...row('Misfire grace', job.options.misfire_grace_time || 'none'),
-    ...row('Coalesce', job.options.coalesce ? 'yes' : 'no'),
-    ...row('Max instances', String(job.options.max_instances)),
-    ...row('Jitter', job.options.jitter || 'none'),
+    ...option('misfire_grace_time', 'Misfire grace', job.options.misfire_grace_time || 'none'),
+    ...option('coalesce', 'Coalesce', job.options.coalesce ? 'yes' : 'no'),
+    ...option('max_instances', 'Max instances', String(job.options.max_instances)),
+    // What a run due while max_instances runs go on does; `skip` before the option
+    // existed.
+    ...option('overlap', 'Overlap', job.options.overlap ?? 'skip'),
+    ...option('retry', 'Retry', retryText(job.options.retry)),
+    ...option('expect_success_within', 'Expect success within', job.options.expect_success_within || 'none'),
+    ...option('jitter', 'Jitter', job.options.jitter || 'none'),
     ...row('Defined in', job.from_config ? 'config files (read-only here)' : 'API or library'),
     ...row('Args', h('pre', {class: 'mono'}, JSON.stringify(job.args, null, 2))));
+}
+
+/** A retry policy in words: `3 attempts, waits 1s ×2 up to 5m`. */
+function retryText(retry) {
+  if (!retry) return 'none';
+  return `${retry.max_attempts} attempts, waits ${retry.initial_delay} ×${retry.multiplier} up to ${retry.max_delay}`;
 }
 
 function renderReschedule(section, job, changed) {
@@ -601,16 +773,24 @@ function renderReschedule(section, job, changed) {
   update();
 }
 
-function runRow(run) {
+/** A run's row; `attempts`: how many attempts its job's runs get, where known. */
+function runRow(run, attempts = null) {
   const problem = ['error', 'timeout', 'missed'].includes(run.outcome);
   const text = [run.error ? `error: ${run.error}` : null, run.output || null].filter(Boolean).join('\n\n');
   return h('tr', {class: problem ? 'problem' : null, 'data-run-id': run.run_id},
-    h('td', {}, badge(run.outcome)),
+    h('td', {}, badge(run.outcome), attemptText(run, attempts)),
     h('td', {class: 'when'}, absolute(run.scheduled_time)),
     h('td', {class: 'when'}, absolute(run.started_at)),
     h('td', {}, millis(run.scheduled_time, run.started_at)),
     h('td', {}, millis(run.started_at, run.finished_at)),
     h('td', {}, text ? h('details', {}, h('summary', {}, run.error ? 'error' : 'output'), h('pre', {}, text)) : h('span', {class: 'muted'}, '—')));
+}
+
+/** `attempt 2/5` under a retried run's outcome; nothing for a first attempt. */
+function attemptText(run, attempts) {
+  if (!(run.attempt > 1)) return null;
+  const of = attempts && attempts >= run.attempt ? `/${attempts}` : '';
+  return h('span', {class: 'sub attempt'}, `attempt ${run.attempt}${of}`);
 }
 
 // ---------- the overview ----------
@@ -644,6 +824,10 @@ function renderOverview(data) {
   const parts = [
     h('div', {class: 'cards'},
       card('Jobs', data.jobs.toLocaleString()),
+      data.job_states
+        ? h('a', {href: '#/jobs?state=failed', class: data.job_states.failed > 0 ? 'card alert' : 'card', id: 'failed-jobs-card'},
+          h('div', {class: 'muted'}, 'Failed jobs'), h('div', {class: 'value'}, data.job_states.failed.toLocaleString()))
+        : null,
       card('Scheduler', data.scheduler_state),
       data.history_runs != null ? card('Run records kept', data.history_runs.toLocaleString()) : null,
       card('Fires, next 24 h', `${upcoming.toLocaleString()}${data.upcoming.truncated ? '+' : ''}`),
@@ -676,7 +860,7 @@ function renderOverview(data) {
     h('thead', {}, h('tr', {}, h('th', {}, 'Job'), h('th', {}, 'Outcome'), h('th', {}, 'Scheduled'), h('th', {}, 'Error'))),
     h('tbody', {}, ...data.problems.map((run) => h('tr', {class: 'problem'},
       h('td', {}, h('a', {href: `#/jobs/${enc(run.job_id)}`, class: 'mono'}, run.job_id)),
-      h('td', {}, badge(run.outcome)), h('td', {class: 'when'}, absolute(run.scheduled_time)),
+      h('td', {}, badge(run.outcome), attemptText(run, null)), h('td', {class: 'when'}, absolute(run.scheduled_time)),
       h('td', {}, run.error || '—')))))));
   if (data.nodes.length > 1) {
     parts.push(h('h2', {}, 'Cluster nodes'), h('div', {class: 'table-wrap'}, h('table', {id: 'nodes'},
@@ -803,6 +987,7 @@ async function start() {
     return;
   }
   refreshSchedulerState();
+  refreshFailedCount();
   followEvents();
   route();
 }

@@ -23,6 +23,8 @@ pub(super) struct Keys {
     pub(super) nodes: String,
     pub(super) beats: String,
     pub(super) configs: String,
+    /// The ids of the jobs with orphaned runs (take_orphans.lua).
+    pub(super) orphans: String,
     /// Not a key: the pub/sub channel writes are announced on (`store/wake.rs`).
     pub(super) wake: String,
 }
@@ -47,6 +49,7 @@ impl Keys {
             nodes: key("nodes"),
             beats: key("beats"),
             configs: key("configs"),
+            orphans: key("orphans"),
             wake: crate::store::wake::channel_name(prefix),
         }
     }

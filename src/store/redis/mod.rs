@@ -18,7 +18,8 @@
 //! | `kairos:owners` | hash | acquired id → the scheduler holding it (kept past expiry until taken over) |
 //! | `kairos:broken` | set | ids whose stored form could not be read, set aside |
 //! | `kairos:seq` | string | the revision counter, shared by all jobs, never reset |
-//! | `kairos:inst:ID` | sorted set | job ID's running instances: `owner␟nonce` by slot expiry |
+//! | `kairos:inst:ID` | sorted set | job ID's running instances: `owner␟nonce`, then `␟` and the run times a slot stands for (µs, comma-separated) if any, by slot expiry; an orphaned run (its owner died) has no owner and never expires |
+//! | `kairos:orphans` | set | the ids of the jobs with orphaned runs (take_orphans.lua) |
 //! | `kairos:runs` | sorted set | run records by finish time: `<20-digit seq>:<job id>` |
 //! | `kairos:runs:ID` | sorted set | the same members, for job ID only |
 //! | `kairos:runok:ID`, `kairos:runfail:ID` | sorted set | the same members, job ID's `success` records and its others apart: what the per-job history limits count (records written before these existed are only trimmed by age and `max_rows`) |
@@ -88,8 +89,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use self::codec::{decode_job, micros, micros_or_empty, parse_micros, parse_score, store_error};
 use self::keys::Keys;
 use super::{
-    ConfigGeneration, FinishedRun, InstanceClaim, JobStore, NodeInfo, Release, RunLimits,
-    StoreError, WakeUp,
+    decode_run_times, encode_run_times, ConfigGeneration, FinishedRun, InstanceClaim, JobStore,
+    NodeInfo, OrphanedRun, Release, RunLimits, StoreError, WakeUp,
 };
 use crate::history::RunRecord;
 use crate::job::Job;
@@ -291,6 +292,7 @@ impl RedisStore {
             .map(|owner| format!("{owner}{SLOT_SEPARATOR}"))
             .collect();
         let pattern = format!("{}inst:*", escape_glob(&keys.prefix));
+        let inst_prefix = format!("{}inst:", keys.prefix);
         let mut connection = self.connection.clone();
         let mut cursor: u64 = 0;
         let mut slots: u64 = 0;
@@ -312,10 +314,22 @@ impl RedisStore {
                     .query_async(&mut connection)
                     .await
                     .map_err(store_error)?;
-                let held: Vec<&String> = members
+                let (orphans, held): (Vec<&String>, Vec<&String>) = members
                     .iter()
                     .filter(|member| prefixes.iter().any(|mine| member.starts_with(mine)))
-                    .collect();
+                    .partition(|member| slot_run_times(member).is_some());
+                if !orphans.is_empty() {
+                    // Slots that stand for run times nothing else remembers stay, as
+                    // orphaned runs (`JobStore::take_orphaned_runs`).
+                    let job_id = key.strip_prefix(&inst_prefix).unwrap_or_default();
+                    let mut invocation = scripts::ORPHAN_SLOTS.prepare_invoke();
+                    invocation.key(&key).key(&keys.orphans).arg(job_id);
+                    for member in &orphans {
+                        invocation.arg(member.as_str());
+                    }
+                    let orphaned: i64 = self.invoke(&invocation).await?;
+                    slots += u64::try_from(orphaned).unwrap_or(0);
+                }
                 if !held.is_empty() {
                     let removed: u64 = ::redis::cmd("ZREM")
                         .arg(&key)
@@ -333,6 +347,22 @@ impl RedisStore {
         }
         Ok(slots)
     }
+}
+
+/// An instance slot's member: `owner␟nonce`, then `␟` and its run times when it stands
+/// for some ([`InstanceClaim::run_times`]).
+fn slot_member(owner: &str, run_times: &[DateTime<Utc>]) -> String {
+    let nonce = fastrand::u64(..);
+    match encode_run_times(run_times) {
+        Some(times) => format!("{owner}{SLOT_SEPARATOR}{nonce:016x}{SLOT_SEPARATOR}{times}"),
+        None => format!("{owner}{SLOT_SEPARATOR}{nonce:016x}"),
+    }
+}
+
+/// The run times part of a slot's member ([`slot_member`]), if it has one.
+fn slot_run_times(member: &str) -> Option<&str> {
+    let mut parts = member.splitn(3, SLOT_SEPARATOR);
+    parts.nth(2).filter(|times| !times.is_empty())
 }
 
 /// Logs a job that cannot be read; the store carries on without it.
@@ -666,6 +696,7 @@ impl JobStore for RedisStore {
         let claim = InstanceClaim {
             job_id: job_id.to_owned(),
             max_instances,
+            run_times: Vec::new(),
         };
         let claimed = self.claim_instances(owner, &[claim]).await?;
         Ok(claimed.first() == Some(&true))
@@ -688,6 +719,58 @@ impl JobStore for RedisStore {
         let slots = self.free_slots_of(&[owner.to_owned()]).await?;
         let leases = self.end_leases_of(owner).await?;
         Ok(leases + slots)
+    }
+
+    async fn take_orphaned_runs(&self, owner: &str) -> Result<Vec<OrphanedRun>, StoreError> {
+        let keys = &self.keys;
+        let mut connection = self.connection.clone();
+        let job_ids: Vec<String> = ::redis::cmd("SMEMBERS")
+            .arg(&keys.orphans)
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        let expiry = Utc::now()
+            .checked_add_signed(TimeDelta::from_std(self.instance_ttl).unwrap_or(TimeDelta::MAX))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let mut taken = Vec::new();
+        for job_id in job_ids {
+            let members: Vec<String> = self
+                .invoke(
+                    scripts::TAKE_ORPHANS
+                        .key(keys.instances(&job_id))
+                        .key(&keys.orphans)
+                        .arg(owner)
+                        .arg(micros(expiry))
+                        .arg(self.instance_ttl.as_millis().max(1))
+                        .arg(&job_id),
+                )
+                .await?;
+            if members.is_empty() {
+                continue;
+            }
+            match self.get_job(&job_id).await? {
+                Some(job) => {
+                    for member in &members {
+                        taken.push(OrphanedRun {
+                            job: job.clone(),
+                            run_times: slot_run_times(member)
+                                .map(decode_run_times)
+                                .unwrap_or_default(),
+                        });
+                    }
+                }
+                // Removed since: its orphans have nothing to run.
+                None => {
+                    ::redis::cmd("ZREM")
+                        .arg(keys.instances(&job_id))
+                        .arg(&members)
+                        .query_async::<i64>(&mut connection)
+                        .await
+                        .map_err(store_error)?;
+                }
+            }
+        }
+        Ok(taken)
     }
 
     async fn register_node(&self, node: NodeInfo) -> Result<(), StoreError> {
@@ -942,7 +1025,7 @@ impl JobStore for RedisStore {
                 invocation
                     .key(self.keys.instances(&claim.job_id))
                     .arg(claim.max_instances)
-                    .arg(format!("{owner}{SLOT_SEPARATOR}{:016x}", fastrand::u64(..)));
+                    .arg(slot_member(owner, &claim.run_times));
             }
             let answers: Vec<i64> = self.invoke(&invocation).await?;
             claimed.extend(answers.iter().map(|answer| *answer == 1));
@@ -972,7 +1055,8 @@ impl JobStore for RedisStore {
                     .arg(micros(record.finished_at))
                     .arg(json)
                     .arg(&record.job_id)
-                    .arg(u8::from(run.frees_instance));
+                    .arg(u8::from(run.frees_instance))
+                    .arg(micros(record.scheduled_time));
             }
             self.invoke::<i64>(&invocation).await?;
         }

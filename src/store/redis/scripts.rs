@@ -47,6 +47,14 @@ pub(super) static NEXT_RUN_TIME: LazyLock<Script> =
 pub(super) static RELEASE_INSTANCE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/release_instance.lua")));
 
+/// Hand a job's orphaned runs to a live node.
+pub(super) static TAKE_ORPHANS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/take_orphans.lua")));
+
+/// Turn a dead owner's slots with run times into orphaned runs.
+pub(super) static ORPHAN_SLOTS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/orphan_slots.lua")));
+
 /// Append a run record.
 pub(super) static RECORD_RUN: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/record_run.lua")));
@@ -116,6 +124,8 @@ mod tests {
             &HEARTBEAT,
             &REAP_NODES,
             &RENEW,
+            &TAKE_ORPHANS,
+            &ORPHAN_SLOTS,
         ];
         let mut hashes: Vec<&str> = all.iter().map(|script| script.get_hash()).collect();
         hashes.sort_unstable();
@@ -138,6 +148,8 @@ mod tests {
             include_str!("lua/heartbeat.lua"),
             include_str!("lua/reap_nodes.lua"),
             include_str!("lua/renew.lua"),
+            include_str!("lua/take_orphans.lua"),
+            include_str!("lua/orphan_slots.lua"),
         ] {
             assert!(source.contains("-- KEYS:"), "{source}");
             assert!(

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::driver::{Arg, SqlDb};
 use super::jobs::id_args;
@@ -21,7 +21,10 @@ use super::{
     CHUNK,
 };
 use crate::history::{RunOutcome, RunRecord};
-use crate::store::{FinishedRun, InstanceClaim, RunLimits, StoreError};
+use crate::store::{
+    decode_run_times, encode_run_times, slot_to_free, FinishedRun, InstanceClaim, OrphanedRun,
+    RunLimits, StoreError,
+};
 
 /// The columns a run read selects, in the order [`read_run`] expects.
 const RUN_COLUMNS: &str =
@@ -34,6 +37,13 @@ const RUN_VALUES: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
 /// database's limit on bound parameters).
 const RECORD_CHUNK: usize = 128;
 
+/// One of an owner's slots of a job: its number and the last of its run times.
+type HeldSlot = (i64, Option<DateTime<Utc>>);
+
+/// The owner of an orphaned run's slot: a node died while the run went
+/// ([`crate::store::JobStore::take_orphaned_runs`]). No node id is empty.
+pub(super) const ORPHANED: &str = "";
+
 /// How many times a claim looks again after losing a race for a slot. Each lost race
 /// means another scheduler took a slot, so a few rounds settle it.
 const MAX_SLOT_RACES: u32 = 16;
@@ -45,13 +55,15 @@ impl<D: Dialect> SqlStore<D> {
         job_id: &str,
         owner: &str,
         max_instances: u32,
+        run_times: &[DateTime<Utc>],
     ) -> Result<bool, StoreError> {
         let select = self.sql("SELECT slot, expires_at FROM {p}instances WHERE job_id = ?");
         let clear = self.sql("DELETE FROM {p}instances WHERE job_id = ? AND expires_at <= ?");
         let insert = self.sql(
-            "INSERT INTO {p}instances (job_id, slot, owner, claimed_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO {p}instances (job_id, slot, owner, claimed_at, expires_at, run_times) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         );
+        let run_times = encode_run_times(run_times);
         let limit = usize::try_from(max_instances).unwrap_or(usize::MAX);
         for _ in 0..=max_instances.min(MAX_SLOT_RACES) {
             let now = Utc::now().timestamp_micros();
@@ -83,6 +95,7 @@ impl<D: Dialect> SqlStore<D> {
                 owner.into(),
                 now.into(),
                 expires.into(),
+                Arg::from(run_times.clone()),
             ];
             match self.run(&insert, args).await {
                 Ok(_) => return Ok(true),
@@ -135,8 +148,13 @@ impl<D: Dialect> SqlStore<D> {
                 None => {
                     for claim in chunk {
                         claimed.push(
-                            self.claim_slot(&claim.job_id, owner, claim.max_instances)
-                                .await?,
+                            self.claim_slot(
+                                &claim.job_id,
+                                owner,
+                                claim.max_instances,
+                                &claim.run_times,
+                            )
+                            .await?,
                         );
                     }
                 }
@@ -205,12 +223,13 @@ impl<D: Dialect> SqlStore<D> {
                 Arg::from(owner),
                 Arg::from(now),
                 Arg::from(expires),
+                Arg::from(encode_run_times(&claim.run_times)),
             ]);
         }
         if !inserts.is_empty() {
-            let rows = vec!["(?, ?, ?, ?, ?)"; inserts.len() / 5].join(", ");
+            let rows = vec!["(?, ?, ?, ?, ?, ?)"; inserts.len() / 6].join(", ");
             let insert = self.sql(&format!(
-                "INSERT INTO {{p}}instances (job_id, slot, owner, claimed_at, expires_at) \
+                "INSERT INTO {{p}}instances (job_id, slot, owner, claimed_at, expires_at, run_times) \
                  VALUES {rows}"
             ));
             match execute_on::<D>(&mut transaction, &insert, inserts).await {
@@ -233,12 +252,16 @@ impl<D: Dialect> SqlStore<D> {
     ) -> Result<(), StoreError> {
         for chunk in runs.chunks(RECORD_CHUNK) {
             let mut transaction = self.begin().await?;
-            let mut frees: BTreeMap<&str, usize> = BTreeMap::new();
+            // Each freeing run, by job: the last of its run times picks its own slot.
+            let mut frees: BTreeMap<&str, Vec<DateTime<Utc>>> = BTreeMap::new();
             for run in chunk.iter().filter(|run| run.frees_instance) {
-                *frees.entry(run.record.job_id.as_str()).or_default() += 1;
+                frees
+                    .entry(run.record.job_id.as_str())
+                    .or_default()
+                    .push(run.record.scheduled_time);
             }
             if !frees.is_empty() {
-                // The owner's highest slots go first, as in release_slot. A plain read,
+                // Which slot a run frees: `store::slot_to_free`. A plain read,
                 // not a locking one: on MySQL a locking read locks every row it scans,
                 // other owners' too, and waits for those another transaction holds, so
                 // a node frozen inside its own finish would stall everyone's (found by
@@ -246,8 +269,8 @@ impl<D: Dialect> SqlStore<D> {
                 // primary key, which locks only that row; a slot freed meanwhile by
                 // this owner's own release_slot is simply not deleted twice.
                 let select = self.sql(&format!(
-                    "SELECT job_id, slot FROM {{p}}instances WHERE owner = ? AND job_id IN ({}) \
-                     ORDER BY job_id, slot DESC",
+                    "SELECT job_id, slot, run_times FROM {{p}}instances \
+                     WHERE owner = ? AND job_id IN ({}) ORDER BY job_id, slot",
                     marks(padded(frees.len())),
                 ));
                 let mut args = vec![Arg::from(owner)];
@@ -255,15 +278,30 @@ impl<D: Dialect> SqlStore<D> {
                 let rows = D::Database::fetch_all(&mut transaction, &select, args)
                     .await
                     .map_err(failure::<D>)?;
-                let mut freed: Vec<(String, i64)> = Vec::new();
+                let mut held: BTreeMap<String, Vec<HeldSlot>> = BTreeMap::new();
                 for row in &rows {
                     let job_id = D::Database::text(row, 0)
                         .map_err(failure::<D>)?
                         .unwrap_or_default();
                     let slot = D::Database::int(row, 1).map_err(failure::<D>)?;
-                    if let Some(left) = frees.get_mut(job_id.as_str()).filter(|left| **left > 0) {
-                        *left -= 1;
-                        freed.push((job_id, slot.unwrap_or(0)));
+                    let run_times = D::Database::text(row, 2).map_err(failure::<D>)?;
+                    let last = run_times.and_then(|text| decode_run_times(&text).last().copied());
+                    held.entry(job_id)
+                        .or_default()
+                        .push((slot.unwrap_or(0), last));
+                }
+                let mut freed: Vec<(String, i64)> = Vec::new();
+                for (job_id, ends) in frees {
+                    let Some(slots) = held.get_mut(job_id) else {
+                        continue;
+                    };
+                    for end in ends {
+                        let pick =
+                            slot_to_free(slots.iter().map(|(_, last)| (true, *last)), Some(end));
+                        if let Some(index) = pick {
+                            let (slot, _) = slots.remove(index);
+                            freed.push((job_id.to_owned(), slot));
+                        }
                     }
                 }
                 self.delete_slots(&mut transaction, owner, &freed).await?;
@@ -324,6 +362,62 @@ impl<D: Dialect> SqlStore<D> {
                 .map_err(failure::<D>)?;
         }
         Ok(deleted)
+    }
+
+    /// [`crate::store::JobStore::take_orphaned_runs`]: each orphaned slot is taken by
+    /// one conditional update (two takers race on it; one wins), then its job read;
+    /// the slot of a job removed meanwhile is deleted. Orphans are rare (a node died
+    /// during runs of jobs that allow several at once), so a statement each is cheap.
+    pub(super) async fn take_orphans(&self, owner: &str) -> Result<Vec<OrphanedRun>, StoreError> {
+        let select = self.sql(&format!(
+            "SELECT job_id, slot, run_times FROM {{p}}instances WHERE owner = '{ORPHANED}' \
+             ORDER BY job_id, slot"
+        ));
+        let rows = self.fetch(&select, Vec::new()).await?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let job_id = D::Database::text(row, 0).map_err(failure::<D>)?;
+            let slot = D::Database::int(row, 1).map_err(failure::<D>)?;
+            let run_times = D::Database::text(row, 2).map_err(failure::<D>)?;
+            if let (Some(job_id), Some(slot)) = (job_id, slot) {
+                found.push((job_id, slot, run_times.unwrap_or_default()));
+            }
+        }
+        let take = self.sql(&format!(
+            "UPDATE {{p}}instances SET owner = ?, claimed_at = ?, expires_at = ? \
+             WHERE job_id = ? AND slot = ? AND owner = '{ORPHANED}'"
+        ));
+        let drop = self.sql("DELETE FROM {p}instances WHERE job_id = ? AND slot = ? AND owner = ?");
+        let mut taken = Vec::new();
+        for (job_id, slot, run_times) in found {
+            let now = Utc::now().timestamp_micros();
+            let expires = now.saturating_add(duration_micros(self.instance_ttl));
+            let args = vec![
+                Arg::from(owner),
+                Arg::from(now),
+                Arg::from(expires),
+                Arg::from(job_id.as_str()),
+                Arg::from(slot),
+            ];
+            if self.execute(&take, args).await? == 0 {
+                continue; // another node took it
+            }
+            match crate::store::JobStore::get_job(self, &job_id).await? {
+                Some(job) => taken.push(OrphanedRun {
+                    job,
+                    run_times: decode_run_times(&run_times),
+                }),
+                None => {
+                    let args = vec![
+                        Arg::from(job_id.as_str()),
+                        Arg::from(slot),
+                        Arg::from(owner),
+                    ];
+                    self.execute(&drop, args).await?;
+                }
+            }
+        }
+        Ok(taken)
     }
 
     /// [`crate::store::JobStore::record_run`].

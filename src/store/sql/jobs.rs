@@ -22,7 +22,7 @@ use crate::job::Job;
 use crate::store::query::list_order;
 use crate::store::{
     wake, ConfigGeneration, FinishedRun, InstanceClaim, JobPage, JobQuery, JobStore, NodeInfo,
-    Release, RunLimits, StoreError, WakeUp,
+    OrphanedRun, Release, RunLimits, StoreError, WakeUp,
 };
 
 /// The columns every job read selects, in this order (see [`read_row`]).
@@ -656,7 +656,7 @@ impl<D: Dialect> JobStore for SqlStore<D> {
         owner: &str,
         max_instances: u32,
     ) -> Result<bool, StoreError> {
-        self.claim_slot(job_id, owner, max_instances).await
+        self.claim_slot(job_id, owner, max_instances, &[]).await
     }
 
     async fn release_instance(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
@@ -693,6 +693,10 @@ impl<D: Dialect> JobStore for SqlStore<D> {
 
     async fn recover_owner(&self, owner: &str) -> Result<u64, StoreError> {
         self.recover(owner).await
+    }
+
+    async fn take_orphaned_runs(&self, owner: &str) -> Result<Vec<OrphanedRun>, StoreError> {
+        self.take_orphans(owner).await
     }
 
     async fn register_node(&self, node: NodeInfo) -> Result<(), StoreError> {

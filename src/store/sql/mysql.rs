@@ -135,6 +135,11 @@ impl Dialect for MySql {
             ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
             ],
         },
+        // Version 7: the run times an instance slot stands for (orphaned runs).
+        Migration {
+            version: 7,
+            statements: &["ALTER TABLE {p}instances ADD COLUMN run_times TEXT"],
+        },
     ];
 
     fn connect(

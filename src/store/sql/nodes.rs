@@ -13,6 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::driver::{Arg, SqlDb};
+use super::history::ORPHANED;
 use super::jobs::id_args;
 use super::{
     duration_micros, execute_on, failure, instant, marks, micros, padded, Dialect, SqlStore, CHUNK,
@@ -205,19 +206,43 @@ impl<D: Dialect> SqlStore<D> {
                 .map_err(failure::<D>)?;
         }
         let held = self.sql(&format!(
-            "SELECT job_id, slot FROM {{p}}instances WHERE owner = ? ORDER BY job_id, slot{}",
+            "SELECT job_id, slot, run_times FROM {{p}}instances WHERE owner = ? \
+             ORDER BY job_id, slot{}",
             D::CLAIM_LOCK
         ));
         let rows = D::Database::fetch_all(transaction, &held, vec![owner.into()])
             .await
             .map_err(failure::<D>)?;
         let mut slots = Vec::with_capacity(rows.len());
+        let mut orphans = Vec::new();
         for row in &rows {
             let job_id = D::Database::text(row, 0).map_err(failure::<D>)?;
             let slot = D::Database::int(row, 1).map_err(failure::<D>)?;
+            let run_times = D::Database::text(row, 2).map_err(failure::<D>)?;
             if let (Some(job_id), Some(slot)) = (job_id, slot) {
-                slots.push((job_id, slot));
+                // A slot that stands for run times nothing else remembers is kept, as
+                // an orphaned run, still counted (`JobStore::take_orphaned_runs`).
+                if run_times.is_some_and(|text| !text.is_empty()) {
+                    orphans.push((job_id, slot));
+                } else {
+                    slots.push((job_id, slot));
+                }
             }
+        }
+        let orphan = self.sql(&format!(
+            "UPDATE {{p}}instances SET owner = '{ORPHANED}', expires_at = ? \
+             WHERE job_id = ? AND slot = ? AND owner = ?"
+        ));
+        for (job_id, slot) in &orphans {
+            let args = vec![
+                Arg::from(i64::MAX),
+                Arg::from(job_id.as_str()),
+                Arg::from(*slot),
+                Arg::from(owner),
+            ];
+            freed += execute_on::<D>(transaction, &orphan, args)
+                .await
+                .map_err(failure::<D>)?;
         }
         freed += self.delete_slots(transaction, owner, &slots).await?;
         Ok(freed)

@@ -134,6 +134,11 @@ impl Dialect for Postgres {
                 "CREATE INDEX IF NOT EXISTS {p}alert_claims_expires ON {p}alert_claims (expires_at)",
             ],
         },
+        // Version 8: the run times an instance slot stands for (orphaned runs).
+        Migration {
+            version: 8,
+            statements: &["ALTER TABLE {p}instances ADD COLUMN IF NOT EXISTS run_times TEXT"],
+        },
     ];
 
     fn connect(

@@ -139,6 +139,11 @@ impl Dialect for Sqlite {
                 "CREATE INDEX IF NOT EXISTS {p}alert_claims_expires ON {p}alert_claims (expires_at)",
             ],
         },
+        // Version 8: the run times an instance slot stands for (orphaned runs).
+        Migration {
+            version: 8,
+            statements: &["ALTER TABLE {p}instances ADD COLUMN run_times TEXT"],
+        },
     ];
 
     // One process owns an SQLite file: SQLite stores are single-node.

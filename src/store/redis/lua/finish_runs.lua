@@ -4,23 +4,39 @@
 --       run: the runs of its job, its job's instance set, its job's runs of the
 --       record's class (runok: or runfail:)
 -- ARGV: 1 owner .. "\31", then per run: finished_at (µs), record JSON, job id,
---       1 if it frees a slot else 0
--- Slots and members as in release_instance.lua and record_run.lua.
+--       1 if it frees a slot else 0, its scheduled time (µs)
+-- Slots and members as in release_instance.lua and record_run.lua. A run frees the
+-- owner's slot whose run times end at its scheduled time (its own), else the owner's
+-- oldest without run times, else its oldest (store::slot_to_free).
 local mine = ARGV[1]
 local count = (#KEYS - 4) / 3
 for index = 1, count do
   local job_runs = KEYS[2 + 3 * index]
   local instances = KEYS[3 + 3 * index]
   local class_runs = KEYS[4 + 3 * index]
-  local finished_at = ARGV[4 * index - 2]
-  local json = ARGV[4 * index - 1]
-  local job_id = ARGV[4 * index]
-  if ARGV[4 * index + 1] == '1' then
+  local finished_at = ARGV[5 * index - 3]
+  local json = ARGV[5 * index - 2]
+  local job_id = ARGV[5 * index - 1]
+  if ARGV[5 * index] == '1' then
+    local scheduled = ARGV[5 * index + 1]
+    local own, plain, any
     for _, member in ipairs(redis.call('ZRANGE', instances, 0, -1)) do
       if string.sub(member, 1, #mine) == mine then
-        redis.call('ZREM', instances, member)
-        break
+        local times = string.match(string.sub(member, #mine + 1), '^[^\31]*\31(.*)$')
+        if times == nil or times == '' then
+          plain = plain or member
+        else
+          local last = string.match(times, '([^,]*)$')
+          if last == scheduled then
+            own = own or member
+          end
+        end
+        any = any or member
       end
+    end
+    local free = own or plain or any
+    if free then
+      redis.call('ZREM', instances, free)
     end
   end
   local member = string.format('%020d', redis.call('INCR', KEYS[3])) .. ':' .. job_id
