@@ -72,6 +72,7 @@ fn one_off(id: String, at: DateTime<Utc>) -> Job {
         misfire_grace_time: None,
         coalesce: true,
         max_instances: 1,
+        overlap: Default::default(),
         jitter: None,
         paused: false,
         next_run_time: Some(at),

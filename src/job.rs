@@ -141,6 +141,9 @@ pub struct JobOptions {
     /// How many runs of this job may run at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_instances: Option<u32>,
+    /// What a run due while `max_instances` runs execute does ([`Overlap`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<Overlap>,
     /// Delay each run at random by up to this much (overrides the trigger's jitter).
     #[serde(
         default,
@@ -159,6 +162,79 @@ pub struct JobOptions {
         with = "humane_duration"
     )]
     pub expect_success_within: Option<Duration>,
+}
+
+/// What a run due while `max_instances` runs of its job are executing does
+/// (`overlap = "skip" | "queue" | "replace"`; docs/semantics.md, "max_instances", and
+/// docs/lifecycle.md, "When the limit is reached").
+///
+/// ```text
+/// every 1 s, runs of 2.5 s, max_instances = 1:
+///   skip:     0 ─────────── 2.5   1 s, 2 s skipped                  3 ─── …
+///   queue:    0 ─────────── 2.5 ─(1 s, late)─────── 5.0 …  2 s skipped (one waits)
+///   replace:  0 ──── 1 ✂ (replaced by the run of 1 s)  1 ──── 2 ✂  2 ──── …
+/// ```
+// Read through `FromStr`, so any bad value (a number too) is an invalid value naming
+// the three names, not a syntax error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum Overlap {
+    /// The run is recorded as skipped (the default).
+    #[default]
+    Skip,
+    /// The run waits and starts as soon as a running run of the job ends; at most one
+    /// run of a job waits (a further one is skipped).
+    Queue,
+    /// The oldest running run of the job is stopped, then the new run starts.
+    Replace,
+}
+
+impl Overlap {
+    /// The names a config or a request may give.
+    pub const NAMES: [&'static str; 3] = ["skip", "queue", "replace"];
+
+    /// The policy's name as config and JSON spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Skip => "skip",
+            Overlap::Queue => "queue",
+            Overlap::Replace => "replace",
+        }
+    }
+
+    /// Whether it is the default (`skip`), left out of a job's JSON.
+    pub fn is_skip(&self) -> bool {
+        *self == Overlap::Skip
+    }
+}
+
+impl std::fmt::Display for Overlap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for Overlap {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Overlap, String> {
+        name.parse()
+    }
+}
+
+impl std::str::FromStr for Overlap {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Overlap, String> {
+        match name {
+            "skip" => Ok(Overlap::Skip),
+            "queue" => Ok(Overlap::Queue),
+            "replace" => Ok(Overlap::Replace),
+            other => Err(format!(
+                "must be one of \"skip\", \"queue\", \"replace\", not {other:?}"
+            )),
+        }
+    }
 }
 
 /// How the failed runs of a job are tried again: `retry = { max_attempts = 5,
@@ -327,6 +403,8 @@ pub struct JobDefaults {
     pub coalesce: bool,
     /// Concurrent runs allowed per job.
     pub max_instances: u32,
+    /// What a run due while the limit is reached does.
+    pub overlap: Overlap,
     /// How failed runs are retried when neither the job nor its task says (`None`:
     /// not at all).
     pub retry: Option<RetryPolicy>,
@@ -342,6 +420,7 @@ impl Default for JobDefaults {
             misfire_grace_time: None,
             coalesce: true,
             max_instances: 1,
+            overlap: Overlap::Skip,
             retry: None,
             expect_success_within: None,
         }
@@ -371,6 +450,10 @@ pub struct Job {
     pub coalesce: bool,
     /// How many runs may run at once.
     pub max_instances: u32,
+    /// What a run due while `max_instances` runs execute does; absent in jobs
+    /// written before kairos had it, which skip.
+    #[serde(default, skip_serializing_if = "Overlap::is_skip")]
+    pub overlap: Overlap,
     /// Random delay of each run, at most this much.
     #[serde(default, with = "humane_duration")]
     pub jitter: Option<Duration>,
@@ -485,6 +568,9 @@ pub struct JobChanges {
     /// New instance limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_instances: Option<u32>,
+    /// A new overlap policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<Overlap>,
     /// New jitter.
     #[serde(
         default,

@@ -7,8 +7,9 @@
 //!
 //! - [`Scheduler`], built by [`SchedulerBuilder`]: add, modify, pause, resume,
 //!   reschedule and remove jobs, run them now, read their history, [`Event`]s;
-//! - [`JobSpec`] and its [`JobOptions`] (`coalesce`, `max_instances`,
-//!   `misfire_grace_time`, [`RetryPolicy`], ...), and the [`Job`] a store keeps;
+//! - [`JobSpec`] and its [`JobOptions`] (`coalesce`, `max_instances` and its
+//!   [`Overlap`], `misfire_grace_time`, [`RetryPolicy`], ...), and the [`Job`] a store
+//!   keeps;
 //! - [`TriggerSpec`] (`date`, `interval`, `cron`, `crontab`, `calendarinterval`,
 //!   `and`/`or`) with its zone, [`Zone`], and the compiled [`Trigger`];
 //! - [`TaskRegistry`] and [`TaskRun`]: the named tasks jobs run;
@@ -94,7 +95,7 @@ pub mod trigger;
 pub use executor::pool::ThreadPoolExecutor;
 pub use executor::process::ProcessPoolExecutor;
 pub use history::{RunOutcome, RunRecord};
-pub use job::{Job, JobChanges, JobOptions, JobSpec, RetryPolicy};
+pub use job::{Job, JobChanges, JobOptions, JobSpec, Overlap, RetryPolicy};
 pub use scheduler::{Event, Scheduler, SchedulerBuilder, SchedulerError};
 pub use store::{open as open_store, JobStore, OpenOptions};
 pub use task::{TaskFailure, TaskRegistry, TaskRun};

@@ -222,9 +222,15 @@ enum JobsCommand {
         words: Vec<String>,
     },
     /// Run a job once now, outside its schedule (its next run time stays).
+    ///
+    /// The job's max_instances and overlap apply: the run may be skipped, wait for a
+    /// running run to end, or replace the oldest one.
     Run {
         /// The job's id.
         id: String,
+        /// Start the run whatever max_instances and overlap say.
+        #[arg(long)]
+        force: bool,
     },
     /// Why a job's next run is when it is, and what became of its recent times.
     Explain {
@@ -305,6 +311,10 @@ struct AddJob {
     /// How many runs of the job may go at once.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_instances: Option<u32>,
+    /// What a run due while max_instances runs go does: skip, queue (wait for one to
+    /// end; one waits at most) or replace (stop the oldest) [default: the daemon's].
+    #[arg(long, value_name = "POLICY", value_parser = parse_overlap)]
+    overlap: Option<kairos::job::Overlap>,
     /// Try failed runs again: max_attempts=N[,initial_delay=1s][,multiplier=2][,max_delay=5m]
     /// [default: the task's, else the daemon's job defaults].
     #[arg(long, value_name = "FIELD=VALUE,...", value_parser = parse_retry)]
@@ -861,6 +871,11 @@ fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
         .map_err(|error| format!("{text:?} is not an RFC 3339 date-time: {error}"))
 }
 
+/// `--overlap queue`: one of the policies, or an error naming them.
+fn parse_overlap(text: &str) -> Result<kairos::job::Overlap, String> {
+    text.parse()
+}
+
 /// `--retry max_attempts=5,initial_delay=1s`: the fields of a retry policy, checked.
 fn parse_retry(text: &str) -> Result<kairos::job::RetryPolicy, String> {
     let mut fields = serde_json::Map::new();
@@ -909,7 +924,7 @@ enum ApiRequest {
     Resume(String),
     Remove(String),
     Reschedule(String, TriggerSpec),
-    Run(String),
+    Run(String, bool),
     Backfill {
         id: String,
         from: chrono::DateTime<chrono::Utc>,
@@ -1010,7 +1025,7 @@ fn prepare_request(command: ApiCommand) -> Result<ApiRequest, ApiFailure> {
         ApiCommand::Jobs(JobsCommand::Pause { id }) => ApiRequest::Pause(id),
         ApiCommand::Jobs(JobsCommand::Resume { id }) => ApiRequest::Resume(id),
         ApiCommand::Jobs(JobsCommand::Remove { id }) => ApiRequest::Remove(id),
-        ApiCommand::Jobs(JobsCommand::Run { id }) => ApiRequest::Run(id),
+        ApiCommand::Jobs(JobsCommand::Run { id, force }) => ApiRequest::Run(id, force),
         ApiCommand::Jobs(JobsCommand::Explain { id }) => ApiRequest::Explain(id),
         ApiCommand::Jobs(JobsCommand::Backfill { id, from, to }) => {
             ApiRequest::Backfill { id, from, to }
@@ -1041,6 +1056,7 @@ fn prepare_request(command: ApiCommand) -> Result<ApiRequest, ApiFailure> {
                     misfire_grace_time: add.misfire_grace_time,
                     coalesce,
                     max_instances: add.max_instances,
+                    overlap: add.overlap,
                     retry: add.retry,
                     expect_success_within: add.expect_success_within,
                     ..JobOptions::default()
@@ -1121,8 +1137,8 @@ async fn send_request(
             let job = client.reschedule_job(&id, &trigger).await?;
             print_answer(&job.body, json, || one_job(&job.value))
         }
-        ApiRequest::Run(id) => {
-            let started = client.run_job(&id).await?;
+        ApiRequest::Run(id, force) => {
+            let started = client.run_job_with(&id, force).await?;
             print_answer(&started.body, json, || table::run_started(&started.value))
         }
         ApiRequest::Explain(id) => {

@@ -1861,3 +1861,70 @@ async fn concurrent_patches_with_one_etag_write_once() {
         .iter()
         .all(|status| *status == StatusCode::OK || *status == StatusCode::PRECONDITION_FAILED));
 }
+
+/// `overlap` through the API: set under `options` on `POST /jobs`, shown in the job,
+/// changed by `PATCH`; a bad value is 422 naming the field and the values it takes;
+/// run now takes `{"force": true}` (and nothing, or `null`, as before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlap_round_trips_and_a_bad_one_names_the_field() {
+    let api = Api::open();
+    let added = api
+        .post(
+            "/api/v1/jobs",
+            json!({"id": "q", "task": "record", "trigger": {"type": "cron", "hour": 3},
+                   "options": {"max_instances": 1, "overlap": "queue"}}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.json);
+    assert_eq!(added.json["options"]["overlap"], "queue");
+    let default = api
+        .post(
+            "/api/v1/jobs",
+            json!({"id": "d", "task": "record", "trigger": {"type": "cron", "hour": 3}}),
+        )
+        .await;
+    assert_eq!(default.json["options"]["overlap"], "skip");
+    let patched = api
+        .call(
+            "PATCH",
+            "/api/v1/jobs/q",
+            Some(json!({"overlap": "replace"})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.json);
+    assert_eq!(
+        api.get("/api/v1/jobs/q").await.json["options"]["overlap"],
+        "replace"
+    );
+
+    let bad = api
+        .post(
+            "/api/v1/jobs",
+            json!({"task": "record", "trigger": {"type": "cron"}, "options": {"overlap": "sometimes"}}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.json);
+    assert_eq!(bad.field(), "options.overlap", "{}", bad.json);
+    let message = bad.json["error"]["message"].as_str().unwrap_or("");
+    for name in ["skip", "queue", "replace"] {
+        assert!(message.contains(name), "{message}");
+    }
+    let bad = api
+        .call("PATCH", "/api/v1/jobs/q", Some(json!({"overlap": 1})))
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.json);
+    assert_eq!(bad.field(), "overlap", "{}", bad.json);
+
+    for body in [json!(null), json!({}), json!({"force": true})] {
+        let run = api.post("/api/v1/jobs/q/run", body.clone()).await;
+        assert_eq!(run.status, StatusCode::ACCEPTED, "{body}: {}", run.json);
+    }
+    let run = api.call("POST", "/api/v1/jobs/q/run", None).await;
+    assert_eq!(run.status, StatusCode::ACCEPTED, "{}", run.json);
+    let bad = api
+        .post("/api/v1/jobs/q/run", json!({"force": "yes"}))
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.json);
+    assert_eq!(bad.field(), "force", "{}", bad.json);
+    api.scheduler.shutdown(None).await;
+}

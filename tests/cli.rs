@@ -885,3 +885,68 @@ fn unicode_column(line: &str, word: &str, nth: usize) -> usize {
         })
         .sum()
 }
+
+/// `--overlap` on `jobs add` reaches the job and shows in `jobs show`; `jobs run
+/// --force` is accepted; a bad policy is exit 2 naming the values, before anything is
+/// sent.
+#[test]
+fn overlap_is_set_by_add_and_run_takes_force() {
+    let server = Server::with_scheduler();
+    let added = server.cli(&[
+        "jobs",
+        "add",
+        "--id",
+        "q",
+        "--task",
+        "orders.cancel",
+        "--overlap",
+        "queue",
+        "--json",
+        "interval",
+        "hours=1",
+    ]);
+    assert_eq!(
+        added.json()["options"]["overlap"],
+        "queue",
+        "{}",
+        added.stdout
+    );
+    let shown = server.cli(&["jobs", "show", "q"]);
+    assert!(
+        shown
+            .ok()
+            .lines()
+            .any(|line| line.starts_with("overlap") && line.ends_with("queue")),
+        "{}",
+        shown.stdout
+    );
+    let started = server
+        .cli(&["jobs", "run", "q", "--force", "--json"])
+        .json();
+    assert_eq!(started["job_id"], "q");
+    assert!(started["run_id"].is_string(), "{started}");
+
+    let nowhere = [("KAIROS_URL", "http://127.0.0.1:9")];
+    let bad = kairos(
+        &[
+            "jobs",
+            "add",
+            "--task",
+            "t",
+            "--overlap",
+            "sometimes",
+            "date",
+            "delay=1m",
+        ],
+        &nowhere,
+    );
+    assert_eq!(bad.status, Some(2), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("--overlap")
+            && bad
+                .stderr
+                .contains("must be one of \"skip\", \"queue\", \"replace\""),
+        "{}",
+        bad.stderr
+    );
+}

@@ -1046,3 +1046,52 @@ expect_success_within = "whenever"
         );
     }
 }
+
+/// `overlap` in `[job_defaults]` and beside `coalesce` in a `[[jobs]]` table: a job's
+/// own wins, the defaults fill in the rest.
+#[test]
+fn overlap_is_resolved_against_the_defaults() {
+    use kairos::job::Overlap;
+    let config = TempConfig::new(&[(
+        "config.toml",
+        "[job_defaults]\noverlap = \"queue\"\n\n[[jobs]]\nid = \"a\"\ntask = \"command\"\nargs = { argv = [\"true\"] }\ntrigger = { type = \"interval\", hours = 1 }\n\n[[jobs]]\nid = \"b\"\ntask = \"command\"\nargs = { argv = [\"true\"] }\ntrigger = { type = \"interval\", hours = 1 }\ncoalesce = false\noverlap = \"replace\"\n\n[[jobs]]\nid = \"c\"\ntask = \"command\"\nargs = { argv = [\"true\"] }\ntrigger = { type = \"interval\", hours = 1 }\noverlap = \"skip\"\n",
+    )]);
+    let loaded = loaded(&config);
+    let overlap = |index: usize| loaded.jobs[index].spec.options.overlap;
+    assert_eq!(overlap(0), Some(Overlap::Queue));
+    assert_eq!(overlap(1), Some(Overlap::Replace));
+    assert_eq!(overlap(2), Some(Overlap::Skip));
+}
+
+/// Without `overlap` anywhere, a config job's spec leaves it out: the specs stored by
+/// kairos before it had the option compare equal, so a reload changes nothing.
+#[test]
+fn overlap_left_at_skip_is_left_out_of_a_config_jobs_spec() {
+    let config = TempConfig::new(&[(
+        "config.toml",
+        "[[jobs]]\nid = \"a\"\ntask = \"command\"\nargs = { argv = [\"true\"] }\ntrigger = { type = \"interval\", hours = 1 }\n",
+    )]);
+    let loaded = loaded(&config);
+    assert_eq!(loaded.jobs[0].spec.options.overlap, None);
+    let json = serde_json::to_value(&loaded.jobs[0].spec).expect("a spec is JSON");
+    assert!(json.get("overlap").is_none(), "{json}");
+}
+
+/// A bad `overlap` names the field and the values it takes, in `[job_defaults]` and in
+/// a job.
+#[test]
+fn a_bad_overlap_names_the_field_and_the_allowed_values() {
+    let config = TempConfig::new(&[(
+        "config.toml",
+        "[job_defaults]\noverlap = \"wait\"\n\n[[jobs]]\nid = \"a\"\ntask = \"command\"\nargs = { argv = [\"true\"] }\ntrigger = { type = \"interval\", hours = 1 }\noverlap = \"sometimes\"\n",
+    )]);
+    let lines = config.errors();
+    assert_reported(
+        &lines,
+        "config.toml:2:11: job_defaults.overlap: must be one of \"skip\", \"queue\", \"replace\", not \"wait\"",
+    );
+    assert_reported(
+        &lines,
+        "config.toml:9:11: jobs[0].overlap: must be one of \"skip\", \"queue\", \"replace\", not \"sometimes\"",
+    );
+}

@@ -49,6 +49,7 @@ fn job(spec: serde_json::Value) -> Job {
         misfire_grace_time: None,
         coalesce: true,
         max_instances: 1,
+        overlap: Default::default(),
         jitter: None,
         paused: false,
         next_run_time,

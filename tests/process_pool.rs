@@ -56,6 +56,7 @@ fn test_tasks() -> TaskRegistry {
     tasks.register_blocking("abort", abort_now);
     tasks.register_fn("hang", hang);
     tasks.register_blocking("flood", flood);
+    tasks.register_fn("gate", gate);
     tasks.register_fn("sleep", |run: TaskRun| async move {
         let ms = run.args["ms"].as_u64().unwrap_or(0);
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -93,6 +94,26 @@ async fn hang(run: TaskRun) -> Result<String, TaskFailure> {
     .map_err(failed)?;
     tokio::time::sleep(Duration::from_secs(3600)).await;
     Ok("woke up".to_owned())
+}
+
+/// Says it started (`started-<scheduled µs>` in `args.dir`, holding the worker's pid)
+/// and waits for the test to let it end (`release-<scheduled µs>`).
+async fn gate(run: TaskRun) -> Result<String, TaskFailure> {
+    let failed = |error: std::io::Error| TaskFailure::new(error.to_string());
+    let dir = PathBuf::from(
+        run.args["dir"]
+            .as_str()
+            .ok_or_else(|| TaskFailure::new("no dir"))?,
+    );
+    let key = run.scheduled_time.timestamp_micros();
+    let partial = dir.join(format!("started-{key}.partial"));
+    std::fs::write(&partial, std::process::id().to_string())
+        .and_then(|()| std::fs::rename(&partial, dir.join(format!("started-{key}"))))
+        .map_err(failed)?;
+    while !dir.join(format!("release-{key}")).exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok("released".to_owned())
 }
 
 fn flood(_run: TaskRun) -> Result<String, TaskFailure> {
@@ -149,6 +170,7 @@ fn submission(task: &str, args: serde_json::Value) -> Submission {
         start_at: now,
         withdrawal: Default::default(),
         start_check: None,
+        stop: Default::default(),
     }
 }
 
@@ -611,6 +633,165 @@ async fn a_withdrawn_submission_is_reported_as_skipped_and_never_started() {
             assert_eq!((load.queued, load.early, load.running), (0, 0, 0));
             executor.shutdown(None).await;
         }
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// `overlap` with a scheduler on the process pool (docs/lifecycle.md, "When the limit is
+// reached"); the thread pool's side is tests/overlap.rs.
+
+/// A running scheduler on a manual clock at t0, on a pool of two workers, with one
+/// job `j` of `task` every `every_s` seconds, `max_instances = 1` and `overlap`.
+async fn overlap_scheduler(
+    task: &str,
+    args: serde_json::Value,
+    every_s: u64,
+    overlap: kairos::job::Overlap,
+) -> (kairos::scheduler::Scheduler, kairos::clock::ManualClock) {
+    let t0 = DateTime::from_timestamp(1_893_456_000, 0).expect("t0");
+    let clock = kairos::clock::ManualClock::new(t0);
+    let scheduler = kairos::scheduler::Scheduler::builder()
+        .clock(clock.clone())
+        .store("default", kairos::store::memory::MemoryStore::new())
+        .executor("default", pool(2))
+        .tasks(test_tasks())
+        .build();
+    let trigger = serde_json::from_value(json!({
+        "type": "interval", "seconds": every_s, "start_date": t0.to_rfc3339(),
+    }))
+    .expect("a trigger");
+    let mut spec = kairos::job::JobSpec::new(task, trigger)
+        .with_id("j")
+        .with_args(args);
+    spec.options.max_instances = Some(1);
+    spec.options.overlap = Some(overlap);
+    scheduler.add_job(spec).await.expect("added");
+    scheduler.start();
+    (scheduler, clock)
+}
+
+/// Moves the manual clock to `until` in steps of 100 ms, letting the scheduler look.
+async fn clock_to(clock: &kairos::clock::ManualClock, until: DateTime<Utc>) {
+    use kairos::clock::Clock;
+    while clock.now() < until {
+        clock.set((clock.now() + TimeDelta::milliseconds(100)).min(until));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The record of `j`'s run of `scheduled` once there is one that `done` accepts.
+async fn record_of(
+    scheduler: &kairos::scheduler::Scheduler,
+    scheduled: DateTime<Utc>,
+    done: impl Fn(&RunRecord) -> bool,
+) -> RunRecord {
+    loop {
+        let runs = scheduler.runs(Some("j"), 100).await.expect("runs");
+        if let Some(run) = runs
+            .into_iter()
+            .find(|run| run.scheduled_time == scheduled && done(run))
+        {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits for a file to exist; returns what it holds.
+async fn file(path: &Path) -> String {
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `overlap = "replace"` on the process pool: the run due while one goes kills the
+/// running run's whole process group (its worker and the grandchild it started), the
+/// old run is recorded as replaced, and the new one starts at its time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacing_run_kills_the_running_runs_process_group() {
+    within(async {
+        let ready = ReadyFile::new();
+        let (scheduler, clock) =
+            overlap_scheduler("hang", ready.args(), 10, kairos::job::Overlap::Replace).await;
+        let t0 = DateTime::from_timestamp(1_893_456_000, 0).expect("t0");
+        let (pgid, grandchild) = ready.wait().await;
+        assert!(alive(grandchild));
+        let _ = std::fs::remove_file(&ready.0);
+        clock_to(&clock, t0 + TimeDelta::seconds(10)).await;
+        let replaced = record_of(&scheduler, t0, |_| true).await;
+        assert_group_gone(pgid, grandchild).await;
+        assert_eq!(replaced.outcome, RunOutcome::Error, "{replaced:?}");
+        assert_eq!(
+            replaced.error.as_deref(),
+            Some("replaced by the run of 2030-01-01T00:00:10Z (overlap = replace); its process group was killed"),
+        );
+        // The new run started at its time, in a new group.
+        let (new_pgid, new_grandchild) = ready.wait().await;
+        assert_ne!(new_pgid, pgid);
+        assert!(alive(new_grandchild));
+        scheduler.shutdown(None).await;
+        assert_group_gone(new_pgid, new_grandchild).await;
+        let new = record_of(&scheduler, t0 + TimeDelta::seconds(10), |_| true).await;
+        let started = new.started_at.expect("it started");
+        assert!(
+            started - (t0 + TimeDelta::seconds(10)) <= TimeDelta::milliseconds(200),
+            "{new:?}"
+        );
+        assert!(replaced.finished_at <= started, "{replaced:?} {new:?}");
+    })
+    .await;
+}
+
+/// `overlap = "queue"` on the process pool: every 1 s with runs that end when the
+/// test says (at 2.5 s for the first): the run of 1 s waits and starts when the first
+/// ends, never beside it; the run of 2 s, due while it waits, is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_run_waits_for_the_running_child_to_end() {
+    within(async {
+        let dir = std::env::temp_dir().join(format!(
+            "kairos-test-gate-{}-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let args = json!({ "dir": dir.to_str().expect("a UTF-8 temp path") });
+        let (scheduler, clock) =
+            overlap_scheduler("gate", args, 1, kairos::job::Overlap::Queue).await;
+        let t0 = DateTime::from_timestamp(1_893_456_000, 0).expect("t0");
+        let key = |second: i64| (t0 + TimeDelta::seconds(second)).timestamp_micros();
+        file(&dir.join(format!("started-{}", key(0)))).await;
+        clock_to(&clock, t0 + TimeDelta::milliseconds(2_200)).await;
+        let skipped = record_of(&scheduler, t0 + TimeDelta::seconds(2), |_| true).await;
+        assert_eq!(skipped.outcome, RunOutcome::Skipped, "{skipped:?}");
+        assert!(
+            skipped
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .contains("already waiting"),
+            "{skipped:?}"
+        );
+        assert!(
+            !dir.join(format!("started-{}", key(1))).exists(),
+            "the run of 1 s waits while the run of 0 s goes"
+        );
+        clock_to(&clock, t0 + TimeDelta::milliseconds(2_500)).await;
+        std::fs::write(dir.join(format!("release-{}", key(0))), "").expect("released");
+        file(&dir.join(format!("started-{}", key(1)))).await;
+        let first = record_of(&scheduler, t0, |_| true).await;
+        assert_eq!(first.outcome, RunOutcome::Success, "{first:?}");
+        std::fs::write(dir.join(format!("release-{}", key(1))), "").expect("released");
+        let queued = record_of(&scheduler, t0 + TimeDelta::seconds(1), |_| true).await;
+        scheduler.shutdown(None).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(queued.outcome, RunOutcome::Success, "{queued:?}");
+        let started = queued.started_at.expect("it started");
+        assert!(started >= first.finished_at, "{first:?} {queued:?}");
+        assert_eq!(started, t0 + TimeDelta::milliseconds(2_500), "{queued:?}");
     })
     .await;
 }

@@ -123,12 +123,13 @@ impl ApiError {
     /// The same error with a job option's field named as `POST /jobs` takes it, under
     /// `options` (the scheduler names options without it, as `PATCH` takes them).
     pub(crate) fn in_options(mut self) -> Self {
-        const OPTIONS: [&str; 7] = [
+        const OPTIONS: [&str; 8] = [
             "executor",
             "jobstore",
             "misfire_grace_time",
             "coalesce",
             "max_instances",
+            "overlap",
             "jitter",
             "expect_success_within",
         ];

@@ -746,13 +746,29 @@ struct RunStarted {
     run_id: Option<String>,
 }
 
+/// The body of `POST /jobs/{id}/run`, which may be left out.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunNow {
+    /// Start the run whatever `max_instances` and `overlap` say.
+    #[serde(default)]
+    force: bool,
+}
+
 async fn run_job(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, axum::Json<RunStarted>), ApiError> {
+    // No body (nothing, white space or `null`): the job's policy applies.
+    let run_now: RunNow = if body.iter().all(u8::is_ascii_whitespace) {
+        RunNow::default()
+    } else {
+        super::extract::parse_json::<Option<RunNow>>(&body)?.unwrap_or_default()
+    };
     check_scope(&caller, &find(&state.scheduler, &id).await?)?;
-    let run_id = state.scheduler.run_job_now(&id).await?;
+    let run_id = state.scheduler.run_job_now_with(&id, run_now.force).await?;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(RunStarted {

@@ -217,6 +217,16 @@ pub(crate) fn document() -> Value {
         }
         operation
     };
+    // A body that may be left out (`POST /jobs/{id}/run`).
+    let optional_body = |mut operation: Value| {
+        if let Some(body) = operation
+            .get_mut("requestBody")
+            .and_then(Value::as_object_mut)
+        {
+            body.insert("required".to_owned(), json!(false));
+        }
+        operation
+    };
     let paths = json!({
         "/jobs": {
             "get": with_description(operation("List jobs, by next run time, paused last", &list_parameters(), None,
@@ -240,7 +250,11 @@ pub(crate) fn document() -> Value {
         "/jobs/{id}/pause": {"post": job_action("Pause a job (config-owned ones too)")},
         "/jobs/{id}/resume": {"post": with_description(job_action("Resume a paused job"),
             "A job whose trigger has no fire time left is removed; the answer is then {\"id\", \"removed\": true, \"message\"}.")},
-        "/jobs/{id}/run": {"post": operation("Run a job now, once, outside its schedule", &[job_id()], None, started, &[S::NOT_FOUND])},
+        "/jobs/{id}/run": {"post": with_description(optional_body(operation("Run a job now, once, outside its schedule", &[job_id()],
+            Some(json!({"type": "object", "additionalProperties": false,
+                        "properties": {"force": {"type": "boolean", "description": "Start the run whatever max_instances and overlap say."}}})),
+            started, &[S::NOT_FOUND])),
+            "The job's max_instances and overlap apply (the run may be skipped, wait for a running run to end, or replace the oldest one) unless force is true. The body is optional.")},
         "/jobs/{id}/reschedule": {"post": with_description(operation("Give a job a new trigger", &[job_id()],
             Some(json!({"type": "object", "required": ["trigger"], "additionalProperties": false,
                         "properties": {"trigger": schema("Trigger")}})),
@@ -254,7 +268,7 @@ pub(crate) fn document() -> Value {
                 "next_run_reason": {"type": "string", "enum": ["trigger", "retry_wait", "paused", "failed", "running", "overdue", "finished"]},
                 "recent": {"type": "array", "items": {"type": "object", "properties": {
                     "scheduled_time": {"type": "string", "format": "date-time"},
-                    "outcome": {"type": "string", "enum": ["ran", "failed", "timed_out", "retried", "skipped", "missed", "taken_back"]},
+                    "outcome": {"type": "string", "enum": ["ran", "failed", "timed_out", "retried", "replaced", "skipped", "missed", "taken_back"]},
                     "attempts": {"type": "integer"}, "detail": {"type": "string"}}}}}})),
             &[S::NOT_FOUND])},
         "/jobs/{id}/backfill": {"post": with_description(operation("Run a recurring job's fire times in a range, now", &[job_id()],
@@ -528,6 +542,7 @@ fn schemas() -> Value {
                 "executor": {"type": "string"}, "jobstore": {"type": "string"},
                 "misfire_grace_time": duration, "coalesce": {"type": "boolean"},
                 "max_instances": {"type": "integer", "minimum": 1}, "jitter": duration,
+                "overlap": {"type": "string", "enum": ["skip", "queue", "replace"], "description": "What a run due while max_instances runs execute does: skip it (default), queue it (one waits per job), or replace the oldest running run."},
                 "expect_success_within": {"type": "string", "description": "The dead-man's switch: an overdue alert when the job has not succeeded for this long (at least 1m), e.g. \"25h\"."},
             },
         },
@@ -548,6 +563,7 @@ fn schemas() -> Value {
                 "executor": {"type": "string"}, "misfire_grace_time": duration,
                 "clear_misfire_grace_time": {"type": "boolean"}, "coalesce": {"type": "boolean"},
                 "max_instances": {"type": "integer", "minimum": 1}, "jitter": duration,
+                "overlap": {"type": "string", "enum": ["skip", "queue", "replace"], "description": "What a run due while max_instances runs execute does: skip it (default), queue it (one waits per job), or replace the oldest running run."},
                 "expect_success_within": duration,
                 "clear_expect_success_within": {"type": "boolean"},
                 "next_run_time": {"type": "string", "format": "date-time"},
@@ -593,6 +609,7 @@ fn schemas() -> Value {
             "properties": {
                 "misfire_grace_time": {"type": ["string", "null"]}, "coalesce": {"type": "boolean"},
                 "max_instances": {"type": "integer"}, "jitter": {"type": ["string", "null"]},
+                "overlap": {"type": "string", "enum": ["skip", "queue", "replace"]},
                 "retry": {"type": ["object", "null"], "description": "How failed runs are retried; null: they are not.", "properties": {
                     "max_attempts": {"type": "integer"}, "initial_delay": {"type": "string"},
                     "multiplier": {"type": "number"}, "max_delay": {"type": "string"}}},

@@ -125,6 +125,8 @@ struct OptionsView {
     misfire_grace_time: Option<String>,
     coalesce: bool,
     max_instances: u32,
+    /// What a run due while `max_instances` runs execute does.
+    overlap: crate::job::Overlap,
     jitter: Option<String>,
     /// `null`: failed runs are not retried.
     retry: Option<RetryView>,
@@ -171,6 +173,7 @@ impl From<&Job> for JobView {
                 misfire_grace_time: job.misfire_grace_time.map(humane),
                 coalesce: job.coalesce,
                 max_instances: job.max_instances,
+                overlap: job.overlap,
                 jitter: job.jitter.map(humane),
                 retry: job.retry.policy.as_ref().map(|policy| RetryView {
                     max_attempts: policy.max_attempts,

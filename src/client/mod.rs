@@ -312,6 +312,10 @@ pub struct JobOptionsView {
     pub coalesce: bool,
     /// How many runs may go at once.
     pub max_instances: u32,
+    /// What a run due while `max_instances` runs go does (absent from older daemons:
+    /// `skip`).
+    #[serde(default)]
+    pub overlap: crate::job::Overlap,
     /// Random delay per run, at most this (`"5s"`).
     pub jitter: Option<String>,
     /// The dead-man's switch (`"25h"`); `None`: none.
@@ -718,9 +722,24 @@ impl ApiClient {
             .await
     }
 
-    /// `POST /jobs/{id}/run`: one run now, outside the schedule.
+    /// `POST /jobs/{id}/run`: one run now, outside the schedule (the job's
+    /// `max_instances` and `overlap` apply).
     pub async fn run_job(&self, id: &str) -> Result<Fetched<RunStarted>, ClientError> {
-        self.call(Method::POST, &["jobs", id, "run"], None, None)
+        self.run_job_with(id, false).await
+    }
+
+    /// [`ApiClient::run_job`]; with `force` the run starts whatever the limit says.
+    pub async fn run_job_with(
+        &self,
+        id: &str,
+        force: bool,
+    ) -> Result<Fetched<RunStarted>, ClientError> {
+        let body = if force {
+            Some(to_json(&serde_json::json!({"force": true}))?)
+        } else {
+            None
+        };
+        self.call(Method::POST, &["jobs", id, "run"], body, None)
             .await
     }
 

@@ -199,7 +199,7 @@ pub fn jobs(jobs: &[JobView], zone: &Zone) -> Table {
 pub fn job_details(job: &JobView, zone: &Zone) -> String {
     let compact = |value: &serde_json::Value| value.to_string();
     let options = &job.options;
-    let lines: [(&str, String); 14] = [
+    let lines: [(&str, String); 15] = [
         ("id", job.id.clone()),
         ("name", job.name.clone()),
         ("task", job.task.clone()),
@@ -216,6 +216,7 @@ pub fn job_details(job: &JobView, zone: &Zone) -> String {
         ),
         ("coalesce", options.coalesce.to_string()),
         ("max instances", options.max_instances.to_string()),
+        ("overlap", options.overlap.to_string()),
         (
             "jitter",
             options.jitter.clone().unwrap_or_else(|| "none".to_owned()),

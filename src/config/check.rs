@@ -410,6 +410,11 @@ pub(crate) fn check_job_defaults(
                 defaults.max_instances = max_instances;
             }
         }
+        if let Some(overlap) = &raw_defaults.overlap {
+            if let Some(overlap) = check_overlap(source, overlap, "job_defaults.overlap", errors) {
+                defaults.overlap = overlap;
+            }
+        }
         jitter = raw_defaults.jitter.map(|duration| duration.0);
         if let Some(retry) = &raw_defaults.retry {
             defaults.retry = check_retry(source, retry, "job_defaults", errors);
@@ -1055,6 +1060,22 @@ where
         None
     } else {
         Some(*value.get_ref())
+    }
+}
+
+/// `overlap`: one of `skip`, `queue`, `replace` (docs/semantics.md, "max_instances").
+pub(crate) fn check_overlap(
+    source: &Source,
+    value: &Spanned<String>,
+    key: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<crate::job::Overlap> {
+    match value.get_ref().parse() {
+        Ok(overlap) => Some(overlap),
+        Err(reason) => {
+            errors.push(invalid(source, value, key, reason));
+            None
+        }
     }
 }
 

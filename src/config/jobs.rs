@@ -177,6 +177,9 @@ fn check_job(
             errors,
         )
     });
+    let overlap = job.overlap.as_ref().and_then(|overlap| {
+        super::check::check_overlap(source, overlap, &join_key(&path, "overlap"), errors)
+    });
     let max_instances = job
         .max_instances
         .as_ref()
@@ -236,6 +239,10 @@ fn check_job(
             misfire_grace_time,
             coalesce: Some(job.coalesce.unwrap_or(defaults.coalesce)),
             max_instances: Some(max_instances.unwrap_or(defaults.max_instances)),
+            // Left out while it is `skip` everywhere, so the specs of config-owned jobs
+            // written before `overlap` existed compare equal (a reload changes nothing).
+            overlap: Some(overlap.unwrap_or(defaults.overlap))
+                .filter(|overlap| !overlap.is_skip() || !defaults.overlap.is_skip()),
             jitter,
             // The job's own; else its task's, else [job_defaults]' (the scheduler's).
             retry,

@@ -52,6 +52,85 @@ pub struct Submission {
     /// Asked once `start_at` has come, before a worker is taken: whether the runs may
     /// start at all ([`StartCheck`]). `None` starts them.
     pub start_check: Option<Arc<dyn StartCheck>>,
+    /// Stops the run that is executing (`overlap = "replace"`): its task is cancelled
+    /// (thread pool) or its process group killed (process pool), and it is recorded
+    /// as an error with the reason given; the rest of the submission does not start.
+    pub stop: RunStop,
+}
+
+/// The scheduler's way to stop a run while it executes, and to know whether and since
+/// when it does (`overlap = "replace"`, docs/lifecycle.md "When the limit is reached").
+/// Clones share one state.
+#[derive(Clone, Debug)]
+pub struct RunStop(Arc<RunStopState>);
+
+#[derive(Debug)]
+struct RunStopState {
+    /// `Some(reason)` once stopped.
+    reason: tokio::sync::watch::Sender<Option<String>>,
+    /// When the executing run started; `None` before it starts (and between the runs
+    /// of a catch-up).
+    started_at: std::sync::Mutex<Option<DateTime<Utc>>>,
+}
+
+impl Default for RunStop {
+    fn default() -> RunStop {
+        RunStop(Arc::new(RunStopState {
+            reason: tokio::sync::watch::Sender::new(None),
+            started_at: std::sync::Mutex::new(None),
+        }))
+    }
+}
+
+impl RunStop {
+    /// Stops the executing run, if any, with `reason` (the first reason given stays).
+    pub fn stop(&self, reason: impl Into<String>) {
+        let reason = reason.into();
+        self.0.reason.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(reason);
+            true
+        });
+    }
+
+    /// The reason it was stopped with, if it was.
+    pub fn stopped_because(&self) -> Option<String> {
+        self.0.reason.borrow().clone()
+    }
+
+    /// Waits until it is stopped; returns the reason.
+    pub async fn stopped(&self) -> String {
+        let mut receiver = self.0.reason.subscribe();
+        let reason = match receiver.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            // The sender lives in `self`: never closed while this waits.
+            Err(_) => None,
+        };
+        match reason {
+            Some(reason) => reason,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Called by the executor as a run starts (`Some`) and ends (`None`).
+    pub fn set_started(&self, at: Option<DateTime<Utc>>) {
+        *self
+            .0
+            .started_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = at;
+    }
+
+    /// When the run executing now started; `None` when none executes.
+    pub fn started_at(&self) -> Option<DateTime<Utc>> {
+        *self
+            .0
+            .started_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// The scheduler's last word on a submission, asked when its start time has come.

@@ -161,6 +161,7 @@ impl Executor for ThreadPoolExecutor {
             start_at,
             withdrawal,
             start_check,
+            stop,
             ..
         } = submission;
         let unreported = Unreported {
@@ -182,6 +183,7 @@ impl Executor for ThreadPoolExecutor {
             early,
             withdrawal,
             check: start_check,
+            stop,
         };
         runs.set
             .spawn(run_one(unreported, task, start, context, shared, timeout));
@@ -255,9 +257,9 @@ async fn run_one(
         if let Some(record) = unreported.finished.take() {
             unreported.report(record);
         }
-        if start.withdrawal.is_withdrawn() {
+        if start.withdrawal.is_withdrawn() || start.stop.stopped_because().is_some() {
             // Taken back while an earlier run of the same submission went (a pause or
-            // removal through this node): the rest do not start.
+            // removal through this node, or the run was replaced): the rest do not start.
             unreported.waiting.push_front(run);
             context.report_withdrawn(unreported.waiting.drain(..));
             break;
@@ -275,7 +277,7 @@ async fn run_one(
             job_id: run.job_id.clone(),
             scheduled_time: run.scheduled_time,
         });
-        let outcome = run_task(&task, run, clock.as_ref(), timeout).await;
+        let outcome = run_task(&task, run, clock.as_ref(), timeout, &start.stop).await;
         if let Some(identity) = unreported.running.take() {
             unreported.finished = Some(outcome.into_record(identity));
         }
@@ -295,6 +297,8 @@ struct Start {
     withdrawal: Withdrawal,
     /// Asked once the time has come ([`super::StartCheck`]).
     check: Option<Arc<dyn super::StartCheck>>,
+    /// Cancels the executing run (`overlap = "replace"`).
+    stop: super::RunStop,
 }
 
 /// How one run went, before it is tied to the run's identity.
@@ -328,16 +332,39 @@ async fn run_task(
     run: TaskRun,
     clock: &dyn crate::clock::Clock,
     timeout: Option<Duration>,
+    stop: &super::RunStop,
 ) -> RunOutcomeParts {
     let started_at = clock.now();
+    stop.set_started(Some(started_at));
     // The task runs inside this run's own tokio task (`run_one`, spawned per
     // submission): a panic is caught here and stays inside the run, and aborting the run
     // (shutdown without wait) drops it. A second task per run cost an allocation, a
     // wake-up and a hand-off between workers on every run (BENCHMARKS.md, recurring).
     let work = AssertUnwindSafe(task.run(run)).catch_unwind();
-    let result = match timeout {
-        Some(limit) => tokio::time::timeout(limit, work).await.ok(),
-        None => Some(work.await),
+    let limited = async {
+        match timeout {
+            Some(limit) => tokio::time::timeout(limit, work).await.ok(),
+            None => Some(work.await),
+        }
+    };
+    // A replaced run is cancelled as a timed-out one is: an async task is dropped at
+    // its next await point, a blocking one abandoned (docs/lifecycle.md).
+    let result = tokio::select! {
+        result = limited => Ok(result),
+        reason = stop.stopped() => Err(reason),
+    };
+    stop.set_started(None);
+    let result = match result {
+        Ok(result) => result,
+        Err(reason) => {
+            return RunOutcomeParts {
+                started_at,
+                finished_at: clock.now(),
+                outcome: RunOutcome::Error,
+                error: Some(reason),
+                output: String::new(),
+            }
+        }
     };
     let (outcome, error, output) = match result {
         Some(Ok(Ok(output))) => (RunOutcome::Success, None, output),

@@ -338,7 +338,10 @@ async fn run_one(
         }
         // Taken back while an earlier run of the same submission went (a pause or
         // removal through this node): the rest do not start.
-        if taken_back || submission.withdrawal.is_withdrawn() {
+        if taken_back
+            || submission.withdrawal.is_withdrawn()
+            || submission.stop.stopped_because().is_some()
+        {
             last_record = Some(record(
                 run,
                 None,
@@ -358,6 +361,7 @@ async fn run_one(
             continue;
         }
         let started_at = clock.now();
+        submission.stop.set_started(Some(started_at));
         let settings = submission.task.settings();
         // `${NAME}` in the args is resolved here, in the scheduler's process; the worker
         // gets the run ready to go.
@@ -369,11 +373,13 @@ async fn run_one(
                     &prepared,
                     &launch,
                     &mut phase,
+                    &submission.stop,
                 )
                 .await
             }
             Err(failure) => Ended::error(failure.message),
         };
+        submission.stop.set_started(None);
         // Taken before the permit goes, so runs that share a worker slot never overlap
         // in the history.
         let finished_at = clock.now();

@@ -41,7 +41,9 @@ pub struct Explanation {
 pub struct ScheduledTime {
     /// The time the trigger (or a run now, a backfill) scheduled.
     pub scheduled_time: DateTime<Utc>,
-    /// `ran`, `failed`, `timed_out`, `retried`, `skipped`, `missed`, or `taken_back`.
+    /// `ran`, `failed`, `timed_out`, `retried`, `replaced` (stopped for a newer run,
+    /// `overlap = "replace"`), `skipped` (its detail says when a run of the job was
+    /// already queued, `overlap = "queue"`), `missed`, or `taken_back`.
     pub outcome: &'static str,
     /// How many attempts it had.
     pub attempts: u32,
@@ -175,6 +177,10 @@ fn recent(history: &[RunRecord]) -> Vec<ScheduledTime> {
                     format!("ran {attempts} times; the last attempt succeeded"),
                 ),
                 RunOutcome::Success => ("ran", "ran and succeeded".to_owned()),
+                // Stopped for a newer run of its job (`overlap = "replace"`).
+                RunOutcome::Error if error.starts_with(super::main_loop::REPLACED) => {
+                    ("replaced", format!("started, then stopped: {error}"))
+                }
                 RunOutcome::Error => (
                     "failed",
                     format!("ran {attempts} time(s); the last failed: {error}"),

@@ -174,6 +174,7 @@ impl Scheduler {
                 .or(inner.defaults.misfire_grace_time),
             coalesce: spec.options.coalesce.unwrap_or(inner.defaults.coalesce),
             max_instances,
+            overlap: spec.options.overlap.unwrap_or(inner.defaults.overlap),
             jitter: spec.options.jitter,
             paused: spec.paused,
             next_run_time,
@@ -247,6 +248,9 @@ impl Scheduler {
         }
         if let Some(coalesce) = changes.coalesce {
             job.coalesce = coalesce;
+        }
+        if let Some(overlap) = changes.overlap {
+            job.overlap = overlap;
         }
         if let Some(jitter) = changes.jitter {
             job.jitter = Some(jitter);
@@ -677,8 +681,15 @@ impl Scheduler {
     }
 
     /// Runs a job now, once, outside its schedule (its next run time is unchanged).
-    /// Returns the run id. `max_instances` still applies.
+    /// Returns the run id. `max_instances` still applies, with the job's `overlap`
+    /// policy (the run may wait, or replace a running one).
     pub async fn run_job_now(&self, id: &str) -> Result<String, SchedulerError> {
+        self.run_job_now_with(id, false).await
+    }
+
+    /// [`Scheduler::run_job_now`]; with `force` the run starts whatever
+    /// `max_instances` and `overlap` say (it still counts as a running run).
+    pub async fn run_job_now_with(&self, id: &str, force: bool) -> Result<String, SchedulerError> {
         let (jobstore, mut job) = self.inner.find_job(id).await?;
         let now = self.inner.clock.now();
         if job.retry.failed.is_some() {
@@ -693,7 +704,7 @@ impl Scheduler {
             self.write_changed(jobstore, job, scheduled_before).await?;
             return Ok(String::new());
         }
-        main_loop::submit_runs(&self.inner, &jobstore, &job, &[now], now)
+        main_loop::submit_runs(&self.inner, &jobstore, &job, &[now], now, force)
             .await
             .map_err(SchedulerError::from)
     }
@@ -701,7 +712,8 @@ impl Scheduler {
     /// Runs `id`'s fire times from `from` to `to` (both included) now, as Temporal's
     /// schedule backfill does: each time once, one after another, earliest first, as
     /// one submission under one instance slot (so `max_instances` holds: when the limit
-    /// is reached they are skipped, and recorded so). The job's own schedule is not
+    /// is reached they are skipped, wait or replace the oldest run, as the job's
+    /// `overlap` says, and are recorded so). The job's own schedule is not
     /// touched. At most [`MAX_BACKFILL`] times; a one-off job has no times to fill in.
     /// Returns how many runs were handed over and the first one's run id.
     pub async fn backfill_job(
@@ -743,7 +755,8 @@ impl Scheduler {
             return Ok((0, String::new()));
         }
         let now = self.inner.clock.now();
-        let run_id = main_loop::submit_runs(&self.inner, &jobstore, &job, &times, now).await?;
+        let run_id =
+            main_loop::submit_runs(&self.inner, &jobstore, &job, &times, now, false).await?;
         Ok((times.len(), run_id))
     }
 
@@ -827,13 +840,18 @@ pub(crate) fn submission(
         // Runs handed over ahead of their time can be taken back until then, and the
         // later runs of a catch-up (several times of one job, run one after another)
         // until each starts: a pause or removal meanwhile stops the rest.
-        withdrawal: if start_at > inner.clock.now() || scheduled_times.len() > 1 {
+        // And runs that may wait for a running run of their job to end (`overlap`).
+        withdrawal: if start_at > inner.clock.now()
+            || scheduled_times.len() > 1
+            || job.overlap != crate::job::Overlap::Skip
+        {
             Withdrawal::new()
         } else {
             Withdrawal::default()
         },
         // Set by the hand-over when the runs are judged again at their time.
         start_check: None,
+        stop: crate::executor::RunStop::default(),
     })
 }
 

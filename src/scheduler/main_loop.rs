@@ -25,11 +25,12 @@
 //!   and `max_instances` is judged then, by the runs executing then (its instance
 //!   slot is claimed at its time, with the other runs due then).
 //! - **Held until they end** ([`HeldRelease`]): a one-off job, and a recurring job with
-//!   `max_instances = 1`, stay leased to this node until the run ends (the lease and
-//!   the instance slot renewed meanwhile, `renewal.rs`), and are written back with
-//!   the run's record. A node that dies first leaves them to its restarted successor
-//!   or to another node, which runs them again: at least once across a crash. A job
-//!   that allows several runs at once is written back when its run is due
+//!   `max_instances = 1` that skips at its limit (`overlap = "skip"`), stay leased to
+//!   this node until the run ends (the lease and the instance slot renewed meanwhile,
+//!   `renewal.rs`), and are written back with the run's record. A node that dies first
+//!   leaves them to its restarted successor or to another node, which runs them again:
+//!   at least once across a crash. A job that allows several runs at once, or queues or
+//!   replaces its runs (`overlap`), is written back when its run is due
 //!   ([`Deferred`]), so its next run can be taken while this one goes; its instance
 //!   slot carries the run's times, and a node that dies during the run leaves it as
 //!   an orphaned run, which a live node runs again ([`replay_orphaned_runs`]).
@@ -45,7 +46,7 @@ use super::plan::plan;
 use super::{start, Event, Inner, SchedulerState};
 use crate::executor::Withdrawal;
 use crate::history::{RunOutcome, RunRecord};
-use crate::job::{generate_id, Job};
+use crate::job::{generate_id, Job, Overlap};
 use crate::store::{InstanceClaim, JobStore, Release, StoreError, WakeUp};
 use crate::trigger::jitter::delay_run;
 
@@ -549,6 +550,37 @@ impl Inner {
                 }
             }
         }
+        drop(mutable);
+        // A run of the job waiting for a slot (`overlap`) looks at its withdrawal now.
+        self.run_ended.notify_waiters();
+    }
+
+    /// Whether a run of `job_id` waits here for an instance slot (`overlap`).
+    pub(crate) fn has_waiting_run(&self, job_id: &str) -> bool {
+        self.lock().waiting_for_slot.contains(job_id)
+    }
+
+    /// Stops the oldest executing run of `job_id` on this node for the run of
+    /// `scheduled_time` (`overlap = "replace"`): its task is cancelled or its process
+    /// group killed, and its record says what replaced it. Whether there was one.
+    pub(crate) fn replace_oldest_run(&self, job_id: &str, scheduled_time: DateTime<Utc>) -> bool {
+        let mutable = self.lock();
+        let oldest = mutable
+            .run_stores
+            .values()
+            .filter(|place| place.job_id == job_id && place.stop.stopped_because().is_none())
+            .filter_map(|place| place.stop.started_at().map(|started| (started, place)))
+            .min_by_key(|(started, _)| *started);
+        match oldest {
+            Some((_, place)) => {
+                place.stop.stop(format!(
+                    "{REPLACED} {} (overlap = replace)",
+                    scheduled_time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                ));
+                true
+            }
+            None => false,
+        }
     }
 
     /// A run handed over early that its check at its time took back (its job changed
@@ -661,6 +693,9 @@ pub(crate) struct RunPlace {
     /// What its end updates in the metrics (by task and executor, and the job's own
     /// series when it is watched).
     pub(crate) metrics: crate::metrics::RunMetrics,
+    /// Stops it while it executes, and tells since when it does (`overlap = "replace"`,
+    /// [`Inner::replace_oldest_run`]).
+    pub(crate) stop: crate::executor::RunStop,
 }
 
 /// A job's release held by its run until the run ends: the job stays leased to this
@@ -668,8 +703,10 @@ pub(crate) struct RunPlace {
 /// `docs/lifecycle.md`).
 ///
 /// Runs hold their job when nothing else of it can happen meanwhile: a one-off job
-/// (its trigger is finished), and a recurring job with `max_instances = 1`, whose next
-/// run could not start before this one ends anyway. Its fire times that come while the
+/// (its trigger is finished), and a recurring job with `max_instances = 1` that skips
+/// at its limit, whose next run could not start before this one ends anyway (one that
+/// queues or replaces is not held: its next run must be taken to wait or replace,
+/// docs/lifecycle.md "When the limit is reached"). Its fire times that come while the
 /// run executes are skipped when it ends (`max_instances`), and the job is written
 /// back at its first fire time after the end:
 ///
@@ -718,6 +755,11 @@ impl HeldRelease {
         (self.release, skipped, first)
     }
 }
+
+/// How the record of a run stopped for a newer one (`overlap = "replace"`) begins:
+/// "replaced by the run of T (overlap = replace)". Such a run is not retried, and
+/// `explain` calls it replaced.
+pub(crate) const REPLACED: &str = "replaced by the run of";
 
 /// The most fire times that came during one run recorded each on its own; past it
 /// the last record counts the rest.
@@ -792,8 +834,11 @@ async fn plan_due_job<'a>(
             job,
             run_times: plan.run.clone(),
             start_at,
+            // A job that queues or replaces its runs is not held by `max_instances = 1`:
+            // its next run is taken while this one goes and judged at its time
+            // (`start::RunStart::wait_for_slot`, docs/lifecycle.md).
             final_release: (release.next_run_time.is_none()
-                || job.max_instances == 1
+                || (job.max_instances == 1 && job.overlap == Overlap::Skip)
                 || job.max_attempts() > 1)
                 .then(|| HeldRelease {
                     release: release.clone(),
@@ -881,10 +926,21 @@ async fn hand_over_due_runs(
     // slot at its time ([`start::RunStart`]): `max_instances` counts the runs
     // executing, and until then it is not one (a run now through any node must find
     // the slot free).
+    //
+    // Nor does a run of a job with a run of it already waiting for a slot here
+    // (`overlap`): the waiting run goes first, and this one is judged at its start.
+    let claims_now: Vec<bool> = due_runs
+        .iter()
+        .map(|due| {
+            due.start_at <= now
+                && !(due.job.overlap != Overlap::Skip && inner.has_waiting_run(&due.job.id))
+        })
+        .collect();
     let claims: Vec<InstanceClaim> = due_runs
         .iter()
-        .filter(|due| due.start_at <= now)
-        .map(|due| InstanceClaim {
+        .zip(&claims_now)
+        .filter(|(_, claim)| **claim)
+        .map(|(due, _)| InstanceClaim {
             job_id: due.job.id.clone(),
             max_instances: due.job.max_instances,
             run_times: slot_run_times(due.final_release.is_none(), &due.run_times),
@@ -896,11 +952,11 @@ async fn hand_over_due_runs(
         store.claim_instances(&inner.id, &claims).await?
     };
     let mut claimed = claimed.into_iter();
-    for due in due_runs {
+    for (due, claim) in due_runs.iter().zip(claims_now) {
         // A store that answered fewer claims than asked granted none of the rest.
         // A slot not free now is claimed when the run is due, and only then may the
         // run be skipped ([`start::RunStart`]).
-        let slot_claimed = due.start_at <= now && claimed.next().unwrap_or(false);
+        let slot_claimed = claim && claimed.next().unwrap_or(false);
         let (run_id, handed_over) = hand_over(
             inner,
             jobstore,
@@ -1073,12 +1129,18 @@ const RELEASE_CHUNK: usize = 256;
 /// Claims one instance slot and hands the runs for `scheduled_times` (earliest first)
 /// to the job's executor, which runs them one after another; returns the first run id.
 /// Runs that cannot start (limit reached, executor or task gone) are recorded as such.
+///
+/// The job's `overlap` decides what a refused claim does: `skip` records the runs as
+/// skipped here; `queue` and `replace` hand them over without a slot, to claim it as
+/// they start (`start::RunStart::wait_for_slot`). `force` starts them whatever the
+/// limit: their slot is claimed with no limit, so they still count against it.
 pub(crate) async fn submit_runs(
     inner: &Inner,
     jobstore: &str,
     job: &Job,
     scheduled_times: &[DateTime<Utc>],
     start_at: DateTime<Utc>,
+    force: bool,
 ) -> Result<String, StoreError> {
     if scheduled_times.is_empty() {
         return Err(StoreError::NotFound(job.id.clone()));
@@ -1094,9 +1156,31 @@ pub(crate) async fn submit_runs(
             "the instance slots an earlier run of this scheduler left in {jobstore:?} are not freed yet"
         )));
     }
-    let claimed = store
-        .claim_instance(&job.id, &inner.id, job.max_instances)
-        .await?;
+    let limit = if force { u32::MAX } else { job.max_instances };
+    // A run of the job already waiting for a slot here goes first (`overlap`).
+    let claimed = if !force && job.overlap != Overlap::Skip && inner.has_waiting_run(&job.id) {
+        false
+    } else {
+        store.claim_instance(&job.id, &inner.id, limit).await?
+    };
+    if !claimed && job.overlap != Overlap::Skip {
+        let (run_id, _) = hand_over(
+            inner,
+            jobstore,
+            store.as_ref(),
+            job,
+            scheduled_times,
+            start_at,
+            HandOver {
+                final_release: None,
+                slot_claimed: false,
+                released_next: job.next_run_time,
+                checked_revision: job.revision,
+            },
+        )
+        .await;
+        return Ok(run_id);
+    }
     if claimed {
         let (run_id, _) = hand_over(
             inner,
@@ -1201,6 +1285,7 @@ async fn hand_over(
                     jobstore: jobstore.to_owned(),
                     job_id: job.id.clone(),
                     max_instances: job.max_instances,
+                    overlap: job.overlap,
                     scheduled_time: first,
                     runs: run_ids.len(),
                     acquired_revision: how.checked_revision,
@@ -1242,6 +1327,7 @@ async fn hand_over(
                         awaiting_check: early && index == 0,
                         catch_up_ran: catch_up_ran.clone(),
                         metrics: metrics.clone(),
+                        stop: submission.stop.clone(),
                     };
                     mutable.run_stores.insert(run_id.clone(), place);
                 }

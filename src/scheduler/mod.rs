@@ -423,6 +423,7 @@ impl SchedulerBuilder {
                 starved: std::sync::atomic::AtomicBool::new(false),
                 events,
                 wake: Notify::new(),
+                run_ended: Notify::new(),
                 drain: Notify::new(),
                 state,
                 mutable: Mutex::new(Mutable {
@@ -432,6 +433,7 @@ impl SchedulerBuilder {
                     backlogged: std::collections::HashSet::new(),
                     unwritten_runs: 0,
                     changed_in_flight: std::collections::HashMap::new(),
+                    waiting_for_slot: std::collections::HashSet::new(),
                     finished_receiver: Some(finished_receiver),
                     flush_receiver: Some(flush_receiver),
                     handles: Vec::new(),
@@ -496,6 +498,9 @@ pub(crate) struct Inner {
     starved: std::sync::atomic::AtomicBool,
     events: broadcast::Sender<Event>,
     wake: Notify,
+    /// Wakes the runs waiting for an instance slot (`overlap = "queue"`, "replace"):
+    /// a run of this node ended, or a job was changed here (`start::RunStart`).
+    run_ended: Notify,
     /// Tells the record task that the executors are done and it may finish.
     drain: Notify,
     state: watch::Sender<SchedulerState>,
@@ -521,6 +526,9 @@ struct Mutable {
     /// whether their schedule changed: their run's end looks at them again
     /// (`record::FollowUp::Finished`, a wake-up) and leaves a new schedule as it is.
     changed_in_flight: std::collections::HashMap<String, bool>,
+    /// Jobs with a run of this node waiting for an instance slot (`overlap = "queue"`,
+    /// or a replacement waiting for the run it stopped to end): at most one per job.
+    waiting_for_slot: std::collections::HashSet<String>,
     finished_receiver: Option<mpsc::UnboundedReceiver<RunRecord>>,
     flush_receiver: Option<mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>>,
     handles: Vec<JoinHandle<()>>,

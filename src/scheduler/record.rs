@@ -157,8 +157,11 @@ enum FollowUp {
 
 impl FollowUp {
     /// What `run`, the end of `held`, asks for (before `held` moves past the end).
-    fn after(held: &HeldRelease, run: &RunRecord) -> Option<FollowUp> {
+    /// A run stopped for a newer one (`overlap = "replace"`, `replaced`) did not fail:
+    /// the newer run is the one that counts, so it is not retried.
+    fn after(held: &HeldRelease, run: &RunRecord, replaced: bool) -> Option<FollowUp> {
         let failed = run.started_at.is_some()
+            && !replaced
             && matches!(run.outcome, RunOutcome::Error | RunOutcome::Timeout);
         let one_off = held.trigger.is_none() && held.release.next_run_time.is_none();
         let max_attempts = held.policy.as_ref().map_or(1, |policy| policy.max_attempts);
@@ -387,6 +390,12 @@ impl Unwritten {
                 })
                 .collect()
         };
+        // Runs waiting for a slot (`overlap`) claim again, after these are written.
+        // Only for records: a flush with nothing new (a waiting run's own, before each
+        // claim) must not wake the waiters, or they would claim without pause.
+        if !records.is_empty() {
+            inner.run_ended.notify_waiters();
+        }
         for (mut record, placed) in records.into_iter().zip(places) {
             // The attempt a held run was is its release's (set on the record below).
             let attempt = placed
@@ -405,6 +414,7 @@ impl Unwritten {
                     release,
                     withdrawal,
                     catch_up_ran,
+                    stop,
                     ..
                 },
                 change,
@@ -434,7 +444,8 @@ impl Unwritten {
                         let follow_up = if taken_back {
                             None
                         } else {
-                            FollowUp::after(&held, &record).or_else(|| {
+                            let replaced = stop.stopped_because().is_some();
+                            FollowUp::after(&held, &record, replaced).or_else(|| {
                                 (changed && one_off && record.started_at.is_some()).then_some(
                                     FollowUp::Finished {
                                         scheduled_time: record.scheduled_time,

@@ -13,8 +13,10 @@
 //!   claims its instance slot at its time, not at hand-over, so a run it has not
 //!   started yet never counts against the limit (a run now through any node finds the
 //!   slot free); a run due at once whose job's previous run still held the slot claims
-//!   at its time too. Only a slot still taken then skips the run (once, as skipped).
-//!   Runs due at one instant claim in one store call ([`ClaimSlots`]).
+//!   at its time too. Only a slot still taken then skips the run (once, as skipped),
+//!   or, as the job's `overlap` says, makes it wait for a running run to end or stop
+//!   the oldest one first ([`RunStart::wait_for_slot`]). Runs due at one instant claim
+//!   in one store call ([`ClaimSlots`]).
 //!
 //! ```text
 //! every 2 s, each run 1.5 s, fire-ahead 1 s:
@@ -30,8 +32,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
-use super::{Event, Inner};
+use super::{Event, Inner, SchedulerState};
 use crate::executor::{StartCheck, Withdrawal};
+use crate::job::Overlap;
 use crate::store::{InstanceClaim, JobSchedule, JobStore, StoreError};
 
 /// What a run handed over needs to know at its time; the executor asks it
@@ -41,6 +44,8 @@ pub(crate) struct RunStart {
     pub(crate) jobstore: String,
     pub(crate) job_id: String,
     pub(crate) max_instances: u32,
+    /// What it does when the limit is reached at its time ([`Overlap`]).
+    pub(crate) overlap: Overlap,
     /// The first scheduled time of the submission (for the events).
     pub(crate) scheduled_time: DateTime<Utc>,
     /// How many runs the submission holds (they share one slot).
@@ -178,6 +183,10 @@ impl RunStart {
     /// finished runs are written first ([`Inner::flush_finished_runs`]) and the claim
     /// tried again.
     async fn claim_slot(&self, inner: &Inner, store: &Arc<dyn JobStore>) -> Result<(), String> {
+        if self.overlap != Overlap::Skip && inner.has_waiting_run(&self.job_id) {
+            // The run waiting already goes first; this one is refused there.
+            return self.wait_for_slot(inner, store).await;
+        }
         let claim = InstanceClaim {
             job_id: self.job_id.clone(),
             max_instances: self.max_instances,
@@ -209,6 +218,9 @@ impl RunStart {
             }
             return Ok(());
         }
+        if self.overlap != Overlap::Skip {
+            return self.wait_for_slot(inner, store).await;
+        }
         inner.emit(Event::JobMaxInstances {
             job_id: self.job_id.clone(),
             scheduled_time: self.scheduled_time,
@@ -218,6 +230,137 @@ impl RunStart {
             "{} run(s) of this job were still going at its time (max_instances); skipped {} run time(s)",
             self.max_instances, self.runs
         ))
+    }
+
+    /// `overlap = "queue"` or `"replace"` once the limit refused the slot: the run
+    /// waits for one (a replacement first stops the oldest run of its job on this
+    /// node), at most one per job on this node. See docs/lifecycle.md, "When the limit
+    /// is reached".
+    ///
+    /// The claim is the store's, so the limit holds across nodes: it is tried again
+    /// when a run of this node ends (its record written first, which frees its slot)
+    /// or after a back-off that doubles up to [`MAX_SLOT_WAIT`], for runs on other
+    /// nodes. The wait ends without a start when the job is paused, rescheduled or
+    /// removed through this node, removed or paused through another, or the scheduler
+    /// stops; each is recorded as skipped with the reason.
+    async fn wait_for_slot(&self, inner: &Inner, store: &Arc<dyn JobStore>) -> Result<(), String> {
+        if !inner.lock().waiting_for_slot.insert(self.job_id.clone()) {
+            inner.emit(Event::JobMaxInstances {
+                job_id: self.job_id.clone(),
+                scheduled_time: self.scheduled_time,
+                max_instances: self.max_instances,
+            });
+            return Err(format!(
+                "another run of this job was already waiting for one of its {} running run(s) \
+                 to end (max_instances, overlap = {}); skipped {} run time(s)",
+                self.max_instances, self.overlap, self.runs
+            ));
+        }
+        let _waiting = Waiting {
+            inner,
+            job_id: &self.job_id,
+        };
+        let mut state = inner.state.subscribe();
+        let mut replaced = false;
+        let mut backoff = MIN_SLOT_WAIT;
+        loop {
+            let woken = inner.run_ended.notified();
+            tokio::pin!(woken);
+            // Registered before looking, so a run that ends meanwhile still wakes it.
+            woken.as_mut().enable();
+            if *state.borrow_and_update() == SchedulerState::Stopped {
+                return Err(format!(
+                    "the scheduler stopped while this run waited for a running run of its job \
+                     to end (overlap = {})",
+                    self.overlap
+                ));
+            }
+            if self.withdrawal.is_withdrawn() {
+                return Err(format!(
+                    "the job was paused, rescheduled or removed while this run waited for a \
+                     running run of it to end (overlap = {})",
+                    self.overlap
+                ));
+            }
+            if self.overlap == Overlap::Replace && !replaced {
+                replaced = inner.replace_oldest_run(&self.job_id, self.scheduled_time);
+            }
+            // The records of this node's ended runs free their slots when written.
+            inner.flush_finished_runs().await;
+            // With the run's times, as at its time: the slot carries them for a job
+            // written back when its run was due (an orphaned run if this node dies).
+            let claim = InstanceClaim {
+                job_id: self.job_id.clone(),
+                max_instances: self.max_instances,
+                run_times: self.run_times.clone(),
+            };
+            match store
+                .claim_instances(&inner.id, std::slice::from_ref(&claim))
+                .await
+                .map(|claimed| claimed.first().copied().unwrap_or(false))
+            {
+                Ok(true) => {
+                    if let Some(place) = inner.lock().run_stores.get_mut(&self.last_run_id) {
+                        place.frees_instance = true;
+                    }
+                    return Ok(());
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(job_id = self.job_id, %error, "could not claim an instance slot; will retry");
+                }
+            }
+            // A change through another node: this node hears of no run of it ending.
+            match store.get_job(&self.job_id).await {
+                Ok(None) => {
+                    return Err(format!(
+                        "the job was removed while this run waited for a running run of it to \
+                         end (overlap = {})",
+                        self.overlap
+                    ))
+                }
+                Ok(Some(job)) if job.paused => {
+                    return Err(format!(
+                        "the job was paused while this run waited for a running run of it to \
+                         end (overlap = {})",
+                        self.overlap
+                    ))
+                }
+                // A store that cannot answer cannot have taken a change either.
+                Ok(Some(_)) | Err(_) => {}
+            }
+            let now = inner.clock.now();
+            let retry_at = now
+                .checked_add_signed(chrono::TimeDelta::from_std(backoff).unwrap_or_default())
+                .unwrap_or(now);
+            backoff = (backoff * 2).min(MAX_SLOT_WAIT);
+            tokio::select! {
+                () = woken => {}
+                () = inner.clock.sleep_until(retry_at) => {}
+                _ = state.changed() => {}
+            }
+        }
+    }
+}
+
+/// The first wait before a waiting run claims its slot again (`overlap`), unless a run
+/// of this node ends first; it doubles up to [`MAX_SLOT_WAIT`].
+const MIN_SLOT_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The longest wait between two claims of a waiting run: how late at most it learns
+/// that a run on another node ended.
+const MAX_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A job's place in [`Inner`]'s `waiting_for_slot`, given up however the wait ends
+/// (a start, a refusal, or the run's future dropped by a shutdown).
+struct Waiting<'a> {
+    inner: &'a Inner,
+    job_id: &'a str,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.inner.lock().waiting_for_slot.remove(self.job_id);
     }
 }
 

@@ -93,6 +93,7 @@ pub fn job(id: &str, next: Option<DateTime<Utc>>) -> Job {
         misfire_grace_time: None,
         coalesce: true,
         max_instances: 1,
+        overlap: Default::default(),
         jitter: None,
         paused: next.is_none(),
         next_run_time: next,
@@ -160,6 +161,8 @@ pub struct Faults {
     pub release_calls: AtomicU64,
     /// How many more `claim_instances` calls fail.
     pub failing_claims: AtomicU32,
+    /// How many times `claim_instance` (one slot) was called.
+    pub claim_calls: AtomicU64,
     /// How many more `finish_runs` calls fail.
     pub failing_finishes: AtomicU32,
     /// `acquire_due_jobs` never returns (a statement stuck on the server).
@@ -280,6 +283,7 @@ impl JobStore for FaultyStore {
         owner: &str,
         max: u32,
     ) -> Result<bool, StoreError> {
+        self.faults.claim_calls.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         self.jobs.claim_instance(job_id, owner, max).await
     }

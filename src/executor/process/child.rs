@@ -64,11 +64,13 @@ impl Ended {
 }
 
 /// Why the parent stopped waiting for the worker.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Stop {
     Exited,
     TimedOut(Duration),
     ShutDown,
+    /// Replaced by a newer run (`overlap = "replace"`), with the reason.
+    Replaced(String),
 }
 
 /// Starts the worker for one run and sees it to its end.
@@ -78,6 +80,7 @@ pub(super) async fn supervise(
     run: &TaskRun,
     launch: &Launch,
     phase: &mut watch::Receiver<Phase>,
+    replaced: &crate::executor::RunStop,
 ) -> Ended {
     if std::env::var_os(WORKER_ENV).is_some() {
         return Ended::error(format!(
@@ -144,6 +147,7 @@ pub(super) async fn supervise(
         status = child.wait() => (Stop::Exited, Some(status)),
         () = limit => (Stop::TimedOut(launch.timeout.unwrap_or_default()), None),
         () = reached(phase, Phase::Killing) => (Stop::ShutDown, None),
+        reason = replaced.stopped() => (Stop::Replaced(reason), None),
     };
     // On timeout and shutdown this kills the live worker and all it started. After a
     // clean exit it kills what the task left behind: the kernel does not hand out a pid
@@ -180,6 +184,7 @@ pub(super) async fn supervise(
         Stop::ShutDown => Ended::error(
             "the scheduler shut down before the run finished; its process group was killed",
         ),
+        Stop::Replaced(reason) => Ended::error(format!("{reason}; its process group was killed")),
         Stop::Exited => match status {
             Ok(status) => judge(status, result.read(), launch),
             Err(error) => Ended::error(format!("could not wait for the worker: {error}")),

@@ -13,7 +13,7 @@
 //! | `max_instances` | inline as a `u16`, in the [`Rare`] box from `u16::MAX` up |
 //! | `coalesce`, `paused` | a bit each, in one byte with the id's form |
 //! | `args` | nothing when null, else compact JSON text (`{"order_id":42}` is 15 bytes; a `Value` map is a B-tree node of over 500), in the [`Extra`] box; args nested too deep to read back from text as a `Value`, in the [`Rare`] box |
-//! | `name`, `misfire_grace_time`, `jitter`, `config_spec`, `config_version`, `retry`, `expect_success` | in the [`Extra`] box's [`Rare`] box, none when all are at their usual values (the name is the task's, no limit, no jitter, not from config) |
+//! | `name`, `misfire_grace_time`, `jitter`, `overlap`, `config_spec`, `config_version`, `retry`, `expect_success` | in the [`Extra`] box's [`Rare`] box, none when all are at their usual values (the name is the task's, no limit, no jitter, `overlap = skip`, not from config) |
 //!
 //! The [`Extra`] box is one pointer, null for a job with null args, a short or
 //! generated id and usual options: the pending one-off job the store is sized for.
@@ -162,6 +162,8 @@ struct Rare {
     deep_args: Option<Box<Value>>,
     /// A `max_instances` too large for [`StoredJob::max_instances`].
     max_instances: Option<u32>,
+    /// The overlap policy, unless it is the default (`skip`).
+    overlap: crate::job::Overlap,
     /// The retry policy and where the job stands with it, unless it has none.
     retry: Option<Box<crate::job::RetryState>>,
     /// The dead-man's switch, unless it has none.
@@ -177,6 +179,7 @@ impl Rare {
             && self.config_version.is_none()
             && self.deep_args.is_none()
             && self.max_instances.is_none()
+            && self.overlap.is_skip()
             && self.retry.is_none()
             && self.expect_success.is_none()
     }
@@ -299,6 +302,7 @@ impl StoredJob {
             config_version: job.config_version.clone(),
             deep_args,
             max_instances: large_max_instances,
+            overlap: job.overlap,
             retry: (job.retry != crate::job::RetryState::default())
                 .then(|| Box::new(job.retry.clone())),
             expect_success: job.expect_success.clone().map(Box::new),
@@ -348,6 +352,7 @@ impl StoredJob {
             max_instances: rare
                 .and_then(|rare| rare.max_instances)
                 .unwrap_or(u32::from(self.max_instances)),
+            overlap: rare.map(|rare| rare.overlap).unwrap_or_default(),
             jitter: rare.and_then(|rare| rare.jitter),
             paused: self.flags.paused(),
             next_run_time: self.next_run_time,
@@ -492,6 +497,7 @@ mod tests {
             misfire_grace_time: Some(Duration::from_secs(30)),
             coalesce: true,
             max_instances: 1,
+            overlap: Default::default(),
             jitter: None,
             paused: false,
             revision: 7,
@@ -588,6 +594,24 @@ mod tests {
         let mut with_id = job(Value::Null, "orders.cancel");
         with_id.id = id.to_owned();
         StoredJob::new(&with_id, &mut Names::default()).expect("room for names")
+    }
+
+    #[test]
+    fn every_overlap_reads_back_the_same_and_skip_costs_no_box() {
+        let mut names = Names::default();
+        for overlap in [
+            crate::job::Overlap::Skip,
+            crate::job::Overlap::Queue,
+            crate::job::Overlap::Replace,
+        ] {
+            let mut job = job(Value::Null, "orders.cancel");
+            job.id = crate::job::generate_id();
+            job.misfire_grace_time = None;
+            job.overlap = overlap;
+            let stored = StoredJob::new(&job, &mut names).expect("room for names");
+            assert_eq!(stored.to_job(&names), job);
+            assert_eq!(stored.extra.is_none(), overlap.is_skip());
+        }
     }
 
     #[test]

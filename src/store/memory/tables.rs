@@ -393,6 +393,7 @@ mod tests {
             misfire_grace_time: None,
             coalesce: true,
             max_instances: 1,
+            overlap: Default::default(),
             jitter: None,
             paused: at.is_none(),
             next_run_time: at,

@@ -117,6 +117,7 @@ mod tests {
             misfire_grace_time: None,
             coalesce: true,
             max_instances: 1,
+            overlap: Default::default(),
             jitter: None,
             paused: false,
             next_run_time: Some(at("2030-01-01T00:00:10Z")),

@@ -1,0 +1,489 @@
+//! The `overlap` job option on the thread pool (docs/lifecycle.md, "When the limit is
+//! reached"): what a run due while `max_instances` runs of its job execute does —
+//! skipped, queued behind them (one waits per job), or replacing the oldest — for
+//! scheduled runs and for runs started by hand (run now, with and without `force`).
+//! The process pool's side is in tests/process_pool.rs.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use common::{secs, step_to, t0};
+use kairos::clock::{Clock, ManualClock};
+use kairos::history::{RunOutcome, RunRecord};
+use kairos::job::{JobChanges, JobSpec, Overlap};
+use kairos::scheduler::Scheduler;
+use kairos::store::memory::MemoryStore;
+use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
+use kairos::trigger::TriggerSpec;
+use serde_json::json;
+
+/// Starts of the `slow` task: (scheduled time, started at).
+type Started = Arc<Mutex<Vec<(DateTime<Utc>, DateTime<Utc>)>>>;
+
+/// A task `slow` that runs for `took` of the scheduler's clock.
+fn slow_task(clock: &ManualClock, took: Duration) -> (TaskRegistry, Started) {
+    let started: Started = Arc::default();
+    let mut tasks = TaskRegistry::new();
+    let seen = Arc::clone(&started);
+    let clock = clock.clone();
+    tasks.register_fn("slow", move |run: TaskRun| {
+        let now = clock.now();
+        seen.lock().unwrap().push((run.scheduled_time, now));
+        let clock = clock.clone();
+        async move {
+            let end = now + TimeDelta::from_std(took).unwrap();
+            while clock.now() < end {
+                clock.sleep_until(end).await;
+            }
+            Ok::<String, TaskFailure>(String::new())
+        }
+    });
+    (tasks, started)
+}
+
+fn every(seconds: u64) -> TriggerSpec {
+    serde_json::from_value(json!({
+        "type": "interval", "seconds": seconds, "start_date": t0().to_rfc3339(),
+    }))
+    .unwrap()
+}
+
+fn ms(millis: i64) -> TimeDelta {
+    TimeDelta::milliseconds(millis)
+}
+
+/// Every run record of `job_id`, oldest scheduled time first (ties: by end).
+async fn records(scheduler: &Scheduler, job_id: &str) -> Vec<RunRecord> {
+    let mut runs = scheduler.runs(Some(job_id), 1000).await.unwrap();
+    runs.sort_by_key(|run| (run.scheduled_time, run.finished_at));
+    runs
+}
+
+/// A running scheduler on a manual clock at t0 with one job `j` of the `slow` task
+/// (runs of `took_ms`), every `every_s` seconds, `max_instances = 1` and `overlap`.
+async fn scheduler_with(
+    overlap: Overlap,
+    every_s: u64,
+    took_ms: u64,
+) -> (Scheduler, ManualClock, Started) {
+    let clock = ManualClock::new(t0());
+    let (tasks, started) = slow_task(&clock, Duration::from_millis(took_ms));
+    let scheduler = Scheduler::builder()
+        .clock(clock.clone())
+        .store("default", MemoryStore::new())
+        .tasks(tasks)
+        .build();
+    let mut spec = JobSpec::new("slow", every(every_s)).with_id("j");
+    spec.options.max_instances = Some(1);
+    spec.options.overlap = Some(overlap);
+    scheduler.add_job(spec).await.unwrap();
+    scheduler.start();
+    (scheduler, clock, started)
+}
+
+/// No two started runs overlap in time.
+fn assert_one_at_a_time(runs: &[RunRecord]) {
+    let mut ran: Vec<(DateTime<Utc>, DateTime<Utc>)> = runs
+        .iter()
+        .filter_map(|run| run.started_at.map(|start| (start, run.finished_at)))
+        .collect();
+    ran.sort();
+    for pair in ran.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].0,
+            "two runs at once: {pair:?}\n{runs:#?}"
+        );
+    }
+}
+
+/// Every 1 s, runs of 2.5 s, `max_instances = 1`, `overlap = "queue"`: the run of
+/// 1 s waits and starts late, when the run of 0 s ends; the run of 2 s, due while it
+/// waits, is skipped and says so; never two at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_run_starts_late_when_the_running_one_ends_and_one_waits_at_most() {
+    let (scheduler, clock, _) = scheduler_with(Overlap::Queue, 1, 2500).await;
+    step_to(&clock, t0() + ms(7_600), Duration::from_millis(50)).await;
+    let runs = records(&scheduler, "j").await;
+    scheduler.shutdown(None).await;
+    assert_one_at_a_time(&runs);
+    let find = |second: i64| {
+        runs.iter()
+            .filter(|run| run.scheduled_time == t0() + secs(second))
+            .collect::<Vec<_>>()
+    };
+    // 0 s runs on time (within a step of the test's clock); 1 s waits for it and
+    // starts at its end, about 2.5 s.
+    let first = find(0)[0];
+    assert!(first.started_at.unwrap() - t0() <= ms(100), "{runs:#?}");
+    let queued = find(1);
+    assert_eq!(queued.len(), 1, "{runs:#?}");
+    assert_eq!(queued[0].outcome, RunOutcome::Success, "{runs:#?}");
+    let late = queued[0].started_at.unwrap() - first.finished_at;
+    assert!(
+        late >= TimeDelta::zero() && late <= ms(200),
+        "the queued run starts as the running one ends: {runs:#?}"
+    );
+    // 2 s came while 1 s waited: skipped, saying why.
+    let skipped = find(2);
+    assert_eq!(skipped.len(), 1, "{runs:#?}");
+    assert_eq!(skipped[0].outcome, RunOutcome::Skipped);
+    let why = skipped[0].error.clone().unwrap_or_default();
+    assert!(
+        why.contains("already waiting") && why.contains("overlap = queue"),
+        "{why}"
+    );
+    // And so on: 3 s waits for 1 s (ends about 5 s), 4 s is skipped.
+    assert_eq!(find(3)[0].outcome, RunOutcome::Success, "{runs:#?}");
+    assert!(find(3)[0].started_at.unwrap() >= queued[0].finished_at);
+    assert_eq!(find(4)[0].outcome, RunOutcome::Skipped, "{runs:#?}");
+}
+
+/// `overlap = "skip"` (the default) on the same job: today's behaviour, the times
+/// that come while a run goes are skipped and nothing runs late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_stays_the_default_and_skips_what_comes_during_a_run() {
+    let (scheduler, clock, _) = scheduler_with(Overlap::Skip, 1, 2500).await;
+    assert_eq!(
+        scheduler.get_job("j").await.unwrap().unwrap().overlap,
+        Overlap::Skip
+    );
+    step_to(&clock, t0() + ms(3_600), Duration::from_millis(50)).await;
+    let runs = records(&scheduler, "j").await;
+    scheduler.shutdown(None).await;
+    assert_one_at_a_time(&runs);
+    for run in &runs {
+        if let Some(started) = run.started_at {
+            assert!(
+                started - run.scheduled_time < ms(200),
+                "nothing runs late: {runs:#?}"
+            );
+        }
+    }
+    let skipped = |second: i64| {
+        runs.iter().any(|run| {
+            run.scheduled_time == t0() + secs(second) && run.outcome == RunOutcome::Skipped
+        })
+    };
+    assert!(skipped(1) && skipped(2), "{runs:#?}");
+}
+
+/// Every 1 s, runs of 2.5 s, `overlap = "replace"`: at 1 s the run of 0 s is stopped
+/// (its task cancelled) and recorded as replaced by the run of 1 s, which starts at
+/// its time; and so on each second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacing_run_stops_the_running_one_and_starts_at_its_time() {
+    let (scheduler, clock, started) = scheduler_with(Overlap::Replace, 1, 2500).await;
+    step_to(&clock, t0() + ms(3_500), Duration::from_millis(50)).await;
+    let runs = records(&scheduler, "j").await;
+    scheduler.shutdown(None).await;
+    assert_one_at_a_time(&runs);
+    for second in 0..3 {
+        let time = t0() + secs(second);
+        let run = runs
+            .iter()
+            .find(|run| run.scheduled_time == time)
+            .unwrap_or_else(|| panic!("no run of {time}: {runs:#?}"));
+        let start = run.started_at.unwrap_or_else(|| panic!("{run:?}"));
+        assert!(start - time <= ms(200), "starts at its time: {runs:#?}");
+        assert_eq!(run.outcome, RunOutcome::Error, "{run:?}");
+        let why = run.error.clone().unwrap_or_default();
+        let by = (time + secs(1)).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        assert_eq!(
+            why,
+            format!("replaced by the run of {by} (overlap = replace)")
+        );
+        assert!(run.finished_at - (time + secs(1)) <= ms(200), "{run:?}");
+    }
+    // The run of 3 s was still going at 3.5 s: it alone started after 2 s.
+    let starts = started.lock().unwrap().clone();
+    assert_eq!(starts.len(), 4, "{starts:?}");
+}
+
+/// Run now obeys the job's policy, and `force` overrides it: with a run going and
+/// `overlap = "queue"`, a run now waits (and starts when the running one ends), a
+/// second one is skipped, and a forced one starts at once beside the running one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_now_waits_under_queue_and_force_starts_it_regardless() {
+    let (scheduler, clock, started) = scheduler_with(Overlap::Queue, 100, 5_000).await;
+    step_to(&clock, t0() + ms(500), Duration::from_millis(50)).await;
+    assert_eq!(started.lock().unwrap().len(), 1);
+    let waiting = scheduler.run_job_now("j").await.unwrap();
+    // Its executor has it waiting by the next step; a second one comes after.
+    step_to(&clock, t0() + ms(600), Duration::from_millis(50)).await;
+    let refused = scheduler.run_job_now("j").await.unwrap();
+    step_to(&clock, t0() + ms(1_000), Duration::from_millis(50)).await;
+    assert_eq!(started.lock().unwrap().len(), 1, "the run now waits");
+    let forced = scheduler.run_job_now_with("j", true).await.unwrap();
+    step_to(&clock, t0() + ms(1_500), Duration::from_millis(50)).await;
+    assert_eq!(
+        started.lock().unwrap().len(),
+        2,
+        "the forced run starts at once"
+    );
+    // The forced run counts: the waiting one starts when both have ended (about 6 s).
+    step_to(&clock, t0() + ms(12_000), Duration::from_millis(50)).await;
+    let runs = scheduler.runs(Some("j"), 100).await.unwrap();
+    scheduler.shutdown(None).await;
+    let by_id = |id: &str| runs.iter().find(|run| run.run_id == id).cloned().unwrap();
+    let refused = by_id(&refused);
+    assert_eq!(refused.outcome, RunOutcome::Skipped, "{runs:#?}");
+    assert!(refused.error.unwrap().contains("already waiting"));
+    let forced = by_id(&forced);
+    assert_eq!(forced.outcome, RunOutcome::Success, "{runs:#?}");
+    let forced_start = forced.started_at.unwrap();
+    assert!(forced_start < t0() + ms(1_100), "{forced:?}");
+    let waiting = by_id(&waiting);
+    assert_eq!(waiting.outcome, RunOutcome::Success, "{runs:#?}");
+    assert!(
+        waiting.started_at.unwrap() >= forced.finished_at,
+        "waits for both: {runs:#?}"
+    );
+}
+
+/// Under `skip`, run now is skipped while the limit is reached, and `force` still
+/// starts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_now_is_skipped_under_skip_unless_forced() {
+    let (scheduler, clock, started) = scheduler_with(Overlap::Skip, 100, 5_000).await;
+    step_to(&clock, t0() + ms(500), Duration::from_millis(50)).await;
+    let skipped = scheduler.run_job_now("j").await.unwrap();
+    let forced = scheduler.run_job_now_with("j", true).await.unwrap();
+    step_to(&clock, t0() + ms(1_000), Duration::from_millis(50)).await;
+    assert_eq!(started.lock().unwrap().len(), 2);
+    let runs = scheduler.runs(Some("j"), 100).await.unwrap();
+    scheduler.shutdown(None).await;
+    let skipped = runs.iter().find(|run| run.run_id == skipped).unwrap();
+    assert_eq!(skipped.outcome, RunOutcome::Skipped, "{runs:#?}");
+    assert!(!runs
+        .iter()
+        .any(|run| run.run_id == forced && run.outcome == RunOutcome::Skipped));
+}
+
+/// Run now under `replace` stops the running run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_now_under_replace_stops_the_running_run() {
+    let (scheduler, clock, started) = scheduler_with(Overlap::Replace, 100, 5_000).await;
+    step_to(&clock, t0() + ms(500), Duration::from_millis(50)).await;
+    let replacing = scheduler.run_job_now("j").await.unwrap();
+    step_to(&clock, t0() + ms(1_000), Duration::from_millis(50)).await;
+    assert_eq!(started.lock().unwrap().len(), 2);
+    let runs = scheduler.runs(Some("j"), 100).await.unwrap();
+    scheduler.shutdown(None).await;
+    let first = runs.iter().find(|run| run.scheduled_time == t0()).unwrap();
+    assert!(
+        first
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("replaced by the run of"),
+        "{runs:#?}"
+    );
+    assert!(runs
+        .iter()
+        .all(|run| run.run_id != replacing || run.started_at.is_some()));
+}
+
+/// A queued run whose job is paused meanwhile is dropped, recorded as skipped with
+/// the reason; so is one still waiting when the scheduler stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_run_is_dropped_with_the_reason_when_paused_or_stopped() {
+    let (scheduler, clock, _) = scheduler_with(Overlap::Queue, 1, 5_000).await;
+    step_to(&clock, t0() + ms(1_200), Duration::from_millis(50)).await;
+    scheduler.pause_job("j").await.unwrap();
+    step_to(&clock, t0() + ms(1_400), Duration::from_millis(50)).await;
+    let runs = records(&scheduler, "j").await;
+    let dropped = runs
+        .iter()
+        .find(|run| run.scheduled_time == t0() + secs(1))
+        .unwrap_or_else(|| panic!("{runs:#?}"));
+    assert_eq!(dropped.outcome, RunOutcome::Skipped);
+    // Seen through this node's withdrawal or in the store, whichever looks first.
+    let why = dropped.error.as_deref().unwrap_or("");
+    assert!(
+        why.contains("paused") && why.contains("while this run waited"),
+        "{dropped:?}"
+    );
+    // Resumed, the next time waits again; a shutdown records it.
+    scheduler.resume_job("j").await.unwrap();
+    step_to(&clock, t0() + ms(3_300), Duration::from_millis(50)).await;
+    scheduler.shutdown(Some(Duration::from_millis(500))).await;
+    let runs = records(&scheduler, "j").await;
+    assert!(
+        runs.iter().any(|run| run.outcome == RunOutcome::Skipped
+            && run
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("the scheduler stopped while this run waited")),
+        "{runs:#?}"
+    );
+}
+
+/// `overlap` is changed like the other options, and kept by the store.
+#[tokio::test]
+async fn overlap_is_modified_and_kept() {
+    let (scheduler, _, _) = scheduler_with(Overlap::Skip, 100, 10).await;
+    let changed = scheduler
+        .modify_job(
+            "j",
+            JobChanges {
+                overlap: Some(Overlap::Replace),
+                ..JobChanges::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.overlap, Overlap::Replace);
+    assert_eq!(
+        scheduler.get_job("j").await.unwrap().unwrap().overlap,
+        Overlap::Replace
+    );
+    let json = serde_json::to_value(scheduler.get_job("j").await.unwrap().unwrap()).unwrap();
+    assert_eq!(json["overlap"], "replace");
+    scheduler.shutdown(None).await;
+}
+
+/// A run replaced by a newer one did not fail: a job with retries does not try the
+/// replaced run's time again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_run_is_not_retried() {
+    let clock = ManualClock::new(t0());
+    let (tasks, started) = slow_task(&clock, Duration::from_secs(5));
+    let scheduler = Scheduler::builder()
+        .clock(clock.clone())
+        .store("default", MemoryStore::new())
+        .tasks(tasks)
+        .build();
+    let mut spec = JobSpec::new("slow", every(100)).with_id("j");
+    spec.options.overlap = Some(Overlap::Replace);
+    spec.options.retry = Some(kairos::job::RetryPolicy::attempts(3));
+    scheduler.add_job(spec).await.unwrap();
+    scheduler.start();
+    step_to(&clock, t0() + ms(500), Duration::from_millis(50)).await;
+    scheduler.run_job_now("j").await.unwrap();
+    step_to(&clock, t0() + ms(1_000), Duration::from_millis(50)).await;
+    assert_eq!(started.lock().unwrap().len(), 2);
+    let runs = records(&scheduler, "j").await;
+    let replaced = runs.iter().find(|run| run.scheduled_time == t0()).unwrap();
+    assert!(
+        replaced
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("replaced by the run of"),
+        "{runs:#?}"
+    );
+    let job = scheduler.get_job("j").await.unwrap().unwrap();
+    assert_eq!(job.retrying(), None, "{job:?}");
+    assert_eq!(job.next_run_time, Some(t0() + secs(100)));
+    scheduler.shutdown(None).await;
+}
+
+/// Backfill obeys the policy too: under `queue`, a backfill asked while a run goes
+/// waits for it to end, then runs its times one after another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_under_queue_waits_for_the_running_run() {
+    let (scheduler, clock, started) = scheduler_with(Overlap::Queue, 100, 2_000).await;
+    step_to(&clock, t0() + ms(500), Duration::from_millis(50)).await;
+    let (count, _) = scheduler
+        .backfill_job("j", t0() + secs(100), t0() + secs(200))
+        .await
+        .unwrap();
+    assert_eq!(count, 2);
+    step_to(&clock, t0() + ms(1_500), Duration::from_millis(50)).await;
+    assert_eq!(started.lock().unwrap().len(), 1, "the backfill waits");
+    step_to(&clock, t0() + ms(6_500), Duration::from_millis(50)).await;
+    let runs = records(&scheduler, "j").await;
+    scheduler.shutdown(None).await;
+    assert_one_at_a_time(&runs);
+    let first = &runs[0];
+    let filled: Vec<&RunRecord> = runs[1..].iter().collect();
+    assert_eq!(filled.len(), 2, "{runs:#?}");
+    for run in filled {
+        assert_eq!(run.outcome, RunOutcome::Success, "{runs:#?}");
+        assert!(run.started_at.unwrap() >= first.finished_at, "{runs:#?}");
+    }
+}
+
+/// In a cluster the slots are the store's: a run now through a node that runs nothing
+/// of the job waits for the run on the other node (found by its bounded back-off,
+/// docs/lifecycle.md), and under `replace` does not stop a run of another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_waits_for_a_run_on_another_node_and_replace_leaves_it_be() {
+    for overlap in [Overlap::Queue, Overlap::Replace] {
+        let clock = ManualClock::new(t0());
+        let (tasks, started) = slow_task(&clock, Duration::from_secs(5));
+        let store: Arc<dyn kairos::store::JobStore> = Arc::new(MemoryStore::new());
+        let node = |id: &str| {
+            Scheduler::builder()
+                .id(id)
+                .clock(clock.clone())
+                .store_shared("default", Arc::clone(&store))
+                .tasks(tasks.clone())
+                .build()
+        };
+        let (a, b) = (node("a"), node("b"));
+        let mut spec = JobSpec::new("slow", every(100)).with_id("j");
+        spec.options.overlap = Some(overlap);
+        a.add_job(spec).await.unwrap();
+        a.start();
+        step_to(&clock, t0() + ms(500), Duration::from_millis(50)).await;
+        assert_eq!(started.lock().unwrap().len(), 1, "node a runs the job");
+        b.start();
+        let waiting = b.run_job_now("j").await.unwrap();
+        step_to(&clock, t0() + ms(4_500), Duration::from_millis(50)).await;
+        assert_eq!(started.lock().unwrap().len(), 1, "{overlap}: b's run waits");
+        step_to(&clock, t0() + ms(12_000), Duration::from_millis(50)).await;
+        let runs = records(&a, "j").await;
+        a.shutdown(None).await;
+        b.shutdown(None).await;
+        assert_one_at_a_time(&runs);
+        let first = runs.iter().find(|run| run.scheduled_time == t0()).unwrap();
+        assert_eq!(first.outcome, RunOutcome::Success, "{overlap}: {runs:#?}");
+        let waited = runs.iter().find(|run| run.run_id == waiting).unwrap();
+        assert_eq!(waited.outcome, RunOutcome::Success, "{overlap}: {runs:#?}");
+        let late = waited.started_at.unwrap() - first.finished_at;
+        assert!(
+            late >= TimeDelta::zero() && late <= secs(5),
+            "{overlap}: found within the back-off: {runs:#?}"
+        );
+    }
+}
+
+/// Regression: a waiting run flushed this node's records before each claim, and the
+/// flush (with no record in it) woke the waiting runs again, so a run waiting for a run
+/// on another node claimed in a busy loop instead of on its back-off. With the clock
+/// standing still, it claims a bounded number of times, however long it waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_run_claims_on_its_back_off_not_in_a_busy_loop() {
+    let clock = ManualClock::new(t0());
+    let (tasks, _) = slow_task(&clock, Duration::from_secs(5));
+    let (store, faults) = common::FaultyStore::new();
+    let scheduler = Scheduler::builder()
+        .clock(clock.clone())
+        .store("default", store)
+        .tasks(tasks)
+        .build();
+    let mut spec = JobSpec::new("slow", every(100)).with_id("j");
+    spec.options.overlap = Some(Overlap::Queue);
+    scheduler.add_job(spec).await.unwrap();
+    scheduler.start();
+    step_to(&clock, t0() + ms(500), Duration::from_millis(50)).await;
+    scheduler.run_job_now("j").await.unwrap();
+    step_to(&clock, t0() + ms(600), Duration::from_millis(50)).await;
+    let before = faults.claim_calls.load(std::sync::atomic::Ordering::SeqCst);
+    // Real time passes, simulated time does not: nothing is due to claim again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = faults.claim_calls.load(std::sync::atomic::Ordering::SeqCst);
+    scheduler.shutdown(None).await;
+    assert!(
+        after - before <= 2,
+        "{} claims while the clock stood still",
+        after - before
+    );
+}
