@@ -107,6 +107,11 @@ pub enum SchedulerError {
         /// Why.
         reason: String,
     },
+    /// A backfill of a one-off job: its one fire time is no range to fill in. The
+    /// request is well formed, the job is the wrong kind for it (so the API answers
+    /// 409, not 422: the same range backfills a recurring job).
+    #[error("job {0:?} is a one-off job: it has one fire time and nothing to backfill; run it with POST /jobs/{{id}}/run")]
+    NothingToBackfill(String),
     /// Another live process holds this scheduler's node id
     /// ([`Scheduler::check_node_id`]).
     #[error(
