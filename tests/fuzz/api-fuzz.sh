@@ -35,6 +35,7 @@ if ! "$venv/bin/schemathesis" --version >/dev/null 2>&1; then
             fi
         done
     fi
+    [ -n "$python" ] || { echo "api-fuzz: no python3 found (set KAIROS_FUZZ_PYTHON)" >&2; exit 1; }
     "$python" -m venv "$venv"
     "$venv/bin/pip" install --quiet 'schemathesis>=4,<5'
     "$venv/bin/schemathesis" --version >/dev/null \
