@@ -8,12 +8,18 @@
 //! combinations; not interval or date, which are instants) gets the next run time its
 //! trigger gives now, as cron would fire by the new local time. Jobs whose zone did
 //! not change, paused jobs, jobs due already and jobs waiting for a retry keep theirs.
+//!
+//! A restart does the same for rules that changed while the daemon was down: each
+//! store records the rules its next run times follow ([`TzDataInfo::fingerprint`]),
+//! and a start that finds other rules recomputes the zoned jobs of that store (all of
+//! them: which zone files changed meanwhile is not known). Finding the same rules costs
+//! one read per store, so a restart with a million pending jobs stays as fast as before.
 
 use chrono::{DateTime, Utc};
 
 use super::{Scheduler, SchedulerError};
 use crate::job::{Job, JobChanges};
-use crate::trigger::tzdata::{self, TzDataChange, TzDataInfo};
+use crate::trigger::tzdata::{self, TzDataInfo};
 use crate::trigger::zone::Zone;
 
 /// What [`Scheduler::reload_zone_rules`] did.
@@ -30,7 +36,92 @@ pub struct ZoneRulesReload {
     pub moved: Vec<String>,
 }
 
+/// What [`Scheduler::check_zone_rules_at_start`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneRulesAtStart {
+    /// The rules in use.
+    pub rules: TzDataInfo,
+    /// The stores whose next run times followed other rules (or unrecorded ones), and
+    /// were recomputed.
+    pub recomputed_stores: Vec<String>,
+    /// The jobs whose next run time moved.
+    pub moved: Vec<String>,
+}
+
 impl Scheduler {
+    /// At start, before the scheduler runs: moves the next run times that the zone
+    /// rules in use move, in each store whose recorded rules differ from them (or that
+    /// recorded none, or when the rules' release is unknown), and records the rules in
+    /// use. The daemon calls it at every start; a reload does the same through
+    /// [`Scheduler::reload_zone_rules`].
+    pub async fn check_zone_rules_at_start(&self) -> Result<ZoneRulesAtStart, SchedulerError> {
+        let rules = tzdata::info();
+        let fingerprint = rules.fingerprint();
+        let now = self.inner.clock.now();
+        let mut recomputed_stores = Vec::new();
+        let mut moved = Vec::new();
+        for (name, store) in &self.inner.stores {
+            let recorded = store.zone_rules().await?;
+            if fingerprint.is_some() && recorded == fingerprint {
+                continue;
+            }
+            recomputed_stores.push(name.clone());
+            for job in store.get_jobs().await? {
+                if let Some(next) = moved_next_run_time(&job, |_| true, now) {
+                    if self.move_next_run_time(&job, next).await {
+                        moved.push(job.id);
+                    }
+                }
+            }
+            if let Some(fingerprint) = &fingerprint {
+                store.record_zone_rules(fingerprint).await?;
+            }
+        }
+        let report = ZoneRulesAtStart {
+            rules,
+            recomputed_stores,
+            moved,
+        };
+        tracing::info!(
+            tzdata = %report.rules,
+            recomputed_stores = ?report.recomputed_stores,
+            moved = report.moved.len(),
+            "zone rules checked at start"
+        );
+        Ok(report)
+    }
+
+    /// Gives `job` the next run time `next`, at the revision read: a job changed
+    /// meanwhile got its next run time from that change, with the new rules already.
+    async fn move_next_run_time(&self, job: &Job, next: DateTime<Utc>) -> bool {
+        let changes = JobChanges {
+            next_run_time: Some(next),
+            ..JobChanges::default()
+        };
+        match self
+            .modify_job_if(&job.id, changes, Some(job.revision))
+            .await
+        {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::warn!(job_id = job.id, %error, "next run time not moved to the new zone rules");
+                false
+            }
+        }
+    }
+
+    /// Records the rules in use in every store, after a reload moved what they move.
+    async fn record_zone_rules(&self, rules: &TzDataInfo) {
+        let Some(fingerprint) = rules.fingerprint() else {
+            return;
+        };
+        for (name, store) in &self.inner.stores {
+            if let Err(error) = store.record_zone_rules(&fingerprint).await {
+                tracing::warn!(jobstore = name, %error, "the zone rules in use could not be recorded; the next start recomputes the next run times");
+            }
+        }
+    }
+
     /// Reads the zone rules again (the system's tz database, or the compiled-in rules:
     /// [`crate::trigger::tzdata`]) and moves the next run times their change moves.
     /// The daemon calls it at every reload; the rules are the process's, so a second
@@ -41,26 +132,15 @@ impl Scheduler {
         if !change.is_empty() {
             let now = self.inner.clock.now();
             for job in self.get_jobs().await? {
-                let Some(next) = moved_next_run_time(&job, &change, now) else {
+                let Some(next) = moved_next_run_time(&job, |tz| change.affects(tz), now) else {
                     continue;
                 };
-                let changes = JobChanges {
-                    next_run_time: Some(next),
-                    ..JobChanges::default()
-                };
-                // At the revision read: a job changed meanwhile got its next run time
-                // from that change, with the new rules already.
-                match self
-                    .modify_job_if(&job.id, changes, Some(job.revision))
-                    .await
-                {
-                    Ok(_) => moved.push(job.id),
-                    Err(error) => {
-                        tracing::warn!(job_id = job.id, %error, "next run time not moved to the new zone rules");
-                    }
+                if self.move_next_run_time(&job, next).await {
+                    moved.push(job.id);
                 }
             }
         }
+        self.record_zone_rules(&change.after).await;
         let report = ZoneRulesReload {
             changed_zones: change
                 .changed
@@ -84,7 +164,7 @@ impl Scheduler {
 /// The next run time `job` gets under the new rules, if it moves.
 fn moved_next_run_time(
     job: &Job,
-    change: &TzDataChange,
+    affected: impl Fn(chrono_tz::Tz) -> bool,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
     let next = job.next_run_time?;
@@ -96,7 +176,7 @@ fn moved_next_run_time(
         || next <= now
         || job.retry.pending.is_some()
         || !follows_wall_clock
-        || !change.affects(tz)
+        || !affected(tz)
     {
         return None;
     }

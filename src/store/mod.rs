@@ -751,6 +751,21 @@ pub trait JobStore: Send + Sync + 'static {
         Ok(true)
     }
 
+    /// The zone rules the stored next run times were computed with, as the scheduler
+    /// recorded them ([`crate::trigger::tzdata::TzDataInfo::fingerprint`]); `None`
+    /// when none was recorded. A start that finds other rules in use recomputes the
+    /// zoned jobs' next run times (docs/semantics.md, "Zone rules"). The default keeps
+    /// nothing, so every start recomputes them; the SQL stores keep it.
+    async fn zone_rules(&self) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
+    /// Records `fingerprint` as the zone rules the stored next run times follow now.
+    /// The default keeps nothing.
+    async fn record_zone_rules(&self, _fingerprint: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Claims the once-only `key` for `ttl` from `now`: `true` for the one caller, among
     /// every node sharing the store, that claimed it first; `false` for all others
     /// while the claim lasts. A claim older than its `ttl` is gone, and the key can be

@@ -675,6 +675,15 @@ impl<D: Dialect> JobStore for SqlStore<D> {
         self.select_config_generations(limit).await
     }
 
+    async fn zone_rules(&self) -> Result<Option<String>, StoreError> {
+        self.select_setting(super::settings::ZONE_RULES).await
+    }
+
+    async fn record_zone_rules(&self, fingerprint: &str) -> Result<(), StoreError> {
+        self.write_setting(super::settings::ZONE_RULES, fingerprint)
+            .await
+    }
+
     async fn record_config_generation(&self, next: ConfigGeneration) -> Result<bool, StoreError> {
         self.insert_config_generation(next).await
     }
