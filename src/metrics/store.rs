@@ -583,6 +583,13 @@ impl JobStore for InstrumentedStore {
     }
 
     // Once per start and reload each: passed on without a metric of their own.
+    async fn move_next_run_times(
+        &self,
+        moves: Vec<crate::store::NextRunMove>,
+    ) -> Result<Vec<String>, StoreError> {
+        self.inner.move_next_run_times(moves).await
+    }
+
     async fn zone_rules(&self) -> Result<Option<String>, StoreError> {
         self.inner.zone_rules().await
     }
