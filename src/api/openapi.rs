@@ -553,7 +553,7 @@ fn schemas() -> Value {
         "Error": {
             "type": "object", "required": ["error"],
             "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-                "code": {"type": "string", "description": "Stable, for scripts: job_not_found, job_exists, config_owned, invalid_input, malformed_json, unauthorized, read_only_token, task_not_allowed, body_too_large, idempotency_key_reused, ..."},
+                "code": {"type": "string", "description": "Stable, for scripts: job_not_found, job_exists, config_owned, invalid_input, malformed_json, unauthorized, read_only_token, task_not_allowed, body_too_large, idempotency_key_reused, one_off_job, ..."},
                 "message": {"type": "string"},
                 "field": {"type": "string", "description": "The input field at fault, e.g. trigger.hour."},
             }}},
