@@ -657,6 +657,13 @@ async fn a_tzdata_update_moves_fire_times_at_a_restart() {
 
     let mut first = Daemon::start(&dir);
     assert!(first.log().contains("2099a (system, "), "{}", first.log());
+    // A new store has no rules recorded: they are checked, and recorded, beside the
+    // running scheduler.
+    assert!(
+        first.wait_for_log_after(0, "checked=Missing", Duration::from_secs(10)),
+        "{}",
+        first.log()
+    );
     // Added through the API, not the config files: the config sync at start leaves
     // it alone, so only the zone rules check can move it.
     let added = client
@@ -681,8 +688,10 @@ async fn a_tzdata_update_moves_fire_times_at_a_restart() {
     // The same rules: the stored time stays, and no store is recomputed.
     let offset = std::fs::metadata(dir.join("daemon.log")).unwrap().len();
     let mut second = Daemon::start(&dir);
+    assert!(second.wait_for_log_after(offset, "checked=Missing", Duration::from_secs(10)));
     let log = second.log()[usize::try_from(offset).unwrap()..].to_owned();
     assert!(log.contains("recomputed_stores=[]"), "{log}");
+    assert!(!log.contains("recomputed_stores=[\"default\"]"), "{log}");
     assert_eq!(next_run_time(second.api_url()).await, before);
     second.signal("TERM");
     assert!(second.wait_exit(Duration::from_secs(15)).is_some());
@@ -691,8 +700,13 @@ async fn a_tzdata_update_moves_fire_times_at_a_restart() {
     std::fs::write(zoneinfo.join("+VERSION"), "2099b\n").unwrap();
     let offset = std::fs::metadata(dir.join("daemon.log")).unwrap().len();
     let mut third = Daemon::start(&dir);
+    // Rules other than the recorded ones: checked before the scheduler runs.
     let log = third.log()[usize::try_from(offset).unwrap()..].to_owned();
-    assert!(log.contains("recomputed_stores=[\"default\"]"), "{log}");
+    let checked = log
+        .lines()
+        .find(|line| line.contains("checked=Differing"))
+        .unwrap_or_default();
+    assert!(checked.contains("recomputed_stores=[\"default\"]"), "{log}");
     // 03:00 at +02:00 is 01:00 UTC.
     let after = next_run_time(third.api_url()).await;
     assert_eq!(after.format("%H:%M").to_string(), "01:00", "{after}");

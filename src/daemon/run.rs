@@ -29,7 +29,7 @@ use crate::api::{self, ApiConfigError, ApiSettings, RateLimit, ReloadOutcome, Re
 use crate::config::{changed_settings, load_with, Config, ConfigErrors, ExecutorKind};
 use crate::executor::pool::ThreadPoolExecutor;
 use crate::executor::process::ProcessPoolExecutor;
-use crate::scheduler::{host_name, Membership, Scheduler, SchedulerError};
+use crate::scheduler::{host_name, Membership, Scheduler, SchedulerError, ZoneRulesRecord};
 use crate::store::{self, OpenError};
 use crate::task::{ConfigureError, TaskRegistry};
 use crate::trigger::datetime::format_instant;
@@ -108,10 +108,24 @@ pub async fn run(path: &Path, tasks: TaskRegistry, config: Config) -> Result<(),
         .map_err(DaemonError::NodeId)?;
     // Rules that changed while the daemon was down move the stored next run times, as
     // a reload would; the same rules cost one read per store. Before the config sync,
-    // so config jobs changed there are computed once, with these rules.
-    if let Err(error) = scheduler.check_zone_rules_at_start().await {
+    // so config jobs changed there are computed once, with these rules. Stores that
+    // recorded no rules are checked beside the running scheduler instead (see
+    // `ZoneRulesRecord::Missing`): a million jobs to read must not hold the start.
+    if let Err(error) = scheduler
+        .check_zone_rules_at_start(ZoneRulesRecord::Differing)
+        .await
+    {
         tracing::error!(%error, "the stored next run times could not be checked against the zone rules in use");
     }
+    let unrecorded = scheduler.clone();
+    tokio::spawn(async move {
+        if let Err(error) = unrecorded
+            .check_zone_rules_at_start(ZoneRulesRecord::Missing)
+            .await
+        {
+            tracing::error!(%error, "the stored next run times could not be checked against the zone rules in use");
+        }
+    });
     let specs = config_specs(&config);
     let report = sync_config_jobs(&scheduler, specs, false).await?;
     log_sync(&report);

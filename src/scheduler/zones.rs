@@ -14,6 +14,8 @@
 //! and a start that finds other rules recomputes the zoned jobs of that store (all of
 //! them: which zone files changed meanwhile is not known). Finding the same rules costs
 //! one read per store, so a restart with a million pending jobs stays as fast as before.
+//! A store with no record is recomputed too, but beside the running scheduler
+//! ([`ZoneRulesRecord::Missing`]).
 
 use chrono::{DateTime, Utc};
 
@@ -37,6 +39,21 @@ pub struct ZoneRulesReload {
     pub moved: Vec<String>,
 }
 
+/// Which stores [`Scheduler::check_zone_rules_at_start`] recomputes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZoneRulesRecord {
+    /// Those that recorded other rules than the ones in use: a tzdata update while the
+    /// daemon was down. Worth holding the start for: their times are known wrong.
+    Differing,
+    /// Those that recorded none (written by an older kairos, or filled by a program
+    /// of its own), and all when the rules' release is unknown: probably nothing
+    /// moves, and reading every job can take seconds, so the daemon does it beside
+    /// the running scheduler (a move is written only at the revision read).
+    Missing,
+    /// Both.
+    Any,
+}
+
 /// What [`Scheduler::check_zone_rules_at_start`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ZoneRulesAtStart {
@@ -55,17 +72,25 @@ impl Scheduler {
     /// recorded none, or when the rules' release is unknown), and records the rules in
     /// use. The daemon calls it at every start; a reload does the same through
     /// [`Scheduler::reload_zone_rules`].
-    pub async fn check_zone_rules_at_start(&self) -> Result<ZoneRulesAtStart, SchedulerError> {
+    pub async fn check_zone_rules_at_start(
+        &self,
+        which: ZoneRulesRecord,
+    ) -> Result<ZoneRulesAtStart, SchedulerError> {
         let rules = tzdata::info();
         let fingerprint = rules.fingerprint();
-        let now = self.inner.clock.now();
         let mut recomputed_stores = Vec::new();
         let mut moved = Vec::new();
         for (name, store) in &self.inner.stores {
             let recorded = store.zone_rules().await?;
-            if fingerprint.is_some() && recorded == fingerprint {
+            let stale = match (&recorded, &fingerprint) {
+                (Some(recorded), Some(current)) if recorded == current => continue,
+                (Some(_), Some(_)) => ZoneRulesRecord::Differing,
+                _ => ZoneRulesRecord::Missing,
+            };
+            if which != ZoneRulesRecord::Any && which != stale {
                 continue;
             }
+            let now = self.inner.clock.now();
             recomputed_stores.push(name.clone());
             // In one batch: a store of 100,000 zoned jobs would take minutes at one
             // durable commit per job (docs/semantics.md, "Zone rules").
@@ -96,6 +121,7 @@ impl Scheduler {
             tzdata = %report.rules,
             recomputed_stores = ?report.recomputed_stores,
             moved = report.moved.len(),
+            checked = ?which,
             "zone rules checked at start"
         );
         Ok(report)
