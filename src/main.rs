@@ -586,6 +586,10 @@ fn check(path: &Path, json: bool) -> anyhow::Result<bool> {
             return Ok(false);
         }
     };
+    // The rules `kairos run` would read: the same environment, setting and files,
+    // read before the next run times below are computed with them.
+    kairos::trigger::tzdata::configure(config.scheduler.tzdir.clone());
+    kairos::trigger::tzdata::reload();
     let now = Utc::now();
     let context = TriggerContext::new(now).with_timezone(config.scheduler.timezone);
     let mut jobs = Vec::with_capacity(config.jobs.len());
@@ -616,7 +620,6 @@ fn check(path: &Path, json: bool) -> anyhow::Result<bool> {
     let hash = daemon::sync::config_hash(&specs);
     let (generation, history_runs) = store_lines(&config, &hash);
     let history = history_line(&config.history, history_runs);
-    // The rules `kairos run` would read: the same environment, the same files.
     let tzdata = kairos::trigger::tzdata::info();
     let mut out = std::io::stdout().lock();
     if json {

@@ -235,11 +235,11 @@ async fn a_job_goes_through_every_job_route() {
     assert_eq!(changed.json["options"]["misfire_grace_time"], Value::Null);
     assert_eq!(changed.json["options"]["jitter"], "10s");
 
-    let paused = api.post("/api/v1/jobs/report/pause", json!(null)).await;
+    let paused = api.post("/api/v1/jobs/report/pause", json!({})).await;
     assert_eq!(paused.status, StatusCode::OK);
     assert_eq!(paused.json["paused"], true);
     assert_eq!(paused.json["next_run_time"], Value::Null);
-    let resumed = api.post("/api/v1/jobs/report/resume", json!(null)).await;
+    let resumed = api.post("/api/v1/jobs/report/resume", json!({})).await;
     assert_eq!(resumed.json["paused"], false);
     assert_eq!(resumed.json["next_run_time"], "2030-01-01T03:00:00Z");
 
@@ -253,7 +253,7 @@ async fn a_job_goes_through_every_job_route() {
     assert_eq!(rescheduled.json["trigger_text"], "interval[30m]");
     assert_eq!(rescheduled.json["next_run_time"], "2030-01-01T00:30:00Z");
 
-    let run = api.post("/api/v1/jobs/report/run", json!(null)).await;
+    let run = api.post("/api/v1/jobs/report/run", json!({})).await;
     assert_eq!(run.status, StatusCode::ACCEPTED, "{}", run.json);
     assert_eq!(run.json["job_id"], "report");
     let run_id = run.json["run_id"].as_str().unwrap().to_owned();
@@ -371,12 +371,12 @@ async fn config_owned_jobs_may_be_paused_and_run_but_not_changed_or_removed() {
     assert_eq!(replaced.status, StatusCode::CONFLICT);
     assert_eq!(replaced.code(), "config_owned");
 
-    let paused = api.post("/api/v1/jobs/from-file/pause", json!(null)).await;
+    let paused = api.post("/api/v1/jobs/from-file/pause", json!({})).await;
     assert_eq!(paused.status, StatusCode::OK);
-    let resumed = api.post("/api/v1/jobs/from-file/resume", json!(null)).await;
+    let resumed = api.post("/api/v1/jobs/from-file/resume", json!({})).await;
     assert_eq!(resumed.status, StatusCode::OK);
     assert_eq!(resumed.json["from_config"], true);
-    let run = api.post("/api/v1/jobs/from-file/run", json!(null)).await;
+    let run = api.post("/api/v1/jobs/from-file/run", json!({})).await;
     assert_eq!(run.status, StatusCode::ACCEPTED);
     // An API caller cannot claim config ownership for a job of its own.
     let mut claimed = hourly("mine");
@@ -433,6 +433,100 @@ async fn a_retried_post_with_the_same_key_returns_the_first_job_and_adds_no_seco
     assert_ne!(fresh.json["id"], first.json["id"]);
     let jobs = api.get("/api/v1/jobs").await;
     assert_eq!(jobs.json["jobs"].as_array().map(Vec::len), Some(2));
+}
+
+/// Regression: the 255-character limit was checked on the key with the caller's name
+/// in front, so a key of 255 characters (what openapi.json allows) was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_of_255_characters_is_taken_and_its_limit_is_on_the_key_sent() {
+    let api = Api::open();
+    let body = json!({"task": "record", "trigger": {"type": "date", "delay": "1h"}});
+    let longest = "k".repeat(255);
+    let first = api.send(with_key(&longest, &body)).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.json);
+    let retry = api.send(with_key(&longest, &body)).await;
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    let too_long = api.send(with_key(&"k".repeat(256), &body)).await;
+    assert_eq!(too_long.status, StatusCode::BAD_REQUEST);
+    assert_eq!(too_long.code(), "invalid_idempotency_key");
+    let empty = api.send(with_key("", &body)).await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    assert_eq!(empty.code(), "invalid_idempotency_key");
+}
+
+/// Pause, resume and run (of a job and of the scheduler) take what openapi.json
+/// declares for them: no body or `{}`, with the JSON content type; a body with fields
+/// they would ignore is refused, naming the field, and one that is not JSON is 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_without_input_take_no_body_or_an_empty_object_and_refuse_anything_else() {
+    let api = Api::open();
+    assert_eq!(
+        api.post("/api/v1/jobs", hourly("report")).await.status,
+        StatusCode::CREATED
+    );
+    for path in [
+        "/api/v1/jobs/report/pause",
+        "/api/v1/jobs/report/resume",
+        "/api/v1/jobs/report/run",
+        "/api/v1/scheduler/pause",
+        "/api/v1/scheduler/resume",
+    ] {
+        for taken in ["", " \n", "{}", " { } "] {
+            let reply = api.send(raw("POST", path, taken)).await;
+            assert!(
+                reply.status.is_success(),
+                "{path} {taken:?}: {} {}",
+                reply.status,
+                reply.json
+            );
+        }
+        // (Run now takes one field, `force`; none of these takes this one.)
+        let field = api.send(raw("POST", path, r#"{"nope": true}"#)).await;
+        assert_eq!(field.status, StatusCode::UNPROCESSABLE_ENTITY, "{path}");
+        assert_eq!(field.code(), "invalid_input", "{path}");
+        assert_eq!(field.field(), "nope", "{path}");
+        for wrong_shape in ["null", "[]", "0", "\"{}\""] {
+            let reply = api.send(raw("POST", path, wrong_shape)).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{path} {wrong_shape}"
+            );
+        }
+        let broken = api.send(raw("POST", path, "{")).await;
+        assert_eq!(broken.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(broken.code(), "malformed_json", "{path}");
+        // The content type stays required with or without a body (docs/threat-model.md).
+        let untyped = Request::builder()
+            .method("POST")
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let untyped = api.send(untyped).await;
+        assert_eq!(untyped.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{path}");
+    }
+    // Reload takes {"force": bool} and nothing else (this scheduler has no config
+    // files, which it says only once the body was read).
+    let unknown = api
+        .send(raw(
+            "POST",
+            "/api/v1/scheduler/reload",
+            r#"{"forse": true}"#,
+        ))
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(unknown.field(), "forse");
+    let null = api
+        .send(raw("POST", "/api/v1/scheduler/reload", "null"))
+        .await;
+    assert_eq!(null.status, StatusCode::UNPROCESSABLE_ENTITY);
+    for taken in ["", "{}", r#"{"force": true}"#] {
+        let reply = api
+            .send(raw("POST", "/api/v1/scheduler/reload", taken))
+            .await;
+        assert_eq!(reply.status, StatusCode::CONFLICT, "{taken:?}");
+        assert_eq!(reply.code(), "no_config", "{taken:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -785,13 +879,13 @@ async fn tasks_outside_the_policy_are_403() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scheduler_pauses_and_resumes() {
     let api = Api::open();
-    let paused = api.post("/api/v1/scheduler/pause", json!(null)).await;
+    let paused = api.post("/api/v1/scheduler/pause", json!({})).await;
     assert_eq!(paused.status, StatusCode::OK);
     assert_eq!(paused.json["state"], "paused");
     assert_eq!(api.scheduler.state(), SchedulerState::Paused);
     let health = api.get("/api/v1/health").await;
     assert_eq!(health.json["scheduler"], "paused");
-    let resumed = api.post("/api/v1/scheduler/resume", json!(null)).await;
+    let resumed = api.post("/api/v1/scheduler/resume", json!({})).await;
     assert_eq!(resumed.json["state"], "running");
 }
 
@@ -868,8 +962,8 @@ async fn metrics_count_jobs_and_runs() {
     let api = Api::open();
     api.post("/api/v1/jobs", hourly("a")).await;
     api.post("/api/v1/jobs", hourly("b")).await;
-    api.post("/api/v1/jobs/b/pause", json!(null)).await;
-    api.post("/api/v1/jobs/a/run", json!(null)).await;
+    api.post("/api/v1/jobs/b/pause", json!({})).await;
+    api.post("/api/v1/jobs/a/run", json!({})).await;
     wait_for_history(&api, "/api/v1/runs").await;
     let expected = [
         "kairos_jobs{state=\"pending\"} 1",
@@ -1915,7 +2009,7 @@ async fn overlap_round_trips_and_a_bad_one_names_the_field() {
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.json);
     assert_eq!(bad.field(), "overlap", "{}", bad.json);
 
-    for body in [json!(null), json!({}), json!({"force": true})] {
+    for body in [json!({}), json!({"force": true})] {
         let run = api.post("/api/v1/jobs/q/run", body.clone()).await;
         assert_eq!(run.status, StatusCode::ACCEPTED, "{body}: {}", run.json);
     }

@@ -234,10 +234,10 @@ async fn every_route_answers_over_http() {
         .await;
     assert_eq!(changed.status, StatusCode::OK, "{}", changed.json);
     assert_eq!(changed.json["name"], "renamed");
-    let paused = api.post("/jobs/report/pause", json!(null)).await;
+    let paused = api.post("/jobs/report/pause", json!({})).await;
     assert_eq!(paused.json["paused"], true);
     assert_eq!(paused.json["next_run_time"], Value::Null);
-    let resumed = api.post("/jobs/report/resume", json!(null)).await;
+    let resumed = api.post("/jobs/report/resume", json!({})).await;
     assert_eq!(resumed.json["paused"], false);
     assert!(resumed.json["next_run_time"].is_string());
     let rescheduled = api
@@ -249,7 +249,7 @@ async fn every_route_answers_over_http() {
     assert_eq!(rescheduled.status, StatusCode::OK, "{}", rescheduled.json);
     assert_eq!(rescheduled.json["trigger_text"], "interval[6h]");
 
-    let run = api.post("/jobs/report/run", json!(null)).await;
+    let run = api.post("/jobs/report/run", json!({})).await;
     assert_eq!(run.status, StatusCode::ACCEPTED, "{}", run.json);
     let run_id = run.json["run_id"].as_str().unwrap().to_owned();
     let runs = wait_for_runs(&api, "/jobs/report/runs?limit=5").await;
@@ -271,15 +271,15 @@ async fn every_route_answers_over_http() {
     assert!(openapi.json["openapi"].as_str().unwrap().starts_with("3."));
     assert!(openapi.json["paths"]["/jobs/{id}/reschedule"].is_object());
 
-    let paused = api.post("/scheduler/pause", json!(null)).await;
+    let paused = api.post("/scheduler/pause", json!({})).await;
     assert_eq!(paused.status, StatusCode::OK, "{}", paused.json);
     let health = api.send(api.request(Method::GET, "/health", None)).await;
     assert_eq!(health.json["scheduler"], "paused");
-    let resumed = api.post("/scheduler/resume", json!(null)).await;
+    let resumed = api.post("/scheduler/resume", json!({})).await;
     assert_eq!(resumed.status, StatusCode::OK, "{}", resumed.json);
 
     // The config is unchanged: reload keeps its job, and the API's job is not its own.
-    let reload = api.post("/scheduler/reload", json!(null)).await;
+    let reload = api.post("/scheduler/reload", json!({})).await;
     assert_eq!(reload.status, StatusCode::OK, "{}", reload.json);
     assert_eq!(reload.json["unchanged"], 1, "{}", reload.json);
     assert_eq!(reload.json["removed"], json!([]), "{}", reload.json);
@@ -335,7 +335,7 @@ async fn every_error_status_has_the_error_body() {
     api.get("/jobs/nobody")
         .await
         .assert_error(StatusCode::NOT_FOUND, "job_not_found");
-    api.post("/jobs/nobody/pause", json!(null))
+    api.post("/jobs/nobody/pause", json!({}))
         .await
         .assert_error(StatusCode::NOT_FOUND, "job_not_found");
     api.get("/nowhere")
@@ -699,7 +699,7 @@ env_allow = ["KAIROS_TEST_SECRET"]
         )
         .await;
     assert_eq!(added.status, StatusCode::CREATED, "{}", added.json);
-    let run = api.post("/jobs/secret/run", json!(null)).await;
+    let run = api.post("/jobs/secret/run", json!({})).await;
     assert_eq!(run.status, StatusCode::ACCEPTED, "{}", run.json);
     let runs = wait_for_runs(&api, "/jobs/secret/runs?limit=5").await;
     assert_eq!(runs[0]["outcome"], "success", "{}", runs[0]);
@@ -727,7 +727,7 @@ env_allow = ["KAIROS_TEST_SECRET"]
         )
         .await;
     assert_eq!(added.status, StatusCode::CREATED, "{}", added.json);
-    api.post("/jobs/not-allowed/run", json!(null)).await;
+    api.post("/jobs/not-allowed/run", json!({})).await;
     let runs = wait_for_runs(&api, "/jobs/not-allowed/runs?limit=5").await;
     assert_eq!(runs[0]["outcome"], "error", "{}", runs[0]);
     let error = runs[0]["error"].as_str().unwrap_or_default();

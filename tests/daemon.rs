@@ -613,3 +613,132 @@ async fn a_tzdata_update_moves_fire_times_after_a_reload() {
     daemon.signal("TERM");
     assert!(daemon.wait_exit(Duration::from_secs(15)).is_some());
 }
+
+/// A tzdata update while the daemon is down moves fire times at the next start, as a
+/// reload does: the store records the zone rules its next run times follow, and a
+/// start that finds other rules recomputes them (the same rules: nothing is read but
+/// that record). The rules come from `[scheduler] tzdir` here, and `kairos check`
+/// refuses one that is not a directory, naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tzdata_update_moves_fire_times_at_a_restart() {
+    let dir = temp_dir("tzdata-restart");
+    write_config(&dir, "5s");
+    let config = std::fs::read_to_string(dir.join("config.toml"))
+        .unwrap()
+        .replace("[scheduler]\n", "[scheduler]\ntzdir = \"zoneinfo\"\n")
+        .replace(
+            "[api]\nenabled = false",
+            "[api]\nlisten = \"127.0.0.1:0\"\ntoken = \"secret\"\nallowed_tasks = [\"command\"]",
+        );
+    write(&dir, "config.toml", &config);
+    // Berlin at +09:00 in release 2099a, then at +02:00 all year in 2099b.
+    let zoneinfo = dir.join("zoneinfo");
+    std::fs::create_dir_all(zoneinfo.join("Europe")).unwrap();
+    std::fs::write(zoneinfo.join("Europe/Berlin"), fixed_offset_tzif(9)).unwrap();
+    std::fs::write(zoneinfo.join("+VERSION"), "2099a\n").unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let next_run_time = |base: String| {
+        let client = client.clone();
+        async move {
+            let job = client
+                .get(format!("{base}/jobs/berlin-night"))
+                .bearer_auth("secret")
+                .send()
+                .await
+                .unwrap();
+            let job = json_of(job).await;
+            let next = job["next_run_time"].as_str().unwrap().to_owned();
+            chrono::DateTime::parse_from_rfc3339(&next)
+                .unwrap_or_else(|error| panic!("{error}: {job}"))
+                .with_timezone(&Utc)
+        }
+    };
+
+    let mut first = Daemon::start(&dir);
+    assert!(first.log().contains("2099a (system, "), "{}", first.log());
+    // A new store has no rules recorded: they are checked, and recorded, beside the
+    // running scheduler.
+    assert!(
+        first.wait_for_log_after(0, "checked=Missing", Duration::from_secs(10)),
+        "{}",
+        first.log()
+    );
+    // Added through the API, not the config files: the config sync at start leaves
+    // it alone, so only the zone rules check can move it.
+    let added = client
+        .post(format!("{}/jobs", first.api_url()))
+        .bearer_auth("secret")
+        .header("content-type", "application/json")
+        .body(
+            json!({"id": "berlin-night", "task": "command", "args": {"argv": ["true"]},
+                   "trigger": {"type": "cron", "hour": 3, "timezone": "Europe/Berlin"}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), reqwest::StatusCode::CREATED);
+    // 03:00 at +09:00 is 18:00 UTC the day before.
+    let before = next_run_time(first.api_url()).await;
+    assert_eq!(before.format("%H:%M").to_string(), "18:00", "{before}");
+    first.signal("TERM");
+    assert!(first.wait_exit(Duration::from_secs(15)).is_some());
+
+    // The same rules: the stored time stays, and no store is recomputed.
+    let offset = std::fs::metadata(dir.join("daemon.log")).unwrap().len();
+    let mut second = Daemon::start(&dir);
+    assert!(second.wait_for_log_after(offset, "checked=Missing", Duration::from_secs(10)));
+    let log = second.log()[usize::try_from(offset).unwrap()..].to_owned();
+    assert!(log.contains("recomputed_stores=[]"), "{log}");
+    assert!(!log.contains("recomputed_stores=[\"default\"]"), "{log}");
+    assert_eq!(next_run_time(second.api_url()).await, before);
+    second.signal("TERM");
+    assert!(second.wait_exit(Duration::from_secs(15)).is_some());
+
+    std::fs::write(zoneinfo.join("Europe/Berlin"), fixed_offset_tzif(2)).unwrap();
+    std::fs::write(zoneinfo.join("+VERSION"), "2099b\n").unwrap();
+    let offset = std::fs::metadata(dir.join("daemon.log")).unwrap().len();
+    let mut third = Daemon::start(&dir);
+    // Rules other than the recorded ones: checked before the scheduler runs.
+    let log = third.log()[usize::try_from(offset).unwrap()..].to_owned();
+    let checked = log
+        .lines()
+        .find(|line| line.contains("checked=Differing"))
+        .unwrap_or_default();
+    assert!(checked.contains("recomputed_stores=[\"default\"]"), "{log}");
+    // 03:00 at +02:00 is 01:00 UTC.
+    let after = next_run_time(third.api_url()).await;
+    assert_eq!(after.format("%H:%M").to_string(), "01:00", "{after}");
+    assert!(after > Utc::now());
+    third.signal("TERM");
+    assert!(third.wait_exit(Duration::from_secs(15)).is_some());
+
+    // `kairos check` names the rules the key picks, and refuses a directory that is
+    // not there, naming the key.
+    let check = |config: &str| {
+        write(&dir, "config.toml", config);
+        std::process::Command::new(env!("CARGO_BIN_EXE_kairos"))
+            .args(["check", "-c"])
+            .arg(dir.join("config.toml"))
+            .current_dir(&dir)
+            .env_remove("KAIROS_TZDIR")
+            .output()
+            .unwrap()
+    };
+    let checked = check(&config);
+    let text = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        text.contains(&format!("tzdata: 2099b (system, {})", zoneinfo.display())),
+        "{text}"
+    );
+    let missing = check(&config.replace("tzdir = \"zoneinfo\"", "tzdir = \"no-such-dir\""));
+    assert!(!missing.status.success());
+    let text = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        text.contains("scheduler.tzdir")
+            && text.contains("no-such-dir")
+            && text.contains("not a directory"),
+        "{text}"
+    );
+}

@@ -1271,6 +1271,77 @@ async fn a_conditional_update_writes_only_at_the_expected_revision(harness: Harn
     assert_eq!(won, 1);
 }
 
+/// The zone rules check at start moves next run times in a batch: each job still at
+/// the revision it was read at gets its new time and a new revision; one changed or
+/// removed meanwhile is left alone. The store keeps the rules its times follow where it
+/// can (the SQL stores); where it keeps none, every start recomputes.
+async fn next_run_times_move_in_a_batch_at_the_revision_read(harness: Harness) {
+    use kairos::store::NextRunMove;
+    let store = &harness.store;
+    let a = store
+        .add_job(job("a", Some(t0() + secs(10))))
+        .await
+        .unwrap();
+    let b = store
+        .add_job(job("b", Some(t0() + secs(20))))
+        .await
+        .unwrap();
+    let mut changed = b.clone();
+    changed.name = "changed".to_owned();
+    let changed = store
+        .update_job_if(changed, b.revision)
+        .await
+        .unwrap()
+        .unwrap();
+    let moves = vec![
+        NextRunMove {
+            job_id: "a".to_owned(),
+            revision: a.revision,
+            next_run_time: t0() + secs(100),
+        },
+        NextRunMove {
+            job_id: "b".to_owned(),
+            revision: b.revision,
+            next_run_time: t0() + secs(200),
+        },
+        NextRunMove {
+            job_id: "gone".to_owned(),
+            revision: 1,
+            next_run_time: t0() + secs(300),
+        },
+    ];
+    assert_eq!(
+        store.move_next_run_times(moves).await.unwrap(),
+        vec!["a".to_owned()]
+    );
+    let moved = store.get_job("a").await.unwrap().unwrap();
+    assert_eq!(moved.next_run_time, Some(t0() + secs(100)));
+    assert!(moved.revision > a.revision, "a move is a write");
+    assert_eq!(moved.name, a.name);
+    let kept = store.get_job("b").await.unwrap().unwrap();
+    assert_eq!(kept.next_run_time, changed.next_run_time);
+    assert_eq!(kept.revision, changed.revision);
+    assert!(store.get_job("gone").await.unwrap().is_none());
+
+    let recorded = store.zone_rules().await.unwrap();
+    store
+        .record_zone_rules("2099a (system, /zoneinfo)")
+        .await
+        .unwrap();
+    store
+        .record_zone_rules("2099b (system, /zoneinfo)")
+        .await
+        .unwrap();
+    let after = store.zone_rules().await.unwrap();
+    match harness.backend {
+        Backend::Sqlite | Backend::Postgres | Backend::Mysql => {
+            assert_eq!(recorded, None);
+            assert_eq!(after.as_deref(), Some("2099b (system, /zoneinfo)"));
+        }
+        Backend::Memory | Backend::Redis => assert_eq!(after, None),
+    }
+}
+
 /// A run handed over early asks where its job stands as its time comes
 /// (`docs/lifecycle.md`, "Judged at its time"): every write shows in the revision, even
 /// one that leaves the next run time as it was; an acquisition does not.
@@ -1838,6 +1909,7 @@ macro_rules! conformance {
                     instances_are_claimed_and_finished_in_batches,
                     run_history_is_kept_newest_first,
                     a_conditional_update_writes_only_at_the_expected_revision,
+                    next_run_times_move_in_a_batch_at_the_revision_read,
                     job_schedules_show_every_write_by_its_revision,
                     writes_through_one_handle_wake_listeners_on_another,
                     node_stats_ride_on_the_heartbeat,

@@ -99,11 +99,16 @@ stamp_commit=$(git rev-parse --short HEAD)
 export stamp_cpu stamp_commit
 
 # --- setup ---------------------------------------------------------------------------
-if ! "$python" -c 'import apscheduler, sqlalchemy, psycopg2' >/dev/null 2>&1; then
+venv_works() { "$python" -c 'import apscheduler, sqlalchemy, psycopg2' >/dev/null 2>&1; }
+if ! venv_works; then
   say "setting up $venv (apscheduler 3.11, sqlalchemy, psycopg2-binary from PyPI)"
+  # A venv that does not import (half installed, made by a Python since removed) is
+  # made again rather than installed into.
+  rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     'apscheduler==3.11.*' 'sqlalchemy>=2,<3' 'psycopg2-binary>=2.9,<3'
+  venv_works || { say "the venv in $venv does not import apscheduler, sqlalchemy and psycopg2"; exit 1; }
 fi
 say "building the tokio-cron-scheduler peer ($tcs_dir, own target dir)"
 (cd "$tcs_dir" && CARGO_TARGET_DIR="$repo/$tcs_dir/target" cargo build --release --locked --quiet)

@@ -180,6 +180,9 @@ impl From<SchedulerError> for ApiError {
             SchedulerError::InvalidOption { field, .. } => {
                 ApiError::invalid(field, error.to_string())
             }
+            SchedulerError::NothingToBackfill(_) => {
+                ApiError::new(StatusCode::CONFLICT, "one_off_job", error.to_string())
+            }
             SchedulerError::Store(store) => ApiError::from(store),
             // Only ever answered at start, never to a request.
             SchedulerError::NodeIdInUse { .. } => {

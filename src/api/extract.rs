@@ -4,6 +4,9 @@
 //! - [`JsonBody`]: the raw body of a JSON request, within the body limit (413 past it).
 //! - [`Json`]: that body parsed; malformed JSON is 400, JSON of the wrong shape is 422
 //!   naming the field (`trigger.hours`), found with `serde_path_to_error`.
+//! - [`NoFields`]: the body of an action that takes no input (pause, resume, run):
+//!   empty or `{}`, as `openapi.json` declares it; anything else is 422 (400 when it
+//!   is not JSON at all).
 //! - [`Query`] and [`Path`]: 400 on what cannot be read.
 
 use axum::body::Bytes;
@@ -61,6 +64,36 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         let JsonBody(body) = JsonBody::from_request(request, state).await?;
         parse_json(&body).map(Json)
+    }
+}
+
+/// The body of an operation that takes no input: nothing, or the empty object `{}`
+/// (whitespace around either is fine), always with `Content-Type: application/json`
+/// (`origin.rs` refuses a POST without it: docs/threat-model.md). The document
+/// declares exactly this (an optional body, `{}` with no properties), so what a client
+/// generated from it sends is taken, and a body with fields the action would silently
+/// ignore is refused instead (422, naming the field).
+pub(crate) struct NoFields;
+
+impl<S: Send + Sync> FromRequest<S> for NoFields {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let JsonBody(body) = JsonBody::from_request(request, state).await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(NoFields);
+        }
+        // An object, and an empty one: serde would take `[]` for an empty struct too.
+        let fields: serde_json::Map<String, serde_json::Value> = parse_json(&body)?;
+        match fields.keys().next() {
+            None => Ok(NoFields),
+            Some(name) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+                format!("unknown field `{name}`: this action takes no input, only {{}}"),
+            )
+            .with_field(name.clone())),
+        }
     }
 }
 

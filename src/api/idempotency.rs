@@ -82,6 +82,18 @@ pub(crate) struct Pending {
     finished: bool,
 }
 
+/// Checks an `Idempotency-Key` as the client sent it: 1 to [`MAX_KEY_LENGTH`]
+/// characters (the header is visible ASCII, so characters are bytes).
+pub(crate) fn check_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() || key.len() > MAX_KEY_LENGTH {
+        return Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            format!("Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters"),
+        ));
+    }
+    Ok(())
+}
+
 impl IdempotencyCache {
     pub(crate) fn new(ttl: Duration, capacity: usize) -> IdempotencyCache {
         IdempotencyCache {
@@ -91,14 +103,10 @@ impl IdempotencyCache {
         }
     }
 
-    /// Looks `key` up for a request with `body`.
+    /// Looks `key` up for a request with `body`. `key` is the client's key scoped to
+    /// its caller, so it is [`check_key`]ed before the scope is added: the limit is on
+    /// what the client sent, as openapi.json declares it.
     pub(crate) fn begin(&self, key: &str, body: &[u8]) -> Result<Begin, ApiError> {
-        if key.is_empty() || key.len() > MAX_KEY_LENGTH {
-            return Err(ApiError::bad_request(
-                "invalid_idempotency_key",
-                format!("Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters"),
-            ));
-        }
         let body_hash = hash(body);
         let now = Instant::now();
         let mut entries = lock(&self.entries);

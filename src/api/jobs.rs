@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{Caller, Grant};
 use super::compute::{check_trigger, off_workers, too_costly};
 use super::error::ApiError;
-use super::extract::{bounded, parse_json, Json, JsonBody, Path, Query};
+use super::extract::{bounded, parse_json, Json, JsonBody, NoFields, Path, Query};
 use super::idempotency::{Begin, StoredResponse};
 use super::view::JobView;
 use super::{AppState, Routes, Verb, PREFIX};
@@ -341,6 +341,7 @@ async fn add_job(
     let Some(key) = key else {
         return Ok(created_response(create_job(&state, &caller, &body).await?));
     };
+    super::idempotency::check_key(key)?;
     // Keys are per token: one client's key never replays another client's answer.
     let key = format!("{}\u{0}{key}", caller.name);
     let pending = match state.idempotency.begin(&key, &body)? {
@@ -705,6 +706,7 @@ async fn pause_job(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    NoFields: NoFields,
 ) -> Result<Response, ApiError> {
     check_scope(&caller, &find(&state.scheduler, &id).await?)?;
     let job = state.scheduler.pause_job(&id).await?;
@@ -724,6 +726,7 @@ async fn resume_job(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    NoFields: NoFields,
 ) -> Result<Response, ApiError> {
     check_scope(&caller, &find(&state.scheduler, &id).await?)?;
     Ok(match state.scheduler.resume_job(&id).await? {
@@ -759,13 +762,15 @@ async fn run_job(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, axum::Json<RunStarted>), ApiError> {
-    // No body (nothing, white space or `null`): the job's policy applies.
+    // No body (nothing or white space) is `{}`: the job's policy applies. Anything
+    // else is an object (serde would take `[]` for a struct of defaults).
     let run_now: RunNow = if body.iter().all(u8::is_ascii_whitespace) {
         RunNow::default()
     } else {
-        super::extract::parse_json::<Option<RunNow>>(&body)?.unwrap_or_default()
+        parse_json::<serde_json::Map<String, serde_json::Value>>(&body)?;
+        parse_json::<RunNow>(&body)?
     };
     check_scope(&caller, &find(&state.scheduler, &id).await?)?;
     let run_id = state.scheduler.run_job_now_with(&id, run_now.force).await?;

@@ -74,6 +74,30 @@ fn operation(
     operation
 }
 
+/// An operation whose request body may be left out: `body` describes it when sent.
+/// Either way the request needs `Content-Type: application/json` (the 415 every
+/// state-changing operation declares): the API refuses what a cross-site page can
+/// send (docs/threat-model.md), so an empty body is sent with that type too.
+fn with_optional_body(mut operation: Value, body: Value) -> Value {
+    if let Some(fields) = operation.as_object_mut() {
+        fields.insert(
+            "requestBody".to_owned(),
+            json!({"required": false,
+                   "description": "May be left out (an empty body is the same as {}), but the request still needs Content-Type: application/json.",
+                   "content": {"application/json": {"schema": body}}}),
+        );
+    }
+    operation
+}
+
+/// The errors of reading an optional JSON body: not JSON (400), too large (413), a
+/// field the operation does not take (422).
+const BODY_ERRORS: [StatusCode; 3] = [
+    StatusCode::BAD_REQUEST,
+    StatusCode::PAYLOAD_TOO_LARGE,
+    StatusCode::UNPROCESSABLE_ENTITY,
+];
+
 fn ok(description: &str, body: Value) -> Map<String, Value> {
     let mut responses = Map::new();
     responses.insert("200".to_owned(), json_response(description, body));
@@ -137,14 +161,16 @@ fn limit() -> Value {
 pub(crate) fn document() -> Value {
     use StatusCode as S;
     let job = || schema("Job");
+    // Pause, resume and run take no input: `{}` or nothing (`extract::NoFields`).
+    let no_input = |operation: Value| with_optional_body(operation, schema("NoInput"));
     let job_action = |summary: &str| {
-        operation(
+        no_input(operation(
             summary,
             &[job_id()],
             None,
             ok("The job after the change.", job()),
-            &[S::NOT_FOUND],
-        )
+            &[&[S::NOT_FOUND][..], &BODY_ERRORS].concat(),
+        ))
     };
     let mut created = Map::new();
     created.insert(
@@ -172,7 +198,7 @@ pub(crate) fn document() -> Value {
         &[
             json!({"name": "Idempotency-Key", "in": "header", "required": false,
                  "description": "A retry with the same key and body returns the first response (kept 24 h) and adds no second job; the same key with another body is 422, while the first is in flight 409.",
-                 "schema": {"type": "string", "maxLength": 255}}),
+                 "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]([ -~]*[!-~])?$", "examples": ["add-order-42-reminder"]}}),
         ],
         Some(schema("NewJob")),
         created,
@@ -217,16 +243,6 @@ pub(crate) fn document() -> Value {
         }
         operation
     };
-    // A body that may be left out (`POST /jobs/{id}/run`).
-    let optional_body = |mut operation: Value| {
-        if let Some(body) = operation
-            .get_mut("requestBody")
-            .and_then(Value::as_object_mut)
-        {
-            body.insert("required".to_owned(), json!(false));
-        }
-        operation
-    };
     let paths = json!({
         "/jobs": {
             "get": with_description(operation("List jobs, by next run time, paused last", &list_parameters(), None,
@@ -250,10 +266,10 @@ pub(crate) fn document() -> Value {
         "/jobs/{id}/pause": {"post": job_action("Pause a job (config-owned ones too)")},
         "/jobs/{id}/resume": {"post": with_description(job_action("Resume a paused job"),
             "A job whose trigger has no fire time left is removed; the answer is then {\"id\", \"removed\": true, \"message\"}.")},
-        "/jobs/{id}/run": {"post": with_description(optional_body(operation("Run a job now, once, outside its schedule", &[job_id()],
-            Some(json!({"type": "object", "additionalProperties": false,
-                        "properties": {"force": {"type": "boolean", "description": "Start the run whatever max_instances and overlap say."}}})),
-            started, &[S::NOT_FOUND])),
+        "/jobs/{id}/run": {"post": with_description(with_optional_body(operation("Run a job now, once, outside its schedule", &[job_id()],
+            None, started, &[&[S::NOT_FOUND][..], &BODY_ERRORS].concat()),
+            json!({"type": "object", "additionalProperties": false,
+                   "properties": {"force": {"type": "boolean", "description": "Start the run whatever max_instances and overlap say."}}})),
             "The job's max_instances and overlap apply (the run may be skipped, wait for a running run to end, or replace the oldest one) unless force is true. The body is optional.")},
         "/jobs/{id}/reschedule": {"post": with_description(operation("Give a job a new trigger", &[job_id()],
             Some(json!({"type": "object", "required": ["trigger"], "additionalProperties": false,
@@ -283,16 +299,18 @@ pub(crate) fn document() -> Value {
                         "job_id": {"type": "string"}, "runs": {"type": "integer"}, "run_id": {"type": "string"}}})));
                 accepted
             },
-            &[S::BAD_REQUEST, S::NOT_FOUND, S::UNPROCESSABLE_ENTITY]),
-            "Each fire time from `from` to `to` (both included) runs once, at most 1,000; max_instances holds. One-off jobs are refused.")},
+            &[S::BAD_REQUEST, S::NOT_FOUND, S::CONFLICT, S::UNPROCESSABLE_ENTITY]),
+            "Each fire time from `from` to `to` (both included) runs once, at most 1,000; max_instances holds. A one-off job is refused with 409 one_off_job (it has no range of times; POST /jobs/{id}/run runs it).")},
         "/jobs/{id}/fire_times": {"get": operation("A job's coming fire times, from its next run time", &[job_id(), count()], None,
             ok("Fire times in the trigger's time zone (none while paused).", json!({"type": "object", "properties": {
                 "fire_times": {"type": "array", "items": {"type": "string", "format": "date-time"}},
                 "timezone": {"type": "string"}}})), &[S::BAD_REQUEST, S::NOT_FOUND])},
         "/preview": {"post": with_description(operation("Preview a trigger's fire times, as kairos next does", &[],
-            Some(json!({"type": "object", "additionalProperties": false, "properties": {
+            Some(json!({"type": "object", "additionalProperties": false,
+                "oneOf": [{"required": ["trigger"]}, {"required": ["words"]}],
+                "properties": {
                 "trigger": schema("Trigger"),
-                "words": {"type": "string", "description": "kairos next words, e.g. cron hour=3 minute=30."},
+                "words": {"type": "string", "description": "kairos next words, e.g. cron hour=3 minute=30.", "examples": ["cron hour=3 minute=30"]},
                 "count": {"type": "integer", "minimum": 1, "maximum": 100},
                 "from": {"type": "string", "format": "date-time"}}})),
             ok("The trigger and its next fire times.", json!({"type": "object", "properties": {
@@ -321,11 +339,11 @@ pub(crate) fn document() -> Value {
         "/runs": {"get": operation("Runs of all jobs, or of one, newest first",
             &[limit(), json!({"name": "job_id", "in": "query", "required": false, "schema": {"type": "string"}})],
             None, ok("The runs.", schema("RunList")), &[S::BAD_REQUEST])},
-        "/scheduler/pause": {"post": operation("Pause the scheduler: no job is taken until resumed", &[], None,
-            ok("The scheduler's state.", schema("SchedulerState")), &[])},
-        "/scheduler/resume": {"post": operation("Resume the scheduler", &[], None,
-            ok("The scheduler's state.", schema("SchedulerState")), &[])},
-        "/scheduler/reload": {"post": operation("Reload the daemon's config files, as SIGHUP does; with {\"force\": true}, also files whose content a newer config generation superseded (a rollback)",
+        "/scheduler/pause": {"post": no_input(operation("Pause the scheduler: no job is taken until resumed", &[], None,
+            ok("The scheduler's state.", schema("SchedulerState")), &BODY_ERRORS))},
+        "/scheduler/resume": {"post": no_input(operation("Resume the scheduler", &[], None,
+            ok("The scheduler's state.", schema("SchedulerState")), &BODY_ERRORS))},
+        "/scheduler/reload": {"post": with_optional_body(operation("Reload the daemon's config files, as SIGHUP does; with {\"force\": true}, also files whose content a newer config generation superseded (a rollback)",
             &[], None,
             ok("What the reload did to the config's jobs.", json!({"type": "object", "properties": {
                 "applied": {"type": "boolean"},
@@ -339,7 +357,9 @@ pub(crate) fn document() -> Value {
                 "unchanged": {"type": "integer"},
                 "failed": {"type": "array", "items": {"type": "object", "properties": {
                     "id": {"type": "string"}, "error": {"type": "string"}}}}}})),
-            &[S::CONFLICT, S::UNPROCESSABLE_ENTITY, S::SERVICE_UNAVAILABLE])},
+            &[S::BAD_REQUEST, S::CONFLICT, S::PAYLOAD_TOO_LARGE, S::UNPROCESSABLE_ENTITY, S::SERVICE_UNAVAILABLE]),
+            json!({"type": "object", "additionalProperties": false, "properties": {
+                "force": {"type": "boolean", "description": "Apply files whose content a newer config generation superseded (a rollback)."}}}))},
         "/cluster": {"get": operation("The nodes sharing this daemon's job stores", &[], None,
             ok("Every registered node, by id.", json!({"type": "object", "properties": {
                 "nodes": {"type": "array", "items": schema("ClusterNode")}}})), &[])},
@@ -525,13 +545,19 @@ fn trigger_schema(kind: &str, description: &str, required: &[&str], properties: 
 }
 
 fn schemas() -> Value {
-    let duration = json!({"type": ["string", "number", "null"],
-                          "description": "A humane duration such as \"30s\" or \"1h30m\", or seconds."});
+    // Examples are what schema-driven tools (and readers) start from: each one is
+    // taken by the API as it is (the trigger test below and api-fuzz.sh check that).
+    let duration = json!({"type": ["string", "number", "null"], "minimum": 0,
+                          "description": "A humane duration such as \"30s\" or \"1h30m\", or seconds (not negative).",
+                          "examples": ["30s", "1h30m", 90]});
+    let within = json!({"type": ["string", "number", "null"], "minimum": 60,
+                        "description": "The dead-man's switch: an overdue alert when the job has not succeeded for this long (at least 1m), e.g. \"25h\"; a humane duration or seconds.",
+                        "examples": ["25h"]});
     let mut all = json!({
         "Error": {
             "type": "object", "required": ["error"],
             "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-                "code": {"type": "string", "description": "Stable, for scripts: job_not_found, job_exists, config_owned, invalid_input, malformed_json, unauthorized, read_only_token, task_not_allowed, body_too_large, idempotency_key_reused, ..."},
+                "code": {"type": "string", "description": "Stable, for scripts: job_not_found, job_exists, config_owned, invalid_input, malformed_json, unauthorized, read_only_token, task_not_allowed, body_too_large, idempotency_key_reused, one_off_job, ..."},
                 "message": {"type": "string"},
                 "field": {"type": "string", "description": "The input field at fault, e.g. trigger.hour."},
             }}},
@@ -539,18 +565,20 @@ fn schemas() -> Value {
         "JobOptions": {
             "type": "object", "additionalProperties": false,
             "properties": {
-                "executor": {"type": "string"}, "jobstore": {"type": "string"},
+                "executor": {"type": "string", "examples": ["default"]}, "jobstore": {"type": "string", "examples": ["default"]},
                 "misfire_grace_time": duration, "coalesce": {"type": "boolean"},
                 "max_instances": {"type": "integer", "minimum": 1}, "jitter": duration,
                 "overlap": {"type": "string", "enum": ["skip", "queue", "replace"], "description": "What a run due while max_instances runs execute does: skip it (default), queue it (one waits per job), or replace the oldest running run."},
-                "expect_success_within": {"type": "string", "description": "The dead-man's switch: an overdue alert when the job has not succeeded for this long (at least 1m), e.g. \"25h\"."},
+                "expect_success_within": within,
             },
         },
         "NewJob": {
             "type": "object", "required": ["task", "trigger"], "additionalProperties": false,
             "properties": {
-                "id": {"type": "string", "description": "Generated when absent."},
-                "name": {"type": "string"}, "task": {"type": "string"}, "args": {},
+                "id": {"type": "string", "description": "Generated when absent.", "examples": ["order-42-reminder"]},
+                "name": {"type": "string", "examples": ["order 42 reminder"]},
+                "task": {"type": "string", "description": "A task the daemon knows (command, http, orders.cancel, stats.correct and any a program embedding kairos registers) and the API allows ([api] allowed_tasks).", "examples": ["orders.cancel"]},
+                "args": {"description": "The task's arguments, as the task defines them.", "examples": [{"order_id": 42}]},
                 "trigger": schema("Trigger"), "options": schema("JobOptions"),
                 "paused": {"type": "boolean"}, "next_run_time": {"type": "string", "format": "date-time"},
                 "replace_existing": {"type": "boolean"},
@@ -564,7 +592,7 @@ fn schemas() -> Value {
                 "clear_misfire_grace_time": {"type": "boolean"}, "coalesce": {"type": "boolean"},
                 "max_instances": {"type": "integer", "minimum": 1}, "jitter": duration,
                 "overlap": {"type": "string", "enum": ["skip", "queue", "replace"], "description": "What a run due while max_instances runs execute does: skip it (default), queue it (one waits per job), or replace the oldest running run."},
-                "expect_success_within": duration,
+                "expect_success_within": within,
                 "clear_expect_success_within": {"type": "boolean"},
                 "next_run_time": {"type": "string", "format": "date-time"},
             },
@@ -629,6 +657,8 @@ fn schemas() -> Value {
         },
         "RunList": {"type": "object", "properties": {"runs": {"type": "array", "items": schema("RunRecord")},
             "next_cursor": {"type": "string", "description": "Where the next (older) page starts; absent on the last page."}}},
+        "NoInput": {"type": "object", "additionalProperties": false, "properties": {},
+            "description": "An action that takes no input: {} (or no body at all)."},
         "RunStarted": {"type": "object", "properties": {"job_id": {"type": "string"}, "run_id": {"type": "string"}}},
         "SchedulerState": {"type": "object", "properties": {"state": {"enum": ["running", "paused", "stopped"]}}},
         "ClusterNode": {"type": "object", "properties": {
@@ -673,11 +703,15 @@ fn schemas() -> Value {
 /// `Trigger` (a oneOf over the trigger types) and one schema per type.
 fn trigger_components(duration: &Value) -> Map<String, Value> {
     let date_time = json!({"type": "string",
-                           "description": "RFC 3339, or a civil time (2024-03-01 12:00:00) read in timezone."});
-    let zone = json!({"type": "string", "description": "An IANA zone (Europe/Berlin), UTC or an offset (+08:00)."});
-    let count = json!({"type": "integer", "minimum": 0});
+                           "description": "RFC 3339, or a civil time (2024-03-01 12:00:00) read in timezone.",
+                           "examples": ["2030-01-01 03:00:00", "2030-01-01T03:00:00Z"]});
+    let zone = json!({"type": "string", "description": "An IANA zone (Europe/Berlin), UTC or an offset (+08:00).",
+                      "examples": ["Europe/Berlin", "UTC", "+08:00"]});
+    let count = json!({"type": "integer", "minimum": 0, "maximum": u64::MAX});
+    let count32 = json!({"type": "integer", "minimum": 0, "maximum": u32::MAX});
     let field = json!({"type": ["string", "integer"],
-                       "description": "An APScheduler cron field: 3, \"*/15\", \"1-5\", \"mon-fri\", \"last\" ..."});
+                       "description": "An APScheduler cron field: 3, \"*/15\", \"1-5\", \"mon-fri\", \"last\" ...",
+                       "examples": ["*"]});
     let mut components = Map::new();
     let mut add = |name: &str, value: Value| {
         components.insert(name.to_owned(), value);
@@ -746,7 +780,7 @@ fn trigger_components(duration: &Value) -> Map<String, Value> {
             "Fire on a classic 5-field crontab line.",
             &["expression"],
             json!({
-            "expression": {"type": "string", "description": "e.g. */15 9-17 * * mon-fri"},
+            "expression": {"type": "string", "description": "e.g. */15 9-17 * * mon-fri", "examples": ["*/15 9-17 * * mon-fri"]},
             "start_date": date_time.clone(), "end_date": date_time.clone(),
             "timezone": zone.clone(), "jitter": duration.clone()}),
         ),
@@ -758,7 +792,7 @@ fn trigger_components(duration: &Value) -> Map<String, Value> {
             "Fire every N years, months, weeks or days at a wall-clock time.",
             &[],
             json!({
-            "years": count.clone(), "months": count.clone(), "weeks": count.clone(), "days": count.clone(),
+            "years": count32.clone(), "months": count32.clone(), "weeks": count32.clone(), "days": count32,
             "hour": {"type": "integer", "minimum": 0, "maximum": 23},
             "minute": {"type": "integer", "minimum": 0, "maximum": 59},
             "second": {"type": "integer", "minimum": 0, "maximum": 59},
@@ -842,6 +876,51 @@ mod tests {
                 serde_json::from_value::<crate::trigger::TriggerSpec>(example.clone()).is_ok(),
                 "{example}"
             );
+        }
+    }
+
+    /// Schema-driven tools start from the examples (api-fuzz.sh's schemathesis does):
+    /// each must be what the API takes, or they generate nothing but rejections.
+    #[test]
+    fn the_examples_in_the_document_are_taken_by_the_api() {
+        let document = document();
+        let schemas = &document["components"]["schemas"];
+        for (kind, name) in TRIGGER_SCHEMAS {
+            let mut trigger = Map::new();
+            trigger.insert("type".to_owned(), json!(kind));
+            for (field, property) in schemas[name]["properties"]
+                .as_object()
+                .into_iter()
+                .flatten()
+            {
+                if let Some(example) = property["examples"].get(0) {
+                    trigger.insert(field.clone(), example.clone());
+                }
+            }
+            if matches!(kind, "and" | "or") {
+                trigger.insert("triggers".to_owned(), json!([{"type": "cron", "hour": 3}]));
+            }
+            let trigger = Value::Object(trigger);
+            assert!(
+                serde_json::from_value::<crate::trigger::TriggerSpec>(trigger.clone()).is_ok(),
+                "{trigger}"
+            );
+        }
+        for (schema_name, field) in [
+            ("JobChanges", "jitter"),
+            ("JobChanges", "expect_success_within"),
+        ] {
+            for example in schemas[schema_name]["properties"][field]["examples"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let changes = json!({ field: example });
+                assert!(
+                    serde_json::from_value::<crate::job::JobChanges>(changes.clone()).is_ok(),
+                    "{changes}"
+                );
+            }
         }
     }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::error::ApiError;
-use super::extract::{parse_json, JsonBody};
+use super::extract::{parse_json, JsonBody, NoFields};
 use super::reload::{ReloadOutcome, ReloadRequest, ReloadView};
 use super::{AppState, Routes, Verb};
 use crate::scheduler::{ConfigState, SchedulerState, Standing};
@@ -40,14 +40,20 @@ struct StateView {
     state: &'static str,
 }
 
-async fn pause_scheduler(State(state): State<AppState>) -> axum::Json<StateView> {
+async fn pause_scheduler(
+    State(state): State<AppState>,
+    NoFields: NoFields,
+) -> axum::Json<StateView> {
     state.scheduler.pause();
     axum::Json(StateView {
         state: state_name(state.scheduler.state()),
     })
 }
 
-async fn resume_scheduler(State(state): State<AppState>) -> axum::Json<StateView> {
+async fn resume_scheduler(
+    State(state): State<AppState>,
+    NoFields: NoFields,
+) -> axum::Json<StateView> {
     state.scheduler.resume();
     axum::Json(StateView {
         state: state_name(state.scheduler.state()),
@@ -70,11 +76,12 @@ async fn reload_config(
     State(state): State<AppState>,
     JsonBody(body): JsonBody,
 ) -> Result<axum::Json<ReloadView>, ApiError> {
-    // No body, `null` and `{}` are all a plain reload, as before `force` existed.
+    // No body and `{}` are both a plain reload, as before `force` existed; anything
+    // else must be the object openapi.json declares.
     let body: ReloadBody = if body.iter().all(u8::is_ascii_whitespace) {
         ReloadBody::default()
     } else {
-        parse_json::<Option<ReloadBody>>(&body)?.unwrap_or_default()
+        parse_json::<ReloadBody>(&body)?
     };
     let Some(reload) = &state.settings.reload else {
         return Err(ApiError::new(

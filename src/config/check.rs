@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
@@ -35,10 +35,15 @@ use crate::trigger::Zone;
 const DEFAULT: &str = "default";
 
 /// `[scheduler]`, with the system's zone and `HOSTNAME-PID` as defaults.
-pub(crate) fn check_scheduler(raw: &RawRoot, errors: &mut Vec<ConfigError>) -> SchedulerConfig {
+pub(crate) fn check_scheduler(
+    raw: &RawRoot,
+    config_dir: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> SchedulerConfig {
     let source = &raw.source;
     let mut config = SchedulerConfig {
         timezone: Zone::system(),
+        tzdir: None,
         node_id: default_node_id(),
         batch_size: None,
         fire_ahead: None,
@@ -58,6 +63,9 @@ pub(crate) fn check_scheduler(raw: &RawRoot, errors: &mut Vec<ConfigError>) -> S
             Ok(zone) => config.timezone = zone,
             Err(error) => errors.push(invalid(source, timezone, "scheduler.timezone", error)),
         }
+    }
+    if let Some(tzdir) = &scheduler.tzdir {
+        config.tzdir = check_tzdir(source, tzdir, config_dir, errors);
     }
     if let Some(node_id) = &scheduler.node_id {
         if node_id.get_ref().trim().is_empty() {
@@ -81,6 +89,44 @@ pub(crate) fn check_scheduler(raw: &RawRoot, errors: &mut Vec<ConfigError>) -> S
     config.watch = scheduler.watch.unwrap_or(false);
     check_cluster_timing(source, scheduler, &mut config, errors);
     config
+}
+
+/// `[scheduler] tzdir`: `"compiled-in"`, or a directory that exists (relative to the
+/// config file's directory); a directory that is not there is an error naming the key,
+/// not a silent fall back to the compiled-in rules (docs/semantics.md, "Zone rules").
+fn check_tzdir(
+    source: &Source,
+    tzdir: &Spanned<String>,
+    config_dir: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Option<PathBuf>> {
+    let text = tzdir.get_ref().trim();
+    if text == crate::trigger::tzdata::COMPILED_IN {
+        return Some(None);
+    }
+    if text.is_empty() {
+        errors.push(invalid(
+            source,
+            tzdir,
+            "scheduler.tzdir",
+            "must name a zoneinfo directory (e.g. /usr/share/zoneinfo) or be \"compiled-in\"",
+        ));
+        return None;
+    }
+    let dir = config_dir.join(text);
+    if !dir.is_dir() {
+        errors.push(invalid(
+            source,
+            tzdir,
+            "scheduler.tzdir",
+            format!(
+                "{} is not a directory (a zoneinfo directory such as /usr/share/zoneinfo, or \"compiled-in\")",
+                dir.display()
+            ),
+        ));
+        return None;
+    }
+    Some(Some(dir))
 }
 
 /// The lease, heartbeat and node timeout of a cluster. None may be zero,

@@ -114,6 +114,11 @@ pub struct Config {
 pub struct SchedulerConfig {
     /// The zone of triggers that name none; default: the system's zone, else UTC.
     pub timezone: Zone,
+    /// `tzdir`: where zone rules come from, for [`crate::trigger::tzdata::configure`]:
+    /// `None` when not set (the system's tz database), `Some(None)` for
+    /// `"compiled-in"`, else the zoneinfo directory (a relative one taken from the
+    /// config file's directory). `KAIROS_TZDIR` outranks it.
+    pub tzdir: Option<Option<PathBuf>>,
     /// This node's name in a cluster; default: the host name.
     pub node_id: String,
     /// How many due jobs one pass takes at most; `None`: the scheduler's default.
@@ -435,7 +440,8 @@ pub fn load_with(path: impl AsRef<Path>, tasks: &TaskRegistry) -> Result<Config,
 
     let mut errors = Vec::new();
     let raw = raw::read_root(&root, &table, &mut errors);
-    let scheduler = check::check_scheduler(&raw, &mut errors);
+    let scheduler =
+        check::check_scheduler(&raw, path.parent().unwrap_or(Path::new("")), &mut errors);
     let context = TriggerContext::new(Utc::now()).with_timezone(scheduler.timezone);
     let mut raw_jobs = raw::read_jobs(&root, &table, &context, &mut errors);
 

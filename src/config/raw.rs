@@ -160,6 +160,7 @@ impl Visitor<'_> for CountVisitor {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawScheduler {
     pub(crate) timezone: Option<Spanned<String>>,
+    pub(crate) tzdir: Option<Spanned<String>>,
     pub(crate) node_id: Option<Spanned<String>>,
     pub(crate) batch_size: Option<Spanned<usize>>,
     pub(crate) fire_ahead: Option<HumaneDuration>,

@@ -29,10 +29,11 @@ use crate::api::{self, ApiConfigError, ApiSettings, RateLimit, ReloadOutcome, Re
 use crate::config::{changed_settings, load_with, Config, ConfigErrors, ExecutorKind};
 use crate::executor::pool::ThreadPoolExecutor;
 use crate::executor::process::ProcessPoolExecutor;
-use crate::scheduler::{host_name, Membership, Scheduler, SchedulerError};
+use crate::scheduler::{host_name, Membership, Scheduler, SchedulerError, ZoneRulesRecord};
 use crate::store::{self, OpenError};
 use crate::task::{ConfigureError, TaskRegistry};
 use crate::trigger::datetime::format_instant;
+use crate::trigger::tzdata;
 
 /// The fire-ahead window for stores whose writes are durable commits or network round
 /// trips: runs are handed over this early and start on time (see
@@ -94,6 +95,10 @@ pub enum DaemonError {
 /// config errors reach the terminal as they are).
 pub async fn run(path: &Path, tasks: TaskRegistry, config: Config) -> Result<(), DaemonError> {
     let notifier = Arc::new(Notifier::from_env());
+    // `[scheduler] tzdir` picks the zone rules (KAIROS_TZDIR outranks it); read here,
+    // before any next run time is computed (docs/semantics.md, "Zone rules").
+    tzdata::configure(config.scheduler.tzdir.clone());
+    tzdata::reload();
     let scheduler = build_scheduler(&config, tasks.clone()).await?;
     // Before anything is written: a live daemon under this id (started by hand next
     // to the systemd one, say) must not see its leases taken and its jobs run twice.
@@ -101,6 +106,26 @@ pub async fn run(path: &Path, tasks: TaskRegistry, config: Config) -> Result<(),
         .check_node_id()
         .await
         .map_err(DaemonError::NodeId)?;
+    // Rules that changed while the daemon was down move the stored next run times, as
+    // a reload would; the same rules cost one read per store. Before the config sync,
+    // so config jobs changed there are computed once, with these rules. Stores that
+    // recorded no rules are checked beside the running scheduler instead (see
+    // `ZoneRulesRecord::Missing`): a million jobs to read must not hold the start.
+    if let Err(error) = scheduler
+        .check_zone_rules_at_start(ZoneRulesRecord::Differing)
+        .await
+    {
+        tracing::error!(%error, "the stored next run times could not be checked against the zone rules in use");
+    }
+    let unrecorded = scheduler.clone();
+    tokio::spawn(async move {
+        if let Err(error) = unrecorded
+            .check_zone_rules_at_start(ZoneRulesRecord::Missing)
+            .await
+        {
+            tracing::error!(%error, "the stored next run times could not be checked against the zone rules in use");
+        }
+    });
     let specs = config_specs(&config);
     let report = sync_config_jobs(&scheduler, specs, false).await?;
     log_sync(&report);

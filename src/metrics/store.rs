@@ -582,6 +582,22 @@ impl JobStore for InstrumentedStore {
         result
     }
 
+    // Once per start and reload each: passed on without a metric of their own.
+    async fn move_next_run_times(
+        &self,
+        moves: Vec<crate::store::NextRunMove>,
+    ) -> Result<Vec<String>, StoreError> {
+        self.inner.move_next_run_times(moves).await
+    }
+
+    async fn zone_rules(&self) -> Result<Option<String>, StoreError> {
+        self.inner.zone_rules().await
+    }
+
+    async fn record_zone_rules(&self, fingerprint: &str) -> Result<(), StoreError> {
+        self.inner.record_zone_rules(fingerprint).await
+    }
+
     async fn config_generations(&self, limit: usize) -> Result<Vec<ConfigGeneration>, StoreError> {
         let started = Instant::now();
         let result = self.inner.config_generations(limit).await;

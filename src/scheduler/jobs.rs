@@ -724,12 +724,7 @@ impl Scheduler {
     ) -> Result<(usize, String), SchedulerError> {
         let (jobstore, job) = self.inner.find_job(id).await?;
         if job.trigger.kind() == "date" {
-            return Err(SchedulerError::InvalidOption {
-                field: "trigger",
-                reason: "a one-off job has one fire time and nothing to backfill; run it with \
-                         POST /jobs/{id}/run"
-                    .to_owned(),
-            });
+            return Err(SchedulerError::NothingToBackfill(id.to_owned()));
         }
         if from > to {
             return Err(SchedulerError::InvalidOption {

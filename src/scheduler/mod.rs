@@ -40,7 +40,7 @@ pub use self::generation::{describe_claim, ConfigState, Standing};
 pub use self::jobs::{ListedJobs, SuccessWatchState, MAX_BACKFILL};
 pub use self::membership::{host_name, ClusterNode, Membership};
 pub use self::record::MAX_UNWRITTEN_RUNS;
-pub use self::zones::ZoneRulesReload;
+pub use self::zones::{ZoneRulesAtStart, ZoneRulesRecord, ZoneRulesReload};
 pub use crate::store::{HistoryRetention, DEFAULT_FAILURES_PER_JOB, DEFAULT_SUCCESSES_PER_JOB};
 // Defined with the store, whose `fire_ahead` falls back to it (docs/architecture.md:
 // imports point down); kept here too, as the builder documents it.
@@ -107,6 +107,11 @@ pub enum SchedulerError {
         /// Why.
         reason: String,
     },
+    /// A backfill of a one-off job: its one fire time is no range to fill in. The
+    /// request is well formed, the job is the wrong kind for it (so the API answers
+    /// 409, not 422: the same range backfills a recurring job).
+    #[error("job {0:?} is a one-off job: it has one fire time and nothing to backfill; run it with POST /jobs/{{id}}/run")]
+    NothingToBackfill(String),
     /// Another live process holds this scheduler's node id
     /// ([`Scheduler::check_node_id`]).
     #[error(

@@ -199,6 +199,18 @@ impl StoreError {
     }
 }
 
+/// A next run time to move ([`JobStore::move_next_run_times`]): the zone rules check
+/// at start moves many at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NextRunMove {
+    /// The job.
+    pub job_id: String,
+    /// The revision the job was read at: a job changed since is left as it is.
+    pub revision: u64,
+    /// Its new next run time.
+    pub next_run_time: DateTime<Utc>,
+}
+
 /// What a scheduler writes back for a job it acquired.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Release {
@@ -749,6 +761,48 @@ pub trait JobStore: Send + Sync + 'static {
     /// that generation first. The default keeps nothing and says `true`.
     async fn record_config_generation(&self, _next: ConfigGeneration) -> Result<bool, StoreError> {
         Ok(true)
+    }
+
+    /// Gives each job of `moves` still at the revision it was read at its new next
+    /// run time (and a new revision), as [`JobStore::update_job_if`] would; returns the
+    /// ids moved. A job changed or removed meanwhile is left out: its change computed
+    /// its time anew. The default goes job by job; the SQL stores write a thousand per
+    /// transaction, since each transaction there is a durable commit.
+    async fn move_next_run_times(
+        &self,
+        moves: Vec<NextRunMove>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut moved = Vec::new();
+        for next in moves {
+            let Some(mut job) = self.get_job(&next.job_id).await? else {
+                continue;
+            };
+            if job.revision != next.revision {
+                continue;
+            }
+            job.next_run_time = Some(next.next_run_time);
+            match self.update_job_if(job, next.revision).await {
+                Ok(Ok(_)) => moved.push(next.job_id),
+                Ok(Err(_)) | Err(StoreError::NotFound(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(moved)
+    }
+
+    /// The zone rules the stored next run times were computed with, as the scheduler
+    /// recorded them ([`crate::trigger::tzdata::TzDataInfo::fingerprint`]); `None`
+    /// when none was recorded. A start that finds other rules in use recomputes the
+    /// zoned jobs' next run times (docs/semantics.md, "Zone rules"). The default keeps
+    /// nothing, so every start recomputes them; the SQL stores keep it.
+    async fn zone_rules(&self) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
+    /// Records `fingerprint` as the zone rules the stored next run times follow now.
+    /// The default keeps nothing.
+    async fn record_zone_rules(&self, _fingerprint: &str) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// Claims the once-only `key` for `ttl` from `now`: `true` for the one caller, among

@@ -59,6 +59,16 @@ impl std::fmt::Display for TzDataInfo {
     }
 }
 
+impl TzDataInfo {
+    /// What a store records as the rules its next run times follow
+    /// ([`crate::store::JobStore::zone_rules`]): source, release and directory. `None`
+    /// when the release is `unknown`: such rules cannot be told from the next ones,
+    /// so every start recomputes the zoned jobs' next run times.
+    pub fn fingerprint(&self) -> Option<String> {
+        (self.version != "unknown").then(|| self.to_string())
+    }
+}
+
 /// What [`reload`] changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TzDataChange {
@@ -198,6 +208,20 @@ pub(crate) fn has_system_rules(tz: Tz) -> bool {
 /// Set by [`use_rules_from`]: it outranks [`TZDIR_ENV`].
 static CHOSEN: RwLock<Option<Option<PathBuf>>> = RwLock::new(None);
 
+/// Set by [`configure`] (the daemon's `[scheduler] tzdir`): [`TZDIR_ENV`] outranks it.
+static CONFIGURED: RwLock<Option<Option<PathBuf>>> = RwLock::new(None);
+
+/// Takes the zone rules from the zoneinfo directory `dir`, or the compiled-in rules
+/// (`Some(None)`), unless [`TZDIR_ENV`] names a source; `None` forgets the setting.
+/// The config's `[scheduler] tzdir` is this (docs/semantics.md, "Zone rules"): the
+/// environment wins, so a one-off run can try other rules without editing the config.
+/// Read at the next [`reload`].
+pub fn configure(dir: Option<Option<PathBuf>>) {
+    *CONFIGURED
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = dir;
+}
+
 /// Takes the zone rules from the zoneinfo directory `dir`, or from the compiled-in
 /// rules (`None`), for the rest of the process and whatever [`TZDIR_ENV`] says, and
 /// reads them: for a program that keeps its own tz database, and for tests whose
@@ -224,7 +248,14 @@ fn configured_dir() -> Option<PathBuf> {
     match std::env::var_os(TZDIR_ENV) {
         Some(value) if value == COMPILED_IN => None,
         Some(value) if !value.is_empty() => Some(PathBuf::from(value)),
-        _ => Some(PathBuf::from(SYSTEM_TZDIR)).filter(|dir| dir.join("UTC").is_file()),
+        _ => match CONFIGURED
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+        {
+            Some(configured) => configured,
+            None => Some(PathBuf::from(SYSTEM_TZDIR)).filter(|dir| dir.join("UTC").is_file()),
+        },
     }
 }
 

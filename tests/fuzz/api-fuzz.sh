@@ -35,6 +35,7 @@ if ! "$venv/bin/schemathesis" --version >/dev/null 2>&1; then
             fi
         done
     fi
+    [ -n "$python" ] || { echo "api-fuzz: no python3 found (set KAIROS_FUZZ_PYTHON)" >&2; exit 1; }
     "$python" -m venv "$venv"
     "$venv/bin/pip" install --quiet 'schemathesis>=4,<5'
     "$venv/bin/schemathesis" --version >/dev/null \
@@ -50,7 +51,12 @@ fi
 
 work=$(mktemp -d)
 daemon_pid=""
+keeper_pid=""
 cleanup() {
+    if [ -n "$keeper_pid" ]; then
+        kill "$keeper_pid" 2>/dev/null || true
+        wait "$keeper_pid" 2>/dev/null || true
+    fi
     if [ -n "$daemon_pid" ]; then
         kill "$daemon_pid" 2>/dev/null || true
         wait "$daemon_pid" 2>/dev/null || true
@@ -95,11 +101,28 @@ echo "api-fuzz: fuzzing $url with up to $examples examples per operation ($check
 
 # Without a job to act on, every /jobs/{id}/... request would be a 404. A job is added
 # up front and its id is given to schemathesis for every {id}: the routes then pause,
-# run, change and eventually delete it; the API's own 404s cover the rest.
-curl --silent --show-error --fail --output /dev/null \
-    --header "Authorization: Bearer $token" --header "content-type: application/json" \
-    --data '{"id": "fuzz-job", "task": "orders.cancel", "args": {"order_id": 1}, "trigger": {"type": "date", "run_date": "2099-01-01T00:00:00Z"}}' \
-    "$url/jobs"
+# run, backfill (so it recurs: a one-off job has nothing to backfill), change and
+# delete it. Deleted, it is added again within half a second, so the operations tested
+# after DELETE act on a job too instead of all answering 404; the API's own 404s are
+# covered by the requests that race the re-adding.
+add_fuzz_job() {
+    curl --silent --show-error --output /dev/null --write-out '%{http_code}' \
+        --header "Authorization: Bearer $token" --header "content-type: application/json" \
+        --data '{"id": "fuzz-job", "task": "orders.cancel", "args": {"order_id": 1}, "trigger": {"type": "cron", "month": 1, "day": 1, "hour": 0}}' \
+        "$url/jobs"
+}
+added=$(add_fuzz_job)
+if [ "$added" != 201 ]; then
+    echo "api-fuzz: adding the job answered $added, not 201" >&2
+    exit 1
+fi
+(
+    while kill -0 "$daemon_pid" 2>/dev/null; do
+        add_fuzz_job >/dev/null 2>&1 || true
+        sleep 0.5
+    done
+) &
+keeper_pid=$!
 cat >"$work/schemathesis.toml" <<EOF
 [parameters]
 "path.id" = "fuzz-job"
@@ -107,6 +130,8 @@ EOF
 
 status=0
 # GET /events is a never-ending stream: every request to it would only time out.
+# hooks.py gives each generated Idempotency-Key a suffix of its own (see there).
+PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=hooks \
 "$venv/bin/schemathesis" --config-file "$work/schemathesis.toml" run "$url/openapi.json" \
     --header "Authorization: Bearer $token" \
     --checks "$checks" \

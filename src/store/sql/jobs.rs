@@ -675,6 +675,51 @@ impl<D: Dialect> JobStore for SqlStore<D> {
         self.select_config_generations(limit).await
     }
 
+    async fn move_next_run_times(
+        &self,
+        moves: Vec<crate::store::NextRunMove>,
+    ) -> Result<Vec<String>, StoreError> {
+        // The columns only: reading a job overlays them on its JSON (see mod.rs).
+        let update = self.sql(
+            "UPDATE {p}jobs SET next_run_time = ?, revision = ? WHERE id = ? AND revision = ?",
+        );
+        let mut moved = Vec::new();
+        for chunk in moves.chunks(1_000) {
+            let mut transaction = self.begin().await?;
+            let mut written = Vec::with_capacity(chunk.len());
+            for next in chunk {
+                let Ok(read) = i64::try_from(next.revision) else {
+                    continue;
+                };
+                let args = vec![
+                    micros(next.next_run_time).into(),
+                    self.revisions.after(read).into(),
+                    next.job_id.clone().into(),
+                    read.into(),
+                ];
+                if execute_on::<D>(&mut transaction, &update, args)
+                    .await
+                    .map_err(failure::<D>)?
+                    > 0
+                {
+                    written.push(next.job_id.clone());
+                }
+            }
+            transaction.commit().await.map_err(failure::<D>)?;
+            moved.extend(written);
+        }
+        Ok(moved)
+    }
+
+    async fn zone_rules(&self) -> Result<Option<String>, StoreError> {
+        self.select_setting(super::settings::ZONE_RULES).await
+    }
+
+    async fn record_zone_rules(&self, fingerprint: &str) -> Result<(), StoreError> {
+        self.write_setting(super::settings::ZONE_RULES, fingerprint)
+            .await
+    }
+
     async fn record_config_generation(&self, next: ConfigGeneration) -> Result<bool, StoreError> {
         self.insert_config_generation(next).await
     }

@@ -9,7 +9,7 @@
 //! [`connect`] only picks the dialect type from the URL scheme, which each dialect
 //! declares.
 //!
-//! # Schema (version 7, MySQL 6; `{p}` is the table prefix, default `kairos_`)
+//! # Schema (version 9, MySQL 8; `{p}` is the table prefix, default `kairos_`)
 //! - `{p}jobs`: `id` (primary key), `next_run_time` (UTC microseconds, NULL while paused),
 //!   `paused`, `revision`, `lease_owner`, `lease_expires` (µs, NULL when not acquired),
 //!   `broken`, and `job`, the [`Job`](crate::job::Job) as serde_json text. Indexed on
@@ -26,6 +26,9 @@
 //!   (`generation` primary key, `hash`, `node_id`, `forced`); see `configs.rs`.
 //! - `{p}alert_claims` (version 7, MySQL 6): alert keys claimed once per cluster
 //!   (`claim_key` primary key, `expires_at` µs); see `alerts.rs`.
+//! - `{p}settings` (version 9, MySQL 8): what the store remembers about itself, one
+//!   `value` per `name`; today the zone rules its next run times follow (see
+//!   `settings.rs`).
 //! - `{p}schema_version`: the migrations applied.
 //!
 //! # Ground rules
@@ -61,6 +64,7 @@ mod mysql;
 mod nodes;
 mod postgres;
 mod schema;
+mod settings;
 mod sqlite;
 
 use std::future::Future;

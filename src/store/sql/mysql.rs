@@ -140,6 +140,14 @@ impl Dialect for MySql {
             version: 7,
             statements: &["ALTER TABLE {p}instances ADD COLUMN run_times TEXT"],
         },
+        // Version 8: what the store remembers about itself (`settings.rs`).
+        Migration {
+            version: 8,
+            statements: &["CREATE TABLE IF NOT EXISTS {p}settings (
+                name VARCHAR(64) NOT NULL PRIMARY KEY,
+                value TEXT NOT NULL
+            )"],
+        },
     ];
 
     fn connect(

@@ -139,6 +139,14 @@ impl Dialect for Postgres {
             version: 8,
             statements: &["ALTER TABLE {p}instances ADD COLUMN IF NOT EXISTS run_times TEXT"],
         },
+        // Version 9: what the store remembers about itself (`settings.rs`).
+        Migration {
+            version: 9,
+            statements: &["CREATE TABLE IF NOT EXISTS {p}settings (
+                name TEXT NOT NULL PRIMARY KEY,
+                value TEXT NOT NULL
+            )"],
+        },
     ];
 
     fn connect(

@@ -144,6 +144,14 @@ impl Dialect for Sqlite {
             version: 8,
             statements: &["ALTER TABLE {p}instances ADD COLUMN run_times TEXT"],
         },
+        // Version 9: what the store remembers about itself (`settings.rs`).
+        Migration {
+            version: 9,
+            statements: &["CREATE TABLE IF NOT EXISTS {p}settings (
+                name TEXT NOT NULL PRIMARY KEY,
+                value TEXT NOT NULL
+            )"],
+        },
     ];
 
     // One process owns an SQLite file: SQLite stores are single-node.
