@@ -1163,44 +1163,27 @@ pub(crate) async fn submit_runs(
     } else {
         store.claim_instance(&job.id, &inner.id, limit).await?
     };
-    if !claimed && job.overlap != Overlap::Skip {
-        let (run_id, _) = hand_over(
-            inner,
-            jobstore,
-            store.as_ref(),
-            job,
-            scheduled_times,
-            start_at,
-            HandOver {
-                final_release: None,
-                slot_claimed: false,
-                released_next: job.next_run_time,
-                checked_revision: job.revision,
-            },
-        )
-        .await;
-        return Ok(run_id);
+    if !claimed && job.overlap == Overlap::Skip {
+        return Ok(refuse_max_instances(inner, jobstore, job, scheduled_times).await);
     }
-    if claimed {
-        let (run_id, _) = hand_over(
-            inner,
-            jobstore,
-            store.as_ref(),
-            job,
-            scheduled_times,
-            start_at,
-            HandOver {
-                final_release: None,
-                slot_claimed: true,
-                released_next: job.next_run_time,
-                checked_revision: job.revision,
-            },
-        )
-        .await;
-        Ok(run_id)
-    } else {
-        Ok(refuse_max_instances(inner, jobstore, job, scheduled_times).await)
-    }
+    // Without its slot (the limit was reached and the job queues or replaces), the run
+    // waits for one at its start ([`start::RunStart`]).
+    let (run_id, _) = hand_over(
+        inner,
+        jobstore,
+        store.as_ref(),
+        job,
+        scheduled_times,
+        start_at,
+        HandOver {
+            final_release: None,
+            slot_claimed: claimed,
+            released_next: job.next_run_time,
+            checked_revision: job.revision,
+        },
+    )
+    .await;
+    Ok(run_id)
 }
 
 /// Records and announces runs skipped because `max_instances` runs were going;
