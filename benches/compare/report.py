@@ -253,15 +253,24 @@ def main():
     parser.add_argument("--pg-url", default="")
     parser.add_argument("--pending-budget", default="300")
     parser.add_argument("--load-start", default="")
+    parser.add_argument("--load-end", default="", help="the load when the runs ended (default: now)")
     args = parser.parse_args()
     runs = Runs(args.results)
 
     import apscheduler
     import sqlalchemy
 
-    commit = sh("git", "rev-parse", "--short", "HEAD")
-    if sh("git", "status", "--porcelain", "--untracked-files=no"):
-        commit += " (with uncommitted changes)"
+    # The commit the results were measured at, as each line says (run.sh stamps it
+    # before it writes anything); the working tree now always differs, by this page.
+    stamps = sorted({pick(run, "measured.commit") for run in runs.runs} - {None})
+    if not stamps:
+        stamps = [sh("git", "rev-parse", "--short", "HEAD") + "?"]
+    commit = ", ".join(
+        "commit %s (with uncommitted changes)" % stamp[: -len("+changes")]
+        if stamp.endswith("+changes") else "commit %s" % stamp
+        for stamp in stamps)
+    if len(stamps) > 1:
+        commit += " (each table says which)"
     page = []
     w = page.append
     w("# Benchmarks\n")
@@ -271,7 +280,7 @@ def main():
       "(%s run); the raw JSON lines of every run are in `benches/compare/results-%s.jsonl`.\n"
       % (" --quick" if args.mode == "quick" else "", args.mode, args.mode))
     w("## Machine and versions\n")
-    load_end = " ".join(open("/proc/loadavg").read().split()[:3])
+    load_end = args.load_end or " ".join(open("/proc/loadavg").read().split()[:3])
     w("| | |\n| --- | --- |")
     w("| page written | %s |" % datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     w("| CPU | %s, %d cores |" % (cpu_model(), os.cpu_count() or 0))
@@ -279,7 +288,7 @@ def main():
     w("| kernel | %s |" % platform.release())
     w("| load average (1, 5, 15 min) | at start %s; at end %s |" % (args.load_start or "?", load_end))
     w("| rustc | %s |" % sh("rustc", "--version"))
-    w("| kairos | commit %s |" % commit)
+    w("| kairos | %s |" % commit)
     w("| Python | %s |" % platform.python_version())
     w("| APScheduler | %s (SQLAlchemy %s, SQLite %s) |" % (apscheduler.__version__, sqlalchemy.__version__, sqlite3.sqlite_version))
     w("| tokio-cron-scheduler | %s |" % locked_version(os.path.join(HERE, "tcs", "Cargo.lock"), "tokio-cron-scheduler"))

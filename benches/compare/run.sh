@@ -67,6 +67,12 @@ tcs=$tcs_dir/target/release/kairos-compare-tcs
 pg_url=${KAIROS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# The commit every result line names, taken before this script touches its own outputs
+# (it empties the results file below): only changes to anything else are "+changes".
+stamp_commit=$(git rev-parse --short HEAD)
+[ -z "$(git status --porcelain --untracked-files=no -- . ':!BENCHMARKS.md' ':!benches/compare/results-*.jsonl')" ] \
+  || stamp_commit="$stamp_commit+changes"
+
 # The raw JSON lines of every run, kept next to the scripts (results-full.jsonl is
 # committed with BENCHMARKS.md; report.py can rebuild the page from it).
 results=benches/compare/results-$mode.jsonl
@@ -94,8 +100,6 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 # Every result line says when, where and on which commit it was measured, so a page
 # built from lines of several runs (`--only`) can say which is which.
 stamp_cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
-stamp_commit=$(git rev-parse --short HEAD)
-[ -z "$(git status --porcelain --untracked-files=no)" ] || stamp_commit="$stamp_commit+changes"
 export stamp_cpu stamp_commit
 
 # --- setup ---------------------------------------------------------------------------
@@ -270,8 +274,10 @@ fi
 
 # --- the page ------------------------------------------------------------------------
 say "writing $out"
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 "$python" benches/compare/report.py \
   --results "$results" --mode "$mode" --out "$out" \
   --criterion "${CARGO_TARGET_DIR:-target}/criterion" --postgres "$pg_ok" \
-  --pg-url "$pg_url" --pending-budget "$pending_budget" --load-start "$load_start"
+  --pg-url "$pg_url" --pending-budget "$pending_budget" --load-start "$load_start" \
+  --load-end "$load_end"
 say "done: $out"
