@@ -8,43 +8,20 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::{secs, step_to, t0};
-use kairos::clock::{Clock, ManualClock};
+use kairos::clock::ManualClock;
 use kairos::history::{RunOutcome, RunRecord};
 use kairos::job::{JobChanges, JobSpec, Overlap};
 use kairos::scheduler::Scheduler;
 use kairos::store::memory::MemoryStore;
-use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 use kairos::trigger::TriggerSpec;
 use serde_json::json;
 
-/// Starts of the `slow` task: (scheduled time, started at).
-type Started = Arc<Mutex<Vec<(DateTime<Utc>, DateTime<Utc>)>>>;
-
-/// A task `slow` that runs for `took` of the scheduler's clock.
-fn slow_task(clock: &ManualClock, took: Duration) -> (TaskRegistry, Started) {
-    let started: Started = Arc::default();
-    let mut tasks = TaskRegistry::new();
-    let seen = Arc::clone(&started);
-    let clock = clock.clone();
-    tasks.register_fn("slow", move |run: TaskRun| {
-        let now = clock.now();
-        seen.lock().unwrap().push((run.scheduled_time, now));
-        let clock = clock.clone();
-        async move {
-            let end = now + TimeDelta::from_std(took).unwrap();
-            while clock.now() < end {
-                clock.sleep_until(end).await;
-            }
-            Ok::<String, TaskFailure>(String::new())
-        }
-    });
-    (tasks, started)
-}
+use common::{slow_task, Started};
 
 fn every(seconds: u64) -> TriggerSpec {
     serde_json::from_value(json!({

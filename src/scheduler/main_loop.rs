@@ -105,9 +105,8 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     // are not freed yet: tried again before every pass until they are. A store out of
     // reach at start would otherwise leave that run's jobs leased to this id until
     // their leases ran out, although this node is the one that should take them.
-    // (`Scheduler::start` marked them all, before this task began.)
-    let mut unrecovered: Vec<String> = inner.stores.keys().cloned().collect();
-    recover_earlier_run(&inner, &mut unrecovered).await;
+    // (`Scheduler::start` marked them all, in `unrecovered`, before this task began.)
+    recover_earlier_run(&inner).await;
     // Other nodes' changes, pushed by the stores that can (PostgreSQL, Redis).
     let listeners: Vec<tokio::task::JoinHandle<()>> = inner
         .stores
@@ -125,24 +124,22 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             // run times when due (their leases must not run out).
             SchedulerState::Paused => flush_deferred(&inner, Some(inner.clock.now())).await,
             SchedulerState::Running => {
-                if !unrecovered.is_empty() {
-                    recover_earlier_run(&inner, &mut unrecovered).await;
-                }
-                let orphan_stores = std::mem::take(&mut inner.lock().orphans_to_take);
+                recover_earlier_run(&inner).await;
+                // During a pass the loop has no deadline, so a job added or changed
+                // meanwhile always leaves a wake-up behind.
+                let orphan_stores = {
+                    let mut mutable = inner.lock();
+                    mutable.deadline = None;
+                    mutable.pass_started = Some(std::time::Instant::now());
+                    std::mem::take(&mut mutable.orphans_to_take)
+                };
                 for name in orphan_stores {
                     if !replay_orphaned_runs(&inner, &name).await {
                         inner.lock().orphans_to_take.insert(name);
                     }
                 }
-                // During a pass the loop has no deadline, so a job added or changed
-                // meanwhile always leaves a wake-up behind.
-                {
-                    let mut mutable = inner.lock();
-                    mutable.deadline = None;
-                    mutable.pass_started = Some(std::time::Instant::now());
-                }
                 let now = inner.clock.now();
-                match process_due_jobs(&inner, now, &unrecovered).await {
+                match process_due_jobs(&inner, now).await {
                     Ok(deadline) => {
                         // The store is back: the record task need not wait out its own
                         // back-off.
@@ -216,16 +213,13 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 }
 
 /// Frees the leases and instance slots an earlier run of this scheduler left in the
-/// stores named in `unrecovered` ([`recover_store`]); the stores that could not be
-/// reached stay in it.
-async fn recover_earlier_run(inner: &Inner, unrecovered: &mut Vec<String>) {
-    let mut left = Vec::new();
-    for name in unrecovered.drain(..) {
-        if !recover_store(inner, &name).await {
-            left.push(name);
-        }
+/// stores still marked `unrecovered` ([`recover_store`]); the stores that could not be
+/// reached stay marked, and are tried again before the next pass.
+async fn recover_earlier_run(inner: &Inner) {
+    let unrecovered: Vec<String> = inner.lock().unrecovered.iter().cloned().collect();
+    for name in unrecovered {
+        recover_store(inner, &name).await;
     }
-    *unrecovered = left;
 }
 
 /// Frees what an earlier run of this scheduler (same id) left in the store `name`
@@ -234,6 +228,10 @@ async fn recover_earlier_run(inner: &Inner, unrecovered: &mut Vec<String>) {
 /// recovery never frees a slot claimed after another finished. Whether the store is
 /// recovered.
 pub(super) async fn recover_store(inner: &Inner, name: &str) -> bool {
+    // Recovered long ago, nearly always: no need to queue behind a recovery then.
+    if !inner.lock().unrecovered.contains(name) {
+        return true;
+    }
     let _one_at_a_time = inner.recovery.lock().await;
     if !inner.lock().unrecovered.contains(name) {
         return true;
@@ -348,8 +346,8 @@ async fn forward_wake_ups(inner: Arc<Inner>, mut wake_ups: mpsc::Receiver<WakeUp
 pub(crate) async fn process_due_jobs(
     inner: &Inner,
     now: DateTime<Utc>,
-    unrecovered: &[String],
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let unrecovered = inner.lock().unrecovered.clone();
     let mut first_error = None;
     let mut starved_any = false;
     // Jobs due within the fire-ahead window are taken now and started on time by their

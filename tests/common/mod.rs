@@ -72,6 +72,33 @@ pub async fn eventually(mut done: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// Starts of the `slow` task ([`slow_task`]): (job id, scheduled time, started at).
+pub type Started = Arc<Mutex<Vec<(String, DateTime<Utc>, DateTime<Utc>)>>>;
+
+/// A task `slow` that notes each start and runs for `took` of the scheduler's clock.
+pub fn slow_task(clock: &kairos::clock::ManualClock, took: Duration) -> (TaskRegistry, Started) {
+    use kairos::clock::Clock;
+    let started: Started = Arc::default();
+    let mut tasks = TaskRegistry::new();
+    let seen = Arc::clone(&started);
+    let clock = clock.clone();
+    tasks.register_fn("slow", move |run: TaskRun| {
+        let now = clock.now();
+        seen.lock()
+            .unwrap()
+            .push((run.job_id.clone(), run.scheduled_time, now));
+        let clock = clock.clone();
+        async move {
+            let end = now + TimeDelta::from_std(took).unwrap();
+            while clock.now() < end {
+                clock.sleep_until(end).await;
+            }
+            Ok::<String, TaskFailure>(String::new())
+        }
+    });
+    (tasks, started)
+}
+
 /// The lease store tests acquire with.
 pub const LEASE: Duration = Duration::from_secs(60);
 
