@@ -284,20 +284,27 @@ pub(super) async fn replay_orphaned_runs(inner: &Inner, name: &str) -> bool {
         let (Some(&first), now) = (orphan.run_times.first(), inner.clock.now()) else {
             continue;
         };
-        if job.paused {
+        // The node died before it wrote the job's next run time (the write-back waits
+        // for the run's time and its check): the job is still at this time, and the
+        // lease that runs out (or the reap) hands that time to a node as any due run.
+        // Running the orphan too would run it twice.
+        let still_due = job.next_run_time.is_some_and(|next| next <= first);
+        if job.paused || still_due {
             if let Err(error) = store.release_instance(&job.id, &inner.id).await {
                 tracing::warn!(job_id = job.id, %error, "could not free the instance slot of a dead node's run");
             }
-            record_unstarted(
-                inner,
-                name,
-                job,
-                first,
-                now,
-                RunOutcome::Skipped,
-                "its node died while it ran, and the job is paused since".to_owned(),
-            )
-            .await;
+            if job.paused {
+                record_unstarted(
+                    inner,
+                    name,
+                    job,
+                    first,
+                    now,
+                    RunOutcome::Skipped,
+                    "its node died while it ran, and the job is paused since".to_owned(),
+                )
+                .await;
+            }
             continue;
         }
         tracing::warn!(
