@@ -1,6 +1,7 @@
 //! Child processes that lead their own process group, and the one place that signals
-//! such a group (one of the crate's two `unsafe` blocks, one `kill(2)` call; the other
-//! reads `CLOCK_MONOTONIC` in `daemon::notify`).
+//! such a group (one of the crate's three `unsafe` blocks, one `kill(2)` call; the
+//! others read `CLOCK_MONOTONIC` in `daemon::notify` and set the timer thread's slack
+//! in `clock::precise`).
 //!
 //! The process pool and the `command` task start children with `process_group(0)`, so
 //! that a timeout or shutdown can kill everything a run started, grandchildren

@@ -2,14 +2,12 @@
 //! jitter), with one timer per instant instead of one per run.
 //!
 //! Ten thousand recurring jobs due in the same second are handed over in the window
-//! before it. Each waiting on its own timer, the last millisecond turned into ten
-//! thousand tasks spinning on the clock ([`SystemClock::sleep_until`] spins through
-//! its last [`SPIN_WINDOW`] for precision) and the runs started tens of milliseconds
-//! late (BENCHMARKS.md, recurring). Here the runs due at one instant wait behind one gate;
-//! one opener task sleeps (and spins) until the instant and opens it, waking them all.
+//! before it. Each waiting on its own timer would cost ten thousand timers and wake-ups
+//! (BENCHMARKS.md, recurring). Here the runs due at one instant wait behind one gate;
+//! one opener task sleeps until the instant ([`SystemClock::sleep_until`], precise to
+//! microseconds) and opens it, waking them all.
 //!
 //! [`SystemClock::sleep_until`]: crate::clock::SystemClock
-//! [`SPIN_WINDOW`]: crate::clock::SPIN_WINDOW
 
 use std::sync::{Arc, Mutex};
 

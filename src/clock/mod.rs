@@ -9,9 +9,9 @@
 //!   step, a suspended laptop); waking that often costs nothing measurable and bounds
 //!   how late a jump can make a job.
 //! - tokio's timer ticks in whole milliseconds, which would make every run up to a
-//!   millisecond late; the system clock sleeps to within [`SPIN_WINDOW`] of the
-//!   deadline and yields until it. That costs at most that much CPU per due time, and
-//!   nothing while idle.
+//!   millisecond late; the system clock's precise sleeps wait on one timer thread of
+//!   the process instead ([`precise`]), which wakes them within microseconds of their
+//!   deadline and costs nothing between deadlines.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,11 +21,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
+mod precise;
+
 /// The longest the system clock sleeps before it looks at the wall clock again.
 pub const MAX_SLEEP: Duration = Duration::from_secs(10);
-
-/// How close to a deadline the system clock stops sleeping and yields instead.
-pub const SPIN_WINDOW: Duration = Duration::from_millis(1);
 
 /// A boxed future, as object-safe traits return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -39,8 +38,8 @@ pub trait Clock: Send + Sync + 'static {
     fn sleep_until(&self, deadline: DateTime<Utc>) -> BoxFuture<'_, ()>;
 
     /// Waits until about `deadline`, for a waiter that does not need it to the
-    /// millisecond: the system clock does not spin through the last [`SPIN_WINDOW`] and
-    /// may wake up to a millisecond after the deadline. By default, [`Clock::sleep_until`].
+    /// millisecond: the system clock sleeps on tokio's timer and may wake up to a
+    /// millisecond after the deadline. By default, [`Clock::sleep_until`].
     fn sleep_until_coarse(&self, deadline: DateTime<Utc>) -> BoxFuture<'_, ()> {
         self.sleep_until(deadline)
     }
@@ -56,15 +55,12 @@ impl Clock for SystemClock {
     }
 
     fn sleep_until(&self, deadline: DateTime<Utc>) -> BoxFuture<'_, ()> {
-        let wait = (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        if wait > SPIN_WINDOW {
-            return Box::pin(tokio::time::sleep((wait - SPIN_WINDOW).min(MAX_SLEEP)));
+        match precise::PreciseSleep::until(deadline) {
+            Some(sleep) => Box::pin(sleep),
+            // No timer thread (the process may not start one): tokio's timer, up to a
+            // millisecond late.
+            None => self.sleep_until_coarse(deadline),
         }
-        Box::pin(async move {
-            while Utc::now() < deadline {
-                tokio::task::yield_now().await;
-            }
-        })
     }
 
     fn sleep_until_coarse(&self, deadline: DateTime<Utc>) -> BoxFuture<'_, ()> {
