@@ -61,75 +61,80 @@ pub struct Submission {
 /// The scheduler's way to stop a run while it executes, and to know whether and since
 /// when it does (`overlap = "replace"`, docs/lifecycle.md "When the limit is reached").
 /// Clones share one state.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RunStop(Arc<RunStopState>);
 
-#[derive(Debug)]
+/// One per submission, so every run pays for it: a mutex and a `Notify`, which cost
+/// no allocation of their own (a `watch` channel's shared state cost a tenth of a
+/// run's instructions, BENCHMARKS.md recurring).
+#[derive(Debug, Default)]
 struct RunStopState {
-    /// `Some(reason)` once stopped.
-    reason: tokio::sync::watch::Sender<Option<String>>,
-    /// When the executing run started; `None` before it starts (and between the runs
-    /// of a catch-up).
-    started_at: std::sync::Mutex<Option<DateTime<Utc>>>,
+    state: std::sync::Mutex<StopState>,
+    /// Woken once, when stopped.
+    stopped: tokio::sync::Notify,
 }
 
-impl Default for RunStop {
-    fn default() -> RunStop {
-        RunStop(Arc::new(RunStopState {
-            reason: tokio::sync::watch::Sender::new(None),
-            started_at: std::sync::Mutex::new(None),
-        }))
-    }
+#[derive(Debug, Default)]
+struct StopState {
+    /// `Some(reason)` once stopped.
+    reason: Option<String>,
+    /// When the executing run started; `None` before it starts (and between the runs
+    /// of a catch-up).
+    started_at: Option<DateTime<Utc>>,
 }
 
 impl RunStop {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StopState> {
+        self.0
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Stops the executing run, if any, with `reason` (the first reason given stays).
     pub fn stop(&self, reason: impl Into<String>) {
-        let reason = reason.into();
-        self.0.reason.send_if_modified(|current| {
-            if current.is_some() {
-                return false;
+        {
+            let mut state = self.lock();
+            if state.reason.is_some() {
+                return;
             }
-            *current = Some(reason);
-            true
-        });
+            state.reason = Some(reason.into());
+        }
+        self.0.stopped.notify_waiters();
     }
 
     /// The reason it was stopped with, if it was.
     pub fn stopped_because(&self) -> Option<String> {
-        self.0.reason.borrow().clone()
+        self.lock().reason.clone()
+    }
+
+    /// Whether it was stopped (without copying the reason).
+    pub fn is_stopped(&self) -> bool {
+        self.lock().reason.is_some()
     }
 
     /// Waits until it is stopped; returns the reason.
     pub async fn stopped(&self) -> String {
-        let mut receiver = self.0.reason.subscribe();
-        let reason = match receiver.wait_for(Option::is_some).await {
-            Ok(reason) => reason.clone(),
-            // The sender lives in `self`: never closed while this waits.
-            Err(_) => None,
-        };
-        match reason {
-            Some(reason) => reason,
-            None => std::future::pending().await,
+        loop {
+            let notified = self.0.stopped.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a stop in between still wakes it.
+            notified.as_mut().enable();
+            if let Some(reason) = self.stopped_because() {
+                return reason;
+            }
+            notified.await;
         }
     }
 
     /// Called by the executor as a run starts (`Some`) and ends (`None`).
     pub fn set_started(&self, at: Option<DateTime<Utc>>) {
-        *self
-            .0
-            .started_at
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = at;
+        self.lock().started_at = at;
     }
 
     /// When the run executing now started; `None` when none executes.
     pub fn started_at(&self) -> Option<DateTime<Utc>> {
-        *self
-            .0
-            .started_at
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.lock().started_at
     }
 }
 

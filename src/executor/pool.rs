@@ -257,7 +257,7 @@ async fn run_one(
         if let Some(record) = unreported.finished.take() {
             unreported.report(record);
         }
-        if start.withdrawal.is_withdrawn() || start.stop.stopped_because().is_some() {
+        if start.withdrawal.is_withdrawn() || start.stop.is_stopped() {
             // Taken back while an earlier run of the same submission went (a pause or
             // removal through this node, or the run was replaced): the rest do not start.
             unreported.waiting.push_front(run);

@@ -338,10 +338,7 @@ async fn run_one(
         }
         // Taken back while an earlier run of the same submission went (a pause or
         // removal through this node): the rest do not start.
-        if taken_back
-            || submission.withdrawal.is_withdrawn()
-            || submission.stop.stopped_because().is_some()
-        {
+        if taken_back || submission.withdrawal.is_withdrawn() || submission.stop.is_stopped() {
             last_record = Some(record(
                 run,
                 None,

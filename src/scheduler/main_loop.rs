@@ -573,7 +573,7 @@ impl Inner {
         let oldest = mutable
             .run_stores
             .values()
-            .filter(|place| place.job_id == job_id && place.stop.stopped_because().is_none())
+            .filter(|place| place.job_id == job_id && !place.stop.is_stopped())
             .filter_map(|place| place.stop.started_at().map(|started| (started, place)))
             .min_by_key(|(started, _)| *started);
         match oldest {
@@ -957,7 +957,12 @@ async fn hand_over_due_runs(
         store.claim_instances(&inner.id, &claims).await?
     };
     let mut claimed = claimed.into_iter();
-    for (due, claim) in due_runs.iter().zip(claims_now) {
+    for (index, (due, claim)) in due_runs.iter().zip(claims_now).enumerate() {
+        if index % HAND_OVER_CHUNK == HAND_OVER_CHUNK - 1 {
+            // A batch takes milliseconds to hand over; runs that come due meanwhile
+            // (one-off jobs every half millisecond) get their turn on this worker.
+            tokio::task::yield_now().await;
+        }
         // A store that answered fewer claims than asked granted none of the rest.
         // A slot not free now is claimed when the run is due, and only then may the
         // run be skipped ([`start::RunStart`]).
@@ -1064,18 +1069,18 @@ async fn flush_deferred(inner: &Inner, until: Option<DateTime<Utc>>) -> Option<D
         let mutable = &mut *mutable;
         let mut due = Vec::new();
         for (name, deferred) in &mut mutable.deferred_releases {
-            let (now_due, later): (Vec<Deferred>, Vec<Deferred>) =
-                std::mem::take(deferred).into_iter().partition(|entry| {
+            // Taken out in place: the loop passes here often while ten thousand runs of
+            // one instant look at their jobs, and those not due stay where they are.
+            let now_due: Vec<Release> = deferred
+                .extract_if(.., |entry| {
                     until.is_none_or(|until| {
                         entry.at <= until && !entry.awaits_check(&mutable.run_stores)
                     })
-                });
-            *deferred = later;
+                })
+                .map(|entry| entry.release)
+                .collect();
             if !now_due.is_empty() {
-                due.push((
-                    name.clone(),
-                    now_due.into_iter().map(|entry| entry.release).collect(),
-                ));
+                due.push((name.clone(), now_due));
             }
         }
         due
@@ -1127,6 +1132,9 @@ fn next_deferred(inner: &Inner) -> Option<DateTime<Utc>> {
 /// are then handed over at least this early, so a wake-up a millisecond late is on
 /// time.
 const COARSE_WAKE_MIN_FIRE_AHEAD: Duration = Duration::from_millis(10);
+
+/// How many runs are handed over between two turns given to other tasks.
+const HAND_OVER_CHUNK: usize = 64;
 
 /// How many deferred releases one store write carries.
 const RELEASE_CHUNK: usize = 256;

@@ -473,9 +473,17 @@ impl<Op: BatchedCall> StoreBatches<Op> {
         let (answer, answered) = oneshot::channel();
         let lead = {
             let mut pending = self.lock();
-            let batch = pending.entry(jobstore.to_owned()).or_default();
-            batch.asks.push((ask, answer));
-            !std::mem::replace(&mut batch.calling, true)
+            // No copy of the store's name per ask: thousands ask at one instant.
+            if !pending.contains_key(jobstore) {
+                pending.insert(jobstore.to_owned(), Batch::default());
+            }
+            match pending.get_mut(jobstore) {
+                Some(batch) => {
+                    batch.asks.push((ask, answer));
+                    !std::mem::replace(&mut batch.calling, true)
+                }
+                None => false,
+            }
         };
         if lead {
             // The other runs woken with this one (one gate per instant) ask first.
