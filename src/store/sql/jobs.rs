@@ -73,14 +73,14 @@ fn stored(job: &mut Job) -> Result<(Option<i64>, String), StoreError> {
     Ok((next, json))
 }
 
-/// Whether writing `job` over the locked row (`revision, next_run_time, paused, job`)
-/// changes its schedule ([`crate::store::changes_schedule`]). A stored job that cannot
-/// be read counts as changed: its schedule version moves, so a release taken before
-/// leaves the new write alone.
+/// Whether writing `job` over the locked row (`revision, next_run_time, job`) changes
+/// its schedule ([`crate::store::changes_schedule`]). The JSON's `paused` is the
+/// column's: both are written only here. A stored job that cannot be read counts as
+/// changed: its schedule version moves, so a release taken before leaves the new write
+/// alone.
 fn changes_stored_schedule<D: Dialect>(row: &RowOf<D>, job: &Job) -> Result<bool, StoreError> {
     let next = D::Database::int(row, 1).map_err(failure::<D>)?;
-    let paused = D::Database::int(row, 2).map_err(failure::<D>)?.unwrap_or(0) != 0;
-    let json = D::Database::text(row, 3).map_err(failure::<D>)?;
+    let json = D::Database::text(row, 2).map_err(failure::<D>)?;
     let Some(before) = json.and_then(|json| serde_json::from_str::<Job>(&json).ok()) else {
         return Ok(true);
     };
@@ -88,7 +88,7 @@ fn changes_stored_schedule<D: Dialect>(row: &RowOf<D>, job: &Job) -> Result<bool
     Ok(crate::store::changes_schedule(
         &before.trigger,
         next,
-        paused,
+        before.paused,
         job,
     ))
 }
@@ -168,7 +168,7 @@ impl<D: Dialect> SqlStore<D> {
         // The schedule as stored, to tell whether this write changes it (the store's
         // ground rules on schedule versions).
         let lock = self.sql(&format!(
-            "SELECT revision, next_run_time, paused, job FROM {{p}}jobs WHERE id = ?{}",
+            "SELECT revision, next_run_time, job FROM {{p}}jobs WHERE id = ?{}",
             D::LOCK_ROWS
         ));
         let update = self.sql(
