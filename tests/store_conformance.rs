@@ -773,7 +773,11 @@ async fn a_release_taken_at_an_older_schedule_version_leaves_the_new_schedule_al
     let moved = store.update_job(moved).await.unwrap();
     let mut back = moved.clone();
     back.next_run_time = Some(at);
-    store.update_job_if(back, moved.revision).await.unwrap().unwrap();
+    store
+        .update_job_if(back, moved.revision)
+        .await
+        .unwrap()
+        .unwrap();
     let mut renamed = store.get_job("renamed").await.unwrap().unwrap();
     renamed.args = json!({"changed": true});
     store.update_job(renamed).await.unwrap();
@@ -805,7 +809,11 @@ async fn a_release_taken_at_an_older_schedule_version_leaves_the_new_schedule_al
         release(&due[0], Some(t0() + secs(30))),
         release(&due[1], None),
     ];
-    assert!(store.release_jobs("two", releases).await.unwrap().is_empty());
+    assert!(store
+        .release_jobs("two", releases)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(store.get_job("retriggered").await.unwrap().is_none());
     let now = store.get_job("moved_and_back").await.unwrap().unwrap();
     assert_eq!(now.next_run_time, Some(t0() + secs(30)));
@@ -1673,7 +1681,11 @@ async fn a_lease_taken_before_schedule_versions_is_judged_as_before(harness: Har
         }
         Backend::Sqlite | Backend::Postgres | Backend::Mysql => {
             // The schedule versions' migration: SQLite and PostgreSQL 10, MySQL 9.
-            let version = if harness.backend == Backend::Mysql { 9 } else { 10 };
+            let version = if harness.backend == Backend::Mysql {
+                9
+            } else {
+                10
+            };
             let statements = [
                 format!("ALTER TABLE {p}jobs DROP COLUMN lease_schedule"),
                 format!("ALTER TABLE {p}jobs DROP COLUMN schedule_version"),
@@ -1695,7 +1707,11 @@ async fn a_lease_taken_before_schedule_versions_is_judged_as_before(harness: Har
         .iter()
         .map(|job| release(job, Some(t0() + secs(20))))
         .collect();
-    assert!(store.release_jobs("old", releases).await.unwrap().is_empty());
+    assert!(store
+        .release_jobs("old", releases)
+        .await
+        .unwrap()
+        .is_empty());
     let renamed = store.get_job("renamed").await.unwrap().unwrap();
     assert_eq!(renamed.name, "new name");
     assert_eq!(renamed.next_run_time, Some(t0() + secs(20)));
@@ -1713,7 +1729,11 @@ async fn a_lease_taken_before_schedule_versions_is_judged_as_before(harness: Har
     retriggered.trigger = one_off_at(t0() + secs(20));
     store.update_job(retriggered.clone()).await.unwrap();
     let releases = vec![release(&due[0], Some(t0() + secs(30)))];
-    assert!(store.release_jobs("new", releases).await.unwrap().is_empty());
+    assert!(store
+        .release_jobs("new", releases)
+        .await
+        .unwrap()
+        .is_empty());
     let now = store.get_job("renamed").await.unwrap().unwrap();
     assert_eq!(now.trigger, retriggered.trigger);
     assert_eq!(now.next_run_time, Some(t0() + secs(20)));

@@ -173,8 +173,8 @@ impl<D: Dialect> SqlStore<D> {
                 // they did then.
                 _ => {
                     let untouched = *next == release.acquired_next_run_time.map(micros);
-                    let same = i64::try_from(release.revision)
-                        .is_ok_and(|acquired| acquired == *revision);
+                    let same =
+                        i64::try_from(release.revision).is_ok_and(|acquired| acquired == *revision);
                     !same && !untouched
                 }
             };
