@@ -5,10 +5,12 @@
 //! with the dialect's [`Dialect::CLAIM_LOCK`] (`FOR UPDATE SKIP LOCKED` on PostgreSQL
 //! and MySQL, the `BEGIN IMMEDIATE` write lock on SQLite), writes the lease on them
 //! and marks unreadable ones broken, all before committing. A release locks the rows
-//! it writes back in id order, applies the fencing and revision rules of
+//! it writes back in id order, applies the fencing and schedule version rules of
 //! [`crate::store`] in Rust (a row whose `lease_owner` is not the releasing owner is
-//! left alone: its lease was taken over, recovered or reaped), and writes a whole batch
-//! with at most one `DELETE` and one `UPDATE`.
+//! left alone: its lease was taken over, recovered or reaped; a row whose
+//! `schedule_version` moved past the `lease_schedule` its claim took keeps its schedule
+//! and only its lease ends), and writes a whole batch with at most one `DELETE` and one
+//! `UPDATE`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
