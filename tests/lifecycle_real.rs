@@ -758,7 +758,11 @@ impl Player {
                 format!("/jobs/{}/run", job_id(*job)),
                 None,
             ),
-            OpKind::Outage(_) | OpKind::Kill(_) | OpKind::ClockJump(_) => return Ok(None),
+            OpKind::Outage(_)
+            | OpKind::Kill(_)
+            | OpKind::KillAtRunStart(..)
+            | OpKind::KillAtWriteBack(..)
+            | OpKind::ClockJump(_) => return Ok(None),
         };
         let mut request = self
             .client

@@ -116,8 +116,21 @@ async fn keys_follow_the_documented_layout() {
         .await
         .unwrap();
     let expected: Vec<String> = [
-        "inst:a", "jobs", "leases", "next", "owners", "revs", "run", "runjobs", "runok:a", "runs",
-        "runs:a", "runseq", "seq",
+        "inst:a",
+        "jobs",
+        "leases",
+        "leasesched",
+        "next",
+        "owners",
+        "revs",
+        "run",
+        "runjobs",
+        "runok:a",
+        "runs",
+        "runs:a",
+        "runseq",
+        "sched",
+        "seq",
     ]
     .iter()
     .map(|name| fixture.key(name))
@@ -132,6 +145,11 @@ async fn keys_follow_the_documented_layout() {
         .query(redis::cmd("HGET").arg(fixture.key("owners")).arg("a"))
         .await;
     assert_eq!(owner, "node1");
+    // The schedule version the lease took: the job's, which its add set to 0.
+    let taken: String = fixture
+        .query(redis::cmd("HGET").arg(fixture.key("leasesched")).arg("a"))
+        .await;
+    assert_eq!(taken, "0");
     // A paused job has no next run time and is in no index.
     let next: Option<String> = fixture
         .query(redis::cmd("HGET").arg(fixture.key("next")).arg("p"))

@@ -739,6 +739,86 @@ async fn changes_made_while_acquired_are_kept(harness: Harness) {
     assert_eq!(ids(&due), ["renamed"]);
 }
 
+/// A one-off `date` trigger at `at`.
+fn one_off_at(at: DateTime<Utc>) -> kairos::trigger::Trigger {
+    let spec: TriggerSpec = serde_json::from_value(json!({
+        "type": "date", "run_date": at.to_rfc3339(), "timezone": "UTC",
+    }))
+    .unwrap();
+    kairos::trigger::Trigger::new(spec, &kairos::trigger::TriggerContext::new(t0())).unwrap()
+}
+
+/// A held run's release, taken at one schedule version, is written after its job's
+/// schedule changed to the very time it was taken at (a reschedule to a one-off job
+/// then, a next run time moved away and back): comparing next run times took those for
+/// changes that left the schedule alone and wrote the old trigger's next time under
+/// the new one. The schedule version moved, so the change wins; a change that left the
+/// schedule alone still lets the release move the job on.
+async fn a_release_taken_at_an_older_schedule_version_leaves_the_new_schedule_alone(
+    harness: Harness,
+) {
+    let store = &harness.store;
+    let at = t0() + secs(10);
+    for id in ["moved_and_back", "renamed", "retriggered"] {
+        store.add_job(job(id, Some(at))).await.unwrap();
+    }
+    let acquired = store.acquire_due_jobs("one", at, 10, LEASE).await.unwrap();
+    assert_eq!(ids(&acquired), ["moved_and_back", "renamed", "retriggered"]);
+
+    let mut retriggered = store.get_job("retriggered").await.unwrap().unwrap();
+    retriggered.trigger = one_off_at(at);
+    store.update_job(retriggered.clone()).await.unwrap();
+    let mut moved = store.get_job("moved_and_back").await.unwrap().unwrap();
+    moved.next_run_time = Some(at + secs(500));
+    let moved = store.update_job(moved).await.unwrap();
+    let mut back = moved.clone();
+    back.next_run_time = Some(at);
+    store
+        .update_job_if(back, moved.revision)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut renamed = store.get_job("renamed").await.unwrap().unwrap();
+    renamed.args = json!({"changed": true});
+    store.update_job(renamed).await.unwrap();
+
+    let releases = acquired
+        .iter()
+        .map(|job| release(job, Some(t0() + secs(20))))
+        .collect();
+    let fenced = store.release_jobs("one", releases).await.unwrap();
+    assert!(fenced.is_empty(), "{fenced:?}");
+
+    // The new schedules stand, at the time the jobs were taken at.
+    let now = store.get_job("retriggered").await.unwrap().unwrap();
+    assert_eq!(now.trigger, retriggered.trigger);
+    assert_eq!(now.next_run_time, Some(at));
+    let now = store.get_job("moved_and_back").await.unwrap().unwrap();
+    assert_eq!(now.next_run_time, Some(at));
+    // The schedule left alone: the run time just handled does not run twice.
+    let now = store.get_job("renamed").await.unwrap().unwrap();
+    assert_eq!(now.args, json!({"changed": true}));
+    assert_eq!(now.next_run_time, Some(t0() + secs(20)));
+
+    // The leases ended: the changed jobs are due again as they are now, and taken at
+    // their new schedule version, their release is written.
+    let due = store.acquire_due_jobs("two", at, 10, LEASE).await.unwrap();
+    assert_eq!(ids(&due), ["moved_and_back", "retriggered"]);
+    assert_eq!(due[1].trigger, retriggered.trigger);
+    let releases = vec![
+        release(&due[0], Some(t0() + secs(30))),
+        release(&due[1], None),
+    ];
+    assert!(store
+        .release_jobs("two", releases)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.get_job("retriggered").await.unwrap().is_none());
+    let now = store.get_job("moved_and_back").await.unwrap().unwrap();
+    assert_eq!(now.next_run_time, Some(t0() + secs(30)));
+}
+
 async fn an_expired_lease_makes_the_job_acquirable_again(harness: Harness) {
     let store = &harness.store;
     store
@@ -1571,6 +1651,94 @@ async fn a_corrupt_job_is_skipped_without_blocking_the_others(harness: Harness) 
     assert!(ids(&listed).contains(&"good".to_owned()));
 }
 
+/// A store upgraded under a job leased by an older kairos, which kept no schedule
+/// versions: the SQL tables gain their columns (the migration runs on the old tables
+/// and keeps their rows), and such a lease, which took no version, is judged by next
+/// run times as before; the next lease takes one.
+async fn a_lease_taken_before_schedule_versions_is_judged_as_before(harness: Harness) {
+    let at = t0() + secs(10);
+    for id in ["renamed", "rescheduled"] {
+        harness.store.add_job(job(id, Some(at))).await.unwrap();
+    }
+    let acquired = harness
+        .store
+        .acquire_due_jobs("old", at, 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(acquired.len(), 2);
+    let p = &harness.prefix;
+    match harness.backend {
+        Backend::Redis => {
+            let client = ::redis::Client::open(harness.url.as_str()).unwrap();
+            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+            for key in ["sched", "leasesched"] {
+                ::redis::cmd("DEL")
+                    .arg(format!("{p}{key}"))
+                    .query_async::<i64>(&mut connection)
+                    .await
+                    .unwrap();
+            }
+        }
+        Backend::Sqlite | Backend::Postgres | Backend::Mysql => {
+            // The schedule versions' migration: SQLite and PostgreSQL 10, MySQL 9.
+            let version = if harness.backend == Backend::Mysql {
+                9
+            } else {
+                10
+            };
+            let statements = [
+                format!("ALTER TABLE {p}jobs DROP COLUMN lease_schedule"),
+                format!("ALTER TABLE {p}jobs DROP COLUMN schedule_version"),
+                format!("DELETE FROM {p}schema_version WHERE version >= {version}"),
+            ];
+            sql_execute(harness.backend, &harness.url, &statements).await;
+        }
+        Backend::Memory => unreachable!("the memory store runs no persistence test"),
+    }
+    let store = reopen(&harness).await;
+
+    let mut renamed = store.get_job("renamed").await.unwrap().unwrap();
+    renamed.name = "new name".to_owned();
+    store.update_job(renamed).await.unwrap();
+    let mut rescheduled = store.get_job("rescheduled").await.unwrap().unwrap();
+    rescheduled.next_run_time = Some(at + secs(500));
+    store.update_job(rescheduled).await.unwrap();
+    let releases = acquired
+        .iter()
+        .map(|job| release(job, Some(t0() + secs(20))))
+        .collect();
+    assert!(store
+        .release_jobs("old", releases)
+        .await
+        .unwrap()
+        .is_empty());
+    let renamed = store.get_job("renamed").await.unwrap().unwrap();
+    assert_eq!(renamed.name, "new name");
+    assert_eq!(renamed.next_run_time, Some(t0() + secs(20)));
+    let rescheduled = store.get_job("rescheduled").await.unwrap().unwrap();
+    assert_eq!(rescheduled.next_run_time, Some(at + secs(500)));
+
+    // The next lease takes a schedule version: a new trigger at the very time it was
+    // taken at wins over its release.
+    let due = store
+        .acquire_due_jobs("new", t0() + secs(20), 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(ids(&due), ["renamed"]);
+    let mut retriggered = due[0].clone();
+    retriggered.trigger = one_off_at(t0() + secs(20));
+    store.update_job(retriggered.clone()).await.unwrap();
+    let releases = vec![release(&due[0], Some(t0() + secs(30)))];
+    assert!(store
+        .release_jobs("new", releases)
+        .await
+        .unwrap()
+        .is_empty());
+    let now = store.get_job("renamed").await.unwrap().unwrap();
+    assert_eq!(now.trigger, retriggered.trigger);
+    assert_eq!(now.next_run_time, Some(t0() + secs(20)));
+}
+
 async fn a_restarted_owner_recovers_its_leases_and_slots(harness: Harness) {
     let store = &harness.store;
     for id in ["a", "b", "c"] {
@@ -1900,6 +2068,7 @@ macro_rules! conformance {
                     acquire_takes_due_jobs_earliest_first_up_to_the_limit,
                     release_writes_next_run_times_and_removes_finished_jobs,
                     changes_made_while_acquired_are_kept,
+                    a_release_taken_at_an_older_schedule_version_leaves_the_new_schedule_alone,
                     an_expired_lease_makes_the_job_acquirable_again,
                     a_release_from_a_lost_lease_is_fenced_off,
                     a_dead_node_is_reaped_and_its_leases_and_slots_freed,
@@ -1933,6 +2102,7 @@ macro_rules! conformance {
                     a_corrupt_job_is_skipped_without_blocking_the_others,
                     jobs_survive_a_restart_of_the_scheduler,
                     a_restarted_owner_recovers_its_leases_and_slots,
+                    a_lease_taken_before_schedule_versions_is_judged_as_before,
                 );
             }
         )*

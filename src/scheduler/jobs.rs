@@ -288,7 +288,7 @@ impl Scheduler {
             }
         }
         let stored = self
-            .write_changed_if(jobstore, job, scheduled_before, revision, new_schedule)
+            .write_changed_if(jobstore, job, scheduled_before, revision)
             .await?;
         if new_schedule {
             // A run held early for a time the new trigger keeps was planned with the
@@ -305,20 +305,18 @@ impl Scheduler {
         job: Job,
         scheduled_before: Option<DateTime<Utc>>,
     ) -> Result<Job, SchedulerError> {
-        self.write_changed_if(jobstore, job, scheduled_before, None, false)
+        self.write_changed_if(jobstore, job, scheduled_before, None)
             .await
     }
 
     /// [`Self::write_changed`], only if the stored job is still at `revision` (when
-    /// given): the store compares and writes in one step where it can. `new_trigger`:
-    /// the change gave the job a new trigger (its next run time may be the same).
+    /// given): the store compares and writes in one step where it can.
     async fn write_changed_if(
         &self,
         jobstore: String,
         job: Job,
         scheduled_before: Option<DateTime<Utc>>,
         revision: Option<u64>,
-        new_trigger: bool,
     ) -> Result<Job, SchedulerError> {
         let store = self.inner.store(&jobstore)?;
         let stored = match revision {
@@ -336,10 +334,10 @@ impl Scheduler {
         if stored.next_run_time != scheduled_before {
             self.inner.withdraw_early_runs(&stored.id);
         }
-        self.inner.note_change(
-            &stored.id,
-            new_trigger || stored.next_run_time != scheduled_before,
-        );
+        // A run holding the job writes it back when it ends; the store leaves a new
+        // schedule as it is then (its schedule version moved), and the run's end wakes
+        // the loop to take the job at the time this change gave it.
+        self.inner.note_change(&stored.id);
         self.inner.emit(Event::JobModified {
             job_id: stored.id.clone(),
             jobstore,

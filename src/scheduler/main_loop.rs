@@ -604,20 +604,17 @@ impl Inner {
     /// Notes a change to `job_id` made through this scheduler while a run of it holds
     /// the job here: the run's end then wakes the loop (the change may have left the
     /// job due before the loop's deadline) and, for a one-off job paused meanwhile,
-    /// removes it (its run happened). `schedule`: the change gave the job a new trigger
-    /// or next run time, which its run's write-back must leave as it is, even when the
-    /// new next run time is the one the run was taken at (`record.rs`).
-    pub(crate) fn note_change(&self, job_id: &str, schedule: bool) {
+    /// removes it (its run happened). What the run's write-back leaves of the change is
+    /// the store's rule (schedule versions, `JobStore::release_jobs`), the same for a
+    /// change through any node.
+    pub(crate) fn note_change(&self, job_id: &str) {
         let mut mutable = self.lock();
         let held = mutable
             .run_stores
             .values()
             .any(|place| place.job_id == job_id && place.release.is_some());
         if held {
-            *mutable
-                .changed_in_flight
-                .entry(job_id.to_owned())
-                .or_default() |= schedule;
+            mutable.changed_while_held.insert(job_id.to_owned());
         }
     }
 

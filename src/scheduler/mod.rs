@@ -437,7 +437,7 @@ impl SchedulerBuilder {
                     write_started: None,
                     backlogged: std::collections::HashSet::new(),
                     unwritten_runs: 0,
-                    changed_in_flight: std::collections::HashMap::new(),
+                    changed_while_held: std::collections::HashSet::new(),
                     waiting_for_slot: std::collections::HashSet::new(),
                     finished_receiver: Some(finished_receiver),
                     flush_receiver: Some(flush_receiver),
@@ -527,10 +527,9 @@ struct Mutable {
     backlogged: std::collections::HashSet<String>,
     /// Finished runs not yet written to their stores.
     unwritten_runs: usize,
-    /// Jobs changed through this scheduler while a run of theirs held them, with
-    /// whether their schedule changed: their run's end looks at them again
-    /// (`record::FollowUp::Finished`, a wake-up) and leaves a new schedule as it is.
-    changed_in_flight: std::collections::HashMap<String, bool>,
+    /// Jobs changed through this scheduler while a run of theirs held them: their
+    /// run's end looks at them again (`record::FollowUp::Finished`, a wake-up).
+    changed_while_held: std::collections::HashSet<String>,
     /// Jobs with a run of this node waiting for an instance slot (`overlap = "queue"`,
     /// or a replacement waiting for the run it stopped to end): at most one per job.
     waiting_for_slot: std::collections::HashSet<String>,

@@ -362,7 +362,7 @@ impl Unwritten {
     /// Sorts finished runs by the store their job lives in.
     fn add(&mut self, inner: &Inner, records: Vec<RunRecord>) {
         // One lock for the batch: the scheduler's loop takes the same lock.
-        let places: Vec<Option<(RunPlace, Option<bool>)>> = {
+        let places: Vec<Option<(RunPlace, bool)>> = {
             let mut mutable = inner.lock();
             for record in &records {
                 if let Some(late) = record.lateness() {
@@ -381,12 +381,9 @@ impl Unwritten {
                         ran.store(true, std::sync::atomic::Ordering::Release);
                     }
                     // Changed through this node while it ran (`Inner::note_change`).
-                    let change = if place.as_ref().is_some_and(|place| place.release.is_some()) {
-                        mutable.changed_in_flight.remove(&record.job_id)
-                    } else {
-                        None
-                    };
-                    place.map(|place| (place, change))
+                    let changed = place.as_ref().is_some_and(|place| place.release.is_some())
+                        && mutable.changed_while_held.remove(&record.job_id);
+                    place.map(|place| (place, changed))
                 })
                 .collect()
         };
@@ -417,11 +414,9 @@ impl Unwritten {
                     stop,
                     ..
                 },
-                change,
+                changed,
             )) = placed
             {
-                let changed = change.is_some();
-                let new_schedule = change == Some(true);
                 let mut skipped_meanwhile = Vec::new();
                 match release {
                     // It ran to its end, or was skipped at its time (the instance
@@ -468,17 +463,11 @@ impl Unwritten {
                             };
                             release.next_run_time = release.acquired_next_run_time;
                             (release, skipped, times)
-                        } else if new_schedule && held.trigger.is_some() {
-                            // Rescheduled through this node while it ran: the new
-                            // schedule stands, even at the very time this run was taken
-                            // at, which the store cannot tell from a change that left
-                            // the schedule alone (`docs/lifecycle.md`, "Held until the
-                            // run ends"). The times that came while it ran are recorded
-                            // as for any held run.
-                            let (mut release, skipped, times) = held.at_end(record.finished_at);
-                            release.next_run_time = release.acquired_next_run_time;
-                            (release, skipped, times)
                         } else {
+                            // Rescheduled or paused meanwhile, through any node: the
+                            // store leaves the new schedule as it is, even at the very
+                            // time this run was taken at (its schedule version moved,
+                            // `docs/lifecycle.md`, "Held until the run ends").
                             held.at_end(record.finished_at)
                         };
                         if follow_up.is_none() && one_off && record.started_at.is_some() {

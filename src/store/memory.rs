@@ -93,6 +93,12 @@ struct Holding {
     /// store's `lease_owner` does), so a late release from a paused owner is still
     /// accepted then, and only then: the fencing rule of [`JobStore::release_jobs`].
     holder: Arc<str>,
+    /// Whether a write changed the job's schedule since it was acquired
+    /// ([`crate::store::changes_schedule`]). The other stores keep a schedule version
+    /// per job and the version each lease took; this store serves one process, so
+    /// whether the version moved since this holding began is all it keeps, and only
+    /// for held jobs (a stored job stays 72 bytes, `memory/compact.rs`).
+    schedule_changed: bool,
 }
 
 impl Default for MemoryStore {
@@ -161,10 +167,21 @@ impl State {
         let stored = StoredJob::new(&job, &mut self.names).ok_or_else(full)?;
         match self.jobs.find(&job.id) {
             Some(slot) => {
-                let leased = self
-                    .holdings
-                    .get(&slot)
-                    .is_some_and(|holding| holding.lease.is_some());
+                let changes_schedule = self.jobs.get(slot).is_some_and(|current| {
+                    crate::store::changes_schedule(
+                        current.trigger(),
+                        current.next_run_time(),
+                        current.paused(),
+                        &job,
+                    )
+                });
+                let leased = match self.holdings.get_mut(&slot) {
+                    Some(holding) => {
+                        holding.schedule_changed |= changes_schedule;
+                        holding.lease.is_some()
+                    }
+                    None => false,
+                };
                 self.jobs.replace(slot, stored, !leased);
             }
             None => {
@@ -593,6 +610,7 @@ impl JobStore for MemoryStore {
                 Holding {
                     lease: Some(expiry),
                     holder: Arc::clone(&holder),
+                    schedule_changed: false,
                 },
             );
             if let Some(job) = state.jobs.get(slot) {
@@ -613,23 +631,22 @@ impl JobStore for MemoryStore {
             let Some(slot) = state.jobs.find(&release.job_id) else {
                 continue; // removed while it ran: it stays removed
             };
-            let Some(job) = state.jobs.get(slot) else {
+            if state.jobs.get(slot).is_none() {
                 continue;
-            };
-            let schedule_untouched = job.next_run_time() == release.acquired_next_run_time;
-            let revision = job.revision;
-            let holder_is_owner = state
+            }
+            let Some(holding) = state
                 .holdings
                 .get(&slot)
-                .is_some_and(|holding| &*holding.holder == owner);
-            if !holder_is_owner {
+                .filter(|holding| &*holding.holder == owner)
+            else {
                 // Our lease is gone (taken over, recovered or reaped): whoever holds
                 // the job now decides its next run time.
                 fenced.push(release.job_id);
                 continue;
-            }
-            if revision != release.revision && !schedule_untouched {
-                // Changed while acquired, schedule included: the change wins.
+            };
+            if holding.schedule_changed {
+                // Its schedule changed while acquired: the change wins, even at the
+                // next run time the job was taken at (see the store's ground rules).
                 state.end_lease(slot);
                 continue;
             }

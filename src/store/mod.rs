@@ -6,11 +6,18 @@
 //! `max_instances` holds across schedulers.
 //!
 //! # Ground rules
-//! - Every write bumps the job's `revision`. A release carries the revision the
-//!   scheduler acquired; if the job changed meanwhile (modified, rescheduled, paused),
-//!   the store keeps the change. If the change left the next run time as acquired, the
-//!   released next run time is applied on top of it (the run times just handled must
-//!   not run again); otherwise the change's schedule wins. A removed job stays removed.
+//! - Every write bumps the job's `revision`. A write that changes the job's
+//!   *schedule* — its trigger, its next run time, or whether it is paused
+//!   ([`changes_schedule`]) — also bumps its *schedule version*, which taking a job
+//!   and its holder's release do not. An acquisition remembers the schedule version it
+//!   took the job at, and the release is judged by it: while the schedule version is
+//!   the one taken, the released next run time applies, on top of a change that left
+//!   the schedule alone (new args, a new name: the run times just handled must not run
+//!   again); once it moved, the change's schedule wins and the release only ends the
+//!   lease, whatever next run time the change gave, even the very time the job was
+//!   taken at (a reschedule to a one-off job at that time). Comparing next run times
+//!   cannot tell that reschedule from a change that left the schedule alone
+//!   (`docs/lifecycle.md`, "Held until the run ends"). A removed job stays removed.
 //! - Fencing: a release is written only if its `owner` still holds the job, i.e. it
 //!   acquired the job last and nobody ended that since (a release, a recovery, a reap).
 //!   A lease that ran out but that no other scheduler took over still counts as held:
@@ -220,10 +227,25 @@ pub struct Release {
     pub revision: u64,
     /// The new next run time; `None` when the trigger is finished and the job goes.
     pub next_run_time: Option<DateTime<Utc>>,
-    /// The next run time the job had when it was acquired: if a change made meanwhile
-    /// left it as it was, the change did not touch the schedule and the released next
-    /// run time still applies (otherwise the same run time would run twice).
+    /// The next run time the job had when it was acquired. A store judges a release
+    /// by the schedule version its acquisition took (see the ground rules); only a
+    /// lease taken before the store kept schedule versions (an upgraded SQL or Redis
+    /// store) falls back to comparing this with the stored next run time.
     pub acquired_next_run_time: Option<DateTime<Utc>>,
+}
+
+/// Whether writing `after` over a job stored with `trigger`, `next_run_time` and
+/// `paused` changes its schedule, and so bumps its schedule version (see the ground
+/// rules): a new trigger (even one whose first time is the stored next run time), a
+/// new next run time, a pause or a resume. New args, a new name or new options leave
+/// the schedule alone: a run taken before them still moves the job on when it ends.
+pub(crate) fn changes_schedule(
+    trigger: &crate::trigger::Trigger,
+    next_run_time: Option<DateTime<Utc>>,
+    paused: bool,
+    after: &Job,
+) -> bool {
+    *trigger != after.trigger || next_run_time != after.next_run_time || paused != after.paused
 }
 
 /// The longest key [`JobStore::claim_alert`] takes, in bytes (a SQL primary key column).

@@ -445,12 +445,17 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     // A catch-up writes its job back when its last run ends
                     // (docs/lifecycle.md): killed before that, it runs again from
                     // its first time.
+                    // A kill aimed at a write-back strikes at the very instant the run
+                    // ended, before the job's write-back that follows its record.
                     let unwritten = match catch_up_end(&executions, observed, earlier) {
                         None => true,
-                        Some(finished) => observed
-                            .outages
-                            .iter()
-                            .any(|(from, to)| *from <= kill.at && *to >= finished),
+                        Some(finished) => {
+                            finished >= kill.at
+                                || observed
+                                    .outages
+                                    .iter()
+                                    .any(|(from, to)| *from <= kill.at && *to >= finished)
+                        }
                     };
                     if started <= kill.at && unwritten {
                         allowed += 1;

@@ -98,6 +98,17 @@ pub enum OpKind {
     /// The node dies (no cleanup); `Some(ms)`: a successor under the same id starts
     /// that much later, `None`: the others reap it.
     Kill(Option<Ms>),
+    /// Armed at its time, whichever node it names: the node that next starts a run of
+    /// the job dies at that run's start instant, after the run has started and before
+    /// the node writes anything more (the deferred write-back of a job that allows
+    /// several runs at once, the run's record). The successor as for `Kill`.
+    KillAtRunStart(usize, Option<Ms>),
+    /// Armed at its time, whichever node it names: the node that next writes the job
+    /// back (a release: the deferred write-back of a job that allows several runs at
+    /// once, made once its run has looked at its job; a held job's, at its run's end)
+    /// dies as that write reaches the store, and none of it lands. The successor as for
+    /// `Kill`.
+    KillAtWriteBack(usize, Option<Ms>),
     /// The wall clock jumps forward.
     ClockJump(Ms),
 }
@@ -150,6 +161,9 @@ pub struct Mix {
     pub seams: bool,
     /// Whether jobs may allow several runs at once (`max_instances` > 1).
     pub several_instances: bool,
+    /// Whether the one kill of a scenario is aimed at a run's start
+    /// ([`OpKind::KillAtRunStart`], see `aim_the_kill_at_a_run_start`).
+    pub kills_at_run_starts: bool,
 }
 
 /// The scenario of `seed`.
@@ -232,6 +246,9 @@ pub fn generate(seed: u64, mix: Mix) -> Scenario {
     if !mix.seams {
         ops = without_seams(ops, nodes);
     }
+    if mix.kills_at_run_starts {
+        aim_the_kill_at_a_run_start(&mut ops, seed, nodes, jobs, horizon);
+    }
     if !mix.several_instances {
         // After the draws, so a seed's scenario differs only in this.
         for op in &mut ops {
@@ -263,6 +280,17 @@ pub fn generate(seed: u64, mix: Mix) -> Scenario {
     }
     // A kill when no other node is left to take over gets a successor.
     for index in 0..ops.len() {
+        if nodes == 1 {
+            match ops[index].kind {
+                OpKind::KillAtRunStart(job, None) => {
+                    ops[index].kind = OpKind::KillAtRunStart(job, Some(1000));
+                }
+                OpKind::KillAtWriteBack(job, None) => {
+                    ops[index].kind = OpKind::KillAtWriteBack(job, Some(1000));
+                }
+                _ => {}
+            }
+        }
         if let OpKind::Kill(None) = ops[index].kind {
             let others_alive = (0..nodes).any(|node| {
                 node != ops[index].node
@@ -282,6 +310,60 @@ pub fn generate(seed: u64, mix: Mix) -> Scenario {
         end,
         ops,
     }
+}
+
+/// Makes the one kill of a scenario (adding one if the draws had none) a kill aimed at
+/// a run of a job whose runs are written back when they are due (its `max_instances`
+/// is at least 2, docs/lifecycle.md "Held until the run ends"): at the run's start
+/// ([`OpKind::KillAtRunStart`]) or at its write-back ([`OpKind::KillAtWriteBack`]).
+/// The run's check at its time, its deferred write-back and its start all happen at
+/// the run's instant, in that order; a kill at 37 ms past a tenth never falls between
+/// them. Drawn from a generator of its own, after the others, so the rest of the
+/// seed's scenario is the one it would be without.
+fn aim_the_kill_at_a_run_start(
+    ops: &mut Vec<Op>,
+    seed: u64,
+    nodes: usize,
+    jobs: usize,
+    horizon: Ms,
+) {
+    let mut aim = fastrand::Rng::with_seed(seed ^ 0x6b69_6c6c_6174_7374);
+    let drawn = ops.iter().position(|op| matches!(op.kind, OpKind::Kill(_)));
+    let (at, node, successor) = match drawn.map(|index| ops.remove(index)) {
+        Some(Op {
+            at,
+            node,
+            kind: OpKind::Kill(successor),
+        }) => (at, node, successor),
+        _ => {
+            let successor = if nodes == 1 || aim.bool() {
+                Some(aim.i64(1..=20) * 100)
+            } else {
+                None
+            };
+            let at = aim.i64(1000 / 100..(horizon - 3000) / 100) * 100 + 37;
+            (at, aim.usize(..nodes), successor)
+        }
+    };
+    let job = aim.usize(..jobs);
+    for op in ops.iter_mut() {
+        match &mut op.kind {
+            OpKind::Add(added, def) if *added == job => {
+                def.max_instances = def.max_instances.max(2)
+            }
+            OpKind::Modify(modified, _, Some(limit)) if *modified == job => {
+                *limit = (*limit).max(2);
+            }
+            _ => {}
+        }
+    }
+    let index = ops.partition_point(|op| op.at <= at);
+    let kind = if aim.bool() {
+        OpKind::KillAtRunStart(job, successor)
+    } else {
+        OpKind::KillAtWriteBack(job, successor)
+    };
+    ops.insert(index, Op { at, node, kind });
 }
 
 fn work(rng: &mut fastrand::Rng) -> Work {
@@ -349,7 +431,10 @@ fn without_seams(ops: Vec<Op>, nodes: usize) -> Vec<Op> {
             None => false,
         };
         let keep = match &mut op.kind {
-            OpKind::RunNow(_) | OpKind::Kill(_) => false,
+            OpKind::RunNow(_)
+            | OpKind::Kill(_)
+            | OpKind::KillAtRunStart(..)
+            | OpKind::KillAtWriteBack(..) => false,
             OpKind::Pause(_) | OpKind::Resume(_) | OpKind::Reschedule(..) | OpKind::Remove(_)
                 if nodes > 1 =>
             {

@@ -141,6 +141,10 @@ pub struct NodeStore {
     pub inner: Arc<dyn JobStore>,
     pub faults: Arc<StoreFaults>,
     pub killed: Arc<AtomicBool>,
+    /// A kill aimed at a write-back, and who this handle's node is (node, incarnation).
+    pub aim: AimedKills,
+    pub node: (usize, usize),
+    pub clock: SimClock,
 }
 
 struct InFlight<'a>(&'a AtomicUsize);
@@ -232,6 +236,24 @@ impl JobStore for NodeStore {
         owner: &str,
         releases: Vec<Release>,
     ) -> Result<Vec<String>, StoreError> {
+        {
+            let mut aim = lock(&self.aim);
+            let successor = match &aim.armed {
+                Some((job, KillPoint::WriteBack, successor))
+                    if releases.iter().any(|release| release.job_id == *job) =>
+                {
+                    Some(*successor)
+                }
+                _ => None,
+            };
+            if let Some(successor) = successor {
+                aim.armed = None;
+                let (node, incarnation) = self.node;
+                aim.fired
+                    .push((node, incarnation, self.clock.now(), successor));
+                self.killed.store(true, Ordering::SeqCst);
+            }
+        }
         let _in = self.enter()?;
         self.inner.release_jobs(owner, releases).await
     }
@@ -340,19 +362,45 @@ pub struct Execution {
 
 pub type Executions = Arc<Mutex<Vec<Execution>>>;
 
+/// Where an aimed kill strikes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillPoint {
+    /// As a run of the job starts (`OpKind::KillAtRunStart`).
+    RunStart,
+    /// As a write-back of the job reaches the store (`OpKind::KillAtWriteBack`).
+    WriteBack,
+}
+
+/// A kill aimed at a run (`OpKind::KillAtRunStart`, `OpKind::KillAtWriteBack`), shared
+/// by every node's `work` task and store handle: armed by the driver, fired by the
+/// first node to reach its point for its job.
+#[derive(Default)]
+pub struct AimedKill {
+    /// The job, where the kill strikes, and the successor's delay.
+    pub armed: Option<(String, KillPoint, Option<i64>)>,
+    /// Kills fired and not yet seen by the driver: node, incarnation, when, successor.
+    pub fired: Vec<(usize, usize, DateTime<Utc>, Option<i64>)>,
+}
+
+pub type AimedKills = Arc<Mutex<AimedKill>>;
+
 /// A task registry with one task, `work`: it sleeps on the simulated clock for
 /// `args.ms` milliseconds and fails if `args.fail`. A killed node's runs neither start
-/// nor end (the process is gone), so they never reach the log after the kill.
+/// nor end (the process is gone), so they never reach the log after the kill. A run of
+/// the job `aim` is armed for kills its node as it starts, once it is in the log: in
+/// the same poll, so the node writes nothing after the start.
 pub fn work_tasks(
     clock: SimClock,
     log: Executions,
     node: usize,
     incarnation: usize,
     killed: Arc<AtomicBool>,
+    aim: AimedKills,
 ) -> TaskRegistry {
     let mut tasks = TaskRegistry::new();
     tasks.register_fn("work", move |run: TaskRun| {
         let (clock, log, killed) = (clock.clone(), Arc::clone(&log), Arc::clone(&killed));
+        let aim = Arc::clone(&aim);
         async move {
             if killed.load(Ordering::SeqCst) {
                 std::future::pending::<()>().await;
@@ -378,6 +426,24 @@ pub fn work_tasks(
                 });
                 log.len() - 1
             };
+            let fire = {
+                let mut aim = lock(&aim);
+                let successor = match &aim.armed {
+                    Some((job, KillPoint::RunStart, successor)) if *job == run.job_id => {
+                        Some(*successor)
+                    }
+                    _ => None,
+                };
+                if let Some(successor) = successor {
+                    aim.armed = None;
+                    aim.fired.push((node, incarnation, started, successor));
+                }
+                successor.is_some()
+            };
+            if fire {
+                killed.store(true, Ordering::SeqCst);
+                std::future::pending::<()>().await;
+            }
             let end = started + TimeDelta::milliseconds(ms);
             while clock.now() < end {
                 clock.sleep_until(end).await;

@@ -17,8 +17,8 @@ use kairos::trigger::TriggerSpec;
 
 use super::scenario::{job_id, Ms, Op, OpKind, Scenario, StoreKind, Trig};
 use super::sim::{
-    hold_time_while_the_store_works, lock, settle, work_tasks, Execution, Executions, NodeStore,
-    SimClock, StoreFaults,
+    hold_time_while_the_store_works, lock, settle, work_tasks, AimedKills, Execution, Executions,
+    KillPoint, NodeStore, SimClock, StoreFaults,
 };
 
 /// 2030-01-01T00:00:00Z: scenario time 0.
@@ -171,6 +171,8 @@ struct World {
     log: Executions,
     nodes: Vec<Node>,
     cluster: bool,
+    /// A kill aimed at a run's start, armed and fired ([`OpKind::KillAtRunStart`]).
+    aim: AimedKills,
 }
 
 impl World {
@@ -180,6 +182,9 @@ impl World {
             inner: Arc::clone(&self.store),
             faults: Arc::clone(&self.faults),
             killed: Arc::clone(&killed),
+            aim: Arc::clone(&self.aim),
+            node: (index, incarnation),
+            clock: self.clock.clone(),
         };
         let tasks = work_tasks(
             self.clock.clone(),
@@ -187,6 +192,7 @@ impl World {
             index,
             incarnation,
             Arc::clone(&killed),
+            Arc::clone(&self.aim),
         );
         let mut builder = Scheduler::builder()
             .id(format!("node-{index}"))
@@ -268,7 +274,38 @@ async fn apply(world: &World, op: &Op) -> Result<Option<String>, String> {
             .await
             .map(Some)
             .map_err(show),
-        OpKind::Outage(_) | OpKind::Kill(_) | OpKind::ClockJump(_) => Ok(None),
+        OpKind::Outage(_)
+        | OpKind::Kill(_)
+        | OpKind::KillAtRunStart(..)
+        | OpKind::KillAtWriteBack(..)
+        | OpKind::ClockJump(_) => Ok(None),
+    }
+}
+
+/// When the successor of a node killed at `at` takes its work over (`successor`: its
+/// delay; `None`: the others reap it).
+fn taken_over(at: Ms, successor: Option<Ms>) -> Ms {
+    match successor {
+        Some(after) => at + after,
+        None => at + NODE_TIMEOUT + 2 * HEARTBEAT + POLL,
+    }
+}
+
+/// Notes the kills fired at runs' starts since the last look: each is a kill at that
+/// instant, with its successor's start scheduled.
+fn note_fired_kills(world: &World, observed: &mut Observed, restarts: &mut Vec<(Ms, usize)>) {
+    let fired = std::mem::take(&mut lock(&world.aim).fired);
+    for (node, incarnation, started, successor) in fired {
+        let at = ms_of(started);
+        if let Some(after) = successor {
+            restarts.push((at + after, node));
+        }
+        observed.kills.push(Kill {
+            node,
+            incarnation,
+            at,
+            taken_over: taken_over(at, successor),
+        });
     }
 }
 
@@ -333,6 +370,7 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
         log: Arc::default(),
         nodes: Vec::new(),
         cluster: scenario.nodes > 1,
+        aim: AimedKills::default(),
     };
     let mut observed = Observed {
         fire_ahead: world
@@ -401,6 +439,7 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
                 .push(format!("never settled at +{next} ms"));
             break;
         }
+        note_fired_kills(&world, &mut observed, &mut restarts);
         let Some((at, what)) = due.filter(|(at, _)| *at <= next) else {
             continue;
         };
@@ -419,19 +458,25 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
                     OpKind::Kill(successor) => {
                         let node = &world.nodes[op.node];
                         node.killed.store(true, Ordering::SeqCst);
-                        let taken_over = match successor {
-                            Some(after) => {
-                                restarts.push((at + after, op.node));
-                                at + after
-                            }
-                            None => at + NODE_TIMEOUT + 2 * HEARTBEAT + POLL,
-                        };
+                        if let Some(after) = successor {
+                            restarts.push((at + after, op.node));
+                        }
                         observed.kills.push(Kill {
                             node: op.node,
                             incarnation: node.incarnation,
                             at,
-                            taken_over,
+                            taken_over: taken_over(at, successor),
                         });
+                        Ok(None)
+                    }
+                    OpKind::KillAtRunStart(job, successor) => {
+                        lock(&world.aim).armed =
+                            Some((job_id(job), KillPoint::RunStart, successor));
+                        Ok(None)
+                    }
+                    OpKind::KillAtWriteBack(job, successor) => {
+                        lock(&world.aim).armed =
+                            Some((job_id(job), KillPoint::WriteBack, successor));
                         Ok(None)
                     }
                     OpKind::ClockJump(by) => {
@@ -452,6 +497,32 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
                         }
                         observed.jumps.push((at, by));
                         Ok(None)
+                    }
+                    // A node killed at a run's start, which the scenario could not
+                    // know of: what was sent through it goes through a live one.
+                    _ if world.nodes[op.node].killed.load(Ordering::SeqCst) => {
+                        match (0..world.nodes.len())
+                            .find(|node| !world.nodes[*node].killed.load(Ordering::SeqCst))
+                        {
+                            Some(node) => {
+                                let rerouted = Op { node, ..op.clone() };
+                                let result = apply(&world, &rerouted).await;
+                                observed.applied.push(Applied {
+                                    op: rerouted,
+                                    at,
+                                    result,
+                                });
+                                if !settle(&world.faults).await {
+                                    observed
+                                        .trouble
+                                        .push(format!("never settled after +{at} ms"));
+                                    break;
+                                }
+                                note_fired_kills(&world, &mut observed, &mut restarts);
+                                continue;
+                            }
+                            None => Err("no live node to send it through".to_owned()),
+                        }
                     }
                     _ => apply(&world, op).await,
                 };
@@ -483,6 +554,7 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
                 .push(format!("never settled after +{at} ms"));
             break;
         }
+        note_fired_kills(&world, &mut observed, &mut restarts);
     }
     world.faults.down.store(false, Ordering::SeqCst);
     if let Some(from) = outage_from {

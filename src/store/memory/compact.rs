@@ -369,6 +369,11 @@ impl StoredJob {
         }
     }
 
+    /// Its trigger.
+    pub(super) fn trigger(&self) -> &Trigger {
+        &self.trigger
+    }
+
     /// Whether the job is paused.
     pub(super) fn paused(&self) -> bool {
         self.flags.paused()

@@ -25,6 +25,15 @@ pub(super) fn micros_or_empty(instant: Option<DateTime<Utc>>) -> String {
     instant.map(micros).unwrap_or_default()
 }
 
+/// What put.lua compares to tell a write that changes a job's schedule (the ground
+/// rules of [`crate::store`]): the job's trigger, as stored, and whether it is paused.
+/// The next run time is compared beside it, in the `next` hash.
+pub(super) fn schedule_key(job: &Job) -> Result<String, StoreError> {
+    let trigger = serde_json::to_string(&job.trigger)
+        .map_err(|error| StoreError::corrupt(format!("job {:?}: {error}", job.id)))?;
+    Ok(format!("{} {trigger}", u8::from(job.paused)))
+}
+
 /// Reads back what [`micros_or_empty`] wrote.
 pub(super) fn parse_micros(text: &str) -> Result<Option<DateTime<Utc>>, String> {
     if text.is_empty() {

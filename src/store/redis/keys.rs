@@ -15,6 +15,10 @@ pub(super) struct Keys {
     pub(super) owners: String,
     pub(super) broken: String,
     pub(super) seq: String,
+    /// Id → the job's schedule version and schedule key (put.lua).
+    pub(super) sched: String,
+    /// Acquired id → the schedule version its lease took (acquire.lua).
+    pub(super) lease_sched: String,
     pub(super) runs: String,
     pub(super) run: String,
     pub(super) run_seq: String,
@@ -42,6 +46,8 @@ impl Keys {
             owners: key("owners"),
             broken: key("broken"),
             seq: key("seq"),
+            sched: key("sched"),
+            lease_sched: key("leasesched"),
             runs: key("runs"),
             run: key("run"),
             run_seq: key("runseq"),
@@ -104,6 +110,8 @@ mod tests {
             &keys.owners,
             &keys.broken,
             &keys.seq,
+            &keys.sched,
+            &keys.lease_sched,
             &keys.runs,
             &keys.run,
             &keys.run_seq,

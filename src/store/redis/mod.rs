@@ -1,7 +1,7 @@
 //! `redis://`: jobs and run history in Redis, shared by every scheduler of a cluster.
 //!
 //! The store keeps the semantics of the memory store (`src/store/memory.rs`) exactly:
-//! revisions, leases, the release rule with `acquired_next_run_time`, instance counts.
+//! revisions, leases, the release rule with schedule versions, instance counts.
 //! Only the data lives elsewhere, and every step that touches more than one structure
 //! is one Lua script (`scripts.rs`, `lua/`).
 //!
@@ -18,6 +18,8 @@
 //! | `kairos:owners` | hash | acquired id → the scheduler holding it (kept past expiry until taken over) |
 //! | `kairos:broken` | set | ids whose stored form could not be read, set aside |
 //! | `kairos:seq` | string | the revision counter, shared by all jobs, never reset |
+//! | `kairos:sched` | hash | id → `VERSION KEY`: the job's schedule version and the SHA-1 of its trigger and pause, by which put.lua tells a write that changes the schedule (absent for a job written before versions) |
+//! | `kairos:leasesched` | hash | acquired id → the schedule version its lease took, which its release is judged by |
 //! | `kairos:inst:ID` | sorted set | job ID's running instances: `owner␟nonce`, then `␟` and the run times a slot stands for (µs, comma-separated) if any, by slot expiry; an orphaned run (its owner died) has no owner and never expires |
 //! | `kairos:orphans` | set | the ids of the jobs with orphaned runs (take_orphans.lua) |
 //! | `kairos:runs` | sorted set | run records by finish time: `<20-digit seq>:<job id>` |
@@ -86,7 +88,9 @@ use ::redis::{FromRedisValue, ScriptInvocation};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use self::codec::{decode_job, micros, micros_or_empty, parse_micros, parse_score, store_error};
+use self::codec::{
+    decode_job, micros, micros_or_empty, parse_micros, parse_score, schedule_key, store_error,
+};
 use self::keys::Keys;
 use super::{
     decode_run_times, encode_run_times, ConfigGeneration, FinishedRun, InstanceClaim, JobStore,
@@ -200,6 +204,7 @@ impl RedisStore {
             .key(&keys.leases)
             .key(&keys.broken)
             .key(&keys.seq)
+            .key(&keys.sched)
             .arg(mode)
             .arg(&keys.wake);
         invocation
@@ -220,7 +225,8 @@ impl RedisStore {
                 invocation
                     .arg(&job.id)
                     .arg(json)
-                    .arg(micros_or_empty(job.next_run_time));
+                    .arg(micros_or_empty(job.next_run_time))
+                    .arg(schedule_key(job)?);
             }
             let revisions: Vec<i64> = self.invoke(&invocation).await?;
             for (mut job, revision) in chunk.into_iter().zip(revisions) {
@@ -404,7 +410,8 @@ impl JobStore for RedisStore {
         invocation
             .arg(&job.id)
             .arg(json)
-            .arg(micros_or_empty(job.next_run_time));
+            .arg(micros_or_empty(job.next_run_time))
+            .arg(schedule_key(&job)?);
         let out: Vec<i64> = self.invoke(&invocation).await?;
         match out[..] {
             [-2] => Err(StoreError::NotFound(job.id)),
@@ -432,6 +439,8 @@ impl JobStore for RedisStore {
                     .key(&keys.leases)
                     .key(&keys.owners)
                     .key(&keys.broken)
+                    .key(&keys.sched)
+                    .key(&keys.lease_sched)
                     .arg(id),
             )
             .await?;
@@ -456,6 +465,8 @@ impl JobStore for RedisStore {
             .arg(&keys.leases)
             .arg(&keys.owners)
             .arg(&keys.broken)
+            .arg(&keys.sched)
+            .arg(&keys.lease_sched)
             .query_async::<i64>(&mut connection)
             .await
             .map(drop)
@@ -622,6 +633,8 @@ impl JobStore for RedisStore {
                     .key(&keys.due)
                     .key(&keys.leases)
                     .key(&keys.owners)
+                    .key(&keys.sched)
+                    .key(&keys.lease_sched)
                     .arg(micros(now))
                     .arg(limit.min(MAX_COUNT))
                     .arg(micros(expiry))
@@ -672,6 +685,8 @@ impl JobStore for RedisStore {
             .key(&keys.owners)
             .key(&keys.seq)
             .key(&keys.broken)
+            .key(&keys.sched)
+            .key(&keys.lease_sched)
             .arg(owner);
         for release in &releases {
             invocation

@@ -73,6 +73,26 @@ fn stored(job: &mut Job) -> Result<(Option<i64>, String), StoreError> {
     Ok((next, json))
 }
 
+/// Whether writing `job` over the locked row (`revision, next_run_time, job`) changes
+/// its schedule ([`crate::store::changes_schedule`]). The JSON's `paused` is the
+/// column's: both are written only here. A stored job that cannot be read counts as
+/// changed: its schedule version moves, so a release taken before leaves the new write
+/// alone.
+fn changes_stored_schedule<D: Dialect>(row: &RowOf<D>, job: &Job) -> Result<bool, StoreError> {
+    let next = D::Database::int(row, 1).map_err(failure::<D>)?;
+    let json = D::Database::text(row, 2).map_err(failure::<D>)?;
+    let Some(before) = json.and_then(|json| serde_json::from_str::<Job>(&json).ok()) else {
+        return Ok(true);
+    };
+    let next = next.and_then(|next| instant(next).ok());
+    Ok(crate::store::changes_schedule(
+        &before.trigger,
+        next,
+        before.paused,
+        job,
+    ))
+}
+
 /// Logs each unreadable job with its id and why.
 pub(super) fn report_broken<D: Dialect>(broken: &[(String, String)]) {
     for (id, reason) in broken {
@@ -145,13 +165,15 @@ impl<D: Dialect> SqlStore<D> {
         expected: Option<u64>,
     ) -> Result<Option<Result<Job, u64>>, StoreError> {
         let (next, _) = stored(&mut job)?;
+        // The schedule as stored, to tell whether this write changes it (the store's
+        // ground rules on schedule versions).
         let lock = self.sql(&format!(
-            "SELECT revision FROM {{p}}jobs WHERE id = ?{}",
+            "SELECT revision, next_run_time, job FROM {{p}}jobs WHERE id = ?{}",
             D::LOCK_ROWS
         ));
         let update = self.sql(
-            "UPDATE {p}jobs SET next_run_time = ?, paused = ?, revision = ?, broken = 0, job = ? \
-             WHERE id = ?",
+            "UPDATE {p}jobs SET next_run_time = ?, paused = ?, revision = ?, broken = 0, job = ?, \
+             schedule_version = schedule_version + ? WHERE id = ?",
         );
         let insert = self.sql(
             "INSERT INTO {p}jobs (id, next_run_time, paused, revision, broken, job) \
@@ -165,6 +187,10 @@ impl<D: Dialect> SqlStore<D> {
             let current = match rows.first() {
                 Some(row) => Some(D::Database::int(row, 0).map_err(failure::<D>)?.unwrap_or(0)),
                 None => None,
+            };
+            let schedule_bump = match rows.first() {
+                Some(row) => i64::from(changes_stored_schedule::<D>(row, &job)?),
+                None => 0,
             };
             if current.is_none() && !insert_missing {
                 return Ok(None);
@@ -186,6 +212,7 @@ impl<D: Dialect> SqlStore<D> {
                     paused.into(),
                     revision.into(),
                     json.into(),
+                    schedule_bump.into(),
                     job.id.clone().into(),
                 ];
                 execute_on::<D>(&mut transaction, &update, args).await
@@ -681,7 +708,8 @@ impl<D: Dialect> JobStore for SqlStore<D> {
     ) -> Result<Vec<String>, StoreError> {
         // The columns only: reading a job overlays them on its JSON (see mod.rs).
         let update = self.sql(
-            "UPDATE {p}jobs SET next_run_time = ?, revision = ? WHERE id = ? AND revision = ?",
+            "UPDATE {p}jobs SET next_run_time = ?, revision = ?, \
+             schedule_version = schedule_version + 1 WHERE id = ? AND revision = ?",
         );
         let mut moved = Vec::new();
         for chunk in moves.chunks(1_000) {

@@ -5,10 +5,12 @@
 //! with the dialect's [`Dialect::CLAIM_LOCK`] (`FOR UPDATE SKIP LOCKED` on PostgreSQL
 //! and MySQL, the `BEGIN IMMEDIATE` write lock on SQLite), writes the lease on them
 //! and marks unreadable ones broken, all before committing. A release locks the rows
-//! it writes back in id order, applies the fencing and revision rules of
+//! it writes back in id order, applies the fencing and schedule version rules of
 //! [`crate::store`] in Rust (a row whose `lease_owner` is not the releasing owner is
-//! left alone: its lease was taken over, recovered or reaped), and writes a whole batch
-//! with at most one `DELETE` and one `UPDATE`.
+//! left alone: its lease was taken over, recovered or reaped; a row whose
+//! `schedule_version` moved past the `lease_schedule` its claim took keeps its schedule
+//! and only its lease ends), and writes a whole batch with at most one `DELETE` and one
+//! `UPDATE`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
@@ -72,7 +74,8 @@ impl<D: Dialect> SqlStore<D> {
         }
         for chunk in jobs.chunks(CHUNK) {
             let sql = self.sql(&format!(
-                "UPDATE {{p}}jobs SET lease_owner = ?, lease_expires = ? WHERE id IN ({})",
+                "UPDATE {{p}}jobs SET lease_owner = ?, lease_expires = ?, \
+                 lease_schedule = schedule_version WHERE id IN ({})",
                 marks(padded(chunk.len()))
             ));
             let mut args = vec![owner.into(), expires.into()];
@@ -123,7 +126,8 @@ impl<D: Dialect> SqlStore<D> {
             .collect();
         // In id order, so two transactions locking overlapping sets cannot deadlock.
         let select = self.sql(&format!(
-            "SELECT id, revision, next_run_time, lease_owner FROM {{p}}jobs \
+            "SELECT id, revision, next_run_time, lease_owner, schedule_version, lease_schedule \
+             FROM {{p}}jobs \
              WHERE id IN ({}) ORDER BY id{}",
             marks(padded(ids.len())),
             D::LOCK_ROWS
@@ -133,16 +137,22 @@ impl<D: Dialect> SqlStore<D> {
             .await
             .map_err(failure::<D>)?;
         let mut current: HashMap<String, (i64, Option<i64>)> = HashMap::new();
+        // The schedule version of each row now, and the one its lease took (`None`
+        // for a lease taken before the store kept them).
+        let mut schedules: HashMap<String, (i64, Option<i64>)> = HashMap::new();
         let mut held_by_others: HashSet<String> = HashSet::new();
         for row in &rows {
             let id = D::Database::text(row, 0).map_err(failure::<D>)?;
             let revision = D::Database::int(row, 1).map_err(failure::<D>)?;
             let next = D::Database::int(row, 2).map_err(failure::<D>)?;
             let holder = D::Database::text(row, 3).map_err(failure::<D>)?;
+            let schedule = D::Database::int(row, 4).map_err(failure::<D>)?;
+            let taken = D::Database::int(row, 5).map_err(failure::<D>)?;
             if let Some(id) = id {
                 if holder.as_deref() != Some(owner) {
                     held_by_others.insert(id.clone());
                 }
+                schedules.insert(id.clone(), (schedule.unwrap_or(0), taken));
                 current.insert(id, (revision.unwrap_or(0), next));
             }
         }
@@ -159,10 +169,20 @@ impl<D: Dialect> SqlStore<D> {
             let Some((revision, next)) = current.get_mut(id) else {
                 continue; // removed while it ran: it stays removed
             };
-            let untouched = *next == release.acquired_next_run_time.map(micros);
-            let same = i64::try_from(release.revision).is_ok_and(|acquired| acquired == *revision);
-            if !same && !untouched {
-                // Changed while acquired, schedule included: the change wins.
+            let changed = match schedules.get(id) {
+                Some(&(now, Some(taken))) => now != taken,
+                // A lease from before schedule versions: next run times decide, as
+                // they did then.
+                _ => {
+                    let untouched = *next == release.acquired_next_run_time.map(micros);
+                    let same =
+                        i64::try_from(release.revision).is_ok_and(|acquired| acquired == *revision);
+                    !same && !untouched
+                }
+            };
+            if changed {
+                // Its schedule changed while acquired: the change wins, even at the
+                // next run time the job was taken at (the store's ground rules).
                 actions.entry(id).or_insert(Action::EndLease);
                 continue;
             }

@@ -9,12 +9,15 @@
 //! [`connect`] only picks the dialect type from the URL scheme, which each dialect
 //! declares.
 //!
-//! # Schema (version 9, MySQL 8; `{p}` is the table prefix, default `kairos_`)
+//! # Schema (version 10, MySQL 9; `{p}` is the table prefix, default `kairos_`)
 //! - `{p}jobs`: `id` (primary key), `next_run_time` (UTC microseconds, NULL while paused),
 //!   `paused`, `revision`, `lease_owner`, `lease_expires` (µs, NULL when not acquired),
 //!   `broken`, and `job`, the [`Job`](crate::job::Job) as serde_json text. Indexed on
 //!   `next_run_time` (due scans, the earliest wake-up) and `lease_expires` (expired
-//!   leases).
+//!   leases). Since version 10 (MySQL 9) `schedule_version`, bumped by every write that
+//!   changes the job's schedule, and `lease_schedule`, the schedule version the lease
+//!   took (NULL for a lease taken before): what a release is judged by (the ground
+//!   rules of [`crate::store`]).
 //! - `{p}instances`: one row per running instance, keyed by `(job_id, slot)` with
 //!   `slot < max_instances`, so the primary key itself bounds concurrent runs.
 //! - `{p}runs`: run history, indexed on `(job_id, finished_at)` and `finished_at`.

@@ -147,6 +147,15 @@ impl Dialect for Postgres {
                 value TEXT NOT NULL
             )"],
         },
+        // Version 10: the schedule version a release is judged by (`leases.rs`). Rows
+        // of an upgraded store start at 0; their leases, taken before, have none.
+        Migration {
+            version: 10,
+            statements: &[
+                "ALTER TABLE {p}jobs ADD COLUMN IF NOT EXISTS schedule_version BIGINT NOT NULL DEFAULT 0",
+                "ALTER TABLE {p}jobs ADD COLUMN IF NOT EXISTS lease_schedule BIGINT",
+            ],
+        },
     ];
 
     fn connect(

@@ -152,6 +152,15 @@ impl Dialect for Sqlite {
                 value TEXT NOT NULL
             )"],
         },
+        // Version 10: the schedule version a release is judged by (`leases.rs`). Rows
+        // of an upgraded store start at 0; their leases, taken before, have none.
+        Migration {
+            version: 10,
+            statements: &[
+                "ALTER TABLE {p}jobs ADD COLUMN schedule_version INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE {p}jobs ADD COLUMN lease_schedule INTEGER",
+            ],
+        },
     ];
 
     // One process owns an SQLite file: SQLite stores are single-node.

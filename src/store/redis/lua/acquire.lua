@@ -1,5 +1,5 @@
 -- acquire_due_jobs: reclaim expired leases, then lease up to `limit` due jobs.
--- KEYS: 1 jobs, 2 revs, 3 next, 4 due, 5 leases, 6 owners
+-- KEYS: 1 jobs, 2 revs, 3 next, 4 due, 5 leases, 6 owners, 7 sched, 8 leasesched
 -- ARGV: 1 now (µs), 2 limit, 3 lease expiry (µs), 4 owner
 -- Returns a flat array: id, job JSON, revision, next run time (µs), per acquired job,
 -- earliest first. `now` is the caller's clock, never Redis's TIME: simulated time works
@@ -33,6 +33,9 @@ for _, id in ipairs(ids) do
   if json then
     redis.call('ZADD', KEYS[5], ARGV[3], id)
     redis.call('HSET', KEYS[6], id, ARGV[4])
+    -- The schedule version the lease takes, which release.lua judges it by.
+    local schedule = redis.call('HGET', KEYS[7], id)
+    redis.call('HSET', KEYS[8], id, schedule and string.match(schedule, '^(%d+)') or '0')
     out[#out + 1] = id
     out[#out + 1] = json
     out[#out + 1] = redis.call('HGET', KEYS[2], id) or '0'
