@@ -2029,7 +2029,8 @@ async fn overlap_round_trips_and_a_bad_one_names_the_field() {
 /// its own total, a page at a time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_failed_and_broken_filters_list_only_their_own() {
-    let store: std::sync::Arc<dyn kairos::store::JobStore> = std::sync::Arc::new(MemoryStore::new());
+    let store: std::sync::Arc<dyn kairos::store::JobStore> =
+        std::sync::Arc::new(MemoryStore::new());
     // Not started: the jobs stay as written.
     let scheduler = Scheduler::builder()
         .clock(ManualClock::new(t0()))
@@ -2043,7 +2044,10 @@ async fn the_failed_and_broken_filters_list_only_their_own() {
         job
     };
     store
-        .add_job(common::job("scheduled", Some(t0() + chrono::TimeDelta::seconds(10))))
+        .add_job(common::job(
+            "scheduled",
+            Some(t0() + chrono::TimeDelta::seconds(10)),
+        ))
         .await
         .unwrap();
     store.add_job(common::job("paused", None)).await.unwrap();
