@@ -2022,3 +2022,85 @@ async fn overlap_round_trips_and_a_bad_one_names_the_field() {
     assert_eq!(bad.field(), "force", "{}", bad.json);
     api.scheduler.shutdown(None).await;
 }
+
+/// `?state=failed` lists the one-off jobs whose attempts were used up and
+/// `?state=broken` the jobs whose trigger could not be evaluated (docs/lifecycle.md):
+/// both are set aside (no next run time, not paused), yet each lists only its own, with
+/// its own total, a page at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failed_and_broken_filters_list_only_their_own() {
+    let store: std::sync::Arc<dyn kairos::store::JobStore> =
+        std::sync::Arc::new(MemoryStore::new());
+    // Not started: the jobs stay as written.
+    let scheduler = Scheduler::builder()
+        .clock(ManualClock::new(t0()))
+        .tasks(common::recording_tasks().0)
+        .store_shared("default", std::sync::Arc::clone(&store))
+        .build();
+    let router = app(scheduler, ApiSettings::default());
+    let set_aside = |id: &str| {
+        let mut job = common::job(id, None);
+        job.paused = false;
+        job
+    };
+    store
+        .add_job(common::job(
+            "scheduled",
+            Some(t0() + chrono::TimeDelta::seconds(10)),
+        ))
+        .await
+        .unwrap();
+    store.add_job(common::job("paused", None)).await.unwrap();
+    for id in ["failed-1", "failed-2"] {
+        let mut failed = set_aside(id);
+        failed.retry.failed = Some(kairos::job::JobFailure {
+            scheduled_time: t0(),
+            attempts: 3,
+            at: t0(),
+            error: Some("the task failed on purpose".to_owned()),
+        });
+        store.add_job(failed).await.unwrap();
+    }
+    let mut broken = set_aside("broken");
+    broken.retry.broken = Some("its trigger took too long to evaluate".to_owned());
+    store.add_job(broken).await.unwrap();
+    let list = |uri: &'static str| {
+        let router = router.clone();
+        async move {
+            let response = router
+                .oneshot(request("GET", uri, None, None))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{uri}");
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let json: Value = serde_json::from_slice(&bytes).unwrap();
+            let ids: Vec<String> = json["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|job| {
+                    assert_eq!(json!(job["state"]), json!(uri.rsplit('=').next()), "{json}");
+                    job["id"].as_str().unwrap().to_owned()
+                })
+                .collect();
+            (ids, json["total"].clone())
+        }
+    };
+    let (failed, total) = list("/api/v1/jobs?state=failed").await;
+    assert_eq!(failed, ["failed-1", "failed-2"]);
+    assert_eq!(total, 2);
+    let (broken, total) = list("/api/v1/jobs?state=broken").await;
+    assert_eq!(broken, ["broken"]);
+    assert_eq!(total, 1);
+    let (scheduled, _) = list("/api/v1/jobs?state=scheduled").await;
+    assert_eq!(scheduled, ["scheduled"]);
+    let (paused, _) = list("/api/v1/jobs?state=paused").await;
+    assert_eq!(paused, ["paused"]);
+    // A page of one failed job, and the next, with the filter's own total.
+    let (first, total) = list("/api/v1/jobs?limit=1&state=failed").await;
+    assert_eq!((first, total), (vec!["failed-1".to_owned()], json!(2)));
+    let (second, _) = list("/api/v1/jobs?limit=1&offset=1&state=failed").await;
+    assert_eq!(second, ["failed-2"]);
+}

@@ -46,7 +46,7 @@ use common::shared_store::{Db, Place};
 use kairos::history::RunRecord;
 use kairos::store::{JobStore, OpenOptions};
 use model::Discrepancy;
-use scenario::{job_id, JobDef, Ms, Op, OpKind, Scenario, StoreKind, Trig, Work};
+use scenario::{job_id, JobDef, Ms, Op, OpKind, Overlap, Scenario, StoreKind, Trig, Work};
 use serde_json::{json, Value};
 use sim::Execution;
 use world::{Applied, Kill, Observed};
@@ -264,6 +264,8 @@ fn generate(seed: u64) -> Scenario {
             coalesce: rng.u8(..4) != 0,
             grace: (rng.u8(..4) == 0).then(|| rng.i64(1..=3) * 1000),
             work: work(&mut rng),
+            retry: None,
+            overlap: Overlap::Skip,
         };
         ops.push(Op {
             at,
@@ -822,6 +824,7 @@ async fn play(store: Store, scenario: &Scenario) -> (Observed, Vec<Discrepancy>)
         slack: SLACK,
         same_instant: SAME_INSTANT,
         end: scenario.end,
+        nodes: scenario.nodes,
         ..Observed::default()
     };
     let mut events: Vec<(Ms, Event)> = scenario
@@ -1037,6 +1040,7 @@ async fn play(store: Store, scenario: &Scenario) -> (Observed, Vec<Discrepancy>)
             started: to_model(started),
             finished: finished.map(to_model),
             failed: line.failed,
+            stopped_early: false,
         });
     }
     observed.executions = executions;

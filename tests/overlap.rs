@@ -464,3 +464,64 @@ async fn a_waiting_run_claims_on_its_back_off_not_in_a_busy_loop() {
         after - before
     );
 }
+
+/// "Why didn't it run?" for a job that queues (docs/lifecycle.md, "When the limit is
+/// reached"): a scheduled time that waited behind a running run says so, with the run
+/// it waited behind and when it started; and while a run waits on this node, the job's
+/// own answer says it is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_labels_a_queued_run_and_a_run_waiting_now() {
+    // Every 1 s, runs of 2.5 s: 1 s waits behind 0 s and starts at about 2.5 s.
+    let (scheduler, clock, _) = scheduler_with(Overlap::Queue, 1, 2500).await;
+    step_to(&clock, t0() + ms(3_600), Duration::from_millis(50)).await;
+    // At 3.6 s, 1 s runs (until about 5 s) and 3 s waits behind it.
+    let now = scheduler.explain_job("j").await.unwrap();
+    assert_eq!(now.next_run_reason, "queued", "{now:#?}");
+    assert!(
+        now.summary.starts_with("Queued") && now.summary.contains("overlap = queue"),
+        "{}",
+        now.summary
+    );
+    // Once 1 s has ended (about 5 s), its record says it waited.
+    step_to(&clock, t0() + ms(5_600), Duration::from_millis(50)).await;
+    let now = scheduler.explain_job("j").await.unwrap();
+    let runs = records(&scheduler, "j").await;
+    let explained = now
+        .recent
+        .iter()
+        .find(|time| time.scheduled_time == t0() + secs(1))
+        .unwrap_or_else(|| panic!("1 s is explained: {now:#?}"));
+    let first = runs.iter().find(|run| run.scheduled_time == t0()).unwrap();
+    assert_eq!(explained.queued_behind, Some(t0()), "{explained:#?}");
+    let started = explained.started_at.unwrap();
+    assert!(started >= first.finished_at, "{explained:#?}\n{runs:#?}");
+    assert!(
+        explained.detail.contains("queued behind the run of")
+            && explained.detail.contains(&started.to_string()),
+        "{}",
+        explained.detail
+    );
+    // The run of 0 s did not wait: it started on time.
+    let on_time = now
+        .recent
+        .iter()
+        .find(|time| time.scheduled_time == t0())
+        .unwrap();
+    assert_eq!(on_time.queued_behind, None, "{on_time:#?}");
+    assert!(!on_time.detail.contains("queued"), "{}", on_time.detail);
+    scheduler.shutdown(None).await;
+}
+
+/// With `overlap = "skip"` a late start is not labelled as queued: nothing waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_does_not_label_runs_of_a_job_that_skips_as_queued() {
+    let (scheduler, clock, _) = scheduler_with(Overlap::Skip, 1, 2500).await;
+    step_to(&clock, t0() + ms(3_600), Duration::from_millis(50)).await;
+    let now = scheduler.explain_job("j").await.unwrap();
+    assert_ne!(now.next_run_reason, "queued", "{now:#?}");
+    assert!(
+        now.recent.iter().all(|time| time.queued_behind.is_none()),
+        "{now:#?}"
+    );
+    scheduler.shutdown(None).await;
+}

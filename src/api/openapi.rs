@@ -281,11 +281,13 @@ pub(crate) fn document() -> Value {
                 "job_id": {"type": "string"}, "summary": {"type": "string"},
                 "state": {"type": "string", "enum": ["scheduled", "paused", "failed", "broken"]},
                 "next_run_time": {"type": ["string", "null"], "format": "date-time"},
-                "next_run_reason": {"type": "string", "enum": ["trigger", "retry_wait", "paused", "failed", "running", "overdue", "finished"]},
+                "next_run_reason": {"type": "string", "enum": ["trigger", "retry_wait", "paused", "failed", "queued", "running", "overdue", "finished"]},
                 "recent": {"type": "array", "items": {"type": "object", "properties": {
                     "scheduled_time": {"type": "string", "format": "date-time"},
                     "outcome": {"type": "string", "enum": ["ran", "failed", "timed_out", "retried", "replaced", "skipped", "missed", "taken_back"]},
-                    "attempts": {"type": "integer"}, "detail": {"type": "string"}}}}}})),
+                    "attempts": {"type": "integer"}, "detail": {"type": "string"},
+                    "started_at": {"type": "string", "format": "date-time", "description": "When its run started, if it did."},
+                    "queued_behind": {"type": "string", "format": "date-time", "description": "The scheduled time of the run it waited behind (overlap = queue): still going at its time; it started when that one ended."}}}}}})),
             &[S::NOT_FOUND])},
         "/jobs/{id}/backfill": {"post": with_description(operation("Run a recurring job's fire times in a range, now", &[job_id()],
             Some(json!({"type": "object", "required": ["from", "to"], "additionalProperties": false, "properties": {

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{Scheduler, SchedulerError};
 use crate::history::{RunOutcome, RunRecord};
-use crate::job::Job;
+use crate::job::{Job, Overlap};
 
 /// How many run records an explanation reads.
 const RECENT_RECORDS: usize = 200;
@@ -29,6 +29,7 @@ pub struct Explanation {
     /// Its next run time, if it has one.
     pub next_run_time: Option<DateTime<Utc>>,
     /// Why the next run is when it is: `trigger`, `retry_wait`, `paused`, `failed`,
+    /// `queued` (a run of it waits on this node for a running one to end, `overlap`),
     /// `running` (a run of it goes on this node), `overdue` (due, not started yet), or
     /// `finished`.
     pub next_run_reason: &'static str,
@@ -49,6 +50,15 @@ pub struct ScheduledTime {
     pub attempts: u32,
     /// One sentence.
     pub detail: String,
+    /// When its run started, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// The scheduled time of the run it waited behind: a run of its job was still going
+    /// at its time, and it started late, when that one ended (`overlap = "queue"`, or
+    /// `"replace"` behind runs of other nodes; docs/lifecycle.md, "When the limit is
+    /// reached").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued_behind: Option<DateTime<Utc>>,
 }
 
 impl Scheduler {
@@ -63,23 +73,37 @@ impl Scheduler {
             .run_stores
             .values()
             .any(|place| place.job_id == id);
+        let waiting_here = self.inner.has_waiting_run(id);
         Ok(explain(
             &job,
             &history,
             self.inner.clock.now(),
-            running_here,
+            Here {
+                running: running_here,
+                waiting: waiting_here,
+            },
         ))
     }
 }
 
-/// The explanation of `job` at `now`, given its run records (newest first) and
-/// whether a run of it is in flight on this node.
+/// What of a job goes on on the node that explains it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Here {
+    /// A run of it is in flight.
+    pub(crate) running: bool,
+    /// A run of it waits for a running one to end (`overlap`).
+    pub(crate) waiting: bool,
+}
+
+/// The explanation of `job` at `now`, given its run records (newest first) and what
+/// of it goes on on this node.
 pub(crate) fn explain(
     job: &Job,
     history: &[RunRecord],
     now: DateTime<Utc>,
-    running_here: bool,
+    here: Here,
 ) -> Explanation {
+    let running_here = here.running;
     let (summary, reason) = if let Some(failure) = &job.retry.failed {
         (
             format!(
@@ -113,6 +137,16 @@ pub(crate) fn explain(
             ),
             "retry_wait",
         )
+    } else if here.waiting {
+        (
+            format!(
+                "Queued: a run of it waits on this node for one of its {} running run(s) to \
+                 end (overlap = {}), and starts then; times that come meanwhile are skipped \
+                 (at most one waits).",
+                job.max_instances, job.overlap
+            ),
+            "queued",
+        )
     } else if running_here {
         (
             "Running now on this node; its next run time is written when the run ends \
@@ -145,12 +179,39 @@ pub(crate) fn explain(
         state: job.state(),
         next_run_time: job.next_run_time,
         next_run_reason: reason,
-        recent: recent(history),
+        recent: recent(history, job.overlap),
     }
 }
 
+/// The run that `record` waited behind, if it did: one of its job's runs was still
+/// going at its scheduled time, and `record` started only after that one ended. Only a
+/// job that queues its runs waits (`overlap = "queue"`, or `"replace"` behind runs of
+/// other nodes); with `skip` a late start has other causes (a full pool, a store out of
+/// reach).
+fn waited_behind<'a>(
+    record: &RunRecord,
+    history: &'a [RunRecord],
+    overlap: Overlap,
+) -> Option<&'a RunRecord> {
+    let started = record.started_at?;
+    if overlap == Overlap::Skip || started <= record.scheduled_time {
+        return None;
+    }
+    history
+        .iter()
+        .filter(|other| {
+            other.run_id != record.run_id
+                && other
+                    .started_at
+                    .is_some_and(|at| at <= record.scheduled_time)
+                && other.finished_at > record.scheduled_time
+                && other.finished_at <= started
+        })
+        .max_by_key(|other| other.finished_at)
+}
+
 /// What became of each recent scheduled time, newest first.
-fn recent(history: &[RunRecord]) -> Vec<ScheduledTime> {
+fn recent(history: &[RunRecord], overlap: Overlap) -> Vec<ScheduledTime> {
     let mut by_time: BTreeMap<DateTime<Utc>, Vec<&RunRecord>> = BTreeMap::new();
     for record in history {
         by_time
@@ -198,11 +259,29 @@ fn recent(history: &[RunRecord]) -> Vec<ScheduledTime> {
                 }
                 RunOutcome::Skipped => ("skipped", format!("skipped: {error}")),
             };
+            // The first attempt is the one that waited for a slot, if one did.
+            let first = records
+                .iter()
+                .find(|record| record.started_at.is_some())
+                .copied();
+            let behind = first.and_then(|first| waited_behind(first, history, overlap));
+            let started_at = first.and_then(|first| first.started_at);
+            let detail = match (behind, started_at) {
+                (Some(behind), Some(started)) => format!(
+                    "queued behind the run of {} (still going at this time, overlap = {overlap}); \
+                     started at {started}, {} s late; {detail}",
+                    behind.scheduled_time,
+                    (started - scheduled_time).num_milliseconds() as f64 / 1000.0
+                ),
+                _ => detail,
+            };
             Some(ScheduledTime {
                 scheduled_time,
                 outcome,
                 attempts,
                 detail,
+                started_at,
+                queued_behind: behind.map(|behind| behind.scheduled_time),
             })
         })
         .collect()

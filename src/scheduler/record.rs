@@ -148,8 +148,13 @@ enum FollowUp {
     },
     /// A one-off job's last attempt failed: it stays, as failed.
     Failed(crate::job::JobFailure),
-    /// A retried recurring job's attempts ended: its schedule resumes.
-    Resume { resume_at: Option<DateTime<Utc>> },
+    /// A retried recurring job's attempts ended (the last, `attempt`, of
+    /// `scheduled_time`): its schedule resumes.
+    Resume {
+        scheduled_time: DateTime<Utc>,
+        attempt: u32,
+        resume_at: Option<DateTime<Utc>>,
+    },
     /// A one-off job paused while its run went: the run happened, so the job is done
     /// (resuming it must not run that time again).
     Finished { scheduled_time: DateTime<Utc> },
@@ -186,7 +191,11 @@ impl FollowUp {
                 at: run.finished_at,
                 error: run.error.clone(),
             })),
-            _ if held.attempt > 1 && !one_off => Some(FollowUp::Resume { resume_at: None }),
+            _ if held.attempt > 1 && !one_off => Some(FollowUp::Resume {
+                scheduled_time: run.scheduled_time,
+                attempt: held.attempt,
+                resume_at: None,
+            }),
             _ => None,
         }
     }
@@ -207,9 +216,48 @@ impl FollowUp {
                 retry_at,
                 resume_at: next,
             },
-            FollowUp::Resume { .. } => FollowUp::Resume { resume_at: next },
+            FollowUp::Resume {
+                scheduled_time,
+                attempt,
+                ..
+            } => FollowUp::Resume {
+                scheduled_time,
+                attempt,
+                resume_at: next,
+            },
             failed => failed,
         }
+    }
+
+    /// Whether the change made to the job since its run was taken leaves this follow-up
+    /// to apply: one that kept the pending attempt the run was (a modify of its args or
+    /// options) did not cancel the retries, which only a pause, a reschedule or a
+    /// removal do (docs/lifecycle.md, "Failed runs"); they clear the pending attempt.
+    /// Dropped after such a change, the stale pending attempt would run the same
+    /// attempt of the same time again at the job's next run time.
+    fn survives_change(&self, job: &Job) -> bool {
+        let taken = match self {
+            FollowUp::Retry {
+                scheduled_time,
+                attempt,
+                ..
+            } => (*scheduled_time, attempt.saturating_sub(1)),
+            FollowUp::Resume {
+                scheduled_time,
+                attempt,
+                ..
+            } => (*scheduled_time, *attempt),
+            FollowUp::Failed(failure) => (failure.scheduled_time, failure.attempts),
+            FollowUp::Finished { .. } => return false,
+        };
+        // A first attempt has no pending attempt to compare: any change wins.
+        taken.1 > 1
+            && !job.paused
+            && job
+                .retry
+                .pending
+                .as_ref()
+                .is_some_and(|pending| (pending.scheduled_time, pending.attempt) == taken)
     }
 
     /// One log line: a failure is never silent.
@@ -261,7 +309,7 @@ impl FollowUp {
                 job.retry.failed = Some(failure);
                 job.next_run_time = None;
             }
-            FollowUp::Resume { resume_at } => {
+            FollowUp::Resume { resume_at, .. } => {
                 job.retry.pending = None;
                 job.next_run_time = if job.paused { None } else { resume_at };
             }
@@ -650,8 +698,9 @@ impl Unwritten {
                             follow_up.clone().apply(&mut job);
                             store.update_job(job).await.map(drop)
                         }
-                        // Changed since it was taken: the change wins.
-                        _ if job.revision != revision => Ok(()),
+                        // Changed since it was taken: the change wins, unless it left
+                        // the attempt pending as it was.
+                        _ if job.revision != revision && !follow_up.survives_change(&job) => Ok(()),
                         _ => {
                             let mut job = job;
                             follow_up.clone().apply(&mut job);

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use kairos::executor::WITHDRAWN;
 use kairos::history::{RunOutcome, RunRecord};
 
-use super::scenario::{job_id, Ms, OpKind, Trig};
+use super::scenario::{job_id, JobDef, Ms, OpKind, Overlap, Trig};
 use super::sim::Execution;
 use super::world::{ms_of, Observed};
 
@@ -328,6 +328,38 @@ fn catch_up_end(executions: &[&Execution], observed: &Observed, run: &Execution)
     }
 }
 
+/// The job as it was last added (its retry policy and overlap are not changed by the
+/// scenarios' operations after that).
+fn definition<'a>(observed: &'a Observed, id: &str) -> Option<&'a JobDef> {
+    observed
+        .applied
+        .iter()
+        .rev()
+        .find_map(|applied| match &applied.op.kind {
+            OpKind::Add(job, def) if job_id(*job) == id && applied.result.is_ok() => Some(def),
+            _ => None,
+        })
+}
+
+/// Whether the run ended in an outcome that is retried: `error` or `timeout`, not a
+/// stop for a newer run (`overlap = "replace"`), which is recorded as `error` too.
+fn failed_for_retry(run: &Execution) -> bool {
+    run.finished.is_some() && run.failed && !run.stopped_early
+}
+
+/// The attempts of one scheduled time that follow a failed attempt of it, each with the
+/// attempt it follows: `(failed attempt, next attempt)`, in start order. Runs of one
+/// time are attempts only for a job with retries; "run now" runs are left out.
+fn retries<'a>(runs: &[&'a Execution]) -> Vec<(&'a Execution, &'a Execution)> {
+    let mut pairs = Vec::new();
+    for pair in runs.windows(2) {
+        if failed_for_retry(pair[0]) {
+            pairs.push((pair[0], pair[1]));
+        }
+    }
+    pairs
+}
+
 fn is_withdrawal(record: &RunRecord) -> bool {
     record.error.as_deref() == Some(WITHDRAWN)
 }
@@ -476,6 +508,12 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     allowed += 1;
                 }
             }
+            // A job with retries runs a time again after each failed attempt, up to
+            // `max_attempts` runs in all (docs/lifecycle.md, "Failed runs").
+            if let Some(retry) = definition(observed, id).and_then(|def| def.retry) {
+                let failed = runs.iter().filter(|run| failed_for_retry(run)).count();
+                allowed += failed.min(retry.max_attempts.saturating_sub(1) as usize);
+            }
             if runs.len() > 1 + allowed {
                 let starts: Vec<String> = runs
                     .iter()
@@ -508,9 +546,31 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             }
         }
 
+        // A time being retried holds its job from its first attempt to its last (the
+        // job waits in the store for the next attempt): due times in between come
+        // late, when the attempts end, folded by `coalesce` like any backlog.
+        let mut retrying: Vec<(Ms, Ms)> = Vec::new();
+        if definition(observed, id).is_some_and(|def| def.retry.is_some()) {
+            for runs in by_time.values() {
+                let mut runs = runs.clone();
+                runs.sort_by_key(|run| run.started);
+                if runs.iter().any(|run| failed_for_retry(run)) {
+                    let from = ms_of(runs[0].started);
+                    let to = runs
+                        .iter()
+                        .map(|run| stopped(run, observed).unwrap_or(Ms::MAX / 2))
+                        .max()
+                        .unwrap_or(from);
+                    let cap = definition(observed, id)
+                        .and_then(|def| def.retry)
+                        .map_or(0, |retry| retry.delay_cap(retry.max_attempts));
+                    retrying.push((from, to + cap + observed.fire_ahead + observed.slack + 100));
+                }
+            }
+        }
         // Every due time runs: on time outside the disturbed windows.
         for &time in due.range(..checked_until) {
-            if within(&windows, time) || by_time.contains_key(&time) {
+            if within(&windows, time) || within(&retrying, time) || by_time.contains_key(&time) {
                 continue;
             }
             // A time that came while a run of the job held it is recorded when that run
@@ -554,6 +614,22 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             // if its node died before the store took that record (an outage between
             // the end and the kill), the record died with it, and the successor folds
             // the time into its late run like any backlog.
+            // A time of a job that queues (or replaces behind runs of other nodes),
+            // due at its limit, waits for a slot; in a cluster a waiting run of another
+            // node may take each slot first (the order between nodes is not promised,
+            // docs/lifecycle.md "In a cluster"), so it may still wait at the end. The
+            // waits it does end are held to "a queued run starts when a slot frees".
+            let may_still_wait = observed.nodes > 1
+                && definition(observed, id).is_some_and(|def| def.overlap != Overlap::Skip)
+                && holding(&executions, observed, time)
+                    >= model.min_instances_over(time - 1, time) as usize;
+            if may_still_wait
+                && records
+                    .iter()
+                    .all(|record| ms_of(record.scheduled_time) != time)
+            {
+                continue;
+            }
             let record_died = executions.iter().any(|run| {
                 ms_of(run.started) <= time
                     && run.finished.is_some_and(|finished| {
@@ -790,6 +866,13 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     }
                 }
                 _ if within(&windows, *at) || *at > checked_until => {}
+                // A run now of a job that queues (or replaces behind runs of other
+                // nodes) waits for a slot like a scheduled run: while runs of its job
+                // keep the limit reached, it may still wait at the end.
+                None if definition(observed, id)
+                    .is_some_and(|def| def.overlap != Overlap::Skip)
+                    && holding(&executions, observed, *at)
+                        >= model.min_instances_over(*at - 1, *at) as usize => {}
                 other => report(
                     "run now runs",
                     id,
@@ -822,7 +905,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     ),
                 ),
                 Some(record) => {
-                    let outcome = if run.failed {
+                    let outcome = if run.failed || run.stopped_early {
                         RunOutcome::Error
                     } else {
                         RunOutcome::Success
@@ -853,6 +936,351 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 }
             }
         }
+
+        policies(
+            observed,
+            id,
+            model,
+            &executions,
+            &records,
+            &windows,
+            &mut report,
+        );
     }
     found.into_iter().collect()
+}
+
+/// The promises of retries and overlap policies (docs/lifecycle.md, "When the limit is
+/// reached" and "Failed runs"), for job `id`.
+#[allow(clippy::too_many_arguments)]
+fn policies(
+    observed: &Observed,
+    id: &str,
+    model: &JobModel,
+    executions: &[&Execution],
+    records: &[&RunRecord],
+    windows: &[(Ms, Ms)],
+    report: &mut impl FnMut(&'static str, &str, Ms, String),
+) {
+    let Some(def) = definition(observed, id) else {
+        return;
+    };
+    let checked_until = observed.end - 500 - observed.slack;
+    let run_now: BTreeSet<&str> = model.run_now.iter().map(|(_, run)| run.as_str()).collect();
+    let attempt_of = |run: &Execution| {
+        records
+            .iter()
+            .find(|record| record.run_id == run.run_id)
+            .map(|record| record.attempt)
+    };
+    let mut by_time: BTreeMap<Ms, Vec<&Execution>> = BTreeMap::new();
+    for run in executions {
+        if !run_now.contains(run.run_id.as_str()) {
+            by_time.entry(ms_of(run.scheduled)).or_default().push(run);
+        }
+    }
+    for runs in by_time.values_mut() {
+        runs.sort_by_key(|run| run.started);
+    }
+    // Changes that cancel a pending attempt: a pause, a reschedule, a removal.
+    let cancels: Vec<Ms> = observed
+        .applied
+        .iter()
+        .filter(|applied| applied.result.is_ok())
+        .filter_map(|applied| match &applied.op.kind {
+            OpKind::Pause(job) | OpKind::Reschedule(job, _) | OpKind::Remove(job)
+                if job_id(*job) == id =>
+            {
+                Some(applied.at)
+            }
+            _ => None,
+        })
+        .collect();
+
+    // Retries: a failed attempt is followed by the next one, never before its end and,
+    // left alone, no later than its longest wait (full jitter); a pause, reschedule or
+    // removal cancels what is pending; a one-off job whose attempts are used up stays,
+    // `failed`.
+    match def.retry {
+        None => {
+            for runs in by_time.values() {
+                for (failed, again) in retries(runs) {
+                    // Without retries a time runs again only after a crash or a new
+                    // schedule ("at most once" judges those); a record says which attempt.
+                    if attempt_of(again).is_some_and(|attempt| attempt > 1) {
+                        report(
+                            "only jobs with retries retry",
+                            id,
+                            ms_of(failed.scheduled),
+                            format!(
+                                "run {} is recorded as attempt {:?} of a job without retries",
+                                again.run_id,
+                                attempt_of(again)
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        Some(retry) => {
+            for (&time, runs) in &by_time {
+                for (failed, again) in retries(runs) {
+                    let Some(ended) = failed.finished.map(ms_of) else {
+                        continue;
+                    };
+                    let started = ms_of(again.started);
+                    let attempt = attempt_of(failed).unwrap_or(1);
+                    if kill_of(failed, observed).is_some() || kill_of(again, observed).is_some() {
+                        continue;
+                    }
+                    if let Some(next) = attempt_of(again).filter(|next| *next != attempt + 1) {
+                        report(
+                            "each attempt is the next",
+                            id,
+                            time,
+                            format!(
+                                "the run after attempt {attempt} (ended at +{ended} ms) started at \
+                                 +{started} ms as attempt {next}"
+                            ),
+                        );
+                    }
+                    if started < ended {
+                        report(
+                            "a retry waits for its attempt to end",
+                            id,
+                            time,
+                            format!(
+                                "attempt {} started at +{started} ms, before attempt {attempt} \
+                                 ended at +{ended} ms",
+                                attempt + 1
+                            ),
+                        );
+                    }
+                    let cap = retry.delay_cap(attempt);
+                    // An attempt due while other runs of its job fill its limit (a run
+                    // now) waits for them like any run of its time: it is late only
+                    // past the end of the last of those.
+                    let limit = model.min_instances_over(ended, started).max(1) as usize;
+                    let due_by = executions
+                        .iter()
+                        .filter(|other| {
+                            other.run_id != again.run_id
+                                && ms_of(other.started) <= ended + cap
+                                && stopped(other, observed).is_none_or(|stop| stop > ended)
+                        })
+                        .filter_map(|other| stopped(other, observed))
+                        .filter(|stop| executing(executions, observed, *stop - 1) >= limit)
+                        .max()
+                        .map_or(ended + cap, |stop| stop.max(ended + cap));
+                    if started > due_by + 1 + observed.slack
+                        && !within(windows, ended)
+                        && !within(windows, started)
+                    {
+                        report(
+                            "a retry comes within its longest wait",
+                            id,
+                            time,
+                            format!(
+                                "attempt {} started at +{started} ms, {} ms after attempt \
+                                 {attempt} ended at +{ended} ms; the longest wait is {cap} ms",
+                                attempt + 1,
+                                started - ended
+                            ),
+                        );
+                    }
+                    if let Some(change) = cancels
+                        .iter()
+                        .find(|change| **change >= ms_of(runs[0].started) && **change < started)
+                    {
+                        report(
+                            "pause, reschedule and removal cancel pending attempts",
+                            id,
+                            time,
+                            format!(
+                                "attempt {} started at +{started} ms after a change at \
+                                 +{change} ms",
+                                attempt + 1
+                            ),
+                        );
+                    }
+                }
+                // A failed attempt with attempts left is tried again, unless a change
+                // cancels it or the scenario ends first.
+                let Some(last) = runs.last() else { continue };
+                let attempts = runs.iter().filter(|run| failed_for_retry(run)).count();
+                let Some(ended) = last.finished.map(ms_of) else {
+                    continue;
+                };
+                let left = attempts < retry.max_attempts as usize;
+                let cancelled = cancels
+                    .iter()
+                    .any(|change| *change >= ms_of(runs[0].started));
+                let disturbed = runs.iter().any(|run| {
+                    within(windows, ms_of(run.started)) || kill_of(run, observed).is_some()
+                }) || within(windows, ended + retry.delay_cap(retry.max_attempts));
+                let touched = model.touched.iter().any(|at| *at >= ms_of(runs[0].started));
+                if failed_for_retry(last)
+                    && left
+                    && !cancelled
+                    && !disturbed
+                    && !touched
+                    && ended + retry.delay_cap(attempts as u32) + 1_000 < checked_until
+                {
+                    report(
+                        "a failed attempt with attempts left is tried again",
+                        id,
+                        time,
+                        format!(
+                            "attempt {attempts} of {} failed at +{ended} ms and was not tried again",
+                            retry.max_attempts
+                        ),
+                    );
+                }
+                // A one-off job whose attempts are used up stays, `failed`.
+                let one_off = matches!(
+                    model.stretch_at(time).map(|stretch| stretch.trigger),
+                    Some(Trig::At { .. })
+                );
+                if one_off
+                    && !left
+                    && failed_for_retry(last)
+                    && !cancelled
+                    && !touched
+                    && !disturbed
+                    && ended + 1_000 < checked_until
+                {
+                    let state = observed
+                        .jobs
+                        .iter()
+                        .find(|job| job.id == id)
+                        .map(|job| job.state());
+                    if state != Some("failed") {
+                        report(
+                            "a one-off job whose attempts are used up stays failed",
+                            id,
+                            time,
+                            format!(
+                                "its {attempts} attempt(s) failed, the last at +{ended} ms; \
+                                 at the end the job is {state:?}"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    // Overlap: a run stopped before its work was done was replaced by a newer run of
+    // its job, which started then; a run that waited for a slot (`queue`, or
+    // `replace` behind runs of other nodes) started as soon as one was free.
+    for run in executions {
+        if !run.stopped_early {
+            continue;
+        }
+        let Some(stop) = run.finished.map(ms_of) else {
+            continue;
+        };
+        if stop > observed.end - 1 {
+            // Ended with the world, not by the scheduler.
+            continue;
+        }
+        if def.overlap != Overlap::Replace {
+            report(
+                "only a replacement stops a run",
+                id,
+                ms_of(run.scheduled),
+                format!(
+                    "stopped at +{stop} ms before its work was done, overlap = {:?}",
+                    def.overlap
+                ),
+            );
+            continue;
+        }
+        let newer = executions.iter().any(|other| {
+            other.run_id != run.run_id
+                && other.node == run.node
+                && other.incarnation == run.incarnation
+                && ms_of(other.started) >= stop
+                && ms_of(other.started) <= stop + 1 + observed.slack
+        });
+        let refused = records.iter().any(|record| {
+            record.started_at.is_none()
+                && ms_of(record.finished_at) >= stop
+                && ms_of(record.finished_at) <= stop + 1 + observed.slack
+        });
+        if !newer && !refused && !within(windows, stop) {
+            report(
+                "a replaced run makes way for a newer one",
+                id,
+                ms_of(run.scheduled),
+                format!("stopped at +{stop} ms, and no newer run of its job started then"),
+            );
+        }
+    }
+    if def.overlap == Overlap::Skip {
+        return;
+    }
+    let attempts: BTreeSet<&str> = by_time
+        .values()
+        .flat_map(|runs| {
+            retries(runs)
+                .into_iter()
+                .map(|(_, again)| again.run_id.as_str())
+        })
+        .collect();
+    // On one node a waiting run claims when a run of its node ends; across nodes it
+    // learns of an end elsewhere at its next claim (a back-off up to 5 s).
+    let tolerance = if observed.nodes > 1 { 5_000 + 1_000 } else { 1 } + observed.slack;
+    for run in executions {
+        let (scheduled, started) = (ms_of(run.scheduled), ms_of(run.started));
+        if started <= scheduled + 1
+            || attempts.contains(run.run_id.as_str())
+            || within(windows, scheduled)
+            || within(windows, started)
+            || model
+                .touched
+                .iter()
+                .any(|at| *at >= scheduled - observed.fire_ahead - 1_000 && *at <= started)
+        {
+            continue;
+        }
+        let limit = model.min_instances_over(scheduled, started);
+        // Only a run that waited: the limit was reached at its time.
+        if executing(executions, observed, scheduled) < limit as usize {
+            continue;
+        }
+        let mut instants: Vec<Ms> = executions
+            .iter()
+            .filter_map(|other| stopped(other, observed))
+            .filter(|stop| *stop >= scheduled && *stop < started)
+            .collect();
+        instants.sort_unstable();
+        // A slot that stayed free for longer than a waiting run takes to hear of it
+        // (another node's waiting run may take it first: the order between nodes is
+        // not promised, docs/lifecycle.md "In a cluster").
+        let free_long = instants.into_iter().find(|at| {
+            if executing(executions, observed, *at) >= limit as usize {
+                return false;
+            }
+            let taken = executions
+                .iter()
+                .map(|other| ms_of(other.started))
+                .filter(|start| start >= at)
+                .min()
+                .unwrap_or(Ms::MAX);
+            taken > at + tolerance
+        });
+        if let Some(free) = free_long {
+            report(
+                "a queued run starts when a slot frees",
+                id,
+                scheduled,
+                format!(
+                    "waited until +{started} ms (overlap = {:?}), although a slot of \
+                     max_instances {limit} was free from +{free} ms",
+                    def.overlap
+                ),
+            );
+        }
+    }
 }

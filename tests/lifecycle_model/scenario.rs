@@ -74,6 +74,61 @@ impl Work {
     }
 }
 
+/// A job's `retry` option: `max_attempts` runs of one scheduled time at most, the wait
+/// after attempt `n` failed drawn from `[0, initial * multiplier^(n-1)]`, capped at
+/// `max_delay` (full jitter, docs/lifecycle.md "Failed runs").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retry {
+    pub max_attempts: u32,
+    pub initial: Ms,
+    /// A whole multiplier (1 to 3), so the model's delay caps are exact.
+    pub multiplier: u32,
+    pub max_delay: Ms,
+}
+
+impl Retry {
+    /// The longest wait after attempt `attempt` (1-based) failed, in ms.
+    pub fn delay_cap(&self, attempt: u32) -> Ms {
+        let mut cap = self.initial;
+        for _ in 1..attempt {
+            cap = cap.saturating_mul(Ms::from(self.multiplier));
+            if cap >= self.max_delay {
+                break;
+            }
+        }
+        cap.min(self.max_delay)
+    }
+
+    pub fn spec(&self) -> kairos::job::RetryPolicy {
+        let ms = |ms: Ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+        kairos::job::RetryPolicy {
+            max_attempts: self.max_attempts,
+            initial_delay: Some(ms(self.initial)),
+            multiplier: Some(f64::from(self.multiplier)),
+            max_delay: Some(ms(self.max_delay)),
+        }
+    }
+}
+
+/// A job's `overlap` option: what a run due while `max_instances` runs go does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Overlap {
+    #[default]
+    Skip,
+    Queue,
+    Replace,
+}
+
+impl Overlap {
+    pub fn spec(self) -> kairos::Overlap {
+        match self {
+            Overlap::Skip => kairos::Overlap::Skip,
+            Overlap::Queue => kairos::Overlap::Queue,
+            Overlap::Replace => kairos::Overlap::Replace,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobDef {
     pub trigger: Trig,
@@ -81,6 +136,9 @@ pub struct JobDef {
     pub coalesce: bool,
     pub grace: Option<Ms>,
     pub work: Work,
+    /// `None`: no retry (`max_attempts = 1`, the default).
+    pub retry: Option<Retry>,
+    pub overlap: Overlap,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,6 +222,33 @@ pub struct Mix {
     /// Whether the one kill of a scenario is aimed at a run's start
     /// ([`OpKind::KillAtRunStart`], see `aim_the_kill_at_a_run_start`).
     pub kills_at_run_starts: bool,
+    /// Whether jobs may retry failed runs (`retry`).
+    pub retries: bool,
+    /// Whether jobs may queue or replace runs due at the limit (`overlap`).
+    pub overlaps: bool,
+}
+
+impl Mix {
+    /// The mix of the families written before retries and overlap policies: jobs
+    /// that neither retry nor queue nor replace.
+    pub const fn plain(
+        store: StoreKind,
+        max_nodes: usize,
+        faults: bool,
+        seams: bool,
+        several_instances: bool,
+    ) -> Mix {
+        Mix {
+            store,
+            max_nodes,
+            faults,
+            seams,
+            several_instances,
+            kills_at_run_starts: false,
+            retries: false,
+            overlaps: false,
+        }
+    }
 }
 
 /// The scenario of `seed`.
@@ -256,6 +341,40 @@ pub fn generate(seed: u64, mix: Mix) -> Scenario {
                 OpKind::Add(_, def) => def.max_instances = 1,
                 OpKind::Modify(_, _, Some(limit)) => *limit = 1,
                 _ => {}
+            }
+        }
+    }
+    // Retries and overlap policies are drawn from a generator of their own, after
+    // everything else, so a seed's scenario without them is the one it always was.
+    if mix.retries || mix.overlaps {
+        let mut extra = fastrand::Rng::with_seed(seed ^ 0x5eed_0ff4_11ed);
+        for op in &mut ops {
+            let OpKind::Add(_, def) = &mut op.kind else {
+                continue;
+            };
+            if mix.retries && extra.u8(..2) == 0 {
+                let initial = extra.i64(1..=15) * 100;
+                def.retry = Some(Retry {
+                    max_attempts: extra.u32(2..=4),
+                    initial,
+                    multiplier: extra.u32(1..=3),
+                    max_delay: initial + extra.i64(0..=20) * 100,
+                });
+                // Failing work, more often than elsewhere, so that attempts happen.
+                if extra.u8(..2) == 0 {
+                    def.work.fail = true;
+                }
+            }
+            if mix.overlaps {
+                def.overlap = match extra.u8(..4) {
+                    0 => Overlap::Skip,
+                    1 | 2 => Overlap::Queue,
+                    _ => Overlap::Replace,
+                };
+                // Runs that outlast their interval, so that the limit is reached.
+                if extra.u8(..2) == 0 {
+                    def.work.ms = def.work.ms.max(extra.i64(10..40) * 100 + 61);
+                }
             }
         }
     }
@@ -399,6 +518,8 @@ fn job_def(rng: &mut fastrand::Rng, at: Ms, horizon: Ms) -> JobDef {
         coalesce: rng.u8(..4) != 0,
         grace: (rng.u8(..4) == 0).then(|| rng.i64(1..=30) * 100),
         work: work(rng),
+        retry: None,
+        overlap: Overlap::Skip,
     }
 }
 

@@ -358,6 +358,9 @@ pub struct Execution {
     /// `None` while it runs, and for good when its node was killed first.
     pub finished: Option<DateTime<Utc>>,
     pub failed: bool,
+    /// The scheduler stopped it before its work was done (`overlap = "replace"`
+    /// drops the task at its await point): `finished` is when.
+    pub stopped_early: bool,
 }
 
 pub type Executions = Arc<Mutex<Vec<Execution>>>;
@@ -423,6 +426,7 @@ pub fn work_tasks(
                     started,
                     finished: None,
                     failed: fail,
+                    stopped_early: false,
                 });
                 log.len() - 1
             };
@@ -444,6 +448,14 @@ pub fn work_tasks(
                 killed.store(true, Ordering::SeqCst);
                 std::future::pending::<()>().await;
             }
+            // Dropped before its end (a replacement stops it), the run ends there.
+            let mut stop = StoppedEarly {
+                log: Arc::clone(&log),
+                index,
+                clock: clock.clone(),
+                killed: Arc::clone(&killed),
+                done: false,
+            };
             let end = started + TimeDelta::milliseconds(ms);
             while clock.now() < end {
                 clock.sleep_until(end).await;
@@ -451,6 +463,7 @@ pub fn work_tasks(
             if killed.load(Ordering::SeqCst) {
                 std::future::pending::<()>().await;
             }
+            stop.done = true;
             lock(&log)[index].finished = Some(clock.now());
             if fail {
                 Err(TaskFailure::new("the scenario asked this run to fail"))
@@ -460,6 +473,30 @@ pub fn work_tasks(
         }
     });
     tasks
+}
+
+/// Notes the end of a run of `work` whose future is dropped before its work is done:
+/// the scheduler stopped it (`overlap = "replace"`). A killed node's runs are not
+/// ended by it: a killed process ends nothing.
+struct StoppedEarly {
+    log: Executions,
+    index: usize,
+    clock: SimClock,
+    killed: Arc<AtomicBool>,
+    done: bool,
+}
+
+impl Drop for StoppedEarly {
+    fn drop(&mut self) {
+        if self.done || self.killed.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut log = lock(&self.log);
+        if let Some(execution) = log.get_mut(self.index) {
+            execution.finished = Some(self.clock.now());
+            execution.stopped_early = true;
+        }
+    }
 }
 
 /// Runs every task of the current-thread runtime until none can move without the

@@ -64,12 +64,18 @@ pub struct Observed {
     pub applied: Vec<Applied>,
     pub executions: Vec<Execution>,
     pub records: Vec<RunRecord>,
+    /// The jobs in the store at the end (a one-off job whose attempts were used up
+    /// stays there, `failed`).
+    pub jobs: Vec<kairos::job::Job>,
     pub kills: Vec<Kill>,
     pub outages: Vec<(Ms, Ms)>,
     /// (when, how far) the clock jumped.
     pub jumps: Vec<(Ms, Ms)>,
     pub fire_ahead: Ms,
     pub end: Ms,
+    /// How many nodes share the store: a waiting run (`overlap`) learns of a run's end
+    /// on another node only at its next claim.
+    pub nodes: usize,
     /// The driver's own trouble (the world never went quiet ...).
     pub trouble: Vec<String>,
     /// More disturbed windows the driver knows of (against real daemons: an
@@ -103,7 +109,13 @@ impl Observed {
                     run.incarnation,
                     run.finished
                         .map_or("(never)".to_owned(), |end| format!("+{}", ms_of(end))),
-                    if run.failed { " failed" } else { "" },
+                    if run.stopped_early {
+                        " stopped"
+                    } else if run.failed {
+                        " failed"
+                    } else {
+                        ""
+                    },
                 ),
             ));
         }
@@ -233,6 +245,8 @@ async fn apply(world: &World, op: &Op) -> Result<Option<String>, String> {
                 max_instances: Some(def.max_instances),
                 coalesce: Some(def.coalesce),
                 misfire_grace_time: def.grace.map(|ms| Duration::from_millis(ms as u64)),
+                retry: def.retry.map(|retry| retry.spec()),
+                overlap: Some(def.overlap.spec()),
                 ..JobOptions::default()
             };
             scheduler.add_job(spec).await.map(|_| None).map_err(show)
@@ -373,6 +387,7 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
         aim: AimedKills::default(),
     };
     let mut observed = Observed {
+        nodes: scenario.nodes,
         fire_ahead: world
             .store
             .fire_ahead()
@@ -416,7 +431,16 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
         if let Some(at) = store_up {
             consider(at, Due::StoreUp);
         }
-        let sleeper = clock.next_deadline().map(ms_of);
+        // Rounded up: a retry's jittered wait ends between two milliseconds, and a
+        // clock set short of it would wake nobody.
+        let sleeper = clock.next_deadline().map(|deadline| {
+            let ms = ms_of(deadline);
+            if instant(ms) < deadline {
+                ms + 1
+            } else {
+                ms
+            }
+        });
         let next = match (&due, sleeper) {
             (Some((at, _)), Some(sleep)) => (*at).min(sleep),
             (Some((at, _)), None) => *at,
@@ -567,6 +591,10 @@ async fn play(scenario: &Scenario, dir: &std::path::Path) -> Observed {
         Err(error) => observed
             .trouble
             .push(format!("reading the run records: {error}")),
+    }
+    match world.store.get_jobs().await {
+        Ok(jobs) => observed.jobs = jobs,
+        Err(error) => observed.trouble.push(format!("reading the jobs: {error}")),
     }
     observed
 }
