@@ -56,7 +56,7 @@ struct State {
     leases: BTreeSet<(DateTime<Utc>, SlotNumber)>,
     /// The holders of each job's running instances, one entry per instance (so a
     /// scheduler only ever frees its own).
-    instances: HashMap<Arc<str>, Vec<InstanceSlot>>,
+    instances: hashbrown::HashMap<Arc<str>, Vec<InstanceSlot>>,
     runs: VecDeque<RunRecord>,
     next_revision: u64,
     /// The membership: a memory store is never shared, but the scheduler registers
