@@ -142,6 +142,10 @@ pub struct ApiSettings {
     pub allowed_hosts: Vec<String>,
     /// How many `GET /events` streams may be open at once; past it, 503.
     pub max_event_streams: usize,
+    /// The scheduler's executor names, which the OpenAPI document lists as the values
+    /// a job's `executor` may take (the daemon sets them from `[executors.NAME]`).
+    /// `None`: the document does not list them.
+    pub executors: Option<Vec<String>>,
 }
 
 impl Default for ApiSettings {
@@ -167,6 +171,7 @@ impl Default for ApiSettings {
             ui: true,
             allowed_hosts: Vec::new(),
             max_event_streams: 64,
+            executors: None,
         }
     }
 }
@@ -192,6 +197,7 @@ impl fmt::Debug for ApiSettings {
             .field("ui", &self.ui)
             .field("allowed_hosts", &self.allowed_hosts)
             .field("max_event_streams", &self.max_event_streams)
+            .field("executors", &self.executors)
             .finish()
     }
 }

@@ -6,18 +6,88 @@
 //! cost buys little for some fifteen routes. What keeps the document from drifting is
 //! the test at the bottom: every route the router serves ([`super::routes`]) must be
 //! in the document, and every operation in the document must be served.
+//!
+//! The document a daemon serves is its own ([`Served`]): the tasks a job added through
+//! its API may name (with each task's args, where the task states their schema), its
+//! executors and its job stores are listed, so that what the document allows is what
+//! this daemon takes (tests/fuzz/api-fuzz.sh holds it to that with schemathesis).
 
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{json, Map, Value};
 
-use super::{Routes, Verb, PREFIX};
+use super::{AppState, Routes, Verb, PREFIX};
+use crate::task::{DURATION_PATTERN, MAX_SCHEMA_SECONDS};
 
 pub(super) fn routes(routes: Routes) -> Routes {
     routes.add(Verb::Get, "/openapi.json", openapi_json)
 }
 
-async fn openapi_json() -> axum::Json<Value> {
-    axum::Json(document())
+async fn openapi_json(State(state): State<AppState>) -> axum::Json<Value> {
+    axum::Json(document(&Served::of(&state)))
+}
+
+/// What the document lists for the daemon that serves it; empty lists are not listed
+/// (the field is then any string).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Served {
+    /// The tasks jobs added through the API may name, sorted, each with its args'
+    /// schema if the task states one.
+    pub(crate) tasks: Vec<(String, Option<Value>)>,
+    /// Of those, the tasks whose jobs' args `PATCH /jobs/{id}` may change.
+    pub(crate) changeable_args: Vec<String>,
+    /// The executor names a job may take.
+    pub(crate) executors: Vec<String>,
+    /// The job store names a new job may take.
+    pub(crate) jobstores: Vec<String>,
+}
+
+impl Served {
+    /// What `state`'s scheduler and settings take: the registered tasks the API's task
+    /// policy allows or a write token is scoped to (`auth::Caller::may_use_task`), the
+    /// executors the settings name, the scheduler's stores.
+    fn of(state: &AppState) -> Served {
+        Served::from_parts(
+            state.scheduler.tasks(),
+            &state.settings,
+            state.scheduler.jobstore_names(),
+        )
+    }
+
+    /// What a scheduler with `registry` and `jobstores` takes through an API with
+    /// `settings`.
+    pub(crate) fn from_parts(
+        registry: &crate::task::TaskRegistry,
+        settings: &super::ApiSettings,
+        jobstores: Vec<String>,
+    ) -> Served {
+        let scoped = |task: &str| {
+            settings.named_tokens.iter().any(|token| {
+                token.write
+                    && token
+                        .tasks
+                        .as_ref()
+                        .is_some_and(|tasks| tasks.iter().any(|name| name == task))
+            })
+        };
+        let tasks = registry
+            .names()
+            .filter(|task| settings.task_allowed(task) || scoped(task))
+            .map(|task| (task.to_owned(), registry.args_schema(task)))
+            .collect();
+        // `modify_job` lets new args through only for tasks the API's own policy allows.
+        let changeable_args = registry
+            .names()
+            .filter(|task| settings.task_allowed(task))
+            .map(str::to_owned)
+            .collect();
+        Served {
+            tasks,
+            changeable_args,
+            executors: settings.executors.clone().unwrap_or_default(),
+            jobstores,
+        }
+    }
 }
 
 /// A reference to a schema in `components`.
@@ -157,8 +227,8 @@ fn limit() -> Value {
            "schema": {"type": "integer", "minimum": 1, "maximum": 1000}})
 }
 
-/// The whole document.
-pub(crate) fn document() -> Value {
+/// The whole document, for a daemon that takes what `served` lists.
+pub(crate) fn document(served: &Served) -> Value {
     use StatusCode as S;
     let job = || schema("Job");
     // Pause, resume and run take no input: `{}` or nothing (`extract::NoFields`).
@@ -386,7 +456,7 @@ pub(crate) fn document() -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": schemas(),
+            "schemas": schemas(served),
         },
     })
 }
@@ -546,15 +616,39 @@ fn trigger_schema(kind: &str, description: &str, required: &[&str], properties: 
     })
 }
 
-fn schemas() -> Value {
+/// A string that is one of `names`, or any string when there are none to list.
+fn one_of_names(names: &[String], description: &str) -> Value {
+    let mut schema = json!({"type": "string", "description": description});
+    if !names.is_empty() {
+        schema["enum"] = json!(names);
+        schema["examples"] = json!([names[0]]);
+    }
+    schema
+}
+
+/// The pattern of an `expect_success_within` given as text: a duration of at least a
+/// minute (its first part in minutes or more, or 60 seconds or more), and of at most
+/// some decades, so that the deadline it sets stays within the years RFC 3339 can
+/// write (what is longer is taken, but no schema-driven tool should be led to it).
+const WITHIN_PATTERN: &str = r"^ *((6[0-9]|[7-9][0-9]|[1-9][0-9]{2,8})(\.[0-9]{1,9})?|[1-9][0-9]{0,2}(m|h|d|w)( ?[0-9]{1,3}(s|m|h|d|w))*) *$";
+
+/// The most seconds the document states for `expect_success_within` as a number:
+/// 100 years, for the reason in [`WITHIN_PATTERN`].
+const MAX_WITHIN_SECONDS: u64 = 100 * 31_557_600;
+
+fn schemas(served: &Served) -> Value {
     // Examples are what schema-driven tools (and readers) start from: each one is
     // taken by the API as it is (the trigger test below and api-fuzz.sh check that).
-    let duration = json!({"type": ["string", "number", "null"], "minimum": 0,
+    let duration = json!({"type": ["string", "number", "null"], "minimum": 0, "maximum": MAX_SCHEMA_SECONDS,
+                          "pattern": DURATION_PATTERN,
                           "description": "A humane duration such as \"30s\" or \"1h30m\", or seconds (not negative).",
                           "examples": ["30s", "1h30m", 90]});
-    let within = json!({"type": ["string", "number", "null"], "minimum": 60,
+    let within = json!({"type": ["string", "number", "null"], "minimum": 60, "maximum": MAX_WITHIN_SECONDS,
+                        "pattern": WITHIN_PATTERN,
                         "description": "The dead-man's switch: an overdue alert when the job has not succeeded for this long (at least 1m), e.g. \"25h\"; a humane duration or seconds.",
                         "examples": ["25h"]});
+    let executor = one_of_names(&served.executors, "An executor of the daemon's.");
+    let max_instances = json!({"type": "integer", "minimum": 1, "maximum": u32::MAX});
     let mut all = json!({
         "Error": {
             "type": "object", "required": ["error"],
@@ -567,32 +661,21 @@ fn schemas() -> Value {
         "JobOptions": {
             "type": "object", "additionalProperties": false,
             "properties": {
-                "executor": {"type": "string", "examples": ["default"]}, "jobstore": {"type": "string", "examples": ["default"]},
+                "executor": executor.clone(),
+                "jobstore": one_of_names(&served.jobstores, "A job store of the daemon's."),
                 "misfire_grace_time": duration, "coalesce": {"type": "boolean"},
-                "max_instances": {"type": "integer", "minimum": 1}, "jitter": duration,
+                "max_instances": max_instances.clone(), "jitter": duration,
                 "overlap": {"type": "string", "enum": ["skip", "queue", "replace"], "description": "What a run due while max_instances runs execute does: skip it (default), queue it (one waits per job), or replace the oldest running run."},
                 "expect_success_within": within,
-            },
-        },
-        "NewJob": {
-            "type": "object", "required": ["task", "trigger"], "additionalProperties": false,
-            "properties": {
-                "id": {"type": "string", "description": "Generated when absent.", "examples": ["order-42-reminder"]},
-                "name": {"type": "string", "examples": ["order 42 reminder"]},
-                "task": {"type": "string", "description": "A task the daemon knows (command, http, orders.cancel, stats.correct and any a program embedding kairos registers) and the API allows ([api] allowed_tasks).", "examples": ["orders.cancel"]},
-                "args": {"description": "The task's arguments, as the task defines them.", "examples": [{"order_id": 42}]},
-                "trigger": schema("Trigger"), "options": schema("JobOptions"),
-                "paused": {"type": "boolean"}, "next_run_time": {"type": "string", "format": "date-time"},
-                "replace_existing": {"type": "boolean"},
             },
         },
         "JobChanges": {
             "type": "object", "additionalProperties": false,
             "properties": {
-                "name": {"type": "string"}, "args": {}, "trigger": schema("Trigger"),
-                "executor": {"type": "string"}, "misfire_grace_time": duration,
+                "name": {"type": "string"}, "args": changed_args(served), "trigger": schema("Trigger"),
+                "executor": executor, "misfire_grace_time": duration,
                 "clear_misfire_grace_time": {"type": "boolean"}, "coalesce": {"type": "boolean"},
-                "max_instances": {"type": "integer", "minimum": 1}, "jitter": duration,
+                "max_instances": max_instances, "jitter": duration,
                 "overlap": {"type": "string", "enum": ["skip", "queue", "replace"], "description": "What a run due while max_instances runs execute does: skip it (default), queue it (one waits per job), or replace the oldest running run."},
                 "expect_success_within": within,
                 "clear_expect_success_within": {"type": "boolean"},
@@ -698,8 +781,125 @@ fn schemas() -> Value {
     });
     if let Some(all) = all.as_object_mut() {
         all.extend(trigger_components(&duration));
+        all.extend(new_job_components(served));
     }
     all
+}
+
+/// `NewJob`: with tasks to list, a oneOf with one schema per task, chosen by `task`,
+/// each with that task's args (with only one, that task's schema itself: client
+/// generators refuse a oneOf of one); else one schema whose task is any string.
+fn new_job_components(served: &Served) -> Map<String, Value> {
+    // `check_id` in jobs.rs: 1 to 255 bytes, no control characters.
+    let properties = json!({
+        "id": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+               "description": "Generated when absent; at most 255 bytes of UTF-8, no control characters.",
+               "examples": ["order-42-reminder"]},
+        "name": {"type": "string", "examples": ["order 42 reminder"]},
+        "task": {"type": "string", "description": "A task the daemon knows (command, http, orders.cancel, stats.correct and any a program embedding kairos registers) and the API allows ([api] allowed_tasks).", "examples": ["orders.cancel"]},
+        "args": {"description": "The task's arguments, as the task defines them.", "examples": [{"order_id": 42}]},
+        "trigger": schema("Trigger"), "options": schema("JobOptions"),
+        "paused": {"type": "boolean"}, "next_run_time": {"type": "string", "format": "date-time"},
+        "replace_existing": {"type": "boolean"},
+    });
+    let object = |properties: Value, required: &[&str]| {
+        json!({"type": "object", "required": required, "additionalProperties": false,
+               "properties": properties})
+    };
+    let mut components = Map::new();
+    if served.tasks.is_empty() {
+        components.insert(
+            "NewJob".to_owned(),
+            object(properties, &["task", "trigger"]),
+        );
+        return components;
+    }
+    let mut mapping = Map::new();
+    let mut one_of = Vec::new();
+    let only = served.tasks.len() == 1;
+    for (task, args) in &served.tasks {
+        let mut name = if only {
+            "NewJob".to_owned()
+        } else {
+            format!("New{}Job", camel_case(task))
+        };
+        while components.contains_key(&name) || TRIGGER_SCHEMAS.iter().any(|(_, n)| *n == name) {
+            name.push('_');
+        }
+        let mut own = properties.clone();
+        own["task"] = json!({"type": "string", "const": task});
+        // Args that must be an object are required: a job without args has null ones.
+        let mut required = vec!["task", "trigger"];
+        match args {
+            Some(args) => {
+                if args["type"] == "object" {
+                    required.push("args");
+                }
+                own["args"] = args.clone();
+            }
+            None => {
+                own["args"] = json!({"description": format!("{task}'s arguments, as the task defines them.")});
+            }
+        }
+        let mut variant = object(own, &required);
+        variant["description"] = json!(format!("A job of the task {task}."));
+        mapping.insert(task.clone(), json!(format!("#/components/schemas/{name}")));
+        one_of.push(schema(&name));
+        components.insert(name, variant);
+    }
+    if only {
+        return components;
+    }
+    components.insert(
+        "NewJob".to_owned(),
+        json!({
+            "description": "A job: one schema per task the API takes, chosen by `task`.",
+            "oneOf": one_of,
+            "discriminator": {"propertyName": "task", "mapping": mapping},
+        }),
+    );
+    components
+}
+
+/// `orders.cancel` as `OrdersCancel`: a schema name part.
+fn camel_case(task: &str) -> String {
+    task.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect()
+}
+
+/// What `PATCH /jobs/{id}` takes as new args: the args of one of the tasks whose args
+/// the API may change (the job's own, which the request does not say); any JSON when
+/// one of them states no schema, or when none are listed.
+fn changed_args(served: &Served) -> Value {
+    let description = "New arguments, as the job's task defines them.";
+    let mut schemas: Vec<Value> = Vec::new();
+    for task in &served.changeable_args {
+        let Some((_, args)) = served.tasks.iter().find(|(name, _)| name == task) else {
+            continue;
+        };
+        let Some(args) = args else {
+            return json!({ "description": description });
+        };
+        if !schemas.contains(args) {
+            schemas.push(args.clone());
+        }
+    }
+    match schemas.len() {
+        0 => json!({ "description": description }),
+        1 => {
+            let mut only = schemas.remove(0);
+            only["description"] = json!(description);
+            only
+        }
+        _ => json!({"description": description, "anyOf": schemas}),
+    }
 }
 
 /// `Trigger` (a oneOf over the trigger types) and one schema per type.
@@ -709,6 +909,9 @@ fn trigger_components(duration: &Value) -> Map<String, Value> {
                            "examples": ["2030-01-01 03:00:00", "2030-01-01T03:00:00Z"]});
     let zone = json!({"type": "string", "description": "An IANA zone (Europe/Berlin), UTC or an offset (+08:00).",
                       "examples": ["Europe/Berlin", "UTC", "+08:00"]});
+    // Exactly what the trigger specs take: the Trigger schema is also that of what the
+    // API answers with, so a bound tighter than the API's would be broken by the
+    // answer to any request past it.
     let count = json!({"type": "integer", "minimum": 0, "maximum": u64::MAX});
     let count32 = json!({"type": "integer", "minimum": 0, "maximum": u32::MAX});
     let field = json!({"type": ["string", "integer"],
@@ -753,7 +956,7 @@ fn trigger_components(duration: &Value) -> Map<String, Value> {
         "IntervalTrigger",
         trigger_schema(
             "interval",
-            "Fire every fixed elapsed duration.",
+            "Fire every fixed elapsed duration (one of weeks to seconds above zero).",
             &[],
             json!({
             "weeks": count.clone(), "days": count.clone(), "hours": count.clone(),
@@ -791,7 +994,7 @@ fn trigger_components(duration: &Value) -> Map<String, Value> {
         "CalendarIntervalTrigger",
         trigger_schema(
             "calendarinterval",
-            "Fire every N years, months, weeks or days at a wall-clock time.",
+            "Fire every N years, months, weeks or days at a wall-clock time (one of them above zero).",
             &[],
             json!({
             "years": count32.clone(), "months": count32.clone(), "weeks": count32.clone(), "days": count32,
@@ -831,7 +1034,7 @@ mod tests {
 
     #[test]
     fn a_trigger_is_one_of_a_schema_per_type() {
-        let document = document();
+        let document = document(&Served::default());
         let schemas = &document["components"]["schemas"];
         let one_of = schemas["Trigger"]["oneOf"]
             .as_array()
@@ -885,7 +1088,7 @@ mod tests {
     /// each must be what the API takes, or they generate nothing but rejections.
     #[test]
     fn the_examples_in_the_document_are_taken_by_the_api() {
-        let document = document();
+        let document = document(&Served::default());
         let schemas = &document["components"]["schemas"];
         for (kind, name) in TRIGGER_SCHEMAS {
             let mut trigger = Map::new();
@@ -926,9 +1129,137 @@ mod tests {
         }
     }
 
+    /// A daemon with the built-in tasks, the default task policy, two executors and
+    /// one store.
+    fn builtin_daemon() -> (crate::task::TaskRegistry, Served) {
+        let registry = crate::task::TaskRegistry::with_builtins();
+        let settings = crate::api::ApiSettings {
+            executors: Some(vec!["default".to_owned(), "processes".to_owned()]),
+            ..crate::api::ApiSettings::default()
+        };
+        let served = Served::from_parts(&registry, &settings, vec!["default".to_owned()]);
+        (registry, served)
+    }
+
+    #[test]
+    fn the_served_document_lists_the_daemons_tasks_executors_and_stores() {
+        let (_, served) = builtin_daemon();
+        let document = document(&served);
+        let schemas = &document["components"]["schemas"];
+        let new_job = &schemas["NewJob"];
+        let variants: Vec<&str> = new_job["oneOf"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|variant| variant["$ref"].as_str())
+            .collect();
+        // `command` runs programs: the default policy leaves it out, so does the document.
+        assert_eq!(
+            variants,
+            [
+                "#/components/schemas/NewHttpJob",
+                "#/components/schemas/NewOrdersCancelJob",
+                "#/components/schemas/NewStatsCorrectJob",
+            ]
+        );
+        assert_eq!(new_job["discriminator"]["propertyName"], "task");
+        for (task, name) in [
+            ("http", "NewHttpJob"),
+            ("orders.cancel", "NewOrdersCancelJob"),
+            ("stats.correct", "NewStatsCorrectJob"),
+        ] {
+            assert_eq!(
+                new_job["discriminator"]["mapping"][task],
+                format!("#/components/schemas/{name}")
+            );
+            assert_eq!(schemas[name]["properties"]["task"]["const"], task);
+            assert_eq!(schemas[name]["additionalProperties"], false);
+        }
+        // Args that must be an object are required; stats.correct takes none.
+        assert!(schemas["NewOrdersCancelJob"]["required"]
+            .as_array()
+            .is_some_and(|required| required.contains(&json!("args"))));
+        assert!(!schemas["NewStatsCorrectJob"]["required"]
+            .as_array()
+            .is_some_and(|required| required.contains(&json!("args"))));
+        assert_eq!(
+            schemas["NewOrdersCancelJob"]["properties"]["args"]["required"],
+            json!(["order_id"])
+        );
+        let executors = json!(["default", "processes"]);
+        assert_eq!(
+            schemas["JobOptions"]["properties"]["executor"]["enum"],
+            executors
+        );
+        assert_eq!(
+            schemas["JobChanges"]["properties"]["executor"]["enum"],
+            executors
+        );
+        assert_eq!(
+            schemas["JobOptions"]["properties"]["jobstore"]["enum"],
+            json!(["default"])
+        );
+        // New args: those of one of the tasks the API may change.
+        assert_eq!(
+            schemas["JobChanges"]["properties"]["args"]["anyOf"]
+                .as_array()
+                .map(Vec::len),
+            Some(3)
+        );
+    }
+
+    /// Only the tasks a daemon allows are listed; with one, PATCH's args are its args.
+    #[test]
+    fn an_allowed_tasks_list_is_what_the_document_lists() {
+        let registry = crate::task::TaskRegistry::with_builtins();
+        let settings = crate::api::ApiSettings {
+            allowed_tasks: Some(vec!["orders.cancel".to_owned(), "no.such".to_owned()]),
+            ..crate::api::ApiSettings::default()
+        };
+        let served = Served::from_parts(&registry, &settings, Vec::new());
+        let document = document(&served);
+        let schemas = &document["components"]["schemas"];
+        // One task: NewJob is its schema, not a oneOf of one.
+        assert_eq!(
+            schemas["NewJob"]["properties"]["task"]["const"],
+            "orders.cancel"
+        );
+        assert!(schemas["NewJob"]["oneOf"].is_null());
+        assert_eq!(
+            schemas["JobChanges"]["properties"]["args"]["properties"]["order_id"],
+            registry.args_schema("orders.cancel").unwrap_or_default()["properties"]["order_id"]
+        );
+        // Nothing listed: any store name, as a library's document without settings.
+        assert!(schemas["JobOptions"]["properties"]["jobstore"]["enum"].is_null());
+        assert!(schemas["JobOptions"]["properties"]["executor"]["enum"].is_null());
+    }
+
+    /// What each built-in task's args schema gives as an example, the task takes.
+    #[test]
+    fn every_builtin_task_states_its_args_and_takes_their_examples() {
+        let (registry, _) = builtin_daemon();
+        for task in registry.names() {
+            let schema = registry.args_schema(task);
+            let Some(schema) = schema else {
+                panic!("{task} states no args schema");
+            };
+            let examples = schema["examples"].as_array().cloned().unwrap_or_default();
+            assert!(!examples.is_empty(), "{task}: no example");
+            let Some(checker) = registry.get(task) else {
+                panic!("{task} is not registered");
+            };
+            for example in examples {
+                assert!(
+                    checker.check_args(&example).is_ok(),
+                    "{task}: {example} is refused"
+                );
+            }
+        }
+    }
+
     #[test]
     fn every_served_route_is_documented_and_every_documented_one_served() {
-        let document = document();
+        let document = document(&Served::default());
         let served = super::super::routes().table;
         for (verb, path) in &served {
             assert!(

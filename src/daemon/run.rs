@@ -249,6 +249,7 @@ async fn start_api(
         ui: config.api.ui,
         allowed_hosts: allowed_hosts(&config.api),
         max_event_streams: config.api.max_event_streams,
+        executors: Some(config.executors.keys().cloned().collect()),
         ..ApiSettings::default()
     };
     let address = config.api.listen;

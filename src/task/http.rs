@@ -122,6 +122,12 @@ impl Task for HttpTask {
         HttpArgs::parse(args).map(drop)
     }
 
+    /// What [`HttpArgs::parse`] takes (the API refuses some addresses besides: see
+    /// `outbound.rs`).
+    fn args_schema(&self) -> Option<Value> {
+        Some(args_schema())
+    }
+
     async fn run(&self, run: TaskRun) -> Result<String, TaskFailure> {
         let args = HttpArgs::parse(&run.args).map_err(TaskFailure::new)?;
         let (client, policy) = if run.from_config {
@@ -162,6 +168,33 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Room left for the status line and the cut marker within [`MAX_OUTPUT_BYTES`].
 const OUTPUT_ROOM: usize = 512;
+
+/// The JSON Schema of [`HttpArgs::parse`]'s input (see [`Task::args_schema`]).
+fn args_schema() -> Value {
+    // RFC 9110 token characters, for methods and header names.
+    let token = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+    let status = serde_json::json!({"oneOf": [
+        {"type": "integer", "minimum": 100, "maximum": 599},
+        {"type": "string", "pattern": "^ *([1-5][0-9][0-9]|[1-5][xX][xX]) *$"}]});
+    serde_json::json!({
+        "type": "object", "required": ["url"], "additionalProperties": false,
+        "description": "One HTTP request; the run fails on a status outside expect_status (default 2xx).",
+        "properties": {
+            "url": {"type": "string", "pattern": r"^ *[hH][tT][tT][pP][sS]?://[A-Za-z0-9.-]+(:[0-9]{1,4})?(/[A-Za-z0-9._~/-]*)? *$",
+                    "description": "An http:// or https:// URL. Addresses no job added through the API may reach (loopback, link-local, ...) are refused.",
+                    "examples": ["https://example.com/health"]},
+            "method": {"type": ["string", "null"], "pattern": token, "examples": ["POST"]},
+            "headers": {"type": ["object", "null"], "propertyNames": {"pattern": token},
+                        "additionalProperties": {"type": "string", "pattern": r"^[^\u0000-\u0008\u000a-\u001f\u007f]*$"}},
+            "body": {"description": "A string is sent as it is; other JSON as JSON."},
+            "timeout": super::args::duration_arg_schema("Give up after this long (default 30s)."),
+            "expect_status": {"description": "A status (200), a list of them ([200, 204]) or a class (\"2xx\").",
+                              "anyOf": [{"type": "null"}, status.clone(),
+                                        {"type": "array", "minItems": 1, "items": status}]},
+        },
+        "examples": [{"url": "https://example.com/health"}],
+    })
+}
 
 /// The checked args of an `http` job.
 #[derive(Clone, Debug)]

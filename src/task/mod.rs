@@ -18,6 +18,7 @@
 //!   repeated (docs/semantics.md, "Delivery").
 
 mod args;
+pub(crate) use self::args::{DURATION_PATTERN, MAX_SCHEMA_SECONDS};
 pub mod command;
 pub mod env_args;
 pub mod http;
@@ -104,6 +105,17 @@ pub trait Task: Send + Sync + 'static {
     /// Checks a job's args when the job is added; the error says what is wrong.
     fn check_args(&self, _args: &serde_json::Value) -> Result<(), String> {
         Ok(())
+    }
+
+    /// The JSON Schema of the args [`Task::check_args`] takes, where the task can state
+    /// it: the API's OpenAPI document describes each task's args with it, so that
+    /// clients and schema-driven tools send what is taken. What its keywords state
+    /// must hold for everything `check_args` takes; rules between fields (one of two
+    /// keys, say) go in its description, since client generators cannot model
+    /// `oneOf`/`not` over an object's keys. `None`: any JSON, as far as the document
+    /// can tell.
+    fn args_schema(&self) -> Option<serde_json::Value> {
+        None
     }
 
     /// Runs once; `Ok` carries the output to keep in the run history.
@@ -402,6 +414,12 @@ impl TaskRegistry {
             inner,
             allowed: Arc::clone(&self.env_allow),
         }))
+    }
+
+    /// The JSON Schema of the args of the task registered under `name`, if it states
+    /// one ([`Task::args_schema`]).
+    pub fn args_schema(&self, name: &str) -> Option<serde_json::Value> {
+        self.tasks.get(name).and_then(|task| task.args_schema())
     }
 
     /// The registered names, sorted.

@@ -220,6 +220,19 @@ impl Task for CancelOrderTask {
         order_id(args).map(drop)
     }
 
+    /// What [`order_id`] takes: `{"order_id": N}`, a whole number or a non-empty string.
+    fn args_schema(&self) -> Option<Value> {
+        Some(serde_json::json!({
+            "type": "object", "required": ["order_id"], "additionalProperties": false,
+            "description": "The order to cancel if it is still unpaid.",
+            "properties": {"order_id": {
+                "type": ["integer", "string"], "minimum": i64::MIN, "maximum": i64::MAX,
+                "minLength": 1, "description": "The order's id: a whole number or a non-empty string.",
+                "examples": [42, "A-42"]}},
+            "examples": [{"order_id": 42}],
+        }))
+    }
+
     /// An order left unpaid because its cancel ran while the shop's database restarted
     /// must still be cancelled: ten attempts, waits growing from 5 s to 5 min (full
     /// jitter), about ten minutes in all on average. Safe: the cancel is one

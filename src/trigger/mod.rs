@@ -250,6 +250,20 @@ impl Trigger {
     }
 }
 
+/// The last instant a trigger fires at: the end of the year 9999, the last that
+/// RFC 3339 (the API's times, the stores' text) and APScheduler's `datetime` can
+/// write. A schedule is over after it (docs/semantics.md, "Triggers").
+pub(crate) const LAST_FIRE_TIME: DateTime<Utc> =
+    match DateTime::from_timestamp(253_402_300_799, 999_999_000) {
+        Some(last) => last,
+        None => DateTime::<Utc>::MAX_UTC,
+    };
+
+/// Whether `time` is a fire time a trigger may give: not after [`LAST_FIRE_TIME`].
+fn writable(time: &DateTime<Utc>) -> bool {
+    *time <= LAST_FIRE_TIME
+}
+
 impl Trigger {
     /// Checks and compiles `spec`; relative and missing values are resolved with `context`.
     pub fn new(spec: TriggerSpec, context: &TriggerContext) -> Result<Trigger, TriggerError> {
@@ -300,7 +314,9 @@ impl Trigger {
         };
         match (run_date, previous_fire_time) {
             // A date trigger fires once: after any previous fire time it is finished.
-            (Some(run_date), previous) => Ok(previous.is_none().then_some(run_date)),
+            (Some(run_date), previous) => {
+                Ok(previous.is_none().then_some(run_date).filter(writable))
+            }
             (None, Some(previous)) => match previous.checked_add_signed(TimeDelta::microseconds(1))
             {
                 Some(after) => self.first_fire_within(after, budget),
@@ -369,7 +385,7 @@ impl Trigger {
             Repr::Shared(inner) => inner,
         };
         budget.charge()?;
-        Ok(match &inner.schedule {
+        let first = match &inner.schedule {
             Schedule::Date(run_date) => (*run_date >= instant).then_some(*run_date),
             Schedule::Interval(trigger) => trigger.first_fire_at_or_after(instant),
             Schedule::Cron(trigger) => trigger.first_fire_at_or_after(instant),
@@ -378,7 +394,8 @@ impl Trigger {
                 return combining::all_agree_at_or_after(triggers, instant, budget)
             }
             Schedule::Or(triggers) => return combining::any_at_or_after(triggers, instant, budget),
-        })
+        };
+        Ok(first.filter(writable))
     }
 
     /// The zone the trigger computes and shows its times in.
@@ -480,5 +497,55 @@ impl Iterator for FireTimes<'_> {
         self.previous = next;
         self.done = next.is_none();
         next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trigger(spec: serde_json::Value, now: DateTime<Utc>) -> Trigger {
+        let spec: TriggerSpec = serde_json::from_value(spec).expect("a trigger spec");
+        Trigger::new(spec, &TriggerContext::new(now)).expect("a trigger")
+    }
+
+    /// The API wrote `+14260-04-08T04:40:40Z` for an interval of 6,116 years, which is
+    /// no RFC 3339 time: a schedule ends at the year 9999 instead (as a date trigger's
+    /// run date already must be before the year 10000).
+    #[test]
+    fn no_trigger_fires_after_the_year_9999() {
+        let now = DateTime::from_timestamp(1_796_578_000, 0).expect("an instant");
+        let interval = trigger(
+            serde_json::json!({"type": "interval", "seconds": 193_023_408_715_u64}),
+            now,
+        );
+        let times = interval.try_fire_times(now, 10, None).expect("fire times");
+        assert_eq!(times.len(), 1, "{times:?}");
+        assert!(times.iter().all(|time| *time <= LAST_FIRE_TIME));
+        let calendar = trigger(
+            serde_json::json!({"type": "calendarinterval", "years": 753_231}),
+            now,
+        );
+        // Its first step (from today's midnight, passed) lands in the year 755257.
+        let times = calendar.try_fire_times(now, 3, None).expect("fire times");
+        assert!(times.is_empty(), "{times:?}");
+        let either = trigger(
+            serde_json::json!({"type": "or", "triggers": [
+                {"type": "interval", "seconds": 193_023_408_715_u64},
+                {"type": "calendarinterval", "years": 753_231}]}),
+            now,
+        );
+        assert_eq!(
+            either
+                .try_fire_times(now, 10, None)
+                .map(|times| times.len()),
+            Ok(1)
+        );
+        // The last writable instant itself still fires.
+        let last = trigger(
+            serde_json::json!({"type": "date", "run_date": "9999-12-31T23:59:59Z"}),
+            now,
+        );
+        assert!(last.next_fire_time(None, now).is_some());
     }
 }

@@ -27,6 +27,7 @@ from client.models import (
     JobChanges,
     JobOptions,
     NewJob,
+    NewJobArgs,
 )
 
 
@@ -50,13 +51,15 @@ def main(base_url):
     state = health.sync(client=api)
     expect(state is not None and not isinstance(state, Error), "health answers in its schema")
 
+    # The daemon allows one task, `command`: the document's NewJob is that task's job,
+    # with its args as a model of their own (the document states each task's args).
     job_id = f"generated-{uuid.uuid4().hex[:8]}"
     due = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
     added = add_job.sync(
         client=api,
         body=NewJob(
             task="command",
-            args={"argv": ["true"]},
+            args=NewJobArgs(argv=["true"]),
             trigger=DateTrigger(type_="date", run_date=due.isoformat()),
             id=job_id,
             options=JobOptions(max_instances=1, misfire_grace_time="30s"),
@@ -77,7 +80,7 @@ def main(base_url):
         client=api,
         body=NewJob(
             task="command",
-            args={"argv": ["true"]},
+            args=NewJobArgs(argv=["true"]),
             trigger=IntervalTrigger(type_="interval", minutes=30),
             id=f"{job_id}-every",
         ),

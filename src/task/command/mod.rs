@@ -69,6 +69,11 @@ impl Task for CommandTask {
         CommandArgs::parse(args).map(drop)
     }
 
+    /// What [`CommandArgs::parse`] takes: `argv`, or `shell: true` with `command`.
+    fn args_schema(&self) -> Option<Value> {
+        Some(args_schema())
+    }
+
     async fn run(&self, run: TaskRun) -> Result<String, TaskFailure> {
         let args = CommandArgs::parse(&run.args).map_err(TaskFailure::new)?;
         run_program(&args, &run).await
@@ -85,6 +90,32 @@ const KEYS: &[&str] = &[
     "cwd",
     "timeout",
 ];
+
+/// The JSON Schema of [`CommandArgs::parse`]'s input (see [`Task::args_schema`]).
+fn args_schema() -> Value {
+    // No NUL in what becomes a C string; `env` names without `=`.
+    let no_nul = r"^[^\u0000]*$";
+    let flag = serde_json::json!({"type": ["boolean", "null"]});
+    serde_json::json!({
+        "type": "object", "additionalProperties": false,
+        "description": "A program run directly (argv), or a command line run with /bin/sh -c (shell: true and command, without argv); inherit_env and clear_env not both true.",
+        "properties": {
+            "argv": {"type": "array", "minItems": 1, "description": "The program and its arguments.",
+                     "prefixItems": [{"type": "string", "minLength": 1, "pattern": no_nul}],
+                     "items": {"type": "string", "pattern": no_nul}, "examples": [["echo", "hello"]]},
+            "shell": {"type": ["boolean", "null"], "description": "Run command with /bin/sh -c."},
+            "command": {"type": "string", "pattern": r"^[^\u0000]*[^\u0000\s][^\u0000]*$",
+                        "description": "The command line, with shell: true."},
+            "env": {"type": ["object", "null"], "description": "Variables to set.",
+                    "propertyNames": {"pattern": r"^[^=\u0000]+$"},
+                    "additionalProperties": {"type": "string"}},
+            "inherit_env": flag.clone(), "clear_env": flag,
+            "cwd": {"type": ["string", "null"], "minLength": 1, "pattern": no_nul},
+            "timeout": super::args::duration_arg_schema("Kill the program after this long."),
+        },
+        "examples": [{"argv": ["echo", "hello"]}],
+    })
+}
 
 /// How long output is still read after the program exited, for what its background
 /// children may still hold open.

@@ -299,6 +299,15 @@ impl Task for StatsTask {
         }
     }
 
+    /// No args: null (or none at all) or `{}`, as [`Task::check_args`] takes.
+    fn args_schema(&self) -> Option<Value> {
+        Some(serde_json::json!({
+            "type": ["object", "null"], "additionalProperties": false, "properties": {},
+            "description": "None: the database, Redis and counters are set in [tasks.stats] of config.toml.",
+            "examples": [{}],
+        }))
+    }
+
     /// A nightly correction that failed (the database or Redis away for a moment) is
     /// worth doing again before morning: three attempts, waits from 1 min to 10 min.
     /// Safe: each counter's key is replaced whole.

@@ -1,0 +1,242 @@
+//! The arguments of `kairos jobs` (where the daemon is, each subcommand and its
+//! flags) and the parsers clap calls for the values it cannot read itself.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+/// How `kairos jobs` and `kairos runs` reach the API and print its answers.
+#[derive(Args)]
+pub(super) struct Connection {
+    /// The daemon's config file, read for [api] listen and token when KAIROS_URL or
+    /// KAIROS_TOKEN is unset [default: ./config.toml, if it exists].
+    #[arg(short, long, global = true, value_name = "FILE")]
+    pub(super) config: Option<PathBuf>,
+    /// Print the API's JSON as it is, for scripts.
+    #[arg(long, global = true)]
+    pub(super) json: bool,
+}
+
+#[derive(Subcommand)]
+pub(super) enum JobsCommand {
+    /// List jobs: ID, NAME, TASK, TRIGGER, NEXT RUN, STATE.
+    ///
+    /// Without options, every job. Any filter or paging option asks the API for one
+    /// page (50 jobs unless -n says otherwise); when there are more, the command that
+    /// shows the next page is printed to stderr.
+    ///
+    /// Examples:
+    ///   kairos jobs list --state failed
+    ///   kairos jobs list --task orders.cancel -n 100
+    ///   kairos jobs list --task orders.cancel -n 100 --cursor CURSOR
+    #[command(verbatim_doc_comment)]
+    List(Box<ListJobs>),
+    /// Show everything about one job.
+    Show {
+        /// The job's id.
+        id: String,
+    },
+    /// Add a job; the trigger is given in the words `kairos next` takes.
+    ///
+    /// Examples:
+    ///   kairos jobs add --id order-cancel-42 --task orders.cancel --args '{"order_id":42}' date delay=30m
+    ///   kairos jobs add --id report --task http --args '{"url":"http://localhost/r"}' cron hour=3 timezone=Europe/Berlin
+    #[command(verbatim_doc_comment)]
+    Add(Box<AddJob>),
+    /// Pause a job: it keeps its place but does not run until resumed.
+    Pause {
+        /// The job's id.
+        id: String,
+    },
+    /// Resume a paused job from its trigger's next fire time.
+    Resume {
+        /// The job's id.
+        id: String,
+    },
+    /// Remove a job; its run history stays.
+    Remove {
+        /// The job's id.
+        id: String,
+    },
+    /// Give a job a new trigger, in the words `kairos next` takes.
+    ///
+    /// Example: kairos jobs reschedule nightly cron hour=4 minute=15
+    Reschedule {
+        /// The job's id.
+        id: String,
+        /// cron, crontab, interval, date or calendarinterval.
+        kind: String,
+        /// field=value words with APScheduler's names; a crontab line comes first.
+        words: Vec<String>,
+    },
+    /// Run a job once now, outside its schedule (its next run time stays).
+    ///
+    /// The job's max_instances and overlap apply: the run may be skipped, wait for a
+    /// running run to end, or replace the oldest one.
+    Run {
+        /// The job's id.
+        id: String,
+        /// Start the run whatever max_instances and overlap say.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Why a job's next run is when it is, and what became of its recent times.
+    Explain {
+        /// The job's id.
+        id: String,
+    },
+    /// Run a recurring job's fire times in a range now, each once (at most 1,000).
+    ///
+    /// Example: kairos jobs backfill nightly --from 2026-12-01T00:00:00Z --to 2026-12-02T00:00:00Z
+    Backfill {
+        /// The job's id.
+        id: String,
+        /// The first fire time to run, RFC 3339 (included).
+        #[arg(long, value_parser = parse_instant)]
+        from: chrono::DateTime<chrono::Utc>,
+        /// The last fire time to run, RFC 3339 (included).
+        #[arg(long, value_parser = parse_instant)]
+        to: chrono::DateTime<chrono::Utc>,
+    },
+    /// Make the daemon read its config files again, as SIGHUP does.
+    Reload {
+        /// Apply the files even if their content was superseded by a newer config
+        /// generation in the job store: the explicit rollback.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `kairos jobs list`: the filters and paging of `GET /api/v1/jobs`.
+#[derive(Args)]
+pub(super) struct ListJobs {
+    /// Only the jobs in this state: scheduled, paused, failed (one-off jobs kept
+    /// after their attempts failed; `kairos jobs run ID` runs one again) or broken
+    /// (jobs whose trigger cannot be evaluated).
+    #[arg(long, value_parser = ["scheduled", "paused", "failed", "broken"])]
+    pub(super) state: Option<String>,
+    /// Only the jobs of this task.
+    #[arg(long)]
+    pub(super) task: Option<String>,
+    /// Only the jobs in this job store.
+    #[arg(long)]
+    pub(super) jobstore: Option<String>,
+    /// Only the jobs with this text in their id or name (ignoring case).
+    #[arg(short = 'q', long = "search", value_name = "TEXT")]
+    pub(super) search: Option<String>,
+    /// How many jobs in the page, 1 to 1000 (the API's default: 50).
+    #[arg(short = 'n', long, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub(super) limit: Option<u16>,
+    /// Skip this many matching jobs.
+    #[arg(long, conflicts_with = "cursor")]
+    pub(super) offset: Option<usize>,
+    /// Go on from the page that printed this cursor (its `next_cursor`).
+    #[arg(long)]
+    pub(super) cursor: Option<String>,
+}
+
+/// `kairos jobs add`.
+#[derive(Args)]
+pub(super) struct AddJob {
+    /// The job's id [default: made up by the daemon].
+    #[arg(long)]
+    pub(super) id: Option<String>,
+    /// The task to run, by its registered name.
+    #[arg(long)]
+    pub(super) task: String,
+    /// The task's arguments, as JSON.
+    #[arg(long, value_name = "JSON")]
+    pub(super) args: Option<String>,
+    /// A name for people [default: the id].
+    #[arg(long)]
+    pub(super) name: Option<String>,
+    /// The executor that runs it [default: the daemon's].
+    #[arg(long)]
+    pub(super) executor: Option<String>,
+    /// How late a run may start and still run ("30s", "1h"); later runs are missed.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(super) misfire_grace_time: Option<Duration>,
+    /// How many runs of the job may go at once.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(super) max_instances: Option<u32>,
+    /// What a run due while max_instances runs go does: skip, queue (wait for one to
+    /// end; one waits at most) or replace (stop the oldest) [default: the daemon's].
+    #[arg(long, value_name = "POLICY", value_parser = parse_overlap)]
+    pub(super) overlap: Option<kairos::job::Overlap>,
+    /// Try failed runs again: max_attempts=N[,initial_delay=1s][,multiplier=2][,max_delay=5m]
+    /// [default: the task's, else the daemon's job defaults].
+    #[arg(long, value_name = "FIELD=VALUE,...", value_parser = parse_retry)]
+    pub(super) retry: Option<kairos::job::RetryPolicy>,
+    /// The dead-man's switch: raise an `overdue` alert when the job has not succeeded
+    /// for this long ("25h") [default: the daemon's job defaults].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(super) expect_success_within: Option<Duration>,
+    /// Run overdue runs as one [default: the daemon's].
+    #[arg(long, overrides_with = "no_coalesce")]
+    pub(super) coalesce: bool,
+    /// Run every overdue run.
+    #[arg(long, overrides_with = "coalesce")]
+    pub(super) no_coalesce: bool,
+    /// Add the job paused.
+    #[arg(long)]
+    pub(super) paused: bool,
+    /// Replace a job with the same id instead of failing.
+    #[arg(long)]
+    pub(super) replace_existing: bool,
+    /// Send this Idempotency-Key, so a retried add never makes two jobs.
+    #[arg(long, value_name = "KEY")]
+    pub(super) idempotency_key: Option<String>,
+    /// cron, crontab, interval, date or calendarinterval.
+    pub(super) kind: String,
+    /// field=value words with APScheduler's names; a crontab line comes first.
+    pub(super) words: Vec<String>,
+}
+
+/// An RFC 3339 instant (`2026-12-01T03:00:00+08:00`), in UTC.
+pub(super) fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|instant| instant.to_utc())
+        .map_err(|error| format!("{text:?} is not an RFC 3339 date-time: {error}"))
+}
+
+/// `--overlap queue`: one of the policies, or an error naming them.
+pub(super) fn parse_overlap(text: &str) -> Result<kairos::job::Overlap, String> {
+    text.parse()
+}
+
+/// `--retry max_attempts=5,initial_delay=1s`: the fields of a retry policy, checked.
+pub(super) fn parse_retry(text: &str) -> Result<kairos::job::RetryPolicy, String> {
+    let mut fields = serde_json::Map::new();
+    for pair in text
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+    {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{pair:?} is not FIELD=VALUE"))?;
+        let value = match key.trim() {
+            "max_attempts" => value
+                .trim()
+                .parse::<u32>()
+                .map(serde_json::Value::from)
+                .map_err(|_| format!("max_attempts: {value:?} is not a whole number"))?,
+            "multiplier" => value
+                .trim()
+                .parse::<f64>()
+                .map(serde_json::Value::from)
+                .map_err(|_| format!("multiplier: {value:?} is not a number"))?,
+            _ => serde_json::Value::from(value.trim()),
+        };
+        fields.insert(key.trim().to_owned(), value);
+    }
+    let policy: kairos::job::RetryPolicy =
+        serde_json::from_value(serde_json::Value::Object(fields)).map_err(|error| {
+            format!("{error} (fields: max_attempts, initial_delay, multiplier, max_delay)")
+        })?;
+    policy
+        .check()
+        .map_err(|(field, reason)| format!("{field}: {reason}"))?;
+    Ok(policy)
+}
