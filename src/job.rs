@@ -508,6 +508,10 @@ impl SuccessWatch {
     /// about once a minute; it is not a timeout.
     pub const MIN_WITHIN: Duration = Duration::from_secs(60);
 
+    /// The longest `within`: 100 years (of 365.25 days), so that the deadline it sets
+    /// stays within the years RFC 3339 can write (docs/alerts.md).
+    pub const MAX_WITHIN: Duration = Duration::from_secs(100 * 31_557_600);
+
     /// When the job is overdue if its last success (if any) was at `last_success`.
     pub fn deadline(&self, last_success: Option<DateTime<Utc>>) -> DateTime<Utc> {
         let start = last_success.map_or(self.since, |success| success.max(self.since));

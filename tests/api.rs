@@ -2104,3 +2104,34 @@ async fn the_failed_and_broken_filters_list_only_their_own() {
     let (second, _) = list("/api/v1/jobs?limit=1&offset=1&state=failed").await;
     assert_eq!(second, ["failed-2"]);
 }
+
+/// An `expect_success_within` so long that its deadline could not be written as a date
+/// (past the year 9999) is refused, naming the field and the longest allowed, and
+/// nothing is stored; 100 years is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expect_success_within_past_the_last_writable_date_is_refused() {
+    let api = Api::open();
+    let job = |id: &str, within: &str| {
+        json!({"id": id, "task": "record",
+               "trigger": {"type": "cron", "minute": 30},
+               "options": {"expect_success_within": within}})
+    };
+    let refused = api.post("/api/v1/jobs", job("forever", "9000years")).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.json
+    );
+    let message = refused.json.to_string();
+    assert!(
+        message.contains("expect_success_within") && message.contains("100years"),
+        "{message}"
+    );
+    assert_eq!(
+        api.get("/api/v1/jobs/forever").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let taken = api.post("/api/v1/jobs", job("century", "100years")).await;
+    assert_eq!(taken.status, StatusCode::CREATED, "{}", taken.json);
+}

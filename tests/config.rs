@@ -1023,6 +1023,13 @@ task = "command"
 args = { argv = ["true"] }
 trigger = { type = "cron", hour = 4 }
 expect_success_within = "whenever"
+
+[[jobs]]
+id = "millennial"
+task = "command"
+args = { argv = ["true"] }
+trigger = { type = "cron", hour = 5 }
+expect_success_within = "1000years"
 "#,
     )]);
     let errors = config.errors();
@@ -1039,6 +1046,7 @@ expect_success_within = "whenever"
         "alerts.webhooks[2].retries: unknown key",
         "jobs[0].expect_success_within: must be at least 1m",
         "jobs[1].expect_success_within: ",
+        "jobs[2].expect_success_within: must be at most 100years",
     ] {
         assert!(
             errors.iter().any(|line| line.contains(key)),

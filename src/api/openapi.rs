@@ -629,12 +629,12 @@ fn one_of_names(names: &[String], description: &str) -> Value {
 /// The pattern of an `expect_success_within` given as text: a duration of at least a
 /// minute (its first part in minutes or more, or 60 seconds or more), and of at most
 /// some decades, so that the deadline it sets stays within the years RFC 3339 can
-/// write (what is longer is taken, but no schema-driven tool should be led to it).
+/// write (the API refuses more than [`MAX_WITHIN_SECONDS`]).
 const WITHIN_PATTERN: &str = r"^ *((6[0-9]|[7-9][0-9]|[1-9][0-9]{2,8})(\.[0-9]{1,9})?|[1-9][0-9]{0,2}(m|h|d|w)( ?[0-9]{1,3}(s|m|h|d|w))*) *$";
 
 /// The most seconds the document states for `expect_success_within` as a number:
-/// 100 years, for the reason in [`WITHIN_PATTERN`].
-const MAX_WITHIN_SECONDS: u64 = 100 * 31_557_600;
+/// [`SuccessWatch::MAX_WITHIN`](crate::job::SuccessWatch::MAX_WITHIN), which the API refuses beyond.
+const MAX_WITHIN_SECONDS: u64 = crate::job::SuccessWatch::MAX_WITHIN.as_secs();
 
 fn schemas(served: &Served) -> Value {
     // Examples are what schema-driven tools (and readers) start from: each one is

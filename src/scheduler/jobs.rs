@@ -803,6 +803,16 @@ fn check_expect_success_within(
             ),
         });
     }
+    if within > crate::job::SuccessWatch::MAX_WITHIN {
+        return Err(SchedulerError::InvalidOption {
+            field: "expect_success_within",
+            reason: format!(
+                "must be at most {} (a deadline later than that is not a date), not {}",
+                humantime::format_duration(crate::job::SuccessWatch::MAX_WITHIN),
+                humantime::format_duration(within)
+            ),
+        });
+    }
     Ok(crate::job::SuccessWatch { within, since: now })
 }
 

@@ -181,8 +181,8 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             match deadline {
                 // With a fire-ahead window the loop takes jobs that long before they
                 // are due, and their executor starts them on time: waking a millisecond
-                // late costs nothing, and spinning through the last millisecond before
-                // each of a stream of one-off jobs kept a core busy (BENCHMARKS.md, burst).
+                // late costs nothing, and tokio's timer wakes the loop without a hop
+                // through the clock's timer thread (`clock::precise`).
                 Some(deadline) if inner.fire_ahead >= COARSE_WAKE_MIN_FIRE_AHEAD => {
                     inner.clock.sleep_until_coarse(deadline).await
                 }

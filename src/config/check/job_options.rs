@@ -139,7 +139,8 @@ pub(crate) fn check_retry(
     }
 }
 
-/// `expect_success_within`: at least [`SuccessWatch::MIN_WITHIN`](crate::job::SuccessWatch::MIN_WITHIN).
+/// `expect_success_within`: at least [`SuccessWatch::MIN_WITHIN`](crate::job::SuccessWatch::MIN_WITHIN)
+/// and at most [`SuccessWatch::MAX_WITHIN`](crate::job::SuccessWatch::MAX_WITHIN).
 pub(crate) fn check_expect_success_within(
     source: &Source,
     within: &Spanned<HumaneDuration>,
@@ -156,6 +157,20 @@ pub(crate) fn check_expect_success_within(
             format!(
                 "must be at least {} (the dead-man's switch is checked about once a minute), not {}",
                 humantime::format_duration(shortest),
+                humantime::format_duration(duration)
+            ),
+        ));
+        return None;
+    }
+    let longest = crate::job::SuccessWatch::MAX_WITHIN;
+    if duration > longest {
+        errors.push(invalid(
+            source,
+            within,
+            key,
+            format!(
+                "must be at most {} (a deadline later than that is not a date), not {}",
+                humantime::format_duration(longest),
                 humantime::format_duration(duration)
             ),
         ));
