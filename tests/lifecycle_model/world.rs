@@ -12,7 +12,7 @@ use kairos::history::RunRecord;
 use kairos::job::{JobChanges, JobOptions, JobSpec};
 use kairos::scheduler::{Membership, Scheduler};
 use kairos::store::memory::MemoryStore;
-use kairos::store::{JobStore, OpenOptions};
+use kairos::store::JobStore;
 use kairos::trigger::TriggerSpec;
 
 use super::scenario::{job_id, Ms, Op, OpKind, Scenario, StoreKind, Trig};
@@ -364,7 +364,15 @@ async fn open_store(kind: StoreKind, dir: &std::path::Path) -> Arc<dyn JobStore>
         StoreKind::Sqlite => {
             std::fs::create_dir_all(dir).unwrap_or_else(|error| panic!("{error}"));
             let url = format!("sqlite://{}", dir.join("kairos.db").display());
-            kairos::store::open(&url, &OpenOptions::default())
+            // The pool's waits are on tokio's timer, which the scenario pauses and which
+            // jumps ahead while the runtime idles, as it does while SQLite's own thread
+            // opens a connection on a loaded machine: a wait that never ends in simulated
+            // time keeps a slow connection from failing the scenario as an outage.
+            let options = kairos::store::sql::SqlOptions {
+                acquire_timeout: std::time::Duration::from_secs(365 * 24 * 3600),
+                ..kairos::store::sql::SqlOptions::default()
+            };
+            kairos::store::sql::connect(&url, options)
                 .await
                 .unwrap_or_else(|error| panic!("{url}: {error}"))
         }
