@@ -1067,15 +1067,21 @@ async fn flush_deferred(inner: &Inner, until: Option<DateTime<Utc>>) -> Option<D
         let mut due = Vec::new();
         for (name, deferred) in &mut mutable.deferred_releases {
             // Taken out in place: the loop passes here often while ten thousand runs of
-            // one instant look at their jobs, and those not due stay where they are.
-            let now_due: Vec<Release> = deferred
-                .extract_if(.., |entry| {
-                    until.is_none_or(|until| {
-                        entry.at <= until && !entry.awaits_check(&mutable.run_stores)
-                    })
-                })
-                .map(|entry| entry.release)
-                .collect();
+            // one instant look at their jobs, and those not due stay where they are
+            // (their order does not matter: each is looked at on every pass).
+            let mut now_due: Vec<Release> = Vec::new();
+            let mut index = 0;
+            while index < deferred.len() {
+                let entry = &deferred[index];
+                let due_now = until.is_none_or(|until| {
+                    entry.at <= until && !entry.awaits_check(&mutable.run_stores)
+                });
+                if due_now {
+                    now_due.push(deferred.swap_remove(index).release);
+                } else {
+                    index += 1;
+                }
+            }
             if !now_due.is_empty() {
                 due.push((name.clone(), now_due));
             }
