@@ -1144,14 +1144,14 @@ fn a_modify_while_a_retry_runs_does_not_run_that_attempt_again() {
 }
 
 /// A run waiting for a slot (`overlap = "queue"`) on one node, whose job is removed
-/// through another, must learn of it from the store and not start. It claims first and
-/// reads the job only when the claim is refused, so once the last running run ends the
-/// removed job's freed slot is granted and the run starts after the removal answered.
-/// Reading the job before the claim would drop, as removed, a run now of a one-off job
-/// whose own run ended (and removed the job) while it waited: the two are not told
-/// apart yet (`RunStart::wait_for_slot`).
+/// through another, must learn of it from the store and not start. It claims first, so
+/// once the last running run ends the removed job's freed slot is granted to it: it used
+/// to start then, after the removal answered. It now reads its job once the claim is
+/// granted, and gives the slot back if the job is gone or was paused. Reading the job
+/// before the claim instead dropped, as removed, a run now of a one-off job whose own run
+/// ended (and removed the job) while it waited; that one is told apart by the node that
+/// removes the finished job (`RunStart::wait_for_slot`).
 #[test]
-#[ignore = "known bug: a run waiting for a slot (overlap = queue) starts after its job was removed through another node; reading the job before the claim fixes it but then drops a run now of a one-off job whose own run ended meanwhile (docs/lifecycle-checker.md)"]
 fn a_run_waiting_for_a_slot_does_not_start_after_its_job_is_removed_through_another_node() {
     let mut def = job(every(1, 300), 1, 1_261);
     def.overlap = scenario::Overlap::Queue;
@@ -1170,11 +1170,11 @@ fn a_run_waiting_for_a_slot_does_not_start_after_its_job_is_removed_through_anot
 
 /// `max_instances` raised from 1 to 2 while a run of a job that queues goes and another
 /// waits: the times that come meanwhile are planned with the new limit, under which a
-/// slot is free, yet they are sent to the wait before any claim and skipped as "another
-/// run of this job was already waiting", while the waiting run keeps claiming under the
-/// limit it was planned with (`RunStart::claim_slot`).
+/// slot is free. They used to be sent to the wait before any claim and skipped as
+/// "another run of this job was already waiting", while the waiting run kept claiming
+/// under the limit it was planned with. A run planned under a higher limit than the
+/// waiting run's now claims first (`RunStart::claim_slot`).
 #[test]
-#[ignore = "known bug: with a raised max_instances, runs of a queue job are skipped behind a waiting run while a slot is free (docs/lifecycle-checker.md)"]
 fn a_raised_limit_is_not_kept_from_runs_due_while_another_waits() {
     let mut def = job(every(1, 0), 1, 3_261);
     def.overlap = scenario::Overlap::Queue;
@@ -1201,12 +1201,10 @@ fn a_raised_limit_is_not_kept_from_runs_due_while_another_waits() {
 }
 
 /// `max_instances` lowered from 3 to 1 while two runs of a job that replaces go: the
-/// next run stops the oldest, which does not make room, and starts only when the other
-/// ends. Whether a replacement stops as many runs as the lowered limit needs is for
-/// docs/lifecycle.md to say; until then the model holds it to "a newer run takes the
-/// stopped one's place".
+/// next run used to stop only the oldest, which did not make room, and started only when
+/// the other ended. A replacement stops as many of the oldest runs on its node as it
+/// takes to get under the limit (docs/lifecycle.md, "When the limit is reached").
 #[test]
-#[ignore = "open: a replacement under a lowered max_instances stops one run, which does not make room (docs/lifecycle-checker.md)"]
 fn a_replacement_under_a_lowered_limit_makes_way_for_the_newer_run() {
     let mut def = job(every(1, 600), 3, 2_661);
     def.overlap = scenario::Overlap::Replace;
