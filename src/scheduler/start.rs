@@ -236,16 +236,17 @@ impl RunStart {
     }
 
     /// `overlap = "queue"` or `"replace"` once the limit refused the slot: the run
-    /// waits for one (a replacement first stops the oldest run of its job on this
-    /// node), at most one per job on this node. See docs/lifecycle.md, "When the limit
+    /// waits for one (a replacement first stops the oldest runs of its job on this
+    /// node, as many as the limit needs), at most one per job on this node. See docs/lifecycle.md, "When the limit
     /// is reached".
     ///
     /// The claim is the store's, so the limit holds across nodes: it is tried again
     /// when a run of this node ends (its record written first, which frees its slot)
     /// or after a back-off that doubles up to [`MAX_SLOT_WAIT`], for runs on other
     /// nodes. The wait ends without a start when the job is paused, rescheduled or
-    /// removed through this node, removed or paused through another, or the scheduler
-    /// stops; each is recorded as skipped with the reason.
+    /// removed through this node, removed or paused through another (read after each
+    /// refused claim, and once a claim is granted: [`RunStart::still_wanted`]), or the
+    /// scheduler stops; each is recorded as skipped with the reason.
     async fn wait_for_slot(&self, inner: &Inner, store: &Arc<dyn JobStore>) -> Result<(), String> {
         let already_waiting = {
             let mut mutable = inner.lock();
