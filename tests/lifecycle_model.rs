@@ -1168,6 +1168,24 @@ fn a_run_waiting_for_a_slot_does_not_start_after_its_job_is_removed_through_anot
     assert_promises_hold(&scenario);
 }
 
+/// A "run now" of a one-off job that replaces, made while the job's own run goes, stops
+/// that run and waits for its slot; the stopped run's end removes the finished job and
+/// frees the slot. The run now must still start: nobody removed the job. A waiting run
+/// that read its job before its claim dropped it as removed (seed 20,193 of the one-node
+/// family with retries and overlap); one that reads it after a granted claim tells the
+/// two apart by the node that removes the finished job (`RunStart::still_wanted`).
+#[test]
+fn a_run_now_replacing_the_run_of_a_one_off_job_starts_when_that_run_ends() {
+    let mut def = job(Trig::At { at: 1_000 }, 1, 2_361);
+    def.overlap = scenario::Overlap::Replace;
+    let scenario = written(
+        1,
+        8_000,
+        vec![(37, 0, OpKind::Add(0, def)), (1_537, 0, OpKind::RunNow(0))],
+    );
+    assert_promises_hold(&scenario);
+}
+
 /// `max_instances` raised from 1 to 2 while a run of a job that queues goes and another
 /// waits: the times that come meanwhile are planned with the new limit, under which a
 /// slot is free. They used to be sent to the wait before any claim and skipped as
