@@ -237,8 +237,8 @@ impl RunStart {
 
     /// `overlap = "queue"` or `"replace"` once the limit refused the slot: the run
     /// waits for one (a replacement first stops the oldest runs of its job on this
-    /// node, as many as the limit needs), at most one per job on this node. See docs/lifecycle.md, "When the limit
-    /// is reached".
+    /// node, as many as the limit needs), at most one per job on this node. See
+    /// docs/lifecycle.md, "When the limit is reached".
     ///
     /// The claim is the store's, so the limit holds across nodes: it is tried again
     /// when a run of this node ends (its record written first, which frees its slot)
@@ -328,24 +328,7 @@ impl RunStart {
                 }
             }
             // A change through another node: this node hears of no run of it ending.
-            match store.get_job(&self.job_id).await {
-                Ok(None) => {
-                    return Err(format!(
-                        "the job was removed while this run waited for a running run of it to \
-                         end (overlap = {})",
-                        self.overlap
-                    ))
-                }
-                Ok(Some(job)) if job.paused => {
-                    return Err(format!(
-                        "the job was paused while this run waited for a running run of it to \
-                         end (overlap = {})",
-                        self.overlap
-                    ))
-                }
-                // A store that cannot answer cannot have taken a change either.
-                Ok(Some(_)) | Err(_) => {}
-            }
+            self.still_wanted(inner, store).await?;
             let now = inner.clock.now();
             let retry_at = now
                 .checked_add_signed(chrono::TimeDelta::from_std(backoff).unwrap_or_default())
@@ -359,8 +342,9 @@ impl RunStart {
         }
     }
 
-    /// After a waiting run's claim was granted: whether its job was removed or paused
-    /// through another node meanwhile. The slot a removed job's last run frees is
+    /// Whether a waiting run's job was removed or paused through another node since it
+    /// was handed over: asked after each refused claim, and once a claim is granted. The
+    /// slot a removed job's last run frees is
     /// granted like any other, so the claim alone does not tell; docs/lifecycle.md
     /// promises that once a removal or pause has answered, through any node, the job
     /// does not start. Read after the claim, not before: a removal answered before the
@@ -373,7 +357,7 @@ impl RunStart {
     async fn still_wanted(&self, inner: &Inner, store: &Arc<dyn JobStore>) -> Result<(), String> {
         let refusal = match store.get_job(&self.job_id).await {
             Ok(None) if !inner.lock().finishing_one_offs.contains(&self.job_id) => "removed",
-            // Paused since it was handed over (a run now of a job paused before runs).
+            // Paused since it was handed over: a run now of a job already paused runs.
             Ok(Some(job)) if job.paused && job.revision != self.acquired_revision => "paused",
             Ok(_) | Err(_) => return Ok(()),
         };
