@@ -73,7 +73,8 @@ impl Scheduler {
             .run_stores
             .values()
             .any(|place| place.job_id == id);
-        let waiting_here = self.inner.has_waiting_run(id);
+        // Any waiting run: every limit is at least 0.
+        let waiting_here = self.inner.has_waiting_run(id, 0);
         Ok(explain(
             &job,
             &history,

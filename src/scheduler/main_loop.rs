@@ -560,32 +560,50 @@ impl Inner {
         self.run_ended.notify_waiters();
     }
 
-    /// Whether a run of `job_id` waits here for an instance slot (`overlap`).
-    pub(crate) fn has_waiting_run(&self, job_id: &str) -> bool {
-        self.lock().waiting_for_slot.contains(job_id)
+    /// Whether a run of `job_id` waits here for an instance slot (`overlap`) that goes
+    /// before a run due now claiming under `max_instances`: one claiming under a limit
+    /// as high or higher. A run planned after `max_instances` was raised claims first,
+    /// since the slots the raise added are ones the waiting run cannot take.
+    pub(crate) fn has_waiting_run(&self, job_id: &str, max_instances: u32) -> bool {
+        self.lock()
+            .waiting_for_slot
+            .get(job_id)
+            .is_some_and(|waiting| *waiting >= max_instances)
     }
 
-    /// Stops the oldest executing run of `job_id` on this node for the run of
-    /// `scheduled_time` (`overlap = "replace"`): its task is cancelled or its process
-    /// group killed, and its record says what replaced it. Whether there was one.
-    pub(crate) fn replace_oldest_run(&self, job_id: &str, scheduled_time: DateTime<Utc>) -> bool {
+    /// Stops the oldest executing runs of `job_id` on this node for the run of
+    /// `scheduled_time` (`overlap = "replace"`): as many as it takes to leave fewer
+    /// than `max_instances` going here, at least one (a `max_instances` lowered while
+    /// they went leaves more than one too many; docs/lifecycle.md, "When the limit is
+    /// reached"). Their tasks are cancelled or process groups killed, and their records
+    /// say what replaced them. Whether there was one.
+    pub(crate) fn replace_oldest_run(
+        &self,
+        job_id: &str,
+        scheduled_time: DateTime<Utc>,
+        max_instances: u32,
+    ) -> bool {
         let mutable = self.lock();
-        let oldest = mutable
+        let mut going: Vec<_> = mutable
             .run_stores
             .values()
             .filter(|place| place.job_id == job_id && !place.stop.is_stopped())
             .filter_map(|place| place.stop.started_at().map(|started| (started, place)))
-            .min_by_key(|(started, _)| *started);
-        match oldest {
-            Some((_, place)) => {
-                place.stop.stop(format!(
-                    "{REPLACED} {} (overlap = replace)",
-                    scheduled_time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-                ));
-                true
-            }
-            None => false,
+            .collect();
+        if going.is_empty() {
+            return false;
         }
+        going.sort_by_key(|(started, _)| *started);
+        let limit = usize::try_from(max_instances).unwrap_or(usize::MAX);
+        let excess = going.len().saturating_sub(limit).saturating_add(1);
+        let reason = format!(
+            "{REPLACED} {} (overlap = replace)",
+            scheduled_time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        );
+        for (_, place) in going.iter().take(excess) {
+            place.stop.stop(reason.clone());
+        }
+        true
     }
 
     /// A run handed over early that its check at its time took back (its job changed
@@ -935,7 +953,8 @@ async fn hand_over_due_runs(
         .iter()
         .map(|due| {
             due.start_at <= now
-                && !(due.job.overlap != Overlap::Skip && inner.has_waiting_run(&due.job.id))
+                && !(due.job.overlap != Overlap::Skip
+                    && inner.has_waiting_run(&due.job.id, due.job.max_instances))
         })
         .collect();
     let claims: Vec<InstanceClaim> = due_runs
@@ -1174,7 +1193,10 @@ pub(crate) async fn submit_runs(
     }
     let limit = if force { u32::MAX } else { job.max_instances };
     // A run of the job already waiting for a slot here goes first (`overlap`).
-    let claimed = if !force && job.overlap != Overlap::Skip && inner.has_waiting_run(&job.id) {
+    let claimed = if !force
+        && job.overlap != Overlap::Skip
+        && inner.has_waiting_run(&job.id, job.max_instances)
+    {
         false
     } else {
         store.claim_instance(&job.id, &inner.id, limit).await?

@@ -438,7 +438,8 @@ impl SchedulerBuilder {
                     backlogged: std::collections::HashSet::new(),
                     unwritten_runs: 0,
                     changed_while_held: std::collections::HashSet::new(),
-                    waiting_for_slot: std::collections::HashSet::new(),
+                    waiting_for_slot: std::collections::HashMap::new(),
+                    finishing_one_offs: std::collections::HashSet::new(),
                     finished_receiver: Some(finished_receiver),
                     flush_receiver: Some(flush_receiver),
                     handles: Vec::new(),
@@ -531,8 +532,13 @@ struct Mutable {
     /// run's end looks at them again (`record::FollowUp::Finished`, a wake-up).
     changed_while_held: std::collections::HashSet<String>,
     /// Jobs with a run of this node waiting for an instance slot (`overlap = "queue"`,
-    /// or a replacement waiting for the run it stopped to end): at most one per job.
-    waiting_for_slot: std::collections::HashSet<String>,
+    /// or a replacement waiting for the run it stopped to end): at most one per job,
+    /// with the `max_instances` it claims under.
+    waiting_for_slot: std::collections::HashMap<String, u32>,
+    /// Jobs with a waiting run (above) that this node's record task is removing as
+    /// finished one-off jobs: the waiting run (a run now) still starts though its job
+    /// is gone, as no removal was answered (`start::RunStart::wait_for_slot`).
+    finishing_one_offs: std::collections::HashSet<String>,
     finished_receiver: Option<mpsc::UnboundedReceiver<RunRecord>>,
     flush_receiver: Option<mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>>,
     handles: Vec<JoinHandle<()>>,

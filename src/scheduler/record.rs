@@ -734,9 +734,26 @@ impl Unwritten {
                 releases.clear();
                 continue;
             };
+            // Told before the job goes: a run now of it waiting for the slot its run
+            // freed must not take the removal for one answered through another node
+            // (`start::RunStart::wait_for_slot`).
+            {
+                let mut mutable = inner.lock();
+                for release in releases.iter().filter(|r| r.next_run_time.is_none()) {
+                    if mutable.waiting_for_slot.contains_key(&release.job_id) {
+                        mutable.finishing_one_offs.insert(release.job_id.clone());
+                    }
+                }
+            }
             match store.release_jobs(&inner.id, releases.clone()).await {
                 Ok(fenced) => {
                     report_fenced(inner, name, &fenced);
+                    if !fenced.is_empty() {
+                        let mut mutable = inner.lock();
+                        for job_id in &fenced {
+                            mutable.finishing_one_offs.remove(job_id);
+                        }
+                    }
                     for release in releases.drain(..) {
                         if fenced.contains(&release.job_id) {
                             continue;

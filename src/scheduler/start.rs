@@ -183,8 +183,11 @@ impl RunStart {
     /// finished runs are written first ([`Inner::flush_finished_runs`]) and the claim
     /// tried again.
     async fn claim_slot(&self, inner: &Inner, store: &Arc<dyn JobStore>) -> Result<(), String> {
-        if self.overlap != Overlap::Skip && inner.has_waiting_run(&self.job_id) {
-            // The run waiting already goes first; this one is refused there.
+        if self.overlap != Overlap::Skip && inner.has_waiting_run(&self.job_id, self.max_instances)
+        {
+            // The run waiting already goes first; this one is refused there. A run
+            // planned under a raised limit claims first: the slots the raise added are
+            // ones the waiting run, claiming under its own limit, cannot take.
             return self.wait_for_slot(inner, store).await;
         }
         let claim = InstanceClaim {
@@ -233,18 +236,30 @@ impl RunStart {
     }
 
     /// `overlap = "queue"` or `"replace"` once the limit refused the slot: the run
-    /// waits for one (a replacement first stops the oldest run of its job on this
-    /// node), at most one per job on this node. See docs/lifecycle.md, "When the limit
-    /// is reached".
+    /// waits for one (a replacement first stops the oldest runs of its job on this
+    /// node, as many as the limit needs), at most one per job on this node. See
+    /// docs/lifecycle.md, "When the limit is reached".
     ///
     /// The claim is the store's, so the limit holds across nodes: it is tried again
     /// when a run of this node ends (its record written first, which frees its slot)
     /// or after a back-off that doubles up to [`MAX_SLOT_WAIT`], for runs on other
     /// nodes. The wait ends without a start when the job is paused, rescheduled or
-    /// removed through this node, removed or paused through another, or the scheduler
-    /// stops; each is recorded as skipped with the reason.
+    /// removed through this node, removed or paused through another (read after each
+    /// refused claim, and once a claim is granted: [`RunStart::still_wanted`]), or the
+    /// scheduler stops; each is recorded as skipped with the reason.
     async fn wait_for_slot(&self, inner: &Inner, store: &Arc<dyn JobStore>) -> Result<(), String> {
-        if !inner.lock().waiting_for_slot.insert(self.job_id.clone()) {
+        let already_waiting = {
+            let mut mutable = inner.lock();
+            if mutable.waiting_for_slot.contains_key(&self.job_id) {
+                true
+            } else {
+                mutable
+                    .waiting_for_slot
+                    .insert(self.job_id.clone(), self.max_instances);
+                false
+            }
+        };
+        if already_waiting {
             inner.emit(Event::JobMaxInstances {
                 job_id: self.job_id.clone(),
                 scheduled_time: self.scheduled_time,
@@ -283,7 +298,8 @@ impl RunStart {
                 ));
             }
             if self.overlap == Overlap::Replace && !replaced {
-                replaced = inner.replace_oldest_run(&self.job_id, self.scheduled_time);
+                replaced =
+                    inner.replace_oldest_run(&self.job_id, self.scheduled_time, self.max_instances);
             }
             // The records of this node's ended runs free their slots when written.
             inner.flush_finished_runs().await;
@@ -300,10 +316,11 @@ impl RunStart {
                 .map(|claimed| claimed.first().copied().unwrap_or(false))
             {
                 Ok(true) => {
+                    // Its record frees the slot, whether it starts or not.
                     if let Some(place) = inner.lock().run_stores.get_mut(&self.last_run_id) {
                         place.frees_instance = true;
                     }
-                    return Ok(());
+                    return self.still_wanted(inner, store).await;
                 }
                 Ok(false) => {}
                 Err(error) => {
@@ -311,24 +328,7 @@ impl RunStart {
                 }
             }
             // A change through another node: this node hears of no run of it ending.
-            match store.get_job(&self.job_id).await {
-                Ok(None) => {
-                    return Err(format!(
-                        "the job was removed while this run waited for a running run of it to \
-                         end (overlap = {})",
-                        self.overlap
-                    ))
-                }
-                Ok(Some(job)) if job.paused => {
-                    return Err(format!(
-                        "the job was paused while this run waited for a running run of it to \
-                         end (overlap = {})",
-                        self.overlap
-                    ))
-                }
-                // A store that cannot answer cannot have taken a change either.
-                Ok(Some(_)) | Err(_) => {}
-            }
+            self.still_wanted(inner, store).await?;
             let now = inner.clock.now();
             let retry_at = now
                 .checked_add_signed(chrono::TimeDelta::from_std(backoff).unwrap_or_default())
@@ -340,6 +340,32 @@ impl RunStart {
                 _ = state.changed() => {}
             }
         }
+    }
+
+    /// Whether a waiting run's job was removed or paused through another node since it
+    /// was handed over: asked after each refused claim, and once a claim is granted. The
+    /// slot a removed job's last run frees is
+    /// granted like any other, so the claim alone does not tell; docs/lifecycle.md
+    /// promises that once a removal or pause has answered, through any node, the job
+    /// does not start. Read after the claim, not before: a removal answered before the
+    /// slot was granted is seen here either way.
+    ///
+    /// A job gone because this node's record task removed it as a finished one-off
+    /// job (its own run ended while a run now of it waited) was not removed by anyone:
+    /// that run now still starts (`Inner`'s `finishing_one_offs`). A store that cannot
+    /// answer cannot have taken a change either.
+    async fn still_wanted(&self, inner: &Inner, store: &Arc<dyn JobStore>) -> Result<(), String> {
+        let refusal = match store.get_job(&self.job_id).await {
+            Ok(None) if !inner.lock().finishing_one_offs.contains(&self.job_id) => "removed",
+            // Paused since it was handed over: a run now of a job already paused runs.
+            Ok(Some(job)) if job.paused && job.revision != self.acquired_revision => "paused",
+            Ok(_) | Err(_) => return Ok(()),
+        };
+        Err(format!(
+            "the job was {refusal} while this run waited for a running run of it to end \
+             (overlap = {})",
+            self.overlap
+        ))
     }
 }
 
@@ -360,7 +386,9 @@ struct Waiting<'a> {
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.inner.lock().waiting_for_slot.remove(self.job_id);
+        let mut mutable = self.inner.lock();
+        mutable.waiting_for_slot.remove(self.job_id);
+        mutable.finishing_one_offs.remove(self.job_id);
     }
 }
 
