@@ -512,6 +512,27 @@ impl SuccessWatch {
     /// stays within the years RFC 3339 can write (docs/alerts.md).
     pub const MAX_WITHIN: Duration = Duration::from_secs(100 * 31_557_600);
 
+    /// Why `within` cannot be a switch's window, if it cannot: shorter than
+    /// [`MIN_WITHIN`](Self::MIN_WITHIN) or longer than [`MAX_WITHIN`](Self::MAX_WITHIN).
+    /// The config and the API say the same.
+    pub fn refuse_within(within: Duration) -> Option<String> {
+        if within < Self::MIN_WITHIN {
+            Some(format!(
+                "must be at least {} (the dead-man's switch is checked about once a minute), not {}",
+                humantime::format_duration(Self::MIN_WITHIN),
+                humantime::format_duration(within)
+            ))
+        } else if within > Self::MAX_WITHIN {
+            Some(format!(
+                "must be at most {} (a deadline later than that is not a date), not {}",
+                humantime::format_duration(Self::MAX_WITHIN),
+                humantime::format_duration(within)
+            ))
+        } else {
+            None
+        }
+    }
+
     /// When the job is overdue if its last success (if any) was at `last_success`.
     pub fn deadline(&self, last_success: Option<DateTime<Utc>>) -> DateTime<Utc> {
         let start = last_success.map_or(self.since, |success| success.max(self.since));

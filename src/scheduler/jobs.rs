@@ -787,35 +787,21 @@ impl Scheduler {
 /// The most fire times one backfill runs ([`Scheduler::backfill_job`]).
 pub const MAX_BACKFILL: usize = 1000;
 
-/// Builds the submission of `job`'s runs for `scheduled_times` (earliest first).
 /// A dead-man's switch of `within` that starts at `now`, or why it cannot be one.
 fn check_expect_success_within(
     within: Duration,
     now: DateTime<Utc>,
 ) -> Result<crate::job::SuccessWatch, SchedulerError> {
-    if within < crate::job::SuccessWatch::MIN_WITHIN {
-        return Err(SchedulerError::InvalidOption {
+    match crate::job::SuccessWatch::refuse_within(within) {
+        Some(reason) => Err(SchedulerError::InvalidOption {
             field: "expect_success_within",
-            reason: format!(
-                "must be at least {} (the switch is checked about once a minute), not {}",
-                humantime::format_duration(crate::job::SuccessWatch::MIN_WITHIN),
-                humantime::format_duration(within)
-            ),
-        });
+            reason,
+        }),
+        None => Ok(crate::job::SuccessWatch { within, since: now }),
     }
-    if within > crate::job::SuccessWatch::MAX_WITHIN {
-        return Err(SchedulerError::InvalidOption {
-            field: "expect_success_within",
-            reason: format!(
-                "must be at most {} (a deadline later than that is not a date), not {}",
-                humantime::format_duration(crate::job::SuccessWatch::MAX_WITHIN),
-                humantime::format_duration(within)
-            ),
-        });
-    }
-    Ok(crate::job::SuccessWatch { within, since: now })
 }
 
+/// Builds the submission of `job`'s runs for `scheduled_times` (earliest first).
 pub(crate) fn submission(
     inner: &Inner,
     job: &Job,

@@ -487,7 +487,7 @@ impl Unwritten {
                         let follow_up = if taken_back {
                             None
                         } else {
-                            let replaced = stop.stopped_because().is_some();
+                            let replaced = stop.is_stopped();
                             FollowUp::after(&held, &record, replaced).or_else(|| {
                                 (changed && one_off && record.started_at.is_some()).then_some(
                                     FollowUp::Finished {

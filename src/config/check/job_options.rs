@@ -147,34 +147,12 @@ pub(crate) fn check_expect_success_within(
     key: &str,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Duration> {
-    let shortest = crate::job::SuccessWatch::MIN_WITHIN;
     let duration = within.get_ref().0;
-    if duration < shortest {
-        errors.push(invalid(
-            source,
-            within,
-            key,
-            format!(
-                "must be at least {} (the dead-man's switch is checked about once a minute), not {}",
-                humantime::format_duration(shortest),
-                humantime::format_duration(duration)
-            ),
-        ));
-        return None;
+    match crate::job::SuccessWatch::refuse_within(duration) {
+        Some(reason) => {
+            errors.push(invalid(source, within, key, reason));
+            None
+        }
+        None => Some(duration),
     }
-    let longest = crate::job::SuccessWatch::MAX_WITHIN;
-    if duration > longest {
-        errors.push(invalid(
-            source,
-            within,
-            key,
-            format!(
-                "must be at most {} (a deadline later than that is not a date), not {}",
-                humantime::format_duration(longest),
-                humantime::format_duration(duration)
-            ),
-        ));
-        return None;
-    }
-    Some(duration)
 }
