@@ -1079,26 +1079,50 @@ async fn play(store: Store, scenario: &Scenario) -> (Observed, Vec<Discrepancy>)
 
 /// A "run now" is for the instant the daemon took it, somewhere between the request and
 /// its answer (the model knows it by the instant it answered, one and the same on
-/// simulated time): that instant, read from the run or its record.
+/// simulated time): that instant, read from the run or its record. A "run now" of a
+/// failed one-off job answers without a run id: it makes the job due again at that
+/// instant, so the instant is the scheduled time of the job's first run inside the
+/// request's window.
 fn run_now_at_its_time(observed: &mut Observed, sent_at: &[Ms]) {
     for (applied, sent) in observed.applied.iter_mut().zip(sent_at) {
-        let (OpKind::RunNow(_), Ok(Some(run_id))) = (&applied.op.kind, &applied.result) else {
+        let (OpKind::RunNow(job), Ok(Some(run_id))) = (&applied.op.kind, &applied.result) else {
             continue;
         };
-        let scheduled = observed
-            .executions
-            .iter()
-            .find(|run| run.run_id == *run_id)
-            .map(|run| run.scheduled)
-            .or_else(|| {
-                observed
-                    .records
-                    .iter()
-                    .find(|record| record.run_id == *run_id)
-                    .map(|record| record.scheduled_time)
-            })
-            .map(world::ms_of);
-        if let Some(scheduled) = scheduled.filter(|at| *sent <= *at && *at <= applied.at) {
+        let (sent, answered) = (*sent, applied.at);
+        let within = |at: &Ms| sent <= *at && *at <= answered;
+        let scheduled = if run_id.is_empty() {
+            let job_id = job_id(*job);
+            observed
+                .executions
+                .iter()
+                .filter(|run| run.job_id == job_id)
+                .map(|run| world::ms_of(run.scheduled))
+                .chain(
+                    observed
+                        .records
+                        .iter()
+                        .filter(|record| record.job_id == job_id)
+                        .map(|record| world::ms_of(record.scheduled_time)),
+                )
+                .filter(within)
+                .min()
+        } else {
+            observed
+                .executions
+                .iter()
+                .find(|run| run.run_id == *run_id)
+                .map(|run| run.scheduled)
+                .or_else(|| {
+                    observed
+                        .records
+                        .iter()
+                        .find(|record| record.run_id == *run_id)
+                        .map(|record| record.scheduled_time)
+                })
+                .map(world::ms_of)
+                .filter(within)
+        };
+        if let Some(scheduled) = scheduled {
             applied.at = scheduled;
         }
     }
