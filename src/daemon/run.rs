@@ -95,6 +95,14 @@ pub enum DaemonError {
 /// config errors reach the terminal as they are).
 pub async fn run(path: &Path, tasks: TaskRegistry, config: Config) -> Result<(), DaemonError> {
     let notifier = Arc::new(Notifier::from_env());
+    // The watcher's first look, taken before anything is awaited: an edit made while
+    // the stores open and the config jobs sync (or before the watcher's task first
+    // runs) differs from it and is reloaded. Taken later, it would be the baseline and
+    // the edit never seen (docs/config-reload.md, "File watching").
+    let first_look = config
+        .scheduler
+        .watch
+        .then(|| fingerprint(&watched_paths(&config)));
     // `[scheduler] tzdir` picks the zone rules (KAIROS_TZDIR outranks it); read here,
     // before any next run time is computed (docs/semantics.md, "Zone rules").
     tzdata::configure(config.scheduler.tzdir.clone());
@@ -140,8 +148,12 @@ pub async fn run(path: &Path, tasks: TaskRegistry, config: Config) -> Result<(),
         false => None,
     };
     let (watched, watched_receiver) = watch::channel(watched_paths(&config));
-    if config.scheduler.watch {
-        tokio::spawn(watch_files(watched_receiver, reload_sender.clone()));
+    if let Some(first_look) = first_look {
+        tokio::spawn(watch_files(
+            first_look,
+            watched_receiver,
+            reload_sender.clone(),
+        ));
     }
     if let Some(every) = notifier.watchdog_interval() {
         tokio::spawn(keep_watchdog_fed(
@@ -509,10 +521,11 @@ async fn keep_watchdog_fed(notifier: Arc<Notifier>, scheduler: Scheduler, every:
 /// content, not modification times, so a `cp -p` rollback (old times, old size) is a
 /// change while a `touch` is not.
 async fn watch_files(
+    first_look: Fingerprint,
     mut files: watch::Receiver<Vec<PathBuf>>,
     reloads: mpsc::Sender<ReloadRequest>,
 ) {
-    let mut seen = fingerprint(&files.borrow_and_update());
+    let mut seen = first_look;
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
         // Compared with the last look, never re-read as a baseline after a reload: a
@@ -535,10 +548,14 @@ fn watched_paths(config: &Config) -> Vec<PathBuf> {
     paths
 }
 
+/// What the watcher compares between two looks: each watched file and a hash of its
+/// content (`None` when it cannot be read).
+type Fingerprint = Vec<(PathBuf, Option<u64>)>;
+
 /// A hash of each file's content among `paths`, and of each `.toml` file in the
 /// directories among them (or beside the files), by path; `None` for what cannot be
 /// read.
-fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, Option<u64>)> {
+fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
     let mut files: Vec<PathBuf> = Vec::new();
     for path in paths {
         let directory = if path.is_dir() {
