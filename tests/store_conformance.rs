@@ -22,10 +22,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use kairos::history::{RunOutcome, RunRecord};
 use kairos::job::Job;
 use kairos::store::memory::MemoryStore;
+use kairos::store::prelude::*;
 use kairos::store::sql::SqlOptions;
 use kairos::store::{
-    ConfigGeneration, FinishedRun, InstanceClaim, JobQuery, JobSchedule, JobStore, NodeInfo,
-    Release, RunLimits, StoreError,
+    ConfigGeneration, FinishedRun, InstanceClaim, JobQuery, JobSchedule, NodeInfo, Release,
+    RunLimits, StoreError,
 };
 use kairos::trigger::TriggerSpec;
 use serde_json::json;

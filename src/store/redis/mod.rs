@@ -64,7 +64,7 @@
 //! - One Redis server (with replicas, if wanted), not Redis Cluster: the scripts build
 //!   per-job keys (`inst:`, `runs:`) from the prefix, which Cluster would not route.
 //! - Wake-ups across a cluster: put.lua PUBLISHes the earliest next run time it wrote
-//!   on `wake`, in the same atomic step as the write, and [`JobStore::wake_ups`]
+//!   on `wake`, in the same atomic step as the write, and [`Cluster::wake_ups`]
 //!   SUBSCRIBEs on a connection of its own (`wake.rs`; the multiplexed connection
 //!   cannot be in subscribe mode). Another node's change is seen at once, or, while
 //!   that connection is down, at the poll (`SchedulerBuilder::poll_interval`).
@@ -93,8 +93,9 @@ use self::codec::{
 };
 use self::keys::Keys;
 use super::{
-    decode_run_times, encode_run_times, ConfigGeneration, FinishedRun, InstanceClaim, JobStore,
-    NodeInfo, OrphanedRun, Release, RunLimits, StoreError, WakeUp,
+    decode_run_times, encode_run_times, Cluster, ConfigGeneration, DueJobs, FinishedRun,
+    InstanceClaim, InstanceSlots, JobStore, Jobs, NodeInfo, Nodes, OrphanedRun, Release,
+    RunHistory, RunLimits, StoreError, WakeUp,
 };
 use crate::history::RunRecord;
 use crate::job::Job;
@@ -326,7 +327,7 @@ impl RedisStore {
                     .partition(|member| slot_run_times(member).is_some());
                 if !orphans.is_empty() {
                     // Slots that stand for run times nothing else remembers stay, as
-                    // orphaned runs (`JobStore::take_orphaned_runs`).
+                    // orphaned runs (`InstanceSlots::take_orphaned_runs`).
                     let job_id = key.strip_prefix(&inst_prefix).unwrap_or_default();
                     let mut invocation = scripts::ORPHAN_SLOTS.prepare_invoke();
                     invocation.key(&key).key(&keys.orphans).arg(job_id);
@@ -381,7 +382,7 @@ fn warn_unreadable(id: &str, reason: &str, action: &str) {
 }
 
 #[async_trait]
-impl JobStore for RedisStore {
+impl Jobs for RedisStore {
     async fn add_job(&self, job: Job) -> Result<Job, StoreError> {
         self.put_one("add", job).await
     }
@@ -473,39 +474,6 @@ impl JobStore for RedisStore {
             .map_err(store_error)
     }
 
-    async fn job_schedules(
-        &self,
-        ids: &[String],
-    ) -> Result<Vec<Option<crate::store::JobSchedule>>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys = &self.keys;
-        let mut connection = self.connection.clone();
-        // Every job has a revision; only scheduled ones have a next run time.
-        let (revisions, nexts): (Vec<Option<String>>, Vec<Option<String>>) = ::redis::pipe()
-            .atomic()
-            .hmget(&keys.revs, ids)
-            .hmget(&keys.next, ids)
-            .query_async(&mut connection)
-            .await
-            .map_err(store_error)?;
-        revisions
-            .iter()
-            .zip(nexts.iter().chain(std::iter::repeat(&None)))
-            .map(|(revision, next)| match revision {
-                None => Ok(None),
-                Some(revision) => Ok(Some(crate::store::JobSchedule {
-                    next_run_time: parse_micros(next.as_deref().unwrap_or(""))
-                        .map_err(StoreError::corrupt)?,
-                    revision: revision.parse().map_err(|_| {
-                        StoreError::corrupt(format!("job revision {revision:?} is not a number"))
-                    })?,
-                })),
-            })
-            .collect()
-    }
-
     async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
         let keys = &self.keys;
         let mut connection = self.connection.clone();
@@ -587,6 +555,42 @@ impl JobStore for RedisStore {
                 .then_with(|| left.id.cmp(&right.id))
         });
         Ok(jobs)
+    }
+}
+
+#[async_trait]
+impl DueJobs for RedisStore {
+    async fn job_schedules(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<Option<crate::store::JobSchedule>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = &self.keys;
+        let mut connection = self.connection.clone();
+        // Every job has a revision; only scheduled ones have a next run time.
+        let (revisions, nexts): (Vec<Option<String>>, Vec<Option<String>>) = ::redis::pipe()
+            .atomic()
+            .hmget(&keys.revs, ids)
+            .hmget(&keys.next, ids)
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        revisions
+            .iter()
+            .zip(nexts.iter().chain(std::iter::repeat(&None)))
+            .map(|(revision, next)| match revision {
+                None => Ok(None),
+                Some(revision) => Ok(Some(crate::store::JobSchedule {
+                    next_run_time: parse_micros(next.as_deref().unwrap_or(""))
+                        .map_err(StoreError::corrupt)?,
+                    revision: revision.parse().map_err(|_| {
+                        StoreError::corrupt(format!("job revision {revision:?} is not a number"))
+                    })?,
+                })),
+            })
+            .collect()
     }
 
     async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -698,10 +702,43 @@ impl JobStore for RedisStore {
         self.invoke::<Vec<String>>(&invocation).await
     }
 
-    fn wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<WakeUp>> {
-        Some(wake::subscribe(self.client.clone(), self.keys.wake.clone()))
+    async fn renew_holdings(
+        &self,
+        owner: &str,
+        job_ids: &[String],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        let lease_expiry = now
+            .checked_add_signed(TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        // Slots measure real time, as when they were claimed (module docs).
+        let slot_expiry = Utc::now()
+            .checked_add_signed(TimeDelta::from_std(self.instance_ttl).unwrap_or(TimeDelta::MAX))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let keys = &self.keys;
+        for chunk in job_ids.chunks(SCRIPT_BATCH) {
+            let mut invocation = scripts::RENEW.prepare_invoke();
+            invocation
+                .key(&keys.due)
+                .key(&keys.leases)
+                .key(&keys.owners)
+                .arg(owner)
+                .arg(micros(lease_expiry))
+                .arg(micros(slot_expiry))
+                .arg(self.instance_ttl.as_millis().max(1))
+                .arg(format!("{owner}{SLOT_SEPARATOR}"));
+            for id in chunk {
+                invocation.key(keys.instances(id)).arg(id);
+            }
+            self.invoke::<i64>(&invocation).await?;
+        }
+        Ok(())
     }
+}
 
+#[async_trait]
+impl InstanceSlots for RedisStore {
     async fn claim_instance(
         &self,
         job_id: &str,
@@ -788,237 +825,6 @@ impl JobStore for RedisStore {
         Ok(taken)
     }
 
-    async fn register_node(&self, node: NodeInfo) -> Result<(), StoreError> {
-        let json = serde_json::to_string(&node)
-            .map_err(|error| StoreError::corrupt(format!("node {:?}: {error}", node.id)))?;
-        let keys = &self.keys;
-        let mut connection = self.connection.clone();
-        ::redis::pipe()
-            .atomic()
-            .hset(&keys.nodes, &node.id, json)
-            .zadd(&keys.beats, &node.id, micros(node.last_heartbeat))
-            .query_async::<()>(&mut connection)
-            .await
-            .map_err(store_error)
-    }
-
-    async fn heartbeat(&self, node_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let keys = &self.keys;
-        let beat: i64 = self
-            .invoke(
-                scripts::HEARTBEAT
-                    .key(&keys.nodes)
-                    .key(&keys.beats)
-                    .arg(node_id)
-                    .arg(micros(now)),
-            )
-            .await?;
-        Ok(beat == 1)
-    }
-
-    async fn heartbeat_node(&self, node: &NodeInfo) -> Result<bool, StoreError> {
-        let json = serde_json::to_string(node)
-            .map_err(|error| StoreError::corrupt(format!("node {:?}: {error}", node.id)))?;
-        let keys = &self.keys;
-        let beat: i64 = self
-            .invoke(
-                scripts::HEARTBEAT
-                    .key(&keys.nodes)
-                    .key(&keys.beats)
-                    .arg(&node.id)
-                    .arg(micros(node.last_heartbeat))
-                    .arg(json),
-            )
-            .await?;
-        Ok(beat == 1)
-    }
-
-    async fn deregister_node(&self, node_id: &str) -> Result<(), StoreError> {
-        let keys = &self.keys;
-        let mut connection = self.connection.clone();
-        ::redis::pipe()
-            .atomic()
-            .hdel(&keys.nodes, node_id)
-            .zrem(&keys.beats, node_id)
-            .query_async::<()>(&mut connection)
-            .await
-            .map_err(store_error)
-    }
-
-    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
-        let keys = &self.keys;
-        let mut connection = self.connection.clone();
-        let (jsons, beats): (HashMap<String, String>, Vec<(String, String)>) = ::redis::pipe()
-            .atomic()
-            .hgetall(&keys.nodes)
-            .cmd("ZRANGE")
-            .arg(&keys.beats)
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
-            .query_async(&mut connection)
-            .await
-            .map_err(store_error)?;
-        let beats: HashMap<String, String> = beats.into_iter().collect();
-        let mut nodes = Vec::with_capacity(jsons.len());
-        for (id, json) in &jsons {
-            match serde_json::from_str::<NodeInfo>(json) {
-                Ok(mut node) => {
-                    // The beats set is the truth; the JSON holds the registration's.
-                    if let Some(beat) = beats.get(id).and_then(|score| parse_score(score).ok()) {
-                        node.last_heartbeat = beat;
-                    }
-                    nodes.push(node);
-                }
-                Err(error) => {
-                    tracing::warn!(node_id = id, %error, "Redis job store: unreadable node left out");
-                }
-            }
-        }
-        nodes.sort_by(|left, right| left.id.cmp(&right.id));
-        Ok(nodes)
-    }
-
-    fn is_shared(&self) -> bool {
-        true
-    }
-
-    async fn config_generations(&self, limit: usize) -> Result<Vec<ConfigGeneration>, StoreError> {
-        let mut connection = self.connection.clone();
-        // Generations have no gaps, so the hash's length is the newest and the newest
-        // `limit` are named fields: `/health` reads one, not every config ever applied.
-        let newest: u64 = ::redis::cmd("HLEN")
-            .arg(&self.keys.configs)
-            .query_async(&mut connection)
-            .await
-            .map_err(store_error)?;
-        let count = u64::try_from(limit).unwrap_or(u64::MAX).min(newest);
-        if count == 0 {
-            return Ok(Vec::new());
-        }
-        let fields: Vec<u64> = (newest - count + 1..=newest).rev().collect();
-        let jsons: Vec<Option<String>> = ::redis::cmd("HMGET")
-            .arg(&self.keys.configs)
-            .arg(&fields)
-            .query_async(&mut connection)
-            .await
-            .map_err(store_error)?;
-        let mut generations = Vec::with_capacity(jsons.len());
-        for (field, json) in fields.iter().zip(jsons) {
-            // Recorded after the HLEN above would be newer, never missing: a hole is
-            // a hash someone edited by hand.
-            let json = json.ok_or_else(|| {
-                StoreError::corrupt(format!("config generation {field} is missing"))
-            })?;
-            let generation: ConfigGeneration = serde_json::from_str(&json).map_err(|error| {
-                StoreError::corrupt(format!("config generation {field}: {error}"))
-            })?;
-            generations.push(generation);
-        }
-        Ok(generations)
-    }
-
-    async fn claim_alert(
-        &self,
-        key: &str,
-        _now: DateTime<Utc>,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let mut connection = self.connection.clone();
-        // `SET NX PX`: one atomic step; the claim ends by Redis's expiry, which measures
-        // the real time it is meant to (how long an alert stays sent).
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let set: Option<String> = ::redis::cmd("SET")
-            .arg(self.keys.alert_claim(key))
-            .arg(1)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_ms)
-            .query_async(&mut connection)
-            .await
-            .map_err(store_error)?;
-        Ok(set.is_some())
-    }
-
-    async fn record_config_generation(&self, next: ConfigGeneration) -> Result<bool, StoreError> {
-        let json = serde_json::to_string(&next).map_err(|error| {
-            StoreError::corrupt(format!("config generation {}: {error}", next.generation))
-        })?;
-        let recorded: i64 = self
-            .invoke(
-                scripts::RECORD_CONFIG
-                    .key(&self.keys.configs)
-                    .arg(next.generation)
-                    .arg(json),
-            )
-            .await?;
-        Ok(recorded == 1)
-    }
-
-    async fn reap_dead_nodes(
-        &self,
-        now: DateTime<Utc>,
-        timeout: Duration,
-    ) -> Result<Vec<String>, StoreError> {
-        let cutoff = TimeDelta::from_std(timeout)
-            .ok()
-            .and_then(|timeout| now.checked_sub_signed(timeout))
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let keys = &self.keys;
-        let dead: Vec<String> = self
-            .invoke(
-                scripts::REAP_NODES
-                    .key(&keys.nodes)
-                    .key(&keys.beats)
-                    .arg(micros(cutoff)),
-            )
-            .await?;
-        if !dead.is_empty() {
-            // The nodes are out of the membership, so no survivor reaps them again.
-            // Their slots go first, their leases after (see reap_nodes.lua); if this
-            // node fails in between, the leases expire on their own.
-            self.free_slots_of(&dead).await?;
-            for owner in &dead {
-                self.end_leases_of(owner).await?;
-            }
-        }
-        Ok(dead)
-    }
-
-    async fn renew_holdings(
-        &self,
-        owner: &str,
-        job_ids: &[String],
-        now: DateTime<Utc>,
-        lease: Duration,
-    ) -> Result<(), StoreError> {
-        let lease_expiry = now
-            .checked_add_signed(TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        // Slots measure real time, as when they were claimed (module docs).
-        let slot_expiry = Utc::now()
-            .checked_add_signed(TimeDelta::from_std(self.instance_ttl).unwrap_or(TimeDelta::MAX))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        let keys = &self.keys;
-        for chunk in job_ids.chunks(SCRIPT_BATCH) {
-            let mut invocation = scripts::RENEW.prepare_invoke();
-            invocation
-                .key(&keys.due)
-                .key(&keys.leases)
-                .key(&keys.owners)
-                .arg(owner)
-                .arg(micros(lease_expiry))
-                .arg(micros(slot_expiry))
-                .arg(self.instance_ttl.as_millis().max(1))
-                .arg(format!("{owner}{SLOT_SEPARATOR}"));
-            for id in chunk {
-                invocation.key(keys.instances(id)).arg(id);
-            }
-            self.invoke::<i64>(&invocation).await?;
-        }
-        Ok(())
-    }
-
     async fn claim_instances(
         &self,
         owner: &str,
@@ -1077,7 +883,10 @@ impl JobStore for RedisStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl RunHistory for RedisStore {
     async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {
         let json = serde_json::to_string(&record)
             .map_err(|error| StoreError::corrupt(format!("run {:?}: {error}", record.run_id)))?;
@@ -1180,6 +989,213 @@ impl JobStore for RedisStore {
             .await
             .map_err(store_error)?;
         Ok(count)
+    }
+}
+
+#[async_trait]
+impl Nodes for RedisStore {
+    async fn register_node(&self, node: NodeInfo) -> Result<(), StoreError> {
+        let json = serde_json::to_string(&node)
+            .map_err(|error| StoreError::corrupt(format!("node {:?}: {error}", node.id)))?;
+        let keys = &self.keys;
+        let mut connection = self.connection.clone();
+        ::redis::pipe()
+            .atomic()
+            .hset(&keys.nodes, &node.id, json)
+            .zadd(&keys.beats, &node.id, micros(node.last_heartbeat))
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn heartbeat(&self, node_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let keys = &self.keys;
+        let beat: i64 = self
+            .invoke(
+                scripts::HEARTBEAT
+                    .key(&keys.nodes)
+                    .key(&keys.beats)
+                    .arg(node_id)
+                    .arg(micros(now)),
+            )
+            .await?;
+        Ok(beat == 1)
+    }
+
+    async fn heartbeat_node(&self, node: &NodeInfo) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(node)
+            .map_err(|error| StoreError::corrupt(format!("node {:?}: {error}", node.id)))?;
+        let keys = &self.keys;
+        let beat: i64 = self
+            .invoke(
+                scripts::HEARTBEAT
+                    .key(&keys.nodes)
+                    .key(&keys.beats)
+                    .arg(&node.id)
+                    .arg(micros(node.last_heartbeat))
+                    .arg(json),
+            )
+            .await?;
+        Ok(beat == 1)
+    }
+
+    async fn deregister_node(&self, node_id: &str) -> Result<(), StoreError> {
+        let keys = &self.keys;
+        let mut connection = self.connection.clone();
+        ::redis::pipe()
+            .atomic()
+            .hdel(&keys.nodes, node_id)
+            .zrem(&keys.beats, node_id)
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        let keys = &self.keys;
+        let mut connection = self.connection.clone();
+        let (jsons, beats): (HashMap<String, String>, Vec<(String, String)>) = ::redis::pipe()
+            .atomic()
+            .hgetall(&keys.nodes)
+            .cmd("ZRANGE")
+            .arg(&keys.beats)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        let beats: HashMap<String, String> = beats.into_iter().collect();
+        let mut nodes = Vec::with_capacity(jsons.len());
+        for (id, json) in &jsons {
+            match serde_json::from_str::<NodeInfo>(json) {
+                Ok(mut node) => {
+                    // The beats set is the truth; the JSON holds the registration's.
+                    if let Some(beat) = beats.get(id).and_then(|score| parse_score(score).ok()) {
+                        node.last_heartbeat = beat;
+                    }
+                    nodes.push(node);
+                }
+                Err(error) => {
+                    tracing::warn!(node_id = id, %error, "Redis job store: unreadable node left out");
+                }
+            }
+        }
+        nodes.sort_by(|left, right| left.id.cmp(&right.id));
+        Ok(nodes)
+    }
+
+    async fn reap_dead_nodes(
+        &self,
+        now: DateTime<Utc>,
+        timeout: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let cutoff = TimeDelta::from_std(timeout)
+            .ok()
+            .and_then(|timeout| now.checked_sub_signed(timeout))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let keys = &self.keys;
+        let dead: Vec<String> = self
+            .invoke(
+                scripts::REAP_NODES
+                    .key(&keys.nodes)
+                    .key(&keys.beats)
+                    .arg(micros(cutoff)),
+            )
+            .await?;
+        if !dead.is_empty() {
+            // The nodes are out of the membership, so no survivor reaps them again.
+            // Their slots go first, their leases after (see reap_nodes.lua); if this
+            // node fails in between, the leases expire on their own.
+            self.free_slots_of(&dead).await?;
+            for owner in &dead {
+                self.end_leases_of(owner).await?;
+            }
+        }
+        Ok(dead)
+    }
+}
+
+#[async_trait]
+impl Cluster for RedisStore {
+    fn wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<WakeUp>> {
+        Some(wake::subscribe(self.client.clone(), self.keys.wake.clone()))
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn config_generations(&self, limit: usize) -> Result<Vec<ConfigGeneration>, StoreError> {
+        let mut connection = self.connection.clone();
+        // Generations have no gaps, so the hash's length is the newest and the newest
+        // `limit` are named fields: `/health` reads one, not every config ever applied.
+        let newest: u64 = ::redis::cmd("HLEN")
+            .arg(&self.keys.configs)
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        let count = u64::try_from(limit).unwrap_or(u64::MAX).min(newest);
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let fields: Vec<u64> = (newest - count + 1..=newest).rev().collect();
+        let jsons: Vec<Option<String>> = ::redis::cmd("HMGET")
+            .arg(&self.keys.configs)
+            .arg(&fields)
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        let mut generations = Vec::with_capacity(jsons.len());
+        for (field, json) in fields.iter().zip(jsons) {
+            // Recorded after the HLEN above would be newer, never missing: a hole is
+            // a hash someone edited by hand.
+            let json = json.ok_or_else(|| {
+                StoreError::corrupt(format!("config generation {field} is missing"))
+            })?;
+            let generation: ConfigGeneration = serde_json::from_str(&json).map_err(|error| {
+                StoreError::corrupt(format!("config generation {field}: {error}"))
+            })?;
+            generations.push(generation);
+        }
+        Ok(generations)
+    }
+
+    async fn claim_alert(
+        &self,
+        key: &str,
+        _now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        // `SET NX PX`: one atomic step; the claim ends by Redis's expiry, which measures
+        // the real time it is meant to (how long an alert stays sent).
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let set: Option<String> = ::redis::cmd("SET")
+            .arg(self.keys.alert_claim(key))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        Ok(set.is_some())
+    }
+
+    async fn record_config_generation(&self, next: ConfigGeneration) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(&next).map_err(|error| {
+            StoreError::corrupt(format!("config generation {}: {error}", next.generation))
+        })?;
+        let recorded: i64 = self
+            .invoke(
+                scripts::RECORD_CONFIG
+                    .key(&self.keys.configs)
+                    .arg(next.generation)
+                    .arg(json),
+            )
+            .await?;
+        Ok(recorded == 1)
     }
 }
 

@@ -56,8 +56,7 @@
 //!   bad table prefix ([`StoreError::Config`], reported when the store is opened). The
 //!   driver's error is kept as the error's `source()`.
 
-mod alerts;
-mod configs;
+mod cluster;
 mod driver;
 mod group_commit;
 mod history;
@@ -67,7 +66,6 @@ mod mysql;
 mod nodes;
 mod postgres;
 mod schema;
-mod settings;
 mod sqlite;
 
 use std::future::Future;
@@ -218,7 +216,7 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// rows one primary key at a time where a row of another session may be locked
     /// (a node frozen inside a transaction must not stall the others).
     const LOCKS_SCANNED_ROWS: bool = false;
-    /// Whether several schedulers may share the database ([`JobStore::is_shared`]).
+    /// Whether several schedulers may share the database ([`Cluster::is_shared`]).
     const SHARED: bool = true;
 
     /// A connection pool for `url`.
@@ -254,7 +252,7 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     const NOTIFY: Option<&'static str> = None;
 
     /// Starts a listener on `channel` with a connection of its own, made from `pool`'s
-    /// settings ([`JobStore::wake_ups`]); `None` when the database cannot push (the
+    /// settings ([`Cluster::wake_ups`]); `None` when the database cannot push (the
     /// default).
     fn listen(
         _pool: &Pool<Self::Database>,
