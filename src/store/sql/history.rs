@@ -1,5 +1,6 @@
 //! The runs half of the SQL store: running-instance slots (`max_instances` across a
-//! cluster) and the run history with its retention.
+//! cluster), the [`InstanceSlots`] impl, and the run history with its retention, the
+//! [`RunHistory`] impl.
 //!
 //! # Instance slots
 //! A running instance is a row `(job_id, slot)` with `slot < max_instances`; the

@@ -1,6 +1,14 @@
-//! The jobs half of the SQL store: the [`JobStore`] impl, with adding, changing and
-//! listing jobs written out here, claims and releases delegated to `leases.rs`, and the
-//! run history and instance slots to `history.rs`; plus reading job rows.
+//! The jobs of the SQL store: the [`Jobs`] impl (adding, changing, reading, listing and
+//! counting jobs), and reading job rows, which `leases.rs` shares. The other parts of
+//! the contract are implemented where their statements are: [`DueJobs`] in
+//! `leases.rs`, [`InstanceSlots`] and [`RunHistory`] in `history.rs`, [`Nodes`] in
+//! `nodes.rs`, [`Cluster`] in `cluster.rs`.
+//!
+//! [`DueJobs`]: crate::store::DueJobs
+//! [`InstanceSlots`]: crate::store::InstanceSlots
+//! [`RunHistory`]: crate::store::RunHistory
+//! [`Nodes`]: crate::store::Nodes
+//! [`Cluster`]: crate::store::Cluster
 //!
 //! Every statement is the same on all dialects but for what [`Dialect`] supplies (row
 //! locks, the claim's `SKIP LOCKED`, placeholders). See the ground rules in

@@ -1,5 +1,6 @@
-//! Leases: claiming due jobs for one scheduler and releasing them with their next run
-//! times, the two statements-in-a-transaction that make a shared store safe.
+//! Due jobs under leases: the [`DueJobs`] impl. Claiming due jobs for one scheduler and
+//! releasing them with their next run times are the two statements-in-a-transaction
+//! that make a shared store safe.
 //!
 //! A claim selects due, unleased (or lease-expired), unbroken rows earliest first
 //! with the dialect's [`Dialect::CLAIM_LOCK`] (`FOR UPDATE SKIP LOCKED` on PostgreSQL

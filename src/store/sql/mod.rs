@@ -26,12 +26,12 @@
 //!   `stats`, the [`NodeStats`](crate::store::NodeStats) of its last beat as JSON); see
 //!   `nodes.rs`.
 //! - `{p}config_generations` (version 5, MySQL 4): the configs applied, in order
-//!   (`generation` primary key, `hash`, `node_id`, `forced`); see `configs.rs`.
+//!   (`generation` primary key, `hash`, `node_id`, `forced`); see `cluster.rs`.
 //! - `{p}alert_claims` (version 7, MySQL 6): alert keys claimed once per cluster
-//!   (`claim_key` primary key, `expires_at` µs); see `alerts.rs`.
+//!   (`claim_key` primary key, `expires_at` µs); see `cluster.rs`.
 //! - `{p}settings` (version 9, MySQL 8): what the store remembers about itself, one
 //!   `value` per `name`; today the zone rules its next run times follow (see
-//!   `settings.rs`).
+//!   `cluster.rs`).
 //! - `{p}schema_version`: the migrations applied.
 //!
 //! # Ground rules

@@ -1,5 +1,5 @@
-//! Cluster membership in SQL: the `{p}nodes` table (schema version 2), one row per
-//! scheduler sharing the tables, renewed by its heartbeat.
+//! Cluster membership in SQL, the [`Nodes`] impl: the `{p}nodes` table (schema version
+//! 2), one row per scheduler sharing the tables, renewed by its heartbeat.
 //!
 //! A reap is one transaction: it locks the dead rows (so two survivors reaping at once
 //! reap each node once; the second finds the rows gone), ends their leases, frees their
