@@ -17,6 +17,8 @@
 //! [`RunHistory`]: crate::store::RunHistory
 //! [`Nodes`]: crate::store::Nodes
 //! [`Cluster`]: crate::store::Cluster
+//! [`NodeInfo`]: crate::store::NodeInfo
+//! [`ConfigGeneration`]: crate::store::ConfigGeneration
 //!
 //! # Key layout
 //! Every key starts with the prefix given to [`connect`] (`kairos:` below):
