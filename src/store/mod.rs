@@ -38,22 +38,17 @@
 //! # The contract by concern
 //! [`JobStore`] is the one bound callers hold; it is made of six traits, each a
 //! concern a store answers for, and every store implements each under its methods'
-//! own names (`use kairos::store::prelude::*` brings them into scope):
+//! own names. A method called on a `dyn JobStore` needs no import; one called on a
+//! concrete store needs its trait in scope (`use kairos::store::prelude::*`):
 //!
 //! | trait | what | methods |
 //! | --- | --- | --- |
-//! | [`Jobs`] | the jobs themselves | add, replace, update (`_if`), remove, get, list,
-//! count |
-//! | [`DueJobs`] | due jobs under leases | `next_run_time`, `job_schedules`,
-//! `acquire_due_jobs`, `release_jobs`, `renew_holdings`, `move_next_run_times` |
-//! | [`InstanceSlots`] | running-instance slots (`max_instances`) | `claim_instance(s)`,
-//! `release_instance`, `finish_runs`, `recover_owner`, `take_orphaned_runs` |
-//! | [`RunHistory`] | run records | `record_run`, `runs`, `runs_from`, `prune_runs`,
-//! `count_runs`, `last_success` |
-//! | [`Nodes`] | the cluster's membership | `register_node`, `heartbeat(_node)`,
-//! `deregister_node`, `list_nodes`, `reap_dead_nodes` |
-//! | [`Cluster`] | what nodes agree on through the store | `is_shared`, `wake_ups`,
-//! `fire_ahead`, config generations, zone rules, `claim_alert` |
+//! | [`Jobs`] | the jobs themselves | add, replace, update (`_if`), remove, get, list, count |
+//! | [`DueJobs`] | due jobs under leases | `next_run_time`, `job_schedules`, `acquire_due_jobs`, `release_jobs`, `renew_holdings`, `move_next_run_times` |
+//! | [`InstanceSlots`] | running-instance slots (`max_instances`) | `claim_instance(s)`, `release_instance`, `finish_runs`, `recover_owner`, `take_orphaned_runs` |
+//! | [`RunHistory`] | run records | `record_run`, `runs`, `runs_from`, `prune_runs`, `count_runs`, `last_success` |
+//! | [`Nodes`] | the cluster's membership | `register_node`, `heartbeat(_node)`, `deregister_node`, `list_nodes`, `reap_dead_nodes` |
+//! | [`Cluster`] | what nodes agree on through the store | `is_shared`, `fire_ahead`, `wake_ups`, config generations, zone rules, `claim_alert` |
 //!
 //! [`DueJobs`] builds on [`Jobs`] and [`InstanceSlots`] on [`RunHistory`]: their
 //! defaults read jobs and write records.
@@ -945,14 +940,15 @@ pub trait Cluster: Send + Sync + 'static {
 
 /// A place that keeps jobs and run history: every part of the store contract, the one
 /// bound schedulers, the API and the wrappers hold (`Arc<dyn JobStore>`). Implemented
-/// for every type that implements all of its parts; a caller names the parts it calls
-/// into scope with [`prelude`].
+/// for every type that implements all of its parts; no trait-object upcasting is
+/// needed, as the parts' methods are called on the `dyn JobStore` itself.
 pub trait JobStore: Jobs + DueJobs + InstanceSlots + RunHistory + Nodes + Cluster {}
 
 impl<T: Jobs + DueJobs + InstanceSlots + RunHistory + Nodes + Cluster> JobStore for T {}
 
-/// [`JobStore`] and its parts, whose methods a caller holding a `dyn JobStore` calls:
-/// `use kairos::store::prelude::*;` (a name of the caller's own shadows the glob).
+/// [`JobStore`] and its parts, for a caller that calls their methods on a concrete store
+/// (`MemoryStore`, a wrapper): `use kairos::store::prelude::*;` (a name of the caller's
+/// own shadows the glob).
 pub mod prelude {
     pub use super::{Cluster, DueJobs, InstanceSlots, JobStore, Jobs, Nodes, RunHistory};
 }
