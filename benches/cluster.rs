@@ -47,7 +47,8 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use kairos::history::RunOutcome;
 use kairos::job::JobSpec;
 use kairos::scheduler::Scheduler;
-use kairos::store::{self, JobStore, OpenOptions};
+use kairos::store::prelude::*;
+use kairos::store::{self, OpenOptions};
 use serde_json::json;
 
 use daemon::{temp_dir, write, Daemon};

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeDelta, Utc};
 use kairos::job::{Job, JobSpec};
 use kairos::scheduler::Scheduler;
+use kairos::store::prelude::*;
 use kairos::store::sql::{connect, SqlOptions};
-use kairos::store::JobStore;
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 use kairos::trigger::{DateSpec, Trigger, TriggerContext, TriggerSpec};
 

@@ -1,6 +1,6 @@
 //! Run history: one record per run of a job for one scheduled time.
 //!
-//! Stores keep the records ([`crate::store::JobStore::record_run`]); the memory store
+//! Stores keep the records ([`crate::store::RunHistory::record_run`]); the memory store
 //! keeps a bounded ring, persistent stores a table with retention.
 
 use chrono::{DateTime, Utc};

@@ -23,7 +23,7 @@ use kairos::clock::ManualClock;
 use kairos::job::{JobSpec, RetryPolicy};
 use kairos::scheduler::{Event, Scheduler};
 use kairos::store::memory::MemoryStore;
-use kairos::store::JobStore;
+use kairos::store::prelude::*;
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 use kairos::trigger::TriggerSpec;
 use serde_json::{json, Value};

@@ -1505,7 +1505,8 @@ async fn serve_shuts_down_gracefully_with_an_event_stream_open() {
 #[tokio::test]
 async fn the_cluster_lists_this_node_and_the_others() {
     use kairos::scheduler::Membership;
-    use kairos::store::{JobStore, NodeInfo};
+    use kairos::store::prelude::*;
+    use kairos::store::NodeInfo;
     use std::sync::Arc;
 
     let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
@@ -1806,7 +1807,7 @@ async fn jobs_page_by_cursor_and_offset_alike() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_past_the_first_thousand_are_reached_by_cursor() {
     use kairos::history::{RunOutcome, RunRecord};
-    use kairos::store::JobStore;
+    use kairos::store::prelude::*;
 
     let store = MemoryStore::with_history_limit(5_000);
     for index in 0..2_500_i64 {

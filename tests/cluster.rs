@@ -38,7 +38,7 @@ use common::daemon::{lines, temp_dir, wait_until, write, Daemon};
 use common::shared_store::{Db, Place};
 use kairos::job::JobSpec;
 use kairos::scheduler::Scheduler;
-use kairos::store::JobStore;
+use kairos::store::prelude::*;
 use serde_json::json;
 
 /// The one-off jobs.

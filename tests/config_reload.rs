@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use common::daemon::{temp_dir, write, Daemon};
 use common::shared_store::{Db, Place};
-use kairos::store::{self, JobStore, OpenOptions};
+use kairos::store::prelude::*;
+use kairos::store::{self, OpenOptions};
 use serde_json::json;
 
 /// A job file with one hourly job `id` whose command says `word`.

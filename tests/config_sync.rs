@@ -18,8 +18,9 @@ use kairos::daemon::sync::{config_hash, sync_config_jobs, SyncReport};
 use kairos::job::JobSpec;
 use kairos::scheduler::{Scheduler, Standing};
 use kairos::store::memory::MemoryStore;
+use kairos::store::prelude::*;
 use kairos::store::sql::SqlOptions;
-use kairos::store::{self, JobStore, OpenOptions};
+use kairos::store::{self, OpenOptions};
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 use serde_json::json;
 

@@ -31,7 +31,8 @@ use chrono::{TimeDelta, Utc};
 use common::daemon::{lines, temp_dir, wait_until, write, Daemon};
 use kairos::job::JobSpec;
 use kairos::scheduler::Scheduler;
-use kairos::store::{self, JobStore, OpenOptions};
+use kairos::store::prelude::*;
+use kairos::store::{self, OpenOptions};
 use serde_json::json;
 
 /// How many one-off jobs.

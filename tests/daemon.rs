@@ -11,7 +11,8 @@ use std::time::Duration;
 use chrono::Utc;
 use common::daemon::{lines, temp_dir, wait_until, write, Daemon};
 use kairos::job::JobSpec;
-use kairos::store::{self, JobStore, OpenOptions};
+use kairos::store::prelude::*;
+use kairos::store::{self, OpenOptions};
 use kairos::trigger::TriggerSpec;
 use serde_json::json;
 

@@ -66,7 +66,7 @@ async fn jobs_are_handed_over_ahead_and_start_on_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recurring_job_handed_over_early_keeps_its_time_until_the_run_is_due() {
     use kairos::store::memory::MemoryStore;
-    use kairos::store::JobStore;
+    use kairos::store::prelude::*;
     use std::sync::Arc;
 
     let clock = ManualClock::new(t0());

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kairos::job::Job;
-use kairos::store::{JobStore, Release, StoreErrorKind};
+use kairos::store::prelude::*;
+use kairos::store::{Release, StoreErrorKind};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 

@@ -16,7 +16,7 @@ use kairos::history::{RunOutcome, RunRecord};
 use kairos::job::JobSpec;
 use kairos::scheduler::{Scheduler, SchedulerError};
 use kairos::store::memory::MemoryStore;
-use kairos::store::JobStore;
+use kairos::store::prelude::*;
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 use kairos::trigger::TriggerSpec;
 use serde_json::json;

@@ -28,7 +28,8 @@ use kairos::history::{RunOutcome, RunRecord};
 use kairos::job::{Job, JobChanges, JobSpec};
 use kairos::scheduler::{Event, Scheduler, SchedulerBuilder, SchedulerError, SchedulerState};
 use kairos::store::memory::MemoryStore;
-use kairos::store::{JobStore, Release, StoreError};
+use kairos::store::prelude::*;
+use kairos::store::{Release, StoreError};
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 use kairos::trigger::TriggerSpec;
 use serde_json::json;
@@ -1352,28 +1353,38 @@ struct HeldStore {
 }
 
 #[async_trait]
-impl JobStore for HeldStore {
+impl Jobs for HeldStore {
     async fn add_job(&self, job: Job) -> Result<Job, StoreError> {
         self.inner.add_job(job).await
     }
+
     async fn replace_job(&self, job: Job) -> Result<Job, StoreError> {
         self.inner.replace_job(job).await
     }
+
     async fn update_job(&self, job: Job) -> Result<Job, StoreError> {
         self.inner.update_job(job).await
     }
+
     async fn remove_job(&self, id: &str) -> Result<(), StoreError> {
         self.inner.remove_job(id).await
     }
+
     async fn remove_all_jobs(&self) -> Result<(), StoreError> {
         self.inner.remove_all_jobs().await
     }
+
     async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
         self.inner.get_job(id).await
     }
+
     async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
         self.inner.get_jobs().await
     }
+}
+
+#[async_trait]
+impl DueJobs for HeldStore {
     async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         // Read first, answer later: the answer is in flight while the test acts, as
         // with a store across a network.
@@ -1387,6 +1398,7 @@ impl JobStore for HeldStore {
         }
         answer
     }
+
     async fn acquire_due_jobs(
         &self,
         owner: &str,
@@ -1410,6 +1422,7 @@ impl JobStore for HeldStore {
         }
         Ok(jobs)
     }
+
     async fn release_jobs(
         &self,
         owner: &str,
@@ -1420,6 +1433,10 @@ impl JobStore for HeldStore {
         }
         self.inner.release_jobs(owner, releases).await
     }
+}
+
+#[async_trait]
+impl InstanceSlots for HeldStore {
     async fn claim_instance(
         &self,
         job_id: &str,
@@ -1430,16 +1447,28 @@ impl JobStore for HeldStore {
             .claim_instance(job_id, owner, max_instances)
             .await
     }
+
     async fn release_instance(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
         self.inner.release_instance(job_id, owner).await
     }
+}
+
+#[async_trait]
+impl RunHistory for HeldStore {
     async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {
         self.inner.record_run(record).await
     }
+
     async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         self.inner.runs(job_id, limit).await
     }
 }
+
+/// Keeps no membership, as a store that cannot be shared.
+impl Nodes for HeldStore {}
+
+/// Has the defaults of a store that cannot be shared.
+impl Cluster for HeldStore {}
 
 fn held_harness(tasks: TaskRegistry) -> (Harness, Holds) {
     let holds = Holds::default();

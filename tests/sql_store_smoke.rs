@@ -18,8 +18,9 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use kairos::job::Job;
+use kairos::store::prelude::*;
 use kairos::store::sql::{connect, SqlOptions};
-use kairos::store::{JobStore, Release, StoreError};
+use kairos::store::{Release, StoreError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Db {

@@ -22,10 +22,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use kairos::history::{RunOutcome, RunRecord};
 use kairos::job::Job;
 use kairos::store::memory::MemoryStore;
+use kairos::store::prelude::*;
 use kairos::store::sql::SqlOptions;
 use kairos::store::{
-    ConfigGeneration, FinishedRun, InstanceClaim, JobQuery, JobSchedule, JobStore, NodeInfo,
-    Release, RunLimits, StoreError,
+    ConfigGeneration, FinishedRun, InstanceClaim, JobQuery, JobSchedule, NodeInfo, Release,
+    RunLimits, StoreError,
 };
 use kairos::trigger::TriggerSpec;
 use serde_json::json;
@@ -259,7 +260,9 @@ fn record(job_id: &str, run: &str, finished: DateTime<Utc>) -> RunRecord {
     }
 }
 
-// ---- the tests, written once ----
+// ---- the tests, written once, by the part of the store contract they test ----
+
+// ---- Jobs: adding, changing, reading, listing and counting jobs ----
 
 async fn add_get_update_remove(harness: Harness) {
     let store = &harness.store;
@@ -375,6 +378,52 @@ async fn concurrent_adds_each_get_their_own_answer(harness: Harness) {
     assert_eq!(conflicts, ["taken", "taken", "twice"]);
     assert_eq!(added, 37);
     assert_eq!(store.count_jobs().await.unwrap(), 38);
+}
+
+async fn a_conditional_update_writes_only_at_the_expected_revision(harness: Harness) {
+    let store = &harness.store;
+    let added = store
+        .add_job(job("c", Some(t0() + secs(10))))
+        .await
+        .unwrap();
+    let mut renamed = added.clone();
+    renamed.name = "first".to_owned();
+    let written = store
+        .update_job_if(renamed, added.revision)
+        .await
+        .unwrap()
+        .expect("the revision was current");
+    assert!(written.revision > added.revision);
+    let mut stale = added.clone();
+    stale.name = "stale".to_owned();
+    assert_eq!(
+        store
+            .update_job_if(stale, added.revision)
+            .await
+            .unwrap()
+            .err(),
+        Some(written.revision),
+        "refused, naming the revision it has"
+    );
+    assert_eq!(store.get_job("c").await.unwrap().unwrap().name, "first");
+    assert!(matches!(
+        store.update_job_if(job("nope", None), 1).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Eight writers from one revision at once: exactly one is written.
+    let writers = (0..8).map(|index| {
+        let store = Arc::clone(store);
+        let mut job = written.clone();
+        job.name = format!("writer-{index}");
+        tokio::spawn(async move { store.update_job_if(job, written.revision).await })
+    });
+    let mut won = 0;
+    for writer in writers.collect::<Vec<_>>() {
+        if writer.await.unwrap().unwrap().is_ok() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
 }
 
 async fn config_jobs_are_found_and_jobs_counted_without_reading_all(harness: Harness) {
@@ -639,6 +688,75 @@ async fn jobs_are_ordered_by_next_run_time_paused_last(harness: Harness) {
     assert_eq!(store.next_run_time().await.unwrap(), None);
 }
 
+async fn jobs_survive_a_restart_of_the_scheduler(harness: Harness) {
+    use common::{recording_tasks, wait_for_runs};
+    use kairos::clock::ManualClock;
+    use kairos::job::JobSpec;
+    use kairos::scheduler::Scheduler;
+
+    let second_store = reopen(&harness).await;
+    let clock = ManualClock::new(t0());
+    let date = |at: &str| -> TriggerSpec {
+        serde_json::from_value(json!({"type": "date", "run_date": at})).unwrap()
+    };
+    let every_minute: TriggerSpec = serde_json::from_value(json!({
+        "type": "interval", "minutes": 1, "start_date": "2030-01-01T00:01:00Z",
+    }))
+    .unwrap();
+    let (tasks, runs) = recording_tasks();
+    let first = Scheduler::builder()
+        .clock(clock.clone())
+        .store_shared("default", Arc::clone(&harness.store))
+        .tasks(tasks.clone())
+        .build();
+    first.start();
+    first
+        .add_job(JobSpec::new("record", date("2030-01-01T00:00:30Z")).with_id("order-cancel-1"))
+        .await
+        .unwrap();
+    first
+        .add_job(JobSpec::new("record", every_minute).with_id("every-minute"))
+        .await
+        .unwrap();
+    first.shutdown(None).await;
+    drop(first);
+
+    // Down for two minutes: the one-off's time and two interval times pass.
+    clock.set(t0() + secs(120));
+    let second = Scheduler::builder()
+        .clock(clock.clone())
+        .store_shared("default", second_store)
+        .tasks(tasks)
+        .build();
+    second.start();
+    let seen = wait_for_runs(&runs, 2).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut seen_after = runs.lock().unwrap().clone();
+    assert_eq!(seen, seen_after, "no more runs than expected");
+    seen_after.sort();
+    assert_eq!(
+        seen_after,
+        [
+            ("every-minute".to_owned(), t0() + secs(120)),
+            ("order-cancel-1".to_owned(), t0() + secs(30)),
+        ],
+        "the missed one-off runs, the interval runs once (coalesced)"
+    );
+    assert!(second.get_job("order-cancel-1").await.unwrap().is_none());
+    assert_eq!(
+        second
+            .get_job("every-minute")
+            .await
+            .unwrap()
+            .unwrap()
+            .next_run_time,
+        Some(t0() + secs(180))
+    );
+    second.shutdown(None).await;
+}
+
+// ---- DueJobs: acquiring due jobs under leases and releasing them ----
+
 async fn acquire_takes_due_jobs_earliest_first_up_to_the_limit(harness: Harness) {
     let store = &harness.store;
     for (id, second) in [("c", 3), ("a", 1), ("b", 2), ("later", 100)] {
@@ -660,6 +778,36 @@ async fn acquire_takes_due_jobs_earliest_first_up_to_the_limit(harness: Harness)
         .unwrap()
         .is_empty());
     assert_eq!(store.next_run_time().await.unwrap(), Some(t0() + secs(100)));
+}
+
+async fn a_corrupt_job_is_skipped_without_blocking_the_others(harness: Harness) {
+    let store = &harness.store;
+    store
+        .add_job(job("good", Some(t0() + secs(10))))
+        .await
+        .unwrap();
+    store
+        .add_job(job("bad", Some(t0() + secs(5))))
+        .await
+        .unwrap();
+    corrupt(&harness, "bad").await;
+    let now = t0() + secs(10);
+    let acquired = store.acquire_due_jobs("one", now, 10, LEASE).await.unwrap();
+    assert_eq!(ids(&acquired), ["good"]);
+    // It is not offered again and again (the good job comes back once its lease
+    // ran out, the corrupt one never does).
+    let again = store
+        .acquire_due_jobs("one", now + secs(100), 10, LEASE)
+        .await
+        .unwrap();
+    assert!(
+        !ids(&again).contains(&"bad".to_owned()),
+        "{:?}",
+        ids(&again)
+    );
+    // Listing still works.
+    let listed = store.get_jobs().await.unwrap();
+    assert!(ids(&listed).contains(&"good".to_owned()));
 }
 
 async fn release_writes_next_run_times_and_removes_finished_jobs(harness: Harness) {
@@ -819,6 +967,94 @@ async fn a_release_taken_at_an_older_schedule_version_leaves_the_new_schedule_al
     assert_eq!(now.next_run_time, Some(t0() + secs(30)));
 }
 
+/// A store upgraded under a job leased by an older kairos, which kept no schedule
+/// versions: the SQL tables gain their columns (the migration runs on the old tables
+/// and keeps their rows), and such a lease, which took no version, is judged by next
+/// run times as before; the next lease takes one.
+async fn a_lease_taken_before_schedule_versions_is_judged_as_before(harness: Harness) {
+    let at = t0() + secs(10);
+    for id in ["renamed", "rescheduled"] {
+        harness.store.add_job(job(id, Some(at))).await.unwrap();
+    }
+    let acquired = harness
+        .store
+        .acquire_due_jobs("old", at, 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(acquired.len(), 2);
+    let p = &harness.prefix;
+    match harness.backend {
+        Backend::Redis => {
+            let client = ::redis::Client::open(harness.url.as_str()).unwrap();
+            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+            for key in ["sched", "leasesched"] {
+                ::redis::cmd("DEL")
+                    .arg(format!("{p}{key}"))
+                    .query_async::<i64>(&mut connection)
+                    .await
+                    .unwrap();
+            }
+        }
+        Backend::Sqlite | Backend::Postgres | Backend::Mysql => {
+            // The schedule versions' migration: SQLite and PostgreSQL 10, MySQL 9.
+            let version = if harness.backend == Backend::Mysql {
+                9
+            } else {
+                10
+            };
+            let statements = [
+                format!("ALTER TABLE {p}jobs DROP COLUMN lease_schedule"),
+                format!("ALTER TABLE {p}jobs DROP COLUMN schedule_version"),
+                format!("DELETE FROM {p}schema_version WHERE version >= {version}"),
+            ];
+            sql_execute(harness.backend, &harness.url, &statements).await;
+        }
+        Backend::Memory => unreachable!("the memory store runs no persistence test"),
+    }
+    let store = reopen(&harness).await;
+
+    let mut renamed = store.get_job("renamed").await.unwrap().unwrap();
+    renamed.name = "new name".to_owned();
+    store.update_job(renamed).await.unwrap();
+    let mut rescheduled = store.get_job("rescheduled").await.unwrap().unwrap();
+    rescheduled.next_run_time = Some(at + secs(500));
+    store.update_job(rescheduled).await.unwrap();
+    let releases = acquired
+        .iter()
+        .map(|job| release(job, Some(t0() + secs(20))))
+        .collect();
+    assert!(store
+        .release_jobs("old", releases)
+        .await
+        .unwrap()
+        .is_empty());
+    let renamed = store.get_job("renamed").await.unwrap().unwrap();
+    assert_eq!(renamed.name, "new name");
+    assert_eq!(renamed.next_run_time, Some(t0() + secs(20)));
+    let rescheduled = store.get_job("rescheduled").await.unwrap().unwrap();
+    assert_eq!(rescheduled.next_run_time, Some(at + secs(500)));
+
+    // The next lease takes a schedule version: a new trigger at the very time it was
+    // taken at wins over its release.
+    let due = store
+        .acquire_due_jobs("new", t0() + secs(20), 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(ids(&due), ["renamed"]);
+    let mut retriggered = due[0].clone();
+    retriggered.trigger = one_off_at(t0() + secs(20));
+    store.update_job(retriggered.clone()).await.unwrap();
+    let releases = vec![release(&due[0], Some(t0() + secs(30)))];
+    assert!(store
+        .release_jobs("new", releases)
+        .await
+        .unwrap()
+        .is_empty());
+    let now = store.get_job("renamed").await.unwrap().unwrap();
+    assert_eq!(now.trigger, retriggered.trigger);
+    assert_eq!(now.next_run_time, Some(t0() + secs(20)));
+}
+
 async fn an_expired_lease_makes_the_job_acquirable_again(harness: Harness) {
     let store = &harness.store;
     store
@@ -969,216 +1205,6 @@ async fn a_release_from_a_lost_lease_is_fenced_off(harness: Harness) {
     assert!(store.get_job("c").await.unwrap().is_some(), "not removed");
 }
 
-fn node(id: &str, beat: DateTime<Utc>) -> NodeInfo {
-    NodeInfo {
-        id: id.to_owned(),
-        host: "host-1".to_owned(),
-        pid: 4242,
-        version: "0.0.0-test".to_owned(),
-        started: t0(),
-        last_heartbeat: beat,
-        stats: None,
-    }
-}
-
-/// What a node reports with its heartbeat is kept beside its
-/// registration and shown to every node; stores without membership keep none.
-async fn node_stats_ride_on_the_heartbeat(harness: Harness) {
-    use kairos::store::NodeStats;
-
-    let store = &harness.store;
-    store.register_node(node("a", t0())).await.unwrap();
-    let stats = NodeStats {
-        running: 3,
-        queued: 2,
-        capacity: 8,
-        running_jobs: vec!["job-1".to_owned(), "job-2".to_owned()],
-        ended: 40,
-        lateness_p50_ms: 2,
-        lateness_p99_ms: 17,
-        lateness_max_ms: 30,
-    };
-    let beat = NodeInfo {
-        stats: Some(stats.clone()),
-        ..node("a", t0() + secs(10))
-    };
-    assert!(store.heartbeat_node(&beat).await.unwrap());
-    let listed = store.list_nodes().await.unwrap();
-    assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].last_heartbeat, t0() + secs(10));
-    match harness.backend {
-        // The memory store serves one process, whose scheduler reports itself live.
-        Backend::Memory => assert_eq!(listed[0].stats, None),
-        _ => assert_eq!(listed[0].stats, Some(stats)),
-    }
-    // A plain heartbeat keeps the last stats; a reaped node cannot beat them back.
-    assert!(store.heartbeat("a", t0() + secs(20)).await.unwrap());
-    assert_eq!(
-        store.list_nodes().await.unwrap()[0].last_heartbeat,
-        t0() + secs(20)
-    );
-    let ghost = NodeInfo {
-        stats: Some(NodeStats::default()),
-        ..node("ghost", t0() + secs(20))
-    };
-    assert!(!store.heartbeat_node(&ghost).await.unwrap());
-    assert_eq!(store.list_nodes().await.unwrap().len(), 1);
-}
-
-/// A slot that stands for run times (a run of a job allowing several at once, whose
-/// next run time was written when it became due) outlives its owner as an orphaned
-/// run: still counted by `max_instances`, taken once by one live node with its times
-/// and its job, and freed by that node's run; an orphan of a removed job is dropped.
-/// A run frees its own slot, not just any of its owner's.
-async fn orphaned_runs_are_taken_once_and_freed_by_their_run(harness: Harness) {
-    let store = &harness.store;
-    let (first, second) = (t0() + secs(10), t0() + secs(20));
-    let claim = |job_id: &str, run_times: Vec<DateTime<Utc>>| InstanceClaim {
-        job_id: job_id.to_owned(),
-        max_instances: 2,
-        run_times,
-    };
-    store
-        .add_job(job("a", Some(t0() + secs(30))))
-        .await
-        .unwrap();
-    store
-        .add_job(job("gone", Some(t0() + secs(30))))
-        .await
-        .unwrap();
-    store.register_node(node("dead", t0())).await.unwrap();
-    store.register_node(node("live", t0())).await.unwrap();
-    // "dead" runs a's times `first` and `second` in two slots, and a plain run of
-    // "gone"; the run of `first` ends, and frees its own slot.
-    let claimed = store
-        .claim_instances(
-            "dead",
-            &[
-                claim("a", vec![first]),
-                claim("a", vec![second]),
-                claim("gone", vec![first]),
-            ],
-        )
-        .await
-        .unwrap();
-    assert_eq!(claimed, [true, true, true]);
-    let mut ended = record("a", "r-first", first + secs(1));
-    ended.scheduled_time = first;
-    store
-        .finish_runs(
-            "dead",
-            vec![FinishedRun {
-                record: ended,
-                frees_instance: true,
-            }],
-        )
-        .await
-        .unwrap();
-    store.remove_job("gone").await.unwrap();
-    assert!(store.take_orphaned_runs("live").await.unwrap().is_empty());
-
-    // "dead" dies; a survivor reaps it.
-    assert!(store.heartbeat("live", t0() + secs(100)).await.unwrap());
-    let reaped = store
-        .reap_dead_nodes(t0() + secs(100), Duration::from_secs(60))
-        .await
-        .unwrap();
-    assert_eq!(reaped, ["dead"]);
-    // The orphan still counts: a's limit of two leaves room for one more run only.
-    assert!(store.claim_instance("a", "other", 2).await.unwrap());
-    assert!(!store.claim_instance("a", "other", 2).await.unwrap());
-    store.release_instance("a", "other").await.unwrap();
-
-    let taken = store.take_orphaned_runs("live").await.unwrap();
-    assert_eq!(taken.len(), 1, "{taken:?}");
-    assert_eq!(taken[0].job.id, "a");
-    assert_eq!(
-        taken[0].run_times,
-        [second],
-        "the run still going, not the one that ended"
-    );
-    assert!(
-        store.take_orphaned_runs("other").await.unwrap().is_empty(),
-        "taken once"
-    );
-    // Now "live"'s slot: it counts, and its run frees it.
-    assert!(store.claim_instance("a", "other", 2).await.unwrap());
-    assert!(!store.claim_instance("a", "other", 2).await.unwrap());
-    let mut replayed = record("a", "r-second", second + secs(90));
-    replayed.scheduled_time = second;
-    store
-        .finish_runs(
-            "live",
-            vec![FinishedRun {
-                record: replayed,
-                frees_instance: true,
-            }],
-        )
-        .await
-        .unwrap();
-    assert!(store.claim_instance("a", "other", 2).await.unwrap());
-    // The removed job's orphan is gone with it: its slot no longer counts.
-    assert!(store.claim_instance("gone", "other", 1).await.unwrap());
-}
-
-/// Membership: nodes register and beat; a survivor reaps a node
-/// whose heartbeat stopped, freeing its leases and slots at once, and the dead node's
-/// late release is fenced off.
-async fn a_dead_node_is_reaped_and_its_leases_and_slots_freed(harness: Harness) {
-    let store = &harness.store;
-    store.register_node(node("b", t0())).await.unwrap();
-    store.register_node(node("a", t0())).await.unwrap();
-    let listed = store.list_nodes().await.unwrap();
-    assert_eq!(listed, [node("a", t0()), node("b", t0())]);
-    assert!(store.heartbeat("a", t0() + secs(50)).await.unwrap());
-    assert!(!store.heartbeat("ghost", t0() + secs(50)).await.unwrap());
-    // Registering again (a restart) replaces the entry.
-    store
-        .register_node(node("b", t0() + secs(1)))
-        .await
-        .unwrap();
-
-    store.add_job(job("k", Some(t0()))).await.unwrap();
-    let taken = store.acquire_due_jobs("b", t0(), 10, LEASE).await.unwrap();
-    assert_eq!(ids(&taken), ["k"]);
-    assert!(store.claim_instance("k", "b", 1).await.unwrap());
-
-    // b stops beating; at t0+62 its last beat (t0+1) is past the 60 s timeout.
-    let timeout = Duration::from_secs(60);
-    assert!(store
-        .reap_dead_nodes(t0() + secs(60), timeout)
-        .await
-        .unwrap()
-        .is_empty());
-    let reaped = store
-        .reap_dead_nodes(t0() + secs(62), timeout)
-        .await
-        .unwrap();
-    assert_eq!(reaped, ["b"]);
-    assert!(store
-        .reap_dead_nodes(t0() + secs(62), timeout)
-        .await
-        .unwrap()
-        .is_empty());
-    let listed = store.list_nodes().await.unwrap();
-    assert_eq!(listed, [node("a", t0() + secs(50))]);
-    assert!(!store.heartbeat("b", t0() + secs(63)).await.unwrap());
-
-    // Its job is acquirable at once, long before its lease would have expired, and its
-    // slot is free.
-    let again = store.acquire_due_jobs("a", t0(), 10, LEASE).await.unwrap();
-    assert_eq!(ids(&again), ["k"]);
-    assert!(store.claim_instance("k", "a", 1).await.unwrap());
-    let fenced = store
-        .release_jobs("b", vec![release(&taken[0], Some(t0() + secs(5)))])
-        .await
-        .unwrap();
-    assert_eq!(fenced, ["k"]);
-
-    store.deregister_node("a").await.unwrap();
-    assert!(store.list_nodes().await.unwrap().is_empty());
-}
-
 async fn two_schedulers_acquiring_at_once_never_share_a_job(harness: Harness) {
     let store = &harness.store;
     let count = 200;
@@ -1210,145 +1236,6 @@ async fn two_schedulers_acquiring_at_once_never_share_a_job(harness: Harness) {
     all.dedup();
     assert_eq!(before, all.len(), "a job was acquired twice");
     assert_eq!(all.len(), count as usize, "every due job was acquired once");
-}
-
-async fn max_instances_holds_across_schedulers(harness: Harness) {
-    let store = &harness.store;
-    store.add_job(job("a", Some(t0()))).await.unwrap();
-    assert!(store.claim_instance("a", "one", 2).await.unwrap());
-    assert!(store.claim_instance("a", "two", 2).await.unwrap());
-    assert!(
-        !store.claim_instance("a", "one", 2).await.unwrap(),
-        "the limit is 2"
-    );
-    store.release_instance("a", "two").await.unwrap();
-    assert!(
-        store.claim_instance("a", "two", 2).await.unwrap(),
-        "a slot was freed"
-    );
-    // Another job's slots are its own.
-    assert!(store.claim_instance("b", "one", 1).await.unwrap());
-    assert!(!store.claim_instance("b", "two", 1).await.unwrap());
-}
-
-async fn instances_are_claimed_and_finished_in_batches(harness: Harness) {
-    let store = &harness.store;
-    let claim = |job_id: &str, max_instances: u32| InstanceClaim {
-        job_id: job_id.to_owned(),
-        max_instances,
-        run_times: Vec::new(),
-    };
-    // "a" allows two, asked three times in one batch; "b" is full (another scheduler).
-    assert!(store.claim_instance("b", "two", 1).await.unwrap());
-    let claimed = store
-        .claim_instances(
-            "one",
-            &[claim("a", 2), claim("b", 1), claim("a", 2), claim("a", 2)],
-        )
-        .await
-        .unwrap();
-    assert_eq!(claimed, [true, false, true, false]);
-    assert!(store.claim_instances("one", &[]).await.unwrap().is_empty());
-    // Finishing frees exactly the slots it says, and only the owner's.
-    let finished = |run_id: &str, job_id: &str, frees_instance: bool| FinishedRun {
-        record: record(job_id, run_id, t0() + secs(1)),
-        frees_instance,
-    };
-    store
-        .finish_runs(
-            "one",
-            vec![
-                finished("r1", "a", true),
-                finished("r2", "a", false),
-                finished("r3", "b", true),
-            ],
-        )
-        .await
-        .unwrap();
-    assert!(
-        store.claim_instance("a", "two", 2).await.unwrap(),
-        "one slot of a was freed"
-    );
-    assert!(
-        !store.claim_instance("a", "two", 2).await.unwrap(),
-        "only one"
-    );
-    assert!(
-        !store.claim_instance("b", "one", 1).await.unwrap(),
-        "b's slot is two's"
-    );
-    let mut run_ids: Vec<String> = store
-        .runs(None, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|run| run.run_id)
-        .collect();
-    run_ids.sort();
-    assert_eq!(run_ids, ["r1", "r2", "r3"]);
-    assert_eq!(store.runs(Some("b"), 10).await.unwrap().len(), 1);
-    // Batches larger than one statement or script call.
-    let many: Vec<InstanceClaim> = (0..600)
-        .map(|index| claim(&format!("m{index}"), 1))
-        .collect();
-    let claimed = store.claim_instances("one", &many).await.unwrap();
-    assert_eq!(claimed.len(), 600);
-    assert!(claimed.iter().all(|claimed| *claimed));
-    let runs: Vec<FinishedRun> = (0..600)
-        .map(|index| finished(&format!("m{index}-run"), &format!("m{index}"), true))
-        .collect();
-    store.finish_runs("one", runs).await.unwrap();
-    assert!(
-        store.claim_instance("m599", "two", 1).await.unwrap(),
-        "freed"
-    );
-    assert_eq!(store.runs(None, 1000).await.unwrap().len(), 603);
-}
-
-async fn a_conditional_update_writes_only_at_the_expected_revision(harness: Harness) {
-    let store = &harness.store;
-    let added = store
-        .add_job(job("c", Some(t0() + secs(10))))
-        .await
-        .unwrap();
-    let mut renamed = added.clone();
-    renamed.name = "first".to_owned();
-    let written = store
-        .update_job_if(renamed, added.revision)
-        .await
-        .unwrap()
-        .expect("the revision was current");
-    assert!(written.revision > added.revision);
-    let mut stale = added.clone();
-    stale.name = "stale".to_owned();
-    assert_eq!(
-        store
-            .update_job_if(stale, added.revision)
-            .await
-            .unwrap()
-            .err(),
-        Some(written.revision),
-        "refused, naming the revision it has"
-    );
-    assert_eq!(store.get_job("c").await.unwrap().unwrap().name, "first");
-    assert!(matches!(
-        store.update_job_if(job("nope", None), 1).await,
-        Err(StoreError::NotFound(_))
-    ));
-    // Eight writers from one revision at once: exactly one is written.
-    let writers = (0..8).map(|index| {
-        let store = Arc::clone(store);
-        let mut job = written.clone();
-        job.name = format!("writer-{index}");
-        tokio::spawn(async move { store.update_job_if(job, written.revision).await })
-    });
-    let mut won = 0;
-    for writer in writers.collect::<Vec<_>>() {
-        if writer.await.unwrap().unwrap().is_ok() {
-            won += 1;
-        }
-    }
-    assert_eq!(won, 1);
 }
 
 /// The zone rules check at start moves next run times in a batch: each job still at
@@ -1464,6 +1351,240 @@ async fn job_schedules_show_every_write_by_its_revision(harness: Harness) {
     );
     assert_ne!(renamed.revision, added.revision);
 }
+
+// ---- InstanceSlots: running-instance slots, recovered and orphaned ----
+
+async fn max_instances_holds_across_schedulers(harness: Harness) {
+    let store = &harness.store;
+    store.add_job(job("a", Some(t0()))).await.unwrap();
+    assert!(store.claim_instance("a", "one", 2).await.unwrap());
+    assert!(store.claim_instance("a", "two", 2).await.unwrap());
+    assert!(
+        !store.claim_instance("a", "one", 2).await.unwrap(),
+        "the limit is 2"
+    );
+    store.release_instance("a", "two").await.unwrap();
+    assert!(
+        store.claim_instance("a", "two", 2).await.unwrap(),
+        "a slot was freed"
+    );
+    // Another job's slots are its own.
+    assert!(store.claim_instance("b", "one", 1).await.unwrap());
+    assert!(!store.claim_instance("b", "two", 1).await.unwrap());
+}
+
+async fn instances_are_claimed_and_finished_in_batches(harness: Harness) {
+    let store = &harness.store;
+    let claim = |job_id: &str, max_instances: u32| InstanceClaim {
+        job_id: job_id.to_owned(),
+        max_instances,
+        run_times: Vec::new(),
+    };
+    // "a" allows two, asked three times in one batch; "b" is full (another scheduler).
+    assert!(store.claim_instance("b", "two", 1).await.unwrap());
+    let claimed = store
+        .claim_instances(
+            "one",
+            &[claim("a", 2), claim("b", 1), claim("a", 2), claim("a", 2)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed, [true, false, true, false]);
+    assert!(store.claim_instances("one", &[]).await.unwrap().is_empty());
+    // Finishing frees exactly the slots it says, and only the owner's.
+    let finished = |run_id: &str, job_id: &str, frees_instance: bool| FinishedRun {
+        record: record(job_id, run_id, t0() + secs(1)),
+        frees_instance,
+    };
+    store
+        .finish_runs(
+            "one",
+            vec![
+                finished("r1", "a", true),
+                finished("r2", "a", false),
+                finished("r3", "b", true),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(
+        store.claim_instance("a", "two", 2).await.unwrap(),
+        "one slot of a was freed"
+    );
+    assert!(
+        !store.claim_instance("a", "two", 2).await.unwrap(),
+        "only one"
+    );
+    assert!(
+        !store.claim_instance("b", "one", 1).await.unwrap(),
+        "b's slot is two's"
+    );
+    let mut run_ids: Vec<String> = store
+        .runs(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|run| run.run_id)
+        .collect();
+    run_ids.sort();
+    assert_eq!(run_ids, ["r1", "r2", "r3"]);
+    assert_eq!(store.runs(Some("b"), 10).await.unwrap().len(), 1);
+    // Batches larger than one statement or script call.
+    let many: Vec<InstanceClaim> = (0..600)
+        .map(|index| claim(&format!("m{index}"), 1))
+        .collect();
+    let claimed = store.claim_instances("one", &many).await.unwrap();
+    assert_eq!(claimed.len(), 600);
+    assert!(claimed.iter().all(|claimed| *claimed));
+    let runs: Vec<FinishedRun> = (0..600)
+        .map(|index| finished(&format!("m{index}-run"), &format!("m{index}"), true))
+        .collect();
+    store.finish_runs("one", runs).await.unwrap();
+    assert!(
+        store.claim_instance("m599", "two", 1).await.unwrap(),
+        "freed"
+    );
+    assert_eq!(store.runs(None, 1000).await.unwrap().len(), 603);
+}
+
+async fn a_restarted_owner_recovers_its_leases_and_slots(harness: Harness) {
+    let store = &harness.store;
+    for id in ["a", "b", "c"] {
+        store.add_job(job(id, Some(t0()))).await.unwrap();
+    }
+    // "dead" takes a and b and a slot of a, then dies; "other" holds c and its slot.
+    let taken = store
+        .acquire_due_jobs("dead", t0(), 2, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 2);
+    assert!(store.claim_instance("a", "dead", 1).await.unwrap());
+    let other = store
+        .acquire_due_jobs("other", t0(), 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(other.len(), 1);
+    assert!(store.claim_instance("c", "other", 1).await.unwrap());
+    // Restarted under the same id: its leases end and its slot is free, well before
+    // the lease would have expired; the other owner's hold is untouched.
+    let freed = store.recover_owner("dead").await.unwrap();
+    assert_eq!(freed, 3, "two leases and one slot");
+    let again: Vec<String> = store
+        .acquire_due_jobs("dead", t0(), 10, LEASE)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|job| job.id)
+        .collect();
+    assert_eq!(again, ["a", "b"], "runs that were in flight run again");
+    assert!(
+        store.claim_instance("a", "dead", 1).await.unwrap(),
+        "the slot was freed"
+    );
+    assert!(
+        !store.claim_instance("c", "dead", 1).await.unwrap(),
+        "c's slot is other's"
+    );
+    assert_eq!(store.recover_owner("nobody").await.unwrap(), 0);
+}
+
+/// A slot that stands for run times (a run of a job allowing several at once, whose
+/// next run time was written when it became due) outlives its owner as an orphaned
+/// run: still counted by `max_instances`, taken once by one live node with its times
+/// and its job, and freed by that node's run; an orphan of a removed job is dropped.
+/// A run frees its own slot, not just any of its owner's.
+async fn orphaned_runs_are_taken_once_and_freed_by_their_run(harness: Harness) {
+    let store = &harness.store;
+    let (first, second) = (t0() + secs(10), t0() + secs(20));
+    let claim = |job_id: &str, run_times: Vec<DateTime<Utc>>| InstanceClaim {
+        job_id: job_id.to_owned(),
+        max_instances: 2,
+        run_times,
+    };
+    store
+        .add_job(job("a", Some(t0() + secs(30))))
+        .await
+        .unwrap();
+    store
+        .add_job(job("gone", Some(t0() + secs(30))))
+        .await
+        .unwrap();
+    store.register_node(node("dead", t0())).await.unwrap();
+    store.register_node(node("live", t0())).await.unwrap();
+    // "dead" runs a's times `first` and `second` in two slots, and a plain run of
+    // "gone"; the run of `first` ends, and frees its own slot.
+    let claimed = store
+        .claim_instances(
+            "dead",
+            &[
+                claim("a", vec![first]),
+                claim("a", vec![second]),
+                claim("gone", vec![first]),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed, [true, true, true]);
+    let mut ended = record("a", "r-first", first + secs(1));
+    ended.scheduled_time = first;
+    store
+        .finish_runs(
+            "dead",
+            vec![FinishedRun {
+                record: ended,
+                frees_instance: true,
+            }],
+        )
+        .await
+        .unwrap();
+    store.remove_job("gone").await.unwrap();
+    assert!(store.take_orphaned_runs("live").await.unwrap().is_empty());
+
+    // "dead" dies; a survivor reaps it.
+    assert!(store.heartbeat("live", t0() + secs(100)).await.unwrap());
+    let reaped = store
+        .reap_dead_nodes(t0() + secs(100), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(reaped, ["dead"]);
+    // The orphan still counts: a's limit of two leaves room for one more run only.
+    assert!(store.claim_instance("a", "other", 2).await.unwrap());
+    assert!(!store.claim_instance("a", "other", 2).await.unwrap());
+    store.release_instance("a", "other").await.unwrap();
+
+    let taken = store.take_orphaned_runs("live").await.unwrap();
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(taken[0].job.id, "a");
+    assert_eq!(
+        taken[0].run_times,
+        [second],
+        "the run still going, not the one that ended"
+    );
+    assert!(
+        store.take_orphaned_runs("other").await.unwrap().is_empty(),
+        "taken once"
+    );
+    // Now "live"'s slot: it counts, and its run frees it.
+    assert!(store.claim_instance("a", "other", 2).await.unwrap());
+    assert!(!store.claim_instance("a", "other", 2).await.unwrap());
+    let mut replayed = record("a", "r-second", second + secs(90));
+    replayed.scheduled_time = second;
+    store
+        .finish_runs(
+            "live",
+            vec![FinishedRun {
+                record: replayed,
+                frees_instance: true,
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(store.claim_instance("a", "other", 2).await.unwrap());
+    // The removed job's orphan is gone with it: its slot no longer counts.
+    assert!(store.claim_instance("gone", "other", 1).await.unwrap());
+}
+
+// ---- RunHistory: run records, their retention and the last success ----
 
 async fn run_history_is_kept_newest_first(harness: Harness) {
     let store = &harness.store;
@@ -1621,231 +1742,164 @@ async fn history_keeps_a_number_of_runs_per_job(harness: Harness) {
     assert_eq!(store.prune_runs(&limits, 100).await.unwrap(), 0);
 }
 
-async fn a_corrupt_job_is_skipped_without_blocking_the_others(harness: Harness) {
+/// The last success of a job is the latest finish among its successful runs, whatever
+/// failed after it and whatever other jobs did.
+async fn the_last_success_of_a_job_is_read_from_its_history(harness: Harness) {
     let store = &harness.store;
-    store
-        .add_job(job("good", Some(t0() + secs(10))))
-        .await
-        .unwrap();
-    store
-        .add_job(job("bad", Some(t0() + secs(5))))
-        .await
-        .unwrap();
-    corrupt(&harness, "bad").await;
-    let now = t0() + secs(10);
-    let acquired = store.acquire_due_jobs("one", now, 10, LEASE).await.unwrap();
-    assert_eq!(ids(&acquired), ["good"]);
-    // It is not offered again and again (the good job comes back once its lease
-    // ran out, the corrupt one never does).
-    let again = store
-        .acquire_due_jobs("one", now + secs(100), 10, LEASE)
-        .await
-        .unwrap();
-    assert!(
-        !ids(&again).contains(&"bad".to_owned()),
-        "{:?}",
-        ids(&again)
-    );
-    // Listing still works.
-    let listed = store.get_jobs().await.unwrap();
-    assert!(ids(&listed).contains(&"good".to_owned()));
-}
-
-/// A store upgraded under a job leased by an older kairos, which kept no schedule
-/// versions: the SQL tables gain their columns (the migration runs on the old tables
-/// and keeps their rows), and such a lease, which took no version, is judged by next
-/// run times as before; the next lease takes one.
-async fn a_lease_taken_before_schedule_versions_is_judged_as_before(harness: Harness) {
-    let at = t0() + secs(10);
-    for id in ["renamed", "rescheduled"] {
-        harness.store.add_job(job(id, Some(at))).await.unwrap();
-    }
-    let acquired = harness
-        .store
-        .acquire_due_jobs("old", at, 10, LEASE)
-        .await
-        .unwrap();
-    assert_eq!(acquired.len(), 2);
-    let p = &harness.prefix;
-    match harness.backend {
-        Backend::Redis => {
-            let client = ::redis::Client::open(harness.url.as_str()).unwrap();
-            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-            for key in ["sched", "leasesched"] {
-                ::redis::cmd("DEL")
-                    .arg(format!("{p}{key}"))
-                    .query_async::<i64>(&mut connection)
-                    .await
-                    .unwrap();
-            }
-        }
-        Backend::Sqlite | Backend::Postgres | Backend::Mysql => {
-            // The schedule versions' migration: SQLite and PostgreSQL 10, MySQL 9.
-            let version = if harness.backend == Backend::Mysql {
-                9
-            } else {
-                10
-            };
-            let statements = [
-                format!("ALTER TABLE {p}jobs DROP COLUMN lease_schedule"),
-                format!("ALTER TABLE {p}jobs DROP COLUMN schedule_version"),
-                format!("DELETE FROM {p}schema_version WHERE version >= {version}"),
-            ];
-            sql_execute(harness.backend, &harness.url, &statements).await;
-        }
-        Backend::Memory => unreachable!("the memory store runs no persistence test"),
-    }
-    let store = reopen(&harness).await;
-
-    let mut renamed = store.get_job("renamed").await.unwrap().unwrap();
-    renamed.name = "new name".to_owned();
-    store.update_job(renamed).await.unwrap();
-    let mut rescheduled = store.get_job("rescheduled").await.unwrap().unwrap();
-    rescheduled.next_run_time = Some(at + secs(500));
-    store.update_job(rescheduled).await.unwrap();
-    let releases = acquired
-        .iter()
-        .map(|job| release(job, Some(t0() + secs(20))))
-        .collect();
-    assert!(store
-        .release_jobs("old", releases)
-        .await
-        .unwrap()
-        .is_empty());
-    let renamed = store.get_job("renamed").await.unwrap().unwrap();
-    assert_eq!(renamed.name, "new name");
-    assert_eq!(renamed.next_run_time, Some(t0() + secs(20)));
-    let rescheduled = store.get_job("rescheduled").await.unwrap().unwrap();
-    assert_eq!(rescheduled.next_run_time, Some(at + secs(500)));
-
-    // The next lease takes a schedule version: a new trigger at the very time it was
-    // taken at wins over its release.
-    let due = store
-        .acquire_due_jobs("new", t0() + secs(20), 10, LEASE)
-        .await
-        .unwrap();
-    assert_eq!(ids(&due), ["renamed"]);
-    let mut retriggered = due[0].clone();
-    retriggered.trigger = one_off_at(t0() + secs(20));
-    store.update_job(retriggered.clone()).await.unwrap();
-    let releases = vec![release(&due[0], Some(t0() + secs(30)))];
-    assert!(store
-        .release_jobs("new", releases)
-        .await
-        .unwrap()
-        .is_empty());
-    let now = store.get_job("renamed").await.unwrap().unwrap();
-    assert_eq!(now.trigger, retriggered.trigger);
-    assert_eq!(now.next_run_time, Some(t0() + secs(20)));
-}
-
-async fn a_restarted_owner_recovers_its_leases_and_slots(harness: Harness) {
-    let store = &harness.store;
-    for id in ["a", "b", "c"] {
-        store.add_job(job(id, Some(t0()))).await.unwrap();
-    }
-    // "dead" takes a and b and a slot of a, then dies; "other" holds c and its slot.
-    let taken = store
-        .acquire_due_jobs("dead", t0(), 2, LEASE)
-        .await
-        .unwrap();
-    assert_eq!(taken.len(), 2);
-    assert!(store.claim_instance("a", "dead", 1).await.unwrap());
-    let other = store
-        .acquire_due_jobs("other", t0(), 10, LEASE)
-        .await
-        .unwrap();
-    assert_eq!(other.len(), 1);
-    assert!(store.claim_instance("c", "other", 1).await.unwrap());
-    // Restarted under the same id: its leases end and its slot is free, well before
-    // the lease would have expired; the other owner's hold is untouched.
-    let freed = store.recover_owner("dead").await.unwrap();
-    assert_eq!(freed, 3, "two leases and one slot");
-    let again: Vec<String> = store
-        .acquire_due_jobs("dead", t0(), 10, LEASE)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|job| job.id)
-        .collect();
-    assert_eq!(again, ["a", "b"], "runs that were in flight run again");
-    assert!(
-        store.claim_instance("a", "dead", 1).await.unwrap(),
-        "the slot was freed"
-    );
-    assert!(
-        !store.claim_instance("c", "dead", 1).await.unwrap(),
-        "c's slot is other's"
-    );
-    assert_eq!(store.recover_owner("nobody").await.unwrap(), 0);
-}
-
-async fn jobs_survive_a_restart_of_the_scheduler(harness: Harness) {
-    use common::{recording_tasks, wait_for_runs};
-    use kairos::clock::ManualClock;
-    use kairos::job::JobSpec;
-    use kairos::scheduler::Scheduler;
-
-    let second_store = reopen(&harness).await;
-    let clock = ManualClock::new(t0());
-    let date = |at: &str| -> TriggerSpec {
-        serde_json::from_value(json!({"type": "date", "run_date": at})).unwrap()
+    assert_eq!(store.last_success("a").await.unwrap(), None);
+    let failed = |run: &str, finished| RunRecord {
+        outcome: RunOutcome::Error,
+        error: Some("boom".to_owned()),
+        ..record("a", run, finished)
     };
-    let every_minute: TriggerSpec = serde_json::from_value(json!({
-        "type": "interval", "minutes": 1, "start_date": "2030-01-01T00:01:00Z",
-    }))
-    .unwrap();
-    let (tasks, runs) = recording_tasks();
-    let first = Scheduler::builder()
-        .clock(clock.clone())
-        .store_shared("default", Arc::clone(&harness.store))
-        .tasks(tasks.clone())
-        .build();
-    first.start();
-    first
-        .add_job(JobSpec::new("record", date("2030-01-01T00:00:30Z")).with_id("order-cancel-1"))
+    store.record_run(record("a", "r1", t0())).await.unwrap();
+    store
+        .record_run(record("a", "r2", t0() + secs(60)))
         .await
         .unwrap();
-    first
-        .add_job(JobSpec::new("record", every_minute).with_id("every-minute"))
+    store
+        .record_run(failed("r3", t0() + secs(120)))
         .await
         .unwrap();
-    first.shutdown(None).await;
-    drop(first);
-
-    // Down for two minutes: the one-off's time and two interval times pass.
-    clock.set(t0() + secs(120));
-    let second = Scheduler::builder()
-        .clock(clock.clone())
-        .store_shared("default", second_store)
-        .tasks(tasks)
-        .build();
-    second.start();
-    let seen = wait_for_runs(&runs, 2).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut seen_after = runs.lock().unwrap().clone();
-    assert_eq!(seen, seen_after, "no more runs than expected");
-    seen_after.sort();
+    store
+        .record_run(record("b", "r4", t0() + secs(180)))
+        .await
+        .unwrap();
     assert_eq!(
-        seen_after,
-        [
-            ("every-minute".to_owned(), t0() + secs(120)),
-            ("order-cancel-1".to_owned(), t0() + secs(30)),
-        ],
-        "the missed one-off runs, the interval runs once (coalesced)"
+        store.last_success("a").await.unwrap(),
+        Some(t0() + secs(60))
     );
-    assert!(second.get_job("order-cancel-1").await.unwrap().is_none());
     assert_eq!(
-        second
-            .get_job("every-minute")
-            .await
-            .unwrap()
-            .unwrap()
-            .next_run_time,
+        store.last_success("b").await.unwrap(),
         Some(t0() + secs(180))
     );
-    second.shutdown(None).await;
+    store
+        .record_run(failed("r5", t0() + secs(240)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.last_success("a").await.unwrap(),
+        Some(t0() + secs(60))
+    );
 }
+
+// ---- Nodes: membership, heartbeats and reaping ----
+
+fn node(id: &str, beat: DateTime<Utc>) -> NodeInfo {
+    NodeInfo {
+        id: id.to_owned(),
+        host: "host-1".to_owned(),
+        pid: 4242,
+        version: "0.0.0-test".to_owned(),
+        started: t0(),
+        last_heartbeat: beat,
+        stats: None,
+    }
+}
+
+/// What a node reports with its heartbeat is kept beside its
+/// registration and shown to every node; stores without membership keep none.
+async fn node_stats_ride_on_the_heartbeat(harness: Harness) {
+    use kairos::store::NodeStats;
+
+    let store = &harness.store;
+    store.register_node(node("a", t0())).await.unwrap();
+    let stats = NodeStats {
+        running: 3,
+        queued: 2,
+        capacity: 8,
+        running_jobs: vec!["job-1".to_owned(), "job-2".to_owned()],
+        ended: 40,
+        lateness_p50_ms: 2,
+        lateness_p99_ms: 17,
+        lateness_max_ms: 30,
+    };
+    let beat = NodeInfo {
+        stats: Some(stats.clone()),
+        ..node("a", t0() + secs(10))
+    };
+    assert!(store.heartbeat_node(&beat).await.unwrap());
+    let listed = store.list_nodes().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].last_heartbeat, t0() + secs(10));
+    match harness.backend {
+        // The memory store serves one process, whose scheduler reports itself live.
+        Backend::Memory => assert_eq!(listed[0].stats, None),
+        _ => assert_eq!(listed[0].stats, Some(stats)),
+    }
+    // A plain heartbeat keeps the last stats; a reaped node cannot beat them back.
+    assert!(store.heartbeat("a", t0() + secs(20)).await.unwrap());
+    assert_eq!(
+        store.list_nodes().await.unwrap()[0].last_heartbeat,
+        t0() + secs(20)
+    );
+    let ghost = NodeInfo {
+        stats: Some(NodeStats::default()),
+        ..node("ghost", t0() + secs(20))
+    };
+    assert!(!store.heartbeat_node(&ghost).await.unwrap());
+    assert_eq!(store.list_nodes().await.unwrap().len(), 1);
+}
+
+/// Membership: nodes register and beat; a survivor reaps a node
+/// whose heartbeat stopped, freeing its leases and slots at once, and the dead node's
+/// late release is fenced off.
+async fn a_dead_node_is_reaped_and_its_leases_and_slots_freed(harness: Harness) {
+    let store = &harness.store;
+    store.register_node(node("b", t0())).await.unwrap();
+    store.register_node(node("a", t0())).await.unwrap();
+    let listed = store.list_nodes().await.unwrap();
+    assert_eq!(listed, [node("a", t0()), node("b", t0())]);
+    assert!(store.heartbeat("a", t0() + secs(50)).await.unwrap());
+    assert!(!store.heartbeat("ghost", t0() + secs(50)).await.unwrap());
+    // Registering again (a restart) replaces the entry.
+    store
+        .register_node(node("b", t0() + secs(1)))
+        .await
+        .unwrap();
+
+    store.add_job(job("k", Some(t0()))).await.unwrap();
+    let taken = store.acquire_due_jobs("b", t0(), 10, LEASE).await.unwrap();
+    assert_eq!(ids(&taken), ["k"]);
+    assert!(store.claim_instance("k", "b", 1).await.unwrap());
+
+    // b stops beating; at t0+62 its last beat (t0+1) is past the 60 s timeout.
+    let timeout = Duration::from_secs(60);
+    assert!(store
+        .reap_dead_nodes(t0() + secs(60), timeout)
+        .await
+        .unwrap()
+        .is_empty());
+    let reaped = store
+        .reap_dead_nodes(t0() + secs(62), timeout)
+        .await
+        .unwrap();
+    assert_eq!(reaped, ["b"]);
+    assert!(store
+        .reap_dead_nodes(t0() + secs(62), timeout)
+        .await
+        .unwrap()
+        .is_empty());
+    let listed = store.list_nodes().await.unwrap();
+    assert_eq!(listed, [node("a", t0() + secs(50))]);
+    assert!(!store.heartbeat("b", t0() + secs(63)).await.unwrap());
+
+    // Its job is acquirable at once, long before its lease would have expired, and its
+    // slot is free.
+    let again = store.acquire_due_jobs("a", t0(), 10, LEASE).await.unwrap();
+    assert_eq!(ids(&again), ["k"]);
+    assert!(store.claim_instance("k", "a", 1).await.unwrap());
+    let fenced = store
+        .release_jobs("b", vec![release(&taken[0], Some(t0() + secs(5)))])
+        .await
+        .unwrap();
+    assert_eq!(fenced, ["k"]);
+
+    store.deregister_node("a").await.unwrap();
+    assert!(store.list_nodes().await.unwrap().is_empty());
+}
+
+// ---- Cluster: wake-ups, config generations and alert claims ----
 
 /// Stores several nodes share push every write to the others: a
 /// job added or changed through one handle wakes a listener on another handle, with
@@ -2008,47 +2062,6 @@ async fn alert_keys_are_claimed_once_until_their_claim_ends(harness: Harness) {
     assert!(!store.claim_alert(key, Utc::now(), ttl).await.unwrap());
 }
 
-/// The last success of a job is the latest finish among its successful runs, whatever
-/// failed after it and whatever other jobs did.
-async fn the_last_success_of_a_job_is_read_from_its_history(harness: Harness) {
-    let store = &harness.store;
-    assert_eq!(store.last_success("a").await.unwrap(), None);
-    let failed = |run: &str, finished| RunRecord {
-        outcome: RunOutcome::Error,
-        error: Some("boom".to_owned()),
-        ..record("a", run, finished)
-    };
-    store.record_run(record("a", "r1", t0())).await.unwrap();
-    store
-        .record_run(record("a", "r2", t0() + secs(60)))
-        .await
-        .unwrap();
-    store
-        .record_run(failed("r3", t0() + secs(120)))
-        .await
-        .unwrap();
-    store
-        .record_run(record("b", "r4", t0() + secs(180)))
-        .await
-        .unwrap();
-    assert_eq!(
-        store.last_success("a").await.unwrap(),
-        Some(t0() + secs(60))
-    );
-    assert_eq!(
-        store.last_success("b").await.unwrap(),
-        Some(t0() + secs(180))
-    );
-    store
-        .record_run(failed("r5", t0() + secs(240)))
-        .await
-        .unwrap();
-    assert_eq!(
-        store.last_success("a").await.unwrap(),
-        Some(t0() + secs(60))
-    );
-}
-
 /// Generates one module per backend, with one test per conformance test.
 macro_rules! conformance {
     ($($module:ident => $backend:expr),* $(,)?) => {
@@ -2057,36 +2070,42 @@ macro_rules! conformance {
                 use super::*;
 
                 conformance!(@tests $backend;
+                    // Jobs
                     add_get_update_remove,
                     a_batch_of_jobs_is_added_at_once,
                     missing_and_duplicate_ids_are_errors,
                     concurrent_adds_each_get_their_own_answer,
+                    a_conditional_update_writes_only_at_the_expected_revision,
                     config_jobs_are_found_and_jobs_counted_without_reading_all,
                     jobs_are_counted_by_state,
-                    jobs_are_ordered_by_next_run_time_paused_last,
                     jobs_are_listed_a_filtered_page_at_a_time,
+                    jobs_are_ordered_by_next_run_time_paused_last,
+                    // DueJobs
                     acquire_takes_due_jobs_earliest_first_up_to_the_limit,
                     release_writes_next_run_times_and_removes_finished_jobs,
                     changes_made_while_acquired_are_kept,
                     a_release_taken_at_an_older_schedule_version_leaves_the_new_schedule_alone,
                     an_expired_lease_makes_the_job_acquirable_again,
                     a_release_from_a_lost_lease_is_fenced_off,
-                    a_dead_node_is_reaped_and_its_leases_and_slots_freed,
-                    orphaned_runs_are_taken_once_and_freed_by_their_run,
                     two_schedulers_acquiring_at_once_never_share_a_job,
-                    max_instances_holds_across_schedulers,
-                    instances_are_claimed_and_finished_in_batches,
-                    run_history_is_kept_newest_first,
-                    a_conditional_update_writes_only_at_the_expected_revision,
                     next_run_times_move_in_a_batch_at_the_revision_read,
                     job_schedules_show_every_write_by_its_revision,
-                    writes_through_one_handle_wake_listeners_on_another,
-                    node_stats_ride_on_the_heartbeat,
-                    config_generations_are_recorded_by_compare_and_set,
-                    alert_keys_are_claimed_once_until_their_claim_ends,
-                    the_last_success_of_a_job_is_read_from_its_history,
+                    // InstanceSlots
+                    max_instances_holds_across_schedulers,
+                    instances_are_claimed_and_finished_in_batches,
+                    orphaned_runs_are_taken_once_and_freed_by_their_run,
+                    // RunHistory
+                    run_history_is_kept_newest_first,
                     history_retention_deletes_in_bounded_batches,
                     history_keeps_a_number_of_runs_per_job,
+                    the_last_success_of_a_job_is_read_from_its_history,
+                    // Nodes
+                    node_stats_ride_on_the_heartbeat,
+                    a_dead_node_is_reaped_and_its_leases_and_slots_freed,
+                    // Cluster
+                    writes_through_one_handle_wake_listeners_on_another,
+                    config_generations_are_recorded_by_compare_and_set,
+                    alert_keys_are_claimed_once_until_their_claim_ends,
                 );
             }
         )*
@@ -2099,10 +2118,13 @@ macro_rules! conformance {
                 use super::*;
 
                 conformance!(@tests $backend;
-                    a_corrupt_job_is_skipped_without_blocking_the_others,
+                    // Jobs
                     jobs_survive_a_restart_of_the_scheduler,
-                    a_restarted_owner_recovers_its_leases_and_slots,
+                    // DueJobs
+                    a_corrupt_job_is_skipped_without_blocking_the_others,
                     a_lease_taken_before_schedule_versions_is_judged_as_before,
+                    // InstanceSlots
+                    a_restarted_owner_recovers_its_leases_and_slots,
                 );
             }
         )*

@@ -8,8 +8,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use kairos::store::prelude::*;
 use kairos::store::sql::{connect, SqlOptions};
-use kairos::store::JobStore;
 
 /// The process's resident and peak resident memory in KiB, from /proc.
 pub fn memory_kib() -> (u64, u64) {

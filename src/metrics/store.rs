@@ -20,90 +20,91 @@ use super::{Buckets, STORE_BUCKETS};
 use crate::history::RunRecord;
 use crate::job::Job;
 use crate::store::{
-    ConfigGeneration, FinishedRun, InstanceClaim, JobCounts, JobPage, JobQuery, JobSchedule,
-    JobStore, NodeInfo, OrphanedRun, Release, RunLimits, StoreError, StoreErrorKind, WakeUp,
+    Cluster, ConfigGeneration, DueJobs, FinishedRun, InstanceClaim, InstanceSlots, JobCounts,
+    JobPage, JobQuery, JobSchedule, JobStore, Jobs, NodeInfo, Nodes, OrphanedRun, Release,
+    RunHistory, RunLimits, StoreError, StoreErrorKind, WakeUp,
 };
 
 /// One [`JobStore`] method, as the `operation` label names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StoreOperation {
-    /// `JobStore::add_job`.
+    /// `Jobs::add_job`.
     AddJob,
-    /// `JobStore::add_jobs`.
+    /// `Jobs::add_jobs`.
     AddJobs,
-    /// `JobStore::replace_job`.
+    /// `Jobs::replace_job`.
     ReplaceJob,
-    /// `JobStore::update_job`.
+    /// `Jobs::update_job`.
     UpdateJob,
-    /// `JobStore::update_job_if`.
+    /// `Jobs::update_job_if`.
     UpdateJobIf,
-    /// `JobStore::remove_job`.
+    /// `Jobs::remove_job`.
     RemoveJob,
-    /// `JobStore::remove_all_jobs`.
+    /// `Jobs::remove_all_jobs`.
     RemoveAllJobs,
-    /// `JobStore::get_job`.
+    /// `Jobs::get_job`.
     GetJob,
-    /// `JobStore::get_jobs`.
+    /// `Jobs::get_jobs`.
     GetJobs,
-    /// `JobStore::get_config_jobs`.
+    /// `Jobs::get_config_jobs`.
     GetConfigJobs,
-    /// `JobStore::count_jobs`.
+    /// `Jobs::count_jobs`.
     CountJobs,
-    /// `JobStore::count_job_states`.
+    /// `Jobs::count_job_states`.
     CountJobStates,
-    /// `JobStore::list_jobs`.
+    /// `Jobs::list_jobs`.
     ListJobs,
-    /// `JobStore::next_run_time`.
+    /// `DueJobs::next_run_time`.
     NextRunTime,
-    /// `JobStore::job_schedules`.
+    /// `DueJobs::job_schedules`.
     JobSchedules,
-    /// `JobStore::acquire_due_jobs`.
+    /// `DueJobs::acquire_due_jobs`.
     AcquireDueJobs,
-    /// `JobStore::release_jobs`.
+    /// `DueJobs::release_jobs`.
     ReleaseJobs,
-    /// `JobStore::claim_instance`.
+    /// `InstanceSlots::claim_instance`.
     ClaimInstance,
-    /// `JobStore::release_instance`.
+    /// `InstanceSlots::release_instance`.
     ReleaseInstance,
-    /// `JobStore::claim_instances`.
+    /// `InstanceSlots::claim_instances`.
     ClaimInstances,
-    /// `JobStore::renew_holdings`.
+    /// `DueJobs::renew_holdings`.
     RenewHoldings,
-    /// `JobStore::finish_runs`.
+    /// `InstanceSlots::finish_runs`.
     FinishRuns,
-    /// `JobStore::recover_owner`.
+    /// `InstanceSlots::recover_owner`.
     RecoverOwner,
-    /// `JobStore::take_orphaned_runs`.
+    /// `InstanceSlots::take_orphaned_runs`.
     TakeOrphanedRuns,
-    /// `JobStore::register_node`.
+    /// `Nodes::register_node`.
     RegisterNode,
-    /// `JobStore::heartbeat`.
+    /// `Nodes::heartbeat`.
     Heartbeat,
-    /// `JobStore::heartbeat_node`.
+    /// `Nodes::heartbeat_node`.
     HeartbeatNode,
-    /// `JobStore::deregister_node`.
+    /// `Nodes::deregister_node`.
     DeregisterNode,
-    /// `JobStore::list_nodes`.
+    /// `Nodes::list_nodes`.
     ListNodes,
-    /// `JobStore::reap_dead_nodes`.
+    /// `Nodes::reap_dead_nodes`.
     ReapDeadNodes,
-    /// `JobStore::config_generations`.
+    /// `Cluster::config_generations`.
     ConfigGenerations,
-    /// `JobStore::record_config_generation`.
+    /// `Cluster::record_config_generation`.
     RecordConfigGeneration,
-    /// `JobStore::claim_alert`.
+    /// `Cluster::claim_alert`.
     ClaimAlert,
-    /// `JobStore::last_success`.
+    /// `RunHistory::last_success`.
     LastSuccess,
-    /// `JobStore::record_run`.
+    /// `RunHistory::record_run`.
     RecordRun,
-    /// `JobStore::runs`.
+    /// `RunHistory::runs`.
     Runs,
-    /// `JobStore::runs_from`.
+    /// `RunHistory::runs_from`.
     RunsFrom,
-    /// `JobStore::prune_runs`.
+    /// `RunHistory::prune_runs`.
     PruneRuns,
-    /// `JobStore::count_runs`.
+    /// `RunHistory::count_runs`.
     CountRuns,
 }
 
@@ -291,7 +292,7 @@ impl InstrumentedStore {
 }
 
 #[async_trait]
-impl JobStore for InstrumentedStore {
+impl Jobs for InstrumentedStore {
     async fn add_job(&self, job: Job) -> Result<Job, StoreError> {
         let started = Instant::now();
         let result = self.inner.add_job(job).await;
@@ -394,7 +395,10 @@ impl JobStore for InstrumentedStore {
         self.observe(StoreOperation::ListJobs, started, result.as_ref().err());
         result
     }
+}
 
+#[async_trait]
+impl DueJobs for InstrumentedStore {
     async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let started = Instant::now();
         let result = self.inner.next_run_time().await;
@@ -437,6 +441,34 @@ impl JobStore for InstrumentedStore {
         result
     }
 
+    async fn renew_holdings(
+        &self,
+        owner: &str,
+        job_ids: &[String],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let result = self.inner.renew_holdings(owner, job_ids, now, lease).await;
+        self.observe(
+            StoreOperation::RenewHoldings,
+            started,
+            result.as_ref().err(),
+        );
+        result
+    }
+
+    // Once per start and reload each: passed on without a metric of their own.
+    async fn move_next_run_times(
+        &self,
+        moves: Vec<crate::store::NextRunMove>,
+    ) -> Result<Vec<String>, StoreError> {
+        self.inner.move_next_run_times(moves).await
+    }
+}
+
+#[async_trait]
+impl InstanceSlots for InstrumentedStore {
     async fn claim_instance(
         &self,
         job_id: &str,
@@ -482,23 +514,6 @@ impl JobStore for InstrumentedStore {
         result
     }
 
-    async fn renew_holdings(
-        &self,
-        owner: &str,
-        job_ids: &[String],
-        now: DateTime<Utc>,
-        lease: Duration,
-    ) -> Result<(), StoreError> {
-        let started = Instant::now();
-        let result = self.inner.renew_holdings(owner, job_ids, now, lease).await;
-        self.observe(
-            StoreOperation::RenewHoldings,
-            started,
-            result.as_ref().err(),
-        );
-        result
-    }
-
     async fn finish_runs(&self, owner: &str, runs: Vec<FinishedRun>) -> Result<(), StoreError> {
         let started = Instant::now();
         let result = self.inner.finish_runs(owner, runs).await;
@@ -523,7 +538,60 @@ impl JobStore for InstrumentedStore {
         );
         result
     }
+}
 
+#[async_trait]
+impl RunHistory for InstrumentedStore {
+    async fn last_success(&self, job_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.last_success(job_id).await;
+        self.observe(StoreOperation::LastSuccess, started, result.as_ref().err());
+        result
+    }
+
+    async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let result = self.inner.record_run(record).await;
+        self.observe(StoreOperation::RecordRun, started, result.as_ref().err());
+        result
+    }
+
+    async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.runs(job_id, limit).await;
+        self.observe(StoreOperation::Runs, started, result.as_ref().err());
+        result
+    }
+
+    async fn runs_from(
+        &self,
+        job_id: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.runs_from(job_id, offset, limit).await;
+        self.observe(StoreOperation::RunsFrom, started, result.as_ref().err());
+        result
+    }
+
+    async fn prune_runs(&self, limits: &RunLimits, batch: usize) -> Result<u64, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.prune_runs(limits, batch).await;
+        self.observe(StoreOperation::PruneRuns, started, result.as_ref().err());
+        result
+    }
+
+    async fn count_runs(&self) -> Result<u64, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.count_runs().await;
+        self.observe(StoreOperation::CountRuns, started, result.as_ref().err());
+        result
+    }
+}
+
+#[async_trait]
+impl Nodes for InstrumentedStore {
     async fn register_node(&self, node: NodeInfo) -> Result<(), StoreError> {
         let started = Instant::now();
         let result = self.inner.register_node(node).await;
@@ -581,15 +649,10 @@ impl JobStore for InstrumentedStore {
         );
         result
     }
+}
 
-    // Once per start and reload each: passed on without a metric of their own.
-    async fn move_next_run_times(
-        &self,
-        moves: Vec<crate::store::NextRunMove>,
-    ) -> Result<Vec<String>, StoreError> {
-        self.inner.move_next_run_times(moves).await
-    }
-
+#[async_trait]
+impl Cluster for InstrumentedStore {
     async fn zone_rules(&self) -> Result<Option<String>, StoreError> {
         self.inner.zone_rules().await
     }
@@ -632,53 +695,6 @@ impl JobStore for InstrumentedStore {
         result
     }
 
-    async fn last_success(&self, job_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let started = Instant::now();
-        let result = self.inner.last_success(job_id).await;
-        self.observe(StoreOperation::LastSuccess, started, result.as_ref().err());
-        result
-    }
-
-    async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {
-        let started = Instant::now();
-        let result = self.inner.record_run(record).await;
-        self.observe(StoreOperation::RecordRun, started, result.as_ref().err());
-        result
-    }
-
-    async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
-        let started = Instant::now();
-        let result = self.inner.runs(job_id, limit).await;
-        self.observe(StoreOperation::Runs, started, result.as_ref().err());
-        result
-    }
-
-    async fn runs_from(
-        &self,
-        job_id: Option<&str>,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError> {
-        let started = Instant::now();
-        let result = self.inner.runs_from(job_id, offset, limit).await;
-        self.observe(StoreOperation::RunsFrom, started, result.as_ref().err());
-        result
-    }
-
-    async fn prune_runs(&self, limits: &RunLimits, batch: usize) -> Result<u64, StoreError> {
-        let started = Instant::now();
-        let result = self.inner.prune_runs(limits, batch).await;
-        self.observe(StoreOperation::PruneRuns, started, result.as_ref().err());
-        result
-    }
-
-    async fn count_runs(&self) -> Result<u64, StoreError> {
-        let started = Instant::now();
-        let result = self.inner.count_runs().await;
-        self.observe(StoreOperation::CountRuns, started, result.as_ref().err());
-        result
-    }
-
     fn wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<WakeUp>> {
         self.inner.wake_ups()
     }
@@ -718,13 +734,28 @@ mod tests {
     /// silently bypass the wrapped store's own (a full read instead of a count).
     #[test]
     fn every_store_method_is_passed_on() {
-        let contract = methods(include_str!("../store/mod.rs"), "pub trait JobStore");
-        let wrapped = methods(
-            include_str!("store.rs"),
-            "impl JobStore for InstrumentedStore",
-        );
-        assert!(contract.len() > 30, "{contract:?}");
-        assert_eq!(contract, wrapped);
+        let mut all = 0;
+        for part in [
+            "Jobs",
+            "DueJobs",
+            "InstanceSlots",
+            "RunHistory",
+            "Nodes",
+            "Cluster",
+        ] {
+            let contract = methods(
+                include_str!("../store/mod.rs"),
+                &format!("pub trait {part}:"),
+            );
+            let wrapped = methods(
+                include_str!("store.rs"),
+                &format!("impl {part} for InstrumentedStore"),
+            );
+            assert!(!contract.is_empty(), "{part}");
+            assert_eq!(contract, wrapped, "{part}");
+            all += contract.len();
+        }
+        assert!(all > 30, "{all}");
     }
 
     #[test]

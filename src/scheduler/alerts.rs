@@ -11,8 +11,8 @@
 //!
 //! # Ground rules
 //! - An alert is raised once per cluster: before sending, this node claims the alert's
-//!   key in the job's store ([`JobStore::claim_alert`]); a node that loses the claim
-//!   sends nothing. A store that cannot be reached cannot tell, so the alert is sent
+//!   key in the job's store ([`crate::store::Cluster::claim_alert`]); a node that loses the
+//!   claim sends nothing. A store that cannot be reached cannot tell, so the alert is sent
 //!   anyway (a failure is never silent; other nodes may then send it too).
 //! - Nothing here holds up the scheduler: events are read from the broadcast channel
 //!   (if this task falls behind it loses events and says so), and webhooks have

@@ -5,14 +5,15 @@
 //!
 //! # Ground rules
 //! - The order between configs is the store's generation counter, bumped by a
-//!   compare-and-set ([`JobStore::record_config_generation`]); no file time and no
-//!   clock takes part, so a node whose clock is wrong decides like the others.
+//!   compare-and-set ([`crate::store::Cluster::record_config_generation`]); no file time
+//!   and no clock takes part, so a node whose clock is wrong decides like the others.
 //! - The default job store (`[job_defaults] jobstore`) keeps the generations: one
 //!   counter per scheduler, however many stores its config jobs are spread over. If
 //!   the default store cannot be shared and another can, the first such store (by
 //!   name) keeps them instead: that is where other nodes' configs meet this one's.
-//! - On a store that cannot be shared ([`JobStore::is_shared`]: memory, SQLite) every
-//!   config applies: the files are the only truth there is, whatever their times.
+//! - On a store that cannot be shared ([`crate::store::Cluster::is_shared`]: memory,
+//!   SQLite) every config applies: the files are the only truth there is, whatever their
+//!   times.
 
 use serde::Serialize;
 

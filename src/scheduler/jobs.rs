@@ -200,7 +200,7 @@ impl Scheduler {
     /// `revision` (when given): otherwise [`SchedulerError::RevisionChanged`] and
     /// nothing is written. The API's `If-Match` rests on this; the revision is the
     /// store's, so it holds across nodes sharing the store. The store compares and
-    /// writes in one step ([`crate::store::JobStore::update_job_if`]), so of two
+    /// writes in one step ([`crate::store::Jobs::update_job_if`]), so of two
     /// changes made from one revision only the first is written.
     pub async fn modify_job_if(
         &self,
@@ -555,7 +555,7 @@ impl Scheduler {
     }
 
     /// The jobs the daemon's config files own, of all stores (see
-    /// [`JobStore::get_config_jobs`](crate::store::JobStore::get_config_jobs)).
+    /// [`Jobs::get_config_jobs`](crate::store::Jobs::get_config_jobs)).
     pub async fn get_config_jobs(&self) -> Result<Vec<Job>, SchedulerError> {
         let mut jobs = Vec::new();
         for store in self.inner.stores.values() {
@@ -583,7 +583,7 @@ impl Scheduler {
     }
 
     /// How many jobs are in each state, across all stores, as the stores count them
-    /// ([`crate::store::JobStore::count_job_states`]): no job is read.
+    /// ([`crate::store::Jobs::count_job_states`]): no job is read.
     pub async fn count_job_states(&self) -> Result<crate::store::JobCounts, SchedulerError> {
         let mut counts = crate::store::JobCounts::default();
         for store in self.inner.stores.values() {

@@ -4,8 +4,8 @@
 //! the next deadline ([`process_due_jobs`]); the shell around it sleeps on the clock,
 //! the wake-up [`Notify`](tokio::sync::Notify) or a state change, whichever comes
 //! first. Stores shared by several nodes push the other nodes' changes
-//! ([`JobStore::wake_ups`]), which wake the loop the same way a local change does.
-//! Finished runs come back on a channel and are recorded by a second task
+//! ([`crate::store::Cluster::wake_ups`]), which wake the loop the same way a local change
+//! does. Finished runs come back on a channel and are recorded by a second task
 //! (`record.rs`), so slow history writes never delay the timer.
 //!
 //! ```text
@@ -223,10 +223,10 @@ async fn recover_earlier_run(inner: &Inner) {
 }
 
 /// Frees what an earlier run of this scheduler (same id) left in the store `name`
-/// ([`JobStore::recover_owner`]), once: the loop calls it before its first pass, "run
-/// now" before it claims a slot there, whichever comes first. One at a time, so a
-/// recovery never frees a slot claimed after another finished. Whether the store is
-/// recovered.
+/// ([`crate::store::InstanceSlots::recover_owner`]), once: the loop calls it before its
+/// first pass, "run now" before it claims a slot there, whichever comes first. One at a
+/// time, so a recovery never frees a slot claimed after another finished. Whether the store
+/// is recovered.
 pub(super) async fn recover_store(inner: &Inner, name: &str) -> bool {
     // Recovered long ago, nearly always: no need to queue behind a recovery then.
     if !inner.lock().unrecovered.contains(name) {
@@ -262,12 +262,12 @@ pub(super) async fn recover_store(inner: &Inner, name: &str) -> bool {
     }
 }
 
-/// Takes the orphaned runs of the store `name` ([`JobStore::take_orphaned_runs`]: runs
-/// of jobs that allow several at once whose node died while they went) and runs them
-/// again here, now, each in the instance slot it held: at least once across a crash
-/// (`docs/lifecycle.md`, "Held until the run ends"). A job paused since has them
-/// recorded as skipped instead: a pause wins over a run not yet done, as it does over
-/// a pending retry. Whether the store answered.
+/// Takes the orphaned runs of the store `name`
+/// ([`crate::store::InstanceSlots::take_orphaned_runs`]: runs of jobs that allow several at
+/// once whose node died while they went) and runs them again here, now, each in the
+/// instance slot it held: at least once across a crash (`docs/lifecycle.md`, "Held until
+/// the run ends"). A job paused since has them recorded as skipped instead: a pause wins
+/// over a run not yet done, as it does over a pending retry. Whether the store answered.
 pub(super) async fn replay_orphaned_runs(inner: &Inner, name: &str) -> bool {
     let Some(store) = inner.stores.get(name).cloned() else {
         return true;
@@ -333,9 +333,9 @@ pub(super) async fn replay_orphaned_runs(inner: &Inner, name: &str) -> bool {
     true
 }
 
-/// Turns a store's wake-ups ([`JobStore::wake_ups`]) into wake-ups of the loop: a
-/// change due before the loop's deadline wakes it (STYLE 10), a resync always does (the
-/// store may have changed while nobody listened). The loop then re-reads the store, so
+/// Turns a store's wake-ups ([`crate::store::Cluster::wake_ups`]) into wake-ups of the
+/// loop: a change due before the loop's deadline wakes it (STYLE 10), a resync always does
+/// (the store may have changed while nobody listened). The loop then re-reads the store, so
 /// a wake-up is only ever a hint.
 async fn forward_wake_ups(inner: Arc<Inner>, mut wake_ups: mpsc::Receiver<WakeUp>) {
     while let Some(wake_up) = wake_ups.recv().await {
@@ -623,7 +623,7 @@ impl Inner {
     /// the job here: the run's end then wakes the loop (the change may have left the
     /// job due before the loop's deadline) and, for a one-off job paused meanwhile,
     /// removes it (its run happened). What the run's write-back leaves of the change is
-    /// the store's rule (schedule versions, `JobStore::release_jobs`), the same for a
+    /// the store's rule (schedule versions, `DueJobs::release_jobs`), the same for a
     /// change through any node.
     pub(crate) fn note_change(&self, job_id: &str) {
         let mut mutable = self.lock();
@@ -654,10 +654,10 @@ impl Inner {
     }
 }
 
-/// Logs releases the store fenced off ([`JobStore::release_jobs`]): this scheduler's
-/// lease on those jobs ended (it was paused or cut off past the lease, and another
-/// scheduler took the jobs over, or a survivor reaped it), so its next run times were
-/// not written. Nothing to retry: the job's current holder decides.
+/// Logs releases the store fenced off ([`crate::store::DueJobs::release_jobs`]): this
+/// scheduler's lease on those jobs ended (it was paused or cut off past the lease, and
+/// another scheduler took the jobs over, or a survivor reaped it), so its next run times
+/// were not written. Nothing to retry: the job's current holder decides.
 pub(super) fn report_fenced(inner: &Inner, jobstore: &str, fenced: &[String]) {
     for job_id in fenced {
         tracing::warn!(

@@ -12,7 +12,7 @@
 //! - A node learns it was reaped from its own heartbeat (the store says it is not
 //!   registered): it was paused or cut off past `node_timeout`, its leases and slots
 //!   were freed and its jobs taken over. It registers again and carries on; what it
-//!   still had in hand is fenced off by the store (`JobStore::release_jobs`).
+//!   still had in hand is fenced off by the store (`DueJobs::release_jobs`).
 //! - Every store error is logged and retried at the next beat; membership never
 //!   stops the scheduler.
 //! - It runs on the scheduler's clock (simulated time in tests); `node_timeout` is

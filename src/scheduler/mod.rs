@@ -177,7 +177,7 @@ pub struct SchedulerBuilder {
     tasks: TaskRegistry,
     job_defaults: JobDefaults,
     batch_size: usize,
-    /// `None`: the longest the stores ask for ([`JobStore::fire_ahead`]).
+    /// `None`: the longest the stores ask for ([`crate::store::Cluster::fire_ahead`]).
     fire_ahead: Option<Duration>,
     lease: Duration,
     max_unwritten_runs: usize,
@@ -250,7 +250,7 @@ impl SchedulerBuilder {
     /// Takes part in the stores' cluster membership: registers this scheduler as a
     /// node (its [`id`](SchedulerBuilder::id) is the node id), renews its heartbeat,
     /// and reaps nodes whose heartbeat is older than the timeout, freeing their leases
-    /// and instance slots (see [`JobStore::register_node`]). Off by default; the
+    /// and instance slots (see [`crate::store::Nodes::register_node`]). Off by default; the
     /// daemon turns it on.
     pub fn membership(mut self, membership: Membership) -> SchedulerBuilder {
         self.membership = Some(membership);
@@ -329,7 +329,7 @@ impl SchedulerBuilder {
 
     /// Takes jobs from their store up to this long before they are due and hands them
     /// to their executor to start on time (default: the longest window the stores ask
-    /// for, [`JobStore::fire_ahead`](crate::store::JobStore::fire_ahead): a second on
+    /// for, [`crate::store::Cluster::fire_ahead`]: a second on
     /// the SQL stores, [`DEFAULT_FIRE_AHEAD`] on the others; zero takes them when due).
     ///
     /// This keeps the store and the scheduler's own work off the firing path, as
@@ -557,7 +557,7 @@ struct Mutable {
     /// heartbeat, taken by the loop's next pass while the scheduler runs.
     orphans_to_take: std::collections::BTreeSet<String>,
     /// Stores in which what an earlier run of this scheduler left (same id) is not
-    /// freed yet (`JobStore::recover_owner`): nothing may claim a lease or a slot in
+    /// freed yet (`InstanceSlots::recover_owner`): nothing may claim a lease or a slot in
     /// them until it is, or the recovery would free that too (`main_loop::run`).
     unrecovered: std::collections::BTreeSet<String>,
     random: fastrand::Rng,
@@ -720,7 +720,7 @@ impl Scheduler {
     ///
     /// Before its first pass the loop frees, in every store, the leases and instance
     /// slots that an earlier process with this scheduler's id left behind
-    /// ([`JobStore::recover_owner`](crate::store::JobStore::recover_owner)): with a
+    /// ([`crate::store::InstanceSlots::recover_owner`]): with a
     /// stable id (the daemon's node id), a restart after a crash runs the interrupted
     /// jobs at once instead of after their leases expire.
     pub fn start(&self) {

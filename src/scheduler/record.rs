@@ -24,9 +24,9 @@ use crate::store::{FinishedRun, Release};
 /// scheduler stops and every run reported before that is handled.
 ///
 /// Runs that finished together are written in one store call per store
-/// ([`JobStore::finish_runs`]): at thousands of runs a second, a commit per run would
-/// compete with the main loop for the store. A batch the store refused is kept and
-/// written again with backoff, so a store blip neither loses history nor leaves an
+/// ([`crate::store::InstanceSlots::finish_runs`]): at thousands of runs a second, a commit
+/// per run would compete with the main loop for the store. A batch the store refused is
+/// kept and written again with backoff, so a store blip neither loses history nor leaves an
 /// instance slot taken until it expires.
 pub(crate) async fn record_finished_runs(
     inner: Arc<Inner>,
@@ -471,7 +471,7 @@ impl Unwritten {
                     // limit): a one-off job goes, a recurring one moves on past the
                     // run's end. Or it was taken back (paused, rescheduled, removed):
                     // the release ends the lease, and the change that took it back
-                    // stays (see `JobStore::release_jobs`).
+                    // stays (see `DueJobs::release_jobs`).
                     Some(held)
                         if record.started_at.is_some()
                             || withdrawal.is_withdrawn()

@@ -433,7 +433,8 @@ pub(crate) trait BatchedCall: Send + Sync + 'static {
     ) -> Result<Vec<Self::Answer>, StoreError>;
 }
 
-/// Where each job stands ([`JobStore::job_schedules`]), to confirm a run's schedule.
+/// Where each job stands ([`crate::store::DueJobs::job_schedules`]), to confirm a run's
+/// schedule.
 pub(crate) struct ReadSchedules;
 
 #[async_trait]
@@ -449,7 +450,8 @@ impl BatchedCall for ReadSchedules {
     }
 }
 
-/// Instance slots claimed at the runs' time ([`JobStore::claim_instances`]).
+/// Instance slots claimed at the runs' time
+/// ([`crate::store::InstanceSlots::claim_instances`]).
 pub(crate) struct ClaimSlots;
 
 #[async_trait]

@@ -26,8 +26,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use self::compact::{Names, StoredJob};
 use self::tables::{InsertError, JobTable, SlotNumber};
 use super::{
-    ConfigGeneration, FinishedRun, InstanceClaim, JobStore, NodeInfo, OrphanedRun, Release,
-    RunLimits, StoreError,
+    Cluster, ConfigGeneration, DueJobs, FinishedRun, InstanceClaim, InstanceSlots, Jobs, NodeInfo,
+    Nodes, OrphanedRun, Release, RunHistory, RunLimits, StoreError,
 };
 use crate::history::{RunOutcome, RunRecord};
 use crate::job::Job;
@@ -64,15 +64,15 @@ struct State {
     nodes: BTreeMap<String, NodeInfo>,
     /// The configs applied, oldest first: generation `n` at index `n - 1`.
     configs: Vec<ConfigGeneration>,
-    /// Alert keys claimed ([`JobStore::claim_alert`]), with when each claim ends.
+    /// Alert keys claimed ([`Cluster::claim_alert`]), with when each claim ends.
     alert_claims: HashMap<String, DateTime<Utc>>,
 }
 
-/// One running instance of a job ([`JobStore::claim_instances`]).
+/// One running instance of a job ([`InstanceSlots::claim_instances`]).
 #[derive(Debug)]
 struct InstanceSlot {
     /// The scheduler that runs it; `None` once it is an orphaned run, whose owner died
-    /// and which waits for [`JobStore::take_orphaned_runs`].
+    /// and which waits for [`InstanceSlots::take_orphaned_runs`].
     owner: Option<Arc<str>>,
     /// [`InstanceClaim::run_times`]: empty for a run whose job stays leased.
     run_times: Vec<DateTime<Utc>>,
@@ -91,7 +91,7 @@ struct Holding {
     lease: Option<DateTime<Utc>>,
     /// The owner. It outlives an expired lease that nobody took over (as the SQL
     /// store's `lease_owner` does), so a late release from a paused owner is still
-    /// accepted then, and only then: the fencing rule of [`JobStore::release_jobs`].
+    /// accepted then, and only then: the fencing rule of [`DueJobs::release_jobs`].
     holder: Arc<str>,
     /// Whether a write changed the job's schedule since it was acquired
     /// ([`crate::store::changes_schedule`]). The other stores keep a schedule version
@@ -355,7 +355,7 @@ impl State {
         self.runs.push_back(record);
     }
 
-    /// [`JobStore::prune_runs`]: marks what the limits drop, newest first, then drops
+    /// [`RunHistory::prune_runs`]: marks what the limits drop, newest first, then drops
     /// at most `batch` of the marked records, oldest first, in one pass over the ring.
     fn prune_runs(&mut self, limits: &RunLimits, now: DateTime<Utc>, batch: usize) -> u64 {
         let cutoff = limits.keep.and_then(|keep| {
@@ -399,7 +399,7 @@ impl State {
     }
 
     /// Frees every instance slot `owner` holds, and orphans those with run times
-    /// ([`JobStore::take_orphaned_runs`]); returns how many.
+    /// ([`InstanceSlots::take_orphaned_runs`]); returns how many.
     fn free_slots_of(&mut self, owner: &str) -> u64 {
         let mut freed = 0;
         self.instances.retain(|_, slots| {
@@ -416,8 +416,8 @@ impl State {
         u64::try_from(freed).unwrap_or(u64::MAX)
     }
 
-    /// [`JobStore::take_orphaned_runs`]: hands every orphaned slot to `owner`; drops the
-    /// orphans of jobs no longer in the store.
+    /// [`InstanceSlots::take_orphaned_runs`]: hands every orphaned slot to `owner`; drops
+    /// the orphans of jobs no longer in the store.
     fn take_orphans(&mut self, owner: &str) -> Vec<OrphanedRun> {
         let owner: Arc<str> = Arc::from(owner);
         let mut taken = Vec::new();
@@ -445,7 +445,7 @@ impl State {
 }
 
 #[async_trait]
-impl JobStore for MemoryStore {
+impl Jobs for MemoryStore {
     async fn add_job(&self, job: Job) -> Result<Job, StoreError> {
         self.lock().insert_new(job)
     }
@@ -501,6 +501,41 @@ impl JobStore for MemoryStore {
         Ok(state.jobs.get_by_id(id).map(|job| job.to_job(&state.names)))
     }
 
+    async fn count_jobs(&self) -> Result<u64, StoreError> {
+        Ok(u64::try_from(self.lock().jobs.len()).unwrap_or(u64::MAX))
+    }
+
+    async fn count_job_states(&self) -> Result<crate::store::JobCounts, StoreError> {
+        // One pass over the compact table under the lock, decoding nothing: about a
+        // millisecond per 100,000 jobs.
+        let state = self.lock();
+        let mut counts = crate::store::JobCounts::default();
+        for (_, job) in state.jobs.iter() {
+            counts.add(job.paused(), job.next_run_time().is_some());
+        }
+        Ok(counts)
+    }
+
+    async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
+        let state = self.lock();
+        let mut jobs: Vec<Job> = state
+            .jobs
+            .iter()
+            .map(|(_, job)| job.to_job(&state.names))
+            .collect();
+        drop(state);
+        jobs.sort_by(|left, right| {
+            let key = |job: &Job| (job.next_run_time.is_none(), job.next_run_time);
+            key(left)
+                .cmp(&key(right))
+                .then_with(|| left.id.cmp(&right.id))
+        });
+        Ok(jobs)
+    }
+}
+
+#[async_trait]
+impl DueJobs for MemoryStore {
     async fn renew_holdings(
         &self,
         owner: &str,
@@ -536,38 +571,6 @@ impl JobStore for MemoryStore {
                     })
             })
             .collect())
-    }
-
-    async fn count_jobs(&self) -> Result<u64, StoreError> {
-        Ok(u64::try_from(self.lock().jobs.len()).unwrap_or(u64::MAX))
-    }
-
-    async fn count_job_states(&self) -> Result<crate::store::JobCounts, StoreError> {
-        // One pass over the compact table under the lock, decoding nothing: about a
-        // millisecond per 100,000 jobs.
-        let state = self.lock();
-        let mut counts = crate::store::JobCounts::default();
-        for (_, job) in state.jobs.iter() {
-            counts.add(job.paused(), job.next_run_time().is_some());
-        }
-        Ok(counts)
-    }
-
-    async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
-        let state = self.lock();
-        let mut jobs: Vec<Job> = state
-            .jobs
-            .iter()
-            .map(|(_, job)| job.to_job(&state.names))
-            .collect();
-        drop(state);
-        jobs.sort_by(|left, right| {
-            let key = |job: &Job| (job.next_run_time.is_none(), job.next_run_time);
-            key(left)
-                .cmp(&key(right))
-                .then_with(|| left.id.cmp(&right.id))
-        });
-        Ok(jobs)
     }
 
     async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -657,7 +660,10 @@ impl JobStore for MemoryStore {
         }
         Ok(fenced)
     }
+}
 
+#[async_trait]
+impl InstanceSlots for MemoryStore {
     async fn claim_instance(
         &self,
         job_id: &str,
@@ -711,62 +717,10 @@ impl JobStore for MemoryStore {
     async fn take_orphaned_runs(&self, owner: &str) -> Result<Vec<OrphanedRun>, StoreError> {
         Ok(self.lock().take_orphans(owner))
     }
+}
 
-    async fn register_node(&self, node: NodeInfo) -> Result<(), StoreError> {
-        self.lock().nodes.insert(node.id.clone(), node);
-        Ok(())
-    }
-
-    async fn heartbeat(&self, node_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        Ok(match self.lock().nodes.get_mut(node_id) {
-            Some(node) => {
-                node.last_heartbeat = now;
-                true
-            }
-            None => false,
-        })
-    }
-
-    async fn deregister_node(&self, node_id: &str) -> Result<(), StoreError> {
-        self.lock().nodes.remove(node_id);
-        Ok(())
-    }
-
-    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
-        Ok(self.lock().nodes.values().cloned().collect())
-    }
-
-    async fn config_generations(&self, limit: usize) -> Result<Vec<ConfigGeneration>, StoreError> {
-        Ok(self
-            .lock()
-            .configs
-            .iter()
-            .rev()
-            .take(limit)
-            .cloned()
-            .collect())
-    }
-
-    async fn claim_alert(
-        &self,
-        key: &str,
-        now: DateTime<Utc>,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let until = TimeDelta::from_std(ttl)
-            .ok()
-            .and_then(|ttl| now.checked_add_signed(ttl))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        let mut state = self.lock();
-        // Alerts are rare: dropping the ended claims on each call keeps the map small.
-        state.alert_claims.retain(|_, ends| *ends > now);
-        if state.alert_claims.contains_key(key) {
-            return Ok(false);
-        }
-        state.alert_claims.insert(key.to_owned(), until);
-        Ok(true)
-    }
-
+#[async_trait]
+impl RunHistory for MemoryStore {
     async fn last_success(&self, job_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         let state = self.lock();
         Ok(state
@@ -775,40 +729,6 @@ impl JobStore for MemoryStore {
             .filter(|run| run.job_id == job_id && run.outcome == RunOutcome::Success)
             .map(|run| run.finished_at)
             .max())
-    }
-
-    async fn record_config_generation(&self, next: ConfigGeneration) -> Result<bool, StoreError> {
-        let mut state = self.lock();
-        let newest = u64::try_from(state.configs.len()).unwrap_or(u64::MAX);
-        if next.generation != newest.saturating_add(1) {
-            return Ok(false);
-        }
-        state.configs.push(next);
-        Ok(true)
-    }
-
-    async fn reap_dead_nodes(
-        &self,
-        now: DateTime<Utc>,
-        timeout: Duration,
-    ) -> Result<Vec<String>, StoreError> {
-        let cutoff = TimeDelta::from_std(timeout)
-            .ok()
-            .and_then(|timeout| now.checked_sub_signed(timeout))
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let mut state = self.lock();
-        let dead: Vec<String> = state
-            .nodes
-            .values()
-            .filter(|node| node.last_heartbeat < cutoff)
-            .map(|node| node.id.clone())
-            .collect();
-        for id in &dead {
-            state.nodes.remove(id);
-            state.end_leases_of(id);
-            state.free_slots_of(id);
-        }
-        Ok(dead)
     }
 
     async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {
@@ -846,5 +766,100 @@ impl JobStore for MemoryStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+}
+
+#[async_trait]
+impl Nodes for MemoryStore {
+    async fn register_node(&self, node: NodeInfo) -> Result<(), StoreError> {
+        self.lock().nodes.insert(node.id.clone(), node);
+        Ok(())
+    }
+
+    async fn heartbeat(&self, node_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        Ok(match self.lock().nodes.get_mut(node_id) {
+            Some(node) => {
+                node.last_heartbeat = now;
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn deregister_node(&self, node_id: &str) -> Result<(), StoreError> {
+        self.lock().nodes.remove(node_id);
+        Ok(())
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        Ok(self.lock().nodes.values().cloned().collect())
+    }
+
+    async fn reap_dead_nodes(
+        &self,
+        now: DateTime<Utc>,
+        timeout: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let cutoff = TimeDelta::from_std(timeout)
+            .ok()
+            .and_then(|timeout| now.checked_sub_signed(timeout))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let mut state = self.lock();
+        let dead: Vec<String> = state
+            .nodes
+            .values()
+            .filter(|node| node.last_heartbeat < cutoff)
+            .map(|node| node.id.clone())
+            .collect();
+        for id in &dead {
+            state.nodes.remove(id);
+            state.end_leases_of(id);
+            state.free_slots_of(id);
+        }
+        Ok(dead)
+    }
+}
+
+#[async_trait]
+impl Cluster for MemoryStore {
+    async fn config_generations(&self, limit: usize) -> Result<Vec<ConfigGeneration>, StoreError> {
+        Ok(self
+            .lock()
+            .configs
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn claim_alert(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let until = TimeDelta::from_std(ttl)
+            .ok()
+            .and_then(|ttl| now.checked_add_signed(ttl))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let mut state = self.lock();
+        // Alerts are rare: dropping the ended claims on each call keeps the map small.
+        state.alert_claims.retain(|_, ends| *ends > now);
+        if state.alert_claims.contains_key(key) {
+            return Ok(false);
+        }
+        state.alert_claims.insert(key.to_owned(), until);
+        Ok(true)
+    }
+
+    async fn record_config_generation(&self, next: ConfigGeneration) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let newest = u64::try_from(state.configs.len()).unwrap_or(u64::MAX);
+        if next.generation != newest.saturating_add(1) {
+            return Ok(false);
+        }
+        state.configs.push(next);
+        Ok(true)
     }
 }

@@ -24,16 +24,34 @@
 //!   the run happened, and writing its next run time is what keeps it from running
 //!   twice. A node that was frozen (a long GC-like pause, `SIGSTOP`, a network cut)
 //!   while another took its jobs over therefore cannot write back a stale next run
-//!   time: [`JobStore::release_jobs`] returns those releases as fenced off, unwritten.
+//!   time: [`DueJobs::release_jobs`] returns those releases as fenced off, unwritten.
 //!   Run records are still written (history says what ran, twice if it ran twice),
 //!   and instance slots are only ever freed by the owner that holds them.
-//! - Acquired jobs are invisible to other acquisitions and to [`JobStore::next_run_time`]
+//! - Acquired jobs are invisible to other acquisitions and to [`DueJobs::next_run_time`]
 //!   until released or until their lease expires (the owner died).
-//! - Stores several schedulers share may push wake-ups ([`JobStore::wake_ups`]): every
+//! - Stores several schedulers share may push wake-ups ([`Cluster::wake_ups`]): every
 //!   add, replace and update is announced with its earliest next run time, so another
 //!   node's loop fires a new job on time instead of at its next poll (see [`wake`]).
 //! - Errors are mapped to a few kinds ([`StoreErrorKind`]); the scheduler retries
 //!   `Unavailable` with backoff and never loses a job over one.
+//!
+//! # The contract by concern
+//! [`JobStore`] is the one bound callers hold; it is made of six traits, each a
+//! concern a store answers for, and every store implements each under its methods'
+//! own names. A method called on a `dyn JobStore` needs no import; one called on a
+//! concrete store needs its trait in scope (`use kairos::store::prelude::*`):
+//!
+//! | trait | what | methods |
+//! | --- | --- | --- |
+//! | [`Jobs`] | the jobs themselves | add, replace, update (`_if`), remove, get, list, count |
+//! | [`DueJobs`] | due jobs under leases | `next_run_time`, `job_schedules`, `acquire_due_jobs`, `release_jobs`, `renew_holdings`, `move_next_run_times` |
+//! | [`InstanceSlots`] | running-instance slots (`max_instances`) | `claim_instance(s)`, `release_instance`, `finish_runs`, `recover_owner`, `take_orphaned_runs` |
+//! | [`RunHistory`] | run records | `record_run`, `runs`, `runs_from`, `prune_runs`, `count_runs`, `last_success` |
+//! | [`Nodes`] | the cluster's membership | `register_node`, `heartbeat(_node)`, `deregister_node`, `list_nodes`, `reap_dead_nodes` |
+//! | [`Cluster`] | what nodes agree on through the store | `is_shared`, `fire_ahead`, `wake_ups`, config generations, zone rules, `claim_alert` |
+//!
+//! [`DueJobs`] builds on [`Jobs`] and [`InstanceSlots`] on [`RunHistory`]: their
+//! defaults read jobs and write records.
 
 pub mod memory;
 pub mod query;
@@ -59,7 +77,7 @@ use crate::job::Job;
 
 /// How early a scheduler takes due jobs unless told otherwise
 /// ([`SchedulerBuilder::fire_ahead`](crate::scheduler::SchedulerBuilder::fire_ahead)),
-/// and what [`JobStore::fire_ahead`] returns by default: long enough to hand over ten
+/// and what [`Cluster::fire_ahead`] returns by default: long enough to hand over ten
 /// thousand jobs due in the same second before it starts (BENCHMARKS.md, recurring),
 /// short enough that a job added a moment before its time still meets it.
 pub const DEFAULT_FIRE_AHEAD: Duration = Duration::from_millis(250);
@@ -206,7 +224,7 @@ impl StoreError {
     }
 }
 
-/// A next run time to move ([`JobStore::move_next_run_times`]): the zone rules check
+/// A next run time to move ([`DueJobs::move_next_run_times`]): the zone rules check
 /// at start moves many at once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NextRunMove {
@@ -248,13 +266,13 @@ pub(crate) fn changes_schedule(
     *trigger != after.trigger || next_run_time != after.next_run_time || paused != after.paused
 }
 
-/// The longest key [`JobStore::claim_alert`] takes, in bytes (a SQL primary key column).
+/// The longest key [`Cluster::claim_alert`] takes, in bytes (a SQL primary key column).
 pub const MAX_CLAIM_KEY: usize = 255;
 
-/// How many of a job's newest run records the default [`JobStore::last_success`] reads.
+/// How many of a job's newest run records the default [`RunHistory::last_success`] reads.
 pub const LAST_SUCCESS_SCAN: usize = 10_000;
 
-/// Where one job stands, as [`JobStore::job_schedules`] answers for a job that exists.
+/// Where one job stands, as [`DueJobs::job_schedules`] answers for a job that exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct JobSchedule {
     /// Its next run time; `None` while it is paused.
@@ -264,7 +282,7 @@ pub struct JobSchedule {
     pub revision: u64,
 }
 
-/// How many jobs a store holds in each state ([`JobStore::count_job_states`]).
+/// How many jobs a store holds in each state ([`Jobs::count_job_states`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JobCounts {
     /// Neither paused nor set aside: jobs with a next run time.
@@ -297,7 +315,7 @@ impl JobCounts {
     }
 }
 
-/// One job's request for a running-instance slot ([`JobStore::claim_instances`]).
+/// One job's request for a running-instance slot ([`InstanceSlots::claim_instances`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstanceClaim {
     /// The job.
@@ -307,14 +325,14 @@ pub struct InstanceClaim {
     /// The scheduled times the run in this slot stands for, when nothing else in the
     /// store remembers them: a run of a job that allows several at once, whose next run
     /// time was written when it became due. A slot whose owner dies with them in it
-    /// becomes an orphaned run ([`JobStore::take_orphaned_runs`]) instead of being
+    /// becomes an orphaned run ([`InstanceSlots::take_orphaned_runs`]) instead of being
     /// freed, so the run happens again elsewhere (`docs/lifecycle.md`, "Held until the
     /// run ends"). Empty for a run whose job stays leased until it ends.
     pub run_times: Vec<DateTime<Utc>>,
 }
 
 /// A run whose node died while it went, and which nothing else would run again
-/// ([`JobStore::take_orphaned_runs`]): its instance slot now belongs to the node that
+/// ([`InstanceSlots::take_orphaned_runs`]): its instance slot now belongs to the node that
 /// took it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OrphanedRun {
@@ -324,7 +342,7 @@ pub struct OrphanedRun {
     pub run_times: Vec<DateTime<Utc>>,
 }
 
-/// A run that ended, to write back ([`JobStore::finish_runs`]).
+/// A run that ended, to write back ([`InstanceSlots::finish_runs`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FinishedRun {
     /// Its record for the history.
@@ -335,7 +353,7 @@ pub struct FinishedRun {
 }
 
 /// A scheduler process sharing the store: one row of the cluster's membership
-/// ([`JobStore::register_node`]).
+/// ([`Nodes::register_node`]).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeInfo {
     /// The node id: the scheduler's id, the owner of its leases and instance slots.
@@ -350,7 +368,7 @@ pub struct NodeInfo {
     pub started: DateTime<Utc>,
     /// Its last heartbeat, by its own clock.
     pub last_heartbeat: DateTime<Utc>,
-    /// What it reported with its last heartbeat ([`JobStore::heartbeat_node`]);
+    /// What it reported with its last heartbeat ([`Nodes::heartbeat_node`]);
     /// `None` until its first beat, or from a store or a kairos that keeps none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<NodeStats>,
@@ -391,7 +409,7 @@ impl NodeStats {
 /// share it, which comes from neither file times nor clocks (docs/config-reload.md).
 ///
 /// Generations count up from 1 without gaps; recording one is a compare-and-set
-/// ([`JobStore::record_config_generation`]), so two nodes never both get the same.
+/// ([`Cluster::record_config_generation`]), so two nodes never both get the same.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConfigGeneration {
     /// Its number: 1 for the first config applied to the store, one more for each after.
@@ -405,7 +423,7 @@ pub struct ConfigGeneration {
     pub forced: bool,
 }
 
-/// Which run records [`JobStore::prune_runs`] keeps (docs/semantics.md, "Run history"):
+/// Which run records [`RunHistory::prune_runs`] keeps (docs/semantics.md, "Run history"):
 /// a record goes when any limit says so.
 ///
 /// The per-job counts keep each job's newest successes and, apart from them, its newest
@@ -475,9 +493,9 @@ pub(crate) fn decode_run_times(text: &str) -> Vec<DateTime<Utc>> {
         .collect()
 }
 
-/// A place that keeps jobs and run history.
+/// The jobs themselves: adding, changing, removing, reading, listing and counting them.
 #[async_trait]
-pub trait JobStore: Send + Sync + 'static {
+pub trait Jobs: Send + Sync + 'static {
     /// Adds a new job; `Conflict` if the id is taken. Returns the job as stored.
     async fn add_job(&self, job: Job) -> Result<Job, StoreError>;
 
@@ -498,7 +516,7 @@ pub trait JobStore: Send + Sync + 'static {
     /// Overwrites an existing job; `NotFound` if there is none.
     async fn update_job(&self, job: Job) -> Result<Job, StoreError>;
 
-    /// [`JobStore::update_job`], only if the stored job's revision is still
+    /// [`Jobs::update_job`], only if the stored job's revision is still
     /// `revision`; otherwise nothing is written and the answer is `Ok(Err(current))`,
     /// the revision it has now. The API's `If-Match` rests on this. The default reads,
     /// compares and writes in two calls; the built-in stores compare and write in one
@@ -526,7 +544,7 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// The jobs the daemon's config files own ([`Job::is_from_config`]), in any order:
     /// what a reload compares with the files. Stores that can find them without
-    /// reading every job do; the default filters [`get_jobs`](JobStore::get_jobs).
+    /// reading every job do; the default filters [`get_jobs`](Jobs::get_jobs).
     async fn get_config_jobs(&self) -> Result<Vec<Job>, StoreError> {
         let mut jobs = self.get_jobs().await?;
         jobs.retain(Job::is_from_config);
@@ -535,7 +553,7 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// How many jobs the store holds (for status lines and health checks, which must
     /// not read a million jobs to count them). The default counts
-    /// [`get_jobs`](JobStore::get_jobs).
+    /// [`get_jobs`](Jobs::get_jobs).
     async fn count_jobs(&self) -> Result<u64, StoreError> {
         Ok(u64::try_from(self.get_jobs().await?.len()).unwrap_or(u64::MAX))
     }
@@ -543,7 +561,7 @@ pub trait JobStore: Send + Sync + 'static {
     /// How many jobs the store holds in each state, for `GET /metrics` (every scrape
     /// asks): counted by the store, never by reading the jobs, where it can
     /// (docs/metrics.md says what each store's count costs). The default counts
-    /// [`get_jobs`](JobStore::get_jobs).
+    /// [`get_jobs`](Jobs::get_jobs).
     async fn count_job_states(&self) -> Result<JobCounts, StoreError> {
         let mut counts = JobCounts::default();
         for job in self.get_jobs().await? {
@@ -554,11 +572,16 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// One page of the jobs that match `query`, in list order, with how many match in
     /// all. Stores that can page without reading every job do; the default filters
-    /// [`get_jobs`](JobStore::get_jobs).
+    /// [`get_jobs`](Jobs::get_jobs).
     async fn list_jobs(&self, query: &JobQuery) -> Result<JobPage, StoreError> {
         Ok(query::page_of(self.get_jobs().await?, query))
     }
+}
 
+/// Due jobs under leases: when the next is due, taking due jobs for one scheduler, writing
+/// them back, and keeping their leases while their runs go (see the ground rules above).
+#[async_trait]
+pub trait DueJobs: Jobs {
     /// The earliest next run time of a job that is neither paused nor acquired.
     async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
@@ -591,8 +614,8 @@ pub trait JobStore: Send + Sync + 'static {
     /// Writes back acquired jobs in one go (see the ground rules on revisions and
     /// fencing). Returns the ids of the releases it *fenced off*: `owner` no longer
     /// held the job's lease (another scheduler acquired the job after the lease ran
-    /// out, or the lease was ended by [`recover_owner`](JobStore::recover_owner) or
-    /// [`reap_dead_nodes`](JobStore::reap_dead_nodes)), so nothing of them was written.
+    /// out, or the lease was ended by [`recover_owner`](InstanceSlots::recover_owner) or
+    /// [`reap_dead_nodes`](Nodes::reap_dead_nodes)), so nothing of them was written.
     /// The caller logs them; retrying them would be refused again. A job removed
     /// meanwhile is neither written nor reported.
     async fn release_jobs(
@@ -601,6 +624,54 @@ pub trait JobStore: Send + Sync + 'static {
         releases: Vec<Release>,
     ) -> Result<Vec<String>, StoreError>;
 
+    /// Extends what `owner` holds for runs still going, so a live node's long run is
+    /// never taken over: its leases on `job_ids` (to `now + lease`, unless another
+    /// scheduler took the job over since) and its instance slots of those jobs (by the
+    /// store's instance time-to-live). The scheduler calls it a few times per lease
+    /// while runs are in flight (see `docs/lifecycle.md`). The default does nothing:
+    /// for a store whose leases and slots never run out under a live owner.
+    async fn renew_holdings(
+        &self,
+        _owner: &str,
+        _job_ids: &[String],
+        _now: DateTime<Utc>,
+        _lease: Duration,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Gives each job of `moves` still at the revision it was read at its new next
+    /// run time (and a new revision), as [`Jobs::update_job_if`] would; returns the
+    /// ids moved. A job changed or removed meanwhile is left out: its change computed
+    /// its time anew. The default goes job by job; the SQL stores write a thousand per
+    /// transaction, since each transaction there is a durable commit.
+    async fn move_next_run_times(
+        &self,
+        moves: Vec<NextRunMove>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut moved = Vec::new();
+        for next in moves {
+            let Some(mut job) = self.get_job(&next.job_id).await? else {
+                continue;
+            };
+            if job.revision != next.revision {
+                continue;
+            }
+            job.next_run_time = Some(next.next_run_time);
+            match self.update_job_if(job, next.revision).await {
+                Ok(Ok(_)) => moved.push(next.job_id),
+                Ok(Err(_)) | Err(StoreError::NotFound(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(moved)
+    }
+}
+
+/// Running-instance slots, the count `max_instances` holds across schedulers: claimed as a
+/// run starts, freed as it ends, and recovered or orphaned when their owner dies.
+#[async_trait]
+pub trait InstanceSlots: RunHistory {
     /// Counts one more running instance of a job if fewer than `max_instances` run;
     /// `false` when the limit is reached. In a shared store the count holds across
     /// schedulers, and a slot claimed by a scheduler that died (it never released it)
@@ -615,7 +686,7 @@ pub trait JobStore: Send + Sync + 'static {
     /// Counts one running instance less.
     async fn release_instance(&self, job_id: &str, owner: &str) -> Result<(), StoreError>;
 
-    /// [`claim_instance`](JobStore::claim_instance) for a batch, in order (a job that
+    /// [`claim_instance`](InstanceSlots::claim_instance) for a batch, in order (a job that
     /// appears twice takes two slots); one `bool` per claim. Stores that can claim a
     /// batch in one round trip or one commit do so: at thousands of runs a second, a
     /// commit per run is what makes runs late. The default claims one by one.
@@ -632,22 +703,6 @@ pub trait JobStore: Send + Sync + 'static {
             );
         }
         Ok(claimed)
-    }
-
-    /// Extends what `owner` holds for runs still going, so a live node's long run is
-    /// never taken over: its leases on `job_ids` (to `now + lease`, unless another
-    /// scheduler took the job over since) and its instance slots of those jobs (by the
-    /// store's instance time-to-live). The scheduler calls it a few times per lease
-    /// while runs are in flight (see `docs/lifecycle.md`). The default does nothing:
-    /// for a store whose leases and slots never run out under a live owner.
-    async fn renew_holdings(
-        &self,
-        _owner: &str,
-        _job_ids: &[String],
-        _now: DateTime<Utc>,
-        _lease: Duration,
-    ) -> Result<(), StoreError> {
-        Ok(())
     }
 
     /// Frees the instance slots of finished runs and records them, as one write where
@@ -668,17 +723,17 @@ pub trait JobStore: Send + Sync + 'static {
     /// and its instance slots (which would otherwise block `max_instances` until they
     /// expire). A slot that carries run times ([`InstanceClaim::run_times`]) is not
     /// freed but left as an orphaned run, still counted by `max_instances`, for
-    /// [`take_orphaned_runs`](JobStore::take_orphaned_runs). Called by a scheduler as it
-    /// starts, when none of its runs can be going; returns how many leases and slots
-    /// were freed or orphaned. A store that cannot do it cheaply leaves them to expire
-    /// (the default).
+    /// [`take_orphaned_runs`](InstanceSlots::take_orphaned_runs). Called by a scheduler as
+    /// it starts, when none of its runs can be going; returns how many leases and slots
+    /// were freed or orphaned. A store that cannot do it cheaply leaves them to expire (the
+    /// default).
     async fn recover_owner(&self, _owner: &str) -> Result<u64, StoreError> {
         Ok(0)
     }
 
     /// Takes every orphaned run — a slot with run times whose owner was recovered
-    /// ([`recover_owner`](JobStore::recover_owner)) or reaped
-    /// ([`reap_dead_nodes`](JobStore::reap_dead_nodes)) — for `owner`, which must run
+    /// ([`recover_owner`](InstanceSlots::recover_owner)) or reaped
+    /// ([`reap_dead_nodes`](Nodes::reap_dead_nodes)) — for `owner`, which must run
     /// them: each slot now belongs to `owner` (expiring as a claimed one does), and is
     /// freed when the run ends, as any. Two schedulers taking at once take each orphan
     /// once. An orphan of a job since removed is dropped, not returned. The default has
@@ -686,7 +741,65 @@ pub trait JobStore: Send + Sync + 'static {
     async fn take_orphaned_runs(&self, _owner: &str) -> Result<Vec<OrphanedRun>, StoreError> {
         Ok(Vec::new())
     }
+}
 
+/// The run history: a record per run that ended, read newest first and pruned to its
+/// limits.
+#[async_trait]
+pub trait RunHistory: Send + Sync + 'static {
+    /// Appends a run record.
+    async fn record_run(&self, record: RunRecord) -> Result<(), StoreError>;
+
+    /// Run records, newest first, of one job or of all.
+    async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// [`RunHistory::runs`] after skipping the newest `offset`: the API's paging through
+    /// the whole history. The default reads `offset + limit` records; stores that can
+    /// skip without reading do so.
+    async fn runs_from(
+        &self,
+        job_id: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let runs = self.runs(job_id, offset.saturating_add(limit)).await?;
+        Ok(runs.into_iter().skip(offset).collect())
+    }
+
+    /// Deletes the run records `limits` no longer keeps, at most `batch` of them per
+    /// call (so a long backlog never holds the store for long); returns how many were
+    /// deleted. The caller calls again until nothing is deleted. Stores that bound their
+    /// history themselves may do nothing.
+    async fn prune_runs(&self, _limits: &RunLimits, _batch: usize) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    /// How many run records the store holds: the history's size, shown by `kairos
+    /// check` and the web page's overview. The default reads the whole history; every
+    /// store of this crate counts without reading.
+    async fn count_runs(&self) -> Result<u64, StoreError> {
+        Ok(u64::try_from(self.runs(None, usize::MAX).await?.len()).unwrap_or(u64::MAX))
+    }
+
+    /// When job `job_id` last finished a run with outcome `success`, according to the
+    /// run history; `None` if the history holds none. The dead-man's switch
+    /// (`expect_success_within`) asks it for each job it watches. The default reads
+    /// the job's newest [`LAST_SUCCESS_SCAN`] records; the SQL stores ask the database.
+    async fn last_success(&self, job_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self
+            .runs(Some(job_id), LAST_SUCCESS_SCAN)
+            .await?
+            .into_iter()
+            .filter(|run| run.outcome == crate::history::RunOutcome::Success)
+            .map(|run| run.finished_at)
+            .max())
+    }
+}
+
+/// The cluster's membership: the schedulers sharing the store, their heartbeats, and
+/// reaping the ones that died.
+#[async_trait]
+pub trait Nodes: Send + Sync + 'static {
     /// Enters a node in the store's membership, replacing an entry with the same id
     /// (a restarted node). Stores that cannot be shared keep no membership (the
     /// default does nothing).
@@ -714,7 +827,7 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Renews `node`'s heartbeat (`node.last_heartbeat`) and replaces the stats it
     /// reports ([`NodeInfo::stats`]) in one write; `false` as for
-    /// [`heartbeat`](JobStore::heartbeat). The default renews the heartbeat and keeps
+    /// [`heartbeat`](Nodes::heartbeat). The default renews the heartbeat and keeps
     /// no stats.
     async fn heartbeat_node(&self, node: &NodeInfo) -> Result<bool, StoreError> {
         self.heartbeat(&node.id, node.last_heartbeat).await
@@ -732,7 +845,7 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Reaps the nodes whose last heartbeat is older than `now - timeout`: removes
     /// them from the membership and frees their leases and instance slots (orphaning
-    /// those with run times), as [`recover_owner`](JobStore::recover_owner) does for a
+    /// those with run times), as [`recover_owner`](InstanceSlots::recover_owner) does for a
     /// restarted node, so their jobs run again at once (at least once across a crash). Any survivor may call it;
     /// concurrent reapers reap each node once. Returns the ids reaped.
     async fn reap_dead_nodes(
@@ -741,6 +854,19 @@ pub trait JobStore: Send + Sync + 'static {
         _timeout: Duration,
     ) -> Result<Vec<String>, StoreError> {
         Ok(Vec::new())
+    }
+}
+
+/// What the schedulers sharing a store agree on through it: whether it can be shared,
+/// its wake-ups and fire-ahead window, the order of applied configs, the zone rules of
+/// the stored next run times, and alerts sent once per cluster.
+#[async_trait]
+pub trait Cluster: Send + Sync + 'static {
+    /// Whether several schedulers may share this store (PostgreSQL, MySQL, Redis). A
+    /// config is applied on a store that cannot be shared whatever its generations say:
+    /// there is no other node whose newer config it could undo. `false` by default.
+    fn is_shared(&self) -> bool {
+        false
     }
 
     /// Wake-ups pushed by the store whenever a job is added or changed through any
@@ -764,13 +890,6 @@ pub trait JobStore: Send + Sync + 'static {
         DEFAULT_FIRE_AHEAD
     }
 
-    /// Whether several schedulers may share this store (PostgreSQL, MySQL, Redis). A
-    /// config is applied on a store that cannot be shared whatever its generations say:
-    /// there is no other node whose newer config it could undo. `false` by default.
-    fn is_shared(&self) -> bool {
-        false
-    }
-
     /// The configs applied to the store, newest first, at most `limit` of them
     /// ([`ConfigGeneration`]). The default keeps none.
     async fn config_generations(&self, _limit: usize) -> Result<Vec<ConfigGeneration>, StoreError> {
@@ -783,33 +902,6 @@ pub trait JobStore: Send + Sync + 'static {
     /// that generation first. The default keeps nothing and says `true`.
     async fn record_config_generation(&self, _next: ConfigGeneration) -> Result<bool, StoreError> {
         Ok(true)
-    }
-
-    /// Gives each job of `moves` still at the revision it was read at its new next
-    /// run time (and a new revision), as [`JobStore::update_job_if`] would; returns the
-    /// ids moved. A job changed or removed meanwhile is left out: its change computed
-    /// its time anew. The default goes job by job; the SQL stores write a thousand per
-    /// transaction, since each transaction there is a durable commit.
-    async fn move_next_run_times(
-        &self,
-        moves: Vec<NextRunMove>,
-    ) -> Result<Vec<String>, StoreError> {
-        let mut moved = Vec::new();
-        for next in moves {
-            let Some(mut job) = self.get_job(&next.job_id).await? else {
-                continue;
-            };
-            if job.revision != next.revision {
-                continue;
-            }
-            job.next_run_time = Some(next.next_run_time);
-            match self.update_job_if(job, next.revision).await {
-                Ok(Ok(_)) => moved.push(next.job_id),
-                Ok(Err(_)) | Err(StoreError::NotFound(_)) => {}
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(moved)
     }
 
     /// The zone rules the stored next run times were computed with, as the scheduler
@@ -844,52 +936,19 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError> {
         Ok(true)
     }
+}
 
-    /// When job `job_id` last finished a run with outcome `success`, according to the
-    /// run history; `None` if the history holds none. The dead-man's switch
-    /// (`expect_success_within`) asks it for each job it watches. The default reads
-    /// the job's newest [`LAST_SUCCESS_SCAN`] records; the SQL stores ask the database.
-    async fn last_success(&self, job_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(self
-            .runs(Some(job_id), LAST_SUCCESS_SCAN)
-            .await?
-            .into_iter()
-            .filter(|run| run.outcome == crate::history::RunOutcome::Success)
-            .map(|run| run.finished_at)
-            .max())
-    }
+/// A place that keeps jobs and run history: every part of the store contract, the one
+/// bound schedulers, the API and the wrappers hold (`Arc<dyn JobStore>`). Implemented
+/// for every type that implements all of its parts; no trait-object upcasting is
+/// needed, as the parts' methods are called on the `dyn JobStore` itself.
+pub trait JobStore: Jobs + DueJobs + InstanceSlots + RunHistory + Nodes + Cluster {}
 
-    /// Appends a run record.
-    async fn record_run(&self, record: RunRecord) -> Result<(), StoreError>;
+impl<T: Jobs + DueJobs + InstanceSlots + RunHistory + Nodes + Cluster> JobStore for T {}
 
-    /// Run records, newest first, of one job or of all.
-    async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError>;
-
-    /// [`JobStore::runs`] after skipping the newest `offset`: the API's paging through
-    /// the whole history. The default reads `offset + limit` records; stores that can
-    /// skip without reading do so.
-    async fn runs_from(
-        &self,
-        job_id: Option<&str>,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError> {
-        let runs = self.runs(job_id, offset.saturating_add(limit)).await?;
-        Ok(runs.into_iter().skip(offset).collect())
-    }
-
-    /// Deletes the run records `limits` no longer keeps, at most `batch` of them per
-    /// call (so a long backlog never holds the store for long); returns how many were
-    /// deleted. The caller calls again until nothing is deleted. Stores that bound their
-    /// history themselves may do nothing.
-    async fn prune_runs(&self, _limits: &RunLimits, _batch: usize) -> Result<u64, StoreError> {
-        Ok(0)
-    }
-
-    /// How many run records the store holds: the history's size, shown by `kairos
-    /// check` and the web page's overview. The default reads the whole history; every
-    /// store of this crate counts without reading.
-    async fn count_runs(&self) -> Result<u64, StoreError> {
-        Ok(u64::try_from(self.runs(None, usize::MAX).await?.len()).unwrap_or(u64::MAX))
-    }
+/// [`JobStore`] and its parts, for a caller that calls their methods on a concrete store
+/// (`MemoryStore`, a wrapper): `use kairos::store::prelude::*;` (a name of the caller's
+/// own shadows the glob).
+pub mod prelude {
+    pub use super::{Cluster, DueJobs, InstanceSlots, JobStore, Jobs, Nodes, RunHistory};
 }

@@ -5,7 +5,7 @@
 //! every add, replace and update on a channel named after its table or key prefix, with
 //! the earliest next run time written as the payload, and hands each scheduler a
 //! receiver of [`WakeUp`]s fed by one dedicated listening connection
-//! ([`JobStore::wake_ups`](super::JobStore::wake_ups)). Stores that cannot push
+//! ([`Cluster::wake_ups`](super::Cluster::wake_ups)). Stores that cannot push
 //! (MySQL/MariaDB, and the single-node SQLite and memory stores) hand out none; the
 //! scheduler's safety-net poll bounds how late another node's change is seen there.
 //!
@@ -40,7 +40,8 @@ const MIN_RECONNECT: Duration = Duration::from_millis(100);
 /// The longest delay between reconnection attempts.
 const MAX_RECONNECT: Duration = Duration::from_secs(10);
 
-/// What a store's listener tells a scheduler ([`JobStore::wake_ups`](super::JobStore::wake_ups)).
+/// What a store's listener tells a scheduler
+/// ([`Cluster::wake_ups`](super::Cluster::wake_ups)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WakeUp {
     /// Jobs were added or changed through some store handle; the earliest next run

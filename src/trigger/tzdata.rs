@@ -61,7 +61,7 @@ impl std::fmt::Display for TzDataInfo {
 
 impl TzDataInfo {
     /// What a store records as the rules its next run times follow
-    /// ([`crate::store::JobStore::zone_rules`]): source, release and directory. `None`
+    /// ([`crate::store::Cluster::zone_rules`]): source, release and directory. `None`
     /// when the release is `unknown`: such rules cannot be told from the next ones,
     /// so every start recomputes the zoned jobs' next run times.
     pub fn fingerprint(&self) -> Option<String> {

@@ -19,7 +19,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use kairos::history::RunRecord;
 use kairos::job::Job;
 use kairos::store::memory::MemoryStore;
-use kairos::store::{FinishedRun, InstanceClaim, JobStore, Release, RunLimits, StoreError};
+use kairos::store::prelude::*;
+use kairos::store::{FinishedRun, InstanceClaim, Release, RunLimits, StoreError};
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 use kairos::trigger::{Trigger, TriggerContext, TriggerSpec};
 
@@ -235,27 +236,32 @@ impl FaultyStore {
 }
 
 #[async_trait]
-impl JobStore for FaultyStore {
+impl Jobs for FaultyStore {
     async fn add_job(&self, job: Job) -> Result<Job, StoreError> {
         self.check()?;
         self.jobs.add_job(job).await
     }
+
     async fn replace_job(&self, job: Job) -> Result<Job, StoreError> {
         self.check()?;
         self.jobs.replace_job(job).await
     }
+
     async fn update_job(&self, job: Job) -> Result<Job, StoreError> {
         self.check()?;
         self.jobs.update_job(job).await
     }
+
     async fn remove_job(&self, id: &str) -> Result<(), StoreError> {
         self.check()?;
         self.jobs.remove_job(id).await
     }
+
     async fn remove_all_jobs(&self) -> Result<(), StoreError> {
         self.check()?;
         self.jobs.remove_all_jobs().await
     }
+
     async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
         self.check()?;
         if self.faults.hang_reads.load(Ordering::SeqCst) {
@@ -263,14 +269,20 @@ impl JobStore for FaultyStore {
         }
         self.jobs.get_job(id).await
     }
+
     async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
         self.check()?;
         self.jobs.get_jobs().await
     }
+}
+
+#[async_trait]
+impl DueJobs for FaultyStore {
     async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.check()?;
         self.jobs.next_run_time().await
     }
+
     async fn acquire_due_jobs(
         &self,
         owner: &str,
@@ -284,6 +296,7 @@ impl JobStore for FaultyStore {
         }
         self.jobs.acquire_due_jobs(owner, now, limit, lease).await
     }
+
     async fn release_jobs(
         &self,
         owner: &str,
@@ -304,6 +317,10 @@ impl JobStore for FaultyStore {
         }
         self.jobs.release_jobs(owner, releases).await
     }
+}
+
+#[async_trait]
+impl InstanceSlots for FaultyStore {
     async fn claim_instance(
         &self,
         job_id: &str,
@@ -314,10 +331,12 @@ impl JobStore for FaultyStore {
         self.check()?;
         self.jobs.claim_instance(job_id, owner, max).await
     }
+
     async fn release_instance(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
         self.check()?;
         self.jobs.release_instance(job_id, owner).await
     }
+
     async fn claim_instances(
         &self,
         owner: &str,
@@ -331,6 +350,7 @@ impl JobStore for FaultyStore {
         }
         self.jobs.claim_instances(owner, claims).await
     }
+
     async fn finish_runs(&self, owner: &str, runs: Vec<FinishedRun>) -> Result<(), StoreError> {
         self.check()?;
         if take_one(&self.faults.failing_finishes) {
@@ -340,18 +360,25 @@ impl JobStore for FaultyStore {
         }
         self.jobs.finish_runs(owner, runs).await
     }
+}
+
+#[async_trait]
+impl RunHistory for FaultyStore {
     async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {
         self.check()?;
         self.jobs.record_run(record).await
     }
+
     async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         self.check()?;
         self.jobs.runs(job_id, limit).await
     }
+
     async fn count_runs(&self) -> Result<u64, StoreError> {
         self.check()?;
         self.jobs.count_runs().await
     }
+
     async fn prune_runs(&self, _limits: &RunLimits, batch: usize) -> Result<u64, StoreError> {
         self.faults.prune_calls.fetch_add(1, Ordering::SeqCst);
         self.check()?;
@@ -362,3 +389,9 @@ impl JobStore for FaultyStore {
         Ok(deleted)
     }
 }
+
+/// Keeps no membership, as a store that cannot be shared.
+impl Nodes for FaultyStore {}
+
+/// Has the defaults of a store that cannot be shared.
+impl Cluster for FaultyStore {}

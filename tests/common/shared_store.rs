@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use kairos::store::{self, JobStore, OpenOptions};
+use kairos::store::prelude::*;
+use kairos::store::{self, OpenOptions};
 
 /// The shared stores several daemons can run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,9 +18,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use kairos::clock::{BoxFuture, Clock};
 use kairos::history::RunRecord;
 use kairos::job::Job;
+use kairos::store::prelude::*;
 use kairos::store::{
-    FinishedRun, InstanceClaim, JobPage, JobQuery, JobStore, NodeInfo, OrphanedRun, Release,
-    RunLimits, StoreError, WakeUp,
+    FinishedRun, InstanceClaim, JobPage, JobQuery, NodeInfo, OrphanedRun, Release, RunLimits,
+    StoreError, WakeUp,
 };
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 use tokio::sync::watch;
@@ -172,55 +173,70 @@ impl NodeStore {
 /// Every method of the trait goes through [`NodeStore::enter`], the defaults too, so a
 /// killed node cannot recover, register or reap behind the checker's back.
 #[async_trait]
-impl JobStore for NodeStore {
+impl Jobs for NodeStore {
     async fn add_job(&self, job: Job) -> Result<Job, StoreError> {
         let _in = self.enter()?;
         self.inner.add_job(job).await
     }
+
     async fn add_jobs(&self, jobs: Vec<Job>) -> Result<Vec<Job>, StoreError> {
         let _in = self.enter()?;
         self.inner.add_jobs(jobs).await
     }
+
     async fn replace_job(&self, job: Job) -> Result<Job, StoreError> {
         let _in = self.enter()?;
         self.inner.replace_job(job).await
     }
+
     async fn update_job(&self, job: Job) -> Result<Job, StoreError> {
         let _in = self.enter()?;
         self.inner.update_job(job).await
     }
+
     async fn remove_job(&self, id: &str) -> Result<(), StoreError> {
         let _in = self.enter()?;
         self.inner.remove_job(id).await
     }
+
     async fn remove_all_jobs(&self) -> Result<(), StoreError> {
         let _in = self.enter()?;
         self.inner.remove_all_jobs().await
     }
+
     async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
         let _in = self.enter()?;
         self.inner.get_job(id).await
     }
+
     async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
         let _in = self.enter()?;
         self.inner.get_jobs().await
     }
+
     async fn get_config_jobs(&self) -> Result<Vec<Job>, StoreError> {
         let _in = self.enter()?;
         self.inner.get_config_jobs().await
     }
+
     async fn count_jobs(&self) -> Result<u64, StoreError> {
         let _in = self.enter()?;
         self.inner.count_jobs().await
     }
+
     async fn list_jobs(&self, query: &JobQuery) -> Result<JobPage, StoreError> {
         let _in = self.enter()?;
         self.inner.list_jobs(query).await
     }
+}
+
+#[async_trait]
+impl DueJobs for NodeStore {
     async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let _in = self.enter()?;
         self.inner.next_run_time().await
     }
+
     async fn acquire_due_jobs(
         &self,
         owner: &str,
@@ -231,6 +247,7 @@ impl JobStore for NodeStore {
         let _in = self.enter()?;
         self.inner.acquire_due_jobs(owner, now, limit, lease).await
     }
+
     async fn release_jobs(
         &self,
         owner: &str,
@@ -257,6 +274,10 @@ impl JobStore for NodeStore {
         let _in = self.enter()?;
         self.inner.release_jobs(owner, releases).await
     }
+}
+
+#[async_trait]
+impl InstanceSlots for NodeStore {
     async fn claim_instance(
         &self,
         job_id: &str,
@@ -268,10 +289,12 @@ impl JobStore for NodeStore {
             .claim_instance(job_id, owner, max_instances)
             .await
     }
+
     async fn release_instance(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
         let _in = self.enter()?;
         self.inner.release_instance(job_id, owner).await
     }
+
     async fn claim_instances(
         &self,
         owner: &str,
@@ -280,38 +303,73 @@ impl JobStore for NodeStore {
         let _in = self.enter()?;
         self.inner.claim_instances(owner, claims).await
     }
+
     async fn finish_runs(&self, owner: &str, runs: Vec<FinishedRun>) -> Result<(), StoreError> {
         let _in = self.enter()?;
         self.inner.finish_runs(owner, runs).await
     }
+
     async fn recover_owner(&self, owner: &str) -> Result<u64, StoreError> {
         let _in = self.enter()?;
         self.inner.recover_owner(owner).await
     }
+
     async fn take_orphaned_runs(&self, owner: &str) -> Result<Vec<OrphanedRun>, StoreError> {
         let _in = self.enter()?;
         self.inner.take_orphaned_runs(owner).await
     }
+}
+
+#[async_trait]
+impl RunHistory for NodeStore {
+    async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {
+        let _in = self.enter()?;
+        self.inner.record_run(record).await
+    }
+
+    async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        let _in = self.enter()?;
+        self.inner.runs(job_id, limit).await
+    }
+
+    async fn prune_runs(&self, limits: &RunLimits, batch: usize) -> Result<u64, StoreError> {
+        let _in = self.enter()?;
+        self.inner.prune_runs(limits, batch).await
+    }
+
+    async fn count_runs(&self) -> Result<u64, StoreError> {
+        let _in = self.enter()?;
+        self.inner.count_runs().await
+    }
+}
+
+#[async_trait]
+impl Nodes for NodeStore {
     async fn register_node(&self, node: NodeInfo) -> Result<(), StoreError> {
         let _in = self.enter()?;
         self.inner.register_node(node).await
     }
+
     async fn heartbeat(&self, node_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let _in = self.enter()?;
         self.inner.heartbeat(node_id, now).await
     }
+
     async fn heartbeat_node(&self, node: &NodeInfo) -> Result<bool, StoreError> {
         let _in = self.enter()?;
         self.inner.heartbeat_node(node).await
     }
+
     async fn deregister_node(&self, node_id: &str) -> Result<(), StoreError> {
         let _in = self.enter()?;
         self.inner.deregister_node(node_id).await
     }
+
     async fn list_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
         let _in = self.enter()?;
         self.inner.list_nodes().await
     }
+
     async fn reap_dead_nodes(
         &self,
         now: DateTime<Utc>,
@@ -320,27 +378,16 @@ impl JobStore for NodeStore {
         let _in = self.enter()?;
         self.inner.reap_dead_nodes(now, timeout).await
     }
+}
+
+#[async_trait]
+impl Cluster for NodeStore {
     fn wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<WakeUp>> {
         self.inner.wake_ups()
     }
+
     fn fire_ahead(&self) -> Duration {
         self.inner.fire_ahead()
-    }
-    async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {
-        let _in = self.enter()?;
-        self.inner.record_run(record).await
-    }
-    async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
-        let _in = self.enter()?;
-        self.inner.runs(job_id, limit).await
-    }
-    async fn prune_runs(&self, limits: &RunLimits, batch: usize) -> Result<u64, StoreError> {
-        let _in = self.enter()?;
-        self.inner.prune_runs(limits, batch).await
-    }
-    async fn count_runs(&self) -> Result<u64, StoreError> {
-        let _in = self.enter()?;
-        self.inner.count_runs().await
     }
 }
 

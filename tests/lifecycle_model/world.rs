@@ -12,7 +12,7 @@ use kairos::history::RunRecord;
 use kairos::job::{JobChanges, JobOptions, JobSpec};
 use kairos::scheduler::{Membership, Scheduler};
 use kairos::store::memory::MemoryStore;
-use kairos::store::JobStore;
+use kairos::store::prelude::*;
 use kairos::trigger::TriggerSpec;
 
 use super::scenario::{job_id, Ms, Op, OpKind, Scenario, StoreKind, Trig};

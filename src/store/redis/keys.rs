@@ -65,7 +65,7 @@ impl Keys {
         format!("{}inst:{id}", self.prefix)
     }
 
-    /// An alert claim ([`crate::store::JobStore::claim_alert`]): a string with an
+    /// An alert claim ([`crate::store::Cluster::claim_alert`]): a string with an
     /// expiry, set only if absent.
     pub(super) fn alert_claim(&self, key: &str) -> String {
         format!("{}alert:{key}", self.prefix)

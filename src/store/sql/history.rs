@@ -1,5 +1,6 @@
 //! The runs half of the SQL store: running-instance slots (`max_instances` across a
-//! cluster) and the run history with its retention.
+//! cluster), the [`InstanceSlots`] impl, and the run history with its retention, the
+//! [`RunHistory`] impl.
 //!
 //! # Instance slots
 //! A running instance is a row `(job_id, slot)` with `slot < max_instances`; the
@@ -12,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::driver::{Arg, SqlDb};
@@ -22,8 +24,8 @@ use super::{
 };
 use crate::history::{RunOutcome, RunRecord};
 use crate::store::{
-    decode_run_times, encode_run_times, slot_to_free, FinishedRun, InstanceClaim, OrphanedRun,
-    RunLimits, StoreError,
+    decode_run_times, encode_run_times, slot_to_free, FinishedRun, InstanceClaim, InstanceSlots,
+    OrphanedRun, RunHistory, RunLimits, StoreError,
 };
 
 /// The columns a run read selects, in the order [`read_run`] expects.
@@ -41,15 +43,358 @@ const RECORD_CHUNK: usize = 128;
 type HeldSlot = (i64, Option<DateTime<Utc>>);
 
 /// The owner of an orphaned run's slot: a node died while the run went
-/// ([`crate::store::JobStore::take_orphaned_runs`]). No node id is empty.
+/// ([`crate::store::InstanceSlots::take_orphaned_runs`]). No node id is empty.
 pub(super) const ORPHANED: &str = "";
 
 /// How many times a claim looks again after losing a race for a slot. Each lost race
 /// means another scheduler took a slot, so a few rounds settle it.
 const MAX_SLOT_RACES: u32 = 16;
 
+#[async_trait]
+impl<D: Dialect> InstanceSlots for SqlStore<D> {
+    async fn claim_instance(
+        &self,
+        job_id: &str,
+        owner: &str,
+        max_instances: u32,
+    ) -> Result<bool, StoreError> {
+        self.claim_slot(job_id, owner, max_instances, &[]).await
+    }
+
+    /// Frees one of `owner`'s slots.
+    async fn release_instance(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
+        let select = self.sql(
+            "SELECT slot FROM {p}instances WHERE job_id = ? AND owner = ? \
+             ORDER BY slot DESC LIMIT 1",
+        );
+        let delete =
+            self.sql("DELETE FROM {p}instances WHERE job_id = ? AND slot = ? AND owner = ?");
+        // Two releases by one owner may pick the same slot; the loser picks again.
+        for _ in 0..MAX_SLOT_RACES {
+            let rows = self
+                .fetch(&select, vec![job_id.into(), owner.into()])
+                .await?;
+            let Some(row) = rows.first() else {
+                return Ok(()); // none left (or it expired and another owner took it)
+            };
+            let slot = D::Database::int(row, 0).map_err(failure::<D>)?;
+            let args = vec![job_id.into(), slot.into(), owner.into()];
+            if self.execute(&delete, args).await? > 0 {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// One read and one multi-row insert per chunk, in one transaction (one commit, which
+    /// is what a busy second is made of). If another scheduler takes a slot between the
+    /// read and the insert, the insert fails on the primary key, the chunk rolls back and
+    /// its claims go one by one, which settles the race.
+    async fn claim_instances(
+        &self,
+        owner: &str,
+        claims: &[InstanceClaim],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut claimed = Vec::with_capacity(claims.len());
+        for chunk in claims.chunks(CHUNK) {
+            match self.try_claim_chunk(owner, chunk).await? {
+                Some(chunk_claimed) => claimed.extend(chunk_claimed),
+                None => {
+                    for claim in chunk {
+                        claimed.push(
+                            self.claim_slot(
+                                &claim.job_id,
+                                owner,
+                                claim.max_instances,
+                                &claim.run_times,
+                            )
+                            .await?,
+                        );
+                    }
+                }
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Frees the slots and inserts the records of a batch in one transaction per chunk.
+    async fn finish_runs(&self, owner: &str, runs: Vec<FinishedRun>) -> Result<(), StoreError> {
+        for chunk in runs.chunks(RECORD_CHUNK) {
+            let mut transaction = self.begin().await?;
+            // Each freeing run, by job: the last of its run times picks its own slot.
+            let mut frees: BTreeMap<&str, Vec<DateTime<Utc>>> = BTreeMap::new();
+            for run in chunk.iter().filter(|run| run.frees_instance) {
+                frees
+                    .entry(run.record.job_id.as_str())
+                    .or_default()
+                    .push(run.record.scheduled_time);
+            }
+            if !frees.is_empty() {
+                // Which slot a run frees: `store::slot_to_free`. A plain read,
+                // not a locking one: on MySQL a locking read locks every row it scans,
+                // other owners' too, and waits for those another transaction holds, so
+                // a node frozen inside its own finish would stall everyone's (found by
+                // tests/cluster.rs). The DELETE below names each row by its
+                // primary key, which locks only that row; a slot freed meanwhile by
+                // this owner's own release_slot is simply not deleted twice.
+                let select = self.sql(&format!(
+                    "SELECT job_id, slot, run_times FROM {{p}}instances \
+                     WHERE owner = ? AND job_id IN ({}) ORDER BY job_id, slot",
+                    marks(padded(frees.len())),
+                ));
+                let mut args = vec![Arg::from(owner)];
+                args.extend(id_args(frees.keys().copied()));
+                let rows = D::Database::fetch_all(&mut transaction, &select, args)
+                    .await
+                    .map_err(failure::<D>)?;
+                let mut held: BTreeMap<String, Vec<HeldSlot>> = BTreeMap::new();
+                for row in &rows {
+                    let job_id = D::Database::text(row, 0)
+                        .map_err(failure::<D>)?
+                        .unwrap_or_default();
+                    let slot = D::Database::int(row, 1).map_err(failure::<D>)?;
+                    let run_times = D::Database::text(row, 2).map_err(failure::<D>)?;
+                    let last = run_times.and_then(|text| decode_run_times(&text).last().copied());
+                    held.entry(job_id)
+                        .or_default()
+                        .push((slot.unwrap_or(0), last));
+                }
+                let mut freed: Vec<(String, i64)> = Vec::new();
+                for (job_id, ends) in frees {
+                    let Some(slots) = held.get_mut(job_id) else {
+                        continue;
+                    };
+                    for end in ends {
+                        let pick =
+                            slot_to_free(slots.iter().map(|(_, last)| (true, *last)), Some(end));
+                        if let Some(index) = pick {
+                            let (slot, _) = slots.remove(index);
+                            freed.push((job_id.to_owned(), slot));
+                        }
+                    }
+                }
+                self.delete_slots(&mut transaction, owner, &freed).await?;
+            }
+            let rows = vec![RUN_VALUES; chunk.len()].join(", ");
+            let insert = self.sql(&format!(
+                "INSERT INTO {{p}}runs ({RUN_COLUMNS}) VALUES {rows}"
+            ));
+            let mut args = Vec::with_capacity(chunk.len() * 9);
+            for run in chunk {
+                args.extend(record_args(run.record.clone()));
+            }
+            execute_on::<D>(&mut transaction, &insert, args)
+                .await
+                .map_err(failure::<D>)?;
+            transaction.commit().await.map_err(failure::<D>)?;
+        }
+        Ok(())
+    }
+
+    /// Ends `owner`'s leases and frees its instance slots, in one transaction. The jobs
+    /// keep their next run times, so runs that were in flight run again (at least once
+    /// across a crash).
+    async fn recover_owner(&self, owner: &str) -> Result<u64, StoreError> {
+        // The same freeing as reaping a dead node: this owner's earlier life is one.
+        let mut transaction = self.begin().await?;
+        let freed = self.free_rows_of(&mut transaction, owner).await?;
+        transaction.commit().await.map_err(failure::<D>)?;
+        Ok(freed)
+    }
+
+    /// Each orphaned slot is taken by one conditional update (two takers race on it; one
+    /// wins), then its job read; the slot of a job removed meanwhile is deleted. Orphans
+    /// are rare (a node died during runs of jobs that allow several at once), so a
+    /// statement each is cheap.
+    async fn take_orphaned_runs(&self, owner: &str) -> Result<Vec<OrphanedRun>, StoreError> {
+        let select = self.sql(&format!(
+            "SELECT job_id, slot, run_times FROM {{p}}instances WHERE owner = '{ORPHANED}' \
+             ORDER BY job_id, slot"
+        ));
+        let rows = self.fetch(&select, Vec::new()).await?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let job_id = D::Database::text(row, 0).map_err(failure::<D>)?;
+            let slot = D::Database::int(row, 1).map_err(failure::<D>)?;
+            let run_times = D::Database::text(row, 2).map_err(failure::<D>)?;
+            if let (Some(job_id), Some(slot)) = (job_id, slot) {
+                found.push((job_id, slot, run_times.unwrap_or_default()));
+            }
+        }
+        let take = self.sql(&format!(
+            "UPDATE {{p}}instances SET owner = ?, claimed_at = ?, expires_at = ? \
+             WHERE job_id = ? AND slot = ? AND owner = '{ORPHANED}'"
+        ));
+        let drop = self.sql("DELETE FROM {p}instances WHERE job_id = ? AND slot = ? AND owner = ?");
+        let mut taken = Vec::new();
+        for (job_id, slot, run_times) in found {
+            let now = Utc::now().timestamp_micros();
+            let expires = now.saturating_add(duration_micros(self.instance_ttl));
+            let args = vec![
+                Arg::from(owner),
+                Arg::from(now),
+                Arg::from(expires),
+                Arg::from(job_id.as_str()),
+                Arg::from(slot),
+            ];
+            if self.execute(&take, args).await? == 0 {
+                continue; // another node took it
+            }
+            match crate::store::Jobs::get_job(self, &job_id).await? {
+                Some(job) => taken.push(OrphanedRun {
+                    job,
+                    run_times: decode_run_times(&run_times),
+                }),
+                None => {
+                    let args = vec![
+                        Arg::from(job_id.as_str()),
+                        Arg::from(slot),
+                        Arg::from(owner),
+                    ];
+                    self.execute(&drop, args).await?;
+                }
+            }
+        }
+        Ok(taken)
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> RunHistory for SqlStore<D> {
+    async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {
+        let sql = self.sql(&format!(
+            "INSERT INTO {{p}}runs ({RUN_COLUMNS}) VALUES {RUN_VALUES}"
+        ));
+        self.execute(&sql, record_args(record).into())
+            .await
+            .map(drop)
+    }
+
+    async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        self.runs_from(job_id, 0, limit).await
+    }
+
+    /// Newest first, by finish time, then by insertion order, the newest `offset` skipped.
+    async fn runs_from(
+        &self,
+        job_id: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (filter, mut args) = match job_id {
+            Some(job_id) => ("WHERE job_id = ? ", vec![Arg::from(job_id)]),
+            None => ("", Vec::new()),
+        };
+        args.push(limit.into());
+        args.push(i64::try_from(offset).unwrap_or(i64::MAX).into());
+        let sql = self.sql(&format!(
+            "SELECT {RUN_COLUMNS} FROM {{p}}runs {filter}\
+             ORDER BY finished_at DESC, seq DESC LIMIT ? OFFSET ?"
+        ));
+        let rows = self.fetch(&sql, args).await?;
+        let mut runs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match read_run::<D>(row) {
+                Ok(run) => runs.push(run),
+                // One unreadable record must not hide the history.
+                Err(error) => {
+                    tracing::warn!(dialect = D::NAME, %error, "skipping an unreadable run record");
+                }
+            }
+        }
+        Ok(runs)
+    }
+
+    /// At most `batch` rows per call: older ones first, then those beyond each job's
+    /// counts, then the oldest beyond `max_rows`. Each limit is one read of the rows to
+    /// delete and one `DELETE … IN` per chunk of them, whatever the number of jobs.
+    async fn prune_runs(&self, limits: &RunLimits, batch: usize) -> Result<u64, StoreError> {
+        let batch = u64::try_from(batch).unwrap_or(u64::MAX);
+        let mut deleted = 0;
+        if let Some(keep) = limits.keep {
+            let cutoff = Utc::now()
+                .timestamp_micros()
+                .saturating_sub(duration_micros(keep));
+            let sql = self
+                .sql("SELECT seq FROM {p}runs WHERE finished_at < ? ORDER BY finished_at LIMIT ?");
+            let rows = self
+                .fetch(&sql, vec![cutoff.into(), to_i64(batch).into()])
+                .await?;
+            deleted += self.delete_seqs(&rows).await?;
+        }
+        if limits.successes_per_job.is_some() || limits.failures_per_job.is_some() {
+            let room = batch.saturating_sub(deleted);
+            if room > 0 {
+                // Each job's records numbered newest first, successes and the other
+                // outcomes apart; a window function (SQLite 3.25, PostgreSQL, MySQL 8,
+                // MariaDB 10.2) finds every job's excess in one statement.
+                let success = RunOutcome::Success.as_str();
+                let sql = self.sql(&format!(
+                    "SELECT seq FROM (\
+                       SELECT seq, outcome, ROW_NUMBER() OVER (\
+                         PARTITION BY job_id, CASE WHEN outcome = '{success}' THEN 1 ELSE 0 END \
+                         ORDER BY finished_at DESC, seq DESC) AS newer \
+                       FROM {{p}}runs) ranked \
+                     WHERE (outcome = '{success}' AND newer > ?) \
+                        OR (outcome <> '{success}' AND newer > ?) \
+                     LIMIT ?"
+                ));
+                let limit = |count: Option<u64>| to_i64(count.unwrap_or(u64::MAX));
+                let args = vec![
+                    limit(limits.successes_per_job).into(),
+                    limit(limits.failures_per_job).into(),
+                    to_i64(room).into(),
+                ];
+                let rows = self.fetch(&sql, args).await?;
+                deleted += self.delete_seqs(&rows).await?;
+            }
+        }
+        if let Some(max_rows) = limits.max_rows {
+            let room = batch.saturating_sub(deleted);
+            if room > 0 {
+                let sql = self.sql(
+                    "SELECT seq FROM {p}runs ORDER BY finished_at DESC, seq DESC LIMIT ? OFFSET ?",
+                );
+                let rows = self
+                    .fetch(&sql, vec![to_i64(room).into(), to_i64(max_rows).into()])
+                    .await?;
+                deleted += self.delete_seqs(&rows).await?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    async fn count_runs(&self) -> Result<u64, StoreError> {
+        let rows = self
+            .fetch(&self.sql("SELECT COUNT(*) FROM {p}runs"), Vec::new())
+            .await?;
+        let count = match rows.first() {
+            Some(row) => D::Database::int(row, 0).map_err(failure::<D>)?.unwrap_or(0),
+            None => 0,
+        };
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// One indexed aggregate, however long the job's history.
+    async fn last_success(&self, job_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let sql = self
+            .sql("SELECT MAX(finished_at) FROM {p}runs WHERE job_id = ? AND outcome = 'success'");
+        let rows = self.fetch(&sql, vec![job_id.into()]).await?;
+        let latest = match rows.first() {
+            Some(row) => D::Database::int(row, 0).map_err(failure::<D>)?,
+            None => None,
+        };
+        latest.map(instant).transpose()
+    }
+}
+
 impl<D: Dialect> SqlStore<D> {
-    /// [`crate::store::JobStore::claim_instance`].
+    /// [`InstanceSlots::claim_instance`], with the run times the slot stands for
+    /// ([`crate::store::InstanceClaim::run_times`]).
     pub(super) async fn claim_slot(
         &self,
         job_id: &str,
@@ -106,64 +451,7 @@ impl<D: Dialect> SqlStore<D> {
         Ok(false)
     }
 
-    /// [`crate::store::JobStore::release_instance`]: frees one of `owner`'s slots.
-    pub(super) async fn release_slot(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
-        let select = self.sql(
-            "SELECT slot FROM {p}instances WHERE job_id = ? AND owner = ? \
-             ORDER BY slot DESC LIMIT 1",
-        );
-        let delete =
-            self.sql("DELETE FROM {p}instances WHERE job_id = ? AND slot = ? AND owner = ?");
-        // Two releases by one owner may pick the same slot; the loser picks again.
-        for _ in 0..MAX_SLOT_RACES {
-            let rows = self
-                .fetch(&select, vec![job_id.into(), owner.into()])
-                .await?;
-            let Some(row) = rows.first() else {
-                return Ok(()); // none left (or it expired and another owner took it)
-            };
-            let slot = D::Database::int(row, 0).map_err(failure::<D>)?;
-            let args = vec![job_id.into(), slot.into(), owner.into()];
-            if self.execute(&delete, args).await? > 0 {
-                return Ok(());
-            }
-        }
-        Ok(())
-    }
-
-    /// [`crate::store::JobStore::claim_instances`]: one read and one multi-row insert
-    /// per chunk, in one transaction (one commit, which is what a busy second is made
-    /// of). If another scheduler takes a slot between the read and the insert, the
-    /// insert fails on the primary key, the chunk rolls back and its claims go one by
-    /// one, which settles the race.
-    pub(super) async fn claim_slots(
-        &self,
-        owner: &str,
-        claims: &[InstanceClaim],
-    ) -> Result<Vec<bool>, StoreError> {
-        let mut claimed = Vec::with_capacity(claims.len());
-        for chunk in claims.chunks(CHUNK) {
-            match self.try_claim_chunk(owner, chunk).await? {
-                Some(chunk_claimed) => claimed.extend(chunk_claimed),
-                None => {
-                    for claim in chunk {
-                        claimed.push(
-                            self.claim_slot(
-                                &claim.job_id,
-                                owner,
-                                claim.max_instances,
-                                &claim.run_times,
-                            )
-                            .await?,
-                        );
-                    }
-                }
-            }
-        }
-        Ok(claimed)
-    }
-
-    /// One chunk of [`SqlStore::claim_slots`]; `None` when it lost a race for a slot.
+    /// One chunk of [`InstanceSlots::claim_instances`]; `None` when it lost a race for a slot.
     async fn try_claim_chunk(
         &self,
         owner: &str,
@@ -243,85 +531,6 @@ impl<D: Dialect> SqlStore<D> {
         Ok(Some(claimed))
     }
 
-    /// [`crate::store::JobStore::finish_runs`]: frees the slots and inserts the records
-    /// of a batch in one transaction per chunk.
-    pub(super) async fn finish_batch(
-        &self,
-        owner: &str,
-        runs: Vec<FinishedRun>,
-    ) -> Result<(), StoreError> {
-        for chunk in runs.chunks(RECORD_CHUNK) {
-            let mut transaction = self.begin().await?;
-            // Each freeing run, by job: the last of its run times picks its own slot.
-            let mut frees: BTreeMap<&str, Vec<DateTime<Utc>>> = BTreeMap::new();
-            for run in chunk.iter().filter(|run| run.frees_instance) {
-                frees
-                    .entry(run.record.job_id.as_str())
-                    .or_default()
-                    .push(run.record.scheduled_time);
-            }
-            if !frees.is_empty() {
-                // Which slot a run frees: `store::slot_to_free`. A plain read,
-                // not a locking one: on MySQL a locking read locks every row it scans,
-                // other owners' too, and waits for those another transaction holds, so
-                // a node frozen inside its own finish would stall everyone's (found by
-                // tests/cluster.rs). The DELETE below names each row by its
-                // primary key, which locks only that row; a slot freed meanwhile by
-                // this owner's own release_slot is simply not deleted twice.
-                let select = self.sql(&format!(
-                    "SELECT job_id, slot, run_times FROM {{p}}instances \
-                     WHERE owner = ? AND job_id IN ({}) ORDER BY job_id, slot",
-                    marks(padded(frees.len())),
-                ));
-                let mut args = vec![Arg::from(owner)];
-                args.extend(id_args(frees.keys().copied()));
-                let rows = D::Database::fetch_all(&mut transaction, &select, args)
-                    .await
-                    .map_err(failure::<D>)?;
-                let mut held: BTreeMap<String, Vec<HeldSlot>> = BTreeMap::new();
-                for row in &rows {
-                    let job_id = D::Database::text(row, 0)
-                        .map_err(failure::<D>)?
-                        .unwrap_or_default();
-                    let slot = D::Database::int(row, 1).map_err(failure::<D>)?;
-                    let run_times = D::Database::text(row, 2).map_err(failure::<D>)?;
-                    let last = run_times.and_then(|text| decode_run_times(&text).last().copied());
-                    held.entry(job_id)
-                        .or_default()
-                        .push((slot.unwrap_or(0), last));
-                }
-                let mut freed: Vec<(String, i64)> = Vec::new();
-                for (job_id, ends) in frees {
-                    let Some(slots) = held.get_mut(job_id) else {
-                        continue;
-                    };
-                    for end in ends {
-                        let pick =
-                            slot_to_free(slots.iter().map(|(_, last)| (true, *last)), Some(end));
-                        if let Some(index) = pick {
-                            let (slot, _) = slots.remove(index);
-                            freed.push((job_id.to_owned(), slot));
-                        }
-                    }
-                }
-                self.delete_slots(&mut transaction, owner, &freed).await?;
-            }
-            let rows = vec![RUN_VALUES; chunk.len()].join(", ");
-            let insert = self.sql(&format!(
-                "INSERT INTO {{p}}runs ({RUN_COLUMNS}) VALUES {rows}"
-            ));
-            let mut args = Vec::with_capacity(chunk.len() * 9);
-            for run in chunk {
-                args.extend(record_args(run.record.clone()));
-            }
-            execute_on::<D>(&mut transaction, &insert, args)
-                .await
-                .map_err(failure::<D>)?;
-            transaction.commit().await.map_err(failure::<D>)?;
-        }
-        Ok(())
-    }
-
     /// Deletes `owner`'s instance slots `(job id, slot)`: in one statement, or one
     /// primary key at a time where the database would otherwise lock (and wait for)
     /// rows it only scans ([`Dialect::LOCKS_SCANNED_ROWS`]).
@@ -362,184 +571,6 @@ impl<D: Dialect> SqlStore<D> {
                 .map_err(failure::<D>)?;
         }
         Ok(deleted)
-    }
-
-    /// [`crate::store::JobStore::take_orphaned_runs`]: each orphaned slot is taken by
-    /// one conditional update (two takers race on it; one wins), then its job read;
-    /// the slot of a job removed meanwhile is deleted. Orphans are rare (a node died
-    /// during runs of jobs that allow several at once), so a statement each is cheap.
-    pub(super) async fn take_orphans(&self, owner: &str) -> Result<Vec<OrphanedRun>, StoreError> {
-        let select = self.sql(&format!(
-            "SELECT job_id, slot, run_times FROM {{p}}instances WHERE owner = '{ORPHANED}' \
-             ORDER BY job_id, slot"
-        ));
-        let rows = self.fetch(&select, Vec::new()).await?;
-        let mut found = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let job_id = D::Database::text(row, 0).map_err(failure::<D>)?;
-            let slot = D::Database::int(row, 1).map_err(failure::<D>)?;
-            let run_times = D::Database::text(row, 2).map_err(failure::<D>)?;
-            if let (Some(job_id), Some(slot)) = (job_id, slot) {
-                found.push((job_id, slot, run_times.unwrap_or_default()));
-            }
-        }
-        let take = self.sql(&format!(
-            "UPDATE {{p}}instances SET owner = ?, claimed_at = ?, expires_at = ? \
-             WHERE job_id = ? AND slot = ? AND owner = '{ORPHANED}'"
-        ));
-        let drop = self.sql("DELETE FROM {p}instances WHERE job_id = ? AND slot = ? AND owner = ?");
-        let mut taken = Vec::new();
-        for (job_id, slot, run_times) in found {
-            let now = Utc::now().timestamp_micros();
-            let expires = now.saturating_add(duration_micros(self.instance_ttl));
-            let args = vec![
-                Arg::from(owner),
-                Arg::from(now),
-                Arg::from(expires),
-                Arg::from(job_id.as_str()),
-                Arg::from(slot),
-            ];
-            if self.execute(&take, args).await? == 0 {
-                continue; // another node took it
-            }
-            match crate::store::JobStore::get_job(self, &job_id).await? {
-                Some(job) => taken.push(OrphanedRun {
-                    job,
-                    run_times: decode_run_times(&run_times),
-                }),
-                None => {
-                    let args = vec![
-                        Arg::from(job_id.as_str()),
-                        Arg::from(slot),
-                        Arg::from(owner),
-                    ];
-                    self.execute(&drop, args).await?;
-                }
-            }
-        }
-        Ok(taken)
-    }
-
-    /// [`crate::store::JobStore::record_run`].
-    pub(super) async fn insert_run(&self, record: RunRecord) -> Result<(), StoreError> {
-        let sql = self.sql(&format!(
-            "INSERT INTO {{p}}runs ({RUN_COLUMNS}) VALUES {RUN_VALUES}"
-        ));
-        self.execute(&sql, record_args(record).into())
-            .await
-            .map(drop)
-    }
-
-    /// [`crate::store::JobStore::runs_from`]: newest first, by finish time, then by
-    /// insertion order, the newest `offset` skipped.
-    pub(super) async fn select_runs(
-        &self,
-        job_id: Option<&str>,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let (filter, mut args) = match job_id {
-            Some(job_id) => ("WHERE job_id = ? ", vec![Arg::from(job_id)]),
-            None => ("", Vec::new()),
-        };
-        args.push(limit.into());
-        args.push(i64::try_from(offset).unwrap_or(i64::MAX).into());
-        let sql = self.sql(&format!(
-            "SELECT {RUN_COLUMNS} FROM {{p}}runs {filter}\
-             ORDER BY finished_at DESC, seq DESC LIMIT ? OFFSET ?"
-        ));
-        let rows = self.fetch(&sql, args).await?;
-        let mut runs = Vec::with_capacity(rows.len());
-        for row in &rows {
-            match read_run::<D>(row) {
-                Ok(run) => runs.push(run),
-                // One unreadable record must not hide the history.
-                Err(error) => {
-                    tracing::warn!(dialect = D::NAME, %error, "skipping an unreadable run record");
-                }
-            }
-        }
-        Ok(runs)
-    }
-
-    /// [`crate::store::JobStore::prune_runs`]: at most `batch` rows per call: older
-    /// ones first, then those beyond each job's counts, then the oldest beyond
-    /// `max_rows`. Each limit is one read of the rows to delete and one `DELETE … IN`
-    /// per chunk of them, whatever the number of jobs.
-    pub(super) async fn delete_runs(
-        &self,
-        limits: &RunLimits,
-        batch: usize,
-    ) -> Result<u64, StoreError> {
-        let batch = u64::try_from(batch).unwrap_or(u64::MAX);
-        let mut deleted = 0;
-        if let Some(keep) = limits.keep {
-            let cutoff = Utc::now()
-                .timestamp_micros()
-                .saturating_sub(duration_micros(keep));
-            let sql = self
-                .sql("SELECT seq FROM {p}runs WHERE finished_at < ? ORDER BY finished_at LIMIT ?");
-            let rows = self
-                .fetch(&sql, vec![cutoff.into(), to_i64(batch).into()])
-                .await?;
-            deleted += self.delete_seqs(&rows).await?;
-        }
-        if limits.successes_per_job.is_some() || limits.failures_per_job.is_some() {
-            let room = batch.saturating_sub(deleted);
-            if room > 0 {
-                // Each job's records numbered newest first, successes and the other
-                // outcomes apart; a window function (SQLite 3.25, PostgreSQL, MySQL 8,
-                // MariaDB 10.2) finds every job's excess in one statement.
-                let success = RunOutcome::Success.as_str();
-                let sql = self.sql(&format!(
-                    "SELECT seq FROM (\
-                       SELECT seq, outcome, ROW_NUMBER() OVER (\
-                         PARTITION BY job_id, CASE WHEN outcome = '{success}' THEN 1 ELSE 0 END \
-                         ORDER BY finished_at DESC, seq DESC) AS newer \
-                       FROM {{p}}runs) ranked \
-                     WHERE (outcome = '{success}' AND newer > ?) \
-                        OR (outcome <> '{success}' AND newer > ?) \
-                     LIMIT ?"
-                ));
-                let limit = |count: Option<u64>| to_i64(count.unwrap_or(u64::MAX));
-                let args = vec![
-                    limit(limits.successes_per_job).into(),
-                    limit(limits.failures_per_job).into(),
-                    to_i64(room).into(),
-                ];
-                let rows = self.fetch(&sql, args).await?;
-                deleted += self.delete_seqs(&rows).await?;
-            }
-        }
-        if let Some(max_rows) = limits.max_rows {
-            let room = batch.saturating_sub(deleted);
-            if room > 0 {
-                let sql = self.sql(
-                    "SELECT seq FROM {p}runs ORDER BY finished_at DESC, seq DESC LIMIT ? OFFSET ?",
-                );
-                let rows = self
-                    .fetch(&sql, vec![to_i64(room).into(), to_i64(max_rows).into()])
-                    .await?;
-                deleted += self.delete_seqs(&rows).await?;
-            }
-        }
-        Ok(deleted)
-    }
-
-    /// [`crate::store::JobStore::count_runs`].
-    pub(super) async fn count_run_rows(&self) -> Result<u64, StoreError> {
-        let rows = self
-            .fetch(&self.sql("SELECT COUNT(*) FROM {p}runs"), Vec::new())
-            .await?;
-        let count = match rows.first() {
-            Some(row) => D::Database::int(row, 0).map_err(failure::<D>)?.unwrap_or(0),
-            None => 0,
-        };
-        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     /// Deletes the runs whose `seq` the rows hold; returns how many went.

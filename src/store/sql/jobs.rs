@@ -1,13 +1,18 @@
-//! The jobs half of the SQL store: the [`JobStore`] impl, with adding, changing and
-//! listing jobs written out here, claims and releases delegated to `leases.rs`, and the
-//! run history and instance slots to `history.rs`; plus reading job rows.
+//! The jobs of the SQL store: the [`Jobs`] impl (adding, changing, reading, listing and
+//! counting jobs), and reading job rows, which `leases.rs` shares. The other parts of
+//! the contract are implemented where their statements are: [`DueJobs`] in
+//! `leases.rs`, [`InstanceSlots`] and [`RunHistory`] in `history.rs`, [`Nodes`] in
+//! `nodes.rs`, [`Cluster`] in `cluster.rs`.
+//!
+//! [`DueJobs`]: crate::store::DueJobs
+//! [`InstanceSlots`]: crate::store::InstanceSlots
+//! [`RunHistory`]: crate::store::RunHistory
+//! [`Nodes`]: crate::store::Nodes
+//! [`Cluster`]: crate::store::Cluster
 //!
 //! Every statement is the same on all dialects but for what [`Dialect`] supplies (row
 //! locks, the claim's `SKIP LOCKED`, placeholders). See the ground rules in
 //! [`super`] for revisions, leases and broken rows.
-
-use std::collections::HashMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,13 +22,9 @@ use super::{
     execute_on, failure, instant, is_conflict, marks, micros, padded, Dialect, RowOf, SqlStore,
     CHUNK,
 };
-use crate::history::RunRecord;
 use crate::job::Job;
 use crate::store::query::list_order;
-use crate::store::{
-    wake, ConfigGeneration, FinishedRun, InstanceClaim, JobPage, JobQuery, JobStore, NodeInfo,
-    OrphanedRun, Release, RunLimits, StoreError, WakeUp,
-};
+use crate::store::{wake, JobPage, JobQuery, Jobs, StoreError};
 
 /// The columns every job read selects, in this order (see [`read_row`]).
 pub(super) const JOB_COLUMNS: &str = "id, job, next_run_time, revision";
@@ -302,7 +303,7 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 #[async_trait]
-impl<D: Dialect> JobStore for SqlStore<D> {
+impl<D: Dialect> Jobs for SqlStore<D> {
     async fn add_job(&self, job: Job) -> Result<Job, StoreError> {
         // Concurrent single adds share one INSERT and one commit (the HTTP add
         // rate); see group_commit.rs for why the semantics stay those of one insert.
@@ -383,76 +384,6 @@ impl<D: Dialect> JobStore for SqlStore<D> {
                 Err(StoreError::corrupt(message))
             }
         }
-    }
-
-    async fn renew_holdings(
-        &self,
-        owner: &str,
-        job_ids: &[String],
-        now: DateTime<Utc>,
-        lease: Duration,
-    ) -> Result<(), StoreError> {
-        let lease_expires = micros(now).saturating_add(super::duration_micros(lease));
-        // Slots measure real time, as when they were claimed (`history.rs`).
-        let slot_expires = chrono::Utc::now()
-            .timestamp_micros()
-            .saturating_add(super::duration_micros(self.instance_ttl));
-        for chunk in job_ids.chunks(CHUNK) {
-            let marks = marks(padded(chunk.len()));
-            // Only while this owner still holds the job: a lease another scheduler
-            // took over is not taken back.
-            let leases = self.sql(&format!(
-                "UPDATE {{p}}jobs SET lease_expires = ? \
-                 WHERE lease_owner = ? AND lease_expires IS NOT NULL AND id IN ({marks})"
-            ));
-            let mut args = vec![Arg::from(lease_expires), Arg::from(owner)];
-            args.extend(id_args(chunk.iter().map(String::as_str)));
-            self.execute(&leases, args).await?;
-            let slots = self.sql(&format!(
-                "UPDATE {{p}}instances SET expires_at = ? WHERE owner = ? AND job_id IN ({marks})"
-            ));
-            let mut args = vec![Arg::from(slot_expires), Arg::from(owner)];
-            args.extend(id_args(chunk.iter().map(String::as_str)));
-            self.execute(&slots, args).await?;
-        }
-        Ok(())
-    }
-
-    async fn job_schedules(
-        &self,
-        ids: &[String],
-    ) -> Result<Vec<Option<crate::store::JobSchedule>>, StoreError> {
-        // A read by primary key, a chunk of ids per statement: runs due together ask
-        // together (see `scheduler/start.rs`).
-        let mut found: HashMap<String, crate::store::JobSchedule> =
-            HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(super::CHUNK) {
-            let sql = self.sql(&format!(
-                "SELECT id, next_run_time, revision FROM {{p}}jobs WHERE id IN ({})",
-                super::marks(super::padded(chunk.len()))
-            ));
-            let rows = self
-                .fetch(&sql, id_args(chunk.iter().map(String::as_str)))
-                .await?;
-            for row in &rows {
-                let id = D::Database::text(row, 0).map_err(failure::<D>)?;
-                let next = D::Database::int(row, 1).map_err(failure::<D>)?;
-                let revision = D::Database::int(row, 2).map_err(failure::<D>)?;
-                let revision = revision
-                    .and_then(|revision| u64::try_from(revision).ok())
-                    .ok_or_else(|| StoreError::corrupt("a job row without a valid revision"))?;
-                if let Some(id) = id {
-                    found.insert(
-                        id,
-                        crate::store::JobSchedule {
-                            next_run_time: next.map(instant).transpose()?,
-                            revision,
-                        },
-                    );
-                }
-            }
-        }
-        Ok(ids.iter().map(|id| found.get(id).copied()).collect())
     }
 
     async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
@@ -621,229 +552,6 @@ impl<D: Dialect> JobStore for SqlStore<D> {
         let mut jobs = self.read_jobs(page).await?;
         jobs.sort_by(list_order);
         Ok(JobPage { jobs, total })
-    }
-
-    async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        // Two index scans that stop at their first row; `ORDER BY … LIMIT 1` rather
-        // than MIN() because MySQL only shortcuts MIN() without the extra conditions.
-        // The unary `+` keeps SQLite off the lease index for `lease_expires IS NULL`,
-        // which every pending job matches: it walked that index over all of them and
-        // sorted, 0.4 s of a restart with a million pending (BENCHMARKS.md, restart).
-        let sql = self.sql(
-            "SELECT \
-             (SELECT next_run_time FROM {p}jobs \
-              WHERE next_run_time IS NOT NULL AND +lease_expires IS NULL AND broken = 0 \
-              ORDER BY next_run_time LIMIT 1), \
-             (SELECT lease_expires FROM {p}jobs \
-              WHERE lease_expires IS NOT NULL AND broken = 0 \
-              ORDER BY lease_expires LIMIT 1)",
-        );
-        let rows = self.fetch(&sql, Vec::new()).await?;
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        let due = D::Database::int(row, 0).map_err(failure::<D>)?;
-        // An expiring lease makes its job due again; wake up for that too.
-        let expiry = D::Database::int(row, 1).map_err(failure::<D>)?;
-        let earliest = match (due, expiry) {
-            (Some(due), Some(expiry)) => Some(due.min(expiry)),
-            (due, expiry) => due.or(expiry),
-        };
-        earliest.map(instant).transpose()
-    }
-
-    async fn acquire_due_jobs(
-        &self,
-        owner: &str,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease: Duration,
-    ) -> Result<Vec<Job>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        self.claim(owner, now, limit, lease).await
-    }
-
-    async fn release_jobs(
-        &self,
-        owner: &str,
-        releases: Vec<Release>,
-    ) -> Result<Vec<String>, StoreError> {
-        let mut fenced = Vec::new();
-        for chunk in releases.chunks(CHUNK) {
-            fenced.extend(self.release_chunk(owner, chunk).await?);
-        }
-        Ok(fenced)
-    }
-
-    async fn claim_instance(
-        &self,
-        job_id: &str,
-        owner: &str,
-        max_instances: u32,
-    ) -> Result<bool, StoreError> {
-        self.claim_slot(job_id, owner, max_instances, &[]).await
-    }
-
-    async fn release_instance(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
-        self.release_slot(job_id, owner).await
-    }
-
-    /// A second: each of a due job's writes is a durable commit (a WAL flush, a few
-    /// ms under load, more when a checkpoint or another writer holds the lock), and a
-    /// stream of one-off jobs taken one pass each left the loop behind a 250 ms window
-    /// now and then (BENCHMARKS.md, SQLite burst: p99 80 ms against 0.3 ms with a second).
-    fn is_shared(&self) -> bool {
-        D::SHARED
-    }
-
-    async fn config_generations(&self, limit: usize) -> Result<Vec<ConfigGeneration>, StoreError> {
-        self.select_config_generations(limit).await
-    }
-
-    async fn move_next_run_times(
-        &self,
-        moves: Vec<crate::store::NextRunMove>,
-    ) -> Result<Vec<String>, StoreError> {
-        // The columns only: reading a job overlays them on its JSON (see mod.rs).
-        let update = self.sql(
-            "UPDATE {p}jobs SET next_run_time = ?, revision = ?, \
-             schedule_version = schedule_version + 1 WHERE id = ? AND revision = ?",
-        );
-        let mut moved = Vec::new();
-        for chunk in moves.chunks(1_000) {
-            let mut transaction = self.begin().await?;
-            let mut written = Vec::with_capacity(chunk.len());
-            for next in chunk {
-                let Ok(read) = i64::try_from(next.revision) else {
-                    continue;
-                };
-                let args = vec![
-                    micros(next.next_run_time).into(),
-                    self.revisions.after(read).into(),
-                    next.job_id.clone().into(),
-                    read.into(),
-                ];
-                if execute_on::<D>(&mut transaction, &update, args)
-                    .await
-                    .map_err(failure::<D>)?
-                    > 0
-                {
-                    written.push(next.job_id.clone());
-                }
-            }
-            transaction.commit().await.map_err(failure::<D>)?;
-            moved.extend(written);
-        }
-        Ok(moved)
-    }
-
-    async fn zone_rules(&self) -> Result<Option<String>, StoreError> {
-        self.select_setting(super::settings::ZONE_RULES).await
-    }
-
-    async fn record_zone_rules(&self, fingerprint: &str) -> Result<(), StoreError> {
-        self.write_setting(super::settings::ZONE_RULES, fingerprint)
-            .await
-    }
-
-    async fn record_config_generation(&self, next: ConfigGeneration) -> Result<bool, StoreError> {
-        self.insert_config_generation(next).await
-    }
-
-    fn fire_ahead(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(1)
-    }
-
-    fn wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<WakeUp>> {
-        D::listen(&self.pool, wake::channel_name(&self.prefix))
-    }
-
-    async fn record_run(&self, record: RunRecord) -> Result<(), StoreError> {
-        self.insert_run(record).await
-    }
-
-    async fn recover_owner(&self, owner: &str) -> Result<u64, StoreError> {
-        self.recover(owner).await
-    }
-
-    async fn take_orphaned_runs(&self, owner: &str) -> Result<Vec<OrphanedRun>, StoreError> {
-        self.take_orphans(owner).await
-    }
-
-    async fn register_node(&self, node: NodeInfo) -> Result<(), StoreError> {
-        self.insert_node(node).await
-    }
-
-    async fn heartbeat(&self, node_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.beat(node_id, now).await
-    }
-
-    async fn heartbeat_node(&self, node: &NodeInfo) -> Result<bool, StoreError> {
-        self.beat_with_stats(node).await
-    }
-
-    async fn deregister_node(&self, node_id: &str) -> Result<(), StoreError> {
-        self.delete_node(node_id).await
-    }
-
-    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
-        self.select_nodes().await
-    }
-
-    async fn reap_dead_nodes(
-        &self,
-        now: DateTime<Utc>,
-        timeout: Duration,
-    ) -> Result<Vec<String>, StoreError> {
-        self.reap(now, timeout).await
-    }
-
-    async fn claim_instances(
-        &self,
-        owner: &str,
-        claims: &[InstanceClaim],
-    ) -> Result<Vec<bool>, StoreError> {
-        self.claim_slots(owner, claims).await
-    }
-
-    async fn finish_runs(&self, owner: &str, runs: Vec<FinishedRun>) -> Result<(), StoreError> {
-        self.finish_batch(owner, runs).await
-    }
-
-    async fn runs(&self, job_id: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
-        self.select_runs(job_id, 0, limit).await
-    }
-
-    async fn runs_from(
-        &self,
-        job_id: Option<&str>,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError> {
-        self.select_runs(job_id, offset, limit).await
-    }
-
-    async fn claim_alert(
-        &self,
-        key: &str,
-        now: DateTime<Utc>,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.insert_alert_claim(key, now, ttl).await
-    }
-
-    async fn last_success(&self, job_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.select_last_success(job_id).await
-    }
-
-    async fn prune_runs(&self, limits: &RunLimits, batch: usize) -> Result<u64, StoreError> {
-        self.delete_runs(limits, batch).await
-    }
-
-    async fn count_runs(&self) -> Result<u64, StoreError> {
-        self.count_run_rows().await
     }
 }
 

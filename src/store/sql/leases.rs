@@ -1,5 +1,6 @@
-//! Leases: claiming due jobs for one scheduler and releasing them with their next run
-//! times, the two statements-in-a-transaction that make a shared store safe.
+//! Due jobs under leases: the [`DueJobs`] impl. Claiming due jobs for one scheduler and
+//! releasing them with their next run times are the two statements-in-a-transaction
+//! that make a shared store safe.
 //!
 //! A claim selects due, unleased (or lease-expired), unbroken rows earliest first
 //! with the dialect's [`Dialect::CLAIM_LOCK`] (`FOR UPDATE SKIP LOCKED` on PostgreSQL
@@ -15,15 +16,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::driver::{Arg, SqlDb};
 use super::jobs::{id_args, read_row, report_broken, JobRow, JOB_COLUMNS};
 use super::{
-    duration_micros, execute_on, failure, marks, micros, padded, Dialect, SqlStore, CHUNK,
+    duration_micros, execute_on, failure, instant, marks, micros, padded, Dialect, SqlStore, CHUNK,
 };
 use crate::job::Job;
-use crate::store::{Release, StoreError};
+use crate::store::{DueJobs, Release, StoreError};
 
 /// What a release does to one row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,15 +38,85 @@ enum Action {
     EndLease,
 }
 
-impl<D: Dialect> SqlStore<D> {
+#[async_trait]
+impl<D: Dialect> DueJobs for SqlStore<D> {
+    async fn next_run_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        // Two index scans that stop at their first row; `ORDER BY … LIMIT 1` rather
+        // than MIN() because MySQL only shortcuts MIN() without the extra conditions.
+        // The unary `+` keeps SQLite off the lease index for `lease_expires IS NULL`,
+        // which every pending job matches: it walked that index over all of them and
+        // sorted, 0.4 s of a restart with a million pending (BENCHMARKS.md, restart).
+        let sql = self.sql(
+            "SELECT \
+             (SELECT next_run_time FROM {p}jobs \
+              WHERE next_run_time IS NOT NULL AND +lease_expires IS NULL AND broken = 0 \
+              ORDER BY next_run_time LIMIT 1), \
+             (SELECT lease_expires FROM {p}jobs \
+              WHERE lease_expires IS NOT NULL AND broken = 0 \
+              ORDER BY lease_expires LIMIT 1)",
+        );
+        let rows = self.fetch(&sql, Vec::new()).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let due = D::Database::int(row, 0).map_err(failure::<D>)?;
+        // An expiring lease makes its job due again; wake up for that too.
+        let expiry = D::Database::int(row, 1).map_err(failure::<D>)?;
+        let earliest = match (due, expiry) {
+            (Some(due), Some(expiry)) => Some(due.min(expiry)),
+            (due, expiry) => due.or(expiry),
+        };
+        earliest.map(instant).transpose()
+    }
+
+    async fn job_schedules(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<Option<crate::store::JobSchedule>>, StoreError> {
+        // A read by primary key, a chunk of ids per statement: runs due together ask
+        // together (see `scheduler/start.rs`).
+        let mut found: HashMap<String, crate::store::JobSchedule> =
+            HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(super::CHUNK) {
+            let sql = self.sql(&format!(
+                "SELECT id, next_run_time, revision FROM {{p}}jobs WHERE id IN ({})",
+                super::marks(super::padded(chunk.len()))
+            ));
+            let rows = self
+                .fetch(&sql, id_args(chunk.iter().map(String::as_str)))
+                .await?;
+            for row in &rows {
+                let id = D::Database::text(row, 0).map_err(failure::<D>)?;
+                let next = D::Database::int(row, 1).map_err(failure::<D>)?;
+                let revision = D::Database::int(row, 2).map_err(failure::<D>)?;
+                let revision = revision
+                    .and_then(|revision| u64::try_from(revision).ok())
+                    .ok_or_else(|| StoreError::corrupt("a job row without a valid revision"))?;
+                if let Some(id) = id {
+                    found.insert(
+                        id,
+                        crate::store::JobSchedule {
+                            next_run_time: next.map(instant).transpose()?,
+                            revision,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(ids.iter().map(|id| found.get(id).copied()).collect())
+    }
+
     /// Claims up to `limit` due jobs in one transaction (see [`Dialect::CLAIM_LOCK`]).
-    pub(super) async fn claim(
+    async fn acquire_due_jobs(
         &self,
         owner: &str,
         now: DateTime<Utc>,
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<Job>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let now = micros(now);
         let expires = now.saturating_add(duration_micros(lease));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -101,20 +173,93 @@ impl<D: Dialect> SqlStore<D> {
         Ok(jobs)
     }
 
-    /// [`crate::store::JobStore::recover_owner`]: ends `owner`'s leases and frees its
-    /// instance slots, in one transaction. The jobs keep their next run times, so runs
-    /// that were in flight run again (at least once across a crash).
-    pub(super) async fn recover(&self, owner: &str) -> Result<u64, StoreError> {
-        // The same freeing as reaping a dead node: this owner's earlier life is one.
-        let mut transaction = self.begin().await?;
-        let freed = self.free_rows_of(&mut transaction, owner).await?;
-        transaction.commit().await.map_err(failure::<D>)?;
-        Ok(freed)
+    async fn release_jobs(
+        &self,
+        owner: &str,
+        releases: Vec<Release>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut fenced = Vec::new();
+        for chunk in releases.chunks(CHUNK) {
+            fenced.extend(self.release_chunk(owner, chunk).await?);
+        }
+        Ok(fenced)
     }
 
+    async fn renew_holdings(
+        &self,
+        owner: &str,
+        job_ids: &[String],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        let lease_expires = micros(now).saturating_add(super::duration_micros(lease));
+        // Slots measure real time, as when they were claimed (`history.rs`).
+        let slot_expires = chrono::Utc::now()
+            .timestamp_micros()
+            .saturating_add(super::duration_micros(self.instance_ttl));
+        for chunk in job_ids.chunks(CHUNK) {
+            let marks = marks(padded(chunk.len()));
+            // Only while this owner still holds the job: a lease another scheduler
+            // took over is not taken back.
+            let leases = self.sql(&format!(
+                "UPDATE {{p}}jobs SET lease_expires = ? \
+                 WHERE lease_owner = ? AND lease_expires IS NOT NULL AND id IN ({marks})"
+            ));
+            let mut args = vec![Arg::from(lease_expires), Arg::from(owner)];
+            args.extend(id_args(chunk.iter().map(String::as_str)));
+            self.execute(&leases, args).await?;
+            let slots = self.sql(&format!(
+                "UPDATE {{p}}instances SET expires_at = ? WHERE owner = ? AND job_id IN ({marks})"
+            ));
+            let mut args = vec![Arg::from(slot_expires), Arg::from(owner)];
+            args.extend(id_args(chunk.iter().map(String::as_str)));
+            self.execute(&slots, args).await?;
+        }
+        Ok(())
+    }
+
+    async fn move_next_run_times(
+        &self,
+        moves: Vec<crate::store::NextRunMove>,
+    ) -> Result<Vec<String>, StoreError> {
+        // The columns only: reading a job overlays them on its JSON (see mod.rs).
+        let update = self.sql(
+            "UPDATE {p}jobs SET next_run_time = ?, revision = ?, \
+             schedule_version = schedule_version + 1 WHERE id = ? AND revision = ?",
+        );
+        let mut moved = Vec::new();
+        for chunk in moves.chunks(1_000) {
+            let mut transaction = self.begin().await?;
+            let mut written = Vec::with_capacity(chunk.len());
+            for next in chunk {
+                let Ok(read) = i64::try_from(next.revision) else {
+                    continue;
+                };
+                let args = vec![
+                    micros(next.next_run_time).into(),
+                    self.revisions.after(read).into(),
+                    next.job_id.clone().into(),
+                    read.into(),
+                ];
+                if execute_on::<D>(&mut transaction, &update, args)
+                    .await
+                    .map_err(failure::<D>)?
+                    > 0
+                {
+                    written.push(next.job_id.clone());
+                }
+            }
+            transaction.commit().await.map_err(failure::<D>)?;
+            moved.extend(written);
+        }
+        Ok(moved)
+    }
+}
+
+impl<D: Dialect> SqlStore<D> {
     /// Writes back up to [`CHUNK`] releases in one transaction: one locking read, at
     /// most one `DELETE` and one `UPDATE`, whatever the batch size.
-    /// Returns the ids it fenced off (see [`crate::store::JobStore::release_jobs`]).
+    /// Returns the ids it fenced off (see [`crate::store::DueJobs::release_jobs`]).
     pub(super) async fn release_chunk(
         &self,
         owner: &str,

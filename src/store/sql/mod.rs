@@ -26,12 +26,12 @@
 //!   `stats`, the [`NodeStats`](crate::store::NodeStats) of its last beat as JSON); see
 //!   `nodes.rs`.
 //! - `{p}config_generations` (version 5, MySQL 4): the configs applied, in order
-//!   (`generation` primary key, `hash`, `node_id`, `forced`); see `configs.rs`.
+//!   (`generation` primary key, `hash`, `node_id`, `forced`); see `cluster.rs`.
 //! - `{p}alert_claims` (version 7, MySQL 6): alert keys claimed once per cluster
-//!   (`claim_key` primary key, `expires_at` µs); see `alerts.rs`.
+//!   (`claim_key` primary key, `expires_at` µs); see `cluster.rs`.
 //! - `{p}settings` (version 9, MySQL 8): what the store remembers about itself, one
 //!   `value` per `name`; today the zone rules its next run times follow (see
-//!   `settings.rs`).
+//!   `cluster.rs`).
 //! - `{p}schema_version`: the migrations applied.
 //!
 //! # Ground rules
@@ -56,8 +56,7 @@
 //!   bad table prefix ([`StoreError::Config`], reported when the store is opened). The
 //!   driver's error is kept as the error's `source()`.
 
-mod alerts;
-mod configs;
+mod cluster;
 mod driver;
 mod group_commit;
 mod history;
@@ -67,7 +66,6 @@ mod mysql;
 mod nodes;
 mod postgres;
 mod schema;
-mod settings;
 mod sqlite;
 
 use std::future::Future;
@@ -218,7 +216,7 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// rows one primary key at a time where a row of another session may be locked
     /// (a node frozen inside a transaction must not stall the others).
     const LOCKS_SCANNED_ROWS: bool = false;
-    /// Whether several schedulers may share the database ([`JobStore::is_shared`]).
+    /// Whether several schedulers may share the database ([`Cluster::is_shared`]).
     const SHARED: bool = true;
 
     /// A connection pool for `url`.
@@ -254,7 +252,7 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     const NOTIFY: Option<&'static str> = None;
 
     /// Starts a listener on `channel` with a connection of its own, made from `pool`'s
-    /// settings ([`JobStore::wake_ups`]); `None` when the database cannot push (the
+    /// settings ([`Cluster::wake_ups`]); `None` when the database cannot push (the
     /// default).
     fn listen(
         _pool: &Pool<Self::Database>,

@@ -109,7 +109,7 @@ impl Dialect for MySql {
             version: 3,
             statements: &["ALTER TABLE {p}nodes ADD COLUMN stats TEXT"],
         },
-        // Version 4: the configs applied, in order (`configs.rs`).
+        // Version 4: the configs applied, in order (`cluster.rs`).
         Migration {
             version: 4,
             statements: &["CREATE TABLE IF NOT EXISTS {p}config_generations (
@@ -124,7 +124,7 @@ impl Dialect for MySql {
             version: 5,
             statements: &["ALTER TABLE {p}runs ADD COLUMN attempt BIGINT NOT NULL DEFAULT 1"],
         },
-        // Version 6: alert keys claimed once per cluster (`alerts.rs`).
+        // Version 6: alert keys claimed once per cluster (`cluster.rs`).
         Migration {
             version: 6,
             statements: &[
@@ -140,7 +140,7 @@ impl Dialect for MySql {
             version: 7,
             statements: &["ALTER TABLE {p}instances ADD COLUMN run_times TEXT"],
         },
-        // Version 8: what the store remembers about itself (`settings.rs`).
+        // Version 8: what the store remembers about itself (`cluster.rs`).
         Migration {
             version: 8,
             statements: &["CREATE TABLE IF NOT EXISTS {p}settings (

@@ -1,5 +1,5 @@
-//! Cluster membership in SQL: the `{p}nodes` table (schema version 2), one row per
-//! scheduler sharing the tables, renewed by its heartbeat.
+//! Cluster membership in SQL, the [`Nodes`] impl: the `{p}nodes` table (schema version
+//! 2), one row per scheduler sharing the tables, renewed by its heartbeat.
 //!
 //! A reap is one transaction: it locks the dead rows (so two survivors reaping at once
 //! reap each node once; the second finds the rows gone), ends their leases, frees their
@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::driver::{Arg, SqlDb};
@@ -18,12 +19,13 @@ use super::jobs::id_args;
 use super::{
     duration_micros, execute_on, failure, instant, marks, micros, padded, Dialect, SqlStore, CHUNK,
 };
-use crate::store::{NodeInfo, StoreError};
+use crate::store::{NodeInfo, Nodes, StoreError};
 
-impl<D: Dialect> SqlStore<D> {
-    /// [`crate::store::JobStore::register_node`]: a delete and an insert in one
-    /// transaction, the same on every dialect (no dialect's upsert syntax needed).
-    pub(super) async fn insert_node(&self, node: NodeInfo) -> Result<(), StoreError> {
+#[async_trait]
+impl<D: Dialect> Nodes for SqlStore<D> {
+    /// A delete and an insert in one transaction, the same on every dialect (no dialect's
+    /// upsert syntax needed).
+    async fn register_node(&self, node: NodeInfo) -> Result<(), StoreError> {
         let mut transaction = self.begin().await?;
         let delete = self.sql("DELETE FROM {p}nodes WHERE id = ?");
         execute_on::<D>(&mut transaction, &delete, vec![node.id.as_str().into()])
@@ -47,8 +49,7 @@ impl<D: Dialect> SqlStore<D> {
         transaction.commit().await.map_err(failure::<D>)
     }
 
-    /// [`crate::store::JobStore::heartbeat`].
-    pub(super) async fn beat(&self, node_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn heartbeat(&self, node_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let sql = self.sql("UPDATE {p}nodes SET heartbeat_at = ? WHERE id = ?");
         let changed = self
             .execute(&sql, vec![micros(now).into(), node_id.into()])
@@ -56,9 +57,8 @@ impl<D: Dialect> SqlStore<D> {
         self.beat_found(node_id, changed).await
     }
 
-    /// [`crate::store::JobStore::heartbeat_node`]: the heartbeat and the stats in one
-    /// statement.
-    pub(super) async fn beat_with_stats(&self, node: &NodeInfo) -> Result<bool, StoreError> {
+    /// The heartbeat and the stats in one statement.
+    async fn heartbeat_node(&self, node: &NodeInfo) -> Result<bool, StoreError> {
         let stats = node
             .stats
             .as_ref()
@@ -75,25 +75,12 @@ impl<D: Dialect> SqlStore<D> {
         self.beat_found(&node.id, changed).await
     }
 
-    /// Whether a heartbeat that changed `changed` rows found its node registered.
-    async fn beat_found(&self, node_id: &str, changed: u64) -> Result<bool, StoreError> {
-        // MySQL counts rows *changed*, not matched: a second beat in the same
-        // microsecond changes nothing. Only a missing row means "reaped".
-        if changed > 0 {
-            return Ok(true);
-        }
-        let check = self.sql("SELECT id FROM {p}nodes WHERE id = ?");
-        Ok(!self.fetch(&check, vec![node_id.into()]).await?.is_empty())
-    }
-
-    /// [`crate::store::JobStore::deregister_node`].
-    pub(super) async fn delete_node(&self, node_id: &str) -> Result<(), StoreError> {
+    async fn deregister_node(&self, node_id: &str) -> Result<(), StoreError> {
         let sql = self.sql("DELETE FROM {p}nodes WHERE id = ?");
         self.execute(&sql, vec![node_id.into()]).await.map(drop)
     }
 
-    /// [`crate::store::JobStore::list_nodes`].
-    pub(super) async fn select_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
         let sql = self.sql(
             "SELECT id, host, pid, version, started_at, heartbeat_at, stats FROM {p}nodes \
              ORDER BY id",
@@ -128,8 +115,8 @@ impl<D: Dialect> SqlStore<D> {
         Ok(nodes)
     }
 
-    /// [`crate::store::JobStore::reap_dead_nodes`], in one transaction.
-    pub(super) async fn reap(
+    /// In one transaction.
+    async fn reap_dead_nodes(
         &self,
         now: DateTime<Utc>,
         timeout: Duration,
@@ -165,6 +152,19 @@ impl<D: Dialect> SqlStore<D> {
         }
         transaction.commit().await.map_err(failure::<D>)?;
         Ok(dead)
+    }
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// Whether a heartbeat that changed `changed` rows found its node registered.
+    async fn beat_found(&self, node_id: &str, changed: u64) -> Result<bool, StoreError> {
+        // MySQL counts rows *changed*, not matched: a second beat in the same
+        // microsecond changes nothing. Only a missing row means "reaped".
+        if changed > 0 {
+            return Ok(true);
+        }
+        let check = self.sql("SELECT id FROM {p}nodes WHERE id = ?");
+        Ok(!self.fetch(&check, vec![node_id.into()]).await?.is_empty())
     }
 
     /// Ends an owner's leases and frees its instance slots; returns how many of both.
@@ -221,7 +221,7 @@ impl<D: Dialect> SqlStore<D> {
             let run_times = D::Database::text(row, 2).map_err(failure::<D>)?;
             if let (Some(job_id), Some(slot)) = (job_id, slot) {
                 // A slot that stands for run times nothing else remembers is kept, as
-                // an orphaned run, still counted (`JobStore::take_orphaned_runs`).
+                // an orphaned run, still counted (`InstanceSlots::take_orphaned_runs`).
                 if run_times.is_some_and(|text| !text.is_empty()) {
                     orphans.push((job_id, slot));
                 } else {

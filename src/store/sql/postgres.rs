@@ -106,7 +106,7 @@ impl Dialect for Postgres {
             version: 4,
             statements: &["ALTER TABLE {p}nodes ADD COLUMN IF NOT EXISTS stats TEXT"],
         },
-        // Version 5: the configs applied, in order (`configs.rs`).
+        // Version 5: the configs applied, in order (`cluster.rs`).
         Migration {
             version: 5,
             statements: &[r#"CREATE TABLE IF NOT EXISTS {p}config_generations (
@@ -123,7 +123,7 @@ impl Dialect for Postgres {
                 "ALTER TABLE {p}runs ADD COLUMN IF NOT EXISTS attempt BIGINT NOT NULL DEFAULT 1",
             ],
         },
-        // Version 7: alert keys claimed once per cluster (`alerts.rs`).
+        // Version 7: alert keys claimed once per cluster (`cluster.rs`).
         Migration {
             version: 7,
             statements: &[
@@ -139,7 +139,7 @@ impl Dialect for Postgres {
             version: 8,
             statements: &["ALTER TABLE {p}instances ADD COLUMN IF NOT EXISTS run_times TEXT"],
         },
-        // Version 9: what the store remembers about itself (`settings.rs`).
+        // Version 9: what the store remembers about itself (`cluster.rs`).
         Migration {
             version: 9,
             statements: &["CREATE TABLE IF NOT EXISTS {p}settings (

@@ -113,7 +113,7 @@ impl Dialect for Sqlite {
             version: 4,
             statements: &["ALTER TABLE {p}nodes ADD COLUMN stats TEXT"],
         },
-        // Version 5: the configs applied, in order (`configs.rs`).
+        // Version 5: the configs applied, in order (`cluster.rs`).
         Migration {
             version: 5,
             statements: &["CREATE TABLE IF NOT EXISTS {p}config_generations (
@@ -128,7 +128,7 @@ impl Dialect for Sqlite {
             version: 6,
             statements: &["ALTER TABLE {p}runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1"],
         },
-        // Version 7: alert keys claimed once per cluster (`alerts.rs`).
+        // Version 7: alert keys claimed once per cluster (`cluster.rs`).
         Migration {
             version: 7,
             statements: &[
@@ -144,7 +144,7 @@ impl Dialect for Sqlite {
             version: 8,
             statements: &["ALTER TABLE {p}instances ADD COLUMN run_times TEXT"],
         },
-        // Version 9: what the store remembers about itself (`settings.rs`).
+        // Version 9: what the store remembers about itself (`cluster.rs`).
         Migration {
             version: 9,
             statements: &["CREATE TABLE IF NOT EXISTS {p}settings (
