@@ -1322,6 +1322,11 @@ async fn hand_over(
                     withdrawal: submission.withdrawal.clone(),
                     first_run_id: run_ids.first().cloned().unwrap_or_default(),
                     last_run_id: run_ids.last().cloned().unwrap_or_default(),
+                    retry_attempt: how
+                        .final_release
+                        .as_ref()
+                        .map(|held| held.attempt)
+                        .filter(|attempt| *attempt > 1),
                 })
             });
             submission.start_check = start

@@ -76,6 +76,9 @@ pub(crate) struct RunStart {
     pub(crate) first_run_id: String,
     /// The last run of the submission: its record frees the slot claimed here.
     pub(crate) last_run_id: String,
+    /// The attempt of its scheduled time the run is, when it is a retry (2 or more):
+    /// the job's pending attempt in the store until a change cancels it.
+    pub(crate) retry_attempt: Option<u32>,
 }
 
 #[async_trait]
@@ -359,8 +362,28 @@ impl RunStart {
             Ok(None) if !inner.lock().finishing_one_offs.contains(&self.job_id) => "removed",
             // Paused since it was handed over: a run now of a job already paused runs.
             Ok(Some(job)) if job.paused && job.revision != self.acquired_revision => "paused",
+            // A retry attempt whose pending attempt a reschedule cancelled: a pause,
+            // reschedule or removal, through any node, cancels pending attempts
+            // (docs/lifecycle.md, "Failed runs"), and this one has not started. A
+            // change that leaves the attempt pending (a modify) does not.
+            Ok(Some(job))
+                if job.revision != self.acquired_revision
+                    && self.retry_attempt.is_some_and(|attempt| {
+                        job.retry.pending.as_ref().is_none_or(|pending| {
+                            (pending.scheduled_time, pending.attempt)
+                                != (self.scheduled_time, attempt)
+                        })
+                    }) =>
+            {
+                "rescheduled"
+            }
             Ok(_) | Err(_) => return Ok(()),
         };
+        if self.retry_attempt.is_some() {
+            // Its end writes back as for an attempt taken back here: the job stays as
+            // the change left it (its schedule version moved, docs/lifecycle.md).
+            self.withdrawal.withdraw();
+        }
         Err(format!(
             "the job was {refusal} while this run waited for a running run of it to end \
              (overlap = {})",

@@ -953,6 +953,10 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
 /// The promises of retries and overlap policies (docs/lifecycle.md, "When the limit is
 /// reached" and "Failed runs"), for job `id`.
 #[allow(clippy::too_many_arguments)]
+/// How late a run waiting for a slot may hear that a run of its job on another node
+/// ended: its claim's back-off (at most 5 s, `start::MAX_SLOT_WAIT`) and a poll.
+const CROSS_NODE_WAIT: Ms = 5_000 + 1_000;
+
 fn policies(
     observed: &Observed,
     id: &str,
@@ -1059,7 +1063,11 @@ fn policies(
                     let cap = retry.delay_cap(attempt);
                     // An attempt due while other runs of its job fill its limit (a run
                     // now) waits for them like any run of its time: it is late only
-                    // past the end of the last of those.
+                    // past the end of the last of those. It waits as a queued run
+                    // does, so it hears at once of the end of a run of its own node,
+                    // and of one on another node at its next claim (a back-off up to
+                    // 5 s: docs/lifecycle.md, "In a cluster"), as "a queued run starts
+                    // when a slot frees" allows below.
                     let limit = model.min_instances_over(ended, started).max(1) as usize;
                     let due_by = executions
                         .iter()
@@ -1068,10 +1076,16 @@ fn policies(
                                 && ms_of(other.started) <= ended + cap
                                 && stopped(other, observed).is_none_or(|stop| stop > ended)
                         })
-                        .filter_map(|other| stopped(other, observed))
-                        .filter(|stop| executing(executions, observed, *stop - 1) >= limit)
+                        .filter_map(|other| {
+                            let stop = stopped(other, observed)?;
+                            let elsewhere = other.node != again.node
+                                || other.incarnation != again.incarnation;
+                            Some((stop, if elsewhere { CROSS_NODE_WAIT } else { 0 }))
+                        })
+                        .filter(|(stop, _)| executing(executions, observed, *stop - 1) >= limit)
+                        .map(|(stop, heard)| stop + heard)
                         .max()
-                        .map_or(ended + cap, |stop| stop.max(ended + cap));
+                        .map_or(ended + cap, |heard| heard.max(ended + cap));
                     if started > due_by + 1 + observed.slack
                         && !within(windows, ended)
                         && !within(windows, started)
@@ -1230,7 +1244,7 @@ fn policies(
         .collect();
     // On one node a waiting run claims when a run of its node ends; across nodes it
     // learns of an end elsewhere at its next claim (a back-off up to 5 s).
-    let tolerance = if observed.nodes > 1 { 5_000 + 1_000 } else { 1 } + observed.slack;
+    let tolerance = if observed.nodes > 1 { CROSS_NODE_WAIT } else { 1 } + observed.slack;
     for run in executions {
         let (scheduled, started) = (ms_of(run.scheduled), ms_of(run.started));
         if started <= scheduled + 1
