@@ -1322,11 +1322,7 @@ async fn hand_over(
                     withdrawal: submission.withdrawal.clone(),
                     first_run_id: run_ids.first().cloned().unwrap_or_default(),
                     last_run_id: run_ids.last().cloned().unwrap_or_default(),
-                    retry_attempt: how
-                        .final_release
-                        .as_ref()
-                        .map(|held| held.attempt)
-                        .filter(|attempt| *attempt > 1),
+                    held: how.final_release.is_some(),
                 })
             });
             submission.start_check = start

@@ -76,9 +76,10 @@ pub(crate) struct RunStart {
     pub(crate) first_run_id: String,
     /// The last run of the submission: its record frees the slot claimed here.
     pub(crate) last_run_id: String,
-    /// The attempt of its scheduled time the run is, when it is a retry (2 or more):
-    /// the job's pending attempt in the store until a change cancels it.
-    pub(crate) retry_attempt: Option<u32>,
+    /// Whether the run holds its job until it ends (`main_loop::HeldRelease`): nothing
+    /// of this node's own is written to the job before then, so while it waits for a
+    /// slot any new revision in the store is somebody's change.
+    pub(crate) held: bool,
 }
 
 #[async_trait]
@@ -346,7 +347,8 @@ impl RunStart {
     }
 
     /// Whether a waiting run's job was removed or paused through another node since it
-    /// was handed over: asked after each refused claim, and once a claim is granted. The
+    /// was handed over (or changed at all, for a run that holds its job, [`RunStart::held`]):
+    /// asked after each refused claim, and once a claim is granted. The
     /// slot a removed job's last run frees is
     /// granted like any other, so the claim alone does not tell; docs/lifecycle.md
     /// promises that once a removal or pause has answered, through any node, the job
@@ -362,26 +364,19 @@ impl RunStart {
             Ok(None) if !inner.lock().finishing_one_offs.contains(&self.job_id) => "removed",
             // Paused since it was handed over: a run now of a job already paused runs.
             Ok(Some(job)) if job.paused && job.revision != self.acquired_revision => "paused",
-            // A retry attempt whose pending attempt a reschedule cancelled: a pause,
-            // reschedule or removal, through any node, cancels pending attempts
-            // (docs/lifecycle.md, "Failed runs"), and this one has not started. A
-            // change that leaves the attempt pending (a modify) does not.
-            Ok(Some(job))
-                if job.revision != self.acquired_revision
-                    && self.retry_attempt.is_some_and(|attempt| {
-                        job.retry.pending.as_ref().is_none_or(|pending| {
-                            (pending.scheduled_time, pending.attempt)
-                                != (self.scheduled_time, attempt)
-                        })
-                    }) =>
-            {
-                "rescheduled"
-            }
+            // A run that holds its job, changed since it was taken (a reschedule, a
+            // modify): taken back as at its time (`RunStart::confirm_schedule`), its
+            // time not used up, so the job is taken again at once and runs as it is
+            // now, or as its new schedule says. A waiting retry attempt so learns of a
+            // reschedule that cancelled it (docs/lifecycle.md, "Failed runs"), and a
+            // waiting run never starts as its job was before a change answered.
+            Ok(Some(job)) if self.held && job.revision != self.acquired_revision => "changed",
             Ok(_) | Err(_) => return Ok(()),
         };
-        if self.retry_attempt.is_some() {
-            // Its end writes back as for an attempt taken back here: the job stays as
-            // the change left it (its schedule version moved, docs/lifecycle.md).
+        if self.held {
+            // Its end writes back as for a run taken back here: the job stays as the
+            // change left it, at the run's time if the change kept its schedule
+            // (docs/lifecycle.md, "Held until the run ends").
             self.withdrawal.withdraw();
         }
         Err(format!(
