@@ -655,14 +655,24 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 )),
                 // Came while a run held the job (max_instances = 1 when it was
                 // taken): judged by the limit that run was planned with, recorded at
-                // its end (docs/lifecycle.md, "Held until the run ends").
+                // its end (docs/lifecycle.md, "Held until the run ends"). A held run
+                // that waited for a slot (`queue`, `replace`: a job with retries or a
+                // one-off job) held its job while it waited too, and the times that
+                // came meanwhile are skipped at its end ("When the limit is reached");
+                // how long it may wait is "a queued run starts when a slot frees"'s
+                // and "a retry comes within its longest wait"'s to judge.
                 Some(record)
                     if record.outcome == RunOutcome::Skipped
                         && record
                             .error
                             .as_deref()
                             .is_some_and(|error| error.contains(HELD_SKIP))
-                        && holding(&executions, observed, time) >= 1 =>
+                        && (holding(&executions, observed, time) >= 1
+                            || executions.iter().any(|held| {
+                                ms_of(held.scheduled) <= time
+                                    && ms_of(held.started) > time
+                                    && held.finished == Some(record.finished_at)
+                            })) =>
                 {
                     None
                 }
