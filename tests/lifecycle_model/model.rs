@@ -619,15 +619,24 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             // node may take each slot first (the order between nodes is not promised,
             // docs/lifecycle.md "In a cluster"), so it may still wait at the end. The
             // waits it does end are held to "a queued run starts when a slot frees".
-            let may_still_wait = observed.nodes > 1
-                && definition(observed, id).is_some_and(|def| def.overlap != Overlap::Skip)
-                && holding(&executions, observed, time)
-                    >= model.min_instances_over(time - 1, time) as usize;
-            if may_still_wait
-                && records
-                    .iter()
-                    .all(|record| ms_of(record.scheduled_time) != time)
-            {
+            // A job with retries is held by such a waiting run (docs/lifecycle.md,
+            // "When the limit is reached"): its later times come when that run ends,
+            // which may be after the end too.
+            let waits_at_end = |at: Ms| {
+                observed.nodes > 1
+                    && definition(observed, id).is_some_and(|def| def.overlap != Overlap::Skip)
+                    && holding(&executions, observed, at)
+                        >= model.min_instances_over(at - 1, at) as usize
+                    && !by_time.contains_key(&at)
+                    && records
+                        .iter()
+                        .all(|record| ms_of(record.scheduled_time) != at)
+            };
+            let held_by_waiting = definition(observed, id)
+                .and_then(|def| def.retry)
+                .is_some_and(|retry| retry.max_attempts > 1)
+                && due.range(..time).any(|&earlier| waits_at_end(earlier));
+            if waits_at_end(time) || held_by_waiting {
                 continue;
             }
             let record_died = executions.iter().any(|run| {
