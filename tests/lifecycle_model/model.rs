@@ -548,17 +548,29 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
 
         // A time being retried holds its job from its first attempt to its last (the
         // job waits in the store for the next attempt): due times in between come
-        // late, when the attempts end, folded by `coalesce` like any backlog.
+        // late, when the attempts end, folded by `coalesce` like any backlog. The last
+        // may be an attempt that waited for a slot and never started (a pause or
+        // reschedule took it back): it held the job until its record, and a change
+        // that cancels it cancels that backlog too.
         let mut retrying: Vec<(Ms, Ms)> = Vec::new();
         if definition(observed, id).is_some_and(|def| def.retry.is_some()) {
-            for runs in by_time.values() {
+            for (&time, runs) in &by_time {
                 let mut runs = runs.clone();
                 runs.sort_by_key(|run| run.started);
                 if runs.iter().any(|run| failed_for_retry(run)) {
                     let from = ms_of(runs[0].started);
+                    let not_started = records
+                        .iter()
+                        .filter(|record| {
+                            ms_of(record.scheduled_time) == time
+                                && record.started_at.is_none()
+                                && ms_of(record.finished_at) >= from
+                        })
+                        .map(|record| ms_of(record.finished_at));
                     let to = runs
                         .iter()
                         .map(|run| stopped(run, observed).unwrap_or(Ms::MAX / 2))
+                        .chain(not_started)
                         .max()
                         .unwrap_or(from);
                     let cap = definition(observed, id)
