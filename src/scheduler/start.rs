@@ -263,7 +263,10 @@ impl RunStart {
                 false
             }
         };
-        if already_waiting {
+        // A run that holds its job waits behind the one waiting already: nothing else
+        // of its job comes while it holds it, and refused it would lose its time (a
+        // retry's pending attempt, a one-off job's only time).
+        if already_waiting && !self.held {
             inner.emit(Event::JobMaxInstances {
                 job_id: self.job_id.clone(),
                 scheduled_time: self.scheduled_time,
@@ -275,10 +278,10 @@ impl RunStart {
                 self.max_instances, self.overlap, self.runs
             ));
         }
-        let _waiting = Waiting {
+        let _waiting = (!already_waiting).then_some(Waiting {
             inner,
             job_id: &self.job_id,
-        };
+        });
         let mut state = inner.state.subscribe();
         let mut replaced = false;
         let mut backoff = MIN_SLOT_WAIT;
