@@ -435,7 +435,15 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     format!("started at +{started} ms on node {}", run.node),
                 );
             }
-            let asked = run_now.get(run.run_id.as_str()) == Some(&scheduled);
+            // A "run now" whose node died while it ran is run again from its instance
+            // slot (an orphaned run, docs/lifecycle.md "Held until the run ends"), at
+            // its own time, under a new run id: at least once, as for a due time.
+            let asked = run_now.get(run.run_id.as_str()) == Some(&scheduled)
+                || executions.iter().any(|killed| {
+                    run_now.get(killed.run_id.as_str()) == Some(&scheduled)
+                        && killed.started < run.started
+                        && kill_of(killed, observed).is_some()
+                });
             if !asked && !due.contains(&scheduled) {
                 report(
                     "only due times run",
