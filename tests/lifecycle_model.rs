@@ -1443,3 +1443,38 @@ fn a_run_now_whose_node_dies_while_it_runs_runs_again() {
     );
     assert_promises_hold(&scenario);
 }
+
+/// A run of a job that replaces, due at its limit while the running run is on another
+/// node, waits for a slot (docs/lifecycle.md, "In a cluster"); the limit is raised
+/// meanwhile and a newer run starts on the waiting run's node. The waiting run used to
+/// stop that newer run as "the oldest on its node" at its next claim, and no newer run
+/// took its place (seed 20,498). A replacement now stops only runs that started by its
+/// own time (`Inner::replace_oldest_run`).
+#[test]
+fn a_replaced_run_makes_way_for_a_newer_one_not_for_an_older_waiting_one() {
+    let mut def = job(every(1, 2_500), 1, 1_761);
+    def.coalesce = false;
+    def.grace = Some(600);
+    def.work.fail = true;
+    def.overlap = scenario::Overlap::Replace;
+    let scenario = written(
+        2,
+        20_000,
+        vec![
+            (37, 1, OpKind::Add(0, def)),
+            (
+                8_737,
+                0,
+                OpKind::Modify(
+                    0,
+                    Work {
+                        ms: 1_461,
+                        fail: false,
+                    },
+                    Some(3),
+                ),
+            ),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}

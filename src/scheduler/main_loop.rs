@@ -603,8 +603,9 @@ impl Inner {
             .is_some_and(|waiting| *waiting >= max_instances)
     }
 
-    /// Stops the oldest executing runs of `job_id` on this node for the run of
-    /// `scheduled_time` (`overlap = "replace"`): as many as it takes to leave fewer
+    /// Stops the oldest executing runs of `job_id` on this node that started by
+    /// `scheduled_time`, for the run of that time (`overlap = "replace"`): as many as
+    /// it takes to leave fewer
     /// than `max_instances` going here, at least one (a `max_instances` lowered while
     /// they went leaves more than one too many; docs/lifecycle.md, "When the limit is
     /// reached"). Their tasks are cancelled or process groups killed, and their records
@@ -621,6 +622,10 @@ impl Inner {
             .values()
             .filter(|place| place.job_id == job_id && !place.stop.is_stopped())
             .filter_map(|place| place.stop.started_at().map(|started| (started, place)))
+            // Only a run older than this one: a run that waited (behind runs of other
+            // nodes) must not stop one that started after its time, which is the newer
+            // of the two.
+            .filter(|(started, _)| *started <= scheduled_time)
             .collect();
         if going.is_empty() {
             return false;
