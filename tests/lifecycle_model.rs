@@ -1478,3 +1478,38 @@ fn a_replaced_run_makes_way_for_a_newer_one_not_for_an_older_waiting_one() {
     );
     assert_promises_hold(&scenario);
 }
+
+/// A run of a job that allows three at once dies with its node; a "run now" starts
+/// beside its orphaned slot, the limit is lowered to one, and a survivor then reaps the
+/// dead node and takes the orphaned run, which it ran at once beside the run now: two
+/// over a limit of one (seed 21,498 of the family with faults, where the job's next
+/// time ran). An orphaned run now gives its slot back and
+/// claims one at its start under the limit the job has then, as its `overlap` says
+/// (`replay_orphaned_runs`, docs/lifecycle.md "Held until the run ends").
+#[test]
+fn an_orphaned_run_taken_after_a_lowered_limit_waits_for_the_runs_going() {
+    let mut def = job(every(4, 2_000), 3, 3_861);
+    def.overlap = scenario::Overlap::Replace;
+    let scenario = written(
+        3,
+        21_000,
+        vec![
+            (1_737, 2, OpKind::Add(0, def)),
+            (9_537, 0, OpKind::KillAtRunStart(0, None)),
+            (10_537, 1, OpKind::RunNow(0)),
+            (
+                11_537,
+                0,
+                OpKind::Modify(
+                    0,
+                    Work {
+                        ms: 3_861,
+                        fail: false,
+                    },
+                    Some(1),
+                ),
+            ),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}

@@ -279,7 +279,6 @@ pub(super) async fn replay_orphaned_runs(inner: &Inner, name: &str) -> bool {
             return false;
         }
     };
-    let mut to_run: Vec<crate::store::OrphanedRun> = Vec::new();
     for orphan in orphans {
         let job = &orphan.job;
         let (Some(&first), now) = (orphan.run_times.first(), inner.clock.now()) else {
@@ -308,44 +307,25 @@ pub(super) async fn replay_orphaned_runs(inner: &Inner, name: &str) -> bool {
             }
             continue;
         }
-        // `max_instances` as the job has it now: a limit lowered since the dead node
-        // started these runs lets no more of them run at once than it says. The runs
-        // past it go one after another in the slots of the first ones, and their own
-        // slots are freed (docs/lifecycle.md, "Held until the run ends").
-        let limit = job.max_instances.max(1) as usize;
-        let taken: Vec<usize> = to_run
-            .iter()
-            .enumerate()
-            .filter(|(_, kept)| kept.job.id == job.id)
-            .map(|(index, _)| index)
-            .collect();
-        if taken.len() < limit {
-            to_run.push(orphan);
-            continue;
-        }
-        if let Err(error) = store.release_instance(&job.id, &inner.id).await {
-            tracing::warn!(job_id = job.id, %error, "could not free the instance slot of a dead node's run");
-        }
-        let fewest = taken
-            .iter()
-            .copied()
-            .min_by_key(|index| to_run[*index].run_times.len())
-            .unwrap_or(0);
-        if let Some(kept) = to_run.get_mut(fewest) {
-            kept.run_times.extend(orphan.run_times);
-            kept.run_times.sort_unstable();
-        }
-    }
-    let now = inner.clock.now();
-    for orphan in to_run {
-        let job = &orphan.job;
         tracing::warn!(
             jobstore = name,
             job_id = job.id,
-            scheduled_time = ?orphan.run_times.first(),
+            scheduled_time = %first,
             runs = orphan.run_times.len(),
             "running again a run whose node died while it went"
         );
+        // `max_instances` as the job has it now: a limit lowered since the dead node
+        // started the run may leave no room for it beside the runs going now. Its slot
+        // is given back and the run claims one at its start like any run due then,
+        // waiting, replacing or skipped as the job's `overlap` says (docs/lifecycle.md,
+        // "Held until the run ends"). A store that cannot free it leaves it as it was.
+        let slot_claimed = match store.release_instance(&job.id, &inner.id).await {
+            Ok(()) => false,
+            Err(error) => {
+                tracing::warn!(job_id = job.id, %error, "could not give back the instance slot of a dead node's run; running it in that slot");
+                true
+            }
+        };
         hand_over(
             inner,
             name,
@@ -355,7 +335,7 @@ pub(super) async fn replay_orphaned_runs(inner: &Inner, name: &str) -> bool {
             now,
             HandOver {
                 final_release: None,
-                slot_claimed: true,
+                slot_claimed,
                 released_next: job.next_run_time,
                 checked_revision: job.revision,
             },
