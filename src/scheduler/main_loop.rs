@@ -315,17 +315,13 @@ pub(super) async fn replay_orphaned_runs(inner: &Inner, name: &str) -> bool {
             "running again a run whose node died while it went"
         );
         // `max_instances` as the job has it now: a limit lowered since the dead node
-        // started the run may leave no room for it beside the runs going now. Its slot
-        // is given back and the run claims one at its start like any run due then,
-        // waiting, replacing or skipped as the job's `overlap` says (docs/lifecycle.md,
-        // "Held until the run ends"). A store that cannot free it leaves it as it was.
-        let slot_claimed = match store.release_instance(&job.id, &inner.id).await {
-            Ok(()) => false,
-            Err(error) => {
-                tracing::warn!(job_id = job.id, %error, "could not give back the instance slot of a dead node's run; running it in that slot");
-                true
-            }
-        };
+        // started the run may leave no room for it beside the runs going now
+        // (docs/lifecycle.md, "Held until the run ends"). A claim that counts its own
+        // slot too tells: granted, it fits and runs at once in its slot (the extra one
+        // given back); refused, its slot is given back and it claims one at its start
+        // like any run due then, waiting, replacing or skipped as the job's `overlap`
+        // says. A store that cannot answer leaves it in its slot, as it was.
+        let slot_claimed = orphan_fits(inner, store.as_ref(), &orphan).await;
         hand_over(
             inner,
             name,
@@ -343,6 +339,33 @@ pub(super) async fn replay_orphaned_runs(inner: &Inner, name: &str) -> bool {
         .await;
     }
     true
+}
+
+/// Whether an orphaned run taken by this node fits under its job's `max_instances`
+/// now, its own slot counted, and so keeps that slot; otherwise the slot is given back
+/// and the run claims one at its start ([`replay_orphaned_runs`]).
+async fn orphan_fits(inner: &Inner, store: &dyn JobStore, orphan: &crate::store::OrphanedRun) -> bool {
+    let job = &orphan.job;
+    let claim = InstanceClaim {
+        job_id: job.id.clone(),
+        max_instances: job.max_instances.saturating_add(1),
+        run_times: orphan.run_times.clone(),
+    };
+    let fits = match store.claim_instances(&inner.id, &[claim]).await {
+        Ok(granted) => granted.first().copied().unwrap_or(false),
+        Err(error) => {
+            tracing::warn!(job_id = job.id, %error, "could not judge a dead node's run by the job's limit; running it in its slot");
+            return true;
+        }
+    };
+    // Granted: one of its two slots is extra. Refused: its own goes, and it claims anew.
+    match store.release_instance(&job.id, &inner.id).await {
+        Ok(()) => fits,
+        Err(error) => {
+            tracing::warn!(job_id = job.id, %error, "could not give back an instance slot of a dead node's run; running it in its slot");
+            true
+        }
+    }
 }
 
 /// Turns a store's wake-ups ([`JobStore::wake_ups`]) into wake-ups of the loop: a
