@@ -607,8 +607,8 @@ impl Inner {
     }
 
     /// Stops the oldest executing runs of `job_id` on this node that started by
-    /// `scheduled_time`, for the run of that time (`overlap = "replace"`): as many as
-    /// it takes to leave fewer
+    /// `due_at`, for the run of `scheduled_time`, due then (`overlap = "replace"`): as
+    /// many as it takes to leave fewer
     /// than `max_instances` going here, at least one (a `max_instances` lowered while
     /// they went leaves more than one too many; docs/lifecycle.md, "When the limit is
     /// reached"). Their tasks are cancelled or process groups killed, and their records
@@ -617,6 +617,7 @@ impl Inner {
         &self,
         job_id: &str,
         scheduled_time: DateTime<Utc>,
+        due_at: DateTime<Utc>,
         max_instances: u32,
     ) -> bool {
         let mutable = self.lock();
@@ -626,9 +627,9 @@ impl Inner {
             .filter(|place| place.job_id == job_id && !place.stop.is_stopped())
             .filter_map(|place| place.stop.started_at().map(|started| (started, place)))
             // Only a run older than this one: a run that waited (behind runs of other
-            // nodes) must not stop one that started after its time, which is the newer
-            // of the two.
-            .filter(|(started, _)| *started <= scheduled_time)
+            // nodes) must not stop one that started after it came due, which is the
+            // newer of the two.
+            .filter(|(started, _)| *started <= due_at)
             .collect();
         if going.is_empty() {
             return false;
@@ -1348,6 +1349,7 @@ async fn hand_over(
                     max_instances: job.max_instances,
                     overlap: job.overlap,
                     scheduled_time: first,
+                    due_at: start_at,
                     runs: run_ids.len(),
                     acquired_revision: how.checked_revision,
                     // A job its runs hold has nothing written back before they end;

@@ -48,6 +48,10 @@ pub(crate) struct RunStart {
     pub(crate) overlap: Overlap,
     /// The first scheduled time of the submission (for the events).
     pub(crate) scheduled_time: DateTime<Utc>,
+    /// When it came due: its scheduled time, or later for a retry attempt (the end of
+    /// its wait) and an orphaned run (when it was taken). A replacement stops only runs
+    /// that started by then ([`Inner::replace_oldest_run`]).
+    pub(crate) due_at: DateTime<Utc>,
     /// How many runs the submission holds (they share one slot).
     pub(crate) runs: usize,
     /// The revision the job had when it was taken: finding it in the store means
@@ -306,7 +310,7 @@ impl RunStart {
             }
             if self.overlap == Overlap::Replace && !replaced {
                 replaced =
-                    inner.replace_oldest_run(&self.job_id, self.scheduled_time, self.max_instances);
+                    inner.replace_oldest_run(&self.job_id, self.scheduled_time, self.due_at, self.max_instances);
             }
             // The records of this node's ended runs free their slots when written.
             inner.flush_finished_runs().await;
