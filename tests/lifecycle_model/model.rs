@@ -1172,12 +1172,29 @@ fn policies(
                     within(windows, ms_of(run.started)) || kill_of(run, observed).is_some()
                 }) || within(windows, ended + retry.delay_cap(retry.max_attempts));
                 let touched = model.touched.iter().any(|at| *at >= ms_of(runs[0].started));
+                // Due by the end of its longest wait, or, if runs of its job filled the
+                // limit then (a run now), by the end of the last of those plus the
+                // back-off of a claim across nodes, as for "a retry comes within its
+                // longest wait": it may still wait at the end of the scenario.
+                let cap = retry.delay_cap(attempts as u32);
+                let limit = model.min_instances_over(ended, ended + cap).max(1) as usize;
+                let due_by = executions
+                    .iter()
+                    .filter(|other| {
+                        ms_of(other.started) <= ended + cap
+                            && stopped(other, observed).is_none_or(|stop| stop > ended)
+                    })
+                    .map(|other| stopped(other, observed).unwrap_or(Ms::MAX / 2))
+                    .filter(|stop| executing(executions, observed, *stop - 1) >= limit)
+                    .map(|stop| stop.saturating_add(CROSS_NODE_WAIT))
+                    .max()
+                    .map_or(ended + cap, |heard| heard.max(ended + cap));
                 if failed_for_retry(last)
                     && left
                     && !cancelled
                     && !disturbed
                     && !touched
-                    && ended + retry.delay_cap(attempts as u32) + 1_000 < checked_until
+                    && due_by + 1_000 < checked_until
                 {
                     report(
                         "a failed attempt with attempts left is tried again",
