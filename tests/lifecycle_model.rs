@@ -1513,3 +1513,35 @@ fn an_orphaned_run_taken_after_a_lowered_limit_waits_for_the_runs_going() {
     );
     assert_promises_hold(&scenario);
 }
+
+/// A run of a job that queues and allows two at once waits on one node behind runs of
+/// another; it wakes on its back-off at the very instant the job's next time comes due
+/// there, with both slots free. That time was skipped as "another run of this job was
+/// already waiting", beside one run (seeds 1,024 and 21,190). A run due while another
+/// waits on its node now claims once under a limit one lower, leaving the waiting run
+/// its slot, and starts if both fit (`RunStart::wait_for_slot`).
+#[test]
+fn a_run_due_as_a_waiting_run_starts_is_skipped_only_at_max_instances() {
+    let mut def = job(every(1, 1_000), 2, 3_561);
+    def.overlap = scenario::Overlap::Queue;
+    let scenario = written(
+        3,
+        21_000,
+        vec![
+            (37, 2, OpKind::Add(0, def)),
+            (
+                2_637,
+                0,
+                OpKind::Modify(
+                    0,
+                    Work {
+                        ms: 61,
+                        fail: false,
+                    },
+                    None,
+                ),
+            ),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}

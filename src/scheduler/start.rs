@@ -271,6 +271,14 @@ impl RunStart {
         // of its job comes while it holds it, and refused it would lose its time (a
         // retry's pending attempt, a one-off job's only time).
         if already_waiting && !self.held {
+            // The waiting run goes first, but a slot it leaves free is this run's: one
+            // claim that keeps a slot for it (under a limit one lower) starts this run
+            // only if both fit. The waiting run may wake at this very instant, on its
+            // back-off, and take one of two free slots (docs/lifecycle.md, "When the
+            // limit is reached").
+            if self.max_instances > 1 && self.claim_beside_waiting_run(inner, store).await {
+                return self.still_wanted(inner, store).await;
+            }
             inner.emit(Event::JobMaxInstances {
                 job_id: self.job_id.clone(),
                 scheduled_time: self.scheduled_time,
@@ -351,6 +359,28 @@ impl RunStart {
                 _ = state.changed() => {}
             }
         }
+    }
+
+    /// Claims a slot for this run while another run of its job waits here, leaving one
+    /// free for that one: under `max_instances - 1`. Whether it was granted.
+    async fn claim_beside_waiting_run(&self, inner: &Inner, store: &Arc<dyn JobStore>) -> bool {
+        inner.flush_finished_runs().await;
+        let claim = InstanceClaim {
+            job_id: self.job_id.clone(),
+            max_instances: self.max_instances.saturating_sub(1),
+            run_times: self.run_times.clone(),
+        };
+        let granted = store
+            .claim_instances(&inner.id, std::slice::from_ref(&claim))
+            .await
+            .is_ok_and(|claimed| claimed.first().copied().unwrap_or(false));
+        if granted {
+            // Its record frees the slot, whether it starts or not.
+            if let Some(place) = inner.lock().run_stores.get_mut(&self.last_run_id) {
+                place.frees_instance = true;
+            }
+        }
+        granted
     }
 
     /// Whether a waiting run's job was removed or paused through another node since it
