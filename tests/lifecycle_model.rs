@@ -1519,16 +1519,31 @@ fn an_orphaned_run_taken_after_a_lowered_limit_waits_for_the_runs_going() {
 /// there, with both slots free. That time was skipped as "another run of this job was
 /// already waiting", beside one run (seeds 1,024 and 21,190). A run due while another
 /// waits on its node now claims once under a limit one lower, leaving the waiting run
-/// its slot, and starts if both fit (`RunStart::wait_for_slot`).
+/// its slot, and starts if both fit (`RunStart::wait_for_slot`). The interleaving that
+/// shows it is rare: the seed's scenario, which this is, showed it in about one play in
+/// ten before the fix.
 #[test]
 fn a_run_due_as_a_waiting_run_starts_is_skipped_only_at_max_instances() {
     let mut def = job(every(1, 1_000), 2, 3_561);
     def.overlap = scenario::Overlap::Queue;
+    // The other jobs of the seed, which put the waiting run's back-off on that instant.
+    let busy = job(every(1, 1_000), 1, 3_961);
+    let mut failing = job(every(2, 1_800), 3, 1_061);
+    failing.coalesce = false;
+    failing.work.fail = true;
+    failing.overlap = scenario::Overlap::Queue;
+    let mut once = retrying(job(Trig::At { at: 3_900 }, 1, 1_461), false, (4, 1_200, 2, 2_500));
+    once.coalesce = false;
+    once.overlap = scenario::Overlap::Queue;
     let scenario = written(
         3,
         21_000,
         vec![
             (37, 2, OpKind::Add(0, def)),
+            (37, 0, OpKind::Add(1, busy)),
+            (37, 1, OpKind::Add(2, failing)),
+            (37, 2, OpKind::Add(3, once)),
+            (1_037, 1, OpKind::Pause(2)),
             (
                 2_637,
                 0,
@@ -1536,6 +1551,21 @@ fn a_run_due_as_a_waiting_run_starts_is_skipped_only_at_max_instances() {
                     0,
                     Work {
                         ms: 61,
+                        fail: false,
+                    },
+                    None,
+                ),
+            ),
+            (3_737, 1, OpKind::Reschedule(2, every(3, 4_500))),
+            (4_337, 0, OpKind::Reschedule(2, every(1, 6_500))),
+            (15_837, 2, OpKind::Resume(0)),
+            (
+                16_137,
+                2,
+                OpKind::Modify(
+                    2,
+                    Work {
+                        ms: 761,
                         fail: false,
                     },
                     None,
