@@ -258,7 +258,6 @@ fn random_scenarios_with_retries_and_overlap_on_one_node() {
 
 /// Up to three nodes: a waiting run claims the cluster-wide slot again until one frees.
 #[test]
-#[ignore = "open: its hunt finds retries late or missing after a change through another node, a skip with no run going (docs/lifecycle-checker.md)"]
 fn random_scenarios_with_retries_and_overlap_on_a_cluster() {
     check_random_fixed(
         "random_scenarios_with_retries_and_overlap_on_a_cluster",
@@ -269,7 +268,6 @@ fn random_scenarios_with_retries_and_overlap_on_a_cluster() {
 
 /// With outages, kills and clock jumps: the wait for an attempt lives in the store.
 #[test]
-#[ignore = "open: its hunt finds the discrepancies of the cluster family, and runs of an orphaned or pending attempt judged against max_instances and the schedule (docs/lifecycle-checker.md)"]
 fn random_scenarios_with_retries_and_overlap_and_faults() {
     check_random_fixed(
         "random_scenarios_with_retries_and_overlap_and_faults",
@@ -1532,7 +1530,11 @@ fn a_run_due_as_a_waiting_run_starts_is_skipped_only_at_max_instances() {
     failing.coalesce = false;
     failing.work.fail = true;
     failing.overlap = scenario::Overlap::Queue;
-    let mut once = retrying(job(Trig::At { at: 3_900 }, 1, 1_461), false, (4, 1_200, 2, 2_500));
+    let mut once = retrying(
+        job(Trig::At { at: 3_900 }, 1, 1_461),
+        false,
+        (4, 1_200, 2, 2_500),
+    );
     once.coalesce = false;
     once.overlap = scenario::Overlap::Queue;
     let scenario = written(

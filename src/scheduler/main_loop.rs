@@ -344,7 +344,11 @@ pub(super) async fn replay_orphaned_runs(inner: &Inner, name: &str) -> bool {
 /// Whether an orphaned run taken by this node fits under its job's `max_instances`
 /// now, its own slot counted, and so keeps that slot; otherwise the slot is given back
 /// and the run claims one at its start ([`replay_orphaned_runs`]).
-async fn orphan_fits(inner: &Inner, store: &dyn JobStore, orphan: &crate::store::OrphanedRun) -> bool {
+async fn orphan_fits(
+    inner: &Inner,
+    store: &dyn JobStore,
+    orphan: &crate::store::OrphanedRun,
+) -> bool {
     let job = &orphan.job;
     let claim = InstanceClaim {
         job_id: job.id.clone(),

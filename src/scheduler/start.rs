@@ -317,8 +317,12 @@ impl RunStart {
                 ));
             }
             if self.overlap == Overlap::Replace && !replaced {
-                replaced =
-                    inner.replace_oldest_run(&self.job_id, self.scheduled_time, self.due_at, self.max_instances);
+                replaced = inner.replace_oldest_run(
+                    &self.job_id,
+                    self.scheduled_time,
+                    self.due_at,
+                    self.max_instances,
+                );
             }
             // The records of this node's ended runs free their slots when written.
             inner.flush_finished_runs().await;

@@ -1117,8 +1117,8 @@ fn policies(
                         })
                         .filter_map(|other| {
                             let stop = stopped(other, observed)?;
-                            let elsewhere = other.node != again.node
-                                || other.incarnation != again.incarnation;
+                            let elsewhere =
+                                other.node != again.node || other.incarnation != again.incarnation;
                             Some((stop, if elsewhere { CROSS_NODE_WAIT } else { 0 }))
                         })
                         .filter(|(stop, _)| executing(executions, observed, *stop - 1) >= limit)
@@ -1300,7 +1300,11 @@ fn policies(
         .collect();
     // On one node a waiting run claims when a run of its node ends; across nodes it
     // learns of an end elsewhere at its next claim (a back-off up to 5 s).
-    let tolerance = if observed.nodes > 1 { CROSS_NODE_WAIT } else { 1 } + observed.slack;
+    let tolerance = if observed.nodes > 1 {
+        CROSS_NODE_WAIT
+    } else {
+        1
+    } + observed.slack;
     for run in executions {
         let (scheduled, started) = (ms_of(run.scheduled), ms_of(run.started));
         if started <= scheduled + 1
