@@ -1387,8 +1387,9 @@ fn every_due_time_runs_leaves_the_times_a_waiting_held_run_holds_at_the_end() {
 /// Two runs of a job that allows two at once go on a node that dies; its limit is
 /// lowered to one before a survivor reaps the node and takes both orphaned runs. They
 /// both ran again at once, two runs over a limit of one (seed 20,079 of the family with
-/// faults). Orphaned runs of one job now run no more at once than its `max_instances`
-/// says, the rest one after another in the same slot (`replay_orphaned_runs`).
+/// faults). An orphaned run past the limit its job has when it is taken now gives its
+/// slot back and claims one at its start, and waits for the others (`queue`;
+/// `replay_orphaned_runs`).
 #[test]
 fn orphaned_runs_taken_after_a_lowered_limit_keep_max_instances() {
     let mut def = job(every(1, 0), 2, 2_061);
