@@ -1,5 +1,5 @@
 //! Config errors: each one names its file, line and column, the key path and the
-//! reason, and [`ConfigErrors`] carries every problem of one load at once (STYLE 15), so
+//! reason, and [`ConfigErrors`] carries every problem of one load at once, so
 //! a user fixes a config in one round instead of one error per `kairos check`.
 
 use std::fmt;

@@ -1,15 +1,15 @@
 //! The daemon's config: `config.toml` and the job files it includes, read into a
 //! validated [`Config`] that `kairos run` and `kairos check` both get from [`load_with`]
-//! (STYLE 19: check runs exactly the loading path that run uses).
+//! (`check` runs exactly the loading path that `run` uses, so a config it passes starts).
 //!
-//! Loading is in two stages (STYLE 3): `raw.rs` reads each file into a serde schema that
+//! Loading is in two stages, parse then validate: `raw.rs` reads each file into a serde schema that
 //! keeps spans, section by section and job by job (`read.rs` holds the machinery,
-//! `trigger.rs` the trigger tables, `source.rs` the file and its positions); `check.rs`
-//! (settings) and `jobs.rs` (jobs, across files) turn that into a [`Config`] with small
+//! `trigger.rs` the trigger tables, `source.rs` the file and its positions); `check/`
+//! (settings, one file per section) and `jobs.rs` (jobs, across files) turn that into a [`Config`] with small
 //! `check_*` functions, resolving defaults and names (executors, stores, tasks). Every problem of every file is collected into
-//! [`ConfigErrors`], each with file, line, column, key path and reason (STYLE 15); a
+//! [`ConfigErrors`], each with file, line, column, key path and reason, all at once; a
 //! config with any error is rejected as a whole, so a reload keeps the running one.
-//! `diff.rs` compares the jobs of two configs for reload (STYLE 18).
+//! The daemon compares the jobs of two configs for a reload (`daemon/sync.rs`).
 //!
 //! ```toml
 //! include = ["jobs/*.toml"]     # globs relative to this file's directory

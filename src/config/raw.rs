@@ -4,7 +4,7 @@
 //!
 //! The walk goes section by section and job by job (through `read.rs`), never through
 //! one serde call for the whole file, because serde stops at its first error and
-//! STYLE 15 wants every problem at once. Turning raw values into the validated
+//! a user wants every problem at once. Turning raw values into the validated
 //! [`Config`](super::Config) is `check.rs`'s and `jobs.rs`'s job; nothing here looks
 //! across sections or files.
 

@@ -1,7 +1,7 @@
 //! The reading machinery under `raw.rs`: a spanned TOML value into a serde type, key
 //! by key as far as it goes, so one bad value costs only itself.
 //!
-//! Serde stops at its first error; STYLE 15 wants every problem at once. So a table is
+//! Serde stops at its first error; a user wants every problem at once. So a table is
 //! read into its struct, and when that fails the offending key (found from the error's
 //! span) is reported and left out, and the rest is read again. Unknown keys are checked
 //! first against the struct's own field list, taken from serde's derive, so the "did

@@ -314,6 +314,14 @@ pub(super) async fn replay_orphaned_runs(inner: &Inner, name: &str) -> bool {
             runs = orphan.run_times.len(),
             "running again a run whose node died while it went"
         );
+        // `max_instances` as the job has it now: a limit lowered since the dead node
+        // started the run may leave no room for it beside the runs going now
+        // (docs/lifecycle.md, "Held until the run ends"). A claim that counts its own
+        // slot too tells: granted, it fits and runs at once in its slot (the extra one
+        // given back); refused, its slot is given back and it claims one at its start
+        // like any run due then, waiting, replacing or skipped as the job's `overlap`
+        // says. A store that cannot answer leaves it in its slot, as it was.
+        let slot_claimed = orphan_fits(inner, store.as_ref(), &orphan).await;
         hand_over(
             inner,
             name,
@@ -323,7 +331,7 @@ pub(super) async fn replay_orphaned_runs(inner: &Inner, name: &str) -> bool {
             now,
             HandOver {
                 final_release: None,
-                slot_claimed: true,
+                slot_claimed,
                 released_next: job.next_run_time,
                 checked_revision: job.revision,
             },
@@ -333,9 +341,40 @@ pub(super) async fn replay_orphaned_runs(inner: &Inner, name: &str) -> bool {
     true
 }
 
+/// Whether an orphaned run taken by this node fits under its job's `max_instances`
+/// now, its own slot counted, and so keeps that slot; otherwise the slot is given back
+/// and the run claims one at its start ([`replay_orphaned_runs`]).
+async fn orphan_fits(
+    inner: &Inner,
+    store: &dyn JobStore,
+    orphan: &crate::store::OrphanedRun,
+) -> bool {
+    let job = &orphan.job;
+    let claim = InstanceClaim {
+        job_id: job.id.clone(),
+        max_instances: job.max_instances.saturating_add(1),
+        run_times: orphan.run_times.clone(),
+    };
+    let fits = match store.claim_instances(&inner.id, &[claim]).await {
+        Ok(granted) => granted.first().copied().unwrap_or(false),
+        Err(error) => {
+            tracing::warn!(job_id = job.id, %error, "could not judge a dead node's run by the job's limit; running it in its slot");
+            return true;
+        }
+    };
+    // Granted: one of its two slots is extra. Refused: its own goes, and it claims anew.
+    match store.release_instance(&job.id, &inner.id).await {
+        Ok(()) => fits,
+        Err(error) => {
+            tracing::warn!(job_id = job.id, %error, "could not give back an instance slot of a dead node's run; running it in its slot");
+            true
+        }
+    }
+}
+
 /// Turns a store's wake-ups ([`crate::store::Cluster::wake_ups`]) into wake-ups of the
-/// loop: a change due before the loop's deadline wakes it (STYLE 10), a resync always does
-/// (the store may have changed while nobody listened). The loop then re-reads the store, so
+/// loop: a change due before the loop's deadline wakes it, a resync always does (the
+/// store may have changed while nobody listened). The loop then re-reads the store, so
 /// a wake-up is only ever a hint.
 async fn forward_wake_ups(inner: Arc<Inner>, mut wake_ups: mpsc::Receiver<WakeUp>) {
     while let Some(wake_up) = wake_ups.recv().await {
@@ -571,8 +610,9 @@ impl Inner {
             .is_some_and(|waiting| *waiting >= max_instances)
     }
 
-    /// Stops the oldest executing runs of `job_id` on this node for the run of
-    /// `scheduled_time` (`overlap = "replace"`): as many as it takes to leave fewer
+    /// Stops the oldest executing runs of `job_id` on this node that started by
+    /// `due_at`, for the run of `scheduled_time`, due then (`overlap = "replace"`): as
+    /// many as it takes to leave fewer
     /// than `max_instances` going here, at least one (a `max_instances` lowered while
     /// they went leaves more than one too many; docs/lifecycle.md, "When the limit is
     /// reached"). Their tasks are cancelled or process groups killed, and their records
@@ -581,6 +621,7 @@ impl Inner {
         &self,
         job_id: &str,
         scheduled_time: DateTime<Utc>,
+        due_at: DateTime<Utc>,
         max_instances: u32,
     ) -> bool {
         let mutable = self.lock();
@@ -589,6 +630,10 @@ impl Inner {
             .values()
             .filter(|place| place.job_id == job_id && !place.stop.is_stopped())
             .filter_map(|place| place.stop.started_at().map(|started| (started, place)))
+            // Only a run older than this one: a run that waited (behind runs of other
+            // nodes) must not stop one that started after it came due, which is the
+            // newer of the two.
+            .filter(|(started, _)| *started <= due_at)
             .collect();
         if going.is_empty() {
             return false;
@@ -1308,6 +1353,7 @@ async fn hand_over(
                     max_instances: job.max_instances,
                     overlap: job.overlap,
                     scheduled_time: first,
+                    due_at: start_at,
                     runs: run_ids.len(),
                     acquired_revision: how.checked_revision,
                     // A job its runs hold has nothing written back before they end;
@@ -1322,6 +1368,7 @@ async fn hand_over(
                     withdrawal: submission.withdrawal.clone(),
                     first_run_id: run_ids.first().cloned().unwrap_or_default(),
                     last_run_id: run_ids.last().cloned().unwrap_or_default(),
+                    held: how.final_release.is_some(),
                 })
             });
             submission.start_check = start

@@ -48,6 +48,10 @@ pub(crate) struct RunStart {
     pub(crate) overlap: Overlap,
     /// The first scheduled time of the submission (for the events).
     pub(crate) scheduled_time: DateTime<Utc>,
+    /// When it came due: its scheduled time, or later for a retry attempt (the end of
+    /// its wait) and an orphaned run (when it was taken). A replacement stops only runs
+    /// that started by then ([`Inner::replace_oldest_run`]).
+    pub(crate) due_at: DateTime<Utc>,
     /// How many runs the submission holds (they share one slot).
     pub(crate) runs: usize,
     /// The revision the job had when it was taken: finding it in the store means
@@ -76,6 +80,10 @@ pub(crate) struct RunStart {
     pub(crate) first_run_id: String,
     /// The last run of the submission: its record frees the slot claimed here.
     pub(crate) last_run_id: String,
+    /// Whether the run holds its job until it ends (`main_loop::HeldRelease`): nothing
+    /// of this node's own is written to the job before then, so while it waits for a
+    /// slot any new revision in the store is somebody's change.
+    pub(crate) held: bool,
 }
 
 #[async_trait]
@@ -259,7 +267,18 @@ impl RunStart {
                 false
             }
         };
-        if already_waiting {
+        // A run that holds its job waits behind the one waiting already: nothing else
+        // of its job comes while it holds it, and refused it would lose its time (a
+        // retry's pending attempt, a one-off job's only time).
+        if already_waiting && !self.held {
+            // The waiting run goes first, but a slot it leaves free is this run's: one
+            // claim that keeps a slot for it (under a limit one lower) starts this run
+            // only if both fit. The waiting run may wake at this very instant, on its
+            // back-off, and take one of two free slots (docs/lifecycle.md, "When the
+            // limit is reached").
+            if self.max_instances > 1 && self.claim_beside_waiting_run(inner, store).await {
+                return self.still_wanted(inner, store).await;
+            }
             inner.emit(Event::JobMaxInstances {
                 job_id: self.job_id.clone(),
                 scheduled_time: self.scheduled_time,
@@ -271,10 +290,10 @@ impl RunStart {
                 self.max_instances, self.overlap, self.runs
             ));
         }
-        let _waiting = Waiting {
+        let _waiting = (!already_waiting).then_some(Waiting {
             inner,
             job_id: &self.job_id,
-        };
+        });
         let mut state = inner.state.subscribe();
         let mut replaced = false;
         let mut backoff = MIN_SLOT_WAIT;
@@ -298,8 +317,12 @@ impl RunStart {
                 ));
             }
             if self.overlap == Overlap::Replace && !replaced {
-                replaced =
-                    inner.replace_oldest_run(&self.job_id, self.scheduled_time, self.max_instances);
+                replaced = inner.replace_oldest_run(
+                    &self.job_id,
+                    self.scheduled_time,
+                    self.due_at,
+                    self.max_instances,
+                );
             }
             // The records of this node's ended runs free their slots when written.
             inner.flush_finished_runs().await;
@@ -342,8 +365,31 @@ impl RunStart {
         }
     }
 
+    /// Claims a slot for this run while another run of its job waits here, leaving one
+    /// free for that one: under `max_instances - 1`. Whether it was granted.
+    async fn claim_beside_waiting_run(&self, inner: &Inner, store: &Arc<dyn JobStore>) -> bool {
+        inner.flush_finished_runs().await;
+        let claim = InstanceClaim {
+            job_id: self.job_id.clone(),
+            max_instances: self.max_instances.saturating_sub(1),
+            run_times: self.run_times.clone(),
+        };
+        let granted = store
+            .claim_instances(&inner.id, std::slice::from_ref(&claim))
+            .await
+            .is_ok_and(|claimed| claimed.first().copied().unwrap_or(false));
+        if granted {
+            // Its record frees the slot, whether it starts or not.
+            if let Some(place) = inner.lock().run_stores.get_mut(&self.last_run_id) {
+                place.frees_instance = true;
+            }
+        }
+        granted
+    }
+
     /// Whether a waiting run's job was removed or paused through another node since it
-    /// was handed over: asked after each refused claim, and once a claim is granted. The
+    /// was handed over (or changed at all, for a run that holds its job, [`RunStart::held`]):
+    /// asked after each refused claim, and once a claim is granted. The
     /// slot a removed job's last run frees is
     /// granted like any other, so the claim alone does not tell; docs/lifecycle.md
     /// promises that once a removal or pause has answered, through any node, the job
@@ -359,8 +405,21 @@ impl RunStart {
             Ok(None) if !inner.lock().finishing_one_offs.contains(&self.job_id) => "removed",
             // Paused since it was handed over: a run now of a job already paused runs.
             Ok(Some(job)) if job.paused && job.revision != self.acquired_revision => "paused",
+            // A run that holds its job, changed since it was taken (a reschedule, a
+            // modify): taken back as at its time (`RunStart::confirm_schedule`), its
+            // time not used up, so the job is taken again at once and runs as it is
+            // now, or as its new schedule says. A waiting retry attempt so learns of a
+            // reschedule that cancelled it (docs/lifecycle.md, "Failed runs"), and a
+            // waiting run never starts as its job was before a change answered.
+            Ok(Some(job)) if self.held && job.revision != self.acquired_revision => "changed",
             Ok(_) | Err(_) => return Ok(()),
         };
+        if self.held {
+            // Its end writes back as for a run taken back here: the job stays as the
+            // change left it, at the run's time if the change kept its schedule
+            // (docs/lifecycle.md, "Held until the run ends").
+            self.withdrawal.withdraw();
+        }
         Err(format!(
             "the job was {refusal} while this run waited for a running run of it to end \
              (overlap = {})",

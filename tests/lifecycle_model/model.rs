@@ -435,7 +435,15 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     format!("started at +{started} ms on node {}", run.node),
                 );
             }
-            let asked = run_now.get(run.run_id.as_str()) == Some(&scheduled);
+            // A "run now" whose node died while it ran is run again from its instance
+            // slot (an orphaned run, docs/lifecycle.md "Held until the run ends"), at
+            // its own time, under a new run id: at least once, as for a due time.
+            let asked = run_now.get(run.run_id.as_str()) == Some(&scheduled)
+                || executions.iter().any(|killed| {
+                    run_now.get(killed.run_id.as_str()) == Some(&scheduled)
+                        && killed.started < run.started
+                        && kill_of(killed, observed).is_some()
+                });
             if !asked && !due.contains(&scheduled) {
                 report(
                     "only due times run",
@@ -548,17 +556,29 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
 
         // A time being retried holds its job from its first attempt to its last (the
         // job waits in the store for the next attempt): due times in between come
-        // late, when the attempts end, folded by `coalesce` like any backlog.
+        // late, when the attempts end, folded by `coalesce` like any backlog. The last
+        // may be an attempt that waited for a slot and never started (a pause or
+        // reschedule took it back): it held the job until its record, and a change
+        // that cancels it cancels that backlog too.
         let mut retrying: Vec<(Ms, Ms)> = Vec::new();
         if definition(observed, id).is_some_and(|def| def.retry.is_some()) {
-            for runs in by_time.values() {
+            for (&time, runs) in &by_time {
                 let mut runs = runs.clone();
                 runs.sort_by_key(|run| run.started);
                 if runs.iter().any(|run| failed_for_retry(run)) {
                     let from = ms_of(runs[0].started);
+                    let not_started = records
+                        .iter()
+                        .filter(|record| {
+                            ms_of(record.scheduled_time) == time
+                                && record.started_at.is_none()
+                                && ms_of(record.finished_at) >= from
+                        })
+                        .map(|record| ms_of(record.finished_at));
                     let to = runs
                         .iter()
                         .map(|run| stopped(run, observed).unwrap_or(Ms::MAX / 2))
+                        .chain(not_started)
                         .max()
                         .unwrap_or(from);
                     let cap = definition(observed, id)
@@ -619,15 +639,24 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             // node may take each slot first (the order between nodes is not promised,
             // docs/lifecycle.md "In a cluster"), so it may still wait at the end. The
             // waits it does end are held to "a queued run starts when a slot frees".
-            let may_still_wait = observed.nodes > 1
-                && definition(observed, id).is_some_and(|def| def.overlap != Overlap::Skip)
-                && holding(&executions, observed, time)
-                    >= model.min_instances_over(time - 1, time) as usize;
-            if may_still_wait
-                && records
-                    .iter()
-                    .all(|record| ms_of(record.scheduled_time) != time)
-            {
+            // A job with retries is held by such a waiting run (docs/lifecycle.md,
+            // "When the limit is reached"): its later times come when that run ends,
+            // which may be after the end too.
+            let waits_at_end = |at: Ms| {
+                observed.nodes > 1
+                    && definition(observed, id).is_some_and(|def| def.overlap != Overlap::Skip)
+                    && holding(&executions, observed, at)
+                        >= model.min_instances_over(at - 1, at) as usize
+                    && !by_time.contains_key(&at)
+                    && records
+                        .iter()
+                        .all(|record| ms_of(record.scheduled_time) != at)
+            };
+            let held_by_waiting = definition(observed, id)
+                .and_then(|def| def.retry)
+                .is_some_and(|retry| retry.max_attempts > 1)
+                && due.range(..time).any(|&earlier| waits_at_end(earlier));
+            if waits_at_end(time) || held_by_waiting {
                 continue;
             }
             let record_died = executions.iter().any(|run| {
@@ -655,14 +684,24 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 )),
                 // Came while a run held the job (max_instances = 1 when it was
                 // taken): judged by the limit that run was planned with, recorded at
-                // its end (docs/lifecycle.md, "Held until the run ends").
+                // its end (docs/lifecycle.md, "Held until the run ends"). A held run
+                // that waited for a slot (`queue`, `replace`: a job with retries or a
+                // one-off job) held its job while it waited too, and the times that
+                // came meanwhile are skipped at its end ("When the limit is reached");
+                // how long it may wait is "a queued run starts when a slot frees"'s
+                // and "a retry comes within its longest wait"'s to judge.
                 Some(record)
                     if record.outcome == RunOutcome::Skipped
                         && record
                             .error
                             .as_deref()
                             .is_some_and(|error| error.contains(HELD_SKIP))
-                        && holding(&executions, observed, time) >= 1 =>
+                        && (holding(&executions, observed, time) >= 1
+                            || executions.iter().any(|held| {
+                                ms_of(held.scheduled) <= time
+                                    && ms_of(held.started) > time
+                                    && held.finished == Some(record.finished_at)
+                            })) =>
                 {
                     None
                 }
@@ -953,6 +992,10 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
 /// The promises of retries and overlap policies (docs/lifecycle.md, "When the limit is
 /// reached" and "Failed runs"), for job `id`.
 #[allow(clippy::too_many_arguments)]
+/// How late a run waiting for a slot may hear that a run of its job on another node
+/// ended: its claim's back-off (at most 5 s, `start::MAX_SLOT_WAIT`) and a poll.
+const CROSS_NODE_WAIT: Ms = 5_000 + 1_000;
+
 fn policies(
     observed: &Observed,
     id: &str,
@@ -1059,7 +1102,11 @@ fn policies(
                     let cap = retry.delay_cap(attempt);
                     // An attempt due while other runs of its job fill its limit (a run
                     // now) waits for them like any run of its time: it is late only
-                    // past the end of the last of those.
+                    // past the end of the last of those. It waits as a queued run
+                    // does, so it hears at once of the end of a run of its own node,
+                    // and of one on another node at its next claim (a back-off up to
+                    // 5 s: docs/lifecycle.md, "In a cluster"), as "a queued run starts
+                    // when a slot frees" allows below.
                     let limit = model.min_instances_over(ended, started).max(1) as usize;
                     let due_by = executions
                         .iter()
@@ -1068,10 +1115,16 @@ fn policies(
                                 && ms_of(other.started) <= ended + cap
                                 && stopped(other, observed).is_none_or(|stop| stop > ended)
                         })
-                        .filter_map(|other| stopped(other, observed))
-                        .filter(|stop| executing(executions, observed, *stop - 1) >= limit)
+                        .filter_map(|other| {
+                            let stop = stopped(other, observed)?;
+                            let elsewhere =
+                                other.node != again.node || other.incarnation != again.incarnation;
+                            Some((stop, if elsewhere { CROSS_NODE_WAIT } else { 0 }))
+                        })
+                        .filter(|(stop, _)| executing(executions, observed, *stop - 1) >= limit)
+                        .map(|(stop, heard)| stop + heard)
                         .max()
-                        .map_or(ended + cap, |stop| stop.max(ended + cap));
+                        .map_or(ended + cap, |heard| heard.max(ended + cap));
                     if started > due_by + 1 + observed.slack
                         && !within(windows, ended)
                         && !within(windows, started)
@@ -1119,12 +1172,29 @@ fn policies(
                     within(windows, ms_of(run.started)) || kill_of(run, observed).is_some()
                 }) || within(windows, ended + retry.delay_cap(retry.max_attempts));
                 let touched = model.touched.iter().any(|at| *at >= ms_of(runs[0].started));
+                // Due by the end of its longest wait, or, if runs of its job filled the
+                // limit then (a run now), by the end of the last of those plus the
+                // back-off of a claim across nodes, as for "a retry comes within its
+                // longest wait": it may still wait at the end of the scenario.
+                let cap = retry.delay_cap(attempts as u32);
+                let limit = model.min_instances_over(ended, ended + cap).max(1) as usize;
+                let due_by = executions
+                    .iter()
+                    .filter(|other| {
+                        ms_of(other.started) <= ended + cap
+                            && stopped(other, observed).is_none_or(|stop| stop > ended)
+                    })
+                    .map(|other| stopped(other, observed).unwrap_or(Ms::MAX / 2))
+                    .filter(|stop| executing(executions, observed, *stop - 1) >= limit)
+                    .map(|stop| stop.saturating_add(CROSS_NODE_WAIT))
+                    .max()
+                    .map_or(ended + cap, |heard| heard.max(ended + cap));
                 if failed_for_retry(last)
                     && left
                     && !cancelled
                     && !disturbed
                     && !touched
-                    && ended + retry.delay_cap(attempts as u32) + 1_000 < checked_until
+                    && due_by + 1_000 < checked_until
                 {
                     report(
                         "a failed attempt with attempts left is tried again",
@@ -1230,7 +1300,11 @@ fn policies(
         .collect();
     // On one node a waiting run claims when a run of its node ends; across nodes it
     // learns of an end elsewhere at its next claim (a back-off up to 5 s).
-    let tolerance = if observed.nodes > 1 { 5_000 + 1_000 } else { 1 } + observed.slack;
+    let tolerance = if observed.nodes > 1 {
+        CROSS_NODE_WAIT
+    } else {
+        1
+    } + observed.slack;
     for run in executions {
         let (scheduled, started) = (ms_of(run.scheduled), ms_of(run.started));
         if started <= scheduled + 1

@@ -1,7 +1,7 @@
 //! From the raw schema to a validated [`Config`](super::Config): one small `check_*`
 //! function per section, each taking what it needs, reporting every problem into the
 //! shared error list and returning its best value anyway, so that the checks after it
-//! still run and the user sees all problems at once (STYLE 3, 15).
+//! still run and the user sees all problems at once.
 //!
 //! One file per section: `scheduler.rs`, `stores.rs` (`[jobstores]` and
 //! `[executors]`), `job_options.rs` (`[job_defaults]` and the options jobs share),
