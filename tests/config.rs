@@ -858,10 +858,7 @@ fn nothing_cites_files_or_issues_a_clone_cannot_open() {
                         .and_then(|rest| rest.chars().next())
                         .is_some_and(|next| next.is_ascii_digit())
             });
-            if cites_issue
-                || cites_style
-                || line.contains("shared/")
-                || line.contains("DESIGN.md")
+            if cites_issue || cites_style || line.contains("shared/") || line.contains("DESIGN.md")
             {
                 found.push(format!("{file}:{}: {}", number + 1, line.trim()));
             }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{main_loop, Event, Inner, Scheduler, SchedulerError, SchedulerState};
+use super::{hand_over, Event, Inner, Scheduler, SchedulerError, SchedulerState};
 use crate::executor::{Submission, Withdrawal};
 use crate::history::RunRecord;
 use crate::job::{generate_id, Job, JobChanges, JobSpec};
@@ -702,7 +702,7 @@ impl Scheduler {
             self.write_changed(jobstore, job, scheduled_before).await?;
             return Ok(String::new());
         }
-        main_loop::submit_runs(&self.inner, &jobstore, &job, &[now], now, force)
+        hand_over::submit_runs(&self.inner, &jobstore, &job, &[now], now, force)
             .await
             .map_err(SchedulerError::from)
     }
@@ -749,7 +749,7 @@ impl Scheduler {
         }
         let now = self.inner.clock.now();
         let run_id =
-            main_loop::submit_runs(&self.inner, &jobstore, &job, &times, now, false).await?;
+            hand_over::submit_runs(&self.inner, &jobstore, &job, &times, now, false).await?;
         Ok((times.len(), run_id))
     }
 

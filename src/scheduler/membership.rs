@@ -198,7 +198,7 @@ async fn beat(
             Ok(reaped) => {
                 // The runs of dead nodes that nothing else would run again: taken by
                 // the loop's next pass, this beat's reaps' and any a reaper that
-                // died before taking them left (`main_loop::replay_orphaned_runs`).
+                // died before taking them left (`recovery::replay_orphaned_runs`).
                 inner.lock().orphans_to_take.insert(name.clone());
                 for node_id in &reaped {
                     tracing::warn!(

@@ -13,14 +13,18 @@
 //!   events (and is told so by tokio), the scheduler never waits for listeners.
 
 mod alerts;
+mod backoff;
+mod deferred;
 mod event;
 mod explain;
 mod generation;
+mod hand_over;
 mod jobs;
 mod main_loop;
 mod membership;
 pub mod plan;
 mod record;
+mod recovery;
 mod renewal;
 mod retention;
 mod start;
@@ -475,7 +479,7 @@ pub(crate) struct Inner {
     /// Claims, in batches, the instance slots of runs as they come due.
     slot_claims: start::StoreBatches<start::ClaimSlots>,
     /// Held while a store is recovered from an earlier run of this scheduler
-    /// (`main_loop::recover_store`): one recovery at a time.
+    /// (`recovery::recover_store`): one recovery at a time.
     recovery: tokio::sync::Mutex<()>,
     /// Asks the record task to write what has finished so far ([`Inner::flush_finished_runs`]).
     flush_sender: mpsc::UnboundedSender<tokio::sync::oneshot::Sender<()>>,
@@ -550,10 +554,10 @@ struct Mutable {
     /// submitted, so they are written before anything more is taken from that store.
     pending_releases: HashMap<String, Vec<crate::store::Release>>,
     /// Releases of runs handed over ahead of their time, by store, written when the
-    /// runs are due (`main_loop::Deferred`).
-    deferred_releases: HashMap<String, Vec<main_loop::Deferred>>,
+    /// runs are due (`deferred::Deferred`).
+    deferred_releases: HashMap<String, Vec<deferred::Deferred>>,
     /// Stores that may hold orphaned runs for this node to take
-    /// (`main_loop::replay_orphaned_runs`): marked after a recovery and at each
+    /// (`recovery::replay_orphaned_runs`): marked after a recovery and at each
     /// heartbeat, taken by the loop's next pass while the scheduler runs.
     orphans_to_take: std::collections::BTreeSet<String>,
     /// Stores in which what an earlier run of this scheduler left (same id) is not
@@ -745,7 +749,7 @@ impl Scheduler {
             });
         }
         // Nothing claims a slot in a store before what an earlier run of this id left
-        // there is recovered (`main_loop::recover_store`), from this instant on.
+        // there is recovered (`recovery::recover_store`), from this instant on.
         self.inner.lock().unrecovered = self.inner.stores.keys().cloned().collect();
         self.inner.state.send_replace(SchedulerState::Running);
         let main = tokio::spawn(main_loop::run(Arc::clone(&self.inner)));

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::mpsc;
 
-use super::main_loop::{report_fenced, HeldRelease, RetrySchedule, RunPlace};
+use super::backoff::RetrySchedule;
+use super::deferred::HeldRelease;
+use super::main_loop::{report_fenced, RunPlace};
 use super::{Event, Inner};
 use crate::history::{RunOutcome, RunRecord};
 use crate::job::{generate_id, Job};

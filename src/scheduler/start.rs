@@ -8,7 +8,7 @@
 //!   scheduler takes the run back at once ([`Withdrawal`]); one made through another
 //!   node of a shared store is seen here, by reading the job's schedule from the store
 //!   as the run's time comes. Runs due at one instant ask in one read
-//!   ([`ScheduleChecks`]).
+//!   ([`StoreBatches`]).
 //! - **`max_instances` counts the runs executing then.** A run handed over early
 //!   claims its instance slot at its time, not at hand-over, so a run it has not
 //!   started yet never counts against the limit (a run now through any node finds the
@@ -57,7 +57,7 @@ pub(crate) struct RunStart {
     /// The revision the job had when it was taken: finding it in the store means
     /// nobody changed the job since. Nothing of this node's own is written to the job
     /// before this check (a held job's release waits for the run's end, a deferred one
-    /// for this check: `main_loop::Deferred`), so the store shows either that revision
+    /// for this check: `deferred::Deferred`), so the store shows either that revision
     /// or somebody's change. A revision alone, since a change may leave the next run
     /// time as it was (a new trigger whose first time is the run's).
     pub(crate) acquired_revision: u64,
@@ -80,7 +80,7 @@ pub(crate) struct RunStart {
     pub(crate) first_run_id: String,
     /// The last run of the submission: its record frees the slot claimed here.
     pub(crate) last_run_id: String,
-    /// Whether the run holds its job until it ends (`main_loop::HeldRelease`): nothing
+    /// Whether the run holds its job until it ends (`deferred::HeldRelease`): nothing
     /// of this node's own is written to the job before then, so while it waits for a
     /// slot any new revision in the store is somebody's change.
     pub(crate) held: bool,
@@ -99,7 +99,7 @@ impl StartCheck for RunStart {
         if self.confirm_schedule {
             let confirmed = self.confirm_schedule(&inner, &store).await;
             // Its job's deferred release may now be written; the loop writes it. Only
-            // a job its run does not hold has one (`main_loop::Deferred`).
+            // a job its run does not hold has one (`deferred::Deferred`).
             if let Some(place) = inner.lock().run_stores.get_mut(&self.first_run_id) {
                 place.awaiting_check = false;
             }
