@@ -25,8 +25,8 @@
 //!   `POST /api/v1/jobs` after another (keep-alive).
 //!
 //! The phases take turns in slices of at most half a second (bound, store, scheduler,
-//! HTTP, append), each getting the same total time, so the machine's changing load
-//! falls on all of them alike. Ratios are kairos / bound.
+//! HTTP, append; in a fresh random order each turn), each getting the same total time,
+//! so the machine's changing load falls on all of them alike. Ratios are kairos / bound.
 //!
 //! Usage: `cargo bench --bench durable_adds -- [--quick] [--seconds S] [URL...]`.
 //! Default URLs: `sqlite` (fresh files in the temp dir) and
@@ -438,20 +438,25 @@ async fn measure(target: &Target, duration: Duration) -> Result<serde_json::Valu
         .ceil()
         .max(1.0);
     let slice = duration.div_f64(slices);
+    // A fresh order every turn: what one phase leaves behind (a checkpoint, a woken
+    // listener, the disk's write-back) falls on each of the others alike.
+    let mut order = [0, 1, 2, 3, 4];
     for _ in 0..slices as usize {
-        bound.slice(&mut by_bound, slice).await;
-        store_slice(&store, &mut by_store, slice).await;
-        scheduler_slice(&scheduler, &mut by_scheduler, slice).await;
-        if let Ok(daemon) = &daemon {
-            http_slice(
-                &client,
-                &format!("{}/jobs", daemon.base_url),
-                &mut by_http,
-                slice,
-            )
-            .await;
+        fastrand::shuffle(&mut order);
+        for phase in order {
+            match phase {
+                0 => bound.slice(&mut by_bound, slice).await,
+                1 => store_slice(&store, &mut by_store, slice).await,
+                2 => scheduler_slice(&scheduler, &mut by_scheduler, slice).await,
+                3 => {
+                    if let Ok(daemon) = &daemon {
+                        let jobs_url = format!("{}/jobs", daemon.base_url);
+                        http_slice(&client, &jobs_url, &mut by_http, slice).await;
+                    }
+                }
+                _ => bound.append_slice(&mut by_append, slice),
+            }
         }
-        bound.append_slice(&mut by_append, slice);
     }
 
     scheduler.shutdown(Some(Duration::from_secs(5))).await;
