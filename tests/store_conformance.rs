@@ -426,6 +426,50 @@ async fn a_conditional_update_writes_only_at_the_expected_revision(harness: Harn
     assert_eq!(won, 1);
 }
 
+/// A caller that goes away mid-add (an HTTP client that hung up) strands none of the
+/// adds that came after it: on the SQL stores a lone add writes in its caller's future
+/// while later adds queue behind it (src/store/sql/group_commit.rs), and whatever
+/// queued is handed on when that future is dropped.
+async fn an_abandoned_add_strands_no_add_queued_behind_it(harness: Harness) {
+    let store = &harness.store;
+    for round in 0..20u32 {
+        let first = {
+            let store = Arc::clone(store);
+            tokio::spawn(async move {
+                store
+                    .add_job(job(&format!("abandoned-{round}"), Some(t0())))
+                    .await
+            })
+        };
+        // Let the first add start its write before the others arrive, in some rounds.
+        for _ in 0..round % 4 {
+            tokio::task::yield_now().await;
+        }
+        let later: Vec<_> = (0..5u32)
+            .map(|index| {
+                let store = Arc::clone(store);
+                tokio::spawn(async move {
+                    store
+                        .add_job(job(&format!("later-{round}-{index}"), Some(t0())))
+                        .await
+                })
+            })
+            .collect();
+        first.abort();
+        for add in later {
+            let added = tokio::time::timeout(std::time::Duration::from_secs(20), add)
+                .await
+                .expect("an add queued behind an abandoned one finishes")
+                .unwrap();
+            added.unwrap();
+        }
+        let _ = first.await;
+    }
+    // The store still takes adds, lone and concurrent.
+    store.add_job(job("after", Some(t0()))).await.unwrap();
+    assert!(store.get_job("after").await.unwrap().is_some());
+}
+
 async fn config_jobs_are_found_and_jobs_counted_without_reading_all(harness: Harness) {
     let store = &harness.store;
     assert_eq!(store.count_jobs().await.unwrap(), 0);
@@ -2076,6 +2120,7 @@ macro_rules! conformance {
                     missing_and_duplicate_ids_are_errors,
                     concurrent_adds_each_get_their_own_answer,
                     a_conditional_update_writes_only_at_the_expected_revision,
+                    an_abandoned_add_strands_no_add_queued_behind_it,
                     config_jobs_are_found_and_jobs_counted_without_reading_all,
                     jobs_are_counted_by_state,
                     jobs_are_listed_a_filtered_page_at_a_time,

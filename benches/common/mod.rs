@@ -1,5 +1,6 @@
-//! What the comparison benches share: reading this process's memory and CPU time from
-//! /proc, percentiles, and the store a run is measured on (`--store=memory|sqlite|URL`).
+//! What the comparison benches share: reading this process's memory (from /proc) and
+//! CPU time (getrusage), percentiles, and the store a run is measured on
+//! (`--store=memory|sqlite|URL`).
 //!
 //! Included with `#[path]` by `burst.rs`, `pending.rs` and `recurring.rs`; each uses a
 //! different part, hence the `dead_code` allowance.
@@ -25,20 +26,20 @@ pub fn memory_kib() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// User plus system CPU time of this process in milliseconds (clock ticks of 10 ms).
+/// User plus system CPU time of this process in milliseconds, all threads, from
+/// `getrusage(RUSAGE_SELF)` (microseconds). Every system of the comparison suite reads
+/// its CPU this way (APScheduler's peer with Python's `resource.getrusage`,
+/// tokio-cron-scheduler's with the same call as here), so the figures compare; /proc's
+/// clock ticks (10 ms) would round an idle minute to 0 or 10 ms.
+#[allow(unsafe_code)]
 pub fn cpu_ms() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The command name is in parentheses and may hold spaces: count fields after it.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let field = |index: usize| {
-        fields
-            .get(index)
-            .and_then(|value| value.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (field(11) + field(12)) as f64 * 10.0
+    // SAFETY: getrusage only writes the struct it is given, which is plain data.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return f64::NAN;
+    }
+    let ms = |time: libc::timeval| time.tv_sec as f64 * 1000.0 + time.tv_usec as f64 / 1000.0;
+    ms(usage.ru_utime) + ms(usage.ru_stime)
 }
 
 /// The value at `fraction` of a sorted slice (nearest rank); NaN when empty.

@@ -3,21 +3,30 @@
 //! the HTTP adds) costs one statement and one commit (one WAL flush) per batch instead of
 //! one per job.
 //!
-//! Each `add_job` puts its job on a queue and waits for its own answer. If no flush is
-//! running, it spawns one: a task that takes up to [`CHUNK`] queued jobs, inserts them
-//! in one statement, answers each caller, and repeats until the queue is empty. Jobs
-//! that arrive while a batch is being written form the next batch, so batches grow with
-//! the load and a lone add waits for nothing but its own statement.
+//! An add that finds nothing queued and no flush running is alone: it runs its own
+//! statement in its own future, and adds that arrive meanwhile queue behind it. Any
+//! other `add_job` puts its job on the queue and waits for its own answer; if no flush
+//! is running, it spawns one: a task that takes up to [`CHUNK`] queued jobs, inserts
+//! them in one statement, answers each caller, and repeats until the queue is empty.
+//! Jobs that arrive while a statement is being written form the next batch, so batches
+//! grow with the load, and a lone add (one caller adding one job after another) costs
+//! its statement and commit and no hand-over to a task and back: on a loaded two-core
+//! machine each such hop waits for a core, and the bound a lone caller is measured
+//! against is one durable commit per add (`benches/durable_adds.rs`, BENCHMARKS.md).
 //!
 //! # Ground rules
 //! - Same semantics as one insert per job: each caller learns when its own row is
 //!   committed. A batch is all or nothing in the database; when it fails (a taken id, a
 //!   job that cannot be serialised, a lost connection), every job of it is inserted again
 //!   on its own, so each caller gets its own answer: `Conflict` only for the taken id.
-//! - The flush runs in a spawned task, not in a caller's future: an HTTP handler
+//! - Batches are flushed by a spawned task, not in a caller's future: an HTTP handler
 //!   dropped mid-request (its client went away) cannot strand the callers queued behind
-//!   it. A flush that panics drops its callers' reply channels (they get
-//!   `Unavailable`) and gives the queue up, so the next add starts a new flush.
+//!   it. A lone add does run in its caller's future, but whatever queued behind it is
+//!   handed to a flush task when that future ends, finished or dropped. A flush that
+//!   panics drops its callers' reply channels (they get `Unavailable`) and gives the
+//!   queue up, so the next add starts a new flush.
+//! - One writer of adds at a time, as before: the lone add holds the queue's `flushing`
+//!   mark while it writes.
 //! - The queue's lock is a `std` mutex held only to push or take jobs, never across
 //!   an `.await`.
 
@@ -48,6 +57,17 @@ fn lock(queue: &Mutex<AddQueue>) -> MutexGuard<'_, AddQueue> {
 impl<D: Dialect> SqlStore<D> {
     /// Adds `job` as part of whatever batch is being formed; see the module docs.
     pub(super) async fn add_job_grouped(&self, job: Job) -> Result<Job, StoreError> {
+        let alone = {
+            let mut queue = lock(&self.adds);
+            let alone = !queue.flushing && queue.pending.is_empty();
+            queue.flushing |= alone;
+            alone
+        };
+        if alone {
+            // Hands on what queues meanwhile when this future ends, however it ends.
+            let _handover = Handover(self.clone());
+            return self.add_one(job).await;
+        }
         let (reply, answer) = oneshot::channel();
         let start_flush = {
             let mut queue = lock(&self.adds);
@@ -113,6 +133,34 @@ impl<D: Dialect> SqlStore<D> {
                 Err(StoreError::Conflict(job.id))
             }
             Err(error) => Err(failure::<D>(error)),
+        }
+    }
+}
+
+/// Ends a lone add's turn as the writer: the adds that queued behind it go to a new
+/// flush task, or, with none, the queue is free for the next lone add.
+struct Handover<D: Dialect>(SqlStore<D>);
+
+impl<D: Dialect> Drop for Handover<D> {
+    fn drop(&mut self) {
+        let mut queue = lock(&self.0.adds);
+        if queue.pending.is_empty() {
+            queue.flushing = false;
+            return;
+        }
+        drop(queue);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let store = self.0.clone();
+                runtime.spawn(async move { store.flush_adds().await });
+            }
+            // No runtime left to flush on (it is shutting down): the queued callers'
+            // replies are dropped, so they get `Unavailable`, as from a failed flush.
+            Err(_) => {
+                let mut queue = lock(&self.0.adds);
+                queue.pending.clear();
+                queue.flushing = false;
+            }
         }
     }
 }

@@ -41,19 +41,17 @@ fn memory_kib() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// User plus system CPU time of this process in milliseconds.
+/// User plus system CPU time of this process in milliseconds, all threads, from
+/// `getrusage(RUSAGE_SELF)` (microseconds): the source kairos's benches and
+/// APScheduler's peer read too, so the suite's CPU figures compare.
 fn cpu_ms() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let field = |index: usize| {
-        fields
-            .get(index)
-            .and_then(|value| value.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime, in clock ticks of 10 ms.
-    (field(11) + field(12)) as f64 * 10.0
+    // SAFETY: getrusage only writes the struct it is given, which is plain data.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return f64::NAN;
+    }
+    let ms = |time: libc::timeval| time.tv_sec as f64 * 1000.0 + time.tv_usec as f64 / 1000.0;
+    ms(usage.ru_utime) + ms(usage.ru_stime)
 }
 
 fn percentile(sorted: &[f64], fraction: f64) -> f64 {
