@@ -36,18 +36,22 @@
 #[path = "common/daemon.rs"]
 mod daemon;
 
+#[path = "common/jobs.rs"]
+mod jobs;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use kairos::job::{Job, JobSpec};
+use jobs::one_off;
+use kairos::job::JobSpec;
 use kairos::scheduler::Scheduler;
 use kairos::store::prelude::*;
 use kairos::store::sql::{connect, SqlOptions};
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
-use kairos::trigger::{DateSpec, Trigger, TriggerContext, TriggerSpec};
+use kairos::trigger::{DateSpec, TriggerSpec};
 use sqlx::Connection;
 
 use daemon::{drop_tables, Daemon, TOKEN};
@@ -244,35 +248,6 @@ impl Bound {
                     .await;
             }
         }
-    }
-}
-
-/// A one-off job due in 2099 (nothing fires while measuring), built directly as
-/// `benches/stores.rs` does: the store is what is measured.
-fn one_off(id: String, at: DateTime<Utc>) -> Job {
-    let spec = TriggerSpec::Date(DateSpec {
-        run_date: Some(at.to_rfc3339()),
-        ..DateSpec::default()
-    });
-    Job {
-        trigger: Trigger::new(spec, &TriggerContext::new(at)).expect("a valid trigger"),
-        name: id.clone(),
-        id,
-        task: "record".to_owned(),
-        args: serde_json::Value::Null,
-        executor: "default".to_owned(),
-        misfire_grace_time: None,
-        coalesce: true,
-        max_instances: 1,
-        overlap: Default::default(),
-        jitter: None,
-        paused: false,
-        next_run_time: Some(at),
-        revision: 0,
-        config_spec: None,
-        config_version: None,
-        retry: Default::default(),
-        expect_success: None,
     }
 }
 

@@ -12,16 +12,20 @@
 //! sizes: 100,000 adds each way, 10,000 fires over 5 s, 1,000,000 pending for the
 //! restart; `--quick`: 5,000 / 2,000 over 2 s / 50,000. Prints one JSON line per store.
 
+#[path = "common/jobs.rs"]
+mod jobs;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{TimeDelta, Utc};
+use jobs::one_off;
 use kairos::job::{Job, JobSpec};
 use kairos::scheduler::Scheduler;
 use kairos::store::prelude::*;
 use kairos::store::sql::{connect, SqlOptions};
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
-use kairos::trigger::{DateSpec, Trigger, TriggerContext, TriggerSpec};
+use kairos::trigger::{DateSpec, TriggerSpec};
 
 /// The firing runs measured: (fire-ahead window, whether adds overlap the firing).
 /// None and one second ahead with the adds done first, then one second ahead while
@@ -53,34 +57,6 @@ fn options(prefix: &str) -> SqlOptions {
     SqlOptions {
         table_prefix: prefix.to_owned(),
         ..SqlOptions::default()
-    }
-}
-
-/// A one-off job due at `at` (built directly: the store is what is measured here).
-fn one_off(id: String, at: DateTime<Utc>) -> Job {
-    let spec = TriggerSpec::Date(DateSpec {
-        run_date: Some(at.to_rfc3339()),
-        ..DateSpec::default()
-    });
-    Job {
-        trigger: Trigger::new(spec, &TriggerContext::new(at)).expect("a valid trigger"),
-        name: id.clone(),
-        id,
-        task: "record".to_owned(),
-        args: serde_json::Value::Null,
-        executor: "default".to_owned(),
-        misfire_grace_time: None,
-        coalesce: true,
-        max_instances: 1,
-        overlap: Default::default(),
-        jitter: None,
-        paused: false,
-        next_run_time: Some(at),
-        revision: 0,
-        config_spec: None,
-        config_version: None,
-        retry: Default::default(),
-        expect_success: None,
     }
 }
 
