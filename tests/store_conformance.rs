@@ -26,7 +26,7 @@ use kairos::store::prelude::*;
 use kairos::store::sql::SqlOptions;
 use kairos::store::{
     ConfigGeneration, FinishedRun, InstanceClaim, JobQuery, JobSchedule, NodeInfo, Release,
-    RunLimits, StoreError,
+    RunLimits, SetAside, StoreError,
 };
 use kairos::trigger::TriggerSpec;
 use serde_json::json;
@@ -555,17 +555,23 @@ async fn jobs_are_listed_a_filtered_page_at_a_time(harness: Harness) {
             format!("Cancel order {index}")
         };
         // Args that hold the filter texts must not make a job match.
-        job.args = json!({"task": "report", "note": "special_100%", "failed": true});
-        // Every tenth a one-off job kept after its attempts failed.
+        job.args =
+            json!({"task": "report", "note": "special_100%", "failed": true, "broken": true});
+        // Every tenth set aside: a one-off job kept after its attempts failed, and one
+        // (the second) a job set aside as broken.
         if index % 10 == 9 {
             job.paused = false;
             job.next_run_time = None;
-            job.retry.failed = Some(kairos::job::JobFailure {
-                scheduled_time: t0(),
-                attempts: 3,
-                at: t0() + secs(10),
-                error: Some("connection refused".to_owned()),
-            });
+            if index == 19 {
+                job.retry.broken = Some("its trigger took too long to evaluate".to_owned());
+            } else {
+                job.retry.failed = Some(kairos::job::JobFailure {
+                    scheduled_time: t0(),
+                    attempts: 3,
+                    at: t0() + secs(10),
+                    error: Some("connection refused".to_owned()),
+                });
+            }
         }
         jobs.push(job);
     }
@@ -630,10 +636,34 @@ async fn jobs_are_listed_a_filtered_page_at_a_time(harness: Harness) {
         JobQuery {
             paused: Some(false),
             failed: None,
+            set_aside: None,
             task: Some("noop".to_owned()),
             text: Some("order".to_owned()),
             offset: 2,
             limit: 4,
+        },
+        JobQuery {
+            set_aside: Some(SetAside::Failed),
+            limit: 50,
+            ..JobQuery::default()
+        },
+        JobQuery {
+            set_aside: Some(SetAside::Failed),
+            offset: 1,
+            limit: 1,
+            ..JobQuery::default()
+        },
+        JobQuery {
+            set_aside: Some(SetAside::Broken),
+            limit: 50,
+            ..JobQuery::default()
+        },
+        JobQuery {
+            failed: Some(true),
+            set_aside: Some(SetAside::Broken),
+            text: Some("order-19".to_owned()),
+            limit: 50,
+            ..JobQuery::default()
         },
         JobQuery {
             failed: Some(true),
@@ -666,9 +696,26 @@ async fn jobs_are_listed_a_filtered_page_at_a_time(harness: Harness) {
         limit: 50,
         ..JobQuery::default()
     };
-    let failed = store.list_jobs(&failed).await.unwrap();
-    assert_eq!(failed.total, 3);
-    assert!(failed.jobs.iter().all(|job| job.state() == "failed"));
+    let set_aside = store.list_jobs(&failed).await.unwrap();
+    assert_eq!(set_aside.total, 3);
+    // Each way of being set aside is listed apart, with its own total.
+    for (way, state, total) in [
+        (SetAside::Failed, "failed", 2),
+        (SetAside::Broken, "broken", 1),
+    ] {
+        let query = JobQuery {
+            set_aside: Some(way),
+            limit: 50,
+            ..JobQuery::default()
+        };
+        let listed = store.list_jobs(&query).await.unwrap();
+        assert_eq!(listed.total, total, "{way:?}");
+        assert_eq!(listed.jobs.len(), total as usize, "{way:?}");
+        assert!(
+            listed.jobs.iter().all(|job| job.state() == state),
+            "{way:?}"
+        );
+    }
     let report = JobQuery {
         task: Some("report".to_owned()),
         limit: 50,

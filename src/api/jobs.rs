@@ -26,7 +26,7 @@ use super::view::JobView;
 use super::{AppState, Routes, Verb, PREFIX};
 use crate::job::{Job, JobChanges, JobOptions, JobSpec};
 use crate::scheduler::Scheduler;
-use crate::store::JobQuery;
+use crate::store::{JobQuery, SetAside};
 use crate::task::outbound::never_reachable;
 use crate::trigger::datetime::format_instant;
 use crate::trigger::{TriggerContext, TriggerSpec};
@@ -273,9 +273,9 @@ async fn list_jobs(
         None | Some("" | "all") => (None, None, None),
         Some("scheduled") => (Some(false), Some(false), None),
         Some("paused") => (Some(true), None, None),
-        // Set aside (neither paused nor with a next run time): the stores list both
-        // kinds at once, and `Job::state` tells a failed one-off job from a broken one.
-        Some(wanted @ ("failed" | "broken")) => (Some(false), Some(true), Some(wanted)),
+        // Set aside (neither paused nor with a next run time), each way apart.
+        Some("failed") => (Some(false), Some(true), Some(SetAside::Failed)),
+        Some("broken") => (Some(false), Some(true), Some(SetAside::Broken)),
         Some(other) => {
             return Err(ApiError::bad_request(
                 "invalid_query",
@@ -286,23 +286,17 @@ async fn list_jobs(
     let job_query = JobQuery {
         paused,
         failed,
+        set_aside,
         task: query.task.filter(|task| !task.is_empty()),
         text: query.q.filter(|text| !text.trim().is_empty()),
         offset,
         limit,
     };
     let jobstore = query.jobstore.filter(|name| !name.is_empty());
-    let listed = match set_aside {
-        None => {
-            state
-                .scheduler
-                .list_jobs(&job_query, jobstore.as_deref())
-                .await?
-        }
-        Some(wanted) => {
-            list_set_aside(&state.scheduler, &job_query, jobstore.as_deref(), wanted).await?
-        }
-    };
+    let listed = state
+        .scheduler
+        .list_jobs(&job_query, jobstore.as_deref())
+        .await?;
     let mut jobs = Vec::with_capacity(listed.jobs.len());
     for (store, job) in listed.jobs {
         // One read of the last success per watched job of the page (none for the
@@ -329,38 +323,6 @@ async fn list_jobs(
             jobstores: state.scheduler.jobstore_names(),
         }),
     }))
-}
-
-/// The page of `query` among the jobs set aside in state `wanted` (`failed`: a one-off
-/// job whose attempts were used up; `broken`: a job whose trigger could not be
-/// evaluated within its budget, `docs/lifecycle.md`). The stores list the jobs set
-/// aside together; this reads all of them (up to [`MAX_UNPAGED`], they are few: each
-/// is a job that needs a person) and keeps those in `wanted`, so each state lists only
-/// its own, with its own total.
-async fn list_set_aside(
-    scheduler: &crate::scheduler::Scheduler,
-    query: &JobQuery,
-    jobstore: Option<&str>,
-    wanted: &str,
-) -> Result<crate::scheduler::ListedJobs, ApiError> {
-    let all = JobQuery {
-        offset: 0,
-        limit: MAX_UNPAGED,
-        ..query.clone()
-    };
-    let listed = scheduler.list_jobs(&all, jobstore).await?;
-    let jobs: Vec<(String, crate::job::Job)> = listed
-        .jobs
-        .into_iter()
-        .filter(|(_, job)| job.state() == wanted)
-        .collect();
-    let total = u64::try_from(jobs.len()).unwrap_or(u64::MAX);
-    let jobs = jobs
-        .into_iter()
-        .skip(query.offset)
-        .take(query.limit)
-        .collect();
-    Ok(crate::scheduler::ListedJobs { jobs, total })
 }
 
 /// `POST /jobs`, idempotent when the request carries an `Idempotency-Key`.

@@ -61,7 +61,7 @@ pub mod sql;
 pub mod url;
 pub mod wake;
 
-pub use self::query::{JobPage, JobQuery};
+pub use self::query::{JobPage, JobQuery, SetAside};
 pub use self::retention::{HistoryRetention, DEFAULT_FAILURES_PER_JOB, DEFAULT_SUCCESSES_PER_JOB};
 pub use self::url::{open, OpenError, OpenOptions};
 pub use self::wake::WakeUp;

@@ -16,6 +16,11 @@ pub struct JobQuery {
     /// [`crate::job::JobFailure`]) or a job set aside as `broken`; or only the others
     /// (`Some(false)`).
     pub failed: Option<bool>,
+    /// Only the jobs set aside this way: a one-off job kept as failed, or a job set
+    /// aside as broken ([`SetAside`]). The two are listed apart, each with its own
+    /// total, by the store's own query (a set-aside job is neither paused nor due, so
+    /// this implies `failed = Some(true)`).
+    pub set_aside: Option<SetAside>,
     /// Only jobs of this task (exact name).
     pub task: Option<String>,
     /// Only jobs whose id or name contains this text, ignoring case.
@@ -24,6 +29,29 @@ pub struct JobQuery {
     pub offset: usize,
     /// The most jobs to return.
     pub limit: usize,
+}
+
+/// Why a job is set aside: neither paused nor with a next run time (`Job::state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetAside {
+    /// A one-off job whose attempts were used up ([`crate::job::JobFailure`]).
+    Failed,
+    /// A job whose trigger could not be evaluated within its budget
+    /// (docs/lifecycle.md); a new trigger ends it.
+    Broken,
+}
+
+impl SetAside {
+    /// How a job is set aside, given where it stands: `None` when it is paused or has a
+    /// next run time. A job marked broken is `Broken` whatever else it has, as
+    /// [`Job::state`] says; any other is `Failed`.
+    pub fn of(paused: bool, has_next_run_time: bool, broken: bool) -> Option<SetAside> {
+        match (paused || has_next_run_time, broken) {
+            (true, _) => None,
+            (false, true) => Some(SetAside::Broken),
+            (false, false) => Some(SetAside::Failed),
+        }
+    }
 }
 
 /// One page of a listing.
@@ -43,24 +71,34 @@ impl JobQuery {
             &job.name,
             &job.task,
             job.paused,
-            !job.paused && job.next_run_time.is_none(),
+            SetAside::of(
+                job.paused,
+                job.next_run_time.is_some(),
+                job.retry.broken.is_some(),
+            ),
         )
     }
 
     /// [`JobQuery::matches`] on the fields it looks at, for stores that read those
-    /// without decoding the whole job.
+    /// without decoding the whole job (`set_aside`: [`SetAside::of`]).
     pub fn matches_fields(
         &self,
         id: &str,
         name: &str,
         task: &str,
         paused: bool,
-        failed: bool,
+        set_aside: Option<SetAside>,
     ) -> bool {
         if self.paused.is_some_and(|wanted| wanted != paused) {
             return false;
         }
-        if self.failed.is_some_and(|wanted| wanted != failed) {
+        if self
+            .failed
+            .is_some_and(|wanted| wanted != set_aside.is_some())
+        {
+            return false;
+        }
+        if self.set_aside.is_some() && self.set_aside != set_aside {
             return false;
         }
         if self.task.as_deref().is_some_and(|wanted| wanted != task) {

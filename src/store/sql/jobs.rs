@@ -23,7 +23,7 @@ use super::{
     CHUNK,
 };
 use crate::job::Job;
-use crate::store::query::list_order;
+use crate::store::query::{list_order, SetAside};
 use crate::store::{wake, JobPage, JobQuery, Jobs, StoreError};
 
 /// The columns every job read selects, in this order (see [`read_row`]).
@@ -462,9 +462,11 @@ impl<D: Dialect> Jobs for SqlStore<D> {
             conditions.push("paused = ?".to_owned());
             args.push(Arg::from(i64::from(paused)));
         }
-        // A failed job is the only kind neither paused nor with a next run time (a
-        // finished one is removed), so the columns tell, and the count needs no JSON.
-        match query.failed {
+        // Set aside (a failed one-off job or a broken one) is the only kind neither
+        // paused nor with a next run time (a finished one is removed), so the columns
+        // tell, and the count needs no JSON.
+        let failed = query.failed.or(query.set_aside.map(|_| true));
+        match failed {
             Some(true) => {
                 conditions.push("(paused = 0 AND next_run_time IS NULL)".to_owned());
             }
@@ -475,7 +477,9 @@ impl<D: Dialect> Jobs for SqlStore<D> {
         }
         // Text and task filters narrow by `LIKE` on the job's JSON, a superset of the
         // matches; each candidate is then confirmed by `JobQuery::matches_fields`.
-        let mut narrowed = false;
+        // Which way a job is set aside is in its JSON: those (few, each a job that
+        // needs a person) are told apart by the confirmation below.
+        let mut narrowed = query.set_aside.is_some();
         if let Some(task) = &query.task {
             narrowed = true;
             conditions.push("job LIKE ? ESCAPE '!'".to_owned());
@@ -535,7 +539,11 @@ impl<D: Dialect> Jobs for SqlStore<D> {
                     &fields.name,
                     &fields.task,
                     fields.paused,
-                    !fields.paused && next_run_time.is_none(),
+                    SetAside::of(
+                        fields.paused,
+                        next_run_time.is_some(),
+                        fields.broken.is_some(),
+                    ),
                 ),
                 // Unreadable rows are left to a full read, which quarantines them.
                 _ => true,
@@ -565,6 +573,9 @@ struct ListedFields<'a> {
     task: std::borrow::Cow<'a, str>,
     #[serde(default)]
     paused: bool,
+    /// Present on a job set aside as broken (`Job::retry`, flattened).
+    #[serde(default)]
+    broken: Option<serde::de::IgnoredAny>,
 }
 
 /// `text` as a JSON string literal, quotes included: how it appears in a stored job.
