@@ -1304,6 +1304,50 @@ fn a_reschedule_through_another_node_cancels_a_retry_waiting_for_a_slot() {
     assert_promises_hold(&scenario);
 }
 
+/// A job with retries rescheduled to a one-off time already past runs that time at
+/// once, at the very instant the reschedule answers, through the node that made it; it
+/// fails and is tried again. The reschedule cancelled what was pending before it, not
+/// the attempts of the time it made due: the model took a first attempt that started
+/// at the instant of a reschedule for one started before it (seed 20,780 of the family
+/// with retries, overlap and faults, where a clock jump had left the new date behind).
+#[test]
+fn a_reschedule_to_a_time_already_past_does_not_cancel_the_attempts_of_that_time() {
+    let def = retrying(job(every(10, 20_000), 1, 261), true, (3, 300, 1, 300));
+    let scenario = written(
+        1,
+        6_000,
+        vec![
+            (37, 0, OpKind::Add(0, def)),
+            (2_037, 0, OpKind::Reschedule(0, Trig::At { at: 1_500 })),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
+/// A job that replaces its runs is due while a "run now" through another node holds its
+/// only slot; the node that takes that time waits for the slot (a replacement stops
+/// only runs of its own node) and is killed while it waits. A waiting run holds no slot
+/// and is not kept across a restart (docs/lifecycle.md, "When the limit is reached"),
+/// so that time leaves no trace; the model held "a disturbance delays runs, never loses
+/// them all" to it (seed 20,615 of the family with retries, overlap and faults, in the
+/// plays where the killed node took the time).
+#[test]
+fn a_time_waiting_for_a_slot_on_a_node_killed_meanwhile_may_leave_no_trace() {
+    let mut def = job(every(4, 2_400), 1, 1_261);
+    def.work.fail = true;
+    def.overlap = scenario::Overlap::Replace;
+    let scenario = written(
+        2,
+        12_000,
+        vec![
+            (37, 0, OpKind::Add(0, def)),
+            (2_037, 0, OpKind::RunNow(0)),
+            (2_637, 1, OpKind::Kill(Some(200))),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}
+
 /// A run of a job with retries waits for the slot a "run now" on another node holds,
 /// and its job's args are changed meanwhile through another node; it then ran as it was
 /// before the change, failed, and was not tried again: its end found the job changed

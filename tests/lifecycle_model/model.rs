@@ -777,6 +777,26 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             if held_past_end {
                 continue;
             }
+            // A time of a job that queues (or replaces behind a run of another node),
+            // due at its limit, waits for a slot on the node that took it. A waiting
+            // run holds no slot and is not kept across a restart: a node killed while
+            // it waits loses it, its time written back when it came due
+            // (docs/lifecycle.md, "When the limit is reached"). So a time due at its
+            // limit before a kill in its window may leave no trace (seed 20,615 of the
+            // family with retries, overlap and faults).
+            let lost_while_waiting = definition(observed, id)
+                .is_some_and(|def| def.overlap != Overlap::Skip)
+                && group.iter().any(|time| {
+                    holding(&executions, observed, *time)
+                        >= model.min_instances_over(*time - 1, *time).max(1) as usize
+                        && observed
+                            .kills
+                            .iter()
+                            .any(|kill| kill.at >= *time && kill.at <= *to)
+                });
+            if lost_while_waiting {
+                continue;
+            }
             let traced = group.iter().any(|time| {
                 by_time.contains_key(time)
                     || records
@@ -1025,20 +1045,34 @@ fn policies(
     for runs in by_time.values_mut() {
         runs.sort_by_key(|run| run.started);
     }
-    // Changes that cancel a pending attempt: a pause, a reschedule, a removal.
-    let cancels: Vec<Ms> = observed
+    // Changes that cancel a pending attempt: a pause, a reschedule, a removal; whether
+    // each is a reschedule.
+    let cancels: Vec<(Ms, bool)> = observed
         .applied
         .iter()
         .filter(|applied| applied.result.is_ok())
         .filter_map(|applied| match &applied.op.kind {
-            OpKind::Pause(job) | OpKind::Reschedule(job, _) | OpKind::Remove(job)
-                if job_id(*job) == id =>
-            {
-                Some(applied.at)
+            OpKind::Pause(job) | OpKind::Remove(job) if job_id(*job) == id => {
+                Some((applied.at, false))
             }
+            OpKind::Reschedule(job, _) if job_id(*job) == id => Some((applied.at, true)),
             _ => None,
         })
         .collect();
+    // Whether a change cancels the attempts of a time whose first attempt started at
+    // `first`: it came after that start. A reschedule to a time already past (a one-off
+    // date, or one a clock jump left behind) makes that time due at once, and the node
+    // that answered it starts its first attempt at that very instant: the change came
+    // first, and its own time's attempts are not cancelled by it. A pause or a removal
+    // starts nothing, and no other run starts at an operation's instant (operations
+    // are 37 ms past a tenth, fire times whole tenths).
+    let cancels_after = |first: Ms| -> Vec<Ms> {
+        cancels
+            .iter()
+            .filter(|(at, reschedule)| *at > first || (*at == first && !*reschedule))
+            .map(|(at, _)| *at)
+            .collect()
+    };
 
     // Retries: a failed attempt is followed by the next one, never before its end and,
     // left alone, no later than its longest wait (full jitter); a pause, reschedule or
@@ -1141,9 +1175,9 @@ fn policies(
                             ),
                         );
                     }
-                    if let Some(change) = cancels
+                    if let Some(change) = cancels_after(ms_of(runs[0].started))
                         .iter()
-                        .find(|change| **change >= ms_of(runs[0].started) && **change < started)
+                        .find(|change| **change < started)
                     {
                         report(
                             "pause, reschedule and removal cancel pending attempts",
@@ -1165,9 +1199,7 @@ fn policies(
                     continue;
                 };
                 let left = attempts < retry.max_attempts as usize;
-                let cancelled = cancels
-                    .iter()
-                    .any(|change| *change >= ms_of(runs[0].started));
+                let cancelled = !cancels_after(ms_of(runs[0].started)).is_empty();
                 let disturbed = runs.iter().any(|run| {
                     within(windows, ms_of(run.started)) || kill_of(run, observed).is_some()
                 }) || within(windows, ended + retry.delay_cap(retry.max_attempts));
