@@ -1377,7 +1377,9 @@ impl Jobs for HeldStore {
     async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
         self.inner.get_job(id).await
     }
-
+}
+#[async_trait]
+impl JobListing for HeldStore {
     async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
         self.inner.get_jobs().await
     }

@@ -262,7 +262,7 @@ fn record(job_id: &str, run: &str, finished: DateTime<Utc>) -> RunRecord {
 
 // ---- the tests, written once, by the part of the store contract they test ----
 
-// ---- Jobs: adding, changing, reading, listing and counting jobs ----
+// ---- Jobs and JobListing: adding, changing, reading, listing and counting jobs ----
 
 async fn add_get_update_remove(harness: Harness) {
     let store = &harness.store;
@@ -2161,7 +2161,7 @@ macro_rules! conformance {
                 use super::*;
 
                 conformance!(@tests $backend;
-                    // Jobs
+                    // Jobs and JobListing
                     add_get_update_remove,
                     a_batch_of_jobs_is_added_at_once,
                     missing_and_duplicate_ids_are_errors,
@@ -2210,7 +2210,7 @@ macro_rules! conformance {
                 use super::*;
 
                 conformance!(@tests $backend;
-                    // Jobs
+                    // Jobs and JobListing
                     jobs_survive_a_restart_of_the_scheduler,
                     // DueJobs
                     a_corrupt_job_is_skipped_without_blocking_the_others,

@@ -21,8 +21,8 @@ use crate::history::RunRecord;
 use crate::job::Job;
 use crate::store::{
     Cluster, ConfigGeneration, DueJobs, FinishedRun, InstanceClaim, InstanceSlots, JobCounts,
-    JobPage, JobQuery, JobSchedule, JobStore, Jobs, NodeInfo, Nodes, OrphanedRun, Release,
-    RunHistory, RunLimits, StoreError, StoreErrorKind, WakeUp,
+    JobListing, JobPage, JobQuery, JobSchedule, JobStore, Jobs, NodeInfo, Nodes, OrphanedRun,
+    Release, RunHistory, RunLimits, StoreError, StoreErrorKind, WakeUp,
 };
 
 /// One [`JobStore`] method, as the `operation` label names it.
@@ -44,15 +44,15 @@ pub enum StoreOperation {
     RemoveAllJobs,
     /// `Jobs::get_job`.
     GetJob,
-    /// `Jobs::get_jobs`.
+    /// `JobListing::get_jobs`.
     GetJobs,
-    /// `Jobs::get_config_jobs`.
+    /// `JobListing::get_config_jobs`.
     GetConfigJobs,
-    /// `Jobs::count_jobs`.
+    /// `JobListing::count_jobs`.
     CountJobs,
-    /// `Jobs::count_job_states`.
+    /// `JobListing::count_job_states`.
     CountJobStates,
-    /// `Jobs::list_jobs`.
+    /// `JobListing::list_jobs`.
     ListJobs,
     /// `DueJobs::next_run_time`.
     NextRunTime,
@@ -352,7 +352,9 @@ impl Jobs for InstrumentedStore {
         self.observe(StoreOperation::GetJob, started, result.as_ref().err());
         result
     }
-
+}
+#[async_trait]
+impl JobListing for InstrumentedStore {
     async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
         let started = Instant::now();
         let result = self.inner.get_jobs().await;

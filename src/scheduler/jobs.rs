@@ -555,7 +555,7 @@ impl Scheduler {
     }
 
     /// The jobs the daemon's config files own, of all stores (see
-    /// [`Jobs::get_config_jobs`](crate::store::Jobs::get_config_jobs)).
+    /// [`JobListing::get_config_jobs`](crate::store::JobListing::get_config_jobs)).
     pub async fn get_config_jobs(&self) -> Result<Vec<Job>, SchedulerError> {
         let mut jobs = Vec::new();
         for store in self.inner.stores.values() {
@@ -583,7 +583,7 @@ impl Scheduler {
     }
 
     /// How many jobs are in each state, across all stores, as the stores count them
-    /// ([`crate::store::Jobs::count_job_states`]): no job is read.
+    /// ([`crate::store::JobListing::count_job_states`]): no job is read.
     pub async fn count_job_states(&self) -> Result<crate::store::JobCounts, SchedulerError> {
         let mut counts = crate::store::JobCounts::default();
         for store in self.inner.stores.values() {

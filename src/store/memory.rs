@@ -26,8 +26,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use self::compact::{Names, StoredJob};
 use self::tables::{InsertError, JobTable, SlotNumber};
 use super::{
-    Cluster, ConfigGeneration, DueJobs, FinishedRun, InstanceClaim, InstanceSlots, Jobs, NodeInfo,
-    Nodes, OrphanedRun, Release, RunHistory, RunLimits, StoreError,
+    Cluster, ConfigGeneration, DueJobs, FinishedRun, InstanceClaim, InstanceSlots, JobListing,
+    Jobs, NodeInfo, Nodes, OrphanedRun, Release, RunHistory, RunLimits, StoreError,
 };
 use crate::history::{RunOutcome, RunRecord};
 use crate::job::Job;
@@ -500,7 +500,9 @@ impl Jobs for MemoryStore {
         let state = self.lock();
         Ok(state.jobs.get_by_id(id).map(|job| job.to_job(&state.names)))
     }
-
+}
+#[async_trait]
+impl JobListing for MemoryStore {
     async fn count_jobs(&self) -> Result<u64, StoreError> {
         Ok(u64::try_from(self.lock().jobs.len()).unwrap_or(u64::MAX))
     }

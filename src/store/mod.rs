@@ -36,14 +36,15 @@
 //!   `Unavailable` with backoff and never loses a job over one.
 //!
 //! # The contract by concern
-//! [`JobStore`] is the one bound callers hold; it is made of six traits, each a
+//! [`JobStore`] is the one bound callers hold; it is made of seven traits, each a
 //! concern a store answers for, and every store implements each under its methods'
 //! own names. A method called on a `dyn JobStore` needs no import; one called on a
 //! concrete store needs its trait in scope (`use kairos::store::prelude::*`):
 //!
 //! | trait | what | methods |
 //! | --- | --- | --- |
-//! | [`Jobs`] | the jobs themselves | add, replace, update (`_if`), remove, get, list, count |
+//! | [`Jobs`] | the jobs one at a time | `add_job(s)`, `replace_job`, `update_job(_if)`, `remove_job`, `remove_all_jobs`, `get_job` |
+//! | [`JobListing`] | the jobs many at a time | `get_jobs`, `get_config_jobs`, `list_jobs` (a filtered page), `count_jobs`, `count_job_states` |
 //! | [`DueJobs`] | due jobs under leases | `next_run_time`, `job_schedules`, `acquire_due_jobs`, `release_jobs`, `renew_holdings`, `move_next_run_times` |
 //! | [`InstanceSlots`] | running-instance slots (`max_instances`) | `claim_instance(s)`, `release_instance`, `finish_runs`, `recover_owner`, `take_orphaned_runs` |
 //! | [`RunHistory`] | run records | `record_run`, `runs`, `runs_from`, `prune_runs`, `count_runs`, `last_success` |
@@ -282,7 +283,7 @@ pub struct JobSchedule {
     pub revision: u64,
 }
 
-/// How many jobs a store holds in each state ([`Jobs::count_job_states`]).
+/// How many jobs a store holds in each state ([`JobListing::count_job_states`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JobCounts {
     /// Neither paused nor set aside: jobs with a next run time.
@@ -493,7 +494,8 @@ pub(crate) fn decode_run_times(text: &str) -> Vec<DateTime<Utc>> {
         .collect()
 }
 
-/// The jobs themselves: adding, changing, removing, reading, listing and counting them.
+/// The jobs themselves, one at a time: adding, changing, removing and reading them
+/// ([`JobListing`] reads them many at a time).
 #[async_trait]
 pub trait Jobs: Send + Sync + 'static {
     /// Adds a new job; `Conflict` if the id is taken. Returns the job as stored.
@@ -538,13 +540,18 @@ pub trait Jobs: Send + Sync + 'static {
 
     /// The job with this id.
     async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError>;
+}
 
+/// The jobs many at a time: all of them, the config's, a filtered page, and counts
+/// that need not read them.
+#[async_trait]
+pub trait JobListing: Send + Sync + 'static {
     /// All jobs, by next run time, paused ones last.
     async fn get_jobs(&self) -> Result<Vec<Job>, StoreError>;
 
     /// The jobs the daemon's config files own ([`Job::is_from_config`]), in any order:
     /// what a reload compares with the files. Stores that can find them without
-    /// reading every job do; the default filters [`get_jobs`](Jobs::get_jobs).
+    /// reading every job do; the default filters [`get_jobs`](JobListing::get_jobs).
     async fn get_config_jobs(&self) -> Result<Vec<Job>, StoreError> {
         let mut jobs = self.get_jobs().await?;
         jobs.retain(Job::is_from_config);
@@ -553,7 +560,7 @@ pub trait Jobs: Send + Sync + 'static {
 
     /// How many jobs the store holds (for status lines and health checks, which must
     /// not read a million jobs to count them). The default counts
-    /// [`get_jobs`](Jobs::get_jobs).
+    /// [`get_jobs`](JobListing::get_jobs).
     async fn count_jobs(&self) -> Result<u64, StoreError> {
         Ok(u64::try_from(self.get_jobs().await?.len()).unwrap_or(u64::MAX))
     }
@@ -561,7 +568,7 @@ pub trait Jobs: Send + Sync + 'static {
     /// How many jobs the store holds in each state, for `GET /metrics` (every scrape
     /// asks): counted by the store, never by reading the jobs, where it can
     /// (docs/metrics.md says what each store's count costs). The default counts
-    /// [`get_jobs`](Jobs::get_jobs).
+    /// [`get_jobs`](JobListing::get_jobs).
     async fn count_job_states(&self) -> Result<JobCounts, StoreError> {
         let mut counts = JobCounts::default();
         for job in self.get_jobs().await? {
@@ -572,7 +579,7 @@ pub trait Jobs: Send + Sync + 'static {
 
     /// One page of the jobs that match `query`, in list order, with how many match in
     /// all. Stores that can page without reading every job do; the default filters
-    /// [`get_jobs`](Jobs::get_jobs).
+    /// [`get_jobs`](JobListing::get_jobs).
     async fn list_jobs(&self, query: &JobQuery) -> Result<JobPage, StoreError> {
         Ok(query::page_of(self.get_jobs().await?, query))
     }
@@ -942,13 +949,18 @@ pub trait Cluster: Send + Sync + 'static {
 /// bound schedulers, the API and the wrappers hold (`Arc<dyn JobStore>`). Implemented
 /// for every type that implements all of its parts; no trait-object upcasting is
 /// needed, as the parts' methods are called on the `dyn JobStore` itself.
-pub trait JobStore: Jobs + DueJobs + InstanceSlots + RunHistory + Nodes + Cluster {}
+pub trait JobStore:
+    Jobs + JobListing + DueJobs + InstanceSlots + RunHistory + Nodes + Cluster
+{
+}
 
-impl<T: Jobs + DueJobs + InstanceSlots + RunHistory + Nodes + Cluster> JobStore for T {}
+impl<T: Jobs + JobListing + DueJobs + InstanceSlots + RunHistory + Nodes + Cluster> JobStore for T {}
 
 /// [`JobStore`] and its parts, for a caller that calls their methods on a concrete store
 /// (`MemoryStore`, a wrapper): `use kairos::store::prelude::*;` (a name of the caller's
 /// own shadows the glob).
 pub mod prelude {
-    pub use super::{Cluster, DueJobs, InstanceSlots, JobStore, Jobs, Nodes, RunHistory};
+    pub use super::{
+        Cluster, DueJobs, InstanceSlots, JobListing, JobStore, Jobs, Nodes, RunHistory,
+    };
 }

@@ -269,7 +269,9 @@ impl Jobs for FaultyStore {
         }
         self.jobs.get_job(id).await
     }
-
+}
+#[async_trait]
+impl JobListing for FaultyStore {
     async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
         self.check()?;
         self.jobs.get_jobs().await

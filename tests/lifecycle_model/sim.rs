@@ -208,7 +208,9 @@ impl Jobs for NodeStore {
         let _in = self.enter()?;
         self.inner.get_job(id).await
     }
-
+}
+#[async_trait]
+impl JobListing for NodeStore {
     async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
         let _in = self.enter()?;
         self.inner.get_jobs().await

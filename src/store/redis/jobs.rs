@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::codec::{decode_job, micros_or_empty, schedule_key, store_error};
 use super::{scripts, warn_unreadable, RedisStore};
 use crate::job::Job;
-use crate::store::{Jobs, StoreError};
+use crate::store::{JobListing, Jobs, StoreError};
 
 /// How many jobs one put.lua call writes: a batch of 100 000 one-off jobs becomes 100
 /// calls of a few milliseconds each, so Redis never stops serving the other schedulers
@@ -199,7 +199,9 @@ impl Jobs for RedisStore {
             StoreError::corrupt(format!("job {id:?}: {reason}"))
         })
     }
-
+}
+#[async_trait]
+impl JobListing for RedisStore {
     async fn count_jobs(&self) -> Result<u64, StoreError> {
         let mut connection = self.connection.clone();
         ::redis::cmd("HLEN")

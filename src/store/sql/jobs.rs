@@ -24,7 +24,7 @@ use super::{
 };
 use crate::job::Job;
 use crate::store::query::{list_order, SetAside};
-use crate::store::{wake, JobPage, JobQuery, Jobs, StoreError};
+use crate::store::{wake, JobListing, JobPage, JobQuery, Jobs, StoreError};
 
 /// The columns every job read selects, in this order (see [`read_row`]).
 pub(super) const JOB_COLUMNS: &str = "id, job, next_run_time, revision";
@@ -385,7 +385,9 @@ impl<D: Dialect> Jobs for SqlStore<D> {
             }
         }
     }
-
+}
+#[async_trait]
+impl<D: Dialect> JobListing for SqlStore<D> {
     async fn get_jobs(&self) -> Result<Vec<Job>, StoreError> {
         // Rows marked broken were reported when they were marked.
         let sql = self.sql(&format!(
