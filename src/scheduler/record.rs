@@ -8,10 +8,13 @@
 //! them here, retried with backoff, up to a cap past which the loop takes no more jobs
 //! from that store ([`MAX_UNWRITTEN_RUNS`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+// foldhash, not SipHash: these maps are touched once per run (its record, follow-up
+// and release), keyed by the store names the config gives, not by anyone's input.
+use hashbrown::HashMap;
 use tokio::sync::mpsc;
 
 use super::backoff::RetrySchedule;
