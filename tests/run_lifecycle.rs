@@ -326,9 +326,14 @@ async fn a_run_three_leases_long_starts_once_on_three_redis_nodes() {
     a_run_three_leases_long_starts_once_on_three_nodes("redis").await;
 }
 
-/// A run of two hours, in simulated time, with a one-minute lease: its node renews the
-/// lease while it runs, so another node sharing the store never takes the job over,
-/// and the job moves on to its next time only when the run ends.
+/// A run of two hours, in simulated time, with a five-minute lease: its node renews
+/// the lease while it runs, so another node sharing the store never takes the job
+/// over, and the job moves on to its next time only when the run ends.
+///
+/// The simulated clock moves 10 s a step, a few milliseconds of real time apart; the
+/// renewal runs on the node's tasks in real time. A lease of many steps leaves a
+/// loaded machine time to run the renewal: a node that stalls for a whole lease loses
+/// its job to the other, as a real one would (docs/lifecycle.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_two_hour_run_keeps_its_job_the_whole_time() {
     let clock = ManualClock::new(t0());
@@ -340,7 +345,7 @@ async fn a_two_hour_run_keeps_its_job_the_whole_time() {
             .clock(clock.clone())
             .store_shared("default", Arc::clone(&store))
             .tasks(tasks.clone())
-            .lease(Duration::from_secs(60))
+            .lease(Duration::from_secs(300))
             .poll_interval(Duration::from_secs(10))
             .build()
     };
@@ -357,7 +362,7 @@ async fn a_two_hour_run_keeps_its_job_the_whole_time() {
     step_to(&clock, t0() + secs(61), Duration::from_secs(1)).await;
     assert_eq!(started.lock().unwrap().len(), 1, "it started at 00:01");
     other.start();
-    step_to(&clock, t0() + secs(2 * 3600 + 30), Duration::from_secs(30)).await;
+    step_to(&clock, t0() + secs(2 * 3600 + 30), Duration::from_secs(10)).await;
     let starts = started.lock().unwrap().clone();
     assert_eq!(starts.len(), 1, "started again while running: {starts:?}");
     // Ended at 02:01; written back at its next time, 03:01.
