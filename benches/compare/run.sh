@@ -151,6 +151,10 @@ if command -v pg_isready >/dev/null 2>&1 \
 else
   say "PostgreSQL at $(printf %s "$pg_url" | sed 's|//[^@]*@|//***@|') does not answer: its workloads are skipped"
 fi
+# The SQL stores the store workloads run on, and the name each result line gives one.
+sql_stores=(sqlite)
+[ "$pg_ok" = 1 ] && sql_stores+=("$pg_url")
+store_name() { if [ "$1" = sqlite ]; then echo sqlite; else echo postgresql; fi; }
 
 # --- running -------------------------------------------------------------------------
 # One run: appends its JSON line (plus round and wall time) to the results, or a
@@ -228,10 +232,8 @@ if wanted recurring; then
 fi
 
 if wanted stores; then
-  stores=(sqlite)
-  [ "$pg_ok" = 1 ] && stores+=("$pg_url")
-  for store in "${stores[@]}"; do
-    name=sqlite; [ "$store" = sqlite ] || name=postgresql
+  for store in "${sql_stores[@]}"; do
+    name=$(store_name "$store")
     say "$name: burst of ${store_burst[0]} jobs over ${store_burst[1]} s and ${store_recurring[0]} jobs every ${store_recurring[1]} s for ${store_recurring[2]} s, $r_stores round(s)"
     for r in $(seq "$r_stores"); do
       run kairos burst "$name" "$r" 600 "$burst_exe" "${store_burst[0]}" "${store_burst[1]}" --lead="${store_burst[2]}" --store="$store"
@@ -269,10 +271,8 @@ aps_http() { # store-name round store
   wait "$pid" 2>/dev/null || true
 }
 if wanted http; then
-  stores=(sqlite)
-  [ "$pg_ok" = 1 ] && stores+=("$pg_url")
-  for store in "${stores[@]}"; do
-    name=sqlite; [ "$store" = sqlite ] || name=postgresql
+  for store in "${sql_stores[@]}"; do
+    name=$(store_name "$store")
     say "http: 32 clients adding one-off jobs through POST /jobs for $http_seconds s on $name, $r_http round(s)"
     for r in $(seq "$r_http"); do
       run kairos http "$name" "$r" 300 "$http_exe" --seconds "$http_seconds" --store "$name" "$store"
@@ -286,10 +286,8 @@ fi
 # SQLite files, single-row INSERT+COMMIT on PostgreSQL. kairos only: the bound is the
 # figure it is judged by, not a peer.
 if wanted durable; then
-  stores=(sqlite)
-  [ "$pg_ok" = 1 ] && stores+=("$pg_url")
-  for store in "${stores[@]}"; do
-    name=sqlite; [ "$store" = sqlite ] || name=postgresql
+  for store in "${sql_stores[@]}"; do
+    name=$(store_name "$store")
     say "durable: one add at a time on $name next to its bound, ${durable_seconds} s per phase, $r_durable round(s)"
     for r in $(seq "$r_durable"); do
       run kairos durable "$name" "$r" 300 "$durable_exe" --seconds "$durable_seconds" "$store"
