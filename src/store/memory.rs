@@ -26,8 +26,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use self::compact::{Names, StoredJob};
 use self::tables::{InsertError, JobTable, SlotNumber};
 use super::{
-    Cluster, ConfigGeneration, DueJobs, FinishedRun, InstanceClaim, InstanceSlots, JobListing,
-    Jobs, NodeInfo, Nodes, OrphanedRun, Release, RunHistory, RunLimits, StoreError,
+    wake, Cluster, ConfigGeneration, DueJobs, FinishedRun, InstanceClaim, InstanceSlots,
+    JobListing, Jobs, NodeInfo, Nodes, OrphanedRun, Release, RunHistory, RunLimits, StoreError,
 };
 use crate::history::{RunOutcome, RunRecord};
 use crate::job::Job;
@@ -580,10 +580,7 @@ impl DueJobs for MemoryStore {
         let next_due = state.jobs.first_due().map(|(at, _)| at);
         // An expiring lease makes its job due again; wake up for that too.
         let next_expiry = state.leases.first().map(|&(expiry, _)| expiry);
-        Ok(match (next_due, next_expiry) {
-            (Some(due), Some(expiry)) => Some(due.min(expiry)),
-            (due, expiry) => due.or(expiry),
-        })
+        Ok(wake::earliest([&next_due, &next_expiry]))
     }
 
     async fn acquire_due_jobs(

@@ -77,11 +77,13 @@ pub(crate) fn parse_payload(payload: &str) -> WakeUp {
         .map_or(WakeUp::Resync, WakeUp::Due)
 }
 
-/// The earliest of the next run times of jobs just written; `None` when all are paused
-/// (nothing to wake for).
-pub(crate) fn earliest<'a>(
-    times: impl IntoIterator<Item = &'a Option<DateTime<Utc>>>,
-) -> Option<DateTime<Utc>> {
+/// The earliest of `times` that are present: of the next run times of jobs just
+/// written (`None` when all are paused: nothing to wake for), or of a store's earliest
+/// due job and earliest lease expiry (`DueJobs::next_run_time`; an SQL store's are
+/// microseconds).
+pub(crate) fn earliest<'a, T: Ord + Copy + 'a>(
+    times: impl IntoIterator<Item = &'a Option<T>>,
+) -> Option<T> {
     times.into_iter().flatten().min().copied()
 }
 
@@ -141,7 +143,7 @@ mod tests {
     fn the_earliest_running_time_wins_and_paused_jobs_wake_nobody() {
         let at = |seconds| DateTime::from_timestamp(seconds, 0);
         assert_eq!(earliest(&[at(5), None, at(3)]), at(3));
-        assert_eq!(earliest(&[None, None]), None);
+        assert_eq!(earliest::<DateTime<Utc>>(&[None, None]), None);
     }
 
     #[test]

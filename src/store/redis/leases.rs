@@ -10,7 +10,7 @@ use super::codec::{decode_job, micros, micros_or_empty, parse_micros, parse_scor
 use super::slots::SLOT_SEPARATOR;
 use super::{scripts, warn_unreadable, RedisStore, MAX_COUNT, SCRIPT_BATCH};
 use crate::job::Job;
-use crate::store::{DueJobs, Release, StoreError};
+use crate::store::{wake, DueJobs, Release, StoreError};
 
 impl RedisStore {
     /// Sets aside acquired jobs that could not be read: `(id, revision read)`.
@@ -96,10 +96,7 @@ impl DueJobs for RedisStore {
             "" => Ok(None),
             score => parse_score(score).map(Some).map_err(StoreError::corrupt),
         };
-        Ok(match (read(&due)?, read(&expiry)?) {
-            (Some(due), Some(expiry)) => Some(due.min(expiry)),
-            (due, expiry) => due.or(expiry),
-        })
+        Ok(wake::earliest([&read(&due)?, &read(&expiry)?]))
     }
 
     async fn acquire_due_jobs(

@@ -25,7 +25,7 @@ use super::{
     duration_micros, execute_on, failure, instant, marks, micros, padded, Dialect, SqlStore, CHUNK,
 };
 use crate::job::Job;
-use crate::store::{DueJobs, Release, StoreError};
+use crate::store::{wake, DueJobs, Release, StoreError};
 
 /// What a release does to one row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,10 +62,7 @@ impl<D: Dialect> DueJobs for SqlStore<D> {
         let due = D::Database::int(row, 0).map_err(failure::<D>)?;
         // An expiring lease makes its job due again; wake up for that too.
         let expiry = D::Database::int(row, 1).map_err(failure::<D>)?;
-        let earliest = match (due, expiry) {
-            (Some(due), Some(expiry)) => Some(due.min(expiry)),
-            (due, expiry) => due.or(expiry),
-        };
+        let earliest = wake::earliest([&due, &expiry]);
         earliest.map(instant).transpose()
     }
 
