@@ -273,9 +273,10 @@ async fn list_jobs(
         None | Some("" | "all") => (None, None, None),
         Some("scheduled") => (Some(false), Some(false), None),
         Some("paused") => (Some(true), None, None),
-        // Set aside (neither paused nor with a next run time), each way apart.
-        Some("failed") => (Some(false), Some(true), Some(SetAside::Failed)),
-        Some("broken") => (Some(false), Some(true), Some(SetAside::Broken)),
+        // Set aside (neither paused nor with a next run time), each way apart; the way
+        // implies the rest (`JobQuery::set_aside`).
+        Some("failed") => (None, None, Some(SetAside::Failed)),
+        Some("broken") => (None, None, Some(SetAside::Broken)),
         Some(other) => {
             return Err(ApiError::bad_request(
                 "invalid_query",
