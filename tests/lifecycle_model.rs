@@ -1622,3 +1622,61 @@ fn a_run_due_as_a_waiting_run_starts_is_skipped_only_at_max_instances() {
     );
     assert_promises_hold(&scenario);
 }
+
+/// A job with retries and `coalesce = false`, every run of which fails, is rescheduled
+/// while its run holds it: the new trigger's times before the run's end catch up, one
+/// after another in one worker (docs/lifecycle.md, "Held until the run ends"). Only
+/// the catch-up's last run carried the job's release, and so its retry: a failed run
+/// in the middle was recorded `error`, attempt 1, and never tried again (seed 20,411 of
+/// the family with retries, overlap and faults, after a clock jump and a kill). A run
+/// of a catch-up that fails with attempts left now stops it; its time is tried again
+/// first, and the catch-up's later times run after its attempts (docs/lifecycle.md,
+/// "Failed runs"). The catch-up, waits included, holds the job; past the end of the
+/// scenario the times due meanwhile leave no trace yet.
+#[test]
+fn a_failed_run_in_the_middle_of_a_catch_up_is_tried_again_before_the_times_after_it() {
+    let mut def = job(every(10, 1_000), 2, 1_461);
+    def.coalesce = false;
+    let def = retrying(def, true, (2, 200, 1, 200));
+    let scenario = written(
+        1,
+        16_000,
+        vec![
+            (37, 0, OpKind::Add(0, def)),
+            (1_237, 0, OpKind::Reschedule(0, every(1, 1_300))),
+        ],
+    );
+    let mut stopped = 0;
+    for play in 0..5 {
+        let observed = world::run(&scenario);
+        let found = model::check(&observed);
+        if !found.is_empty() {
+            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+            panic!("play {play} of\n{scenario}broke:\n  {}", list.join("\n  "));
+        }
+        stopped += observed
+            .records
+            .iter()
+            .filter(|record| record.error.as_deref() == Some(kairos::scheduler::RETRIED_FIRST))
+            .count();
+    }
+    // The scenario is the one it means to be: a catch-up stopped at a failed run.
+    assert!(
+        stopped > 0,
+        "no catch-up stopped at a failed run in five plays"
+    );
+}
+
+/// The scenario of seed 20,411 of the family with retries, overlap and faults: after a
+/// clock jump and a kill, a job with retries (every run failing), `coalesce = false`
+/// and `max_instances = 2` catches up on its successor; the catch-up stops at its
+/// failed first run, whose attempts, and the catch-up's later times after them, hold
+/// the job past the end of the scenario. A job with retries is held by its runs
+/// whatever its limit (docs/lifecycle.md, "Failed runs"), so the times due meanwhile
+/// leave no trace yet; "a disturbance delays runs, never loses them all" allowed that
+/// only for `max_instances = 1`.
+#[test]
+fn a_catch_up_held_by_its_retries_past_the_end_leaves_no_trace_of_the_times_due_meanwhile() {
+    let scenario = scenario::generate(20_411, with_policies(3, true));
+    assert_promises_hold(&scenario);
+}

@@ -34,6 +34,7 @@ use tokio::sync::oneshot;
 
 use super::{Event, Inner, SchedulerState};
 use crate::executor::{StartCheck, Withdrawal};
+use crate::history::RunOutcome;
 use crate::job::Overlap;
 use crate::store::{InstanceClaim, JobSchedule, JobStore, StoreError};
 
@@ -84,7 +85,32 @@ pub(crate) struct RunStart {
     /// of this node's own is written to the job before then, so while it waits for a
     /// slot any new revision in the store is somebody's change.
     pub(crate) held: bool,
+    /// For a catch-up of a job with retries ([`CatchUpRetries`]): a failed run with
+    /// attempts left stops it, to be tried again before the times after it.
+    pub(crate) retries: Option<CatchUpRetries>,
 }
+
+/// What the later runs of a held catch-up of a job with retries need to know to stop at
+/// a failed run ([`StartCheck::may_continue`], docs/lifecycle.md "Failed runs"): its
+/// times run one after another, and a time that fails with attempts left is tried
+/// again before the times after it, which go on after its attempts (the pending attempt
+/// keeps where: `PendingAttempt::catch_up_from`). Retried after the whole catch-up
+/// instead, each failed time of it would need a pending attempt of its own, and the
+/// job holds one.
+pub(crate) struct CatchUpRetries {
+    /// The attempt the submission's first run is (a retry goes on with the rest of the
+    /// catch-up it stopped); the later runs are first attempts.
+    pub(crate) first_attempt: u32,
+    pub(crate) max_attempts: u32,
+    /// How many later runs have asked so far: the run before the next is this one.
+    pub(crate) asked: std::sync::atomic::AtomicUsize,
+}
+
+/// Why the rest of a catch-up did not start when one of its runs failed with attempts
+/// left ([`CatchUpRetries`]): the failed time is tried again first, and these times run
+/// after its attempts.
+pub const RETRIED_FIRST: &str =
+    "an earlier run of this catch-up failed and is tried again first; this time runs after its attempts";
 
 #[async_trait]
 impl StartCheck for RunStart {
@@ -114,7 +140,25 @@ impl StartCheck for RunStart {
         Ok(())
     }
 
-    async fn may_continue(&self) -> Result<(), String> {
+    async fn may_continue(&self, previous: RunOutcome) -> Result<(), String> {
+        if let Some(retries) = &self.retries {
+            let before = retries
+                .asked
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            let attempt = if before == 0 {
+                retries.first_attempt
+            } else {
+                1
+            };
+            // A replaced run is `error` too, but the executor stops the rest for it
+            // before asking; the record task tells the two apart the same way
+            // (`record::Unwritten::add`).
+            if matches!(previous, RunOutcome::Error | RunOutcome::Timeout)
+                && attempt < retries.max_attempts
+            {
+                return Err(RETRIED_FIRST.to_owned());
+            }
+        }
         let Some(inner) = self.inner.upgrade() else {
             return Ok(());
         };
@@ -140,7 +184,8 @@ impl StartCheck for RunStart {
         if unchanged {
             Ok(())
         } else {
-            Err("the job was changed while its catch-up ran".to_owned())
+            // Recorded as a run taken back through this node is: the job changed.
+            Err(crate::executor::WITHDRAWN.to_owned())
         }
     }
 }
