@@ -1680,3 +1680,24 @@ fn a_catch_up_held_by_its_retries_past_the_end_leaves_no_trace_of_the_times_due_
     let scenario = scenario::generate(20_411, with_policies(3, true));
     assert_promises_hold(&scenario);
 }
+
+/// Seed 21,165 of the families with retries and overlap, on a cluster: `max_instances`
+/// of a job that replaces is lowered from 3 to 1 while runs of it go on two nodes. The
+/// next run stopped the one on its node, and the other node's run still filled the
+/// limit: it waited for that one (up to the claim's back-off) instead of starting as
+/// the run it stopped ended, which was stopped for nothing. A replacement's claim now
+/// counts the runs it would stop as stopped; refused, the runs of other nodes fill the
+/// limit without them, and it stops nothing and waits as a queued run does
+/// (docs/lifecycle.md, "In a cluster"). Which node takes which time varies from play
+/// to play, so it is played twenty times.
+#[test]
+fn a_replacement_stops_no_run_of_its_node_while_runs_of_other_nodes_fill_the_limit() {
+    let scenario = scenario::generate(21_165, with_policies(3, false));
+    for play in 0..20 {
+        let found = model::check(&world::run(&scenario));
+        if !found.is_empty() {
+            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+            panic!("play {play} of\n{scenario}broke:\n  {}", list.join("\n  "));
+        }
+    }
+}

@@ -408,45 +408,62 @@ impl Inner {
             .is_some_and(|waiting| *waiting >= max_instances)
     }
 
-    /// Stops the oldest executing runs of `job_id` on this node that started by
-    /// `due_at`, for the run of `scheduled_time`, due then (`overlap = "replace"`): as
-    /// many as it takes to leave fewer
-    /// than `max_instances` going here, at least one (a `max_instances` lowered while
-    /// they went leaves more than one too many; docs/lifecycle.md, "When the limit is
-    /// reached"). Their tasks are cancelled or process groups killed, and their records
-    /// say what replaced them. Whether there was one.
-    pub(crate) fn replace_oldest_run(
+    /// The oldest executing runs of `job_id` on this node that started by `due_at`,
+    /// which the run due then stops (`overlap = "replace"`): as many as it takes to
+    /// leave fewer than `max_instances` going here, at least one (a `max_instances`
+    /// lowered while they went leaves more than one too many; docs/lifecycle.md, "When
+    /// the limit is reached"). Their run ids; none when none goes here.
+    pub(crate) fn runs_to_replace(
         &self,
         job_id: &str,
-        scheduled_time: DateTime<Utc>,
         due_at: DateTime<Utc>,
         max_instances: u32,
-    ) -> bool {
+    ) -> Vec<String> {
         let mutable = self.lock();
         let mut going: Vec<_> = mutable
             .run_stores
-            .values()
-            .filter(|place| place.job_id == job_id && !place.stop.is_stopped())
-            .filter_map(|place| place.stop.started_at().map(|started| (started, place)))
+            .iter()
+            .filter(|(_, place)| place.job_id == job_id && !place.stop.is_stopped())
+            .filter_map(|(run_id, place)| place.stop.started_at().map(|started| (started, run_id)))
             // Only a run older than this one: a run that waited (behind runs of other
             // nodes) must not stop one that started after it came due, which is the
             // newer of the two.
             .filter(|(started, _)| *started <= due_at)
             .collect();
         if going.is_empty() {
-            return false;
+            return Vec::new();
         }
         going.sort_by_key(|(started, _)| *started);
         let limit = usize::try_from(max_instances).unwrap_or(usize::MAX);
         let excess = going.len().saturating_sub(limit).saturating_add(1);
+        going
+            .into_iter()
+            .take(excess)
+            .map(|(_, run_id)| run_id.clone())
+            .collect()
+    }
+
+    /// Stops `runs` ([`Inner::runs_to_replace`]) for the run of `scheduled_time`: their
+    /// tasks are cancelled or process groups killed, and their records say what
+    /// replaced them.
+    pub(crate) fn replace_runs(&self, runs: &[String], scheduled_time: DateTime<Utc>) {
         let reason = format!(
             "{REPLACED} {} (overlap = replace)",
             scheduled_time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
         );
-        for (_, place) in going.iter().take(excess) {
-            place.stop.stop(reason.clone());
+        let mutable = self.lock();
+        for run_id in runs {
+            if let Some(place) = mutable.run_stores.get(run_id) {
+                place.stop.stop(reason.clone());
+            }
         }
-        true
+    }
+
+    /// Whether any of `runs` has not ended yet (its record not come in).
+    pub(crate) fn any_run_going(&self, runs: &[String]) -> bool {
+        let mutable = self.lock();
+        runs.iter()
+            .any(|run_id| mutable.run_stores.contains_key(run_id))
     }
 
     /// A run handed over early that its check at its time took back (its job changed
@@ -559,7 +576,7 @@ pub(crate) struct RunPlace {
     /// series when it is watched).
     pub(crate) metrics: crate::metrics::RunMetrics,
     /// Stops it while it executes, and tells since when it does (`overlap = "replace"`,
-    /// [`Inner::replace_oldest_run`]).
+    /// [`Inner::runs_to_replace`]).
     pub(crate) stop: crate::executor::RunStop,
 }
 
