@@ -372,6 +372,11 @@ pub struct PendingAttempt {
     /// The job's next regular run time, taken up again once the attempts end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_at: Option<DateTime<Utc>>,
+    /// For a time that failed in the middle of a catch-up (several missed times run one
+    /// after another): the first of the catch-up's times after it, which run after its
+    /// attempts, up to `resume_at` (docs/lifecycle.md, "Failed runs").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up_from: Option<DateTime<Utc>>,
 }
 
 /// A one-off job whose attempts were all used up ([`Job::failed`]): kept, listed as

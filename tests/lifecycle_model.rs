@@ -1492,7 +1492,7 @@ fn a_run_now_whose_node_dies_while_it_runs_runs_again() {
 /// meanwhile and a newer run starts on the waiting run's node. The waiting run used to
 /// stop that newer run as "the oldest on its node" at its next claim, and no newer run
 /// took its place (seed 20,498). A replacement now stops only runs that started by its
-/// own time (`Inner::replace_oldest_run`).
+/// own time (`Inner::runs_to_replace`).
 #[test]
 fn a_replaced_run_makes_way_for_a_newer_one_not_for_an_older_waiting_one() {
     let mut def = job(every(1, 2_500), 1, 1_761);
@@ -1621,4 +1621,104 @@ fn a_run_due_as_a_waiting_run_starts_is_skipped_only_at_max_instances() {
         ],
     );
     assert_promises_hold(&scenario);
+}
+
+/// A job with retries and `coalesce = false`, every run of which fails, is rescheduled
+/// while its run holds it: the new trigger's times before the run's end catch up, one
+/// after another in one worker (docs/lifecycle.md, "Held until the run ends"). Only
+/// the catch-up's last run carried the job's release, and so its retry: a failed run
+/// in the middle was recorded `error`, attempt 1, and never tried again (seed 20,411 of
+/// the family with retries, overlap and faults, after a clock jump and a kill). A run
+/// of a catch-up that fails with attempts left now stops it; its time is tried again
+/// first, and the catch-up's later times run after its attempts (docs/lifecycle.md,
+/// "Failed runs"). The catch-up, waits included, holds the job; past the end of the
+/// scenario the times due meanwhile leave no trace yet.
+#[test]
+fn a_failed_run_in_the_middle_of_a_catch_up_is_tried_again_before_the_times_after_it() {
+    let mut def = job(every(10, 1_000), 2, 1_461);
+    def.coalesce = false;
+    let def = retrying(def, true, (2, 200, 1, 200));
+    let scenario = written(
+        1,
+        16_000,
+        vec![
+            (37, 0, OpKind::Add(0, def)),
+            (1_237, 0, OpKind::Reschedule(0, every(1, 1_300))),
+        ],
+    );
+    let mut stopped = 0;
+    for play in 0..5 {
+        let observed = world::run(&scenario);
+        let found = model::check(&observed);
+        if !found.is_empty() {
+            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+            panic!("play {play} of\n{scenario}broke:\n  {}", list.join("\n  "));
+        }
+        stopped += observed
+            .records
+            .iter()
+            .filter(|record| record.error.as_deref() == Some(kairos::scheduler::RETRIED_FIRST))
+            .count();
+    }
+    // The scenario is the one it means to be: a catch-up stopped at a failed run.
+    assert!(
+        stopped > 0,
+        "no catch-up stopped at a failed run in five plays"
+    );
+}
+
+/// The scenario of seed 20,411 of the family with retries, overlap and faults: after a
+/// clock jump and a kill, a job with retries (every run failing), `coalesce = false`
+/// and `max_instances = 2` catches up on its successor; the catch-up stops at its
+/// failed first run, whose attempts, and the catch-up's later times after them, hold
+/// the job past the end of the scenario. A job with retries is held by its runs
+/// whatever its limit (docs/lifecycle.md, "Failed runs"), so the times due meanwhile
+/// leave no trace yet; "a disturbance delays runs, never loses them all" allowed that
+/// only for `max_instances = 1`.
+#[test]
+fn a_catch_up_held_by_its_retries_past_the_end_leaves_no_trace_of_the_times_due_meanwhile() {
+    let scenario = scenario::generate(20_411, with_policies(3, true));
+    assert_promises_hold(&scenario);
+}
+
+/// Seed 21,165 of the families with retries and overlap, on a cluster: `max_instances`
+/// of a job that replaces is lowered from 3 to 1 while runs of it go on two nodes. The
+/// next run stopped the one on its node, and the other node's run still filled the
+/// limit: it waited for that one (up to the claim's back-off) instead of starting as
+/// the run it stopped ended, which was stopped for nothing. A replacement's claim now
+/// counts the runs it would stop as stopped; refused, the runs of other nodes fill the
+/// limit without them, and it stops nothing and waits as a queued run does
+/// (docs/lifecycle.md, "In a cluster"). Which node takes which time varies from play
+/// to play, so it is played twenty times.
+#[test]
+fn a_replacement_stops_no_run_of_its_node_while_runs_of_other_nodes_fill_the_limit() {
+    let scenario = scenario::generate(21_165, with_policies(3, false));
+    for play in 0..20 {
+        let found = model::check(&world::run(&scenario));
+        if !found.is_empty() {
+            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+            panic!("play {play} of\n{scenario}broke:\n  {}", list.join("\n  "));
+        }
+    }
+}
+
+/// Seed 20,040 of the cluster family with retries and overlap: a run of a job that
+/// replaces waits on a node with no run of its job, behind runs of another node; the
+/// last of those ends, and a "run now" through the waiting run's node comes before that
+/// run's next claim (a back-off, up to 5 s across nodes: docs/lifecycle.md, "In a
+/// cluster"). At most one run of a job waits on a node and it goes first ("When the
+/// limit is reached"), so the run now is skipped with no run executing; the model called
+/// that a skip below the limit. It now lets a run now skipped behind a waiting run go,
+/// within the back-off after the limit was last reached. Which node takes which time
+/// varies from play to play, so it is played thirty times.
+#[test]
+fn a_run_now_behind_a_run_waiting_on_its_node_may_be_skipped_within_the_back_off() {
+    let scenario = scenario::generate(20_040, with_policies(3, false));
+    for play in 0..30 {
+        let found = model::check(&world::run(&scenario));
+        if !found.is_empty() {
+            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+            panic!("play {play} of\n{scenario}broke:\n  {}", list.join("\n  "));
+        }
+    }
 }

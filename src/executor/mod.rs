@@ -152,10 +152,13 @@ pub trait StartCheck: Send + Sync + 'static {
     async fn may_start(&self) -> Result<(), String>;
 
     /// Asked before each later run of a submission of several (a catch-up, run one
-    /// after another): `Err(reason)` takes the rest back, each reported as withdrawn.
-    /// A catch-up can take long, and its job may be paused, rescheduled or removed
-    /// meanwhile through any node.
-    async fn may_continue(&self) -> Result<(), String> {
+    /// after another), with how the run before it ended: `Err(reason)` takes the rest
+    /// back, each reported as skipped with the reason. A catch-up can take long, and
+    /// its job may be paused, rescheduled or removed meanwhile through any node; and a
+    /// failed run of a job with retries is tried again before the times after it
+    /// (docs/lifecycle.md, "Failed runs").
+    async fn may_continue(&self, previous: crate::history::RunOutcome) -> Result<(), String> {
+        let _ = previous;
         Ok(())
     }
 }

@@ -253,7 +253,7 @@ async fn run_one(
     // The last record goes out after the worker slot is free, so whoever reads it sees
     // the pool as it is after the submission.
     while let Some(run) = unreported.waiting.pop_front() {
-        let later = unreported.finished.is_some();
+        let previous = unreported.finished.as_ref().map(|record| record.outcome);
         if let Some(record) = unreported.finished.take() {
             unreported.report(record);
         }
@@ -264,11 +264,12 @@ async fn run_one(
             context.report_withdrawn(unreported.waiting.drain(..));
             break;
         }
-        if let Some(check) = start.check.as_ref().filter(|_| later) {
-            // The same, through another node.
-            if check.may_continue().await.is_err() {
+        if let (Some(check), Some(previous)) = (start.check.as_ref(), previous) {
+            // The same, through another node; or the run before failed and is tried
+            // again first.
+            if let Err(reason) = check.may_continue(previous).await {
                 unreported.waiting.push_front(run);
-                context.report_withdrawn(unreported.waiting.drain(..));
+                context.report_skipped(unreported.waiting.drain(..), &reason);
                 break;
             }
         }

@@ -324,26 +324,34 @@ async fn run_one(
     // The last record goes out after the worker slot is free, so whoever reads it sees
     // the pool as it is after the submission.
     let mut last_record = None;
-    let mut taken_back = false;
+    let mut taken_back: Option<String> = None;
     for run in &submission.runs {
-        let later = last_record.is_some();
+        let previous = last_record
+            .as_ref()
+            .map(|record: &RunRecord| record.outcome);
         if let Some(record) = last_record.take() {
             shared.report(&context, record);
         }
-        // The same through another node (its job changed in the store).
-        if later && !taken_back {
-            if let Some(check) = &submission.start_check {
-                taken_back = check.may_continue().await.is_err();
-            }
-        }
         // Taken back while an earlier run of the same submission went (a pause or
-        // removal through this node): the rest do not start.
-        if taken_back || submission.withdrawal.is_withdrawn() || submission.stop.is_stopped() {
+        // removal through this node, or the run was replaced): the rest do not start.
+        if taken_back.is_none()
+            && (submission.withdrawal.is_withdrawn() || submission.stop.is_stopped())
+        {
+            taken_back = Some(super::WITHDRAWN.to_owned());
+        }
+        // The same through another node (its job changed in the store); or the run
+        // before failed and is tried again first.
+        if let (None, Some(previous), Some(check)) =
+            (&taken_back, previous, &submission.start_check)
+        {
+            taken_back = check.may_continue(previous).await.err();
+        }
+        if let Some(reason) = &taken_back {
             last_record = Some(record(
                 run,
                 None,
                 clock.now(),
-                Ended::skipped(super::WITHDRAWN),
+                Ended::skipped(reason.clone()),
             ));
             continue;
         }

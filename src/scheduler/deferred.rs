@@ -32,8 +32,12 @@ pub(crate) struct HeldRelease {
     pub(crate) release: Release,
     /// A recurring job's trigger, to move its next run time past the run's end.
     pub(crate) trigger: Option<crate::trigger::Trigger>,
-    /// Which attempt of its scheduled time the run is (1-based).
+    /// Which attempt of its scheduled time the first of its runs is (1-based): more
+    /// than 1 for a retry, whose pending attempt the runs clear when they end.
     pub(crate) attempt: u32,
+    /// For a retry, the scheduled time it tries again (its pending attempt's): the
+    /// rest of a catch-up it goes on with have others.
+    pub(crate) retried: Option<DateTime<Utc>>,
     /// How the job's failed runs are retried, if they are.
     pub(crate) policy: Option<crate::job::RetryPolicy>,
 }

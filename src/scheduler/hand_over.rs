@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::deferred::HeldRelease;
 use super::jobs::submission;
-use super::main_loop::{DueRuns, RunPlace};
+use super::main_loop::{CatchUp, DueRuns, RunPlace};
 use super::recovery::recover_store;
 use super::{start, Event, Inner};
 use crate::history::{RunOutcome, RunRecord};
@@ -298,6 +298,18 @@ pub(super) async fn hand_over(
                     first_run_id: run_ids.first().cloned().unwrap_or_default(),
                     last_run_id: run_ids.last().cloned().unwrap_or_default(),
                     held: how.final_release.is_some(),
+                    retries: how
+                        .final_release
+                        .as_ref()
+                        .filter(|_| catch_up)
+                        .and_then(|held| {
+                            let max_attempts = held.policy.as_ref()?.max_attempts;
+                            (max_attempts > 1).then(|| start::CatchUpRetries {
+                                first_attempt: held.attempt,
+                                max_attempts,
+                                asked: std::sync::atomic::AtomicUsize::new(0),
+                            })
+                        }),
                 })
             });
             submission.start_check = start
@@ -306,8 +318,10 @@ pub(super) async fn hand_over(
             {
                 let mut mutable = inner.lock();
                 let last = run_ids.len().saturating_sub(1);
-                let catch_up_ran =
-                    catch_up.then(|| Arc::new(std::sync::atomic::AtomicBool::new(false)));
+                let catch_up = catch_up.then(|| Arc::new(CatchUp::default()));
+                // The first run is the attempt its job's pending attempt says (a retry);
+                // the later ones of a catch-up, first attempts.
+                let first_attempt = how.final_release.as_ref().map_or(1, |held| held.attempt);
                 let mut final_release = how.final_release;
                 let metrics = inner.metrics.for_run(job);
                 for (index, run_id) in run_ids.iter().enumerate() {
@@ -322,7 +336,8 @@ pub(super) async fn hand_over(
                         },
                         withdrawal: submission.withdrawal.clone(),
                         awaiting_check: early && index == 0,
-                        catch_up_ran: catch_up_ran.clone(),
+                        catch_up: catch_up.clone(),
+                        attempt: if index == 0 { first_attempt } else { 1 },
                         metrics: metrics.clone(),
                         stop: submission.stop.clone(),
                     };

@@ -53,7 +53,7 @@ use super::plan::plan;
 use super::recovery::{recover_earlier_run, replay_orphaned_runs};
 use super::{Event, Inner, SchedulerState};
 use crate::executor::Withdrawal;
-use crate::history::RunOutcome;
+use crate::history::{RunOutcome, RunRecord};
 use crate::job::{Job, Overlap};
 use crate::store::{Release, StoreError, WakeUp};
 use crate::trigger::jitter::delay_run;
@@ -408,45 +408,62 @@ impl Inner {
             .is_some_and(|waiting| *waiting >= max_instances)
     }
 
-    /// Stops the oldest executing runs of `job_id` on this node that started by
-    /// `due_at`, for the run of `scheduled_time`, due then (`overlap = "replace"`): as
-    /// many as it takes to leave fewer
-    /// than `max_instances` going here, at least one (a `max_instances` lowered while
-    /// they went leaves more than one too many; docs/lifecycle.md, "When the limit is
-    /// reached"). Their tasks are cancelled or process groups killed, and their records
-    /// say what replaced them. Whether there was one.
-    pub(crate) fn replace_oldest_run(
+    /// The oldest executing runs of `job_id` on this node that started by `due_at`,
+    /// which the run due then stops (`overlap = "replace"`): as many as it takes to
+    /// leave fewer than `max_instances` going here, at least one (a `max_instances`
+    /// lowered while they went leaves more than one too many; docs/lifecycle.md, "When
+    /// the limit is reached"). Their run ids; none when none goes here.
+    pub(crate) fn runs_to_replace(
         &self,
         job_id: &str,
-        scheduled_time: DateTime<Utc>,
         due_at: DateTime<Utc>,
         max_instances: u32,
-    ) -> bool {
+    ) -> Vec<String> {
         let mutable = self.lock();
         let mut going: Vec<_> = mutable
             .run_stores
-            .values()
-            .filter(|place| place.job_id == job_id && !place.stop.is_stopped())
-            .filter_map(|place| place.stop.started_at().map(|started| (started, place)))
+            .iter()
+            .filter(|(_, place)| place.job_id == job_id && !place.stop.is_stopped())
+            .filter_map(|(run_id, place)| place.stop.started_at().map(|started| (started, run_id)))
             // Only a run older than this one: a run that waited (behind runs of other
             // nodes) must not stop one that started after it came due, which is the
             // newer of the two.
             .filter(|(started, _)| *started <= due_at)
             .collect();
         if going.is_empty() {
-            return false;
+            return Vec::new();
         }
         going.sort_by_key(|(started, _)| *started);
         let limit = usize::try_from(max_instances).unwrap_or(usize::MAX);
         let excess = going.len().saturating_sub(limit).saturating_add(1);
+        going
+            .into_iter()
+            .take(excess)
+            .map(|(_, run_id)| run_id.clone())
+            .collect()
+    }
+
+    /// Stops `runs` ([`Inner::runs_to_replace`]) for the run of `scheduled_time`: their
+    /// tasks are cancelled or process groups killed, and their records say what
+    /// replaced them.
+    pub(crate) fn replace_runs(&self, runs: &[String], scheduled_time: DateTime<Utc>) {
         let reason = format!(
             "{REPLACED} {} (overlap = replace)",
             scheduled_time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
         );
-        for (_, place) in going.iter().take(excess) {
-            place.stop.stop(reason.clone());
+        let mutable = self.lock();
+        for run_id in runs {
+            if let Some(place) = mutable.run_stores.get(run_id) {
+                place.stop.stop(reason.clone());
+            }
         }
-        true
+    }
+
+    /// Whether any of `runs` has not ended yet (its record not come in).
+    pub(crate) fn any_run_going(&self, runs: &[String]) -> bool {
+        let mutable = self.lock();
+        runs.iter()
+            .any(|run_id| mutable.run_stores.contains_key(run_id))
     }
 
     /// A run handed over early that its check at its time took back (its job changed
@@ -549,16 +566,42 @@ pub(crate) struct RunPlace {
     /// A run handed over early that has not yet looked at its job in the store as its
     /// time came ([`super::start::RunStart`]): its job's deferred release waits ([`Deferred`]).
     pub(crate) awaiting_check: bool,
-    /// For the runs of a catch-up (several runs of one submission): set once one of
-    /// them started, so a catch-up taken back part way still records the times that
-    /// came while it ran (`record.rs`).
-    pub(crate) catch_up_ran: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// For the runs of a catch-up (several runs of one submission), shared by them
+    /// ([`CatchUp`]).
+    pub(crate) catch_up: Option<Arc<CatchUp>>,
+    /// Which attempt of its scheduled time the run is (1-based): the first run of a
+    /// retry its pending attempt's, every other run 1.
+    pub(crate) attempt: u32,
     /// What its end updates in the metrics (by task and executor, and the job's own
     /// series when it is watched).
     pub(crate) metrics: crate::metrics::RunMetrics,
     /// Stops it while it executes, and tells since when it does (`overlap = "replace"`,
-    /// [`Inner::replace_oldest_run`]).
+    /// [`Inner::runs_to_replace`]).
     pub(crate) stop: crate::executor::RunStop,
+}
+
+/// What the record task learns of a catch-up as the records of its runs come in, in
+/// their order (`record.rs`).
+#[derive(Debug, Default)]
+pub(crate) struct CatchUp {
+    /// Set once one of its runs started, so a catch-up taken back part way still
+    /// records the times that came while it ran.
+    pub(crate) ran: std::sync::atomic::AtomicBool,
+    /// The failed run it stopped at, if it did (`start::CatchUpRetries`): its retry is
+    /// written with the release the last run carries.
+    pub(crate) stopped_at: std::sync::Mutex<Option<StoppedAt>>,
+}
+
+/// The failed run a catch-up stopped at ([`CatchUp::stopped_at`]).
+#[derive(Debug)]
+pub(crate) struct StoppedAt {
+    /// Its record (without its output).
+    pub(crate) run: RunRecord,
+    /// Which attempt of its time it was.
+    pub(crate) attempt: u32,
+    /// The first time of the catch-up that did not start after it: where the catch-up
+    /// goes on once the failed time's attempts end.
+    pub(crate) rest_from: Option<DateTime<Utc>>,
 }
 
 /// How the record of a run stopped for a newer one (`overlap = "replace"`) begins:
@@ -649,6 +692,7 @@ async fn plan_due_job<'a>(
                     release: release.clone(),
                     trigger: release.next_run_time.map(|_| job.trigger.clone()),
                     attempt: 1,
+                    retried: None,
                     policy: job.retry.policy.clone(),
                 }),
             released_next: release.next_run_time,
@@ -682,6 +726,24 @@ async fn quarantine(inner: &Inner, jobstore: &str, job: &Job, reason: &str) -> O
     }
 }
 
+/// The times a retry runs: the one it tries again, then, for a catch-up that stopped at
+/// it (docs/lifecycle.md, "Failed runs"), the catch-up's times after it, one after
+/// another in the same worker: those from [`crate::job::PendingAttempt::catch_up_from`]
+/// before the time the schedule resumes at, which the catch-up was planned up to.
+fn retry_run_times(job: &Job, pending: &crate::job::PendingAttempt) -> Vec<DateTime<Utc>> {
+    let mut times = vec![pending.scheduled_time];
+    let mut next = pending.catch_up_from;
+    while let Some(time) = next.filter(|time| {
+        pending.resume_at.is_none_or(|resume| *time < resume)
+            && *time > pending.scheduled_time
+            && times.len() <= super::plan::MAX_RUN_TIMES
+    }) {
+        times.push(time);
+        next = job.trigger.next_fire_time(Some(time), time);
+    }
+    times
+}
+
 /// Plans the next attempt of a failed run ([`crate::job::RetryPolicy`]): the scheduled
 /// time that failed runs again, at the job's next run time (the end of the wait), and
 /// the job's regular schedule resumes after it.
@@ -698,12 +760,13 @@ fn plan_retry<'a>(
     };
     let due = DueRuns {
         job,
-        run_times: vec![pending.scheduled_time],
+        run_times: retry_run_times(job, pending),
         start_at: job.next_run_time.unwrap_or(now),
         final_release: Some(HeldRelease {
             release: release.clone(),
             trigger: pending.resume_at.map(|_| job.trigger.clone()),
             attempt: pending.attempt,
+            retried: Some(pending.scheduled_time),
             policy: job.retry.policy.clone(),
         }),
         released_next: pending.resume_at,

@@ -44,6 +44,7 @@ pub use self::generation::{describe_claim, ConfigState, Standing};
 pub use self::jobs::{ListedJobs, SuccessWatchState, MAX_BACKFILL};
 pub use self::membership::{host_name, ClusterNode, Membership};
 pub use self::record::MAX_UNWRITTEN_RUNS;
+pub use self::start::RETRIED_FIRST;
 pub use self::zones::{ZoneRulesAtStart, ZoneRulesRecord, ZoneRulesReload};
 pub use crate::store::{HistoryRetention, DEFAULT_FAILURES_PER_JOB, DEFAULT_SUCCESSES_PER_JOB};
 // Defined with the store, whose `fire_ahead` falls back to it (docs/architecture.md:

@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 
 use super::backoff::RetrySchedule;
 use super::deferred::HeldRelease;
-use super::main_loop::{report_fenced, RunPlace};
-use super::{Event, Inner};
+use super::main_loop::{report_fenced, CatchUp, RunPlace, StoppedAt};
+use super::{start, Event, Inner};
 use crate::history::{RunOutcome, RunRecord};
 use crate::job::{generate_id, Job};
 use crate::store::{FinishedRun, Release};
@@ -150,6 +150,9 @@ enum FollowUp {
         max_attempts: u32,
         retry_at: DateTime<Utc>,
         resume_at: Option<DateTime<Utc>>,
+        /// The catch-up it stopped goes on from here after its attempts
+        /// ([`crate::job::PendingAttempt::catch_up_from`]).
+        catch_up_from: Option<DateTime<Utc>>,
     },
     /// A one-off job's last attempt failed: it stays, as failed.
     Failed(crate::job::JobFailure),
@@ -166,42 +169,73 @@ enum FollowUp {
 }
 
 impl FollowUp {
-    /// What `run`, the end of `held`, asks for (before `held` moves past the end).
-    /// A run stopped for a newer one (`overlap = "replace"`, `replaced`) did not fail:
-    /// the newer run is the one that counts, so it is not retried.
-    fn after(held: &HeldRelease, run: &RunRecord, replaced: bool) -> Option<FollowUp> {
+    /// What `run`, attempt `attempt` of its time and the end of `held` (its last run,
+    /// or the failed run a catch-up stopped at), asks for (before `held` moves past the
+    /// end). A run stopped for a newer one (`overlap = "replace"`, `replaced`) did not
+    /// fail: the newer run is the one that counts, so it is not retried.
+    fn after(
+        held: &HeldRelease,
+        run: &RunRecord,
+        attempt: u32,
+        replaced: bool,
+    ) -> Option<FollowUp> {
         let failed = run.started_at.is_some()
             && !replaced
             && matches!(run.outcome, RunOutcome::Error | RunOutcome::Timeout);
         let one_off = held.trigger.is_none() && held.release.next_run_time.is_none();
         let max_attempts = held.policy.as_ref().map_or(1, |policy| policy.max_attempts);
         match &held.policy {
-            Some(policy) if failed && held.attempt < max_attempts => {
-                let delay = policy.delay(held.attempt, &mut fastrand::Rng::new());
+            Some(policy) if failed && attempt < max_attempts => {
+                let delay = policy.delay(attempt, &mut fastrand::Rng::new());
                 let delay = TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX);
                 Some(FollowUp::Retry {
                     scheduled_time: run.scheduled_time,
-                    attempt: held.attempt + 1,
+                    attempt: attempt + 1,
                     max_attempts,
                     retry_at: run
                         .finished_at
                         .checked_add_signed(delay)
                         .unwrap_or(run.finished_at),
                     resume_at: None,
+                    catch_up_from: None,
                 })
             }
             _ if failed && one_off => Some(FollowUp::Failed(crate::job::JobFailure {
                 scheduled_time: run.scheduled_time,
-                attempts: held.attempt,
+                attempts: attempt,
                 at: run.finished_at,
                 error: run.error.clone(),
             })),
+            // The runs were a retry (and the rest of the catch-up it stopped, if any):
+            // the pending attempt they ran is done.
             _ if held.attempt > 1 && !one_off => Some(FollowUp::Resume {
-                scheduled_time: run.scheduled_time,
+                scheduled_time: held.retried.unwrap_or(run.scheduled_time),
                 attempt: held.attempt,
                 resume_at: None,
             }),
             _ => None,
+        }
+    }
+
+    /// The same, going on with the catch-up it stopped from `from` after its attempts.
+    fn going_on_from(self, from: Option<DateTime<Utc>>) -> FollowUp {
+        match self {
+            FollowUp::Retry {
+                scheduled_time,
+                attempt,
+                max_attempts,
+                retry_at,
+                resume_at,
+                ..
+            } => FollowUp::Retry {
+                scheduled_time,
+                attempt,
+                max_attempts,
+                retry_at,
+                resume_at,
+                catch_up_from: from,
+            },
+            other => other,
         }
     }
 
@@ -213,6 +247,7 @@ impl FollowUp {
                 attempt,
                 max_attempts,
                 retry_at,
+                catch_up_from,
                 ..
             } => FollowUp::Retry {
                 scheduled_time,
@@ -220,6 +255,7 @@ impl FollowUp {
                 max_attempts,
                 retry_at,
                 resume_at: next,
+                catch_up_from,
             },
             FollowUp::Resume {
                 scheduled_time,
@@ -299,12 +335,14 @@ impl FollowUp {
                 attempt,
                 retry_at,
                 resume_at,
+                catch_up_from,
                 ..
             } => {
                 job.retry.pending = Some(crate::job::PendingAttempt {
                     scheduled_time,
                     attempt,
                     resume_at,
+                    catch_up_from,
                 });
                 job.retry.failed = None;
                 job.next_run_time = Some(retry_at);
@@ -426,12 +464,11 @@ impl Unwritten {
                 .iter()
                 .map(|record| {
                     let place = mutable.run_stores.remove(&record.run_id);
-                    if let Some(ran) = place
+                    if let Some((catch_up, place)) = place
                         .as_ref()
-                        .and_then(|place| place.catch_up_ran.as_ref())
-                        .filter(|_| record.started_at.is_some())
+                        .and_then(|place| Some((place.catch_up.as_ref()?, place)))
                     {
-                        ran.store(true, std::sync::atomic::Ordering::Release);
+                        catch_up.note(record, place.attempt);
                     }
                     // Changed through this node while it ran (`Inner::note_change`).
                     let changed = place.as_ref().is_some_and(|place| place.release.is_some())
@@ -447,11 +484,10 @@ impl Unwritten {
             inner.run_ended.notify_waiters();
         }
         for (mut record, placed) in records.into_iter().zip(places) {
-            // The attempt a held run was is its release's (set on the record below).
+            // The attempt a run was is its place's (set on the record below).
             let attempt = placed
                 .as_ref()
-                .and_then(|(place, _)| place.release.as_ref())
-                .map_or(record.attempt, |held| held.attempt);
+                .map_or(record.attempt, |(place, _)| place.attempt);
             inner.metrics.run_ended(
                 &record,
                 placed.as_ref().map(|(place, _)| &place.metrics),
@@ -463,13 +499,14 @@ impl Unwritten {
                     frees_instance,
                     release,
                     withdrawal,
-                    catch_up_ran,
+                    catch_up,
                     stop,
                     ..
                 },
                 changed,
             )) = placed
             {
+                record.attempt = attempt;
                 let mut skipped_meanwhile = Vec::new();
                 match release {
                     // It ran to its end, or was skipped at its time (the instance
@@ -482,18 +519,31 @@ impl Unwritten {
                             || withdrawal.is_withdrawn()
                             || record.outcome == RunOutcome::Skipped =>
                     {
-                        record.attempt = held.attempt;
                         // Taken back (its job changed): it did not run, so its time is
                         // not used up; the release only ends the lease, and a change
                         // that left the time as it was (a pause and a resume) finds the
                         // job still due then.
                         let taken_back = withdrawal.is_withdrawn() && record.started_at.is_none();
                         let one_off = held.trigger.is_none();
+                        // A catch-up of a job with retries that stopped at a failed run
+                        // (`start::CatchUpRetries`): that run's retry goes first, and the
+                        // catch-up's later times after its attempts.
+                        let stopped_at = catch_up
+                            .as_ref()
+                            .filter(|_| {
+                                !taken_back
+                                    && record.started_at.is_none()
+                                    && record.error.as_deref() == Some(start::RETRIED_FIRST)
+                            })
+                            .and_then(|catch_up| catch_up.take_stopped_at());
                         let follow_up = if taken_back {
                             None
+                        } else if let Some(stopped) = &stopped_at {
+                            FollowUp::after(&held, &stopped.run, stopped.attempt, false)
+                                .map(|follow_up| follow_up.going_on_from(stopped.rest_from))
                         } else {
                             let replaced = stop.is_stopped();
-                            FollowUp::after(&held, &record, replaced).or_else(|| {
+                            FollowUp::after(&held, &record, attempt, replaced).or_else(|| {
                                 (changed && one_off && record.started_at.is_some()).then_some(
                                     FollowUp::Finished {
                                         scheduled_time: record.scheduled_time,
@@ -507,8 +557,9 @@ impl Unwritten {
                             // A catch-up taken back part way held its job while its
                             // first runs went: the times that came meanwhile are
                             // recorded as for any held run.
-                            let ran = catch_up_ran
-                                .is_some_and(|ran| ran.load(std::sync::atomic::Ordering::Acquire));
+                            let ran = catch_up.as_ref().is_some_and(|catch_up| {
+                                catch_up.ran.load(std::sync::atomic::Ordering::Acquire)
+                            });
                             let (mut release, skipped, times) = if ran {
                                 held.at_end(record.finished_at)
                             } else {
@@ -516,6 +567,11 @@ impl Unwritten {
                             };
                             release.next_run_time = release.acquired_next_run_time;
                             (release, skipped, times)
+                        } else if stopped_at.is_some() {
+                            // The catch-up goes on after the attempts, up to the time it
+                            // was planned to (the release's): the times that come
+                            // meanwhile are skipped when the whole of it ends.
+                            (held.release, 0, Vec::new())
                         } else {
                             // Rescheduled or paused meanwhile, through any node: the
                             // store leaves the new schedule as it is, even at the very
@@ -797,3 +853,42 @@ impl Unwritten {
 /// taking jobs from that store ([`Event::RecordsBacklogged`]), unless told otherwise
 /// ([`SchedulerBuilder::max_unwritten_runs`](super::SchedulerBuilder::max_unwritten_runs)).
 pub const MAX_UNWRITTEN_RUNS: usize = 10_000;
+
+impl CatchUp {
+    /// Notes the record of one of its runs, attempt `attempt`, as it comes in: whether
+    /// one started, and the failed run it stopped at ([`start::CatchUpRetries`]),
+    /// with the first of its times that did not start after it.
+    fn note(&self, record: &RunRecord, attempt: u32) {
+        let mut stopped_at = self
+            .stopped_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if record.started_at.is_some() {
+            self.ran.store(true, std::sync::atomic::Ordering::Release);
+            // Only the last run that started may be the one it stopped at.
+            *stopped_at =
+                matches!(record.outcome, RunOutcome::Error | RunOutcome::Timeout).then(|| {
+                    StoppedAt {
+                        run: RunRecord {
+                            output: None,
+                            ..record.clone()
+                        },
+                        attempt,
+                        rest_from: None,
+                    }
+                });
+        } else if record.error.as_deref() == Some(start::RETRIED_FIRST) {
+            if let Some(stopped) = stopped_at.as_mut() {
+                stopped.rest_from.get_or_insert(record.scheduled_time);
+            }
+        }
+    }
+
+    /// The failed run it stopped at, if it did.
+    fn take_stopped_at(&self) -> Option<StoppedAt> {
+        self.stopped_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+}

@@ -34,6 +34,7 @@ use tokio::sync::oneshot;
 
 use super::{Event, Inner, SchedulerState};
 use crate::executor::{StartCheck, Withdrawal};
+use crate::history::RunOutcome;
 use crate::job::Overlap;
 use crate::store::{InstanceClaim, JobSchedule, JobStore, StoreError};
 
@@ -50,7 +51,7 @@ pub(crate) struct RunStart {
     pub(crate) scheduled_time: DateTime<Utc>,
     /// When it came due: its scheduled time, or later for a retry attempt (the end of
     /// its wait) and an orphaned run (when it was taken). A replacement stops only runs
-    /// that started by then ([`Inner::replace_oldest_run`]).
+    /// that started by then ([`Inner::runs_to_replace`]).
     pub(crate) due_at: DateTime<Utc>,
     /// How many runs the submission holds (they share one slot).
     pub(crate) runs: usize,
@@ -84,7 +85,32 @@ pub(crate) struct RunStart {
     /// of this node's own is written to the job before then, so while it waits for a
     /// slot any new revision in the store is somebody's change.
     pub(crate) held: bool,
+    /// For a catch-up of a job with retries ([`CatchUpRetries`]): a failed run with
+    /// attempts left stops it, to be tried again before the times after it.
+    pub(crate) retries: Option<CatchUpRetries>,
 }
+
+/// What the later runs of a held catch-up of a job with retries need to know to stop at
+/// a failed run ([`StartCheck::may_continue`], docs/lifecycle.md "Failed runs"): its
+/// times run one after another, and a time that fails with attempts left is tried
+/// again before the times after it, which go on after its attempts (the pending attempt
+/// keeps where: `PendingAttempt::catch_up_from`). Retried after the whole catch-up
+/// instead, each failed time of it would need a pending attempt of its own, and the
+/// job holds one.
+pub(crate) struct CatchUpRetries {
+    /// The attempt the submission's first run is (a retry goes on with the rest of the
+    /// catch-up it stopped); the later runs are first attempts.
+    pub(crate) first_attempt: u32,
+    pub(crate) max_attempts: u32,
+    /// How many later runs have asked so far: the run before the next is this one.
+    pub(crate) asked: std::sync::atomic::AtomicUsize,
+}
+
+/// Why the rest of a catch-up did not start when one of its runs failed with attempts
+/// left ([`CatchUpRetries`]): the failed time is tried again first, and these times run
+/// after its attempts.
+pub const RETRIED_FIRST: &str =
+    "an earlier run of this catch-up failed and is tried again first; this time runs after its attempts";
 
 #[async_trait]
 impl StartCheck for RunStart {
@@ -114,7 +140,25 @@ impl StartCheck for RunStart {
         Ok(())
     }
 
-    async fn may_continue(&self) -> Result<(), String> {
+    async fn may_continue(&self, previous: RunOutcome) -> Result<(), String> {
+        if let Some(retries) = &self.retries {
+            let before = retries
+                .asked
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            let attempt = if before == 0 {
+                retries.first_attempt
+            } else {
+                1
+            };
+            // A replaced run is `error` too, but the executor stops the rest for it
+            // before asking; the record task tells the two apart the same way
+            // (`record::Unwritten::add`).
+            if matches!(previous, RunOutcome::Error | RunOutcome::Timeout)
+                && attempt < retries.max_attempts
+            {
+                return Err(RETRIED_FIRST.to_owned());
+            }
+        }
         let Some(inner) = self.inner.upgrade() else {
             return Ok(());
         };
@@ -140,7 +184,8 @@ impl StartCheck for RunStart {
         if unchanged {
             Ok(())
         } else {
-            Err("the job was changed while its catch-up ran".to_owned())
+            // Recorded as a run taken back through this node is: the job changed.
+            Err(crate::executor::WITHDRAWN.to_owned())
         }
     }
 }
@@ -295,7 +340,6 @@ impl RunStart {
             job_id: &self.job_id,
         });
         let mut state = inner.state.subscribe();
-        let mut replaced = false;
         let mut backoff = MIN_SLOT_WAIT;
         loop {
             let woken = inner.run_ended.notified();
@@ -316,21 +360,27 @@ impl RunStart {
                     self.overlap
                 ));
             }
-            if self.overlap == Overlap::Replace && !replaced {
-                replaced = inner.replace_oldest_run(
-                    &self.job_id,
-                    self.scheduled_time,
-                    self.due_at,
-                    self.max_instances,
-                );
-            }
+            // A replacement stops runs of this node only where that makes room: the
+            // runs of other nodes may fill the limit without them (a `max_instances`
+            // lowered while runs went on two nodes), and it never stops those. Its
+            // claim counts the runs it would stop as stopped (a limit as many higher):
+            // granted, it stops them and starts as they end; refused, stopping them
+            // would be for nothing, and it waits as a queued run does, claiming again
+            // as runs end (docs/lifecycle.md, "In a cluster").
+            let to_replace = if self.overlap == Overlap::Replace {
+                inner.runs_to_replace(&self.job_id, self.due_at, self.max_instances)
+            } else {
+                Vec::new()
+            };
             // The records of this node's ended runs free their slots when written.
             inner.flush_finished_runs().await;
             // With the run's times, as at its time: the slot carries them for a job
             // written back when its run was due (an orphaned run if this node dies).
             let claim = InstanceClaim {
                 job_id: self.job_id.clone(),
-                max_instances: self.max_instances,
+                max_instances: self
+                    .max_instances
+                    .saturating_add(u32::try_from(to_replace.len()).unwrap_or(u32::MAX)),
                 run_times: self.run_times.clone(),
             };
             match store
@@ -343,6 +393,10 @@ impl RunStart {
                     if let Some(place) = inner.lock().run_stores.get_mut(&self.last_run_id) {
                         place.frees_instance = true;
                     }
+                    if !to_replace.is_empty() {
+                        inner.replace_runs(&to_replace, self.scheduled_time);
+                        self.wait_for_replaced(inner, &to_replace).await?;
+                    }
                     return self.still_wanted(inner, store).await;
                 }
                 Ok(false) => {}
@@ -352,6 +406,40 @@ impl RunStart {
             }
             // A change through another node: this node hears of no run of it ending.
             self.still_wanted(inner, store).await?;
+            let now = inner.clock.now();
+            let retry_at = now
+                .checked_add_signed(chrono::TimeDelta::from_std(backoff).unwrap_or_default())
+                .unwrap_or(now);
+            backoff = (backoff * 2).min(MAX_SLOT_WAIT);
+            tokio::select! {
+                () = woken => {}
+                () = inner.clock.sleep_until(retry_at) => {}
+                _ = state.changed() => {}
+            }
+        }
+    }
+
+    /// Waits until the runs this replacement stopped have ended (their records came
+    /// in), so that it never executes beside them: the slot it holds already counted
+    /// them as stopped.
+    async fn wait_for_replaced(&self, inner: &Inner, replaced: &[String]) -> Result<(), String> {
+        let mut state = inner.state.subscribe();
+        let mut backoff = MIN_SLOT_WAIT;
+        loop {
+            let woken = inner.run_ended.notified();
+            tokio::pin!(woken);
+            // Registered before looking, so a run that ends meanwhile still wakes it.
+            woken.as_mut().enable();
+            if !inner.any_run_going(replaced) {
+                return Ok(());
+            }
+            if *state.borrow_and_update() == SchedulerState::Stopped {
+                return Err(format!(
+                    "the scheduler stopped while this run waited for the run it replaced to \
+                     end (overlap = {})",
+                    self.overlap
+                ));
+            }
             let now = inner.clock.now();
             let retry_at = now
                 .checked_add_signed(chrono::TimeDelta::from_std(backoff).unwrap_or_default())

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kairos::executor::WITHDRAWN;
 use kairos::history::{RunOutcome, RunRecord};
+use kairos::scheduler::RETRIED_FIRST;
 
 use super::scenario::{job_id, JobDef, Ms, OpKind, Overlap, Trig};
 use super::sim::Execution;
@@ -282,6 +283,10 @@ fn executing(executions: &[&Execution], observed: &Observed, time: Ms) -> usize 
         })
         .count()
 }
+
+/// What the record of a run skipped because another run of its job waited on its node
+/// says (docs/lifecycle.md, "When the limit is reached").
+const ALREADY_WAITING: &str = "another run of this job was already waiting";
 
 /// What the record of a fire time that came while a run held its job says.
 const HELD_SKIP: &str = "was still going at this time (max_instances = 1)";
@@ -559,8 +564,12 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
         // late, when the attempts end, folded by `coalesce` like any backlog. The last
         // may be an attempt that waited for a slot and never started (a pause or
         // reschedule took it back): it held the job until its record, and a change
-        // that cancels it cancels that backlog too.
+        // that cancels it cancels that backlog too. A time that failed in a catch-up
+        // stops it, and the catch-up's later times go on after its last attempt, in the
+        // same worker (docs/lifecycle.md, "Failed runs"): the hold lasts to their end.
         let mut retrying: Vec<(Ms, Ms)> = Vec::new();
+        // The same, with the time retried: (time, from, to).
+        let mut retried: Vec<(Ms, Ms, Ms)> = Vec::new();
         if definition(observed, id).is_some_and(|def| def.retry.is_some()) {
             for (&time, runs) in &by_time {
                 let mut runs = runs.clone();
@@ -577,14 +586,21 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                         .map(|record| ms_of(record.finished_at));
                     let to = runs
                         .iter()
-                        .map(|run| stopped(run, observed).unwrap_or(Ms::MAX / 2))
+                        .map(|run| {
+                            stopped(run, observed).map_or(Ms::MAX / 2, |stop| {
+                                catch_up_end(&executions, observed, run)
+                                    .map_or(stop, |end| end.max(stop))
+                            })
+                        })
                         .chain(not_started)
                         .max()
                         .unwrap_or(from);
                     let cap = definition(observed, id)
                         .and_then(|def| def.retry)
                         .map_or(0, |retry| retry.delay_cap(retry.max_attempts));
-                    retrying.push((from, to + cap + observed.fire_ahead + observed.slack + 100));
+                    let until = to.saturating_add(cap + observed.fire_ahead + observed.slack + 100);
+                    retrying.push((from, until));
+                    retried.push((time, from, until));
                 }
             }
         }
@@ -606,6 +622,25 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                         .is_none_or(|finished| finished + 500 > checked_until)
             });
             if held_past_end {
+                continue;
+            }
+            // A time after a failed run of a catch-up runs after that run's attempts
+            // (docs/lifecycle.md, "Failed runs"): not yet, if they hold the job past the
+            // end; never, if a change cancelled them (the change wins, and the rest of
+            // the catch-up goes with the pending attempt).
+            let owed_after_attempts = records.iter().any(|record| {
+                ms_of(record.scheduled_time) == time
+                    && record.error.as_deref() == Some(RETRIED_FIRST)
+                    && (retried.iter().any(|(retried, from, until)| {
+                        *retried < time
+                            && *from <= ms_of(record.finished_at)
+                            && *until + 500 > checked_until
+                    }) || model
+                        .touched
+                        .iter()
+                        .any(|at| *at >= ms_of(record.finished_at) - observed.fire_ahead))
+            });
+            if owed_after_attempts {
                 continue;
             }
             // A schedule changed while a run held the job takes effect when that run
@@ -766,14 +801,24 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 continue;
             }
             // Times that come while a run (or a catch-up) holds the job are recorded
-            // when it ends: not yet, if it goes on past the end of the scenario.
-            let held_past_end = model.max_instances_over(*from, *to) == 1
-                && executions.iter().any(|run| {
+            // when it ends: not yet, if it goes on past the end of the scenario. A job
+            // with retries is held by its runs whatever its limit, from a failed time's
+            // first attempt to its last and, in a catch-up, the catch-up's later times
+            // after it (docs/lifecycle.md, "Failed runs"; seed 20,411 of the family
+            // with retries, overlap and faults).
+            let held_by_runs = model.max_instances_over(*from, *to) == 1
+                || definition(observed, id)
+                    .and_then(|def| def.retry)
+                    .is_some_and(|retry| retry.max_attempts > 1);
+            let held_past_end = held_by_runs
+                && (executions.iter().any(|run| {
                     run.job_id == *id
                         && ms_of(run.started) <= *to
                         && catch_up_end(&executions, observed, run)
                             .is_none_or(|finished| finished + 500 > checked_until)
-                });
+                }) || retried
+                    .iter()
+                    .any(|(_, start, until)| *start <= *to && *until + 500 > checked_until));
             if held_past_end {
                 continue;
             }
@@ -913,9 +958,28 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 Some(record) if record.outcome == RunOutcome::Skipped => {
                     let going = holding(&executions, observed, *at);
                     let limit = model.min_instances_over(*at - 1, *at);
+                    // A run now through a node where a run of its job waits for a slot
+                    // is skipped: at most one waits per node, and it goes first
+                    // (docs/lifecycle.md, "When the limit is reached"). In a cluster
+                    // that run hears of a slot freed on another node only at its next
+                    // claim, up to the back-off later ("In a cluster"), so it may still
+                    // wait a moment after the limit was last reached (seed 20,040 of
+                    // the cluster family with retries and overlap).
+                    let behind_waiting = observed.nodes > 1
+                        && record
+                            .error
+                            .as_deref()
+                            .is_some_and(|error| error.contains(ALREADY_WAITING))
+                        && executions.iter().any(|other| {
+                            stopped(other, observed).is_some_and(|stop| {
+                                stop <= *at
+                                    && stop + CROSS_NODE_WAIT > *at
+                                    && holding(&executions, observed, stop - 1) >= limit as usize
+                            })
+                        });
                     // In a disturbed window a run that ended may still hold its slot:
                     // its record, which frees it, waits for the store to come back.
-                    if going < limit as usize && !within(&windows, *at) {
+                    if going < limit as usize && !within(&windows, *at) && !behind_waiting {
                         report(
                             "skipped only at max_instances",
                             id,
