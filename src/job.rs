@@ -523,6 +523,22 @@ impl Job {
         self.config_spec.is_some()
     }
 
+    /// The options as they apply to the job (what the API shows of it); a job does
+    /// not know its store.
+    pub fn options(&self) -> JobOptions {
+        JobOptions {
+            executor: Some(self.executor.clone()),
+            jobstore: None,
+            misfire_grace_time: self.misfire_grace_time,
+            coalesce: Some(self.coalesce),
+            max_instances: Some(self.max_instances),
+            overlap: Some(self.overlap),
+            jitter: self.jitter,
+            retry: self.retry.policy.clone(),
+            expect_success_within: self.expect_success.as_ref().map(|watch| watch.within),
+        }
+    }
+
     /// The jitter that applies: the job's own, else the trigger's.
     pub fn effective_jitter(&self) -> Option<Duration> {
         self.jitter.or(self.trigger.jitter())

@@ -17,7 +17,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::{AppState, Routes, Verb, PREFIX};
-use crate::job::options::{option_schemas, SchemaParts};
+use crate::job::options::{option_schemas, option_view_schemas, SchemaParts};
 use crate::task::{DURATION_PATTERN, MAX_SCHEMA_SECONDS};
 
 pub(super) fn routes(routes: Routes) -> Routes {
@@ -706,15 +706,7 @@ fn schemas(served: &Served) -> Value {
         "JobOptionsView": {
             "type": "object",
             "description": "A job's options as stored (durations in humane form).",
-            "properties": {
-                "misfire_grace_time": {"type": ["string", "null"]}, "coalesce": {"type": "boolean"},
-                "max_instances": {"type": "integer"}, "jitter": {"type": ["string", "null"]},
-                "overlap": {"type": "string", "enum": ["skip", "queue", "replace"]},
-                "retry": {"type": ["object", "null"], "description": "How failed runs are retried; null: they are not.", "properties": {
-                    "max_attempts": {"type": "integer"}, "initial_delay": {"type": "string"},
-                    "multiplier": {"type": "number"}, "max_delay": {"type": "string"}}},
-                "expect_success_within": {"type": ["string", "null"]},
-            },
+            "properties": option_view_schemas(),
         },
         "RunRecord": {
             "type": "object",

@@ -27,6 +27,7 @@ use crate::trigger::TriggerSpec;
 ///     change: set | clear(clear_name) | fixed,   // PATCH sets it / sets or clears it / never
 ///     default: [DefaultType = value] | [],       // its JobDefaults field, if it has one
 ///     cli: [ flag attributes ] | [],             // its `kairos jobs add` flag, if it has one
+///     shown: yes | no,                           // in a job's `options` as the API shows it
 /// }
 /// ```
 ///
@@ -47,12 +48,14 @@ macro_rules! job_options {
                     /// The executor that runs it [default: the daemon's].
                     #[arg(long)]
                 ],
+                shown: no,
             }
             /// The named store that keeps the job.
             jobstore: String as $crate::job::options::StoreName {
                 change: fixed,
                 default: [String = "default".to_owned()],
                 cli: [],
+                shown: no,
             }
             /// How late a run may start and still run; later ones are reported as missed.
             #[serde(with = "crate::trigger::spec::humane_duration")]
@@ -63,12 +66,14 @@ macro_rules! job_options {
                     /// How late a run may start and still run ("30s", "1h"); later runs are missed.
                     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
                 ],
+                shown: yes,
             }
             /// Run only the latest of several overdue run times.
             coalesce: bool as bool {
                 change: set,
                 default: [bool = true],
                 cli: [],
+                shown: yes,
             }
             /// How many runs of this job may run at once.
             max_instances: u32 as $crate::job::options::Instances {
@@ -78,6 +83,7 @@ macro_rules! job_options {
                     /// How many runs of the job may go at once.
                     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
                 ],
+                shown: yes,
             }
             /// What a run due while `max_instances` runs execute does ([`Overlap`]).
             overlap: $crate::job::Overlap as $crate::job::Overlap {
@@ -88,6 +94,7 @@ macro_rules! job_options {
                     /// end; one waits at most) or replace (stop the oldest) [default: the daemon's].
                     #[arg(long, value_name = "POLICY", value_parser = <$crate::job::Overlap as std::str::FromStr>::from_str)]
                 ],
+                shown: yes,
             }
             /// Delay each run at random by up to this much (overrides the trigger's jitter).
             #[serde(with = "crate::trigger::spec::humane_duration")]
@@ -95,6 +102,7 @@ macro_rules! job_options {
                 change: set,
                 default: [],
                 cli: [],
+                shown: yes,
             }
             /// How a failed run is tried again ([`RetryPolicy`]).
             retry: $crate::job::RetryPolicy as $crate::job::RetryPolicy {
@@ -105,6 +113,7 @@ macro_rules! job_options {
                     /// [default: the task's, else the daemon's job defaults].
                     #[arg(long, value_name = "FIELD=VALUE,...", value_parser = $crate::job::RetryPolicy::from_fields)]
                 ],
+                shown: yes,
             }
             /// The dead-man's switch: an `overdue` alert when the job has not succeeded for
             /// this long, whatever the cause ([`SuccessWatch`]).
@@ -117,6 +126,7 @@ macro_rules! job_options {
                     /// for this long ("25h") [default: the daemon's job defaults].
                     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
                 ],
+                shown: yes,
             }
         }
     };
@@ -178,6 +188,19 @@ pub trait OptionKind<T> {
     /// The value's JSON Schema in a request; `None` leaves the option out of the
     /// document.
     fn schema(parts: &SchemaParts<'_>) -> Option<Value>;
+
+    /// The value as the API shows it in a job (`null`: none).
+    fn shown(value: Option<&T>) -> Value;
+
+    /// The JSON Schema of [`shown`](Self::shown)'s value.
+    fn shown_schema() -> Value;
+}
+
+/// A duration as the API shows it: humane text (`"1h 30m"`), or `null`.
+fn shown_duration(value: Option<&Duration>) -> Value {
+    value.map_or(Value::Null, |duration| {
+        Value::String(humantime::format_duration(*duration).to_string())
+    })
 }
 
 /// A name of one of the daemon's executors (checked against them where they are known).
@@ -191,6 +214,14 @@ impl OptionKind<String> for ExecutorName {
 
     fn schema(parts: &SchemaParts<'_>) -> Option<Value> {
         Some(parts.executor.clone())
+    }
+
+    fn shown(value: Option<&String>) -> Value {
+        json!(value)
+    }
+
+    fn shown_schema() -> Value {
+        json!({"type": "string"})
     }
 }
 
@@ -206,6 +237,14 @@ impl OptionKind<String> for StoreName {
     fn schema(parts: &SchemaParts<'_>) -> Option<Value> {
         Some(parts.jobstore.clone())
     }
+
+    fn shown(value: Option<&String>) -> Value {
+        json!(value)
+    }
+
+    fn shown_schema() -> Value {
+        json!({"type": "string"})
+    }
 }
 
 /// A duration that a config may also give as `"none"`: no limit.
@@ -219,6 +258,14 @@ impl OptionKind<Duration> for DurationLimit {
 
     fn schema(parts: &SchemaParts<'_>) -> Option<Value> {
         Some(parts.duration.clone())
+    }
+
+    fn shown(value: Option<&Duration>) -> Value {
+        shown_duration(value)
+    }
+
+    fn shown_schema() -> Value {
+        json!({"type": ["string", "null"]})
     }
 }
 
@@ -234,6 +281,14 @@ impl OptionKind<Duration> for AnyDuration {
     fn schema(parts: &SchemaParts<'_>) -> Option<Value> {
         Some(parts.duration.clone())
     }
+
+    fn shown(value: Option<&Duration>) -> Value {
+        shown_duration(value)
+    }
+
+    fn shown_schema() -> Value {
+        json!({"type": ["string", "null"]})
+    }
 }
 
 impl OptionKind<bool> for bool {
@@ -243,6 +298,14 @@ impl OptionKind<bool> for bool {
 
     fn schema(_: &SchemaParts<'_>) -> Option<Value> {
         Some(json!({"type": "boolean"}))
+    }
+
+    fn shown(value: Option<&bool>) -> Value {
+        json!(value)
+    }
+
+    fn shown_schema() -> Value {
+        json!({"type": "boolean"})
     }
 }
 
@@ -261,6 +324,14 @@ impl OptionKind<u32> for Instances {
     fn schema(_: &SchemaParts<'_>) -> Option<Value> {
         Some(json!({"type": "integer", "minimum": 1, "maximum": u32::MAX}))
     }
+
+    fn shown(value: Option<&u32>) -> Value {
+        json!(value)
+    }
+
+    fn shown_schema() -> Value {
+        json!({"type": "integer"})
+    }
 }
 
 impl OptionKind<Overlap> for Overlap {
@@ -271,6 +342,14 @@ impl OptionKind<Overlap> for Overlap {
     fn schema(_: &SchemaParts<'_>) -> Option<Value> {
         Some(json!({"type": "string", "enum": Overlap::NAMES,
             "description": "What a run due while max_instances runs execute does: skip it (default), queue it (one waits per job), or replace the oldest running run."}))
+    }
+
+    fn shown(value: Option<&Overlap>) -> Value {
+        json!(value)
+    }
+
+    fn shown_schema() -> Value {
+        json!({"type": "string", "enum": Overlap::NAMES})
     }
 }
 
@@ -287,6 +366,23 @@ impl OptionKind<RetryPolicy> for RetryPolicy {
     /// (tests/generated_client); listing it is a change of its own.
     fn schema(_: &SchemaParts<'_>) -> Option<Value> {
         None
+    }
+
+    fn shown(value: Option<&RetryPolicy>) -> Value {
+        value.map_or(Value::Null, |policy| {
+            json!({
+                "max_attempts": policy.max_attempts,
+                "initial_delay": shown_duration(Some(&policy.initial_delay())),
+                "multiplier": policy.multiplier(),
+                "max_delay": shown_duration(Some(&policy.max_delay())),
+            })
+        })
+    }
+
+    fn shown_schema() -> Value {
+        json!({"type": ["object", "null"], "description": "How failed runs are retried; null: they are not.", "properties": {
+            "max_attempts": {"type": "integer"}, "initial_delay": {"type": "string"},
+            "multiplier": {"type": "number"}, "max_delay": {"type": "string"}}})
     }
 }
 
@@ -315,6 +411,14 @@ impl OptionKind<Duration> for Within {
             "pattern": WITHIN_PATTERN,
             "description": "The dead-man's switch: an overdue alert when the job has not succeeded for this long (at least 1m), e.g. \"25h\"; a humane duration or seconds.",
             "examples": ["25h"]}))
+    }
+
+    fn shown(value: Option<&Duration>) -> Value {
+        shown_duration(value)
+    }
+
+    fn shown_schema() -> Value {
+        json!({"type": ["string", "null"]})
     }
 }
 
@@ -371,6 +475,35 @@ macro_rules! define_job_options {
             properties
         }
 
+        /// A job's options as the API shows them (`options` of `GET /jobs/{id}`), in
+        /// the list's order: those whose entry says `shown: yes`.
+        pub fn option_views(options: &JobOptions) -> OptionViews {
+            let mut views = Vec::new();
+            $(
+                if define_job_options!(@shown $($rest)*) {
+                    views.push((
+                        stringify!($name),
+                        <$kind as OptionKind<$ty>>::shown(options.$name.as_ref()),
+                    ));
+                }
+            )*
+            OptionViews(views)
+        }
+
+        /// The OpenAPI properties of [`option_views`].
+        pub fn option_view_schemas() -> Map<String, Value> {
+            let mut properties = Map::new();
+            $(
+                if define_job_options!(@shown $($rest)*) {
+                    properties.insert(
+                        stringify!($name).to_owned(),
+                        <$kind as OptionKind<$ty>>::shown_schema(),
+                    );
+                }
+            )*
+            properties
+        }
+
         define_job_options!(@defaults [] [] [] $($name: $ty { $($rest)* })*);
     };
 
@@ -379,6 +512,11 @@ macro_rules! define_job_options {
     (@clear change: set, $($rest:tt)*) => { Some(None) };
     (@clear change: clear($clear:ident), $($rest:tt)*) => { Some(Some(stringify!($clear))) };
     (@clear change: fixed, $($rest:tt)*) => { None };
+
+    (@shown $($entry:tt)*) => { define_job_options!(@shown_flag $($entry)*) };
+    (@shown_flag shown: yes, $($rest:tt)*) => { true };
+    (@shown_flag shown: no, $($rest:tt)*) => { false };
+    (@shown_flag $first:tt $($rest:tt)*) => { define_job_options!(@shown_flag $($rest)*) };
 
     (@defaults [$($fields:tt)*] [$($values:tt)*] [$($defaulted:ident)*]) => {
         /// The defaults of docs/semantics.md: `coalesce = true`, `max_instances = 1`, no
@@ -498,6 +636,21 @@ macro_rules! define_job_changes {
 
 job_options!(define_job_options);
 job_options!(define_job_changes);
+
+/// A job's options as the API shows them, in the list's order ([`option_views`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptionViews(pub Vec<(&'static str, Value)>);
+
+impl Serialize for OptionViews {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
 
 /// [`OptionKind::check`] of one option, with the option's key.
 fn check_one<T, K: OptionKind<T>>(key: &'static str, value: &T) -> Result<(), OptionError> {

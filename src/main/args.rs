@@ -197,6 +197,7 @@ macro_rules! define_option_flags {
     (@flags [$($fields:tt)*] [$($names:ident)*]
         $(#[$attr:meta])* $name:ident: $ty:ty as $kind:ty {
             change: $change:ident $(($clear:ident))?, default: [$($default:tt)*], cli: [],
+            $($more:tt)*
         }
         $($rest:tt)*
     ) => {
@@ -205,6 +206,7 @@ macro_rules! define_option_flags {
     (@flags [$($fields:tt)*] [$($names:ident)*]
         $(#[$attr:meta])* $name:ident: $ty:ty as $kind:ty {
             change: $change:ident $(($clear:ident))?, default: [$($default:tt)*], cli: [$($cli:tt)+],
+            $($more:tt)*
         }
         $($rest:tt)*
     ) => {
