@@ -1,11 +1,12 @@
 //! The job options, each defined once.
 //!
 //! [`job_options!`] is the one list: for each option its name, its value type, its
-//! [kind](OptionKind) (how a value is checked and how the API documents it), its doc
-//! and serde attributes, whether `PATCH /jobs/{id}` may change (or clear) it, and its
-//! `[job_defaults]` default. Everything with one field per option is generated from it:
-//! here [`JobOptions`], [`JobChanges`], [`JobDefaults`], [`OPTION_KEYS`],
-//! [`JobOptions::check`] and [`option_schemas`] (the OpenAPI properties); above, the
+//! [kind](OptionKind) (how a value is checked, documented and shown), its doc and
+//! serde attributes, whether `PATCH /jobs/{id}` may change (or clear) it, its
+//! `[job_defaults]` default, its CLI flag and whether a job's view shows it. Everything
+//! with one field per option is generated from it: here [`JobOptions`], [`JobChanges`],
+//! [`JobDefaults`], [`OPTION_KEYS`], [`JobOptions::check`], [`option_schemas`] and
+//! [`option_view_schemas`] (the OpenAPI properties) and [`option_views`]; above, the
 //! config's raw job and `[job_defaults]` tables and their checks (`config/raw.rs`,
 //! `config/check/job_options.rs`) and the CLI's flags (`main/args.rs`). How to add an
 //! option: docs/architecture.md, "Job options".
