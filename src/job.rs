@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::trigger::spec::humane_duration;
 use crate::trigger::{Trigger, TriggerSpec};
 
+pub mod options;
+
+pub use self::options::{JobChanges, JobDefaults, JobOptions, OptionError, OPTION_KEYS};
+
 /// What a caller gives to add a job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -117,53 +121,6 @@ impl JobSpec {
         self
     }
 }
-
-/// Job options that have scheduler-wide defaults (`[job_defaults]`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JobOptions {
-    /// The named executor that runs the job.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub executor: Option<String>,
-    /// The named store that keeps the job.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jobstore: Option<String>,
-    /// How late a run may start and still run; later ones are reported as missed.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "humane_duration"
-    )]
-    pub misfire_grace_time: Option<Duration>,
-    /// Run only the latest of several overdue run times.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub coalesce: Option<bool>,
-    /// How many runs of this job may run at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_instances: Option<u32>,
-    /// What a run due while `max_instances` runs execute does ([`Overlap`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub overlap: Option<Overlap>,
-    /// Delay each run at random by up to this much (overrides the trigger's jitter).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "humane_duration"
-    )]
-    pub jitter: Option<Duration>,
-    /// How a failed run is tried again ([`RetryPolicy`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<RetryPolicy>,
-    /// The dead-man's switch: an `overdue` alert when the job has not succeeded for
-    /// this long, whatever the cause ([`SuccessWatch`]).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "humane_duration"
-    )]
-    pub expect_success_within: Option<Duration>,
-}
-
 /// What a run due while `max_instances` runs of its job are executing does
 /// (`overlap = "skip" | "queue" | "replace"`; docs/semantics.md, "max_instances", and
 /// docs/lifecycle.md, "When the limit is reached").
@@ -331,6 +288,43 @@ impl RetryPolicy {
         Ok(())
     }
 
+    /// A policy from its fields as `kairos jobs add --retry` takes them
+    /// (`max_attempts=5,initial_delay=1s`), checked.
+    pub fn from_fields(text: &str) -> Result<RetryPolicy, String> {
+        let mut fields = serde_json::Map::new();
+        for pair in text
+            .split(',')
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+        {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?} is not FIELD=VALUE"))?;
+            let value = match key.trim() {
+                "max_attempts" => value
+                    .trim()
+                    .parse::<u32>()
+                    .map(serde_json::Value::from)
+                    .map_err(|_| format!("max_attempts: {value:?} is not a whole number"))?,
+                "multiplier" => value
+                    .trim()
+                    .parse::<f64>()
+                    .map(serde_json::Value::from)
+                    .map_err(|_| format!("multiplier: {value:?} is not a number"))?,
+                _ => serde_json::Value::from(value.trim()),
+            };
+            fields.insert(key.trim().to_owned(), value);
+        }
+        let policy: RetryPolicy = serde_json::from_value(serde_json::Value::Object(fields))
+            .map_err(|error| {
+                format!("{error} (fields: max_attempts, initial_delay, multiplier, max_delay)")
+            })?;
+        policy
+            .check()
+            .map_err(|(field, reason)| format!("{field}: {reason}"))?;
+        Ok(policy)
+    }
+
     /// The longest wait before the second attempt.
     pub fn initial_delay(&self) -> Duration {
         self.initial_delay.unwrap_or(Duration::from_secs(1))
@@ -392,44 +386,6 @@ pub struct JobFailure {
     /// What went wrong the last time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-}
-
-/// The defaults of docs/semantics.md: `coalesce = true`, `max_instances = 1`, no misfire limit,
-/// the `default` executor and store.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JobDefaults {
-    /// The executor of jobs that name none.
-    pub executor: String,
-    /// The store of jobs that name none.
-    pub jobstore: String,
-    /// `None`: a run is never too late (an order to cancel still runs after downtime).
-    pub misfire_grace_time: Option<Duration>,
-    /// Run only the latest of several overdue run times.
-    pub coalesce: bool,
-    /// Concurrent runs allowed per job.
-    pub max_instances: u32,
-    /// What a run due while the limit is reached does.
-    pub overlap: Overlap,
-    /// How failed runs are retried when neither the job nor its task says (`None`:
-    /// not at all).
-    pub retry: Option<RetryPolicy>,
-    /// The dead-man's switch of jobs that set none (`None`: no watch).
-    pub expect_success_within: Option<Duration>,
-}
-
-impl Default for JobDefaults {
-    fn default() -> JobDefaults {
-        JobDefaults {
-            executor: "default".to_owned(),
-            jobstore: "default".to_owned(),
-            misfire_grace_time: None,
-            coalesce: true,
-            max_instances: 1,
-            overlap: Overlap::Skip,
-            retry: None,
-            expect_success_within: None,
-        }
-    }
 }
 
 /// A job as a store keeps it.
@@ -566,67 +522,26 @@ pub struct RetryState {
     pub broken: Option<String>,
 }
 
-/// Changes to a job, each optional (`modify_job`, `PATCH /jobs/{id}`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JobChanges {
-    /// A new name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// New task arguments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub args: Option<serde_json::Value>,
-    /// A new trigger; the next run time is recomputed from now.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trigger: Option<TriggerSpec>,
-    /// A new executor.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub executor: Option<String>,
-    /// A new misfire grace time.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "humane_duration"
-    )]
-    pub misfire_grace_time: Option<Duration>,
-    /// Remove the misfire grace time (no limit).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub clear_misfire_grace_time: bool,
-    /// New coalescing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub coalesce: Option<bool>,
-    /// New instance limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_instances: Option<u32>,
-    /// A new overlap policy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub overlap: Option<Overlap>,
-    /// New jitter.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "humane_duration"
-    )]
-    pub jitter: Option<Duration>,
-    /// A new `expect_success_within` (the watch starts again from now).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "humane_duration"
-    )]
-    pub expect_success_within: Option<Duration>,
-    /// Remove the dead-man's switch.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub clear_expect_success_within: bool,
-    /// An explicit next run time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_run_time: Option<DateTime<Utc>>,
-}
-
 impl Job {
     /// Whether the daemon's config files own this job.
     pub fn is_from_config(&self) -> bool {
         self.config_spec.is_some()
+    }
+
+    /// The options as they apply to the job (what the API shows of it); a job does
+    /// not know its store.
+    pub fn options(&self) -> JobOptions {
+        JobOptions {
+            executor: Some(self.executor.clone()),
+            jobstore: None,
+            misfire_grace_time: self.misfire_grace_time,
+            coalesce: Some(self.coalesce),
+            max_instances: Some(self.max_instances),
+            overlap: Some(self.overlap),
+            jitter: self.jitter,
+            retry: self.retry.policy.clone(),
+            expect_success_within: self.expect_success.as_ref().map(|watch| watch.within),
+        }
     }
 
     /// The jitter that applies: the job's own, else the trigger's.

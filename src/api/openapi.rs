@@ -17,6 +17,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::{AppState, Routes, Verb, PREFIX};
+use crate::job::options::{option_schemas, option_view_schemas, SchemaParts};
 use crate::task::{DURATION_PATTERN, MAX_SCHEMA_SECONDS};
 
 pub(super) fn routes(routes: Routes) -> Routes {
@@ -626,16 +627,6 @@ fn one_of_names(names: &[String], description: &str) -> Value {
     schema
 }
 
-/// The pattern of an `expect_success_within` given as text: a duration of at least a
-/// minute (its first part in minutes or more, or 60 seconds or more), and of at most
-/// some decades, so that the deadline it sets stays within the years RFC 3339 can
-/// write (the API refuses more than [`MAX_WITHIN_SECONDS`]).
-const WITHIN_PATTERN: &str = r"^ *((6[0-9]|[7-9][0-9]|[1-9][0-9]{2,8})(\.[0-9]{1,9})?|[1-9][0-9]{0,2}(m|h|d|w)( ?[0-9]{1,3}(s|m|h|d|w))*) *$";
-
-/// The most seconds the document states for `expect_success_within` as a number:
-/// [`SuccessWatch::MAX_WITHIN`](crate::job::SuccessWatch::MAX_WITHIN), which the API refuses beyond.
-const MAX_WITHIN_SECONDS: u64 = crate::job::SuccessWatch::MAX_WITHIN.as_secs();
-
 fn schemas(served: &Served) -> Value {
     // Examples are what schema-driven tools (and readers) start from: each one is
     // taken by the API as it is (the trigger test below and api-fuzz.sh check that).
@@ -643,12 +634,24 @@ fn schemas(served: &Served) -> Value {
                           "pattern": DURATION_PATTERN,
                           "description": "A humane duration such as \"30s\" or \"1h30m\", or seconds (not negative).",
                           "examples": ["30s", "1h30m", 90]});
-    let within = json!({"type": ["string", "number", "null"], "minimum": 60, "maximum": MAX_WITHIN_SECONDS,
-                        "pattern": WITHIN_PATTERN,
-                        "description": "The dead-man's switch: an overdue alert when the job has not succeeded for this long (at least 1m), e.g. \"25h\"; a humane duration or seconds.",
-                        "examples": ["25h"]});
     let executor = one_of_names(&served.executors, "An executor of the daemon's.");
-    let max_instances = json!({"type": "integer", "minimum": 1, "maximum": u32::MAX});
+    let jobstore = one_of_names(&served.jobstores, "A job store of the daemon's.");
+    // The job options' properties come from their one list (src/job/options.rs).
+    let parts = SchemaParts {
+        duration: &duration,
+        executor: &executor,
+        jobstore: &jobstore,
+    };
+    let mut changes = option_schemas(&parts, true);
+    changes.extend([
+        ("name".to_owned(), json!({"type": "string"})),
+        ("args".to_owned(), changed_args(served)),
+        ("trigger".to_owned(), schema("Trigger")),
+        (
+            "next_run_time".to_owned(),
+            json!({"type": "string", "format": "date-time"}),
+        ),
+    ]);
     let mut all = json!({
         "Error": {
             "type": "object", "required": ["error"],
@@ -660,27 +663,11 @@ fn schemas(served: &Served) -> Value {
         },
         "JobOptions": {
             "type": "object", "additionalProperties": false,
-            "properties": {
-                "executor": executor.clone(),
-                "jobstore": one_of_names(&served.jobstores, "A job store of the daemon's."),
-                "misfire_grace_time": duration, "coalesce": {"type": "boolean"},
-                "max_instances": max_instances.clone(), "jitter": duration,
-                "overlap": {"type": "string", "enum": ["skip", "queue", "replace"], "description": "What a run due while max_instances runs execute does: skip it (default), queue it (one waits per job), or replace the oldest running run."},
-                "expect_success_within": within,
-            },
+            "properties": option_schemas(&parts, false),
         },
         "JobChanges": {
             "type": "object", "additionalProperties": false,
-            "properties": {
-                "name": {"type": "string"}, "args": changed_args(served), "trigger": schema("Trigger"),
-                "executor": executor, "misfire_grace_time": duration,
-                "clear_misfire_grace_time": {"type": "boolean"}, "coalesce": {"type": "boolean"},
-                "max_instances": max_instances, "jitter": duration,
-                "overlap": {"type": "string", "enum": ["skip", "queue", "replace"], "description": "What a run due while max_instances runs execute does: skip it (default), queue it (one waits per job), or replace the oldest running run."},
-                "expect_success_within": within,
-                "clear_expect_success_within": {"type": "boolean"},
-                "next_run_time": {"type": "string", "format": "date-time"},
-            },
+            "properties": changes,
         },
         "Job": {
             "type": "object",
@@ -719,15 +706,7 @@ fn schemas(served: &Served) -> Value {
         "JobOptionsView": {
             "type": "object",
             "description": "A job's options as stored (durations in humane form).",
-            "properties": {
-                "misfire_grace_time": {"type": ["string", "null"]}, "coalesce": {"type": "boolean"},
-                "max_instances": {"type": "integer"}, "jitter": {"type": ["string", "null"]},
-                "overlap": {"type": "string", "enum": ["skip", "queue", "replace"]},
-                "retry": {"type": ["object", "null"], "description": "How failed runs are retried; null: they are not.", "properties": {
-                    "max_attempts": {"type": "integer"}, "initial_delay": {"type": "string"},
-                    "multiplier": {"type": "number"}, "max_delay": {"type": "string"}}},
-                "expect_success_within": {"type": ["string", "null"]},
-            },
+            "properties": option_view_schemas(),
         },
         "RunRecord": {
             "type": "object",

@@ -11,6 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::history::RunRecord;
+use crate::job::options::{option_views, OptionViews};
 use crate::job::Job;
 use crate::scheduler::SuccessWatchState;
 use crate::trigger::words::spec_to_words;
@@ -28,7 +29,8 @@ pub(crate) struct JobView {
     /// The trigger in the words `kairos next` and the preview take.
     trigger_words: String,
     executor: String,
-    options: OptionsView,
+    /// Made from the list of job options (src/job/options.rs).
+    options: OptionViews,
     /// `scheduled`, `paused`, `failed` (a one-off job whose attempts were used up) or
     /// `broken` (set aside: its trigger could not be computed).
     state: &'static str,
@@ -121,28 +123,6 @@ pub(crate) fn rfc3339(instant: DateTime<Utc>) -> String {
 }
 
 #[derive(Debug, Serialize)]
-struct OptionsView {
-    misfire_grace_time: Option<String>,
-    coalesce: bool,
-    max_instances: u32,
-    /// What a run due while `max_instances` runs execute does.
-    overlap: crate::job::Overlap,
-    jitter: Option<String>,
-    /// `null`: failed runs are not retried.
-    retry: Option<RetryView>,
-    /// The dead-man's switch; `null`: none.
-    expect_success_within: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct RetryView {
-    max_attempts: u32,
-    initial_delay: String,
-    multiplier: f64,
-    max_delay: String,
-}
-
-#[derive(Debug, Serialize)]
 struct RetryingView {
     scheduled_time: String,
     /// The number of the next attempt.
@@ -169,23 +149,7 @@ impl From<&Job> for JobView {
             trigger_words: spec_to_words(&job.trigger.spec()),
             trigger: job.trigger.spec().into_owned(),
             executor: job.executor.clone(),
-            options: OptionsView {
-                misfire_grace_time: job.misfire_grace_time.map(humane),
-                coalesce: job.coalesce,
-                max_instances: job.max_instances,
-                overlap: job.overlap,
-                jitter: job.jitter.map(humane),
-                retry: job.retry.policy.as_ref().map(|policy| RetryView {
-                    max_attempts: policy.max_attempts,
-                    initial_delay: humane(policy.initial_delay()),
-                    multiplier: policy.multiplier(),
-                    max_delay: humane(policy.max_delay()),
-                }),
-                expect_success_within: job
-                    .expect_success
-                    .as_ref()
-                    .map(|watch| humane(watch.within)),
-            },
+            options: option_views(&job.options()),
             state: job.state(),
             paused: job.paused,
             retrying: job.retry.pending.as_ref().map(|pending| RetryingView {

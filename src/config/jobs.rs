@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::check::{at_least_one, check_reference, invalid, missing, unknown_name, Names};
+use super::check::{check_reference, invalid, missing, unknown_name, Names};
 use super::error::{ConfigError, ConfigErrorKind};
 use super::raw::RawJobEntry;
 use super::read::backticked;
@@ -165,25 +165,7 @@ fn check_job(
             errors,
         );
     }
-    let retry = job
-        .retry
-        .as_ref()
-        .and_then(|retry| super::check::check_retry(source, retry, &path, errors));
-    let expect_success_within = job.expect_success_within.as_ref().and_then(|within| {
-        super::check::check_expect_success_within(
-            source,
-            within,
-            &join_key(&path, "expect_success_within"),
-            errors,
-        )
-    });
-    let overlap = job.overlap.as_ref().and_then(|overlap| {
-        super::check::check_overlap(source, overlap, &join_key(&path, "overlap"), errors)
-    });
-    let max_instances = job
-        .max_instances
-        .as_ref()
-        .and_then(|max| at_least_one(source, max, &join_key(&path, "max_instances"), errors));
+    let options = job.checked_options(source, &path, errors);
     let misfire_grace_time = match &job.misfire_grace_time {
         Some(grace) => match (grace.get_ref().0, defaults.misfire_grace_time) {
             // A `None` option means "the scheduler's default", so "no limit" cannot be
@@ -211,14 +193,11 @@ fn check_job(
     let (Some(id), Some((task, _)), Some(trigger)) = (&job.id, task, &entry.trigger) else {
         return None;
     };
-    let jitter = job
-        .jitter
-        .map(|duration| duration.0)
-        .or(if entry.trigger_jitter.is_none() {
-            default_jitter
-        } else {
-            None
-        });
+    let jitter = options.jitter.or(if entry.trigger_jitter.is_none() {
+        default_jitter
+    } else {
+        None
+    });
     let spec = JobSpec {
         id: Some(id.get_ref().clone()),
         name: job.name.clone(),
@@ -237,16 +216,18 @@ fn check_job(
                     .map_or_else(|| defaults.jobstore.clone(), |name| name.get_ref().clone()),
             ),
             misfire_grace_time,
-            coalesce: Some(job.coalesce.unwrap_or(defaults.coalesce)),
-            max_instances: Some(max_instances.unwrap_or(defaults.max_instances)),
+            coalesce: Some(options.coalesce.unwrap_or(defaults.coalesce)),
+            max_instances: Some(options.max_instances.unwrap_or(defaults.max_instances)),
             // Left out while it is `skip` everywhere, so the specs of config-owned jobs
             // written before `overlap` existed compare equal (a reload changes nothing).
-            overlap: Some(overlap.unwrap_or(defaults.overlap))
+            overlap: Some(options.overlap.unwrap_or(defaults.overlap))
                 .filter(|overlap| !overlap.is_skip() || !defaults.overlap.is_skip()),
             jitter,
             // The job's own; else its task's, else [job_defaults]' (the scheduler's).
-            retry,
-            expect_success_within: expect_success_within.or(defaults.expect_success_within),
+            retry: options.retry,
+            expect_success_within: options
+                .expect_success_within
+                .or(defaults.expect_success_within),
         },
         paused: job.paused.unwrap_or(false),
         next_run_time: None,

@@ -12,7 +12,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::de::{self, IgnoredAny, Visitor};
+use serde::de::{self, DeserializeOwned, IgnoredAny, Visitor};
 use serde::{Deserialize, Deserializer};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
@@ -23,6 +23,8 @@ use super::read::{
 };
 use super::source::{join_key, Source};
 use super::trigger::{check_trigger, read_trigger};
+use crate::job::options::{self, OptionKind};
+use crate::job::{Overlap, RetryPolicy};
 use crate::trigger::spec::humane_duration;
 use crate::trigger::{TriggerContext, TriggerSpec};
 
@@ -193,21 +195,6 @@ pub(crate) struct RawExecutor {
     pub(crate) timeout: Option<HumaneDuration>,
 }
 
-/// `[job_defaults]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawJobDefaults {
-    pub(crate) executor: Option<Spanned<String>>,
-    pub(crate) jobstore: Option<Spanned<String>>,
-    pub(crate) misfire_grace_time: Option<DurationOrNone>,
-    pub(crate) coalesce: Option<bool>,
-    pub(crate) max_instances: Option<Spanned<u32>>,
-    pub(crate) overlap: Option<Spanned<String>>,
-    pub(crate) jitter: Option<HumaneDuration>,
-    pub(crate) retry: Option<Spanned<crate::job::RetryPolicy>>,
-    pub(crate) expect_success_within: Option<Spanned<HumaneDuration>>,
-}
-
 /// `[api]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -280,30 +267,126 @@ pub(crate) struct RawHistory {
     pub(crate) failures_per_job: Option<CountOrNone>,
 }
 
-/// One `[[jobs]]` table, except `args` and `trigger`, which are read on their own (into
-/// JSON, and through [`read_trigger`] so trigger errors keep their spans). They are
-/// listed here so that the key check knows them.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawJob {
-    pub(crate) id: Option<Spanned<String>>,
-    pub(crate) name: Option<String>,
-    pub(crate) task: Option<Spanned<String>>,
-    #[allow(dead_code)]
-    args: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    trigger: Option<IgnoredAny>,
-    pub(crate) executor: Option<Spanned<String>>,
-    pub(crate) jobstore: Option<Spanned<String>>,
-    pub(crate) misfire_grace_time: Option<Spanned<DurationOrNone>>,
-    pub(crate) coalesce: Option<bool>,
-    pub(crate) max_instances: Option<Spanned<u32>>,
-    pub(crate) overlap: Option<Spanned<String>>,
-    pub(crate) jitter: Option<HumaneDuration>,
-    pub(crate) retry: Option<Spanned<crate::job::RetryPolicy>>,
-    pub(crate) expect_success_within: Option<Spanned<HumaneDuration>>,
-    pub(crate) paused: Option<bool>,
+/// How a config file writes the values of a job option's kind (src/job/options.rs),
+/// and what it makes of what is written. The kind then checks the value, as it does
+/// for the API and the library.
+pub(crate) trait ConfigOption<T>: OptionKind<T> {
+    /// What the file holds.
+    type Raw: DeserializeOwned;
+
+    /// The value written, or why it is not one; `Ok(None)`: an explicit `"none"`.
+    fn value(raw: &Self::Raw) -> Result<Option<T>, String>;
 }
+
+impl ConfigOption<String> for options::ExecutorName {
+    type Raw = String;
+
+    fn value(raw: &String) -> Result<Option<String>, String> {
+        Ok(Some(raw.clone()))
+    }
+}
+
+impl ConfigOption<String> for options::StoreName {
+    type Raw = String;
+
+    fn value(raw: &String) -> Result<Option<String>, String> {
+        Ok(Some(raw.clone()))
+    }
+}
+
+/// `"none"`: no limit.
+impl ConfigOption<Duration> for options::DurationLimit {
+    type Raw = DurationOrNone;
+
+    fn value(raw: &DurationOrNone) -> Result<Option<Duration>, String> {
+        Ok(raw.0)
+    }
+}
+
+impl ConfigOption<Duration> for options::AnyDuration {
+    type Raw = HumaneDuration;
+
+    fn value(raw: &HumaneDuration) -> Result<Option<Duration>, String> {
+        Ok(Some(raw.0))
+    }
+}
+
+impl ConfigOption<Duration> for options::Within {
+    type Raw = HumaneDuration;
+
+    fn value(raw: &HumaneDuration) -> Result<Option<Duration>, String> {
+        Ok(Some(raw.0))
+    }
+}
+
+impl ConfigOption<bool> for bool {
+    type Raw = bool;
+
+    fn value(raw: &bool) -> Result<Option<bool>, String> {
+        Ok(Some(*raw))
+    }
+}
+
+impl ConfigOption<u32> for options::Instances {
+    type Raw = u32;
+
+    fn value(raw: &u32) -> Result<Option<u32>, String> {
+        Ok(Some(*raw))
+    }
+}
+
+/// Read as text and parsed, so any bad value (a number too) is an invalid value naming
+/// the policies, not a type error.
+impl ConfigOption<Overlap> for Overlap {
+    type Raw = String;
+
+    fn value(raw: &String) -> Result<Option<Overlap>, String> {
+        raw.parse().map(Some)
+    }
+}
+
+impl ConfigOption<RetryPolicy> for RetryPolicy {
+    type Raw = RetryPolicy;
+
+    fn value(raw: &RetryPolicy) -> Result<Option<RetryPolicy>, String> {
+        Ok(Some(raw.clone()))
+    }
+}
+
+/// `[job_defaults]` and `[[jobs]]` from the list of job options: a key per option, read
+/// as its kind's [`ConfigOption::Raw`].
+macro_rules! define_raw_tables {
+    ($(
+        $(#[$attr:meta])*
+        $name:ident: $ty:ty as $kind:ty { $($rest:tt)* }
+    )*) => {
+        /// `[job_defaults]`: a default for every job option.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct RawJobDefaults {
+            $(pub(crate) $name: Option<Spanned<<$kind as ConfigOption<$ty>>::Raw>>,)*
+        }
+
+        /// One `[[jobs]]` table, except `args` and `trigger`, which are read on their own
+        /// (into JSON, and through [`read_trigger`] so trigger errors keep their spans).
+        /// They are listed here so that the key check knows them.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct RawJob {
+            pub(crate) id: Option<Spanned<String>>,
+            pub(crate) name: Option<String>,
+            pub(crate) task: Option<Spanned<String>>,
+            #[allow(dead_code)]
+            args: Option<IgnoredAny>,
+            #[allow(dead_code)]
+            trigger: Option<IgnoredAny>,
+            $(pub(crate) $name: Option<Spanned<<$kind as ConfigOption<$ty>>::Raw>>,)*
+            pub(crate) paused: Option<bool>,
+        }
+    };
+}
+
+options::job_options!(define_raw_tables);
 
 /// Everything in the main config file except its jobs (read later, once the scheduler's
 /// zone is known).

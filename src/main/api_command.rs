@@ -169,14 +169,8 @@ pub(super) fn prepare_request(command: ApiCommand) -> Result<ApiRequest, ApiFail
                 task: add.task,
                 args,
                 options: JobOptions {
-                    executor: add.executor,
-                    misfire_grace_time: add.misfire_grace_time,
                     coalesce,
-                    max_instances: add.max_instances,
-                    overlap: add.overlap,
-                    retry: add.retry,
-                    expect_success_within: add.expect_success_within,
-                    ..JobOptions::default()
+                    ..add.options.into_options()
                 },
                 paused: add.paused,
                 replace_existing: add.replace_existing,

@@ -2,7 +2,6 @@
 //! flags) and the parsers clap calls for the values it cannot read itself.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
@@ -151,27 +150,9 @@ pub(super) struct AddJob {
     /// A name for people [default: the id].
     #[arg(long)]
     pub(super) name: Option<String>,
-    /// The executor that runs it [default: the daemon's].
-    #[arg(long)]
-    pub(super) executor: Option<String>,
-    /// How late a run may start and still run ("30s", "1h"); later runs are missed.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub(super) misfire_grace_time: Option<Duration>,
-    /// How many runs of the job may go at once.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub(super) max_instances: Option<u32>,
-    /// What a run due while max_instances runs go does: skip, queue (wait for one to
-    /// end; one waits at most) or replace (stop the oldest) [default: the daemon's].
-    #[arg(long, value_name = "POLICY", value_parser = parse_overlap)]
-    pub(super) overlap: Option<kairos::job::Overlap>,
-    /// Try failed runs again: max_attempts=N[,initial_delay=1s][,multiplier=2][,max_delay=5m]
-    /// [default: the task's, else the daemon's job defaults].
-    #[arg(long, value_name = "FIELD=VALUE,...", value_parser = parse_retry)]
-    pub(super) retry: Option<kairos::job::RetryPolicy>,
-    /// The dead-man's switch: raise an `overdue` alert when the job has not succeeded
-    /// for this long ("25h") [default: the daemon's job defaults].
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub(super) expect_success_within: Option<Duration>,
+    /// The job options' flags (`--executor`, `--max-instances`, …).
+    #[command(flatten)]
+    pub(super) options: OptionFlags,
     /// Run overdue runs as one [default: the daemon's].
     #[arg(long, overrides_with = "no_coalesce")]
     pub(super) coalesce: bool,
@@ -193,50 +174,58 @@ pub(super) struct AddJob {
     pub(super) words: Vec<String>,
 }
 
+/// Makes [`OptionFlags`] from the list of job options (src/job/options.rs): a flag for
+/// each option whose entry has `cli` attributes, in the list's order.
+macro_rules! define_option_flags {
+    (@flags [$($fields:tt)*] [$($names:ident)*]) => {
+        // No doc comment: clap would take it for the about of `kairos jobs add`.
+        #[derive(Args)]
+        pub(super) struct OptionFlags {
+            $($fields)*
+        }
+
+        impl OptionFlags {
+            /// The options the flags give; the others are left to the daemon.
+            pub(super) fn into_options(self) -> kairos::job::JobOptions {
+                kairos::job::JobOptions {
+                    $($names: self.$names,)*
+                    ..kairos::job::JobOptions::default()
+                }
+            }
+        }
+    };
+    (@flags [$($fields:tt)*] [$($names:ident)*]
+        $(#[$attr:meta])* $name:ident: $ty:ty as $kind:ty {
+            change: $change:ident $(($clear:ident))?, default: [$($default:tt)*], cli: [],
+            $($more:tt)*
+        }
+        $($rest:tt)*
+    ) => {
+        define_option_flags!(@flags [$($fields)*] [$($names)*] $($rest)*);
+    };
+    (@flags [$($fields:tt)*] [$($names:ident)*]
+        $(#[$attr:meta])* $name:ident: $ty:ty as $kind:ty {
+            change: $change:ident $(($clear:ident))?, default: [$($default:tt)*], cli: [$($cli:tt)+],
+            $($more:tt)*
+        }
+        $($rest:tt)*
+    ) => {
+        define_option_flags!(@flags
+            [$($fields)* $($cli)+ pub(super) $name: Option<$ty>,]
+            [$($names)* $name]
+            $($rest)*
+        );
+    };
+    ($($entries:tt)*) => {
+        define_option_flags!(@flags [] [] $($entries)*);
+    };
+}
+
+kairos::job_options!(define_option_flags);
+
 /// An RFC 3339 instant (`2026-12-01T03:00:00+08:00`), in UTC.
 pub(super) fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|instant| instant.to_utc())
         .map_err(|error| format!("{text:?} is not an RFC 3339 date-time: {error}"))
-}
-
-/// `--overlap queue`: one of the policies, or an error naming them.
-pub(super) fn parse_overlap(text: &str) -> Result<kairos::job::Overlap, String> {
-    text.parse()
-}
-
-/// `--retry max_attempts=5,initial_delay=1s`: the fields of a retry policy, checked.
-pub(super) fn parse_retry(text: &str) -> Result<kairos::job::RetryPolicy, String> {
-    let mut fields = serde_json::Map::new();
-    for pair in text
-        .split(',')
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-    {
-        let (key, value) = pair
-            .split_once('=')
-            .ok_or_else(|| format!("{pair:?} is not FIELD=VALUE"))?;
-        let value = match key.trim() {
-            "max_attempts" => value
-                .trim()
-                .parse::<u32>()
-                .map(serde_json::Value::from)
-                .map_err(|_| format!("max_attempts: {value:?} is not a whole number"))?,
-            "multiplier" => value
-                .trim()
-                .parse::<f64>()
-                .map(serde_json::Value::from)
-                .map_err(|_| format!("multiplier: {value:?} is not a number"))?,
-            _ => serde_json::Value::from(value.trim()),
-        };
-        fields.insert(key.trim().to_owned(), value);
-    }
-    let policy: kairos::job::RetryPolicy =
-        serde_json::from_value(serde_json::Value::Object(fields)).map_err(|error| {
-            format!("{error} (fields: max_attempts, initial_delay, multiplier, max_delay)")
-        })?;
-    policy
-        .check()
-        .map_err(|(field, reason)| format!("{field}: {reason}"))?;
-    Ok(policy)
 }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use super::{hand_over, Event, Inner, Scheduler, SchedulerError, SchedulerState};
 use crate::executor::{Submission, Withdrawal};
 use crate::history::RunRecord;
-use crate::job::{generate_id, Job, JobChanges, JobSpec};
+use crate::job::{generate_id, Job, JobChanges, JobOptions, JobSpec, SuccessWatch};
 use crate::store::query::list_order;
 use crate::store::{JobQuery, StoreError};
 use crate::task::TaskRun;
@@ -120,6 +120,7 @@ impl Scheduler {
         let executor = spec
             .options
             .executor
+            .clone()
             .unwrap_or_else(|| inner.defaults.executor.clone());
         if !inner.executors.contains_key(&executor) {
             return Err(SchedulerError::UnknownExecutor(executor));
@@ -128,12 +129,6 @@ impl Scheduler {
             .options
             .max_instances
             .unwrap_or(inner.defaults.max_instances);
-        if max_instances == 0 {
-            return Err(SchedulerError::InvalidOption {
-                field: "max_instances",
-                reason: "must be at least 1".to_owned(),
-            });
-        }
         // The job's own policy, else its task's, else the scheduler's default.
         let retry = spec
             .options
@@ -141,17 +136,27 @@ impl Scheduler {
             .clone()
             .or_else(|| task.default_retry())
             .or_else(|| inner.defaults.retry.clone());
-        if let Some(policy) = &retry {
-            policy
-                .check()
-                .map_err(|(field, reason)| SchedulerError::InvalidOption { field, reason })?;
-        }
-        let expect_success = spec
+        let within = spec
             .options
             .expect_success_within
-            .or(inner.defaults.expect_success_within)
-            .map(|within| check_expect_success_within(within, context.now))
-            .transpose()?;
+            .or(inner.defaults.expect_success_within);
+        // The options as they will apply, checked by their kinds (src/job/options.rs),
+        // as a config file's are.
+        JobOptions {
+            max_instances: Some(max_instances),
+            retry: retry.clone(),
+            expect_success_within: within,
+            ..spec.options.clone()
+        }
+        .check()
+        .map_err(|error| SchedulerError::InvalidOption {
+            field: error.key,
+            reason: error.reason,
+        })?;
+        let expect_success = within.map(|within| SuccessWatch {
+            within,
+            since: context.now,
+        });
         let trigger = Trigger::new(spec.trigger, &context)?;
         let next_run_time = if spec.paused {
             None

@@ -1,16 +1,77 @@
-//! `[job_defaults]`, and the options a job and the defaults share: `overlap`,
-//! `retry` and `expect_success_within` (docs/semantics.md).
+//! `[job_defaults]`, and the options a job and the defaults share, each read and
+//! checked through the list of job options (src/job/options.rs): its kind reads it
+//! ([`ConfigOption`]) and checks it, the same check the API and the library make.
 
 use std::time::Duration;
 
 use toml::Spanned;
 
 use super::super::error::{ConfigError, ConfigErrorKind};
-use super::super::raw::{HumaneDuration, RawRoot};
-use super::super::source::Source;
-use super::report::{at_least_one, check_reference, invalid, Names};
+use super::super::raw::{ConfigOption, RawJob, RawJobDefaults, RawRoot};
+use super::super::source::{join_key, Source};
+use super::report::{check_reference, invalid, Names};
 use super::DEFAULT;
-use crate::job::JobDefaults;
+use crate::job::options::job_options;
+use crate::job::{JobDefaults, JobOptions};
+
+/// `checked_options` of a raw table that holds every job option.
+macro_rules! define_option_checks {
+    ($raw:ident $(
+        $(#[$attr:meta])*
+        $name:ident: $ty:ty as $kind:ty { $($rest:tt)* }
+    )*) => {
+        impl $raw {
+            /// The job options the table gives, each read as its kind writes it and
+            /// checked by it; one that is refused is reported under `parent` and left
+            /// out. Names that must exist (executors, stores) are checked by the caller.
+            pub(crate) fn checked_options(
+                &self,
+                source: &Source,
+                parent: &str,
+                errors: &mut Vec<ConfigError>,
+            ) -> JobOptions {
+                JobOptions {
+                    $($name: self.$name.as_ref().and_then(|raw| {
+                        check_option::<$ty, $kind>(source, raw, parent, stringify!($name), errors)
+                    }),)*
+                }
+            }
+        }
+    };
+}
+
+job_options!(define_option_checks RawJob);
+job_options!(define_option_checks RawJobDefaults);
+
+/// One option of a table under `parent` (`job_defaults`, `jobs[3]`): its value, or
+/// `None` when it is refused (reported, naming the field at fault: `jobs[3].retry.max_attempts`)
+/// or is an explicit `"none"`.
+fn check_option<T, K: ConfigOption<T>>(
+    source: &Source,
+    raw: &Spanned<K::Raw>,
+    parent: &str,
+    name: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    let value = match K::value(raw.get_ref()) {
+        Ok(value) => value?,
+        Err(reason) => {
+            errors.push(invalid(source, raw, &join_key(parent, name), reason));
+            return None;
+        }
+    };
+    match K::check(&value) {
+        Ok(()) => Some(value),
+        Err(refusal) => {
+            let key = match refusal.field {
+                Some(field) => format!("{parent}.{field}"),
+                None => join_key(parent, name),
+            };
+            errors.push(invalid(source, raw, &key, refusal.reason));
+            None
+        }
+    }
+}
 
 /// `[job_defaults]`: docs/semantics.md's defaults, with names that must exist. Also reports a
 /// missing `default` executor or store when nothing names another one.
@@ -26,6 +87,7 @@ pub(crate) fn check_job_defaults(
     let (mut executor_named, mut jobstore_named) = (false, false);
     if let Some(section) = &raw.job_defaults {
         let raw_defaults = &section.value;
+        let options = raw_defaults.checked_options(source, "job_defaults", errors);
         if let Some(executor) = &raw_defaults.executor {
             executor_named = true;
             check_reference(
@@ -36,7 +98,6 @@ pub(crate) fn check_job_defaults(
                 executors,
                 errors,
             );
-            defaults.executor = executor.get_ref().clone();
         }
         if let Some(jobstore) = &raw_defaults.jobstore {
             jobstore_named = true;
@@ -48,38 +109,10 @@ pub(crate) fn check_job_defaults(
                 jobstores,
                 errors,
             );
-            defaults.jobstore = jobstore.get_ref().clone();
         }
-        if let Some(grace) = raw_defaults.misfire_grace_time {
-            defaults.misfire_grace_time = grace.0;
-        }
-        if let Some(coalesce) = raw_defaults.coalesce {
-            defaults.coalesce = coalesce;
-        }
-        if let Some(max_instances) = &raw_defaults.max_instances {
-            if let Some(max_instances) =
-                at_least_one(source, max_instances, "job_defaults.max_instances", errors)
-            {
-                defaults.max_instances = max_instances;
-            }
-        }
-        if let Some(overlap) = &raw_defaults.overlap {
-            if let Some(overlap) = check_overlap(source, overlap, "job_defaults.overlap", errors) {
-                defaults.overlap = overlap;
-            }
-        }
-        jitter = raw_defaults.jitter.map(|duration| duration.0);
-        if let Some(retry) = &raw_defaults.retry {
-            defaults.retry = check_retry(source, retry, "job_defaults", errors);
-        }
-        if let Some(within) = &raw_defaults.expect_success_within {
-            defaults.expect_success_within = check_expect_success_within(
-                source,
-                within,
-                "job_defaults.expect_success_within",
-                errors,
-            );
-        }
+        defaults = defaults.with_options(&options);
+        // No default of its own: a job's trigger may set one (see `check_jobs`).
+        jitter = options.jitter;
     }
     // Jobs that name no executor run on `default`; say once, at the section, that it
     // is missing, rather than at every such job.
@@ -104,55 +137,4 @@ pub(crate) fn check_job_defaults(
         }
     }
     (defaults, jitter)
-}
-
-/// `overlap`: one of `skip`, `queue`, `replace` (docs/semantics.md, "max_instances").
-pub(crate) fn check_overlap(
-    source: &Source,
-    value: &Spanned<String>,
-    key: &str,
-    errors: &mut Vec<ConfigError>,
-) -> Option<crate::job::Overlap> {
-    match value.get_ref().parse() {
-        Ok(overlap) => Some(overlap),
-        Err(reason) => {
-            errors.push(invalid(source, value, key, reason));
-            None
-        }
-    }
-}
-
-/// A `retry` table under `parent` (`job_defaults`, `jobs[3]`), with the field that is
-/// wrong named in the error.
-pub(crate) fn check_retry(
-    source: &Source,
-    retry: &Spanned<crate::job::RetryPolicy>,
-    parent: &str,
-    errors: &mut Vec<ConfigError>,
-) -> Option<crate::job::RetryPolicy> {
-    match retry.get_ref().check() {
-        Ok(()) => Some(retry.get_ref().clone()),
-        Err((field, reason)) => {
-            errors.push(invalid(source, retry, &format!("{parent}.{field}"), reason));
-            None
-        }
-    }
-}
-
-/// `expect_success_within`: at least [`SuccessWatch::MIN_WITHIN`](crate::job::SuccessWatch::MIN_WITHIN)
-/// and at most [`SuccessWatch::MAX_WITHIN`](crate::job::SuccessWatch::MAX_WITHIN).
-pub(crate) fn check_expect_success_within(
-    source: &Source,
-    within: &Spanned<HumaneDuration>,
-    key: &str,
-    errors: &mut Vec<ConfigError>,
-) -> Option<Duration> {
-    let duration = within.get_ref().0;
-    match crate::job::SuccessWatch::refuse_within(duration) {
-        Some(reason) => {
-            errors.push(invalid(source, within, key, reason));
-            None
-        }
-        None => Some(duration),
-    }
 }

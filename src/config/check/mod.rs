@@ -20,13 +20,9 @@ mod tasks;
 
 pub(crate) use self::api::check_api;
 pub(crate) use self::history::check_history;
-pub(crate) use self::job_options::{
-    check_expect_success_within, check_job_defaults, check_overlap, check_retry,
-};
+pub(crate) use self::job_options::check_job_defaults;
 pub(crate) use self::log::check_log;
-pub(crate) use self::report::{
-    at_least_one, check_reference, invalid, missing, unknown_name, Names,
-};
+pub(crate) use self::report::{check_reference, invalid, missing, unknown_name, Names};
 pub(crate) use self::scheduler::check_scheduler;
 pub(crate) use self::stores::{check_executors, check_jobstores, declared_names};
 pub(crate) use self::tasks::{check_env_allow, check_task_settings};
