@@ -1106,6 +1106,15 @@ mod tests {
                 );
             }
         }
+        // A new job's retry policy is documented, and its example is one the API takes.
+        let retry = &schemas["JobOptions"]["properties"]["retry"];
+        let examples = retry["examples"].as_array().cloned().unwrap_or_default();
+        assert!(!examples.is_empty(), "{retry}");
+        for example in examples {
+            let policy: crate::job::RetryPolicy =
+                serde_json::from_value(example.clone()).expect("the retry example parses");
+            assert_eq!(policy.check(), Ok(()), "{example}");
+        }
     }
 
     /// A daemon with the built-in tasks, the default task policy, two executors and

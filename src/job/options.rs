@@ -362,11 +362,24 @@ impl OptionKind<RetryPolicy> for RetryPolicy {
         })
     }
 
-    /// Not in the document yet: the API takes `retry` in a new job, but its
-    /// `JobOptions` schema has never listed it, and the document is a contract
-    /// (tests/generated_client); listing it is a change of its own.
-    fn schema(_: &SchemaParts<'_>) -> Option<Value> {
-        None
+    /// What [`RetryPolicy::check`] takes, field by field; the one rule across fields
+    /// (`initial_delay` not longer than `max_delay`) is said in the description, which
+    /// JSON Schema cannot check.
+    fn schema(parts: &SchemaParts<'_>) -> Option<Value> {
+        Some(json!({
+            "type": ["object", "null"],
+            "additionalProperties": false,
+            "description": "How failed runs (error or timeout) are tried again: attempt n + 1 waits a random time of up to min(max_delay, initial_delay × multiplier^(n-1)) after attempt n. initial_delay may not be longer than max_delay. null or absent: the task's own policy, else the daemon's job defaults.",
+            "properties": {
+                "max_attempts": {"type": "integer", "minimum": 1, "maximum": RetryPolicy::MAX_ATTEMPTS,
+                                 "description": "Runs of one scheduled time in all, the first included (1: no retry)."},
+                "initial_delay": parts.duration,
+                "multiplier": {"type": "number", "minimum": 1, "maximum": 100,
+                               "description": "How much the longest wait grows per attempt (default 2)."},
+                "max_delay": parts.duration,
+            },
+            "examples": [{"max_attempts": 5, "initial_delay": "1s", "multiplier": 2, "max_delay": "5m"}],
+        }))
     }
 
     fn shown(value: Option<&RetryPolicy>) -> Value {
