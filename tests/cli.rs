@@ -886,7 +886,8 @@ fn unicode_column(line: &str, word: &str, nth: usize) -> usize {
         .sum()
 }
 
-/// `--overlap` on `jobs add` reaches the job and shows in `jobs show`; `jobs run
+/// `--overlap` on `jobs add` reaches the job and shows in `jobs show` (and so does
+/// an option the client has no line for); `jobs run
 /// --force` is accepted; a bad policy is exit 2 naming the values, before anything is
 /// sent.
 #[test]
@@ -901,6 +902,8 @@ fn overlap_is_set_by_add_and_run_takes_force() {
         "orders.cancel",
         "--overlap",
         "queue",
+        "--retry",
+        "max_attempts=3",
         "--json",
         "interval",
         "hours=1",
@@ -917,6 +920,15 @@ fn overlap_is_set_by_add_and_run_takes_force() {
             .ok()
             .lines()
             .any(|line| line.starts_with("overlap") && line.ends_with("queue")),
+        "{}",
+        shown.stdout
+    );
+    // An option the client has no line of its own for is shown as the daemon gives it.
+    assert!(
+        shown
+            .ok()
+            .lines()
+            .any(|line| line.starts_with("retry:") && line.contains("\"max_attempts\":3")),
         "{}",
         shown.stdout
     );

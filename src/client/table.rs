@@ -240,9 +240,39 @@ pub fn job_details(job: &JobView, zone: &Zone) -> String {
     } else {
         "api"
     };
+    // The options this client has no line of its own for, after the ones it has: their
+    // key in words, their value as it comes (`-` for none).
+    let other: Vec<(String, String)> = options
+        .other
+        .iter()
+        .map(|(key, value)| {
+            let shown = match value {
+                serde_json::Value::Null => "-".to_owned(),
+                serde_json::Value::String(text) => text.clone(),
+                value => compact(value),
+            };
+            (key.replace('_', " "), shown)
+        })
+        .collect();
+    let options_end = lines
+        .iter()
+        .position(|(key, _)| *key == "state")
+        .unwrap_or(lines.len());
+    let (head, tail) = lines.split_at(options_end);
+    let lines: Vec<(&str, &str)> = head
+        .iter()
+        .map(|(key, value)| (*key, value.as_str()))
+        .chain(
+            other
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_str())),
+        )
+        .chain(tail.iter().map(|(key, value)| (*key, value.as_str())))
+        .chain([("defined in", source)])
+        .collect();
     let width = lines.iter().map(|(key, _)| key.len()).max().unwrap_or(0) + 1;
     let mut text = String::new();
-    for (key, value) in lines.iter().chain([&("defined in", source.to_owned())]) {
+    for (key, value) in lines {
         let label = format!("{key}:");
         text.push_str(&format!("{label:<width$} {}\n", printable(value)));
     }

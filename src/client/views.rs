@@ -70,6 +70,11 @@ pub struct JobOptionsView {
     /// The dead-man's switch (`"25h"`); `None`: none.
     #[serde(default)]
     pub expect_success_within: Option<String>,
+    /// Every other option the daemon shows (`retry`, and any option newer than this
+    /// client), by its key: shown as it comes, so that an option added to the one list
+    /// (src/job/options.rs) needs no edit here.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// What resuming a job did.
