@@ -9,12 +9,14 @@
 //! [`connect`] only picks the dialect type from the URL scheme, which each dialect
 //! declares.
 //!
-//! # Schema (version 10, MySQL 9; `{p}` is the table prefix, default `kairos_`)
+//! # Schema (version 11, MySQL 9; `{p}` is the table prefix, default `kairos_`)
 //! - `{p}jobs`: `id` (primary key), `next_run_time` (UTC microseconds, NULL while paused),
 //!   `paused`, `revision`, `lease_owner`, `lease_expires` (µs, NULL when not acquired),
 //!   `broken`, and `job`, the [`Job`](crate::job::Job) as serde_json text. Indexed on
-//!   `next_run_time` (due scans, the earliest wake-up) and `lease_expires` (expired
-//!   leases). Since version 10 (MySQL 9) `schedule_version`, bumped by every write that
+//!   `next_run_time` (due scans, the earliest wake-up), `lease_expires` (expired
+//!   leases) and `lease_owner` (a node's held jobs); since version 11 the two lease
+//!   indexes hold only held jobs (partial; MySQL has no partial indexes), so an add
+//!   writes no index entry for a lease it does not have. Since version 10 (MySQL 9) `schedule_version`, bumped by every write that
 //!   changes the job's schedule, and `lease_schedule`, the schedule version the lease
 //!   took (NULL for a lease taken before): what a release is judged by (the ground
 //!   rules of [`crate::store`]).
