@@ -43,8 +43,9 @@ pub struct ScheduledTime {
     /// The time the trigger (or a run now, a backfill) scheduled.
     pub scheduled_time: DateTime<Utc>,
     /// `ran`, `failed`, `timed_out`, `retried`, `replaced` (stopped for a newer run,
-    /// `overlap = "replace"`, or overtaken by one while it waited), `skipped` (its detail says when a run of the job was
-    /// already queued, `overlap = "queue"`), `missed`, or `taken_back`.
+    /// `overlap = "replace"`, or overtaken by one while it waited), `skipped` (its
+    /// detail says when a run of the job was already queued, `overlap = "queue"`),
+    /// `missed`, or `taken_back`.
     pub outcome: &'static str,
     /// How many attempts it had.
     pub attempts: u32,

@@ -299,7 +299,8 @@ impl RunStart {
     /// nodes. The wait ends without a start when the job is paused, rescheduled or
     /// removed through this node, removed or paused through another (read after each
     /// refused claim, and once a claim is granted: [`RunStart::still_wanted`]), or the
-    /// scheduler stops; each is recorded as skipped with the reason.
+    /// scheduler stops, and for a replacement when a newer run of its job already goes
+    /// ([`RunStart::superseded`]); each is recorded as skipped with the reason.
     async fn wait_for_slot(&self, inner: &Inner, store: &Arc<dyn JobStore>) -> Result<(), String> {
         let already_waiting = {
             let mut mutable = inner.lock();
