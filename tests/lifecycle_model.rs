@@ -1798,3 +1798,25 @@ fn a_replacement_waiting_behind_newer_runs_of_another_node_is_recorded_as_replac
         "no waiting run was overtaken in twenty plays"
     );
 }
+
+/// Seed 20,853 of the cluster family with retries and overlap, found by the hunt after
+/// the fix above and there before it too: a job with retries that queues (a one-off job
+/// rescheduled to every 3 s) waits at 13,100, held, behind a "run now" of another node;
+/// a modify through another node takes the waiting run back at its next claim (within
+/// the back-off after the run now's end), its time not used up, and the job, taken
+/// again at once, folds 16,100 into 19,100 by `coalesce` (docs/lifecycle.md, "When the
+/// limit is reached"). The model let a schedule change fold the backlog of a run that
+/// executed while it held the job, not of one that waited: "every due time runs" now
+/// lets the times that came while a held run waited go, once a change took it back and
+/// a later time ran. It showed in 2 to 4 plays in sixty, so it is played sixty times.
+#[test]
+fn a_held_run_taken_back_while_it_waited_folds_the_times_that_came_meanwhile() {
+    let scenario = scenario::generate(20_853, with_policies(3, false));
+    for play in 0..60 {
+        let found = model::check(&world::run(&scenario));
+        if !found.is_empty() {
+            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+            panic!("play {play} of\n{scenario}broke:\n  {}", list.join("\n  "));
+        }
+    }
+}

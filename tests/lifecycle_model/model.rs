@@ -302,6 +302,10 @@ fn is_superseded(record: &RunRecord) -> bool {
             .is_some_and(|error| error.starts_with(REPLACED))
 }
 
+/// What the record of a waiting run that holds its job says when a change took it back
+/// (docs/lifecycle.md, "When the limit is reached").
+const CHANGED_WHILE_WAITING: &str = "the job was changed while this run waited";
+
 /// What the record of a fire time that came while a run held its job says.
 const HELD_SKIP: &str = "was still going at this time (max_instances = 1)";
 
@@ -655,6 +659,31 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                         .any(|at| *at >= ms_of(record.finished_at) - observed.fire_ahead))
             });
             if owed_after_attempts {
+                continue;
+            }
+            // A run that holds its job (a job with retries) and waits for a slot holds
+            // it while it waits; a change through any node takes it back at its next
+            // claim, its time not used up, and the job, taken again at once, folds the
+            // times that came meanwhile by `coalesce` like any backlog
+            // (docs/lifecycle.md, "When the limit is reached"; seed 20,853 of the
+            // cluster family with retries and overlap).
+            let folded_after_waiting = definition(observed, id).is_some_and(|def| {
+                def.coalesce && def.retry.is_some_and(|retry| retry.max_attempts > 1)
+            }) && records.iter().any(|record| {
+                record.started_at.is_none()
+                    && record
+                        .error
+                        .as_deref()
+                        .is_some_and(|error| error.starts_with(CHANGED_WHILE_WAITING))
+                    && ms_of(record.scheduled_time) < time
+                    && ms_of(record.finished_at) >= time
+                    // Folded into a later time that runs once the job is taken again.
+                    && (executions.iter().any(|run| {
+                        ms_of(run.scheduled) > time
+                            && ms_of(run.started) >= ms_of(record.finished_at)
+                    }) || ms_of(record.finished_at) + 1_000 > checked_until)
+            });
+            if folded_after_waiting {
                 continue;
             }
             // A schedule changed while a run held the job takes effect when that run
