@@ -1722,3 +1722,101 @@ fn a_run_now_behind_a_run_waiting_on_its_node_may_be_skipped_within_the_back_off
         }
     }
 }
+
+/// Seed 20,364 of the family with retries, overlap and faults: a time of a job that
+/// replaces, due in a clock jump's window while a run of another node held its only
+/// slot, waited on its node (a replacement never stops a run of another node) and was
+/// overtaken, claim after claim, by the runs of the node that held the slot, each
+/// replacing the one before there: it waited without end and left no trace ("a
+/// disturbance delays runs, never loses them all"). A waiting replacement whose claim
+/// is refused while a newer run of its job goes, on any node, now ends, recorded as
+/// skipped, replaced by that run (docs/lifecycle.md, "In a cluster"). It showed in
+/// about three plays in eighty, so it is played eighty times.
+#[test]
+fn a_waiting_replacement_overtaken_by_newer_runs_of_another_node_leaves_a_trace() {
+    let scenario = scenario::generate(20_364, with_policies(3, true));
+    for play in 0..80 {
+        let found = model::check(&world::run(&scenario));
+        if !found.is_empty() {
+            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+            panic!("play {play} of\n{scenario}broke:\n  {}", list.join("\n  "));
+        }
+    }
+}
+
+/// Two nodes, a job that replaces, each run outlasting its interval: one node takes
+/// its times, each run replacing the one before there. A "run now" through the other
+/// node waits there (a replacement never stops a run of another node), and the runs of
+/// the first node, each newer than it, keep the only slot: it waited to the end and
+/// left no trace. Now, once a claim of it is refused while a newer run of its job goes,
+/// it is recorded as skipped, "replaced by the run of T" (docs/lifecycle.md, "In a
+/// cluster"). Played twenty times: which node takes which time may vary.
+#[test]
+fn a_replacement_waiting_behind_newer_runs_of_another_node_is_recorded_as_replaced() {
+    let mut def = job(every(1, 1_000), 1, 1_561);
+    def.overlap = scenario::Overlap::Replace;
+    let end = 16_000;
+    let scenario = written(
+        2,
+        end,
+        vec![(37, 0, OpKind::Add(0, def)), (5_537, 1, OpKind::RunNow(0))],
+    );
+    let mut superseded = 0;
+    for play in 0..20 {
+        let observed = world::run(&scenario);
+        let found = model::check(&observed);
+        if !found.is_empty() {
+            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+            panic!("play {play} of\n{scenario}broke:\n  {}", list.join("\n  "));
+        }
+        // Every due time well before the end, and the run now, ran or was recorded.
+        for time in (1_000..end - 6_000).step_by(1_000).chain([5_537]) {
+            let traced = observed
+                .executions
+                .iter()
+                .any(|run| world::ms_of(run.scheduled) == time)
+                || observed
+                    .records
+                    .iter()
+                    .any(|record| world::ms_of(record.scheduled_time) == time);
+            assert!(traced, "play {play}: the time +{time} ms left no trace");
+        }
+        superseded += observed
+            .records
+            .iter()
+            .filter(|record| {
+                record.outcome == kairos::history::RunOutcome::Skipped
+                    && record
+                        .error
+                        .as_deref()
+                        .is_some_and(|error| error.starts_with("replaced by the run of"))
+            })
+            .count();
+    }
+    assert!(
+        superseded > 0,
+        "no waiting run was overtaken in twenty plays"
+    );
+}
+
+/// Seed 20,853 of the cluster family with retries and overlap, found by the hunt after
+/// the fix above and there before it too: a job with retries that queues (a one-off job
+/// rescheduled to every 3 s) waits at 13,100, held, behind a "run now" of another node;
+/// a modify through another node takes the waiting run back at its next claim (within
+/// the back-off after the run now's end), its time not used up, and the job, taken
+/// again at once, folds 16,100 into 19,100 by `coalesce` (docs/lifecycle.md, "When the
+/// limit is reached"). The model let a schedule change fold the backlog of a run that
+/// executed while it held the job, not of one that waited: "every due time runs" now
+/// lets the times that came while a held run waited go, once a change took it back and
+/// a later time ran. It showed in 2 to 4 plays in sixty, so it is played sixty times.
+#[test]
+fn a_held_run_taken_back_while_it_waited_folds_the_times_that_came_meanwhile() {
+    let scenario = scenario::generate(20_853, with_policies(3, false));
+    for play in 0..60 {
+        let found = model::check(&world::run(&scenario));
+        if !found.is_empty() {
+            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+            panic!("play {play} of\n{scenario}broke:\n  {}", list.join("\n  "));
+        }
+    }
+}

@@ -525,3 +525,69 @@ async fn explain_does_not_label_runs_of_a_job_that_skips_as_queued() {
     );
     scheduler.shutdown(None).await;
 }
+
+/// In a cluster, a run waiting under `replace` behind the runs of another node, each
+/// newer than it and each replacing the one before there, never got the slot: it
+/// waited without end and left no trace. The newest run wins: once its claim is
+/// refused while a newer run of its job goes (on any node), it ends, recorded as
+/// skipped, "replaced by the run of T", and `explain` calls it replaced
+/// (docs/lifecycle.md, "In a cluster").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_waiting_under_replace_is_replaced_by_a_newer_run_of_another_node() {
+    let clock = ManualClock::new(t0());
+    let (tasks, started) = slow_task(&clock, Duration::from_millis(2_500));
+    let store: Arc<dyn kairos::store::JobStore> = Arc::new(MemoryStore::new());
+    let node = |id: &str| {
+        Scheduler::builder()
+            .id(id)
+            .clock(clock.clone())
+            .store_shared("default", Arc::clone(&store))
+            .tasks(tasks.clone())
+            .build()
+    };
+    let (a, b) = (node("a"), node("b"));
+    let mut spec = JobSpec::new("slow", every(1)).with_id("j");
+    spec.options.max_instances = Some(1);
+    spec.options.overlap = Some(Overlap::Replace);
+    a.add_job(spec).await.unwrap();
+    a.start();
+    // b takes no scheduled time: every one is a's, each replacing the one before.
+    b.start();
+    b.pause();
+    step_to(&clock, t0() + ms(500), Duration::from_millis(50)).await;
+    assert_eq!(started.lock().unwrap().len(), 1, "node a runs the job");
+    let waiting = b.run_job_now("j").await.unwrap();
+    step_to(&clock, t0() + ms(4_600), Duration::from_millis(50)).await;
+    let runs = records(&a, "j").await;
+    let explained = b.explain_job("j").await.unwrap();
+    a.shutdown(None).await;
+    b.shutdown(None).await;
+    assert_one_at_a_time(&runs);
+    let superseded = runs
+        .iter()
+        .find(|run| run.run_id == waiting)
+        .unwrap_or_else(|| panic!("the run now has a record: {runs:#?}"));
+    assert_eq!(superseded.outcome, RunOutcome::Skipped, "{runs:#?}");
+    assert_eq!(superseded.started_at, None, "{runs:#?}");
+    let error = superseded.error.as_deref().unwrap_or("");
+    assert!(
+        error.starts_with("replaced by the run of 2030-01-01T00:00:01Z (overlap = replace)"),
+        "{error}"
+    );
+    // Within the back-off after the newer run started (1 s).
+    assert!(
+        superseded.finished_at <= t0() + secs(1) + secs(5),
+        "{runs:#?}"
+    );
+    let time = explained
+        .recent
+        .iter()
+        .find(|time| time.scheduled_time == superseded.scheduled_time)
+        .unwrap_or_else(|| panic!("the run now is explained: {explained:#?}"));
+    assert_eq!(time.outcome, "replaced", "{time:#?}");
+    assert!(
+        time.detail.contains("replaced by the run of"),
+        "{}",
+        time.detail
+    );
+}

@@ -1453,6 +1453,10 @@ impl InstanceSlots for HeldStore {
     async fn release_instance(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
         self.inner.release_instance(job_id, owner).await
     }
+
+    async fn running_times(&self, job_id: &str) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        self.inner.running_times(job_id).await
+    }
 }
 
 #[async_trait]

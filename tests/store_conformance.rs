@@ -1675,6 +1675,95 @@ async fn orphaned_runs_are_taken_once_and_freed_by_their_run(harness: Harness) {
     assert!(store.claim_instance("gone", "other", 1).await.unwrap());
 }
 
+/// The run times a job's claimed slots stand for, over every owner: what the runs of
+/// the job executing now were scheduled for (a waiting `overlap = "replace"` run asks,
+/// docs/lifecycle.md "In a cluster"). A slot without times adds none, a freed slot's
+/// are gone, and an orphaned run (nobody executes it) is left out until a live node
+/// takes it.
+async fn running_times_are_those_the_claimed_slots_stand_for(harness: Harness) {
+    let store = &harness.store;
+    let at = |seconds: i64| t0() + secs(seconds);
+    let claim = |job_id: &str, run_times: Vec<DateTime<Utc>>| InstanceClaim {
+        job_id: job_id.to_owned(),
+        max_instances: 5,
+        run_times,
+    };
+    let sorted = |mut times: Vec<DateTime<Utc>>| {
+        times.sort();
+        times
+    };
+    store.add_job(job("a", Some(at(300)))).await.unwrap();
+    store.add_job(job("b", Some(at(300)))).await.unwrap();
+    assert!(store.running_times("a").await.unwrap().is_empty());
+    store.register_node(node("dead", t0())).await.unwrap();
+    store.register_node(node("live", t0())).await.unwrap();
+    let claimed = store
+        .claim_instances("one", &[claim("a", vec![at(10)]), claim("b", vec![at(15)])])
+        .await
+        .unwrap();
+    assert_eq!(claimed, [true, true]);
+    let claimed = store
+        .claim_instances(
+            "two",
+            &[claim("a", vec![at(20), at(30)]), claim("a", Vec::new())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed, [true, true]);
+    assert!(store.claim_instance("a", "two", 5).await.unwrap());
+    assert_eq!(
+        sorted(store.running_times("a").await.unwrap()),
+        [at(10), at(20), at(30)],
+        "every owner's, a slot without times adding none"
+    );
+    assert_eq!(store.running_times("b").await.unwrap(), [at(15)]);
+    assert!(store.running_times("none").await.unwrap().is_empty());
+
+    // The run of 10 s ends and frees its own slot.
+    let mut ended = record("a", "r-10", at(11));
+    ended.scheduled_time = at(10);
+    store
+        .finish_runs(
+            "one",
+            vec![FinishedRun {
+                record: ended,
+                frees_instance: true,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted(store.running_times("a").await.unwrap()),
+        [at(20), at(30)]
+    );
+
+    // A run of "dead", which dies: its orphan is executed by nobody until taken.
+    let claimed = store
+        .claim_instances("dead", &[claim("a", vec![at(40)])])
+        .await
+        .unwrap();
+    assert_eq!(claimed, [true]);
+    assert!(store.running_times("a").await.unwrap().contains(&at(40)));
+    assert!(store.heartbeat("live", at(100)).await.unwrap());
+    let reaped = store
+        .reap_dead_nodes(at(100), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(reaped, ["dead"]);
+    assert_eq!(
+        sorted(store.running_times("a").await.unwrap()),
+        [at(20), at(30)],
+        "an orphaned run is not executing"
+    );
+    let taken = store.take_orphaned_runs("live").await.unwrap();
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(
+        sorted(store.running_times("a").await.unwrap()),
+        [at(20), at(30), at(40)],
+        "taken, it runs again"
+    );
+}
+
 // ---- RunHistory: run records, their retention and the last success ----
 
 async fn run_history_is_kept_newest_first(harness: Harness) {
@@ -2186,6 +2275,7 @@ macro_rules! conformance {
                     max_instances_holds_across_schedulers,
                     instances_are_claimed_and_finished_in_batches,
                     orphaned_runs_are_taken_once_and_freed_by_their_run,
+                    running_times_are_those_the_claimed_slots_stand_for,
                     // RunHistory
                     run_history_is_kept_newest_first,
                     history_retention_deletes_in_bounded_batches,

@@ -76,6 +76,8 @@ pub enum StoreOperation {
     RecoverOwner,
     /// `InstanceSlots::take_orphaned_runs`.
     TakeOrphanedRuns,
+    /// `InstanceSlots::running_times`.
+    RunningTimes,
     /// `Nodes::register_node`.
     RegisterNode,
     /// `Nodes::heartbeat`.
@@ -110,7 +112,7 @@ pub enum StoreOperation {
 
 impl StoreOperation {
     /// Every operation, in declaration order.
-    pub const ALL: [StoreOperation; 39] = [
+    pub const ALL: [StoreOperation; 40] = [
         StoreOperation::AddJob,
         StoreOperation::AddJobs,
         StoreOperation::ReplaceJob,
@@ -135,6 +137,7 @@ impl StoreOperation {
         StoreOperation::FinishRuns,
         StoreOperation::RecoverOwner,
         StoreOperation::TakeOrphanedRuns,
+        StoreOperation::RunningTimes,
         StoreOperation::RegisterNode,
         StoreOperation::Heartbeat,
         StoreOperation::HeartbeatNode,
@@ -179,6 +182,7 @@ impl StoreOperation {
             StoreOperation::FinishRuns => "finish_runs",
             StoreOperation::RecoverOwner => "recover_owner",
             StoreOperation::TakeOrphanedRuns => "take_orphaned_runs",
+            StoreOperation::RunningTimes => "running_times",
             StoreOperation::RegisterNode => "register_node",
             StoreOperation::Heartbeat => "heartbeat",
             StoreOperation::HeartbeatNode => "heartbeat_node",
@@ -538,6 +542,13 @@ impl InstanceSlots for InstrumentedStore {
             started,
             result.as_ref().err(),
         );
+        result
+    }
+
+    async fn running_times(&self, job_id: &str) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.running_times(job_id).await;
+        self.observe(StoreOperation::RunningTimes, started, result.as_ref().err());
         result
     }
 }

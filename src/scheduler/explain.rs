@@ -43,8 +43,9 @@ pub struct ScheduledTime {
     /// The time the trigger (or a run now, a backfill) scheduled.
     pub scheduled_time: DateTime<Utc>,
     /// `ran`, `failed`, `timed_out`, `retried`, `replaced` (stopped for a newer run,
-    /// `overlap = "replace"`), `skipped` (its detail says when a run of the job was
-    /// already queued, `overlap = "queue"`), `missed`, or `taken_back`.
+    /// `overlap = "replace"`, or overtaken by one while it waited), `skipped` (its
+    /// detail says when a run of the job was already queued, `overlap = "queue"`),
+    /// `missed`, or `taken_back`.
     pub outcome: &'static str,
     /// How many attempts it had.
     pub attempts: u32,
@@ -252,6 +253,10 @@ fn recent(history: &[RunRecord], overlap: Overlap) -> Vec<ScheduledTime> {
                     format!("ran {attempts} time(s); the last timed out: {error}"),
                 ),
                 RunOutcome::Missed => ("missed", format!("missed: {error}")),
+                // A waiting run overtaken by a newer run of its job (`overlap = "replace"`).
+                RunOutcome::Skipped if error.starts_with(super::main_loop::REPLACED) => {
+                    ("replaced", format!("did not start: {error}"))
+                }
                 RunOutcome::Skipped if error == crate::executor::WITHDRAWN => {
                     ("taken_back", format!("did not run: {error}"))
                 }

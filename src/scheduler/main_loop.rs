@@ -606,7 +606,8 @@ pub(crate) struct StoppedAt {
 
 /// How the record of a run stopped for a newer one (`overlap = "replace"`) begins:
 /// "replaced by the run of T (overlap = replace)". Such a run is not retried, and
-/// `explain` calls it replaced.
+/// `explain` calls it replaced. A waiting run that a newer run overtook is recorded as
+/// skipped with the same beginning (`RunStart::superseded`).
 pub(crate) const REPLACED: &str = "replaced by the run of";
 
 /// The most fire times that came during one run recorded each on its own; past it

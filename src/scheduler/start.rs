@@ -299,7 +299,8 @@ impl RunStart {
     /// nodes. The wait ends without a start when the job is paused, rescheduled or
     /// removed through this node, removed or paused through another (read after each
     /// refused claim, and once a claim is granted: [`RunStart::still_wanted`]), or the
-    /// scheduler stops; each is recorded as skipped with the reason.
+    /// scheduler stops, and for a replacement when a newer run of its job already goes
+    /// ([`RunStart::superseded`]); each is recorded as skipped with the reason.
     async fn wait_for_slot(&self, inner: &Inner, store: &Arc<dyn JobStore>) -> Result<(), String> {
         let already_waiting = {
             let mut mutable = inner.lock();
@@ -383,7 +384,7 @@ impl RunStart {
                     .saturating_add(u32::try_from(to_replace.len()).unwrap_or(u32::MAX)),
                 run_times: self.run_times.clone(),
             };
-            match store
+            let refused = match store
                 .claim_instances(&inner.id, std::slice::from_ref(&claim))
                 .await
                 .map(|claimed| claimed.first().copied().unwrap_or(false))
@@ -399,13 +400,17 @@ impl RunStart {
                     }
                     return self.still_wanted(inner, store).await;
                 }
-                Ok(false) => {}
+                Ok(false) => true,
                 Err(error) => {
                     tracing::warn!(job_id = self.job_id, %error, "could not claim an instance slot; will retry");
+                    false
                 }
-            }
+            };
             // A change through another node: this node hears of no run of it ending.
             self.still_wanted(inner, store).await?;
+            if refused {
+                self.superseded(store).await?;
+            }
             let now = inner.clock.now();
             let retry_at = now
                 .checked_add_signed(chrono::TimeDelta::from_std(backoff).unwrap_or_default())
@@ -416,6 +421,42 @@ impl RunStart {
                 () = inner.clock.sleep_until(retry_at) => {}
                 _ = state.changed() => {}
             }
+        }
+    }
+
+    /// `overlap = "replace"`, after a refused claim: ends the wait if a run of the job
+    /// newer than this one (a later scheduled time) already holds a slot, on any node.
+    /// The newest run wins: this run would only start after it, older, and it never
+    /// stops a run of another node. Without this, the runs of a node that holds the
+    /// only slot, each replacing the one before there, could overtake it claim after
+    /// claim, and it would wait without end and leave no trace (docs/lifecycle.md, "In
+    /// a cluster"). Recorded as skipped, replaced by that run. A run that holds its job
+    /// (a retry attempt, a one-off job's run) carries no run times in its slot and has
+    /// no newer run of its job while it holds it; a store that cannot answer leaves it
+    /// waiting.
+    async fn superseded(&self, store: &Arc<dyn JobStore>) -> Result<(), String> {
+        if self.overlap != Overlap::Replace || self.held {
+            return Ok(());
+        }
+        let Some(&own) = self.run_times.iter().max() else {
+            return Ok(());
+        };
+        let newest = match store.running_times(&self.job_id).await {
+            Ok(times) => times.into_iter().filter(|time| *time > own).max(),
+            Err(error) => {
+                tracing::warn!(job_id = self.job_id, %error, "could not read the running runs' times; still waiting");
+                None
+            }
+        };
+        match newest {
+            None => Ok(()),
+            Some(newer) => Err(format!(
+                "{} {} (overlap = replace), already going while this run waited for a slot; \
+                 skipped {} run time(s)",
+                super::main_loop::REPLACED,
+                newer.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                self.runs
+            )),
         }
     }
 

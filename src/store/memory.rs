@@ -716,6 +716,19 @@ impl InstanceSlots for MemoryStore {
     async fn take_orphaned_runs(&self, owner: &str) -> Result<Vec<OrphanedRun>, StoreError> {
         Ok(self.lock().take_orphans(owner))
     }
+
+    async fn running_times(&self, job_id: &str) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .instances
+            .get(job_id)
+            .into_iter()
+            .flatten()
+            // An orphaned run has no owner: nobody executes it now.
+            .filter(|slot| slot.owner.is_some())
+            .flat_map(|slot| slot.run_times.iter().copied())
+            .collect())
+    }
 }
 
 #[async_trait]

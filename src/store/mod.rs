@@ -748,6 +748,15 @@ pub trait InstanceSlots: RunHistory {
     async fn take_orphaned_runs(&self, _owner: &str) -> Result<Vec<OrphanedRun>, StoreError> {
         Ok(Vec::new())
     }
+
+    /// The run times ([`InstanceClaim::run_times`]) that the job's claimed slots stand
+    /// for, over every owner, in no particular order: what the runs of the job executing
+    /// now, on any node, were scheduled for. A slot that carries none (a run whose job
+    /// stays leased) adds nothing; an expired slot and an orphaned run (its node died,
+    /// nobody executes it now) are left out. A waiting `overlap = "replace"` run asks it
+    /// after a refused claim: a newer run of its job already going supersedes it
+    /// (`docs/lifecycle.md`, "In a cluster").
+    async fn running_times(&self, job_id: &str) -> Result<Vec<DateTime<Utc>>, StoreError>;
 }
 
 /// The run history: a record per run that ended, read newest first and pruned to its

@@ -362,6 +362,11 @@ impl InstanceSlots for FaultyStore {
         }
         self.jobs.finish_runs(owner, runs).await
     }
+
+    async fn running_times(&self, job_id: &str) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        self.check()?;
+        self.jobs.running_times(job_id).await
+    }
 }
 
 #[async_trait]

@@ -288,6 +288,24 @@ fn executing(executions: &[&Execution], observed: &Observed, time: Ms) -> usize 
 /// says (docs/lifecycle.md, "When the limit is reached").
 const ALREADY_WAITING: &str = "another run of this job was already waiting";
 
+/// How the record of a run stopped for a newer one begins, and that of a waiting run a
+/// newer one overtook (`overlap = "replace"`, docs/lifecycle.md "In a cluster").
+const REPLACED: &str = "replaced by the run of";
+
+/// Whether the record is that of a waiting run a newer run of its job overtook: skipped,
+/// "replaced by the run of T".
+fn is_superseded(record: &RunRecord) -> bool {
+    record.outcome == RunOutcome::Skipped
+        && record
+            .error
+            .as_deref()
+            .is_some_and(|error| error.starts_with(REPLACED))
+}
+
+/// What the record of a waiting run that holds its job says when a change took it back
+/// (docs/lifecycle.md, "When the limit is reached").
+const CHANGED_WHILE_WAITING: &str = "the job was changed while this run waited";
+
 /// What the record of a fire time that came while a run held its job says.
 const HELD_SKIP: &str = "was still going at this time (max_instances = 1)";
 
@@ -643,6 +661,31 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             if owed_after_attempts {
                 continue;
             }
+            // A run that holds its job (a job with retries) and waits for a slot holds
+            // it while it waits; a change through any node takes it back at its next
+            // claim, its time not used up, and the job, taken again at once, folds the
+            // times that came meanwhile by `coalesce` like any backlog
+            // (docs/lifecycle.md, "When the limit is reached"; seed 20,853 of the
+            // cluster family with retries and overlap).
+            let folded_after_waiting = definition(observed, id).is_some_and(|def| {
+                def.coalesce && def.retry.is_some_and(|retry| retry.max_attempts > 1)
+            }) && records.iter().any(|record| {
+                record.started_at.is_none()
+                    && record
+                        .error
+                        .as_deref()
+                        .is_some_and(|error| error.starts_with(CHANGED_WHILE_WAITING))
+                    && ms_of(record.scheduled_time) < time
+                    && ms_of(record.finished_at) >= time
+                    // Folded into a later time that runs once the job is taken again.
+                    && (executions.iter().any(|run| {
+                        ms_of(run.scheduled) > time
+                            && ms_of(run.started) >= ms_of(record.finished_at)
+                    }) || ms_of(record.finished_at) + 1_000 > checked_until)
+            });
+            if folded_after_waiting {
+                continue;
+            }
             // A schedule changed while a run held the job takes effect when that run
             // ends (docs/lifecycle.md, "Held until the run ends"): the new schedule's
             // times before then are late runs, folded by `coalesce` like any backlog.
@@ -713,6 +756,8 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 .iter()
                 .find(|record| ms_of(record.scheduled_time) == time && record.started_at.is_none());
             let detail = match record {
+                // Judged on its own below ("a waiting run is replaced only by a newer one").
+                Some(record) if is_superseded(record) => None,
                 Some(record) if is_withdrawal(record) => Some(format!(
                     "taken back unasked (recorded at +{} ms: {WITHDRAWN})",
                     ms_of(record.finished_at)
@@ -781,6 +826,41 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     "every due time runs"
                 };
                 report(promise, id, time, detail);
+            }
+        }
+
+        // A waiting run of a job that replaces ends, recorded as skipped "replaced by
+        // the run of T", once a claim of it is refused while a run of its job newer
+        // than it (a later scheduled time) executes, on any node: the newest run wins
+        // (docs/lifecycle.md, "In a cluster"; seed 20,364 of the family with retries,
+        // overlap and faults). Never otherwise: not for a job that queues or skips,
+        // not behind older runs only. The store is what the scheduler asks, so a run
+        // that ended still counts while its slot is held: in a disturbed window its
+        // record (which frees the slot) may wait for the store, and a killed node's run
+        // holds its slot until its work is free for the others.
+        for record in records.iter().filter(|record| is_superseded(record)) {
+            let (time, at) = (ms_of(record.scheduled_time), ms_of(record.finished_at));
+            let replaces =
+                definition(observed, id).is_some_and(|def| def.overlap == Overlap::Replace);
+            let newer = executions.iter().any(|run| {
+                let until = match (kill_of(run, observed), run.finished) {
+                    (Some(kill), None) => Some(kill.taken_over),
+                    _ => stopped(run, observed),
+                };
+                ms_of(run.scheduled) > time
+                    && ms_of(run.started) <= at
+                    && (until.is_none_or(|stop| stop + observed.slack > at) || within(&windows, at))
+            });
+            if !replaces || !newer {
+                report(
+                    "a waiting run is replaced only by a newer one",
+                    id,
+                    time,
+                    format!(
+                        "skipped at +{at} ms ({}), but no newer run of the job was executing then",
+                        record.error.clone().unwrap_or_default()
+                    ),
+                );
             }
         }
 
@@ -955,6 +1035,8 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 continue;
             }
             match by_run.get(run_id.as_str()) {
+                // Judged above ("a waiting run is replaced only by a newer one").
+                Some(record) if is_superseded(record) => {}
                 Some(record) if record.outcome == RunOutcome::Skipped => {
                     let going = holding(&executions, observed, *at);
                     let limit = model.min_instances_over(*at - 1, *at);

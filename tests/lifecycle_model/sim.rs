@@ -320,6 +320,11 @@ impl InstanceSlots for NodeStore {
         let _in = self.enter()?;
         self.inner.take_orphaned_runs(owner).await
     }
+
+    async fn running_times(&self, job_id: &str) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        let _in = self.enter()?;
+        self.inner.running_times(job_id).await
+    }
 }
 
 #[async_trait]

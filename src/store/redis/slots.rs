@@ -198,6 +198,24 @@ impl InstanceSlots for RedisStore {
         Ok(taken)
     }
 
+    /// One read of the job's unexpired slots; an orphan's member has no owner.
+    async fn running_times(&self, job_id: &str) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        let mut connection = self.connection.clone();
+        let members: Vec<String> = ::redis::cmd("ZRANGEBYSCORE")
+            .arg(self.keys.instances(job_id))
+            .arg(format!("({}", micros(Utc::now())))
+            .arg("+inf")
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        Ok(members
+            .iter()
+            .filter(|member| !member.starts_with(SLOT_SEPARATOR))
+            .filter_map(|member| slot_run_times(member))
+            .flat_map(decode_run_times)
+            .collect())
+    }
+
     async fn claim_instances(
         &self,
         owner: &str,

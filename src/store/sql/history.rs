@@ -257,6 +257,23 @@ impl<D: Dialect> InstanceSlots for SqlStore<D> {
         }
         Ok(taken)
     }
+
+    /// One read of the job's live slots (the primary key's prefix), orphans left out.
+    async fn running_times(&self, job_id: &str) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        let select = self.sql(&format!(
+            "SELECT run_times FROM {{p}}instances \
+             WHERE job_id = ? AND owner <> '{ORPHANED}' AND expires_at > ?"
+        ));
+        let now = Utc::now().timestamp_micros();
+        let rows = self.fetch(&select, vec![job_id.into(), now.into()]).await?;
+        let mut times = Vec::new();
+        for row in &rows {
+            if let Some(text) = D::Database::text(row, 0).map_err(failure::<D>)? {
+                times.extend(decode_run_times(&text));
+            }
+        }
+        Ok(times)
+    }
 }
 
 #[async_trait]
