@@ -296,7 +296,7 @@ pub(super) async fn hand_over(
                     run_times: slot_run_times(how.final_release.is_none(), scheduled_times),
                     withdrawal: submission.withdrawal.clone(),
                     first_run_id: run_ids.first().cloned().unwrap_or_default(),
-                    last_run_id: run_ids.last().cloned().unwrap_or_default(),
+                    later_run_id: run_ids.last().filter(|_| catch_up).cloned(),
                     held: how.final_release.is_some(),
                 })
             });
@@ -341,7 +341,7 @@ pub(super) async fn hand_over(
                             queued: executor.load().queued,
                         });
                     }
-                    return (run_ids.first().cloned().unwrap_or_default(), true);
+                    return (run_ids.into_iter().next().unwrap_or_default(), true);
                 }
                 Err(error) => {
                     let mut mutable = inner.lock();
