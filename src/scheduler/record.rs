@@ -426,6 +426,10 @@ impl Unwritten {
                 .iter()
                 .map(|record| {
                     let place = mutable.run_stores.remove(&record.run_id);
+                    // Gone, it has nothing more to look at (`deferred::Deferred`).
+                    if let Some(place) = &place {
+                        place.awaiting_check.clear();
+                    }
                     if let Some(ran) = place
                         .as_ref()
                         .and_then(|place| place.catch_up_ran.as_ref())

@@ -149,8 +149,8 @@ impl RunStart {
     /// the loop writes it. Only a job its run does not hold has one
     /// (`deferred::Deferred`).
     fn checked(&self, inner: &Inner) {
-        if let Some(place) = inner.lock().run_stores.get_mut(&self.first_run_id) {
-            place.awaiting_check = false;
+        if let Some(place) = inner.lock().run_stores.get(&self.first_run_id) {
+            place.awaiting_check.clear();
         }
         if self.written_back.is_some() {
             inner.wake.notify_one();
