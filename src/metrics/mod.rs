@@ -141,7 +141,8 @@ pub struct Metrics {
     duration: Family<RunLabels, Histogram, Buckets>,
     retries: Family<RunLabels, Counter>,
     /// (task → executor → handles): looked up by `&str`, so a run allocates nothing.
-    by_run: Mutex<HashMap<String, HashMap<String, RunMetrics>>>,
+    // foldhash, not SipHash: looked up by task and executor for every run.
+    by_run: Mutex<hashbrown::HashMap<String, hashbrown::HashMap<String, RunMetrics>>>,
     last_success: Family<JobLabels, Timestamp>,
     last_failure: Family<JobLabels, Timestamp>,
     /// The watched jobs' (last success, last failure), by job id.

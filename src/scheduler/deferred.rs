@@ -3,9 +3,12 @@
 //! run is due and has looked at its job ([`Deferred`], [`flush_deferred`];
 //! docs/lifecycle.md, "Held until the run ends" and "Judged at its time").
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::main_loop::{report_fenced, RunPlace, MAX_SKIPPED_RECORDS};
+use super::main_loop::{report_fenced, MAX_SKIPPED_RECORDS};
 use super::Inner;
 use crate::store::Release;
 
@@ -95,18 +98,50 @@ impl HeldRelease {
 pub(crate) struct Deferred {
     /// When to write it: the first run time handed over.
     pub(crate) at: DateTime<Utc>,
-    /// The run it waits for ([`RunPlace::awaiting_check`]).
+    /// The run it waits for (`RunPlace::awaiting_check`).
     pub(crate) run_id: String,
+    /// That run's `RunPlace::awaiting_check`, shared.
+    pub(crate) awaiting_check: AwaitingCheck,
+    /// That run's `RunPlace::withdrawal`, shared.
+    pub(crate) withdrawal: crate::executor::Withdrawal,
     pub(crate) release: Release,
 }
 
 impl Deferred {
     /// Whether its run has yet to look at its job: a run taken back, ended or gone
-    /// has nothing more to look at.
-    fn awaits_check(&self, run_stores: &hashbrown::HashMap<String, RunPlace>) -> bool {
-        run_stores
-            .get(&self.run_id)
-            .is_some_and(|place| place.awaiting_check && !place.withdrawal.is_withdrawn())
+    /// has nothing more to look at. Read from the flags the run shares, not by looking
+    /// the run up: the loop asks this of every deferred release on every pass, and
+    /// thousands wait at one instant (BENCHMARKS.md, recurring).
+    fn awaits_check(&self) -> bool {
+        self.awaiting_check.is_awaiting() && !self.withdrawal.is_withdrawn()
+    }
+}
+
+/// Whether a run handed over early has yet to look at its job in the store as its
+/// time comes ([`super::start::RunStart`]); clones share one flag. Cleared when the run
+/// has looked, and when its place is gone (its record came, or its executor refused
+/// it), under the scheduler's lock as its place changes.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct AwaitingCheck(Option<Arc<AtomicBool>>);
+
+impl AwaitingCheck {
+    /// A flag set while the run has to look (`awaiting`); none otherwise.
+    pub(crate) fn new(awaiting: bool) -> AwaitingCheck {
+        AwaitingCheck(awaiting.then(|| Arc::new(AtomicBool::new(true))))
+    }
+
+    /// Whether the run has yet to look.
+    pub(crate) fn is_awaiting(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::Acquire))
+    }
+
+    /// The run has looked, or is gone.
+    pub(crate) fn clear(&self) {
+        if let Some(flag) = &self.0 {
+            flag.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -129,9 +164,7 @@ pub(super) async fn flush_deferred(
             let mut index = 0;
             while index < deferred.len() {
                 let entry = &deferred[index];
-                let due_now = until.is_none_or(|until| {
-                    entry.at <= until && !entry.awaits_check(&mutable.run_stores)
-                });
+                let due_now = until.is_none_or(|until| entry.at <= until && !entry.awaits_check());
                 if due_now {
                     now_due.push(deferred.swap_remove(index).release);
                 } else {
@@ -182,7 +215,7 @@ pub(super) fn next_deferred(inner: &Inner) -> Option<DateTime<Utc>> {
         .deferred_releases
         .values()
         .flatten()
-        .filter(|entry| !entry.awaits_check(&mutable.run_stores))
+        .filter(|entry| !entry.awaits_check())
         .map(|entry| entry.at)
         .min()
 }

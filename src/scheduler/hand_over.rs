@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::deferred::HeldRelease;
+use super::deferred::{AwaitingCheck, HeldRelease};
 use super::jobs::submission;
 use super::main_loop::{CatchUp, DueRuns, RunPlace};
 use super::recovery::recover_store;
 use super::{start, Event, Inner};
+use crate::executor::Withdrawal;
 use crate::history::{RunOutcome, RunRecord};
 use crate::job::{generate_id, Job, Overlap};
 use crate::store::{InstanceClaim, JobStore, StoreError};
@@ -73,7 +74,7 @@ pub(super) async fn hand_over_due_runs(
         // A slot not free now is claimed when the run is due, and only then may the
         // run be skipped ([`start::RunStart`]).
         let slot_claimed = claim && claimed.next().unwrap_or(false);
-        let (run_id, handed_over) = hand_over(
+        let (run_id, handed_over, (awaiting_check, withdrawal)) = hand_over(
             inner,
             jobstore,
             store,
@@ -92,7 +93,15 @@ pub(super) async fn hand_over_due_runs(
             handed.held.insert(due.job.id.clone());
         } else if handed_over {
             if let Some(first) = due.run_times.first().filter(|first| **first > now) {
-                handed.early.insert(due.job.id.clone(), (*first, run_id));
+                handed.early.insert(
+                    due.job.id.clone(),
+                    EarlyRun {
+                        at: *first,
+                        run_id,
+                        awaiting_check,
+                        withdrawal,
+                    },
+                );
             }
         }
     }
@@ -124,7 +133,17 @@ pub(super) struct HandedOver {
     /// Recurring jobs handed over ahead of their time (the fire-ahead window), with
     /// their first run time and run id: their release waits until then, and until that
     /// run has looked at its job ([`super::deferred::Deferred`]).
-    pub(super) early: hashbrown::HashMap<String, (DateTime<Utc>, String)>,
+    pub(super) early: hashbrown::HashMap<String, EarlyRun>,
+}
+
+/// The first run of a job handed over ahead of its time ([`HandedOver::early`]).
+pub(super) struct EarlyRun {
+    /// Its scheduled time.
+    pub(super) at: DateTime<Utc>,
+    pub(super) run_id: String,
+    /// Its place's flags, which its job's deferred release shares.
+    pub(super) awaiting_check: AwaitingCheck,
+    pub(super) withdrawal: Withdrawal,
 }
 
 /// The shortest fire-ahead window with which the loop wakes without spinning: runs
@@ -180,7 +199,7 @@ pub(crate) async fn submit_runs(
     }
     // Without its slot (the limit was reached and the job queues or replaces), the run
     // waits for one at its start ([`start::RunStart`]).
-    let (run_id, _) = hand_over(
+    let (run_id, _, _) = hand_over(
         inner,
         jobstore,
         store.as_ref(),
@@ -246,8 +265,8 @@ pub(super) struct HandOver {
     pub(super) checked_revision: u64,
 }
 
-/// Hands runs to the job's executor; returns the first run id and whether the
-/// executor took them. A refused hand-over frees the slot and is recorded as an error.
+/// Hands runs to the job's executor; returns the first run id, whether the
+/// executor took them, and the first run's `RunPlace::awaiting_check` and withdrawal. A refused hand-over frees the slot and is recorded as an error.
 /// Runs handed over before their start time, or without their slot, are judged again
 /// when that time comes ([`start::RunStart`]).
 pub(super) async fn hand_over(
@@ -258,7 +277,7 @@ pub(super) async fn hand_over(
     scheduled_times: &[DateTime<Utc>],
     start_at: DateTime<Utc>,
     how: HandOver,
-) -> (String, bool) {
+) -> (String, bool, (AwaitingCheck, Withdrawal)) {
     let first = scheduled_times.first().copied().unwrap_or(start_at);
     let refusal = match (
         inner.executors.get(&job.executor),
@@ -296,7 +315,7 @@ pub(super) async fn hand_over(
                     run_times: slot_run_times(how.final_release.is_none(), scheduled_times),
                     withdrawal: submission.withdrawal.clone(),
                     first_run_id: run_ids.first().cloned().unwrap_or_default(),
-                    last_run_id: run_ids.last().cloned().unwrap_or_default(),
+                    later_run_id: run_ids.last().filter(|_| catch_up).cloned(),
                     held: how.final_release.is_some(),
                     retries: how
                         .final_release
@@ -315,6 +334,10 @@ pub(super) async fn hand_over(
             submission.start_check = start
                 .clone()
                 .map(|start| start as Arc<dyn crate::executor::StartCheck>);
+            // Only a job its runs do not hold has a deferred release waiting for the
+            // check (`deferred::Deferred`); a held one's flag would be read by nobody.
+            let first_awaiting = AwaitingCheck::new(early && how.final_release.is_none());
+            let withdrawal = submission.withdrawal.clone();
             {
                 let mut mutable = inner.lock();
                 let last = run_ids.len().saturating_sub(1);
@@ -335,7 +358,11 @@ pub(super) async fn hand_over(
                             None
                         },
                         withdrawal: submission.withdrawal.clone(),
-                        awaiting_check: early && index == 0,
+                        awaiting_check: if index == 0 {
+                            first_awaiting.clone()
+                        } else {
+                            AwaitingCheck::default()
+                        },
                         catch_up: catch_up.clone(),
                         attempt: if index == 0 { first_attempt } else { 1 },
                         metrics: metrics.clone(),
@@ -356,13 +383,18 @@ pub(super) async fn hand_over(
                             queued: executor.load().queued,
                         });
                     }
-                    return (run_ids.first().cloned().unwrap_or_default(), true);
+                    return (
+                        run_ids.into_iter().next().unwrap_or_default(),
+                        true,
+                        (first_awaiting, withdrawal),
+                    );
                 }
                 Err(error) => {
                     let mut mutable = inner.lock();
                     for run_id in &run_ids {
                         mutable.run_stores.remove(run_id);
                     }
+                    first_awaiting.clear();
                     error.to_string()
                 }
             }
@@ -377,7 +409,7 @@ pub(super) async fn hand_over(
     let now = inner.clock.now();
     let run_id =
         record_unstarted(inner, jobstore, job, first, now, RunOutcome::Error, refusal).await;
-    (run_id, false)
+    (run_id, false, Default::default())
 }
 
 /// Records and announces a run that never started; returns its run id.

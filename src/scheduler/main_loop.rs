@@ -47,7 +47,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::mpsc;
 
 use super::backoff::RetrySchedule;
-use super::deferred::{flush_deferred, next_deferred, Deferred, HeldRelease};
+use super::deferred::{flush_deferred, next_deferred, AwaitingCheck, Deferred, HeldRelease};
 use super::hand_over::{hand_over_due_runs, record_unstarted, COARSE_WAKE_MIN_FIRE_AHEAD};
 use super::plan::plan;
 use super::recovery::{recover_earlier_run, replay_orphaned_runs};
@@ -248,22 +248,28 @@ pub(crate) async fn process_due_jobs(
                 }
                 let claim_error =
                     match hand_over_due_runs(inner, name, store.as_ref(), &due_runs, now).await {
-                        Ok(handed) => {
+                        Ok(mut handed) => {
                             // Written when their runs end (see `RunPlace::release`).
                             releases.retain(|release| !handed.held.contains(&release.job_id));
-                            // Written when their runs are due (see `Deferred`).
+                            // Written when their runs are due (see `Deferred`); moved
+                            // there, not copied.
                             let mut deferred = Vec::new();
-                            releases.retain(|release| match handed.early.get(&release.job_id) {
-                                Some((at, run_id)) => {
-                                    deferred.push(Deferred {
-                                        at: *at,
-                                        run_id: run_id.clone(),
-                                        release: release.clone(),
-                                    });
-                                    false
+                            if !handed.early.is_empty() {
+                                let mut kept = Vec::with_capacity(releases.len());
+                                for release in releases.drain(..) {
+                                    match handed.early.remove(&release.job_id) {
+                                        Some(early) => deferred.push(Deferred {
+                                            at: early.at,
+                                            run_id: early.run_id,
+                                            awaiting_check: early.awaiting_check,
+                                            withdrawal: early.withdrawal,
+                                            release,
+                                        }),
+                                        None => kept.push(release),
+                                    }
                                 }
-                                None => true,
-                            });
+                                releases = kept;
+                            }
                             if !deferred.is_empty() {
                                 inner
                                     .lock()
@@ -564,8 +570,9 @@ pub(crate) struct RunPlace {
     /// Takes the run back while it waits for its start time ([`Inner::withdraw_early_runs`]).
     pub(crate) withdrawal: Withdrawal,
     /// A run handed over early that has not yet looked at its job in the store as its
-    /// time came ([`super::start::RunStart`]): its job's deferred release waits ([`Deferred`]).
-    pub(crate) awaiting_check: bool,
+    /// time came ([`super::start::RunStart`]): its job's deferred release waits ([`Deferred`]),
+    /// which shares the flag.
+    pub(crate) awaiting_check: AwaitingCheck,
     /// For the runs of a catch-up (several runs of one submission), shared by them
     /// ([`CatchUp`]).
     pub(crate) catch_up: Option<Arc<CatchUp>>,

@@ -464,6 +464,10 @@ impl Unwritten {
                 .iter()
                 .map(|record| {
                     let place = mutable.run_stores.remove(&record.run_id);
+                    // Gone, it has nothing more to look at (`deferred::Deferred`).
+                    if let Some(place) = &place {
+                        place.awaiting_check.clear();
+                    }
                     if let Some((catch_up, place)) = place
                         .as_ref()
                         .and_then(|place| Some((place.catch_up.as_ref()?, place)))

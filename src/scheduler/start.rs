@@ -25,7 +25,6 @@
 //!                                            2 s: slot free → claim → start
 //! ```
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
@@ -79,8 +78,10 @@ pub(crate) struct RunStart {
     /// The first run of the submission: its job's deferred release waits for this
     /// check (`RunPlace::awaiting_check`).
     pub(crate) first_run_id: String,
-    /// The last run of the submission: its record frees the slot claimed here.
-    pub(crate) last_run_id: String,
+    /// The last run of the submission when it is not the first (a catch-up): its
+    /// record frees the slot claimed here ([`RunStart::last_run_id`]). `None` for a
+    /// submission of one run, which needs no second copy of its id.
+    pub(crate) later_run_id: Option<String>,
     /// Whether the run holds its job until it ends (`deferred::HeldRelease`): nothing
     /// of this node's own is written to the job before then, so while it waits for a
     /// slot any new revision in the store is somebody's change.
@@ -124,14 +125,7 @@ impl StartCheck for RunStart {
         };
         if self.confirm_schedule {
             let confirmed = self.confirm_schedule(&inner, &store).await;
-            // Its job's deferred release may now be written; the loop writes it. Only
-            // a job its run does not hold has one (`deferred::Deferred`).
-            if let Some(place) = inner.lock().run_stores.get_mut(&self.first_run_id) {
-                place.awaiting_check = false;
-            }
-            if self.written_back.is_some() {
-                inner.wake.notify_one();
-            }
+            self.checked(&inner);
             confirmed?;
         }
         if !self.slot_claimed {
@@ -191,6 +185,23 @@ impl StartCheck for RunStart {
 }
 
 impl RunStart {
+    /// The last run of the submission: its record frees the slot claimed here.
+    fn last_run_id(&self) -> &str {
+        self.later_run_id.as_deref().unwrap_or(&self.first_run_id)
+    }
+
+    /// The run has looked at its job: its job's deferred release may now be written;
+    /// the loop writes it. Only a job its run does not hold has one
+    /// (`deferred::Deferred`).
+    fn checked(&self, inner: &Inner) {
+        if let Some(place) = inner.lock().run_stores.get(&self.first_run_id) {
+            place.awaiting_check.clear();
+        }
+        if self.written_back.is_some() {
+            inner.wake.notify_one();
+        }
+    }
+
     /// Refuses the start if the job was removed, paused or rescheduled since it was
     /// taken. A store that cannot answer does not stop the run: a change that could
     /// not be written cannot have been answered either (see `docs/lifecycle.md`).
@@ -248,12 +259,30 @@ impl RunStart {
             max_instances: self.max_instances,
             run_times: self.run_times.clone(),
         };
-        let mut claimed = inner
+        let claimed = inner
             .slot_claims
-            .ask(store, &self.jobstore, &inner.id, claim.clone())
+            .ask(store, &self.jobstore, &inner.id, claim)
             .await;
+        self.settle_claim(inner, store, claimed).await
+    }
+
+    /// What the batched claim of the run's slot (`claimed`) leaves: the run starts with
+    /// its slot, or a refusal is tried once more after this node's ended runs are
+    /// written (the claim made again only then), and then skips or waits as `overlap`
+    /// says.
+    async fn settle_claim(
+        &self,
+        inner: &Inner,
+        store: &Arc<dyn JobStore>,
+        mut claimed: Result<bool, StoreError>,
+    ) -> Result<(), String> {
         if matches!(claimed, Ok(false)) {
             inner.flush_finished_runs().await;
+            let claim = InstanceClaim {
+                job_id: self.job_id.clone(),
+                max_instances: self.max_instances,
+                run_times: self.run_times.clone(),
+            };
             claimed = store
                 .claim_instances(&inner.id, std::slice::from_ref(&claim))
                 .await
@@ -269,7 +298,7 @@ impl RunStart {
             }
         };
         if claimed {
-            if let Some(place) = inner.lock().run_stores.get_mut(&self.last_run_id) {
+            if let Some(place) = inner.lock().run_stores.get_mut(self.last_run_id()) {
                 place.frees_instance = true;
             }
             return Ok(());
@@ -391,7 +420,7 @@ impl RunStart {
             {
                 Ok(true) => {
                     // Its record frees the slot, whether it starts or not.
-                    if let Some(place) = inner.lock().run_stores.get_mut(&self.last_run_id) {
+                    if let Some(place) = inner.lock().run_stores.get_mut(self.last_run_id()) {
                         place.frees_instance = true;
                     }
                     if !to_replace.is_empty() {
@@ -509,7 +538,7 @@ impl RunStart {
             .is_ok_and(|claimed| claimed.first().copied().unwrap_or(false));
         if granted {
             // Its record frees the slot, whether it starts or not.
-            if let Some(place) = inner.lock().run_stores.get_mut(&self.last_run_id) {
+            if let Some(place) = inner.lock().run_stores.get_mut(self.last_run_id()) {
                 place.frees_instance = true;
             }
         }
@@ -595,13 +624,14 @@ pub(crate) struct WrittenBack {
 /// thousand (the way a group commit batches writes). One per kind of call
 /// ([`ReadSchedules`], [`ClaimSlots`]).
 pub(crate) struct StoreBatches<Op: BatchedCall> {
-    pending: Mutex<HashMap<String, Batch<Op>>>,
+    // foldhash, not SipHash: every run due at an instant looks its store up here.
+    pending: Mutex<hashbrown::HashMap<String, Batch<Op>>>,
 }
 
 impl<Op: BatchedCall> Default for StoreBatches<Op> {
     fn default() -> Self {
         StoreBatches {
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(hashbrown::HashMap::new()),
         }
     }
 }
@@ -617,7 +647,7 @@ pub(crate) trait BatchedCall: Send + Sync + 'static {
     async fn call(
         store: &dyn JobStore,
         owner: &str,
-        asks: &[Self::Ask],
+        asks: Vec<Self::Ask>,
     ) -> Result<Vec<Self::Answer>, StoreError>;
 }
 
@@ -632,9 +662,9 @@ impl BatchedCall for ReadSchedules {
     async fn call(
         store: &dyn JobStore,
         _owner: &str,
-        asks: &[String],
+        asks: Vec<String>,
     ) -> Result<Vec<Option<JobSchedule>>, StoreError> {
-        store.job_schedules(asks).await
+        store.job_schedules(&asks).await
     }
 }
 
@@ -649,9 +679,9 @@ impl BatchedCall for ClaimSlots {
     async fn call(
         store: &dyn JobStore,
         owner: &str,
-        asks: &[InstanceClaim],
+        asks: Vec<InstanceClaim>,
     ) -> Result<Vec<bool>, StoreError> {
-        store.claim_instances(owner, asks).await
+        store.claim_instances(owner, &asks).await
     }
 }
 
@@ -673,7 +703,7 @@ impl<Op: BatchedCall> Default for Batch<Op> {
 }
 
 impl<Op: BatchedCall> StoreBatches<Op> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Batch<Op>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, hashbrown::HashMap<String, Batch<Op>>> {
         self.pending
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -692,15 +722,18 @@ impl<Op: BatchedCall> StoreBatches<Op> {
         let lead = {
             let mut pending = self.lock();
             // No copy of the store's name per ask: thousands ask at one instant.
-            if !pending.contains_key(jobstore) {
-                pending.insert(jobstore.to_owned(), Batch::default());
-            }
             match pending.get_mut(jobstore) {
                 Some(batch) => {
                     batch.asks.push((ask, answer));
                     !std::mem::replace(&mut batch.calling, true)
                 }
-                None => false,
+                None => {
+                    let mut batch = Batch::default();
+                    batch.asks.push((ask, answer));
+                    batch.calling = true;
+                    pending.insert(jobstore.to_owned(), batch);
+                    true
+                }
             }
         };
         if lead {
@@ -727,7 +760,7 @@ impl<Op: BatchedCall> StoreBatches<Op> {
                 };
                 let (questions, answers): (Vec<Op::Ask>, Vec<Answer<Op::Answer>>) =
                     asks.into_iter().unzip();
-                match Op::call(store.as_ref(), owner, &questions).await {
+                match Op::call(store.as_ref(), owner, questions).await {
                     Ok(results) => {
                         let mut results = results.into_iter();
                         for answer in answers {
