@@ -37,13 +37,32 @@ async fn records(scheduler: &Scheduler, job_id: &str) -> Vec<RunRecord> {
     runs
 }
 
+/// Waits in real time, for 10 s at most, until `done` holds or every time in `times`
+/// has a record of the `slow` job.
+async fn wait_for(scheduler: &Scheduler, mut done: impl FnMut() -> bool, times: &[DateTime<Utc>]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if done() {
+            return;
+        }
+        let runs = records(scheduler, "slow").await;
+        let recorded = times
+            .iter()
+            .all(|time| runs.iter().any(|run| run.scheduled_time == *time));
+        if recorded || std::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn every_two_seconds_with_runs_of(
     store: Arc<dyn JobStore>,
     took_ms: u64,
     fire_ahead: u64,
 ) -> Vec<RunRecord> {
     let clock = ManualClock::new(t0());
-    let (tasks, _) = slow_task(&clock, Duration::from_millis(took_ms));
+    let (tasks, started) = slow_task(&clock, Duration::from_millis(took_ms));
     let scheduler = Scheduler::builder()
         .clock(clock.clone())
         .store_shared("default", store)
@@ -55,6 +74,36 @@ async fn every_two_seconds_with_runs_of(
         .await
         .unwrap();
     scheduler.start();
+    // Simulated time moves 50 ms every 3 ms, faster than a loaded machine may follow:
+    // a run started late in simulated time ends late, and one whose end the scheduler
+    // has not seen yet still executes. So the clock stops at each due time until the
+    // run of that time has started or been recorded, and 10 ms before the next until
+    // every run that has ended by then is recorded (waits in real time, 10 s at most).
+    let took = TimeDelta::milliseconds(i64::try_from(took_ms).unwrap());
+    let mut due = t0();
+    while due <= t0() + secs(11) {
+        step_to(&clock, due, Duration::from_millis(50)).await;
+        wait_for(
+            &scheduler,
+            || {
+                started
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|(_, time, _)| *time == due)
+            },
+            &[due],
+        )
+        .await;
+        let before = (due + secs(2) - TimeDelta::milliseconds(10)).min(t0() + secs(11));
+        step_to(&clock, before, Duration::from_millis(50)).await;
+        let ended: Vec<DateTime<Utc>> = (0..)
+            .map(|n| t0() + secs(2 * n))
+            .take_while(|time| *time + took <= before)
+            .collect();
+        wait_for(&scheduler, || false, &ended).await;
+        due += secs(2);
+    }
     step_to(&clock, t0() + secs(11), Duration::from_millis(50)).await;
     let runs = records(&scheduler, "slow").await;
     scheduler.shutdown(None).await;
