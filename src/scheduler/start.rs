@@ -440,16 +440,7 @@ impl RunStart {
             if refused {
                 self.superseded(store).await?;
             }
-            let now = inner.clock.now();
-            let retry_at = now
-                .checked_add_signed(chrono::TimeDelta::from_std(backoff).unwrap_or_default())
-                .unwrap_or(now);
-            backoff = (backoff * 2).min(MAX_SLOT_WAIT);
-            tokio::select! {
-                () = woken => {}
-                () = inner.clock.sleep_until(retry_at) => {}
-                _ = state.changed() => {}
-            }
+            back_off(inner, &mut backoff, woken, &mut state).await;
         }
     }
 
@@ -510,16 +501,7 @@ impl RunStart {
                     self.overlap
                 ));
             }
-            let now = inner.clock.now();
-            let retry_at = now
-                .checked_add_signed(chrono::TimeDelta::from_std(backoff).unwrap_or_default())
-                .unwrap_or(now);
-            backoff = (backoff * 2).min(MAX_SLOT_WAIT);
-            tokio::select! {
-                () = woken => {}
-                () = inner.clock.sleep_until(retry_at) => {}
-                _ = state.changed() => {}
-            }
+            back_off(inner, &mut backoff, woken, &mut state).await;
         }
     }
 
@@ -583,6 +565,28 @@ impl RunStart {
              (overlap = {})",
             self.overlap
         ))
+    }
+}
+
+/// Sleeps until a run of this node ends (`woken`, registered before the caller
+/// looked), the back-off ends (it then doubles, up to [`MAX_SLOT_WAIT`]), or the
+/// scheduler's state changes: how a run waiting for a slot, or for the runs it
+/// replaced to end, waits between two looks.
+async fn back_off(
+    inner: &Inner,
+    backoff: &mut std::time::Duration,
+    woken: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    state: &mut tokio::sync::watch::Receiver<SchedulerState>,
+) {
+    let now = inner.clock.now();
+    let retry_at = now
+        .checked_add_signed(chrono::TimeDelta::from_std(*backoff).unwrap_or_default())
+        .unwrap_or(now);
+    *backoff = (*backoff * 2).min(MAX_SLOT_WAIT);
+    tokio::select! {
+        () = woken => {}
+        () = inner.clock.sleep_until(retry_at) => {}
+        _ = state.changed() => {}
     }
 }
 
