@@ -584,6 +584,14 @@ async fn invalid_input_is_422_naming_the_field() {
             json!({"task": "record", "trigger": {"type": "cron"}, "options": {"executor": "gpu"}}),
             "options.executor",
         ),
+        (
+            json!({"task": "record", "trigger": {"type": "cron"}, "options": {"retry": {"max_attempts": 0}}}),
+            "options.retry.max_attempts",
+        ),
+        (
+            json!({"task": "record", "trigger": {"type": "cron"}, "options": {"expect_success_within": "1s"}}),
+            "options.expect_success_within",
+        ),
         (json!({"task": "nope", "trigger": {"type": "cron"}}), "task"),
         (
             json!({"task": "record", "trigger": {"type": "date", "run_date": "2020-01-01T00:00:00Z"}, "paused": "yes"}),

@@ -123,18 +123,10 @@ impl ApiError {
     /// The same error with a job option's field named as `POST /jobs` takes it, under
     /// `options` (the scheduler names options without it, as `PATCH` takes them).
     pub(crate) fn in_options(mut self) -> Self {
-        const OPTIONS: [&str; 8] = [
-            "executor",
-            "jobstore",
-            "misfire_grace_time",
-            "coalesce",
-            "max_instances",
-            "overlap",
-            "jitter",
-            "expect_success_within",
-        ];
         if let Some(field) = &self.field {
-            if OPTIONS.contains(&field.as_str()) {
+            // An option (`max_instances`) or a field of one (`retry.max_attempts`).
+            let option = field.split('.').next().unwrap_or_default();
+            if crate::job::OPTION_KEYS.contains(&option) {
                 self.field = Some(format!("options.{field}"));
             }
         }
