@@ -1667,6 +1667,52 @@ fn a_failed_run_in_the_middle_of_a_catch_up_is_tried_again_before_the_times_afte
     );
 }
 
+/// Seed 30,106 of the families with retries and overlap (all three, one node enough):
+/// a one-off job with retries, paused while its first attempt ran and failed. The pause
+/// cancels the attempts left (docs/lifecycle.md, "Failed runs"), so the change won and
+/// nothing was written: the job stayed paused at its time, and resuming it ran that
+/// time again as a first attempt, then retried it. Its time ran, and failed: the job is
+/// now kept failed (and paused), as when its last attempt fails while it is paused, and
+/// a resume leaves a failed job failed.
+#[test]
+fn a_one_off_job_paused_while_its_failing_run_goes_is_kept_failed_not_run_again_at_resume() {
+    let def = retrying(
+        job(Trig::At { at: 2_000 }, 1, 161),
+        true,
+        (4, 900, 2, 1_900),
+    );
+    let scenario = written(
+        1,
+        12_000,
+        vec![
+            (37, 0, OpKind::Add(0, def)),
+            (2_037, 0, OpKind::Pause(0)),
+            (5_037, 0, OpKind::Resume(0)),
+        ],
+    );
+    for play in 0..5 {
+        let observed = world::run(&scenario);
+        let found = model::check(&observed);
+        if !found.is_empty() {
+            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+            panic!("play {play} of\n{scenario}broke:\n  {}", list.join("\n  "));
+        }
+        assert_eq!(
+            observed.executions.len(),
+            1,
+            "play {play}: its time ran once, and nothing after the pause"
+        );
+        assert!(
+            observed
+                .jobs
+                .iter()
+                .any(|job| job.retry.failed.is_some() && job.next_run_time.is_none()),
+            "play {play}: the job is kept failed: {:?}",
+            observed.jobs
+        );
+    }
+}
+
 /// The scenario of seed 20,411 of the family with retries, overlap and faults: after a
 /// clock jump and a kill, a job with retries (every run failing), `coalesce = false`
 /// and `max_instances = 2` catches up on its successor; the catch-up stops at its

@@ -153,6 +153,9 @@ enum FollowUp {
         /// The catch-up it stopped goes on from here after its attempts
         /// ([`crate::job::PendingAttempt::catch_up_from`]).
         catch_up_from: Option<DateTime<Utc>>,
+        /// For a one-off job, what it is kept as if a pause made while its run went
+        /// cancels the attempts left: failed, since its time ran and failed.
+        failed_if_paused: Option<crate::job::JobFailure>,
     },
     /// A one-off job's last attempt failed: it stays, as failed.
     Failed(crate::job::JobFailure),
@@ -198,14 +201,10 @@ impl FollowUp {
                         .unwrap_or(run.finished_at),
                     resume_at: None,
                     catch_up_from: None,
+                    failed_if_paused: one_off.then(|| failure(run, attempt)),
                 })
             }
-            _ if failed && one_off => Some(FollowUp::Failed(crate::job::JobFailure {
-                scheduled_time: run.scheduled_time,
-                attempts: attempt,
-                at: run.finished_at,
-                error: run.error.clone(),
-            })),
+            _ if failed && one_off => Some(FollowUp::Failed(failure(run, attempt))),
             // The runs were a retry (and the rest of the catch-up it stopped, if any):
             // the pending attempt they ran is done.
             _ if held.attempt > 1 && !one_off => Some(FollowUp::Resume {
@@ -218,56 +217,22 @@ impl FollowUp {
     }
 
     /// The same, going on with the catch-up it stopped from `from` after its attempts.
-    fn going_on_from(self, from: Option<DateTime<Utc>>) -> FollowUp {
-        match self {
-            FollowUp::Retry {
-                scheduled_time,
-                attempt,
-                max_attempts,
-                retry_at,
-                resume_at,
-                ..
-            } => FollowUp::Retry {
-                scheduled_time,
-                attempt,
-                max_attempts,
-                retry_at,
-                resume_at,
-                catch_up_from: from,
-            },
-            other => other,
+    fn going_on_from(mut self, from: Option<DateTime<Utc>>) -> FollowUp {
+        if let FollowUp::Retry { catch_up_from, .. } = &mut self {
+            *catch_up_from = from;
         }
+        self
     }
 
     /// The same, resuming the job's schedule at `next` (its release's next run time).
-    fn with_resume(self, next: Option<DateTime<Utc>>) -> FollowUp {
-        match self {
-            FollowUp::Retry {
-                scheduled_time,
-                attempt,
-                max_attempts,
-                retry_at,
-                catch_up_from,
-                ..
-            } => FollowUp::Retry {
-                scheduled_time,
-                attempt,
-                max_attempts,
-                retry_at,
-                resume_at: next,
-                catch_up_from,
-            },
-            FollowUp::Resume {
-                scheduled_time,
-                attempt,
-                ..
-            } => FollowUp::Resume {
-                scheduled_time,
-                attempt,
-                resume_at: next,
-            },
-            failed => failed,
+    fn with_resume(mut self, next: Option<DateTime<Utc>>) -> FollowUp {
+        match &mut self {
+            FollowUp::Retry { resume_at, .. } | FollowUp::Resume { resume_at, .. } => {
+                *resume_at = next;
+            }
+            FollowUp::Failed(_) | FollowUp::Finished { .. } => {}
         }
+        self
     }
 
     /// Whether the change made to the job since its run was taken leaves this follow-up
@@ -358,6 +323,16 @@ impl FollowUp {
             }
             FollowUp::Finished { .. } => {}
         }
+    }
+}
+
+/// A one-off job's failure as its failed run, attempt `attempt` of its time, leaves it.
+fn failure(run: &RunRecord, attempt: u32) -> crate::job::JobFailure {
+    crate::job::JobFailure {
+        scheduled_time: run.scheduled_time,
+        attempts: attempt,
+        at: run.finished_at,
+        error: run.error.clone(),
     }
 }
 
@@ -761,6 +736,22 @@ impl Unwritten {
                         {
                             let mut job = job;
                             follow_up.clone().apply(&mut job);
+                            store.update_job(job).await.map(drop)
+                        }
+                        // The same with attempts left: the pause cancels them
+                        // (docs/lifecycle.md, "Failed runs"), and resuming must not run
+                        // the time again as a first attempt.
+                        FollowUp::Retry {
+                            scheduled_time,
+                            failed_if_paused: Some(failure),
+                            ..
+                        } if job.revision != revision
+                            && job.paused
+                            && job.trigger.next_fire_time(None, *scheduled_time)
+                                == Some(*scheduled_time) =>
+                        {
+                            let mut job = job;
+                            FollowUp::Failed(failure.clone()).apply(&mut job);
                             store.update_job(job).await.map(drop)
                         }
                         // Changed since it was taken: the change wins, unless it left
