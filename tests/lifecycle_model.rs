@@ -1713,6 +1713,25 @@ fn a_one_off_job_paused_while_its_failing_run_goes_is_kept_failed_not_run_again_
     }
 }
 
+/// Seed 30,567 of the families with retries and overlap (one node enough, about one
+/// play in two): a job that queues, with retries; its third attempt came due while a
+/// "run now" ran and another waited for the slot (one waits at most), and went after
+/// both, as the run waiting first goes first (docs/lifecycle.md, "When the limit is
+/// reached"). "A retry comes within its longest wait" allowed the wait behind runs that
+/// executed by the attempt's deadline, not behind one that came due by then and waited;
+/// it now does. Played twenty times.
+#[test]
+fn a_retry_due_behind_a_run_that_waited_before_it_goes_after_that_run() {
+    let scenario = scenario::generate(30_567, with_policies(1, false));
+    for play in 0..20 {
+        let found = model::check(&world::run(&scenario));
+        if !found.is_empty() {
+            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+            panic!("play {play} of\n{scenario}broke:\n  {}", list.join("\n  "));
+        }
+    }
+}
+
 /// The scenario of seed 20,411 of the family with retries, overlap and faults: after a
 /// clock jump and a kill, a job with retries (every run failing), `coalesce = false`
 /// and `max_instances = 2` catches up on its successor; the catch-up stops at its

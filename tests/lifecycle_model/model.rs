@@ -1286,13 +1286,19 @@ fn policies(
                     // does, so it hears at once of the end of a run of its own node,
                     // and of one on another node at its next claim (a back-off up to
                     // 5 s: docs/lifecycle.md, "In a cluster"), as "a queued run starts
-                    // when a slot frees" allows below.
+                    // when a slot frees" allows below. A run that came due by then
+                    // and waited for the slot already (a queued "run now") goes
+                    // before it, as the one run waiting goes first (docs/lifecycle.md,
+                    // "When the limit is reached"; seed 30,567 of the families with
+                    // retries and overlap).
                     let limit = model.min_instances_over(ended, started).max(1) as usize;
                     let due_by = executions
                         .iter()
                         .filter(|other| {
                             other.run_id != again.run_id
-                                && ms_of(other.started) <= ended + cap
+                                && (ms_of(other.started) <= ended + cap
+                                    || (ms_of(other.scheduled) <= ended + cap
+                                        && other.started <= again.started))
                                 && stopped(other, observed).is_none_or(|stop| stop > ended)
                         })
                         .filter_map(|other| {
