@@ -316,6 +316,19 @@ fn every(seconds: scenario::Ms, start: scenario::Ms) -> Trig {
     }
 }
 
+/// The promises hold in each of `plays` plays of `scenario`: for a finding that shows
+/// only in some interleavings of simultaneous wake-ups. The first play that breaks one
+/// fails, naming the play.
+fn assert_promises_hold_in_plays(scenario: &Scenario, plays: usize) {
+    for play in 0..plays {
+        let found = model::check(&world::run(scenario));
+        if !found.is_empty() {
+            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+            panic!("play {play} of\n{scenario}broke:\n  {}", list.join("\n  "));
+        }
+    }
+}
+
 /// Plays `scenario` a few times; fails with every broken promise.
 fn assert_promises_hold(scenario: &Scenario) {
     for play in 0..5 {
@@ -1723,13 +1736,7 @@ fn a_one_off_job_paused_while_its_failing_run_goes_is_kept_failed_not_run_again_
 #[test]
 fn a_retry_due_behind_a_run_that_waited_before_it_goes_after_that_run() {
     let scenario = scenario::generate(30_567, with_policies(1, false));
-    for play in 0..20 {
-        let found = model::check(&world::run(&scenario));
-        if !found.is_empty() {
-            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
-            panic!("play {play} of\n{scenario}broke:\n  {}", list.join("\n  "));
-        }
-    }
+    assert_promises_hold_in_plays(&scenario, 20);
 }
 
 /// The scenario of seed 20,411 of the family with retries, overlap and faults: after a
@@ -1758,13 +1765,7 @@ fn a_catch_up_held_by_its_retries_past_the_end_leaves_no_trace_of_the_times_due_
 #[test]
 fn a_replacement_stops_no_run_of_its_node_while_runs_of_other_nodes_fill_the_limit() {
     let scenario = scenario::generate(21_165, with_policies(3, false));
-    for play in 0..20 {
-        let found = model::check(&world::run(&scenario));
-        if !found.is_empty() {
-            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
-            panic!("play {play} of\n{scenario}broke:\n  {}", list.join("\n  "));
-        }
-    }
+    assert_promises_hold_in_plays(&scenario, 20);
 }
 
 /// Seed 20,040 of the cluster family with retries and overlap: a run of a job that
@@ -1779,13 +1780,7 @@ fn a_replacement_stops_no_run_of_its_node_while_runs_of_other_nodes_fill_the_lim
 #[test]
 fn a_run_now_behind_a_run_waiting_on_its_node_may_be_skipped_within_the_back_off() {
     let scenario = scenario::generate(20_040, with_policies(3, false));
-    for play in 0..30 {
-        let found = model::check(&world::run(&scenario));
-        if !found.is_empty() {
-            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
-            panic!("play {play} of\n{scenario}broke:\n  {}", list.join("\n  "));
-        }
-    }
+    assert_promises_hold_in_plays(&scenario, 30);
 }
 
 /// Seed 20,364 of the family with retries, overlap and faults: a time of a job that
@@ -1800,13 +1795,7 @@ fn a_run_now_behind_a_run_waiting_on_its_node_may_be_skipped_within_the_back_off
 #[test]
 fn a_waiting_replacement_overtaken_by_newer_runs_of_another_node_leaves_a_trace() {
     let scenario = scenario::generate(20_364, with_policies(3, true));
-    for play in 0..80 {
-        let found = model::check(&world::run(&scenario));
-        if !found.is_empty() {
-            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
-            panic!("play {play} of\n{scenario}broke:\n  {}", list.join("\n  "));
-        }
-    }
+    assert_promises_hold_in_plays(&scenario, 80);
 }
 
 /// Two nodes, a job that replaces, each run outlasting its interval: one node takes
@@ -1877,11 +1866,5 @@ fn a_replacement_waiting_behind_newer_runs_of_another_node_is_recorded_as_replac
 #[test]
 fn a_held_run_taken_back_while_it_waited_folds_the_times_that_came_meanwhile() {
     let scenario = scenario::generate(20_853, with_policies(3, false));
-    for play in 0..60 {
-        let found = model::check(&world::run(&scenario));
-        if !found.is_empty() {
-            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
-            panic!("play {play} of\n{scenario}broke:\n  {}", list.join("\n  "));
-        }
-    }
+    assert_promises_hold_in_plays(&scenario, 60);
 }
