@@ -18,6 +18,7 @@ use kairos::history::{RunOutcome, RunRecord};
 use kairos::job::{JobChanges, JobSpec, Overlap};
 use kairos::scheduler::Scheduler;
 use kairos::store::memory::MemoryStore;
+use kairos::task::TaskRegistry;
 use kairos::trigger::TriggerSpec;
 use serde_json::json;
 
@@ -387,6 +388,20 @@ async fn a_backfill_under_queue_waits_for_the_running_run() {
     }
 }
 
+/// Two schedulers, `a` and `b`, on one shared memory store, with `tasks` and `clock`.
+fn two_nodes(clock: &ManualClock, tasks: &TaskRegistry) -> (Scheduler, Scheduler) {
+    let store: Arc<dyn kairos::store::JobStore> = Arc::new(MemoryStore::new());
+    let node = |id: &str| {
+        Scheduler::builder()
+            .id(id)
+            .clock(clock.clone())
+            .store_shared("default", Arc::clone(&store))
+            .tasks(tasks.clone())
+            .build()
+    };
+    (node("a"), node("b"))
+}
+
 /// In a cluster the slots are the store's: a run now through a node that runs nothing
 /// of the job waits for the run on the other node (found by its bounded back-off,
 /// docs/lifecycle.md), and under `replace` does not stop a run of another node.
@@ -395,16 +410,7 @@ async fn a_run_waits_for_a_run_on_another_node_and_replace_leaves_it_be() {
     for overlap in [Overlap::Queue, Overlap::Replace] {
         let clock = ManualClock::new(t0());
         let (tasks, started) = slow_task(&clock, Duration::from_secs(5));
-        let store: Arc<dyn kairos::store::JobStore> = Arc::new(MemoryStore::new());
-        let node = |id: &str| {
-            Scheduler::builder()
-                .id(id)
-                .clock(clock.clone())
-                .store_shared("default", Arc::clone(&store))
-                .tasks(tasks.clone())
-                .build()
-        };
-        let (a, b) = (node("a"), node("b"));
+        let (a, b) = two_nodes(&clock, &tasks);
         let mut spec = JobSpec::new("slow", every(100)).with_id("j");
         spec.options.overlap = Some(overlap);
         a.add_job(spec).await.unwrap();
@@ -536,16 +542,7 @@ async fn explain_does_not_label_runs_of_a_job_that_skips_as_queued() {
 async fn a_run_waiting_under_replace_is_replaced_by_a_newer_run_of_another_node() {
     let clock = ManualClock::new(t0());
     let (tasks, started) = slow_task(&clock, Duration::from_millis(2_500));
-    let store: Arc<dyn kairos::store::JobStore> = Arc::new(MemoryStore::new());
-    let node = |id: &str| {
-        Scheduler::builder()
-            .id(id)
-            .clock(clock.clone())
-            .store_shared("default", Arc::clone(&store))
-            .tasks(tasks.clone())
-            .build()
-    };
-    let (a, b) = (node("a"), node("b"));
+    let (a, b) = two_nodes(&clock, &tasks);
     let mut spec = JobSpec::new("slow", every(1)).with_id("j");
     spec.options.max_instances = Some(1);
     spec.options.overlap = Some(Overlap::Replace);
