@@ -266,6 +266,18 @@ impl FollowUp {
                 .is_some_and(|pending| (pending.scheduled_time, pending.attempt) == taken)
     }
 
+    /// What a one-off job is kept as when a pause made while its failing run went wins:
+    /// failed, whether that run was its last attempt or had attempts left.
+    fn failed_if_paused(&self) -> Option<&crate::job::JobFailure> {
+        match self {
+            FollowUp::Failed(failure) => Some(failure),
+            FollowUp::Retry {
+                failed_if_paused, ..
+            } => failed_if_paused.as_ref(),
+            FollowUp::Resume { .. } | FollowUp::Finished { .. } => None,
+        }
+    }
+
     /// One log line: a failure is never silent.
     fn log(&self, run: &RunRecord) {
         match self {
@@ -727,32 +739,23 @@ impl Unwritten {
                             }
                         }
                         // Paused while its failing run went: the run happened, and
-                        // failed; it is kept failed (and paused) rather than due again.
-                        FollowUp::Failed(failure)
-                            if job.revision != revision
-                                && job.paused
-                                && job.trigger.next_fire_time(None, failure.scheduled_time)
-                                    == Some(failure.scheduled_time) =>
-                        {
-                            let mut job = job;
-                            follow_up.clone().apply(&mut job);
-                            store.update_job(job).await.map(drop)
-                        }
-                        // The same with attempts left: the pause cancels them
-                        // (docs/lifecycle.md, "Failed runs"), and resuming must not run
-                        // the time again as a first attempt.
-                        FollowUp::Retry {
-                            scheduled_time,
-                            failed_if_paused: Some(failure),
-                            ..
-                        } if job.revision != revision
-                            && job.paused
-                            && job.trigger.next_fire_time(None, *scheduled_time)
-                                == Some(*scheduled_time) =>
-                        {
-                            let mut job = job;
-                            FollowUp::Failed(failure.clone()).apply(&mut job);
-                            store.update_job(job).await.map(drop)
+                        // failed; it is kept failed (and paused) rather than due again,
+                        // the pause cancelling any attempts left (docs/lifecycle.md,
+                        // "Failed runs").
+                        _ if job.revision != revision && job.paused => {
+                            match follow_up.failed_if_paused().filter(|failure| {
+                                job.trigger.next_fire_time(None, failure.scheduled_time)
+                                    == Some(failure.scheduled_time)
+                            }) {
+                                Some(failure) => {
+                                    let mut job = job;
+                                    FollowUp::Failed(failure.clone()).apply(&mut job);
+                                    store.update_job(job).await.map(drop)
+                                }
+                                // Otherwise the pause wins: it cancels any pending
+                                // attempt (`survives_change` keeps none of a paused job).
+                                None => Ok(()),
+                            }
                         }
                         // Changed since it was taken: the change wins, unless it left
                         // the attempt pending as it was.
