@@ -598,17 +598,28 @@ def summary_section(summary):
             label, fmt(ours), fmt(value), NAMES[peer], ("%.3g×" % ratio_value) if value else "–", target,
             "met" if met else "**missed**"))
 
-    for key, name in (("burst-100000", "burst 100k/10s"), ("burst-10000", "burst 10k/5s")):
-        row("\\|lateness\\| p99, %s (ms)" % name, key, "lateness_ms.abs_p99", "lower", "≤ 0.1×", lambda r, o: r <= 0.1)
+    def absolute(label, key, path, target, check):
+        # A target on kairos's own figure (no peer has one to compare).
+        ours = (summary.get(key) or {}).get((KAIROS, path))
+        if ours is not None:
+            rows.append("| %s | %s | – | – | %s | %s |" % (
+                label, fmt(ours), target, "met" if check(ours) else "**missed**"))
+
+    row("\\|lateness\\| p99, burst 100k/10s (ms)", "burst-100000", "lateness_ms.abs_p99", "lower", "≤ 0.1×", lambda r, o: r <= 0.1)
+    row("\\|lateness\\| p99, burst 10k/5s (ms)", "burst-10000", "lateness_ms.abs_p99", "lower", "≤ 0.5×", lambda r, o: r <= 0.5)
     row("\\|lateness\\| p99, recurring 10k/s (ms)", "recurring", "lateness_ms.abs_p99", "lower", "≤ 0.1×", lambda r, o: r <= 0.1)
+    absolute("\\|lateness\\| p99, recurring 10k/s, absolute (ms)", "recurring", "lateness_ms.abs_p99", "≤ 5 ms", lambda o: o <= 5)
+    row("CPU, recurring 10k/s (% of a core)", "recurring", "cpu_percent", "lower", "≤ 0.5×", lambda r, o: r <= 0.5)
     row("\\|lateness\\| p99, recurring on SQLite (ms)", "recurring-sqlite", "lateness_ms.abs_p99", "lower", "≤ 0.1×", lambda r, o: r <= 0.1)
     row("\\|lateness\\| p99, recurring on PostgreSQL (ms)", "recurring-postgresql", "lateness_ms.abs_p99", "lower", "≤ 0.1×", lambda r, o: r <= 0.1)
     row("\\|lateness\\| p99, burst on SQLite (ms)", "burst-sqlite", "lateness_ms.abs_p99", "lower", "≤ 0.1×", lambda r, o: r <= 0.1)
     row("\\|lateness\\| p99, burst on PostgreSQL (ms)", "burst-postgresql", "lateness_ms.abs_p99", "lower", "≤ 0.1×", lambda r, o: r <= 0.1)
-    for key, name in (("burst-100000", "burst 100k"), ("burst-10000", "burst 10k"), ("pending", "order-cancel"), ("burst-sqlite", "SQLite"), ("burst-postgresql", "PostgreSQL")):
+    # One-at-a-time adds to SQLite and PostgreSQL are judged against the machine's bound
+    # for a durable commit (the durable rows below), not against a peer's rate.
+    for key, name in (("burst-100000", "burst 100k"), ("burst-10000", "burst 10k"), ("pending", "order-cancel")):
         row("add rate, %s (jobs/s)" % name, key, "add_per_s", "higher", "≥ 10×", lambda r, o: r >= 10)
     for key, name in (("http-sqlite", "SQLite"), ("http-postgresql", "PostgreSQL")):
-        row("HTTP add rate, %s (jobs/s)" % name, key, "adds_per_s", "higher", "≥ 10×", lambda r, o: r >= 10)
+        row("HTTP add rate, %s (jobs/s)" % name, key, "adds_per_s", "higher", "≥ 15×", lambda r, o: r >= 15)
     for key, name in (("durable-sqlite", "SQLite"), ("durable-postgresql", "PostgreSQL")):
         durable = summary.get(key) or {}
         for path, label in (("store", "JobStore::add_job"), ("http", "HTTP, one client")):
@@ -617,7 +628,8 @@ def summary_section(summary):
                 rows.append("| one-at-a-time durable adds, %s, %s (× bound) | %s× | – (bound: one durable "
                             "commit per add) | – | ≥ 0.8× bound | %s |" % (
                                 name, label, fmt(value), "met" if value >= 0.8 else "**missed**"))
-    row("memory per pending job, order-cancel (bytes)", "pending", "bytes_per_pending_job", "lower", "≤ 0.2×", lambda r, o: r <= 0.2)
+    row("memory per pending job, order-cancel (bytes)", "pending", "bytes_per_pending_job", "lower", "≤ 0.2×, ≤ 100 bytes", lambda r, o: r <= 0.2 and o <= 100)
+    absolute("restart with the pending jobs on SQLite (ms)", "restart", "restart_ms", "≤ 10 ms", lambda o: o <= 10)
     rows_idle = summary.get("pending")
     if rows_idle:
         ours = rows_idle.get((KAIROS, "idle_cpu_percent"))
