@@ -1733,6 +1733,20 @@ fn a_retry_due_behind_a_run_that_waited_before_it_goes_after_that_run() {
     assert_promises_hold_in_plays(&scenario, 20);
 }
 
+/// Seed 30,900 of the family with retries, overlap and faults (about one play in two):
+/// a run of a job that queues (`max_instances = 1`) was due on one node while a run of
+/// the job went on another, which was then killed. The model took the slot as free
+/// from the kill, but the store frees a dead node's slot only once its work is taken
+/// over (its successor's recovery, or its reaping), and a slot that carries run times
+/// passes to the node that runs that time again; the waiting run hears of it at its
+/// next claim. "A queued run starts when a slot frees" now counts a killed run's slot
+/// as held until then, as "max_instances holds" already did. Played twenty times.
+#[test]
+fn a_queued_run_waits_for_the_slot_of_a_killed_node_until_its_work_is_taken_over() {
+    let scenario = scenario::generate(30_900, with_policies(3, true));
+    assert_promises_hold_in_plays(&scenario, 20);
+}
+
 /// The scenario of seed 20,411 of the family with retries, overlap and faults: after a
 /// clock jump and a kill, a job with retries (every run failing), `coalesce = false`
 /// and `max_instances = 2` catches up on its successor; the catch-up stops at its

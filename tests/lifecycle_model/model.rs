@@ -316,13 +316,23 @@ fn holding(executions: &[&Execution], observed: &Observed, time: Ms) -> usize {
     executions
         .iter()
         .filter(|execution| {
-            let until = match (kill_of(execution, observed), execution.finished) {
-                (Some(kill), None) => Some(kill.taken_over),
-                _ => stopped(execution, observed),
-            };
-            ms_of(execution.started) <= time && until.is_none_or(|stop| stop > time)
+            ms_of(execution.started) <= time
+                && slot_freed(execution, observed).is_none_or(|freed| freed > time)
         })
         .count()
+}
+
+/// When the instance slot of `execution` was freed: at its end, or, for a run its
+/// node's kill stopped, once the dead node's work was taken over. The store frees a
+/// dead node's slots only then (its successor's recovery, or the reaping of a node
+/// whose heartbeat is older than the node timeout), and a slot that carries the run's
+/// times passes to the node that runs it again (docs/lifecycle.md, "Held until the
+/// run ends").
+fn slot_freed(execution: &Execution, observed: &Observed) -> Option<Ms> {
+    match (kill_of(execution, observed), execution.finished) {
+        (Some(kill), None) => Some(kill.taken_over),
+        _ => stopped(execution, observed),
+    }
 }
 
 /// When the catch-up `run` belongs to ends: the end of the last of the runs of its job
@@ -1503,21 +1513,22 @@ fn policies(
             continue;
         }
         let limit = model.min_instances_over(scheduled, started);
-        // Only a run that waited: the limit was reached at its time.
-        if executing(executions, observed, scheduled) < limit as usize {
+        // Only a run that waited: the limit was reached at its time. A run its node's
+        // kill stopped holds its slot until its work is taken over (`slot_freed`).
+        if holding(executions, observed, scheduled) < limit as usize {
             continue;
         }
         let mut instants: Vec<Ms> = executions
             .iter()
-            .filter_map(|other| stopped(other, observed))
-            .filter(|stop| *stop >= scheduled && *stop < started)
+            .filter_map(|other| slot_freed(other, observed))
+            .filter(|freed| *freed >= scheduled && *freed < started)
             .collect();
         instants.sort_unstable();
         // A slot that stayed free for longer than a waiting run takes to hear of it
         // (another node's waiting run may take it first: the order between nodes is
         // not promised, docs/lifecycle.md "In a cluster").
         let free_long = instants.into_iter().find(|at| {
-            if executing(executions, observed, *at) >= limit as usize {
+            if holding(executions, observed, *at) >= limit as usize {
                 return false;
             }
             let taken = executions
