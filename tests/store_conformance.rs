@@ -185,6 +185,7 @@ async fn cleanup(backend: Backend, prefix: &str, url: &str) {
             "nodes",
             "config_generations",
             "alert_claims",
+            "waiters",
             "schema_version",
         ]
         .iter()
