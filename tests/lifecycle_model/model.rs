@@ -741,7 +741,9 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             // waits at the end only if no earlier time of its job does. An earlier one
             // may leave no trace without waiting still: lost with its node, killed
             // after it (a waiting run holds nothing a successor takes), or in a
-            // disturbed window. A job with retries is held by its waiting run (above).
+            // disturbed window. A job with retries is held by its waiting run (above),
+            // and so is a one-off job's: a run that holds its job waits behind the
+            // waiter, not skipped; so the job must be left as it was between the two.
             let queues_alone = definition(observed, id).is_some_and(|def| {
                 def.overlap == Overlap::Queue && def.retry.is_none_or(|retry| retry.max_attempts <= 1)
             });
@@ -750,6 +752,10 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     waits_at_end(earlier)
                         && !within(&windows, earlier)
                         && !observed.kills.iter().any(|kill| kill.at >= earlier)
+                        && !model
+                            .touched
+                            .iter()
+                            .any(|at| *at >= earlier - observed.fire_ahead - 1_000 && *at <= time)
                 });
             if (waits_at_end(time) && !behind_one_waiting) || held_by_waiting {
                 continue;
