@@ -2269,17 +2269,17 @@ async fn a_waiter_keeps_a_slot_from_the_claims_of_other_owners(harness: Harness)
     let store = &harness.store;
     let ttl = Duration::from_secs(60);
     assert_eq!(claims(&harness, "one", &[queue_claim("a", 2, true)]).await, [true]);
-    assert!(store.wait_for_instance("a", "w", ttl).await.unwrap());
+    assert!(store.wait_for_instance("a", "w", 2, ttl).await.unwrap());
     assert!(
-        store.wait_for_instance("a", "w", ttl).await.unwrap(),
+        store.wait_for_instance("a", "w", 2, ttl).await.unwrap(),
         "its owner refreshes it"
     );
     assert!(
-        !store.wait_for_instance("a", "x", ttl).await.unwrap(),
+        !store.wait_for_instance("a", "x", 2, ttl).await.unwrap(),
         "one waiter per job"
     );
     assert!(
-        store.wait_for_instance("b", "x", ttl).await.unwrap(),
+        store.wait_for_instance("b", "x", 1, ttl).await.unwrap(),
         "another job's is its own"
     );
     // One slot of two is taken and the waiter keeps the other from "x" and "one".
@@ -2291,7 +2291,9 @@ async fn a_waiter_keeps_a_slot_from_the_claims_of_other_owners(harness: Harness)
     // Its own owner's claims do not count it.
     assert_eq!(claims(&harness, "w", &[queue_claim("a", 2, true)]).await, [true]);
     // In a batch, beside claims of jobs without one and claims that do not queue: a
-    // limit of three leaves no slot beside two taken and the waiter's.
+    // limit of three (the waiter's too, refreshed) leaves no slot beside two taken and
+    // the waiter's.
+    assert!(store.wait_for_instance("a", "w", 3, ttl).await.unwrap());
     let batch = [
         queue_claim("a", 3, true),
         queue_claim("c", 1, true),
@@ -2299,20 +2301,31 @@ async fn a_waiter_keeps_a_slot_from_the_claims_of_other_owners(harness: Harness)
     ];
     assert_eq!(claims(&harness, "y", &batch).await, [false, true, true]);
     store.release_instance("a", "y").await.unwrap();
+    // A claim under a limit raised above the waiter's does not count it: the slots the
+    // raise added are ones the waiter cannot take.
+    assert_eq!(claims(&harness, "x", &[queue_claim("a", 3, true)]).await, [false]);
+    assert!(store.wait_for_instance("a", "w", 2, ttl).await.unwrap());
+    assert_eq!(
+        claims(&harness, "x", &[queue_claim("a", 3, true)]).await,
+        [true],
+        "a waiter under a lower limit"
+    );
+    store.release_instance("a", "x").await.unwrap();
+    assert!(store.wait_for_instance("a", "w", 3, ttl).await.unwrap());
     // Only its owner ends it.
     store.stop_waiting("a", "x").await.unwrap();
-    assert!(!store.wait_for_instance("a", "x", ttl).await.unwrap());
+    assert!(!store.wait_for_instance("a", "x", 2, ttl).await.unwrap());
     store.stop_waiting("a", "w").await.unwrap();
     assert_eq!(
         claims(&harness, "x", &[queue_claim("a", 3, true)]).await,
         [true],
         "the slot it kept is free"
     );
-    assert!(store.wait_for_instance("a", "x", ttl).await.unwrap());
+    assert!(store.wait_for_instance("a", "x", 2, ttl).await.unwrap());
     store.stop_waiting("a", "x").await.unwrap();
     store.stop_waiting("never", "x").await.unwrap();
     // "x" still waits for b: its waiter of a was its only one to end.
-    assert!(!store.wait_for_instance("b", "w", ttl).await.unwrap());
+    assert!(!store.wait_for_instance("b", "w", 1, ttl).await.unwrap());
 }
 
 /// A waiter whose owner stops refreshing it ends at its time-to-live, and one whose
@@ -2323,8 +2336,8 @@ async fn a_waiter_ends_with_its_owner_or_its_time_to_live(harness: Harness) {
     let ttl = Duration::from_secs(60);
     // Its time-to-live.
     let short = Duration::from_millis(300);
-    assert!(store.wait_for_instance("a", "short", short).await.unwrap());
-    assert!(!store.wait_for_instance("a", "other", ttl).await.unwrap());
+    assert!(store.wait_for_instance("a", "short", 2, short).await.unwrap());
+    assert!(!store.wait_for_instance("a", "other", 2, ttl).await.unwrap());
     assert_eq!(claims(&harness, "other", &[queue_claim("a", 1, true)]).await, [false]);
     tokio::time::sleep(short + Duration::from_millis(300)).await;
     assert_eq!(
@@ -2332,12 +2345,12 @@ async fn a_waiter_ends_with_its_owner_or_its_time_to_live(harness: Harness) {
         [true],
         "an ended waiter keeps nothing"
     );
-    assert!(store.wait_for_instance("a", "other", ttl).await.unwrap());
+    assert!(store.wait_for_instance("a", "other", 2, ttl).await.unwrap());
     store.stop_waiting("a", "other").await.unwrap();
     store.release_instance("a", "other").await.unwrap();
 
     // A recovery of its owner.
-    assert!(store.wait_for_instance("b", "restarted", ttl).await.unwrap());
+    assert!(store.wait_for_instance("b", "restarted", 1, ttl).await.unwrap());
     assert_eq!(claims(&harness, "other", &[queue_claim("b", 1, true)]).await, [false]);
     assert_eq!(
         store.recover_owner("restarted").await.unwrap(),
@@ -2345,13 +2358,13 @@ async fn a_waiter_ends_with_its_owner_or_its_time_to_live(harness: Harness) {
         "a waiter is not a lease or a slot"
     );
     assert_eq!(claims(&harness, "other", &[queue_claim("b", 1, true)]).await, [true]);
-    assert!(store.wait_for_instance("b", "other", ttl).await.unwrap());
+    assert!(store.wait_for_instance("b", "other", 1, ttl).await.unwrap());
 
     // A reap of its owner.
     store.register_node(node("dead", t0())).await.unwrap();
     store.register_node(node("live", t0())).await.unwrap();
-    assert!(store.wait_for_instance("c", "dead", ttl).await.unwrap());
-    assert!(store.wait_for_instance("d", "live", ttl).await.unwrap());
+    assert!(store.wait_for_instance("c", "dead", 1, ttl).await.unwrap());
+    assert!(store.wait_for_instance("d", "live", 1, ttl).await.unwrap());
     assert!(store.heartbeat("live", t0() + secs(100)).await.unwrap());
     let reaped = store
         .reap_dead_nodes(t0() + secs(100), Duration::from_secs(60))
@@ -2359,13 +2372,13 @@ async fn a_waiter_ends_with_its_owner_or_its_time_to_live(harness: Harness) {
         .unwrap();
     assert_eq!(reaped, ["dead"]);
     assert_eq!(claims(&harness, "other", &[queue_claim("c", 1, true)]).await, [true]);
-    assert!(store.wait_for_instance("c", "other", ttl).await.unwrap());
+    assert!(store.wait_for_instance("c", "other", 1, ttl).await.unwrap());
     assert!(
-        !store.wait_for_instance("d", "other", ttl).await.unwrap(),
+        !store.wait_for_instance("d", "other", 1, ttl).await.unwrap(),
         "a live node's waiter stays"
     );
     assert!(
-        !store.wait_for_instance("b", "live", ttl).await.unwrap(),
+        !store.wait_for_instance("b", "live", 1, ttl).await.unwrap(),
         "and so does another owner's"
     );
 }

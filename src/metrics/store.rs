@@ -564,10 +564,11 @@ impl InstanceSlots for InstrumentedStore {
         &self,
         job_id: &str,
         owner: &str,
+        max_instances: u32,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         let started = Instant::now();
-        let result = self.inner.wait_for_instance(job_id, owner, ttl).await;
+        let result = self.inner.wait_for_instance(job_id, owner, max_instances, ttl).await;
         self.observe(
             StoreOperation::WaitForInstance,
             started,

@@ -376,7 +376,7 @@ impl RunStart {
         let in_store = waiting.is_some() && self.queues();
         if in_store {
             match store
-                .wait_for_instance(&self.job_id, &inner.id, WAITER_TTL)
+                .wait_for_instance(&self.job_id, &inner.id, self.max_instances, WAITER_TTL)
                 .await
             {
                 Ok(true) => {}
@@ -446,7 +446,7 @@ impl RunStart {
                 // Each claim refreshes the waiter (or, for a run that waits behind
                 // another node's, or that could not register, tries to become it).
                 if let Err(error) = store
-                    .wait_for_instance(&self.job_id, &inner.id, WAITER_TTL)
+                    .wait_for_instance(&self.job_id, &inner.id, self.max_instances, WAITER_TTL)
                     .await
                 {
                     tracing::debug!(job_id = self.job_id, %error, "could not refresh this node's waiter of the job");

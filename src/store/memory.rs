@@ -91,6 +91,8 @@ impl InstanceSlot {
 #[derive(Debug)]
 struct Waiter {
     owner: Arc<str>,
+    /// The limit its run claims under.
+    max_instances: u32,
     /// When it ends unless refreshed, on the wall clock (as the history's age is judged).
     until: DateTime<Utc>,
 }
@@ -308,7 +310,7 @@ impl State {
     }
 
     /// Takes one of `job_id`'s `max_instances` slots for `owner`, if one is free; for a
-    /// job that `queues`, another owner's waiter keeps one of them.
+    /// job that `queues`, another owner's waiter under a limit as high keeps one.
     fn claim_slot(
         &mut self,
         job_id: &str,
@@ -318,7 +320,7 @@ impl State {
         queues: bool,
     ) -> bool {
         let mut limit = usize::try_from(max_instances).unwrap_or(usize::MAX);
-        if queues && self.waits_elsewhere(job_id, owner) {
+        if queues && self.waits_elsewhere(job_id, owner, max_instances) {
             limit = limit.saturating_sub(1);
         }
         let slot = || InstanceSlot {
@@ -341,12 +343,15 @@ impl State {
         true
     }
 
-    /// Whether an owner other than `owner` is `job_id`'s live waiter. The map is looked
-    /// at only for a job that queues, and the clock read only when it has a waiter.
-    fn waits_elsewhere(&self, job_id: &str, owner: &str) -> bool {
-        self.waiters
-            .get(job_id)
-            .is_some_and(|waiter| &*waiter.owner != owner && waiter.until > Utc::now())
+    /// Whether an owner other than `owner` is `job_id`'s live waiter, claiming under a
+    /// limit as high as `max_instances` or higher. The map is looked at only for a job
+    /// that queues, and the clock read only when it has such a waiter.
+    fn waits_elsewhere(&self, job_id: &str, owner: &str, max_instances: u32) -> bool {
+        self.waiters.get(job_id).is_some_and(|waiter| {
+            &*waiter.owner != owner
+                && waiter.max_instances >= max_instances
+                && waiter.until > Utc::now()
+        })
     }
 
     /// Ends every waiter `owner` has ([`InstanceSlots::wait_for_instance`]).
@@ -770,6 +775,7 @@ impl InstanceSlots for MemoryStore {
         &self,
         job_id: &str,
         owner: &str,
+        max_instances: u32,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         let now = Utc::now();
@@ -784,12 +790,14 @@ impl InstanceSlots for MemoryStore {
                 if &*waiter.owner != owner {
                     waiter.owner = Arc::from(owner);
                 }
+                waiter.max_instances = max_instances;
                 waiter.until = until;
                 Ok(true)
             }
             None => {
                 let waiter = Waiter {
                     owner: Arc::from(owner),
+                    max_instances,
                     until,
                 };
                 state.waiters.insert(Arc::from(job_id), waiter);

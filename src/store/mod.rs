@@ -767,12 +767,15 @@ pub trait InstanceSlots: RunHistory {
 
     /// Makes `owner` the one waiter of `job_id`: the node where a run of the job waits
     /// for an instance slot (`overlap = "queue"`, docs/lifecycle.md "In a cluster"),
-    /// until `ttl` from now on the store's clock; or, if `owner` is the waiter already,
-    /// moves its end to then. `false` when another owner's waiter stands: a job has at
-    /// most one, cluster-wide. While it stands, the waiter keeps one of the job's
-    /// `max_instances` slots for its run: a claim of another owner that
-    /// [queues](InstanceClaim::queues) is granted only if the live slots and the
-    /// waiter together stay under the limit; the waiter's own claims do not count it.
+    /// claiming under `max_instances`, until `ttl` from now on the store's clock; or, if
+    /// `owner` is the waiter already, moves its end to then. `false` when another
+    /// owner's waiter stands: a job has at most one, cluster-wide. While it stands, the
+    /// waiter keeps one of the job's slots for its run: a claim of another owner that
+    /// [queues](InstanceClaim::queues), under a limit no higher than the waiter's, is
+    /// granted only if the live slots and the waiter together stay under it. A claim
+    /// under a higher limit (one raised since the run began to wait) does not count it:
+    /// the slots the raise added are ones the waiter cannot take. The waiter's own
+    /// claims never count it.
     /// A waiter ends with [`stop_waiting`](InstanceSlots::stop_waiting), at `ttl`
     /// (its node died, or stopped refreshing it), or when its owner is recovered
     /// ([`recover_owner`](InstanceSlots::recover_owner)) or reaped
@@ -782,6 +785,7 @@ pub trait InstanceSlots: RunHistory {
         &self,
         _job_id: &str,
         _owner: &str,
+        _max_instances: u32,
         _ttl: Duration,
     ) -> Result<bool, StoreError> {
         Ok(true)

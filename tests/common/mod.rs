@@ -372,10 +372,11 @@ impl InstanceSlots for FaultyStore {
         &self,
         job_id: &str,
         owner: &str,
+        max_instances: u32,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         self.check()?;
-        self.jobs.wait_for_instance(job_id, owner, ttl).await
+        self.jobs.wait_for_instance(job_id, owner, max_instances, ttl).await
     }
 
     async fn stop_waiting(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {

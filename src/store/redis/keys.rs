@@ -69,8 +69,8 @@ impl Keys {
         format!("{}inst:{id}", self.prefix)
     }
 
-    /// Job `id`'s waiter ([`crate::store::InstanceSlots::wait_for_instance`]): the
-    /// owner, a string expiring with the waiter.
+    /// Job `id`'s waiter ([`crate::store::InstanceSlots::wait_for_instance`]): a hash
+    /// of its `owner` and the `max` its run claims under, expiring with the waiter.
     pub(super) fn waiter(&self, id: &str) -> String {
         format!("{}wait:{id}", self.prefix)
     }

@@ -283,6 +283,7 @@ impl InstanceSlots for RedisStore {
         &self,
         job_id: &str,
         owner: &str,
+        max_instances: u32,
         ttl: std::time::Duration,
     ) -> Result<bool, StoreError> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
@@ -293,7 +294,8 @@ impl InstanceSlots for RedisStore {
                     .key(&self.keys.waiters)
                     .arg(owner)
                     .arg(ttl_ms)
-                    .arg(job_id),
+                    .arg(job_id)
+                    .arg(max_instances),
             )
             .await?;
         Ok(waits == 1)

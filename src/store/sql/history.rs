@@ -15,8 +15,8 @@
 //! A job's waiter ([`InstanceSlots::wait_for_instance`]) is a row of `{p}waiters`
 //! keyed by `job_id`: the primary key keeps one per job. A claim that
 //! [queues](InstanceClaim::queues) reads it in the same statement as the slots (a
-//! `UNION ALL`, its slot given as [`WAITER_ROW`]), so it costs no round trip more; any
-//! other claim's statement is as it was.
+//! `UNION ALL`, its limit given as a negative slot, [`WAITER_ROW`]), so it costs no
+//! round trip more; any other claim's statement is as it was.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -53,8 +53,15 @@ type HeldSlot = (i64, Option<DateTime<Utc>>);
 /// ([`crate::store::InstanceSlots::take_orphaned_runs`]). No node id is empty.
 pub(super) const ORPHANED: &str = "";
 
-/// The slot number a claim's read gives a waiter's row (no slot is negative).
+/// A waiter's row in a claim's read has the slot `WAITER_ROW - max_instances` (no slot
+/// is negative), its run's limit, so the read needs no column more ([`waiter_limit`]).
 const WAITER_ROW: i64 = -1;
+
+/// The `max_instances` of the waiter whose row a claim's read gave `slot`, or `None`
+/// for a slot's row ([`WAITER_ROW`]).
+fn waiter_limit(slot: Option<i64>) -> Option<i64> {
+    slot.filter(|slot| *slot < 0).map(|slot| WAITER_ROW - slot)
+}
 
 /// How many times a claim looks again after losing a race for a slot. Each lost race
 /// means another scheduler took a slot, so a few rounds settle it.
@@ -293,16 +300,18 @@ impl<D: Dialect> InstanceSlots for SqlStore<D> {
         &self,
         job_id: &str,
         owner: &str,
+        max_instances: u32,
         ttl: std::time::Duration,
     ) -> Result<bool, StoreError> {
         let now = Utc::now().timestamp_micros();
         let until = now.saturating_add(duration_micros(ttl));
         let take = self.sql(
-            "UPDATE {p}waiters SET owner = ?, expires_at = ? \
+            "UPDATE {p}waiters SET owner = ?, max_instances = ?, expires_at = ? \
              WHERE job_id = ? AND (owner = ? OR expires_at <= ?)",
         );
         let args = vec![
             Arg::from(owner),
+            Arg::from(i64::from(max_instances)),
             Arg::from(until),
             Arg::from(job_id),
             Arg::from(owner),
@@ -311,8 +320,16 @@ impl<D: Dialect> InstanceSlots for SqlStore<D> {
         if self.execute(&take, args).await? > 0 {
             return Ok(true);
         }
-        let insert = self.sql("INSERT INTO {p}waiters (job_id, owner, expires_at) VALUES (?, ?, ?)");
-        let args = vec![Arg::from(job_id), Arg::from(owner), Arg::from(until)];
+        let insert = self.sql(
+            "INSERT INTO {p}waiters (job_id, owner, max_instances, expires_at) \
+             VALUES (?, ?, ?, ?)",
+        );
+        let args = vec![
+            Arg::from(job_id),
+            Arg::from(owner),
+            Arg::from(i64::from(max_instances)),
+            Arg::from(until),
+        ];
         match self.run(&insert, args).await {
             Ok(_) => Ok(true),
             Err(error) if is_conflict::<D>(&error) => {
@@ -474,7 +491,8 @@ impl<D: Dialect> RunHistory for SqlStore<D> {
 impl<D: Dialect> SqlStore<D> {
     /// [`InstanceSlots::claim_instance`], with the run times the slot stands for
     /// ([`crate::store::InstanceClaim::run_times`]); for a job that `queues`, another
-    /// owner's live waiter keeps one slot (read with the slots, [`WAITER_ROW`]).
+    /// owner's live waiter under a limit as high keeps one slot (read with the slots,
+    /// [`WAITER_ROW`]).
     pub(super) async fn claim_slot(
         &self,
         job_id: &str,
@@ -486,8 +504,8 @@ impl<D: Dialect> SqlStore<D> {
         let (select, select_args) = if queues {
             let select = self.sql(&format!(
                 "SELECT slot, expires_at, owner FROM {{p}}instances WHERE job_id = ? \
-                 UNION ALL SELECT {WAITER_ROW}, expires_at, owner FROM {{p}}waiters \
-                 WHERE job_id = ?"
+                 UNION ALL SELECT {WAITER_ROW} - max_instances, expires_at, owner \
+                 FROM {{p}}waiters WHERE job_id = ?"
             ));
             (select, vec![Arg::from(job_id), Arg::from(job_id)])
         } else {
@@ -509,9 +527,10 @@ impl<D: Dialect> SqlStore<D> {
             for row in &rows {
                 let slot = D::Database::int(row, 0).map_err(failure::<D>)?;
                 let expires = D::Database::int(row, 1).map_err(failure::<D>)?;
-                if slot == Some(WAITER_ROW) {
+                if let Some(waiter_max) = waiter_limit(slot) {
                     let holder = D::Database::text(row, 2).map_err(failure::<D>)?;
                     if holder.as_deref() != Some(owner)
+                        && waiter_max >= i64::from(max_instances)
                         && expires.is_some_and(|expires| expires > now)
                     {
                         limit = limit.saturating_sub(1);
@@ -576,8 +595,8 @@ impl<D: Dialect> SqlStore<D> {
             args.extend(id_args(queuing.iter().copied()));
             self.sql(&format!(
                 "SELECT job_id, slot, expires_at, owner FROM {{p}}instances WHERE job_id IN ({}) \
-                 UNION ALL SELECT job_id, {WAITER_ROW}, expires_at, owner FROM {{p}}waiters \
-                 WHERE job_id IN ({})",
+                 UNION ALL SELECT job_id, {WAITER_ROW} - max_instances, expires_at, owner \
+                 FROM {{p}}waiters WHERE job_id IN ({})",
                 marks(padded(ids.len())),
                 marks(padded(queuing.len()))
             ))
@@ -586,19 +605,20 @@ impl<D: Dialect> SqlStore<D> {
             .await
             .map_err(failure::<D>)?;
         let mut live: HashMap<String, BTreeSet<i64>> = HashMap::new();
-        // Jobs with another owner's live waiter, which keeps one of their slots.
-        let mut waited: BTreeSet<String> = BTreeSet::new();
+        // Jobs with another owner's live waiter, which keeps one of their slots from a
+        // claim under a limit no higher than its own: job → the waiter's limit.
+        let mut waited: HashMap<String, i64> = HashMap::new();
         let mut expired = false;
         for row in &rows {
             let job_id = D::Database::text(row, 0).map_err(failure::<D>)?;
             let slot = D::Database::int(row, 1).map_err(failure::<D>)?;
             let slot_expires = D::Database::int(row, 2).map_err(failure::<D>)?;
-            if slot == Some(WAITER_ROW) {
+            if let Some(waiter_max) = waiter_limit(slot) {
                 let holder = D::Database::text(row, 3).map_err(failure::<D>)?;
                 if holder.as_deref() != Some(owner)
                     && slot_expires.is_some_and(|waiter_expires| waiter_expires > now)
                 {
-                    waited.insert(job_id.unwrap_or_default());
+                    waited.insert(job_id.unwrap_or_default(), waiter_max);
                 }
             } else if slot_expires.is_some_and(|slot_expires| slot_expires > now) {
                 live.entry(job_id.unwrap_or_default())
@@ -623,7 +643,11 @@ impl<D: Dialect> SqlStore<D> {
         let mut inserts: Vec<Arg> = Vec::new();
         for claim in chunk {
             let mut limit = usize::try_from(claim.max_instances).unwrap_or(usize::MAX);
-            if claim.queues && waited.contains(&claim.job_id) {
+            if claim.queues
+                && waited
+                    .get(&claim.job_id)
+                    .is_some_and(|waiter_max| *waiter_max >= i64::from(claim.max_instances))
+            {
                 limit = limit.saturating_sub(1);
             }
             let taken = live.entry(claim.job_id.clone()).or_default();

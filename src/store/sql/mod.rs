@@ -36,7 +36,7 @@
 //!   `cluster.rs`).
 //! - `{p}waiters` (version 12, MySQL 10): the run of a job that waits for an instance
 //!   slot (`overlap = "queue"`), one per job at most (`job_id` primary key, `owner`,
-//!   `expires_at` µs); see `history.rs`.
+//!   the `max_instances` its run claims under, `expires_at` µs); see `history.rs`.
 //! - `{p}schema_version`: the migrations applied.
 //!
 //! # Ground rules

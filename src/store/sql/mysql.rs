@@ -165,6 +165,7 @@ impl Dialect for MySql {
             statements: &["CREATE TABLE IF NOT EXISTS {p}waiters (
                 job_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
                 owner VARCHAR(255) NOT NULL,
+                max_instances BIGINT NOT NULL,
                 expires_at BIGINT NOT NULL
             ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4"],
         },

@@ -179,6 +179,7 @@ impl Dialect for Postgres {
             statements: &[r#"CREATE TABLE IF NOT EXISTS {p}waiters (
                 job_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
                 owner TEXT NOT NULL,
+                max_instances BIGINT NOT NULL,
                 expires_at BIGINT NOT NULL
             )"#],
         },

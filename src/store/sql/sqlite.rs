@@ -184,6 +184,7 @@ impl Dialect for Sqlite {
             statements: &["CREATE TABLE IF NOT EXISTS {p}waiters (
                 job_id TEXT NOT NULL PRIMARY KEY,
                 owner TEXT NOT NULL,
+                max_instances INTEGER NOT NULL,
                 expires_at INTEGER NOT NULL
             )"],
         },

@@ -2,7 +2,8 @@
 -- batch of claims in order, in one round trip (a single claim is a batch of one).
 -- A slot whose owner died without releasing it stops counting once its expiry passed;
 -- a set nobody claims from again expires with its last slot (PEXPIRE). A claim of a job
--- that queues its runs also reads the job's waiter: another owner's keeps one slot.
+-- that queues its runs also reads the job's waiter: another owner's, under a limit as
+-- high as the claim's, keeps one slot.
 -- KEYS: per claim, its job's instance set (a job claimed twice appears twice), then
 --       its job's waiter (wait:ID) if the claim queues
 -- ARGV: 1 now (µs), 2 the slots' expiry (µs), 3 key TTL (ms), 4 owner, then per
@@ -18,8 +19,8 @@ for index = 1, (#ARGV - 4) / 3 do
   local slots = KEYS[key]
   if ARGV[base + 2] == '1' then
     key = key + 1
-    local waiter = redis.call('GET', KEYS[key])
-    if waiter and waiter ~= ARGV[4] then
+    local waiter = redis.call('HMGET', KEYS[key], 'owner', 'max')
+    if waiter[1] and waiter[1] ~= ARGV[4] and tonumber(waiter[2]) >= limit then
       limit = limit - 1
     end
   end
