@@ -827,17 +827,23 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     // freed there is its own, and it hears of one freed elsewhere at
                     // its next claim, up to the back-off later. A time due meanwhile is
                     // skipped as one due behind a waiting run, though fewer than the
-                    // limit execute.
+                    // limit execute. A killed node's run frees its slot only when its
+                    // work is free for the others (`holding`).
                     let behind_waiting = observed.nodes > 1
                         && record
                             .error
                             .as_deref()
                             .is_some_and(|error| error.contains(ALREADY_WAITING))
                         && executions.iter().any(|other| {
-                            stopped(other, observed).is_some_and(|stop| {
-                                stop <= decided
-                                    && stop + CROSS_NODE_WAIT > time
-                                    && holding(&executions, observed, stop - 1) >= limit as usize
+                            let freed = match (kill_of(other, observed), other.finished) {
+                                (Some(kill), None) => Some(kill.taken_over),
+                                _ => stopped(other, observed),
+                            };
+                            freed.is_some_and(|freed| {
+                                freed <= decided
+                                    && freed + CROSS_NODE_WAIT > time
+                                    && holding(&executions, observed, freed - 1)
+                                        >= limit as usize
                             })
                         });
                     (going < limit as usize && !behind_waiting).then(|| {
