@@ -744,8 +744,11 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             // disturbed window. A job with retries is held by its waiting run (above),
             // and so is a one-off job's: a run that holds its job waits behind the
             // waiter, not skipped; so the job must be left as it was between the two.
+            // A catch-up (`coalesce = false`) waits with all its times in one run.
             let queues_alone = definition(observed, id).is_some_and(|def| {
-                def.overlap == Overlap::Queue && def.retry.is_none_or(|retry| retry.max_attempts <= 1)
+                def.overlap == Overlap::Queue
+                    && def.coalesce
+                    && def.retry.is_none_or(|retry| retry.max_attempts <= 1)
             });
             let behind_one_waiting = queues_alone
                 && due.range(..time).any(|&earlier| {
