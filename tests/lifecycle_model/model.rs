@@ -667,10 +667,15 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             // claim, its time not used up, and the job, taken again at once, folds the
             // times that came meanwhile by `coalesce` like any backlog
             // (docs/lifecycle.md, "When the limit is reached"; seed 20,853 of the
-            // cluster family with retries and overlap).
-            let folded_after_waiting = definition(observed, id).is_some_and(|def| {
-                def.coalesce && def.retry.is_some_and(|retry| retry.max_attempts > 1)
-            }) && records.iter().any(|record| {
+            // cluster family with retries and overlap). A reschedule that took it back
+            // drops them with the old schedule, whatever `coalesce` says: the waiting
+            // run, behind another node's waiting run (the job's waiter), held the job
+            // past them (seed 40,280 of the cluster family with retries and overlap).
+            let coalesces = definition(observed, id).is_some_and(|def| def.coalesce);
+            let folded_after_waiting = definition(observed, id)
+                .and_then(|def| def.retry)
+                .is_some_and(|retry| retry.max_attempts > 1)
+                && records.iter().any(|record| {
                 record.started_at.is_none()
                     && record
                         .error
@@ -678,11 +683,17 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                         .is_some_and(|error| error.starts_with(CHANGED_WHILE_WAITING))
                     && ms_of(record.scheduled_time) < time
                     && ms_of(record.finished_at) >= time
-                    // Folded into a later time that runs once the job is taken again.
-                    && (executions.iter().any(|run| {
-                        ms_of(run.scheduled) > time
-                            && ms_of(run.started) >= ms_of(record.finished_at)
-                    }) || ms_of(record.finished_at) + 1_000 > checked_until)
+                    // Folded into a later time that runs once the job is taken again,
+                    // or dropped by a reschedule while it waited.
+                    && ((coalesces
+                        && (executions.iter().any(|run| {
+                            ms_of(run.scheduled) > time
+                                && ms_of(run.started) >= ms_of(record.finished_at)
+                        }) || ms_of(record.finished_at) + 1_000 > checked_until))
+                        || model.schedule_changes.iter().any(|change| {
+                            *change >= ms_of(record.scheduled_time)
+                                && *change <= ms_of(record.finished_at)
+                        }))
             });
             if folded_after_waiting {
                 continue;
@@ -784,6 +795,20 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             let detail = match record {
                 // Judged on its own below ("a waiting run is replaced only by a newer one").
                 Some(record) if is_superseded(record) => None,
+                // A held run taken back by a change while it waited (its time not used
+                // up): the change's answer, not the limit's, once a change came while it
+                // waited (seed 40,280 of the cluster family with retries and overlap).
+                Some(record)
+                    if record
+                        .error
+                        .as_deref()
+                        .is_some_and(|error| error.starts_with(CHANGED_WHILE_WAITING))
+                        && model.touched.iter().any(|at| {
+                            *at >= time - observed.fire_ahead && *at <= ms_of(record.finished_at)
+                        }) =>
+                {
+                    None
+                }
                 Some(record) if is_withdrawal(record) => Some(format!(
                     "taken back unasked (recorded at +{} ms: {WITHDRAWN})",
                     ms_of(record.finished_at)
