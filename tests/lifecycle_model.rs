@@ -1884,7 +1884,8 @@ fn a_queued_time_is_not_overtaken_by_the_later_times_of_another_node() {
             );
         }
         assert!(
-            runs.iter().any(|(scheduled, started)| *started > scheduled + 100),
+            runs.iter()
+                .any(|(scheduled, started)| *started > scheduled + 100),
             "play {play}: no time waited"
         );
         let behind = observed
@@ -1898,7 +1899,10 @@ fn a_queued_time_is_not_overtaken_by_the_later_times_of_another_node() {
                         .is_some_and(|error| error.contains("already waiting"))
             })
             .count();
-        assert!(behind > 0, "play {play}: no time was skipped behind a waiting one");
+        assert!(
+            behind > 0,
+            "play {play}: no time was skipped behind a waiting one"
+        );
     }
 }
 

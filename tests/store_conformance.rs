@@ -2268,7 +2268,10 @@ fn queue_claim(job_id: &str, max_instances: u32, queues: bool) -> InstanceClaim 
 async fn a_waiter_keeps_a_slot_from_the_claims_of_other_owners(harness: Harness) {
     let store = &harness.store;
     let ttl = Duration::from_secs(60);
-    assert_eq!(claims(&harness, "one", &[queue_claim("a", 2, true)]).await, [true]);
+    assert_eq!(
+        claims(&harness, "one", &[queue_claim("a", 2, true)]).await,
+        [true]
+    );
     assert!(store.wait_for_instance("a", "w", 2, ttl).await.unwrap());
     assert!(
         store.wait_for_instance("a", "w", 2, ttl).await.unwrap(),
@@ -2283,13 +2286,25 @@ async fn a_waiter_keeps_a_slot_from_the_claims_of_other_owners(harness: Harness)
         "another job's is its own"
     );
     // One slot of two is taken and the waiter keeps the other from "x" and "one".
-    assert_eq!(claims(&harness, "x", &[queue_claim("a", 2, true)]).await, [false]);
-    assert_eq!(claims(&harness, "one", &[queue_claim("a", 2, true)]).await, [false]);
+    assert_eq!(
+        claims(&harness, "x", &[queue_claim("a", 2, true)]).await,
+        [false]
+    );
+    assert_eq!(
+        claims(&harness, "one", &[queue_claim("a", 2, true)]).await,
+        [false]
+    );
     // A claim that does not queue does not look at it.
-    assert_eq!(claims(&harness, "x", &[queue_claim("a", 2, false)]).await, [true]);
+    assert_eq!(
+        claims(&harness, "x", &[queue_claim("a", 2, false)]).await,
+        [true]
+    );
     store.release_instance("a", "x").await.unwrap();
     // Its own owner's claims do not count it.
-    assert_eq!(claims(&harness, "w", &[queue_claim("a", 2, true)]).await, [true]);
+    assert_eq!(
+        claims(&harness, "w", &[queue_claim("a", 2, true)]).await,
+        [true]
+    );
     // In a batch, beside claims of jobs without one and claims that do not queue: a
     // limit of three (the waiter's too, refreshed) leaves no slot beside two taken and
     // the waiter's.
@@ -2303,7 +2318,10 @@ async fn a_waiter_keeps_a_slot_from_the_claims_of_other_owners(harness: Harness)
     store.release_instance("a", "y").await.unwrap();
     // A claim under a limit raised above the waiter's does not count it: the slots the
     // raise added are ones the waiter cannot take.
-    assert_eq!(claims(&harness, "x", &[queue_claim("a", 3, true)]).await, [false]);
+    assert_eq!(
+        claims(&harness, "x", &[queue_claim("a", 3, true)]).await,
+        [false]
+    );
     assert!(store.wait_for_instance("a", "w", 2, ttl).await.unwrap());
     assert_eq!(
         claims(&harness, "x", &[queue_claim("a", 3, true)]).await,
@@ -2336,9 +2354,15 @@ async fn a_waiter_ends_with_its_owner_or_its_time_to_live(harness: Harness) {
     let ttl = Duration::from_secs(60);
     // Its time-to-live.
     let short = Duration::from_millis(300);
-    assert!(store.wait_for_instance("a", "short", 2, short).await.unwrap());
+    assert!(store
+        .wait_for_instance("a", "short", 2, short)
+        .await
+        .unwrap());
     assert!(!store.wait_for_instance("a", "other", 2, ttl).await.unwrap());
-    assert_eq!(claims(&harness, "other", &[queue_claim("a", 1, true)]).await, [false]);
+    assert_eq!(
+        claims(&harness, "other", &[queue_claim("a", 1, true)]).await,
+        [false]
+    );
     tokio::time::sleep(short + Duration::from_millis(300)).await;
     assert_eq!(
         claims(&harness, "other", &[queue_claim("a", 1, true)]).await,
@@ -2350,14 +2374,23 @@ async fn a_waiter_ends_with_its_owner_or_its_time_to_live(harness: Harness) {
     store.release_instance("a", "other").await.unwrap();
 
     // A recovery of its owner.
-    assert!(store.wait_for_instance("b", "restarted", 1, ttl).await.unwrap());
-    assert_eq!(claims(&harness, "other", &[queue_claim("b", 1, true)]).await, [false]);
+    assert!(store
+        .wait_for_instance("b", "restarted", 1, ttl)
+        .await
+        .unwrap());
+    assert_eq!(
+        claims(&harness, "other", &[queue_claim("b", 1, true)]).await,
+        [false]
+    );
     assert_eq!(
         store.recover_owner("restarted").await.unwrap(),
         0,
         "a waiter is not a lease or a slot"
     );
-    assert_eq!(claims(&harness, "other", &[queue_claim("b", 1, true)]).await, [true]);
+    assert_eq!(
+        claims(&harness, "other", &[queue_claim("b", 1, true)]).await,
+        [true]
+    );
     assert!(store.wait_for_instance("b", "other", 1, ttl).await.unwrap());
 
     // A reap of its owner.
@@ -2371,7 +2404,10 @@ async fn a_waiter_ends_with_its_owner_or_its_time_to_live(harness: Harness) {
         .await
         .unwrap();
     assert_eq!(reaped, ["dead"]);
-    assert_eq!(claims(&harness, "other", &[queue_claim("c", 1, true)]).await, [true]);
+    assert_eq!(
+        claims(&harness, "other", &[queue_claim("c", 1, true)]).await,
+        [true]
+    );
     assert!(store.wait_for_instance("c", "other", 1, ttl).await.unwrap());
     assert!(
         !store.wait_for_instance("d", "other", 1, ttl).await.unwrap(),

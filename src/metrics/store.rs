@@ -568,7 +568,10 @@ impl InstanceSlots for InstrumentedStore {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         let started = Instant::now();
-        let result = self.inner.wait_for_instance(job_id, owner, max_instances, ttl).await;
+        let result = self
+            .inner
+            .wait_for_instance(job_id, owner, max_instances, ttl)
+            .await;
         self.observe(
             StoreOperation::WaitForInstance,
             started,

@@ -376,7 +376,9 @@ impl InstanceSlots for FaultyStore {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         self.check()?;
-        self.jobs.wait_for_instance(job_id, owner, max_instances, ttl).await
+        self.jobs
+            .wait_for_instance(job_id, owner, max_instances, ttl)
+            .await
     }
 
     async fn stop_waiting(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {

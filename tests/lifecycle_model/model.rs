@@ -676,7 +676,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 .and_then(|def| def.retry)
                 .is_some_and(|retry| retry.max_attempts > 1)
                 && records.iter().any(|record| {
-                record.started_at.is_none()
+                    record.started_at.is_none()
                     && record
                         .error
                         .as_deref()
@@ -694,7 +694,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                             *change >= ms_of(record.scheduled_time)
                                 && *change <= ms_of(record.finished_at)
                         }))
-            });
+                });
             if folded_after_waiting {
                 continue;
             }
@@ -870,8 +870,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                             freed.is_some_and(|freed| {
                                 freed <= decided
                                     && freed + CROSS_NODE_WAIT > time
-                                    && holding(&executions, observed, freed - 1)
-                                        >= limit as usize
+                                    && holding(&executions, observed, freed - 1) >= limit as usize
                             })
                         });
                     (going < limit as usize && !behind_waiting).then(|| {

@@ -334,7 +334,9 @@ impl InstanceSlots for NodeStore {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         let _in = self.enter()?;
-        self.inner.wait_for_instance(job_id, owner, max_instances, ttl).await
+        self.inner
+            .wait_for_instance(job_id, owner, max_instances, ttl)
+            .await
     }
 
     async fn stop_waiting(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
