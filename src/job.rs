@@ -140,7 +140,7 @@ pub enum Overlap {
     #[default]
     Skip,
     /// The run waits and starts as soon as a running run of the job ends; at most one
-    /// run of a job waits (a further one is skipped).
+    /// run of a job waits, in the whole cluster (a further one is skipped).
     Queue,
     /// The oldest running run of the job is stopped, then the new run starts.
     Replace,

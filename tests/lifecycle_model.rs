@@ -1861,6 +1861,65 @@ fn a_replacement_waiting_behind_newer_runs_of_another_node_is_recorded_as_replac
     );
 }
 
+/// Two nodes, a job that queues with one slot, each run outlasting its interval, both
+/// nodes taking its times. A time waiting on one node was overtaken by the later times
+/// of the other, claim after claim: the node whose run ended woke its own waiting run
+/// at once, the other heard of the free slot only at its back-off, and a time could
+/// wait without end. Now one run of the job waits at most in the cluster, and its
+/// waiter in the store keeps the slot from the other node's runs (docs/lifecycle.md,
+/// "In a cluster"): the runs start in the order of their times, a time that waits
+/// starts when the running run ends (within the back-off: the model's "a queued run
+/// starts when a slot frees"), and the times due while it waits are skipped. Played
+/// twenty times: which node takes which time varies.
+#[test]
+fn a_queued_time_is_not_overtaken_by_the_later_times_of_another_node() {
+    let mut def = job(every(1, 1_000), 1, 2_500);
+    def.overlap = scenario::Overlap::Queue;
+    let scenario = written(2, 20_000, vec![(37, 0, OpKind::Add(0, def))]);
+    for play in 0..20 {
+        let observed = world::run(&scenario);
+        let found = model::check(&observed);
+        if !found.is_empty() {
+            let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+            panic!("play {play} of\n{scenario}broke:\n  {}", list.join("\n  "));
+        }
+        let mut runs: Vec<(scenario::Ms, scenario::Ms)> = observed
+            .executions
+            .iter()
+            .map(|run| (world::ms_of(run.scheduled), world::ms_of(run.started)))
+            .collect();
+        runs.sort_unstable();
+        for pair in runs.windows(2) {
+            let ((earlier, started), (later, overtook)) = (pair[0], pair[1]);
+            assert!(
+                started <= overtook,
+                "play {play}: the time +{earlier} ms started at +{started} ms, after the \
+                 later time +{later} ms (+{overtook} ms)"
+            );
+        }
+        assert!(
+            runs.iter()
+                .any(|(scheduled, started)| *started > scheduled + 100),
+            "play {play}: no time waited"
+        );
+        let behind = observed
+            .records
+            .iter()
+            .filter(|record| {
+                record.outcome == kairos::history::RunOutcome::Skipped
+                    && record
+                        .error
+                        .as_deref()
+                        .is_some_and(|error| error.contains("already waiting"))
+            })
+            .count();
+        assert!(
+            behind > 0,
+            "play {play}: no time was skipped behind a waiting one"
+        );
+    }
+}
+
 /// Seed 20,853 of the cluster family with retries and overlap, found by the hunt after
 /// the fix above and there before it too: a job with retries that queues (a one-off job
 /// rescheduled to every 3 s) waits at 13,100, held, behind a "run now" of another node;

@@ -596,3 +596,70 @@ async fn a_run_waiting_under_replace_is_replaced_by_a_newer_run_of_another_node(
         time.detail
     );
 }
+
+/// Regression: in a cluster, a queued run waiting on one node lost every freed slot to
+/// the runs of another node that kept getting due times of its job. The node whose run
+/// ended woke its own waiting run at once, and the first node learned of the free slot
+/// only at its back-off: it waited without end. Now the waiting run is its job's
+/// waiter in the store, which keeps its slot from the other node's runs: `a`'s run now
+/// starts when `b`'s running run ends (within the back-off), and `b`'s times due while
+/// it waits are skipped, at most one run of the job waiting in the cluster
+/// (docs/lifecycle.md, "In a cluster").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_run_of_one_node_is_not_overtaken_by_the_runs_of_another() {
+    let clock = ManualClock::new(t0());
+    let (tasks, started) = slow_task(&clock, Duration::from_millis(2_500));
+    let (a, b) = two_nodes(&clock, &tasks);
+    let mut spec = JobSpec::new("slow", every(1)).with_id("j");
+    spec.options.max_instances = Some(1);
+    spec.options.overlap = Some(Overlap::Queue);
+    b.add_job(spec).await.unwrap();
+    // a takes no scheduled time: every one is b's.
+    a.start();
+    a.pause();
+    b.start();
+    step_to(&clock, t0() + ms(500), Duration::from_millis(50)).await;
+    assert_eq!(started.lock().unwrap().len(), 1, "node b runs the job");
+    let waiting = a.run_job_now("j").await.unwrap();
+    step_to(&clock, t0() + ms(9_000), Duration::from_millis(50)).await;
+    // A loaded machine may write the record a moment later, in real time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut runs = records(&b, "j").await;
+    while !runs.iter().any(|run| run.run_id == waiting) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        runs = records(&b, "j").await;
+    }
+    a.shutdown(None).await;
+    b.shutdown(None).await;
+    assert_one_at_a_time(&runs);
+    let first = runs.iter().find(|run| run.scheduled_time == t0()).unwrap();
+    assert_eq!(first.outcome, RunOutcome::Success, "{runs:#?}");
+    let waited = runs
+        .iter()
+        .find(|run| run.run_id == waiting)
+        .unwrap_or_else(|| panic!("the run now ran: {runs:#?}"));
+    assert_eq!(waited.outcome, RunOutcome::Success, "{runs:#?}");
+    let start = waited.started_at.unwrap();
+    let late = start - first.finished_at;
+    assert!(
+        late >= TimeDelta::zero() && late <= secs(5),
+        "it starts when b's run ends, within the back-off: {runs:#?}"
+    );
+    // b's times from 1 s to a's start came while a's run waited: skipped, saying why,
+    // and none ran before it.
+    let behind: Vec<&RunRecord> = runs
+        .iter()
+        .filter(|run| {
+            run.run_id != waiting && run.scheduled_time > t0() && run.scheduled_time < start
+        })
+        .collect();
+    assert!(behind.len() >= 2, "{runs:#?}");
+    for run in behind {
+        assert_eq!(run.outcome, RunOutcome::Skipped, "{runs:#?}");
+        let why = run.error.clone().unwrap_or_default();
+        assert!(
+            why.contains("already waiting") && why.contains("overlap = queue"),
+            "{why}"
+        );
+    }
+}

@@ -185,6 +185,7 @@ async fn cleanup(backend: Backend, prefix: &str, url: &str) {
             "nodes",
             "config_generations",
             "alert_claims",
+            "waiters",
             "schema_version",
         ]
         .iter()
@@ -1470,6 +1471,7 @@ async fn instances_are_claimed_and_finished_in_batches(harness: Harness) {
         job_id: job_id.to_owned(),
         max_instances,
         run_times: Vec::new(),
+        queues: false,
     };
     // "a" allows two, asked three times in one batch; "b" is full (another scheduler).
     assert!(store.claim_instance("b", "two", 1).await.unwrap());
@@ -1591,6 +1593,7 @@ async fn orphaned_runs_are_taken_once_and_freed_by_their_run(harness: Harness) {
         job_id: job_id.to_owned(),
         max_instances: 2,
         run_times,
+        queues: false,
     };
     store
         .add_job(job("a", Some(t0() + secs(30))))
@@ -1687,6 +1690,7 @@ async fn running_times_are_those_the_claimed_slots_stand_for(harness: Harness) {
         job_id: job_id.to_owned(),
         max_instances: 5,
         run_times,
+        queues: false,
     };
     let sorted = |mut times: Vec<DateTime<Utc>>| {
         times.sort();
@@ -2242,6 +2246,179 @@ async fn alert_keys_are_claimed_once_until_their_claim_ends(harness: Harness) {
     assert!(!store.claim_alert(key, Utc::now(), ttl).await.unwrap());
 }
 
+/// `owner`'s claims of `batch`, in one call.
+async fn claims(harness: &Harness, owner: &str, batch: &[InstanceClaim]) -> Vec<bool> {
+    harness.store.claim_instances(owner, batch).await.unwrap()
+}
+
+/// A claim of one slot of `job_id`, without run times.
+fn queue_claim(job_id: &str, max_instances: u32, queues: bool) -> InstanceClaim {
+    InstanceClaim {
+        job_id: job_id.to_owned(),
+        max_instances,
+        run_times: Vec::new(),
+        queues,
+    }
+}
+
+/// A job's waiter (`overlap = "queue"`, docs/lifecycle.md "In a cluster"): one per
+/// job, cluster-wide, refreshed by its owner; it keeps one of the job's slots from the
+/// claims of other owners that queue, alone or in a batch, and not from its own
+/// owner's claims nor from claims that do not queue; its owner ends it, and only its.
+async fn a_waiter_keeps_a_slot_from_the_claims_of_other_owners(harness: Harness) {
+    let store = &harness.store;
+    let ttl = Duration::from_secs(60);
+    assert_eq!(
+        claims(&harness, "one", &[queue_claim("a", 2, true)]).await,
+        [true]
+    );
+    assert!(store.wait_for_instance("a", "w", 2, ttl).await.unwrap());
+    assert!(
+        store.wait_for_instance("a", "w", 2, ttl).await.unwrap(),
+        "its owner refreshes it"
+    );
+    assert!(
+        !store.wait_for_instance("a", "x", 2, ttl).await.unwrap(),
+        "one waiter per job"
+    );
+    assert!(
+        store.wait_for_instance("b", "x", 1, ttl).await.unwrap(),
+        "another job's is its own"
+    );
+    // One slot of two is taken and the waiter keeps the other from "x" and "one".
+    assert_eq!(
+        claims(&harness, "x", &[queue_claim("a", 2, true)]).await,
+        [false]
+    );
+    assert_eq!(
+        claims(&harness, "one", &[queue_claim("a", 2, true)]).await,
+        [false]
+    );
+    // A claim that does not queue does not look at it.
+    assert_eq!(
+        claims(&harness, "x", &[queue_claim("a", 2, false)]).await,
+        [true]
+    );
+    store.release_instance("a", "x").await.unwrap();
+    // Its own owner's claims do not count it.
+    assert_eq!(
+        claims(&harness, "w", &[queue_claim("a", 2, true)]).await,
+        [true]
+    );
+    // In a batch, beside claims of jobs without one and claims that do not queue: a
+    // limit of three (the waiter's too, refreshed) leaves no slot beside two taken and
+    // the waiter's.
+    assert!(store.wait_for_instance("a", "w", 3, ttl).await.unwrap());
+    let batch = [
+        queue_claim("a", 3, true),
+        queue_claim("c", 1, true),
+        queue_claim("a", 3, false),
+    ];
+    assert_eq!(claims(&harness, "y", &batch).await, [false, true, true]);
+    store.release_instance("a", "y").await.unwrap();
+    // A claim under a limit raised above the waiter's does not count it: the slots the
+    // raise added are ones the waiter cannot take.
+    assert_eq!(
+        claims(&harness, "x", &[queue_claim("a", 3, true)]).await,
+        [false]
+    );
+    assert!(store.wait_for_instance("a", "w", 2, ttl).await.unwrap());
+    assert_eq!(
+        claims(&harness, "x", &[queue_claim("a", 3, true)]).await,
+        [true],
+        "a waiter under a lower limit"
+    );
+    store.release_instance("a", "x").await.unwrap();
+    assert!(store.wait_for_instance("a", "w", 3, ttl).await.unwrap());
+    // Only its owner ends it.
+    store.stop_waiting("a", "x").await.unwrap();
+    assert!(!store.wait_for_instance("a", "x", 2, ttl).await.unwrap());
+    store.stop_waiting("a", "w").await.unwrap();
+    assert_eq!(
+        claims(&harness, "x", &[queue_claim("a", 3, true)]).await,
+        [true],
+        "the slot it kept is free"
+    );
+    assert!(store.wait_for_instance("a", "x", 2, ttl).await.unwrap());
+    store.stop_waiting("a", "x").await.unwrap();
+    store.stop_waiting("never", "x").await.unwrap();
+    // "x" still waits for b: its waiter of a was its only one to end.
+    assert!(!store.wait_for_instance("b", "w", 1, ttl).await.unwrap());
+}
+
+/// A waiter whose owner stops refreshing it ends at its time-to-live, and one whose
+/// owner is recovered (a restart under its id) or reaped (dead) ends at once, as its
+/// slots are freed; its slot is then free for the others.
+async fn a_waiter_ends_with_its_owner_or_its_time_to_live(harness: Harness) {
+    let store = &harness.store;
+    let ttl = Duration::from_secs(60);
+    // Its time-to-live.
+    let short = Duration::from_millis(300);
+    assert!(store
+        .wait_for_instance("a", "short", 2, short)
+        .await
+        .unwrap());
+    assert!(!store.wait_for_instance("a", "other", 2, ttl).await.unwrap());
+    assert_eq!(
+        claims(&harness, "other", &[queue_claim("a", 1, true)]).await,
+        [false]
+    );
+    tokio::time::sleep(short + Duration::from_millis(300)).await;
+    assert_eq!(
+        claims(&harness, "other", &[queue_claim("a", 1, true)]).await,
+        [true],
+        "an ended waiter keeps nothing"
+    );
+    assert!(store.wait_for_instance("a", "other", 2, ttl).await.unwrap());
+    store.stop_waiting("a", "other").await.unwrap();
+    store.release_instance("a", "other").await.unwrap();
+
+    // A recovery of its owner.
+    assert!(store
+        .wait_for_instance("b", "restarted", 1, ttl)
+        .await
+        .unwrap());
+    assert_eq!(
+        claims(&harness, "other", &[queue_claim("b", 1, true)]).await,
+        [false]
+    );
+    assert_eq!(
+        store.recover_owner("restarted").await.unwrap(),
+        0,
+        "a waiter is not a lease or a slot"
+    );
+    assert_eq!(
+        claims(&harness, "other", &[queue_claim("b", 1, true)]).await,
+        [true]
+    );
+    assert!(store.wait_for_instance("b", "other", 1, ttl).await.unwrap());
+
+    // A reap of its owner.
+    store.register_node(node("dead", t0())).await.unwrap();
+    store.register_node(node("live", t0())).await.unwrap();
+    assert!(store.wait_for_instance("c", "dead", 1, ttl).await.unwrap());
+    assert!(store.wait_for_instance("d", "live", 1, ttl).await.unwrap());
+    assert!(store.heartbeat("live", t0() + secs(100)).await.unwrap());
+    let reaped = store
+        .reap_dead_nodes(t0() + secs(100), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(reaped, ["dead"]);
+    assert_eq!(
+        claims(&harness, "other", &[queue_claim("c", 1, true)]).await,
+        [true]
+    );
+    assert!(store.wait_for_instance("c", "other", 1, ttl).await.unwrap());
+    assert!(
+        !store.wait_for_instance("d", "other", 1, ttl).await.unwrap(),
+        "a live node's waiter stays"
+    );
+    assert!(
+        !store.wait_for_instance("b", "live", 1, ttl).await.unwrap(),
+        "and so does another owner's"
+    );
+}
+
 /// Generates one module per backend, with one test per conformance test.
 macro_rules! conformance {
     ($($module:ident => $backend:expr),* $(,)?) => {
@@ -2276,6 +2453,8 @@ macro_rules! conformance {
                     instances_are_claimed_and_finished_in_batches,
                     orphaned_runs_are_taken_once_and_freed_by_their_run,
                     running_times_are_those_the_claimed_slots_stand_for,
+                    a_waiter_keeps_a_slot_from_the_claims_of_other_owners,
+                    a_waiter_ends_with_its_owner_or_its_time_to_live,
                     // RunHistory
                     run_history_is_kept_newest_first,
                     history_retention_deletes_in_bounded_batches,

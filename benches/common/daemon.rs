@@ -116,6 +116,7 @@ pub async fn drop_tables(url: &str, prefix: &str) {
         "config_generations",
         "alert_claims",
         "settings",
+        "waiters",
         "schema_version",
     ] {
         let _ = sqlx::query(&format!("DROP TABLE IF EXISTS {prefix}{table}"))

@@ -78,6 +78,10 @@ pub enum StoreOperation {
     TakeOrphanedRuns,
     /// `InstanceSlots::running_times`.
     RunningTimes,
+    /// `InstanceSlots::wait_for_instance`.
+    WaitForInstance,
+    /// `InstanceSlots::stop_waiting`.
+    StopWaiting,
     /// `Nodes::register_node`.
     RegisterNode,
     /// `Nodes::heartbeat`.
@@ -112,7 +116,7 @@ pub enum StoreOperation {
 
 impl StoreOperation {
     /// Every operation, in declaration order.
-    pub const ALL: [StoreOperation; 40] = [
+    pub const ALL: [StoreOperation; 42] = [
         StoreOperation::AddJob,
         StoreOperation::AddJobs,
         StoreOperation::ReplaceJob,
@@ -138,6 +142,8 @@ impl StoreOperation {
         StoreOperation::RecoverOwner,
         StoreOperation::TakeOrphanedRuns,
         StoreOperation::RunningTimes,
+        StoreOperation::WaitForInstance,
+        StoreOperation::StopWaiting,
         StoreOperation::RegisterNode,
         StoreOperation::Heartbeat,
         StoreOperation::HeartbeatNode,
@@ -183,6 +189,8 @@ impl StoreOperation {
             StoreOperation::RecoverOwner => "recover_owner",
             StoreOperation::TakeOrphanedRuns => "take_orphaned_runs",
             StoreOperation::RunningTimes => "running_times",
+            StoreOperation::WaitForInstance => "wait_for_instance",
+            StoreOperation::StopWaiting => "stop_waiting",
             StoreOperation::RegisterNode => "register_node",
             StoreOperation::Heartbeat => "heartbeat",
             StoreOperation::HeartbeatNode => "heartbeat_node",
@@ -549,6 +557,33 @@ impl InstanceSlots for InstrumentedStore {
         let started = Instant::now();
         let result = self.inner.running_times(job_id).await;
         self.observe(StoreOperation::RunningTimes, started, result.as_ref().err());
+        result
+    }
+
+    async fn wait_for_instance(
+        &self,
+        job_id: &str,
+        owner: &str,
+        max_instances: u32,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let started = Instant::now();
+        let result = self
+            .inner
+            .wait_for_instance(job_id, owner, max_instances, ttl)
+            .await;
+        self.observe(
+            StoreOperation::WaitForInstance,
+            started,
+            result.as_ref().err(),
+        );
+        result
+    }
+
+    async fn stop_waiting(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let result = self.inner.stop_waiting(job_id, owner).await;
+        self.observe(StoreOperation::StopWaiting, started, result.as_ref().err());
         result
     }
 }

@@ -56,6 +56,7 @@ pub(super) async fn hand_over_due_runs(
             job_id: due.job.id.clone(),
             max_instances: due.job.max_instances,
             run_times: slot_run_times(due.final_release.is_none(), &due.run_times),
+            queues: due.job.overlap == Overlap::Queue,
         })
         .collect();
     let claimed = if claims.is_empty() {

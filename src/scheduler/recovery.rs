@@ -150,6 +150,9 @@ pub(super) async fn orphan_fits(
         job_id: job.id.clone(),
         max_instances: job.max_instances.saturating_add(1),
         run_times: orphan.run_times.clone(),
+        // It asks about the slot it holds, not a new one: a run waiting elsewhere is
+        // waiting for a slot besides this one (`InstanceSlots::wait_for_instance`).
+        queues: false,
     };
     let fits = match store.claim_instances(&inner.id, &[claim]).await {
         Ok(granted) => granted.first().copied().unwrap_or(false),

@@ -258,6 +258,7 @@ impl RunStart {
             job_id: self.job_id.clone(),
             max_instances: self.max_instances,
             run_times: self.run_times.clone(),
+            queues: self.queues(),
         };
         let claimed = inner
             .slot_claims
@@ -282,6 +283,7 @@ impl RunStart {
                 job_id: self.job_id.clone(),
                 max_instances: self.max_instances,
                 run_times: self.run_times.clone(),
+                queues: self.queues(),
             };
             claimed = store
                 .claim_instances(&inner.id, std::slice::from_ref(&claim))
@@ -319,8 +321,19 @@ impl RunStart {
 
     /// `overlap = "queue"` or `"replace"` once the limit refused the slot: the run
     /// waits for one (a replacement first stops the oldest runs of its job on this
-    /// node, as many as the limit needs), at most one per job on this node. See
-    /// docs/lifecycle.md, "When the limit is reached".
+    /// node, as many as the limit needs), at most one per job on this node and, under
+    /// `queue`, in the cluster. See docs/lifecycle.md, "When the limit is reached".
+    ///
+    /// Under `queue` the run that waits is its job's waiter in the store
+    /// ([`crate::store::InstanceSlots::wait_for_instance`]), which keeps one of the
+    /// job's slots from the claims of other nodes: a run of another node that comes due
+    /// meanwhile is skipped (or claims beside it), and the slot a running run frees is
+    /// this run's at its next claim, wherever the run ended. A run that does not hold
+    /// its job, due while another node's run waits, is skipped as one due while a run
+    /// of this node waits; a run that holds its job waits behind it without being the
+    /// waiter, and tries to become it at each claim. A store that cannot register it
+    /// leaves it waiting as before waiters. Under `replace` nothing registers: a newer
+    /// run wins there ([`RunStart::superseded`]).
     ///
     /// The claim is the store's, so the limit holds across nodes: it is tried again
     /// when a run of this node ends (its record written first, which frees its slot)
@@ -354,24 +367,91 @@ impl RunStart {
             if self.max_instances > 1 && self.claim_beside_waiting_run(inner, store).await {
                 return self.still_wanted(inner, store).await;
             }
-            inner.emit(Event::JobMaxInstances {
-                job_id: self.job_id.clone(),
-                scheduled_time: self.scheduled_time,
-                max_instances: self.max_instances,
-            });
-            return Err(format!(
-                "another run of this job was already waiting for one of its {} running run(s) \
-                 to end (max_instances, overlap = {}); skipped {} run time(s)",
-                self.max_instances, self.overlap, self.runs
-            ));
+            return Err(self.skipped_behind_waiting_run(inner));
         }
-        let _waiting = (!already_waiting).then_some(Waiting {
+        let waiting = (!already_waiting).then_some(Waiting {
             inner,
             job_id: &self.job_id,
         });
+        let in_store = waiting.is_some() && self.queues();
+        if in_store {
+            match store
+                .wait_for_instance(&self.job_id, &inner.id, self.max_instances, WAITER_TTL)
+                .await
+            {
+                Ok(true) => {}
+                // A run of another node waits already. Its claim left that run's slot
+                // free, the way a claim beside a run waiting here does, and was
+                // refused: this run is skipped as one due while a run of this node
+                // waits.
+                Ok(false) if !self.held => {
+                    drop(waiting);
+                    return Err(self.skipped_behind_waiting_run(inner));
+                }
+                // It waits behind it: skipped, it would lose its time.
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(job_id = self.job_id, %error, "could not make this run its job's waiter in the store; it waits on this node alone");
+                }
+            }
+        }
+        let waited = self.wait_until_granted(inner, store, in_store).await;
+        if in_store {
+            // Before this node's place is given up: a run of this node that waits next
+            // registers after this, not before.
+            if let Err(error) = store.stop_waiting(&self.job_id, &inner.id).await {
+                tracing::warn!(job_id = self.job_id, %error, "could not end this node's waiter of the job; it ends by itself when its time-to-live runs out");
+            }
+        }
+        drop(waiting);
+        waited
+    }
+
+    /// Whether the job queues its runs: only then does a run of it wait as its job's
+    /// waiter in the store, and do its claims leave a slot to another node's
+    /// ([`InstanceClaim::queues`]).
+    fn queues(&self) -> bool {
+        self.overlap == Overlap::Queue
+    }
+
+    /// A run due while another run of its job waits, on this node or (under `queue`)
+    /// on another, that does not fit beside it: recorded as skipped, with why.
+    fn skipped_behind_waiting_run(&self, inner: &Inner) -> String {
+        inner.emit(Event::JobMaxInstances {
+            job_id: self.job_id.clone(),
+            scheduled_time: self.scheduled_time,
+            max_instances: self.max_instances,
+        });
+        format!(
+            "another run of this job was already waiting for one of its {} running run(s) \
+             to end (max_instances, overlap = {}); skipped {} run time(s)",
+            self.max_instances, self.overlap, self.runs
+        )
+    }
+
+    /// The wait of [`RunStart::wait_for_slot`]: claims until a claim is granted or the
+    /// wait ends without a start; `in_store` when the run is (or tries to be) its
+    /// job's waiter, refreshed before each claim after the first.
+    async fn wait_until_granted(
+        &self,
+        inner: &Inner,
+        store: &Arc<dyn JobStore>,
+        in_store: bool,
+    ) -> Result<(), String> {
         let mut state = inner.state.subscribe();
         let mut backoff = MIN_SLOT_WAIT;
+        let mut first = true;
         loop {
+            if in_store && !std::mem::take(&mut first) {
+                // Each claim refreshes the waiter (or, for a run that waits behind
+                // another node's, or that could not register, tries to become it).
+                if let Err(error) = store
+                    .wait_for_instance(&self.job_id, &inner.id, self.max_instances, WAITER_TTL)
+                    .await
+                {
+                    tracing::debug!(job_id = self.job_id, %error, "could not refresh this node's waiter of the job");
+                }
+            }
             let woken = inner.run_ended.notified();
             tokio::pin!(woken);
             // Registered before looking, so a run that ends meanwhile still wakes it.
@@ -412,6 +492,7 @@ impl RunStart {
                     .max_instances
                     .saturating_add(u32::try_from(to_replace.len()).unwrap_or(u32::MAX)),
                 run_times: self.run_times.clone(),
+                queues: self.queues(),
             };
             let refused = match store
                 .claim_instances(&inner.id, std::slice::from_ref(&claim))
@@ -513,6 +594,7 @@ impl RunStart {
             job_id: self.job_id.clone(),
             max_instances: self.max_instances.saturating_sub(1),
             run_times: self.run_times.clone(),
+            queues: self.queues(),
         };
         let granted = store
             .claim_instances(&inner.id, std::slice::from_ref(&claim))
@@ -597,6 +679,16 @@ const MIN_SLOT_WAIT: std::time::Duration = std::time::Duration::from_millis(200)
 /// The longest wait between two claims of a waiting run: how late at most it learns
 /// that a run on another node ended.
 const MAX_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a job's waiter stands in the store after the waiting run last refreshed it
+/// ([`crate::store::InstanceSlots::wait_for_instance`]). The run refreshes it before
+/// each claim, and its claims are at most [`MAX_SLOT_WAIT`] apart plus what one look
+/// takes (this node's records written first, the store's answers): six times the
+/// longest back-off leaves a slow store room, so a live waiter never lapses between
+/// two refreshes and loses its turn. The time-to-live only ends the waiter of a run
+/// whose future was dropped (a shutdown) or whose node died and was not recovered or
+/// reaped: the slot it keeps from other nodes stays kept that long at most.
+const WAITER_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A job's place in [`Inner`]'s `waiting_for_slot`, given up however the wait ends
 /// (a start, a refusal, or the run's future dropped by a shutdown).

@@ -57,6 +57,8 @@ struct State {
     /// The holders of each job's running instances, one entry per instance (so a
     /// scheduler only ever frees its own).
     instances: hashbrown::HashMap<Arc<str>, Vec<InstanceSlot>>,
+    /// Each job's waiter, if it has one ([`InstanceSlots::wait_for_instance`]).
+    waiters: hashbrown::HashMap<Arc<str>, Waiter>,
     runs: VecDeque<RunRecord>,
     next_revision: u64,
     /// The membership: a memory store is never shared, but the scheduler registers
@@ -82,6 +84,17 @@ impl InstanceSlot {
     fn is_held_by(&self, owner: &str) -> bool {
         self.owner.as_deref() == Some(owner)
     }
+}
+
+/// The node where a run of a job waits for an instance slot
+/// ([`InstanceSlots::wait_for_instance`]).
+#[derive(Debug)]
+struct Waiter {
+    owner: Arc<str>,
+    /// The limit its run claims under.
+    max_instances: u32,
+    /// When it ends unless refreshed, on the wall clock (as the history's age is judged).
+    until: DateTime<Utc>,
 }
 
 /// Who acquired a job last, until a release, a recovery or a reap ends it.
@@ -296,15 +309,20 @@ impl State {
         u64::try_from(held.len()).unwrap_or(u64::MAX)
     }
 
-    /// Takes one of `job_id`'s `max_instances` slots for `owner`, if one is free.
+    /// Takes one of `job_id`'s `max_instances` slots for `owner`, if one is free; for a
+    /// job that `queues`, another owner's waiter under a limit as high keeps one.
     fn claim_slot(
         &mut self,
         job_id: &str,
         owner: &Arc<str>,
         max_instances: u32,
         run_times: &[DateTime<Utc>],
+        queues: bool,
     ) -> bool {
-        let limit = usize::try_from(max_instances).unwrap_or(usize::MAX);
+        let mut limit = usize::try_from(max_instances).unwrap_or(usize::MAX);
+        if queues && self.waits_elsewhere(job_id, owner, max_instances) {
+            limit = limit.saturating_sub(1);
+        }
         let slot = || InstanceSlot {
             owner: Some(Arc::clone(owner)),
             run_times: run_times.to_vec(),
@@ -323,6 +341,22 @@ impl State {
         }
         self.instances.insert(Arc::from(job_id), vec![slot()]);
         true
+    }
+
+    /// Whether an owner other than `owner` is `job_id`'s live waiter, claiming under a
+    /// limit as high as `max_instances` or higher. The map is looked at only for a job
+    /// that queues, and the clock read only when it has such a waiter.
+    fn waits_elsewhere(&self, job_id: &str, owner: &str, max_instances: u32) -> bool {
+        self.waiters.get(job_id).is_some_and(|waiter| {
+            &*waiter.owner != owner
+                && waiter.max_instances >= max_instances
+                && waiter.until > Utc::now()
+        })
+    }
+
+    /// Ends every waiter `owner` has ([`InstanceSlots::wait_for_instance`]).
+    fn end_waiters_of(&mut self, owner: &str) {
+        self.waiters.retain(|_, waiter| &*waiter.owner != owner);
     }
 
     /// Frees one of `owner`'s slots of `job_id`: the one of the run that ended at
@@ -671,7 +705,7 @@ impl InstanceSlots for MemoryStore {
     ) -> Result<bool, StoreError> {
         Ok(self
             .lock()
-            .claim_slot(job_id, &Arc::from(owner), max_instances, &[]))
+            .claim_slot(job_id, &Arc::from(owner), max_instances, &[], false))
     }
 
     async fn claim_instances(
@@ -686,7 +720,13 @@ impl InstanceSlots for MemoryStore {
         Ok(claims
             .iter()
             .map(|claim| {
-                state.claim_slot(&claim.job_id, &owner, claim.max_instances, &claim.run_times)
+                state.claim_slot(
+                    &claim.job_id,
+                    &owner,
+                    claim.max_instances,
+                    &claim.run_times,
+                    claim.queues,
+                )
             })
             .collect())
     }
@@ -710,6 +750,7 @@ impl InstanceSlots for MemoryStore {
 
     async fn recover_owner(&self, owner: &str) -> Result<u64, StoreError> {
         let mut state = self.lock();
+        state.end_waiters_of(owner);
         Ok(state.end_leases_of(owner) + state.free_slots_of(owner))
     }
 
@@ -728,6 +769,53 @@ impl InstanceSlots for MemoryStore {
             .filter(|slot| slot.owner.is_some())
             .flat_map(|slot| slot.run_times.iter().copied())
             .collect())
+    }
+
+    async fn wait_for_instance(
+        &self,
+        job_id: &str,
+        owner: &str,
+        max_instances: u32,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        let until = TimeDelta::from_std(ttl)
+            .ok()
+            .and_then(|ttl| now.checked_add_signed(ttl))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let mut state = self.lock();
+        match state.waiters.get_mut(job_id) {
+            Some(waiter) if &*waiter.owner != owner && waiter.until > now => Ok(false),
+            Some(waiter) => {
+                if &*waiter.owner != owner {
+                    waiter.owner = Arc::from(owner);
+                }
+                waiter.max_instances = max_instances;
+                waiter.until = until;
+                Ok(true)
+            }
+            None => {
+                let waiter = Waiter {
+                    owner: Arc::from(owner),
+                    max_instances,
+                    until,
+                };
+                state.waiters.insert(Arc::from(job_id), waiter);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn stop_waiting(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state
+            .waiters
+            .get(job_id)
+            .is_some_and(|waiter| &*waiter.owner == owner)
+        {
+            state.waiters.remove(job_id);
+        }
+        Ok(())
     }
 }
 
@@ -827,6 +915,7 @@ impl Nodes for MemoryStore {
             state.nodes.remove(id);
             state.end_leases_of(id);
             state.free_slots_of(id);
+            state.end_waiters_of(id);
         }
         Ok(dead)
     }

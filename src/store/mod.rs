@@ -46,7 +46,7 @@
 //! | [`Jobs`] | the jobs one at a time | `add_job(s)`, `replace_job`, `update_job(_if)`, `remove_job`, `remove_all_jobs`, `get_job` |
 //! | [`JobListing`] | the jobs many at a time | `get_jobs`, `get_config_jobs`, `list_jobs` (a filtered page), `count_jobs`, `count_job_states` |
 //! | [`DueJobs`] | due jobs under leases | `next_run_time`, `job_schedules`, `acquire_due_jobs`, `release_jobs`, `renew_holdings`, `move_next_run_times` |
-//! | [`InstanceSlots`] | running-instance slots (`max_instances`) | `claim_instance(s)`, `release_instance`, `finish_runs`, `recover_owner`, `take_orphaned_runs` |
+//! | [`InstanceSlots`] | running-instance slots (`max_instances`) | `claim_instance(s)`, `release_instance`, `finish_runs`, `recover_owner`, `take_orphaned_runs`, `running_times`, `wait_for_instance`, `stop_waiting` |
 //! | [`RunHistory`] | run records | `record_run`, `runs`, `runs_from`, `prune_runs`, `count_runs`, `last_success` |
 //! | [`Nodes`] | the cluster's membership | `register_node`, `heartbeat(_node)`, `deregister_node`, `list_nodes`, `reap_dead_nodes` |
 //! | [`Cluster`] | what nodes agree on through the store | `is_shared`, `fire_ahead`, `wake_ups`, config generations, zone rules, `claim_alert` |
@@ -330,6 +330,11 @@ pub struct InstanceClaim {
     /// freed, so the run happens again elsewhere (`docs/lifecycle.md`, "Held until the
     /// run ends"). Empty for a run whose job stays leased until it ends.
     pub run_times: Vec<DateTime<Utc>>,
+    /// Whether the job queues its runs (`overlap = "queue"`): only then does the
+    /// store look for a run of it waiting on another node
+    /// ([`InstanceSlots::wait_for_instance`]), whose slot such a claim leaves free. A
+    /// claim of any other job costs the store nothing more.
+    pub queues: bool,
 }
 
 /// A run whose node died while it went, and which nothing else would run again
@@ -730,7 +735,9 @@ pub trait InstanceSlots: RunHistory {
     /// and its instance slots (which would otherwise block `max_instances` until they
     /// expire). A slot that carries run times ([`InstanceClaim::run_times`]) is not
     /// freed but left as an orphaned run, still counted by `max_instances`, for
-    /// [`take_orphaned_runs`](InstanceSlots::take_orphaned_runs). Called by a scheduler as
+    /// [`take_orphaned_runs`](InstanceSlots::take_orphaned_runs). Its waiters
+    /// ([`wait_for_instance`](InstanceSlots::wait_for_instance)) end too, uncounted.
+    /// Called by a scheduler as
     /// it starts, when none of its runs can be going; returns how many leases and slots
     /// were freed or orphaned. A store that cannot do it cheaply leaves them to expire (the
     /// default).
@@ -757,6 +764,39 @@ pub trait InstanceSlots: RunHistory {
     /// after a refused claim: a newer run of its job already going supersedes it
     /// (`docs/lifecycle.md`, "In a cluster").
     async fn running_times(&self, job_id: &str) -> Result<Vec<DateTime<Utc>>, StoreError>;
+
+    /// Makes `owner` the one waiter of `job_id`: the node where a run of the job waits
+    /// for an instance slot (`overlap = "queue"`, docs/lifecycle.md "In a cluster"),
+    /// claiming under `max_instances`, until `ttl` from now on the store's clock; or, if
+    /// `owner` is the waiter already, moves its end to then. `false` when another
+    /// owner's waiter stands: a job has at most one, cluster-wide. While it stands, the
+    /// waiter keeps one of the job's slots for its run: a claim of another owner that
+    /// [queues](InstanceClaim::queues), under a limit no higher than the waiter's, is
+    /// granted only if the live slots and the waiter together stay under it. A claim
+    /// under a higher limit (one raised since the run began to wait) does not count it:
+    /// the slots the raise added are ones the waiter cannot take. The waiter's own
+    /// claims never count it.
+    /// A waiter ends with [`stop_waiting`](InstanceSlots::stop_waiting), at `ttl`
+    /// (its node died, or stopped refreshing it), or when its owner is recovered
+    /// ([`recover_owner`](InstanceSlots::recover_owner)) or reaped
+    /// ([`reap_dead_nodes`](Nodes::reap_dead_nodes)). The default keeps no waiter and
+    /// answers `true`: every node may then have a run waiting, as before waiters.
+    async fn wait_for_instance(
+        &self,
+        _job_id: &str,
+        _owner: &str,
+        _max_instances: u32,
+        _ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// Ends `owner`'s waiter of `job_id` ([`wait_for_instance`](InstanceSlots::wait_for_instance)):
+    /// its run got its slot or stopped waiting. Another owner's waiter, or none, is
+    /// left as it is. The default does nothing, as its `wait_for_instance` keeps none.
+    async fn stop_waiting(&self, _job_id: &str, _owner: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The run history: a record per run that ended, read newest first and pruned to its
@@ -861,7 +901,7 @@ pub trait Nodes: Send + Sync + 'static {
 
     /// Reaps the nodes whose last heartbeat is older than `now - timeout`: removes
     /// them from the membership and frees their leases and instance slots (orphaning
-    /// those with run times), as [`recover_owner`](InstanceSlots::recover_owner) does for a
+    /// those with run times) and ends their waiters, as [`recover_owner`](InstanceSlots::recover_owner) does for a
     /// restarted node, so their jobs run again at once (at least once across a crash). Any survivor may call it;
     /// concurrent reapers reap each node once. Returns the ids reaped.
     async fn reap_dead_nodes(

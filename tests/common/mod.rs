@@ -367,6 +367,24 @@ impl InstanceSlots for FaultyStore {
         self.check()?;
         self.jobs.running_times(job_id).await
     }
+
+    async fn wait_for_instance(
+        &self,
+        job_id: &str,
+        owner: &str,
+        max_instances: u32,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        self.jobs
+            .wait_for_instance(job_id, owner, max_instances, ttl)
+            .await
+    }
+
+    async fn stop_waiting(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
+        self.check()?;
+        self.jobs.stop_waiting(job_id, owner).await
+    }
 }
 
 #[async_trait]

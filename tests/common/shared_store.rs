@@ -61,6 +61,7 @@ impl Place {
             "nodes",
             "config_generations",
             "alert_claims",
+            "waiters",
             "schema_version",
         ];
         let statements = tables.map(|table| format!("DROP TABLE IF EXISTS {}{table}", self.prefix));

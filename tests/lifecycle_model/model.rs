@@ -284,8 +284,9 @@ fn executing(executions: &[&Execution], observed: &Observed, time: Ms) -> usize 
         .count()
 }
 
-/// What the record of a run skipped because another run of its job waited on its node
-/// says (docs/lifecycle.md, "When the limit is reached").
+/// What the record of a run skipped because another run of its job waited, on its node
+/// or (under `queue`) on another, says (docs/lifecycle.md, "When the limit is
+/// reached").
 const ALREADY_WAITING: &str = "another run of this job was already waiting";
 
 /// How the record of a run stopped for a newer one begins, and that of a waiting run a
@@ -676,23 +677,34 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             // claim, its time not used up, and the job, taken again at once, folds the
             // times that came meanwhile by `coalesce` like any backlog
             // (docs/lifecycle.md, "When the limit is reached"; seed 20,853 of the
-            // cluster family with retries and overlap).
-            let folded_after_waiting = definition(observed, id).is_some_and(|def| {
-                def.coalesce && def.retry.is_some_and(|retry| retry.max_attempts > 1)
-            }) && records.iter().any(|record| {
-                record.started_at.is_none()
+            // cluster family with retries and overlap). A reschedule that took it back
+            // drops them with the old schedule, whatever `coalesce` says: the waiting
+            // run, behind another node's waiting run (the job's waiter), held the job
+            // past them (seed 40,280 of the cluster family with retries and overlap).
+            let coalesces = definition(observed, id).is_some_and(|def| def.coalesce);
+            let folded_after_waiting = definition(observed, id)
+                .and_then(|def| def.retry)
+                .is_some_and(|retry| retry.max_attempts > 1)
+                && records.iter().any(|record| {
+                    record.started_at.is_none()
                     && record
                         .error
                         .as_deref()
                         .is_some_and(|error| error.starts_with(CHANGED_WHILE_WAITING))
                     && ms_of(record.scheduled_time) < time
                     && ms_of(record.finished_at) >= time
-                    // Folded into a later time that runs once the job is taken again.
-                    && (executions.iter().any(|run| {
-                        ms_of(run.scheduled) > time
-                            && ms_of(run.started) >= ms_of(record.finished_at)
-                    }) || ms_of(record.finished_at) + 1_000 > checked_until)
-            });
+                    // Folded into a later time that runs once the job is taken again,
+                    // or dropped by a reschedule while it waited.
+                    && ((coalesces
+                        && (executions.iter().any(|run| {
+                            ms_of(run.scheduled) > time
+                                && ms_of(run.started) >= ms_of(record.finished_at)
+                        }) || ms_of(record.finished_at) + 1_000 > checked_until))
+                        || model.schedule_changes.iter().any(|change| {
+                            *change >= ms_of(record.scheduled_time)
+                                && *change <= ms_of(record.finished_at)
+                        }))
+                });
             if folded_after_waiting {
                 continue;
             }
@@ -723,10 +735,10 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             // the end and the kill), the record died with it, and the successor folds
             // the time into its late run like any backlog.
             // A time of a job that queues (or replaces behind runs of other nodes),
-            // due at its limit, waits for a slot; in a cluster a waiting run of another
-            // node may take each slot first (the order between nodes is not promised,
-            // docs/lifecycle.md "In a cluster"), so it may still wait at the end. The
-            // waits it does end are held to "a queued run starts when a slot frees".
+            // due at its limit, waits for a slot; in a cluster the runs of its job keep
+            // the limit reached as long as times keep coming on the nodes that run
+            // them, so it may still wait at the end. The waits it does end are held to
+            // "a queued run starts when a slot frees".
             // A job with retries is held by such a waiting run (docs/lifecycle.md,
             // "When the limit is reached"): its later times come when that run ends,
             // which may be after the end too.
@@ -744,7 +756,32 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 .and_then(|def| def.retry)
                 .is_some_and(|retry| retry.max_attempts > 1)
                 && due.range(..time).any(|&earlier| waits_at_end(earlier));
-            if waits_at_end(time) || held_by_waiting {
+            // Under `queue` one run of a job waits at most, in the whole cluster: it is
+            // the job's waiter in the store, and a run due while it waits, on any node,
+            // is skipped and recorded (docs/lifecycle.md, "In a cluster"). So a time
+            // waits at the end only if no earlier time of its job does. An earlier one
+            // may leave no trace without waiting still: lost with its node, killed
+            // after it (a waiting run holds nothing a successor takes), or in a
+            // disturbed window. A job with retries is held by its waiting run (above),
+            // and so is a one-off job's: a run that holds its job waits behind the
+            // waiter, not skipped; so the job must be left as it was between the two.
+            // A catch-up (`coalesce = false`) waits with all its times in one run.
+            let queues_alone = definition(observed, id).is_some_and(|def| {
+                def.overlap == Overlap::Queue
+                    && def.coalesce
+                    && def.retry.is_none_or(|retry| retry.max_attempts <= 1)
+            });
+            let behind_one_waiting = queues_alone
+                && due.range(..time).any(|&earlier| {
+                    waits_at_end(earlier)
+                        && !within(&windows, earlier)
+                        && !observed.kills.iter().any(|kill| kill.at >= earlier)
+                        && !model
+                            .touched
+                            .iter()
+                            .any(|at| *at >= earlier - observed.fire_ahead - 1_000 && *at <= time)
+                });
+            if (waits_at_end(time) && !behind_one_waiting) || held_by_waiting {
                 continue;
             }
             let record_died = executions.iter().any(|run| {
@@ -768,6 +805,20 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             let detail = match record {
                 // Judged on its own below ("a waiting run is replaced only by a newer one").
                 Some(record) if is_superseded(record) => None,
+                // A held run taken back by a change while it waited (its time not used
+                // up): the change's answer, not the limit's, once a change came while it
+                // waited (seed 40,280 of the cluster family with retries and overlap).
+                Some(record)
+                    if record
+                        .error
+                        .as_deref()
+                        .is_some_and(|error| error.starts_with(CHANGED_WHILE_WAITING))
+                        && model.touched.iter().any(|at| {
+                            *at >= time - observed.fire_ahead && *at <= ms_of(record.finished_at)
+                        }) =>
+                {
+                    None
+                }
                 Some(record) if is_withdrawal(record) => Some(format!(
                     "taken back unasked (recorded at +{} ms: {WITHDRAWN})",
                     ms_of(record.finished_at)
@@ -809,7 +860,26 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                         time - observed.fire_ahead - 1_500 - observed.slack,
                         decided,
                     );
-                    (going < limit as usize).then(|| {
+                    // Under `queue` the run waiting on another node keeps a slot from
+                    // this node's claims (docs/lifecycle.md, "In a cluster"): a slot
+                    // freed there is its own, and it hears of one freed elsewhere at
+                    // its next claim, up to the back-off later. A time due meanwhile is
+                    // skipped as one due behind a waiting run, though fewer than the
+                    // limit execute. A killed node's run frees its slot only when its
+                    // work is free for the others (`holding`).
+                    let behind_waiting = observed.nodes > 1
+                        && record
+                            .error
+                            .as_deref()
+                            .is_some_and(|error| error.contains(ALREADY_WAITING))
+                        && executions.iter().any(|other| {
+                            slot_freed(other, observed).is_some_and(|freed| {
+                                freed <= decided
+                                    && freed + CROSS_NODE_WAIT > time
+                                    && holding(&executions, observed, freed - 1) >= limit as usize
+                            })
+                        });
+                    (going < limit as usize && !behind_waiting).then(|| {
                         format!(
                             "skipped (max_instances {limit}) at +{} ms, but only {going} run(s) \
                              of the job were executing at +{decided} ms",
@@ -853,10 +923,7 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             let replaces =
                 definition(observed, id).is_some_and(|def| def.overlap == Overlap::Replace);
             let newer = executions.iter().any(|run| {
-                let until = match (kill_of(run, observed), run.finished) {
-                    (Some(kill), None) => Some(kill.taken_over),
-                    _ => stopped(run, observed),
-                };
+                let until = slot_freed(run, observed);
                 ms_of(run.scheduled) > time
                     && ms_of(run.started) <= at
                     && (until.is_none_or(|stop| stop + observed.slack > at) || within(&windows, at))
@@ -1050,13 +1117,13 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 Some(record) if record.outcome == RunOutcome::Skipped => {
                     let going = holding(&executions, observed, *at);
                     let limit = model.min_instances_over(*at - 1, *at);
-                    // A run now through a node where a run of its job waits for a slot
-                    // is skipped: at most one waits per node, and it goes first
-                    // (docs/lifecycle.md, "When the limit is reached"). In a cluster
-                    // that run hears of a slot freed on another node only at its next
-                    // claim, up to the back-off later ("In a cluster"), so it may still
-                    // wait a moment after the limit was last reached (seed 20,040 of
-                    // the cluster family with retries and overlap).
+                    // A run now while a run of its job waits for a slot is skipped: at
+                    // most one waits per node, and under `queue` in the cluster, and it
+                    // goes first (docs/lifecycle.md, "When the limit is reached"). In
+                    // a cluster that run hears of a slot freed on another node only at
+                    // its next claim, up to the back-off later ("In a cluster"), so it
+                    // may still wait a moment after the limit was last reached (seed
+                    // 20,040 of the cluster family with retries and overlap).
                     let behind_waiting = observed.nodes > 1
                         && record
                             .error

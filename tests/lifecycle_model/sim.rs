@@ -325,6 +325,24 @@ impl InstanceSlots for NodeStore {
         let _in = self.enter()?;
         self.inner.running_times(job_id).await
     }
+
+    async fn wait_for_instance(
+        &self,
+        job_id: &str,
+        owner: &str,
+        max_instances: u32,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let _in = self.enter()?;
+        self.inner
+            .wait_for_instance(job_id, owner, max_instances, ttl)
+            .await
+    }
+
+    async fn stop_waiting(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
+        let _in = self.enter()?;
+        self.inner.stop_waiting(job_id, owner).await
+    }
 }
 
 #[async_trait]

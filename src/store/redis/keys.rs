@@ -29,6 +29,9 @@ pub(super) struct Keys {
     pub(super) configs: String,
     /// The ids of the jobs with orphaned runs (take_orphans.lua).
     pub(super) orphans: String,
+    /// The ids of the jobs with a waiter (`wait:ID`), for a recovery or a reap to find
+    /// a dead owner's without a SCAN.
+    pub(super) waiters: String,
     /// Not a key: the pub/sub channel writes are announced on (`store/wake.rs`).
     pub(super) wake: String,
 }
@@ -56,6 +59,7 @@ impl Keys {
             beats: key("beats"),
             configs: key("configs"),
             orphans: key("orphans"),
+            waiters: key("waiters"),
             wake: crate::store::wake::channel_name(prefix),
         }
     }
@@ -63,6 +67,12 @@ impl Keys {
     /// Job `id`'s running instances.
     pub(super) fn instances(&self, id: &str) -> String {
         format!("{}inst:{id}", self.prefix)
+    }
+
+    /// Job `id`'s waiter ([`crate::store::InstanceSlots::wait_for_instance`]): a hash
+    /// of its `owner` and the `max` its run claims under, expiring with the waiter.
+    pub(super) fn waiter(&self, id: &str) -> String {
+        format!("{}wait:{id}", self.prefix)
     }
 
     /// An alert claim ([`crate::store::Cluster::claim_alert`]): a string with an
@@ -119,6 +129,8 @@ mod tests {
             &keys.nodes,
             &keys.beats,
             &keys.configs,
+            &keys.orphans,
+            &keys.waiters,
         ];
         let mut names: Vec<&String> = all.to_vec();
         names.sort();

@@ -37,6 +37,8 @@
 //! | `kairos:leasesched` | hash | acquired id → the schedule version its lease took, which its release is judged by |
 //! | `kairos:inst:ID` | sorted set | job ID's running instances: `owner␟nonce`, then `␟` and the run times a slot stands for (µs, comma-separated) if any, by slot expiry; an orphaned run (its owner died) has no owner and never expires |
 //! | `kairos:orphans` | set | the ids of the jobs with orphaned runs (take_orphans.lua) |
+//! | `kairos:wait:ID` | hash | job ID's waiter: the `owner` whose run waits for one of its instance slots (`overlap = "queue"`) and the `max` instances it claims under, expiring with it (wait_for_instance.lua) |
+//! | `kairos:waiters` | set | the ids of the jobs with a waiter, for a recovery or a reap (stop_waiting.lua) |
 //! | `kairos:runs` | sorted set | run records by finish time: `<20-digit seq>:<job id>` |
 //! | `kairos:runs:ID` | sorted set | the same members, for job ID only |
 //! | `kairos:runok:ID`, `kairos:runfail:ID` | sorted set | the same members, job ID's `success` records and its others apart: what the per-job history limits count (records written before these existed are only trimmed by age and `max_rows`) |

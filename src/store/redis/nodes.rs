@@ -126,6 +126,7 @@ impl Nodes for RedisStore {
             // Their slots go first, their leases after (see reap_nodes.lua); if this
             // node fails in between, the leases expire on their own.
             self.free_slots_of(&dead).await?;
+            self.end_waiters_of(&dead).await?;
             for owner in &dead {
                 self.end_leases_of(owner).await?;
             }

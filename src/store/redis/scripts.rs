@@ -79,6 +79,14 @@ pub(super) static PRUNE_RUNS: LazyLock<Script> =
 pub(super) static CLAIM_INSTANCES: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/claim_instances.lua")));
 
+/// Make an owner a job's waiter, or refresh its expiry.
+pub(super) static WAIT_FOR_INSTANCE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/wait_for_instance.lua")));
+
+/// End an owner's waiter of a job.
+pub(super) static STOP_WAITING: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/stop_waiting.lua")));
+
 /// Free the slots of finished runs and record them.
 pub(super) static FINISH_RUNS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/finish_runs.lua")));
@@ -126,6 +134,8 @@ mod tests {
             &RENEW,
             &TAKE_ORPHANS,
             &ORPHAN_SLOTS,
+            &WAIT_FOR_INSTANCE,
+            &STOP_WAITING,
         ];
         let mut hashes: Vec<&str> = all.iter().map(|script| script.get_hash()).collect();
         hashes.sort_unstable();
@@ -150,6 +160,8 @@ mod tests {
             include_str!("lua/renew.lua"),
             include_str!("lua/take_orphans.lua"),
             include_str!("lua/orphan_slots.lua"),
+            include_str!("lua/wait_for_instance.lua"),
+            include_str!("lua/stop_waiting.lua"),
         ] {
             assert!(source.contains("-- KEYS:"), "{source}");
             assert!(

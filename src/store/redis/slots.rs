@@ -80,6 +80,32 @@ impl RedisStore {
         }
         Ok(slots)
     }
+
+    /// Ends every waiter the `owners` have ([`InstanceSlots::wait_for_instance`]),
+    /// found through the set of jobs with one (`waiters`), which it also rids of jobs
+    /// whose waiter expired.
+    pub(super) async fn end_waiters_of(&self, owners: &[String]) -> Result<(), StoreError> {
+        let keys = &self.keys;
+        let mut connection = self.connection.clone();
+        let job_ids: Vec<String> = ::redis::cmd("SMEMBERS")
+            .arg(&keys.waiters)
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        for job_id in &job_ids {
+            for owner in owners {
+                self.invoke::<i64>(
+                    scripts::STOP_WAITING
+                        .key(keys.waiter(job_id))
+                        .key(&keys.waiters)
+                        .arg(owner)
+                        .arg(job_id),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// An instance slot's member: `owner␟nonce`, then `␟` and its run times when it stands
@@ -122,6 +148,7 @@ impl InstanceSlots for RedisStore {
             job_id: job_id.to_owned(),
             max_instances,
             run_times: Vec::new(),
+            queues: false,
         };
         let claimed = self.claim_instances(owner, &[claim]).await?;
         Ok(claimed.first() == Some(&true))
@@ -141,7 +168,9 @@ impl InstanceSlots for RedisStore {
         // Not atomic, and it need not be: none of this owner's runs is going. Slots
         // first: a job whose lease ended while its slot still counted could be taken by
         // another node and refused by max_instances (a one-off job refused is gone).
-        let slots = self.free_slots_of(&[owner.to_owned()]).await?;
+        let owners = [owner.to_owned()];
+        let slots = self.free_slots_of(&owners).await?;
+        self.end_waiters_of(&owners).await?;
         let leases = self.end_leases_of(owner).await?;
         Ok(leases + slots)
     }
@@ -232,17 +261,56 @@ impl InstanceSlots for RedisStore {
             invocation
                 .arg(micros(now))
                 .arg(micros(expiry))
-                .arg(self.instance_ttl.as_millis().max(1));
+                .arg(self.instance_ttl.as_millis().max(1))
+                .arg(owner);
             for claim in chunk {
                 invocation
                     .key(self.keys.instances(&claim.job_id))
                     .arg(claim.max_instances)
-                    .arg(slot_member(owner, &claim.run_times));
+                    .arg(slot_member(owner, &claim.run_times))
+                    .arg(u8::from(claim.queues));
+                if claim.queues {
+                    invocation.key(self.keys.waiter(&claim.job_id));
+                }
             }
             let answers: Vec<i64> = self.invoke(&invocation).await?;
             claimed.extend(answers.iter().map(|answer| *answer == 1));
         }
         Ok(claimed)
+    }
+
+    async fn wait_for_instance(
+        &self,
+        job_id: &str,
+        owner: &str,
+        max_instances: u32,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let waits: i64 = self
+            .invoke(
+                scripts::WAIT_FOR_INSTANCE
+                    .key(self.keys.waiter(job_id))
+                    .key(&self.keys.waiters)
+                    .arg(owner)
+                    .arg(ttl_ms)
+                    .arg(job_id)
+                    .arg(max_instances),
+            )
+            .await?;
+        Ok(waits == 1)
+    }
+
+    async fn stop_waiting(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
+        self.invoke::<i64>(
+            scripts::STOP_WAITING
+                .key(self.keys.waiter(job_id))
+                .key(&self.keys.waiters)
+                .arg(owner)
+                .arg(job_id),
+        )
+        .await
+        .map(drop)
     }
 
     async fn finish_runs(&self, owner: &str, runs: Vec<FinishedRun>) -> Result<(), StoreError> {

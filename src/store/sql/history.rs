@@ -10,6 +10,13 @@
 //! row lock on the job (which may not even exist any more), and one read plus one
 //! insert when nobody races. A slot whose owner died stops counting at `expires_at`
 //! (claim time + the store's instance TTL) and is cleared by the next claim.
+//!
+//! # Waiters
+//! A job's waiter ([`InstanceSlots::wait_for_instance`]) is a row of `{p}waiters`
+//! keyed by `job_id`: the primary key keeps one per job. A claim that
+//! [queues](InstanceClaim::queues) reads it in the same statement as the slots (a
+//! `UNION ALL`, its limit given as a negative slot, [`WAITER_ROW`]), so it costs no
+//! round trip more; any other claim's statement is as it was.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -46,6 +53,16 @@ type HeldSlot = (i64, Option<DateTime<Utc>>);
 /// ([`crate::store::InstanceSlots::take_orphaned_runs`]). No node id is empty.
 pub(super) const ORPHANED: &str = "";
 
+/// A waiter's row in a claim's read has the slot `WAITER_ROW - max_instances` (no slot
+/// is negative), its run's limit, so the read needs no column more ([`waiter_limit`]).
+const WAITER_ROW: i64 = -1;
+
+/// The `max_instances` of the waiter whose row a claim's read gave `slot`, or `None`
+/// for a slot's row ([`WAITER_ROW`]).
+fn waiter_limit(slot: Option<i64>) -> Option<i64> {
+    slot.filter(|slot| *slot < 0).map(|slot| WAITER_ROW - slot)
+}
+
 /// How many times a claim looks again after losing a race for a slot. Each lost race
 /// means another scheduler took a slot, so a few rounds settle it.
 const MAX_SLOT_RACES: u32 = 16;
@@ -58,7 +75,8 @@ impl<D: Dialect> InstanceSlots for SqlStore<D> {
         owner: &str,
         max_instances: u32,
     ) -> Result<bool, StoreError> {
-        self.claim_slot(job_id, owner, max_instances, &[]).await
+        self.claim_slot(job_id, owner, max_instances, &[], false)
+            .await
     }
 
     /// Frees one of `owner`'s slots.
@@ -107,6 +125,7 @@ impl<D: Dialect> InstanceSlots for SqlStore<D> {
                                 owner,
                                 claim.max_instances,
                                 &claim.run_times,
+                                claim.queues,
                             )
                             .await?,
                         );
@@ -274,6 +293,66 @@ impl<D: Dialect> InstanceSlots for SqlStore<D> {
         }
         Ok(times)
     }
+
+    /// Takes the job's row if it is this owner's or ended (one update), else inserts
+    /// it; the primary key refuses a second owner's.
+    async fn wait_for_instance(
+        &self,
+        job_id: &str,
+        owner: &str,
+        max_instances: u32,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let now = Utc::now().timestamp_micros();
+        let until = now.saturating_add(duration_micros(ttl));
+        let take = self.sql(
+            "UPDATE {p}waiters SET owner = ?, max_instances = ?, expires_at = ? \
+             WHERE job_id = ? AND (owner = ? OR expires_at <= ?)",
+        );
+        let args = vec![
+            Arg::from(owner),
+            Arg::from(i64::from(max_instances)),
+            Arg::from(until),
+            Arg::from(job_id),
+            Arg::from(owner),
+            Arg::from(now),
+        ];
+        if self.execute(&take, args).await? > 0 {
+            return Ok(true);
+        }
+        let insert = self.sql(
+            "INSERT INTO {p}waiters (job_id, owner, max_instances, expires_at) \
+             VALUES (?, ?, ?, ?)",
+        );
+        let args = vec![
+            Arg::from(job_id),
+            Arg::from(owner),
+            Arg::from(i64::from(max_instances)),
+            Arg::from(until),
+        ];
+        match self.run(&insert, args).await {
+            Ok(_) => Ok(true),
+            Err(error) if is_conflict::<D>(&error) => {
+                // Another owner's, most likely; or this owner's own, if the update
+                // changed nothing (MySQL counts only rows it changed).
+                let select = self.sql("SELECT owner FROM {p}waiters WHERE job_id = ?");
+                let rows = self.fetch(&select, vec![job_id.into()]).await?;
+                let holder = match rows.first() {
+                    Some(row) => D::Database::text(row, 0).map_err(failure::<D>)?,
+                    None => None,
+                };
+                Ok(holder.as_deref() == Some(owner))
+            }
+            Err(error) => Err(failure::<D>(error)),
+        }
+    }
+
+    async fn stop_waiting(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
+        let delete = self.sql("DELETE FROM {p}waiters WHERE job_id = ? AND owner = ?");
+        self.execute(&delete, vec![job_id.into(), owner.into()])
+            .await
+            .map(drop)
+    }
 }
 
 #[async_trait]
@@ -411,31 +490,52 @@ impl<D: Dialect> RunHistory for SqlStore<D> {
 
 impl<D: Dialect> SqlStore<D> {
     /// [`InstanceSlots::claim_instance`], with the run times the slot stands for
-    /// ([`crate::store::InstanceClaim::run_times`]).
+    /// ([`crate::store::InstanceClaim::run_times`]); for a job that `queues`, another
+    /// owner's live waiter under a limit as high keeps one slot (read with the slots,
+    /// [`WAITER_ROW`]).
     pub(super) async fn claim_slot(
         &self,
         job_id: &str,
         owner: &str,
         max_instances: u32,
         run_times: &[DateTime<Utc>],
+        queues: bool,
     ) -> Result<bool, StoreError> {
-        let select = self.sql("SELECT slot, expires_at FROM {p}instances WHERE job_id = ?");
+        let (select, select_args) = if queues {
+            let select = self.sql(&format!(
+                "SELECT slot, expires_at, owner FROM {{p}}instances WHERE job_id = ? \
+                 UNION ALL SELECT {WAITER_ROW} - max_instances, expires_at, owner \
+                 FROM {{p}}waiters WHERE job_id = ?"
+            ));
+            (select, vec![Arg::from(job_id), Arg::from(job_id)])
+        } else {
+            let select = self.sql("SELECT slot, expires_at FROM {p}instances WHERE job_id = ?");
+            (select, vec![Arg::from(job_id)])
+        };
         let clear = self.sql("DELETE FROM {p}instances WHERE job_id = ? AND expires_at <= ?");
         let insert = self.sql(
             "INSERT INTO {p}instances (job_id, slot, owner, claimed_at, expires_at, run_times) \
              VALUES (?, ?, ?, ?, ?, ?)",
         );
         let run_times = encode_run_times(run_times);
-        let limit = usize::try_from(max_instances).unwrap_or(usize::MAX);
         for _ in 0..=max_instances.min(MAX_SLOT_RACES) {
             let now = Utc::now().timestamp_micros();
-            let rows = self.fetch(&select, vec![job_id.into()]).await?;
+            let rows = self.fetch(&select, select_args.clone()).await?;
+            let mut limit = usize::try_from(max_instances).unwrap_or(usize::MAX);
             let mut live = BTreeSet::new();
             let mut expired = false;
             for row in &rows {
                 let slot = D::Database::int(row, 0).map_err(failure::<D>)?;
                 let expires = D::Database::int(row, 1).map_err(failure::<D>)?;
-                if expires.is_some_and(|expires| expires > now) {
+                if let Some(waiter_max) = waiter_limit(slot) {
+                    let holder = D::Database::text(row, 2).map_err(failure::<D>)?;
+                    if holder.as_deref() != Some(owner)
+                        && waiter_max >= i64::from(max_instances)
+                        && expires.is_some_and(|expires| expires > now)
+                    {
+                        limit = limit.saturating_sub(1);
+                    }
+                } else if expires.is_some_and(|expires| expires > now) {
                     live.insert(slot.unwrap_or(0));
                 } else {
                     expired = true;
@@ -477,21 +577,50 @@ impl<D: Dialect> SqlStore<D> {
         let now = Utc::now().timestamp_micros();
         let expires = now.saturating_add(duration_micros(self.instance_ttl));
         let ids: BTreeSet<&str> = chunk.iter().map(|claim| claim.job_id.as_str()).collect();
+        // The jobs whose claims look at waiters; for none (the claims of jobs that
+        // skip), the read is the slots' alone.
+        let queuing: BTreeSet<&str> = chunk
+            .iter()
+            .filter(|claim| claim.queues)
+            .map(|claim| claim.job_id.as_str())
+            .collect();
         let mut transaction = self.begin().await?;
-        let select = self.sql(&format!(
-            "SELECT job_id, slot, expires_at FROM {{p}}instances WHERE job_id IN ({})",
-            marks(padded(ids.len()))
-        ));
-        let rows = D::Database::fetch_all(&mut transaction, &select, id_args(ids.iter().copied()))
+        let mut args = id_args(ids.iter().copied());
+        let select = if queuing.is_empty() {
+            self.sql(&format!(
+                "SELECT job_id, slot, expires_at FROM {{p}}instances WHERE job_id IN ({})",
+                marks(padded(ids.len()))
+            ))
+        } else {
+            args.extend(id_args(queuing.iter().copied()));
+            self.sql(&format!(
+                "SELECT job_id, slot, expires_at, owner FROM {{p}}instances WHERE job_id IN ({}) \
+                 UNION ALL SELECT job_id, {WAITER_ROW} - max_instances, expires_at, owner \
+                 FROM {{p}}waiters WHERE job_id IN ({})",
+                marks(padded(ids.len())),
+                marks(padded(queuing.len()))
+            ))
+        };
+        let rows = D::Database::fetch_all(&mut transaction, &select, args)
             .await
             .map_err(failure::<D>)?;
         let mut live: HashMap<String, BTreeSet<i64>> = HashMap::new();
+        // Jobs with another owner's live waiter, which keeps one of their slots from a
+        // claim under a limit no higher than its own: job → the waiter's limit.
+        let mut waited: HashMap<String, i64> = HashMap::new();
         let mut expired = false;
         for row in &rows {
             let job_id = D::Database::text(row, 0).map_err(failure::<D>)?;
             let slot = D::Database::int(row, 1).map_err(failure::<D>)?;
             let slot_expires = D::Database::int(row, 2).map_err(failure::<D>)?;
-            if slot_expires.is_some_and(|slot_expires| slot_expires > now) {
+            if let Some(waiter_max) = waiter_limit(slot) {
+                let holder = D::Database::text(row, 3).map_err(failure::<D>)?;
+                if holder.as_deref() != Some(owner)
+                    && slot_expires.is_some_and(|waiter_expires| waiter_expires > now)
+                {
+                    waited.insert(job_id.unwrap_or_default(), waiter_max);
+                }
+            } else if slot_expires.is_some_and(|slot_expires| slot_expires > now) {
                 live.entry(job_id.unwrap_or_default())
                     .or_default()
                     .insert(slot.unwrap_or(0));
@@ -513,8 +642,15 @@ impl<D: Dialect> SqlStore<D> {
         let mut claimed = Vec::with_capacity(chunk.len());
         let mut inserts: Vec<Arg> = Vec::new();
         for claim in chunk {
+            let mut limit = usize::try_from(claim.max_instances).unwrap_or(usize::MAX);
+            if claim.queues
+                && waited
+                    .get(&claim.job_id)
+                    .is_some_and(|waiter_max| *waiter_max >= i64::from(claim.max_instances))
+            {
+                limit = limit.saturating_sub(1);
+            }
             let taken = live.entry(claim.job_id.clone()).or_default();
-            let limit = usize::try_from(claim.max_instances).unwrap_or(usize::MAX);
             if taken.len() >= limit {
                 claimed.push(false);
                 continue;

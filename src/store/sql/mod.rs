@@ -34,6 +34,9 @@
 //! - `{p}settings` (version 9, MySQL 8): what the store remembers about itself, one
 //!   `value` per `name`; today the zone rules its next run times follow (see
 //!   `cluster.rs`).
+//! - `{p}waiters` (version 12, MySQL 10): the run of a job that waits for an instance
+//!   slot (`overlap = "queue"`), one per job at most (`job_id` primary key, `owner`,
+//!   the `max_instances` its run claims under, `expires_at` µs); see `history.rs`.
 //! - `{p}schema_version`: the migrations applied.
 //!
 //! # Ground rules

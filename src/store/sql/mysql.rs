@@ -158,6 +158,17 @@ impl Dialect for MySql {
                 "ALTER TABLE {p}jobs ADD COLUMN lease_schedule BIGINT",
             ],
         },
+        // Version 10: the run waiting for an instance slot, one per job at most
+        // (`history.rs`, `InstanceSlots::wait_for_instance`).
+        Migration {
+            version: 10,
+            statements: &["CREATE TABLE IF NOT EXISTS {p}waiters (
+                job_id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,
+                owner VARCHAR(255) NOT NULL,
+                max_instances BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL
+            ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4"],
+        },
     ];
 
     fn connect(

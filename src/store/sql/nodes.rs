@@ -245,6 +245,13 @@ impl<D: Dialect> SqlStore<D> {
                 .map_err(failure::<D>)?;
         }
         freed += self.delete_slots(transaction, owner, &slots).await?;
+        // Its waiters end too, uncounted (`InstanceSlots::recover_owner`). The table
+        // holds one row per job with a queued run at most, and no transaction keeps
+        // one locked: its rows are written one statement at a time (`history.rs`).
+        let waiters = self.sql("DELETE FROM {p}waiters WHERE owner = ?");
+        execute_on::<D>(transaction, &waiters, vec![owner.into()])
+            .await
+            .map_err(failure::<D>)?;
         Ok(freed)
     }
 }

@@ -172,6 +172,17 @@ impl Dialect for Postgres {
                  WHERE lease_owner IS NOT NULL",
             ],
         },
+        // Version 12: the run waiting for an instance slot, one per job at most
+        // (`history.rs`, `InstanceSlots::wait_for_instance`).
+        Migration {
+            version: 12,
+            statements: &[r#"CREATE TABLE IF NOT EXISTS {p}waiters (
+                job_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+                owner TEXT NOT NULL,
+                max_instances BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL
+            )"#],
+        },
     ];
 
     fn connect(

@@ -177,6 +177,17 @@ impl Dialect for Sqlite {
                  WHERE lease_owner IS NOT NULL",
             ],
         },
+        // Version 12: the run waiting for an instance slot, one per job at most
+        // (`history.rs`, `InstanceSlots::wait_for_instance`).
+        Migration {
+            version: 12,
+            statements: &["CREATE TABLE IF NOT EXISTS {p}waiters (
+                job_id TEXT NOT NULL PRIMARY KEY,
+                owner TEXT NOT NULL,
+                max_instances INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL
+            )"],
+        },
     ];
 
     // One process owns an SQLite file: SQLite stores are single-node.
