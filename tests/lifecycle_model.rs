@@ -1747,6 +1747,20 @@ fn a_queued_run_waits_for_the_slot_of_a_killed_node_until_its_work_is_taken_over
     assert_promises_hold_in_plays(&scenario, 20);
 }
 
+/// Seed 30,651 of the family with retries, overlap and faults (3 plays in 20 before
+/// the fix): a job that queues, its runs (4 s) longer than its interval (3 s), on three
+/// nodes. The time 13,200 waited on one node while the node whose run ended started its
+/// own later waiting run (16,200) at once; it was still waiting when the scenario
+/// ended, with no record, and "a disturbance delays runs, never loses them all" found
+/// no trace of it. One run of a job that queues now waits in the whole cluster, and
+/// keeps its slot from the others' claims (docs/lifecycle.md, "In a cluster").
+/// Played twenty times.
+#[test]
+fn a_queued_time_waiting_on_one_node_is_not_lost_to_the_later_times_of_another() {
+    let scenario = scenario::generate(30_651, with_policies(3, true));
+    assert_promises_hold_in_plays(&scenario, 20);
+}
+
 /// The scenario of seed 20,411 of the family with retries, overlap and faults: after a
 /// clock jump and a kill, a job with retries (every run failing), `coalesce = false`
 /// and `max_instances = 2` catches up on its successor; the catch-up stops at its
