@@ -193,7 +193,20 @@ pub(crate) async fn submit_runs(
     {
         false
     } else {
-        store.claim_instance(&job.id, &inner.id, limit).await?
+        // A job that queues claims as its waiting runs do: another node's waiter keeps
+        // its slot from this run too (docs/lifecycle.md, "In a cluster").
+        let claim = crate::store::InstanceClaim {
+            job_id: job.id.clone(),
+            max_instances: limit,
+            run_times: Vec::new(),
+            queues: !force && job.overlap == Overlap::Queue,
+        };
+        store
+            .claim_instances(&inner.id, std::slice::from_ref(&claim))
+            .await?
+            .first()
+            .copied()
+            .unwrap_or(false)
     };
     if !claimed && job.overlap == Overlap::Skip {
         return Ok(refuse_max_instances(inner, jobstore, job, scheduled_times).await);
