@@ -1678,6 +1678,174 @@ async fn orphaned_runs_are_taken_once_and_freed_by_their_run(harness: Harness) {
     assert!(store.claim_instance("gone", "other", 1).await.unwrap());
 }
 
+/// A node that claims its run's slot and dies before it writes the job back leaves
+/// the run's time twice in the store: in the slot, and as the job's next run time.
+/// Reaped or recovered, such a slot is freed, not orphaned, and the job alone runs the
+/// time again (once); a slot whose time the job moved past is still an orphan. Both a
+/// reap and a restarted node's recovery keep this rule.
+async fn a_slot_whose_time_its_job_still_shows_is_freed_not_orphaned(harness: Harness) {
+    let store = &harness.store;
+    let (due, later) = (t0() + secs(10), t0() + secs(20));
+    let claim = |job_id: &str| InstanceClaim {
+        job_id: job_id.to_owned(),
+        max_instances: 2,
+        run_times: vec![due],
+        queues: false,
+    };
+    for (round, reap) in [(0, true), (1, false)] {
+        let (unwritten, written) = (format!("unwritten-{round}"), format!("written-{round}"));
+        let owner = format!("dead-{round}");
+        store.add_job(job(&unwritten, Some(due))).await.unwrap();
+        store.add_job(job(&written, Some(due))).await.unwrap();
+        store.register_node(node(&owner, t0())).await.unwrap();
+        let taken = store
+            .acquire_due_jobs(&owner, due, 10, LEASE)
+            .await
+            .unwrap();
+        assert_eq!(ids(&taken), [unwritten.as_str(), written.as_str()]);
+        // Both runs claim their slots at `due`; only `written` is written back.
+        let claimed = store
+            .claim_instances(&owner, &[claim(&unwritten), claim(&written)])
+            .await
+            .unwrap();
+        assert_eq!(claimed, [true, true]);
+        let written_job = taken.iter().find(|job| job.id == written).unwrap();
+        let fenced = store
+            .release_jobs(&owner, vec![release(written_job, Some(later))])
+            .await
+            .unwrap();
+        assert!(fenced.is_empty());
+        // It dies: reaped by a survivor, or recovered by its restart.
+        if reap {
+            store
+                .register_node(node("live", t0() + secs(100)))
+                .await
+                .unwrap();
+            let reaped = store
+                .reap_dead_nodes(t0() + secs(100), Duration::from_secs(60))
+                .await
+                .unwrap();
+            assert_eq!(reaped, [owner.as_str()]);
+        } else {
+            store.recover_owner(&owner).await.unwrap();
+        }
+        let orphans = store.take_orphaned_runs("live").await.unwrap();
+        let orphaned: Vec<(&str, &[DateTime<Utc>])> = orphans
+            .iter()
+            .map(|orphan| (orphan.job.id.as_str(), orphan.run_times.as_slice()))
+            .collect();
+        assert_eq!(
+            orphaned,
+            [(written.as_str(), [due].as_slice())],
+            "round {round}: only the slot of the job written back is an orphan"
+        );
+        // The other job is due at the run's time again, and its slot is free.
+        let again = store
+            .acquire_due_jobs("live", t0() + secs(100), 10, LEASE)
+            .await
+            .unwrap();
+        let again: Vec<(&str, Option<DateTime<Utc>>)> = again
+            .iter()
+            .map(|job| (job.id.as_str(), job.next_run_time))
+            .collect();
+        assert_eq!(
+            again,
+            [
+                (unwritten.as_str(), Some(due)),
+                (written.as_str(), Some(later))
+            ]
+        );
+        assert!(store.claim_instance(&unwritten, "other", 1).await.unwrap());
+        store.remove_job(&unwritten).await.unwrap();
+        store.remove_job(&written).await.unwrap();
+        store.release_instance(&unwritten, "other").await.unwrap();
+    }
+}
+
+/// A job taken over from an expired lease whose holder claimed its run's slot and did
+/// not write the job back: the new holder runs that time, so the old holder's slot of
+/// it is freed as the job is taken; reaped later, the old holder leaves no orphan of
+/// it. A slot of a time the job had already moved past stays, and is orphaned.
+async fn a_job_taken_over_from_an_expired_lease_frees_the_slot_its_time_is_in(harness: Harness) {
+    let store = &harness.store;
+    let (due, next) = (t0() + secs(10), t0() + secs(11));
+    let lease = Duration::from_secs(5);
+    let claim = |job_id: &str, time: DateTime<Utc>| InstanceClaim {
+        job_id: job_id.to_owned(),
+        max_instances: 2,
+        run_times: vec![time],
+        queues: false,
+    };
+    store.add_job(job("unwritten", Some(due))).await.unwrap();
+    store.add_job(job("moved-on", Some(due))).await.unwrap();
+    store.register_node(node("frozen", t0())).await.unwrap();
+    // "frozen" runs both at `due`; it writes "moved-on" back, takes it again for its
+    // next time, and freezes.
+    let taken = store
+        .acquire_due_jobs("frozen", due, 10, lease)
+        .await
+        .unwrap();
+    assert_eq!(ids(&taken), ["moved-on", "unwritten"]);
+    let claimed = store
+        .claim_instances("frozen", &[claim("unwritten", due), claim("moved-on", due)])
+        .await
+        .unwrap();
+    assert_eq!(claimed, [true, true]);
+    let moved_on = taken.iter().find(|job| job.id == "moved-on").unwrap();
+    store
+        .release_jobs("frozen", vec![release(moved_on, Some(next))])
+        .await
+        .unwrap();
+    let retaken = store
+        .acquire_due_jobs("frozen", next, 10, lease)
+        .await
+        .unwrap();
+    assert_eq!(ids(&retaken), ["moved-on"]);
+
+    // Both leases run out; "live" takes both jobs over, at the times they show.
+    let over = store
+        .acquire_due_jobs("live", t0() + secs(30), 10, LEASE)
+        .await
+        .unwrap();
+    let over_at: Vec<(&str, Option<DateTime<Utc>>)> = over
+        .iter()
+        .map(|job| (job.id.as_str(), job.next_run_time))
+        .collect();
+    assert_eq!(
+        over_at,
+        [("unwritten", Some(due)), ("moved-on", Some(next))]
+    );
+    // "unwritten"'s slot went with its lease: "live" has the job's only slot.
+    assert!(store.claim_instance("unwritten", "live", 1).await.unwrap());
+    assert_eq!(
+        store.running_times("moved-on").await.unwrap(),
+        [due],
+        "the run of a time the job moved past still holds its slot"
+    );
+    let unwritten = over.iter().find(|job| job.id == "unwritten").unwrap();
+    store
+        .release_jobs("live", vec![release(unwritten, Some(t0() + secs(40)))])
+        .await
+        .unwrap();
+
+    // "frozen" is reaped: only the run of the time the job had moved past is an orphan.
+    store
+        .register_node(node("live", t0() + secs(100)))
+        .await
+        .unwrap();
+    let reaped = store
+        .reap_dead_nodes(t0() + secs(100), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(reaped, ["frozen"]);
+    let orphans = store.take_orphaned_runs("live").await.unwrap();
+    let orphaned: Vec<(&str, &[DateTime<Utc>])> = orphans
+        .iter()
+        .map(|orphan| (orphan.job.id.as_str(), orphan.run_times.as_slice()))
+        .collect();
+    assert_eq!(orphaned, [("moved-on", [due].as_slice())]);
+}
+
 /// The run times a job's claimed slots stand for, over every owner: what the runs of
 /// the job executing now were scheduled for (a waiting `overlap = "replace"` run asks,
 /// docs/lifecycle.md "In a cluster"). A slot without times adds none, a freed slot's
@@ -2452,6 +2620,8 @@ macro_rules! conformance {
                     max_instances_holds_across_schedulers,
                     instances_are_claimed_and_finished_in_batches,
                     orphaned_runs_are_taken_once_and_freed_by_their_run,
+                    a_slot_whose_time_its_job_still_shows_is_freed_not_orphaned,
+                    a_job_taken_over_from_an_expired_lease_frees_the_slot_its_time_is_in,
                     running_times_are_those_the_claimed_slots_stand_for,
                     a_waiter_keeps_a_slot_from_the_claims_of_other_owners,
                     a_waiter_ends_with_its_owner_or_its_time_to_live,

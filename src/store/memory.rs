@@ -433,21 +433,38 @@ impl State {
     }
 
     /// Frees every instance slot `owner` holds, and orphans those with run times
-    /// ([`InstanceSlots::take_orphaned_runs`]); returns how many.
+    /// ([`InstanceSlots::take_orphaned_runs`]) that their jobs no longer show
+    /// ([`super::times_still_due`]); returns how many.
     fn free_slots_of(&mut self, owner: &str) -> u64 {
         let mut freed = 0;
-        self.instances.retain(|_, slots| {
+        let jobs = &self.jobs;
+        self.instances.retain(|job_id, slots| {
+            let next = jobs.get_by_id(job_id).and_then(StoredJob::next_run_time);
             slots.retain_mut(|slot| {
                 if !slot.is_held_by(owner) {
                     return true;
                 }
                 freed += 1;
                 slot.owner = None;
-                !slot.run_times.is_empty()
+                !slot.run_times.is_empty() && !super::times_still_due(&slot.run_times, next)
             });
             !slots.is_empty()
         });
         u64::try_from(freed).unwrap_or(u64::MAX)
+    }
+
+    /// Frees `owner`'s slots of `job_id` whose run times the job, at `next`, still
+    /// shows ([`super::times_still_due`]): its job was taken over from `owner`'s expired
+    /// lease, and the new holder runs those times.
+    fn free_slots_still_due(&mut self, job_id: &str, owner: &str, next: Option<DateTime<Utc>>) {
+        if let Some(slots) = self.instances.get_mut(job_id) {
+            slots.retain(|slot| {
+                !(slot.is_held_by(owner) && super::times_still_due(&slot.run_times, next))
+            });
+            if slots.is_empty() {
+                self.instances.remove(job_id);
+            }
+        }
     }
 
     /// [`InstanceSlots::take_orphaned_runs`]: hands every orphaned slot to `owner`; drops
@@ -641,7 +658,7 @@ impl DueJobs for MemoryStore {
                 break;
             };
             state.leases.insert((expiry, slot));
-            state.holdings.insert(
+            let before = state.holdings.insert(
                 slot,
                 Holding {
                     lease: Some(expiry),
@@ -650,7 +667,13 @@ impl DueJobs for MemoryStore {
                 },
             );
             if let Some(job) = state.jobs.get(slot) {
-                acquired.push(job.to_job(&state.names));
+                let job = job.to_job(&state.names);
+                // Taken over from an expired lease: what its holder started and did
+                // not write back is this owner's to run now.
+                if let Some(before) = before.filter(|before| *before.holder != *owner) {
+                    state.free_slots_still_due(&job.id, &before.holder, job.next_run_time);
+                }
+                acquired.push(job);
             }
         }
         Ok(acquired)

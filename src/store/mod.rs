@@ -499,6 +499,23 @@ pub(crate) fn decode_run_times(text: &str) -> Vec<DateTime<Utc>> {
         .collect()
 }
 
+/// Whether a slot's run times are still its job's to run: the job, stored with `next`,
+/// has not moved past the earliest of them. A job that allows several runs at once
+/// writes its next run time back when its run is due, and the run claims its slot at
+/// that moment too; a node that dies between the two leaves both the slot and the job
+/// at the run's time. Orphaned then, the slot would be run again by one node and the
+/// job by another (or the same): the time twice. So a dead owner's slot whose times the
+/// job still shows is freed, not orphaned, and the job runs them, once
+/// (`docs/lifecycle.md`, "Held until the run ends"). Every store applies it where a
+/// slot outlives its owner: recovering or reaping the owner, and taking its job over
+/// from its expired lease ([`DueJobs::acquire_due_jobs`]).
+pub(crate) fn times_still_due(run_times: &[DateTime<Utc>], next: Option<DateTime<Utc>>) -> bool {
+    match (run_times.iter().min(), next) {
+        (Some(earliest), Some(next)) => next <= *earliest,
+        _ => false,
+    }
+}
+
 /// The jobs themselves, one at a time: adding, changing, removing and reading them
 /// ([`JobListing`] reads them many at a time).
 #[async_trait]
@@ -614,7 +631,9 @@ pub trait DueJobs: Jobs {
     }
 
     /// Takes up to `limit` jobs due at `now` for `owner`, earliest first, leased for
-    /// `lease`.
+    /// `lease`. A job taken over from another owner's expired lease frees that
+    /// owner's slots of it whose run times the job still shows ([`times_still_due`]):
+    /// this owner runs those times now.
     async fn acquire_due_jobs(
         &self,
         owner: &str,
@@ -735,7 +754,8 @@ pub trait InstanceSlots: RunHistory {
     /// and its instance slots (which would otherwise block `max_instances` until they
     /// expire). A slot that carries run times ([`InstanceClaim::run_times`]) is not
     /// freed but left as an orphaned run, still counted by `max_instances`, for
-    /// [`take_orphaned_runs`](InstanceSlots::take_orphaned_runs). Its waiters
+    /// [`take_orphaned_runs`](InstanceSlots::take_orphaned_runs), unless its job still
+    /// shows those times ([`times_still_due`]): the job runs them again. Its waiters
     /// ([`wait_for_instance`](InstanceSlots::wait_for_instance)) end too, uncounted.
     /// Called by a scheduler as
     /// it starts, when none of its runs can be going; returns how many leases and slots
@@ -901,7 +921,7 @@ pub trait Nodes: Send + Sync + 'static {
 
     /// Reaps the nodes whose last heartbeat is older than `now - timeout`: removes
     /// them from the membership and frees their leases and instance slots (orphaning
-    /// those with run times) and ends their waiters, as [`recover_owner`](InstanceSlots::recover_owner) does for a
+    /// those with run times their jobs no longer show) and ends their waiters, as [`recover_owner`](InstanceSlots::recover_owner) does for a
     /// restarted node, so their jobs run again at once (at least once across a crash). Any survivor may call it;
     /// concurrent reapers reap each node once. Returns the ids reaped.
     async fn reap_dead_nodes(

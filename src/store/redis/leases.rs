@@ -133,14 +133,21 @@ impl DueJobs for RedisStore {
                     .arg(owner),
             )
             .await?;
-        let mut acquired = Vec::with_capacity(flat.len() / 4);
+        let mut acquired = Vec::with_capacity(flat.len() / 5);
         let mut broken = Vec::new();
-        for entry in flat.chunks_exact(4) {
-            let [id, json, revision, next] = entry else {
+        for entry in flat.chunks_exact(5) {
+            let [id, json, revision, next, holder] = entry else {
                 continue;
             };
             match decode_job(id, json, revision, next) {
-                Ok(job) => acquired.push(job),
+                Ok(job) => {
+                    if !holder.is_empty() {
+                        // Rare: a holder that died or froze past its lease.
+                        self.free_slots_still_due(&job.id, holder, job.next_run_time)
+                            .await?;
+                    }
+                    acquired.push(job);
+                }
                 Err(reason) => {
                     warn_unreadable(id, &reason, &format!("set aside in {}", keys.broken));
                     broken.push((id.clone(), revision.clone()));

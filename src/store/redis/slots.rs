@@ -8,8 +8,8 @@ use super::codec::{micros, store_error};
 use super::history::is_success;
 use super::{scripts, RedisStore, SCRIPT_BATCH};
 use crate::store::{
-    decode_run_times, encode_run_times, FinishedRun, InstanceClaim, InstanceSlots, Jobs,
-    OrphanedRun, StoreError,
+    decode_run_times, encode_run_times, times_still_due, FinishedRun, InstanceClaim, InstanceSlots,
+    Jobs, OrphanedRun, StoreError,
 };
 
 /// The separator between owner and nonce in an instance slot (ASCII unit separator).
@@ -53,12 +53,23 @@ impl RedisStore {
                     .partition(|member| slot_run_times(member).is_some());
                 if !orphans.is_empty() {
                     // Slots that stand for run times nothing else remembers stay, as
-                    // orphaned runs (`InstanceSlots::take_orphaned_runs`).
+                    // orphaned runs (`InstanceSlots::take_orphaned_runs`); those whose
+                    // job still shows their times are freed (`store::times_still_due`),
+                    // judged by the script against the job as it is then.
                     let job_id = key.strip_prefix(&inst_prefix).unwrap_or_default();
                     let mut invocation = scripts::ORPHAN_SLOTS.prepare_invoke();
-                    invocation.key(&key).key(&keys.orphans).arg(job_id);
+                    invocation
+                        .key(&key)
+                        .key(&keys.orphans)
+                        .key(&keys.next)
+                        .arg(job_id);
                     for member in &orphans {
-                        invocation.arg(member.as_str());
+                        let earliest = slot_run_times(member)
+                            .map(decode_run_times)
+                            .and_then(|times| times.into_iter().min());
+                        invocation
+                            .arg(member.as_str())
+                            .arg(super::codec::micros_or_empty(earliest));
                     }
                     let orphaned: i64 = self.invoke(&invocation).await?;
                     slots += u64::try_from(orphaned).unwrap_or(0);
@@ -79,6 +90,46 @@ impl RedisStore {
             cursor = next;
         }
         Ok(slots)
+    }
+
+    /// Frees `owner`'s slots of `job_id` whose run times the job, at `next`, still
+    /// shows (`store::times_still_due`): the job was taken over from `owner`'s expired
+    /// lease, and its new holder runs those times. A reaper orphaning the same slots
+    /// meanwhile judges them by the job the same way (orphan_slots.lua), so the slot is
+    /// freed either way.
+    pub(super) async fn free_slots_still_due(
+        &self,
+        job_id: &str,
+        owner: &str,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let key = self.keys.instances(job_id);
+        let mut connection = self.connection.clone();
+        let members: Vec<String> = ::redis::cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        let mine = format!("{owner}{SLOT_SEPARATOR}");
+        let still_due: Vec<&String> = members
+            .iter()
+            .filter(|member| member.starts_with(&mine))
+            .filter(|member| {
+                slot_run_times(member)
+                    .is_some_and(|times| times_still_due(&decode_run_times(times), next))
+            })
+            .collect();
+        if !still_due.is_empty() {
+            ::redis::cmd("ZREM")
+                .arg(&key)
+                .arg(&still_due)
+                .query_async::<i64>(&mut connection)
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(())
     }
 
     /// Ends every waiter the `owners` have ([`InstanceSlots::wait_for_instance`]),

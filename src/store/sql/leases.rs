@@ -117,8 +117,10 @@ impl<D: Dialect> DueJobs for SqlStore<D> {
         let now = micros(now);
         let expires = now.saturating_add(duration_micros(lease));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // The holder of an expired lease comes along (the fifth column): its slots
+        // the job still shows are freed as the job is taken over.
         let select = self.sql(&format!(
-            "SELECT {JOB_COLUMNS} FROM {{p}}jobs \
+            "SELECT {JOB_COLUMNS}, lease_owner FROM {{p}}jobs \
              WHERE next_run_time <= ? AND broken = 0 \
              AND (lease_expires IS NULL OR lease_expires <= ?) \
              ORDER BY next_run_time, id LIMIT ?{}",
@@ -134,12 +136,24 @@ impl<D: Dialect> DueJobs for SqlStore<D> {
         .map_err(failure::<D>)?;
         let mut jobs = Vec::with_capacity(rows.len());
         let mut broken = Vec::new();
+        let mut taken_over = Vec::new();
         for row in &rows {
             let JobRow { id, job } = read_row::<D>(row)?;
             match job {
-                Ok(job) => jobs.push(job),
+                Ok(job) => {
+                    let holder = D::Database::text(row, 4).map_err(failure::<D>)?;
+                    if let Some(holder) = holder.filter(|holder| holder != owner) {
+                        taken_over.push((job.id.clone(), holder, job.next_run_time));
+                    }
+                    jobs.push(job);
+                }
                 Err(reason) => broken.push((id, reason)),
             }
+        }
+        // Rare: a holder that died or froze past its lease.
+        for (job_id, holder, next) in &taken_over {
+            self.free_slots_still_due_on(&mut transaction, job_id, holder, *next)
+                .await?;
         }
         for chunk in jobs.chunks(CHUNK) {
             let sql = self.sql(&format!(

@@ -8,6 +8,7 @@
 //! row gone at its next heartbeat and registers again; its leases are gone, so the
 //! releases it still had in hand are fenced off (see `leases.rs`).
 
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,7 +20,7 @@ use super::jobs::id_args;
 use super::{
     duration_micros, execute_on, failure, instant, marks, micros, padded, Dialect, SqlStore, CHUNK,
 };
-use crate::store::{NodeInfo, Nodes, StoreError};
+use crate::store::{decode_run_times, times_still_due, NodeInfo, Nodes, StoreError};
 
 #[async_trait]
 impl<D: Dialect> Nodes for SqlStore<D> {
@@ -156,6 +157,66 @@ impl<D: Dialect> Nodes for SqlStore<D> {
 }
 
 impl<D: Dialect> SqlStore<D> {
+    /// The next run times of the jobs `ids` (a plain read in `transaction`); a job not
+    /// found is left out, a paused one maps to `None`.
+    pub(super) async fn next_run_times_on<'a>(
+        &self,
+        transaction: &mut <D::Database as sqlx::Database>::Connection,
+        ids: impl Iterator<Item = &'a str>,
+    ) -> Result<HashMap<String, Option<DateTime<Utc>>>, StoreError> {
+        let ids: BTreeSet<&str> = ids.collect();
+        let ids: Vec<&str> = ids.into_iter().collect();
+        let mut next_times = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let select = self.sql(&format!(
+                "SELECT id, next_run_time FROM {{p}}jobs WHERE id IN ({})",
+                marks(padded(chunk.len()))
+            ));
+            let rows = D::Database::fetch_all(transaction, &select, id_args(chunk.iter().copied()))
+                .await
+                .map_err(failure::<D>)?;
+            for row in &rows {
+                if let Some(id) = D::Database::text(row, 0).map_err(failure::<D>)? {
+                    let next = D::Database::int(row, 1).map_err(failure::<D>)?;
+                    next_times.insert(id, next.map(instant).transpose()?);
+                }
+            }
+        }
+        Ok(next_times)
+    }
+
+    /// Frees `owner`'s slots of `job_id` whose run times the job, at `next`, still
+    /// shows (`store::times_still_due`), in `transaction`: the job was taken over
+    /// from `owner`'s expired lease, and its new holder runs those times. Rare (a node
+    /// died or froze past its lease), so a statement or two each.
+    pub(super) async fn free_slots_still_due_on(
+        &self,
+        transaction: &mut <D::Database as sqlx::Database>::Connection,
+        job_id: &str,
+        owner: &str,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let select =
+            self.sql("SELECT slot, run_times FROM {p}instances WHERE job_id = ? AND owner = ?");
+        let rows = D::Database::fetch_all(transaction, &select, vec![job_id.into(), owner.into()])
+            .await
+            .map_err(failure::<D>)?;
+        let mut still_due = Vec::new();
+        for row in &rows {
+            let slot = D::Database::int(row, 0).map_err(failure::<D>)?;
+            let run_times = D::Database::text(row, 1).map_err(failure::<D>)?;
+            if let (Some(slot), Some(text)) = (slot, run_times) {
+                if times_still_due(&decode_run_times(&text), next) {
+                    still_due.push((job_id.to_owned(), slot));
+                }
+            }
+        }
+        if !still_due.is_empty() {
+            self.delete_slots(transaction, owner, &still_due).await?;
+        }
+        Ok(())
+    }
+
     /// Whether a heartbeat that changed `changed` rows found its node registered.
     async fn beat_found(&self, node_id: &str, changed: u64) -> Result<bool, StoreError> {
         // MySQL counts rows *changed*, not matched: a second beat in the same
@@ -214,19 +275,36 @@ impl<D: Dialect> SqlStore<D> {
             .await
             .map_err(failure::<D>)?;
         let mut slots = Vec::with_capacity(rows.len());
-        let mut orphans = Vec::new();
+        let mut with_times = Vec::new();
         for row in &rows {
             let job_id = D::Database::text(row, 0).map_err(failure::<D>)?;
             let slot = D::Database::int(row, 1).map_err(failure::<D>)?;
             let run_times = D::Database::text(row, 2).map_err(failure::<D>)?;
             if let (Some(job_id), Some(slot)) = (job_id, slot) {
-                // A slot that stands for run times nothing else remembers is kept, as
-                // an orphaned run, still counted (`InstanceSlots::take_orphaned_runs`).
-                if run_times.is_some_and(|text| !text.is_empty()) {
-                    orphans.push((job_id, slot));
-                } else {
-                    slots.push((job_id, slot));
+                match run_times.filter(|text| !text.is_empty()) {
+                    Some(text) => with_times.push((job_id, slot, decode_run_times(&text))),
+                    None => slots.push((job_id, slot)),
                 }
+            }
+        }
+        // A slot that stands for run times nothing else remembers is kept, as an
+        // orphaned run, still counted (`InstanceSlots::take_orphaned_runs`); one whose
+        // job still shows its times is freed, and the job runs them
+        // (`store::times_still_due`). The jobs are read as they are now: the leases
+        // freed above keep their next run times.
+        let next_times = self
+            .next_run_times_on(
+                transaction,
+                with_times.iter().map(|(job_id, ..)| job_id.as_str()),
+            )
+            .await?;
+        let mut orphans = Vec::with_capacity(with_times.len());
+        for (job_id, slot, run_times) in with_times {
+            let next = next_times.get(job_id.as_str()).copied().flatten();
+            if times_still_due(&run_times, next) {
+                slots.push((job_id, slot));
+            } else {
+                orphans.push((job_id, slot));
             }
         }
         let orphan = self.sql(&format!(

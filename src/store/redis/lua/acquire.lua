@@ -1,8 +1,9 @@
 -- acquire_due_jobs: reclaim expired leases, then lease up to `limit` due jobs.
 -- KEYS: 1 jobs, 2 revs, 3 next, 4 due, 5 leases, 6 owners, 7 sched, 8 leasesched
 -- ARGV: 1 now (µs), 2 limit, 3 lease expiry (µs), 4 owner
--- Returns a flat array: id, job JSON, revision, next run time (µs), per acquired job,
--- earliest first. `now` is the caller's clock, never Redis's TIME: simulated time works
+-- Returns a flat array: id, job JSON, revision, next run time (µs), and the holder of
+-- the expired lease it was taken over from ('' if none, or this owner), per acquired
+-- job, earliest first. `now` is the caller's clock, never Redis's TIME: simulated time works
 -- and every scheduler judges "due" by its own clock, as with the other stores.
 
 -- A lease that ran out means its owner died or froze: the job is due again at its
@@ -31,6 +32,10 @@ for _, id in ipairs(ids) do
   -- An index entry without a job cannot happen through these scripts; if one does,
   -- dropping it above was the repair.
   if json then
+    local before = redis.call('HGET', KEYS[6], id)
+    if not before or before == ARGV[4] then
+      before = ''
+    end
     redis.call('ZADD', KEYS[5], ARGV[3], id)
     redis.call('HSET', KEYS[6], id, ARGV[4])
     -- The schedule version the lease takes, which release.lua judges it by.
@@ -40,6 +45,7 @@ for _, id in ipairs(ids) do
     out[#out + 1] = json
     out[#out + 1] = redis.call('HGET', KEYS[2], id) or '0'
     out[#out + 1] = redis.call('HGET', KEYS[3], id) or ''
+    out[#out + 1] = before
   end
 end
 return out
