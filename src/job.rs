@@ -520,6 +520,17 @@ pub struct RetryState {
     /// computed within its evaluation budget. A new trigger ends it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broken: Option<String>,
+    /// How many times the job was paused. A run held since before a pause finds, at
+    /// its end, that a pause met it (through whichever node, resumed since or not): a
+    /// pause cancels the attempts left of a failing run it meets, and a one-off job's
+    /// time that ran and failed is kept failed (docs/lifecycle.md, "Failed runs").
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pauses: u64,
+}
+
+/// For serde: a count left out while zero.
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 impl Job {

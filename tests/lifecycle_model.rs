@@ -1949,3 +1949,55 @@ fn a_held_run_taken_back_while_it_waited_folds_the_times_that_came_meanwhile() {
     let scenario = scenario::generate(20_853, with_policies(3, false));
     assert_promises_hold_in_plays(&scenario, 60);
 }
+
+/// A one-off job paused and resumed while its run goes: its time ran, so the job is
+/// done when the run ends, as if the pause had lasted (seed 50,380's seam, without
+/// retries). The model lets a resume run a one-off job's time again (a new schedule),
+/// so the single run is asserted here.
+#[test]
+fn a_one_off_job_paused_and_resumed_during_its_run_does_not_run_again() {
+    let scenario = written(
+        1,
+        9_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(Trig::At { at: 1_000 }, 1, 2_961))),
+            (1_537, 0, OpKind::Pause(0)),
+            (2_537, 0, OpKind::Resume(0)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+    for play in 0..3 {
+        let observed = world::run(&scenario);
+        assert_eq!(
+            observed.executions.len(),
+            1,
+            "play {play}: {:?}",
+            observed.executions
+        );
+    }
+}
+
+/// The same, its run failing with attempts left: the pause cancelled them, and the
+/// time ran and failed, so the job is kept failed, not run again as a first attempt
+/// (seed 50,380).
+#[test]
+fn a_one_off_job_paused_and_resumed_during_its_failing_run_is_kept_failed() {
+    let mut failing = job(Trig::At { at: 1_000 }, 1, 2_961);
+    failing.work.fail = true;
+    failing.retry = Some(scenario::Retry {
+        max_attempts: 2,
+        initial: 1_200,
+        multiplier: 3,
+        max_delay: 2_800,
+    });
+    let scenario = written(
+        1,
+        12_000,
+        vec![
+            (37, 0, OpKind::Add(0, failing)),
+            (1_537, 0, OpKind::Pause(0)),
+            (2_537, 0, OpKind::Resume(0)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}

@@ -43,6 +43,10 @@ pub(crate) struct HeldRelease {
     pub(crate) retried: Option<DateTime<Utc>>,
     /// How the job's failed runs are retried, if they are.
     pub(crate) policy: Option<crate::job::RetryPolicy>,
+    /// How many times the job had been paused when it was taken
+    /// ([`crate::job::RetryState::pauses`]): another count at the run's end means a
+    /// pause met the run.
+    pub(crate) pauses: u64,
 }
 
 impl HeldRelease {

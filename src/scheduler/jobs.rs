@@ -191,6 +191,7 @@ impl Scheduler {
                 pending: None,
                 failed: None,
                 broken: None,
+                pauses: 0,
             },
             expect_success,
         })
@@ -383,6 +384,10 @@ impl Scheduler {
     pub async fn pause_job(&self, id: &str) -> Result<Job, SchedulerError> {
         let (jobstore, mut job) = self.inner.find_job(id).await?;
         let scheduled_before = job.next_run_time;
+        if !job.paused {
+            // Counted, so a run going now learns at its end that a pause met it.
+            job.retry.pauses = job.retry.pauses.saturating_add(1);
+        }
         job.paused = true;
         job.next_run_time = None;
         // A pending retry is cancelled: resuming starts from the trigger again.

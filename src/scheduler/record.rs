@@ -123,18 +123,27 @@ const RECORD_BATCH: usize = 256;
 struct Unwritten {
     by_store: HashMap<String, VecDeque<FinishedRun>>,
     /// What a run's outcome changes in its job, by store (job id, acquired revision).
-    follow_ups: HashMap<String, Vec<(String, u64, FollowUp)>>,
+    follow_ups: HashMap<String, Vec<PendingFollowUp>>,
     /// One-off runs that ended with nothing else to change in their jobs, by store (job
     /// id, acquired revision, scheduled time): a pause made through another node while
     /// they ran would leave the job paused, and resuming it would run that time again,
     /// so their jobs' schedules are read in one batch and a paused one is finished.
-    one_offs_ended: HashMap<String, Vec<(String, u64, DateTime<Utc>)>>,
+    one_offs_ended: HashMap<String, Vec<(String, u64, u64, DateTime<Utc>)>>,
     releases: HashMap<String, Vec<Release>>,
     to_announce: Vec<RunRecord>,
     /// A release among them may leave its job due (see `add`).
     wake_loop: bool,
     /// The earliest next run time among the releases: the loop takes the job then.
     earliest_next: Option<DateTime<Utc>>,
+}
+
+/// A [`FollowUp`] waiting to be written: its job, the revision and the pause count
+/// ([`crate::job::RetryState::pauses`]) the job had when its run took it.
+struct PendingFollowUp {
+    job_id: String,
+    revision: u64,
+    pauses: u64,
+    follow_up: FollowUp,
 }
 
 /// What the end of a held run ([`HeldRelease`]) changes in its job besides the
@@ -516,6 +525,7 @@ impl Unwritten {
                         // job still due then.
                         let taken_back = withdrawal.is_withdrawn() && record.started_at.is_none();
                         let one_off = held.trigger.is_none();
+                        let pauses = held.pauses;
                         // A catch-up of a job with retries that stopped at a failed run
                         // (`start::CatchUpRetries`): that run's retry goes first, and the
                         // catch-up's later times after its attempts.
@@ -574,6 +584,7 @@ impl Unwritten {
                             self.one_offs_ended.entry(store.clone()).or_default().push((
                                 release.job_id.clone(),
                                 release.revision,
+                                pauses,
                                 record.scheduled_time,
                             ));
                         }
@@ -584,11 +595,14 @@ impl Unwritten {
                                     self.earliest_next.map_or(*retry_at, |e| e.min(*retry_at)),
                                 );
                             }
-                            self.follow_ups.entry(store.clone()).or_default().push((
-                                release.job_id.clone(),
-                                release.revision,
-                                follow_up.with_resume(release.next_run_time),
-                            ));
+                            self.follow_ups.entry(store.clone()).or_default().push(
+                                PendingFollowUp {
+                                    job_id: release.job_id.clone(),
+                                    revision: release.revision,
+                                    pauses,
+                                    follow_up: follow_up.with_resume(release.next_run_time),
+                                },
+                            );
                         }
                         if !times.is_empty() {
                             skipped_meanwhile =
@@ -689,21 +703,25 @@ impl Unwritten {
                 ended.clear();
                 continue;
             };
-            let ids: Vec<String> = ended.iter().map(|(id, _, _)| id.clone()).collect();
+            let ids: Vec<String> = ended.iter().map(|(id, ..)| id.clone()).collect();
             match store.job_schedules(&ids).await {
                 Ok(schedules) => {
                     let follow_ups = self.follow_ups.entry(name.clone()).or_default();
-                    for ((job_id, revision, scheduled_time), schedule) in
+                    for ((job_id, revision, pauses, scheduled_time), schedule) in
                         ended.drain(..).zip(schedules)
                     {
-                        // Paused (kept, without a next run time): finished below if its
-                        // time is the one that ran.
-                        if schedule.is_some_and(|schedule| schedule.next_run_time.is_none()) {
-                            follow_ups.push((
+                        // Paused (kept, without a next run time), or changed at all
+                        // (perhaps paused and resumed): finished below if a pause met
+                        // the run and its time is the one that ran.
+                        if schedule.is_some_and(|schedule| {
+                            schedule.next_run_time.is_none() || schedule.revision != revision
+                        }) {
+                            follow_ups.push(PendingFollowUp {
                                 job_id,
                                 revision,
-                                FollowUp::Finished { scheduled_time },
-                            ));
+                                pauses,
+                                follow_up: FollowUp::Finished { scheduled_time },
+                            });
                         }
                     }
                     ended.clear();
@@ -725,11 +743,20 @@ impl Unwritten {
                 continue;
             };
             let mut left = Vec::new();
-            for (job_id, revision, follow_up) in follow_ups.drain(..) {
+            for pending in follow_ups.drain(..) {
+                let PendingFollowUp {
+                    job_id,
+                    revision,
+                    pauses,
+                    follow_up,
+                } = pending;
                 let outcome = match store.get_job(&job_id).await {
                     Ok(Some(job)) => match &follow_up {
+                        // A one-off job's run happened: a pause that met it (paused
+                        // now, or paused and resumed since it was taken) leaves the job
+                        // done, not due at that time again.
                         FollowUp::Finished { scheduled_time } => {
-                            let done = job.paused
+                            let done = (job.paused || job.retry.pauses != pauses)
                                 && job.trigger.next_fire_time(None, *scheduled_time)
                                     == Some(*scheduled_time);
                             if done {
@@ -739,10 +766,14 @@ impl Unwritten {
                             }
                         }
                         // Paused while its failing run went: the run happened, and
-                        // failed; it is kept failed (and paused) rather than due again,
-                        // the pause cancelling any attempts left (docs/lifecycle.md,
-                        // "Failed runs").
-                        _ if job.revision != revision && job.paused => {
+                        // failed; it is kept failed (and paused, if it still is)
+                        // rather than due again, the pause cancelling any attempts
+                        // left (docs/lifecycle.md, "Failed runs"). A pause met the run
+                        // if the job is paused now, or was paused since it was taken
+                        // (and resumed before the run ended: its pause count moved).
+                        _ if job.revision != revision
+                            && (job.paused || job.retry.pauses != pauses) =>
+                        {
                             match follow_up.failed_if_paused().filter(|failure| {
                                 job.trigger.next_fire_time(None, failure.scheduled_time)
                                     == Some(failure.scheduled_time)
@@ -774,7 +805,12 @@ impl Unwritten {
                     Err(error) if error.kind() == crate::store::StoreErrorKind::NotFound => {}
                     Err(error) => {
                         tracing::warn!(jobstore = name, job_id, %error, "could not write what a run's end changes in its job; will retry");
-                        left.push((job_id, revision, follow_up));
+                        left.push(PendingFollowUp {
+                            job_id,
+                            revision,
+                            pauses,
+                            follow_up,
+                        });
                     }
                 }
             }
