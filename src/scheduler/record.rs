@@ -122,13 +122,13 @@ const RECORD_BATCH: usize = 256;
 #[derive(Default)]
 struct Unwritten {
     by_store: HashMap<String, VecDeque<FinishedRun>>,
-    /// What a run's outcome changes in its job, by store (job id, acquired revision).
+    /// What a run's outcome changes in its job, by store.
     follow_ups: HashMap<String, Vec<PendingFollowUp>>,
-    /// One-off runs that ended with nothing else to change in their jobs, by store (job
-    /// id, acquired revision, scheduled time): a pause made through another node while
-    /// they ran would leave the job paused, and resuming it would run that time again,
-    /// so their jobs' schedules are read in one batch and a paused one is finished.
-    one_offs_ended: HashMap<String, Vec<(String, u64, u64, DateTime<Utc>)>>,
+    /// One-off runs that ended with nothing else to change in their jobs, by store: a
+    /// pause made through another node while they ran would leave the job paused (or,
+    /// resumed, due at that time again), so their jobs' schedules are read in one
+    /// batch and a changed one is looked at ([`FollowUp::Finished`]).
+    one_offs_ended: HashMap<String, Vec<PendingFollowUp>>,
     releases: HashMap<String, Vec<Release>>,
     to_announce: Vec<RunRecord>,
     /// A release among them may leave its job due (see `add`).
@@ -581,12 +581,16 @@ impl Unwritten {
                             held.at_end(record.finished_at)
                         };
                         if follow_up.is_none() && one_off && record.started_at.is_some() {
-                            self.one_offs_ended.entry(store.clone()).or_default().push((
-                                release.job_id.clone(),
-                                release.revision,
-                                pauses,
-                                record.scheduled_time,
-                            ));
+                            self.one_offs_ended.entry(store.clone()).or_default().push(
+                                PendingFollowUp {
+                                    job_id: release.job_id.clone(),
+                                    revision: release.revision,
+                                    pauses,
+                                    follow_up: FollowUp::Finished {
+                                        scheduled_time: record.scheduled_time,
+                                    },
+                                },
+                            );
                         }
                         if let Some(follow_up) = follow_up {
                             follow_up.log(&record);
@@ -703,25 +707,18 @@ impl Unwritten {
                 ended.clear();
                 continue;
             };
-            let ids: Vec<String> = ended.iter().map(|(id, ..)| id.clone()).collect();
+            let ids: Vec<String> = ended.iter().map(|ended| ended.job_id.clone()).collect();
             match store.job_schedules(&ids).await {
                 Ok(schedules) => {
                     let follow_ups = self.follow_ups.entry(name.clone()).or_default();
-                    for ((job_id, revision, pauses, scheduled_time), schedule) in
-                        ended.drain(..).zip(schedules)
-                    {
+                    for (ended, schedule) in ended.drain(..).zip(schedules) {
                         // Paused (kept, without a next run time), or changed at all
                         // (perhaps paused and resumed): finished below if a pause met
                         // the run and its time is the one that ran.
                         if schedule.is_some_and(|schedule| {
-                            schedule.next_run_time.is_none() || schedule.revision != revision
+                            schedule.next_run_time.is_none() || schedule.revision != ended.revision
                         }) {
-                            follow_ups.push(PendingFollowUp {
-                                job_id,
-                                revision,
-                                pauses,
-                                follow_up: FollowUp::Finished { scheduled_time },
-                            });
+                            follow_ups.push(ended);
                         }
                     }
                     ended.clear();
