@@ -634,6 +634,18 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             }
         }
         // Every due time runs: on time outside the disturbed windows.
+        // A time of a job that queues (or replaces behind runs of other nodes), due at
+        // its limit, that may still wait when the scenario ends (below).
+        let waits_at_end = |at: Ms| {
+            observed.nodes > 1
+                && definition(observed, id).is_some_and(|def| def.overlap != Overlap::Skip)
+                && holding(&executions, observed, at)
+                    >= model.min_instances_over(at - 1, at) as usize
+                && !by_time.contains_key(&at)
+                && records
+                    .iter()
+                    .all(|record| ms_of(record.scheduled_time) != at)
+        };
         for &time in due.range(..checked_until) {
             if within(&windows, time) || within(&retrying, time) || by_time.contains_key(&time) {
                 continue;
@@ -742,16 +754,6 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             // A job with retries is held by such a waiting run (docs/lifecycle.md,
             // "When the limit is reached"): its later times come when that run ends,
             // which may be after the end too.
-            let waits_at_end = |at: Ms| {
-                observed.nodes > 1
-                    && definition(observed, id).is_some_and(|def| def.overlap != Overlap::Skip)
-                    && holding(&executions, observed, at)
-                        >= model.min_instances_over(at - 1, at) as usize
-                    && !by_time.contains_key(&at)
-                    && records
-                        .iter()
-                        .all(|record| ms_of(record.scheduled_time) != at)
-            };
             let held_by_waiting = definition(observed, id)
                 .and_then(|def| def.retry)
                 .is_some_and(|retry| retry.max_attempts > 1)
@@ -1000,6 +1002,15 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                             .any(|kill| kill.at >= *time && kill.at <= *to)
                 });
             if lost_while_waiting {
+                continue;
+            }
+            // A time of the window may be the cluster's one waiting run of a job that
+            // queues, still waiting when the scenario ends: delayed, not lost, as
+            // "every due time runs" allows it (`waits_at_end`). A waiter hears of a
+            // slot freed on another node at its next claim, up to a back-off of 5 s
+            // later (seed 30,651 of the family with faults: a run of 4 s behind one
+            // the outage delayed, its slot freed 2.8 s before the end).
+            if group.iter().any(|time| waits_at_end(*time)) {
                 continue;
             }
             let traced = group.iter().any(|time| {
