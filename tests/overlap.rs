@@ -663,3 +663,78 @@ async fn a_queued_run_of_one_node_is_not_overtaken_by_the_runs_of_another() {
         );
     }
 }
+
+/// A run now of a job that queues obeys the cluster's one waiter as a due run does:
+/// `a`'s run now waits as the job's waiter while `b` runs the job; `b`'s run ends,
+/// and `b` is asked to run the job now, most often before `a`'s next claim (its
+/// back-off) has heard of the free slot. `b`'s run now does not take the slot `a`
+/// waits for: it is skipped behind the waiting run, saying why, or (if `a`'s run has
+/// started by then) waits and runs after it (docs/lifecycle.md, "In a cluster").
+///
+/// Whether `a` hears of the free slot before `b`'s run now varies from play to play,
+/// so three plays are made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_now_on_one_node_leaves_the_freed_slot_to_another_nodes_waiter() {
+    for _ in 0..3 {
+        run_now_beside_another_nodes_waiter().await;
+    }
+}
+
+/// One play of [`a_run_now_on_one_node_leaves_the_freed_slot_to_another_nodes_waiter`].
+async fn run_now_beside_another_nodes_waiter() {
+    let clock = ManualClock::new(t0());
+    let (tasks, started) = slow_task(&clock, Duration::from_millis(2_500));
+    let (a, b) = two_nodes(&clock, &tasks);
+    let mut spec = JobSpec::new("slow", every(60)).with_id("j");
+    spec.options.max_instances = Some(1);
+    spec.options.overlap = Some(Overlap::Queue);
+    b.add_job(spec).await.unwrap();
+    // a takes no scheduled time: the one that comes is b's.
+    a.start();
+    a.pause();
+    b.start();
+    step_to(&clock, t0() + ms(500), Duration::from_millis(50)).await;
+    assert_eq!(started.lock().unwrap().len(), 1, "node b runs the job");
+    let waiting = a.run_job_now("j").await.unwrap();
+    // b's run ends at 2.5 s; a's claims come at its back-off (0.7 s, 1.1 s, 1.9 s,
+    // 3.5 s), so at 2.6 s the slot is free and a has not claimed it yet.
+    step_to(&clock, t0() + ms(2_600), Duration::from_millis(50)).await;
+    let overtaking = b.run_job_now("j").await.unwrap();
+    step_to(&clock, t0() + ms(9_000), Duration::from_millis(50)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut runs = records(&b, "j").await;
+    let both = |runs: &[RunRecord]| {
+        runs.iter().any(|run| run.run_id == waiting)
+            && runs.iter().any(|run| run.run_id == overtaking)
+    };
+    while !both(&runs) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        runs = records(&b, "j").await;
+    }
+    a.shutdown(None).await;
+    b.shutdown(None).await;
+    assert_one_at_a_time(&runs);
+    let waited = runs
+        .iter()
+        .find(|run| run.run_id == waiting)
+        .unwrap_or_else(|| panic!("a's run now ran: {runs:#?}"));
+    assert_eq!(waited.outcome, RunOutcome::Success, "{runs:#?}");
+    let later = runs
+        .iter()
+        .find(|run| run.run_id == overtaking)
+        .unwrap_or_else(|| panic!("b's run now is recorded: {runs:#?}"));
+    match later.started_at {
+        Some(start) => assert!(
+            start >= waited.finished_at,
+            "b's run now went after a's waiting run: {runs:#?}"
+        ),
+        None => {
+            assert_eq!(later.outcome, RunOutcome::Skipped, "{runs:#?}");
+            let why = later.error.clone().unwrap_or_default();
+            assert!(
+                why.contains("already waiting") && why.contains("overlap = queue"),
+                "{why}"
+            );
+        }
+    }
+}
