@@ -432,6 +432,15 @@ async fn an_interval_job_fires_at_each_step_on_time() {
         .collect();
     let expected: Vec<_> = (1..=6).map(|step| t0() + secs(10 * step)).collect();
     assert_eq!(scheduled, expected);
+    // Each run's end moved the job on; none removed it (the "job removed" event told
+    // the metrics and the alerts to forget a job that was still there).
+    assert!(
+        !h.events_of("tick")
+            .iter()
+            .any(|event| is_removed(event, "tick")),
+        "{:?}",
+        h.events_of("tick")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -847,7 +847,9 @@ impl Unwritten {
                         }
                     }
                     for release in releases.drain(..) {
-                        if fenced.contains(&release.job_id) {
+                        // Only a finished job goes; a recurring one moved on, and is
+                        // still there (its metrics and its alerts' watch with it).
+                        if release.next_run_time.is_some() || fenced.contains(&release.job_id) {
                             continue;
                         }
                         inner.emit_with(|| Event::JobRemoved {

@@ -307,6 +307,15 @@ fn is_superseded(record: &RunRecord) -> bool {
 /// (docs/lifecycle.md, "When the limit is reached").
 const CHANGED_WHILE_WAITING: &str = "the job was changed while this run waited";
 
+/// Whether a record's error says its run was dropped by a change that came while it
+/// waited for a slot: through another node (the store showed the job changed,
+/// [`CHANGED_WHILE_WAITING`] or "the job was paused …"), or through its own node ("the
+/// job was paused, rescheduled or removed while this run waited …").
+fn dropped_while_waiting(error: &str) -> bool {
+    error.starts_with(CHANGED_WHILE_WAITING)
+        || (error.starts_with("the job was ") && error.contains(" while this run waited"))
+}
+
 /// What the record of a fire time that came while a run held its job says.
 const HELD_SKIP: &str = "was still going at this time (max_instances = 1)";
 
@@ -699,10 +708,9 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 .is_some_and(|retry| retry.max_attempts > 1)
                 && records.iter().any(|record| {
                     record.started_at.is_none()
-                    && record
-                        .error
-                        .as_deref()
-                        .is_some_and(|error| error.starts_with(CHANGED_WHILE_WAITING))
+                    // Through any node (seed 70,823 of the family on one node: a
+                    // reschedule through the node the run waited on).
+                    && record.error.as_deref().is_some_and(dropped_while_waiting)
                     && ms_of(record.scheduled_time) < time
                     && ms_of(record.finished_at) >= time
                     // Folded into a later time that runs once the job is taken again,
@@ -814,13 +822,10 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 // retries and overlap); how long it waited first is "a queued run starts
                 // when a slot frees"'s to judge.
                 Some(record)
-                    if record.error.as_deref().is_some_and(|error| {
-                        error.starts_with(CHANGED_WHILE_WAITING)
-                            || (error.starts_with("the job was ")
-                                && error.contains(" while this run waited"))
-                    }) && model.touched.iter().any(|at| {
-                        *at >= time - observed.fire_ahead && *at <= ms_of(record.finished_at)
-                    }) =>
+                    if record.error.as_deref().is_some_and(dropped_while_waiting)
+                        && model.touched.iter().any(|at| {
+                            *at >= time - observed.fire_ahead && *at <= ms_of(record.finished_at)
+                        }) =>
                 {
                     None
                 }
