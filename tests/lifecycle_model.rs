@@ -2001,3 +2001,22 @@ fn a_one_off_job_paused_and_resumed_during_its_failing_run_is_kept_failed() {
     );
     assert_promises_hold(&scenario);
 }
+
+/// A run handed over early, taken back by a reschedule through its own node, gives its
+/// job back at once: the new schedule's first time, before the old run's, runs on
+/// time, and a pause just after it does not lose it. The early run used to keep its
+/// job until its own time came, and the pause then found the new time not yet run
+/// (seed 70,118 of the family on SQLite, whose fire-ahead window is longer).
+#[test]
+fn a_reschedule_taking_back_an_early_run_gives_its_job_back_at_once() {
+    let scenario = written(
+        1,
+        6_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(every(2, 0), 1, 61))),
+            (1_837, 0, OpKind::Reschedule(0, every(1, 1_900))),
+            (1_937, 0, OpKind::Pause(0)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+}

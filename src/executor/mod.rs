@@ -165,21 +165,32 @@ pub trait StartCheck: Send + Sync + 'static {
 
 /// The scheduler's way to take back runs it handed over ahead of their start time
 /// (the fire-ahead window, jitter) when their job is paused, rescheduled or removed
-/// meanwhile: an executor that finds it set at `start_at` starts none of the runs and
-/// reports each as skipped ([`ExecutorContext::report_withdrawn`]).
+/// meanwhile: an executor whose runs wait for their start time stops waiting when it
+/// is set ([`Withdrawal::withdrawn`]), starts none of the runs and reports each as
+/// skipped ([`ExecutorContext::report_withdrawn`]) at once. The record ends the job's
+/// lease, so the job, changed, is taken again at once: a new schedule's time before
+/// the old run's comes on time (docs/lifecycle.md, "Handed over, judged at its time").
 #[derive(Clone, Debug, Default)]
-pub struct Withdrawal(Option<Arc<AtomicBool>>);
+pub struct Withdrawal(Option<Arc<WithdrawalFlag>>);
+
+/// A [`Withdrawal`]'s flag, and who waits for it.
+#[derive(Debug, Default)]
+struct WithdrawalFlag {
+    withdrawn: AtomicBool,
+    waiters: tokio::sync::Notify,
+}
 
 impl Withdrawal {
     /// One that can be set; [`Withdrawal::default`] never is (runs due now).
     pub fn new() -> Withdrawal {
-        Withdrawal(Some(Arc::new(AtomicBool::new(false))))
+        Withdrawal(Some(Arc::new(WithdrawalFlag::default())))
     }
 
     /// Takes the runs back, if they have not started.
     pub fn withdraw(&self) {
         if let Some(flag) = &self.0 {
-            flag.store(true, Ordering::Release);
+            flag.withdrawn.store(true, Ordering::Release);
+            flag.waiters.notify_waiters();
         }
     }
 
@@ -187,7 +198,24 @@ impl Withdrawal {
     pub fn is_withdrawn(&self) -> bool {
         self.0
             .as_ref()
-            .is_some_and(|flag| flag.load(Ordering::Acquire))
+            .is_some_and(|flag| flag.withdrawn.load(Ordering::Acquire))
+    }
+
+    /// Returns once the runs are taken back; never for one that cannot be.
+    pub async fn withdrawn(&self) {
+        let Some(flag) = &self.0 else {
+            return std::future::pending().await;
+        };
+        loop {
+            let notified = flag.waiters.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a withdrawal meanwhile still wakes it.
+            notified.as_mut().enable();
+            if flag.withdrawn.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 

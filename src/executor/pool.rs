@@ -232,7 +232,11 @@ async fn run_one(
 ) {
     let clock = &context.clock;
     if start.early {
-        shared.gates.wait(clock, start.at).await;
+        // A withdrawal ends the wait at once (`Withdrawal::withdrawn`).
+        tokio::select! {
+            () = shared.gates.wait(clock, start.at) => {}
+            () = start.withdrawal.withdrawn() => {}
+        }
         shared.early.fetch_sub(1, Ordering::Relaxed);
         if start.withdrawal.is_withdrawn() {
             shared.queued.fetch_sub(1, Ordering::Relaxed);

@@ -275,7 +275,11 @@ async fn run_one(
     let mut phase = shared.phase.subscribe();
     let ready = async {
         if early.is_some() {
-            shared.gates.wait(clock, submission.start_at).await;
+            // A withdrawal ends the wait at once (`Withdrawal::withdrawn`).
+            tokio::select! {
+                () = shared.gates.wait(clock, submission.start_at) => {}
+                () = submission.withdrawal.withdrawn() => {}
+            }
         }
         drop(early);
         if submission.withdrawal.is_withdrawn() {
