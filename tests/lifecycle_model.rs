@@ -2020,3 +2020,33 @@ fn a_reschedule_taking_back_an_early_run_gives_its_job_back_at_once() {
     );
     assert_promises_hold(&scenario);
 }
+
+/// A one-off job's run, handed over early, meets a store outage at its time: its
+/// instance slot cannot be claimed. It holds its job's only time, so it waits for the
+/// store and runs late, rather than being skipped and its job removed (seed 70,647 of
+/// the family with retries, overlap and faults: a retry's attempt was lost the same
+/// way, and its job's attempts with it).
+#[test]
+fn a_one_off_run_whose_start_meets_a_store_outage_runs_late_not_never() {
+    let scenario = written(
+        1,
+        6_000,
+        vec![
+            (37, 0, OpKind::Add(0, job(Trig::At { at: 1_000 }, 1, 261))),
+            (937, 0, OpKind::Outage(600)),
+        ],
+    );
+    assert_promises_hold(&scenario);
+    for play in 0..3 {
+        let observed = world::run(&scenario);
+        let ran: Vec<_> = observed
+            .executions
+            .iter()
+            .map(|run| world::ms_of(run.started))
+            .collect();
+        assert!(
+            ran.len() == 1 && ran[0] >= 1_537,
+            "play {play}: it runs once, after the outage: {ran:?}"
+        );
+    }
+}

@@ -292,6 +292,13 @@ impl RunStart {
         }
         let claimed = match claimed {
             Ok(claimed) => claimed,
+            // A run that holds its job is its job's only time (a one-off job's), or an
+            // attempt its pending retry stands for: skipped, it would be lost with it.
+            // It waits for the store instead.
+            Err(error) if self.held => {
+                self.claim_once_the_store_answers(inner, store, error)
+                    .await?
+            }
             Err(error) => {
                 // Without a slot the limit cannot be kept; the run is not lost
                 // silently either: its record says why.
@@ -317,6 +324,55 @@ impl RunStart {
             "{} run(s) of this job were still going at its time (max_instances); skipped {} run time(s)",
             self.max_instances, self.runs
         ))
+    }
+
+    /// A run that holds its job, whose claim the store could not answer (`error`):
+    /// claims again after a back-off that doubles up to [`MAX_SLOT_WAIT`] until the
+    /// store answers, and says whether the slot was granted. The job stays leased to
+    /// this node meanwhile (its lease renewed with the run's), so its time waits with
+    /// it, and starts late rather than never (docs/lifecycle.md, "Failed runs"). The
+    /// wait ends without a start when the scheduler stops or the job is changed
+    /// through this node.
+    async fn claim_once_the_store_answers(
+        &self,
+        inner: &Inner,
+        store: &Arc<dyn JobStore>,
+        mut error: StoreError,
+    ) -> Result<bool, String> {
+        let mut state = inner.state.subscribe();
+        let mut backoff = MIN_SLOT_WAIT;
+        loop {
+            tracing::warn!(job_id = self.job_id, %error, "could not claim an instance slot; the run holds its job and claims again");
+            let woken = inner.run_ended.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if *state.borrow_and_update() == SchedulerState::Stopped {
+                return Err(format!(
+                    "the scheduler stopped while this run waited for the job store to claim \
+                     its instance slot: {error}"
+                ));
+            }
+            if self.withdrawal.is_withdrawn() {
+                return Err(format!(
+                    "the job was paused, rescheduled or removed while this run waited for the \
+                     job store to claim its instance slot: {error}"
+                ));
+            }
+            back_off(inner, &mut backoff, woken, &mut state).await;
+            let claim = InstanceClaim {
+                job_id: self.job_id.clone(),
+                max_instances: self.max_instances,
+                run_times: self.run_times.clone(),
+                queues: self.queues(),
+            };
+            match store
+                .claim_instances(&inner.id, std::slice::from_ref(&claim))
+                .await
+            {
+                Ok(claimed) => return Ok(claimed.first().copied().unwrap_or(false)),
+                Err(again) => error = again,
+            }
+        }
     }
 
     /// `overlap = "queue"` or `"replace"` once the limit refused the slot: the run
