@@ -25,8 +25,8 @@ use kairos::store::memory::MemoryStore;
 use kairos::store::prelude::*;
 use kairos::store::sql::SqlOptions;
 use kairos::store::{
-    ConfigGeneration, FinishedRun, InstanceClaim, JobQuery, JobSchedule, NodeInfo, Release,
-    RunLimits, SetAside, StoreError,
+    ConfigGeneration, FinishedRun, InstanceClaim, JobQuery, JobSchedule, NodeInfo, OrphanedRun,
+    Release, RunLimits, SetAside, StoreError,
 };
 use kairos::trigger::TriggerSpec;
 use serde_json::json;
@@ -1730,12 +1730,8 @@ async fn a_slot_whose_time_its_job_still_shows_is_freed_not_orphaned(harness: Ha
             store.recover_owner(&owner).await.unwrap();
         }
         let orphans = store.take_orphaned_runs("live").await.unwrap();
-        let orphaned: Vec<(&str, &[DateTime<Utc>])> = orphans
-            .iter()
-            .map(|orphan| (orphan.job.id.as_str(), orphan.run_times.as_slice()))
-            .collect();
         assert_eq!(
-            orphaned,
+            orphaned(&orphans),
             [(written.as_str(), [due].as_slice())],
             "round {round}: only the slot of the job written back is an orphan"
         );
@@ -1744,12 +1740,8 @@ async fn a_slot_whose_time_its_job_still_shows_is_freed_not_orphaned(harness: Ha
             .acquire_due_jobs("live", t0() + secs(100), 10, LEASE)
             .await
             .unwrap();
-        let again: Vec<(&str, Option<DateTime<Utc>>)> = again
-            .iter()
-            .map(|job| (job.id.as_str(), job.next_run_time))
-            .collect();
         assert_eq!(
-            again,
+            ids_at(&again),
             [
                 (unwritten.as_str(), Some(due)),
                 (written.as_str(), Some(later))
@@ -1807,12 +1799,8 @@ async fn a_job_taken_over_from_an_expired_lease_frees_the_slot_its_time_is_in(ha
         .acquire_due_jobs("live", t0() + secs(30), 10, LEASE)
         .await
         .unwrap();
-    let over_at: Vec<(&str, Option<DateTime<Utc>>)> = over
-        .iter()
-        .map(|job| (job.id.as_str(), job.next_run_time))
-        .collect();
     assert_eq!(
-        over_at,
+        ids_at(&over),
         [("unwritten", Some(due)), ("moved-on", Some(next))]
     );
     // "unwritten"'s slot went with its lease: "live" has the job's only slot.
@@ -1839,11 +1827,22 @@ async fn a_job_taken_over_from_an_expired_lease_frees_the_slot_its_time_is_in(ha
         .unwrap();
     assert_eq!(reaped, ["frozen"]);
     let orphans = store.take_orphaned_runs("live").await.unwrap();
-    let orphaned: Vec<(&str, &[DateTime<Utc>])> = orphans
+    assert_eq!(orphaned(&orphans), [("moved-on", [due].as_slice())]);
+}
+
+/// (job id, next run time) of each job.
+fn ids_at(jobs: &[Job]) -> Vec<(&str, Option<DateTime<Utc>>)> {
+    jobs.iter()
+        .map(|job| (job.id.as_str(), job.next_run_time))
+        .collect()
+}
+
+/// (job id, run times) of each orphaned run taken.
+fn orphaned(orphans: &[OrphanedRun]) -> Vec<(&str, &[DateTime<Utc>])> {
+    orphans
         .iter()
         .map(|orphan| (orphan.job.id.as_str(), orphan.run_times.as_slice()))
-        .collect();
-    assert_eq!(orphaned, [("moved-on", [due].as_slice())]);
+        .collect()
 }
 
 /// The run times a job's claimed slots stand for, over every owner: what the runs of

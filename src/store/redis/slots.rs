@@ -40,13 +40,7 @@ impl RedisStore {
                 .await
                 .map_err(store_error)?;
             for key in found {
-                let members: Vec<String> = ::redis::cmd("ZRANGE")
-                    .arg(&key)
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(store_error)?;
+                let members = self.slot_members(&key).await?;
                 let (orphans, held): (Vec<&String>, Vec<&String>) = members
                     .iter()
                     .filter(|member| prefixes.iter().any(|mine| member.starts_with(mine)))
@@ -104,14 +98,7 @@ impl RedisStore {
         next: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
         let key = self.keys.instances(job_id);
-        let mut connection = self.connection.clone();
-        let members: Vec<String> = ::redis::cmd("ZRANGE")
-            .arg(&key)
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut connection)
-            .await
-            .map_err(store_error)?;
+        let members = self.slot_members(&key).await?;
         let mine = format!("{owner}{SLOT_SEPARATOR}");
         let still_due: Vec<&String> = members
             .iter()
@@ -122,6 +109,7 @@ impl RedisStore {
             })
             .collect();
         if !still_due.is_empty() {
+            let mut connection = self.connection.clone();
             ::redis::cmd("ZREM")
                 .arg(&key)
                 .arg(&still_due)
@@ -130,6 +118,18 @@ impl RedisStore {
                 .map_err(store_error)?;
         }
         Ok(())
+    }
+
+    /// Every member of the instance set `key` (one job's slots).
+    async fn slot_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        let mut connection = self.connection.clone();
+        ::redis::cmd("ZRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)
     }
 
     /// Ends every waiter the `owners` have ([`InstanceSlots::wait_for_instance`]),
