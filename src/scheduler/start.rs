@@ -330,9 +330,9 @@ impl RunStart {
     /// claims again after a back-off that doubles up to [`MAX_SLOT_WAIT`] until the
     /// store answers, and says whether the slot was granted. The job stays leased to
     /// this node meanwhile (its lease renewed with the run's), so its time waits with
-    /// it, and starts late rather than never (docs/lifecycle.md, "Failed runs"). The
-    /// wait ends without a start when the scheduler stops or the job is changed
-    /// through this node.
+    /// it, and starts late rather than never (docs/lifecycle.md, "Handed over, judged
+    /// at its time"). The wait ends without a start when the scheduler stops or the
+    /// job is changed through this node.
     async fn claim_once_the_store_answers(
         &self,
         inner: &Inner,
