@@ -2050,3 +2050,26 @@ fn a_one_off_run_whose_start_meets_a_store_outage_runs_late_not_never() {
         );
     }
 }
+
+/// Seed 90,318 of the family with faults: a one-off-like held run (a job that skips,
+/// one run at a time) met an outage at its start and, since the fix of seed 70,647,
+/// waited for the store instead of being skipped; meanwhile the job was removed through
+/// another node. The run, granted its slot once the store answered, started after the
+/// removal. A held run that waited for the store now looks at its job once its slot is
+/// granted, as a run waiting for a slot does. Played twenty times.
+#[test]
+fn a_held_run_that_waited_for_the_store_does_not_start_after_a_removal_meanwhile() {
+    let scenario = scenario::generate(90_318, Mix::plain(StoreKind::Memory, 3, true, true, false));
+    assert_promises_hold_in_plays(&scenario, 20);
+}
+
+/// Seed 90,294 of the family with retries, overlap and faults (one play in three): the
+/// rest of a catch-up of a job with retries went on after the job was removed through
+/// another node, because the read before its next run failed in an outage that began
+/// after the removal had answered, and a failed read let it go on. The read is now made
+/// again until the store answers. Played twenty times.
+#[test]
+fn the_rest_of_a_catch_up_does_not_run_after_a_removal_the_store_could_not_show() {
+    let scenario = scenario::generate(90_294, with_policies(3, true));
+    assert_promises_hold_in_plays(&scenario, 20);
+}

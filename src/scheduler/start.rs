@@ -159,14 +159,7 @@ impl StartCheck for RunStart {
         let Some(store) = inner.stores.get(&self.jobstore).cloned() else {
             return Ok(());
         };
-        let schedule = match store
-            .job_schedules(std::slice::from_ref(&self.job_id))
-            .await
-        {
-            Ok(mut schedules) => schedules.pop().flatten(),
-            // As at the start: a change that could not be written was not answered.
-            Err(_) => return Ok(()),
-        };
+        let schedule = self.schedule_once_the_store_answers(&inner, &store).await?;
         let unchanged = schedule.is_some_and(|schedule| match self.written_back {
             None => schedule.revision == self.acquired_revision,
             Some(written) => {
@@ -185,6 +178,46 @@ impl StartCheck for RunStart {
 }
 
 impl RunStart {
+    /// Where the job stands now, for the next run of a catch-up
+    /// ([`StartCheck::may_continue`]): read again after a back-off while the store
+    /// cannot answer. The catch-up holds its job meanwhile, and a removal, pause or
+    /// change answered before the store went out of reach must still stop the rest
+    /// (seed 90,294 of the family with retries, overlap and faults: the rest of a
+    /// catch-up ran after a removal, the read failing in an outage that began after
+    /// the removal had answered).
+    async fn schedule_once_the_store_answers(
+        &self,
+        inner: &Inner,
+        store: &Arc<dyn JobStore>,
+    ) -> Result<Option<JobSchedule>, String> {
+        let mut state = inner.state.subscribe();
+        let mut backoff = MIN_SLOT_WAIT;
+        loop {
+            let woken = inner.run_ended.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            match store
+                .job_schedules(std::slice::from_ref(&self.job_id))
+                .await
+            {
+                Ok(mut schedules) => return Ok(schedules.pop().flatten()),
+                Err(error) => {
+                    tracing::warn!(job_id = self.job_id, %error, "could not read the job before the next run of its catch-up; reading again");
+                    if *state.borrow_and_update() == SchedulerState::Stopped {
+                        return Err(format!(
+                            "the scheduler stopped while this run waited for the job store \
+                             to read its job: {error}"
+                        ));
+                    }
+                    if self.withdrawal.is_withdrawn() {
+                        return Err(crate::executor::WITHDRAWN.to_owned());
+                    }
+                }
+            }
+            back_off(inner, &mut backoff, woken, &mut state).await;
+        }
+    }
+
     /// The last run of the submission: its record frees the slot claimed here.
     fn last_run_id(&self) -> &str {
         self.later_run_id.as_deref().unwrap_or(&self.first_run_id)
@@ -290,12 +323,14 @@ impl RunStart {
                 .await
                 .map(|claimed| claimed.first().copied().unwrap_or(false));
         }
+        let mut waited_for_store = false;
         let claimed = match claimed {
             Ok(claimed) => claimed,
             // A run that holds its job is its job's only time (a one-off job's), or an
             // attempt its pending retry stands for: skipped, it would be lost with it.
             // It waits for the store instead.
             Err(error) if self.held => {
+                waited_for_store = true;
                 self.claim_once_the_store_answers(inner, store, error)
                     .await?
             }
@@ -309,6 +344,13 @@ impl RunStart {
         if claimed {
             if let Some(place) = inner.lock().run_stores.get_mut(self.last_run_id()) {
                 place.frees_instance = true;
+            }
+            if waited_for_store {
+                // A removal, pause or change through another node may have answered
+                // while this node could not reach the store: it is seen now.
+                return self
+                    .still_wanted_after(inner, store, "the job store to claim its instance slot")
+                    .await;
             }
             return Ok(());
         }
@@ -332,7 +374,8 @@ impl RunStart {
     /// this node meanwhile (its lease renewed with the run's), so its time waits with
     /// it, and starts late rather than never (docs/lifecycle.md, "Handed over, judged
     /// at its time"). The wait ends without a start when the scheduler stops or the
-    /// job is changed through this node.
+    /// job is changed through this node; a change through another node is looked for
+    /// once the slot is granted.
     async fn claim_once_the_store_answers(
         &self,
         inner: &Inner,
@@ -679,6 +722,18 @@ impl RunStart {
     /// that run now still starts (`Inner`'s `finishing_one_offs`). A store that cannot
     /// answer cannot have taken a change either.
     async fn still_wanted(&self, inner: &Inner, store: &Arc<dyn JobStore>) -> Result<(), String> {
+        let waited_for = format!("a running run of it to end (overlap = {})", self.overlap);
+        self.still_wanted_after(inner, store, &waited_for).await
+    }
+
+    /// [`RunStart::still_wanted`], for a run that waited for `waited_for` (what its
+    /// record says when the job changed meanwhile).
+    async fn still_wanted_after(
+        &self,
+        inner: &Inner,
+        store: &Arc<dyn JobStore>,
+        waited_for: &str,
+    ) -> Result<(), String> {
         let refusal = match store.get_job(&self.job_id).await {
             Ok(None) if !inner.lock().finishing_one_offs.contains(&self.job_id) => "removed",
             // Paused since it was handed over: a run now of a job already paused runs.
@@ -699,9 +754,7 @@ impl RunStart {
             self.withdrawal.withdraw();
         }
         Err(format!(
-            "the job was {refusal} while this run waited for a running run of it to end \
-             (overlap = {})",
-            self.overlap
+            "the job was {refusal} while this run waited for {waited_for}"
         ))
     }
 }

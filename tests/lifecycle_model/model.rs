@@ -316,6 +316,9 @@ fn dropped_while_waiting(error: &str) -> bool {
         || (error.starts_with("the job was ") && error.contains(" while this run waited"))
 }
 
+/// What the record of a run skipped because the store could not claim its slot says.
+const OUTAGE_SKIP: &str = "could not claim an instance slot";
+
 /// What the record of a fire time that came while a run held its job says.
 const HELD_SKIP: &str = "was still going at this time (max_instances = 1)";
 
@@ -1032,6 +1035,39 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                     format!(
                         "none of the due times {group:?} in the disturbed window +{from}..+{to} ms \
                          ran or was recorded"
+                    ),
+                );
+            }
+        }
+
+        // A run that holds its job (a one-off job's only time, a retry's attempt)
+        // waits for the store when its slot claim meets an outage: skipped, its time
+        // would be lost, and with it the one-off job or the attempts left
+        // (docs/lifecycle.md, "Handed over, judged at its time"; seed 70,647 of the
+        // family with retries, overlap and faults, whose skip record had let it pass).
+        let retried = definition(observed, id)
+            .and_then(|def| def.retry)
+            .is_some_and(|retry| retry.max_attempts > 1);
+        for record in &records {
+            let scheduled = ms_of(record.scheduled_time);
+            let one_off = model
+                .stretch_at(scheduled)
+                .is_some_and(|stretch| matches!(stretch.trigger, Trig::At { .. }));
+            if record.outcome == RunOutcome::Skipped
+                && record
+                    .error
+                    .as_deref()
+                    .is_some_and(|error| error.starts_with(OUTAGE_SKIP))
+                && (one_off || retried)
+            {
+                report(
+                    "an outage delays a held run, never skips it",
+                    id,
+                    scheduled,
+                    format!(
+                        "skipped at +{} ms: {}",
+                        ms_of(record.finished_at),
+                        record.error.clone().unwrap_or_default()
                     ),
                 );
             }
