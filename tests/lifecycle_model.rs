@@ -215,7 +215,16 @@ fn random_scenarios_with_kills_and_several_instances() {
 /// promise must hold (docs/lifecycle.md, "Held until the run ends").
 #[test]
 fn random_scenarios_with_kills_at_run_starts() {
-    let mix = Mix {
+    check_random_fixed(
+        "random_scenarios_with_kills_at_run_starts",
+        kills_at_run_starts(),
+        300,
+    );
+}
+
+/// The mix of the family with kills at run starts.
+fn kills_at_run_starts() -> Mix {
+    Mix {
         store: StoreKind::Memory,
         max_nodes: 3,
         faults: true,
@@ -224,8 +233,7 @@ fn random_scenarios_with_kills_at_run_starts() {
         kills_at_run_starts: true,
         retries: false,
         overlaps: false,
-    };
-    check_random_fixed("random_scenarios_with_kills_at_run_starts", mix, 300);
+    }
 }
 
 /// One node on SQLite (a one-second fire-ahead window), with faults.
@@ -2082,15 +2090,5 @@ fn the_rest_of_a_catch_up_does_not_run_after_a_removal_the_store_could_not_show(
 /// Played five times.
 #[test]
 fn the_times_a_killed_held_run_went_past_leave_no_record_and_break_no_promise() {
-    let mix = Mix {
-        store: StoreKind::Memory,
-        max_nodes: 3,
-        faults: true,
-        seams: true,
-        several_instances: true,
-        kills_at_run_starts: true,
-        retries: false,
-        overlaps: false,
-    };
-    assert_promises_hold_in_plays(&scenario::generate(100_216, mix), 5);
+    assert_promises_hold_in_plays(&scenario::generate(100_216, kills_at_run_starts()), 5);
 }
