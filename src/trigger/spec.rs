@@ -429,12 +429,36 @@ pub(crate) mod humane_duration {
         }
     }
 
+    /// The longest duration text read. People write `"1h30m"` or `"2days 3h"`; a
+    /// longer text is refused before the parser, which panics on a sum past
+    /// `u64::MAX` seconds (humantime 2.4; found by `fuzz/fuzz_targets/duration.rs`).
+    /// With at most this many characters and [`MAX_DIGITS`] a number, no sum gets
+    /// near it.
+    pub const MAX_TEXT: usize = 100;
+
+    /// The most digits one number of a duration may have: 10^15 s is 31 million years.
+    pub const MAX_DIGITS: usize = 15;
+
     /// Parses `"30s"`, `"1h30m"`, `"1h 30m"` or a bare number of seconds.
     pub fn parse(text: &str) -> Result<Duration, String> {
         let trimmed = text.trim();
         if let Ok(seconds) = trimmed.parse::<f64>() {
             return Duration::try_from_secs_f64(seconds)
                 .map_err(|_| format!("{text:?} is not a valid number of seconds"));
+        }
+        if trimmed.len() > MAX_TEXT {
+            return Err(format!(
+                "a duration of {} characters is too long (at most {MAX_TEXT}; e.g. \"1h30m\")",
+                trimmed.len()
+            ));
+        }
+        if trimmed
+            .split(|character: char| !character.is_ascii_digit())
+            .any(|number| number.len() > MAX_DIGITS)
+        {
+            return Err(format!(
+                "{text:?} has a number of more than {MAX_DIGITS} digits: too large for a duration"
+            ));
         }
         humantime::parse_duration(trimmed).map_err(|error| {
             format!(

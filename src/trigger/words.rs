@@ -337,6 +337,22 @@ impl Assignments {
 mod tests {
     use super::*;
 
+    /// Found by `fuzz/fuzz_targets/duration.rs`: a sum of seconds past `u64::MAX`
+    /// panicked inside the duration parser. It is an error naming what is wrong.
+    #[test]
+    fn a_duration_too_large_to_add_up_is_an_error_not_a_panic() {
+        let overflowing = "18446744073709551610       s0.0s1.30s01.70s1.29s01.71s1.30s0.0s1.70      s0.0s1.30s50s";
+        let error =
+            spec_from_words("date", &[format!("delay={overflowing}")]).expect_err("refused");
+        assert!(error.to_string().contains("too"), "{error}");
+        let long = "1s ".repeat(60);
+        let error = spec_from_words("date", &[format!("delay={long}")]).expect_err("refused");
+        assert!(error.to_string().contains("too long"), "{error}");
+        // What people write still reads.
+        assert!(spec_from_words("date", &["delay=1h30m".to_owned()]).is_ok());
+        assert!(spec_from_words("date", &["delay=2days 3h".to_owned()]).is_ok());
+    }
+
     /// Found by the `next_words` fuzz target: the words written for a crontab whose
     /// expression holds newlines quoted them as Rust does (`\n`), which reads back as
     /// the letter `n`.
