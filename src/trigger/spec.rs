@@ -439,10 +439,19 @@ pub(crate) mod humane_duration {
     /// The most digits one number of a duration may have: 10^15 s is 31 million years.
     pub const MAX_DIGITS: usize = 15;
 
+    /// The most seconds a bare number may give: written back as years, months and so
+    /// on, a duration under it reads back without nearing the parser's overflow.
+    pub const MAX_SECONDS: f64 = 1e15;
+
     /// Parses `"30s"`, `"1h30m"`, `"1h 30m"` or a bare number of seconds.
     pub fn parse(text: &str) -> Result<Duration, String> {
         let trimmed = text.trim();
         if let Ok(seconds) = trimmed.parse::<f64>() {
+            if seconds > MAX_SECONDS {
+                return Err(format!(
+                    "{text:?} seconds is too large for a duration (at most {MAX_SECONDS})"
+                ));
+            }
             return Duration::try_from_secs_f64(seconds)
                 .map_err(|_| format!("{text:?} is not a valid number of seconds"));
         }
