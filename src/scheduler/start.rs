@@ -190,31 +190,59 @@ impl RunStart {
         inner: &Inner,
         store: &Arc<dyn JobStore>,
     ) -> Result<Option<JobSchedule>, String> {
+        let ids = std::slice::from_ref(&self.job_id);
+        self.once_the_store_answers(
+            inner,
+            "read its job",
+            None,
+            |_| crate::executor::WITHDRAWN.to_owned(),
+            || async move { Ok(store.job_schedules(ids).await?.pop().flatten()) },
+        )
+        .await
+    }
+
+    /// `call`'s answer once the store gives one: while it fails, a back-off that
+    /// doubles up to [`MAX_SLOT_WAIT`] (or a run of this node ending) comes before the
+    /// next call, after `first` too when the caller met an error already. The wait
+    /// ends without an answer when the scheduler stops, or when the job is changed
+    /// through this node (`withdrawn` says so, given the last error). What for
+    /// (`waiting_for`, "claim its instance slot") goes in the log and the reason.
+    async fn once_the_store_answers<T, Call, Answer>(
+        &self,
+        inner: &Inner,
+        waiting_for: &str,
+        first: Option<StoreError>,
+        withdrawn: impl Fn(&StoreError) -> String,
+        mut call: Call,
+    ) -> Result<T, String>
+    where
+        Call: FnMut() -> Answer,
+        Answer: std::future::Future<Output = Result<T, StoreError>>,
+    {
         let mut state = inner.state.subscribe();
         let mut backoff = MIN_SLOT_WAIT;
+        let mut failed = first;
         loop {
-            let woken = inner.run_ended.notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-            match store
-                .job_schedules(std::slice::from_ref(&self.job_id))
-                .await
-            {
-                Ok(mut schedules) => return Ok(schedules.pop().flatten()),
-                Err(error) => {
-                    tracing::warn!(job_id = self.job_id, %error, "could not read the job before the next run of its catch-up; reading again");
-                    if *state.borrow_and_update() == SchedulerState::Stopped {
-                        return Err(format!(
-                            "the scheduler stopped while this run waited for the job store \
-                             to read its job: {error}"
-                        ));
-                    }
-                    if self.withdrawal.is_withdrawn() {
-                        return Err(crate::executor::WITHDRAWN.to_owned());
-                    }
+            if let Some(error) = failed.take() {
+                tracing::warn!(job_id = self.job_id, %error, "the job store could not {waiting_for}; trying again");
+                let woken = inner.run_ended.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                if *state.borrow_and_update() == SchedulerState::Stopped {
+                    return Err(format!(
+                        "the scheduler stopped while this run waited for the job store to \
+                         {waiting_for}: {error}"
+                    ));
                 }
+                if self.withdrawal.is_withdrawn() {
+                    return Err(withdrawn(&error));
+                }
+                back_off(inner, &mut backoff, woken, &mut state).await;
             }
-            back_off(inner, &mut backoff, woken, &mut state).await;
+            match call().await {
+                Ok(answer) => return Ok(answer),
+                Err(error) => failed = Some(error),
+            }
         }
     }
 
@@ -380,42 +408,33 @@ impl RunStart {
         &self,
         inner: &Inner,
         store: &Arc<dyn JobStore>,
-        mut error: StoreError,
+        error: StoreError,
     ) -> Result<bool, String> {
-        let mut state = inner.state.subscribe();
-        let mut backoff = MIN_SLOT_WAIT;
-        loop {
-            tracing::warn!(job_id = self.job_id, %error, "could not claim an instance slot; the run holds its job and claims again");
-            let woken = inner.run_ended.notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-            if *state.borrow_and_update() == SchedulerState::Stopped {
-                return Err(format!(
-                    "the scheduler stopped while this run waited for the job store to claim \
-                     its instance slot: {error}"
-                ));
-            }
-            if self.withdrawal.is_withdrawn() {
-                return Err(format!(
+        let claim = InstanceClaim {
+            job_id: self.job_id.clone(),
+            max_instances: self.max_instances,
+            run_times: self.run_times.clone(),
+            queues: self.queues(),
+        };
+        let (claim, owner) = (&claim, inner.id.as_str());
+        self.once_the_store_answers(
+            inner,
+            "claim its instance slot",
+            Some(error),
+            |error| {
+                format!(
                     "the job was paused, rescheduled or removed while this run waited for the \
                      job store to claim its instance slot: {error}"
-                ));
-            }
-            back_off(inner, &mut backoff, woken, &mut state).await;
-            let claim = InstanceClaim {
-                job_id: self.job_id.clone(),
-                max_instances: self.max_instances,
-                run_times: self.run_times.clone(),
-                queues: self.queues(),
-            };
-            match store
-                .claim_instances(&inner.id, std::slice::from_ref(&claim))
-                .await
-            {
-                Ok(claimed) => return Ok(claimed.first().copied().unwrap_or(false)),
-                Err(again) => error = again,
-            }
-        }
+                )
+            },
+            || async move {
+                let claimed = store
+                    .claim_instances(owner, std::slice::from_ref(claim))
+                    .await?;
+                Ok(claimed.first().copied().unwrap_or(false))
+            },
+        )
+        .await
     }
 
     /// `overlap = "queue"` or `"replace"` once the limit refused the slot: the run
