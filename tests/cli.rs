@@ -439,6 +439,53 @@ fn invalid_input_is_exit_2_naming_the_field() {
 }
 
 #[test]
+fn a_duration_flag_too_large_to_add_up_is_exit_2_not_a_panic() {
+    // The flags went straight to humantime, which panics when the seconds overflow
+    // (found by the duration fuzz target); they now read durations as the config does.
+    let nowhere = [("KAIROS_URL", "http://127.0.0.1:9")];
+    for flag in ["--misfire-grace-time", "--expect-success-within"] {
+        // The first is the fuzz target's input: seconds that add up past u64::MAX.
+        for value in [
+            "18446744073709551610 s0.0s1.30s01.70s1.29s01.71s1.30s0.0s1.70 s0.0s1.30s50s",
+            "99999999999999999999999999999s",
+        ] {
+            let refused = kairos(
+                &[
+                    "jobs", "add", "--task", "t", flag, value, "date", "delay=1m",
+                ],
+                &nowhere,
+            );
+            assert_eq!(
+                refused.status,
+                Some(2),
+                "{flag} {value}: {}",
+                refused.stderr
+            );
+            assert!(
+                refused.stderr.contains(flag) && !refused.stderr.contains("panicked"),
+                "{flag} {value}: {}",
+                refused.stderr
+            );
+        }
+    }
+    let accepted = kairos(
+        &[
+            "jobs",
+            "add",
+            "--task",
+            "t",
+            "--misfire-grace-time",
+            "1h30m",
+            "date",
+            "delay=1m",
+        ],
+        &nowhere,
+    );
+    // Parsed, so it got as far as the (absent) daemon.
+    assert_eq!(accepted.status, Some(1), "{}", accepted.stderr);
+}
+
+#[test]
 fn the_config_file_says_where_the_daemon_is() {
     let server = Server::with_scheduler();
     let dir = temp_dir("cli-config");

@@ -65,7 +65,7 @@ macro_rules! job_options {
                 default: [Option<std::time::Duration> = None],
                 cli: [
                     /// How late a run may start and still run ("30s", "1h"); later runs are missed.
-                    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+                    #[arg(long, value_name = "DURATION", value_parser = $crate::job::options::parse_duration)]
                 ],
                 shown: yes,
             }
@@ -125,7 +125,7 @@ macro_rules! job_options {
                 cli: [
                     /// The dead-man's switch: raise an `overdue` alert when the job has not succeeded
                     /// for this long ("25h") [default: the daemon's job defaults].
-                    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+                    #[arg(long, value_name = "DURATION", value_parser = $crate::job::options::parse_duration)]
                 ],
                 shown: yes,
             }
@@ -134,6 +134,14 @@ macro_rules! job_options {
 }
 #[doc(hidden)]
 pub use crate::job_options;
+
+/// Reads a duration flag of `kairos jobs add` ("30s", "1h30m", a bare number of
+/// seconds) the way the config and the API read it: the same caps, so text too large
+/// to add up is an error naming it, never a panic inside the parser.
+#[doc(hidden)]
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::trigger::spec::humane_duration::parse(text)
+}
 
 /// Why a value of an option cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
