@@ -813,15 +813,19 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
                 continue;
             }
             // A time that came while a run held its job (one run at a time) on a node
-            // killed before that run ended: its record ("was still going at this
-            // time") was to be written at that run's end, which never came. The
+            // killed before that run's end was written: its record ("was still going
+            // at this time") was to be written then, and died with the node. The
             // successor takes the job at the killed run's time and folds the times
             // after it like any backlog (seeds 100,185 and 100,216 of the family with
             // kills at run starts, where a clock jump brought the kill forward into a
             // run that outlasted several due times).
+            // Only a run still executing at the time: one that ended before it had
+            // given the job back by then, and excuses nothing. (Its end may come just
+            // before the kill, with the records it was to write still unwritten.)
             let held_by_killed_run = model.max_instances_over(time, time) == 1
                 && executions.iter().any(|run| {
                     ms_of(run.started) <= time
+                        && run.finished.is_none_or(|finished| ms_of(finished) >= time)
                         && kill_of(run, observed).is_some_and(|kill| kill.at >= time)
                 });
             if held_by_killed_run {
