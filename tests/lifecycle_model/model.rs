@@ -818,10 +818,10 @@ pub fn check(observed: &Observed) -> Vec<Discrepancy> {
             // successor takes the job at the killed run's time and folds the times
             // after it like any backlog (seeds 100,185 and 100,216 of the family with
             // kills at run starts, where a clock jump brought the kill forward into a
-            // run that outlasted several due times).
-            // Only a run still executing at the time: one that ended before it had
-            // given the job back by then, and excuses nothing. (Its end may come just
-            // before the kill, with the records it was to write still unwritten.)
+            // run that outlasted several due times). Only a run still executing at
+            // the time excuses it: one that ended before the time had given its job
+            // back, so the time was due as any other. Its end may come just before
+            // the kill, with the records it was to write still unwritten.
             let held_by_killed_run = model.max_instances_over(time, time) == 1
                 && executions.iter().any(|run| {
                     ms_of(run.started) <= time
