@@ -161,6 +161,46 @@ pub trait StartCheck: Send + Sync + 'static {
         let _ = previous;
         Ok(())
     }
+
+    /// This check as [`std::any::Any`], so that [`StartCheck::may_start_together`]
+    /// can find its own kind among the checks it is given.
+    fn as_any(&self) -> &dyn std::any::Any;
+
+    /// [`StartCheck::may_start`] of each of `checks` (runs due at one instant, handed
+    /// over early), made together by their start gate's opener, which calls it on one
+    /// of them: one answer per check, in order. Made together, the checks of one
+    /// instant can share their store calls and wake each run once (BENCHMARKS.md,
+    /// recurring). The default makes each check on its own.
+    async fn may_start_together(&self, checks: &[Arc<dyn StartCheck>]) -> Vec<StartAnswer> {
+        checks.iter().map(StartAnswer::alone).collect()
+    }
+}
+
+/// What [`StartCheck::may_start_together`] says of one check.
+pub enum StartAnswer {
+    /// The verdict, known now.
+    Now(Result<(), String>),
+    /// The rest of a check that has to wait (for a running run to free its slot, for a
+    /// store out of reach): its verdict once it ends. Dropped, it ends halfway, as a
+    /// run's own check ends when its run's future is dropped.
+    Later(futures_util::future::BoxFuture<'static, Result<(), String>>),
+}
+
+impl StartAnswer {
+    /// `check` made on its own, later.
+    pub fn alone(check: &Arc<dyn StartCheck>) -> StartAnswer {
+        let check = Arc::clone(check);
+        StartAnswer::Later(Box::pin(async move { check.may_start().await }))
+    }
+}
+
+impl std::fmt::Debug for StartAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartAnswer::Now(verdict) => f.debug_tuple("Now").field(verdict).finish(),
+            StartAnswer::Later(_) => f.write_str("Later(..)"),
+        }
+    }
 }
 
 /// The scheduler's way to take back runs it handed over ahead of their start time

@@ -17,7 +17,7 @@ use futures_util::FutureExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::start_gate::StartGates;
+use super::start_gate::{GateVerdict, StartGates};
 use super::{Executor, ExecutorContext, ExecutorError, ExecutorLoad, Submission, Withdrawal};
 use crate::history::{bound_output, RunOutcome, RunRecord, MAX_OUTPUT_BYTES};
 use crate::task::{panic_payload_message, Task, TaskRun};
@@ -48,7 +48,7 @@ struct Shared {
     running: AtomicUsize,
     queued: AtomicUsize,
     /// Queued runs whose start time has not come yet ([`ExecutorLoad::early`]).
-    early: AtomicUsize,
+    early: Arc<AtomicUsize>,
     closed: AtomicBool,
     /// Where runs handed over early wait for their start time.
     gates: StartGates,
@@ -117,7 +117,7 @@ impl ThreadPoolExecutor {
                 workers: Semaphore::new(max_workers),
                 running: AtomicUsize::new(0),
                 queued: AtomicUsize::new(0),
-                early: AtomicUsize::new(0),
+                early: Arc::new(AtomicUsize::new(0)),
                 closed: AtomicBool::new(false),
                 gates: StartGates::default(),
             }),
@@ -231,21 +231,32 @@ async fn run_one(
     timeout: Option<Duration>,
 ) {
     let clock = &context.clock;
-    if start.early {
-        // A withdrawal ends the wait at once (`Withdrawal::withdrawn`).
-        tokio::select! {
-            () = shared.gates.wait(clock, start.at) => {}
-            () = start.withdrawal.withdrawn() => {}
-        }
-        shared.early.fetch_sub(1, Ordering::Relaxed);
-        if start.withdrawal.is_withdrawn() {
+    let verdict = if start.early {
+        // Behind its instant's gate, whose opener makes the check (`start_gate`); a
+        // withdrawal ends the wait at once (`Withdrawal::withdrawn`).
+        shared
+            .gates
+            .wait(
+                clock,
+                start.at,
+                start.check.as_ref(),
+                &start.withdrawal,
+                &shared.early,
+            )
+            .await
+    } else if let Some(check) = &start.check {
+        GateVerdict::Checked(check.may_start().await)
+    } else {
+        GateVerdict::Checked(Ok(()))
+    };
+    match verdict {
+        GateVerdict::Checked(Ok(())) => {}
+        GateVerdict::Withdrawn => {
             shared.queued.fetch_sub(1, Ordering::Relaxed);
             context.report_withdrawn(unreported.waiting.drain(..));
             return;
         }
-    }
-    if let Some(check) = &start.check {
-        if let Err(reason) = check.may_start().await {
+        GateVerdict::Checked(Err(reason)) => {
             shared.queued.fetch_sub(1, Ordering::Relaxed);
             context.report_skipped(unreported.waiting.drain(..), &reason);
             return;

@@ -54,7 +54,7 @@ use async_trait::async_trait;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use super::start_gate::StartGates;
+use super::start_gate::{GateVerdict, StartGates};
 use super::{Executor, ExecutorContext, ExecutorError, ExecutorLoad, Submission};
 use crate::history::RunRecord;
 use crate::task::TaskRun;
@@ -274,19 +274,31 @@ async fn run_one(
     let clock = &context.clock;
     let mut phase = shared.phase.subscribe();
     let ready = async {
-        if early.is_some() {
-            // A withdrawal ends the wait at once (`Withdrawal::withdrawn`).
-            tokio::select! {
-                () = shared.gates.wait(clock, submission.start_at) => {}
-                () = submission.withdrawal.withdrawn() => {}
+        if let Some(early) = early.and_then(Count::into_counter) {
+            // Behind its instant's gate, whose opener makes the check (`start_gate`)
+            // and counts the run out of `early`; a withdrawal ends the wait at once
+            // (`Withdrawal::withdrawn`).
+            let verdict = shared
+                .gates
+                .wait(
+                    clock,
+                    submission.start_at,
+                    submission.start_check.as_ref(),
+                    &submission.withdrawal,
+                    &early,
+                )
+                .await;
+            match verdict {
+                GateVerdict::Withdrawn => return Err(super::WITHDRAWN.to_owned()),
+                GateVerdict::Checked(answer) => answer?,
             }
-        }
-        drop(early);
-        if submission.withdrawal.is_withdrawn() {
-            return Err(super::WITHDRAWN.to_owned());
-        }
-        if let Some(check) = &submission.start_check {
-            check.may_start().await?;
+        } else {
+            if submission.withdrawal.is_withdrawn() {
+                return Err(super::WITHDRAWN.to_owned());
+            }
+            if let Some(check) = &submission.start_check {
+                check.may_start().await?;
+            }
         }
         Ok(shared.workers.acquire().await)
     };
@@ -422,17 +434,25 @@ fn record(
 
 /// One unit of `queued` or `running` for as long as it lives, so a run whose future is
 /// dropped mid-way does not leave the counts off.
-struct Count(Arc<AtomicUsize>);
+struct Count(Option<Arc<AtomicUsize>>);
 
 impl Count {
     fn enter(counter: &Arc<AtomicUsize>) -> Count {
         counter.fetch_add(1, Ordering::Relaxed);
-        Count(Arc::clone(counter))
+        Count(Some(Arc::clone(counter)))
+    }
+
+    /// Hands the unit to whoever takes the counter: it counts the unit out itself
+    /// (a start gate, `StartGates::wait`).
+    fn into_counter(mut self) -> Option<Arc<AtomicUsize>> {
+        self.0.take()
     }
 }
 
 impl Drop for Count {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        if let Some(counter) = &self.0 {
+            counter.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }

@@ -32,7 +32,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
 use super::{Event, Inner, SchedulerState};
-use crate::executor::{StartCheck, Withdrawal};
+use crate::executor::{StartAnswer, StartCheck, Withdrawal};
 use crate::history::RunOutcome;
 use crate::job::Overlap;
 use crate::store::{InstanceClaim, JobSchedule, JobStore, StoreError};
@@ -115,6 +115,14 @@ pub const RETRIED_FIRST: &str =
 
 #[async_trait]
 impl StartCheck for RunStart {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    async fn may_start_together(&self, checks: &[Arc<dyn StartCheck>]) -> Vec<StartAnswer> {
+        RunStart::start_together(checks).await
+    }
+
     async fn may_start(&self) -> Result<(), String> {
         // The scheduler is gone: its executors are being stopped anyway.
         let Some(inner) = self.inner.upgrade() else {
@@ -174,6 +182,164 @@ impl StartCheck for RunStart {
             // Recorded as a run taken back through this node is: the job changed.
             Err(crate::executor::WITHDRAWN.to_owned())
         }
+    }
+}
+
+/// The checks of one chunk of a gate's runs that go to one store of one scheduler
+/// ([`RunStart::start_together`]).
+struct StartGroup {
+    inner: Arc<Inner>,
+    store: Arc<dyn JobStore>,
+    /// The runs' places in the chunk.
+    indices: Vec<usize>,
+}
+
+/// What is left of a check made together with others, for the run to wait out
+/// ([`StartAnswer::Later`]).
+enum Rest {
+    /// Behind a run of its job that waits for a slot here ([`RunStart::wait_for_slot`]).
+    WaitForSlot,
+    /// A claim refused or not answered ([`RunStart::settle_claim`]).
+    Settle(Result<bool, StoreError>),
+}
+
+impl RunStart {
+    /// [`StartCheck::may_start_together`]: the checks of runs due at one instant, made
+    /// as each run would make its own ([`StartCheck::may_start`]), in the same order
+    /// (the schedule read, the deferred write-back let go, the slot claimed), but with
+    /// one read and one claim per store for them all. A run whose claim is refused, or
+    /// not answered, or that queues behind a waiting run of its job, goes on alone
+    /// ([`StartAnswer::Later`]) as it would have.
+    async fn start_together(checks: &[Arc<dyn StartCheck>]) -> Vec<StartAnswer> {
+        let mut answers: Vec<Option<StartAnswer>> = checks.iter().map(|_| None).collect();
+        let mut groups: Vec<StartGroup> = Vec::new();
+        for (index, check) in checks.iter().enumerate() {
+            let Some(run) = check.as_any().downcast_ref::<RunStart>() else {
+                answers[index] = Some(StartAnswer::alone(check));
+                continue;
+            };
+            // As `may_start`: a scheduler gone, or a store it no longer has, lets the
+            // run go (its executors are being stopped anyway).
+            let Some(inner) = run.inner.upgrade() else {
+                answers[index] = Some(StartAnswer::Now(Ok(())));
+                continue;
+            };
+            let Some(store) = inner.stores.get(&run.jobstore) else {
+                answers[index] = Some(StartAnswer::Now(Ok(())));
+                continue;
+            };
+            match groups
+                .iter_mut()
+                .find(|group| Arc::ptr_eq(&group.inner, &inner) && Arc::ptr_eq(&group.store, store))
+            {
+                Some(group) => group.indices.push(index),
+                None => groups.push(StartGroup {
+                    store: Arc::clone(store),
+                    inner,
+                    indices: vec![index],
+                }),
+            }
+        }
+        for group in &groups {
+            Self::start_group(checks, group, &mut answers).await;
+        }
+        answers
+            .into_iter()
+            .zip(checks)
+            .map(|(answer, check)| answer.unwrap_or_else(|| StartAnswer::alone(check)))
+            .collect()
+    }
+
+    /// [`RunStart::start_together`] for the runs of one store of one scheduler.
+    async fn start_group(
+        checks: &[Arc<dyn StartCheck>],
+        group: &StartGroup,
+        answers: &mut [Option<StartAnswer>],
+    ) {
+        let run = |index: usize| checks[index].as_any().downcast_ref::<RunStart>();
+        let (inner, store) = (&group.inner, &group.store);
+        let confirming: Vec<(usize, &RunStart)> = group
+            .indices
+            .iter()
+            .filter_map(|&index| run(index).map(|run| (index, run)))
+            .filter(|(_, run)| run.confirm_schedule)
+            .collect();
+        if !confirming.is_empty() {
+            let ids: Vec<String> = confirming
+                .iter()
+                .map(|(_, run)| run.job_id.clone())
+                .collect();
+            let schedules = store.job_schedules(&ids).await;
+            for (position, &(index, run)) in confirming.iter().enumerate() {
+                let schedule = match &schedules {
+                    Ok(schedules) => schedules
+                        .get(position)
+                        .cloned()
+                        .ok_or_else(|| StoreError::corrupt("the store answered fewer than asked")),
+                    Err(error) => Err(error.clone()),
+                };
+                let confirmed = run.judge_schedule(inner, schedule);
+                run.checked(inner);
+                if let Err(refusal) = confirmed {
+                    answers[index] = Some(StartAnswer::Now(Err(refusal)));
+                }
+            }
+        }
+        let mut claiming: Vec<(usize, &RunStart)> = Vec::new();
+        for &index in &group.indices {
+            let Some(run) = run(index) else {
+                continue;
+            };
+            if answers[index].is_some() {
+                continue;
+            }
+            if run.slot_claimed {
+                answers[index] = Some(StartAnswer::Now(Ok(())));
+            } else if run.behind_waiting_run(inner) {
+                answers[index] = Some(Self::later(&checks[index], group, Rest::WaitForSlot));
+            } else {
+                claiming.push((index, run));
+            }
+        }
+        if claiming.is_empty() {
+            return;
+        }
+        let claims: Vec<InstanceClaim> = claiming
+            .iter()
+            .map(|(_, run)| run.instance_claim(run.max_instances))
+            .collect();
+        let claimed = store.claim_instances(&inner.id, &claims).await;
+        for (position, &(index, run)) in claiming.iter().enumerate() {
+            let claimed = match &claimed {
+                Ok(claimed) => claimed
+                    .get(position)
+                    .copied()
+                    .ok_or_else(|| StoreError::corrupt("the store answered fewer than asked")),
+                Err(error) => Err(error.clone()),
+            };
+            answers[index] = Some(match claimed {
+                Ok(true) => {
+                    run.holds_slot(inner);
+                    StartAnswer::Now(Ok(()))
+                }
+                refused => Self::later(&checks[index], group, Rest::Settle(refused)),
+            });
+        }
+    }
+
+    /// The `rest` of `check`'s start, for its run to wait out.
+    fn later(check: &Arc<dyn StartCheck>, group: &StartGroup, rest: Rest) -> StartAnswer {
+        let check = Arc::clone(check);
+        let (inner, store) = (Arc::clone(&group.inner), Arc::clone(&group.store));
+        StartAnswer::Later(Box::pin(async move {
+            let Some(run) = check.as_any().downcast_ref::<RunStart>() else {
+                return check.may_start().await;
+            };
+            match rest {
+                Rest::WaitForSlot => run.wait_for_slot(&inner, &store).await,
+                Rest::Settle(claimed) => run.settle_claim(&inner, &store, claimed).await,
+            }
+        }))
     }
 }
 
@@ -275,6 +441,16 @@ impl RunStart {
             .schedule_checks
             .ask(store, &self.jobstore, &inner.id, self.job_id.clone())
             .await;
+        self.judge_schedule(inner, schedule)
+    }
+
+    /// What [`RunStart::confirm_schedule`] makes of the job's schedule as the store
+    /// showed it at the run's time.
+    fn judge_schedule(
+        &self,
+        inner: &Inner,
+        schedule: Result<Option<JobSchedule>, StoreError>,
+    ) -> Result<(), String> {
         let refusal = match schedule {
             Ok(None) => "the job was removed after this run was handed over and before it was due",
             Ok(Some(schedule)) if schedule.revision == self.acquired_revision => return Ok(()),
@@ -302,28 +478,50 @@ impl RunStart {
         Err(refusal.to_owned())
     }
 
+    /// The claim of the run's instance slot, with its times
+    /// ([`InstanceClaim::run_times`]) and under `max_instances`.
+    fn instance_claim(&self, max_instances: u32) -> InstanceClaim {
+        InstanceClaim {
+            job_id: self.job_id.clone(),
+            max_instances,
+            run_times: self.run_times.clone(),
+            queues: self.queues(),
+        }
+    }
+
+    /// The run holds its instance slot: its record frees it, whether it starts or not.
+    fn holds_slot(&self, inner: &Inner) {
+        if let Some(place) = inner.lock().run_stores.get_mut(self.last_run_id()) {
+            place.frees_instance = true;
+        }
+    }
+
+    /// Whether the run's claim would only be refused: under `queue` or `replace`, a
+    /// run of its job already waits here for a slot and goes first. A run planned
+    /// under a raised limit claims first: the slots the raise added are ones the
+    /// waiting run, claiming under its own limit, cannot take.
+    fn behind_waiting_run(&self, inner: &Inner) -> bool {
+        self.overlap != Overlap::Skip && inner.has_waiting_run(&self.job_id, self.max_instances)
+    }
+
     /// Claims the run's instance slot at its time, in one store call with the other
     /// runs due then. A refusal is looked at twice: runs of this job that ended here a
     /// moment ago may not have freed their slots in the store yet, so this node's
     /// finished runs are written first ([`Inner::flush_finished_runs`]) and the claim
     /// tried again.
     async fn claim_slot(&self, inner: &Inner, store: &Arc<dyn JobStore>) -> Result<(), String> {
-        if self.overlap != Overlap::Skip && inner.has_waiting_run(&self.job_id, self.max_instances)
-        {
-            // The run waiting already goes first; this one is refused there. A run
-            // planned under a raised limit claims first: the slots the raise added are
-            // ones the waiting run, claiming under its own limit, cannot take.
+        if self.behind_waiting_run(inner) {
+            // The run waiting already goes first; this one is refused there.
             return self.wait_for_slot(inner, store).await;
         }
-        let claim = InstanceClaim {
-            job_id: self.job_id.clone(),
-            max_instances: self.max_instances,
-            run_times: self.run_times.clone(),
-            queues: self.queues(),
-        };
         let claimed = inner
             .slot_claims
-            .ask(store, &self.jobstore, &inner.id, claim)
+            .ask(
+                store,
+                &self.jobstore,
+                &inner.id,
+                self.instance_claim(self.max_instances),
+            )
             .await;
         self.settle_claim(inner, store, claimed).await
     }
@@ -340,12 +538,7 @@ impl RunStart {
     ) -> Result<(), String> {
         if matches!(claimed, Ok(false)) {
             inner.flush_finished_runs().await;
-            let claim = InstanceClaim {
-                job_id: self.job_id.clone(),
-                max_instances: self.max_instances,
-                run_times: self.run_times.clone(),
-                queues: self.queues(),
-            };
+            let claim = self.instance_claim(self.max_instances);
             claimed = store
                 .claim_instances(&inner.id, std::slice::from_ref(&claim))
                 .await
@@ -370,9 +563,7 @@ impl RunStart {
             }
         };
         if claimed {
-            if let Some(place) = inner.lock().run_stores.get_mut(self.last_run_id()) {
-                place.frees_instance = true;
-            }
+            self.holds_slot(inner);
             if waited_for_store {
                 // A removal, pause or change through another node may have answered
                 // while this node could not reach the store: it is seen now.
@@ -410,12 +601,7 @@ impl RunStart {
         store: &Arc<dyn JobStore>,
         error: StoreError,
     ) -> Result<bool, String> {
-        let claim = InstanceClaim {
-            job_id: self.job_id.clone(),
-            max_instances: self.max_instances,
-            run_times: self.run_times.clone(),
-            queues: self.queues(),
-        };
+        let claim = self.instance_claim(self.max_instances);
         let (claim, owner) = (&claim, inner.id.as_str());
         self.once_the_store_answers(
             inner,
@@ -604,24 +790,17 @@ impl RunStart {
             inner.flush_finished_runs().await;
             // With the run's times, as at its time: the slot carries them for a job
             // written back when its run was due (an orphaned run if this node dies).
-            let claim = InstanceClaim {
-                job_id: self.job_id.clone(),
-                max_instances: self
-                    .max_instances
+            let claim = self.instance_claim(
+                self.max_instances
                     .saturating_add(u32::try_from(to_replace.len()).unwrap_or(u32::MAX)),
-                run_times: self.run_times.clone(),
-                queues: self.queues(),
-            };
+            );
             let refused = match store
                 .claim_instances(&inner.id, std::slice::from_ref(&claim))
                 .await
                 .map(|claimed| claimed.first().copied().unwrap_or(false))
             {
                 Ok(true) => {
-                    // Its record frees the slot, whether it starts or not.
-                    if let Some(place) = inner.lock().run_stores.get_mut(self.last_run_id()) {
-                        place.frees_instance = true;
-                    }
+                    self.holds_slot(inner);
                     if !to_replace.is_empty() {
                         inner.replace_runs(&to_replace, self.scheduled_time);
                         self.wait_for_replaced(inner, &to_replace).await?;
@@ -708,21 +887,13 @@ impl RunStart {
     /// free for that one: under `max_instances - 1`. Whether it was granted.
     async fn claim_beside_waiting_run(&self, inner: &Inner, store: &Arc<dyn JobStore>) -> bool {
         inner.flush_finished_runs().await;
-        let claim = InstanceClaim {
-            job_id: self.job_id.clone(),
-            max_instances: self.max_instances.saturating_sub(1),
-            run_times: self.run_times.clone(),
-            queues: self.queues(),
-        };
+        let claim = self.instance_claim(self.max_instances.saturating_sub(1));
         let granted = store
             .claim_instances(&inner.id, std::slice::from_ref(&claim))
             .await
             .is_ok_and(|claimed| claimed.first().copied().unwrap_or(false));
         if granted {
-            // Its record frees the slot, whether it starts or not.
-            if let Some(place) = inner.lock().run_stores.get_mut(self.last_run_id()) {
-                place.frees_instance = true;
-            }
+            self.holds_slot(inner);
         }
         granted
     }
