@@ -233,3 +233,139 @@ async fn runs_handed_over_early_are_taken_back_when_their_job_is_paused_moved_or
     );
     scheduler.shutdown(None).await;
 }
+
+/// Runs due at one instant are checked together by their start gate, in chunks
+/// (`src/executor/start_gate.rs`), yet each is judged as if alone: a job paused or
+/// removed through another node after its run was handed over is skipped, whichever
+/// chunk it falls in, and every other run starts once, on time, with its slot freed
+/// after it. Jobs held by their run (one-off) and jobs written back at their run's
+/// time (`max_instances = 3`) are mixed, and there are more of them than the first
+/// chunks hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_checked_together_at_their_gate_are_each_judged_as_if_alone() {
+    use kairos::store::memory::MemoryStore;
+    use kairos::store::prelude::*;
+    use std::sync::Arc;
+
+    let clock = ManualClock::new(t0());
+    let (tasks, runs) = recording_tasks();
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let scheduler = Scheduler::builder()
+        .id("a")
+        .clock(clock.clone())
+        .store_shared("default", Arc::clone(&store))
+        .tasks(tasks)
+        .fire_ahead(Duration::from_secs(10))
+        .build();
+    // Another node on the same store; it only makes changes.
+    let other = Scheduler::builder()
+        .id("b")
+        .clock(clock.clone())
+        .store_shared("default", Arc::clone(&store))
+        .tasks(recording_tasks().0)
+        .build();
+    let mut events = scheduler.subscribe();
+    let jobs = 150;
+    for index in 0..jobs {
+        let mut spec = if index % 2 == 0 {
+            JobSpec::new("record", at(5))
+        } else {
+            JobSpec::new("record", every_ten_from(5))
+        };
+        spec.options.max_instances = Some(if index % 2 == 0 { 1 } else { 3 });
+        scheduler
+            .add_job(spec.with_id(format!("job-{index:03}")))
+            .await
+            .unwrap();
+    }
+    scheduler.start();
+    handed_over(&mut events, jobs).await;
+    let (mut paused, mut removed) = (Vec::new(), Vec::new());
+    for index in 0..jobs {
+        let id = format!("job-{index:03}");
+        match index % 10 {
+            3 => {
+                other.pause_job(&id).await.unwrap();
+                paused.push(id);
+            }
+            7 => {
+                other.remove_job(&id).await.unwrap();
+                removed.push(id);
+            }
+            _ => {}
+        }
+    }
+    clock.set(t0() + secs(5));
+    let started = jobs - paused.len() - removed.len();
+    common::wait_for_runs(&runs, started).await;
+    for id in paused.iter().chain(&removed) {
+        let record = record_of(&scheduler, id).await;
+        assert_eq!(
+            record.outcome,
+            kairos::history::RunOutcome::Skipped,
+            "{record:?}"
+        );
+        assert_eq!(record.started_at, None, "{record:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut ran: Vec<String> = runs
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(id, time)| {
+            assert_eq!(*time, t0() + secs(5), "{id} ran at its time");
+            id.clone()
+        })
+        .collect();
+    ran.sort();
+    let expected: Vec<String> = (0..jobs)
+        .filter(|index| index % 10 != 3 && index % 10 != 7)
+        .map(|index| format!("job-{index:03}"))
+        .collect();
+    assert_eq!(ran, expected, "every unchanged job ran once");
+    for record in scheduler.runs(None, 1000).await.unwrap() {
+        if record.outcome == kairos::history::RunOutcome::Success {
+            assert_eq!(record.started_at, Some(record.scheduled_time), "{record:?}");
+        }
+    }
+    // Their slots were claimed at their time and freed by their records: a claim
+    // under a limit of one finds each recurring job's slots all free (the one-off jobs
+    // are gone, done).
+    for index in (0..jobs).filter(|index| index % 2 == 1 && index % 10 != 3 && index % 10 != 7) {
+        let id = format!("job-{index:03}");
+        let probe = kairos::store::InstanceClaim {
+            job_id: id.clone(),
+            max_instances: 1,
+            run_times: Vec::new(),
+            queues: false,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while store
+            .claim_instances("probe", std::slice::from_ref(&probe))
+            .await
+            .unwrap()
+            != [true]
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{id} still holds a slot"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        store.release_instance(&id, "probe").await.unwrap();
+    }
+    for index in (0..jobs).filter(|index| index % 2 == 0 && index % 10 != 3 && index % 10 != 7) {
+        let id = format!("job-{index:03}");
+        assert!(
+            store.get_job(&id).await.unwrap().is_none(),
+            "{id} ran and is done"
+        );
+    }
+    for id in &paused {
+        assert!(store.get_job(id).await.unwrap().unwrap().paused, "{id}");
+    }
+    for id in &removed {
+        assert!(store.get_job(id).await.unwrap().is_none(), "{id}");
+    }
+    scheduler.shutdown(None).await;
+}

@@ -278,13 +278,31 @@ impl RunStart {
                         .ok_or_else(|| StoreError::corrupt("the store answered fewer than asked")),
                     Err(error) => Err(error.clone()),
                 };
-                let confirmed = run.judge_schedule(inner, schedule);
-                run.checked(inner);
-                if let Err(refusal) = confirmed {
+                if let Err(refusal) = run.judge_schedule(inner, schedule) {
                     answers[index] = Some(StartAnswer::Now(Err(refusal)));
                 }
             }
+            // They have looked at their jobs (`RunStart::checked`), each after its
+            // refusal kept its deferred release at the time it was taken: with one
+            // lock and at most one wake-up of the loop for the chunk. Per run, the
+            // loop woke ten thousand times and scanned the deferred releases under
+            // the lock the next runs' checks wait for.
+            let mut wake_loop = false;
+            {
+                let mutable = inner.lock();
+                for (_, run) in &confirming {
+                    if let Some(place) = mutable.run_stores.get(&run.first_run_id) {
+                        place.awaiting_check.clear();
+                    }
+                    wake_loop |= run.written_back.is_some();
+                }
+            }
+            if wake_loop {
+                inner.wake.notify_one();
+            }
         }
+        // Most instants have no run waiting for a slot: one look for the chunk.
+        let anyone_waiting = !inner.lock().waiting_for_slot.is_empty();
         let mut claiming: Vec<(usize, &RunStart)> = Vec::new();
         for &index in &group.indices {
             let Some(run) = run(index) else {
@@ -295,7 +313,7 @@ impl RunStart {
             }
             if run.slot_claimed {
                 answers[index] = Some(StartAnswer::Now(Ok(())));
-            } else if run.behind_waiting_run(inner) {
+            } else if anyone_waiting && run.behind_waiting_run(inner) {
                 answers[index] = Some(Self::later(&checks[index], group, Rest::WaitForSlot));
             } else {
                 claiming.push((index, run));
@@ -309,6 +327,9 @@ impl RunStart {
             .map(|(_, run)| run.instance_claim(run.max_instances))
             .collect();
         let claimed = store.claim_instances(&inner.id, &claims).await;
+        // The granted hold their slots (`RunStart::holds_slot`), marked under one lock
+        // before any of them is told to start.
+        let mut mutable = inner.lock();
         for (position, &(index, run)) in claiming.iter().enumerate() {
             let claimed = match &claimed {
                 Ok(claimed) => claimed
@@ -319,7 +340,9 @@ impl RunStart {
             };
             answers[index] = Some(match claimed {
                 Ok(true) => {
-                    run.holds_slot(inner);
+                    if let Some(place) = mutable.run_stores.get_mut(run.last_run_id()) {
+                        place.frees_instance = true;
+                    }
                     StartAnswer::Now(Ok(()))
                 }
                 refused => Self::later(&checks[index], group, Rest::Settle(refused)),
