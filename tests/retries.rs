@@ -228,12 +228,14 @@ async fn explain_names_the_cause() {
         }))
         .unwrap()
     };
-    // Retrying: fails, waits long.
+    // Retrying: fails, waits long. The wait is jittered in [0, 600 s]
+    // (`RetryPolicy::delay`), so an attempt may come before the look below (about one
+    // run in a hundred); with ten attempts the job is still retrying then.
     let mut retrying = JobSpec::new("flaky", date_at(5)).with_id("retrying");
     retrying.options.retry = Some(RetryPolicy {
         initial_delay: Some(Duration::from_secs(600)),
         max_delay: Some(Duration::from_secs(600)),
-        ..policy(3)
+        ..policy(10)
     });
     scheduler.add_job(retrying).await.unwrap();
     // Failed for good.
@@ -263,8 +265,20 @@ async fn explain_names_the_cause() {
 
     let retrying = scheduler.explain_job("retrying").await.unwrap();
     assert_eq!(retrying.next_run_reason, "retry_wait", "{retrying:#?}");
+    // The attempt it names is the one the job waits for.
+    let pending = scheduler
+        .get_job("retrying")
+        .await
+        .unwrap()
+        .unwrap()
+        .retry
+        .pending
+        .expect("a pending attempt");
+    assert!(pending.attempt >= 2, "{pending:?}");
     assert!(
-        retrying.summary.contains("attempt 2 of 3"),
+        retrying
+            .summary
+            .contains(&format!("attempt {} of 10", pending.attempt)),
         "{}",
         retrying.summary
     );
