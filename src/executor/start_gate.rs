@@ -460,73 +460,63 @@ mod tests {
         assert_eq!(early.load(Ordering::SeqCst), 0);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_run_taken_back_before_its_time_leaves_at_once_and_is_never_checked() {
-        let start = instant();
-        let manual = ManualClock::new(start);
-        let clock: Arc<dyn Clock> = Arc::new(manual.clone());
-        let gates = Arc::new(StartGates::default());
-        let early = Arc::new(AtomicUsize::new(2));
-        let due = start + chrono::TimeDelta::seconds(1);
-        let (taken_back, stays) = (Scripted::new(Ok(())), Scripted::new(Ok(())));
-        let withdrawal = Withdrawal::new();
-        let spawn = |check: &Arc<Scripted>, withdrawal: Withdrawal| {
-            let (gates, clock, early) =
-                (Arc::clone(&gates), Arc::clone(&clock), Arc::clone(&early));
-            let check: Arc<dyn StartCheck> = Arc::clone(check) as Arc<dyn StartCheck>;
-            tokio::spawn(async move {
-                gates
-                    .wait(&clock, due, Some(&check), &withdrawal, &early)
-                    .await
-            })
-        };
-        let first = spawn(&taken_back, withdrawal.clone());
-        let second = spawn(&stays, Withdrawal::new());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        withdrawal.withdraw();
-        let verdict = tokio::time::timeout(Duration::from_secs(5), first)
-            .await
-            .expect("leaves before its time")
-            .expect("no panic");
-        assert_eq!(verdict, GateVerdict::Withdrawn);
-        assert_eq!(early.load(Ordering::SeqCst), 1, "counted out as it left");
-        manual.set(due);
-        let verdict = tokio::time::timeout(Duration::from_secs(5), second)
-            .await
-            .expect("the other starts")
-            .expect("no panic");
-        assert_eq!(verdict, GateVerdict::Checked(Ok(())));
-        assert_eq!(taken_back.asked.load(Ordering::SeqCst), 0, "never checked");
-        assert_eq!(early.load(Ordering::SeqCst), 0);
+    /// One gate's set-up: a manual clock, the gates, the `early` count, and the due
+    /// time one second after the start.
+    struct Setup {
+        manual: ManualClock,
+        clock: Arc<dyn Clock>,
+        gates: Arc<StartGates>,
+        early: Arc<AtomicUsize>,
+        due: DateTime<Utc>,
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_run_taken_back_while_its_check_goes_waits_for_the_verdict() {
-        let start = instant();
-        let manual = ManualClock::new(start);
-        let clock: Arc<dyn Clock> = Arc::new(manual.clone());
-        let gates = Arc::new(StartGates::default());
-        let early = Arc::new(AtomicUsize::new(1));
-        let due = start + chrono::TimeDelta::seconds(1);
-        let hold = Arc::new(tokio::sync::Semaphore::new(0));
-        let check = Scripted::held(&hold);
-        let withdrawal = Withdrawal::new();
-        let waiter = {
-            let (gates, clock, early, withdrawal) = (
-                Arc::clone(&gates),
-                Arc::clone(&clock),
-                Arc::clone(&early),
+    impl Setup {
+        fn new() -> Setup {
+            let manual = ManualClock::new(instant());
+            Setup {
+                clock: Arc::new(manual.clone()),
+                manual,
+                gates: Arc::new(StartGates::default()),
+                early: Arc::new(AtomicUsize::new(0)),
+                due: instant() + chrono::TimeDelta::seconds(1),
+            }
+        }
+
+        /// A run that waits behind the gate with `check`, counted early.
+        fn waiter(
+            &self,
+            check: &Arc<Scripted>,
+            withdrawal: &Withdrawal,
+        ) -> tokio::task::JoinHandle<GateVerdict> {
+            let (gates, clock, early, withdrawal, due) = (
+                Arc::clone(&self.gates),
+                Arc::clone(&self.clock),
+                Arc::clone(&self.early),
                 withdrawal.clone(),
+                self.due,
             );
-            let check: Arc<dyn StartCheck> = Arc::clone(&check) as Arc<dyn StartCheck>;
+            let check: Arc<dyn StartCheck> = Arc::clone(check) as Arc<dyn StartCheck>;
+            early.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 gates
                     .wait(&clock, due, Some(&check), &withdrawal, &early)
                     .await
             })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        manual.set(due);
+        }
+
+        /// Opens the gate (after its waiters have had time to arrive).
+        async fn open(&self) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            self.manual.set(self.due);
+        }
+
+        fn early(&self) -> usize {
+            self.early.load(Ordering::SeqCst)
+        }
+    }
+
+    /// Waits until the opener has asked `check`.
+    async fn asked(check: &Scripted) {
         tokio::time::timeout(Duration::from_secs(5), async {
             while check.asked.load(Ordering::SeqCst) == 0 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -534,6 +524,46 @@ mod tests {
         })
         .await
         .expect("the opener asks");
+    }
+
+    /// `waiter`'s verdict, within five seconds.
+    async fn verdict(waiter: tokio::task::JoinHandle<GateVerdict>) -> GateVerdict {
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("a verdict comes")
+            .expect("no panic")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_taken_back_before_its_time_leaves_at_once_and_is_never_checked() {
+        let setup = Setup::new();
+        let (taken_back, stays) = (Scripted::new(Ok(())), Scripted::new(Ok(())));
+        let withdrawal = Withdrawal::new();
+        let first = setup.waiter(&taken_back, &withdrawal);
+        let second = setup.waiter(&stays, &Withdrawal::new());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        withdrawal.withdraw();
+        assert_eq!(
+            verdict(first).await,
+            GateVerdict::Withdrawn,
+            "leaves before its time"
+        );
+        assert_eq!(setup.early(), 1, "counted out as it left");
+        setup.open().await;
+        assert_eq!(verdict(second).await, GateVerdict::Checked(Ok(())));
+        assert_eq!(taken_back.asked.load(Ordering::SeqCst), 0, "never checked");
+        assert_eq!(setup.early(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_taken_back_while_its_check_goes_waits_for_the_verdict() {
+        let setup = Setup::new();
+        let hold = Arc::new(tokio::sync::Semaphore::new(0));
+        let check = Scripted::held(&hold);
+        let withdrawal = Withdrawal::new();
+        let waiter = setup.waiter(&check, &withdrawal);
+        setup.open().await;
+        asked(&check).await;
         withdrawal.withdraw();
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(
@@ -541,44 +571,21 @@ mod tests {
             "a check under way is not cut off: it may have claimed a slot"
         );
         hold.add_permits(1);
-        let verdict = tokio::time::timeout(Duration::from_secs(5), waiter)
-            .await
-            .expect("the verdict comes")
-            .expect("no panic");
-        assert_eq!(verdict, GateVerdict::Checked(Ok(())));
+        assert_eq!(verdict(waiter).await, GateVerdict::Checked(Ok(())));
         assert!(check.finished.load(Ordering::SeqCst));
-        assert_eq!(early.load(Ordering::SeqCst), 0);
+        assert_eq!(setup.early(), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_run_whose_future_is_dropped_ends_its_check_with_it() {
-        let start = instant();
-        let manual = ManualClock::new(start);
-        let clock: Arc<dyn Clock> = Arc::new(manual.clone());
-        let gates = Arc::new(StartGates::default());
-        let early = Arc::new(AtomicUsize::new(1));
-        let due = start + chrono::TimeDelta::seconds(1);
+        let setup = Setup::new();
         let hold = Arc::new(tokio::sync::Semaphore::new(0));
+        // A check of its kind is made on its own (the default `may_start_together`),
+        // in a task of its own, while its run is dropped.
         let check = Scripted::held(&hold);
-        let waiter = {
-            let (gates, clock, early) =
-                (Arc::clone(&gates), Arc::clone(&clock), Arc::clone(&early));
-            let check: Arc<dyn StartCheck> = Arc::clone(&check) as Arc<dyn StartCheck>;
-            tokio::spawn(async move {
-                gates
-                    .wait(&clock, due, Some(&check), &Withdrawal::new(), &early)
-                    .await
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        manual.set(due);
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while check.asked.load(Ordering::SeqCst) == 0 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("the opener asks");
+        let waiter = setup.waiter(&check, &Withdrawal::new());
+        setup.open().await;
+        asked(&check).await;
         waiter.abort();
         let _ = waiter.await;
         tokio::time::timeout(Duration::from_secs(5), async {
@@ -590,6 +597,6 @@ mod tests {
         .await
         .expect("the check is dropped with its run");
         assert!(!check.finished.load(Ordering::SeqCst), "ended halfway");
-        assert_eq!(early.load(Ordering::SeqCst), 0);
+        assert_eq!(setup.early(), 0);
     }
 }

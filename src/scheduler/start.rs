@@ -194,6 +194,20 @@ struct StartGroup {
     indices: Vec<usize>,
 }
 
+/// The answer at `position` of a batched store call's `answers`, or its error.
+fn answer_at<T: Clone>(
+    answers: &Result<Vec<T>, StoreError>,
+    position: usize,
+) -> Result<T, StoreError> {
+    match answers {
+        Ok(answers) => answers
+            .get(position)
+            .cloned()
+            .ok_or_else(|| StoreError::corrupt("the store answered fewer than asked")),
+        Err(error) => Err(error.clone()),
+    }
+}
+
 /// What is left of a check made together with others, for the run to wait out
 /// ([`StartAnswer::Later`]).
 enum Rest {
@@ -271,14 +285,7 @@ impl RunStart {
                 .collect();
             let schedules = store.job_schedules(&ids).await;
             for (position, &(index, run)) in confirming.iter().enumerate() {
-                let schedule = match &schedules {
-                    Ok(schedules) => schedules
-                        .get(position)
-                        .cloned()
-                        .ok_or_else(|| StoreError::corrupt("the store answered fewer than asked")),
-                    Err(error) => Err(error.clone()),
-                };
-                if let Err(refusal) = run.judge_schedule(inner, schedule) {
+                if let Err(refusal) = run.judge_schedule(inner, answer_at(&schedules, position)) {
                     answers[index] = Some(StartAnswer::Now(Err(refusal)));
                 }
             }
@@ -331,14 +338,7 @@ impl RunStart {
         // before any of them is told to start.
         let mut mutable = inner.lock();
         for (position, &(index, run)) in claiming.iter().enumerate() {
-            let claimed = match &claimed {
-                Ok(claimed) => claimed
-                    .get(position)
-                    .copied()
-                    .ok_or_else(|| StoreError::corrupt("the store answered fewer than asked")),
-                Err(error) => Err(error.clone()),
-            };
-            answers[index] = Some(match claimed {
+            answers[index] = Some(match answer_at(&claimed, position) {
                 Ok(true) => {
                     if let Some(place) = mutable.run_stores.get_mut(run.last_run_id()) {
                         place.frees_instance = true;
