@@ -187,8 +187,11 @@ async fn open_at(clock: Arc<dyn Clock>, at: DateTime<Utc>, gates: Gates) {
         let mut senders = Vec::with_capacity(chunk.min(waiters.len()));
         for waiter in waiters.by_ref() {
             // A run whose future was dropped (a shutdown) is not checked: a check
-            // could claim a slot for a run that never starts.
-            if waiter.verdict.is_closed() || !Waiter::leave(&waiter.state, &waiter.early, TAKEN) {
+            // could claim a slot for a run that never starts. It is counted out of
+            // `early` here, as nobody else will.
+            let dropped = waiter.verdict.is_closed();
+            let to = if dropped { GONE } else { TAKEN };
+            if !Waiter::leave(&waiter.state, &waiter.early, to) || dropped {
                 continue;
             }
             match waiter.check {
@@ -574,6 +577,21 @@ mod tests {
         assert_eq!(verdict(waiter).await, GateVerdict::Checked(Ok(())));
         assert!(check.finished.load(Ordering::SeqCst));
         assert_eq!(setup.early(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_dropped_before_its_time_is_never_checked_and_is_counted_out() {
+        let setup = Setup::new();
+        let (dropped, stays) = (Scripted::new(Ok(())), Scripted::new(Ok(())));
+        let gone = setup.waiter(&dropped, &Withdrawal::new());
+        let other = setup.waiter(&stays, &Withdrawal::new());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        gone.abort();
+        let _ = gone.await;
+        setup.open().await;
+        assert_eq!(verdict(other).await, GateVerdict::Checked(Ok(())));
+        assert_eq!(dropped.asked.load(Ordering::SeqCst), 0, "never checked");
+        assert_eq!(setup.early(), 0, "counted out as the gate opened");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
