@@ -250,32 +250,31 @@ mod tests {
     }
 
     /// A check that says what it was built to say, after `hold` lets it go, and
-    /// remembers in which task it was asked and whether it was dropped halfway.
+    /// remembers how often it was asked and whether it was dropped halfway.
     struct Scripted {
         answer: Result<(), String>,
         hold: Option<Arc<tokio::sync::Semaphore>>,
         asked: AtomicUsize,
-        asked_in: Mutex<Option<tokio::task::Id>>,
         finished: AtomicBool,
     }
 
     impl Scripted {
         fn new(answer: Result<(), String>) -> Arc<Scripted> {
-            Arc::new(Scripted {
-                answer,
-                hold: None,
-                asked: AtomicUsize::new(0),
-                asked_in: Mutex::new(None),
-                finished: AtomicBool::new(false),
-            })
+            Scripted::answering(answer, None)
         }
 
         fn held(hold: &Arc<tokio::sync::Semaphore>) -> Arc<Scripted> {
+            Scripted::answering(Ok(()), Some(Arc::clone(hold)))
+        }
+
+        fn answering(
+            answer: Result<(), String>,
+            hold: Option<Arc<tokio::sync::Semaphore>>,
+        ) -> Arc<Scripted> {
             Arc::new(Scripted {
-                answer: Ok(()),
-                hold: Some(Arc::clone(hold)),
+                answer,
+                hold,
                 asked: AtomicUsize::new(0),
-                asked_in: Mutex::new(None),
                 finished: AtomicBool::new(false),
             })
         }
@@ -289,7 +288,6 @@ mod tests {
 
         async fn may_start(&self) -> Result<(), String> {
             self.asked.fetch_add(1, Ordering::SeqCst);
-            *self.asked_in.lock().expect("lock") = tokio::task::try_id();
             if let Some(hold) = &self.hold {
                 let _ = hold.acquire().await;
             }
