@@ -185,8 +185,13 @@ impl Executor for ThreadPoolExecutor {
             check: start_check,
             stop,
         };
-        runs.set
-            .spawn(run_one(unreported, task, start, context, shared, timeout));
+        // Boxed: the run's future is a few kilobytes, and tokio copies a task's future
+        // (and its output slot, the same size) several times between spawn and the
+        // end; a box is one copy and one small allocation (BENCHMARKS.md, "Instructions
+        // per run").
+        runs.set.spawn(Box::pin(run_one(
+            unreported, task, start, context, shared, timeout,
+        )));
         Ok(())
     }
 

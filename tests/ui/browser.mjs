@@ -71,7 +71,9 @@ async function signIn(browser, bearer, hash = '#/jobs', viewport = {width: 1280,
       problems.push(`console: ${message.text()}`);
     }
   });
-  await page.goto(`${base}/${hash}`);
+  // A context's first navigation starts a renderer process: on a two-core machine busy
+  // with a build that alone can take longer than a step's timeout.
+  await page.goto(`${base}/${hash}`, {timeout: 4 * TIMEOUT});
   await page.waitForSelector('#token-dialog[open]');
   await page.fill('#token-input', bearer);
   await page.press('#token-input', 'Enter');
