@@ -293,9 +293,10 @@ pub(super) async fn hand_over(
     how: HandOver,
 ) -> (String, bool, (AwaitingCheck, Withdrawal)) {
     let first = scheduled_times.first().copied().unwrap_or(start_at);
+    let now = inner.clock.now();
     let refusal = match (
         inner.executors.get(&job.executor),
-        submission(inner, job, scheduled_times, start_at),
+        submission(inner, job, scheduled_times, start_at, now),
     ) {
         (None, _) => format!("the executor {:?} does not exist", job.executor),
         (_, None) => format!("the task {:?} is not registered", job.task),
@@ -305,7 +306,7 @@ pub(super) async fn hand_over(
                 .iter()
                 .map(|run| run.run_id.clone())
                 .collect();
-            let early = start_at > inner.clock.now();
+            let early = start_at > now;
             let catch_up = run_ids.len() > 1;
             let start = (early || !how.slot_claimed || catch_up).then(|| {
                 Arc::new(start::RunStart {

@@ -811,12 +811,14 @@ fn check_expect_success_within(
     }
 }
 
-/// Builds the submission of `job`'s runs for `scheduled_times` (earliest first).
+/// Builds the submission of `job`'s runs for `scheduled_times` (earliest first), handed
+/// over at `now`.
 pub(crate) fn submission(
     inner: &Inner,
     job: &Job,
     scheduled_times: &[DateTime<Utc>],
     start_at: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> Option<Submission> {
     // Runs resolve `${NAME}` in their args as they start (task/env_args.rs); the job
     // keeps the text as written.
@@ -840,7 +842,7 @@ pub(crate) fn submission(
         // later runs of a catch-up (several times of one job, run one after another)
         // until each starts: a pause or removal meanwhile stops the rest.
         // And runs that may wait for a running run of their job to end (`overlap`).
-        withdrawal: if start_at > inner.clock.now()
+        withdrawal: if start_at > now
             || scheduled_times.len() > 1
             || job.overlap != crate::job::Overlap::Skip
         {

@@ -261,17 +261,34 @@ fn hex_bytes(id: &str) -> Option<[u8; MAX_INLINE_ID]> {
     if digits.len() != HEX_ID_LEN {
         return None;
     }
-    let value = |digit: u8| match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        _ => None,
-    };
+    // Every lookup of a job by id passes here (twice a run): a table and one check at
+    // the end, not a branch per digit.
     let mut bytes = [0u8; MAX_INLINE_ID];
+    let mut invalid = 0u8;
     for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
-        *byte = value(pair[0])? << 4 | value(pair[1])?;
+        let (high, low) = (
+            HEX_VALUES[usize::from(pair[0])],
+            HEX_VALUES[usize::from(pair[1])],
+        );
+        invalid |= high | low;
+        *byte = high << 4 | (low & 0xf);
     }
-    Some(bytes)
+    (invalid & NOT_HEX == 0).then_some(bytes)
 }
+
+/// Marks a byte that is not a lowercase hex digit in [`HEX_VALUES`].
+const NOT_HEX: u8 = 0x10;
+
+/// Each byte's value as a lowercase hex digit, or [`NOT_HEX`].
+const HEX_VALUES: [u8; 256] = {
+    let mut values = [NOT_HEX; 256];
+    let mut digit = 0;
+    while digit < 16 {
+        values[HEX_DIGITS[digit] as usize] = digit as u8;
+        digit += 1;
+    }
+    values
+};
 
 /// Writes the 32 hex digits that `bytes` spell into `buffer`.
 fn spell_hex(bytes: &[u8; MAX_INLINE_ID], buffer: &mut [u8; HEX_ID_LEN]) {
@@ -485,6 +502,27 @@ mod tests {
     use super::*;
     use crate::trigger::{TriggerContext, TriggerSpec};
     use serde_json::json;
+
+    #[test]
+    fn only_32_lowercase_hex_digits_are_kept_as_bytes() {
+        let id = "0123456789abcdeffedcba9876543210";
+        let bytes = hex_bytes(id).expect("lowercase hex");
+        let mut spelled = [0u8; HEX_ID_LEN];
+        spell_hex(&bytes, &mut spelled);
+        assert_eq!(&spelled, id.as_bytes());
+        // Each byte that is no lowercase hex digit, at each place, keeps the id as text.
+        for place in 0..HEX_ID_LEN {
+            for byte in (0..=255u8).filter(|byte| !HEX_DIGITS.contains(byte)) {
+                let mut digits = id.as_bytes().to_vec();
+                digits[place] = byte;
+                if let Ok(text) = std::str::from_utf8(&digits) {
+                    assert_eq!(hex_bytes(text), None, "{text:?}");
+                }
+            }
+        }
+        assert_eq!(hex_bytes(&id[1..]), None);
+        assert_eq!(hex_bytes(&format!("{id}0")), None);
+    }
 
     fn job(args: Value, name: &str) -> Job {
         let spec: TriggerSpec =
