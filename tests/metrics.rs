@@ -480,6 +480,52 @@ fn every_metric_the_dashboard_and_rules_query_is_in_a_real_scrape() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A watched job's series go when the job does, whether or not anything listens to
+/// the scheduler's events: a one-off job with `expect_success_within` that ran and
+/// ended leaves none behind. (Its "job removed" event is built only for a listener, and
+/// forgetting its series rode on that event, so without one they stayed, and a rule on
+/// its last success would have gone on judging a job that no longer exists.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_watched_one_off_job_leaves_no_series_when_nobody_listens() {
+    let clock = kairos::clock::ManualClock::new(common::t0());
+    let (tasks, runs) = common::recording_tasks();
+    let scheduler = Scheduler::builder()
+        .clock(clock.clone())
+        .tasks(tasks)
+        .executor(
+            "default",
+            kairos::executor::pool::ThreadPoolExecutor::new(2),
+        )
+        .build();
+    scheduler.start();
+    let mut spec = JobSpec::new("record", common::date_at(60)).with_id("watched-once");
+    spec.options.expect_success_within = Some(Duration::from_secs(3600));
+    scheduler.add_job(spec).await.unwrap();
+    let series = |scheduler: &Scheduler| {
+        let mut text = String::new();
+        scheduler.metrics().encode(&mut text).unwrap();
+        text.lines()
+            .filter(|line| line.contains("job_id=\"watched-once\""))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    clock.set(common::t0() + common::secs(60));
+    assert_eq!(common::wait_for_runs(&runs, 1).await.len(), 1);
+    // In real time: the record task writes the run's end, then the job goes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (!scheduler.get_jobs().await.unwrap().is_empty() || !series(&scheduler).is_empty())
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        scheduler.get_jobs().await.unwrap().is_empty(),
+        "the job is gone"
+    );
+    assert_eq!(series(&scheduler), Vec::<String>::new());
+    scheduler.shutdown(None).await;
+}
+
 /// What a run's end updates, by the rule of docs/metrics.md: histograms and retries by
 /// task and executor for every job, last success and failure only for watched jobs.
 #[test]

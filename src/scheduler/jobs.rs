@@ -470,10 +470,7 @@ impl Scheduler {
             store.remove_all_jobs().await?;
             for job in jobs {
                 self.inner.withdraw_early_runs(&job.id);
-                self.inner.emit_with(|| Event::JobRemoved {
-                    job_id: job.id,
-                    jobstore: name.clone(),
-                });
+                self.inner.job_removed(job.id, name);
             }
         }
         Ok(())

@@ -311,10 +311,7 @@ pub(crate) async fn process_due_jobs(
                     if fenced.contains(&job_id) {
                         continue;
                     }
-                    inner.emit_with(|| Event::JobRemoved {
-                        job_id,
-                        jobstore: name.clone(),
-                    });
+                    inner.job_removed(job_id, name);
                 }
                 if let Some(error) = claim_error {
                     return Err(error);

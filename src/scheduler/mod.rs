@@ -598,8 +598,27 @@ impl Inner {
     /// Emits the event `make` builds, unless nobody would see it: the hot paths (adding
     /// and submitting) skip building events when no listener or log wants them.
     pub(crate) fn emit_with(&self, make: impl FnOnce() -> Event) {
-        if self.events.receiver_count() > 0 || tracing::enabled!(tracing::Level::DEBUG) {
+        if self.wants_events() {
             self.emit(make());
+        }
+    }
+
+    /// Whether an event would reach anyone: a listener, or the log at debug level.
+    fn wants_events(&self) -> bool {
+        self.events.receiver_count() > 0 || tracing::enabled!(tracing::Level::DEBUG)
+    }
+
+    /// Announces that `job_id` left `jobstore`, if anyone would see it. Its watched-job
+    /// series go with it either way (docs/metrics.md): they are not the event's to keep
+    /// when nobody listens.
+    pub(crate) fn job_removed(&self, job_id: String, jobstore: &str) {
+        if self.wants_events() {
+            self.emit(Event::JobRemoved {
+                job_id,
+                jobstore: jobstore.to_owned(),
+            });
+        } else {
+            self.metrics.forget_job(&job_id);
         }
     }
 

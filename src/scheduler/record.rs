@@ -852,10 +852,7 @@ impl Unwritten {
                         if release.next_run_time.is_some() || fenced.contains(&release.job_id) {
                             continue;
                         }
-                        inner.emit_with(|| Event::JobRemoved {
-                            job_id: release.job_id,
-                            jobstore: name.clone(),
-                        });
+                        inner.job_removed(release.job_id, name);
                     }
                 }
                 Err(error) => {
