@@ -14,7 +14,7 @@ use common::{date_at, secs, step_to, t0};
 use kairos::clock::{Clock, ManualClock};
 use kairos::history::RunOutcome;
 use kairos::job::{JobSpec, RetryPolicy};
-use kairos::scheduler::Scheduler;
+use kairos::scheduler::{Event, Scheduler};
 use kairos::store::memory::MemoryStore;
 use kairos::store::prelude::*;
 use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
@@ -135,6 +135,37 @@ async fn a_one_off_job_that_always_fails_is_kept_as_failed_and_reruns_on_request
         store.get_job("cancel-8").await.unwrap().unwrap().state(),
         "failed"
     );
+    scheduler.shutdown(None).await;
+}
+
+/// A one-off job that fails stays (retried, then kept as failed), and is announced
+/// removed only when it is: each failed attempt's release leaves it where it is, and a
+/// "job removed" event then told listeners and the log of a removal that never was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_one_off_job_that_stays_is_not_announced_removed() {
+    let clock = ManualClock::new(t0());
+    let (tasks, calls) = flaky(&clock, u32::MAX);
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let scheduler = scheduler(&clock, tasks, Arc::clone(&store));
+    let mut events = scheduler.subscribe();
+    let mut spec = JobSpec::new("flaky", date_at(5)).with_id("cancel-9");
+    spec.options.retry = Some(policy(2));
+    scheduler.add_job(spec).await.unwrap();
+    scheduler.start();
+    step_to(&clock, t0() + secs(60), Duration::from_millis(100)).await;
+    assert_eq!(calls.lock().unwrap().len(), 2);
+    let job = store.get_job("cancel-9").await.unwrap().expect("kept");
+    assert_eq!(job.state(), "failed");
+    // The last attempt's release follows its record, in real time.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    scheduler.remove_job("cancel-9").await.unwrap();
+    let mut removed = 0;
+    while let Ok(event) = events.try_recv() {
+        if matches!(&event, Event::JobRemoved { job_id, .. } if job_id == "cancel-9") {
+            removed += 1;
+        }
+    }
+    assert_eq!(removed, 1, "announced removed once, when it was removed");
     scheduler.shutdown(None).await;
 }
 

@@ -389,6 +389,11 @@ impl Metrics {
         Some(gauges)
     }
 
+    /// Whether the job `id` has series of its own here (a watched job that ran).
+    pub fn watches(&self, id: &str) -> bool {
+        lock(&self.watched).contains_key(id)
+    }
+
     /// Forgets a removed job's per-job series (a config job that a reload removed).
     pub fn forget_job(&self, id: &str) {
         if lock(&self.watched).remove(id).is_some() {

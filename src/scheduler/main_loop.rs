@@ -307,12 +307,13 @@ pub(crate) async fn process_due_jobs(
                     }
                 };
                 report_fenced(inner, name, &fenced);
-                for job_id in finished {
-                    if fenced.contains(&job_id) {
-                        continue;
-                    }
-                    inner.job_removed(job_id, name);
-                }
+                let finished = finished
+                    .into_iter()
+                    .filter(|job_id| !fenced.contains(job_id))
+                    .collect();
+                inner
+                    .finished_jobs_removed(name, store.as_ref(), finished)
+                    .await;
                 if let Some(error) = claim_error {
                     return Err(error);
                 }

@@ -603,6 +603,38 @@ impl Inner {
         }
     }
 
+    /// Announces the jobs of `jobstore` whose releases asked for their removal
+    /// (`finished`, one-off jobs whose runs ended), as far as they really went. A
+    /// release leaves a job whose schedule changed while it was held: a reschedule or
+    /// pause through any node, a retry planned, a failure kept (docs/lifecycle.md);
+    /// those are still there. One read tells, made only when someone would see the
+    /// event or a job's series would go with it. A read that fails announces none: a
+    /// "removed" that may be false is worse than one missed.
+    pub(crate) async fn finished_jobs_removed(
+        &self,
+        jobstore: &str,
+        store: &dyn JobStore,
+        finished: Vec<String>,
+    ) {
+        if finished.is_empty()
+            || (!self.wants_events() && !finished.iter().any(|id| self.metrics.watches(id)))
+        {
+            return;
+        }
+        match store.job_schedules(&finished).await {
+            Ok(schedules) => {
+                for (job_id, schedule) in finished.into_iter().zip(schedules) {
+                    if schedule.is_none() {
+                        self.job_removed(job_id, jobstore);
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(jobstore, jobs = finished.len(), %error, "could not tell which finished jobs are gone; no \"job removed\" event for them");
+            }
+        }
+    }
+
     /// Whether an event would reach anyone: a listener, or the log at debug level.
     fn wants_events(&self) -> bool {
         self.events.receiver_count() > 0 || tracing::enabled!(tracing::Level::DEBUG)

@@ -846,14 +846,18 @@ impl Unwritten {
                             mutable.finishing_one_offs.remove(job_id);
                         }
                     }
-                    for release in releases.drain(..) {
-                        // Only a finished job goes; a recurring one moved on, and is
-                        // still there (its metrics and its alerts' watch with it).
-                        if release.next_run_time.is_some() || fenced.contains(&release.job_id) {
-                            continue;
-                        }
-                        inner.job_removed(release.job_id, name);
-                    }
+                    // Only a finished job goes; a recurring one moved on, and is
+                    // still there (its metrics and its alerts' watch with it).
+                    let finished: Vec<String> = releases
+                        .drain(..)
+                        .filter(|release| {
+                            release.next_run_time.is_none() && !fenced.contains(&release.job_id)
+                        })
+                        .map(|release| release.job_id)
+                        .collect();
+                    inner
+                        .finished_jobs_removed(name, store.as_ref(), finished)
+                        .await;
                 }
                 Err(error) => {
                     all_written = false;
