@@ -33,7 +33,8 @@ pub enum Event {
         /// Its store.
         jobstore: String,
     },
-    /// A job was removed, or finished its schedule.
+    /// A job was removed, or finished its schedule and left its store. A one-off job
+    /// whose run failed, or whose schedule changed while it ran, stays, and gets none.
     JobRemoved {
         /// The job.
         job_id: String,
