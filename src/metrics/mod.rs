@@ -389,9 +389,11 @@ impl Metrics {
         Some(gauges)
     }
 
-    /// Whether the job `id` has series of its own here (a watched job that ran).
-    pub fn watches(&self, id: &str) -> bool {
-        lock(&self.watched).contains_key(id)
+    /// Whether any of the jobs `ids` has series of its own here (a watched job that
+    /// ran); one lock for them all.
+    pub fn watches_any(&self, ids: &[String]) -> bool {
+        let watched = lock(&self.watched);
+        ids.iter().any(|id| watched.contains_key(id))
     }
 
     /// Forgets a removed job's per-job series (a config job that a reload removed).

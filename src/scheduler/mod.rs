@@ -616,9 +616,7 @@ impl Inner {
         store: &dyn JobStore,
         finished: Vec<String>,
     ) {
-        if finished.is_empty()
-            || (!self.wants_events() && !finished.iter().any(|id| self.metrics.watches(id)))
-        {
+        if finished.is_empty() || (!self.wants_events() && !self.metrics.watches_any(&finished)) {
             return;
         }
         match store.job_schedules(&finished).await {

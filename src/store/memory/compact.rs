@@ -510,7 +510,8 @@ mod tests {
         let mut spelled = [0u8; HEX_ID_LEN];
         spell_hex(&bytes, &mut spelled);
         assert_eq!(&spelled, id.as_bytes());
-        // Each byte that is no lowercase hex digit, at each place, keeps the id as text.
+        // Each ASCII byte that is no lowercase hex digit, at each place, keeps the id as
+        // text (a lone byte past ASCII is no `str`).
         for place in 0..HEX_ID_LEN {
             for byte in (0..=255u8).filter(|byte| !HEX_DIGITS.contains(byte)) {
                 let mut digits = id.as_bytes().to_vec();
