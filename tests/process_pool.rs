@@ -164,7 +164,7 @@ fn submission(task: &str, args: serde_json::Value) -> Submission {
             args,
             from_config: false,
         }],
-        task_name: task.to_owned(),
+        task_name: task.into(),
         // The pool runs the task by name in the worker; this one is never called.
         task: test_tasks().get("echo").expect("echo is registered"),
         start_at: now,

@@ -194,7 +194,7 @@ async fn an_unreadable_job_is_quarantined_until_it_is_rewritten() {
     assert_eq!(broken, ["bad"]);
     // Out of every index: never offered, no wake-up for it.
     store
-        .release_jobs("one", vec![release(&taken[0], Some(t0() + secs(1000)))])
+        .release_jobs("one", &[release(&taken[0], Some(t0() + secs(1000)))])
         .await
         .unwrap();
     assert_eq!(
@@ -260,7 +260,7 @@ async fn a_late_release_does_not_end_the_lease_of_the_scheduler_that_took_over()
     // The slow one comes back: its release must not put the job back among the due
     // ones under the fast one's feet.
     store
-        .release_jobs("slow", vec![release(&slow[0], Some(t0() + secs(20)))])
+        .release_jobs("slow", &[release(&slow[0], Some(t0() + secs(20)))])
         .await
         .unwrap();
     assert!(store
@@ -271,7 +271,7 @@ async fn a_late_release_does_not_end_the_lease_of_the_scheduler_that_took_over()
     assert_eq!(store.next_run_time().await.unwrap(), Some(later + secs(60)));
     // The holder's release decides.
     store
-        .release_jobs("fast", vec![release(&fast[0], Some(t0() + secs(80)))])
+        .release_jobs("fast", &[release(&fast[0], Some(t0() + secs(80)))])
         .await
         .unwrap();
     let read = store.get_job("a").await.unwrap().unwrap();
@@ -304,7 +304,7 @@ async fn a_job_added_again_under_its_id_is_not_overwritten_by_a_late_release() {
         "revisions are never reused"
     );
     store
-        .release_jobs("one", vec![release(&taken[0], None)])
+        .release_jobs("one", &[release(&taken[0], None)])
         .await
         .unwrap();
     let read = store
@@ -359,7 +359,7 @@ async fn args_come_back_byte_for_byte() {
         .await
         .unwrap();
     store
-        .release_jobs("one", vec![release(&taken[0], Some(t0() + secs(20)))])
+        .release_jobs("one", &[release(&taken[0], Some(t0() + secs(20)))])
         .await
         .unwrap();
     let read = store.get_job("odd").await.unwrap().unwrap();
@@ -422,7 +422,7 @@ async fn a_thousand_jobs_in_one_batch() {
         .map(|job| release(job, Some(t0() + secs(120))))
         .collect();
     let started = Instant::now();
-    store.release_jobs("one", releases).await.unwrap();
+    store.release_jobs("one", &releases).await.unwrap();
     let release_time = started.elapsed();
     assert_eq!(store.next_run_time().await.unwrap(), Some(t0() + secs(120)));
 

@@ -1437,7 +1437,7 @@ impl DueJobs for HeldStore {
     async fn release_jobs(
         &self,
         owner: &str,
-        releases: Vec<Release>,
+        releases: &[Release],
     ) -> Result<Vec<String>, StoreError> {
         if self.holds.release.swap(false, Ordering::SeqCst) {
             self.holds.hold().await;

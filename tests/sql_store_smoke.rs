@@ -344,7 +344,7 @@ async fn a_re_added_job_never_matches_a_release_of_the_old_one() {
         store
             .release_jobs(
                 "one",
-                vec![Release {
+                &[Release {
                     job_id: "a".to_owned(),
                     revision: acquired[0].revision,
                     acquired_next_run_time: acquired[0].next_run_time,

@@ -922,7 +922,7 @@ async fn release_writes_next_run_times_and_removes_finished_jobs(harness: Harnes
             release(job, next)
         })
         .collect();
-    store.release_jobs("one", releases).await.unwrap();
+    store.release_jobs("one", &releases).await.unwrap();
     let again = store.get_job("again").await.unwrap().unwrap();
     assert_eq!(again.next_run_time, Some(t0() + secs(20)));
     assert!(
@@ -955,11 +955,11 @@ async fn changes_made_while_acquired_are_kept(harness: Harness) {
     store.update_job(rescheduled).await.unwrap();
     store.remove_job("removed").await.unwrap();
 
-    let releases = acquired
+    let releases: Vec<Release> = acquired
         .iter()
         .map(|job| release(job, Some(t0() + secs(20))))
         .collect();
-    store.release_jobs("one", releases).await.unwrap();
+    store.release_jobs("one", &releases).await.unwrap();
 
     // A change that left the schedule alone keeps the change and moves past the run
     // time just handled, so that time does not run twice.
@@ -1022,11 +1022,11 @@ async fn a_release_taken_at_an_older_schedule_version_leaves_the_new_schedule_al
     renamed.args = json!({"changed": true});
     store.update_job(renamed).await.unwrap();
 
-    let releases = acquired
+    let releases: Vec<Release> = acquired
         .iter()
         .map(|job| release(job, Some(t0() + secs(20))))
         .collect();
-    let fenced = store.release_jobs("one", releases).await.unwrap();
+    let fenced = store.release_jobs("one", &releases).await.unwrap();
     assert!(fenced.is_empty(), "{fenced:?}");
 
     // The new schedules stand, at the time the jobs were taken at.
@@ -1050,7 +1050,7 @@ async fn a_release_taken_at_an_older_schedule_version_leaves_the_new_schedule_al
         release(&due[1], None),
     ];
     assert!(store
-        .release_jobs("two", releases)
+        .release_jobs("two", &releases)
         .await
         .unwrap()
         .is_empty());
@@ -1111,12 +1111,12 @@ async fn a_lease_taken_before_schedule_versions_is_judged_as_before(harness: Har
     let mut rescheduled = store.get_job("rescheduled").await.unwrap().unwrap();
     rescheduled.next_run_time = Some(at + secs(500));
     store.update_job(rescheduled).await.unwrap();
-    let releases = acquired
+    let releases: Vec<Release> = acquired
         .iter()
         .map(|job| release(job, Some(t0() + secs(20))))
         .collect();
     assert!(store
-        .release_jobs("old", releases)
+        .release_jobs("old", &releases)
         .await
         .unwrap()
         .is_empty());
@@ -1138,7 +1138,7 @@ async fn a_lease_taken_before_schedule_versions_is_judged_as_before(harness: Har
     store.update_job(retriggered.clone()).await.unwrap();
     let releases = vec![release(&due[0], Some(t0() + secs(30)))];
     assert!(store
-        .release_jobs("new", releases)
+        .release_jobs("new", &releases)
         .await
         .unwrap()
         .is_empty());
@@ -1185,7 +1185,7 @@ async fn an_expired_lease_makes_the_job_acquirable_again(harness: Harness) {
         .unwrap();
     assert_eq!(ids(&taken), ["a"]);
     store
-        .release_jobs("alive", vec![release(&taken[0], Some(t0() + secs(20)))])
+        .release_jobs("alive", &[release(&taken[0], Some(t0() + secs(20)))])
         .await
         .unwrap();
     assert_eq!(
@@ -1220,7 +1220,7 @@ async fn a_release_from_a_lost_lease_is_fenced_off(harness: Harness) {
     let revision = store.get_job("a").await.unwrap().unwrap().revision;
     // The frozen scheduler wakes and writes back: refused, nothing written.
     let fenced = store
-        .release_jobs("frozen", vec![release(&taken[0], Some(t0() + secs(20)))])
+        .release_jobs("frozen", &[release(&taken[0], Some(t0() + secs(20)))])
         .await
         .unwrap();
     assert_eq!(fenced, ["a"]);
@@ -1233,10 +1233,7 @@ async fn a_release_from_a_lost_lease_is_fenced_off(harness: Harness) {
     assert_eq!(stored.revision, revision);
     // The holder's release works, once: no double advance.
     let fenced = store
-        .release_jobs(
-            "survivor",
-            vec![release(&survivor[0], Some(t0() + secs(60)))],
-        )
+        .release_jobs("survivor", &[release(&survivor[0], Some(t0() + secs(60)))])
         .await
         .unwrap();
     assert!(fenced.is_empty(), "{fenced:?}");
@@ -1246,7 +1243,7 @@ async fn a_release_from_a_lost_lease_is_fenced_off(harness: Harness) {
     );
     // A repeat of the stale release after the holder released is refused too.
     let fenced = store
-        .release_jobs("frozen", vec![release(&taken[0], Some(t0() + secs(20)))])
+        .release_jobs("frozen", &[release(&taken[0], Some(t0() + secs(20)))])
         .await
         .unwrap();
     assert_eq!(fenced, ["a"]);
@@ -1272,7 +1269,7 @@ async fn a_release_from_a_lost_lease_is_fenced_off(harness: Harness) {
         .unwrap();
     assert_eq!(ids(&other), ["early"]);
     let fenced = store
-        .release_jobs("slow", vec![release(&slow[0], Some(t0() + secs(90)))])
+        .release_jobs("slow", &[release(&slow[0], Some(t0() + secs(90)))])
         .await
         .unwrap();
     assert!(fenced.is_empty(), "{fenced:?}");
@@ -1290,7 +1287,7 @@ async fn a_release_from_a_lost_lease_is_fenced_off(harness: Harness) {
     assert_eq!(ids(&reaped), ["c"]);
     store.recover_owner("reaped").await.unwrap();
     let fenced = store
-        .release_jobs("reaped", vec![release(&reaped[0], None)])
+        .release_jobs("reaped", &[release(&reaped[0], None)])
         .await
         .unwrap();
     assert_eq!(fenced, ["c"]);
@@ -1711,7 +1708,7 @@ async fn a_slot_whose_time_its_job_still_shows_is_freed_not_orphaned(harness: Ha
         assert_eq!(claimed, [true, true]);
         let written_job = taken.iter().find(|job| job.id == written).unwrap();
         let fenced = store
-            .release_jobs(&owner, vec![release(written_job, Some(later))])
+            .release_jobs(&owner, &[release(written_job, Some(later))])
             .await
             .unwrap();
         assert!(fenced.is_empty());
@@ -1785,7 +1782,7 @@ async fn a_job_taken_over_from_an_expired_lease_frees_the_slot_its_time_is_in(ha
     assert_eq!(claimed, [true, true]);
     let moved_on = taken.iter().find(|job| job.id == "moved-on").unwrap();
     store
-        .release_jobs("frozen", vec![release(moved_on, Some(next))])
+        .release_jobs("frozen", &[release(moved_on, Some(next))])
         .await
         .unwrap();
     let retaken = store
@@ -1812,7 +1809,7 @@ async fn a_job_taken_over_from_an_expired_lease_frees_the_slot_its_time_is_in(ha
     );
     let unwritten = over.iter().find(|job| job.id == "unwritten").unwrap();
     store
-        .release_jobs("live", vec![release(unwritten, Some(t0() + secs(40)))])
+        .release_jobs("live", &[release(unwritten, Some(t0() + secs(40)))])
         .await
         .unwrap();
 
@@ -2241,7 +2238,7 @@ async fn a_dead_node_is_reaped_and_its_leases_and_slots_freed(harness: Harness) 
     assert_eq!(ids(&again), ["k"]);
     assert!(store.claim_instance("k", "a", 1).await.unwrap());
     let fenced = store
-        .release_jobs("b", vec![release(&taken[0], Some(t0() + secs(5)))])
+        .release_jobs("b", &[release(&taken[0], Some(t0() + secs(5)))])
         .await
         .unwrap();
     assert_eq!(fenced, ["k"]);

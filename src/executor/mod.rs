@@ -41,8 +41,9 @@ use crate::task::{Task, TaskRun};
 pub struct Submission {
     /// The runs' identities and args, as the task sees them; never empty.
     pub runs: Vec<TaskRun>,
-    /// The task's registered name (what a worker process looks up).
-    pub task_name: String,
+    /// The task's registered name (what a worker process looks up), shared by the
+    /// submissions of the task.
+    pub task_name: Arc<str>,
     /// The task itself, for executors that run it in process.
     pub task: Arc<dyn Task>,
     /// Do not start before this instant (scheduled time plus jitter).

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 
 use super::start_gate::{GateVerdict, StartGates};
 use super::{Executor, ExecutorContext, ExecutorError, ExecutorLoad, Submission, Withdrawal};
@@ -32,16 +32,28 @@ pub struct ThreadPoolExecutor {
 }
 
 /// The submissions' tokio tasks, so a shutdown can wait for them or stop them.
+///
+/// Plain handles rather than a `JoinSet`: a set allocates an entry per task and
+/// registers a waker that moves it to the set's ready list as it ends, work every run
+/// paid for and only a shutdown reads (BENCHMARKS.md, "Instructions per run").
 struct Runs {
-    set: JoinSet<()>,
-    /// Finished tasks stay in the set until joined; they are reaped when the set grows
-    /// to this size, which then doubles from what is left, so reaping costs O(1) per
-    /// submission instead of a pass over the set's ready list on every one.
-    reap_at: usize,
+    handles: Vec<JoinHandle<()>>,
+    /// Finished tasks' handles stay until the list grows to this size; then they are
+    /// dropped and it doubles from what is left, so pruning costs O(1) per submission.
+    prune_at: usize,
 }
 
-/// The smallest [`Runs::reap_at`].
-const MIN_REAP_AT: usize = 1024;
+impl Drop for Runs {
+    /// Dropped without a shutdown, the pool stops its runs, as a `JoinSet` would.
+    fn drop(&mut self) {
+        for handle in &self.handles {
+            handle.abort();
+        }
+    }
+}
+
+/// The smallest [`Runs::prune_at`].
+const MIN_PRUNE_AT: usize = 1024;
 
 struct Shared {
     workers: Semaphore,
@@ -123,8 +135,8 @@ impl ThreadPoolExecutor {
             }),
             context: OnceLock::new(),
             runs: Mutex::new(Runs {
-                set: JoinSet::new(),
-                reap_at: MIN_REAP_AT,
+                handles: Vec::new(),
+                prune_at: MIN_PRUNE_AT,
             }),
         }
     }
@@ -174,9 +186,9 @@ impl Executor for ThreadPoolExecutor {
             .runs
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if runs.set.len() >= runs.reap_at {
-            while runs.set.try_join_next().is_some() {}
-            runs.reap_at = (runs.set.len() * 2).max(MIN_REAP_AT);
+        if runs.handles.len() >= runs.prune_at {
+            runs.handles.retain(|handle| !handle.is_finished());
+            runs.prune_at = (runs.handles.len() * 2).max(MIN_PRUNE_AT);
         }
         let start = Start {
             at: start_at,
@@ -189,9 +201,10 @@ impl Executor for ThreadPoolExecutor {
         // (and its output slot, the same size) several times between spawn and the
         // end; a box is one copy and one small allocation (BENCHMARKS.md, "Instructions
         // per run").
-        runs.set.spawn(Box::pin(run_one(
+        let handle = tokio::spawn(Box::pin(run_one(
             unreported, task, start, context, shared, timeout,
         )));
+        runs.handles.push(handle);
         Ok(())
     }
 
@@ -206,24 +219,41 @@ impl Executor for ThreadPoolExecutor {
 
     async fn shutdown(&self, wait: Option<Duration>) {
         self.shared.closed.store(true, Ordering::Release);
-        let mut runs = std::mem::take(
-            &mut self
-                .runs
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .set,
-        );
+        // Still a `Runs`, so a shutdown dropped part way stops what is left.
+        let mut runs = Runs {
+            handles: std::mem::take(
+                &mut self
+                    .runs
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .handles,
+            ),
+            prune_at: MIN_PRUNE_AT,
+        };
+        let handles = &mut runs.handles;
         if let Some(wait) = wait {
-            let drained =
-                tokio::time::timeout(wait, async { while runs.join_next().await.is_some() {} })
-                    .await;
+            let drained = tokio::time::timeout(wait, async {
+                // Popped once ended, so that none is polled again after its end below.
+                while let Some(handle) = handles.last_mut() {
+                    // A run's panic is caught inside it (`run_task`); an error here is
+                    // one more ended run.
+                    let _ = handle.await;
+                    handles.pop();
+                }
+            })
+            .await;
             if drained.is_ok() {
                 return;
             }
         }
         // Each aborted run reports what it had not reported as stopped ([`Unreported`]).
-        runs.abort_all();
-        while runs.join_next().await.is_some() {}
+        for handle in handles.iter() {
+            handle.abort();
+        }
+        while let Some(handle) = handles.last_mut() {
+            let _ = handle.await;
+            handles.pop();
+        }
     }
 }
 

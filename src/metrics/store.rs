@@ -447,7 +447,7 @@ impl DueJobs for InstrumentedStore {
     async fn release_jobs(
         &self,
         owner: &str,
-        releases: Vec<Release>,
+        releases: &[Release],
     ) -> Result<Vec<String>, StoreError> {
         let started = Instant::now();
         let result = self.inner.release_jobs(owner, releases).await;

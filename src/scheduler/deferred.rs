@@ -193,7 +193,7 @@ pub(super) async fn flush_deferred(
             // (BENCHMARKS.md, recurring).
             tokio::task::yield_now().await;
             let chunk: Vec<Release> = releases.by_ref().take(RELEASE_CHUNK).collect();
-            match store.release_jobs(&inner.id, chunk.clone()).await {
+            match store.release_jobs(&inner.id, &chunk).await {
                 Ok(fenced) => report_fenced(inner, &name, &fenced),
                 Err(error) => {
                     tracing::warn!(jobstore = name, %error, "could not write back runs handed over early; will retry");

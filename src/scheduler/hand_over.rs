@@ -301,23 +301,33 @@ pub(super) async fn hand_over(
         (None, _) => format!("the executor {:?} does not exist", job.executor),
         (_, None) => format!("the task {:?} is not registered", job.task),
         (Some(executor), Some(mut submission)) => {
-            let run_ids: Vec<String> = submission
+            // The first run's id, and the later ones' of a catch-up: a lone run (nearly
+            // every one) needs no list of them (BENCHMARKS.md, "Instructions per run").
+            let first_run_id = submission
+                .runs
+                .first()
+                .map(|run| run.run_id.clone())
+                .unwrap_or_default();
+            let later_run_ids: Vec<String> = submission
                 .runs
                 .iter()
+                .skip(1)
                 .map(|run| run.run_id.clone())
                 .collect();
+            let run_ids = || std::iter::once(&first_run_id).chain(&later_run_ids);
             let early = start_at > now;
-            let catch_up = run_ids.len() > 1;
+            let catch_up = !later_run_ids.is_empty();
+            let store_name = inner.shared_store_name(jobstore);
             let start = (early || !how.slot_claimed || catch_up).then(|| {
                 Arc::new(start::RunStart {
                     inner: inner.me.clone(),
-                    jobstore: jobstore.to_owned(),
+                    jobstore: Arc::clone(&store_name),
                     job_id: job.id.clone(),
                     max_instances: job.max_instances,
                     overlap: job.overlap,
                     scheduled_time: first,
                     due_at: start_at,
-                    runs: run_ids.len(),
+                    runs: 1 + later_run_ids.len(),
                     acquired_revision: how.checked_revision,
                     // A job its runs hold has nothing written back before they end;
                     // one that allows several runs at once is written back now.
@@ -329,8 +339,8 @@ pub(super) async fn hand_over(
                     slot_claimed: how.slot_claimed,
                     run_times: slot_run_times(how.final_release.is_none(), scheduled_times),
                     withdrawal: submission.withdrawal.clone(),
-                    first_run_id: run_ids.first().cloned().unwrap_or_default(),
-                    later_run_id: run_ids.last().filter(|_| catch_up).cloned(),
+                    first_run_id: first_run_id.clone(),
+                    later_run_id: later_run_ids.last().cloned(),
                     held: how.final_release.is_some(),
                     retries: how
                         .final_release
@@ -355,17 +365,17 @@ pub(super) async fn hand_over(
             let withdrawal = submission.withdrawal.clone();
             {
                 let mut mutable = inner.lock();
-                let last = run_ids.len().saturating_sub(1);
+                let last = later_run_ids.len();
                 let catch_up = catch_up.then(|| Arc::new(CatchUp::default()));
                 // The first run is the attempt its job's pending attempt says (a retry);
                 // the later ones of a catch-up, first attempts.
                 let first_attempt = how.final_release.as_ref().map_or(1, |held| held.attempt);
                 let mut final_release = how.final_release;
                 let metrics = inner.metrics.for_run(job);
-                for (index, run_id) in run_ids.iter().enumerate() {
+                for (index, run_id) in run_ids().enumerate() {
                     let place = RunPlace {
                         job_id: job.id.clone(),
-                        jobstore: jobstore.to_owned(),
+                        jobstore: Arc::clone(&store_name),
                         frees_instance: index == last && how.slot_claimed,
                         release: if index == last {
                             final_release.take()
@@ -388,7 +398,7 @@ pub(super) async fn hand_over(
             }
             match executor.submit(submission) {
                 Ok(()) => {
-                    for (run_id, scheduled_time) in run_ids.iter().zip(scheduled_times) {
+                    for (run_id, scheduled_time) in run_ids().zip(scheduled_times) {
                         inner.emit_with(|| Event::JobSubmitted {
                             job_id: job.id.clone(),
                             run_id: run_id.clone(),
@@ -398,15 +408,11 @@ pub(super) async fn hand_over(
                             queued: executor.load().queued,
                         });
                     }
-                    return (
-                        run_ids.into_iter().next().unwrap_or_default(),
-                        true,
-                        (first_awaiting, withdrawal),
-                    );
+                    return (first_run_id, true, (first_awaiting, withdrawal));
                 }
                 Err(error) => {
                     let mut mutable = inner.lock();
-                    for run_id in &run_ids {
+                    for run_id in run_ids() {
                         mutable.run_stores.remove(run_id);
                     }
                     first_awaiting.clear();

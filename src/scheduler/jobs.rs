@@ -819,7 +819,7 @@ pub(crate) fn submission(
 ) -> Option<Submission> {
     // Runs resolve `${NAME}` in their args as they start (task/env_args.rs); the job
     // keeps the text as written.
-    let task = inner.tasks.runnable(&job.task)?;
+    let (task_name, task) = inner.tasks.runnable_named(&job.task)?;
     let runs = scheduled_times
         .iter()
         .map(|scheduled_time| TaskRun {
@@ -832,7 +832,7 @@ pub(crate) fn submission(
         .collect();
     Some(Submission {
         runs,
-        task_name: job.task.clone(),
+        task_name,
         task,
         start_at,
         // Runs handed over ahead of their time can be taken back until then, and the

@@ -214,7 +214,7 @@ pub(crate) async fn process_due_jobs(
             // are written first: taking those jobs again would run the same times twice.
             let pending = inner.lock().pending_releases.remove(name);
             if let Some(pending) = pending {
-                match store.release_jobs(&inner.id, pending.clone()).await {
+                match store.release_jobs(&inner.id, &pending).await {
                     Ok(fenced) => report_fenced(inner, name, &fenced),
                     Err(error) => {
                         inner.lock().pending_releases.insert(name.clone(), pending);
@@ -299,7 +299,7 @@ pub(crate) async fn process_due_jobs(
                     .filter(|release| release.next_run_time.is_none())
                     .map(|release| release.job_id.clone())
                     .collect();
-                let fenced = match store.release_jobs(&inner.id, releases.clone()).await {
+                let fenced = match store.release_jobs(&inner.id, &releases).await {
                     Ok(fenced) => fenced,
                     Err(error) => {
                         inner.lock().pending_releases.insert(name.clone(), releases);
@@ -553,8 +553,8 @@ pub(super) struct DueRuns<'a> {
 pub(crate) struct RunPlace {
     /// Its job (for the node's stats: what it is running).
     pub(crate) job_id: String,
-    /// The store of its job, where its record goes.
-    pub(crate) jobstore: String,
+    /// The store of its job, where its record goes ([`Inner::shared_store_name`]).
+    pub(crate) jobstore: Arc<str>,
     /// Whether its record frees the job's instance slot: the last run of a submission
     /// does (they share one slot).
     pub(crate) frees_instance: bool,

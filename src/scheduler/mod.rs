@@ -416,6 +416,7 @@ impl SchedulerBuilder {
                 id: self.id,
                 timezone: self.timezone,
                 clock: self.clock,
+                store_names: stores.keys().map(|name| Arc::from(name.as_str())).collect(),
                 stores,
                 metrics,
                 executors: self.executors,
@@ -488,6 +489,9 @@ pub(crate) struct Inner {
     timezone: Zone,
     clock: Arc<dyn Clock>,
     stores: BTreeMap<String, Arc<dyn JobStore>>,
+    /// The stores' names, shared by the runs in flight rather than copied into each
+    /// ([`Inner::shared_store_name`]).
+    store_names: Vec<Arc<str>>,
     /// What this scheduler counts (`GET /metrics`).
     metrics: Arc<crate::metrics::Metrics>,
     executors: BTreeMap<String, Arc<dyn Executor>>,
@@ -631,6 +635,17 @@ impl Inner {
                 tracing::warn!(jobstore, jobs = finished.len(), %error, "could not tell which finished jobs are gone; no \"job removed\" event for them");
             }
         }
+    }
+
+    /// The name of the store `name`, shared: a run's place and start check name their
+    /// store with it (one reference count, not one allocation per run, BENCHMARKS.md
+    /// "Instructions per run"). A scheduler has a few stores, so a scan finds it.
+    pub(crate) fn shared_store_name(&self, name: &str) -> Arc<str> {
+        self.store_names
+            .iter()
+            .find(|shared| ***shared == *name)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(name))
     }
 
     /// Whether an event would reach anyone: a listener, or the log at debug level.

@@ -121,15 +121,15 @@ const RECORD_BATCH: usize = 256;
 /// with the records' announcements held until the first write attempt.
 #[derive(Default)]
 struct Unwritten {
-    by_store: HashMap<String, VecDeque<FinishedRun>>,
+    by_store: HashMap<Arc<str>, VecDeque<FinishedRun>>,
     /// What a run's outcome changes in its job, by store.
-    follow_ups: HashMap<String, Vec<PendingFollowUp>>,
+    follow_ups: HashMap<Arc<str>, Vec<PendingFollowUp>>,
     /// One-off runs that ended with nothing else to change in their jobs, by store: a
     /// pause made through another node while they ran would leave the job paused (or,
     /// resumed, due at that time again), so their jobs' schedules are read in one
     /// batch and a changed one is looked at ([`FollowUp::Finished`]).
-    one_offs_ended: HashMap<String, Vec<PendingFollowUp>>,
-    releases: HashMap<String, Vec<Release>>,
+    one_offs_ended: HashMap<Arc<str>, Vec<PendingFollowUp>>,
+    releases: HashMap<Arc<str>, Vec<Release>>,
     to_announce: Vec<RunRecord>,
     /// A release among them may leave its job due (see `add`).
     wake_loop: bool,
@@ -421,17 +421,17 @@ impl Unwritten {
             let mut mutable = inner.lock();
             for (name, runs) in &self.by_store {
                 let full = runs.len() >= inner.max_unwritten_runs;
-                let was_full = mutable.backlogged.contains(name);
+                let was_full = mutable.backlogged.contains(&**name);
                 if full && !was_full {
-                    mutable.backlogged.insert(name.clone());
+                    mutable.backlogged.insert(name.to_string());
                     events.push(Event::RecordsBacklogged {
-                        jobstore: name.clone(),
+                        jobstore: name.to_string(),
                         pending: runs.len(),
                     });
                 } else if !full && was_full {
-                    mutable.backlogged.remove(name);
+                    mutable.backlogged.remove(&**name);
                     events.push(Event::RecordsDrained {
-                        jobstore: name.clone(),
+                        jobstore: name.to_string(),
                     });
                 }
             }
@@ -675,7 +675,7 @@ impl Unwritten {
             if runs.is_empty() {
                 continue;
             }
-            let Some(store) = inner.stores.get(name) else {
+            let Some(store) = inner.stores.get(&**name) else {
                 runs.clear();
                 continue;
             };
@@ -691,7 +691,7 @@ impl Unwritten {
                     Err(error) => {
                         all_written = false;
                         refused.push(name.clone());
-                        tracing::warn!(jobstore = name, runs = runs.len(), %error, "could not record finished runs; will retry");
+                        tracing::warn!(jobstore = &**name, runs = runs.len(), %error, "could not record finished runs; will retry");
                         break;
                     }
                 }
@@ -703,7 +703,7 @@ impl Unwritten {
             if ended.is_empty() || refused.contains(name) {
                 continue;
             }
-            let Some(store) = inner.stores.get(name) else {
+            let Some(store) = inner.stores.get(&**name) else {
                 ended.clear();
                 continue;
             };
@@ -726,7 +726,7 @@ impl Unwritten {
                 Err(error) => {
                     all_written = false;
                     refused.push(name.clone());
-                    tracing::warn!(jobstore = name, %error, "could not read the jobs of ended one-off runs; will retry");
+                    tracing::warn!(jobstore = &**name, %error, "could not read the jobs of ended one-off runs; will retry");
                 }
             }
         }
@@ -735,7 +735,7 @@ impl Unwritten {
             if follow_ups.is_empty() || refused.contains(name) {
                 continue;
             }
-            let Some(store) = inner.stores.get(name) else {
+            let Some(store) = inner.stores.get(&**name) else {
                 follow_ups.clear();
                 continue;
             };
@@ -801,7 +801,7 @@ impl Unwritten {
                     Ok(()) => {}
                     Err(error) if error.kind() == crate::store::StoreErrorKind::NotFound => {}
                     Err(error) => {
-                        tracing::warn!(jobstore = name, job_id, %error, "could not write what a run's end changes in its job; will retry");
+                        tracing::warn!(jobstore = &**name, job_id, %error, "could not write what a run's end changes in its job; will retry");
                         left.push(PendingFollowUp {
                             job_id,
                             revision,
@@ -822,7 +822,7 @@ impl Unwritten {
             if releases.is_empty() || refused.contains(name) {
                 continue;
             }
-            let Some(store) = inner.stores.get(name) else {
+            let Some(store) = inner.stores.get(&**name) else {
                 releases.clear();
                 continue;
             };
@@ -837,7 +837,7 @@ impl Unwritten {
                     }
                 }
             }
-            match store.release_jobs(&inner.id, releases.clone()).await {
+            match store.release_jobs(&inner.id, releases).await {
                 Ok(fenced) => {
                     report_fenced(inner, name, &fenced);
                     if !fenced.is_empty() {
@@ -861,7 +861,7 @@ impl Unwritten {
                 }
                 Err(error) => {
                     all_written = false;
-                    tracing::warn!(jobstore = name, jobs = releases.len(), %error, "could not remove finished one-off jobs; will retry");
+                    tracing::warn!(jobstore = &**name, jobs = releases.len(), %error, "could not remove finished one-off jobs; will retry");
                 }
             }
         }

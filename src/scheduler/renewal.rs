@@ -53,9 +53,11 @@ pub(crate) async fn renew(inner: &Inner) {
         let mutable = inner.lock();
         let mut held: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for place in mutable.run_stores.values() {
-            held.entry(place.jobstore.clone())
-                .or_default()
-                .insert(place.job_id.clone());
+            let ids = match held.get_mut(&*place.jobstore) {
+                Some(ids) => ids,
+                None => held.entry(place.jobstore.to_string()).or_default(),
+            };
+            ids.insert(place.job_id.clone());
         }
         for (jobstore, deferred) in &mutable.deferred_releases {
             let ids = held.entry(jobstore.clone()).or_default();

@@ -41,7 +41,8 @@ use crate::store::{InstanceClaim, JobSchedule, JobStore, StoreError};
 /// ([`StartCheck::may_start`]) once its start time has come.
 pub(crate) struct RunStart {
     pub(crate) inner: Weak<Inner>,
-    pub(crate) jobstore: String,
+    /// Its job's store ([`Inner::shared_store_name`]).
+    pub(crate) jobstore: Arc<str>,
     pub(crate) job_id: String,
     pub(crate) max_instances: u32,
     /// What it does when the limit is reached at its time ([`Overlap`]).
@@ -128,7 +129,7 @@ impl StartCheck for RunStart {
         let Some(inner) = self.inner.upgrade() else {
             return Ok(());
         };
-        let Some(store) = inner.stores.get(&self.jobstore).cloned() else {
+        let Some(store) = inner.stores.get(&*self.jobstore).cloned() else {
             return Ok(());
         };
         if self.confirm_schedule {
@@ -164,7 +165,7 @@ impl StartCheck for RunStart {
         let Some(inner) = self.inner.upgrade() else {
             return Ok(());
         };
-        let Some(store) = inner.stores.get(&self.jobstore).cloned() else {
+        let Some(store) = inner.stores.get(&*self.jobstore).cloned() else {
             return Ok(());
         };
         let schedule = self.schedule_once_the_store_answers(&inner, &store).await?;
@@ -238,7 +239,7 @@ impl RunStart {
                 answers[index] = Some(StartAnswer::Now(Ok(())));
                 continue;
             };
-            let Some(store) = inner.stores.get(&run.jobstore) else {
+            let Some(store) = inner.stores.get(&*run.jobstore) else {
                 answers[index] = Some(StartAnswer::Now(Ok(())));
                 continue;
             };

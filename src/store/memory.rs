@@ -682,7 +682,7 @@ impl DueJobs for MemoryStore {
     async fn release_jobs(
         &self,
         owner: &str,
-        releases: Vec<Release>,
+        releases: &[Release],
     ) -> Result<Vec<String>, StoreError> {
         let mut state = self.lock();
         let mut fenced = Vec::new();
@@ -700,7 +700,7 @@ impl DueJobs for MemoryStore {
             else {
                 // Our lease is gone (taken over, recovered or reaped): whoever holds
                 // the job now decides its next run time.
-                fenced.push(release.job_id);
+                fenced.push(release.job_id.clone());
                 continue;
             };
             if holding.schedule_changed {

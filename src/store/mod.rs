@@ -652,7 +652,7 @@ pub trait DueJobs: Jobs {
     async fn release_jobs(
         &self,
         owner: &str,
-        releases: Vec<Release>,
+        releases: &[Release],
     ) -> Result<Vec<String>, StoreError>;
 
     /// Extends what `owner` holds for runs still going, so a live node's long run is

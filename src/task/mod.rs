@@ -219,6 +219,10 @@ pub struct ConfigureError {
 #[derive(Clone, Default)]
 pub struct TaskRegistry {
     tasks: BTreeMap<String, Arc<dyn Task>>,
+    /// Each task wrapped as runs start it ([`TaskRegistry::runnable`]), made when the
+    /// task or `env_allow` changes rather than on every run: a wrapper made per run was
+    /// one more allocation on every run's path (BENCHMARKS.md, "Instructions per run").
+    runnable: BTreeMap<String, (Arc<str>, Arc<dyn Task>)>,
     /// By task name.
     configurable: BTreeMap<String, Configurable>,
     /// The variables `${NAME}` in job args may name (`[tasks] env_allow`).
@@ -341,7 +345,9 @@ impl TaskRegistry {
                 configured.push((name.clone(), task));
             }
         }
-        self.tasks.extend(configured);
+        for (name, task) in configured {
+            self.insert(name, task);
+        }
         Ok(())
     }
 
@@ -369,8 +375,25 @@ impl TaskRegistry {
 
     /// Registers `task` under `name`, replacing any task of that name.
     pub fn register(&mut self, name: impl Into<String>, task: impl Task) -> &mut TaskRegistry {
-        self.tasks.insert(name.into(), Arc::new(task));
+        self.insert(name.into(), Arc::new(task));
         self
+    }
+
+    /// Puts `task` under `name`, with its runnable wrapper.
+    fn insert(&mut self, name: String, task: Arc<dyn Task>) {
+        self.runnable.insert(
+            name.clone(),
+            (Arc::from(name.as_str()), self.wrapped(Arc::clone(&task))),
+        );
+        self.tasks.insert(name, task);
+    }
+
+    /// `task` as runs start it: `${NAME}` in the run's args resolved first.
+    fn wrapped(&self, task: Arc<dyn Task>) -> Arc<dyn Task> {
+        Arc::new(env_args::ResolvedArgsTask {
+            inner: task,
+            allowed: Arc::clone(&self.env_allow),
+        })
     }
 
     /// Registers an async function as a task.
@@ -403,17 +426,30 @@ impl TaskRegistry {
     /// env_allow`); they are read when a run starts ([`env_args`]).
     pub fn allow_env(&mut self, names: impl IntoIterator<Item = String>) -> &mut TaskRegistry {
         self.env_allow = Arc::new(names.into_iter().collect());
+        let runnable = self
+            .tasks
+            .iter()
+            .map(|(name, task)| {
+                let wrapped = self.wrapped(Arc::clone(task));
+                (name.clone(), (Arc::from(name.as_str()), wrapped))
+            })
+            .collect();
+        self.runnable = runnable;
         self
     }
 
     /// The task registered under `name`, as runs start it: `${NAME}` in the run's args
     /// is resolved first, from the variables [`TaskRegistry::allow_env`] lists.
     pub fn runnable(&self, name: &str) -> Option<Arc<dyn Task>> {
-        let inner = self.get(name)?;
-        Some(Arc::new(env_args::ResolvedArgsTask {
-            inner,
-            allowed: Arc::clone(&self.env_allow),
-        }))
+        self.runnable_named(name).map(|(_, task)| task)
+    }
+
+    /// [`TaskRegistry::runnable`] with the task's name, shared (a submission carries
+    /// both on every run).
+    pub(crate) fn runnable_named(&self, name: &str) -> Option<(Arc<str>, Arc<dyn Task>)> {
+        self.runnable
+            .get(name)
+            .map(|(name, task)| (Arc::clone(name), Arc::clone(task)))
     }
 
     /// The JSON Schema of the args of the task registered under `name`, if it states

@@ -302,7 +302,7 @@ impl DueJobs for FaultyStore {
     async fn release_jobs(
         &self,
         owner: &str,
-        releases: Vec<Release>,
+        releases: &[Release],
     ) -> Result<Vec<String>, StoreError> {
         self.faults.release_calls.fetch_add(1, Ordering::SeqCst);
         self.check()?;

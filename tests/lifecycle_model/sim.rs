@@ -253,7 +253,7 @@ impl DueJobs for NodeStore {
     async fn release_jobs(
         &self,
         owner: &str,
-        releases: Vec<Release>,
+        releases: &[Release],
     ) -> Result<Vec<String>, StoreError> {
         {
             let mut aim = lock(&self.aim);

@@ -168,7 +168,7 @@ impl DueJobs for RedisStore {
     async fn release_jobs(
         &self,
         owner: &str,
-        releases: Vec<Release>,
+        releases: &[Release],
     ) -> Result<Vec<String>, StoreError> {
         if releases.is_empty() {
             return Ok(Vec::new());
@@ -187,7 +187,7 @@ impl DueJobs for RedisStore {
             .key(&keys.sched)
             .key(&keys.lease_sched)
             .arg(owner);
-        for release in &releases {
+        for release in releases {
             invocation
                 .arg(&release.job_id)
                 .arg(release.revision)

@@ -187,7 +187,7 @@ impl<D: Dialect> DueJobs for SqlStore<D> {
     async fn release_jobs(
         &self,
         owner: &str,
-        releases: Vec<Release>,
+        releases: &[Release],
     ) -> Result<Vec<String>, StoreError> {
         let mut fenced = Vec::new();
         for chunk in releases.chunks(CHUNK) {
