@@ -223,6 +223,10 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     const LOCKS_SCANNED_ROWS: bool = false;
     /// Whether several schedulers may share the database ([`Cluster::is_shared`]).
     const SHARED: bool = true;
+    /// How long this process's writers wait for their turn ([`WriterQueue`]), if they
+    /// take turns at all: a database with one write lock and a busy handler that
+    /// sleeps (SQLite) has them queue in the process instead of polling for the lock.
+    const WRITER_TURN: Option<Duration> = None;
 
     /// A connection pool for `url`.
     fn connect(
@@ -284,7 +288,69 @@ pub(crate) struct SqlStore<D: Dialect> {
     revisions: Arc<Revisions>,
     /// Single adds waiting to be inserted together (`group_commit.rs`).
     adds: Arc<std::sync::Mutex<group_commit::AddQueue>>,
+    /// This process's writers' turns ([`Dialect::WRITER_TURN`]).
+    writers: WriterQueue,
     dialect: PhantomData<fn() -> D>,
+}
+
+/// Where a store's writers in this process wait for their turn at the database's one
+/// write lock, woken in order as the writer before them ends (docs/architecture.md,
+/// "SQLite's one writer").
+/// Without it they would find the lock taken and poll for it through SQLite's busy
+/// handler, which sleeps 1, 2, 5, … up to 100 ms between looks: a writer could sleep
+/// half a second after the lock came free, and the runs due meanwhile with it
+/// (BENCHMARKS.md, "Burst on SQLite"). Shared by clones of the store.
+#[derive(Clone, Default)]
+struct WriterQueue(Arc<tokio::sync::Mutex<()>>);
+
+impl WriterQueue {
+    /// Waits for this writer's turn, for at most `patience` (a turn held that long is
+    /// a stuck writer, and waiting on would stall the scheduler: the store answers as
+    /// SQLite's busy timeout would).
+    async fn turn(
+        &self,
+        patience: Duration,
+    ) -> Result<tokio::sync::OwnedMutexGuard<()>, sqlx::Error> {
+        tokio::time::timeout(patience, Arc::clone(&self.0).lock_owned())
+            .await
+            .map_err(|_| {
+                sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "another write of this process held the database for over {patience:?}"
+                    ),
+                ))
+            })
+    }
+}
+
+/// A write transaction, holding its writer's turn ([`WriterQueue`]) until it ends.
+pub(super) struct WriteTransaction<D: Dialect> {
+    transaction: Transaction<'static, D::Database>,
+    /// Dropped after the transaction (fields drop in order), so the next writer
+    /// begins once this one has ended.
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl<D: Dialect> WriteTransaction<D> {
+    /// Commits, then gives the turn to the next writer.
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        self.transaction.commit().await
+    }
+}
+
+impl<D: Dialect> std::ops::Deref for WriteTransaction<D> {
+    type Target = Transaction<'static, D::Database>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.transaction
+    }
+}
+
+impl<D: Dialect> std::ops::DerefMut for WriteTransaction<D> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.transaction
+    }
 }
 
 /// The same store: one pool, one revision counter, one add queue. (Derived `Clone`
@@ -297,6 +363,7 @@ impl<D: Dialect> Clone for SqlStore<D> {
             instance_ttl: self.instance_ttl,
             revisions: Arc::clone(&self.revisions),
             adds: Arc::clone(&self.adds),
+            writers: self.writers.clone(),
             dialect: PhantomData,
         }
     }
@@ -323,6 +390,7 @@ impl<D: Dialect> SqlStore<D> {
             instance_ttl: options.instance_ttl,
             revisions: Arc::default(),
             adds: Arc::default(),
+            writers: WriterQueue::default(),
             dialect: PhantomData,
         };
         schema::migrate(&store).await?;
@@ -340,6 +408,7 @@ impl<D: Dialect> SqlStore<D> {
     /// Runs one statement on a pooled connection; returns the rows it changed. The
     /// error is left as it is, for callers that tell conflicts apart.
     async fn run(&self, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
+        let _turn = self.writer_turn().await?;
         let mut connection = self.pool.acquire().await?;
         execute_on::<D>(&mut connection, sql, args).await
     }
@@ -347,6 +416,14 @@ impl<D: Dialect> SqlStore<D> {
     /// [`SqlStore::run`] with the error mapped.
     async fn execute(&self, sql: &str, args: Vec<Arg>) -> Result<u64, StoreError> {
         self.run(sql, args).await.map_err(failure::<D>)
+    }
+
+    /// Waits for this writer's turn where the dialect has writers take turns.
+    async fn writer_turn(&self) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>, sqlx::Error> {
+        match D::WRITER_TURN {
+            Some(patience) => self.writers.turn(patience).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Runs one query on a pooled connection.
@@ -358,11 +435,17 @@ impl<D: Dialect> SqlStore<D> {
     }
 
     /// Opens a write transaction.
-    async fn begin(&self) -> Result<Transaction<'static, D::Database>, StoreError> {
-        self.pool
+    async fn begin(&self) -> Result<WriteTransaction<D>, StoreError> {
+        let turn = self.writer_turn().await.map_err(failure::<D>)?;
+        let transaction = self
+            .pool
             .begin_with(D::BEGIN_WRITE)
             .await
-            .map_err(failure::<D>)
+            .map_err(failure::<D>)?;
+        Ok(WriteTransaction {
+            transaction,
+            _turn: turn,
+        })
     }
 }
 
@@ -535,6 +618,59 @@ mod tests {
         assert_eq!(pick("mariadb://root@h/db"), Some("mysql"));
         assert_eq!(pick("redis://h"), None);
         assert_eq!(pick("kairos.db"), None);
+    }
+
+    /// A store's writers queue in the process for SQLite's one write lock rather than
+    /// find it taken: with SQLite's busy timeout at zero, a writer that found it taken
+    /// would fail at once, and one that polled would sleep in the busy handler
+    /// (BENCHMARKS.md, "Burst on SQLite": half-second tails).
+    #[tokio::test]
+    async fn sqlite_writers_wait_their_turn_instead_of_finding_the_lock_taken() {
+        use std::str::FromStr;
+        let path = std::env::temp_dir().join(format!(
+            "kairos-writer-turns-{}-{}.db",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        ));
+        let url = format!("sqlite://{}", path.display());
+        let mut store = SqlStore::<sqlite::Sqlite>::open(&url, SqlOptions::default())
+            .await
+            .expect("a fresh SQLite store");
+        let impatient = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+            .expect("the URL")
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .busy_timeout(Duration::ZERO);
+        store.pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(impatient)
+            .await
+            .expect("a pool on the same file");
+        let transaction = store.begin().await.expect("the first writer's turn");
+        let second = {
+            let store = store.clone();
+            let sql = store.sql("UPDATE {p}jobs SET broken = 0 WHERE broken <> 0");
+            tokio::spawn(async move { store.execute(&sql, Vec::new()).await })
+        };
+        // Time for a writer that went to SQLite to come back refused.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !second.is_finished(),
+            "the second writer went to SQLite while the first held the lock: {:?}",
+            second.await
+        );
+        transaction
+            .commit()
+            .await
+            .expect("the first writer commits");
+        let written = tokio::time::timeout(Duration::from_secs(10), second)
+            .await
+            .expect("the second writer's turn came")
+            .expect("the second writer's task");
+        assert!(written.is_ok(), "{written:?}");
+        store.pool.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
     }
 
     #[test]

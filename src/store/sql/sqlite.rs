@@ -192,6 +192,8 @@ impl Dialect for Sqlite {
 
     // One process owns an SQLite file: SQLite stores are single-node.
     const SHARED: bool = false;
+    // As long as a writer would wait for another process's lock.
+    const WRITER_TURN: Option<Duration> = Some(BUSY_TIMEOUT);
 
     fn connect(
         url: &str,
