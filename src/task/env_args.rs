@@ -262,4 +262,38 @@ mod tests {
             Ok("[\"$HOME\"]".to_owned())
         );
     }
+
+    /// The runnable wrappers are made ahead of the runs, so they must follow every
+    /// change: a task registered after `allow_env`, a task replaced under its name, and
+    /// `allow_env` given again.
+    #[tokio::test]
+    async fn the_runnable_task_follows_registrations_and_the_allowed_variables() {
+        let mut tasks = super::super::TaskRegistry::new();
+        std::env::set_var("KAIROS_ENV_ARGS_ORDER_TEST", "from-env");
+        tasks.allow_env(["KAIROS_ENV_ARGS_ORDER_TEST".to_owned()]);
+        tasks.register_fn("echo", |_: TaskRun| async move {
+            Ok::<_, TaskFailure>("the first task".to_owned())
+        });
+        tasks.register_fn("echo", |run: TaskRun| async move {
+            Ok::<_, TaskFailure>(run.args.to_string())
+        });
+        let run = || TaskRun {
+            job_id: "j".to_owned(),
+            run_id: "r".to_owned(),
+            scheduled_time: chrono::Utc::now(),
+            args: json!(["${KAIROS_ENV_ARGS_ORDER_TEST}"]),
+            from_config: false,
+        };
+        let task = tasks
+            .runnable("echo")
+            .unwrap_or_else(|| panic!("registered"));
+        assert_eq!(task.run(run()).await, Ok("[\"from-env\"]".to_owned()));
+        tasks.allow_env(Vec::new());
+        let task = tasks
+            .runnable("echo")
+            .unwrap_or_else(|| panic!("registered"));
+        let failure = task.run(run()).await.err();
+        assert!(failure.is_some_and(|failure| failure.message.contains("is not allowed")));
+        assert!(tasks.runnable("missing").is_none());
+    }
 }
