@@ -238,8 +238,8 @@ async fn runs_handed_over_early_are_taken_back_when_their_job_is_paused_moved_or
 /// and then the rest (`src/executor/start_gate.rs`), yet each is judged as if alone: a
 /// job paused or removed through another node after its run was handed over is
 /// skipped, whichever chunk it falls in, and every other run starts once, on time,
-/// with its slot freed after it. Jobs held by their run (one-off) and jobs written back at their run's
-/// time (`max_instances = 3`) are mixed, in both chunks.
+/// with its slot freed after it. Jobs held by their run (one-off) and jobs written
+/// back at their run's time (`max_instances = 3`) are mixed, in both chunks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_checked_together_at_their_gate_are_each_judged_as_if_alone() {
     use kairos::store::memory::MemoryStore;

@@ -215,14 +215,22 @@ pub struct ConfigureError {
     pub errors: Vec<SettingsError>,
 }
 
+/// A registered task, with what each of its runs shares.
+#[derive(Clone)]
+struct Registered {
+    task: Arc<dyn Task>,
+    /// Its name, shared by its runs' submissions.
+    name: Arc<str>,
+    /// The task wrapped as runs start it ([`TaskRegistry::runnable`]), made when the
+    /// task or `env_allow` changes rather than on every run: a wrapper made per run was
+    /// one more allocation on every run's path (BENCHMARKS.md, "Instructions per run").
+    runnable: Arc<dyn Task>,
+}
+
 /// Task names and the tasks they stand for.
 #[derive(Clone, Default)]
 pub struct TaskRegistry {
-    tasks: BTreeMap<String, Arc<dyn Task>>,
-    /// Each task wrapped as runs start it ([`TaskRegistry::runnable`]), made when the
-    /// task or `env_allow` changes rather than on every run: a wrapper made per run was
-    /// one more allocation on every run's path (BENCHMARKS.md, "Instructions per run").
-    runnable: BTreeMap<String, (Arc<str>, Arc<dyn Task>)>,
+    tasks: BTreeMap<String, Registered>,
     /// By task name.
     configurable: BTreeMap<String, Configurable>,
     /// The variables `${NAME}` in job args may name (`[tasks] env_allow`).
@@ -381,19 +389,12 @@ impl TaskRegistry {
 
     /// Puts `task` under `name`, with its runnable wrapper.
     fn insert(&mut self, name: String, task: Arc<dyn Task>) {
-        self.runnable.insert(
-            name.clone(),
-            (Arc::from(name.as_str()), self.wrapped(Arc::clone(&task))),
-        );
-        self.tasks.insert(name, task);
-    }
-
-    /// `task` as runs start it: `${NAME}` in the run's args resolved first.
-    fn wrapped(&self, task: Arc<dyn Task>) -> Arc<dyn Task> {
-        Arc::new(env_args::ResolvedArgsTask {
-            inner: task,
-            allowed: Arc::clone(&self.env_allow),
-        })
+        let registered = Registered {
+            name: Arc::from(name.as_str()),
+            runnable: wrapped(&task, &self.env_allow),
+            task,
+        };
+        self.tasks.insert(name, registered);
     }
 
     /// Registers an async function as a task.
@@ -419,22 +420,18 @@ impl TaskRegistry {
 
     /// The task registered under `name`.
     pub fn get(&self, name: &str) -> Option<Arc<dyn Task>> {
-        self.tasks.get(name).cloned()
+        self.tasks
+            .get(name)
+            .map(|registered| Arc::clone(&registered.task))
     }
 
     /// Lets `${NAME}` in job args name these environment variables (`[tasks]
     /// env_allow`); they are read when a run starts ([`env_args`]).
     pub fn allow_env(&mut self, names: impl IntoIterator<Item = String>) -> &mut TaskRegistry {
         self.env_allow = Arc::new(names.into_iter().collect());
-        let runnable = self
-            .tasks
-            .iter()
-            .map(|(name, task)| {
-                let wrapped = self.wrapped(Arc::clone(task));
-                (name.clone(), (Arc::from(name.as_str()), wrapped))
-            })
-            .collect();
-        self.runnable = runnable;
+        for registered in self.tasks.values_mut() {
+            registered.runnable = wrapped(&registered.task, &self.env_allow);
+        }
         self
     }
 
@@ -447,19 +444,35 @@ impl TaskRegistry {
     /// [`TaskRegistry::runnable`] with the task's name, shared (a submission carries
     /// both on every run).
     pub(crate) fn runnable_named(&self, name: &str) -> Option<(Arc<str>, Arc<dyn Task>)> {
-        self.runnable
-            .get(name)
-            .map(|(name, task)| (Arc::clone(name), Arc::clone(task)))
+        self.tasks.get(name).map(|registered| {
+            (
+                Arc::clone(&registered.name),
+                Arc::clone(&registered.runnable),
+            )
+        })
     }
 
     /// The JSON Schema of the args of the task registered under `name`, if it states
     /// one ([`Task::args_schema`]).
     pub fn args_schema(&self, name: &str) -> Option<serde_json::Value> {
-        self.tasks.get(name).and_then(|task| task.args_schema())
+        self.tasks
+            .get(name)
+            .and_then(|registered| registered.task.args_schema())
     }
 
     /// The registered names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tasks.keys().map(String::as_str)
     }
+}
+
+/// `task` as runs start it: `${NAME}` in the run's args resolved first, from `allowed`.
+fn wrapped(
+    task: &Arc<dyn Task>,
+    allowed: &Arc<std::collections::BTreeSet<String>>,
+) -> Arc<dyn Task> {
+    Arc::new(env_args::ResolvedArgsTask {
+        inner: Arc::clone(task),
+        allowed: Arc::clone(allowed),
+    })
 }
