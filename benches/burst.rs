@@ -27,6 +27,8 @@ use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 use kairos::trigger::{DateSpec, TriggerSpec};
 
 fn main() {
+    #[cfg(feature = "mimalloc")]
+    kairos::allocator::tune();
     let adders = std::env::args()
         .find_map(|arg| arg.strip_prefix("--adders=").and_then(|k| k.parse().ok()))
         .unwrap_or(1)

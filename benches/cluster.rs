@@ -84,6 +84,8 @@ const LEAD: i64 = 5;
 const FIRE_AHEAD: i64 = 1;
 
 fn main() {
+    #[cfg(feature = "mimalloc")]
+    kairos::allocator::tune();
     let quick = std::env::args().any(|arg| arg == "--quick");
     let size = if quick { QUICK } else { FULL };
     let store = common::flag("store").unwrap_or_else(|| "postgres".to_owned());

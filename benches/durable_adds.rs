@@ -56,6 +56,11 @@ use sqlx::Connection;
 
 use daemon::{drop_tables, Daemon, TOKEN};
 
+/// The daemon's allocator (`src/main/main.rs`), as in the other benches.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// What one phase measured: adds (or bound operations) done, its time, per-add times.
 struct Phase {
     done: u64,
@@ -484,6 +489,8 @@ async fn measure(target: &Target, duration: Duration) -> Result<serde_json::Valu
 }
 
 fn main() {
+    #[cfg(feature = "mimalloc")]
+    kairos::allocator::tune();
     let mut duration = Duration::from_secs(3);
     let mut urls = Vec::new();
     let mut args = std::env::args().skip(1);

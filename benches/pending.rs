@@ -29,6 +29,8 @@ use kairos::task::{TaskFailure, TaskRegistry};
 use kairos::trigger::{DateSpec, TriggerSpec};
 
 fn main() {
+    #[cfg(feature = "mimalloc")]
+    kairos::allocator::tune();
     let positional = common::positional();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -29,6 +29,8 @@ use kairos::task::{TaskFailure, TaskRegistry, TaskRun};
 use kairos::trigger::{IntervalSpec, TriggerSpec};
 
 fn main() {
+    #[cfg(feature = "mimalloc")]
+    kairos::allocator::tune();
     let positional = common::positional();
     let number = |index: usize, default: u64| {
         positional

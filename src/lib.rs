@@ -64,6 +64,9 @@
 
 #[doc(hidden)]
 pub mod alert;
+#[cfg(feature = "mimalloc")]
+#[doc(hidden)]
+pub mod allocator;
 #[doc(hidden)]
 pub mod api;
 #[doc(hidden)]

@@ -27,6 +27,7 @@ const FLOORS: &[&[&str]] = &[
     &["job"],
     &["trigger"],
     &[
+        "allocator",
         "clock",
         "color",
         "process_group",

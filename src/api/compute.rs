@@ -49,6 +49,12 @@ pub(crate) async fn check_trigger(
     context: TriggerContext,
     field: &'static str,
 ) -> Result<(), ApiError> {
+    // A date trigger's first fire time is its date, read without a search: there is
+    // nothing to bound, and every one-off add an order service makes would pay the hop
+    // to the blocking pool and back (BENCHMARKS.md, "HTTP adds").
+    if matches!(spec, TriggerSpec::Date(_)) {
+        return Ok(());
+    }
     let spec = spec.clone();
     let evaluated = off_workers(move |deadline| {
         let Ok(trigger) = Trigger::new(spec, &context) else {

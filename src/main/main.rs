@@ -160,10 +160,17 @@ enum Command {
     Worker,
 }
 
+/// The daemon's allocator (`kairos::allocator`, docs/architecture.md, "The allocator").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status for input that is wrong (an invalid trigger, a bad --from).
 const EXIT_INVALID_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
+    #[cfg(feature = "mimalloc")]
+    kairos::allocator::tune();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => suggest_subcommand(error).exit(),
