@@ -4,8 +4,8 @@
 //! allocator").
 
 /// mimalloc's number for its purge delay option (`mi_option_purge_delay` in its
-/// `mimalloc.h`); libmimalloc-sys names the options of mimalloc 2 only, and the
-/// numbers of mimalloc 3 keep their places.
+/// `mimalloc.h`), which libmimalloc-sys does not name; mimalloc keeps the numbers of
+/// its options in place across versions, retired ones included.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// How long memory freed in mimalloc's pages stays with the process before it goes
