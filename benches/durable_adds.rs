@@ -39,6 +39,9 @@ mod daemon;
 #[path = "common/jobs.rs"]
 mod jobs;
 
+#[path = "common/allocator.rs"]
+mod allocator;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,11 +58,6 @@ use kairos::trigger::{DateSpec, TriggerSpec};
 use sqlx::Connection;
 
 use daemon::{drop_tables, Daemon, TOKEN};
-
-/// The daemon's allocator (`src/main/main.rs`), as in the other benches.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// What one phase measured: adds (or bound operations) done, its time, per-add times.
 struct Phase {

@@ -12,11 +12,7 @@ use std::sync::Arc;
 use kairos::store::prelude::*;
 use kairos::store::sql::{connect, SqlOptions};
 
-/// The daemon's allocator (`src/main/main.rs`): the benches measure its code paths as
-/// the daemon runs them.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+mod allocator;
 
 /// The process's resident and peak resident memory in KiB, from /proc.
 pub fn memory_kib() -> (u64, u64) {
