@@ -516,6 +516,37 @@ impl Inner {
             .fold(0, usize::saturating_add);
         free.min(self.batch_size)
     }
+
+    /// Runs whose start time has come and that have not started yet, over all the
+    /// executors: woken by their gate and not yet polled, or waiting for a worker.
+    fn runs_starting(&self) -> usize {
+        self.executors
+            .values()
+            .map(|executor| {
+                let load = executor.load();
+                load.queued.saturating_sub(load.early)
+            })
+            .fold(0, usize::saturating_add)
+    }
+
+    /// Returns once the runs whose time has come have started, or as soon as a turn
+    /// passes without one of them starting; the work that follows runs' ends (their
+    /// records, the write-backs of their jobs) waits here, so that it goes after the
+    /// starts of an instant rather than between them (docs/lifecycle.md, "Order of
+    /// work at an instant"). A turn without progress means what is left waits for
+    /// something else (a worker, an instance slot, perhaps one that a record waiting
+    /// here would free), so the wait never holds anything up for long.
+    pub(crate) async fn after_starting_runs(&self) {
+        let mut starting = self.runs_starting();
+        while starting > 0 {
+            tokio::task::yield_now().await;
+            let now = self.runs_starting();
+            if now >= starting {
+                break;
+            }
+            starting = now;
+        }
+    }
 }
 
 /// Logs releases the store fenced off ([`crate::store::DueJobs::release_jobs`]): this
