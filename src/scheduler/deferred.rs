@@ -189,8 +189,9 @@ pub(super) async fn flush_deferred(
         while releases.peek().is_some() {
             // These come due at the instant their runs start: ten thousand recurring jobs
             // due in one second release together. Written a chunk at a time, each after
-            // the runs that are ready have had their turn, so the runs start first
-            // (BENCHMARKS.md, recurring).
+            // the runs whose time has come have started (`Inner::after_starting_runs`)
+            // and the runs that are ready have had their turn (BENCHMARKS.md, recurring).
+            inner.after_starting_runs().await;
             tokio::task::yield_now().await;
             let chunk: Vec<Release> = releases.by_ref().take(RELEASE_CHUNK).collect();
             match store.release_jobs(&inner.id, &chunk).await {

@@ -516,6 +516,37 @@ impl Inner {
             .fold(0, usize::saturating_add);
         free.min(self.batch_size)
     }
+
+    /// Runs whose start time has come and that have not started yet, over all the
+    /// executors: woken by their gate and not yet polled, or waiting for a worker.
+    fn runs_starting(&self) -> usize {
+        self.executors
+            .values()
+            .map(|executor| {
+                let load = executor.load();
+                load.queued.saturating_sub(load.early)
+            })
+            .fold(0, usize::saturating_add)
+    }
+
+    /// Returns once the runs whose time has come have started, or as soon as a turn
+    /// passes without one of them starting; the work that follows runs' ends (their
+    /// records, the write-backs of their jobs) waits here, so that it goes after the
+    /// starts of an instant rather than between them (docs/lifecycle.md, "Order of
+    /// work at an instant"). A turn without progress means what is left waits for
+    /// something else (a worker, an instance slot, perhaps one that a record waiting
+    /// here would free), so the wait never holds anything up for long.
+    pub(crate) async fn after_starting_runs(&self) {
+        let mut starting = self.runs_starting();
+        while starting > 0 {
+            tokio::task::yield_now().await;
+            let now = self.runs_starting();
+            if now >= starting {
+                break;
+            }
+            starting = now;
+        }
+    }
 }
 
 /// Logs releases the store fenced off ([`crate::store::DueJobs::release_jobs`]): this
@@ -781,4 +812,77 @@ fn plan_retry<'a>(
         checked_revision: job.revision,
     };
     (release, Some(due))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+
+    use crate::executor::{Executor, ExecutorContext, ExecutorError, ExecutorLoad, Submission};
+    use crate::scheduler::Scheduler;
+
+    /// An executor whose load says `starting` runs are due and not started yet.
+    struct Starting(Arc<AtomicUsize>);
+
+    #[async_trait]
+    impl Executor for Starting {
+        fn start(&self, _context: ExecutorContext) {}
+
+        fn submit(&self, _submission: Submission) -> Result<(), ExecutorError> {
+            Err(ExecutorError::ShuttingDown)
+        }
+
+        fn load(&self) -> ExecutorLoad {
+            ExecutorLoad {
+                running: 0,
+                queued: self.0.load(Ordering::SeqCst) + 3,
+                early: 3,
+                max_workers: 10,
+            }
+        }
+
+        async fn shutdown(&self, _wait: Option<Duration>) {}
+    }
+
+    fn scheduler_with(starting: &Arc<AtomicUsize>) -> Scheduler {
+        Scheduler::builder()
+            .executor("default", Starting(Arc::clone(starting)))
+            .build()
+    }
+
+    /// The work after runs' ends waits while the runs whose time has come start, one
+    /// turn at a time, and goes on once they all did.
+    #[tokio::test(flavor = "current_thread")]
+    async fn after_starting_runs_waits_while_runs_start() {
+        let starting = Arc::new(AtomicUsize::new(50));
+        let scheduler = scheduler_with(&starting);
+        let starter = {
+            let starting = Arc::clone(&starting);
+            tokio::spawn(async move {
+                while starting.load(Ordering::SeqCst) > 0 {
+                    starting.fetch_sub(1, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        scheduler.inner.after_starting_runs().await;
+        assert_eq!(starting.load(Ordering::SeqCst), 0, "returned before the runs started");
+        starter.await.expect("the starter ends");
+    }
+
+    /// Runs that do not start (waiting for a worker or a slot) hold nothing up: the
+    /// wait ends after one turn without a start.
+    #[tokio::test(flavor = "current_thread")]
+    async fn after_starting_runs_ends_when_a_turn_starts_nothing() {
+        let starting = Arc::new(AtomicUsize::new(7));
+        let scheduler = scheduler_with(&starting);
+        tokio::time::timeout(Duration::from_secs(5), scheduler.inner.after_starting_runs())
+            .await
+            .expect("the wait ends although no run starts");
+        assert_eq!(starting.load(Ordering::SeqCst), 7);
+    }
 }

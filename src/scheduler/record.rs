@@ -59,6 +59,8 @@ pub(crate) async fn record_finished_runs(
             received = finished.recv() => match received {
                 Some(record) => {
                     let mut batch = vec![record];
+                    // The runs of the instant start first (`Inner::after_starting_runs`).
+                    inner.after_starting_runs().await;
                     // Let the runs queued behind this task finish first: when thousands
                     // end together, one write carries hundreds of them instead of each
                     // its own (BENCHMARKS.md, recurring). Alone, a record waits one turn.
