@@ -870,7 +870,11 @@ mod tests {
             })
         };
         scheduler.inner.after_starting_runs().await;
-        assert_eq!(starting.load(Ordering::SeqCst), 0, "returned before the runs started");
+        assert_eq!(
+            starting.load(Ordering::SeqCst),
+            0,
+            "returned before the runs started"
+        );
         starter.await.expect("the starter ends");
     }
 
@@ -880,9 +884,12 @@ mod tests {
     async fn after_starting_runs_ends_when_a_turn_starts_nothing() {
         let starting = Arc::new(AtomicUsize::new(7));
         let scheduler = scheduler_with(&starting);
-        tokio::time::timeout(Duration::from_secs(5), scheduler.inner.after_starting_runs())
-            .await
-            .expect("the wait ends although no run starts");
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            scheduler.inner.after_starting_runs(),
+        )
+        .await
+        .expect("the wait ends although no run starts");
         assert_eq!(starting.load(Ordering::SeqCst), 7);
     }
 }
