@@ -576,6 +576,12 @@ async fn invalid_input_is_422_naming_the_field() {
             json!({"task": "record", "trigger": {"type": "date", "delay": "soon"}}),
             "trigger",
         ),
+        // A date is not evaluated by the API (it needs no bounded search); the
+        // scheduler's refusal still names the field.
+        (
+            json!({"task": "record", "trigger": {"type": "date", "run_date": "next tuesday"}}),
+            "trigger.run_date",
+        ),
         (
             json!({"task": "record", "trigger": {"type": "cron"}, "options": {"max_instances": 0}}),
             "options.max_instances",

@@ -49,10 +49,10 @@ pub(crate) async fn check_trigger(
     context: TriggerContext,
     field: &'static str,
 ) -> Result<(), ApiError> {
-    // A date trigger's first fire time is its date, read without a search: there is
-    // nothing to bound, and every one-off add an order service makes would pay the hop
-    // to the blocking pool and back (BENCHMARKS.md, "HTTP adds").
-    if matches!(spec, TriggerSpec::Date(_)) {
+    // Nothing to bound without a search (a date): every one-off add an order service
+    // makes would pay the hop to the blocking pool and back (BENCHMARKS.md, "HTTP
+    // adds").
+    if !spec.searches_for_fire_times() {
         return Ok(());
     }
     let spec = spec.clone();

@@ -347,11 +347,15 @@ pub struct ExecutorLoad {
 }
 
 impl ExecutorLoad {
+    /// Queued runs whose start time has come: owed a worker, and not started yet.
+    pub fn waiting(&self) -> usize {
+        self.queued.saturating_sub(self.early)
+    }
+
     /// Workers neither running a run nor owed to one whose start time has come.
     pub fn free(&self) -> usize {
-        let waiting = self.queued.saturating_sub(self.early);
         self.max_workers
-            .saturating_sub(self.running.saturating_add(waiting))
+            .saturating_sub(self.running.saturating_add(self.waiting()))
     }
 }
 

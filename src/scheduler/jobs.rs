@@ -663,7 +663,7 @@ impl Scheduler {
             metrics
                 .executor_queued
                 .get_or_create(&labels)
-                .set(count(load.queued.saturating_sub(load.early)));
+                .set(count(load.waiting()));
             metrics
                 .executor_capacity
                 .get_or_create(&labels)

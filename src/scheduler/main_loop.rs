@@ -522,10 +522,7 @@ impl Inner {
     fn runs_starting(&self) -> usize {
         self.executors
             .values()
-            .map(|executor| {
-                let load = executor.load();
-                load.queued.saturating_sub(load.early)
-            })
+            .map(|executor| executor.load().waiting())
             .fold(0, usize::saturating_add)
     }
 

@@ -36,6 +36,13 @@ pub enum TriggerSpec {
 }
 
 impl TriggerSpec {
+    /// Whether its fire times are found by a search over the calendar, whose cost
+    /// depends on the rules (cron fields that rarely match, a calendar interval, a
+    /// combination), rather than read off the spec: a date is its own only fire time.
+    pub fn searches_for_fire_times(&self) -> bool {
+        !matches!(self, TriggerSpec::Date(_))
+    }
+
     /// The `type` name of this specification.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -474,5 +481,31 @@ pub(crate) mod humane_duration {
                 "{text:?} is not a duration ({error}; expected e.g. \"30s\", \"15m\" or \"1h30m\")"
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_date_is_read_off_its_spec_without_a_search() {
+        let spec = |value: serde_json::Value| -> TriggerSpec {
+            serde_json::from_value(value).expect("a trigger spec")
+        };
+        assert!(
+            !spec(serde_json::json!({"type": "date", "run_date": "2030-01-01T00:00:00Z"}))
+                .searches_for_fire_times()
+        );
+        for searched in [
+            serde_json::json!({"type": "cron", "hour": 3}),
+            serde_json::json!({"type": "interval", "minutes": 5}),
+            serde_json::json!({"type": "calendarinterval", "months": 1}),
+        ] {
+            assert!(
+                spec(searched.clone()).searches_for_fire_times(),
+                "{searched}"
+            );
+        }
     }
 }
